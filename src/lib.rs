@@ -1,0 +1,4 @@
+//! runner: a prompt store, experiment runner, comparison and promotion gate in one library.
+
+pub mod model;
+pub mod template;
