@@ -220,3 +220,162 @@ pub struct TagEvent {
     /// For a promotion: the verdict, thresholds and experiment ids behind it.
     pub evidence: Option<Value>,
 }
+
+/// sha256 over the fields that make up what a version sends: type, format, template, model,
+/// parameters and metadata. Serialised through `serde_json::Value`, whose maps are sorted, so
+/// equal content always hashes equally.
+pub fn content_hash(
+    format: TemplateFormat,
+    template: &Template,
+    model: Option<&str>,
+    params: &JsonObject,
+    metadata: &JsonObject,
+) -> String {
+    use sha2::{Digest, Sha256};
+    let canonical = serde_json::json!({
+        "template_type": template.kind(),
+        "format": format,
+        "template": template,
+        "model": model,
+        "params": params,
+        "metadata": metadata,
+    });
+    let digest = Sha256::digest(canonical.to_string().as_bytes());
+    hex(&digest)
+}
+
+/// Lower-case hex of a byte string.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 0xf) as usize] as char);
+    }
+    out
+}
+
+/// Which kind of name is being checked, for error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    Prompt,
+    Tag,
+}
+
+impl fmt::Display for NameKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NameKind::Prompt => "prompt",
+            NameKind::Tag => "tag",
+        })
+    }
+}
+
+/// Checks a prompt or tag name: letters, digits, `_`, `-`, `.`, 1 to 128 characters; a tag made
+/// only of digits is refused because it would read as a version number.
+pub fn check_name(kind: NameKind, name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a name needs at least one character".into());
+    }
+    if name.chars().count() > 128 {
+        return Err("a name has at most 128 characters".into());
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return Err(format!(
+            "'{bad}' is not allowed (use letters, digits, '_', '-' and '.')"
+        ));
+    }
+    if kind == NameKind::Tag && name.chars().all(|c| c.is_ascii_digit()) {
+        return Err("a tag made only of digits would read as a version number".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        let cases: &[(NameKind, &str, bool)] = &[
+            (NameKind::Prompt, "customer_support_greeting", true),
+            (NameKind::Prompt, "a.b-c_1", true),
+            (NameKind::Prompt, "123", true),
+            (NameKind::Tag, "123", false),
+            (NameKind::Tag, "v1.0", true),
+            (NameKind::Prompt, "", false),
+            (NameKind::Prompt, "has space", false),
+            (NameKind::Prompt, "slash/name", false),
+            (NameKind::Prompt, "é", false),
+            (NameKind::Prompt, &"x".repeat(128), true),
+            (NameKind::Prompt, &"x".repeat(129), false),
+        ];
+        for (kind, name, ok) in cases {
+            assert_eq!(check_name(*kind, name).is_ok(), *ok, "{kind} {name:?}");
+        }
+    }
+
+    #[test]
+    fn hash_ignores_map_order_and_sees_every_content_field() {
+        let mut a = JsonObject::new();
+        a.insert("x".into(), 1.into());
+        a.insert("y".into(), 2.into());
+        let mut b = JsonObject::new();
+        b.insert("y".into(), 2.into());
+        b.insert("x".into(), 1.into());
+        let t = Template::Str("hi {{x}}".into());
+        let f = TemplateFormat::Mustache;
+        let empty = JsonObject::new();
+        let base = content_hash(f, &t, Some("m"), &a, &empty);
+        assert_eq!(base, content_hash(f, &t, Some("m"), &b, &empty));
+        assert_eq!(base.len(), 64);
+        assert_ne!(
+            base,
+            content_hash(TemplateFormat::FString, &t, Some("m"), &a, &empty)
+        );
+        assert_ne!(base, content_hash(f, &t, None, &a, &empty));
+        assert_ne!(base, content_hash(f, &t, Some("m"), &a, &a));
+        assert_ne!(
+            base,
+            content_hash(f, &Template::Str("hi".into()), Some("m"), &a, &empty)
+        );
+    }
+}
+
+/// Everything the store knows about one prompt: the unit of export and import.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptArchive {
+    pub name: String,
+    pub created_at: String,
+    /// Oldest first.
+    pub versions: Vec<PromptVersion>,
+    pub tags: Vec<Tag>,
+    /// Oldest first.
+    pub history: Vec<TagEvent>,
+}
+
+/// How a command names one version of a prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionRef {
+    Latest,
+    Seq(i64),
+    Id(String),
+    Tag(String),
+    /// A version number, a tag name or a version id, tried in that order.
+    Any(String),
+}
+
+impl fmt::Display for VersionRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VersionRef::Latest => f.write_str("latest"),
+            VersionRef::Seq(n) => write!(f, "version {n}"),
+            VersionRef::Id(id) => write!(f, "version id {id}"),
+            VersionRef::Tag(t) => write!(f, "tag {t}"),
+            VersionRef::Any(s) => write!(f, "'{s}'"),
+        }
+    }
+}

@@ -1,0 +1,412 @@
+use super::*;
+use crate::model::{NewVersion, TagAction, Template, TemplateFormat, VersionRef};
+
+fn new_version(text: &str) -> NewVersion {
+    let mut params = JsonObject::new();
+    params.insert("temperature".into(), 0.7.into());
+    NewVersion {
+        format: TemplateFormat::Mustache,
+        template: Template::Str(text.into()),
+        model: Some("gpt-4".into()),
+        params,
+        metadata: JsonObject::new(),
+        description: None,
+        message: None,
+        author: "tester".into(),
+    }
+}
+
+fn change() -> TagChange {
+    TagChange {
+        actor: "tester".into(),
+        ..TagChange::default()
+    }
+}
+
+fn table_count(store: &Store, table: &str) -> i64 {
+    store
+        .conn
+        .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn fresh_file_reaches_newest_schema_in_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let store = Store::open(&path).unwrap();
+    assert_eq!(
+        store.schema_version().unwrap(),
+        Store::latest_schema_version()
+    );
+    let mode: String = store
+        .conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let fk: i64 = store
+        .conn
+        .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(fk, 1);
+}
+
+#[test]
+fn existing_file_is_reopened_without_reapplying_migrations() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    {
+        let mut store = Store::open(&path).unwrap();
+        store
+            .create_prompt("p", new_version("hi"), &[], &change())
+            .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(
+        store.schema_version().unwrap(),
+        Store::latest_schema_version()
+    );
+    assert_eq!(store.versions("p").unwrap().len(), 1);
+}
+
+#[test]
+fn an_older_schema_is_brought_forward() {
+    // A file at schema 0 with unrelated content, as a store from before the first migration.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE notes (x TEXT); INSERT INTO notes VALUES ('kept');")
+            .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(
+        store.schema_version().unwrap(),
+        Store::latest_schema_version()
+    );
+    let kept: String = store
+        .conn
+        .query_row("SELECT x FROM notes", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(kept, "kept");
+}
+
+#[test]
+fn a_newer_schema_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 999).unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    match Store::open(&path) {
+        Err(StoreError::NewerSchema { found, .. }) => assert_eq!(found, 999),
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("a newer schema was accepted"),
+    }
+    assert!(
+        std::fs::read(&path).unwrap() == before,
+        "the file was altered"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_sqlite_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    std::fs::write(
+        &path,
+        "this is not a database, just some text that is long enough",
+    )
+    .unwrap();
+    assert!(matches!(
+        Store::open(&path),
+        Err(StoreError::NotADatabase { .. })
+    ));
+}
+
+#[test]
+fn a_missing_directory_is_an_open_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing").join("s.db");
+    assert!(matches!(Store::open(&path), Err(StoreError::Open { .. })));
+    assert!(!path.exists());
+}
+
+#[test]
+fn reading_a_missing_store_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("absent.db");
+    let store = Store::open_for_reading(&path).unwrap();
+    assert!(store.prompts().unwrap().is_empty());
+    assert!(!path.exists());
+}
+
+#[test]
+fn versions_are_numbered_and_carry_their_fields() {
+    let mut store = Store::open_in_memory().unwrap();
+    let v1 = store
+        .create_prompt(
+            "p",
+            new_version("one {{x}}"),
+            &["staging".into()],
+            &change(),
+        )
+        .unwrap();
+    assert_eq!(v1.seq, 1);
+    let v2 = store
+        .append_version(
+            "p",
+            |latest| -> Result<NewVersion, StoreError> {
+                assert_eq!(latest.seq, 1);
+                Ok(new_version("two {{x}}"))
+            },
+            &[],
+            &change(),
+        )
+        .unwrap();
+    assert_eq!(v2.seq, 2);
+    assert_ne!(v1.id, v2.id);
+    assert_ne!(v1.content_hash, v2.content_hash);
+    assert_eq!(store.version("p", &VersionRef::Latest).unwrap(), v2);
+    assert_eq!(store.version("p", &VersionRef::Seq(1)).unwrap(), v1);
+    assert_eq!(
+        store.version("p", &VersionRef::Id(v2.id.clone())).unwrap(),
+        v2
+    );
+    assert_eq!(
+        store
+            .version("p", &VersionRef::Tag("staging".into()))
+            .unwrap(),
+        v1
+    );
+    assert_eq!(
+        store.version("p", &VersionRef::Any("2".into())).unwrap(),
+        v2
+    );
+    assert_eq!(
+        store
+            .version("p", &VersionRef::Any("staging".into()))
+            .unwrap(),
+        v1
+    );
+    assert_eq!(
+        store.version("p", &VersionRef::Any(v1.id.clone())).unwrap(),
+        v1
+    );
+    let seqs: Vec<i64> = store.versions("p").unwrap().iter().map(|v| v.seq).collect();
+    assert_eq!(seqs, vec![2, 1]);
+}
+
+#[test]
+fn unknown_references_are_input_errors() {
+    let mut store = Store::open_in_memory().unwrap();
+    store
+        .create_prompt("p", new_version("x"), &[], &change())
+        .unwrap();
+    let cases = [
+        VersionRef::Seq(9),
+        VersionRef::Id("nope".into()),
+        VersionRef::Tag("nope".into()),
+        VersionRef::Any("nope".into()),
+    ];
+    for reference in cases {
+        let err = store.version("p", &reference).unwrap_err();
+        assert!(err.is_invalid_input(), "{reference}: {err}");
+    }
+    let err = store.version("absent", &VersionRef::Latest).unwrap_err();
+    assert!(matches!(err, StoreError::UnknownPrompt { .. }));
+    let err = store
+        .create_prompt("p", new_version("x"), &[], &change())
+        .unwrap_err();
+    assert!(matches!(err, StoreError::PromptExists { .. }));
+}
+
+#[test]
+fn a_failed_build_writes_nothing() {
+    let mut store = Store::open_in_memory().unwrap();
+    store
+        .create_prompt("p", new_version("x"), &[], &change())
+        .unwrap();
+    let result: Result<PromptVersion, StoreError> = store.append_version(
+        "p",
+        |_| Err(StoreError::Corrupt("refused".into())),
+        &["t".into()],
+        &change(),
+    );
+    assert!(result.is_err());
+    assert_eq!(table_count(&store, "prompt_versions"), 1);
+    assert_eq!(table_count(&store, "tags"), 0);
+}
+
+#[test]
+fn tag_moves_are_recorded_and_rolled_back() {
+    let mut store = Store::open_in_memory().unwrap();
+    let v1 = store
+        .create_prompt("p", new_version("1"), &[], &change())
+        .unwrap();
+    let v2 = store
+        .append_version(
+            "p",
+            |_| Ok::<_, StoreError>(new_version("2")),
+            &[],
+            &change(),
+        )
+        .unwrap();
+    let set = store
+        .set_tag("p", "production", &VersionRef::Seq(1), &change())
+        .unwrap();
+    assert!(matches!(set, TagOutcome::Changed(ref e) if e.action == TagAction::Set));
+    let again = store
+        .set_tag("p", "production", &VersionRef::Seq(1), &change())
+        .unwrap();
+    assert!(matches!(again, TagOutcome::Unchanged(_)));
+    let moved = store
+        .set_tag("p", "production", &VersionRef::Seq(2), &change())
+        .unwrap();
+    let TagOutcome::Changed(moved) = moved else {
+        panic!("move not recorded")
+    };
+    assert_eq!(moved.action, TagAction::Move);
+    assert_eq!(moved.from_seq, Some(1));
+    assert_eq!(moved.to_seq, Some(2));
+
+    let rolled = store.rollback_tag("p", "production", &change()).unwrap();
+    assert_eq!(rolled.action, TagAction::Rollback);
+    assert_eq!(rolled.to_version_id.as_deref(), Some(v1.id.as_str()));
+    assert_eq!(
+        store.tag("p", "production").unwrap().unwrap().version_id,
+        v1.id
+    );
+
+    let deleted = store.delete_tag("p", "production", &change()).unwrap();
+    assert_eq!(deleted.to_version_id, None);
+    assert!(store.tag("p", "production").unwrap().is_none());
+    // Rolling back a delete restores the tag.
+    store.rollback_tag("p", "production", &change()).unwrap();
+    assert_eq!(
+        store.tag("p", "production").unwrap().unwrap().version_id,
+        v1.id
+    );
+
+    let actions: Vec<TagAction> = store
+        .history("p", Some("production"))
+        .unwrap()
+        .iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            TagAction::Set,
+            TagAction::Move,
+            TagAction::Rollback,
+            TagAction::Delete,
+            TagAction::Rollback
+        ]
+    );
+    assert_ne!(v1.id, v2.id);
+}
+
+#[test]
+fn rollback_without_an_earlier_version_is_refused() {
+    let mut store = Store::open_in_memory().unwrap();
+    store
+        .create_prompt("p", new_version("1"), &["staging".into()], &change())
+        .unwrap();
+    assert!(matches!(
+        store.rollback_tag("p", "staging", &change()),
+        Err(StoreError::NothingToRollBack { .. })
+    ));
+    assert!(matches!(
+        store.rollback_tag("p", "never", &change()),
+        Err(StoreError::UnknownTag { .. })
+    ));
+}
+
+#[test]
+fn versions_and_history_cannot_be_rewritten() {
+    let mut store = Store::open_in_memory().unwrap();
+    store
+        .create_prompt("p", new_version("1"), &["t".into()], &change())
+        .unwrap();
+    for sql in [
+        "UPDATE prompt_versions SET template = 'changed'",
+        "DELETE FROM prompt_versions",
+        "UPDATE tag_events SET actor = 'someone else'",
+        "DELETE FROM tag_events",
+    ] {
+        assert!(store.conn.execute(sql, []).is_err(), "{sql} was allowed");
+    }
+}
+
+#[test]
+fn archive_and_import_round_trip() {
+    let mut store = Store::open_in_memory().unwrap();
+    store
+        .create_prompt("p", new_version("1"), &["staging".into()], &change())
+        .unwrap();
+    store
+        .append_version(
+            "p",
+            |_| Ok::<_, StoreError>(new_version("2")),
+            &["production".into()],
+            &change(),
+        )
+        .unwrap();
+    store.rollback_tag("p", "production", &change()).ok();
+    let archive = store.archive("p").unwrap();
+
+    let mut copy = Store::open_in_memory().unwrap();
+    copy.import(std::slice::from_ref(&archive)).unwrap();
+    assert_eq!(copy.archive("p").unwrap(), archive);
+    // A second import of the same prompt is refused as a whole.
+    assert!(matches!(
+        copy.import(&[archive]),
+        Err(StoreError::PromptExists { .. })
+    ));
+    assert_eq!(table_count(&copy, "prompts"), 1);
+}
+
+#[test]
+fn concurrent_writers_number_versions_without_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    Store::open(&path)
+        .unwrap()
+        .create_prompt("p", new_version("0"), &[], &change())
+        .unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let mut store = Store::open(&path).unwrap();
+                for i in 0..10 {
+                    store
+                        .append_version(
+                            "p",
+                            |_| Ok::<_, StoreError>(new_version(&format!("{t}-{i}"))),
+                            &["moving".into()],
+                            &change(),
+                        )
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let mut seqs: Vec<i64> = store.versions("p").unwrap().iter().map(|v| v.seq).collect();
+    seqs.sort();
+    assert_eq!(seqs, (1..=41).collect::<Vec<_>>());
+    let history = store.history("p", Some("moving")).unwrap();
+    assert_eq!(history.len(), 40);
+    let tag = store.tag("p", "moving").unwrap().unwrap();
+    assert_eq!(
+        history.last().unwrap().to_version_id.as_deref(),
+        Some(tag.version_id.as_str())
+    );
+}
