@@ -1,5 +1,12 @@
 //! runner: a prompt store, experiment runner, comparison and promotion gate in one library.
+//!
+//! The binary is a thin layer over this crate: an application can open the same store and
+//! render the `production` version of a prompt through the code the CLI uses.
 
+pub mod cli;
+pub mod commands;
+pub mod error;
 pub mod model;
+pub mod report;
 pub mod store;
 pub mod template;

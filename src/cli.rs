@@ -1,0 +1,312 @@
+//! Command-line syntax: clap derive types and `--help` text only; no I/O, no logic.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+const ROOT_EXAMPLES: &str = "\
+Examples:
+  runner prompt create support_greeting --template 'Hello {{name}}' --model gpt-4 --tag staging
+  runner prompt update support_greeting --template-file greeting.txt -m 'Friendlier tone'
+  runner tag set support_greeting production --version 2
+  runner prompt render support_greeting --tag production --var name=Ada
+  runner tag history support_greeting
+
+Exit codes: 0 success, 1 a check failed, 2 invalid input (nothing written), 3 operational failure.";
+
+/// Treat prompts the way you treat code: versions, tags, experiments and a promotion gate.
+#[derive(Debug, Parser)]
+#[command(name = "runner", version, after_help = ROOT_EXAMPLES, max_term_width = 100)]
+pub struct Cli {
+    /// The store: one SQLite file.
+    #[arg(
+        long,
+        global = true,
+        env = "RUNNER_DB",
+        default_value = "runner.db",
+        value_name = "PATH"
+    )]
+    pub db: PathBuf,
+
+    /// Who is making the change (recorded on versions and tag moves). Default: $USER.
+    #[arg(long, global = true, env = "RUNNER_AUTHOR", value_name = "NAME")]
+    pub author: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, update, inspect and render prompts.
+    #[command(subcommand)]
+    Prompt(PromptCommand),
+    /// Point tags at versions, list them and read their history.
+    #[command(subcommand)]
+    Tag(TagCommand),
+    /// Move a tag back to the version it pointed at before its last change.
+    #[command(
+        after_help = "Examples:\n  runner rollback support_greeting production -m 'v3 raised complaints'"
+    )]
+    Rollback(RollbackArgs),
+    /// Write prompts as reviewable text files, one folder per prompt.
+    #[command(
+        after_help = "Examples:\n  runner export prompts/\n  runner export prompts/ support_greeting billing_faq"
+    )]
+    Export(ExportArgs),
+    /// Read prompts written by `runner export` into this store, all or nothing.
+    #[command(after_help = "Examples:\n  runner --db fresh.db import prompts/")]
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PromptCommand {
+    /// Create a prompt with its first version.
+    #[command(after_help = "\
+Examples:
+  runner prompt create customer_support_greeting \\
+      --template 'You are a support agent for {{company_name}}. Customer: {{query}}' \\
+      --model gpt-4 --param temperature=0.7 --param max_tokens=500 --meta owner=support-team
+  runner prompt create triage --messages-file triage.json --format fstring --tag staging")]
+    Create(CreateArgs),
+    /// Append a version; what is not given carries over from the latest version.
+    #[command(after_help = "\
+Examples:
+  runner prompt update customer_support_greeting --template-file v2.txt -m 'Added escalation guidelines'
+  runner prompt update customer_support_greeting --param temperature=0.2 --tag staging
+  runner prompt update customer_support_greeting --meta reviewer=null   # null removes a key")]
+    Update(UpdateArgs),
+    /// Show one version (default: the latest).
+    #[command(after_help = "\
+Examples:
+  runner prompt show customer_support_greeting
+  runner prompt show customer_support_greeting --tag production --json
+  runner prompt show customer_support_greeting --version 1")]
+    Show(ShowArgs),
+    /// List prompts.
+    #[command(after_help = "\
+Examples:
+  runner prompt list
+  runner prompt list --search support --tag production --meta owner=support-team --json")]
+    List(ListArgs),
+    /// List the versions of a prompt, newest first.
+    #[command(after_help = "Examples:\n  runner prompt versions customer_support_greeting --json")]
+    Versions(NameArgs),
+    /// Show what changed between two versions.
+    #[command(after_help = "\
+FROM and TO are each a version number, a tag name or a version id.
+
+Examples:
+  runner prompt diff customer_support_greeting 1 2
+  runner prompt diff customer_support_greeting production staging --json")]
+    Diff(DiffArgs),
+    /// Render a version with variables, exactly as it would be sent.
+    #[command(after_help = "\
+Examples:
+  runner prompt render customer_support_greeting --tag production \\
+      --var company_name=Acme --var 'query=Where is my order?'
+  runner prompt render customer_support_greeting --vars-file vars.json --json")]
+    Render(RenderArgs),
+}
+
+/// The content of a version, shared by create and update.
+#[derive(Debug, Args)]
+pub struct VersionOptions {
+    /// The template text.
+    #[arg(long, value_name = "TEXT", group = "source")]
+    pub template: Option<String>,
+    /// Read the template text from a file.
+    #[arg(long, value_name = "FILE", group = "source")]
+    pub template_file: Option<PathBuf>,
+    /// A chat template: a JSON list of {"role": ..., "content": ...} messages.
+    #[arg(long, value_name = "FILE", group = "source")]
+    pub messages_file: Option<PathBuf>,
+    /// Placeholder syntax: mustache ({{name}}), fstring ({name}) or none. Create default: mustache.
+    #[arg(long, value_name = "FORMAT", value_parser = ["mustache", "fstring", "none"])]
+    pub format: Option<String>,
+    /// Model name sent to the endpoint.
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
+    /// Invocation parameter; VALUE is read as JSON when it is valid JSON (temperature=0.7 is a number).
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// Free metadata; VALUE is read as JSON when it is valid JSON.
+    #[arg(long = "meta", value_name = "KEY=VALUE")]
+    pub meta: Vec<String>,
+    /// What the prompt is for.
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
+    /// The commit message of this version.
+    #[arg(short = 'm', long, value_name = "TEXT")]
+    pub message: Option<String>,
+    /// Point this tag at the new version (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Prompt name: letters, digits, '_', '-', '.'.
+    pub name: String,
+    #[command(flatten)]
+    pub version: VersionOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub version: VersionOptions,
+}
+
+/// Which version of a prompt: by number, id or tag; the latest when none is given.
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub struct VersionSelector {
+    /// Version number (1, 2, 3 …).
+    #[arg(long, value_name = "N")]
+    pub version: Option<i64>,
+    /// Stable version id.
+    #[arg(long, value_name = "ID")]
+    pub version_id: Option<String>,
+    /// The version a tag points at.
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub selector: VersionSelector,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only prompts whose name or description contains TEXT (case-insensitive).
+    #[arg(long, value_name = "TEXT")]
+    pub search: Option<String>,
+    /// Only prompts that have this tag.
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
+    /// Only prompts whose latest version has this metadata (repeatable; all must match).
+    #[arg(long = "meta", value_name = "KEY=VALUE")]
+    pub meta: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    pub name: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    pub name: String,
+    /// Version number, tag name or version id.
+    pub from: String,
+    /// Version number, tag name or version id.
+    pub to: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub selector: VersionSelector,
+    /// A variable (repeatable); the value is taken as written.
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub vars: Vec<String>,
+    /// A JSON object of variables; --var values override it.
+    #[arg(long, value_name = "FILE.json")]
+    pub vars_file: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TagCommand {
+    /// Point a tag at a version, creating or moving it.
+    #[command(after_help = "\
+Examples:
+  runner tag set customer_support_greeting production --version 1
+  runner tag set customer_support_greeting staging --version-id 0193... -m 'Ready for review'")]
+    Set(TagSetArgs),
+    /// List the tags of a prompt.
+    #[command(after_help = "Examples:\n  runner tag list customer_support_greeting --json")]
+    List(NameArgs),
+    /// Delete a tag (recorded in the history; `runner rollback` restores it).
+    #[command(
+        after_help = "Examples:\n  runner tag delete customer_support_greeting experiment-a -m 'Experiment over'"
+    )]
+    Delete(TagDeleteArgs),
+    /// Every change of a prompt's tags, oldest first.
+    #[command(after_help = "\
+Examples:
+  runner tag history customer_support_greeting
+  runner tag history customer_support_greeting production --json")]
+    History(TagHistoryArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["version", "version_id"])))]
+pub struct TagSetArgs {
+    pub name: String,
+    /// Tag name: letters, digits, '_', '-', '.'; not only digits.
+    pub tag: String,
+    /// Version number.
+    #[arg(long, value_name = "N")]
+    pub version: Option<i64>,
+    /// Stable version id.
+    #[arg(long, value_name = "ID")]
+    pub version_id: Option<String>,
+    /// Why the tag moves (kept in the history).
+    #[arg(short = 'm', long, value_name = "TEXT")]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TagDeleteArgs {
+    pub name: String,
+    pub tag: String,
+    #[arg(short = 'm', long, value_name = "TEXT")]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TagHistoryArgs {
+    pub name: String,
+    /// Only this tag.
+    pub tag: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    pub name: String,
+    pub tag: String,
+    #[arg(short = 'm', long, value_name = "TEXT")]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Folder to write into (created if missing).
+    pub dir: PathBuf,
+    /// Prompts to export; all when none is named.
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A folder written by `runner export`.
+    pub dir: PathBuf,
+}

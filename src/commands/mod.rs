@@ -1,0 +1,164 @@
+//! Command glue: turn parsed arguments into settings, open the store, call the domain, hand the
+//! results to `report`.
+
+mod prompt;
+mod tag;
+mod transfer;
+
+use crate::cli::{Cli, Command, VersionSelector};
+use crate::error::{Error, Result, exit};
+use crate::model::{JsonObject, NameKind, VersionRef, check_name};
+use crate::store::{Store, TagChange};
+use serde_json::Value;
+use std::io::Write;
+use std::path::PathBuf;
+
+/// What every command needs besides its own arguments.
+pub struct Context {
+    pub db: PathBuf,
+    pub author: String,
+}
+
+impl Context {
+    /// The store, created and migrated if needed.
+    pub fn store(&self) -> Result<Store> {
+        Ok(Store::open(&self.db)?)
+    }
+
+    /// The store for a command that only reads: a missing file is an empty store, not a new file.
+    pub fn store_for_reading(&self) -> Result<Store> {
+        Ok(Store::open_for_reading(&self.db)?)
+    }
+
+    pub fn tag_change(&self, message: Option<String>) -> TagChange {
+        TagChange {
+            actor: self.author.clone(),
+            message,
+            ..TagChange::default()
+        }
+    }
+}
+
+/// Runs one command and returns its exit code.
+pub fn run(cli: Cli) -> Result<u8> {
+    let author = cli
+        .author
+        .filter(|a| !a.trim().is_empty())
+        .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+        .or_else(|| std::env::var("LOGNAME").ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "unknown".into());
+    let ctx = Context { db: cli.db, author };
+    match cli.command {
+        Command::Prompt(command) => prompt::run(command, &ctx),
+        Command::Tag(command) => tag::run(command, &ctx),
+        Command::Rollback(args) => tag::rollback(args, &ctx),
+        Command::Export(args) => transfer::export(args, &ctx),
+        Command::Import(args) => transfer::import(args, &ctx),
+    }?;
+    Ok(exit::OK)
+}
+
+/// Writes to stdout; a closed pipe (`runner … | head`) ends output quietly instead of panicking.
+pub fn out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    if !text.ends_with('\n') {
+        let _ = stdout.write_all(b"\n");
+    }
+    let _ = stdout.flush();
+}
+
+/// Prints a value as pretty JSON.
+pub fn out_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::operational(format!("cannot encode JSON: {e}")))?;
+    out(&text);
+    Ok(())
+}
+
+pub fn check_prompt_name(name: &str) -> Result<()> {
+    check_name(NameKind::Prompt, name).map_err(|reason| {
+        Error::invalid(format!("invalid prompt name '{name}': {reason}"))
+            .with_hint("names use letters, digits, '_', '-' and '.', 1 to 128 characters")
+    })
+}
+
+pub fn check_tag_name(tag: &str) -> Result<()> {
+    check_name(NameKind::Tag, tag).map_err(|reason| {
+        Error::invalid(format!("invalid tag name '{tag}': {reason}"))
+            .with_hint("tags use letters, digits, '_', '-' and '.', and are not only digits")
+    })
+}
+
+/// The version a selector names; the latest when it names none.
+pub fn version_ref(selector: &VersionSelector) -> Result<VersionRef> {
+    Ok(
+        match (selector.version, &selector.version_id, &selector.tag) {
+            (Some(seq), _, _) => {
+                if seq < 1 {
+                    return Err(Error::invalid(format!(
+                        "invalid version number {seq}: versions are numbered from 1"
+                    )));
+                }
+                VersionRef::Seq(seq)
+            }
+            (_, Some(id), _) => VersionRef::Id(id.clone()),
+            (_, _, Some(tag)) => {
+                check_tag_name(tag)?;
+                VersionRef::Tag(tag.clone())
+            }
+            _ => VersionRef::Latest,
+        },
+    )
+}
+
+/// Splits `KEY=VALUE` for the named flag.
+pub fn split_assignment<'a>(flag: &str, text: &'a str) -> Result<(&'a str, &'a str)> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim(), value)),
+        _ => Err(
+            Error::invalid(format!("invalid {flag} '{text}': expected KEY=VALUE"))
+                .with_hint(format!("for example {flag} temperature=0.7")),
+        ),
+    }
+}
+
+/// Reads a `--param` / `--meta` value: JSON where it is valid JSON (numbers, booleans, null,
+/// objects, lists, quoted strings), otherwise the text itself. Text that opens like a JSON
+/// object, list or string but does not parse is refused rather than silently kept as text.
+pub fn parse_value(flag: &str, key: &str, raw: &str) -> Result<Value> {
+    match serde_json::from_str::<Value>(raw) {
+        Ok(value) => Ok(value),
+        Err(e) if raw.trim_start().starts_with(['{', '[', '"']) => Err(Error::invalid(format!(
+            "invalid JSON in {flag} {key}: {e}"
+        ))
+        .with_hint(format!(
+            "quote the whole assignment for the shell, e.g. {flag} '{key}={{\"type\": \"json_object\"}}'"
+        ))),
+        Err(_) => Ok(Value::String(raw.to_string())),
+    }
+}
+
+/// Applies `KEY=VALUE` assignments to an object; a JSON `null` removes the key.
+pub fn apply_assignments(flag: &str, base: &mut JsonObject, assignments: &[String]) -> Result<()> {
+    for text in assignments {
+        let (key, raw) = split_assignment(flag, text)?;
+        match parse_value(flag, key, raw)? {
+            Value::Null => {
+                base.remove(key);
+            }
+            value => {
+                base.insert(key.to_string(), value);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads a whole text file, naming it in the error.
+pub fn read_text(path: &std::path::Path, what: &str) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| {
+        Error::invalid(format!("cannot read {what} {}: {e}", path.display()))
+            .with_hint("check the path and that the file is UTF-8 text")
+    })
+}

@@ -1,0 +1,139 @@
+//! The closed set of ways a command can fail, and the one mapping from failure to exit code.
+
+use crate::store::StoreError;
+use crate::template::TemplateError;
+use std::fmt;
+
+/// Exit codes, identical for every command (README "Exit codes").
+pub mod exit {
+    /// Success: the gate passed, the tag moved, the command did its work.
+    pub const OK: u8 = 0;
+    /// A check failed: the promotion gate, or an experiment's own threshold.
+    pub const CHECK_FAILED: u8 = 1;
+    /// Usage or invalid input; nothing was written.
+    pub const INVALID: u8 = 2;
+    /// Operational failure: endpoint or store unavailable.
+    pub const OPERATIONAL: u8 = 3;
+    /// Interrupted by Ctrl-C after writing what was finished.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// Whether the caller or the world is at fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The input was wrong (exit 2).
+    Invalid,
+    /// Something outside the input failed (exit 3).
+    Operational,
+}
+
+/// A failure as shown to a person: one line of cause, and a hint where one helps.
+#[derive(Debug)]
+pub struct Error {
+    pub kind: Kind,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Error {
+    pub fn invalid(message: impl Into<String>) -> Error {
+        Error {
+            kind: Kind::Invalid,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn operational(message: impl Into<String>) -> Error {
+        Error {
+            kind: Kind::Operational,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Error {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match self.kind {
+            Kind::Invalid => exit::INVALID,
+            Kind::Operational => exit::OPERATIONAL,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Error {
+        let hint = match &e {
+            StoreError::UnknownPrompt { .. } => {
+                Some("`runner prompt list` shows the prompts".into())
+            }
+            StoreError::PromptExists { name } => Some(format!(
+                "add a version with `runner prompt update {name} ...`"
+            )),
+            StoreError::UnknownVersion { prompt, .. } => Some(format!(
+                "`runner prompt versions {prompt}` lists its versions"
+            )),
+            StoreError::UnknownTag { prompt, .. } => {
+                Some(format!("`runner tag list {prompt}` lists its tags"))
+            }
+            StoreError::NothingToRollBack { prompt, tag } => Some(format!(
+                "`runner tag history {prompt} {tag}` shows how the tag got here"
+            )),
+            StoreError::Open { .. } => {
+                Some("pass --db PATH (or set RUNNER_DB) to a writable location".into())
+            }
+            StoreError::NotADatabase { .. } => {
+                Some("point --db (or RUNNER_DB) at a runner store, or at a new file".into())
+            }
+            StoreError::NewerSchema { .. } => {
+                Some("upgrade runner; this store was written by a newer release".into())
+            }
+            StoreError::Corrupt(_) | StoreError::Sqlite(_) => None,
+        };
+        let kind = if e.is_invalid_input() {
+            Kind::Invalid
+        } else {
+            Kind::Operational
+        };
+        Error {
+            kind,
+            message: e.to_string(),
+            hint,
+        }
+    }
+}
+
+impl From<TemplateError> for Error {
+    fn from(e: TemplateError) -> Error {
+        let hint = match &e {
+            TemplateError::Missing { .. } => {
+                Some("pass each with --var NAME=VALUE or in --vars-file FILE.json".into())
+            }
+            TemplateError::Parse { .. } => Some(
+                "mustache placeholders read {{name}}, f-string ones {name}; \
+                 `--format none` sends the text as written"
+                    .into(),
+            ),
+            _ => None,
+        };
+        Error {
+            kind: Kind::Invalid,
+            message: e.to_string(),
+            hint,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,516 @@
+//! Renderers: pure functions from results to text tables or JSON values.
+
+use crate::model::{Message, Prompt, PromptVersion, Tag, TagAction, TagEvent, Template};
+use comfy_table::{Table, presets};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// A plain table: a header row and aligned columns, no borders, easy to read and to grep.
+pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut table = Table::new();
+    table.load_style(presets::NOTHING);
+    table.set_header(headers.iter().map(|h| h.to_string()));
+    for row in rows {
+        table.add_row(row);
+    }
+    // comfy-table pads every cell by one space on each side; the outer padding and trailing
+    // blanks only get in the way of reading and grepping.
+    table
+        .lines()
+        .map(|line| {
+            line.strip_prefix(' ')
+                .unwrap_or(&line)
+                .trim_end()
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `2026-11-24T07:30:00.123Z` → `2026-11-24 07:30:00`: tables show seconds, JSON keeps everything.
+pub fn short_time(at: &str) -> String {
+    at.get(..19)
+        .map(|s| s.replace('T', " "))
+        .unwrap_or_else(|| at.to_string())
+}
+
+fn or_dash(text: Option<&str>) -> String {
+    text.filter(|t| !t.is_empty()).unwrap_or("-").to_string()
+}
+
+/// First line of a free text, cut to `width` characters.
+pub fn excerpt(text: &str, width: usize) -> String {
+    let line = text.lines().next().unwrap_or("");
+    let mut cut: String = line.chars().take(width).collect();
+    if line.chars().count() > width || text.lines().nth(1).is_some() {
+        cut.push('…');
+    }
+    cut
+}
+
+pub fn version_created(verb: &str, v: &PromptVersion, tags: &[String]) -> String {
+    let mut line = format!("{verb} {} v{} (id {})", v.prompt, v.seq, v.id);
+    if !tags.is_empty() {
+        line.push_str(&format!(", tagged {}", tags.join(", ")));
+    }
+    line
+}
+
+pub fn version_json(v: &PromptVersion, tags: &[String], variables: &[String]) -> Value {
+    let mut value = serde_json::to_value(v).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut value {
+        map.insert("tags".into(), json!(tags));
+        map.insert("variables".into(), json!(variables));
+    }
+    value
+}
+
+/// The template as reviewable text: a string as is, a chat as `[role]` blocks.
+pub fn template_text(template: &Template) -> String {
+    match template {
+        Template::Str(text) => text.clone(),
+        Template::Chat(messages) => messages_text(messages),
+    }
+}
+
+fn messages_text(messages: &[Message]) -> String {
+    messages
+        .iter()
+        .map(|m| format!("[{}]\n{}", m.role, m.content))
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+pub fn version_text(v: &PromptVersion, tags: &[String], variables: &[String]) -> String {
+    let json_or_dash = |map: &crate::model::JsonObject| {
+        if map.is_empty() {
+            "-".to_string()
+        } else {
+            Value::Object(map.clone()).to_string()
+        }
+    };
+    let rows = [
+        ("prompt", format!("{} v{}", v.prompt, v.seq)),
+        ("id", v.id.clone()),
+        ("tags", or_dash(Some(&tags.join(", ")))),
+        (
+            "created",
+            format!("{} by {}", short_time(&v.created_at), v.author),
+        ),
+        ("message", or_dash(v.message.as_deref())),
+        ("description", or_dash(v.description.as_deref())),
+        ("model", or_dash(v.model.as_deref())),
+        ("params", json_or_dash(&v.params)),
+        ("metadata", json_or_dash(&v.metadata)),
+        ("format", format!("{} ({})", v.format, v.template_type)),
+        ("variables", or_dash(Some(&variables.join(", ")))),
+        ("hash", v.content_hash.clone()),
+    ];
+    let mut text = String::new();
+    for (label, value) in rows {
+        text.push_str(&format!("{label:<12} {value}\n"));
+    }
+    text.push('\n');
+    text.push_str(&template_text(&v.template));
+    text
+}
+
+pub fn prompts_json(prompts: &[(Prompt, PromptVersion)]) -> Value {
+    Value::Array(
+        prompts
+            .iter()
+            .map(|(p, latest)| {
+                json!({
+                    "name": p.name,
+                    "description": p.description,
+                    "latest_version": p.latest_seq,
+                    "latest_version_id": latest.id,
+                    "version_count": p.version_count,
+                    "tags": p.tags,
+                    "model": latest.model,
+                    "metadata": latest.metadata,
+                    "created_at": p.created_at,
+                    "updated_at": p.updated_at,
+                })
+            })
+            .collect(),
+    )
+}
+
+pub fn prompts_table(prompts: &[(Prompt, PromptVersion)]) -> String {
+    if prompts.is_empty() {
+        return "no prompts".into();
+    }
+    table(
+        &[
+            "NAME",
+            "LATEST",
+            "VERSIONS",
+            "TAGS",
+            "UPDATED",
+            "DESCRIPTION",
+        ],
+        prompts
+            .iter()
+            .map(|(p, _)| {
+                vec![
+                    p.name.clone(),
+                    format!("v{}", p.latest_seq),
+                    p.version_count.to_string(),
+                    or_dash(Some(&p.tags.join(", "))),
+                    short_time(&p.updated_at),
+                    excerpt(p.description.as_deref().unwrap_or("-"), 50),
+                ]
+            })
+            .collect(),
+    )
+}
+
+pub fn versions_json(versions: &[PromptVersion], tags: &BTreeMap<String, Vec<String>>) -> Value {
+    Value::Array(
+        versions
+            .iter()
+            .map(|v| {
+                let mut value = serde_json::to_value(v).unwrap_or(Value::Null);
+                if let Value::Object(map) = &mut value {
+                    map.insert(
+                        "tags".into(),
+                        json!(tags.get(&v.id).cloned().unwrap_or_default()),
+                    );
+                }
+                value
+            })
+            .collect(),
+    )
+}
+
+pub fn versions_table(versions: &[PromptVersion], tags: &BTreeMap<String, Vec<String>>) -> String {
+    table(
+        &["VERSION", "ID", "CREATED", "AUTHOR", "MESSAGE", "TAGS"],
+        versions
+            .iter()
+            .map(|v| {
+                vec![
+                    format!("v{}", v.seq),
+                    v.id.clone(),
+                    short_time(&v.created_at),
+                    v.author.clone(),
+                    excerpt(v.message.as_deref().unwrap_or("-"), 50),
+                    or_dash(tags.get(&v.id).map(|t| t.join(", ")).as_deref()),
+                ]
+            })
+            .collect(),
+    )
+}
+
+pub fn tags_table(tags: &[Tag]) -> String {
+    if tags.is_empty() {
+        return "no tags".into();
+    }
+    table(
+        &["TAG", "VERSION", "VERSION ID", "MOVED AT", "BY"],
+        tags.iter()
+            .map(|t| {
+                vec![
+                    t.name.clone(),
+                    format!("v{}", t.version_seq),
+                    t.version_id.clone(),
+                    short_time(&t.updated_at),
+                    t.updated_by.clone(),
+                ]
+            })
+            .collect(),
+    )
+}
+
+fn seq_label(seq: Option<i64>) -> String {
+    seq.map(|s| format!("v{s}")).unwrap_or_else(|| "-".into())
+}
+
+pub fn tag_event_line(e: &TagEvent) -> String {
+    let what = match e.action {
+        TagAction::Set => format!("set to {}", seq_label(e.to_seq)),
+        TagAction::Delete => format!("deleted (was {})", seq_label(e.from_seq)),
+        action => format!(
+            "{} {} → {}",
+            match action {
+                TagAction::Move => "moved",
+                TagAction::Rollback => "rolled back",
+                _ => "promoted",
+            },
+            seq_label(e.from_seq),
+            seq_label(e.to_seq)
+        ),
+    };
+    format!("{} {} {what}", e.prompt, e.tag)
+}
+
+pub fn history_table(events: &[TagEvent]) -> String {
+    if events.is_empty() {
+        return "no tag history".into();
+    }
+    table(
+        &["AT", "TAG", "ACTION", "FROM", "TO", "BY", "MESSAGE"],
+        events
+            .iter()
+            .map(|e| {
+                vec![
+                    short_time(&e.at),
+                    e.tag.clone(),
+                    if e.forced {
+                        format!("{} (forced)", e.action)
+                    } else {
+                        e.action.to_string()
+                    },
+                    seq_label(e.from_seq),
+                    seq_label(e.to_seq),
+                    e.actor.clone(),
+                    excerpt(e.message.as_deref().unwrap_or("-"), 60),
+                ]
+            })
+            .collect(),
+    )
+}
+
+pub fn rendered_json(v: &PromptVersion, messages: &[Message]) -> Value {
+    json!({
+        "prompt": v.prompt,
+        "version": v.seq,
+        "version_id": v.id,
+        "model": v.model,
+        "params": v.params,
+        "messages": messages,
+    })
+}
+
+/// A string template renders to its text alone, ready to pipe; a chat to `[role]` blocks.
+pub fn rendered_text(v: &PromptVersion, messages: &[Message]) -> String {
+    match (&v.template, messages) {
+        (Template::Str(_), [only]) => only.content.clone(),
+        _ => messages_text(messages),
+    }
+}
+
+/// One field that differs between two versions.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub from: Option<Value>,
+    pub to: Option<Value>,
+}
+
+/// What changed between two versions of a prompt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VersionDiff {
+    pub prompt: String,
+    pub from_version: i64,
+    pub from_id: String,
+    pub to_version: i64,
+    pub to_id: String,
+    pub template_changed: bool,
+    /// Unified diff of the template text; empty when the template did not change.
+    pub template_diff: String,
+    pub changes: Vec<FieldChange>,
+}
+
+impl VersionDiff {
+    pub fn between(from: &PromptVersion, to: &PromptVersion) -> VersionDiff {
+        let old = template_text(&from.template);
+        let new = template_text(&to.template);
+        let template_diff = if old == new {
+            String::new()
+        } else {
+            similar::TextDiff::from_lines(&old, &new)
+                .unified_diff()
+                .context_radius(3)
+                .missing_newline_hint(false)
+                .header(&format!("v{}", from.seq), &format!("v{}", to.seq))
+                .to_string()
+        };
+        let mut changes = Vec::new();
+        let mut field = |name: String, a: Option<Value>, b: Option<Value>| {
+            if a != b {
+                changes.push(FieldChange {
+                    field: name,
+                    from: a,
+                    to: b,
+                });
+            }
+        };
+        field(
+            "template_type".into(),
+            Some(json!(from.template_type)),
+            Some(json!(to.template_type)),
+        );
+        field(
+            "format".into(),
+            Some(json!(from.format)),
+            Some(json!(to.format)),
+        );
+        field(
+            "model".into(),
+            from.model.as_ref().map(|m| json!(m)),
+            to.model.as_ref().map(|m| json!(m)),
+        );
+        for (prefix, a, b) in [
+            ("params", &from.params, &to.params),
+            ("metadata", &from.metadata, &to.metadata),
+        ] {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for key in keys {
+                field(
+                    format!("{prefix}.{key}"),
+                    a.get(key).cloned(),
+                    b.get(key).cloned(),
+                );
+            }
+        }
+        field(
+            "description".into(),
+            from.description.as_ref().map(|d| json!(d)),
+            to.description.as_ref().map(|d| json!(d)),
+        );
+        VersionDiff {
+            prompt: from.prompt.clone(),
+            from_version: from.seq,
+            from_id: from.id.clone(),
+            to_version: to.seq,
+            to_id: to.id.clone(),
+            template_changed: !template_diff.is_empty(),
+            template_diff,
+            changes,
+        }
+    }
+
+    pub fn text(&self) -> String {
+        let mut text = format!(
+            "{} v{} → v{}\n",
+            self.prompt, self.from_version, self.to_version
+        );
+        if !self.template_changed && self.changes.is_empty() {
+            text.push_str("no differences\n");
+            return text;
+        }
+        if self.template_changed {
+            text.push('\n');
+            text.push_str(&self.template_diff);
+            if !self.template_diff.ends_with('\n') {
+                text.push('\n');
+            }
+        } else {
+            text.push_str("template unchanged\n");
+        }
+        if !self.changes.is_empty() {
+            text.push('\n');
+            let show = |v: &Option<Value>| match v {
+                None => "(none)".to_string(),
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+            };
+            for change in &self.changes {
+                text.push_str(&format!(
+                    "{}: {} → {}\n",
+                    change.field,
+                    show(&change.from),
+                    show(&change.to)
+                ));
+            }
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{JsonObject, TemplateFormat, TemplateType};
+
+    fn version(seq: i64, text: &str, temperature: f64) -> PromptVersion {
+        let mut params = JsonObject::new();
+        params.insert("temperature".into(), json!(temperature));
+        PromptVersion {
+            id: format!("id-{seq}"),
+            prompt: "greeting".into(),
+            seq,
+            template_type: TemplateType::Str,
+            format: TemplateFormat::Mustache,
+            template: Template::Str(text.into()),
+            model: Some("gpt-4".into()),
+            params,
+            metadata: JsonObject::new(),
+            description: None,
+            message: Some(format!("message {seq}")),
+            author: "ada".into(),
+            content_hash: format!("hash-{seq}"),
+            created_at: format!("2026-11-24T07:3{seq}:00.000Z"),
+        }
+    }
+
+    #[test]
+    fn versions_table_snapshot() {
+        let versions = vec![version(2, "b", 0.2), version(1, "a", 0.7)];
+        let mut tags = BTreeMap::new();
+        tags.insert("id-1".to_string(), vec!["production".to_string()]);
+        tags.insert(
+            "id-2".to_string(),
+            vec!["staging".to_string(), "x".to_string()],
+        );
+        insta::assert_snapshot!(versions_table(&versions, &tags));
+    }
+
+    #[test]
+    fn diff_snapshot() {
+        let a = version(1, "Hello {{name}}.\nBe brief.\n", 0.7);
+        let b = version(2, "Hello {{name}}!\nBe brief.\n", 0.2);
+        insta::assert_snapshot!(VersionDiff::between(&a, &b).text());
+        assert!(
+            VersionDiff::between(&a, &a)
+                .text()
+                .contains("no differences")
+        );
+    }
+
+    #[test]
+    fn history_table_snapshot() {
+        let event = |id, action, from: Option<i64>, to: Option<i64>| TagEvent {
+            id,
+            prompt: "greeting".into(),
+            tag: "production".into(),
+            action,
+            from_version_id: from.map(|s| format!("id-{s}")),
+            from_seq: from,
+            to_version_id: to.map(|s| format!("id-{s}")),
+            to_seq: to,
+            actor: "ada".into(),
+            message: Some("why".into()),
+            at: format!("2026-11-24T08:0{id}:00.000Z"),
+            forced: false,
+            evidence: None,
+        };
+        let events = vec![
+            event(1, TagAction::Set, None, Some(1)),
+            event(2, TagAction::Move, Some(1), Some(2)),
+            event(3, TagAction::Rollback, Some(2), Some(1)),
+            event(4, TagAction::Delete, Some(1), None),
+        ];
+        insta::assert_snapshot!(history_table(&events));
+        let lines: Vec<String> = events.iter().map(tag_event_line).collect();
+        assert_eq!(
+            lines,
+            vec![
+                "greeting production set to v1",
+                "greeting production moved v1 → v2",
+                "greeting production rolled back v2 → v1",
+                "greeting production deleted (was v1)",
+            ]
+        );
+    }
+
+    #[test]
+    fn excerpts_mark_what_they_cut() {
+        assert_eq!(excerpt("short", 10), "short");
+        assert_eq!(excerpt("a longer line", 4), "a lo…");
+        assert_eq!(excerpt("one\ntwo", 10), "one…");
+    }
+}
