@@ -162,3 +162,29 @@ pub fn read_text(path: &std::path::Path, what: &str) -> Result<String> {
             .with_hint("check the path and that the file is UTF-8 text")
     })
 }
+
+/// Reads a JSON file, or a YAML one when its name ends in `.yaml` / `.yml`, into `T`.
+pub fn read_structured<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+    what: &str,
+) -> Result<T> {
+    let text = read_text(path, what)?;
+    let yaml = matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    );
+    let parsed = if yaml {
+        // The YAML error is a multi-line annotated snippet; its first line carries the cause.
+        serde_saphyr::from_str(&text).map_err(|e| {
+            e.to_string()
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid YAML")
+                .trim()
+                .to_string()
+        })
+    } else {
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    };
+    parsed.map_err(|cause| Error::invalid(format!("invalid {what} {}: {cause}", path.display())))
+}

@@ -2,7 +2,7 @@
 
 use super::{
     Context, apply_assignments, check_prompt_name, check_tag_name, out, out_json, parse_value,
-    read_text, split_assignment, version_ref,
+    read_structured, read_text, split_assignment, version_ref,
 };
 use crate::cli::{
     CreateArgs, DiffArgs, ListArgs, NameArgs, PromptCommand, RenderArgs, ShowArgs, UpdateArgs,
@@ -44,13 +44,8 @@ fn read_given(options: VersionOptions) -> Result<Given> {
     } else if let Some(path) = &options.template_file {
         Some(Template::Str(read_text(path, "template file")?))
     } else if let Some(path) = &options.messages_file {
-        let text = read_text(path, "messages file")?;
-        let messages: Vec<Message> = serde_json::from_str(&text).map_err(|e| {
-            Error::invalid(format!(
-                "invalid messages file {}: {e}",
-                path.display()
-            ))
-            .with_hint(r#"a messages file is a JSON list: [{"role": "system", "content": "..."}, {"role": "user", "content": "{{query}}"}]"#)
+        let messages: Vec<Message> = read_structured(path, "messages file").map_err(|e| {
+            e.with_hint(r#"a messages file is a list of messages: [{"role": "system", "content": "..."}, {"role": "user", "content": "{{query}}"}] (JSON, or YAML for .yaml / .yml)"#)
         })?;
         Some(Template::Chat(messages))
     } else {

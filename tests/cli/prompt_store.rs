@@ -1017,3 +1017,49 @@ fn two_processes_moving_one_tag_leave_it_consistent() {
         "both processes' moves are in the history"
     );
 }
+
+#[test]
+fn chat_templates_from_a_yaml_messages_file() {
+    let env = Env::new();
+    let file = env.write(
+        "messages.yaml",
+        "- role: system\n  content: You help {{company}}.\n- role: user\n  content: \"{{query}}\"\n",
+    );
+    env.ok(&[
+        "prompt",
+        "create",
+        "triage",
+        "--messages-file",
+        file.to_str().unwrap(),
+    ]);
+    let out = env.json(&[
+        "prompt",
+        "render",
+        "triage",
+        "--var",
+        "company=Acme",
+        "--var",
+        "query=hi",
+        "--json",
+    ]);
+    assert_eq!(
+        out["messages"],
+        json!([{"role": "system", "content": "You help Acme."}, {"role": "user", "content": "hi"}])
+    );
+    let broken = env.write("broken.yml", "- role: user\n  content: [unclosed\n");
+    let err = env.fails(
+        &[
+            "prompt",
+            "create",
+            "t2",
+            "--messages-file",
+            broken.to_str().unwrap(),
+        ],
+        2,
+    );
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "{err}"
+    );
+}
