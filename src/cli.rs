@@ -10,6 +10,7 @@ Examples:
   runner tag set support_greeting production --version 2
   runner prompt render support_greeting --tag production --var name=Ada
   runner tag history support_greeting
+  runner experiment --prompt support_greeting --tag staging --dataset datasets/queries.csv
 
 Exit codes: 0 success, 1 a check failed, 2 invalid input (nothing written), 3 operational failure.";
 
@@ -56,6 +57,161 @@ pub enum Command {
     /// Read prompts written by `runner export` into this store, all or nothing.
     #[command(after_help = "Examples:\n  runner --db fresh.db import prompts/")]
     Import(ImportArgs),
+    /// Run a prompt version over a dataset against an OpenAI-compatible endpoint; list, show and
+    /// resume experiments.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        after_help = EXPERIMENT_EXAMPLES
+    )]
+    Experiment(ExperimentArgs),
+    /// Serve a deterministic OpenAI-compatible endpoint on loopback, for demos and CI dry runs.
+    #[command(after_help = MOCK_EXAMPLES)]
+    MockServer(MockServerArgs),
+}
+
+const EXPERIMENT_EXAMPLES: &str = "\
+Examples:
+  runner experiment --prompt support_greeting --tag staging --dataset datasets/queries.csv
+  runner experiment --prompt support_greeting --version 3 --dataset cases.jsonl \\
+      --eval icontains --eval 'regex:^(Hi|Hello)' --eval max-latency:2000 --concurrency 32
+  runner experiment list --prompt support_greeting
+  runner experiment show exp_1a2b3c --rows
+  runner experiment resume exp_1a2b3c
+
+Endpoint: --base-url, else OPENAI_BASE_URL, else https://api.openai.com/v1; the key comes from
+OPENAI_API_KEY (optional for local servers). The model is --model, else the version's model.
+
+Evaluators (--eval, repeatable): exact, contains, icontains, regex:PATTERN, json,
+json-schema:FILE, similarity:THRESHOLD, max-latency:MS, judge:RUBRIC_FILE, cmd:PROGRAM.
+Without --eval: icontains when the dataset has an expected column, none otherwise.";
+
+const MOCK_EXAMPLES: &str = "\
+Examples:
+  runner mock-server --port 8089
+  runner mock-server --port 8089 --latency-ms 50 --responses replies.yaml
+  OPENAI_BASE_URL=http://127.0.0.1:8089/v1 runner experiment --prompt p --dataset d.csv
+
+Replies: the first rule whose regex matches the last user message wins, else the message is
+echoed. A rules file is a JSON or YAML list of {pattern, reply[, status, latency_ms]}.
+Token usage counts whitespace-separated words.";
+
+#[derive(Debug, Args)]
+pub struct ExperimentArgs {
+    #[command(subcommand)]
+    pub action: Option<ExperimentAction>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExperimentAction {
+    /// List experiments, newest first.
+    List(ExperimentListArgs),
+    /// Show an experiment's summary, and its rows with --rows.
+    Show(ExperimentShowArgs),
+    /// Run the rows of an experiment that have no successful result yet.
+    Resume(ExperimentResumeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The prompt to run.
+    #[arg(long, value_name = "NAME")]
+    pub prompt: Option<String>,
+    #[command(flatten)]
+    pub selector: VersionSelector,
+    /// The dataset: .csv (header row) or .jsonl (one object per line).
+    #[arg(long, value_name = "FILE")]
+    pub dataset: Option<PathBuf>,
+    /// A name for the experiment.
+    #[arg(long, value_name = "TEXT")]
+    pub name: Option<String>,
+    /// An evaluator (repeatable); see below.
+    #[arg(long = "eval", value_name = "SPEC")]
+    pub evals: Vec<String>,
+    /// Requests in flight at most.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub concurrency: usize,
+    /// Times each row is run (to measure flakiness).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub repetitions: usize,
+    /// Only the first N rows.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Model name; default: the version's model.
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
+    /// Endpoint base URL, e.g. http://localhost:11434/v1; default: OPENAI_BASE_URL, else OpenAI.
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Seconds per request attempt, including reading the whole body.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    pub timeout: f64,
+    /// Retries of a retryable failure (408, 429, 5xx, timeouts, connection errors).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub max_retries: u32,
+    /// A constant template variable for every row (repeatable); overrides a column of that name.
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub vars: Vec<String>,
+    /// Fill template variable VAR from dataset column COLUMN (repeatable).
+    #[arg(long = "column", value_name = "VAR=COLUMN")]
+    pub columns: Vec<String>,
+    /// The column holding expected answers; default: `expected` when present.
+    #[arg(long, value_name = "COLUMN")]
+    pub expected_column: Option<String>,
+    /// Model for judge: evaluators; default: the experiment's model.
+    #[arg(long, value_name = "MODEL")]
+    pub judge_model: Option<String>,
+    /// Neither read nor write the response cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExperimentListArgs {
+    /// Only this prompt's experiments.
+    #[arg(long, value_name = "NAME")]
+    pub prompt: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExperimentShowArgs {
+    /// Experiment id (a unique prefix is enough).
+    pub id: String,
+    /// Also list every row: input, output, status and scores.
+    #[arg(long)]
+    pub rows: bool,
+    #[arg(long)]
+    pub json: bool,
+    /// Write every row to a CSV file.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExperimentResumeArgs {
+    /// Experiment id (a unique prefix is enough).
+    pub id: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MockServerArgs {
+    /// Port on 127.0.0.1; 0 picks a free one (printed on start).
+    #[arg(long, value_name = "N", default_value_t = 8089)]
+    pub port: u16,
+    /// Delay before each reply.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Reply rules: a JSON or YAML list of {pattern, reply}.
+    #[arg(long, value_name = "FILE")]
+    pub responses: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -100,6 +100,9 @@ impl From<StoreError> for Error {
             StoreError::NewerSchema { .. } => {
                 Some("upgrade runner; this store was written by a newer release".into())
             }
+            StoreError::UnknownExperiment { .. } | StoreError::AmbiguousExperiment { .. } => {
+                Some("`runner experiment list` shows the experiments".into())
+            }
             StoreError::Corrupt(_) | StoreError::Sqlite(_) => None,
         };
         let kind = if e.is_invalid_input() {

@@ -4,8 +4,13 @@
 //! render the `production` version of a prompt through the code the CLI uses.
 
 pub mod cli;
+pub mod client;
 pub mod commands;
+pub mod dataset;
 pub mod error;
+pub mod eval;
+pub mod experiment;
+pub mod mock;
 pub mod model;
 pub mod report;
 pub mod store;

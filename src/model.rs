@@ -379,3 +379,168 @@ impl fmt::Display for VersionRef {
         }
     }
 }
+
+/// One evaluator's judgement of one answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Score {
+    pub evaluator: String,
+    /// In [0, 1].
+    pub score: f64,
+    pub pass: bool,
+    pub reason: String,
+    /// True when the evaluator itself could not judge (bad verdict, failing command).
+    pub error: bool,
+}
+
+impl Score {
+    /// A row whose call failed fails every evaluator: it is never dropped from a denominator.
+    pub fn call_failed(evaluator: &str) -> Score {
+        Score {
+            evaluator: evaluator.to_string(),
+            score: 0.0,
+            pass: false,
+            reason: "the call failed".into(),
+            error: false,
+        }
+    }
+}
+
+/// Whether a call produced an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResultStatus {
+    Ok,
+    Error,
+}
+
+impl ResultStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResultStatus::Ok => "ok",
+            ResultStatus::Error => "error",
+        }
+    }
+}
+
+/// Everything recorded about one row and repetition of an experiment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunResult {
+    pub row_index: i64,
+    pub row_id: String,
+    pub repetition: i64,
+    /// The row's input values, so a result never needs the dataset file again.
+    pub vars: JsonObject,
+    pub expected: Option<String>,
+    /// The rendered messages, exactly as sent.
+    pub messages: Vec<Message>,
+    pub output: Option<String>,
+    pub finish_reason: Option<String>,
+    pub status: ResultStatus,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+    pub http_status: Option<u16>,
+    pub attempts: u32,
+    pub latency_ms: f64,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub cached: bool,
+    pub started_at: String,
+    pub finished_at: String,
+    pub scores: Vec<Score>,
+    /// Set when this answer should be stored in the response cache under this key.
+    #[serde(skip)]
+    pub cache_key: Option<String>,
+}
+
+/// Where an experiment stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExperimentStatus {
+    Running,
+    Completed,
+    Interrupted,
+    Failed,
+}
+
+impl ExperimentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExperimentStatus::Running => "running",
+            ExperimentStatus::Completed => "completed",
+            ExperimentStatus::Interrupted => "interrupted",
+            ExperimentStatus::Failed => "failed",
+        }
+    }
+}
+
+impl FromStr for ExperimentStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "running" => ExperimentStatus::Running,
+            "completed" => ExperimentStatus::Completed,
+            "interrupted" => ExperimentStatus::Interrupted,
+            "failed" => ExperimentStatus::Failed,
+            other => return Err(format!("unknown experiment status '{other}'")),
+        })
+    }
+}
+
+/// The dataset an experiment ran over, as it was then.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetRef {
+    pub path: String,
+    pub hash: String,
+    pub rows: i64,
+    pub columns: Vec<String>,
+}
+
+/// How an experiment runs; stored with it so `resume` runs the same way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSettings {
+    pub concurrency: usize,
+    pub repetitions: usize,
+    pub limit: Option<usize>,
+    pub timeout_secs: f64,
+    pub max_retries: u32,
+    /// `--var` constants.
+    pub vars: JsonObject,
+    /// `--column VAR=COLUMN` renames.
+    pub columns: Vec<(String, String)>,
+    pub expected_column: Option<String>,
+    pub no_cache: bool,
+    pub judge_model: Option<String>,
+}
+
+/// One run of a prompt version over a dataset.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Experiment {
+    pub id: String,
+    pub name: Option<String>,
+    pub prompt: String,
+    pub version_id: String,
+    pub version_seq: i64,
+    /// The tag the version was chosen by, if any.
+    pub tag: Option<String>,
+    pub dataset: DatasetRef,
+    pub model: String,
+    pub base_url: String,
+    pub evaluators: Vec<String>,
+    pub settings: RunSettings,
+    /// rows × repetitions.
+    pub planned: i64,
+    pub status: ExperimentStatus,
+    pub author: String,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+    /// Wall time spent running, summed over the first run and every resume.
+    pub wall_ms: i64,
+}
+
+/// Live counters of a running experiment, shared with the progress display.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub done: std::sync::atomic::AtomicU64,
+    pub errors: std::sync::atomic::AtomicU64,
+    pub cached: std::sync::atomic::AtomicU64,
+}

@@ -1,6 +1,10 @@
 //! Renderers: pure functions from results to text tables or JSON values.
 
-use crate::model::{Message, Prompt, PromptVersion, Tag, TagAction, TagEvent, Template};
+use crate::model::{
+    Experiment, Message, Prompt, PromptVersion, ResultStatus, RunResult, Tag, TagAction, TagEvent,
+    Template,
+};
+use crate::store::Summary;
 use comfy_table::{Table, presets};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -418,6 +422,312 @@ impl VersionDiff {
             }
         }
         text
+    }
+}
+
+/// Figures of one run (not of a stored experiment as a whole).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunStats {
+    /// Results this run produced.
+    pub processed: u64,
+    pub wall_secs: f64,
+}
+
+impl RunStats {
+    pub fn rows_per_sec(&self) -> f64 {
+        if self.wall_secs > 0.0 {
+            self.processed as f64 / self.wall_secs
+        } else {
+            0.0
+        }
+    }
+}
+
+fn version_label(e: &Experiment) -> String {
+    match &e.tag {
+        Some(tag) => format!("{} v{} ({tag})", e.prompt, e.version_seq),
+        None => format!("{} v{}", e.prompt, e.version_seq),
+    }
+}
+
+fn ms(value: Option<f64>) -> String {
+    value
+        .map(|v| format!("{v:.0} ms"))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn percent(value: f64) -> String {
+    format!("{:.1}%", value * 100.0)
+}
+
+pub fn experiment_json(e: &Experiment, summary: &Summary, run: Option<&RunStats>) -> Value {
+    let mut value = json!({
+        "experiment": e,
+        "summary": summary,
+    });
+    if let (Some(run), Value::Object(map)) = (run, &mut value) {
+        map.insert(
+            "run".into(),
+            json!({
+                "processed": run.processed,
+                "wall_secs": run.wall_secs,
+                "rows_per_sec": run.rows_per_sec(),
+            }),
+        );
+    }
+    value
+}
+
+/// The end-of-run table: what ran, how it went, per evaluator results, latency, tokens, speed.
+pub fn experiment_summary(e: &Experiment, s: &Summary, run: Option<&RunStats>) -> String {
+    let mut rows: Vec<Vec<String>> = vec![
+        vec![
+            "experiment".into(),
+            format!("{} ({})", e.id, e.status.as_str()),
+        ],
+        vec!["prompt".into(), version_label(e)],
+        vec![
+            "dataset".into(),
+            format!(
+                "{} ({} rows, sha256 {})",
+                e.dataset.path,
+                e.dataset.rows,
+                &e.dataset.hash[..e.dataset.hash.len().min(12)]
+            ),
+        ],
+        vec!["model".into(), format!("{} at {}", e.model, e.base_url)],
+        vec![
+            "rows".into(),
+            format!(
+                "{} ok, {} errored, {} cached{}",
+                s.ok,
+                s.errored,
+                s.cached,
+                if s.missing > 0 {
+                    format!(", {} not run", s.missing)
+                } else {
+                    String::new()
+                }
+            ),
+        ],
+    ];
+    if let Some(name) = &e.name {
+        rows.insert(1, vec!["name".into(), name.clone()]);
+    }
+    if !s.error_kinds.is_empty() {
+        let kinds: Vec<String> = s
+            .error_kinds
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        rows.push(vec!["errors".into(), kinds.join(", ")]);
+    }
+    for ev in &s.evaluators {
+        rows.push(vec![
+            format!("eval {}", ev.evaluator),
+            format!(
+                "{} pass ({}/{}), mean score {:.3}{}",
+                percent(ev.pass_rate),
+                ev.passed,
+                ev.total,
+                ev.mean_score,
+                if ev.errors > 0 {
+                    format!(", {} evaluator errors", ev.errors)
+                } else {
+                    String::new()
+                }
+            ),
+        ]);
+    }
+    rows.push(vec![
+        "latency".into(),
+        format!(
+            "p50 {}, p95 {}, max {}",
+            ms(s.latency_p50_ms),
+            ms(s.latency_p95_ms),
+            ms(s.latency_max_ms)
+        ),
+    ]);
+    rows.push(vec![
+        "tokens".into(),
+        format!("{} in, {} out", s.prompt_tokens, s.completion_tokens),
+    ]);
+    match run {
+        Some(run) => rows.push(vec![
+            "wall time".into(),
+            format!(
+                "{:.2} s, {:.1} rows/s ({} rows this run)",
+                run.wall_secs,
+                run.rows_per_sec(),
+                run.processed
+            ),
+        ]),
+        None => rows.push(vec![
+            "wall time".into(),
+            format!("{:.2} s", e.wall_ms as f64 / 1000.0),
+        ]),
+    }
+    let mut table = Table::new();
+    table.load_style(presets::UTF8_FULL_CONDENSED);
+    for row in rows {
+        table.add_row(row);
+    }
+    table.to_string()
+}
+
+pub fn experiments_table(experiments: &[Experiment]) -> String {
+    if experiments.is_empty() {
+        return "no experiments".into();
+    }
+    table(
+        &[
+            "ID", "CREATED", "PROMPT", "DATASET", "MODEL", "ROWS", "STATUS", "NAME",
+        ],
+        experiments
+            .iter()
+            .map(|e| {
+                vec![
+                    e.id.clone(),
+                    short_time(&e.created_at),
+                    version_label(e),
+                    e.dataset.path.clone(),
+                    e.model.clone(),
+                    e.planned.to_string(),
+                    e.status.as_str().to_string(),
+                    e.name.clone().unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect(),
+    )
+}
+
+/// A row's inputs in a few words: its values but the id and the expected answer.
+pub fn input_text(e: &Experiment, r: &RunResult) -> String {
+    let expected = e.settings.expected_column.as_deref();
+    r.vars
+        .iter()
+        .filter(|(k, _)| k.as_str() != "id" && Some(k.as_str()) != expected)
+        .map(|(_, v)| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// One line of `experiment show --rows`.
+pub fn result_row(e: &Experiment, r: &RunResult) -> Vec<String> {
+    let mut row = vec![
+        r.row_id.clone(),
+        r.repetition.to_string(),
+        match r.status {
+            ResultStatus::Ok if r.cached => "ok (cached)".into(),
+            ResultStatus::Ok => "ok".into(),
+            ResultStatus::Error => format!("error: {}", r.error_kind.as_deref().unwrap_or("?")),
+        },
+        excerpt(&input_text(e, r), 40),
+        match (&r.output, &r.error_message) {
+            (Some(output), _) => excerpt(output, 50),
+            (None, Some(message)) => excerpt(message, 50),
+            (None, None) => "-".into(),
+        },
+        format!("{:.0}", r.latency_ms),
+    ];
+    for name in &e.evaluators {
+        row.push(match r.scores.iter().find(|s| &s.evaluator == name) {
+            Some(s) if s.error => "error".into(),
+            Some(s) => format!("{} {:.2}", if s.pass { "pass" } else { "fail" }, s.score),
+            None => "-".into(),
+        });
+    }
+    row
+}
+
+pub fn results_table(e: &Experiment, rows: Vec<Vec<String>>) -> String {
+    let mut headers = vec!["ROW", "REP", "STATUS", "INPUT", "OUTPUT", "MS"];
+    let names: Vec<String> = e.evaluators.iter().map(|n| n.to_uppercase()).collect();
+    headers.extend(names.iter().map(String::as_str));
+    table(&headers, rows)
+}
+
+/// The progress display on stderr: a bar on a terminal, a plain line every few seconds
+/// otherwise (CI logs), never anything on stdout.
+pub struct Progress {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    pub fn start(
+        id: &str,
+        total: u64,
+        already: u64,
+        counters: std::sync::Arc<crate::model::Counters>,
+    ) -> Progress {
+        use std::io::IsTerminal;
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let terminal = std::io::stderr().is_terminal();
+        let id = id.to_string();
+        let handle = std::thread::spawn(move || {
+            let bar = if terminal {
+                let bar = indicatif::ProgressBar::new(total);
+                if let Ok(style) = indicatif::ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}",
+                ) {
+                    bar.set_style(style.progress_chars("=> "));
+                }
+                bar.set_prefix(id.clone());
+                bar.set_position(already);
+                Some(bar)
+            } else {
+                None
+            };
+            let started = std::time::Instant::now();
+            let mut last_line = std::time::Instant::now();
+            loop {
+                let finished = flag.load(Ordering::Relaxed);
+                let done = counters.done.load(Ordering::Relaxed);
+                let errors = counters.errors.load(Ordering::Relaxed);
+                let cached = counters.cached.load(Ordering::Relaxed);
+                match &bar {
+                    Some(bar) => {
+                        bar.set_position(already + done);
+                        bar.set_message(format!("errors {errors}, cached {cached}"));
+                    }
+                    None if last_line.elapsed() >= std::time::Duration::from_secs(5)
+                        || (finished && done > 0) =>
+                    {
+                        let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                        eprintln!(
+                            "{id}: {}/{total} rows, {rate:.1} rows/s, {errors} errors, {cached} cached",
+                            already + done
+                        );
+                        last_line = std::time::Instant::now();
+                    }
+                    None => {}
+                }
+                if finished {
+                    if let Some(bar) = &bar {
+                        bar.finish_and_clear();
+                    }
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        });
+        Progress {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    pub fn finish(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Command glue: turn parsed arguments into settings, open the store, call the domain, hand the
 //! results to `report`.
 
+mod experiment;
 mod prompt;
 mod tag;
 mod transfer;
@@ -49,13 +50,14 @@ pub fn run(cli: Cli) -> Result<u8> {
         .unwrap_or_else(|| "unknown".into());
     let ctx = Context { db: cli.db, author };
     match cli.command {
-        Command::Prompt(command) => prompt::run(command, &ctx),
-        Command::Tag(command) => tag::run(command, &ctx),
-        Command::Rollback(args) => tag::rollback(args, &ctx),
-        Command::Export(args) => transfer::export(args, &ctx),
-        Command::Import(args) => transfer::import(args, &ctx),
-    }?;
-    Ok(exit::OK)
+        Command::Prompt(command) => prompt::run(command, &ctx).map(|_| exit::OK),
+        Command::Tag(command) => tag::run(command, &ctx).map(|_| exit::OK),
+        Command::Rollback(args) => tag::rollback(args, &ctx).map(|_| exit::OK),
+        Command::Export(args) => transfer::export(args, &ctx).map(|_| exit::OK),
+        Command::Import(args) => transfer::import(args, &ctx).map(|_| exit::OK),
+        Command::Experiment(args) => experiment::run(args, &ctx),
+        Command::MockServer(args) => experiment::mock_server(args),
+    }
 }
 
 /// Writes to stdout; a closed pipe (`runner … | head`) ends output quietly instead of panicking.
@@ -181,6 +183,7 @@ pub fn read_structured<T: serde::de::DeserializeOwned>(
                 .find(|l| !l.trim().is_empty())
                 .unwrap_or("invalid YAML")
                 .trim()
+                .trim_start_matches("error: ")
                 .to_string()
         })
     } else {

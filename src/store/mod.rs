@@ -11,8 +11,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod experiments;
+pub use experiments::{CachedResponse, EvaluatorSummary, NewExperiment, Summary};
+
 /// Numbered migrations; the schema version is `PRAGMA user_version` = number applied.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_prompt_store.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_prompt_store.sql"),
+    include_str!("migrations/0002_experiments.sql"),
+];
 
 /// Long enough for a burst of concurrent CLI writers to queue behind each other.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,6 +48,10 @@ pub enum StoreError {
     UnknownTag { prompt: String, tag: String },
     #[error("tag '{tag}' of prompt '{prompt}' has no earlier version to roll back to")]
     NothingToRollBack { prompt: String, tag: String },
+    #[error("unknown experiment '{id}'")]
+    UnknownExperiment { id: String },
+    #[error("experiment id '{id}' is ambiguous: more than one experiment starts with it")]
+    AmbiguousExperiment { id: String },
     #[error("the store holds data this runner cannot read: {0}")]
     Corrupt(String),
     #[error("store error: {0}")]
@@ -59,6 +69,8 @@ impl StoreError {
                 | StoreError::UnknownVersion { .. }
                 | StoreError::UnknownTag { .. }
                 | StoreError::NothingToRollBack { .. }
+                | StoreError::UnknownExperiment { .. }
+                | StoreError::AmbiguousExperiment { .. }
         )
     }
 }

@@ -1,5 +1,7 @@
 //! End-to-end tests: the real `runner` binary against a fresh temporary store per test.
 
+mod experiments;
+mod fault_server;
 mod prompt_store;
 
 use assert_cmd::Command;
@@ -35,15 +37,22 @@ impl Env {
         path
     }
 
-    /// `runner` on this test's store (`RUNNER_DB`, which `--db` overrides) in the temp folder, with a fixed author and no inherited store.
-    pub fn cmd(&self) -> Command {
-        let mut cmd = Command::cargo_bin("runner").expect("runner binary");
+    /// `runner` on this test's store (`RUNNER_DB`, which `--db` overrides) in the temp folder,
+    /// with a fixed author.
+    pub fn std_cmd(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"));
         cmd.current_dir(self.dir.path())
             .env("RUNNER_DB", &self.db)
             .env_remove("RUNNER_AUTHOR")
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("OPENAI_BASE_URL")
             .env("USER", "tester")
             .env("NO_COLOR", "1");
         cmd
+    }
+
+    pub fn cmd(&self) -> Command {
+        Command::from_std(self.std_cmd())
     }
 
     pub fn run(&self, args: &[&str]) -> Output {

@@ -1,0 +1,520 @@
+//! The client: the only user of HTTP. OpenAI-compatible chat completions with timeouts, retries,
+//! backoff with jitter and `Retry-After`.
+
+use crate::model::{JsonObject, Message};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant, SystemTime};
+
+/// The public OpenAI endpoint, used when neither `--base-url` nor `OPENAI_BASE_URL` is set.
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+
+/// Statuses worth another attempt: the server or a proxy said "not now".
+const RETRYABLE: [u16; 6] = [408, 429, 500, 502, 503, 504];
+
+/// A `Retry-After` longer than this fails the row instead of stalling the whole run.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub base_url: String,
+    pub api_key: Option<String>,
+    /// Per attempt, covering connect, headers and the whole body.
+    pub timeout: Duration,
+    pub max_retries: u32,
+    /// First backoff step; doubled each retry, capped at `backoff_cap`, with jitter.
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    /// Connections kept open for reuse: the run's concurrency.
+    pub pool_size: usize,
+}
+
+impl ClientConfig {
+    pub fn new(base_url: &str) -> ClientConfig {
+        ClientConfig {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            api_key: None,
+            timeout: Duration::from_secs(60),
+            max_retries: 3,
+            backoff_base: Duration::from_millis(500),
+            backoff_cap: Duration::from_secs(20),
+            pool_size: 16,
+        }
+    }
+}
+
+/// Why a call produced no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// 401 / 403: the key is missing or wrong; retrying cannot help.
+    Auth,
+    /// A status that is not retried, or a retryable one after the last attempt.
+    Http,
+    Timeout,
+    /// Could not connect, or the connection dropped.
+    Connection,
+    /// The body was not the chat-completion JSON we asked for.
+    InvalidResponse,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Auth => "auth",
+            FailureKind::Http => "http",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Connection => "connection",
+            FailureKind::InvalidResponse => "invalid_response",
+        }
+    }
+}
+
+/// An answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub text: String,
+    pub finish_reason: Option<String>,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub http_status: u16,
+    pub attempts: u32,
+    /// Of the attempt that answered.
+    pub latency_ms: f64,
+}
+
+/// No answer, as data: the row is recorded with it and the run goes on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub message: String,
+    pub http_status: Option<u16>,
+    pub attempts: u32,
+    /// Of the last attempt.
+    pub latency_ms: f64,
+}
+
+/// The client cannot be built (a setup error, not a row failure).
+#[derive(Debug, thiserror::Error)]
+#[error("invalid endpoint '{url}': {reason}")]
+pub struct ConfigError {
+    pub url: String,
+    pub reason: String,
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    url: String,
+    config: ClientConfig,
+}
+
+/// One attempt's outcome, before the retry decision.
+enum Attempt {
+    Done(Completion),
+    Retry {
+        failure: Failure,
+        wait_at_least: Duration,
+    },
+    Fail(Failure),
+}
+
+/// The chat-completion body: model and messages, then the version's invocation parameters as
+/// they are (temperature, max_tokens, top_p, stop, seed, response_format, tools …).
+pub fn request_body(model: &str, messages: &[Message], params: &JsonObject) -> Value {
+    let mut body = params.clone();
+    body.insert("model".into(), json!(model));
+    body.insert("messages".into(), json!(messages));
+    Value::Object(body)
+}
+
+impl Client {
+    pub fn new(config: ClientConfig) -> Result<Client, ConfigError> {
+        let parsed = reqwest::Url::parse(&config.base_url).map_err(|e| ConfigError {
+            url: config.base_url.clone(),
+            reason: e.to_string(),
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(ConfigError {
+                url: config.base_url.clone(),
+                reason: "the URL must start with http:// or https://".into(),
+            });
+        }
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(key) = &config.api_key {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+                .map_err(|_| ConfigError {
+                    url: config.base_url.clone(),
+                    reason: "OPENAI_API_KEY holds characters that cannot go in a header".into(),
+                })?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .pool_max_idle_per_host(config.pool_size.max(1))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("runner/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ConfigError {
+                url: config.base_url.clone(),
+                reason: e.to_string(),
+            })?;
+        let url = format!("{}/chat/completions", config.base_url);
+        Ok(Client { http, url, config })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.config.base_url
+    }
+
+    /// Sends one chat completion, retrying what is worth retrying.
+    pub async fn complete(&self, body: &Value) -> Result<Completion, Failure> {
+        let body = serde_json::to_vec(body).map_err(|e| Failure {
+            kind: FailureKind::InvalidResponse,
+            message: format!("cannot encode the request: {e}"),
+            http_status: None,
+            attempts: 0,
+            latency_ms: 0.0,
+        })?;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match self.attempt(&body, attempt).await {
+                Attempt::Done(completion) => return Ok(completion),
+                Attempt::Fail(failure) => return Err(failure),
+                Attempt::Retry {
+                    failure,
+                    wait_at_least,
+                } => {
+                    if attempt > self.config.max_retries {
+                        return Err(failure);
+                    }
+                    if wait_at_least > MAX_RETRY_AFTER {
+                        return Err(Failure {
+                            message: format!(
+                                "{} (the server asked to wait {} s, longer than runner waits)",
+                                failure.message,
+                                wait_at_least.as_secs()
+                            ),
+                            ..failure
+                        });
+                    }
+                    tokio::time::sleep(self.backoff(attempt).max(wait_at_least)).await;
+                }
+            }
+        }
+    }
+
+    /// Exponential backoff with "equal jitter": half the step fixed, half random, so a burst of
+    /// rate-limited rows does not come back at the same instant.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let step = self
+            .config
+            .backoff_base
+            .saturating_mul(1u32 << (attempt - 1).min(16))
+            .min(self.config.backoff_cap);
+        let half = step / 2;
+        half + half.mul_f64(fastrand::f64())
+    }
+
+    async fn attempt(&self, body: &[u8], attempt: u32) -> Attempt {
+        let started = Instant::now();
+        let elapsed = |started: Instant| started.elapsed().as_secs_f64() * 1000.0;
+        let sent = self
+            .http
+            .post(&self.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_vec())
+            .timeout(self.config.timeout)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) => {
+                return Attempt::Retry {
+                    failure: transport_failure(&e, attempt, elapsed(started)),
+                    wait_at_least: Duration::ZERO,
+                };
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        // The per-request timeout set above also bounds this read, so a server that stops
+        // sending mid-body times out like one that never answers.
+        let bytes = match response.bytes().await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                return Attempt::Retry {
+                    failure: transport_failure(&e, attempt, elapsed(started)),
+                    wait_at_least: Duration::ZERO,
+                };
+            }
+        };
+        let latency_ms = elapsed(started);
+        if (200..300).contains(&status) {
+            return match parse_completion(&bytes) {
+                Ok(mut completion) => {
+                    completion.http_status = status;
+                    completion.attempts = attempt;
+                    completion.latency_ms = latency_ms;
+                    Attempt::Done(completion)
+                }
+                Err(message) => Attempt::Fail(Failure {
+                    kind: FailureKind::InvalidResponse,
+                    message,
+                    http_status: Some(status),
+                    attempts: attempt,
+                    latency_ms,
+                }),
+            };
+        }
+        let failure = Failure {
+            kind: if status == 401 || status == 403 {
+                FailureKind::Auth
+            } else {
+                FailureKind::Http
+            },
+            message: format!("HTTP {status}: {}", error_message(&bytes)),
+            http_status: Some(status),
+            attempts: attempt,
+            latency_ms,
+        };
+        if RETRYABLE.contains(&status) {
+            Attempt::Retry {
+                failure,
+                wait_at_least: retry_after.unwrap_or(Duration::ZERO),
+            }
+        } else {
+            Attempt::Fail(failure)
+        }
+    }
+}
+
+fn transport_failure(e: &reqwest::Error, attempt: u32, latency_ms: f64) -> Failure {
+    let kind = if e.is_timeout() {
+        FailureKind::Timeout
+    } else {
+        FailureKind::Connection
+    };
+    // reqwest's top-level message is generic; the innermost cause says what happened.
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    let (outer, inner) = (e.to_string(), cause.to_string());
+    let message = if e.is_timeout() {
+        "timed out".to_string()
+    } else if outer == inner {
+        outer
+    } else {
+        format!("{outer}: {inner}")
+    };
+    Failure {
+        kind,
+        message,
+        http_status: None,
+        attempts: attempt,
+        latency_ms,
+    }
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<f64>() {
+        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    // A date in the past means "now"; HTTP dates have whole seconds, so round the wait up to
+    // never come back before the moment the server named.
+    Some(
+        at.duration_since(SystemTime::now())
+            .map(|d| d + Duration::from_secs(1))
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// The message of an OpenAI-style error body, or the start of whatever the body was.
+fn error_message(bytes: &[u8]) -> String {
+    if let Ok(value) = serde_json::from_slice::<Value>(bytes)
+        && let Some(message) = value
+            .pointer("/error/message")
+            .or_else(|| value.get("error"))
+            .or_else(|| value.get("message"))
+            .and_then(Value::as_str)
+    {
+        return excerpt(message);
+    }
+    let text = String::from_utf8_lossy(bytes);
+    if text.trim().is_empty() {
+        "empty body".into()
+    } else {
+        excerpt(&text)
+    }
+}
+
+fn excerpt(text: &str) -> String {
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut cut: String = one_line.chars().take(200).collect();
+    if one_line.chars().count() > 200 {
+        cut.push('…');
+    }
+    cut
+}
+
+/// The answer in a chat-completion body: `choices[0].message.content`, finish reason, usage.
+fn parse_completion(bytes: &[u8]) -> Result<Completion, String> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        format!(
+            "the body is not JSON ({e}): {}",
+            excerpt(&String::from_utf8_lossy(bytes))
+        )
+    })?;
+    let choices = value
+        .get("choices")
+        .and_then(Value::as_array)
+        .ok_or("the body has no `choices` list")?;
+    let first = choices.first().ok_or("`choices` is empty")?;
+    let message = first
+        .get("message")
+        .ok_or("`choices[0]` has no `message`")?;
+    let text = match message.get("content") {
+        Some(Value::String(text)) => text.clone(),
+        // Content may come as a list of parts.
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(""),
+        Some(Value::Null) | None => {
+            return Err(match message.get("refusal").and_then(Value::as_str) {
+                Some(refusal) => format!("the model refused: {}", excerpt(refusal)),
+                None => "`choices[0].message.content` is null".into(),
+            });
+        }
+        Some(other) => {
+            return Err(format!(
+                "`content` is not text: {}",
+                excerpt(&other.to_string())
+            ));
+        }
+    };
+    let usage = value.get("usage");
+    let tokens = |field: &str| usage.and_then(|u| u.get(field)).and_then(Value::as_i64);
+    Ok(Completion {
+        text,
+        finish_reason: first
+            .get("finish_reason")
+            .and_then(Value::as_str)
+            .map(String::from),
+        prompt_tokens: tokens("prompt_tokens"),
+        completion_tokens: tokens("completion_tokens"),
+        http_status: 200,
+        attempts: 1,
+        latency_ms: 0.0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_retry_after(" 0.5 "), Some(Duration::from_millis(500)));
+        assert_eq!(parse_retry_after("-1"), None);
+        assert_eq!(parse_retry_after("soon"), None);
+        let past = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(60));
+        assert_eq!(parse_retry_after(&past), Some(Duration::ZERO));
+        let future = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
+        let wait = parse_retry_after(&future).unwrap();
+        assert!(
+            wait >= Duration::from_secs(29) && wait <= Duration::from_secs(32),
+            "{wait:?}"
+        );
+    }
+
+    #[test]
+    fn completion_shapes() {
+        let ok = parse_completion(
+            br#"{"choices":[{"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.text, "hi");
+        assert_eq!(ok.finish_reason.as_deref(), Some("stop"));
+        assert_eq!((ok.prompt_tokens, ok.completion_tokens), (Some(3), Some(1)));
+        let parts = parse_completion(
+            br#"{"choices":[{"message":{"content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(parts.text, "ab");
+        let cases: &[(&[u8], &str)] = &[
+            (b"not json", "not JSON"),
+            (br#"{"id":"x"}"#, "no `choices`"),
+            (br#"{"choices":[]}"#, "empty"),
+            (br#"{"choices":[{"message":{"content":null}}]}"#, "null"),
+            (
+                br#"{"choices":[{"message":{"content":null,"refusal":"no"}}]}"#,
+                "refused",
+            ),
+            (br#"{"choices":[{"finish_reason":"stop"}]}"#, "no `message`"),
+        ];
+        for (body, needle) in cases {
+            let err = parse_completion(body).unwrap_err();
+            assert!(err.contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn error_bodies() {
+        assert_eq!(
+            error_message(br#"{"error":{"message":"Invalid key","type":"auth"}}"#),
+            "Invalid key"
+        );
+        assert_eq!(error_message(b""), "empty body");
+        assert_eq!(
+            error_message(b"<html>\n bad gateway </html>"),
+            "<html> bad gateway </html>"
+        );
+    }
+
+    #[test]
+    fn body_keeps_params_and_sets_model_and_messages() {
+        let mut params = JsonObject::new();
+        params.insert("temperature".into(), json!(0.2));
+        params.insert("model".into(), json!("ignored"));
+        let body = request_body(
+            "gpt-4",
+            &[Message {
+                role: "user".into(),
+                content: "hi".into(),
+            }],
+            &params,
+        );
+        assert_eq!(
+            body,
+            json!({"model": "gpt-4", "temperature": 0.2, "messages": [{"role": "user", "content": "hi"}]})
+        );
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let mut config = ClientConfig::new("http://127.0.0.1:1");
+        config.backoff_base = Duration::from_millis(100);
+        config.backoff_cap = Duration::from_millis(400);
+        let client = Client::new(config).unwrap();
+        for _ in 0..20 {
+            let first = client.backoff(1);
+            assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+            let capped = client.backoff(10);
+            assert!(capped >= Duration::from_millis(200) && capped <= Duration::from_millis(400));
+        }
+        assert!(Client::new(ClientConfig::new("ftp://x")).is_err());
+        assert!(Client::new(ClientConfig::new("not a url")).is_err());
+    }
+}

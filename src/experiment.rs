@@ -1,0 +1,593 @@
+//! The experiment runner: bounded concurrency over dataset rows, scoring, batched result
+//! writing, resume and interruption.
+//!
+//! Rows stream from the file on a reader thread, requests run as tokio tasks (never more than
+//! the concurrency limit in flight), and every result goes over a channel to one writer thread
+//! that owns its own store connection and commits in batches. Nothing accumulates in memory.
+
+use crate::client::{Client, Completion, Failure, FailureKind, request_body};
+use crate::dataset::{self, Row};
+use crate::eval::{EvalInput, Evaluator};
+use crate::model::{
+    Counters, Experiment, ExperimentStatus, JsonObject, Message, PromptVersion, ResultStatus,
+    RunResult, Score, hex,
+};
+use crate::store::{Store, StoreError};
+use crate::template::{CompiledTemplate, lookup};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+/// How long in-flight requests may finish after an interruption before they are abandoned.
+pub const GRACE_PERIOD: Duration = Duration::from_secs(5);
+
+/// Results per write transaction at most; a batch is whatever has arrived, up to this.
+const BATCH: usize = 512;
+
+/// Everything a run needs, resolved and checked before the first request.
+pub struct Plan {
+    pub experiment: Experiment,
+    pub version: PromptVersion,
+    pub template: CompiledTemplate,
+    pub dataset: PathBuf,
+    pub evaluators: Vec<Evaluator>,
+    pub client: Client,
+    pub judge_model: String,
+    pub cache: bool,
+}
+
+/// Why a run stopped before its end.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stop {
+    Interrupted,
+    /// The endpoint refused the key before any call succeeded.
+    Auth(String),
+    /// No connection could be made before any call succeeded.
+    Unreachable(String),
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct Outcome {
+    pub status: ExperimentStatus,
+    pub stop: Option<Stop>,
+    pub wall: Duration,
+    /// Results produced by this run (not counting those a resume skipped).
+    pub processed: u64,
+}
+
+/// Template variables no column or constant supplies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Missing {
+    pub variables: Vec<String>,
+    pub available: Vec<String>,
+}
+
+/// Checks, before any request, that every template variable has a source: a column (or a
+/// dotted field of a JSONL row), a `--column` rename of an existing column, or a `--var`.
+pub fn preflight(
+    template: &CompiledTemplate,
+    info: &dataset::DatasetInfo,
+    settings: &crate::model::RunSettings,
+) -> Result<(), Missing> {
+    let has_column = |name: &str| info.columns.iter().chain(&info.fields).any(|c| c == name);
+    let variables: Vec<String> = template
+        .variables()
+        .iter()
+        .filter(|var| {
+            let constant = settings.vars.contains_key(var.as_str());
+            let renamed = settings
+                .columns
+                .iter()
+                .any(|(v, column)| v == *var && has_column(column));
+            !(constant || renamed || has_column(var))
+        })
+        .cloned()
+        .collect();
+    if variables.is_empty() {
+        Ok(())
+    } else {
+        Err(Missing {
+            variables,
+            available: info.columns.clone(),
+        })
+    }
+}
+
+/// A run failed as a whole (the store, or the dataset changed under us).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Dataset(#[from] dataset::DatasetError),
+}
+
+/// Which (row, repetition) pairs already have a successful result: one bit each.
+pub struct Done {
+    bits: Vec<u64>,
+    repetitions: usize,
+}
+
+impl Done {
+    pub fn new(rows: usize, repetitions: usize) -> Done {
+        Done {
+            bits: vec![0; (rows * repetitions).div_ceil(64)],
+            repetitions,
+        }
+    }
+
+    fn slot(&self, row: usize, repetition: usize) -> usize {
+        row * self.repetitions + repetition
+    }
+
+    pub fn insert(&mut self, row: usize, repetition: usize) {
+        let slot = self.slot(row, repetition);
+        if let Some(word) = self.bits.get_mut(slot / 64) {
+            *word |= 1 << (slot % 64);
+        }
+    }
+
+    pub fn contains(&self, row: usize, repetition: usize) -> bool {
+        let slot = self.slot(row, repetition);
+        self.bits
+            .get(slot / 64)
+            .is_some_and(|word| word & (1 << (slot % 64)) != 0)
+    }
+
+    /// From the store: every successful result of an experiment.
+    pub fn load(store: &Store, experiment: &Experiment) -> Result<Done, StoreError> {
+        let settings = &experiment.settings;
+        let mut done = Done::new(experiment.dataset.rows as usize, settings.repetitions);
+        store.visit_successes(&experiment.id, |row, rep| {
+            if row >= 0 && rep >= 0 {
+                done.insert(row as usize, rep as usize);
+            }
+        })?;
+        Ok(done)
+    }
+}
+
+/// Shared state of one run.
+struct Shared {
+    plan: Plan,
+    counters: Arc<Counters>,
+    stop: AtomicBool,
+    stop_reason: Mutex<Option<Stop>>,
+    stopped: Notify,
+    /// Any call answered: after that, a 401 is a row failure, not a bad key.
+    any_ok: AtomicBool,
+    cache_reader: Option<Mutex<Store>>,
+}
+
+impl Shared {
+    fn halt(&self, reason: Stop) {
+        let mut slot = self.stop_reason.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(reason);
+        }
+        self.stop.store(true, Ordering::SeqCst);
+        self.stopped.notify_waiters();
+    }
+
+    fn halted(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    fn interrupted(&self) -> bool {
+        matches!(
+            *self.stop_reason.lock().unwrap_or_else(|p| p.into_inner()),
+            Some(Stop::Interrupted)
+        )
+    }
+}
+
+async fn join_all(tasks: &mut JoinSet<()>) {
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Runs (or resumes) an experiment until every row is done, the endpoint refuses the key, or
+/// `interrupt` resolves. Every finished result is in the store when this returns.
+pub async fn run(
+    plan: Plan,
+    db: &Path,
+    done: Done,
+    counters: Arc<Counters>,
+    interrupt: impl std::future::Future<Output = ()>,
+) -> Result<Outcome, RunError> {
+    let started = Instant::now();
+    let settings = plan.experiment.settings.clone();
+    let experiment_id = plan.experiment.id.clone();
+    let cache_reader = if plan.cache {
+        Some(Mutex::new(Store::open(db)?))
+    } else {
+        None
+    };
+    let shared = Arc::new(Shared {
+        plan,
+        counters,
+        stop: AtomicBool::new(false),
+        stop_reason: Mutex::new(None),
+        stopped: Notify::new(),
+        any_ok: AtomicBool::new(false),
+        cache_reader,
+    });
+
+    // One writer thread owns the write connection; results reach it as they finish.
+    let (results_tx, results_rx) = mpsc::channel::<RunResult>(BATCH * 4);
+    let mut writer_store = Store::open(db)?;
+    let writer =
+        std::thread::spawn(move || write_all(&mut writer_store, &experiment_id, results_rx));
+
+    // Rows stream from a reader thread; the bounded channel keeps only a few in memory.
+    let limit = settings.limit.unwrap_or(usize::MAX);
+    let (rows_tx, mut rows_rx) = mpsc::channel::<Result<Row, dataset::DatasetError>>(256);
+    let rows = dataset::rows(&shared.plan.dataset)?;
+    let reader = std::thread::spawn(move || {
+        for row in rows.take(limit) {
+            if rows_tx.blocking_send(row).is_err() {
+                break;
+            }
+        }
+    });
+
+    let semaphore = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let mut tasks = JoinSet::new();
+    let mut processed = 0u64;
+    let mut dataset_error = None;
+    tokio::pin!(interrupt);
+    let dispatch = async {
+        'rows: while let Some(row) = rows_rx.recv().await {
+            let row = match row {
+                Ok(row) => Arc::new(row),
+                Err(e) => {
+                    dataset_error = Some(e);
+                    break;
+                }
+            };
+            for repetition in 0..settings.repetitions {
+                if shared.halted() {
+                    break 'rows;
+                }
+                if done.contains(row.index, repetition) {
+                    continue;
+                }
+                let permit = tokio::select! {
+                    permit = semaphore.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break 'rows,
+                    },
+                    _ = shared.stopped.notified() => break 'rows,
+                };
+                if shared.halted() {
+                    break 'rows;
+                }
+                let shared = shared.clone();
+                let row = row.clone();
+                let results = results_tx.clone();
+                tasks.spawn(async move {
+                    let result = process(&shared, &row, repetition).await;
+                    // The writer only goes away when the store failed; the run then stops anyway.
+                    let _ = results.send(result).await;
+                    drop(permit);
+                });
+                processed += 1;
+                while tasks.try_join_next().is_some() {}
+            }
+        }
+    };
+    tokio::select! {
+        _ = dispatch => {}
+        _ = &mut interrupt => shared.halt(Stop::Interrupted),
+    }
+    // What is in flight finishes; after an interruption (before or during this wait) only
+    // for a grace period, then it is abandoned.
+    if !shared.interrupted() {
+        tokio::select! {
+            _ = join_all(&mut tasks) => {}
+            _ = &mut interrupt => shared.halt(Stop::Interrupted),
+        }
+    }
+    if shared.interrupted() {
+        eprintln!(
+            "interrupted: waiting up to {} s for the requests in flight",
+            GRACE_PERIOD.as_secs()
+        );
+        if tokio::time::timeout(GRACE_PERIOD, join_all(&mut tasks))
+            .await
+            .is_err()
+        {
+            tasks.abort_all();
+            join_all(&mut tasks).await;
+        }
+    }
+    drop(results_tx);
+    drop(rows_rx);
+    let _ = reader.join();
+    let written = tokio::task::spawn_blocking(move || writer.join())
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("result writer: {e}")))?
+        .map_err(|_| StoreError::Corrupt("the result writer stopped unexpectedly".into()))?;
+    written?;
+    if let Some(e) = dataset_error {
+        return Err(e.into());
+    }
+
+    let stop = shared
+        .stop_reason
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let status = match &stop {
+        None => ExperimentStatus::Completed,
+        Some(Stop::Interrupted) => ExperimentStatus::Interrupted,
+        Some(Stop::Auth(_) | Stop::Unreachable(_)) => ExperimentStatus::Failed,
+    };
+    Ok(Outcome {
+        status,
+        stop,
+        wall: started.elapsed(),
+        processed,
+    })
+}
+
+/// The writer: takes whatever results have arrived (up to a batch) and commits them together.
+fn write_all(
+    store: &mut Store,
+    experiment_id: &str,
+    mut results: mpsc::Receiver<RunResult>,
+) -> Result<(), StoreError> {
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Some(first) = results.blocking_recv() {
+        batch.push(first);
+        while batch.len() < BATCH {
+            match results.try_recv() {
+                Ok(result) => batch.push(result),
+                Err(_) => break,
+            }
+        }
+        store.write_results(experiment_id, &batch)?;
+        batch.clear();
+    }
+    Ok(())
+}
+
+/// The variables a row renders with: its columns, `--column` renames, then `--var` constants.
+fn row_vars(row: &Row, plan: &Plan) -> JsonObject {
+    let settings = &plan.experiment.settings;
+    let mut vars = row.values.clone();
+    for (var, column) in &settings.columns {
+        if let Some(value) = lookup(&row.values, column).cloned() {
+            vars.insert(var.clone(), value);
+        }
+    }
+    for (key, value) in &settings.vars {
+        vars.insert(key.clone(), value.clone());
+    }
+    vars
+}
+
+fn expected_of(row: &Row, plan: &Plan) -> Option<String> {
+    let column = plan.experiment.settings.expected_column.as_deref()?;
+    match lookup(&row.values, column)? {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// Cache key: endpoint, the exact request body and the repetition, so repetitions stay
+/// independent samples.
+fn cache_key(base_url: &str, body: &[u8], repetition: usize) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(base_url.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(body);
+    hasher.update(b"\n");
+    hasher.update(repetition.to_string().as_bytes());
+    hex(&hasher.finalize())
+}
+
+async fn process(shared: &Shared, row: &Row, repetition: usize) -> RunResult {
+    let plan = &shared.plan;
+    let started_at = crate::store::now();
+    let vars = row_vars(row, plan);
+    let expected = expected_of(row, plan);
+    let mut result = RunResult {
+        row_index: row.index as i64,
+        row_id: row.id.clone(),
+        repetition: repetition as i64,
+        vars,
+        expected,
+        messages: Vec::new(),
+        output: None,
+        finish_reason: None,
+        status: ResultStatus::Error,
+        error_kind: None,
+        error_message: None,
+        http_status: None,
+        attempts: 0,
+        latency_ms: 0.0,
+        prompt_tokens: None,
+        completion_tokens: None,
+        cached: false,
+        started_at,
+        finished_at: String::new(),
+        scores: Vec::new(),
+        cache_key: None,
+    };
+    let outcome = match plan.template.render(&result.vars) {
+        Err(e) => Err(Failure {
+            kind: FailureKind::InvalidResponse,
+            message: e.to_string(),
+            http_status: None,
+            attempts: 0,
+            latency_ms: 0.0,
+        }),
+        Ok(messages) => {
+            let body = request_body(&plan.experiment.model, &messages, &plan.version.params);
+            result.messages = messages;
+            call(shared, &body, repetition, &mut result).await
+        }
+    };
+    match outcome {
+        Ok(completion) => {
+            shared.any_ok.store(true, Ordering::Relaxed);
+            result.status = ResultStatus::Ok;
+            result.output = Some(completion.text);
+            result.finish_reason = completion.finish_reason;
+            result.http_status = Some(completion.http_status);
+            result.attempts = completion.attempts;
+            result.latency_ms = completion.latency_ms;
+            result.prompt_tokens = completion.prompt_tokens;
+            result.completion_tokens = completion.completion_tokens;
+            result.scores = score(shared, &result).await;
+        }
+        Err(failure) => {
+            // Before any answer, a refused key or an endpoint that cannot be reached is a
+            // setup problem: stop instead of failing every row the same way.
+            if !shared.any_ok.load(Ordering::Relaxed) {
+                match failure.kind {
+                    FailureKind::Auth => shared.halt(Stop::Auth(failure.message.clone())),
+                    FailureKind::Connection => {
+                        shared.halt(Stop::Unreachable(failure.message.clone()))
+                    }
+                    _ => {}
+                }
+            }
+            // A template that cannot render this row never reached the endpoint.
+            result.error_kind = Some(if result.messages.is_empty() {
+                "render".to_string()
+            } else {
+                failure.kind.as_str().to_string()
+            });
+            result.error_message = Some(failure.message);
+            result.http_status = failure.http_status;
+            result.attempts = failure.attempts;
+            result.latency_ms = failure.latency_ms;
+            result.scores = plan
+                .evaluators
+                .iter()
+                .map(|e| Score::call_failed(e.name()))
+                .collect();
+        }
+    }
+    result.finished_at = crate::store::now();
+    let counters = &shared.counters;
+    counters.done.fetch_add(1, Ordering::Relaxed);
+    if result.status == ResultStatus::Error {
+        counters.errors.fetch_add(1, Ordering::Relaxed);
+    }
+    if result.cached {
+        counters.cached.fetch_add(1, Ordering::Relaxed);
+    }
+    result
+}
+
+/// The answer from the cache when it is there, else from the endpoint.
+async fn call(
+    shared: &Shared,
+    body: &Value,
+    repetition: usize,
+    result: &mut RunResult,
+) -> Result<Completion, Failure> {
+    let plan = &shared.plan;
+    if let Some(reader) = &shared.cache_reader {
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
+        let key = cache_key(plan.client.base_url(), &bytes, repetition);
+        let hit = reader
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .cached_response(&key)
+            .ok()
+            .flatten();
+        if let Some(hit) = hit {
+            result.cached = true;
+            return Ok(Completion {
+                text: hit.output,
+                finish_reason: hit.finish_reason,
+                prompt_tokens: hit.prompt_tokens,
+                completion_tokens: hit.completion_tokens,
+                http_status: hit.http_status.unwrap_or(200),
+                attempts: 0,
+                latency_ms: hit.latency_ms,
+            });
+        }
+        result.cache_key = Some(key);
+    }
+    plan.client.complete(body).await
+}
+
+async fn score(shared: &Shared, result: &RunResult) -> Vec<Score> {
+    let plan = &shared.plan;
+    let output = result.output.as_deref().unwrap_or("");
+    let input = EvalInput {
+        vars: &result.vars,
+        output,
+        expected: result.expected.as_deref(),
+        latency_ms: result.latency_ms,
+    };
+    let mut scores = Vec::with_capacity(plan.evaluators.len());
+    for evaluator in &plan.evaluators {
+        let score = if let Some(messages) = evaluator.judge_messages(&input) {
+            judge(shared, evaluator, &messages).await
+        } else if evaluator.name().starts_with("cmd:") {
+            // An external program blocks while it runs; keep it off the async workers.
+            tokio::task::block_in_place(|| evaluator.score(&input))
+        } else {
+            evaluator.score(&input)
+        };
+        scores.push(score);
+    }
+    scores
+}
+
+async fn judge(shared: &Shared, evaluator: &Evaluator, messages: &[Message]) -> Score {
+    let mut params = JsonObject::new();
+    params.insert("temperature".into(), json!(0));
+    let body = request_body(&shared.plan.judge_model, messages, &params);
+    match shared.plan.client.complete(&body).await {
+        Ok(reply) => evaluator.judge_verdict(&reply.text),
+        Err(failure) => Score {
+            evaluator: evaluator.name().to_string(),
+            score: 0.0,
+            pass: false,
+            reason: format!("the judge call failed: {}", failure.message),
+            error: true,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn done_bits() {
+        let mut done = Done::new(100, 3);
+        assert!(!done.contains(5, 2));
+        done.insert(5, 2);
+        done.insert(99, 2);
+        assert!(done.contains(5, 2));
+        assert!(done.contains(99, 2));
+        assert!(!done.contains(5, 1));
+        assert!(!done.contains(6, 0));
+        // Out of range is never "done" and never panics.
+        done.insert(1000, 0);
+        assert!(!done.contains(1000, 0));
+    }
+
+    #[test]
+    fn cache_keys_differ_by_endpoint_body_and_repetition() {
+        let a = cache_key("http://a", b"{}", 0);
+        assert_eq!(a, cache_key("http://a", b"{}", 0));
+        assert_ne!(a, cache_key("http://b", b"{}", 0));
+        assert_ne!(a, cache_key("http://a", b"{ }", 0));
+        assert_ne!(a, cache_key("http://a", b"{}", 1));
+    }
+}

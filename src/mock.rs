@@ -1,0 +1,1092 @@
+//! The mock endpoint: a deterministic OpenAI-compatible chat server for demos, CI dry runs and benchmarks.
+//!
+//! It speaks real HTTP and the chat-completions wire format, so a client cannot tell it from a
+//! provider except by its answers: the first rule whose regex matches the last user message
+//! decides the reply, and without a match the last user message is echoed back.
+//!
+//! `usage` holds word counts (whitespace-separated words), not tokens from a real tokenizer: they
+//! only have to be deterministic and roughly proportional to the text.
+//!
+//! The handler is on the benchmark hot path (10,000+ requests/s from one client), so it borrows
+//! from the request body instead of copying it, serializes straight into the response buffer and
+//! keeps its counters in atomics rather than behind a lock.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use regex::Regex;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+use std::borrow::Cow;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The model named by `/v1/models`, and the reply's `model` when the request names none.
+const MODEL_ID: &str = "mock";
+
+/// Prompts with large contexts are legitimate test input; axum's 2 MB default would reject them.
+const BODY_LIMIT: usize = 32 * 1024 * 1024;
+
+/// One entry of a rules file: when `pattern` matches the last user message, answer `reply`.
+///
+/// `reply` may refer to capture groups as `$1` or `${name}` (`$$` is a literal `$`). With
+/// `status`, the server answers that HTTP error status (400–599) with an OpenAI error body whose
+/// message is the reply; `latency_ms` replaces the global latency for requests this rule answers.
+#[derive(Debug, Clone, serde::Deserialize)]
+// A misspelt key ("latency", "respone") would otherwise be dropped silently and the rule would
+// behave differently from what the file says.
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub pattern: String,
+    pub reply: String,
+    #[serde(default)]
+    pub status: Option<u16>,
+    #[serde(default)]
+    pub latency_ms: Option<u64>,
+}
+
+/// How the mock answers: a latency applied to every chat request, and the reply rules in order.
+#[derive(Debug, Clone, Default)]
+pub struct MockConfig {
+    /// Zero means no sleep at all, not a zero-length timer.
+    pub latency: Duration,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MockError {
+    #[error("cannot read mock rules file {}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid mock rules file {}: {message}", .path.display())]
+    Parse { path: PathBuf, message: String },
+    /// `index` is the rule's 0-based position in the list; `path` is `None` for rules that were
+    /// built in code rather than read from a file.
+    #[error("invalid mock rule rules[{index}] in {}: {message}", origin(.path))]
+    Rule {
+        path: Option<PathBuf>,
+        index: usize,
+        message: String,
+    },
+}
+
+fn origin(path: &Option<PathBuf>) -> String {
+    match path {
+        Some(p) => p.display().to_string(),
+        None => "the mock configuration".to_string(),
+    }
+}
+
+/// Reads a rules file (JSON, or YAML for .yaml/.yml) and checks every pattern compiles.
+pub fn load_rules(path: &Path) -> Result<Vec<Rule>, MockError> {
+    let text = std::fs::read_to_string(path).map_err(|source| MockError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let yaml = matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    );
+    let parsed: Result<Vec<Rule>, String> = if yaml {
+        // The YAML error is a multi-line annotated snippet; its first line carries the cause.
+        serde_saphyr::from_str(&text).map_err(|e| first_line(&e.to_string(), "invalid YAML"))
+    } else {
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    };
+    let rules = parsed.map_err(|message| MockError::Parse {
+        path: path.to_path_buf(),
+        message,
+    })?;
+    compile(&rules, Some(path))?;
+    Ok(rules)
+}
+
+/// The axum Router serving the routes above (rules compiled once, shared via Arc state).
+pub fn router(config: MockConfig) -> Result<Router, MockError> {
+    let shared = Arc::new(Shared {
+        latency: config.latency,
+        rules: compile(&config.rules, None)?,
+        stats: Stats::default(),
+    });
+    Ok(Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/chat/completions", post(chat))
+        .route("/v1/models", get(models))
+        .route("/models", get(models))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/stats", get(stats))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(shared))
+}
+
+/// Serves on an already-bound listener until `shutdown` resolves. Tests bind 127.0.0.1:0 and read the port from the listener.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: MockConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app =
+        router(config).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // Replies are small single writes; Nagle's algorithm would hold them back waiting for an ACK
+    // and cap a keep-alive connection at a few dozen requests per second.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+struct CompiledRule {
+    regex: Regex,
+    reply: String,
+    // Most replies are fixed text; skipping capture extraction for them keeps matching cheap.
+    expands: bool,
+    status: Option<StatusCode>,
+    latency: Option<Duration>,
+}
+
+struct Shared {
+    latency: Duration,
+    rules: Vec<CompiledRule>,
+    stats: Stats,
+}
+
+#[derive(Default)]
+struct Stats {
+    requests: AtomicU64,
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
+}
+
+/// Holds one unit of `in_flight` for as long as a chat request is being handled, including when
+/// the client hangs up and hyper drops the handler mid-sleep.
+struct InFlight<'a>(&'a Stats);
+
+impl Stats {
+    /// Returns the request's 1-based sequence number, used for its completion id.
+    fn enter(&self) -> (u64, InFlight<'_>) {
+        let seq = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::Relaxed);
+        (seq, InFlight(self))
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn compile(rules: &[Rule], path: Option<&Path>) -> Result<Vec<CompiledRule>, MockError> {
+    let fail = |index: usize, message: String| MockError::Rule {
+        path: path.map(Path::to_path_buf),
+        index,
+        message,
+    };
+    rules
+        .iter()
+        .enumerate()
+        .map(|(index, rule)| {
+            let regex = Regex::new(&rule.pattern).map_err(|e| {
+                fail(
+                    index,
+                    format!(
+                        "pattern {:?} does not compile: {}",
+                        rule.pattern,
+                        regex_cause(&e)
+                    ),
+                )
+            })?;
+            let status = match rule.status {
+                None => None,
+                // Only errors: a 2xx or 3xx with an error body is not something a real provider
+                // sends, so a client's handling of it proves nothing.
+                Some(code @ 400..=599) => StatusCode::from_u16(code).ok(),
+                Some(code) => {
+                    return Err(fail(
+                        index,
+                        format!("status {code} is not an HTTP error status (400-599)"),
+                    ));
+                }
+            };
+            Ok(CompiledRule {
+                regex,
+                reply: rule.reply.clone(),
+                expands: rule.reply.contains('$'),
+                status,
+                latency: rule.latency_ms.map(Duration::from_millis),
+            })
+        })
+        .collect()
+}
+
+/// The regex crate's syntax errors span several lines (pattern, caret, cause); error messages
+/// here are one line, and the pattern is already quoted by the caller.
+fn regex_cause(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("error: "))
+        .map(str::to_string)
+        .unwrap_or_else(|| text.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+fn first_line(text: &str, fallback: &str) -> String {
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(fallback)
+        .trim()
+        .trim_start_matches("error: ")
+        .to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct ChatRequest<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    messages: Vec<ChatMessage<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ChatMessage<'a> {
+    #[serde(borrow)]
+    role: Cow<'a, str>,
+    // Assistant messages that carry tool calls have `"content": null`, or no content at all.
+    #[serde(borrow, default)]
+    content: Content<'a>,
+}
+
+/// A message's `content`: a string, or a list of parts of which only the text parts count.
+#[derive(Default)]
+enum Content<'a> {
+    #[default]
+    Empty,
+    Text(Cow<'a, str>),
+    Parts(Vec<Cow<'a, str>>),
+}
+
+impl Content<'_> {
+    fn words(&self) -> u64 {
+        let count = |s: &str| s.split_whitespace().count() as u64;
+        match self {
+            Content::Empty => 0,
+            Content::Text(t) => count(t),
+            Content::Parts(parts) => parts.iter().map(|p| count(p)).sum(),
+        }
+    }
+
+    /// Text parts are joined with a newline (as vLLM does), so words never fuse across parts and
+    /// the word count of the joined text equals the sum over the parts.
+    fn text(&self) -> Cow<'_, str> {
+        match self {
+            Content::Empty => Cow::Borrowed(""),
+            Content::Text(t) => Cow::Borrowed(t),
+            Content::Parts(parts) if parts.len() == 1 => Cow::Borrowed(&parts[0]),
+            Content::Parts(parts) => Cow::Owned(parts.join("\n")),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Part<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+}
+
+// Hand-written rather than `#[serde(untagged)]`: untagged buffers every value into an
+// intermediate tree and reports any mismatch as "did not match any variant".
+impl<'de: 'a, 'a> Deserialize<'de> for Content<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ContentVisitor<'a>(std::marker::PhantomData<Content<'a>>);
+
+        impl<'de: 'a, 'a> Visitor<'de> for ContentVisitor<'a> {
+            type Value = Content<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string, a list of content parts, or null")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Content::Text(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Content::Text(Cow::Owned(v.to_string())))
+            }
+
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Content::Text(Cow::Owned(v)))
+            }
+
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Content::Empty)
+            }
+
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Content::Empty)
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut texts = Vec::with_capacity(seq.size_hint().unwrap_or(1));
+                while let Some(part) = seq.next_element::<Part<'a>>()? {
+                    // Image and audio parts carry no words for the mock to match or count.
+                    if part.kind == "text" {
+                        texts.push(part.text.unwrap_or(Cow::Borrowed("")));
+                    }
+                }
+                Ok(Content::Parts(texts))
+            }
+        }
+
+        deserializer.deserialize_any(ContentVisitor(std::marker::PhantomData))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responses
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct Completion<'a> {
+    id: CompletionId,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [Choice<'a>; 1],
+    usage: Usage,
+}
+
+/// Serializes as `chatcmpl-mock-<n>` straight into the output, without an intermediate String.
+struct CompletionId(u64);
+
+impl Serialize for CompletionId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("chatcmpl-mock-{}", self.0))
+    }
+}
+
+#[derive(Serialize)]
+struct Choice<'a> {
+    index: u32,
+    message: AssistantMessage<'a>,
+    finish_reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct AssistantMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+}
+
+#[derive(Serialize)]
+struct Usage {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    message: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    param: Option<&'a str>,
+    code: Option<&'a str>,
+}
+
+fn json_response(status: StatusCode, value: &impl Serialize) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        // Only reachable if a Serialize impl above fails, which plain structs of strings cannot.
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// An error in OpenAI's shape, with the `type` (and for 429 the `code`) OpenAI uses for that
+/// status, so clients that branch on them see what they would see from the real API.
+fn error_response(status: StatusCode, message: &str) -> Response {
+    let (kind, code) = match status.as_u16() {
+        401 => ("authentication_error", Some("invalid_api_key")),
+        403 => ("permission_error", None),
+        404 => ("invalid_request_error", Some("not_found")),
+        429 => ("rate_limit_error", Some("rate_limit_exceeded")),
+        500..=599 => ("server_error", None),
+        _ => ("invalid_request_error", None),
+    };
+    let message = if message.is_empty() {
+        status.canonical_reason().unwrap_or("error")
+    } else {
+        message
+    };
+    let body = ErrorBody {
+        error: ErrorDetail {
+            message,
+            kind,
+            param: None,
+            code,
+        },
+    };
+    json_response(status, &body)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers
+// ---------------------------------------------------------------------------------------------
+
+async fn chat(State(shared): State<Arc<Shared>>, body: Result<Bytes, BytesRejection>) -> Response {
+    let (seq, _in_flight) = shared.stats.enter();
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return error_response(rejection.status(), &rejection.body_text()),
+    };
+    let request: ChatRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                &format!("We could not parse the JSON body of your request: {e}"),
+            );
+        }
+    };
+    if request.messages.is_empty() {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "Invalid 'messages': empty array. Expected an array with minimum length 1.",
+        );
+    }
+
+    let last_user = request
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == "user")
+        .map(|m| m.content.text())
+        .unwrap_or(Cow::Borrowed(""));
+
+    // The rule decides the latency, so matching happens before the sleep; the reply does not
+    // depend on when it is chosen.
+    let mut chosen: Option<&CompiledRule> = None;
+    let mut reply: Cow<'_, str> = Cow::Borrowed(&last_user);
+    for rule in &shared.rules {
+        if rule.expands {
+            if let Some(caps) = rule.regex.captures(&last_user) {
+                let mut expanded = String::with_capacity(rule.reply.len() + 16);
+                caps.expand(&rule.reply, &mut expanded);
+                reply = Cow::Owned(expanded);
+                chosen = Some(rule);
+                break;
+            }
+        } else if rule.regex.is_match(&last_user) {
+            reply = Cow::Borrowed(&rule.reply);
+            chosen = Some(rule);
+            break;
+        }
+    }
+
+    let latency = chosen.and_then(|r| r.latency).unwrap_or(shared.latency);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+
+    if let Some(status) = chosen.and_then(|r| r.status) {
+        return error_response(status, &reply);
+    }
+
+    let prompt_tokens: u64 = request.messages.iter().map(|m| m.content.words()).sum();
+    let completion_tokens = reply.split_whitespace().count() as u64;
+    let completion = Completion {
+        id: CompletionId(seq),
+        object: "chat.completion",
+        created: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        model: request.model.as_deref().unwrap_or(MODEL_ID),
+        choices: [Choice {
+            index: 0,
+            message: AssistantMessage {
+                role: "assistant",
+                content: &reply,
+            },
+            finish_reason: "stop",
+        }],
+        usage: Usage {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: prompt_tokens + completion_tokens,
+        },
+    };
+    json_response(StatusCode::OK, &completion)
+}
+
+async fn models() -> Response {
+    #[derive(Serialize)]
+    struct Model {
+        id: &'static str,
+        object: &'static str,
+        // Fixed, so that the listing is as deterministic as the completions.
+        created: u64,
+        owned_by: &'static str,
+    }
+    #[derive(Serialize)]
+    struct List {
+        object: &'static str,
+        data: [Model; 1],
+    }
+    let list = List {
+        object: "list",
+        data: [Model {
+            id: MODEL_ID,
+            object: "model",
+            created: 0,
+            owned_by: "runner",
+        }],
+    };
+    json_response(StatusCode::OK, &list)
+}
+
+async fn stats(State(shared): State<Arc<Shared>>) -> Response {
+    #[derive(Serialize)]
+    struct Snapshot {
+        requests: u64,
+        in_flight: u64,
+        max_in_flight: u64,
+    }
+    let s = &shared.stats;
+    let snapshot = Snapshot {
+        requests: s.requests.load(Ordering::Relaxed),
+        in_flight: s.in_flight.load(Ordering::Relaxed),
+        max_in_flight: s.max_in_flight.load(Ordering::Relaxed),
+    };
+    json_response(StatusCode::OK, &snapshot)
+}
+
+/// A misconfigured base URL should fail the way it fails against OpenAI: a 404 with an error
+/// body naming the URL, rather than an empty 404 the client has to guess about.
+async fn not_found(method: Method, uri: Uri) -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        &format!("Invalid URL ({method} {})", uri.path()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+    use std::time::Instant;
+    use tokio::sync::oneshot;
+
+    struct TestServer {
+        base: String,
+        client: reqwest::Client,
+        shutdown: oneshot::Sender<()>,
+        task: tokio::task::JoinHandle<std::io::Result<()>>,
+    }
+
+    impl TestServer {
+        async fn start(config: MockConfig) -> TestServer {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind 127.0.0.1:0");
+            let port = listener.local_addr().expect("local addr").port();
+            let (shutdown, stop) = oneshot::channel::<()>();
+            let task = tokio::spawn(serve(listener, config, async {
+                let _ = stop.await;
+            }));
+            TestServer {
+                base: format!("http://127.0.0.1:{port}"),
+                client: reqwest::Client::new(),
+                shutdown,
+                task,
+            }
+        }
+
+        async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+            let response = self
+                .client
+                .post(format!("{}{path}", self.base))
+                .json(body)
+                .send()
+                .await
+                .expect("send");
+            let status = response.status().as_u16();
+            (status, response.json().await.expect("json body"))
+        }
+
+        async fn chat(&self, body: &Value) -> (u16, Value) {
+            self.post("/v1/chat/completions", body).await
+        }
+
+        async fn get(&self, path: &str) -> (u16, String) {
+            let response = self
+                .client
+                .get(format!("{}{path}", self.base))
+                .send()
+                .await
+                .expect("send");
+            let status = response.status().as_u16();
+            (status, response.text().await.expect("text body"))
+        }
+
+        async fn stop(self) {
+            let _ = self.shutdown.send(());
+            self.task
+                .await
+                .expect("server task")
+                .expect("server result");
+        }
+    }
+
+    fn user(content: &str) -> Value {
+        json!({"model": "gpt-test", "messages": [{"role": "user", "content": content}]})
+    }
+
+    fn rule(pattern: &str, reply: &str) -> Rule {
+        Rule {
+            pattern: pattern.to_string(),
+            reply: reply.to_string(),
+            status: None,
+            latency_ms: None,
+        }
+    }
+
+    fn content(body: &Value) -> &str {
+        body["choices"][0]["message"]["content"]
+            .as_str()
+            .expect("content string")
+    }
+
+    #[tokio::test]
+    async fn echoes_the_last_user_message_with_word_counts() {
+        let server = TestServer::start(MockConfig::default()).await;
+        let request = json!({
+            "model": "gpt-test",
+            "temperature": 0.2,
+            "messages": [
+                {"role": "system", "content": "You are terse."},
+                {"role": "user", "content": "first question"},
+                {"role": "assistant", "content": null},
+                {"role": "user", "content": "  hello   there\nworld "}
+            ]
+        });
+        let (status, body) = server.chat(&request).await;
+        assert_eq!(status, 200);
+        assert!(
+            body["id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("chatcmpl-mock-"))
+        );
+        assert_eq!(body["object"], "chat.completion");
+        assert!(body["created"].as_u64().is_some_and(|c| c > 1_600_000_000));
+        assert_eq!(body["model"], "gpt-test");
+        assert_eq!(
+            body["choices"],
+            json!([{
+                "index": 0,
+                "message": {"role": "assistant", "content": "  hello   there\nworld "},
+                "finish_reason": "stop"
+            }])
+        );
+        assert_eq!(
+            body["usage"],
+            json!({"prompt_tokens": 8, "completion_tokens": 3, "total_tokens": 11})
+        );
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn model_defaults_to_mock() {
+        let server = TestServer::start(MockConfig::default()).await;
+        let (status, body) = server
+            .chat(&json!({"messages": [{"role": "user", "content": "hi"}]}))
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(body["model"], "mock");
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn joins_the_text_parts_of_list_content() {
+        let server = TestServer::start(MockConfig::default()).await;
+        let request = json!({
+            "model": "gpt-test",
+            "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "first part"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+                {"type": "text", "text": "second"}
+            ]}]
+        });
+        let (status, body) = server.chat(&request).await;
+        assert_eq!(status, 200);
+        assert_eq!(content(&body), "first part\nsecond");
+        assert_eq!(body["usage"]["prompt_tokens"], 3);
+        assert_eq!(body["usage"]["completion_tokens"], 3);
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn first_matching_rule_wins_and_expands_captures() {
+        let config = MockConfig {
+            rules: vec![
+                rule(
+                    r"^weather in (?P<city>\w+) on (\w+)",
+                    "Sunny in ${city} on $2.",
+                ),
+                rule("weather", "never reached for the message above"),
+                rule("price", "It costs $$5."),
+            ],
+            ..MockConfig::default()
+        };
+        let server = TestServer::start(config).await;
+        let (_, body) = server.chat(&user("weather in Oslo on Monday?")).await;
+        assert_eq!(content(&body), "Sunny in Oslo on Monday.");
+        assert_eq!(body["usage"]["completion_tokens"], 5);
+        let (_, body) = server.chat(&user("what is the price")).await;
+        assert_eq!(content(&body), "It costs $5.");
+        let (_, body) = server.chat(&user("tell me the weather")).await;
+        assert_eq!(content(&body), "never reached for the message above");
+        let (_, body) = server.chat(&user("no rule for this")).await;
+        assert_eq!(content(&body), "no rule for this");
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn rules_match_only_the_last_user_message() {
+        let config = MockConfig {
+            rules: vec![rule("secret", "matched")],
+            ..MockConfig::default()
+        };
+        let server = TestServer::start(config).await;
+        let request = json!({"messages": [
+            {"role": "system", "content": "secret"},
+            {"role": "user", "content": "secret question"},
+            {"role": "assistant", "content": "secret answer"},
+            {"role": "user", "content": "plain"}
+        ]});
+        let (_, body) = server.chat(&request).await;
+        assert_eq!(content(&body), "plain");
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn loads_a_yaml_rules_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rules.yaml");
+        std::fs::write(
+            &path,
+            "- pattern: '^capital of (\\w+)'\n  reply: 'The capital of $1 is Paris.'\n\
+             - pattern: down\n  reply: overloaded\n  status: 503\n  latency_ms: 5\n",
+        )
+        .expect("write rules");
+        let rules = load_rules(&path).expect("load yaml");
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[1].status, Some(503));
+        assert_eq!(rules[1].latency_ms, Some(5));
+        let server = TestServer::start(MockConfig {
+            rules,
+            ..MockConfig::default()
+        })
+        .await;
+        let (status, body) = server.chat(&user("capital of France")).await;
+        assert_eq!(status, 200);
+        assert_eq!(content(&body), "The capital of France is Paris.");
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn loads_a_json_rules_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rules.json");
+        std::fs::write(
+            &path,
+            r#"[{"pattern": "(?i)hello", "reply": "Hi! How can I help?"}]"#,
+        )
+        .expect("write rules");
+        let rules = load_rules(&path).expect("load json");
+        let server = TestServer::start(MockConfig {
+            rules,
+            ..MockConfig::default()
+        })
+        .await;
+        let (status, body) = server.chat(&user("HELLO there")).await;
+        assert_eq!(status, 200);
+        assert_eq!(content(&body), "Hi! How can I help?");
+        assert_eq!(body["usage"]["completion_tokens"], 5);
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn status_rule_answers_with_an_openai_error() {
+        let mut failing = rule("overload", "The engine is currently overloaded.");
+        failing.status = Some(503);
+        let mut limited = rule("limit", "");
+        limited.status = Some(429);
+        let server = TestServer::start(MockConfig {
+            rules: vec![failing, limited],
+            ..MockConfig::default()
+        })
+        .await;
+        let (status, body) = server.chat(&user("overload me")).await;
+        assert_eq!(status, 503);
+        assert_eq!(
+            body,
+            json!({"error": {
+                "message": "The engine is currently overloaded.",
+                "type": "server_error",
+                "param": null,
+                "code": null
+            }})
+        );
+        let (status, body) = server.chat(&user("limit me")).await;
+        assert_eq!(status, 429);
+        assert_eq!(body["error"]["type"], "rate_limit_error");
+        assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+        assert_eq!(body["error"]["message"], "Too Many Requests");
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn malformed_requests_get_400_in_openai_shape() {
+        let server = TestServer::start(MockConfig::default()).await;
+        let url = format!("{}/v1/chat/completions", server.base);
+        let bad_bodies = [
+            "{not json",
+            r#"{"model": "gpt-test"}"#,
+            r#"{"messages": "hello"}"#,
+            r#"{"messages": []}"#,
+            r#"{"messages": [{"role": "user", "content": 42}]}"#,
+        ];
+        for bad in bad_bodies {
+            let response = server
+                .client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(bad)
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(response.status().as_u16(), 400, "body {bad}");
+            let body: Value = response.json().await.expect("json error body");
+            let error = &body["error"];
+            assert!(
+                error["message"].as_str().is_some_and(|m| !m.is_empty()),
+                "body {bad}"
+            );
+            assert_eq!(error["type"], "invalid_request_error");
+            assert_eq!(error["param"], Value::Null);
+            assert_eq!(error["code"], Value::Null);
+        }
+        let (_, body) = server.post("/v1/chat/completions", &json!({})).await;
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("messages"))
+        );
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn serves_chat_with_and_without_the_v1_prefix() {
+        let server = TestServer::start(MockConfig::default()).await;
+        for path in ["/v1/chat/completions", "/chat/completions"] {
+            let (status, body) = server.post(path, &user("ping")).await;
+            assert_eq!(status, 200, "{path}");
+            assert_eq!(content(&body), "ping", "{path}");
+        }
+        let (status, body) = server.post("/v2/chat/completions", &user("ping")).await;
+        assert_eq!(status, 404);
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn lists_the_mock_model_and_reports_health() {
+        let server = TestServer::start(MockConfig::default()).await;
+        for path in ["/v1/models", "/models"] {
+            let (status, text) = server.get(path).await;
+            assert_eq!(status, 200, "{path}");
+            let body: Value = serde_json::from_str(&text).expect("json");
+            assert_eq!(body["object"], "list");
+            assert_eq!(body["data"].as_array().map(Vec::len), Some(1));
+            assert_eq!(body["data"][0]["id"], "mock");
+            assert_eq!(body["data"][0]["object"], "model");
+        }
+        assert_eq!(server.get("/healthz").await, (200, "ok".to_string()));
+        server.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stats_count_concurrent_requests() {
+        const N: u64 = 8;
+        let mut slow = rule("slow", "done");
+        // Long enough for all N requests to be in flight together; only counts are asserted.
+        slow.latency_ms = Some(300);
+        let server = Arc::new(
+            TestServer::start(MockConfig {
+                rules: vec![slow],
+                ..MockConfig::default()
+            })
+            .await,
+        );
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..N {
+            let server = Arc::clone(&server);
+            tasks.spawn(async move { server.chat(&user("slow please")).await });
+        }
+        while let Some(result) = tasks.join_next().await {
+            let (status, body) = result.expect("request task");
+            assert_eq!(status, 200);
+            assert_eq!(content(&body), "done");
+        }
+        let (status, text) = server.get("/stats").await;
+        assert_eq!(status, 200);
+        let stats: Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(
+            stats,
+            json!({"requests": N, "in_flight": 0, "max_in_flight": N})
+        );
+        let server = Arc::into_inner(server).expect("sole owner");
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn latency_is_honoured() {
+        let mut slower = rule("slower", "late");
+        slower.latency_ms = Some(150);
+        let server = TestServer::start(MockConfig {
+            latency: Duration::from_millis(100),
+            rules: vec![slower],
+        })
+        .await;
+        // Lower bounds only: a loaded machine may be slower, never faster.
+        let start = Instant::now();
+        let (status, _) = server.chat(&user("quick")).await;
+        assert_eq!(status, 200);
+        assert!(start.elapsed() >= Duration::from_millis(100));
+        let start = Instant::now();
+        let (_, body) = server.chat(&user("slower")).await;
+        assert_eq!(content(&body), "late");
+        assert!(start.elapsed() >= Duration::from_millis(150));
+        server.stop().await;
+    }
+
+    #[test]
+    fn invalid_regex_names_the_file_and_rule_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("broken.json");
+        std::fs::write(
+            &path,
+            r#"[{"pattern": "fine", "reply": "ok"}, {"pattern": "(unclosed", "reply": "x"}]"#,
+        )
+        .expect("write rules");
+        let err = load_rules(&path).expect_err("invalid regex must fail");
+        assert!(
+            matches!(&err, MockError::Rule { index: 1, path: Some(p), .. } if p == &path),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(message.contains("broken.json"), "{message}");
+        assert!(message.contains("rules[1]"), "{message}");
+        assert!(message.contains("(unclosed"), "{message}");
+        assert!(!message.contains('\n'), "{message}");
+    }
+
+    #[test]
+    fn bad_rules_files_are_reported_with_their_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+
+        let missing = dir.path().join("missing.yaml");
+        let err = load_rules(&missing).expect_err("missing file");
+        assert!(matches!(err, MockError::Read { .. }), "{err:?}");
+        assert!(err.to_string().contains("missing.yaml"));
+
+        let cases = [
+            ("not-a-list.json", r#"{"pattern": "a", "reply": "b"}"#),
+            ("typo.yml", "- pattern: a\n  respone: b\n"),
+            ("bad.yaml", "- pattern: [unterminated\n"),
+        ];
+        for (name, text) in cases {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write");
+            let err = load_rules(&path).expect_err(name);
+            assert!(matches!(err, MockError::Parse { .. }), "{name}: {err:?}");
+            let message = err.to_string();
+            assert!(message.contains(name), "{message}");
+            assert!(!message.contains('\n'), "{message}");
+        }
+
+        let path = dir.path().join("status.json");
+        std::fs::write(&path, r#"[{"pattern": "a", "reply": "b", "status": 200}]"#).expect("write");
+        let err = load_rules(&path).expect_err("2xx status");
+        assert!(matches!(err, MockError::Rule { index: 0, .. }), "{err:?}");
+    }
+
+    #[test]
+    fn router_rejects_invalid_rules_built_in_code() {
+        let config = MockConfig {
+            rules: vec![rule("ok", "ok"), rule("ok", "ok"), rule("[z-a]", "x")],
+            ..MockConfig::default()
+        };
+        let err = router(config).expect_err("invalid regex");
+        assert!(matches!(
+            err,
+            MockError::Rule {
+                index: 2,
+                path: None,
+                ..
+            }
+        ));
+        assert!(err.to_string().contains("rules[2]"));
+    }
+
+    #[tokio::test]
+    async fn same_request_gets_the_same_reply() {
+        let server = TestServer::start(MockConfig {
+            rules: vec![rule(r"(\d+) \+ (\d+)", "$1 plus $2")],
+            ..MockConfig::default()
+        })
+        .await;
+        let request = json!({"model": "m", "messages": [
+            {"role": "system", "content": "Be exact."},
+            {"role": "user", "content": "what is 2 + 3"}
+        ]});
+        let (_, mut first) = server.chat(&request).await;
+        let (_, mut second) = server.chat(&request).await;
+        assert_ne!(first["id"], second["id"]);
+        for body in [&mut first, &mut second] {
+            let object = body.as_object_mut().expect("object");
+            object.remove("id");
+            object.remove("created");
+        }
+        assert_eq!(first, second);
+        assert_eq!(content(&first), "2 plus 3");
+        server.stop().await;
+    }
+}

@@ -1,0 +1,534 @@
+//! Experiments in the store: records, batched result writes, aggregates and the response cache.
+
+use super::{Result, Store, StoreError, now, require_prompt};
+use crate::model::{
+    DatasetRef, Experiment, ExperimentStatus, Message, ResultStatus, RunResult, RunSettings, Score,
+};
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+/// What a new experiment is, before it has an id.
+#[derive(Debug, Clone)]
+pub struct NewExperiment {
+    pub name: Option<String>,
+    pub prompt: String,
+    pub version_id: String,
+    pub tag: Option<String>,
+    pub dataset: DatasetRef,
+    pub model: String,
+    pub base_url: String,
+    pub evaluators: Vec<String>,
+    pub settings: RunSettings,
+    pub planned: i64,
+    pub author: String,
+}
+
+/// A response kept in the cache.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachedResponse {
+    pub output: String,
+    pub finish_reason: Option<String>,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub http_status: Option<u16>,
+    pub latency_ms: f64,
+}
+
+/// Per evaluator aggregates. Errored calls count as failures: the denominator is every result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvaluatorSummary {
+    pub evaluator: String,
+    pub passed: i64,
+    pub total: i64,
+    pub pass_rate: f64,
+    pub mean_score: f64,
+    /// Rows where the evaluator itself failed to judge.
+    pub errors: i64,
+}
+
+/// Aggregates over one experiment's stored results.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub results: i64,
+    pub ok: i64,
+    pub errored: i64,
+    pub cached: i64,
+    pub missing: i64,
+    pub error_rate: f64,
+    pub evaluators: Vec<EvaluatorSummary>,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p95_ms: Option<f64>,
+    pub latency_max_ms: Option<f64>,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    /// Error kinds and how often each occurred.
+    pub error_kinds: Vec<(String, i64)>,
+}
+
+const EXPERIMENT_COLUMNS: &str = "e.id, e.name, p.name, e.version_id, v.seq, e.tag, e.dataset_path, \
+     e.dataset_hash, e.dataset_rows, e.dataset_columns, e.model, e.base_url, e.evaluators, \
+     e.settings, e.planned, e.status, e.author, e.created_at, e.finished_at, e.wall_ms";
+
+const EXPERIMENT_JOINS: &str = "FROM experiments e JOIN prompts p ON p.id = e.prompt_id \
+     JOIN prompt_versions v ON v.id = e.version_id";
+
+const RESULT_COLUMNS: &str = "row_index, row_id, repetition, vars, expected, messages, output, \
+     finish_reason, status, error_kind, error_message, http_status, attempts, latency_ms, \
+     prompt_tokens, completion_tokens, cached, started_at, finished_at";
+
+fn json_column<T: serde::de::DeserializeOwned>(text: &str, column: usize) -> rusqlite::Result<T> {
+    serde_json::from_str(text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn experiment_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Experiment> {
+    let status: String = row.get(15)?;
+    Ok(Experiment {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        prompt: row.get(2)?,
+        version_id: row.get(3)?,
+        version_seq: row.get(4)?,
+        tag: row.get(5)?,
+        dataset: DatasetRef {
+            path: row.get(6)?,
+            hash: row.get(7)?,
+            rows: row.get(8)?,
+            columns: json_column(&row.get::<_, String>(9)?, 9)?,
+        },
+        model: row.get(10)?,
+        base_url: row.get(11)?,
+        evaluators: json_column(&row.get::<_, String>(12)?, 12)?,
+        settings: json_column(&row.get::<_, String>(13)?, 13)?,
+        planned: row.get(14)?,
+        status: status.parse().map_err(|e: String| {
+            rusqlite::Error::FromSqlConversionFailure(15, rusqlite::types::Type::Text, e.into())
+        })?,
+        author: row.get(16)?,
+        created_at: row.get(17)?,
+        finished_at: row.get(18)?,
+        wall_ms: row.get(19)?,
+    })
+}
+
+fn result_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunResult> {
+    let status: String = row.get(8)?;
+    Ok(RunResult {
+        row_index: row.get(0)?,
+        row_id: row.get(1)?,
+        repetition: row.get(2)?,
+        vars: json_column(&row.get::<_, String>(3)?, 3)?,
+        expected: row.get(4)?,
+        messages: json_column::<Vec<Message>>(&row.get::<_, String>(5)?, 5)?,
+        output: row.get(6)?,
+        finish_reason: row.get(7)?,
+        status: if status == "ok" {
+            ResultStatus::Ok
+        } else {
+            ResultStatus::Error
+        },
+        error_kind: row.get(9)?,
+        error_message: row.get(10)?,
+        http_status: row.get(11)?,
+        attempts: row.get(12)?,
+        latency_ms: row.get(13)?,
+        prompt_tokens: row.get(14)?,
+        completion_tokens: row.get(15)?,
+        cached: row.get(16)?,
+        started_at: row.get(17)?,
+        finished_at: row.get(18)?,
+        scores: Vec::new(),
+        cache_key: None,
+    })
+}
+
+/// A short id that is easy to type and, at 10 characters of base 36, practically unique;
+/// the primary key still guards against the improbable clash.
+fn experiment_id() -> String {
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let suffix: String = (0..10)
+        .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
+        .collect();
+    format!("exp_{suffix}")
+}
+
+impl Store {
+    pub fn create_experiment(&mut self, new: &NewExperiment) -> Result<Experiment> {
+        let tx = self.immediate()?;
+        let pid = require_prompt(&tx, &new.prompt)?;
+        let id = experiment_id();
+        tx.execute(
+            "INSERT INTO experiments (id, name, prompt_id, version_id, tag, dataset_path, \
+             dataset_hash, dataset_rows, dataset_columns, model, base_url, evaluators, settings, \
+             planned, status, author, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'running', ?15, ?16)",
+            params![
+                id,
+                new.name,
+                pid,
+                new.version_id,
+                new.tag,
+                new.dataset.path,
+                new.dataset.hash,
+                new.dataset.rows,
+                to_json(&new.dataset.columns)?,
+                new.model,
+                new.base_url,
+                to_json(&new.evaluators)?,
+                to_json(&new.settings)?,
+                new.planned,
+                new.author,
+                now(),
+            ],
+        )?;
+        tx.commit()?;
+        self.experiment(&id)
+    }
+
+    /// One experiment by id, or by a unique prefix of its id.
+    pub fn experiment(&self, id: &str) -> Result<Experiment> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {EXPERIMENT_COLUMNS} {EXPERIMENT_JOINS} WHERE e.id = ?1 OR e.id LIKE ?2 ESCAPE '\\' \
+             ORDER BY e.id = ?1 DESC LIMIT 2"
+        ))?;
+        let pattern = format!(
+            "{}%",
+            id.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        let found: Vec<Experiment> = stmt
+            .query_map(params![id, pattern], experiment_from_row)?
+            .collect::<Result<_, _>>()?;
+        match found.as_slice() {
+            [exact, ..] if exact.id == id => Ok(exact.clone()),
+            [only] => Ok(only.clone()),
+            [] => Err(StoreError::UnknownExperiment { id: id.into() }),
+            _ => Err(StoreError::AmbiguousExperiment { id: id.into() }),
+        }
+    }
+
+    /// Experiments, newest first, of one prompt when given.
+    pub fn experiments(&self, prompt: Option<&str>) -> Result<Vec<Experiment>> {
+        let pid = prompt
+            .map(|name| require_prompt(&self.conn, name))
+            .transpose()?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {EXPERIMENT_COLUMNS} {EXPERIMENT_JOINS} WHERE (?1 IS NULL OR e.prompt_id = ?1) \
+             ORDER BY e.created_at DESC, e.rowid DESC"
+        ))?;
+        let rows = stmt.query_map(params![pid], experiment_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records where a run ended and adds its wall time.
+    pub fn finish_experiment(
+        &mut self,
+        id: &str,
+        status: ExperimentStatus,
+        wall_ms: i64,
+    ) -> Result<()> {
+        self.conn.execute(
+            "UPDATE experiments SET status = ?2, finished_at = ?3, wall_ms = wall_ms + ?4 WHERE id = ?1",
+            params![id, status.as_str(), now(), wall_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Removes an experiment that never got a usable answer (the endpoint refused the key or
+    /// could not be reached), so a setup failure leaves the store as it was.
+    pub fn discard_experiment(&mut self, id: &str) -> Result<()> {
+        let tx = self.immediate()?;
+        tx.execute("DELETE FROM scores WHERE experiment_id = ?1", params![id])?;
+        tx.execute("DELETE FROM results WHERE experiment_id = ?1", params![id])?;
+        tx.execute("DELETE FROM experiments WHERE id = ?1", params![id])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Marks an experiment as running again (resume).
+    pub fn reopen_experiment(&mut self, id: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE experiments SET status = 'running', finished_at = NULL WHERE id = ?1",
+            params![id],
+        )?;
+        Ok(())
+    }
+
+    /// Calls `visit(row_index, repetition)` for every successful result, so a resumed run skips it.
+    pub fn visit_successes(&self, id: &str, mut visit: impl FnMut(i64, i64)) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT row_index, repetition FROM results WHERE experiment_id = ?1 AND status = 'ok'",
+        )?;
+        let mut rows = stmt.query(params![id])?;
+        while let Some(row) = rows.next()? {
+            visit(row.get(0)?, row.get(1)?);
+        }
+        Ok(())
+    }
+
+    /// Writes a batch of results, their scores and new cache entries in one transaction. An
+    /// errored result may be replaced by a later attempt; a successful one never is.
+    pub fn write_results(&mut self, experiment_id: &str, batch: &[RunResult]) -> Result<()> {
+        let tx = self.immediate()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO results (experiment_id, row_index, repetition, row_id, vars, expected, \
+                 messages, output, finish_reason, status, error_kind, error_message, http_status, \
+                 attempts, latency_ms, prompt_tokens, completion_tokens, cached, started_at, finished_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20) \
+                 ON CONFLICT (experiment_id, row_index, repetition) DO UPDATE SET \
+                 row_id = excluded.row_id, vars = excluded.vars, expected = excluded.expected, \
+                 messages = excluded.messages, output = excluded.output, \
+                 finish_reason = excluded.finish_reason, status = excluded.status, \
+                 error_kind = excluded.error_kind, error_message = excluded.error_message, \
+                 http_status = excluded.http_status, attempts = excluded.attempts, \
+                 latency_ms = excluded.latency_ms, prompt_tokens = excluded.prompt_tokens, \
+                 completion_tokens = excluded.completion_tokens, cached = excluded.cached, \
+                 started_at = excluded.started_at, finished_at = excluded.finished_at \
+                 WHERE results.status <> 'ok'",
+            )?;
+            let mut score = tx.prepare_cached(
+                "INSERT OR REPLACE INTO scores (experiment_id, row_index, repetition, evaluator, \
+                 score, pass, error, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            let mut cache = tx.prepare_cached(
+                "INSERT OR IGNORE INTO response_cache (key, output, finish_reason, prompt_tokens, \
+                 completion_tokens, http_status, latency_ms, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            let mut vars_text = String::new();
+            for r in batch {
+                vars_text.clear();
+                vars_text.push_str(&to_json(&r.vars)?);
+                let changed = insert.execute(params![
+                    experiment_id,
+                    r.row_index,
+                    r.repetition,
+                    r.row_id,
+                    vars_text,
+                    r.expected,
+                    to_json(&r.messages)?,
+                    r.output,
+                    r.finish_reason,
+                    r.status.as_str(),
+                    r.error_kind,
+                    r.error_message,
+                    r.http_status,
+                    r.attempts,
+                    r.latency_ms,
+                    r.prompt_tokens,
+                    r.completion_tokens,
+                    r.cached,
+                    r.started_at,
+                    r.finished_at,
+                ])?;
+                // Zero rows changed: a successful result was already there; keep its scores too.
+                if changed == 0 {
+                    continue;
+                }
+                for s in &r.scores {
+                    score.execute(params![
+                        experiment_id,
+                        r.row_index,
+                        r.repetition,
+                        s.evaluator,
+                        s.score,
+                        s.pass,
+                        s.error,
+                        s.reason,
+                    ])?;
+                }
+                if let (Some(key), ResultStatus::Ok, Some(output)) =
+                    (&r.cache_key, r.status, &r.output)
+                {
+                    cache.execute(params![
+                        key,
+                        output,
+                        r.finish_reason,
+                        r.prompt_tokens,
+                        r.completion_tokens,
+                        r.http_status,
+                        r.latency_ms,
+                        r.finished_at,
+                    ])?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn cached_response(&self, key: &str) -> Result<Option<CachedResponse>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT output, finish_reason, prompt_tokens, completion_tokens, http_status, latency_ms \
+                 FROM response_cache WHERE key = ?1",
+            )?
+            .query_row(params![key], |r| {
+                Ok(CachedResponse {
+                    output: r.get(0)?,
+                    finish_reason: r.get(1)?,
+                    prompt_tokens: r.get(2)?,
+                    completion_tokens: r.get(3)?,
+                    http_status: r.get(4)?,
+                    latency_ms: r.get(5)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Aggregates over the stored results of one experiment.
+    pub fn summary(&self, experiment: &Experiment) -> Result<Summary> {
+        let id = experiment.id.as_str();
+        let (results, ok, cached, prompt_tokens, completion_tokens, max): (
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            Option<f64>,
+        ) = self.conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(status = 'ok'), 0), COALESCE(SUM(cached), 0), \
+                 COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), \
+                 MAX(CASE WHEN status = 'ok' THEN latency_ms END) \
+                 FROM results WHERE experiment_id = ?1",
+            params![id],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
+        )?;
+        let percentile = |p: f64| -> Result<Option<f64>> {
+            if ok == 0 {
+                return Ok(None);
+            }
+            // Nearest-rank percentile over the successful calls, computed by the database so
+            // no latency list is held in memory.
+            let rank = ((p * ok as f64).ceil() as i64).clamp(1, ok) - 1;
+            Ok(self
+                .conn
+                .prepare_cached(
+                    "SELECT latency_ms FROM results WHERE experiment_id = ?1 AND status = 'ok' \
+                     ORDER BY latency_ms LIMIT 1 OFFSET ?2",
+                )?
+                .query_row(params![id, rank], |r| r.get(0))
+                .optional()?)
+        };
+        let mut evaluators = Vec::new();
+        {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT evaluator, COALESCE(SUM(pass), 0), COUNT(*), COALESCE(AVG(score), 0), \
+                 COALESCE(SUM(error), 0) FROM scores WHERE experiment_id = ?1 GROUP BY evaluator",
+            )?;
+            let rows = stmt.query_map(params![id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, f64>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })?;
+            let mut by_name = std::collections::HashMap::new();
+            for row in rows {
+                let (name, passed, total, mean, errors) = row?;
+                by_name.insert(name, (passed, total, mean, errors));
+            }
+            // In the order the evaluators were given; each over every result.
+            for name in &experiment.evaluators {
+                let (passed, total, mean, errors) =
+                    by_name.get(name).copied().unwrap_or((0, 0, 0.0, 0));
+                evaluators.push(EvaluatorSummary {
+                    evaluator: name.clone(),
+                    passed,
+                    total: results,
+                    pass_rate: ratio(passed, results),
+                    mean_score: if results == 0 {
+                        0.0
+                    } else {
+                        mean * total as f64 / results as f64
+                    },
+                    errors,
+                });
+            }
+        }
+        let mut error_kinds = Vec::new();
+        {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT COALESCE(error_kind, 'unknown'), COUNT(*) FROM results \
+                 WHERE experiment_id = ?1 AND status = 'error' GROUP BY 1 ORDER BY 2 DESC, 1",
+            )?;
+            for row in stmt.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?)))? {
+                error_kinds.push(row?);
+            }
+        }
+        Ok(Summary {
+            results,
+            ok,
+            errored: results - ok,
+            cached,
+            missing: (experiment.planned - results).max(0),
+            error_rate: ratio(results - ok, results),
+            evaluators,
+            latency_p50_ms: percentile(0.50)?,
+            latency_p95_ms: percentile(0.95)?,
+            latency_max_ms: max,
+            prompt_tokens,
+            completion_tokens,
+            error_kinds,
+        })
+    }
+
+    /// Streams the results of an experiment in row order, each with its scores.
+    pub fn visit_results(
+        &self,
+        id: &str,
+        mut visit: impl FnMut(RunResult) -> Result<()>,
+    ) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {RESULT_COLUMNS} FROM results WHERE experiment_id = ?1 ORDER BY row_index, repetition"
+        ))?;
+        let mut scores = self.conn.prepare_cached(
+            "SELECT evaluator, score, pass, reason, error FROM scores \
+             WHERE experiment_id = ?1 AND row_index = ?2 AND repetition = ?3 ORDER BY evaluator",
+        )?;
+        let mut rows = stmt.query(params![id])?;
+        while let Some(row) = rows.next()? {
+            let mut result = result_from_row(row)?;
+            result.scores = scores
+                .query_map(params![id, result.row_index, result.repetition], |r| {
+                    Ok(Score {
+                        evaluator: r.get(0)?,
+                        score: r.get(1)?,
+                        pass: r.get(2)?,
+                        reason: r.get(3)?,
+                        error: r.get(4)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            visit(result)?;
+        }
+        Ok(())
+    }
+}
+
+fn ratio(part: i64, whole: i64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}

@@ -1,0 +1,854 @@
+//! `runner experiment` against a real HTTP endpoint on a random loopback port.
+
+use crate::fault_server::FaultServer;
+use crate::{Env, dump};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// A prompt whose rendered message is exactly the row's `query`, so the test server's
+/// behaviour can be chosen per row.
+fn echo_prompt(env: &Env) {
+    env.ok(&[
+        "prompt",
+        "create",
+        "echo",
+        "--template",
+        "{{query}}",
+        "--model",
+        "test-model",
+    ]);
+}
+
+fn csv(env: &Env, name: &str, queries: &[&str]) -> String {
+    let mut text = String::from("id,query,expected\n");
+    for (i, q) in queries.iter().enumerate() {
+        text.push_str(&format!(
+            "r{i},\"{}\",\"{}\"\n",
+            q.replace('"', "\"\""),
+            q.replace('"', "\"\"")
+        ));
+    }
+    env.write(name, &text).to_str().unwrap().to_string()
+}
+
+fn run_json(env: &Env, server: &FaultServer, extra: &[&str]) -> Value {
+    let base = server.base_url();
+    let mut args = vec!["experiment", "--base-url", base.as_str(), "--json"];
+    args.extend_from_slice(extra);
+    env.json(&args)
+}
+
+fn rows(env: &Env, id: &str) -> Vec<Value> {
+    let shown = env.json(&["experiment", "show", id, "--rows", "--json"]);
+    shown["rows"].as_array().unwrap().clone()
+}
+
+#[test]
+fn seed_flow_runs_production_and_staging() {
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    env.ok(&[
+        "prompt",
+        "create",
+        "customer_support_greeting",
+        "--template",
+        "You are a support agent for {{company_name}}. Customer Query: {{query}}",
+        "--model",
+        "gpt-4",
+        "--param",
+        "temperature=0.7",
+        "--param",
+        "max_tokens=500",
+        "--tag",
+        "production",
+    ]);
+    env.ok(&[
+        "prompt",
+        "update",
+        "customer_support_greeting",
+        "--template",
+        "Support for {{company_name}}, escalate when asked twice. Query: {{query}}",
+        "-m",
+        "Added escalation guidelines",
+        "--tag",
+        "staging",
+    ]);
+    let dataset = env.write(
+        "queries.csv",
+        "id,company_name,query,expected\n1,Acme,Where is my order?,order\n2,Acme,\"Refund, please\",Refund\n3,Acme,Reset my password,password\n",
+    );
+    let dataset = dataset.to_str().unwrap();
+    let mut ids = Vec::new();
+    for tag in ["production", "staging"] {
+        let out = run_json(
+            &env,
+            &server,
+            &[
+                "--prompt",
+                "customer_support_greeting",
+                "--tag",
+                tag,
+                "--dataset",
+                dataset,
+            ],
+        );
+        assert_eq!(out["experiment"]["status"], "completed");
+        assert_eq!(out["experiment"]["tag"], tag);
+        assert_eq!(out["experiment"]["dataset"]["rows"], 3);
+        assert_eq!(out["summary"]["ok"], 3);
+        assert_eq!(out["summary"]["errored"], 0);
+        // Default evaluator with an expected column: icontains.
+        assert_eq!(out["experiment"]["evaluators"], json!(["icontains"]));
+        assert_eq!(out["summary"]["evaluators"][0]["pass_rate"], 1.0);
+        ids.push(out["experiment"]["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(server.log().len(), 6);
+    let listed = env.json(&[
+        "experiment",
+        "list",
+        "--prompt",
+        "customer_support_greeting",
+        "--json",
+    ]);
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    // Each result keeps its inputs and what was sent.
+    let staging = rows(&env, &ids[1]);
+    assert_eq!(staging.len(), 3);
+    assert_eq!(staging[1]["row_id"], "2");
+    assert_eq!(staging[1]["vars"]["query"], "Refund, please");
+    assert_eq!(
+        staging[1]["messages"],
+        json!([{"role": "user", "content": "Support for Acme, escalate when asked twice. Query: Refund, please"}])
+    );
+    assert_eq!(staging[1]["status"], "ok");
+    assert_eq!(staging[1]["attempts"], 1);
+    assert_eq!(staging[1]["finish_reason"], "stop");
+    assert!(staging[1]["prompt_tokens"].as_i64().is_some());
+    let table = env.ok(&["experiment", "show", &ids[0], "--rows"]);
+    assert!(table.contains("Where is my order?"), "{table}");
+}
+
+#[test]
+fn the_cache_answers_repeats_and_no_cache_bypasses_it() {
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    echo_prompt(&env);
+    let data = csv(&env, "d.csv", &["one", "two"]);
+    let first = run_json(&env, &server, &["--prompt", "echo", "--dataset", &data]);
+    assert_eq!(first["summary"]["cached"], 0);
+    let second = run_json(&env, &server, &["--prompt", "echo", "--dataset", &data]);
+    assert_eq!(second["summary"]["cached"], 2);
+    assert_eq!(server.log().len(), 2, "cached rows sent nothing");
+    let cached_rows = rows(&env, second["experiment"]["id"].as_str().unwrap());
+    assert!(
+        cached_rows
+            .iter()
+            .all(|r| r["cached"] == true && r["output"] == r["vars"]["query"])
+    );
+    let third = run_json(
+        &env,
+        &server,
+        &["--prompt", "echo", "--dataset", &data, "--no-cache"],
+    );
+    assert_eq!(third["summary"]["cached"], 0);
+    assert_eq!(server.log().len(), 4);
+    // Repetitions are separate samples, each with its own cache entry.
+    let reps = run_json(
+        &env,
+        &server,
+        &["--prompt", "echo", "--dataset", &data, "--repetitions", "2"],
+    );
+    assert_eq!(reps["summary"]["results"], 4);
+    assert_eq!(reps["summary"]["cached"], 2);
+}
+
+#[test]
+fn faults_are_retried_or_recorded_and_every_row_is_accounted_for() {
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    echo_prompt(&env);
+    let data = csv(
+        &env,
+        "faults.csv",
+        &[
+            "a fault=429:1:1",
+            "b fault=429date:1:2",
+            "c fault=500:1",
+            "d fault=400",
+            "e fault=hangbody",
+            "f fault=drop:1",
+            "g fault=badjson",
+            "h fault=422",
+            "i plain",
+        ],
+    );
+    let out = run_json(
+        &env,
+        &server,
+        &[
+            "--prompt",
+            "echo",
+            "--dataset",
+            &data,
+            "--timeout",
+            "1",
+            "--max-retries",
+            "1",
+            "--eval",
+            "contains",
+        ],
+    );
+    assert_eq!(out["summary"]["results"], 9);
+    let results = rows(&env, out["experiment"]["id"].as_str().unwrap());
+    let by_id = |id: &str| results.iter().find(|r| r["row_id"] == id).unwrap().clone();
+
+    // 429 with Retry-After: 1 second, honoured.
+    let a = server.requests_for("a fault=429");
+    assert_eq!(a.len(), 2);
+    assert!(
+        a[1].at - a[0].at >= Duration::from_secs(1),
+        "retried after {:?}",
+        a[1].at - a[0].at
+    );
+    assert_eq!(by_id("r0")["status"], "ok");
+    assert_eq!(by_id("r0")["attempts"], 2);
+    // Retry-After as an HTTP date two seconds ahead: never earlier than that second.
+    let b = server.requests_for("b fault=429date");
+    assert_eq!(b.len(), 2);
+    assert!(
+        b[1].at - b[0].at >= Duration::from_secs(1),
+        "retried after {:?}",
+        b[1].at - b[0].at
+    );
+    // 500 then success.
+    assert_eq!(server.requests_for("c fault=500").len(), 2);
+    assert_eq!(by_id("r2")["status"], "ok");
+    // 400 and 422: not retried, recorded with their status.
+    assert_eq!(server.requests_for("d fault=400").len(), 1);
+    assert_eq!(by_id("r3")["status"], "error");
+    assert_eq!(by_id("r3")["http_status"], 400);
+    assert_eq!(by_id("r3")["attempts"], 1);
+    assert!(
+        by_id("r3")["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("fault 400")
+    );
+    assert_eq!(server.requests_for("h fault=422").len(), 1);
+    // A body that stops half-way times out, is retried, and is recorded as a timeout.
+    assert_eq!(server.requests_for("e fault=hangbody").len(), 2);
+    assert_eq!(by_id("r4")["error_kind"], "timeout");
+    assert_eq!(by_id("r4")["attempts"], 2);
+    // A dropped connection is retried.
+    assert_eq!(by_id("r5")["status"], "ok");
+    assert_eq!(by_id("r5")["attempts"], 2);
+    // A broken body is an invalid response, not retried.
+    assert_eq!(by_id("r6")["error_kind"], "invalid_response");
+    assert_eq!(server.requests_for("g fault=badjson").len(), 1);
+    assert_eq!(by_id("r8")["status"], "ok");
+
+    // Every row once; errored rows count as failed for the evaluator.
+    assert_eq!(out["summary"]["ok"], 5);
+    assert_eq!(out["summary"]["errored"], 4);
+    let ev = &out["summary"]["evaluators"][0];
+    assert_eq!(ev["passed"], 5);
+    assert_eq!(ev["total"], 9);
+    let mut ids: Vec<String> = results
+        .iter()
+        .map(|r| r["row_id"].as_str().unwrap().to_string())
+        .collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 9);
+}
+
+#[test]
+fn concurrency_never_exceeds_the_limit() {
+    let env = Env::new();
+    let server = FaultServer::start(Duration::from_millis(40));
+    echo_prompt(&env);
+    let queries: Vec<String> = (0..40).map(|i| format!("q{i}")).collect();
+    let refs: Vec<&str> = queries.iter().map(String::as_str).collect();
+    let data = csv(&env, "many.csv", &refs);
+    let out = run_json(
+        &env,
+        &server,
+        &["--prompt", "echo", "--dataset", &data, "--concurrency", "4"],
+    );
+    assert_eq!(out["summary"]["ok"], 40);
+    assert_eq!(
+        server.max_in_flight(),
+        4,
+        "in flight at most (and, with 40 rows, at some point exactly) 4"
+    );
+}
+
+#[test]
+fn rejected_credentials_stop_the_run_and_leave_the_store_as_it_was() {
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    echo_prompt(&env);
+    let queries: Vec<String> = (0..50).map(|i| format!("q{i} fault=401")).collect();
+    let refs: Vec<&str> = queries.iter().map(String::as_str).collect();
+    let data = csv(&env, "d.csv", &refs);
+    let base = server.base_url();
+    let before = dump(&env.db);
+    let output = env
+        .cmd()
+        .env("OPENAI_API_KEY", "sk-test-secret-123")
+        .args([
+            "experiment",
+            "--prompt",
+            "echo",
+            "--dataset",
+            &data,
+            "--base-url",
+            &base,
+            "--concurrency",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("refused the credentials") && stderr.contains("OPENAI_API_KEY"),
+        "{stderr}"
+    );
+    assert!(
+        server.log().len() <= 4,
+        "stopped instead of hammering: {} requests",
+        server.log().len()
+    );
+    assert_eq!(
+        server.log()[0].authorization.as_deref(),
+        Some("Bearer sk-test-secret-123")
+    );
+    assert_eq!(dump(&env.db), before);
+    // The key is never printed nor stored.
+    assert!(!stderr.contains("sk-test-secret-123"));
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("sk-test-secret-123"));
+}
+
+#[test]
+fn the_api_key_is_sent_but_never_stored_or_printed() {
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    echo_prompt(&env);
+    let data = csv(&env, "d.csv", &["hello", "d fault=400"]);
+    let base = server.base_url();
+    let output = env
+        .cmd()
+        .env("OPENAI_API_KEY", "sk-test-secret-456")
+        .args([
+            "experiment",
+            "--prompt",
+            "echo",
+            "--dataset",
+            &data,
+            "--base-url",
+            &base,
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(
+        server
+            .log()
+            .iter()
+            .all(|e| e.authorization.as_deref() == Some("Bearer sk-test-secret-456"))
+    );
+    let id = serde_json::from_slice::<Value>(&output.stdout).unwrap()["experiment"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let shown = env.ok(&["experiment", "show", &id, "--rows", "--json"]);
+    for text in [
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+        shown,
+    ] {
+        assert!(!text.contains("sk-test-secret-456"));
+    }
+    for file in ["runner.db", "runner.db-wal"] {
+        if let Ok(bytes) = std::fs::read(env.path(file)) {
+            assert!(
+                !bytes.windows(18).any(|w| w == b"sk-test-secret-456"),
+                "key found in {file}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_unreachable_endpoint_is_exit_3_with_nothing_written() {
+    let env = Env::new();
+    echo_prompt(&env);
+    let data = csv(&env, "d.csv", &["hello"]);
+    // A port that was just free: bind, read it, release it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = env.fails(
+        &[
+            "experiment",
+            "--prompt",
+            "echo",
+            "--dataset",
+            &data,
+            "--base-url",
+            &format!("http://127.0.0.1:{port}/v1"),
+        ],
+        3,
+    );
+    assert!(
+        err.contains("cannot reach") && err.contains("hint:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_input_is_exit_2_before_any_request() {
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    env.ok(&[
+        "prompt",
+        "create",
+        "greet",
+        "--template",
+        "Hi {{name}} from {{company}}: {{query}}",
+        "--model",
+        "m",
+    ]);
+    let base = server.base_url();
+    let ragged = env.write(
+        "ragged.csv",
+        "query,expected\nfine,x\n\"quoted, ok\",y\ntoo,many,fields\n",
+    );
+    let good = env.write("good.csv", "query,expected,who\nq,x,Ada\n");
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (
+            vec![
+                "--dataset",
+                ragged.to_str().unwrap(),
+                "--var",
+                "name=x",
+                "--var",
+                "company=y",
+            ],
+            vec!["ragged.csv", "line 4"],
+        ),
+        (
+            vec!["--dataset", good.to_str().unwrap()],
+            vec!["name", "company", "query, expected, who", "--column"],
+        ),
+        (
+            vec![
+                "--dataset",
+                good.to_str().unwrap(),
+                "--column",
+                "name=nosuch",
+                "--var",
+                "company=y",
+            ],
+            vec!["name"],
+        ),
+        (vec!["--dataset", "missing.csv"], vec!["missing.csv"]),
+        (
+            vec![
+                "--dataset",
+                good.to_str().unwrap(),
+                "--var",
+                "company=y",
+                "--column",
+                "name=who",
+                "--eval",
+                "regex:(",
+            ],
+            vec!["regex:("],
+        ),
+        (
+            vec![
+                "--dataset",
+                good.to_str().unwrap(),
+                "--var",
+                "company=y",
+                "--column",
+                "name=who",
+                "--eval",
+                "bogus",
+            ],
+            vec!["bogus"],
+        ),
+        (
+            vec![
+                "--dataset",
+                good.to_str().unwrap(),
+                "--var",
+                "company=y",
+                "--column",
+                "name=who",
+                "--expected-column",
+                "nope",
+            ],
+            vec!["nope"],
+        ),
+        (
+            vec![
+                "--dataset",
+                good.to_str().unwrap(),
+                "--var",
+                "company=y",
+                "--column",
+                "name=who",
+                "--concurrency",
+                "0",
+            ],
+            vec!["--concurrency"],
+        ),
+        (
+            vec!["--dataset", good.to_str().unwrap(), "--tag", "nosuchtag"],
+            vec!["nosuchtag"],
+        ),
+    ];
+    for (extra, needles) in cases {
+        let mut args = vec![
+            "experiment",
+            "--prompt",
+            "greet",
+            "--base-url",
+            base.as_str(),
+        ];
+        args.extend(extra);
+        let err = env.fails(&args, 2);
+        for needle in needles {
+            assert!(
+                err.contains(needle),
+                "{args:?}: expected {needle:?} in {err}"
+            );
+        }
+    }
+    assert!(
+        server.log().is_empty(),
+        "a request was sent: {:?}",
+        server.log()
+    );
+    // The renames and constants make the same run valid.
+    let out = run_json(
+        &env,
+        &server,
+        &[
+            "--prompt",
+            "greet",
+            "--dataset",
+            good.to_str().unwrap(),
+            "--column",
+            "name=who",
+            "--var",
+            "company=Acme",
+        ],
+    );
+    let id = out["experiment"]["id"].as_str().unwrap();
+    assert_eq!(
+        rows(&env, id)[0]["messages"][0]["content"],
+        "Hi Ada from Acme: q"
+    );
+}
+
+#[test]
+fn every_evaluator_scores_through_the_cli() {
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    echo_prompt(&env);
+    let data = env.write(
+        "cases.jsonl",
+        "{\"id\": \"j\", \"query\": \"{\\\"a\\\": 1}\", \"expected\": \"{\\\"a\\\": 1}\"}\n\
+         {\"id\": \"t\", \"query\": \"Hello world\", \"expected\": \"hello world!\"}\n",
+    );
+    let schema = env.write("schema.json", r#"{"type": "object", "required": ["a"]}"#);
+    let rubric = env.write(
+        "rubric.txt",
+        "Be nice.\nVERDICT {\"score\": 0.9, \"pass\": true, \"reason\": \"fine\"}\n",
+    );
+    let bad_rubric = env.write("bad_rubric.txt", "Be nice.\nVERDICT it looks fine to me\n");
+    let passing = env.write("pass.sh", "#!/bin/sh\ngrep -q '\"output\"' && echo '{\"score\": 1, \"pass\": true, \"reason\": \"saw output\"}'\n");
+    let failing = env.write("fail.sh", "#!/bin/sh\necho broken >&2\nexit 1\n");
+    for script in [&passing, &failing] {
+        std::process::Command::new("chmod")
+            .arg("+x")
+            .arg(script)
+            .status()
+            .unwrap();
+    }
+    let specs = [
+        "exact".to_string(),
+        "contains".to_string(),
+        "icontains".to_string(),
+        "regex:^Hello".to_string(),
+        "json".to_string(),
+        format!("json-schema:{}", schema.display()),
+        "similarity:0.8".to_string(),
+        "max-latency:60000".to_string(),
+        format!("judge:{}", rubric.display()),
+        format!("judge:{}", bad_rubric.display()),
+        format!("cmd:{}", passing.display()),
+        format!("cmd:{}", failing.display()),
+    ];
+    let data = data.to_str().unwrap().to_string();
+    let mut args = vec!["--prompt", "echo", "--dataset", data.as_str()];
+    for spec in &specs {
+        args.push("--eval");
+        args.push(spec);
+    }
+    let out = run_json(&env, &server, &args);
+    let summary = &out["summary"]["evaluators"];
+    let passed = |i: usize| summary[i]["passed"].as_i64().unwrap();
+    let errors = |i: usize| summary[i]["errors"].as_i64().unwrap();
+    assert_eq!(passed(0), 1, "exact: only the JSON row matches exactly");
+    assert_eq!(passed(1), 1, "contains is case-sensitive");
+    assert_eq!(
+        passed(2),
+        1,
+        "icontains: 'hello world!' is not inside 'Hello world'"
+    );
+    assert_eq!(passed(3), 1, "regex");
+    assert_eq!(passed(4), 1, "json");
+    assert_eq!(passed(5), 1, "json-schema");
+    assert_eq!(passed(6), 2, "similarity");
+    assert_eq!(passed(7), 2, "max-latency");
+    assert_eq!(passed(8), 2, "judge with a clean verdict");
+    assert_eq!(
+        (passed(9), errors(9)),
+        (0, 2),
+        "an unparseable verdict is an evaluator error, never a pass"
+    );
+    assert_eq!(passed(10), 2, "cmd reading the row on stdin");
+    assert_eq!(
+        (passed(11), errors(11)),
+        (0, 2),
+        "a failing cmd is an evaluator error"
+    );
+    let results = rows(&env, out["experiment"]["id"].as_str().unwrap());
+    let reason = results[0]["scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["evaluator"] == specs[9].as_str())
+        .unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains("unparseable"), "{reason}");
+}
+
+/// Results stored so far, read straight from the file.
+fn stored_results(env: &Env) -> i64 {
+    let Ok(conn) = rusqlite::Connection::open(&env.db) else {
+        return 0;
+    };
+    conn.query_row("SELECT COUNT(*) FROM results", [], |r| r.get(0))
+        .unwrap_or(0)
+}
+
+#[test]
+fn kill_9_then_resume_completes_exactly_the_missing_rows() {
+    let env = Env::new();
+    let server = FaultServer::start(Duration::from_millis(25));
+    echo_prompt(&env);
+    let queries: Vec<String> = (0..300).map(|i| format!("q{i:03}")).collect();
+    let refs: Vec<&str> = queries.iter().map(String::as_str).collect();
+    let data = csv(&env, "big.csv", &refs);
+    let base = server.base_url();
+    let mut child = env
+        .std_cmd()
+        .args([
+            "experiment",
+            "--prompt",
+            "echo",
+            "--dataset",
+            &data,
+            "--base-url",
+            &base,
+            "--concurrency",
+            "4",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) until part of the run is stored, then kill -9 in the middle.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while stored_results(&env) < 60 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never got going"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let conn = rusqlite::Connection::open(&env.db).unwrap();
+    let integrity: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+    let (id, status): (String, String) = conn
+        .query_row("SELECT id, status FROM experiments", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(
+        status, "running",
+        "a killed run cannot have said it finished"
+    );
+    let stored: Vec<String> = conn
+        .prepare("SELECT row_id FROM results WHERE status = 'ok'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    drop(conn);
+    assert!(
+        !stored.is_empty() && stored.len() < 300,
+        "killed in the middle: {} stored",
+        stored.len()
+    );
+
+    let before_resume = server.now();
+    let out = env.json(&["experiment", "resume", &id, "--json"]);
+    assert_eq!(out["experiment"]["status"], "completed");
+    assert_eq!(out["summary"]["results"], 300);
+    assert_eq!(out["summary"]["ok"], 300);
+    // The resume asked for exactly the rows that had no stored result.
+    let mut resumed: Vec<String> = server
+        .log()
+        .into_iter()
+        .filter(|e| e.at >= before_resume)
+        .map(|e| e.message)
+        .collect();
+    resumed.sort();
+    let mut missing: Vec<String> = (0..300)
+        .map(|i| format!("q{i:03}"))
+        .filter(|q| !stored.contains(&format!("r{}", q[1..].parse::<usize>().unwrap())))
+        .collect();
+    missing.sort();
+    assert_eq!(resumed, missing);
+    // Same row ids and outputs as an uninterrupted run of the deterministic endpoint.
+    let results = rows(&env, &id);
+    assert_eq!(results.len(), 300);
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r["row_id"], format!("r{i}"));
+        assert_eq!(r["output"], format!("q{i:03}"));
+    }
+}
+
+#[test]
+fn ctrl_c_stores_what_finished_exits_130_and_resume_finishes() {
+    let env = Env::new();
+    let server = FaultServer::start(Duration::from_millis(25));
+    echo_prompt(&env);
+    let queries: Vec<String> = (0..200).map(|i| format!("q{i:03}")).collect();
+    let refs: Vec<&str> = queries.iter().map(String::as_str).collect();
+    let data = csv(&env, "big.csv", &refs);
+    let base = server.base_url();
+    let child = env
+        .std_cmd()
+        .args([
+            "experiment",
+            "--prompt",
+            "echo",
+            "--dataset",
+            &data,
+            "--base-url",
+            &base,
+            "--concurrency",
+            "2",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while stored_results(&env) < 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never got going"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let partial: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(partial["experiment"]["status"], "interrupted");
+    let done = partial["summary"]["results"].as_i64().unwrap();
+    assert!(done > 0 && done < 200, "{done}");
+    assert_eq!(partial["summary"]["missing"], 200 - done);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("experiment resume"));
+    let id = partial["experiment"]["id"].as_str().unwrap();
+    let out = env.json(&["experiment", "resume", id, "--json"]);
+    assert_eq!(out["summary"]["ok"], 200);
+    assert_eq!(out["experiment"]["status"], "completed");
+    // No row was asked for twice.
+    let mut messages: Vec<String> = server.log().iter().map(|e| e.message.clone()).collect();
+    messages.sort();
+    messages.dedup();
+    assert_eq!(messages.len(), server.log().len());
+}
+
+#[test]
+fn show_writes_csv_and_lists_rows() {
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    echo_prompt(&env);
+    let data = csv(&env, "d.csv", &["alpha, with comma", "beta fault=400"]);
+    let out = run_json(
+        &env,
+        &server,
+        &[
+            "--prompt",
+            "echo",
+            "--dataset",
+            &data,
+            "--eval",
+            "exact",
+            "--name",
+            "smoke",
+        ],
+    );
+    let id = out["experiment"]["id"].as_str().unwrap();
+    // A unique prefix is enough.
+    let shown = env.json(&["experiment", "show", &id[..8], "--json"]);
+    assert_eq!(shown["experiment"]["name"], "smoke");
+    env.ok(&["experiment", "show", id, "--csv", "out.csv"]);
+    let mut reader = csv::Reader::from_path(env.path("out.csv")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    assert!(headers.iter().any(|h| h == "exact.pass"));
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(records.len(), 2);
+    assert_eq!(&records[0][4], "alpha, with comma");
+    assert_eq!(&records[1][3], "error");
+    let table = env.ok(&["experiment", "show", id, "--rows"]);
+    assert!(
+        table.contains("error: http") && table.contains("EXACT"),
+        "{table}"
+    );
+    env.fails(&["experiment", "show", "exp_nosuch"], 2);
+}

@@ -1,0 +1,358 @@
+//! A chat-completions endpoint for tests that misbehaves on request, on a random loopback port.
+//!
+//! Raw HTTP/1.1 over tokio, so it can do what a well-behaved framework will not: stall mid-body,
+//! drop a connection, send a broken body. A request picks its behaviour with a token in its last
+//! user message, `fault=KIND[:N[:SECS]]`; N counts the attempts (per distinct message) that get
+//! the fault before the request succeeds. Without a token it echoes the last user message.
+//! A message holding `VERDICT <text>` gets `<text>` as the reply (for judge evaluators).
+//!
+//! Kinds: `429` (Retry-After: SECS), `429date` (Retry-After as an HTTP date), `500`, `503`,
+//! `400`, `401`, `422`, `drop` (close without answering), `hang` (never answer), `hangbody`
+//! (headers and half a body, then silence), `badjson`, `nochoices`, `nullcontent`.
+
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Since the server started.
+    pub at: Duration,
+    /// The last user message.
+    pub message: String,
+    pub authorization: Option<String>,
+}
+
+struct State {
+    started: Instant,
+    log: Mutex<Vec<Entry>>,
+    attempts: Mutex<HashMap<String, usize>>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+pub struct FaultServer {
+    pub addr: SocketAddr,
+    state: Arc<State>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The longest any stalled answer waits before the server gives up on it; bounded so tests
+/// always end.
+const STALL: Duration = Duration::from_secs(20);
+
+impl FaultServer {
+    /// Starts on 127.0.0.1 with a free port, answering after `latency`.
+    pub fn start(latency: Duration) -> FaultServer {
+        let state = Arc::new(State {
+            started: Instant::now(),
+            log: Mutex::default(),
+            attempts: Mutex::default(),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+        });
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        let shared = state.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                ready_tx
+                    .send(listener.local_addr().expect("addr"))
+                    .expect("ready");
+                let started = shared.started;
+                let accept = async {
+                    loop {
+                        let Ok((stream, _)) = listener.accept().await else {
+                            continue;
+                        };
+                        let state = shared.clone();
+                        tokio::spawn(connection(stream, state, started, latency));
+                    }
+                };
+                tokio::select! {
+                    _ = accept => {}
+                    _ = shutdown_rx => {}
+                }
+            });
+            runtime.shutdown_timeout(Duration::from_millis(100));
+        });
+        let addr = ready_rx.recv().expect("server started");
+        FaultServer {
+            addr,
+            state,
+            shutdown: Some(shutdown_tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub fn log(&self) -> Vec<Entry> {
+        self.state.log.lock().unwrap().clone()
+    }
+
+    /// Requests whose last user message contains `needle`.
+    pub fn requests_for(&self, needle: &str) -> Vec<Entry> {
+        self.log()
+            .into_iter()
+            .filter(|e| e.message.contains(needle))
+            .collect()
+    }
+
+    /// Time on the server's clock, to split the log into before and after.
+    pub fn now(&self) -> Duration {
+        self.state.started.elapsed()
+    }
+
+    pub fn max_in_flight(&self) -> usize {
+        self.state.max_in_flight.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FaultServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct Request {
+    body: Vec<u8>,
+    authorization: Option<String>,
+}
+
+async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Request> {
+    loop {
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buffer[..end]).to_string();
+            let mut length = 0usize;
+            let mut authorization = None;
+            for line in head.lines().skip(1) {
+                if let Some((name, value)) = line.split_once(':') {
+                    match name.trim().to_ascii_lowercase().as_str() {
+                        "content-length" => length = value.trim().parse().unwrap_or(0),
+                        "authorization" => authorization = Some(value.trim().to_string()),
+                        _ => {}
+                    }
+                }
+            }
+            let total = end + 4 + length;
+            while buffer.len() < total {
+                let mut chunk = [0u8; 8192];
+                let n = stream.read(&mut chunk).await.ok()?;
+                if n == 0 {
+                    return None;
+                }
+                buffer.extend_from_slice(&chunk[..n]);
+            }
+            let body = buffer[end + 4..total].to_vec();
+            buffer.drain(..total);
+            return Some(Request {
+                body,
+                authorization,
+            });
+        }
+        let mut chunk = [0u8; 8192];
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn last_user_message(body: &Value) -> String {
+    body["messages"]
+        .as_array()
+        .and_then(|messages| messages.iter().rev().find(|m| m["role"] == "user"))
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// `fault=KIND[:N[:SECS]]` in the message.
+fn fault_of(message: &str) -> Option<(String, usize, u64)> {
+    let start = message.find("fault=")? + "fault=".len();
+    let token: String = message[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    let mut parts = token.split(':');
+    let kind = parts.next()?.to_string();
+    let times = parts
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(usize::MAX);
+    let secs = parts.next().and_then(|n| n.parse().ok()).unwrap_or(1);
+    Some((kind, times, secs))
+}
+
+fn response(status: u16, extra_headers: &str, body: &str) -> Vec<u8> {
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        422 => "Unprocessable Entity",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    };
+    format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{extra_headers}\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn completion(text: &str) -> String {
+    json!({
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": text.split_whitespace().count()}
+    })
+    .to_string()
+}
+
+fn error_body(message: &str) -> String {
+    json!({"error": {"message": message, "type": "test"}}).to_string()
+}
+
+async fn connection(mut stream: TcpStream, state: Arc<State>, started: Instant, latency: Duration) {
+    let mut buffer = Vec::new();
+    while let Some(request) = read_request(&mut stream, &mut buffer).await {
+        let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        let keep = answer(&mut stream, &state, started, latency, request).await;
+        state.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if !keep {
+            return;
+        }
+    }
+}
+
+/// Answers one request; false when the connection must close.
+async fn answer(
+    stream: &mut TcpStream,
+    state: &State,
+    started: Instant,
+    latency: Duration,
+    request: Request,
+) -> bool {
+    let arrived = started.elapsed();
+    let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+    let message = last_user_message(&body);
+    let all_text = body.to_string();
+    // Logged on arrival, so a request left hanging is in the log too.
+    state.log.lock().unwrap().push(Entry {
+        at: arrived,
+        message: message.clone(),
+        authorization: request.authorization,
+    });
+    let attempt = {
+        let mut attempts = state.attempts.lock().unwrap();
+        let n = attempts.entry(message.clone()).or_insert(0);
+        *n += 1;
+        *n
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let fault = fault_of(&message).filter(|(_, times, _)| attempt <= *times);
+    let (bytes, close) = match fault.as_ref().map(|(k, _, s)| (k.as_str(), *s)) {
+        None => {
+            let text = match all_text.find("VERDICT ") {
+                Some(at) => {
+                    // The verdict runs to the end of its line in the JSON-escaped text.
+                    let rest = &all_text[at + "VERDICT ".len()..];
+                    let end = rest
+                        .find("\\n")
+                        .or_else(|| rest.find('"'))
+                        .unwrap_or(rest.len());
+                    rest[..end].replace("\\\"", "\"")
+                }
+                None => message.clone(),
+            };
+            (response(200, "", &completion(&text)), false)
+        }
+        Some(("429", secs)) => (
+            response(
+                429,
+                &format!("retry-after: {secs}\r\n"),
+                &error_body("slow down"),
+            ),
+            false,
+        ),
+        Some(("429date", secs)) => {
+            let at = std::time::SystemTime::now() + Duration::from_secs(secs);
+            let date = httpdate::fmt_http_date(at);
+            (
+                response(
+                    429,
+                    &format!("retry-after: {date}\r\n"),
+                    &error_body("slow down"),
+                ),
+                false,
+            )
+        }
+        Some((code @ ("500" | "503" | "400" | "401" | "422"), _)) => {
+            let status: u16 = code.parse().unwrap();
+            (
+                response(status, "", &error_body(&format!("fault {code}"))),
+                false,
+            )
+        }
+        Some(("drop", _)) => (Vec::new(), true),
+        Some(("hang", _)) => {
+            tokio::time::sleep(STALL).await;
+            (Vec::new(), true)
+        }
+        Some(("hangbody", _)) => {
+            let full = completion(&message);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                full.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(&full.as_bytes()[..full.len() / 2]).await;
+            let _ = stream.flush().await;
+            tokio::time::sleep(STALL).await;
+            (Vec::new(), true)
+        }
+        Some(("badjson", _)) => (response(200, "", "{\"choices\": [oops"), false),
+        Some(("nochoices", _)) => (response(200, "", "{\"id\": \"x\"}"), false),
+        Some(("nullcontent", _)) => (
+            response(
+                200,
+                "",
+                r#"{"choices":[{"message":{"role":"assistant","content":null}}]}"#,
+            ),
+            false,
+        ),
+        Some((other, _)) => panic!("unknown fault {other}"),
+    };
+    if !bytes.is_empty() && stream.write_all(&bytes).await.is_err() {
+        return false;
+    }
+    !close
+}
