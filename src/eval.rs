@@ -123,6 +123,11 @@ impl Evaluator {
         matches!(self.kind, Kind::Judge { .. })
     }
 
+    /// True for `cmd:`, whose scoring waits on a child process.
+    pub fn blocks(&self) -> bool {
+        matches!(self.kind, Kind::Cmd { .. })
+    }
+
     /// Scores everything but a judge (a judge here returns an error Score saying it needs the
     /// endpoint). `cmd:` blocks while the child runs.
     pub fn score(&self, input: &EvalInput<'_>) -> Score {

@@ -536,7 +536,7 @@ async fn score(shared: &Shared, result: &RunResult) -> Vec<Score> {
     for evaluator in &plan.evaluators {
         let score = if let Some(messages) = evaluator.judge_messages(&input) {
             judge(shared, evaluator, &messages).await
-        } else if evaluator.name().starts_with("cmd:") {
+        } else if evaluator.blocks() {
             // An external program blocks while it runs; keep it off the async workers.
             tokio::task::block_in_place(|| evaluator.score(&input))
         } else {

@@ -112,7 +112,7 @@ pub fn load_rules(path: &Path) -> Result<Vec<Rule>, MockError> {
     Ok(rules)
 }
 
-/// The axum Router serving the routes above (rules compiled once, shared via Arc state).
+/// The axum Router serving the mock's routes (rules compiled once, shared via Arc state).
 pub fn router(config: MockConfig) -> Result<Router, MockError> {
     let shared = Arc::new(Shared {
         latency: config.latency,
@@ -348,7 +348,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Content<'a> {
             }
 
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut texts = Vec::with_capacity(seq.size_hint().unwrap_or(1));
+                let mut texts = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(16));
                 while let Some(part) = seq.next_element::<Part<'a>>()? {
                     // Image and audio parts carry no words for the mock to match or count.
                     if part.kind == "text" {

@@ -228,7 +228,11 @@ fn start(args: RunArgs, ctx: &Context) -> Result<u8> {
         version_id: version.id.clone(),
         tag,
         dataset: DatasetRef {
-            path: dataset_path.display().to_string(),
+            // Absolute, so `resume` finds the file from any working directory.
+            path: std::fs::canonicalize(&dataset_path)
+                .unwrap_or_else(|_| dataset_path.clone())
+                .display()
+                .to_string(),
             hash: info.hash.clone(),
             rows: info.rows as i64,
             columns: info.columns.clone(),
