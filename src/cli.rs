@@ -28,6 +28,10 @@ pub struct Cli {
     )]
     pub db: PathBuf,
 
+    /// Project file with defaults [default: runner.toml in the working directory, if present].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// Who is making the change (recorded on versions and tag moves). Default: $USER.
     #[arg(long, global = true, env = "RUNNER_AUTHOR", value_name = "NAME")]
     pub author: Option<String>,
@@ -64,6 +68,14 @@ pub enum Command {
         after_help = EXPERIMENT_EXAMPLES
     )]
     Experiment(ExperimentArgs),
+    /// Compare two versions side by side: metrics, then the rows that regressed and improved.
+    #[command(after_help = COMPARE_EXAMPLES)]
+    Compare(CompareArgs),
+    /// Move a tag to another tag's version only when the evidence passes a gate (exit 1 if not).
+    #[command(after_help = PROMOTE_EXAMPLES)]
+    Promote(PromoteArgs),
+    /// The whole loop offline in a temporary folder: prompt, versions, experiments, compare, promote.
+    Demo(DemoArgs),
     /// Serve a deterministic OpenAI-compatible endpoint on loopback, for demos and CI dry runs.
     #[command(after_help = MOCK_EXAMPLES)]
     MockServer(MockServerArgs),
@@ -84,6 +96,26 @@ OPENAI_API_KEY (optional for local servers). The model is --model, else the vers
 Evaluators (--eval, repeatable): exact, contains, icontains, regex:PATTERN, json,
 json-schema:FILE, similarity:THRESHOLD, max-latency:MS, judge:RUBRIC_FILE, cmd:PROGRAM.
 Without --eval: icontains when the dataset has an expected column, none otherwise.";
+
+const COMPARE_EXAMPLES: &str = "\
+Examples:
+  runner compare --prompt support_greeting --tags production,staging --dataset datasets/queries.csv
+  runner compare --prompt support_greeting --tags production,staging --dataset d.csv --run --markdown
+  runner compare exp_1a2b3c exp_4d5e6f --rows 20 --json
+
+By tags, each tag's version is matched with its newest completed experiment on the same dataset
+content (sha256), evaluators, model and repetitions; --run runs whatever is missing.";
+
+const PROMOTE_EXAMPLES: &str = "\
+Examples:
+  runner promote --prompt support_greeting --from staging --to production \\
+      --dataset datasets/queries.csv --min-pass-rate 0.9 --no-new-failures
+  runner promote --prompt support_greeting --from staging --to production --dataset d.csv \\
+      --max-regression 0.02 --max-p95-latency-ms 2000 --dry-run --junit gate.xml
+
+Exit codes: 0 the gate passed (and the tag moved unless --dry-run), 1 it failed (nothing moved),
+2 invalid input, 3 endpoint or store unavailable. Without any criterion: no regression against
+the baseline (--max-regression 0 and --no-new-failures).";
 
 const MOCK_EXAMPLES: &str = "\
 Examples:
@@ -126,15 +158,27 @@ pub struct RunArgs {
     /// A name for the experiment.
     #[arg(long, value_name = "TEXT")]
     pub name: Option<String>,
-    /// An evaluator (repeatable); see below.
+    #[command(flatten)]
+    pub options: RunOptions,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How experiments run; shared by `experiment`, `compare --run` and `promote`. Unset options
+/// come from runner.toml, then from the built-in defaults.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RunOptions {
+    /// An evaluator (repeatable): exact, contains, icontains, regex:PATTERN, json,
+    /// json-schema:FILE, similarity:T, max-latency:MS, judge:RUBRIC_FILE, cmd:PROGRAM.
     #[arg(long = "eval", value_name = "SPEC")]
     pub evals: Vec<String>,
-    /// Requests in flight at most.
-    #[arg(long, value_name = "N", default_value_t = 16)]
-    pub concurrency: usize,
-    /// Times each row is run (to measure flakiness).
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub repetitions: usize,
+    /// Requests in flight at most [default: 16].
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Times each row is run (to measure flakiness) [default: 1].
+    #[arg(long, value_name = "N")]
+    pub repetitions: Option<usize>,
     /// Only the first N rows.
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
@@ -144,12 +188,12 @@ pub struct RunArgs {
     /// Endpoint base URL, e.g. http://localhost:11434/v1; default: OPENAI_BASE_URL, else OpenAI.
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,
-    /// Seconds per request attempt, including reading the whole body.
-    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
-    pub timeout: f64,
-    /// Retries of a retryable failure (408, 429, 5xx, timeouts, connection errors).
-    #[arg(long, value_name = "N", default_value_t = 3)]
-    pub max_retries: u32,
+    /// Seconds per request attempt, including reading the whole body [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Retries of a retryable failure (408, 429, 5xx, timeouts, connection errors) [default: 3].
+    #[arg(long, value_name = "N")]
+    pub max_retries: Option<u32>,
     /// A constant template variable for every row (repeatable); overrides a column of that name.
     #[arg(long = "var", value_name = "KEY=VALUE")]
     pub vars: Vec<String>,
@@ -165,9 +209,89 @@ pub struct RunArgs {
     /// Neither read nor write the response cache.
     #[arg(long)]
     pub no_cache: bool,
-    /// Print the summary as JSON.
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Two experiment ids (baseline, then candidate) instead of --prompt/--tags/--dataset.
+    #[arg(value_name = "EXPERIMENT", num_args = 0..=2)]
+    pub experiments: Vec<String>,
+    /// The prompt whose tags are compared.
+    #[arg(long, value_name = "NAME")]
+    pub prompt: Option<String>,
+    /// BASELINE,CANDIDATE tags, e.g. production,staging.
+    #[arg(long, value_name = "BASE,CANDIDATE", value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// The dataset both experiments ran over (matched by content hash).
+    #[arg(long, value_name = "FILE")]
+    pub dataset: Option<PathBuf>,
+    /// Run whatever experiment is missing first.
+    #[arg(long)]
+    pub run: bool,
+    /// Regressed and improved rows to show, each [default: 10].
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub rows: usize,
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
+    /// Print Markdown (for a pull-request comment).
+    #[arg(long)]
+    pub markdown: bool,
+    #[command(flatten)]
+    pub options: RunOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    #[arg(long, value_name = "NAME")]
+    pub prompt: String,
+    /// The tag whose version is the candidate, e.g. staging.
+    #[arg(long, value_name = "TAG")]
+    pub from: String,
+    /// The tag to move when the gate passes, e.g. production.
+    #[arg(long, value_name = "TAG")]
+    pub to: String,
+    /// The dataset the gate is evaluated on; default: the prompt's dataset in runner.toml.
+    #[arg(long, value_name = "FILE")]
+    pub dataset: Option<PathBuf>,
+    /// Every evaluator's pass rate on the candidate must be at least R (0..1).
+    #[arg(long, value_name = "R")]
+    pub min_pass_rate: Option<f64>,
+    /// The candidate's pass rate may trail the baseline's by at most D (0..1), per evaluator.
+    #[arg(long, value_name = "D")]
+    pub max_regression: Option<f64>,
+    /// No row that passes on the baseline may fail on the candidate.
+    #[arg(long)]
+    pub no_new_failures: bool,
+    /// The candidate's share of errored calls must be at most E (0..1).
+    #[arg(long, value_name = "E")]
+    pub max_error_rate: Option<f64>,
+    /// The candidate's p95 latency must be at most MS.
+    #[arg(long, value_name = "MS")]
+    pub max_p95_latency_ms: Option<f64>,
+    /// Evaluate and report, move nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Why (kept in the tag history with the evidence).
+    #[arg(short = 'm', long, value_name = "TEXT")]
+    pub message: Option<String>,
+    /// Print the verdict as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also write the report as Markdown to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// Also write the verdict as JUnit XML to FILE (one test case per criterion).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    #[command(flatten)]
+    pub options: RunOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the demo's files in DIR instead of a temporary folder.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -297,6 +421,9 @@ pub struct VersionOptions {
     /// Point this tag at the new version (repeatable).
     #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
+    /// Allow --tag to move a protected tag (recorded in the history).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -426,6 +553,9 @@ pub struct TagSetArgs {
     /// Why the tag moves (kept in the history).
     #[arg(short = 'm', long, value_name = "TEXT")]
     pub message: Option<String>,
+    /// Needed to change a protected tag (`production` by default); recorded in the history.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -434,6 +564,9 @@ pub struct TagDeleteArgs {
     pub tag: String,
     #[arg(short = 'm', long, value_name = "TEXT")]
     pub message: Option<String>,
+    /// Needed to change a protected tag (`production` by default); recorded in the history.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -451,6 +584,9 @@ pub struct RollbackArgs {
     pub tag: String,
     #[arg(short = 'm', long, value_name = "TEXT")]
     pub message: Option<String>,
+    /// Needed to change a protected tag (`production` by default); recorded in the history.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -100,6 +100,9 @@ impl From<StoreError> for Error {
             StoreError::NewerSchema { .. } => {
                 Some("upgrade runner; this store was written by a newer release".into())
             }
+            StoreError::TagMoved { prompt, tag } => Some(format!(
+                "`runner tag history {prompt} {tag}` shows the move; run the promotion again"
+            )),
             StoreError::UnknownExperiment { .. } | StoreError::AmbiguousExperiment { .. } => {
                 Some("`runner experiment list` shows the experiments".into())
             }

@@ -6,10 +6,13 @@
 pub mod cli;
 pub mod client;
 pub mod commands;
+pub mod compare;
+pub mod config;
 pub mod dataset;
 pub mod error;
 pub mod eval;
 pub mod experiment;
+pub mod gate;
 pub mod mock;
 pub mod model;
 pub mod report;

@@ -544,3 +544,20 @@ pub struct Counters {
     pub errors: std::sync::atomic::AtomicU64,
     pub cached: std::sync::atomic::AtomicU64,
 }
+
+/// One result reduced to what a comparison needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowOutcome {
+    pub row_id: String,
+    pub repetition: i64,
+    pub ok: bool,
+    pub latency_ms: f64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    /// The start of the output, or of the error message.
+    pub output: String,
+    /// The row's input values in a few words.
+    pub input: String,
+    /// (evaluator, pass, score).
+    pub scores: Vec<(String, bool, f64)>,
+}

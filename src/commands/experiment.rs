@@ -3,9 +3,10 @@
 use super::{Context, check_prompt_name, out, out_json, split_assignment, version_ref};
 use crate::cli::{
     ExperimentAction, ExperimentArgs, ExperimentListArgs, ExperimentResumeArgs, ExperimentShowArgs,
-    MockServerArgs, RunArgs,
+    MockServerArgs, RunArgs, RunOptions,
 };
 use crate::client::{Client, ClientConfig, DEFAULT_BASE_URL};
+use crate::config::RunDefaults;
 use crate::dataset;
 use crate::error::{Error, Result, exit};
 use crate::eval::{self, Evaluator};
@@ -19,7 +20,7 @@ use crate::store::{NewExperiment, Store};
 use crate::template::CompiledTemplate;
 use serde_json::Value;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,8 +37,8 @@ fn dataset_error(e: dataset::DatasetError) -> Error {
     Error::invalid(e.to_string()).with_hint("fix the file, or pass another with --dataset")
 }
 
-/// Checks the run flags and turns them into settings.
-fn settings(args: &RunArgs) -> Result<RunSettings> {
+/// Checks the run options, lays them over runner.toml's defaults, and turns them into settings.
+fn settings(options: &RunOptions, defaults: &RunDefaults) -> Result<RunSettings> {
     let positive = |flag: &str, value: usize| {
         if value == 0 {
             Err(Error::invalid(format!("{flag} must be at least 1")))
@@ -45,37 +46,47 @@ fn settings(args: &RunArgs) -> Result<RunSettings> {
             Ok(value)
         }
     };
-    positive("--concurrency", args.concurrency)?;
-    positive("--repetitions", args.repetitions)?;
-    if let Some(limit) = args.limit {
+    let concurrency = positive(
+        "--concurrency",
+        options.concurrency.or(defaults.concurrency).unwrap_or(16),
+    )?;
+    let repetitions = positive(
+        "--repetitions",
+        options.repetitions.or(defaults.repetitions).unwrap_or(1),
+    )?;
+    if let Some(limit) = options.limit {
         positive("--limit", limit)?;
     }
-    if !(args.timeout.is_finite() && args.timeout > 0.0) {
+    let timeout = options.timeout.or(defaults.timeout).unwrap_or(60.0);
+    if !(timeout.is_finite() && timeout > 0.0) {
         return Err(Error::invalid(
             "--timeout must be a positive number of seconds",
         ));
     }
     let mut vars = JsonObject::new();
-    for text in &args.vars {
+    for text in &options.vars {
         let (key, value) = split_assignment("--var", text)?;
         vars.insert(key.to_string(), Value::String(value.to_string()));
     }
     let mut columns = Vec::new();
-    for text in &args.columns {
+    for text in &options.columns {
         let (var, column) = split_assignment("--column", text)?;
         columns.push((var.to_string(), column.to_string()));
     }
     Ok(RunSettings {
-        concurrency: args.concurrency,
-        repetitions: args.repetitions,
-        limit: args.limit,
-        timeout_secs: args.timeout,
-        max_retries: args.max_retries,
+        concurrency,
+        repetitions,
+        limit: options.limit,
+        timeout_secs: timeout,
+        max_retries: options.max_retries.or(defaults.max_retries).unwrap_or(3),
         vars,
         columns,
-        expected_column: args.expected_column.clone(),
-        no_cache: args.no_cache,
-        judge_model: args.judge_model.clone(),
+        expected_column: options.expected_column.clone(),
+        no_cache: options.no_cache,
+        judge_model: options
+            .judge_model
+            .clone()
+            .or_else(|| defaults.judge_model.clone()),
     })
 }
 
@@ -158,21 +169,44 @@ fn expected_column(flag: Option<&str>, info: &dataset::DatasetInfo) -> Result<Op
     }
 }
 
-fn start(args: RunArgs, ctx: &Context) -> Result<u8> {
-    let prompt = args.prompt.clone().ok_or_else(|| {
-        Error::invalid("experiment needs --prompt NAME")
-            .with_hint("runner experiment --prompt NAME --tag TAG --dataset FILE")
-    })?;
-    check_prompt_name(&prompt)?;
-    let dataset_path = args.dataset.clone().ok_or_else(|| {
-        Error::invalid("experiment needs --dataset FILE")
-            .with_hint("a .csv file with a header row, or a .jsonl file with one object per line")
-    })?;
-    let reference = version_ref(&args.selector)?;
-    let mut settings = settings(&args)?;
+/// An experiment checked and resolved, ready to run (or to be matched with a stored one).
+pub struct Prepared {
+    pub prompt: String,
+    pub version: PromptVersion,
+    pub tag: Option<String>,
+    pub template: CompiledTemplate,
+    pub dataset: PathBuf,
+    pub info: dataset::DatasetInfo,
+    pub settings: RunSettings,
+    pub specs: Vec<String>,
+    pub evaluators: Vec<Evaluator>,
+    pub model: String,
+    pub base_url: String,
+    pub name: Option<String>,
+}
 
+/// Resolves and checks everything a run needs, before anything is sent or written: the
+/// version, the dataset, every variable's source, the evaluators, the model and the endpoint.
+pub fn prepare(
+    ctx: &Context,
+    prompt: &str,
+    reference: &VersionRef,
+    dataset_path: Option<&Path>,
+    name: Option<String>,
+    options: &RunOptions,
+) -> Result<Prepared> {
+    check_prompt_name(prompt)?;
+    let defaults = ctx.config()?.for_prompt(prompt);
+    let dataset_path = dataset_path
+        .map(Path::to_path_buf)
+        .or_else(|| defaults.dataset.clone())
+        .ok_or_else(|| {
+            Error::invalid("no dataset: pass --dataset FILE")
+                .with_hint("a .csv file with a header row, or a .jsonl file with one object per line (or set `dataset` in runner.toml)")
+        })?;
+    let mut settings = settings(options, &defaults)?;
     let store = ctx.store_for_reading()?;
-    let version = store.version(&prompt, &reference)?;
+    let version = store.version(prompt, reference)?;
     let template = CompiledTemplate::compile(version.format, &version.template)?;
     let info = dataset::scan(&dataset_path).map_err(dataset_error)?;
     experiment::preflight(&template, &info, &settings).map_err(|missing| {
@@ -185,75 +219,124 @@ fn start(args: RunArgs, ctx: &Context) -> Result<u8> {
             missing.available.join(", ")
         ))
     })?;
-    settings.expected_column = expected_column(args.expected_column.as_deref(), &info)?;
-    let specs = if args.evals.is_empty() {
-        eval::default_specs(settings.expected_column.is_some())
+    settings.expected_column = expected_column(options.expected_column.as_deref(), &info)?;
+    let specs = if !options.evals.is_empty() {
+        options.evals.clone()
+    } else if let Some(evals) = &defaults.evals {
+        evals.clone()
     } else {
-        args.evals.clone()
+        eval::default_specs(settings.expected_column.is_some())
     };
     let evaluators = evaluators(&specs, settings.expected_column.is_some())?;
-    let model = args
+    let model = options
         .model
         .clone()
+        .or_else(|| defaults.model.clone())
         .or_else(|| version.model.clone())
         .ok_or_else(|| {
             Error::invalid(format!("{prompt} v{} names no model", version.seq)).with_hint(
                 "pass --model MODEL, or set one with `runner prompt update NAME --model MODEL`",
             )
         })?;
-    let base_url = args
+    let base_url = options
         .base_url
         .clone()
+        .or_else(|| defaults.base_url.clone())
         .or_else(|| {
             std::env::var("OPENAI_BASE_URL")
                 .ok()
                 .filter(|u| !u.is_empty())
         })
         .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
-    let client = client(&base_url, &settings)?;
-    let runtime = runtime()?;
-    probe(&runtime, client.base_url())?;
-
-    // Everything is checked: from here on the experiment exists in the store.
-    drop(store);
-    let mut store = ctx.store()?;
-    let rows = settings.limit.map_or(info.rows, |l| l.min(info.rows));
-    let tag = match &reference {
+    // Built here only to check the URL; `launch` builds the one it uses.
+    client(&base_url, &settings)?;
+    let tag = match reference {
         VersionRef::Tag(tag) => Some(tag.clone()),
         _ => None,
     };
-    let experiment = store.create_experiment(&NewExperiment {
-        name: args.name.clone(),
-        prompt: prompt.clone(),
-        version_id: version.id.clone(),
+    Ok(Prepared {
+        prompt: prompt.to_string(),
+        version,
         tag,
+        template,
+        dataset: dataset_path,
+        info,
+        settings,
+        specs,
+        evaluators,
+        model,
+        base_url: base_url.trim_end_matches('/').to_string(),
+        name,
+    })
+}
+
+/// Where a run's summary goes: stdout for `experiment`, stderr when another command
+/// (compare, promote) owns stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SummaryTo {
+    Stdout { json: bool },
+    Stderr,
+}
+
+/// Creates the experiment and runs it; returns it as stored at the end and the exit code.
+pub fn launch(prepared: Prepared, ctx: &Context, to: SummaryTo) -> Result<(Experiment, u8)> {
+    let client = client(&prepared.base_url, &prepared.settings)?;
+    let runtime = runtime()?;
+    probe(&runtime, client.base_url())?;
+    let mut store = ctx.store()?;
+    let settings = prepared.settings.clone();
+    let rows = settings
+        .limit
+        .map_or(prepared.info.rows, |l| l.min(prepared.info.rows));
+    let experiment = store.create_experiment(&NewExperiment {
+        name: prepared.name.clone(),
+        prompt: prepared.prompt.clone(),
+        version_id: prepared.version.id.clone(),
+        tag: prepared.tag.clone(),
         dataset: DatasetRef {
             // Absolute, so `resume` finds the file from any working directory.
-            path: std::fs::canonicalize(&dataset_path)
-                .unwrap_or_else(|_| dataset_path.clone())
+            path: std::fs::canonicalize(&prepared.dataset)
+                .unwrap_or_else(|_| prepared.dataset.clone())
                 .display()
                 .to_string(),
-            hash: info.hash.clone(),
-            rows: info.rows as i64,
-            columns: info.columns.clone(),
+            hash: prepared.info.hash.clone(),
+            rows: prepared.info.rows as i64,
+            columns: prepared.info.columns.clone(),
         },
-        model: model.clone(),
+        model: prepared.model.clone(),
         base_url: client.base_url().to_string(),
-        evaluators: specs,
+        evaluators: prepared.specs.clone(),
         planned: (rows * settings.repetitions) as i64,
         settings: settings.clone(),
         author: ctx.author.clone(),
     })?;
-    let done = Done::new(info.rows, settings.repetitions);
+    let done = Done::new(prepared.info.rows, settings.repetitions);
     let plan = plan(
         experiment,
-        version,
-        template,
-        &dataset_path,
-        evaluators,
+        prepared.version,
+        prepared.template,
+        &prepared.dataset,
+        prepared.evaluators,
         client,
     );
-    execute(runtime, plan, store, done, ctx, args.json, true)
+    execute(runtime, plan, store, done, ctx, to, true)
+}
+
+fn start(args: RunArgs, ctx: &Context) -> Result<u8> {
+    let prompt = args.prompt.clone().ok_or_else(|| {
+        Error::invalid("experiment needs --prompt NAME")
+            .with_hint("runner experiment --prompt NAME --tag TAG --dataset FILE")
+    })?;
+    let reference = version_ref(&args.selector)?;
+    let prepared = prepare(
+        ctx,
+        &prompt,
+        &reference,
+        args.dataset.as_deref(),
+        args.name.clone(),
+        &args.options,
+    )?;
+    launch(prepared, ctx, SummaryTo::Stdout { json: args.json }).map(|(_, code)| code)
 }
 
 fn plan(
@@ -315,7 +398,16 @@ fn resume(args: ExperimentResumeArgs, ctx: &Context) -> Result<u8> {
     let mut store = ctx.store()?;
     store.reopen_experiment(&experiment.id)?;
     let plan = plan(experiment, version, template, &path, evaluators, client);
-    execute(runtime, plan, store, done, ctx, args.json, false)
+    execute(
+        runtime,
+        plan,
+        store,
+        done,
+        ctx,
+        SummaryTo::Stdout { json: args.json },
+        false,
+    )
+    .map(|(_, code)| code)
 }
 
 /// Runs the plan with a progress display, records how it ended and prints the summary.
@@ -325,9 +417,9 @@ fn execute(
     mut store: Store,
     done: Done,
     ctx: &Context,
-    json: bool,
+    to: SummaryTo,
     fresh: bool,
-) -> Result<u8> {
+) -> Result<(Experiment, u8)> {
     let id = plan.experiment.id.clone();
     let planned = plan.experiment.planned as u64;
     let already = planned.saturating_sub(remaining(&plan, &done));
@@ -382,16 +474,21 @@ fn execute(
         processed: outcome.processed,
         wall_secs: outcome.wall.as_secs_f64(),
     };
-    if json {
-        out_json(&report::experiment_json(&experiment, &summary, Some(&run)))?;
-    } else {
-        out(&report::experiment_summary(
+    match to {
+        SummaryTo::Stdout { json: true } => {
+            out_json(&report::experiment_json(&experiment, &summary, Some(&run)))?
+        }
+        SummaryTo::Stdout { json: false } => out(&report::experiment_summary(
             &experiment,
             &summary,
             Some(&run),
-        ));
+        )),
+        SummaryTo::Stderr => eprintln!(
+            "{}",
+            report::experiment_summary(&experiment, &summary, Some(&run))
+        ),
     }
-    Ok(match outcome.status {
+    let code = match outcome.status {
         ExperimentStatus::Interrupted => {
             eprintln!(
                 "interrupted: finished results are stored; `runner experiment resume {id}` runs the rest"
@@ -399,7 +496,8 @@ fn execute(
             exit::INTERRUPTED
         }
         _ => exit::OK,
-    })
+    };
+    Ok((experiment, code))
 }
 
 /// How many (row, repetition) pairs the run still has to do.

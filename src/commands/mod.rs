@@ -1,15 +1,18 @@
 //! Command glue: turn parsed arguments into settings, open the store, call the domain, hand the
 //! results to `report`.
 
+mod compare;
+mod demo;
 mod experiment;
 mod prompt;
 mod tag;
 mod transfer;
 
 use crate::cli::{Cli, Command, VersionSelector};
+use crate::config::Config;
 use crate::error::{Error, Result, exit};
 use crate::model::{JsonObject, NameKind, VersionRef, check_name};
-use crate::store::{Store, TagChange};
+use crate::store::{Store, StoreError, TagChange};
 use serde_json::Value;
 use std::io::Write;
 use std::path::PathBuf;
@@ -18,9 +21,23 @@ use std::path::PathBuf;
 pub struct Context {
     pub db: PathBuf,
     pub author: String,
+    config_path: Option<PathBuf>,
+    config: std::cell::OnceCell<Config>,
 }
 
 impl Context {
+    /// runner.toml, read on first use: commands that need no defaults never touch it.
+    pub fn config(&self) -> Result<&Config> {
+        if let Some(config) = self.config.get() {
+            return Ok(config);
+        }
+        let config = Config::load(self.config_path.as_deref()).map_err(|e| {
+            Error::invalid(e.to_string())
+                .with_hint("fix the file, or point --config at another one")
+        })?;
+        Ok(self.config.get_or_init(|| config))
+    }
+
     /// The store, created and migrated if needed.
     pub fn store(&self) -> Result<Store> {
         Ok(Store::open(&self.db)?)
@@ -31,12 +48,54 @@ impl Context {
         Ok(Store::open_for_reading(&self.db)?)
     }
 
+    /// Refuses a change to an existing protected tag unless it is forced. Creating a protected
+    /// tag displaces nothing, so it needs no force (and is recorded like any change).
+    fn guard_tag(&self, prompt: &str, tag: &str, force: bool) -> Result<bool> {
+        if !self.config()?.is_protected(tag) {
+            return Ok(false);
+        }
+        let exists = match self.store_for_reading()?.tag(prompt, tag) {
+            Ok(found) => found.is_some(),
+            Err(StoreError::UnknownPrompt { .. }) => false,
+            Err(e) => return Err(e.into()),
+        };
+        if exists && !force {
+            return Err(Error::invalid(format!(
+                "tag '{tag}' is protected: it moves through `runner promote`, or with --force"
+            ))
+            .with_hint(format!(
+                "runner promote --prompt {prompt} --from staging --to {tag} --dataset FILE; \
+                 a forced change is recorded in the tag history"
+            )));
+        }
+        Ok(exists)
+    }
+
     pub fn tag_change(&self, message: Option<String>) -> TagChange {
         TagChange {
             actor: self.author.clone(),
             message,
             ..TagChange::default()
         }
+    }
+
+    /// A tag change, checked against the protected tags; a forced change of a protected tag
+    /// is recorded as forced.
+    pub fn guarded_change(
+        &self,
+        prompt: &str,
+        tags: &[&str],
+        force: bool,
+        message: Option<String>,
+    ) -> Result<TagChange> {
+        let mut forced = false;
+        for tag in tags {
+            forced |= self.guard_tag(prompt, tag, force)? && force;
+        }
+        Ok(TagChange {
+            forced,
+            ..self.tag_change(message)
+        })
     }
 }
 
@@ -48,7 +107,12 @@ pub fn run(cli: Cli) -> Result<u8> {
         .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
         .or_else(|| std::env::var("LOGNAME").ok().filter(|u| !u.is_empty()))
         .unwrap_or_else(|| "unknown".into());
-    let ctx = Context { db: cli.db, author };
+    let ctx = Context {
+        db: cli.db,
+        author,
+        config_path: cli.config,
+        config: std::cell::OnceCell::new(),
+    };
     match cli.command {
         Command::Prompt(command) => prompt::run(command, &ctx).map(|_| exit::OK),
         Command::Tag(command) => tag::run(command, &ctx).map(|_| exit::OK),
@@ -56,6 +120,9 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Export(args) => transfer::export(args, &ctx).map(|_| exit::OK),
         Command::Import(args) => transfer::import(args, &ctx).map(|_| exit::OK),
         Command::Experiment(args) => experiment::run(args, &ctx),
+        Command::Compare(args) => compare::compare(args, &ctx),
+        Command::Promote(args) => compare::promote(args, &ctx),
+        Command::Demo(args) => demo::run(args, &ctx),
         Command::MockServer(args) => experiment::mock_server(args),
     }
 }

@@ -2,7 +2,8 @@
 
 use super::{Result, Store, StoreError, now, require_prompt};
 use crate::model::{
-    DatasetRef, Experiment, ExperimentStatus, Message, ResultStatus, RunResult, RunSettings, Score,
+    DatasetRef, Experiment, ExperimentStatus, Message, ResultStatus, RowOutcome, RunResult,
+    RunSettings, Score,
 };
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
@@ -224,6 +225,94 @@ impl Store {
         ))?;
         let rows = stmt.query_map(params![pid], experiment_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The newest completed experiment of a version that can stand as evidence for another
+    /// run of the same kind: same dataset content, model, evaluators (in any order),
+    /// repetitions and row limit.
+    pub fn latest_matching(
+        &self,
+        version_id: &str,
+        dataset_hash: &str,
+        model: &str,
+        evaluators: &[String],
+        repetitions: usize,
+        limit: Option<usize>,
+    ) -> Result<Option<Experiment>> {
+        let mut wanted = evaluators.to_vec();
+        wanted.sort();
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {EXPERIMENT_COLUMNS} {EXPERIMENT_JOINS} WHERE e.version_id = ?1 \
+             AND e.dataset_hash = ?2 AND e.model = ?3 AND e.status = 'completed' \
+             ORDER BY e.created_at DESC, e.rowid DESC"
+        ))?;
+        let rows = stmt.query_map(
+            params![version_id, dataset_hash, model],
+            experiment_from_row,
+        )?;
+        for row in rows {
+            let experiment = row?;
+            let mut have = experiment.evaluators.clone();
+            have.sort();
+            if have == wanted
+                && experiment.settings.repetitions == repetitions
+                && experiment.settings.limit == limit
+            {
+                return Ok(Some(experiment));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every result of an experiment reduced to what a comparison needs, in one query.
+    pub fn outcomes(&self, experiment: &Experiment) -> Result<Vec<RowOutcome>> {
+        let expected = experiment.settings.expected_column.clone();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT r.row_index, r.repetition, r.row_id, r.status, r.latency_ms, \
+             COALESCE(r.prompt_tokens, 0), COALESCE(r.completion_tokens, 0), \
+             substr(COALESCE(r.output, r.error_message, ''), 1, 200), r.vars, \
+             s.evaluator, s.pass, s.score \
+             FROM results r LEFT JOIN scores s ON s.experiment_id = r.experiment_id \
+             AND s.row_index = r.row_index AND s.repetition = r.repetition \
+             WHERE r.experiment_id = ?1 ORDER BY r.row_index, r.repetition",
+        )?;
+        let mut rows = stmt.query(params![experiment.id])?;
+        let mut out: Vec<RowOutcome> = Vec::new();
+        let mut current: Option<(i64, i64)> = None;
+        while let Some(row) = rows.next()? {
+            let key: (i64, i64) = (row.get(0)?, row.get(1)?);
+            if current != Some(key) {
+                current = Some(key);
+                let vars: crate::model::JsonObject = json_column(&row.get::<_, String>(8)?, 8)?;
+                let input = vars
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != "id" && Some(k.as_str()) != expected.as_deref())
+                    .map(|(_, v)| match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" | ");
+                let status: String = row.get(3)?;
+                out.push(RowOutcome {
+                    row_id: row.get(2)?,
+                    repetition: key.1,
+                    ok: status == "ok",
+                    latency_ms: row.get(4)?,
+                    prompt_tokens: row.get(5)?,
+                    completion_tokens: row.get(6)?,
+                    output: row.get(7)?,
+                    input,
+                    scores: Vec::new(),
+                });
+            }
+            if let (Some(evaluator), Some(last)) =
+                (row.get::<_, Option<String>>(9)?, out.last_mut())
+            {
+                last.scores.push((evaluator, row.get(10)?, row.get(11)?));
+            }
+        }
+        Ok(out)
     }
 
     /// Records where a run ended and adds its wall time.

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod experiments;
+mod serve_queries;
 pub use experiments::{CachedResponse, EvaluatorSummary, NewExperiment, Summary};
 
 /// Numbered migrations; the schema version is `PRAGMA user_version` = number applied.
@@ -48,6 +49,10 @@ pub enum StoreError {
     UnknownTag { prompt: String, tag: String },
     #[error("tag '{tag}' of prompt '{prompt}' has no earlier version to roll back to")]
     NothingToRollBack { prompt: String, tag: String },
+    #[error(
+        "tag '{tag}' of prompt '{prompt}' moved while the gate was being evaluated; nothing was changed"
+    )]
+    TagMoved { prompt: String, tag: String },
     #[error("unknown experiment '{id}'")]
     UnknownExperiment { id: String },
     #[error("experiment id '{id}' is ambiguous: more than one experiment starts with it")]
@@ -333,6 +338,33 @@ impl Store {
         let event = write_tag(&tx, pid, name, tag, Some(&version.id), action, change)?;
         tx.commit()?;
         Ok(TagOutcome::Changed(event))
+    }
+
+    /// Moves `tag` to the version with id `to`, but only while it still points where the caller
+    /// last saw it (`expected`: a version id, or None for "does not exist"): a promotion decided
+    /// on evidence about one baseline must not overwrite a move made meanwhile.
+    pub fn set_tag_if(
+        &mut self,
+        name: &str,
+        tag: &str,
+        to: &str,
+        expected: Option<&str>,
+        action: TagAction,
+        change: &TagChange,
+    ) -> Result<TagEvent> {
+        let tx = self.immediate()?;
+        let pid = require_prompt(&tx, name)?;
+        let version = resolve(&tx, pid, name, &VersionRef::Id(to.to_string()))?;
+        let current = current_tag(&tx, pid, tag)?;
+        if current.as_ref().map(|t| t.version_id.as_str()) != expected {
+            return Err(StoreError::TagMoved {
+                prompt: name.into(),
+                tag: tag.into(),
+            });
+        }
+        let event = write_tag(&tx, pid, name, tag, Some(&version.id), Some(action), change)?;
+        tx.commit()?;
+        Ok(event)
     }
 
     /// The tag as it is now, if it exists.

@@ -131,6 +131,7 @@ fn seed_workflow() {
         "2",
         "-m",
         "ship v2",
+        "--force",
     ]);
     assert!(moved.contains("v1 → v2"), "{moved}");
     let tags = env.json(&["tag", "list", "customer_support_greeting", "--json"]);
@@ -172,6 +173,7 @@ fn seed_workflow() {
         "production",
         "-m",
         "v2 too long",
+        "--force",
     ]);
     assert!(rolled.contains("v2 → v1"), "{rolled}");
     let prod = env.json(&[
@@ -829,8 +831,14 @@ fn export_import_round_trip_is_identical() {
         "production",
         "--version",
         "1",
+        "--force",
     ]);
-    env.ok(&["rollback", "customer_support_greeting", "production"]);
+    env.ok(&[
+        "rollback",
+        "customer_support_greeting",
+        "production",
+        "--force",
+    ]);
     env.ok(&["export", "out1"]);
     let template = std::fs::read_to_string(
         env.path("out1/customer_support_greeting/versions/0001/template.txt"),
@@ -982,6 +990,7 @@ fn two_processes_moving_one_tag_leave_it_consistent() {
                             "set",
                             "p",
                             "production",
+                            "--force",
                             "--version",
                         ])
                         .arg(version.to_string())
@@ -1062,4 +1071,128 @@ fn chat_templates_from_a_yaml_messages_file() {
         1,
         "{err}"
     );
+}
+
+#[test]
+fn protected_tags_need_force_and_forced_moves_are_recorded() {
+    let env = Env::new();
+    seed(&env);
+    env.ok(&[
+        "prompt",
+        "update",
+        "customer_support_greeting",
+        "--template",
+        "v2 {{query}} {{company_name}}",
+    ]);
+    // Creating the protected tag displaces nothing and needs no force.
+    env.ok(&[
+        "tag",
+        "set",
+        "customer_support_greeting",
+        "production",
+        "--version",
+        "1",
+    ]);
+    for args in [
+        vec![
+            "tag",
+            "set",
+            "customer_support_greeting",
+            "production",
+            "--version",
+            "2",
+        ],
+        vec!["tag", "delete", "customer_support_greeting", "production"],
+        vec!["rollback", "customer_support_greeting", "production"],
+        vec![
+            "prompt",
+            "update",
+            "customer_support_greeting",
+            "--template",
+            "v3",
+            "--tag",
+            "production",
+        ],
+    ] {
+        let err = env.fails(&args, 2);
+        assert!(
+            err.contains("protected") && err.contains("runner promote"),
+            "{args:?}: {err}"
+        );
+    }
+    env.ok(&[
+        "tag",
+        "set",
+        "customer_support_greeting",
+        "production",
+        "--version",
+        "2",
+        "--force",
+        "-m",
+        "hotfix",
+    ]);
+    let history = env.json(&[
+        "tag",
+        "history",
+        "customer_support_greeting",
+        "production",
+        "--json",
+    ]);
+    let last = history.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["forced"], true);
+    assert_eq!(last["message"], "hotfix");
+    let text = env.ok(&["tag", "history", "customer_support_greeting", "production"]);
+    assert!(text.contains("move (forced)"), "{text}");
+    // Other tags are not protected; a project file can change which are.
+    env.ok(&[
+        "tag",
+        "set",
+        "customer_support_greeting",
+        "staging",
+        "--version",
+        "1",
+    ]);
+    env.ok(&[
+        "tag",
+        "set",
+        "customer_support_greeting",
+        "staging",
+        "--version",
+        "2",
+    ]);
+    env.write("runner.toml", "protected_tags = [\"staging\"]\n");
+    env.fails(
+        &[
+            "tag",
+            "set",
+            "customer_support_greeting",
+            "staging",
+            "--version",
+            "1",
+        ],
+        2,
+    );
+    env.ok(&[
+        "tag",
+        "set",
+        "customer_support_greeting",
+        "production",
+        "--version",
+        "1",
+    ]);
+    env.write("broken.toml", "protected_tags = \"oops\"\n");
+    let err = env.fails(
+        &[
+            "--config",
+            "broken.toml",
+            "tag",
+            "set",
+            "customer_support_greeting",
+            "qa",
+            "--version",
+            "1",
+        ],
+        2,
+    );
+    assert!(err.contains("broken.toml"), "{err}");
 }

@@ -6,6 +6,9 @@ use crate::model::{
 };
 use crate::store::Summary;
 use comfy_table::{Table, presets};
+
+mod comparison;
+pub use comparison::*;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

@@ -1,0 +1,315 @@
+//! `runner compare` and `runner promote`: evidence side by side, and the gate that moves a tag.
+
+use super::experiment::{Prepared, SummaryTo, launch, prepare};
+use super::{Context, check_prompt_name, check_tag_name, out, out_json};
+use crate::cli::{CompareArgs, PromoteArgs, RunOptions};
+use crate::compare::{Comparison, compare as compare_outcomes};
+use crate::error::{Error, Result, exit};
+use crate::gate::{self, Policy, Verdict};
+use crate::model::{Experiment, TagAction, VersionRef};
+use crate::report;
+use crate::store::TagChange;
+use serde_json::json;
+use std::path::Path;
+
+/// The experiment that stands as evidence for a prepared run: the newest matching completed
+/// one, or (with `run`) a new one. Without `run`, a missing one is an input error whose hint
+/// is the command that would make it.
+fn evidence(
+    prepared: Prepared,
+    ctx: &Context,
+    run: bool,
+    options: &RunOptions,
+) -> Result<Experiment> {
+    let store = ctx.store_for_reading()?;
+    let found = store.latest_matching(
+        &prepared.version.id,
+        &prepared.info.hash,
+        &prepared.model,
+        &prepared.specs,
+        prepared.settings.repetitions,
+        prepared.settings.limit,
+    )?;
+    drop(store);
+    if let Some(experiment) = found {
+        eprintln!(
+            "using experiment {} for {} v{}",
+            experiment.id, prepared.prompt, prepared.version.seq
+        );
+        return Ok(experiment);
+    }
+    if !run {
+        let mut command = format!(
+            "runner experiment --prompt {} --version-id {} --dataset {}",
+            prepared.prompt,
+            prepared.version.id,
+            prepared.dataset.display()
+        );
+        for spec in &options.evals {
+            command.push_str(&format!(" --eval '{spec}'"));
+        }
+        return Err(Error::invalid(format!(
+            "no completed experiment of {} v{}{} on this dataset with these evaluators and model",
+            prepared.prompt,
+            prepared.version.seq,
+            prepared
+                .tag
+                .as_deref()
+                .map(|t| format!(" ({t})"))
+                .unwrap_or_default()
+        ))
+        .with_hint(format!("add --run, or run it first: {command}")));
+    }
+    eprintln!(
+        "running {} v{} over {}",
+        prepared.prompt,
+        prepared.version.seq,
+        prepared.dataset.display()
+    );
+    let (experiment, code) = launch(prepared, ctx, SummaryTo::Stderr)?;
+    if code == exit::INTERRUPTED {
+        return Err(Error::operational(format!(
+            "interrupted while running experiment {}",
+            experiment.id
+        ))
+        .with_hint(format!(
+            "`runner experiment resume {}` finishes it",
+            experiment.id
+        )));
+    }
+    Ok(experiment)
+}
+
+fn comparison(
+    ctx: &Context,
+    baseline: Option<&Experiment>,
+    candidate: &Experiment,
+) -> Result<Comparison> {
+    let store = ctx.store_for_reading()?;
+    let base = baseline.map(|e| store.outcomes(e)).transpose()?;
+    let cand = store.outcomes(candidate)?;
+    Ok(compare_outcomes(
+        baseline.zip(base.as_deref()),
+        (candidate, &cand),
+    ))
+}
+
+pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
+    let (baseline, candidate) = match args.experiments.as_slice() {
+        [a, b] => {
+            if args.prompt.is_some() || !args.tags.is_empty() {
+                return Err(Error::invalid(
+                    "compare takes two experiment ids, or --prompt with --tags, not both",
+                ));
+            }
+            let store = ctx.store_for_reading()?;
+            (store.experiment(a)?, store.experiment(b)?)
+        }
+        [_] => {
+            return Err(Error::invalid("compare needs two experiment ids")
+                .with_hint("runner compare BASELINE_ID CANDIDATE_ID"));
+        }
+        _ => {
+            let prompt = args.prompt.clone().ok_or_else(|| {
+                Error::invalid(
+                    "compare needs --prompt NAME --tags BASE,CANDIDATE, or two experiment ids",
+                )
+                .with_hint("runner compare --prompt NAME --tags production,staging --dataset FILE")
+            })?;
+            check_prompt_name(&prompt)?;
+            let [base_tag, cand_tag] = args.tags.as_slice() else {
+                return Err(Error::invalid("--tags takes two tags: BASELINE,CANDIDATE")
+                    .with_hint("for example --tags production,staging"));
+            };
+            check_tag_name(base_tag)?;
+            check_tag_name(cand_tag)?;
+            let side = |tag: &String| {
+                prepare(
+                    ctx,
+                    &prompt,
+                    &VersionRef::Tag(tag.clone()),
+                    args.dataset.as_deref(),
+                    None,
+                    &args.options,
+                )
+            };
+            // Both sides are checked before either runs.
+            let (base, cand) = (side(base_tag)?, side(cand_tag)?);
+            (
+                evidence(base, ctx, args.run, &args.options)?,
+                evidence(cand, ctx, args.run, &args.options)?,
+            )
+        }
+    };
+    let result = comparison(ctx, Some(&baseline), &candidate)?;
+    if args.json {
+        out_json(&report::comparison_json(&result, args.rows))?;
+    } else if args.markdown {
+        out(&report::comparison_markdown(&result, args.rows));
+    } else {
+        out(&report::comparison_text(&result, args.rows));
+    }
+    Ok(exit::OK)
+}
+
+fn rate(flag: &str, value: Option<f64>) -> Result<Option<f64>> {
+    match value {
+        Some(v) if !(0.0..=1.0).contains(&v) => Err(Error::invalid(format!(
+            "{flag} {v} is out of range: give a fraction between 0 and 1"
+        ))
+        .with_hint(format!("{flag} 0.9 means 90%"))),
+        other => Ok(other),
+    }
+}
+
+/// The gate's criteria: flags, else runner.toml's, else "no regression".
+fn policy(args: &PromoteArgs, ctx: &Context) -> Result<Policy> {
+    let from_flags = Policy {
+        min_pass_rate: rate("--min-pass-rate", args.min_pass_rate)?,
+        max_regression: rate("--max-regression", args.max_regression)?,
+        no_new_failures: args.no_new_failures,
+        max_error_rate: rate("--max-error-rate", args.max_error_rate)?,
+        max_p95_latency_ms: args.max_p95_latency_ms,
+    };
+    if from_flags.has_absolute() || from_flags.has_relative() {
+        return Ok(from_flags);
+    }
+    if let Some(gate) = ctx.config()?.for_prompt(&args.prompt).gate {
+        return Ok(Policy {
+            min_pass_rate: rate("min_pass_rate", gate.min_pass_rate)?,
+            max_regression: rate("max_regression", gate.max_regression)?,
+            no_new_failures: gate.no_new_failures.unwrap_or(false),
+            max_error_rate: rate("max_error_rate", gate.max_error_rate)?,
+            max_p95_latency_ms: gate.max_p95_latency_ms,
+        });
+    }
+    Ok(Policy::no_regression())
+}
+
+fn write_report(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|e| {
+        Error::operational(format!("cannot write {}: {e}", path.display()))
+            .with_hint("check that the folder exists and is writable")
+    })
+}
+
+pub fn promote(args: PromoteArgs, ctx: &Context) -> Result<u8> {
+    check_prompt_name(&args.prompt)?;
+    check_tag_name(&args.from)?;
+    check_tag_name(&args.to)?;
+    if args.from == args.to {
+        return Err(Error::invalid("--from and --to name the same tag"));
+    }
+    let policy = policy(&args, ctx)?;
+    let (candidate_version, baseline_version) = {
+        let store = ctx.store_for_reading()?;
+        let candidate = store.version(&args.prompt, &VersionRef::Tag(args.from.clone()))?;
+        let baseline = store.tag(&args.prompt, &args.to)?;
+        (candidate, baseline)
+    };
+    if baseline_version.as_ref().map(|t| &t.version_id) == Some(&candidate_version.id) {
+        out(&format!(
+            "{} {} already points at v{} ({}): nothing to promote",
+            args.prompt, args.to, candidate_version.seq, args.from
+        ));
+        return Ok(exit::OK);
+    }
+    if baseline_version.is_none() && !policy.has_absolute() {
+        return Err(Error::invalid(format!(
+            "{} has no tag '{}' yet, so there is no baseline to compare with, and no absolute criterion was given",
+            args.prompt, args.to
+        ))
+        .with_hint("give --min-pass-rate R, --max-error-rate E or --max-p95-latency-ms MS"));
+    }
+
+    // Both sides are checked before either runs, so bad input fails before any request.
+    let candidate = prepare(
+        ctx,
+        &args.prompt,
+        &VersionRef::Tag(args.from.clone()),
+        args.dataset.as_deref(),
+        None,
+        &args.options,
+    )?;
+    let baseline = baseline_version
+        .as_ref()
+        .map(|_| {
+            prepare(
+                ctx,
+                &args.prompt,
+                &VersionRef::Tag(args.to.clone()),
+                args.dataset.as_deref(),
+                None,
+                &args.options,
+            )
+        })
+        .transpose()?;
+    let candidate = evidence(candidate, ctx, true, &args.options)?;
+    let baseline = baseline
+        .map(|b| evidence(b, ctx, true, &args.options))
+        .transpose()?;
+    let comparison = comparison(ctx, baseline.as_ref(), &candidate)?;
+    let verdict = gate::evaluate(&comparison, &policy);
+
+    let moved = if verdict.passed && !args.dry_run {
+        let evidence = json!({
+            "verdict": "pass",
+            "policy": policy,
+            "criteria": verdict.criteria,
+            "candidate_experiment": candidate.id,
+            "baseline_experiment": baseline.as_ref().map(|b| b.id.clone()),
+            "dataset_hash": candidate.dataset.hash,
+            "from_tag": args.from,
+        });
+        let change = TagChange {
+            actor: ctx.author.clone(),
+            message: args.message.clone(),
+            forced: false,
+            evidence: Some(evidence),
+        };
+        let mut store = ctx.store()?;
+        Some(store.set_tag_if(
+            &args.prompt,
+            &args.to,
+            &candidate_version.id,
+            baseline_version.as_ref().map(|t| t.version_id.as_str()),
+            TagAction::Promote,
+            &change,
+        )?)
+    } else {
+        None
+    };
+
+    let outcome = report::PromotionOutcome {
+        prompt: &args.prompt,
+        from: &args.from,
+        to: &args.to,
+        candidate_seq: candidate_version.seq,
+        baseline_seq: baseline_version.as_ref().map(|t| t.version_seq),
+        dry_run: args.dry_run,
+        moved: moved.is_some(),
+    };
+    if let Some(path) = &args.markdown {
+        write_report(
+            path,
+            &report::promotion_markdown(&outcome, &verdict, &comparison),
+        )?;
+    }
+    if let Some(path) = &args.junit {
+        write_report(path, &report::verdict_junit(&outcome, &verdict))?;
+    }
+    if args.json {
+        out_json(&report::promotion_json(&outcome, &verdict, &comparison))?;
+    } else {
+        out(&report::promotion_text(&outcome, &verdict, &comparison));
+    }
+    Ok(verdict_code(&verdict))
+}
+
+fn verdict_code(verdict: &Verdict) -> u8 {
+    if verdict.passed {
+        exit::OK
+    } else {
+        exit::CHECK_FAILED
+    }
+}

@@ -1,0 +1,203 @@
+//! The project file `runner.toml`: defaults for the endpoint, model, concurrency, evaluators,
+//! gate criteria and protected tags, per project and per prompt. Flags override it.
+//!
+//! ```toml
+//! base_url = "http://127.0.0.1:8089/v1"
+//! model = "gpt-4o-mini"
+//! concurrency = 32
+//! protected_tags = ["production"]
+//!
+//! [prompts.support_greeting]
+//! dataset = "datasets/queries.csv"
+//! evals = ["icontains", "max-latency:2000"]
+//!
+//! [prompts.support_greeting.gate]
+//! min_pass_rate = 0.9
+//! max_regression = 0.02
+//! no_new_failures = true
+//! ```
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The file looked for in the working directory when `--config` is not given.
+pub const DEFAULT_FILE: &str = "runner.toml";
+
+/// Tags protected when no project file says otherwise.
+pub const DEFAULT_PROTECTED: &[&str] = &["production"];
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateConfig {
+    pub min_pass_rate: Option<f64>,
+    pub max_regression: Option<f64>,
+    pub no_new_failures: Option<bool>,
+    pub max_error_rate: Option<f64>,
+    pub max_p95_latency_ms: Option<f64>,
+}
+
+/// Settings that may be given for the whole project and overridden per prompt.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunDefaults {
+    pub base_url: Option<String>,
+    pub model: Option<String>,
+    pub concurrency: Option<usize>,
+    pub timeout: Option<f64>,
+    pub max_retries: Option<u32>,
+    pub repetitions: Option<usize>,
+    pub dataset: Option<PathBuf>,
+    pub evals: Option<Vec<String>>,
+    pub judge_model: Option<String>,
+    pub gate: Option<GateConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(flatten)]
+    pub defaults: RunDefaults,
+    pub protected_tags: Option<Vec<String>>,
+    #[serde(default)]
+    pub prompts: BTreeMap<String, RunDefaults>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid {}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Reads `path`, or `runner.toml` in the working directory when it exists, or nothing.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let path = match path {
+            Some(path) => path.to_path_buf(),
+            None => {
+                let default = PathBuf::from(DEFAULT_FILE);
+                if !default.exists() {
+                    return Ok(Config::default());
+                }
+                default
+            }
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|message| ConfigError::Parse { path, message })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| {
+            // The parser's message spans several lines with a source excerpt; the first line
+            // and the location are what a one-line error needs.
+            e.to_string()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('|'))
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+    }
+
+    /// The project defaults with the prompt's own settings laid over them.
+    pub fn for_prompt(&self, prompt: &str) -> RunDefaults {
+        let mut merged = self.defaults.clone();
+        if let Some(own) = self.prompts.get(prompt) {
+            let own = own.clone();
+            merged.base_url = own.base_url.or(merged.base_url);
+            merged.model = own.model.or(merged.model);
+            merged.concurrency = own.concurrency.or(merged.concurrency);
+            merged.timeout = own.timeout.or(merged.timeout);
+            merged.max_retries = own.max_retries.or(merged.max_retries);
+            merged.repetitions = own.repetitions.or(merged.repetitions);
+            merged.dataset = own.dataset.or(merged.dataset);
+            merged.evals = own.evals.or(merged.evals);
+            merged.judge_model = own.judge_model.or(merged.judge_model);
+            merged.gate = match (merged.gate, own.gate) {
+                (Some(base), Some(own)) => Some(GateConfig {
+                    min_pass_rate: own.min_pass_rate.or(base.min_pass_rate),
+                    max_regression: own.max_regression.or(base.max_regression),
+                    no_new_failures: own.no_new_failures.or(base.no_new_failures),
+                    max_error_rate: own.max_error_rate.or(base.max_error_rate),
+                    max_p95_latency_ms: own.max_p95_latency_ms.or(base.max_p95_latency_ms),
+                }),
+                (base, own) => own.or(base),
+            };
+        }
+        merged
+    }
+
+    pub fn is_protected(&self, tag: &str) -> bool {
+        match &self.protected_tags {
+            Some(tags) => tags.iter().any(|t| t == tag),
+            None => DEFAULT_PROTECTED.contains(&tag),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompt_settings_override_project_defaults() {
+        let config = Config::parse(
+            r#"
+            base_url = "http://a/v1"
+            model = "m"
+            concurrency = 8
+            [gate]
+            min_pass_rate = 0.9
+            max_error_rate = 0.1
+            [prompts.greet]
+            model = "m2"
+            evals = ["icontains"]
+            [prompts.greet.gate]
+            min_pass_rate = 0.95
+            "#,
+        )
+        .unwrap();
+        let greet = config.for_prompt("greet");
+        assert_eq!(greet.base_url.as_deref(), Some("http://a/v1"));
+        assert_eq!(greet.model.as_deref(), Some("m2"));
+        assert_eq!(greet.concurrency, Some(8));
+        assert_eq!(greet.evals, Some(vec!["icontains".to_string()]));
+        let gate = greet.gate.unwrap();
+        assert_eq!(gate.min_pass_rate, Some(0.95));
+        assert_eq!(gate.max_error_rate, Some(0.1));
+        assert_eq!(config.for_prompt("other").model.as_deref(), Some("m"));
+    }
+
+    #[test]
+    fn protected_tags_default_to_production() {
+        assert!(Config::default().is_protected("production"));
+        assert!(!Config::default().is_protected("staging"));
+        let config = Config::parse("protected_tags = [\"prod\", \"live\"]").unwrap();
+        assert!(config.is_protected("live"));
+        assert!(!config.is_protected("production"));
+        let open = Config::parse("protected_tags = []").unwrap();
+        assert!(!open.is_protected("production"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_types_are_errors_on_one_line() {
+        for text in [
+            "modle = \"x\"",
+            "concurrency = \"many\"",
+            "[prompts.p]\nnope = 1",
+            "= broken",
+        ] {
+            let err = Config::parse(text).unwrap_err();
+            assert!(!err.contains('\n') && !err.is_empty(), "{text}: {err}");
+        }
+    }
+}

@@ -1,0 +1,621 @@
+//! Renderers for comparisons and promotion verdicts: text (comfy-table), Markdown, JSON, JUnit.
+//! Text and Markdown are built from the same sections, so they always carry the same content.
+
+use super::excerpt;
+use crate::compare::{Comparison, RowChange};
+use crate::gate::Verdict;
+use comfy_table::{Table, presets};
+use serde_json::{Value, json};
+
+/// A titled table, rendered as text or Markdown.
+struct Section {
+    title: String,
+    headers: Vec<String>,
+    rows: Vec<Vec<String>>,
+    /// Shown when there are no rows.
+    empty: &'static str,
+}
+
+fn text_table(headers: &[String], rows: &[Vec<String>]) -> String {
+    let mut table = Table::new();
+    table.load_style(presets::UTF8_FULL_CONDENSED);
+    table.set_header(headers.to_vec());
+    for row in rows {
+        table.add_row(row.clone());
+    }
+    table.to_string()
+}
+
+fn markdown_cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+fn markdown_table(headers: &[String], rows: &[Vec<String>]) -> String {
+    let mut out = format!(
+        "| {} |\n",
+        headers
+            .iter()
+            .map(|h| markdown_cell(h))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    out.push_str(&format!("|{}\n", "---|".repeat(headers.len())));
+    for row in rows {
+        out.push_str(&format!(
+            "| {} |\n",
+            row.iter()
+                .map(|c| markdown_cell(c))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        ));
+    }
+    out
+}
+
+fn render_text(sections: &[Section]) -> String {
+    sections
+        .iter()
+        .map(|s| {
+            if s.rows.is_empty() {
+                format!("{}: {}", s.title, s.empty)
+            } else {
+                format!("{}\n{}", s.title, text_table(&s.headers, &s.rows))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+fn render_markdown(sections: &[Section]) -> String {
+    sections
+        .iter()
+        .map(|s| {
+            if s.rows.is_empty() {
+                format!("### {}\n\n{}\n", s.title, s.empty)
+            } else {
+                format!("### {}\n\n{}", s.title, markdown_table(&s.headers, &s.rows))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.1}%", v * 100.0)
+}
+
+/// A change with its direction, where `higher_is_better` says which way is good.
+fn delta(base: Option<f64>, cand: Option<f64>, higher_is_better: bool, unit: Unit) -> String {
+    let (Some(b), Some(c)) = (base, cand) else {
+        return "-".into();
+    };
+    let d = c - b;
+    if d.abs() < 1e-9 {
+        return "= same".into();
+    }
+    let better = (d > 0.0) == higher_is_better;
+    let arrow = if d > 0.0 { "▲" } else { "▼" };
+    let amount = match unit {
+        Unit::Points => format!("{:+.1} pts", d * 100.0),
+        Unit::Score => format!("{d:+.3}"),
+        Unit::Ms => format!("{d:+.0} ms"),
+        Unit::Count => format!("{d:+.0}"),
+    };
+    // A change that rounds to nothing at the shown precision is no change to a reader.
+    if !amount.chars().any(|c| c.is_ascii_digit() && c != '0') {
+        return "≈ same".into();
+    }
+    format!(
+        "{arrow} {amount} ({})",
+        if better { "better" } else { "worse" }
+    )
+}
+
+#[derive(Clone, Copy)]
+enum Unit {
+    Points,
+    Score,
+    Ms,
+    Count,
+}
+
+fn opt_ms(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.0} ms"))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn sections(c: &Comparison, rows: usize) -> Vec<Section> {
+    let base = c.baseline.as_ref();
+    let cand = &c.candidate;
+    let mut metrics = Vec::new();
+    for e in &c.evaluators {
+        metrics.push(vec![
+            format!("pass rate [{}]", e.evaluator),
+            e.baseline_pass_rate.map(pct).unwrap_or_else(|| "-".into()),
+            pct(e.candidate_pass_rate),
+            delta(
+                e.baseline_pass_rate,
+                Some(e.candidate_pass_rate),
+                true,
+                Unit::Points,
+            ),
+        ]);
+        metrics.push(vec![
+            format!("mean score [{}]", e.evaluator),
+            e.baseline_mean_score
+                .map(|v| format!("{v:.3}"))
+                .unwrap_or_else(|| "-".into()),
+            format!("{:.3}", e.candidate_mean_score),
+            delta(
+                e.baseline_mean_score,
+                Some(e.candidate_mean_score),
+                true,
+                Unit::Score,
+            ),
+        ]);
+    }
+    metrics.push(vec![
+        "error rate".into(),
+        base.map(|b| pct(b.error_rate))
+            .unwrap_or_else(|| "-".into()),
+        pct(cand.error_rate),
+        delta(
+            base.map(|b| b.error_rate),
+            Some(cand.error_rate),
+            false,
+            Unit::Points,
+        ),
+    ]);
+    metrics.push(vec![
+        "latency p50".into(),
+        opt_ms(base.and_then(|b| b.latency_p50_ms)),
+        opt_ms(cand.latency_p50_ms),
+        delta(
+            base.and_then(|b| b.latency_p50_ms),
+            cand.latency_p50_ms,
+            false,
+            Unit::Ms,
+        ),
+    ]);
+    metrics.push(vec![
+        "latency p95".into(),
+        opt_ms(base.and_then(|b| b.latency_p95_ms)),
+        opt_ms(cand.latency_p95_ms),
+        delta(
+            base.and_then(|b| b.latency_p95_ms),
+            cand.latency_p95_ms,
+            false,
+            Unit::Ms,
+        ),
+    ]);
+    metrics.push(vec![
+        "tokens in".into(),
+        base.map(|b| b.tokens_in.to_string())
+            .unwrap_or_else(|| "-".into()),
+        cand.tokens_in.to_string(),
+        delta(
+            base.map(|b| b.tokens_in as f64),
+            Some(cand.tokens_in as f64),
+            false,
+            Unit::Count,
+        ),
+    ]);
+    metrics.push(vec![
+        "tokens out".into(),
+        base.map(|b| b.tokens_out.to_string())
+            .unwrap_or_else(|| "-".into()),
+        cand.tokens_out.to_string(),
+        delta(
+            base.map(|b| b.tokens_out as f64),
+            Some(cand.tokens_out as f64),
+            false,
+            Unit::Count,
+        ),
+    ]);
+    metrics.push(vec![
+        "rows (results)".into(),
+        base.map(|b| format!("{} ({})", b.rows, b.results))
+            .unwrap_or_else(|| "-".into()),
+        format!("{} ({})", cand.rows, cand.results),
+        String::new(),
+    ]);
+    let mut out = vec![Section {
+        title: format!(
+            "{} [{}] vs {} [{}]",
+            base.map(|b| b.label.as_str()).unwrap_or("(no baseline)"),
+            base.map(|b| b.experiment.as_str()).unwrap_or("-"),
+            cand.label,
+            cand.experiment
+        ),
+        headers: vec![
+            "metric".into(),
+            "baseline".into(),
+            "candidate".into(),
+            "change".into(),
+        ],
+        rows: metrics,
+        empty: "",
+    }];
+    if base.is_some() {
+        out.push(Section {
+            title: "rows per evaluator".into(),
+            headers: vec![
+                "evaluator".into(),
+                "improved".into(),
+                "regressed".into(),
+                "unchanged".into(),
+            ],
+            rows: c
+                .evaluators
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.evaluator.clone(),
+                        e.improved.to_string(),
+                        e.regressed.to_string(),
+                        e.unchanged.to_string(),
+                    ]
+                })
+                .collect(),
+            empty: "none",
+        });
+        for (title, changes) in [
+            ("regressed rows", &c.regressed),
+            ("improved rows", &c.improved),
+        ] {
+            out.push(Section {
+                title: if changes.len() > rows {
+                    format!("{title} (first {rows} of {})", changes.len())
+                } else {
+                    format!("{title} ({})", changes.len())
+                },
+                headers: vec![
+                    "row".into(),
+                    "evaluator".into(),
+                    "input".into(),
+                    "baseline output".into(),
+                    "score".into(),
+                    "candidate output".into(),
+                    "score".into(),
+                ],
+                rows: changes.iter().take(rows).map(change_row).collect(),
+                empty: "none",
+            });
+        }
+        let mut one_sided: Vec<Vec<String>> = c
+            .only_in_baseline
+            .iter()
+            .map(|id| vec![id.clone(), "baseline only".into()])
+            .collect();
+        one_sided.extend(
+            c.only_in_candidate
+                .iter()
+                .map(|id| vec![id.clone(), "candidate only".into()]),
+        );
+        out.push(Section {
+            title: "rows on one side only".into(),
+            headers: vec!["row".into(), "where".into()],
+            rows: one_sided.into_iter().take(rows.max(1) * 2).collect(),
+            empty: "none",
+        });
+    }
+    if !c.flaky.is_empty() {
+        out.push(Section {
+            title: format!("flaky rows ({}; repetitions disagree)", c.flaky.len()),
+            headers: vec![
+                "row".into(),
+                "evaluator".into(),
+                "side".into(),
+                "agreement".into(),
+            ],
+            rows: c
+                .flaky
+                .iter()
+                .take(rows)
+                .map(|f| {
+                    vec![
+                        f.row_id.clone(),
+                        f.evaluator.clone(),
+                        f.side.clone(),
+                        pct(f.agreement),
+                    ]
+                })
+                .collect(),
+            empty: "none",
+        });
+    }
+    out
+}
+
+fn change_row(ch: &RowChange) -> Vec<String> {
+    let verdict =
+        |passed: bool, score: f64| format!("{} {score:.2}", if passed { "pass" } else { "fail" });
+    vec![
+        ch.row_id.clone(),
+        ch.evaluator.clone(),
+        excerpt(&ch.input, 30),
+        excerpt(&ch.baseline.output, 30),
+        verdict(ch.baseline.passed, ch.baseline.score),
+        excerpt(&ch.candidate.output, 30),
+        verdict(ch.candidate.passed, ch.candidate.score),
+    ]
+}
+
+pub fn comparison_text(c: &Comparison, rows: usize) -> String {
+    render_text(&sections(c, rows))
+}
+
+pub fn comparison_markdown(c: &Comparison, rows: usize) -> String {
+    render_markdown(&sections(c, rows))
+}
+
+/// The comparison as JSON, with the same `rows` limit on the listed rows as text and Markdown.
+pub fn comparison_json(c: &Comparison, rows: usize) -> Value {
+    let mut trimmed = c.clone();
+    trimmed.regressed.truncate(rows);
+    trimmed.improved.truncate(rows);
+    trimmed.flaky.truncate(rows);
+    let mut value = serde_json::to_value(&trimmed).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut value {
+        map.insert("regressed_total".into(), json!(c.regressed.len()));
+        map.insert("improved_total".into(), json!(c.improved.len()));
+        map.insert("flaky_total".into(), json!(c.flaky.len()));
+    }
+    value
+}
+
+/// What a promotion did, for the renderers.
+pub struct PromotionOutcome<'a> {
+    pub prompt: &'a str,
+    pub from: &'a str,
+    pub to: &'a str,
+    pub candidate_seq: i64,
+    pub baseline_seq: Option<i64>,
+    pub dry_run: bool,
+    pub moved: bool,
+}
+
+impl PromotionOutcome<'_> {
+    fn headline(&self, verdict: &Verdict) -> String {
+        let target = match self.baseline_seq {
+            Some(seq) => format!("{} (v{seq})", self.to),
+            None => format!("{} (new tag)", self.to),
+        };
+        let what = format!(
+            "{} {} v{} → {target}",
+            self.prompt, self.from, self.candidate_seq
+        );
+        match (verdict.passed, self.dry_run, self.moved) {
+            (true, true, _) => format!("gate PASSED (dry run, nothing moved): {what}"),
+            (true, false, true) => format!("gate PASSED, tag moved: {what}"),
+            (true, false, false) => format!("gate PASSED, tag not moved: {what}"),
+            (false, _, _) => format!("gate FAILED, nothing moved: {what}"),
+        }
+    }
+}
+
+fn criteria_section(verdict: &Verdict) -> Section {
+    Section {
+        title: "gate".into(),
+        headers: vec![
+            "criterion".into(),
+            "threshold".into(),
+            "actual".into(),
+            "result".into(),
+        ],
+        rows: verdict
+            .criteria
+            .iter()
+            .map(|c| {
+                vec![
+                    c.name.clone(),
+                    c.threshold.clone(),
+                    c.actual.clone(),
+                    if c.passed {
+                        "pass".into()
+                    } else {
+                        "FAIL".into()
+                    },
+                ]
+            })
+            .collect(),
+        empty: "no criterion could be checked",
+    }
+}
+
+pub fn promotion_text(o: &PromotionOutcome<'_>, verdict: &Verdict, c: &Comparison) -> String {
+    let mut all = vec![criteria_section(verdict)];
+    all.extend(sections(c, 5));
+    format!("{}\n\n{}", o.headline(verdict), render_text(&all))
+}
+
+pub fn promotion_markdown(o: &PromotionOutcome<'_>, verdict: &Verdict, c: &Comparison) -> String {
+    let mut all = vec![criteria_section(verdict)];
+    all.extend(sections(c, 10));
+    format!("## {}\n\n{}", o.headline(verdict), render_markdown(&all))
+}
+
+pub fn promotion_json(o: &PromotionOutcome<'_>, verdict: &Verdict, c: &Comparison) -> Value {
+    json!({
+        "prompt": o.prompt,
+        "from": o.from,
+        "to": o.to,
+        "candidate_version": o.candidate_seq,
+        "baseline_version": o.baseline_seq,
+        "passed": verdict.passed,
+        "dry_run": o.dry_run,
+        "moved": o.moved,
+        "verdict": verdict,
+        "comparison": comparison_json(c, 10),
+    })
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// One JUnit test case per criterion, so CI systems show the gate like a test run.
+pub fn verdict_junit(o: &PromotionOutcome<'_>, verdict: &Verdict) -> String {
+    let failures = verdict.criteria.iter().filter(|c| !c.passed).count();
+    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let suite = format!("promote {} {} -> {}", o.prompt, o.from, o.to);
+    xml.push_str(&format!(
+        "<testsuites name=\"runner\" tests=\"{}\" failures=\"{failures}\">\n  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\">\n",
+        verdict.criteria.len().max(1),
+        xml_escape(&suite),
+        verdict.criteria.len().max(1),
+    ));
+    if verdict.criteria.is_empty() {
+        xml.push_str("    <testcase name=\"gate\" classname=\"runner.gate\">\n      <failure message=\"no criterion could be checked\"/>\n    </testcase>\n");
+    }
+    for c in &verdict.criteria {
+        xml.push_str(&format!(
+            "    <testcase name=\"{}\" classname=\"runner.gate\">\n",
+            xml_escape(&c.name)
+        ));
+        if !c.passed {
+            xml.push_str(&format!(
+                "      <failure message=\"{}\">expected {}, got {}</failure>\n",
+                xml_escape(&format!("{} {}: got {}", c.name, c.threshold, c.actual)),
+                xml_escape(&c.threshold),
+                xml_escape(&c.actual)
+            ));
+        }
+        xml.push_str("    </testcase>\n");
+    }
+    xml.push_str("  </testsuite>\n</testsuites>\n");
+    xml
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::{EvalDelta, RowSide, SideMetrics};
+    use crate::gate::{Criterion, Policy};
+
+    fn side(label: &str) -> SideMetrics {
+        SideMetrics {
+            experiment: format!("exp_{label}"),
+            label: format!("greet {label}"),
+            rows: 2,
+            results: 2,
+            error_rate: 0.0,
+            latency_p50_ms: Some(100.0),
+            latency_p95_ms: Some(120.0),
+            tokens_in: 10,
+            tokens_out: 20,
+            evaluators: vec![],
+        }
+    }
+
+    fn comparison() -> Comparison {
+        let row = |passed: bool, out: &str| RowSide {
+            passed,
+            score: if passed { 1.0 } else { 0.0 },
+            agreement: 1.0,
+            output: out.into(),
+        };
+        Comparison {
+            baseline: Some(side("v1 (production)")),
+            candidate: SideMetrics {
+                latency_p95_ms: Some(90.0),
+                ..side("v2 (staging)")
+            },
+            evaluators: vec![EvalDelta {
+                evaluator: "icontains".into(),
+                baseline_pass_rate: Some(1.0),
+                candidate_pass_rate: 0.5,
+                delta: Some(-0.5),
+                baseline_mean_score: Some(1.0),
+                candidate_mean_score: 0.5,
+                improved: 0,
+                regressed: 1,
+                unchanged: 1,
+            }],
+            regressed: vec![RowChange {
+                row_id: "2".into(),
+                evaluator: "icontains".into(),
+                input: "Acme | Refund | please".into(),
+                baseline: row(true, "Refunds take 5 days"),
+                candidate: row(false, "I cannot help"),
+            }],
+            improved: vec![],
+            only_in_baseline: vec![],
+            only_in_candidate: vec!["9".into()],
+            flaky: vec![],
+            new_failures: vec!["2".into()],
+        }
+    }
+
+    fn verdict() -> Verdict {
+        Verdict {
+            passed: false,
+            criteria: vec![
+                Criterion {
+                    name: "min pass rate [icontains]".into(),
+                    threshold: ">= 90.0%".into(),
+                    actual: "50.0%".into(),
+                    passed: false,
+                },
+                Criterion {
+                    name: "max error rate".into(),
+                    threshold: "<= 5.0%".into(),
+                    actual: "0.0%".into(),
+                    passed: true,
+                },
+            ],
+            policy: Policy::default(),
+        }
+    }
+
+    fn outcome() -> PromotionOutcome<'static> {
+        PromotionOutcome {
+            prompt: "greet",
+            from: "staging",
+            to: "production",
+            candidate_seq: 2,
+            baseline_seq: Some(1),
+            dry_run: false,
+            moved: false,
+        }
+    }
+
+    #[test]
+    fn comparison_text_snapshot() {
+        insta::assert_snapshot!(comparison_text(&comparison(), 10));
+    }
+
+    #[test]
+    fn comparison_markdown_snapshot() {
+        insta::assert_snapshot!(comparison_markdown(&comparison(), 10));
+    }
+
+    #[test]
+    fn junit_snapshot() {
+        insta::assert_snapshot!(verdict_junit(&outcome(), &verdict()));
+    }
+
+    #[test]
+    fn text_markdown_and_json_carry_the_same_rows() {
+        let c = comparison();
+        let text = comparison_text(&c, 10);
+        let markdown = comparison_markdown(&c, 10);
+        let json = comparison_json(&c, 10);
+        for needle in ["I cannot help", "Refunds take 5 days", "candidate only"] {
+            assert!(
+                text.contains(needle) && markdown.contains(needle),
+                "{needle}"
+            );
+        }
+        assert_eq!(json["regressed"][0]["candidate"]["output"], "I cannot help");
+        assert_eq!(json["only_in_candidate"][0], "9");
+        let headline = promotion_text(&outcome(), &verdict(), &c);
+        assert!(
+            headline.starts_with("gate FAILED, nothing moved: greet staging v2 → production (v1)")
+        );
+        assert!(headline.contains("FAIL"));
+    }
+}
