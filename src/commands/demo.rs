@@ -113,6 +113,9 @@ fn demo_dir(args: &DemoArgs) -> Result<PathBuf> {
     };
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::operational(format!("cannot create {}: {e}", dir.display())))?;
+    // Absolute: the steps run inside the folder.
+    let dir = std::fs::canonicalize(&dir)
+        .map_err(|e| Error::operational(format!("cannot resolve {}: {e}", dir.display())))?;
     if dir.join("runner.db").exists() {
         return Err(
             Error::invalid(format!("{} already holds a runner.db", dir.display()))
@@ -176,7 +179,6 @@ pub fn run(args: DemoArgs, _ctx: &Context) -> Result<u8> {
                 "First draft",
                 "--tag",
                 "production",
-                "--force",
             ],
             0,
         )?;

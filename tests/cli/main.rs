@@ -2,6 +2,7 @@
 
 mod experiments;
 mod fault_server;
+mod promote;
 mod prompt_store;
 
 use assert_cmd::Command;
