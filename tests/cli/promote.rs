@@ -132,7 +132,20 @@ fn a_worse_candidate_fails_the_gate_and_moves_nothing() {
     }
     assert_eq!(tag_rows(&env), before, "a failed gate touches no tag");
     let junit = std::fs::read_to_string(env.path("gate.xml")).unwrap();
-    assert_eq!(junit.matches("<failure").count(), 3, "{junit}");
+    let doc = roxmltree::Document::parse(&junit).expect("the JUnit report is valid XML");
+    let cases: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("testcase")).collect();
+    assert_eq!(cases.len(), 5, "one test case per criterion");
+    let failed: Vec<&str> = cases
+        .iter()
+        .filter(|c| c.children().any(|n| n.has_tag_name("failure")))
+        .map(|c| c.attribute("name").unwrap())
+        .collect();
+    assert_eq!(
+        failed,
+        vec!["min pass rate [icontains]", "max regression [icontains]", "no new failures"]
+    );
+    let suite = doc.descendants().find(|n| n.has_tag_name("testsuite")).unwrap();
+    assert_eq!(suite.attribute("failures"), Some("3"));
     // The same with --dry-run: the verdict's exit code, nothing moved either way.
     let dry = env.run(&["promote", "--prompt", "greet", "--from", "staging", "--to", "production", "--dataset", &data, "--base-url", &base, "--dry-run"]);
     assert_eq!(dry.status.code(), Some(1));
@@ -244,4 +257,22 @@ fn the_demo_runs_end_to_end() {
     assert!(env.path("demo/runner.db").exists());
     // The user's own store is untouched.
     assert!(!env.db.exists());
+}
+
+#[test]
+fn a_row_missing_on_one_side_is_reported_and_counts_against_the_candidate() {
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    let data = setup(&env, "Q: {{query}}");
+    let base = server.base_url();
+    let full = env.json(&["experiment", "--prompt", "greet", "--tag", "production", "--dataset", &data, "--base-url", &base, "--json"]);
+    let partial = env.json(&[
+        "experiment", "--prompt", "greet", "--tag", "staging", "--dataset", &data, "--base-url", &base, "--limit", "2", "--json",
+    ]);
+    let (a, b) = (full["experiment"]["id"].as_str().unwrap(), partial["experiment"]["id"].as_str().unwrap());
+    let json = env.json(&["compare", a, b, "--json"]);
+    assert_eq!(json["only_in_baseline"], serde_json::json!(["c"]));
+    assert_eq!(json["new_failures"], serde_json::json!(["c"]));
+    let text = env.ok(&["compare", a, b]);
+    assert!(text.contains("baseline only"), "{text}");
 }
