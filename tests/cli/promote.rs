@@ -7,8 +7,26 @@ use std::time::Duration;
 
 /// A prompt with production on v1 (echoes the query: passes `icontains`) and staging on v2.
 fn setup(env: &Env, staging_template: &str) -> String {
-    env.ok(&["prompt", "create", "greet", "--template", "Q: {{query}}", "--model", "m", "--tag", "production"]);
-    env.ok(&["prompt", "update", "greet", "--template", staging_template, "--tag", "staging"]);
+    env.ok(&[
+        "prompt",
+        "create",
+        "greet",
+        "--template",
+        "Q: {{query}}",
+        "--model",
+        "m",
+        "--tag",
+        "production",
+    ]);
+    env.ok(&[
+        "prompt",
+        "update",
+        "greet",
+        "--template",
+        staging_template,
+        "--tag",
+        "staging",
+    ]);
     let data = env.write(
         "cases.csv",
         "id,query,expected\na,where is my order,order\nb,reset my password,password\nc,refund please,refund\n",
@@ -28,32 +46,90 @@ fn compare_needs_experiments_or_run_and_then_shows_the_rows() {
     let env = Env::new();
     let server = FaultServer::start(Duration::ZERO);
     let data = setup(&env, "{{query}}");
-    env.ok(&["prompt", "update", "greet", "--template", "Answer: {{query}}", "--tag", "candidate"]);
+    env.ok(&[
+        "prompt",
+        "update",
+        "greet",
+        "--template",
+        "Answer: {{query}}",
+        "--tag",
+        "candidate",
+    ]);
     let base = server.base_url();
     let err = env.fails(
-        &["compare", "--prompt", "greet", "--tags", "production,candidate", "--dataset", &data, "--base-url", &base],
+        &[
+            "compare",
+            "--prompt",
+            "greet",
+            "--tags",
+            "production,candidate",
+            "--dataset",
+            &data,
+            "--base-url",
+            &base,
+        ],
         2,
     );
-    assert!(err.contains("no completed experiment") && err.contains("--run") && err.contains("runner experiment"), "{err}");
+    assert!(
+        err.contains("no completed experiment")
+            && err.contains("--run")
+            && err.contains("runner experiment"),
+        "{err}"
+    );
     assert!(server.log().is_empty());
     let json = env.json(&[
-        "compare", "--prompt", "greet", "--tags", "production,candidate", "--dataset", &data, "--base-url", &base,
-        "--run", "--json",
+        "compare",
+        "--prompt",
+        "greet",
+        "--tags",
+        "production,candidate",
+        "--dataset",
+        &data,
+        "--base-url",
+        &base,
+        "--run",
+        "--json",
     ]);
     assert_eq!(json["baseline"]["rows"], 3);
     assert_eq!(json["candidate"]["rows"], 3);
     assert_eq!(json["evaluators"][0]["evaluator"], "icontains");
     assert_eq!(server.log().len(), 6);
     // A second compare reuses both experiments: nothing is sent.
-    let text = env.ok(&["compare", "--prompt", "greet", "--tags", "production,candidate", "--dataset", &data, "--base-url", &base]);
-    assert_eq!(server.log().len(), 6);
-    assert!(text.contains("pass rate [icontains]") && text.contains("latency p95"), "{text}");
-    let markdown = env.ok(&[
-        "compare", "--prompt", "greet", "--tags", "production,candidate", "--dataset", &data, "--base-url", &base, "--markdown",
+    let text = env.ok(&[
+        "compare",
+        "--prompt",
+        "greet",
+        "--tags",
+        "production,candidate",
+        "--dataset",
+        &data,
+        "--base-url",
+        &base,
     ]);
-    assert!(markdown.contains("| metric | baseline | candidate | change |"), "{markdown}");
+    assert_eq!(server.log().len(), 6);
+    assert!(
+        text.contains("pass rate [icontains]") && text.contains("latency p95"),
+        "{text}"
+    );
+    let markdown = env.ok(&[
+        "compare",
+        "--prompt",
+        "greet",
+        "--tags",
+        "production,candidate",
+        "--dataset",
+        &data,
+        "--base-url",
+        &base,
+        "--markdown",
+    ]);
+    assert!(
+        markdown.contains("| metric | baseline | candidate | change |"),
+        "{markdown}"
+    );
     // By experiment ids.
-    let ids: Vec<String> = env.json(&["experiment", "list", "--json"])
+    let ids: Vec<String> = env
+        .json(&["experiment", "list", "--json"])
         .as_array()
         .unwrap()
         .iter()
@@ -68,15 +144,54 @@ fn compare_needs_experiments_or_run_and_then_shows_the_rows() {
 fn a_better_candidate_is_promoted_with_its_evidence() {
     let env = Env::new();
     let server = FaultServer::start(Duration::ZERO);
-    env.ok(&["prompt", "create", "greet", "--template", "I cannot help.", "--model", "m", "--tag", "production"]);
-    env.ok(&["prompt", "update", "greet", "--template", "About {{query}}", "--tag", "staging"]);
-    let data = env.write("cases.csv", "id,query,expected\na,order,order\nb,password,password\n");
+    env.ok(&[
+        "prompt",
+        "create",
+        "greet",
+        "--template",
+        "I cannot help.",
+        "--model",
+        "m",
+        "--tag",
+        "production",
+    ]);
+    env.ok(&[
+        "prompt",
+        "update",
+        "greet",
+        "--template",
+        "About {{query}}",
+        "--tag",
+        "staging",
+    ]);
+    let data = env.write(
+        "cases.csv",
+        "id,query,expected\na,order,order\nb,password,password\n",
+    );
     let data = data.to_str().unwrap();
     let base = server.base_url();
     let out = env.json(&[
-        "promote", "--prompt", "greet", "--from", "staging", "--to", "production", "--dataset", data, "--base-url", &base,
-        "--min-pass-rate", "0.9", "--no-new-failures", "-m", "better answers", "--json",
-        "--junit", "gate.xml", "--markdown", "gate.md",
+        "promote",
+        "--prompt",
+        "greet",
+        "--from",
+        "staging",
+        "--to",
+        "production",
+        "--dataset",
+        data,
+        "--base-url",
+        &base,
+        "--min-pass-rate",
+        "0.9",
+        "--no-new-failures",
+        "-m",
+        "better answers",
+        "--json",
+        "--junit",
+        "gate.xml",
+        "--markdown",
+        "gate.md",
     ]);
     assert_eq!(out["passed"], true);
     assert_eq!(out["moved"], true);
@@ -92,19 +207,54 @@ fn a_better_candidate_is_promoted_with_its_evidence() {
     assert_eq!(evidence["verdict"], "pass");
     assert_eq!(evidence["policy"]["min_pass_rate"], 0.9);
     assert_eq!(evidence["policy"]["no_new_failures"], true);
-    let experiments: Vec<String> = env.json(&["experiment", "list", "--json"])
+    let experiments: Vec<String> = env
+        .json(&["experiment", "list", "--json"])
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["id"].as_str().unwrap().to_string())
         .collect();
-    assert!(experiments.contains(&evidence["candidate_experiment"].as_str().unwrap().to_string()));
-    assert!(experiments.contains(&evidence["baseline_experiment"].as_str().unwrap().to_string()));
+    assert!(
+        experiments.contains(
+            &evidence["candidate_experiment"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        )
+    );
+    assert!(
+        experiments.contains(
+            &evidence["baseline_experiment"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        )
+    );
     let junit = std::fs::read_to_string(env.path("gate.xml")).unwrap();
-    assert!(junit.contains("<testcase name=\"min pass rate [icontains]\"") && !junit.contains("<failure"), "{junit}");
-    assert!(std::fs::read_to_string(env.path("gate.md")).unwrap().contains("gate PASSED"));
+    assert!(
+        junit.contains("<testcase name=\"min pass rate [icontains]\"")
+            && !junit.contains("<failure"),
+        "{junit}"
+    );
+    assert!(
+        std::fs::read_to_string(env.path("gate.md"))
+            .unwrap()
+            .contains("gate PASSED")
+    );
     // Promoting again: production already points at staging's version.
-    let again = env.ok(&["promote", "--prompt", "greet", "--from", "staging", "--to", "production", "--dataset", data, "--base-url", &base]);
+    let again = env.ok(&[
+        "promote",
+        "--prompt",
+        "greet",
+        "--from",
+        "staging",
+        "--to",
+        "production",
+        "--dataset",
+        data,
+        "--base-url",
+        &base,
+    ]);
     assert!(again.contains("nothing to promote"), "{again}");
 }
 
@@ -118,22 +268,52 @@ fn a_worse_candidate_fails_the_gate_and_moves_nothing() {
     let output = env
         .cmd()
         .args([
-            "promote", "--prompt", "greet", "--from", "staging", "--to", "production", "--dataset", &data, "--base-url", &base,
-            "--min-pass-rate", "0.9", "--max-regression", "0.05", "--no-new-failures", "--max-error-rate", "0",
-            "--max-p95-latency-ms", "60000", "--junit", "gate.xml",
+            "promote",
+            "--prompt",
+            "greet",
+            "--from",
+            "staging",
+            "--to",
+            "production",
+            "--dataset",
+            &data,
+            "--base-url",
+            &base,
+            "--min-pass-rate",
+            "0.9",
+            "--max-regression",
+            "0.05",
+            "--no-new-failures",
+            "--max-error-rate",
+            "0",
+            "--max-p95-latency-ms",
+            "60000",
+            "--junit",
+            "gate.xml",
         ])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.starts_with("gate FAILED, nothing moved"), "{text}");
-    for needle in ["min pass rate [icontains]", "max regression [icontains]", "no new failures", "3 row(s): a, b, c", "max error rate", "max p95 latency", "FAIL"] {
+    for needle in [
+        "min pass rate [icontains]",
+        "max regression [icontains]",
+        "no new failures",
+        "3 row(s): a, b, c",
+        "max error rate",
+        "max p95 latency",
+        "FAIL",
+    ] {
         assert!(text.contains(needle), "{needle} missing from {text}");
     }
     assert_eq!(tag_rows(&env), before, "a failed gate touches no tag");
     let junit = std::fs::read_to_string(env.path("gate.xml")).unwrap();
     let doc = roxmltree::Document::parse(&junit).expect("the JUnit report is valid XML");
-    let cases: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("testcase")).collect();
+    let cases: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
     assert_eq!(cases.len(), 5, "one test case per criterion");
     let failed: Vec<&str> = cases
         .iter()
@@ -142,12 +322,32 @@ fn a_worse_candidate_fails_the_gate_and_moves_nothing() {
         .collect();
     assert_eq!(
         failed,
-        vec!["min pass rate [icontains]", "max regression [icontains]", "no new failures"]
+        vec![
+            "min pass rate [icontains]",
+            "max regression [icontains]",
+            "no new failures"
+        ]
     );
-    let suite = doc.descendants().find(|n| n.has_tag_name("testsuite")).unwrap();
+    let suite = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testsuite"))
+        .unwrap();
     assert_eq!(suite.attribute("failures"), Some("3"));
     // The same with --dry-run: the verdict's exit code, nothing moved either way.
-    let dry = env.run(&["promote", "--prompt", "greet", "--from", "staging", "--to", "production", "--dataset", &data, "--base-url", &base, "--dry-run"]);
+    let dry = env.run(&[
+        "promote",
+        "--prompt",
+        "greet",
+        "--from",
+        "staging",
+        "--to",
+        "production",
+        "--dataset",
+        &data,
+        "--base-url",
+        &base,
+        "--dry-run",
+    ]);
     assert_eq!(dry.status.code(), Some(1));
     assert_eq!(tag_rows(&env), before);
 }
@@ -160,8 +360,19 @@ fn dry_run_of_a_passing_gate_moves_nothing() {
     let base = server.base_url();
     let before = tag_rows(&env);
     let out = env.json(&[
-        "promote", "--prompt", "greet", "--from", "staging", "--to", "production", "--dataset", &data, "--base-url", &base,
-        "--dry-run", "--json",
+        "promote",
+        "--prompt",
+        "greet",
+        "--from",
+        "staging",
+        "--to",
+        "production",
+        "--dataset",
+        &data,
+        "--base-url",
+        &base,
+        "--dry-run",
+        "--json",
     ]);
     assert_eq!(out["passed"], true, "default policy: no regression");
     assert_eq!(out["moved"], false);
@@ -176,36 +387,127 @@ fn a_new_target_tag_is_decided_by_absolute_criteria_alone() {
     let data = setup(&env, "About {{query}}");
     let base = server.base_url();
     let err = env.fails(
-        &["promote", "--prompt", "greet", "--from", "staging", "--to", "canary", "--dataset", &data, "--base-url", &base],
+        &[
+            "promote",
+            "--prompt",
+            "greet",
+            "--from",
+            "staging",
+            "--to",
+            "canary",
+            "--dataset",
+            &data,
+            "--base-url",
+            &base,
+        ],
         2,
     );
-    assert!(err.contains("no baseline") && err.contains("--min-pass-rate"), "{err}");
+    assert!(
+        err.contains("no baseline") && err.contains("--min-pass-rate"),
+        "{err}"
+    );
     assert!(server.log().is_empty());
     let out = env.json(&[
-        "promote", "--prompt", "greet", "--from", "staging", "--to", "canary", "--dataset", &data, "--base-url", &base,
-        "--min-pass-rate", "1.0", "--json",
+        "promote",
+        "--prompt",
+        "greet",
+        "--from",
+        "staging",
+        "--to",
+        "canary",
+        "--dataset",
+        &data,
+        "--base-url",
+        &base,
+        "--min-pass-rate",
+        "1.0",
+        "--json",
     ]);
     assert_eq!(out["passed"], true);
     assert_eq!(out["baseline_version"], Value::Null);
-    assert_eq!(env.json(&["prompt", "show", "greet", "--tag", "canary", "--json"])["seq"], 2);
+    assert_eq!(
+        env.json(&["prompt", "show", "greet", "--tag", "canary", "--json"])["seq"],
+        2
+    );
     // Out-of-range thresholds are input errors before anything runs.
-    env.fails(&["promote", "--prompt", "greet", "--from", "staging", "--to", "qa", "--dataset", &data, "--min-pass-rate", "90"], 2);
-    env.fails(&["promote", "--prompt", "greet", "--from", "nosuch", "--to", "qa", "--dataset", &data, "--min-pass-rate", "0.5"], 2);
+    env.fails(
+        &[
+            "promote",
+            "--prompt",
+            "greet",
+            "--from",
+            "staging",
+            "--to",
+            "qa",
+            "--dataset",
+            &data,
+            "--min-pass-rate",
+            "90",
+        ],
+        2,
+    );
+    env.fails(
+        &[
+            "promote",
+            "--prompt",
+            "greet",
+            "--from",
+            "nosuch",
+            "--to",
+            "qa",
+            "--dataset",
+            &data,
+            "--min-pass-rate",
+            "0.5",
+        ],
+        2,
+    );
 }
 
 #[test]
 fn repetitions_vote_by_majority_and_report_flaky_rows() {
     let env = Env::new();
     let server = FaultServer::start(Duration::ZERO);
-    env.ok(&["prompt", "create", "greet", "--template", "{{query}}", "--model", "m", "--tag", "staging"]);
+    env.ok(&[
+        "prompt",
+        "create",
+        "greet",
+        "--template",
+        "{{query}}",
+        "--model",
+        "m",
+        "--tag",
+        "staging",
+    ]);
     // The first attempt of row b fails (400, not retried); its other repetitions answer.
-    let data = env.write("cases.csv", "id,query,expected\na,order,order\nb,refund fault=400:1,refund\n");
+    let data = env.write(
+        "cases.csv",
+        "id,query,expected\na,order,order\nb,refund fault=400:1,refund\n",
+    );
     let base = server.base_url();
     let out = env.json(&[
-        "promote", "--prompt", "greet", "--from", "staging", "--to", "production", "--dataset", data.to_str().unwrap(),
-        "--base-url", &base, "--repetitions", "3", "--min-pass-rate", "1.0", "--dry-run", "--json",
+        "promote",
+        "--prompt",
+        "greet",
+        "--from",
+        "staging",
+        "--to",
+        "production",
+        "--dataset",
+        data.to_str().unwrap(),
+        "--base-url",
+        &base,
+        "--repetitions",
+        "3",
+        "--min-pass-rate",
+        "1.0",
+        "--dry-run",
+        "--json",
     ]);
-    assert_eq!(out["passed"], true, "b passes in 2 of 3 repetitions: a majority");
+    assert_eq!(
+        out["passed"], true,
+        "b passes in 2 of 3 repetitions: a majority"
+    );
     let flaky = out["comparison"]["flaky"].as_array().unwrap();
     assert_eq!(flaky.len(), 1);
     assert_eq!(flaky[0]["row_id"], "b");
@@ -226,8 +528,22 @@ fn runner_toml_supplies_the_endpoint_dataset_and_gate() {
             server.base_url()
         ),
     );
-    let output = env.run(&["promote", "--prompt", "greet", "--from", "staging", "--to", "production", "--json"]);
-    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = env.run(&[
+        "promote",
+        "--prompt",
+        "greet",
+        "--from",
+        "staging",
+        "--to",
+        "production",
+        "--json",
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let out: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(out["verdict"]["policy"]["min_pass_rate"], 0.5);
     let evaluators: Vec<&str> = out["comparison"]["evaluators"]
@@ -241,7 +557,17 @@ fn runner_toml_supplies_the_endpoint_dataset_and_gate() {
     assert_eq!(experiments[0]["settings"]["concurrency"], 2);
     // A flag beats the file.
     let out = env.json(&[
-        "promote", "--prompt", "greet", "--from", "staging", "--to", "production", "--min-pass-rate", "0.0", "--dry-run", "--json",
+        "promote",
+        "--prompt",
+        "greet",
+        "--from",
+        "staging",
+        "--to",
+        "production",
+        "--min-pass-rate",
+        "0.0",
+        "--dry-run",
+        "--json",
     ]);
     assert_eq!(out["passed"], true);
 }
@@ -251,7 +577,12 @@ fn the_demo_runs_end_to_end() {
     let env = Env::new();
     let output = env.run(&["demo", "--dir", "demo"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(stdout.contains("gate PASSED, tag moved"), "{stdout}");
     assert!(stdout.contains("gate FAILED, nothing moved"), "{stdout}");
     assert!(env.path("demo/runner.db").exists());
@@ -265,11 +596,36 @@ fn a_row_missing_on_one_side_is_reported_and_counts_against_the_candidate() {
     let server = FaultServer::start(Duration::ZERO);
     let data = setup(&env, "Q: {{query}}");
     let base = server.base_url();
-    let full = env.json(&["experiment", "--prompt", "greet", "--tag", "production", "--dataset", &data, "--base-url", &base, "--json"]);
-    let partial = env.json(&[
-        "experiment", "--prompt", "greet", "--tag", "staging", "--dataset", &data, "--base-url", &base, "--limit", "2", "--json",
+    let full = env.json(&[
+        "experiment",
+        "--prompt",
+        "greet",
+        "--tag",
+        "production",
+        "--dataset",
+        &data,
+        "--base-url",
+        &base,
+        "--json",
     ]);
-    let (a, b) = (full["experiment"]["id"].as_str().unwrap(), partial["experiment"]["id"].as_str().unwrap());
+    let partial = env.json(&[
+        "experiment",
+        "--prompt",
+        "greet",
+        "--tag",
+        "staging",
+        "--dataset",
+        &data,
+        "--base-url",
+        &base,
+        "--limit",
+        "2",
+        "--json",
+    ]);
+    let (a, b) = (
+        full["experiment"]["id"].as_str().unwrap(),
+        partial["experiment"]["id"].as_str().unwrap(),
+    );
     let json = env.json(&["compare", a, b, "--json"]);
     assert_eq!(json["only_in_baseline"], serde_json::json!(["c"]));
     assert_eq!(json["new_failures"], serde_json::json!(["c"]));
