@@ -561,3 +561,16 @@ pub struct RowOutcome {
     /// (evaluator, pass, score).
     pub scores: Vec<(String, bool, f64)>,
 }
+
+/// A row's inputs in a few words: its values joined by ` | `, without the `id` and the expected
+/// answer, which are not inputs.
+pub fn input_summary(vars: &JsonObject, expected_column: Option<&str>) -> String {
+    vars.iter()
+        .filter(|(k, _)| k.as_str() != "id" && Some(k.as_str()) != expected_column)
+        .map(|(_, v)| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
+}

@@ -604,18 +604,9 @@ pub fn experiments_table(experiments: &[Experiment]) -> String {
     )
 }
 
-/// A row's inputs in a few words: its values but the id and the expected answer.
+/// A row's inputs in a few words.
 pub fn input_text(e: &Experiment, r: &RunResult) -> String {
-    let expected = e.settings.expected_column.as_deref();
-    r.vars
-        .iter()
-        .filter(|(k, _)| k.as_str() != "id" && Some(k.as_str()) != expected)
-        .map(|(_, v)| match v {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(" | ")
+    crate::model::input_summary(&r.vars, e.settings.expected_column.as_deref())
 }
 
 /// One line of `experiment show --rows`.

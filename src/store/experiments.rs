@@ -284,15 +284,7 @@ impl Store {
             if current != Some(key) {
                 current = Some(key);
                 let vars: crate::model::JsonObject = json_column(&row.get::<_, String>(8)?, 8)?;
-                let input = vars
-                    .iter()
-                    .filter(|(k, _)| k.as_str() != "id" && Some(k.as_str()) != expected.as_deref())
-                    .map(|(_, v)| match v {
-                        serde_json::Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" | ");
+                let input = crate::model::input_summary(&vars, expected.as_deref());
                 let status: String = row.get(3)?;
                 out.push(RowOutcome {
                     row_id: row.get(2)?,
