@@ -668,7 +668,7 @@ impl Progress {
             let bar = if terminal {
                 let bar = indicatif::ProgressBar::new(total);
                 if let Ok(style) = indicatif::ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}",
+                    "{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}",
                 ) {
                     bar.set_style(style.progress_chars("=> "));
                 }
@@ -687,8 +687,11 @@ impl Progress {
                 let cached = counters.cached.load(Ordering::Relaxed);
                 match &bar {
                     Some(bar) => {
+                        let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
                         bar.set_position(already + done);
-                        bar.set_message(format!("errors {errors}, cached {cached}"));
+                        bar.set_message(format!(
+                            "{rate:.1} rows/s, errors {errors}, cached {cached}"
+                        ));
                     }
                     None if last_line.elapsed() >= std::time::Duration::from_secs(5)
                         || (finished && done > 0) =>
