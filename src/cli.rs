@@ -79,6 +79,18 @@ pub enum Command {
     /// Serve a deterministic OpenAI-compatible endpoint on loopback, for demos and CI dry runs.
     #[command(after_help = MOCK_EXAMPLES)]
     MockServer(MockServerArgs),
+    /// Serve the prompt store over HTTP, speaking Phoenix's prompt routes (for applications).
+    #[command(after_help = "\
+Examples:
+  runner serve                                   # http://127.0.0.1:6006, no auth (loopback only)
+  runner serve --bind 0.0.0.0:6006 --token-file tokens.txt --read-token-file readers.txt
+  curl -H 'Authorization: Bearer TOKEN' http://127.0.0.1:6006/v1/prompts/NAME/tags/production
+
+Token files hold one token a line, TOKEN or NAME:TOKEN (at least 16 characters; # comments).
+Tag moves record the caller as api, api:NAME for a named token, plus ' (WHO)' when the request
+sends X-Runner-Actor: WHO. Protected tags move or go only with ?force=true or X-Runner-Force: true.
+The first line on stdout names the address the server listens on.")]
+    Serve(ServeArgs),
 }
 
 const EXPERIMENT_EXAMPLES: &str = "\
@@ -601,4 +613,18 @@ pub struct ExportArgs {
 pub struct ImportArgs {
     /// A folder written by `runner export`.
     pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free one. Without a token file only a loopback
+    /// address is allowed.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6006")]
+    pub bind: String,
+    /// Read-write bearer tokens, one a line (TOKEN or NAME:TOKEN); every request then needs one.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Read-only bearer tokens (GET requests only), same format.
+    #[arg(long, value_name = "FILE")]
+    pub read_token_file: Option<PathBuf>,
 }

@@ -16,5 +16,6 @@ pub mod gate;
 pub mod mock;
 pub mod model;
 pub mod report;
+pub mod serve;
 pub mod store;
 pub mod template;

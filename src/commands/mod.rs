@@ -5,6 +5,7 @@ mod compare;
 mod demo;
 mod experiment;
 mod prompt;
+mod serve;
 mod tag;
 mod transfer;
 
@@ -124,6 +125,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Promote(args) => compare::promote(args, &ctx),
         Command::Demo(args) => demo::run(args, &ctx),
         Command::MockServer(args) => experiment::mock_server(args),
+        Command::Serve(args) => serve::run(args, &ctx),
     }
 }
 

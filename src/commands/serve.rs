@@ -1,0 +1,152 @@
+//! `runner serve`: read the token files, check the bind address, open the store, then serve the
+//! HTTP API until Ctrl-C or SIGTERM.
+
+use super::{Context, out};
+use crate::cli::ServeArgs;
+use crate::error::{Error, Result, exit};
+use crate::serve::{self, Access, Settings, Tokens};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+
+pub fn run(args: ServeArgs, ctx: &Context) -> Result<u8> {
+    let bind = parse_bind(&args.bind)?;
+    let tokens = read_tokens(&args)?;
+    if tokens.is_none() && !bind.ip().is_loopback() {
+        return Err(Error::invalid(format!(
+            "refusing to serve on {bind} without authentication"
+        ))
+        .with_hint(
+            "pass --token-file FILE (one token a line) to serve beyond this machine, \
+             or bind a loopback address such as 127.0.0.1:6006",
+        ));
+    }
+    let summary = match &tokens {
+        None => "no authentication (loopback only)".to_string(),
+        Some(tokens) => format!(
+            "bearer tokens: {} read-write, {} read-only",
+            tokens.count(Access::ReadWrite),
+            tokens.count(Access::ReadOnly)
+        ),
+    };
+    let settings = Settings {
+        db: ctx.db.clone(),
+        tokens,
+        config: ctx.config()?.clone(),
+        body_limit: serve::DEFAULT_BODY_LIMIT,
+    };
+    let app = serve::router(settings)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::operational(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| {
+            Error::operational(format!("cannot listen on {bind}: {e}"))
+                .with_hint("pick another --bind address or port (port 0 picks a free one)")
+        })?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| Error::operational(e.to_string()))?;
+        // Tests and scripts read the address from this first line (port 0 picks one).
+        out(&format!(
+            "runner serve listening on http://{address} (store {}); Ctrl-C stops it",
+            ctx.db.display()
+        ));
+        eprintln!("runner serve: {summary}");
+        serve::serve(listener, app, shutdown_signal())
+            .await
+            .map_err(|e| Error::operational(format!("server failed: {e}")))
+    })?;
+    Ok(exit::OK)
+}
+
+/// `IP:PORT`, `[IPv6]:PORT`, or `localhost:PORT`.
+fn parse_bind(text: &str) -> Result<SocketAddr> {
+    if let Ok(address) = text.parse::<SocketAddr>() {
+        return Ok(address);
+    }
+    if let Some(port) = text.strip_prefix("localhost:")
+        && let Ok(port) = port.parse::<u16>()
+    {
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+    }
+    Err(
+        Error::invalid(format!("invalid --bind '{text}': expected IP:PORT")).with_hint(
+            "for example --bind 127.0.0.1:6006, or --bind 0.0.0.0:6006 with --token-file",
+        ),
+    )
+}
+
+fn read_tokens(args: &ServeArgs) -> Result<Option<Tokens>> {
+    if args.token_file.is_none() && args.read_token_file.is_none() {
+        return Ok(None);
+    }
+    let mut tokens = Tokens::default();
+    for (path, access) in [
+        (&args.token_file, Access::ReadWrite),
+        (&args.read_token_file, Access::ReadOnly),
+    ] {
+        if let Some(path) = path {
+            add_token_file(&mut tokens, path, access)?;
+        }
+    }
+    Ok(Some(tokens))
+}
+
+fn add_token_file(tokens: &mut Tokens, path: &Path, access: Access) -> Result<()> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::invalid(format!("cannot read token file {}: {e}", path.display()))
+            .with_hint("check the path and that the file is UTF-8 text")
+    })?;
+    tokens.add_file(&text, access).map_err(|e| {
+        Error::invalid(format!("invalid token file {}: {e}", path.display())).with_hint(
+            "one token a line, TOKEN or NAME:TOKEN; `openssl rand -hex 32` makes a good token",
+        )
+    })?;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or, on Unix, SIGTERM (what service managers send).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = ctrl_c => {},
+            () = terminate => {},
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_addresses() {
+        assert_eq!(
+            parse_bind("127.0.0.1:6006").unwrap(),
+            "127.0.0.1:6006".parse().unwrap()
+        );
+        assert_eq!(parse_bind("[::1]:0").unwrap(), "[::1]:0".parse().unwrap());
+        assert_eq!(
+            parse_bind("localhost:80").unwrap(),
+            "127.0.0.1:80".parse().unwrap()
+        );
+        for bad in ["6006", "localhost", "example.com:80", "127.0.0.1:99999"] {
+            assert!(parse_bind(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,824 @@
+//! `runner serve` as a real process on a free loopback port per test, driven over HTTP.
+
+use super::Env;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, ChildStderr, Stdio};
+use std::time::Duration;
+
+const WRITER: &str = "ci-0123456789abcdef0123456789abcdef";
+const READER: &str = "ro-fedcba9876543210fedcba9876543210";
+
+/// A running `runner serve`, killed when dropped.
+struct Server {
+    child: Child,
+    stderr: Option<ChildStderr>,
+    base: String,
+    runtime: tokio::runtime::Runtime,
+    http: reqwest::Client,
+}
+
+struct Reply {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    text: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.text))
+    }
+
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} header: {:?}", self.headers))
+            .to_str()
+            .unwrap()
+    }
+}
+
+impl Server {
+    /// Starts `runner serve --bind 127.0.0.1:0 EXTRA…`, reads the address from the first line of
+    /// stdout, then waits (bounded) for /healthz.
+    fn start(env: &Env, extra: &[&str]) -> Server {
+        let mut child = env
+            .std_cmd()
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start runner serve");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .expect("read the address line");
+        let Some(at) = first.find("http://") else {
+            let _ = child.kill();
+            let mut stderr = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .ok();
+            panic!("no address on the first line {first:?}; stderr: {stderr}");
+        };
+        let base = first[at..].split_whitespace().next().unwrap().to_string();
+        let server = Server {
+            stderr: child.stderr.take(),
+            child,
+            base,
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            http: reqwest::Client::new(),
+        };
+        for _ in 0..200 {
+            if server
+                .request("GET", "/healthz", &[], None)
+                .is_ok_and(|r| r.status == 200)
+            {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("runner serve at {} never answered /healthz", server.base);
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> reqwest::Result<Reply> {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        self.runtime.block_on(async {
+            let response = request.send().await?;
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let text = response.text().await?;
+            Ok(Reply {
+                status,
+                headers,
+                text,
+            })
+        })
+    }
+
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Reply {
+        self.request(
+            method,
+            path,
+            headers,
+            body.map(|b| serde_json::to_vec(b).unwrap()),
+        )
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    fn get(&self, path: &str) -> Reply {
+        self.call("GET", path, &[], None)
+    }
+
+    fn post(&self, path: &str, body: &Value) -> Reply {
+        self.call("POST", path, &[], Some(body))
+    }
+
+    /// Stops the server and returns what it wrote on stderr.
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut text = String::new();
+        if let Some(mut stderr) = self.stderr.take() {
+            stderr.read_to_string(&mut text).unwrap();
+        }
+        text
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chat_body(name: &str, user: &str) -> Value {
+    json!({
+        "prompt": {"name": name, "description": "Greets customers", "metadata": {"owner": "support"}},
+        "version": {
+            "description": "first cut",
+            "model_provider": "OPENAI",
+            "model_name": "gpt-4o-mini",
+            "template": {"type": "chat", "messages": [
+                {"role": "system", "content": "You answer for {{company}}."},
+                {"role": "user", "content": user}
+            ]},
+            "template_type": "CHAT",
+            "template_format": "MUSTACHE",
+            "invocation_parameters": {"type": "openai", "openai": {"temperature": 0.2}}
+        }
+    })
+}
+
+fn tokens(env: &Env) -> Vec<String> {
+    env.write("writers.txt", &format!("# deployers\nci:{WRITER}\n"));
+    env.write("readers.txt", &format!("{READER}\n"));
+    vec![
+        "--token-file".into(),
+        env.path("writers.txt").display().to_string(),
+        "--read-token-file".into(),
+        env.path("readers.txt").display().to_string(),
+    ]
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+#[test]
+fn post_creates_then_appends_and_every_read_route_serves_it() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    let first = server.post("/v1/prompts", &chat_body("greet", "Hi {{name}}"));
+    assert_eq!(first.status, 200, "{}", first.text);
+    let first = first.json()["data"].clone();
+    assert_eq!(first["sequence_number"], 1);
+    assert_eq!(first["prompt_name"], "greet");
+    assert_eq!(first["description"], "first cut");
+    assert_eq!(first["template"]["messages"][1]["content"], "Hi {{name}}");
+    let mut second_body = chat_body("greet", "Hello {{name}}");
+    second_body["prompt"] = json!({"name": "greet"});
+    second_body["version"]["description"] = json!("friendlier");
+    let second = server.post("/v1/prompts", &second_body).json()["data"].clone();
+    assert_eq!(second["sequence_number"], 2);
+
+    let latest = server.get("/v1/prompts/greet/latest");
+    assert_eq!(latest.status, 200);
+    assert_eq!(latest.json()["data"]["id"], second["id"]);
+    let by_id = server.get(&format!(
+        "/v1/prompt_versions/{}",
+        first["id"].as_str().unwrap()
+    ));
+    assert_eq!(by_id.json()["data"], first);
+
+    // The CLI sees what the API wrote: same store, numbers, messages, carried-over description.
+    let shown = env.json(&["prompt", "show", "greet", "--version", "2", "--json"]);
+    assert_eq!(shown["message"], "friendlier");
+    assert_eq!(shown["description"], "Greets customers");
+    assert_eq!(shown["metadata"], json!({"owner": "support"}));
+    assert_eq!(shown["author"], "api");
+
+    let page = server.get("/v1/prompts/greet/versions?limit=1").json();
+    assert_eq!(page["data"][0]["id"], second["id"]);
+    let cursor = page["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_string();
+    let rest = server
+        .get(&format!(
+            "/v1/prompts/greet/versions?limit=1&cursor={cursor}"
+        ))
+        .json();
+    assert_eq!(rest["data"][0]["id"], first["id"]);
+    assert_eq!(rest["next_cursor"], Value::Null);
+
+    let prompts = server.get("/v1/prompts").json();
+    assert_eq!(prompts["data"][0]["name"], "greet");
+    assert_eq!(prompts["data"][0]["id"], "greet");
+    assert_eq!(prompts["data"][0]["description"], "Greets customers");
+    assert_eq!(prompts["data"][0]["version_count"], 2);
+}
+
+#[test]
+fn prompts_list_pages_by_name_with_a_cursor() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    for name in ["c", "a", "b"] {
+        assert_eq!(
+            server.post("/v1/prompts", &chat_body(name, "x")).status,
+            200
+        );
+    }
+    let mut names = Vec::new();
+    let mut path = "/v1/prompts?limit=2".to_string();
+    loop {
+        let page = server.get(&path).json();
+        for prompt in page["data"].as_array().unwrap() {
+            names.push(prompt["name"].as_str().unwrap().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/prompts?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(names, ["a", "b", "c"]);
+    for bad in ["limit=0", "limit=abc", "limit=1001", "cursor=bad%20name"] {
+        let reply = server.get(&format!("/v1/prompts?{bad}"));
+        assert_eq!(reply.status, 422, "{bad}: {}", reply.text);
+    }
+}
+
+#[test]
+fn cli_versions_are_served_in_phoenix_shape_with_etags_and_cache_lifetimes() {
+    let env = Env::new();
+    env.ok(&[
+        "prompt",
+        "create",
+        "greet",
+        "--template",
+        "Hello {{name}}",
+        "--model",
+        "gpt-4o",
+        "--param",
+        "temperature=0.7",
+        "--param",
+        r#"response_format={"type":"json_schema","json_schema":{"name":"reply"}}"#,
+    ]);
+    env.ok(&[
+        "tag",
+        "set",
+        "greet",
+        "production",
+        "--version",
+        "1",
+        "--force",
+    ]);
+    let shown = env.json(&["prompt", "show", "greet", "--json"]);
+    let hash = shown["content_hash"].as_str().unwrap().to_string();
+    let server = Server::start(&env, &[]);
+
+    let reply = server.get("/v1/prompts/greet/tags/production");
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let data = reply.json()["data"].clone();
+    assert_eq!(data["template_type"], "CHAT");
+    assert_eq!(
+        data["template"],
+        json!({"type": "chat", "messages": [{"role": "user", "content": "Hello {{name}}"}]})
+    );
+    assert_eq!(data["model_name"], "gpt-4o");
+    assert_eq!(data["model_provider"], "OPENAI");
+    assert_eq!(
+        data["invocation_parameters"],
+        json!({"type": "openai", "openai": {"temperature": 0.7}})
+    );
+    assert_eq!(
+        data["response_format"],
+        json!({"type": "json_schema", "json_schema": {"name": "reply"}})
+    );
+    assert_eq!(data["sequence_number"], 1);
+    assert_eq!(data["created_at"], shown["created_at"]);
+    let etag = format!("W/\"{hash}\"");
+    assert_eq!(reply.header("etag"), etag);
+    assert_eq!(reply.header("cache-control"), "max-age=5");
+
+    for (path, cache) in [
+        ("/v1/prompts/greet/tags/production".to_string(), "max-age=5"),
+        ("/v1/prompts/greet/latest".to_string(), "max-age=5"),
+        (
+            format!("/v1/prompt_versions/{}", shown["id"].as_str().unwrap()),
+            "max-age=31536000, immutable",
+        ),
+    ] {
+        let fresh = server.call("GET", &path, &[("if-none-match", &etag)], None);
+        assert_eq!(fresh.status, 304, "{path}");
+        assert!(fresh.text.is_empty());
+        assert_eq!(fresh.header("etag"), etag);
+        assert_eq!(fresh.header("cache-control"), cache);
+        let stale = server.call("GET", &path, &[("if-none-match", "W/\"0000\"")], None);
+        assert_eq!(stale.status, 200, "{path}");
+    }
+
+    // A new version behind the tag changes the validator.
+    env.ok(&["prompt", "update", "greet", "--template", "Hi {{name}}"]);
+    env.ok(&[
+        "tag",
+        "set",
+        "greet",
+        "production",
+        "--version",
+        "2",
+        "--force",
+    ]);
+    let moved = server.call(
+        "GET",
+        "/v1/prompts/greet/tags/production",
+        &[("if-none-match", &etag)],
+        None,
+    );
+    assert_eq!(moved.status, 200);
+    assert_eq!(moved.json()["data"]["sequence_number"], 2);
+    assert_ne!(moved.header("etag"), etag);
+}
+
+#[test]
+fn tag_changes_over_http_land_in_the_history_with_the_caller() {
+    let env = Env::new();
+    let args = tokens(&env);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(&env, &args);
+    let auth = bearer(WRITER);
+    let writer = [("authorization", auth.as_str())];
+    let created = server.call(
+        "POST",
+        "/v1/prompts",
+        &writer,
+        Some(&chat_body("greet", "x")),
+    );
+    assert_eq!(created.status, 200, "{}", created.text);
+    let id = created.json()["data"]["id"].as_str().unwrap().to_string();
+
+    let tagged = server.call(
+        "POST",
+        &format!("/v1/prompt_versions/{id}/tags"),
+        &[("authorization", &auth), ("x-runner-actor", "alice")],
+        Some(&json!({"name": "staging", "description": "ready for review"})),
+    );
+    assert_eq!(tagged.status, 204, "{}", tagged.text);
+    // Setting it where it already is changes nothing and records nothing.
+    let again = server.call(
+        "POST",
+        &format!("/v1/prompt_versions/{id}/tags"),
+        &writer,
+        Some(&json!({"name": "staging"})),
+    );
+    assert_eq!(again.status, 204);
+
+    let tags = server
+        .call(
+            "GET",
+            &format!("/v1/prompt_versions/{id}/tags"),
+            &writer,
+            None,
+        )
+        .json();
+    assert_eq!(tags["data"][0]["name"], "staging");
+    assert_eq!(tags["data"][0]["description"], "ready for review");
+    assert_eq!(tags["next_cursor"], Value::Null);
+    let all = server
+        .call("GET", "/v1/prompts/greet/tags", &writer, None)
+        .json();
+    assert_eq!(all["data"][0]["version_id"], id.as_str());
+    assert_eq!(all["data"][0]["updated_by"], "api:ci (alice)");
+
+    let history = server
+        .call(
+            "GET",
+            "/v1/prompts/greet/tags/staging/history",
+            &writer,
+            None,
+        )
+        .json();
+    let events = history["data"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{history}");
+    assert_eq!(events[0]["action"], "set");
+    assert_eq!(events[0]["actor"], "api:ci (alice)");
+    assert_eq!(events[0]["message"], "ready for review");
+    let cli = env.json(&["tag", "history", "greet", "staging", "--json"]);
+    assert_eq!(cli[0]["actor"], "api:ci (alice)");
+    assert_eq!(
+        env.json(&["prompt", "show", "greet", "--json"])["author"],
+        "api:ci"
+    );
+
+    let deleted = server.call(
+        "DELETE",
+        &format!("/v1/prompt_versions/{id}/tags/staging"),
+        &writer,
+        None,
+    );
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    let history = server
+        .call(
+            "GET",
+            "/v1/prompts/greet/tags/staging/history",
+            &writer,
+            None,
+        )
+        .json();
+    assert_eq!(history["data"][1]["action"], "delete");
+    assert_eq!(
+        server
+            .call("GET", "/v1/prompts/greet/tags/staging", &writer, None)
+            .status,
+        404
+    );
+}
+
+#[test]
+fn protected_tags_move_or_go_over_http_only_when_forced() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    let v1 = server
+        .post("/v1/prompts", &chat_body("greet", "one"))
+        .json()["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let v2 = server
+        .post("/v1/prompts", &chat_body("greet", "two"))
+        .json()["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let production = json!({"name": "production"});
+    let before = super::dump(&env.db);
+    let refused = server.post(&format!("/v1/prompt_versions/{v1}/tags"), &production);
+    assert_eq!(refused.status, 409, "{}", refused.text);
+    assert!(refused.text.contains("protected"), "{}", refused.text);
+    assert!(refused.text.contains("force=true"), "{}", refused.text);
+    assert_eq!(
+        super::dump(&env.db),
+        before,
+        "a refused change wrote something"
+    );
+
+    let forced = server.post(
+        &format!("/v1/prompt_versions/{v1}/tags?force=true"),
+        &production,
+    );
+    assert_eq!(forced.status, 204, "{}", forced.text);
+    let moved = server.call(
+        "POST",
+        &format!("/v1/prompt_versions/{v2}/tags"),
+        &[("x-runner-force", "true")],
+        Some(&production),
+    );
+    assert_eq!(moved.status, 204, "{}", moved.text);
+    let served = server.get("/v1/prompts/greet/tags/production").json();
+    assert_eq!(served["data"]["id"], v2.as_str());
+
+    // Deleting through a version the tag does not point at is refused.
+    let elsewhere = server.call(
+        "DELETE",
+        &format!("/v1/prompt_versions/{v1}/tags/production?force=true"),
+        &[],
+        None,
+    );
+    assert_eq!(elsewhere.status, 404, "{}", elsewhere.text);
+    let unforced = server.call(
+        "DELETE",
+        &format!("/v1/prompt_versions/{v2}/tags/production"),
+        &[],
+        None,
+    );
+    assert_eq!(unforced.status, 409);
+    let deleted = server.call(
+        "DELETE",
+        &format!("/v1/prompt_versions/{v2}/tags/production?force=1"),
+        &[],
+        None,
+    );
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+
+    let history = env.json(&["tag", "history", "greet", "production", "--json"]);
+    let summary: Vec<(String, bool, String)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["forced"].as_bool().unwrap(),
+                e["actor"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("set".to_string(), true, "api".to_string()),
+            ("move".to_string(), true, "api".to_string()),
+            ("delete".to_string(), true, "api".to_string()),
+        ]
+    );
+    let bad = server.post(
+        &format!("/v1/prompt_versions/{v1}/tags?force=maybe"),
+        &production,
+    );
+    assert_eq!(bad.status, 422);
+}
+
+#[test]
+fn tokens_are_required_checked_and_never_logged() {
+    let env = Env::new();
+    let args = tokens(&env);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(&env, &args);
+    let body = chat_body("greet", "x");
+
+    let missing = server.get("/v1/prompts");
+    assert_eq!(missing.status, 401);
+    assert_eq!(
+        missing.header("www-authenticate"),
+        "Bearer realm=\"runner\""
+    );
+    let wrong_token = "wrong-token-0123456789-SECRET";
+    let wrong = server.call(
+        "GET",
+        "/v1/prompts",
+        &[("authorization", &bearer(wrong_token))],
+        None,
+    );
+    assert_eq!(wrong.status, 401);
+    // A prefix of a valid token is not a valid token.
+    let prefix = server.call(
+        "GET",
+        "/v1/prompts",
+        &[("authorization", &bearer(&WRITER[..WRITER.len() - 1]))],
+        None,
+    );
+    assert_eq!(prefix.status, 401);
+    let basic = server.call("GET", "/v1/prompts", &[("authorization", WRITER)], None);
+    assert_eq!(basic.status, 401);
+    assert_eq!(server.post("/v1/prompts", &body).status, 401);
+
+    let reader = bearer(READER);
+    let read = server.call("GET", "/v1/prompts", &[("authorization", &reader)], None);
+    assert_eq!(read.status, 200);
+    let write = server.call(
+        "POST",
+        "/v1/prompts",
+        &[("authorization", &reader)],
+        Some(&body),
+    );
+    assert_eq!(write.status, 403);
+    assert!(write.text.contains("read-only"), "{}", write.text);
+    let writer = server.call(
+        "POST",
+        "/v1/prompts",
+        &[("authorization", &bearer(WRITER))],
+        Some(&body),
+    );
+    assert_eq!(writer.status, 200, "{}", writer.text);
+    // Liveness probes carry no token.
+    assert_eq!(server.get("/healthz").status, 200);
+
+    let stderr = server.stop();
+    assert!(stderr.contains("401"), "{stderr}");
+    for secret in [wrong_token, "SECRET", WRITER, READER] {
+        assert!(!stderr.contains(secret), "stderr shows a token: {stderr}");
+    }
+}
+
+#[test]
+fn serving_beyond_loopback_needs_tokens_and_token_files_are_checked() {
+    let env = Env::new();
+    let stderr = env.fails(&["serve", "--bind", "0.0.0.0:0"], 2);
+    assert!(stderr.contains("without authentication"), "{stderr}");
+    assert!(stderr.contains("hint: "), "{stderr}");
+    env.write("weak.txt", "ci:tiny-secret\n");
+    let stderr = env.fails(&["serve", "--token-file", "weak.txt"], 2);
+    assert!(
+        stderr.contains("weak.txt") && stderr.contains("line 1"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: "), "{stderr}");
+    assert!(!stderr.contains("tiny-secret"), "{stderr}");
+    let stderr = env.fails(&["serve", "--token-file", "missing.txt"], 2);
+    assert!(stderr.contains("missing.txt"), "{stderr}");
+    let stderr = env.fails(&["serve", "--bind", "somewhere"], 2);
+    assert!(stderr.contains("invalid --bind"), "{stderr}");
+}
+
+#[test]
+fn bad_bodies_get_422_or_413_and_write_nothing() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    assert_eq!(
+        server.post("/v1/prompts", &chat_body("greet", "x")).status,
+        200
+    );
+    let before = super::dump(&env.db);
+
+    let malformed = server
+        .request("POST", "/v1/prompts", &[], Some(b"{\"prompt\": ".to_vec()))
+        .unwrap();
+    assert_eq!(malformed.status, 422);
+    assert!(
+        malformed.text.starts_with("invalid JSON body"),
+        "{}",
+        malformed.text
+    );
+    assert_eq!(
+        malformed.header("content-type"),
+        "text/plain; charset=utf-8"
+    );
+
+    let mut bad_template = chat_body("greet", "{{#items}}x{{/items}}");
+    bad_template["prompt"]["name"] = json!("greet");
+    let mut bad_name = chat_body("greet", "x");
+    bad_name["prompt"]["name"] = json!("has space");
+    let mut bad_provider = chat_body("greet", "x");
+    bad_provider["version"]["model_provider"] = json!("ACME");
+    let mut missing = chat_body("greet", "x");
+    missing["version"]
+        .as_object_mut()
+        .unwrap()
+        .remove("model_name");
+    for (body, expected) in [
+        (bad_template, "version.template"),
+        (bad_name, "prompt.name"),
+        (bad_provider, "version.model_provider"),
+        (missing, "model_name"),
+    ] {
+        let reply = server.post("/v1/prompts", &body);
+        assert_eq!(reply.status, 422, "{}", reply.text);
+        assert!(reply.text.contains(expected), "{expected}: {}", reply.text);
+    }
+    let huge = chat_body("greet", &"x".repeat(1024 * 1024 + 1));
+    let reply = server.post("/v1/prompts", &huge);
+    assert_eq!(reply.status, 413, "{}", reply.text);
+    let version = env.json(&["prompt", "show", "greet", "--json"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bad_tag = server.post(
+        &format!("/v1/prompt_versions/{version}/tags"),
+        &json!({"name": "123"}),
+    );
+    assert_eq!(bad_tag.status, 422, "{}", bad_tag.text);
+    assert_eq!(
+        super::dump(&env.db),
+        before,
+        "a refused request wrote something"
+    );
+}
+
+#[test]
+fn unknown_prompts_tags_versions_and_routes_are_404_in_plain_text() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    let id = server.post("/v1/prompts", &chat_body("greet", "x")).json()["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (path, expected) in [
+        ("/v1/prompts/nope/latest", "unknown prompt 'nope'"),
+        ("/v1/prompts/nope/versions", "unknown prompt 'nope'"),
+        (
+            "/v1/prompts/greet/tags/production",
+            "has no tag 'production'",
+        ),
+        (
+            "/v1/prompts/greet/tags/production/history",
+            "has no tag 'production'",
+        ),
+        (
+            "/v1/prompt_versions/0000/tags",
+            "unknown prompt version '0000'",
+        ),
+        ("/v1/prompt_versions/0000", "unknown prompt version '0000'"),
+        ("/v1/nothing", "no such route"),
+    ] {
+        let reply = server.get(path);
+        assert_eq!(reply.status, 404, "{path}: {}", reply.text);
+        assert!(reply.text.contains(expected), "{path}: {}", reply.text);
+        assert_eq!(reply.header("content-type"), "text/plain; charset=utf-8");
+    }
+    let tag_unknown_version =
+        server.post("/v1/prompt_versions/0000/tags", &json!({"name": "staging"}));
+    assert_eq!(tag_unknown_version.status, 404);
+    let delete_missing = server.call(
+        "DELETE",
+        &format!("/v1/prompt_versions/{id}/tags/staging"),
+        &[],
+        None,
+    );
+    assert_eq!(delete_missing.status, 404);
+}
+
+#[test]
+fn readers_are_served_while_the_cli_writes_to_the_same_store() {
+    let env = Env::new();
+    env.ok(&["prompt", "create", "greet", "--template", "v1 {{name}}"]);
+    env.ok(&[
+        "tag",
+        "set",
+        "greet",
+        "production",
+        "--version",
+        "1",
+        "--force",
+    ]);
+    let server = Server::start(&env, &[]);
+    let base = server.base.clone();
+    let reader = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let http = reqwest::Client::new();
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..400 {
+                let response = http
+                    .get(format!("{base}/v1/prompts/greet/tags/production"))
+                    .send()
+                    .await
+                    .expect("request");
+                assert_eq!(response.status().as_u16(), 200);
+                let body: Value = response.json().await.unwrap();
+                seen.insert(body["data"]["sequence_number"].as_i64().unwrap());
+            }
+            seen
+        })
+    });
+    for n in 2..=6 {
+        env.ok(&[
+            "prompt",
+            "update",
+            "greet",
+            "--template",
+            &format!("v{n} {{{{name}}}}"),
+        ]);
+        env.ok(&[
+            "tag",
+            "set",
+            "greet",
+            "production",
+            "--version",
+            &n.to_string(),
+            "--force",
+        ]);
+    }
+    let seen = reader.join().expect("the reader thread");
+    assert!(seen.iter().all(|seq| (1..=6).contains(seq)), "{seen:?}");
+    let now = server.get("/v1/prompts/greet/tags/production").json();
+    assert_eq!(now["data"]["sequence_number"], 6);
+    assert_eq!(
+        now["data"]["template"]["messages"][0]["content"],
+        "v6 {{name}}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let env = Env::new();
+    let mut server = Server::start(&env, &[]);
+    let pid = i32::try_from(server.child.id()).unwrap();
+    // SAFETY: signals the child this test started, by its id.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = server.child.wait().expect("wait for runner serve");
+    assert_eq!(status.code(), Some(0));
+}
