@@ -240,6 +240,9 @@ pub struct CompareArgs {
     /// Run whatever experiment is missing first.
     #[arg(long)]
     pub run: bool,
+    /// Run new experiments even where matching ones exist (implies --run).
+    #[arg(long)]
+    pub fresh: bool,
     /// Regressed and improved rows to show, each [default: 10].
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub rows: usize,
@@ -283,6 +286,9 @@ pub struct PromoteArgs {
     /// Evaluate and report, move nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Run new experiments even where matching ones exist.
+    #[arg(long)]
+    pub fresh: bool,
     /// Why (kept in the tag history with the evidence).
     #[arg(short = 'm', long, value_name = "TEXT")]
     pub message: Option<String>,

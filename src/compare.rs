@@ -92,6 +92,8 @@ pub struct Comparison {
 /// One row of one side, repetitions folded.
 struct RowVerdicts {
     input: String,
+    /// The call answered in a majority of the repetitions.
+    ok: bool,
     /// Per evaluator, in experiment order.
     verdicts: Vec<RowSide>,
 }
@@ -119,8 +121,8 @@ fn fold(e: &Experiment, outcomes: &[RowOutcome]) -> (SideMetrics, BTreeMap<Strin
         .enumerate()
         .map(|(i, name)| (name.as_str(), i))
         .collect();
-    // row id → (input, output, per evaluator: passes, total, score sum)
-    type Tally = (String, String, Vec<(usize, usize, f64)>);
+    // row id → (input, output, per evaluator: passes, total, score sum, (answered, repetitions))
+    type Tally = (String, String, Vec<(usize, usize, f64)>, (usize, usize));
     let mut rows: BTreeMap<String, Tally> = BTreeMap::new();
     let mut latencies = Vec::with_capacity(outcomes.len());
     let (mut errors, mut tokens_in, mut tokens_out) = (0usize, 0i64, 0i64);
@@ -137,8 +139,11 @@ fn fold(e: &Experiment, outcomes: &[RowOutcome]) -> (SideMetrics, BTreeMap<Strin
                 o.input.clone(),
                 o.output.clone(),
                 vec![(0, 0, 0.0); evaluators.len()],
+                (0, 0),
             )
         });
+        entry.3.0 += usize::from(o.ok);
+        entry.3.1 += 1;
         for (name, pass, score) in &o.scores {
             if let Some(&i) = index.get(name.as_str()) {
                 let slot = &mut entry.2[i];
@@ -151,7 +156,7 @@ fn fold(e: &Experiment, outcomes: &[RowOutcome]) -> (SideMetrics, BTreeMap<Strin
     latencies.sort_by(f64::total_cmp);
     let folded: BTreeMap<String, RowVerdicts> = rows
         .into_iter()
-        .map(|(id, (input, output, counts))| {
+        .map(|(id, (input, output, counts, (answered, repetitions)))| {
             let verdicts = counts
                 .into_iter()
                 .map(|(passes, total, sum)| {
@@ -166,7 +171,8 @@ fn fold(e: &Experiment, outcomes: &[RowOutcome]) -> (SideMetrics, BTreeMap<Strin
                     }
                 })
                 .collect();
-            (id, RowVerdicts { input, verdicts })
+            let ok = answered * 2 > repetitions;
+            (id, RowVerdicts { input, ok, verdicts })
         })
         .collect();
     let n = folded.len().max(1) as f64;
@@ -300,8 +306,17 @@ pub fn compare(
             unchanged: same,
         });
     }
-    for change in &regressed {
-        new_failures.insert(change.row_id.clone());
+    // A new failure: the row passed everything on the baseline (its call answered and every
+    // evaluator passed) and does not on the candidate. Comparing the call too means an errored
+    // candidate row fails even when no evaluator ran.
+    let passes_all = |row: &RowVerdicts| row.ok && row.verdicts.iter().all(|v| v.passed);
+    for (id, cand) in &cand_rows {
+        if let Some(base) = base_rows.get(id)
+            && passes_all(base)
+            && !passes_all(cand)
+        {
+            new_failures.insert(id.clone());
+        }
     }
     let only_in_baseline: Vec<String> = base_rows
         .keys()
@@ -311,7 +326,7 @@ pub fn compare(
     // A row that passed everything on the baseline and has no result on the candidate is a
     // failure too: missing evidence never counts in the candidate's favour.
     for id in &only_in_baseline {
-        if base_rows[id].verdicts.iter().all(|v| v.passed) {
+        if passes_all(&base_rows[id]) {
             new_failures.insert(id.clone());
         }
     }
@@ -452,6 +467,16 @@ mod tests {
         assert!((c.flaky[0].agreement - 2.0 / 3.0).abs() < 1e-9);
         assert!(c.baseline.is_none());
         assert!(c.new_failures.is_empty());
+    }
+
+    #[test]
+    fn an_errored_row_is_a_new_failure_even_without_evaluators() {
+        let base = experiment("b", &[]);
+        let cand = experiment("c", &[]);
+        let base_rows = vec![outcome("1", 0, true, 1.0, true), outcome("2", 0, false, 1.0, true)];
+        let cand_rows = vec![outcome("1", 0, false, 1.0, true), outcome("2", 0, false, 1.0, true)];
+        let c = compare(Some((&base, &base_rows)), (&cand, &cand_rows));
+        assert_eq!(c.new_failures, vec!["1"]);
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub enum Kind {
     Invalid,
     /// Something outside the input failed (exit 3).
     Operational,
+    /// Stopped by Ctrl-C / SIGTERM after storing what finished (exit 130).
+    Interrupted,
 }
 
 /// A failure as shown to a person: one line of cause, and a hint where one helps.
@@ -52,6 +54,14 @@ impl Error {
         }
     }
 
+    pub fn interrupted(message: impl Into<String>) -> Error {
+        Error {
+            kind: Kind::Interrupted,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
     pub fn with_hint(mut self, hint: impl Into<String>) -> Error {
         self.hint = Some(hint.into());
         self
@@ -61,6 +71,7 @@ impl Error {
         match self.kind {
             Kind::Invalid => exit::INVALID,
             Kind::Operational => exit::OPERATIONAL,
+            Kind::Interrupted => exit::INTERRUPTED,
         }
     }
 }

@@ -59,6 +59,15 @@ fn pct(v: f64) -> String {
 pub fn evaluate(c: &Comparison, policy: &Policy) -> Verdict {
     let mut criteria = Vec::new();
     if let Some(min) = policy.min_pass_rate {
+        // A pass rate cannot be checked without an evaluator; that is a failure, not a skip.
+        if c.evaluators.is_empty() {
+            criteria.push(Criterion {
+                name: "min pass rate".into(),
+                threshold: format!(">= {}", pct(min)),
+                actual: "no evaluator ran".into(),
+                passed: false,
+            });
+        }
         for e in &c.evaluators {
             criteria.push(Criterion {
                 name: format!("min pass rate [{}]", e.evaluator),
@@ -179,6 +188,12 @@ mod tests {
         }
     }
 
+    fn without_evaluators() -> Comparison {
+        let mut c = comparison(None, 1.0, 0);
+        c.evaluators.clear();
+        c
+    }
+
     #[test]
     fn criteria_table() {
         let cases: Vec<(Policy, Comparison, bool)> = vec![
@@ -262,6 +277,7 @@ mod tests {
                 comparison(None, 1.0, 0),
                 false,
             ),
+            (Policy { min_pass_rate: Some(0.5), ..Policy::default() }, without_evaluators(), false),
             // No baseline: relative criteria are not checked, and nothing checked is no pass.
             (Policy::no_regression(), comparison(None, 1.0, 0), false),
             (Policy::no_regression(), comparison(Some(0.5), 0.5, 0), true),

@@ -13,14 +13,15 @@ use serde_json::json;
 use std::path::Path;
 
 /// The experiment that stands as evidence for a prepared run: the newest matching completed
-/// one, or (with `run`) a new one. Without `run`, a missing one is an input error whose hint
-/// is the command that would make it.
+/// one, or (when running is allowed) a new one. When it is not, a missing one is an input error
+/// whose hint is the command that would make it.
 fn evidence(
     prepared: Prepared,
     ctx: &Context,
-    run: bool,
+    reuse: Reuse,
     options: &RunOptions,
 ) -> Result<Experiment> {
+    let run = reuse != Reuse::Only;
     let store = ctx.store_for_reading()?;
     let found = store.latest_matching(
         &prepared.version.id,
@@ -31,7 +32,7 @@ fn evidence(
         prepared.settings.limit,
     )?;
     drop(store);
-    if let Some(experiment) = found {
+    if let Some(experiment) = found.filter(|_| reuse != Reuse::Never) {
         eprintln!(
             "using experiment {} for {} v{}",
             experiment.id, prepared.prompt, prepared.version.seq
@@ -68,7 +69,7 @@ fn evidence(
     );
     let (experiment, code) = launch(prepared, ctx, SummaryTo::Stderr)?;
     if code == exit::INTERRUPTED {
-        return Err(Error::operational(format!(
+        return Err(Error::interrupted(format!(
             "interrupted while running experiment {}",
             experiment.id
         ))
@@ -78,6 +79,27 @@ fn evidence(
         )));
     }
     Ok(experiment)
+}
+
+/// Whether stored experiments may stand as evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reuse {
+    /// Use a matching one; never run.
+    Only,
+    /// Use a matching one, or run.
+    OrRun,
+    /// Always run a new one.
+    Never,
+}
+
+impl Reuse {
+    fn from_flags(run: bool, fresh: bool) -> Reuse {
+        match (run, fresh) {
+            (_, true) => Reuse::Never,
+            (true, false) => Reuse::OrRun,
+            (false, false) => Reuse::Only,
+        }
+    }
 }
 
 fn comparison(
@@ -135,9 +157,10 @@ pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
             };
             // Both sides are checked before either runs.
             let (base, cand) = (side(base_tag)?, side(cand_tag)?);
+            let reuse = Reuse::from_flags(args.run, args.fresh);
             (
-                evidence(base, ctx, args.run, &args.options)?,
-                evidence(cand, ctx, args.run, &args.options)?,
+                evidence(base, ctx, reuse, &args.options)?,
+                evidence(cand, ctx, reuse, &args.options)?,
             )
         }
     };
@@ -162,28 +185,22 @@ fn rate(flag: &str, value: Option<f64>) -> Result<Option<f64>> {
     }
 }
 
-/// The gate's criteria: flags, else runner.toml's, else "no regression".
+/// The gate's criteria: each flag overrides the same criterion from runner.toml; with none
+/// from either, "no regression".
 fn policy(args: &PromoteArgs, ctx: &Context) -> Result<Policy> {
-    let from_flags = Policy {
-        min_pass_rate: rate("--min-pass-rate", args.min_pass_rate)?,
-        max_regression: rate("--max-regression", args.max_regression)?,
-        no_new_failures: args.no_new_failures,
-        max_error_rate: rate("--max-error-rate", args.max_error_rate)?,
-        max_p95_latency_ms: args.max_p95_latency_ms,
+    let file = ctx.config()?.for_prompt(&args.prompt).gate.unwrap_or_default();
+    let policy = Policy {
+        min_pass_rate: rate("--min-pass-rate", args.min_pass_rate.or(file.min_pass_rate))?,
+        max_regression: rate("--max-regression", args.max_regression.or(file.max_regression))?,
+        no_new_failures: args.no_new_failures || file.no_new_failures.unwrap_or(false),
+        max_error_rate: rate("--max-error-rate", args.max_error_rate.or(file.max_error_rate))?,
+        max_p95_latency_ms: args.max_p95_latency_ms.or(file.max_p95_latency_ms),
     };
-    if from_flags.has_absolute() || from_flags.has_relative() {
-        return Ok(from_flags);
+    if policy.has_absolute() || policy.has_relative() {
+        Ok(policy)
+    } else {
+        Ok(Policy::no_regression())
     }
-    if let Some(gate) = ctx.config()?.for_prompt(&args.prompt).gate {
-        return Ok(Policy {
-            min_pass_rate: rate("min_pass_rate", gate.min_pass_rate)?,
-            max_regression: rate("max_regression", gate.max_regression)?,
-            no_new_failures: gate.no_new_failures.unwrap_or(false),
-            max_error_rate: rate("max_error_rate", gate.max_error_rate)?,
-            max_p95_latency_ms: gate.max_p95_latency_ms,
-        });
-    }
-    Ok(Policy::no_regression())
 }
 
 fn write_report(path: &Path, text: &str) -> Result<()> {
@@ -191,6 +208,18 @@ fn write_report(path: &Path, text: &str) -> Result<()> {
         Error::operational(format!("cannot write {}: {e}", path.display()))
             .with_hint("check that the folder exists and is writable")
     })
+}
+
+/// Writes the reports; after the tag has moved, a report that cannot be written must not turn a
+/// done promotion into a failure code, so it is a warning then.
+fn write_reports(reports: &[(&Path, String)], moved: bool) -> Result<()> {
+    for (path, text) in reports {
+        match write_report(path, text) {
+            Err(e) if moved => eprintln!("warning: {e} (the tag did move)"),
+            other => other?,
+        }
+    }
+    Ok(())
 }
 
 pub fn promote(args: PromoteArgs, ctx: &Context) -> Result<u8> {
@@ -201,6 +230,10 @@ pub fn promote(args: PromoteArgs, ctx: &Context) -> Result<u8> {
         return Err(Error::invalid("--from and --to name the same tag"));
     }
     let policy = policy(&args, ctx)?;
+    // Report files are checked before anything runs: an unwritable path is found early.
+    for path in args.markdown.iter().chain(&args.junit) {
+        write_report(path, "")?;
+    }
     let (candidate_version, baseline_version) = {
         let store = ctx.store_for_reading()?;
         let candidate = store.version(&args.prompt, &VersionRef::Tag(args.from.clone()))?;
@@ -244,9 +277,18 @@ pub fn promote(args: PromoteArgs, ctx: &Context) -> Result<u8> {
             )
         })
         .transpose()?;
-    let candidate = evidence(candidate, ctx, true, &args.options)?;
+    if candidate.evaluators.is_empty() {
+        return Err(Error::invalid(
+            "the gate needs at least one evaluator, and none was given or implied",
+        )
+        .with_hint(
+            "pass --eval SPEC (or name an expected column with --expected-column, which implies icontains)",
+        ));
+    }
+    let reuse = Reuse::from_flags(true, args.fresh);
+    let candidate = evidence(candidate, ctx, reuse, &args.options)?;
     let baseline = baseline
-        .map(|b| evidence(b, ctx, true, &args.options))
+        .map(|b| evidence(b, ctx, reuse, &args.options))
         .transpose()?;
     let comparison = comparison(ctx, baseline.as_ref(), &candidate)?;
     let verdict = gate::evaluate(&comparison, &policy);
@@ -271,7 +313,8 @@ pub fn promote(args: PromoteArgs, ctx: &Context) -> Result<u8> {
         Some(store.set_tag_if(
             &args.prompt,
             &args.to,
-            &candidate_version.id,
+            // The version the evidence is about, whatever `--from` points at by now.
+            &candidate.version_id,
             baseline_version.as_ref().map(|t| t.version_id.as_str()),
             TagAction::Promote,
             &change,
@@ -289,15 +332,15 @@ pub fn promote(args: PromoteArgs, ctx: &Context) -> Result<u8> {
         dry_run: args.dry_run,
         moved: moved.is_some(),
     };
+    let mut reports = Vec::new();
     if let Some(path) = &args.markdown {
-        write_report(
-            path,
-            &report::promotion_markdown(&outcome, &verdict, &comparison),
-        )?;
+        let text = report::promotion_markdown(&outcome, &verdict, &comparison);
+        reports.push((path.as_path(), text));
     }
     if let Some(path) = &args.junit {
-        write_report(path, &report::verdict_junit(&outcome, &verdict))?;
+        reports.push((path.as_path(), report::verdict_junit(&outcome, &verdict)));
     }
+    write_reports(&reports, outcome.moved)?;
     if args.json {
         out_json(&report::promotion_json(&outcome, &verdict, &comparison))?;
     } else {

@@ -632,3 +632,131 @@ fn a_row_missing_on_one_side_is_reported_and_counts_against_the_candidate() {
     let text = env.ok(&["compare", a, b]);
     assert!(text.contains("baseline only"), "{text}");
 }
+
+#[test]
+fn a_gate_without_evaluators_is_refused_and_errored_rows_are_new_failures() {
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    env.ok(&[
+        "prompt",
+        "create",
+        "greet",
+        "--template",
+        "{{query}}",
+        "--model",
+        "m",
+        "--tag",
+        "production",
+    ]);
+    env.ok(&[
+        "prompt",
+        "update",
+        "greet",
+        "--template",
+        "{{query}} fault=400",
+        "--tag",
+        "staging",
+    ]);
+    // No expected column, no --eval: nothing would judge the answers.
+    let data = env.write("plain.csv", "id,query\na,hello\nb,world\n");
+    let data = data.to_str().unwrap();
+    let base = server.base_url();
+    let err = env.fails(
+        &[
+            "promote",
+            "--prompt",
+            "greet",
+            "--from",
+            "staging",
+            "--to",
+            "production",
+            "--dataset",
+            data,
+            "--base-url",
+            &base,
+        ],
+        2,
+    );
+    assert!(
+        err.contains("at least one evaluator") && err.contains("--eval"),
+        "{err}"
+    );
+    assert!(server.log().is_empty());
+    // With an evaluator that ignores the answer, the errored candidate rows still fail the gate.
+    let before = tag_rows(&env);
+    let output = env.run(&[
+        "promote",
+        "--prompt",
+        "greet",
+        "--from",
+        "staging",
+        "--to",
+        "production",
+        "--dataset",
+        data,
+        "--base-url",
+        &base,
+        "--eval",
+        "max-latency:60000",
+        "--no-new-failures",
+        "--json",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let out: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        out["comparison"]["new_failures"],
+        serde_json::json!(["a", "b"])
+    );
+    assert_eq!(tag_rows(&env), before);
+}
+
+#[test]
+fn fresh_runs_new_experiments_and_unwritable_reports_fail_before_anything_runs() {
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    let data = setup(&env, "About {{query}}");
+    let base = server.base_url();
+    let err = env.fails(
+        &[
+            "promote",
+            "--prompt",
+            "greet",
+            "--from",
+            "staging",
+            "--to",
+            "production",
+            "--dataset",
+            &data,
+            "--base-url",
+            &base,
+            "--dry-run",
+            "--junit",
+            "no/such/dir/gate.xml",
+        ],
+        3,
+    );
+    assert!(err.contains("gate.xml"), "{err}");
+    assert!(server.log().is_empty(), "nothing ran");
+    let args = [
+        "promote",
+        "--prompt",
+        "greet",
+        "--from",
+        "staging",
+        "--to",
+        "production",
+        "--dataset",
+        &data,
+        "--base-url",
+        &base,
+        "--dry-run",
+    ];
+    env.ok(&args);
+    assert_eq!(server.log().len(), 6);
+    env.ok(&args);
+    assert_eq!(server.log().len(), 6, "reused");
+    let mut fresh = args.to_vec();
+    fresh.extend(["--fresh", "--no-cache"]);
+    env.ok(&fresh);
+    assert_eq!(server.log().len(), 12, "--fresh ran both sides again");
+}
