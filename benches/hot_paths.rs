@@ -172,6 +172,7 @@ fn write_results(c: &mut Criterion) {
     let experiment = store
         .create_experiment(&NewExperiment {
             name: Some("hot_paths".to_string()),
+            fingerprint: "hot_paths".to_string(),
             prompt: "support".to_string(),
             version_id: version.id.clone(),
             tag: None,

@@ -23,14 +23,7 @@ fn evidence(
 ) -> Result<Experiment> {
     let run = reuse != Reuse::Only;
     let store = ctx.store_for_reading()?;
-    let found = store.latest_matching(
-        &prepared.version.id,
-        &prepared.info.hash,
-        &prepared.model,
-        &prepared.specs,
-        prepared.settings.repetitions,
-        prepared.settings.limit,
-    )?;
+    let found = store.latest_matching(&prepared.fingerprint)?;
     drop(store);
     if let Some(experiment) = found.filter(|_| reuse != Reuse::Never) {
         eprintln!(
@@ -188,12 +181,22 @@ fn rate(flag: &str, value: Option<f64>) -> Result<Option<f64>> {
 /// The gate's criteria: each flag overrides the same criterion from runner.toml; with none
 /// from either, "no regression".
 fn policy(args: &PromoteArgs, ctx: &Context) -> Result<Policy> {
-    let file = ctx.config()?.for_prompt(&args.prompt).gate.unwrap_or_default();
+    let file = ctx
+        .config()?
+        .for_prompt(&args.prompt)
+        .gate
+        .unwrap_or_default();
     let policy = Policy {
         min_pass_rate: rate("--min-pass-rate", args.min_pass_rate.or(file.min_pass_rate))?,
-        max_regression: rate("--max-regression", args.max_regression.or(file.max_regression))?,
+        max_regression: rate(
+            "--max-regression",
+            args.max_regression.or(file.max_regression),
+        )?,
         no_new_failures: args.no_new_failures || file.no_new_failures.unwrap_or(false),
-        max_error_rate: rate("--max-error-rate", args.max_error_rate.or(file.max_error_rate))?,
+        max_error_rate: rate(
+            "--max-error-rate",
+            args.max_error_rate.or(file.max_error_rate),
+        )?,
         max_p95_latency_ms: args.max_p95_latency_ms.or(file.max_p95_latency_ms),
     };
     if policy.has_absolute() || policy.has_relative() {

@@ -183,6 +183,54 @@ pub struct Prepared {
     pub model: String,
     pub base_url: String,
     pub name: Option<String>,
+    /// What decides the requests and the scores, hashed: two runs with equal fingerprints are
+    /// interchangeable as evidence.
+    pub fingerprint: String,
+}
+
+/// The fingerprint of a prepared run. Evaluator files (rubrics, schemas, programs) count by
+/// content, so editing a rubric makes old experiments stale.
+fn fingerprint(
+    version_id: &str,
+    dataset_hash: &str,
+    model: &str,
+    base_url: &str,
+    specs: &[String],
+    settings: &RunSettings,
+) -> String {
+    use sha2::{Digest, Sha256};
+    let mut sorted = specs.to_vec();
+    sorted.sort();
+    let files: serde_json::Map<String, Value> = sorted
+        .iter()
+        .filter_map(|spec| {
+            let (kind, rest) = spec.split_once(':')?;
+            let path = match kind {
+                "judge" | "json-schema" => rest.trim(),
+                "cmd" => rest.split_whitespace().next()?,
+                _ => return None,
+            };
+            let digest = std::fs::read(path)
+                .map(|bytes| crate::model::hex(&Sha256::digest(&bytes)))
+                .unwrap_or_default();
+            Some((spec.clone(), Value::String(digest)))
+        })
+        .collect();
+    let canonical = serde_json::json!({
+        "version_id": version_id,
+        "dataset_hash": dataset_hash,
+        "model": model,
+        "base_url": base_url,
+        "evaluators": sorted,
+        "evaluator_files": files,
+        "repetitions": settings.repetitions,
+        "limit": settings.limit,
+        "vars": settings.vars,
+        "columns": settings.columns,
+        "expected_column": settings.expected_column,
+        "judge_model": settings.judge_model,
+    });
+    crate::model::hex(&Sha256::digest(canonical.to_string().as_bytes()))
 }
 
 /// Resolves and checks everything a run needs, before anything is sent or written: the
@@ -254,7 +302,17 @@ pub fn prepare(
         VersionRef::Tag(tag) => Some(tag.clone()),
         _ => None,
     };
+    let base_url = base_url.trim_end_matches('/').to_string();
+    let fingerprint = fingerprint(
+        &version.id,
+        &info.hash,
+        &model,
+        &base_url,
+        &specs,
+        &settings,
+    );
     Ok(Prepared {
+        fingerprint,
         prompt: prompt.to_string(),
         version,
         tag,
@@ -265,7 +323,7 @@ pub fn prepare(
         specs,
         evaluators,
         model,
-        base_url: base_url.trim_end_matches('/').to_string(),
+        base_url,
         name,
     })
 }
@@ -309,6 +367,7 @@ pub fn launch(prepared: Prepared, ctx: &Context, to: SummaryTo) -> Result<(Exper
         planned: (rows * settings.repetitions) as i64,
         settings: settings.clone(),
         author: ctx.author.clone(),
+        fingerprint: prepared.fingerprint.clone(),
     })?;
     let done = Done::new(prepared.info.rows, settings.repetitions);
     let plan = plan(

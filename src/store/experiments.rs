@@ -22,6 +22,8 @@ pub struct NewExperiment {
     pub settings: RunSettings,
     pub planned: i64,
     pub author: String,
+    /// Everything that decides what was sent and how it was scored, hashed (see migration 3).
+    pub fingerprint: String,
 }
 
 /// A response kept in the cache.
@@ -166,8 +168,8 @@ impl Store {
         tx.execute(
             "INSERT INTO experiments (id, name, prompt_id, version_id, tag, dataset_path, \
              dataset_hash, dataset_rows, dataset_columns, model, base_url, evaluators, settings, \
-             planned, status, author, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'running', ?15, ?16)",
+             planned, status, author, created_at, fingerprint) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'running', ?15, ?16, ?17)",
             params![
                 id,
                 new.name,
@@ -185,6 +187,7 @@ impl Store {
                 new.planned,
                 new.author,
                 now(),
+                new.fingerprint,
             ],
         )?;
         tx.commit()?;
@@ -227,41 +230,21 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The newest completed experiment of a version that can stand as evidence for another
-    /// run of the same kind: same dataset content, model, evaluators (in any order),
-    /// repetitions and row limit.
-    pub fn latest_matching(
-        &self,
-        version_id: &str,
-        dataset_hash: &str,
-        model: &str,
-        evaluators: &[String],
-        repetitions: usize,
-        limit: Option<usize>,
-    ) -> Result<Option<Experiment>> {
-        let mut wanted = evaluators.to_vec();
-        wanted.sort();
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {EXPERIMENT_COLUMNS} {EXPERIMENT_JOINS} WHERE e.version_id = ?1 \
-             AND e.dataset_hash = ?2 AND e.model = ?3 AND e.status = 'completed' \
-             ORDER BY e.created_at DESC, e.rowid DESC"
-        ))?;
-        let rows = stmt.query_map(
-            params![version_id, dataset_hash, model],
-            experiment_from_row,
-        )?;
-        for row in rows {
-            let experiment = row?;
-            let mut have = experiment.evaluators.clone();
-            have.sort();
-            if have == wanted
-                && experiment.settings.repetitions == repetitions
-                && experiment.settings.limit == limit
-            {
-                return Ok(Some(experiment));
-            }
-        }
-        Ok(None)
+    /// The newest completed experiment with this fingerprint (same version, dataset content,
+    /// model, endpoint, evaluators and their files, repetitions, limit, constants, renames,
+    /// expected column and judge model) and a result for every planned row: only such an
+    /// experiment may stand as evidence for another run of the same kind.
+    pub fn latest_matching(&self, fingerprint: &str) -> Result<Option<Experiment>> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {EXPERIMENT_COLUMNS} {EXPERIMENT_JOINS} WHERE e.fingerprint = ?1 \
+                 AND e.status = 'completed' \
+                 AND (SELECT COUNT(*) FROM results r WHERE r.experiment_id = e.id) = e.planned \
+                 ORDER BY e.created_at DESC, e.rowid DESC LIMIT 1"
+            ))?
+            .query_row(params![fingerprint], experiment_from_row)
+            .optional()?)
     }
 
     /// Every result of an experiment reduced to what a comparison needs, in one query.

@@ -410,3 +410,37 @@ fn concurrent_writers_number_versions_without_gaps() {
         Some(tag.version_id.as_str())
     );
 }
+
+#[test]
+fn a_store_at_every_older_schema_reaches_the_newest_with_its_rows() {
+    for applied in 1..Store::latest_schema_version() as usize {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            // A store as an older runner left it: the first `applied` migrations, one prompt.
+            let conn = Connection::open(&path).unwrap();
+            for (i, sql) in MIGRATIONS.iter().take(applied).enumerate() {
+                conn.execute_batch(sql).unwrap();
+                conn.pragma_update(None, "user_version", i as i64 + 1)
+                    .unwrap();
+            }
+            conn.execute_batch(
+                "INSERT INTO prompts (id, name, created_at) VALUES (1, 'p', 't');
+                 INSERT INTO prompt_versions (id, prompt_id, seq, template_type, format, template,
+                   params, metadata, author, content_hash, created_at)
+                 VALUES ('v1', 1, 1, 'str', 'none', 'hello', '{}', '{}', 'a', 'h', 't');",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(
+            store.schema_version().unwrap(),
+            Store::latest_schema_version()
+        );
+        assert_eq!(
+            store.versions("p").unwrap()[0].template,
+            Template::Str("hello".into())
+        );
+        assert!(store.experiments(None).unwrap().is_empty());
+    }
+}

@@ -760,3 +760,66 @@ fn fresh_runs_new_experiments_and_unwritable_reports_fail_before_anything_runs()
     env.ok(&fresh);
     assert_eq!(server.log().len(), 12, "--fresh ran both sides again");
 }
+
+#[test]
+fn an_experiment_is_reused_only_when_everything_that_shaped_it_matches() {
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    env.ok(&[
+        "prompt",
+        "create",
+        "greet",
+        "--template",
+        "{{who}}: {{query}}",
+        "--model",
+        "m",
+        "--tag",
+        "staging",
+    ]);
+    env.ok(&["tag", "set", "greet", "production", "--version", "1"]);
+    let data = env.write("cases.csv", "id,query,expected\na,order,order\n");
+    let data = data.to_str().unwrap();
+    let base = server.base_url();
+    let rubric = env.write("rubric.txt", "VERDICT {\"score\": 1, \"pass\": true}\n");
+    let judge = format!("judge:{}", rubric.display());
+    let compare = |extra: &[&str]| {
+        let mut args = vec![
+            "compare",
+            "--prompt",
+            "greet",
+            "--tags",
+            "production,staging",
+            "--dataset",
+            data,
+            "--base-url",
+            &base,
+            "--run",
+            "--no-cache",
+            "--eval",
+            "icontains",
+            "--eval",
+            &judge,
+        ];
+        args.extend_from_slice(extra);
+        env.ok(&args);
+        server.log().len()
+    };
+    // production and staging are one version: the first run serves both sides.
+    let first = compare(&["--var", "who=Ada"]);
+    assert_eq!(first, 2, "one row, answer plus judge call");
+    assert_eq!(
+        compare(&["--var", "who=Ada"]),
+        first,
+        "same everything: reused"
+    );
+    let after_var = compare(&["--var", "who=Bob"]);
+    assert!(
+        after_var > first,
+        "another --var constant is another experiment"
+    );
+    std::fs::write(&rubric, "VERDICT {\"score\": 0, \"pass\": false}\n").unwrap();
+    assert!(
+        compare(&["--var", "who=Bob"]) > after_var,
+        "an edited rubric makes the old one stale"
+    );
+}
