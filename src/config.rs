@@ -136,6 +136,14 @@ impl Config {
         merged
     }
 
+    /// The protected tags: the file's list, or `production`.
+    pub fn protected(&self) -> Vec<String> {
+        match &self.protected_tags {
+            Some(tags) => tags.clone(),
+            None => DEFAULT_PROTECTED.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
     pub fn is_protected(&self, tag: &str) -> bool {
         match &self.protected_tags {
             Some(tags) => tags.iter().any(|t| t == tag),

@@ -111,6 +111,10 @@ impl From<StoreError> for Error {
             StoreError::NewerSchema { .. } => {
                 Some("upgrade runner; this store was written by a newer release".into())
             }
+            StoreError::ProtectedTag { prompt, tag } => Some(format!(
+                "runner promote --prompt {prompt} --from staging --to {tag} --dataset FILE; \
+                 a forced change is recorded in the tag history"
+            )),
             StoreError::TagMoved { prompt, tag } => Some(format!(
                 "`runner tag history {prompt} {tag}` shows the move; run the promotion again"
             )),

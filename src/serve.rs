@@ -886,6 +886,8 @@ async fn add_version_tag(
                     message: tag.description.clone(),
                     forced: is_protected,
                     evidence: None,
+                    // Checked by this closure, inside the write transaction.
+                    protected: Vec::new(),
                 })
             })?;
             Ok(())
@@ -918,6 +920,8 @@ async fn delete_version_tag(
                     message: None,
                     forced: is_protected,
                     evidence: None,
+                    // Checked by this closure, inside the write transaction.
+                    protected: Vec::new(),
                 })
             })
         })

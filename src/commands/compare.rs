@@ -311,6 +311,8 @@ pub fn promote(args: PromoteArgs, ctx: &Context) -> Result<u8> {
             message: args.message.clone(),
             forced: false,
             evidence: Some(evidence),
+            // A promotion that passed its gate is the sanctioned way to move a protected tag.
+            protected: Vec::new(),
         };
         let mut store = ctx.store()?;
         Some(store.set_tag_if(

@@ -13,7 +13,7 @@ use crate::cli::{Cli, Command, VersionSelector};
 use crate::config::Config;
 use crate::error::{Error, Result, exit};
 use crate::model::{JsonObject, NameKind, VersionRef, check_name};
-use crate::store::{Store, StoreError, TagChange};
+use crate::store::{Store, TagChange};
 use serde_json::Value;
 use std::io::Write;
 use std::path::PathBuf;
@@ -49,29 +49,6 @@ impl Context {
         Ok(Store::open_for_reading(&self.db)?)
     }
 
-    /// Refuses a change to an existing protected tag unless it is forced. Creating a protected
-    /// tag displaces nothing, so it needs no force (and is recorded like any change).
-    fn guard_tag(&self, prompt: &str, tag: &str, force: bool) -> Result<bool> {
-        if !self.config()?.is_protected(tag) {
-            return Ok(false);
-        }
-        let exists = match self.store_for_reading()?.tag(prompt, tag) {
-            Ok(found) => found.is_some(),
-            Err(StoreError::UnknownPrompt { .. }) => false,
-            Err(e) => return Err(e.into()),
-        };
-        if exists && !force {
-            return Err(Error::invalid(format!(
-                "tag '{tag}' is protected: it moves through `runner promote`, or with --force"
-            ))
-            .with_hint(format!(
-                "runner promote --prompt {prompt} --from staging --to {tag} --dataset FILE; \
-                 a forced change is recorded in the tag history"
-            )));
-        }
-        Ok(exists)
-    }
-
     pub fn tag_change(&self, message: Option<String>) -> TagChange {
         TagChange {
             actor: self.author.clone(),
@@ -80,21 +57,12 @@ impl Context {
         }
     }
 
-    /// A tag change, checked against the protected tags; a forced change of a protected tag
-    /// is recorded as forced.
-    pub fn guarded_change(
-        &self,
-        prompt: &str,
-        tags: &[&str],
-        force: bool,
-        message: Option<String>,
-    ) -> Result<TagChange> {
-        let mut forced = false;
-        for tag in tags {
-            forced |= self.guard_tag(prompt, tag, force)? && force;
-        }
+    /// A tag change under the protected-tag rule; the store checks it inside the write
+    /// transaction, and records a forced change of a protected tag as forced.
+    pub fn guarded_change(&self, force: bool, message: Option<String>) -> Result<TagChange> {
         Ok(TagChange {
-            forced,
+            forced: force,
+            protected: self.config()?.protected(),
             ..self.tag_change(message)
         })
     }

@@ -105,18 +105,16 @@ fn build(given: &Given, base: Option<&PromptVersion>, author: &str) -> Result<Ne
     })
 }
 
-/// The change behind `--tag` on create / update, checked against the protected tags.
-fn tag_change(prompt: &str, given: &Given, ctx: &Context) -> Result<crate::store::TagChange> {
-    let tags: Vec<&str> = given.options.tags.iter().map(String::as_str).collect();
-    let message = given.options.message.clone();
-    ctx.guarded_change(prompt, &tags, given.options.force, message)
+/// The change behind `--tag` on create / update, under the protected-tag rule.
+fn tag_change(given: &Given, ctx: &Context) -> Result<crate::store::TagChange> {
+    ctx.guarded_change(given.options.force, given.options.message.clone())
 }
 
 fn create(args: CreateArgs, ctx: &Context) -> Result<()> {
     check_prompt_name(&args.name)?;
     let given = read_given(args.version)?;
     let version = build(&given, None, &ctx.author)?;
-    let change = tag_change(&args.name, &given, ctx)?;
+    let change = tag_change(&given, ctx)?;
     let mut store = ctx.store()?;
     let created = store.create_prompt(&args.name, version, &given.options.tags, &change)?;
     out(&report::version_created(
@@ -130,7 +128,7 @@ fn create(args: CreateArgs, ctx: &Context) -> Result<()> {
 fn update(args: UpdateArgs, ctx: &Context) -> Result<()> {
     check_prompt_name(&args.name)?;
     let given = read_given(args.version)?;
-    let change = tag_change(&args.name, &given, ctx)?;
+    let change = tag_change(&given, ctx)?;
     let mut store = ctx.store()?;
     let created = store.append_version(
         &args.name,

@@ -33,7 +33,7 @@ fn set(args: TagSetArgs, ctx: &Context) -> Result<()> {
             ));
         }
     };
-    let change = ctx.guarded_change(&args.name, &[&args.tag], args.force, args.message)?;
+    let change = ctx.guarded_change(args.force, args.message)?;
     let mut store = ctx.store()?;
     let outcome = store.set_tag(&args.name, &args.tag, &target, &change)?;
     out(&match outcome {
@@ -61,7 +61,7 @@ fn list(args: NameArgs, ctx: &Context) -> Result<()> {
 fn delete(args: TagDeleteArgs, ctx: &Context) -> Result<()> {
     check_prompt_name(&args.name)?;
     check_tag_name(&args.tag)?;
-    let change = ctx.guarded_change(&args.name, &[&args.tag], args.force, args.message)?;
+    let change = ctx.guarded_change(args.force, args.message)?;
     let mut store = ctx.store()?;
     let event = store.delete_tag(&args.name, &args.tag, &change)?;
     out(&report::tag_event_line(&event));
@@ -86,7 +86,7 @@ fn history(args: TagHistoryArgs, ctx: &Context) -> Result<()> {
 pub fn rollback(args: RollbackArgs, ctx: &Context) -> Result<()> {
     check_prompt_name(&args.name)?;
     check_tag_name(&args.tag)?;
-    let change = ctx.guarded_change(&args.name, &[&args.tag], args.force, args.message)?;
+    let change = ctx.guarded_change(args.force, args.message)?;
     let mut store = ctx.store()?;
     let event = store.rollback_tag(&args.name, &args.tag, &change)?;
     out(&report::tag_event_line(&event));

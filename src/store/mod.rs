@@ -54,6 +54,8 @@ pub enum StoreError {
         "tag '{tag}' of prompt '{prompt}' moved while the gate was being evaluated; nothing was changed"
     )]
     TagMoved { prompt: String, tag: String },
+    #[error("tag '{tag}' is protected: it moves through `runner promote`, or with --force")]
+    ProtectedTag { prompt: String, tag: String },
     #[error("unknown experiment '{id}'")]
     UnknownExperiment { id: String },
     #[error("experiment id '{id}' is ambiguous: more than one experiment starts with it")]
@@ -75,6 +77,7 @@ impl StoreError {
                 | StoreError::UnknownVersion { .. }
                 | StoreError::UnknownTag { .. }
                 | StoreError::NothingToRollBack { .. }
+                | StoreError::ProtectedTag { .. }
                 | StoreError::UnknownExperiment { .. }
                 | StoreError::AmbiguousExperiment { .. }
         )
@@ -88,8 +91,13 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct TagChange {
     pub actor: String,
     pub message: Option<String>,
+    /// The caller forces the change. With `protected` given, it is recorded as forced only when
+    /// it displaced a protected tag.
     pub forced: bool,
     pub evidence: Option<serde_json::Value>,
+    /// Tags that an unforced change may create but not move or delete. Checked inside the
+    /// write transaction, so two writers cannot race past it.
+    pub protected: Vec<String>,
 }
 
 /// What a tag write did.
@@ -728,6 +736,18 @@ fn write_tag(
             |r| r.get(0),
         )
         .optional()?;
+    let protected = change.protected.iter().any(|t| t == tag);
+    if protected && from.is_some() && !change.forced {
+        return Err(StoreError::ProtectedTag {
+            prompt: name.into(),
+            tag: tag.into(),
+        });
+    }
+    let forced = if change.protected.is_empty() {
+        change.forced
+    } else {
+        change.forced && protected && from.is_some()
+    };
     let action = action.unwrap_or(if from.is_some() {
         TagAction::Move
     } else {
@@ -763,7 +783,7 @@ fn write_tag(
             change.actor,
             change.message,
             now,
-            change.forced,
+            forced,
             change.evidence.as_ref().map(|v| v.to_string()),
         ],
     )?;

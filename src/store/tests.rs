@@ -444,3 +444,57 @@ fn a_store_at_every_older_schema_reaches_the_newest_with_its_rows() {
         assert!(store.experiments(None).unwrap().is_empty());
     }
 }
+
+#[test]
+fn protected_tags_are_checked_inside_the_write() {
+    let mut store = Store::open_in_memory().unwrap();
+    store
+        .create_prompt("p", new_version("1"), &[], &change())
+        .unwrap();
+    store
+        .append_version(
+            "p",
+            |_| Ok::<_, StoreError>(new_version("2")),
+            &[],
+            &change(),
+        )
+        .unwrap();
+    let guarded = TagChange {
+        protected: vec!["production".into()],
+        ..change()
+    };
+    // Creating displaces nothing; moving, deleting and rolling back need force.
+    let TagOutcome::Changed(set) = store
+        .set_tag("p", "production", &VersionRef::Seq(1), &guarded)
+        .unwrap()
+    else {
+        panic!("not set")
+    };
+    assert!(!set.forced);
+    let refused = store.set_tag("p", "production", &VersionRef::Seq(2), &guarded);
+    assert!(matches!(refused, Err(StoreError::ProtectedTag { .. })));
+    assert!(matches!(
+        store.delete_tag("p", "production", &guarded),
+        Err(StoreError::ProtectedTag { .. })
+    ));
+    let forced = TagChange {
+        forced: true,
+        ..guarded.clone()
+    };
+    let TagOutcome::Changed(moved) = store
+        .set_tag("p", "production", &VersionRef::Seq(2), &forced)
+        .unwrap()
+    else {
+        panic!("not moved")
+    };
+    assert!(moved.forced);
+    // An unprotected tag under the same change is not marked forced.
+    let TagOutcome::Changed(other) = store
+        .set_tag("p", "staging", &VersionRef::Seq(2), &forced)
+        .unwrap()
+    else {
+        panic!("not set")
+    };
+    assert!(!other.forced);
+    assert_eq!(table_count(&store, "tag_events"), 3);
+}

@@ -1103,7 +1103,6 @@ fn protected_tags_need_force_and_forced_moves_are_recorded() {
             "2",
         ],
         vec!["tag", "delete", "customer_support_greeting", "production"],
-        vec!["rollback", "customer_support_greeting", "production"],
         vec![
             "prompt",
             "update",
@@ -1143,6 +1142,14 @@ fn protected_tags_need_force_and_forced_moves_are_recorded() {
     assert_eq!(last["message"], "hotfix");
     let text = env.ok(&["tag", "history", "customer_support_greeting", "production"]);
     assert!(text.contains("move (forced)"), "{text}");
+    let err = env.fails(&["rollback", "customer_support_greeting", "production"], 2);
+    assert!(err.contains("protected"), "{err}");
+    env.ok(&[
+        "rollback",
+        "customer_support_greeting",
+        "production",
+        "--force",
+    ]);
     // Other tags are not protected; a project file can change which are.
     env.ok(&[
         "tag",
