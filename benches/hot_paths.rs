@@ -151,6 +151,7 @@ fn write_results(c: &mut Criterion) {
         message: None,
         forced: false,
         evidence: None,
+        protected: Vec::new(),
     };
     let version = store
         .create_prompt(
