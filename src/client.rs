@@ -14,6 +14,11 @@ const RETRYABLE: [u16; 6] = [408, 429, 500, 502, 503, 504];
 /// A `Retry-After` longer than this fails the row instead of stalling the whole run.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 
+/// A chat completion is text for a person to read: a body past this comes from a broken or
+/// hostile server, and reading on would only exhaust memory (an endless body would be bounded
+/// by nothing but the timeout).
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub base_url: String,
@@ -50,8 +55,12 @@ pub enum FailureKind {
     /// A status that is not retried, or a retryable one after the last attempt.
     Http,
     Timeout,
-    /// Could not connect, or the connection dropped.
+    /// The connection dropped, or broke mid-answer: the endpoint is there.
     Connection,
+    /// No connection could be made (refused, no route, unknown host). Recorded as
+    /// `connection` too; kept apart because before any answer it means a wrong endpoint,
+    /// which stops the run, while a dropped connection is one row's fault.
+    Unreachable,
     /// The body was not the chat-completion JSON we asked for.
     InvalidResponse,
 }
@@ -62,7 +71,7 @@ impl FailureKind {
             FailureKind::Auth => "auth",
             FailureKind::Http => "http",
             FailureKind::Timeout => "timeout",
-            FailureKind::Connection => "connection",
+            FailureKind::Connection | FailureKind::Unreachable => "connection",
             FailureKind::InvalidResponse => "invalid_response",
         }
     }
@@ -245,8 +254,8 @@ impl Client {
             .and_then(parse_retry_after);
         // The per-request timeout set above also bounds this read, so a server that stops
         // sending mid-body times out like one that never answers.
-        let bytes = match response.bytes().await {
-            Ok(bytes) => bytes,
+        let (bytes, too_large) = match read_body(response).await {
+            Ok(read) => read,
             Err(e) => {
                 return Attempt::Retry {
                     failure: transport_failure(&e, attempt, elapsed(started)),
@@ -255,6 +264,18 @@ impl Client {
             }
         };
         let latency_ms = elapsed(started);
+        if too_large && (200..300).contains(&status) {
+            return Attempt::Fail(Failure {
+                kind: FailureKind::InvalidResponse,
+                message: format!(
+                    "the response body is larger than {} MiB; runner stopped reading it",
+                    MAX_BODY >> 20
+                ),
+                http_status: Some(status),
+                attempts: attempt,
+                latency_ms,
+            });
+        }
         if (200..300).contains(&status) {
             return match parse_completion(&bytes) {
                 Ok(mut completion) => {
@@ -294,9 +315,29 @@ impl Client {
     }
 }
 
+/// Reads at most `MAX_BODY` bytes of a body; true when there was more (the rest is not read).
+async fn read_body(mut response: reqwest::Response) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_BODY as u64)
+    {
+        return Ok((Vec::new(), true));
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if bytes.len() + chunk.len() > MAX_BODY {
+            return Ok((bytes, true));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok((bytes, false))
+}
+
 fn transport_failure(e: &reqwest::Error, attempt: u32, latency_ms: f64) -> Failure {
     let kind = if e.is_timeout() {
         FailureKind::Timeout
+    } else if e.is_connect() {
+        FailureKind::Unreachable
     } else {
         FailureKind::Connection
     };
@@ -326,7 +367,9 @@ fn transport_failure(e: &reqwest::Error, attempt: u32, latency_ms: f64) -> Failu
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+        // An absurd value (1e20) waits "forever", which the caller turns into a failed row.
+        return (seconds.is_finite() && seconds >= 0.0)
+            .then(|| Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX));
     }
     let at = httpdate::parse_http_date(value).ok()?;
     // A date in the past means "now"; HTTP dates have whole seconds, so round the wait up to

@@ -172,7 +172,14 @@ fn fold(e: &Experiment, outcomes: &[RowOutcome]) -> (SideMetrics, BTreeMap<Strin
                 })
                 .collect();
             let ok = answered * 2 > repetitions;
-            (id, RowVerdicts { input, ok, verdicts })
+            (
+                id,
+                RowVerdicts {
+                    input,
+                    ok,
+                    verdicts,
+                },
+            )
         })
         .collect();
     let n = folded.len().max(1) as f64;
@@ -473,8 +480,14 @@ mod tests {
     fn an_errored_row_is_a_new_failure_even_without_evaluators() {
         let base = experiment("b", &[]);
         let cand = experiment("c", &[]);
-        let base_rows = vec![outcome("1", 0, true, 1.0, true), outcome("2", 0, false, 1.0, true)];
-        let cand_rows = vec![outcome("1", 0, false, 1.0, true), outcome("2", 0, false, 1.0, true)];
+        let base_rows = vec![
+            outcome("1", 0, true, 1.0, true),
+            outcome("2", 0, false, 1.0, true),
+        ];
+        let cand_rows = vec![
+            outcome("1", 0, false, 1.0, true),
+            outcome("2", 0, false, 1.0, true),
+        ];
         let c = compare(Some((&base, &base_rows)), (&cand, &cand_rows));
         assert_eq!(c.new_failures, vec!["1"]);
     }

@@ -405,12 +405,13 @@ impl<R: Read> Parser<R> {
 }
 
 /// Keeps a copy of the latest chunk handed to the CSV reader, so the byte just before its
-/// stopping point can be looked at (see `csv_line`).
+/// stopping point can be looked at (see `csv_line`), and follows its quoting (see `Quotes`).
 struct Tail<R> {
     inner: R,
     chunk: Vec<u8>,
     /// File offset of `chunk[0]`.
     start: u64,
+    quotes: Quotes,
 }
 
 impl<R> Tail<R> {
@@ -419,6 +420,7 @@ impl<R> Tail<R> {
             inner,
             chunk: Vec::new(),
             start: 0,
+            quotes: Quotes::default(),
         }
     }
 
@@ -435,8 +437,60 @@ impl<R: Read> Read for Tail<R> {
             self.start += self.chunk.len() as u64;
             self.chunk.clear();
             self.chunk.extend_from_slice(&buf[..n]);
+            self.quotes.feed(&buf[..n]);
         }
         Ok(n)
+    }
+}
+
+/// Follows the quoting of every byte handed to the CSV reader, the way csv-core reads it.
+///
+/// csv-core accepts a quoted field that is still open at the end of the file: one stray `"`
+/// would silently turn every later line into a single cell. This notices it.
+#[derive(Debug, Default)]
+struct Quotes {
+    state: QuoteState,
+    /// Newlines fed so far, and the 1-based line of the quote that opened the current field.
+    newlines: u64,
+    opened_on: u64,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum QuoteState {
+    #[default]
+    FieldStart,
+    Unquoted,
+    Quoted,
+    /// A `"` inside a quoted field: doubled (`""`) it is a literal quote, else the field ends.
+    QuoteInQuoted,
+}
+
+impl Quotes {
+    fn feed(&mut self, bytes: &[u8]) {
+        use QuoteState::*;
+        for &b in bytes {
+            let ends_field = matches!(b, b',' | b'\n' | b'\r');
+            self.state = match (self.state, b) {
+                (FieldStart, b'"') => {
+                    self.opened_on = self.newlines + 1;
+                    Quoted
+                }
+                (FieldStart | Unquoted, _) if ends_field => FieldStart,
+                (FieldStart | Unquoted, _) => Unquoted,
+                (Quoted, b'"') => QuoteInQuoted,
+                (Quoted, _) => Quoted,
+                (QuoteInQuoted, b'"') => Quoted,
+                (QuoteInQuoted, _) if ends_field => FieldStart,
+                // csv-core keeps text after a closing quote as part of the field.
+                (QuoteInQuoted, _) => Unquoted,
+            };
+            self.newlines += u64::from(b == b'\n');
+        }
+    }
+
+    /// The line of a quote still open after everything fed so far.
+    fn unclosed(&self) -> Option<u64> {
+        (self.state == QuoteState::Quoted).then_some(self.opened_on)
     }
 }
 
@@ -500,6 +554,12 @@ fn read_csv_header<R: Read>(
     for (i, field) in record.iter().enumerate() {
         let name = std::str::from_utf8(field)
             .map_err(|_| parse(format!("header column {} is not valid UTF-8", i + 1)))?;
+        if field.contains(&0) {
+            return Err(parse(format!(
+                "header column {} contains a NUL byte (is the file UTF-16 or binary?)",
+                i + 1
+            )));
+        }
         // csv-core strips a BOM only when it arrives whole in the first read; this catches the rest.
         let name = if i == 0 {
             name.strip_prefix('\u{feff}').unwrap_or(name)
@@ -529,6 +589,14 @@ fn next_csv<R: Read>(
         .read_byte_record(record)
         .map_err(|e| csv_error(path, e))?
     {
+        if let Some(line) = reader.get_ref().quotes.unclosed() {
+            return Err(DatasetError::Parse {
+                path: path.to_path_buf(),
+                line,
+                message: "a quoted field opened on this line is never closed (unbalanced \")"
+                    .into(),
+            });
+        }
         return Ok(None);
     }
     let line = csv_line(reader, record);
@@ -548,6 +616,11 @@ fn next_csv<R: Read>(
     for (name, field) in headers.iter().zip(record.iter()) {
         let text = std::str::from_utf8(field)
             .map_err(|_| parse(format!("column \"{name}\" is not valid UTF-8")))?;
+        if field.contains(&0) {
+            return Err(parse(format!(
+                "column \"{name}\" contains a NUL byte (is the file UTF-16 or binary?)"
+            )));
+        }
         values.insert(name.clone(), Value::String(text.to_owned()));
     }
     Ok(Some((line, values)))
@@ -881,6 +954,42 @@ mod tests {
             let path = write(&dir, file, content);
             let error = load(&path).expect_err(name);
             assert_eq!(parse_line(&error), *line, "{name}: {error}");
+        }
+    }
+
+    #[test]
+    fn unclosed_quotes_and_nul_bytes_name_their_line() {
+        let cases: &[(&str, &[u8], u64, &str)] = &[
+            (
+                "open to the end",
+                b"a,b\n1,\"x\n2,y\n3,z\n",
+                2,
+                "never closed",
+            ),
+            ("crlf", b"a,b\r\n1,2\r\n3,\"x\r\n", 3, "never closed"),
+            ("header", b"\"a,b\n1,2\n", 1, "never closed"),
+            ("after a doubled quote", b"a\n\"x\"\"\n", 2, "never closed"),
+            ("nul in a row", b"a,b\n1,x\x00y\n", 2, "NUL byte"),
+            ("nul in the header", b"a,\x00b\n1,2\n", 1, "NUL byte"),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        for (name, content, line, message) in cases {
+            let path = write(&dir, "q.csv", content);
+            let error = load(&path).expect_err(name);
+            assert_eq!(parse_line(&error), *line, "{name}: {error}");
+            assert!(error.to_string().contains(message), "{name}: {error}");
+        }
+        // Quotes that csv-core reads leniently, and closed ones, stay accepted.
+        let fine: &[&[u8]] = &[
+            b"a,b\n\"x, \"\"y\"\"\",2\n",
+            b"a,b\n\"one\ntwo\",2\n",
+            b"a,b\nx\"y,2\n",
+            b"a,b\n\"x\"y,2\n",
+            b"a,b\n\"x\",\"\"",
+        ];
+        for content in fine {
+            let path = write(&dir, "fine.csv", content);
+            assert!(load(&path).is_ok(), "{}", String::from_utf8_lossy(content));
         }
     }
 

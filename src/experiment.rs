@@ -48,6 +48,9 @@ pub enum Stop {
     Auth(String),
     /// No connection could be made before any call succeeded.
     Unreachable(String),
+    /// Results could not be stored (the writer stopped) or a task failed: the run stops
+    /// rather than send requests whose answers would be lost.
+    Broken(String),
 }
 
 /// How a run ended.
@@ -186,8 +189,16 @@ impl Shared {
     }
 }
 
-async fn join_all(tasks: &mut JoinSet<()>) {
-    while tasks.join_next().await.is_some() {}
+/// Waits for every task. A task that panicked lost its row: that makes the run broken (never
+/// "completed"), so it is neither reused as evidence nor mistaken for a full run.
+async fn join_all(tasks: &mut JoinSet<()>, shared: &Shared) {
+    while let Some(joined) = tasks.join_next().await {
+        if let Err(e) = joined
+            && e.is_panic()
+        {
+            shared.halt(Stop::Broken("a request task failed unexpectedly".into()));
+        }
+    }
 }
 
 /// Runs (or resumes) an experiment until every row is done, the endpoint refuses the key, or
@@ -266,17 +277,26 @@ pub async fn run(
                 if shared.halted() {
                     break 'rows;
                 }
-                let shared = shared.clone();
+                let task_shared = shared.clone();
                 let row = row.clone();
                 let results = results_tx.clone();
                 tasks.spawn(async move {
-                    let result = process(&shared, &row, repetition).await;
-                    // The writer only goes away when the store failed; the run then stops anyway.
-                    let _ = results.send(result).await;
+                    let result = process(&task_shared, &row, repetition).await;
+                    // The writer only goes away when the store failed: stop sending requests
+                    // whose answers could not be kept.
+                    if results.send(result).await.is_err() {
+                        task_shared.halt(Stop::Broken("results could not be stored".into()));
+                    }
                     drop(permit);
                 });
                 processed += 1;
-                while tasks.try_join_next().is_some() {}
+                while let Some(joined) = tasks.try_join_next() {
+                    if let Err(e) = joined
+                        && e.is_panic()
+                    {
+                        shared.halt(Stop::Broken("a request task failed unexpectedly".into()));
+                    }
+                }
             }
         }
     };
@@ -288,7 +308,7 @@ pub async fn run(
     // for a grace period, then it is abandoned.
     if !shared.interrupted() {
         tokio::select! {
-            _ = join_all(&mut tasks) => {}
+            _ = join_all(&mut tasks, &shared) => {}
             _ = &mut interrupt => shared.halt(Stop::Interrupted),
         }
     }
@@ -297,12 +317,12 @@ pub async fn run(
             "interrupted: waiting up to {} s for the requests in flight",
             GRACE_PERIOD.as_secs()
         );
-        if tokio::time::timeout(GRACE_PERIOD, join_all(&mut tasks))
+        if tokio::time::timeout(GRACE_PERIOD, join_all(&mut tasks, &shared))
             .await
             .is_err()
         {
             tasks.abort_all();
-            join_all(&mut tasks).await;
+            join_all(&mut tasks, &shared).await;
         }
     }
     drop(results_tx);
@@ -325,7 +345,7 @@ pub async fn run(
     let status = match &stop {
         None => ExperimentStatus::Completed,
         Some(Stop::Interrupted) => ExperimentStatus::Interrupted,
-        Some(Stop::Auth(_) | Stop::Unreachable(_)) => ExperimentStatus::Failed,
+        Some(Stop::Auth(_) | Stop::Unreachable(_) | Stop::Broken(_)) => ExperimentStatus::Failed,
     };
     Ok(Outcome {
         status,
@@ -454,7 +474,7 @@ async fn process(shared: &Shared, row: &Row, repetition: usize) -> RunResult {
             if !shared.any_ok.load(Ordering::Relaxed) {
                 match failure.kind {
                     FailureKind::Auth => shared.halt(Stop::Auth(failure.message.clone())),
-                    FailureKind::Connection => {
+                    FailureKind::Unreachable => {
                         shared.halt(Stop::Unreachable(failure.message.clone()))
                     }
                     _ => {}

@@ -277,7 +277,14 @@ mod tests {
                 comparison(None, 1.0, 0),
                 false,
             ),
-            (Policy { min_pass_rate: Some(0.5), ..Policy::default() }, without_evaluators(), false),
+            (
+                Policy {
+                    min_pass_rate: Some(0.5),
+                    ..Policy::default()
+                },
+                without_evaluators(),
+                false,
+            ),
             // No baseline: relative criteria are not checked, and nothing checked is no pass.
             (Policy::no_regression(), comparison(None, 1.0, 0), false),
             (Policy::no_regression(), comparison(Some(0.5), 0.5, 0), true),

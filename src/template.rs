@@ -894,6 +894,32 @@ mod tests {
             }
         }
 
+        /// Whatever compiles renders, given a value for each variable it lists: never a panic,
+        /// never a missing variable it did not report.
+        #[test]
+        fn whatever_compiles_renders(
+            any_text in ".*",
+            brace_text in "[{}\\\\ a-z.!#:&>=\n-]{0,30}",
+            value in ".*",
+        ) {
+            for text in [&any_text, &brace_text] {
+                for format in [Mustache, FString, Plain] {
+                    let chat = Template::Chat(vec![msg("system", text), msg("user", text)]);
+                    for template in [Template::Str(text.clone()), chat] {
+                        let Ok(compiled) = CompiledTemplate::compile(format, &template) else {
+                            continue;
+                        };
+                        let vars: JsonObject = compiled
+                            .variables()
+                            .iter()
+                            .map(|name| (name.clone(), Value::String(value.clone())))
+                            .collect();
+                        prop_assert!(compiled.render(&vars).is_ok(), "{} {:?}", format, text);
+                    }
+                }
+            }
+        }
+
         #[test]
         fn render_is_literals_plus_values((chunks, tail) in chunks()) {
             for format in [Mustache, FString] {

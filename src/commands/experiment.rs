@@ -37,6 +37,11 @@ fn dataset_error(e: dataset::DatasetError) -> Error {
     Error::invalid(e.to_string()).with_hint("fix the file, or pass another with --dataset")
 }
 
+/// Bounds that keep a typo from exhausting memory or file handles.
+const MAX_CONCURRENCY: usize = 10_000;
+const MAX_REPETITIONS: usize = 1_000;
+const MAX_TIMEOUT_SECS: f64 = 86_400.0;
+
 /// Checks the run options, lays them over runner.toml's defaults, and turns them into settings.
 fn settings(options: &RunOptions, defaults: &RunDefaults) -> Result<RunSettings> {
     let positive = |flag: &str, value: usize| {
@@ -58,10 +63,20 @@ fn settings(options: &RunOptions, defaults: &RunDefaults) -> Result<RunSettings>
         positive("--limit", limit)?;
     }
     let timeout = options.timeout.or(defaults.timeout).unwrap_or(60.0);
-    if !(timeout.is_finite() && timeout > 0.0) {
-        return Err(Error::invalid(
-            "--timeout must be a positive number of seconds",
-        ));
+    if !(timeout.is_finite() && timeout > 0.0 && timeout <= MAX_TIMEOUT_SECS) {
+        return Err(Error::invalid(format!(
+            "--timeout must be a positive number of seconds, at most {MAX_TIMEOUT_SECS}"
+        )));
+    }
+    if concurrency > MAX_CONCURRENCY {
+        return Err(Error::invalid(format!(
+            "--concurrency {concurrency} is more than runner allows ({MAX_CONCURRENCY})"
+        )));
+    }
+    if repetitions > MAX_REPETITIONS {
+        return Err(Error::invalid(format!(
+            "--repetitions {repetitions} is more than runner allows ({MAX_REPETITIONS})"
+        )));
     }
     let mut vars = JsonObject::new();
     for text in &options.vars {
@@ -92,6 +107,17 @@ fn settings(options: &RunOptions, defaults: &RunDefaults) -> Result<RunSettings>
 
 /// The endpoint from the flag, the environment, or OpenAI's; the key only from the environment.
 fn client(base_url: &str, settings: &RunSettings) -> Result<Client> {
+    // The base URL is stored with the experiment and shown; a key written into it would be
+    // too. Refused without echoing the URL.
+    if let Ok(url) = reqwest::Url::parse(base_url)
+        && (!url.username().is_empty() || url.password().is_some())
+    {
+        return Err(
+            Error::invalid("the endpoint URL carries credentials (user:password@)").with_hint(
+                "remove them from --base-url / OPENAI_BASE_URL and put the key in OPENAI_API_KEY",
+            ),
+        );
+    }
     let mut config = ClientConfig::new(base_url);
     config.api_key = std::env::var("OPENAI_API_KEY")
         .ok()
@@ -495,7 +521,11 @@ fn execute(
         }
         Err(experiment::RunError::Store(e)) => {
             let _ = store.finish_experiment(&id, ExperimentStatus::Failed, 0);
-            return Err(e.into());
+            let error: Error = e.into();
+            return Err(error.with_hint(format!(
+                "the results stored so far are kept; once the store is writable, \
+                 `runner experiment resume {id}` runs the rest"
+            )));
         }
     };
     let wall_ms = outcome.wall.as_millis() as i64;
@@ -523,6 +553,15 @@ fn execute(
                     "check that the server is up and --base-url / OPENAI_BASE_URL is right",
                 )
             });
+        }
+        Some(Stop::Broken(message)) => {
+            store.finish_experiment(&id, ExperimentStatus::Failed, wall_ms)?;
+            return Err(Error::operational(format!(
+                "experiment {id} stopped: {message}"
+            ))
+            .with_hint(format!(
+                "the results stored so far are kept; `runner experiment resume {id}` runs the rest"
+            )));
         }
         _ => {}
     }

@@ -6,16 +6,22 @@
 //! the fault before the request succeeds. Without a token it echoes the last user message.
 //! A message holding `VERDICT <text>` gets `<text>` as the reply (for judge evaluators).
 //!
-//! Kinds: `429` (Retry-After: SECS), `429date` (Retry-After as an HTTP date), `500`, `503`,
-//! `400`, `401`, `422`, `drop` (close without answering), `hang` (never answer), `hangbody`
-//! (headers and half a body, then silence), `badjson`, `nochoices`, `nullcontent`.
+//! Kinds: `429` (Retry-After: SECS), `429date` (Retry-After as an HTTP date), `408`, `500`,
+//! `502`, `503`, `504`, `400`, `401`, `403`, `404`, `422`, `drop` (close without answering),
+//! `hang` (never answer: no headers), `hangbody` (headers and half a body, then silence),
+//! `slowdrip` (headers, then the body one byte every 50 ms: each read is quick, the whole
+//! takes seconds),
+//! `huge` (a valid completion of `HUGE` bytes, with its Content-Length), `endless` (a 200 with
+//! no length that never stops sending), `badjson`, `nochoices`, `emptychoices`, `nullcontent`.
+//!
+//! `FaultServer::with_rate` also faults every Nth request (by arrival) that carries no token.
 
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -24,9 +30,22 @@ use tokio::net::{TcpListener, TcpStream};
 pub struct Entry {
     /// Since the server started.
     pub at: Duration,
+    /// Wall-clock arrival, to compare with a `Retry-After` HTTP date.
+    pub wall: SystemTime,
     /// The last user message.
     pub message: String,
     pub authorization: Option<String>,
+    /// The fault this request got (decided on arrival), if any.
+    pub fault: Option<String>,
+    /// The `Retry-After` value sent back, if any.
+    pub retry_after: Option<String>,
+}
+
+/// Every Nth request without a token gets this fault.
+#[derive(Debug, Clone)]
+pub struct Rate {
+    pub kind: String,
+    pub every: usize,
 }
 
 struct State {
@@ -35,6 +54,8 @@ struct State {
     attempts: Mutex<HashMap<String, usize>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    arrivals: AtomicUsize,
+    rate: Option<Rate>,
 }
 
 pub struct FaultServer {
@@ -48,15 +69,40 @@ pub struct FaultServer {
 /// always end.
 const STALL: Duration = Duration::from_secs(20);
 
+/// Size of the content `huge` sends (a multiple of 1 MiB): far over anything a chat
+/// completion needs.
+pub const HUGE: usize = 20 * 1024 * 1024;
+
+/// Between two bytes of a `slowdrip` body.
+const DRIP: Duration = Duration::from_millis(50);
+
 impl FaultServer {
     /// Starts on 127.0.0.1 with a free port, answering after `latency`.
     pub fn start(latency: Duration) -> FaultServer {
+        FaultServer::launch(latency, None)
+    }
+
+    /// As `start`, and every `every`th request (by arrival) without a token gets `kind`.
+    pub fn with_rate(latency: Duration, kind: &str, every: usize) -> FaultServer {
+        assert!(every > 0);
+        FaultServer::launch(
+            latency,
+            Some(Rate {
+                kind: kind.to_string(),
+                every,
+            }),
+        )
+    }
+
+    fn launch(latency: Duration, rate: Option<Rate>) -> FaultServer {
         let state = Arc::new(State {
             started: Instant::now(),
             log: Mutex::default(),
             attempts: Mutex::default(),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
+            arrivals: AtomicUsize::new(0),
+            rate,
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
@@ -211,10 +257,15 @@ fn response(status: u16, extra_headers: &str, body: &str) -> Vec<u8> {
         200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        408 => "Request Timeout",
         422 => "Unprocessable Entity",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
+        502 => "Bad Gateway",
         503 => "Service Unavailable",
+        504 => "Gateway Timeout",
         _ => "Status",
     };
     format!(
@@ -260,25 +311,42 @@ async fn answer(
     request: Request,
 ) -> bool {
     let arrived = started.elapsed();
+    let wall = SystemTime::now();
     let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
     let message = last_user_message(&body);
     let all_text = body.to_string();
-    // Logged on arrival, so a request left hanging is in the log too.
-    state.log.lock().unwrap().push(Entry {
-        at: arrived,
-        message: message.clone(),
-        authorization: request.authorization,
-    });
     let attempt = {
         let mut attempts = state.attempts.lock().unwrap();
         let n = attempts.entry(message.clone()).or_insert(0);
         *n += 1;
         *n
     };
+    let arrival = state.arrivals.fetch_add(1, Ordering::SeqCst) + 1;
+    let fault = match fault_of(&message) {
+        Some(fault) => Some(fault).filter(|(_, times, _)| attempt <= *times),
+        None => state
+            .rate
+            .as_ref()
+            .filter(|rate| arrival.is_multiple_of(rate.every))
+            .map(|rate| (rate.kind.clone(), usize::MAX, 1)),
+    };
+    let retry_after = match fault.as_ref().map(|(k, _, s)| (k.as_str(), *s)) {
+        Some(("429", secs)) => Some(secs.to_string()),
+        Some(("429date", secs)) => Some(httpdate::fmt_http_date(wall + Duration::from_secs(secs))),
+        _ => None,
+    };
+    // Logged on arrival, so a request left hanging is in the log too.
+    state.log.lock().unwrap().push(Entry {
+        at: arrived,
+        wall,
+        message: message.clone(),
+        authorization: request.authorization,
+        fault: fault.as_ref().map(|(kind, _, _)| kind.clone()),
+        retry_after: retry_after.clone(),
+    });
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let fault = fault_of(&message).filter(|(_, times, _)| attempt <= *times);
     let (bytes, close) = match fault.as_ref().map(|(k, _, s)| (k.as_str(), *s)) {
         None => {
             let text = match all_text.find("VERDICT ") {
@@ -295,27 +363,18 @@ async fn answer(
             };
             (response(200, "", &completion(&text)), false)
         }
-        Some(("429", secs)) => (
+        Some(("429" | "429date", _)) => (
             response(
                 429,
-                &format!("retry-after: {secs}\r\n"),
+                &format!("retry-after: {}\r\n", retry_after.unwrap_or_default()),
                 &error_body("slow down"),
             ),
             false,
         ),
-        Some(("429date", secs)) => {
-            let at = std::time::SystemTime::now() + Duration::from_secs(secs);
-            let date = httpdate::fmt_http_date(at);
-            (
-                response(
-                    429,
-                    &format!("retry-after: {date}\r\n"),
-                    &error_body("slow down"),
-                ),
-                false,
-            )
-        }
-        Some((code @ ("500" | "503" | "400" | "401" | "422"), _)) => {
+        Some((
+            code @ ("408" | "500" | "502" | "503" | "504" | "400" | "401" | "403" | "404" | "422"),
+            _,
+        )) => {
             let status: u16 = code.parse().unwrap();
             (
                 response(status, "", &error_body(&format!("fault {code}"))),
@@ -339,8 +398,53 @@ async fn answer(
             tokio::time::sleep(STALL).await;
             (Vec::new(), true)
         }
+        Some(("slowdrip", _)) => {
+            let full = completion(&message);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                full.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let dripping = Instant::now();
+            for byte in full.as_bytes() {
+                if dripping.elapsed() > STALL || stream.write_all(&[*byte]).await.is_err() {
+                    break;
+                }
+                let _ = stream.flush().await;
+                tokio::time::sleep(DRIP).await;
+            }
+            (Vec::new(), true)
+        }
+        Some(("huge", _)) => {
+            // A valid completion whose content is HUGE bytes, streamed in chunks with its
+            // Content-Length up front, as a real server would send it.
+            let open = r#"{"choices":[{"message":{"role":"assistant","content":""#;
+            let close = r#""},"finish_reason":"stop"}]}"#;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{open}",
+                open.len() + HUGE + close.len()
+            );
+            let chunk = vec![b'x'; 1024 * 1024];
+            let mut sent = stream.write_all(head.as_bytes()).await.is_ok();
+            for _ in 0..HUGE / chunk.len() {
+                sent = sent && stream.write_all(&chunk).await.is_ok();
+            }
+            if sent {
+                let _ = stream.write_all(close.as_bytes()).await;
+            }
+            (Vec::new(), true)
+        }
+        Some(("endless", _)) => {
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{\"choices\": [{\"message\": {\"content\": \"";
+            let _ = stream.write_all(head.as_bytes()).await;
+            let chunk = vec![b'x'; 64 * 1024];
+            let sending = Instant::now();
+            while sending.elapsed() < STALL && stream.write_all(&chunk).await.is_ok() {}
+            (Vec::new(), true)
+        }
         Some(("badjson", _)) => (response(200, "", "{\"choices\": [oops"), false),
         Some(("nochoices", _)) => (response(200, "", "{\"id\": \"x\"}"), false),
+        Some(("emptychoices", _)) => (response(200, "", "{\"choices\": []}"), false),
         Some(("nullcontent", _)) => (
             response(
                 200,

@@ -4,6 +4,7 @@ mod experiments;
 mod fault_server;
 mod promote;
 mod prompt_store;
+mod reliability;
 mod serve;
 
 use assert_cmd::Command;
