@@ -105,6 +105,11 @@ impl From<StoreError> for Error {
             StoreError::Open { .. } => {
                 Some("pass --db PATH (or set RUNNER_DB) to a writable location".into())
             }
+            StoreError::Damaged { .. } => Some(
+                "restore the file from a backup (or a `runner export` into a new store); \
+                 `sqlite3 FILE 'PRAGMA integrity_check'` shows the damage"
+                    .into(),
+            ),
             StoreError::NotADatabase { .. } => {
                 Some("point --db (or RUNNER_DB) at a runner store, or at a new file".into())
             }

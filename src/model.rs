@@ -285,7 +285,7 @@ pub fn check_name(kind: NameKind, name: &str) -> Result<(), String> {
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
     {
         return Err(format!(
-            "'{bad}' is not allowed (use letters, digits, '_', '-' and '.')"
+            "{bad:?} is not allowed (use letters, digits, '_', '-' and '.')"
         ));
     }
     if kind == NameKind::Tag && name.chars().all(|c| c.is_ascii_digit()) {

@@ -35,12 +35,28 @@ pub enum TemplateError {
         excerpt: String,
     },
     /// Every variable the values could not supply, in order of first appearance.
-    #[error("missing variables: {}", .names.join(", "))]
+    #[error("missing variables: {}", list_names(.names))]
     Missing { names: Vec<String> },
     #[error("invalid role '{role}' (allowed: {})", ALLOWED_ROLES.join(", "))]
     InvalidRole { role: String },
     #[error("a chat template needs at least one message")]
     EmptyChat,
+}
+
+/// The first names of a long list, then how many more: an error stays one readable line even
+/// when a template has thousands of variables.
+fn list_names(names: &[String]) -> String {
+    const SHOWN: usize = 20;
+    let mut text = names
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        text.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    text
 }
 
 fn parse_message(

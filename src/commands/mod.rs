@@ -115,16 +115,27 @@ pub fn out_json<T: serde::Serialize>(value: &T) -> Result<()> {
     Ok(())
 }
 
+/// A name as an error message shows it: quoted with escapes (a newline stays on one line) and
+/// cut short.
+fn shown(name: &str) -> String {
+    let cut: String = name.chars().take(60).collect();
+    if cut.len() < name.len() {
+        format!("{cut:?}…")
+    } else {
+        format!("{cut:?}")
+    }
+}
+
 pub fn check_prompt_name(name: &str) -> Result<()> {
     check_name(NameKind::Prompt, name).map_err(|reason| {
-        Error::invalid(format!("invalid prompt name '{name}': {reason}"))
+        Error::invalid(format!("invalid prompt name {}: {reason}", shown(name)))
             .with_hint("names use letters, digits, '_', '-' and '.', 1 to 128 characters")
     })
 }
 
 pub fn check_tag_name(tag: &str) -> Result<()> {
     check_name(NameKind::Tag, tag).map_err(|reason| {
-        Error::invalid(format!("invalid tag name '{tag}': {reason}"))
+        Error::invalid(format!("invalid tag name {}: {reason}", shown(tag)))
             .with_hint("tags use letters, digits, '_', '-' and '.', and are not only digits")
     })
 }

@@ -31,6 +31,8 @@ pub enum StoreError {
     Open { path: PathBuf, reason: String },
     #[error("{} is not a runner store (the file is not an SQLite database)", path.display())]
     NotADatabase { path: PathBuf },
+    #[error("the store file is damaged: {reason}")]
+    Damaged { reason: String },
     #[error(
         "store {} has schema version {found}, newer than this runner understands ({supported})",
         path.display()
@@ -63,7 +65,20 @@ pub enum StoreError {
     #[error("the store holds data this runner cannot read: {0}")]
     Corrupt(String),
     #[error("store error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    /// A damaged file can surface in any statement, not only at open: it gets its own kind, and
+    /// so its own hint.
+    fn from(e: rusqlite::Error) -> StoreError {
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseCorrupt) => StoreError::Damaged {
+                reason: e.to_string(),
+            },
+            _ => StoreError::Sqlite(e),
+        }
+    }
 }
 
 impl StoreError {
@@ -530,6 +545,9 @@ fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
         Some(ErrorCode::NotADatabase) => StoreError::NotADatabase {
             path: path.to_path_buf(),
+        },
+        Some(ErrorCode::DatabaseCorrupt) => StoreError::Damaged {
+            reason: e.to_string(),
         },
         _ => StoreError::Open {
             path: path.to_path_buf(),
