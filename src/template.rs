@@ -45,7 +45,7 @@ pub enum TemplateError {
 
 /// The first names of a long list, then how many more: an error stays one readable line even
 /// when a template has thousands of variables.
-fn list_names(names: &[String]) -> String {
+pub fn list_names(names: &[String]) -> String {
     const SHOWN: usize = 20;
     let mut text = names
         .iter()

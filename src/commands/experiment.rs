@@ -286,7 +286,7 @@ pub fn prepare(
     experiment::preflight(&template, &info, &settings).map_err(|missing| {
         Error::invalid(format!(
             "no column or --var supplies template variable(s): {}",
-            missing.variables.join(", ")
+            crate::template::list_names(&missing.variables)
         ))
         .with_hint(format!(
             "the dataset's columns are {}; map one with --column VAR=COLUMN or pass --var VAR=VALUE",
