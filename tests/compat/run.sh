@@ -15,7 +15,7 @@ fi
     "arize-phoenix-client==$PHOENIX_CLIENT_VERSION"
 
 cargo build --quiet
-runner=$PWD/target/debug/runner
+runner=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/runner
 
 work=$(mktemp -d)
 pid=
