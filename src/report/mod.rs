@@ -711,7 +711,9 @@ impl Progress {
                     }
                     break;
                 }
-                std::thread::sleep(std::time::Duration::from_millis(100));
+                // Parked rather than asleep: `finish` unparks it, so the end of a run is not
+                // delayed by up to one tick.
+                std::thread::park_timeout(std::time::Duration::from_millis(100));
             }
         });
         Progress {
@@ -723,6 +725,7 @@ impl Progress {
     pub fn finish(mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(handle) = self.handle.take() {
+            handle.thread().unpark();
             let _ = handle.join();
         }
     }
