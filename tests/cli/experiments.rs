@@ -1,35 +1,9 @@
 //! `runner experiment` against a real HTTP endpoint on a random loopback port.
 
 use crate::fault_server::FaultServer;
-use crate::{Env, dump};
+use crate::{Env, dump, echo_dataset as csv, echo_prompt};
 use serde_json::{Value, json};
 use std::time::Duration;
-
-/// A prompt whose rendered message is exactly the row's `query`, so the test server's
-/// behaviour can be chosen per row.
-fn echo_prompt(env: &Env) {
-    env.ok(&[
-        "prompt",
-        "create",
-        "echo",
-        "--template",
-        "{{query}}",
-        "--model",
-        "test-model",
-    ]);
-}
-
-fn csv(env: &Env, name: &str, queries: &[&str]) -> String {
-    let mut text = String::from("id,query,expected\n");
-    for (i, q) in queries.iter().enumerate() {
-        text.push_str(&format!(
-            "r{i},\"{}\",\"{}\"\n",
-            q.replace('"', "\"\""),
-            q.replace('"', "\"\"")
-        ));
-    }
-    env.write(name, &text).to_str().unwrap().to_string()
-}
 
 fn run_json(env: &Env, server: &FaultServer, extra: &[&str]) -> Value {
     let base = server.base_url();

@@ -127,3 +127,27 @@ pub fn dump(db: &Path) -> Vec<String> {
     }
     rows
 }
+
+/// A prompt whose rendered message is exactly the row's `query`, so a row can choose how the
+/// test endpoint behaves for it.
+pub fn echo_prompt(env: &Env) {
+    env.ok(&[
+        "prompt",
+        "create",
+        "echo",
+        "--template",
+        "{{query}}",
+        "--model",
+        "test-model",
+    ]);
+}
+
+/// A CSV with ids `r0`, `r1`, …, the query, and the query again as the expected answer.
+pub fn echo_dataset<S: AsRef<str>>(env: &Env, name: &str, queries: &[S]) -> String {
+    let mut text = String::from("id,query,expected\n");
+    for (i, q) in queries.iter().enumerate() {
+        let quoted = q.as_ref().replace('"', "\"\"");
+        text.push_str(&format!("r{i},\"{quoted}\",\"{quoted}\"\n"));
+    }
+    env.write(name, &text).to_str().unwrap().to_string()
+}

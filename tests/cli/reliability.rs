@@ -5,7 +5,7 @@
 //! random loopback port. Waits are bounded polls, never sleeps used as synchronisation.
 
 use crate::fault_server::{Entry, FaultServer, HUGE};
-use crate::{Env, dump};
+use crate::{Env, dump, echo_dataset as dataset, echo_prompt};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -15,29 +15,6 @@ use std::time::{Duration, Instant};
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// A prompt whose rendered message is exactly the row's `query`, so each row picks its fault.
-fn echo_prompt(env: &Env) {
-    env.ok(&[
-        "prompt",
-        "create",
-        "echo",
-        "--template",
-        "{{query}}",
-        "--model",
-        "test-model",
-    ]);
-}
-
-/// A CSV with ids `r0`, `r1`, …, the query, and the query again as the expected answer.
-fn dataset(env: &Env, name: &str, queries: &[String]) -> String {
-    let mut text = String::from("id,query,expected\n");
-    for (i, q) in queries.iter().enumerate() {
-        let quoted = q.replace('"', "\"\"");
-        text.push_str(&format!("r{i},\"{quoted}\",\"{quoted}\"\n"));
-    }
-    env.write(name, &text).to_str().unwrap().to_string()
-}
 
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
