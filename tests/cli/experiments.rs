@@ -826,3 +826,50 @@ fn show_writes_csv_and_lists_rows() {
     );
     env.fails(&["experiment", "show", "exp_nosuch"], 2);
 }
+
+#[test]
+fn a_dataset_changed_during_the_run_fails_the_experiment() {
+    let env = Env::new();
+    let server = FaultServer::start(Duration::from_millis(25));
+    echo_prompt(&env);
+    let queries: Vec<String> = (0..200).map(|i| format!("q{i:03}")).collect();
+    let data = csv(&env, "moving.csv", &queries);
+    let base = server.base_url();
+    let child = env
+        .std_cmd()
+        .args([
+            "experiment",
+            "--prompt",
+            "echo",
+            "--dataset",
+            &data,
+            "--base-url",
+            &base,
+            "--concurrency",
+            "2",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while stored_results(&env) < 10 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never got going"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut text = std::fs::read_to_string(&data).unwrap();
+    text.push_str("r999,late,late\n");
+    std::fs::write(&data, text).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("changed while the experiment ran") && stderr.contains("hint:"),
+        "{stderr}"
+    );
+    let listed = env.json(&["experiment", "list", "--json"]);
+    assert_eq!(listed[0]["status"], "failed", "never reusable as evidence");
+}
