@@ -7,7 +7,7 @@ const ROOT_EXAMPLES: &str = "\
 Examples:
   runner prompt create support_greeting --template 'Hello {{name}}' --model gpt-4 --tag staging
   runner prompt update support_greeting --template-file greeting.txt -m 'Friendlier tone'
-  runner tag set support_greeting production --version 2
+  runner tag set support_greeting staging --version 2
   runner prompt render support_greeting --tag production --var name=Ada
   runner tag history support_greeting
   runner experiment --prompt support_greeting --tag staging --dataset datasets/queries.csv
