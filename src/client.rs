@@ -127,6 +127,22 @@ enum Attempt {
     Fail(Failure),
 }
 
+/// Checks that a base URL can be used, without building a client (which loads the system's
+/// root certificates: worth doing once, not to validate a flag).
+pub fn check_base_url(base_url: &str) -> Result<(), ConfigError> {
+    let parsed = reqwest::Url::parse(base_url).map_err(|e| ConfigError {
+        url: base_url.to_string(),
+        reason: e.to_string(),
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(ConfigError {
+            url: base_url.to_string(),
+            reason: "the URL must start with http:// or https://".into(),
+        });
+    }
+    Ok(())
+}
+
 /// The chat-completion body: model and messages, then the version's invocation parameters as
 /// they are (temperature, max_tokens, top_p, stop, seed, response_format, tools …).
 pub fn request_body(model: &str, messages: &[Message], params: &JsonObject) -> Value {
@@ -138,16 +154,7 @@ pub fn request_body(model: &str, messages: &[Message], params: &JsonObject) -> V
 
 impl Client {
     pub fn new(config: ClientConfig) -> Result<Client, ConfigError> {
-        let parsed = reqwest::Url::parse(&config.base_url).map_err(|e| ConfigError {
-            url: config.base_url.clone(),
-            reason: e.to_string(),
-        })?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(ConfigError {
-                url: config.base_url.clone(),
-                reason: "the URL must start with http:// or https://".into(),
-            });
-        }
+        check_base_url(&config.base_url)?;
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(key) = &config.api_key {
             let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))

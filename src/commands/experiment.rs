@@ -105,8 +105,8 @@ fn settings(options: &RunOptions, defaults: &RunDefaults) -> Result<RunSettings>
     })
 }
 
-/// The endpoint from the flag, the environment, or OpenAI's; the key only from the environment.
-fn client(base_url: &str, settings: &RunSettings) -> Result<Client> {
+/// Checks an endpoint URL as given: well formed, http(s), and free of credentials.
+fn check_endpoint(base_url: &str) -> Result<()> {
     // The base URL is stored with the experiment and shown; a key written into it would be
     // too. Refused without echoing the URL.
     if let Ok(url) = reqwest::Url::parse(base_url)
@@ -118,6 +118,17 @@ fn client(base_url: &str, settings: &RunSettings) -> Result<Client> {
             ),
         );
     }
+    crate::client::check_base_url(base_url).map_err(endpoint_error)
+}
+
+fn endpoint_error(e: crate::client::ConfigError) -> Error {
+    Error::invalid(e.to_string())
+        .with_hint("pass --base-url http://HOST:PORT/v1 or set OPENAI_BASE_URL")
+}
+
+/// The endpoint from the flag, the environment, or OpenAI's; the key only from the environment.
+fn client(base_url: &str, settings: &RunSettings) -> Result<Client> {
+    check_endpoint(base_url)?;
     let mut config = ClientConfig::new(base_url);
     config.api_key = std::env::var("OPENAI_API_KEY")
         .ok()
@@ -125,10 +136,7 @@ fn client(base_url: &str, settings: &RunSettings) -> Result<Client> {
     config.timeout = Duration::from_secs_f64(settings.timeout_secs);
     config.max_retries = settings.max_retries;
     config.pool_size = settings.concurrency;
-    Client::new(config).map_err(|e| {
-        Error::invalid(e.to_string())
-            .with_hint("pass --base-url http://HOST:PORT/v1 or set OPENAI_BASE_URL")
-    })
+    Client::new(config).map_err(endpoint_error)
 }
 
 /// Connects once before anything is written, so an endpoint that is not there fails the run
@@ -322,8 +330,7 @@ pub fn prepare(
                 .filter(|u| !u.is_empty())
         })
         .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
-    // Built here only to check the URL; `launch` builds the one it uses.
-    client(&base_url, &settings)?;
+    check_endpoint(&base_url)?;
     let tag = match reference {
         VersionRef::Tag(tag) => Some(tag.clone()),
         _ => None,

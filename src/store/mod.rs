@@ -282,32 +282,7 @@ impl Store {
 
     /// Every prompt, by name, with its latest version's description and its tags.
     pub fn prompts(&self) -> Result<Vec<(Prompt, PromptVersion)>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {VERSION_COLUMNS}, p.created_at, \
-               (SELECT COUNT(*) FROM prompt_versions c WHERE c.prompt_id = p.id), \
-               (SELECT group_concat(t.name, char(10)) FROM \
-                   (SELECT name FROM tags WHERE prompt_id = p.id ORDER BY name) t) \
-             FROM prompts p JOIN prompt_versions v ON v.prompt_id = p.id \
-             WHERE v.seq = (SELECT MAX(seq) FROM prompt_versions m WHERE m.prompt_id = p.id) \
-             ORDER BY p.name"
-        ))?;
-        let rows = stmt.query_map([], |row| {
-            let latest = version_from_row(row)?;
-            let tags: Option<String> = row.get(16)?;
-            let prompt = Prompt {
-                name: latest.prompt.clone(),
-                created_at: row.get(14)?,
-                updated_at: latest.created_at.clone(),
-                latest_seq: latest.seq,
-                version_count: row.get(15)?,
-                description: latest.description.clone(),
-                tags: tags
-                    .map(|t| t.split('\n').map(String::from).collect())
-                    .unwrap_or_default(),
-            };
-            Ok((prompt, latest))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.prompts_page(None, usize::MAX)
     }
 
     /// The tags of a prompt, by name.
