@@ -617,6 +617,25 @@ fn every_evaluator_scores_through_the_cli() {
     assert!(reason.contains("unparseable"), "{reason}");
 }
 
+/// Waits (bounded, 60 s) until at least `at_least` results are stored; with `running`, also
+/// asserts the process has not ended before that.
+fn wait_for_results(env: &Env, at_least: i64, mut running: Option<&mut std::process::Child>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while stored_results(env) < at_least {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never got going"
+        );
+        if let Some(child) = running.as_mut() {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the run ended before it could be killed"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Results stored so far, read straight from the file.
 fn stored_results(env: &Env) -> i64 {
     let Ok(conn) = rusqlite::Connection::open(&env.db) else {
@@ -653,18 +672,7 @@ fn kill_9_then_resume_completes_exactly_the_missing_rows() {
         .spawn()
         .unwrap();
     // Wait (bounded) until part of the run is stored, then kill -9 in the middle.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while stored_results(&env) < 60 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the run never got going"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before it could be killed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_results(&env, 60, Some(&mut child));
     child.kill().unwrap();
     child.wait().unwrap();
     let conn = rusqlite::Connection::open(&env.db).unwrap();
@@ -750,14 +758,7 @@ fn ctrl_c_stores_what_finished_exits_130_and_resume_finishes() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while stored_results(&env) < 20 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the run never got going"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_results(&env, 20, None);
     let status = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -852,14 +853,7 @@ fn a_dataset_changed_during_the_run_fails_the_experiment() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while stored_results(&env) < 10 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the run never got going"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_results(&env, 10, None);
     let mut text = std::fs::read_to_string(&data).unwrap();
     text.push_str("r999,late,late\n");
     std::fs::write(&data, text).unwrap();
