@@ -290,7 +290,7 @@ pub fn prepare(
     let store = ctx.store_for_reading()?;
     let version = store.version(prompt, reference)?;
     let template = CompiledTemplate::compile(version.format, &version.template)?;
-    let info = dataset::scan(&dataset_path).map_err(dataset_error)?;
+    let info = ctx.scan(&dataset_path).map_err(dataset_error)?;
     experiment::preflight(&template, &info, &settings).map_err(|missing| {
         Error::invalid(format!(
             "no column or --var supplies template variable(s): {}",

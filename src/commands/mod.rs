@@ -24,6 +24,9 @@ pub struct Context {
     pub author: String,
     config_path: Option<PathBuf>,
     config: std::cell::OnceCell<Config>,
+    /// Datasets already read by this command: compare and promote prepare two sides over one
+    /// file, which is read and hashed once.
+    scans: std::cell::RefCell<Vec<(PathBuf, crate::dataset::DatasetInfo)>>,
 }
 
 impl Context {
@@ -37,6 +40,21 @@ impl Context {
                 .with_hint("fix the file, or point --config at another one")
         })?;
         Ok(self.config.get_or_init(|| config))
+    }
+
+    /// A dataset's validating scan, done once per command and file.
+    pub fn scan(
+        &self,
+        path: &std::path::Path,
+    ) -> Result<crate::dataset::DatasetInfo, crate::dataset::DatasetError> {
+        if let Some((_, info)) = self.scans.borrow().iter().find(|(p, _)| p == path) {
+            return Ok(info.clone());
+        }
+        let info = crate::dataset::scan(path)?;
+        self.scans
+            .borrow_mut()
+            .push((path.to_path_buf(), info.clone()));
+        Ok(info)
     }
 
     /// The store, created and migrated if needed.
@@ -81,6 +99,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         author,
         config_path: cli.config,
         config: std::cell::OnceCell::new(),
+        scans: std::cell::RefCell::default(),
     };
     match cli.command {
         Command::Prompt(command) => prompt::run(command, &ctx).map(|_| exit::OK),
