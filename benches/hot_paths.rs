@@ -6,11 +6,12 @@
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use runner::eval::{EvalInput, Evaluator};
+use runner::model::NewExperiment;
 use runner::model::{
     DatasetRef, JsonObject, Message, NewVersion, ResultStatus, RunResult, RunSettings, Score,
     Template, TemplateFormat,
 };
-use runner::store::{NewExperiment, Store, TagChange};
+use runner::store::{ExperimentStore, PromptStore, ResultSink, SqliteStore, TagChange};
 use runner::template::CompiledTemplate;
 use serde_json::{Value, json};
 use std::hint::black_box;
@@ -145,13 +146,11 @@ fn evaluators(c: &mut Criterion) {
 
 fn write_results(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut store = Store::open(&dir.path().join("bench.db")).expect("store opens");
+    let store = SqliteStore::open(&dir.path().join("bench.db")).expect("store opens");
     let change = TagChange {
         actor: "bench".to_string(),
         message: None,
-        forced: false,
-        evidence: None,
-        protected: Vec::new(),
+        ..TagChange::default()
     };
     let version = store
         .create_prompt(

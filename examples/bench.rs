@@ -15,7 +15,7 @@
 
 use clap::Parser;
 use runner::model::{NewVersion, Template, TemplateFormat, VersionRef};
-use runner::store::{Store, StoreError, TagChange};
+use runner::store::{PromptStore, SqliteStore, StoreError, TagChange};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::net::TcpStream;
@@ -640,13 +640,11 @@ fn startup(args: &Args, runner: &Path, dir: &Path) -> Result<ExitCode, String> {
 /// 1,000 prompts × 10 versions through the library (minutes of CLI calls otherwise); each
 /// prompt has `staging` on its latest version and `production` on version 7.
 fn build_store(db: &Path, prompts: usize, versions: i64) -> Result<(), StoreError> {
-    let mut store = Store::open(db)?;
+    let store = SqliteStore::open(db)?;
     let change = TagChange {
         actor: "bench".into(),
         message: Some("bench".into()),
-        forced: false,
-        evidence: None,
-        protected: Vec::new(),
+        ..TagChange::default()
     };
     let version = |prompt: usize, seq: i64| NewVersion {
         format: TemplateFormat::Mustache,

@@ -4,7 +4,6 @@
 //!     cargo run --example render_production -- runner.db customer_support_greeting company_name=Acme query=Hi
 
 use runner::model::{JsonObject, VersionRef};
-use runner::store::Store;
 use runner::template::CompiledTemplate;
 use std::path::Path;
 
@@ -13,7 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let [db, name, assignments @ ..] = args.as_slice() else {
         return Err("usage: render_production STORE PROMPT [KEY=VALUE]...".into());
     };
-    let store = Store::open_for_reading(Path::new(db))?;
+    let store = runner::store::open_for_reading(Path::new(db))?;
     let version = store.version(name, &VersionRef::Tag("production".into()))?;
     let mut vars = JsonObject::new();
     for assignment in assignments {

@@ -136,6 +136,11 @@ impl Config {
         merged
     }
 
+    /// The tag policy every tag write obeys.
+    pub fn tag_policy(&self) -> crate::store::TagPolicy {
+        crate::store::TagPolicy::new(self.protected())
+    }
+
     /// The protected tags: the file's list, or `production`.
     pub fn protected(&self) -> Vec<String> {
         match &self.protected_tags {

@@ -126,7 +126,7 @@ impl From<StoreError> for Error {
             StoreError::UnknownExperiment { .. } | StoreError::AmbiguousExperiment { .. } => {
                 Some("`runner experiment list` shows the experiments".into())
             }
-            StoreError::Corrupt(_) | StoreError::Sqlite(_) => None,
+            StoreError::Corrupt(_) | StoreError::Abandoned | StoreError::Backend(_) => None,
         };
         let kind = if e.is_invalid_input() {
             Kind::Invalid

@@ -12,7 +12,7 @@ use crate::model::{
     Counters, Experiment, ExperimentStatus, JsonObject, Message, PromptVersion, ResultStatus,
     RunResult, Score, hex,
 };
-use crate::store::{Store, StoreError};
+use crate::store::{ExperimentStore, ResponseCache, ResultSink, StoreError};
 use crate::template::{CompiledTemplate, lookup};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -108,6 +108,8 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Dataset(#[from] dataset::DatasetError),
+    #[error("the result writer failed: {0}")]
+    Writer(String),
 }
 
 /// Which (row, repetition) pairs already have a successful result: one bit each.
@@ -143,10 +145,10 @@ impl Done {
     }
 
     /// From the store: every successful result of an experiment.
-    pub fn load(store: &Store, experiment: &Experiment) -> Result<Done, StoreError> {
+    pub fn load(store: &dyn ExperimentStore, experiment: &Experiment) -> Result<Done, StoreError> {
         let settings = &experiment.settings;
         let mut done = Done::new(experiment.dataset.rows as usize, settings.repetitions);
-        store.visit_successes(&experiment.id, |row, rep| {
+        store.visit_successes(&experiment.id, &mut |row, rep| {
             if row >= 0 && rep >= 0 {
                 done.insert(row as usize, rep as usize);
             }
@@ -164,7 +166,7 @@ struct Shared {
     stopped: Notify,
     /// Any call answered: after that, a 401 is a row failure, not a bad key.
     any_ok: AtomicBool,
-    cache_reader: Option<Mutex<Store>>,
+    cache: Option<Arc<dyn ResponseCache>>,
 }
 
 impl Shared {
@@ -202,10 +204,12 @@ async fn join_all(tasks: &mut JoinSet<()>, shared: &Shared) {
 }
 
 /// Runs (or resumes) an experiment until every row is done, the endpoint refuses the key, or
-/// `interrupt` resolves. Every finished result is in the store when this returns.
+/// `interrupt` resolves. Every finished result is in `sink` when this returns; answers are
+/// looked up in `cache` first when the plan uses the cache.
 pub async fn run(
     plan: Plan,
-    db: &Path,
+    sink: Arc<dyn ResultSink>,
+    cache: Arc<dyn ResponseCache>,
     done: Done,
     counters: Arc<Counters>,
     interrupt: impl std::future::Future<Output = ()>,
@@ -213,11 +217,7 @@ pub async fn run(
     let started = Instant::now();
     let settings = plan.experiment.settings.clone();
     let experiment_id = plan.experiment.id.clone();
-    let cache_reader = if plan.cache {
-        Some(Mutex::new(Store::open(db)?))
-    } else {
-        None
-    };
+    let cache = plan.cache.then_some(cache);
     let shared = Arc::new(Shared {
         plan,
         counters,
@@ -225,14 +225,12 @@ pub async fn run(
         stop_reason: Mutex::new(None),
         stopped: Notify::new(),
         any_ok: AtomicBool::new(false),
-        cache_reader,
+        cache,
     });
 
-    // One writer thread owns the write connection; results reach it as they finish.
+    // One writer thread writes every result; results reach it as they finish.
     let (results_tx, results_rx) = mpsc::channel::<RunResult>(BATCH * 4);
-    let mut writer_store = Store::open(db)?;
-    let writer =
-        std::thread::spawn(move || write_all(&mut writer_store, &experiment_id, results_rx));
+    let writer = std::thread::spawn(move || write_all(&*sink, &experiment_id, results_rx));
 
     // Rows stream from a reader thread; the bounded channel keeps only a few in memory.
     let limit = settings.limit.unwrap_or(usize::MAX);
@@ -330,8 +328,8 @@ pub async fn run(
     let _ = reader.join();
     let written = tokio::task::spawn_blocking(move || writer.join())
         .await
-        .map_err(|e| StoreError::Corrupt(format!("result writer: {e}")))?
-        .map_err(|_| StoreError::Corrupt("the result writer stopped unexpectedly".into()))?;
+        .map_err(|e| RunError::Writer(e.to_string()))?
+        .map_err(|_| RunError::Writer("it stopped unexpectedly".into()))?;
     written?;
     if let Some(e) = dataset_error {
         return Err(e.into());
@@ -383,7 +381,7 @@ fn file_hash(path: &Path) -> std::io::Result<String> {
 
 /// The writer: takes whatever results have arrived (up to a batch) and commits them together.
 fn write_all(
-    store: &mut Store,
+    sink: &dyn ResultSink,
     experiment_id: &str,
     mut results: mpsc::Receiver<RunResult>,
 ) -> Result<(), StoreError> {
@@ -396,7 +394,7 @@ fn write_all(
                 Err(_) => break,
             }
         }
-        store.write_results(experiment_id, &batch)?;
+        sink.write_results(experiment_id, &batch)?;
         batch.clear();
     }
     Ok(())
@@ -441,7 +439,7 @@ fn cache_key(base_url: &str, body: &[u8], repetition: usize) -> String {
 
 async fn process(shared: &Shared, row: &Row, repetition: usize) -> RunResult {
     let plan = &shared.plan;
-    let started_at = crate::store::now();
+    let started_at = crate::model::now();
     let vars = row_vars(row, plan);
     let expected = expected_of(row, plan);
     let mut result = RunResult {
@@ -523,7 +521,7 @@ async fn process(shared: &Shared, row: &Row, repetition: usize) -> RunResult {
                 .collect();
         }
     }
-    result.finished_at = crate::store::now();
+    result.finished_at = crate::model::now();
     let counters = &shared.counters;
     counters.done.fetch_add(1, Ordering::Relaxed);
     if result.status == ResultStatus::Error {
@@ -543,15 +541,10 @@ async fn call(
     result: &mut RunResult,
 ) -> Result<Completion, Failure> {
     let plan = &shared.plan;
-    if let Some(reader) = &shared.cache_reader {
+    if let Some(cache) = &shared.cache {
         let bytes = serde_json::to_vec(body).unwrap_or_default();
         let key = cache_key(plan.client.base_url(), &bytes, repetition);
-        let hit = reader
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .cached_response(&key)
-            .ok()
-            .flatten();
+        let hit = cache.cached_response(&key).ok().flatten();
         if let Some(hit) = hit {
             result.cached = true;
             return Ok(Completion {

@@ -574,3 +574,73 @@ pub fn input_summary(vars: &JsonObject, expected_column: Option<&str>) -> String
         .collect::<Vec<_>>()
         .join(" | ")
 }
+
+/// What a new experiment is, before it has an id.
+#[derive(Debug, Clone)]
+pub struct NewExperiment {
+    pub name: Option<String>,
+    pub prompt: String,
+    pub version_id: String,
+    pub tag: Option<String>,
+    pub dataset: DatasetRef,
+    pub model: String,
+    pub base_url: String,
+    pub evaluators: Vec<String>,
+    pub settings: RunSettings,
+    pub planned: i64,
+    pub author: String,
+    /// Everything that decides what was sent and how it was scored, hashed (see migration 3).
+    pub fingerprint: String,
+}
+
+/// A response kept in the cache.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachedResponse {
+    pub output: String,
+    pub finish_reason: Option<String>,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub http_status: Option<u16>,
+    pub latency_ms: f64,
+}
+
+/// Per evaluator aggregates. Errored calls count as failures: the denominator is every result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvaluatorSummary {
+    pub evaluator: String,
+    pub passed: i64,
+    pub total: i64,
+    pub pass_rate: f64,
+    pub mean_score: f64,
+    /// Rows where the evaluator itself failed to judge.
+    pub errors: i64,
+}
+
+/// Aggregates over one experiment's stored results.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub results: i64,
+    pub ok: i64,
+    pub errored: i64,
+    pub cached: i64,
+    pub missing: i64,
+    pub error_rate: f64,
+    pub evaluators: Vec<EvaluatorSummary>,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p95_ms: Option<f64>,
+    pub latency_max_ms: Option<f64>,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    /// Error kinds and how often each occurred.
+    pub error_kinds: Vec<(String, i64)>,
+}
+
+/// The time as stored: RFC 3339, UTC, milliseconds.
+pub fn now() -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::now_utc()
+        .format(&format)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".into())
+}

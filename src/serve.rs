@@ -2,14 +2,14 @@
 //! the store, with bearer-token auth, ETags on versions, short cache lifetimes on tag lookups and
 //! Phoenix's plain-text error bodies.
 //!
-//! One `Store` is one SQLite connection and is not `Sync`, so requests borrow a connection from a
-//! small pool on a blocking thread; WAL lets those readers run while the CLI writes.
+//! The store is opened once by the command and shared by every request; a write may wait on
+//! the store's lock, so writes run on a blocking thread.
 
 pub mod wire;
 
 use crate::config::Config;
-use crate::model::{NameKind, PromptVersion, check_name};
-use crate::store::{Store, StoreError, TagChange};
+use crate::model::{NameKind, PromptVersion, VersionRef, check_name};
+use crate::store::{Expect, Store, StoreError, TagChange};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
@@ -26,7 +26,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 /// Largest request body accepted; a prompt version is text, so 1 MiB is generous and bounds
@@ -51,8 +50,6 @@ pub const FORCE_HEADER: &str = "x-runner-force";
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
 const MAX_ACTOR_CHARS: usize = 64;
-/// Idle connections kept for reuse; more are opened under load and closed afterwards.
-const MAX_IDLE_CONNECTIONS: usize = 16;
 /// Version bodies kept in memory (a few KiB each).
 const MAX_CACHED_BODIES: usize = 4096;
 
@@ -61,7 +58,7 @@ const CACHE_NONE: &str = "no-cache";
 
 /// Everything the server needs, validated by the command layer.
 pub struct Settings {
-    pub db: PathBuf,
+    pub store: Arc<dyn Store>,
     /// None: no authentication (the command layer allows that on loopback only).
     pub tokens: Option<Tokens>,
     /// Which tags are protected.
@@ -259,8 +256,7 @@ type ApiResult<T = Response> = Result<T, ApiError>;
 
 /// State shared by every request.
 struct Shared {
-    db: PathBuf,
-    idle: Mutex<Vec<Store>>,
+    store: Arc<dyn Store>,
     tokens: Option<Tokens>,
     config: Config,
     /// Response bodies of versions by version id. Versions are immutable, so an entry never goes
@@ -283,11 +279,11 @@ enum Lookup {
 }
 
 impl Shared {
-    /// Runs `work` on a blocking thread: SQLite calls block, and a write may wait on the busy
+    /// Runs `work` on a blocking thread: store calls block, and a write may wait on the busy
     /// timeout while the CLI holds the write lock.
     async fn with_store<T, F>(self: &Arc<Self>, work: F) -> ApiResult<T>
     where
-        F: FnOnce(&mut Store) -> ApiResult<T> + Send + 'static,
+        F: FnOnce(&dyn Store) -> ApiResult<T> + Send + 'static,
         T: Send + 'static,
     {
         let shared = Arc::clone(self);
@@ -296,21 +292,11 @@ impl Shared {
             .map_err(|e| ApiError::internal(format!("request worker failed: {e}")))?
     }
 
-    /// Runs `work` right here with a pooled connection. Async handlers call it only for short
-    /// indexed reads: in WAL mode a reader does not wait for writers, so such a read takes
-    /// microseconds, and a blocking thread would cost two thread switches on the hottest route.
-    fn read_now<T>(&self, work: impl FnOnce(&mut Store) -> ApiResult<T>) -> ApiResult<T> {
-        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut store = match pooled {
-            Some(store) => store,
-            None => Store::open(&self.db)?,
-        };
-        let result = work(&mut store);
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < MAX_IDLE_CONNECTIONS {
-            idle.push(store);
-        }
-        result
+    /// Runs `work` right here. Async handlers call it only for short indexed reads: in WAL mode
+    /// a reader does not wait for writers, so such a read takes microseconds, and a blocking
+    /// thread would cost two thread switches on the hottest route.
+    fn read_now<T>(&self, work: impl FnOnce(&dyn Store) -> ApiResult<T>) -> ApiResult<T> {
+        work(&*self.store)
     }
 
     fn cached_body(&self, id: &str) -> Option<VersionBody> {
@@ -359,13 +345,11 @@ impl Shared {
     }
 }
 
-/// The application: every route, the auth layer and the body limit. Opens the store once (so a
-/// store that cannot be opened fails here, before the server binds) and keeps that connection.
-pub fn router(settings: Settings) -> Result<Router, StoreError> {
-    let first = Store::open(&settings.db)?;
+/// The application: every route, the auth layer and the body limit, over the store the caller
+/// opened (so a store that cannot be opened fails before the server binds).
+pub fn router(settings: Settings) -> Router {
     let shared = Arc::new(Shared {
-        db: settings.db,
-        idle: Mutex::new(vec![first]),
+        store: settings.store,
         tokens: settings.tokens,
         config: settings.config,
         bodies: Mutex::new(HashMap::new()),
@@ -390,13 +374,13 @@ pub fn router(settings: Settings) -> Result<Router, StoreError> {
             Arc::clone(&shared),
             authenticate,
         ));
-    Ok(Router::new()
+    Router::new()
         // Open to liveness probes, which carry no token; it tells nothing about the prompts.
         .route("/healthz", get(healthz))
         .merge(api)
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(settings.body_limit))
-        .with_state(shared))
+        .with_state(shared)
 }
 
 /// Serves on an already-bound listener until `shutdown` resolves.
@@ -688,7 +672,7 @@ impl From<StoreError> for AppendError {
 
 /// Phoenix's POST /v1/prompts appends a version to an existing prompt and creates a missing one.
 fn create_or_append(
-    store: &mut Store,
+    store: &dyn Store,
     body: &wire::CreatePromptBody,
     author: &str,
 ) -> ApiResult<PromptVersion> {
@@ -697,7 +681,8 @@ fn create_or_append(
     // Prompts are never deleted, so when a concurrent writer creates the prompt between the
     // two attempts below, the second append succeeds.
     for _ in 0..2 {
-        let appended = store.append_version(
+        let appended = crate::store::append_version(
+            store,
             name,
             |latest| wire::new_version(body, Some(latest), author).map_err(AppendError::Invalid),
             &[],
@@ -845,15 +830,19 @@ async fn list_version_tags(
     Ok(page(items, next))
 }
 
-/// The refusal for a protected tag changed without force.
-fn protected(tag: &str, action: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        format!(
-            "tag '{tag}' is protected: {action} it with ?force=true (or X-Runner-Force: true); \
-             a forced change is recorded in the tag history"
+/// A store error as the API answers it; the refusal of a protected tag changed without force
+/// says how to force it over HTTP.
+fn protected_or(e: StoreError, tag: &str, action: &str) -> ApiError {
+    match e {
+        StoreError::ProtectedTag { .. } => ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "tag '{tag}' is protected: {action} it with ?force=true (or X-Runner-Force: true); \
+                 a forced change is recorded in the tag history"
+            ),
         ),
-    )
+        other => other.into(),
+    }
 }
 
 async fn add_version_tag(
@@ -870,26 +859,24 @@ async fn add_version_tag(
     check_name(NameKind::Tag, &tag.name).map_err(|reason| {
         ApiError::unprocessable(format!("name: invalid tag name '{}': {reason}", tag.name))
     })?;
-    let is_protected = shared.config.is_protected(&tag.name);
+    let policy = shared.config.tag_policy();
     shared
         .with_store(move |store| {
-            store
+            let version = store
                 .version_by_id(&id)?
                 .ok_or_else(|| unknown_version(&id))?;
-            // A tag already at this version is left alone without the check: nothing changes.
-            store.set_tag_checked(&id, &tag.name, |_, _| {
-                if is_protected && !force {
-                    return Err(protected(&tag.name, "set or move"));
-                }
-                Ok(TagChange {
-                    actor: caller.actor,
-                    message: tag.description.clone(),
-                    forced: is_protected,
-                    evidence: None,
-                    // Checked by this closure, inside the write transaction.
-                    protected: Vec::new(),
-                })
-            })?;
+            // The one tag policy, checked inside the write: creating a protected tag displaces
+            // nothing; moving one needs force. A tag already at this version is left alone.
+            let change = TagChange {
+                actor: caller.actor,
+                message: tag.description.clone(),
+                force,
+                policy,
+                ..TagChange::default()
+            };
+            store
+                .set_tag(&version.prompt, &tag.name, &VersionRef::Id(id), &change)
+                .map_err(|e| protected_or(e, &tag.name, "move"))?;
             Ok(())
         })
         .await?;
@@ -905,25 +892,31 @@ async fn delete_version_tag(
 ) -> ApiResult {
     let (id, tag) = path(names)?;
     let force = force_requested(&query(params)?, &headers)?;
-    let is_protected = shared.config.is_protected(&tag);
+    let policy = shared.config.tag_policy();
     shared
         .with_store(move |store| {
-            store
+            let version = store
                 .version_by_id(&id)?
                 .ok_or_else(|| unknown_version(&id))?;
-            store.delete_tag_checked(&id, &tag, |_| {
-                if is_protected && !force {
-                    return Err(protected(&tag, "delete"));
+            // Only while the tag points at this version: a client that saw it here must not
+            // delete it after it moved elsewhere.
+            let change = TagChange {
+                actor: caller.actor,
+                force,
+                policy,
+                expect: Expect::At(id.clone()),
+                ..TagChange::default()
+            };
+            match store.delete_tag(&version.prompt, &tag, &change) {
+                Ok(_) => Ok(()),
+                Err(StoreError::UnknownTag { .. } | StoreError::TagMoved { .. }) => {
+                    Err(ApiError::not_found(format!(
+                        "prompt '{}' has no tag '{tag}' on version id {id}",
+                        version.prompt
+                    )))
                 }
-                Ok(TagChange {
-                    actor: caller.actor,
-                    message: None,
-                    forced: is_protected,
-                    evidence: None,
-                    // Checked by this closure, inside the write transaction.
-                    protected: Vec::new(),
-                })
-            })
+                Err(e) => Err(protected_or(e, &tag, "delete")),
+            }
         })
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())

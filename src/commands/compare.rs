@@ -8,7 +8,7 @@ use crate::error::{Error, Result, exit};
 use crate::gate::{self, Policy, Verdict};
 use crate::model::{Experiment, TagAction, VersionRef};
 use crate::report;
-use crate::store::TagChange;
+use crate::store::{Expect, TagChange, TagOutcome};
 use serde_json::json;
 use std::path::Path;
 
@@ -101,8 +101,16 @@ fn comparison(
     candidate: &Experiment,
 ) -> Result<Comparison> {
     let store = ctx.store_for_reading()?;
-    let base = baseline.map(|e| store.outcomes(e)).transpose()?;
-    let cand = store.outcomes(candidate)?;
+    let outcomes = |e: &Experiment| -> Result<Vec<crate::model::RowOutcome>> {
+        let mut all = Vec::new();
+        store.visit_outcomes(e, &mut |o| {
+            all.push(o);
+            Ok(())
+        })?;
+        Ok(all)
+    };
+    let base = baseline.map(outcomes).transpose()?;
+    let cand = outcomes(candidate)?;
     Ok(compare_outcomes(
         baseline.zip(base.as_deref()),
         (candidate, &cand),
@@ -306,24 +314,25 @@ pub fn promote(args: PromoteArgs, ctx: &Context) -> Result<u8> {
             "dataset_hash": candidate.dataset.hash,
             "from_tag": args.from,
         });
+        // A promotion that passed its gate is the sanctioned way to move a protected tag; it
+        // goes ahead only while `--to` still points at the baseline the evidence is about.
         let change = TagChange {
-            actor: ctx.author.clone(),
-            message: args.message.clone(),
-            forced: false,
             evidence: Some(evidence),
-            // A promotion that passed its gate is the sanctioned way to move a protected tag.
-            protected: Vec::new(),
+            action: Some(TagAction::Promote),
+            expect: Expect::seen(baseline_version.as_ref().map(|t| t.version_id.as_str())),
+            ..ctx.guarded_change(false, args.message.clone())?
         };
-        let mut store = ctx.store()?;
-        Some(store.set_tag_if(
+        let store = ctx.store()?;
+        match store.set_tag(
             &args.prompt,
             &args.to,
             // The version the evidence is about, whatever `--from` points at by now.
-            &candidate.version_id,
-            baseline_version.as_ref().map(|t| t.version_id.as_str()),
-            TagAction::Promote,
+            &VersionRef::Id(candidate.version_id.clone()),
             &change,
-        )?)
+        )? {
+            TagOutcome::Changed(event) => Some(event),
+            TagOutcome::Unchanged(_) => None,
+        }
     } else {
         None
     };

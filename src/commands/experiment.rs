@@ -11,12 +11,13 @@ use crate::dataset;
 use crate::error::{Error, Result, exit};
 use crate::eval::{self, Evaluator};
 use crate::experiment::{self, Done, Outcome, Plan, Stop};
+use crate::model::NewExperiment;
 use crate::model::{
     Counters, DatasetRef, Experiment, ExperimentStatus, JsonObject, PromptVersion, RunSettings,
     VersionRef,
 };
 use crate::report;
-use crate::store::{NewExperiment, Store};
+use crate::store::{self, Store};
 use crate::template::CompiledTemplate;
 use serde_json::Value;
 use std::io::Write;
@@ -374,7 +375,7 @@ pub fn launch(prepared: Prepared, ctx: &Context, to: SummaryTo) -> Result<(Exper
     let client = client(&prepared.base_url, &prepared.settings)?;
     let runtime = runtime()?;
     probe(&runtime, client.base_url())?;
-    let mut store = ctx.store()?;
+    let store = ctx.store()?;
     let settings = prepared.settings.clone();
     let rows = settings
         .limit
@@ -411,7 +412,7 @@ pub fn launch(prepared: Prepared, ctx: &Context, to: SummaryTo) -> Result<(Exper
         prepared.evaluators,
         client,
     );
-    execute(runtime, plan, store, done, ctx, to, true)
+    execute(runtime, plan, store, done, to, true)
 }
 
 fn start(args: RunArgs, ctx: &Context) -> Result<u8> {
@@ -485,9 +486,8 @@ fn resume(args: ExperimentResumeArgs, ctx: &Context) -> Result<u8> {
     let client = client(&experiment.base_url, &experiment.settings)?;
     let runtime = runtime()?;
     probe(&runtime, client.base_url())?;
-    let done = Done::load(&store, &experiment)?;
-    drop(store);
-    let mut store = ctx.store()?;
+    let done = Done::load(&*store, &experiment)?;
+    let store = ctx.store()?;
     store.reopen_experiment(&experiment.id)?;
     let plan = plan(experiment, version, template, &path, evaluators, client);
     execute(
@@ -495,7 +495,6 @@ fn resume(args: ExperimentResumeArgs, ctx: &Context) -> Result<u8> {
         plan,
         store,
         done,
-        ctx,
         SummaryTo::Stdout { json: args.json },
         false,
     )
@@ -506,9 +505,8 @@ fn resume(args: ExperimentResumeArgs, ctx: &Context) -> Result<u8> {
 fn execute(
     runtime: tokio::runtime::Runtime,
     plan: Plan,
-    mut store: Store,
+    store: Arc<dyn Store>,
     done: Done,
-    ctx: &Context,
     to: SummaryTo,
     fresh: bool,
 ) -> Result<(Experiment, u8)> {
@@ -517,14 +515,32 @@ fn execute(
     let already = planned.saturating_sub(remaining(&plan, &done));
     let counters = Arc::new(Counters::default());
     let progress = report::Progress::start(&id, planned, already, counters.clone());
-    let outcome: std::result::Result<Outcome, experiment::RunError> = runtime
-        .block_on(async { experiment::run(plan, &ctx.db, done, counters, interrupted()).await });
+    let outcome: std::result::Result<Outcome, experiment::RunError> = runtime.block_on(async {
+        experiment::run(
+            plan,
+            store.clone(),
+            store.clone(),
+            done,
+            counters,
+            interrupted(),
+        )
+        .await
+    });
     progress.finish();
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(experiment::RunError::Dataset(e)) => {
             let _ = store.finish_experiment(&id, ExperimentStatus::Failed, 0);
             return Err(dataset_error(e));
+        }
+        Err(experiment::RunError::Writer(message)) => {
+            let _ = store.finish_experiment(&id, ExperimentStatus::Failed, 0);
+            return Err(Error::operational(format!(
+                "experiment {id} stopped: the result writer failed: {message}"
+            ))
+            .with_hint(format!(
+                "the results stored so far are kept; `runner experiment resume {id}` runs the rest"
+            )));
         }
         Err(experiment::RunError::Store(e)) => {
             let _ = store.finish_experiment(&id, ExperimentStatus::Failed, 0);
@@ -662,7 +678,7 @@ fn show(args: ExperimentShowArgs, ctx: &Context) -> Result<()> {
     let experiment = store.experiment(&args.id)?;
     let summary = store.summary(&experiment)?;
     if let Some(path) = &args.csv {
-        write_csv(&store, &experiment, path)?;
+        write_csv(&*store, &experiment, path)?;
         eprintln!("wrote {} rows to {}", summary.results, path.display());
     }
     let mut stdout = std::io::stdout().lock();
@@ -677,7 +693,7 @@ fn show(args: ExperimentShowArgs, ctx: &Context) -> Result<()> {
         let open = text.strip_suffix('}').unwrap_or(&text);
         write!(stdout, "{open},\"rows\":[").map_err(write_error)?;
         let mut first = true;
-        store.visit_results(&experiment.id, |result| {
+        store::visit_results(&*store, &experiment.id, |result| -> Result<()> {
             let line = serde_json::to_string(&result).unwrap_or_default();
             let sep = if first { "\n" } else { ",\n" };
             first = false;
@@ -690,7 +706,7 @@ fn show(args: ExperimentShowArgs, ctx: &Context) -> Result<()> {
     out(&report::experiment_summary(&experiment, &summary, None));
     if args.rows {
         let mut rows = Vec::new();
-        store.visit_results(&experiment.id, |result| {
+        store::visit_results(&*store, &experiment.id, |result| -> Result<()> {
             rows.push(report::result_row(&experiment, &result));
             Ok(())
         })?;
@@ -699,7 +715,7 @@ fn show(args: ExperimentShowArgs, ctx: &Context) -> Result<()> {
     Ok(())
 }
 
-fn write_csv(store: &Store, experiment: &Experiment, path: &Path) -> Result<()> {
+fn write_csv(store: &dyn Store, experiment: &Experiment, path: &Path) -> Result<()> {
     let fail = |e: &dyn std::fmt::Display| {
         Error::operational(format!("cannot write {}: {e}", path.display()))
     };
@@ -730,7 +746,7 @@ fn write_csv(store: &Store, experiment: &Experiment, path: &Path) -> Result<()> 
         header.push(format!("{name}.reason"));
     }
     writer.write_record(&header).map_err(|e| fail(&e))?;
-    store.visit_results(&experiment.id, |r| {
+    store::visit_results(store, &experiment.id, |r| -> Result<()> {
         let opt = |v: Option<String>| v.unwrap_or_default();
         let mut record = vec![
             r.row_index.to_string(),
@@ -759,9 +775,7 @@ fn write_csv(store: &Store, experiment: &Experiment, path: &Path) -> Result<()> 
                 None => record.extend([String::new(), String::new(), String::new()]),
             }
         }
-        writer
-            .write_record(&record)
-            .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))
+        writer.write_record(&record).map_err(|e| fail(&e))
     })?;
     writer.flush().map_err(|e| fail(&e))?;
     Ok(())

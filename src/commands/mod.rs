@@ -13,10 +13,11 @@ use crate::cli::{Cli, Command, VersionSelector};
 use crate::config::Config;
 use crate::error::{Error, Result, exit};
 use crate::model::{JsonObject, NameKind, VersionRef, check_name};
-use crate::store::{Store, TagChange};
+use crate::store::{self, Store, TagChange};
 use serde_json::Value;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// What every command needs besides its own arguments.
 pub struct Context {
@@ -24,6 +25,8 @@ pub struct Context {
     pub author: String,
     config_path: Option<PathBuf>,
     config: std::cell::OnceCell<Config>,
+    /// The store, opened once on first use and shared by everything the command does.
+    store: std::cell::OnceCell<Arc<dyn Store>>,
     /// Datasets already read by this command: compare and promote prepare two sides over one
     /// file, which is read and hashed once.
     scans: std::cell::RefCell<Vec<(PathBuf, crate::dataset::DatasetInfo)>>,
@@ -57,14 +60,23 @@ impl Context {
         Ok(info)
     }
 
-    /// The store, created and migrated if needed.
-    pub fn store(&self) -> Result<Store> {
-        Ok(Store::open(&self.db)?)
+    /// The store, created and migrated if needed; opened once per command.
+    pub fn store(&self) -> Result<Arc<dyn Store>> {
+        if let Some(store) = self.store.get() {
+            return Ok(store.clone());
+        }
+        let opened = store::open(&self.db)?;
+        Ok(self.store.get_or_init(|| opened).clone())
     }
 
-    /// The store for a command that only reads: a missing file is an empty store, not a new file.
-    pub fn store_for_reading(&self) -> Result<Store> {
-        Ok(Store::open_for_reading(&self.db)?)
+    /// The store for reading: a store that does not exist yet reads as an empty one and is not
+    /// created, so a read command never leaves a file behind.
+    pub fn store_for_reading(&self) -> Result<Arc<dyn Store>> {
+        if self.store.get().is_some() || self.db.exists() {
+            self.store()
+        } else {
+            Ok(store::open_in_memory()?)
+        }
     }
 
     pub fn tag_change(&self, message: Option<String>) -> TagChange {
@@ -75,12 +87,12 @@ impl Context {
         }
     }
 
-    /// A tag change under the protected-tag rule; the store checks it inside the write
-    /// transaction, and records a forced change of a protected tag as forced.
+    /// A tag change under the tag policy; the store checks it inside the write transaction,
+    /// and records a forced change of a protected tag as forced.
     pub fn guarded_change(&self, force: bool, message: Option<String>) -> Result<TagChange> {
         Ok(TagChange {
-            forced: force,
-            protected: self.config()?.protected(),
+            force,
+            policy: self.config()?.tag_policy(),
             ..self.tag_change(message)
         })
     }
@@ -99,6 +111,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         author,
         config_path: cli.config,
         config: std::cell::OnceCell::new(),
+        store: std::cell::OnceCell::new(),
         scans: std::cell::RefCell::default(),
     };
     match cli.command {

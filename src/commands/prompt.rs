@@ -115,7 +115,7 @@ fn create(args: CreateArgs, ctx: &Context) -> Result<()> {
     let given = read_given(args.version)?;
     let version = build(&given, None, &ctx.author)?;
     let change = tag_change(&given, ctx)?;
-    let mut store = ctx.store()?;
+    let store = ctx.store()?;
     let created = store.create_prompt(&args.name, version, &given.options.tags, &change)?;
     out(&report::version_created(
         "created",
@@ -129,8 +129,9 @@ fn update(args: UpdateArgs, ctx: &Context) -> Result<()> {
     check_prompt_name(&args.name)?;
     let given = read_given(args.version)?;
     let change = tag_change(&given, ctx)?;
-    let mut store = ctx.store()?;
-    let created = store.append_version(
+    let store = ctx.store()?;
+    let created = crate::store::append_version(
+        &*store,
         &args.name,
         |latest| build(&given, Some(latest), &ctx.author),
         &given.options.tags,

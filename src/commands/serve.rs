@@ -29,12 +29,12 @@ pub fn run(args: ServeArgs, ctx: &Context) -> Result<u8> {
         ),
     };
     let settings = Settings {
-        db: ctx.db.clone(),
+        store: ctx.store()?,
         tokens,
         config: ctx.config()?.clone(),
         body_limit: serve::DEFAULT_BODY_LIMIT,
     };
-    let app = serve::router(settings)?;
+    let app = serve::router(settings);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -34,7 +34,7 @@ fn set(args: TagSetArgs, ctx: &Context) -> Result<()> {
         }
     };
     let change = ctx.guarded_change(args.force, args.message)?;
-    let mut store = ctx.store()?;
+    let store = ctx.store()?;
     let outcome = store.set_tag(&args.name, &args.tag, &target, &change)?;
     out(&match outcome {
         TagOutcome::Changed(event) => report::tag_event_line(&event),
@@ -62,7 +62,7 @@ fn delete(args: TagDeleteArgs, ctx: &Context) -> Result<()> {
     check_prompt_name(&args.name)?;
     check_tag_name(&args.tag)?;
     let change = ctx.guarded_change(args.force, args.message)?;
-    let mut store = ctx.store()?;
+    let store = ctx.store()?;
     let event = store.delete_tag(&args.name, &args.tag, &change)?;
     out(&report::tag_event_line(&event));
     Ok(())
@@ -87,7 +87,7 @@ pub fn rollback(args: RollbackArgs, ctx: &Context) -> Result<()> {
     check_prompt_name(&args.name)?;
     check_tag_name(&args.tag)?;
     let change = ctx.guarded_change(args.force, args.message)?;
-    let mut store = ctx.store()?;
+    let store = ctx.store()?;
     let event = store.rollback_tag(&args.name, &args.tag, &change)?;
     out(&report::tag_event_line(&event));
     Ok(())

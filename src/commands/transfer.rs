@@ -204,7 +204,7 @@ pub fn import(args: ImportArgs, ctx: &Context) -> Result<()> {
         .iter()
         .map(|folder| read_archive(folder))
         .collect::<Result<Vec<_>>>()?;
-    let mut store = ctx.store()?;
+    let store = ctx.store()?;
     store.import(&archives)?;
     let versions: usize = archives.iter().map(|a| a.versions.len()).sum();
     out(&format!(

@@ -1,10 +1,10 @@
 //! Renderers: pure functions from results to text tables or JSON values.
 
+use crate::model::Summary;
 use crate::model::{
     Experiment, Message, Prompt, PromptVersion, ResultStatus, RunResult, Tag, TagAction, TagEvent,
     Template,
 };
-use crate::store::Summary;
 use comfy_table::{Table, presets};
 
 mod comparison;

@@ -1,30 +1,25 @@
-//! The store: the only user of SQL. Schema migrations, every read and write, transactions.
+//! The store interface: what runner keeps (prompts, versions, tags and their history;
+//! experiments, results and the response cache) as traits, and `open`, which picks a backend
+//! from the form of `--db`. Nothing above this module names a backend.
+//!
+//! Every guarantee lives in the backend's own transactions and constraints: versions numbered
+//! without gaps under concurrent writers, the tag policy checked inside the tag write, a
+//! successful result never overwritten.
 
 use crate::model::{
-    JsonObject, Message, NewVersion, Prompt, PromptArchive, PromptVersion, Tag, TagAction,
-    TagEvent, Template, TemplateFormat, TemplateType, VersionRef, content_hash,
-};
-use rusqlite::{
-    Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+    CachedResponse, Experiment, ExperimentStatus, NewExperiment, NewVersion, Prompt, PromptArchive,
+    PromptVersion, RowOutcome, RunResult, Summary, Tag, TagAction, TagEvent, VersionRef,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
 
-mod experiments;
-mod serve_queries;
-pub use experiments::{CachedResponse, EvaluatorSummary, NewExperiment, Summary};
+pub mod sqlite;
 
-/// Numbered migrations; the schema version is `PRAGMA user_version` = number applied.
-const MIGRATIONS: &[&str] = &[
-    include_str!("migrations/0001_prompt_store.sql"),
-    include_str!("migrations/0002_experiments.sql"),
-    include_str!("migrations/0003_experiment_fingerprint.sql"),
-    include_str!("migrations/0004_latency_index.sql"),
-];
+pub use sqlite::SqliteStore;
 
-/// Long enough for a burst of concurrent CLI writers to queue behind each other.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// A failure inside the backend (a driver error), kept as the cause of a `StoreError`.
+pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -57,7 +52,7 @@ pub enum StoreError {
         "tag '{tag}' of prompt '{prompt}' moved while the gate was being evaluated; nothing was changed"
     )]
     TagMoved { prompt: String, tag: String },
-    #[error("tag '{tag}' is protected: it moves through `runner promote`, or with --force")]
+    #[error("tag '{tag}' is protected: it moves through `runner promote`, or with force")]
     ProtectedTag { prompt: String, tag: String },
     #[error("unknown experiment '{id}'")]
     UnknownExperiment { id: String },
@@ -65,26 +60,17 @@ pub enum StoreError {
     AmbiguousExperiment { id: String },
     #[error("the store holds data this runner cannot read: {0}")]
     Corrupt(String),
-    #[error("store error: {0}")]
-    Sqlite(rusqlite::Error),
-}
-
-impl From<rusqlite::Error> for StoreError {
-    /// A damaged file can surface in any statement, not only at open: it gets its own kind, and
-    /// so its own hint.
-    fn from(e: rusqlite::Error) -> StoreError {
-        match e.sqlite_error_code() {
-            Some(ErrorCode::DatabaseCorrupt) => StoreError::Damaged {
-                reason: e.to_string(),
-            },
-            _ => StoreError::Sqlite(e),
-        }
-    }
+    /// The caller's callback (a version builder, a result visitor) stopped the operation; the
+    /// caller holds the reason. Nothing was written.
+    #[error("the operation was abandoned by its caller")]
+    Abandoned,
+    #[error("the store failed")]
+    Backend(#[source] BackendError),
 }
 
 impl StoreError {
-    /// True when the caller named something that is not there (exit 2), false when the store
-    /// itself failed (exit 3).
+    /// True when the caller named something that is not there or asked for something the rules
+    /// refuse (exit 2), false when the store itself failed (exit 3).
     pub fn is_invalid_input(&self) -> bool {
         matches!(
             self,
@@ -102,18 +88,90 @@ impl StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// The rule every tag write obeys, whoever asks (CLI, HTTP, UI): a protected tag may be created
+/// (that displaces nothing) but is moved, rolled back or deleted only by a promotion that passed
+/// its gate, or by a forced change, which the history records as forced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TagPolicy {
+    pub protected: Vec<String>,
+}
+
+impl TagPolicy {
+    pub fn new(protected: Vec<String>) -> TagPolicy {
+        TagPolicy { protected }
+    }
+
+    pub fn is_protected(&self, tag: &str) -> bool {
+        self.protected.iter().any(|t| t == tag)
+    }
+
+    /// Decides a change of `tag`, which points at `current` (a version id) or does not exist.
+    /// Returns whether the change is recorded as forced, or the refusal.
+    pub fn check(
+        &self,
+        prompt: &str,
+        tag: &str,
+        current: Option<&str>,
+        action: TagAction,
+        force: bool,
+    ) -> Result<bool> {
+        let displaces = current.is_some() && self.is_protected(tag);
+        if !displaces || action == TagAction::Promote {
+            return Ok(false);
+        }
+        if force {
+            Ok(true)
+        } else {
+            Err(StoreError::ProtectedTag {
+                prompt: prompt.into(),
+                tag: tag.into(),
+            })
+        }
+    }
+}
+
+/// Where the tag must point for a change to go ahead, checked inside the write transaction.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Expect {
+    /// Wherever it points.
+    #[default]
+    Any,
+    /// The tag does not exist.
+    Absent,
+    /// The tag points at this version id.
+    At(String),
+}
+
+impl Expect {
+    /// The expectation that the tag is still where it was seen (`None`: nowhere).
+    pub fn seen(version_id: Option<&str>) -> Expect {
+        match version_id {
+            Some(id) => Expect::At(id.to_string()),
+            None => Expect::Absent,
+        }
+    }
+
+    pub fn holds(&self, current: Option<&str>) -> bool {
+        match self {
+            Expect::Any => true,
+            Expect::Absent => current.is_none(),
+            Expect::At(id) => current == Some(id.as_str()),
+        }
+    }
+}
+
 /// Who changes a tag, why, and under which rule.
 #[derive(Debug, Clone, Default)]
 pub struct TagChange {
     pub actor: String,
     pub message: Option<String>,
-    /// The caller forces the change. With `protected` given, it is recorded as forced only when
-    /// it displaced a protected tag.
-    pub forced: bool,
+    /// The caller asks to override the tag policy.
+    pub force: bool,
     pub evidence: Option<serde_json::Value>,
-    /// Tags that an unforced change may create but not move or delete. Checked inside the
-    /// write transaction, so two writers cannot race past it.
-    pub protected: Vec<String>,
+    pub policy: TagPolicy,
+    /// What the history records (a promotion); None: set, move, delete or rollback by its kind.
+    pub action: Option<TagAction>,
+    pub expect: Expect,
 }
 
 /// What a tag write did.
@@ -124,766 +182,259 @@ pub enum TagOutcome {
     Changed(TagEvent),
 }
 
-pub struct Store {
-    conn: Connection,
-}
+/// A version builder: sees the latest version inside the write transaction.
+pub type BuildVersion<'a> = dyn FnMut(&PromptVersion) -> Result<NewVersion> + 'a;
 
-const VERSION_COLUMNS: &str = "v.id, p.name, v.seq, v.template_type, v.format, v.template, \
-     v.model, v.params, v.metadata, v.description, v.message, v.author, v.content_hash, v.created_at";
-
-const EVENT_COLUMNS: &str = "e.id, p.name, e.tag, e.action, e.from_version_id, fv.seq, \
-     e.to_version_id, tv.seq, e.actor, e.message, e.at, e.forced, e.evidence";
-
-const EVENT_JOINS: &str = "FROM tag_events e JOIN prompts p ON p.id = e.prompt_id \
-     LEFT JOIN prompt_versions fv ON fv.id = e.from_version_id \
-     LEFT JOIN prompt_versions tv ON tv.id = e.to_version_id";
-
-impl Store {
-    /// Opens (creating if needed) the store at `path` and brings its schema to the newest version.
-    pub fn open(path: &Path) -> Result<Store> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
-            && !parent.is_dir()
-        {
-            return Err(StoreError::Open {
-                path: path.to_path_buf(),
-                reason: format!("directory {} does not exist", parent.display()),
-            });
-        }
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| open_error(path, e))?;
-        Self::prepare(conn, path)
-    }
-
-    /// Opens the store for reading: a missing file reads as an empty store and is not created,
-    /// so a read command never leaves a file behind.
-    pub fn open_for_reading(path: &Path) -> Result<Store> {
-        if path.exists() {
-            Self::open(path)
-        } else {
-            Self::open_in_memory()
-        }
-    }
-
-    /// An empty store in memory (tests, and reads of a store that does not exist yet).
-    pub fn open_in_memory() -> Result<Store> {
-        let conn = Connection::open_in_memory()?;
-        Self::prepare(conn, Path::new(":memory:"))
-    }
-
-    fn prepare(mut conn: Connection, path: &Path) -> Result<Store> {
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        // The schema version is checked before anything can write to the file, so a store from
-        // a newer runner (or a file that is not a store) is refused untouched.
-        let found = schema_version(&conn, path)?;
-        if found > Self::latest_schema_version() {
-            return Err(StoreError::NewerSchema {
-                path: path.to_path_buf(),
-                found,
-                supported: Self::latest_schema_version(),
-            });
-        }
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(|e| open_error(path, e))?;
-        // In-memory databases answer "memory"; every file store runs in WAL.
-        debug_assert!(mode == "wal" || mode == "memory");
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        if found < Self::latest_schema_version() {
-            migrate(&mut conn, path)?;
-        }
-        Ok(Store { conn })
-    }
-
-    /// The schema version this store is at.
-    pub fn schema_version(&self) -> Result<i64> {
-        Ok(self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
-    }
-
-    /// The newest schema version this build knows.
-    pub fn latest_schema_version() -> i64 {
-        MIGRATIONS.len() as i64
-    }
-
+/// Prompts, their immutable versions, movable tags and the append-only history of tag moves.
+pub trait PromptStore: Send + Sync {
     /// Creates a prompt with its first version and the given tags, in one transaction.
-    pub fn create_prompt(
-        &mut self,
+    fn create_prompt(
+        &self,
         name: &str,
         version: NewVersion,
         tags: &[String],
         change: &TagChange,
-    ) -> Result<PromptVersion> {
-        let tx = self.immediate()?;
-        if prompt_id(&tx, name)?.is_some() {
-            return Err(StoreError::PromptExists { name: name.into() });
-        }
-        let now = now();
-        tx.execute(
-            "INSERT INTO prompts (name, created_at) VALUES (?1, ?2)",
-            params![name, now],
-        )?;
-        let pid = tx.last_insert_rowid();
-        let created = insert_version(&tx, pid, name, 1, version, &now)?;
-        for tag in tags {
-            write_tag(&tx, pid, name, tag, Some(&created.id), None, change)?;
-        }
-        tx.commit()?;
-        Ok(created)
+    ) -> Result<PromptVersion>;
+
+    /// Appends the version `build` makes from the latest one, numbered next inside one write
+    /// transaction. See `append_version` for a builder with its own error type.
+    fn append_version_with(
+        &self,
+        name: &str,
+        build: &mut BuildVersion<'_>,
+        tags: &[String],
+        change: &TagChange,
+    ) -> Result<PromptVersion>;
+
+    /// One version, by number, id, tag or as the latest.
+    fn version(&self, name: &str, reference: &VersionRef) -> Result<PromptVersion>;
+
+    /// One version by its stable id, whichever prompt it belongs to.
+    fn version_by_id(&self, id: &str) -> Result<Option<PromptVersion>>;
+
+    /// Every version of a prompt, newest first.
+    fn versions(&self, name: &str) -> Result<Vec<PromptVersion>>;
+
+    /// At most `limit` prompts by name from `from` (inclusive), each with its latest version.
+    fn prompts_page(
+        &self,
+        from: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(Prompt, PromptVersion)>>;
+
+    /// The tags of a prompt, by name.
+    fn tags(&self, name: &str) -> Result<Vec<Tag>>;
+
+    /// The tag as it is now, if it exists.
+    fn tag(&self, name: &str, tag: &str) -> Result<Option<Tag>>;
+
+    /// The id and content hash of the version `tag` points at, in one indexed read.
+    fn tag_target(&self, name: &str, tag: &str) -> Result<(String, String)>;
+
+    /// The id and content hash of the latest version of a prompt.
+    fn latest_target(&self, name: &str) -> Result<(String, String)>;
+
+    /// The tags pointing at one version, each with the message of the change that put it there.
+    fn version_tags(&self, version_id: &str) -> Result<Vec<(Tag, Option<String>)>>;
+
+    /// The tags of a prompt, each with the message of the change that put it there.
+    fn prompt_tags(&self, name: &str) -> Result<Vec<(Tag, Option<String>)>>;
+
+    /// Points `tag` at a version (creating or moving it) under `change`'s policy and
+    /// expectation, and records the change. A tag already there is left alone.
+    fn set_tag(
+        &self,
+        name: &str,
+        tag: &str,
+        target: &VersionRef,
+        change: &TagChange,
+    ) -> Result<TagOutcome>;
+
+    /// Removes a tag and records the deletion.
+    fn delete_tag(&self, name: &str, tag: &str, change: &TagChange) -> Result<TagEvent>;
+
+    /// Points `tag` back at the version it pointed at before its last change (which undoes a
+    /// delete too), and records the rollback.
+    fn rollback_tag(&self, name: &str, tag: &str, change: &TagChange) -> Result<TagEvent>;
+
+    /// The tag history of a prompt (of one tag when given), oldest first.
+    fn history(&self, name: &str, tag: Option<&str>) -> Result<Vec<TagEvent>>;
+
+    /// Everything about one prompt, for export.
+    fn archive(&self, name: &str) -> Result<PromptArchive>;
+
+    /// Writes whole prompts back exactly as archived, all or none.
+    fn import(&self, archives: &[PromptArchive]) -> Result<()>;
+
+    /// Every prompt, by name, with its latest version.
+    fn prompts(&self) -> Result<Vec<(Prompt, PromptVersion)>> {
+        self.prompts_page(None, usize::MAX)
     }
 
-    /// Appends a version built from the latest one, inside one write transaction so that the
-    /// sequence number is the next one even with many writers at once.
-    pub fn append_version<F, E>(
-        &mut self,
+    /// `append_version_with` for a builder with its own error type (see `append_version`).
+    fn append_version<F, E>(
+        &self,
         name: &str,
         build: F,
         tags: &[String],
         change: &TagChange,
     ) -> Result<PromptVersion, E>
     where
+        Self: Sized,
         F: FnOnce(&PromptVersion) -> Result<NewVersion, E>,
         E: From<StoreError>,
     {
-        let tx = self.immediate()?;
-        let pid = require_prompt(&tx, name)?;
-        let latest = resolve(&tx, pid, name, &VersionRef::Latest)?;
-        let version = build(&latest)?;
-        let created = insert_version(&tx, pid, name, latest.seq + 1, version, &now())?;
-        for tag in tags {
-            write_tag(&tx, pid, name, tag, Some(&created.id), None, change)?;
-        }
-        tx.commit().map_err(StoreError::from)?;
-        Ok(created)
-    }
-
-    /// One version, by number, id, tag or as the latest.
-    pub fn version(&self, name: &str, reference: &VersionRef) -> Result<PromptVersion> {
-        let pid = require_prompt(&self.conn, name)?;
-        resolve(&self.conn, pid, name, reference)
-    }
-
-    /// Every version of a prompt, newest first.
-    pub fn versions(&self, name: &str) -> Result<Vec<PromptVersion>> {
-        let pid = require_prompt(&self.conn, name)?;
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {VERSION_COLUMNS} FROM prompt_versions v JOIN prompts p ON p.id = v.prompt_id \
-             WHERE v.prompt_id = ?1 ORDER BY v.seq DESC"
-        ))?;
-        let rows = stmt.query_map([pid], version_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Every prompt, by name, with its latest version's description and its tags.
-    pub fn prompts(&self) -> Result<Vec<(Prompt, PromptVersion)>> {
-        self.prompts_page(None, usize::MAX)
-    }
-
-    /// The tags of a prompt, by name.
-    pub fn tags(&self, name: &str) -> Result<Vec<Tag>> {
-        let pid = require_prompt(&self.conn, name)?;
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT p.name, t.name, t.version_id, v.seq, t.updated_at, t.updated_by \
-             FROM tags t JOIN prompts p ON p.id = t.prompt_id \
-             JOIN prompt_versions v ON v.id = t.version_id \
-             WHERE t.prompt_id = ?1 ORDER BY t.name",
-        )?;
-        let rows = stmt.query_map([pid], tag_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        append_version(self, name, build, tags, change)
     }
 
     /// Tag names by version id, for listings.
-    pub fn tags_by_version(&self, name: &str) -> Result<BTreeMap<String, Vec<String>>> {
+    fn tags_by_version(&self, name: &str) -> Result<BTreeMap<String, Vec<String>>> {
         let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for tag in self.tags(name)? {
             map.entry(tag.version_id).or_default().push(tag.name);
         }
         Ok(map)
     }
+}
 
-    /// Points `tag` at a version (creating or moving it) and records the change.
-    pub fn set_tag(
-        &mut self,
-        name: &str,
-        tag: &str,
-        target: &VersionRef,
-        change: &TagChange,
-    ) -> Result<TagOutcome> {
-        self.set_tag_as(name, tag, target, None, change)
-    }
+/// A result visitor; see `visit_results`.
+pub type VisitResult<'a> = dyn FnMut(RunResult) -> Result<()> + 'a;
 
-    /// As `set_tag`, recording `action` (for example a promotion) instead of set / move.
-    pub fn set_tag_as(
-        &mut self,
-        name: &str,
-        tag: &str,
-        target: &VersionRef,
-        action: Option<TagAction>,
-        change: &TagChange,
-    ) -> Result<TagOutcome> {
-        let tx = self.immediate()?;
-        let pid = require_prompt(&tx, name)?;
-        let version = resolve(&tx, pid, name, target)?;
-        if let Some(current) = current_tag(&tx, pid, tag)?
-            && current.version_id == version.id
-        {
-            return Ok(TagOutcome::Unchanged(current));
-        }
-        let event = write_tag(&tx, pid, name, tag, Some(&version.id), action, change)?;
-        tx.commit()?;
-        Ok(TagOutcome::Changed(event))
-    }
+/// Experiments: their records, results read back and aggregated.
+pub trait ExperimentStore: Send + Sync {
+    fn create_experiment(&self, new: &NewExperiment) -> Result<Experiment>;
 
-    /// Moves `tag` to the version with id `to`, but only while it still points where the caller
-    /// last saw it (`expected`: a version id, or None for "does not exist"): a promotion decided
-    /// on evidence about one baseline must not overwrite a move made meanwhile.
-    pub fn set_tag_if(
-        &mut self,
-        name: &str,
-        tag: &str,
-        to: &str,
-        expected: Option<&str>,
-        action: TagAction,
-        change: &TagChange,
-    ) -> Result<TagEvent> {
-        let tx = self.immediate()?;
-        let pid = require_prompt(&tx, name)?;
-        let version = resolve(&tx, pid, name, &VersionRef::Id(to.to_string()))?;
-        let current = current_tag(&tx, pid, tag)?;
-        if current.as_ref().map(|t| t.version_id.as_str()) != expected {
-            return Err(StoreError::TagMoved {
-                prompt: name.into(),
-                tag: tag.into(),
-            });
-        }
-        let event = write_tag(&tx, pid, name, tag, Some(&version.id), Some(action), change)?;
-        tx.commit()?;
-        Ok(event)
-    }
+    /// One experiment by id, or by a unique prefix of its id.
+    fn experiment(&self, id: &str) -> Result<Experiment>;
 
-    /// The tag as it is now, if it exists.
-    pub fn tag(&self, name: &str, tag: &str) -> Result<Option<Tag>> {
-        let pid = require_prompt(&self.conn, name)?;
-        current_tag(&self.conn, pid, tag)
-    }
+    /// Experiments, newest first, of one prompt when given.
+    fn experiments(&self, prompt: Option<&str>) -> Result<Vec<Experiment>>;
 
-    /// Removes a tag and records the deletion.
-    pub fn delete_tag(&mut self, name: &str, tag: &str, change: &TagChange) -> Result<TagEvent> {
-        let tx = self.immediate()?;
-        let pid = require_prompt(&tx, name)?;
-        if current_tag(&tx, pid, tag)?.is_none() {
-            return Err(StoreError::UnknownTag {
-                prompt: name.into(),
-                tag: tag.into(),
-            });
-        }
-        let event = write_tag(&tx, pid, name, tag, None, Some(TagAction::Delete), change)?;
-        tx.commit()?;
-        Ok(event)
-    }
+    /// The newest completed experiment with this fingerprint and a result for every planned
+    /// row: only such an experiment may stand as evidence for another run of the same kind.
+    fn latest_matching(&self, fingerprint: &str) -> Result<Option<Experiment>>;
 
-    /// Points `tag` back at the version it pointed at before its last change (which undoes a
-    /// delete too), and records the rollback.
-    pub fn rollback_tag(&mut self, name: &str, tag: &str, change: &TagChange) -> Result<TagEvent> {
-        let tx = self.immediate()?;
-        let pid = require_prompt(&tx, name)?;
-        let last: Option<Option<String>> = tx
-            .query_row(
-                "SELECT from_version_id FROM tag_events WHERE prompt_id = ?1 AND tag = ?2 \
-                 ORDER BY id DESC LIMIT 1",
-                params![pid, tag],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let previous = match last {
-            None => {
-                return Err(StoreError::UnknownTag {
-                    prompt: name.into(),
-                    tag: tag.into(),
-                });
-            }
-            Some(None) => {
-                return Err(StoreError::NothingToRollBack {
-                    prompt: name.into(),
-                    tag: tag.into(),
-                });
-            }
-            Some(Some(id)) => id,
-        };
-        let event = write_tag(
-            &tx,
-            pid,
-            name,
-            tag,
-            Some(&previous),
-            Some(TagAction::Rollback),
-            change,
-        )?;
-        tx.commit()?;
-        Ok(event)
-    }
+    /// Calls `visit` with every result reduced to what a comparison needs, in row order
+    /// (row index, then repetition), one at a time.
+    fn visit_outcomes(
+        &self,
+        experiment: &Experiment,
+        visit: &mut dyn FnMut(RowOutcome) -> Result<()>,
+    ) -> Result<()>;
 
-    /// The tag history of a prompt (of one tag when given), oldest first.
-    pub fn history(&self, name: &str, tag: Option<&str>) -> Result<Vec<TagEvent>> {
-        let pid = require_prompt(&self.conn, name)?;
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {EVENT_COLUMNS} {EVENT_JOINS} \
-             WHERE e.prompt_id = ?1 AND (?2 IS NULL OR e.tag = ?2) ORDER BY e.id"
-        ))?;
-        let rows = stmt.query_map(params![pid, tag], event_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
+    /// Records where a run ended and adds its wall time.
+    fn finish_experiment(&self, id: &str, status: ExperimentStatus, wall_ms: i64) -> Result<()>;
 
-    /// Everything about one prompt, for export.
-    pub fn archive(&self, name: &str) -> Result<PromptArchive> {
-        let pid = require_prompt(&self.conn, name)?;
-        let created_at: String =
-            self.conn
-                .query_row("SELECT created_at FROM prompts WHERE id = ?1", [pid], |r| {
-                    r.get(0)
-                })?;
-        let mut versions = self.versions(name)?;
-        versions.reverse();
-        Ok(PromptArchive {
-            name: name.into(),
-            created_at,
-            versions,
-            tags: self.tags(name)?,
-            history: self.history(name, None)?,
-        })
-    }
+    /// Removes an experiment that never got a usable answer, with its results.
+    fn discard_experiment(&self, id: &str) -> Result<()>;
 
-    /// Writes whole prompts back exactly as archived (ids, numbers, times, history), all in one
-    /// transaction: either every prompt is imported or none is.
-    pub fn import(&mut self, archives: &[PromptArchive]) -> Result<()> {
-        let tx = self.immediate()?;
-        for archive in archives {
-            if prompt_id(&tx, &archive.name)?.is_some() {
-                return Err(StoreError::PromptExists {
-                    name: archive.name.clone(),
-                });
-            }
-            tx.execute(
-                "INSERT INTO prompts (name, created_at) VALUES (?1, ?2)",
-                params![archive.name, archive.created_at],
-            )?;
-            let pid = tx.last_insert_rowid();
-            for v in &archive.versions {
-                insert_version_row(&tx, pid, v)?;
-            }
-            for e in &archive.history {
-                tx.execute(
-                    "INSERT INTO tag_events (prompt_id, tag, action, from_version_id, \
-                     to_version_id, actor, message, at, forced, evidence) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                    params![
-                        pid,
-                        e.tag,
-                        e.action.as_str(),
-                        e.from_version_id,
-                        e.to_version_id,
-                        e.actor,
-                        e.message,
-                        e.at,
-                        e.forced,
-                        e.evidence.as_ref().map(|v| v.to_string()),
-                    ],
-                )?;
-            }
-            for t in &archive.tags {
-                tx.execute(
-                    "INSERT INTO tags (prompt_id, name, version_id, updated_at, updated_by) \
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![pid, t.name, t.version_id, t.updated_at, t.updated_by],
-                )?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
-    }
+    /// Marks an experiment as running again (resume).
+    fn reopen_experiment(&self, id: &str) -> Result<()>;
 
-    fn immediate(&mut self) -> Result<Transaction<'_>> {
-        // IMMEDIATE takes the write lock up front, so a read-then-write transaction never fails
-        // half-way with SQLITE_BUSY: writers queue on the busy timeout instead.
-        Ok(self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?)
+    /// Calls `visit(row_index, repetition)` for every successful result.
+    fn visit_successes(&self, id: &str, visit: &mut dyn FnMut(i64, i64)) -> Result<()>;
+
+    /// Aggregates over the stored results of one experiment.
+    fn summary(&self, experiment: &Experiment) -> Result<Summary>;
+
+    /// Streams the results of an experiment in row order, each with its scores.
+    fn visit_results(&self, id: &str, visit: &mut VisitResult<'_>) -> Result<()>;
+}
+
+/// Where a run's results go as they arrive.
+pub trait ResultSink: Send + Sync {
+    /// Writes a batch of results, their scores and new cache entries in one transaction. An
+    /// errored result may be replaced by a later attempt; a successful one never is.
+    fn write_results(&self, experiment_id: &str, batch: &[RunResult]) -> Result<()>;
+}
+
+/// Answers already received, by request key.
+pub trait ResponseCache: Send + Sync {
+    fn cached_response(&self, key: &str) -> Result<Option<CachedResponse>>;
+}
+
+/// A whole store: what the dispatcher opens once and hands to every workflow.
+pub trait Store: PromptStore + ExperimentStore + ResultSink + ResponseCache {
+    /// The schema version this store is at.
+    fn schema_version(&self) -> Result<i64>;
+
+    /// Where the store is, as shown to a person (never with a password).
+    fn location(&self) -> String;
+}
+
+/// Opens (creating and migrating if needed) the store `--db` names.
+pub fn open(location: &Path) -> Result<Arc<dyn Store>> {
+    Ok(Arc::new(SqliteStore::open(location)?))
+}
+
+/// Opens a store for a command that only reads: a store that does not exist yet reads as an
+/// empty one and is not created, so a read command never leaves a file behind.
+pub fn open_for_reading(location: &Path) -> Result<Arc<dyn Store>> {
+    if location.exists() {
+        open(location)
+    } else {
+        open_in_memory()
     }
 }
 
-fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
-    match e.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase) => StoreError::NotADatabase {
-            path: path.to_path_buf(),
-        },
-        Some(ErrorCode::DatabaseCorrupt) => StoreError::Damaged {
-            reason: e.to_string(),
-        },
-        _ => StoreError::Open {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        },
-    }
+/// An empty store in memory: tests, and reads of a store that does not exist yet.
+pub fn open_in_memory() -> Result<Arc<dyn Store>> {
+    Ok(Arc::new(SqliteStore::open_in_memory()?))
 }
 
-fn schema_version(conn: &Connection, path: &Path) -> Result<i64> {
-    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|e| open_error(path, e))
-}
-
-fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
-    // Several processes may open a new store at once: the version is read again under the
-    // write lock so each migration runs exactly once.
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let found = schema_version(&tx, path)?;
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", index as i64 + 1)?;
-    }
-    tx.commit()?;
-    Ok(())
-}
-
-/// The time as stored: RFC 3339, UTC, milliseconds.
-pub fn now() -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    time::OffsetDateTime::now_utc()
-        .format(&format)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".into())
-}
-
-fn prompt_id(conn: &Connection, name: &str) -> Result<Option<i64>> {
-    Ok(conn
-        .prepare_cached("SELECT id FROM prompts WHERE name = ?1")?
-        .query_row([name], |r| r.get(0))
-        .optional()?)
-}
-
-fn require_prompt(conn: &Connection, name: &str) -> Result<i64> {
-    prompt_id(conn, name)?.ok_or_else(|| StoreError::UnknownPrompt { name: name.into() })
-}
-
-fn resolve(
-    conn: &Connection,
-    pid: i64,
+/// `append_version_with` for a builder that fails with the caller's own error type: that
+/// error comes back as it was, and nothing is written.
+pub fn append_version<S, F, E>(
+    store: &S,
     name: &str,
-    reference: &VersionRef,
-) -> Result<PromptVersion> {
-    let base = format!(
-        "SELECT {VERSION_COLUMNS} FROM prompt_versions v JOIN prompts p ON p.id = v.prompt_id \
-         WHERE v.prompt_id = ?1"
-    );
-    let found = match reference {
-        VersionRef::Latest => conn
-            .prepare_cached(&format!("{base} ORDER BY v.seq DESC LIMIT 1"))?
-            .query_row(params![pid], version_from_row)
-            .optional()?,
-        VersionRef::Seq(seq) => conn
-            .prepare_cached(&format!("{base} AND v.seq = ?2"))?
-            .query_row(params![pid, seq], version_from_row)
-            .optional()?,
-        VersionRef::Id(id) => conn
-            .prepare_cached(&format!("{base} AND v.id = ?2"))?
-            .query_row(params![pid, id], version_from_row)
-            .optional()?,
-        VersionRef::Tag(tag) => {
-            let found = conn
-                .prepare_cached(&format!(
-                    "{base} AND v.id = (SELECT version_id FROM tags WHERE prompt_id = ?1 AND name = ?2)"
-                ))?
-                .query_row(params![pid, tag], version_from_row)
-                .optional()?;
-            if found.is_none() {
-                return Err(StoreError::UnknownTag {
-                    prompt: name.into(),
-                    tag: tag.clone(),
-                });
-            }
-            found
-        }
-        VersionRef::Any(text) => {
-            let attempts = if let Ok(seq) = text.parse::<i64>() {
-                vec![VersionRef::Seq(seq)]
-            } else {
-                vec![VersionRef::Tag(text.clone()), VersionRef::Id(text.clone())]
-            };
-            for attempt in attempts {
-                match resolve(conn, pid, name, &attempt) {
-                    Ok(v) => return Ok(v),
-                    Err(StoreError::UnknownTag { .. } | StoreError::UnknownVersion { .. }) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            None
-        }
-    };
-    found.ok_or_else(|| StoreError::UnknownVersion {
-        prompt: name.into(),
-        reference: match reference {
-            VersionRef::Any(text) => format!("version, tag or version id '{text}'"),
-            other => other.to_string(),
-        },
-    })
-}
-
-fn insert_version(
-    tx: &Transaction<'_>,
-    pid: i64,
-    name: &str,
-    seq: i64,
-    new: NewVersion,
-    now: &str,
-) -> Result<PromptVersion> {
-    let hash = content_hash(
-        new.format,
-        &new.template,
-        new.model.as_deref(),
-        &new.params,
-        &new.metadata,
-    );
-    let version = PromptVersion {
-        id: uuid::Uuid::now_v7().to_string(),
-        prompt: name.into(),
-        seq,
-        template_type: new.template.kind(),
-        format: new.format,
-        template: new.template,
-        model: new.model,
-        params: new.params,
-        metadata: new.metadata,
-        description: new.description,
-        message: new.message,
-        author: new.author,
-        content_hash: hash,
-        created_at: now.into(),
-    };
-    insert_version_row(tx, pid, &version)?;
-    Ok(version)
-}
-
-fn insert_version_row(tx: &Transaction<'_>, pid: i64, v: &PromptVersion) -> Result<()> {
-    let template = match &v.template {
-        Template::Str(text) => text.clone(),
-        Template::Chat(messages) => serde_json::to_string(messages)
-            .map_err(|e| StoreError::Corrupt(format!("chat template: {e}")))?,
-    };
-    tx.prepare_cached(
-        "INSERT INTO prompt_versions (id, prompt_id, seq, template_type, format, template, model, \
-         params, metadata, description, message, author, content_hash, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-    )?
-    .execute(params![
-        v.id,
-        pid,
-        v.seq,
-        v.template_type.as_str(),
-        v.format.as_str(),
-        template,
-        v.model,
-        serde_json::Value::Object(v.params.clone()).to_string(),
-        serde_json::Value::Object(v.metadata.clone()).to_string(),
-        v.description,
-        v.message,
-        v.author,
-        v.content_hash,
-        v.created_at,
-    ])?;
-    Ok(())
-}
-
-fn current_tag(conn: &Connection, pid: i64, tag: &str) -> Result<Option<Tag>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT p.name, t.name, t.version_id, v.seq, t.updated_at, t.updated_by \
-             FROM tags t JOIN prompts p ON p.id = t.prompt_id \
-             JOIN prompt_versions v ON v.id = t.version_id \
-             WHERE t.prompt_id = ?1 AND t.name = ?2",
-        )?
-        .query_row(params![pid, tag], tag_from_row)
-        .optional()?)
-}
-
-/// The one path every tag change takes: update the tag row and append its history entry, inside
-/// the caller's transaction. `to` None deletes the tag. Without an explicit action the change is
-/// a `set` (new tag) or a `move`.
-fn write_tag(
-    tx: &Transaction<'_>,
-    pid: i64,
-    name: &str,
-    tag: &str,
-    to: Option<&str>,
-    action: Option<TagAction>,
+    build: F,
+    tags: &[String],
     change: &TagChange,
-) -> Result<TagEvent> {
-    let from: Option<String> = tx
-        .query_row(
-            "SELECT version_id FROM tags WHERE prompt_id = ?1 AND name = ?2",
-            params![pid, tag],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let protected = change.protected.iter().any(|t| t == tag);
-    if protected && from.is_some() && !change.forced {
-        return Err(StoreError::ProtectedTag {
-            prompt: name.into(),
-            tag: tag.into(),
-        });
+) -> Result<PromptVersion, E>
+where
+    S: PromptStore + ?Sized,
+    F: FnOnce(&PromptVersion) -> Result<NewVersion, E>,
+    E: From<StoreError>,
+{
+    let mut build = Some(build);
+    let mut failure = None;
+    let appended = store.append_version_with(
+        name,
+        &mut |latest| match build.take().map(|build| build(latest)) {
+            Some(Ok(version)) => Ok(version),
+            Some(Err(e)) => {
+                failure = Some(e);
+                Err(StoreError::Abandoned)
+            }
+            None => Err(StoreError::Abandoned),
+        },
+        tags,
+        change,
+    );
+    match (appended, failure) {
+        (Ok(version), _) => Ok(version),
+        (Err(StoreError::Abandoned), Some(e)) => Err(e),
+        (Err(e), _) => Err(e.into()),
     }
-    let forced = if change.protected.is_empty() {
-        change.forced
-    } else {
-        change.forced && protected && from.is_some()
-    };
-    let action = action.unwrap_or(if from.is_some() {
-        TagAction::Move
-    } else {
-        TagAction::Set
+}
+
+/// `visit_results` with a visitor that fails with the caller's own error type.
+pub fn visit_results<S, F, E>(store: &S, id: &str, mut visit: F) -> Result<(), E>
+where
+    S: ExperimentStore + ?Sized,
+    F: FnMut(RunResult) -> Result<(), E>,
+    E: From<StoreError>,
+{
+    let mut failure = None;
+    let visited = store.visit_results(id, &mut |result| {
+        visit(result).map_err(|e| {
+            failure = Some(e);
+            StoreError::Abandoned
+        })
     });
-    let now = now();
-    match to {
-        Some(version_id) => {
-            tx.execute(
-                "INSERT INTO tags (prompt_id, name, version_id, updated_at, updated_by) \
-                 VALUES (?1, ?2, ?3, ?4, ?5) \
-                 ON CONFLICT (prompt_id, name) DO UPDATE SET version_id = excluded.version_id, \
-                 updated_at = excluded.updated_at, updated_by = excluded.updated_by",
-                params![pid, tag, version_id, now, change.actor],
-            )?;
-        }
-        None => {
-            tx.execute(
-                "DELETE FROM tags WHERE prompt_id = ?1 AND name = ?2",
-                params![pid, tag],
-            )?;
-        }
+    match (visited, failure) {
+        (Ok(()), _) => Ok(()),
+        (Err(StoreError::Abandoned), Some(e)) => Err(e),
+        (Err(e), _) => Err(e.into()),
     }
-    tx.execute(
-        "INSERT INTO tag_events (prompt_id, tag, action, from_version_id, to_version_id, actor, \
-         message, at, forced, evidence) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![
-            pid,
-            tag,
-            action.as_str(),
-            from,
-            to,
-            change.actor,
-            change.message,
-            now,
-            forced,
-            change.evidence.as_ref().map(|v| v.to_string()),
-        ],
-    )?;
-    let id = tx.last_insert_rowid();
-    let event = tx.query_row(
-        &format!("SELECT {EVENT_COLUMNS} {EVENT_JOINS} WHERE e.id = ?1"),
-        [id],
-        event_from_row,
-    )?;
-    debug_assert_eq!(event.prompt, name);
-    Ok(event)
 }
-
-fn json_object(text: &str, column: usize) -> rusqlite::Result<JsonObject> {
-    serde_json::from_str(text).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(e))
-    })
-}
-
-fn parse_column<T: std::str::FromStr<Err = String>>(
-    text: &str,
-    column: usize,
-) -> rusqlite::Result<T> {
-    text.parse().map_err(|e: String| {
-        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, e.into())
-    })
-}
-
-fn version_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PromptVersion> {
-    let template_type: String = row.get(3)?;
-    let template_type = match template_type.as_str() {
-        "str" => TemplateType::Str,
-        _ => TemplateType::Chat,
-    };
-    let format: TemplateFormat = parse_column(&row.get::<_, String>(4)?, 4)?;
-    let text: String = row.get(5)?;
-    let template = match template_type {
-        TemplateType::Str => Template::Str(text),
-        TemplateType::Chat => {
-            let messages: Vec<Message> = serde_json::from_str(&text).map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    5,
-                    rusqlite::types::Type::Text,
-                    Box::new(e),
-                )
-            })?;
-            Template::Chat(messages)
-        }
-    };
-    Ok(PromptVersion {
-        id: row.get(0)?,
-        prompt: row.get(1)?,
-        seq: row.get(2)?,
-        template_type,
-        format,
-        template,
-        model: row.get(6)?,
-        params: json_object(&row.get::<_, String>(7)?, 7)?,
-        metadata: json_object(&row.get::<_, String>(8)?, 8)?,
-        description: row.get(9)?,
-        message: row.get(10)?,
-        author: row.get(11)?,
-        content_hash: row.get(12)?,
-        created_at: row.get(13)?,
-    })
-}
-
-fn tag_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Tag> {
-    Ok(Tag {
-        prompt: row.get(0)?,
-        name: row.get(1)?,
-        version_id: row.get(2)?,
-        version_seq: row.get(3)?,
-        updated_at: row.get(4)?,
-        updated_by: row.get(5)?,
-    })
-}
-
-fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TagEvent> {
-    let evidence: Option<String> = row.get(12)?;
-    Ok(TagEvent {
-        id: row.get(0)?,
-        prompt: row.get(1)?,
-        tag: row.get(2)?,
-        action: parse_column(&row.get::<_, String>(3)?, 3)?,
-        from_version_id: row.get(4)?,
-        from_seq: row.get(5)?,
-        to_version_id: row.get(6)?,
-        to_seq: row.get(7)?,
-        actor: row.get(8)?,
-        message: row.get(9)?,
-        at: row.get(10)?,
-        forced: row.get(11)?,
-        evidence: evidence
-            .map(|text| {
-                serde_json::from_str(&text).map_err(|e| {
-                    rusqlite::Error::FromSqlConversionFailure(
-                        12,
-                        rusqlite::types::Type::Text,
-                        Box::new(e),
-                    )
-                })
-            })
-            .transpose()?,
-    })
-}
-
-#[cfg(test)]
-mod tests;

@@ -481,6 +481,9 @@ fn protected_tags_move_or_go_over_http_only_when_forced() {
         .unwrap()
         .to_string();
     let production = json!({"name": "production"});
+    // Creating a protected tag displaces nothing: allowed without force, as in the CLI.
+    let created = server.post(&format!("/v1/prompt_versions/{v2}/tags"), &production);
+    assert_eq!(created.status, 204, "{}", created.text);
     let before = super::dump(&env.db);
     let refused = server.post(&format!("/v1/prompt_versions/{v1}/tags"), &production);
     assert_eq!(refused.status, 409, "{}", refused.text);
@@ -546,7 +549,8 @@ fn protected_tags_move_or_go_over_http_only_when_forced() {
     assert_eq!(
         summary,
         [
-            ("set".to_string(), true, "api".to_string()),
+            ("set".to_string(), false, "api".to_string()),
+            ("move".to_string(), true, "api".to_string()),
             ("move".to_string(), true, "api".to_string()),
             ("delete".to_string(), true, "api".to_string()),
         ]

@@ -150,12 +150,18 @@ check([t["name"] for t in tags] == ["staging"], "tags.list shows the new tag")
 check(tags[0]["description"] == "ready for review", "the tag keeps its description")
 check(client.prompts.tags.list(prompt_version_id=v1.id) == [], "an untagged version lists no tags")
 
-# production is protected: the plain client is refused, a client built with the force header
-# (and an actor) moves it.
+# production is protected: creating it displaces nothing, so the plain client may (as Phoenix
+# allows); moving it is refused (409) unless the client is built with the force header (and an
+# actor), as the CLI needs --force.
+client.prompts.tags.create(prompt_version_id=v2.id, name="production")
+check(
+    "production" in [t["name"] for t in client.prompts.tags.list(prompt_version_id=v2.id)],
+    "creating protected 'production' needs no force, as in Phoenix and the CLI",
+)
 check(
     status_of(lambda: client.prompts.tags.create(prompt_version_id=v1.id, name="production"))
     == 409,
-    "setting protected 'production' without force is refused (409)",
+    "moving protected 'production' without force is refused (409)",
 )
 release = Client(
     base_url=URL,
@@ -165,7 +171,7 @@ release = Client(
 release.prompts.tags.create(prompt_version_id=v1.id, name="production", description="ship v1")
 check(
     [t["name"] for t in client.prompts.tags.list(prompt_version_id=v1.id)] == ["production"],
-    "a forced tags.create sets production",
+    "a forced tags.create moves production",
 )
 
 # 3. prompts.get by tag, then .format(variables=...).
@@ -208,7 +214,8 @@ moves = [(e["tag"], e["action"], e["actor"], e["forced"]) for e in history]
 check(
     moves == [
         ("staging", "set", "api:compat", False),
-        ("production", "set", "api:compat (release-bot)", True),
+        ("production", "set", "api:compat", False),
+        ("production", "move", "api:compat (release-bot)", True),
     ],
     f"the tag history records each caller: {moves}",
 )

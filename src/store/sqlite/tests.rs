@@ -1,5 +1,6 @@
 use super::*;
 use crate::model::{NewVersion, TagAction, Template, TemplateFormat, VersionRef};
+use crate::store::{Expect, ExperimentStore, TagPolicy};
 
 fn new_version(text: &str) -> NewVersion {
     let mut params = JsonObject::new();
@@ -23,9 +24,8 @@ fn change() -> TagChange {
     }
 }
 
-fn table_count(store: &Store, table: &str) -> i64 {
-    store
-        .conn
+fn table_count(store: &SqliteStore, table: &str) -> i64 {
+    lock(&store.writer)
         .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
         .unwrap()
 }
@@ -34,18 +34,16 @@ fn table_count(store: &Store, table: &str) -> i64 {
 fn fresh_file_reaches_newest_schema_in_wal_mode() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.db");
-    let store = Store::open(&path).unwrap();
+    let store = SqliteStore::open(&path).unwrap();
     assert_eq!(
         store.schema_version().unwrap(),
-        Store::latest_schema_version()
+        SqliteStore::latest_schema_version()
     );
-    let mode: String = store
-        .conn
+    let mode: String = lock(&store.writer)
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
-    let fk: i64 = store
-        .conn
+    let fk: i64 = lock(&store.writer)
         .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
         .unwrap();
     assert_eq!(fk, 1);
@@ -56,15 +54,15 @@ fn existing_file_is_reopened_without_reapplying_migrations() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.db");
     {
-        let mut store = Store::open(&path).unwrap();
+        let store = SqliteStore::open(&path).unwrap();
         store
             .create_prompt("p", new_version("hi"), &[], &change())
             .unwrap();
     }
-    let store = Store::open(&path).unwrap();
+    let store = SqliteStore::open(&path).unwrap();
     assert_eq!(
         store.schema_version().unwrap(),
-        Store::latest_schema_version()
+        SqliteStore::latest_schema_version()
     );
     assert_eq!(store.versions("p").unwrap().len(), 1);
 }
@@ -79,13 +77,12 @@ fn an_older_schema_is_brought_forward() {
         conn.execute_batch("CREATE TABLE notes (x TEXT); INSERT INTO notes VALUES ('kept');")
             .unwrap();
     }
-    let store = Store::open(&path).unwrap();
+    let store = SqliteStore::open(&path).unwrap();
     assert_eq!(
         store.schema_version().unwrap(),
-        Store::latest_schema_version()
+        SqliteStore::latest_schema_version()
     );
-    let kept: String = store
-        .conn
+    let kept: String = lock(&store.writer)
         .query_row("SELECT x FROM notes", [], |r| r.get(0))
         .unwrap();
     assert_eq!(kept, "kept");
@@ -100,7 +97,7 @@ fn a_newer_schema_is_refused_and_left_alone() {
         conn.pragma_update(None, "user_version", 999).unwrap();
     }
     let before = std::fs::read(&path).unwrap();
-    match Store::open(&path) {
+    match SqliteStore::open(&path) {
         Err(StoreError::NewerSchema { found, .. }) => assert_eq!(found, 999),
         Err(other) => panic!("unexpected error {other}"),
         Ok(_) => panic!("a newer schema was accepted"),
@@ -121,7 +118,7 @@ fn a_file_that_is_not_sqlite_is_named_as_such() {
     )
     .unwrap();
     assert!(matches!(
-        Store::open(&path),
+        SqliteStore::open(&path),
         Err(StoreError::NotADatabase { .. })
     ));
 }
@@ -130,7 +127,10 @@ fn a_file_that_is_not_sqlite_is_named_as_such() {
 fn a_missing_directory_is_an_open_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("missing").join("s.db");
-    assert!(matches!(Store::open(&path), Err(StoreError::Open { .. })));
+    assert!(matches!(
+        SqliteStore::open(&path),
+        Err(StoreError::Open { .. })
+    ));
     assert!(!path.exists());
 }
 
@@ -138,14 +138,14 @@ fn a_missing_directory_is_an_open_error() {
 fn reading_a_missing_store_creates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("absent.db");
-    let store = Store::open_for_reading(&path).unwrap();
+    let store = crate::store::open_for_reading(&path).unwrap();
     assert!(store.prompts().unwrap().is_empty());
     assert!(!path.exists());
 }
 
 #[test]
 fn versions_are_numbered_and_carry_their_fields() {
-    let mut store = Store::open_in_memory().unwrap();
+    let store = SqliteStore::open_in_memory().unwrap();
     let v1 = store
         .create_prompt(
             "p",
@@ -201,7 +201,7 @@ fn versions_are_numbered_and_carry_their_fields() {
 
 #[test]
 fn unknown_references_are_input_errors() {
-    let mut store = Store::open_in_memory().unwrap();
+    let store = SqliteStore::open_in_memory().unwrap();
     store
         .create_prompt("p", new_version("x"), &[], &change())
         .unwrap();
@@ -225,7 +225,7 @@ fn unknown_references_are_input_errors() {
 
 #[test]
 fn a_failed_build_writes_nothing() {
-    let mut store = Store::open_in_memory().unwrap();
+    let store = SqliteStore::open_in_memory().unwrap();
     store
         .create_prompt("p", new_version("x"), &[], &change())
         .unwrap();
@@ -242,7 +242,7 @@ fn a_failed_build_writes_nothing() {
 
 #[test]
 fn tag_moves_are_recorded_and_rolled_back() {
-    let mut store = Store::open_in_memory().unwrap();
+    let store = SqliteStore::open_in_memory().unwrap();
     let v1 = store
         .create_prompt("p", new_version("1"), &[], &change())
         .unwrap();
@@ -311,7 +311,7 @@ fn tag_moves_are_recorded_and_rolled_back() {
 
 #[test]
 fn rollback_without_an_earlier_version_is_refused() {
-    let mut store = Store::open_in_memory().unwrap();
+    let store = SqliteStore::open_in_memory().unwrap();
     store
         .create_prompt("p", new_version("1"), &["staging".into()], &change())
         .unwrap();
@@ -327,7 +327,7 @@ fn rollback_without_an_earlier_version_is_refused() {
 
 #[test]
 fn versions_and_history_cannot_be_rewritten() {
-    let mut store = Store::open_in_memory().unwrap();
+    let store = SqliteStore::open_in_memory().unwrap();
     store
         .create_prompt("p", new_version("1"), &["t".into()], &change())
         .unwrap();
@@ -337,13 +337,16 @@ fn versions_and_history_cannot_be_rewritten() {
         "UPDATE tag_events SET actor = 'someone else'",
         "DELETE FROM tag_events",
     ] {
-        assert!(store.conn.execute(sql, []).is_err(), "{sql} was allowed");
+        assert!(
+            lock(&store.writer).execute(sql, []).is_err(),
+            "{sql} was allowed"
+        );
     }
 }
 
 #[test]
 fn archive_and_import_round_trip() {
-    let mut store = Store::open_in_memory().unwrap();
+    let store = SqliteStore::open_in_memory().unwrap();
     store
         .create_prompt("p", new_version("1"), &["staging".into()], &change())
         .unwrap();
@@ -358,7 +361,7 @@ fn archive_and_import_round_trip() {
     store.rollback_tag("p", "production", &change()).ok();
     let archive = store.archive("p").unwrap();
 
-    let mut copy = Store::open_in_memory().unwrap();
+    let copy = SqliteStore::open_in_memory().unwrap();
     copy.import(std::slice::from_ref(&archive)).unwrap();
     assert_eq!(copy.archive("p").unwrap(), archive);
     // A second import of the same prompt is refused as a whole.
@@ -373,7 +376,7 @@ fn archive_and_import_round_trip() {
 fn concurrent_writers_number_versions_without_gaps() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.db");
-    Store::open(&path)
+    SqliteStore::open(&path)
         .unwrap()
         .create_prompt("p", new_version("0"), &[], &change())
         .unwrap();
@@ -381,7 +384,7 @@ fn concurrent_writers_number_versions_without_gaps() {
         .map(|t| {
             let path = path.clone();
             std::thread::spawn(move || {
-                let mut store = Store::open(&path).unwrap();
+                let store = SqliteStore::open(&path).unwrap();
                 for i in 0..10 {
                     store
                         .append_version(
@@ -398,7 +401,7 @@ fn concurrent_writers_number_versions_without_gaps() {
     for t in threads {
         t.join().unwrap();
     }
-    let store = Store::open(&path).unwrap();
+    let store = SqliteStore::open(&path).unwrap();
     let mut seqs: Vec<i64> = store.versions("p").unwrap().iter().map(|v| v.seq).collect();
     seqs.sort();
     assert_eq!(seqs, (1..=41).collect::<Vec<_>>());
@@ -413,7 +416,7 @@ fn concurrent_writers_number_versions_without_gaps() {
 
 #[test]
 fn a_store_at_every_older_schema_reaches_the_newest_with_its_rows() {
-    for applied in 1..Store::latest_schema_version() as usize {
+    for applied in 1..SqliteStore::latest_schema_version() as usize {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
         {
@@ -432,10 +435,10 @@ fn a_store_at_every_older_schema_reaches_the_newest_with_its_rows() {
             )
             .unwrap();
         }
-        let store = Store::open(&path).unwrap();
+        let store = SqliteStore::open(&path).unwrap();
         assert_eq!(
             store.schema_version().unwrap(),
-            Store::latest_schema_version()
+            SqliteStore::latest_schema_version()
         );
         assert_eq!(
             store.versions("p").unwrap()[0].template,
@@ -447,7 +450,7 @@ fn a_store_at_every_older_schema_reaches_the_newest_with_its_rows() {
 
 #[test]
 fn protected_tags_are_checked_inside_the_write() {
-    let mut store = Store::open_in_memory().unwrap();
+    let store = SqliteStore::open_in_memory().unwrap();
     store
         .create_prompt("p", new_version("1"), &[], &change())
         .unwrap();
@@ -460,7 +463,7 @@ fn protected_tags_are_checked_inside_the_write() {
         )
         .unwrap();
     let guarded = TagChange {
-        protected: vec!["production".into()],
+        policy: TagPolicy::new(vec!["production".into()]),
         ..change()
     };
     // Creating displaces nothing; moving, deleting and rolling back need force.
@@ -478,7 +481,7 @@ fn protected_tags_are_checked_inside_the_write() {
         Err(StoreError::ProtectedTag { .. })
     ));
     let forced = TagChange {
-        forced: true,
+        force: true,
         ..guarded.clone()
     };
     let TagOutcome::Changed(moved) = store
@@ -497,4 +500,131 @@ fn protected_tags_are_checked_inside_the_write() {
     };
     assert!(!other.forced);
     assert_eq!(table_count(&store, "tag_events"), 3);
+}
+
+#[test]
+fn targets_pages_and_version_tags() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    for name in ["b", "a", "c"] {
+        store
+            .create_prompt(name, new_version("x"), &[], &TagChange::default())
+            .unwrap();
+    }
+    let v1 = store
+        .version_by_id(&store.versions("a").unwrap()[0].id)
+        .unwrap()
+        .unwrap();
+    let v2 = store
+        .append_version::<_, StoreError>(
+            "a",
+            |_| Ok(new_version("y")),
+            &["staging".into()],
+            &TagChange {
+                actor: "ci".into(),
+                ..TagChange::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        store.latest_target("a").unwrap(),
+        (v2.id.clone(), v2.content_hash.clone())
+    );
+    assert_eq!(store.tag_target("a", "staging").unwrap().0, v2.id);
+    assert!(matches!(
+        store.tag_target("a", "prod"),
+        Err(StoreError::UnknownTag { .. })
+    ));
+    assert!(matches!(
+        store.tag_target("z", "prod"),
+        Err(StoreError::UnknownPrompt { .. })
+    ));
+    assert!(matches!(
+        store.latest_target("z"),
+        Err(StoreError::UnknownPrompt { .. })
+    ));
+    assert!(store.version_by_id("nope").unwrap().is_none());
+
+    let names = |page: Vec<(Prompt, PromptVersion)>| -> Vec<String> {
+        page.into_iter().map(|(p, _)| p.name).collect()
+    };
+    assert_eq!(names(store.prompts_page(None, 2).unwrap()), ["a", "b"]);
+    assert_eq!(names(store.prompts_page(Some("b"), 5).unwrap()), ["b", "c"]);
+    let (first, latest) = store.prompts_page(None, 1).unwrap().remove(0);
+    assert_eq!(
+        (first.version_count, first.tags.clone()),
+        (2, vec!["staging".to_string()])
+    );
+    assert_eq!(latest.id, v2.id);
+
+    assert!(store.version_tags(&v1.id).unwrap().is_empty());
+    let tags = store.version_tags(&v2.id).unwrap();
+    assert_eq!(tags.len(), 1);
+    assert_eq!(
+        (tags[0].0.name.as_str(), tags[0].0.updated_by.as_str()),
+        ("staging", "ci")
+    );
+}
+
+#[test]
+fn tag_writes_go_ahead_only_where_the_caller_expects_the_tag() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let v1 = store
+        .create_prompt("p", new_version("1"), &[], &change())
+        .unwrap();
+    let v2 = store
+        .append_version::<_, StoreError>("p", |_| Ok(new_version("2")), &[], &change())
+        .unwrap();
+    let expecting = |expect: Expect| TagChange { expect, ..change() };
+    // Expected absent, and absent: created.
+    store
+        .set_tag("p", "prod", &VersionRef::Seq(1), &expecting(Expect::Absent))
+        .unwrap();
+    // Expected absent, but there: refused, and the tag stays.
+    assert!(matches!(
+        store.set_tag("p", "prod", &VersionRef::Seq(2), &expecting(Expect::Absent)),
+        Err(StoreError::TagMoved { .. })
+    ));
+    assert!(matches!(
+        store.set_tag(
+            "p",
+            "prod",
+            &VersionRef::Seq(2),
+            &expecting(Expect::At(v2.id.clone()))
+        ),
+        Err(StoreError::TagMoved { .. })
+    ));
+    assert_eq!(store.tag_target("p", "prod").unwrap().0, v1.id);
+    // Deleting through a version the tag does not point at is refused.
+    assert!(matches!(
+        store.delete_tag("p", "prod", &expecting(Expect::At(v2.id.clone()))),
+        Err(StoreError::TagMoved { .. })
+    ));
+    let event = store
+        .delete_tag("p", "prod", &expecting(Expect::At(v1.id.clone())))
+        .unwrap();
+    assert_eq!(event.action, TagAction::Delete);
+    assert_eq!(store.history("p", Some("prod")).unwrap().len(), 2);
+}
+
+#[test]
+fn a_promotion_moves_a_protected_tag_without_force_and_says_so() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    store
+        .create_prompt("p", new_version("1"), &["production".into()], &change())
+        .unwrap();
+    let v2 = store
+        .append_version::<_, StoreError>("p", |_| Ok(new_version("2")), &[], &change())
+        .unwrap();
+    let promote = TagChange {
+        policy: TagPolicy::new(vec!["production".into()]),
+        action: Some(TagAction::Promote),
+        ..change()
+    };
+    let TagOutcome::Changed(event) = store
+        .set_tag("p", "production", &VersionRef::Id(v2.id.clone()), &promote)
+        .unwrap()
+    else {
+        panic!("not promoted")
+    };
+    assert_eq!((event.action, event.forced), (TagAction::Promote, false));
 }
