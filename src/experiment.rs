@@ -22,6 +22,39 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
+/// What happens during a run, for whoever shows it (a progress bar, plain lines, a page).
+pub enum RunEvent<'a> {
+    /// Requests are about to go out; `counters` move as results arrive.
+    Started {
+        experiment: &'a Experiment,
+        planned: u64,
+        already: u64,
+        counters: Arc<Counters>,
+    },
+    /// No more requests go out.
+    Stopped,
+    /// A run made as evidence for another command (compare, promote) ended as stored.
+    Ended {
+        experiment: &'a Experiment,
+        summary: &'a crate::model::Summary,
+        stats: &'a crate::model::RunStats,
+    },
+    /// Something a person watching should know (which experiment stands as evidence, say).
+    Notice(String),
+}
+
+/// Receives the events of a run.
+pub trait Reporter {
+    fn report(&self, event: RunEvent<'_>);
+}
+
+/// A reporter that shows nothing.
+pub struct Silent;
+
+impl Reporter for Silent {
+    fn report(&self, _event: RunEvent<'_>) {}
+}
+
 /// How long in-flight requests may finish after an interruption before they are abandoned.
 pub const GRACE_PERIOD: Duration = Duration::from_secs(5);
 

@@ -644,3 +644,21 @@ pub fn now() -> String {
         .format(&format)
         .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".into())
 }
+
+/// Figures of one run (not of a stored experiment as a whole).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunStats {
+    /// Results this run produced.
+    pub processed: u64,
+    pub wall_secs: f64,
+}
+
+impl RunStats {
+    pub fn rows_per_sec(&self) -> f64 {
+        if self.wall_secs > 0.0 {
+            self.processed as f64 / self.wall_secs
+        } else {
+            0.0
+        }
+    }
+}

@@ -1,121 +1,15 @@
 //! `runner compare` and `runner promote`: evidence side by side, and the gate that moves a tag.
 
-use super::experiment::{Prepared, SummaryTo, launch, prepare};
+use super::experiment::{interrupted, run_request};
 use super::{Context, check_prompt_name, check_tag_name, out, out_json};
-use crate::cli::{CompareArgs, PromoteArgs, RunOptions};
-use crate::compare::{Comparison, compare as compare_outcomes};
+use crate::cli::{CompareArgs, PromoteArgs};
 use crate::error::{Error, Result, exit};
-use crate::gate::{self, Policy, Verdict};
-use crate::model::{Experiment, TagAction, VersionRef};
+use crate::gate::{Policy, Verdict};
+use crate::model::VersionRef;
 use crate::report;
-use crate::store::{Expect, TagChange, TagOutcome};
-use serde_json::json;
+use crate::workflow::experiment::prepare;
+use crate::workflow::promotion::{self, PromotionRequest, Reuse, comparison, evidence};
 use std::path::Path;
-
-/// The experiment that stands as evidence for a prepared run: the newest matching completed
-/// one, or (when running is allowed) a new one. When it is not, a missing one is an input error
-/// whose hint is the command that would make it.
-fn evidence(
-    prepared: Prepared,
-    ctx: &Context,
-    reuse: Reuse,
-    options: &RunOptions,
-) -> Result<Experiment> {
-    let run = reuse != Reuse::Only;
-    let store = ctx.store_for_reading()?;
-    let found = store.latest_matching(&prepared.fingerprint)?;
-    drop(store);
-    if let Some(experiment) = found.filter(|_| reuse != Reuse::Never) {
-        eprintln!(
-            "using experiment {} for {} v{}",
-            experiment.id, prepared.prompt, prepared.version.seq
-        );
-        return Ok(experiment);
-    }
-    if !run {
-        let mut command = format!(
-            "runner experiment --prompt {} --version-id {} --dataset {}",
-            prepared.prompt,
-            prepared.version.id,
-            prepared.dataset.display()
-        );
-        for spec in &options.evals {
-            command.push_str(&format!(" --eval '{spec}'"));
-        }
-        return Err(Error::invalid(format!(
-            "no completed experiment of {} v{}{} on this dataset with these evaluators and model",
-            prepared.prompt,
-            prepared.version.seq,
-            prepared
-                .tag
-                .as_deref()
-                .map(|t| format!(" ({t})"))
-                .unwrap_or_default()
-        ))
-        .with_hint(format!("add --run, or run it first: {command}")));
-    }
-    eprintln!(
-        "running {} v{} over {}",
-        prepared.prompt,
-        prepared.version.seq,
-        prepared.dataset.display()
-    );
-    let (experiment, code) = launch(prepared, ctx, SummaryTo::Stderr)?;
-    if code == exit::INTERRUPTED {
-        return Err(Error::interrupted(format!(
-            "interrupted while running experiment {}",
-            experiment.id
-        ))
-        .with_hint(format!(
-            "`runner experiment resume {}` finishes it",
-            experiment.id
-        )));
-    }
-    Ok(experiment)
-}
-
-/// Whether stored experiments may stand as evidence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reuse {
-    /// Use a matching one; never run.
-    Only,
-    /// Use a matching one, or run.
-    OrRun,
-    /// Always run a new one.
-    Never,
-}
-
-impl Reuse {
-    fn from_flags(run: bool, fresh: bool) -> Reuse {
-        match (run, fresh) {
-            (_, true) => Reuse::Never,
-            (true, false) => Reuse::OrRun,
-            (false, false) => Reuse::Only,
-        }
-    }
-}
-
-fn comparison(
-    ctx: &Context,
-    baseline: Option<&Experiment>,
-    candidate: &Experiment,
-) -> Result<Comparison> {
-    let store = ctx.store_for_reading()?;
-    let outcomes = |e: &Experiment| -> Result<Vec<crate::model::RowOutcome>> {
-        let mut all = Vec::new();
-        store.visit_outcomes(e, &mut |o| {
-            all.push(o);
-            Ok(())
-        })?;
-        Ok(all)
-    };
-    let base = baseline.map(outcomes).transpose()?;
-    let cand = outcomes(candidate)?;
-    Ok(compare_outcomes(
-        baseline.zip(base.as_deref()),
-        (candidate, &cand),
-    ))
-}
 
 pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
     let (baseline, candidate) = match args.experiments.as_slice() {
@@ -146,6 +40,7 @@ pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
             };
             check_tag_name(base_tag)?;
             check_tag_name(cand_tag)?;
+            let request = run_request(&args.options);
             let side = |tag: &String| {
                 prepare(
                     ctx,
@@ -153,15 +48,16 @@ pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
                     &VersionRef::Tag(tag.clone()),
                     args.dataset.as_deref(),
                     None,
-                    &args.options,
+                    &request,
                 )
             };
             // Both sides are checked before either runs.
             let (base, cand) = (side(base_tag)?, side(cand_tag)?);
             let reuse = Reuse::from_flags(args.run, args.fresh);
+            let terminal = report::Terminal::default();
             (
-                evidence(base, ctx, reuse, &args.options)?,
-                evidence(cand, ctx, reuse, &args.options)?,
+                evidence(base, ctx, reuse, &request.evals, &terminal, interrupted)?,
+                evidence(cand, ctx, reuse, &request.evals, &terminal, interrupted)?,
             )
         }
     };
@@ -266,83 +162,32 @@ pub fn promote(args: PromoteArgs, ctx: &Context) -> Result<u8> {
         .with_hint("give --min-pass-rate R, --max-error-rate E or --max-p95-latency-ms MS"));
     }
 
-    // Both sides are checked before either runs, so bad input fails before any request.
-    let candidate = prepare(
-        ctx,
-        &args.prompt,
-        &VersionRef::Tag(args.from.clone()),
-        args.dataset.as_deref(),
-        None,
-        &args.options,
-    )?;
-    let baseline = baseline_version
-        .as_ref()
-        .map(|_| {
-            prepare(
-                ctx,
-                &args.prompt,
-                &VersionRef::Tag(args.to.clone()),
-                args.dataset.as_deref(),
-                None,
-                &args.options,
-            )
-        })
-        .transpose()?;
-    if candidate.evaluators.is_empty() {
-        return Err(Error::invalid(
-            "the gate needs at least one evaluator, and none was given or implied",
-        )
-        .with_hint(
-            "pass --eval SPEC (or name an expected column with --expected-column, which implies icontains)",
-        ));
-    }
-    let reuse = Reuse::from_flags(true, args.fresh);
-    let candidate = evidence(candidate, ctx, reuse, &args.options)?;
-    let baseline = baseline
-        .map(|b| evidence(b, ctx, reuse, &args.options))
-        .transpose()?;
-    let comparison = comparison(ctx, baseline.as_ref(), &candidate)?;
-    let verdict = gate::evaluate(&comparison, &policy);
-
-    let moved = if verdict.passed && !args.dry_run {
-        let evidence = json!({
-            "verdict": "pass",
-            "policy": policy,
-            "criteria": verdict.criteria,
-            "candidate_experiment": candidate.id,
-            "baseline_experiment": baseline.as_ref().map(|b| b.id.clone()),
-            "dataset_hash": candidate.dataset.hash,
-            "from_tag": args.from,
-        });
-        // A promotion that passed its gate is the sanctioned way to move a protected tag; it
-        // goes ahead only while `--to` still points at the baseline the evidence is about.
-        let change = TagChange {
-            evidence: Some(evidence),
-            action: Some(TagAction::Promote),
-            expect: Expect::seen(baseline_version.as_ref().map(|t| t.version_id.as_str())),
-            ..ctx.guarded_change(false, args.message.clone())?
-        };
-        let store = ctx.store()?;
-        match store.set_tag(
-            &args.prompt,
-            &args.to,
-            // The version the evidence is about, whatever `--from` points at by now.
-            &VersionRef::Id(candidate.version_id.clone()),
-            &change,
-        )? {
-            TagOutcome::Changed(event) => Some(event),
-            TagOutcome::Unchanged(_) => None,
-        }
-    } else {
-        None
+    let request = PromotionRequest {
+        prompt: &args.prompt,
+        from: &args.from,
+        to: &args.to,
+        dataset: args.dataset.as_deref(),
+        run: run_request(&args.options),
+        policy,
+        fresh: args.fresh,
+        dry_run: args.dry_run,
+        message: args.message.clone(),
     };
-
+    let decided = promotion::promote(
+        ctx,
+        &request,
+        candidate_version,
+        baseline_version,
+        &report::Terminal::default(),
+        interrupted,
+    )?;
+    let (comparison, verdict, moved) = (decided.comparison, decided.verdict, decided.moved);
     let outcome = report::PromotionOutcome {
         prompt: &args.prompt,
         from: &args.from,
         to: &args.to,
-        candidate_seq: candidate_version.seq,
-        baseline_seq: baseline_version.as_ref().map(|t| t.version_seq),
+        candidate_seq: decided.candidate_seq,
+        baseline_seq: decided.baseline_seq,
         dry_run: args.dry_run,
         moved: moved.is_some(),
     };

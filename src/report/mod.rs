@@ -1,10 +1,10 @@
 //! Renderers: pure functions from results to text tables or JSON values.
 
-use crate::model::Summary;
 use crate::model::{
     Experiment, Message, Prompt, PromptVersion, ResultStatus, RunResult, Tag, TagAction, TagEvent,
     Template,
 };
+use crate::model::{RunStats, Summary};
 use comfy_table::{Table, presets};
 
 mod comparison;
@@ -428,24 +428,6 @@ impl VersionDiff {
     }
 }
 
-/// Figures of one run (not of a stored experiment as a whole).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RunStats {
-    /// Results this run produced.
-    pub processed: u64,
-    pub wall_secs: f64,
-}
-
-impl RunStats {
-    pub fn rows_per_sec(&self) -> f64 {
-        if self.wall_secs > 0.0 {
-            self.processed as f64 / self.wall_secs
-        } else {
-            0.0
-        }
-    }
-}
-
 fn version_label(e: &Experiment) -> String {
     match &e.tag {
         Some(tag) => format!("{} v{} ({tag})", e.prompt, e.version_seq),
@@ -727,6 +709,43 @@ impl Progress {
         if let Some(handle) = self.handle.take() {
             handle.thread().unpark();
             let _ = handle.join();
+        }
+    }
+}
+
+/// The terminal's reporter: a progress bar (or a line every few seconds when stderr is not a
+/// terminal) while requests go out, notices as plain lines on stderr.
+#[derive(Default)]
+pub struct Terminal {
+    progress: std::cell::RefCell<Option<Progress>>,
+}
+
+impl crate::experiment::Reporter for Terminal {
+    fn report(&self, event: crate::experiment::RunEvent<'_>) {
+        use crate::experiment::RunEvent;
+        match event {
+            RunEvent::Started {
+                experiment,
+                planned,
+                already,
+                counters,
+            } => {
+                let started = Progress::start(&experiment.id, planned, already, counters);
+                if let Some(previous) = self.progress.replace(Some(started)) {
+                    previous.finish();
+                }
+            }
+            RunEvent::Stopped => {
+                if let Some(progress) = self.progress.take() {
+                    progress.finish();
+                }
+            }
+            RunEvent::Notice(text) => eprintln!("{text}"),
+            RunEvent::Ended {
+                experiment,
+                summary,
+                stats,
+            } => eprintln!("{}", experiment_summary(experiment, summary, Some(stats))),
         }
     }
 }

@@ -1,0 +1,109 @@
+//! Validating what a person typed or wrote: names, `KEY=VALUE` assignments, text and
+//! JSON / YAML files. Every failure is an input error (exit 2) that names the flag or file.
+
+use crate::error::{Error, Result};
+use crate::model::{JsonObject, NameKind, check_name};
+use serde_json::Value;
+
+/// A name as an error message shows it: quoted with escapes (a newline stays on one line) and
+/// cut short.
+fn shown(name: &str) -> String {
+    let cut: String = name.chars().take(60).collect();
+    if cut.len() < name.len() {
+        format!("{cut:?}…")
+    } else {
+        format!("{cut:?}")
+    }
+}
+
+pub fn check_prompt_name(name: &str) -> Result<()> {
+    check_name(NameKind::Prompt, name).map_err(|reason| {
+        Error::invalid(format!("invalid prompt name {}: {reason}", shown(name)))
+            .with_hint("names use letters, digits, '_', '-' and '.', 1 to 128 characters")
+    })
+}
+
+pub fn check_tag_name(tag: &str) -> Result<()> {
+    check_name(NameKind::Tag, tag).map_err(|reason| {
+        Error::invalid(format!("invalid tag name {}: {reason}", shown(tag)))
+            .with_hint("tags use letters, digits, '_', '-' and '.', and are not only digits")
+    })
+}
+
+/// Splits `KEY=VALUE` for the named flag.
+pub fn split_assignment<'a>(flag: &str, text: &'a str) -> Result<(&'a str, &'a str)> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim(), value)),
+        _ => Err(
+            Error::invalid(format!("invalid {flag} '{text}': expected KEY=VALUE"))
+                .with_hint(format!("for example {flag} temperature=0.7")),
+        ),
+    }
+}
+
+/// Reads a `--param` / `--meta` value: JSON where it is valid JSON (numbers, booleans, null,
+/// objects, lists, quoted strings), otherwise the text itself. Text that opens like a JSON
+/// object, list or string but does not parse is refused rather than silently kept as text.
+pub fn parse_value(flag: &str, key: &str, raw: &str) -> Result<Value> {
+    match serde_json::from_str::<Value>(raw) {
+        Ok(value) => Ok(value),
+        Err(e) if raw.trim_start().starts_with(['{', '[', '"']) => Err(Error::invalid(format!(
+            "invalid JSON in {flag} {key}: {e}"
+        ))
+        .with_hint(format!(
+            "quote the whole assignment for the shell, e.g. {flag} '{key}={{\"type\": \"json_object\"}}'"
+        ))),
+        Err(_) => Ok(Value::String(raw.to_string())),
+    }
+}
+
+/// Applies `KEY=VALUE` assignments to an object; a JSON `null` removes the key.
+pub fn apply_assignments(flag: &str, base: &mut JsonObject, assignments: &[String]) -> Result<()> {
+    for text in assignments {
+        let (key, raw) = split_assignment(flag, text)?;
+        match parse_value(flag, key, raw)? {
+            Value::Null => {
+                base.remove(key);
+            }
+            value => {
+                base.insert(key.to_string(), value);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads a whole text file, naming it in the error.
+pub fn read_text(path: &std::path::Path, what: &str) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| {
+        Error::invalid(format!("cannot read {what} {}: {e}", path.display()))
+            .with_hint("check the path and that the file is UTF-8 text")
+    })
+}
+
+/// Reads a JSON file, or a YAML one when its name ends in `.yaml` / `.yml`, into `T`.
+pub fn read_structured<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+    what: &str,
+) -> Result<T> {
+    let text = read_text(path, what)?;
+    let yaml = matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    );
+    let parsed = if yaml {
+        // The YAML error is a multi-line annotated snippet; its first line carries the cause.
+        serde_saphyr::from_str(&text).map_err(|e| {
+            e.to_string()
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid YAML")
+                .trim()
+                .trim_start_matches("error: ")
+                .to_string()
+        })
+    } else {
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    };
+    parsed.map_err(|cause| Error::invalid(format!("invalid {what} {}: {cause}", path.display())))
+}

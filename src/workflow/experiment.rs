@@ -1,0 +1,619 @@
+//! The experiment lifecycle: check and resolve everything a run needs (prepare), create and
+//! run it to its end (launch), or run what a stored one still lacks (resume), then record how
+//! it ended. The CLI, the API and the promotion workflow all go through here.
+
+use super::Context;
+use crate::client::{Client, ClientConfig, DEFAULT_BASE_URL};
+use crate::config::RunDefaults;
+use crate::dataset;
+use crate::error::{Error, Result};
+use crate::eval::{self, Evaluator};
+use crate::experiment::{self, Done, Outcome, Plan, Reporter, RunEvent, Stop};
+use crate::input::{check_prompt_name, split_assignment};
+use crate::model::{
+    Counters, DatasetRef, Experiment, ExperimentStatus, JsonObject, NewExperiment, PromptVersion,
+    RunSettings, RunStats, Summary, VersionRef,
+};
+use crate::store::Store;
+use crate::template::CompiledTemplate;
+use serde_json::Value;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How a run should go, as the caller asks for it; each unset field falls back to runner.toml,
+/// then to the version, then to runner's default.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    pub evals: Vec<String>,
+    pub concurrency: Option<usize>,
+    pub repetitions: Option<usize>,
+    pub limit: Option<usize>,
+    pub model: Option<String>,
+    pub base_url: Option<String>,
+    pub timeout: Option<f64>,
+    pub max_retries: Option<u32>,
+    pub vars: Vec<String>,
+    pub columns: Vec<String>,
+    pub expected_column: Option<String>,
+    pub judge_model: Option<String>,
+    pub no_cache: bool,
+}
+
+/// How a launched or resumed run ended, as stored.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub experiment: Experiment,
+    pub summary: Summary,
+    pub stats: RunStats,
+    pub status: ExperimentStatus,
+}
+
+pub fn dataset_error(e: dataset::DatasetError) -> Error {
+    Error::invalid(e.to_string()).with_hint("fix the file, or pass another with --dataset")
+}
+
+/// Bounds that keep a typo from exhausting memory or file handles.
+const MAX_CONCURRENCY: usize = 10_000;
+const MAX_REPETITIONS: usize = 1_000;
+const MAX_TIMEOUT_SECS: f64 = 86_400.0;
+
+/// Checks the run options, lays them over runner.toml's defaults, and turns them into settings.
+fn settings(options: &RunRequest, defaults: &RunDefaults) -> Result<RunSettings> {
+    let positive = |flag: &str, value: usize| {
+        if value == 0 {
+            Err(Error::invalid(format!("{flag} must be at least 1")))
+        } else {
+            Ok(value)
+        }
+    };
+    let concurrency = positive(
+        "--concurrency",
+        options.concurrency.or(defaults.concurrency).unwrap_or(16),
+    )?;
+    let repetitions = positive(
+        "--repetitions",
+        options.repetitions.or(defaults.repetitions).unwrap_or(1),
+    )?;
+    if let Some(limit) = options.limit {
+        positive("--limit", limit)?;
+    }
+    let timeout = options.timeout.or(defaults.timeout).unwrap_or(60.0);
+    if !(timeout.is_finite() && timeout > 0.0 && timeout <= MAX_TIMEOUT_SECS) {
+        return Err(Error::invalid(format!(
+            "--timeout must be a positive number of seconds, at most {MAX_TIMEOUT_SECS}"
+        )));
+    }
+    if concurrency > MAX_CONCURRENCY {
+        return Err(Error::invalid(format!(
+            "--concurrency {concurrency} is more than runner allows ({MAX_CONCURRENCY})"
+        )));
+    }
+    if repetitions > MAX_REPETITIONS {
+        return Err(Error::invalid(format!(
+            "--repetitions {repetitions} is more than runner allows ({MAX_REPETITIONS})"
+        )));
+    }
+    let mut vars = JsonObject::new();
+    for text in &options.vars {
+        let (key, value) = split_assignment("--var", text)?;
+        vars.insert(key.to_string(), Value::String(value.to_string()));
+    }
+    let mut columns = Vec::new();
+    for text in &options.columns {
+        let (var, column) = split_assignment("--column", text)?;
+        columns.push((var.to_string(), column.to_string()));
+    }
+    Ok(RunSettings {
+        concurrency,
+        repetitions,
+        limit: options.limit,
+        timeout_secs: timeout,
+        max_retries: options.max_retries.or(defaults.max_retries).unwrap_or(3),
+        vars,
+        columns,
+        expected_column: options.expected_column.clone(),
+        no_cache: options.no_cache,
+        judge_model: options
+            .judge_model
+            .clone()
+            .or_else(|| defaults.judge_model.clone()),
+    })
+}
+
+/// Checks an endpoint URL as given: well formed, http(s), and free of credentials.
+fn check_endpoint(base_url: &str) -> Result<()> {
+    // The base URL is stored with the experiment and shown; a key written into it would be
+    // too. Refused without echoing the URL.
+    if let Ok(url) = reqwest::Url::parse(base_url)
+        && (!url.username().is_empty() || url.password().is_some())
+    {
+        return Err(
+            Error::invalid("the endpoint URL carries credentials (user:password@)").with_hint(
+                "remove them from --base-url / OPENAI_BASE_URL and put the key in OPENAI_API_KEY",
+            ),
+        );
+    }
+    crate::client::check_base_url(base_url).map_err(endpoint_error)
+}
+
+fn endpoint_error(e: crate::client::ConfigError) -> Error {
+    Error::invalid(e.to_string())
+        .with_hint("pass --base-url http://HOST:PORT/v1 or set OPENAI_BASE_URL")
+}
+
+/// The endpoint from the flag, the environment, or OpenAI's; the key only from the environment.
+fn client(base_url: &str, settings: &RunSettings) -> Result<Client> {
+    check_endpoint(base_url)?;
+    let mut config = ClientConfig::new(base_url);
+    config.api_key = std::env::var("OPENAI_API_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
+    config.timeout = Duration::from_secs_f64(settings.timeout_secs);
+    config.max_retries = settings.max_retries;
+    config.pool_size = settings.concurrency;
+    Client::new(config).map_err(endpoint_error)
+}
+
+/// Connects once before anything is written, so an endpoint that is not there fails the run
+/// at once (exit 3) with the store untouched.
+fn probe(runtime: &tokio::runtime::Runtime, base_url: &str) -> Result<()> {
+    let url = reqwest::Url::parse(base_url).map_err(|e| Error::invalid(e.to_string()))?;
+    let host = url
+        .host_str()
+        .unwrap_or("")
+        .trim_matches(['[', ']'])
+        .to_string();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let connect = tokio::net::TcpStream::connect((host.clone(), port));
+    let reached =
+        runtime.block_on(async { tokio::time::timeout(Duration::from_secs(10), connect).await });
+    match reached {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(unreachable(base_url, &e.to_string())),
+        Err(_) => Err(unreachable(base_url, "no answer within 10 s")),
+    }
+}
+
+fn unreachable(base_url: &str, cause: &str) -> Error {
+    Error::operational(format!("cannot reach the endpoint {base_url}: {cause}")).with_hint(
+        "start the server, or fix --base-url / OPENAI_BASE_URL; `runner mock-server` serves a local endpoint",
+    )
+}
+
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::operational(format!("cannot start the async runtime: {e}")))
+}
+
+/// Prepares the evaluators and checks what they need of the dataset.
+fn evaluators(specs: &[String], has_expected: bool) -> Result<Vec<Evaluator>> {
+    let mut prepared = Vec::new();
+    for spec in specs {
+        let evaluator = Evaluator::prepare(spec).map_err(|e| {
+            Error::invalid(e.to_string()).with_hint(format!("evaluators: {}", eval::KINDS))
+        })?;
+        if evaluator.needs_expected() && !has_expected {
+            return Err(Error::invalid(format!(
+                "evaluator '{spec}' compares with an expected answer, and the dataset has no expected column"
+            ))
+            .with_hint("name the column with --expected-column COLUMN, or add an `expected` column"));
+        }
+        prepared.push(evaluator);
+    }
+    Ok(prepared)
+}
+
+/// The expected column: the flag (which must exist) or `expected` when the dataset has one.
+fn expected_column(flag: Option<&str>, info: &dataset::DatasetInfo) -> Result<Option<String>> {
+    let has = |name: &str| info.columns.iter().chain(&info.fields).any(|c| c == name);
+    match flag {
+        Some(column) if has(column) => Ok(Some(column.to_string())),
+        Some(column) => Err(Error::invalid(format!(
+            "--expected-column {column}: the dataset has no such column"
+        ))
+        .with_hint(format!("columns: {}", info.columns.join(", ")))),
+        None => Ok(has("expected").then(|| "expected".to_string())),
+    }
+}
+
+/// An experiment checked and resolved, ready to run (or to be matched with a stored one).
+pub struct Prepared {
+    pub prompt: String,
+    pub version: PromptVersion,
+    pub tag: Option<String>,
+    pub template: CompiledTemplate,
+    pub dataset: PathBuf,
+    pub info: dataset::DatasetInfo,
+    pub settings: RunSettings,
+    pub specs: Vec<String>,
+    pub evaluators: Vec<Evaluator>,
+    pub model: String,
+    pub base_url: String,
+    pub name: Option<String>,
+    /// What decides the requests and the scores, hashed: two runs with equal fingerprints are
+    /// interchangeable as evidence.
+    pub fingerprint: String,
+}
+
+/// The fingerprint of a prepared run. Evaluator files (rubrics, schemas, programs) count by
+/// content, so editing a rubric makes old experiments stale.
+fn fingerprint(
+    version_id: &str,
+    dataset_hash: &str,
+    model: &str,
+    base_url: &str,
+    specs: &[String],
+    settings: &RunSettings,
+) -> String {
+    use sha2::{Digest, Sha256};
+    let mut sorted = specs.to_vec();
+    sorted.sort();
+    let files: serde_json::Map<String, Value> = sorted
+        .iter()
+        .filter_map(|spec| {
+            let (kind, rest) = spec.split_once(':')?;
+            let path = match kind {
+                "judge" | "json-schema" => rest.trim(),
+                "cmd" => rest.split_whitespace().next()?,
+                _ => return None,
+            };
+            let digest = std::fs::read(path)
+                .map(|bytes| crate::model::hex(&Sha256::digest(&bytes)))
+                .unwrap_or_default();
+            Some((spec.clone(), Value::String(digest)))
+        })
+        .collect();
+    let canonical = serde_json::json!({
+        "version_id": version_id,
+        "dataset_hash": dataset_hash,
+        "model": model,
+        "base_url": base_url,
+        "evaluators": sorted,
+        "evaluator_files": files,
+        "repetitions": settings.repetitions,
+        "limit": settings.limit,
+        "vars": settings.vars,
+        "columns": settings.columns,
+        "expected_column": settings.expected_column,
+        "judge_model": settings.judge_model,
+    });
+    crate::model::hex(&Sha256::digest(canonical.to_string().as_bytes()))
+}
+
+/// Resolves and checks everything a run needs, before anything is sent or written: the
+/// version, the dataset, every variable's source, the evaluators, the model and the endpoint.
+pub fn prepare(
+    ctx: &Context,
+    prompt: &str,
+    reference: &VersionRef,
+    dataset_path: Option<&Path>,
+    name: Option<String>,
+    options: &RunRequest,
+) -> Result<Prepared> {
+    check_prompt_name(prompt)?;
+    let defaults = ctx.config()?.for_prompt(prompt);
+    let dataset_path = dataset_path
+        .map(Path::to_path_buf)
+        .or_else(|| defaults.dataset.clone())
+        .ok_or_else(|| {
+            Error::invalid("no dataset: pass --dataset FILE")
+                .with_hint("a .csv file with a header row, or a .jsonl file with one object per line (or set `dataset` in runner.toml)")
+        })?;
+    let mut settings = settings(options, &defaults)?;
+    let store = ctx.store_for_reading()?;
+    let version = store.version(prompt, reference)?;
+    let template = CompiledTemplate::compile(version.format, &version.template)?;
+    let info = ctx.scan(&dataset_path).map_err(dataset_error)?;
+    experiment::preflight(&template, &info, &settings).map_err(|missing| {
+        Error::invalid(format!(
+            "no column or --var supplies template variable(s): {}",
+            crate::template::list_names(&missing.variables)
+        ))
+        .with_hint(format!(
+            "the dataset's columns are {}; map one with --column VAR=COLUMN or pass --var VAR=VALUE",
+            missing.available.join(", ")
+        ))
+    })?;
+    settings.expected_column = expected_column(options.expected_column.as_deref(), &info)?;
+    let specs = if !options.evals.is_empty() {
+        options.evals.clone()
+    } else if let Some(evals) = &defaults.evals {
+        evals.clone()
+    } else {
+        eval::default_specs(settings.expected_column.is_some())
+    };
+    let evaluators = evaluators(&specs, settings.expected_column.is_some())?;
+    let model = options
+        .model
+        .clone()
+        .or_else(|| defaults.model.clone())
+        .or_else(|| version.model.clone())
+        .ok_or_else(|| {
+            Error::invalid(format!("{prompt} v{} names no model", version.seq)).with_hint(
+                "pass --model MODEL, or set one with `runner prompt update NAME --model MODEL`",
+            )
+        })?;
+    let base_url = options
+        .base_url
+        .clone()
+        .or_else(|| defaults.base_url.clone())
+        .or_else(|| {
+            std::env::var("OPENAI_BASE_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+        })
+        .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
+    check_endpoint(&base_url)?;
+    let tag = match reference {
+        VersionRef::Tag(tag) => Some(tag.clone()),
+        _ => None,
+    };
+    let base_url = base_url.trim_end_matches('/').to_string();
+    let fingerprint = fingerprint(
+        &version.id,
+        &info.hash,
+        &model,
+        &base_url,
+        &specs,
+        &settings,
+    );
+    Ok(Prepared {
+        fingerprint,
+        prompt: prompt.to_string(),
+        version,
+        tag,
+        template,
+        dataset: dataset_path,
+        info,
+        settings,
+        specs,
+        evaluators,
+        model,
+        base_url,
+        name,
+    })
+}
+
+/// Creates the experiment and runs it to its end (or an interruption); returns how it ended.
+pub fn launch(
+    prepared: Prepared,
+    ctx: &Context,
+    reporter: &dyn Reporter,
+    interrupt: impl Future<Output = ()>,
+) -> Result<Finished> {
+    let client = client(&prepared.base_url, &prepared.settings)?;
+    let runtime = runtime()?;
+    probe(&runtime, client.base_url())?;
+    let store = ctx.store()?;
+    let settings = prepared.settings.clone();
+    let rows = settings
+        .limit
+        .map_or(prepared.info.rows, |l| l.min(prepared.info.rows));
+    let experiment = store.create_experiment(&NewExperiment {
+        name: prepared.name.clone(),
+        prompt: prepared.prompt.clone(),
+        version_id: prepared.version.id.clone(),
+        tag: prepared.tag.clone(),
+        dataset: DatasetRef {
+            // Absolute, so `resume` finds the file from any working directory.
+            path: std::fs::canonicalize(&prepared.dataset)
+                .unwrap_or_else(|_| prepared.dataset.clone())
+                .display()
+                .to_string(),
+            hash: prepared.info.hash.clone(),
+            rows: prepared.info.rows as i64,
+            columns: prepared.info.columns.clone(),
+        },
+        model: prepared.model.clone(),
+        base_url: client.base_url().to_string(),
+        evaluators: prepared.specs.clone(),
+        planned: (rows * settings.repetitions) as i64,
+        settings: settings.clone(),
+        author: ctx.author.clone(),
+        fingerprint: prepared.fingerprint.clone(),
+    })?;
+    let done = Done::new(prepared.info.rows, settings.repetitions);
+    let plan = plan(
+        experiment,
+        prepared.version,
+        prepared.template,
+        &prepared.dataset,
+        prepared.evaluators,
+        client,
+    );
+    execute(runtime, plan, store, done, true, reporter, interrupt)
+}
+
+fn plan(
+    experiment: Experiment,
+    version: PromptVersion,
+    template: CompiledTemplate,
+    dataset: &Path,
+    evaluators: Vec<Evaluator>,
+    client: Client,
+) -> Plan {
+    let judge_model = experiment
+        .settings
+        .judge_model
+        .clone()
+        .unwrap_or_else(|| experiment.model.clone());
+    let cache = !experiment.settings.no_cache;
+    Plan {
+        experiment,
+        version,
+        template,
+        dataset: dataset.to_path_buf(),
+        evaluators,
+        client,
+        judge_model,
+        cache,
+    }
+}
+
+/// Runs what an experiment still lacks: its dataset must be unchanged; only rows without a
+/// successful result are sent.
+pub fn resume(
+    ctx: &Context,
+    id: &str,
+    reporter: &dyn Reporter,
+    interrupt: impl Future<Output = ()>,
+) -> Result<Finished> {
+    let store = ctx.store_for_reading()?;
+    let experiment = store.experiment(id)?;
+    let version = store.version(
+        &experiment.prompt,
+        &VersionRef::Id(experiment.version_id.clone()),
+    )?;
+    let template = CompiledTemplate::compile(version.format, &version.template)?;
+    let path = Path::new(&experiment.dataset.path).to_path_buf();
+    let info = dataset::scan(&path).map_err(|e| {
+        Error::invalid(e.to_string())
+            .with_hint("resume needs the experiment's dataset at the same path")
+    })?;
+    if info.hash != experiment.dataset.hash {
+        return Err(Error::invalid(format!(
+            "dataset {} changed since experiment {} started",
+            path.display(),
+            experiment.id
+        ))
+        .with_hint("restore the file as it was, or start a new experiment"));
+    }
+    let evaluators = evaluators(
+        &experiment.evaluators,
+        experiment.settings.expected_column.is_some(),
+    )?;
+    let client = client(&experiment.base_url, &experiment.settings)?;
+    let runtime = runtime()?;
+    probe(&runtime, client.base_url())?;
+    let done = Done::load(&*store, &experiment)?;
+    let store = ctx.store()?;
+    store.reopen_experiment(&experiment.id)?;
+    let plan = plan(experiment, version, template, &path, evaluators, client);
+    execute(runtime, plan, store, done, false, reporter, interrupt)
+}
+
+/// Runs the plan, telling `reporter` as it goes, and records how it ended.
+fn execute(
+    runtime: tokio::runtime::Runtime,
+    plan: Plan,
+    store: Arc<dyn Store>,
+    done: Done,
+    fresh: bool,
+    reporter: &dyn Reporter,
+    interrupt: impl Future<Output = ()>,
+) -> Result<Finished> {
+    let id = plan.experiment.id.clone();
+    let planned = plan.experiment.planned as u64;
+    let already = planned.saturating_sub(remaining(&plan, &done));
+    let counters = Arc::new(Counters::default());
+    reporter.report(RunEvent::Started {
+        experiment: &plan.experiment,
+        planned,
+        already,
+        counters: counters.clone(),
+    });
+    let outcome: std::result::Result<Outcome, experiment::RunError> = runtime.block_on(async {
+        experiment::run(
+            plan,
+            store.clone(),
+            store.clone(),
+            done,
+            counters,
+            interrupt,
+        )
+        .await
+    });
+    reporter.report(RunEvent::Stopped);
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(experiment::RunError::Dataset(e)) => {
+            let _ = store.finish_experiment(&id, ExperimentStatus::Failed, 0);
+            return Err(dataset_error(e));
+        }
+        Err(experiment::RunError::Writer(message)) => {
+            let _ = store.finish_experiment(&id, ExperimentStatus::Failed, 0);
+            return Err(Error::operational(format!(
+                "experiment {id} stopped: the result writer failed: {message}"
+            ))
+            .with_hint(format!(
+                "the results stored so far are kept; `runner experiment resume {id}` runs the rest"
+            )));
+        }
+        Err(experiment::RunError::Store(e)) => {
+            let _ = store.finish_experiment(&id, ExperimentStatus::Failed, 0);
+            let error: Error = e.into();
+            return Err(error.with_hint(format!(
+                "the results stored so far are kept; once the store is writable, \
+                 `runner experiment resume {id}` runs the rest"
+            )));
+        }
+    };
+    let wall_ms = outcome.wall.as_millis() as i64;
+    match &outcome.stop {
+        Some(Stop::Auth(message)) | Some(Stop::Unreachable(message)) => {
+            // Not one call answered: a setup problem. A new experiment leaves no trace.
+            if fresh {
+                store.discard_experiment(&id)?;
+            } else {
+                store.finish_experiment(&id, ExperimentStatus::Failed, wall_ms)?;
+            }
+            let auth = matches!(outcome.stop, Some(Stop::Auth(_)));
+            let error = Error::operational(format!(
+                "the endpoint {} before any call succeeded: {message}",
+                if auth {
+                    "refused the credentials"
+                } else {
+                    "could not be reached"
+                }
+            ));
+            return Err(if auth {
+                error.with_hint("set OPENAI_API_KEY to a key this endpoint accepts")
+            } else {
+                error.with_hint(
+                    "check that the server is up and --base-url / OPENAI_BASE_URL is right",
+                )
+            });
+        }
+        Some(Stop::Broken(message)) => {
+            store.finish_experiment(&id, ExperimentStatus::Failed, wall_ms)?;
+            return Err(Error::operational(format!(
+                "experiment {id} stopped: {message}"
+            ))
+            .with_hint(format!(
+                "the results stored so far are kept; `runner experiment resume {id}` runs the rest"
+            )));
+        }
+        _ => {}
+    }
+    store.finish_experiment(&id, outcome.status, wall_ms)?;
+    let experiment = store.experiment(&id)?;
+    let summary = store.summary(&experiment)?;
+    Ok(Finished {
+        experiment,
+        summary,
+        stats: RunStats {
+            processed: outcome.processed,
+            wall_secs: outcome.wall.as_secs_f64(),
+        },
+        status: outcome.status,
+    })
+}
+
+/// How many (row, repetition) pairs the run still has to do.
+fn remaining(plan: &Plan, done: &Done) -> u64 {
+    let settings = &plan.experiment.settings;
+    let rows = (plan.experiment.planned as usize) / settings.repetitions.max(1);
+    let mut count = 0;
+    for row in 0..rows {
+        for rep in 0..settings.repetitions {
+            if !done.contains(row, rep) {
+                count += 1;
+            }
+        }
+    }
+    count
+}

@@ -1,0 +1,116 @@
+//! Workflows: the lifecycles the CLI, the API and the UI share (an experiment from plan to
+//! summary, a promotion from evidence to tag move, an archive out and back), over the store
+//! traits. Nothing here parses flags or prints results.
+
+pub mod archive;
+pub mod experiment;
+pub mod promotion;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::store::{self, Store, TagChange};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What every workflow needs besides its own input: who acts, the project's configuration,
+/// and the store, opened once on first use.
+pub struct Context {
+    pub db: PathBuf,
+    pub author: String,
+    config_path: Option<PathBuf>,
+    config: std::cell::OnceCell<Config>,
+    /// The store, opened once on first use and shared by everything the command does.
+    store: std::cell::OnceCell<Arc<dyn Store>>,
+    /// Datasets already read by this command: compare and promote prepare two sides over one
+    /// file, which is read and hashed once.
+    scans: std::cell::RefCell<Vec<(PathBuf, crate::dataset::DatasetInfo)>>,
+}
+
+impl Context {
+    /// A context over a store the caller opened (a library user, a test), with `config` as
+    /// the project's configuration.
+    pub fn with_store(store: Arc<dyn Store>, author: &str, config: Config) -> Context {
+        let context = Context::new(PathBuf::from(store.location()), author.into(), None);
+        let _ = context.store.set(store);
+        let _ = context.config.set(config);
+        context
+    }
+
+    pub fn new(db: PathBuf, author: String, config_path: Option<PathBuf>) -> Context {
+        Context {
+            db,
+            author,
+            config_path,
+            config: std::cell::OnceCell::new(),
+            store: std::cell::OnceCell::new(),
+            scans: std::cell::RefCell::default(),
+        }
+    }
+
+    /// runner.toml, read on first use: commands that need no defaults never touch it.
+    pub fn config(&self) -> Result<&Config> {
+        if let Some(config) = self.config.get() {
+            return Ok(config);
+        }
+        let config = Config::load(self.config_path.as_deref()).map_err(|e| {
+            Error::invalid(e.to_string())
+                .with_hint("fix the file, or point --config at another one")
+        })?;
+        Ok(self.config.get_or_init(|| config))
+    }
+
+    /// A dataset's validating scan, done once per command and file.
+    pub fn scan(
+        &self,
+        path: &std::path::Path,
+    ) -> Result<crate::dataset::DatasetInfo, crate::dataset::DatasetError> {
+        if let Some((_, info)) = self.scans.borrow().iter().find(|(p, _)| p == path) {
+            return Ok(info.clone());
+        }
+        let info = crate::dataset::scan(path)?;
+        self.scans
+            .borrow_mut()
+            .push((path.to_path_buf(), info.clone()));
+        Ok(info)
+    }
+
+    /// The store, created and migrated if needed; opened once per command.
+    pub fn store(&self) -> Result<Arc<dyn Store>> {
+        if let Some(store) = self.store.get() {
+            return Ok(store.clone());
+        }
+        let opened = store::open(&self.db)?;
+        Ok(self.store.get_or_init(|| opened).clone())
+    }
+
+    /// The store for reading: a store that does not exist yet reads as an empty one and is not
+    /// created, so a read command never leaves a file behind.
+    pub fn store_for_reading(&self) -> Result<Arc<dyn Store>> {
+        if self.store.get().is_some() || self.db.exists() {
+            self.store()
+        } else {
+            Ok(store::open_in_memory()?)
+        }
+    }
+
+    pub fn tag_change(&self, message: Option<String>) -> TagChange {
+        TagChange {
+            actor: self.author.clone(),
+            message,
+            ..TagChange::default()
+        }
+    }
+
+    /// A tag change under the tag policy; the store checks it inside the write transaction,
+    /// and records a forced change of a protected tag as forced.
+    pub fn guarded_change(&self, force: bool, message: Option<String>) -> Result<TagChange> {
+        Ok(TagChange {
+            force,
+            policy: self.config()?.tag_policy(),
+            ..self.tag_change(message)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

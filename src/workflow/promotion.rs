@@ -1,0 +1,247 @@
+//! The promotion workflow: find or make the evidence for each side (a completed experiment
+//! with the same fingerprint, or a new run), compare, evaluate the gate, and move the tag only
+//! while it still points at the baseline the evidence is about, recording the evidence.
+
+use super::Context;
+use super::experiment::{Prepared, RunRequest, launch, prepare};
+use crate::compare::{Comparison, compare as compare_outcomes};
+use crate::error::{Error, Result};
+use crate::experiment::{Reporter, RunEvent};
+use crate::gate::{self, Policy, Verdict};
+use crate::model::{
+    Experiment, ExperimentStatus, PromptVersion, Tag, TagAction, TagEvent, VersionRef,
+};
+use crate::store::{Expect, TagChange, TagOutcome};
+use serde_json::json;
+use std::future::Future;
+use std::path::Path;
+
+/// The experiment that stands as evidence for a prepared run: the newest matching completed
+/// one, or (when running is allowed) a new one. When it is not, a missing one is an input error
+/// whose hint is the command that would make it.
+pub fn evidence<F: Future<Output = ()>>(
+    prepared: Prepared,
+    ctx: &Context,
+    reuse: Reuse,
+    evals: &[String],
+    reporter: &dyn Reporter,
+    interrupt: impl Fn() -> F,
+) -> Result<Experiment> {
+    let run = reuse != Reuse::Only;
+    let store = ctx.store_for_reading()?;
+    let found = store.latest_matching(&prepared.fingerprint)?;
+    drop(store);
+    if let Some(experiment) = found.filter(|_| reuse != Reuse::Never) {
+        reporter.report(RunEvent::Notice(format!(
+            "using experiment {} for {} v{}",
+            experiment.id, prepared.prompt, prepared.version.seq
+        )));
+        return Ok(experiment);
+    }
+    if !run {
+        let mut command = format!(
+            "runner experiment --prompt {} --version-id {} --dataset {}",
+            prepared.prompt,
+            prepared.version.id,
+            prepared.dataset.display()
+        );
+        for spec in evals {
+            command.push_str(&format!(" --eval '{spec}'"));
+        }
+        return Err(Error::invalid(format!(
+            "no completed experiment of {} v{}{} on this dataset with these evaluators and model",
+            prepared.prompt,
+            prepared.version.seq,
+            prepared
+                .tag
+                .as_deref()
+                .map(|t| format!(" ({t})"))
+                .unwrap_or_default()
+        ))
+        .with_hint(format!("add --run, or run it first: {command}")));
+    }
+    reporter.report(RunEvent::Notice(format!(
+        "running {} v{} over {}",
+        prepared.prompt,
+        prepared.version.seq,
+        prepared.dataset.display()
+    )));
+    let finished = launch(prepared, ctx, reporter, interrupt())?;
+    let experiment = finished.experiment;
+    reporter.report(RunEvent::Ended {
+        experiment: &experiment,
+        summary: &finished.summary,
+        stats: &finished.stats,
+    });
+    if finished.status == ExperimentStatus::Interrupted {
+        return Err(Error::interrupted(format!(
+            "interrupted while running experiment {}",
+            experiment.id
+        ))
+        .with_hint(format!(
+            "`runner experiment resume {}` finishes it",
+            experiment.id
+        )));
+    }
+    Ok(experiment)
+}
+
+/// Whether stored experiments may stand as evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reuse {
+    /// Use a matching one; never run.
+    Only,
+    /// Use a matching one, or run.
+    OrRun,
+    /// Always run a new one.
+    Never,
+}
+
+impl Reuse {
+    pub fn from_flags(run: bool, fresh: bool) -> Reuse {
+        match (run, fresh) {
+            (_, true) => Reuse::Never,
+            (true, false) => Reuse::OrRun,
+            (false, false) => Reuse::Only,
+        }
+    }
+}
+
+/// Compares two experiments' stored results.
+pub fn comparison(
+    ctx: &Context,
+    baseline: Option<&Experiment>,
+    candidate: &Experiment,
+) -> Result<Comparison> {
+    let store = ctx.store_for_reading()?;
+    let outcomes = |e: &Experiment| -> Result<Vec<crate::model::RowOutcome>> {
+        let mut all = Vec::new();
+        store.visit_outcomes(e, &mut |o| {
+            all.push(o);
+            Ok(())
+        })?;
+        Ok(all)
+    };
+    let base = baseline.map(outcomes).transpose()?;
+    let cand = outcomes(candidate)?;
+    Ok(compare_outcomes(
+        baseline.zip(base.as_deref()),
+        (candidate, &cand),
+    ))
+}
+
+/// What a promotion is asked to do, checked by the caller.
+pub struct PromotionRequest<'a> {
+    pub prompt: &'a str,
+    pub from: &'a str,
+    pub to: &'a str,
+    pub dataset: Option<&'a Path>,
+    pub run: RunRequest,
+    pub policy: Policy,
+    /// Run new experiments even when matching ones exist.
+    pub fresh: bool,
+    /// Evaluate the gate, move nothing.
+    pub dry_run: bool,
+    pub message: Option<String>,
+}
+
+/// What a promotion decided.
+pub struct Decided {
+    pub comparison: Comparison,
+    pub verdict: Verdict,
+    pub candidate_seq: i64,
+    pub baseline_seq: Option<i64>,
+    /// The recorded tag move; None when the gate failed or on a dry run.
+    pub moved: Option<TagEvent>,
+}
+
+/// Promotes the version `from` points at (`candidate_version`) to `to` (now at `baseline`, or
+/// absent) when the gate passes on the evidence.
+pub fn promote<F: Future<Output = ()>>(
+    ctx: &Context,
+    request: &PromotionRequest<'_>,
+    candidate_version: PromptVersion,
+    baseline_version: Option<Tag>,
+    reporter: &dyn Reporter,
+    interrupt: impl Fn() -> F,
+) -> Result<Decided> {
+    // Both sides are checked before either runs, so bad input fails before any request.
+    let candidate = prepare(
+        ctx,
+        request.prompt,
+        &VersionRef::Tag(request.from.to_string()),
+        request.dataset,
+        None,
+        &request.run,
+    )?;
+    let baseline = baseline_version
+        .as_ref()
+        .map(|_| {
+            prepare(
+                ctx,
+                request.prompt,
+                &VersionRef::Tag(request.to.to_string()),
+                request.dataset,
+                None,
+                &request.run,
+            )
+        })
+        .transpose()?;
+    if candidate.evaluators.is_empty() {
+        return Err(Error::invalid(
+            "the gate needs at least one evaluator, and none was given or implied",
+        )
+        .with_hint(
+            "pass --eval SPEC (or name an expected column with --expected-column, which implies icontains)",
+        ));
+    }
+    let reuse = Reuse::from_flags(true, request.fresh);
+    let evals = &request.run.evals;
+    let candidate = evidence(candidate, ctx, reuse, evals, reporter, &interrupt)?;
+    let baseline = baseline
+        .map(|b| evidence(b, ctx, reuse, evals, reporter, &interrupt))
+        .transpose()?;
+    let comparison = comparison(ctx, baseline.as_ref(), &candidate)?;
+    let verdict = gate::evaluate(&comparison, &request.policy);
+
+    let moved = if verdict.passed && !request.dry_run {
+        let evidence = json!({
+            "verdict": "pass",
+            "policy": request.policy,
+            "criteria": verdict.criteria,
+            "candidate_experiment": candidate.id,
+            "baseline_experiment": baseline.as_ref().map(|b| b.id.clone()),
+            "dataset_hash": candidate.dataset.hash,
+            "from_tag": request.from,
+        });
+        // A promotion that passed its gate is the sanctioned way to move a protected tag; it
+        // goes ahead only while `--to` still points at the baseline the evidence is about.
+        let change = TagChange {
+            evidence: Some(evidence),
+            action: Some(TagAction::Promote),
+            expect: Expect::seen(baseline_version.as_ref().map(|t| t.version_id.as_str())),
+            ..ctx.guarded_change(false, request.message.clone())?
+        };
+        let store = ctx.store()?;
+        match store.set_tag(
+            request.prompt,
+            request.to,
+            // The version the evidence is about, whatever `--from` points at by now.
+            &VersionRef::Id(candidate.version_id.clone()),
+            &change,
+        )? {
+            TagOutcome::Changed(event) => Some(event),
+            TagOutcome::Unchanged(_) => None,
+        }
+    } else {
+        None
+    };
+
+    Ok(Decided {
+        comparison,
+        verdict,
+        candidate_seq: candidate_version.seq,
+        baseline_seq: baseline_version.as_ref().map(|t| t.version_seq),
+        moved,
+    })
+}

@@ -1,0 +1,327 @@
+//! The workflows driven in-process, as a library user would: a store in memory (through the
+//! store traits only), the runner's own mock endpoint on a random loopback port.
+
+use super::Context;
+use super::experiment::{RunRequest, launch, prepare, resume};
+use super::promotion::{self, PromotionRequest};
+use crate::config::Config;
+use crate::experiment::Reporter;
+use crate::experiment::RunEvent;
+use crate::gate::Policy;
+use crate::mock::{MockConfig, Rule};
+use crate::model::{
+    ExperimentStatus, JsonObject, NewVersion, TagAction, Template, TemplateFormat, VersionRef,
+};
+use crate::store::{self, TagChange};
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A mock endpoint on its own runtime thread; dropped, it stops.
+struct Mock {
+    base_url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Mock {
+    fn start(rules: Vec<Rule>) -> Mock {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                ready_tx.send(listener.local_addr().unwrap()).unwrap();
+                let config = MockConfig {
+                    latency: Duration::ZERO,
+                    rules,
+                };
+                crate::mock::serve(listener, config, async {
+                    let _ = stop_rx.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        let address = ready_rx.recv().unwrap();
+        Mock {
+            base_url: format!("http://{address}/v1"),
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Remembers what a run reported.
+#[derive(Default)]
+struct Recorder {
+    events: RefCell<Vec<String>>,
+}
+
+impl Reporter for Recorder {
+    fn report(&self, event: RunEvent<'_>) {
+        let line = match event {
+            RunEvent::Started {
+                planned, already, ..
+            } => format!("started {planned} {already}"),
+            RunEvent::Stopped => "stopped".into(),
+            RunEvent::Notice(text) => format!("notice {text}"),
+            RunEvent::Ended { summary, .. } => format!("ended {}", summary.results),
+        };
+        self.events.borrow_mut().push(line);
+    }
+}
+
+fn version(text: &str) -> NewVersion {
+    NewVersion {
+        format: TemplateFormat::Mustache,
+        template: Template::Str(text.into()),
+        model: Some("mock-model".into()),
+        params: JsonObject::new(),
+        metadata: JsonObject::new(),
+        description: None,
+        message: None,
+        author: "tests".into(),
+    }
+}
+
+/// Ten rows; the expected answer is `good` on every row.
+fn dataset(dir: &tempfile::TempDir) -> PathBuf {
+    let path = dir.path().join("rows.csv");
+    let mut text = String::from("id,query,expected\n");
+    for i in 0..10 {
+        text.push_str(&format!("r{i},question {i},good\n"));
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn request(mock: &Mock) -> RunRequest {
+    RunRequest {
+        base_url: Some(mock.base_url.clone()),
+        concurrency: Some(4),
+        ..RunRequest::default()
+    }
+}
+
+/// A context over a fresh in-memory store holding prompt `p`: v1 answers well, v2 badly
+/// (the mock replies by the version's words).
+fn context() -> Context {
+    let store = store::open_in_memory().unwrap();
+    store
+        .create_prompt(
+            "p",
+            version("careful {{query}}"),
+            &["production".into()],
+            &TagChange::default(),
+        )
+        .unwrap();
+    store::append_version(
+        &*store,
+        "p",
+        |_| Ok::<_, store::StoreError>(version("sloppy {{query}}")),
+        &["staging".into()],
+        &TagChange::default(),
+    )
+    .unwrap();
+    Context::with_store(store, "tests", Config::default())
+}
+
+fn rules() -> Vec<Rule> {
+    let rule = |pattern: &str, reply: &str| Rule {
+        pattern: pattern.into(),
+        reply: reply.into(),
+        status: None,
+        latency_ms: None,
+    };
+    vec![
+        rule("careful", "a good answer"),
+        rule("sloppy", "a poor answer"),
+    ]
+}
+
+#[test]
+fn an_experiment_runs_to_its_end_and_is_stored_with_its_summary() {
+    let mock = Mock::start(rules());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(&dir);
+    let ctx = context();
+    let prepared = prepare(
+        &ctx,
+        "p",
+        &VersionRef::Tag("production".into()),
+        Some(&data),
+        Some("first".into()),
+        &request(&mock),
+    )
+    .unwrap();
+    let recorder = Recorder::default();
+    let finished = launch(prepared, &ctx, &recorder, std::future::pending()).unwrap();
+    assert_eq!(finished.status, ExperimentStatus::Completed);
+    assert_eq!((finished.summary.results, finished.summary.ok), (10, 10));
+    // `expected` implies icontains: every answer contains "good".
+    assert_eq!(finished.summary.evaluators[0].passed, 10);
+    assert_eq!(finished.stats.processed, 10);
+    assert_eq!(*recorder.events.borrow(), ["started 10 0", "stopped"]);
+
+    // The store holds it, and a resume has nothing left to send.
+    let store = ctx.store().unwrap();
+    assert_eq!(store.experiments(Some("p")).unwrap().len(), 1);
+    let again = resume(
+        &ctx,
+        &finished.experiment.id,
+        &Recorder::default(),
+        std::future::pending(),
+    )
+    .unwrap();
+    assert_eq!(again.stats.processed, 0);
+    assert_eq!(again.summary.results, 10);
+}
+
+#[test]
+fn bad_input_is_refused_before_anything_is_written() {
+    let mock = Mock::start(rules());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("rows.csv");
+    std::fs::write(&data, "id,other\n1,x\n").unwrap();
+    let ctx = context();
+    let missing = prepare(
+        &ctx,
+        "p",
+        &VersionRef::Latest,
+        Some(&data),
+        None,
+        &request(&mock),
+    )
+    .err()
+    .expect("a template variable no column supplies");
+    assert!(missing.to_string().contains("query"), "{missing}");
+    assert!(ctx.store().unwrap().experiments(None).unwrap().is_empty());
+}
+
+fn promotion_request<'a>(data: &'a std::path::Path, mock: &Mock) -> PromotionRequest<'a> {
+    PromotionRequest {
+        prompt: "p",
+        from: "staging",
+        to: "production",
+        dataset: Some(data),
+        run: request(mock),
+        policy: Policy::no_regression(),
+        fresh: false,
+        dry_run: false,
+        message: Some("ship it".into()),
+    }
+}
+
+#[test]
+fn a_promotion_that_fails_its_gate_moves_nothing() {
+    let mock = Mock::start(rules());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(&dir);
+    let ctx = context();
+    let store = ctx.store().unwrap();
+    let candidate = store
+        .version("p", &VersionRef::Tag("staging".into()))
+        .unwrap();
+    let baseline = store.tag("p", "production").unwrap();
+    let recorder = Recorder::default();
+    let decided = promotion::promote(
+        &ctx,
+        &promotion_request(&data, &mock),
+        candidate,
+        baseline.clone(),
+        &recorder,
+        std::future::pending,
+    )
+    .unwrap();
+    assert!(!decided.verdict.passed);
+    assert!(decided.moved.is_none());
+    assert_eq!(store.tag("p", "production").unwrap(), baseline);
+    // Both sides ran and said so.
+    let events = recorder.events.borrow();
+    assert_eq!(
+        events.iter().filter(|e| e.starts_with("ended 10")).count(),
+        2
+    );
+}
+
+#[test]
+fn a_promotion_that_passes_moves_the_tag_with_its_evidence() {
+    // Both versions answer well: no regression, the gate passes.
+    let rule = Rule {
+        pattern: ".".into(),
+        reply: "good".into(),
+        status: None,
+        latency_ms: None,
+    };
+    let mock = Mock::start(vec![rule]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(&dir);
+    let ctx = context();
+    let store = ctx.store().unwrap();
+    let candidate = store
+        .version("p", &VersionRef::Tag("staging".into()))
+        .unwrap();
+    let baseline = store.tag("p", "production").unwrap();
+    let decided = promotion::promote(
+        &ctx,
+        &promotion_request(&data, &mock),
+        candidate.clone(),
+        baseline,
+        &Recorder::default(),
+        std::future::pending,
+    )
+    .unwrap();
+    assert!(decided.verdict.passed);
+    let event = decided.moved.expect("the tag moved");
+    assert_eq!(event.action, TagAction::Promote);
+    assert!(!event.forced);
+    let evidence = event.evidence.expect("evidence recorded");
+    assert_eq!(evidence["verdict"], "pass");
+    assert!(evidence["candidate_experiment"].is_string());
+    assert_eq!(
+        store.tag("p", "production").unwrap().unwrap().version_id,
+        candidate.id
+    );
+
+    // Run again: the stored experiments stand as evidence; nothing is sent twice.
+    let recorder = Recorder::default();
+    let candidate = store.version("p", &VersionRef::Seq(1)).unwrap();
+    store
+        .set_tag("p", "staging", &VersionRef::Seq(1), &TagChange::default())
+        .unwrap();
+    let _ = promotion::promote(
+        &ctx,
+        &PromotionRequest {
+            dry_run: true,
+            ..promotion_request(&data, &mock)
+        },
+        candidate,
+        store.tag("p", "production").unwrap(),
+        &recorder,
+        std::future::pending,
+    )
+    .unwrap();
+    let events = recorder.events.borrow();
+    assert!(
+        events
+            .iter()
+            .all(|e| e.starts_with("notice using experiment")),
+        "{events:?}"
+    );
+}
