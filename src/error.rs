@@ -29,12 +29,14 @@ pub enum Kind {
     Interrupted,
 }
 
-/// A failure as shown to a person: one line of cause, and a hint where one helps.
+/// A failure as shown to a person: one line saying what failed, the chain of causes below it
+/// (`Caused by:` lines), and a hint where one helps.
 #[derive(Debug)]
 pub struct Error {
     pub kind: Kind,
     pub message: String,
     pub hint: Option<String>,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl Error {
@@ -43,6 +45,7 @@ impl Error {
             kind: Kind::Invalid,
             message: message.into(),
             hint: None,
+            source: None,
         }
     }
 
@@ -51,6 +54,7 @@ impl Error {
             kind: Kind::Operational,
             message: message.into(),
             hint: None,
+            source: None,
         }
     }
 
@@ -59,12 +63,36 @@ impl Error {
             kind: Kind::Interrupted,
             message: message.into(),
             hint: None,
+            source: None,
         }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Error {
         self.hint = Some(hint.into());
         self
+    }
+
+    /// Keeps `cause` as the reason behind this failure, shown as `Caused by:` lines.
+    pub fn with_source(
+        mut self,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Error {
+        self.source = Some(cause.into());
+        self
+    }
+
+    /// The causes behind the message, outermost first, each said once.
+    pub fn causes(&self) -> Vec<String> {
+        let mut causes: Vec<String> = Vec::new();
+        let mut next = std::error::Error::source(self);
+        while let Some(cause) = next {
+            let text = cause.to_string();
+            if !self.message.contains(&text) && !causes.contains(&text) {
+                causes.push(text);
+            }
+            next = cause.source();
+        }
+        causes
     }
 
     pub fn exit_code(&self) -> u8 {
@@ -82,7 +110,13 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Error {
@@ -126,17 +160,29 @@ impl From<StoreError> for Error {
             StoreError::UnknownExperiment { .. } | StoreError::AmbiguousExperiment { .. } => {
                 Some("`runner experiment list` shows the experiments".into())
             }
-            StoreError::Corrupt(_) | StoreError::Abandoned | StoreError::Backend(_) => None,
+            StoreError::Backend(_) => Some(
+                "the cause above is the database's own word; check that the store is reachable \
+                 and writable and the disk has room, then run the command again"
+                    .into(),
+            ),
+            StoreError::Corrupt(_) | StoreError::Abandoned => None,
         };
         let kind = if e.is_invalid_input() {
             Kind::Invalid
         } else {
             Kind::Operational
         };
+        let message = e.to_string();
+        // A driver's error is the cause of "the store failed", not a message of its own.
+        let source = match e {
+            StoreError::Backend(cause) => Some(cause),
+            _ => None,
+        };
         Error {
             kind,
-            message: e.to_string(),
+            message,
             hint,
+            source,
         }
     }
 }
@@ -158,6 +204,7 @@ impl From<TemplateError> for Error {
             kind: Kind::Invalid,
             message: e.to_string(),
             hint,
+            source: None,
         }
     }
 }

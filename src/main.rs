@@ -9,6 +9,9 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             eprintln!("error: {error}");
+            for cause in error.causes() {
+                eprintln!("  Caused by: {cause}");
+            }
             if let Some(hint) = &error.hint {
                 eprintln!("hint: {hint}");
             }

@@ -1203,3 +1203,23 @@ fn protected_tags_need_force_and_forced_moves_are_recorded() {
     );
     assert!(err.contains("broken.toml"), "{err}");
 }
+
+#[test]
+fn a_failing_store_names_its_cause_below_the_error() {
+    let env = Env::new();
+    env.ok(&["prompt", "create", "greet", "--template", "Hi {{name}}"]);
+    // A table the store needs is gone: the database's own message is the cause.
+    let conn = rusqlite::Connection::open(&env.db).unwrap();
+    conn.execute_batch("DROP TABLE tag_events").unwrap();
+    drop(conn);
+    let output = env.run(&["tag", "set", "greet", "staging", "--version", "1"]);
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines[0], "error: the store failed", "{stderr}");
+    assert!(
+        lines[1].starts_with("  Caused by: ") && lines[1].contains("tag_events"),
+        "{stderr}"
+    );
+    assert!(lines.last().unwrap().starts_with("hint: "), "{stderr}");
+}
