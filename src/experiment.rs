@@ -15,7 +15,7 @@ use crate::model::{
 use crate::store::{ExperimentStore, ResponseCache, ResultSink, StoreError};
 use crate::template::{CompiledTemplate, lookup};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -370,7 +370,7 @@ pub async fn run(
     // The rows were read a second time for the run: if the file changed since its hash was
     // recorded, the results no longer belong to that hash.
     let expected_hash = shared.plan.experiment.dataset.hash.clone();
-    if file_hash(&shared.plan.dataset).is_ok_and(|hash| hash != expected_hash) {
+    if crate::model::file_hash(&shared.plan.dataset).is_ok_and(|hash| hash != expected_hash) {
         shared.halt(Stop::Broken(format!(
             "dataset {} changed while the experiment ran",
             shared.plan.dataset.display()
@@ -393,23 +393,6 @@ pub async fn run(
         wall: started.elapsed(),
         processed,
     })
-}
-
-/// sha256 of a file's bytes, read in large chunks.
-fn file_hash(path: &Path) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    Ok(hex(&hasher.finalize()))
 }
 
 /// The writer: takes whatever results have arrived (up to a batch) and commits them together.

@@ -87,13 +87,22 @@ pub fn read_structured<T: serde::de::DeserializeOwned>(
     what: &str,
 ) -> Result<T> {
     let text = read_text(path, what)?;
+    let parsed = parse_structured(path, &text);
+    parsed.map_err(|cause| Error::invalid(format!("invalid {what} {}: {cause}", path.display())))
+}
+
+/// Parses `text` as YAML when `path` ends in `.yaml` / `.yml`, else as JSON; the error is the
+/// cause in one line (a YAML error is a multi-line annotated snippet whose first line says it).
+pub fn parse_structured<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+    text: &str,
+) -> std::result::Result<T, String> {
     let yaml = matches!(
         path.extension().and_then(|e| e.to_str()),
         Some("yaml" | "yml")
     );
-    let parsed = if yaml {
-        // The YAML error is a multi-line annotated snippet; its first line carries the cause.
-        serde_saphyr::from_str(&text).map_err(|e| {
+    if yaml {
+        serde_saphyr::from_str(text).map_err(|e| {
             e.to_string()
                 .lines()
                 .find(|l| !l.trim().is_empty())
@@ -103,7 +112,6 @@ pub fn read_structured<T: serde::de::DeserializeOwned>(
                 .to_string()
         })
     } else {
-        serde_json::from_str(&text).map_err(|e| e.to_string())
-    };
-    parsed.map_err(|cause| Error::invalid(format!("invalid {what} {}: {cause}", path.display())))
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    }
 }

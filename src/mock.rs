@@ -94,16 +94,7 @@ pub fn load_rules(path: &Path) -> Result<Vec<Rule>, MockError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let yaml = matches!(
-        path.extension().and_then(|e| e.to_str()),
-        Some("yaml" | "yml")
-    );
-    let parsed: Result<Vec<Rule>, String> = if yaml {
-        // The YAML error is a multi-line annotated snippet; its first line carries the cause.
-        serde_saphyr::from_str(&text).map_err(|e| first_line(&e.to_string(), "invalid YAML"))
-    } else {
-        serde_json::from_str(&text).map_err(|e| e.to_string())
-    };
+    let parsed: Result<Vec<Rule>, String> = crate::input::parse_structured(path, &text);
     let rules = parsed.map_err(|message| MockError::Parse {
         path: path.to_path_buf(),
         message,
@@ -243,15 +234,6 @@ fn regex_cause(e: &regex::Error) -> String {
         .find_map(|l| l.trim().strip_prefix("error: "))
         .map(str::to_string)
         .unwrap_or_else(|| text.split_whitespace().collect::<Vec<_>>().join(" "))
-}
-
-fn first_line(text: &str, fallback: &str) -> String {
-    text.lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or(fallback)
-        .trim()
-        .trim_start_matches("error: ")
-        .to_string()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -261,9 +261,7 @@ fn fingerprint(
                 "cmd" => rest.split_whitespace().next()?,
                 _ => return None,
             };
-            let digest = std::fs::read(path)
-                .map(|bytes| crate::model::hex(&Sha256::digest(&bytes)))
-                .unwrap_or_default();
+            let digest = crate::model::file_hash(Path::new(path)).unwrap_or_default();
             Some((spec.clone(), Value::String(digest)))
         })
         .collect();
