@@ -3,7 +3,7 @@
 
 use crate::model::{Experiment, RowOutcome};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// One evaluator's figures on one side.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -78,12 +78,16 @@ pub struct Comparison {
     pub baseline: Option<SideMetrics>,
     pub candidate: SideMetrics,
     pub evaluators: Vec<EvalDelta>,
-    /// Every regressed (row, evaluator), in row order.
+    /// Regressed (row, evaluator) pairs, in row order: the first ones, with their details.
     pub regressed: Vec<RowChange>,
+    /// Every regressed pair, counted.
+    pub regressed_total: usize,
     pub improved: Vec<RowChange>,
+    pub improved_total: usize,
     pub only_in_baseline: Vec<String>,
     pub only_in_candidate: Vec<String>,
     pub flaky: Vec<FlakyRow>,
+    pub flaky_total: usize,
     /// Rows that pass every evaluator on the baseline but fail one on the candidate, or are
     /// missing from it.
     pub new_failures: Vec<String>,
@@ -91,6 +95,7 @@ pub struct Comparison {
 
 /// One row of one side, repetitions folded.
 struct RowVerdicts {
+    id: String,
     input: String,
     /// The call answered in a majority of the repetitions.
     ok: bool,
@@ -98,12 +103,11 @@ struct RowVerdicts {
     verdicts: Vec<RowSide>,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
+impl RowVerdicts {
+    /// The row passed everything: its call answered and every evaluator passed.
+    fn passes_all(&self) -> bool {
+        self.ok && self.verdicts.iter().all(|v| v.passed)
     }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-    Some(sorted[rank])
 }
 
 fn label(e: &Experiment) -> String {
@@ -113,133 +117,202 @@ fn label(e: &Experiment) -> String {
     }
 }
 
-/// Folds repetitions into one verdict per row and evaluator, and computes the side's figures.
-fn fold(e: &Experiment, outcomes: &[RowOutcome]) -> (SideMetrics, BTreeMap<String, RowVerdicts>) {
-    let evaluators = &e.evaluators;
-    let index: HashMap<&str, usize> = evaluators
-        .iter()
-        .enumerate()
-        .map(|(i, name)| (name.as_str(), i))
-        .collect();
-    // row id → (input, output, per evaluator: passes, total, score sum, (answered, repetitions))
-    type Tally = (String, String, Vec<(usize, usize, f64)>, (usize, usize));
-    let mut rows: BTreeMap<String, Tally> = BTreeMap::new();
-    let mut latencies = Vec::with_capacity(outcomes.len());
-    let (mut errors, mut tokens_in, mut tokens_out) = (0usize, 0i64, 0i64);
-    for o in outcomes {
-        if o.ok {
-            latencies.push(o.latency_ms);
-        } else {
-            errors += 1;
-        }
-        tokens_in += o.prompt_tokens;
-        tokens_out += o.completion_tokens;
-        let entry = rows.entry(o.row_id.clone()).or_insert_with(|| {
-            (
-                o.input.clone(),
-                o.output.clone(),
-                vec![(0, 0, 0.0); evaluators.len()],
-                (0, 0),
-            )
-        });
-        entry.3.0 += usize::from(o.ok);
-        entry.3.1 += 1;
-        for (name, pass, score) in &o.scores {
-            if let Some(&i) = index.get(name.as_str()) {
-                let slot = &mut entry.2[i];
-                slot.0 += usize::from(*pass);
-                slot.1 += 1;
-                slot.2 += score;
-            }
-        }
-    }
-    latencies.sort_by(f64::total_cmp);
-    let folded: BTreeMap<String, RowVerdicts> = rows
-        .into_iter()
-        .map(|(id, (input, output, counts, (answered, repetitions)))| {
-            let verdicts = counts
-                .into_iter()
-                .map(|(passes, total, sum)| {
-                    let total = total.max(1);
-                    let passed = passes * 2 > total;
-                    let majority = if passed { passes } else { total - passes };
-                    RowSide {
-                        passed,
-                        score: sum / total as f64,
-                        agreement: majority as f64 / total as f64,
-                        output: output.clone(),
-                    }
-                })
-                .collect();
-            let ok = answered * 2 > repetitions;
-            (
-                id,
-                RowVerdicts {
-                    input,
-                    ok,
-                    verdicts,
-                },
-            )
-        })
-        .collect();
-    let n = folded.len().max(1) as f64;
-    let metrics = SideMetrics {
-        experiment: e.id.clone(),
-        label: label(e),
-        rows: folded.len(),
-        results: outcomes.len(),
-        error_rate: if outcomes.is_empty() {
-            0.0
-        } else {
-            errors as f64 / outcomes.len() as f64
-        },
-        latency_p50_ms: percentile(&latencies, 0.50),
-        latency_p95_ms: percentile(&latencies, 0.95),
-        tokens_in,
-        tokens_out,
-        evaluators: evaluators
-            .iter()
-            .enumerate()
-            .map(|(i, name)| EvalMetric {
-                evaluator: name.clone(),
-                pass_rate: folded.values().filter(|r| r.verdicts[i].passed).count() as f64 / n,
-                mean_score: folded.values().map(|r| r.verdicts[i].score).sum::<f64>() / n,
-            })
-            .collect(),
-    };
-    (metrics, folded)
+/// One side of a comparison: the experiment, its latency percentiles (the store computes them,
+/// the one definition of p50 / p95), and its outcomes in row-id order, repetitions of a row
+/// together. Outcomes are consumed one at a time: neither side is held in memory.
+pub struct Side<'a, I> {
+    pub experiment: &'a Experiment,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p95_ms: Option<f64>,
+    pub outcomes: I,
 }
 
-fn flaky_rows(side: &str, e: &Experiment, rows: &BTreeMap<String, RowVerdicts>) -> Vec<FlakyRow> {
-    let mut flaky = Vec::new();
-    for (id, row) in rows {
-        for (name, verdict) in e.evaluators.iter().zip(&row.verdicts) {
-            if verdict.agreement < 1.0 {
-                flaky.push(FlakyRow {
-                    row_id: id.clone(),
-                    evaluator: name.clone(),
-                    side: side.to_string(),
-                    agreement: verdict.agreement,
-                });
-            }
+/// Folds one side's outcome stream into rows (repetitions by majority) while tallying the
+/// side's figures.
+struct Folder<'a, I: Iterator<Item = RowOutcome>> {
+    experiment: &'a Experiment,
+    index: HashMap<&'a str, usize>,
+    outcomes: std::iter::Peekable<I>,
+    rows: usize,
+    results: usize,
+    errors: usize,
+    tokens_in: i64,
+    tokens_out: i64,
+    /// Per evaluator: rows passed, score sum.
+    tallies: Vec<(usize, f64)>,
+}
+
+impl<'a, I: Iterator<Item = RowOutcome>> Folder<'a, I> {
+    fn new(experiment: &'a Experiment, outcomes: I) -> Self {
+        Folder {
+            experiment,
+            index: experiment
+                .evaluators
+                .iter()
+                .enumerate()
+                .map(|(i, name)| (name.as_str(), i))
+                .collect(),
+            outcomes: outcomes.peekable(),
+            rows: 0,
+            results: 0,
+            errors: 0,
+            tokens_in: 0,
+            tokens_out: 0,
+            tallies: vec![(0, 0.0); experiment.evaluators.len()],
         }
     }
-    flaky
+
+    /// The next row, all its repetitions folded.
+    fn next_row(&mut self) -> Option<RowVerdicts> {
+        let first = self.outcomes.next()?;
+        let evaluators = self.experiment.evaluators.len();
+        // Per evaluator: passes, total, score sum.
+        let mut counts = vec![(0usize, 0usize, 0.0f64); evaluators];
+        let (mut answered, mut repetitions) = (0usize, 0usize);
+        let id = first.row_id.clone();
+        let (input, output) = (first.input.clone(), first.output.clone());
+        let mut current = Some(first);
+        while let Some(o) = current {
+            self.results += 1;
+            if !o.ok {
+                self.errors += 1;
+            }
+            self.tokens_in += o.prompt_tokens;
+            self.tokens_out += o.completion_tokens;
+            answered += usize::from(o.ok);
+            repetitions += 1;
+            for (name, pass, score) in &o.scores {
+                if let Some(&i) = self.index.get(name.as_str()) {
+                    let slot = &mut counts[i];
+                    slot.0 += usize::from(*pass);
+                    slot.1 += 1;
+                    slot.2 += score;
+                }
+            }
+            current = self.outcomes.next_if(|next| next.row_id == id);
+        }
+        let verdicts: Vec<RowSide> = counts
+            .into_iter()
+            .map(|(passes, total, sum)| {
+                let total = total.max(1);
+                let passed = passes * 2 > total;
+                let majority = if passed { passes } else { total - passes };
+                RowSide {
+                    passed,
+                    score: sum / total as f64,
+                    agreement: majority as f64 / total as f64,
+                    output: output.clone(),
+                }
+            })
+            .collect();
+        self.rows += 1;
+        for (tally, verdict) in self.tallies.iter_mut().zip(&verdicts) {
+            tally.0 += usize::from(verdict.passed);
+            tally.1 += verdict.score;
+        }
+        Some(RowVerdicts {
+            id,
+            input,
+            ok: answered * 2 > repetitions,
+            verdicts,
+        })
+    }
+
+    fn metrics(&self, p50: Option<f64>, p95: Option<f64>) -> SideMetrics {
+        let e = self.experiment;
+        let n = self.rows.max(1) as f64;
+        SideMetrics {
+            experiment: e.id.clone(),
+            label: label(e),
+            rows: self.rows,
+            results: self.results,
+            error_rate: if self.results == 0 {
+                0.0
+            } else {
+                self.errors as f64 / self.results as f64
+            },
+            latency_p50_ms: p50,
+            latency_p95_ms: p95,
+            tokens_in: self.tokens_in,
+            tokens_out: self.tokens_out,
+            evaluators: e
+                .evaluators
+                .iter()
+                .zip(&self.tallies)
+                .map(|(name, (passed, sum))| EvalMetric {
+                    evaluator: name.clone(),
+                    pass_rate: *passed as f64 / n,
+                    mean_score: sum / n,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Row lists that keep the first `keep` entries and count them all.
+struct Kept<T> {
+    items: Vec<T>,
+    total: usize,
+    keep: usize,
+}
+
+impl<T> Kept<T> {
+    fn new(keep: usize) -> Self {
+        Kept {
+            items: Vec::new(),
+            total: 0,
+            keep,
+        }
+    }
+
+    fn push(&mut self, make: impl FnOnce() -> T) {
+        self.total += 1;
+        if self.items.len() < self.keep {
+            self.items.push(make());
+        }
+    }
+}
+
+fn note_flaky(side: &str, e: &Experiment, row: &RowVerdicts, flaky: &mut Kept<FlakyRow>) {
+    for (name, verdict) in e.evaluators.iter().zip(&row.verdicts) {
+        if verdict.agreement < 1.0 {
+            flaky.push(|| FlakyRow {
+                row_id: row.id.clone(),
+                evaluator: name.clone(),
+                side: side.to_string(),
+                agreement: verdict.agreement,
+            });
+        }
+    }
 }
 
 /// Compares a candidate with a baseline (or describes the candidate alone when there is none).
-/// Rows are matched by row id; evaluators by name, over those the candidate ran.
-pub fn compare(
-    baseline: Option<(&Experiment, &[RowOutcome])>,
-    candidate: (&Experiment, &[RowOutcome]),
-) -> Comparison {
-    let (cand_exp, cand_outcomes) = candidate;
-    let (cand_metrics, cand_rows) = fold(cand_exp, cand_outcomes);
-    let mut flaky = flaky_rows("candidate", cand_exp, &cand_rows);
-    let Some((base_exp, base_outcomes)) = baseline else {
+/// Rows are matched by row id, walking both sides in row-id order at once; evaluators by name,
+/// over those the candidate ran. Of the regressed, improved and flaky rows the first `keep` are
+/// kept with their details and all are counted; row ids of new failures and one-sided rows are
+/// all kept.
+pub fn compare<B, C>(
+    baseline: Option<Side<'_, B>>,
+    candidate: Side<'_, C>,
+    keep: usize,
+) -> Comparison
+where
+    B: Iterator<Item = RowOutcome>,
+    C: Iterator<Item = RowOutcome>,
+{
+    let cand_exp = candidate.experiment;
+    let mut cand = Folder::new(cand_exp, candidate.outcomes);
+    let mut flaky = Kept::new(keep);
+    let mut regressed = Kept::new(keep);
+    let mut improved = Kept::new(keep);
+    let Some(baseline) = baseline else {
+        while let Some(row) = cand.next_row() {
+            note_flaky("candidate", cand_exp, &row, &mut flaky);
+        }
+        let metrics = cand.metrics(candidate.latency_p50_ms, candidate.latency_p95_ms);
         return Comparison {
             baseline: None,
-            evaluators: cand_metrics
+            evaluators: metrics
                 .evaluators
                 .iter()
                 .map(|m| EvalDelta {
@@ -254,104 +327,137 @@ pub fn compare(
                     unchanged: 0,
                 })
                 .collect(),
-            candidate: cand_metrics,
+            candidate: metrics,
             regressed: Vec::new(),
+            regressed_total: 0,
             improved: Vec::new(),
+            improved_total: 0,
             only_in_baseline: Vec::new(),
             only_in_candidate: Vec::new(),
-            flaky,
+            flaky_total: flaky.total,
+            flaky: flaky.items,
             new_failures: Vec::new(),
         };
     };
-    let (base_metrics, base_rows) = fold(base_exp, base_outcomes);
-    flaky.extend(flaky_rows("baseline", base_exp, &base_rows));
-
-    let mut evaluators = Vec::new();
-    let mut regressed = Vec::new();
-    let mut improved = Vec::new();
-    let mut new_failures = std::collections::BTreeSet::new();
-    for (ci, name) in cand_exp.evaluators.iter().enumerate() {
-        let bi = base_exp.evaluators.iter().position(|b| b == name);
-        let (mut up, mut down, mut same) = (0, 0, 0);
-        if let Some(bi) = bi {
-            for (id, cand) in &cand_rows {
-                let Some(base) = base_rows.get(id) else {
-                    continue;
-                };
-                let (b, c) = (&base.verdicts[bi], &cand.verdicts[ci]);
-                let change = || RowChange {
-                    row_id: id.clone(),
-                    evaluator: name.clone(),
-                    input: cand.input.clone(),
-                    baseline: b.clone(),
-                    candidate: c.clone(),
-                };
-                match (b.passed, c.passed) {
-                    (true, false) => {
-                        down += 1;
-                        regressed.push(change());
-                    }
-                    (false, true) => {
-                        up += 1;
-                        improved.push(change());
-                    }
-                    _ => same += 1,
+    let base_exp = baseline.experiment;
+    let mut base = Folder::new(base_exp, baseline.outcomes);
+    // For each candidate evaluator, its baseline position (matched by name).
+    let matched: Vec<Option<usize>> = cand_exp
+        .evaluators
+        .iter()
+        .map(|name| base_exp.evaluators.iter().position(|b| b == name))
+        .collect();
+    // Per candidate evaluator: improved, regressed, unchanged.
+    let mut moves = vec![(0usize, 0usize, 0usize); cand_exp.evaluators.len()];
+    let mut new_failures = Vec::new();
+    let mut only_in_baseline = Vec::new();
+    let mut only_in_candidate = Vec::new();
+    let (mut b, mut c) = (base.next_row(), cand.next_row());
+    loop {
+        let order = match (&b, &c) {
+            (None, None) => break,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(b), Some(c)) => b.id.cmp(&c.id),
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                let row = b.take().expect("a baseline row");
+                note_flaky("baseline", base_exp, &row, &mut flaky);
+                // Missing evidence never counts in the candidate's favour.
+                if row.passes_all() {
+                    new_failures.push(row.id.clone());
                 }
+                only_in_baseline.push(row.id);
+                b = base.next_row();
+            }
+            std::cmp::Ordering::Greater => {
+                let row = c.take().expect("a candidate row");
+                note_flaky("candidate", cand_exp, &row, &mut flaky);
+                only_in_candidate.push(row.id);
+                c = cand.next_row();
+            }
+            std::cmp::Ordering::Equal => {
+                let (base_row, cand_row) = (b.take().expect("rows"), c.take().expect("rows"));
+                note_flaky("candidate", cand_exp, &cand_row, &mut flaky);
+                note_flaky("baseline", base_exp, &base_row, &mut flaky);
+                for (ci, name) in cand_exp.evaluators.iter().enumerate() {
+                    let Some(bi) = matched[ci] else { continue };
+                    let (bv, cv) = (&base_row.verdicts[bi], &cand_row.verdicts[ci]);
+                    let change = || RowChange {
+                        row_id: cand_row.id.clone(),
+                        evaluator: name.clone(),
+                        input: cand_row.input.clone(),
+                        baseline: bv.clone(),
+                        candidate: cv.clone(),
+                    };
+                    match (bv.passed, cv.passed) {
+                        (true, false) => {
+                            moves[ci].1 += 1;
+                            regressed.push(change);
+                        }
+                        (false, true) => {
+                            moves[ci].0 += 1;
+                            improved.push(change);
+                        }
+                        _ => moves[ci].2 += 1,
+                    }
+                }
+                // Comparing the call too means an errored candidate row fails even when no
+                // evaluator ran.
+                if base_row.passes_all() && !cand_row.passes_all() {
+                    new_failures.push(cand_row.id);
+                }
+                b = base.next_row();
+                c = cand.next_row();
             }
         }
-        let cand_metric = &cand_metrics.evaluators[ci];
-        let base_metric = bi.map(|bi| &base_metrics.evaluators[bi]);
-        evaluators.push(EvalDelta {
-            evaluator: name.clone(),
-            baseline_pass_rate: base_metric.map(|m| m.pass_rate),
-            candidate_pass_rate: cand_metric.pass_rate,
-            delta: base_metric.map(|m| cand_metric.pass_rate - m.pass_rate),
-            baseline_mean_score: base_metric.map(|m| m.mean_score),
-            candidate_mean_score: cand_metric.mean_score,
-            improved: up,
-            regressed: down,
-            unchanged: same,
-        });
     }
-    // A new failure: the row passed everything on the baseline (its call answered and every
-    // evaluator passed) and does not on the candidate. Comparing the call too means an errored
-    // candidate row fails even when no evaluator ran.
-    let passes_all = |row: &RowVerdicts| row.ok && row.verdicts.iter().all(|v| v.passed);
-    for (id, cand) in &cand_rows {
-        if let Some(base) = base_rows.get(id)
-            && passes_all(base)
-            && !passes_all(cand)
-        {
-            new_failures.insert(id.clone());
-        }
-    }
-    let only_in_baseline: Vec<String> = base_rows
-        .keys()
-        .filter(|id| !cand_rows.contains_key(*id))
-        .cloned()
+    let base_metrics = base.metrics(baseline.latency_p50_ms, baseline.latency_p95_ms);
+    let cand_metrics = cand.metrics(candidate.latency_p50_ms, candidate.latency_p95_ms);
+    let evaluators = cand_exp
+        .evaluators
+        .iter()
+        .enumerate()
+        .map(|(ci, name)| {
+            let cand_metric = &cand_metrics.evaluators[ci];
+            let base_metric = matched[ci].map(|bi| &base_metrics.evaluators[bi]);
+            let (up, down, same) = moves[ci];
+            EvalDelta {
+                evaluator: name.clone(),
+                baseline_pass_rate: base_metric.map(|m| m.pass_rate),
+                candidate_pass_rate: cand_metric.pass_rate,
+                delta: base_metric.map(|m| cand_metric.pass_rate - m.pass_rate),
+                baseline_mean_score: base_metric.map(|m| m.mean_score),
+                candidate_mean_score: cand_metric.mean_score,
+                improved: up,
+                regressed: down,
+                unchanged: same,
+            }
+        })
         .collect();
-    // A row that passed everything on the baseline and has no result on the candidate is a
-    // failure too: missing evidence never counts in the candidate's favour.
-    for id in &only_in_baseline {
-        if passes_all(&base_rows[id]) {
-            new_failures.insert(id.clone());
-        }
-    }
-    let only_in_candidate = cand_rows
-        .keys()
-        .filter(|id| !base_rows.contains_key(*id))
-        .cloned()
-        .collect();
+    // Regressions are listed evaluator by evaluator in row order, as before the walk merged
+    // them; new failures are already in row-id order.
+    let by_evaluator = |items: &mut Vec<RowChange>| {
+        let position = |name: &str| cand_exp.evaluators.iter().position(|e| e == name);
+        items.sort_by_key(|r| position(&r.evaluator));
+    };
+    let (mut regressed_rows, mut improved_rows) = (regressed.items, improved.items);
+    by_evaluator(&mut regressed_rows);
+    by_evaluator(&mut improved_rows);
     Comparison {
         baseline: Some(base_metrics),
         candidate: cand_metrics,
         evaluators,
-        regressed,
-        improved,
+        regressed: regressed_rows,
+        regressed_total: regressed.total,
+        improved: improved_rows,
+        improved_total: improved.total,
         only_in_baseline,
         only_in_candidate,
-        flaky,
-        new_failures: new_failures.into_iter().collect(),
+        flaky: flaky.items,
+        flaky_total: flaky.total,
+        new_failures,
     }
 }
 
@@ -398,6 +504,20 @@ mod tests {
         }
     }
 
+    fn side<'a>(
+        e: &'a Experiment,
+        rows: &[RowOutcome],
+    ) -> Side<'a, std::vec::IntoIter<RowOutcome>> {
+        let mut rows = rows.to_vec();
+        rows.sort_by(|a, b| (&a.row_id, a.repetition).cmp(&(&b.row_id, b.repetition)));
+        Side {
+            experiment: e,
+            latency_p50_ms: Some(1.0),
+            latency_p95_ms: Some(2.0),
+            outcomes: rows.into_iter(),
+        }
+    }
+
     fn outcome(row: &str, rep: i64, ok: bool, latency: f64, pass: bool) -> RowOutcome {
         RowOutcome {
             row_id: row.into(),
@@ -428,7 +548,7 @@ mod tests {
             outcome("3", 0, false, 0.0, true),
             outcome("5", 0, true, 50.0, true),
         ];
-        let c = compare(Some((&base, &base_rows)), (&cand, &cand_rows));
+        let c = compare(Some(side(&base, &base_rows)), side(&cand, &cand_rows), 100);
         assert_eq!(
             c.regressed
                 .iter()
@@ -448,8 +568,9 @@ mod tests {
         assert_eq!(d.candidate_pass_rate, 0.5);
         assert_eq!(d.delta, Some(-0.25));
         assert_eq!(c.candidate.error_rate, 0.25);
-        assert_eq!(c.candidate.latency_p50_ms, Some(20.0));
-        assert_eq!(c.baseline.as_ref().unwrap().latency_p95_ms, Some(40.0));
+        // Percentiles are the store's, passed through.
+        assert_eq!(c.candidate.latency_p50_ms, Some(1.0));
+        assert_eq!(c.baseline.as_ref().unwrap().latency_p95_ms, Some(2.0));
         assert_eq!(c.candidate.tokens_in, 8);
     }
 
@@ -465,11 +586,15 @@ mod tests {
             outcome("2", 1, true, 1.0, false),
             outcome("2", 2, true, 1.0, false),
         ];
-        let c = compare(None, (&cand, &rows));
+        let c = compare(
+            None::<Side<std::vec::IntoIter<RowOutcome>>>,
+            side(&cand, &rows),
+            100,
+        );
         assert_eq!(c.candidate.rows, 2);
         assert_eq!(c.candidate.results, 6);
         assert_eq!(c.candidate.evaluators[0].pass_rate, 0.5);
-        assert_eq!(c.flaky.len(), 1);
+        assert_eq!((c.flaky.len(), c.flaky_total), (1, 1));
         assert_eq!(c.flaky[0].row_id, "1");
         assert!((c.flaky[0].agreement - 2.0 / 3.0).abs() < 1e-9);
         assert!(c.baseline.is_none());
@@ -488,7 +613,7 @@ mod tests {
             outcome("1", 0, false, 1.0, true),
             outcome("2", 0, false, 1.0, true),
         ];
-        let c = compare(Some((&base, &base_rows)), (&cand, &cand_rows));
+        let c = compare(Some(side(&base, &base_rows)), side(&cand, &cand_rows), 100);
         assert_eq!(c.new_failures, vec!["1"]);
     }
 
@@ -500,7 +625,31 @@ mod tests {
             outcome("1", 0, true, 1.0, true),
             outcome("1", 1, true, 1.0, false),
         ];
-        let c = compare(None, (&cand, &rows));
+        let c = compare(
+            None::<Side<std::vec::IntoIter<RowOutcome>>>,
+            side(&cand, &rows),
+            100,
+        );
         assert_eq!(c.candidate.evaluators[0].pass_rate, 0.0);
+    }
+
+    #[test]
+    fn only_the_first_rows_are_kept_and_all_are_counted() {
+        let base = experiment("b", &["e"]);
+        let cand = experiment("c", &["e"]);
+        let ids: Vec<String> = (0..50).map(|i| format!("{i:03}")).collect();
+        let base_rows: Vec<RowOutcome> = ids
+            .iter()
+            .map(|id| outcome(id, 0, true, 1.0, true))
+            .collect();
+        let cand_rows: Vec<RowOutcome> = ids
+            .iter()
+            .map(|id| outcome(id, 0, true, 1.0, false))
+            .collect();
+        let c = compare(Some(side(&base, &base_rows)), side(&cand, &cand_rows), 5);
+        assert_eq!((c.regressed.len(), c.regressed_total), (5, 50));
+        assert_eq!(c.regressed[0].row_id, "000");
+        assert_eq!(c.new_failures.len(), 50);
+        assert_eq!(c.evaluators[0].regressed, 50);
     }
 }

@@ -180,10 +180,13 @@ mod tests {
                 unchanged: 0,
             }],
             regressed: vec![],
+            regressed_total: 0,
             improved: vec![],
+            improved_total: 0,
             only_in_baseline: vec![],
             only_in_candidate: vec![],
             flaky: vec![],
+            flaky_total: 0,
             new_failures: (0..new_failures).map(|i| format!("r{i}")).collect(),
         }
     }

@@ -61,7 +61,7 @@ pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
             )
         }
     };
-    let result = comparison(ctx, Some(&baseline), &candidate)?;
+    let result = comparison(ctx, Some(&baseline), &candidate, args.rows)?;
     if args.json {
         out_json(&report::comparison_json(&result, args.rows))?;
     } else if args.markdown {

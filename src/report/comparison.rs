@@ -259,15 +259,16 @@ fn sections(c: &Comparison, rows: usize) -> Vec<Section> {
                 .collect(),
             empty: "none",
         });
-        for (title, changes) in [
-            ("regressed rows", &c.regressed),
-            ("improved rows", &c.improved),
+        for (title, changes, total) in [
+            ("regressed rows", &c.regressed, c.regressed_total),
+            ("improved rows", &c.improved, c.improved_total),
         ] {
+            let shown = changes.len().min(rows);
             out.push(Section {
-                title: if changes.len() > rows {
-                    format!("{title} (first {rows} of {})", changes.len())
+                title: if total > shown {
+                    format!("{title} (first {shown} of {total})")
                 } else {
-                    format!("{title} ({})", changes.len())
+                    format!("{title} ({total})")
                 },
                 headers: vec![
                     "row".into(),
@@ -301,7 +302,7 @@ fn sections(c: &Comparison, rows: usize) -> Vec<Section> {
     }
     if !c.flaky.is_empty() {
         out.push(Section {
-            title: format!("flaky rows ({}; repetitions disagree)", c.flaky.len()),
+            title: format!("flaky rows ({}; repetitions disagree)", c.flaky_total),
             headers: vec![
                 "row".into(),
                 "evaluator".into(),
@@ -355,13 +356,7 @@ pub fn comparison_json(c: &Comparison, rows: usize) -> Value {
     trimmed.regressed.truncate(rows);
     trimmed.improved.truncate(rows);
     trimmed.flaky.truncate(rows);
-    let mut value = serde_json::to_value(&trimmed).unwrap_or(Value::Null);
-    if let Value::Object(map) = &mut value {
-        map.insert("regressed_total".into(), json!(c.regressed.len()));
-        map.insert("improved_total".into(), json!(c.improved.len()));
-        map.insert("flaky_total".into(), json!(c.flaky.len()));
-    }
-    value
+    serde_json::to_value(&trimmed).unwrap_or(Value::Null)
 }
 
 /// What a promotion did, for the renderers.
@@ -542,10 +537,13 @@ mod tests {
                 baseline: row(true, "Refunds take 5 days"),
                 candidate: row(false, "I cannot help"),
             }],
+            regressed_total: 1,
             improved: vec![],
+            improved_total: 0,
             only_in_baseline: vec![],
             only_in_candidate: vec!["9".into()],
             flaky: vec![],
+            flaky_total: 0,
             new_failures: vec!["2".into()],
         }
     }

@@ -4,14 +4,15 @@
 
 use super::Context;
 use super::experiment::{Prepared, RunRequest, launch, prepare};
-use crate::compare::{Comparison, compare as compare_outcomes};
+use crate::compare::{Comparison, Side, compare as compare_outcomes};
 use crate::error::{Error, Result};
 use crate::experiment::{Reporter, RunEvent};
 use crate::gate::{self, Policy, Verdict};
+use crate::model::RowOutcome;
 use crate::model::{
     Experiment, ExperimentStatus, PromptVersion, Tag, TagAction, TagEvent, VersionRef,
 };
-use crate::store::{Expect, TagChange, TagOutcome};
+use crate::store::{Expect, StoreError, TagChange, TagOutcome};
 use serde_json::json;
 use std::future::Future;
 use std::path::Path;
@@ -107,27 +108,68 @@ impl Reuse {
     }
 }
 
-/// Compares two experiments' stored results.
+/// Rows of a comparison kept with their details for a promotion's reports.
+pub const PROMOTION_ROWS: usize = 10;
+
+/// Compares two experiments' stored results, streaming both from the store in row-id order at
+/// once (each on its own thread, a bounded channel between): memory stays flat however many
+/// rows there are. `keep` regressed / improved / flaky rows are kept with their details.
 pub fn comparison(
     ctx: &Context,
     baseline: Option<&Experiment>,
     candidate: &Experiment,
+    keep: usize,
 ) -> Result<Comparison> {
     let store = ctx.store_for_reading()?;
-    let outcomes = |e: &Experiment| -> Result<Vec<crate::model::RowOutcome>> {
-        let mut all = Vec::new();
-        store.visit_outcomes(e, &mut |o| {
-            all.push(o);
-            Ok(())
-        })?;
-        Ok(all)
-    };
-    let base = baseline.map(outcomes).transpose()?;
-    let cand = outcomes(candidate)?;
-    Ok(compare_outcomes(
-        baseline.zip(base.as_deref()),
-        (candidate, &cand),
-    ))
+    let summary = |e: &Experiment| store.summary(e);
+    let base_summary = baseline.map(summary).transpose()?;
+    let cand_summary = summary(candidate)?;
+    std::thread::scope(|scope| {
+        let stream = |experiment: &Experiment| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<RowOutcome>(1024);
+            let store = store.clone();
+            let experiment = experiment.clone();
+            let reader = scope.spawn(move || {
+                store.visit_outcomes(&experiment, &mut |outcome| {
+                    // The comparison stopped reading (it never does before the end): stop too.
+                    tx.send(outcome).map_err(|_| StoreError::Abandoned)
+                })
+            });
+            (rx, reader)
+        };
+        let (cand_rx, cand_reader) = stream(candidate);
+        let base = baseline.map(stream);
+        let (base_rx, base_reader) = match base {
+            Some((rx, reader)) => (Some(rx), Some(reader)),
+            None => (None, None),
+        };
+        let result = compare_outcomes(
+            baseline
+                .zip(base_rx)
+                .zip(base_summary.as_ref())
+                .map(|((experiment, rx), summary)| Side {
+                    experiment,
+                    latency_p50_ms: summary.latency_p50_ms,
+                    latency_p95_ms: summary.latency_p95_ms,
+                    outcomes: rx.into_iter(),
+                }),
+            Side {
+                experiment: candidate,
+                latency_p50_ms: cand_summary.latency_p50_ms,
+                latency_p95_ms: cand_summary.latency_p95_ms,
+                outcomes: cand_rx.into_iter(),
+            },
+            keep,
+        );
+        // A reader that failed ended its stream early: the comparison would be of part of
+        // the rows, so its error wins.
+        for reader in base_reader.into_iter().chain([cand_reader]) {
+            reader
+                .join()
+                .map_err(|_| Error::operational("reading the results failed unexpectedly"))??;
+        }
+        Ok(result)
+    })
 }
 
 /// What a promotion is asked to do, checked by the caller.
@@ -201,7 +243,7 @@ pub fn promote<F: Future<Output = ()>>(
     let baseline = baseline
         .map(|b| evidence(b, ctx, reuse, evals, reporter, &interrupt))
         .transpose()?;
-    let comparison = comparison(ctx, baseline.as_ref(), &candidate)?;
+    let comparison = comparison(ctx, baseline.as_ref(), &candidate, PROMOTION_ROWS)?;
     let verdict = gate::evaluate(&comparison, &request.policy);
 
     let moved = if verdict.passed && !request.dry_run {

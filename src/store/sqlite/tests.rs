@@ -628,3 +628,90 @@ fn a_promotion_moves_a_protected_tag_without_force_and_says_so() {
     };
     assert_eq!((event.action, event.forced), (TagAction::Promote, false));
 }
+
+#[test]
+fn latency_percentiles_are_nearest_rank_over_the_successful_calls() {
+    use crate::model::{
+        DatasetRef, ExperimentStatus, NewExperiment, ResultStatus, RunResult, RunSettings,
+    };
+    use crate::store::ResultSink;
+    let store = SqliteStore::open_in_memory().unwrap();
+    let version = store
+        .create_prompt("p", new_version("1"), &[], &change())
+        .unwrap();
+    let experiment = store
+        .create_experiment(&NewExperiment {
+            name: None,
+            prompt: "p".into(),
+            version_id: version.id,
+            tag: None,
+            dataset: DatasetRef {
+                path: "d.csv".into(),
+                hash: "h".into(),
+                rows: 11,
+                columns: vec!["id".into()],
+            },
+            model: "m".into(),
+            base_url: "http://x".into(),
+            evaluators: vec![],
+            settings: RunSettings {
+                concurrency: 1,
+                repetitions: 1,
+                limit: None,
+                timeout_secs: 1.0,
+                max_retries: 0,
+                vars: JsonObject::new(),
+                columns: vec![],
+                expected_column: None,
+                no_cache: true,
+                judge_model: None,
+            },
+            planned: 11,
+            author: "t".into(),
+            fingerprint: "f".into(),
+        })
+        .unwrap();
+    // Latencies 10, 20, … 100 on ten answered calls, shuffled; one errored call at 1000 ms
+    // that no percentile may see.
+    let batch: Vec<RunResult> = [70, 10, 100, 40, 20, 90, 30, 60, 50, 80, 1000]
+        .iter()
+        .enumerate()
+        .map(|(i, ms)| RunResult {
+            row_index: i as i64,
+            row_id: format!("r{i}"),
+            repetition: 0,
+            vars: JsonObject::new(),
+            expected: None,
+            messages: vec![],
+            output: Some("x".into()),
+            finish_reason: None,
+            status: if *ms == 1000 {
+                ResultStatus::Error
+            } else {
+                ResultStatus::Ok
+            },
+            error_kind: None,
+            error_message: None,
+            http_status: None,
+            attempts: 1,
+            latency_ms: *ms as f64,
+            prompt_tokens: None,
+            completion_tokens: None,
+            cached: false,
+            started_at: "t".into(),
+            finished_at: "t".into(),
+            scores: vec![],
+            cache_key: None,
+        })
+        .collect();
+    store.write_results(&experiment.id, &batch).unwrap();
+    store
+        .finish_experiment(&experiment.id, ExperimentStatus::Completed, 0)
+        .unwrap();
+    let summary = store.summary(&experiment).unwrap();
+    // Nearest rank: p50 is the ceil(0.5 × 10) = 5th value, p95 the ceil(9.5) = 10th.
+    assert_eq!(summary.latency_p50_ms, Some(50.0));
+    assert_eq!(summary.latency_p95_ms, Some(100.0));
+    assert_eq!(summary.latency_max_ms, Some(100.0));
+    assert_eq!((summary.ok, summary.errored), (10, 1));
+}
