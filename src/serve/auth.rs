@@ -1,0 +1,279 @@
+//! Bearer-token authentication: the token files (`Tokens`, `Access`, `TokenError`), the
+//! middleware that checks every API request, and the `Caller` it records.
+
+use super::Shared;
+use super::error::ApiError;
+use crate::model::{NameKind, check_name};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// Tokens shorter than this are refused when the token file is read: a guessable token is no
+/// authentication.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// Narrows the caller recorded on tag moves and versions (see `Caller`).
+pub const ACTOR_HEADER: &str = "x-runner-actor";
+
+const MAX_ACTOR_CHARS: usize = 64;
+
+/// What a token allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// GET (and HEAD) only.
+    ReadOnly,
+    ReadWrite,
+}
+
+/// The accepted bearer tokens, kept only as sha256 digests so that comparing them takes the
+/// same time whatever the presented token's length or content.
+#[derive(Default)]
+pub struct Tokens {
+    entries: Vec<TokenEntry>,
+}
+
+struct TokenEntry {
+    name: Option<String>,
+    digest: [u8; 32],
+    access: Access,
+}
+
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum TokenError {
+    #[error("line {line}: a token needs at least {MIN_TOKEN_CHARS} characters")]
+    Short { line: usize },
+    #[error("line {line}: a token may not contain spaces")]
+    Whitespace { line: usize },
+    #[error("line {line}: this token is already listed (a token has one name and one access)")]
+    Duplicate { line: usize },
+    #[error("no tokens (every line is blank or a # comment)")]
+    Empty,
+}
+
+impl Tokens {
+    /// Adds the tokens of one file: one per line, `TOKEN` or `NAME:TOKEN` (NAME made of letters,
+    /// digits, `_`, `-`, `.`), blank lines and `#` comments ignored. Returns how many were read.
+    pub fn add_file(&mut self, text: &str, access: Access) -> Result<usize, TokenError> {
+        let mut added = 0;
+        for (index, raw) in text.lines().enumerate() {
+            let line = index + 1;
+            let entry = raw.trim();
+            if entry.is_empty() || entry.starts_with('#') {
+                continue;
+            }
+            let (name, token) = match entry.split_once(':') {
+                Some((name, token)) if check_name(NameKind::Prompt, name).is_ok() => {
+                    (Some(name.to_string()), token)
+                }
+                _ => (None, entry),
+            };
+            if token.chars().any(char::is_whitespace) {
+                return Err(TokenError::Whitespace { line });
+            }
+            if token.chars().count() < MIN_TOKEN_CHARS {
+                return Err(TokenError::Short { line });
+            }
+            let digest = digest(token.as_bytes());
+            if self.entries.iter().any(|e| e.digest == digest) {
+                return Err(TokenError::Duplicate { line });
+            }
+            self.entries.push(TokenEntry {
+                name,
+                digest,
+                access,
+            });
+            added += 1;
+        }
+        if added == 0 {
+            return Err(TokenError::Empty);
+        }
+        Ok(added)
+    }
+
+    /// How many tokens allow this access.
+    pub fn count(&self, access: Access) -> usize {
+        self.entries.iter().filter(|e| e.access == access).count()
+    }
+
+    /// The entry whose token is `presented`. Every entry is compared in full, without an early
+    /// exit, so the time taken tells nothing about how close a guess was.
+    fn find(&self, presented: &[u8]) -> Option<&TokenEntry> {
+        let presented = digest(presented);
+        let mut found = None;
+        for entry in &self.entries {
+            let difference = entry
+                .digest
+                .iter()
+                .zip(presented.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            if std::hint::black_box(difference) == 0 {
+                found = Some(entry);
+            }
+        }
+        found
+    }
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// A short fingerprint of a presented token for the log: a wrong token is never written out,
+/// not even in part, yet repeated attempts with the same one can be told apart.
+fn fingerprint(token: &[u8]) -> String {
+    crate::model::hex(&digest(token)[..4])
+}
+
+/// Who is calling, as recorded in the tag history and on versions: `api`, or `api:NAME` for a
+/// named token, followed by ` (ACTOR)` when the request names a person or job in the
+/// `X-Runner-Actor` header. The token decides the prefix, so a header cannot pass for another
+/// token's name.
+#[derive(Debug, Clone)]
+pub(super) struct Caller {
+    pub(super) actor: String,
+}
+
+pub(super) async fn authenticate(
+    State(shared): State<Arc<Shared>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let (base, access) = match &shared.tokens {
+        None => ("api".to_string(), Access::ReadWrite),
+        Some(tokens) => {
+            let presented = request
+                .headers()
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+                .map(|t| t.trim_ascii());
+            match presented {
+                None => {
+                    eprintln!(
+                        "runner serve: 401 {} {}: no bearer token",
+                        request.method(),
+                        request.uri().path()
+                    );
+                    return ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "missing bearer token: send Authorization: Bearer TOKEN",
+                    )
+                    .into_response();
+                }
+                Some(token) => match tokens.find(token) {
+                    Some(entry) => (
+                        entry
+                            .name
+                            .as_ref()
+                            .map_or_else(|| "api".to_string(), |n| format!("api:{n}")),
+                        entry.access,
+                    ),
+                    None => {
+                        eprintln!(
+                            "runner serve: 401 {} {}: unknown token (sha256 {}…)",
+                            request.method(),
+                            request.uri().path(),
+                            fingerprint(token)
+                        );
+                        return ApiError::new(StatusCode::UNAUTHORIZED, "invalid bearer token")
+                            .into_response();
+                    }
+                },
+            }
+        }
+    };
+    let reads_only = matches!(*request.method(), Method::GET | Method::HEAD);
+    if access == Access::ReadOnly && !reads_only {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "this token is read-only: it allows GET requests only",
+        )
+        .into_response();
+    }
+    let actor = match request.headers().get(ACTOR_HEADER) {
+        None => base,
+        Some(value) => match actor_label(value) {
+            Some(label) => format!("{base} ({label})"),
+            None => {
+                return ApiError::unprocessable(format!(
+                    "X-Runner-Actor: expected 1 to {MAX_ACTOR_CHARS} printable ASCII characters"
+                ))
+                .into_response();
+            }
+        },
+    };
+    request.extensions_mut().insert(Caller { actor });
+    next.run(request).await
+}
+
+fn actor_label(value: &HeaderValue) -> Option<&str> {
+    let text = value.to_str().ok()?.trim();
+    let printable = text.bytes().all(|b| (0x20..0x7f).contains(&b));
+    (printable && !text.is_empty() && text.len() <= MAX_ACTOR_CHARS).then_some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RW: &str = "0123456789abcdef0123";
+    const RO: &str = "fedcba9876543210fedc";
+
+    #[test]
+    fn token_files_read_named_and_bare_tokens() {
+        let mut tokens = Tokens::default();
+        let text = format!("# deploy tokens\n\nci:{RW}\n  {RO}  \n");
+        assert_eq!(tokens.add_file(&text, Access::ReadWrite), Ok(2));
+        let named = tokens.find(RW.as_bytes()).expect("named token");
+        assert_eq!(named.name.as_deref(), Some("ci"));
+        assert_eq!(named.access, Access::ReadWrite);
+        assert!(tokens.find(RO.as_bytes()).unwrap().name.is_none());
+        assert!(tokens.find(b"ci").is_none());
+        assert!(tokens.find(format!("ci:{RW}").as_bytes()).is_none());
+        assert!(tokens.find(&RW.as_bytes()[..RW.len() - 1]).is_none());
+        assert!(tokens.find(b"").is_none());
+    }
+
+    #[test]
+    fn token_files_refuse_weak_duplicate_or_empty_content() {
+        let cases = [
+            ("short", TokenError::Short { line: 1 }),
+            (
+                &format!("# c\n{RW} {RW}") as &str,
+                TokenError::Whitespace { line: 2 },
+            ),
+            (&format!("{RW}\na:{RW}"), TokenError::Duplicate { line: 2 }),
+            ("\n# only comments\n", TokenError::Empty),
+        ];
+        for (text, expected) in cases {
+            let mut tokens = Tokens::default();
+            assert_eq!(tokens.add_file(text, Access::ReadWrite), Err(expected));
+        }
+        // The same token cannot be read-write and read-only at once.
+        let mut tokens = Tokens::default();
+        tokens.add_file(RW, Access::ReadWrite).unwrap();
+        assert_eq!(
+            tokens.add_file(RW, Access::ReadOnly),
+            Err(TokenError::Duplicate { line: 1 })
+        );
+        assert_eq!(tokens.count(Access::ReadWrite), 1);
+        assert_eq!(tokens.count(Access::ReadOnly), 0);
+    }
+
+    #[test]
+    fn actor_labels_are_short_printable_text() {
+        let ok = HeaderValue::from_static(" alice ");
+        assert_eq!(actor_label(&ok), Some("alice"));
+        for bad in ["", "   ", &"x".repeat(MAX_ACTOR_CHARS + 1)] {
+            assert_eq!(
+                actor_label(&HeaderValue::from_str(bad).unwrap()),
+                None,
+                "{bad:?}"
+            );
+        }
+        let tab = HeaderValue::from_bytes(b"a\tb").unwrap();
+        assert_eq!(actor_label(&tab), None);
+    }
+}

@@ -1,0 +1,284 @@
+//! The HTTP API behind `runner serve`: Phoenix's prompt routes (and a few of runner's own) over
+//! the store, with bearer-token auth, ETags on versions, short cache lifetimes on tag lookups and
+//! Phoenix's plain-text error bodies.
+//!
+//! The store is opened once by the command and shared by every request; a write may wait on
+//! the store's lock, so writes run on a blocking thread.
+//!
+//! This module holds the router, the state every request shares and `serve`; bearer tokens
+//! are in `auth`, error replies in `error`, and the routes in `prompts` and `tags`.
+
+pub mod wire;
+
+mod auth;
+mod error;
+mod prompts;
+mod tags;
+
+pub use auth::{ACTOR_HEADER, Access, MIN_TOKEN_CHARS, TokenError, Tokens};
+pub use error::ApiError;
+pub use prompts::TAG_MAX_AGE_SECS;
+pub use tags::FORCE_HEADER;
+
+use crate::config::Config;
+use crate::store::Store;
+use auth::authenticate;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::header::CACHE_CONTROL;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::serve::ListenerExt;
+use axum::{Json, Router};
+use error::{ApiResult, unknown_version};
+use prompts::{
+    create_prompt, latest_version, list_prompts, list_versions, tagged_version, version_by_id,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tags::{add_version_tag, delete_version_tag, list_prompt_tags, list_version_tags, tag_history};
+
+/// Largest request body accepted; a prompt version is text, so 1 MiB is generous and bounds
+/// what one request can make the server hold in memory.
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+/// Version bodies kept in memory (a few KiB each).
+const MAX_CACHED_BODIES: usize = 4096;
+
+const CACHE_NONE: &str = "no-cache";
+
+/// Everything the server needs, validated by the command layer.
+pub struct Settings {
+    pub store: Arc<dyn Store>,
+    /// None: no authentication (the command layer allows that on loopback only).
+    pub tokens: Option<Tokens>,
+    /// Which tags are protected.
+    pub config: Config,
+    pub body_limit: usize,
+}
+
+/// State shared by every request.
+struct Shared {
+    store: Arc<dyn Store>,
+    tokens: Option<Tokens>,
+    config: Config,
+    /// Response bodies of versions by version id. Versions are immutable, so an entry never goes
+    /// stale; it spares the hot tag lookup from reading the whole version and building its JSON.
+    bodies: Mutex<HashMap<String, VersionBody>>,
+}
+
+/// A version's `{"data": …}` body, serialised once, with its content hash for the ETag.
+#[derive(Clone)]
+struct VersionBody {
+    hash: String,
+    body: Bytes,
+}
+
+/// Which version a GET names.
+enum Lookup {
+    Latest(String),
+    Tag(String, String),
+    Id(String),
+}
+
+impl Shared {
+    /// Runs `work` on a blocking thread: store calls block, and a write may wait on the busy
+    /// timeout while the CLI holds the write lock.
+    async fn with_store<T, F>(self: &Arc<Self>, work: F) -> ApiResult<T>
+    where
+        F: FnOnce(&dyn Store) -> ApiResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let shared = Arc::clone(self);
+        tokio::task::spawn_blocking(move || shared.read_now(work))
+            .await
+            .map_err(|e| ApiError::internal(format!("request worker failed: {e}")))?
+    }
+
+    /// Runs `work` right here. Async handlers call it only for short indexed reads: in WAL mode
+    /// a reader does not wait for writers, so such a read takes microseconds, and a blocking
+    /// thread would cost two thread switches on the hottest route.
+    fn read_now<T>(&self, work: impl FnOnce(&dyn Store) -> ApiResult<T>) -> ApiResult<T> {
+        work(&*self.store)
+    }
+
+    fn cached_body(&self, id: &str) -> Option<VersionBody> {
+        self.bodies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// The body of the version `lookup` names: a tag or latest lookup is one small query, and
+    /// the version itself is read and serialised only the first time it is served.
+    fn version_body(&self, lookup: Lookup) -> ApiResult<VersionBody> {
+        if let Lookup::Id(id) = &lookup
+            && let Some(cached) = self.cached_body(id)
+        {
+            return Ok(cached);
+        }
+        self.read_now(|store| {
+            let id = match lookup {
+                Lookup::Latest(prompt) => store.latest_target(&prompt)?.0,
+                Lookup::Tag(prompt, tag) => store.tag_target(&prompt, &tag)?.0,
+                Lookup::Id(id) => id,
+            };
+            if let Some(cached) = self.cached_body(&id) {
+                return Ok(cached);
+            }
+            let version = store
+                .version_by_id(&id)?
+                .ok_or_else(|| unknown_version(&id))?;
+            let body = serde_json::to_vec(&json!({"data": wire::version_json(&version)}))
+                .map_err(|e| ApiError::internal(format!("cannot encode version {id}: {e}")))?;
+            let entry = VersionBody {
+                hash: version.content_hash,
+                body: Bytes::from(body),
+            };
+            let mut bodies = self.bodies.lock().unwrap_or_else(|e| e.into_inner());
+            // A crude bound: past it, versions are read from the store again once each, which
+            // costs a query, not correctness.
+            if bodies.len() >= MAX_CACHED_BODIES {
+                bodies.clear();
+            }
+            bodies.insert(id, entry.clone());
+            Ok(entry)
+        })
+    }
+}
+
+/// The application: every route, the auth layer and the body limit, over the store the caller
+/// opened (so a store that cannot be opened fails before the server binds).
+pub fn router(settings: Settings) -> Router {
+    let shared = Arc::new(Shared {
+        store: settings.store,
+        tokens: settings.tokens,
+        config: settings.config,
+        bodies: Mutex::new(HashMap::new()),
+    });
+    let api = Router::new()
+        .route("/v1/prompts", get(list_prompts).post(create_prompt))
+        .route("/v1/prompts/{prompt}/versions", get(list_versions))
+        .route("/v1/prompts/{prompt}/latest", get(latest_version))
+        .route("/v1/prompts/{prompt}/tags", get(list_prompt_tags))
+        .route("/v1/prompts/{prompt}/tags/{tag}", get(tagged_version))
+        .route("/v1/prompts/{prompt}/tags/{tag}/history", get(tag_history))
+        .route("/v1/prompt_versions/{id}", get(version_by_id))
+        .route(
+            "/v1/prompt_versions/{id}/tags",
+            get(list_version_tags).post(add_version_tag),
+        )
+        .route(
+            "/v1/prompt_versions/{id}/tags/{tag}",
+            delete(delete_version_tag),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            authenticate,
+        ));
+    Router::new()
+        // Open to liveness probes, which carry no token; it tells nothing about the prompts.
+        .route("/healthz", get(healthz))
+        .merge(api)
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(settings.body_limit))
+        .with_state(shared)
+}
+
+/// Serves on an already-bound listener until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // Replies are small single writes; Nagle's algorithm would hold each one back waiting for
+    // the ACK of the previous one on a keep-alive connection.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn healthz(State(shared): State<Arc<Shared>>) -> ApiResult {
+    let schema = shared
+        .with_store(|store| Ok(store.schema_version()?))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.message))?;
+    Ok(Json(json!({"status": "ok", "schema_version": schema})).into_response())
+}
+
+/// `?cursor=…&limit=…` as Phoenix pages lists.
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+impl PageQuery {
+    fn limit(&self) -> ApiResult<usize> {
+        match self.limit.as_deref() {
+            None => Ok(DEFAULT_PAGE),
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+                _ => Err(ApiError::unprocessable(format!(
+                    "limit: expected a whole number from 1 to {MAX_PAGE}, got '{text}'"
+                ))),
+            },
+        }
+    }
+}
+
+fn path<T>(extracted: Result<Path<T>, PathRejection>) -> ApiResult<T> {
+    extracted
+        .map(|Path(value)| value)
+        .map_err(|e| ApiError::unprocessable(e.body_text()))
+}
+
+fn query<T>(extracted: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
+    extracted
+        .map(|Query(value)| value)
+        .map_err(|e| ApiError::unprocessable(e.body_text()))
+}
+
+/// Reads a JSON body whatever its content type (curl users forget the header), with 413 for a
+/// body over the limit and 422 naming what is wrong otherwise.
+fn json_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> ApiResult<T> {
+    let bytes = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body is over the size limit",
+            )
+        } else {
+            ApiError::new(e.status(), e.body_text())
+        }
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::unprocessable(format!("invalid JSON body: {e}")))
+}
+
+fn data(value: Value) -> Response {
+    let mut response = Json(json!({"data": value})).into_response();
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static(CACHE_NONE));
+    response
+}
+
+fn page(items: Vec<Value>, next_cursor: Option<String>) -> Response {
+    let mut response = Json(json!({"data": items, "next_cursor": next_cursor})).into_response();
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static(CACHE_NONE));
+    response
+}
