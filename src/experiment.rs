@@ -9,14 +9,14 @@ use crate::client::{Client, Completion, Failure, FailureKind, request_body};
 use crate::dataset::{self, Row};
 use crate::eval::{EvalInput, Evaluator};
 use crate::model::{
-    Counters, Experiment, ExperimentStatus, JsonObject, Message, PromptVersion, ResultStatus,
-    RunResult, Score, hex,
+    Experiment, ExperimentStatus, JsonObject, Message, PromptVersion, ResultStatus, RunResult,
+    Score, hex,
 };
 use crate::store::{ExperimentStore, ResponseCache, ResultSink, StoreError};
 use crate::template::{CompiledTemplate, lookup};
 use serde_json::{Value, json};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, mpsc};
@@ -24,13 +24,17 @@ use tokio::task::JoinSet;
 
 /// What happens during a run, for whoever shows it (a progress bar, plain lines, a page).
 pub enum RunEvent<'a> {
-    /// Requests are about to go out; `counters` move as results arrive.
+    /// Requests are about to go out: `planned` results in all, `already` of them stored by an
+    /// earlier run.
     Started {
         experiment: &'a Experiment,
         planned: u64,
         already: u64,
-        counters: Arc<Counters>,
     },
+    /// Where the run stands: sent a few times a second while it runs, and once at its end.
+    Progress(Tally),
+    /// Ctrl-C or SIGTERM: requests in flight get `grace` to finish, then are abandoned.
+    Interrupted { grace: Duration },
     /// No more requests go out.
     Stopped,
     /// A run made as evidence for another command (compare, promote) ended as stored.
@@ -54,6 +58,17 @@ pub struct Silent;
 impl Reporter for Silent {
     fn report(&self, _event: RunEvent<'_>) {}
 }
+
+/// Results this run has produced so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub done: u64,
+    pub errors: u64,
+    pub cached: u64,
+}
+
+/// How often a running experiment reports its progress.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
 /// How long in-flight requests may finish after an interruption before they are abandoned.
 pub const GRACE_PERIOD: Duration = Duration::from_secs(5);
@@ -170,6 +185,14 @@ impl Done {
         }
     }
 
+    /// How many pairs are done.
+    pub fn count(&self) -> u64 {
+        self.bits
+            .iter()
+            .map(|word| u64::from(word.count_ones()))
+            .sum()
+    }
+
     pub fn contains(&self, row: usize, repetition: usize) -> bool {
         let slot = self.slot(row, repetition);
         self.bits
@@ -224,6 +247,41 @@ impl Shared {
     }
 }
 
+/// Runs `work`, reporting the run's progress every `PROGRESS_EVERY` meanwhile.
+async fn ticking<F: std::future::Future>(
+    work: F,
+    counters: &Counters,
+    reporter: &dyn Reporter,
+) -> F::Output {
+    tokio::pin!(work);
+    let mut ticks = tokio::time::interval(PROGRESS_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = ticks.tick() => reporter.report(RunEvent::Progress(counters.tally())),
+        }
+    }
+}
+
+/// Results counted as tasks finish them.
+#[derive(Default)]
+struct Counters {
+    done: AtomicU64,
+    errors: AtomicU64,
+    cached: AtomicU64,
+}
+
+impl Counters {
+    fn tally(&self) -> Tally {
+        Tally {
+            done: self.done.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            cached: self.cached.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// Waits for every task. A task that panicked lost its row: that makes the run broken (never
 /// "completed"), so it is neither reused as evidence nor mistaken for a full run.
 async fn join_all(tasks: &mut JoinSet<()>, shared: &Shared) {
@@ -244,10 +302,16 @@ pub async fn run(
     sink: Arc<dyn ResultSink>,
     cache: Arc<dyn ResponseCache>,
     done: Done,
-    counters: Arc<Counters>,
+    reporter: &dyn Reporter,
     interrupt: impl std::future::Future<Output = ()>,
 ) -> Result<Outcome, RunError> {
     let started = Instant::now();
+    reporter.report(RunEvent::Started {
+        experiment: &plan.experiment,
+        planned: plan.experiment.planned as u64,
+        already: done.count(),
+    });
+    let counters = Arc::new(Counters::default());
     let settings = plan.experiment.settings.clone();
     let experiment_id = plan.experiment.id.clone();
     let cache = plan.cache.then_some(cache);
@@ -331,31 +395,31 @@ pub async fn run(
             }
         }
     };
+    let counters = &shared.counters;
     tokio::select! {
-        _ = dispatch => {}
+        _ = ticking(dispatch, counters, reporter) => {}
         _ = &mut interrupt => shared.halt(Stop::Interrupted),
     }
     // What is in flight finishes; after an interruption (before or during this wait) only
     // for a grace period, then it is abandoned.
     if !shared.interrupted() {
         tokio::select! {
-            _ = join_all(&mut tasks, &shared) => {}
+            _ = ticking(join_all(&mut tasks, &shared), counters, reporter) => {}
             _ = &mut interrupt => shared.halt(Stop::Interrupted),
         }
     }
     if shared.interrupted() {
-        eprintln!(
-            "interrupted: waiting up to {} s for the requests in flight",
-            GRACE_PERIOD.as_secs()
-        );
-        if tokio::time::timeout(GRACE_PERIOD, join_all(&mut tasks, &shared))
-            .await
-            .is_err()
-        {
+        reporter.report(RunEvent::Interrupted {
+            grace: GRACE_PERIOD,
+        });
+        let grace = tokio::time::timeout(GRACE_PERIOD, join_all(&mut tasks, &shared));
+        if ticking(grace, counters, reporter).await.is_err() {
             tasks.abort_all();
             join_all(&mut tasks, &shared).await;
         }
     }
+    reporter.report(RunEvent::Progress(counters.tally()));
+    reporter.report(RunEvent::Stopped);
     drop(results_tx);
     drop(rows_rx);
     let _ = reader.join();

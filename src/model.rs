@@ -537,14 +537,6 @@ pub struct Experiment {
     pub wall_ms: i64,
 }
 
-/// Live counters of a running experiment, shared with the progress display.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub done: std::sync::atomic::AtomicU64,
-    pub errors: std::sync::atomic::AtomicU64,
-    pub cached: std::sync::atomic::AtomicU64,
-}
-
 /// One result reduced to what a comparison needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowOutcome {

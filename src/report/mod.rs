@@ -626,89 +626,86 @@ pub fn results_table(e: &Experiment, rows: Vec<Vec<String>>) -> String {
     table(&headers, rows)
 }
 
-/// The progress display on stderr: a bar on a terminal, a plain line every few seconds
-/// otherwise (CI logs), never anything on stdout.
-pub struct Progress {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    handle: Option<std::thread::JoinHandle<()>>,
+/// What the terminal shows of one run: a bar on a terminal, else a line every few seconds.
+struct Progress {
+    id: String,
+    total: u64,
+    already: u64,
+    started: std::time::Instant,
+    bar: Option<indicatif::ProgressBar>,
+    last_line: Option<std::time::Instant>,
+    last: crate::experiment::Tally,
 }
 
+/// How often the plain-line reporter writes a line when stderr is not a terminal.
+const LINE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Progress {
-    pub fn start(
-        id: &str,
-        total: u64,
-        already: u64,
-        counters: std::sync::Arc<crate::model::Counters>,
-    ) -> Progress {
+    fn start(id: &str, total: u64, already: u64) -> Progress {
         use std::io::IsTerminal;
-        use std::sync::atomic::Ordering;
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
-        let terminal = std::io::stderr().is_terminal();
-        let id = id.to_string();
-        let handle = std::thread::spawn(move || {
-            let bar = if terminal {
-                let bar = indicatif::ProgressBar::new(total);
-                if let Ok(style) = indicatif::ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}",
-                ) {
-                    bar.set_style(style.progress_chars("=> "));
-                }
-                bar.set_prefix(id.clone());
-                bar.set_position(already);
-                Some(bar)
-            } else {
-                None
-            };
-            let started = std::time::Instant::now();
-            let mut last_line = std::time::Instant::now();
-            loop {
-                let finished = flag.load(Ordering::Relaxed);
-                let done = counters.done.load(Ordering::Relaxed);
-                let errors = counters.errors.load(Ordering::Relaxed);
-                let cached = counters.cached.load(Ordering::Relaxed);
-                match &bar {
-                    Some(bar) => {
-                        let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
-                        bar.set_position(already + done);
-                        bar.set_message(format!(
-                            "{rate:.1} rows/s, errors {errors}, cached {cached}"
-                        ));
-                    }
-                    None if last_line.elapsed() >= std::time::Duration::from_secs(5)
-                        || (finished && done > 0) =>
-                    {
-                        let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
-                        eprintln!(
-                            "{id}: {}/{total} rows, {rate:.1} rows/s, {errors} errors, {cached} cached",
-                            already + done
-                        );
-                        last_line = std::time::Instant::now();
-                    }
-                    None => {}
-                }
-                if finished {
-                    if let Some(bar) = &bar {
-                        bar.finish_and_clear();
-                    }
-                    break;
-                }
-                // Parked rather than asleep: `finish` unparks it, so the end of a run is not
-                // delayed by up to one tick.
-                std::thread::park_timeout(std::time::Duration::from_millis(100));
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(total);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
             }
+            bar.set_prefix(id.to_string());
+            bar.set_position(already);
+            bar
         });
         Progress {
-            stop,
-            handle: Some(handle),
+            id: id.to_string(),
+            total,
+            already,
+            started: std::time::Instant::now(),
+            bar,
+            last_line: None,
+            last: crate::experiment::Tally::default(),
         }
     }
 
-    pub fn finish(mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(handle) = self.handle.take() {
-            handle.thread().unpark();
-            let _ = handle.join();
+    fn update(&mut self, tally: crate::experiment::Tally) {
+        self.last = tally;
+        let rate = tally.done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(self.already + tally.done);
+                bar.set_message(format!(
+                    "{rate:.1} rows/s, errors {}, cached {}",
+                    tally.errors, tally.cached
+                ));
+            }
+            None => {
+                let due = self.last_line.is_none_or(|at| at.elapsed() >= LINE_EVERY);
+                if due && self.started.elapsed() >= LINE_EVERY {
+                    self.line(rate);
+                }
+            }
+        }
+    }
+
+    fn line(&mut self, rate: f64) {
+        let t = self.last;
+        eprintln!(
+            "{}: {}/{} rows, {rate:.1} rows/s, {} errors, {} cached",
+            self.id,
+            self.already + t.done,
+            self.total,
+            t.errors,
+            t.cached
+        );
+        self.last_line = Some(std::time::Instant::now());
+    }
+
+    fn finish(mut self) {
+        match self.bar.take() {
+            Some(bar) => bar.finish_and_clear(),
+            None if self.last.done > 0 => {
+                let rate = self.last.done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+                self.line(rate);
+            }
+            None => {}
         }
     }
 }
@@ -728,13 +725,21 @@ impl crate::experiment::Reporter for Terminal {
                 experiment,
                 planned,
                 already,
-                counters,
             } => {
-                let started = Progress::start(&experiment.id, planned, already, counters);
+                let started = Progress::start(&experiment.id, planned, already);
                 if let Some(previous) = self.progress.replace(Some(started)) {
                     previous.finish();
                 }
             }
+            RunEvent::Progress(tally) => {
+                if let Some(progress) = self.progress.borrow_mut().as_mut() {
+                    progress.update(tally);
+                }
+            }
+            RunEvent::Interrupted { grace } => eprintln!(
+                "interrupted: waiting up to {} s for the requests in flight",
+                grace.as_secs()
+            ),
             RunEvent::Stopped => {
                 if let Some(progress) = self.progress.take() {
                     progress.finish();

@@ -8,10 +8,10 @@ use crate::config::RunDefaults;
 use crate::dataset;
 use crate::error::{Error, Result};
 use crate::eval::{self, Evaluator};
-use crate::experiment::{self, Done, Outcome, Plan, Reporter, RunEvent, Stop};
+use crate::experiment::{self, Done, Outcome, Plan, Reporter, Stop};
 use crate::input::{check_prompt_name, split_assignment};
 use crate::model::{
-    Counters, DatasetRef, Experiment, ExperimentStatus, JsonObject, NewExperiment, PromptVersion,
+    DatasetRef, Experiment, ExperimentStatus, JsonObject, NewExperiment, PromptVersion,
     RunSettings, RunStats, Summary, VersionRef,
 };
 use crate::store::Store;
@@ -505,27 +505,15 @@ fn execute(
     interrupt: impl Future<Output = ()>,
 ) -> Result<Finished> {
     let id = plan.experiment.id.clone();
-    let planned = plan.experiment.planned as u64;
-    let already = planned.saturating_sub(remaining(&plan, &done));
-    let counters = Arc::new(Counters::default());
-    reporter.report(RunEvent::Started {
-        experiment: &plan.experiment,
-        planned,
-        already,
-        counters: counters.clone(),
-    });
-    let outcome: std::result::Result<Outcome, experiment::RunError> = runtime.block_on(async {
-        experiment::run(
+    let outcome: std::result::Result<Outcome, experiment::RunError> =
+        runtime.block_on(experiment::run(
             plan,
             store.clone(),
             store.clone(),
             done,
-            counters,
+            reporter,
             interrupt,
-        )
-        .await
-    });
-    reporter.report(RunEvent::Stopped);
+        ));
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(experiment::RunError::Dataset(e)) => {
@@ -599,19 +587,4 @@ fn execute(
         },
         status: outcome.status,
     })
-}
-
-/// How many (row, repetition) pairs the run still has to do.
-fn remaining(plan: &Plan, done: &Done) -> u64 {
-    let settings = &plan.experiment.settings;
-    let rows = (plan.experiment.planned as usize) / settings.repetitions.max(1);
-    let mut count = 0;
-    for row in 0..rows {
-        for rep in 0..settings.repetitions {
-            if !done.contains(row, rep) {
-                count += 1;
-            }
-        }
-    }
-    count
 }

@@ -67,15 +67,21 @@ impl Drop for Mock {
     }
 }
 
-/// Remembers what a run reported.
+/// Remembers what a run reported (progress ticks apart: how many depends on the clock).
 #[derive(Default)]
 struct Recorder {
     events: RefCell<Vec<String>>,
+    last_progress: RefCell<Option<crate::experiment::Tally>>,
 }
 
 impl Reporter for Recorder {
     fn report(&self, event: RunEvent<'_>) {
         let line = match event {
+            RunEvent::Progress(tally) => {
+                *self.last_progress.borrow_mut() = Some(tally);
+                return;
+            }
+            RunEvent::Interrupted { .. } => "interrupted".into(),
             RunEvent::Started {
                 planned, already, ..
             } => format!("started {planned} {already}"),
@@ -178,18 +184,25 @@ fn an_experiment_runs_to_its_end_and_is_stored_with_its_summary() {
     assert_eq!(finished.summary.evaluators[0].passed, 10);
     assert_eq!(finished.stats.processed, 10);
     assert_eq!(*recorder.events.borrow(), ["started 10 0", "stopped"]);
+    let last = recorder
+        .last_progress
+        .borrow()
+        .expect("a final progress event");
+    assert_eq!((last.done, last.errors, last.cached), (10, 0, 0));
 
     // The store holds it, and a resume has nothing left to send.
     let store = ctx.store().unwrap();
     assert_eq!(store.experiments(Some("p")).unwrap().len(), 1);
+    let resumed = Recorder::default();
     let again = resume(
         &ctx,
         &finished.experiment.id,
-        &Recorder::default(),
+        &resumed,
         std::future::pending(),
     )
     .unwrap();
     assert_eq!(again.stats.processed, 0);
+    assert_eq!(resumed.events.borrow()[0], "started 10 10");
     assert_eq!(again.summary.results, 10);
 }
 
