@@ -36,7 +36,7 @@ impl Policy {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Criterion {
     pub name: String,
     pub threshold: String,

@@ -20,4 +20,5 @@ pub mod report;
 pub mod serve;
 pub mod store;
 pub mod template;
+pub mod view;
 pub mod workflow;

@@ -7,6 +7,7 @@ use crate::error::{Error, Result, exit};
 use crate::gate::{Policy, Verdict};
 use crate::model::VersionRef;
 use crate::report;
+use crate::view::PromotionView;
 use crate::workflow::experiment::prepare;
 use crate::workflow::promotion::{self, PromotionRequest, Reuse, comparison, evidence};
 use std::path::Path;
@@ -181,31 +182,32 @@ pub fn promote(args: PromoteArgs, ctx: &Context) -> Result<u8> {
         &report::Terminal::default(),
         interrupted,
     )?;
-    let (comparison, verdict, moved) = (decided.comparison, decided.verdict, decided.moved);
-    let outcome = report::PromotionOutcome {
+    let view = PromotionView {
         prompt: &args.prompt,
         from: &args.from,
         to: &args.to,
-        candidate_seq: decided.candidate_seq,
-        baseline_seq: decided.baseline_seq,
+        candidate_version: decided.candidate_seq,
+        baseline_version: decided.baseline_seq,
+        passed: decided.verdict.passed,
         dry_run: args.dry_run,
-        moved: moved.is_some(),
+        moved: decided.moved.is_some(),
+        verdict: &decided.verdict,
+        comparison: &decided.comparison,
     };
     let mut reports = Vec::new();
     if let Some(path) = &args.markdown {
-        let text = report::promotion_markdown(&outcome, &verdict, &comparison);
-        reports.push((path.as_path(), text));
+        reports.push((path.as_path(), report::promotion_markdown(&view)));
     }
     if let Some(path) = &args.junit {
-        reports.push((path.as_path(), report::verdict_junit(&outcome, &verdict)));
+        reports.push((path.as_path(), report::verdict_junit(&view)));
     }
-    write_reports(&reports, outcome.moved)?;
+    write_reports(&reports, view.moved)?;
     if args.json {
-        out_json(&report::promotion_json(&outcome, &verdict, &comparison))?;
+        out_json(&report::promotion_json(&view))?;
     } else {
-        out(&report::promotion_text(&outcome, &verdict, &comparison));
+        out(&report::promotion_text(&view));
     }
-    Ok(verdict_code(&verdict))
+    Ok(verdict_code(&decided.verdict))
 }
 
 fn verdict_code(verdict: &Verdict) -> u8 {

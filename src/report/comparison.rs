@@ -4,8 +4,9 @@
 use super::excerpt;
 use crate::compare::{Comparison, RowChange};
 use crate::gate::Verdict;
+use crate::view::PromotionView;
 use comfy_table::{Table, presets};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// A titled table, rendered as text or Markdown.
 struct Section {
@@ -359,36 +360,6 @@ pub fn comparison_json(c: &Comparison, rows: usize) -> Value {
     serde_json::to_value(&trimmed).unwrap_or(Value::Null)
 }
 
-/// What a promotion did, for the renderers.
-pub struct PromotionOutcome<'a> {
-    pub prompt: &'a str,
-    pub from: &'a str,
-    pub to: &'a str,
-    pub candidate_seq: i64,
-    pub baseline_seq: Option<i64>,
-    pub dry_run: bool,
-    pub moved: bool,
-}
-
-impl PromotionOutcome<'_> {
-    fn headline(&self, verdict: &Verdict) -> String {
-        let target = match self.baseline_seq {
-            Some(seq) => format!("{} (v{seq})", self.to),
-            None => format!("{} (new tag)", self.to),
-        };
-        let what = format!(
-            "{} {} v{} → {target}",
-            self.prompt, self.from, self.candidate_seq
-        );
-        match (verdict.passed, self.dry_run, self.moved) {
-            (true, true, _) => format!("gate PASSED (dry run, nothing moved): {what}"),
-            (true, false, true) => format!("gate PASSED, tag moved: {what}"),
-            (true, false, false) => format!("gate PASSED, tag not moved: {what}"),
-            (false, _, _) => format!("gate FAILED, nothing moved: {what}"),
-        }
-    }
-}
-
 fn criteria_section(verdict: &Verdict) -> Section {
     Section {
         title: "gate".into(),
@@ -418,31 +389,25 @@ fn criteria_section(verdict: &Verdict) -> Section {
     }
 }
 
-pub fn promotion_text(o: &PromotionOutcome<'_>, verdict: &Verdict, c: &Comparison) -> String {
-    let mut all = vec![criteria_section(verdict)];
-    all.extend(sections(c, 5));
-    format!("{}\n\n{}", o.headline(verdict), render_text(&all))
+pub fn promotion_text(v: &PromotionView<'_>) -> String {
+    let mut all = vec![criteria_section(v.verdict)];
+    all.extend(sections(v.comparison, 5));
+    format!("{}\n\n{}", v.headline(), render_text(&all))
 }
 
-pub fn promotion_markdown(o: &PromotionOutcome<'_>, verdict: &Verdict, c: &Comparison) -> String {
-    let mut all = vec![criteria_section(verdict)];
-    all.extend(sections(c, 10));
-    format!("## {}\n\n{}", o.headline(verdict), render_markdown(&all))
+pub fn promotion_markdown(v: &PromotionView<'_>) -> String {
+    let mut all = vec![criteria_section(v.verdict)];
+    all.extend(sections(v.comparison, 10));
+    format!("## {}\n\n{}", v.headline(), render_markdown(&all))
 }
 
-pub fn promotion_json(o: &PromotionOutcome<'_>, verdict: &Verdict, c: &Comparison) -> Value {
-    json!({
-        "prompt": o.prompt,
-        "from": o.from,
-        "to": o.to,
-        "candidate_version": o.candidate_seq,
-        "baseline_version": o.baseline_seq,
-        "passed": verdict.passed,
-        "dry_run": o.dry_run,
-        "moved": o.moved,
-        "verdict": verdict,
-        "comparison": comparison_json(c, 10),
-    })
+/// The promotion as JSON: the view, with the comparison's listed rows cut to 10.
+pub fn promotion_json(v: &PromotionView<'_>) -> Value {
+    let mut value = serde_json::to_value(v).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut value {
+        map.insert("comparison".into(), comparison_json(v.comparison, 10));
+    }
+    value
 }
 
 fn xml_escape(text: &str) -> String {
@@ -453,7 +418,8 @@ fn xml_escape(text: &str) -> String {
 }
 
 /// One JUnit test case per criterion, so CI systems show the gate like a test run.
-pub fn verdict_junit(o: &PromotionOutcome<'_>, verdict: &Verdict) -> String {
+pub fn verdict_junit(o: &PromotionView<'_>) -> String {
+    let verdict = o.verdict;
     let failures = verdict.criteria.iter().filter(|c| !c.passed).count();
     let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let suite = format!("promote {} {} -> {}", o.prompt, o.from, o.to);
@@ -569,15 +535,18 @@ mod tests {
         }
     }
 
-    fn outcome() -> PromotionOutcome<'static> {
-        PromotionOutcome {
+    fn outcome<'a>(verdict: &'a Verdict, comparison: &'a Comparison) -> PromotionView<'a> {
+        PromotionView {
             prompt: "greet",
             from: "staging",
             to: "production",
-            candidate_seq: 2,
-            baseline_seq: Some(1),
+            candidate_version: 2,
+            baseline_version: Some(1),
+            passed: verdict.passed,
             dry_run: false,
             moved: false,
+            verdict,
+            comparison,
         }
     }
 
@@ -593,7 +562,8 @@ mod tests {
 
     #[test]
     fn junit_snapshot() {
-        insta::assert_snapshot!(verdict_junit(&outcome(), &verdict()));
+        let (verdict, comparison) = (verdict(), comparison());
+        insta::assert_snapshot!(verdict_junit(&outcome(&verdict, &comparison)));
     }
 
     #[test]
@@ -610,10 +580,19 @@ mod tests {
         }
         assert_eq!(json["regressed"][0]["candidate"]["output"], "I cannot help");
         assert_eq!(json["only_in_candidate"][0], "9");
-        let headline = promotion_text(&outcome(), &verdict(), &c);
+        let verdict = verdict();
+        let view = outcome(&verdict, &c);
+        let headline = promotion_text(&view);
         assert!(
             headline.starts_with("gate FAILED, nothing moved: greet staging v2 → production (v1)")
         );
         assert!(headline.contains("FAIL"));
+        // One view feeds every renderer: the JSON names what the text and JUnit say.
+        let promotion = promotion_json(&view);
+        assert_eq!(promotion["passed"], false);
+        assert_eq!(promotion["candidate_version"], 2);
+        assert_eq!(promotion["comparison"]["regressed_total"], 1);
+        assert!(promotion_markdown(&view).starts_with("## gate FAILED"));
+        assert!(verdict_junit(&view).contains("<failure"));
     }
 }

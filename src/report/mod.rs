@@ -5,6 +5,7 @@ use crate::model::{
     Template,
 };
 use crate::model::{RunStats, Summary};
+use crate::view::{ExperimentView, PromptItem, RenderedView, VersionView};
 use comfy_table::{Table, presets};
 
 mod comparison;
@@ -64,13 +65,16 @@ pub fn version_created(verb: &str, v: &PromptVersion, tags: &[String]) -> String
     line
 }
 
-pub fn version_json(v: &PromptVersion, tags: &[String], variables: &[String]) -> Value {
-    let mut value = serde_json::to_value(v).unwrap_or(Value::Null);
-    if let Value::Object(map) = &mut value {
-        map.insert("tags".into(), json!(tags));
-        map.insert("variables".into(), json!(variables));
+pub fn version_json<'a>(
+    v: &'a PromptVersion,
+    tags: &'a [String],
+    variables: &'a [String],
+) -> VersionView<'a> {
+    VersionView {
+        version: v,
+        tags,
+        variables,
     }
-    value
 }
 
 /// The template as reviewable text: a string as is, a chat as `[role]` blocks.
@@ -123,26 +127,11 @@ pub fn version_text(v: &PromptVersion, tags: &[String], variables: &[String]) ->
     text
 }
 
-pub fn prompts_json(prompts: &[(Prompt, PromptVersion)]) -> Value {
-    Value::Array(
-        prompts
-            .iter()
-            .map(|(p, latest)| {
-                json!({
-                    "name": p.name,
-                    "description": p.description,
-                    "latest_version": p.latest_seq,
-                    "latest_version_id": latest.id,
-                    "version_count": p.version_count,
-                    "tags": p.tags,
-                    "model": latest.model,
-                    "metadata": latest.metadata,
-                    "created_at": p.created_at,
-                    "updated_at": p.updated_at,
-                })
-            })
-            .collect(),
-    )
+pub fn prompts_json(prompts: &[(Prompt, PromptVersion)]) -> Vec<PromptItem<'_>> {
+    prompts
+        .iter()
+        .map(|(p, latest)| PromptItem::new(p, latest))
+        .collect()
 }
 
 pub fn prompts_table(prompts: &[(Prompt, PromptVersion)]) -> String {
@@ -280,15 +269,15 @@ pub fn history_table(events: &[TagEvent]) -> String {
     )
 }
 
-pub fn rendered_json(v: &PromptVersion, messages: &[Message]) -> Value {
-    json!({
-        "prompt": v.prompt,
-        "version": v.seq,
-        "version_id": v.id,
-        "model": v.model,
-        "params": v.params,
-        "messages": messages,
-    })
+pub fn rendered_json<'a>(v: &'a PromptVersion, messages: &'a [Message]) -> RenderedView<'a> {
+    RenderedView {
+        prompt: &v.prompt,
+        version: v.seq,
+        version_id: &v.id,
+        model: v.model.as_deref(),
+        params: &v.params,
+        messages,
+    }
 }
 
 /// A string template renders to its text alone, ready to pipe; a chat to `[role]` blocks.
@@ -445,22 +434,12 @@ fn percent(value: f64) -> String {
     format!("{:.1}%", value * 100.0)
 }
 
-pub fn experiment_json(e: &Experiment, summary: &Summary, run: Option<&RunStats>) -> Value {
-    let mut value = json!({
-        "experiment": e,
-        "summary": summary,
-    });
-    if let (Some(run), Value::Object(map)) = (run, &mut value) {
-        map.insert(
-            "run".into(),
-            json!({
-                "processed": run.processed,
-                "wall_secs": run.wall_secs,
-                "rows_per_sec": run.rows_per_sec(),
-            }),
-        );
-    }
-    value
+pub fn experiment_json<'a>(
+    e: &'a Experiment,
+    summary: &'a Summary,
+    run: Option<&RunStats>,
+) -> ExperimentView<'a> {
+    ExperimentView::new(e, summary, run)
 }
 
 /// The end-of-run table: what ran, how it went, per evaluator results, latency, tokens, speed.

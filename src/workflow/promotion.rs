@@ -13,7 +13,7 @@ use crate::model::{
     Experiment, ExperimentStatus, PromptVersion, Tag, TagAction, TagEvent, VersionRef,
 };
 use crate::store::{Expect, StoreError, TagChange, TagOutcome};
-use serde_json::json;
+use crate::view::Evidence;
 use std::future::Future;
 use std::path::Path;
 
@@ -247,19 +247,22 @@ pub fn promote<F: Future<Output = ()>>(
     let verdict = gate::evaluate(&comparison, &request.policy);
 
     let moved = if verdict.passed && !request.dry_run {
-        let evidence = json!({
-            "verdict": "pass",
-            "policy": request.policy,
-            "criteria": verdict.criteria,
-            "candidate_experiment": candidate.id,
-            "baseline_experiment": baseline.as_ref().map(|b| b.id.clone()),
-            "dataset_hash": candidate.dataset.hash,
-            "from_tag": request.from,
-        });
+        let evidence = Evidence {
+            verdict: "pass".into(),
+            policy: request.policy.clone(),
+            criteria: verdict.criteria.clone(),
+            candidate_experiment: candidate.id.clone(),
+            baseline_experiment: baseline.as_ref().map(|b| b.id.clone()),
+            dataset_hash: candidate.dataset.hash.clone(),
+            from_tag: request.from.to_string(),
+        };
         // A promotion that passed its gate is the sanctioned way to move a protected tag; it
         // goes ahead only while `--to` still points at the baseline the evidence is about.
         let change = TagChange {
-            evidence: Some(evidence),
+            evidence: Some(
+                serde_json::to_value(&evidence)
+                    .map_err(|e| Error::operational(format!("cannot encode the evidence: {e}")))?,
+            ),
             action: Some(TagAction::Promote),
             expect: Expect::seen(baseline_version.as_ref().map(|t| t.version_id.as_str())),
             ..ctx.guarded_change(false, request.message.clone())?
