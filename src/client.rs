@@ -405,23 +405,14 @@ fn error_message(bytes: &[u8]) -> String {
             .or_else(|| value.get("message"))
             .and_then(Value::as_str)
     {
-        return excerpt(message);
+        return crate::text::one_line(message, 200);
     }
     let text = String::from_utf8_lossy(bytes);
     if text.trim().is_empty() {
         "empty body".into()
     } else {
-        excerpt(&text)
+        crate::text::one_line(&text, 200)
     }
-}
-
-fn excerpt(text: &str) -> String {
-    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let mut cut: String = one_line.chars().take(200).collect();
-    if one_line.chars().count() > 200 {
-        cut.push('…');
-    }
-    cut
 }
 
 /// The answer in a chat-completion body: `choices[0].message.content`, finish reason, usage.
@@ -429,7 +420,7 @@ fn parse_completion(bytes: &[u8]) -> Result<Completion, String> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         format!(
             "the body is not JSON ({e}): {}",
-            excerpt(&String::from_utf8_lossy(bytes))
+            crate::text::one_line(&String::from_utf8_lossy(bytes), 200)
         )
     })?;
     let choices = value
@@ -450,14 +441,16 @@ fn parse_completion(bytes: &[u8]) -> Result<Completion, String> {
             .join(""),
         Some(Value::Null) | None => {
             return Err(match message.get("refusal").and_then(Value::as_str) {
-                Some(refusal) => format!("the model refused: {}", excerpt(refusal)),
+                Some(refusal) => {
+                    format!("the model refused: {}", crate::text::one_line(refusal, 200))
+                }
                 None => "`choices[0].message.content` is null".into(),
             });
         }
         Some(other) => {
             return Err(format!(
                 "`content` is not text: {}",
-                excerpt(&other.to_string())
+                crate::text::one_line(&other.to_string(), 200)
             ));
         }
     };

@@ -20,5 +20,6 @@ pub mod report;
 pub mod serve;
 pub mod store;
 pub mod template;
+pub mod text;
 pub mod view;
 pub mod workflow;

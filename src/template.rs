@@ -349,12 +349,7 @@ impl ParseFail {
 
 /// The start of the offending text, up to the end of its line, shortened to stay readable.
 fn excerpt(from: &str) -> String {
-    let line = from.split('\n').next().unwrap_or_default();
-    let line = line.strip_suffix('\r').unwrap_or(line);
-    match line.char_indices().nth(EXCERPT_CHARS) {
-        Some((cut, _)) => format!("{}…", &line[..cut]),
-        None => line.to_owned(),
-    }
+    crate::text::first_line(from, EXCERPT_CHARS)
 }
 
 /// Segments of `[A-Za-z_][A-Za-z0-9_-]*` joined by `.`.

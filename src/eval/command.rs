@@ -2,8 +2,9 @@
 //! answer as JSON on stdin and a verdict expected on stdout.
 
 use super::judge::parse_verdict;
-use super::{EXCERPT, EvalInput, Kind, STDERR_EXCERPT, Score, error_score, excerpt};
+use super::{EXCERPT, EvalInput, Kind, STDERR_EXCERPT, Score, error_score};
 use crate::model::JsonObject;
+use crate::text::one_line;
 use serde::Serialize;
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -178,7 +179,7 @@ pub(super) fn run_cmd(name: &str, program: &str, args: &[String], input: &EvalIn
             name,
             format!(
                 "invalid command output: {why}; stdout was \"{}\"{stderr_note}",
-                excerpt(out.trim(), EXCERPT)
+                one_line(out.trim(), EXCERPT)
             ),
         ),
     }
@@ -264,7 +265,7 @@ fn stderr_note(bytes: &[u8]) -> String {
     if text.is_empty() {
         String::new()
     } else {
-        format!("; stderr: \"{}\"", excerpt(text, STDERR_EXCERPT))
+        format!("; stderr: \"{}\"", one_line(text, STDERR_EXCERPT))
     }
 }
 

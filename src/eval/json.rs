@@ -1,7 +1,8 @@
 //! JSON checks: `json` and `json-schema:FILE`, and the code-fence rule that judge and command
 //! verdicts are read with too.
 
-use super::{EvalInput, Kind, STDERR_EXCERPT, Score, binary, excerpt};
+use super::{EvalInput, Kind, STDERR_EXCERPT, Score, binary};
+use crate::text::one_line;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::Value;
 
@@ -33,7 +34,7 @@ pub(super) fn json_schema(
                     false,
                     format!(
                         "schema violation at {at}: {}",
-                        excerpt(&err.to_string(), STDERR_EXCERPT)
+                        one_line(&err.to_string(), STDERR_EXCERPT)
                     ),
                 )
             }
@@ -52,7 +53,7 @@ pub(super) fn prepare_schema(file: &str) -> Result<Kind, String> {
     let validator = jsonschema::validator_for(&schema).map_err(|e| {
         format!(
             "schema file '{file}' is not a valid JSON Schema: {}",
-            excerpt(&e.to_string(), STDERR_EXCERPT)
+            one_line(&e.to_string(), STDERR_EXCERPT)
         )
     })?;
     Ok(Kind::JsonSchema(Box::new(validator)))

@@ -2,8 +2,9 @@
 //! format that judges and `cmd:` programs both reply in.
 
 use super::json::unfence;
-use super::{EXCERPT, EvalInput, Evaluator, Kind, Score, error_score, excerpt, one_line};
+use super::{EXCERPT, EvalInput, Evaluator, Kind, Score, error_score};
 use crate::model::Message;
+use crate::text::one_line;
 use serde_json::Value;
 
 pub(super) fn prepare_judge(file: &str) -> Result<Kind, String> {
@@ -76,7 +77,7 @@ impl Evaluator {
                 &self.name,
                 format!(
                     "unparseable judge verdict: {why}; reply was \"{}\"",
-                    excerpt(reply.trim(), EXCERPT)
+                    one_line(reply.trim(), EXCERPT)
                 ),
             ),
         }
@@ -93,7 +94,7 @@ pub(super) struct Verdict {
 impl Verdict {
     pub(super) fn into_score(self, evaluator: &str, no_reason: &str) -> Score {
         let reason = match self.reason {
-            Some(r) if !r.trim().is_empty() => one_line(&r),
+            Some(r) if !r.trim().is_empty() => one_line(&r, usize::MAX),
             _ => no_reason.to_string(),
         };
         Score {

@@ -177,9 +177,12 @@ fn parse_kind(spec: &str) -> Result<Kind, String> {
             if pattern.is_empty() {
                 return Err("empty pattern (it would match every answer)".to_string());
             }
-            Regex::new(pattern)
-                .map(Kind::Regex)
-                .map_err(|e| format!("bad regex: {}", one_line(&e.to_string())))
+            Regex::new(pattern).map(Kind::Regex).map_err(|e| {
+                format!(
+                    "bad regex: {}",
+                    crate::text::one_line(&e.to_string(), usize::MAX)
+                )
+            })
         }
         ("json-schema", Some(file)) => json::prepare_schema(file.trim()),
         ("similarity", Some(t)) => match t.trim().parse::<f64>() {
@@ -214,23 +217,6 @@ fn with_expected(name: &str, input: &EvalInput<'_>, f: impl FnOnce(&str) -> Scor
         Some(expected) => f(expected),
         None => error_score(name, "no expected value for this row".to_string()),
     }
-}
-
-/// At most `max` characters on one line, with `…` when cut.
-fn excerpt(text: &str, max: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(max * 4) + 3);
-    let mut chars = text.chars();
-    for c in chars.by_ref().take(max) {
-        out.push(if c.is_control() { ' ' } else { c });
-    }
-    if chars.next().is_some() {
-        out.push('…');
-    }
-    out
-}
-
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -399,12 +385,5 @@ mod tests {
         check_invariants(&s, "exact");
         assert_eq!((s.pass, s.score, s.error), (false, 0.0, false));
         assert_eq!(s.reason, "the call failed");
-    }
-
-    #[test]
-    fn excerpt_is_one_line_and_bounded() {
-        assert_eq!(excerpt("a\nb", 10), "a b");
-        assert_eq!(excerpt("ééééé", 3), "ééé…");
-        assert_eq!(excerpt("abc", 3), "abc");
     }
 }

@@ -1,6 +1,7 @@
 //! String checks: `exact`, `contains`, `icontains` and `regex:PATTERN`.
 
-use super::{EXCERPT, EvalInput, Score, binary, error_score, excerpt, with_expected};
+use super::{EXCERPT, EvalInput, Score, binary, error_score, with_expected};
+use crate::text::one_line;
 use regex::Regex;
 
 pub(super) fn exact(name: &str, input: &EvalInput<'_>) -> Score {
@@ -14,8 +15,8 @@ pub(super) fn exact(name: &str, input: &EvalInput<'_>) -> Score {
                 false,
                 format!(
                     "output \"{}\" differs from expected \"{}\"",
-                    excerpt(out, EXCERPT),
-                    excerpt(exp, EXCERPT)
+                    one_line(out, EXCERPT),
+                    one_line(exp, EXCERPT)
                 ),
             )
         }
@@ -46,7 +47,7 @@ pub(super) fn regex(name: &str, re: &Regex, input: &EvalInput<'_>) -> Score {
     binary(
         name,
         matched,
-        format!("output {verb} /{}/", excerpt(re.as_str(), EXCERPT)),
+        format!("output {verb} /{}/", one_line(re.as_str(), EXCERPT)),
     )
 }
 
@@ -63,7 +64,7 @@ fn contains_score(name: &str, needle: &str, found: bool, how: &str) -> Score {
     binary(
         name,
         found,
-        format!("output {verb} \"{}\"{how}", excerpt(needle, EXCERPT)),
+        format!("output {verb} \"{}\"{how}", one_line(needle, EXCERPT)),
     )
 }
 

@@ -49,12 +49,7 @@ fn or_dash(text: Option<&str>) -> String {
 
 /// First line of a free text, cut to `width` characters.
 pub fn excerpt(text: &str, width: usize) -> String {
-    let line = text.lines().next().unwrap_or("");
-    let mut cut: String = line.chars().take(width).collect();
-    if line.chars().count() > width || text.lines().nth(1).is_some() {
-        cut.push('…');
-    }
-    cut
+    crate::text::first_line(text, width)
 }
 
 pub fn version_created(verb: &str, v: &PromptVersion, tags: &[String]) -> String {
@@ -818,12 +813,5 @@ mod tests {
                 "greeting production deleted (was v1)",
             ]
         );
-    }
-
-    #[test]
-    fn excerpts_mark_what_they_cut() {
-        assert_eq!(excerpt("short", 10), "short");
-        assert_eq!(excerpt("a longer line", 4), "a lo…");
-        assert_eq!(excerpt("one\ntwo", 10), "one…");
     }
 }
