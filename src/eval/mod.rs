@@ -65,11 +65,13 @@ pub struct EvalInput<'a> {
     pub latency_ms: f64,
 }
 
-/// A prepared evaluator: its canonical name (the spec as given) and its compiled form.
+/// A prepared evaluator: its canonical name (the spec as given), its compiled form, and the
+/// sha256 of the file it reads (rubric, schema or program) as it was when prepared.
 #[derive(Debug)]
 pub struct Evaluator {
     name: String,
     kind: Kind,
+    file_digest: Option<String>,
 }
 
 #[derive(Debug)]
@@ -97,14 +99,30 @@ impl Evaluator {
             spec: spec.to_string(),
             reason,
         })?;
+        // What the evaluator reads counts by content: editing a rubric changes what a run
+        // means, so experiments made with the old one no longer stand as evidence.
+        let file = match (&kind, spec.split_once(':')) {
+            (Kind::Judge { .. } | Kind::JsonSchema(_), Some((_, path))) => Some(path.trim()),
+            (Kind::Cmd { program, .. }, _) => Some(program.as_str()),
+            _ => None,
+        };
+        let file_digest = file
+            .map(|path| crate::model::file_hash(std::path::Path::new(path)).unwrap_or_default());
         Ok(Evaluator {
             name: spec.to_string(),
             kind,
+            file_digest,
         })
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The sha256 of the file this evaluator reads, when it reads one; empty when the file
+    /// could not be read as a path (a program found on PATH: its name is its identity).
+    pub fn file_digest(&self) -> Option<&str> {
+        self.file_digest.as_deref()
     }
 
     /// Whether this evaluator compares against the row's expected value, so the caller can

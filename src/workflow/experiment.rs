@@ -246,24 +246,15 @@ fn fingerprint(
     dataset_hash: &str,
     model: &str,
     base_url: &str,
-    specs: &[String],
+    evaluators: &[Evaluator],
     settings: &RunSettings,
 ) -> String {
     use sha2::{Digest, Sha256};
-    let mut sorted = specs.to_vec();
+    let mut sorted: Vec<&str> = evaluators.iter().map(Evaluator::name).collect();
     sorted.sort();
-    let files: serde_json::Map<String, Value> = sorted
+    let files: serde_json::Map<String, Value> = evaluators
         .iter()
-        .filter_map(|spec| {
-            let (kind, rest) = spec.split_once(':')?;
-            let path = match kind {
-                "judge" | "json-schema" => rest.trim(),
-                "cmd" => rest.split_whitespace().next()?,
-                _ => return None,
-            };
-            let digest = crate::model::file_hash(Path::new(path)).unwrap_or_default();
-            Some((spec.clone(), Value::String(digest)))
-        })
+        .filter_map(|e| Some((e.name().to_string(), Value::String(e.file_digest()?.into()))))
         .collect();
     let canonical = serde_json::json!({
         "version_id": version_id,
@@ -356,7 +347,7 @@ pub fn prepare(
         &info.hash,
         &model,
         &base_url,
-        &specs,
+        &evaluators,
         &settings,
     );
     Ok(Prepared {
