@@ -291,6 +291,11 @@ pub fn check_name(kind: NameKind, name: &str) -> Result<(), String> {
     if kind == NameKind::Tag && name.chars().all(|c| c.is_ascii_digit()) {
         return Err("a tag made only of digits would read as a version number".into());
     }
+    // `.` and `..` name folders on disk (an export writes one folder per prompt), and any
+    // name of dots alone reads as one: refused everywhere.
+    if name.chars().all(|c| c == '.') {
+        return Err("a name made only of dots would name a folder outside the export".into());
+    }
     Ok(())
 }
 
@@ -312,6 +317,12 @@ mod tests {
             (NameKind::Prompt, "é", false),
             (NameKind::Prompt, &"x".repeat(128), true),
             (NameKind::Prompt, &"x".repeat(129), false),
+            (NameKind::Prompt, ".", false),
+            (NameKind::Prompt, "..", false),
+            (NameKind::Prompt, "...", false),
+            (NameKind::Tag, "..", false),
+            (NameKind::Prompt, ".hidden", true),
+            (NameKind::Prompt, "a..b", true),
         ];
         for (kind, name, ok) in cases {
             assert_eq!(check_name(*kind, name).is_ok(), *ok, "{kind} {name:?}");

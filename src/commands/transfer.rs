@@ -33,7 +33,7 @@ pub fn export(args: ExportArgs, ctx: &Context) -> Result<()> {
 
 pub fn import(args: ImportArgs, ctx: &Context) -> Result<()> {
     // Every file is read and checked before the store is opened: a bad export writes nothing.
-    let archives = archive::read(&args.dir)?;
+    let archives = archive::read(&args.dir, &ctx.config()?.tag_policy())?;
     let store = ctx.store()?;
     store.import(&archives)?;
     let versions: usize = archives.iter().map(|a| a.versions.len()).sum();

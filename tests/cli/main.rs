@@ -5,6 +5,7 @@ mod fault_server;
 mod promote;
 mod prompt_store;
 mod reliability;
+mod security;
 mod serve;
 
 use assert_cmd::Command;

@@ -1,0 +1,222 @@
+//! Holes an outside review found, each shut and kept shut: names that escape a folder, exports
+//! that follow links or keep stale files, imports that trust what they read.
+
+use super::{Env, dump};
+use serde_json::Value;
+
+fn prompt(env: &Env, name: &str) {
+    env.ok(&["prompt", "create", name, "--template", "Hi {{name}}"]);
+}
+
+#[test]
+fn names_made_of_dots_are_refused_everywhere() {
+    let env = Env::new();
+    for name in [".", "..", "..."] {
+        let stderr = env.fails(&["prompt", "create", name, "--template", "x"], 2);
+        assert!(stderr.contains("dots"), "{stderr}");
+    }
+    prompt(&env, "greet");
+    let stderr = env.fails(&["tag", "set", "greet", "..", "--version", "1"], 2);
+    assert!(stderr.contains("dots"), "{stderr}");
+}
+
+#[test]
+fn export_writes_only_inside_its_folder_and_never_through_a_link() {
+    let env = Env::new();
+    prompt(&env, "greet");
+    // A folder holding someone else's files is not an export's to replace.
+    std::fs::create_dir(env.path("mine")).unwrap();
+    env.write("mine/notes.txt", "keep me");
+    let stderr = env.fails(&["export", "mine"], 2);
+    assert!(stderr.contains("did not write"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(env.path("mine/notes.txt")).unwrap(),
+        "keep me"
+    );
+    // A link as the destination is refused, and its target is left alone.
+    std::fs::create_dir(env.path("target")).unwrap();
+    std::os::unix::fs::symlink(env.path("target"), env.path("link")).unwrap();
+    let stderr = env.fails(&["export", "link"], 2);
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+    assert_eq!(std::fs::read_dir(env.path("target")).unwrap().count(), 0);
+}
+
+#[test]
+fn a_second_export_leaves_no_stale_files() {
+    let env = Env::new();
+    prompt(&env, "greet");
+    prompt(&env, "other");
+    env.ok(&["export", "out"]);
+    assert!(env.path("out/other/prompt.json").exists());
+    env.ok(&["export", "out", "greet"]);
+    assert!(env.path("out/greet/prompt.json").exists());
+    assert!(
+        !env.path("out/other").exists(),
+        "a prompt of the earlier export survived"
+    );
+    // No staging folder is left beside it.
+    let left: Vec<String> = std::fs::read_dir(env.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".export-") || n.contains(".replaced-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn import_refuses_links_inside_an_export() {
+    let env = Env::new();
+    prompt(&env, "greet");
+    env.ok(&["export", "out"]);
+    let template = env.path("out/greet/versions/0001/template.txt");
+    let outside = env.write("outside.txt", "Hi {{name}}");
+    std::fs::remove_file(&template).unwrap();
+    std::os::unix::fs::symlink(&outside, &template).unwrap();
+    let fresh = env.path("fresh.db");
+    let out = env
+        .cmd()
+        .args(["--db", fresh.to_str().unwrap(), "import", "out"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("symbolic link"));
+    assert!(!fresh.exists() || dump(&fresh).is_empty());
+}
+
+/// An export of `greet` with v1 in production and v2 in staging.
+fn tagged_export(env: &Env) {
+    prompt(env, "greet");
+    env.ok(&["prompt", "update", "greet", "--template", "Hello {{name}}"]);
+    env.ok(&["tag", "set", "greet", "production", "--version", "1"]);
+    env.ok(&["tag", "set", "greet", "staging", "--version", "2"]);
+    env.ok(&["export", "out"]);
+}
+
+/// Imports `out` into a fresh store, expecting a refusal that says `why`.
+fn import_refused(env: &Env, why: &str) {
+    let fresh = env.path("fresh.db");
+    let out = env
+        .cmd()
+        .args(["--db", fresh.to_str().unwrap(), "import", "out"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(why), "expected '{why}': {stderr}");
+    assert!(!fresh.exists() || dump(&fresh).is_empty());
+}
+
+fn history_lines(env: &Env) -> Vec<Value> {
+    std::fs::read_to_string(env.path("out/greet/history.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn write_history(env: &Env, lines: &[Value]) {
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(env.path("out/greet/history.jsonl"), text).unwrap();
+}
+
+#[test]
+fn a_hand_moved_tag_is_refused_on_import() {
+    let env = Env::new();
+    tagged_export(&env);
+    // production edited to v2 in tags.json alone: the history does not lead there.
+    let path = env.path("out/greet/tags.json");
+    let mut tags: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let v2 = tags["staging"]["version_id"].clone();
+    tags["production"]["version_id"] = v2;
+    tags["production"]["version"] = 2.into();
+    std::fs::write(&path, tags.to_string()).unwrap();
+    import_refused(&env, "tags.json does not match");
+}
+
+#[test]
+fn an_edited_history_line_breaks_the_chain() {
+    let env = Env::new();
+    tagged_export(&env);
+    let mut lines = history_lines(&env);
+    lines[0]["actor"] = "someone else".into();
+    write_history(&env, &lines);
+    import_refused(&env, "line 1 was changed");
+}
+
+#[test]
+fn a_forged_promotion_without_evidence_is_refused() {
+    let env = Env::new();
+    tagged_export(&env);
+    let mut lines = history_lines(&env);
+    let v2 = lines[1]["to_version_id"].clone();
+    let v1 = lines[0]["to_version_id"].clone();
+    // production v1 → v2 "promoted", with no evidence; the chain is left out, as an
+    // export written before the chain existed would have it.
+    let mut forged = lines[0].clone();
+    forged["action"] = "promote".into();
+    forged["from_version_id"] = v1;
+    forged["to_version_id"] = v2;
+    lines.push(forged);
+    for line in &mut lines {
+        line.as_object_mut().unwrap().remove("hash");
+    }
+    write_history(&env, &lines);
+    import_refused(&env, "without the evidence of a passed gate");
+}
+
+#[test]
+fn a_protected_tag_moved_without_force_in_the_history_is_refused() {
+    let env = Env::new();
+    tagged_export(&env);
+    let mut lines = history_lines(&env);
+    let mut moved = lines[0].clone();
+    moved["action"] = "move".into();
+    moved["from_version_id"] = lines[0]["to_version_id"].clone();
+    moved["to_version_id"] = lines[1]["to_version_id"].clone();
+    lines.push(moved);
+    for line in &mut lines {
+        line.as_object_mut().unwrap().remove("hash");
+    }
+    write_history(&env, &lines);
+    import_refused(&env, "moved without a promotion or force");
+}
+
+#[test]
+fn bad_names_and_times_in_an_export_are_refused() {
+    let env = Env::new();
+    tagged_export(&env);
+    let mut lines = history_lines(&env);
+    lines[0]["tag"] = "../../x y".into();
+    for line in &mut lines {
+        line.as_object_mut().unwrap().remove("hash");
+    }
+    write_history(&env, &lines);
+    import_refused(&env, "invalid tag name");
+
+    let env = Env::new();
+    tagged_export(&env);
+    let mut lines = history_lines(&env);
+    lines[1]["at"] = "not-a-date".into();
+    for line in &mut lines {
+        line.as_object_mut().unwrap().remove("hash");
+    }
+    write_history(&env, &lines);
+    import_refused(&env, "not an RFC 3339 time");
+}
+
+#[test]
+fn an_untouched_export_still_imports() {
+    let env = Env::new();
+    tagged_export(&env);
+    let fresh = env.path("fresh.db");
+    env.ok(&["--db", fresh.to_str().unwrap(), "import", "out"]);
+    let tags = env.json(&[
+        "--db",
+        fresh.to_str().unwrap(),
+        "tag",
+        "list",
+        "greet",
+        "--json",
+    ]);
+    assert_eq!(tags.as_array().unwrap().len(), 2);
+}
