@@ -130,17 +130,43 @@ enum Attempt {
 /// Checks that a base URL can be used, without building a client (which loads the system's
 /// root certificates: worth doing once, not to validate a flag).
 pub fn check_base_url(base_url: &str) -> Result<(), ConfigError> {
-    let parsed = reqwest::Url::parse(base_url).map_err(|e| ConfigError {
-        url: base_url.to_string(),
-        reason: e.to_string(),
-    })?;
+    let refuse = |reason: String| ConfigError {
+        url: shown_url(base_url),
+        reason,
+    };
+    let parsed = reqwest::Url::parse(base_url).map_err(|e| refuse(e.to_string()))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(ConfigError {
-            url: base_url.to_string(),
-            reason: "the URL must start with http:// or https://".into(),
-        });
+        return Err(refuse("the URL must start with http:// or https://".into()));
+    }
+    // The base URL is stored with every experiment and shown in reports: a key passed as a
+    // query parameter would be kept and printed.
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(refuse(
+            "the URL carries a query or fragment (?… or #…); a key belongs in OPENAI_API_KEY"
+                .into(),
+        ));
     }
     Ok(())
+}
+
+/// A URL as an error shows it: user information (`user:password@`) and any query are never
+/// repeated, even when the URL does not parse.
+pub fn shown_url(url: &str) -> String {
+    let (head, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let authority = match authority.rfind('@') {
+        Some(at) => format!("***@{}", &authority[at + 1..]),
+        None => authority.to_string(),
+    };
+    let path = match path.find(['?', '#']) {
+        Some(cut) => format!("{}?…", &path[..cut]),
+        None => path.to_string(),
+    };
+    format!("{head}{authority}{path}")
 }
 
 /// The chat-completion body: model and messages, then the version's invocation parameters as
@@ -189,6 +215,11 @@ impl Client {
 
     pub fn base_url(&self) -> &str {
         &self.config.base_url
+    }
+
+    /// The key this client sends, so that nothing stored can carry it (see `scrub`).
+    pub fn api_key(&self) -> Option<&str> {
+        self.config.api_key.as_deref()
     }
 
     /// Sends one chat completion, retrying what is worth retrying.

@@ -602,6 +602,9 @@ async fn process(shared: &Shared, row: &Row, repetition: usize) -> RunResult {
         }
     }
     result.finished_at = crate::model::now();
+    if let Some(key) = plan.client.api_key() {
+        scrub(&mut result, key);
+    }
     let counters = &shared.counters;
     counters.done.fetch_add(1, Ordering::Relaxed);
     if result.status == ResultStatus::Error {
@@ -611,6 +614,47 @@ async fn process(shared: &Shared, row: &Row, repetition: usize) -> RunResult {
         counters.cached.fetch_add(1, Ordering::Relaxed);
     }
     result
+}
+
+/// The last line of defence for the key: an answer, an error or a scorer's reason that repeats
+/// it (an echoing endpoint, a scorer that prints its environment) is stored without it.
+fn scrub(result: &mut RunResult, key: &str) {
+    // A key this short would redact ordinary words; real keys are far longer.
+    if key.len() < 8 {
+        return;
+    }
+    let clean = |text: &mut String| {
+        if text.contains(key) {
+            *text = text.replace(key, "[redacted]");
+        }
+    };
+    for text in [
+        &mut result.output,
+        &mut result.error_message,
+        &mut result.expected,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        clean(text);
+    }
+    fn clean_value(value: &mut Value, clean: &dyn Fn(&mut String)) {
+        match value {
+            Value::String(text) => clean(text),
+            Value::Array(items) => items.iter_mut().for_each(|v| clean_value(v, clean)),
+            Value::Object(map) => map.values_mut().for_each(|v| clean_value(v, clean)),
+            _ => {}
+        }
+    }
+    for value in result.vars.values_mut() {
+        clean_value(value, &clean);
+    }
+    for score in &mut result.scores {
+        clean(&mut score.reason);
+    }
+    for message in &mut result.messages {
+        clean(&mut message.content);
+    }
 }
 
 /// The answer from the cache when it is there, else from the endpoint.

@@ -185,8 +185,20 @@ pub(super) fn run_cmd(name: &str, program: &str, args: &[String], input: &EvalIn
     }
 }
 
+/// What a scorer program inherits of runner's environment: enough to find programs, read
+/// files and format text, and nothing else: no API key, no token, no other secret.
+const INHERITED: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
+];
+
 fn spawn(program: &str, args: &[String]) -> io::Result<Child> {
     let mut command = Command::new(program);
+    command.env_clear();
+    for name in INHERITED {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
     command
         .args(args)
         .stdin(Stdio::piped())

@@ -220,3 +220,94 @@ fn an_untouched_export_still_imports() {
     ]);
     assert_eq!(tags.as_array().unwrap().len(), 2);
 }
+
+const KEY: &str = "sk-test-0123456789abcdef";
+
+#[test]
+fn scorers_never_see_the_key_and_nothing_stored_carries_it() {
+    use super::fault_server::FaultServer;
+    use std::time::Duration;
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    super::echo_prompt(&env);
+    // The endpoint echoes the query, which holds the key; the scorer prints its environment.
+    let data = env.write("rows.csv", &format!("id,query\n1,the key is {KEY}\n"));
+    let scorer = env.write(
+        "score.sh",
+        "#!/bin/sh\ncat > /dev/null\nprintf '{\"score\": 1, \"pass\": true, \"reason\": \"key=%s home=%s\"}\\n' \"$OPENAI_API_KEY\" \"${HOME:+set}\"\n",
+    );
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&scorer)
+        .status()
+        .unwrap();
+    let base = server.base_url();
+    let eval = format!("cmd:{}", scorer.display());
+    let out = env
+        .cmd()
+        .env("OPENAI_API_KEY", KEY)
+        .args([
+            "experiment",
+            "--prompt",
+            "echo",
+            "--dataset",
+            data.to_str().unwrap(),
+            "--base-url",
+            &base,
+            "--eval",
+            &eval,
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = summary["experiment"]["id"].as_str().unwrap().to_string();
+    let rows = env.json(&["experiment", "show", &id, "--rows", "--json"]);
+    let row = &rows["rows"][0];
+    let reason = row["scores"][0]["reason"].as_str().unwrap();
+    assert_eq!(reason, "key= home=set", "the scorer saw: {reason}");
+    assert!(
+        row["output"].as_str().unwrap().contains("[redacted]"),
+        "{row}"
+    );
+    // Not one byte of the store holds the key.
+    let bytes = std::fs::read(&env.db).unwrap();
+    let wal = std::fs::read(env.db.with_extension("db-wal")).unwrap_or_default();
+    for file in [bytes, wal] {
+        assert!(
+            !file.windows(KEY.len()).any(|w| w == KEY.as_bytes()),
+            "the key reached the store"
+        );
+    }
+}
+
+#[test]
+fn endpoint_urls_never_carry_or_echo_a_secret() {
+    let env = Env::new();
+    super::echo_prompt(&env);
+    let data = env.write("rows.csv", "id,query\n1,hi\n");
+    for url in [
+        "http://127.0.0.1:9/v1?key=supersecret",
+        "http://user:supersecret@[::1/v1",
+        "http://user:supersecret@127.0.0.1:9/v1",
+    ] {
+        let stderr = env.fails(
+            &[
+                "experiment",
+                "--prompt",
+                "echo",
+                "--dataset",
+                data.to_str().unwrap(),
+                "--base-url",
+                url,
+            ],
+            2,
+        );
+        assert!(!stderr.contains("supersecret"), "{url}: {stderr}");
+    }
+}
