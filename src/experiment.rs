@@ -332,13 +332,15 @@ pub async fn run(
     // Rows stream from a reader thread; the bounded channel keeps only a few in memory.
     let limit = settings.limit.unwrap_or(usize::MAX);
     let (rows_tx, mut rows_rx) = mpsc::channel::<Result<Row, dataset::DatasetError>>(256);
-    let rows = dataset::rows(&shared.plan.dataset)?;
+    let mut rows = dataset::rows(&shared.plan.dataset)?;
     let reader = std::thread::spawn(move || {
-        for row in rows.take(limit) {
+        for _ in 0..limit {
+            let Some(row) = rows.next() else { break };
             if rows_tx.blocking_send(row).is_err() {
                 break;
             }
         }
+        rows.content_hash()
     });
 
     let semaphore = Arc::new(Semaphore::new(settings.concurrency.max(1)));
@@ -422,7 +424,7 @@ pub async fn run(
     reporter.report(RunEvent::Stopped);
     drop(results_tx);
     drop(rows_rx);
-    let _ = reader.join();
+    let parsed_hash = reader.join();
     let written = tokio::task::spawn_blocking(move || writer.join())
         .await
         .map_err(|e| RunError::Writer(e.to_string()))?
@@ -431,16 +433,17 @@ pub async fn run(
     if let Some(e) = dataset_error {
         return Err(e.into());
     }
-    // The rows were read a second time for the run: if the file changed since its hash was
-    // recorded, the results no longer belong to that hash.
-    let expected_hash = shared.plan.experiment.dataset.hash.clone();
-    if crate::model::file_hash(&shared.plan.dataset).is_ok_and(|hash| hash != expected_hash) {
+    // The rows were read a second time for the run: the results belong to the recorded hash
+    // only if the bytes they were parsed from hash to it (a file overwritten and restored
+    // during the run is caught too).
+    let expected_hash = &shared.plan.experiment.dataset.hash;
+    let parsed_matches = matches!(&parsed_hash, Ok(Ok(hash)) if hash == expected_hash);
+    if !parsed_matches {
         shared.halt(Stop::Broken(format!(
             "dataset {} changed while the experiment ran",
             shared.plan.dataset.display()
         )));
     }
-
     let stop = shared
         .stop_reason
         .lock()

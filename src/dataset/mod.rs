@@ -124,7 +124,10 @@ pub fn scan(path: &Path) -> Result<DatasetInfo, DatasetError> {
 /// from the iterator. The iterator ends after the first error it yields.
 pub fn rows(path: &Path) -> Result<Rows, DatasetError> {
     let format = format_of(path)?;
-    let file = open(path)?;
+    let file = HashingReader {
+        inner: open(path)?,
+        hasher: Sha256::new(),
+    };
     let mut parser = Parser::new(path, format, file, false)?;
     // Peeking at the first row makes an empty file fail here, before the caller starts work.
     let peeked = parser.next_row()?;
@@ -138,7 +141,7 @@ pub fn rows(path: &Path) -> Result<Rows, DatasetError> {
 
 /// The rows of a dataset, read lazily; see [`rows`].
 pub struct Rows {
-    parser: Parser<File>,
+    parser: Parser<HashingReader<File>>,
     format: DatasetFormat,
     peeked: Option<Row>,
     done: bool,
@@ -147,6 +150,16 @@ pub struct Rows {
 impl Rows {
     pub fn format(&self) -> DatasetFormat {
         self.format
+    }
+
+    /// The sha256 of the bytes these rows were parsed from, read to the end of the file: the
+    /// content the results really came from, whatever happened to the file meanwhile.
+    pub fn content_hash(self) -> Result<String, DatasetError> {
+        let path = self.parser.path.clone();
+        let mut reader = self.parser.into_inner();
+        io::copy(&mut reader, &mut io::sink())
+            .map_err(|source| DatasetError::Io { path, source })?;
+        Ok(hex(&reader.hasher.finalize()))
     }
 }
 

@@ -867,3 +867,57 @@ fn a_dataset_changed_during_the_run_fails_the_experiment() {
     let listed = env.json(&["experiment", "list", "--json"]);
     assert_eq!(listed[0]["status"], "failed", "never reusable as evidence");
 }
+
+#[test]
+fn a_dataset_overwritten_and_restored_during_the_run_fails_the_experiment() {
+    use std::io::{Seek, SeekFrom, Write};
+    let env = Env::new();
+    let server = FaultServer::start(Duration::from_millis(20));
+    echo_prompt(&env);
+    // Larger than the reader's buffer, so the tail is read well after the run starts.
+    let pad = "x".repeat(300);
+    let queries: Vec<String> = (0..2000).map(|i| format!("q{i:04} {pad}")).collect();
+    let data = csv(&env, "restored.csv", &queries);
+    let original = std::fs::read(&data).unwrap();
+    let base = server.base_url();
+    let child = env
+        .std_cmd()
+        .args([
+            "experiment",
+            "--prompt",
+            "echo",
+            "--dataset",
+            &data,
+            "--base-url",
+            &base,
+            "--concurrency",
+            "4",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_results(&env, 10, None);
+    // The last quarter of the file changes in place (same length), is read by the run, and
+    // is put back before the run ends: the file then hashes as recorded.
+    let tail = original.len() * 3 / 4;
+    let changed: Vec<u8> = original[tail..]
+        .iter()
+        .map(|&b| if b == b'x' { b'y' } else { b })
+        .collect();
+    let mut file = std::fs::OpenOptions::new().write(true).open(&data).unwrap();
+    file.seek(SeekFrom::Start(tail as u64)).unwrap();
+    file.write_all(&changed).unwrap();
+    wait_for_results(&env, 1900, None);
+    file.seek(SeekFrom::Start(tail as u64)).unwrap();
+    file.write_all(&original[tail..]).unwrap();
+    drop(file);
+    assert_eq!(std::fs::read(&data).unwrap(), original);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("changed while the experiment ran"),
+        "{stderr}"
+    );
+}
