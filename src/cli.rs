@@ -61,6 +61,9 @@ pub enum Command {
     /// Read prompts written by `runner export` into this store, all or nothing.
     #[command(after_help = "Examples:\n  runner --db fresh.db import prompts/")]
     Import(ImportArgs),
+    /// Bring the store's schema to this runner's newest (commands that only read never do).
+    #[command(after_help = "Examples:\n  runner --db team.db migrate")]
+    Migrate,
     /// Run a prompt version over a dataset against an OpenAI-compatible endpoint; list, show and
     /// resume experiments.
     #[command(

@@ -147,6 +147,12 @@ impl From<StoreError> for Error {
             StoreError::NotADatabase { .. } => {
                 Some("point --db (or RUNNER_DB) at a runner store, or at a new file".into())
             }
+            StoreError::NotRunnerStore { .. } => {
+                Some("point --db (or RUNNER_DB) at a runner store, or at a new file".into())
+            }
+            StoreError::OlderSchema { .. } => {
+                Some("`runner migrate` brings it forward (so does any command that writes)".into())
+            }
             StoreError::NewerSchema { .. } => {
                 Some("upgrade runner; this store was written by a newer release".into())
             }

@@ -436,9 +436,13 @@ pub async fn run(
     // The rows were read a second time for the run: the results belong to the recorded hash
     // only if the bytes they were parsed from hash to it (a file overwritten and restored
     // during the run is caught too).
+    // The file as it is now must hash the same too: a file that changed after its rows were
+    // read no longer names the content the results came from.
     let expected_hash = &shared.plan.experiment.dataset.hash;
     let parsed_matches = matches!(&parsed_hash, Ok(Ok(hash)) if hash == expected_hash);
-    if !parsed_matches {
+    let file_matches =
+        !crate::model::file_hash(&shared.plan.dataset).is_ok_and(|hash| &hash != expected_hash);
+    if !(parsed_matches && file_matches) {
         shared.halt(Stop::Broken(format!(
             "dataset {} changed while the experiment ran",
             shared.plan.dataset.display()

@@ -35,6 +35,15 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Rollback(args) => tag::rollback(args, &ctx).map(|_| exit::OK),
         Command::Export(args) => transfer::export(args, &ctx).map(|_| exit::OK),
         Command::Import(args) => transfer::import(args, &ctx).map(|_| exit::OK),
+        Command::Migrate => {
+            let store = ctx.store()?;
+            out(&format!(
+                "store {} is at schema version {}",
+                store.location(),
+                store.schema_version()?
+            ));
+            Ok(exit::OK)
+        }
         Command::Experiment(args) => experiment::run(args, &ctx),
         Command::Compare(args) => compare::compare(args, &ctx),
         Command::Promote(args) => compare::promote(args, &ctx),

@@ -27,6 +27,20 @@ pub enum StoreError {
     Open { path: PathBuf, reason: String },
     #[error("{} is not a runner store (the file is not an SQLite database)", path.display())]
     NotADatabase { path: PathBuf },
+    #[error(
+        "{} is an SQLite database that runner did not create (it holds tables of its own); it was left untouched",
+        path.display()
+    )]
+    NotRunnerStore { path: PathBuf },
+    #[error(
+        "store {} has schema version {found}, older than this runner's ({supported}); reading does not change it",
+        path.display()
+    )]
+    OlderSchema {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
     #[error("the store file is damaged: {reason}")]
     Damaged { reason: String },
     #[error(
@@ -368,10 +382,15 @@ pub fn open(location: &Path) -> Result<Arc<dyn Store>> {
 }
 
 /// Opens a store for a command that only reads: a store that does not exist yet reads as an
-/// empty one and is not created, so a read command never leaves a file behind.
+/// empty one and is not created, and an existing one is opened read-only, never migrated, so
+/// a read command never changes a file.
 pub fn open_for_reading(location: &Path) -> Result<Arc<dyn Store>> {
     if location.exists() {
-        open(location)
+        match SqliteStore::open_read_only(location)? {
+            Some(store) => Ok(Arc::new(store)),
+            // An empty SQLite file: nothing to read yet.
+            None => open_in_memory(),
+        }
     } else {
         open_in_memory()
     }

@@ -21,6 +21,8 @@ pub struct Context {
     config: std::cell::OnceCell<Config>,
     /// The store, opened once on first use and shared by everything the command does.
     store: std::cell::OnceCell<Arc<dyn Store>>,
+    /// The store opened read-only, for commands (or parts of them) that only read.
+    reader: std::cell::OnceCell<Arc<dyn Store>>,
     /// Datasets already read by this command: compare and promote prepare two sides over one
     /// file, which is read and hashed once.
     scans: std::cell::RefCell<Vec<(PathBuf, crate::dataset::DatasetInfo)>>,
@@ -43,6 +45,7 @@ impl Context {
             config_path,
             config: std::cell::OnceCell::new(),
             store: std::cell::OnceCell::new(),
+            reader: std::cell::OnceCell::new(),
             scans: std::cell::RefCell::default(),
         }
     }
@@ -86,11 +89,14 @@ impl Context {
     /// The store for reading: a store that does not exist yet reads as an empty one and is not
     /// created, so a read command never leaves a file behind.
     pub fn store_for_reading(&self) -> Result<Arc<dyn Store>> {
-        if self.store.get().is_some() || self.db.exists() {
-            self.store()
-        } else {
-            Ok(store::open_in_memory()?)
+        if let Some(store) = self.store.get() {
+            return Ok(store.clone());
         }
+        if let Some(reader) = self.reader.get() {
+            return Ok(reader.clone());
+        }
+        let opened = store::open_for_reading(&self.db)?;
+        Ok(self.reader.get_or_init(|| opened).clone())
     }
 
     pub fn tag_change(&self, message: Option<String>) -> TagChange {

@@ -311,3 +311,56 @@ fn endpoint_urls_never_carry_or_echo_a_secret() {
         assert!(!stderr.contains("supersecret"), "{url}: {stderr}");
     }
 }
+
+#[test]
+fn another_programs_database_is_never_touched() {
+    let env = Env::new();
+    let theirs = env.path("theirs.db");
+    {
+        let conn = rusqlite::Connection::open(&theirs).unwrap();
+        conn.execute_batch("CREATE TABLE notes (x TEXT); INSERT INTO notes VALUES ('kept');")
+            .unwrap();
+    }
+    let before = std::fs::read(&theirs).unwrap();
+    for args in [
+        vec!["prompt", "list"],
+        vec!["experiment", "list", "--json"],
+        vec!["prompt", "create", "greet", "--template", "x"],
+    ] {
+        let mut full = vec!["--db", theirs.to_str().unwrap()];
+        full.extend(args.iter());
+        let out = env.cmd().args(&full).output().unwrap();
+        assert_eq!(out.status.code(), Some(3), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("did not create"), "{stderr}");
+    }
+    assert_eq!(std::fs::read(&theirs).unwrap(), before, "the file changed");
+    assert!(!env.path("theirs.db-wal").exists());
+}
+
+#[test]
+fn reading_an_older_store_changes_nothing_until_it_is_migrated() {
+    let env = Env::new();
+    env.ok(&["prompt", "create", "greet", "--template", "x"]);
+    // Back to schema 3, as an older runner left it.
+    {
+        let conn = rusqlite::Connection::open(&env.db).unwrap();
+        conn.execute_batch("DROP INDEX results_by_latency; PRAGMA user_version = 3;")
+            .unwrap();
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .unwrap();
+    }
+    let before = std::fs::read(&env.db).unwrap();
+    let out = env.run(&["prompt", "list"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("runner migrate"), "{stderr}");
+    assert_eq!(
+        std::fs::read(&env.db).unwrap(),
+        before,
+        "a read changed the store"
+    );
+    let migrated = env.ok(&["migrate"]);
+    assert!(migrated.contains("schema version 4"), "{migrated}");
+    assert!(env.ok(&["prompt", "list"]).contains("greet"));
+}

@@ -52,6 +52,8 @@ pub struct SqliteStore {
     path: Option<PathBuf>,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Opened for reading only: the one connection serves every read.
+    read_only: bool,
 }
 
 const VERSION_COLUMNS: &str = "v.id, p.name, v.seq, v.template_type, v.format, v.template, \
@@ -86,6 +88,7 @@ impl SqliteStore {
         // a newer runner (or a file that is not a store) is refused untouched.
         let found = schema_version(&conn, path)?;
         check_not_newer(found, path)?;
+        check_owned(&conn, found, path)?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
             .map_err(|e| open_error(path, e))?;
@@ -97,7 +100,39 @@ impl SqliteStore {
             path: Some(path.to_path_buf()),
             writer: Mutex::new(conn),
             readers: Mutex::new(Vec::new()),
+            read_only: false,
         })
+    }
+
+    /// Opens an existing store read-only: nothing is created, migrated or switched to WAL.
+    /// None for an SQLite file that holds nothing yet (it reads as an empty store).
+    pub fn open_read_only(path: &Path) -> Result<Option<SqliteStore>> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| open_error(path, e))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let found = schema_version(&conn, path)?;
+        check_not_newer(found, path)?;
+        check_owned(&conn, found, path)?;
+        if found == 0 {
+            return Ok(None);
+        }
+        if found < Self::latest_schema_version() {
+            return Err(StoreError::OlderSchema {
+                path: path.to_path_buf(),
+                found,
+                supported: Self::latest_schema_version(),
+            });
+        }
+        Ok(Some(SqliteStore {
+            path: Some(path.to_path_buf()),
+            writer: Mutex::new(conn),
+            // Reads share the one read-only connection: the writer slot is never written.
+            readers: Mutex::new(Vec::new()),
+            read_only: true,
+        }))
     }
 
     /// An empty store in memory.
@@ -109,6 +144,7 @@ impl SqliteStore {
             path: None,
             writer: Mutex::new(conn),
             readers: Mutex::new(Vec::new()),
+            read_only: false,
         })
     }
 
@@ -119,7 +155,7 @@ impl SqliteStore {
 
     /// Runs `work` on a read connection.
     fn read<T>(&self, work: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let Some(path) = &self.path else {
+        let Some(path) = self.path.as_ref().filter(|_| !self.read_only) else {
             return work(&lock(&self.writer));
         };
         let pooled = lock(&self.readers).pop();
@@ -168,6 +204,23 @@ fn connect(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     Ok(conn)
+}
+
+/// A database at schema 0 that already holds tables belongs to another program: runner
+/// neither adds its tables to it nor switches its journal mode.
+fn check_owned(conn: &Connection, found: i64, path: &Path) -> Result<()> {
+    if found != 0 {
+        return Ok(());
+    }
+    let objects: i64 = conn
+        .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))
+        .map_err(|e| open_error(path, e))?;
+    if objects > 0 {
+        return Err(StoreError::NotRunnerStore {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
 }
 
 fn check_not_newer(found: i64, path: &Path) -> Result<()> {

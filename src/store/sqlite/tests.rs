@@ -68,24 +68,48 @@ fn existing_file_is_reopened_without_reapplying_migrations() {
 }
 
 #[test]
-fn an_older_schema_is_brought_forward() {
-    // A file at schema 0 with unrelated content, as a store from before the first migration.
+fn another_programs_database_is_refused_byte_for_byte_untouched() {
+    // A file at schema 0 with tables of its own belongs to someone else.
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("old.db");
+    let path = dir.path().join("theirs.db");
     {
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch("CREATE TABLE notes (x TEXT); INSERT INTO notes VALUES ('kept');")
             .unwrap();
     }
+    let before = std::fs::read(&path).unwrap();
+    assert!(matches!(
+        SqliteStore::open(&path),
+        Err(StoreError::NotRunnerStore { .. })
+    ));
+    assert!(matches!(
+        SqliteStore::open_read_only(&path),
+        Err(StoreError::NotRunnerStore { .. })
+    ));
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    assert!(!dir.path().join("theirs.db-wal").exists());
+}
+
+#[test]
+fn reading_an_older_store_changes_nothing_and_says_how_to_migrate() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    assert!(matches!(
+        SqliteStore::open_read_only(&path),
+        Err(StoreError::OlderSchema { found: 1, .. })
+    ));
+    assert_eq!(std::fs::read(&path).unwrap(), before);
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(
         store.schema_version().unwrap(),
         SqliteStore::latest_schema_version()
     );
-    let kept: String = lock(&store.writer)
-        .query_row("SELECT x FROM notes", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(kept, "kept");
 }
 
 #[test]
