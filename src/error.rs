@@ -163,6 +163,10 @@ impl From<StoreError> for Error {
             StoreError::TagMoved { prompt, tag } => Some(format!(
                 "`runner tag history {prompt} {tag}` shows the move; run the promotion again"
             )),
+            StoreError::ExperimentBusy { id, .. } => Some(format!(
+                "wait for that run to end; if it was stopped, its lease expires by itself and \
+                 `runner experiment resume {id}` runs the rest"
+            )),
             StoreError::UnknownExperiment { .. } | StoreError::AmbiguousExperiment { .. } => {
                 Some("`runner experiment list` shows the experiments".into())
             }

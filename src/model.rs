@@ -640,10 +640,15 @@ pub struct Summary {
 
 /// The time as stored: RFC 3339, UTC, milliseconds.
 pub fn now() -> String {
+    format_time(time::OffsetDateTime::now_utc())
+}
+
+/// A time as stored: RFC 3339, UTC, milliseconds (so stored times sort as text).
+pub fn format_time(at: time::OffsetDateTime) -> String {
     let format = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );
-    time::OffsetDateTime::now_utc()
+    at.to_offset(time::UtcOffset::UTC)
         .format(&format)
         .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".into())
 }

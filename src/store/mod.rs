@@ -68,6 +68,12 @@ pub enum StoreError {
     TagMoved { prompt: String, tag: String },
     #[error("tag '{tag}' is protected: it moves through `runner promote`, or with force")]
     ProtectedTag { prompt: String, tag: String },
+    #[error("experiment {id} is being run by {holder} (its lease runs until {until})")]
+    ExperimentBusy {
+        id: String,
+        holder: String,
+        until: String,
+    },
     #[error("unknown experiment '{id}'")]
     UnknownExperiment { id: String },
     #[error("experiment id '{id}' is ambiguous: more than one experiment starts with it")]
@@ -344,6 +350,23 @@ pub trait ExperimentStore: Send + Sync {
 
     /// Marks an experiment as running again (resume).
     fn reopen_experiment(&self, id: &str) -> Result<()>;
+
+    /// Takes the lease on running an experiment for `owner` until `ttl` from now, unless
+    /// another owner holds one that has not expired and is still alive (`alive` decides for
+    /// owners on this machine); then that holder is the error.
+    fn take_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        ttl: std::time::Duration,
+        alive: &dyn Fn(&str) -> bool,
+    ) -> Result<()>;
+
+    /// Extends `owner`'s lease; false when the lease is no longer theirs.
+    fn renew_lease(&self, id: &str, owner: &str, ttl: std::time::Duration) -> Result<bool>;
+
+    /// Gives up `owner`'s lease.
+    fn release_lease(&self, id: &str, owner: &str) -> Result<()>;
 
     /// Calls `visit(row_index, repetition)` for every successful result.
     fn visit_successes(&self, id: &str, visit: &mut dyn FnMut(i64, i64)) -> Result<()>;

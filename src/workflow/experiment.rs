@@ -405,6 +405,7 @@ pub fn launch(
         author: ctx.author.clone(),
         fingerprint: prepared.fingerprint.clone(),
     })?;
+    let lease = Lease::take(&store, &experiment.id)?;
     let done = Done::new(prepared.info.rows, settings.repetitions);
     let plan = plan(
         experiment,
@@ -414,7 +415,15 @@ pub fn launch(
         prepared.evaluators,
         client,
     );
-    execute(runtime, plan, store, done, true, reporter, interrupt)
+    let ready = Ready {
+        runtime,
+        plan,
+        store,
+        done,
+        fresh: true,
+        lease,
+    };
+    execute(ready, reporter, interrupt)
 }
 
 fn plan(
@@ -478,23 +487,128 @@ pub fn resume(
     let client = client(&experiment.base_url, &experiment.settings)?;
     let runtime = runtime()?;
     probe(&runtime, client.base_url())?;
-    let done = Done::load(&*store, &experiment)?;
     let store = ctx.store()?;
+    // Taken before the missing rows are counted: a second resume of the same experiment is
+    // refused instead of sending every missing row twice.
+    let lease = Lease::take(&store, &experiment.id)?;
+    let done = Done::load(&*store, &experiment)?;
     store.reopen_experiment(&experiment.id)?;
     let plan = plan(experiment, version, template, &path, evaluators, client);
-    execute(runtime, plan, store, done, false, reporter, interrupt)
+    let ready = Ready {
+        runtime,
+        plan,
+        store,
+        done,
+        fresh: false,
+        lease,
+    };
+    execute(ready, reporter, interrupt)
 }
 
-/// Runs the plan, telling `reporter` as it goes, and records how it ended.
-fn execute(
+/// How long a run's claim on its experiment lasts without renewal; it is renewed every third
+/// of that while the run goes on, so a run that dies frees its experiment within this time
+/// (at once when it ran on this machine: a dead process's lease is not honoured).
+pub const LEASE: Duration = Duration::from_secs(30);
+
+/// A run's claim on its experiment, renewed by a thread while held, given up when dropped.
+struct Lease {
+    store: Arc<dyn Store>,
+    id: String,
+    owner: String,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    renewer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Lease {
+    fn take(store: &Arc<dyn Store>, id: &str) -> Result<Lease> {
+        let owner = lease_owner();
+        store.take_lease(id, &owner, LEASE, &holder_alive)?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let renewer = {
+            let (store, id, owner) = (store.clone(), id.to_string(), owner.clone());
+            std::thread::spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(LEASE / 3)
+                {
+                    let _ = store.renew_lease(&id, &owner, LEASE);
+                }
+            })
+        };
+        Ok(Lease {
+            store: store.clone(),
+            id: id.to_string(),
+            owner,
+            stop: Some(stop),
+            renewer: Some(renewer),
+        })
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(renewer) = self.renewer.take() {
+            let _ = renewer.join();
+        }
+        let _ = self.store.release_lease(&self.id, &self.owner);
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "this machine".into())
+}
+
+/// Who holds a lease, as a person reads it: `pid 4242 on build-7`.
+fn lease_owner() -> String {
+    format!("pid {} on {}", std::process::id(), hostname())
+}
+
+/// Whether a lease's holder may still be running: a process on this machine that is gone
+/// holds nothing; for another machine only the lease's expiry can tell.
+fn holder_alive(holder: &str) -> bool {
+    let parsed = holder
+        .strip_prefix("pid ")
+        .and_then(|rest| rest.split_once(" on "))
+        .and_then(|(pid, host)| Some((pid.parse::<u32>().ok()?, host)));
+    match parsed {
+        Some((pid, host)) if host == hostname() && Path::new("/proc/self").exists() => {
+            Path::new(&format!("/proc/{pid}")).exists()
+        }
+        _ => true,
+    }
+}
+
+/// A run about to start: everything checked, the experiment stored and leased.
+struct Ready {
     runtime: tokio::runtime::Runtime,
     plan: Plan,
     store: Arc<dyn Store>,
     done: Done,
+    /// Made by this command: a setup failure removes it again.
     fresh: bool,
+    lease: Lease,
+}
+
+/// Runs the plan, telling `reporter` as it goes, and records how it ended.
+fn execute(
+    ready: Ready,
     reporter: &dyn Reporter,
     interrupt: impl Future<Output = ()>,
 ) -> Result<Finished> {
+    // The lease is held (and renewed) until this function returns.
+    let Ready {
+        runtime,
+        plan,
+        store,
+        done,
+        fresh,
+        lease: _lease,
+    } = ready;
     let id = plan.experiment.id.clone();
     let outcome: std::result::Result<Outcome, experiment::RunError> =
         runtime.block_on(experiment::run(

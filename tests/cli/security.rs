@@ -345,8 +345,13 @@ fn reading_an_older_store_changes_nothing_until_it_is_migrated() {
     // Back to schema 3, as an older runner left it.
     {
         let conn = rusqlite::Connection::open(&env.db).unwrap();
-        conn.execute_batch("DROP INDEX results_by_latency; PRAGMA user_version = 3;")
-            .unwrap();
+        conn.execute_batch(
+            "DROP INDEX results_by_latency; \
+             ALTER TABLE experiments DROP COLUMN lease_owner; \
+             ALTER TABLE experiments DROP COLUMN lease_until; \
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
         conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
             .unwrap();
     }
@@ -361,6 +366,68 @@ fn reading_an_older_store_changes_nothing_until_it_is_migrated() {
         "a read changed the store"
     );
     let migrated = env.ok(&["migrate"]);
-    assert!(migrated.contains("schema version 4"), "{migrated}");
+    assert!(migrated.contains("is at schema version"), "{migrated}");
+    assert!(!migrated.contains("version 3"), "{migrated}");
     assert!(env.ok(&["prompt", "list"]).contains("greet"));
+}
+
+#[test]
+fn a_second_run_of_a_running_experiment_is_refused_and_names_the_first() {
+    use super::fault_server::FaultServer;
+    use std::time::{Duration, Instant};
+    let env = Env::new();
+    let server = FaultServer::start(Duration::from_millis(30));
+    super::echo_prompt(&env);
+    let queries: Vec<String> = (0..150).map(|i| format!("q{i:03}")).collect();
+    let data = super::echo_dataset(&env, "rows.csv", &queries);
+    let base = server.base_url();
+    let mut first = env
+        .std_cmd()
+        .args([
+            "experiment",
+            "--prompt",
+            "echo",
+            "--dataset",
+            &data,
+            "--base-url",
+            &base,
+            "--concurrency",
+            "2",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Bounded wait for the experiment to exist with some results.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let id = loop {
+        assert!(Instant::now() < deadline, "the first run never started");
+        let listed = env.json(&["experiment", "list", "--json"]);
+        if let Some(id) = listed[0]["id"].as_str() {
+            break id.to_string();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = env.run(&["experiment", "resume", &id]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&format!("is being run by pid {}", first.id())),
+        "{stderr}"
+    );
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first run ended too soon to test"
+    );
+    assert!(first.wait().unwrap().success());
+    // Every row was sent once.
+    let sent = server.log().len();
+    assert_eq!(sent, 150, "rows sent twice or missing");
+    // Once it is done, the experiment is free again.
+    let again = env.run(&["experiment", "resume", &id]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
 }

@@ -270,6 +270,67 @@ impl ExperimentStore for SqliteStore {
         })
     }
 
+    fn take_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        ttl: std::time::Duration,
+        alive: &dyn Fn(&str) -> bool,
+    ) -> Result<()> {
+        let now = now();
+        let until = later(ttl);
+        self.write(|tx| {
+            let held: Option<(Option<String>, Option<String>)> = tx
+                .query_row(
+                    "SELECT lease_owner, lease_until FROM experiments WHERE id = ?1",
+                    params![id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((holder, holder_until)) = held else {
+                return Err(StoreError::UnknownExperiment { id: id.into() });
+            };
+            if let (Some(holder), Some(holder_until)) = (holder, holder_until)
+                && holder != owner
+                && holder_until > now
+                && alive(&holder)
+            {
+                return Err(StoreError::ExperimentBusy {
+                    id: id.into(),
+                    holder,
+                    until: holder_until,
+                });
+            }
+            tx.execute(
+                "UPDATE experiments SET lease_owner = ?2, lease_until = ?3 WHERE id = ?1",
+                params![id, owner, until],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn renew_lease(&self, id: &str, owner: &str, ttl: std::time::Duration) -> Result<bool> {
+        let until = later(ttl);
+        self.write(|tx| {
+            let changed = tx.execute(
+                "UPDATE experiments SET lease_until = ?3 WHERE id = ?1 AND lease_owner = ?2",
+                params![id, owner, until],
+            )?;
+            Ok(changed == 1)
+        })
+    }
+
+    fn release_lease(&self, id: &str, owner: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE experiments SET lease_owner = NULL, lease_until = NULL \
+                 WHERE id = ?1 AND lease_owner = ?2",
+                params![id, owner],
+            )?;
+            Ok(())
+        })
+    }
+
     fn visit_successes(&self, id: &str, visit: &mut dyn FnMut(i64, i64)) -> Result<()> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
@@ -534,6 +595,12 @@ fn summary(conn: &rusqlite::Connection, experiment: &Experiment) -> Result<Summa
         completion_tokens,
         error_kinds,
     })
+}
+
+/// The stored time `ttl` from now.
+fn later(ttl: std::time::Duration) -> String {
+    let at = time::OffsetDateTime::now_utc() + ttl;
+    crate::model::format_time(at)
 }
 
 fn ratio(part: i64, whole: i64) -> f64 {

@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_experiments.sql"),
     include_str!("migrations/0003_experiment_fingerprint.sql"),
     include_str!("migrations/0004_latency_index.sql"),
+    include_str!("migrations/0005_experiment_lease.sql"),
 ];
 
 /// Long enough for a burst of concurrent CLI writers to queue behind each other.
