@@ -1,6 +1,6 @@
 //! `runner experiment …` and `runner mock-server`.
 
-use super::{Context, check_prompt_name, out, out_json, version_ref};
+use super::{Context, check_prompt_name, fail_unless_written, out, out_json, version_ref};
 use crate::cli::{
     ExperimentAction, ExperimentArgs, ExperimentListArgs, ExperimentResumeArgs, ExperimentShowArgs,
     MockServerArgs, RunArgs, RunOptions,
@@ -139,7 +139,6 @@ fn show(args: ExperimentShowArgs, ctx: &Context) -> Result<()> {
         eprintln!("wrote {} rows to {}", summary.results, path.display());
     }
     let mut stdout = std::io::stdout().lock();
-    let write_error = |e: std::io::Error| Error::operational(format!("cannot write output: {e}"));
     if args.json {
         let head = report::experiment_json(&experiment, &summary, None);
         if !args.rows {
@@ -148,16 +147,16 @@ fn show(args: ExperimentShowArgs, ctx: &Context) -> Result<()> {
         // Rows stream out one by one: a million-row experiment is never held in memory.
         let text = serde_json::to_string(&head).map_err(|e| Error::operational(e.to_string()))?;
         let open = text.strip_suffix('}').unwrap_or(&text);
-        write!(stdout, "{open},\"rows\":[").map_err(write_error)?;
+        fail_unless_written(write!(stdout, "{open},\"rows\":["));
         let mut first = true;
         store::visit_results(&*store, &experiment.id, |result| -> Result<()> {
             let line = serde_json::to_string(&result).unwrap_or_default();
             let sep = if first { "\n" } else { ",\n" };
             first = false;
-            let _ = write!(stdout, "{sep}{line}");
+            fail_unless_written(write!(stdout, "{sep}{line}"));
             Ok(())
         })?;
-        writeln!(stdout, "\n]}}").map_err(write_error)?;
+        fail_unless_written(writeln!(stdout, "\n]}}").and_then(|()| stdout.flush()));
         return Ok(());
     }
     out(&report::experiment_summary(&experiment, &summary, None));

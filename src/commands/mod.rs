@@ -53,14 +53,27 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-/// Writes to stdout; a closed pipe (`runner … | head`) ends output quietly instead of panicking.
+/// Writes to stdout. A closed pipe (`runner … | head`) ends output quietly; any other failure
+/// to write (a full disk, `> /dev/full`) is an operational failure: exit 3, never a silent 0.
 pub fn out(text: &str) {
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes());
-    if !text.ends_with('\n') {
-        let _ = stdout.write_all(b"\n");
+    let mut written = stdout.write_all(text.as_bytes());
+    if written.is_ok() && !text.ends_with('\n') {
+        written = stdout.write_all(b"\n");
     }
-    let _ = stdout.flush();
+    fail_unless_written(written.and_then(|()| stdout.flush()));
+}
+
+/// Stops the process with exit 3 when output could not be written (a closed pipe aside).
+pub fn fail_unless_written(written: std::io::Result<()>) {
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("error: cannot write the output: {e}");
+            eprintln!("hint: check the disk or file that stdout goes to");
+            std::process::exit(i32::from(exit::OPERATIONAL));
+        }
+        _ => {}
+    }
 }
 
 /// Prints a value as pretty JSON.

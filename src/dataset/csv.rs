@@ -1,7 +1,7 @@
 //! CSV files: the header, records with the line each starts on, and quoting the csv crate
 //! would let pass.
 
-use super::{BUFFER, DatasetError, ID, Shape, Source};
+use super::{BUFFER, DatasetError, ID, MAX_RECORD_BYTES, Shape, Source};
 use crate::model::JsonObject;
 use serde_json::Value;
 use std::io::{self, Read};
@@ -70,6 +70,17 @@ impl<R: Read> Read for Tail<R> {
             self.chunk.clear();
             self.chunk.extend_from_slice(&buf[..n]);
             self.quotes.feed(&buf[..n]);
+            if let Some(line) = self.quotes.too_long {
+                // Stopping the read bounds the memory a record can take (a file that is one
+                // endless field, /dev/zero say).
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the record starting on line {line} is longer than {} MiB",
+                        MAX_RECORD_BYTES >> 20
+                    ),
+                ));
+            }
         }
         Ok(n)
     }
@@ -85,6 +96,11 @@ struct Quotes {
     /// Newlines fed so far, and the 1-based line of the quote that opened the current field.
     newlines: u64,
     opened_on: u64,
+    /// Bytes since the last record ended, the line that record started on (0: line 1), and
+    /// that line once the record grew past the cap.
+    in_record: u64,
+    record_line: u64,
+    too_long: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +133,15 @@ impl Quotes {
                 (QuoteInQuoted, _) => Unquoted,
             };
             self.newlines += u64::from(b == b'\n');
+            if b == b'\n' && self.state == FieldStart {
+                self.in_record = 0;
+                self.record_line = self.newlines;
+            } else {
+                self.in_record += 1;
+                if self.in_record > MAX_RECORD_BYTES && self.too_long.is_none() {
+                    self.too_long = Some(self.record_line + 1);
+                }
+            }
         }
     }
 
@@ -183,6 +208,7 @@ fn read_csv_header<R: Read>(
         message,
     };
     let mut headers: Vec<String> = Vec::with_capacity(record.len());
+    let mut seen = std::collections::HashSet::with_capacity(record.len());
     for (i, field) in record.iter().enumerate() {
         let name = std::str::from_utf8(field)
             .map_err(|_| parse(format!("header column {} is not valid UTF-8", i + 1)))?;
@@ -201,7 +227,7 @@ fn read_csv_header<R: Read>(
         if name.trim().is_empty() {
             return Err(parse(format!("header column {} has an empty name", i + 1)));
         }
-        if headers.iter().any(|h| h == name) {
+        if !seen.insert(name) {
             return Err(parse(format!(
                 "duplicate column name \"{name}\" in the header"
             )));

@@ -1,6 +1,6 @@
 //! JSON Lines files: one object per line, with columns and dotted fields recorded in file order.
 
-use super::{BUFFER, DatasetError, Shape, Source, kind};
+use super::{BUFFER, DatasetError, MAX_RECORD_BYTES, Shape, Source, kind};
 use crate::model::JsonObject;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
@@ -28,7 +28,9 @@ pub(super) fn next_jsonl<R: Read>(
 ) -> Result<Option<(u64, JsonObject)>, DatasetError> {
     loop {
         buf.clear();
-        let n = reader
+        // One byte past the cap tells a line at the cap from a longer one.
+        let n = (&mut *reader)
+            .take(MAX_RECORD_BYTES + 1)
             .read_until(b'\n', buf)
             .map_err(|source| DatasetError::Io {
                 path: path.to_path_buf(),
@@ -50,6 +52,17 @@ pub(super) fn next_jsonl<R: Read>(
             line: *line,
             message,
         };
+        if n as u64 > MAX_RECORD_BYTES && !buf.ends_with(b"\n") {
+            return Err(parse(format!(
+                "a line longer than {} MiB (is this a JSONL file?)",
+                MAX_RECORD_BYTES >> 20
+            )));
+        }
+        if let Some(number) = oversized_integer(bytes) {
+            return Err(parse(format!(
+                "the integer {number} is too large to keep exactly; quote it as a string"
+            )));
+        }
         let value = match shape {
             Some(shape) => {
                 let mut de = serde_json::Deserializer::from_slice(bytes);
@@ -68,6 +81,56 @@ pub(super) fn next_jsonl<R: Read>(
             ))),
         };
     }
+}
+
+/// The first integer literal of a JSON text (outside strings) that no 64-bit integer holds:
+/// serde_json would keep it only as a rounded float, and the row would silently change.
+fn oversized_integer(bytes: &[u8]) -> Option<String> {
+    let (mut in_string, mut escaped, mut i) = (false, false, 0);
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+            i += 1;
+            continue;
+        }
+        if b == b'-' || b.is_ascii_digit() {
+            let start = i;
+            i += 1;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            let is_float = matches!(bytes.get(i), Some(b'.' | b'e' | b'E'));
+            while i < bytes.len()
+                && matches!(bytes[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+            {
+                i += 1;
+            }
+            if !is_float {
+                let text = std::str::from_utf8(&bytes[start..i]).unwrap_or_default();
+                let digits = text.trim_start_matches('-');
+                if !digits.is_empty()
+                    && text.parse::<i64>().is_err()
+                    && text.parse::<u64>().is_err()
+                {
+                    return Some(text.to_string());
+                }
+            }
+            continue;
+        }
+        i += 1;
+    }
+    None
 }
 
 /// serde_json's message with its "at line 1 column N" rewritten: within one line only the
@@ -171,6 +234,11 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
                 self.shape.add_current_field();
             }
             self.shape.path.truncate(start);
+            // serde_json keeps the last of two equal keys without a word; a CSV with two
+            // equal columns is refused, and so is this.
+            if object.contains_key(&key) {
+                return Err(de::Error::custom(format!("duplicate key \"{key}\"")));
+            }
             object.insert(key, value);
         }
         Ok(Value::Object(object))
@@ -179,6 +247,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::oversized_integer;
     use crate::dataset::tests::{collect, load, parse_line, write};
     use crate::dataset::{DatasetFormat, MAX_FIELDS, scan};
     use serde_json::json;
@@ -282,5 +351,36 @@ mod tests {
         let values: Vec<_> = rows.iter().map(|r| r.values["a"].clone()).collect();
         assert_eq!(values, [json!(1), json!(2)]);
         assert_eq!(rows[1].index, 1);
+    }
+
+    #[test]
+    fn integers_no_64_bit_integer_holds_are_found() {
+        let cases: &[(&str, Option<&str>)] = &[
+            (r#"{"a": 1, "b": -2}"#, None),
+            (r#"{"a": 18446744073709551615}"#, None),
+            (r#"{"a": -9223372036854775808}"#, None),
+            (
+                r#"{"a": 18446744073709551616}"#,
+                Some("18446744073709551616"),
+            ),
+            (
+                r#"{"a": -9223372036854775809}"#,
+                Some("-9223372036854775809"),
+            ),
+            (r#"{"a": 1.5e300, "b": 123456789012345678901234.5}"#, None),
+            (r#"{"a": "123456789012345678901234567890"}"#, None),
+            (r#"{"a": "quote \" 99999999999999999999999"}"#, None),
+            (
+                r#"{"a": [1, 99999999999999999999999]}"#,
+                Some("99999999999999999999999"),
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(
+                oversized_integer(text.as_bytes()).as_deref(),
+                *expected,
+                "{text}"
+            );
+        }
     }
 }

@@ -78,6 +78,9 @@ const ID: &str = "id";
 /// Bound on `DatasetInfo::fields`, so a file whose rows all have different shapes cannot grow it
 /// without limit.
 const MAX_FIELDS: usize = 1_000;
+/// The longest record (a CSV record, a JSONL line) a dataset may hold: a bound on what one row
+/// can make runner hold in memory, far above any real row.
+pub const MAX_RECORD_BYTES: u64 = 64 << 20;
 /// Large reads keep the per-syscall overhead negligible on million-row files.
 const BUFFER: usize = 256 * 1024;
 

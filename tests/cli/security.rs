@@ -431,3 +431,80 @@ fn a_second_run_of_a_running_experiment_is_refused_and_names_the_first() {
         String::from_utf8_lossy(&again.stderr)
     );
 }
+
+/// Runs an experiment of `echo` over `data` (no endpoint is needed: bad data stops it first).
+fn experiment_on(env: &Env, data: &std::path::Path) -> String {
+    env.fails(
+        &[
+            "experiment",
+            "--prompt",
+            "echo",
+            "--dataset",
+            data.to_str().unwrap(),
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+        ],
+        2,
+    )
+}
+
+#[test]
+fn a_header_of_sixty_thousand_columns_is_checked_at_once() {
+    let env = Env::new();
+    super::echo_prompt(&env);
+    let mut header: Vec<String> = (0..60_000).map(|i| format!("c{i}")).collect();
+    header.push("c17".into());
+    let text = format!("{}\n{}\n", header.join(","), vec!["x"; 60_001].join(","));
+    let data = env.write("wide.csv", &text);
+    let stderr = experiment_on(&env, &data);
+    assert!(stderr.contains("duplicate column name \"c17\""), "{stderr}");
+}
+
+#[test]
+fn an_endless_record_is_refused_at_the_cap() {
+    let env = Env::new();
+    super::echo_prompt(&env);
+    for name in ["zero.csv", "zero.jsonl"] {
+        let link = env.path(name);
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        let stderr = experiment_on(&env, &link);
+        assert!(stderr.contains("longer than 64 MiB"), "{name}: {stderr}");
+    }
+}
+
+#[test]
+fn jsonl_rows_keep_every_key_and_every_digit_or_are_refused() {
+    let env = Env::new();
+    super::echo_prompt(&env);
+    let twice = env.write(
+        "twice.jsonl",
+        "{\"id\": 1, \"query\": \"a\", \"query\": \"b\"}\n",
+    );
+    let stderr = experiment_on(&env, &twice);
+    assert!(stderr.contains("duplicate key \"query\""), "{stderr}");
+    let big = env.write(
+        "big.jsonl",
+        "{\"id\": 1, \"query\": \"a\", \"n\": 123456789012345678901234567890}\n",
+    );
+    let stderr = experiment_on(&env, &big);
+    assert!(stderr.contains("too large to keep exactly"), "{stderr}");
+}
+
+#[test]
+fn output_that_cannot_be_written_is_a_failure() {
+    let env = Env::new();
+    prompt(&env, "greet");
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = env
+        .std_cmd()
+        .args(["prompt", "list"])
+        .stdout(full)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot write the output"));
+}
