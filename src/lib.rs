@@ -3,6 +3,16 @@
 //! The binary is a thin layer over this crate: an application can open the same store and
 //! render the `production` version of a prompt through the code the CLI uses.
 
+/// `eprintln!` that never panics: a closed or full stderr (`runner … 2>&1 | head -1`) loses
+/// the line instead of aborting the command.
+#[macro_export]
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod cli;
 pub mod client;
 pub mod commands;

@@ -8,12 +8,12 @@ fn main() -> ExitCode {
     match runner::commands::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
-            eprintln!("error: {error}");
+            runner::note!("error: {error}");
             for cause in error.causes() {
-                eprintln!("  Caused by: {cause}");
+                runner::note!("  Caused by: {cause}");
             }
             if let Some(hint) = &error.hint {
-                eprintln!("hint: {hint}");
+                runner::note!("hint: {hint}");
             }
             ExitCode::from(error.exit_code())
         }

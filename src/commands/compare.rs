@@ -123,7 +123,7 @@ fn write_report(path: &Path, text: &str) -> Result<()> {
 fn write_reports(reports: &[(&Path, String)], moved: bool) -> Result<()> {
     for (path, text) in reports {
         match write_report(path, text) {
-            Err(e) if moved => eprintln!("warning: {e} (the tag did move)"),
+            Err(e) if moved => crate::note!("warning: {e} (the tag did move)"),
             other => other?,
         }
     }

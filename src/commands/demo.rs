@@ -66,7 +66,7 @@ impl Step<'_> {
         // Progress lines are noise here; errors are not.
         for line in String::from_utf8_lossy(&output.stderr).lines() {
             if line.starts_with("error:") || line.starts_with("hint:") {
-                eprintln!("{line}");
+                crate::note!("{line}");
             }
         }
         Ok(output.status.code().unwrap_or(-1))

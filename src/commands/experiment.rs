@@ -84,7 +84,7 @@ fn print_finished(finished: &Finished, json: bool) -> Result<u8> {
         ))
     }
     if *status == ExperimentStatus::Interrupted {
-        eprintln!(
+        crate::note!(
             "interrupted: finished results are stored; `runner experiment resume {}` runs the rest",
             experiment.id
         );
@@ -136,7 +136,7 @@ fn show(args: ExperimentShowArgs, ctx: &Context) -> Result<()> {
     let summary = store.summary(&experiment)?;
     if let Some(path) = &args.csv {
         write_csv(&*store, &experiment, path)?;
-        eprintln!("wrote {} rows to {}", summary.results, path.display());
+        crate::note!("wrote {} rows to {}", summary.results, path.display());
     }
     let mut stdout = std::io::stdout().lock();
     if args.json {

@@ -68,8 +68,8 @@ pub fn out(text: &str) {
 pub fn fail_unless_written(written: std::io::Result<()>) {
     match written {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            eprintln!("error: cannot write the output: {e}");
-            eprintln!("hint: check the disk or file that stdout goes to");
+            crate::note!("error: cannot write the output: {e}");
+            crate::note!("hint: check the disk or file that stdout goes to");
             std::process::exit(i32::from(exit::OPERATIONAL));
         }
         _ => {}

@@ -52,7 +52,7 @@ pub fn run(args: ServeArgs, ctx: &Context) -> Result<u8> {
             "runner serve listening on http://{address} (store {}); Ctrl-C stops it",
             ctx.db.display()
         ));
-        eprintln!("runner serve: {summary}");
+        crate::note!("runner serve: {summary}");
         serve::serve(listener, app, shutdown_signal())
             .await
             .map_err(|e| Error::operational(format!("server failed: {e}")))

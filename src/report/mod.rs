@@ -661,7 +661,7 @@ impl Progress {
 
     fn line(&mut self, rate: f64) {
         let t = self.last;
-        eprintln!(
+        crate::note!(
             "{}: {}/{} rows, {rate:.1} rows/s, {} errors, {} cached",
             self.id,
             self.already + t.done,
@@ -710,7 +710,7 @@ impl crate::experiment::Reporter for Terminal {
                     progress.update(tally);
                 }
             }
-            RunEvent::Interrupted { grace } => eprintln!(
+            RunEvent::Interrupted { grace } => crate::note!(
                 "interrupted: waiting up to {} s for the requests in flight",
                 grace.as_secs()
             ),
@@ -719,12 +719,12 @@ impl crate::experiment::Reporter for Terminal {
                     progress.finish();
                 }
             }
-            RunEvent::Notice(text) => eprintln!("{text}"),
+            RunEvent::Notice(text) => crate::note!("{text}"),
             RunEvent::Ended {
                 experiment,
                 summary,
                 stats,
-            } => eprintln!("{}", experiment_summary(experiment, summary, Some(stats))),
+            } => crate::note!("{}", experiment_summary(experiment, summary, Some(stats))),
         }
     }
 }
