@@ -25,8 +25,7 @@ pub fn run(cli: Cli) -> Result<u8> {
     let author = cli
         .author
         .filter(|a| !a.trim().is_empty())
-        .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
-        .or_else(|| std::env::var("LOGNAME").ok().filter(|u| !u.is_empty()))
+        .or_else(default_author)
         .unwrap_or_else(|| "unknown".into());
     let ctx = Context::new(cli.db, author, cli.config);
     match cli.command {
@@ -51,6 +50,41 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::MockServer(args) => experiment::mock_server(args),
         Command::Serve(args) => serve::run(args, &ctx),
     }
+}
+
+/// Who acts when `--author` does not say: `$USER`, else git's `user.name`, else the login
+/// name (`$LOGNAME`, then the account of this process).
+fn default_author() -> Option<String> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    env("USER")
+        .or_else(|| {
+            let out = std::process::Command::new("git")
+                .args(["config", "user.name"])
+                .stderr(std::process::Stdio::null())
+                .output()
+                .ok()?;
+            let name = String::from_utf8(out.stdout).ok()?.trim().to_string();
+            (out.status.success() && !name.is_empty()).then_some(name)
+        })
+        .or_else(|| env("LOGNAME"))
+        .or_else(account_name)
+}
+
+/// The name of this process's account, from /etc/passwd.
+fn account_name() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        (fields.nth(1)? == uid).then(|| name.to_string())
+    })
 }
 
 /// Writes to stdout. A closed pipe (`runner … | head`) ends output quietly; any other failure

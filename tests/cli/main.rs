@@ -2,6 +2,7 @@
 
 mod experiments;
 mod fault_server;
+mod first_hour;
 mod promote;
 mod prompt_store;
 mod reliability;
