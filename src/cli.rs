@@ -175,6 +175,12 @@ pub struct RunArgs {
     pub name: Option<String>,
     #[command(flatten)]
     pub options: RunOptions,
+    /// Exit 1 unless every evaluator's pass rate is at least R (0 to 1).
+    #[arg(long, value_name = "R")]
+    pub min_pass_rate: Option<f64>,
+    /// Exit 1 if more than this share of the calls failed (0 to 1).
+    #[arg(long, value_name = "E")]
+    pub max_error_rate: Option<f64>,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,

@@ -11,6 +11,10 @@
 //! dataset = "datasets/queries.csv"
 //! evals = ["icontains", "max-latency:2000"]
 //!
+//! [thresholds]          # `runner experiment` exits 1 below these
+//! min_pass_rate = 0.8
+//! max_error_rate = 0.05
+//!
 //! [prompts.support_greeting.gate]
 //! min_pass_rate = 0.9
 //! max_regression = 0.02
@@ -37,6 +41,15 @@ pub struct GateConfig {
     pub max_p95_latency_ms: Option<f64>,
 }
 
+/// An experiment's own check (`runner experiment` exits 1 when it fails): every evaluator's
+/// pass rate at least `min_pass_rate`, the error rate at most `max_error_rate`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    pub min_pass_rate: Option<f64>,
+    pub max_error_rate: Option<f64>,
+}
+
 /// Settings that may be given for the whole project and overridden per prompt.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,6 +64,7 @@ pub struct RunDefaults {
     pub evals: Option<Vec<String>>,
     pub judge_model: Option<String>,
     pub gate: Option<GateConfig>,
+    pub thresholds: Option<Thresholds>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -129,6 +143,13 @@ impl Config {
                     no_new_failures: own.no_new_failures.or(base.no_new_failures),
                     max_error_rate: own.max_error_rate.or(base.max_error_rate),
                     max_p95_latency_ms: own.max_p95_latency_ms.or(base.max_p95_latency_ms),
+                }),
+                (base, own) => own.or(base),
+            };
+            merged.thresholds = match (merged.thresholds, own.thresholds) {
+                (Some(base), Some(own)) => Some(Thresholds {
+                    min_pass_rate: own.min_pass_rate.or(base.min_pass_rate),
+                    max_error_rate: own.max_error_rate.or(base.max_error_rate),
                 }),
                 (base, own) => own.or(base),
             };

@@ -70,6 +70,10 @@ pub struct Tally {
 /// How often a running experiment reports its progress.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
+/// Identical failures (status and message) of the first calls, before any answered, after
+/// which a run stops instead of failing every row and every retry the same way.
+pub const FAIL_FAST_AFTER: usize = 5;
+
 /// How long in-flight requests may finish after an interruption before they are abandoned.
 pub const GRACE_PERIOD: Duration = Duration::from_secs(5);
 
@@ -96,6 +100,8 @@ pub enum Stop {
     Auth(String),
     /// No connection could be made before any call succeeded.
     Unreachable(String),
+    /// The first `FAIL_FAST_AFTER` calls all failed the same way, before any succeeded.
+    Rejected(String),
     /// Results could not be stored (the writer stopped) or a task failed: the run stops
     /// rather than send requests whose answers would be lost.
     Broken(String),
@@ -213,6 +219,9 @@ impl Done {
     }
 }
 
+/// The failure every call so far ended with (status and message), and how many calls did.
+type FirstFailures = (Option<(Option<u16>, String)>, usize);
+
 /// Shared state of one run.
 struct Shared {
     plan: Plan,
@@ -222,6 +231,8 @@ struct Shared {
     stopped: Notify,
     /// Any call answered: after that, a 401 is a row failure, not a bad key.
     any_ok: AtomicBool,
+    /// The failure the calls so far all ended with, and how many did (before any answer).
+    first_failures: Mutex<FirstFailures>,
     cache: Option<Arc<dyn ResponseCache>>,
 }
 
@@ -233,6 +244,21 @@ impl Shared {
         }
         self.stop.store(true, Ordering::SeqCst);
         self.stopped.notify_waiters();
+    }
+
+    /// Counts a failure before any answer; true once `FAIL_FAST_AFTER` in a row were the same.
+    fn same_failure(&self, status: Option<u16>, message: &str) -> bool {
+        let mut seen = self
+            .first_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let this = (status, message.to_string());
+        if seen.0.as_ref() == Some(&this) {
+            seen.1 += 1;
+        } else {
+            *seen = (Some(this), 1);
+        }
+        seen.1 >= FAIL_FAST_AFTER
     }
 
     fn halted(&self) -> bool {
@@ -322,6 +348,7 @@ pub async fn run(
         stop_reason: Mutex::new(None),
         stopped: Notify::new(),
         any_ok: AtomicBool::new(false),
+        first_failures: Mutex::new((None, 0)),
         cache,
     });
 
@@ -456,7 +483,9 @@ pub async fn run(
     let status = match &stop {
         None => ExperimentStatus::Completed,
         Some(Stop::Interrupted) => ExperimentStatus::Interrupted,
-        Some(Stop::Auth(_) | Stop::Unreachable(_) | Stop::Broken(_)) => ExperimentStatus::Failed,
+        Some(Stop::Auth(_) | Stop::Unreachable(_) | Stop::Rejected(_) | Stop::Broken(_)) => {
+            ExperimentStatus::Failed
+        }
     };
     Ok(Outcome {
         status,
@@ -588,7 +617,14 @@ async fn process(shared: &Shared, row: &Row, repetition: usize) -> RunResult {
                     FailureKind::Unreachable => {
                         shared.halt(Stop::Unreachable(failure.message.clone()))
                     }
-                    _ => {}
+                    // The same refusal again and again before any answer (a misspelled model,
+                    // a proxy without a key behind it): every row would fail the same way.
+                    FailureKind::Http | FailureKind::InvalidResponse => {
+                        if shared.same_failure(failure.http_status, &failure.message) {
+                            shared.halt(Stop::Rejected(failure.message.clone()));
+                        }
+                    }
+                    FailureKind::Timeout | FailureKind::Connection => {}
                 }
             }
             // A template that cannot render this row never reached the endpoint.

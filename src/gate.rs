@@ -55,6 +55,43 @@ fn pct(v: f64) -> String {
     format!("{:.1}%", v * 100.0)
 }
 
+/// An experiment's own check: every evaluator's pass rate at least `min_pass_rate`, the share
+/// of failed calls at most `max_error_rate`. Empty when neither is set.
+pub fn check_experiment(
+    summary: &crate::model::Summary,
+    min_pass_rate: Option<f64>,
+    max_error_rate: Option<f64>,
+) -> Vec<Criterion> {
+    let mut criteria = Vec::new();
+    if let Some(min) = min_pass_rate {
+        if summary.evaluators.is_empty() {
+            criteria.push(Criterion {
+                name: "min pass rate".into(),
+                threshold: format!(">= {}", pct(min)),
+                actual: "no evaluator ran".into(),
+                passed: false,
+            });
+        }
+        for e in &summary.evaluators {
+            criteria.push(Criterion {
+                name: format!("min pass rate ({})", e.evaluator),
+                threshold: format!(">= {}", pct(min)),
+                actual: pct(e.pass_rate),
+                passed: e.pass_rate >= min,
+            });
+        }
+    }
+    if let Some(max) = max_error_rate {
+        criteria.push(Criterion {
+            name: "max error rate".into(),
+            threshold: format!("<= {}", pct(max)),
+            actual: pct(summary.error_rate),
+            passed: summary.error_rate <= max,
+        });
+    }
+    criteria
+}
+
 /// Judges the candidate. Errored rows already count as failed in the comparison.
 pub fn evaluate(c: &Comparison, policy: &Policy) -> Verdict {
     let mut criteria = Vec::new();

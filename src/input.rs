@@ -115,3 +115,14 @@ pub fn parse_structured<T: serde::de::DeserializeOwned>(
         serde_json::from_str(text).map_err(|e| e.to_string())
     }
 }
+
+/// A fraction flag (0 to 1), checked.
+pub fn rate(flag: &str, value: Option<f64>) -> Result<Option<f64>> {
+    match value {
+        Some(v) if !(0.0..=1.0).contains(&v) => Err(Error::invalid(format!(
+            "{flag} {v} is out of range: give a fraction between 0 and 1"
+        ))
+        .with_hint(format!("{flag} 0.9 means 90%"))),
+        other => Ok(other),
+    }
+}

@@ -84,6 +84,9 @@ pub struct ExperimentView<'a> {
     pub summary: &'a Summary,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run: Option<RunView>,
+    /// The experiment's own check (`--min-pass-rate`, `--max-error-rate`), when one was asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<&'a [Criterion]>,
 }
 
 impl<'a> ExperimentView<'a> {
@@ -96,6 +99,7 @@ impl<'a> ExperimentView<'a> {
             experiment,
             summary,
             run: run.map(RunView::from),
+            check: None,
         }
     }
 }

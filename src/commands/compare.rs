@@ -1,7 +1,7 @@
 //! `runner compare` and `runner promote`: evidence side by side, and the gate that moves a tag.
 
 use super::experiment::{interrupted, run_request};
-use super::{Context, check_prompt_name, check_tag_name, out, out_json};
+use super::{Context, check_prompt_name, check_tag_name, out, out_json, rate};
 use crate::cli::{CompareArgs, PromoteArgs};
 use crate::error::{Error, Result, exit};
 use crate::gate::{Policy, Verdict};
@@ -71,16 +71,6 @@ pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
         out(&report::comparison_text(&result, args.rows));
     }
     Ok(exit::OK)
-}
-
-fn rate(flag: &str, value: Option<f64>) -> Result<Option<f64>> {
-    match value {
-        Some(v) if !(0.0..=1.0).contains(&v) => Err(Error::invalid(format!(
-            "{flag} {v} is out of range: give a fraction between 0 and 1"
-        ))
-        .with_hint(format!("{flag} 0.9 means 90%"))),
-        other => Ok(other),
-    }
 }
 
 /// The gate's criteria: each flag overrides the same criterion from runner.toml; with none

@@ -1,6 +1,6 @@
 //! `runner experiment …` and `runner mock-server`.
 
-use super::{Context, check_prompt_name, fail_unless_written, out, out_json, version_ref};
+use super::{Context, check_prompt_name, fail_unless_written, out, out_json, rate, version_ref};
 use crate::cli::{
     ExperimentAction, ExperimentArgs, ExperimentListArgs, ExperimentResumeArgs, ExperimentShowArgs,
     MockServerArgs, RunArgs, RunOptions,
@@ -30,6 +30,17 @@ fn start(args: RunArgs, ctx: &Context) -> Result<u8> {
             .with_hint("runner experiment --prompt NAME --tag TAG --dataset FILE")
     })?;
     let reference = version_ref(&args.selector)?;
+    // The check is read before anything runs: a bad threshold writes nothing.
+    let file = ctx
+        .config()?
+        .for_prompt(&prompt)
+        .thresholds
+        .unwrap_or_default();
+    let min_pass_rate = rate("--min-pass-rate", args.min_pass_rate.or(file.min_pass_rate))?;
+    let max_error_rate = rate(
+        "--max-error-rate",
+        args.max_error_rate.or(file.max_error_rate),
+    )?;
     let prepared = prepare(
         ctx,
         &prompt,
@@ -39,12 +50,25 @@ fn start(args: RunArgs, ctx: &Context) -> Result<u8> {
         &run_request(&args.options),
     )?;
     let finished = launch(prepared, ctx, &report::Terminal::default(), interrupted())?;
-    print_finished(&finished, args.json)
+    let check = crate::gate::check_experiment(&finished.summary, min_pass_rate, max_error_rate);
+    let code = print_finished(&finished, args.json, &check)?;
+    if code == exit::OK && check.iter().any(|c| !c.passed) {
+        for c in check.iter().filter(|c| !c.passed) {
+            crate::note!(
+                "check failed: {} is {}, needs {}",
+                c.name,
+                c.actual,
+                c.threshold
+            );
+        }
+        return Ok(exit::CHECK_FAILED);
+    }
+    Ok(code)
 }
 
 fn resume(args: ExperimentResumeArgs, ctx: &Context) -> Result<u8> {
     let finished = resume_run(ctx, &args.id, &report::Terminal::default(), interrupted())?;
-    print_finished(&finished, args.json)
+    print_finished(&finished, args.json, &[])
 }
 
 /// The run options as the workflow takes them.
@@ -67,7 +91,7 @@ pub fn run_request(options: &RunOptions) -> RunRequest {
 }
 
 /// Prints how a run ended and returns its exit code.
-fn print_finished(finished: &Finished, json: bool) -> Result<u8> {
+fn print_finished(finished: &Finished, json: bool, check: &[crate::gate::Criterion]) -> Result<u8> {
     let Finished {
         experiment,
         summary,
@@ -75,7 +99,9 @@ fn print_finished(finished: &Finished, json: bool) -> Result<u8> {
         status,
     } = finished;
     if json {
-        out_json(&report::experiment_json(experiment, summary, Some(stats)))?
+        let mut view = report::experiment_json(experiment, summary, Some(stats));
+        view.check = (!check.is_empty()).then_some(check);
+        out_json(&view)?
     } else {
         out(&report::experiment_summary(
             experiment,

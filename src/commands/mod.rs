@@ -15,8 +15,8 @@ use crate::model::VersionRef;
 use std::io::Write;
 
 pub use crate::input::{
-    apply_assignments, check_prompt_name, check_tag_name, parse_value, read_structured, read_text,
-    split_assignment,
+    apply_assignments, check_prompt_name, check_tag_name, parse_value, rate, read_structured,
+    read_text, split_assignment,
 };
 pub use crate::workflow::Context;
 

@@ -669,6 +669,21 @@ fn execute(
                 )
             });
         }
+        Some(Stop::Rejected(message)) => {
+            if fresh {
+                store.discard_experiment(&id)?;
+            } else {
+                store.finish_experiment(&id, ExperimentStatus::Failed, wall_ms)?;
+            }
+            return Err(Error::operational(format!(
+                "the endpoint refused the first {} calls the same way, before any succeeded: {message}",
+                experiment::FAIL_FAST_AFTER
+            ))
+            .with_hint(
+                "check the model name (--model or the version's model) and that the endpoint \
+                 has a key for it; a new experiment stopped this way leaves no trace",
+            ));
+        }
         Some(Stop::Broken(message)) => {
             store.finish_experiment(&id, ExperimentStatus::Failed, wall_ms)?;
             return Err(Error::operational(format!(

@@ -64,3 +64,98 @@ fn without_user_the_author_comes_from_git_then_the_account() {
     assert_ne!(shown["author"], "unknown");
     assert!(!shown["author"].as_str().unwrap().is_empty());
 }
+
+fn run_over(env: &Env, base: &str, data: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "experiment",
+        "--prompt",
+        "echo",
+        "--dataset",
+        data,
+        "--base-url",
+        base,
+    ];
+    args.extend_from_slice(extra);
+    env.run(&args)
+}
+
+#[test]
+fn an_experiment_below_its_own_threshold_exits_1() {
+    use super::fault_server::FaultServer;
+    use std::time::Duration;
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    super::echo_prompt(&env);
+    // The echo answers the query; `expected` is the query except on two rows of ten.
+    let mut text = String::from("id,query,expected\n");
+    for i in 0..10 {
+        let expected = if i < 2 { "nowhere" } else { "row" };
+        text.push_str(&format!("r{i},row {i},{expected}\n"));
+    }
+    let data = env.write("rows.csv", &text);
+    let data = data.to_str().unwrap();
+    let base = server.base_url();
+    let out = run_over(&env, &base, data, &["--min-pass-rate", "0.9", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("check failed: min pass rate (icontains) is 80.0%, needs >= 90.0%"),
+        "{stderr}"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["check"][0]["passed"], false);
+    assert_eq!(
+        run_over(&env, &base, data, &["--min-pass-rate", "0.8"])
+            .status
+            .code(),
+        Some(0)
+    );
+    // From runner.toml too; a flag out of range is refused before anything runs.
+    env.write(
+        "runner.toml",
+        "[thresholds]\nmax_error_rate = 0.0\nmin_pass_rate = 0.95\n",
+    );
+    assert_eq!(run_over(&env, &base, data, &[]).status.code(), Some(1));
+    let experiments = env
+        .json(&["experiment", "list", "--json"])
+        .as_array()
+        .unwrap()
+        .len();
+    let out = run_over(&env, &base, data, &["--max-error-rate", "1.5"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        env.json(&["experiment", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        experiments
+    );
+}
+
+#[test]
+fn the_same_refusal_on_the_first_calls_stops_the_run() {
+    use super::fault_server::FaultServer;
+    use std::time::Duration;
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    super::echo_prompt(&env);
+    // Every row is refused with the same 400, as for a misspelled model.
+    let queries: Vec<String> = (0..50).map(|i| format!("q{i} fault=400:1000")).collect();
+    let data = super::echo_dataset(&env, "rows.csv", &queries);
+    let before = super::dump(&env.db);
+    let out = run_over(&env, &server.base_url(), &data, &["--concurrency", "2"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("refused the first 5 calls the same way"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("fault 400"),
+        "the endpoint's own words: {stderr}"
+    );
+    assert!(stderr.contains("hint: "), "{stderr}");
+    // A handful of calls, not 50 rows × retries; and no trace in the store.
+    assert!(server.log().len() <= 10, "{} calls", server.log().len());
+    assert_eq!(super::dump(&env.db), before);
+}
