@@ -67,14 +67,54 @@ pub struct RunDefaults {
     pub thresholds: Option<Thresholds>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {
-    #[serde(flatten)]
     pub defaults: RunDefaults,
     pub protected_tags: Option<Vec<String>>,
-    #[serde(default)]
     pub prompts: BTreeMap<String, RunDefaults>,
+}
+
+/// The file as written: the top-level settings spelled out rather than flattened, so that the
+/// parser can point at the line of a wrong value (a flattened struct loses the position).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    base_url: Option<String>,
+    model: Option<String>,
+    concurrency: Option<usize>,
+    timeout: Option<f64>,
+    max_retries: Option<u32>,
+    repetitions: Option<usize>,
+    dataset: Option<PathBuf>,
+    evals: Option<Vec<String>>,
+    judge_model: Option<String>,
+    gate: Option<GateConfig>,
+    thresholds: Option<Thresholds>,
+    protected_tags: Option<Vec<String>>,
+    #[serde(default)]
+    prompts: BTreeMap<String, RunDefaults>,
+}
+
+impl From<ConfigFile> for Config {
+    fn from(f: ConfigFile) -> Config {
+        Config {
+            defaults: RunDefaults {
+                base_url: f.base_url,
+                model: f.model,
+                concurrency: f.concurrency,
+                timeout: f.timeout,
+                max_retries: f.max_retries,
+                repetitions: f.repetitions,
+                dataset: f.dataset,
+                evals: f.evals,
+                judge_model: f.judge_model,
+                gate: f.gate,
+                thresholds: f.thresholds,
+            },
+            protected_tags: f.protected_tags,
+            prompts: f.prompts,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,17 +149,25 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| {
-            // The parser's message spans several lines with a source excerpt; the first line
-            // and the location are what a one-line error needs.
-            e.to_string()
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('|'))
-                .take(2)
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
+        toml::from_str::<ConfigFile>(text)
+            .map(Config::from)
+            .map_err(|e| {
+                // The parser's own text spans several lines around a source excerpt; one line
+                // needs the place and the reason (an unknown field, a wrong type) and nothing else.
+                let reason = crate::text::one_line(e.message(), 300);
+                match e
+                    .span()
+                    .filter(|span| span.start > 0 || span.end < text.len())
+                {
+                    Some(span) => {
+                        let before = &text[..span.start.min(text.len())];
+                        let line = before.matches('\n').count() + 1;
+                        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                        format!("line {line}, column {column}: {reason}")
+                    }
+                    None => reason,
+                }
+            })
     }
 
     /// The project defaults with the prompt's own settings laid over them.

@@ -315,7 +315,16 @@ pub fn prepare(
     } else {
         eval::default_specs(settings.expected_column.is_some())
     };
-    let evaluators = evaluators(&specs, settings.expected_column.is_some())?;
+    let from_file = options.evals.is_empty() && defaults.evals.is_some();
+    let evaluators = evaluators(&specs, settings.expected_column.is_some()).map_err(|e| {
+        if from_file {
+            // Say where the spec came from: no flag on the command line names it.
+            Error::invalid(format!("{e} (from `evals` in runner.toml)"))
+                .with_hint(e.hint.clone().unwrap_or_default())
+        } else {
+            e
+        }
+    })?;
     let model = options
         .model
         .clone()

@@ -159,3 +159,27 @@ fn the_same_refusal_on_the_first_calls_stops_the_run() {
     assert!(server.log().len() <= 10, "{} calls", server.log().len());
     assert_eq!(super::dump(&env.db), before);
 }
+
+#[test]
+fn runner_toml_errors_say_where_and_why() {
+    let env = Env::new();
+    super::echo_prompt(&env);
+    let data = env.write("rows.csv", "id,query\n1,a\n");
+    let data = data.to_str().unwrap();
+    let args = ["experiment", "--prompt", "echo", "--dataset", data];
+    env.write("runner.toml", "concurency = 4\n");
+    let stderr = env.fails(&args, 2);
+    assert!(
+        stderr.contains("line 1, column 1: unknown field `concurency`"),
+        "{stderr}"
+    );
+    env.write("runner.toml", "model = \"m\"\nconcurrency = \"four\"\n");
+    let stderr = env.fails(&args, 2);
+    assert!(
+        stderr.contains("line 2") && stderr.contains("invalid type: string \"four\""),
+        "{stderr}"
+    );
+    env.write("runner.toml", "[prompts.echo]\nevals = [\"nosuch\"]\n");
+    let stderr = env.fails(&args, 2);
+    assert!(stderr.contains("(from `evals` in runner.toml)"), "{stderr}");
+}
