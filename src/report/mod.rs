@@ -315,7 +315,7 @@ impl VersionDiff {
             similar::TextDiff::from_lines(&old, &new)
                 .unified_diff()
                 .context_radius(3)
-                .missing_newline_hint(false)
+                .missing_newline_hint(true)
                 .header(&format!("v{}", from.seq), &format!("v{}", to.seq))
                 .to_string()
         };

@@ -183,3 +183,26 @@ fn runner_toml_errors_say_where_and_why() {
     let stderr = env.fails(&args, 2);
     assert!(stderr.contains("(from `evals` in runner.toml)"), "{stderr}");
 }
+
+#[test]
+fn a_diff_of_a_trailing_newline_says_so() {
+    let env = Env::new();
+    let one = env.write("one.txt", "Hello {{name}}");
+    let two = env.write("two.txt", "Hello {{name}}\n");
+    env.ok(&[
+        "prompt",
+        "create",
+        "greet",
+        "--template-file",
+        one.to_str().unwrap(),
+    ]);
+    env.ok(&[
+        "prompt",
+        "update",
+        "greet",
+        "--template-file",
+        two.to_str().unwrap(),
+    ]);
+    let diff = env.ok(&["prompt", "diff", "greet", "1", "2"]);
+    assert!(diff.contains("No newline at end of file"), "{diff}");
+}
