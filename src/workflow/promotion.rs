@@ -32,11 +32,14 @@ pub fn evidence<F: Future<Output = ()>>(
     let store = ctx.store_for_reading()?;
     let found = store.latest_matching(&prepared.fingerprint)?;
     drop(store);
-    if let Some(experiment) = found.filter(|_| reuse != Reuse::Never) {
+    if let Some(mut experiment) = found.filter(|_| reuse != Reuse::Never) {
         reporter.report(RunEvent::Notice(format!(
             "using experiment {} for {} v{}",
             experiment.id, prepared.prompt, prepared.version.seq
         )));
+        // It stands for the tag asked about now, whichever tag it was run under: the
+        // comparison's headers name that tag.
+        experiment.tag = prepared.tag.clone();
         return Ok(experiment);
     }
     if !run {

@@ -206,3 +206,69 @@ fn a_diff_of_a_trailing_newline_says_so() {
     let diff = env.ok(&["prompt", "diff", "greet", "1", "2"]);
     assert!(diff.contains("No newline at end of file"), "{diff}");
 }
+
+#[test]
+fn compare_headers_name_the_tags_asked_for() {
+    use super::fault_server::FaultServer;
+    use std::time::Duration;
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    let base = server.base_url();
+    let data = env.write("rows.csv", "id,query\n1,a\n2,b\n");
+    let data = data.to_str().unwrap();
+    for (text, tag) in [("{{query}}", "production"), ("v2 {{query}}", "staging")] {
+        let verb = if tag == "production" {
+            "create"
+        } else {
+            "update"
+        };
+        env.ok(&[
+            "prompt",
+            verb,
+            "p",
+            "--template",
+            text,
+            "--model",
+            "m",
+            "--tag",
+            tag,
+        ]);
+    }
+    // v2 runs as staging, then becomes production; v3 is the new staging.
+    env.ok(&[
+        "experiment",
+        "--prompt",
+        "p",
+        "--tag",
+        "staging",
+        "--dataset",
+        data,
+        "--base-url",
+        &base,
+    ]);
+    env.ok(&["tag", "set", "p", "production", "--version", "2", "--force"]);
+    env.ok(&[
+        "prompt",
+        "update",
+        "p",
+        "--template",
+        "v3 {{query}}",
+        "--tag",
+        "staging",
+    ]);
+    let out = env.json(&[
+        "compare",
+        "--prompt",
+        "p",
+        "--tags",
+        "production,staging",
+        "--dataset",
+        data,
+        "--run",
+        "--base-url",
+        &base,
+        "--json",
+    ]);
+    assert_eq!(out["baseline"]["label"], "p v2 (production)", "{out}");
+    assert_eq!(out["candidate"]["label"], "p v3 (staging)", "{out}");
+}
