@@ -20,6 +20,8 @@ pub struct EvalMetric {
 pub struct SideMetrics {
     pub experiment: String,
     pub label: String,
+    /// The sha256 of the dataset content the experiment ran on.
+    pub dataset_hash: String,
     pub rows: usize,
     pub results: usize,
     pub error_rate: f64,
@@ -91,6 +93,15 @@ pub struct Comparison {
     /// Rows that pass every evaluator on the baseline but fail one on the candidate, or are
     /// missing from it.
     pub new_failures: Vec<String>,
+}
+
+impl Comparison {
+    /// Whether both sides ran on the same dataset content (true without a baseline).
+    pub fn same_dataset(&self) -> bool {
+        self.baseline
+            .as_ref()
+            .is_none_or(|b| b.dataset_hash == self.candidate.dataset_hash)
+    }
 }
 
 /// One row of one side, repetitions folded.
@@ -224,6 +235,7 @@ impl<'a, I: Iterator<Item = RowOutcome>> Folder<'a, I> {
         SideMetrics {
             experiment: e.id.clone(),
             label: label(e),
+            dataset_hash: e.dataset.hash.clone(),
             rows: self.rows,
             results: self.results,
             error_rate: if self.results == 0 {

@@ -95,6 +95,16 @@ pub fn check_experiment(
 /// Judges the candidate. Errored rows already count as failed in the comparison.
 pub fn evaluate(c: &Comparison, policy: &Policy) -> Verdict {
     let mut criteria = Vec::new();
+    // Figures over different rows say nothing about a regression: such a comparison never
+    // passes a gate.
+    if !c.same_dataset() {
+        criteria.push(Criterion {
+            name: "same dataset".into(),
+            threshold: "both sides on one dataset".into(),
+            actual: "the experiments ran on different datasets".into(),
+            passed: false,
+        });
+    }
     if let Some(min) = policy.min_pass_rate {
         // A pass rate cannot be checked without an evaluator; that is a failure, not a skip.
         if c.evaluators.is_empty() {
@@ -190,6 +200,7 @@ mod tests {
         SideMetrics {
             experiment: "e".into(),
             label: "p v1".into(),
+            dataset_hash: "h".into(),
             rows: 10,
             results: 10,
             error_rate,
@@ -232,6 +243,16 @@ mod tests {
         let mut c = comparison(None, 1.0, 0);
         c.evaluators.clear();
         c
+    }
+
+    #[test]
+    fn different_datasets_never_pass() {
+        let mut c = comparison(Some(0.5), 0.9, 0);
+        assert!(evaluate(&c, &Policy::no_regression()).passed);
+        c.candidate.dataset_hash = "other".into();
+        let verdict = evaluate(&c, &Policy::no_regression());
+        assert!(!verdict.passed);
+        assert_eq!(verdict.criteria[0].name, "same dataset");
     }
 
     #[test]

@@ -63,6 +63,16 @@ pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
         }
     };
     let result = comparison(ctx, Some(&baseline), &candidate, args.rows)?;
+    if !result.same_dataset() {
+        crate::note!(
+            "warning: {} and {} ran on different datasets ({} vs {}): rows are matched by id, \
+             and no gate accepts such a comparison",
+            baseline.id,
+            candidate.id,
+            baseline.dataset.path,
+            candidate.dataset.path
+        );
+    }
     if args.json {
         out_json(&report::comparison_json(&result, args.rows))?;
     } else if args.markdown {

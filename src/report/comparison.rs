@@ -461,6 +461,7 @@ mod tests {
         SideMetrics {
             experiment: format!("exp_{label}"),
             label: format!("greet {label}"),
+            dataset_hash: "h".into(),
             rows: 2,
             results: 2,
             error_rate: 0.0,

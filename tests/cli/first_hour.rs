@@ -272,3 +272,32 @@ fn compare_headers_name_the_tags_asked_for() {
     assert_eq!(out["baseline"]["label"], "p v2 (production)", "{out}");
     assert_eq!(out["candidate"]["label"], "p v3 (staging)", "{out}");
 }
+
+#[test]
+fn comparing_experiments_on_different_datasets_warns() {
+    use super::fault_server::FaultServer;
+    use std::time::Duration;
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    let base = server.base_url();
+    super::echo_prompt(&env);
+    let mut ids = Vec::new();
+    for (name, text) in [("a.csv", "id,query\n1,a\n"), ("b.csv", "id,query\n1,b\n")] {
+        let data = env.write(name, text);
+        let out = env.json(&[
+            "experiment",
+            "--prompt",
+            "echo",
+            "--dataset",
+            data.to_str().unwrap(),
+            "--base-url",
+            &base,
+            "--json",
+        ]);
+        ids.push(out["experiment"]["id"].as_str().unwrap().to_string());
+    }
+    let out = env.run(&["compare", &ids[0], &ids[1]]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ran on different datasets"), "{stderr}");
+}
