@@ -74,11 +74,30 @@ struct Shared {
     bodies: Mutex<HashMap<String, VersionBody>>,
 }
 
-/// A version's `{"data": …}` body, serialised once, with its content hash for the ETag.
+/// A version's `{"data": …}` body, serialised once, with its ETag: the sha256 of the body
+/// itself, so any change to any byte of the answer (another version id or number behind a tag,
+/// even with the same content hash) is a new validator.
 #[derive(Clone)]
 struct VersionBody {
-    hash: String,
+    /// The opaque part of the ETag (lower-case hex), which `If-None-Match` is compared with.
+    digest: Arc<str>,
+    /// `"<digest>"`, ready to send.
+    etag: HeaderValue,
     body: Bytes,
+}
+
+impl VersionBody {
+    fn new(body: Vec<u8>) -> VersionBody {
+        use sha2::{Digest, Sha256};
+        let digest = crate::model::hex(&Sha256::digest(&body));
+        let etag = HeaderValue::from_str(&format!("\"{digest}\""))
+            .expect("hex digits are a valid header value");
+        VersionBody {
+            digest: digest.into(),
+            etag,
+            body: Bytes::from(body),
+        }
+    }
 }
 
 /// Which version a GET names.
@@ -139,10 +158,7 @@ impl Shared {
                 .ok_or_else(|| unknown_version(&id))?;
             let body = serde_json::to_vec(&json!({"data": wire::version_json(&version)}))
                 .map_err(|e| ApiError::internal(format!("cannot encode version {id}: {e}")))?;
-            let entry = VersionBody {
-                hash: version.content_hash,
-                body: Bytes::from(body),
-            };
+            let entry = VersionBody::new(body);
             let mut bodies = self.bodies.lock().unwrap_or_else(|e| e.into_inner());
             // A crude bound: past it, versions are read from the store again once each, which
             // costs a query, not correctness.

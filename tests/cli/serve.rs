@@ -327,7 +327,8 @@ fn cli_versions_are_served_in_phoenix_shape_with_etags_and_cache_lifetimes() {
     );
     assert_eq!(data["sequence_number"], 1);
     assert_eq!(data["created_at"], shown["created_at"]);
-    let etag = format!("W/\"{hash}\"");
+    assert_eq!(data["content_hash"], hash.as_str());
+    let etag = body_etag(&reply.text);
     assert_eq!(reply.header("etag"), etag);
     assert_eq!(reply.header("cache-control"), "max-age=5");
 
@@ -344,6 +345,12 @@ fn cli_versions_are_served_in_phoenix_shape_with_etags_and_cache_lifetimes() {
         assert!(fresh.text.is_empty());
         assert_eq!(fresh.header("etag"), etag);
         assert_eq!(fresh.header("cache-control"), cache);
+        let weak = format!("W/{etag}");
+        let revalidated = server.call("GET", &path, &[("if-none-match", &weak)], None);
+        assert_eq!(
+            revalidated.status, 304,
+            "{path}: If-None-Match compares weakly"
+        );
         let stale = server.call("GET", &path, &[("if-none-match", "W/\"0000\"")], None);
         assert_eq!(stale.status, 200, "{path}");
     }
@@ -368,6 +375,64 @@ fn cli_versions_are_served_in_phoenix_shape_with_etags_and_cache_lifetimes() {
     assert_eq!(moved.status, 200);
     assert_eq!(moved.json()["data"]["sequence_number"], 2);
     assert_ne!(moved.header("etag"), etag);
+}
+
+#[test]
+fn the_etag_changes_when_a_tag_moves_to_a_version_with_the_same_content() {
+    let env = Env::new();
+    env.ok(&["prompt", "create", "greet", "--template", "Hello {{name}}"]);
+    // The same template, model and parameters again: same content hash, new id and number.
+    env.ok(&["prompt", "update", "greet", "-m", "same words, new version"]);
+    let versions = env.json(&["prompt", "versions", "greet", "--json"]);
+    let shown = |n: &str| env.json(&["prompt", "show", "greet", "--version", n, "--json"]);
+    let (v1, v2) = (shown("1"), shown("2"));
+    assert_eq!(v1["content_hash"], v2["content_hash"], "{versions}");
+    env.ok(&["tag", "set", "greet", "production", "--version", "1"]);
+    let server = Server::start(&env, &[]);
+
+    let path = "/v1/prompts/greet/tags/production";
+    let before = server.get(path);
+    assert_eq!(before.status, 200, "{}", before.text);
+    assert_eq!(before.json()["data"]["sequence_number"], 1);
+    let etag = before.header("etag").to_string();
+    assert_eq!(
+        server
+            .call("GET", path, &[("if-none-match", &etag)], None)
+            .status,
+        304
+    );
+
+    env.ok(&[
+        "tag",
+        "set",
+        "greet",
+        "production",
+        "--version",
+        "2",
+        "--force",
+    ]);
+    let after = server.call("GET", path, &[("if-none-match", &etag)], None);
+    assert_eq!(after.status, 200, "a stale copy was confirmed as fresh");
+    assert_eq!(after.json()["data"]["sequence_number"], 2);
+    assert_eq!(after.json()["data"]["id"], v2["id"]);
+    assert_ne!(after.header("etag"), etag);
+    // The validator is the body's own digest, so equal bodies (and only those) share one.
+    assert_eq!(after.header("etag"), body_etag(&after.text));
+    let by_id = |v: &Value| {
+        server.get(&format!(
+            "/v1/prompt_versions/{}",
+            v["id"].as_str().unwrap()
+        ))
+    };
+    assert_eq!(by_id(&v1).header("etag"), etag);
+    assert_eq!(by_id(&v2).header("etag"), after.header("etag"));
+}
+
+/// The ETag `runner serve` sends for a body: its sha256, quoted.
+fn body_etag(body: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(body.as_bytes());
+    format!("\"{}\"", runner::model::hex(&digest))
 }
 
 #[test]
