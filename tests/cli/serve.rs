@@ -690,6 +690,39 @@ fn tokens_are_required_checked_and_never_logged() {
 }
 
 #[test]
+fn the_bearer_scheme_is_accepted_in_any_case() {
+    let env = Env::new();
+    let args = tokens(&env);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(&env, &args);
+    // RFC 7235: the auth scheme is case-insensitive; one or more spaces separate it.
+    for scheme in ["bearer", "BEARER", "BeArEr", "Bearer "] {
+        let value = format!("{scheme} {READER}");
+        let reply = server.call("GET", "/v1/prompts", &[("authorization", &value)], None);
+        assert_eq!(reply.status, 200, "{value:?}: {}", reply.text);
+    }
+    let lower = format!("bearer {WRITER}");
+    let written = server.call(
+        "POST",
+        "/v1/prompts",
+        &[("authorization", &lower)],
+        Some(&chat_body("greet", "x")),
+    );
+    assert_eq!(written.status, 200, "{}", written.text);
+    // Another scheme, or the token glued to the scheme, is still no bearer token.
+    for value in [
+        format!("Basic {WRITER}"),
+        format!("Bearer{WRITER}"),
+        format!("Bearerx {WRITER}"),
+        "Bearer".to_string(),
+        "bearer ".to_string(),
+    ] {
+        let reply = server.call("GET", "/v1/prompts", &[("authorization", &value)], None);
+        assert_eq!(reply.status, 401, "{value:?}");
+    }
+}
+
+#[test]
 fn serving_beyond_loopback_needs_tokens_and_token_files_are_checked() {
     let env = Env::new();
     let stderr = env.fails(&["serve", "--bind", "0.0.0.0:0"], 2);
