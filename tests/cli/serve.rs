@@ -913,6 +913,46 @@ fn readers_are_served_while_the_cli_writes_to_the_same_store() {
     );
 }
 
+#[test]
+fn a_write_to_a_store_locked_by_another_writer_is_503_with_retry_after() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    let created = server.post("/v1/prompts", &chat_body("greet", "x"));
+    assert_eq!(created.status, 200, "{}", created.text);
+    let id = created.json()["data"]["id"].as_str().unwrap().to_string();
+    let before = super::dump(&env.db);
+
+    // Another process's writer holds the write lock for longer than the store's busy timeout.
+    let other = rusqlite::Connection::open(&env.db).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // Readers do not wait for writers.
+    assert_eq!(server.get("/v1/prompts/greet/latest").status, 200);
+    let tag = server.post(
+        &format!("/v1/prompt_versions/{id}/tags"),
+        &json!({"name": "staging"}),
+    );
+    assert_eq!(tag.status, 503, "{}", tag.text);
+    assert!(tag.text.contains("locked"), "{}", tag.text);
+    let wait: u64 = tag
+        .header("retry-after")
+        .parse()
+        .expect("Retry-After in seconds");
+    assert!((1..=60).contains(&wait), "{wait}");
+    other.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(
+        super::dump(&env.db),
+        before,
+        "a refused write wrote something"
+    );
+
+    // Once the lock is released the same request goes through.
+    let retried = server.post(
+        &format!("/v1/prompt_versions/{id}/tags"),
+        &json!({"name": "staging"}),
+    );
+    assert_eq!(retried.status, 204, "{}", retried.text);
+}
+
 #[cfg(unix)]
 #[test]
 fn sigterm_stops_the_server_cleanly() {
