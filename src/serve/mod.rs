@@ -6,12 +6,14 @@
 //! the store's lock, so writes run on a blocking thread.
 //!
 //! This module holds the router, the state every request shares and `serve`; bearer tokens
-//! are in `auth`, error replies in `error`, and the routes in `prompts` and `tags`.
+//! are in `auth`, the Host, Origin and Content-Type checks that stop cross-site requests in
+//! `guard`, error replies in `error`, and the routes in `prompts` and `tags`.
 
 pub mod wire;
 
 mod auth;
 mod error;
+mod guard;
 mod prompts;
 mod tags;
 
@@ -196,6 +198,8 @@ pub fn router(settings: Settings) -> Router {
             "/v1/prompt_versions/{id}/tags/{tag}",
             delete(delete_version_tag),
         )
+        // Layers run from the last added: authentication first, then the body's media type.
+        .route_layer(middleware::from_fn(guard::check_content_type))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&shared),
             authenticate,
@@ -206,6 +210,11 @@ pub fn router(settings: Settings) -> Router {
         .merge(api)
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(settings.body_limit))
+        // Before anything else, on every route: Host and Origin (see `guard`).
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            guard::check_origin,
+        ))
         .with_state(shared)
 }
 
@@ -266,8 +275,8 @@ fn query<T>(extracted: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
         .map_err(|e| ApiError::unprocessable(e.body_text()))
 }
 
-/// Reads a JSON body whatever its content type (curl users forget the header), with 413 for a
-/// body over the limit and 422 naming what is wrong otherwise.
+/// Reads a JSON body (its `Content-Type: application/json` was checked by `guard`), with 413
+/// for a body over the limit and 422 naming what is wrong otherwise.
 fn json_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> ApiResult<T> {
     let bytes = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {

@@ -89,7 +89,26 @@ impl Server {
         panic!("runner serve at {} never answered /healthz", server.base);
     }
 
+    /// Sends a request; a body goes as `application/json` unless `headers` name a content type.
     fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> reqwest::Result<Reply> {
+        let typed = headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+        let mut all = headers.to_vec();
+        if body.is_some() && !typed {
+            all.push(("content-type", "application/json"));
+        }
+        self.send(method, path, &all, body)
+    }
+
+    /// Sends exactly these headers (and whatever the HTTP client adds: Host, Content-Length).
+    fn send(
         &self,
         method: &str,
         path: &str,
@@ -102,9 +121,7 @@ impl Server {
             request = request.header(*name, *value);
         }
         if let Some(body) = body {
-            request = request
-                .header("content-type", "application/json")
-                .body(body);
+            request = request.body(body);
         }
         self.runtime.block_on(async {
             let response = request.send().await?;
@@ -720,6 +737,195 @@ fn the_bearer_scheme_is_accepted_in_any_case() {
         let reply = server.call("GET", "/v1/prompts", &[("authorization", &value)], None);
         assert_eq!(reply.status, 401, "{value:?}");
     }
+}
+
+#[test]
+fn cross_site_writes_and_rebound_hosts_are_refused() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    let port = server.base.rsplit(':').next().unwrap().to_string();
+    let id = |reply: Reply| reply.json()["data"]["id"].as_str().unwrap().to_string();
+    let v1 = id(server.post("/v1/prompts", &chat_body("greet", "one")));
+    let v2 = id(server.post("/v1/prompts", &chat_body("greet", "two")));
+    let tag = |v: &str| format!("/v1/prompt_versions/{v}/tags?force=true");
+    let production = br#"{"name": "production"}"#.to_vec();
+    assert_eq!(
+        server
+            .request("POST", &tag(&v2), &[], Some(production.clone()))
+            .unwrap()
+            .status,
+        204
+    );
+    let before = super::dump(&env.db);
+
+    // What any web page can send without a CORS preflight: text/plain, a form, or no type.
+    for content_type in [
+        Some("text/plain"),
+        Some("text/plain; charset=utf-8"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        None,
+    ] {
+        let headers: Vec<(&str, &str)> = content_type
+            .map(|t| ("content-type", t))
+            .into_iter()
+            .collect();
+        let reply = server
+            .send("POST", &tag(&v1), &headers, Some(production.clone()))
+            .unwrap();
+        assert_eq!(reply.status, 415, "{content_type:?}: {}", reply.text);
+        assert_eq!(reply.header("content-type"), "text/plain; charset=utf-8");
+        assert!(reply.text.contains("application/json"), "{}", reply.text);
+    }
+    // JSON from another origin is refused too, and so is a rebound name, for reads as well.
+    let evil = [("origin", "http://evil.example")];
+    let cross = server
+        .request("POST", &tag(&v1), &evil, Some(production.clone()))
+        .unwrap();
+    assert_eq!(cross.status, 403, "{}", cross.text);
+    for host in [
+        "evil.example",
+        &format!("evil.example:{port}"),
+        "10.0.0.1:6006",
+    ] {
+        for (method, path) in [("GET", "/v1/prompts/greet/latest"), ("GET", "/healthz")] {
+            let reply = server.send(method, path, &[("host", host)], None).unwrap();
+            assert_eq!(reply.status, 403, "{host} {path}: {}", reply.text);
+            assert!(
+                reply.text.contains(&format!("Host {host} is not served"))
+                    && reply.text.contains("loopback names only"),
+                "{}",
+                reply.text
+            );
+        }
+        let write = server
+            .request(
+                "POST",
+                &tag(&v1),
+                &[("host", host)],
+                Some(production.clone()),
+            )
+            .unwrap();
+        assert_eq!(write.status, 403, "{host}");
+    }
+    for origin in [
+        "http://evil.example",
+        &format!("http://localhost:{port}"),
+        "http://127.0.0.1:1",
+        "null",
+    ] {
+        let reply = server
+            .send("GET", "/v1/prompts", &[("origin", origin)], None)
+            .unwrap();
+        assert_eq!(reply.status, 403, "{origin}: {}", reply.text);
+        assert!(reply.text.contains("cross-origin"), "{}", reply.text);
+    }
+    assert_eq!(
+        super::dump(&env.db),
+        before,
+        "a refused request wrote something"
+    );
+
+    // What the server's own clients send is served.
+    let own = format!("http://127.0.0.1:{port}");
+    assert_eq!(
+        server
+            .send("GET", "/v1/prompts", &[("origin", &own)], None)
+            .unwrap()
+            .status,
+        200
+    );
+    for host in [
+        format!("localhost:{port}"),
+        "LOCALHOST".into(),
+        format!("[::1]:{port}"),
+        "127.0.0.1".into(),
+    ] {
+        let reply = server
+            .send("GET", "/v1/prompts", &[("host", &host)], None)
+            .unwrap();
+        assert_eq!(reply.status, 200, "{host}: {}", reply.text);
+    }
+    let moved = server
+        .request(
+            "POST",
+            &tag(&v1),
+            &[
+                ("content-type", "application/json; charset=utf-8"),
+                ("origin", &own),
+            ],
+            Some(production.clone()),
+        )
+        .unwrap();
+    assert_eq!(moved.status, 204, "{}", moved.text);
+    assert_eq!(
+        server.get("/v1/prompts/greet/tags/production").json()["data"]["id"],
+        v1.as_str()
+    );
+    // A DELETE without a body needs no content type.
+    let deleted = server
+        .send(
+            "DELETE",
+            &format!("/v1/prompt_versions/{v1}/tags/production?force=true"),
+            &[],
+            None,
+        )
+        .unwrap();
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+}
+
+#[test]
+fn with_tokens_any_host_is_served_but_origins_must_match() {
+    let env = Env::new();
+    let args = tokens(&env);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(&env, &args);
+    let auth = bearer(READER);
+    let get = |headers: &[(&str, &str)]| {
+        let mut all = vec![("authorization", auth.as_str())];
+        all.extend_from_slice(headers);
+        server.send("GET", "/v1/prompts", &all, None).unwrap()
+    };
+    // Behind a token the server may be reached by any name (a proxy, a service name).
+    assert_eq!(get(&[("host", "prompts.example")]).status, 200);
+    let own = get(&[
+        ("host", "prompts.example:8080"),
+        ("origin", "http://prompts.example:8080"),
+    ]);
+    assert_eq!(own.status, 200, "{}", own.text);
+    let proxied = get(&[
+        ("host", "prompts.example"),
+        ("origin", "https://prompts.example"),
+    ]);
+    assert_eq!(proxied.status, 200, "{}", proxied.text);
+    for origin in [
+        "https://evil.example",
+        "http://prompts.example:9090",
+        "null",
+    ] {
+        let reply = get(&[("host", "prompts.example:8080"), ("origin", origin)]);
+        assert_eq!(reply.status, 403, "{origin}: {}", reply.text);
+    }
+    // The media type is checked after the token: no token is still 401.
+    let anonymous = server
+        .send(
+            "POST",
+            "/v1/prompts",
+            &[("content-type", "text/plain")],
+            Some(b"{}".to_vec()),
+        )
+        .unwrap();
+    assert_eq!(anonymous.status, 401);
+    let writer = bearer(WRITER);
+    let typed = server
+        .send(
+            "POST",
+            "/v1/prompts",
+            &[("authorization", &writer), ("content-type", "text/plain")],
+            Some(serde_json::to_vec(&chat_body("greet", "x")).unwrap()),
+        )
+        .unwrap();
+    assert_eq!(typed.status, 415, "{}", typed.text);
 }
 
 #[test]
