@@ -633,4 +633,15 @@ pub struct ServeArgs {
     /// Read-only bearer tokens (GET requests only), same format.
     #[arg(long, value_name = "FILE")]
     pub read_token_file: Option<PathBuf>,
+    /// Seconds a client has to send a request's headers (from opening the connection, or from
+    /// the first byte of a later request), else it is disconnected; and again its body, else 408.
+    #[arg(long, value_name = "SECS", default_value_t = crate::serve::DEFAULT_HEADER_TIMEOUT_SECS as f64)]
+    pub header_timeout: f64,
+    /// Seconds a kept-alive connection may wait for its next request before it is closed.
+    #[arg(long, value_name = "SECS", default_value_t = crate::serve::DEFAULT_IDLE_TIMEOUT_SECS as f64)]
+    pub idle_timeout: f64,
+    /// Connections served at once; more wait for a free slot, and idle kept-alive connections
+    /// are closed to make room.
+    #[arg(long, value_name = "N", default_value_t = crate::serve::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
 }

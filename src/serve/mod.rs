@@ -5,19 +5,24 @@
 //! The store is opened once by the command and shared by every request; a write may wait on
 //! the store's lock, so writes run on a blocking thread.
 //!
-//! This module holds the router, the state every request shares and `serve`; bearer tokens
-//! are in `auth`, the Host, Origin and Content-Type checks that stop cross-site requests in
-//! `guard`, error replies in `error`, and the routes in `prompts` and `tags`.
+//! This module holds the router and the state every request shares. The accept loop and the
+//! limits on connections (`serve`, `Limits`) are in `conn`, bearer tokens in `auth`, the Host,
+//! Origin and Content-Type checks that stop cross-site requests in `guard`, error replies in
+//! `error`, and the routes in `prompts` and `tags`.
 
 pub mod wire;
 
 mod auth;
+mod conn;
 mod error;
 mod guard;
 mod prompts;
 mod tags;
 
 pub use auth::{ACTOR_HEADER, Access, MIN_TOKEN_CHARS, TokenError, Tokens};
+pub use conn::{
+    DEFAULT_HEADER_TIMEOUT_SECS, DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_MAX_CONNECTIONS, Limits, serve,
+};
 pub use error::ApiError;
 pub use prompts::TAG_MAX_AGE_SECS;
 pub use tags::FORCE_HEADER;
@@ -33,7 +38,6 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use error::{ApiResult, unknown_version};
 use prompts::{
@@ -218,22 +222,6 @@ pub fn router(settings: Settings) -> Router {
         .with_state(shared)
 }
 
-/// Serves on an already-bound listener until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    // Replies are small single writes; Nagle's algorithm would hold each one back waiting for
-    // the ACK of the previous one on a keep-alive connection.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
 async fn healthz(State(shared): State<Arc<Shared>>) -> ApiResult {
     let schema = shared
         .with_store(|store| Ok(store.schema_version()?))
@@ -284,12 +272,26 @@ fn json_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request body is over the size limit",
             )
+        } else if let Some(late) = timed_out(&e) {
+            ApiError::new(StatusCode::REQUEST_TIMEOUT, late.to_string())
         } else {
             ApiError::new(e.status(), e.body_text())
         }
     })?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::unprocessable(format!("invalid JSON body: {e}")))
+}
+
+/// The body deadline (`conn`) among the causes of a body that could not be read.
+fn timed_out(rejection: &BytesRejection) -> Option<&conn::BodyTimedOut> {
+    let mut cause = std::error::Error::source(rejection);
+    while let Some(error) = cause {
+        if let Some(late) = error.downcast_ref::<conn::BodyTimedOut>() {
+            return Some(late);
+        }
+        cause = error.source();
+    }
+    None
 }
 
 fn data(value: Value) -> Response {

@@ -2,9 +2,10 @@
 
 use super::Env;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::TcpStream;
 use std::process::{Child, ChildStderr, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const WRITER: &str = "ci-0123456789abcdef0123456789abcdef";
 const READER: &str = "ro-fedcba9876543210fedcba9876543210";
@@ -158,6 +159,13 @@ impl Server {
 
     fn post(&self, path: &str, body: &Value) -> Reply {
         self.call("POST", path, &[], Some(body))
+    }
+
+    /// A raw connection to the server; every read on it gives up after `read_timeout`.
+    fn connect(&self, read_timeout: Duration) -> TcpStream {
+        let stream = TcpStream::connect(self.base.trim_start_matches("http://")).expect("connect");
+        stream.set_read_timeout(Some(read_timeout)).unwrap();
+        stream
     }
 
     /// Stops the server and returns what it wrote on stderr.
@@ -1157,6 +1165,212 @@ fn a_write_to_a_store_locked_by_another_writer_is_503_with_retry_after() {
         &json!({"name": "staging"}),
     );
     assert_eq!(retried.status, 204, "{}", retried.text);
+}
+
+/// One HTTP/1.1 request on a raw connection, kept alive.
+fn raw_get(stream: &mut TcpStream, path: &str, token: Option<&str>) {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+}
+
+/// Reads one response (head and Content-Length body) and returns its status.
+fn raw_status(stream: &mut TcpStream) -> u16 {
+    let mut data = Vec::new();
+    let mut byte = [0u8; 1];
+    while !data.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            stream.read(&mut byte).expect("read a response"),
+            1,
+            "closed mid-response"
+        );
+        data.push(byte[0]);
+    }
+    let head = String::from_utf8(data).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).unwrap();
+    head[9..12].parse().unwrap()
+}
+
+/// Whether the server has closed this connection: end of stream (or a reset) within the
+/// stream's read timeout, after whatever it still had to say.
+fn closed_by_server(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// A GET on a new connection of its own, given up after 30 s.
+fn fresh_get(server: &Server, path: &str, token: &str) -> u16 {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    server.runtime.block_on(async {
+        let response = client
+            .get(format!("{}{path}", server.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        response.status().as_u16()
+    })
+}
+
+#[test]
+fn idle_kept_alive_connections_beyond_the_cap_make_room_for_new_clients() {
+    let env = Env::new();
+    let args = tokens(&env);
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend(["--max-connections", "8", "--idle-timeout", "60"]);
+    let server = Server::start(&env, &args);
+
+    // Eight clients, each with a request answered and its connection kept open, idle: with the
+    // health check's connection, more than the cap.
+    let mut idle: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut stream = server.connect(Duration::from_secs(10));
+            raw_get(&mut stream, "/v1/prompts", Some(READER));
+            assert_eq!(raw_status(&mut stream), 200);
+            stream
+        })
+        .collect();
+    // A new client is answered at once, long before any idle timeout.
+    let started = Instant::now();
+    let fresh = fresh_get(&server, "/v1/prompts", READER);
+    assert_eq!(fresh, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    // Only as many idle connections closed as newcomers needed (the ninth and this one); the
+    // others are still served.
+    let mut open = 0;
+    for stream in &mut idle {
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        if !closed_by_server(stream) {
+            open += 1;
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            raw_get(stream, "/v1/prompts", Some(READER));
+            assert_eq!(raw_status(stream), 200);
+        }
+    }
+    assert!(open >= 6, "{open} of 8 idle connections left open");
+}
+
+#[test]
+fn silent_connections_beyond_the_cap_are_dropped_after_the_header_timeout() {
+    let env = Env::new();
+    let args = tokens(&env);
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend(["--max-connections", "8", "--header-timeout", "1"]);
+    let server = Server::start(&env, &args);
+
+    // Ten connections that never send a byte: eight hold every slot, the rest wait.
+    let opened = Instant::now();
+    let mut silent: Vec<TcpStream> = (0..10)
+        .map(|_| server.connect(Duration::from_secs(10)))
+        .collect();
+    // A normal request waits behind them, then is answered once they time out.
+    let reply = fresh_get(&server, "/v1/prompts", READER);
+    assert_eq!(reply, 200);
+    let waited = opened.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "answered after {waited:?}: the cap held?"
+    );
+    assert!(waited < Duration::from_secs(20), "{waited:?}");
+    for (i, stream) in silent.iter_mut().enumerate() {
+        assert!(closed_by_server(stream), "silent connection {i} still open");
+    }
+    assert!(opened.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn slow_headers_slow_bodies_and_idle_connections_are_cut_off() {
+    let env = Env::new();
+    let server = Server::start(&env, &["--header-timeout", "1", "--idle-timeout", "1"]);
+
+    // Headers dribbled a line every 100 ms never finish: the server hangs up after the header
+    // timeout, and answers other clients meanwhile.
+    let started = Instant::now();
+    let mut slow = server.connect(Duration::from_millis(100));
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
+    let mut closed = false;
+    for line in 0..100 {
+        if line == 3 {
+            assert_eq!(fresh_get(&server, "/healthz", "no token needed"), 200);
+        }
+        if slow
+            .write_all(format!("X-Slow-{line}: 1\r\n").as_bytes())
+            .is_err()
+        {
+            closed = true;
+            break;
+        }
+        // The read timeout (100 ms) paces the loop.
+        if closed_by_server(&mut slow) {
+            closed = true;
+            break;
+        }
+    }
+    let cut = started.elapsed();
+    assert!(
+        closed,
+        "a client sending headers for 10 s was still connected"
+    );
+    assert!(cut >= Duration::from_millis(900), "cut off after {cut:?}");
+
+    // A body that stops half-way gets 408 once the same time has passed after its headers.
+    let mut stalled = server.connect(Duration::from_secs(10));
+    stalled
+        .write_all(
+            b"POST /v1/prompts HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"prompt\":",
+        )
+        .unwrap();
+    let started = Instant::now();
+    assert_eq!(raw_status(&mut stalled), 408);
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert!(closed_by_server(&mut stalled));
+
+    // A kept-alive connection without a next request is closed after the idle timeout.
+    let mut idle = server.connect(Duration::from_secs(10));
+    raw_get(&mut idle, "/healthz", None);
+    assert_eq!(raw_status(&mut idle), 200);
+    let started = Instant::now();
+    assert!(closed_by_server(&mut idle), "idle for 10 s and still open");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    // The server still answers (on a new connection: the client's pooled one timed out too).
+    assert_eq!(fresh_get(&server, "/healthz", "no token needed"), 200);
+
+    let stderr = env.fails(&["serve", "--header-timeout", "0"], 2);
+    assert!(stderr.contains("--header-timeout"), "{stderr}");
+    let stderr = env.fails(&["serve", "--max-connections", "0"], 2);
+    assert!(stderr.contains("--max-connections"), "{stderr}");
 }
 
 #[cfg(unix)]
