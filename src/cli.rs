@@ -89,6 +89,8 @@ Examples:
 Token files hold one token a line, TOKEN or NAME:TOKEN (at least 16 characters; # comments).
 Tag moves record the caller as api, api:NAME for a named token, plus ' (WHO)' when the request
 sends X-Runner-Actor: WHO. Protected tags move or go only with ?force=true or X-Runner-Force: true.
+Writes need Content-Type: application/json (else 415); a request with an Origin must come from
+the server's own origin; without tokens only loopback Host names are served (else 403).
 The first line on stdout names the address the server listens on.")]
     Serve(ServeArgs),
 }
