@@ -92,6 +92,8 @@ Examples:
 Token files hold one token a line, TOKEN or NAME:TOKEN (at least 16 characters; # comments).
 Tag moves record the caller as api, api:NAME for a named token, plus ' (WHO)' when the request
 sends X-Runner-Actor: WHO. Protected tags move or go only with ?force=true or X-Runner-Force: true.
+Writes need Content-Type: application/json (else 415); a request with an Origin must come from
+the server's own origin; without tokens only loopback Host names are served (else 403).
 The first line on stdout names the address the server listens on.")]
     Serve(ServeArgs),
 }
@@ -642,4 +644,15 @@ pub struct ServeArgs {
     /// Read-only bearer tokens (GET requests only), same format.
     #[arg(long, value_name = "FILE")]
     pub read_token_file: Option<PathBuf>,
+    /// Seconds a client has to send a request's headers (from opening the connection, or from
+    /// the first byte of a later request), else it is disconnected; and again its body, else 408.
+    #[arg(long, value_name = "SECS", default_value_t = crate::serve::DEFAULT_HEADER_TIMEOUT_SECS as f64)]
+    pub header_timeout: f64,
+    /// Seconds a kept-alive connection may wait for its next request before it is closed.
+    #[arg(long, value_name = "SECS", default_value_t = crate::serve::DEFAULT_IDLE_TIMEOUT_SECS as f64)]
+    pub idle_timeout: f64,
+    /// Connections served at once; more wait for a free slot, and idle kept-alive connections
+    /// are closed to make room.
+    #[arg(long, value_name = "N", default_value_t = crate::serve::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
 }

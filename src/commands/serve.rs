@@ -4,12 +4,19 @@
 use super::{Context, out};
 use crate::cli::ServeArgs;
 use crate::error::{Error, Result, exit};
-use crate::serve::{self, Access, Settings, Tokens};
+use crate::serve::{self, Access, Limits, Settings, Tokens};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::time::Duration;
+
+/// The largest timeout accepted, in seconds (a day): beyond it a timeout bounds nothing.
+const MAX_TIMEOUT_SECS: f64 = 86_400.0;
+/// The most connections accepted: each holds a file descriptor and a task.
+const MAX_CONNECTIONS: usize = 65_536;
 
 pub fn run(args: ServeArgs, ctx: &Context) -> Result<u8> {
     let bind = parse_bind(&args.bind)?;
+    let limits = limits(&args)?;
     let tokens = read_tokens(&args)?;
     if tokens.is_none() && !bind.ip().is_loopback() {
         return Err(Error::invalid(format!(
@@ -52,12 +59,46 @@ pub fn run(args: ServeArgs, ctx: &Context) -> Result<u8> {
             "runner serve listening on http://{address} (store {}); Ctrl-C stops it",
             ctx.db.display()
         ));
-        crate::note!("runner serve: {summary}");
-        serve::serve(listener, app, shutdown_signal())
+        crate::note!(
+            "runner serve: {summary}; at most {} connections, header timeout {} s, idle timeout {} s",
+            limits.max_connections,
+            limits.header_timeout.as_secs_f64(),
+            limits.idle_timeout.as_secs_f64()
+        );
+        serve::serve(listener, app, limits, shutdown_signal())
             .await
             .map_err(|e| Error::operational(format!("server failed: {e}")))
     })?;
     Ok(exit::OK)
+}
+
+/// `--header-timeout`, `--idle-timeout` and `--max-connections`, checked.
+fn limits(args: &ServeArgs) -> Result<Limits> {
+    let seconds = |flag: &str, value: f64| {
+        if value > 0.0 && value <= MAX_TIMEOUT_SECS {
+            Ok(Duration::from_secs_f64(value))
+        } else {
+            Err(Error::invalid(format!(
+                "{flag} must be more than 0 and at most {MAX_TIMEOUT_SECS} seconds, got {value}"
+            ))
+            .with_hint(format!("for example {flag} 10")))
+        }
+    };
+    if !(1..=MAX_CONNECTIONS).contains(&args.max_connections) {
+        return Err(Error::invalid(format!(
+            "--max-connections must be from 1 to {MAX_CONNECTIONS}, got {}",
+            args.max_connections
+        ))
+        .with_hint(format!(
+            "the default, {}, suits most servers",
+            serve::DEFAULT_MAX_CONNECTIONS
+        )));
+    }
+    Ok(Limits {
+        header_timeout: seconds("--header-timeout", args.header_timeout)?,
+        idle_timeout: seconds("--idle-timeout", args.idle_timeout)?,
+        max_connections: args.max_connections,
+    })
 }
 
 /// `IP:PORT`, `[IPv6]:PORT`, or `localhost:PORT`.

@@ -147,11 +147,10 @@ pub(super) async fn authenticate(
             let presented = request
                 .headers()
                 .get(axum::http::header::AUTHORIZATION)
-                .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-                .map(|t| t.trim_ascii());
+                .and_then(|v| bearer_token(v.as_bytes()));
             match presented {
                 None => {
-                    eprintln!(
+                    crate::note!(
                         "runner serve: 401 {} {}: no bearer token",
                         request.method(),
                         request.uri().path()
@@ -171,7 +170,7 @@ pub(super) async fn authenticate(
                         entry.access,
                     ),
                     None => {
-                        eprintln!(
+                        crate::note!(
                             "runner serve: 401 {} {}: unknown token (sha256 {}…)",
                             request.method(),
                             request.uri().path(),
@@ -206,6 +205,16 @@ pub(super) async fn authenticate(
     };
     request.extensions_mut().insert(Caller { actor });
     next.run(request).await
+}
+
+/// The token of an `Authorization: Bearer TOKEN` value. The scheme is case-insensitive
+/// (RFC 7235: `bearer`, `BEARER` and `Bearer` are one scheme) and one or more spaces separate
+/// it from the token.
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let space = value.iter().position(|&b| b == b' ')?;
+    let (scheme, rest) = value.split_at(space);
+    let token = rest.trim_ascii();
+    (scheme.eq_ignore_ascii_case(b"bearer") && !token.is_empty()).then_some(token)
 }
 
 fn actor_label(value: &HeaderValue) -> Option<&str> {
@@ -260,6 +269,28 @@ mod tests {
         );
         assert_eq!(tokens.count(Access::ReadWrite), 1);
         assert_eq!(tokens.count(Access::ReadOnly), 0);
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer abc", "bearer abc", "BEARER abc", "bEaReR   abc "] {
+            assert_eq!(
+                bearer_token(value.as_bytes()),
+                Some(&b"abc"[..]),
+                "{value:?}"
+            );
+        }
+        for value in [
+            "",
+            "Bearer",
+            "Bearer ",
+            "Bearerabc",
+            "Basic abc",
+            "Bearers abc",
+            "abc",
+        ] {
+            assert_eq!(bearer_token(value.as_bytes()), None, "{value:?}");
+        }
     }
 
     #[test]

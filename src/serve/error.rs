@@ -36,6 +36,13 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
+        if is_locked(&e) {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the store is locked by another writer (the wait for it timed out); \
+                 nothing was written, retry the request",
+            );
+        }
         let status = match &e {
             StoreError::UnknownPrompt { .. }
             | StoreError::UnknownVersion { .. }
@@ -51,10 +58,29 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// Whether the store gave up waiting for another writer's lock. The store reports that as a
+/// generic backend error, and this layer does not name the database, so the check reads the
+/// error's causes for the database's own words: SQLite says "database is locked" for
+/// SQLITE_BUSY (and its code's description, "The database file is locked").
+fn is_locked(e: &StoreError) -> bool {
+    if !matches!(e, StoreError::Backend(_)) {
+        return false;
+    }
+    let mut cause = std::error::Error::source(e);
+    while let Some(error) = cause {
+        let text = error.to_string();
+        if text.contains("database is locked") || text.contains("database file is locked") {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
-            eprintln!("runner serve: {}: {}", self.status, self.message);
+            crate::note!("runner serve: {}: {}", self.status, self.message);
         }
         let mut response = (
             self.status,
@@ -112,5 +138,24 @@ mod tests {
         for (error, status) in cases {
             assert_eq!(ApiError::from(error).status, status);
         }
+    }
+
+    #[test]
+    fn a_locked_store_is_503_and_other_backend_failures_500() {
+        let locked = StoreError::Backend("database is locked".into());
+        let error = ApiError::from(locked);
+        assert_eq!(error.status, StatusCode::SERVICE_UNAVAILABLE);
+        let response = error.into_response();
+        assert!(response.headers().contains_key(RETRY_AFTER));
+        let other = StoreError::Backend("disk I/O error".into());
+        assert_eq!(
+            ApiError::from(other).status,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        // Only the store's own failure counts, not a message that happens to say the words.
+        let named = StoreError::UnknownPrompt {
+            name: "database is locked".into(),
+        };
+        assert_eq!(ApiError::from(named).status, StatusCode::NOT_FOUND);
     }
 }

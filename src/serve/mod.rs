@@ -5,17 +5,24 @@
 //! The store is opened once by the command and shared by every request; a write may wait on
 //! the store's lock, so writes run on a blocking thread.
 //!
-//! This module holds the router, the state every request shares and `serve`; bearer tokens
-//! are in `auth`, error replies in `error`, and the routes in `prompts` and `tags`.
+//! This module holds the router and the state every request shares. The accept loop and the
+//! limits on connections (`serve`, `Limits`) are in `conn`, bearer tokens in `auth`, the Host,
+//! Origin and Content-Type checks that stop cross-site requests in `guard`, error replies in
+//! `error`, and the routes in `prompts` and `tags`.
 
 pub mod wire;
 
 mod auth;
+mod conn;
 mod error;
+mod guard;
 mod prompts;
 mod tags;
 
 pub use auth::{ACTOR_HEADER, Access, MIN_TOKEN_CHARS, TokenError, Tokens};
+pub use conn::{
+    DEFAULT_HEADER_TIMEOUT_SECS, DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_MAX_CONNECTIONS, Limits, serve,
+};
 pub use error::ApiError;
 pub use prompts::TAG_MAX_AGE_SECS;
 pub use tags::FORCE_HEADER;
@@ -31,7 +38,6 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use error::{ApiResult, unknown_version};
 use prompts::{
@@ -74,11 +80,30 @@ struct Shared {
     bodies: Mutex<HashMap<String, VersionBody>>,
 }
 
-/// A version's `{"data": …}` body, serialised once, with its content hash for the ETag.
+/// A version's `{"data": …}` body, serialised once, with its ETag: the sha256 of the body
+/// itself, so any change to any byte of the answer (another version id or number behind a tag,
+/// even with the same content hash) is a new validator.
 #[derive(Clone)]
 struct VersionBody {
-    hash: String,
+    /// The opaque part of the ETag (lower-case hex), which `If-None-Match` is compared with.
+    digest: Arc<str>,
+    /// `"<digest>"`, ready to send.
+    etag: HeaderValue,
     body: Bytes,
+}
+
+impl VersionBody {
+    fn new(body: Vec<u8>) -> VersionBody {
+        use sha2::{Digest, Sha256};
+        let digest = crate::model::hex(&Sha256::digest(&body));
+        let etag = HeaderValue::from_str(&format!("\"{digest}\""))
+            .expect("hex digits are a valid header value");
+        VersionBody {
+            digest: digest.into(),
+            etag,
+            body: Bytes::from(body),
+        }
+    }
 }
 
 /// Which version a GET names.
@@ -139,10 +164,7 @@ impl Shared {
                 .ok_or_else(|| unknown_version(&id))?;
             let body = serde_json::to_vec(&json!({"data": wire::version_json(&version)}))
                 .map_err(|e| ApiError::internal(format!("cannot encode version {id}: {e}")))?;
-            let entry = VersionBody {
-                hash: version.content_hash,
-                body: Bytes::from(body),
-            };
+            let entry = VersionBody::new(body);
             let mut bodies = self.bodies.lock().unwrap_or_else(|e| e.into_inner());
             // A crude bound: past it, versions are read from the store again once each, which
             // costs a query, not correctness.
@@ -180,6 +202,8 @@ pub fn router(settings: Settings) -> Router {
             "/v1/prompt_versions/{id}/tags/{tag}",
             delete(delete_version_tag),
         )
+        // Layers run from the last added: authentication first, then the body's media type.
+        .route_layer(middleware::from_fn(guard::check_content_type))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&shared),
             authenticate,
@@ -190,23 +214,12 @@ pub fn router(settings: Settings) -> Router {
         .merge(api)
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(settings.body_limit))
+        // Before anything else, on every route: Host and Origin (see `guard`).
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            guard::check_origin,
+        ))
         .with_state(shared)
-}
-
-/// Serves on an already-bound listener until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    // Replies are small single writes; Nagle's algorithm would hold each one back waiting for
-    // the ACK of the previous one on a keep-alive connection.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 async fn healthz(State(shared): State<Arc<Shared>>) -> ApiResult {
@@ -250,8 +263,8 @@ fn query<T>(extracted: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
         .map_err(|e| ApiError::unprocessable(e.body_text()))
 }
 
-/// Reads a JSON body whatever its content type (curl users forget the header), with 413 for a
-/// body over the limit and 422 naming what is wrong otherwise.
+/// Reads a JSON body (its `Content-Type: application/json` was checked by `guard`), with 413
+/// for a body over the limit and 422 naming what is wrong otherwise.
 fn json_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> ApiResult<T> {
     let bytes = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -259,12 +272,26 @@ fn json_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request body is over the size limit",
             )
+        } else if let Some(late) = timed_out(&e) {
+            ApiError::new(StatusCode::REQUEST_TIMEOUT, late.to_string())
         } else {
             ApiError::new(e.status(), e.body_text())
         }
     })?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::unprocessable(format!("invalid JSON body: {e}")))
+}
+
+/// The body deadline (`conn`) among the causes of a body that could not be read.
+fn timed_out(rejection: &BytesRejection) -> Option<&conn::BodyTimedOut> {
+    let mut cause = std::error::Error::source(rejection);
+    while let Some(error) = cause {
+        if let Some(late) = error.downcast_ref::<conn::BodyTimedOut>() {
+            return Some(late);
+        }
+        cause = error.source();
+    }
+    None
 }
 
 fn data(value: Value) -> Response {

@@ -22,18 +22,18 @@ pub const TAG_MAX_AGE_SECS: u32 = 5;
 
 const CACHE_VERSION_BY_ID: &str = "max-age=31536000, immutable";
 
-/// A version with its validator: the ETag is the version's content hash, weak because two
-/// versions with equal content (same hash) differ in id and number yet send the same prompt.
+/// A version with its validator, the sha256 of the body (see `VersionBody`). It is strong: two
+/// answers share it only when they are the same bytes. A content hash would not do: two versions
+/// with the same content differ in id and number, and a client revalidating a tag lookup after
+/// the tag moved between them would keep the old id.
 fn version_response(version: VersionBody, headers: &HeaderMap, cache: &str) -> Response {
-    let mut response = if etag_matches(headers, &version.hash) {
+    let mut response = if etag_matches(headers, &version.digest) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         ([(CONTENT_TYPE, "application/json")], version.body).into_response()
     };
     let out = response.headers_mut();
-    if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{}\"", version.hash)) {
-        out.insert(ETAG, etag);
-    }
+    out.insert(ETAG, version.etag);
     if let Ok(cache) = HeaderValue::from_str(cache) {
         out.insert(CACHE_CONTROL, cache);
     }
@@ -41,7 +41,7 @@ fn version_response(version: VersionBody, headers: &HeaderMap, cache: &str) -> R
 }
 
 /// `If-None-Match` under the weak comparison RFC 9110 prescribes for it: `W/` is ignored.
-fn etag_matches(headers: &HeaderMap, hash: &str) -> bool {
+fn etag_matches(headers: &HeaderMap, digest: &str) -> bool {
     headers
         .get_all(IF_NONE_MATCH)
         .iter()
@@ -54,7 +54,7 @@ fn etag_matches(headers: &HeaderMap, hash: &str) -> bool {
                     .trim_start_matches("W/")
                     .strip_prefix('"')
                     .and_then(|t| t.strip_suffix('"'))
-                    == Some(hash)
+                    == Some(digest)
         })
 }
 

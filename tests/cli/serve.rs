@@ -2,9 +2,10 @@
 
 use super::Env;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::TcpStream;
 use std::process::{Child, ChildStderr, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const WRITER: &str = "ci-0123456789abcdef0123456789abcdef";
 const READER: &str = "ro-fedcba9876543210fedcba9876543210";
@@ -89,7 +90,26 @@ impl Server {
         panic!("runner serve at {} never answered /healthz", server.base);
     }
 
+    /// Sends a request; a body goes as `application/json` unless `headers` name a content type.
     fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> reqwest::Result<Reply> {
+        let typed = headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+        let mut all = headers.to_vec();
+        if body.is_some() && !typed {
+            all.push(("content-type", "application/json"));
+        }
+        self.send(method, path, &all, body)
+    }
+
+    /// Sends exactly these headers (and whatever the HTTP client adds: Host, Content-Length).
+    fn send(
         &self,
         method: &str,
         path: &str,
@@ -102,9 +122,7 @@ impl Server {
             request = request.header(*name, *value);
         }
         if let Some(body) = body {
-            request = request
-                .header("content-type", "application/json")
-                .body(body);
+            request = request.body(body);
         }
         self.runtime.block_on(async {
             let response = request.send().await?;
@@ -141,6 +159,13 @@ impl Server {
 
     fn post(&self, path: &str, body: &Value) -> Reply {
         self.call("POST", path, &[], Some(body))
+    }
+
+    /// A raw connection to the server; every read on it gives up after `read_timeout`.
+    fn connect(&self, read_timeout: Duration) -> TcpStream {
+        let stream = TcpStream::connect(self.base.trim_start_matches("http://")).expect("connect");
+        stream.set_read_timeout(Some(read_timeout)).unwrap();
+        stream
     }
 
     /// Stops the server and returns what it wrote on stderr.
@@ -327,7 +352,8 @@ fn cli_versions_are_served_in_phoenix_shape_with_etags_and_cache_lifetimes() {
     );
     assert_eq!(data["sequence_number"], 1);
     assert_eq!(data["created_at"], shown["created_at"]);
-    let etag = format!("W/\"{hash}\"");
+    assert_eq!(data["content_hash"], hash.as_str());
+    let etag = body_etag(&reply.text);
     assert_eq!(reply.header("etag"), etag);
     assert_eq!(reply.header("cache-control"), "max-age=5");
 
@@ -344,6 +370,12 @@ fn cli_versions_are_served_in_phoenix_shape_with_etags_and_cache_lifetimes() {
         assert!(fresh.text.is_empty());
         assert_eq!(fresh.header("etag"), etag);
         assert_eq!(fresh.header("cache-control"), cache);
+        let weak = format!("W/{etag}");
+        let revalidated = server.call("GET", &path, &[("if-none-match", &weak)], None);
+        assert_eq!(
+            revalidated.status, 304,
+            "{path}: If-None-Match compares weakly"
+        );
         let stale = server.call("GET", &path, &[("if-none-match", "W/\"0000\"")], None);
         assert_eq!(stale.status, 200, "{path}");
     }
@@ -368,6 +400,64 @@ fn cli_versions_are_served_in_phoenix_shape_with_etags_and_cache_lifetimes() {
     assert_eq!(moved.status, 200);
     assert_eq!(moved.json()["data"]["sequence_number"], 2);
     assert_ne!(moved.header("etag"), etag);
+}
+
+#[test]
+fn the_etag_changes_when_a_tag_moves_to_a_version_with_the_same_content() {
+    let env = Env::new();
+    env.ok(&["prompt", "create", "greet", "--template", "Hello {{name}}"]);
+    // The same template, model and parameters again: same content hash, new id and number.
+    env.ok(&["prompt", "update", "greet", "-m", "same words, new version"]);
+    let versions = env.json(&["prompt", "versions", "greet", "--json"]);
+    let shown = |n: &str| env.json(&["prompt", "show", "greet", "--version", n, "--json"]);
+    let (v1, v2) = (shown("1"), shown("2"));
+    assert_eq!(v1["content_hash"], v2["content_hash"], "{versions}");
+    env.ok(&["tag", "set", "greet", "production", "--version", "1"]);
+    let server = Server::start(&env, &[]);
+
+    let path = "/v1/prompts/greet/tags/production";
+    let before = server.get(path);
+    assert_eq!(before.status, 200, "{}", before.text);
+    assert_eq!(before.json()["data"]["sequence_number"], 1);
+    let etag = before.header("etag").to_string();
+    assert_eq!(
+        server
+            .call("GET", path, &[("if-none-match", &etag)], None)
+            .status,
+        304
+    );
+
+    env.ok(&[
+        "tag",
+        "set",
+        "greet",
+        "production",
+        "--version",
+        "2",
+        "--force",
+    ]);
+    let after = server.call("GET", path, &[("if-none-match", &etag)], None);
+    assert_eq!(after.status, 200, "a stale copy was confirmed as fresh");
+    assert_eq!(after.json()["data"]["sequence_number"], 2);
+    assert_eq!(after.json()["data"]["id"], v2["id"]);
+    assert_ne!(after.header("etag"), etag);
+    // The validator is the body's own digest, so equal bodies (and only those) share one.
+    assert_eq!(after.header("etag"), body_etag(&after.text));
+    let by_id = |v: &Value| {
+        server.get(&format!(
+            "/v1/prompt_versions/{}",
+            v["id"].as_str().unwrap()
+        ))
+    };
+    assert_eq!(by_id(&v1).header("etag"), etag);
+    assert_eq!(by_id(&v2).header("etag"), after.header("etag"));
+}
+
+/// The ETag `runner serve` sends for a body: its sha256, quoted.
+fn body_etag(body: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(body.as_bytes());
+    format!("\"{}\"", runner::model::hex(&digest))
 }
 
 #[test]
@@ -625,6 +715,228 @@ fn tokens_are_required_checked_and_never_logged() {
 }
 
 #[test]
+fn the_bearer_scheme_is_accepted_in_any_case() {
+    let env = Env::new();
+    let args = tokens(&env);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(&env, &args);
+    // RFC 7235: the auth scheme is case-insensitive; one or more spaces separate it.
+    for scheme in ["bearer", "BEARER", "BeArEr", "Bearer "] {
+        let value = format!("{scheme} {READER}");
+        let reply = server.call("GET", "/v1/prompts", &[("authorization", &value)], None);
+        assert_eq!(reply.status, 200, "{value:?}: {}", reply.text);
+    }
+    let lower = format!("bearer {WRITER}");
+    let written = server.call(
+        "POST",
+        "/v1/prompts",
+        &[("authorization", &lower)],
+        Some(&chat_body("greet", "x")),
+    );
+    assert_eq!(written.status, 200, "{}", written.text);
+    // Another scheme, or the token glued to the scheme, is still no bearer token.
+    for value in [
+        format!("Basic {WRITER}"),
+        format!("Bearer{WRITER}"),
+        format!("Bearerx {WRITER}"),
+        "Bearer".to_string(),
+        "bearer ".to_string(),
+    ] {
+        let reply = server.call("GET", "/v1/prompts", &[("authorization", &value)], None);
+        assert_eq!(reply.status, 401, "{value:?}");
+    }
+}
+
+#[test]
+fn cross_site_writes_and_rebound_hosts_are_refused() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    let port = server.base.rsplit(':').next().unwrap().to_string();
+    let id = |reply: Reply| reply.json()["data"]["id"].as_str().unwrap().to_string();
+    let v1 = id(server.post("/v1/prompts", &chat_body("greet", "one")));
+    let v2 = id(server.post("/v1/prompts", &chat_body("greet", "two")));
+    let tag = |v: &str| format!("/v1/prompt_versions/{v}/tags?force=true");
+    let production = br#"{"name": "production"}"#.to_vec();
+    assert_eq!(
+        server
+            .request("POST", &tag(&v2), &[], Some(production.clone()))
+            .unwrap()
+            .status,
+        204
+    );
+    let before = super::dump(&env.db);
+
+    // What any web page can send without a CORS preflight: text/plain, a form, or no type.
+    for content_type in [
+        Some("text/plain"),
+        Some("text/plain; charset=utf-8"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        None,
+    ] {
+        let headers: Vec<(&str, &str)> = content_type
+            .map(|t| ("content-type", t))
+            .into_iter()
+            .collect();
+        let reply = server
+            .send("POST", &tag(&v1), &headers, Some(production.clone()))
+            .unwrap();
+        assert_eq!(reply.status, 415, "{content_type:?}: {}", reply.text);
+        assert_eq!(reply.header("content-type"), "text/plain; charset=utf-8");
+        assert!(reply.text.contains("application/json"), "{}", reply.text);
+    }
+    // JSON from another origin is refused too, and so is a rebound name, for reads as well.
+    let evil = [("origin", "http://evil.example")];
+    let cross = server
+        .request("POST", &tag(&v1), &evil, Some(production.clone()))
+        .unwrap();
+    assert_eq!(cross.status, 403, "{}", cross.text);
+    for host in [
+        "evil.example",
+        &format!("evil.example:{port}"),
+        "10.0.0.1:6006",
+    ] {
+        for (method, path) in [("GET", "/v1/prompts/greet/latest"), ("GET", "/healthz")] {
+            let reply = server.send(method, path, &[("host", host)], None).unwrap();
+            assert_eq!(reply.status, 403, "{host} {path}: {}", reply.text);
+            assert!(
+                reply.text.contains(&format!("Host {host} is not served"))
+                    && reply.text.contains("loopback names only"),
+                "{}",
+                reply.text
+            );
+        }
+        let write = server
+            .request(
+                "POST",
+                &tag(&v1),
+                &[("host", host)],
+                Some(production.clone()),
+            )
+            .unwrap();
+        assert_eq!(write.status, 403, "{host}");
+    }
+    for origin in [
+        "http://evil.example",
+        &format!("http://localhost:{port}"),
+        "http://127.0.0.1:1",
+        "null",
+    ] {
+        let reply = server
+            .send("GET", "/v1/prompts", &[("origin", origin)], None)
+            .unwrap();
+        assert_eq!(reply.status, 403, "{origin}: {}", reply.text);
+        assert!(reply.text.contains("cross-origin"), "{}", reply.text);
+    }
+    assert_eq!(
+        super::dump(&env.db),
+        before,
+        "a refused request wrote something"
+    );
+
+    // What the server's own clients send is served.
+    let own = format!("http://127.0.0.1:{port}");
+    assert_eq!(
+        server
+            .send("GET", "/v1/prompts", &[("origin", &own)], None)
+            .unwrap()
+            .status,
+        200
+    );
+    for host in [
+        format!("localhost:{port}"),
+        "LOCALHOST".into(),
+        format!("[::1]:{port}"),
+        "127.0.0.1".into(),
+    ] {
+        let reply = server
+            .send("GET", "/v1/prompts", &[("host", &host)], None)
+            .unwrap();
+        assert_eq!(reply.status, 200, "{host}: {}", reply.text);
+    }
+    let moved = server
+        .request(
+            "POST",
+            &tag(&v1),
+            &[
+                ("content-type", "application/json; charset=utf-8"),
+                ("origin", &own),
+            ],
+            Some(production.clone()),
+        )
+        .unwrap();
+    assert_eq!(moved.status, 204, "{}", moved.text);
+    assert_eq!(
+        server.get("/v1/prompts/greet/tags/production").json()["data"]["id"],
+        v1.as_str()
+    );
+    // A DELETE without a body needs no content type.
+    let deleted = server
+        .send(
+            "DELETE",
+            &format!("/v1/prompt_versions/{v1}/tags/production?force=true"),
+            &[],
+            None,
+        )
+        .unwrap();
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+}
+
+#[test]
+fn with_tokens_any_host_is_served_but_origins_must_match() {
+    let env = Env::new();
+    let args = tokens(&env);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(&env, &args);
+    let auth = bearer(READER);
+    let get = |headers: &[(&str, &str)]| {
+        let mut all = vec![("authorization", auth.as_str())];
+        all.extend_from_slice(headers);
+        server.send("GET", "/v1/prompts", &all, None).unwrap()
+    };
+    // Behind a token the server may be reached by any name (a proxy, a service name).
+    assert_eq!(get(&[("host", "prompts.example")]).status, 200);
+    let own = get(&[
+        ("host", "prompts.example:8080"),
+        ("origin", "http://prompts.example:8080"),
+    ]);
+    assert_eq!(own.status, 200, "{}", own.text);
+    let proxied = get(&[
+        ("host", "prompts.example"),
+        ("origin", "https://prompts.example"),
+    ]);
+    assert_eq!(proxied.status, 200, "{}", proxied.text);
+    for origin in [
+        "https://evil.example",
+        "http://prompts.example:9090",
+        "null",
+    ] {
+        let reply = get(&[("host", "prompts.example:8080"), ("origin", origin)]);
+        assert_eq!(reply.status, 403, "{origin}: {}", reply.text);
+    }
+    // The media type is checked after the token: no token is still 401.
+    let anonymous = server
+        .send(
+            "POST",
+            "/v1/prompts",
+            &[("content-type", "text/plain")],
+            Some(b"{}".to_vec()),
+        )
+        .unwrap();
+    assert_eq!(anonymous.status, 401);
+    let writer = bearer(WRITER);
+    let typed = server
+        .send(
+            "POST",
+            "/v1/prompts",
+            &[("authorization", &writer), ("content-type", "text/plain")],
+            Some(serde_json::to_vec(&chat_body("greet", "x")).unwrap()),
+        )
+        .unwrap();
+    assert_eq!(typed.status, 415, "{}", typed.text);
+}
+
+#[test]
 fn serving_beyond_loopback_needs_tokens_and_token_files_are_checked() {
     let env = Env::new();
     let stderr = env.fails(&["serve", "--bind", "0.0.0.0:0"], 2);
@@ -813,6 +1125,252 @@ fn readers_are_served_while_the_cli_writes_to_the_same_store() {
         now["data"]["template"]["messages"][0]["content"],
         "v6 {{name}}"
     );
+}
+
+#[test]
+fn a_write_to_a_store_locked_by_another_writer_is_503_with_retry_after() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    let created = server.post("/v1/prompts", &chat_body("greet", "x"));
+    assert_eq!(created.status, 200, "{}", created.text);
+    let id = created.json()["data"]["id"].as_str().unwrap().to_string();
+    let before = super::dump(&env.db);
+
+    // Another process's writer holds the write lock for longer than the store's busy timeout.
+    let other = rusqlite::Connection::open(&env.db).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // Readers do not wait for writers.
+    assert_eq!(server.get("/v1/prompts/greet/latest").status, 200);
+    let tag = server.post(
+        &format!("/v1/prompt_versions/{id}/tags"),
+        &json!({"name": "staging"}),
+    );
+    assert_eq!(tag.status, 503, "{}", tag.text);
+    assert!(tag.text.contains("locked"), "{}", tag.text);
+    let wait: u64 = tag
+        .header("retry-after")
+        .parse()
+        .expect("Retry-After in seconds");
+    assert!((1..=60).contains(&wait), "{wait}");
+    other.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(
+        super::dump(&env.db),
+        before,
+        "a refused write wrote something"
+    );
+
+    // Once the lock is released the same request goes through.
+    let retried = server.post(
+        &format!("/v1/prompt_versions/{id}/tags"),
+        &json!({"name": "staging"}),
+    );
+    assert_eq!(retried.status, 204, "{}", retried.text);
+}
+
+/// One HTTP/1.1 request on a raw connection, kept alive.
+fn raw_get(stream: &mut TcpStream, path: &str, token: Option<&str>) {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+}
+
+/// Reads one response (head and Content-Length body) and returns its status.
+fn raw_status(stream: &mut TcpStream) -> u16 {
+    let mut data = Vec::new();
+    let mut byte = [0u8; 1];
+    while !data.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            stream.read(&mut byte).expect("read a response"),
+            1,
+            "closed mid-response"
+        );
+        data.push(byte[0]);
+    }
+    let head = String::from_utf8(data).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).unwrap();
+    head[9..12].parse().unwrap()
+}
+
+/// Whether the server has closed this connection: end of stream (or a reset) within the
+/// stream's read timeout, after whatever it still had to say.
+fn closed_by_server(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// A GET on a new connection of its own, given up after 30 s.
+fn fresh_get(server: &Server, path: &str, token: &str) -> u16 {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    server.runtime.block_on(async {
+        let response = client
+            .get(format!("{}{path}", server.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        response.status().as_u16()
+    })
+}
+
+#[test]
+fn idle_kept_alive_connections_beyond_the_cap_make_room_for_new_clients() {
+    let env = Env::new();
+    let args = tokens(&env);
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend(["--max-connections", "8", "--idle-timeout", "60"]);
+    let server = Server::start(&env, &args);
+
+    // Eight clients, each with a request answered and its connection kept open, idle: with the
+    // health check's connection, more than the cap.
+    let mut idle: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut stream = server.connect(Duration::from_secs(10));
+            raw_get(&mut stream, "/v1/prompts", Some(READER));
+            assert_eq!(raw_status(&mut stream), 200);
+            stream
+        })
+        .collect();
+    // A new client is answered at once, long before any idle timeout.
+    let started = Instant::now();
+    let fresh = fresh_get(&server, "/v1/prompts", READER);
+    assert_eq!(fresh, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    // Only as many idle connections closed as newcomers needed (the ninth and this one); the
+    // others are still served.
+    let mut open = 0;
+    for stream in &mut idle {
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        if !closed_by_server(stream) {
+            open += 1;
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            raw_get(stream, "/v1/prompts", Some(READER));
+            assert_eq!(raw_status(stream), 200);
+        }
+    }
+    assert!(open >= 6, "{open} of 8 idle connections left open");
+}
+
+#[test]
+fn silent_connections_beyond_the_cap_are_dropped_after_the_header_timeout() {
+    let env = Env::new();
+    let args = tokens(&env);
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend(["--max-connections", "8", "--header-timeout", "1"]);
+    let server = Server::start(&env, &args);
+
+    // Ten connections that never send a byte: eight hold every slot, the rest wait.
+    let opened = Instant::now();
+    let mut silent: Vec<TcpStream> = (0..10)
+        .map(|_| server.connect(Duration::from_secs(10)))
+        .collect();
+    // A normal request waits behind them, then is answered once they time out.
+    let reply = fresh_get(&server, "/v1/prompts", READER);
+    assert_eq!(reply, 200);
+    let waited = opened.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "answered after {waited:?}: the cap held?"
+    );
+    assert!(waited < Duration::from_secs(20), "{waited:?}");
+    for (i, stream) in silent.iter_mut().enumerate() {
+        assert!(closed_by_server(stream), "silent connection {i} still open");
+    }
+    assert!(opened.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn slow_headers_slow_bodies_and_idle_connections_are_cut_off() {
+    let env = Env::new();
+    let server = Server::start(&env, &["--header-timeout", "1", "--idle-timeout", "1"]);
+
+    // Headers dribbled a line every 100 ms never finish: the server hangs up after the header
+    // timeout, and answers other clients meanwhile.
+    let started = Instant::now();
+    let mut slow = server.connect(Duration::from_millis(100));
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
+    let mut closed = false;
+    for line in 0..100 {
+        if line == 3 {
+            assert_eq!(fresh_get(&server, "/healthz", "no token needed"), 200);
+        }
+        if slow
+            .write_all(format!("X-Slow-{line}: 1\r\n").as_bytes())
+            .is_err()
+        {
+            closed = true;
+            break;
+        }
+        // The read timeout (100 ms) paces the loop.
+        if closed_by_server(&mut slow) {
+            closed = true;
+            break;
+        }
+    }
+    let cut = started.elapsed();
+    assert!(
+        closed,
+        "a client sending headers for 10 s was still connected"
+    );
+    assert!(cut >= Duration::from_millis(900), "cut off after {cut:?}");
+
+    // A body that stops half-way gets 408 once the same time has passed after its headers.
+    let mut stalled = server.connect(Duration::from_secs(10));
+    stalled
+        .write_all(
+            b"POST /v1/prompts HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"prompt\":",
+        )
+        .unwrap();
+    let started = Instant::now();
+    assert_eq!(raw_status(&mut stalled), 408);
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert!(closed_by_server(&mut stalled));
+
+    // A kept-alive connection without a next request is closed after the idle timeout.
+    let mut idle = server.connect(Duration::from_secs(10));
+    raw_get(&mut idle, "/healthz", None);
+    assert_eq!(raw_status(&mut idle), 200);
+    let started = Instant::now();
+    assert!(closed_by_server(&mut idle), "idle for 10 s and still open");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    // The server still answers (on a new connection: the client's pooled one timed out too).
+    assert_eq!(fresh_get(&server, "/healthz", "no token needed"), 200);
+
+    let stderr = env.fails(&["serve", "--header-timeout", "0"], 2);
+    assert!(stderr.contains("--header-timeout"), "{stderr}");
+    let stderr = env.fails(&["serve", "--max-connections", "0"], 2);
+    assert!(stderr.contains("--max-connections"), "{stderr}");
 }
 
 #[cfg(unix)]
