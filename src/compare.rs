@@ -513,6 +513,7 @@ mod tests {
             created_at: "t".into(),
             finished_at: None,
             wall_ms: 0,
+            lease: None,
         }
     }
 

@@ -546,6 +546,16 @@ pub struct Experiment {
     pub finished_at: Option<String>,
     /// Wall time spent running, summed over the first run and every resume.
     pub wall_ms: i64,
+    /// Who runs it now and until when (a lease the run renews); None when no run holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
+}
+
+/// A run's claim on its experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lease {
+    pub owner: String,
+    pub until: String,
 }
 
 /// One result reduced to what a comparison needs.

@@ -9,7 +9,9 @@ use crate::error::{Error, Result, exit};
 use crate::model::{Experiment, ExperimentStatus};
 use crate::report;
 use crate::store::{self, Store};
-use crate::workflow::experiment::{Finished, RunRequest, launch, prepare, resume as resume_run};
+use crate::workflow::experiment::{
+    Finished, RunRequest, as_seen, launch, prepare, resume as resume_run,
+};
 use serde_json::Value;
 use std::io::Write;
 use std::path::Path;
@@ -147,18 +149,31 @@ fn list(args: ExperimentListArgs, ctx: &Context) -> Result<()> {
         check_prompt_name(prompt)?;
     }
     let store = ctx.store_for_reading()?;
-    let experiments = store.experiments(args.prompt.as_deref())?;
+    let experiments: Vec<Experiment> = store
+        .experiments(args.prompt.as_deref())?
+        .into_iter()
+        .map(as_seen)
+        .collect();
     if args.json {
         out_json(&experiments)
     } else {
         out(&report::experiments_table(&experiments));
+        if let Some(stopped) = experiments
+            .iter()
+            .find(|e| e.status == ExperimentStatus::Interrupted)
+        {
+            crate::note!(
+                "interrupted experiments keep their results: `runner experiment resume {}` runs the rest",
+                stopped.id
+            );
+        }
         Ok(())
     }
 }
 
 fn show(args: ExperimentShowArgs, ctx: &Context) -> Result<()> {
     let store = ctx.store_for_reading()?;
-    let experiment = store.experiment(&args.id)?;
+    let experiment = as_seen(store.experiment(&args.id)?);
     let summary = store.summary(&experiment)?;
     if let Some(path) = &args.csv {
         write_csv(&*store, &experiment, path)?;

@@ -563,6 +563,22 @@ impl Drop for Lease {
     }
 }
 
+/// An experiment as a person should read it: one stored as running whose run is gone (its
+/// lease expired, or its process on this machine ended, or it never had one) is interrupted,
+/// and `runner experiment resume ID` runs the rest.
+pub fn as_seen(mut experiment: Experiment) -> Experiment {
+    if experiment.status == ExperimentStatus::Running {
+        let running = experiment
+            .lease
+            .as_ref()
+            .is_some_and(|lease| lease.until > crate::model::now() && holder_alive(&lease.owner));
+        if !running {
+            experiment.status = ExperimentStatus::Interrupted;
+        }
+    }
+    experiment
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()

@@ -12,7 +12,8 @@ use serde::Serialize;
 
 const EXPERIMENT_COLUMNS: &str = "e.id, e.name, p.name, e.version_id, v.seq, e.tag, e.dataset_path, \
      e.dataset_hash, e.dataset_rows, e.dataset_columns, e.model, e.base_url, e.evaluators, \
-     e.settings, e.planned, e.status, e.author, e.created_at, e.finished_at, e.wall_ms";
+     e.settings, e.planned, e.status, e.author, e.created_at, e.finished_at, e.wall_ms, \
+     e.lease_owner, e.lease_until";
 
 const EXPERIMENT_JOINS: &str = "FROM experiments e JOIN prompts p ON p.id = e.prompt_id \
      JOIN prompt_versions v ON v.id = e.version_id";
@@ -58,6 +59,13 @@ fn experiment_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Experiment> 
         created_at: row.get(17)?,
         finished_at: row.get(18)?,
         wall_ms: row.get(19)?,
+        lease: match (
+            row.get::<_, Option<String>>(20)?,
+            row.get::<_, Option<String>>(21)?,
+        ) {
+            (Some(owner), Some(until)) => Some(crate::model::Lease { owner, until }),
+            _ => None,
+        },
     })
 }
 
