@@ -36,12 +36,78 @@ impl Policy {
     }
 }
 
+/// One check of a gate or of an experiment: numbers, so that `--json` can be read by a program;
+/// `threshold_text` and `actual_text` are how people read them.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Criterion {
     pub name: String,
-    pub threshold: String,
-    pub actual: String,
+    /// How `actual` must compare with `threshold`: `>=` or `<=`.
+    pub op: String,
+    pub threshold: f64,
+    /// None when it could not be measured (no evaluator ran, no call succeeded).
+    pub actual: Option<f64>,
+    pub unit: Unit,
     pub passed: bool,
+    /// What the number alone does not say: the rows behind a count, a before → after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// What a criterion's numbers count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    /// A share from 0 to 1, shown as a percentage.
+    Fraction,
+    Ms,
+    Rows,
+    Datasets,
+}
+
+impl Criterion {
+    fn new(name: impl Into<String>, op: &str, threshold: f64, unit: Unit) -> Criterion {
+        Criterion {
+            name: name.into(),
+            op: op.into(),
+            threshold,
+            actual: None,
+            unit,
+            passed: false,
+            detail: None,
+        }
+    }
+
+    fn measured(mut self, actual: Option<f64>, passed: bool) -> Criterion {
+        self.actual = actual;
+        self.passed = passed;
+        self
+    }
+
+    fn detail(mut self, detail: impl Into<String>) -> Criterion {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    fn format(&self, value: f64) -> String {
+        match self.unit {
+            Unit::Fraction => pct(value),
+            Unit::Ms => format!("{value:.0} ms"),
+            Unit::Rows => format!("{value:.0} rows"),
+            Unit::Datasets => format!("{value:.0} dataset(s)"),
+        }
+    }
+
+    pub fn threshold_text(&self) -> String {
+        format!("{} {}", self.op, self.format(self.threshold))
+    }
+
+    pub fn actual_text(&self) -> String {
+        match (&self.detail, self.actual) {
+            (Some(detail), _) => detail.clone(),
+            (None, Some(value)) => self.format(value),
+            (None, None) => "-".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -65,29 +131,29 @@ pub fn check_experiment(
     let mut criteria = Vec::new();
     if let Some(min) = min_pass_rate {
         if summary.evaluators.is_empty() {
-            criteria.push(Criterion {
-                name: "min pass rate".into(),
-                threshold: format!(">= {}", pct(min)),
-                actual: "no evaluator ran".into(),
-                passed: false,
-            });
+            criteria.push(
+                Criterion::new("min pass rate", ">=", min, Unit::Fraction)
+                    .measured(None, false)
+                    .detail("no evaluator ran"),
+            );
         }
         for e in &summary.evaluators {
-            criteria.push(Criterion {
-                name: format!("min pass rate ({})", e.evaluator),
-                threshold: format!(">= {}", pct(min)),
-                actual: pct(e.pass_rate),
-                passed: e.pass_rate >= min,
-            });
+            criteria.push(
+                Criterion::new(
+                    format!("min pass rate ({})", e.evaluator),
+                    ">=",
+                    min,
+                    Unit::Fraction,
+                )
+                .measured(Some(e.pass_rate), e.pass_rate >= min),
+            );
         }
     }
     if let Some(max) = max_error_rate {
-        criteria.push(Criterion {
-            name: "max error rate".into(),
-            threshold: format!("<= {}", pct(max)),
-            actual: pct(summary.error_rate),
-            passed: summary.error_rate <= max,
-        });
+        criteria.push(
+            Criterion::new("max error rate", "<=", max, Unit::Fraction)
+                .measured(Some(summary.error_rate), summary.error_rate <= max),
+        );
     }
     criteria
 }
@@ -98,88 +164,92 @@ pub fn evaluate(c: &Comparison, policy: &Policy) -> Verdict {
     // Figures over different rows say nothing about a regression: such a comparison never
     // passes a gate.
     if !c.same_dataset() {
-        criteria.push(Criterion {
-            name: "same dataset".into(),
-            threshold: "both sides on one dataset".into(),
-            actual: "the experiments ran on different datasets".into(),
-            passed: false,
-        });
+        criteria.push(
+            Criterion::new("same dataset", "<=", 1.0, Unit::Datasets)
+                .measured(Some(2.0), false)
+                .detail("the experiments ran on different datasets"),
+        );
     }
     if let Some(min) = policy.min_pass_rate {
         // A pass rate cannot be checked without an evaluator; that is a failure, not a skip.
         if c.evaluators.is_empty() {
-            criteria.push(Criterion {
-                name: "min pass rate".into(),
-                threshold: format!(">= {}", pct(min)),
-                actual: "no evaluator ran".into(),
-                passed: false,
-            });
+            criteria.push(
+                Criterion::new("min pass rate", ">=", min, Unit::Fraction)
+                    .measured(None, false)
+                    .detail("no evaluator ran"),
+            );
         }
         for e in &c.evaluators {
-            criteria.push(Criterion {
-                name: format!("min pass rate [{}]", e.evaluator),
-                threshold: format!(">= {}", pct(min)),
-                actual: pct(e.candidate_pass_rate),
-                passed: e.candidate_pass_rate + 1e-12 >= min,
-            });
+            criteria.push(
+                Criterion::new(
+                    format!("min pass rate [{}]", e.evaluator),
+                    ">=",
+                    min,
+                    Unit::Fraction,
+                )
+                .measured(
+                    Some(e.candidate_pass_rate),
+                    e.candidate_pass_rate + 1e-12 >= min,
+                ),
+            );
         }
     }
     if c.baseline.is_some() {
         if let Some(max) = policy.max_regression {
             for e in &c.evaluators {
-                let drop = e.delta.map(|d| -d).unwrap_or(0.0);
-                criteria.push(Criterion {
-                    name: format!("max regression [{}]", e.evaluator),
-                    threshold: format!("<= {}", pct(max)),
-                    actual: match e.baseline_pass_rate {
-                        Some(base) => format!(
-                            "{} → {} ({:+.1} pts)",
-                            pct(base),
-                            pct(e.candidate_pass_rate),
-                            (e.candidate_pass_rate - base) * 100.0
-                        ),
-                        None => "evaluator not run on the baseline".into(),
-                    },
-                    passed: drop <= max + 1e-12,
+                let name = format!("max regression [{}]", e.evaluator);
+                let criterion = Criterion::new(name, "<=", max, Unit::Fraction);
+                criteria.push(match e.baseline_pass_rate {
+                    Some(base) => {
+                        let drop = base - e.candidate_pass_rate;
+                        criterion
+                            .measured(Some(drop), drop <= max + 1e-12)
+                            .detail(format!(
+                                "{} → {} ({:+.1} pts)",
+                                pct(base),
+                                pct(e.candidate_pass_rate),
+                                (e.candidate_pass_rate - base) * 100.0
+                            ))
+                    }
+                    // Nothing to regress from: the evaluator is new.
+                    None => criterion
+                        .measured(None, true)
+                        .detail("evaluator not run on the baseline"),
                 });
             }
         }
         if policy.no_new_failures {
             let n = c.new_failures.len();
             let shown: Vec<&str> = c.new_failures.iter().take(5).map(String::as_str).collect();
-            criteria.push(Criterion {
-                name: "no new failures".into(),
-                threshold: "0 rows".into(),
-                actual: if n == 0 {
-                    "0 rows".into()
-                } else {
-                    format!(
-                        "{n} row(s): {}{}",
-                        shown.join(", "),
-                        if n > shown.len() { ", …" } else { "" }
-                    )
-                },
-                passed: n == 0,
+            let criterion = Criterion::new("no new failures", "<=", 0.0, Unit::Rows)
+                .measured(Some(n as f64), n == 0);
+            criteria.push(if n == 0 {
+                criterion
+            } else {
+                criterion.detail(format!(
+                    "{n} row(s): {}{}",
+                    shown.join(", "),
+                    if n > shown.len() { ", …" } else { "" }
+                ))
             });
         }
     }
     if let Some(max) = policy.max_error_rate {
-        criteria.push(Criterion {
-            name: "max error rate".into(),
-            threshold: format!("<= {}", pct(max)),
-            actual: pct(c.candidate.error_rate),
-            passed: c.candidate.error_rate <= max + 1e-12,
-        });
+        criteria.push(
+            Criterion::new("max error rate", "<=", max, Unit::Fraction).measured(
+                Some(c.candidate.error_rate),
+                c.candidate.error_rate <= max + 1e-12,
+            ),
+        );
     }
     if let Some(max) = policy.max_p95_latency_ms {
         let p95 = c.candidate.latency_p95_ms;
-        criteria.push(Criterion {
-            name: "max p95 latency".into(),
-            threshold: format!("<= {max:.0} ms"),
-            actual: p95
-                .map(|v| format!("{v:.0} ms"))
-                .unwrap_or_else(|| "no successful call".into()),
-            passed: p95.is_some_and(|v| v <= max),
+        let criterion = Criterion::new("max p95 latency", "<=", max, Unit::Ms)
+            .measured(p95, p95.is_some_and(|v| v <= max));
+        criteria.push(if p95.is_none() {
+            criterion.detail("no successful call")
+        } else {
+            criterion
         });
     }
     // A verdict with nothing checked must not read as a pass.
@@ -357,8 +427,36 @@ mod tests {
                 verdict
                     .criteria
                     .iter()
-                    .all(|c| !c.actual.is_empty() && !c.threshold.is_empty())
+                    .all(|c| !c.actual_text().is_empty() && c.threshold.is_finite())
             );
         }
+    }
+
+    #[test]
+    fn criteria_are_numbers_in_json_and_text_for_people() {
+        let verdict = evaluate(
+            &comparison(Some(0.8), 0.6, 2),
+            &Policy {
+                min_pass_rate: Some(0.9),
+                max_regression: Some(0.0),
+                no_new_failures: true,
+                max_error_rate: Some(0.05),
+                max_p95_latency_ms: Some(200.0),
+            },
+        );
+        let json = serde_json::to_value(&verdict).unwrap();
+        let first = &json["criteria"][0];
+        assert_eq!(first["threshold"], 0.9);
+        assert_eq!(first["actual"], 0.6);
+        assert_eq!(first["unit"], "fraction");
+        let texts: Vec<(String, String)> = verdict
+            .criteria
+            .iter()
+            .map(|c| (c.threshold_text(), c.actual_text()))
+            .collect();
+        assert_eq!(texts[0], (">= 90.0%".into(), "60.0%".into()));
+        assert_eq!(texts[1].1, "80.0% → 60.0% (-20.0 pts)");
+        assert_eq!(texts[2], ("<= 0 rows".into(), "2 row(s): r0, r1".into()));
+        assert_eq!(texts[4], ("<= 200 ms".into(), "250 ms".into()));
     }
 }

@@ -145,7 +145,8 @@ impl PromotionView<'_> {
 pub struct Evidence {
     pub verdict: String,
     pub policy: Policy,
-    pub criteria: Vec<Criterion>,
+    /// As recorded (older promotions recorded them as text).
+    pub criteria: Vec<serde_json::Value>,
     pub candidate_experiment: String,
     pub baseline_experiment: Option<String>,
     pub dataset_hash: String,

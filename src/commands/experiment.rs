@@ -59,8 +59,8 @@ fn start(args: RunArgs, ctx: &Context) -> Result<u8> {
             crate::note!(
                 "check failed: {} is {}, needs {}",
                 c.name,
-                c.actual,
-                c.threshold
+                c.actual_text(),
+                c.threshold_text()
             );
         }
         return Ok(exit::CHECK_FAILED);

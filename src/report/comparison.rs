@@ -375,8 +375,8 @@ fn criteria_section(verdict: &Verdict) -> Section {
             .map(|c| {
                 vec![
                     c.name.clone(),
-                    c.threshold.clone(),
-                    c.actual.clone(),
+                    c.threshold_text(),
+                    c.actual_text(),
                     if c.passed {
                         "pass".into()
                     } else {
@@ -440,9 +440,14 @@ pub fn verdict_junit(o: &PromotionView<'_>) -> String {
         if !c.passed {
             xml.push_str(&format!(
                 "      <failure message=\"{}\">expected {}, got {}</failure>\n",
-                xml_escape(&format!("{} {}: got {}", c.name, c.threshold, c.actual)),
-                xml_escape(&c.threshold),
-                xml_escape(&c.actual)
+                xml_escape(&format!(
+                    "{} {}: got {}",
+                    c.name,
+                    c.threshold_text(),
+                    c.actual_text()
+                )),
+                xml_escape(&c.threshold_text()),
+                xml_escape(&c.actual_text())
             ));
         }
         xml.push_str("    </testcase>\n");
@@ -455,7 +460,7 @@ pub fn verdict_junit(o: &PromotionView<'_>) -> String {
 mod tests {
     use super::*;
     use crate::compare::{EvalDelta, RowSide, SideMetrics};
-    use crate::gate::{Criterion, Policy};
+    use crate::gate::{Criterion, Policy, Unit};
 
     fn side(label: &str) -> SideMetrics {
         SideMetrics {
@@ -521,15 +526,21 @@ mod tests {
             criteria: vec![
                 Criterion {
                     name: "min pass rate [icontains]".into(),
-                    threshold: ">= 90.0%".into(),
-                    actual: "50.0%".into(),
+                    op: ">=".into(),
+                    threshold: 0.9,
+                    actual: Some(0.5),
+                    unit: Unit::Fraction,
                     passed: false,
+                    detail: None,
                 },
                 Criterion {
                     name: "max error rate".into(),
-                    threshold: "<= 5.0%".into(),
-                    actual: "0.0%".into(),
+                    op: "<=".into(),
+                    threshold: 0.05,
+                    actual: Some(0.0),
+                    unit: Unit::Fraction,
                     passed: true,
+                    detail: None,
                 },
             ],
             policy: Policy::default(),

@@ -253,7 +253,11 @@ pub fn promote<F: Future<Output = ()>>(
         let evidence = Evidence {
             verdict: "pass".into(),
             policy: request.policy.clone(),
-            criteria: verdict.criteria.clone(),
+            criteria: verdict
+                .criteria
+                .iter()
+                .filter_map(|c| serde_json::to_value(c).ok())
+                .collect(),
             candidate_experiment: candidate.id.clone(),
             baseline_experiment: baseline.as_ref().map(|b| b.id.clone()),
             dataset_hash: candidate.dataset.hash.clone(),
