@@ -336,12 +336,18 @@ pub struct ExperimentListArgs {
 pub struct ExperimentShowArgs {
     /// Experiment id (a unique prefix is enough).
     pub id: String,
-    /// Also list every row: input, output, status and scores.
+    /// Also list every row: input, expected, output, status and scores.
     #[arg(long)]
     pub rows: bool,
+    /// With --rows (or --json / --csv): only rows that failed an evaluator or errored.
+    #[arg(long)]
+    pub failed: bool,
+    /// With --rows (or --json / --csv): only rows whose call errored.
+    #[arg(long, conflicts_with = "failed")]
+    pub errored: bool,
     #[arg(long)]
     pub json: bool,
-    /// Write every row to a CSV file.
+    /// Write every row (or the --failed / --errored ones) to a CSV file.
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
 }

@@ -6,7 +6,7 @@ use crate::cli::{
     MockServerArgs, RunArgs, RunOptions,
 };
 use crate::error::{Error, Result, exit};
-use crate::model::{Experiment, ExperimentStatus};
+use crate::model::{Experiment, ExperimentStatus, ResultStatus, RunResult};
 use crate::report;
 use crate::store::{self, Store};
 use crate::workflow::experiment::{
@@ -175,9 +175,19 @@ fn show(args: ExperimentShowArgs, ctx: &Context) -> Result<()> {
     let store = ctx.store_for_reading()?;
     let experiment = as_seen(store.experiment(&args.id)?);
     let summary = store.summary(&experiment)?;
+    let keep = |r: &RunResult| {
+        let errored = r.status == ResultStatus::Error;
+        if args.errored {
+            errored
+        } else if args.failed {
+            errored || r.scores.iter().any(|s| !s.pass)
+        } else {
+            true
+        }
+    };
     if let Some(path) = &args.csv {
-        write_csv(&*store, &experiment, path)?;
-        crate::note!("wrote {} rows to {}", summary.results, path.display());
+        let written = write_csv(&*store, &experiment, path, &keep)?;
+        crate::note!("wrote {written} rows to {}", path.display());
     }
     let mut stdout = std::io::stdout().lock();
     if args.json {
@@ -191,6 +201,9 @@ fn show(args: ExperimentShowArgs, ctx: &Context) -> Result<()> {
         fail_unless_written(write!(stdout, "{open},\"rows\":["));
         let mut first = true;
         store::visit_results(&*store, &experiment.id, |result| -> Result<()> {
+            if !keep(&result) {
+                return Ok(());
+            }
             let line = serde_json::to_string(&result).unwrap_or_default();
             let sep = if first { "\n" } else { ",\n" };
             first = false;
@@ -204,7 +217,9 @@ fn show(args: ExperimentShowArgs, ctx: &Context) -> Result<()> {
     if args.rows {
         let mut rows = Vec::new();
         store::visit_results(&*store, &experiment.id, |result| -> Result<()> {
-            rows.push(report::result_row(&experiment, &result));
+            if keep(&result) {
+                rows.push(report::result_row(&experiment, &result));
+            }
             Ok(())
         })?;
         out(&report::results_table(&experiment, rows));
@@ -212,7 +227,14 @@ fn show(args: ExperimentShowArgs, ctx: &Context) -> Result<()> {
     Ok(())
 }
 
-fn write_csv(store: &dyn Store, experiment: &Experiment, path: &Path) -> Result<()> {
+/// Writes the results `keep` accepts; returns how many.
+fn write_csv(
+    store: &dyn Store,
+    experiment: &Experiment,
+    path: &Path,
+    keep: &dyn Fn(&RunResult) -> bool,
+) -> Result<u64> {
+    let mut written = 0u64;
     let fail = |e: &dyn std::fmt::Display| {
         Error::operational(format!("cannot write {}: {e}", path.display()))
     };
@@ -244,6 +266,10 @@ fn write_csv(store: &dyn Store, experiment: &Experiment, path: &Path) -> Result<
     }
     writer.write_record(&header).map_err(|e| fail(&e))?;
     store::visit_results(store, &experiment.id, |r| -> Result<()> {
+        if !keep(&r) {
+            return Ok(());
+        }
+        written += 1;
         let opt = |v: Option<String>| v.unwrap_or_default();
         let mut record = vec![
             r.row_index.to_string(),
@@ -275,7 +301,7 @@ fn write_csv(store: &dyn Store, experiment: &Experiment, path: &Path) -> Result<
         writer.write_record(&record).map_err(|e| fail(&e))
     })?;
     writer.flush().map_err(|e| fail(&e))?;
-    Ok(())
+    Ok(written)
 }
 
 pub fn mock_server(args: MockServerArgs) -> Result<u8> {

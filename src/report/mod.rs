@@ -576,6 +576,7 @@ pub fn result_row(e: &Experiment, r: &RunResult) -> Vec<String> {
             ResultStatus::Error => format!("error: {}", r.error_kind.as_deref().unwrap_or("?")),
         },
         excerpt(&input_text(e, r), 40),
+        excerpt(r.expected.as_deref().unwrap_or("-"), 30),
         match (&r.output, &r.error_message) {
             (Some(output), _) => excerpt(output, 50),
             (None, Some(message)) => excerpt(message, 50),
@@ -594,7 +595,7 @@ pub fn result_row(e: &Experiment, r: &RunResult) -> Vec<String> {
 }
 
 pub fn results_table(e: &Experiment, rows: Vec<Vec<String>>) -> String {
-    let mut headers = vec!["ROW", "REP", "STATUS", "INPUT", "OUTPUT", "MS"];
+    let mut headers = vec!["ROW", "REP", "STATUS", "INPUT", "EXPECTED", "OUTPUT", "MS"];
     let names: Vec<String> = e.evaluators.iter().map(|n| n.to_uppercase()).collect();
     headers.extend(names.iter().map(String::as_str));
     table(&headers, rows)

@@ -347,3 +347,46 @@ fn a_killed_run_is_listed_as_interrupted_with_the_resume_command() {
         "{stderr}"
     );
 }
+
+#[test]
+fn show_rows_has_the_expected_answer_and_filters_failures() {
+    use super::fault_server::FaultServer;
+    use std::time::Duration;
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    super::echo_prompt(&env);
+    let data = env.write(
+        "rows.csv",
+        "id,query,expected\nok,alpha,alpha\nwrong,beta,gamma\nbroken,d fault=400:9,x\n",
+    );
+    let out = env.json(&[
+        "experiment",
+        "--prompt",
+        "echo",
+        "--dataset",
+        data.to_str().unwrap(),
+        "--base-url",
+        &server.base_url(),
+        "--json",
+    ]);
+    let id = out["experiment"]["id"].as_str().unwrap().to_string();
+    let table = env.ok(&["experiment", "show", &id, "--rows"]);
+    assert!(
+        table.contains("EXPECTED") && table.contains("gamma"),
+        "{table}"
+    );
+    let ids = |extra: &str| -> Vec<String> {
+        let shown = env.json(&["experiment", "show", &id, "--rows", "--json", extra]);
+        shown["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["row_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids("--failed"), ["wrong", "broken"]);
+    assert_eq!(ids("--errored"), ["broken"]);
+    env.ok(&["experiment", "show", &id, "--failed", "--csv", "failed.csv"]);
+    let csv = std::fs::read_to_string(env.path("failed.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+}
