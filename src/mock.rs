@@ -53,6 +53,19 @@ pub struct Rule {
     pub latency_ms: Option<u64>,
 }
 
+impl Rule {
+    /// A rule that answers `reply` (with `$1`-style captures) to a last user message matching
+    /// `pattern`, with the usual status and the mock's latency.
+    pub fn new(pattern: &str, reply: &str) -> Rule {
+        Rule {
+            pattern: pattern.into(),
+            reply: reply.into(),
+            status: None,
+            latency_ms: None,
+        }
+    }
+}
+
 /// How the mock answers: a latency applied to every chat request, and the reply rules in order.
 #[derive(Debug, Clone, Default)]
 pub struct MockConfig {

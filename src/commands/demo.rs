@@ -24,12 +24,7 @@ const DATASET: &str = "id,company_name,query,expected
 /// The mock's replies: v1 answers generically (misses the topic), v2 names the topic, v3 only
 /// says "OK".
 fn rules() -> Vec<Rule> {
-    let rule = |pattern: &str, reply: &str| Rule {
-        pattern: pattern.into(),
-        reply: reply.into(),
-        status: None,
-        latency_ms: None,
-    };
+    let rule = Rule::new;
     vec![
         rule("^Reply with OK", "OK"),
         rule(

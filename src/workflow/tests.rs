@@ -149,12 +149,7 @@ fn context() -> Context {
 }
 
 fn rules() -> Vec<Rule> {
-    let rule = |pattern: &str, reply: &str| Rule {
-        pattern: pattern.into(),
-        reply: reply.into(),
-        status: None,
-        latency_ms: None,
-    };
+    let rule = Rule::new;
     vec![
         rule("careful", "a good answer"),
         rule("sloppy", "a poor answer"),
@@ -276,12 +271,7 @@ fn a_promotion_that_fails_its_gate_moves_nothing() {
 #[test]
 fn a_promotion_that_passes_moves_the_tag_with_its_evidence() {
     // Both versions answer well: no regression, the gate passes.
-    let rule = Rule {
-        pattern: ".".into(),
-        reply: "good".into(),
-        status: None,
-        latency_ms: None,
-    };
+    let rule = Rule::new(".", "good");
     let mock = Mock::start(vec![rule]);
     let dir = tempfile::tempdir().unwrap();
     let data = dataset(&dir);

@@ -305,37 +305,14 @@ fn comparing_experiments_on_different_datasets_warns() {
 #[test]
 fn a_killed_run_is_listed_as_interrupted_with_the_resume_command() {
     use super::fault_server::FaultServer;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let env = Env::new();
     let server = FaultServer::start(Duration::from_millis(30));
     super::echo_prompt(&env);
     let queries: Vec<String> = (0..200).map(|i| format!("q{i}")).collect();
     let data = super::echo_dataset(&env, "rows.csv", &queries);
     let base = server.base_url();
-    let mut child = env
-        .std_cmd()
-        .args([
-            "experiment",
-            "--prompt",
-            "echo",
-            "--dataset",
-            &data,
-            "--base-url",
-            &base,
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let id = loop {
-        assert!(Instant::now() < deadline, "the run never started");
-        let listed = env.json(&["experiment", "list", "--json"]);
-        if listed[0]["status"] == "running" {
-            break listed[0]["id"].as_str().unwrap().to_string();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (mut child, id) = super::spawn_listed_experiment(&env, &data, &base, "16", "running");
     child.kill().unwrap();
     child.wait().unwrap();
     let listed = env.json(&["experiment", "list", "--json"]);

@@ -153,3 +153,48 @@ pub fn echo_dataset<S: AsRef<str>>(env: &Env, name: &str, queries: &[S]) -> Stri
     }
     env.write(name, &text).to_str().unwrap().to_string()
 }
+
+/// Starts `runner experiment` of the `echo` prompt over `data` in the background (output
+/// discarded) and waits, bounded, until it is listed with `status`; returns it and its id.
+pub fn spawn_listed_experiment(
+    env: &Env,
+    data: &str,
+    base: &str,
+    concurrency: &str,
+    status: &str,
+) -> (std::process::Child, String) {
+    let mut child = env
+        .std_cmd()
+        .args([
+            "experiment",
+            "--prompt",
+            "echo",
+            "--dataset",
+            data,
+            "--base-url",
+            base,
+            "--concurrency",
+            concurrency,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the experiment was never listed as {status}"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended too soon"
+        );
+        let listed = env.json(&["experiment", "list", "--json"]);
+        if listed[0]["status"] == status {
+            let id = listed[0]["id"].as_str().unwrap().to_string();
+            return (child, id);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -119,6 +119,15 @@ fn write_history(env: &Env, lines: &[Value]) {
     std::fs::write(env.path("out/greet/history.jsonl"), text).unwrap();
 }
 
+/// Writes the history without its hash chain, as an export from before the chain would be:
+/// what the other checks alone must catch.
+fn write_history_unchained(env: &Env, mut lines: Vec<Value>) {
+    for line in &mut lines {
+        line.as_object_mut().unwrap().remove("hash");
+    }
+    write_history(env, &lines);
+}
+
 #[test]
 fn a_hand_moved_tag_is_refused_on_import() {
     let env = Env::new();
@@ -157,10 +166,7 @@ fn a_forged_promotion_without_evidence_is_refused() {
     forged["from_version_id"] = v1;
     forged["to_version_id"] = v2;
     lines.push(forged);
-    for line in &mut lines {
-        line.as_object_mut().unwrap().remove("hash");
-    }
-    write_history(&env, &lines);
+    write_history_unchained(&env, lines);
     import_refused(&env, "without the evidence of a passed gate");
 }
 
@@ -174,10 +180,7 @@ fn a_protected_tag_moved_without_force_in_the_history_is_refused() {
     moved["from_version_id"] = lines[0]["to_version_id"].clone();
     moved["to_version_id"] = lines[1]["to_version_id"].clone();
     lines.push(moved);
-    for line in &mut lines {
-        line.as_object_mut().unwrap().remove("hash");
-    }
-    write_history(&env, &lines);
+    write_history_unchained(&env, lines);
     import_refused(&env, "moved without a promotion or force");
 }
 
@@ -187,20 +190,14 @@ fn bad_names_and_times_in_an_export_are_refused() {
     tagged_export(&env);
     let mut lines = history_lines(&env);
     lines[0]["tag"] = "../../x y".into();
-    for line in &mut lines {
-        line.as_object_mut().unwrap().remove("hash");
-    }
-    write_history(&env, &lines);
+    write_history_unchained(&env, lines);
     import_refused(&env, "invalid tag name");
 
     let env = Env::new();
     tagged_export(&env);
     let mut lines = history_lines(&env);
     lines[1]["at"] = "not-a-date".into();
-    for line in &mut lines {
-        line.as_object_mut().unwrap().remove("hash");
-    }
-    write_history(&env, &lines);
+    write_history_unchained(&env, lines);
     import_refused(&env, "not an RFC 3339 time");
 }
 
@@ -374,40 +371,14 @@ fn reading_an_older_store_changes_nothing_until_it_is_migrated() {
 #[test]
 fn a_second_run_of_a_running_experiment_is_refused_and_names_the_first() {
     use super::fault_server::FaultServer;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let env = Env::new();
     let server = FaultServer::start(Duration::from_millis(30));
     super::echo_prompt(&env);
     let queries: Vec<String> = (0..150).map(|i| format!("q{i:03}")).collect();
     let data = super::echo_dataset(&env, "rows.csv", &queries);
     let base = server.base_url();
-    let mut first = env
-        .std_cmd()
-        .args([
-            "experiment",
-            "--prompt",
-            "echo",
-            "--dataset",
-            &data,
-            "--base-url",
-            &base,
-            "--concurrency",
-            "2",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Bounded wait for the experiment to exist with some results.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let id = loop {
-        assert!(Instant::now() < deadline, "the first run never started");
-        let listed = env.json(&["experiment", "list", "--json"]);
-        if let Some(id) = listed[0]["id"].as_str() {
-            break id.to_string();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (mut first, id) = super::spawn_listed_experiment(&env, &data, &base, "2", "running");
     let out = env.run(&["experiment", "resume", &id]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
