@@ -181,6 +181,9 @@ pub fn request_body(model: &str, messages: &[Message], params: &JsonObject) -> V
 impl Client {
     pub fn new(config: ClientConfig) -> Result<Client, ConfigError> {
         check_base_url(&config.base_url)?;
+        // TLS goes through rustls with ring, installed once per process (another already
+        // installed is kept).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(key) = &config.api_key {
             let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
@@ -504,6 +507,14 @@ fn parse_completion(bytes: &[u8]) -> Result<Completion, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_https_client_builds_with_the_ring_provider() {
+        // Without a crypto provider reqwest cannot build a TLS client at all.
+        let client = Client::new(ClientConfig::new("https://api.example.invalid/v1"));
+        assert!(client.is_ok());
+        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+    }
 
     #[test]
     fn retry_after_forms() {
