@@ -127,6 +127,12 @@ enum Attempt {
     Fail(Failure),
 }
 
+/// Makes ring the process's TLS crypto provider (reqwest is built without one, to keep aws-lc's
+/// C build out); every `reqwest::Client` needs it. A provider already installed is kept.
+pub fn install_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Checks that a base URL can be used, without building a client (which loads the system's
 /// root certificates: worth doing once, not to validate a flag).
 pub fn check_base_url(base_url: &str) -> Result<(), ConfigError> {
@@ -181,9 +187,7 @@ pub fn request_body(model: &str, messages: &[Message], params: &JsonObject) -> V
 impl Client {
     pub fn new(config: ClientConfig) -> Result<Client, ConfigError> {
         check_base_url(&config.base_url)?;
-        // TLS goes through rustls with ring, installed once per process (another already
-        // installed is kept).
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_tls();
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(key) = &config.api_key {
             let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))

@@ -617,7 +617,10 @@ mod tests {
             }));
             TestServer {
                 base: format!("http://127.0.0.1:{port}"),
-                client: reqwest::Client::new(),
+                client: {
+                    crate::client::install_tls();
+                    reqwest::Client::new()
+                },
                 shutdown,
                 task,
             }

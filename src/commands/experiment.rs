@@ -3,7 +3,7 @@
 use super::{Context, check_prompt_name, fail_unless_written, out, out_json, rate, version_ref};
 use crate::cli::{
     ExperimentAction, ExperimentArgs, ExperimentListArgs, ExperimentResumeArgs, ExperimentShowArgs,
-    MockServerArgs, RunArgs, RunOptions,
+    RunArgs, RunOptions,
 };
 use crate::error::{Error, Result, exit};
 use crate::model::{Experiment, ExperimentStatus, ResultStatus, RunResult};
@@ -12,10 +12,8 @@ use crate::store::{self, Store};
 use crate::workflow::experiment::{
     Finished, RunRequest, as_seen, launch, prepare, resume as resume_run,
 };
-use serde_json::Value;
 use std::io::Write;
 use std::path::Path;
-use std::time::Duration;
 
 pub fn run(args: ExperimentArgs, ctx: &Context) -> Result<u8> {
     match args.action {
@@ -227,7 +225,8 @@ fn show(args: ExperimentShowArgs, ctx: &Context) -> Result<()> {
     Ok(())
 }
 
-/// Writes the results `keep` accepts; returns how many.
+/// Writes the results `keep` accepts as CSV (`report::csv_header`, `report::csv_record`);
+/// returns how many.
 fn write_csv(
     store: &dyn Store,
     experiment: &Experiment,
@@ -239,104 +238,18 @@ fn write_csv(
         Error::operational(format!("cannot write {}: {e}", path.display()))
     };
     let mut writer = csv::Writer::from_path(path).map_err(|e| fail(&e))?;
-    let mut header: Vec<String> = [
-        "row_index",
-        "row_id",
-        "repetition",
-        "status",
-        "output",
-        "expected",
-        "error_kind",
-        "error_message",
-        "http_status",
-        "attempts",
-        "latency_ms",
-        "prompt_tokens",
-        "completion_tokens",
-        "cached",
-        "vars",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    for name in &experiment.evaluators {
-        header.push(format!("{name}.score"));
-        header.push(format!("{name}.pass"));
-        header.push(format!("{name}.reason"));
-    }
-    writer.write_record(&header).map_err(|e| fail(&e))?;
+    writer
+        .write_record(report::csv_header(experiment))
+        .map_err(|e| fail(&e))?;
     store::visit_results(store, &experiment.id, |r| -> Result<()> {
         if !keep(&r) {
             return Ok(());
         }
         written += 1;
-        let opt = |v: Option<String>| v.unwrap_or_default();
-        let mut record = vec![
-            r.row_index.to_string(),
-            r.row_id.clone(),
-            r.repetition.to_string(),
-            r.status.as_str().to_string(),
-            opt(r.output.clone()),
-            opt(r.expected.clone()),
-            opt(r.error_kind.clone()),
-            opt(r.error_message.clone()),
-            opt(r.http_status.map(|s| s.to_string())),
-            r.attempts.to_string(),
-            format!("{:.1}", r.latency_ms),
-            opt(r.prompt_tokens.map(|t| t.to_string())),
-            opt(r.completion_tokens.map(|t| t.to_string())),
-            r.cached.to_string(),
-            Value::Object(r.vars.clone()).to_string(),
-        ];
-        for name in &experiment.evaluators {
-            match r.scores.iter().find(|s| &s.evaluator == name) {
-                Some(s) => {
-                    record.push(format!("{}", s.score));
-                    record.push(s.pass.to_string());
-                    record.push(s.reason.clone());
-                }
-                None => record.extend([String::new(), String::new(), String::new()]),
-            }
-        }
-        writer.write_record(&record).map_err(|e| fail(&e))
+        writer
+            .write_record(report::csv_record(experiment, &r))
+            .map_err(|e| fail(&e))
     })?;
     writer.flush().map_err(|e| fail(&e))?;
     Ok(written)
-}
-
-pub fn mock_server(args: MockServerArgs) -> Result<u8> {
-    let rules = match &args.responses {
-        Some(path) => crate::mock::load_rules(path).map_err(|e| {
-            Error::invalid(e.to_string()).with_hint(
-                "a rules file is a JSON or YAML list of {\"pattern\": REGEX, \"reply\": TEXT}",
-            )
-        })?,
-        None => Vec::new(),
-    };
-    let config = crate::mock::MockConfig {
-        latency: Duration::from_millis(args.latency_ms),
-        rules,
-    };
-    let runtime = crate::workflow::experiment::runtime()?;
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
-            .await
-            .map_err(|e| {
-                Error::operational(format!("cannot listen on 127.0.0.1:{}: {e}", args.port))
-                    .with_hint("pick another --port (0 picks a free one)")
-            })?;
-        let address = listener
-            .local_addr()
-            .map_err(|e| Error::operational(e.to_string()))?;
-        out(&format!(
-            "mock endpoint listening on http://{address}/v1 (latency {} ms); Ctrl-C stops it",
-            args.latency_ms
-        ));
-        crate::mock::serve(listener, config, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .map_err(|e| Error::operational(format!("mock endpoint failed: {e}")))
-    })?;
-    Ok(exit::OK)
 }

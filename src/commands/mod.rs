@@ -4,6 +4,7 @@
 mod compare;
 mod demo;
 mod experiment;
+mod mock;
 mod prompt;
 mod serve;
 mod tag;
@@ -47,7 +48,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Compare(args) => compare::compare(args, &ctx),
         Command::Promote(args) => compare::promote(args, &ctx),
         Command::Demo(args) => demo::run(args, &ctx),
-        Command::MockServer(args) => experiment::mock_server(args),
+        Command::MockServer(args) => mock::run(args),
         Command::Serve(args) => serve::run(args, &ctx),
     }
 }

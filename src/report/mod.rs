@@ -594,6 +594,70 @@ pub fn result_row(e: &Experiment, r: &RunResult) -> Vec<String> {
     row
 }
 
+/// The CSV columns of `experiment show --csv`: every stored field, then score, pass and reason
+/// per evaluator.
+pub fn csv_header(e: &Experiment) -> Vec<String> {
+    let mut header: Vec<String> = [
+        "row_index",
+        "row_id",
+        "repetition",
+        "status",
+        "output",
+        "expected",
+        "error_kind",
+        "error_message",
+        "http_status",
+        "attempts",
+        "latency_ms",
+        "prompt_tokens",
+        "completion_tokens",
+        "cached",
+        "vars",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for name in &e.evaluators {
+        header.push(format!("{name}.score"));
+        header.push(format!("{name}.pass"));
+        header.push(format!("{name}.reason"));
+    }
+    header
+}
+
+/// One result as a CSV record under `csv_header`, full text (no cutting).
+pub fn csv_record(e: &Experiment, r: &RunResult) -> Vec<String> {
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    let mut record = vec![
+        r.row_index.to_string(),
+        r.row_id.clone(),
+        r.repetition.to_string(),
+        r.status.as_str().to_string(),
+        opt(r.output.clone()),
+        opt(r.expected.clone()),
+        opt(r.error_kind.clone()),
+        opt(r.error_message.clone()),
+        opt(r.http_status.map(|s| s.to_string())),
+        r.attempts.to_string(),
+        format!("{:.1}", r.latency_ms),
+        opt(r.prompt_tokens.map(|t| t.to_string())),
+        opt(r.completion_tokens.map(|t| t.to_string())),
+        r.cached.to_string(),
+        Value::Object(r.vars.clone()).to_string(),
+    ];
+    for name in &e.evaluators {
+        match r.scores.iter().find(|s| &s.evaluator == name) {
+            Some(s) => {
+                record.push(format!("{}", s.score));
+                record.push(s.pass.to_string());
+                record.push(s.reason.clone());
+            }
+            None => record.extend([String::new(), String::new(), String::new()]),
+        }
+    }
+    record
+}
+
 pub fn results_table(e: &Experiment, rows: Vec<Vec<String>>) -> String {
     let mut headers = vec!["ROW", "REP", "STATUS", "INPUT", "EXPECTED", "OUTPUT", "MS"];
     let names: Vec<String> = e.evaluators.iter().map(|n| n.to_uppercase()).collect();

@@ -76,7 +76,10 @@ impl Server {
                 .enable_all()
                 .build()
                 .unwrap(),
-            http: reqwest::Client::new(),
+            http: {
+                runner::client::install_tls();
+                reqwest::Client::new()
+            },
         };
         for _ in 0..200 {
             if server
@@ -1084,6 +1087,7 @@ fn readers_are_served_while_the_cli_writes_to_the_same_store() {
             .build()
             .unwrap();
         runtime.block_on(async {
+            runner::client::install_tls();
             let http = reqwest::Client::new();
             let mut seen = std::collections::BTreeSet::new();
             for _ in 0..400 {
@@ -1218,6 +1222,7 @@ fn closed_by_server(stream: &mut TcpStream) -> bool {
 
 /// A GET on a new connection of its own, given up after 30 s.
 fn fresh_get(server: &Server, path: &str, token: &str) -> u16 {
+    runner::client::install_tls();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(0)
