@@ -66,11 +66,79 @@ pub fn apply_assignments(flag: &str, base: &mut JsonObject, assignments: &[Strin
                 base.remove(key);
             }
             value => {
+                if flag == "--param" {
+                    check_param(key, &value)?;
+                }
                 base.insert(key.to_string(), value);
             }
         }
     }
     Ok(())
+}
+
+/// What OpenAI's chat completions take for the parameters runner knows; others pass through
+/// unchecked (providers add their own).
+/// What a parameter must be, in words, and the check.
+type Expected = (&'static str, fn(&Value) -> bool);
+
+fn expected_type(key: &str) -> Option<Expected> {
+    fn within(v: &Value, lo: f64, hi: f64) -> bool {
+        v.as_f64().is_some_and(|x| (lo..=hi).contains(&x))
+    }
+    Some(match key {
+        "temperature" => ("a number from 0 to 2", |v| within(v, 0.0, 2.0)),
+        "top_p" => ("a number from 0 to 1", |v| within(v, 0.0, 1.0)),
+        "presence_penalty" | "frequency_penalty" => {
+            ("a number from -2 to 2", |v| within(v, -2.0, 2.0))
+        }
+        "max_tokens" | "max_completion_tokens" | "n" => ("a whole number of at least 1", |v| {
+            v.as_u64().is_some_and(|n| n >= 1)
+        }),
+        "seed" => ("a whole number", |v| v.is_i64() || v.is_u64()),
+        "top_logprobs" => ("a whole number from 0 to 20", |v| {
+            v.as_u64().is_some_and(|n| n <= 20)
+        }),
+        "logprobs" | "parallel_tool_calls" | "stream" => ("true or false", Value::is_boolean),
+        "stop" => ("a string or a list of strings", |v| {
+            v.is_string() || v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
+        }),
+        "response_format" | "logit_bias" => ("a JSON object", Value::is_object),
+        "tools" => ("a JSON list", Value::is_array),
+        "tool_choice" => ("a string or a JSON object", |v| {
+            v.is_string() || v.is_object()
+        }),
+        "user" => ("a string", Value::is_string),
+        _ => return None,
+    })
+}
+
+/// Refuses a known invocation parameter of the wrong type (`temperature=0.7.1` would be
+/// stored as text and rejected by every endpoint at run time).
+pub fn check_param(key: &str, value: &Value) -> Result<()> {
+    match expected_type(key) {
+        Some((expected, ok)) if !ok(value) => Err(Error::invalid(format!(
+            "--param {key}={value}: {key} must be {expected}"
+        ))
+        .with_hint(format!("for example --param {key}={}", example_of(key)))),
+        _ => Ok(()),
+    }
+}
+
+fn example_of(key: &str) -> &'static str {
+    match key {
+        "temperature" => "0.7",
+        "top_p" => "0.9",
+        "presence_penalty" | "frequency_penalty" => "0.5",
+        "max_tokens" | "max_completion_tokens" => "500",
+        "n" | "seed" | "top_logprobs" => "1",
+        "logprobs" | "parallel_tool_calls" | "stream" => "true",
+        "stop" => "'[\"\\n\"]'",
+        "response_format" => "'{\"type\": \"json_object\"}'",
+        "logit_bias" => "'{}'",
+        "tools" => "'[]'",
+        "tool_choice" => "auto",
+        _ => "VALUE",
+    }
 }
 
 /// Reads a whole text file, naming it in the error.

@@ -367,3 +367,43 @@ fn show_rows_has_the_expected_answer_and_filters_failures() {
     let csv = std::fs::read_to_string(env.path("failed.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3, "{csv}");
 }
+
+#[test]
+fn known_parameters_are_type_checked_and_unknown_ones_pass_through() {
+    let env = Env::new();
+    for (param, why) in [
+        (
+            "temperature=0.7.1",
+            "temperature must be a number from 0 to 2",
+        ),
+        (
+            "max_tokens=-3",
+            "max_tokens must be a whole number of at least 1",
+        ),
+        ("top_p=2", "top_p must be a number from 0 to 1"),
+        ("stop=7", "stop must be a string or a list of strings"),
+    ] {
+        let stderr = env.fails(
+            &["prompt", "create", "p", "--template", "x", "--param", param],
+            2,
+        );
+        assert!(stderr.contains(why), "{param}: {stderr}");
+        assert!(stderr.contains("hint: for example --param"), "{stderr}");
+    }
+    env.ok(&[
+        "prompt",
+        "create",
+        "p",
+        "--template",
+        "x",
+        "--param",
+        "temperature=0.7",
+        "--param",
+        "max_tokens=100",
+        "--param",
+        "provider_specific=anything",
+    ]);
+    let shown = env.json(&["prompt", "show", "p", "--json"]);
+    assert_eq!(shown["params"]["provider_specific"], "anything");
+    assert_eq!(shown["params"]["max_tokens"], 100);
+}
