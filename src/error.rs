@@ -18,57 +18,61 @@ pub mod exit {
     pub const INTERRUPTED: u8 = 130;
 }
 
-/// Whether the caller or the world is at fault.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// The input was wrong (exit 2).
-    Invalid,
-    /// Something outside the input failed (exit 3).
-    Operational,
+/// A failure as shown to a person: one line saying what failed, the chain of causes below it
+/// (`Caused by:` lines), and a hint. The set is closed: each variant has its exit code and its
+/// default hints here, and nowhere else.
+#[derive(Debug)]
+pub enum Error {
+    /// The input was wrong; nothing was written (exit 2).
+    Invalid(Failure),
+    /// Something outside the input failed: endpoint, disk, output (exit 3).
+    Operational(Failure),
     /// Stopped by Ctrl-C / SIGTERM after storing what finished (exit 130).
-    Interrupted,
+    Interrupted(Failure),
+    /// The store refused or failed (exit 2 when the caller named something wrong, else 3).
+    Store(Box<StoreError>, Option<String>),
+    /// A template that does not parse or render (exit 2).
+    Template(Box<TemplateError>, Option<String>),
 }
 
-/// A failure as shown to a person: one line saying what failed, the chain of causes below it
-/// (`Caused by:` lines), and a hint where one helps.
+/// What a failure of runner's own says: the message, a hint, the cause.
 #[derive(Debug)]
-pub struct Error {
-    pub kind: Kind,
-    pub message: String,
-    pub hint: Option<String>,
+pub struct Failure {
+    message: String,
+    hint: Option<String>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl Failure {
+    fn new(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            hint: None,
+            source: None,
+        }
+    }
 }
 
 impl Error {
     pub fn invalid(message: impl Into<String>) -> Error {
-        Error {
-            kind: Kind::Invalid,
-            message: message.into(),
-            hint: None,
-            source: None,
-        }
+        Error::Invalid(Failure::new(message))
     }
 
     pub fn operational(message: impl Into<String>) -> Error {
-        Error {
-            kind: Kind::Operational,
-            message: message.into(),
-            hint: None,
-            source: None,
-        }
+        Error::Operational(Failure::new(message))
     }
 
     pub fn interrupted(message: impl Into<String>) -> Error {
-        Error {
-            kind: Kind::Interrupted,
-            message: message.into(),
-            hint: None,
-            source: None,
-        }
+        Error::Interrupted(Failure::new(message))
     }
 
+    /// Replaces the hint (a caller that knows better what to do next).
     pub fn with_hint(mut self, hint: impl Into<String>) -> Error {
-        self.hint = Some(hint.into());
+        let hint = Some(hint.into());
+        match &mut self {
+            Error::Invalid(f) | Error::Operational(f) | Error::Interrupted(f) => f.hint = hint,
+            Error::Store(_, own) | Error::Template(_, own) => *own = hint,
+        }
         self
     }
 
@@ -77,17 +81,29 @@ impl Error {
         mut self,
         cause: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     ) -> Error {
-        self.source = Some(cause.into());
+        if let Error::Invalid(f) | Error::Operational(f) | Error::Interrupted(f) = &mut self {
+            f.source = Some(cause.into());
+        }
         self
+    }
+
+    /// What to do next: the caller's hint, else the variant's own.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Invalid(f) | Error::Operational(f) | Error::Interrupted(f) => f.hint.clone(),
+            Error::Store(e, own) => own.clone().or_else(|| store_hint(e)),
+            Error::Template(e, own) => own.clone().or_else(|| template_hint(e)),
+        }
     }
 
     /// The causes behind the message, outermost first, each said once.
     pub fn causes(&self) -> Vec<String> {
+        let message = self.to_string();
         let mut causes: Vec<String> = Vec::new();
         let mut next = std::error::Error::source(self);
         while let Some(cause) = next {
             let text = cause.to_string();
-            if !self.message.contains(&text) && !causes.contains(&text) {
+            if !message.contains(&text) && !causes.contains(&text) {
                 causes.push(text);
             }
             next = cause.source();
@@ -96,127 +112,149 @@ impl Error {
     }
 
     pub fn exit_code(&self) -> u8 {
-        match self.kind {
-            Kind::Invalid => exit::INVALID,
-            Kind::Operational => exit::OPERATIONAL,
-            Kind::Interrupted => exit::INTERRUPTED,
+        match self {
+            Error::Invalid(_) | Error::Template(..) => exit::INVALID,
+            Error::Operational(_) => exit::OPERATIONAL,
+            Error::Interrupted(_) => exit::INTERRUPTED,
+            Error::Store(e, _) if e.is_invalid_input() => exit::INVALID,
+            Error::Store(..) => exit::OPERATIONAL,
         }
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        match self {
+            Error::Invalid(x) | Error::Operational(x) | Error::Interrupted(x) => {
+                f.write_str(&x.message)
+            }
+            Error::Store(e, _) => write!(f, "{e}"),
+            Error::Template(e, _) => write!(f, "{e}"),
+        }
     }
 }
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+        match self {
+            Error::Invalid(f) | Error::Operational(f) | Error::Interrupted(f) => f
+                .source
+                .as_deref()
+                .map(|e| e as &(dyn std::error::Error + 'static)),
+            // The store's own cause (a driver's words) comes through its source.
+            Error::Store(e, _) => std::error::Error::source(e.as_ref()),
+            Error::Template(e, _) => std::error::Error::source(e.as_ref()),
+        }
     }
 }
 
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Error {
-        let hint = match &e {
-            StoreError::UnknownPrompt { .. } => {
-                Some("`runner prompt list` shows the prompts".into())
-            }
-            StoreError::PromptExists { name } => Some(format!(
-                "add a version with `runner prompt update {name} ...`"
-            )),
-            StoreError::UnknownVersion { prompt, .. } => Some(format!(
-                "`runner prompt versions {prompt}` lists its versions"
-            )),
-            StoreError::UnknownTag { prompt, .. } => {
-                Some(format!("`runner tag list {prompt}` lists its tags"))
-            }
-            StoreError::NothingToRollBack { prompt, tag } => Some(format!(
-                "`runner tag history {prompt} {tag}` shows how the tag got here"
-            )),
-            StoreError::Open { .. } => {
-                Some("pass --db PATH (or set RUNNER_DB) to a writable location".into())
-            }
-            StoreError::Damaged { .. } => Some(
-                "restore the file from a backup (or a `runner export` into a new store); \
-                 `sqlite3 FILE 'PRAGMA integrity_check'` shows the damage"
-                    .into(),
-            ),
-            StoreError::NotADatabase { .. } => {
-                Some("point --db (or RUNNER_DB) at a runner store, or at a new file".into())
-            }
-            StoreError::NotRunnerStore { .. } => {
-                Some("point --db (or RUNNER_DB) at a runner store, or at a new file".into())
-            }
-            StoreError::OlderSchema { .. } => {
-                Some("`runner migrate` brings it forward (so does any command that writes)".into())
-            }
-            StoreError::NewerSchema { .. } => {
-                Some("upgrade runner; this store was written by a newer release".into())
-            }
-            StoreError::ProtectedTag { prompt, tag } => Some(format!(
-                "runner promote --prompt {prompt} --from staging --to {tag} --dataset FILE; \
-                 a forced change is recorded in the tag history"
-            )),
-            StoreError::TagMoved { prompt, tag } => Some(format!(
-                "`runner tag history {prompt} {tag}` shows the move; run the promotion again"
-            )),
-            StoreError::ExperimentBusy { id, .. } => Some(format!(
-                "wait for that run to end; if it was stopped, its lease expires by itself and \
-                 `runner experiment resume {id}` runs the rest"
-            )),
-            StoreError::UnknownExperiment { .. } | StoreError::AmbiguousExperiment { .. } => {
-                Some("`runner experiment list` shows the experiments".into())
-            }
-            StoreError::Backend(_) => Some(
-                "the cause above is the database's own word; check that the store is reachable \
-                 and writable and the disk has room, then run the command again"
-                    .into(),
-            ),
-            StoreError::Corrupt(_) | StoreError::Abandoned => None,
-        };
-        let kind = if e.is_invalid_input() {
-            Kind::Invalid
-        } else {
-            Kind::Operational
-        };
-        let message = e.to_string();
-        // A driver's error is the cause of "the store failed", not a message of its own.
-        let source = match e {
-            StoreError::Backend(cause) => Some(cause),
-            _ => None,
-        };
-        Error {
-            kind,
-            message,
-            hint,
-            source,
-        }
+        Error::Store(Box::new(e), None)
     }
 }
 
 impl From<TemplateError> for Error {
     fn from(e: TemplateError) -> Error {
-        let hint = match &e {
-            TemplateError::Missing { .. } => {
-                Some("pass each with --var NAME=VALUE or in --vars-file FILE.json".into())
-            }
-            TemplateError::Parse { .. } => Some(
-                "mustache placeholders read {{name}}, f-string ones {name}; \
-                 `--format none` sends the text as written"
-                    .into(),
-            ),
-            _ => None,
-        };
-        Error {
-            kind: Kind::Invalid,
-            message: e.to_string(),
-            hint,
-            source: None,
+        Error::Template(Box::new(e), None)
+    }
+}
+
+/// The hint of each store failure.
+fn store_hint(e: &StoreError) -> Option<String> {
+    match e {
+        StoreError::UnknownPrompt { .. } => Some("`runner prompt list` shows the prompts".into()),
+        StoreError::PromptExists { name } => Some(format!(
+            "add a version with `runner prompt update {name} ...`"
+        )),
+        StoreError::UnknownVersion { prompt, .. } => Some(format!(
+            "`runner prompt versions {prompt}` lists its versions"
+        )),
+        StoreError::UnknownTag { prompt, .. } => {
+            Some(format!("`runner tag list {prompt}` lists its tags"))
         }
+        StoreError::NothingToRollBack { prompt, tag } => Some(format!(
+            "`runner tag history {prompt} {tag}` shows how the tag got here"
+        )),
+        StoreError::Open { .. } => {
+            Some("pass --db PATH (or set RUNNER_DB) to a writable location".into())
+        }
+        StoreError::Damaged { .. } => Some(
+            "restore the file from a backup (or a `runner export` into a new store); \
+                 `sqlite3 FILE 'PRAGMA integrity_check'` shows the damage"
+                .into(),
+        ),
+        StoreError::NotADatabase { .. } => {
+            Some("point --db (or RUNNER_DB) at a runner store, or at a new file".into())
+        }
+        StoreError::NotRunnerStore { .. } => {
+            Some("point --db (or RUNNER_DB) at a runner store, or at a new file".into())
+        }
+        StoreError::OlderSchema { .. } => {
+            Some("`runner migrate` brings it forward (so does any command that writes)".into())
+        }
+        StoreError::NewerSchema { .. } => {
+            Some("upgrade runner; this store was written by a newer release".into())
+        }
+        StoreError::ProtectedTag { prompt, tag } => Some(format!(
+            "runner promote --prompt {prompt} --from staging --to {tag} --dataset FILE; \
+                 a forced change is recorded in the tag history"
+        )),
+        StoreError::TagMoved { prompt, tag } => Some(format!(
+            "`runner tag history {prompt} {tag}` shows the move; run the promotion again"
+        )),
+        StoreError::ExperimentBusy { id, .. } => Some(format!(
+            "wait for that run to end; if it was stopped, its lease expires by itself and \
+                 `runner experiment resume {id}` runs the rest"
+        )),
+        StoreError::UnknownExperiment { .. } | StoreError::AmbiguousExperiment { .. } => {
+            Some("`runner experiment list` shows the experiments".into())
+        }
+        StoreError::Backend(_) => Some(
+            "the cause above is the database's own word; check that the store is reachable \
+                 and writable and the disk has room, then run the command again"
+                .into(),
+        ),
+        StoreError::Corrupt(_) | StoreError::Abandoned => None,
+    }
+}
+
+/// The hint of each template failure.
+fn template_hint(e: &TemplateError) -> Option<String> {
+    match e {
+        TemplateError::Missing { .. } => {
+            Some("pass each with --var NAME=VALUE or in --vars-file FILE.json".into())
+        }
+        TemplateError::Parse { .. } => Some(
+            "mustache placeholders read {{name}}, f-string ones {name}; \
+                 `--format none` sends the text as written"
+                .into(),
+        ),
+        _ => None,
     }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_variant_has_its_exit_code_hint_and_causes() {
+        let unknown: Error = StoreError::UnknownPrompt { name: "p".into() }.into();
+        assert_eq!(unknown.exit_code(), exit::INVALID);
+        assert!(unknown.hint().unwrap().contains("runner prompt list"));
+        let io = std::io::Error::other("disk on fire");
+        let backend: Error = StoreError::Backend(Box::new(io)).into();
+        assert_eq!(backend.exit_code(), exit::OPERATIONAL);
+        assert_eq!(backend.to_string(), "the store failed");
+        assert_eq!(backend.causes(), ["disk on fire"]);
+        let overridden = backend.with_hint("free some space");
+        assert_eq!(overridden.hint().as_deref(), Some("free some space"));
+        let plain = Error::operational("cannot write x")
+            .with_source(std::io::Error::other("no space left"));
+        assert_eq!(plain.causes(), ["no space left"]);
+        assert_eq!(Error::interrupted("stop").exit_code(), exit::INTERRUPTED);
+    }
+}

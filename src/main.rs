@@ -12,7 +12,7 @@ fn main() -> ExitCode {
             for cause in error.causes() {
                 runner::note!("  Caused by: {cause}");
             }
-            if let Some(hint) = &error.hint {
+            if let Some(hint) = error.hint() {
                 runner::note!("hint: {hint}");
             }
             ExitCode::from(error.exit_code())

@@ -320,7 +320,7 @@ pub fn prepare(
         if from_file {
             // Say where the spec came from: no flag on the command line names it.
             Error::invalid(format!("{e} (from `evals` in runner.toml)"))
-                .with_hint(e.hint.clone().unwrap_or_default())
+                .with_hint(e.hint().unwrap_or_default())
         } else {
             e
         }
