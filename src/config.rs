@@ -217,13 +217,6 @@ impl Config {
             None => DEFAULT_PROTECTED.iter().map(|t| t.to_string()).collect(),
         }
     }
-
-    pub fn is_protected(&self, tag: &str) -> bool {
-        match &self.protected_tags {
-            Some(tags) => tags.iter().any(|t| t == tag),
-            None => DEFAULT_PROTECTED.contains(&tag),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -261,13 +254,13 @@ mod tests {
 
     #[test]
     fn protected_tags_default_to_production() {
-        assert!(Config::default().is_protected("production"));
-        assert!(!Config::default().is_protected("staging"));
+        assert!(Config::default().tag_policy().is_protected("production"));
+        assert!(!Config::default().tag_policy().is_protected("staging"));
         let config = Config::parse("protected_tags = [\"prod\", \"live\"]").unwrap();
-        assert!(config.is_protected("live"));
-        assert!(!config.is_protected("production"));
+        assert!(config.tag_policy().is_protected("live"));
+        assert!(!config.tag_policy().is_protected("production"));
         let open = Config::parse("protected_tags = []").unwrap();
-        assert!(!open.is_protected("production"));
+        assert!(!open.tag_policy().is_protected("production"));
     }
 
     #[test]

@@ -119,6 +119,16 @@ fn write_history(env: &Env, lines: &[Value]) {
     std::fs::write(env.path("out/greet/history.jsonl"), text).unwrap();
 }
 
+/// Appends a hand-made `action` of production from v1 to v2 to the history of `tagged_export`
+/// (line 0 set production on v1, line 1 set staging on v2).
+fn push_production_v1_to_v2(lines: &mut Vec<Value>, action: &str) {
+    let mut event = lines[0].clone();
+    event["action"] = action.into();
+    event["from_version_id"] = lines[0]["to_version_id"].clone();
+    event["to_version_id"] = lines[1]["to_version_id"].clone();
+    lines.push(event);
+}
+
 /// Writes the history without its hash chain, as an export from before the chain would be:
 /// what the other checks alone must catch.
 fn write_history_unchained(env: &Env, mut lines: Vec<Value>) {
@@ -157,15 +167,9 @@ fn a_forged_promotion_without_evidence_is_refused() {
     let env = Env::new();
     tagged_export(&env);
     let mut lines = history_lines(&env);
-    let v2 = lines[1]["to_version_id"].clone();
-    let v1 = lines[0]["to_version_id"].clone();
     // production v1 → v2 "promoted", with no evidence; the chain is left out, as an
     // export written before the chain existed would have it.
-    let mut forged = lines[0].clone();
-    forged["action"] = "promote".into();
-    forged["from_version_id"] = v1;
-    forged["to_version_id"] = v2;
-    lines.push(forged);
+    push_production_v1_to_v2(&mut lines, "promote");
     write_history_unchained(&env, lines);
     import_refused(&env, "without the evidence of a passed gate");
 }
@@ -175,11 +179,7 @@ fn a_protected_tag_moved_without_force_in_the_history_is_refused() {
     let env = Env::new();
     tagged_export(&env);
     let mut lines = history_lines(&env);
-    let mut moved = lines[0].clone();
-    moved["action"] = "move".into();
-    moved["from_version_id"] = lines[0]["to_version_id"].clone();
-    moved["to_version_id"] = lines[1]["to_version_id"].clone();
-    lines.push(moved);
+    push_production_v1_to_v2(&mut lines, "move");
     write_history_unchained(&env, lines);
     import_refused(&env, "moved without a promotion or force");
 }

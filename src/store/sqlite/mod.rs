@@ -202,8 +202,7 @@ fn connect(path: &Path) -> Result<Connection> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // The first statement that reads the file tells a non-database apart.
     schema_version(&conn, path)?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    configure(&conn)?;
     Ok(conn)
 }
 
