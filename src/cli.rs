@@ -232,6 +232,13 @@ pub struct RunOptions {
     /// Neither read nor write the response cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Call the endpoint for every row: use no cached answer (new answers still refresh the
+    /// cache); on compare and promote, also run new experiments instead of reusing stored ones.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Use cached answers no older than this: 90s, 30m, 12h, 7d [default: any age].
+    #[arg(long, value_name = "DURATION")]
+    pub cache_ttl: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -251,9 +258,6 @@ pub struct CompareArgs {
     /// Run whatever experiment is missing first.
     #[arg(long)]
     pub run: bool,
-    /// Run new experiments even where matching ones exist (implies --run).
-    #[arg(long)]
-    pub fresh: bool,
     /// Regressed and improved rows to show, each [default: 10].
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub rows: usize,
@@ -297,9 +301,6 @@ pub struct PromoteArgs {
     /// Evaluate and report, move nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Run new experiments even where matching ones exist.
-    #[arg(long)]
-    pub fresh: bool,
     /// Why (kept in the tag history with the evidence).
     #[arg(short = 'm', long, value_name = "TEXT")]
     pub message: Option<String>,

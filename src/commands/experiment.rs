@@ -87,6 +87,8 @@ pub fn run_request(options: &RunOptions) -> RunRequest {
         expected_column: options.expected_column.clone(),
         judge_model: options.judge_model.clone(),
         no_cache: options.no_cache,
+        fresh: options.fresh,
+        cache_ttl: options.cache_ttl.clone(),
     }
 }
 

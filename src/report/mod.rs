@@ -36,6 +36,20 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
         .join("\n")
 }
 
+/// An age as a person says it: `42 s`, `5 min`, `3 h`, `2 d`.
+pub fn age_text(secs: f64) -> String {
+    let secs = secs.max(0.0);
+    if secs < 90.0 {
+        format!("{secs:.0} s")
+    } else if secs < 90.0 * 60.0 {
+        format!("{:.0} min", secs / 60.0)
+    } else if secs < 36.0 * 3600.0 {
+        format!("{:.0} h", secs / 3600.0)
+    } else {
+        format!("{:.0} d", secs / 86400.0)
+    }
+}
+
 /// `2026-11-24T07:30:00.123Z` → `2026-11-24 07:30:00`: tables show seconds, JSON keeps everything.
 pub fn short_time(at: &str) -> String {
     at.get(..19)
@@ -458,10 +472,17 @@ pub fn experiment_summary(e: &Experiment, s: &Summary, run: Option<&RunStats>) -
         vec![
             "rows".into(),
             format!(
-                "{} ok, {} errored, {} cached{}",
+                "{} ok, {} errored, {} cached{}{}",
                 s.ok,
                 s.errored,
                 s.cached,
+                match run.and_then(|r| r.oldest_cached_secs) {
+                    Some(age) => format!(
+                        " (answers from earlier runs, up to {} old; --fresh calls again)",
+                        age_text(age)
+                    ),
+                    None => String::new(),
+                },
                 if s.missing > 0 {
                     format!(", {} not run", s.missing)
                 } else {
