@@ -65,6 +65,8 @@ pub struct Tally {
     pub done: u64,
     pub errors: u64,
     pub cached: u64,
+    /// Requests waiting in back-off now, retries so far, and why the latest one waits.
+    pub retry: crate::client::RetryState,
 }
 
 /// How often a running experiment reports its progress.
@@ -318,6 +320,8 @@ async fn ticking<F: std::future::Future>(
 /// Results counted as tasks finish them.
 #[derive(Default)]
 struct Counters {
+    /// The client's retry state, read into each tally.
+    retries: Arc<crate::client::Retries>,
     done: AtomicU64,
     errors: AtomicU64,
     cached: AtomicU64,
@@ -344,6 +348,7 @@ impl Counters {
             done: self.done.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             cached: self.cached.load(Ordering::Relaxed),
+            retry: self.retries.state(),
         }
     }
 }
@@ -377,7 +382,10 @@ pub async fn run(
         planned: plan.experiment.planned as u64,
         already: done.count(),
     });
-    let counters = Arc::new(Counters::default());
+    let counters = Arc::new(Counters {
+        retries: plan.client.retries(),
+        ..Counters::default()
+    });
     let settings = plan.experiment.settings.clone();
     let experiment_id = plan.experiment.id.clone();
     let cache = (plan.cache.read || plan.cache.write).then_some(cache);

@@ -686,6 +686,23 @@ pub fn results_table(e: &Experiment, rows: Vec<Vec<String>>) -> String {
     table(&headers, rows)
 }
 
+/// The progress line's account of retries: how many requests wait, why, and for how long, so
+/// that a run held back by an endpoint's rate limit says so instead of looking frozen.
+fn retry_text(retry: &crate::client::RetryState) -> String {
+    let cause = retry
+        .last_cause
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "retry".into());
+    match (retry.waiting, retry.total) {
+        (0, 0) => String::new(),
+        (0, total) => format!(", {total} retried"),
+        (waiting, total) => format!(
+            ", {waiting} waiting to retry after {cause} (up to {:.1} s more; {total} retried)",
+            retry.longest_wait.as_secs_f64()
+        ),
+    }
+}
+
 /// What the terminal shows of one run: a bar on a terminal, else a line every few seconds.
 struct Progress {
     id: String,
@@ -732,8 +749,10 @@ impl Progress {
             Some(bar) => {
                 bar.set_position(self.already + tally.done);
                 bar.set_message(format!(
-                    "{rate:.1} rows/s, errors {}, cached {}",
-                    tally.errors, tally.cached
+                    "{rate:.1} rows/s, errors {}, cached {}{}",
+                    tally.errors,
+                    tally.cached,
+                    retry_text(&tally.retry)
                 ));
             }
             None => {
@@ -748,12 +767,13 @@ impl Progress {
     fn line(&mut self, rate: f64) {
         let t = self.last;
         crate::note!(
-            "{}: {}/{} rows, {rate:.1} rows/s, {} errors, {} cached",
+            "{}: {}/{} rows, {rate:.1} rows/s, {} errors, {} cached{}",
             self.id,
             self.already + t.done,
             self.total,
             t.errors,
-            t.cached
+            t.cached,
+            retry_text(&t.retry)
         );
         self.last_line = Some(std::time::Instant::now());
     }

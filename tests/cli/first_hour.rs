@@ -407,3 +407,33 @@ fn known_parameters_are_type_checked_and_unknown_ones_pass_through() {
     assert_eq!(shown["params"]["provider_specific"], "anything");
     assert_eq!(shown["params"]["max_tokens"], 100);
 }
+
+#[test]
+fn the_progress_line_says_when_requests_wait_to_retry_and_why() {
+    use super::fault_server::FaultServer;
+    use std::time::Duration;
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    super::echo_prompt(&env);
+    // One row answers 429 with Retry-After: 7 once: the run sits in back-off past the first
+    // progress line (every 5 s when stderr is not a terminal).
+    let data = super::echo_dataset(&env, "slow.csv", &["plain", "held fault=429:1:7"]);
+    let out = run_over(&env, &server.base_url(), &data, &[]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let waiting = stderr
+        .lines()
+        .find(|l| l.contains("waiting to retry"))
+        .unwrap_or_else(|| panic!("no line tells of the wait:\n{stderr}"));
+    assert!(
+        waiting.contains("1/2 rows") && waiting.contains("1 waiting to retry after HTTP 429"),
+        "{waiting}"
+    );
+    assert!(waiting.contains("s more; 1 retried)"), "{waiting}");
+    // The last line, after the wait, counts the retry without a wait.
+    let last = stderr.lines().rfind(|l| l.contains(" rows, ")).unwrap();
+    assert!(
+        last.contains("2/2 rows") && last.ends_with(", 1 retried"),
+        "{last}"
+    );
+}
