@@ -437,3 +437,45 @@ fn the_progress_line_says_when_requests_wait_to_retry_and_why() {
         "{last}"
     );
 }
+
+#[test]
+fn row_tables_fit_the_terminal_width_and_json_keeps_every_word() {
+    use super::fault_server::FaultServer;
+    use std::time::Duration;
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    super::echo_prompt(&env);
+    let long = "a long answer that goes on and on about shipping times, refunds and the \
+                warehouse in great detail, far past what one table cell can show";
+    let data = super::echo_dataset(&env, "long.csv", &[long, "short"]);
+    let out = run_over(&env, &server.base_url(), &data, &["--json"]);
+    assert!(out.status.success());
+    let id = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["experiment"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for width in [80usize, 60] {
+        let out = env
+            .cmd()
+            .env("COLUMNS", width.to_string())
+            .args(["experiment", "show", &id, "--rows"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        for line in text.lines() {
+            assert!(
+                line.chars().count() <= width,
+                "wider than {width}: {line:?}\n{text}"
+            );
+        }
+        assert!(text.contains('…'), "a cut cell is marked:\n{text}");
+        assert!(
+            text.contains("OUTPUT") && text.contains("EXPECTED"),
+            "{text}"
+        );
+    }
+    // Unfitted (a pipe without COLUMNS), and in JSON, nothing is folded away.
+    let shown = env.json(&["experiment", "show", &id, "--rows", "--json"]);
+    assert_eq!(shown["rows"][0]["output"], long);
+}
