@@ -138,6 +138,7 @@ const MOCK_EXAMPLES: &str = "\
 Examples:
   runner mock-server --port 8089
   runner mock-server --port 8089 --latency-ms 50 --responses replies.yaml
+  MOCK_PID=$(runner mock-server --port 8089 --detach)    # returns once it listens
   OPENAI_BASE_URL=http://127.0.0.1:8089/v1 runner experiment --prompt p --dataset d.csv
 
 Replies: the first rule whose regex matches the last user message wins, else the message is
@@ -335,7 +336,7 @@ pub struct ExperimentListArgs {
 
 #[derive(Debug, Args)]
 pub struct ExperimentShowArgs {
-    /// Experiment id (a unique prefix is enough).
+    /// Experiment id (a unique prefix is enough), or `last` for the newest.
     pub id: String,
     /// Also list every row: input, expected, output, status and scores.
     #[arg(long)]
@@ -372,6 +373,10 @@ pub struct MockServerArgs {
     /// Reply rules: a JSON or YAML list of {pattern, reply}.
     #[arg(long, value_name = "FILE")]
     pub responses: Option<PathBuf>,
+    /// Run in the background: return once the endpoint listens, printing its process id on
+    /// stdout (stop it with `kill PID`).
+    #[arg(long)]
+    pub detach: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -479,3 +479,121 @@ fn row_tables_fit_the_terminal_width_and_json_keeps_every_word() {
     let shown = env.json(&["experiment", "show", &id, "--rows", "--json"]);
     assert_eq!(shown["rows"][0]["output"], long);
 }
+
+/// A README block and the line it starts on.
+type Snippet = (usize, String);
+
+/// The `sh` snippets of README.md in order, each with its line; a block right after a
+/// `<!-- not run: REASON -->` line is left out (returned second, with the reason).
+fn readme_snippets() -> (Vec<Snippet>, Vec<Snippet>) {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let lines: Vec<&str> = readme.lines().collect();
+    let (mut run, mut skipped) = (Vec::new(), Vec::new());
+    let mut i = 0;
+    while i < lines.len() {
+        let fence = lines[i].trim_end();
+        if let Some(lang) = fence.strip_prefix("```") {
+            let start = i + 1;
+            let mut end = start;
+            while end < lines.len() && lines[end].trim_end() != "```" {
+                end += 1;
+            }
+            assert!(
+                !matches!(lang, "bash" | "shell" | "console" | "zsh"),
+                "README.md line {start}: shell snippets are fenced as ```sh (run by this test) \
+                 or ```text (a synopsis, not run)"
+            );
+            if lang == "sh" {
+                let body = lines[start..end].join("\n");
+                let marker = (i > 0)
+                    .then(|| lines[i - 1].trim())
+                    .and_then(|l| l.strip_prefix("<!-- not run:"))
+                    .and_then(|l| l.strip_suffix("-->"))
+                    .map(str::trim);
+                match marker {
+                    Some(reason) => {
+                        assert!(
+                            reason.split_whitespace().count() >= 3,
+                            "README.md line {start}: say why the block is not run"
+                        );
+                        skipped.push((start, reason.to_string()));
+                    }
+                    None => run.push((start, body)),
+                }
+            }
+            i = end + 1;
+        } else {
+            i += 1;
+        }
+    }
+    (run, skipped)
+}
+
+#[test]
+fn the_readme_snippets_run_in_order_in_an_empty_folder() {
+    let (snippets, skipped) = readme_snippets();
+    assert!(
+        snippets.len() >= 2,
+        "the quick start and the walkthrough run"
+    );
+    assert!(skipped.len() < snippets.len() * 4, "{skipped:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // Run as written, in one shell, in order. Two things differ, both about this machine
+    // rather than the snippets: the mock's port is a free one (tests run in parallel), and a
+    // mock left running by a failed step is stopped.
+    let mut script = String::from(
+        "set -e\ntrap 'if [ -n \"$MOCK_PID\" ]; then kill \"$MOCK_PID\" 2>/dev/null || true; fi' EXIT\n",
+    );
+    for (line, body) in &snippets {
+        script.push_str(&format!("echo '== README.md line {line}' >&2\n"));
+        script.push_str(&body.replace("8089", &port.to_string()));
+        script.push('\n');
+    }
+    let bin = assert_cmd::cargo::cargo_bin("runner");
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = assert_cmd::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env("HOME", dir.path())
+        .env("USER", "tester")
+        .env("NO_COLOR", "1")
+        .env_remove("RUNNER_DB")
+        .env_remove("RUNNER_AUTHOR")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("COLUMNS")
+        .timeout(std::time::Duration::from_secs(180))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "a README snippet failed (the last `== README.md line N` names its block)\n\
+         --- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+    // The walkthrough teaches something: the better candidate passes and moves production,
+    // the worse one fails and leaves it.
+    assert!(
+        stdout.contains("gate PASSED, tag moved: triage staging v2 → production (v1)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("gate FAILED, nothing moved: triage staging v3 → production (v2)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("gate failed with exit 1"), "{stdout}");
+    assert!(dir.path().join("runner.db").exists());
+}
