@@ -6,9 +6,7 @@ use crate::error::{Error, Result, exit};
 use std::time::Duration;
 
 pub fn run(args: MockServerArgs) -> Result<u8> {
-    if args.detach {
-        return detach(&args);
-    }
+    // Checked here even when detaching, so a bad file is exit 2 before anything starts.
     let rules = match &args.responses {
         Some(path) => crate::mock::load_rules(path).map_err(|e| {
             Error::invalid(e.to_string()).with_hint(
@@ -17,6 +15,9 @@ pub fn run(args: MockServerArgs) -> Result<u8> {
         })?,
         None => Vec::new(),
     };
+    if args.detach {
+        return detach(&args);
+    }
     let config = crate::mock::MockConfig {
         latency: Duration::from_millis(args.latency_ms),
         rules,

@@ -597,3 +597,44 @@ fn the_readme_snippets_run_in_order_in_an_empty_folder() {
     assert!(stdout.contains("gate failed with exit 1"), "{stdout}");
     assert!(dir.path().join("runner.db").exists());
 }
+
+#[test]
+fn a_detached_mock_is_ready_when_the_command_returns_and_says_why_it_could_not_start() {
+    let env = Env::new();
+    let out = env.run(&["mock-server", "--port", "0", "--detach"]);
+    assert!(out.status.success());
+    let pid = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let url = stderr
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .trim_end_matches(',')
+        .to_string();
+    // Listening already: a request right away is answered.
+    let port: u16 = url
+        .trim_start_matches("http://127.0.0.1:")
+        .trim_end_matches("/v1")
+        .parse()
+        .unwrap();
+    let answered = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    let killed = std::process::Command::new("kill")
+        .arg(&pid)
+        .status()
+        .unwrap();
+    assert!(answered, "{stderr}");
+    assert!(killed.success(), "pid {pid} was running");
+    // A port in use: exit 3 with the listener's own reason; a bad rules file: exit 2.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let err = env.fails(&["mock-server", "--port", &port, "--detach"], 3);
+    assert!(
+        err.contains("the mock endpoint did not start: cannot listen"),
+        "{err}"
+    );
+    let err = env.fails(
+        &["mock-server", "--detach", "--responses", "missing.yaml"],
+        2,
+    );
+    assert!(err.contains("missing.yaml"), "{err}");
+}
