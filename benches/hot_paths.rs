@@ -197,6 +197,8 @@ fn write_results(c: &mut Criterion) {
                 no_cache: true,
                 fresh: false,
                 cache_ttl_secs: None,
+                max_rpm: None,
+                max_tpm: None,
                 judge_model: None,
             },
             planned: 0,

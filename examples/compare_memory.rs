@@ -65,6 +65,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 no_cache: true,
                 fresh: false,
                 cache_ttl_secs: None,
+                max_rpm: None,
+                max_tpm: None,
                 judge_model: None,
             },
             planned: rows as i64,

@@ -240,6 +240,14 @@ pub struct RunOptions {
     /// Use cached answers no older than this: 90s, 30m, 12h, 7d [default: any age].
     #[arg(long, value_name = "DURATION")]
     pub cache_ttl: Option<String>,
+    /// Requests per minute at most (a token bucket); the endpoint's x-ratelimit-* headers
+    /// may tighten it [default: what the endpoint says, else none].
+    #[arg(long, value_name = "N")]
+    pub max_rpm: Option<f64>,
+    /// Tokens per minute at most: each request's cost is estimated (prompt length plus
+    /// max_tokens) and corrected from its usage.
+    #[arg(long, value_name = "N")]
+    pub max_tpm: Option<f64>,
 }
 
 #[derive(Debug, Args)]
@@ -373,6 +381,13 @@ pub struct MockServerArgs {
     /// Reply rules: a JSON or YAML list of {pattern, reply}.
     #[arg(long, value_name = "FILE")]
     pub responses: Option<PathBuf>,
+    /// Requests per minute the endpoint allows, like a hosted API: beyond them it answers 429
+    /// with Retry-After; every answer carries x-ratelimit-* headers.
+    #[arg(long, value_name = "N")]
+    pub rpm: Option<f64>,
+    /// Tokens per minute it allows (prompt words plus max_tokens, or the answer's words).
+    #[arg(long, value_name = "N")]
+    pub tpm: Option<f64>,
     /// Run in the background: return once the endpoint listens, printing its process id on
     /// stdout (stop it with `kill PID`).
     #[arg(long)]

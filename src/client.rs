@@ -1,6 +1,7 @@
 //! The client: the only user of HTTP. OpenAI-compatible chat completions with timeouts, retries,
 //! backoff with jitter and `Retry-After`.
 
+use crate::limit::{Reported, Throttle};
 use crate::model::{JsonObject, Message};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -21,6 +22,9 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 /// by nothing but the timeout).
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
+/// A request's expected completion tokens before any answer has said otherwise.
+const DEFAULT_COMPLETION_ESTIMATE: u64 = 256;
+
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub base_url: String,
@@ -31,8 +35,13 @@ pub struct ClientConfig {
     /// First backoff step; doubled each retry, capped at `backoff_cap`, with jitter.
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
-    /// Connections kept open for reuse: the run's concurrency.
+    /// Connections kept open for reuse: the run's concurrency (and the most the adaptive
+    /// concurrency allows).
     pub pool_size: usize,
+    /// `--max-rpm` / `--max-tpm`: the buckets requests are paced by from the start; the
+    /// endpoint's `x-ratelimit-*` headers set or tighten them as the run goes.
+    pub max_rpm: Option<f64>,
+    pub max_tpm: Option<f64>,
 }
 
 impl ClientConfig {
@@ -45,6 +54,8 @@ impl ClientConfig {
             backoff_base: Duration::from_millis(500),
             backoff_cap: Duration::from_secs(20),
             pool_size: 16,
+            max_rpm: None,
+            max_tpm: None,
         }
     }
 }
@@ -118,6 +129,9 @@ pub struct Client {
     url: reqwest::Url,
     config: ClientConfig,
     retries: Arc<Retries>,
+    throttle: Arc<Throttle>,
+    /// Mean completion tokens seen so far (a request's estimate when it sets no max_tokens).
+    completion_mean: AtomicU64,
 }
 
 /// Why a request is waiting to be sent again.
@@ -339,12 +353,45 @@ impl Client {
                     reason: e.to_string(),
                 }
             })?;
+        let throttle = Arc::new(Throttle::new(
+            config.max_rpm,
+            config.max_tpm,
+            config.pool_size,
+        ));
         Ok(Client {
             http,
             url,
             config,
             retries: Arc::default(),
+            throttle,
+            completion_mean: AtomicU64::new(DEFAULT_COMPLETION_ESTIMATE),
         })
+    }
+
+    /// The limits this client paces itself by, its adaptive concurrency and their figures.
+    pub fn throttle(&self) -> Arc<Throttle> {
+        self.throttle.clone()
+    }
+
+    /// A request's token cost before it is sent: its text at about four characters a token,
+    /// plus what it may generate (`max_tokens`, else the mean completion so far).
+    fn estimate_tokens(&self, body: &Value) -> f64 {
+        let mut chars = 0usize;
+        if let Some(messages) = body.get("messages").and_then(Value::as_array) {
+            for message in messages {
+                match message.get("content") {
+                    Some(Value::String(text)) => chars += text.len(),
+                    Some(other) => chars += other.to_string().len(),
+                    None => {}
+                }
+            }
+        }
+        let completion = body
+            .get("max_tokens")
+            .or_else(|| body.get("max_completion_tokens"))
+            .and_then(Value::as_f64)
+            .unwrap_or_else(|| self.completion_mean.load(Ordering::Relaxed) as f64);
+        (chars as f64 / 4.0).ceil() + completion
     }
 
     /// What this client's retries are doing, shared with whoever shows progress.
@@ -363,6 +410,7 @@ impl Client {
 
     /// Sends one chat completion, retrying what is worth retrying.
     pub async fn complete(&self, body: &Value) -> Result<Completion, Failure> {
+        let estimate = self.estimate_tokens(body);
         let body = serde_json::to_vec(body).map_err(|e| Failure {
             kind: FailureKind::InvalidResponse,
             message: format!("cannot encode the request: {e}"),
@@ -373,8 +421,21 @@ impl Client {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
+            self.throttle.pace(estimate).await;
             match self.attempt(&body, attempt).await {
-                Attempt::Done(completion) => return Ok(completion),
+                Attempt::Done(completion) => {
+                    if let (Some(p), Some(c)) =
+                        (completion.prompt_tokens, completion.completion_tokens)
+                    {
+                        self.throttle.limits.settle(estimate, (p + c) as f64);
+                        // A slow-moving mean: the next estimates follow what answers cost.
+                        let mean = self.completion_mean.load(Ordering::Relaxed) as f64;
+                        let next = mean * 0.9 + c.max(0) as f64 * 0.1;
+                        self.completion_mean
+                            .store(next.round() as u64, Ordering::Relaxed);
+                    }
+                    return Ok(completion);
+                }
                 Attempt::Fail(failure) => return Err(failure),
                 Attempt::Retry {
                     failure,
@@ -395,6 +456,7 @@ impl Client {
                     }
                     let wait = self.backoff(attempt).max(wait_at_least);
                     let _waiting = self.retries.wait(retry_cause(&failure), wait);
+                    let _held = (failure.http_status == Some(429)).then(|| self.throttle.hold());
                     tokio::time::sleep(wait).await;
                 }
             }
@@ -434,6 +496,10 @@ impl Client {
             }
         };
         let status = response.status().as_u16();
+        let reported = Reported::from_headers(|name| {
+            response.headers().get(name).and_then(|v| v.to_str().ok())
+        });
+        self.throttle.answered(status, &reported);
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)

@@ -507,6 +507,8 @@ mod tests {
                 no_cache: false,
                 fresh: false,
                 cache_ttl_secs: None,
+                max_rpm: None,
+                max_tpm: None,
                 judge_model: None,
             },
             planned: 3,

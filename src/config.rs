@@ -65,6 +65,8 @@ pub struct RunDefaults {
     pub judge_model: Option<String>,
     /// How old a cached answer may be and still be used (`90s`, `30m`, `12h`, `7d`).
     pub cache_ttl: Option<String>,
+    pub max_rpm: Option<f64>,
+    pub max_tpm: Option<f64>,
     pub gate: Option<GateConfig>,
     pub thresholds: Option<Thresholds>,
 }
@@ -74,6 +76,16 @@ pub struct Config {
     pub defaults: RunDefaults,
     pub protected_tags: Option<Vec<String>>,
     pub prompts: BTreeMap<String, RunDefaults>,
+    /// `[limits."BASE_URL"]`: an endpoint's own limits, whichever prompt runs against it.
+    pub limits: BTreeMap<String, EndpointLimits>,
+}
+
+/// The limits of one endpoint (one API key's), per minute.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointLimits {
+    pub max_rpm: Option<f64>,
+    pub max_tpm: Option<f64>,
 }
 
 /// The file as written: the top-level settings spelled out rather than flattened, so that the
@@ -91,8 +103,12 @@ struct ConfigFile {
     evals: Option<Vec<String>>,
     judge_model: Option<String>,
     cache_ttl: Option<String>,
+    max_rpm: Option<f64>,
+    max_tpm: Option<f64>,
     gate: Option<GateConfig>,
     thresholds: Option<Thresholds>,
+    #[serde(default)]
+    limits: BTreeMap<String, EndpointLimits>,
     protected_tags: Option<Vec<String>>,
     #[serde(default)]
     prompts: BTreeMap<String, RunDefaults>,
@@ -112,11 +128,18 @@ impl From<ConfigFile> for Config {
                 evals: f.evals,
                 judge_model: f.judge_model,
                 cache_ttl: f.cache_ttl,
+                max_rpm: f.max_rpm,
+                max_tpm: f.max_tpm,
                 gate: f.gate,
                 thresholds: f.thresholds,
             },
             protected_tags: f.protected_tags,
             prompts: f.prompts,
+            limits: f
+                .limits
+                .into_iter()
+                .map(|(url, l)| (url.trim_end_matches('/').to_string(), l))
+                .collect(),
         }
     }
 }
@@ -189,6 +212,8 @@ impl Config {
             merged.evals = own.evals.or(merged.evals);
             merged.judge_model = own.judge_model.or(merged.judge_model);
             merged.cache_ttl = own.cache_ttl.or(merged.cache_ttl);
+            merged.max_rpm = own.max_rpm.or(merged.max_rpm);
+            merged.max_tpm = own.max_tpm.or(merged.max_tpm);
             merged.gate = match (merged.gate, own.gate) {
                 (Some(base), Some(own)) => Some(GateConfig {
                     min_pass_rate: own.min_pass_rate.or(base.min_pass_rate),

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
 /// What happens during a run, for whoever shows it (a progress bar, plain lines, a page).
@@ -67,6 +67,8 @@ pub struct Tally {
     pub cached: u64,
     /// Requests waiting in back-off now, retries so far, and why the latest one waits.
     pub retry: crate::client::RetryState,
+    /// 429s, time held back by limits, and the adaptive concurrency.
+    pub throttle: crate::limit::ThrottleState,
 }
 
 /// How often a running experiment reports its progress.
@@ -142,6 +144,8 @@ pub struct Outcome {
     pub processed: u64,
     /// The age of the oldest cached answer this run used, if it used any.
     pub oldest_cached: Option<Duration>,
+    /// 429s, time held back, and the concurrency the run ended at.
+    pub throttle: crate::limit::ThrottleState,
 }
 
 /// Template variables no column or constant supplies.
@@ -322,6 +326,8 @@ async fn ticking<F: std::future::Future>(
 struct Counters {
     /// The client's retry state, read into each tally.
     retries: Arc<crate::client::Retries>,
+    /// The client's throttle, read into each tally.
+    throttle: Option<Arc<crate::limit::Throttle>>,
     done: AtomicU64,
     errors: AtomicU64,
     cached: AtomicU64,
@@ -349,6 +355,11 @@ impl Counters {
             errors: self.errors.load(Ordering::Relaxed),
             cached: self.cached.load(Ordering::Relaxed),
             retry: self.retries.state(),
+            throttle: self
+                .throttle
+                .as_ref()
+                .map(|t| t.state())
+                .unwrap_or_default(),
         }
     }
 }
@@ -384,6 +395,7 @@ pub async fn run(
     });
     let counters = Arc::new(Counters {
         retries: plan.client.retries(),
+        throttle: Some(plan.client.throttle()),
         ..Counters::default()
     });
     let settings = plan.experiment.settings.clone();
@@ -418,7 +430,8 @@ pub async fn run(
         rows.content_hash()
     });
 
-    let semaphore = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    // At most --concurrency in flight; fewer while the endpoint answers 429 (see limit::Gate).
+    let gate = shared.plan.client.throttle().gate.clone();
     let mut tasks = JoinSet::new();
     let mut processed = 0u64;
     let mut dataset_error = None;
@@ -440,9 +453,9 @@ pub async fn run(
                     continue;
                 }
                 let permit = tokio::select! {
-                    permit = semaphore.clone().acquire_owned() => match permit {
-                        Ok(permit) => permit,
-                        Err(_) => break 'rows,
+                    permit = gate.acquire() => match permit {
+                        Some(permit) => permit,
+                        None => break 'rows,
                     },
                     _ = shared.stopped.notified() => break 'rows,
                 };
@@ -541,6 +554,7 @@ pub async fn run(
         wall: started.elapsed(),
         processed,
         oldest_cached: shared.counters.oldest_cached(),
+        throttle: shared.plan.client.throttle().state(),
     })
 }
 

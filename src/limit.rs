@@ -3,6 +3,7 @@
 //! client paces itself with these; `runner mock-server` enforces the same buckets.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// A bucket that refills continuously at `per_minute / 60` a second up to `capacity`, the way
@@ -203,6 +204,11 @@ impl Limits {
         }
     }
 
+    /// No bucket at all: nothing to wait for.
+    pub fn is_unlimited(&self) -> bool {
+        lock(&self.requests).is_none() && lock(&self.tokens).is_none()
+    }
+
     /// Waits until both buckets allow a request estimated at `tokens`, then takes it. Returns
     /// how long it waited.
     pub async fn acquire(&self, tokens: f64) -> Duration {
@@ -266,8 +272,16 @@ impl Limits {
                 bucket.sync_remaining(remaining, now);
             }
         };
-        apply(&self.requests, reported.limit_requests, reported.remaining_requests);
-        apply(&self.tokens, reported.limit_tokens, reported.remaining_tokens);
+        apply(
+            &self.requests,
+            reported.limit_requests,
+            reported.remaining_requests,
+        );
+        apply(
+            &self.tokens,
+            reported.limit_tokens,
+            reported.remaining_tokens,
+        );
     }
 
     /// The limits in force, per minute: (requests, tokens).
@@ -322,7 +336,9 @@ impl Aimd {
     pub fn throttled(&self) -> Option<usize> {
         let mut s = lock(&self.state);
         let now = Instant::now();
-        if s.last_cut.is_some_and(|at| now.duration_since(at) < COOL_DOWN) {
+        if s.last_cut
+            .is_some_and(|at| now.duration_since(at) < COOL_DOWN)
+        {
             return None;
         }
         s.last_cut = Some(now);
@@ -332,6 +348,10 @@ impl Aimd {
             s.limit = next;
             next
         })
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
     }
 
     /// A success: returns the new limit when it grew.
@@ -347,6 +367,178 @@ impl Aimd {
             Some(s.limit)
         } else {
             None
+        }
+    }
+}
+
+/// The requests a run may have in flight: a semaphore whose size follows `Aimd`. Shrinking
+/// cannot take permits back from requests in flight, so it is a debt: permits coming back are
+/// forgotten until it is paid.
+#[derive(Debug)]
+pub struct Gate {
+    semaphore: std::sync::Arc<tokio::sync::Semaphore>,
+    aimd: Aimd,
+    debt: AtomicUsize,
+}
+
+/// A place in the gate, given back (or forgotten, to pay a shrink) when dropped.
+pub struct Permit {
+    gate: std::sync::Arc<Gate>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            let paid = self
+                .gate
+                .debt
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| d.checked_sub(1))
+                .is_ok();
+            if paid {
+                permit.forget();
+            }
+        }
+    }
+}
+
+impl Gate {
+    pub fn new(max: usize) -> Gate {
+        Gate {
+            semaphore: std::sync::Arc::new(tokio::sync::Semaphore::new(max.max(1))),
+            aimd: Aimd::new(max),
+            debt: AtomicUsize::new(0),
+        }
+    }
+
+    /// Waits for a place; None once the gate is closed.
+    pub async fn acquire(self: &std::sync::Arc<Self>) -> Option<Permit> {
+        let permit = self.semaphore.clone().acquire_owned().await.ok()?;
+        Some(Permit {
+            gate: self.clone(),
+            permit: Some(permit),
+        })
+    }
+
+    pub fn limit(&self) -> usize {
+        self.aimd.limit()
+    }
+
+    fn throttled(&self) {
+        let before = self.aimd.limit();
+        if let Some(after) = self.aimd.throttled() {
+            self.debt.fetch_add(before - after, Ordering::Relaxed);
+        }
+    }
+
+    fn succeeded(&self) {
+        if self.aimd.succeeded().is_some() {
+            let paid = self
+                .debt
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| d.checked_sub(1))
+                .is_ok();
+            if !paid {
+                self.semaphore.add_permits(1);
+            }
+        }
+    }
+}
+
+/// Everything that holds a run back to an endpoint's limits, shared by the client (which
+/// paces each attempt and reads the answers) and the runner (which takes places in the gate),
+/// with the figures a person watching wants: 429s seen and time spent held back.
+#[derive(Debug)]
+pub struct Throttle {
+    pub limits: Limits,
+    pub gate: std::sync::Arc<Gate>,
+    rate_limited: AtomicU64,
+    held: Mutex<Held>,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    waiting: usize,
+    since: Option<Instant>,
+    total: Duration,
+}
+
+/// What a throttle has done so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ThrottleState {
+    /// Answers with status 429.
+    pub rate_limited: u64,
+    /// Wall time during which at least one request was held back (by a bucket or a 429's wait).
+    pub throttled: Duration,
+    /// Requests allowed in flight now, and at most.
+    pub concurrency: usize,
+    pub max_concurrency: usize,
+}
+
+/// Held back while alive.
+pub struct Hold<'a>(&'a Throttle);
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        let mut held = lock(&self.0.held);
+        held.waiting -= 1;
+        if held.waiting == 0
+            && let Some(since) = held.since.take()
+        {
+            held.total += since.elapsed();
+        }
+    }
+}
+
+impl Throttle {
+    pub fn new(max_rpm: Option<f64>, max_tpm: Option<f64>, concurrency: usize) -> Throttle {
+        Throttle {
+            limits: Limits::new(max_rpm, max_tpm),
+            gate: std::sync::Arc::new(Gate::new(concurrency)),
+            rate_limited: AtomicU64::new(0),
+            held: Mutex::new(Held::default()),
+        }
+    }
+
+    /// Counts the time until the returned guard drops as time held back.
+    pub fn hold(&self) -> Hold<'_> {
+        let mut held = lock(&self.held);
+        if held.waiting == 0 {
+            held.since = Some(Instant::now());
+        }
+        held.waiting += 1;
+        Hold(self)
+    }
+
+    /// Waits for the buckets, counting the wait as held back only when there was one.
+    pub async fn pace(&self, tokens: f64) {
+        if self.limits.is_unlimited() {
+            return;
+        }
+        let _hold = self.hold();
+        self.limits.acquire(tokens).await;
+    }
+
+    /// An answer arrived: what its headers say, and whether it was a 429.
+    pub fn answered(&self, status: u16, reported: &Reported) {
+        if !reported.is_empty() {
+            self.limits.observe(reported);
+        }
+        if status == 429 {
+            self.rate_limited.fetch_add(1, Ordering::Relaxed);
+            self.gate.throttled();
+        } else if (200..300).contains(&status) {
+            self.gate.succeeded();
+        }
+    }
+
+    pub fn state(&self) -> ThrottleState {
+        let held = lock(&self.held);
+        let current = held.since.map(|s| s.elapsed()).unwrap_or_default();
+        ThrottleState {
+            rate_limited: self.rate_limited.load(Ordering::Relaxed),
+            throttled: held.total + current,
+            concurrency: self.gate.limit(),
+            max_concurrency: self.gate.aimd.max(),
         }
     }
 }
@@ -403,7 +595,11 @@ mod tests {
             ("0.5", 0.5),
             ("17", 17.0),
         ] {
-            assert_eq!(parse_reset(text), Some(Duration::from_secs_f64(secs)), "{text}");
+            assert_eq!(
+                parse_reset(text),
+                Some(Duration::from_secs_f64(secs)),
+                "{text}"
+            );
         }
         for bad in ["", "soon", "5x", "-1", "m"] {
             assert_eq!(parse_reset(bad), None, "{bad}");
@@ -414,7 +610,10 @@ mod tests {
             Duration::from_secs(361),
         ] {
             let back = parse_reset(&format_reset(d)).unwrap();
-            assert!((back.as_secs_f64() - d.as_secs_f64()).abs() < 0.001, "{d:?}");
+            assert!(
+                (back.as_secs_f64() - d.as_secs_f64()).abs() < 0.001,
+                "{d:?}"
+            );
         }
     }
 
@@ -448,6 +647,32 @@ mod tests {
         let one = Aimd::new(1);
         assert_eq!(one.throttled(), None, "never below 1");
         assert_eq!(one.succeeded(), None, "never above the maximum");
+    }
+
+    #[tokio::test]
+    async fn the_gate_shrinks_on_a_429_by_forgetting_returned_permits_and_grows_back() {
+        let throttle = Throttle::new(None, None, 4);
+        let gate = throttle.gate.clone();
+        let held: Vec<Permit> = [(); 4]
+            .iter()
+            .map(|_| gate.semaphore.clone().try_acquire_owned().unwrap())
+            .map(|p| Permit {
+                gate: gate.clone(),
+                permit: Some(p),
+            })
+            .collect();
+        throttle.answered(429, &Reported::default());
+        assert_eq!(gate.limit(), 2);
+        drop(held);
+        // Two of the four came back; two were forgotten to pay the shrink.
+        assert_eq!(gate.semaphore.available_permits(), 2);
+        assert_eq!(throttle.state().rate_limited, 1);
+        for _ in 0..2 {
+            throttle.answered(200, &Reported::default());
+        }
+        assert_eq!(gate.limit(), 3);
+        assert_eq!(gate.semaphore.available_permits(), 3);
+        assert!(gate.acquire().await.is_some());
     }
 
     #[tokio::test]

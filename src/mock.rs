@@ -72,6 +72,98 @@ pub struct MockConfig {
     /// Zero means no sleep at all, not a zero-length timer.
     pub latency: Duration,
     pub rules: Vec<Rule>,
+    /// Requests and tokens per minute, enforced like a hosted API: over them the answer is
+    /// 429 with `Retry-After`, and every answer carries `x-ratelimit-*` headers.
+    pub rpm: Option<f64>,
+    pub tpm: Option<f64>,
+}
+
+/// How much a limit lets through at once: a second's worth, as hosted APIs enforce a per-minute
+/// limit over short windows.
+const MOCK_BURST: Duration = Duration::from_secs(1);
+
+/// The mock's own buckets.
+struct MockLimits {
+    requests: Option<crate::limit::Bucket>,
+    tokens: Option<crate::limit::Bucket>,
+}
+
+/// What the `x-ratelimit-*` headers of one answer say.
+struct LimitHeaders {
+    requests: Option<(f64, u64, Duration)>,
+    tokens: Option<(f64, u64, Duration)>,
+    retry_after: Option<Duration>,
+}
+
+impl MockLimits {
+    /// Takes one request of `tokens` when both buckets allow it; the headers either way.
+    fn admit(&mut self, tokens: f64) -> (bool, LimitHeaders) {
+        let now = std::time::Instant::now();
+        let r = self.requests.as_mut().map(|b| b.clone().try_take(1.0, now));
+        let t = self
+            .tokens
+            .as_mut()
+            .map(|b| b.clone().try_take(tokens, now));
+        let wait = match (r, t) {
+            (Some(Err(a)), Some(Err(b))) => Some(a.max(b)),
+            (Some(Err(a)), _) | (_, Some(Err(a))) => Some(a),
+            _ => None,
+        };
+        if wait.is_none() {
+            if let Some(b) = self.requests.as_mut() {
+                let _ = b.try_take(1.0, now);
+            }
+            if let Some(b) = self.tokens.as_mut() {
+                let _ = b.try_take(tokens, now);
+            }
+        }
+        let describe = |bucket: &mut Option<crate::limit::Bucket>| {
+            bucket
+                .as_mut()
+                .map(|b| (b.per_minute(), b.remaining(now), b.reset_in(now)))
+        };
+        let headers = LimitHeaders {
+            requests: describe(&mut self.requests),
+            tokens: describe(&mut self.tokens),
+            retry_after: wait,
+        };
+        (wait.is_none(), headers)
+    }
+}
+
+impl LimitHeaders {
+    fn apply(&self, response: &mut Response) {
+        let headers = response.headers_mut();
+        let mut put = |name: &'static str, value: String| {
+            if let Ok(value) = header::HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        };
+        if let Some((limit, remaining, reset)) = self.requests {
+            put("x-ratelimit-limit-requests", format!("{limit}"));
+            put("x-ratelimit-remaining-requests", remaining.to_string());
+            put(
+                "x-ratelimit-reset-requests",
+                crate::limit::format_reset(reset),
+            );
+        }
+        if let Some((limit, remaining, reset)) = self.tokens {
+            put("x-ratelimit-limit-tokens", format!("{limit}"));
+            put("x-ratelimit-remaining-tokens", remaining.to_string());
+            put(
+                "x-ratelimit-reset-tokens",
+                crate::limit::format_reset(reset),
+            );
+        }
+        if let Some(wait) = self.retry_after {
+            // Whole seconds, as HTTP's delay-seconds are; the exact wait beside it.
+            put(
+                "retry-after",
+                wait.as_secs_f64().ceil().max(1.0).to_string(),
+            );
+            put("retry-after-ms", wait.as_millis().max(1).to_string());
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,10 +210,22 @@ pub fn load_rules(path: &Path) -> Result<Vec<Rule>, MockError> {
 
 /// The axum Router serving the mock's routes (rules compiled once, shared via Arc state).
 pub fn router(config: MockConfig) -> Result<Router, MockError> {
+    let now = std::time::Instant::now();
+    let limits = (config.rpm.is_some() || config.tpm.is_some()).then(|| {
+        std::sync::Mutex::new(MockLimits {
+            requests: config
+                .rpm
+                .map(|r| crate::limit::Bucket::new(r, MOCK_BURST, now)),
+            tokens: config
+                .tpm
+                .map(|t| crate::limit::Bucket::new(t, MOCK_BURST, now)),
+        })
+    });
     let shared = Arc::new(Shared {
         latency: config.latency,
         rules: compile(&config.rules, None)?,
         stats: Stats::default(),
+        limits,
     });
     Ok(Router::new()
         .route("/v1/chat/completions", post(chat))
@@ -166,6 +270,7 @@ struct Shared {
     latency: Duration,
     rules: Vec<CompiledRule>,
     stats: Stats,
+    limits: Option<std::sync::Mutex<MockLimits>>,
 }
 
 #[derive(Default)]
@@ -173,6 +278,8 @@ struct Stats {
     requests: AtomicU64,
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
+    /// Requests answered 429 by the mock's own limits.
+    rate_limited: AtomicU64,
 }
 
 /// Holds one unit of `in_flight` for as long as a chat request is being handled, including when
@@ -259,6 +366,11 @@ struct ChatRequest<'a> {
     model: Option<Cow<'a, str>>,
     #[serde(borrow)]
     messages: Vec<ChatMessage<'a>>,
+    /// Counted against the token limit as OpenAI counts it: what the answer may take.
+    #[serde(default)]
+    max_tokens: Option<f64>,
+    #[serde(default)]
+    max_completion_tokens: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -504,6 +616,45 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Result<Bytes, BytesReject
         }
     }
 
+    let prompt_tokens: u64 = request.messages.iter().map(|m| m.content.words()).sum();
+    let completion_tokens = reply.split_whitespace().count() as u64;
+    let mut charged = 0.0;
+    let limit_headers = match &shared.limits {
+        None => None,
+        Some(limits) => {
+            let cost = prompt_tokens as f64
+                + request
+                    .max_tokens
+                    .or(request.max_completion_tokens)
+                    .unwrap_or(completion_tokens as f64);
+            let (admitted, headers) = limits.lock().unwrap_or_else(|p| p.into_inner()).admit(cost);
+            if !admitted {
+                shared.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                let mut response = error_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Rate limit reached for requests. Please try again later.",
+                );
+                headers.apply(&mut response);
+                return response;
+            }
+            charged = cost;
+            Some(headers)
+        }
+    };
+    // What the answer really used is known now: what was held for max_tokens beyond it goes
+    // back, as a hosted API settles a request's tokens once it is answered.
+    if let Some(limits) = &shared.limits {
+        let used = (prompt_tokens + completion_tokens) as f64;
+        if let Some(bucket) = limits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .tokens
+            .as_mut()
+        {
+            bucket.adjust(charged - used, std::time::Instant::now());
+        }
+    }
+
     let latency = chosen.and_then(|r| r.latency).unwrap_or(shared.latency);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -513,8 +664,6 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Result<Bytes, BytesReject
         return error_response(status, &reply);
     }
 
-    let prompt_tokens: u64 = request.messages.iter().map(|m| m.content.words()).sum();
-    let completion_tokens = reply.split_whitespace().count() as u64;
     let completion = Completion {
         id: CompletionId(seq),
         object: "chat.completion",
@@ -537,7 +686,11 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Result<Bytes, BytesReject
             total_tokens: prompt_tokens + completion_tokens,
         },
     };
-    json_response(StatusCode::OK, &completion)
+    let mut response = json_response(StatusCode::OK, &completion);
+    if let Some(headers) = limit_headers {
+        headers.apply(&mut response);
+    }
+    response
 }
 
 async fn models() -> Response {
@@ -572,12 +725,14 @@ async fn stats(State(shared): State<Arc<Shared>>) -> Response {
         requests: u64,
         in_flight: u64,
         max_in_flight: u64,
+        rate_limited: u64,
     }
     let s = &shared.stats;
     let snapshot = Snapshot {
         requests: s.requests.load(Ordering::Relaxed),
         in_flight: s.in_flight.load(Ordering::Relaxed),
         max_in_flight: s.max_in_flight.load(Ordering::Relaxed),
+        rate_limited: s.rate_limited.load(Ordering::Relaxed),
     };
     json_response(StatusCode::OK, &snapshot)
 }
@@ -968,7 +1123,7 @@ mod tests {
         let stats: Value = serde_json::from_str(&text).expect("json");
         assert_eq!(
             stats,
-            json!({"requests": N, "in_flight": 0, "max_in_flight": N})
+            json!({"requests": N, "in_flight": 0, "max_in_flight": N, "rate_limited": 0})
         );
         let server = Arc::into_inner(server).expect("sole owner");
         server.stop().await;
@@ -981,6 +1136,7 @@ mod tests {
         let server = TestServer::start(MockConfig {
             latency: Duration::from_millis(100),
             rules: vec![slower],
+            ..Default::default()
         })
         .await;
         // Lower bounds only: a loaded machine may be slower, never faster.

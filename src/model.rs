@@ -528,6 +528,11 @@ pub struct RunSettings {
     /// `--cache-ttl`: a cached answer older than this many seconds is not used.
     #[serde(default)]
     pub cache_ttl_secs: Option<u64>,
+    /// `--max-rpm` / `--max-tpm` (or runner.toml): requests and tokens per minute at most.
+    #[serde(default)]
+    pub max_rpm: Option<f64>,
+    #[serde(default)]
+    pub max_tpm: Option<f64>,
 }
 
 /// One run of a prompt version over a dataset.
@@ -680,6 +685,13 @@ pub struct RunStats {
     pub wall_secs: f64,
     /// The age in seconds of the oldest cached answer this run used, if it used any.
     pub oldest_cached_secs: Option<f64>,
+    /// Answers with status 429 (each retried one counts).
+    pub rate_limited: u64,
+    /// Wall time during which requests were held back by a rate limit or a 429's wait.
+    pub throttled_secs: f64,
+    /// Requests allowed in flight when the run ended (the adaptive concurrency), and at most.
+    pub concurrency: usize,
+    pub max_concurrency: usize,
 }
 
 impl RunStats {

@@ -67,6 +67,13 @@ pub struct RunView {
     pub rows_per_sec: f64,
     /// Age in seconds of the oldest cached answer the run used; null when it used none.
     pub oldest_cached_secs: Option<f64>,
+    /// Answers with status 429.
+    pub rate_limited: u64,
+    /// Wall seconds during which requests were held back by a limit or a 429's wait.
+    pub throttled_secs: f64,
+    /// Requests allowed in flight at the end (adaptive), and the configured most.
+    pub concurrency: usize,
+    pub max_concurrency: usize,
 }
 
 impl From<&RunStats> for RunView {
@@ -76,6 +83,10 @@ impl From<&RunStats> for RunView {
             wall_secs: run.wall_secs,
             rows_per_sec: run.rows_per_sec(),
             oldest_cached_secs: run.oldest_cached_secs,
+            rate_limited: run.rate_limited,
+            throttled_secs: run.throttled_secs,
+            concurrency: run.concurrency,
+            max_concurrency: run.max_concurrency,
         }
     }
 }

@@ -143,6 +143,7 @@ pub fn run(args: DemoArgs, _ctx: &Context) -> Result<u8> {
     let config = MockConfig {
         latency: Duration::from_millis(20),
         rules: rules(),
+        ..Default::default()
     };
     let server = runtime.spawn(crate::mock::serve(listener, config, async {
         let _ = stopped.await;

@@ -89,6 +89,8 @@ pub fn run_request(options: &RunOptions) -> RunRequest {
         no_cache: options.no_cache,
         fresh: options.fresh,
         cache_ttl: options.cache_ttl.clone(),
+        max_rpm: options.max_rpm,
+        max_tpm: options.max_tpm,
     }
 }
 

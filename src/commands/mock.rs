@@ -15,12 +15,22 @@ pub fn run(args: MockServerArgs) -> Result<u8> {
         })?,
         None => Vec::new(),
     };
+    for (flag, value) in [("--rpm", args.rpm), ("--tpm", args.tpm)] {
+        if value.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
+            return Err(
+                Error::invalid(format!("{flag} must be a positive number per minute"))
+                    .with_hint("e.g. --rpm 1200 --tpm 90000"),
+            );
+        }
+    }
     if args.detach {
         return detach(&args);
     }
     let config = crate::mock::MockConfig {
         latency: Duration::from_millis(args.latency_ms),
         rules,
+        rpm: args.rpm,
+        tpm: args.tpm,
     };
     let runtime = crate::workflow::experiment::runtime()?;
     runtime.block_on(async {
@@ -63,6 +73,12 @@ fn detach(args: &MockServerArgs) -> Result<u8> {
         .arg(args.latency_ms.to_string());
     if let Some(path) = &args.responses {
         command.arg("--responses").arg(path);
+    }
+    if let Some(rpm) = args.rpm {
+        command.arg("--rpm").arg(rpm.to_string());
+    }
+    if let Some(tpm) = args.tpm {
+        command.arg("--tpm").arg(tpm.to_string());
     }
     command
         .stdin(Stdio::null())

@@ -580,15 +580,26 @@ pub fn experiment_summary(e: &Experiment, s: &Summary, run: Option<&RunStats>) -
         format!("{} in, {} out", s.prompt_tokens, s.completion_tokens),
     ]);
     match run {
-        Some(run) => rows.push(vec![
-            "wall time".into(),
-            format!(
-                "{:.2} s, {:.1} rows/s ({} rows this run)",
-                run.wall_secs,
-                run.rows_per_sec(),
-                run.processed
-            ),
-        ]),
+        Some(run) => {
+            rows.push(vec![
+                "wall time".into(),
+                format!(
+                    "{:.2} s, {:.1} rows/s ({} rows this run)",
+                    run.wall_secs,
+                    run.rows_per_sec(),
+                    run.processed
+                ),
+            ]);
+            if run.rate_limited > 0 || run.throttled_secs > 0.0 {
+                rows.push(vec![
+                    "rate limits".into(),
+                    format!(
+                        "{} × 429, held back {:.1} s, concurrency ended at {} of {}",
+                        run.rate_limited, run.throttled_secs, run.concurrency, run.max_concurrency
+                    ),
+                ]);
+            }
+        }
         None => rows.push(vec![
             "wall time".into(),
             format!("{:.2} s", e.wall_ms as f64 / 1000.0),
@@ -769,6 +780,21 @@ fn retry_text(retry: &crate::client::RetryState) -> String {
     }
 }
 
+/// The progress line's account of rate limits: 429s, time held back, and the concurrency
+/// the run has adapted to; nothing while no limit was met.
+fn throttle_text(t: &crate::limit::ThrottleState) -> String {
+    if t.rate_limited == 0 && t.throttled.is_zero() {
+        return String::new();
+    }
+    format!(
+        "; rate limits: {} × 429, throttled {:.1} s, concurrency {}/{}",
+        t.rate_limited,
+        t.throttled.as_secs_f64(),
+        t.concurrency,
+        t.max_concurrency
+    )
+}
+
 /// What the terminal shows of one run: a bar on a terminal, else a line every few seconds.
 struct Progress {
     id: String,
@@ -815,10 +841,11 @@ impl Progress {
             Some(bar) => {
                 bar.set_position(self.already + tally.done);
                 bar.set_message(format!(
-                    "{rate:.1} rows/s, errors {}, cached {}{}",
+                    "{rate:.1} rows/s, errors {}, cached {}{}{}",
                     tally.errors,
                     tally.cached,
-                    retry_text(&tally.retry)
+                    retry_text(&tally.retry),
+                    throttle_text(&tally.throttle)
                 ));
             }
             None => {
@@ -833,13 +860,14 @@ impl Progress {
     fn line(&mut self, rate: f64) {
         let t = self.last;
         crate::note!(
-            "{}: {}/{} rows, {rate:.1} rows/s, {} errors, {} cached{}",
+            "{}: {}/{} rows, {rate:.1} rows/s, {} errors, {} cached{}{}",
             self.id,
             self.already + t.done,
             self.total,
             t.errors,
             t.cached,
-            retry_text(&t.retry)
+            retry_text(&t.retry),
+            throttle_text(&t.throttle)
         );
         self.last_line = Some(std::time::Instant::now());
     }

@@ -43,6 +43,9 @@ pub struct RunRequest {
     pub fresh: bool,
     /// How old a cached answer may be (`90s`, `30m`, `12h`, `7d`); default: any age.
     pub cache_ttl: Option<String>,
+    /// Requests and tokens per minute at most.
+    pub max_rpm: Option<f64>,
+    pub max_tpm: Option<f64>,
 }
 
 /// How a launched or resumed run ended, as stored.
@@ -126,11 +129,24 @@ fn settings(options: &RunRequest, defaults: &RunDefaults) -> Result<RunSettings>
             .or(defaults.cache_ttl.as_deref())
             .map(parse_duration)
             .transpose()?,
+        max_rpm: per_minute("--max-rpm", options.max_rpm.or(defaults.max_rpm))?,
+        max_tpm: per_minute("--max-tpm", options.max_tpm.or(defaults.max_tpm))?,
         judge_model: options
             .judge_model
             .clone()
             .or_else(|| defaults.judge_model.clone()),
     })
+}
+
+/// A rate limit as given: a positive, finite number per minute.
+fn per_minute(flag: &str, value: Option<f64>) -> Result<Option<f64>> {
+    match value {
+        Some(v) if !(v.is_finite() && v > 0.0) => Err(Error::invalid(format!(
+            "{flag} must be a positive number per minute, not {v}"
+        ))
+        .with_hint("e.g. --max-rpm 500 --max-tpm 200000, the limits of your API key")),
+        other => Ok(other),
+    }
 }
 
 /// `--cache-ttl` / `cache_ttl`: whole seconds, or a number with a unit (`s`, `m`, `h`, `d`).
@@ -189,6 +205,8 @@ fn client(base_url: &str, settings: &RunSettings) -> Result<Client> {
     config.timeout = Duration::from_secs_f64(settings.timeout_secs);
     config.max_retries = settings.max_retries;
     config.pool_size = settings.concurrency;
+    config.max_rpm = settings.max_rpm;
+    config.max_tpm = settings.max_tpm;
     Client::new(config).map_err(endpoint_error)
 }
 
@@ -387,6 +405,11 @@ pub fn prepare(
         _ => None,
     };
     let base_url = base_url.trim_end_matches('/').to_string();
+    // Limits written for this endpoint in runner.toml, where no flag or default set one.
+    if let Some(limits) = ctx.config()?.limits.get(&base_url) {
+        settings.max_rpm = settings.max_rpm.or(per_minute("max_rpm", limits.max_rpm)?);
+        settings.max_tpm = settings.max_tpm.or(per_minute("max_tpm", limits.max_tpm)?);
+    }
     let fingerprint = fingerprint(
         &version.id,
         &info.hash,
@@ -766,6 +789,10 @@ fn execute(
             processed: outcome.processed,
             wall_secs: outcome.wall.as_secs_f64(),
             oldest_cached_secs: outcome.oldest_cached.map(|age| age.as_secs_f64()),
+            rate_limited: outcome.throttle.rate_limited,
+            throttled_secs: outcome.throttle.throttled.as_secs_f64(),
+            concurrency: outcome.throttle.concurrency,
+            max_concurrency: outcome.throttle.max_concurrency,
         },
         status: outcome.status,
     })

@@ -39,6 +39,7 @@ impl Mock {
                 let config = MockConfig {
                     latency: Duration::ZERO,
                     rules,
+                    ..Default::default()
                 };
                 crate::mock::serve(listener, config, async {
                     let _ = stop_rx.await;

@@ -430,12 +430,14 @@ fn the_progress_line_says_when_requests_wait_to_retry_and_why() {
         "{waiting}"
     );
     assert!(waiting.contains("s more; 1 retried)"), "{waiting}");
-    // The last line, after the wait, counts the retry without a wait.
+    // The last line, after the wait, counts the retry without a wait, and the 429 as a rate
+    // limit the run was held back by.
     let last = stderr.lines().rfind(|l| l.contains(" rows, ")).unwrap();
     assert!(
-        last.contains("2/2 rows") && last.ends_with(", 1 retried"),
+        last.contains("2/2 rows") && last.contains(", 1 retried; rate limits: 1 × 429"),
         "{last}"
     );
+    assert!(!last.contains("waiting to retry"), "{last}");
 }
 
 #[test]

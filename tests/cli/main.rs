@@ -3,6 +3,7 @@
 mod experiments;
 mod fault_server;
 mod first_hour;
+mod limits;
 mod promote;
 mod prompt_store;
 mod reliability;

@@ -690,6 +690,8 @@ fn latency_percentiles_are_nearest_rank_over_the_successful_calls() {
                 no_cache: true,
                 fresh: false,
                 cache_ttl_secs: None,
+                max_rpm: None,
+                max_tpm: None,
                 judge_model: None,
             },
             planned: 11,
