@@ -18,15 +18,17 @@ Exit codes: 0 success, 1 a check failed, 2 invalid input (nothing written), 3 op
 #[derive(Debug, Parser)]
 #[command(name = "runner", version, after_help = ROOT_EXAMPLES, max_term_width = 100)]
 pub struct Cli {
-    /// The store: one SQLite file.
+    /// The store: an SQLite file, or a PostgreSQL database as postgres://USER@HOST:PORT/DBNAME
+    /// (the password from PGPASSWORD or ~/.pgpass) [default: `db` in runner.toml, else
+    /// runner.db].
     #[arg(
         long,
         global = true,
         env = "RUNNER_DB",
-        default_value = "runner.db",
-        value_name = "PATH"
+        value_name = "PATH|URL",
+        hide_env_values = true
     )]
-    pub db: PathBuf,
+    pub db: Option<PathBuf>,
 
     /// Project file with defaults [default: runner.toml in the working directory, if present].
     #[arg(long, global = true, value_name = "FILE")]

@@ -6,6 +6,7 @@
 //! model = "gpt-4o-mini"
 //! concurrency = 32
 //! protected_tags = ["production"]
+//! db = "postgres://runner@db.internal:5432/prompts"   # --db and RUNNER_DB override it
 //!
 //! [prompts.support_greeting]
 //! dataset = "datasets/queries.csv"
@@ -72,6 +73,9 @@ pub struct Config {
     pub defaults: RunDefaults,
     pub protected_tags: Option<Vec<String>>,
     pub prompts: BTreeMap<String, RunDefaults>,
+    /// The store (`db = "runner.db"` or `db = "postgres://…"`) when neither `--db` nor
+    /// `RUNNER_DB` names one.
+    pub db: Option<PathBuf>,
 }
 
 /// The file as written: the top-level settings spelled out rather than flattened, so that the
@@ -93,6 +97,7 @@ struct ConfigFile {
     protected_tags: Option<Vec<String>>,
     #[serde(default)]
     prompts: BTreeMap<String, RunDefaults>,
+    db: Option<PathBuf>,
 }
 
 impl From<ConfigFile> for Config {
@@ -113,6 +118,7 @@ impl From<ConfigFile> for Config {
             },
             protected_tags: f.protected_tags,
             prompts: f.prompts,
+            db: f.db,
         }
     }
 }

@@ -1209,9 +1209,7 @@ fn a_failing_store_names_its_cause_below_the_error() {
     let env = Env::new();
     env.ok(&["prompt", "create", "greet", "--template", "Hi {{name}}"]);
     // A table the store needs is gone: the database's own message is the cause.
-    let conn = rusqlite::Connection::open(&env.db).unwrap();
-    conn.execute_batch("DROP TABLE tag_events").unwrap();
-    drop(conn);
+    crate::sql(&env.db, "DROP TABLE tag_events");
     let output = env.run(&["tag", "set", "greet", "staging", "--version", "1"]);
     assert_eq!(output.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&output.stderr);
