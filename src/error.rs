@@ -190,6 +190,9 @@ fn store_hint(e: &StoreError) -> Option<String> {
         StoreError::NotRunnerStore { .. } => {
             Some("point --db (or RUNNER_DB) at a runner store, or at a new file".into())
         }
+        StoreError::NotEmpty { .. } => {
+            Some("copy into a new file, or into a new database (`createdb -O ROLE NAME`)".into())
+        }
         StoreError::ForeignDatabase { .. } => Some(
             "point --db (or RUNNER_DB) at a runner store, or at a new, empty database \
                  (`createdb -O ROLE NAME`)"

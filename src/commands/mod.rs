@@ -7,6 +7,7 @@ mod experiment;
 mod mock;
 mod prompt;
 mod serve;
+mod store;
 mod tag;
 mod transfer;
 
@@ -29,6 +30,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         .or_else(default_author)
         .unwrap_or_else(|| "unknown".into());
     let ctx = Context::new(cli.db, author, cli.config);
+    crate::report::fit_tables_to(crate::report::terminal_width());
     match cli.command {
         Command::Prompt(command) => prompt::run(command, &ctx).map(|_| exit::OK),
         Command::Tag(command) => tag::run(command, &ctx).map(|_| exit::OK),
@@ -50,6 +52,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Demo(args) => demo::run(args, &ctx),
         Command::MockServer(args) => mock::run(args),
         Command::Serve(args) => serve::run(args, &ctx),
+        Command::Store(command) => store::run(command).map(|_| exit::OK),
     }
 }
 

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod copy;
 pub mod postgres;
 pub mod sqlite;
 
@@ -84,6 +85,8 @@ pub enum StoreError {
     UnknownExperiment { id: String },
     #[error("experiment id '{id}' is ambiguous: more than one experiment starts with it")]
     AmbiguousExperiment { id: String },
+    #[error("{location} is not empty; a store is copied only into an empty one")]
+    NotEmpty { location: String },
     #[error("the store holds data this runner cannot read: {0}")]
     Corrupt(String),
     /// The caller's callback (a version builder, a result visitor) stopped the operation; the
@@ -108,6 +111,7 @@ impl StoreError {
                 | StoreError::ProtectedTag { .. }
                 | StoreError::UnknownExperiment { .. }
                 | StoreError::AmbiguousExperiment { .. }
+                | StoreError::NotEmpty { .. }
         )
     }
 }

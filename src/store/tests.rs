@@ -611,6 +611,8 @@ fn experiment(store: &dyn Store, rows: i64) -> Experiment {
                 columns: vec![],
                 expected_column: None,
                 no_cache: true,
+                fresh: false,
+                cache_ttl_secs: None,
                 judge_model: None,
             },
             planned: rows,

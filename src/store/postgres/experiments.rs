@@ -504,6 +504,7 @@ impl ExperimentStore for PgStore {
                             .map(|s| u16::try_from(s).map_err(|e| corrupt("http_status", e)))
                             .transpose()?,
                         latency_ms: r.try_get(6)?,
+                        created_at: r.try_get(7)?,
                     };
                     visit(r.try_get(0)?, response, r.try_get(7)?)
                 },
@@ -524,7 +525,7 @@ impl ExperimentStore for PgStore {
             k.latency_ms.push(r.latency_ms);
             k.created_at.push(created_at.as_str());
         }
-        self.write(async |db| insert_cache(db, &k).await)
+        self.write(async |db| insert_cache(db, &k, false).await)
     }
 }
 
@@ -667,7 +668,9 @@ impl ResultSink for PgStore {
                 )
                 .await?;
             }
-            insert_cache(db, &k).await?;
+            // A key already there was too old for the run (or not read, with --fresh): the
+            // new answer replaces it.
+            insert_cache(db, &k, true).await?;
             Ok(())
         })
     }
@@ -719,29 +722,46 @@ struct CacheColumns<'a> {
     created_at: Vec<&'a str>,
 }
 
-/// New cache entries in one statement; a key already there (or twice in the batch) is kept.
-async fn insert_cache(db: &super::Db, k: &CacheColumns<'_>) -> Result<()> {
+/// Cache entries in one statement: `replace` puts a new answer in place of a key already
+/// there, else that key keeps its answer.
+async fn insert_cache(db: &super::Db, k: &CacheColumns<'_>, replace: bool) -> Result<()> {
     if k.key.is_empty() {
         return Ok(());
     }
-    db.exec(
-        "INSERT INTO response_cache (key, output, finish_reason, prompt_tokens, \
-         completion_tokens, http_status, latency_ms, created_at) \
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], \
-         $5::bigint[], $6::int[], $7::float8[], $8::text[]) \
-         ON CONFLICT (key) DO NOTHING",
-        &[
-            &k.key,
-            &k.output,
-            &k.finish_reason,
-            &k.prompt_tokens,
-            &k.completion_tokens,
-            &k.http_status,
-            &k.latency_ms,
-            &k.created_at,
-        ],
-    )
-    .await?;
+    let params: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[
+        &k.key,
+        &k.output,
+        &k.finish_reason,
+        &k.prompt_tokens,
+        &k.completion_tokens,
+        &k.http_status,
+        &k.latency_ms,
+        &k.created_at,
+    ];
+    if replace {
+        db.exec(
+            "INSERT INTO response_cache (key, output, finish_reason, prompt_tokens, \
+             completion_tokens, http_status, latency_ms, created_at) \
+             SELECT DISTINCT ON (1) * FROM unnest($1::text[], $2::text[], $3::text[], \
+             $4::bigint[], $5::bigint[], $6::int[], $7::float8[], $8::text[]) \
+             ON CONFLICT (key) DO UPDATE SET output = excluded.output, \
+             finish_reason = excluded.finish_reason, prompt_tokens = excluded.prompt_tokens, \
+             completion_tokens = excluded.completion_tokens, http_status = excluded.http_status, \
+             latency_ms = excluded.latency_ms, created_at = excluded.created_at",
+            params,
+        )
+        .await?;
+    } else {
+        db.exec(
+            "INSERT INTO response_cache (key, output, finish_reason, prompt_tokens, \
+             completion_tokens, http_status, latency_ms, created_at) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], \
+             $5::bigint[], $6::int[], $7::float8[], $8::text[]) \
+             ON CONFLICT (key) DO NOTHING",
+            params,
+        )
+        .await?;
+    }
     Ok(())
 }
 
@@ -751,7 +771,7 @@ impl ResponseCache for PgStore {
             let Some(r) = db
                 .opt(
                     "SELECT output, finish_reason, prompt_tokens, completion_tokens, http_status, \
-                     latency_ms FROM response_cache WHERE key = $1",
+                     latency_ms, created_at FROM response_cache WHERE key = $1",
                     &[&key],
                 )
                 .await?
@@ -768,6 +788,7 @@ impl ResponseCache for PgStore {
                     .map(|s| u16::try_from(s).map_err(|e| corrupt("http_status", e)))
                     .transpose()?,
                 latency_ms: r.try_get(5)?,
+                created_at: r.try_get(6)?,
             }))
         })
     }

@@ -457,6 +457,7 @@ impl ExperimentStore for SqliteStore {
                     completion_tokens: r.get(4)?,
                     http_status: r.get(5)?,
                     latency_ms: r.get(6)?,
+                    created_at: created_at.clone(),
                 };
                 visit(&key, response, &created_at)?;
             }
@@ -511,10 +512,16 @@ impl ResultSink for SqliteStore {
                 "INSERT OR REPLACE INTO scores (experiment_id, row_index, repetition, evaluator, \
                  score, pass, error, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
+            // A key already present was too old for the run (or not read, with --fresh): the
+            // new answer replaces it.
             let mut cache = tx.prepare_cached(
-                "INSERT OR IGNORE INTO response_cache (key, output, finish_reason, prompt_tokens, \
+                "INSERT INTO response_cache (key, output, finish_reason, prompt_tokens, \
                  completion_tokens, http_status, latency_ms, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+                 ON CONFLICT (key) DO UPDATE SET output = excluded.output, \
+                 finish_reason = excluded.finish_reason, prompt_tokens = excluded.prompt_tokens, \
+                 completion_tokens = excluded.completion_tokens, http_status = excluded.http_status, \
+                 latency_ms = excluded.latency_ms, created_at = excluded.created_at",
             )?;
             let mut vars_text = String::new();
             for r in batch {
@@ -583,8 +590,8 @@ impl ResponseCache for SqliteStore {
         self.read(|conn| {
             Ok(conn
                 .prepare_cached(
-                    "SELECT output, finish_reason, prompt_tokens, completion_tokens, http_status, latency_ms \
-                     FROM response_cache WHERE key = ?1",
+                    "SELECT output, finish_reason, prompt_tokens, completion_tokens, http_status, latency_ms, \
+                     created_at FROM response_cache WHERE key = ?1",
                 )?
                 .query_row(params![key], |r| {
                     Ok(CachedResponse {
@@ -594,6 +601,7 @@ impl ResponseCache for SqliteStore {
                         completion_tokens: r.get(3)?,
                         http_status: r.get(4)?,
                         latency_ms: r.get(5)?,
+                        created_at: r.get(6)?,
                     })
                 })
                 .optional()?)
