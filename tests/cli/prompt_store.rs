@@ -1303,3 +1303,47 @@ fn store_copy_moves_everything_between_backends_and_refuses_a_full_destination()
     assert!(!stderr.contains(crate::postgres::PASSWORD), "{stderr}");
     assert_eq!(dump(std::path::Path::new(back)), before);
 }
+
+#[test]
+fn a_postgres_password_comes_from_pgpassword_and_is_never_printed() {
+    let env = Env::new();
+    let url = crate::postgres::fresh_database();
+    let password = crate::postgres::PASSWORD;
+    let bare = url.replace(&format!(":{password}@"), "@");
+    assert_ne!(bare, url);
+    // Without a password (none in the URL, no PGPASSWORD, no password file) the server
+    // refuses: exit 3 with the server's reason, and the store's URL shown without secrets.
+    let refused = env
+        .cmd()
+        .args(["--db", &bare, "prompt", "list"])
+        .env_remove("PGPASSWORD")
+        .env("HOME", env.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.starts_with("error: cannot open store postgres://"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: "), "{stderr}");
+    // PGPASSWORD supplies it; nothing printed carries it, with the password in the URL either.
+    for (db, env_password) in [(bare.as_str(), Some(password)), (url.as_str(), None)] {
+        let mut cmd = env.cmd();
+        cmd.args(["--db", db, "migrate"])
+            .env("HOME", env.dir.path());
+        match env_password {
+            Some(p) => cmd.env("PGPASSWORD", p),
+            None => cmd.env_remove("PGPASSWORD"),
+        };
+        let out = cmd.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("postgres://runner_test@127.0.0.1:"), "{text}");
+        assert!(!text.contains(password), "{text}");
+    }
+}
