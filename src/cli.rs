@@ -18,15 +18,17 @@ Exit codes: 0 success, 1 a check failed, 2 invalid input (nothing written), 3 op
 #[derive(Debug, Parser)]
 #[command(name = "runner", version, after_help = ROOT_EXAMPLES, max_term_width = 100)]
 pub struct Cli {
-    /// The store: one SQLite file.
+    /// The store: an SQLite file, or a PostgreSQL database as postgres://USER@HOST:PORT/DBNAME
+    /// (the password from PGPASSWORD or ~/.pgpass) [default: `db` in runner.toml, else
+    /// runner.db].
     #[arg(
         long,
         global = true,
         env = "RUNNER_DB",
-        default_value = "runner.db",
-        value_name = "PATH"
+        value_name = "PATH|URL",
+        hide_env_values = true
     )]
-    pub db: PathBuf,
+    pub db: Option<PathBuf>,
 
     /// Project file with defaults [default: runner.toml in the working directory, if present].
     #[arg(long, global = true, value_name = "FILE")]
@@ -96,6 +98,33 @@ Writes need Content-Type: application/json (else 415); a request with an Origin 
 the server's own origin; without tokens only loopback Host names are served (else 403).
 The first line on stdout names the address the server listens on.")]
     Serve(ServeArgs),
+    /// Whole-store operations: copy everything between SQLite files and PostgreSQL databases.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy a whole store (prompts, versions, tags and their history, experiments, results,
+    /// the response cache) into an empty one, between any two backends.
+    #[command(after_help = "\
+Examples:
+  runner store copy --from runner.db --to postgres://runner@db.internal:5432/prompts
+  runner store copy --from postgres://runner@db.internal:5432/prompts --to backup.db
+
+The destination must be empty (a new file, or a database with no tables); it is created and
+migrated. Passwords come from PGPASSWORD or ~/.pgpass and are never printed.")]
+    Copy(StoreCopyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StoreCopyArgs {
+    /// The store to read (an SQLite file or a postgres:// URL); it is not changed.
+    #[arg(long, value_name = "PATH|URL")]
+    pub from: PathBuf,
+    /// The empty store to write (an SQLite file or a postgres:// URL).
+    #[arg(long, value_name = "PATH|URL")]
+    pub to: PathBuf,
 }
 
 const EXPERIMENT_EXAMPLES: &str = "\

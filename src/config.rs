@@ -6,6 +6,7 @@
 //! model = "gpt-4o-mini"
 //! concurrency = 32
 //! protected_tags = ["production"]
+//! db = "postgres://runner@db.internal:5432/prompts"   # --db and RUNNER_DB override it
 //!
 //! [prompts.support_greeting]
 //! dataset = "datasets/queries.csv"
@@ -78,6 +79,9 @@ pub struct Config {
     pub prompts: BTreeMap<String, RunDefaults>,
     /// `[limits."BASE_URL"]`: an endpoint's own limits, whichever prompt runs against it.
     pub limits: BTreeMap<String, EndpointLimits>,
+    /// The store (`db = "runner.db"` or `db = "postgres://…"`) when neither `--db` nor
+    /// `RUNNER_DB` names one.
+    pub db: Option<PathBuf>,
 }
 
 /// The limits of one endpoint (one API key's), per minute.
@@ -112,6 +116,7 @@ struct ConfigFile {
     protected_tags: Option<Vec<String>>,
     #[serde(default)]
     prompts: BTreeMap<String, RunDefaults>,
+    db: Option<PathBuf>,
 }
 
 impl From<ConfigFile> for Config {
@@ -140,6 +145,7 @@ impl From<ConfigFile> for Config {
                 .into_iter()
                 .map(|(url, l)| (url.trim_end_matches('/').to_string(), l))
                 .collect(),
+            db: f.db,
         }
     }
 }

@@ -176,9 +176,9 @@ fn store_hint(e: &StoreError) -> Option<String> {
         StoreError::NothingToRollBack { prompt, tag } => Some(format!(
             "`runner tag history {prompt} {tag}` shows how the tag got here"
         )),
-        StoreError::Open { .. } => {
-            Some("pass --db PATH (or set RUNNER_DB) to a writable location".into())
-        }
+        StoreError::Open { .. } => Some(
+            "pass --db (or set RUNNER_DB) a writable file or a reachable postgres:// URL".into(),
+        ),
         StoreError::Damaged { .. } => Some(
             "restore the file from a backup (or a `runner export` into a new store); \
                  `sqlite3 FILE 'PRAGMA integrity_check'` shows the damage"
@@ -190,6 +190,14 @@ fn store_hint(e: &StoreError) -> Option<String> {
         StoreError::NotRunnerStore { .. } => {
             Some("point --db (or RUNNER_DB) at a runner store, or at a new file".into())
         }
+        StoreError::NotEmpty { .. } => {
+            Some("copy into a new file, or into a new database (`createdb -O ROLE NAME`)".into())
+        }
+        StoreError::ForeignDatabase { .. } => Some(
+            "point --db (or RUNNER_DB) at a runner store, or at a new, empty database \
+                 (`createdb -O ROLE NAME`)"
+                .into(),
+        ),
         StoreError::OlderSchema { .. } => {
             Some("`runner migrate` brings it forward (so does any command that writes)".into())
         }

@@ -7,6 +7,7 @@ mod experiment;
 mod mock;
 mod prompt;
 mod serve;
+mod store;
 mod tag;
 mod transfer;
 
@@ -51,6 +52,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Demo(args) => demo::run(args, &ctx),
         Command::MockServer(args) => mock::run(args),
         Command::Serve(args) => serve::run(args, &ctx),
+        Command::Store(command) => store::run(command).map(|_| exit::OK),
     }
 }
 

@@ -57,7 +57,7 @@ pub fn run(args: ServeArgs, ctx: &Context) -> Result<u8> {
         // Tests and scripts read the address from this first line (port 0 picks one).
         out(&format!(
             "runner serve listening on http://{address} (store {}); Ctrl-C stops it",
-            ctx.db.display()
+            crate::store::display_location(&ctx.location()?)
         ));
         crate::note!(
             "runner serve: {summary}; at most {} connections, header timeout {} s, idle timeout {} s",

@@ -14,8 +14,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod copy;
+pub mod postgres;
 pub mod sqlite;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// A failure inside the backend (a driver error), kept as the cause of a `StoreError`.
@@ -32,6 +35,10 @@ pub enum StoreError {
         path.display()
     )]
     NotRunnerStore { path: PathBuf },
+    #[error(
+        "{location} is a PostgreSQL database that runner did not create (it holds tables of its own); it was left untouched"
+    )]
+    ForeignDatabase { location: String },
     #[error(
         "store {} has schema version {found}, older than this runner's ({supported}); reading does not change it",
         path.display()
@@ -78,6 +85,8 @@ pub enum StoreError {
     UnknownExperiment { id: String },
     #[error("experiment id '{id}' is ambiguous: more than one experiment starts with it")]
     AmbiguousExperiment { id: String },
+    #[error("{location} is not empty; a store is copied only into an empty one")]
+    NotEmpty { location: String },
     #[error("the store holds data this runner cannot read: {0}")]
     Corrupt(String),
     /// The caller's callback (a version builder, a result visitor) stopped the operation; the
@@ -102,6 +111,7 @@ impl StoreError {
                 | StoreError::ProtectedTag { .. }
                 | StoreError::UnknownExperiment { .. }
                 | StoreError::AmbiguousExperiment { .. }
+                | StoreError::NotEmpty { .. }
         )
     }
 }
@@ -286,6 +296,10 @@ pub trait PromptStore: Send + Sync {
     /// Writes whole prompts back exactly as archived, all or none.
     fn import(&self, archives: &[PromptArchive]) -> Result<()>;
 
+    /// `import` that keeps the tag events' own ids (a whole-store copy, so that `tag history
+    /// --json` reads the same on both ends); the ids must not be taken yet.
+    fn restore(&self, archives: &[PromptArchive]) -> Result<()>;
+
     /// Every prompt, by name, with its latest version.
     fn prompts(&self) -> Result<Vec<(Prompt, PromptVersion)>> {
         self.prompts_page(None, usize::MAX)
@@ -376,6 +390,22 @@ pub trait ExperimentStore: Send + Sync {
 
     /// Streams the results of an experiment in row order, each with its scores.
     fn visit_results(&self, id: &str, visit: &mut VisitResult<'_>) -> Result<()>;
+
+    /// The fingerprint an experiment was recorded with (None for one from before fingerprints).
+    fn fingerprint(&self, id: &str) -> Result<Option<String>>;
+
+    /// Writes an experiment record exactly as given (id, times, status, lease): a whole-store
+    /// copy. Its prompt and version must be there already.
+    fn restore_experiment(&self, experiment: &Experiment, fingerprint: Option<&str>) -> Result<()>;
+
+    /// Calls `visit` with every response cache entry (key, response, when it was stored), by key.
+    fn visit_cache(
+        &self,
+        visit: &mut dyn FnMut(&str, CachedResponse, &str) -> Result<()>,
+    ) -> Result<()>;
+
+    /// Adds cache entries (key, response, when it was stored); a key already there is kept.
+    fn restore_cache(&self, entries: &[(String, CachedResponse, String)]) -> Result<()>;
 }
 
 /// Where a run's results go as they arrive.
@@ -399,15 +429,41 @@ pub trait Store: PromptStore + ExperimentStore + ResultSink + ResponseCache {
     fn location(&self) -> String;
 }
 
-/// Opens (creating and migrating if needed) the store `--db` names.
+/// The `postgres://` (or `postgresql://`) URL `--db` holds, if it names a PostgreSQL database
+/// rather than an SQLite file.
+fn postgres_url(location: &Path) -> Option<&str> {
+    location
+        .to_str()
+        .filter(|text| postgres::conninfo::is_url(text))
+}
+
+/// `--db` as shown to a person: a path as it is, a URL without its password.
+pub fn display_location(location: &Path) -> String {
+    match postgres_url(location) {
+        Some(url) => postgres::conninfo::redact(url),
+        None => location.display().to_string(),
+    }
+}
+
+/// Opens (creating and migrating if needed) the store `--db` names: an SQLite file, or a
+/// PostgreSQL database for a `postgres://` URL.
 pub fn open(location: &Path) -> Result<Arc<dyn Store>> {
+    if let Some(url) = postgres_url(location) {
+        return Ok(Arc::new(PgStore::open(url)?));
+    }
     Ok(Arc::new(SqliteStore::open(location)?))
 }
 
 /// Opens a store for a command that only reads: a store that does not exist yet reads as an
 /// empty one and is not created, and an existing one is opened read-only, never migrated, so
-/// a read command never changes a file.
+/// a read command never changes a file or a database.
 pub fn open_for_reading(location: &Path) -> Result<Arc<dyn Store>> {
+    if let Some(url) = postgres_url(location) {
+        return match PgStore::open_read_only(url)? {
+            Some(store) => Ok(Arc::new(store)),
+            None => open_in_memory(),
+        };
+    }
     if location.exists() {
         match SqliteStore::open_read_only(location)? {
             Some(store) => Ok(Arc::new(store)),
@@ -480,3 +536,10 @@ where
         (Err(e), _) => Err(e.into()),
     }
 }
+
+#[cfg(test)]
+#[path = "../../tests/support/postgres.rs"]
+pub(crate) mod test_cluster;
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -12,10 +12,14 @@ use crate::store::{self, Store, TagChange};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// The store when nothing names one: an SQLite file in the working directory.
+pub const DEFAULT_DB: &str = "runner.db";
+
 /// What every workflow needs besides its own input: who acts, the project's configuration,
 /// and the store, opened once on first use.
 pub struct Context {
-    pub db: PathBuf,
+    /// `--db` (or `RUNNER_DB`); None: runner.toml's `db`, else `runner.db`.
+    db: Option<PathBuf>,
     pub author: String,
     config_path: Option<PathBuf>,
     config: std::cell::OnceCell<Config>,
@@ -32,13 +36,13 @@ impl Context {
     /// A context over a store the caller opened (a library user, a test), with `config` as
     /// the project's configuration.
     pub fn with_store(store: Arc<dyn Store>, author: &str, config: Config) -> Context {
-        let context = Context::new(PathBuf::from(store.location()), author.into(), None);
+        let context = Context::new(Some(PathBuf::from(store.location())), author.into(), None);
         let _ = context.store.set(store);
         let _ = context.config.set(config);
         context
     }
 
-    pub fn new(db: PathBuf, author: String, config_path: Option<PathBuf>) -> Context {
+    pub fn new(db: Option<PathBuf>, author: String, config_path: Option<PathBuf>) -> Context {
         Context {
             db,
             author,
@@ -62,6 +66,18 @@ impl Context {
         Ok(self.config.get_or_init(|| config))
     }
 
+    /// Where the store is: `--db` or `RUNNER_DB`, else runner.toml's `db`, else `runner.db`.
+    pub fn location(&self) -> Result<PathBuf> {
+        if let Some(db) = &self.db {
+            return Ok(db.clone());
+        }
+        Ok(self
+            .config()?
+            .db
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DB)))
+    }
+
     /// A dataset's validating scan, done once per command and file.
     pub fn scan(
         &self,
@@ -82,7 +98,7 @@ impl Context {
         if let Some(store) = self.store.get() {
             return Ok(store.clone());
         }
-        let opened = store::open(&self.db)?;
+        let opened = store::open(&self.location()?)?;
         Ok(self.store.get_or_init(|| opened).clone())
     }
 
@@ -95,7 +111,7 @@ impl Context {
         if let Some(reader) = self.reader.get() {
             return Ok(reader.clone());
         }
-        let opened = store::open_for_reading(&self.db)?;
+        let opened = store::open_for_reading(&self.location()?)?;
         Ok(self.reader.get_or_init(|| opened).clone())
     }
 

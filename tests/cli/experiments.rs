@@ -762,12 +762,10 @@ fn wait_for_results(env: &Env, at_least: i64, mut running: Option<&mut std::proc
     }
 }
 
-/// Results stored so far, read straight from the file.
+/// Results stored so far, read straight from the store.
 fn stored_results(env: &Env) -> i64 {
-    let Ok(conn) = rusqlite::Connection::open(&env.db) else {
-        return 0;
-    };
-    conn.query_row("SELECT COUNT(*) FROM results", [], |r| r.get(0))
+    crate::try_sql(&env.db, "SELECT COUNT(*) FROM results")
+        .and_then(|rows| rows[0][0].parse().ok())
         .unwrap_or(0)
 }
 
@@ -801,28 +799,17 @@ fn kill_9_then_resume_completes_exactly_the_missing_rows() {
     wait_for_results(&env, 60, Some(&mut child));
     child.kill().unwrap();
     child.wait().unwrap();
-    let conn = rusqlite::Connection::open(&env.db).unwrap();
-    let integrity: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(integrity, "ok");
-    let (id, status): (String, String) = conn
-        .query_row("SELECT id, status FROM experiments", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap();
+    assert_eq!(crate::integrity(&env.db), "ok");
+    let row = crate::sql(&env.db, "SELECT id, status FROM experiments").remove(0);
+    let (id, status) = (row[0].clone(), row[1].clone());
     assert_eq!(
         status, "running",
         "a killed run cannot have said it finished"
     );
-    let stored: Vec<String> = conn
-        .prepare("SELECT row_id FROM results WHERE status = 'ok'")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    drop(conn);
+    let stored: Vec<String> = crate::sql(&env.db, "SELECT row_id FROM results WHERE status = 'ok'")
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
     assert!(
         !stored.is_empty() && stored.len() < 300,
         "killed in the middle: {} stored",

@@ -1,14 +1,22 @@
-//! End-to-end tests: the real `runner` binary against a fresh temporary store per test.
+//! End-to-end tests: the real `runner` binary against a fresh temporary store per test: an
+//! SQLite file here, a fresh database of a real PostgreSQL server when these same modules run
+//! as the `cli_postgres` test binary (which sets `crate::POSTGRES`).
 
 mod experiments;
-mod fault_server;
+pub mod fault_server;
 mod first_hour;
 mod limits;
+#[path = "../support/postgres.rs"]
+pub mod postgres;
 mod promote;
 mod prompt_store;
 mod reliability;
 mod security;
 mod serve;
+
+/// Which backend this binary's stores are on (the `cli_postgres` binary says true).
+#[allow(dead_code)]
+pub const POSTGRES: bool = false;
 
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
@@ -29,7 +37,11 @@ impl Default for Env {
 impl Env {
     pub fn new() -> Env {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = dir.path().join("runner.db");
+        let db = if crate::POSTGRES {
+            PathBuf::from(postgres::fresh_database())
+        } else {
+            dir.path().join("runner.db")
+        };
         Env { dir, db }
     }
 
@@ -103,8 +115,116 @@ impl Env {
     }
 }
 
+/// Whether `--db` names a PostgreSQL database.
+pub fn is_postgres(db: &Path) -> bool {
+    db.to_str().is_some_and(|s| s.starts_with("postgres://"))
+}
+
+/// Rows of a query on the store, each a list of its columns as text (NULL as empty), read
+/// as another program would: with SQLite's library or PostgreSQL's psql. None when the query
+/// fails (no store yet, a table not there yet).
+pub fn try_sql(db: &Path, query: &str) -> Option<Vec<Vec<String>>> {
+    if is_postgres(db) {
+        let name = db.to_str().unwrap().rsplit('/').next().unwrap();
+        let output = postgres::cluster()
+            .psql_command(name, query)
+            .args(["-F", "\u{1f}", "-R", "\u{1e}"])
+            .output()
+            .ok()?;
+        if !output.status.success() {
+            return None;
+        }
+        let text = String::from_utf8(output.stdout).expect("utf-8 from psql");
+        let text = text.strip_suffix('\n').unwrap_or(&text);
+        return Some(
+            text.split('\u{1e}')
+                .filter(|row| !row.is_empty())
+                .map(|row| row.split('\u{1f}').map(String::from).collect())
+                .collect(),
+        );
+    }
+    if !db.exists() {
+        return None;
+    }
+    let conn = rusqlite::Connection::open(db).ok()?;
+    conn.busy_timeout(std::time::Duration::from_secs(10)).ok()?;
+    let mut stmt = conn.prepare(query).ok()?;
+    let columns = stmt.column_count();
+    let mut rows = stmt.query([]).ok()?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().ok()? {
+        let values: Vec<String> = (0..columns)
+            .map(|i| match row.get_ref(i).unwrap() {
+                rusqlite::types::ValueRef::Null => String::new(),
+                rusqlite::types::ValueRef::Integer(n) => n.to_string(),
+                rusqlite::types::ValueRef::Real(x) => x.to_string(),
+                rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into(),
+                rusqlite::types::ValueRef::Blob(b) => format!("{b:?}"),
+            })
+            .collect();
+        out.push(values);
+    }
+    Some(out)
+}
+
+/// `try_sql` that must succeed.
+pub fn sql(db: &Path, query: &str) -> Vec<Vec<String>> {
+    try_sql(db, query).unwrap_or_else(|| panic!("the store did not answer {query}"))
+}
+
+/// The one value a query returns.
+pub fn sql_value(db: &Path, query: &str) -> String {
+    let rows = sql(db, query);
+    assert_eq!(rows.len(), 1, "{query}: {rows:?}");
+    rows[0][0].clone()
+}
+
+/// After a crash: SQLite's own check of the file. A PostgreSQL server keeps its files
+/// consistent whatever happens to a client, so there it is that every table still reads.
+pub fn integrity(db: &Path) -> String {
+    if is_postgres(db) {
+        for table in [
+            "prompts",
+            "prompt_versions",
+            "tags",
+            "tag_events",
+            "experiments",
+            "results",
+            "scores",
+        ] {
+            sql(db, &format!("SELECT COUNT(*) FROM {table}"));
+        }
+        return "ok".into();
+    }
+    sql_value(db, "PRAGMA integrity_check")
+}
+
+/// True (with a note on stderr) when this test is about an SQLite file's own behaviour
+/// and the store is a PostgreSQL database; the PostgreSQL counterpart is named in `instead`.
+pub fn sqlite_only(env: &Env, instead: &str) -> bool {
+    if is_postgres(&env.db) {
+        eprintln!("about the SQLite file only; on PostgreSQL: {instead}");
+        return true;
+    }
+    false
+}
+
 /// Every row of every table, as text, to prove a failed command wrote nothing.
 pub fn dump(db: &Path) -> Vec<String> {
+    if is_postgres(db) {
+        let tables = sql(
+            db,
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+        );
+        let mut rows = Vec::new();
+        for table in tables {
+            let table = &table[0];
+            for row in sql(db, &format!("SELECT t::text FROM {table} t ORDER BY 1")) {
+                rows.push(format!("{table}: {}", row[0]));
+            }
+        }
+        return rows;
+    }
     if !db.exists() {
         return vec!["<no store>".into()];
     }

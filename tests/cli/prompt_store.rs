@@ -1209,9 +1209,7 @@ fn a_failing_store_names_its_cause_below_the_error() {
     let env = Env::new();
     env.ok(&["prompt", "create", "greet", "--template", "Hi {{name}}"]);
     // A table the store needs is gone: the database's own message is the cause.
-    let conn = rusqlite::Connection::open(&env.db).unwrap();
-    conn.execute_batch("DROP TABLE tag_events").unwrap();
-    drop(conn);
+    crate::sql(&env.db, "DROP TABLE tag_events");
     let output = env.run(&["tag", "set", "greet", "staging", "--version", "1"]);
     assert_eq!(output.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -1222,4 +1220,130 @@ fn a_failing_store_names_its_cause_below_the_error() {
         "{stderr}"
     );
     assert!(lines.last().unwrap().starts_with("hint: "), "{stderr}");
+}
+
+#[test]
+fn store_copy_moves_everything_between_backends_and_refuses_a_full_destination() {
+    let env = Env::new();
+    seed(&env);
+    env.ok(&[
+        "prompt",
+        "update",
+        "customer_support_greeting",
+        "--template",
+        "v2 {{query}}",
+    ]);
+    env.ok(&[
+        "tag",
+        "set",
+        "customer_support_greeting",
+        "staging",
+        "--version",
+        "2",
+    ]);
+    env.ok(&["prompt", "create", "other", "--template", "x"]);
+    let server = crate::fault_server::FaultServer::start(std::time::Duration::from_millis(0));
+    crate::echo_prompt(&env);
+    let data = crate::echo_dataset(&env, "d.csv", &["a", "b", "c"]);
+    env.ok(&[
+        "experiment",
+        "--prompt",
+        "echo",
+        "--dataset",
+        &data,
+        "--base-url",
+        &server.base_url(),
+    ]);
+
+    // SQLite (or PostgreSQL) → PostgreSQL → a new SQLite file: each end exports byte for byte
+    // the same and lists the same experiments and results.
+    let pg = crate::postgres::fresh_database();
+    let back = env.path("back.db");
+    let back = back.to_str().unwrap();
+    let source = env.db.to_str().unwrap().to_string();
+    let copied = env.ok(&["store", "copy", "--from", &source, "--to", &pg]);
+    assert!(copied.contains("3 result(s)"), "{copied}");
+    assert!(!copied.contains(crate::postgres::PASSWORD), "{copied}");
+    env.ok(&["store", "copy", "--from", &pg, "--to", back]);
+    let mut exports = Vec::new();
+    for (i, db) in [source.as_str(), pg.as_str(), back].iter().enumerate() {
+        let dir = format!("export{i}");
+        env.ok(&["--db", db, "export", &dir]);
+        exports.push(read_tree(&env.path(&dir)));
+        let listed = env.json(&["--db", db, "experiment", "list", "--json"]);
+        let id = listed[0]["id"].as_str().unwrap().to_string();
+        let rows = env.json(&["--db", db, "experiment", "show", &id, "--rows", "--json"]);
+        let history = env.json(&[
+            "--db",
+            db,
+            "tag",
+            "history",
+            "customer_support_greeting",
+            "--json",
+        ]);
+        exports.push(vec![(
+            "json".into(),
+            format!("{listed}{rows}{history}").into_bytes(),
+        )]);
+    }
+    assert_eq!(exports[0], exports[2]);
+    assert_eq!(exports[2], exports[4]);
+    assert_eq!(exports[1], exports[3]);
+    assert_eq!(exports[3], exports[5]);
+
+    // A destination that holds anything is refused, and left as it was.
+    let before = dump(std::path::Path::new(back));
+    let out = env.run(&["store", "copy", "--from", &pg, "--to", back]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("not empty"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(crate::postgres::PASSWORD), "{stderr}");
+    assert_eq!(dump(std::path::Path::new(back)), before);
+}
+
+#[test]
+fn a_postgres_password_comes_from_pgpassword_and_is_never_printed() {
+    let env = Env::new();
+    let url = crate::postgres::fresh_database();
+    let password = crate::postgres::PASSWORD;
+    let bare = url.replace(&format!(":{password}@"), "@");
+    assert_ne!(bare, url);
+    // Without a password (none in the URL, no PGPASSWORD, no password file) the server
+    // refuses: exit 3 with the server's reason, and the store's URL shown without secrets.
+    let refused = env
+        .cmd()
+        .args(["--db", &bare, "prompt", "list"])
+        .env_remove("PGPASSWORD")
+        .env("HOME", env.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.starts_with("error: cannot open store postgres://"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: "), "{stderr}");
+    // PGPASSWORD supplies it; nothing printed carries it, with the password in the URL either.
+    for (db, env_password) in [(bare.as_str(), Some(password)), (url.as_str(), None)] {
+        let mut cmd = env.cmd();
+        cmd.args(["--db", db, "migrate"])
+            .env("HOME", env.dir.path());
+        match env_password {
+            Some(p) => cmd.env("PGPASSWORD", p),
+            None => cmd.env_remove("PGPASSWORD"),
+        };
+        let out = cmd.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("postgres://runner_test@127.0.0.1:"), "{text}");
+        assert!(!text.contains(password), "{text}");
+    }
 }

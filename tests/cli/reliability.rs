@@ -5,7 +5,7 @@
 //! random loopback port. Waits are bounded polls, never sleeps used as synchronisation.
 
 use crate::fault_server::{Entry, FaultServer, HUGE};
-use crate::{Env, dump, echo_dataset as dataset, echo_prompt};
+use crate::{Env, dump, echo_dataset as dataset, echo_prompt, integrity, sql, sql_value, try_sql};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -165,16 +165,16 @@ fn assert_accounted(f: &Faulted) {
     }
 }
 
-/// Results of an experiment, and distinct (row, repetition) pairs among them, from the file.
+/// Results of an experiment, and distinct (row, repetition) pairs among them, from the store.
 fn counts(db: &Path, id: &str) -> (i64, i64) {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    conn.query_row(
-        "SELECT COUNT(*), (SELECT COUNT(*) FROM (SELECT DISTINCT row_index, repetition \
-         FROM results WHERE experiment_id = ?1)) FROM results WHERE experiment_id = ?1",
-        [id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .unwrap()
+    let row = &sql(
+        db,
+        &format!(
+            "SELECT COUNT(*), (SELECT COUNT(*) FROM (SELECT DISTINCT row_index, repetition \
+             FROM results WHERE experiment_id = '{id}') d) FROM results WHERE experiment_id = '{id}'"
+        ),
+    )[0];
+    (row[0].parse().unwrap(), row[1].parse().unwrap())
 }
 
 /// The `error:` and `hint:` lines at the end of stderr (progress lines may come before).
@@ -712,53 +712,37 @@ fn wait_bounded(mut child: Child, limit: Duration) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn open_probe(db: &Path) -> rusqlite::Connection {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    conn.busy_timeout(Duration::from_secs(10)).unwrap();
-    conn
-}
-
 fn experiment_ids(db: &Path) -> Vec<String> {
-    let conn = open_probe(db);
-    conn.prepare("SELECT id FROM experiments ORDER BY created_at")
-        .and_then(|mut s| {
-            s.query_map([], |r| r.get(0))?
-                .collect::<Result<Vec<String>, _>>()
-        })
+    try_sql(db, "SELECT id FROM experiments ORDER BY created_at")
         .unwrap_or_default()
+        .into_iter()
+        .map(|row| row[0].clone())
+        .collect()
 }
 
 fn ok_count(db: &Path) -> usize {
-    let conn = open_probe(db);
-    conn.query_row(
-        "SELECT COUNT(*) FROM results WHERE status = 'ok'",
-        [],
-        |r| r.get::<_, i64>(0),
-    )
-    .unwrap_or(0) as usize
+    try_sql(db, "SELECT COUNT(*) FROM results WHERE status = 'ok'")
+        .and_then(|rows| rows[0][0].parse().ok())
+        .unwrap_or(0)
 }
 
 /// Every successful result: (row index, repetition) → (row id, output).
 fn successes(db: &Path, id: &str) -> BTreeMap<(i64, i64), (String, String)> {
-    let conn = open_probe(db);
-    let mut stmt = conn
-        .prepare(
+    sql(
+        db,
+        &format!(
             "SELECT row_index, repetition, row_id, output FROM results \
-             WHERE experiment_id = ?1 AND status = 'ok'",
+             WHERE experiment_id = '{id}' AND status = 'ok'"
+        ),
+    )
+    .into_iter()
+    .map(|r| {
+        (
+            (r[0].parse().unwrap(), r[1].parse().unwrap()),
+            (r[2].clone(), r[3].clone()),
         )
-        .unwrap();
-    stmt.query_map([id], |r| {
-        Ok(((r.get(0)?, r.get(1)?), (r.get(2)?, r.get(3)?)))
     })
-    .unwrap()
-    .collect::<Result<_, _>>()
-    .unwrap()
-}
-
-fn integrity(db: &Path) -> String {
-    open_probe(db)
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap()
+    .collect()
 }
 
 /// What an experiment's stored results say, without timings: for comparing two runs.
@@ -848,9 +832,7 @@ fn kill_9_at_several_points_then_resume_equals_an_uninterrupted_run() {
         let ids = experiment_ids(&env.db);
         assert_eq!(ids.len(), 1, "a resume never makes a second experiment");
         let current = id.get_or_insert_with(|| ids[0].clone()).clone();
-        let status: String = open_probe(&env.db)
-            .query_row("SELECT status FROM experiments", [], |r| r.get(0))
-            .unwrap();
+        let status = sql_value(&env.db, "SELECT status FROM experiments");
         assert_eq!(
             status, "running",
             "a killed run cannot have said it finished"
@@ -1056,13 +1038,12 @@ fn four_experiments_and_tag_moves_at_once_share_one_store() {
         assert_tag_matches_history(&env, "echo", tag);
     }
     // The writers really overlapped: tags moved while all four experiments were running.
-    let (last_start, first_end): (String, String) = open_probe(&env.db)
-        .query_row(
-            "SELECT MAX(created_at), MIN(finished_at) FROM experiments",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
+    let row = sql(
+        &env.db,
+        "SELECT MAX(created_at), MIN(finished_at) FROM experiments",
+    )
+    .remove(0);
+    let (last_start, first_end) = (row[0].clone(), row[1].clone());
     let during = tag_history(&env, "echo", "staging")
         .iter()
         .chain(tag_history(&env, "echo", "canary").iter())
@@ -1351,13 +1332,14 @@ fn a_10_mb_cell_is_data_recorded_whole() {
     ]);
     assert_eq!(out["summary"]["ok"], 2, "{out}");
     let id = out["experiment"]["id"].as_str().unwrap();
-    let length: i64 = open_probe(&env.db)
-        .query_row(
-            "SELECT length(output) FROM results WHERE experiment_id = ?1 AND row_id = 'r0'",
-            [id],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let length: i64 = sql_value(
+        &env.db,
+        &format!(
+            "SELECT length(output) FROM results WHERE experiment_id = '{id}' AND row_id = 'r0'"
+        ),
+    )
+    .parse()
+    .unwrap();
     assert_eq!(length as usize, big.len());
 }
 
@@ -1913,7 +1895,19 @@ fn the_api_key_never_reaches_the_store_any_output_or_any_file() {
     }
     // … nor in any file: the store, its -wal / -shm, the CSV, the reports, the export.
     let files = files_under(env.dir.path());
-    for wanted in ["runner.db", "rows.csv", "gate.md", "gate.xml"] {
+    let wanted: &[&str] = if crate::is_postgres(&env.db) {
+        // The store is a database: its every row is searched instead of the file.
+        let rows = dump(&env.db).join("\n");
+        assert!(!rows.is_empty());
+        assert!(
+            !rows.contains("reliability-7f3a9c1e"),
+            "the key reached the store"
+        );
+        &["rows.csv", "gate.md", "gate.xml"]
+    } else {
+        &["runner.db", "rows.csv", "gate.md", "gate.xml"]
+    };
+    for wanted in wanted {
         assert!(
             files.iter().any(|f| f.ends_with(wanted)),
             "{wanted} was not written: {files:?}"
@@ -2015,12 +2009,12 @@ fn every_sql_statement_is_parameterised() {
         let text = std::fs::read_to_string(&file).unwrap();
         let name = file.strip_prefix(&src).unwrap().display().to_string();
         // The store's unit tests (compiled only for `cargo test`) count rows table by table.
-        if name == "store/sqlite/tests.rs" {
+        if name.ends_with("tests.rs") {
             continue;
         }
         if !name.starts_with("store") {
             assert!(
-                !text.contains("rusqlite"),
+                !text.contains("rusqlite") && !text.contains("tokio_postgres"),
                 "{name}: SQL belongs in src/store only"
             );
             continue;
@@ -2066,11 +2060,14 @@ const SQL_CONSTANTS: &[&str] = &[
     "EXPERIMENT_JOINS",
     "RESULT_COLUMNS",
     "TAG_WITH_MESSAGE",
+    "TAG_COLUMNS",
 ];
 
 /// Allowed too: `base` in `resolve`, itself a `format!` of VERSION_COLUMNS (checked like every
-/// other), and `sql` in `migrate`, each migration file compiled in with `include_str!`.
-const SQL_LOCALS: &[&str] = &["base", "sql"];
+/// other), `sql` in `migrate`, each migration file compiled in with `include_str!` (and in the
+/// PostgreSQL pool, the SQL its callers pass, checked here at each call), and `statement`, the
+/// pool's prepared form of that SQL.
+const SQL_LOCALS: &[&str] = &["base", "sql", "statement"];
 
 /// (SQL strings checked, problems) in one source file.
 fn sql_problems(name: &str, text: &str) -> (usize, Vec<String>) {
@@ -2080,7 +2077,7 @@ fn sql_problems(name: &str, text: &str) -> (usize, Vec<String>) {
     .unwrap();
     let placeholder = regex::Regex::new(r"\{([^{}]*)\}").unwrap();
     let call = regex::Regex::new(
-        r"\.(execute|execute_batch|prepare|prepare_cached|query_row)\(\s*([^\s,)]*)",
+        r"\.(execute|execute_batch|prepare|prepare_cached|query_row|exec|opt|one|query|stream|batch)\(\s*([^\s,)]*)",
     )
     .unwrap();
     let mut problems = Vec::new();
@@ -2116,7 +2113,7 @@ fn sql_problems(name: &str, text: &str) -> (usize, Vec<String>) {
     for (at, _) in text.match_indices("format!(") {
         check_format(at, false, &mut problems);
     }
-    // The SQL handed to rusqlite: a literal, a `format!` (checked whatever it reads like), a
+    // The SQL handed to rusqlite or the PostgreSQL pool: a literal, a `format!` (checked whatever it reads like), a
     // constant, an allowed local, or (on a prepared statement) the parameters.
     for cap in call.captures_iter(text) {
         let first = cap.get(2).unwrap();

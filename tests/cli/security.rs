@@ -273,6 +273,13 @@ fn scorers_never_see_the_key_and_nothing_stored_carries_it() {
         "{row}"
     );
     // Not one byte of the store holds the key.
+    if super::is_postgres(&env.db) {
+        assert!(
+            !dump(&env.db).join("\n").contains(KEY),
+            "the key reached the store"
+        );
+        return;
+    }
     let bytes = std::fs::read(&env.db).unwrap();
     let wal = std::fs::read(env.db.with_extension("db-wal")).unwrap_or_default();
     for file in [bytes, wal] {
@@ -338,6 +345,12 @@ fn another_programs_database_is_never_touched() {
 #[test]
 fn reading_an_older_store_changes_nothing_until_it_is_migrated() {
     let env = Env::new();
+    if super::sqlite_only(
+        &env,
+        "store::postgres::tests::a_store_at_every_older_schema_reaches_the_newest_with_its_rows",
+    ) {
+        return;
+    }
     env.ok(&["prompt", "create", "greet", "--template", "x"]);
     // Back to schema 3, as an older runner left it.
     {

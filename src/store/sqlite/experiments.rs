@@ -384,6 +384,109 @@ impl ExperimentStore for SqliteStore {
             Ok(())
         })
     }
+
+    fn fingerprint(&self, id: &str) -> Result<Option<String>> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT fingerprint FROM experiments WHERE id = ?1")?
+                .query_row(params![id], |r| r.get::<_, Option<String>>(0))
+                .optional()?
+                .flatten())
+        })
+    }
+
+    fn restore_experiment(&self, e: &Experiment, fingerprint: Option<&str>) -> Result<()> {
+        self.write(|tx| {
+            let pid = require_prompt(tx, &e.prompt)?;
+            let (lease_owner, lease_until) = match &e.lease {
+                Some(lease) => (Some(lease.owner.as_str()), Some(lease.until.as_str())),
+                None => (None, None),
+            };
+            tx.execute(
+                "INSERT INTO experiments (id, name, prompt_id, version_id, tag, dataset_path, \
+                 dataset_hash, dataset_rows, dataset_columns, model, base_url, evaluators, settings, \
+                 planned, status, author, created_at, finished_at, wall_ms, fingerprint, \
+                 lease_owner, lease_until) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, \
+                 ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+                params![
+                    e.id,
+                    e.name,
+                    pid,
+                    e.version_id,
+                    e.tag,
+                    e.dataset.path,
+                    e.dataset.hash,
+                    e.dataset.rows,
+                    to_json(&e.dataset.columns)?,
+                    e.model,
+                    e.base_url,
+                    to_json(&e.evaluators)?,
+                    to_json(&e.settings)?,
+                    e.planned,
+                    e.status.as_str(),
+                    e.author,
+                    e.created_at,
+                    e.finished_at,
+                    e.wall_ms,
+                    fingerprint,
+                    lease_owner,
+                    lease_until,
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn visit_cache(
+        &self,
+        visit: &mut dyn FnMut(&str, CachedResponse, &str) -> Result<()>,
+    ) -> Result<()> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT key, output, finish_reason, prompt_tokens, completion_tokens, http_status, \
+                 latency_ms, created_at FROM response_cache ORDER BY key",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let key: String = r.get(0)?;
+                let created_at: String = r.get(7)?;
+                let response = CachedResponse {
+                    output: r.get(1)?,
+                    finish_reason: r.get(2)?,
+                    prompt_tokens: r.get(3)?,
+                    completion_tokens: r.get(4)?,
+                    http_status: r.get(5)?,
+                    latency_ms: r.get(6)?,
+                    created_at: created_at.clone(),
+                };
+                visit(&key, response, &created_at)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn restore_cache(&self, entries: &[(String, CachedResponse, String)]) -> Result<()> {
+        self.write(|tx| {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO response_cache (key, output, finish_reason, prompt_tokens, \
+                 completion_tokens, http_status, latency_ms, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for (key, r, created_at) in entries {
+                insert.execute(params![
+                    key,
+                    r.output,
+                    r.finish_reason,
+                    r.prompt_tokens,
+                    r.completion_tokens,
+                    r.http_status,
+                    r.latency_ms,
+                    created_at,
+                ])?;
+            }
+            Ok(())
+        })
+    }
 }
 
 impl ResultSink for SqliteStore {

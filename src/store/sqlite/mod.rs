@@ -465,6 +465,17 @@ impl PromptStore for SqliteStore {
     }
 
     fn import(&self, archives: &[PromptArchive]) -> Result<()> {
+        self.import_archives(archives, false)
+    }
+
+    fn restore(&self, archives: &[PromptArchive]) -> Result<()> {
+        self.import_archives(archives, true)
+    }
+}
+
+impl SqliteStore {
+    /// Writes whole prompts, all or none; `keep_ids` keeps the tag events' ids.
+    fn import_archives(&self, archives: &[PromptArchive], keep_ids: bool) -> Result<()> {
         self.write(|tx| {
             for archive in archives {
                 if prompt_id(tx, &archive.name)?.is_some() {
@@ -480,11 +491,12 @@ impl PromptStore for SqliteStore {
                 for v in &archive.versions {
                     insert_version_row(tx, pid, v)?;
                 }
+                // A NULL id is numbered by the table, as in every other write.
                 for e in &archive.history {
                     tx.execute(
                         "INSERT INTO tag_events (prompt_id, tag, action, from_version_id, \
-                         to_version_id, actor, message, at, forced, evidence) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                         to_version_id, actor, message, at, forced, evidence, id) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                         params![
                             pid,
                             e.tag,
@@ -496,6 +508,7 @@ impl PromptStore for SqliteStore {
                             e.at,
                             e.forced,
                             e.evidence.as_ref().map(|v| v.to_string()),
+                            keep_ids.then_some(e.id),
                         ],
                     )?;
                 }

@@ -1,0 +1,35 @@
+//! `runner store copy`: a whole store into an empty one, between any two backends.
+
+use super::out;
+use crate::cli::{StoreCommand, StoreCopyArgs};
+use crate::error::{Error, Result};
+use crate::store;
+
+pub fn run(command: StoreCommand) -> Result<()> {
+    match command {
+        StoreCommand::Copy(args) => copy(args),
+    }
+}
+
+fn copy(args: StoreCopyArgs) -> Result<()> {
+    if store::display_location(&args.from) == store::display_location(&args.to) {
+        return Err(Error::invalid("--from and --to name the same store")
+            .with_hint("copy into a new file or an empty database"));
+    }
+    let from = store::open_for_reading(&args.from)?;
+    let to = store::open(&args.to)?;
+    let copied = store::copy::copy(&*from, &*to)?;
+    out(&format!(
+        "copied {} prompt(s), {} version(s), {} tag event(s), {} experiment(s), {} result(s) and \
+         {} cached answer(s) from {} to {}",
+        copied.prompts,
+        copied.versions,
+        copied.events,
+        copied.experiments,
+        copied.results,
+        copied.cached,
+        from.location(),
+        to.location()
+    ));
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! A whole store into an empty one through the traits alone, so any backend copies to any
+//! other: prompts with their versions, tags and history (event ids kept), experiments as
+//! recorded (ids, times, status, fingerprint), every result with its scores, and the cache.
+
+use super::{Result, Store, StoreError};
+use crate::model::RunResult;
+
+/// Results written per transaction.
+const BATCH: usize = 1000;
+
+/// What a copy wrote.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Copied {
+    pub prompts: usize,
+    pub versions: usize,
+    pub events: usize,
+    pub experiments: usize,
+    pub results: usize,
+    pub cached: usize,
+}
+
+/// Copies everything in `from` into `to`, which must hold nothing yet.
+pub fn copy(from: &dyn Store, to: &dyn Store) -> Result<Copied> {
+    if !to.prompts()?.is_empty() || !to.experiments(None)?.is_empty() {
+        return Err(StoreError::NotEmpty {
+            location: to.location(),
+        });
+    }
+    let mut copied = Copied::default();
+    let archives = from
+        .prompts()?
+        .into_iter()
+        .map(|(prompt, _)| from.archive(&prompt.name))
+        .collect::<Result<Vec<_>>>()?;
+    copied.prompts = archives.len();
+    copied.versions = archives.iter().map(|a| a.versions.len()).sum();
+    copied.events = archives.iter().map(|a| a.history.len()).sum();
+    to.restore(&archives)?;
+    // Oldest first, so experiments created in the same instant list in the same order.
+    let mut experiments = from.experiments(None)?;
+    experiments.reverse();
+    for experiment in &experiments {
+        to.restore_experiment(experiment, from.fingerprint(&experiment.id)?.as_deref())?;
+        let mut batch: Vec<RunResult> = Vec::with_capacity(BATCH);
+        from.visit_results(&experiment.id, &mut |result| {
+            batch.push(result);
+            if batch.len() == BATCH {
+                to.write_results(&experiment.id, &batch)?;
+                copied.results += batch.len();
+                batch.clear();
+            }
+            Ok(())
+        })?;
+        to.write_results(&experiment.id, &batch)?;
+        copied.results += batch.len();
+        copied.experiments += 1;
+    }
+    let mut entries = Vec::new();
+    from.visit_cache(&mut |key, response, created_at| {
+        entries.push((key.to_string(), response, created_at.to_string()));
+        if entries.len() == BATCH {
+            to.restore_cache(&entries)?;
+            copied.cached += entries.len();
+            entries.clear();
+        }
+        Ok(())
+    })?;
+    to.restore_cache(&entries)?;
+    copied.cached += entries.len();
+    Ok(copied)
+}

@@ -1,0 +1,168 @@
+//! What only the PostgreSQL store has to prove against a real server: its migrations and
+//! refusals, and that a password never shows. The store's contract is tested on both
+//! backends in `store::tests`.
+
+use super::*;
+use crate::store::test_cluster::{self, PASSWORD, USER};
+use crate::store::tests::Fixture;
+
+fn dbname(url: &str) -> &str {
+    url.rsplit('/').next().unwrap()
+}
+
+/// Every row of every table and the list of tables, as text.
+fn dump(fx: &Fixture) -> String {
+    let tables = fx
+        .raw(
+            "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables \
+             WHERE schemaname = 'public'",
+        )
+        .unwrap();
+    let mut out = tables.clone();
+    for table in tables.split(',').filter(|t| !t.is_empty()) {
+        out.push_str(
+            &fx.raw(&format!("SELECT t::text FROM {table} t ORDER BY 1"))
+                .unwrap(),
+        );
+    }
+    out
+}
+
+#[test]
+fn concurrent_first_connections_migrate_once() {
+    let fx = Fixture::postgres();
+    let url = fx.location.to_str().unwrap().to_string();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || PgStore::open(&url).map(|s| s.schema_version()))
+        })
+        .collect();
+    for t in threads {
+        let version = t.join().unwrap().unwrap().unwrap();
+        assert_eq!(version, PgStore::latest_schema_version());
+    }
+    assert_eq!(fx.raw("SELECT version FROM runner_schema").unwrap(), "5");
+    assert_eq!(fx.count("runner_schema"), 1);
+}
+
+#[test]
+fn a_newer_schema_is_refused_and_left_alone() {
+    let fx = Fixture::postgres();
+    fx.open();
+    fx.raw("UPDATE runner_schema SET version = 99").unwrap();
+    let before = dump(&fx);
+    let url = fx.location.to_str().unwrap();
+    assert!(matches!(
+        PgStore::open(url),
+        Err(StoreError::NewerSchema { found: 99, .. })
+    ));
+    assert!(matches!(
+        PgStore::open_read_only(url),
+        Err(StoreError::NewerSchema { found: 99, .. })
+    ));
+    assert_eq!(dump(&fx), before);
+}
+
+#[test]
+fn another_programs_database_is_refused_untouched() {
+    let fx = Fixture::postgres();
+    fx.raw("CREATE TABLE notes (x TEXT); INSERT INTO notes VALUES ('kept')")
+        .unwrap();
+    let before = dump(&fx);
+    let url = fx.location.to_str().unwrap();
+    let err = PgStore::open(url).err().unwrap();
+    assert!(matches!(err, StoreError::ForeignDatabase { .. }), "{err}");
+    assert!(!err.to_string().contains(PASSWORD));
+    assert!(matches!(
+        PgStore::open_read_only(url),
+        Err(StoreError::ForeignDatabase { .. })
+    ));
+    assert_eq!(dump(&fx), before);
+}
+
+#[test]
+fn reading_an_empty_database_creates_nothing() {
+    let fx = Fixture::postgres();
+    let store = crate::store::open_for_reading(&fx.location).unwrap();
+    assert!(store.prompts().unwrap().is_empty());
+    assert_eq!(dump(&fx), "");
+}
+
+#[test]
+fn a_store_at_every_older_schema_reaches_the_newest_with_its_rows() {
+    for applied in 1..PgStore::latest_schema_version() as usize {
+        let fx = Fixture::postgres();
+        let mut sql = String::from(
+            "CREATE TABLE runner_schema (only_row BOOLEAN PRIMARY KEY DEFAULT TRUE \
+             CHECK (only_row), version BIGINT NOT NULL);",
+        );
+        for migration in MIGRATIONS.iter().take(applied) {
+            sql.push_str(migration);
+        }
+        sql.push_str(&format!(
+            "INSERT INTO runner_schema (version) VALUES ({applied});
+             INSERT INTO prompts (name, created_at) VALUES ('p', 't');
+             INSERT INTO prompt_versions (id, prompt_id, seq, template_type, format, template,
+               params, metadata, author, content_hash, created_at)
+             VALUES ('v1', 1, 1, 'str', 'none', 'hello', '{{}}', '{{}}', 'a', 'h', 't');"
+        ));
+        fx.raw(&sql).unwrap();
+        let url = fx.location.to_str().unwrap();
+        assert!(matches!(
+            PgStore::open_read_only(url),
+            Err(StoreError::OlderSchema { .. })
+        ));
+        let store = PgStore::open(url).unwrap();
+        assert_eq!(
+            store.schema_version().unwrap(),
+            PgStore::latest_schema_version()
+        );
+        assert_eq!(
+            store.versions("p").unwrap()[0].template,
+            Template::Str("hello".into())
+        );
+        assert!(
+            crate::store::ExperimentStore::experiments(&store, None)
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
+#[test]
+fn the_password_shows_nowhere_and_comes_from_the_environment_or_a_file() {
+    let fx = Fixture::postgres();
+    let url = fx.location.to_str().unwrap().to_string();
+    let store = PgStore::open(&url).unwrap();
+    assert!(!store.location().contains(PASSWORD));
+    assert!(
+        store
+            .location()
+            .starts_with(&format!("postgres://{USER}@127.0.0.1:"))
+    );
+    assert!(!crate::store::display_location(&fx.location).contains(PASSWORD));
+
+    let wrong = url.replace(PASSWORD, "not-the-password");
+    let err = PgStore::open(&wrong).err().unwrap();
+    let shown = format!("{err} {:?}", std::error::Error::source(&err));
+    assert!(matches!(err, StoreError::Open { .. }), "{shown}");
+    assert!(shown.contains("password authentication failed"), "{shown}");
+    assert!(!shown.contains("not-the-password"), "{shown}");
+
+    let port = test_cluster::cluster().port;
+    let bare = format!("postgres://{USER}@127.0.0.1:{port}/{}", dbname(&url));
+    // A password file named in the URL, as libpq reads it.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pgpass");
+    std::fs::write(&file, format!("127.0.0.1:{port}:*:{USER}:{PASSWORD}\n")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let with_file = format!("{bare}?passfile={}", file.display());
+    assert_eq!(
+        PgStore::open(&with_file).unwrap().schema_version().unwrap(),
+        PgStore::latest_schema_version()
+    );
+}
