@@ -896,10 +896,13 @@ fn kill_9_at_several_points_then_resume_equals_an_uninterrupted_run() {
         assert_eq!(finished.get(key), Some(value));
     }
     // Only what was in flight at each kill (8 at most), or had finished but was not committed
-    // yet, is asked for twice.
+    // yet, is asked for twice. The writer commits whatever has arrived as soon as the previous
+    // commit ends, so the second part is what 8 workers finish during one commit: a few rows on
+    // an SQLite file, more while a loaded PostgreSQL server syncs its log (at 10 ms a request,
+    // 8 workers finish 8 rows per 10 ms of commit). 64 bounds a commit of up to 70 ms.
     let total = server.log().len();
     assert!(
-        resent.iter().all(|&n| n <= 16),
+        resent.iter().all(|&n| n <= 64),
         "requests lost per kill: {resent:?}"
     );
     assert_eq!(total, ROWS + resent.iter().sum::<usize>());
