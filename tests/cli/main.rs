@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `runner` binary against a fresh temporary store per test.
 
+mod browser;
 mod experiments;
 mod fault_server;
 mod first_hour;
@@ -8,6 +9,7 @@ mod prompt_store;
 mod reliability;
 mod security;
 mod serve;
+mod ui;
 
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
