@@ -195,6 +195,8 @@ fn write_results(c: &mut Criterion) {
                 columns: Vec::new(),
                 expected_column: Some("expected".to_string()),
                 no_cache: true,
+                fresh: false,
+                cache_ttl_secs: None,
                 judge_model: None,
             },
             planned: 0,

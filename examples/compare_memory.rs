@@ -63,6 +63,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 columns: Vec::new(),
                 expected_column: Some("expected".into()),
                 no_cache: true,
+                fresh: false,
+                cache_ttl_secs: None,
                 judge_model: None,
             },
             planned: rows as i64,

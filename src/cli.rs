@@ -138,6 +138,7 @@ const MOCK_EXAMPLES: &str = "\
 Examples:
   runner mock-server --port 8089
   runner mock-server --port 8089 --latency-ms 50 --responses replies.yaml
+  MOCK_PID=$(runner mock-server --port 8089 --detach)    # returns once it listens
   OPENAI_BASE_URL=http://127.0.0.1:8089/v1 runner experiment --prompt p --dataset d.csv
 
 Replies: the first rule whose regex matches the last user message wins, else the message is
@@ -232,6 +233,13 @@ pub struct RunOptions {
     /// Neither read nor write the response cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Call the endpoint for every row: use no cached answer (new answers still refresh the
+    /// cache); on compare and promote, also run new experiments instead of reusing stored ones.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Use cached answers no older than this: 90s, 30m, 12h, 7d [default: any age].
+    #[arg(long, value_name = "DURATION")]
+    pub cache_ttl: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -251,9 +259,6 @@ pub struct CompareArgs {
     /// Run whatever experiment is missing first.
     #[arg(long)]
     pub run: bool,
-    /// Run new experiments even where matching ones exist (implies --run).
-    #[arg(long)]
-    pub fresh: bool,
     /// Regressed and improved rows to show, each [default: 10].
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub rows: usize,
@@ -297,9 +302,6 @@ pub struct PromoteArgs {
     /// Evaluate and report, move nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Run new experiments even where matching ones exist.
-    #[arg(long)]
-    pub fresh: bool,
     /// Why (kept in the tag history with the evidence).
     #[arg(short = 'm', long, value_name = "TEXT")]
     pub message: Option<String>,
@@ -334,7 +336,7 @@ pub struct ExperimentListArgs {
 
 #[derive(Debug, Args)]
 pub struct ExperimentShowArgs {
-    /// Experiment id (a unique prefix is enough).
+    /// Experiment id (a unique prefix is enough), or `last` for the newest.
     pub id: String,
     /// Also list every row: input, expected, output, status and scores.
     #[arg(long)]
@@ -371,6 +373,10 @@ pub struct MockServerArgs {
     /// Reply rules: a JSON or YAML list of {pattern, reply}.
     #[arg(long, value_name = "FILE")]
     pub responses: Option<PathBuf>,
+    /// Run in the background: return once the endpoint listens, printing its process id on
+    /// stdout (stop it with `kill PID`).
+    #[arg(long)]
+    pub detach: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,6 +3,8 @@
 
 use crate::model::{JsonObject, Message};
 use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 /// The public OpenAI endpoint, used when neither `--base-url` nor `OPENAI_BASE_URL` is set.
@@ -115,6 +117,126 @@ pub struct Client {
     /// per-row CPU.
     url: reqwest::Url,
     config: ClientConfig,
+    retries: Arc<Retries>,
+}
+
+/// Why a request is waiting to be sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryCause {
+    Status(u16),
+    Timeout,
+    Connection,
+    Other,
+}
+
+impl std::fmt::Display for RetryCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RetryCause::Status(status) => write!(f, "HTTP {status}"),
+            RetryCause::Timeout => f.write_str("timeout"),
+            RetryCause::Connection => f.write_str("connection error"),
+            RetryCause::Other => f.write_str("bad answer"),
+        }
+    }
+}
+
+/// What the client's retries are doing now, so that a progress display does not freeze while
+/// requests sit in back-off.
+#[derive(Debug, Default)]
+pub struct Retries {
+    /// Requests sleeping before their next attempt.
+    waiting: AtomicU64,
+    /// Retries started so far.
+    total: AtomicU64,
+    /// The cause of the latest retry, encoded by `encode_cause`.
+    last_cause: AtomicU64,
+    /// When the longest current wait ends, in ms since `epoch`.
+    until_ms: AtomicU64,
+    epoch: std::sync::OnceLock<Instant>,
+}
+
+/// A snapshot of `Retries`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetryState {
+    pub waiting: u64,
+    pub total: u64,
+    pub last_cause: Option<RetryCause>,
+    /// How long until the longest current wait ends.
+    pub longest_wait: Duration,
+}
+
+fn encode_cause(cause: RetryCause) -> u64 {
+    match cause {
+        RetryCause::Status(status) => 1000 + u64::from(status),
+        RetryCause::Timeout => 1,
+        RetryCause::Connection => 2,
+        RetryCause::Other => 3,
+    }
+}
+
+fn decode_cause(code: u64) -> Option<RetryCause> {
+    match code {
+        0 => None,
+        1 => Some(RetryCause::Timeout),
+        2 => Some(RetryCause::Connection),
+        n if n >= 1000 => u16::try_from(n - 1000).ok().map(RetryCause::Status),
+        _ => Some(RetryCause::Other),
+    }
+}
+
+impl Retries {
+    fn now_ms(&self) -> u64 {
+        let epoch = self.epoch.get_or_init(Instant::now);
+        u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    pub fn state(&self) -> RetryState {
+        let waiting = self.waiting.load(Ordering::Relaxed);
+        let until = self.until_ms.load(Ordering::Relaxed);
+        RetryState {
+            waiting,
+            total: self.total.load(Ordering::Relaxed),
+            last_cause: decode_cause(self.last_cause.load(Ordering::Relaxed)),
+            longest_wait: if waiting > 0 {
+                Duration::from_millis(until.saturating_sub(self.now_ms()))
+            } else {
+                Duration::ZERO
+            },
+        }
+    }
+
+    /// Counts a request as waiting until the returned guard is dropped (also when the wait is
+    /// cancelled, as on Ctrl-C).
+    fn wait(&self, cause: RetryCause, wait: Duration) -> WaitGuard<'_> {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        self.last_cause
+            .store(encode_cause(cause), Ordering::Relaxed);
+        let until = self
+            .now_ms()
+            .saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+        self.until_ms.fetch_max(until, Ordering::Relaxed);
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        WaitGuard(self)
+    }
+}
+
+struct WaitGuard<'a>(&'a Retries);
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.waiting.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.0.until_ms.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+fn retry_cause(failure: &Failure) -> RetryCause {
+    match (failure.http_status, failure.kind) {
+        (Some(status), _) => RetryCause::Status(status),
+        (None, FailureKind::Timeout) => RetryCause::Timeout,
+        (None, FailureKind::Connection | FailureKind::Unreachable) => RetryCause::Connection,
+        _ => RetryCause::Other,
+    }
 }
 
 /// One attempt's outcome, before the retry decision.
@@ -217,7 +339,17 @@ impl Client {
                     reason: e.to_string(),
                 }
             })?;
-        Ok(Client { http, url, config })
+        Ok(Client {
+            http,
+            url,
+            config,
+            retries: Arc::default(),
+        })
+    }
+
+    /// What this client's retries are doing, shared with whoever shows progress.
+    pub fn retries(&self) -> Arc<Retries> {
+        self.retries.clone()
     }
 
     pub fn base_url(&self) -> &str {
@@ -261,7 +393,9 @@ impl Client {
                             ..failure
                         });
                     }
-                    tokio::time::sleep(self.backoff(attempt).max(wait_at_least)).await;
+                    let wait = self.backoff(attempt).max(wait_at_least);
+                    let _waiting = self.retries.wait(retry_cause(&failure), wait);
+                    tokio::time::sleep(wait).await;
                 }
             }
         }

@@ -505,6 +505,8 @@ mod tests {
                 columns: vec![],
                 expected_column: None,
                 no_cache: false,
+                fresh: false,
+                cache_ttl_secs: None,
                 judge_model: None,
             },
             planned: 3,

@@ -63,6 +63,8 @@ pub struct RunDefaults {
     pub dataset: Option<PathBuf>,
     pub evals: Option<Vec<String>>,
     pub judge_model: Option<String>,
+    /// How old a cached answer may be and still be used (`90s`, `30m`, `12h`, `7d`).
+    pub cache_ttl: Option<String>,
     pub gate: Option<GateConfig>,
     pub thresholds: Option<Thresholds>,
 }
@@ -88,6 +90,7 @@ struct ConfigFile {
     dataset: Option<PathBuf>,
     evals: Option<Vec<String>>,
     judge_model: Option<String>,
+    cache_ttl: Option<String>,
     gate: Option<GateConfig>,
     thresholds: Option<Thresholds>,
     protected_tags: Option<Vec<String>>,
@@ -108,6 +111,7 @@ impl From<ConfigFile> for Config {
                 dataset: f.dataset,
                 evals: f.evals,
                 judge_model: f.judge_model,
+                cache_ttl: f.cache_ttl,
                 gate: f.gate,
                 thresholds: f.thresholds,
             },
@@ -184,6 +188,7 @@ impl Config {
             merged.dataset = own.dataset.or(merged.dataset);
             merged.evals = own.evals.or(merged.evals);
             merged.judge_model = own.judge_model.or(merged.judge_model);
+            merged.cache_ttl = own.cache_ttl.or(merged.cache_ttl);
             merged.gate = match (merged.gate, own.gate) {
                 (Some(base), Some(own)) => Some(GateConfig {
                     min_pass_rate: own.min_pass_rate.or(base.min_pass_rate),

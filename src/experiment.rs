@@ -65,6 +65,8 @@ pub struct Tally {
     pub done: u64,
     pub errors: u64,
     pub cached: u64,
+    /// Requests waiting in back-off now, retries so far, and why the latest one waits.
+    pub retry: crate::client::RetryState,
 }
 
 /// How often a running experiment reports its progress.
@@ -89,7 +91,30 @@ pub struct Plan {
     pub evaluators: Vec<Evaluator>,
     pub client: Client,
     pub judge_model: String,
-    pub cache: bool,
+    pub cache: CacheUse,
+}
+
+/// How a run uses the response cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheUse {
+    /// Answers already in the cache may stand for a call.
+    pub read: bool,
+    /// New answers are kept for later runs.
+    pub write: bool,
+    /// A cached answer older than this is not used (the call is made and the entry renewed).
+    pub max_age: Option<Duration>,
+}
+
+impl CacheUse {
+    /// From an experiment's stored settings: `--no-cache` neither reads nor writes, `--fresh`
+    /// writes but never reads.
+    pub fn of(settings: &crate::model::RunSettings) -> CacheUse {
+        CacheUse {
+            read: !settings.no_cache && !settings.fresh,
+            write: !settings.no_cache,
+            max_age: settings.cache_ttl_secs.map(Duration::from_secs),
+        }
+    }
 }
 
 /// Why a run stopped before its end.
@@ -115,6 +140,8 @@ pub struct Outcome {
     pub wall: Duration,
     /// Results produced by this run (not counting those a resume skipped).
     pub processed: u64,
+    /// The age of the oldest cached answer this run used, if it used any.
+    pub oldest_cached: Option<Duration>,
 }
 
 /// Template variables no column or constant supplies.
@@ -293,17 +320,35 @@ async fn ticking<F: std::future::Future>(
 /// Results counted as tasks finish them.
 #[derive(Default)]
 struct Counters {
+    /// The client's retry state, read into each tally.
+    retries: Arc<crate::client::Retries>,
     done: AtomicU64,
     errors: AtomicU64,
     cached: AtomicU64,
+    /// Milliseconds: the oldest cached answer used so far.
+    oldest_cached_ms: AtomicU64,
 }
 
 impl Counters {
+    fn note_cache_age(&self, age: Duration) {
+        let ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.oldest_cached_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// The age of the oldest cached answer used, if any was.
+    pub fn oldest_cached(&self) -> Option<Duration> {
+        match self.oldest_cached_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
+
     fn tally(&self) -> Tally {
         Tally {
             done: self.done.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             cached: self.cached.load(Ordering::Relaxed),
+            retry: self.retries.state(),
         }
     }
 }
@@ -337,10 +382,13 @@ pub async fn run(
         planned: plan.experiment.planned as u64,
         already: done.count(),
     });
-    let counters = Arc::new(Counters::default());
+    let counters = Arc::new(Counters {
+        retries: plan.client.retries(),
+        ..Counters::default()
+    });
     let settings = plan.experiment.settings.clone();
     let experiment_id = plan.experiment.id.clone();
-    let cache = plan.cache.then_some(cache);
+    let cache = (plan.cache.read || plan.cache.write).then_some(cache);
     let shared = Arc::new(Shared {
         plan,
         counters,
@@ -492,6 +540,7 @@ pub async fn run(
         stop,
         wall: started.elapsed(),
         processed,
+        oldest_cached: shared.counters.oldest_cached(),
     })
 }
 
@@ -540,17 +589,32 @@ fn expected_of(row: &Row, plan: &Plan) -> Option<String> {
     }
 }
 
-/// Cache key: endpoint, the exact request body and the repetition, so repetitions stay
-/// independent samples.
-fn cache_key(base_url: &str, body: &[u8], repetition: usize) -> String {
+/// Cache key: endpoint, the exact request body, the row and the repetition. Keyed by row, a
+/// cached answer is always this row's own answer from an earlier run: two rows that render the
+/// same request are two samples, and a first run never reports an answer as cached.
+fn cache_key(base_url: &str, body: &[u8], row_id: &str, repetition: usize) -> String {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
     hasher.update(base_url.as_bytes());
     hasher.update(b"\n");
     hasher.update(body);
     hasher.update(b"\n");
+    hasher.update(row_id.len().to_string().as_bytes());
+    hasher.update(b":");
+    hasher.update(row_id.as_bytes());
+    hasher.update(b"\n");
     hasher.update(repetition.to_string().as_bytes());
     hex(&hasher.finalize())
+}
+
+/// How old a cache entry written at `created_at` is now; None when the time cannot be read
+/// (such an entry is treated as too old to trust).
+fn entry_age(created_at: &str) -> Option<Duration> {
+    let at =
+        time::OffsetDateTime::parse(created_at, &time::format_description::well_known::Rfc3339)
+            .ok()?;
+    let age = time::OffsetDateTime::now_utc() - at;
+    Some(Duration::from_secs_f64(age.as_seconds_f64().max(0.0)))
 }
 
 async fn process(shared: &Shared, row: &Row, repetition: usize) -> RunResult {
@@ -710,9 +774,21 @@ async fn call(
     let plan = &shared.plan;
     if let Some(cache) = &shared.cache {
         let bytes = serde_json::to_vec(body).unwrap_or_default();
-        let key = cache_key(plan.client.base_url(), &bytes, repetition);
-        let hit = cache.cached_response(&key).ok().flatten();
-        if let Some(hit) = hit {
+        let key = cache_key(plan.client.base_url(), &bytes, &result.row_id, repetition);
+        let hit = if plan.cache.read {
+            cache.cached_response(&key).ok().flatten()
+        } else {
+            None
+        };
+        let hit = hit.and_then(|hit| {
+            let age = entry_age(&hit.created_at)?;
+            plan.cache
+                .max_age
+                .is_none_or(|max| age <= max)
+                .then_some((hit, age))
+        });
+        if let Some((hit, age)) = hit {
+            shared.counters.note_cache_age(age);
             result.cached = true;
             return Ok(Completion {
                 text: hit.output,
@@ -724,7 +800,9 @@ async fn call(
                 latency_ms: hit.latency_ms,
             });
         }
-        result.cache_key = Some(key);
+        if plan.cache.write {
+            result.cache_key = Some(key);
+        }
     }
     plan.client.complete(body).await
 }
@@ -789,11 +867,14 @@ mod tests {
     }
 
     #[test]
-    fn cache_keys_differ_by_endpoint_body_and_repetition() {
-        let a = cache_key("http://a", b"{}", 0);
-        assert_eq!(a, cache_key("http://a", b"{}", 0));
-        assert_ne!(a, cache_key("http://b", b"{}", 0));
-        assert_ne!(a, cache_key("http://a", b"{ }", 0));
-        assert_ne!(a, cache_key("http://a", b"{}", 1));
+    fn cache_keys_differ_by_endpoint_body_row_and_repetition() {
+        let a = cache_key("http://a", b"{}", "1", 0);
+        assert_eq!(a, cache_key("http://a", b"{}", "1", 0));
+        assert_ne!(a, cache_key("http://b", b"{}", "1", 0));
+        assert_ne!(a, cache_key("http://a", b"{ }", "1", 0));
+        assert_ne!(a, cache_key("http://a", b"{}", "2", 0));
+        assert_ne!(a, cache_key("http://a", b"{}", "1", 1));
+        // The row id is length-prefixed: no id and body split can collide with another.
+        assert_ne!(cache_key("u", b"x", "12", 0), cache_key("u", b"x", "1", 20));
     }
 }

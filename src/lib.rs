@@ -24,6 +24,7 @@ pub mod eval;
 pub mod experiment;
 pub mod gate;
 pub mod input;
+pub mod limit;
 pub mod mock;
 pub mod model;
 pub mod report;

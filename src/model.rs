@@ -521,6 +521,13 @@ pub struct RunSettings {
     pub expected_column: Option<String>,
     pub no_cache: bool,
     pub judge_model: Option<String>,
+    /// `--fresh`: every row goes to the endpoint; no cached answer is used (fresh ones are
+    /// still written, so the next run can use them).
+    #[serde(default)]
+    pub fresh: bool,
+    /// `--cache-ttl`: a cached answer older than this many seconds is not used.
+    #[serde(default)]
+    pub cache_ttl_secs: Option<u64>,
 }
 
 /// One run of a prompt version over a dataset.
@@ -615,6 +622,8 @@ pub struct CachedResponse {
     pub completion_tokens: Option<i64>,
     pub http_status: Option<u16>,
     pub latency_ms: f64,
+    /// When the answer was received (RFC 3339), so a run can tell its age.
+    pub created_at: String,
 }
 
 /// Per evaluator aggregates. Errored calls count as failures: the denominator is every result.
@@ -669,6 +678,8 @@ pub struct RunStats {
     /// Results this run produced.
     pub processed: u64,
     pub wall_secs: f64,
+    /// The age in seconds of the oldest cached answer this run used, if it used any.
+    pub oldest_cached_secs: Option<f64>,
 }
 
 impl RunStats {

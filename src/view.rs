@@ -69,6 +69,8 @@ pub struct RunView {
     pub processed: u64,
     pub wall_secs: f64,
     pub rows_per_sec: f64,
+    /// Age in seconds of the oldest cached answer the run used; null when it used none.
+    pub oldest_cached_secs: Option<f64>,
 }
 
 impl From<&RunStats> for RunView {
@@ -77,6 +79,7 @@ impl From<&RunStats> for RunView {
             processed: run.processed,
             wall_secs: run.wall_secs,
             rows_per_sec: run.rows_per_sec(),
+            oldest_cached_secs: run.oldest_cached_secs,
         }
     }
 }

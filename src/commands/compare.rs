@@ -54,7 +54,7 @@ pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
             };
             // Both sides are checked before either runs.
             let (base, cand) = (side(base_tag)?, side(cand_tag)?);
-            let reuse = Reuse::from_flags(args.run, args.fresh);
+            let reuse = Reuse::from_flags(args.run, args.options.fresh);
             let terminal = report::Terminal::default();
             (
                 evidence(base, ctx, reuse, &request.evals, &terminal, interrupted)?,
@@ -170,7 +170,7 @@ pub fn promote(args: PromoteArgs, ctx: &Context) -> Result<u8> {
         dataset: args.dataset.as_deref(),
         run: run_request(&args.options),
         policy,
-        fresh: args.fresh,
+        fresh: args.options.fresh,
         dry_run: args.dry_run,
         message: args.message.clone(),
     };

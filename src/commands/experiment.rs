@@ -87,6 +87,8 @@ pub fn run_request(options: &RunOptions) -> RunRequest {
         expected_column: options.expected_column.clone(),
         judge_model: options.judge_model.clone(),
         no_cache: options.no_cache,
+        fresh: options.fresh,
+        cache_ttl: options.cache_ttl.clone(),
     }
 }
 
@@ -171,7 +173,19 @@ fn list(args: ExperimentListArgs, ctx: &Context) -> Result<()> {
 
 fn show(args: ExperimentShowArgs, ctx: &Context) -> Result<()> {
     let store = ctx.store_for_reading()?;
-    let experiment = as_seen(store.experiment(&args.id)?);
+    // `last`: the newest experiment (ids start with `exp_`, so no id is spelled so).
+    let id = if args.id == "last" {
+        match store.experiments(None)?.into_iter().next() {
+            Some(newest) => newest.id,
+            None => {
+                return Err(Error::invalid("there is no experiment yet")
+                    .with_hint("run one: runner experiment --prompt NAME --dataset FILE"));
+            }
+        }
+    } else {
+        args.id.clone()
+    };
+    let experiment = as_seen(store.experiment(&id)?);
     let summary = store.summary(&experiment)?;
     let keep = |r: &RunResult| {
         let errored = r.status == ResultStatus::Error;

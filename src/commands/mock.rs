@@ -6,6 +6,7 @@ use crate::error::{Error, Result, exit};
 use std::time::Duration;
 
 pub fn run(args: MockServerArgs) -> Result<u8> {
+    // Checked here even when detaching, so a bad file is exit 2 before anything starts.
     let rules = match &args.responses {
         Some(path) => crate::mock::load_rules(path).map_err(|e| {
             Error::invalid(e.to_string()).with_hint(
@@ -14,6 +15,9 @@ pub fn run(args: MockServerArgs) -> Result<u8> {
         })?,
         None => Vec::new(),
     };
+    if args.detach {
+        return detach(&args);
+    }
     let config = crate::mock::MockConfig {
         latency: Duration::from_millis(args.latency_ms),
         rules,
@@ -39,5 +43,64 @@ pub fn run(args: MockServerArgs) -> Result<u8> {
         .await
         .map_err(|e| Error::operational(format!("mock endpoint failed: {e}")))
     })?;
+    Ok(exit::OK)
+}
+
+/// Starts the endpoint as a child process of its own and returns once it listens, printing
+/// the child's pid: a script (or the README's walkthrough) gets an endpoint that is ready,
+/// without a sleep, and stops it with `kill PID`.
+fn detach(args: &MockServerArgs) -> Result<u8> {
+    use std::io::{BufRead, Read};
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::operational(format!("cannot find runner's own program: {e}")))?;
+    let mut command = Command::new(exe);
+    command
+        .arg("mock-server")
+        .arg("--port")
+        .arg(args.port.to_string())
+        .arg("--latency-ms")
+        .arg(args.latency_ms.to_string());
+    if let Some(path) = &args.responses {
+        command.arg("--responses").arg(path);
+    }
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    #[cfg(unix)]
+    {
+        // Its own process group: a Ctrl-C meant for the shell's next command leaves it be.
+        use std::os::unix::process::CommandExt;
+        command.process_group(0);
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|e| Error::operational(format!("cannot start the mock endpoint: {e}")))?;
+    let mut first = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        let _ = std::io::BufReader::new(stdout).read_line(&mut first);
+    }
+    if !first.contains("listening on") {
+        // It stopped before listening: its own error says why (a bad rules file, a busy port).
+        let _ = child.wait();
+        let mut stderr = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        let reason = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("error: "))
+            .unwrap_or("it exited before listening")
+            .to_string();
+        return Err(
+            Error::operational(format!("the mock endpoint did not start: {reason}"))
+                .with_hint("pick another --port, or check the --responses file"),
+        );
+    }
+    let pid = child.id();
+    let listening = first.trim().trim_end_matches("; Ctrl-C stops it");
+    crate::note!("{listening}, pid {pid}: stop it with `kill {pid}`");
+    out(&pid.to_string());
     Ok(exit::OK)
 }

@@ -29,6 +29,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         .or_else(default_author)
         .unwrap_or_else(|| "unknown".into());
     let ctx = Context::new(cli.db, author, cli.config);
+    crate::report::fit_tables_to(crate::report::terminal_width());
     match cli.command {
         Command::Prompt(command) => prompt::run(command, &ctx).map(|_| exit::OK),
         Command::Tag(command) => tag::run(command, &ctx).map(|_| exit::OK),

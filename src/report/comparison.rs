@@ -5,7 +5,6 @@ use super::excerpt;
 use crate::compare::{Comparison, RowChange};
 use crate::gate::Verdict;
 use crate::view::PromotionView;
-use comfy_table::{Table, presets};
 use serde_json::Value;
 
 /// A titled table, rendered as text or Markdown.
@@ -18,13 +17,7 @@ struct Section {
 }
 
 fn text_table(headers: &[String], rows: &[Vec<String>]) -> String {
-    let mut table = Table::new();
-    table.load_style(presets::UTF8_FULL_CONDENSED);
-    table.set_header(headers.to_vec());
-    for row in rows {
-        table.add_row(row.clone());
-    }
-    table.to_string()
+    super::boxed_table(Some(headers.to_vec()), rows.to_vec())
 }
 
 fn markdown_cell(text: &str) -> String {

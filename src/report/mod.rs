@@ -16,10 +16,57 @@ use std::collections::BTreeMap;
 
 /// A plain table: a header row and aligned columns, no borders, easy to read and to grep.
 pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    table_within(headers, rows, WIDTH.get().copied().flatten())
+}
+
+/// The width tables are fitted to, set once per process by the command dispatcher; unset (as
+/// in tests), tables take the room they need.
+static WIDTH: std::sync::OnceLock<Option<u16>> = std::sync::OnceLock::new();
+
+/// Lines a row's cell may take when the table is fitted to a width; the rest is cut, marked.
+const MAX_CELL_LINES: usize = 3;
+
+/// Fits every table this process prints to `width` columns.
+pub fn fit_tables_to(width: Option<u16>) {
+    let _ = WIDTH.set(width);
+}
+
+/// The width of the terminal stdout goes to: `COLUMNS` when set (so a pipe can ask for a
+/// width), else the terminal's own; None when stdout is not a terminal.
+pub fn terminal_width() -> Option<u16> {
+    use std::io::IsTerminal;
+    if let Some(columns) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<u16>().ok())
+        .filter(|c| *c >= 20)
+    {
+        return Some(columns);
+    }
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    Table::new().width().filter(|w| *w >= 20)
+}
+
+/// A table in `width` columns at most: comfy-table's dynamic arrangement wraps long cells, a
+/// cell longer than `MAX_CELL_LINES` lines is cut with `…`. The full text stays in `--json`
+/// and `--csv`.
+pub fn table_within(headers: &[&str], rows: Vec<Vec<String>>, width: Option<u16>) -> String {
     let mut table = Table::new();
     table.load_style(presets::NOTHING);
     table.set_header(headers.iter().map(|h| h.to_string()));
+    if let Some(width) = width {
+        // One more than asked: the leading padding column is stripped below.
+        table
+            .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
+            .set_width(width.saturating_add(1))
+            .set_truncation_indicator("…");
+    }
     for row in rows {
+        let mut row = comfy_table::Row::from(row);
+        if width.is_some() {
+            row.max_height(MAX_CELL_LINES);
+        }
         table.add_row(row);
     }
     // comfy-table pads every cell by one space on each side; the outer padding and trailing
@@ -34,6 +81,20 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// An age as a person says it: `42 s`, `5 min`, `3 h`, `2 d`.
+pub fn age_text(secs: f64) -> String {
+    let secs = secs.max(0.0);
+    if secs < 90.0 {
+        format!("{secs:.0} s")
+    } else if secs < 90.0 * 60.0 {
+        format!("{:.0} min", secs / 60.0)
+    } else if secs < 36.0 * 3600.0 {
+        format!("{:.0} h", secs / 3600.0)
+    } else {
+        format!("{:.0} d", secs / 86400.0)
+    }
 }
 
 /// `2026-11-24T07:30:00.123Z` → `2026-11-24 07:30:00`: tables show seconds, JSON keeps everything.
@@ -458,10 +519,17 @@ pub fn experiment_summary(e: &Experiment, s: &Summary, run: Option<&RunStats>) -
         vec![
             "rows".into(),
             format!(
-                "{} ok, {} errored, {} cached{}",
+                "{} ok, {} errored, {} cached{}{}",
                 s.ok,
                 s.errored,
                 s.cached,
+                match run.and_then(|r| r.oldest_cached_secs) {
+                    Some(age) => format!(
+                        " (answers from earlier runs, up to {} old; --fresh calls again)",
+                        age_text(age)
+                    ),
+                    None => String::new(),
+                },
                 if s.missing > 0 {
                     format!(", {} not run", s.missing)
                 } else {
@@ -526,9 +594,28 @@ pub fn experiment_summary(e: &Experiment, s: &Summary, run: Option<&RunStats>) -
             format!("{:.2} s", e.wall_ms as f64 / 1000.0),
         ]),
     }
+    boxed_table(None, rows)
+}
+
+/// A table with borders (summaries, comparisons), fitted to the width like `table`.
+pub fn boxed_table(headers: Option<Vec<String>>, rows: Vec<Vec<String>>) -> String {
+    let width = WIDTH.get().copied().flatten();
     let mut table = Table::new();
     table.load_style(presets::UTF8_FULL_CONDENSED);
+    if let Some(width) = width {
+        table
+            .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
+            .set_width(width)
+            .set_truncation_indicator("…");
+    }
+    if let Some(headers) = headers {
+        table.set_header(headers);
+    }
     for row in rows {
+        let mut row = comfy_table::Row::from(row);
+        if width.is_some() {
+            row.max_height(MAX_CELL_LINES);
+        }
         table.add_row(row);
     }
     table.to_string()
@@ -665,6 +752,23 @@ pub fn results_table(e: &Experiment, rows: Vec<Vec<String>>) -> String {
     table(&headers, rows)
 }
 
+/// The progress line's account of retries: how many requests wait, why, and for how long, so
+/// that a run held back by an endpoint's rate limit says so instead of looking frozen.
+fn retry_text(retry: &crate::client::RetryState) -> String {
+    let cause = retry
+        .last_cause
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "retry".into());
+    match (retry.waiting, retry.total) {
+        (0, 0) => String::new(),
+        (0, total) => format!(", {total} retried"),
+        (waiting, total) => format!(
+            ", {waiting} waiting to retry after {cause} (up to {:.1} s more; {total} retried)",
+            retry.longest_wait.as_secs_f64()
+        ),
+    }
+}
+
 /// What the terminal shows of one run: a bar on a terminal, else a line every few seconds.
 struct Progress {
     id: String,
@@ -711,8 +815,10 @@ impl Progress {
             Some(bar) => {
                 bar.set_position(self.already + tally.done);
                 bar.set_message(format!(
-                    "{rate:.1} rows/s, errors {}, cached {}",
-                    tally.errors, tally.cached
+                    "{rate:.1} rows/s, errors {}, cached {}{}",
+                    tally.errors,
+                    tally.cached,
+                    retry_text(&tally.retry)
                 ));
             }
             None => {
@@ -727,12 +833,13 @@ impl Progress {
     fn line(&mut self, rate: f64) {
         let t = self.last;
         crate::note!(
-            "{}: {}/{} rows, {rate:.1} rows/s, {} errors, {} cached",
+            "{}: {}/{} rows, {rate:.1} rows/s, {} errors, {} cached{}",
             self.id,
             self.already + t.done,
             self.total,
             t.errors,
-            t.cached
+            t.cached,
+            retry_text(&t.retry)
         );
         self.last_line = Some(std::time::Instant::now());
     }

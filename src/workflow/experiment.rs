@@ -39,6 +39,10 @@ pub struct RunRequest {
     pub expected_column: Option<String>,
     pub judge_model: Option<String>,
     pub no_cache: bool,
+    /// Call the endpoint for every row: no cached answer stands for a call.
+    pub fresh: bool,
+    /// How old a cached answer may be (`90s`, `30m`, `12h`, `7d`); default: any age.
+    pub cache_ttl: Option<String>,
 }
 
 /// How a launched or resumed run ended, as stored.
@@ -115,11 +119,43 @@ fn settings(options: &RunRequest, defaults: &RunDefaults) -> Result<RunSettings>
         columns,
         expected_column: options.expected_column.clone(),
         no_cache: options.no_cache,
+        fresh: options.fresh,
+        cache_ttl_secs: options
+            .cache_ttl
+            .as_deref()
+            .or(defaults.cache_ttl.as_deref())
+            .map(parse_duration)
+            .transpose()?,
         judge_model: options
             .judge_model
             .clone()
             .or_else(|| defaults.judge_model.clone()),
     })
+}
+
+/// `--cache-ttl` / `cache_ttl`: whole seconds, or a number with a unit (`s`, `m`, `h`, `d`).
+pub fn parse_duration(text: &str) -> Result<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => 0,
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .filter(|_| scale > 0)
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| {
+            Error::invalid(format!("--cache-ttl '{text}' is not a duration"))
+                .with_hint("write whole seconds or a number with s, m, h or d: 90s, 30m, 12h, 7d")
+        })
 }
 
 /// Checks an endpoint URL as given: well formed, http(s), and free of credentials.
@@ -448,7 +484,7 @@ fn plan(
         .judge_model
         .clone()
         .unwrap_or_else(|| experiment.model.clone());
-    let cache = !experiment.settings.no_cache;
+    let cache = experiment::CacheUse::of(&experiment.settings);
     Plan {
         experiment,
         version,
@@ -729,6 +765,7 @@ fn execute(
         stats: RunStats {
             processed: outcome.processed,
             wall_secs: outcome.wall.as_secs_f64(),
+            oldest_cached_secs: outcome.oldest_cached.map(|age| age.as_secs_f64()),
         },
         status: outcome.status,
     })

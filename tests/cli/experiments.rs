@@ -137,6 +137,132 @@ fn the_cache_answers_repeats_and_no_cache_bypasses_it() {
 }
 
 #[test]
+fn a_first_run_is_never_cached_and_fresh_and_ttl_mean_what_they_say() {
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    echo_prompt(&env);
+    // Three rows that render the very same request: three samples, not one answer shared.
+    let data = csv(&env, "same.csv", &["same", "same", "same"]);
+    let first = run_json(&env, &server, &["--prompt", "echo", "--dataset", &data]);
+    assert_eq!(first["summary"]["cached"], 0, "{first}");
+    assert_eq!(server.log().len(), 3, "every row of a first run is sent");
+    assert!(first["run"]["oldest_cached_secs"].is_null(), "{first}");
+
+    // A second run uses this row's own earlier answer and says how old it is.
+    let text = env.ok(&[
+        "experiment",
+        "--base-url",
+        &server.base_url(),
+        "--prompt",
+        "echo",
+        "--dataset",
+        &data,
+    ]);
+    assert!(
+        text.contains("3 cached (answers from earlier runs, up to"),
+        "{text}"
+    );
+    assert_eq!(server.log().len(), 3);
+    let second = run_json(&env, &server, &["--prompt", "echo", "--dataset", &data]);
+    assert!(second["run"]["oldest_cached_secs"].as_f64().unwrap() >= 0.0);
+
+    // --fresh reads no cached answer...
+    let fresh = run_json(
+        &env,
+        &server,
+        &["--prompt", "echo", "--dataset", &data, "--fresh"],
+    );
+    assert_eq!(fresh["summary"]["cached"], 0);
+    assert_eq!(server.log().len(), 6);
+    // ...and a TTL of zero makes every entry too old, so each is asked again and renewed.
+    let stale = run_json(
+        &env,
+        &server,
+        &["--prompt", "echo", "--dataset", &data, "--cache-ttl", "0s"],
+    );
+    assert_eq!(stale["summary"]["cached"], 0);
+    assert_eq!(server.log().len(), 9);
+    let recent = run_json(
+        &env,
+        &server,
+        &["--prompt", "echo", "--dataset", &data, "--cache-ttl", "1h"],
+    );
+    assert_eq!(recent["summary"]["cached"], 3);
+    assert_eq!(server.log().len(), 9);
+
+    // A duration that is not one is refused before anything runs.
+    let err = env.fails(
+        &[
+            "experiment",
+            "--base-url",
+            &server.base_url(),
+            "--prompt",
+            "echo",
+            "--dataset",
+            &data,
+            "--cache-ttl",
+            "soon",
+        ],
+        2,
+    );
+    assert!(
+        err.contains("--cache-ttl 'soon' is not a duration"),
+        "{err}"
+    );
+    assert!(err.contains("hint: write whole seconds"), "{err}");
+    assert_eq!(server.log().len(), 9);
+}
+
+#[test]
+fn promote_fresh_sends_every_row_again() {
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    echo_prompt(&env);
+    env.ok(&["tag", "set", "echo", "production", "--version", "1"]);
+    env.ok(&[
+        "prompt",
+        "update",
+        "echo",
+        "--template",
+        "{{query}}!",
+        "--tag",
+        "staging",
+    ]);
+    let data = csv(&env, "p.csv", &["a", "b"]);
+    let promote = |extra: &[&str]| {
+        let base = server.base_url();
+        let mut args = vec![
+            "promote",
+            "--prompt",
+            "echo",
+            "--from",
+            "staging",
+            "--to",
+            "production",
+            "--dataset",
+            &data,
+            "--base-url",
+            &base,
+            "--eval",
+            "contains",
+            "--dry-run",
+        ];
+        args.extend_from_slice(extra);
+        env.ok(&args);
+    };
+    promote(&[]);
+    assert_eq!(server.log().len(), 4, "two rows for each side");
+    promote(&[]);
+    assert_eq!(server.log().len(), 4, "the stored experiments are reused");
+    promote(&["--fresh"]);
+    assert_eq!(
+        server.log().len(),
+        8,
+        "--fresh runs anew and reads no cached answer"
+    );
+}
+
+#[test]
 fn faults_are_retried_or_recorded_and_every_row_is_accounted_for() {
     let env = Env::new();
     let server = FaultServer::start(Duration::ZERO);

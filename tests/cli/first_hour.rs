@@ -407,3 +407,234 @@ fn known_parameters_are_type_checked_and_unknown_ones_pass_through() {
     assert_eq!(shown["params"]["provider_specific"], "anything");
     assert_eq!(shown["params"]["max_tokens"], 100);
 }
+
+#[test]
+fn the_progress_line_says_when_requests_wait_to_retry_and_why() {
+    use super::fault_server::FaultServer;
+    use std::time::Duration;
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    super::echo_prompt(&env);
+    // One row answers 429 with Retry-After: 7 once: the run sits in back-off past the first
+    // progress line (every 5 s when stderr is not a terminal).
+    let data = super::echo_dataset(&env, "slow.csv", &["plain", "held fault=429:1:7"]);
+    let out = run_over(&env, &server.base_url(), &data, &[]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let waiting = stderr
+        .lines()
+        .find(|l| l.contains("waiting to retry"))
+        .unwrap_or_else(|| panic!("no line tells of the wait:\n{stderr}"));
+    assert!(
+        waiting.contains("1/2 rows") && waiting.contains("1 waiting to retry after HTTP 429"),
+        "{waiting}"
+    );
+    assert!(waiting.contains("s more; 1 retried)"), "{waiting}");
+    // The last line, after the wait, counts the retry without a wait.
+    let last = stderr.lines().rfind(|l| l.contains(" rows, ")).unwrap();
+    assert!(
+        last.contains("2/2 rows") && last.ends_with(", 1 retried"),
+        "{last}"
+    );
+}
+
+#[test]
+fn row_tables_fit_the_terminal_width_and_json_keeps_every_word() {
+    use super::fault_server::FaultServer;
+    use std::time::Duration;
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    super::echo_prompt(&env);
+    let long = "a long answer that goes on and on about shipping times, refunds and the \
+                warehouse in great detail, far past what one table cell can show";
+    let data = super::echo_dataset(&env, "long.csv", &[long, "short"]);
+    let out = run_over(&env, &server.base_url(), &data, &["--json"]);
+    assert!(out.status.success());
+    let id = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["experiment"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for width in [80usize, 60] {
+        let out = env
+            .cmd()
+            .env("COLUMNS", width.to_string())
+            .args(["experiment", "show", &id, "--rows"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        for line in text.lines() {
+            assert!(
+                line.chars().count() <= width,
+                "wider than {width}: {line:?}\n{text}"
+            );
+        }
+        assert!(text.contains('…'), "a cut cell is marked:\n{text}");
+        assert!(
+            text.contains("OUTPUT") && text.contains("EXPECTED"),
+            "{text}"
+        );
+    }
+    // Unfitted (a pipe without COLUMNS), and in JSON, nothing is folded away.
+    let shown = env.json(&["experiment", "show", &id, "--rows", "--json"]);
+    assert_eq!(shown["rows"][0]["output"], long);
+}
+
+/// A README block and the line it starts on.
+type Snippet = (usize, String);
+
+/// The `sh` snippets of README.md in order, each with its line; a block right after a
+/// `<!-- not run: REASON -->` line is left out (returned second, with the reason).
+fn readme_snippets() -> (Vec<Snippet>, Vec<Snippet>) {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let lines: Vec<&str> = readme.lines().collect();
+    let (mut run, mut skipped) = (Vec::new(), Vec::new());
+    let mut i = 0;
+    while i < lines.len() {
+        let fence = lines[i].trim_end();
+        if let Some(lang) = fence.strip_prefix("```") {
+            let start = i + 1;
+            let mut end = start;
+            while end < lines.len() && lines[end].trim_end() != "```" {
+                end += 1;
+            }
+            assert!(
+                !matches!(lang, "bash" | "shell" | "console" | "zsh"),
+                "README.md line {start}: shell snippets are fenced as ```sh (run by this test) \
+                 or ```text (a synopsis, not run)"
+            );
+            if lang == "sh" {
+                let body = lines[start..end].join("\n");
+                let marker = (i > 0)
+                    .then(|| lines[i - 1].trim())
+                    .and_then(|l| l.strip_prefix("<!-- not run:"))
+                    .and_then(|l| l.strip_suffix("-->"))
+                    .map(str::trim);
+                match marker {
+                    Some(reason) => {
+                        assert!(
+                            reason.split_whitespace().count() >= 3,
+                            "README.md line {start}: say why the block is not run"
+                        );
+                        skipped.push((start, reason.to_string()));
+                    }
+                    None => run.push((start, body)),
+                }
+            }
+            i = end + 1;
+        } else {
+            i += 1;
+        }
+    }
+    (run, skipped)
+}
+
+#[test]
+fn the_readme_snippets_run_in_order_in_an_empty_folder() {
+    let (snippets, skipped) = readme_snippets();
+    assert!(
+        snippets.len() >= 2,
+        "the quick start and the walkthrough run"
+    );
+    assert!(skipped.len() < snippets.len() * 4, "{skipped:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // Run as written, in one shell, in order. Two things differ, both about this machine
+    // rather than the snippets: the mock's port is a free one (tests run in parallel), and a
+    // mock left running by a failed step is stopped.
+    let mut script = String::from(
+        "set -e\ntrap 'if [ -n \"$MOCK_PID\" ]; then kill \"$MOCK_PID\" 2>/dev/null || true; fi' EXIT\n",
+    );
+    for (line, body) in &snippets {
+        script.push_str(&format!("echo '== README.md line {line}' >&2\n"));
+        script.push_str(&body.replace("8089", &port.to_string()));
+        script.push('\n');
+    }
+    let bin = assert_cmd::cargo::cargo_bin("runner");
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = assert_cmd::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env("HOME", dir.path())
+        .env("USER", "tester")
+        .env("NO_COLOR", "1")
+        .env_remove("RUNNER_DB")
+        .env_remove("RUNNER_AUTHOR")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("COLUMNS")
+        .timeout(std::time::Duration::from_secs(180))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "a README snippet failed (the last `== README.md line N` names its block)\n\
+         --- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+    // The walkthrough teaches something: the better candidate passes and moves production,
+    // the worse one fails and leaves it.
+    assert!(
+        stdout.contains("gate PASSED, tag moved: triage staging v2 → production (v1)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("gate FAILED, nothing moved: triage staging v3 → production (v2)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("gate failed with exit 1"), "{stdout}");
+    assert!(dir.path().join("runner.db").exists());
+}
+
+#[test]
+fn a_detached_mock_is_ready_when_the_command_returns_and_says_why_it_could_not_start() {
+    let env = Env::new();
+    let out = env.run(&["mock-server", "--port", "0", "--detach"]);
+    assert!(out.status.success());
+    let pid = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let url = stderr
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .trim_end_matches(',')
+        .to_string();
+    // Listening already: a request right away is answered.
+    let port: u16 = url
+        .trim_start_matches("http://127.0.0.1:")
+        .trim_end_matches("/v1")
+        .parse()
+        .unwrap();
+    let answered = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    let killed = std::process::Command::new("kill")
+        .arg(&pid)
+        .status()
+        .unwrap();
+    assert!(answered, "{stderr}");
+    assert!(killed.success(), "pid {pid} was running");
+    // A port in use: exit 3 with the listener's own reason; a bad rules file: exit 2.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let err = env.fails(&["mock-server", "--port", &port, "--detach"], 3);
+    assert!(
+        err.contains("the mock endpoint did not start: cannot listen"),
+        "{err}"
+    );
+    let err = env.fails(
+        &["mock-server", "--detach", "--responses", "missing.yaml"],
+        2,
+    );
+    assert!(err.contains("missing.yaml"), "{err}");
+}

@@ -53,6 +53,7 @@ impl Env {
             .env_remove("RUNNER_AUTHOR")
             .env_remove("OPENAI_API_KEY")
             .env_remove("OPENAI_BASE_URL")
+            .env_remove("COLUMNS")
             .env("USER", "tester")
             .env("NO_COLOR", "1");
         cmd

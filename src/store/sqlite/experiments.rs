@@ -410,9 +410,15 @@ impl ResultSink for SqliteStore {
                  score, pass, error, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             let mut cache = tx.prepare_cached(
-                "INSERT OR IGNORE INTO response_cache (key, output, finish_reason, prompt_tokens, \
+                // A key already present was too old for the run (or not read, with --fresh):
+                // the new answer replaces it.
+                "INSERT INTO response_cache (key, output, finish_reason, prompt_tokens, \
                  completion_tokens, http_status, latency_ms, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+                 ON CONFLICT (key) DO UPDATE SET output = excluded.output, \
+                 finish_reason = excluded.finish_reason, prompt_tokens = excluded.prompt_tokens, \
+                 completion_tokens = excluded.completion_tokens, http_status = excluded.http_status, \
+                 latency_ms = excluded.latency_ms, created_at = excluded.created_at",
             )?;
             let mut vars_text = String::new();
             for r in batch {
@@ -481,8 +487,8 @@ impl ResponseCache for SqliteStore {
         self.read(|conn| {
             Ok(conn
                 .prepare_cached(
-                    "SELECT output, finish_reason, prompt_tokens, completion_tokens, http_status, latency_ms \
-                     FROM response_cache WHERE key = ?1",
+                    "SELECT output, finish_reason, prompt_tokens, completion_tokens, http_status, latency_ms, \
+                     created_at FROM response_cache WHERE key = ?1",
                 )?
                 .query_row(params![key], |r| {
                     Ok(CachedResponse {
@@ -492,6 +498,7 @@ impl ResponseCache for SqliteStore {
                         completion_tokens: r.get(3)?,
                         http_status: r.get(4)?,
                         latency_ms: r.get(5)?,
+                        created_at: r.get(6)?,
                     })
                 })
                 .optional()?)

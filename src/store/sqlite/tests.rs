@@ -688,6 +688,8 @@ fn latency_percentiles_are_nearest_rank_over_the_successful_calls() {
                 columns: vec![],
                 expected_column: None,
                 no_cache: true,
+                fresh: false,
+                cache_ttl_secs: None,
                 judge_model: None,
             },
             planned: 11,

@@ -1,0 +1,465 @@
+//! Rate limits: token buckets (requests and tokens per minute), what an endpoint's
+//! `x-ratelimit-*` headers say, and the adaptive concurrency that backs off on a 429. The
+//! client paces itself with these; `runner mock-server` enforces the same buckets.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A bucket that refills continuously at `per_minute / 60` a second up to `capacity`, the way
+/// hosted APIs describe their limits. Its level may go below zero: a request whose real cost
+/// turned out higher than its estimate leaves a debt the next requests wait out.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    per_minute: f64,
+    capacity: f64,
+    level: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    /// A bucket for `per_minute`, holding at most `burst` seconds' worth (never less than one
+    /// unit), starting full.
+    pub fn new(per_minute: f64, burst: Duration, now: Instant) -> Bucket {
+        let capacity = (per_minute / 60.0 * burst.as_secs_f64()).max(1.0);
+        Bucket {
+            per_minute,
+            capacity,
+            level: capacity,
+            at: now,
+        }
+    }
+
+    pub fn per_minute(&self) -> f64 {
+        self.per_minute
+    }
+
+    fn rate_per_sec(&self) -> f64 {
+        self.per_minute / 60.0
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.level = (self.level + elapsed * self.rate_per_sec()).min(self.capacity);
+        self.at = now;
+    }
+
+    /// Takes `amount` when the bucket holds it; else says how long until it will. An amount
+    /// larger than the whole bucket is taken once the bucket is full (it could never fit).
+    pub fn try_take(&mut self, amount: f64, now: Instant) -> Result<(), Duration> {
+        self.refill(now);
+        let needed = amount.min(self.capacity);
+        if self.level >= needed {
+            self.level -= amount;
+            Ok(())
+        } else {
+            let missing = needed - self.level;
+            Err(Duration::from_secs_f64(missing / self.rate_per_sec()))
+        }
+    }
+
+    /// Adds `delta` (negative: takes), without waiting: corrects an estimate after the fact.
+    pub fn adjust(&mut self, delta: f64, now: Instant) {
+        self.refill(now);
+        self.level = (self.level + delta).min(self.capacity);
+    }
+
+    /// What is left now, rounded down.
+    pub fn remaining(&mut self, now: Instant) -> u64 {
+        self.refill(now);
+        self.level.max(0.0).floor() as u64
+    }
+
+    /// How long until the bucket is full again.
+    pub fn reset_in(&mut self, now: Instant) -> Duration {
+        self.refill(now);
+        Duration::from_secs_f64(((self.capacity - self.level) / self.rate_per_sec()).max(0.0))
+    }
+
+    /// Lowers the rate (never raises it), keeping the level within the new capacity.
+    pub fn tighten(&mut self, per_minute: f64, burst: Duration, now: Instant) {
+        if per_minute >= self.per_minute || per_minute <= 0.0 {
+            return;
+        }
+        self.refill(now);
+        self.per_minute = per_minute;
+        self.capacity = (per_minute / 60.0 * burst.as_secs_f64()).max(1.0);
+        self.level = self.level.min(self.capacity);
+    }
+
+    /// Lowers the level to what the server says is left, when that is less.
+    pub fn sync_remaining(&mut self, remaining: f64, now: Instant) {
+        self.refill(now);
+        self.level = self.level.min(remaining);
+    }
+}
+
+/// `x-ratelimit-reset-*` as OpenAI writes it (`1s`, `6m0s`, `20ms`, `1h2m3.5s`), or plain
+/// seconds.
+pub fn parse_reset(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    if let Ok(secs) = text.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let mut total = 0.0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let value: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (scale, unit_len) = if rest.starts_with("ms") {
+            (0.001, 2)
+        } else if rest.starts_with('h') {
+            (3600.0, 1)
+        } else if rest.starts_with('m') {
+            (60.0, 1)
+        } else if rest.starts_with('s') {
+            (1.0, 1)
+        } else {
+            return None;
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    (total.is_finite()).then(|| Duration::from_secs_f64(total))
+}
+
+/// `x-ratelimit-reset-*` as runner's mock writes it: OpenAI's form.
+pub fn format_reset(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        let secs = d.as_secs_f64();
+        let minutes = (secs / 60.0).floor();
+        let rest = secs - minutes * 60.0;
+        if minutes >= 1.0 {
+            format!("{}m{:.3}s", minutes as u64, rest)
+        } else {
+            format!("{rest:.3}s")
+        }
+    }
+}
+
+/// What one response's `x-ratelimit-*` headers say.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Reported {
+    pub limit_requests: Option<f64>,
+    pub remaining_requests: Option<f64>,
+    pub reset_requests: Option<Duration>,
+    pub limit_tokens: Option<f64>,
+    pub remaining_tokens: Option<f64>,
+    pub reset_tokens: Option<Duration>,
+}
+
+impl Reported {
+    /// Reads the six headers by name; a value that does not parse is ignored, not trusted.
+    pub fn from_headers<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Reported {
+        let number = |name: &str| {
+            get(name)
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|v| v.is_finite() && *v >= 0.0)
+        };
+        Reported {
+            limit_requests: number("x-ratelimit-limit-requests").filter(|v| *v > 0.0),
+            remaining_requests: number("x-ratelimit-remaining-requests"),
+            reset_requests: get("x-ratelimit-reset-requests").and_then(parse_reset),
+            limit_tokens: number("x-ratelimit-limit-tokens").filter(|v| *v > 0.0),
+            remaining_tokens: number("x-ratelimit-remaining-tokens"),
+            reset_tokens: get("x-ratelimit-reset-tokens").and_then(parse_reset),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Reported::default()
+    }
+}
+
+/// How much of a limit the client allows itself at once: a short burst keeps the server's own
+/// bucket from emptying when the client starts or catches up.
+const CLIENT_BURST: Duration = Duration::from_millis(250);
+
+/// The client's limits: the buckets it was given (`--max-rpm`, `--max-tpm`) or learnt from the
+/// endpoint's headers, tightened by whatever the endpoint reports.
+#[derive(Debug, Default)]
+pub struct Limits {
+    requests: Mutex<Option<Bucket>>,
+    tokens: Mutex<Option<Bucket>>,
+}
+
+impl Limits {
+    pub fn new(max_rpm: Option<f64>, max_tpm: Option<f64>) -> Limits {
+        let now = Instant::now();
+        Limits {
+            requests: Mutex::new(max_rpm.map(|r| Bucket::new(r, CLIENT_BURST, now))),
+            tokens: Mutex::new(max_tpm.map(|t| Bucket::new(t, CLIENT_BURST, now))),
+        }
+    }
+
+    /// Waits until both buckets allow a request estimated at `tokens`, then takes it. Returns
+    /// how long it waited.
+    pub async fn acquire(&self, tokens: f64) -> Duration {
+        let started = Instant::now();
+        loop {
+            let wait = {
+                let now = Instant::now();
+                let mut requests = lock(&self.requests);
+                let mut token_bucket = lock(&self.tokens);
+                // Both must allow it before either is taken from.
+                let r = requests.as_mut().map(|b| b.clone().try_take(1.0, now));
+                let t = token_bucket
+                    .as_mut()
+                    .map(|b| b.clone().try_take(tokens, now));
+                match (r, t) {
+                    (Some(Err(a)), Some(Err(b))) => Some(a.max(b)),
+                    (Some(Err(a)), _) | (_, Some(Err(a))) => Some(a),
+                    _ => {
+                        if let Some(b) = requests.as_mut() {
+                            let _ = b.try_take(1.0, now);
+                        }
+                        if let Some(b) = token_bucket.as_mut() {
+                            let _ = b.try_take(tokens, now);
+                        }
+                        None
+                    }
+                }
+            };
+            match wait {
+                None => return started.elapsed(),
+                // At least a millisecond, so that rounding never spins.
+                Some(wait) => tokio::time::sleep(wait.max(Duration::from_millis(1))).await,
+            }
+        }
+    }
+
+    /// Corrects the token bucket once the real usage is known.
+    pub fn settle(&self, estimated: f64, actual: f64) {
+        if let Some(bucket) = lock(&self.tokens).as_mut() {
+            bucket.adjust(estimated - actual, Instant::now());
+        }
+    }
+
+    /// Sets or tightens the buckets from what the endpoint reports.
+    pub fn observe(&self, reported: &Reported) {
+        let now = Instant::now();
+        let apply = |slot: &Mutex<Option<Bucket>>, limit: Option<f64>, remaining: Option<f64>| {
+            let mut slot = lock(slot);
+            if let Some(limit) = limit {
+                match slot.as_mut() {
+                    Some(bucket) => bucket.tighten(limit, CLIENT_BURST, now),
+                    None => {
+                        let mut bucket = Bucket::new(limit, CLIENT_BURST, now);
+                        // Learnt mid-run: start empty, the server's bucket is being used.
+                        bucket.sync_remaining(0.0, now);
+                        *slot = Some(bucket);
+                    }
+                }
+            }
+            if let (Some(bucket), Some(remaining)) = (slot.as_mut(), remaining) {
+                bucket.sync_remaining(remaining, now);
+            }
+        };
+        apply(&self.requests, reported.limit_requests, reported.remaining_requests);
+        apply(&self.tokens, reported.limit_tokens, reported.remaining_tokens);
+    }
+
+    /// The limits in force, per minute: (requests, tokens).
+    pub fn in_force(&self) -> (Option<f64>, Option<f64>) {
+        (
+            lock(&self.requests).as_ref().map(Bucket::per_minute),
+            lock(&self.tokens).as_ref().map(Bucket::per_minute),
+        )
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Additive increase, multiplicative decrease of the requests allowed in flight: halved on a
+/// 429 (at most once per `COOL_DOWN`, so one burst of 429s counts once), one more after as
+/// many successes as the current limit (about one per round trip), between 1 and `max`.
+#[derive(Debug)]
+pub struct Aimd {
+    max: usize,
+    state: Mutex<AimdState>,
+}
+
+#[derive(Debug)]
+struct AimdState {
+    limit: usize,
+    successes: usize,
+    last_cut: Option<Instant>,
+}
+
+const COOL_DOWN: Duration = Duration::from_secs(1);
+
+impl Aimd {
+    pub fn new(max: usize) -> Aimd {
+        let max = max.max(1);
+        Aimd {
+            max,
+            state: Mutex::new(AimdState {
+                limit: max,
+                successes: 0,
+                last_cut: None,
+            }),
+        }
+    }
+
+    pub fn limit(&self) -> usize {
+        lock(&self.state).limit
+    }
+
+    /// A 429: returns the new limit when it changed.
+    pub fn throttled(&self) -> Option<usize> {
+        let mut s = lock(&self.state);
+        let now = Instant::now();
+        if s.last_cut.is_some_and(|at| now.duration_since(at) < COOL_DOWN) {
+            return None;
+        }
+        s.last_cut = Some(now);
+        s.successes = 0;
+        let next = (s.limit / 2).max(1);
+        (next != s.limit).then(|| {
+            s.limit = next;
+            next
+        })
+    }
+
+    /// A success: returns the new limit when it grew.
+    pub fn succeeded(&self) -> Option<usize> {
+        let mut s = lock(&self.state);
+        if s.limit >= self.max {
+            return None;
+        }
+        s.successes += 1;
+        if s.successes >= s.limit {
+            s.successes = 0;
+            s.limit += 1;
+            Some(s.limit)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_refills_continuously_and_says_how_long_to_wait() {
+        let t0 = Instant::now();
+        // 60 a minute: one a second; a burst of 2 s holds 2.
+        let mut b = Bucket::new(60.0, Duration::from_secs(2), t0);
+        assert!(b.try_take(1.0, t0).is_ok());
+        assert!(b.try_take(1.0, t0).is_ok());
+        let wait = b.try_take(1.0, t0).unwrap_err();
+        assert!((wait.as_secs_f64() - 1.0).abs() < 1e-6, "{wait:?}");
+        assert!(b.try_take(1.0, t0 + Duration::from_millis(1000)).is_ok());
+        assert_eq!(b.remaining(t0 + Duration::from_millis(1500)), 0);
+        assert_eq!(b.remaining(t0 + Duration::from_secs(10)), 2, "capped");
+    }
+
+    #[test]
+    fn an_estimate_corrected_upwards_leaves_a_debt() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(600.0, Duration::from_secs(1), t0); // 10 a second, holds 10
+        assert!(b.try_take(10.0, t0).is_ok());
+        b.adjust(-5.0, t0); // it cost 15
+        let wait = b.try_take(1.0, t0).unwrap_err();
+        assert!((wait.as_secs_f64() - 0.6).abs() < 1e-6, "{wait:?}");
+        // More than the bucket can ever hold is taken once it is full.
+        let mut small = Bucket::new(60.0, Duration::from_secs(1), t0);
+        assert!(small.try_take(5.0, t0).is_ok());
+    }
+
+    #[test]
+    fn tightening_only_lowers() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(600.0, Duration::from_secs(1), t0);
+        b.tighten(1200.0, Duration::from_secs(1), t0);
+        assert_eq!(b.per_minute(), 600.0);
+        b.tighten(60.0, Duration::from_secs(1), t0);
+        assert_eq!(b.per_minute(), 60.0);
+        assert_eq!(b.remaining(t0), 1);
+    }
+
+    #[test]
+    fn reset_durations_in_openai_form() {
+        for (text, secs) in [
+            ("1s", 1.0),
+            ("6m0s", 360.0),
+            ("20ms", 0.02),
+            ("1h2m3.5s", 3723.5),
+            ("0.5", 0.5),
+            ("17", 17.0),
+        ] {
+            assert_eq!(parse_reset(text), Some(Duration::from_secs_f64(secs)), "{text}");
+        }
+        for bad in ["", "soon", "5x", "-1", "m"] {
+            assert_eq!(parse_reset(bad), None, "{bad}");
+        }
+        for d in [
+            Duration::from_millis(20),
+            Duration::from_millis(1500),
+            Duration::from_secs(361),
+        ] {
+            let back = parse_reset(&format_reset(d)).unwrap();
+            assert!((back.as_secs_f64() - d.as_secs_f64()).abs() < 0.001, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn headers_that_do_not_parse_are_ignored() {
+        let headers = [
+            ("x-ratelimit-limit-requests", "1200"),
+            ("x-ratelimit-remaining-requests", "nan"),
+            ("x-ratelimit-reset-requests", "2s"),
+            ("x-ratelimit-limit-tokens", "-5"),
+        ];
+        let r = Reported::from_headers(|name| {
+            headers.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+        });
+        assert_eq!(r.limit_requests, Some(1200.0));
+        assert_eq!(r.remaining_requests, None);
+        assert_eq!(r.reset_requests, Some(Duration::from_secs(2)));
+        assert_eq!(r.limit_tokens, None);
+        assert!(Reported::default().is_empty());
+    }
+
+    #[test]
+    fn concurrency_halves_on_a_429_once_per_burst_and_grows_back_by_one() {
+        let aimd = Aimd::new(64);
+        assert_eq!(aimd.throttled(), Some(32));
+        assert_eq!(aimd.throttled(), None, "the same burst counts once");
+        for _ in 0..31 {
+            assert_eq!(aimd.succeeded(), None);
+        }
+        assert_eq!(aimd.succeeded(), Some(33));
+        let one = Aimd::new(1);
+        assert_eq!(one.throttled(), None, "never below 1");
+        assert_eq!(one.succeeded(), None, "never above the maximum");
+    }
+
+    #[tokio::test]
+    async fn acquire_paces_requests_to_the_rate() {
+        let limits = Limits::new(Some(1200.0), None); // 20 a second, a burst of 5
+        let started = Instant::now();
+        for _ in 0..15 {
+            limits.acquire(0.0).await;
+        }
+        // 5 at once, then 10 more at 50 ms apart.
+        let elapsed = started.elapsed();
+        assert!(elapsed >= Duration::from_millis(450), "{elapsed:?}");
+        assert_eq!(limits.in_force(), (Some(1200.0), None));
+    }
+}
