@@ -266,8 +266,16 @@ impl Limits {
                 bucket.sync_remaining(remaining, now);
             }
         };
-        apply(&self.requests, reported.limit_requests, reported.remaining_requests);
-        apply(&self.tokens, reported.limit_tokens, reported.remaining_tokens);
+        apply(
+            &self.requests,
+            reported.limit_requests,
+            reported.remaining_requests,
+        );
+        apply(
+            &self.tokens,
+            reported.limit_tokens,
+            reported.remaining_tokens,
+        );
     }
 
     /// The limits in force, per minute: (requests, tokens).
@@ -322,7 +330,9 @@ impl Aimd {
     pub fn throttled(&self) -> Option<usize> {
         let mut s = lock(&self.state);
         let now = Instant::now();
-        if s.last_cut.is_some_and(|at| now.duration_since(at) < COOL_DOWN) {
+        if s.last_cut
+            .is_some_and(|at| now.duration_since(at) < COOL_DOWN)
+        {
             return None;
         }
         s.last_cut = Some(now);
@@ -403,7 +413,11 @@ mod tests {
             ("0.5", 0.5),
             ("17", 17.0),
         ] {
-            assert_eq!(parse_reset(text), Some(Duration::from_secs_f64(secs)), "{text}");
+            assert_eq!(
+                parse_reset(text),
+                Some(Duration::from_secs_f64(secs)),
+                "{text}"
+            );
         }
         for bad in ["", "soon", "5x", "-1", "m"] {
             assert_eq!(parse_reset(bad), None, "{bad}");
@@ -414,7 +428,10 @@ mod tests {
             Duration::from_secs(361),
         ] {
             let back = parse_reset(&format_reset(d)).unwrap();
-            assert!((back.as_secs_f64() - d.as_secs_f64()).abs() < 0.001, "{d:?}");
+            assert!(
+                (back.as_secs_f64() - d.as_secs_f64()).abs() < 0.001,
+                "{d:?}"
+            );
         }
     }
 

@@ -409,9 +409,9 @@ impl ResultSink for SqliteStore {
                 "INSERT OR REPLACE INTO scores (experiment_id, row_index, repetition, evaluator, \
                  score, pass, error, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
+            // A key already present was too old for the run (or not read, with --fresh):
+            // the new answer replaces it.
             let mut cache = tx.prepare_cached(
-                // A key already present was too old for the run (or not read, with --fresh):
-                // the new answer replaces it.
                 "INSERT INTO response_cache (key, output, finish_reason, prompt_tokens, \
                  completion_tokens, http_status, latency_ms, created_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
