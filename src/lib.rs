@@ -32,5 +32,6 @@ pub mod serve;
 pub mod store;
 pub mod template;
 pub mod text;
+pub mod ui;
 pub mod view;
 pub mod workflow;

@@ -4,7 +4,11 @@
 
 use crate::compare::Comparison;
 use crate::gate::{Criterion, Policy, Verdict};
-use crate::model::{Experiment, JsonObject, Message, Prompt, PromptVersion, RunStats, Summary};
+use crate::model::{
+    Experiment, JsonObject, Message, Prompt, PromptVersion, RunStats, Summary, Tag, TagAction,
+    TagEvent,
+};
+use crate::store::TagPolicy;
 use serde::{Deserialize, Serialize};
 
 /// One version with its tags and template variables (`prompt show --json`).
@@ -165,4 +169,216 @@ pub struct Evidence {
     pub baseline_experiment: Option<String>,
     pub dataset_hash: String,
     pub from_tag: String,
+}
+
+impl Evidence {
+    /// The evidence a promotion recorded on its tag event, when it is readable.
+    pub fn of(event: &crate::model::TagEvent) -> Option<Evidence> {
+        event
+            .evidence
+            .as_ref()
+            .and_then(|value| serde_json::from_value(value.clone()).ok())
+    }
+}
+
+/// One tag as a deployment panel shows it: where it points, and the change that put it there.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeploymentView {
+    pub tag: String,
+    pub version_seq: i64,
+    pub version_id: String,
+    pub moved_at: String,
+    pub moved_by: String,
+    /// How it got there: set, move, rollback or promote.
+    pub action: Option<TagAction>,
+    /// The change needed force (a protected tag moved by hand).
+    pub forced: bool,
+    /// The change was a promotion whose gate passed.
+    pub gated: bool,
+    pub message: Option<String>,
+    pub protected: bool,
+    pub evidence: Option<Evidence>,
+}
+
+impl DeploymentView {
+    /// `tag` with its last change among `history` (a prompt's, oldest first).
+    pub fn new(tag: &Tag, history: &[TagEvent], policy: &TagPolicy) -> DeploymentView {
+        let last = history.iter().rev().find(|e| e.tag == tag.name);
+        DeploymentView {
+            tag: tag.name.clone(),
+            version_seq: tag.version_seq,
+            version_id: tag.version_id.clone(),
+            moved_at: tag.updated_at.clone(),
+            moved_by: tag.updated_by.clone(),
+            action: last.map(|e| e.action),
+            forced: last.is_some_and(|e| e.forced),
+            gated: last.is_some_and(|e| e.action == TagAction::Promote),
+            message: last.and_then(|e| e.message.clone()),
+            protected: policy.is_protected(&tag.name),
+            evidence: last.and_then(Evidence::of),
+        }
+    }
+}
+
+/// One prompt in the library: its listing item, its tags as deployed, and the last deployment.
+#[derive(Debug, Serialize)]
+pub struct LibraryEntry<'a> {
+    #[serde(flatten)]
+    pub item: PromptItem<'a>,
+    /// The newest tag change of the prompt: (tag, when).
+    pub last_deployment: Option<(String, String)>,
+}
+
+impl<'a> LibraryEntry<'a> {
+    pub fn new(prompt: &'a Prompt, latest: &'a PromptVersion, tags: &[Tag]) -> LibraryEntry<'a> {
+        let last = tags.iter().max_by(|a, b| a.updated_at.cmp(&b.updated_at));
+        LibraryEntry {
+            item: PromptItem::new(prompt, latest),
+            last_deployment: last.map(|t| (t.name.clone(), t.updated_at.clone())),
+        }
+    }
+
+    /// Whether the entry matches a library search: `text` in the name or description (any
+    /// case), carrying `tag`, and with metadata `key` equal to `value` (a string's text, or
+    /// any other JSON value as written).
+    pub fn matches(&self, text: &str, tag: Option<&str>, meta: Option<(&str, &str)>) -> bool {
+        let needle = text.to_lowercase();
+        let text_ok = needle.is_empty()
+            || self.item.name.to_lowercase().contains(&needle)
+            || self
+                .item
+                .description
+                .is_some_and(|d| d.to_lowercase().contains(&needle));
+        let tag_ok = tag.is_none_or(|t| self.item.tags.iter().any(|x| x == t));
+        let meta_ok = meta.is_none_or(|(key, value)| {
+            self.item.metadata.get(key).is_some_and(|v| match v {
+                serde_json::Value::String(s) => s == value,
+                // A number, boolean or null matches its JSON text (`retries=3`).
+                other => {
+                    serde_json::from_str::<serde_json::Value>(value).is_ok_and(|v| v == *other)
+                }
+            })
+        });
+        text_ok && tag_ok && meta_ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{TemplateFormat, TemplateType};
+
+    fn version(metadata: serde_json::Value) -> PromptVersion {
+        PromptVersion {
+            id: "v-1".into(),
+            prompt: "greet".into(),
+            seq: 1,
+            template_type: TemplateType::Str,
+            format: TemplateFormat::Mustache,
+            template: crate::model::Template::Str("hi".into()),
+            model: None,
+            params: JsonObject::new(),
+            metadata: metadata.as_object().unwrap().clone(),
+            description: None,
+            message: None,
+            author: "a".into(),
+            content_hash: String::new(),
+            created_at: "2026-01-01T00:00:00.000Z".into(),
+        }
+    }
+
+    fn tag(name: &str, at: &str) -> Tag {
+        Tag {
+            prompt: "greet".into(),
+            name: name.into(),
+            version_id: "v-1".into(),
+            version_seq: 1,
+            updated_at: at.into(),
+            updated_by: "a".into(),
+        }
+    }
+
+    #[test]
+    fn library_entries_match_text_tag_and_metadata() {
+        let prompt = Prompt {
+            name: "Greet".into(),
+            created_at: String::new(),
+            updated_at: String::new(),
+            latest_seq: 1,
+            version_count: 1,
+            description: Some("Says hello".into()),
+            tags: vec!["production".into()],
+        };
+        let latest = version(serde_json::json!({"team": "care", "retries": 3}));
+        let tags = [
+            tag("production", "2026-01-02"),
+            tag("staging", "2026-01-03"),
+        ];
+        let entry = LibraryEntry::new(&prompt, &latest, &tags);
+        assert_eq!(
+            entry.last_deployment,
+            Some(("staging".into(), "2026-01-03".into()))
+        );
+        type Case<'a> = (&'a str, Option<&'a str>, Option<(&'a str, &'a str)>, bool);
+        let cases: &[Case] = &[
+            ("", None, None, true),
+            ("gre", None, None, true),
+            ("HELLO", None, None, true),
+            ("bye", None, None, false),
+            ("", Some("production"), None, true),
+            ("", Some("staging"), None, false),
+            ("", None, Some(("team", "care")), true),
+            ("", None, Some(("team", "sales")), false),
+            ("", None, Some(("retries", "3")), true),
+            ("", None, Some(("retries", "4")), false),
+            ("", None, Some(("missing", "x")), false),
+        ];
+        for (text, tag, meta, expected) in cases {
+            assert_eq!(
+                entry.matches(text, *tag, *meta),
+                *expected,
+                "{text:?} {tag:?} {meta:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_deployment_says_how_its_tag_got_there() {
+        let event =
+            |action: TagAction, forced: bool, evidence: Option<serde_json::Value>| TagEvent {
+                id: 1,
+                prompt: "greet".into(),
+                tag: "production".into(),
+                action,
+                from_version_id: None,
+                from_seq: None,
+                to_version_id: Some("v-1".into()),
+                to_seq: Some(1),
+                actor: "a".into(),
+                message: Some("why".into()),
+                at: "2026-01-02".into(),
+                forced,
+                evidence,
+            };
+        let policy = TagPolicy::new(vec!["production".into()]);
+        let production = tag("production", "2026-01-02");
+        let forced =
+            DeploymentView::new(&production, &[event(TagAction::Move, true, None)], &policy);
+        assert!(forced.forced && !forced.gated && forced.protected);
+        assert_eq!(forced.message.as_deref(), Some("why"));
+        let evidence = serde_json::json!({
+            "verdict": "PASSED", "policy": Policy::no_regression(), "criteria": [],
+            "candidate_experiment": "c", "baseline_experiment": "b",
+            "dataset_hash": "h", "from_tag": "staging"
+        });
+        let history = [
+            event(TagAction::Move, true, None),
+            event(TagAction::Promote, false, Some(evidence)),
+        ];
+        let gated = DeploymentView::new(&production, &history, &policy);
+        assert!(gated.gated && !gated.forced);
+        let evidence = gated.evidence.expect("evidence");
+        assert_eq!(evidence.candidate_experiment, "c");
+        assert_eq!(evidence.baseline_experiment.as_deref(), Some("b"));
+    }
 }

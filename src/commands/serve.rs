@@ -41,7 +41,7 @@ pub fn run(args: ServeArgs, ctx: &Context) -> Result<u8> {
         config: ctx.config()?.clone(),
         body_limit: serve::DEFAULT_BODY_LIMIT,
     };
-    let app = serve::router(settings);
+    let app = serve::router(settings).map_err(Error::operational)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -93,6 +93,12 @@ impl Tokens {
         Ok(added)
     }
 
+    /// The name and access of the token `presented`, if it is one of these (the web UI's login
+    /// checks a token this way before it issues a session).
+    pub fn identify(&self, presented: &[u8]) -> Option<(Option<String>, Access)> {
+        self.find(presented).map(|e| (e.name.clone(), e.access))
+    }
+
     /// How many tokens allow this access.
     pub fn count(&self, access: Access) -> usize {
         self.entries.iter().filter(|e| e.access == access).count()

@@ -73,7 +73,7 @@ pub struct Settings {
 /// State shared by every request.
 struct Shared {
     store: Arc<dyn Store>,
-    tokens: Option<Tokens>,
+    tokens: Option<Arc<Tokens>>,
     config: Config,
     /// Response bodies of versions by version id. Versions are immutable, so an entry never goes
     /// stale; it spares the hot tag lookup from reading the whole version and building its JSON.
@@ -178,11 +178,18 @@ impl Shared {
 }
 
 /// The application: every route, the auth layer and the body limit, over the store the caller
-/// opened (so a store that cannot be opened fails before the server binds).
-pub fn router(settings: Settings) -> Router {
+/// opened (so a store that cannot be opened fails before the server binds), with the web UI
+/// (`crate::ui`) beside the API on the same port and behind the same Host and Origin checks.
+pub fn router(settings: Settings) -> Result<Router, String> {
+    let tokens = settings.tokens.map(Arc::new);
+    let pages = crate::ui::router(crate::ui::Settings {
+        store: settings.store.clone(),
+        tokens: tokens.clone(),
+        config: settings.config.clone(),
+    })?;
     let shared = Arc::new(Shared {
         store: settings.store,
-        tokens: settings.tokens,
+        tokens,
         config: settings.config,
         bodies: Mutex::new(HashMap::new()),
     });
@@ -208,18 +215,16 @@ pub fn router(settings: Settings) -> Router {
             Arc::clone(&shared),
             authenticate,
         ));
-    Router::new()
+    Ok(Router::new()
         // Open to liveness probes, which carry no token; it tells nothing about the prompts.
         .route("/healthz", get(healthz))
         .merge(api)
+        .with_state(Arc::clone(&shared))
+        .merge(pages)
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(settings.body_limit))
         // Before anything else, on every route: Host and Origin (see `guard`).
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&shared),
-            guard::check_origin,
-        ))
-        .with_state(shared)
+        .layer(middleware::from_fn_with_state(shared, guard::check_origin)))
 }
 
 async fn healthz(State(shared): State<Arc<Shared>>) -> ApiResult {

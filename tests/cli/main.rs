@@ -2,6 +2,7 @@
 //! SQLite file here, a fresh database of a real PostgreSQL server when these same modules run
 //! as the `cli_postgres` test binary (which sets `crate::POSTGRES`).
 
+mod browser;
 mod experiments;
 pub mod fault_server;
 mod first_hour;
@@ -13,6 +14,7 @@ mod prompt_store;
 mod reliability;
 mod security;
 mod serve;
+mod ui;
 
 /// Which backend this binary's stores are on (the `cli_postgres` binary says true).
 #[allow(dead_code)]

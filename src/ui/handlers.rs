@@ -1,0 +1,621 @@
+//! The page handlers: read the request, gather typed views from the store on a blocking thread,
+//! hand them to a page renderer; and the two actions, which call the store's tag writes under
+//! the one tag policy, exactly as `runner tag set` and `runner rollback` do.
+
+use super::pages::{self, ComparePage, ExperimentPage, LibraryPage, PromptPage, ResultFilter};
+use super::session::{self, Keys};
+use super::{Ui, UiError, Viewer, page_response, redirect};
+use crate::model::{NameKind, RunResult, VersionRef, check_name};
+use crate::store::{TagChange, TagOutcome};
+use crate::view::{DeploymentView, Evidence, LibraryEntry};
+use crate::workflow::Context;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// Prompts a library page lists.
+pub const LIBRARY_PAGE: usize = 25;
+/// Result rows an experiment or comparison page shows.
+pub const ROWS_PAGE: usize = 50;
+/// The longest search text accepted.
+const MAX_SEARCH: usize = 200;
+
+type Page = Result<Response, UiError>;
+
+fn ok(body: String) -> Page {
+    Ok(page_response(StatusCode::OK, body))
+}
+
+fn page_number(text: Option<&str>) -> Result<usize, UiError> {
+    match text.filter(|t| !t.is_empty()) {
+        None => Ok(1),
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+            _ => Err(UiError::bad(format!(
+                "page: expected a whole number from 1, got '{text}'"
+            ))),
+        },
+    }
+}
+
+fn search_text(text: Option<String>) -> Result<String, UiError> {
+    let text = text.unwrap_or_default().trim().to_string();
+    if text.chars().count() > MAX_SEARCH {
+        return Err(UiError::bad(format!(
+            "search text: at most {MAX_SEARCH} characters"
+        )));
+    }
+    Ok(text)
+}
+
+fn prompt_name(name: &str) -> Result<(), UiError> {
+    check_name(NameKind::Prompt, name)
+        .map_err(|e| UiError::new(StatusCode::NOT_FOUND, format!("no prompt '{name}': {e}")))
+}
+
+pub(super) async fn stylesheet() -> Response {
+    let mut response = include_str!("assets/style.css").into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("max-age=300"));
+    response
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct LibraryQuery {
+    q: Option<String>,
+    tag: Option<String>,
+    meta: Option<String>,
+    page: Option<String>,
+}
+
+pub(super) async fn library(
+    State(ui): State<Arc<Ui>>,
+    viewer: Viewer,
+    Query(query): Query<LibraryQuery>,
+) -> Page {
+    let text = search_text(query.q)?;
+    let tag = query.tag.filter(|t| !t.trim().is_empty());
+    let meta = search_text(query.meta)?;
+    let meta_pair = if meta.is_empty() {
+        None
+    } else {
+        let (key, value) = meta
+            .split_once('=')
+            .ok_or_else(|| UiError::bad(format!("metadata filter '{meta}': expected key=value")))?;
+        Some((key.trim().to_string(), value.trim().to_string()))
+    };
+    let page = page_number(query.page.as_deref())?;
+    let body = ui
+        .blocking(move |ui| {
+            let prompts = ui.store.prompts()?;
+            let mut all_tags = std::collections::BTreeSet::new();
+            let mut matched = Vec::new();
+            for (prompt, latest) in &prompts {
+                let tags = ui.store.tags(&prompt.name)?;
+                all_tags.extend(tags.iter().map(|t| t.name.clone()));
+                let entry = LibraryEntry::new(prompt, latest, &tags);
+                let pair = meta_pair.as_ref().map(|(k, v)| (k.as_str(), v.as_str()));
+                if entry.matches(&text, tag.as_deref(), pair) {
+                    matched.push(entry);
+                }
+            }
+            let total = matched.len();
+            let shown: Vec<_> = matched
+                .into_iter()
+                .skip((page - 1) * LIBRARY_PAGE)
+                .take(LIBRARY_PAGE)
+                .collect();
+            Ok(pages::library(
+                &viewer,
+                &LibraryPage {
+                    entries: &shown,
+                    total,
+                    page,
+                    per_page: LIBRARY_PAGE,
+                    text: &text,
+                    tag: tag.as_deref(),
+                    meta: &meta,
+                    all_tags: &all_tags.into_iter().collect::<Vec<_>>(),
+                },
+            ))
+        })
+        .await?;
+    ok(body)
+}
+
+pub(super) async fn prompt(
+    State(ui): State<Arc<Ui>>,
+    viewer: Viewer,
+    Path(name): Path<String>,
+) -> Page {
+    prompt_name(&name)?;
+    let body = ui
+        .blocking(move |ui| {
+            let versions = ui.store.versions(&name)?;
+            let by_version = ui.store.tags_by_version(&name)?;
+            let history = ui.store.history(&name, None)?;
+            let policy = ui.config.tag_policy();
+            let deployments: Vec<DeploymentView> = ui
+                .store
+                .tags(&name)?
+                .iter()
+                .map(|tag| DeploymentView::new(tag, &history, &policy))
+                .collect();
+            let experiments = ui.store.experiments(Some(&name))?.len();
+            Ok(pages::prompt(
+                &viewer,
+                &PromptPage {
+                    name: &name,
+                    versions: &versions,
+                    tags_by_version: &by_version,
+                    deployments: &deployments,
+                    history: &history,
+                    experiments,
+                    protected: &policy.protected,
+                },
+            ))
+        })
+        .await?;
+    ok(body)
+}
+
+pub(super) async fn version(
+    State(ui): State<Arc<Ui>>,
+    viewer: Viewer,
+    Path((name, seq)): Path<(String, String)>,
+) -> Page {
+    prompt_name(&name)?;
+    let seq: i64 = seq
+        .parse()
+        .map_err(|_| UiError::new(StatusCode::NOT_FOUND, format!("no version '{seq}'")))?;
+    let body = ui
+        .blocking(move |ui| {
+            let version = ui.store.version(&name, &VersionRef::Seq(seq))?;
+            let tags: Vec<String> = ui
+                .store
+                .version_tags(&version.id)?
+                .into_iter()
+                .map(|(t, _)| t.name)
+                .collect();
+            let variables =
+                crate::template::variables(version.format, &version.template).unwrap_or_default();
+            Ok(pages::version(&viewer, &version, &tags, &variables))
+        })
+        .await?;
+    ok(body)
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct DiffQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+pub(super) async fn diff(
+    State(ui): State<Arc<Ui>>,
+    viewer: Viewer,
+    Path(name): Path<String>,
+    Query(query): Query<DiffQuery>,
+) -> Page {
+    prompt_name(&name)?;
+    let number = |text: Option<&str>, which: &str| -> Result<Option<i64>, UiError> {
+        match text.filter(|t| !t.is_empty()) {
+            None => Ok(None),
+            Some(t) => t
+                .trim_start_matches('v')
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|_| {
+                    UiError::bad(format!("{which}: expected a version number, got '{t}'"))
+                }),
+        }
+    };
+    let from = number(query.from.as_deref(), "from")?;
+    let to = number(query.to.as_deref(), "to")?;
+    let body = ui
+        .blocking(move |ui| {
+            let versions = ui.store.versions(&name)?;
+            let latest = versions.first().map_or(1, |v| v.seq);
+            let to = to.unwrap_or(latest);
+            let from = from.unwrap_or((to - 1).max(1));
+            let old = ui.store.version(&name, &VersionRef::Seq(from))?;
+            let new = ui.store.version(&name, &VersionRef::Seq(to))?;
+            Ok(pages::diff(&viewer, &old, &new, &versions))
+        })
+        .await?;
+    ok(body)
+}
+
+pub(super) async fn experiments(
+    State(ui): State<Arc<Ui>>,
+    viewer: Viewer,
+    Path(name): Path<String>,
+) -> Page {
+    prompt_name(&name)?;
+    let body = ui
+        .blocking(move |ui| {
+            // An unknown prompt is a 404, not an empty list.
+            ui.store.latest_target(&name)?;
+            let experiments = ui.store.experiments(Some(&name))?;
+            let mut items = Vec::with_capacity(experiments.len());
+            for experiment in experiments {
+                let summary = ui.store.summary(&experiment)?;
+                items.push((experiment, summary));
+            }
+            Ok(pages::experiments(&viewer, &name, &items))
+        })
+        .await?;
+    ok(body)
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RowsQuery {
+    show: Option<String>,
+    q: Option<String>,
+    page: Option<String>,
+}
+
+pub(super) async fn experiment(
+    State(ui): State<Arc<Ui>>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Query(query): Query<RowsQuery>,
+) -> Page {
+    let filter = ResultFilter::parse(query.show.as_deref())?;
+    let text = search_text(query.q)?;
+    let page = page_number(query.page.as_deref())?;
+    let body = ui
+        .blocking(move |ui| {
+            let experiment = ui.store.experiment(&id)?;
+            let summary = ui.store.summary(&experiment)?;
+            let needle = text.to_lowercase();
+            let skip = (page - 1) * ROWS_PAGE;
+            let mut matched = 0usize;
+            let mut rows: Vec<RunResult> = Vec::new();
+            // Streamed: only the page shown is held, however many rows the experiment has.
+            ui.store.visit_results(&experiment.id, &mut |result| {
+                if filter.keeps(&result) && (needle.is_empty() || mentions(&result, &needle)) {
+                    if matched >= skip && rows.len() < ROWS_PAGE {
+                        rows.push(result);
+                    }
+                    matched += 1;
+                }
+                Ok(())
+            })?;
+            Ok(pages::experiment(
+                &viewer,
+                &ExperimentPage {
+                    experiment: &experiment,
+                    summary: &summary,
+                    rows: &rows,
+                    matched,
+                    page,
+                    per_page: ROWS_PAGE,
+                    filter,
+                    text: &text,
+                },
+            ))
+        })
+        .await?;
+    ok(body)
+}
+
+/// Whether a result's input, output, expected answer or error mentions `needle` (lower case).
+fn mentions(result: &RunResult, needle: &str) -> bool {
+    let has = |text: &str| text.to_lowercase().contains(needle);
+    result.row_id.to_lowercase().contains(needle)
+        || result.vars.values().any(|v| match v {
+            serde_json::Value::String(s) => has(s),
+            other => has(&other.to_string()),
+        })
+        || result.output.as_deref().is_some_and(has)
+        || result.expected.as_deref().is_some_and(has)
+        || result.error_message.as_deref().is_some_and(has)
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct CompareQuery {
+    baseline: Option<String>,
+    candidate: Option<String>,
+    show: Option<String>,
+    page: Option<String>,
+}
+
+pub(super) async fn compare(
+    State(ui): State<Arc<Ui>>,
+    viewer: Viewer,
+    Query(query): Query<CompareQuery>,
+) -> Page {
+    let (Some(baseline), Some(candidate)) = (
+        query.baseline.filter(|s| !s.is_empty()),
+        query.candidate.filter(|s| !s.is_empty()),
+    ) else {
+        return Err(UiError::bad(
+            "compare needs two experiments: ?baseline=ID&candidate=ID",
+        ));
+    };
+    let show = pages::ChangeFilter::parse(query.show.as_deref())?;
+    let page = page_number(query.page.as_deref())?;
+    let body = ui
+        .blocking(move |ui| {
+            let base = ui.store.experiment(&baseline)?;
+            let cand = ui.store.experiment(&candidate)?;
+            let comparison = comparison_of(ui, &base, &cand)?;
+            let verdict = promotion_of(ui, &base.id, &cand.id)?;
+            Ok(pages::compare(
+                &viewer,
+                &ComparePage {
+                    baseline: &base,
+                    candidate: &cand,
+                    comparison: &comparison,
+                    verdict: verdict.as_ref(),
+                    show,
+                    page,
+                    per_page: ROWS_PAGE,
+                },
+            ))
+        })
+        .await?;
+    ok(body)
+}
+
+/// The comparison of two experiments, every changed row kept, through the workflow `runner
+/// compare` uses; remembered when both experiments have finished (their results no longer
+/// change), so paging does not read them again.
+fn comparison_of(
+    ui: &Ui,
+    base: &crate::model::Experiment,
+    cand: &crate::model::Experiment,
+) -> Result<Arc<crate::compare::Comparison>, UiError> {
+    use crate::model::ExperimentStatus;
+    let key = (base.id.clone(), cand.id.clone());
+    if let Some(cached) = ui.cached_comparison(&key) {
+        return Ok(cached);
+    }
+    let ctx = Context::with_store(ui.store.clone(), "ui", ui.config.clone());
+    let comparison = Arc::new(crate::workflow::promotion::comparison(
+        &ctx,
+        Some(base),
+        cand,
+        usize::MAX,
+    )?);
+    let finished = |e: &crate::model::Experiment| e.status != ExperimentStatus::Running;
+    if finished(base) && finished(cand) {
+        ui.keep_comparison(key, comparison.clone());
+    }
+    Ok(comparison)
+}
+
+/// The promotion whose evidence is these two experiments, if one was recorded.
+fn promotion_of(
+    ui: &Ui,
+    baseline: &str,
+    candidate: &str,
+) -> Result<Option<(crate::model::TagEvent, Evidence)>, UiError> {
+    let cand = ui.store.experiment(candidate)?;
+    for event in ui.store.history(&cand.prompt, None)?.into_iter().rev() {
+        if let Some(evidence) = Evidence::of(&event)
+            && evidence.candidate_experiment == candidate
+            && evidence.baseline_experiment.as_deref() == Some(baseline)
+        {
+            return Ok(Some((event, evidence)));
+        }
+    }
+    Ok(None)
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct LoginQuery {
+    next: Option<String>,
+}
+
+/// Where to go after logging in: a path of this server only, never another site.
+fn local_path(next: Option<&str>) -> String {
+    match next {
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+            path.to_string()
+        }
+        _ => "/".to_string(),
+    }
+}
+
+pub(super) async fn login_form(
+    State(ui): State<Arc<Ui>>,
+    Query(query): Query<LoginQuery>,
+) -> Response {
+    if ui.tokens.is_none() {
+        return redirect("/");
+    }
+    let next = local_path(query.next.as_deref());
+    page_response(
+        StatusCode::OK,
+        pages::login(&ui.keys.login_csrf(), &next, None),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct LoginForm {
+    token: String,
+    csrf: String,
+    next: Option<String>,
+}
+
+pub(super) async fn login(State(ui): State<Arc<Ui>>, Form(form): Form<LoginForm>) -> Response {
+    let Some(tokens) = &ui.tokens else {
+        return redirect("/");
+    };
+    let next = local_path(form.next.as_deref());
+    if !Keys::same(&ui.keys.login_csrf(), &form.csrf) {
+        return UiError::new(StatusCode::FORBIDDEN, "the form expired: reload the page")
+            .into_response();
+    }
+    let Some((name, access)) = tokens.identify(form.token.trim().as_bytes()) else {
+        crate::note!("runner serve: login refused: unknown token");
+        return page_response(
+            StatusCode::UNAUTHORIZED,
+            pages::login(&ui.keys.login_csrf(), &next, Some("unknown token")),
+        );
+    };
+    let value = ui.keys.issue(access, name.as_deref(), session::unix_now());
+    let cookie = format!(
+        "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+        session::COOKIE,
+        session::SESSION_SECS
+    );
+    let mut response = redirect(&next);
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(SET_COOKIE, value);
+    }
+    response
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct CsrfForm {
+    csrf: String,
+}
+
+pub(super) async fn logout(
+    State(_ui): State<Arc<Ui>>,
+    viewer: Viewer,
+    Form(form): Form<CsrfForm>,
+) -> Page {
+    check_csrf(&viewer, &form.csrf)?;
+    let mut response = redirect(if viewer.auth { "/login" } else { "/" });
+    response.headers_mut().insert(
+        SET_COOKIE,
+        HeaderValue::from_str(&format!(
+            "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+            session::COOKIE
+        ))
+        .expect("a fixed cookie"),
+    );
+    Ok(response)
+}
+
+fn check_csrf(viewer: &Viewer, presented: &str) -> Result<(), UiError> {
+    if Keys::same(&viewer.csrf, presented) {
+        Ok(())
+    } else {
+        Err(UiError::new(
+            StatusCode::FORBIDDEN,
+            "the form's CSRF token is missing or stale: reload the page and try again",
+        ))
+    }
+}
+
+/// What every action form carries: its CSRF token, the confirmation box, and for a protected
+/// tag, force with a typed reason.
+#[derive(Debug, Deserialize)]
+pub(super) struct ActionForm {
+    csrf: String,
+    tag: String,
+    version: Option<String>,
+    confirm: Option<String>,
+    force: Option<String>,
+    reason: Option<String>,
+}
+
+/// Checks an action's form and builds its tag change the way `Context::guarded_change` does
+/// for the CLI: the actor, the reason as the message, force, and the project's tag policy.
+fn action_change(ui: &Ui, viewer: &Viewer, form: &ActionForm) -> Result<TagChange, UiError> {
+    check_csrf(viewer, &form.csrf)?;
+    if !viewer.can_write() {
+        return Err(UiError::new(
+            StatusCode::FORBIDDEN,
+            "this token is read-only: it may look at everything and change nothing",
+        ));
+    }
+    check_name(NameKind::Tag, &form.tag)
+        .map_err(|e| UiError::bad(format!("invalid tag '{}': {e}", form.tag)))?;
+    if form.confirm.as_deref() != Some("yes") {
+        return Err(UiError::bad(
+            "not confirmed: tick the confirmation box to make this change",
+        ));
+    }
+    let force = form.force.as_deref() == Some("yes");
+    let reason = form
+        .reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_string);
+    if force && reason.is_none() {
+        return Err(UiError::bad(
+            "forcing a protected tag needs a reason: type why, it is kept in the tag history",
+        ));
+    }
+    if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
+        return Err(UiError::bad("the reason has at most 500 characters"));
+    }
+    Ok(TagChange {
+        actor: viewer.actor(),
+        message: reason,
+        force,
+        policy: ui.config.tag_policy(),
+        ..TagChange::default()
+    })
+}
+
+pub(super) async fn set_tag(
+    State(ui): State<Arc<Ui>>,
+    viewer: Viewer,
+    Path(name): Path<String>,
+    Form(form): Form<ActionForm>,
+) -> Page {
+    prompt_name(&name)?;
+    let change = action_change(&ui, &viewer, &form)?;
+    let seq: i64 = form
+        .version
+        .as_deref()
+        .unwrap_or("")
+        .trim_start_matches('v')
+        .parse()
+        .map_err(|_| UiError::bad("version: expected a version number"))?;
+    let target = name.clone();
+    ui.blocking(move |ui| {
+        match ui
+            .store
+            .set_tag(&target, &form.tag, &VersionRef::Seq(seq), &change)?
+        {
+            TagOutcome::Changed(event) => {
+                crate::note!("runner serve: {}", crate::report::tag_event_line(&event))
+            }
+            TagOutcome::Unchanged(_) => {}
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(redirect(&format!(
+        "/prompts/{}#deployments",
+        super::html::url_part(&name)
+    )))
+}
+
+pub(super) async fn rollback(
+    State(ui): State<Arc<Ui>>,
+    viewer: Viewer,
+    Path(name): Path<String>,
+    Form(form): Form<ActionForm>,
+) -> Page {
+    prompt_name(&name)?;
+    let change = action_change(&ui, &viewer, &form)?;
+    let target = name.clone();
+    ui.blocking(move |ui| {
+        let event = ui.store.rollback_tag(&target, &form.tag, &change)?;
+        crate::note!("runner serve: {}", crate::report::tag_event_line(&event));
+        Ok(())
+    })
+    .await?;
+    Ok(redirect(&format!(
+        "/prompts/{}#deployments",
+        super::html::url_part(&name)
+    )))
+}

@@ -1,0 +1,551 @@
+//! The web UI in a real headless Chromium, driven through `chromedriver` (the W3C WebDriver
+//! protocol over HTTP on a loopback port): browse, search, a diff, a tag moved and rolled back,
+//! a comparison filtered, log in and out, a read-only token offered no action. Every page is
+//! saved as a screenshot under `target/ui-screenshots/`, at desktop and phone width, light and
+//! dark.
+//!
+//! Chromium and chromedriver are the distribution's packages (`.ci/run` installs them); when
+//! they are missing the test fails, it does not skip.
+
+use super::Env;
+use super::ui::{READER, Server, WRITER};
+use crate::fault_server::FaultServer;
+use base64::Engine as _;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// chromedriver on a free loopback port, killed when dropped.
+struct Driver {
+    child: Child,
+    base: String,
+    // Dropped before the runtime its connections live on.
+    http: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    fn start() -> Driver {
+        for binary in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                Path::new(binary).exists(),
+                "{binary} is missing: install Debian's chromium and chromium-driver packages \
+                 (`.ci/run` does)"
+            );
+        }
+        // A free port, released just before chromedriver takes it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        runner::client::install_tls();
+        let driver = Driver {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = driver.http.get(format!("{}/status", driver.base));
+            let ready = driver.runtime.block_on(async {
+                match status.send().await {
+                    Ok(reply) => reply.json::<Value>().await.ok(),
+                    Err(_) => None,
+                }
+            });
+            let ready = ready.is_some_and(|v| v["value"]["ready"] == true);
+            if ready {
+                return driver;
+            }
+            assert!(Instant::now() < deadline, "chromedriver never became ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A new headless browser with a fresh profile.
+    fn browser(&self, profile: &Path) -> Browser<'_> {
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-quic",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+            "--window-size=1280,800",
+        ];
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.push(format!("--user-data-dir={}", profile.display()));
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": CHROMIUM, "args": all}
+        }}});
+        let reply = self.call("POST", "/session", Some(capabilities));
+        let id = reply["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {reply}"))
+            .to_string();
+        Browser { driver: self, id }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{path}", self.base);
+        let request = match method {
+            "GET" => self.http.get(url),
+            "DELETE" => self.http.delete(url),
+            _ => self.http.post(url).json(&body.unwrap_or_else(|| json!({}))),
+        };
+        let reply: Value = self.runtime.block_on(async {
+            request
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+                .json()
+                .await
+                .unwrap_or_else(|e| panic!("{method} {path}: not JSON: {e}"))
+        });
+        if let Some(error) = reply["value"]["error"].as_str() {
+            panic!("{method} {path}: {error}: {}", reply["value"]["message"]);
+        }
+        reply.get("value").cloned().unwrap_or(Value::Null)
+    }
+}
+
+/// One browser session.
+struct Browser<'a> {
+    driver: &'a Driver,
+    id: String,
+}
+
+impl Drop for Browser<'_> {
+    fn drop(&mut self) {
+        let request = self
+            .driver
+            .http
+            .delete(format!("{}/session/{}", self.driver.base, self.id));
+        let _ = self.driver.runtime.block_on(async { request.send().await });
+    }
+}
+
+impl Browser<'_> {
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.driver
+            .call(method, &format!("/session/{}{path}", self.id), body)
+    }
+
+    fn open(&self, url: &str) {
+        self.call("POST", "/url", Some(json!({"url": url})));
+    }
+
+    fn url(&self) -> String {
+        self.call("GET", "/url", None).as_str().unwrap().to_string()
+    }
+
+    fn source(&self) -> String {
+        self.call("GET", "/source", None)
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn find(&self, css: &str) -> String {
+        let found = self.call(
+            "POST",
+            "/element",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        found[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}"))
+            .to_string()
+    }
+
+    fn count(&self, css: &str) -> usize {
+        self.call(
+            "POST",
+            "/elements",
+            Some(json!({"using": "css selector", "value": css})),
+        )
+        .as_array()
+        .map_or(0, Vec::len)
+    }
+
+    fn click(&self, css: &str) {
+        let element = self.find(css);
+        self.call("POST", &format!("/element/{element}/click"), None);
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css);
+        self.call("POST", &format!("/element/{element}/clear"), None);
+        self.call(
+            "POST",
+            &format!("/element/{element}/value"),
+            Some(json!({"text": text})),
+        );
+    }
+
+    fn text(&self, css: &str) -> String {
+        let element = self.find(css);
+        self.call("GET", &format!("/element/{element}/text"), None)
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Clicks what submits a form or follows a link and waits (bounded) until the browser is
+    /// at a URL containing `to` with the page loaded: a navigation may still be under way when
+    /// a click returns.
+    fn submit(&self, css: &str, to: &str) {
+        self.click(css);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let at = self.url();
+            let loaded = self.call(
+                "POST",
+                "/execute/sync",
+                Some(json!({"script": "return document.readyState;", "args": []})),
+            ) == "complete";
+            if at.contains(to) && loaded {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "after {css}: at {at}, never reached {to}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn size(&self, width: u32, height: u32) {
+        self.call(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        );
+    }
+
+    fn dark(&self, on: bool) {
+        let value = if on { "dark" } else { "light" };
+        self.call(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({"cmd": "Emulation.setEmulatedMedia", "params": {
+                "features": [{"name": "prefers-color-scheme", "value": value}]
+            }})),
+        );
+    }
+
+    /// The page's width in CSS pixels beyond the window's: a layout that does not fit.
+    fn overflow(&self) -> i64 {
+        let reply = self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({
+                "script": "return document.documentElement.scrollWidth - window.innerWidth;",
+                "args": []
+            })),
+        );
+        reply.as_i64().unwrap_or(0)
+    }
+
+    fn screenshot(&self, name: &str) {
+        let encoded = self.call("GET", "/screenshot", None);
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(encoded.as_str().unwrap())
+            .expect("base64 screenshot");
+        assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
+        let dir = screenshots();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+fn screenshots() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("ui-screenshots")
+}
+
+/// A store with a chat prompt promoted through the gate (two experiments behind the move), made
+/// by the real CLI against a local endpoint.
+fn store(env: &Env, endpoint: &FaultServer) {
+    env.write(
+        "v1.json",
+        r#"[{"role": "system", "content": "You are a support agent. Never answer <script>alert(1)</script>."},
+            {"role": "user", "content": "I cannot help."}]"#,
+    );
+    env.write(
+        "v2.json",
+        r#"[{"role": "system", "content": "You are a friendly support agent. Be brief."},
+            {"role": "user", "content": "About {{query}}"}]"#,
+    );
+    env.ok(&[
+        "prompt",
+        "create",
+        "support",
+        "--messages-file",
+        "v1.json",
+        "--model",
+        "gpt-4o-mini",
+        "--param",
+        "temperature=0.2",
+        "--meta",
+        "team=care",
+        "--description",
+        "Answers customer questions",
+        "--tag",
+        "production",
+    ]);
+    env.ok(&[
+        "prompt",
+        "update",
+        "support",
+        "--messages-file",
+        "v2.json",
+        "--tag",
+        "staging",
+        "-m",
+        "Friendlier, answers the question",
+    ]);
+    for (name, text) in [
+        ("billing", "Invoice {{id}} is due"),
+        ("onboarding", "Welcome {{name}}"),
+    ] {
+        env.ok(&["prompt", "create", name, "--template", text, "--model", "m"]);
+    }
+    let mut data = String::from("id,query,expected\n");
+    for (i, word) in [
+        "order", "refund", "password", "invoice", "delivery", "account",
+    ]
+    .iter()
+    .enumerate()
+    {
+        data.push_str(&format!("r{i},where is my {word},{word}\n"));
+    }
+    data.push_str("r6,<b>bold</b> question,nothing\n");
+    let path = env.write("cases.csv", &data);
+    env.ok(&[
+        "promote",
+        "--prompt",
+        "support",
+        "--from",
+        "staging",
+        "--to",
+        "production",
+        "--dataset",
+        path.to_str().unwrap(),
+        "--base-url",
+        &endpoint.base_url(),
+        "--min-pass-rate",
+        "0.5",
+        "-m",
+        "better answers on the support set",
+    ]);
+}
+
+#[test]
+fn the_ui_in_a_real_browser() {
+    let env = Env::new();
+    let endpoint = FaultServer::start(Duration::ZERO);
+    store(&env, &endpoint);
+    env.write("writers.txt", &format!("ci:{WRITER}\n"));
+    env.write("readers.txt", &format!("viewer:{READER}\n"));
+    let server = Server::start(
+        &env,
+        &[
+            "--token-file",
+            "writers.txt",
+            "--read-token-file",
+            "readers.txt",
+        ],
+    );
+    let base = server.base.clone();
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.browser(profile.path());
+    browser.size(1280, 800);
+
+    // Log in with the read-only token: everything is visible, nothing can be changed.
+    browser.open(&format!("{base}/prompts/support"));
+    assert!(browser.url().contains("/login?next="), "{}", browser.url());
+    browser.screenshot("login");
+    browser.type_into("#token", READER);
+    browser.submit("form[action='/login'] button", "/prompts/support");
+    assert!(
+        browser.url().ends_with("/prompts/support"),
+        "{}",
+        browser.url()
+    );
+    assert!(browser.text(".who").contains("read-only"));
+    assert_eq!(
+        browser.count("form.action"),
+        0,
+        "a read-only token is offered no action"
+    );
+    browser.screenshot("prompt-read-only");
+    browser.submit("form[action='/logout'] button", "/login");
+
+    // Log in with the write token.
+    browser.type_into("#token", WRITER);
+    browser.submit("form[action='/login'] button", &format!("{base}/"));
+    assert_eq!(browser.url(), format!("{base}/"));
+    assert!(browser.text(".who").contains("ui:ci"));
+    browser.screenshot("library");
+
+    // Search the library.
+    browser.type_into("input[name='q']", "supp");
+    browser.submit("form.filters button", "q=supp");
+
+    assert_eq!(browser.count("table.list tbody tr"), 1);
+    assert!(browser.source().contains("Answers customer questions"));
+    browser.screenshot("library-search");
+
+    // The prompt, a version, a diff.
+    browser.click("a[href='/prompts/support']");
+    assert!(browser.text("h1").contains("support"));
+    assert!(browser.text("#deployments").contains("gated"));
+    browser.screenshot("prompt");
+    browser.click("a[href='/prompts/support/versions/1']");
+    assert_eq!(
+        browser.count(".message"),
+        2,
+        "chat messages render as messages"
+    );
+    assert!(
+        browser
+            .text(".message.role-system")
+            .contains("<script>alert(1)</script>")
+    );
+    browser.screenshot("version");
+    browser.open(&format!("{base}/prompts/support/diff?from=1&to=2"));
+    assert!(
+        browser.count(".diff-line.ins mark") > 0,
+        "word-level highlights"
+    );
+    browser.screenshot("diff");
+
+    // Move a tag, see it in the history; roll production back with force and a reason.
+    browser.open(&format!("{base}/prompts/support"));
+    browser.click("details.act summary");
+    browser.type_into("form[action$='/tags'] input[name='tag']", "canary");
+    browser.click("form[action$='/tags'] input[name='confirm']");
+    browser.submit("form[action$='/tags'] button", "#deployments");
+    assert!(
+        browser.url().ends_with("/prompts/support#deployments"),
+        "{}",
+        browser.url()
+    );
+    assert!(browser.text("#history").contains("canary"));
+    let history = env.json(&["tag", "history", "support", "canary", "--json"]);
+    assert_eq!(history[0]["actor"], "ui:ci");
+    browser.screenshot("prompt-tag-moved");
+    browser.click("details.act summary");
+    browser.click("form[action$='/rollback'] select[name='tag'] option[value='production']");
+    browser.click("form[action$='/rollback'] input[name='force']");
+    browser.type_into(
+        "form[action$='/rollback'] input[name='reason']",
+        "the new answers confuse users",
+    );
+    browser.click("form[action$='/rollback'] input[name='confirm']");
+    browser.submit("form[action$='/rollback'] button", "#deployments");
+    assert!(
+        browser
+            .text("#history")
+            .contains("the new answers confuse users")
+    );
+    let production = env.json(&["prompt", "show", "support", "--tag", "production", "--json"]);
+    assert_eq!(production["seq"], 1);
+    browser.screenshot("prompt-rolled-back");
+
+    // Experiments, a comparison and its filters, one experiment's rows.
+    browser.click("a[href='/prompts/support/experiments']");
+    assert_eq!(browser.count("svg polyline"), 1);
+    browser.screenshot("experiments");
+    browser.submit("form[action='/compare'] button", "/compare?");
+    assert!(
+        browser
+            .text("table.metrics")
+            .contains("icontains pass rate")
+    );
+    // The promotion in the tag history links to its comparison, which shows the verdict.
+    browser.open(&format!("{base}/prompts/support"));
+    browser.submit("#history a[href^='/compare']", "/compare?");
+    assert!(browser.text(".verdict-box").contains("production"));
+    browser.screenshot("compare");
+    browser.submit(".tabs a[href*='show=improved']", "show=improved");
+
+    assert!(browser.count("table.compare tbody tr") >= 5);
+    browser.screenshot("compare-improved");
+    browser.submit(".tabs a[href*='show=regressed']", "show=regressed");
+    assert!(
+        browser
+            .text("table.compare")
+            .contains("no rows changed verdict")
+    );
+    browser.open(&format!("{base}/prompts/support/experiments"));
+    browser.click("table.list tbody tr:first-child td:first-child a");
+    browser.submit(".tabs a[href*='show=failed']", "show=failed");
+    assert!(browser.text("table.rows").contains("r6"));
+    browser.screenshot("experiment-failed");
+
+    // Phone width and dark: every page fits the window.
+    let pages = [
+        ("library", "/".to_string()),
+        ("prompt", "/prompts/support".to_string()),
+        ("diff", "/prompts/support/diff?from=1&to=2".to_string()),
+        ("experiments", "/prompts/support/experiments".to_string()),
+    ];
+    for (dark, suffix) in [(false, ""), (true, "-dark")] {
+        browser.dark(dark);
+        browser.size(390, 844);
+        for (name, path) in &pages {
+            browser.open(&format!("{base}{path}"));
+            browser.screenshot(&format!("phone-{name}{suffix}"));
+            assert!(browser.overflow() <= 0, "{name} is wider than a phone");
+        }
+        browser.size(1280, 800);
+        if dark {
+            for (name, path) in &pages {
+                browser.open(&format!("{base}{path}"));
+                browser.screenshot(&format!("{name}-dark"));
+            }
+        }
+    }
+    browser.dark(false);
+
+    // Log out: the pages ask for a login again.
+    browser.submit("form[action='/logout'] button", "/login");
+    browser.open(&format!("{base}/"));
+    assert!(browser.url().contains("/login"), "{}", browser.url());
+}

@@ -1,0 +1,669 @@
+//! The web UI of `runner serve` at the HTML level: a store made by the real CLI, the real server
+//! on a free loopback port, pages read over HTTP (status, content, escaping), the login, CSRF
+//! tokens, and the tag actions checked against `runner tag history`.
+
+use super::Env;
+use crate::fault_server::FaultServer;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+pub const WRITER: &str = "ui-0123456789abcdef0123456789abcdef";
+pub const READER: &str = "ro-fedcba9876543210fedcba9876543210";
+
+/// A running `runner serve`, killed when dropped.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    // Dropped before the runtime its connections live on.
+    http: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+}
+
+struct Reply {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    text: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap())
+            .unwrap_or("")
+    }
+
+    /// The CSRF token of the page's first form.
+    fn csrf(&self) -> String {
+        let at = self
+            .text
+            .find("name=\"csrf\" value=\"")
+            .unwrap_or_else(|| panic!("no csrf field in {}", self.text));
+        let rest = &self.text[at + "name=\"csrf\" value=\"".len()..];
+        rest[..rest.find('"').unwrap()].to_string()
+    }
+
+    /// The `name=value` of the session cookie this reply sets.
+    fn session_cookie(&self) -> String {
+        let set = self.header("set-cookie");
+        set.split(';').next().unwrap().to_string()
+    }
+}
+
+impl Server {
+    pub fn start(env: &Env, extra: &[&str]) -> Server {
+        let mut child = env
+            .std_cmd()
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start runner serve");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .expect("read the address line");
+        let Some(at) = first.find("http://") else {
+            let _ = child.kill();
+            let mut stderr = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .ok();
+            panic!("no address on the first line {first:?}; stderr: {stderr}");
+        };
+        let base = first[at..].split_whitespace().next().unwrap().to_string();
+        runner::client::install_tls();
+        Server {
+            child,
+            base,
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+        }
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        cookie: Option<&str>,
+        form: Option<&[(&str, &str)]>,
+    ) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        if let Some(form) = form {
+            let body: Vec<String> = form
+                .iter()
+                .map(|(k, v)| format!("{k}={}", runner::ui::html::url_part(v)))
+                .collect();
+            request = request
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.join("&"));
+        }
+        self.runtime.block_on(async {
+            let response = request.send().await.expect("request");
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let text = response.text().await.expect("body");
+            Reply {
+                status,
+                headers,
+                text,
+            }
+        })
+    }
+
+    fn get(&self, path: &str) -> Reply {
+        // The server binds before it prints its address, so the first request is answered.
+        self.send("GET", path, None, None)
+    }
+
+    fn get_as(&self, path: &str, cookie: &str) -> Reply {
+        self.send("GET", path, Some(cookie), None)
+    }
+
+    fn post(&self, path: &str, cookie: Option<&str>, form: &[(&str, &str)]) -> Reply {
+        self.send("POST", path, cookie, Some(form))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `greet` with two versions (v1 holding hostile text, tagged production; v2 staging) and a
+/// second prompt, made by the CLI.
+fn store(env: &Env) {
+    env.ok(&[
+        "prompt",
+        "create",
+        "greet",
+        "--template",
+        "Hello <script>alert(1)</script> {{name}}, how can I help?",
+        "--model",
+        "m",
+        "--tag",
+        "production",
+        "--meta",
+        "team=support",
+        "--description",
+        "Greets a customer",
+    ]);
+    env.ok(&[
+        "prompt",
+        "update",
+        "greet",
+        "--template",
+        "Hello {{name}}, how may I help?",
+        "--tag",
+        "staging",
+        "-m",
+        "<b>politer</b>",
+        "--meta",
+        "team=care",
+    ]);
+    env.ok(&[
+        "prompt",
+        "create",
+        "billing",
+        "--template",
+        "Invoice {{id}}",
+        "--model",
+        "m",
+    ]);
+}
+
+fn history(env: &Env) -> serde_json::Value {
+    env.json(&["tag", "history", "greet", "--json"])
+}
+
+#[test]
+fn pages_list_show_and_diff_prompts_and_escape_their_text() {
+    let env = Env::new();
+    store(&env);
+    let server = Server::start(&env, &[]);
+
+    let library = server.get("/");
+    assert_eq!(library.status, 200, "{}", library.text);
+    assert!(library.header("content-type").starts_with("text/html"));
+    assert!(
+        library
+            .header("content-security-policy")
+            .contains("default-src 'none'")
+    );
+    assert!(library.text.contains("href=\"/prompts/greet\""));
+    assert!(library.text.contains("href=\"/prompts/billing\""));
+    assert!(library.text.contains("Greets a customer"));
+    assert!(library.text.contains(">production</span>"));
+
+    // Search by name, by tag, by metadata; each keeps only greet.
+    for query in [
+        "/?q=GRE",
+        "/?tag=staging",
+        "/?meta=team%3Dcare",
+        "/?q=customer",
+    ] {
+        let page = server.get(query);
+        assert_eq!(page.status, 200, "{query}");
+        assert!(page.text.contains("/prompts/greet\""), "{query}");
+        assert!(!page.text.contains("/prompts/billing\""), "{query}");
+    }
+    assert_eq!(server.get("/?meta=nokeyvalue").status, 422);
+    assert_eq!(server.get("/?page=0").status, 422);
+
+    let prompt = server.get("/prompts/greet");
+    assert_eq!(prompt.status, 200);
+    assert!(prompt.text.contains("Deployments"));
+    assert!(prompt.text.contains("Tag history"));
+    assert!(
+        prompt.text.contains("&lt;b&gt;politer&lt;/b&gt;"),
+        "message escaped"
+    );
+    assert!(!prompt.text.contains("<b>politer"));
+    assert!(prompt.text.contains("by tester"));
+
+    let version = server.get("/prompts/greet/versions/1");
+    assert_eq!(version.status, 200);
+    assert!(
+        version
+            .text
+            .contains("Hello &lt;script&gt;alert(1)&lt;/script&gt;")
+    );
+    assert!(
+        !version.text.contains("<script"),
+        "a template renders as text"
+    );
+    assert!(
+        version
+            .text
+            .contains("&quot;team&quot;: &quot;support&quot;")
+    );
+    assert!(version.text.contains("<code class=\"var\">name</code>"));
+
+    let diff = server.get("/prompts/greet/diff?from=1&to=2");
+    assert_eq!(diff.status, 200);
+    assert!(diff.text.contains("<mark>can</mark>"), "{}", diff.text);
+    assert!(diff.text.contains("<mark>may</mark>"));
+    assert!(!diff.text.contains("<script"));
+    assert!(diff.text.contains("metadata.team"));
+
+    assert_eq!(server.get("/prompts/nope").status, 404);
+    assert_eq!(server.get("/prompts/greet/versions/9").status, 404);
+    assert_eq!(server.get("/prompts/greet/diff?from=x").status, 422);
+    assert_eq!(server.get("/experiments/nope").status, 404);
+    let css = server.get("/assets/style.css");
+    assert_eq!(css.status, 200);
+    assert!(css.text.contains("prefers-color-scheme: dark"));
+    // The API is still there, beside the pages.
+    assert_eq!(server.get("/v1/prompts").status, 200);
+}
+
+#[test]
+fn experiments_compare_and_the_promotion_behind_a_tag() {
+    let env = Env::new();
+    let endpoint = FaultServer::start(Duration::ZERO);
+    env.ok(&[
+        "prompt",
+        "create",
+        "greet",
+        "--template",
+        "I cannot help.",
+        "--model",
+        "m",
+        "--tag",
+        "production",
+    ]);
+    env.ok(&[
+        "prompt",
+        "update",
+        "greet",
+        "--template",
+        "About {{query}}",
+        "--tag",
+        "staging",
+    ]);
+    let data = env.write(
+        "cases.csv",
+        "id,query,expected\na,order,order\nb,password,password\nc,<script>x</script>,nothing\n",
+    );
+    let out = env.json(&[
+        "promote",
+        "--prompt",
+        "greet",
+        "--from",
+        "staging",
+        "--to",
+        "production",
+        "--dataset",
+        data.to_str().unwrap(),
+        "--base-url",
+        &endpoint.base_url(),
+        "--min-pass-rate",
+        "0.5",
+        "-m",
+        "better answers",
+        "--json",
+    ]);
+    assert_eq!(out["moved"], true, "{out}");
+    let experiments = env.json(&["experiment", "list", "--json"]);
+    let ids: Vec<String> = experiments
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let event = history(&env)
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "promote")
+        .cloned()
+        .unwrap();
+    let baseline = event["evidence"]["baseline_experiment"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let candidate = event["evidence"]["candidate_experiment"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let server = Server::start(&env, &[]);
+    let prompt = server.get("/prompts/greet");
+    let compare_link = format!("/compare?baseline={baseline}&amp;candidate={candidate}");
+    assert!(
+        prompt.text.contains(&compare_link),
+        "the promote event links its comparison"
+    );
+    assert!(prompt.text.contains(&format!("/experiments/{candidate}")));
+    assert!(prompt.text.contains(">gated</span>"));
+
+    let list = server.get("/prompts/greet/experiments");
+    assert_eq!(list.status, 200);
+    assert!(list.text.contains("<svg"), "the pass-rate chart");
+    assert!(list.text.contains("<polyline"));
+    assert!(list.text.contains("icontains"));
+    for id in &ids {
+        assert!(list.text.contains(&format!("/experiments/{id}")));
+    }
+
+    let rows = server.get(&format!("/experiments/{candidate}"));
+    assert_eq!(rows.status, 200);
+    assert!(rows.text.contains("About order"));
+    assert!(rows.text.contains("&lt;script&gt;x&lt;/script&gt;"));
+    assert!(!rows.text.contains("<script"));
+    let failed = server.get(&format!("/experiments/{candidate}?show=failed"));
+    assert!(failed.text.contains("<code>c</code>"), "{}", failed.text);
+    assert!(!failed.text.contains("<code>a</code>"));
+    let searched = server.get(&format!("/experiments/{candidate}?q=PASSWORD"));
+    assert!(searched.text.contains("<code>b</code>"));
+    assert!(!searched.text.contains("<code>a</code>"));
+    assert!(searched.text.contains("1 in all"));
+    assert_eq!(
+        server
+            .get(&format!("/experiments/{candidate}?show=bogus"))
+            .status,
+        422
+    );
+
+    let compare = server.get(&format!(
+        "/compare?baseline={baseline}&candidate={candidate}"
+    ));
+    assert_eq!(compare.status, 200, "{}", compare.text);
+    assert!(compare.text.contains("Promotion"));
+    let verdict = event["evidence"]["verdict"].as_str().unwrap();
+    assert!(
+        compare
+            .text
+            .contains(&format!("<p class=\"verdict\">{verdict}</p>")),
+        "{}",
+        compare.text
+    );
+    assert!(compare.text.contains("icontains pass rate"));
+    assert!(compare.text.contains(">improved</span>"));
+    let regressed = server.get(&format!(
+        "/compare?baseline={baseline}&candidate={candidate}&show=regressed"
+    ));
+    assert!(regressed.text.contains("no rows changed verdict"));
+    let improved = server.get(&format!(
+        "/compare?baseline={baseline}&candidate={candidate}&show=improved"
+    ));
+    assert!(improved.text.contains("<code>a</code>"));
+    assert!(
+        improved.text.contains("diff-line ins"),
+        "outputs are diffed"
+    );
+    assert_eq!(server.get("/compare?baseline=x").status, 422);
+}
+
+#[test]
+fn a_login_gives_a_session_and_only_write_tokens_act() {
+    let env = Env::new();
+    store(&env);
+    env.write("writers.txt", &format!("ci:{WRITER}\n"));
+    env.write("readers.txt", &format!("{READER}\n"));
+    let server = Server::start(
+        &env,
+        &[
+            "--token-file",
+            "writers.txt",
+            "--read-token-file",
+            "readers.txt",
+        ],
+    );
+
+    // Without a session every page sends the browser to the login form.
+    let bounced = server.get("/prompts/greet");
+    assert_eq!(bounced.status, 303);
+    assert_eq!(bounced.header("location"), "/login?next=%2Fprompts%2Fgreet");
+    let form = server.get("/login");
+    assert_eq!(form.status, 200);
+    let login_csrf = form.csrf();
+    let refused = server.post(
+        "/login",
+        None,
+        &[("token", "not-a-token-at-all-xx"), ("csrf", &login_csrf)],
+    );
+    assert_eq!(refused.status, 401);
+    assert!(refused.header("set-cookie").is_empty());
+    let stale = server.post("/login", None, &[("token", WRITER), ("csrf", "0")]);
+    assert_eq!(stale.status, 403);
+
+    // The read-only token sees everything and can act on nothing.
+    let reader = server.post(
+        "/login",
+        None,
+        &[
+            ("token", READER),
+            ("csrf", &login_csrf),
+            ("next", "/prompts/greet"),
+        ],
+    );
+    assert_eq!(reader.status, 303);
+    assert_eq!(reader.header("location"), "/prompts/greet");
+    let set = reader.header("set-cookie");
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Max-Age="),
+        "{set}"
+    );
+    let ro = reader.session_cookie();
+    let page = server.get_as("/prompts/greet", &ro);
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("(read-only)"));
+    assert!(
+        !page.text.contains("Move tag"),
+        "no action forms for a read-only token"
+    );
+    let before = history(&env);
+    let denied = server.post(
+        "/prompts/greet/tags",
+        Some(&ro),
+        &[
+            ("csrf", &page.csrf()),
+            ("tag", "beta"),
+            ("version", "1"),
+            ("confirm", "yes"),
+        ],
+    );
+    assert_eq!(denied.status, 403, "{}", denied.text);
+    assert_eq!(history(&env), before);
+    // A forged cookie is no session.
+    let forged = ro.replacen(".ro.", ".rw.", 1);
+    assert_eq!(server.get_as("/", &forged).status, 303);
+
+    // The write token acts, with its CSRF token and a confirmation.
+    let writer = server.post("/login", None, &[("token", WRITER), ("csrf", &login_csrf)]);
+    let rw = writer.session_cookie();
+    let page = server.get_as("/prompts/greet", &rw);
+    assert!(page.text.contains("Move tag"));
+    let csrf = page.csrf();
+    let no_csrf = server.post(
+        "/prompts/greet/tags",
+        Some(&rw),
+        &[
+            ("csrf", "0"),
+            ("tag", "beta"),
+            ("version", "1"),
+            ("confirm", "yes"),
+        ],
+    );
+    assert_eq!(no_csrf.status, 403);
+    let other_session = server.post(
+        "/prompts/greet/tags",
+        Some(&rw),
+        &[
+            ("csrf", &server.get_as("/", &ro).csrf()),
+            ("tag", "beta"),
+            ("version", "1"),
+            ("confirm", "yes"),
+        ],
+    );
+    assert_eq!(
+        other_session.status, 403,
+        "a CSRF token belongs to one session"
+    );
+    let unconfirmed = server.post(
+        "/prompts/greet/tags",
+        Some(&rw),
+        &[("csrf", &csrf), ("tag", "beta"), ("version", "1")],
+    );
+    assert_eq!(unconfirmed.status, 422);
+    assert_eq!(history(&env), before);
+    let moved = server.post(
+        "/prompts/greet/tags",
+        Some(&rw),
+        &[
+            ("csrf", &csrf),
+            ("tag", "beta"),
+            ("version", "1"),
+            ("confirm", "yes"),
+        ],
+    );
+    assert_eq!(moved.status, 303, "{}", moved.text);
+    let events = history(&env);
+    let last = events.as_array().unwrap().last().unwrap();
+    assert_eq!(last["tag"], "beta");
+    assert_eq!(last["action"], "set");
+    assert_eq!(last["actor"], "ui:ci");
+    assert_eq!(last["to_seq"], 1);
+
+    // A protected tag follows the one tag policy: refused without force, force needs a reason.
+    let protected = server.post(
+        "/prompts/greet/tags",
+        Some(&rw),
+        &[
+            ("csrf", &csrf),
+            ("tag", "production"),
+            ("version", "2"),
+            ("confirm", "yes"),
+        ],
+    );
+    assert_eq!(protected.status, 409, "{}", protected.text);
+    let no_reason = server.post(
+        "/prompts/greet/tags",
+        Some(&rw),
+        &[
+            ("csrf", &csrf),
+            ("tag", "production"),
+            ("version", "2"),
+            ("confirm", "yes"),
+            ("force", "yes"),
+        ],
+    );
+    assert_eq!(no_reason.status, 422);
+    assert_eq!(
+        history(&env).as_array().unwrap().len(),
+        events.as_array().unwrap().len()
+    );
+    let forced = server.post(
+        "/prompts/greet/tags",
+        Some(&rw),
+        &[
+            ("csrf", &csrf),
+            ("tag", "production"),
+            ("version", "2"),
+            ("confirm", "yes"),
+            ("force", "yes"),
+            ("reason", "hotfix <now>"),
+        ],
+    );
+    assert_eq!(forced.status, 303, "{}", forced.text);
+    let prod = env.json(&["tag", "history", "greet", "production", "--json"]);
+    let last = prod.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "move");
+    assert_eq!(last["forced"], true);
+    assert_eq!(last["message"], "hotfix <now>");
+    assert_eq!(last["to_seq"], 2);
+
+    // Roll it back, forced with a reason; the page shows the history.
+    let rolled = server.post(
+        "/prompts/greet/rollback",
+        Some(&rw),
+        &[
+            ("csrf", &csrf),
+            ("tag", "production"),
+            ("confirm", "yes"),
+            ("force", "yes"),
+            ("reason", "undo"),
+        ],
+    );
+    assert_eq!(rolled.status, 303, "{}", rolled.text);
+    let shown = env.json(&["prompt", "show", "greet", "--tag", "production", "--json"]);
+    assert_eq!(shown["seq"], 1);
+    let page = server.get_as("/prompts/greet", &rw);
+    assert!(page.text.contains(">rollback</span>"));
+    assert!(page.text.contains("hotfix &lt;now&gt;"));
+
+    // Logging out clears the cookie.
+    let out = server.post("/logout", Some(&rw), &[("csrf", &csrf)]);
+    assert_eq!(out.status, 303);
+    assert!(out.header("set-cookie").contains("Max-Age=0"));
+}
+
+#[test]
+fn without_tokens_the_pages_act_on_loopback_with_a_csrf_token() {
+    let env = Env::new();
+    store(&env);
+    let server = Server::start(&env, &[]);
+    let page = server.get("/prompts/greet");
+    assert!(page.text.contains("Move tag"));
+    assert!(!page.text.contains("Log out"));
+    let moved = server.post(
+        "/prompts/greet/tags",
+        None,
+        &[
+            ("csrf", &page.csrf()),
+            ("tag", "staging"),
+            ("version", "1"),
+            ("confirm", "yes"),
+        ],
+    );
+    assert_eq!(moved.status, 303, "{}", moved.text);
+    let events = history(&env);
+    let last = events.as_array().unwrap().last().unwrap();
+    assert_eq!(
+        (last["tag"].as_str(), last["actor"].as_str()),
+        (Some("staging"), Some("ui"))
+    );
+    let refused = server.post(
+        "/prompts/greet/tags",
+        None,
+        &[
+            ("csrf", "0"),
+            ("tag", "staging"),
+            ("version", "2"),
+            ("confirm", "yes"),
+        ],
+    );
+    assert_eq!(refused.status, 403);
+    // The loopback rules of the API hold for the pages: another Host is refused.
+    let rebound = server.runtime.block_on(async {
+        server
+            .http
+            .get(format!("{}/", server.base))
+            .header("host", "evil.example")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    assert_eq!(rebound, 403);
+}
