@@ -216,6 +216,10 @@ pub struct RunArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Confidence level of the intervals reported (0 to 1) [default: `confidence` in
+    /// runner.toml, else 0.95].
+    #[arg(long, value_name = "C")]
+    pub confidence: Option<f64>,
 }
 
 /// How experiments run; shared by `experiment`, `compare --run` and `promote`. Unset options
@@ -304,6 +308,26 @@ pub struct CompareArgs {
     /// Print Markdown (for a pull-request comment).
     #[arg(long)]
     pub markdown: bool,
+    /// Confidence level of the intervals reported (0 to 1) [default: `confidence` in
+    /// runner.toml, else 0.95].
+    #[arg(long, value_name = "C")]
+    pub confidence: Option<f64>,
+    /// Rows sharing a value of this dataset column are not independent (the same source
+    /// document, say): standard errors are clustered on it.
+    #[arg(long, value_name = "COL")]
+    pub cluster_column: Option<String>,
+    /// Gate: pass only if the lower bound of the pass rate's difference (candidate − baseline)
+    /// is at least −D, per evaluator ("not worse by more than D, with confidence C"); exit 1 if not.
+    #[arg(long, value_name = "D")]
+    pub non_inferior: Option<f64>,
+    /// Gate: pass only if the lower bound of the pass rate's difference is at least D (the
+    /// candidate is really better), per evaluator; exit 1 if not.
+    #[arg(long, value_name = "D")]
+    pub min_improvement: Option<f64>,
+    /// Gate: the candidate's pass rate may trail the baseline's by at most D (0..1), per
+    /// evaluator; exit 1 if it trails more.
+    #[arg(long, value_name = "D")]
+    pub max_regression: Option<f64>,
     #[command(flatten)]
     pub options: RunOptions,
 }
@@ -336,6 +360,22 @@ pub struct PromoteArgs {
     /// The candidate's p95 latency must be at most MS.
     #[arg(long, value_name = "MS")]
     pub max_p95_latency_ms: Option<f64>,
+    /// The lower bound of the pass rate's difference (candidate − baseline) must be at least
+    /// −D, per evaluator: not worse by more than D, with confidence C.
+    #[arg(long, value_name = "D")]
+    pub non_inferior: Option<f64>,
+    /// The lower bound of the pass rate's difference must be at least D, per evaluator: the
+    /// candidate is really better.
+    #[arg(long, value_name = "D")]
+    pub min_improvement: Option<f64>,
+    /// Confidence level of the intervals reported (0 to 1) [default: `confidence` in
+    /// runner.toml, else 0.95].
+    #[arg(long, value_name = "C")]
+    pub confidence: Option<f64>,
+    /// Cluster the standard errors on this dataset column (rows sharing a value are not
+    /// independent).
+    #[arg(long, value_name = "COL")]
+    pub cluster_column: Option<String>,
     /// Evaluate and report, move nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -389,6 +429,10 @@ pub struct ExperimentShowArgs {
     /// Write every row (or the --failed / --errored ones) to a CSV file.
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
+    /// Confidence level of the intervals reported (0 to 1) [default: `confidence` in
+    /// runner.toml, else 0.95].
+    #[arg(long, value_name = "C")]
+    pub confidence: Option<f64>,
 }
 
 #[derive(Debug, Args)]
@@ -397,6 +441,10 @@ pub struct ExperimentResumeArgs {
     pub id: String,
     #[arg(long)]
     pub json: bool,
+    /// Confidence level of the intervals reported (0 to 1) [default: `confidence` in
+    /// runner.toml, else 0.95].
+    #[arg(long, value_name = "C")]
+    pub confidence: Option<f64>,
 }
 
 #[derive(Debug, Args)]

@@ -530,7 +530,7 @@ pub fn paired(diffs: &Sample, test: PairedTest, confidence: f64) -> Option<Paire
         ),
         (_, Some(g)) => (
             t_p(),
-            format!("t-test on clustered errors ({g} clusters, {} df)", g - 1),
+            format!("clustered t-test, {g} clusters, {} df", g - 1),
         ),
         (PairedTest::PairedT, None) => (t_p(), "paired t-test".to_string()),
     };

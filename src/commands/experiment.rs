@@ -41,6 +41,7 @@ fn start(args: RunArgs, ctx: &Context) -> Result<u8> {
         "--max-error-rate",
         args.max_error_rate.or(file.max_error_rate),
     )?;
+    let confidence = confidence(args.confidence, ctx)?;
     let prepared = prepare(
         ctx,
         &prompt,
@@ -49,9 +50,14 @@ fn start(args: RunArgs, ctx: &Context) -> Result<u8> {
         args.name.clone(),
         &run_request(&args.options),
     )?;
-    let finished = launch(prepared, ctx, &report::Terminal::default(), interrupted())?;
+    let finished = launch(
+        prepared,
+        ctx,
+        &report::Terminal::new(confidence),
+        interrupted(),
+    )?;
     let check = crate::gate::check_experiment(&finished.summary, min_pass_rate, max_error_rate);
-    let code = print_finished(&finished, args.json, &check)?;
+    let code = print_finished(&finished, args.json, &check, confidence)?;
     if code == exit::OK && check.iter().any(|c| !c.passed) {
         for c in check.iter().filter(|c| !c.passed) {
             crate::note!(
@@ -67,8 +73,14 @@ fn start(args: RunArgs, ctx: &Context) -> Result<u8> {
 }
 
 fn resume(args: ExperimentResumeArgs, ctx: &Context) -> Result<u8> {
-    let finished = resume_run(ctx, &args.id, &report::Terminal::default(), interrupted())?;
-    print_finished(&finished, args.json, &[])
+    let confidence = confidence(args.confidence, ctx)?;
+    let finished = resume_run(
+        ctx,
+        &args.id,
+        &report::Terminal::new(confidence),
+        interrupted(),
+    )?;
+    print_finished(&finished, args.json, &[], confidence)
 }
 
 /// The run options as the workflow takes them.
@@ -95,7 +107,12 @@ pub fn run_request(options: &RunOptions) -> RunRequest {
 }
 
 /// Prints how a run ended and returns its exit code.
-fn print_finished(finished: &Finished, json: bool, check: &[crate::gate::Criterion]) -> Result<u8> {
+fn print_finished(
+    finished: &Finished,
+    json: bool,
+    check: &[crate::gate::Criterion],
+    confidence: f64,
+) -> Result<u8> {
     let Finished {
         experiment,
         summary,
@@ -103,7 +120,7 @@ fn print_finished(finished: &Finished, json: bool, check: &[crate::gate::Criteri
         status,
     } = finished;
     if json {
-        let mut view = report::experiment_json(experiment, summary, Some(stats));
+        let mut view = report::experiment_json(experiment, summary, Some(stats), confidence);
         view.check = (!check.is_empty()).then_some(check);
         out_json(&view)?
     } else {
@@ -111,6 +128,7 @@ fn print_finished(finished: &Finished, json: bool, check: &[crate::gate::Criteri
             experiment,
             summary,
             Some(stats),
+            confidence,
         ))
     }
     if *status == ExperimentStatus::Interrupted {
@@ -121,6 +139,11 @@ fn print_finished(finished: &Finished, json: bool, check: &[crate::gate::Criteri
         return Ok(exit::INTERRUPTED);
     }
     Ok(exit::OK)
+}
+
+/// The confidence level of the intervals: the flag, else runner.toml's, else 0.95.
+pub fn confidence(flag: Option<f64>, ctx: &Context) -> Result<f64> {
+    crate::input::confidence(flag, ctx.config()?.confidence)
 }
 
 /// Resolves on Ctrl-C, or on SIGTERM where there is one (a cancelled CI job).
@@ -174,6 +197,7 @@ fn list(args: ExperimentListArgs, ctx: &Context) -> Result<()> {
 }
 
 fn show(args: ExperimentShowArgs, ctx: &Context) -> Result<()> {
+    let confidence = confidence(args.confidence, ctx)?;
     let store = ctx.store_for_reading()?;
     // `last`: the newest experiment (ids start with `exp_`, so no id is spelled so).
     let id = if args.id == "last" {
@@ -205,7 +229,7 @@ fn show(args: ExperimentShowArgs, ctx: &Context) -> Result<()> {
     }
     let mut stdout = std::io::stdout().lock();
     if args.json {
-        let head = report::experiment_json(&experiment, &summary, None);
+        let head = report::experiment_json(&experiment, &summary, None, confidence);
         if !args.rows {
             return out_json(&head);
         }
@@ -227,7 +251,12 @@ fn show(args: ExperimentShowArgs, ctx: &Context) -> Result<()> {
         fail_unless_written(writeln!(stdout, "\n]}}").and_then(|()| stdout.flush()));
         return Ok(());
     }
-    out(&report::experiment_summary(&experiment, &summary, None));
+    out(&report::experiment_summary(
+        &experiment,
+        &summary,
+        None,
+        confidence,
+    ));
     if args.rows {
         let mut rows = Vec::new();
         store::visit_results(&*store, &experiment.id, |result| -> Result<()> {

@@ -349,10 +349,12 @@ pub trait ExperimentStore: Send + Sync {
     fn latest_matching(&self, fingerprint: &str) -> Result<Option<Experiment>>;
 
     /// Calls `visit` with every result reduced to what a comparison needs, in row order
-    /// (row index, then repetition), one at a time.
+    /// (row index, then repetition), one at a time; each carries its row's value of
+    /// `cluster_column` when one is named.
     fn visit_outcomes(
         &self,
         experiment: &Experiment,
+        cluster_column: Option<&str>,
         visit: &mut dyn FnMut(RowOutcome) -> Result<()>,
     ) -> Result<()>;
 

@@ -231,6 +231,7 @@ fn promotion_request<'a>(data: &'a std::path::Path, mock: &Mock) -> PromotionReq
         dataset: Some(data),
         run: request(mock),
         policy: Policy::no_regression(),
+        inference: crate::compare::Inference::default(),
         fresh: false,
         dry_run: false,
         message: Some("ship it".into()),
