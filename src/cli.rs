@@ -281,6 +281,10 @@ pub struct RunOptions {
     /// max_tokens) and corrected from its usage.
     #[arg(long, value_name = "N")]
     pub max_tpm: Option<f64>,
+    /// Dollars the experiment may spend: a request whose estimated cost would pass it is not
+    /// sent, the run stops (exit 1) and `experiment resume ID --max-cost MORE` runs the rest.
+    #[arg(long, value_name = "USD")]
+    pub max_cost: Option<f64>,
 }
 
 #[derive(Debug, Args)]
@@ -376,6 +380,10 @@ pub struct PromoteArgs {
     /// independent).
     #[arg(long, value_name = "COL")]
     pub cluster_column: Option<String>,
+    /// The candidate's cost per row may exceed the baseline's by at most R (0.1: 10 % more);
+    /// prices from the built-in table or [prices."MODEL"] in runner.toml.
+    #[arg(long, value_name = "R")]
+    pub max_cost_increase: Option<f64>,
     /// Evaluate and report, move nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -439,6 +447,9 @@ pub struct ExperimentShowArgs {
 pub struct ExperimentResumeArgs {
     /// Experiment id (a unique prefix is enough).
     pub id: String,
+    /// A new budget in dollars for the experiment as a whole (its stored results count).
+    #[arg(long, value_name = "USD")]
+    pub max_cost: Option<f64>,
     #[arg(long)]
     pub json: bool,
     /// Confidence level of the intervals reported (0 to 1) [default: `confidence` in

@@ -100,6 +100,13 @@ pub struct SideMetrics {
     pub latency_p95_ms: Option<f64>,
     pub tokens_in: i64,
     pub tokens_out: i64,
+    /// The model the experiment called, whose price turns its tokens into dollars.
+    pub model: String,
+    /// What its tokens cost at the prices in force (see `Comparison::price`); null when no
+    /// price names the model.
+    pub cost_usd: Option<f64>,
+    /// The same per result (row × repetition): the figure sides of different sizes share.
+    pub cost_per_row_usd: Option<f64>,
     pub evaluators: Vec<EvalMetric>,
 }
 
@@ -177,7 +184,30 @@ pub struct Comparison {
     pub new_failures: Vec<String>,
 }
 
+impl SideMetrics {
+    fn price(&mut self, prices: &crate::cost::Prices) {
+        self.cost_usd = prices
+            .cost(&self.model, self.tokens_in, self.tokens_out)
+            .map(|c| c.usd);
+        self.cost_per_row_usd = self.cost_usd.map(|usd| {
+            if self.results > 0 {
+                usd / self.results as f64
+            } else {
+                0.0
+            }
+        });
+    }
+}
+
 impl Comparison {
+    /// Turns both sides' tokens into dollars at `prices`.
+    pub fn price(&mut self, prices: &crate::cost::Prices) {
+        if let Some(baseline) = &mut self.baseline {
+            baseline.price(prices);
+        }
+        self.candidate.price(prices);
+    }
+
     /// Whether both sides ran on the same dataset content (true without a baseline).
     pub fn same_dataset(&self) -> bool {
         self.baseline
@@ -351,6 +381,9 @@ impl<'a, I: Iterator<Item = RowOutcome>> Folder<'a, I> {
             latency_p95_ms: p95,
             tokens_in: self.tokens_in,
             tokens_out: self.tokens_out,
+            model: e.model.clone(),
+            cost_usd: None,
+            cost_per_row_usd: None,
             evaluators: e
                 .evaluators
                 .iter()
@@ -664,6 +697,7 @@ mod tests {
                 cache_ttl_secs: None,
                 max_rpm: None,
                 max_tpm: None,
+                max_cost: None,
                 judge_model: None,
             },
             planned: 3,

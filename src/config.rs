@@ -17,6 +17,10 @@
 //! min_pass_rate = 0.8
 //! max_error_rate = 0.05
 //!
+//! [prices."gpt-4o-mini"]  # dollars per million tokens, over the built-in table
+//! input_per_mtok = 0.15
+//! output_per_mtok = 0.60
+//!
 //! [prompts.support_greeting.gate]
 //! min_pass_rate = 0.9
 //! max_regression = 0.02
@@ -45,6 +49,7 @@ pub struct GateConfig {
     pub non_inferior: Option<f64>,
     /// The lower bound of the pass rate's difference must be at least D.
     pub min_improvement: Option<f64>,
+    pub max_cost_increase: Option<f64>,
 }
 
 /// An experiment's own check (`runner experiment` exits 1 when it fails): every evaluator's
@@ -89,6 +94,8 @@ pub struct Config {
     pub db: Option<PathBuf>,
     /// The confidence level of every interval runner reports, when `--confidence` is not given.
     pub confidence: Option<f64>,
+    /// `[prices."MODEL"]`: dollars per million tokens, over the built-in table.
+    pub prices: BTreeMap<String, crate::cost::Price>,
 }
 
 /// The limits of one endpoint (one API key's), per minute.
@@ -125,6 +132,8 @@ struct ConfigFile {
     prompts: BTreeMap<String, RunDefaults>,
     db: Option<PathBuf>,
     confidence: Option<f64>,
+    #[serde(default)]
+    prices: BTreeMap<String, crate::cost::Price>,
 }
 
 impl From<ConfigFile> for Config {
@@ -155,6 +164,7 @@ impl From<ConfigFile> for Config {
                 .collect(),
             db: f.db,
             confidence: f.confidence,
+            prices: f.prices,
         }
     }
 }
@@ -191,7 +201,7 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str::<ConfigFile>(text)
+        let config = toml::from_str::<ConfigFile>(text)
             .map(Config::from)
             .map_err(|e| {
                 // The parser's own text spans several lines around a source excerpt; one line
@@ -209,7 +219,18 @@ impl Config {
                     }
                     None => reason,
                 }
-            })
+            })?;
+        for (model, price) in &config.prices {
+            price
+                .check()
+                .map_err(|reason| format!("[prices.\"{model}\"]: {reason}"))?;
+        }
+        Ok(config)
+    }
+
+    /// The prices in force: `[prices]` over the built-in table.
+    pub fn prices(&self) -> crate::cost::Prices {
+        crate::cost::Prices::new(self.prices.clone())
     }
 
     /// The project defaults with the prompt's own settings laid over them.
@@ -238,6 +259,7 @@ impl Config {
                     max_p95_latency_ms: own.max_p95_latency_ms.or(base.max_p95_latency_ms),
                     non_inferior: own.non_inferior.or(base.non_inferior),
                     min_improvement: own.min_improvement.or(base.min_improvement),
+                    max_cost_increase: own.max_cost_increase.or(base.max_cost_increase),
                 }),
                 (base, own) => own.or(base),
             };
@@ -316,6 +338,9 @@ mod tests {
             "modle = \"x\"",
             "concurrency = \"many\"",
             "[prompts.p]\nnope = 1",
+            "[prices.m]\ninput_per_mtok = 1",
+            "[prices.m]\ninput_per_mtok = -1\noutput_per_mtok = 1",
+            "[prices.m]\ninput_per_mtok = 1\noutput_per_mtok = 1\ncached = 2",
             "= broken",
         ] {
             let err = Config::parse(text).unwrap_err();

@@ -1,7 +1,7 @@
 //! The promotion gate: a pure function from a comparison and a policy to a verdict, each
 //! criterion with its numbers.
 
-use crate::compare::Comparison;
+use crate::compare::{Comparison, SideMetrics};
 use serde::{Deserialize, Serialize};
 
 /// What the candidate must show. Relative criteria need a baseline; without one (the target
@@ -19,6 +19,10 @@ pub struct Policy {
     /// The lower bound of the pass rate's paired difference must be at least D.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_improvement: Option<f64>,
+    /// The candidate's cost per row may exceed the baseline's by at most this share
+    /// (0.1: 10 % more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost_increase: Option<f64>,
 }
 
 impl Policy {
@@ -33,6 +37,7 @@ impl Policy {
             || self.no_new_failures
             || self.non_inferior.is_some()
             || self.min_improvement.is_some()
+            || self.max_cost_increase.is_some()
     }
 
     /// The policy used when no criterion is given: nothing may get worse than the baseline.
@@ -68,6 +73,8 @@ pub struct Criterion {
 pub enum Unit {
     /// A share from 0 to 1, shown as a percentage.
     Fraction,
+    /// A relative change (0.1: 10 % more), shown as a signed percentage.
+    Change,
     Ms,
     Rows,
     Datasets,
@@ -102,6 +109,7 @@ impl Criterion {
     fn format(&self, value: f64) -> String {
         match self.unit {
             Unit::Fraction => pct(value),
+            Unit::Change => format!("{:+.1}%", value * 100.0),
             Unit::Ms => format!("{value:.0} ms"),
             Unit::Rows => format!("{value:.0} rows"),
             Unit::Datasets => format!("{value:.0} dataset(s)"),
@@ -392,6 +400,9 @@ pub fn evaluate(c: &Comparison, policy: &Policy) -> Verdict {
             });
         }
     }
+    if let (Some(max), Some(base)) = (policy.max_cost_increase, &c.baseline) {
+        criteria.push(cost_increase(max, base, &c.candidate));
+    }
     if let Some(max) = policy.max_error_rate {
         criteria.push(
             Criterion::new("max error rate", "<=", max, Unit::Fraction).measured(
@@ -420,6 +431,44 @@ pub fn evaluate(c: &Comparison, policy: &Policy) -> Verdict {
     }
 }
 
+/// `--max-cost-increase`: the candidate's cost per row against the baseline's. A cost that
+/// cannot be known (no price for a model) fails the criterion rather than skip it.
+fn cost_increase(max: f64, base: &SideMetrics, cand: &SideMetrics) -> Criterion {
+    let criterion = Criterion::new("max cost increase", "<=", max, Unit::Change);
+    let unpriced = [base, cand]
+        .into_iter()
+        .find(|side| side.cost_per_row_usd.is_none());
+    if let Some(side) = unpriced {
+        return criterion.measured(None, false).detail(format!(
+            "no price for model {} (add [prices.\"{}\"] to runner.toml)",
+            side.model, side.model
+        ));
+    }
+    let (b, k) = (
+        base.cost_per_row_usd.unwrap_or(0.0),
+        cand.cost_per_row_usd.unwrap_or(0.0),
+    );
+    let increase = if b > 0.0 {
+        k / b - 1.0
+    } else if k > 0.0 {
+        f64::INFINITY
+    } else {
+        0.0
+    };
+    let passed = increase <= max + 1e-12;
+    let actual = increase.is_finite().then_some(increase);
+    criterion.measured(actual, passed).detail(format!(
+        "{} → {} per row ({})",
+        crate::cost::usd(b),
+        crate::cost::usd(k),
+        if increase.is_finite() {
+            format!("{:+.1}%", increase * 100.0)
+        } else {
+            "from nothing".into()
+        }
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,6 +486,9 @@ mod tests {
             latency_p95_ms: p95,
             tokens_in: 0,
             tokens_out: 0,
+            model: "gpt-4o-mini".into(),
+            cost_usd: None,
+            cost_per_row_usd: None,
             evaluators: vec![],
         }
     }

@@ -18,6 +18,7 @@ pub mod client;
 pub mod commands;
 pub mod compare;
 pub mod config;
+pub mod cost;
 pub mod dataset;
 pub mod error;
 pub mod eval;

@@ -533,6 +533,9 @@ pub struct RunSettings {
     pub max_rpm: Option<f64>,
     #[serde(default)]
     pub max_tpm: Option<f64>,
+    /// `--max-cost`: dollars the experiment may spend in all (earlier runs count).
+    #[serde(default)]
+    pub max_cost: Option<f64>,
 }
 
 /// One run of a prompt version over a dataset.

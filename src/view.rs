@@ -110,6 +110,59 @@ pub struct ExperimentView<'a> {
     /// The experiment's own check (`--min-pass-rate`, `--max-error-rate`), when one was asked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub check: Option<&'a [Criterion]>,
+    /// What the recorded tokens cost at the prices in force; null when no price names the
+    /// model (add `[prices."MODEL"]` to runner.toml).
+    pub cost: Option<CostView>,
+}
+
+/// One line of `experiment list`: the experiment with its tokens and what they cost.
+#[derive(Debug, Serialize)]
+pub struct ExperimentItem {
+    #[serde(flatten)]
+    pub experiment: Experiment,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    /// Null when no price names the model.
+    pub cost_usd: Option<f64>,
+}
+
+/// An experiment's tokens in dollars.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CostView {
+    pub usd: f64,
+    /// Per result (row × repetition).
+    pub per_row_usd: f64,
+    pub model: String,
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+    /// `built-in` or `runner-toml`.
+    pub price_source: crate::cost::Source,
+}
+
+impl CostView {
+    pub fn of(
+        prices: &crate::cost::Prices,
+        experiment: &Experiment,
+        summary: &Summary,
+    ) -> Option<CostView> {
+        let cost = prices.cost(
+            &experiment.model,
+            summary.prompt_tokens,
+            summary.completion_tokens,
+        )?;
+        Some(CostView {
+            usd: cost.usd,
+            per_row_usd: if summary.results > 0 {
+                cost.usd / summary.results as f64
+            } else {
+                0.0
+            },
+            model: experiment.model.clone(),
+            input_per_mtok: cost.input_per_mtok,
+            output_per_mtok: cost.output_per_mtok,
+            price_source: cost.price_source,
+        })
+    }
 }
 
 impl<'a> ExperimentView<'a> {
@@ -117,6 +170,7 @@ impl<'a> ExperimentView<'a> {
         experiment: &'a Experiment,
         summary: &'a Summary,
         run: Option<&RunStats>,
+        cost: Option<CostView>,
         confidence: f64,
     ) -> ExperimentView<'a> {
         ExperimentView {
@@ -126,6 +180,7 @@ impl<'a> ExperimentView<'a> {
             statistics: evaluator_statistics(summary, confidence),
             run: run.map(RunView::from),
             check: None,
+            cost,
         }
     }
 }

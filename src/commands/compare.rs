@@ -156,11 +156,23 @@ fn policy(args: &PromoteArgs, ctx: &Context) -> Result<Policy> {
             "--min-improvement",
             args.min_improvement.or(file.min_improvement),
         )?,
+        max_cost_increase: cost_increase(args.max_cost_increase.or(file.max_cost_increase))?,
     };
     if policy.has_absolute() || policy.has_relative() {
         Ok(policy)
     } else {
         Ok(Policy::no_regression())
+    }
+}
+
+/// `--max-cost-increase`: a share, 0 or more (0.1 allows 10 % more per row).
+fn cost_increase(value: Option<f64>) -> Result<Option<f64>> {
+    match value {
+        Some(v) if !(v.is_finite() && v >= 0.0) => Err(Error::invalid(format!(
+            "--max-cost-increase must be a share, 0 or more, not {v}"
+        ))
+        .with_hint("0.1 lets the candidate cost up to 10 % more per row than the baseline")),
+        other => Ok(other),
     }
 }
 

@@ -9,6 +9,7 @@ use crate::error::{Error, Result, exit};
 use crate::model::{Experiment, ExperimentStatus, ResultStatus, RunResult};
 use crate::report;
 use crate::store::{self, Store};
+use crate::view::{CostView, ExperimentItem};
 use crate::workflow::experiment::{
     Finished, RunRequest, as_seen, launch, prepare, resume as resume_run,
 };
@@ -57,7 +58,7 @@ fn start(args: RunArgs, ctx: &Context) -> Result<u8> {
         interrupted(),
     )?;
     let check = crate::gate::check_experiment(&finished.summary, min_pass_rate, max_error_rate);
-    let code = print_finished(&finished, args.json, &check, confidence)?;
+    let code = print_finished(ctx, &finished, args.json, &check, confidence)?;
     if code == exit::OK && check.iter().any(|c| !c.passed) {
         for c in check.iter().filter(|c| !c.passed) {
             crate::note!(
@@ -77,10 +78,11 @@ fn resume(args: ExperimentResumeArgs, ctx: &Context) -> Result<u8> {
     let finished = resume_run(
         ctx,
         &args.id,
+        args.max_cost,
         &report::Terminal::new(confidence),
         interrupted(),
     )?;
-    print_finished(&finished, args.json, &[], confidence)
+    print_finished(ctx, &finished, args.json, &[], confidence)
 }
 
 /// The run options as the workflow takes them.
@@ -103,11 +105,13 @@ pub fn run_request(options: &RunOptions) -> RunRequest {
         cache_ttl: options.cache_ttl.clone(),
         max_rpm: options.max_rpm,
         max_tpm: options.max_tpm,
+        max_cost: options.max_cost,
     }
 }
 
 /// Prints how a run ended and returns its exit code.
 fn print_finished(
+    ctx: &Context,
     finished: &Finished,
     json: bool,
     check: &[crate::gate::Criterion],
@@ -118,9 +122,11 @@ fn print_finished(
         summary,
         stats,
         status,
+        ..
     } = finished;
+    let cost = CostView::of(&ctx.config()?.prices(), experiment, summary);
     if json {
-        let mut view = report::experiment_json(experiment, summary, Some(stats), confidence);
+        let mut view = report::experiment_json(experiment, summary, Some(stats), cost, confidence);
         view.check = (!check.is_empty()).then_some(check);
         out_json(&view)?
     } else {
@@ -128,6 +134,7 @@ fn print_finished(
             experiment,
             summary,
             Some(stats),
+            cost.as_ref(),
             confidence,
         ))
     }
@@ -179,12 +186,28 @@ fn list(args: ExperimentListArgs, ctx: &Context) -> Result<()> {
         .into_iter()
         .map(as_seen)
         .collect();
+    let prices = ctx.config()?.prices();
+    let items = experiments
+        .into_iter()
+        .map(|experiment| {
+            let (prompt_tokens, completion_tokens) = store.tokens(&experiment.id)?;
+            Ok(ExperimentItem {
+                cost_usd: prices
+                    .cost(&experiment.model, prompt_tokens, completion_tokens)
+                    .map(|c| c.usd),
+                experiment,
+                prompt_tokens,
+                completion_tokens,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     if args.json {
-        out_json(&experiments)
+        out_json(&items)
     } else {
-        out(&report::experiments_table(&experiments));
-        if let Some(stopped) = experiments
+        out(&report::experiments_table(&items));
+        if let Some(stopped) = items
             .iter()
+            .map(|item| &item.experiment)
             .find(|e| e.status == ExperimentStatus::Interrupted)
         {
             crate::note!(
@@ -213,6 +236,7 @@ fn show(args: ExperimentShowArgs, ctx: &Context) -> Result<()> {
     };
     let experiment = as_seen(store.experiment(&id)?);
     let summary = store.summary(&experiment)?;
+    let cost = CostView::of(&ctx.config()?.prices(), &experiment, &summary);
     let keep = |r: &RunResult| {
         let errored = r.status == ResultStatus::Error;
         if args.errored {
@@ -229,7 +253,7 @@ fn show(args: ExperimentShowArgs, ctx: &Context) -> Result<()> {
     }
     let mut stdout = std::io::stdout().lock();
     if args.json {
-        let head = report::experiment_json(&experiment, &summary, None, confidence);
+        let head = report::experiment_json(&experiment, &summary, None, cost, confidence);
         if !args.rows {
             return out_json(&head);
         }
@@ -255,6 +279,7 @@ fn show(args: ExperimentShowArgs, ctx: &Context) -> Result<()> {
         &experiment,
         &summary,
         None,
+        cost.as_ref(),
         confidence,
     ));
     if args.rows {

@@ -296,6 +296,31 @@ fn sections(c: &Comparison, rows: usize) -> Vec<Section> {
             Unit::Count,
         ),
     ]);
+    let usd = |value: Option<f64>| value.map(crate::cost::usd);
+    let unpriced = |side: &SideMetrics| format!("- (no price for {})", side.model);
+    metrics.push(vec![
+        "cost".into(),
+        base.map(|b| usd(b.cost_usd).unwrap_or_else(|| unpriced(b)))
+            .unwrap_or_else(|| "-".into()),
+        usd(cand.cost_usd).unwrap_or_else(|| unpriced(cand)),
+        String::new(),
+    ]);
+    metrics.push(vec![
+        "cost per row".into(),
+        base.and_then(|b| usd(b.cost_per_row_usd))
+            .unwrap_or_else(|| "-".into()),
+        usd(cand.cost_per_row_usd).unwrap_or_else(|| "-".into()),
+        match (base.and_then(|b| b.cost_per_row_usd), cand.cost_per_row_usd) {
+            (Some(b), Some(k)) if b > 0.0 && (k / b - 1.0).abs() >= 0.0005 => format!(
+                "{} {:+.1}% ({})",
+                if k > b { "▲" } else { "▼" },
+                (k / b - 1.0) * 100.0,
+                if k > b { "worse" } else { "better" }
+            ),
+            (Some(_), Some(_)) => "= same".into(),
+            _ => "-".into(),
+        },
+    ]);
     metrics.push(vec![
         "rows (results)".into(),
         base.map(|b| format!("{} ({})", b.rows, b.results))
@@ -599,6 +624,10 @@ mod tests {
             latency_p95_ms: Some(120.0),
             tokens_in: 10,
             tokens_out: 20,
+            model: "gpt-4o-mini".into(),
+            // 10 in, 20 out at $0.15 / $0.60 per 1M tokens.
+            cost_usd: Some(0.0000135),
+            cost_per_row_usd: Some(0.00000675),
             evaluators: vec![crate::compare::EvalMetric {
                 evaluator: "icontains".into(),
                 pass_rate: 1.0,

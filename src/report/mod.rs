@@ -5,7 +5,7 @@ use crate::model::{
     Template,
 };
 use crate::model::{RunStats, Summary};
-use crate::view::{ExperimentView, PromptItem, RenderedView, VersionView};
+use crate::view::{CostView, ExperimentView, PromptItem, RenderedView, VersionView};
 use comfy_table::{Table, presets};
 
 mod comparison;
@@ -494,9 +494,10 @@ pub fn experiment_json<'a>(
     e: &'a Experiment,
     summary: &'a Summary,
     run: Option<&RunStats>,
+    cost: Option<CostView>,
     confidence: f64,
 ) -> ExperimentView<'a> {
-    ExperimentView::new(e, summary, run, confidence)
+    ExperimentView::new(e, summary, run, cost, confidence)
 }
 
 /// The confidence level as people read it: 95%, 99.9%.
@@ -547,11 +548,13 @@ fn statistics_lines(st: &crate::view::EvaluatorStatistics, confidence: f64) -> V
     lines
 }
 
-/// The end-of-run table: what ran, how it went, per evaluator results, latency, tokens, speed.
+/// The end-of-run table: what ran, how it went, per evaluator results, latency, tokens, cost,
+/// speed.
 pub fn experiment_summary(
     e: &Experiment,
     s: &Summary,
     run: Option<&RunStats>,
+    cost: Option<&CostView>,
     confidence: f64,
 ) -> String {
     let mut rows: Vec<Vec<String>> = vec![
@@ -639,6 +642,26 @@ pub fn experiment_summary(
         "tokens".into(),
         format!("{} in, {} out", s.prompt_tokens, s.completion_tokens),
     ]);
+    rows.push(vec![
+        "cost".into(),
+        match cost {
+            Some(c) => format!(
+                "{} ({} per row) at ${}/${} per 1M tokens in/out ({})",
+                crate::cost::usd(c.usd),
+                crate::cost::usd(c.per_row_usd),
+                c.input_per_mtok,
+                c.output_per_mtok,
+                match c.price_source {
+                    crate::cost::Source::BuiltIn => "built-in price",
+                    crate::cost::Source::RunnerToml => "runner.toml",
+                }
+            ),
+            None => format!(
+                "unknown: no price for model {} (add [prices.\"{}\"] to runner.toml)",
+                e.model, e.model
+            ),
+        },
+    ]);
     match run {
         Some(run) => {
             rows.push(vec![
@@ -692,17 +715,18 @@ pub fn boxed_table(headers: Option<Vec<String>>, rows: Vec<Vec<String>>) -> Stri
     table.to_string()
 }
 
-pub fn experiments_table(experiments: &[Experiment]) -> String {
-    if experiments.is_empty() {
+pub fn experiments_table(items: &[crate::view::ExperimentItem]) -> String {
+    if items.is_empty() {
         return "no experiments".into();
     }
     table(
         &[
-            "ID", "CREATED", "PROMPT", "DATASET", "MODEL", "ROWS", "STATUS", "NAME",
+            "ID", "CREATED", "PROMPT", "DATASET", "MODEL", "ROWS", "STATUS", "COST", "NAME",
         ],
-        experiments
+        items
             .iter()
-            .map(|e| {
+            .map(|item| {
+                let e = &item.experiment;
                 vec![
                     e.id.clone(),
                     short_time(&e.created_at),
@@ -711,6 +735,9 @@ pub fn experiments_table(experiments: &[Experiment]) -> String {
                     e.model.clone(),
                     e.planned.to_string(),
                     e.status.as_str().to_string(),
+                    item.cost_usd
+                        .map(crate::cost::usd)
+                        .unwrap_or_else(|| "-".into()),
                     e.name.clone().unwrap_or_else(|| "-".into()),
                 ]
             })
@@ -1000,9 +1027,10 @@ impl crate::experiment::Reporter for Terminal {
                 experiment,
                 summary,
                 stats,
+                cost,
             } => crate::note!(
                 "{}",
-                experiment_summary(experiment, summary, Some(stats), self.confidence)
+                experiment_summary(experiment, summary, Some(stats), cost, self.confidence)
             ),
         }
     }

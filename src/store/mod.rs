@@ -390,6 +390,10 @@ pub trait ExperimentStore: Send + Sync {
     /// Aggregates over the stored results of one experiment.
     fn summary(&self, experiment: &Experiment) -> Result<Summary>;
 
+    /// The tokens an experiment's results used so far: (prompt, completion). What its cost is
+    /// computed from, cheaper than a whole summary (`experiment list`, a run's budget).
+    fn tokens(&self, id: &str) -> Result<(i64, i64)>;
+
     /// Streams the results of an experiment in row order, each with its scores.
     fn visit_results(&self, id: &str, visit: &mut VisitResult<'_>) -> Result<()>;
 

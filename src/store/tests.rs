@@ -615,6 +615,7 @@ fn experiment(store: &dyn Store, rows: i64) -> Experiment {
                 cache_ttl_secs: None,
                 max_rpm: None,
                 max_tpm: None,
+                max_cost: None,
                 judge_model: None,
             },
             planned: rows,

@@ -72,10 +72,12 @@ pub fn evidence<F: Future<Output = ()>>(
     )));
     let finished = launch(prepared, ctx, reporter, interrupt())?;
     let experiment = finished.experiment;
+    let cost = crate::view::CostView::of(&ctx.config()?.prices(), &experiment, &finished.summary);
     reporter.report(RunEvent::Ended {
         experiment: &experiment,
         summary: &finished.summary,
         stats: &finished.stats,
+        cost: cost.as_ref(),
     });
     if finished.status == ExperimentStatus::Interrupted {
         return Err(Error::interrupted(format!(
@@ -155,7 +157,7 @@ pub fn comparison(
             Some((rx, reader)) => (Some(rx), Some(reader)),
             None => (None, None),
         };
-        let result = compare_outcomes(
+        let mut result = compare_outcomes(
             baseline
                 .zip(base_rx)
                 .zip(base_summary.as_ref())
@@ -181,6 +183,7 @@ pub fn comparison(
                 .join()
                 .map_err(|_| Error::operational("reading the results failed unexpectedly"))??;
         }
+        result.price(&ctx.config()?.prices());
         Ok(result)
     })
 }

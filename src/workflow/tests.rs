@@ -193,6 +193,7 @@ fn an_experiment_runs_to_its_end_and_is_stored_with_its_summary() {
     let again = resume(
         &ctx,
         &finished.experiment.id,
+        None,
         &resumed,
         std::future::pending(),
     )

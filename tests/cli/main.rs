@@ -3,6 +3,7 @@
 //! as the `cli_postgres` test binary (which sets `crate::POSTGRES`).
 
 mod browser;
+mod cost;
 mod experiments;
 pub mod fault_server;
 mod first_hour;

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Compatibility test with the real Phoenix client: builds runner, installs the pinned
-# arize-phoenix-client into a virtualenv, starts `runner serve` on a free loopback port with a
-# token, and runs phoenix_client.py against it. Needs python3 (with venv) and PyPI.
+# Compatibility tests with the real Phoenix client: builds runner, installs the pinned
+# arize-phoenix-client into a virtualenv, then against `runner serve` (a free loopback port, a
+# token, a fresh store each):
+#   1. phoenix_client.py: the client's calls with runner's own checks (tag history, the CLI);
+#   2. differential.py, whose answers compare.py checks against the answers a real Phoenix server
+#      gave to the same script (tests/compat/phoenix-fixture.json, re-recorded by record.sh).
+# Needs python3 (with venv) and PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -18,12 +22,12 @@ cargo build --quiet
 runner=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/runner
 
 work=$(mktemp -d)
-pid=
+pids=()
 cleanup() {
-    if [ -n "$pid" ]; then
+    for pid in "${pids[@]}"; do
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
-    fi
+    done
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -31,24 +35,36 @@ trap cleanup EXIT
 token=$("$venv/bin/python" -c 'import secrets; print(secrets.token_hex(24))')
 printf 'compat:%s\n' "$token" >"$work/tokens.txt"
 
-"$runner" --db "$work/runner.db" serve --bind 127.0.0.1:0 --token-file "$work/tokens.txt" \
-    >"$work/stdout" 2>"$work/stderr" &
-pid=$!
+# Starts `runner serve` on store $1 and sets $url.
+start_runner() {
+    local db=$1 out=$1.stdout
+    "$runner" --db "$db" serve --bind 127.0.0.1:0 --token-file "$work/tokens.txt" \
+        >"$out" 2>"$db.stderr" &
+    local pid=$!
+    pids+=("$pid")
+    # The first stdout line names the address; wait for it, bounded.
+    url=
+    for _ in $(seq 1 100); do
+        url=$(grep -o 'http://[^ ]*' "$out" 2>/dev/null | head -n 1 || true)
+        [ -n "$url" ] && break
+        if ! kill -0 "$pid" 2>/dev/null; then break; fi
+        sleep 0.1
+    done
+    if [ -z "$url" ]; then
+        echo "runner serve did not start:" >&2
+        cat "$db.stderr" >&2
+        exit 1
+    fi
+}
 
-# The first stdout line names the address; wait for it, bounded.
-url=
-for _ in $(seq 1 100); do
-    url=$(grep -o 'http://[^ ]*' "$work/stdout" 2>/dev/null | head -n 1 || true)
-    [ -n "$url" ] && break
-    if ! kill -0 "$pid" 2>/dev/null; then break; fi
-    sleep 0.1
-done
-if [ -z "$url" ]; then
-    echo "runner serve did not start:" >&2
-    cat "$work/stderr" >&2
-    exit 1
-fi
+start_runner "$work/runner.db"
 echo "runner serve at $url, arize-phoenix-client $PHOENIX_CLIENT_VERSION"
-
 RUNNER_URL=$url RUNNER_TOKEN=$token RUNNER_BIN=$runner RUNNER_DB=$work/runner.db \
     "$venv/bin/python" tests/compat/phoenix_client.py
+
+start_runner "$work/differential.db"
+echo "== the differential script against runner serve at $url"
+"$venv/bin/python" tests/compat/differential.py --url "$url" --token "$token" \
+    --out "$work/runner-answers.json"
+"$venv/bin/python" tests/compat/compare.py tests/compat/phoenix-fixture.json \
+    "$work/runner-answers.json" --max-different "${RUNNER_COMPAT_MAX_DIFFERENT:-67}"

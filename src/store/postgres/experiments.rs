@@ -394,6 +394,20 @@ impl ExperimentStore for PgStore {
         self.read(async |db| summary(db, experiment).await)
     }
 
+    fn tokens(&self, id: &str) -> Result<(i64, i64)> {
+        self.read(async |db| {
+            let row = db
+                .one(
+                    "SELECT COALESCE(SUM(prompt_tokens), 0)::bigint, \
+                     COALESCE(SUM(completion_tokens), 0)::bigint \
+                     FROM results WHERE experiment_id = $1",
+                    &[&id],
+                )
+                .await?;
+            Ok((row.try_get(0)?, row.try_get(1)?))
+        })
+    }
+
     fn visit_results(&self, id: &str, visit: &mut VisitResult<'_>) -> Result<()> {
         self.read(async |db| {
             // Each result with its scores in one row, so one streamed query serves any size.

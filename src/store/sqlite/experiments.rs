@@ -358,6 +358,17 @@ impl ExperimentStore for SqliteStore {
         self.read(|conn| summary(conn, experiment))
     }
 
+    fn tokens(&self, id: &str) -> Result<(i64, i64)> {
+        self.read(|conn| {
+            Ok(conn.query_row(
+                "SELECT COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0) \
+                 FROM results WHERE experiment_id = ?1",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?)
+        })
+    }
+
     fn visit_results(&self, id: &str, visit: &mut VisitResult<'_>) -> Result<()> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(&format!(
