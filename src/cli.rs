@@ -190,6 +190,49 @@ pub enum ExperimentAction {
     Show(ExperimentShowArgs),
     /// Run the rows of an experiment that have no successful result yet.
     Resume(ExperimentResumeArgs),
+    /// How many rows (and repetitions) an experiment needs to detect a difference of D with
+    /// 80% power; sends nothing.
+    #[command(after_help = PLAN_EXAMPLES)]
+    Plan(Box<ExperimentPlanArgs>),
+}
+
+const PLAN_EXAMPLES: &str = "\
+Examples:
+  runner experiment plan --prompt support_greeting --tag staging --dataset d.csv --detect 0.05
+  runner experiment plan --prompt support_greeting --tag staging --dataset d.csv --detect 0.03 \\
+      --experiment exp_1a2b3c
+  runner experiment plan --prompt support_greeting --tag staging --dataset d.csv --detect 0.02 \\
+      --experiment exp_1a2b3c --experiment exp_4d5e6f --confidence 0.99
+
+The variance comes from --experiment: one experiment's rows (the two versions' rows taken as
+uncorrelated, which overstates the rows needed when paired rows agree), or two experiments'
+paired differences (baseline, then candidate). Without --experiment: the worst case, pass rates
+of 50% and uncorrelated rows.";
+
+#[derive(Debug, Args)]
+pub struct ExperimentPlanArgs {
+    /// The prompt the experiment would run.
+    #[arg(long, value_name = "NAME")]
+    pub prompt: String,
+    #[command(flatten)]
+    pub selector: VersionSelector,
+    /// The dataset it would run over.
+    #[arg(long, value_name = "FILE")]
+    pub dataset: Option<PathBuf>,
+    /// The difference in pass rate to detect, as a fraction (0.05: 5 points).
+    #[arg(long, value_name = "D")]
+    pub detect: f64,
+    /// Take the variance from this experiment (once), or from the paired differences of two
+    /// (baseline, then candidate).
+    #[arg(long = "experiment", value_name = "ID")]
+    pub experiments: Vec<String>,
+    /// Confidence level of the test (0 to 1) [default: `confidence` in runner.toml, else 0.95].
+    #[arg(long, value_name = "C")]
+    pub confidence: Option<f64>,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub options: RunOptions,
 }
 
 #[derive(Debug, Args)]

@@ -330,6 +330,41 @@ pub fn rows_for_variance(variance: f64, detect: f64, confidence: f64, power: f64
     Some((needed - 1e-9).ceil().max(2.0) as u64)
 }
 
+/// One line of a plan: with `repetitions` answers a row and `variance` as the variance of one
+/// row's paired difference, the rows needed to detect `detect`, and what the dataset's rows
+/// detect.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct PlanLine {
+    pub repetitions: u32,
+    pub variance: f64,
+    pub rows_needed: Option<u64>,
+    /// The minimum detectable effect with every row of the dataset.
+    pub detectable_with_dataset: f64,
+}
+
+pub fn plan_line(
+    variance: f64,
+    repetitions: u32,
+    dataset_rows: usize,
+    detect: f64,
+    confidence: f64,
+) -> PlanLine {
+    let se = (variance / dataset_rows.max(1) as f64).sqrt();
+    PlanLine {
+        repetitions,
+        variance,
+        rows_needed: rows_for_variance(variance, detect, confidence, POWER),
+        detectable_with_dataset: minimum_detectable_effect(se, confidence, POWER),
+    }
+}
+
+/// The variance of one row's paired difference with `k` answers a row, when two versions
+/// behave like one measured version (between-row variance `between`, within-row variance
+/// `within`) and their rows are uncorrelated: 2 (σ²_between + σ²_within / k).
+pub fn paired_variance_from_one(between: f64, within: f64, k: u32) -> f64 {
+    2.0 * (between + within / f64::from(k.max(1)))
+}
+
 /// A running mean and variance (Welford's algorithm: stable over a million rows).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Moments {
@@ -676,6 +711,19 @@ mod tests {
         assert!(close(mde, 0.028_015_852, 1e-6));
         assert_eq!(rows_needed(100, 0.2, 0.1), Some(400));
         assert_eq!(rows_needed(100, 0.2, 0.0), None);
+    }
+
+    #[test]
+    fn plans_count_rows_and_repetitions() {
+        // The worst case: two uncorrelated pass rates of 50%, variance 0.5 a row.
+        let line = plan_line(0.5, 1, 100, 0.05, 0.95);
+        assert_eq!(line.rows_needed, Some(1570));
+        assert!(close(line.detectable_with_dataset, 0.198_1, 1e-3));
+        // Repetitions shrink only the within-row part.
+        assert!(close(paired_variance_from_one(0.1, 0.2, 1), 0.6, 1e-12));
+        assert!(close(paired_variance_from_one(0.1, 0.2, 4), 0.3, 1e-12));
+        let more = plan_line(paired_variance_from_one(0.1, 0.2, 4), 4, 100, 0.05, 0.95);
+        assert!(more.rows_needed < line.rows_needed);
     }
 
     #[test]

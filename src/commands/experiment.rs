@@ -22,6 +22,7 @@ pub fn run(args: ExperimentArgs, ctx: &Context) -> Result<u8> {
         Some(ExperimentAction::List(args)) => list(args, ctx).map(|_| exit::OK),
         Some(ExperimentAction::Show(args)) => show(args, ctx).map(|_| exit::OK),
         Some(ExperimentAction::Resume(args)) => resume(args, ctx),
+        Some(ExperimentAction::Plan(args)) => super::plan::plan(*args, ctx).map(|_| exit::OK),
     }
 }
 

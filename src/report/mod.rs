@@ -538,12 +538,19 @@ fn statistics_lines(st: &crate::view::EvaluatorStatistics, confidence: f64) -> V
         )),
     }
     if let (Some(pass), Some(one)) = (&st.pass_rate, st.pass_rate_se_one_repetition) {
-        lines.push(format!(
-            "{} answers a row shrank the pass rate's SE from {:.1} pts (one answer a row) to {:.1} pts",
-            trim_number(st.repetitions),
-            one * 100.0,
-            pass.se * 100.0,
-        ));
+        lines.push(if one > pass.se * 1.0005 {
+            format!(
+                "{} answers a row shrank the pass rate's SE from {:.1} pts (one answer a row) to {:.1} pts",
+                trim_number(st.repetitions),
+                one * 100.0,
+                pass.se * 100.0,
+            )
+        } else {
+            format!(
+                "{} answers a row: every row's answers agreed, so repetitions left the SE as it was",
+                trim_number(st.repetitions)
+            )
+        });
     }
     lines
 }
