@@ -945,6 +945,7 @@ mod tests {
             format: TemplateFormat::Mustache,
             template: Template::Str(text.into()),
             model: Some("gpt-4".into()),
+            provider: None,
             params,
             metadata: JsonObject::new(),
             description: None,
