@@ -197,6 +197,7 @@ fn write_results(c: &mut Criterion) {
                 cache_ttl_secs: None,
                 max_rpm: None,
                 max_tpm: None,
+                max_cost: None,
                 judge_model: None,
             },
             planned: 0,

@@ -68,6 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 cache_ttl_secs: None,
                 max_rpm: None,
                 max_tpm: None,
+                max_cost: None,
                 judge_model: None,
             },
             planned: rows as i64,

@@ -76,6 +76,8 @@ pub enum FailureKind {
     Unreachable,
     /// The body was not the chat-completion JSON we asked for.
     InvalidResponse,
+    /// Not sent: its estimated cost would have taken the run past `--max-cost`.
+    Budget,
 }
 
 impl FailureKind {
@@ -86,6 +88,7 @@ impl FailureKind {
             FailureKind::Timeout => "timeout",
             FailureKind::Connection | FailureKind::Unreachable => "connection",
             FailureKind::InvalidResponse => "invalid_response",
+            FailureKind::Budget => "budget",
         }
     }
 }
@@ -423,6 +426,12 @@ impl Client {
     /// A request's token cost before it is sent: its text at about four characters a token,
     /// plus what it may generate (`max_tokens`, else the mean completion so far).
     fn estimate_tokens(&self, body: &Value) -> f64 {
+        let (prompt, completion) = self.estimate(body);
+        prompt + completion
+    }
+
+    /// A request's estimated (prompt, completion) tokens, as `estimate_tokens` adds them up.
+    pub fn estimate(&self, body: &Value) -> (f64, f64) {
         let mut chars = 0usize;
         if let Some(messages) = body.get("messages").and_then(Value::as_array) {
             for message in messages {
@@ -438,7 +447,7 @@ impl Client {
             .or_else(|| body.get("max_completion_tokens"))
             .and_then(Value::as_f64)
             .unwrap_or_else(|| self.completion_mean.load(Ordering::Relaxed) as f64);
-        (chars as f64 / 4.0).ceil() + completion
+        ((chars as f64 / 4.0).ceil(), completion)
     }
 
     /// What this client's retries are doing, shared with whoever shows progress.

@@ -7,6 +7,7 @@
 //! concurrency = 32
 //! protected_tags = ["production"]
 //! db = "postgres://runner@db.internal:5432/prompts"   # --db and RUNNER_DB override it
+//! confidence = 0.95     # of every interval; --confidence overrides it
 //!
 //! [prompts.support_greeting]
 //! dataset = "datasets/queries.csv"
@@ -15,6 +16,10 @@
 //! [thresholds]          # `runner experiment` exits 1 below these
 //! min_pass_rate = 0.8
 //! max_error_rate = 0.05
+//!
+//! [prices."gpt-4o-mini"]  # dollars per million tokens, over the built-in table
+//! input_per_mtok = 0.15
+//! output_per_mtok = 0.60
 //!
 //! [prompts.support_greeting.gate]
 //! min_pass_rate = 0.9
@@ -40,6 +45,11 @@ pub struct GateConfig {
     pub no_new_failures: Option<bool>,
     pub max_error_rate: Option<f64>,
     pub max_p95_latency_ms: Option<f64>,
+    /// The lower bound of the pass rate's difference must be at least −D.
+    pub non_inferior: Option<f64>,
+    /// The lower bound of the pass rate's difference must be at least D.
+    pub min_improvement: Option<f64>,
+    pub max_cost_increase: Option<f64>,
 }
 
 /// An experiment's own check (`runner experiment` exits 1 when it fails): every evaluator's
@@ -82,6 +92,10 @@ pub struct Config {
     /// The store (`db = "runner.db"` or `db = "postgres://…"`) when neither `--db` nor
     /// `RUNNER_DB` names one.
     pub db: Option<PathBuf>,
+    /// The confidence level of every interval runner reports, when `--confidence` is not given.
+    pub confidence: Option<f64>,
+    /// `[prices."MODEL"]`: dollars per million tokens, over the built-in table.
+    pub prices: BTreeMap<String, crate::cost::Price>,
 }
 
 /// The limits of one endpoint (one API key's), per minute.
@@ -117,6 +131,9 @@ struct ConfigFile {
     #[serde(default)]
     prompts: BTreeMap<String, RunDefaults>,
     db: Option<PathBuf>,
+    confidence: Option<f64>,
+    #[serde(default)]
+    prices: BTreeMap<String, crate::cost::Price>,
 }
 
 impl From<ConfigFile> for Config {
@@ -146,6 +163,8 @@ impl From<ConfigFile> for Config {
                 .map(|(url, l)| (url.trim_end_matches('/').to_string(), l))
                 .collect(),
             db: f.db,
+            confidence: f.confidence,
+            prices: f.prices,
         }
     }
 }
@@ -182,7 +201,7 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str::<ConfigFile>(text)
+        let config = toml::from_str::<ConfigFile>(text)
             .map(Config::from)
             .map_err(|e| {
                 // The parser's own text spans several lines around a source excerpt; one line
@@ -200,7 +219,18 @@ impl Config {
                     }
                     None => reason,
                 }
-            })
+            })?;
+        for (model, price) in &config.prices {
+            price
+                .check()
+                .map_err(|reason| format!("[prices.\"{model}\"]: {reason}"))?;
+        }
+        Ok(config)
+    }
+
+    /// The prices in force: `[prices]` over the built-in table.
+    pub fn prices(&self) -> crate::cost::Prices {
+        crate::cost::Prices::new(self.prices.clone())
     }
 
     /// The project defaults with the prompt's own settings laid over them.
@@ -227,6 +257,9 @@ impl Config {
                     no_new_failures: own.no_new_failures.or(base.no_new_failures),
                     max_error_rate: own.max_error_rate.or(base.max_error_rate),
                     max_p95_latency_ms: own.max_p95_latency_ms.or(base.max_p95_latency_ms),
+                    non_inferior: own.non_inferior.or(base.non_inferior),
+                    min_improvement: own.min_improvement.or(base.min_improvement),
+                    max_cost_increase: own.max_cost_increase.or(base.max_cost_increase),
                 }),
                 (base, own) => own.or(base),
             };
@@ -305,6 +338,9 @@ mod tests {
             "modle = \"x\"",
             "concurrency = \"many\"",
             "[prompts.p]\nnope = 1",
+            "[prices.m]\ninput_per_mtok = 1",
+            "[prices.m]\ninput_per_mtok = -1\noutput_per_mtok = 1",
+            "[prices.m]\ninput_per_mtok = 1\noutput_per_mtok = 1\ncached = 2",
             "= broken",
         ] {
             let err = Config::parse(text).unwrap_err();

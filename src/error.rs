@@ -8,7 +8,7 @@ use std::fmt;
 pub mod exit {
     /// Success: the gate passed, the tag moved, the command did its work.
     pub const OK: u8 = 0;
-    /// A check failed: the promotion gate, or an experiment's own threshold.
+    /// A check failed: the promotion gate, an experiment's own threshold, or its budget.
     pub const CHECK_FAILED: u8 = 1;
     /// Usage or invalid input; nothing was written.
     pub const INVALID: u8 = 2;
@@ -29,6 +29,8 @@ pub enum Error {
     Operational(Failure),
     /// Stopped by Ctrl-C / SIGTERM after storing what finished (exit 130).
     Interrupted(Failure),
+    /// Stopped at its `--max-cost` after storing what finished; the rest is resumable (exit 1).
+    Budget(Failure),
     /// The store refused or failed (exit 2 when the caller named something wrong, else 3).
     Store(Box<StoreError>, Option<String>),
     /// A template that does not parse or render (exit 2).
@@ -62,6 +64,10 @@ impl Error {
         Error::Operational(Failure::new(message))
     }
 
+    pub fn budget(message: impl Into<String>) -> Error {
+        Error::Budget(Failure::new(message))
+    }
+
     pub fn interrupted(message: impl Into<String>) -> Error {
         Error::Interrupted(Failure::new(message))
     }
@@ -70,7 +76,10 @@ impl Error {
     pub fn with_hint(mut self, hint: impl Into<String>) -> Error {
         let hint = Some(hint.into());
         match &mut self {
-            Error::Invalid(f) | Error::Operational(f) | Error::Interrupted(f) => f.hint = hint,
+            Error::Invalid(f)
+            | Error::Operational(f)
+            | Error::Interrupted(f)
+            | Error::Budget(f) => f.hint = hint,
             Error::Store(_, own) | Error::Template(_, own) => *own = hint,
         }
         self
@@ -81,7 +90,11 @@ impl Error {
         mut self,
         cause: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     ) -> Error {
-        if let Error::Invalid(f) | Error::Operational(f) | Error::Interrupted(f) = &mut self {
+        if let Error::Invalid(f)
+        | Error::Operational(f)
+        | Error::Interrupted(f)
+        | Error::Budget(f) = &mut self
+        {
             f.source = Some(cause.into());
         }
         self
@@ -90,7 +103,10 @@ impl Error {
     /// What to do next: the caller's hint, else the variant's own.
     pub fn hint(&self) -> Option<String> {
         match self {
-            Error::Invalid(f) | Error::Operational(f) | Error::Interrupted(f) => f.hint.clone(),
+            Error::Invalid(f)
+            | Error::Operational(f)
+            | Error::Interrupted(f)
+            | Error::Budget(f) => f.hint.clone(),
             Error::Store(e, own) => own.clone().or_else(|| store_hint(e)),
             Error::Template(e, own) => own.clone().or_else(|| template_hint(e)),
         }
@@ -116,6 +132,7 @@ impl Error {
             Error::Invalid(_) | Error::Template(..) => exit::INVALID,
             Error::Operational(_) => exit::OPERATIONAL,
             Error::Interrupted(_) => exit::INTERRUPTED,
+            Error::Budget(_) => exit::CHECK_FAILED,
             Error::Store(e, _) if e.is_invalid_input() => exit::INVALID,
             Error::Store(..) => exit::OPERATIONAL,
         }
@@ -125,9 +142,10 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Invalid(x) | Error::Operational(x) | Error::Interrupted(x) => {
-                f.write_str(&x.message)
-            }
+            Error::Invalid(x)
+            | Error::Operational(x)
+            | Error::Interrupted(x)
+            | Error::Budget(x) => f.write_str(&x.message),
             Error::Store(e, _) => write!(f, "{e}"),
             Error::Template(e, _) => write!(f, "{e}"),
         }
@@ -137,7 +155,10 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Invalid(f) | Error::Operational(f) | Error::Interrupted(f) => f
+            Error::Invalid(f)
+            | Error::Operational(f)
+            | Error::Interrupted(f)
+            | Error::Budget(f) => f
                 .source
                 .as_deref()
                 .map(|e| e as &(dyn std::error::Error + 'static)),

@@ -42,6 +42,8 @@ pub enum RunEvent<'a> {
         experiment: &'a Experiment,
         summary: &'a crate::model::Summary,
         stats: &'a crate::model::RunStats,
+        /// What it cost, when a price names its model.
+        cost: Option<&'a crate::view::CostView>,
     },
     /// Something a person watching should know (which experiment stands as evidence, say).
     Notice(String),
@@ -94,6 +96,8 @@ pub struct Plan {
     pub client: Client,
     pub judge_model: String,
     pub cache: CacheUse,
+    /// `--max-cost`: no request is sent whose estimated cost would exceed it.
+    pub budget: Option<Arc<crate::cost::Budget>>,
 }
 
 /// How a run uses the response cache.
@@ -132,6 +136,8 @@ pub enum Stop {
     /// Results could not be stored (the writer stopped) or a task failed: the run stops
     /// rather than send requests whose answers would be lost.
     Broken(String),
+    /// The next request would have spent more than `--max-cost`; it was not sent.
+    Budget,
 }
 
 /// How a run ended.
@@ -466,7 +472,11 @@ pub async fn run(
                 let row = row.clone();
                 let results = results_tx.clone();
                 tasks.spawn(async move {
-                    let result = process(&task_shared, &row, repetition).await;
+                    // None: not sent (the budget); nothing to store, the row stays to run.
+                    let Some(result) = process(&task_shared, &row, repetition).await else {
+                        drop(permit);
+                        return;
+                    };
                     // The writer only goes away when the store failed: stop sending requests
                     // whose answers could not be kept.
                     if results.send(result).await.is_err() {
@@ -543,7 +553,8 @@ pub async fn run(
         .clone();
     let status = match &stop {
         None => ExperimentStatus::Completed,
-        Some(Stop::Interrupted) => ExperimentStatus::Interrupted,
+        // The rest is resumable, with a larger budget.
+        Some(Stop::Interrupted | Stop::Budget) => ExperimentStatus::Interrupted,
         Some(Stop::Auth(_) | Stop::Unreachable(_) | Stop::Rejected(_) | Stop::Broken(_)) => {
             ExperimentStatus::Failed
         }
@@ -631,7 +642,9 @@ fn entry_age(created_at: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64(age.as_seconds_f64().max(0.0)))
 }
 
-async fn process(shared: &Shared, row: &Row, repetition: usize) -> RunResult {
+/// Runs one row × repetition; None when the request was not sent because the budget would not
+/// cover it (the run stops; the row is left for a resume).
+async fn process(shared: &Shared, row: &Row, repetition: usize) -> Option<RunResult> {
     let plan = &shared.plan;
     let started_at = crate::model::now();
     let vars = row_vars(row, plan);
@@ -686,6 +699,10 @@ async fn process(shared: &Shared, row: &Row, repetition: usize) -> RunResult {
             result.completion_tokens = completion.completion_tokens;
             result.scores = score(shared, &result).await;
         }
+        Err(failure) if failure.kind == FailureKind::Budget => {
+            shared.halt(Stop::Budget);
+            return None;
+        }
         Err(failure) => {
             // Before any answer, a refused key or an endpoint that cannot be reached is a
             // setup problem: stop instead of failing every row the same way.
@@ -702,7 +719,7 @@ async fn process(shared: &Shared, row: &Row, repetition: usize) -> RunResult {
                             shared.halt(Stop::Rejected(failure.message.clone()));
                         }
                     }
-                    FailureKind::Timeout | FailureKind::Connection => {}
+                    FailureKind::Timeout | FailureKind::Connection | FailureKind::Budget => {}
                 }
             }
             // A template that cannot render this row never reached the endpoint.
@@ -734,7 +751,7 @@ async fn process(shared: &Shared, row: &Row, repetition: usize) -> RunResult {
     if result.cached {
         counters.cached.fetch_add(1, Ordering::Relaxed);
     }
-    result
+    Some(result)
 }
 
 /// The last line of defence for the key: an answer, an error or a scorer's reason that repeats
@@ -818,7 +835,36 @@ async fn call(
             result.cache_key = Some(key);
         }
     }
-    plan.client.complete(body).await
+    // A cached answer costs nothing; a call holds its estimated cost until it is answered.
+    let reservation = match &plan.budget {
+        Some(budget) => {
+            let (prompt, completion) = plan.client.estimate(body);
+            match budget.reserve_waiting(prompt, completion).await {
+                Some(reservation) => Some((budget, reservation)),
+                None => {
+                    return Err(Failure {
+                        kind: FailureKind::Budget,
+                        message: format!(
+                            "not sent: it would take the run past --max-cost {}",
+                            crate::cost::usd(budget.max_usd)
+                        ),
+                        http_status: None,
+                        attempts: 0,
+                        latency_ms: 0.0,
+                    });
+                }
+            }
+        }
+        None => None,
+    };
+    let answer = plan.client.complete(body).await;
+    if let Some((budget, reservation)) = reservation {
+        match &answer {
+            Ok(c) => budget.settle(reservation, c.prompt_tokens.zip(c.completion_tokens)),
+            Err(_) => budget.release(reservation),
+        }
+    }
+    answer
 }
 
 async fn score(shared: &Shared, result: &RunResult) -> Vec<Score> {

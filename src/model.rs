@@ -597,6 +597,9 @@ pub struct RunSettings {
     pub max_rpm: Option<f64>,
     #[serde(default)]
     pub max_tpm: Option<f64>,
+    /// `--max-cost`: dollars the experiment may spend in all (earlier runs count).
+    #[serde(default)]
+    pub max_cost: Option<f64>,
 }
 
 /// One run of a prompt version over a dataset.
@@ -649,6 +652,18 @@ pub struct RowOutcome {
     pub input: String,
     /// (evaluator, pass, score).
     pub scores: Vec<(String, bool, f64)>,
+    /// The row's value of the column a comparison clusters on (as text; None without one).
+    pub cluster: Option<String>,
+}
+
+/// A row's value of `column` as a cluster key: text as it is, any other value as JSON; None
+/// when the row has no such column.
+pub fn cluster_key(vars: &JsonObject, column: Option<&str>) -> Option<String> {
+    let value = vars.get(column?)?;
+    Some(match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    })
 }
 
 /// A row's inputs in a few words: its values joined by ` | `, without the `id` and the expected
@@ -705,6 +720,31 @@ pub struct EvaluatorSummary {
     pub mean_score: f64,
     /// Rows where the evaluator itself failed to judge.
     pub errors: i64,
+    /// The per-row figures the standard errors come from (`view::EvaluatorStatistics`).
+    #[serde(skip)]
+    pub spread: RowSpread,
+}
+
+/// One evaluator's results folded per row (a row's pass and score are the means over its
+/// repetitions, an errored call counting as a fail with score 0), as sums the store computes:
+/// what standard errors and the effect of repetitions are estimated from.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RowSpread {
+    /// Rows with at least one result.
+    pub rows: i64,
+    /// Results over those rows (rows × repetitions when every result is there).
+    pub answers: i64,
+    pub pass: SpreadSums,
+    pub score: SpreadSums,
+}
+
+/// Σ of the row means, Σ of their squares, and Σ of the rows' own sample variances over their
+/// repetitions (0 for a row answered once).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SpreadSums {
+    pub sum: f64,
+    pub sum_sq: f64,
+    pub within: f64,
 }
 
 /// Aggregates over one experiment's stored results.

@@ -8,6 +8,7 @@ use crate::model::{
     Experiment, JsonObject, Message, Prompt, PromptVersion, RunStats, Summary, Tag, TagAction,
     TagEvent,
 };
+use crate::stats::{self, Estimate};
 use crate::store::TagPolicy;
 use serde::{Deserialize, Serialize};
 
@@ -100,11 +101,68 @@ impl From<&RunStats> for RunView {
 pub struct ExperimentView<'a> {
     pub experiment: &'a Experiment,
     pub summary: &'a Summary,
+    /// The confidence level of every interval below.
+    pub confidence: f64,
+    /// Per evaluator: the pass rate and mean score with their standard errors and intervals.
+    pub statistics: Vec<EvaluatorStatistics>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run: Option<RunView>,
     /// The experiment's own check (`--min-pass-rate`, `--max-error-rate`), when one was asked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub check: Option<&'a [Criterion]>,
+    /// What the recorded tokens cost at the prices in force; null when no price names the
+    /// model (add `[prices."MODEL"]` to runner.toml).
+    pub cost: Option<CostView>,
+}
+
+/// One line of `experiment list`: the experiment with its tokens and what they cost.
+#[derive(Debug, Serialize)]
+pub struct ExperimentItem {
+    #[serde(flatten)]
+    pub experiment: Experiment,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    /// Null when no price names the model.
+    pub cost_usd: Option<f64>,
+}
+
+/// An experiment's tokens in dollars.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CostView {
+    pub usd: f64,
+    /// Per result (row × repetition).
+    pub per_row_usd: f64,
+    pub model: String,
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+    /// `built-in` or `runner-toml`.
+    pub price_source: crate::cost::Source,
+}
+
+impl CostView {
+    pub fn of(
+        prices: &crate::cost::Prices,
+        experiment: &Experiment,
+        summary: &Summary,
+    ) -> Option<CostView> {
+        let cost = prices.cost(
+            &experiment.model,
+            summary.prompt_tokens,
+            summary.completion_tokens,
+        )?;
+        Some(CostView {
+            usd: cost.usd,
+            per_row_usd: if summary.results > 0 {
+                cost.usd / summary.results as f64
+            } else {
+                0.0
+            },
+            model: experiment.model.clone(),
+            input_per_mtok: cost.input_per_mtok,
+            output_per_mtok: cost.output_per_mtok,
+            price_source: cost.price_source,
+        })
+    }
 }
 
 impl<'a> ExperimentView<'a> {
@@ -112,14 +170,78 @@ impl<'a> ExperimentView<'a> {
         experiment: &'a Experiment,
         summary: &'a Summary,
         run: Option<&RunStats>,
+        cost: Option<CostView>,
+        confidence: f64,
     ) -> ExperimentView<'a> {
         ExperimentView {
             experiment,
             summary,
+            confidence,
+            statistics: evaluator_statistics(summary, confidence),
             run: run.map(RunView::from),
             check: None,
+            cost,
         }
     }
+}
+
+/// One evaluator's pass rate and mean score with their error bars. A row counts once: with
+/// repetitions its pass and score are the means over its repetitions (Miller's resampling),
+/// and the standard error is the spread of those row means over √rows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvaluatorStatistics {
+    pub evaluator: String,
+    pub rows: i64,
+    /// Answers a row, on average.
+    pub repetitions: f64,
+    /// None below two rows.
+    pub pass_rate: Option<Estimate>,
+    pub mean_score: Option<Estimate>,
+    /// With repetitions: the standard error one answer a row would have had, so the
+    /// repetitions' effect reads as `pass_rate_se_one_repetition` → `pass_rate.se`.
+    pub pass_rate_se_one_repetition: Option<f64>,
+    pub mean_score_se_one_repetition: Option<f64>,
+}
+
+/// The error bars of every evaluator of a summary at `confidence`.
+pub fn evaluator_statistics(summary: &Summary, confidence: f64) -> Vec<EvaluatorStatistics> {
+    summary
+        .evaluators
+        .iter()
+        .map(|e| {
+            let spread = &e.spread;
+            let rows = spread.rows.max(0) as u64;
+            let repetitions = if spread.rows > 0 {
+                spread.answers as f64 / spread.rows as f64
+            } else {
+                0.0
+            };
+            let of = |sums: &crate::model::SpreadSums| {
+                let moments = stats::Moments::from_sums(rows, sums.sum, sums.sum_sq);
+                let estimate = moments.variance().map(|variance| {
+                    Estimate::normal(moments.mean(), (variance / rows as f64).sqrt(), confidence)
+                });
+                let one = (repetitions > 1.0)
+                    .then(|| {
+                        stats::repetition_gain(&moments, sums.within / rows as f64, repetitions)
+                    })
+                    .flatten()
+                    .map(|gain| gain.se_one);
+                (estimate, one)
+            };
+            let (pass_rate, pass_one) = of(&spread.pass);
+            let (mean_score, score_one) = of(&spread.score);
+            EvaluatorStatistics {
+                evaluator: e.evaluator.clone(),
+                rows: spread.rows,
+                repetitions,
+                pass_rate,
+                mean_score,
+                pass_rate_se_one_repetition: pass_one,
+                mean_score_se_one_repetition: score_one,
+            }
+        })
+        .collect()
 }
 
 /// What a promotion decided and did: the JSON of `promote --json`, and what its text, Markdown

@@ -9,6 +9,7 @@ use crate::error::{Error, Result, exit};
 use crate::model::{Experiment, ExperimentStatus, ResultStatus, RunResult};
 use crate::report;
 use crate::store::{self, Store};
+use crate::view::{CostView, ExperimentItem};
 use crate::workflow::experiment::{
     Finished, RunRequest, as_seen, launch, prepare, resume as resume_run,
 };
@@ -21,6 +22,7 @@ pub fn run(args: ExperimentArgs, ctx: &Context) -> Result<u8> {
         Some(ExperimentAction::List(args)) => list(args, ctx).map(|_| exit::OK),
         Some(ExperimentAction::Show(args)) => show(args, ctx).map(|_| exit::OK),
         Some(ExperimentAction::Resume(args)) => resume(args, ctx),
+        Some(ExperimentAction::Plan(args)) => super::plan::plan(*args, ctx).map(|_| exit::OK),
     }
 }
 
@@ -41,6 +43,7 @@ fn start(args: RunArgs, ctx: &Context) -> Result<u8> {
         "--max-error-rate",
         args.max_error_rate.or(file.max_error_rate),
     )?;
+    let confidence = confidence(args.confidence, ctx)?;
     let prepared = prepare(
         ctx,
         &prompt,
@@ -49,9 +52,14 @@ fn start(args: RunArgs, ctx: &Context) -> Result<u8> {
         args.name.clone(),
         &run_request(&args.options),
     )?;
-    let finished = launch(prepared, ctx, &report::Terminal::default(), interrupted())?;
+    let finished = launch(
+        prepared,
+        ctx,
+        &report::Terminal::new(confidence),
+        interrupted(),
+    )?;
     let check = crate::gate::check_experiment(&finished.summary, min_pass_rate, max_error_rate);
-    let code = print_finished(&finished, args.json, &check)?;
+    let code = print_finished(ctx, &finished, args.json, &check, confidence)?;
     if code == exit::OK && check.iter().any(|c| !c.passed) {
         for c in check.iter().filter(|c| !c.passed) {
             crate::note!(
@@ -67,8 +75,15 @@ fn start(args: RunArgs, ctx: &Context) -> Result<u8> {
 }
 
 fn resume(args: ExperimentResumeArgs, ctx: &Context) -> Result<u8> {
-    let finished = resume_run(ctx, &args.id, &report::Terminal::default(), interrupted())?;
-    print_finished(&finished, args.json, &[])
+    let confidence = confidence(args.confidence, ctx)?;
+    let finished = resume_run(
+        ctx,
+        &args.id,
+        args.max_cost,
+        &report::Terminal::new(confidence),
+        interrupted(),
+    )?;
+    print_finished(ctx, &finished, args.json, &[], confidence)
 }
 
 /// The run options as the workflow takes them.
@@ -91,19 +106,28 @@ pub fn run_request(options: &RunOptions) -> RunRequest {
         cache_ttl: options.cache_ttl.clone(),
         max_rpm: options.max_rpm,
         max_tpm: options.max_tpm,
+        max_cost: options.max_cost,
     }
 }
 
 /// Prints how a run ended and returns its exit code.
-fn print_finished(finished: &Finished, json: bool, check: &[crate::gate::Criterion]) -> Result<u8> {
+fn print_finished(
+    ctx: &Context,
+    finished: &Finished,
+    json: bool,
+    check: &[crate::gate::Criterion],
+    confidence: f64,
+) -> Result<u8> {
     let Finished {
         experiment,
         summary,
         stats,
         status,
+        ..
     } = finished;
+    let cost = CostView::of(&ctx.config()?.prices(), experiment, summary);
     if json {
-        let mut view = report::experiment_json(experiment, summary, Some(stats));
+        let mut view = report::experiment_json(experiment, summary, Some(stats), cost, confidence);
         view.check = (!check.is_empty()).then_some(check);
         out_json(&view)?
     } else {
@@ -111,6 +135,8 @@ fn print_finished(finished: &Finished, json: bool, check: &[crate::gate::Criteri
             experiment,
             summary,
             Some(stats),
+            cost.as_ref(),
+            confidence,
         ))
     }
     if *status == ExperimentStatus::Interrupted {
@@ -121,6 +147,11 @@ fn print_finished(finished: &Finished, json: bool, check: &[crate::gate::Criteri
         return Ok(exit::INTERRUPTED);
     }
     Ok(exit::OK)
+}
+
+/// The confidence level of the intervals: the flag, else runner.toml's, else 0.95.
+pub fn confidence(flag: Option<f64>, ctx: &Context) -> Result<f64> {
+    crate::input::confidence(flag, ctx.config()?.confidence)
 }
 
 /// Resolves on Ctrl-C, or on SIGTERM where there is one (a cancelled CI job).
@@ -156,12 +187,28 @@ fn list(args: ExperimentListArgs, ctx: &Context) -> Result<()> {
         .into_iter()
         .map(as_seen)
         .collect();
+    let prices = ctx.config()?.prices();
+    let items = experiments
+        .into_iter()
+        .map(|experiment| {
+            let (prompt_tokens, completion_tokens) = store.tokens(&experiment.id)?;
+            Ok(ExperimentItem {
+                cost_usd: prices
+                    .cost(&experiment.model, prompt_tokens, completion_tokens)
+                    .map(|c| c.usd),
+                experiment,
+                prompt_tokens,
+                completion_tokens,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     if args.json {
-        out_json(&experiments)
+        out_json(&items)
     } else {
-        out(&report::experiments_table(&experiments));
-        if let Some(stopped) = experiments
+        out(&report::experiments_table(&items));
+        if let Some(stopped) = items
             .iter()
+            .map(|item| &item.experiment)
             .find(|e| e.status == ExperimentStatus::Interrupted)
         {
             crate::note!(
@@ -174,6 +221,7 @@ fn list(args: ExperimentListArgs, ctx: &Context) -> Result<()> {
 }
 
 fn show(args: ExperimentShowArgs, ctx: &Context) -> Result<()> {
+    let confidence = confidence(args.confidence, ctx)?;
     let store = ctx.store_for_reading()?;
     // `last`: the newest experiment (ids start with `exp_`, so no id is spelled so).
     let id = if args.id == "last" {
@@ -189,6 +237,7 @@ fn show(args: ExperimentShowArgs, ctx: &Context) -> Result<()> {
     };
     let experiment = as_seen(store.experiment(&id)?);
     let summary = store.summary(&experiment)?;
+    let cost = CostView::of(&ctx.config()?.prices(), &experiment, &summary);
     let keep = |r: &RunResult| {
         let errored = r.status == ResultStatus::Error;
         if args.errored {
@@ -205,7 +254,7 @@ fn show(args: ExperimentShowArgs, ctx: &Context) -> Result<()> {
     }
     let mut stdout = std::io::stdout().lock();
     if args.json {
-        let head = report::experiment_json(&experiment, &summary, None);
+        let head = report::experiment_json(&experiment, &summary, None, cost, confidence);
         if !args.rows {
             return out_json(&head);
         }
@@ -227,7 +276,13 @@ fn show(args: ExperimentShowArgs, ctx: &Context) -> Result<()> {
         fail_unless_written(writeln!(stdout, "\n]}}").and_then(|()| stdout.flush()));
         return Ok(());
     }
-    out(&report::experiment_summary(&experiment, &summary, None));
+    out(&report::experiment_summary(
+        &experiment,
+        &summary,
+        None,
+        cost.as_ref(),
+        confidence,
+    ));
     if args.rows {
         let mut rows = Vec::new();
         store::visit_results(&*store, &experiment.id, |result| -> Result<()> {

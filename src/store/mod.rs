@@ -375,10 +375,12 @@ pub trait ExperimentStore: Send + Sync {
     fn latest_matching(&self, fingerprint: &str) -> Result<Option<Experiment>>;
 
     /// Calls `visit` with every result reduced to what a comparison needs, in row order
-    /// (row index, then repetition), one at a time.
+    /// (row index, then repetition), one at a time; each carries its row's value of
+    /// `cluster_column` when one is named.
     fn visit_outcomes(
         &self,
         experiment: &Experiment,
+        cluster_column: Option<&str>,
         visit: &mut dyn FnMut(RowOutcome) -> Result<()>,
     ) -> Result<()>;
 
@@ -413,6 +415,10 @@ pub trait ExperimentStore: Send + Sync {
 
     /// Aggregates over the stored results of one experiment.
     fn summary(&self, experiment: &Experiment) -> Result<Summary>;
+
+    /// The tokens an experiment's results used so far: (prompt, completion). What its cost is
+    /// computed from, cheaper than a whole summary (`experiment list`, a run's budget).
+    fn tokens(&self, id: &str) -> Result<(i64, i64)>;
 
     /// Streams the results of an experiment in row order, each with its scores.
     fn visit_results(&self, id: &str, visit: &mut VisitResult<'_>) -> Result<()>;

@@ -119,6 +119,7 @@ on_both_backends!(
     version_tags_list_newest_first,
     a_promotion_moves_a_protected_tag_without_force_and_says_so,
     latency_percentiles_are_nearest_rank_over_the_successful_calls,
+    row_spreads_fold_repetitions_and_outcomes_carry_their_cluster,
 );
 
 fn new_version(text: &str) -> NewVersion {
@@ -745,6 +746,7 @@ fn experiment(store: &dyn Store, rows: i64) -> Experiment {
                 cache_ttl_secs: None,
                 max_rpm: None,
                 max_tpm: None,
+                max_cost: None,
                 judge_model: None,
             },
             planned: rows,
@@ -879,4 +881,83 @@ fn a_successful_result_is_never_overwritten(fx: &Fixture) {
         .unwrap();
     successes.sort();
     assert_eq!(successes, vec![(0, 0), (1, 0)]);
+}
+
+/// The per-row aggregates the error bars come from: repetitions folded into a row's mean (an
+/// errored call, which has no score, counts as a fail scoring 0), summed by the database; and
+/// the cluster column's value carried with each outcome.
+fn row_spreads_fold_repetitions_and_outcomes_carry_their_cluster(fx: &Fixture) {
+    let store = fx.open();
+    let experiment = experiment(&*store, 6);
+    let answer = |row: i64, rep: i64, ok: bool, score: f64, doc: serde_json::Value| {
+        let mut r = result(
+            row,
+            5.0,
+            if ok {
+                ResultStatus::Ok
+            } else {
+                ResultStatus::Error
+            },
+            "x",
+        );
+        r.repetition = rep;
+        if !doc.is_null() {
+            r.vars.insert("doc".into(), doc);
+        }
+        if ok {
+            r.scores[0].score = score;
+            r.scores[0].pass = score >= 0.75;
+        } else {
+            r.scores.clear();
+        }
+        r
+    };
+    let batch = vec![
+        answer(0, 0, true, 1.0, "a".into()),
+        answer(0, 1, true, 1.0, "a".into()),
+        answer(1, 0, true, 1.0, 3.into()),
+        answer(1, 1, true, 0.5, 3.into()),
+        answer(2, 0, false, 0.0, serde_json::Value::Null),
+        answer(2, 1, true, 0.8, serde_json::Value::Null),
+    ];
+    store.write_results(&experiment.id, &batch).unwrap();
+    let summary = store.summary(&experiment).unwrap();
+    let spread = summary.evaluators[0].spread;
+    assert_eq!((spread.rows, spread.answers), (3, 6));
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+    // Row pass shares 1, ½, ½; their sample variances over two answers 0, ½, ½.
+    assert!(close(spread.pass.sum, 2.0), "{spread:?}");
+    assert!(close(spread.pass.sum_sq, 1.5), "{spread:?}");
+    assert!(close(spread.pass.within, 1.0), "{spread:?}");
+    // Row scores [1, 1], [1, 0.5], [0, 0.8]: means 1, 0.75, 0.4; variances 0, 0.125, 0.32.
+    assert!(close(spread.score.sum, 2.15), "{spread:?}");
+    assert!(close(spread.score.sum_sq, 1.7225), "{spread:?}");
+    assert!(close(spread.score.within, 0.445), "{spread:?}");
+
+    let mut clusters = Vec::new();
+    store
+        .visit_outcomes(&experiment, Some("doc"), &mut |o| {
+            clusters.push((o.row_id, o.repetition, o.cluster));
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(
+        clusters,
+        vec![
+            ("r0".to_string(), 0, Some("a".to_string())),
+            ("r0".to_string(), 1, Some("a".to_string())),
+            ("r1".to_string(), 0, Some("3".to_string())),
+            ("r1".to_string(), 1, Some("3".to_string())),
+            ("r2".to_string(), 0, None),
+            ("r2".to_string(), 1, None),
+        ]
+    );
+    let mut none = 0;
+    store
+        .visit_outcomes(&experiment, None, &mut |o| {
+            none += usize::from(o.cluster.is_none());
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(none, 6);
 }

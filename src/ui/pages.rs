@@ -1126,6 +1126,8 @@ enum Change {
     Points,
     Ms,
     Count,
+    /// A relative change of a cost, in percent.
+    Percent,
 }
 
 /// A change, green when it is for the better, red when for the worse.
@@ -1138,6 +1140,7 @@ fn delta(out: &mut Html, change: Option<f64>, higher_is_better: bool, unit: Chan
                 Change::Points => format!("{sign}{:.1} pt", d.abs() * 100.0),
                 Change::Ms => format!("{sign}{:.0} ms", d.abs()),
                 Change::Count => format!("{sign}{:.0}", d.abs()),
+                Change::Percent => format!("{sign}{:.1}%", d.abs() * 100.0),
             };
             out.raw("<span")
                 .attr("class", if better { "delta up" } else { "delta down" })
@@ -1213,6 +1216,10 @@ pub fn compare(viewer: &Viewer, p: &ComparePage<'_>) -> String {
         let k = &c.candidate;
         let between = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| b - a);
         let tokens = |m: &crate::compare::SideMetrics| (m.tokens_in + m.tokens_out) as f64;
+        let cost = |m: &crate::compare::SideMetrics| match m.cost_per_row_usd {
+            Some(usd) => crate::cost::usd(usd),
+            None => "no price".to_string(),
+        };
         let rows = [
             (
                 "error rate",
@@ -1241,6 +1248,16 @@ pub fn compare(viewer: &Viewer, p: &ComparePage<'_>) -> String {
                 tokens(k).to_string(),
                 Some(tokens(k) - tokens(b)),
                 Change::Count,
+            ),
+            (
+                "cost per row",
+                cost(b),
+                cost(k),
+                b.cost_per_row_usd
+                    .zip(k.cost_per_row_usd)
+                    .filter(|(b, _)| *b > 0.0)
+                    .map(|(b, k)| k / b - 1.0),
+                Change::Percent,
             ),
         ];
         // Lower is better for every one of these.

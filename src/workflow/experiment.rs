@@ -46,6 +46,8 @@ pub struct RunRequest {
     /// Requests and tokens per minute at most.
     pub max_rpm: Option<f64>,
     pub max_tpm: Option<f64>,
+    /// Dollars the experiment may spend at most.
+    pub max_cost: Option<f64>,
 }
 
 /// How a launched or resumed run ended, as stored.
@@ -131,6 +133,7 @@ fn settings(options: &RunRequest, defaults: &RunDefaults) -> Result<RunSettings>
             .transpose()?,
         max_rpm: per_minute("--max-rpm", options.max_rpm.or(defaults.max_rpm))?,
         max_tpm: per_minute("--max-tpm", options.max_tpm.or(defaults.max_tpm))?,
+        max_cost: max_cost(options.max_cost)?,
         judge_model: options
             .judge_model
             .clone()
@@ -146,6 +149,45 @@ fn per_minute(flag: &str, value: Option<f64>) -> Result<Option<f64>> {
         ))
         .with_hint("e.g. --max-rpm 500 --max-tpm 200000, the limits of your API key")),
         other => Ok(other),
+    }
+}
+
+/// `--max-cost`: dollars, more than 0.
+pub fn max_cost(value: Option<f64>) -> Result<Option<f64>> {
+    match value {
+        Some(v) if !(v.is_finite() && v > 0.0) => Err(Error::invalid(format!(
+            "--max-cost must be a positive number of dollars, not {v}"
+        ))
+        .with_hint("e.g. --max-cost 2.50 stops the run before it spends more than $2.50")),
+        other => Ok(other),
+    }
+}
+
+/// The budget of a run: `--max-cost` at the price of the experiment's model, less what its
+/// stored results already cost. A budget without a price could not be kept: refused.
+fn budget(
+    ctx: &Context,
+    experiment: &Experiment,
+    already: (i64, i64),
+) -> Result<Option<Arc<crate::cost::Budget>>> {
+    let Some(max) = experiment.settings.max_cost else {
+        return Ok(None);
+    };
+    let price = priced(ctx, &experiment.model)?;
+    let spent = price.cost(already.0 as f64, already.1 as f64);
+    Ok(Some(Arc::new(crate::cost::Budget::new(max, price, spent))))
+}
+
+/// The price of `model` for a budget, or why there is none.
+fn priced(ctx: &Context, model: &str) -> Result<crate::cost::Price> {
+    match ctx.config()?.prices().lookup(model) {
+        Some((price, _)) => Ok(price),
+        None => Err(Error::invalid(format!(
+            "--max-cost needs the price of model {model}, and runner has none"
+        ))
+        .with_hint(format!(
+            "add [prices.\"{model}\"] with input_per_mtok and output_per_mtok (dollars per million tokens) to runner.toml"
+        ))),
     }
 }
 
@@ -410,6 +452,9 @@ pub fn prepare(
         settings.max_rpm = settings.max_rpm.or(per_minute("max_rpm", limits.max_rpm)?);
         settings.max_tpm = settings.max_tpm.or(per_minute("max_tpm", limits.max_tpm)?);
     }
+    if settings.max_cost.is_some() {
+        priced(ctx, &model)?;
+    }
     let fingerprint = fingerprint(
         &version.id,
         &info.hash,
@@ -475,6 +520,7 @@ pub fn launch(
     })?;
     let lease = Lease::take(&store, &experiment.id)?;
     let done = Done::new(prepared.info.rows, settings.repetitions);
+    let budget = budget(ctx, &experiment, (0, 0))?;
     let plan = plan(
         experiment,
         prepared.version,
@@ -482,6 +528,7 @@ pub fn launch(
         &prepared.dataset,
         prepared.evaluators,
         client,
+        budget,
     );
     let ready = Ready {
         runtime,
@@ -501,6 +548,7 @@ fn plan(
     dataset: &Path,
     evaluators: Vec<Evaluator>,
     client: Client,
+    budget: Option<Arc<crate::cost::Budget>>,
 ) -> Plan {
     let judge_model = experiment
         .settings
@@ -517,19 +565,31 @@ fn plan(
         client,
         judge_model,
         cache,
+        budget,
     }
 }
 
 /// Runs what an experiment still lacks: its dataset must be unchanged; only rows without a
 /// successful result are sent.
+///
+/// `max_cost` replaces the budget the experiment was started with (a run stopped by its
+/// budget goes on with a larger one).
 pub fn resume(
     ctx: &Context,
     id: &str,
+    max_cost: Option<f64>,
     reporter: &dyn Reporter,
     interrupt: impl Future<Output = ()>,
 ) -> Result<Finished> {
+    let max_cost = self::max_cost(max_cost)?;
     let store = ctx.store_for_reading()?;
-    let experiment = store.experiment(id)?;
+    let mut experiment = store.experiment(id)?;
+    if max_cost.is_some() {
+        experiment.settings.max_cost = max_cost;
+    }
+    if experiment.settings.max_cost.is_some() {
+        priced(ctx, &experiment.model)?;
+    }
     let version = store.version(
         &experiment.prompt,
         &VersionRef::Id(experiment.version_id.clone()),
@@ -560,8 +620,11 @@ pub fn resume(
     // refused instead of sending every missing row twice.
     let lease = Lease::take(&store, &experiment.id)?;
     let done = Done::load(&*store, &experiment)?;
+    let budget = budget(ctx, &experiment, store.tokens(&experiment.id)?)?;
     store.reopen_experiment(&experiment.id)?;
-    let plan = plan(experiment, version, template, &path, evaluators, client);
+    let plan = plan(
+        experiment, version, template, &path, evaluators, client, budget,
+    );
     let ready = Ready {
         runtime,
         plan,
@@ -694,6 +757,8 @@ fn execute(
         lease: _lease,
     } = ready;
     let id = plan.experiment.id.clone();
+    let budget = plan.budget.clone();
+    let planned = plan.experiment.planned;
     let outcome: std::result::Result<Outcome, experiment::RunError> =
         runtime.block_on(experiment::run(
             plan,
@@ -767,6 +832,23 @@ fn execute(
                 "check the model name (--model or the version's model) and that the endpoint \
                  has a key for it; a new experiment stopped this way leaves no trace",
             ));
+        }
+        Some(Stop::Budget) => {
+            store.finish_experiment(&id, ExperimentStatus::Interrupted, wall_ms)?;
+            let (spent, max) = budget
+                .as_ref()
+                .map(|b| (b.spent(), b.max_usd))
+                .unwrap_or_default();
+            let stored = store.summary(&store.experiment(&id)?)?.results;
+            return Err(Error::budget(format!(
+                "experiment {id} stopped at its budget: {} spent of --max-cost {}, \
+                 {stored} of {planned} results stored; no request was sent beyond it",
+                crate::cost::usd(spent),
+                crate::cost::usd(max)
+            ))
+            .with_hint(format!(
+                "`runner experiment resume {id} --max-cost MORE` runs the rest with a larger budget"
+            )));
         }
         Some(Stop::Broken(message)) => {
             store.finish_experiment(&id, ExperimentStatus::Failed, wall_ms)?;

@@ -194,6 +194,7 @@ fn an_experiment_runs_to_its_end_and_is_stored_with_its_summary() {
     let again = resume(
         &ctx,
         &finished.experiment.id,
+        None,
         &resumed,
         std::future::pending(),
     )
@@ -232,6 +233,7 @@ fn promotion_request<'a>(data: &'a std::path::Path, mock: &Mock) -> PromotionReq
         dataset: Some(data),
         run: request(mock),
         policy: Policy::no_regression(),
+        inference: crate::compare::Inference::default(),
         fresh: false,
         dry_run: false,
         message: Some("ship it".into()),

@@ -3,6 +3,7 @@
 //! as the `cli_postgres` test binary (which sets `crate::POSTGRES`).
 
 mod browser;
+mod cost;
 mod experiments;
 pub mod fault_server;
 mod first_hour;
@@ -14,6 +15,7 @@ mod prompt_store;
 mod reliability;
 mod security;
 mod serve;
+mod statistics;
 mod ui;
 
 /// Which backend this binary's stores are on (the `cli_postgres` binary says true).
