@@ -94,7 +94,7 @@ Examples:
 Token files hold one token a line, TOKEN or NAME:TOKEN (at least 16 characters; # comments).
 Tag moves record the caller as api, api:NAME for a named token, plus ' (WHO)' when the request
 sends X-Runner-Actor: WHO. Protected tags move or go only with ?force=true or X-Runner-Force: true.
-Writes need Content-Type: application/json (else 415); a request with an Origin must come from
+Writes need Content-Type: application/json (else 422); a request with an Origin must come from
 the server's own origin; without tokens only loopback Host names are served (else 403).
 The first line on stdout names the address the server listens on.")]
     Serve(ServeArgs),
@@ -555,6 +555,10 @@ Examples:
   runner prompt list
   runner prompt list --search support --tag production --meta owner=support-team --json")]
     List(ListArgs),
+    /// Bring back a prompt archived over HTTP (Phoenix's DELETE /v1/prompts/{id}), with every
+    /// version, tag and event it had.
+    #[command(after_help = "Examples:\n  runner prompt restore customer_support_greeting")]
+    Restore(NameArgs),
     /// List the versions of a prompt, newest first.
     #[command(after_help = "Examples:\n  runner prompt versions customer_support_greeting --json")]
     Versions(NameArgs),

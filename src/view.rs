@@ -399,6 +399,7 @@ mod tests {
             format: TemplateFormat::Mustache,
             template: crate::model::Template::Str("hi".into()),
             model: None,
+            provider: None,
             params: JsonObject::new(),
             metadata: metadata.as_object().unwrap().clone(),
             description: None,
@@ -429,6 +430,7 @@ mod tests {
             latest_seq: 1,
             version_count: 1,
             description: Some("Says hello".into()),
+            metadata: JsonObject::new(),
             tags: vec!["production".into()],
         };
         let latest = version(serde_json::json!({"team": "care", "retries": 3}));

@@ -1059,6 +1059,7 @@ mod tests {
             format: TemplateFormat::Mustache,
             template: Template::Str(text.into()),
             model: Some("gpt-4".into()),
+            provider: None,
             params,
             metadata: JsonObject::new(),
             description: None,

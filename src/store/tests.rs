@@ -2,7 +2,9 @@
 //! once on an SQLite file and once on a fresh database of a real PostgreSQL server.
 
 use super::*;
-use crate::model::{JsonObject, NewVersion, TagAction, Template, TemplateFormat, VersionRef};
+use crate::model::{
+    JsonObject, NewVersion, PromptUpdate, TagAction, Template, TemplateFormat, VersionRef,
+};
 
 /// One test's store: an SQLite file in a temporary folder, or a fresh PostgreSQL database.
 pub(crate) struct Fixture {
@@ -113,6 +115,8 @@ on_both_backends!(
     protected_tags_are_checked_inside_the_write,
     targets_pages_and_version_tags,
     tag_writes_go_ahead_only_where_the_caller_expects_the_tag,
+    prompt_fields_archive_and_restore,
+    version_tags_list_newest_first,
     a_promotion_moves_a_protected_tag_without_force_and_says_so,
     latency_percentiles_are_nearest_rank_over_the_successful_calls,
     row_spreads_fold_repetitions_and_outcomes_carry_their_cluster,
@@ -125,6 +129,7 @@ fn new_version(text: &str) -> NewVersion {
         format: TemplateFormat::Mustache,
         template: Template::Str(text.into()),
         model: Some("gpt-4".into()),
+        provider: None,
         params,
         metadata: JsonObject::new(),
         description: None,
@@ -497,9 +502,11 @@ fn targets_pages_and_version_tags(fx: &Fixture) {
     let names = |page: Vec<(Prompt, PromptVersion)>| -> Vec<String> {
         page.into_iter().map(|(p, _)| p.name).collect()
     };
-    assert_eq!(names(store.prompts_page(None, 2).unwrap()), ["a", "b"]);
-    assert_eq!(names(store.prompts_page(Some("b"), 5).unwrap()), ["b", "c"]);
-    let (first, latest) = store.prompts_page(None, 1).unwrap().remove(0);
+    // Newest first (created b, a, c), as Phoenix lists them; `prompts()` stays by name.
+    assert_eq!(names(store.prompts_page(None, 2).unwrap()), ["c", "a"]);
+    assert_eq!(names(store.prompts_page(Some("a"), 5).unwrap()), ["a", "b"]);
+    assert_eq!(names(store.prompts().unwrap()), ["a", "b", "c"]);
+    let (first, latest) = store.prompts_page(Some("a"), 1).unwrap().remove(0);
     assert_eq!(
         (first.version_count, first.tags.clone()),
         (2, vec!["staging".to_string()])
@@ -513,6 +520,129 @@ fn targets_pages_and_version_tags(fx: &Fixture) {
         (tags[0].0.name.as_str(), tags[0].0.updated_by.as_str()),
         ("staging", "ci")
     );
+}
+
+fn prompt_fields_archive_and_restore(fx: &Fixture) {
+    let store = fx.open();
+    let mut first = new_version("x");
+    first.description = Some("Greets".into());
+    first.provider = Some("ANTHROPIC".into());
+    first.metadata.insert("ticket".into(), "PR-1".into());
+    let v1 = store.create_prompt("p", first, &[], &change()).unwrap();
+    assert_eq!(v1.provider.as_deref(), Some("ANTHROPIC"));
+    let read = store.version_by_id(&v1.id).unwrap().unwrap();
+    assert_eq!(read.provider.as_deref(), Some("ANTHROPIC"));
+    assert_eq!(read.metadata["ticket"], "PR-1");
+    let (prompt, _) = store.prompt("p").unwrap();
+    assert_eq!(prompt.description.as_deref(), Some("Greets"));
+    assert!(prompt.metadata.is_empty());
+
+    // An update changes only what it names; None clears the description.
+    let mut metadata = JsonObject::new();
+    metadata.insert("owner".into(), "cx".into());
+    let update = PromptUpdate {
+        description: None,
+        metadata: Some(metadata.clone()),
+    };
+    store.update_prompt("p", &update, "alice").unwrap();
+    let (prompt, _) = store.prompt("p").unwrap();
+    assert_eq!(
+        (prompt.description.as_deref(), &prompt.metadata),
+        (Some("Greets"), &metadata)
+    );
+    let clear = PromptUpdate {
+        description: Some(None),
+        metadata: None,
+    };
+    store.update_prompt("p", &clear, "alice").unwrap();
+    assert_eq!(store.prompt("p").unwrap().0.description, None);
+    store
+        .set_tag("p", "prod", &VersionRef::Seq(1), &change())
+        .unwrap();
+
+    // Archived: hidden from lists and every lookup, by name or version id.
+    store.archive_prompt("p", "bob").unwrap();
+    assert!(store.prompts().unwrap().is_empty());
+    assert!(store.prompts_page(None, 10).unwrap().is_empty());
+    assert_eq!(store.archived_prompts().unwrap(), ["p"]);
+    for e in [
+        store.prompt("p").err(),
+        store.latest_target("p").err(),
+        store.tag_target("p", "prod").err(),
+        store.versions("p").err(),
+        store.version("p", &VersionRef::Latest).err(),
+    ] {
+        assert!(matches!(e, Some(StoreError::UnknownPrompt { .. })), "{e:?}");
+    }
+    assert!(store.version_by_id(&v1.id).unwrap().is_none());
+    assert!(matches!(
+        store.create_prompt("p", new_version("y"), &[], &change()),
+        Err(StoreError::PromptArchived { .. })
+    ));
+    assert!(matches!(
+        store.archive_prompt("p", "bob"),
+        Err(StoreError::UnknownPrompt { .. })
+    ));
+
+    // Exported and copied while archived, with its own history.
+    let archived = store.archive("p").unwrap();
+    assert!(archived.archived_at.is_some());
+    assert_eq!(archived.metadata, metadata);
+    let actions: Vec<(&str, &str)> = archived
+        .events
+        .iter()
+        .map(|e| (e.action.as_str(), e.actor.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        [("update", "alice"), ("update", "alice"), ("archive", "bob")]
+    );
+    let copy = fx.another();
+    let other = copy.open();
+    crate::store::copy::copy(&*store, &*other).unwrap();
+    assert_eq!(other.archive("p").unwrap(), archived);
+
+    // Restored as it was: versions, tags and fields.
+    store.restore_prompt("p", "carol").unwrap();
+    assert!(matches!(
+        store.restore_prompt("p", "carol"),
+        Err(StoreError::NotArchived { .. })
+    ));
+    assert_eq!(store.tag_target("p", "prod").unwrap().0, v1.id);
+    assert_eq!(store.prompt("p").unwrap().0.metadata, metadata);
+    let events = store.archive("p").unwrap().events;
+    assert_eq!(events.last().unwrap().action, "restore");
+    assert!(
+        fx.raw("DELETE FROM prompt_events").is_err(),
+        "history is append-only"
+    );
+}
+
+fn version_tags_list_newest_first(fx: &Fixture) {
+    let store = fx.open();
+    let v = store
+        .create_prompt("p", new_version("x"), &[], &change())
+        .unwrap();
+    for tag in ["b", "a", "c"] {
+        store
+            .set_tag("p", tag, &VersionRef::Id(v.id.clone()), &change())
+            .unwrap();
+    }
+    let names = |store: &dyn Store| -> Vec<String> {
+        store
+            .version_tags(&v.id)
+            .unwrap()
+            .into_iter()
+            .map(|(t, _)| t.name)
+            .collect()
+    };
+    assert_eq!(names(&*store), ["c", "a", "b"]);
+    // Deleted and set again: new.
+    store.delete_tag("p", "b", &change()).unwrap();
+    store
+        .set_tag("p", "b", &VersionRef::Id(v.id.clone()), &change())
+        .unwrap();
+    assert_eq!(names(&*store), ["b", "c", "a"]);
 }
 
 fn tag_writes_go_ahead_only_where_the_caller_expects_the_tag(fx: &Fixture) {

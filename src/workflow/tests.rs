@@ -99,6 +99,7 @@ fn version(text: &str) -> NewVersion {
         format: TemplateFormat::Mustache,
         template: Template::Str(text.into()),
         model: Some("mock-model".into()),
+        provider: None,
         params: JsonObject::new(),
         metadata: JsonObject::new(),
         description: None,
