@@ -30,6 +30,7 @@ pub mod mock;
 pub mod model;
 pub mod report;
 pub mod serve;
+pub mod stats;
 pub mod store;
 pub mod template;
 pub mod text;
