@@ -11,6 +11,7 @@ mod serve;
 mod store;
 mod tag;
 mod transfer;
+mod try_version;
 
 use crate::cli::{Cli, Command, VersionSelector};
 use crate::error::{Error, Result, exit};
@@ -54,6 +55,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::MockServer(args) => mock::run(args),
         Command::Serve(args) => serve::run(args, &ctx),
         Command::Store(command) => store::run(command).map(|_| exit::OK),
+        Command::Try(args) => try_version::run(args, &ctx),
     }
 }
 
