@@ -215,6 +215,17 @@ pub enum TagOutcome {
 /// A version builder: sees the latest version inside the write transaction.
 pub type BuildVersion<'a> = dyn FnMut(&PromptVersion) -> Result<NewVersion> + 'a;
 
+/// What `put_version` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Put {
+    /// The prompt did not exist: it was created with this version 1.
+    Created(PromptVersion),
+    /// The latest version held other content: this version was appended.
+    Appended(PromptVersion),
+    /// The latest version (this one) already held the content; nothing was written.
+    Unchanged(PromptVersion),
+}
+
 /// Prompts, their immutable versions, movable tags and the append-only history of tag moves.
 pub trait PromptStore: Send + Sync {
     /// Creates a prompt with its first version and the given tags, in one transaction.
@@ -319,6 +330,59 @@ pub trait PromptStore: Send + Sync {
         E: From<StoreError>,
     {
         append_version(self, name, build, tags, change)
+    }
+
+    /// Makes `version`'s content the prompt's latest: creates the prompt, or appends the
+    /// version unless the latest one already holds the same content (content hash and
+    /// description). The comparison runs inside the append's write transaction (the builder
+    /// of `append_version_with` sees the latest version under the write lock), so writers
+    /// putting the same content at once create one version between them, never two. `tags`
+    /// go on a new version in its transaction; an unchanged prompt's tags are not touched.
+    fn put_version(
+        &self,
+        name: &str,
+        version: NewVersion,
+        tags: &[String],
+        change: &TagChange,
+    ) -> Result<Put> {
+        let hash = crate::model::content_hash(
+            version.format,
+            &version.template,
+            version.model.as_deref(),
+            &version.params,
+            &version.metadata,
+        );
+        let mut unchanged = None;
+        let mut append = || {
+            self.append_version_with(
+                name,
+                &mut |latest| {
+                    if latest.content_hash == hash && latest.description == version.description {
+                        unchanged = Some(latest.clone());
+                        Err(StoreError::Abandoned)
+                    } else {
+                        Ok(version.clone())
+                    }
+                },
+                tags,
+                change,
+            )
+        };
+        let appended = match append() {
+            // Not there yet: create it, unless another writer just did (then append to theirs).
+            Err(StoreError::UnknownPrompt { .. }) => {
+                match self.create_prompt(name, version.clone(), tags, change) {
+                    Err(StoreError::PromptExists { .. }) => append(),
+                    created => return created.map(Put::Created),
+                }
+            }
+            other => other,
+        };
+        match (appended, unchanged) {
+            (Ok(appended), _) => Ok(Put::Appended(appended)),
+            (Err(StoreError::Abandoned), Some(latest)) => Ok(Put::Unchanged(latest)),
+            (Err(e), _) => Err(e),
+        }
     }
 
     /// Tag names by version id, for listings.

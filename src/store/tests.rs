@@ -115,6 +115,8 @@ on_both_backends!(
     tag_writes_go_ahead_only_where_the_caller_expects_the_tag,
     a_promotion_moves_a_protected_tag_without_force_and_says_so,
     latency_percentiles_are_nearest_rank_over_the_successful_calls,
+    put_version_creates_appends_or_leaves_alone,
+    concurrent_puts_of_the_same_content_make_one_version,
 );
 
 fn new_version(text: &str) -> NewVersion {
@@ -397,6 +399,68 @@ fn concurrent_writers_number_versions_without_gaps(fx: &Fixture) {
         history.last().unwrap().to_version_id.as_deref(),
         Some(tag.version_id.as_str())
     );
+}
+
+fn put_version_creates_appends_or_leaves_alone(fx: &Fixture) {
+    let store = fx.open();
+    let staging = ["staging".to_string()];
+    let put = |v: NewVersion| store.put_version("p", v, &staging, &change()).unwrap();
+    let Put::Created(v1) = put(new_version("one")) else {
+        panic!("not created")
+    };
+    assert_eq!(v1.seq, 1);
+    assert_eq!(store.tag("p", "staging").unwrap().unwrap().version_seq, 1);
+    // The same content, another message and author: nothing is written.
+    let mut again = new_version("one");
+    again.message = Some("another commit".into());
+    again.author = "someone else".into();
+    assert_eq!(put(again), Put::Unchanged(v1.clone()));
+    let Put::Appended(v2) = put(new_version("two")) else {
+        panic!("not appended")
+    };
+    assert_eq!(v2.seq, 2);
+    assert_eq!(store.tag("p", "staging").unwrap().unwrap().version_seq, 2);
+    // A new description alone is new content for a file, though not for the hash.
+    let mut described = new_version("two");
+    described.description = Some("what it is for".into());
+    let Put::Appended(v3) = put(described) else {
+        panic!("not appended")
+    };
+    assert_eq!(v3.content_hash, v2.content_hash);
+    assert_eq!(store.versions("p").unwrap().len(), 3);
+    assert_eq!(store.history("p", Some("staging")).unwrap().len(), 3);
+}
+
+fn concurrent_puts_of_the_same_content_make_one_version(fx: &Fixture) {
+    // Eight writers with their own connections put the same content at once, twice over:
+    // first a new prompt, then a new version of it. Each round makes one version.
+    for (round, text) in ["first", "second"].iter().enumerate() {
+        let barrier = Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let store = fx.open();
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    store
+                        .put_version("p", new_version(text), &["staging".into()], &change())
+                        .unwrap()
+                })
+            })
+            .collect();
+        let puts: Vec<Put> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let written = puts
+            .iter()
+            .filter(|p| matches!(p, Put::Created(_) | Put::Appended(_)))
+            .count();
+        assert_eq!(written, 1, "round {round}: {puts:?}");
+        let store = fx.open();
+        assert_eq!(store.versions("p").unwrap().len(), round + 1);
+        assert_eq!(
+            store.history("p", Some("staging")).unwrap().len(),
+            round + 1
+        );
+    }
 }
 
 fn protected_tags_are_checked_inside_the_write(fx: &Fixture) {

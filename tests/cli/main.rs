@@ -15,6 +15,7 @@ mod prompt_store;
 mod reliability;
 mod security;
 mod serve;
+mod sync;
 mod ui;
 
 /// Which backend this binary's stores are on (the `cli_postgres` binary says true).
