@@ -88,10 +88,7 @@ fn render(c: &mut Criterion) {
 }
 
 fn message(role: &str, content: &str) -> Message {
-    Message {
-        role: role.to_string(),
-        content: content.to_string(),
-    }
+    Message::text(role, content)
 }
 
 fn evaluators(c: &mut Criterion) {
@@ -159,6 +156,7 @@ fn write_results(c: &mut Criterion) {
                 format: TemplateFormat::Mustache,
                 template: Template::Str(MUSTACHE.to_string()),
                 model: Some("mock".to_string()),
+                provider: None,
                 params: JsonObject::new(),
                 metadata: JsonObject::new(),
                 description: None,

@@ -653,6 +653,7 @@ fn build_store(db: &Path, prompts: usize, versions: i64) -> Result<(), StoreErro
              Be professional, friendly, and concise.\nCustomer query: {{{{query}}}}\nResponse:"
         )),
         model: Some("gpt-4".into()),
+        provider: None,
         params: serde_json::from_str(r#"{"temperature": 0.7, "max_tokens": 500}"#)
             .expect("valid JSON"),
         metadata: serde_json::from_str(r#"{"owner": "support-team"}"#).expect("valid JSON"),

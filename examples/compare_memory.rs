@@ -28,6 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             format: TemplateFormat::Mustache,
             template: Template::Str("Answer {{query}}".into()),
             model: Some("mock".into()),
+            provider: None,
             params: JsonObject::new(),
             metadata: JsonObject::new(),
             description: None,

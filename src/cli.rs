@@ -100,7 +100,7 @@ Examples:
 Token files hold one token a line, TOKEN or NAME:TOKEN (at least 16 characters; # comments).
 Tag moves record the caller as api, api:NAME for a named token, plus ' (WHO)' when the request
 sends X-Runner-Actor: WHO. Protected tags move or go only with ?force=true or X-Runner-Force: true.
-Writes need Content-Type: application/json (else 415); a request with an Origin must come from
+Writes need Content-Type: application/json (else 422); a request with an Origin must come from
 the server's own origin; without tokens only loopback Host names are served (else 403).
 The first line on stdout names the address the server listens on.")]
     Serve(ServeArgs),
@@ -138,13 +138,15 @@ Examples:
   runner sync prompts/                                 # on the main branch, after a merge
   runner sync prompts/ --check --markdown sync.md      # on a pull request: exit 1 if it differs
   runner sync prompts/ -m 'Friendlier greeting' --json
+  runner sync prompts/ --prune                         # also archive prompts without a file
 
 A prompt file is prompts/NAME.yaml (or .yml, .json, .toml): template (or messages), and
 optionally format, model, params, metadata, description, message and tags. The JSON Schema is
 schemas/prompt-file.schema.json. A version is appended only where a file's content differs from
 the prompt's latest version (content hash and description); its message is the file's, else -m,
 else the latest git commit's subject. Tags a file names are set on its version, except protected
-ones (production): `runner promote` moves those. Prompts without a file are left alone.
+ones (production) once they exist: `runner promote` moves those. Prompts without a file are
+left alone (--prune archives them); a file for an archived prompt restores it.
 Any invalid file: every problem is listed, nothing is written (exit 2).
 
 Exit codes: 0 synced (or, with --check, in sync), 1 --check found differences, 2 invalid
@@ -223,6 +225,49 @@ pub enum ExperimentAction {
     Show(ExperimentShowArgs),
     /// Run the rows of an experiment that have no successful result yet.
     Resume(ExperimentResumeArgs),
+    /// How many rows (and repetitions) an experiment needs to detect a difference of D with
+    /// 80% power; sends nothing.
+    #[command(after_help = PLAN_EXAMPLES)]
+    Plan(Box<ExperimentPlanArgs>),
+}
+
+const PLAN_EXAMPLES: &str = "\
+Examples:
+  runner experiment plan --prompt support_greeting --tag staging --dataset d.csv --detect 0.05
+  runner experiment plan --prompt support_greeting --tag staging --dataset d.csv --detect 0.03 \\
+      --experiment exp_1a2b3c
+  runner experiment plan --prompt support_greeting --tag staging --dataset d.csv --detect 0.02 \\
+      --experiment exp_1a2b3c --experiment exp_4d5e6f --confidence 0.99
+
+The variance comes from --experiment: one experiment's rows (the two versions' rows taken as
+uncorrelated, which overstates the rows needed when paired rows agree), or two experiments'
+paired differences (baseline, then candidate). Without --experiment: the worst case, pass rates
+of 50% and uncorrelated rows.";
+
+#[derive(Debug, Args)]
+pub struct ExperimentPlanArgs {
+    /// The prompt the experiment would run.
+    #[arg(long, value_name = "NAME")]
+    pub prompt: String,
+    #[command(flatten)]
+    pub selector: VersionSelector,
+    /// The dataset it would run over.
+    #[arg(long, value_name = "FILE")]
+    pub dataset: Option<PathBuf>,
+    /// The difference in pass rate to detect, as a fraction (0.05: 5 points).
+    #[arg(long, value_name = "D")]
+    pub detect: f64,
+    /// Take the variance from this experiment (once), or from the paired differences of two
+    /// (baseline, then candidate).
+    #[arg(long = "experiment", value_name = "ID")]
+    pub experiments: Vec<String>,
+    /// Confidence level of the test (0 to 1) [default: `confidence` in runner.toml, else 0.95].
+    #[arg(long, value_name = "C")]
+    pub confidence: Option<f64>,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub options: RunOptions,
 }
 
 #[derive(Debug, Args)]
@@ -249,6 +294,10 @@ pub struct RunArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Confidence level of the intervals reported (0 to 1) [default: `confidence` in
+    /// runner.toml, else 0.95].
+    #[arg(long, value_name = "C")]
+    pub confidence: Option<f64>,
 }
 
 /// How experiments run; shared by `experiment`, `compare --run` and `promote`. Unset options
@@ -341,6 +390,26 @@ pub struct CompareArgs {
     /// Print Markdown (for a pull-request comment).
     #[arg(long)]
     pub markdown: bool,
+    /// Confidence level of the intervals reported (0 to 1) [default: `confidence` in
+    /// runner.toml, else 0.95].
+    #[arg(long, value_name = "C")]
+    pub confidence: Option<f64>,
+    /// Rows sharing a value of this dataset column are not independent (the same source
+    /// document, say): standard errors are clustered on it.
+    #[arg(long, value_name = "COL")]
+    pub cluster_column: Option<String>,
+    /// Gate: pass only if the lower bound of the pass rate's difference (candidate − baseline)
+    /// is at least −D, per evaluator ("not worse by more than D, with confidence C"); exit 1 if not.
+    #[arg(long, value_name = "D")]
+    pub non_inferior: Option<f64>,
+    /// Gate: pass only if the lower bound of the pass rate's difference is at least D (the
+    /// candidate is really better), per evaluator; exit 1 if not.
+    #[arg(long, value_name = "D")]
+    pub min_improvement: Option<f64>,
+    /// Gate: the candidate's pass rate may trail the baseline's by at most D (0..1), per
+    /// evaluator; exit 1 if it trails more.
+    #[arg(long, value_name = "D")]
+    pub max_regression: Option<f64>,
     #[command(flatten)]
     pub options: RunOptions,
 }
@@ -373,6 +442,22 @@ pub struct PromoteArgs {
     /// The candidate's p95 latency must be at most MS.
     #[arg(long, value_name = "MS")]
     pub max_p95_latency_ms: Option<f64>,
+    /// The lower bound of the pass rate's difference (candidate − baseline) must be at least
+    /// −D, per evaluator: not worse by more than D, with confidence C.
+    #[arg(long, value_name = "D")]
+    pub non_inferior: Option<f64>,
+    /// The lower bound of the pass rate's difference must be at least D, per evaluator: the
+    /// candidate is really better.
+    #[arg(long, value_name = "D")]
+    pub min_improvement: Option<f64>,
+    /// Confidence level of the intervals reported (0 to 1) [default: `confidence` in
+    /// runner.toml, else 0.95].
+    #[arg(long, value_name = "C")]
+    pub confidence: Option<f64>,
+    /// Cluster the standard errors on this dataset column (rows sharing a value are not
+    /// independent).
+    #[arg(long, value_name = "COL")]
+    pub cluster_column: Option<String>,
     /// The candidate's cost per row may exceed the baseline's by at most R (0.1: 10 % more);
     /// prices from the built-in table or [prices."MODEL"] in runner.toml.
     #[arg(long, value_name = "R")]
@@ -430,6 +515,10 @@ pub struct ExperimentShowArgs {
     /// Write every row (or the --failed / --errored ones) to a CSV file.
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
+    /// Confidence level of the intervals reported (0 to 1) [default: `confidence` in
+    /// runner.toml, else 0.95].
+    #[arg(long, value_name = "C")]
+    pub confidence: Option<f64>,
 }
 
 #[derive(Debug, Args)]
@@ -441,6 +530,10 @@ pub struct ExperimentResumeArgs {
     pub max_cost: Option<f64>,
     #[arg(long)]
     pub json: bool,
+    /// Confidence level of the intervals reported (0 to 1) [default: `confidence` in
+    /// runner.toml, else 0.95].
+    #[arg(long, value_name = "C")]
+    pub confidence: Option<f64>,
 }
 
 #[derive(Debug, Args)]
@@ -497,6 +590,10 @@ Examples:
   runner prompt list
   runner prompt list --search support --tag production --meta owner=support-team --json")]
     List(ListArgs),
+    /// Bring back a prompt archived over HTTP (Phoenix's DELETE /v1/prompts/{id}), with every
+    /// version, tag and event it had.
+    #[command(after_help = "Examples:\n  runner prompt restore customer_support_greeting")]
+    Restore(NameArgs),
     /// List the versions of a prompt, newest first.
     #[command(after_help = "Examples:\n  runner prompt versions customer_support_greeting --json")]
     Versions(NameArgs),
@@ -740,6 +837,10 @@ pub struct SyncArgs {
     /// With --check: also write the changes as Markdown (a pull-request comment) to FILE.
     #[arg(long, value_name = "FILE", requires = "check")]
     pub markdown: Option<PathBuf>,
+    /// Archive the store's prompts that have no file (recorded; `runner prompt restore NAME`,
+    /// or adding its file back, brings one back).
+    #[arg(long)]
+    pub prune: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

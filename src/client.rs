@@ -319,8 +319,55 @@ pub fn shown_url(url: &str) -> String {
 pub fn request_body(model: &str, messages: &[Message], params: &JsonObject) -> Value {
     let mut body = params.clone();
     body.insert("model".into(), json!(model));
-    body.insert("messages".into(), json!(messages));
+    let messages: Vec<Value> = messages.iter().flat_map(openai_messages).collect();
+    body.insert("messages".into(), Value::Array(messages));
     Value::Object(body)
+}
+
+/// One stored message in OpenAI's chat format: `ai` and `model` are sent as `assistant`; a
+/// content part list is sent as OpenAI takes it (as Phoenix's client formats it): its text parts
+/// as the content, its tool calls as `tool_calls`, and each tool result as a `tool` message.
+fn openai_messages(message: &Message) -> Vec<Value> {
+    let role = match message.role.as_str() {
+        "ai" | "model" => "assistant",
+        other => other,
+    };
+    let Some(parts) = &message.parts else {
+        return vec![json!({"role": role, "content": message.content})];
+    };
+    let of_type = |kind: &'static str| {
+        parts
+            .iter()
+            .filter(move |p| p.get("type").and_then(Value::as_str) == Some(kind))
+    };
+    let results: Vec<Value> = of_type("tool_result")
+        .map(|part| {
+            let content = match part.get("tool_result") {
+                Some(Value::String(text)) => text.clone(),
+                Some(other) => other.to_string(),
+                None => String::new(),
+            };
+            json!({"role": "tool", "tool_call_id": part.get("tool_call_id"), "content": content})
+        })
+        .collect();
+    if !results.is_empty() {
+        return results;
+    }
+    let mut out = json!({"role": role, "content": message.content});
+    let calls: Vec<Value> = of_type("tool_call")
+        .map(|part| {
+            let call = part.get("tool_call").cloned().unwrap_or(Value::Null);
+            json!({
+                "id": part.get("tool_call_id"),
+                "type": "function",
+                "function": {"name": call.get("name"), "arguments": call.get("arguments")},
+            })
+        })
+        .collect();
+    if !calls.is_empty() {
+        out["tool_calls"] = Value::Array(calls);
+    }
+    vec![out]
 }
 
 impl Client {
@@ -794,14 +841,7 @@ mod tests {
         let mut params = JsonObject::new();
         params.insert("temperature".into(), json!(0.2));
         params.insert("model".into(), json!("ignored"));
-        let body = request_body(
-            "gpt-4",
-            &[Message {
-                role: "user".into(),
-                content: "hi".into(),
-            }],
-            &params,
-        );
+        let body = request_body("gpt-4", &[Message::text("user", "hi")], &params);
         assert_eq!(
             body,
             json!({"model": "gpt-4", "temperature": 0.2, "messages": [{"role": "user", "content": "hi"}]})

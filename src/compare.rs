@@ -2,8 +2,26 @@
 //! per-evaluator deltas, and the rows that regressed, improved, or exist on one side only.
 
 use crate::model::{Experiment, RowOutcome};
+use crate::stats::{self, Estimate, PairedTest, Sample};
 use serde::Serialize;
 use std::collections::HashMap;
+
+/// How a comparison's statistics are computed: the confidence level of its intervals, and the
+/// dataset column whose shared values make rows dependent (clustered standard errors).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inference {
+    pub confidence: f64,
+    pub cluster_column: Option<String>,
+}
+
+impl Default for Inference {
+    fn default() -> Inference {
+        Inference {
+            confidence: stats::DEFAULT_CONFIDENCE,
+            cluster_column: None,
+        }
+    }
+}
 
 /// One evaluator's figures on one side.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -13,6 +31,59 @@ pub struct EvalMetric {
     /// an errored call is a failure).
     pub pass_rate: f64,
     pub mean_score: f64,
+    /// The pass rate's standard error over rows (clustered with a cluster column), and its
+    /// interval at the comparison's confidence; None below two rows.
+    pub pass_rate_se: Option<f64>,
+    pub pass_rate_ci: Option<[f64; 2]>,
+    /// The same for the mean score (a row's score is the mean over its repetitions).
+    pub mean_score_se: Option<f64>,
+    pub mean_score_ci: Option<[f64; 2]>,
+}
+
+/// A paired difference candidate − baseline over the rows both sides have (matched by id):
+/// the mean of the per-row differences, its standard error, interval and p-value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Difference {
+    /// Rows on both sides.
+    pub rows: u64,
+    /// Clusters, when the errors are clustered.
+    pub clusters: Option<usize>,
+    pub estimate: f64,
+    pub se: f64,
+    /// Student's t interval with `df` degrees of freedom at the comparison's confidence.
+    pub ci: [f64; 2],
+    pub df: f64,
+    pub p_value: f64,
+    /// The test behind `p_value`: McNemar's exact test, a paired t-test, or a t-test on
+    /// clustered errors.
+    pub test: String,
+    /// The smallest true difference this many rows detect with 80% power at this confidence.
+    pub minimum_detectable_effect: f64,
+    /// The standard error the same figures would have if the rows were not paired (from each
+    /// side's own error): how much pairing helped.
+    pub unpaired_se: Option<f64>,
+}
+
+impl Difference {
+    fn of(paired: stats::Paired, unpaired_se: Option<f64>) -> Difference {
+        Difference {
+            rows: paired.rows,
+            clusters: paired.se.clusters,
+            estimate: paired.estimate,
+            se: paired.se.se,
+            ci: paired.ci,
+            df: paired.se.df,
+            p_value: paired.p_value,
+            test: paired.test,
+            minimum_detectable_effect: paired.mde,
+            unpaired_se,
+        }
+    }
+
+    /// Rows needed for the minimum detectable effect to come down to `detect`.
+    pub fn rows_needed(&self, detect: f64) -> Option<u64> {
+        stats::rows_needed(self.rows as usize, self.minimum_detectable_effect, detect)
+    }
 }
 
 /// The figures of one experiment.
@@ -71,6 +142,11 @@ pub struct EvalDelta {
     pub improved: usize,
     pub regressed: usize,
     pub unchanged: usize,
+    /// The paired difference of the pass rates (a row's verdict is its majority over
+    /// repetitions); None without a baseline or below two shared rows.
+    pub pass_rate_difference: Option<Difference>,
+    /// The paired difference of the mean scores (a row's score is its mean over repetitions).
+    pub mean_score_difference: Option<Difference>,
 }
 
 /// A row whose repetitions disagree.
@@ -84,6 +160,12 @@ pub struct FlakyRow {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Comparison {
+    /// The confidence level of every interval in the comparison.
+    pub confidence: f64,
+    /// The power the minimum detectable effects are computed for.
+    pub power: f64,
+    /// The dataset column the standard errors are clustered on.
+    pub cluster_column: Option<String>,
     pub baseline: Option<SideMetrics>,
     pub candidate: SideMetrics,
     pub evaluators: Vec<EvalDelta>,
@@ -138,6 +220,8 @@ impl Comparison {
 struct RowVerdicts {
     id: String,
     input: String,
+    /// The row's value of the cluster column.
+    cluster: Option<String>,
     /// The call answered in a majority of the repetitions.
     ok: bool,
     /// Per evaluator, in experiment order.
@@ -181,10 +265,14 @@ struct Folder<'a, I: Iterator<Item = RowOutcome>> {
     tokens_out: i64,
     /// Per evaluator: rows passed, score sum.
     tallies: Vec<(usize, f64)>,
+    /// Per evaluator: the rows' verdicts (1 or 0) and scores, for standard errors.
+    samples: Vec<(Sample, Sample)>,
+    confidence: f64,
 }
 
 impl<'a, I: Iterator<Item = RowOutcome>> Folder<'a, I> {
-    fn new(experiment: &'a Experiment, outcomes: I) -> Self {
+    fn new(experiment: &'a Experiment, outcomes: I, inference: &Inference) -> Self {
+        let clustered = inference.cluster_column.is_some();
         Folder {
             experiment,
             index: experiment
@@ -200,6 +288,11 @@ impl<'a, I: Iterator<Item = RowOutcome>> Folder<'a, I> {
             tokens_in: 0,
             tokens_out: 0,
             tallies: vec![(0, 0.0); experiment.evaluators.len()],
+            samples: vec![
+                (Sample::new(clustered), Sample::new(clustered));
+                experiment.evaluators.len()
+            ],
+            confidence: inference.confidence,
         }
     }
 
@@ -212,6 +305,7 @@ impl<'a, I: Iterator<Item = RowOutcome>> Folder<'a, I> {
         let (mut answered, mut repetitions) = (0usize, 0usize);
         let id = first.row_id.clone();
         let (input, output) = (first.input.clone(), first.output.clone());
+        let cluster = first.cluster.clone();
         let mut current = Some(first);
         while let Some(o) = current {
             self.results += 1;
@@ -247,13 +341,23 @@ impl<'a, I: Iterator<Item = RowOutcome>> Folder<'a, I> {
             })
             .collect();
         self.rows += 1;
-        for (tally, verdict) in self.tallies.iter_mut().zip(&verdicts) {
+        for ((tally, sample), verdict) in self
+            .tallies
+            .iter_mut()
+            .zip(&mut self.samples)
+            .zip(&verdicts)
+        {
             tally.0 += usize::from(verdict.passed);
             tally.1 += verdict.score;
+            sample
+                .0
+                .push(f64::from(u8::from(verdict.passed)), cluster.as_deref());
+            sample.1.push(verdict.score, cluster.as_deref());
         }
         Some(RowVerdicts {
             id,
             input,
+            cluster,
             ok: answered * 2 > repetitions,
             verdicts,
         })
@@ -284,10 +388,25 @@ impl<'a, I: Iterator<Item = RowOutcome>> Folder<'a, I> {
                 .evaluators
                 .iter()
                 .zip(&self.tallies)
-                .map(|(name, (passed, sum))| EvalMetric {
-                    evaluator: name.clone(),
-                    pass_rate: *passed as f64 / n,
-                    mean_score: sum / n,
+                .zip(&self.samples)
+                .map(|((name, (passed, sum)), (pass, score))| {
+                    let estimate = |sample: &Sample, value: f64| {
+                        sample
+                            .standard_error()
+                            .map(|se| Estimate::normal(value, se.se, self.confidence))
+                    };
+                    let pass_rate = *passed as f64 / n;
+                    let mean_score = sum / n;
+                    let (p, s) = (estimate(pass, pass_rate), estimate(score, mean_score));
+                    EvalMetric {
+                        evaluator: name.clone(),
+                        pass_rate,
+                        mean_score,
+                        pass_rate_se: p.map(|e| e.se),
+                        pass_rate_ci: p.map(|e| e.ci),
+                        mean_score_se: s.map(|e| e.se),
+                        mean_score_ci: s.map(|e| e.ci),
+                    }
                 })
                 .collect(),
         }
@@ -340,13 +459,14 @@ pub fn compare<B, C>(
     baseline: Option<Side<'_, B>>,
     candidate: Side<'_, C>,
     keep: usize,
+    inference: &Inference,
 ) -> Comparison
 where
     B: Iterator<Item = RowOutcome>,
     C: Iterator<Item = RowOutcome>,
 {
     let cand_exp = candidate.experiment;
-    let mut cand = Folder::new(cand_exp, candidate.outcomes);
+    let mut cand = Folder::new(cand_exp, candidate.outcomes, inference);
     let mut flaky = Kept::new(keep);
     let mut regressed = Kept::new(keep);
     let mut improved = Kept::new(keep);
@@ -370,8 +490,13 @@ where
                     improved: 0,
                     regressed: 0,
                     unchanged: 0,
+                    pass_rate_difference: None,
+                    mean_score_difference: None,
                 })
                 .collect(),
+            confidence: inference.confidence,
+            power: stats::POWER,
+            cluster_column: inference.cluster_column.clone(),
             candidate: metrics,
             regressed: Vec::new(),
             regressed_total: 0,
@@ -385,7 +510,11 @@ where
         };
     };
     let base_exp = baseline.experiment;
-    let mut base = Folder::new(base_exp, baseline.outcomes);
+    let mut base = Folder::new(base_exp, baseline.outcomes, inference);
+    let clustered = inference.cluster_column.is_some();
+    // Per candidate evaluator: the per-row differences of verdicts and of scores.
+    let mut differences =
+        vec![(Sample::new(clustered), Sample::new(clustered)); cand_exp.evaluators.len()];
     // For each candidate evaluator, its baseline position (matched by name).
     let matched: Vec<Option<usize>> = cand_exp
         .evaluators
@@ -429,6 +558,10 @@ where
                 for (ci, name) in cand_exp.evaluators.iter().enumerate() {
                     let Some(bi) = matched[ci] else { continue };
                     let (bv, cv) = (&base_row.verdicts[bi], &cand_row.verdicts[ci]);
+                    let cluster = cand_row.cluster.as_deref();
+                    let verdict = |v: &RowSide| f64::from(u8::from(v.passed));
+                    differences[ci].0.push(verdict(cv) - verdict(bv), cluster);
+                    differences[ci].1.push(cv.score - bv.score, cluster);
                     let change = || RowChange {
                         row_id: cand_row.id.clone(),
                         evaluator: name.clone(),
@@ -468,6 +601,23 @@ where
             let cand_metric = &cand_metrics.evaluators[ci];
             let base_metric = matched[ci].map(|bi| &base_metrics.evaluators[bi]);
             let (up, down, same) = moves[ci];
+            let unpaired = |b: Option<f64>, c: Option<f64>| Some(b?.hypot(c?));
+            let pass_rate_difference = base_metric.and_then(|m| {
+                let test = PairedTest::McNemarExact {
+                    regressed: down as u64,
+                    improved: up as u64,
+                };
+                stats::paired(&differences[ci].0, test, inference.confidence)
+                    .map(|p| Difference::of(p, unpaired(m.pass_rate_se, cand_metric.pass_rate_se)))
+            });
+            let mean_score_difference = base_metric.and_then(|m| {
+                stats::paired(
+                    &differences[ci].1,
+                    PairedTest::PairedT,
+                    inference.confidence,
+                )
+                .map(|p| Difference::of(p, unpaired(m.mean_score_se, cand_metric.mean_score_se)))
+            });
             EvalDelta {
                 evaluator: name.clone(),
                 baseline_pass_rate: base_metric.map(|m| m.pass_rate),
@@ -478,6 +628,8 @@ where
                 improved: up,
                 regressed: down,
                 unchanged: same,
+                pass_rate_difference,
+                mean_score_difference,
             }
         })
         .collect();
@@ -491,6 +643,9 @@ where
     by_evaluator(&mut regressed_rows);
     by_evaluator(&mut improved_rows);
     Comparison {
+        confidence: inference.confidence,
+        power: stats::POWER,
+        cluster_column: inference.cluster_column.clone(),
         baseline: Some(base_metrics),
         candidate: cand_metrics,
         evaluators,
@@ -580,6 +735,7 @@ mod tests {
             output: format!("out {row}"),
             input: format!("in {row}"),
             scores: vec![("e".into(), pass && ok, if pass && ok { 1.0 } else { 0.0 })],
+            cluster: None,
         }
     }
 
@@ -599,7 +755,12 @@ mod tests {
             outcome("3", 0, false, 0.0, true),
             outcome("5", 0, true, 50.0, true),
         ];
-        let c = compare(Some(side(&base, &base_rows)), side(&cand, &cand_rows), 100);
+        let c = compare(
+            Some(side(&base, &base_rows)),
+            side(&cand, &cand_rows),
+            100,
+            &Inference::default(),
+        );
         assert_eq!(
             c.regressed
                 .iter()
@@ -641,6 +802,7 @@ mod tests {
             None::<Side<std::vec::IntoIter<RowOutcome>>>,
             side(&cand, &rows),
             100,
+            &Inference::default(),
         );
         assert_eq!(c.candidate.rows, 2);
         assert_eq!(c.candidate.results, 6);
@@ -664,7 +826,12 @@ mod tests {
             outcome("1", 0, false, 1.0, true),
             outcome("2", 0, false, 1.0, true),
         ];
-        let c = compare(Some(side(&base, &base_rows)), side(&cand, &cand_rows), 100);
+        let c = compare(
+            Some(side(&base, &base_rows)),
+            side(&cand, &cand_rows),
+            100,
+            &Inference::default(),
+        );
         assert_eq!(c.new_failures, vec!["1"]);
     }
 
@@ -680,6 +847,7 @@ mod tests {
             None::<Side<std::vec::IntoIter<RowOutcome>>>,
             side(&cand, &rows),
             100,
+            &Inference::default(),
         );
         assert_eq!(c.candidate.evaluators[0].pass_rate, 0.0);
     }
@@ -697,7 +865,12 @@ mod tests {
             .iter()
             .map(|id| outcome(id, 0, true, 1.0, false))
             .collect();
-        let c = compare(Some(side(&base, &base_rows)), side(&cand, &cand_rows), 5);
+        let c = compare(
+            Some(side(&base, &base_rows)),
+            side(&cand, &cand_rows),
+            5,
+            &Inference::default(),
+        );
         assert_eq!((c.regressed.len(), c.regressed_total), (5, 50));
         assert_eq!(c.regressed[0].row_id, "000");
         assert_eq!(c.new_failures.len(), 50);

@@ -7,6 +7,7 @@
 //! concurrency = 32
 //! protected_tags = ["production"]
 //! db = "postgres://runner@db.internal:5432/prompts"   # --db and RUNNER_DB override it
+//! confidence = 0.95     # of every interval; --confidence overrides it
 //!
 //! [prompts.support_greeting]
 //! dataset = "datasets/queries.csv"
@@ -44,6 +45,10 @@ pub struct GateConfig {
     pub no_new_failures: Option<bool>,
     pub max_error_rate: Option<f64>,
     pub max_p95_latency_ms: Option<f64>,
+    /// The lower bound of the pass rate's difference must be at least −D.
+    pub non_inferior: Option<f64>,
+    /// The lower bound of the pass rate's difference must be at least D.
+    pub min_improvement: Option<f64>,
     pub max_cost_increase: Option<f64>,
 }
 
@@ -87,6 +92,8 @@ pub struct Config {
     /// The store (`db = "runner.db"` or `db = "postgres://…"`) when neither `--db` nor
     /// `RUNNER_DB` names one.
     pub db: Option<PathBuf>,
+    /// The confidence level of every interval runner reports, when `--confidence` is not given.
+    pub confidence: Option<f64>,
     /// `[prices."MODEL"]`: dollars per million tokens, over the built-in table.
     pub prices: BTreeMap<String, crate::cost::Price>,
 }
@@ -124,6 +131,7 @@ struct ConfigFile {
     #[serde(default)]
     prompts: BTreeMap<String, RunDefaults>,
     db: Option<PathBuf>,
+    confidence: Option<f64>,
     #[serde(default)]
     prices: BTreeMap<String, crate::cost::Price>,
 }
@@ -155,6 +163,7 @@ impl From<ConfigFile> for Config {
                 .map(|(url, l)| (url.trim_end_matches('/').to_string(), l))
                 .collect(),
             db: f.db,
+            confidence: f.confidence,
             prices: f.prices,
         }
     }
@@ -248,6 +257,8 @@ impl Config {
                     no_new_failures: own.no_new_failures.or(base.no_new_failures),
                     max_error_rate: own.max_error_rate.or(base.max_error_rate),
                     max_p95_latency_ms: own.max_p95_latency_ms.or(base.max_p95_latency_ms),
+                    non_inferior: own.non_inferior.or(base.non_inferior),
+                    min_improvement: own.min_improvement.or(base.min_improvement),
                     max_cost_increase: own.max_cost_increase.or(base.max_cost_increase),
                 }),
                 (base, own) => own.or(base),

@@ -188,6 +188,12 @@ fn store_hint(e: &StoreError) -> Option<String> {
         StoreError::PromptExists { name } => Some(format!(
             "add a version with `runner prompt update {name} ...`"
         )),
+        StoreError::PromptArchived { name } => Some(format!(
+            "`runner prompt restore {name}` brings it back with its versions and tags"
+        )),
+        StoreError::NotArchived { name } => Some(format!(
+            "`runner prompt show {name}` shows it; only an archived prompt is restored"
+        )),
         StoreError::UnknownVersion { prompt, .. } => Some(format!(
             "`runner prompt versions {prompt}` lists its versions"
         )),

@@ -13,6 +13,12 @@ pub struct Policy {
     pub no_new_failures: bool,
     pub max_error_rate: Option<f64>,
     pub max_p95_latency_ms: Option<f64>,
+    /// The lower bound of the pass rate's paired difference must be at least −D.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub non_inferior: Option<f64>,
+    /// The lower bound of the pass rate's paired difference must be at least D.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_improvement: Option<f64>,
     /// The candidate's cost per row may exceed the baseline's by at most this share
     /// (0.1: 10 % more).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -27,7 +33,11 @@ impl Policy {
     }
 
     pub fn has_relative(&self) -> bool {
-        self.max_regression.is_some() || self.no_new_failures || self.max_cost_increase.is_some()
+        self.max_regression.is_some()
+            || self.no_new_failures
+            || self.non_inferior.is_some()
+            || self.min_improvement.is_some()
+            || self.max_cost_increase.is_some()
     }
 
     /// The policy used when no criterion is given: nothing may get worse than the baseline.
@@ -68,6 +78,8 @@ pub enum Unit {
     Ms,
     Rows,
     Datasets,
+    /// A difference of fractions, shown in percentage points.
+    Points,
 }
 
 impl Criterion {
@@ -101,6 +113,7 @@ impl Criterion {
             Unit::Ms => format!("{value:.0} ms"),
             Unit::Rows => format!("{value:.0} rows"),
             Unit::Datasets => format!("{value:.0} dataset(s)"),
+            Unit::Points => points(value),
         }
     }
 
@@ -122,10 +135,92 @@ pub struct Verdict {
     pub passed: bool,
     pub criteria: Vec<Criterion>,
     pub policy: Policy,
+    /// Criteria whose threshold D is below what this many rows can detect.
+    pub warnings: Vec<PowerWarning>,
+}
+
+/// A criterion with a threshold D that the dataset is too small to tell from noise: its
+/// minimum detectable effect (80% power at the comparison's confidence) is larger than D.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PowerWarning {
+    /// The criterion's name, as in `criteria`.
+    pub criterion: String,
+    pub threshold: f64,
+    pub minimum_detectable_effect: f64,
+    pub rows: u64,
+    /// Rows that would bring the minimum detectable effect down to the threshold (None for a
+    /// threshold of 0, which no number of rows reaches).
+    pub rows_needed: Option<u64>,
+    pub message: String,
 }
 
 fn pct(v: f64) -> String {
     format!("{:.1}%", v * 100.0)
+}
+
+/// A difference of fractions in points: `+1.5 pts`.
+pub fn points(v: f64) -> String {
+    format!("{:+.1} pts", v * 100.0)
+}
+
+/// A paired difference as people read it: `+1.5 pts (95% CI -3.0 to +6.0 pts; McNemar's exact
+/// test p = 0.62)`.
+pub fn difference_text(d: &crate::compare::Difference, confidence: f64) -> String {
+    format!(
+        "{} ({} CI {} to {}; {} p = {})",
+        points(d.estimate),
+        crate::report::confidence_text(confidence),
+        points(d.ci[0]),
+        points(d.ci[1]),
+        d.test,
+        p_value_text(d.p_value)
+    )
+}
+
+/// A p-value with the digits that matter: 0.62, 0.031, 0.0042, < 0.0001.
+pub fn p_value_text(p: f64) -> String {
+    if p < 0.0001 {
+        "< 0.0001".into()
+    } else if p >= 0.1 {
+        format!("{p:.2}")
+    } else if p >= 0.01 {
+        format!("{p:.3}")
+    } else {
+        format!("{p:.4}")
+    }
+}
+
+fn power_warning(
+    criterion: &str,
+    threshold: f64,
+    d: &crate::compare::Difference,
+    confidence: f64,
+) -> Option<PowerWarning> {
+    if d.minimum_detectable_effect <= threshold + 1e-12 {
+        return None;
+    }
+    let rows_needed = d.rows_needed(threshold);
+    let level = crate::report::confidence_text(confidence);
+    let need = match rows_needed {
+        Some(n) => format!(
+            "detecting {:.1} pts needs about {n} rows",
+            threshold * 100.0
+        ),
+        None => "no number of rows detects a difference of 0; --non-inferior D states how much worse is acceptable".into(),
+    };
+    Some(PowerWarning {
+        criterion: criterion.to_string(),
+        threshold,
+        minimum_detectable_effect: d.minimum_detectable_effect,
+        rows: d.rows,
+        rows_needed,
+        message: format!(
+            "{criterion} {:.1} pts is below what {} rows can detect ({:.1} pts at 80% power, {level} confidence): {need}",
+            threshold * 100.0,
+            d.rows,
+            d.minimum_detectable_effect * 100.0,
+        ),
+    })
 }
 
 /// An experiment's own check: every evaluator's pass rate at least `min_pass_rate`, the share
@@ -168,6 +263,7 @@ pub fn check_experiment(
 /// Judges the candidate. Errored rows already count as failed in the comparison.
 pub fn evaluate(c: &Comparison, policy: &Policy) -> Verdict {
     let mut criteria = Vec::new();
+    let mut warnings = Vec::new();
     // Figures over different rows say nothing about a regression: such a comparison never
     // passes a gate.
     if !c.same_dataset() {
@@ -205,14 +301,26 @@ pub fn evaluate(c: &Comparison, policy: &Policy) -> Verdict {
         if let Some(max) = policy.max_regression {
             for e in &c.evaluators {
                 let name = format!("max regression [{}]", e.evaluator);
-                let criterion = Criterion::new(name, "<=", max, Unit::Fraction);
+                let criterion = Criterion::new(name.clone(), "<=", max, Unit::Fraction);
                 criteria.push(match e.baseline_pass_rate {
                     Some(base) => {
                         let drop = base - e.candidate_pass_rate;
+                        let interval = match &e.pass_rate_difference {
+                            Some(d) => {
+                                warnings.extend(power_warning(&name, max, d, c.confidence));
+                                format!(
+                                    "; {} CI {} to {}",
+                                    crate::report::confidence_text(c.confidence),
+                                    points(d.ci[0]),
+                                    points(d.ci[1])
+                                )
+                            }
+                            None => String::new(),
+                        };
                         criterion
                             .measured(Some(drop), drop <= max + 1e-12)
                             .detail(format!(
-                                "{} → {} ({:+.1} pts)",
+                                "{} → {} ({:+.1} pts{interval})",
                                 pct(base),
                                 pct(e.candidate_pass_rate),
                                 (e.candidate_pass_rate - base) * 100.0
@@ -222,6 +330,57 @@ pub fn evaluate(c: &Comparison, policy: &Policy) -> Verdict {
                     None => criterion
                         .measured(None, true)
                         .detail("evaluator not run on the baseline"),
+                });
+            }
+        }
+        // Inference on the paired difference: its interval's lower bound against a margin.
+        for (label, bound, margin) in [
+            (
+                "non-inferior",
+                policy.non_inferior.map(|d| -d),
+                policy.non_inferior,
+            ),
+            (
+                "min improvement",
+                policy.min_improvement,
+                policy.min_improvement,
+            ),
+        ] {
+            let (Some(bound), Some(margin)) = (bound, margin) else {
+                continue;
+            };
+            if c.evaluators.is_empty() {
+                criteria.push(
+                    Criterion::new(label, ">=", bound, Unit::Points)
+                        .measured(None, false)
+                        .detail("no evaluator ran"),
+                );
+            }
+            for e in &c.evaluators {
+                let name = format!("{label} [{}]", e.evaluator);
+                let criterion = Criterion::new(name.clone(), ">=", bound, Unit::Points);
+                criteria.push(match &e.pass_rate_difference {
+                    Some(d) => {
+                        warnings.extend(power_warning(&name, margin, d, c.confidence));
+                        criterion
+                            .measured(Some(d.ci[0]), d.ci[0] >= bound - 1e-12)
+                            .detail(format!(
+                                "lower bound {}: {}",
+                                points(d.ci[0]),
+                                difference_text(d, c.confidence)
+                            ))
+                    }
+                    // No interval, no evidence: an evaluator new on the candidate, or fewer
+                    // than two shared rows.
+                    None => {
+                        criterion
+                            .measured(None, false)
+                            .detail(if e.baseline_pass_rate.is_none() {
+                                "evaluator not run on the baseline"
+                            } else {
+                                "fewer than 2 rows on both sides: no interval"
+                            })
+                    }
                 });
             }
         }
@@ -268,6 +427,7 @@ pub fn evaluate(c: &Comparison, policy: &Policy) -> Verdict {
         passed,
         criteria,
         policy: policy.clone(),
+        warnings,
     }
 }
 
@@ -335,6 +495,9 @@ mod tests {
 
     fn comparison(base: Option<f64>, cand: f64, new_failures: usize) -> Comparison {
         Comparison {
+            confidence: 0.95,
+            power: crate::stats::POWER,
+            cluster_column: None,
             baseline: base.map(|_| side(0.0, Some(100.0))),
             candidate: side(0.1, Some(250.0)),
             evaluators: vec![EvalDelta {
@@ -347,6 +510,8 @@ mod tests {
                 improved: 0,
                 regressed: new_failures,
                 unchanged: 0,
+                pass_rate_difference: None,
+                mean_score_difference: None,
             }],
             regressed: vec![],
             regressed_total: 0,
@@ -493,7 +658,7 @@ mod tests {
                 no_new_failures: true,
                 max_error_rate: Some(0.05),
                 max_p95_latency_ms: Some(200.0),
-                max_cost_increase: None,
+                ..Policy::default()
             },
         );
         let json = serde_json::to_value(&verdict).unwrap();

@@ -201,3 +201,21 @@ pub fn rate(flag: &str, value: Option<f64>) -> Result<Option<f64>> {
         other => Ok(other),
     }
 }
+
+/// The confidence level of intervals: `--confidence`, else runner.toml's `confidence`, else
+/// 0.95; strictly between 0 and 1.
+pub fn confidence(flag: Option<f64>, file: Option<f64>) -> Result<f64> {
+    let (value, source) = match (flag, file) {
+        (Some(v), _) => (v, "--confidence"),
+        (None, Some(v)) => (v, "confidence in runner.toml"),
+        (None, None) => return Ok(crate::stats::DEFAULT_CONFIDENCE),
+    };
+    if value > 0.0 && value < 1.0 {
+        Ok(value)
+    } else {
+        Err(Error::invalid(format!(
+            "{source} {value} is out of range: give a level between 0 and 1, such as 0.95"
+        ))
+        .with_hint("--confidence 0.99 asks for 99% intervals"))
+    }
+}

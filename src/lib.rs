@@ -31,6 +31,7 @@ pub mod model;
 pub mod prompt_file;
 pub mod report;
 pub mod serve;
+pub mod stats;
 pub mod store;
 pub mod template;
 pub mod text;

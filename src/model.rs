@@ -74,11 +74,45 @@ impl fmt::Display for TemplateType {
     }
 }
 
-/// One chat message: a role (`system`, `user`, `assistant`, …) and its content.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One chat message: a role (`system`, `user`, `assistant`, `ai`, `model`, …) and its content.
+///
+/// A content given as a list of parts (Phoenix's `text`, `tool_call` and `tool_result` parts)
+/// is kept as that list in `parts`, unchanged; `content` is then the text of its text parts,
+/// joined, which is what listings and diffs show.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     pub role: String,
     pub content: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<Vec<Value>>,
+}
+
+impl Message {
+    pub fn text(role: impl Into<String>, content: impl Into<String>) -> Message {
+        Message {
+            role: role.into(),
+            content: content.into(),
+            parts: None,
+        }
+    }
+
+    /// A message whose content is a list of parts; `content` becomes the text of its text parts.
+    pub fn with_parts(role: impl Into<String>, parts: Vec<Value>) -> Message {
+        Message {
+            role: role.into(),
+            content: text_of_parts(&parts),
+            parts: Some(parts),
+        }
+    }
+}
+
+/// The text of the `text` parts of a content part list, joined.
+pub fn text_of_parts(parts: &[Value]) -> String {
+    parts
+        .iter()
+        .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
+        .filter_map(|p| p.get("text").and_then(Value::as_str))
+        .collect()
 }
 
 /// The body of a version: a single string or a list of chat messages.
@@ -106,8 +140,28 @@ pub struct Prompt {
     pub updated_at: String,
     pub latest_seq: i64,
     pub version_count: i64,
+    /// The prompt's own description and metadata (set at creation, changed by an update).
     pub description: Option<String>,
+    pub metadata: JsonObject,
     pub tags: Vec<String>,
+}
+
+/// A change to a prompt's own fields; None leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PromptUpdate {
+    /// Some(None) clears the description.
+    pub description: Option<Option<String>>,
+    pub metadata: Option<JsonObject>,
+}
+
+/// One entry of a prompt's own history: an update, an archive or a restore.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PromptEvent {
+    pub id: i64,
+    pub prompt: String,
+    pub action: String,
+    pub actor: String,
+    pub at: String,
 }
 
 /// One immutable version of a prompt.
@@ -122,6 +176,9 @@ pub struct PromptVersion {
     pub format: TemplateFormat,
     pub template: Template,
     pub model: Option<String>,
+    /// The model provider the version was written for (Phoenix's `model_provider`); None for
+    /// the default, OpenAI's wire format.
+    pub provider: Option<String>,
     pub params: JsonObject,
     pub metadata: JsonObject,
     pub description: Option<String>,
@@ -138,6 +195,7 @@ pub struct NewVersion {
     pub format: TemplateFormat,
     pub template: Template,
     pub model: Option<String>,
+    pub provider: Option<String>,
     pub params: JsonObject,
     pub metadata: JsonObject,
     pub description: Option<String>,
@@ -361,6 +419,12 @@ mod tests {
 pub struct PromptArchive {
     pub name: String,
     pub created_at: String,
+    pub description: Option<String>,
+    pub metadata: JsonObject,
+    /// When the prompt was archived; None while it is in use.
+    pub archived_at: Option<String>,
+    /// Its own history (updates, archive, restore), oldest first.
+    pub events: Vec<PromptEvent>,
     /// Oldest first.
     pub versions: Vec<PromptVersion>,
     pub tags: Vec<Tag>,
@@ -588,6 +652,18 @@ pub struct RowOutcome {
     pub input: String,
     /// (evaluator, pass, score).
     pub scores: Vec<(String, bool, f64)>,
+    /// The row's value of the column a comparison clusters on (as text; None without one).
+    pub cluster: Option<String>,
+}
+
+/// A row's value of `column` as a cluster key: text as it is, any other value as JSON; None
+/// when the row has no such column.
+pub fn cluster_key(vars: &JsonObject, column: Option<&str>) -> Option<String> {
+    let value = vars.get(column?)?;
+    Some(match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    })
 }
 
 /// A row's inputs in a few words: its values joined by ` | `, without the `id` and the expected
@@ -644,6 +720,31 @@ pub struct EvaluatorSummary {
     pub mean_score: f64,
     /// Rows where the evaluator itself failed to judge.
     pub errors: i64,
+    /// The per-row figures the standard errors come from (`view::EvaluatorStatistics`).
+    #[serde(skip)]
+    pub spread: RowSpread,
+}
+
+/// One evaluator's results folded per row (a row's pass and score are the means over its
+/// repetitions, an errored call counting as a fail with score 0), as sums the store computes:
+/// what standard errors and the effect of repetitions are estimated from.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RowSpread {
+    /// Rows with at least one result.
+    pub rows: i64,
+    /// Results over those rows (rows × repetitions when every result is there).
+    pub answers: i64,
+    pub pass: SpreadSums,
+    pub score: SpreadSums,
+}
+
+/// Σ of the row means, Σ of their squares, and Σ of the rows' own sample variances over their
+/// repetitions (0 for a row answered once).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SpreadSums {
+    pub sum: f64,
+    pub sum_sq: f64,
+    pub within: f64,
 }
 
 /// Aggregates over one experiment's stored results.

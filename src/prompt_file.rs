@@ -38,12 +38,16 @@ impl Syntax {
     }
 }
 
-/// One chat message as a file writes it.
+/// One chat message as a file writes it: its content as text, or as a list of parts (text,
+/// tool calls and tool results, as Phoenix keeps them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileMessage {
     role: String,
-    content: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parts: Option<Vec<serde_json::Value>>,
 }
 
 /// The fields of a prompt file, as written. The order here is the order `pull` writes them:
@@ -58,6 +62,8 @@ struct Fields {
     description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    provider: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     format: Option<TemplateFormat>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,6 +90,8 @@ pub struct PromptSource {
     pub format: TemplateFormat,
     pub template: Template,
     pub model: Option<String>,
+    /// The model provider (Phoenix's `model_provider`); None for OpenAI's wire format.
+    pub provider: Option<String>,
     pub params: JsonObject,
     pub metadata: JsonObject,
     pub description: Option<String>,
@@ -105,9 +113,12 @@ impl PromptSource {
         )
     }
 
-    /// True when `version` holds this file's content: the same content hash and description.
+    /// True when `version` holds this file's content: the same content hash, description and
+    /// provider.
     pub fn matches(&self, version: &PromptVersion) -> bool {
-        version.content_hash == self.content_hash() && version.description == self.description
+        version.content_hash == self.content_hash()
+            && version.description == self.description
+            && version.provider == self.provider
     }
 
     /// The version this file makes, with the commit message and author the caller decided.
@@ -116,6 +127,7 @@ impl PromptSource {
             format: self.format,
             template: self.template.clone(),
             model: self.model.clone(),
+            provider: self.provider.clone(),
             params: self.params.clone(),
             metadata: self.metadata.clone(),
             description: self.description.clone(),
@@ -236,18 +248,25 @@ pub fn parse(path: &Path, text: &str) -> Result<PromptSource, Vec<String>> {
             None
         }
         (Some(text), None) => Some(Template::Str(text)),
-        (None, Some(messages)) => Some(Template::Chat(
-            messages
-                .into_iter()
-                .map(|m| Message {
-                    role: m.role,
-                    content: m.content,
-                })
-                .collect(),
-        )),
+        (None, Some(messages)) => {
+            let mut chat = Vec::with_capacity(messages.len());
+            for (i, m) in messages.into_iter().enumerate() {
+                match (m.content, m.parts) {
+                    (Some(content), None) => chat.push(Message::text(m.role, content)),
+                    (None, Some(parts)) => chat.push(Message::with_parts(m.role, parts)),
+                    (Some(_), Some(_)) => reasons.push(format!(
+                        "message {} has both content and parts: give one",
+                        i + 1
+                    )),
+                    (None, None) => reasons.push(format!("message {} needs a content", i + 1)),
+                }
+            }
+            Some(Template::Chat(chat))
+        }
     };
     let format = fields.format.unwrap_or(TemplateFormat::Mustache);
     if let Some(template) = &template
+        && reasons.is_empty()
         && let Err(e) = CompiledTemplate::compile(format, template)
     {
         reasons.push(format!("{} template: {e}", format.as_str()));
@@ -274,6 +293,7 @@ pub fn parse(path: &Path, text: &str) -> Result<PromptSource, Vec<String>> {
             format,
             template,
             model: fields.model,
+            provider: fields.provider,
             params,
             metadata: fields.metadata.unwrap_or_default(),
             description: fields.description,
@@ -326,7 +346,8 @@ pub fn render(version: &PromptVersion, tags: &[String], syntax: Syntax) -> Resul
                     .iter()
                     .map(|m| FileMessage {
                         role: m.role.clone(),
-                        content: m.content.clone(),
+                        content: m.parts.is_none().then(|| m.content.clone()),
+                        parts: m.parts.clone(),
                     })
                     .collect(),
             ),
@@ -336,6 +357,7 @@ pub fn render(version: &PromptVersion, tags: &[String], syntax: Syntax) -> Resul
         _schema: None,
         description: version.description.clone(),
         model: version.model.clone(),
+        provider: version.provider.clone(),
         format: Some(version.format),
         tags: (!tags.is_empty()).then(|| tags.to_vec()),
         message: None,

@@ -13,7 +13,17 @@ use serde_json::Value;
 use crate::model::{JsonObject, Message, Template, TemplateFormat};
 
 /// Roles every supported provider understands; anything else would be rejected late, mid-run.
-const ALLOWED_ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
+/// `ai` and `model` are Phoenix's names for the assistant; they are kept as written and sent as
+/// `assistant`.
+const ALLOWED_ROLES: [&str; 7] = [
+    "system",
+    "developer",
+    "user",
+    "assistant",
+    "ai",
+    "model",
+    "tool",
+];
 
 /// Longest excerpt shown in a parse error, in characters.
 const EXCERPT_CHARS: usize = 30;
@@ -90,10 +100,26 @@ struct Part {
     literal_len: usize,
 }
 
+/// How a rendered message is put together from parsed texts.
+#[derive(Debug, Clone)]
+enum Shape {
+    /// The message's content is one text: `parts[index]`.
+    Text(usize),
+    /// The message's content is a list of parts, kept as given; the `text` of each text part is
+    /// rendered from `parts[unit]` (part index, unit index); other parts (tool calls, tool
+    /// results) are sent as written.
+    Parts {
+        role: String,
+        given: Vec<Value>,
+        units: Vec<(usize, usize)>,
+    },
+}
+
 /// A template parsed once and rendered many times (hot path: rendering one row must not re-parse).
 #[derive(Debug, Clone)]
 pub struct CompiledTemplate {
     parts: Vec<Part>,
+    shapes: Vec<Shape>,
     variables: Vec<String>,
 }
 
@@ -101,7 +127,10 @@ impl CompiledTemplate {
     pub fn compile(format: TemplateFormat, template: &Template) -> Result<Self, TemplateError> {
         let mut builder = Builder::default();
         match template {
-            Template::Str(text) => builder.add_part(format, "user", text, None)?,
+            Template::Str(text) => {
+                let unit = builder.add_part(format, "user", text, None)?;
+                builder.shapes.push(Shape::Text(unit));
+            }
             Template::Chat(messages) => {
                 if messages.is_empty() {
                     return Err(TemplateError::EmptyChat);
@@ -112,7 +141,38 @@ impl CompiledTemplate {
                             role: message.role.clone(),
                         });
                     }
-                    builder.add_part(format, &message.role, &message.content, Some(index))?;
+                    match &message.parts {
+                        None => {
+                            let unit = builder.add_part(
+                                format,
+                                &message.role,
+                                &message.content,
+                                Some(index),
+                            )?;
+                            builder.shapes.push(Shape::Text(unit));
+                        }
+                        Some(given) => {
+                            let mut units = Vec::new();
+                            for (p, part) in given.iter().enumerate() {
+                                if part.get("type").and_then(Value::as_str) == Some("text") {
+                                    let text =
+                                        part.get("text").and_then(Value::as_str).unwrap_or("");
+                                    let unit = builder.add_part(
+                                        format,
+                                        &message.role,
+                                        text,
+                                        Some(index),
+                                    )?;
+                                    units.push((p, unit));
+                                }
+                            }
+                            builder.shapes.push(Shape::Parts {
+                                role: message.role.clone(),
+                                given: given.clone(),
+                                units,
+                            });
+                        }
+                    }
                 }
             }
         }
@@ -128,11 +188,20 @@ impl CompiledTemplate {
     pub fn render(&self, vars: &JsonObject) -> Result<Vec<Message>, TemplateError> {
         let values = self.resolve(vars)?;
         Ok(self
-            .parts
+            .shapes
             .iter()
-            .map(|part| Message {
-                role: part.role.clone(),
-                content: render_part(part, &values),
+            .map(|shape| match shape {
+                Shape::Text(unit) => {
+                    let part = &self.parts[*unit];
+                    Message::text(part.role.clone(), render_part(part, &values))
+                }
+                Shape::Parts { role, given, units } => {
+                    let mut parts = given.clone();
+                    for (p, unit) in units {
+                        parts[*p]["text"] = Value::String(render_part(&self.parts[*unit], &values));
+                    }
+                    Message::with_parts(role.clone(), parts)
+                }
             })
             .collect())
     }
@@ -256,6 +325,7 @@ fn push_value(out: &mut String, value: &Value) {
 #[derive(Default)]
 struct Builder {
     parts: Vec<Part>,
+    shapes: Vec<Shape>,
     variables: Vec<String>,
     index: HashMap<String, usize>,
 }
@@ -267,7 +337,7 @@ impl Builder {
         role: &str,
         text: &str,
         message_index: Option<usize>,
-    ) -> Result<(), TemplateError> {
+    ) -> Result<usize, TemplateError> {
         let pieces = match format {
             TemplateFormat::Mustache => parse_mustache(text),
             TemplateFormat::FString => parse_fstring(text),
@@ -299,12 +369,13 @@ impl Builder {
             segments,
             literal_len,
         });
-        Ok(())
+        Ok(self.parts.len() - 1)
     }
 
     fn finish(self) -> CompiledTemplate {
         CompiledTemplate {
             parts: self.parts,
+            shapes: self.shapes,
             variables: self.variables,
         }
     }
@@ -528,10 +599,7 @@ mod tests {
     }
 
     fn msg(role: &str, content: &str) -> Message {
-        Message {
-            role: role.into(),
-            content: content.into(),
-        }
+        Message::text(role, content)
     }
 
     #[test]
@@ -805,7 +873,8 @@ mod tests {
         assert_eq!(err, TemplateError::InvalidRole { role: "bot".into() });
         let text = err.to_string();
         assert!(
-            text.contains("'bot'") && text.contains("system, developer, user, assistant, tool")
+            text.contains("'bot'")
+                && text.contains("system, developer, user, assistant, ai, model, tool")
         );
 
         let upper = Template::Chat(vec![msg("User", "hi")]);

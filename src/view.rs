@@ -8,6 +8,7 @@ use crate::model::{
     Experiment, JsonObject, Message, Prompt, PromptVersion, RunStats, Summary, Tag, TagAction,
     TagEvent,
 };
+use crate::stats::{self, Estimate};
 use crate::store::TagPolicy;
 use serde::{Deserialize, Serialize};
 
@@ -100,6 +101,10 @@ impl From<&RunStats> for RunView {
 pub struct ExperimentView<'a> {
     pub experiment: &'a Experiment,
     pub summary: &'a Summary,
+    /// The confidence level of every interval below.
+    pub confidence: f64,
+    /// Per evaluator: the pass rate and mean score with their standard errors and intervals.
+    pub statistics: Vec<EvaluatorStatistics>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run: Option<RunView>,
     /// The experiment's own check (`--min-pass-rate`, `--max-error-rate`), when one was asked.
@@ -166,15 +171,77 @@ impl<'a> ExperimentView<'a> {
         summary: &'a Summary,
         run: Option<&RunStats>,
         cost: Option<CostView>,
+        confidence: f64,
     ) -> ExperimentView<'a> {
         ExperimentView {
             experiment,
             summary,
+            confidence,
+            statistics: evaluator_statistics(summary, confidence),
             run: run.map(RunView::from),
             check: None,
             cost,
         }
     }
+}
+
+/// One evaluator's pass rate and mean score with their error bars. A row counts once: with
+/// repetitions its pass and score are the means over its repetitions (Miller's resampling),
+/// and the standard error is the spread of those row means over √rows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvaluatorStatistics {
+    pub evaluator: String,
+    pub rows: i64,
+    /// Answers a row, on average.
+    pub repetitions: f64,
+    /// None below two rows.
+    pub pass_rate: Option<Estimate>,
+    pub mean_score: Option<Estimate>,
+    /// With repetitions: the standard error one answer a row would have had, so the
+    /// repetitions' effect reads as `pass_rate_se_one_repetition` → `pass_rate.se`.
+    pub pass_rate_se_one_repetition: Option<f64>,
+    pub mean_score_se_one_repetition: Option<f64>,
+}
+
+/// The error bars of every evaluator of a summary at `confidence`.
+pub fn evaluator_statistics(summary: &Summary, confidence: f64) -> Vec<EvaluatorStatistics> {
+    summary
+        .evaluators
+        .iter()
+        .map(|e| {
+            let spread = &e.spread;
+            let rows = spread.rows.max(0) as u64;
+            let repetitions = if spread.rows > 0 {
+                spread.answers as f64 / spread.rows as f64
+            } else {
+                0.0
+            };
+            let of = |sums: &crate::model::SpreadSums| {
+                let moments = stats::Moments::from_sums(rows, sums.sum, sums.sum_sq);
+                let estimate = moments.variance().map(|variance| {
+                    Estimate::normal(moments.mean(), (variance / rows as f64).sqrt(), confidence)
+                });
+                let one = (repetitions > 1.0)
+                    .then(|| {
+                        stats::repetition_gain(&moments, sums.within / rows as f64, repetitions)
+                    })
+                    .flatten()
+                    .map(|gain| gain.se_one);
+                (estimate, one)
+            };
+            let (pass_rate, pass_one) = of(&spread.pass);
+            let (mean_score, score_one) = of(&spread.score);
+            EvaluatorStatistics {
+                evaluator: e.evaluator.clone(),
+                rows: spread.rows,
+                repetitions,
+                pass_rate,
+                mean_score,
+                pass_rate_se_one_repetition: pass_one,
+                mean_score_se_one_repetition: score_one,
+            }
+        })
+        .collect()
 }
 
 /// What a promotion decided and did: the JSON of `promote --json`, and what its text, Markdown
@@ -332,6 +399,7 @@ mod tests {
             format: TemplateFormat::Mustache,
             template: crate::model::Template::Str("hi".into()),
             model: None,
+            provider: None,
             params: JsonObject::new(),
             metadata: metadata.as_object().unwrap().clone(),
             description: None,
@@ -362,6 +430,7 @@ mod tests {
             latest_seq: 1,
             version_count: 1,
             description: Some("Says hello".into()),
+            metadata: JsonObject::new(),
             tags: vec!["production".into()],
         };
         let latest = version(serde_json::json!({"team": "care", "retries": 3}));

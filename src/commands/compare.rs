@@ -1,18 +1,33 @@
 //! `runner compare` and `runner promote`: evidence side by side, and the gate that moves a tag.
 
-use super::experiment::{interrupted, run_request};
+use super::experiment::{confidence, interrupted, run_request};
 use super::{Context, check_prompt_name, check_tag_name, out, out_json, rate};
 use crate::cli::{CompareArgs, PromoteArgs};
+use crate::compare::Inference;
 use crate::error::{Error, Result, exit};
 use crate::gate::{Policy, Verdict};
 use crate::model::VersionRef;
 use crate::report;
 use crate::view::PromotionView;
 use crate::workflow::experiment::prepare;
-use crate::workflow::promotion::{self, PromotionRequest, Reuse, comparison, evidence};
+use crate::workflow::promotion::{
+    self, PromotionRequest, Reuse, check_cluster_column, comparison, evidence,
+};
 use std::path::Path;
 
 pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
+    let inference = Inference {
+        confidence: confidence(args.confidence, ctx)?,
+        cluster_column: args.cluster_column.clone(),
+    };
+    // The gate's criteria on compare: only those asked for, checked before anything runs.
+    let policy = Policy {
+        max_regression: rate("--max-regression", args.max_regression)?,
+        non_inferior: rate("--non-inferior", args.non_inferior)?,
+        min_improvement: rate("--min-improvement", args.min_improvement)?,
+        ..Policy::default()
+    };
+    let gated = policy.has_relative();
     let (baseline, candidate) = match args.experiments.as_slice() {
         [a, b] => {
             if args.prompt.is_some() || !args.tags.is_empty() {
@@ -54,15 +69,22 @@ pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
             };
             // Both sides are checked before either runs.
             let (base, cand) = (side(base_tag)?, side(cand_tag)?);
+            for prepared in [&base, &cand] {
+                check_cluster_column(
+                    &inference,
+                    &prepared.info.columns,
+                    &prepared.dataset.display().to_string(),
+                )?;
+            }
             let reuse = Reuse::from_flags(args.run, args.options.fresh);
-            let terminal = report::Terminal::default();
+            let terminal = report::Terminal::new(inference.confidence);
             (
                 evidence(base, ctx, reuse, &request.evals, &terminal, interrupted)?,
                 evidence(cand, ctx, reuse, &request.evals, &terminal, interrupted)?,
             )
         }
     };
-    let result = comparison(ctx, Some(&baseline), &candidate, args.rows)?;
+    let result = comparison(ctx, Some(&baseline), &candidate, args.rows, &inference)?;
     if !result.same_dataset() {
         crate::note!(
             "warning: {} and {} ran on different datasets ({} vs {}): rows are matched by id, \
@@ -73,14 +95,40 @@ pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
             candidate.dataset.path
         );
     }
-    if args.json {
-        out_json(&report::comparison_json(&result, args.rows))?;
-    } else if args.markdown {
-        out(&report::comparison_markdown(&result, args.rows));
-    } else {
-        out(&report::comparison_text(&result, args.rows));
+    let verdict = gated.then(|| crate::gate::evaluate(&result, &policy));
+    if let Some(verdict) = &verdict {
+        warn_underpowered(verdict);
     }
-    Ok(exit::OK)
+    if args.json {
+        let mut json = report::comparison_json(&result, args.rows);
+        if let (Some(verdict), serde_json::Value::Object(map)) = (&verdict, &mut json) {
+            map.insert(
+                "gate".into(),
+                serde_json::to_value(verdict).map_err(|e| Error::operational(e.to_string()))?,
+            );
+        }
+        out_json(&json)?;
+    } else if args.markdown {
+        out(&report::comparison_markdown_gated(
+            &result,
+            verdict.as_ref(),
+            args.rows,
+        ));
+    } else {
+        out(&report::comparison_text_gated(
+            &result,
+            verdict.as_ref(),
+            args.rows,
+        ));
+    }
+    Ok(verdict.as_ref().map_or(exit::OK, verdict_code))
+}
+
+/// Each criterion whose threshold the dataset cannot detect, on stderr.
+fn warn_underpowered(verdict: &Verdict) {
+    for w in &verdict.warnings {
+        crate::note!("warning: {}", w.message);
+    }
 }
 
 /// The gate's criteria: each flag overrides the same criterion from runner.toml; with none
@@ -103,6 +151,11 @@ fn policy(args: &PromoteArgs, ctx: &Context) -> Result<Policy> {
             args.max_error_rate.or(file.max_error_rate),
         )?,
         max_p95_latency_ms: args.max_p95_latency_ms.or(file.max_p95_latency_ms),
+        non_inferior: rate("--non-inferior", args.non_inferior.or(file.non_inferior))?,
+        min_improvement: rate(
+            "--min-improvement",
+            args.min_improvement.or(file.min_improvement),
+        )?,
         max_cost_increase: cost_increase(args.max_cost_increase.or(file.max_cost_increase))?,
     };
     if policy.has_absolute() || policy.has_relative() {
@@ -150,6 +203,10 @@ pub fn promote(args: PromoteArgs, ctx: &Context) -> Result<u8> {
         return Err(Error::invalid("--from and --to name the same tag"));
     }
     let policy = policy(&args, ctx)?;
+    let inference = Inference {
+        confidence: confidence(args.confidence, ctx)?,
+        cluster_column: args.cluster_column.clone(),
+    };
     // Report files are checked before anything runs: an unwritable path is found early.
     for path in args.markdown.iter().chain(&args.junit) {
         write_report(path, "")?;
@@ -182,6 +239,7 @@ pub fn promote(args: PromoteArgs, ctx: &Context) -> Result<u8> {
         dataset: args.dataset.as_deref(),
         run: run_request(&args.options),
         policy,
+        inference: inference.clone(),
         fresh: args.options.fresh,
         dry_run: args.dry_run,
         message: args.message.clone(),
@@ -191,9 +249,10 @@ pub fn promote(args: PromoteArgs, ctx: &Context) -> Result<u8> {
         &request,
         candidate_version,
         baseline_version,
-        &report::Terminal::default(),
+        &report::Terminal::new(inference.confidence),
         interrupted,
     )?;
+    warn_underpowered(&decided.verdict);
     let view = PromotionView {
         prompt: &args.prompt,
         from: &args.from,

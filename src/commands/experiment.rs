@@ -22,6 +22,7 @@ pub fn run(args: ExperimentArgs, ctx: &Context) -> Result<u8> {
         Some(ExperimentAction::List(args)) => list(args, ctx).map(|_| exit::OK),
         Some(ExperimentAction::Show(args)) => show(args, ctx).map(|_| exit::OK),
         Some(ExperimentAction::Resume(args)) => resume(args, ctx),
+        Some(ExperimentAction::Plan(args)) => super::plan::plan(*args, ctx).map(|_| exit::OK),
     }
 }
 
@@ -42,6 +43,7 @@ fn start(args: RunArgs, ctx: &Context) -> Result<u8> {
         "--max-error-rate",
         args.max_error_rate.or(file.max_error_rate),
     )?;
+    let confidence = confidence(args.confidence, ctx)?;
     let prepared = prepare(
         ctx,
         &prompt,
@@ -50,9 +52,14 @@ fn start(args: RunArgs, ctx: &Context) -> Result<u8> {
         args.name.clone(),
         &run_request(&args.options),
     )?;
-    let finished = launch(prepared, ctx, &report::Terminal::default(), interrupted())?;
+    let finished = launch(
+        prepared,
+        ctx,
+        &report::Terminal::new(confidence),
+        interrupted(),
+    )?;
     let check = crate::gate::check_experiment(&finished.summary, min_pass_rate, max_error_rate);
-    let code = print_finished(ctx, &finished, args.json, &check)?;
+    let code = print_finished(ctx, &finished, args.json, &check, confidence)?;
     if code == exit::OK && check.iter().any(|c| !c.passed) {
         for c in check.iter().filter(|c| !c.passed) {
             crate::note!(
@@ -68,14 +75,15 @@ fn start(args: RunArgs, ctx: &Context) -> Result<u8> {
 }
 
 fn resume(args: ExperimentResumeArgs, ctx: &Context) -> Result<u8> {
+    let confidence = confidence(args.confidence, ctx)?;
     let finished = resume_run(
         ctx,
         &args.id,
         args.max_cost,
-        &report::Terminal::default(),
+        &report::Terminal::new(confidence),
         interrupted(),
     )?;
-    print_finished(ctx, &finished, args.json, &[])
+    print_finished(ctx, &finished, args.json, &[], confidence)
 }
 
 /// The run options as the workflow takes them.
@@ -108,6 +116,7 @@ fn print_finished(
     finished: &Finished,
     json: bool,
     check: &[crate::gate::Criterion],
+    confidence: f64,
 ) -> Result<u8> {
     let Finished {
         experiment,
@@ -118,7 +127,7 @@ fn print_finished(
     } = finished;
     let cost = CostView::of(&ctx.config()?.prices(), experiment, summary);
     if json {
-        let mut view = report::experiment_json(experiment, summary, Some(stats), cost);
+        let mut view = report::experiment_json(experiment, summary, Some(stats), cost, confidence);
         view.check = (!check.is_empty()).then_some(check);
         out_json(&view)?
     } else {
@@ -127,6 +136,7 @@ fn print_finished(
             summary,
             Some(stats),
             cost.as_ref(),
+            confidence,
         ))
     }
     if *status == ExperimentStatus::Interrupted {
@@ -137,6 +147,11 @@ fn print_finished(
         return Ok(exit::INTERRUPTED);
     }
     Ok(exit::OK)
+}
+
+/// The confidence level of the intervals: the flag, else runner.toml's, else 0.95.
+pub fn confidence(flag: Option<f64>, ctx: &Context) -> Result<f64> {
+    crate::input::confidence(flag, ctx.config()?.confidence)
 }
 
 /// Resolves on Ctrl-C, or on SIGTERM where there is one (a cancelled CI job).
@@ -206,6 +221,7 @@ fn list(args: ExperimentListArgs, ctx: &Context) -> Result<()> {
 }
 
 fn show(args: ExperimentShowArgs, ctx: &Context) -> Result<()> {
+    let confidence = confidence(args.confidence, ctx)?;
     let store = ctx.store_for_reading()?;
     // `last`: the newest experiment (ids start with `exp_`, so no id is spelled so).
     let id = if args.id == "last" {
@@ -238,7 +254,7 @@ fn show(args: ExperimentShowArgs, ctx: &Context) -> Result<()> {
     }
     let mut stdout = std::io::stdout().lock();
     if args.json {
-        let head = report::experiment_json(&experiment, &summary, None, cost);
+        let head = report::experiment_json(&experiment, &summary, None, cost, confidence);
         if !args.rows {
             return out_json(&head);
         }
@@ -265,6 +281,7 @@ fn show(args: ExperimentShowArgs, ctx: &Context) -> Result<()> {
         &summary,
         None,
         cost.as_ref(),
+        confidence,
     ));
     if args.rows {
         let mut rows = Vec::new();

@@ -5,6 +5,7 @@ mod compare;
 mod demo;
 mod experiment;
 mod mock;
+mod plan;
 mod prompt;
 mod serve;
 mod store;

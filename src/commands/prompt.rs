@@ -23,6 +23,7 @@ pub fn run(command: PromptCommand, ctx: &Context) -> Result<()> {
         PromptCommand::Show(args) => show(args, ctx),
         PromptCommand::List(args) => list(args, ctx),
         PromptCommand::Versions(args) => versions(args, ctx),
+        PromptCommand::Restore(args) => restore(args, ctx),
         PromptCommand::Diff(args) => diff(args, ctx),
         PromptCommand::Render(args) => render(args, ctx),
     }
@@ -93,6 +94,7 @@ fn build(given: &Given, base: Option<&PromptVersion>, author: &str) -> Result<Ne
             .model
             .clone()
             .or_else(|| base.and_then(|b| b.model.clone())),
+        provider: base.and_then(|b| b.provider.clone()),
         params,
         metadata,
         description: given
@@ -122,6 +124,13 @@ fn create(args: CreateArgs, ctx: &Context) -> Result<()> {
         &created,
         &given.options.tags,
     ));
+    Ok(())
+}
+
+fn restore(args: NameArgs, ctx: &Context) -> Result<()> {
+    check_prompt_name(&args.name)?;
+    ctx.store()?.restore_prompt(&args.name, &ctx.author)?;
+    out(&format!("restored prompt '{}'", args.name));
     Ok(())
 }
 

@@ -19,10 +19,18 @@ const FORMAT_HINT: &str = "a prompt file holds template (or messages) and option
 pub fn sync(args: SyncArgs, ctx: &Context) -> Result<u8> {
     // Every file is read and checked before the store is opened: one bad file writes nothing.
     let sources = read_sources(&args.dir)?;
+    if args.prune && sources.is_empty() {
+        return Err(Error::invalid(format!(
+            "{} holds no prompt files: --prune would archive every prompt",
+            args.dir.display()
+        ))
+        .with_hint("check the folder's path; to archive prompts one by one, leave --prune out"));
+    }
     let writer = Writer {
         author: &ctx.author,
         policy: ctx.config()?.tag_policy(),
         message: args.message.clone().or_else(|| git_subject(&args.dir)),
+        prune: args.prune,
     };
     let report = if args.check {
         let store = ctx.store_for_reading()?;

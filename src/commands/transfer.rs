@@ -12,7 +12,10 @@ pub fn export(args: ExportArgs, ctx: &Context) -> Result<()> {
     }
     let store = ctx.store_for_reading()?;
     let names: Vec<String> = if args.names.is_empty() {
-        store.prompts()?.into_iter().map(|(p, _)| p.name).collect()
+        // Archived prompts too: an export keeps everything the store holds.
+        let mut names: Vec<String> = store.prompts()?.into_iter().map(|(p, _)| p.name).collect();
+        names.extend(store.archived_prompts()?);
+        names
     } else {
         args.names.clone()
     };
@@ -33,7 +36,9 @@ pub fn export(args: ExportArgs, ctx: &Context) -> Result<()> {
 
 pub fn import(args: ImportArgs, ctx: &Context) -> Result<()> {
     // Every file is read and checked before the store is opened: a bad export writes nothing.
-    let archives = archive::read(&args.dir, &ctx.config()?.tag_policy())?;
+    let mut archives = archive::read(&args.dir, &ctx.config()?.tag_policy())?;
+    // Oldest first, so the store lists them newest first as the exporting one did.
+    archives.sort_by(|a, b| (&a.created_at, &a.name).cmp(&(&b.created_at, &b.name)));
     let store = ctx.store()?;
     store.import(&archives)?;
     let versions: usize = archives.iter().map(|a| a.versions.len()).sum();

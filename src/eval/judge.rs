@@ -57,14 +57,8 @@ impl Evaluator {
         user.push_str(input.output);
         user.push_str("\n</answer>");
         Some(vec![
-            Message {
-                role: "system".to_string(),
-                content: system.to_string(),
-            },
-            Message {
-                role: "user".to_string(),
-                content: user,
-            },
+            Message::text("system", system),
+            Message::text("user", user),
         ])
     }
 

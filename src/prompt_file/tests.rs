@@ -24,6 +24,7 @@ fn version(template: Template, format: TemplateFormat) -> PromptVersion {
         format,
         template,
         model: Some("gpt-4o-mini".into()),
+        provider: None,
         params,
         metadata,
         description: Some("Greets a customer: politely".into()),
@@ -75,16 +76,19 @@ fn a_rendered_file_reads_back_the_same_in_every_syntax() {
             assert_eq!(back.name, "greeting");
         }
         let chat = Template::Chat(vec![
-            Message {
-                role: "system".into(),
-                content: "You are {name}.\nBe brief.\n".into(),
-            },
-            Message {
-                role: "user".into(),
-                content: "{query}".into(),
-            },
+            Message::text("system", "You are {name}.\nBe brief.\n"),
+            Message::text("user", "{query}"),
+            Message::with_parts(
+                "assistant",
+                vec![
+                    json!({"type": "text", "text": "Looking it up: {query}"}),
+                    json!({"type": "tool_call", "tool_call_id": "call_1",
+                           "tool_call": {"type": "function", "name": "lookup", "arguments": "{}"}}),
+                ],
+            ),
         ]);
-        let v = version(chat, TemplateFormat::FString);
+        let mut v = version(chat, TemplateFormat::FString);
+        v.provider = Some("ANTHROPIC".into());
         let rendered = render(&v, &[], syntax).unwrap();
         let back = parse(
             &PathBuf::from(format!("greeting.{}", extension(syntax))),
@@ -93,6 +97,14 @@ fn a_rendered_file_reads_back_the_same_in_every_syntax() {
         .unwrap();
         assert!(back.matches(&v), "{syntax:?}:\n{rendered}");
         assert_eq!(back.format, TemplateFormat::FString);
+        assert_eq!(back.template, v.template);
+        assert_eq!(back.provider.as_deref(), Some("ANTHROPIC"));
+        let mut elsewhere = v.clone();
+        elsewhere.provider = None;
+        assert!(
+            !back.matches(&elsewhere),
+            "the provider is part of a file's content"
+        );
     }
 }
 
@@ -174,6 +186,16 @@ fn cases() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
             "extra.yaml",
             "messages:\n  - role: user\n    content: b\n    name: x\n",
             vec!["name"],
+        ),
+        (
+            "parts.yaml",
+            "messages:\n  - role: user\n    parts:\n      - {type: text, text: '{{q}}'}\n",
+            vec![],
+        ),
+        (
+            "noparts.yaml",
+            "messages:\n  - role: user\n  - role: ai\n    content: a\n    parts: []\n",
+            vec!["message 1 needs a content", "message 2 has both"],
         ),
         ("brace.yaml", "template: 'Hello {{name'\n", vec!["template"]),
         (

@@ -2,8 +2,8 @@
 //! Text and Markdown are built from the same sections, so they always carry the same content.
 
 use super::excerpt;
-use crate::compare::{Comparison, RowChange, SideMetrics};
-use crate::gate::Verdict;
+use crate::compare::{Comparison, EvalMetric, RowChange, SideMetrics};
+use crate::gate::{Verdict, p_value_text, points};
 use crate::view::PromotionView;
 use serde_json::Value;
 
@@ -118,15 +118,100 @@ fn opt_ms(v: Option<f64>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// A side's evaluator figures by name.
+fn side_metric<'a>(side: Option<&'a SideMetrics>, evaluator: &str) -> Option<&'a EvalMetric> {
+    side?.evaluators.iter().find(|m| m.evaluator == evaluator)
+}
+
+/// The half-width of an interval, after a value: `84.0% ±5.7`.
+fn with_margin(value: String, ci: Option<[f64; 2]>, scale: f64, decimals: usize) -> String {
+    match ci {
+        Some([low, high]) => format!("{value} ±{:.*}", decimals, (high - low) / 2.0 * scale),
+        None => value,
+    }
+}
+
+/// The paired differences per evaluator: estimate, interval, error, p-value and its test, and
+/// the smallest difference this many rows can detect.
+fn differences_section(c: &Comparison) -> Section {
+    let level = super::confidence_text(c.confidence);
+    let mut rows = Vec::new();
+    for e in &c.evaluators {
+        for (metric, d, in_points) in [
+            ("pass rate", &e.pass_rate_difference, true),
+            ("mean score", &e.mean_score_difference, false),
+        ] {
+            let Some(d) = d else { continue };
+            let number = |v: f64| {
+                if in_points {
+                    points(v)
+                } else {
+                    format!("{v:+.3}")
+                }
+            };
+            let plain = |v: f64| {
+                if in_points {
+                    format!("{:.1} pts", v * 100.0)
+                } else {
+                    format!("{v:.3}")
+                }
+            };
+            rows.push(vec![
+                format!("{metric} [{}]", e.evaluator),
+                number(d.estimate),
+                format!("{} to {}", number(d.ci[0]), number(d.ci[1])),
+                match d.unpaired_se {
+                    Some(u) => format!("{} (unpaired {})", plain(d.se), plain(u)),
+                    None => plain(d.se),
+                },
+                format!("{} ({})", p_value_text(d.p_value), d.test),
+                plain(d.minimum_detectable_effect),
+                d.rows.to_string(),
+            ]);
+        }
+    }
+    Section {
+        title: format!(
+            "is the difference real? (candidate − baseline over the rows both have, paired by row id; {level} confidence{})",
+            match &c.cluster_column {
+                Some(column) => format!(", errors clustered on {column}"),
+                None => String::new(),
+            }
+        ),
+        headers: vec![
+            "metric".into(),
+            "difference".into(),
+            format!("{level} CI"),
+            "SE".into(),
+            "p-value (test)".into(),
+            format!("detectable ({:.0}% power)", c.power * 100.0),
+            "rows".into(),
+        ],
+        rows,
+        empty: "fewer than 2 rows on both sides: no interval",
+    }
+}
+
 fn sections(c: &Comparison, rows: usize) -> Vec<Section> {
     let base = c.baseline.as_ref();
     let cand = &c.candidate;
     let mut metrics = Vec::new();
     for e in &c.evaluators {
+        let (bm, cm) = (
+            side_metric(base, &e.evaluator),
+            side_metric(Some(cand), &e.evaluator),
+        );
         metrics.push(vec![
             format!("pass rate [{}]", e.evaluator),
-            e.baseline_pass_rate.map(pct).unwrap_or_else(|| "-".into()),
-            pct(e.candidate_pass_rate),
+            e.baseline_pass_rate
+                .map(|v| with_margin(pct(v), bm.and_then(|m| m.pass_rate_ci), 100.0, 1))
+                .unwrap_or_else(|| "-".into()),
+            with_margin(
+                pct(e.candidate_pass_rate),
+                cm.and_then(|m| m.pass_rate_ci),
+                100.0,
+                1,
+            ),
             delta(
                 e.baseline_pass_rate,
                 Some(e.candidate_pass_rate),
@@ -137,9 +222,14 @@ fn sections(c: &Comparison, rows: usize) -> Vec<Section> {
         metrics.push(vec![
             format!("mean score [{}]", e.evaluator),
             e.baseline_mean_score
-                .map(|v| format!("{v:.3}"))
+                .map(|v| with_margin(format!("{v:.3}"), bm.and_then(|m| m.mean_score_ci), 1.0, 3))
                 .unwrap_or_else(|| "-".into()),
-            format!("{:.3}", e.candidate_mean_score),
+            with_margin(
+                format!("{:.3}", e.candidate_mean_score),
+                cm.and_then(|m| m.mean_score_ci),
+                1.0,
+                3,
+            ),
             delta(
                 e.baseline_mean_score,
                 Some(e.candidate_mean_score),
@@ -256,6 +346,7 @@ fn sections(c: &Comparison, rows: usize) -> Vec<Section> {
         empty: "",
     }];
     if base.is_some() {
+        out.push(differences_section(c));
         out.push(Section {
             title: "rows per evaluator".into(),
             headers: vec![
@@ -369,6 +460,39 @@ pub fn comparison_markdown(c: &Comparison, rows: usize) -> String {
     render_markdown(&sections(c, rows))
 }
 
+/// The gate's criteria and power warnings first, when `compare` was asked for a gate.
+fn gated_sections(c: &Comparison, verdict: Option<&Verdict>, rows: usize) -> Vec<Section> {
+    let mut all = Vec::new();
+    if let Some(verdict) = verdict {
+        all.push(criteria_section(verdict));
+        all.extend(warnings_section(verdict));
+    }
+    all.extend(sections(c, rows));
+    all
+}
+
+pub fn comparison_text_gated(c: &Comparison, verdict: Option<&Verdict>, rows: usize) -> String {
+    render_text(&gated_sections(c, verdict, rows))
+}
+
+pub fn comparison_markdown_gated(c: &Comparison, verdict: Option<&Verdict>, rows: usize) -> String {
+    render_markdown(&gated_sections(c, verdict, rows))
+}
+
+/// The criteria whose threshold this many rows cannot detect, when there are any.
+fn warnings_section(verdict: &Verdict) -> Option<Section> {
+    (!verdict.warnings.is_empty()).then(|| Section {
+        title: "warnings: thresholds below what the dataset can detect".into(),
+        headers: vec!["criterion".into(), "warning".into()],
+        rows: verdict
+            .warnings
+            .iter()
+            .map(|w| vec![w.criterion.clone(), w.message.clone()])
+            .collect(),
+        empty: "none",
+    })
+}
+
 /// The comparison as JSON, with the same `rows` limit on the listed rows as text and Markdown.
 pub fn comparison_json(c: &Comparison, rows: usize) -> Value {
     let mut trimmed = c.clone();
@@ -408,14 +532,12 @@ fn criteria_section(verdict: &Verdict) -> Section {
 }
 
 pub fn promotion_text(v: &PromotionView<'_>) -> String {
-    let mut all = vec![criteria_section(v.verdict)];
-    all.extend(sections(v.comparison, 5));
+    let all = gated_sections(v.comparison, Some(v.verdict), 5);
     format!("{}\n\n{}", v.headline(), render_text(&all))
 }
 
 pub fn promotion_markdown(v: &PromotionView<'_>) -> String {
-    let mut all = vec![criteria_section(v.verdict)];
-    all.extend(sections(v.comparison, 10));
+    let all = gated_sections(v.comparison, Some(v.verdict), 10);
     format!("## {}\n\n{}", v.headline(), render_markdown(&all))
 }
 
@@ -468,6 +590,16 @@ pub fn verdict_junit(o: &PromotionView<'_>) -> String {
                 xml_escape(&c.actual_text())
             ));
         }
+        // The measured value (with its interval, where the criterion has one) and any power
+        // warning, so a CI test view shows them for passing criteria too.
+        let mut out = format!("{} {}: {}", c.name, c.threshold_text(), c.actual_text());
+        for w in verdict.warnings.iter().filter(|w| w.criterion == c.name) {
+            out.push_str(&format!("\nwarning: {}", w.message));
+        }
+        xml.push_str(&format!(
+            "      <system-out>{}</system-out>\n",
+            xml_escape(&out)
+        ));
         xml.push_str("    </testcase>\n");
     }
     xml.push_str("  </testsuite>\n</testsuites>\n");
@@ -477,7 +609,7 @@ pub fn verdict_junit(o: &PromotionView<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compare::{EvalDelta, RowSide, SideMetrics};
+    use crate::compare::{Difference, EvalDelta, RowSide, SideMetrics};
     use crate::gate::{Criterion, Policy, Unit};
 
     fn side(label: &str) -> SideMetrics {
@@ -496,7 +628,15 @@ mod tests {
             // 10 in, 20 out at $0.15 / $0.60 per 1M tokens.
             cost_usd: Some(0.0000135),
             cost_per_row_usd: Some(0.00000675),
-            evaluators: vec![],
+            evaluators: vec![crate::compare::EvalMetric {
+                evaluator: "icontains".into(),
+                pass_rate: 1.0,
+                mean_score: 1.0,
+                pass_rate_se: Some(0.1),
+                pass_rate_ci: Some([0.8, 1.2]),
+                mean_score_se: Some(0.1),
+                mean_score_ci: Some([0.8, 1.2]),
+            }],
         }
     }
 
@@ -508,6 +648,9 @@ mod tests {
             output: out.into(),
         };
         Comparison {
+            confidence: 0.95,
+            power: crate::stats::POWER,
+            cluster_column: None,
             baseline: Some(side("v1 (production)")),
             candidate: SideMetrics {
                 latency_p95_ms: Some(90.0),
@@ -523,6 +666,19 @@ mod tests {
                 improved: 0,
                 regressed: 1,
                 unchanged: 1,
+                pass_rate_difference: Some(Difference {
+                    rows: 2,
+                    clusters: None,
+                    estimate: -0.5,
+                    se: 0.2,
+                    ci: [-0.9, -0.1],
+                    df: 1.0,
+                    p_value: 1.0,
+                    test: "McNemar's exact test".into(),
+                    minimum_detectable_effect: 0.56,
+                    unpaired_se: Some(0.3),
+                }),
+                mean_score_difference: None,
             }],
             regressed: vec![RowChange {
                 row_id: "2".into(),
@@ -566,6 +722,7 @@ mod tests {
                 },
             ],
             policy: Policy::default(),
+            warnings: vec![],
         }
     }
 

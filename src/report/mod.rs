@@ -497,8 +497,64 @@ pub fn experiment_json<'a>(
     summary: &'a Summary,
     run: Option<&RunStats>,
     cost: Option<CostView>,
+    confidence: f64,
 ) -> ExperimentView<'a> {
-    ExperimentView::new(e, summary, run, cost)
+    ExperimentView::new(e, summary, run, cost, confidence)
+}
+
+/// The confidence level as people read it: 95%, 99.9%.
+pub fn confidence_text(confidence: f64) -> String {
+    let pct = format!("{:.1}", confidence * 100.0);
+    format!("{}%", pct.strip_suffix(".0").unwrap_or(&pct))
+}
+
+/// A number without a needless fraction: 3, 2.5.
+fn trim_number(v: f64) -> String {
+    let text = format!("{v:.1}");
+    text.strip_suffix(".0").unwrap_or(&text).to_string()
+}
+
+/// An interval of rates: `77.8–89.2%`.
+pub fn rate_interval(ci: [f64; 2]) -> String {
+    format!("{:.1}–{:.1}%", ci[0] * 100.0, ci[1] * 100.0)
+}
+
+/// The error-bar lines of one evaluator in a summary: the pass rate's and the mean score's
+/// intervals and standard errors, then what repetitions did to them.
+fn statistics_lines(st: &crate::view::EvaluatorStatistics, confidence: f64) -> Vec<String> {
+    let level = confidence_text(confidence);
+    let mut lines = Vec::new();
+    match (&st.pass_rate, &st.mean_score) {
+        (Some(pass), Some(score)) => lines.push(format!(
+            "pass rate {level} CI {} (SE {:.1} pts), mean score {level} CI {:.3}–{:.3} (SE {:.3}), over {} rows",
+            rate_interval(pass.ci),
+            pass.se * 100.0,
+            score.ci[0],
+            score.ci[1],
+            score.se,
+            st.rows
+        )),
+        _ => lines.push(format!(
+            "no error bars: {} row(s); a standard error needs at least 2",
+            st.rows
+        )),
+    }
+    if let (Some(pass), Some(one)) = (&st.pass_rate, st.pass_rate_se_one_repetition) {
+        lines.push(if one > pass.se * 1.0005 {
+            format!(
+                "{} answers a row shrank the pass rate's SE from {:.1} pts (one answer a row) to {:.1} pts",
+                trim_number(st.repetitions),
+                one * 100.0,
+                pass.se * 100.0,
+            )
+        } else {
+            format!(
+                "{} answers a row: every row's answers agreed, so repetitions left the SE as it was",
+                trim_number(st.repetitions)
+            )
+        });
+    }
+    lines
 }
 
 /// The end-of-run table: what ran, how it went, per evaluator results, latency, tokens, cost,
@@ -508,6 +564,7 @@ pub fn experiment_summary(
     s: &Summary,
     run: Option<&RunStats>,
     cost: Option<&CostView>,
+    confidence: f64,
 ) -> String {
     let mut rows: Vec<Vec<String>> = vec![
         vec![
@@ -558,6 +615,7 @@ pub fn experiment_summary(
             .collect();
         rows.push(vec!["errors".into(), kinds.join(", ")]);
     }
+    let statistics = crate::view::evaluator_statistics(s, confidence);
     for ev in &s.evaluators {
         rows.push(vec![
             format!("eval {}", ev.evaluator),
@@ -574,6 +632,11 @@ pub fn experiment_summary(
                 }
             ),
         ]);
+        if let Some(st) = statistics.iter().find(|st| st.evaluator == ev.evaluator) {
+            for line in statistics_lines(st, confidence) {
+                rows.push(vec![String::new(), line]);
+            }
+        }
     }
     rows.push(vec![
         "latency".into(),
@@ -919,9 +982,25 @@ impl Progress {
 
 /// The terminal's reporter: a progress bar (or a line every few seconds when stderr is not a
 /// terminal) while requests go out, notices as plain lines on stderr.
-#[derive(Default)]
 pub struct Terminal {
     progress: std::cell::RefCell<Option<Progress>>,
+    /// The confidence level of the summaries' intervals.
+    confidence: f64,
+}
+
+impl Default for Terminal {
+    fn default() -> Terminal {
+        Terminal::new(crate::stats::DEFAULT_CONFIDENCE)
+    }
+}
+
+impl Terminal {
+    pub fn new(confidence: f64) -> Terminal {
+        Terminal {
+            progress: std::cell::RefCell::new(None),
+            confidence,
+        }
+    }
 }
 
 impl crate::experiment::Reporter for Terminal {
@@ -960,7 +1039,7 @@ impl crate::experiment::Reporter for Terminal {
                 cost,
             } => crate::note!(
                 "{}",
-                experiment_summary(experiment, summary, Some(stats), cost)
+                experiment_summary(experiment, summary, Some(stats), cost, self.confidence)
             ),
         }
     }
@@ -982,6 +1061,7 @@ mod tests {
             format: TemplateFormat::Mustache,
             template: Template::Str(text.into()),
             model: Some("gpt-4".into()),
+            provider: None,
             params,
             metadata: JsonObject::new(),
             description: None,

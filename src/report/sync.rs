@@ -33,6 +33,15 @@ fn shown(value: &Option<Value>) -> String {
 
 /// What happens to one prompt, in a few words.
 fn headline(e: &Entry, check: bool) -> String {
+    let line = action_words(e, check);
+    match (e.restored, check) {
+        (false, _) => line,
+        (true, true) => format!("{line}; archived: to be restored"),
+        (true, false) => format!("{line}; restored from the archive"),
+    }
+}
+
+fn action_words(e: &Entry, check: bool) -> String {
     let fields = if e.changed.is_empty() {
         String::new()
     } else {
@@ -80,6 +89,20 @@ fn totals(r: &SyncReport) -> String {
         if c.tags_set > 0 {
             parts.push(plural(c.tags_set, "tag to set", "tags to set"));
         }
+        if c.restored > 0 {
+            parts.push(plural(
+                c.restored,
+                "prompt to restore",
+                "prompts to restore",
+            ));
+        }
+        if c.archived > 0 {
+            parts.push(plural(
+                c.archived,
+                "prompt to archive",
+                "prompts to archive",
+            ));
+        }
         format!(
             "the store differs from {}: {} (`runner sync {}` writes them)",
             r.dir,
@@ -87,14 +110,21 @@ fn totals(r: &SyncReport) -> String {
             r.dir
         )
     } else {
-        format!(
+        let mut line = format!(
             "synced {}: {} created, {} appended, {} unchanged; {} set",
             plural(c.files, "prompt file", "prompt files"),
             c.created,
             c.appended,
             c.unchanged,
             plural(c.tags_set, "tag", "tags")
-        )
+        );
+        if c.restored > 0 {
+            line.push_str(&format!("; {} restored", c.restored));
+        }
+        if c.archived > 0 {
+            line.push_str(&format!("; {} archived", c.archived));
+        }
+        line
     }
 }
 
@@ -134,6 +164,13 @@ pub fn sync_text(r: &SyncReport) -> String {
         out.push_str(&format!(
             "in the store without a file, left alone: {}\n",
             crate::template::list_names(&r.untracked)
+        ));
+    }
+    if !r.archived.is_empty() {
+        out.push_str(&format!(
+            "{} (no file): {}\n",
+            if r.check { "to archive" } else { "archived" },
+            crate::template::list_names(&r.archived)
         ));
     }
     out.push_str(&totals(r));
@@ -176,7 +213,7 @@ fn block(lang: &str, text: &str) -> String {
 }
 
 fn markdown_change(e: &Entry) -> String {
-    match e.action {
+    let change = match e.action {
         Action::Create => "new prompt (v1)".into(),
         Action::Append => format!(
             "new version v{} (latest is {})",
@@ -184,6 +221,11 @@ fn markdown_change(e: &Entry) -> String {
             seq(e.from_version)
         ),
         Action::Unchanged => format!("in sync (v{})", e.version),
+    };
+    if e.restored {
+        format!("{change}; restored from the archive")
+    } else {
+        change
     }
 }
 
@@ -226,7 +268,7 @@ pub fn sync_markdown(r: &SyncReport) -> String {
     let changed: Vec<&Entry> = r
         .prompts
         .iter()
-        .filter(|e| e.action != Action::Unchanged || !e.tags.is_empty())
+        .filter(|e| e.action != Action::Unchanged || !e.tags.is_empty() || e.restored)
         .collect();
     if !changed.is_empty() {
         out.push_str("| prompt | file | change | tags to set |\n|---|---|---|---|\n");
@@ -332,6 +374,14 @@ pub fn sync_markdown(r: &SyncReport) -> String {
             names.join(", ")
         ));
     }
+    if !r.archived.is_empty() {
+        let names: Vec<String> = r.archived.iter().map(|n| code(n)).collect();
+        out.push_str(&format!(
+            "{} (no file): {}.\n\n",
+            if r.check { "To archive" } else { "Archived" },
+            names.join(", ")
+        ));
+    }
     out.push_str(&format!("<sub>Store: {}</sub>\n", code(&r.store)));
     out
 }
@@ -355,6 +405,7 @@ mod tests {
             format: TemplateFormat::Mustache,
             template: Template::Str(text.into()),
             model: Some("gpt-4o-mini".into()),
+            provider: None,
             params,
             metadata: JsonObject::new(),
             description: None,
@@ -379,6 +430,7 @@ mod tests {
             message: Some("Friendlier".into()),
             changed: vec!["template".into(), "params.temperature".into()],
             diff: Some(diff),
+            restored: false,
             created: None,
             tags: vec![TagMove {
                 tag: "staging".into(),
@@ -400,6 +452,7 @@ mod tests {
             message: None,
             changed: vec![],
             diff: None,
+            restored: false,
             created: Some(version(1, "Sort {{ticket}} | urgent or not", 0.0)),
             tags: vec![TagMove {
                 tag: "staging".into(),
@@ -418,6 +471,7 @@ mod tests {
             message: None,
             changed: vec![],
             diff: None,
+            restored: false,
             created: None,
             tags: vec![],
             protected: vec![],
@@ -429,6 +483,7 @@ mod tests {
             in_sync: false,
             prompts: vec![same, appended, created],
             untracked: vec!["legacy".into()],
+            archived: vec![],
             counts: Counts {
                 files: 3,
                 created: 1,
@@ -436,6 +491,7 @@ mod tests {
                 unchanged: 1,
                 tags_set: 2,
                 protected_left: 1,
+                ..Counts::default()
             },
         }
     }

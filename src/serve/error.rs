@@ -47,7 +47,9 @@ impl From<StoreError> for ApiError {
             StoreError::UnknownPrompt { .. }
             | StoreError::UnknownVersion { .. }
             | StoreError::UnknownTag { .. } => StatusCode::NOT_FOUND,
-            StoreError::PromptExists { .. } => StatusCode::CONFLICT,
+            StoreError::PromptExists { .. } | StoreError::PromptArchived { .. } => {
+                StatusCode::CONFLICT
+            }
             e if e.is_invalid_input() => StatusCode::UNPROCESSABLE_ENTITY,
             StoreError::Open { .. }
             | StoreError::NotADatabase { .. }

@@ -53,7 +53,8 @@ pub(super) async fn check_origin(
 /// Checks that every write says its body is JSON, after authentication.
 pub(super) async fn check_content_type(request: Request, next: Next) -> Response {
     if let Err(message) = json_content_type(request.method(), request.headers()) {
-        return ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response();
+        // 422, as Phoenix answers a body it cannot read as JSON.
+        return ApiError::unprocessable(message).into_response();
     }
     next.run(request).await
 }

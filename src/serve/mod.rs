@@ -41,7 +41,8 @@ use axum::routing::{delete, get};
 use axum::{Json, Router};
 use error::{ApiResult, unknown_version};
 use prompts::{
-    create_prompt, latest_version, list_prompts, list_versions, tagged_version, version_by_id,
+    archive_prompt, create_prompt, create_version, latest_version, list_prompts, list_versions,
+    patch_prompt, tagged_version, version_by_id,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -59,6 +60,9 @@ const MAX_PAGE: usize = 1000;
 const MAX_CACHED_BODIES: usize = 4096;
 
 const CACHE_NONE: &str = "no-cache";
+
+/// The Phoenix release whose prompt API `runner serve` answers as (tests/compat checks it).
+pub const PHOENIX_API_VERSION: &str = "20.26.1";
 
 /// Everything the server needs, validated by the command layer.
 pub struct Settings {
@@ -134,6 +138,14 @@ impl Shared {
         work(&*self.store)
     }
 
+    /// Drops every cached body: an archived prompt's versions must not be served by id.
+    fn forget_bodies(&self) {
+        self.bodies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
     fn cached_body(&self, id: &str) -> Option<VersionBody> {
         self.bodies
             .lock()
@@ -195,7 +207,14 @@ pub fn router(settings: Settings) -> Result<Router, String> {
     });
     let api = Router::new()
         .route("/v1/prompts", get(list_prompts).post(create_prompt))
-        .route("/v1/prompts/{prompt}/versions", get(list_versions))
+        .route(
+            "/v1/prompts/{prompt}",
+            axum::routing::patch(patch_prompt).delete(archive_prompt),
+        )
+        .route(
+            "/v1/prompts/{prompt}/versions",
+            get(list_versions).post(create_version),
+        )
         .route("/v1/prompts/{prompt}/latest", get(latest_version))
         .route("/v1/prompts/{prompt}/tags", get(list_prompt_tags))
         .route("/v1/prompts/{prompt}/tags/{tag}", get(tagged_version))
@@ -218,6 +237,13 @@ pub fn router(settings: Settings) -> Result<Router, String> {
     Ok(Router::new()
         // Open to liveness probes, which carry no token; it tells nothing about the prompts.
         .route("/healthz", get(healthz))
+        // The Phoenix clients ask for the server's version before some calls (update, delete)
+        // and refuse to go on without one; runner answers the Phoenix version whose API it
+        // speaks.
+        .route(
+            "/arize_phoenix_version",
+            get(|| async { PHOENIX_API_VERSION }),
+        )
         .merge(api)
         .with_state(Arc::clone(&shared))
         .merge(pages)
@@ -253,6 +279,33 @@ impl PageQuery {
                 ))),
             },
         }
+    }
+}
+
+/// A prompt name from a path: an invalid one is 422, as in Phoenix.
+fn prompt_name(name: String) -> ApiResult<String> {
+    crate::model::check_name(crate::model::NameKind::Prompt, &name).map_err(|reason| {
+        ApiError::unprocessable(format!("invalid prompt name '{name}': {reason}"))
+    })?;
+    Ok(name)
+}
+
+/// A tag name from a path: an invalid one is 422, as in Phoenix.
+fn tag_name(name: String) -> ApiResult<String> {
+    crate::model::check_name(crate::model::NameKind::Tag, &name).map_err(|reason| {
+        ApiError::unprocessable(format!("invalid tag name '{name}': {reason}"))
+    })?;
+    Ok(name)
+}
+
+/// A version id from a path: one that is not a version id at all is 422, as in Phoenix (an
+/// id of the right form that names no version is 404).
+fn version_id(id: String) -> ApiResult<String> {
+    match uuid::Uuid::parse_str(&id) {
+        Ok(_) => Ok(id),
+        Err(_) => Err(ApiError::unprocessable(format!(
+            "invalid prompt version id '{id}'"
+        ))),
     }
 }
 

@@ -3,8 +3,11 @@
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
-use super::{Lookup, PageQuery, Shared, VersionBody, json_body, page, path, query, wire};
-use crate::model::{NameKind, PromptVersion, check_name};
+use super::{
+    Lookup, PageQuery, Shared, VersionBody, data, json_body, page, path, prompt_name, query,
+    tag_name, version_id, wire,
+};
+use crate::model::{NameKind, PromptUpdate, PromptVersion, check_name};
 use crate::store::{Store, StoreError, TagChange};
 use axum::Json;
 use axum::body::Bytes;
@@ -97,9 +100,159 @@ pub(super) async fn create_prompt(
     // Validate before taking the write lock, so a bad body never waits behind a writer.
     wire::new_version(&body, None, &caller.actor).map_err(ApiError::unprocessable)?;
     let created = shared
-        .with_store(move |store| create_or_append(store, &body, &caller.actor))
+        .with_store(move |store| {
+            let created = create_or_append(store, &body, &caller.actor)?;
+            // A new prompt takes the metadata the body gives it (Phoenix ignores the prompt's
+            // fields when the prompt exists).
+            if created.seq == 1
+                && let Some(metadata) = body.prompt.metadata.clone().filter(|m| !m.is_empty())
+            {
+                let update = PromptUpdate {
+                    metadata: Some(metadata),
+                    ..PromptUpdate::default()
+                };
+                store.update_prompt(&body.prompt.name, &update, &caller.actor)?;
+            }
+            Ok(created)
+        })
         .await?;
     Ok(Json(json!({"data": wire::version_json(&created)})).into_response())
+}
+
+/// The body of `POST /v1/prompts/{prompt}/versions`.
+#[derive(serde::Deserialize)]
+pub(super) struct CreateVersionBody {
+    version: wire::VersionData,
+    #[serde(default)]
+    tags: Option<Vec<wire::TagData>>,
+}
+
+/// Phoenix's `POST /v1/prompts/{prompt}/versions`: a version appended to an existing prompt,
+/// with tags set on it in the same transaction (under the tag policy), 201.
+pub(super) async fn create_version(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    prompt: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let name = prompt_name(path(prompt)?)?;
+    let body: CreateVersionBody = json_body(body)?;
+    let tags = body.tags.unwrap_or_default();
+    for tag in &tags {
+        check_name(NameKind::Tag, &tag.name).map_err(|reason| {
+            ApiError::unprocessable(format!("tags: invalid tag name '{}': {reason}", tag.name))
+        })?;
+    }
+    let full = wire::CreatePromptBody {
+        prompt: wire::PromptData {
+            name: name.clone(),
+            description: None,
+            metadata: None,
+        },
+        version: body.version,
+    };
+    wire::new_version(&full, None, &caller.actor).map_err(ApiError::unprocessable)?;
+    let policy = shared.config.tag_policy();
+    let created = shared
+        .with_store(move |store| {
+            let change = TagChange {
+                actor: caller.actor.clone(),
+                policy,
+                ..TagChange::default()
+            };
+            // The tags' descriptions are the messages of their changes; one transaction for
+            // the version and every tag.
+            let names: Vec<String> = tags.iter().map(|t| t.name.clone()).collect();
+            let message = tags.iter().find_map(|t| t.description.clone());
+            let change = TagChange { message, ..change };
+            crate::store::append_version(
+                store,
+                &name,
+                |latest| {
+                    wire::new_version(&full, Some(latest), &caller.actor)
+                        .map_err(AppendError::Invalid)
+                },
+                &names,
+                &change,
+            )
+            .map_err(|e| match e {
+                AppendError::Invalid(message) => ApiError::unprocessable(message),
+                AppendError::Store(e @ StoreError::ProtectedTag { .. }) => {
+                    super::tags::protected_or(e, "", "move")
+                }
+                AppendError::Store(e) => e.into(),
+            })
+        })
+        .await?;
+    let mut response = Json(json!({"data": wire::version_json(&created)})).into_response();
+    *response.status_mut() = StatusCode::CREATED;
+    Ok(response)
+}
+
+/// The body of `PATCH /v1/prompts/{prompt}`: a field left out is left as it is; a null
+/// description clears it.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PatchPromptBody {
+    #[serde(default, deserialize_with = "present")]
+    description: Option<Option<String>>,
+    #[serde(default)]
+    metadata: Option<crate::model::JsonObject>,
+}
+
+/// Some(value) for a field that is present, null included.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// Phoenix's `PATCH /v1/prompts/{prompt}`: the prompt's own description and metadata.
+pub(super) async fn patch_prompt(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    prompt: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let name = prompt_name(path(prompt)?)?;
+    let body: PatchPromptBody = json_body(body)?;
+    if body.description.is_none() && body.metadata.is_none() {
+        return Err(ApiError::unprocessable(
+            "at least one of description and metadata must be given",
+        ));
+    }
+    let update = PromptUpdate {
+        // Phoenix trims the description.
+        description: body
+            .description
+            .map(|d| d.map(|text| text.trim().to_string())),
+        metadata: body.metadata,
+    };
+    let (prompt, latest) = shared
+        .with_store(move |store| {
+            store.update_prompt(&name, &update, &caller.actor)?;
+            Ok(store.prompt(&name)?)
+        })
+        .await?;
+    Ok(data(wire::patched_prompt_json(&prompt, &latest)))
+}
+
+/// Phoenix's `DELETE /v1/prompts/{prompt}`, as an archive: the prompt disappears from lists
+/// and lookups but keeps its versions, tags and history; `runner prompt restore` brings it
+/// back. Recorded in the prompt's history with the caller.
+pub(super) async fn archive_prompt(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    prompt: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let name = prompt_name(path(prompt)?)?;
+    shared
+        .with_store(move |store| Ok(store.archive_prompt(&name, &caller.actor)?))
+        .await?;
+    shared.forget_bodies();
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Why appending failed: the store's reason, or the body's.
@@ -156,11 +309,15 @@ pub(super) async fn list_versions(
     prompt: Result<Path<String>, PathRejection>,
     params: Result<Query<PageQuery>, QueryRejection>,
 ) -> ApiResult {
-    let prompt = path(prompt)?;
+    let prompt = prompt_name(path(prompt)?)?;
     let params = query(params)?;
     let limit = params.limit()?;
+    // An unknown prompt has no versions: Phoenix answers an empty list, not 404.
     let versions = shared
-        .with_store(move |store| Ok(store.versions(&prompt)?))
+        .with_store(move |store| match store.versions(&prompt) {
+            Err(StoreError::UnknownPrompt { .. }) => Ok(Vec::new()),
+            other => Ok(other?),
+        })
         .await?;
     let start = match &params.cursor {
         None => 0,
@@ -183,7 +340,7 @@ pub(super) async fn latest_version(
     prompt: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let version = shared.version_body(Lookup::Latest(path(prompt)?))?;
+    let version = shared.version_body(Lookup::Latest(prompt_name(path(prompt)?)?))?;
     Ok(version_response(version, &headers, &short_cache()))
 }
 
@@ -193,7 +350,7 @@ pub(super) async fn tagged_version(
     headers: HeaderMap,
 ) -> ApiResult {
     let (prompt, tag) = path(names)?;
-    let version = shared.version_body(Lookup::Tag(prompt, tag))?;
+    let version = shared.version_body(Lookup::Tag(prompt_name(prompt)?, tag_name(tag)?))?;
     Ok(version_response(version, &headers, &short_cache()))
 }
 
@@ -202,7 +359,7 @@ pub(super) async fn version_by_id(
     id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let version = shared.version_body(Lookup::Id(path(id)?))?;
+    let version = shared.version_body(Lookup::Id(version_id(path(id)?)?))?;
     Ok(version_response(version, &headers, CACHE_VERSION_BY_ID))
 }
 

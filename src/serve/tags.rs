@@ -3,7 +3,9 @@
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult, unknown_version};
-use super::{PageQuery, Shared, data, json_body, page, path, query, wire};
+use super::{
+    PageQuery, Shared, data, json_body, page, path, prompt_name, query, tag_name, version_id, wire,
+};
 use crate::model::{NameKind, VersionRef, check_name};
 use crate::store::{Expect, StoreError, TagChange};
 use axum::body::Bytes;
@@ -49,7 +51,7 @@ pub(super) async fn list_prompt_tags(
     State(shared): State<Arc<Shared>>,
     prompt: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
-    let prompt = path(prompt)?;
+    let prompt = prompt_name(path(prompt)?)?;
     let tags = shared
         .with_store(move |store| Ok(store.prompt_tags(&prompt)?))
         .await?;
@@ -65,6 +67,7 @@ pub(super) async fn tag_history(
     names: Result<Path<(String, String)>, PathRejection>,
 ) -> ApiResult {
     let (prompt, tag) = path(names)?;
+    let (prompt, tag) = (prompt_name(prompt)?, tag_name(tag)?);
     let events = shared
         .with_store(move |store| {
             let events = store.history(&prompt, Some(&tag))?;
@@ -82,7 +85,7 @@ pub(super) async fn list_version_tags(
     id: Result<Path<String>, PathRejection>,
     params: Result<Query<PageQuery>, QueryRejection>,
 ) -> ApiResult {
-    let id = path(id)?;
+    let id = version_id(path(id)?)?;
     let params = query(params)?;
     let limit = params.limit()?;
     let tags = shared
@@ -111,7 +114,7 @@ pub(super) async fn list_version_tags(
 
 /// A store error as the API answers it; the refusal of a protected tag changed without force
 /// says how to force it over HTTP.
-fn protected_or(e: StoreError, tag: &str, action: &str) -> ApiError {
+pub(super) fn protected_or(e: StoreError, tag: &str, action: &str) -> ApiError {
     match e {
         StoreError::ProtectedTag { .. } => ApiError::new(
             StatusCode::CONFLICT,
@@ -132,7 +135,7 @@ pub(super) async fn add_version_tag(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let id = path(id)?;
+    let id = version_id(path(id)?)?;
     let force = force_requested(&query(params)?, &headers)?;
     let tag: wire::TagData = json_body(body)?;
     check_name(NameKind::Tag, &tag.name).map_err(|reason| {
@@ -170,6 +173,7 @@ pub(super) async fn delete_version_tag(
     headers: HeaderMap,
 ) -> ApiResult {
     let (id, tag) = path(names)?;
+    let (id, tag) = (version_id(id)?, tag_name(tag)?);
     let force = force_requested(&query(params)?, &headers)?;
     let policy = shared.config.tag_policy();
     shared

@@ -1,5 +1,5 @@
 //! A whole store into an empty one through the traits alone, so any backend copies to any
-//! other: prompts with their versions, tags and history (event ids kept), experiments as
+//! other: prompts (archived ones too) with their versions, tags and history (event ids kept), experiments as
 //! recorded (ids, times, status, fingerprint), every result with its scores, and the cache.
 
 use super::{Result, Store, StoreError};
@@ -27,11 +27,14 @@ pub fn copy(from: &dyn Store, to: &dyn Store) -> Result<Copied> {
         });
     }
     let mut copied = Copied::default();
-    let archives = from
-        .prompts()?
-        .into_iter()
-        .map(|(prompt, _)| from.archive(&prompt.name))
+    let mut names: Vec<String> = from.prompts()?.into_iter().map(|(p, _)| p.name).collect();
+    names.extend(from.archived_prompts()?);
+    let mut archives = names
+        .iter()
+        .map(|name| from.archive(name))
         .collect::<Result<Vec<_>>>()?;
+    // Oldest first, so the copy lists prompts newest first as the original does.
+    archives.sort_by(|a, b| (&a.created_at, &a.name).cmp(&(&b.created_at, &b.name)));
     copied.prompts = archives.len();
     copied.versions = archives.iter().map(|a| a.versions.len()).sum();
     copied.events = archives.iter().map(|a| a.history.len()).sum();

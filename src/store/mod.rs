@@ -8,7 +8,8 @@
 
 use crate::model::{
     CachedResponse, Experiment, ExperimentStatus, NewExperiment, NewVersion, Prompt, PromptArchive,
-    PromptVersion, RowOutcome, RunResult, Summary, Tag, TagAction, TagEvent, VersionRef,
+    PromptUpdate, PromptVersion, RowOutcome, RunResult, Summary, Tag, TagAction, TagEvent,
+    VersionRef,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -63,6 +64,10 @@ pub enum StoreError {
     UnknownPrompt { name: String },
     #[error("prompt '{name}' already exists")]
     PromptExists { name: String },
+    #[error("prompt '{name}' is archived")]
+    PromptArchived { name: String },
+    #[error("prompt '{name}' is not archived")]
+    NotArchived { name: String },
     #[error("prompt '{prompt}' has no {reference}")]
     UnknownVersion { prompt: String, reference: String },
     #[error("prompt '{prompt}' has no tag '{tag}'")]
@@ -105,6 +110,8 @@ impl StoreError {
             self,
             StoreError::UnknownPrompt { .. }
                 | StoreError::PromptExists { .. }
+                | StoreError::PromptArchived { .. }
+                | StoreError::NotArchived { .. }
                 | StoreError::UnknownVersion { .. }
                 | StoreError::UnknownTag { .. }
                 | StoreError::NothingToRollBack { .. }
@@ -256,7 +263,8 @@ pub trait PromptStore: Send + Sync {
     /// Every version of a prompt, newest first.
     fn versions(&self, name: &str) -> Result<Vec<PromptVersion>>;
 
-    /// At most `limit` prompts by name from `from` (inclusive), each with its latest version.
+    /// At most `limit` prompts in use, newest first, from the one named `from` (inclusive),
+    /// each with its latest version.
     fn prompts_page(
         &self,
         from: Option<&str>,
@@ -301,7 +309,7 @@ pub trait PromptStore: Send + Sync {
     /// The tag history of a prompt (of one tag when given), oldest first.
     fn history(&self, name: &str, tag: Option<&str>) -> Result<Vec<TagEvent>>;
 
-    /// Everything about one prompt, for export.
+    /// Everything about one prompt, archived or not, for export.
     fn archive(&self, name: &str) -> Result<PromptArchive>;
 
     /// Writes whole prompts back exactly as archived, all or none.
@@ -311,9 +319,27 @@ pub trait PromptStore: Send + Sync {
     /// --json` reads the same on both ends); the ids must not be taken yet.
     fn restore(&self, archives: &[PromptArchive]) -> Result<()>;
 
-    /// Every prompt, by name, with its latest version.
+    /// One prompt in use, with its latest version.
+    fn prompt(&self, name: &str) -> Result<(Prompt, PromptVersion)>;
+
+    /// Changes a prompt's own description and metadata, and records the update.
+    fn update_prompt(&self, name: &str, update: &PromptUpdate, actor: &str) -> Result<()>;
+
+    /// Archives a prompt: it keeps every version, tag and event, but lists and lookups by name
+    /// or version id no longer find it. Recorded in the prompt's history.
+    fn archive_prompt(&self, name: &str, actor: &str) -> Result<()>;
+
+    /// Brings an archived prompt back, as it was. Recorded in the prompt's history.
+    fn restore_prompt(&self, name: &str, actor: &str) -> Result<()>;
+
+    /// The names of the archived prompts, by name.
+    fn archived_prompts(&self) -> Result<Vec<String>>;
+
+    /// Every prompt in use, by name, with its latest version.
     fn prompts(&self) -> Result<Vec<(Prompt, PromptVersion)>> {
-        self.prompts_page(None, usize::MAX)
+        let mut prompts = self.prompts_page(None, usize::MAX)?;
+        prompts.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        Ok(prompts)
     }
 
     /// `append_version_with` for a builder with its own error type (see `append_version`).
@@ -333,8 +359,8 @@ pub trait PromptStore: Send + Sync {
     }
 
     /// Makes `version`'s content the prompt's latest: creates the prompt, or appends the
-    /// version unless the latest one already holds the same content (content hash and
-    /// description). The comparison runs inside the append's write transaction (the builder
+    /// version unless the latest one already holds the same content (content hash,
+    /// description and provider). The comparison runs inside the append's write transaction (the builder
     /// of `append_version_with` sees the latest version under the write lock), so writers
     /// putting the same content at once create one version between them, never two. `tags`
     /// go on a new version in its transaction; an unchanged prompt's tags are not touched.
@@ -357,7 +383,10 @@ pub trait PromptStore: Send + Sync {
             self.append_version_with(
                 name,
                 &mut |latest| {
-                    if latest.content_hash == hash && latest.description == version.description {
+                    if latest.content_hash == hash
+                        && latest.description == version.description
+                        && latest.provider == version.provider
+                    {
                         unchanged = Some(latest.clone());
                         Err(StoreError::Abandoned)
                     } else {
@@ -413,10 +442,12 @@ pub trait ExperimentStore: Send + Sync {
     fn latest_matching(&self, fingerprint: &str) -> Result<Option<Experiment>>;
 
     /// Calls `visit` with every result reduced to what a comparison needs, in row order
-    /// (row index, then repetition), one at a time.
+    /// (row index, then repetition), one at a time; each carries its row's value of
+    /// `cluster_column` when one is named.
     fn visit_outcomes(
         &self,
         experiment: &Experiment,
+        cluster_column: Option<&str>,
         visit: &mut dyn FnMut(RowOutcome) -> Result<()>,
     ) -> Result<()>;
 

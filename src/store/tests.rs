@@ -2,7 +2,9 @@
 //! once on an SQLite file and once on a fresh database of a real PostgreSQL server.
 
 use super::*;
-use crate::model::{JsonObject, NewVersion, TagAction, Template, TemplateFormat, VersionRef};
+use crate::model::{
+    JsonObject, NewVersion, PromptUpdate, TagAction, Template, TemplateFormat, VersionRef,
+};
 
 /// One test's store: an SQLite file in a temporary folder, or a fresh PostgreSQL database.
 pub(crate) struct Fixture {
@@ -113,10 +115,13 @@ on_both_backends!(
     protected_tags_are_checked_inside_the_write,
     targets_pages_and_version_tags,
     tag_writes_go_ahead_only_where_the_caller_expects_the_tag,
+    prompt_fields_archive_and_restore,
+    version_tags_list_newest_first,
     a_promotion_moves_a_protected_tag_without_force_and_says_so,
     latency_percentiles_are_nearest_rank_over_the_successful_calls,
     put_version_creates_appends_or_leaves_alone,
     concurrent_puts_of_the_same_content_make_one_version,
+    row_spreads_fold_repetitions_and_outcomes_carry_their_cluster,
 );
 
 fn new_version(text: &str) -> NewVersion {
@@ -126,6 +131,7 @@ fn new_version(text: &str) -> NewVersion {
         format: TemplateFormat::Mustache,
         template: Template::Str(text.into()),
         model: Some("gpt-4".into()),
+        provider: None,
         params,
         metadata: JsonObject::new(),
         description: None,
@@ -560,9 +566,11 @@ fn targets_pages_and_version_tags(fx: &Fixture) {
     let names = |page: Vec<(Prompt, PromptVersion)>| -> Vec<String> {
         page.into_iter().map(|(p, _)| p.name).collect()
     };
-    assert_eq!(names(store.prompts_page(None, 2).unwrap()), ["a", "b"]);
-    assert_eq!(names(store.prompts_page(Some("b"), 5).unwrap()), ["b", "c"]);
-    let (first, latest) = store.prompts_page(None, 1).unwrap().remove(0);
+    // Newest first (created b, a, c), as Phoenix lists them; `prompts()` stays by name.
+    assert_eq!(names(store.prompts_page(None, 2).unwrap()), ["c", "a"]);
+    assert_eq!(names(store.prompts_page(Some("a"), 5).unwrap()), ["a", "b"]);
+    assert_eq!(names(store.prompts().unwrap()), ["a", "b", "c"]);
+    let (first, latest) = store.prompts_page(Some("a"), 1).unwrap().remove(0);
     assert_eq!(
         (first.version_count, first.tags.clone()),
         (2, vec!["staging".to_string()])
@@ -576,6 +584,129 @@ fn targets_pages_and_version_tags(fx: &Fixture) {
         (tags[0].0.name.as_str(), tags[0].0.updated_by.as_str()),
         ("staging", "ci")
     );
+}
+
+fn prompt_fields_archive_and_restore(fx: &Fixture) {
+    let store = fx.open();
+    let mut first = new_version("x");
+    first.description = Some("Greets".into());
+    first.provider = Some("ANTHROPIC".into());
+    first.metadata.insert("ticket".into(), "PR-1".into());
+    let v1 = store.create_prompt("p", first, &[], &change()).unwrap();
+    assert_eq!(v1.provider.as_deref(), Some("ANTHROPIC"));
+    let read = store.version_by_id(&v1.id).unwrap().unwrap();
+    assert_eq!(read.provider.as_deref(), Some("ANTHROPIC"));
+    assert_eq!(read.metadata["ticket"], "PR-1");
+    let (prompt, _) = store.prompt("p").unwrap();
+    assert_eq!(prompt.description.as_deref(), Some("Greets"));
+    assert!(prompt.metadata.is_empty());
+
+    // An update changes only what it names; None clears the description.
+    let mut metadata = JsonObject::new();
+    metadata.insert("owner".into(), "cx".into());
+    let update = PromptUpdate {
+        description: None,
+        metadata: Some(metadata.clone()),
+    };
+    store.update_prompt("p", &update, "alice").unwrap();
+    let (prompt, _) = store.prompt("p").unwrap();
+    assert_eq!(
+        (prompt.description.as_deref(), &prompt.metadata),
+        (Some("Greets"), &metadata)
+    );
+    let clear = PromptUpdate {
+        description: Some(None),
+        metadata: None,
+    };
+    store.update_prompt("p", &clear, "alice").unwrap();
+    assert_eq!(store.prompt("p").unwrap().0.description, None);
+    store
+        .set_tag("p", "prod", &VersionRef::Seq(1), &change())
+        .unwrap();
+
+    // Archived: hidden from lists and every lookup, by name or version id.
+    store.archive_prompt("p", "bob").unwrap();
+    assert!(store.prompts().unwrap().is_empty());
+    assert!(store.prompts_page(None, 10).unwrap().is_empty());
+    assert_eq!(store.archived_prompts().unwrap(), ["p"]);
+    for e in [
+        store.prompt("p").err(),
+        store.latest_target("p").err(),
+        store.tag_target("p", "prod").err(),
+        store.versions("p").err(),
+        store.version("p", &VersionRef::Latest).err(),
+    ] {
+        assert!(matches!(e, Some(StoreError::UnknownPrompt { .. })), "{e:?}");
+    }
+    assert!(store.version_by_id(&v1.id).unwrap().is_none());
+    assert!(matches!(
+        store.create_prompt("p", new_version("y"), &[], &change()),
+        Err(StoreError::PromptArchived { .. })
+    ));
+    assert!(matches!(
+        store.archive_prompt("p", "bob"),
+        Err(StoreError::UnknownPrompt { .. })
+    ));
+
+    // Exported and copied while archived, with its own history.
+    let archived = store.archive("p").unwrap();
+    assert!(archived.archived_at.is_some());
+    assert_eq!(archived.metadata, metadata);
+    let actions: Vec<(&str, &str)> = archived
+        .events
+        .iter()
+        .map(|e| (e.action.as_str(), e.actor.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        [("update", "alice"), ("update", "alice"), ("archive", "bob")]
+    );
+    let copy = fx.another();
+    let other = copy.open();
+    crate::store::copy::copy(&*store, &*other).unwrap();
+    assert_eq!(other.archive("p").unwrap(), archived);
+
+    // Restored as it was: versions, tags and fields.
+    store.restore_prompt("p", "carol").unwrap();
+    assert!(matches!(
+        store.restore_prompt("p", "carol"),
+        Err(StoreError::NotArchived { .. })
+    ));
+    assert_eq!(store.tag_target("p", "prod").unwrap().0, v1.id);
+    assert_eq!(store.prompt("p").unwrap().0.metadata, metadata);
+    let events = store.archive("p").unwrap().events;
+    assert_eq!(events.last().unwrap().action, "restore");
+    assert!(
+        fx.raw("DELETE FROM prompt_events").is_err(),
+        "history is append-only"
+    );
+}
+
+fn version_tags_list_newest_first(fx: &Fixture) {
+    let store = fx.open();
+    let v = store
+        .create_prompt("p", new_version("x"), &[], &change())
+        .unwrap();
+    for tag in ["b", "a", "c"] {
+        store
+            .set_tag("p", tag, &VersionRef::Id(v.id.clone()), &change())
+            .unwrap();
+    }
+    let names = |store: &dyn Store| -> Vec<String> {
+        store
+            .version_tags(&v.id)
+            .unwrap()
+            .into_iter()
+            .map(|(t, _)| t.name)
+            .collect()
+    };
+    assert_eq!(names(&*store), ["c", "a", "b"]);
+    // Deleted and set again: new.
+    store.delete_tag("p", "b", &change()).unwrap();
+    store
+        .set_tag("p", "b", &VersionRef::Id(v.id.clone()), &change())
+        .unwrap();
+    assert_eq!(names(&*store), ["b", "c", "a"]);
 }
 
 fn tag_writes_go_ahead_only_where_the_caller_expects_the_tag(fx: &Fixture) {
@@ -814,4 +945,83 @@ fn a_successful_result_is_never_overwritten(fx: &Fixture) {
         .unwrap();
     successes.sort();
     assert_eq!(successes, vec![(0, 0), (1, 0)]);
+}
+
+/// The per-row aggregates the error bars come from: repetitions folded into a row's mean (an
+/// errored call, which has no score, counts as a fail scoring 0), summed by the database; and
+/// the cluster column's value carried with each outcome.
+fn row_spreads_fold_repetitions_and_outcomes_carry_their_cluster(fx: &Fixture) {
+    let store = fx.open();
+    let experiment = experiment(&*store, 6);
+    let answer = |row: i64, rep: i64, ok: bool, score: f64, doc: serde_json::Value| {
+        let mut r = result(
+            row,
+            5.0,
+            if ok {
+                ResultStatus::Ok
+            } else {
+                ResultStatus::Error
+            },
+            "x",
+        );
+        r.repetition = rep;
+        if !doc.is_null() {
+            r.vars.insert("doc".into(), doc);
+        }
+        if ok {
+            r.scores[0].score = score;
+            r.scores[0].pass = score >= 0.75;
+        } else {
+            r.scores.clear();
+        }
+        r
+    };
+    let batch = vec![
+        answer(0, 0, true, 1.0, "a".into()),
+        answer(0, 1, true, 1.0, "a".into()),
+        answer(1, 0, true, 1.0, 3.into()),
+        answer(1, 1, true, 0.5, 3.into()),
+        answer(2, 0, false, 0.0, serde_json::Value::Null),
+        answer(2, 1, true, 0.8, serde_json::Value::Null),
+    ];
+    store.write_results(&experiment.id, &batch).unwrap();
+    let summary = store.summary(&experiment).unwrap();
+    let spread = summary.evaluators[0].spread;
+    assert_eq!((spread.rows, spread.answers), (3, 6));
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+    // Row pass shares 1, ½, ½; their sample variances over two answers 0, ½, ½.
+    assert!(close(spread.pass.sum, 2.0), "{spread:?}");
+    assert!(close(spread.pass.sum_sq, 1.5), "{spread:?}");
+    assert!(close(spread.pass.within, 1.0), "{spread:?}");
+    // Row scores [1, 1], [1, 0.5], [0, 0.8]: means 1, 0.75, 0.4; variances 0, 0.125, 0.32.
+    assert!(close(spread.score.sum, 2.15), "{spread:?}");
+    assert!(close(spread.score.sum_sq, 1.7225), "{spread:?}");
+    assert!(close(spread.score.within, 0.445), "{spread:?}");
+
+    let mut clusters = Vec::new();
+    store
+        .visit_outcomes(&experiment, Some("doc"), &mut |o| {
+            clusters.push((o.row_id, o.repetition, o.cluster));
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(
+        clusters,
+        vec![
+            ("r0".to_string(), 0, Some("a".to_string())),
+            ("r0".to_string(), 1, Some("a".to_string())),
+            ("r1".to_string(), 0, Some("3".to_string())),
+            ("r1".to_string(), 1, Some("3".to_string())),
+            ("r2".to_string(), 0, None),
+            ("r2".to_string(), 1, None),
+        ]
+    );
+    let mut none = 0;
+    store
+        .visit_outcomes(&experiment, None, &mut |o| {
+            none += usize::from(o.cluster.is_none());
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(none, 6);
 }

@@ -386,6 +386,11 @@ fn comparison_of(
         Some(base),
         cand,
         usize::MAX,
+        &crate::compare::Inference {
+            confidence: crate::input::confidence(None, ui.config.confidence)
+                .unwrap_or(crate::stats::DEFAULT_CONFIDENCE),
+            cluster_column: None,
+        },
     )?);
     let finished = |e: &crate::model::Experiment| e.status != ExperimentStatus::Running;
     if finished(base) && finished(cand) {

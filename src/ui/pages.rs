@@ -1196,13 +1196,31 @@ pub fn compare(viewer: &Viewer, p: &ComparePage<'_>) -> String {
         .raw("</th><th>Candidate ")
         .link(&experiment_href(&p.candidate.id), &format!("v{} {}", p.candidate.version_seq, short_id(&p.candidate.id)))
         .raw("</th><th>Change</th></tr></thead><tbody>");
+    // Each pass rate with the half-width of its interval; the change with the paired
+    // difference's interval and p-value, as `runner compare` prints them.
+    let margin = |side: Option<&crate::compare::SideMetrics>, name: &str| {
+        side.and_then(|m| m.evaluators.iter().find(|e| e.evaluator == name))
+            .and_then(|m| m.pass_rate_ci)
+            .map(|[low, high]| format!(" ±{:.1}", (high - low) / 2.0 * 100.0))
+            .unwrap_or_default()
+    };
     for e in &c.evaluators {
         body.raw("<tr><td>")
             .text(&format!("{} pass rate", e.evaluator))
             .raw("</td><td class=\"num\">")
-            .text(&e.baseline_pass_rate.map_or("–".into(), percent))
+            .text(&e.baseline_pass_rate.map_or("–".into(), |v| {
+                format!(
+                    "{}{}",
+                    percent(v),
+                    margin(c.baseline.as_ref(), &e.evaluator)
+                )
+            }))
             .raw("</td><td class=\"num\">")
-            .text(&percent(e.candidate_pass_rate))
+            .text(&format!(
+                "{}{}",
+                percent(e.candidate_pass_rate),
+                margin(Some(&c.candidate), &e.evaluator)
+            ))
             .raw("</td><td>");
         delta(&mut body, e.delta, true, Change::Points);
         body.raw(" <span class=\"muted small\">")
@@ -1210,7 +1228,13 @@ pub fn compare(viewer: &Viewer, p: &ComparePage<'_>) -> String {
                 "{} regressed · {} improved",
                 e.regressed, e.improved
             ))
-            .raw("</span></td></tr>");
+            .raw("</span>");
+        if let Some(d) = &e.pass_rate_difference {
+            body.raw("<br><span class=\"muted small\">")
+                .text(&crate::gate::difference_text(d, c.confidence))
+                .raw("</span>");
+        }
+        body.raw("</td></tr>");
     }
     if let Some(b) = &c.baseline {
         let k = &c.candidate;

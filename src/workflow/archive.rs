@@ -14,8 +14,8 @@
 use crate::error::{Error, Result};
 use crate::input::{check_prompt_name, check_tag_name};
 use crate::model::{
-    JsonObject, Message, PromptArchive, PromptVersion, Tag, TagAction, TagEvent, Template,
-    TemplateFormat, TemplateType, content_hash,
+    JsonObject, Message, PromptArchive, PromptEvent, PromptVersion, Tag, TagAction, TagEvent,
+    Template, TemplateFormat, TemplateType, content_hash,
 };
 use crate::store::TagPolicy;
 use crate::template::CompiledTemplate;
@@ -27,6 +27,23 @@ use std::path::Path;
 struct PromptFile {
     name: String,
     created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(default, skip_serializing_if = "JsonObject::is_empty")]
+    metadata: JsonObject,
+    /// Set when the prompt is archived (hidden from lists and lookups until restored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    archived_at: Option<String>,
+    /// The prompt's own history: updates, archive, restore.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    events: Vec<PromptEventFile>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PromptEventFile {
+    action: String,
+    actor: String,
+    at: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -36,6 +53,8 @@ struct VersionFile {
     template_type: TemplateType,
     format: TemplateFormat,
     model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    provider: Option<String>,
     params: JsonObject,
     metadata: JsonObject,
     description: Option<String>,
@@ -215,6 +234,18 @@ fn write_archive(dir: &Path, archive: &PromptArchive) -> Result<()> {
         &pretty(&PromptFile {
             name: archive.name.clone(),
             created_at: archive.created_at.clone(),
+            description: archive.description.clone(),
+            metadata: archive.metadata.clone(),
+            archived_at: archive.archived_at.clone(),
+            events: archive
+                .events
+                .iter()
+                .map(|e| PromptEventFile {
+                    action: e.action.clone(),
+                    actor: e.actor.clone(),
+                    at: e.at.clone(),
+                })
+                .collect(),
         }),
     )?;
     for v in &archive.versions {
@@ -228,6 +259,7 @@ fn write_archive(dir: &Path, archive: &PromptArchive) -> Result<()> {
                 template_type: v.template_type,
                 format: v.format,
                 model: v.model.clone(),
+                provider: v.provider.clone(),
                 params: v.params.clone(),
                 metadata: v.metadata.clone(),
                 description: v.description.clone(),
@@ -482,6 +514,7 @@ fn read_archive(folder: &Path, policy: &TagPolicy) -> Result<PromptArchive> {
             format: file.format,
             template,
             model: file.model,
+            provider: file.provider,
             params: file.params,
             metadata: file.metadata,
             description: file.description,
@@ -583,9 +616,32 @@ fn read_archive(folder: &Path, policy: &TagPolicy) -> Result<PromptArchive> {
         });
     }
     replay(&prompt.name, &history, &tags, policy).map_err(bad)?;
+    let mut events = Vec::new();
+    for (index, e) in prompt.events.into_iter().enumerate() {
+        let at = format!("prompt.json events[{index}]");
+        if !["update", "archive", "restore"].contains(&e.action.as_str()) {
+            return Err(bad(format!("{at}: unknown action '{}'", e.action)));
+        }
+        check_time(&format!("{at}: at"), &e.at).map_err(bad)?;
+        check_actor(&format!("{at}: actor"), &e.actor).map_err(bad)?;
+        events.push(PromptEvent {
+            id: index as i64 + 1,
+            prompt: prompt.name.clone(),
+            action: e.action,
+            actor: e.actor,
+            at: e.at,
+        });
+    }
+    if let Some(archived_at) = &prompt.archived_at {
+        check_time("prompt.json archived_at", archived_at).map_err(bad)?;
+    }
     Ok(PromptArchive {
         name: prompt.name,
         created_at: prompt.created_at,
+        description: prompt.description,
+        metadata: prompt.metadata,
+        archived_at: prompt.archived_at,
+        events,
         versions,
         tags,
         history,

@@ -4,7 +4,7 @@
 
 use super::Context;
 use super::experiment::{Prepared, RunRequest, launch, prepare};
-use crate::compare::{Comparison, Side, compare as compare_outcomes};
+use crate::compare::{Comparison, Inference, Side, compare as compare_outcomes};
 use crate::error::{Error, Result};
 use crate::experiment::{Reporter, RunEvent};
 use crate::gate::{self, Policy, Verdict};
@@ -124,7 +124,15 @@ pub fn comparison(
     baseline: Option<&Experiment>,
     candidate: &Experiment,
     keep: usize,
+    inference: &Inference,
 ) -> Result<Comparison> {
+    for e in baseline.into_iter().chain([candidate]) {
+        check_cluster_column(
+            inference,
+            &e.dataset.columns,
+            &format!("the dataset of experiment {}", e.id),
+        )?;
+    }
     let store = ctx.store_for_reading()?;
     let summary = |e: &Experiment| store.summary(e);
     let base_summary = baseline.map(summary).transpose()?;
@@ -134,8 +142,9 @@ pub fn comparison(
             let (tx, rx) = std::sync::mpsc::sync_channel::<RowOutcome>(1024);
             let store = store.clone();
             let experiment = experiment.clone();
+            let column = inference.cluster_column.as_deref();
             let reader = scope.spawn(move || {
-                store.visit_outcomes(&experiment, &mut |outcome| {
+                store.visit_outcomes(&experiment, column, &mut |outcome| {
                     // The comparison stopped reading (it never does before the end): stop too.
                     tx.send(outcome).map_err(|_| StoreError::Abandoned)
                 })
@@ -165,6 +174,7 @@ pub fn comparison(
                 outcomes: cand_rx.into_iter(),
             },
             keep,
+            inference,
         );
         // A reader that failed ended its stream early: the comparison would be of part of
         // the rows, so its error wins.
@@ -178,6 +188,18 @@ pub fn comparison(
     })
 }
 
+/// Clusters come from a dataset column: a column the dataset lacks is a mistake (exit 2), not
+/// a comparison in which every row is its own cluster.
+pub fn check_cluster_column(inference: &Inference, columns: &[String], what: &str) -> Result<()> {
+    match &inference.cluster_column {
+        Some(column) if !columns.iter().any(|c| c == column) => Err(Error::invalid(format!(
+            "--cluster-column {column}: {what} has no such column"
+        ))
+        .with_hint(format!("its columns: {}", columns.join(", ")))),
+        _ => Ok(()),
+    }
+}
+
 /// What a promotion is asked to do, checked by the caller.
 pub struct PromotionRequest<'a> {
     pub prompt: &'a str,
@@ -186,6 +208,8 @@ pub struct PromotionRequest<'a> {
     pub dataset: Option<&'a Path>,
     pub run: RunRequest,
     pub policy: Policy,
+    /// The confidence level and clustering of the comparison's statistics.
+    pub inference: Inference,
     /// Run new experiments even when matching ones exist.
     pub fresh: bool,
     /// Evaluate the gate, move nothing.
@@ -235,6 +259,11 @@ pub fn promote<F: Future<Output = ()>>(
             )
         })
         .transpose()?;
+    check_cluster_column(
+        &request.inference,
+        &candidate.info.columns,
+        &candidate.dataset.display().to_string(),
+    )?;
     if candidate.evaluators.is_empty() {
         return Err(Error::invalid(
             "the gate needs at least one evaluator, and none was given or implied",
@@ -249,7 +278,13 @@ pub fn promote<F: Future<Output = ()>>(
     let baseline = baseline
         .map(|b| evidence(b, ctx, reuse, evals, reporter, &interrupt))
         .transpose()?;
-    let comparison = comparison(ctx, baseline.as_ref(), &candidate, PROMOTION_ROWS)?;
+    let comparison = comparison(
+        ctx,
+        baseline.as_ref(),
+        &candidate,
+        PROMOTION_ROWS,
+        &request.inference,
+    )?;
     let verdict = gate::evaluate(&comparison, &request.policy);
 
     let moved = if verdict.passed && !request.dry_run {

@@ -58,6 +58,8 @@ pub struct Entry {
     pub changed: Vec<String>,
     /// The difference from the latest version, for a new version.
     pub diff: Option<VersionDiff>,
+    /// The prompt was archived: the sync brings it back (with every version it had).
+    pub restored: bool,
     /// For a new prompt: its content, as the store will hold it.
     #[serde(skip)]
     pub created: Option<PromptVersion>,
@@ -74,6 +76,8 @@ pub struct Counts {
     pub unchanged: usize,
     pub tags_set: usize,
     pub protected_left: usize,
+    pub restored: usize,
+    pub archived: usize,
 }
 
 /// A sync or a check of one folder.
@@ -87,8 +91,10 @@ pub struct SyncReport {
     /// True when the store matched the files (before a sync, for a sync).
     pub in_sync: bool,
     pub prompts: Vec<Entry>,
-    /// Prompts in the store without a file: left alone.
+    /// Prompts in the store without a file, left alone (without `--prune`).
     pub untracked: Vec<String>,
+    /// Prompts in the store without a file, archived (or, for a check, to be) by `--prune`.
+    pub archived: Vec<String>,
     pub counts: Counts,
 }
 
@@ -106,15 +112,28 @@ impl SyncReport {
             }
             counts.tags_set += entry.tags.len();
             counts.protected_left += entry.protected.len();
+            counts.restored += usize::from(entry.restored);
         }
         SyncReport {
             dir: dir.display().to_string(),
             store: store.location(),
             check,
-            in_sync: counts.created + counts.appended + counts.tags_set == 0,
+            in_sync: counts.created + counts.appended + counts.tags_set + counts.restored == 0,
             prompts,
             untracked: Vec::new(),
+            archived: Vec::new(),
             counts,
+        }
+    }
+
+    /// Records the prompts without a file: left alone, or (with `prune`) archived.
+    fn without_files(&mut self, names: Vec<String>, prune: bool) {
+        if prune {
+            self.counts.archived = names.len();
+            self.in_sync &= names.is_empty();
+            self.archived = names;
+        } else {
+            self.untracked = names;
         }
     }
 }
@@ -129,6 +148,7 @@ fn as_version(source: &PromptSource, seq: i64, message: Option<String>) -> Promp
         format: source.format,
         template: source.template.clone(),
         model: source.model.clone(),
+        provider: source.provider.clone(),
         params: source.params.clone(),
         metadata: source.metadata.clone(),
         description: source.description.clone(),
@@ -173,15 +193,26 @@ fn tag_map(store: &dyn Store, name: &str) -> crate::store::Result<BTreeMap<Strin
     }
 }
 
-/// What syncing `source` would do, from the store as it is now.
+/// What syncing `source` would do, from the store as it is now; `archived` says the prompt
+/// is in the archive (found by name only there).
 fn plan_one(
     store: &dyn Store,
     source: &PromptSource,
     policy: &TagPolicy,
     message: Option<String>,
+    archived: bool,
 ) -> crate::store::Result<Entry> {
-    let latest = latest(store, &source.name)?;
-    let tags = tag_map(store, &source.name)?;
+    let (latest, tags) = if archived {
+        let archive = store.archive(&source.name)?;
+        let tags = archive
+            .tags
+            .into_iter()
+            .map(|t| (t.name.clone(), t))
+            .collect();
+        (archive.versions.into_iter().last(), tags)
+    } else {
+        (latest(store, &source.name)?, tag_map(store, &source.name)?)
+    };
     let (action, version, version_id, diff, created) = match &latest {
         None => (
             Action::Create,
@@ -216,8 +247,18 @@ fn plan_one(
         version,
         version_id,
         message: (action != Action::Unchanged).then_some(message).flatten(),
-        changed: diff.as_ref().map(changed_fields).unwrap_or_default(),
+        changed: match (&latest, &diff) {
+            (Some(latest), Some(diff)) => {
+                let mut fields = changed_fields(diff);
+                if latest.provider != source.provider {
+                    fields.push("provider".into());
+                }
+                fields
+            }
+            _ => Vec::new(),
+        },
         diff,
+        restored: archived,
         created,
         tags: Vec::new(),
         protected: Vec::new(),
@@ -263,6 +304,8 @@ pub struct Writer<'a> {
     pub policy: TagPolicy,
     /// `-m`, else the latest git commit's subject.
     pub message: Option<String>,
+    /// Archive the prompts that have no file (`--prune`).
+    pub prune: bool,
 }
 
 impl Writer<'_> {
@@ -278,12 +321,16 @@ pub fn check(
     sources: &[PromptSource],
     writer: &Writer<'_>,
 ) -> crate::store::Result<SyncReport> {
+    let archived = store.archived_prompts()?;
     let entries = sources
         .iter()
-        .map(|s| plan_one(store, s, &writer.policy, writer.message_for(s)))
+        .map(|s| {
+            let in_archive = archived.contains(&s.name);
+            plan_one(store, s, &writer.policy, writer.message_for(s), in_archive)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let mut report = SyncReport::new(dir, store, true, entries);
-    report.untracked = untracked(store, sources)?;
+    report.without_files(untracked(store, sources)?, writer.prune);
     Ok(report)
 }
 
@@ -298,10 +345,19 @@ pub fn sync(
 ) -> crate::store::Result<SyncReport> {
     let mut entries = Vec::with_capacity(sources.len());
     let mut in_sync = true;
+    let archived = store.archived_prompts()?;
     for source in sources {
         let message = writer.message_for(source);
-        let planned = plan_one(store, source, &writer.policy, message.clone())?;
-        in_sync &= planned.action == Action::Unchanged && planned.tags.is_empty();
+        let in_archive = archived.contains(&source.name);
+        let planned = plan_one(store, source, &writer.policy, message.clone(), in_archive)?;
+        in_sync &= planned.action == Action::Unchanged && planned.tags.is_empty() && !in_archive;
+        if in_archive {
+            // A file names it: it is in use again. Another sync may have restored it already.
+            match store.restore_prompt(&source.name, writer.author) {
+                Ok(()) | Err(StoreError::NotArchived { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
         let writable: Vec<String> = planned.tags.iter().map(|m| m.tag.clone()).collect();
         let change = TagChange {
             actor: writer.author.to_string(),
@@ -337,6 +393,9 @@ pub fn sync(
                 entry.version = version.seq;
                 entry.version_id = Some(version.id.clone());
                 entry.changed = changed_fields(&diff);
+                if previous.provider != version.provider {
+                    entry.changed.push("provider".into());
+                }
                 entry.diff = Some(diff);
                 entry.tags = writable
                     .iter()
@@ -394,9 +453,19 @@ pub fn sync(
             .collect();
         entries.push(entry);
     }
+    let without = untracked(store, sources)?;
+    if writer.prune {
+        for name in &without {
+            // Another sync may have archived it already: then it is not found by name.
+            match store.archive_prompt(name, writer.author) {
+                Ok(()) | Err(StoreError::UnknownPrompt { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
     let mut report = SyncReport::new(dir, store, false, entries);
-    report.in_sync = in_sync;
-    report.untracked = untracked(store, sources)?;
+    report.without_files(without, writer.prune);
+    report.in_sync = in_sync && report.archived.is_empty();
     Ok(report)
 }
 

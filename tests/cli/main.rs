@@ -15,6 +15,7 @@ mod prompt_store;
 mod reliability;
 mod security;
 mod serve;
+mod statistics;
 mod sync;
 mod ui;
 

@@ -2057,6 +2057,8 @@ fn every_sql_statement_is_parameterised() {
 /// `const NAME: &str = "…"` in src/store.
 const SQL_CONSTANTS: &[&str] = &[
     "VERSION_COLUMNS",
+    "TAG_CREATED",
+    "PROMPT_FIELDS",
     "EVENT_COLUMNS",
     "EVENT_JOINS",
     "EXPERIMENT_COLUMNS",

@@ -356,7 +356,12 @@ fn reading_an_older_store_changes_nothing_until_it_is_migrated() {
     {
         let conn = rusqlite::Connection::open(&env.db).unwrap();
         conn.execute_batch(
-            "DROP INDEX results_by_latency; \
+            "DROP TABLE prompt_events; \
+             ALTER TABLE prompts DROP COLUMN description; \
+             ALTER TABLE prompts DROP COLUMN metadata; \
+             ALTER TABLE prompts DROP COLUMN archived_at; \
+             ALTER TABLE prompt_versions DROP COLUMN provider; \
+             DROP INDEX results_by_latency; \
              ALTER TABLE experiments DROP COLUMN lease_owner; \
              ALTER TABLE experiments DROP COLUMN lease_until; \
              PRAGMA user_version = 3;",

@@ -253,8 +253,11 @@ fn post_creates_then_appends_and_every_read_route_serves_it() {
     let shown = env.json(&["prompt", "show", "greet", "--version", "2", "--json"]);
     assert_eq!(shown["message"], "friendlier");
     assert_eq!(shown["description"], "Greets customers");
-    assert_eq!(shown["metadata"], json!({"owner": "support"}));
+    // The prompt's metadata is the prompt's (Phoenix keeps it there); the version has its own.
+    assert_eq!(shown["metadata"], json!({}));
     assert_eq!(shown["author"], "api");
+    let listed = server.get("/v1/prompts").json();
+    assert_eq!(listed["data"][0]["metadata"], json!({"owner": "support"}));
 
     let page = server.get("/v1/prompts/greet/versions?limit=1").json();
     assert_eq!(page["data"][0]["id"], second["id"]);
@@ -278,7 +281,7 @@ fn post_creates_then_appends_and_every_read_route_serves_it() {
 }
 
 #[test]
-fn prompts_list_pages_by_name_with_a_cursor() {
+fn prompts_list_pages_newest_first_with_a_cursor() {
     let env = Env::new();
     let server = Server::start(&env, &[]);
     for name in ["c", "a", "b"] {
@@ -299,7 +302,11 @@ fn prompts_list_pages_by_name_with_a_cursor() {
             None => break,
         }
     }
-    assert_eq!(names, ["a", "b", "c"]);
+    assert_eq!(
+        names,
+        ["b", "a", "c"],
+        "newest first, as Phoenix lists them"
+    );
     for bad in ["limit=0", "limit=abc", "limit=1001", "cursor=bad%20name"] {
         let reply = server.get(&format!("/v1/prompts?{bad}"));
         assert_eq!(reply.status, 422, "{bad}: {}", reply.text);
@@ -784,7 +791,7 @@ fn cross_site_writes_and_rebound_hosts_are_refused() {
         let reply = server
             .send("POST", &tag(&v1), &headers, Some(production.clone()))
             .unwrap();
-        assert_eq!(reply.status, 415, "{content_type:?}: {}", reply.text);
+        assert_eq!(reply.status, 422, "{content_type:?}: {}", reply.text);
         assert_eq!(reply.header("content-type"), "text/plain; charset=utf-8");
         assert!(reply.text.contains("application/json"), "{}", reply.text);
     }
@@ -936,7 +943,7 @@ fn with_tokens_any_host_is_served_but_origins_must_match() {
             Some(serde_json::to_vec(&chat_body("greet", "x")).unwrap()),
         )
         .unwrap();
-    assert_eq!(typed.status, 415, "{}", typed.text);
+    assert_eq!(typed.status, 422, "{}", typed.text);
 }
 
 #[test]
@@ -1033,7 +1040,6 @@ fn unknown_prompts_tags_versions_and_routes_are_404_in_plain_text() {
         .to_string();
     for (path, expected) in [
         ("/v1/prompts/nope/latest", "unknown prompt 'nope'"),
-        ("/v1/prompts/nope/versions", "unknown prompt 'nope'"),
         (
             "/v1/prompts/greet/tags/production",
             "has no tag 'production'",
@@ -1043,10 +1049,13 @@ fn unknown_prompts_tags_versions_and_routes_are_404_in_plain_text() {
             "has no tag 'production'",
         ),
         (
-            "/v1/prompt_versions/0000/tags",
-            "unknown prompt version '0000'",
+            "/v1/prompt_versions/00000000-0000-0000-0000-000000000000/tags",
+            "unknown prompt version '00000000-0000-0000-0000-000000000000'",
         ),
-        ("/v1/prompt_versions/0000", "unknown prompt version '0000'"),
+        (
+            "/v1/prompt_versions/00000000-0000-0000-0000-000000000000",
+            "unknown prompt version '00000000-0000-0000-0000-000000000000'",
+        ),
         ("/v1/nothing", "no such route"),
     ] {
         let reply = server.get(path);
@@ -1054,9 +1063,24 @@ fn unknown_prompts_tags_versions_and_routes_are_404_in_plain_text() {
         assert!(reply.text.contains(expected), "{path}: {}", reply.text);
         assert_eq!(reply.header("content-type"), "text/plain; charset=utf-8");
     }
-    let tag_unknown_version =
-        server.post("/v1/prompt_versions/0000/tags", &json!({"name": "staging"}));
+    let tag_unknown_version = server.post(
+        "/v1/prompt_versions/00000000-0000-0000-0000-000000000000/tags",
+        &json!({"name": "staging"}),
+    );
     assert_eq!(tag_unknown_version.status, 404);
+    // As in Phoenix: an unknown prompt has no versions (an empty list), and what is not a
+    // version id or a name at all is 422.
+    let none = server.get("/v1/prompts/nope/versions");
+    assert_eq!((none.status, none.json()["data"].clone()), (200, json!([])));
+    for path in [
+        "/v1/prompt_versions/0000",
+        "/v1/prompt_versions/0000/tags",
+        "/v1/prompts/bad%20name/latest",
+        "/v1/prompts/greet/tags/bad%20tag",
+    ] {
+        let reply = server.get(path);
+        assert_eq!(reply.status, 422, "{path}: {}", reply.text);
+    }
     let delete_missing = server.call(
         "DELETE",
         &format!("/v1/prompt_versions/{id}/tags/staging"),

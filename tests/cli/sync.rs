@@ -821,4 +821,122 @@ fn two_syncs_at_once_create_one_version() {
         let history = env.json(&["tag", "history", "support_greeting", "staging", "--json"]);
         assert_eq!(history.as_array().unwrap().len(), round);
     }
+    // Four pruning syncs at once: every one succeeds, the prompt without a file is archived once.
+    env.ok(&["prompt", "create", "legacy", "--template", "Old {{x}}"]);
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            env.std_cmd()
+                .args(["sync", "prompts", "--prune"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert_eq!(
+        sql_value(
+            &env.db,
+            "SELECT COUNT(*) FROM prompt_events WHERE action = 'archive'"
+        ),
+        "1"
+    );
+}
+
+#[test]
+fn prune_archives_prompts_without_a_file_and_a_file_brings_one_back() {
+    let env = Env::new();
+    repository(&env);
+    env.write("prompts/support_greeting.yaml", GREETING);
+    env.ok(&[
+        "prompt",
+        "create",
+        "legacy",
+        "--template",
+        "Old {{x}}",
+        "--tag",
+        "staging",
+    ]);
+    env.ok(&["sync", "prompts"]);
+    let before = dump(&env.db);
+    let check = env.run(&[
+        "sync",
+        "prompts",
+        "--check",
+        "--prune",
+        "--markdown",
+        "sync.md",
+    ]);
+    assert_eq!(code(&check), 1, "{}", stdout(&check));
+    assert!(
+        stdout(&check).contains("to archive (no file): legacy"),
+        "{}",
+        stdout(&check)
+    );
+    assert!(stdout(&check).contains("the store differs from prompts: 1 prompt to archive"));
+    let markdown = std::fs::read_to_string(env.path("sync.md")).unwrap();
+    assert!(
+        markdown.contains("To archive (no file): `legacy`."),
+        "{markdown}"
+    );
+    assert_eq!(dump(&env.db), before, "a check archived a prompt");
+
+    let synced = env.ok(&["sync", "prompts", "--prune", "--json"]);
+    let report: Value = serde_json::from_str(&synced).unwrap();
+    assert_eq!(report["archived"], serde_json::json!(["legacy"]));
+    assert_eq!(report["counts"]["archived"], 1);
+    let listed = env.json(&["prompt", "list", "--json"]);
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["support_greeting"]);
+    env.fails(&["prompt", "show", "legacy"], 2);
+    // Pruned once: a second run finds nothing to do.
+    let before = dump(&env.db);
+    let again = env.run(&["sync", "prompts", "--prune", "--check"]);
+    assert_eq!(code(&again), 0, "{}", stdout(&again));
+    env.ok(&["sync", "prompts", "--prune"]);
+    assert_eq!(dump(&env.db), before);
+
+    // Its file comes back (a revert): the prompt is restored as it was, with no new version.
+    env.write(
+        "prompts/legacy.yaml",
+        "format: mustache\ntags: [staging]\ntemplate: Old {{x}}\n",
+    );
+    let check = env.run(&["sync", "prompts", "--check"]);
+    assert_eq!(code(&check), 1);
+    assert!(
+        stdout(&check)
+            .contains("prompts/legacy.yaml: legacy in sync (v1); archived: to be restored"),
+        "{}",
+        stdout(&check)
+    );
+    let synced = env.ok(&["sync", "prompts"]);
+    assert!(
+        synced.contains("prompts/legacy.yaml: legacy in sync (v1); restored from the archive"),
+        "{synced}"
+    );
+    assert_eq!(versions(&env, "legacy").len(), 1);
+    assert_eq!(tags(&env, "legacy"), [("staging".into(), 1)]);
+    let check = env.run(&["sync", "prompts", "--check", "--prune"]);
+    assert_eq!(code(&check), 0, "{}", stdout(&check));
+
+    // --prune on a folder without prompt files would archive everything: refused.
+    std::fs::create_dir_all(env.path("empty")).unwrap();
+    let stderr = env.fails(&["sync", "empty", "--prune"], 2);
+    assert!(
+        stderr
+            .starts_with("error: empty holds no prompt files: --prune would archive every prompt"),
+        "{stderr}"
+    );
 }

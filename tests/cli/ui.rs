@@ -398,6 +398,12 @@ fn experiments_compare_and_the_promotion_behind_a_tag() {
     );
     assert!(compare.text.contains("icontains pass rate"));
     assert!(compare.text.contains(">improved</span>"));
+    // The paired difference with its interval and test, as `runner compare` prints it.
+    let cli = env.json(&["compare", &baseline, &candidate, "--json"]);
+    let d = &cli["evaluators"][0]["pass_rate_difference"];
+    let test = d["test"].as_str().unwrap().replace('\'', "&#39;");
+    assert!(compare.text.contains("95% CI"), "{}", compare.text);
+    assert!(compare.text.contains(&test), "{}", compare.text);
     let regressed = server.get(&format!(
         "/compare?baseline={baseline}&candidate={candidate}&show=regressed"
     ));

@@ -27,6 +27,14 @@ DELIBERATE = {
         "runner refuses invocation parameters of another provider (Phoenix's own versions route "
         "refuses them too); a version must run as stored"
     ),
+    "POST /v1/prompts: STR template": (
+        "runner accepts STR templates (one user message), which its CLI writes; Phoenix's API "
+        "takes CHAT only (422)"
+    ),
+    "GET version tags, second page": (
+        "Phoenix's next_cursor for version tags is the last tag of the page, so its next page "
+        "repeats that tag; runner's pages do not overlap"
+    ),
     "GET an unknown route": (
         "runner answers 404 for an unknown route; Phoenix serves its web app's page (200)"
     ),

@@ -67,4 +67,4 @@ echo "== the differential script against runner serve at $url"
 "$venv/bin/python" tests/compat/differential.py --url "$url" --token "$token" \
     --out "$work/runner-answers.json"
 "$venv/bin/python" tests/compat/compare.py tests/compat/phoenix-fixture.json \
-    "$work/runner-answers.json" --max-different "${RUNNER_COMPAT_MAX_DIFFERENT:-67}"
+    "$work/runner-answers.json" --max-different "${RUNNER_COMPAT_MAX_DIFFERENT:-0}"

@@ -217,6 +217,7 @@ impl ExperimentStore for PgStore {
     fn visit_outcomes(
         &self,
         experiment: &Experiment,
+        cluster_column: Option<&str>,
         visit: &mut dyn FnMut(RowOutcome) -> Result<()>,
     ) -> Result<()> {
         let expected = experiment.settings.expected_column.as_deref();
@@ -253,6 +254,7 @@ impl ExperimentStore for PgStore {
                             output: row.try_get(7)?,
                             input: crate::model::input_summary(&vars, expected),
                             scores: Vec::new(),
+                            cluster: crate::model::cluster_key(&vars, cluster_column),
                         });
                     }
                     if let (Some(evaluator), Some(last)) =
@@ -859,10 +861,15 @@ async fn summary(db: &super::Db, experiment: &Experiment) -> Result<Summary> {
         by_name.insert(name, values);
     }
     // In the order the evaluators were given; each over every result.
+    let mut spreads = Vec::new();
+    for name in &experiment.evaluators {
+        spreads.push(row_spread(db, id, name).await?);
+    }
     let evaluators = experiment
         .evaluators
         .iter()
-        .map(|name| {
+        .zip(spreads)
+        .map(|(name, spread)| {
             let (passed, total, mean, errors) =
                 by_name.get(name).copied().unwrap_or((0, 0, 0.0, 0));
             EvaluatorSummary {
@@ -876,6 +883,7 @@ async fn summary(db: &super::Db, experiment: &Experiment) -> Result<Summary> {
                     mean * total as f64 / results as f64
                 },
                 errors,
+                spread,
             }
         })
         .collect();
@@ -904,6 +912,48 @@ async fn summary(db: &super::Db, experiment: &Experiment) -> Result<Summary> {
         prompt_tokens,
         completion_tokens,
         error_kinds,
+    })
+}
+
+/// One evaluator's results folded per row (repetitions to their mean; an errored call, which
+/// has no score, counts as a fail scoring 0), summed over rows by the database: the store never
+/// holds a row in memory.
+async fn row_spread(db: &super::Db, id: &str, evaluator: &str) -> Result<crate::model::RowSpread> {
+    use crate::model::{RowSpread, SpreadSums};
+    let r = db
+        .one(
+            "SELECT COUNT(*), COALESCE(SUM(k), 0)::bigint, \
+             COALESCE(SUM(pm), 0.0)::float8, COALESCE(SUM(pm * pm), 0.0)::float8, \
+             COALESCE(SUM(pv), 0.0)::float8, COALESCE(SUM(sm), 0.0)::float8, \
+             COALESCE(SUM(sm * sm), 0.0)::float8, COALESCE(SUM(sv), 0.0)::float8 \
+             FROM (SELECT COUNT(*) AS k, AVG(p) AS pm, AVG(s) AS sm, \
+               CASE WHEN COUNT(*) > 1 THEN (SUM(p * p) - SUM(p) * SUM(p) / COUNT(*)) / (COUNT(*) - 1) \
+                 ELSE 0.0 END AS pv, \
+               CASE WHEN COUNT(*) > 1 THEN (SUM(s * s) - SUM(s) * SUM(s) / COUNT(*)) / (COUNT(*) - 1) \
+                 ELSE 0.0 END AS sv \
+               FROM (SELECT r.row_index, \
+                 CASE WHEN sc.pass THEN 1.0::float8 ELSE 0.0::float8 END AS p, \
+                 COALESCE(sc.score, 0.0)::float8 AS s \
+                 FROM results r LEFT JOIN scores sc ON sc.experiment_id = r.experiment_id \
+                 AND sc.row_index = r.row_index AND sc.repetition = r.repetition AND sc.evaluator = $2 \
+                 WHERE r.experiment_id = $1) per_answer \
+               GROUP BY row_index) per_row",
+            &[&id, &evaluator],
+        )
+        .await?;
+    Ok(RowSpread {
+        rows: r.try_get(0)?,
+        answers: r.try_get(1)?,
+        pass: SpreadSums {
+            sum: r.try_get(2)?,
+            sum_sq: r.try_get(3)?,
+            within: r.try_get(4)?,
+        },
+        score: SpreadSums {
+            sum: r.try_get(5)?,
+            sum_sq: r.try_get(6)?,
+            within: r.try_get(7)?,
+        },
     })
 }
 

@@ -9,8 +9,9 @@
 
 use super::{BuildVersion, PromptStore, Result, Store, StoreError, TagChange, TagOutcome};
 use crate::model::{
-    JsonObject, Message, NewVersion, Prompt, PromptArchive, PromptVersion, Tag, TagAction,
-    TagEvent, Template, TemplateFormat, TemplateType, VersionRef, content_hash, now,
+    JsonObject, Message, NewVersion, Prompt, PromptArchive, PromptEvent, PromptUpdate,
+    PromptVersion, Tag, TagAction, TagEvent, Template, TemplateFormat, TemplateType, VersionRef,
+    content_hash, now,
 };
 use pool::{Db, Pool, block};
 use tokio_postgres::Row;
@@ -26,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_experiment_fingerprint.sql"),
     include_str!("migrations/0004_latency_index.sql"),
     include_str!("migrations/0005_experiment_lease.sql"),
+    include_str!("migrations/0006_prompt_fields.sql"),
 ];
 
 /// The advisory lock every migrating connection takes, so concurrent first connections
@@ -61,7 +63,7 @@ pub struct PgStore {
 }
 
 const VERSION_COLUMNS: &str = "v.id, p.name, v.seq, v.template_type, v.format, v.template, \
-     v.model, v.params, v.metadata, v.description, v.message, v.author, v.content_hash, v.created_at";
+     v.model, v.params, v.metadata, v.description, v.message, v.author, v.content_hash, v.created_at, v.provider";
 
 const EVENT_COLUMNS: &str = "e.id, p.name, e.tag, e.action, e.from_version_id, fv.seq, \
      e.to_version_id, tv.seq, e.actor, e.message, e.at, e.forced, e.evidence";
@@ -275,15 +277,18 @@ impl PromptStore for PgStore {
             // insert nothing.
             let pid: Option<i64> = db
                 .opt(
-                    "INSERT INTO prompts (name, created_at) VALUES ($1, $2) \
+                    "INSERT INTO prompts (name, created_at, description) VALUES ($1, $2, $3) \
                      ON CONFLICT (name) DO NOTHING RETURNING id",
-                    &[&name, &now],
+                    &[&name, &now, &version.description],
                 )
                 .await?
                 .map(|r| r.try_get(0))
                 .transpose()?;
             let Some(pid) = pid else {
-                return Err(StoreError::PromptExists { name: name.into() });
+                return Err(match any_prompt(db, name).await? {
+                    Some((_, true)) => StoreError::PromptArchived { name: name.into() },
+                    _ => StoreError::PromptExists { name: name.into() },
+                });
             };
             let created = insert_version(db, pid, name, 1, version, &now).await?;
             for tag in tags {
@@ -324,7 +329,8 @@ impl PromptStore for PgStore {
             db.opt(
                 &format!(
                     "SELECT {VERSION_COLUMNS} FROM prompt_versions v \
-                     JOIN prompts p ON p.id = v.prompt_id WHERE v.id = $1"
+                     JOIN prompts p ON p.id = v.prompt_id \
+                     WHERE v.id = $1 AND p.archived_at IS NULL"
                 ),
                 &[&id],
             )
@@ -358,39 +364,82 @@ impl PromptStore for PgStore {
     ) -> Result<Vec<(Prompt, PromptVersion)>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(async |db| {
-            let rows = db
-                .query(
-                    &format!(
-                        "SELECT {VERSION_COLUMNS}, p.created_at, \
-                         (SELECT COUNT(*) FROM prompt_versions c WHERE c.prompt_id = p.id), \
-                         (SELECT string_agg(t.name, E'\\n' ORDER BY t.name) FROM tags t \
-                          WHERE t.prompt_id = p.id) \
-                         FROM prompts p JOIN prompt_versions v ON v.prompt_id = p.id \
-                         WHERE v.seq = (SELECT MAX(seq) FROM prompt_versions m WHERE m.prompt_id = p.id) \
-                         AND ($1::text IS NULL OR p.name >= $1::text) \
-                         ORDER BY p.name LIMIT $2"
-                    ),
-                    &[&from, &limit],
+            db.query(
+                &format!(
+                    "SELECT {VERSION_COLUMNS}, {PROMPT_FIELDS} \
+                     FROM prompts p JOIN prompt_versions v ON v.prompt_id = p.id \
+                     WHERE v.seq = (SELECT MAX(seq) FROM prompt_versions m WHERE m.prompt_id = p.id) \
+                     AND p.archived_at IS NULL \
+                     AND ($1::text IS NULL OR p.id <= (SELECT id FROM prompts WHERE name = $1::text)) \
+                     ORDER BY p.id DESC LIMIT $2"
+                ),
+                &[&from, &limit],
+            )
+            .await?
+            .iter()
+            .map(prompt_from_row)
+            .collect()
+        })
+    }
+
+    fn prompt(&self, name: &str) -> Result<(Prompt, PromptVersion)> {
+        self.read(async |db| {
+            db.opt(
+                &format!(
+                    "SELECT {VERSION_COLUMNS}, {PROMPT_FIELDS} \
+                     FROM prompts p JOIN prompt_versions v ON v.prompt_id = p.id \
+                     WHERE v.seq = (SELECT MAX(seq) FROM prompt_versions m WHERE m.prompt_id = p.id) \
+                     AND p.archived_at IS NULL AND p.name = $1"
+                ),
+                &[&name],
+            )
+            .await?
+            .map(|row| prompt_from_row(&row))
+            .transpose()?
+            .ok_or_else(|| StoreError::UnknownPrompt { name: name.into() })
+        })
+    }
+
+    fn update_prompt(&self, name: &str, update: &PromptUpdate, actor: &str) -> Result<()> {
+        self.write(async |db| {
+            let pid = lock_prompt(db, name).await?;
+            if let Some(description) = &update.description {
+                db.exec(
+                    "UPDATE prompts SET description = $2 WHERE id = $1",
+                    &[&pid, description],
                 )
                 .await?;
-            rows.iter()
-                .map(|row| {
-                    let latest = version_from_row(row)?;
-                    let tags: Option<String> = row.try_get(16)?;
-                    let prompt = Prompt {
-                        name: latest.prompt.clone(),
-                        created_at: row.try_get(14)?,
-                        updated_at: latest.created_at.clone(),
-                        latest_seq: latest.seq,
-                        version_count: row.try_get(15)?,
-                        description: latest.description.clone(),
-                        tags: tags
-                            .map(|t| t.split('\n').map(String::from).collect())
-                            .unwrap_or_default(),
-                    };
-                    Ok((prompt, latest))
-                })
-                .collect()
+            }
+            if let Some(metadata) = &update.metadata {
+                let text = serde_json::Value::Object(metadata.clone()).to_string();
+                db.exec(
+                    "UPDATE prompts SET metadata = $2 WHERE id = $1",
+                    &[&pid, &text],
+                )
+                .await?;
+            }
+            record_prompt_event(db, pid, "update", actor).await
+        })
+    }
+
+    fn archive_prompt(&self, name: &str, actor: &str) -> Result<()> {
+        self.write(async |db| set_archived(db, name, true, actor).await)
+    }
+
+    fn restore_prompt(&self, name: &str, actor: &str) -> Result<()> {
+        self.write(async |db| set_archived(db, name, false, actor).await)
+    }
+
+    fn archived_prompts(&self) -> Result<Vec<String>> {
+        self.read(async |db| {
+            db.query(
+                "SELECT name FROM prompts WHERE archived_at IS NOT NULL ORDER BY name",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok(r.try_get(0)?))
+            .collect()
         })
     }
 
@@ -425,7 +474,8 @@ impl PromptStore for PgStore {
                 .opt(
                     "SELECT v.id, v.content_hash FROM prompts p \
                      JOIN tags t ON t.prompt_id = p.id AND t.name = $2 \
-                     JOIN prompt_versions v ON v.id = t.version_id WHERE p.name = $1",
+                     JOIN prompt_versions v ON v.id = t.version_id \
+                     WHERE p.name = $1 AND p.archived_at IS NULL",
                     &[&name, &tag],
                 )
                 .await?;
@@ -447,7 +497,8 @@ impl PromptStore for PgStore {
             let row = db
                 .opt(
                     "SELECT v.id, v.content_hash FROM prompts p \
-                     JOIN prompt_versions v ON v.prompt_id = p.id WHERE p.name = $1 \
+                     JOIN prompt_versions v ON v.prompt_id = p.id \
+                     WHERE p.name = $1 AND p.archived_at IS NULL \
                      ORDER BY v.seq DESC LIMIT 1",
                     &[&name],
                 )
@@ -460,7 +511,10 @@ impl PromptStore for PgStore {
     fn version_tags(&self, version_id: &str) -> Result<Vec<(Tag, Option<String>)>> {
         self.read(async |db| {
             db.query(
-                &format!("{TAG_WITH_MESSAGE} WHERE t.version_id = $1 ORDER BY t.name"),
+                &format!(
+                    "{TAG_WITH_MESSAGE} WHERE t.version_id = $1 \
+                     ORDER BY {TAG_CREATED} DESC NULLS LAST, t.name"
+                ),
                 &[&version_id],
             )
             .await?
@@ -575,21 +629,82 @@ impl PromptStore for PgStore {
     }
 
     fn archive(&self, name: &str) -> Result<PromptArchive> {
-        let created_at: String = self.read(async |db| {
-            let pid = require_prompt(db, name).await?;
-            Ok(db
-                .one("SELECT created_at FROM prompts WHERE id = $1", &[&pid])
+        self.read(async |db| {
+            let (pid, _) = any_prompt(db, name)
                 .await?
-                .try_get(0)?)
-        })?;
-        let mut versions = self.versions(name)?;
-        versions.reverse();
-        Ok(PromptArchive {
-            name: name.into(),
-            created_at,
-            versions,
-            tags: self.tags(name)?,
-            history: self.history(name, None)?,
+                .ok_or_else(|| StoreError::UnknownPrompt { name: name.into() })?;
+            let row = db
+                .one(
+                    "SELECT created_at, description, metadata, archived_at FROM prompts \
+                     WHERE id = $1",
+                    &[&pid],
+                )
+                .await?;
+            let versions = db
+                .query(
+                    &format!(
+                        "SELECT {VERSION_COLUMNS} FROM prompt_versions v \
+                         JOIN prompts p ON p.id = v.prompt_id WHERE v.prompt_id = $1 ORDER BY v.seq"
+                    ),
+                    &[&pid],
+                )
+                .await?
+                .iter()
+                .map(version_from_row)
+                .collect::<Result<_>>()?;
+            let tags = db
+                .query(
+                    &format!(
+                        "SELECT {TAG_COLUMNS} FROM tags t JOIN prompts p ON p.id = t.prompt_id \
+                         JOIN prompt_versions v ON v.id = t.version_id \
+                         WHERE t.prompt_id = $1 ORDER BY t.name"
+                    ),
+                    &[&pid],
+                )
+                .await?
+                .iter()
+                .map(tag_from_row)
+                .collect::<Result<_>>()?;
+            let history = db
+                .query(
+                    &format!(
+                        "SELECT {EVENT_COLUMNS} {EVENT_JOINS} WHERE e.prompt_id = $1 ORDER BY e.id"
+                    ),
+                    &[&pid],
+                )
+                .await?
+                .iter()
+                .map(event_from_row)
+                .collect::<Result<_>>()?;
+            let events = db
+                .query(
+                    "SELECT id, action, actor, at FROM prompt_events WHERE prompt_id = $1 \
+                     ORDER BY id",
+                    &[&pid],
+                )
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(PromptEvent {
+                        id: r.try_get(0)?,
+                        prompt: name.into(),
+                        action: r.try_get(1)?,
+                        actor: r.try_get(2)?,
+                        at: r.try_get(3)?,
+                    })
+                })
+                .collect::<Result<_>>()?;
+            Ok(PromptArchive {
+                name: name.into(),
+                created_at: row.try_get(0)?,
+                description: row.try_get(1)?,
+                metadata: json_object(row.try_get(2)?, "metadata")?,
+                archived_at: row.try_get(3)?,
+                events,
+                versions,
+                tags,
+                history,
+            })
         })
     }
 
@@ -607,11 +722,18 @@ impl PgStore {
     fn import_archives(&self, archives: &[PromptArchive], keep_ids: bool) -> Result<()> {
         self.write(async |db| {
             for archive in archives {
+                let metadata = serde_json::Value::Object(archive.metadata.clone()).to_string();
                 let pid: Option<i64> = db
                     .opt(
-                        "INSERT INTO prompts (name, created_at) VALUES ($1, $2) \
-                         ON CONFLICT (name) DO NOTHING RETURNING id",
-                        &[&archive.name, &archive.created_at],
+                        "INSERT INTO prompts (name, created_at, description, metadata, archived_at) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING RETURNING id",
+                        &[
+                            &archive.name,
+                            &archive.created_at,
+                            &archive.description,
+                            &metadata,
+                            &archive.archived_at,
+                        ],
                     )
                     .await?
                     .map(|r| r.try_get(0))
@@ -623,6 +745,16 @@ impl PgStore {
                 };
                 for v in &archive.versions {
                     insert_version_row(db, pid, v).await?;
+                }
+                for e in &archive.events {
+                    let id = keep_ids.then_some(e.id);
+                    db.exec(
+                        "INSERT INTO prompt_events (prompt_id, action, actor, at, id) \
+                         OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, \
+                         COALESCE($5, nextval(pg_get_serial_sequence('prompt_events', 'id'))))",
+                        &[&pid, &e.action, &e.actor, &e.at, &id],
+                    )
+                    .await?;
                 }
                 // A NULL id is numbered by the table, as in every other write.
                 for e in &archive.history {
@@ -662,7 +794,9 @@ impl PgStore {
                 // Later events are numbered after the ones kept.
                 db.batch(
                     "SELECT setval(pg_get_serial_sequence('tag_events', 'id'), \
-                     (SELECT COALESCE(MAX(id), 0) + 1 FROM tag_events), false)",
+                     (SELECT COALESCE(MAX(id), 0) + 1 FROM tag_events), false); \
+                     SELECT setval(pg_get_serial_sequence('prompt_events', 'id'), \
+                     (SELECT COALESCE(MAX(id), 0) + 1 FROM prompt_events), false)",
                 )
                 .await?;
             }
@@ -671,12 +805,95 @@ impl PgStore {
     }
 }
 
+/// The id of a prompt in use: an archived prompt is not found by name.
 async fn prompt_id(db: &Db, name: &str) -> Result<Option<i64>> {
     Ok(db
-        .opt("SELECT id FROM prompts WHERE name = $1", &[&name])
+        .opt(
+            "SELECT id FROM prompts WHERE name = $1 AND archived_at IS NULL",
+            &[&name],
+        )
         .await?
         .map(|r| r.try_get(0))
         .transpose()?)
+}
+
+/// The id of a prompt whether archived or not, and whether it is.
+async fn any_prompt(db: &Db, name: &str) -> Result<Option<(i64, bool)>> {
+    db.opt(
+        "SELECT id, archived_at IS NOT NULL FROM prompts WHERE name = $1",
+        &[&name],
+    )
+    .await?
+    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+    .transpose()
+}
+
+/// When a tag was created: its newest event that brought it into being (a set, or a rollback
+/// of a deletion), so a tag deleted and set again counts as new.
+const TAG_CREATED: &str = "(SELECT MAX(c.id) FROM tag_events c \
+     WHERE c.prompt_id = t.prompt_id AND c.tag = t.name AND c.from_version_id IS NULL)";
+
+/// What a prompt row adds after its latest version's columns.
+const PROMPT_FIELDS: &str = "p.created_at, \
+     (SELECT COUNT(*) FROM prompt_versions c WHERE c.prompt_id = p.id), \
+     (SELECT string_agg(t.name, E'\\n' ORDER BY t.name) FROM tags t WHERE t.prompt_id = p.id), \
+     p.description, p.metadata";
+
+fn prompt_from_row(row: &Row) -> Result<(Prompt, PromptVersion)> {
+    let latest = version_from_row(row)?;
+    let tags: Option<String> = row.try_get(17)?;
+    let prompt = Prompt {
+        name: latest.prompt.clone(),
+        created_at: row.try_get(15)?,
+        updated_at: latest.created_at.clone(),
+        latest_seq: latest.seq,
+        version_count: row.try_get(16)?,
+        description: row.try_get(18)?,
+        metadata: json_object(row.try_get(19)?, "metadata")?,
+        tags: tags
+            .map(|t| t.split('\n').map(String::from).collect())
+            .unwrap_or_default(),
+    };
+    Ok((prompt, latest))
+}
+
+/// Archives a prompt in use, or restores an archived one, and records it.
+async fn set_archived(db: &Db, name: &str, archived: bool, actor: &str) -> Result<()> {
+    let (pid, was) = any_prompt(db, name)
+        .await?
+        .ok_or_else(|| StoreError::UnknownPrompt { name: name.into() })?;
+    // Queue behind any other write to this prompt.
+    db.exec("SELECT 1 FROM prompts WHERE id = $1 FOR UPDATE", &[&pid])
+        .await?;
+    match (was, archived) {
+        (false, true) => {
+            db.exec(
+                "UPDATE prompts SET archived_at = $2 WHERE id = $1",
+                &[&pid, &now()],
+            )
+            .await?;
+            record_prompt_event(db, pid, "archive", actor).await
+        }
+        (true, false) => {
+            db.exec(
+                "UPDATE prompts SET archived_at = NULL WHERE id = $1",
+                &[&pid],
+            )
+            .await?;
+            record_prompt_event(db, pid, "restore", actor).await
+        }
+        (true, true) => Err(StoreError::UnknownPrompt { name: name.into() }),
+        (false, false) => Err(StoreError::NotArchived { name: name.into() }),
+    }
+}
+
+async fn record_prompt_event(db: &Db, pid: i64, action: &str, actor: &str) -> Result<()> {
+    db.exec(
+        "INSERT INTO prompt_events (prompt_id, action, actor, at) VALUES ($1, $2, $3, $4)",
+        &[&pid, &action, &actor, &now()],
+    )
+    .await?;
+    Ok(())
 }
 
 async fn require_prompt(db: &Db, name: &str) -> Result<i64> {
@@ -689,7 +906,7 @@ async fn require_prompt(db: &Db, name: &str) -> Result<i64> {
 /// versions and tags queues here, on every machine.
 async fn lock_prompt(db: &Db, name: &str) -> Result<i64> {
     db.opt(
-        "SELECT id FROM prompts WHERE name = $1 FOR UPDATE",
+        "SELECT id FROM prompts WHERE name = $1 AND archived_at IS NULL FOR UPDATE",
         &[&name],
     )
     .await?
@@ -784,6 +1001,7 @@ async fn insert_version(
         format: new.format,
         template: new.template,
         model: new.model,
+        provider: new.provider,
         params: new.params,
         metadata: new.metadata,
         description: new.description,
@@ -804,8 +1022,8 @@ async fn insert_version_row(db: &Db, pid: i64, v: &PromptVersion) -> Result<()> 
     };
     db.exec(
         "INSERT INTO prompt_versions (id, prompt_id, seq, template_type, format, template, model, \
-         params, metadata, description, message, author, content_hash, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+         params, metadata, description, message, author, content_hash, created_at, provider) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         &[
             &v.id,
             &pid,
@@ -821,6 +1039,7 @@ async fn insert_version_row(db: &Db, pid: i64, v: &PromptVersion) -> Result<()> 
             &v.author,
             &v.content_hash,
             &v.created_at,
+            &v.provider,
         ],
     )
     .await?;
@@ -956,6 +1175,7 @@ fn version_from_row(row: &Row) -> Result<PromptVersion> {
         format,
         template,
         model: row.try_get(6)?,
+        provider: row.try_get(14)?,
         params: json_object(row.try_get(7)?, "params")?,
         metadata: json_object(row.try_get(8)?, "metadata")?,
         description: row.try_get(9)?,

@@ -197,6 +197,7 @@ impl ExperimentStore for SqliteStore {
     fn visit_outcomes(
         &self,
         experiment: &Experiment,
+        cluster_column: Option<&str>,
         visit: &mut dyn FnMut(RowOutcome) -> Result<()>,
     ) -> Result<()> {
         let expected = experiment.settings.expected_column.as_deref();
@@ -234,6 +235,7 @@ impl ExperimentStore for SqliteStore {
                         output: row.get(7)?,
                         input: crate::model::input_summary(&vars, expected),
                         scores: Vec::new(),
+                        cluster: crate::model::cluster_key(&vars, cluster_column),
                     });
                 }
                 if let (Some(evaluator), Some(last)) =
@@ -696,6 +698,7 @@ fn summary(conn: &rusqlite::Connection, experiment: &Experiment) -> Result<Summa
                     mean * total as f64 / results as f64
                 },
                 errors,
+                spread: row_spread(conn, id, name)?,
             });
         }
     }
@@ -724,6 +727,49 @@ fn summary(conn: &rusqlite::Connection, experiment: &Experiment) -> Result<Summa
         completion_tokens,
         error_kinds,
     })
+}
+
+/// One evaluator's results folded per row (repetitions to their mean; an errored call, which
+/// has no score, counts as a fail scoring 0), summed over rows by the database: the store never
+/// holds a row in memory.
+fn row_spread(
+    conn: &rusqlite::Connection,
+    id: &str,
+    evaluator: &str,
+) -> Result<crate::model::RowSpread> {
+    use crate::model::{RowSpread, SpreadSums};
+    Ok(conn
+        .prepare_cached(
+            "SELECT COUNT(*), COALESCE(SUM(k), 0), \
+             COALESCE(SUM(pm), 0.0), COALESCE(SUM(pm * pm), 0.0), COALESCE(SUM(pv), 0.0), \
+             COALESCE(SUM(sm), 0.0), COALESCE(SUM(sm * sm), 0.0), COALESCE(SUM(sv), 0.0) \
+             FROM (SELECT COUNT(*) AS k, AVG(p) AS pm, AVG(s) AS sm, \
+               CASE WHEN COUNT(*) > 1 THEN (SUM(p * p) - SUM(p) * SUM(p) / COUNT(*)) / (COUNT(*) - 1) \
+                 ELSE 0.0 END AS pv, \
+               CASE WHEN COUNT(*) > 1 THEN (SUM(s * s) - SUM(s) * SUM(s) / COUNT(*)) / (COUNT(*) - 1) \
+                 ELSE 0.0 END AS sv \
+               FROM (SELECT r.row_index, COALESCE(sc.pass, 0) * 1.0 AS p, COALESCE(sc.score, 0.0) AS s \
+                 FROM results r LEFT JOIN scores sc ON sc.experiment_id = r.experiment_id \
+                 AND sc.row_index = r.row_index AND sc.repetition = r.repetition AND sc.evaluator = ?2 \
+                 WHERE r.experiment_id = ?1) \
+               GROUP BY row_index)",
+        )?
+        .query_row(params![id, evaluator], |r| {
+            Ok(RowSpread {
+                rows: r.get(0)?,
+                answers: r.get(1)?,
+                pass: SpreadSums {
+                    sum: r.get(2)?,
+                    sum_sq: r.get(3)?,
+                    within: r.get(4)?,
+                },
+                score: SpreadSums {
+                    sum: r.get(5)?,
+                    sum_sq: r.get(6)?,
+                    within: r.get(7)?,
+                },
+            })
+        })?)
 }
 
 /// The stored time `ttl` from now.

@@ -1,7 +1,7 @@
 //! Indexed lookups the HTTP API leans on: versions by id alone, tag and latest targets, pages
 //! of prompts, and tags with the message of their last change.
 
-use super::{VERSION_COLUMNS, require_prompt, tag_from_row, version_from_row};
+use super::{VERSION_COLUMNS, json_object, require_prompt, tag_from_row, version_from_row};
 use crate::model::{Prompt, PromptVersion, Tag};
 use crate::store::{Result, StoreError};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -13,12 +13,17 @@ const TAG_WITH_MESSAGE: &str = "SELECT p.name, t.name, t.version_id, v.seq, t.up
      FROM tags t JOIN prompts p ON p.id = t.prompt_id \
      JOIN prompt_versions v ON v.id = t.version_id";
 
+/// When a tag was created: its newest event that brought it into being (a set, or a rollback
+/// of a deletion), so a tag deleted and set again counts as new.
+pub(super) const TAG_CREATED: &str = "(SELECT MAX(c.id) FROM tag_events c \
+     WHERE c.prompt_id = t.prompt_id AND c.tag = t.name AND c.from_version_id IS NULL)";
+
 /// One version by its stable id, whichever prompt it belongs to.
 pub(super) fn version_by_id(conn: &Connection, id: &str) -> Result<Option<PromptVersion>> {
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {VERSION_COLUMNS} FROM prompt_versions v \
-                 JOIN prompts p ON p.id = v.prompt_id WHERE v.id = ?1"
+                 JOIN prompts p ON p.id = v.prompt_id WHERE v.id = ?1 AND p.archived_at IS NULL"
         ))?
         .query_row([id], version_from_row)
         .optional()?)
@@ -31,7 +36,8 @@ pub(super) fn tag_target(conn: &Connection, name: &str, tag: &str) -> Result<(St
         .prepare_cached(
             "SELECT v.id, v.content_hash FROM prompts p \
                  JOIN tags t ON t.prompt_id = p.id AND t.name = ?2 \
-                 JOIN prompt_versions v ON v.id = t.version_id WHERE p.name = ?1",
+                 JOIN prompt_versions v ON v.id = t.version_id \
+                 WHERE p.name = ?1 AND p.archived_at IS NULL",
         )?
         .query_row([name, tag], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
@@ -51,7 +57,8 @@ pub(super) fn tag_target(conn: &Connection, name: &str, tag: &str) -> Result<(St
 pub(super) fn latest_target(conn: &Connection, name: &str) -> Result<(String, String)> {
     conn.prepare_cached(
         "SELECT v.id, v.content_hash FROM prompts p \
-                 JOIN prompt_versions v ON v.prompt_id = p.id WHERE p.name = ?1 \
+                 JOIN prompt_versions v ON v.prompt_id = p.id \
+                 WHERE p.name = ?1 AND p.archived_at IS NULL \
                  ORDER BY v.seq DESC LIMIT 1",
     )?
     .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -59,51 +66,71 @@ pub(super) fn latest_target(conn: &Connection, name: &str) -> Result<(String, St
     .ok_or_else(|| StoreError::UnknownPrompt { name: name.into() })
 }
 
-/// At most `limit` prompts by name, starting at `from` (inclusive), each with its latest
-/// version: one page of `prompts()` without reading the whole table.
+/// At most `limit` prompts in use, newest first, starting at the one named `from` (inclusive),
+/// each with its latest version: one page of the prompt list without reading the whole table.
 pub(super) fn prompts_page(
     conn: &Connection,
     from: Option<&str>,
     limit: usize,
 ) -> Result<Vec<(Prompt, PromptVersion)>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {VERSION_COLUMNS}, p.created_at, \
-               (SELECT COUNT(*) FROM prompt_versions c WHERE c.prompt_id = p.id), \
-               (SELECT group_concat(t.name, char(10)) FROM \
-                   (SELECT name FROM tags WHERE prompt_id = p.id ORDER BY name) t) \
+        "SELECT {VERSION_COLUMNS}, {PROMPT_FIELDS} \
              FROM prompts p JOIN prompt_versions v ON v.prompt_id = p.id \
              WHERE v.seq = (SELECT MAX(seq) FROM prompt_versions m WHERE m.prompt_id = p.id) \
-               AND (?1 IS NULL OR p.name >= ?1) \
-             ORDER BY p.name LIMIT ?2"
+               AND p.archived_at IS NULL \
+               AND (?1 IS NULL OR p.id <= (SELECT id FROM prompts WHERE name = ?1)) \
+             ORDER BY p.id DESC LIMIT ?2"
     ))?;
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = stmt.query_map(params![from, limit], |row| {
-        let latest = version_from_row(row)?;
-        let tags: Option<String> = row.get(16)?;
-        let prompt = Prompt {
-            name: latest.prompt.clone(),
-            created_at: row.get(14)?,
-            updated_at: latest.created_at.clone(),
-            latest_seq: latest.seq,
-            version_count: row.get(15)?,
-            description: latest.description.clone(),
-            tags: tags
-                .map(|t| t.split('\n').map(String::from).collect())
-                .unwrap_or_default(),
-        };
-        Ok((prompt, latest))
-    })?;
+    let rows = stmt.query_map(params![from, limit], prompt_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// The tags pointing at one version, by name, each with the message of the change that put
-/// it there (Phoenix calls it the tag's description).
+/// One prompt in use, with its latest version.
+pub(super) fn prompt(conn: &Connection, name: &str) -> Result<Option<(Prompt, PromptVersion)>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {VERSION_COLUMNS}, {PROMPT_FIELDS} \
+             FROM prompts p JOIN prompt_versions v ON v.prompt_id = p.id \
+             WHERE v.seq = (SELECT MAX(seq) FROM prompt_versions m WHERE m.prompt_id = p.id) \
+               AND p.archived_at IS NULL AND p.name = ?1"
+    ))?;
+    Ok(stmt.query_row([name], prompt_from_row).optional()?)
+}
+
+/// What a prompt row adds after its latest version's columns.
+const PROMPT_FIELDS: &str = "p.created_at, \
+     (SELECT COUNT(*) FROM prompt_versions c WHERE c.prompt_id = p.id), \
+     (SELECT group_concat(t.name, char(10)) FROM \
+         (SELECT name FROM tags WHERE prompt_id = p.id ORDER BY name) t), \
+     p.description, p.metadata";
+
+fn prompt_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Prompt, PromptVersion)> {
+    let latest = version_from_row(row)?;
+    let tags: Option<String> = row.get(17)?;
+    let prompt = Prompt {
+        name: latest.prompt.clone(),
+        created_at: row.get(15)?,
+        updated_at: latest.created_at.clone(),
+        latest_seq: latest.seq,
+        version_count: row.get(16)?,
+        description: row.get(18)?,
+        metadata: json_object(&row.get::<_, String>(19)?, 19)?,
+        tags: tags
+            .map(|t| t.split('\n').map(String::from).collect())
+            .unwrap_or_default(),
+    };
+    Ok((prompt, latest))
+}
+
+/// The tags pointing at one version, newest first (by when each was created, as Phoenix lists
+/// them), each with the message of the change that put it there (Phoenix calls it the tag's
+/// description).
 pub(super) fn version_tags(
     conn: &Connection,
     version_id: &str,
 ) -> Result<Vec<(Tag, Option<String>)>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "{TAG_WITH_MESSAGE} WHERE t.version_id = ?1 ORDER BY t.name"
+        "{TAG_WITH_MESSAGE} WHERE t.version_id = ?1 ORDER BY {TAG_CREATED} DESC, t.name"
     ))?;
     let rows = stmt.query_map([version_id], |row| Ok((tag_from_row(row)?, row.get(6)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)

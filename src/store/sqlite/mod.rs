@@ -7,8 +7,8 @@
 
 use super::{BuildVersion, PromptStore, Result, Store, StoreError, TagChange, TagOutcome};
 use crate::model::{
-    JsonObject, Message, NewVersion, Prompt, PromptArchive, PromptVersion, Tag, TagAction,
-    TagEvent, Template, TemplateFormat, TemplateType, VersionRef, content_hash, now,
+    JsonObject, Message, NewVersion, Prompt, PromptArchive, PromptUpdate, PromptVersion, Tag,
+    TagAction, TagEvent, Template, TemplateFormat, TemplateType, VersionRef, content_hash, now,
 };
 use rusqlite::{
     Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
@@ -19,6 +19,7 @@ use std::time::Duration;
 
 mod experiments;
 mod lookups;
+mod prompt_fields;
 
 /// Numbered migrations; the schema version is `PRAGMA user_version` = number applied.
 const MIGRATIONS: &[&str] = &[
@@ -27,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_experiment_fingerprint.sql"),
     include_str!("migrations/0004_latency_index.sql"),
     include_str!("migrations/0005_experiment_lease.sql"),
+    include_str!("migrations/0006_prompt_fields.sql"),
 ];
 
 /// Long enough for a burst of concurrent CLI writers to queue behind each other.
@@ -58,7 +60,7 @@ pub struct SqliteStore {
 }
 
 const VERSION_COLUMNS: &str = "v.id, p.name, v.seq, v.template_type, v.format, v.template, \
-     v.model, v.params, v.metadata, v.description, v.message, v.author, v.content_hash, v.created_at";
+     v.model, v.params, v.metadata, v.description, v.message, v.author, v.content_hash, v.created_at, v.provider";
 
 const EVENT_COLUMNS: &str = "e.id, p.name, e.tag, e.action, e.from_version_id, fv.seq, \
      e.to_version_id, tv.seq, e.actor, e.message, e.at, e.forced, e.evidence";
@@ -256,13 +258,17 @@ impl PromptStore for SqliteStore {
         change: &TagChange,
     ) -> Result<PromptVersion> {
         self.write(|tx| {
-            if prompt_id(tx, name)?.is_some() {
-                return Err(StoreError::PromptExists { name: name.into() });
+            if let Some((_, archived)) = any_prompt(tx, name)? {
+                return Err(if archived {
+                    StoreError::PromptArchived { name: name.into() }
+                } else {
+                    StoreError::PromptExists { name: name.into() }
+                });
             }
             let now = now();
             tx.execute(
-                "INSERT INTO prompts (name, created_at) VALUES (?1, ?2)",
-                params![name, now],
+                "INSERT INTO prompts (name, created_at, description) VALUES (?1, ?2, ?3)",
+                params![name, now, version.description],
             )?;
             let pid = tx.last_insert_rowid();
             let created = insert_version(tx, pid, name, 1, version, &now)?;
@@ -445,22 +451,35 @@ impl PromptStore for SqliteStore {
     }
 
     fn archive(&self, name: &str) -> Result<PromptArchive> {
-        let created_at: String = self.read(|conn| {
-            let pid = require_prompt(conn, name)?;
-            Ok(
-                conn.query_row("SELECT created_at FROM prompts WHERE id = ?1", [pid], |r| {
-                    r.get(0)
-                })?,
-            )
-        })?;
-        let mut versions = self.versions(name)?;
-        versions.reverse();
-        Ok(PromptArchive {
-            name: name.into(),
-            created_at,
-            versions,
-            tags: self.tags(name)?,
-            history: self.history(name, None)?,
+        self.read(|conn| prompt_fields::archive(conn, name))
+    }
+
+    fn prompt(&self, name: &str) -> Result<(Prompt, PromptVersion)> {
+        self.read(|conn| {
+            lookups::prompt(conn, name)?
+                .ok_or_else(|| StoreError::UnknownPrompt { name: name.into() })
+        })
+    }
+
+    fn update_prompt(&self, name: &str, update: &PromptUpdate, actor: &str) -> Result<()> {
+        self.write(|tx| prompt_fields::update(tx, name, update, actor))
+    }
+
+    fn archive_prompt(&self, name: &str, actor: &str) -> Result<()> {
+        self.write(|tx| prompt_fields::set_archived(tx, name, true, actor))
+    }
+
+    fn restore_prompt(&self, name: &str, actor: &str) -> Result<()> {
+        self.write(|tx| prompt_fields::set_archived(tx, name, false, actor))
+    }
+
+    fn archived_prompts(&self) -> Result<Vec<String>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT name FROM prompts WHERE archived_at IS NOT NULL ORDER BY name",
+            )?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })
     }
 
@@ -478,16 +497,30 @@ impl SqliteStore {
     fn import_archives(&self, archives: &[PromptArchive], keep_ids: bool) -> Result<()> {
         self.write(|tx| {
             for archive in archives {
-                if prompt_id(tx, &archive.name)?.is_some() {
+                if any_prompt(tx, &archive.name)?.is_some() {
                     return Err(StoreError::PromptExists {
                         name: archive.name.clone(),
                     });
                 }
                 tx.execute(
-                    "INSERT INTO prompts (name, created_at) VALUES (?1, ?2)",
-                    params![archive.name, archive.created_at],
+                    "INSERT INTO prompts (name, created_at, description, metadata, archived_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        archive.name,
+                        archive.created_at,
+                        archive.description,
+                        serde_json::Value::Object(archive.metadata.clone()).to_string(),
+                        archive.archived_at,
+                    ],
                 )?;
                 let pid = tx.last_insert_rowid();
+                for e in &archive.events {
+                    tx.execute(
+                        "INSERT INTO prompt_events (prompt_id, action, actor, at, id) \
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![pid, e.action, e.actor, e.at, keep_ids.then_some(e.id)],
+                    )?;
+                }
                 for v in &archive.versions {
                     insert_version_row(tx, pid, v)?;
                 }
@@ -558,10 +591,19 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The id of a prompt in use: an archived prompt is not found by name.
 fn prompt_id(conn: &Connection, name: &str) -> Result<Option<i64>> {
     Ok(conn
-        .prepare_cached("SELECT id FROM prompts WHERE name = ?1")?
+        .prepare_cached("SELECT id FROM prompts WHERE name = ?1 AND archived_at IS NULL")?
         .query_row([name], |r| r.get(0))
+        .optional()?)
+}
+
+/// The id of a prompt whether archived or not, and whether it is.
+fn any_prompt(conn: &Connection, name: &str) -> Result<Option<(i64, bool)>> {
+    Ok(conn
+        .prepare_cached("SELECT id, archived_at IS NOT NULL FROM prompts WHERE name = ?1")?
+        .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?)
 }
 
@@ -655,6 +697,7 @@ fn insert_version(
         format: new.format,
         template: new.template,
         model: new.model,
+        provider: new.provider,
         params: new.params,
         metadata: new.metadata,
         description: new.description,
@@ -675,8 +718,8 @@ fn insert_version_row(tx: &Transaction<'_>, pid: i64, v: &PromptVersion) -> Resu
     };
     tx.prepare_cached(
         "INSERT INTO prompt_versions (id, prompt_id, seq, template_type, format, template, model, \
-         params, metadata, description, message, author, content_hash, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+         params, metadata, description, message, author, content_hash, created_at, provider) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
         v.id,
@@ -693,6 +736,7 @@ fn insert_version_row(tx: &Transaction<'_>, pid: i64, v: &PromptVersion) -> Resu
         v.author,
         v.content_hash,
         v.created_at,
+        v.provider,
     ])?;
     Ok(())
 }
@@ -829,6 +873,7 @@ fn version_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PromptVersion> 
         format,
         template,
         model: row.get(6)?,
+        provider: row.get(14)?,
         params: json_object(&row.get::<_, String>(7)?, 7)?,
         metadata: json_object(&row.get::<_, String>(8)?, 8)?,
         description: row.get(9)?,

@@ -9,6 +9,7 @@ fn new_version(text: &str) -> NewVersion {
         format: TemplateFormat::Mustache,
         template: Template::Str(text.into()),
         model: Some("gpt-4".into()),
+        provider: None,
         params,
         metadata: JsonObject::new(),
         description: None,
