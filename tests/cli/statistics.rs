@@ -300,6 +300,8 @@ fn non_inferior_and_min_improvement_gate_on_the_lower_bound_and_warn_when_underp
         &base,
         "--non-inferior",
         "0.3",
+        "--min-pass-rate",
+        "0.5",
         "--markdown",
         md.to_str().unwrap(),
         "--junit",
@@ -320,6 +322,8 @@ fn non_inferior_and_min_improvement_gate_on_the_lower_bound_and_warn_when_underp
         "{junit}"
     );
     assert!(junit.contains("lower bound -22.2 pts"), "{junit}");
+    // The candidate's pass rate, 40 of 60, with its interval.
+    assert!(junit.contains("66.7% (95% CI "), "{junit}");
     let history = env.json(&["tag", "history", "ab", "production", "--json"]);
     let last = history.as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["action"], "promote");
