@@ -183,9 +183,16 @@ Examples:
   runner compare --prompt support_greeting --tags production,staging --dataset datasets/queries.csv
   runner compare --prompt support_greeting --tags production,staging --dataset d.csv --run --markdown
   runner compare exp_1a2b3c exp_4d5e6f --rows 20 --json
+  runner compare exp_1a2b3c exp_4d5e6f --non-inferior 0.02 --cluster-column document
 
 By tags, each tag's version is matched with its newest completed experiment on the same dataset
-content (sha256), evaluators, model and repetitions; --run runs whatever is missing.";
+content (sha256), evaluators, model and repetitions; --run runs whatever is missing.
+
+Per evaluator, the paired difference candidate − baseline over the rows both have (matched by
+id): estimate, standard error, confidence interval, p-value (McNemar's exact test for pass / fail,
+a paired t-test for scores, a clustered t-test with --cluster-column) and the smallest difference
+this many rows detect with 80% power. --non-inferior, --min-improvement and --max-regression make
+it a gate: exit 1 when it fails.";
 
 const PROMOTE_EXAMPLES: &str = "\
 Examples:
@@ -193,6 +200,10 @@ Examples:
       --dataset datasets/queries.csv --min-pass-rate 0.9 --no-new-failures
   runner promote --prompt support_greeting --from staging --to production --dataset d.csv \\
       --max-regression 0.02 --max-p95-latency-ms 2000 --dry-run --junit gate.xml
+  runner promote --prompt support_greeting --from staging --to production --dataset d.csv \\
+      --non-inferior 0.02 --dry-run        # a pull-request check: not worse by more than 2 points
+  runner promote --prompt support_greeting --from staging --to production --dataset d.csv \\
+      --min-improvement 0.02               # a release: better by at least 2 points, for sure
 
 Exit codes: 0 the gate passed (and the tag moved unless --dry-run), 1 it failed (nothing moved),
 2 invalid input, 3 endpoint or store unavailable. Without any criterion: no regression against

@@ -528,6 +528,32 @@ pub trait Store: PromptStore + ExperimentStore + ResultSink + ResponseCache {
     fn location(&self) -> String;
 }
 
+/// The per-row spread of an experiment with one answer a row, from whole-experiment sums:
+/// every result is a row, a pass counts 1 (its square too), and an errored call, which has no
+/// score, adds 0.
+pub(crate) fn single_answer_spread(
+    results: i64,
+    passed: i64,
+    score_sum: f64,
+    score_sum_sq: f64,
+) -> crate::model::RowSpread {
+    use crate::model::{RowSpread, SpreadSums};
+    RowSpread {
+        rows: results,
+        answers: results,
+        pass: SpreadSums {
+            sum: passed as f64,
+            sum_sq: passed as f64,
+            within: 0.0,
+        },
+        score: SpreadSums {
+            sum: score_sum,
+            sum_sq: score_sum_sq,
+            within: 0.0,
+        },
+    }
+}
+
 /// The `postgres://` (or `postgresql://`) URL `--db` holds, if it names a PostgreSQL database
 /// rather than an SQLite file.
 fn postgres_url(location: &Path) -> Option<&str> {

@@ -778,13 +778,17 @@ use crate::model::{
 
 /// An experiment of prompt `p` (created here) planned over `rows` rows.
 fn experiment(store: &dyn Store, rows: i64) -> Experiment {
+    experiment_with(store, "p", rows, 1)
+}
+
+fn experiment_with(store: &dyn Store, prompt: &str, rows: i64, repetitions: usize) -> Experiment {
     let version = store
-        .create_prompt("p", new_version("1"), &[], &change())
+        .create_prompt(prompt, new_version("1"), &[], &change())
         .unwrap();
     store
         .create_experiment(&NewExperiment {
             name: None,
-            prompt: "p".into(),
+            prompt: prompt.into(),
             version_id: version.id,
             tag: None,
             dataset: DatasetRef {
@@ -798,7 +802,7 @@ fn experiment(store: &dyn Store, rows: i64) -> Experiment {
             evaluators: vec!["exact".into()],
             settings: RunSettings {
                 concurrency: 1,
-                repetitions: 1,
+                repetitions,
                 limit: None,
                 timeout_secs: 1.0,
                 max_retries: 0,
@@ -952,7 +956,7 @@ fn a_successful_result_is_never_overwritten(fx: &Fixture) {
 /// the cluster column's value carried with each outcome.
 fn row_spreads_fold_repetitions_and_outcomes_carry_their_cluster(fx: &Fixture) {
     let store = fx.open();
-    let experiment = experiment(&*store, 6);
+    let experiment = experiment_with(&*store, "p", 3, 2);
     let answer = |row: i64, rep: i64, ok: bool, score: f64, doc: serde_json::Value| {
         let mut r = result(
             row,
@@ -1024,4 +1028,18 @@ fn row_spreads_fold_repetitions_and_outcomes_carry_their_cluster(fx: &Fixture) {
         })
         .unwrap();
     assert_eq!(none, 6);
+
+    // One answer a row: the same sums from the whole-experiment aggregates.
+    let single = experiment_with(&*store, "q", 3, 1);
+    let batch = vec![
+        answer(0, 0, true, 1.0, "a".into()),
+        answer(1, 0, true, 0.5, "a".into()),
+        answer(2, 0, false, 0.0, "b".into()),
+    ];
+    store.write_results(&single.id, &batch).unwrap();
+    let spread = store.summary(&single).unwrap().evaluators[0].spread;
+    assert_eq!((spread.rows, spread.answers), (3, 3));
+    assert!(close(spread.pass.sum, 1.0) && close(spread.pass.sum_sq, 1.0));
+    assert!(close(spread.score.sum, 1.5) && close(spread.score.sum_sq, 1.25));
+    assert!(close(spread.pass.within, 0.0) && close(spread.score.within, 0.0));
 }
