@@ -225,7 +225,8 @@ impl ExperimentStore for PgStore {
             let mut pending: Option<RowOutcome> = None;
             let mut current: Option<(i64, i64)> = None;
             // Ordered by row id through its index (byte order, as on SQLite), so two
-            // experiments can be merged row by row without holding either in memory.
+            // experiments can be merged row by row without holding either in memory; the
+            // index is partial (see migration 0007), so the query names its predicate.
             db.stream(
                 "SELECT r.row_index, r.repetition, r.row_id, r.status, r.latency_ms, \
                  COALESCE(r.prompt_tokens, 0), COALESCE(r.completion_tokens, 0), \
@@ -233,7 +234,7 @@ impl ExperimentStore for PgStore {
                  s.evaluator, s.pass, s.score \
                  FROM results r LEFT JOIN scores s ON s.experiment_id = r.experiment_id \
                  AND s.row_index = r.row_index AND s.repetition = r.repetition \
-                 WHERE r.experiment_id = $1 \
+                 WHERE r.experiment_id = $1 AND r.row_id IS NOT NULL \
                  ORDER BY r.row_id, r.repetition, r.row_index, s.evaluator",
                 &[&experiment.id],
                 |row| {

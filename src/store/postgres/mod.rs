@@ -28,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_latency_index.sql"),
     include_str!("migrations/0005_experiment_lease.sql"),
     include_str!("migrations/0006_prompt_fields.sql"),
+    include_str!("migrations/0007_fk_lookup_indexes.sql"),
 ];
 
 /// The advisory lock every migrating connection takes, so concurrent first connections

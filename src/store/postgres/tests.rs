@@ -169,3 +169,21 @@ fn the_password_shows_nowhere_and_comes_from_the_environment_or_a_file() {
         PgStore::latest_schema_version()
     );
 }
+
+#[test]
+fn a_score_finds_its_result_by_the_primary_key_even_planned_on_an_empty_table() {
+    // The foreign key check of each score is planned once per connection, often while the
+    // results table is empty; an index matching the experiment alone made it read every result
+    // of the experiment per score (migration 0007).
+    let fx = Fixture::postgres();
+    fx.open();
+    let plan = fx
+        .raw(
+            "SET plan_cache_mode = force_generic_plan; \
+             PREPARE lookup(text, bigint, bigint) AS SELECT 1 FROM ONLY results x \
+             WHERE experiment_id = $1 AND row_index = $2 AND repetition = $3 FOR KEY SHARE OF x; \
+             EXPLAIN EXECUTE lookup('exp_1', 1, 0)",
+        )
+        .unwrap();
+    assert!(plan.contains("using results_pkey"), "{plan}");
+}
