@@ -35,6 +35,7 @@ runner=$PWD/target/release/runner
 load=$PWD/target/release/examples/serve_load
 bench=$PWD/target/release/examples/bench
 
+load_before=$(uptime | sed 's/.*load average: //')
 work=$(mktemp -d -t runner-pgbench-XXXXXX)
 pgdir=$(mktemp -d -t runner-pgdata-XXXXXX)
 children=()
@@ -259,7 +260,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b / a }'; }
 echo
 echo "$(uname -sr), $(nproc) cores, $pg_version on 127.0.0.1 (defaults: fsync on, synchronous_commit on),"
 echo "SQLite in WAL mode, synchronous=NORMAL; runner $(git rev-parse --short HEAD 2>/dev/null || echo '?'); median of $runs runs"
-echo "load: $(uptime | sed 's/.*load average/load average/')"
+echo "load average (1, 5, 15 min): $load_before before, $(uptime | sed 's/.*load average: //') after"
 echo
 echo "| measurement | SQLite | PostgreSQL | PostgreSQL ÷ SQLite | target | met |"
 echo "|---|---:|---:|---:|---|---|"
