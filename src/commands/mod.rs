@@ -11,6 +11,7 @@ mod serve;
 mod store;
 mod tag;
 mod transfer;
+mod worker;
 
 use crate::cli::{Cli, Command, VersionSelector};
 use crate::error::{Error, Result, exit};
@@ -48,6 +49,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(exit::OK)
         }
         Command::Experiment(args) => experiment::run(args, &ctx),
+        Command::Worker(args) => worker::run(args, &ctx),
         Command::Compare(args) => compare::compare(args, &ctx),
         Command::Promote(args) => compare::promote(args, &ctx),
         Command::Demo(args) => demo::run(args, &ctx),

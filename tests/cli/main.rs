@@ -17,6 +17,7 @@ mod security;
 mod serve;
 mod statistics;
 mod ui;
+mod workers;
 
 /// Which backend this binary's stores are on (the `cli_postgres` binary says true).
 #[allow(dead_code)]

@@ -20,6 +20,7 @@ use std::time::Duration;
 mod experiments;
 mod lookups;
 mod prompt_fields;
+mod work;
 
 /// Numbered migrations; the schema version is `PRAGMA user_version` = number applied.
 const MIGRATIONS: &[&str] = &[
@@ -29,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_latency_index.sql"),
     include_str!("migrations/0005_experiment_lease.sql"),
     include_str!("migrations/0006_prompt_fields.sql"),
+    include_str!("migrations/0007_work_items.sql"),
 ];
 
 /// Long enough for a burst of concurrent CLI writers to queue behind each other.
