@@ -233,6 +233,9 @@ pub enum ExperimentAction {
     /// Wait until every item of a detached experiment has its result; exit with its code.
     #[command(after_help = WAIT_EXAMPLES)]
     Wait(ExperimentWaitArgs),
+    /// Join the shards of one experiment (`--shard K/N`, one store each) into one experiment.
+    #[command(after_help = MERGE_EXAMPLES)]
+    Merge(ExperimentMergeArgs),
 }
 
 const WAIT_EXAMPLES: &str = "\
@@ -244,7 +247,6 @@ Progress across all workers goes to stderr. Exit codes: 0 every item has its res
 --min-pass-rate / --max-error-rate given at planning hold), 1 that check failed, 3 a worker
 failed the experiment or --timeout passed first (the workers go on).";
 
-#[allow(dead_code)]
 const MERGE_EXAMPLES: &str = "\
 Examples:
   runner --db shard1.db experiment --prompt p --tag staging --dataset d.csv --shard 1/2

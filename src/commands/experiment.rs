@@ -24,6 +24,7 @@ pub fn run(args: ExperimentArgs, ctx: &Context) -> Result<u8> {
         Some(ExperimentAction::Resume(args)) => resume(args, ctx),
         Some(ExperimentAction::Plan(args)) => super::plan::plan(*args, ctx).map(|_| exit::OK),
         Some(ExperimentAction::Wait(args)) => super::worker::wait(args, ctx),
+        Some(ExperimentAction::Merge(args)) => super::worker::merge(args, ctx),
     }
 }
 

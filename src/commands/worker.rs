@@ -3,7 +3,7 @@
 
 use super::experiment::{confidence, interrupted};
 use super::{Context, out, out_json};
-use crate::cli::{ExperimentWaitArgs, WorkerArgs};
+use crate::cli::{ExperimentMergeArgs, ExperimentWaitArgs, WorkerArgs};
 use crate::error::{Error, Result, exit};
 use crate::model::ExperimentStatus;
 use crate::report;
@@ -217,6 +217,25 @@ pub fn wait(args: ExperimentWaitArgs, ctx: &Context) -> Result<u8> {
             );
         }
         return Ok(exit::CHECK_FAILED);
+    }
+    Ok(exit::OK)
+}
+
+/// `runner experiment merge STORE... --into STORE`.
+pub fn merge(args: ExperimentMergeArgs, ctx: &Context) -> Result<u8> {
+    let merged = crate::workflow::shards::merge(&args.stores, &args.into, &ctx.author)?;
+    if args.json {
+        out_json(&json!({
+            "id": merged.experiment.id,
+            "shards": merged.shards,
+            "results": merged.results,
+            "store": merged.location,
+        }))?;
+    } else {
+        out(&format!(
+            "merged {} shards ({} results) into experiment {} in {}",
+            merged.shards, merged.results, merged.experiment.id, merged.location
+        ));
     }
     Ok(exit::OK)
 }

@@ -538,6 +538,11 @@ fn postgres_url(location: &Path) -> Option<&str> {
         .filter(|text| postgres::conninfo::is_url(text))
 }
 
+/// The `postgres://` URL `location` holds, if it names a PostgreSQL database.
+pub fn postgres_url_of(location: &Path) -> Option<&str> {
+    postgres_url(location)
+}
+
 /// `--db` as shown to a person: a path as it is, a URL without its password.
 pub fn display_location(location: &Path) -> String {
     match postgres_url(location) {

@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod experiment;
 pub mod promotion;
+pub mod shards;
 pub mod worker;
 
 use crate::config::Config;

@@ -374,3 +374,180 @@ fn workers_refuse_what_they_cannot_run_and_write_nothing() {
     let shown = env.json(&["experiment", "show", id.trim(), "--json"]);
     assert_eq!(shown["experiment"]["status"], "running");
 }
+
+#[test]
+fn shards_in_their_own_stores_merge_into_one_experiment_like_an_unsharded_run() {
+    let env = Env::new();
+    let (_mock, url) = mock(&env, "0");
+    let data = echo_dataset(&env, "d.csv", &queries(40));
+    let shard_store = |name: &str| env.path(name).to_str().unwrap().to_string();
+    let (s1, s2, s3) = (
+        shard_store("s1.db"),
+        shard_store("s2.db"),
+        shard_store("s3.db"),
+    );
+    // One prompt, its version ids kept across stores (each CI job imports the same export).
+    env.ok(&[
+        "--db",
+        &s1,
+        "prompt",
+        "create",
+        "echo",
+        "--template",
+        "{{query}}",
+        "--model",
+        "m",
+    ]);
+    env.ok(&["--db", &s1, "export", "prompts"]);
+    for db in [&s2, &s3, &env.db.to_str().unwrap().to_string()] {
+        env.ok(&["--db", db, "import", "prompts"]);
+    }
+    let run = |db: &str, shard: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--db",
+            db,
+            "experiment",
+            "--prompt",
+            "echo",
+            "--version",
+            "1",
+            "--dataset",
+            &data,
+            "--base-url",
+            &url,
+            "--shard",
+            shard,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        env.json(&args)
+    };
+    let first = run(&s1, "1/2", &[]);
+    let second = run(&s2, "2/2", &[]);
+    let (a, b) = (
+        first["summary"]["results"].as_i64().unwrap(),
+        second["summary"]["results"].as_i64().unwrap(),
+    );
+    assert_eq!(a + b, 40);
+    assert!(a > 5 && b > 5, "an uneven split: {a} and {b}");
+    assert_eq!(first["summary"]["missing"], 0);
+    // The same rows land in the same shard on every run.
+    let again = run(&s3, "1/2", &["--no-cache"]);
+    assert_eq!(again["summary"]["results"], first["summary"]["results"]);
+
+    // Refused, nothing written: a gap, a duplicate, another plan.
+    let err = env.fails(
+        &[
+            "experiment",
+            "merge",
+            &s1,
+            "--into",
+            env.db.to_str().unwrap(),
+        ],
+        2,
+    );
+    assert!(err.contains("shard(s) 2/2 missing"), "{err}");
+    let err = env.fails(
+        &[
+            "experiment",
+            "merge",
+            &s1,
+            &s3,
+            &s2,
+            "--into",
+            env.db.to_str().unwrap(),
+        ],
+        2,
+    );
+    assert!(err.contains("shard 1/2 is there twice"), "{err}");
+    let s4 = shard_store("s4.db");
+    env.ok(&[
+        "--db",
+        &s4,
+        "prompt",
+        "create",
+        "echo",
+        "--template",
+        "{{query}}",
+        "--model",
+        "m",
+    ]);
+    run(&s4, "2/2", &["--repetitions", "2"]);
+    let err = env.fails(
+        &[
+            "experiment",
+            "merge",
+            &s1,
+            &s4,
+            "--into",
+            env.db.to_str().unwrap(),
+        ],
+        2,
+    );
+    assert!(err.contains("of another plan"), "{err}");
+    let err = env.fails(
+        &[
+            "experiment",
+            "merge",
+            &s1,
+            "nosuch.db",
+            "--into",
+            env.db.to_str().unwrap(),
+        ],
+        2,
+    );
+    assert!(err.contains("there is no store at nosuch.db"), "{err}");
+    let err = env.fails(
+        &[
+            "experiment",
+            "--prompt",
+            "echo",
+            "--dataset",
+            &data,
+            "--shard",
+            "3/2",
+        ],
+        2,
+    );
+    assert!(err.contains("--shard '3/2'"), "{err}");
+
+    let merged = env.json(&[
+        "experiment",
+        "merge",
+        &s1,
+        &s2,
+        "--into",
+        env.db.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(
+        (merged["shards"].as_i64(), merged["results"].as_i64()),
+        (Some(2), Some(40))
+    );
+    let id = merged["id"].as_str().unwrap();
+    let shown = env.json(&["experiment", "show", id, "--json"]);
+    assert_eq!(shown["experiment"]["status"], "completed");
+    assert_eq!(shown["experiment"]["planned"], 40);
+    let single = env.json(&[
+        "experiment",
+        "--prompt",
+        "echo",
+        "--version",
+        "1",
+        "--dataset",
+        &data,
+        "--base-url",
+        &url,
+        "--no-cache",
+        "--json",
+    ]);
+    assert_eq!(outcome(&shown), outcome(&single));
+    // Stands as evidence like an unsharded run: found by its plan's fingerprint.
+    let compared = env.json(&[
+        "compare",
+        id,
+        single["experiment"]["id"].as_str().unwrap(),
+        "--json",
+    ]);
+    assert!(compared.is_object(), "{compared}");
+}
