@@ -9,8 +9,10 @@ mod plan;
 mod prompt;
 mod serve;
 mod store;
+mod sync;
 mod tag;
 mod transfer;
+mod try_version;
 mod worker;
 
 use crate::cli::{Cli, Command, VersionSelector};
@@ -39,6 +41,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Rollback(args) => tag::rollback(args, &ctx).map(|_| exit::OK),
         Command::Export(args) => transfer::export(args, &ctx).map(|_| exit::OK),
         Command::Import(args) => transfer::import(args, &ctx).map(|_| exit::OK),
+        Command::Sync(args) => sync::sync(args, &ctx),
+        Command::Pull(args) => sync::pull(args, &ctx).map(|_| exit::OK),
         Command::Migrate => {
             let store = ctx.store()?;
             out(&format!(
@@ -56,6 +60,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::MockServer(args) => mock::run(args),
         Command::Serve(args) => serve::run(args, &ctx),
         Command::Store(command) => store::run(command).map(|_| exit::OK),
+        Command::Try(args) => try_version::run(args, &ctx),
     }
 }
 

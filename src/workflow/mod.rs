@@ -6,6 +6,7 @@ pub mod archive;
 pub mod experiment;
 pub mod promotion;
 pub mod shards;
+pub mod sync;
 pub mod worker;
 
 use crate::config::Config;

@@ -16,6 +16,8 @@ mod reliability;
 mod security;
 mod serve;
 mod statistics;
+mod sync;
+mod try_version;
 mod ui;
 mod workers;
 
