@@ -63,6 +63,12 @@ pub enum Command {
     /// Read prompts written by `runner export` into this store, all or nothing.
     #[command(after_help = "Examples:\n  runner --db fresh.db import prompts/")]
     Import(ImportArgs),
+    /// Make the store match a folder of prompt files (prompts as code), or check that it does.
+    #[command(after_help = SYNC_EXAMPLES)]
+    Sync(SyncArgs),
+    /// Write prompt files from the store: the latest versions, or the versions under a tag.
+    #[command(after_help = PULL_EXAMPLES)]
+    Pull(PullArgs),
     /// Bring the store's schema to this runner's newest (commands that only read never do).
     #[command(after_help = "Examples:\n  runner --db team.db migrate")]
     Migrate,
@@ -128,6 +134,35 @@ pub struct StoreCopyArgs {
     pub to: PathBuf,
 }
 
+const SYNC_EXAMPLES: &str = "\
+Examples:
+  runner sync prompts/                                 # on the main branch, after a merge
+  runner sync prompts/ --check --markdown sync.md      # on a pull request: exit 1 if it differs
+  runner sync prompts/ -m 'Friendlier greeting' --json
+  runner sync prompts/ --prune                         # also archive prompts without a file
+
+A prompt file is prompts/NAME.yaml (or .yml, .json, .toml): template (or messages), and
+optionally format, model, params, metadata, description, message and tags. The JSON Schema is
+schemas/prompt-file.schema.json. A version is appended only where a file's content differs from
+the prompt's latest version (content hash and description); its message is the file's, else -m,
+else the latest git commit's subject. Tags a file names are set on its version, except protected
+ones (production) once they exist: `runner promote` moves those. Prompts without a file are
+left alone (--prune archives them); a file for an archived prompt restores it.
+Any invalid file: every problem is listed, nothing is written (exit 2).
+
+Exit codes: 0 synced (or, with --check, in sync), 1 --check found differences, 2 invalid
+files or flags, 3 store unavailable.";
+
+const PULL_EXAMPLES: &str = "\
+Examples:
+  runner pull prompts/                                 # every prompt, its latest version
+  runner pull prompts/ support_greeting --tag production
+
+Each prompt goes to its existing file in DIR (NAME.yaml, .yml, .json or .toml, in that file's
+syntax), else to DIR/NAME.yaml; a file that already holds the version and its tags is left as
+it is. A file lists the tags on its version. Then `runner sync DIR --check` is in sync (for
+--tag, when the tag is on the latest version).";
+
 const EXPERIMENT_EXAMPLES: &str = "\
 Examples:
   runner experiment --prompt support_greeting --tag staging --dataset datasets/queries.csv
@@ -149,9 +184,16 @@ Examples:
   runner compare --prompt support_greeting --tags production,staging --dataset datasets/queries.csv
   runner compare --prompt support_greeting --tags production,staging --dataset d.csv --run --markdown
   runner compare exp_1a2b3c exp_4d5e6f --rows 20 --json
+  runner compare exp_1a2b3c exp_4d5e6f --non-inferior 0.02 --cluster-column document
 
 By tags, each tag's version is matched with its newest completed experiment on the same dataset
-content (sha256), evaluators, model and repetitions; --run runs whatever is missing.";
+content (sha256), evaluators, model and repetitions; --run runs whatever is missing.
+
+Per evaluator, the paired difference candidate − baseline over the rows both have (matched by
+id): estimate, standard error, confidence interval, p-value (McNemar's exact test for pass / fail,
+a paired t-test for scores, a clustered t-test with --cluster-column) and the smallest difference
+this many rows detect with 80% power. --non-inferior, --min-improvement and --max-regression make
+it a gate: exit 1 when it fails.";
 
 const PROMOTE_EXAMPLES: &str = "\
 Examples:
@@ -159,6 +201,10 @@ Examples:
       --dataset datasets/queries.csv --min-pass-rate 0.9 --no-new-failures
   runner promote --prompt support_greeting --from staging --to production --dataset d.csv \\
       --max-regression 0.02 --max-p95-latency-ms 2000 --dry-run --junit gate.xml
+  runner promote --prompt support_greeting --from staging --to production --dataset d.csv \\
+      --non-inferior 0.02 --dry-run        # a pull-request check: not worse by more than 2 points
+  runner promote --prompt support_greeting --from staging --to production --dataset d.csv \\
+      --min-improvement 0.02               # a release: better by at least 2 points, for sure
 
 Exit codes: 0 the gate passed (and the tag moved unless --dry-run), 1 it failed (nothing moved),
 2 invalid input, 3 endpoint or store unavailable. Without any criterion: no regression against
@@ -787,6 +833,41 @@ pub struct ExportArgs {
     pub dir: PathBuf,
     /// Prompts to export; all when none is named.
     pub names: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// The folder of prompt files: NAME.yaml, NAME.yml, NAME.json or NAME.toml.
+    pub dir: PathBuf,
+    /// The message of new versions whose file has none [default: the latest git commit's
+    /// subject, inside a git checkout].
+    #[arg(short = 'm', long, value_name = "TEXT")]
+    pub message: Option<String>,
+    /// Write nothing: list what differs and exit 1 if anything does, 0 when in sync.
+    #[arg(long)]
+    pub check: bool,
+    /// With --check: also write the changes as Markdown (a pull-request comment) to FILE.
+    #[arg(long, value_name = "FILE", requires = "check")]
+    pub markdown: Option<PathBuf>,
+    /// Archive the store's prompts that have no file (recorded; `runner prompt restore NAME`,
+    /// or adding its file back, brings one back).
+    #[arg(long)]
+    pub prune: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Folder to write the prompt files into (created if missing).
+    pub dir: PathBuf,
+    /// Prompts to pull; all when none is named.
+    pub names: Vec<String>,
+    /// Pull the version under this tag instead of the latest (prompts without it are skipped
+    /// when none is named).
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -295,6 +295,21 @@ pub fn evaluate(c: &Comparison, policy: &Policy) -> Verdict {
                     e.candidate_pass_rate + 1e-12 >= min,
                 ),
             );
+            // The rate with its interval, where the candidate has one.
+            let ci = c
+                .candidate
+                .evaluators
+                .iter()
+                .find(|m| m.evaluator == e.evaluator)
+                .and_then(|m| m.pass_rate_ci);
+            if let (Some(ci), Some(last)) = (ci, criteria.last_mut()) {
+                last.detail = Some(format!(
+                    "{} ({} CI {})",
+                    pct(e.candidate_pass_rate),
+                    crate::report::confidence_text(c.confidence),
+                    crate::report::rate_interval(ci)
+                ));
+            }
         }
     }
     if c.baseline.is_some() {

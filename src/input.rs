@@ -115,12 +115,19 @@ fn expected_type(key: &str) -> Option<Expected> {
 /// Refuses a known invocation parameter of the wrong type (`temperature=0.7.1` would be
 /// stored as text and rejected by every endpoint at run time).
 pub fn check_param(key: &str, value: &Value) -> Result<()> {
+    match param_problem(key, value) {
+        Some(problem) => Err(Error::invalid(format!("--param {key}={value}: {problem}"))
+            .with_hint(format!("for example --param {key}={}", example_of(key)))),
+        None => Ok(()),
+    }
+}
+
+/// What is wrong with a known invocation parameter's value (`temperature must be a number
+/// from 0 to 2`), or None when it is fine or the parameter is not one runner knows.
+pub fn param_problem(key: &str, value: &Value) -> Option<String> {
     match expected_type(key) {
-        Some((expected, ok)) if !ok(value) => Err(Error::invalid(format!(
-            "--param {key}={value}: {key} must be {expected}"
-        ))
-        .with_hint(format!("for example --param {key}={}", example_of(key)))),
-        _ => Ok(()),
+        Some((expected, ok)) if !ok(value) => Some(format!("{key} must be {expected}")),
+        _ => None,
     }
 }
 

@@ -28,6 +28,7 @@ pub mod input;
 pub mod limit;
 pub mod mock;
 pub mod model;
+pub mod prompt_file;
 pub mod report;
 pub mod serve;
 pub mod stats;

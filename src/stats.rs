@@ -437,11 +437,17 @@ impl Sample {
     pub fn push(&mut self, x: f64, cluster: Option<&str>) {
         self.moments.push(x);
         if let Some(clusters) = &mut self.clusters {
-            let slot = clusters
-                .entry(cluster.unwrap_or_default().to_string())
-                .or_insert((0, 0.0));
-            slot.0 += 1;
-            slot.1 += x;
+            let key = cluster.unwrap_or_default();
+            // Most rows join a cluster already seen: no key is allocated for them.
+            match clusters.get_mut(key) {
+                Some(slot) => {
+                    slot.0 += 1;
+                    slot.1 += x;
+                }
+                None => {
+                    clusters.insert(key.to_string(), (1, x));
+                }
+            }
         }
     }
 

@@ -9,6 +9,7 @@ mod plan;
 mod prompt;
 mod serve;
 mod store;
+mod sync;
 mod tag;
 mod transfer;
 
@@ -38,6 +39,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Rollback(args) => tag::rollback(args, &ctx).map(|_| exit::OK),
         Command::Export(args) => transfer::export(args, &ctx).map(|_| exit::OK),
         Command::Import(args) => transfer::import(args, &ctx).map(|_| exit::OK),
+        Command::Sync(args) => sync::sync(args, &ctx),
+        Command::Pull(args) => sync::pull(args, &ctx).map(|_| exit::OK),
         Command::Migrate => {
             let store = ctx.store()?;
             out(&format!(

@@ -9,10 +9,12 @@ use crate::view::{CostView, ExperimentView, PromptItem, RenderedView, VersionVie
 use comfy_table::{Table, presets};
 
 mod comparison;
+mod sync;
 pub use comparison::*;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+pub use sync::*;
 
 /// A plain table: a header row and aligned columns, no borders, easy to read and to grep.
 pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {

@@ -259,6 +259,17 @@ pub enum TagOutcome {
 /// A version builder: sees the latest version inside the write transaction.
 pub type BuildVersion<'a> = dyn FnMut(&PromptVersion) -> Result<NewVersion> + 'a;
 
+/// What `put_version` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Put {
+    /// The prompt did not exist: it was created with this version 1.
+    Created(PromptVersion),
+    /// The latest version held other content: this version was appended.
+    Appended(PromptVersion),
+    /// The latest version (this one) already held the content; nothing was written.
+    Unchanged(PromptVersion),
+}
+
 /// Prompts, their immutable versions, movable tags and the append-only history of tag moves.
 pub trait PromptStore: Send + Sync {
     /// Creates a prompt with its first version and the given tags, in one transaction.
@@ -384,6 +395,62 @@ pub trait PromptStore: Send + Sync {
         append_version(self, name, build, tags, change)
     }
 
+    /// Makes `version`'s content the prompt's latest: creates the prompt, or appends the
+    /// version unless the latest one already holds the same content (content hash,
+    /// description and provider). The comparison runs inside the append's write transaction (the builder
+    /// of `append_version_with` sees the latest version under the write lock), so writers
+    /// putting the same content at once create one version between them, never two. `tags`
+    /// go on a new version in its transaction; an unchanged prompt's tags are not touched.
+    fn put_version(
+        &self,
+        name: &str,
+        version: NewVersion,
+        tags: &[String],
+        change: &TagChange,
+    ) -> Result<Put> {
+        let hash = crate::model::content_hash(
+            version.format,
+            &version.template,
+            version.model.as_deref(),
+            &version.params,
+            &version.metadata,
+        );
+        let mut unchanged = None;
+        let mut append = || {
+            self.append_version_with(
+                name,
+                &mut |latest| {
+                    if latest.content_hash == hash
+                        && latest.description == version.description
+                        && latest.provider == version.provider
+                    {
+                        unchanged = Some(latest.clone());
+                        Err(StoreError::Abandoned)
+                    } else {
+                        Ok(version.clone())
+                    }
+                },
+                tags,
+                change,
+            )
+        };
+        let appended = match append() {
+            // Not there yet: create it, unless another writer just did (then append to theirs).
+            Err(StoreError::UnknownPrompt { .. }) => {
+                match self.create_prompt(name, version.clone(), tags, change) {
+                    Err(StoreError::PromptExists { .. }) => append(),
+                    created => return created.map(Put::Created),
+                }
+            }
+            other => other,
+        };
+        match (appended, unchanged) {
+            (Ok(appended), _) => Ok(Put::Appended(appended)),
+            (Err(StoreError::Abandoned), Some(latest)) => Ok(Put::Unchanged(latest)),
+            (Err(e), _) => Err(e),
+        }
+    }
+
     /// Tag names by version id, for listings.
     fn tags_by_version(&self, name: &str) -> Result<BTreeMap<String, Vec<String>>> {
         let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -496,6 +563,32 @@ pub trait Store: PromptStore + ExperimentStore + ResultSink + ResponseCache {
 
     /// Where the store is, as shown to a person (never with a password).
     fn location(&self) -> String;
+}
+
+/// The per-row spread of an experiment with one answer a row, from whole-experiment sums:
+/// every result is a row, a pass counts 1 (its square too), and an errored call, which has no
+/// score, adds 0.
+pub(crate) fn single_answer_spread(
+    results: i64,
+    passed: i64,
+    score_sum: f64,
+    score_sum_sq: f64,
+) -> crate::model::RowSpread {
+    use crate::model::{RowSpread, SpreadSums};
+    RowSpread {
+        rows: results,
+        answers: results,
+        pass: SpreadSums {
+            sum: passed as f64,
+            sum_sq: passed as f64,
+            within: 0.0,
+        },
+        score: SpreadSums {
+            sum: score_sum,
+            sum_sq: score_sum_sq,
+            within: 0.0,
+        },
+    }
 }
 
 /// The `postgres://` (or `postgresql://`) URL `--db` holds, if it names a PostgreSQL database

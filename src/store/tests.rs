@@ -120,6 +120,8 @@ on_both_backends!(
     version_tags_list_newest_first,
     a_promotion_moves_a_protected_tag_without_force_and_says_so,
     latency_percentiles_are_nearest_rank_over_the_successful_calls,
+    put_version_creates_appends_or_leaves_alone,
+    concurrent_puts_of_the_same_content_make_one_version,
     row_spreads_fold_repetitions_and_outcomes_carry_their_cluster,
 );
 
@@ -404,6 +406,68 @@ fn concurrent_writers_number_versions_without_gaps(fx: &Fixture) {
         history.last().unwrap().to_version_id.as_deref(),
         Some(tag.version_id.as_str())
     );
+}
+
+fn put_version_creates_appends_or_leaves_alone(fx: &Fixture) {
+    let store = fx.open();
+    let staging = ["staging".to_string()];
+    let put = |v: NewVersion| store.put_version("p", v, &staging, &change()).unwrap();
+    let Put::Created(v1) = put(new_version("one")) else {
+        panic!("not created")
+    };
+    assert_eq!(v1.seq, 1);
+    assert_eq!(store.tag("p", "staging").unwrap().unwrap().version_seq, 1);
+    // The same content, another message and author: nothing is written.
+    let mut again = new_version("one");
+    again.message = Some("another commit".into());
+    again.author = "someone else".into();
+    assert_eq!(put(again), Put::Unchanged(v1.clone()));
+    let Put::Appended(v2) = put(new_version("two")) else {
+        panic!("not appended")
+    };
+    assert_eq!(v2.seq, 2);
+    assert_eq!(store.tag("p", "staging").unwrap().unwrap().version_seq, 2);
+    // A new description alone is new content for a file, though not for the hash.
+    let mut described = new_version("two");
+    described.description = Some("what it is for".into());
+    let Put::Appended(v3) = put(described) else {
+        panic!("not appended")
+    };
+    assert_eq!(v3.content_hash, v2.content_hash);
+    assert_eq!(store.versions("p").unwrap().len(), 3);
+    assert_eq!(store.history("p", Some("staging")).unwrap().len(), 3);
+}
+
+fn concurrent_puts_of_the_same_content_make_one_version(fx: &Fixture) {
+    // Eight writers with their own connections put the same content at once, twice over:
+    // first a new prompt, then a new version of it. Each round makes one version.
+    for (round, text) in ["first", "second"].iter().enumerate() {
+        let barrier = Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let store = fx.open();
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    store
+                        .put_version("p", new_version(text), &["staging".into()], &change())
+                        .unwrap()
+                })
+            })
+            .collect();
+        let puts: Vec<Put> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let written = puts
+            .iter()
+            .filter(|p| matches!(p, Put::Created(_) | Put::Appended(_)))
+            .count();
+        assert_eq!(written, 1, "round {round}: {puts:?}");
+        let store = fx.open();
+        assert_eq!(store.versions("p").unwrap().len(), round + 1);
+        assert_eq!(
+            store.history("p", Some("staging")).unwrap().len(),
+            round + 1
+        );
+    }
 }
 
 fn protected_tags_are_checked_inside_the_write(fx: &Fixture) {
@@ -802,13 +866,17 @@ use crate::model::{
 
 /// An experiment of prompt `p` (created here) planned over `rows` rows.
 fn experiment(store: &dyn Store, rows: i64) -> Experiment {
+    experiment_with(store, "p", rows, 1)
+}
+
+fn experiment_with(store: &dyn Store, prompt: &str, rows: i64, repetitions: usize) -> Experiment {
     let version = store
-        .create_prompt("p", new_version("1"), &[], &change())
+        .create_prompt(prompt, new_version("1"), &[], &change())
         .unwrap();
     store
         .create_experiment(&NewExperiment {
             name: None,
-            prompt: "p".into(),
+            prompt: prompt.into(),
             version_id: version.id,
             tag: None,
             dataset: DatasetRef {
@@ -822,7 +890,7 @@ fn experiment(store: &dyn Store, rows: i64) -> Experiment {
             evaluators: vec!["exact".into()],
             settings: RunSettings {
                 concurrency: 1,
-                repetitions: 1,
+                repetitions,
                 limit: None,
                 timeout_secs: 1.0,
                 max_retries: 0,
@@ -976,7 +1044,7 @@ fn a_successful_result_is_never_overwritten(fx: &Fixture) {
 /// the cluster column's value carried with each outcome.
 fn row_spreads_fold_repetitions_and_outcomes_carry_their_cluster(fx: &Fixture) {
     let store = fx.open();
-    let experiment = experiment(&*store, 6);
+    let experiment = experiment_with(&*store, "p", 3, 2);
     let answer = |row: i64, rep: i64, ok: bool, score: f64, doc: serde_json::Value| {
         let mut r = result(
             row,
@@ -1048,4 +1116,18 @@ fn row_spreads_fold_repetitions_and_outcomes_carry_their_cluster(fx: &Fixture) {
         })
         .unwrap();
     assert_eq!(none, 6);
+
+    // One answer a row: the same sums from the whole-experiment aggregates.
+    let single = experiment_with(&*store, "q", 3, 1);
+    let batch = vec![
+        answer(0, 0, true, 1.0, "a".into()),
+        answer(1, 0, true, 0.5, "a".into()),
+        answer(2, 0, false, 0.0, "b".into()),
+    ];
+    store.write_results(&single.id, &batch).unwrap();
+    let spread = store.summary(&single).unwrap().evaluators[0].spread;
+    assert_eq!((spread.rows, spread.answers), (3, 3));
+    assert!(close(spread.pass.sum, 1.0) && close(spread.pass.sum_sq, 1.0));
+    assert!(close(spread.score.sum, 1.5) && close(spread.score.sum_sq, 1.25));
+    assert!(close(spread.pass.within, 0.0) && close(spread.score.within, 0.0));
 }

@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod experiment;
 pub mod promotion;
+pub mod sync;
 
 use crate::config::Config;
 use crate::error::{Error, Result};

@@ -16,6 +16,7 @@ mod reliability;
 mod security;
 mod serve;
 mod statistics;
+mod sync;
 mod ui;
 
 /// Which backend this binary's stores are on (the `cli_postgres` binary says true).

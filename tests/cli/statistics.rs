@@ -300,6 +300,8 @@ fn non_inferior_and_min_improvement_gate_on_the_lower_bound_and_warn_when_underp
         &base,
         "--non-inferior",
         "0.3",
+        "--min-pass-rate",
+        "0.5",
         "--markdown",
         md.to_str().unwrap(),
         "--junit",
@@ -320,6 +322,8 @@ fn non_inferior_and_min_improvement_gate_on_the_lower_bound_and_warn_when_underp
         "{junit}"
     );
     assert!(junit.contains("lower bound -22.2 pts"), "{junit}");
+    // The candidate's pass rate, 40 of 60, with its interval.
+    assert!(junit.contains("66.7% (95% CI "), "{junit}");
     let history = env.json(&["tag", "history", "ab", "production", "--json"]);
     let last = history.as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["action"], "promote");
@@ -471,6 +475,49 @@ fn repetitions_shrink_the_error_and_the_summary_says_by_how_much() {
     assert!(close(f(&st["pass_rate"]["se"]), se), "{st}");
     assert!(close(f(&st["pass_rate_se_one_repetition"]), se_one), "{st}");
     assert!(se_one > se);
+    // A plan from this experiment weighs more answers a row against more rows: only the
+    // within-row part shrinks with repetitions.
+    let id = summary["experiment"]["id"].as_str().unwrap();
+    let plan = env.json(&[
+        "experiment",
+        "plan",
+        "--prompt",
+        "ab",
+        "--tag",
+        "staging",
+        "--dataset",
+        data.to_str().unwrap(),
+        "--eval",
+        "icontains",
+        "--detect",
+        "0.1",
+        "--experiment",
+        id,
+        "--json",
+    ]);
+    let e = &plan["evaluators"][0];
+    let between = f(&e["between_variance"]);
+    assert!(close(between, (var - within / 3.0).max(0.0)), "{e}");
+    assert!(close(f(&e["within_variance"]), within), "{e}");
+    let lines = e["lines"].as_array().unwrap();
+    let ks: Vec<u64> = lines
+        .iter()
+        .map(|l| l["repetitions"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ks, vec![1, 2, 3, 5, 10]);
+    let needed: Vec<u64> = lines
+        .iter()
+        .map(|l| l["rows_needed"].as_u64().unwrap())
+        .collect();
+    assert!(needed.windows(2).all(|w| w[1] <= w[0]), "{needed:?}");
+    assert!(needed[4] < needed[0], "{needed:?}");
+    let z = 1.959_963_984_540_054 + 0.841_621_233_572_914_3;
+    for (line, k) in lines.iter().zip([1.0, 2.0, 3.0, 5.0, 10.0]) {
+        let variance = 2.0 * (between + within / k);
+        let rows = (z * z * variance / 0.01 - 1e-9).ceil() as u64;
+        assert_eq!(line["rows_needed"], rows, "{k} answers a row");
+    }
+
     let text = env.ok(&["experiment", "show", "last"]);
     assert!(
         text.contains(&format!(

@@ -850,7 +850,8 @@ async fn summary(db: &super::Db, experiment: &Experiment) -> Result<Summary> {
     for r in db
         .query(
             "SELECT evaluator, COUNT(*) FILTER (WHERE pass), COUNT(*), COALESCE(AVG(score), 0), \
-             COUNT(*) FILTER (WHERE error) FROM scores WHERE experiment_id = $1 GROUP BY evaluator",
+             COUNT(*) FILTER (WHERE error), COALESCE(SUM(score * score), 0.0)::float8 \
+             FROM scores WHERE experiment_id = $1 GROUP BY evaluator",
             &[&id],
         )
         .await?
@@ -858,20 +859,29 @@ async fn summary(db: &super::Db, experiment: &Experiment) -> Result<Summary> {
         let name: String = r.try_get(0)?;
         let values: (i64, i64, f64, i64) =
             (r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?);
-        by_name.insert(name, values);
+        let sum_sq: f64 = r.try_get(5)?;
+        by_name.insert(name, (values, sum_sq));
     }
-    // In the order the evaluators were given; each over every result.
+    // In the order the evaluators were given; each over every result. One answer a row: the
+    // rows are the results, and the aggregates above are the per-row sums already; only
+    // repetitions need the grouped pass over the rows.
     let mut spreads = Vec::new();
     for name in &experiment.evaluators {
-        spreads.push(row_spread(db, id, name).await?);
+        spreads.push(if experiment.settings.repetitions <= 1 {
+            let ((passed, total, mean, _), sum_sq) =
+                by_name.get(name).copied().unwrap_or(((0, 0, 0.0, 0), 0.0));
+            crate::store::single_answer_spread(results, passed, mean * total as f64, sum_sq)
+        } else {
+            row_spread(db, id, name).await?
+        });
     }
     let evaluators = experiment
         .evaluators
         .iter()
         .zip(spreads)
         .map(|(name, spread)| {
-            let (passed, total, mean, errors) =
-                by_name.get(name).copied().unwrap_or((0, 0, 0.0, 0));
+            let ((passed, total, mean, errors), _) =
+                by_name.get(name).copied().unwrap_or(((0, 0, 0.0, 0), 0.0));
             EvaluatorSummary {
                 evaluator: name.clone(),
                 passed,

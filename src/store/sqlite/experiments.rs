@@ -667,7 +667,8 @@ fn summary(conn: &rusqlite::Connection, experiment: &Experiment) -> Result<Summa
     {
         let mut stmt = conn.prepare_cached(
             "SELECT evaluator, COALESCE(SUM(pass), 0), COUNT(*), COALESCE(AVG(score), 0), \
-             COALESCE(SUM(error), 0) FROM scores WHERE experiment_id = ?1 GROUP BY evaluator",
+             COALESCE(SUM(error), 0), COALESCE(SUM(score * score), 0.0) FROM scores \
+             WHERE experiment_id = ?1 GROUP BY evaluator",
         )?;
         let rows = stmt.query_map(params![id], |r| {
             Ok((
@@ -676,17 +677,25 @@ fn summary(conn: &rusqlite::Connection, experiment: &Experiment) -> Result<Summa
                 r.get::<_, i64>(2)?,
                 r.get::<_, f64>(3)?,
                 r.get::<_, i64>(4)?,
+                r.get::<_, f64>(5)?,
             ))
         })?;
         let mut by_name = std::collections::HashMap::new();
         for row in rows {
-            let (name, passed, total, mean, errors) = row?;
-            by_name.insert(name, (passed, total, mean, errors));
+            let (name, passed, total, mean, errors, sum_sq) = row?;
+            by_name.insert(name, (passed, total, mean, errors, sum_sq));
         }
         // In the order the evaluators were given; each over every result.
         for name in &experiment.evaluators {
-            let (passed, total, mean, errors) =
-                by_name.get(name).copied().unwrap_or((0, 0, 0.0, 0));
+            let (passed, total, mean, errors, sum_sq) =
+                by_name.get(name).copied().unwrap_or((0, 0, 0.0, 0, 0.0));
+            // One answer a row: the rows are the results, and the aggregates above are the
+            // per-row sums already; only repetitions need the grouped pass over the rows.
+            let spread = if experiment.settings.repetitions <= 1 {
+                crate::store::single_answer_spread(results, passed, mean * total as f64, sum_sq)
+            } else {
+                row_spread(conn, id, name)?
+            };
             evaluators.push(EvaluatorSummary {
                 evaluator: name.clone(),
                 passed,
@@ -698,7 +707,7 @@ fn summary(conn: &rusqlite::Connection, experiment: &Experiment) -> Result<Summa
                     mean * total as f64 / results as f64
                 },
                 errors,
-                spread: row_spread(conn, id, name)?,
+                spread,
             });
         }
     }
