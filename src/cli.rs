@@ -105,6 +105,10 @@ Writes need Content-Type: application/json (else 422); a request with an Origin 
 the server's own origin; without tokens only loopback Host names are served (else 403).
 The first line on stdout names the address the server listens on.")]
     Serve(ServeArgs),
+    /// Try a version on one input: the answer streams in, then its latency, time to first
+    /// token, tokens and finish reason; with --tags, two versions side by side.
+    #[command(after_help = TRY_EXAMPLES)]
+    Try(TryArgs),
     /// Whole-store operations: copy everything between SQLite files and PostgreSQL databases.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -559,6 +563,10 @@ pub struct MockServerArgs {
     /// Reply rules: a JSON or YAML list of {pattern, reply}.
     #[arg(long, value_name = "FILE")]
     pub responses: Option<PathBuf>,
+    /// A request with "stream": true is answered as server-sent events, a word a chunk, this
+    /// many milliseconds apart.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub chunk_ms: u64,
     /// Requests per minute the endpoint allows, like a hosted API: beyond them it answers 429
     /// with Retry-After; every answer carries x-ratelimit-* headers.
     #[arg(long, value_name = "N")]
@@ -733,6 +741,67 @@ pub struct DiffArgs {
     pub from: String,
     /// Version number, tag name or version id.
     pub to: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+const TRY_EXAMPLES: &str = "\
+Examples:
+  runner try support_greeting --tag staging --var 'query=Where is my order?'
+  runner try support_greeting --dataset datasets/queries.csv --row q3
+  runner try support_greeting --tags production,staging --var 'query=I want a refund'
+  runner try support_greeting --tag staging --template-file draft.txt --var query=hi
+  runner try support_greeting --tag staging --template-file draft.txt --var query=hi \\
+      --save -m 'Shorter greeting'
+
+Nothing a try does is recorded (no experiment, no cache) unless --save stores the tried
+template as a new version. A missing variable exits 2 before any request; a failed call exits 3.";
+
+#[derive(Debug, Args)]
+pub struct TryArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub selector: VersionSelector,
+    /// Two tags, e.g. production,staging: both versions get the same input at once.
+    #[arg(long, value_name = "A,B", value_delimiter = ',', conflicts_with_all = ["version", "version_id", "tag"])]
+    pub tags: Vec<String>,
+    /// A variable (repeatable); overrides the dataset row and the variables file.
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub vars: Vec<String>,
+    /// A JSON (or YAML) object of variables.
+    #[arg(long, value_name = "FILE")]
+    pub vars_file: Option<PathBuf>,
+    /// Take the variables from a dataset row (with --row).
+    #[arg(long, value_name = "FILE", requires = "row")]
+    pub dataset: Option<PathBuf>,
+    /// The row's id (its `id` column, else its 0-based index).
+    #[arg(long, value_name = "ID", requires = "dataset")]
+    pub row: Option<String>,
+    /// Try this template text instead of the version's (its model and parameters stay).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["messages_file", "tags"])]
+    pub template_file: Option<PathBuf>,
+    /// Try these chat messages instead of the version's template.
+    #[arg(long, value_name = "FILE", conflicts_with = "tags")]
+    pub messages_file: Option<PathBuf>,
+    /// Store the tried template as a new version of the prompt (after a successful call).
+    #[arg(long, requires = "message")]
+    pub save: bool,
+    /// The new version's message (with --save).
+    #[arg(short = 'm', long, value_name = "TEXT")]
+    pub message: Option<String>,
+    /// Model name; default: runner.toml's, else the version's.
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
+    /// Endpoint base URL; default: runner.toml's, else OPENAI_BASE_URL, else OpenAI.
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Seconds for the call [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Retries of a retryable failure before the answer starts [default: 3].
+    #[arg(long, value_name = "N")]
+    pub max_retries: Option<u32>,
+    /// Print one JSON object at the end instead of streaming.
     #[arg(long)]
     pub json: bool,
 }

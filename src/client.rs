@@ -466,6 +466,32 @@ impl Client {
 
     /// Sends one chat completion, retrying what is worth retrying.
     pub async fn complete(&self, body: &Value) -> Result<Completion, Failure> {
+        self.send(body, None).await
+    }
+
+    /// Sends one chat completion asking for a stream (`"stream": true`, usage included), and
+    /// hands each piece of the answer to `delta` as it arrives. An endpoint that answers with
+    /// one JSON body instead (it does not stream) gives its whole answer as one piece. Retries
+    /// as `complete` does, until the first piece has been handed on; after that a broken
+    /// stream is a failure, not a retry (the pieces shown cannot be taken back).
+    pub async fn complete_streaming(
+        &self,
+        body: &Value,
+        delta: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<Completion, Failure> {
+        let mut body = body.clone();
+        if let Value::Object(map) = &mut body {
+            map.insert("stream".into(), json!(true));
+            map.insert("stream_options".into(), json!({"include_usage": true}));
+        }
+        self.send(&body, Some(delta)).await
+    }
+
+    async fn send(
+        &self,
+        body: &Value,
+        mut delta: Option<&mut (dyn FnMut(&str) + Send)>,
+    ) -> Result<Completion, Failure> {
         let estimate = self.estimate_tokens(body);
         let body = serde_json::to_vec(body).map_err(|e| Failure {
             kind: FailureKind::InvalidResponse,
@@ -478,7 +504,23 @@ impl Client {
         loop {
             attempt += 1;
             self.throttle.pace(estimate).await;
-            match self.attempt(&body, attempt).await {
+            let mut shown = false;
+            let outcome = match delta.as_deref_mut() {
+                Some(sink) => {
+                    let mut tracked = |piece: &str| {
+                        shown = true;
+                        sink(piece)
+                    };
+                    self.attempt(&body, attempt, Some(&mut tracked)).await
+                }
+                None => self.attempt(&body, attempt, None).await,
+            };
+            let outcome = match outcome {
+                // Part of the answer is out: a retry would show it again.
+                Attempt::Retry { failure, .. } if shown => Attempt::Fail(failure),
+                other => other,
+            };
+            match outcome {
                 Attempt::Done(completion) => {
                     if let (Some(p), Some(c)) =
                         (completion.prompt_tokens, completion.completion_tokens)
@@ -531,7 +573,12 @@ impl Client {
         half + half.mul_f64(fastrand::f64())
     }
 
-    async fn attempt(&self, body: &[u8], attempt: u32) -> Attempt {
+    async fn attempt(
+        &self,
+        body: &[u8],
+        attempt: u32,
+        delta: Option<&mut (dyn FnMut(&str) + Send)>,
+    ) -> Attempt {
         let started = Instant::now();
         let elapsed = |started: Instant| started.elapsed().as_secs_f64() * 1000.0;
         let sent = self
@@ -561,6 +608,35 @@ impl Client {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
+        let event_stream = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("text/event-stream"));
+        let delta = match delta {
+            Some(delta) if (200..300).contains(&status) && event_stream => {
+                return match read_stream(response, delta).await {
+                    Ok(mut completion) => {
+                        completion.http_status = status;
+                        completion.attempts = attempt;
+                        completion.latency_ms = elapsed(started);
+                        Attempt::Done(completion)
+                    }
+                    Err(StreamError::Transport(e)) => Attempt::Retry {
+                        failure: transport_failure(&e, attempt, elapsed(started)),
+                        wait_at_least: Duration::ZERO,
+                    },
+                    Err(StreamError::Invalid(message)) => Attempt::Fail(Failure {
+                        kind: FailureKind::InvalidResponse,
+                        message,
+                        http_status: Some(status),
+                        attempts: attempt,
+                        latency_ms: elapsed(started),
+                    }),
+                };
+            }
+            other => other,
+        };
         // The per-request timeout set above also bounds this read, so a server that stops
         // sending mid-body times out like one that never answers.
         let (bytes, too_large) = match read_body(response).await {
@@ -591,6 +667,10 @@ impl Client {
                     completion.http_status = status;
                     completion.attempts = attempt;
                     completion.latency_ms = latency_ms;
+                    // Asked to stream, answered whole: the answer is one piece.
+                    if let Some(delta) = delta {
+                        delta(&completion.text);
+                    }
                     Attempt::Done(completion)
                 }
                 Err(message) => Attempt::Fail(Failure {
@@ -622,6 +702,143 @@ impl Client {
             Attempt::Fail(failure)
         }
     }
+}
+
+enum StreamError {
+    Transport(reqwest::Error),
+    Invalid(String),
+}
+
+/// Reads a chat completion sent as server-sent events (`data: {chunk}` lines, `data: [DONE]`
+/// at the end), handing each content piece to `delta`; the usage comes in the last chunk when
+/// the endpoint honours `stream_options.include_usage`. At most `MAX_BODY` bytes in all.
+async fn read_stream(
+    mut response: reqwest::Response,
+    delta: &mut (dyn FnMut(&str) + Send),
+) -> Result<Completion, StreamError> {
+    let mut events = SseParser::default();
+    let mut completion = Completion {
+        text: String::new(),
+        finish_reason: None,
+        prompt_tokens: None,
+        completion_tokens: None,
+        http_status: 200,
+        attempts: 1,
+        latency_ms: 0.0,
+    };
+    let mut read = 0usize;
+    let mut done = false;
+    while !done {
+        let Some(chunk) = response.chunk().await.map_err(StreamError::Transport)? else {
+            break;
+        };
+        read += chunk.len();
+        if read > MAX_BODY {
+            return Err(StreamError::Invalid(format!(
+                "the stream is larger than {} MiB; runner stopped reading it",
+                MAX_BODY >> 20
+            )));
+        }
+        for data in events.push(&chunk) {
+            if data == "[DONE]" {
+                done = true;
+                break;
+            }
+            apply_chunk(&data, &mut completion, delta).map_err(StreamError::Invalid)?;
+        }
+    }
+    if !done && completion.finish_reason.is_none() {
+        return Err(StreamError::Invalid(
+            "the stream ended before the answer did (no finish_reason, no [DONE])".into(),
+        ));
+    }
+    Ok(completion)
+}
+
+/// Splits a byte stream into the `data` of its server-sent events.
+#[derive(Default)]
+pub struct SseParser {
+    buffer: Vec<u8>,
+    data: Vec<String>,
+}
+
+impl SseParser {
+    /// Adds bytes; returns the data of every event they complete (multi-line data joined).
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
+        self.buffer.extend_from_slice(bytes);
+        let mut complete = Vec::new();
+        while let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.buffer.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim_end_matches(['\n', '\r']);
+            if line.is_empty() {
+                if !self.data.is_empty() {
+                    complete.push(self.data.join("\n"));
+                    self.data.clear();
+                }
+            } else if let Some(value) = line.strip_prefix("data:") {
+                let value = value.strip_prefix(' ').unwrap_or(value);
+                // `[DONE]` stands alone even where a server sends no blank line after it.
+                if value == "[DONE]" && self.data.is_empty() {
+                    complete.push(value.to_string());
+                } else {
+                    self.data.push(value.to_string());
+                }
+            }
+            // Comments (`:`), `event:`, `id:` and `retry:` lines carry nothing for us.
+        }
+        complete
+    }
+}
+
+/// One `chat.completion.chunk`: its content piece, finish reason and usage.
+fn apply_chunk(
+    data: &str,
+    completion: &mut Completion,
+    delta: &mut (dyn FnMut(&str) + Send),
+) -> Result<(), String> {
+    let value: Value = serde_json::from_str(data).map_err(|e| {
+        format!(
+            "a stream event is not JSON ({e}): {}",
+            crate::text::one_line(data, 200)
+        )
+    })?;
+    if let Some(error) = value.get("error") {
+        return Err(format!(
+            "the endpoint sent an error mid-stream: {}",
+            crate::text::one_line(
+                error
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or(&error.to_string()),
+                200
+            )
+        ));
+    }
+    if let Some(first) = value
+        .get("choices")
+        .and_then(Value::as_array)
+        .and_then(|c| c.first())
+    {
+        if let Some(piece) = first
+            .get("delta")
+            .and_then(|d| d.get("content"))
+            .and_then(Value::as_str)
+            && !piece.is_empty()
+        {
+            completion.text.push_str(piece);
+            delta(piece);
+        }
+        if let Some(reason) = first.get("finish_reason").and_then(Value::as_str) {
+            completion.finish_reason = Some(reason.to_string());
+        }
+    }
+    if let Some(usage) = value.get("usage").filter(|u| u.is_object()) {
+        let tokens = |field: &str| usage.get(field).and_then(Value::as_i64);
+        completion.prompt_tokens = tokens("prompt_tokens").or(completion.prompt_tokens);
+        completion.completion_tokens = tokens("completion_tokens").or(completion.completion_tokens);
+    }
+    Ok(())
 }
 
 /// Reads at most `MAX_BODY` bytes of a body; true when there was more (the rest is not read).
@@ -766,6 +983,63 @@ fn parse_completion(bytes: &[u8]) -> Result<Completion, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn server_sent_events_survive_any_split() {
+        let stream = b"data: {\"a\":1}\r\n\r\n: a comment\nevent: x\ndata: {\"b\":\ndata: 2}\n\ndata: [DONE]\n";
+        // However the bytes arrive, the same events come out.
+        for size in [1, 2, 3, 7, stream.len()] {
+            let mut parser = SseParser::default();
+            let mut events = Vec::new();
+            for chunk in stream.chunks(size) {
+                events.extend(parser.push(chunk));
+            }
+            assert_eq!(
+                events,
+                ["{\"a\":1}", "{\"b\":\n2}", "[DONE]"],
+                "chunks of {size}"
+            );
+        }
+    }
+
+    #[test]
+    fn stream_chunks_build_the_completion() {
+        let mut completion = Completion {
+            text: String::new(),
+            finish_reason: None,
+            prompt_tokens: None,
+            completion_tokens: None,
+            http_status: 200,
+            attempts: 1,
+            latency_ms: 0.0,
+        };
+        let pieces = std::sync::Mutex::new(Vec::new());
+        let mut sink = |p: &str| pieces.lock().unwrap().push(p.to_string());
+        for data in [
+            r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"Hel"}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"lo"},"finish_reason":null}]}"#,
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#,
+        ] {
+            apply_chunk(data, &mut completion, &mut sink).unwrap();
+        }
+        assert_eq!(*pieces.lock().unwrap(), ["Hel", "lo"]);
+        assert_eq!(completion.text, "Hello");
+        assert_eq!(completion.finish_reason.as_deref(), Some("stop"));
+        assert_eq!(
+            (completion.prompt_tokens, completion.completion_tokens),
+            (Some(3), Some(2))
+        );
+        let err = apply_chunk(
+            r#"{"error":{"message":"overloaded"}}"#,
+            &mut completion,
+            &mut sink,
+        )
+        .unwrap_err();
+        assert!(err.contains("overloaded"), "{err}");
+        assert!(apply_chunk("not json", &mut completion, &mut sink).is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -19,9 +19,11 @@ use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
+use futures::StreamExt;
 use regex::Regex;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
 use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -76,6 +78,9 @@ pub struct MockConfig {
     /// 429 with `Retry-After`, and every answer carries `x-ratelimit-*` headers.
     pub rpm: Option<f64>,
     pub tpm: Option<f64>,
+    /// A request with `"stream": true` is answered as server-sent events, one word a chunk,
+    /// this long apart.
+    pub chunk: Duration,
 }
 
 /// How much a limit lets through at once: a second's worth, as hosted APIs enforce a per-minute
@@ -223,6 +228,7 @@ pub fn router(config: MockConfig) -> Result<Router, MockError> {
     });
     let shared = Arc::new(Shared {
         latency: config.latency,
+        chunk: config.chunk,
         rules: compile(&config.rules, None)?,
         stats: Stats::default(),
         limits,
@@ -268,6 +274,7 @@ struct CompiledRule {
 
 struct Shared {
     latency: Duration,
+    chunk: Duration,
     rules: Vec<CompiledRule>,
     stats: Stats,
     limits: Option<std::sync::Mutex<MockLimits>>,
@@ -371,6 +378,16 @@ struct ChatRequest<'a> {
     max_tokens: Option<f64>,
     #[serde(default)]
     max_completion_tokens: Option<f64>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
 }
 
 #[derive(Deserialize)]
@@ -664,6 +681,24 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Result<Bytes, BytesReject
         return error_response(status, &reply);
     }
 
+    if request.stream {
+        let usage = request
+            .stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage)
+            .then_some(Usage {
+                prompt_tokens,
+                completion_tokens,
+                total_tokens: prompt_tokens + completion_tokens,
+            });
+        let model = request.model.as_deref().unwrap_or(MODEL_ID).to_string();
+        let mut response = stream_response(seq, model, reply.into_owned(), usage, shared.chunk);
+        if let Some(headers) = limit_headers {
+            headers.apply(&mut response);
+        }
+        return response;
+    }
+
     let completion = Completion {
         id: CompletionId(seq),
         object: "chat.completion",
@@ -690,6 +725,85 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Result<Bytes, BytesReject
     if let Some(headers) = limit_headers {
         headers.apply(&mut response);
     }
+    response
+}
+
+/// A completion as OpenAI streams it: server-sent events of `chat.completion.chunk`s (the role,
+/// then one word at a time with the space before it, then the finish reason, then the usage
+/// when asked for), `data: [DONE]` at the end, `chunk` apart.
+fn stream_response(
+    seq: u64,
+    model: String,
+    reply: String,
+    usage: Option<Usage>,
+    chunk: Duration,
+) -> Response {
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let id = format!("chatcmpl-mock-{seq}");
+    let event = |choices: Value, usage: Option<&Usage>| {
+        let mut chunk = serde_json::json!({
+            "id": id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": choices,
+        });
+        if let Some(usage) = usage {
+            chunk["usage"] = serde_json::to_value(usage).unwrap_or(Value::Null);
+        }
+        format!("data: {chunk}\n\n")
+    };
+    let mut events = vec![event(
+        serde_json::json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]),
+        None,
+    )];
+    // Each word with the whitespace before it, so the pieces join into the reply exactly.
+    let mut start = 0;
+    let bytes = reply.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        while i < bytes.len() && !bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i > start {
+            let piece = &reply[start..i];
+            events.push(event(
+                serde_json::json!([{"index": 0, "delta": {"content": piece}, "finish_reason": null}]),
+                None,
+            ));
+            start = i;
+        }
+    }
+    events.push(event(
+        serde_json::json!([{"index": 0, "delta": {}, "finish_reason": "stop"}]),
+        None,
+    ));
+    if let Some(usage) = &usage {
+        events.push(event(serde_json::json!([]), Some(usage)));
+    }
+    events.push("data: [DONE]\n\n".to_string());
+    let stream =
+        futures::stream::iter(events.into_iter().enumerate()).then(move |(n, text)| async move {
+            if n > 0 && !chunk.is_zero() {
+                tokio::time::sleep(chunk).await;
+            }
+            Ok::<_, std::convert::Infallible>(Bytes::from(text))
+        });
+    let mut response = Response::new(axum::body::Body::from_stream(stream));
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/event-stream"),
+    );
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-cache"),
+    );
     response
 }
 
@@ -907,6 +1021,7 @@ mod tests {
     #[tokio::test]
     async fn first_matching_rule_wins_and_expands_captures() {
         let config = MockConfig {
+            chunk: std::time::Duration::ZERO,
             rules: vec![
                 rule(
                     r"^weather in (?P<city>\w+) on (\w+)",
@@ -933,6 +1048,7 @@ mod tests {
     #[tokio::test]
     async fn rules_match_only_the_last_user_message() {
         let config = MockConfig {
+            chunk: std::time::Duration::ZERO,
             rules: vec![rule("secret", "matched")],
             ..MockConfig::default()
         };
@@ -963,6 +1079,7 @@ mod tests {
         assert_eq!(rules[1].status, Some(503));
         assert_eq!(rules[1].latency_ms, Some(5));
         let server = TestServer::start(MockConfig {
+            chunk: std::time::Duration::ZERO,
             rules,
             ..MockConfig::default()
         })
@@ -984,6 +1101,7 @@ mod tests {
         .expect("write rules");
         let rules = load_rules(&path).expect("load json");
         let server = TestServer::start(MockConfig {
+            chunk: std::time::Duration::ZERO,
             rules,
             ..MockConfig::default()
         })
@@ -1002,6 +1120,7 @@ mod tests {
         let mut limited = rule("limit", "");
         limited.status = Some(429);
         let server = TestServer::start(MockConfig {
+            chunk: std::time::Duration::ZERO,
             rules: vec![failing, limited],
             ..MockConfig::default()
         })
@@ -1103,6 +1222,7 @@ mod tests {
         slow.latency_ms = Some(300);
         let server = Arc::new(
             TestServer::start(MockConfig {
+                chunk: std::time::Duration::ZERO,
                 rules: vec![slow],
                 ..MockConfig::default()
             })
@@ -1134,6 +1254,7 @@ mod tests {
         let mut slower = rule("slower", "late");
         slower.latency_ms = Some(150);
         let server = TestServer::start(MockConfig {
+            chunk: std::time::Duration::ZERO,
             latency: Duration::from_millis(100),
             rules: vec![slower],
             ..Default::default()
@@ -1205,6 +1326,7 @@ mod tests {
     #[test]
     fn router_rejects_invalid_rules_built_in_code() {
         let config = MockConfig {
+            chunk: std::time::Duration::ZERO,
             rules: vec![rule("ok", "ok"), rule("ok", "ok"), rule("[z-a]", "x")],
             ..MockConfig::default()
         };
@@ -1223,6 +1345,7 @@ mod tests {
     #[tokio::test]
     async fn same_request_gets_the_same_reply() {
         let server = TestServer::start(MockConfig {
+            chunk: std::time::Duration::ZERO,
             rules: vec![rule(r"(\d+) \+ (\d+)", "$1 plus $2")],
             ..MockConfig::default()
         })

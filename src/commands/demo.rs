@@ -141,6 +141,7 @@ pub fn run(args: DemoArgs, _ctx: &Context) -> Result<u8> {
         .map_err(|e| Error::operational(e.to_string()))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let config = MockConfig {
+        chunk: std::time::Duration::ZERO,
         latency: Duration::from_millis(20),
         rules: rules(),
         ..Default::default()

@@ -31,6 +31,7 @@ pub fn run(args: MockServerArgs) -> Result<u8> {
         rules,
         rpm: args.rpm,
         tpm: args.tpm,
+        chunk: Duration::from_millis(args.chunk_ms),
     };
     let runtime = crate::workflow::experiment::runtime()?;
     runtime.block_on(async {
@@ -70,7 +71,9 @@ fn detach(args: &MockServerArgs) -> Result<u8> {
         .arg("--port")
         .arg(args.port.to_string())
         .arg("--latency-ms")
-        .arg(args.latency_ms.to_string());
+        .arg(args.latency_ms.to_string())
+        .arg("--chunk-ms")
+        .arg(args.chunk_ms.to_string());
     if let Some(path) = &args.responses {
         command.arg("--responses").arg(path);
     }

@@ -12,6 +12,7 @@ mod store;
 mod sync;
 mod tag;
 mod transfer;
+mod try_version;
 
 use crate::cli::{Cli, Command, VersionSelector};
 use crate::error::{Error, Result, exit};
@@ -57,6 +58,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::MockServer(args) => mock::run(args),
         Command::Serve(args) => serve::run(args, &ctx),
         Command::Store(command) => store::run(command).map(|_| exit::OK),
+        Command::Try(args) => try_version::run(args, &ctx),
     }
 }
 

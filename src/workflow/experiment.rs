@@ -252,6 +252,39 @@ fn client(base_url: &str, settings: &RunSettings) -> Result<Client> {
     Client::new(config).map_err(endpoint_error)
 }
 
+/// The endpoint of one call outside an experiment (`runner try`): the flag, runner.toml, then
+/// `OPENAI_BASE_URL`, then OpenAI's; checked as an experiment's is.
+pub fn endpoint(flag: Option<&str>, defaults: &RunDefaults) -> Result<String> {
+    let base_url = flag
+        .map(str::to_string)
+        .or_else(|| defaults.base_url.clone())
+        .or_else(|| {
+            std::env::var("OPENAI_BASE_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+        })
+        .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
+    check_endpoint(&base_url)?;
+    Ok(base_url.trim_end_matches('/').to_string())
+}
+
+/// A client for single calls with an experiment's key handling, timeout and retries.
+pub fn call_client(base_url: &str, timeout_secs: f64, max_retries: u32) -> Result<Client> {
+    if !(timeout_secs.is_finite() && timeout_secs > 0.0 && timeout_secs <= MAX_TIMEOUT_SECS) {
+        return Err(Error::invalid(format!(
+            "--timeout must be a positive number of seconds, at most {MAX_TIMEOUT_SECS}"
+        )));
+    }
+    let mut config = ClientConfig::new(base_url);
+    config.api_key = std::env::var("OPENAI_API_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
+    config.timeout = Duration::from_secs_f64(timeout_secs);
+    config.max_retries = max_retries;
+    config.pool_size = 2;
+    Client::new(config).map_err(endpoint_error)
+}
+
 /// Connects once before anything is written, so an endpoint that is not there fails the run
 /// at once (exit 3) with the store untouched.
 fn probe(runtime: &tokio::runtime::Runtime, base_url: &str) -> Result<()> {

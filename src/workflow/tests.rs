@@ -37,6 +37,7 @@ impl Mock {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 ready_tx.send(listener.local_addr().unwrap()).unwrap();
                 let config = MockConfig {
+                    chunk: std::time::Duration::ZERO,
                     latency: Duration::ZERO,
                     rules,
                     ..Default::default()

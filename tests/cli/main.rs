@@ -17,6 +17,7 @@ mod security;
 mod serve;
 mod statistics;
 mod sync;
+mod try_version;
 mod ui;
 
 /// Which backend this binary's stores are on (the `cli_postgres` binary says true).

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # runner against a third-party OpenAI-compatible server: LiteLLM's proxy (pinned, from PyPI)
 # with `mock_response` models, on a free loopback port. Checks that an experiment, its own
-# threshold, the fail-fast stop on a misspelled model and a gated promotion behave against it
-# as they do against runner's own mock. Needs python3 (with venv) and PyPI.
+# threshold, the fail-fast stop on a misspelled model, `runner try` (streamed) and a gated
+# promotion behave against it as they do against runner's own mock. Needs python3 (with venv) and PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -116,6 +116,24 @@ check "a misspelled model stops the run with exit 3 (got $code)" test "$code" -e
 check "the error carries LiteLLM's own message" grep -q "Invalid model name" misspelled.err
 check "the error has a hint" grep -q "^hint: " misspelled.err
 check "the stopped run leaves no experiment behind ($before before, $after after)" test "$before" -eq "$after"
+
+# runner try through LiteLLM: a streamed answer (LiteLLM streams a mock_response as chunks),
+# then the two versions side by side; nothing is recorded.
+experiments_before=$(r experiment list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+r try triage --tag production --var 'ticket=Card declined' --base-url "$base" --json >try.json
+check "runner try through LiteLLM gets the streamed answer" \
+    python3 -c 'import json,sys; t=json.load(open("try.json")); sys.exit(0 if t["output"] == "I could not say." and t["ttft_ms"] is not None and t["finish_reason"] == "stop" else 1)'
+r try triage --tags production,staging --var 'ticket=Card declined' --base-url "$base" --json >sides.json
+check "runner try --tags through LiteLLM answers both sides" \
+    python3 -c 'import json,sys; t=json.load(open("sides.json")); sys.exit(0 if [s["output"] for s in t["sides"]] == ["I could not say.", "billing"] else 1)'
+set +e
+r try triage --tag staging --var 'ticket=x' --model answers-biling --base-url "$base" >/dev/null 2>try.err
+code=$?
+set -e
+check "runner try with a misspelled model exits 3 with LiteLLM's words (got $code)" \
+    sh -c "test $code -eq 3 && grep -q 'Invalid model name' try.err"
+experiments_after=$(r experiment list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+check "runner try records no experiment" test "$experiments_before" -eq "$experiments_after"
 
 # The gate through LiteLLM: staging (right) against production (wrong) passes and moves.
 set +e

@@ -1,0 +1,456 @@
+//! `runner try`: one version (or two side by side) on one input, the answer streaming in.
+//! Nothing is recorded: no experiment, no cache entry; `--save` alone writes, through the same
+//! path as `runner prompt update`.
+
+use super::{Context, check_prompt_name, out, out_json, version_ref};
+use crate::cli::TryArgs;
+use crate::client::{Client, Completion, Failure, request_body};
+use crate::error::{Error, Result, exit};
+use crate::input::{read_structured, read_text, split_assignment};
+use crate::model::{JsonObject, Message, NewVersion, PromptVersion, Template, VersionRef};
+use crate::template::CompiledTemplate;
+use serde::Serialize;
+use serde_json::Value;
+use std::io::Write;
+use std::time::Instant;
+
+/// One side of a try: what was sent and what came back.
+#[derive(Debug, Serialize)]
+pub struct TryView {
+    pub prompt: String,
+    pub version: i64,
+    pub version_id: String,
+    /// The tag the version was chosen by, when it was.
+    pub tag: Option<String>,
+    /// True when the template tried is not the version's (`--template-file`, `--messages-file`).
+    pub edited: bool,
+    pub model: String,
+    pub output: String,
+    pub finish_reason: Option<String>,
+    pub latency_ms: f64,
+    /// From sending the request to the first piece of the answer.
+    pub ttft_ms: Option<f64>,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub attempts: u32,
+    /// The version `--save` stored, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saved_version: Option<i64>,
+}
+
+/// Two versions on the same input, and a word diff of their answers.
+#[derive(Debug, Serialize)]
+struct SideBySide {
+    sides: Vec<TryView>,
+    /// The answers' words: `equal`, `delete` (only in the first) or `insert` (only in the
+    /// second), in order.
+    diff: Vec<DiffPiece>,
+}
+
+#[derive(Debug, Serialize)]
+struct DiffPiece {
+    op: &'static str,
+    text: String,
+}
+
+/// A version ready to send.
+struct Side {
+    version: PromptVersion,
+    tag: Option<String>,
+    edited: bool,
+    model: String,
+    body: Value,
+}
+
+pub fn run(args: TryArgs, ctx: &Context) -> Result<u8> {
+    check_prompt_name(&args.name)?;
+    if args.save && args.template_file.is_none() && args.messages_file.is_none() {
+        return Err(
+            Error::invalid("--save stores a tried template, and none was given").with_hint(
+                "pass --template-file FILE or --messages-file FILE with the text to try",
+            ),
+        );
+    }
+    let references: Vec<(VersionRef, Option<String>)> = match args.tags.as_slice() {
+        [] => {
+            let reference = version_ref(&args.selector)?;
+            let tag = match &reference {
+                VersionRef::Tag(tag) => Some(tag.clone()),
+                _ => None,
+            };
+            vec![(reference, tag)]
+        }
+        [a, b] => vec![
+            (VersionRef::Tag(a.clone()), Some(a.clone())),
+            (VersionRef::Tag(b.clone()), Some(b.clone())),
+        ],
+        _ => {
+            return Err(
+                Error::invalid("--tags takes two tags, e.g. production,staging")
+                    .with_hint("runner try NAME --tags production,staging --var KEY=VALUE"),
+            );
+        }
+    };
+    if args.save && references.len() > 1 {
+        return Err(Error::invalid(
+            "--save stores one version; --tags tries two",
+        ));
+    }
+    let vars = variables(&args)?;
+    let edited = edited_template(&args)?;
+    let defaults = ctx.config()?.for_prompt(&args.name);
+    let store = ctx.store_for_reading()?;
+    let mut sides = Vec::new();
+    for (reference, tag) in references {
+        let version = store.version(&args.name, &reference)?;
+        let template = edited.clone().unwrap_or_else(|| version.template.clone());
+        let compiled = CompiledTemplate::compile(version.format, &template)?;
+        let messages = compiled.render(&vars).map_err(|e| {
+            let error: Error = e.into();
+            error.with_hint(format!(
+                "give every variable: --var KEY=VALUE, --vars-file FILE or --dataset FILE --row ID (the template uses {})",
+                compiled.variables().join(", ")
+            ))
+        })?;
+        let model = args
+            .model
+            .clone()
+            .or_else(|| defaults.model.clone())
+            .or_else(|| version.model.clone())
+            .ok_or_else(|| {
+                Error::invalid(format!("{} v{} names no model", args.name, version.seq))
+                    .with_hint("pass --model MODEL")
+            })?;
+        let body = request_body(&model, &messages, &version.params);
+        sides.push(Side {
+            version,
+            tag,
+            edited: edited.is_some(),
+            model,
+            body,
+        });
+    }
+    let base_url = crate::workflow::experiment::endpoint(args.base_url.as_deref(), &defaults)?;
+    let client = crate::workflow::experiment::call_client(
+        &base_url,
+        args.timeout.or(defaults.timeout).unwrap_or(60.0),
+        args.max_retries.or(defaults.max_retries).unwrap_or(3),
+    )?;
+    let runtime = crate::workflow::experiment::runtime()?;
+
+    if sides.len() == 2 {
+        let (a, b) = runtime.block_on(async {
+            let mut quiet_a = |_: &str| {};
+            let mut quiet_b = |_: &str| {};
+            tokio::join!(
+                call(&client, &sides[0], &mut quiet_a),
+                call(&client, &sides[1], &mut quiet_b)
+            )
+        });
+        let views = vec![
+            view(&args.name, &sides[0], a.map_err(|f| failed(&base_url, f))?),
+            view(&args.name, &sides[1], b.map_err(|f| failed(&base_url, f))?),
+        ];
+        let diff = word_diff(&views[0].output, &views[1].output);
+        if args.json {
+            out_json(&SideBySide { sides: views, diff })?;
+        } else {
+            out(&side_by_side_text(&views, &diff));
+        }
+        return Ok(exit::OK);
+    }
+
+    let side = &sides[0];
+    let json = args.json;
+    let mut stdout = std::io::stdout();
+    let mut printed = false;
+    let mut ends_line = true;
+    let mut show = |piece: &str| {
+        if !json && !piece.is_empty() {
+            printed = true;
+            ends_line = piece.ends_with('\n');
+            // A closed stdout ends the printing, not the call.
+            let _ = stdout.write_all(piece.as_bytes());
+            let _ = stdout.flush();
+        }
+    };
+    let answer = runtime.block_on(call(&client, side, &mut show));
+    if printed && !ends_line {
+        let _ = writeln!(std::io::stdout());
+    }
+    let mut view = view(&args.name, side, answer.map_err(|f| failed(&base_url, f))?);
+    if args.save {
+        view.saved_version = Some(save(ctx, &args, side)?);
+    }
+    if json {
+        out_json(&view)?;
+    } else {
+        crate::note!("{}", figures(&view));
+        if let Some(seq) = view.saved_version {
+            crate::note!("saved as {} v{seq}", args.name);
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// The answer of one side, with the time to its first piece.
+struct Answer {
+    completion: Completion,
+    ttft_ms: Option<f64>,
+}
+
+async fn call(
+    client: &Client,
+    side: &Side,
+    show: &mut (dyn FnMut(&str) + Send),
+) -> std::result::Result<Answer, Failure> {
+    let started = Instant::now();
+    let mut first: Option<f64> = None;
+    let mut pieces = |piece: &str| {
+        if first.is_none() && !piece.is_empty() {
+            first = Some(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        show(piece);
+    };
+    let completion = client.complete_streaming(&side.body, &mut pieces).await?;
+    Ok(Answer {
+        completion,
+        ttft_ms: first,
+    })
+}
+
+fn view(prompt: &str, side: &Side, answer: Answer) -> TryView {
+    let c = answer.completion;
+    TryView {
+        prompt: prompt.to_string(),
+        version: side.version.seq,
+        version_id: side.version.id.clone(),
+        tag: side.tag.clone(),
+        edited: side.edited,
+        model: side.model.clone(),
+        output: c.text,
+        finish_reason: c.finish_reason,
+        latency_ms: c.latency_ms,
+        ttft_ms: answer.ttft_ms,
+        prompt_tokens: c.prompt_tokens,
+        completion_tokens: c.completion_tokens,
+        attempts: c.attempts,
+        saved_version: None,
+    }
+}
+
+fn failed(base_url: &str, failure: Failure) -> Error {
+    Error::operational(format!(
+        "the call to {base_url} failed: {}",
+        failure.message
+    ))
+    .with_hint(match failure.http_status {
+        Some(401 | 403) => "set OPENAI_API_KEY to a key this endpoint accepts",
+        Some(404) => "check the model name (--model or the version's) and the base URL",
+        None => "check that the server is up and --base-url / OPENAI_BASE_URL is right",
+        _ => "the endpoint's own words are above; nothing was recorded",
+    })
+}
+
+/// The variables: the dataset row, then the variables file, then each `--var`.
+fn variables(args: &TryArgs) -> Result<JsonObject> {
+    let mut vars = JsonObject::new();
+    if let (Some(path), Some(id)) = (&args.dataset, &args.row) {
+        let mut rows =
+            crate::dataset::rows(path).map_err(crate::workflow::experiment::dataset_error)?;
+        let found = rows
+            .by_ref()
+            .map(|row| row.map_err(crate::workflow::experiment::dataset_error))
+            .find(|row| row.as_ref().is_ok_and(|r| &r.id == id) || row.is_err())
+            .transpose()?;
+        match found {
+            Some(row) => vars.extend(row.values),
+            None => {
+                return Err(Error::invalid(format!(
+                    "dataset {} has no row with id '{id}'",
+                    path.display()
+                ))
+                .with_hint("a row's id is its `id` column, else its 0-based index"));
+            }
+        }
+    }
+    if let Some(path) = &args.vars_file {
+        let file: JsonObject = read_structured(path, "variables file").map_err(|e| {
+            e.with_hint(
+                r#"a variables file holds one object, e.g. {"query": "Where is my order?"}"#,
+            )
+        })?;
+        vars.extend(file);
+    }
+    for text in &args.vars {
+        let (key, value) = split_assignment("--var", text)?;
+        vars.insert(key.to_string(), Value::String(value.to_string()));
+    }
+    Ok(vars)
+}
+
+/// The template to try instead of the version's, if one was given.
+fn edited_template(args: &TryArgs) -> Result<Option<Template>> {
+    if let Some(path) = &args.template_file {
+        return Ok(Some(Template::Str(read_text(path, "template file")?)));
+    }
+    if let Some(path) = &args.messages_file {
+        let messages: Vec<Message> = read_structured(path, "messages file").map_err(|e| {
+            e.with_hint(r#"a messages file is a list of messages: [{"role": "system", "content": "..."}, {"role": "user", "content": "{{query}}"}]"#)
+        })?;
+        return Ok(Some(Template::Chat(messages)));
+    }
+    Ok(None)
+}
+
+/// Stores the tried template as a new version, with the tried version's settings: the same
+/// path and rules as `runner prompt update`.
+fn save(ctx: &Context, args: &TryArgs, side: &Side) -> Result<i64> {
+    let tried = &side.version;
+    let store = ctx.store()?;
+    let change = ctx.guarded_change(false, args.message.clone())?;
+    let template = edited_template(args)?.expect("--save requires an edited template");
+    let created = crate::store::append_version(
+        &*store,
+        &args.name,
+        |_latest| {
+            Ok::<_, Error>(NewVersion {
+                format: tried.format,
+                template: template.clone(),
+                model: tried.model.clone(),
+                provider: tried.provider.clone(),
+                params: tried.params.clone(),
+                metadata: tried.metadata.clone(),
+                description: tried.description.clone(),
+                message: args.message.clone(),
+                author: ctx.author.clone(),
+            })
+        },
+        &[],
+        &change,
+    )?;
+    Ok(created.seq)
+}
+
+fn figures(v: &TryView) -> String {
+    let tokens = match (v.prompt_tokens, v.completion_tokens) {
+        (Some(p), Some(c)) => format!("{p} in / {c} out tokens"),
+        _ => "tokens not reported".to_string(),
+    };
+    format!(
+        "{} v{}{}{} · {} · {:.0} ms, first token {} · {} · finish: {}",
+        v.prompt,
+        v.version,
+        v.tag
+            .as_deref()
+            .map(|t| format!(" ({t})"))
+            .unwrap_or_default(),
+        if v.edited { ", edited template" } else { "" },
+        v.model,
+        v.latency_ms,
+        v.ttft_ms
+            .map(|t| format!("{t:.0} ms"))
+            .unwrap_or_else(|| "-".into()),
+        tokens,
+        v.finish_reason.as_deref().unwrap_or("-"),
+    )
+}
+
+fn word_diff(a: &str, b: &str) -> Vec<DiffPiece> {
+    let diff = similar::TextDiff::from_words(a, b);
+    let mut pieces: Vec<DiffPiece> = Vec::new();
+    for change in diff.iter_all_changes() {
+        let op = match change.tag() {
+            similar::ChangeTag::Equal => "equal",
+            similar::ChangeTag::Delete => "delete",
+            similar::ChangeTag::Insert => "insert",
+        };
+        match pieces.last_mut() {
+            Some(last) if last.op == op => last.text.push_str(change.value()),
+            _ => pieces.push(DiffPiece {
+                op,
+                text: change.value().to_string(),
+            }),
+        }
+    }
+    pieces
+}
+
+/// The two answers next to each other (stacked when the terminal is narrow), each side's
+/// figures, and the word diff: `[-only in the first-]{+only in the second+}`.
+fn side_by_side_text(views: &[TryView], diff: &[DiffPiece]) -> String {
+    let label = |v: &TryView| {
+        format!(
+            "{} v{}{}",
+            v.prompt,
+            v.version,
+            v.tag
+                .as_deref()
+                .map(|t| format!(" ({t})"))
+                .unwrap_or_default()
+        )
+    };
+    let wide = crate::report::terminal_width().is_none_or(|w| w >= 100);
+    let mut text = if wide {
+        crate::report::boxed_table(
+            Some(views.iter().map(label).collect()),
+            vec![views.iter().map(|v| v.output.clone()).collect()],
+        )
+    } else {
+        views
+            .iter()
+            .map(|v| format!("── {} ──\n{}\n", label(v), v.output))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    text.push('\n');
+    for v in views {
+        text.push_str(&figures(v));
+        text.push('\n');
+    }
+    let same = diff.iter().all(|p| p.op == "equal");
+    text.push_str("\nword diff: ");
+    if same {
+        text.push_str("the answers are the same");
+    } else {
+        for piece in diff {
+            match piece.op {
+                "delete" => text.push_str(&format!("[-{}-]", piece.text)),
+                "insert" => text.push_str(&format!("{{+{}+}}", piece.text)),
+                _ => text.push_str(&piece.text),
+            }
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_diff_keeps_every_word_once_in_order() {
+        let diff = word_diff("Your order ships today.", "Your parcel ships today!");
+        let first: String = diff
+            .iter()
+            .filter(|p| p.op != "insert")
+            .map(|p| p.text.as_str())
+            .collect();
+        let second: String = diff
+            .iter()
+            .filter(|p| p.op != "delete")
+            .map(|p| p.text.as_str())
+            .collect();
+        assert_eq!(first, "Your order ships today.");
+        assert_eq!(second, "Your parcel ships today!");
+        assert!(
+            diff.iter()
+                .any(|p| p.op == "delete" && p.text.contains("order"))
+        );
+        assert!(
+            diff.iter()
+                .any(|p| p.op == "insert" && p.text.contains("parcel"))
+        );
+        assert!(word_diff("same", "same").iter().all(|p| p.op == "equal"));
+    }
+}
