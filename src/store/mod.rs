@@ -544,6 +544,75 @@ pub trait ExperimentStore: Send + Sync {
     fn restore_cache(&self, entries: &[(String, CachedResponse, String)]) -> Result<()>;
 }
 
+/// One row × repetition of a detached experiment, as a worker gets it: the row's values are
+/// stored with the item, so a worker needs the store and the endpoint, not the dataset file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkItem {
+    pub row_index: i64,
+    pub repetition: i64,
+    pub row_id: String,
+    pub values: crate::model::JsonObject,
+}
+
+/// Where the work items of a detached experiment stand.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WorkCounts {
+    pub items: i64,
+    pub pending: i64,
+    pub leased: i64,
+    pub done: i64,
+    /// Leases taken again after they ran out (a worker died or stalled).
+    pub reclaimed: i64,
+    /// Distinct workers holding a lease that has not run out.
+    pub workers: i64,
+}
+
+/// A row of the dataset for planning: index, id and values.
+pub type PlanRow = (i64, String, crate::model::JsonObject);
+
+/// The work queue of detached experiments: items planned once, leased by workers, completed
+/// in the transaction that writes their results.
+pub trait WorkQueue: Send + Sync {
+    /// Creates a detached experiment and a work item for each row × repetition `next_row`
+    /// yields, all in one transaction; with a `key` already used, creates nothing and returns
+    /// that key's experiment. The bool says whether it was created now.
+    fn plan_experiment(
+        &self,
+        new: &NewExperiment,
+        key: Option<&str>,
+        repetitions: i64,
+        next_row: &mut dyn FnMut() -> Result<Option<PlanRow>>,
+    ) -> Result<(Experiment, bool)>;
+
+    /// Leases up to `max` items to `owner` for `ttl`: pending ones, and leased ones whose lease
+    /// ran out, by row order. Others' live leases are skipped without waiting.
+    fn claim_items(
+        &self,
+        id: &str,
+        owner: &str,
+        ttl: std::time::Duration,
+        max: usize,
+    ) -> Result<Vec<WorkItem>>;
+
+    /// Extends every lease `owner` holds on the experiment; returns how many.
+    fn renew_items(&self, id: &str, owner: &str, ttl: std::time::Duration) -> Result<u64>;
+
+    /// Gives back what `owner` still holds (pending again, for another worker at once).
+    fn release_items(&self, id: &str, owner: &str) -> Result<u64>;
+
+    /// In one transaction: completes each result's item if `owner` still holds its lease and
+    /// writes those results (as `write_results` does); a result whose item was taken over is
+    /// dropped. Returns how many were written.
+    fn complete_items(&self, id: &str, owner: &str, batch: &[RunResult]) -> Result<usize>;
+
+    /// Where the items stand; None for an experiment without items (not detached).
+    fn work_counts(&self, id: &str) -> Result<Option<WorkCounts>>;
+
+    /// When every item is done and the experiment is still running: records it completed,
+    /// its wall time from its first start to its last finish. Returns its status.
+    fn finish_work(&self, id: &str) -> Result<ExperimentStatus>;
+}
+
 /// Where a run's results go as they arrive.
 pub trait ResultSink: Send + Sync {
     /// Writes a batch of results, their scores and new cache entries in one transaction. An
@@ -557,7 +626,7 @@ pub trait ResponseCache: Send + Sync {
 }
 
 /// A whole store: what the dispatcher opens once and hands to every workflow.
-pub trait Store: PromptStore + ExperimentStore + ResultSink + ResponseCache {
+pub trait Store: PromptStore + ExperimentStore + ResultSink + ResponseCache + WorkQueue {
     /// The schema version this store is at.
     fn schema_version(&self) -> Result<i64>;
 
@@ -597,6 +666,11 @@ fn postgres_url(location: &Path) -> Option<&str> {
     location
         .to_str()
         .filter(|text| postgres::conninfo::is_url(text))
+}
+
+/// The `postgres://` URL `location` holds, if it names a PostgreSQL database.
+pub fn postgres_url_of(location: &Path) -> Option<&str> {
+    postgres_url(location)
 }
 
 /// `--db` as shown to a person: a path as it is, a URL without its password.

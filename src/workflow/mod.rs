@@ -5,7 +5,9 @@
 pub mod archive;
 pub mod experiment;
 pub mod promotion;
+pub mod shards;
 pub mod sync;
+pub mod worker;
 
 use crate::config::Config;
 use crate::error::{Error, Result};

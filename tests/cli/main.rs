@@ -19,6 +19,7 @@ mod statistics;
 mod sync;
 mod try_version;
 mod ui;
+mod workers;
 
 /// Which backend this binary's stores are on (the `cli_postgres` binary says true).
 #[allow(dead_code)]

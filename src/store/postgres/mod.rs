@@ -19,6 +19,7 @@ use tokio_postgres::Row;
 pub mod conninfo;
 mod experiments;
 mod pool;
+mod work;
 
 /// Numbered migrations; the schema version is the row of `runner_schema`.
 const MIGRATIONS: &[&str] = &[
@@ -28,7 +29,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_latency_index.sql"),
     include_str!("migrations/0005_experiment_lease.sql"),
     include_str!("migrations/0006_prompt_fields.sql"),
-    include_str!("migrations/0007_tag_event_deploy.sql"),
+    include_str!("migrations/0007_work_items.sql"),
+    include_str!("migrations/0008_tag_event_deploy.sql"),
 ];
 
 /// The advisory lock every migrating connection takes, so concurrent first connections

@@ -20,6 +20,7 @@ use std::time::Duration;
 mod experiments;
 mod lookups;
 mod prompt_fields;
+mod work;
 
 /// Numbered migrations; the schema version is `PRAGMA user_version` = number applied.
 const MIGRATIONS: &[&str] = &[
@@ -29,7 +30,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_latency_index.sql"),
     include_str!("migrations/0005_experiment_lease.sql"),
     include_str!("migrations/0006_prompt_fields.sql"),
-    include_str!("migrations/0007_tag_event_deploy.sql"),
+    include_str!("migrations/0007_work_items.sql"),
+    include_str!("migrations/0008_tag_event_deploy.sql"),
 ];
 
 /// Long enough for a burst of concurrent CLI writers to queue behind each other.

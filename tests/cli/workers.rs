@@ -1,0 +1,553 @@
+//! One experiment across many processes: `experiment --detach` plans it as work items,
+//! `runner worker` processes lease and run them, `experiment wait` returns when the last result
+//! is in. Real processes on one store (an SQLite file here, PostgreSQL in `cli_postgres`), a
+//! real mock endpoint counting the requests it answers.
+
+use crate::{Env, echo_dataset, integrity, sql, sql_value};
+use serde_json::Value;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// A detached mock; returns its pid and base URL.
+fn mock(env: &Env, latency_ms: &str) -> (Stop, String) {
+    let out = env.run(&[
+        "mock-server",
+        "--port",
+        "0",
+        "--detach",
+        "--latency-ms",
+        latency_ms,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let pid = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let url = stderr
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .trim_end_matches(',')
+        .to_string();
+    (Stop(pid), url)
+}
+
+/// Stops the detached mock when the test ends, passed or not.
+struct Stop(String);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").arg(&self.0).status();
+    }
+}
+
+/// Chat requests the mock has answered so far.
+fn requests(url: &str) -> u64 {
+    use std::io::{Read, Write};
+    let rest = url.trim_start_matches("http://");
+    let host = rest.split('/').next().unwrap();
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "GET /stats HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let body = response.split_once("\r\n\r\n").unwrap().1;
+    let stats: Value = serde_json::from_str(body).unwrap();
+    stats["requests"].as_u64().unwrap()
+}
+
+/// Kills the worker processes still running when the test ends, passed or not.
+struct Workers(Vec<Child>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn worker(env: &Env, id: &str, extra: &[&str]) -> Child {
+    env.std_cmd()
+        .args(["worker", id, "--json"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start a worker")
+}
+
+fn finished(child: Child) -> Value {
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "worker failed with {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn count(env: &Env, query: &str) -> i64 {
+    sql_value(&env.db, query).parse().unwrap()
+}
+
+/// Waits, bounded, until `query` counts at least `at_least`.
+fn until(env: &Env, query: &str, at_least: i64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count(env, query) < at_least {
+        assert!(
+            Instant::now() < deadline,
+            "never reached {at_least}: {query}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn queries(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("question number {i}")).collect()
+}
+
+/// The numbers a summary is made of, without timings (which differ from run to run).
+fn outcome(summary: &Value) -> Value {
+    let s = &summary["summary"];
+    serde_json::json!({
+        "results": s["results"],
+        "ok": s["ok"],
+        "errored": s["errored"],
+        "missing": s["missing"],
+        "evaluators": s["evaluators"].as_array().unwrap().iter().map(|e| {
+            serde_json::json!([e["evaluator"], e["passed"], e["total"], e["pass_rate"], e["mean_score"]])
+        }).collect::<Vec<_>>(),
+        "prompt_tokens": s["prompt_tokens"],
+        "completion_tokens": s["completion_tokens"],
+    })
+}
+
+#[test]
+fn four_workers_one_killed_one_late_give_every_row_exactly_one_result() {
+    const ROWS: i64 = 240;
+    const CONCURRENCY: i64 = 4;
+    let env = Env::new();
+    let (_mock, url) = mock(&env, "60");
+    env.ok(&[
+        "prompt",
+        "create",
+        "echo",
+        "--template",
+        "{{query}}",
+        "--model",
+        "m",
+    ]);
+    let data = echo_dataset(&env, "d.csv", &queries(ROWS as usize));
+    let plan = [
+        "experiment",
+        "--prompt",
+        "echo",
+        "--version",
+        "1",
+        "--dataset",
+        &data,
+        "--base-url",
+        &url,
+        "--detach",
+        "--key",
+        "ci-run-7",
+        "--json",
+    ];
+    // Three planning jobs at once: one experiment, planned once.
+    let planners: Vec<Child> = (0..3)
+        .map(|_| {
+            env.std_cmd()
+                .args(plan)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let planned: Vec<Value> = planners.into_iter().map(finished).collect();
+    let id = planned[0]["id"].as_str().unwrap().to_string();
+    assert!(
+        planned.iter().all(|p| p["id"] == planned[0]["id"]),
+        "{planned:?}"
+    );
+    assert_eq!(planned.iter().filter(|p| p["created"] == true).count(), 1);
+    assert_eq!(planned[0]["items"], ROWS);
+    assert_eq!(requests(&url), 0, "planning sent requests");
+
+    let args = ["--concurrency", "4", "--lease", "2"];
+    let mut workers = Workers(vec![
+        worker(&env, &id, &args),
+        worker(&env, &id, &args),
+        worker(&env, &id, &args),
+    ]);
+    // Mid-run: one worker is killed while it holds leases.
+    until(&env, "SELECT COUNT(*) FROM results", ROWS / 4);
+    let victim = workers.0.remove(1);
+    let pid = victim.id() as i32;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let mut victim = victim;
+    victim.wait().unwrap();
+    let held = count(
+        &env,
+        &format!(
+            "SELECT COUNT(*) FROM work_items WHERE state = 'leased' AND lease_owner LIKE '% pid {pid} on %'"
+        ),
+    );
+    assert!(
+        held > 0 && held <= 2 * CONCURRENCY,
+        "the killed worker held {held} items"
+    );
+    // Another starts late.
+    workers.0.push(worker(&env, &id, &args));
+
+    let waited = env.run(&["experiment", "wait", &id, "--timeout", "120", "--json"]);
+    assert!(
+        waited.status.success(),
+        "{}",
+        String::from_utf8_lossy(&waited.stderr)
+    );
+    let stderr = String::from_utf8(waited.stderr).unwrap();
+    assert!(
+        stderr.contains(&format!("{ROWS}/{ROWS} items done")),
+        "{stderr}"
+    );
+    let summary: Value = serde_json::from_slice(&waited.stdout).unwrap();
+    assert_eq!(summary["experiment"]["status"], "completed");
+    let reports: Vec<Value> = workers.0.drain(..).map(finished).collect();
+    for report in &reports {
+        assert_eq!(report["dropped"], 0, "{report}");
+        assert_eq!(report["status"], "completed", "{report}");
+    }
+
+    // Exactly one successful result per row × repetition, and nothing else.
+    assert_eq!(
+        sql(
+            &env.db,
+            &format!(
+                "SELECT COUNT(*), COUNT(DISTINCT row_index), SUM(CASE WHEN status = 'ok' THEN 1 ELSE 0 END) \
+                 FROM results WHERE experiment_id = '{id}'"
+            )
+        ),
+        vec![vec![ROWS.to_string(), ROWS.to_string(), ROWS.to_string()]]
+    );
+    assert_eq!(
+        count(
+            &env,
+            "SELECT COUNT(*) FROM work_items WHERE state <> 'done'"
+        ),
+        0
+    );
+    // The endpoint saw each row once, plus at most what the killed worker had leased.
+    let seen = requests(&url) as i64;
+    assert!(
+        seen >= ROWS && seen <= ROWS + held,
+        "{seen} requests for {ROWS} rows, the killed worker held {held}"
+    );
+    // Its items were leased again after its leases ran out.
+    let reclaimed = count(&env, "SELECT SUM(claims) - COUNT(*) FROM work_items");
+    assert!(reclaimed >= held, "{reclaimed} reclaimed, {held} held");
+    let written: i64 = reports.iter().map(|r| r["written"].as_i64().unwrap()).sum();
+    assert!(written <= ROWS, "{written}");
+    assert_eq!(integrity(&env.db), "ok");
+
+    // It reads like any other experiment, and like a single-process run of the same plan.
+    let shown = env.json(&["experiment", "show", &id, "--json"]);
+    assert_eq!(shown["experiment"]["status"], "completed");
+    let single = env.json(&[
+        "experiment",
+        "--prompt",
+        "echo",
+        "--version",
+        "1",
+        "--dataset",
+        &data,
+        "--base-url",
+        &url,
+        "--no-cache",
+        "--json",
+    ]);
+    assert_eq!(outcome(&shown), outcome(&single));
+    let listed = env.ok(&["experiment", "list"]);
+    assert!(listed.contains(&id), "{listed}");
+}
+
+#[test]
+fn workers_refuse_what_they_cannot_run_and_write_nothing() {
+    let env = Env::new();
+    let (_mock, url) = mock(&env, "0");
+    env.ok(&[
+        "prompt",
+        "create",
+        "echo",
+        "--template",
+        "{{query}}",
+        "--model",
+        "m",
+    ]);
+    let data = echo_dataset(&env, "d.csv", &queries(3));
+    let plain = env.json(&[
+        "experiment",
+        "--prompt",
+        "echo",
+        "--version",
+        "1",
+        "--dataset",
+        &data,
+        "--base-url",
+        &url,
+        "--json",
+    ]);
+    let plain_id = plain["experiment"]["id"].as_str().unwrap();
+    let err = env.fails(&["worker", plain_id], 2);
+    assert!(err.contains("was not planned for workers"), "{err}");
+    assert!(err.contains("hint: "), "{err}");
+    let err = env.fails(&["experiment", "wait", plain_id], 2);
+    assert!(err.contains("was not planned for workers"), "{err}");
+    let err = env.fails(&["worker", "exp_nosuch"], 2);
+    assert!(err.contains("unknown experiment"), "{err}");
+    let detach = |extra: &[&str]| {
+        let mut args = vec![
+            "experiment",
+            "--prompt",
+            "echo",
+            "--version",
+            "1",
+            "--dataset",
+            &data,
+            "--base-url",
+            &url,
+            "--detach",
+        ];
+        args.extend_from_slice(extra);
+        env.fails(&args, 2)
+    };
+    let err = detach(&["--max-cost", "1"]);
+    assert!(err.contains("--max-cost"), "{err}");
+    let err = env.fails(
+        &[
+            "experiment",
+            "--prompt",
+            "echo",
+            "--dataset",
+            &data,
+            "--key",
+            "k",
+        ],
+        2,
+    );
+    assert!(err.contains("--detach"), "{err}");
+    // The same key with another plan is refused rather than mixed in.
+    let id = env.ok(&[
+        "experiment",
+        "--prompt",
+        "echo",
+        "--version",
+        "1",
+        "--dataset",
+        &data,
+        "--base-url",
+        &url,
+        "--detach",
+        "--key",
+        "k1",
+    ]);
+    let err = detach(&["--key", "k1", "--repetitions", "2"]);
+    assert!(err.contains("already names experiment"), "{err}");
+    let err = env.fails(&["worker", id.trim(), "--lease", "0"], 2);
+    assert!(err.contains("--lease"), "{err}");
+    // A worker that cannot reach the endpoint leases nothing.
+    let err = env.fails(
+        &["worker", id.trim(), "--base-url", "http://127.0.0.1:9/v1"],
+        3,
+    );
+    assert!(err.contains("cannot reach the endpoint"), "{err}");
+    // Until a worker runs, the experiment waits: a wait that times out says so (exit 3).
+    let out = env.run(&["experiment", "wait", id.trim(), "--timeout", "0.2"]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("not finished after"), "{stderr}");
+    assert!(stderr.contains("0/3 items done"), "{stderr}");
+    let shown = env.json(&["experiment", "show", id.trim(), "--json"]);
+    assert_eq!(shown["experiment"]["status"], "running");
+}
+
+#[test]
+fn shards_in_their_own_stores_merge_into_one_experiment_like_an_unsharded_run() {
+    let env = Env::new();
+    let (_mock, url) = mock(&env, "0");
+    let data = echo_dataset(&env, "d.csv", &queries(40));
+    let shard_store = |name: &str| env.path(name).to_str().unwrap().to_string();
+    let (s1, s2, s3) = (
+        shard_store("s1.db"),
+        shard_store("s2.db"),
+        shard_store("s3.db"),
+    );
+    // One prompt, its version ids kept across stores (each CI job imports the same export).
+    env.ok(&[
+        "--db",
+        &s1,
+        "prompt",
+        "create",
+        "echo",
+        "--template",
+        "{{query}}",
+        "--model",
+        "m",
+    ]);
+    env.ok(&["--db", &s1, "export", "prompts"]);
+    for db in [&s2, &s3, &env.db.to_str().unwrap().to_string()] {
+        env.ok(&["--db", db, "import", "prompts"]);
+    }
+    let run = |db: &str, shard: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--db",
+            db,
+            "experiment",
+            "--prompt",
+            "echo",
+            "--version",
+            "1",
+            "--dataset",
+            &data,
+            "--base-url",
+            &url,
+            "--shard",
+            shard,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        env.json(&args)
+    };
+    let first = run(&s1, "1/2", &[]);
+    let second = run(&s2, "2/2", &[]);
+    let (a, b) = (
+        first["summary"]["results"].as_i64().unwrap(),
+        second["summary"]["results"].as_i64().unwrap(),
+    );
+    assert_eq!(a + b, 40);
+    assert!(a > 5 && b > 5, "an uneven split: {a} and {b}");
+    assert_eq!(first["summary"]["missing"], 0);
+    // The same rows land in the same shard on every run.
+    let again = run(&s3, "1/2", &["--no-cache"]);
+    assert_eq!(again["summary"]["results"], first["summary"]["results"]);
+
+    // Refused, nothing written: a gap, a duplicate, another plan.
+    let err = env.fails(
+        &[
+            "experiment",
+            "merge",
+            &s1,
+            "--into",
+            env.db.to_str().unwrap(),
+        ],
+        2,
+    );
+    assert!(err.contains("shard(s) 2/2 missing"), "{err}");
+    let err = env.fails(
+        &[
+            "experiment",
+            "merge",
+            &s1,
+            &s3,
+            &s2,
+            "--into",
+            env.db.to_str().unwrap(),
+        ],
+        2,
+    );
+    assert!(err.contains("shard 1/2 is there twice"), "{err}");
+    let s4 = shard_store("s4.db");
+    env.ok(&[
+        "--db",
+        &s4,
+        "prompt",
+        "create",
+        "echo",
+        "--template",
+        "{{query}}",
+        "--model",
+        "m",
+    ]);
+    run(&s4, "2/2", &["--repetitions", "2"]);
+    let err = env.fails(
+        &[
+            "experiment",
+            "merge",
+            &s1,
+            &s4,
+            "--into",
+            env.db.to_str().unwrap(),
+        ],
+        2,
+    );
+    assert!(err.contains("of another plan"), "{err}");
+    let err = env.fails(
+        &[
+            "experiment",
+            "merge",
+            &s1,
+            "nosuch.db",
+            "--into",
+            env.db.to_str().unwrap(),
+        ],
+        2,
+    );
+    assert!(err.contains("there is no store at nosuch.db"), "{err}");
+    let err = env.fails(
+        &[
+            "experiment",
+            "--prompt",
+            "echo",
+            "--dataset",
+            &data,
+            "--shard",
+            "3/2",
+        ],
+        2,
+    );
+    assert!(err.contains("--shard '3/2'"), "{err}");
+
+    let merged = env.json(&[
+        "experiment",
+        "merge",
+        &s1,
+        &s2,
+        "--into",
+        env.db.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(
+        (merged["shards"].as_i64(), merged["results"].as_i64()),
+        (Some(2), Some(40))
+    );
+    let id = merged["id"].as_str().unwrap();
+    let shown = env.json(&["experiment", "show", id, "--json"]);
+    assert_eq!(shown["experiment"]["status"], "completed");
+    assert_eq!(shown["experiment"]["planned"], 40);
+    let single = env.json(&[
+        "experiment",
+        "--prompt",
+        "echo",
+        "--version",
+        "1",
+        "--dataset",
+        &data,
+        "--base-url",
+        &url,
+        "--no-cache",
+        "--json",
+    ]);
+    assert_eq!(outcome(&shown), outcome(&single));
+    // Stands as evidence like an unsharded run: found by its plan's fingerprint.
+    let compared = env.json(&[
+        "compare",
+        id,
+        single["experiment"]["id"].as_str().unwrap(),
+        "--json",
+    ]);
+    assert!(compared.is_object(), "{compared}");
+}
