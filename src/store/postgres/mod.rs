@@ -168,6 +168,12 @@ impl PgStore {
                 .await?
                 .try_get(0)?;
             if objects > 0 {
+                // Another runner's migration may have committed between the two reads (its
+                // tables and its schema row appear together): look at the schema row again.
+                let found = schema_version(db).await?;
+                if found > 0 {
+                    return Ok(Found::Runner(found));
+                }
                 return Err(StoreError::ForeignDatabase { location: display });
             }
             Ok(Found::Empty)
