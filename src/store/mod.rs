@@ -597,6 +597,10 @@ pub trait WorkQueue: Send + Sync {
     /// Extends every lease `owner` holds on the experiment; returns how many.
     fn renew_items(&self, id: &str, owner: &str, ttl: std::time::Duration) -> Result<u64>;
 
+    /// The workers holding a lease on the experiment that has not run out: those that share its
+    /// rate limits now.
+    fn lease_owners(&self, id: &str) -> Result<Vec<String>>;
+
     /// Gives back what `owner` still holds (pending again, for another worker at once).
     fn release_items(&self, id: &str, owner: &str) -> Result<u64>;
 

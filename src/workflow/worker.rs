@@ -11,6 +11,7 @@ use super::experiment::{
 use crate::dataset;
 use crate::error::{Error, Result};
 use crate::experiment::{self, Feed, Reporter, Source, Stop};
+use crate::limit::Throttle;
 use crate::model::{
     DatasetRef, Detached, Experiment, ExperimentStatus, NewExperiment, RunResult, VersionRef,
 };
@@ -248,22 +249,71 @@ impl ResultSink for ItemSink {
     }
 }
 
-/// Renews a worker's leases every third of their length until dropped.
+/// How often a worker that shares rate limits looks again at how many workers share them: a
+/// worker that joins runs at most this long before the others slow down for it.
+const SHARE_TICK: Duration = Duration::from_millis(500);
+
+/// The experiment's `--max-rpm` / `--max-tpm`, kept by all its workers together: each paces at
+/// the limit ÷ the workers holding live leases (itself included), looked at again every
+/// `SHARE_TICK` (a worker that stops holding leases, finished or dead, frees its share
+/// once its leases are done or run out).
+struct Share {
+    throttle: Arc<Throttle>,
+    max_rpm: Option<f64>,
+    max_tpm: Option<f64>,
+}
+
+impl Share {
+    /// Sets this worker's share from the workers holding leases now; returns how many share.
+    fn update(&self, store: &dyn Store, id: &str, owner: &str) -> Option<usize> {
+        let others = store
+            .lease_owners(id)
+            .ok()?
+            .iter()
+            .filter(|o| *o != owner)
+            .count();
+        self.throttle
+            .limits
+            .share(self.max_rpm, self.max_tpm, others + 1);
+        Some(others + 1)
+    }
+}
+
+/// Renews a worker's leases every third of their length until dropped, and keeps its share of
+/// the experiment's rate limits.
 struct Renewer {
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Renewer {
-    fn start(store: Arc<dyn Store>, id: String, owner: String, lease: Duration) -> Renewer {
+    fn start(
+        store: Arc<dyn Store>,
+        id: String,
+        owner: String,
+        lease: Duration,
+        share: Option<Share>,
+    ) -> Renewer {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let every = lease / 3;
+        let tick = match &share {
+            Some(_) => every.min(SHARE_TICK),
+            None => every,
+        };
         let thread = std::thread::spawn(move || {
-            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                stopped.recv_timeout(lease / 3)
-            {
-                // A failed renewal is retried at the next tick; a lease that ran out meanwhile
-                // may be taken over, and then this worker's result for it is dropped.
-                let _ = store.renew_items(&id, &owner, lease);
+            let mut renewed = Instant::now();
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
+                if renewed.elapsed() + tick / 2 >= every {
+                    // A failed renewal is retried at the next tick; a lease that ran out
+                    // meanwhile may be taken over, and then this worker's result for it is
+                    // dropped.
+                    let _ = store.renew_items(&id, &owner, lease);
+                    renewed = Instant::now();
+                }
+                if let Some(share) = &share {
+                    // A failed look keeps the share as it was until the next tick.
+                    share.update(&*store, &id, &owner);
+                }
             }
         });
         Renewer {
@@ -345,11 +395,27 @@ pub fn work(
     probe(&runtime, client.base_url())?;
     let owner = worker_owner();
     let counts = store.work_counts(&experiment.id)?.unwrap_or_default();
+    let (max_rpm, max_tpm) = (experiment.settings.max_rpm, experiment.settings.max_tpm);
+    let share = (max_rpm.is_some() || max_tpm.is_some()).then(|| Share {
+        throttle: client.throttle(),
+        max_rpm,
+        max_tpm,
+    });
+    if let Some(share) = &share
+        && let Some(workers) = share.update(&*store, &experiment.id, &owner)
+        && workers > 1
+    {
+        reporter.report(experiment::RunEvent::Notice(format!(
+            "sharing the experiment's rate limits with {} other worker(s)",
+            workers - 1
+        )));
+    }
     let renewer = Renewer::start(
         store.clone(),
         experiment.id.clone(),
         owner.clone(),
         request.lease,
+        share,
     );
     let sink = Arc::new(ItemSink {
         store: store.clone(),

@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 
 /// A detached mock; returns its pid and base URL.
 fn mock(env: &Env, latency_ms: &str) -> (Stop, String) {
-    let out = env.run(&[
-        "mock-server",
-        "--port",
-        "0",
-        "--detach",
-        "--latency-ms",
-        latency_ms,
-    ]);
+    mock_with(env, &["--latency-ms", latency_ms])
+}
+
+/// A detached mock with these options.
+fn mock_with(env: &Env, options: &[&str]) -> (Stop, String) {
+    let mut args = vec!["mock-server", "--port", "0", "--detach"];
+    args.extend_from_slice(options);
+    let out = env.run(&args);
     assert!(out.status.success(), "{out:?}");
     let pid = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let stderr = String::from_utf8(out.stderr).unwrap();
@@ -41,6 +41,11 @@ impl Drop for Stop {
 
 /// Chat requests the mock has answered so far.
 fn requests(url: &str) -> u64 {
+    stats(url)["requests"].as_u64().unwrap()
+}
+
+/// The mock's counters (GET /stats).
+fn stats(url: &str) -> Value {
     use std::io::{Read, Write};
     let rest = url.trim_start_matches("http://");
     let host = rest.split('/').next().unwrap();
@@ -53,8 +58,7 @@ fn requests(url: &str) -> u64 {
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let body = response.split_once("\r\n\r\n").unwrap().1;
-    let stats: Value = serde_json::from_str(body).unwrap();
-    stats["requests"].as_u64().unwrap()
+    serde_json::from_str(body).unwrap()
 }
 
 /// Kills the worker processes still running when the test ends, passed or not.
@@ -754,4 +758,70 @@ fn promote_gates_on_experiments_finished_by_workers() {
     assert_eq!(requests(&url), sent + 5);
     assert_eq!(count(&env, "SELECT COUNT(*) FROM experiments"), experiments);
     assert_eq!(integrity(&env.db), "ok");
+}
+
+#[test]
+fn workers_keep_the_experiments_rate_limit_together() {
+    // 600 a minute is 10 a second; two workers each pacing at it alone would send 20.
+    const RPM: &str = "600";
+    const ROWS: usize = 60;
+    let env = Env::new();
+    let (_mock, url) = mock_with(&env, &["--latency-ms", "20", "--rpm", RPM]);
+    env.ok(&[
+        "prompt",
+        "create",
+        "echo",
+        "--template",
+        "{{query}}",
+        "--model",
+        "m",
+    ]);
+    let data = echo_dataset(&env, "d.csv", &queries(ROWS));
+    let id = env
+        .ok(&[
+            "experiment",
+            "--prompt",
+            "echo",
+            "--version",
+            "1",
+            "--dataset",
+            &data,
+            "--base-url",
+            &url,
+            "--max-rpm",
+            RPM,
+            "--detach",
+        ])
+        .trim()
+        .to_string();
+    let shown = env.json(&["experiment", "show", &id, "--json"]);
+    assert_eq!(shown["experiment"]["settings"]["max_rpm"], 600.0, "{shown}");
+    let args = ["--concurrency", "8"];
+    let mut workers = Workers(vec![worker(&env, &id, &args), worker(&env, &id, &args)]);
+    let started = Instant::now();
+    let waited = env.run(&["experiment", "wait", &id, "--timeout", "120"]);
+    assert!(
+        waited.status.success(),
+        "{}",
+        String::from_utf8_lossy(&waited.stderr)
+    );
+    let elapsed = started.elapsed();
+    let reports: Vec<Value> = workers.0.drain(..).map(finished).collect();
+    // Both worked: the limit was shared, not kept by one worker doing everything.
+    for report in &reports {
+        assert!(report["written"].as_i64().unwrap() > 5, "{report}");
+    }
+    let stats = stats(&url);
+    let limited = stats["rate_limited"].as_u64().unwrap();
+    assert!(
+        limited <= 2,
+        "{limited} answers were 429 in {elapsed:?}: {stats}"
+    );
+    assert_eq!(
+        count(
+            &env,
+            &format!("SELECT COUNT(*) FROM results WHERE experiment_id = '{id}' AND status = 'ok'")
+        ),
+        ROWS as i64
+    );
 }

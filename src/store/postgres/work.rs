@@ -173,6 +173,23 @@ impl WorkQueue for PgStore {
         })
     }
 
+    fn lease_owners(&self, id: &str) -> Result<Vec<String>> {
+        self.read(async |db| {
+            let rows = db
+                .query(
+                    &format!(
+                        "SELECT DISTINCT lease_owner FROM work_items \
+                         WHERE experiment_id = $1 AND state = 'leased' AND lease_until >= {NOW_MS}"
+                    ),
+                    &[&id],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| r.try_get::<_, String>(0).map_err(Into::into))
+                .collect()
+        })
+    }
+
     fn release_items(&self, id: &str, owner: &str) -> Result<u64> {
         self.write(async |db| {
             db.exec(

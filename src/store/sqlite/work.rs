@@ -130,6 +130,19 @@ impl WorkQueue for SqliteStore {
         })
     }
 
+    fn lease_owners(&self, id: &str) -> Result<Vec<String>> {
+        self.read(|conn| {
+            let mut query = conn.prepare_cached(&format!(
+                "SELECT DISTINCT lease_owner FROM work_items \
+                 WHERE experiment_id = ?1 AND state = 'leased' AND lease_until >= {NOW_MS}"
+            ))?;
+            let owners = query
+                .query_map(params![id], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(owners)
+        })
+    }
+
     fn release_items(&self, id: &str, owner: &str) -> Result<u64> {
         self.write(|tx| {
             Ok(tx.execute(
