@@ -525,6 +525,17 @@ pub struct CompareArgs {
     /// evaluator; exit 1 if it trails more.
     #[arg(long, value_name = "D")]
     pub max_regression: Option<f64>,
+    /// The baseline experiment by name (the same as the first EXPERIMENT).
+    #[arg(
+        long,
+        value_name = "ID",
+        requires = "candidate_experiment",
+        conflicts_with_all = ["experiments", "prompt", "tags"]
+    )]
+    pub baseline_experiment: Option<String>,
+    /// The candidate experiment by name (the same as the second EXPERIMENT).
+    #[arg(long, value_name = "ID", requires = "baseline_experiment")]
+    pub candidate_experiment: Option<String>,
     #[command(flatten)]
     pub options: RunOptions,
 }
@@ -592,6 +603,18 @@ pub struct PromoteArgs {
     /// Also write the verdict as JUnit XML to FILE (one test case per criterion).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Gate on this experiment as the candidate's evidence instead of finding one by
+    /// fingerprint (a detached experiment, say): it must be of --from's version, completed,
+    /// and on the baseline experiment's dataset.
+    #[arg(
+        long,
+        value_name = "ID",
+        conflicts_with_all = ["dataset", "fresh", "evals", "repetitions", "model", "base_url", "limit"]
+    )]
+    pub candidate_experiment: Option<String>,
+    /// The baseline's evidence, with --candidate-experiment: of --to's version, completed.
+    #[arg(long, value_name = "ID", requires = "candidate_experiment")]
+    pub baseline_experiment: Option<String>,
     #[command(flatten)]
     pub options: RunOptions,
 }
