@@ -13,6 +13,7 @@ mod diff;
 mod handlers;
 pub mod html;
 mod pages;
+mod playground;
 pub mod session;
 
 use crate::compare::Comparison;
@@ -31,11 +32,22 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use session::{Keys, Session};
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
-/// No script, no plugin, nothing from another origin; forms post only here; never framed.
-pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
-                       form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// Nothing from another origin, no plugin; the one script is the playground's, allowed by
+/// its hash (any other inline or injected script is refused), and it may fetch only from here;
+/// forms post only here; never framed.
+pub static CSP: LazyLock<String> = LazyLock::new(|| {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let hash = base64::engine::general_purpose::STANDARD
+        .encode(sha2::Sha256::digest(pages::PLAYGROUND_SCRIPT.as_bytes()));
+    format!(
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+         script-src 'sha256-{hash}'; connect-src 'self'; \
+         form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+});
 
 /// Comparisons kept computed, newest first: a comparison of two large finished experiments is
 /// read once and then paged from memory.
@@ -78,6 +90,15 @@ pub fn router(settings: Settings) -> Result<Router, String> {
         .route("/logout", post(handlers::logout))
         .route("/prompts/{name}", get(handlers::prompt))
         .route("/prompts/{name}/versions/{seq}", get(handlers::version))
+        .route("/prompts/{name}/versions/{seq}/try", post(playground::run))
+        .route(
+            "/prompts/{name}/versions/{seq}/try/stream",
+            post(playground::stream),
+        )
+        .route(
+            "/prompts/{name}/versions/{seq}/save",
+            post(playground::save),
+        )
         .route("/prompts/{name}/diff", get(handlers::diff))
         .route("/prompts/{name}/experiments", get(handlers::experiments))
         .route("/prompts/{name}/tags", post(handlers::set_tag))
@@ -258,7 +279,9 @@ fn page_response(status: StatusCode, body: String) -> Response {
 }
 
 fn secure_headers(headers: &mut axum::http::HeaderMap) {
-    headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    if let Ok(csp) = HeaderValue::from_str(&CSP) {
+        headers.insert(CONTENT_SECURITY_POLICY, csp);
+    }
     headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));

@@ -9,7 +9,7 @@ use std::io::Read;
 use std::time::Duration;
 
 /// A detached mock with these extra flags; returns a guard that stops it and its base URL.
-fn mock(env: &Env, extra: &[&str]) -> (Stop, String) {
+pub fn mock(env: &Env, extra: &[&str]) -> (Stop, String) {
     let mut args = vec!["mock-server", "--port", "0", "--detach"];
     args.extend_from_slice(extra);
     let out = env.run(&args);
@@ -25,7 +25,7 @@ fn mock(env: &Env, extra: &[&str]) -> (Stop, String) {
     (Stop(pid), url)
 }
 
-struct Stop(String);
+pub struct Stop(String);
 
 impl Drop for Stop {
     fn drop(&mut self) {
@@ -33,7 +33,7 @@ impl Drop for Stop {
     }
 }
 
-fn requests(url: &str) -> u64 {
+pub fn requests(url: &str) -> u64 {
     use std::io::Write;
     let host = url.trim_start_matches("http://").split('/').next().unwrap();
     let mut stream = std::net::TcpStream::connect(host).unwrap();
