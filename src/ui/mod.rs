@@ -1,13 +1,13 @@
 //! The web UI of `runner serve`: server-rendered pages over the same store, views and tag policy
 //! the CLI uses (the prompt library, a prompt's versions, deployments and tag history, a version
 //! and a diff of two, experiments and their rows, two experiments compared), a login that turns a
-//! bearer token into a session cookie, and the two actions a write token may take (set or move a
-//! tag, roll one back).
+//! bearer token into a session cookie, the two actions a write token may take (set or move a
+//! tag, roll one back), and the playground on a version's page (write tokens only).
 //!
 //! Pages are plain functions over typed views that write through `html::Html`, which escapes
 //! every piece of text: no template engine to learn, nothing compiled at build time, and no way
-//! for a prompt's text to become markup. The stylesheet is embedded in the binary; pages carry no
-//! script, so the Content-Security-Policy allows none.
+//! for a prompt's text to become markup. The stylesheet is embedded in the binary; the one script
+//! is the playground's, inline, and the Content-Security-Policy allows it by its hash alone.
 
 mod diff;
 mod handlers;

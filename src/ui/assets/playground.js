@@ -45,7 +45,8 @@
     var body = new URLSearchParams(new FormData(form));
     body.set("side", side);
     try {
-      var response = await fetch(form.dataset.stream, {
+      // Not form.dataset: the form's own "dataset" field shadows it.
+      var response = await fetch(form.getAttribute("data-stream"), {
         method: "POST",
         body: body,
         credentials: "same-origin",
