@@ -101,9 +101,10 @@ Examples:
   runner serve --bind 0.0.0.0:6006 --token-file tokens.txt --read-token-file readers.txt
   curl -H 'Authorization: Bearer TOKEN' http://127.0.0.1:6006/v1/prompts/NAME/tags/production
 
-Token files hold one token a line, TOKEN or NAME:TOKEN (at least 16 characters; # comments).
-Tag moves record the caller as api, api:NAME for a named token, plus ' (WHO)' when the request
-sends X-Runner-Actor: WHO. Protected tags move or go only with ?force=true or X-Runner-Force: true.
+Token files hold one token a line, TOKEN or NAME:TOKEN (at least 16 characters; # comments);
+deploy:NAME:TOKEN in --token-file is a deploy token. Tag moves record the caller as api, api:NAME
+for a named token, plus ' (WHO)' when the request sends X-Runner-Actor: WHO. Protected tags move
+or go only for a deploy token, or with ?force=true or X-Runner-Force: true (else 403).
 Writes need Content-Type: application/json (else 422); a request with an Origin must come from
 the server's own origin; without tokens only loopback Host names are served (else 403).
 The first line on stdout names the address the server listens on.")]
@@ -524,6 +525,17 @@ pub struct CompareArgs {
     /// evaluator; exit 1 if it trails more.
     #[arg(long, value_name = "D")]
     pub max_regression: Option<f64>,
+    /// The baseline experiment by name (the same as the first EXPERIMENT).
+    #[arg(
+        long,
+        value_name = "ID",
+        requires = "candidate_experiment",
+        conflicts_with_all = ["experiments", "prompt", "tags"]
+    )]
+    pub baseline_experiment: Option<String>,
+    /// The candidate experiment by name (the same as the second EXPERIMENT).
+    #[arg(long, value_name = "ID", requires = "baseline_experiment")]
+    pub candidate_experiment: Option<String>,
     #[command(flatten)]
     pub options: RunOptions,
 }
@@ -591,6 +603,18 @@ pub struct PromoteArgs {
     /// Also write the verdict as JUnit XML to FILE (one test case per criterion).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Gate on this experiment as the candidate's evidence instead of finding one by
+    /// fingerprint (a detached experiment, say): it must be of --from's version, completed,
+    /// and on the baseline experiment's dataset.
+    #[arg(
+        long,
+        value_name = "ID",
+        conflicts_with_all = ["dataset", "fresh", "evals", "repetitions", "model", "base_url", "limit"]
+    )]
+    pub candidate_experiment: Option<String>,
+    /// The baseline's evidence, with --candidate-experiment: of --to's version, completed.
+    #[arg(long, value_name = "ID", requires = "candidate_experiment")]
+    pub baseline_experiment: Option<String>,
     #[command(flatten)]
     pub options: RunOptions,
 }
@@ -1049,7 +1073,8 @@ pub struct ServeArgs {
     /// address is allowed.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6006")]
     pub bind: String,
-    /// Read-write bearer tokens, one a line (TOKEN or NAME:TOKEN); every request then needs one.
+    /// Read-write bearer tokens, one a line (TOKEN, NAME:TOKEN, or deploy:NAME:TOKEN for a
+    /// token that also moves protected tags without force); every request then needs one.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// Read-only bearer tokens (GET requests only), same format.

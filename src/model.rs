@@ -275,6 +275,9 @@ pub struct TagEvent {
     pub at: String,
     /// True when the move needed `--force` (a protected tag).
     pub forced: bool,
+    /// True when a caller with the deploy role (a deploy token) moved a protected tag, which
+    /// needs no force.
+    pub deploy: bool,
     /// For a promotion: the verdict, thresholds and experiment ids behind it.
     pub evidence: Option<Value>,
 }

@@ -79,7 +79,12 @@ pub enum StoreError {
     )]
     TagMoved { prompt: String, tag: String },
     #[error("tag '{tag}' is protected: it moves through `runner promote`, or with force")]
-    ProtectedTag { prompt: String, tag: String },
+    ProtectedTag {
+        prompt: String,
+        tag: String,
+        /// The refused change (move, delete or rollback).
+        action: TagAction,
+    },
     #[error("experiment {id} is being run by {holder} (its lease runs until {until})")]
     ExperimentBusy {
         id: String,
@@ -127,10 +132,31 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// The rule every tag write obeys, whoever asks (CLI, HTTP, UI): a protected tag may be created
 /// (that displaces nothing) but is moved, rolled back or deleted only by a promotion that passed
-/// its gate, or by a forced change, which the history records as forced.
+/// its gate, by a caller with the deploy role (a deploy token of `runner serve`), or by a forced
+/// change; the history records which.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TagPolicy {
     pub protected: Vec<String>,
+}
+
+/// What the caller of a tag write may do to a protected tag.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TagRole {
+    /// Create it; displace it only with force (the CLI, write tokens, the pages' writers).
+    #[default]
+    Writer,
+    /// Also move, roll back or delete it without force (deploy tokens), as Langfuse lets only
+    /// admins change protected labels.
+    Deploy,
+}
+
+/// How a change of a tag was allowed, as the history records it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Allowed {
+    /// A protected tag was displaced with force.
+    pub forced: bool,
+    /// A protected tag was displaced by a caller with the deploy role.
+    pub deploy: bool,
 }
 
 impl TagPolicy {
@@ -143,7 +169,8 @@ impl TagPolicy {
     }
 
     /// Decides a change of `tag`, which points at `current` (a version id) or does not exist.
-    /// Returns whether the change is recorded as forced, or the refusal.
+    /// Returns how the change is recorded, or the refusal. The deploy role needs no force, so
+    /// a deploy change that also asks for force is recorded as a deploy change only.
     pub fn check(
         &self,
         prompt: &str,
@@ -151,18 +178,26 @@ impl TagPolicy {
         current: Option<&str>,
         action: TagAction,
         force: bool,
-    ) -> Result<bool> {
+        role: TagRole,
+    ) -> Result<Allowed> {
         let displaces = current.is_some() && self.is_protected(tag);
         if !displaces || action == TagAction::Promote {
-            return Ok(false);
+            return Ok(Allowed::default());
         }
-        if force {
-            Ok(true)
-        } else {
-            Err(StoreError::ProtectedTag {
+        match (role, force) {
+            (TagRole::Deploy, _) => Ok(Allowed {
+                forced: false,
+                deploy: true,
+            }),
+            (TagRole::Writer, true) => Ok(Allowed {
+                forced: true,
+                deploy: false,
+            }),
+            (TagRole::Writer, false) => Err(StoreError::ProtectedTag {
                 prompt: prompt.into(),
                 tag: tag.into(),
-            })
+                action,
+            }),
         }
     }
 }
@@ -204,6 +239,8 @@ pub struct TagChange {
     pub message: Option<String>,
     /// The caller asks to override the tag policy.
     pub force: bool,
+    /// What the caller may do to a protected tag without force.
+    pub role: TagRole,
     pub evidence: Option<serde_json::Value>,
     pub policy: TagPolicy,
     /// What the history records (a promotion); None: set, move, delete or rollback by its kind.

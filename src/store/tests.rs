@@ -113,6 +113,7 @@ on_both_backends!(
     archive_and_import_round_trip,
     concurrent_writers_number_versions_without_gaps,
     protected_tags_are_checked_inside_the_write,
+    the_deploy_role_moves_protected_tags_without_force,
     targets_pages_and_version_tags,
     tag_writes_go_ahead_only_where_the_caller_expects_the_tag,
     prompt_fields_archive_and_restore,
@@ -522,6 +523,93 @@ fn protected_tags_are_checked_inside_the_write(fx: &Fixture) {
     };
     assert!(!other.forced);
     assert_eq!(fx.count("tag_events"), 3);
+}
+
+fn the_deploy_role_moves_protected_tags_without_force(fx: &Fixture) {
+    let store = fx.open();
+    store
+        .create_prompt("p", new_version("1"), &[], &change())
+        .unwrap();
+    append_version::<_, _, StoreError>(
+        &*store,
+        "p",
+        |_| Ok::<_, StoreError>(new_version("2")),
+        &[],
+        &change(),
+    )
+    .unwrap();
+    let policy = TagPolicy::new(vec!["production".into()]);
+    let writer = TagChange {
+        policy: policy.clone(),
+        ..change()
+    };
+    let deploy = TagChange {
+        actor: "api:release".into(),
+        role: TagRole::Deploy,
+        policy,
+        ..change()
+    };
+    store
+        .set_tag("p", "production", &VersionRef::Seq(1), &writer)
+        .unwrap();
+    let refused = store.set_tag("p", "production", &VersionRef::Seq(2), &writer);
+    assert!(matches!(
+        refused,
+        Err(StoreError::ProtectedTag {
+            action: TagAction::Move,
+            ..
+        })
+    ));
+    let TagOutcome::Changed(moved) = store
+        .set_tag("p", "production", &VersionRef::Seq(2), &deploy)
+        .unwrap()
+    else {
+        panic!("not moved")
+    };
+    assert!(moved.deploy && !moved.forced);
+    assert_eq!(moved.actor, "api:release");
+    // Force asked for as well changes nothing: the role is what allowed it.
+    let rolled = store
+        .rollback_tag(
+            "p",
+            "production",
+            &TagChange {
+                force: true,
+                ..deploy.clone()
+            },
+        )
+        .unwrap();
+    assert!(rolled.deploy && !rolled.forced);
+    // Creating a tag, or moving an unprotected one, is not a deploy.
+    let TagOutcome::Changed(staging) = store
+        .set_tag("p", "staging", &VersionRef::Seq(2), &deploy)
+        .unwrap()
+    else {
+        panic!("not set")
+    };
+    assert!(!staging.deploy);
+    let history = store.history("p", Some("production")).unwrap();
+    assert_eq!(
+        history.iter().map(|e| e.deploy).collect::<Vec<_>>(),
+        [false, true, true]
+    );
+    // The flag survives an export and an import, whose replay accepts the deploy changes.
+    let archive = store.archive("p").unwrap();
+    let other = fx.another();
+    let copy = other.open();
+    copy.import(std::slice::from_ref(&archive)).unwrap();
+    assert_eq!(copy.archive("p").unwrap(), archive);
+    // The database refuses an event that claims both, whatever program writes it.
+    let insert = |forced: &str, deploy: &str| {
+        fx.raw(&format!(
+            "INSERT INTO tag_events (prompt_id, tag, action, actor, at, forced, deploy) \
+             SELECT id, 'other', 'set', 'raw', '2026-01-01T00:00:00Z', {forced}, {deploy} \
+             FROM prompts WHERE name = 'p'"
+        ))
+    };
+    insert("TRUE", "FALSE").expect("one of them is fine");
+    let both = insert("TRUE", "TRUE").expect_err("both are refused");
+    assert!(both.to_lowercase().contains("check"), "{both}");
 }
 
 fn targets_pages_and_version_tags(fx: &Fixture) {

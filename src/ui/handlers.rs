@@ -522,7 +522,8 @@ pub(super) struct ActionForm {
 }
 
 /// Checks an action's form and builds its tag change the way `Context::guarded_change` does
-/// for the CLI: the actor, the reason as the message, force, and the project's tag policy.
+/// for the CLI: the actor, the reason as the message, force, the session's role (a deploy
+/// token's moves protected tags without force) and the project's tag policy.
 fn action_change(ui: &Ui, viewer: &Viewer, form: &ActionForm) -> Result<TagChange, UiError> {
     check_csrf(viewer, &form.csrf)?;
     if !viewer.can_write() {
@@ -557,6 +558,7 @@ fn action_change(ui: &Ui, viewer: &Viewer, form: &ActionForm) -> Result<TagChang
         actor: viewer.actor(),
         message: reason,
         force,
+        role: viewer.tag_role(),
         policy: ui.config.tag_policy(),
         ..TagChange::default()
     })

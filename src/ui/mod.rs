@@ -151,6 +151,14 @@ impl Viewer {
         }
     }
 
+    /// What the viewer may do to a protected tag: the deploy role comes with a deploy token's
+    /// session only.
+    fn tag_role(&self) -> crate::store::TagRole {
+        self.session
+            .as_ref()
+            .map_or(crate::store::TagRole::Writer, |s| s.access.tag_role())
+    }
+
     /// Who a change made from the pages is recorded as: `ui`, or `ui:NAME` for a named token
     /// (as the API records `api:NAME`).
     fn actor(&self) -> String {
@@ -162,10 +170,12 @@ impl Viewer {
 
     fn label(&self) -> String {
         let who = self.actor();
-        if self.can_write() {
-            who
-        } else {
+        if !self.can_write() {
             format!("{who} (read-only)")
+        } else if self.tag_role() == crate::store::TagRole::Deploy {
+            format!("{who} (deploy)")
+        } else {
+            who
         }
     }
 }
@@ -238,7 +248,22 @@ impl From<StoreError> for UiError {
             | StoreError::UnknownVersion { .. }
             | StoreError::UnknownTag { .. }
             | StoreError::UnknownExperiment { .. } => StatusCode::NOT_FOUND,
-            StoreError::ProtectedTag { .. } | StoreError::TagMoved { .. } => StatusCode::CONFLICT,
+            StoreError::ProtectedTag { tag, action, .. } => {
+                // As the API answers: the viewer lacks the deploy role.
+                let doing = match action {
+                    crate::model::TagAction::Delete => "deleting",
+                    crate::model::TagAction::Rollback => "rolling back",
+                    _ => "moving",
+                };
+                return UiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "tag '{tag}' is protected: {doing} it needs a deploy token, or force \
+                         (tick \"force a protected tag\" and type a reason)"
+                    ),
+                );
+            }
+            StoreError::TagMoved { .. } => StatusCode::CONFLICT,
             e if e.is_invalid_input() => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::SERVICE_UNAVAILABLE,
         };

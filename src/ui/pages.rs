@@ -336,6 +336,9 @@ pub fn prompt(viewer: &Viewer, p: &PromptPage<'_>) -> String {
             if d.forced {
                 badge(&mut body, "forced", "forced");
             }
+            if d.deploy {
+                badge(&mut body, "deploy", "deploy");
+            }
             body.raw("</td><td>");
             why(&mut body, d.message.as_deref(), d.evidence.as_ref());
             body.raw("</td></tr>");
@@ -405,6 +408,9 @@ pub fn prompt(viewer: &Viewer, p: &PromptPage<'_>) -> String {
         if e.forced {
             badge(&mut body, "forced", "forced");
         }
+        if e.deploy {
+            badge(&mut body, "deploy", "deploy");
+        }
         body.raw(" <strong>").text(&e.tag).raw("</strong> ");
         let seq = |s: Option<i64>| s.map_or("–".to_string(), |n| format!("v{n}"));
         body.text(&format!("{} → {}", seq(e.from_seq), seq(e.to_seq)))
@@ -458,11 +464,17 @@ fn version_options(out: &mut Html, versions: &[PromptVersion], selected: Option<
 }
 
 /// The two actions a write token may take, each confirmed; a protected tag also needs force
-/// with a typed reason (the store refuses it otherwise).
+/// with a typed reason (the store refuses it otherwise), unless the token is a deploy token.
 fn actions(out: &mut Html, viewer: &Viewer, p: &PromptPage<'_>) {
+    let deploy = viewer.tag_role() == crate::store::TagRole::Deploy;
     let force_fields = |out: &mut Html| {
-        out.raw("<label class=\"check\"><input type=\"checkbox\" name=\"force\" value=\"yes\"> force a protected tag</label>")
-            .raw("<label>Reason <input name=\"reason\" maxlength=\"500\" placeholder=\"why (kept in the tag history; required with force)\"></label>");
+        if deploy {
+            out.raw("<p class=\"muted\">Your deploy token moves protected tags without force; the history records it as a deploy.</p>")
+                .raw("<label>Reason <input name=\"reason\" maxlength=\"500\" placeholder=\"why (kept in the tag history)\"></label>");
+        } else {
+            out.raw("<label class=\"check\"><input type=\"checkbox\" name=\"force\" value=\"yes\"> force a protected tag</label>")
+                .raw("<label>Reason <input name=\"reason\" maxlength=\"500\" placeholder=\"why (kept in the tag history; required with force)\"></label>");
+        }
     };
     out.raw("<details class=\"act\"><summary>Change a tag…</summary>")
         .raw("<div class=\"forms\"><form method=\"post\" class=\"action\"")

@@ -572,7 +572,14 @@ fn a_login_gives_a_session_and_only_write_tokens_act() {
             ("confirm", "yes"),
         ],
     );
-    assert_eq!(protected.status, 409, "{}", protected.text);
+    assert_eq!(protected.status, 403, "{}", protected.text);
+    assert!(
+        protected.text.contains(
+            "tag &#39;production&#39; is protected: moving it needs a deploy token, or force"
+        ),
+        "{}",
+        protected.text
+    );
     let no_reason = server.post(
         "/prompts/greet/tags",
         Some(&rw),
@@ -632,6 +639,78 @@ fn a_login_gives_a_session_and_only_write_tokens_act() {
     let out = server.post("/logout", Some(&rw), &[("csrf", &csrf)]);
     assert_eq!(out.status, 303);
     assert!(out.header("set-cookie").contains("Max-Age=0"));
+}
+
+pub const DEPLOYER: &str = "dp-00112233445566778899aabbccddeeff";
+
+#[test]
+fn a_deploy_token_moves_protected_tags_from_the_pages_without_force() {
+    let env = Env::new();
+    store(&env);
+    env.write(
+        "writers.txt",
+        &format!("ci:{WRITER}\ndeploy:release:{DEPLOYER}\n"),
+    );
+    let server = Server::start(&env, &["--token-file", "writers.txt"]);
+    let login_csrf = server.get("/login").csrf();
+    let login = |token: &str| {
+        let reply = server.post("/login", None, &[("token", token), ("csrf", &login_csrf)]);
+        assert_eq!(reply.status, 303, "{}", reply.text);
+        reply.session_cookie()
+    };
+    let (rw, dp) = (login(WRITER), login(DEPLOYER));
+    let move_production = |cookie: &str, version: &str| {
+        let csrf = server.get_as("/prompts/greet", cookie).csrf();
+        server.post(
+            "/prompts/greet/tags",
+            Some(cookie),
+            &[
+                ("csrf", &csrf),
+                ("tag", "production"),
+                ("version", version),
+                ("confirm", "yes"),
+                ("reason", "release 2"),
+            ],
+        )
+    };
+    // The write token is refused without force, as over HTTP; nothing is written.
+    let before = history(&env);
+    let refused = move_production(&rw, "2");
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    assert!(
+        refused.text.contains("needs a deploy token, or force"),
+        "{}",
+        refused.text
+    );
+    assert_eq!(history(&env), before);
+
+    // The deploy token's page says it needs no force, and the move goes through.
+    let page = server.get_as("/prompts/greet", &dp);
+    assert!(page.text.contains("ui:release (deploy)"), "{}", page.text);
+    assert!(page.text.contains("moves protected tags without force"));
+    assert!(!page.text.contains("force a protected tag"));
+    let moved = move_production(&dp, "2");
+    assert_eq!(moved.status, 303, "{}", moved.text);
+    let prod = env.json(&["tag", "history", "greet", "production", "--json"]);
+    let last = prod.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (
+            &last["action"],
+            &last["actor"],
+            &last["forced"],
+            &last["deploy"]
+        ),
+        (
+            &"move".into(),
+            &"ui:release".into(),
+            &false.into(),
+            &true.into()
+        )
+    );
+    assert_eq!(last["message"], "release 2");
+    assert_eq!(last["to_seq"], 2);
+    let shown = server.get_as("/prompts/greet", &rw);
+    assert!(shown.text.contains("badge deploy"), "{}", shown.text);
 }
 
 #[test]

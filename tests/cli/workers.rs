@@ -551,3 +551,207 @@ fn shards_in_their_own_stores_merge_into_one_experiment_like_an_unsharded_run() 
     ]);
     assert!(compared.is_object(), "{compared}");
 }
+
+/// The tag rows and their history, to show a refused promotion moved nothing.
+fn tags(env: &Env) -> Vec<String> {
+    crate::dump(&env.db)
+        .into_iter()
+        .filter(|r| r.starts_with("tags:") || r.starts_with("tag_events:"))
+        .collect()
+}
+
+#[test]
+fn promote_gates_on_experiments_finished_by_workers() {
+    let env = Env::new();
+    let (_mock, url) = mock(&env, "0");
+    env.ok(&[
+        "prompt",
+        "create",
+        "echo",
+        "--template",
+        "{{query}}",
+        "--model",
+        "m",
+        "--tag",
+        "production",
+    ]);
+    env.ok(&[
+        "prompt",
+        "update",
+        "echo",
+        "--template",
+        "Q: {{query}}",
+        "--tag",
+        "staging",
+    ]);
+    let data = echo_dataset(&env, "d.csv", &queries(12));
+    let other = echo_dataset(&env, "other.csv", &["a", "b", "c", "d", "e"]);
+    // The fan-out: each side planned, run by a worker, waited for.
+    let fan_out = |tag: &str, data: &str, run: bool| {
+        let id = env
+            .ok(&[
+                "experiment",
+                "--prompt",
+                "echo",
+                "--tag",
+                tag,
+                "--dataset",
+                data,
+                "--base-url",
+                &url,
+                "--detach",
+            ])
+            .trim()
+            .to_string();
+        if run {
+            env.ok(&["worker", &id]);
+            env.ok(&["experiment", "wait", &id]);
+        }
+        id
+    };
+    let cand = fan_out("staging", &data, true);
+    let base = fan_out("production", &data, true);
+    let pending = fan_out("staging", &other, false);
+    let sent = requests(&url);
+    let experiments = count(&env, "SELECT COUNT(*) FROM experiments");
+
+    // Plain promote finds both by fingerprint and runs nothing.
+    let out = env.run(&[
+        "promote",
+        "--prompt",
+        "echo",
+        "--from",
+        "staging",
+        "--to",
+        "production",
+        "--dataset",
+        &data,
+        "--base-url",
+        &url,
+        "--dry-run",
+        "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("using experiment {cand}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("using experiment {base}")),
+        "{stderr}"
+    );
+    let verdict: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(verdict["passed"], true, "{verdict}");
+    assert_eq!(verdict["moved"], false, "{verdict}");
+
+    // Named experiments that are not what the gate is about: exit 2, nothing moved.
+    let tags_before = tags(&env);
+    let named = |candidate: &str, baseline: Option<&str>, code: i32| {
+        let mut args = vec![
+            "promote",
+            "--prompt",
+            "echo",
+            "--from",
+            "staging",
+            "--to",
+            "production",
+            "--candidate-experiment",
+            candidate,
+        ];
+        if let Some(baseline) = baseline {
+            args.extend(["--baseline-experiment", baseline]);
+        }
+        env.fails(&args, code)
+    };
+    let err = named(&base, Some(&cand), 2);
+    assert!(
+        err.contains("it is an experiment of echo v2, but --to production points at echo v1"),
+        "{err}"
+    );
+    assert!(err.contains("hint: "), "{err}");
+    let err = named(&cand, Some(&cand), 2);
+    assert!(err.contains("--baseline-experiment"), "{err}");
+    let err = named(&pending, Some(&base), 2);
+    assert!(
+        err.contains("the experiment is running, not completed"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("runner experiment wait {pending}")),
+        "{err}"
+    );
+    env.ok(&["worker", &pending]);
+    let err = named(&pending, Some(&base), 2);
+    assert!(err.contains("ran on different datasets"), "{err}");
+    let err = named(&cand, None, 2);
+    assert!(err.contains("needs --baseline-experiment"), "{err}");
+    let err = named("exp_nosuch", Some(&base), 2);
+    assert!(err.contains("unknown experiment"), "{err}");
+    // Evidence named is not evidence made: run options are refused with it.
+    let err = env.fails(
+        &[
+            "promote",
+            "--prompt",
+            "echo",
+            "--from",
+            "staging",
+            "--to",
+            "production",
+            "--candidate-experiment",
+            &cand,
+            "--baseline-experiment",
+            &base,
+            "--dataset",
+            &data,
+        ],
+        2,
+    );
+    assert!(err.contains("--dataset"), "{err}");
+    assert_eq!(tags(&env), tags_before);
+
+    // compare takes the same names.
+    let compared = env.json(&[
+        "compare",
+        "--baseline-experiment",
+        &base,
+        "--candidate-experiment",
+        &cand,
+        "--json",
+    ]);
+    assert_eq!(compared, env.json(&["compare", &base, &cand, "--json"]));
+
+    // The gate on exactly those two: passes, moves the tag, records them as its evidence.
+    let verdict = env.json(&[
+        "promote",
+        "--prompt",
+        "echo",
+        "--from",
+        "staging",
+        "--to",
+        "production",
+        "--candidate-experiment",
+        &cand,
+        "--baseline-experiment",
+        &base,
+        "-m",
+        "fan-in",
+        "--json",
+    ]);
+    assert_eq!(
+        (&verdict["passed"], &verdict["moved"]),
+        (&Value::Bool(true), &Value::Bool(true)),
+        "{verdict}"
+    );
+    let history = env.json(&["tag", "history", "echo", "production", "--json"]);
+    let last = history.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "promote");
+    assert_eq!(last["to_seq"], 2);
+    assert_eq!(last["evidence"]["candidate_experiment"], cand.as_str());
+    assert_eq!(last["evidence"]["baseline_experiment"], base.as_str());
+    // Nothing ran for the gate: no request, no new experiment (the pending one's worker
+    // sent its five).
+    assert_eq!(requests(&url), sent + 5);
+    assert_eq!(count(&env, "SELECT COUNT(*) FROM experiments"), experiments);
+    assert_eq!(integrity(&env.db), "ok");
+}

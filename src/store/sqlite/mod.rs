@@ -31,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_experiment_lease.sql"),
     include_str!("migrations/0006_prompt_fields.sql"),
     include_str!("migrations/0007_work_items.sql"),
+    include_str!("migrations/0008_tag_event_deploy.sql"),
 ];
 
 /// Long enough for a burst of concurrent CLI writers to queue behind each other.
@@ -65,7 +66,7 @@ const VERSION_COLUMNS: &str = "v.id, p.name, v.seq, v.template_type, v.format, v
      v.model, v.params, v.metadata, v.description, v.message, v.author, v.content_hash, v.created_at, v.provider";
 
 const EVENT_COLUMNS: &str = "e.id, p.name, e.tag, e.action, e.from_version_id, fv.seq, \
-     e.to_version_id, tv.seq, e.actor, e.message, e.at, e.forced, e.evidence";
+     e.to_version_id, tv.seq, e.actor, e.message, e.at, e.forced, e.evidence, e.deploy";
 
 const EVENT_JOINS: &str = "FROM tag_events e JOIN prompts p ON p.id = e.prompt_id \
      LEFT JOIN prompt_versions fv ON fv.id = e.from_version_id \
@@ -530,8 +531,8 @@ impl SqliteStore {
                 for e in &archive.history {
                     tx.execute(
                         "INSERT INTO tag_events (prompt_id, tag, action, from_version_id, \
-                         to_version_id, actor, message, at, forced, evidence, id) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                         to_version_id, actor, message, at, forced, evidence, id, deploy) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                         params![
                             pid,
                             e.tag,
@@ -544,6 +545,7 @@ impl SqliteStore {
                             e.forced,
                             e.evidence.as_ref().map(|v| v.to_string()),
                             keep_ids.then_some(e.id),
+                            e.deploy,
                         ],
                     )?;
                 }
@@ -784,9 +786,14 @@ fn write_tag(
     } else {
         TagAction::Set
     });
-    let forced = change
-        .policy
-        .check(name, tag, from.as_deref(), action, change.force)?;
+    let allowed = change.policy.check(
+        name,
+        tag,
+        from.as_deref(),
+        action,
+        change.force,
+        change.role,
+    )?;
     let now = now();
     match to {
         Some(version_id) => {
@@ -807,7 +814,8 @@ fn write_tag(
     }
     tx.execute(
         "INSERT INTO tag_events (prompt_id, tag, action, from_version_id, to_version_id, actor, \
-         message, at, forced, evidence) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+         message, at, forced, evidence, deploy) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             pid,
             tag,
@@ -817,8 +825,9 @@ fn write_tag(
             change.actor,
             change.message,
             now,
-            forced,
+            allowed.forced,
             change.evidence.as_ref().map(|v| v.to_string()),
+            allowed.deploy,
         ],
     )?;
     let id = tx.last_insert_rowid();
@@ -912,6 +921,7 @@ fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TagEvent> {
         message: row.get(9)?,
         at: row.get(10)?,
         forced: row.get(11)?,
+        deploy: row.get(13)?,
         evidence: evidence
             .map(|text| {
                 serde_json::from_str(&text).map_err(|e| {
