@@ -560,6 +560,7 @@ pub(super) async fn save(
         return Err(UiError::bad("no template to save"));
     };
     let actor = viewer.actor();
+    let role = viewer.tag_role();
     let created = ui
         .blocking(move |ui| {
             let tried = ui.store.version(&name, &VersionRef::Seq(seq))?;
@@ -568,6 +569,7 @@ pub(super) async fn save(
             let change = TagChange {
                 actor: actor.clone(),
                 message: Some(form.message.clone()),
+                role,
                 policy: ui.config.tag_policy(),
                 ..TagChange::default()
             };
