@@ -99,6 +99,7 @@ fn limits(args: &ServeArgs) -> Result<Limits> {
         header_timeout: seconds("--header-timeout", args.header_timeout)?,
         idle_timeout: seconds("--idle-timeout", args.idle_timeout)?,
         max_connections: args.max_connections,
+        body_limit: serve::DEFAULT_BODY_LIMIT,
     })
 }
 

@@ -569,7 +569,8 @@ fn the_playground_streams_an_answer_in_a_real_browser() {
     let endpoint = FaultServer::start(Duration::ZERO);
     store(&env, &endpoint);
     // Each word of an answer 250 ms after the one before: the answer arrives over a second.
-    let (_stop, mock_url) = super::try_version::mock(&env, &["--chunk-ms", "250"]);
+    let mock = super::Mock::start(&env, &["--chunk-ms", "250"]);
+    let mock_url = mock.url.clone();
     env.write("writers.txt", &format!("ci:{WRITER}\n"));
     let server = Server::start_with(
         &env,

@@ -1640,3 +1640,125 @@ fn sigterm_stops_the_server_cleanly() {
     let status = server.child.wait().expect("wait for runner serve");
     assert_eq!(status.code(), Some(0));
 }
+
+/// One response read off a raw connection: its status, head and body, read exactly as framed
+/// by Content-Length (every answer of the server has one). Panics naming `what` when the
+/// connection ends before the answer is complete.
+fn raw_response(stream: &mut TcpStream, what: &str) -> (u16, String, Vec<u8>) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            other => panic!(
+                "{what}: the connection ended mid-answer ({other:?}) after {:?}",
+                String::from_utf8_lossy(&head)
+            ),
+        }
+    }
+    let head = String::from_utf8(head).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("{what}: no Content-Length in {head:?}"));
+    let mut body = vec![0u8; length];
+    stream
+        .read_exact(&mut body)
+        .unwrap_or_else(|e| panic!("{what}: the body was cut short ({e})"));
+    (head[9..12].parse().unwrap(), head, body)
+}
+
+#[test]
+fn unread_bodies_do_not_break_the_kept_alive_connection() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    assert_eq!(
+        server.post("/v1/prompts", &chat_body("greet", "Hi")).status,
+        200
+    );
+    let mut stream = server.connect(Duration::from_secs(30));
+    stream.set_nodelay(true).unwrap();
+    // 1,000 requests on one connection: a POST with a body no route reads (an unknown route:
+    // 404; a route without POST: 405), alternating with GETs that must still be answered. Half
+    // the bodies are sent after their headers in a write of their own, so they often arrive
+    // after the server has its answer ready: the case that used to close the connection.
+    let mut answered = 0;
+    for i in 0..1000usize {
+        let body = "x".repeat(1 + (i * 37) % 6000);
+        let (method, path, expected) = match i % 4 {
+            0 => ("POST", "/v1/no-such-route", 404),
+            2 => ("POST", "/v1/prompts/greet/latest", 405),
+            _ => ("GET", "/v1/prompts/greet/latest", 200),
+        };
+        let what = format!("request {i} ({method} {path})");
+        let head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+        let sent = if method == "GET" {
+            stream.write_all(format!("{head}\r\n").as_bytes())
+        } else {
+            let head = format!(
+                "{head}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            if i % 8 < 4 {
+                stream
+                    .write_all(head.as_bytes())
+                    .and_then(|()| stream.write_all(body.as_bytes()))
+            } else {
+                stream.write_all(format!("{head}{body}").as_bytes())
+            }
+        };
+        sent.unwrap_or_else(|e| panic!("{what}: the server closed the connection ({e})"));
+        let (status, head, answer) = raw_response(&mut stream, &what);
+        assert_eq!(status, expected, "{what}: {head}");
+        assert!(
+            !head.to_ascii_lowercase().contains("connection: close"),
+            "{what}: the server means to close: {head}"
+        );
+        if status == 200 {
+            let version: Value = serde_json::from_slice(&answer).unwrap();
+            assert_eq!(version["data"]["sequence_number"], 1, "{what}");
+        }
+        answered += 1;
+    }
+    assert_eq!(answered, 1000);
+}
+
+#[test]
+fn a_body_over_the_limit_is_not_read_and_the_connection_closes_after_its_answer() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    // Announced over the 1 MiB limit to a route that reads no body: answered, marked
+    // `Connection: close`, then closed (the body is not waited for).
+    let mut stream = server.connect(Duration::from_secs(30));
+    stream
+        .write_all(
+            b"POST /v1/no-such-route HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+              Content-Type: application/json\r\nContent-Length: 2000000\r\n\r\n{}",
+        )
+        .unwrap();
+    let (status, head, _) = raw_response(&mut stream, "the oversized POST");
+    assert_eq!(status, 404, "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    assert!(closed_by_server(&mut stream), "the connection stayed open");
+
+    // A body within the limit that nothing reads is drained: the connection stays.
+    let mut stream = server.connect(Duration::from_secs(30));
+    let body = "y".repeat(900_000);
+    let request = format!(
+        "PUT /v1/prompts HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let (status, head, _) = raw_response(&mut stream, "the large PUT");
+    assert_eq!(status, 405, "{head}");
+    raw_get(&mut stream, "/healthz", None);
+    assert_eq!(raw_response(&mut stream, "the GET after it").0, 200);
+}

@@ -808,7 +808,8 @@ const SAVE: &str = "/prompts/greet/versions/1/save";
 #[test]
 fn the_playground_is_offered_to_write_tokens_only_and_checks_csrf() {
     let env = Env::new();
-    let (_stop, mock_url) = super::try_version::mock(&env, &[]);
+    let mock = super::Mock::start(&env, &[]);
+    let mock_url = mock.url.clone();
     let fault = FaultServer::start(Duration::ZERO);
     let server = playground_server(&env, &mock_url, &fault);
     let before = super::dump(&env.db);
@@ -894,7 +895,7 @@ fn the_playground_is_offered_to_write_tokens_only_and_checks_csrf() {
         }
     }
     assert!(
-        fault.log().is_empty() && super::try_version::requests(&mock_url) == 0,
+        fault.log().is_empty() && mock.requests() == 0,
         "nothing refused reached an endpoint"
     );
     assert_eq!(super::dump(&env.db), before);
@@ -903,7 +904,8 @@ fn the_playground_is_offered_to_write_tokens_only_and_checks_csrf() {
 #[test]
 fn the_playground_runs_without_javascript_and_streams_with_it_recording_nothing() {
     let env = Env::new();
-    let (_stop, mock_url) = super::try_version::mock(&env, &["--chunk-ms", "20"]);
+    let mock = super::Mock::start(&env, &["--chunk-ms", "20"]);
+    let mock_url = mock.url.clone();
     let fault = FaultServer::start(Duration::ZERO);
     let server = playground_server(&env, &mock_url, &fault);
     let before = super::dump(&env.db);
@@ -1003,7 +1005,7 @@ fn the_playground_runs_without_javascript_and_streams_with_it_recording_nothing(
     );
 
     // A missing variable is a 422 naming it, before any request.
-    let requests = super::try_version::requests(&mock_url);
+    let requests = mock.requests();
     let missing = server.post(
         RUN,
         Some(&rw),
@@ -1023,7 +1025,7 @@ fn the_playground_runs_without_javascript_and_streams_with_it_recording_nothing(
         "{}",
         missing.text
     );
-    assert_eq!(super::try_version::requests(&mock_url), requests);
+    assert_eq!(mock.requests(), requests);
 
     // The endpoint's failure is shown: a 502 with its message; the key went to the endpoint
     // from the server's environment and is on no page.
@@ -1073,7 +1075,8 @@ fn the_playground_runs_without_javascript_and_streams_with_it_recording_nothing(
 #[test]
 fn the_playground_saves_an_edited_template_as_the_tokens_version() {
     let env = Env::new();
-    let (_stop, mock_url) = super::try_version::mock(&env, &[]);
+    let mock = super::Mock::start(&env, &[]);
+    let mock_url = mock.url.clone();
     let fault = FaultServer::start(Duration::ZERO);
     let server = playground_server(&env, &mock_url, &fault);
     let rw = login(&server, WRITER);
