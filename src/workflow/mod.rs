@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod experiment;
+pub mod playground;
 pub mod promotion;
 pub mod shards;
 pub mod sync;
