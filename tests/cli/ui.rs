@@ -894,6 +894,30 @@ fn the_playground_is_offered_to_write_tokens_only_and_checks_csrf() {
             assert!(refused.text.contains("CSRF"), "{route}: {}", refused.text);
         }
     }
+    // A row can be read only from a dataset recorded in an experiment: no other file.
+    let csrf = page.csrf();
+    let path = env.write("rows.csv", "id,name\nr1,Ann\n");
+    for dataset in [path.to_str().unwrap(), "/etc/passwd"] {
+        let refused = server.post(
+            RUN,
+            Some(&rw),
+            &[
+                ("csrf", &csrf),
+                ("dataset", dataset),
+                ("row", "r1"),
+                ("action", "fill"),
+            ],
+        );
+        assert_eq!(refused.status, 422, "{dataset}: {}", refused.text);
+        assert!(
+            refused
+                .text
+                .contains("only datasets recorded in experiments"),
+            "{}",
+            refused.text
+        );
+        assert!(!refused.text.contains(">\nAnn</textarea>"));
+    }
     assert!(
         fault.log().is_empty() && mock.requests() == 0,
         "nothing refused reached an endpoint"
