@@ -192,15 +192,29 @@ fn four_workers_one_killed_one_late_give_every_row_exactly_one_result() {
     until(&env, "SELECT COUNT(*) FROM results", ROWS / 4);
     let victim = workers.0.remove(1);
     let pid = victim.id() as i32;
+    let leased = format!(
+        "SELECT COUNT(*) FROM work_items WHERE state = 'leased' AND lease_owner LIKE '% pid {pid} on %'"
+    );
+    // Frozen first, so what it holds cannot change between the count and the kill; a worker
+    // caught between two batches holds nothing, so it is let go and caught again.
+    let mut frozen = false;
+    for _ in 0..500 {
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+        if count(&env, &leased) > 0 {
+            frozen = true;
+            break;
+        }
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(
+        frozen,
+        "the worker never held a lease while it was looked at"
+    );
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
     let mut victim = victim;
     victim.wait().unwrap();
-    let held = count(
-        &env,
-        &format!(
-            "SELECT COUNT(*) FROM work_items WHERE state = 'leased' AND lease_owner LIKE '% pid {pid} on %'"
-        ),
-    );
+    let held = count(&env, &leased);
     assert!(
         held > 0 && held <= 2 * CONCURRENCY,
         "the killed worker held {held} items"
