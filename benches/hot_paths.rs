@@ -199,6 +199,8 @@ fn write_results(c: &mut Criterion) {
                 max_tpm: None,
                 max_cost: None,
                 judge_model: None,
+                detached: None,
+                shard: None,
             },
             planned: 0,
             author: "bench".to_string(),

@@ -70,6 +70,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 max_tpm: None,
                 max_cost: None,
                 judge_model: None,
+                detached: None,
+                shard: None,
             },
             planned: rows as i64,
             author: "bench".into(),

@@ -79,6 +79,10 @@ pub enum Command {
         after_help = EXPERIMENT_EXAMPLES
     )]
     Experiment(ExperimentArgs),
+    /// Run the work items of a detached experiment (`experiment --detach`), alongside any
+    /// number of other workers on the same store.
+    #[command(after_help = WORKER_EXAMPLES)]
+    Worker(WorkerArgs),
     /// Compare two versions side by side: metrics, then the rows that regressed and improved.
     #[command(after_help = COMPARE_EXAMPLES)]
     Compare(CompareArgs),
@@ -97,9 +101,10 @@ Examples:
   runner serve --bind 0.0.0.0:6006 --token-file tokens.txt --read-token-file readers.txt
   curl -H 'Authorization: Bearer TOKEN' http://127.0.0.1:6006/v1/prompts/NAME/tags/production
 
-Token files hold one token a line, TOKEN or NAME:TOKEN (at least 16 characters; # comments).
-Tag moves record the caller as api, api:NAME for a named token, plus ' (WHO)' when the request
-sends X-Runner-Actor: WHO. Protected tags move or go only with ?force=true or X-Runner-Force: true.
+Token files hold one token a line, TOKEN or NAME:TOKEN (at least 16 characters; # comments);
+deploy:NAME:TOKEN in --token-file is a deploy token. Tag moves record the caller as api, api:NAME
+for a named token, plus ' (WHO)' when the request sends X-Runner-Actor: WHO. Protected tags move
+or go only for a deploy token, or with ?force=true or X-Runner-Force: true (else 403).
 Writes need Content-Type: application/json (else 422); a request with an Origin must come from
 the server's own origin; without tokens only loopback Host names are served (else 403).
 The first line on stdout names the address the server listens on.")]
@@ -174,6 +179,8 @@ Examples:
   runner experiment list --prompt support_greeting
   runner experiment show exp_1a2b3c --rows
   runner experiment resume exp_1a2b3c
+  runner experiment --prompt p --tag staging --dataset big.csv --detach --key \"$CI_RUN_ID\"
+  runner experiment --prompt p --tag staging --dataset big.csv --shard 2/4
 
 Endpoint: --base-url, else OPENAI_BASE_URL, else https://api.openai.com/v1; the key comes from
 OPENAI_API_KEY (optional for local servers). The model is --model, else the version's model.
@@ -224,6 +231,36 @@ Replies: the first rule whose regex matches the last user message wins, else the
 echoed. A rules file is a JSON or YAML list of {pattern, reply[, status, latency_ms]}.
 Token usage counts whitespace-separated words.";
 
+const WORKER_EXAMPLES: &str = "\
+Examples:
+  ID=$(runner experiment --prompt p --tag staging --dataset big.csv --detach --key \"$CI_RUN_ID\")
+  runner worker $ID --concurrency 64                 # on as many machines as you like
+  runner worker $ID --base-url http://gpu-2:8000/v1  # this worker's own endpoint
+  runner experiment wait $ID --timeout 3600
+
+A worker leases a batch of items (at most twice --concurrency), renews its leases every third
+of --lease while it works, and writes each result in the transaction that completes its item.
+A worker that dies holds its items until its leases run out; then another takes them. A worker
+whose lease was taken over writes nothing for that item. It exits 0 when no item is left.";
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The detached experiment's id (a unique prefix is enough).
+    pub id: String,
+    /// Requests in flight at most [default: the experiment's].
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// This worker's endpoint base URL [default: the experiment's].
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Seconds a lease lasts without renewal: a dead worker's items wait this long.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub lease: f64,
+    /// Print this worker's summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct ExperimentArgs {
     #[command(subcommand)]
@@ -244,6 +281,58 @@ pub enum ExperimentAction {
     /// 80% power; sends nothing.
     #[command(after_help = PLAN_EXAMPLES)]
     Plan(Box<ExperimentPlanArgs>),
+    /// Wait until every item of a detached experiment has its result; exit with its code.
+    #[command(after_help = WAIT_EXAMPLES)]
+    Wait(ExperimentWaitArgs),
+    /// Join the shards of one experiment (`--shard K/N`, one store each) into one experiment.
+    #[command(after_help = MERGE_EXAMPLES)]
+    Merge(ExperimentMergeArgs),
+}
+
+const WAIT_EXAMPLES: &str = "\
+Examples:
+  runner experiment wait exp_1a2b3c
+  runner experiment wait exp_1a2b3c --timeout 3600 --json
+
+Progress across all workers goes to stderr. Exit codes: 0 every item has its result (and the
+--min-pass-rate / --max-error-rate given at planning hold), 1 that check failed, 3 a worker
+failed the experiment or --timeout passed first (the workers go on).";
+
+const MERGE_EXAMPLES: &str = "\
+Examples:
+  runner --db shard1.db experiment --prompt p --tag staging --dataset d.csv --shard 1/2
+  runner --db shard2.db experiment --prompt p --tag staging --dataset d.csv --shard 2/2
+  runner experiment merge shard1.db shard2.db --into runner.db
+
+The shards must be of one plan (same version, dataset content, model, endpoint, evaluators
+and settings), each completed, together exactly shards 1..N. The merged experiment reads
+like an unsharded run: compare and promote use it as evidence.";
+
+#[derive(Debug, Args)]
+pub struct ExperimentWaitArgs {
+    /// The detached experiment's id (a unique prefix is enough).
+    pub id: String,
+    /// Give up after S seconds (exit 3; the workers go on) [default: wait as long as it takes].
+    #[arg(long, value_name = "S")]
+    pub timeout: Option<f64>,
+    #[arg(long)]
+    pub json: bool,
+    /// Confidence level of the intervals reported (0 to 1) [default: `confidence` in
+    /// runner.toml, else 0.95].
+    #[arg(long, value_name = "C")]
+    pub confidence: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExperimentMergeArgs {
+    /// The shards' stores (SQLite files or postgres:// URLs); they are not changed.
+    #[arg(value_name = "STORE", required = true)]
+    pub stores: Vec<PathBuf>,
+    /// The store to write the merged experiment into (created when missing).
+    #[arg(long, value_name = "STORE")]
+    pub into: PathBuf,
+    #[arg(long)]
+    pub json: bool,
 }
 
 const PLAN_EXAMPLES: &str = "\
@@ -313,6 +402,17 @@ pub struct RunArgs {
     /// runner.toml, else 0.95].
     #[arg(long, value_name = "C")]
     pub confidence: Option<f64>,
+    /// Plan the experiment as work items for `runner worker` and print its id; send nothing.
+    #[arg(long)]
+    pub detach: bool,
+    /// With --detach: every job planning with this key gets the same experiment (e.g. the
+    /// CI run id plus the configuration).
+    #[arg(long, value_name = "TEXT", requires = "detach")]
+    pub key: Option<String>,
+    /// Run only shard K of N: the rows whose id hashes to it (stable when rows are added);
+    /// `runner experiment merge` joins the shards' stores.
+    #[arg(long, value_name = "K/N", conflicts_with = "detach")]
+    pub shard: Option<String>,
 }
 
 /// How experiments run; shared by `experiment`, `compare --run` and `promote`. Unset options
@@ -425,6 +525,17 @@ pub struct CompareArgs {
     /// evaluator; exit 1 if it trails more.
     #[arg(long, value_name = "D")]
     pub max_regression: Option<f64>,
+    /// The baseline experiment by name (the same as the first EXPERIMENT).
+    #[arg(
+        long,
+        value_name = "ID",
+        requires = "candidate_experiment",
+        conflicts_with_all = ["experiments", "prompt", "tags"]
+    )]
+    pub baseline_experiment: Option<String>,
+    /// The candidate experiment by name (the same as the second EXPERIMENT).
+    #[arg(long, value_name = "ID", requires = "baseline_experiment")]
+    pub candidate_experiment: Option<String>,
     #[command(flatten)]
     pub options: RunOptions,
 }
@@ -492,6 +603,18 @@ pub struct PromoteArgs {
     /// Also write the verdict as JUnit XML to FILE (one test case per criterion).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Gate on this experiment as the candidate's evidence instead of finding one by
+    /// fingerprint (a detached experiment, say): it must be of --from's version, completed,
+    /// and on the baseline experiment's dataset.
+    #[arg(
+        long,
+        value_name = "ID",
+        conflicts_with_all = ["dataset", "fresh", "evals", "repetitions", "model", "base_url", "limit"]
+    )]
+    pub candidate_experiment: Option<String>,
+    /// The baseline's evidence, with --candidate-experiment: of --to's version, completed.
+    #[arg(long, value_name = "ID", requires = "candidate_experiment")]
+    pub baseline_experiment: Option<String>,
     #[command(flatten)]
     pub options: RunOptions,
 }
@@ -950,7 +1073,8 @@ pub struct ServeArgs {
     /// address is allowed.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6006")]
     pub bind: String,
-    /// Read-write bearer tokens, one a line (TOKEN or NAME:TOKEN); every request then needs one.
+    /// Read-write bearer tokens, one a line (TOKEN, NAME:TOKEN, or deploy:NAME:TOKEN for a
+    /// token that also moves protected tags without force); every request then needs one.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// Read-only bearer tokens (GET requests only), same format.

@@ -699,6 +699,8 @@ mod tests {
                 max_tpm: None,
                 max_cost: None,
                 judge_model: None,
+                detached: None,
+                shard: None,
             },
             planned: 3,
             status: ExperimentStatus::Completed,

@@ -231,7 +231,7 @@ fn store_hint(e: &StoreError) -> Option<String> {
         StoreError::NewerSchema { .. } => {
             Some("upgrade runner; this store was written by a newer release".into())
         }
-        StoreError::ProtectedTag { prompt, tag } => Some(format!(
+        StoreError::ProtectedTag { prompt, tag, .. } => Some(format!(
             "runner promote --prompt {prompt} --from staging --to {tag} --dataset FILE; \
                  a forced change is recorded in the tag history"
         )),

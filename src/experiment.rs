@@ -12,7 +12,7 @@ use crate::model::{
     Experiment, ExperimentStatus, JsonObject, Message, PromptVersion, ResultStatus, RunResult,
     Score, hex,
 };
-use crate::store::{ExperimentStore, ResponseCache, ResultSink, StoreError};
+use crate::store::{ExperimentStore, ResponseCache, ResultSink, StoreError, WorkItem};
 use crate::template::{CompiledTemplate, lookup};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -256,6 +256,26 @@ impl Done {
     }
 }
 
+/// Where a run's work comes from.
+pub enum Source {
+    /// The dataset's rows (the first `--limit`, those of the shard), each repetition not in
+    /// `Done` yet.
+    Dataset(Done),
+    /// Items leased from a detached experiment's work queue; `already` of them were done
+    /// before this run started.
+    Queue { feed: Arc<dyn Feed>, already: u64 },
+}
+
+/// Leases work items for a run that shares its experiment with other workers.
+pub trait Feed: Send + Sync {
+    /// Up to `max` more items: an empty list when none is free now (others hold the rest;
+    /// ask again soon), None when every item is done.
+    fn next(&self, max: usize) -> Result<Option<Vec<WorkItem>>, StoreError>;
+}
+
+/// How long a worker waits before asking again when every remaining item is leased by others.
+const FEED_POLL: Duration = Duration::from_millis(500);
+
 /// The failure every call so far ended with (status and message), and how many calls did.
 type FirstFailures = (Option<(Option<u16>, String)>, usize);
 
@@ -389,7 +409,7 @@ pub async fn run(
     plan: Plan,
     sink: Arc<dyn ResultSink>,
     cache: Arc<dyn ResponseCache>,
-    done: Done,
+    source: Source,
     reporter: &dyn Reporter,
     interrupt: impl std::future::Future<Output = ()>,
 ) -> Result<Outcome, RunError> {
@@ -397,7 +417,10 @@ pub async fn run(
     reporter.report(RunEvent::Started {
         experiment: &plan.experiment,
         planned: plan.experiment.planned as u64,
-        already: done.count(),
+        already: match &source {
+            Source::Dataset(done) => done.count(),
+            Source::Queue { already, .. } => *already,
+        },
     });
     let counters = Arc::new(Counters {
         retries: plan.client.retries(),
@@ -422,74 +445,119 @@ pub async fn run(
     let (results_tx, results_rx) = mpsc::channel::<RunResult>(BATCH * 4);
     let writer = std::thread::spawn(move || write_all(&*sink, &experiment_id, results_rx));
 
-    // Rows stream from a reader thread; the bounded channel keeps only a few in memory.
-    let limit = settings.limit.unwrap_or(usize::MAX);
-    let (rows_tx, mut rows_rx) = mpsc::channel::<Result<Row, dataset::DatasetError>>(256);
-    let mut rows = dataset::rows(&shared.plan.dataset)?;
-    let reader = std::thread::spawn(move || {
-        for _ in 0..limit {
-            let Some(row) = rows.next() else { break };
-            if rows_tx.blocking_send(row).is_err() {
-                break;
-            }
-        }
-        rows.content_hash()
-    });
-
     // At most --concurrency in flight; fewer while the endpoint answers 429 (see limit::Gate).
     let gate = shared.plan.client.throttle().gate.clone();
     let mut tasks = JoinSet::new();
     let mut processed = 0u64;
     let mut dataset_error = None;
+    let mut reader = None;
     tokio::pin!(interrupt);
+    let mut dispatcher = Dispatcher {
+        shared: &shared,
+        gate: &gate,
+        tasks: &mut tasks,
+        results: &results_tx,
+        processed: &mut processed,
+    };
     let dispatch = async {
-        'rows: while let Some(row) = rows_rx.recv().await {
-            let row = match row {
-                Ok(row) => Arc::new(row),
-                Err(e) => {
-                    dataset_error = Some(e);
-                    break;
-                }
-            };
-            for repetition in 0..settings.repetitions {
-                if shared.halted() {
-                    break 'rows;
-                }
-                if done.contains(row.index, repetition) {
-                    continue;
-                }
-                let permit = tokio::select! {
-                    permit = gate.acquire() => match permit {
-                        Some(permit) => permit,
-                        None => break 'rows,
-                    },
-                    _ = shared.stopped.notified() => break 'rows,
-                };
-                if shared.halted() {
-                    break 'rows;
-                }
-                let task_shared = shared.clone();
-                let row = row.clone();
-                let results = results_tx.clone();
-                tasks.spawn(async move {
-                    // None: not sent (the budget); nothing to store, the row stays to run.
-                    let Some(result) = process(&task_shared, &row, repetition).await else {
-                        drop(permit);
+        match source {
+            Source::Dataset(done) => {
+                // Rows stream from a reader thread; the bounded channel keeps only a few in
+                // memory.
+                let limit = settings.limit.unwrap_or(usize::MAX);
+                let (rows_tx, mut rows_rx) =
+                    mpsc::channel::<Result<Row, dataset::DatasetError>>(256);
+                let mut rows = match dataset::rows(&shared.plan.dataset) {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        dataset_error = Some(e);
                         return;
-                    };
-                    // The writer only goes away when the store failed: stop sending requests
-                    // whose answers could not be kept.
-                    if results.send(result).await.is_err() {
-                        task_shared.halt(Stop::Broken("results could not be stored".into()));
                     }
-                    drop(permit);
-                });
-                processed += 1;
-                while let Some(joined) = tasks.try_join_next() {
-                    if let Err(e) = joined
-                        && e.is_panic()
-                    {
-                        shared.halt(Stop::Broken("a request task failed unexpectedly".into()));
+                };
+                reader = Some(std::thread::spawn(move || {
+                    for _ in 0..limit {
+                        let Some(row) = rows.next() else { break };
+                        if rows_tx.blocking_send(row).is_err() {
+                            break;
+                        }
+                    }
+                    rows.content_hash()
+                }));
+                'rows: while let Some(row) = rows_rx.recv().await {
+                    let row = match row {
+                        Ok(row) => Arc::new(row),
+                        Err(e) => {
+                            dataset_error = Some(e);
+                            break;
+                        }
+                    };
+                    if settings.shard.is_some_and(|shard| !shard.contains(&row.id)) {
+                        continue;
+                    }
+                    for repetition in 0..settings.repetitions {
+                        if done.contains(row.index, repetition) {
+                            continue;
+                        }
+                        if !dispatcher.send(row.clone(), repetition, None).await {
+                            break 'rows;
+                        }
+                    }
+                }
+            }
+            Source::Queue { feed, .. } => {
+                // Leases at most twice the concurrency at once: what a worker that dies takes
+                // with it until its leases run out.
+                let cap = settings.concurrency.max(1);
+                let outstanding = Arc::new(Outstanding::default());
+                'feed: loop {
+                    if shared.halted() {
+                        break;
+                    }
+                    while outstanding.count() > cap {
+                        tokio::select! {
+                            _ = outstanding.freed.notified() => {}
+                            _ = tokio::time::sleep(FEED_POLL) => {}
+                            _ = shared.stopped.notified() => break 'feed,
+                        }
+                    }
+                    let want = 2 * cap - outstanding.count();
+                    let next = {
+                        let feed = feed.clone();
+                        tokio::task::spawn_blocking(move || feed.next(want)).await
+                    };
+                    let items = match next {
+                        Ok(Ok(Some(items))) => items,
+                        Ok(Ok(None)) => break,
+                        Ok(Err(e)) => {
+                            shared.halt(Stop::Broken(format!("the work queue failed: {e}")));
+                            break;
+                        }
+                        Err(e) => {
+                            shared.halt(Stop::Broken(format!("the work queue failed: {e}")));
+                            break;
+                        }
+                    };
+                    if items.is_empty() {
+                        tokio::select! {
+                            _ = tokio::time::sleep(FEED_POLL) => {}
+                            _ = shared.stopped.notified() => break,
+                        }
+                        continue;
+                    }
+                    for item in items {
+                        outstanding.take();
+                        let row = Arc::new(Row {
+                            index: item.row_index as usize,
+                            id: item.row_id,
+                            values: item.values,
+                        });
+                        let repetition = item.repetition as usize;
+                        if !dispatcher
+                            .send(row, repetition, Some(outstanding.clone()))
+                            .await
+                        {
+                            break 'feed;
+                        }
                     }
                 }
             }
@@ -521,8 +589,7 @@ pub async fn run(
     reporter.report(RunEvent::Progress(counters.tally()));
     reporter.report(RunEvent::Stopped);
     drop(results_tx);
-    drop(rows_rx);
-    let parsed_hash = reader.join();
+    let parsed_hash = reader.map(|reader| reader.join());
     let written = tokio::task::spawn_blocking(move || writer.join())
         .await
         .map_err(|e| RunError::Writer(e.to_string()))?
@@ -536,10 +603,12 @@ pub async fn run(
     // during the run is caught too).
     // The file as it is now must hash the same too: a file that changed after its rows were
     // read no longer names the content the results came from.
+    // A worker reads no dataset: the rows came with its work items.
     let expected_hash = &shared.plan.experiment.dataset.hash;
-    let parsed_matches = matches!(&parsed_hash, Ok(Ok(hash)) if hash == expected_hash);
-    let file_matches =
-        !crate::model::file_hash(&shared.plan.dataset).is_ok_and(|hash| &hash != expected_hash);
+    let parsed_matches = matches!(&parsed_hash, None | Some(Ok(Ok(_))))
+        && !matches!(&parsed_hash, Some(Ok(Ok(hash))) if hash != expected_hash);
+    let file_matches = parsed_hash.is_none()
+        || !crate::model::file_hash(&shared.plan.dataset).is_ok_and(|hash| &hash != expected_hash);
     if !(parsed_matches && file_matches) {
         shared.halt(Stop::Broken(format!(
             "dataset {} changed while the experiment ran",
@@ -567,6 +636,87 @@ pub async fn run(
         oldest_cached: shared.counters.oldest_cached(),
         throttle: shared.plan.client.throttle().state(),
     })
+}
+
+/// Work items leased and not finished yet, so a worker leases only what it can soon run.
+#[derive(Default)]
+struct Outstanding {
+    count: AtomicU64,
+    freed: Notify,
+}
+
+impl Outstanding {
+    fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst) as usize
+    }
+
+    fn take(&self) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn finish(&self) {
+        self.count.fetch_sub(1, Ordering::SeqCst);
+        self.freed.notify_one();
+    }
+}
+
+/// Starts requests, never more than the gate allows at once.
+struct Dispatcher<'a> {
+    shared: &'a Arc<Shared>,
+    gate: &'a Arc<crate::limit::Gate>,
+    tasks: &'a mut JoinSet<()>,
+    results: &'a mpsc::Sender<RunResult>,
+    processed: &'a mut u64,
+}
+
+impl Dispatcher<'_> {
+    /// Starts one row × repetition once a slot is free; false when the run stops instead.
+    async fn send(
+        &mut self,
+        row: Arc<Row>,
+        repetition: usize,
+        outstanding: Option<Arc<Outstanding>>,
+    ) -> bool {
+        let shared = self.shared;
+        if shared.halted() {
+            return false;
+        }
+        let permit = tokio::select! {
+            permit = self.gate.acquire() => match permit {
+                Some(permit) => permit,
+                None => return false,
+            },
+            _ = shared.stopped.notified() => return false,
+        };
+        if shared.halted() {
+            return false;
+        }
+        let task_shared = shared.clone();
+        let results = self.results.clone();
+        self.tasks.spawn(async move {
+            // None: not sent (the budget); nothing to store, the row stays to run.
+            if let Some(result) = process(&task_shared, &row, repetition).await {
+                // The writer only goes away when the store failed: stop sending requests
+                // whose answers could not be kept.
+                if results.send(result).await.is_err() {
+                    task_shared.halt(Stop::Broken("results could not be stored".into()));
+                }
+            }
+            drop(permit);
+            if let Some(outstanding) = outstanding {
+                outstanding.finish();
+            }
+        });
+        *self.processed += 1;
+        while let Some(joined) = self.tasks.try_join_next() {
+            if let Err(e) = joined
+                && e.is_panic()
+            {
+                shared.halt(Stop::Broken("a request task failed unexpectedly".into()));
+            }
+        }
+        true
+    }
 }
 
 /// The writer: takes whatever results have arrived (up to a batch) and commits them together.

@@ -87,6 +87,17 @@ impl Bucket {
         self.level = self.level.min(self.capacity);
     }
 
+    /// Sets the rate, up or down, keeping the level within the new capacity.
+    pub fn set_rate(&mut self, per_minute: f64, burst: Duration, now: Instant) {
+        if per_minute <= 0.0 || per_minute == self.per_minute {
+            return;
+        }
+        self.refill(now);
+        self.per_minute = per_minute;
+        self.capacity = (per_minute / 60.0 * burst.as_secs_f64()).max(1.0);
+        self.level = self.level.min(self.capacity);
+    }
+
     /// Lowers the level to what the server says is left, when that is less.
     pub fn sync_remaining(&mut self, remaining: f64, now: Instant) {
         self.refill(now);
@@ -282,6 +293,22 @@ impl Limits {
             reported.limit_tokens,
             reported.remaining_tokens,
         );
+    }
+
+    /// This process's share of limits that `parts` processes keep together: each bucket paces
+    /// at its limit ÷ `parts` (raised again when fewer share it).
+    pub fn share(&self, max_rpm: Option<f64>, max_tpm: Option<f64>, parts: usize) {
+        let now = Instant::now();
+        let parts = parts.max(1) as f64;
+        for (slot, limit) in [(&self.requests, max_rpm), (&self.tokens, max_tpm)] {
+            if let Some(limit) = limit {
+                let mut slot = lock(slot);
+                match slot.as_mut() {
+                    Some(bucket) => bucket.set_rate(limit / parts, CLIENT_BURST, now),
+                    None => *slot = Some(Bucket::new(limit / parts, CLIENT_BURST, now)),
+                }
+            }
+        }
     }
 
     /// The limits in force, per minute: (requests, tokens).
@@ -686,5 +713,27 @@ mod tests {
         let elapsed = started.elapsed();
         assert!(elapsed >= Duration::from_millis(450), "{elapsed:?}");
         assert_eq!(limits.in_force(), (Some(1200.0), None));
+    }
+
+    #[test]
+    fn a_share_paces_at_the_limit_divided_and_grows_back_when_fewer_share() {
+        let limits = Limits::new(Some(600.0), None);
+        // (sharing workers, requests per minute here, tokens per minute here)
+        for (parts, rpm, tpm) in [
+            (1, 600.0, 9000.0),
+            (4, 150.0, 2250.0),
+            (3, 200.0, 3000.0),
+            (0, 600.0, 9000.0),
+        ] {
+            limits.share(Some(600.0), Some(9000.0), parts);
+            assert_eq!(limits.in_force(), (Some(rpm), Some(tpm)), "{parts} workers");
+        }
+        // A lowered rate lowers what the bucket holds with it.
+        let t0 = Instant::now();
+        let mut b = Bucket::new(600.0, Duration::from_secs(1), t0);
+        b.set_rate(60.0, Duration::from_secs(1), t0);
+        assert_eq!(b.remaining(t0), 1);
+        assert!(b.try_take(1.0, t0).is_ok());
+        assert!(b.try_take(1.0, t0).is_err());
     }
 }

@@ -275,6 +275,9 @@ pub struct TagEvent {
     pub at: String,
     /// True when the move needed `--force` (a protected tag).
     pub forced: bool,
+    /// True when a caller with the deploy role (a deploy token) moved a protected tag, which
+    /// needs no force.
+    pub deploy: bool,
     /// For a promotion: the verdict, thresholds and experiment ids behind it.
     pub evidence: Option<Value>,
 }
@@ -600,6 +603,61 @@ pub struct RunSettings {
     /// `--max-cost`: dollars the experiment may spend in all (earlier runs count).
     #[serde(default)]
     pub max_cost: Option<f64>,
+    /// `--detach`: planned as work items that `runner worker` processes share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detached: Option<Detached>,
+    /// `--shard K/N`: only the rows whose id hashes to shard K of N.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+}
+
+/// How a detached experiment was planned: its key, and the check `experiment wait` applies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Detached {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_pass_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_error_rate: Option<f64>,
+}
+
+/// One of N static shards of a dataset (`--shard K/N`, K from 1): a row belongs to the shard
+/// its id hashes to, so adding rows never moves the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// Reads `K/N` (1 ≤ K ≤ N).
+    pub fn parse(text: &str) -> Option<Shard> {
+        let (k, n) = text.trim().split_once('/')?;
+        let (index, count) = (k.trim().parse::<u32>().ok()?, n.trim().parse::<u32>().ok()?);
+        (index >= 1 && index <= count).then_some(Shard { index, count })
+    }
+
+    /// Whether the row with this id is in the shard: the first 8 bytes of the id's sha256,
+    /// modulo N, stable across machines, versions and row orders.
+    pub fn contains(&self, row_id: &str) -> bool {
+        Shard::of(row_id, self.count) == self.index
+    }
+
+    /// The shard (from 1) a row id falls in, of `count`.
+    pub fn of(row_id: &str, count: u32) -> u32 {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(row_id.as_bytes());
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        (u64::from_be_bytes(first) % u64::from(count.max(1))) as u32 + 1
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
 }
 
 /// One run of a prompt version over a dataset.
@@ -769,6 +827,17 @@ pub struct Summary {
 /// The time as stored: RFC 3339, UTC, milliseconds.
 pub fn now() -> String {
     format_time(time::OffsetDateTime::now_utc())
+}
+
+/// Milliseconds from `first` to `last` (stored times); 0 when either is missing or unreadable.
+pub fn span_ms(first: Option<&str>, last: Option<&str>) -> i64 {
+    let parse = |t: &str| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+    };
+    match (first.and_then(parse), last.and_then(parse)) {
+        (Some(a), Some(b)) => ((b - a).whole_milliseconds() as i64).max(0),
+        _ => 0,
+    }
 }
 
 /// A time as stored: RFC 3339, UTC, milliseconds (so stored times sort as text).

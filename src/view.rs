@@ -315,6 +315,8 @@ pub struct DeploymentView {
     pub action: Option<TagAction>,
     /// The change needed force (a protected tag moved by hand).
     pub forced: bool,
+    /// A deploy token moved the protected tag (no force needed).
+    pub deploy: bool,
     /// The change was a promotion whose gate passed.
     pub gated: bool,
     pub message: Option<String>,
@@ -334,6 +336,7 @@ impl DeploymentView {
             moved_by: tag.updated_by.clone(),
             action: last.map(|e| e.action),
             forced: last.is_some_and(|e| e.forced),
+            deploy: last.is_some_and(|e| e.deploy),
             gated: last.is_some_and(|e| e.action == TagAction::Promote),
             message: last.and_then(|e| e.message.clone()),
             protected: policy.is_protected(&tag.name),
@@ -482,6 +485,7 @@ mod tests {
                 message: Some("why".into()),
                 at: "2026-01-02".into(),
                 forced,
+                deploy: false,
                 evidence,
             };
         let policy = TagPolicy::new(vec!["production".into()]);
@@ -500,7 +504,13 @@ mod tests {
             event(TagAction::Promote, false, Some(evidence)),
         ];
         let gated = DeploymentView::new(&production, &history, &policy);
-        assert!(gated.gated && !gated.forced);
+        assert!(gated.gated && !gated.forced && !gated.deploy);
+        let deploy = TagEvent {
+            deploy: true,
+            ..event(TagAction::Move, false, None)
+        };
+        let deployed = DeploymentView::new(&production, &[deploy], &policy);
+        assert!(deployed.deploy && !deployed.forced && !deployed.gated);
         let evidence = gated.evidence.expect("evidence");
         assert_eq!(evidence.candidate_experiment, "c");
         assert_eq!(evidence.baseline_experiment.as_deref(), Some("b"));

@@ -28,7 +28,19 @@ pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
         ..Policy::default()
     };
     let gated = policy.has_relative();
-    let (baseline, candidate) = match args.experiments.as_slice() {
+    // The named form of the two ids, as a pipeline script spells them.
+    let named: Vec<String> = args
+        .baseline_experiment
+        .iter()
+        .chain(&args.candidate_experiment)
+        .cloned()
+        .collect();
+    let ids = if named.is_empty() {
+        args.experiments.as_slice()
+    } else {
+        named.as_slice()
+    };
+    let (baseline, candidate) = match ids {
         [a, b] => {
             if args.prompt.is_some() || !args.tags.is_empty() {
                 return Err(Error::invalid(
@@ -232,7 +244,15 @@ pub fn promote(args: PromoteArgs, ctx: &Context) -> Result<u8> {
         .with_hint("give --min-pass-rate R, --max-error-rate E or --max-p95-latency-ms MS"));
     }
 
+    let chosen = args
+        .candidate_experiment
+        .clone()
+        .map(|candidate| promotion::Chosen {
+            candidate,
+            baseline: args.baseline_experiment.clone(),
+        });
     let request = PromotionRequest {
+        chosen,
         prompt: &args.prompt,
         from: &args.from,
         to: &args.to,

@@ -23,6 +23,8 @@ pub fn run(args: ExperimentArgs, ctx: &Context) -> Result<u8> {
         Some(ExperimentAction::Show(args)) => show(args, ctx).map(|_| exit::OK),
         Some(ExperimentAction::Resume(args)) => resume(args, ctx),
         Some(ExperimentAction::Plan(args)) => super::plan::plan(*args, ctx).map(|_| exit::OK),
+        Some(ExperimentAction::Wait(args)) => super::worker::wait(args, ctx),
+        Some(ExperimentAction::Merge(args)) => super::worker::merge(args, ctx),
     }
 }
 
@@ -44,14 +46,24 @@ fn start(args: RunArgs, ctx: &Context) -> Result<u8> {
         args.max_error_rate.or(file.max_error_rate),
     )?;
     let confidence = confidence(args.confidence, ctx)?;
+    let mut request = run_request(&args.options);
+    request.shard = args.shard.clone();
     let prepared = prepare(
         ctx,
         &prompt,
         &reference,
         args.dataset.as_deref(),
         args.name.clone(),
-        &run_request(&args.options),
+        &request,
     )?;
+    if args.detach {
+        let detach = crate::workflow::worker::DetachRequest {
+            key: args.key.clone(),
+            min_pass_rate,
+            max_error_rate,
+        };
+        return super::worker::detach(prepared, ctx, &detach, args.json);
+    }
     let finished = launch(
         prepared,
         ctx,
@@ -107,6 +119,7 @@ pub fn run_request(options: &RunOptions) -> RunRequest {
         max_rpm: options.max_rpm,
         max_tpm: options.max_tpm,
         max_cost: options.max_cost,
+        shard: None,
     }
 }
 

@@ -13,6 +13,7 @@ mod sync;
 mod tag;
 mod transfer;
 mod try_version;
+mod worker;
 
 use crate::cli::{Cli, Command, VersionSelector};
 use crate::error::{Error, Result, exit};
@@ -52,6 +53,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(exit::OK)
         }
         Command::Experiment(args) => experiment::run(args, &ctx),
+        Command::Worker(args) => worker::run(args, &ctx),
         Command::Compare(args) => compare::compare(args, &ctx),
         Command::Promote(args) => compare::promote(args, &ctx),
         Command::Demo(args) => demo::run(args, &ctx),

@@ -30,7 +30,8 @@ pub fn run(args: ServeArgs, ctx: &Context) -> Result<u8> {
     let summary = match &tokens {
         None => "no authentication (loopback only)".to_string(),
         Some(tokens) => format!(
-            "bearer tokens: {} read-write, {} read-only",
+            "bearer tokens: {} deploy, {} read-write, {} read-only",
+            tokens.count(Access::Deploy),
             tokens.count(Access::ReadWrite),
             tokens.count(Access::ReadOnly)
         ),
@@ -98,6 +99,7 @@ fn limits(args: &ServeArgs) -> Result<Limits> {
         header_timeout: seconds("--header-timeout", args.header_timeout)?,
         idle_timeout: seconds("--idle-timeout", args.idle_timeout)?,
         max_connections: args.max_connections,
+        body_limit: serve::DEFAULT_BODY_LIMIT,
     })
 }
 
@@ -141,7 +143,8 @@ fn add_token_file(tokens: &mut Tokens, path: &Path, access: Access) -> Result<()
     })?;
     tokens.add_file(&text, access).map_err(|e| {
         Error::invalid(format!("invalid token file {}: {e}", path.display())).with_hint(
-            "one token a line, TOKEN or NAME:TOKEN; `openssl rand -hex 32` makes a good token",
+            "one token a line, TOKEN, NAME:TOKEN or deploy:NAME:TOKEN; \
+             `openssl rand -hex 32` makes a good token",
         )
     })?;
     Ok(())

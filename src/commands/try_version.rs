@@ -4,39 +4,14 @@
 
 use super::{Context, check_prompt_name, out, out_json, version_ref};
 use crate::cli::TryArgs;
-use crate::client::{Client, Completion, Failure, request_body};
+use crate::client::Failure;
 use crate::error::{Error, Result, exit};
 use crate::input::{read_structured, read_text, split_assignment};
-use crate::model::{JsonObject, Message, NewVersion, PromptVersion, Template, VersionRef};
-use crate::template::CompiledTemplate;
+use crate::model::{JsonObject, Message, Template, VersionRef};
+use crate::workflow::playground::{self, Trial, TryView, call, view};
 use serde::Serialize;
 use serde_json::Value;
 use std::io::Write;
-use std::time::Instant;
-
-/// One side of a try: what was sent and what came back.
-#[derive(Debug, Serialize)]
-pub struct TryView {
-    pub prompt: String,
-    pub version: i64,
-    pub version_id: String,
-    /// The tag the version was chosen by, when it was.
-    pub tag: Option<String>,
-    /// True when the template tried is not the version's (`--template-file`, `--messages-file`).
-    pub edited: bool,
-    pub model: String,
-    pub output: String,
-    pub finish_reason: Option<String>,
-    pub latency_ms: f64,
-    /// From sending the request to the first piece of the answer.
-    pub ttft_ms: Option<f64>,
-    pub prompt_tokens: Option<i64>,
-    pub completion_tokens: Option<i64>,
-    pub attempts: u32,
-    /// The version `--save` stored, when it did.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub saved_version: Option<i64>,
-}
 
 /// Two versions on the same input, and a word diff of their answers.
 #[derive(Debug, Serialize)]
@@ -51,15 +26,6 @@ struct SideBySide {
 struct DiffPiece {
     op: &'static str,
     text: String,
-}
-
-/// A version ready to send.
-struct Side {
-    version: PromptVersion,
-    tag: Option<String>,
-    edited: bool,
-    model: String,
-    body: Value,
 }
 
 pub fn run(args: TryArgs, ctx: &Context) -> Result<u8> {
@@ -103,32 +69,16 @@ pub fn run(args: TryArgs, ctx: &Context) -> Result<u8> {
     let mut sides = Vec::new();
     for (reference, tag) in references {
         let version = store.version(&args.name, &reference)?;
-        let template = edited.clone().unwrap_or_else(|| version.template.clone());
-        let compiled = CompiledTemplate::compile(version.format, &template)?;
-        let messages = compiled.render(&vars).map_err(|e| {
-            let error: Error = e.into();
-            error.with_hint(format!(
-                "give every variable: --var KEY=VALUE, --vars-file FILE or --dataset FILE --row ID (the template uses {})",
-                compiled.variables().join(", ")
-            ))
-        })?;
-        let model = args
-            .model
-            .clone()
-            .or_else(|| defaults.model.clone())
-            .or_else(|| version.model.clone())
-            .ok_or_else(|| {
-                Error::invalid(format!("{} v{} names no model", args.name, version.seq))
-                    .with_hint("pass --model MODEL")
-            })?;
-        let body = request_body(&model, &messages, &version.params);
-        sides.push(Side {
+        let trial = Trial::prepare(
             version,
             tag,
-            edited: edited.is_some(),
-            model,
-            body,
-        });
+            edited.as_ref(),
+            &vars,
+            args.model.as_deref(),
+            &defaults,
+        )
+        .map_err(cli_hint)?;
+        sides.push(trial);
     }
     let base_url = crate::workflow::experiment::endpoint(args.base_url.as_deref(), &defaults)?;
     let client = crate::workflow::experiment::call_client(
@@ -148,8 +98,8 @@ pub fn run(args: TryArgs, ctx: &Context) -> Result<u8> {
             )
         });
         let views = vec![
-            view(&args.name, &sides[0], a.map_err(|f| failed(&base_url, f))?),
-            view(&args.name, &sides[1], b.map_err(|f| failed(&base_url, f))?),
+            view(&sides[0], a.map_err(|f| failed(&base_url, f))?),
+            view(&sides[1], b.map_err(|f| failed(&base_url, f))?),
         ];
         let diff = word_diff(&views[0].output, &views[1].output);
         if args.json {
@@ -178,7 +128,7 @@ pub fn run(args: TryArgs, ctx: &Context) -> Result<u8> {
     if printed && !ends_line {
         let _ = writeln!(std::io::stdout());
     }
-    let mut view = view(&args.name, side, answer.map_err(|f| failed(&base_url, f))?);
+    let mut view = view(side, answer.map_err(|f| failed(&base_url, f))?);
     if args.save {
         view.saved_version = Some(save(ctx, &args, side)?);
     }
@@ -193,49 +143,15 @@ pub fn run(args: TryArgs, ctx: &Context) -> Result<u8> {
     Ok(exit::OK)
 }
 
-/// The answer of one side, with the time to its first piece.
-struct Answer {
-    completion: Completion,
-    ttft_ms: Option<f64>,
-}
-
-async fn call(
-    client: &Client,
-    side: &Side,
-    show: &mut (dyn FnMut(&str) + Send),
-) -> std::result::Result<Answer, Failure> {
-    let started = Instant::now();
-    let mut first: Option<f64> = None;
-    let mut pieces = |piece: &str| {
-        if first.is_none() && !piece.is_empty() {
-            first = Some(started.elapsed().as_secs_f64() * 1000.0);
-        }
-        show(piece);
-    };
-    let completion = client.complete_streaming(&side.body, &mut pieces).await?;
-    Ok(Answer {
-        completion,
-        ttft_ms: first,
-    })
-}
-
-fn view(prompt: &str, side: &Side, answer: Answer) -> TryView {
-    let c = answer.completion;
-    TryView {
-        prompt: prompt.to_string(),
-        version: side.version.seq,
-        version_id: side.version.id.clone(),
-        tag: side.tag.clone(),
-        edited: side.edited,
-        model: side.model.clone(),
-        output: c.text,
-        finish_reason: c.finish_reason,
-        latency_ms: c.latency_ms,
-        ttft_ms: answer.ttft_ms,
-        prompt_tokens: c.prompt_tokens,
-        completion_tokens: c.completion_tokens,
-        attempts: c.attempts,
-        saved_version: None,
+/// The workflow's hints, in the words of the command line.
+fn cli_hint(e: Error) -> Error {
+    let hint = e.hint();
+    match hint.as_deref().and_then(|h| h.strip_prefix("give every variable ")) {
+        Some(uses) => e.with_hint(format!(
+            "give every variable: --var KEY=VALUE, --vars-file FILE or --dataset FILE --row ID {uses}"
+        )),
+        None if e.to_string().ends_with("names no model") => e.with_hint("pass --model MODEL"),
+        None => e,
     }
 }
 
@@ -256,23 +172,7 @@ fn failed(base_url: &str, failure: Failure) -> Error {
 fn variables(args: &TryArgs) -> Result<JsonObject> {
     let mut vars = JsonObject::new();
     if let (Some(path), Some(id)) = (&args.dataset, &args.row) {
-        let mut rows =
-            crate::dataset::rows(path).map_err(crate::workflow::experiment::dataset_error)?;
-        let found = rows
-            .by_ref()
-            .map(|row| row.map_err(crate::workflow::experiment::dataset_error))
-            .find(|row| row.as_ref().is_ok_and(|r| &r.id == id) || row.is_err())
-            .transpose()?;
-        match found {
-            Some(row) => vars.extend(row.values),
-            None => {
-                return Err(Error::invalid(format!(
-                    "dataset {} has no row with id '{id}'",
-                    path.display()
-                ))
-                .with_hint("a row's id is its `id` column, else its 0-based index"));
-            }
-        }
+        vars.extend(playground::dataset_row(path, id)?);
     }
     if let Some(path) = &args.vars_file {
         let file: JsonObject = read_structured(path, "variables file").map_err(|e| {
@@ -305,28 +205,16 @@ fn edited_template(args: &TryArgs) -> Result<Option<Template>> {
 
 /// Stores the tried template as a new version, with the tried version's settings: the same
 /// path and rules as `runner prompt update`.
-fn save(ctx: &Context, args: &TryArgs, side: &Side) -> Result<i64> {
-    let tried = &side.version;
+fn save(ctx: &Context, args: &TryArgs, trial: &Trial) -> Result<i64> {
     let store = ctx.store()?;
     let change = ctx.guarded_change(false, args.message.clone())?;
     let template = edited_template(args)?.expect("--save requires an edited template");
-    let created = crate::store::append_version(
+    let created = playground::save(
         &*store,
-        &args.name,
-        |_latest| {
-            Ok::<_, Error>(NewVersion {
-                format: tried.format,
-                template: template.clone(),
-                model: tried.model.clone(),
-                provider: tried.provider.clone(),
-                params: tried.params.clone(),
-                metadata: tried.metadata.clone(),
-                description: tried.description.clone(),
-                message: args.message.clone(),
-                author: ctx.author.clone(),
-            })
-        },
-        &[],
+        &trial.version,
+        template,
+        args.message.clone(),
+        &ctx.author,
         &change,
     )?;
     Ok(created.seq)

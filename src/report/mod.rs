@@ -314,6 +314,8 @@ pub fn history_table(events: &[TagEvent]) -> String {
                     e.tag.clone(),
                     if e.forced {
                         format!("{} (forced)", e.action)
+                    } else if e.deploy {
+                        format!("{} (deploy)", e.action)
                     } else {
                         e.action.to_string()
                     },
@@ -1111,6 +1113,7 @@ mod tests {
             message: Some("why".into()),
             at: format!("2026-11-24T08:0{id}:00.000Z"),
             forced: false,
+            deploy: false,
             evidence: None,
         };
         let events = vec![

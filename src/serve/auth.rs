@@ -4,6 +4,7 @@
 use super::Shared;
 use super::error::ApiError;
 use crate::model::{NameKind, check_name};
+use crate::store::TagRole;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
@@ -26,7 +27,22 @@ pub enum Access {
     /// GET (and HEAD) only.
     ReadOnly,
     ReadWrite,
+    /// Read-write, and moves protected tags without force (a `deploy:NAME:TOKEN` line).
+    Deploy,
 }
+
+impl Access {
+    /// What a caller with this access may do to a protected tag (the tag policy decides).
+    pub fn tag_role(self) -> TagRole {
+        match self {
+            Access::Deploy => TagRole::Deploy,
+            Access::ReadOnly | Access::ReadWrite => TagRole::Writer,
+        }
+    }
+}
+
+/// The prefix of a deploy token's line: `deploy:NAME:TOKEN`.
+const DEPLOY_PREFIX: &str = "deploy:";
 
 /// The accepted bearer tokens, kept only as sha256 digests so that comparing them takes the
 /// same time whatever the presented token's length or content.
@@ -51,11 +67,22 @@ pub enum TokenError {
     Duplicate { line: usize },
     #[error("no tokens (every line is blank or a # comment)")]
     Empty,
+    #[error(
+        "line {line}: a deploy token (deploy:NAME:TOKEN) may move protected tags, so it belongs in \
+         --token-file, not --read-token-file"
+    )]
+    DeployReadOnly { line: usize },
+    #[error(
+        "line {line}: invalid deploy token name '{name}': letters, digits, '_', '-' and '.' only"
+    )]
+    DeployName { line: usize, name: String },
 }
 
 impl Tokens {
     /// Adds the tokens of one file: one per line, `TOKEN` or `NAME:TOKEN` (NAME made of letters,
-    /// digits, `_`, `-`, `.`), blank lines and `#` comments ignored. Returns how many were read.
+    /// digits, `_`, `-`, `.`) with the file's access, or `deploy:NAME:TOKEN` for a deploy token
+    /// (in a read-write file only); blank lines and `#` comments ignored. Returns how many were
+    /// read. `deploy:TOKEN` (two parts) stays a write token named `deploy`, as it always was.
     pub fn add_file(&mut self, text: &str, access: Access) -> Result<usize, TokenError> {
         let mut added = 0;
         for (index, raw) in text.lines().enumerate() {
@@ -64,11 +91,28 @@ impl Tokens {
             if entry.is_empty() || entry.starts_with('#') {
                 continue;
             }
-            let (name, token) = match entry.split_once(':') {
-                Some((name, token)) if check_name(NameKind::Prompt, name).is_ok() => {
-                    (Some(name.to_string()), token)
+            let deploy = entry
+                .strip_prefix(DEPLOY_PREFIX)
+                .and_then(|rest| rest.split_once(':'));
+            let (name, token, access) = match deploy {
+                Some((name, token)) => {
+                    if access == Access::ReadOnly {
+                        return Err(TokenError::DeployReadOnly { line });
+                    }
+                    if check_name(NameKind::Prompt, name).is_err() {
+                        return Err(TokenError::DeployName {
+                            line,
+                            name: name.to_string(),
+                        });
+                    }
+                    (Some(name.to_string()), token, Access::Deploy)
                 }
-                _ => (None, entry),
+                None => match entry.split_once(':') {
+                    Some((name, token)) if check_name(NameKind::Prompt, name).is_ok() => {
+                        (Some(name.to_string()), token, access)
+                    }
+                    _ => (None, entry, access),
+                },
             };
             if token.chars().any(char::is_whitespace) {
                 return Err(TokenError::Whitespace { line });
@@ -140,6 +184,8 @@ fn fingerprint(token: &[u8]) -> String {
 #[derive(Debug, Clone)]
 pub(super) struct Caller {
     pub(super) actor: String,
+    /// What the token may do to a protected tag.
+    pub(super) role: TagRole,
 }
 
 pub(super) async fn authenticate(
@@ -209,7 +255,10 @@ pub(super) async fn authenticate(
             }
         },
     };
-    request.extensions_mut().insert(Caller { actor });
+    request.extensions_mut().insert(Caller {
+        actor,
+        role: access.tag_role(),
+    });
     next.run(request).await
 }
 
@@ -249,6 +298,43 @@ mod tests {
         assert!(tokens.find(format!("ci:{RW}").as_bytes()).is_none());
         assert!(tokens.find(&RW.as_bytes()[..RW.len() - 1]).is_none());
         assert!(tokens.find(b"").is_none());
+    }
+
+    #[test]
+    fn deploy_lines_name_deploy_tokens_and_old_lines_keep_their_meaning() {
+        const DP: &str = "0011223344556677889900";
+        let mut tokens = Tokens::default();
+        let text = format!("deploy:release:{DP}\ndeploy:{RW}\n");
+        assert_eq!(tokens.add_file(&text, Access::ReadWrite), Ok(2));
+        assert_eq!(
+            tokens.identify(DP.as_bytes()),
+            Some((Some("release".into()), Access::Deploy))
+        );
+        // Two parts stay what they were: a write token named `deploy`.
+        assert_eq!(
+            tokens.identify(RW.as_bytes()),
+            Some((Some("deploy".into()), Access::ReadWrite))
+        );
+        assert_eq!(tokens.count(Access::Deploy), 1);
+        assert_eq!(Access::Deploy.tag_role(), TagRole::Deploy);
+        assert_eq!(Access::ReadWrite.tag_role(), TagRole::Writer);
+        // A deploy token is never read-only, and needs a valid name.
+        let mut tokens = Tokens::default();
+        assert_eq!(
+            tokens.add_file(&format!("deploy:release:{DP}"), Access::ReadOnly),
+            Err(TokenError::DeployReadOnly { line: 1 })
+        );
+        assert_eq!(
+            tokens.add_file(&format!("# x\ndeploy:a/b:{DP}"), Access::ReadWrite),
+            Err(TokenError::DeployName {
+                line: 2,
+                name: "a/b".into()
+            })
+        );
+        assert_eq!(
+            tokens.add_file("deploy:release:short", Access::ReadWrite),
+            Err(TokenError::Short { line: 1 })
+        );
     }
 
     #[test]

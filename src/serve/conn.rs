@@ -8,6 +8,15 @@
 //!   opening for its first request, from the first byte for a later one. A client that is
 //!   slower is disconnected. The body then has as long again (408 otherwise).
 //! - A kept-alive connection is closed after `idle_timeout` without a request.
+//! - A request body the application leaves unread (a 404, a 405, a refused token) is read to
+//!   its end before the answer goes out, up to `body_limit` bytes in all, so the next request
+//!   on the kept-alive connection starts where it should. A larger, slower or broken body is
+//!   not waited for: the answer says `Connection: close` and the connection closes after it.
+//!
+//! Left to itself, hyper reads an unread body only as far as it has already arrived, and
+//! closes the connection when more is due, without telling the client: a client that sent its
+//! next request meanwhile sees "server disconnected" (about one request in fifty after a 404
+//! to a POST, when the body arrives in its own TCP segment).
 //!
 //! hyper's own header timeout cannot express this: it also runs while a kept-alive connection
 //! waits for its next request, so it would close idle connections after the header timeout.
@@ -16,8 +25,11 @@
 
 use axum::Router;
 use axum::body::Body;
+use axum::http::HeaderValue;
+use axum::http::header::CONNECTION;
 use axum::response::Response;
 use axum::serve::Listener;
+use hyper::body::Body as _;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
@@ -44,6 +56,9 @@ pub struct Limits {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// The most of a request body read when the application leaves it unread (the API's own
+    /// body limit).
+    pub body_limit: usize,
 }
 
 impl Default for Limits {
@@ -52,6 +67,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(DEFAULT_HEADER_TIMEOUT_SECS),
             idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            body_limit: super::DEFAULT_BODY_LIMIT,
         }
     }
 }
@@ -242,6 +258,7 @@ impl Connection {
             app: TowerToHyperService::new(self.app.clone()),
             activity: Arc::clone(&activity),
             body_timeout: self.limits.header_timeout,
+            body_limit: self.limits.body_limit,
         };
         let mut builder = hyper::server::conn::http1::Builder::new();
         // The header timeout is the watchdog's (see the module documentation).
@@ -338,12 +355,13 @@ impl AsyncWrite for Watched {
     }
 }
 
-/// The application, telling the connection's activity when a request is being answered, and
-/// giving each request body its deadline.
+/// The application, telling the connection's activity when a request is being answered,
+/// giving each request body its deadline, and reading what the application left of it.
 struct Tracked {
     app: TowerToHyperService<Router>,
     activity: Arc<Activity>,
     body_timeout: Duration,
+    body_limit: usize,
 }
 
 impl hyper::service::Service<hyper::Request<Incoming>> for Tracked {
@@ -354,20 +372,31 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Tracked {
     fn call(&self, request: hyper::Request<Incoming>) -> Self::Future {
         let answering = Answering::new(Arc::clone(&self.activity));
         let timeout = self.body_timeout;
+        let limit = self.body_limit;
+        let mut lent = None;
         let request = request.map(|body| {
             if hyper::body::Body::is_end_stream(&body) {
                 Body::new(body)
             } else {
-                Body::new(Deadline {
+                let shared = Lent::new(Deadline {
                     inner: body,
                     timer: Box::pin(tokio::time::sleep(timeout)),
                     timeout,
-                })
+                });
+                lent = Some(Arc::clone(&shared));
+                Body::new(Borrowed(shared))
             }
         });
         let response = hyper::service::Service::call(&self.app, request);
         Box::pin(async move {
-            let response = response.await;
+            let mut response = response.await;
+            if let (Some(lent), Ok(response)) = (lent, response.as_mut())
+                && !drain(&lent, limit).await
+            {
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
             drop(answering);
             response
         })
@@ -388,6 +417,108 @@ impl Answering {
 impl Drop for Answering {
     fn drop(&mut self) {
         self.0.request_finished();
+    }
+}
+
+/// A request body the application borrows, shared with the connection, which takes back
+/// what is left once the answer is ready (see `drain`).
+struct Lent {
+    body: Option<Deadline>,
+    /// Bytes of data the application read.
+    read: usize,
+    /// The application read it to its end.
+    ended: bool,
+}
+
+impl Lent {
+    fn new(body: Deadline) -> Arc<Mutex<Lent>> {
+        Arc::new(Mutex::new(Lent {
+            body: Some(body),
+            read: 0,
+            ended: false,
+        }))
+    }
+}
+
+fn lock(lent: &Mutex<Lent>) -> std::sync::MutexGuard<'_, Lent> {
+    lent.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The application's side of a `Lent` body. The lock is only ever taken by the connection's
+/// own task, one poll at a time, so it is never contended.
+struct Borrowed(Arc<Mutex<Lent>>);
+
+impl hyper::body::Body for Borrowed {
+    type Data = axum::body::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let mut lent = lock(&self.0);
+        let Some(body) = lent.body.as_mut() else {
+            // Taken back after the answer: nothing more is read for this request.
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                lent.read += frame.data_ref().map_or(0, |data| data.len());
+            }
+            Poll::Ready(None) => lent.ended = true,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let lent = lock(&self.0);
+        lent.ended || lent.body.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        lock(&self.0)
+            .body
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint())
+    }
+}
+
+/// Reads to its end what the application left of a request body, so that the connection can
+/// serve its next request. False when the connection must close instead: the body is over
+/// `limit` bytes in all (announced or as it arrives), does not arrive in time, or breaks.
+async fn drain(lent: &Mutex<Lent>, limit: usize) -> bool {
+    let (mut body, mut read) = {
+        let mut lent = lock(lent);
+        if lent.ended {
+            return true;
+        }
+        match lent.body.take() {
+            Some(body) => (body, lent.read),
+            None => return true,
+        }
+    };
+    if body.is_end_stream() {
+        return true;
+    }
+    let announced = usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX);
+    if read.saturating_add(announced) > limit {
+        return false;
+    }
+    loop {
+        let frame =
+            std::future::poll_fn(|cx| hyper::body::Body::poll_frame(Pin::new(&mut body), cx)).await;
+        match frame {
+            None => return true,
+            Some(Ok(frame)) => {
+                read += frame.data_ref().map_or(0, |data| data.len());
+                if read > limit {
+                    return false;
+                }
+            }
+            Some(Err(_)) => return false,
+        }
     }
 }
 
@@ -440,6 +571,7 @@ mod tests {
                 header_timeout: Duration::from_secs(10),
                 idle_timeout: Duration::from_secs(60),
                 max_connections: 1,
+                body_limit: 1024,
             },
             phase: Mutex::new(Phase::Opened(Instant::now())),
             answered: Notify::new(),

@@ -1,6 +1,7 @@
 //! Error replies: `ApiError`, Phoenix's status and plain-text message, and how store errors
 //! map onto it.
 
+use crate::model::TagAction;
 use crate::store::StoreError;
 use axum::http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
@@ -34,6 +35,19 @@ impl ApiError {
     }
 }
 
+/// The refusal of an unforced change of a protected tag by a caller without the deploy role.
+pub(super) fn protected_message(tag: &str, action: TagAction) -> String {
+    let doing = match action {
+        TagAction::Delete => "deleting",
+        TagAction::Rollback => "rolling back",
+        _ => "moving",
+    };
+    format!(
+        "tag '{tag}' is protected: {doing} it needs a deploy token, or force (?force=true or \
+         X-Runner-Force: true, recorded as forced in the tag history)"
+    )
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         if is_locked(&e) {
@@ -42,6 +56,10 @@ impl From<StoreError> for ApiError {
                 "the store is locked by another writer (the wait for it timed out); \
                  nothing was written, retry the request",
             );
+        }
+        if let StoreError::ProtectedTag { tag, action, .. } = &e {
+            // The caller lacks the deploy role: forbidden, and the answer says what allows it.
+            return ApiError::new(StatusCode::FORBIDDEN, protected_message(tag, *action));
         }
         let status = match &e {
             StoreError::UnknownPrompt { .. }
@@ -135,6 +153,14 @@ mod tests {
             (
                 StoreError::Corrupt("x".into()),
                 StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+            (
+                StoreError::ProtectedTag {
+                    prompt: "p".into(),
+                    tag: "production".into(),
+                    action: TagAction::Move,
+                },
+                StatusCode::FORBIDDEN,
             ),
         ];
         for (error, status) in cases {

@@ -157,6 +157,7 @@ pub(super) async fn create_version(
         .with_store(move |store| {
             let change = TagChange {
                 actor: caller.actor.clone(),
+                role: caller.role,
                 policy,
                 ..TagChange::default()
             };
@@ -177,9 +178,6 @@ pub(super) async fn create_version(
             )
             .map_err(|e| match e {
                 AppendError::Invalid(message) => ApiError::unprocessable(message),
-                AppendError::Store(e @ StoreError::ProtectedTag { .. }) => {
-                    super::tags::protected_or(e, "", "move")
-                }
                 AppendError::Store(e) => e.into(),
             })
         })

@@ -112,21 +112,6 @@ pub(super) async fn list_version_tags(
     Ok(page(items, next))
 }
 
-/// A store error as the API answers it; the refusal of a protected tag changed without force
-/// says how to force it over HTTP.
-pub(super) fn protected_or(e: StoreError, tag: &str, action: &str) -> ApiError {
-    match e {
-        StoreError::ProtectedTag { .. } => ApiError::new(
-            StatusCode::CONFLICT,
-            format!(
-                "tag '{tag}' is protected: {action} it with ?force=true (or X-Runner-Force: true); \
-                 a forced change is recorded in the tag history"
-            ),
-        ),
-        other => other.into(),
-    }
-}
-
 pub(super) async fn add_version_tag(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
@@ -148,17 +133,17 @@ pub(super) async fn add_version_tag(
                 .version_by_id(&id)?
                 .ok_or_else(|| unknown_version(&id))?;
             // The one tag policy, checked inside the write: creating a protected tag displaces
-            // nothing; moving one needs force. A tag already at this version is left alone.
+            // nothing; moving one needs the deploy role or force. A tag already at this version
+            // is left alone.
             let change = TagChange {
                 actor: caller.actor,
                 message: tag.description.clone(),
                 force,
+                role: caller.role,
                 policy,
                 ..TagChange::default()
             };
-            store
-                .set_tag(&version.prompt, &tag.name, &VersionRef::Id(id), &change)
-                .map_err(|e| protected_or(e, &tag.name, "move"))?;
+            store.set_tag(&version.prompt, &tag.name, &VersionRef::Id(id), &change)?;
             Ok(())
         })
         .await?;
@@ -186,6 +171,7 @@ pub(super) async fn delete_version_tag(
             let change = TagChange {
                 actor: caller.actor,
                 force,
+                role: caller.role,
                 policy,
                 expect: Expect::At(id.clone()),
                 ..TagChange::default()
@@ -198,7 +184,7 @@ pub(super) async fn delete_version_tag(
                         version.prompt
                     )))
                 }
-                Err(e) => Err(protected_or(e, &tag, "delete")),
+                Err(e) => Err(e.into()),
             }
         })
         .await?;

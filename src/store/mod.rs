@@ -79,7 +79,12 @@ pub enum StoreError {
     )]
     TagMoved { prompt: String, tag: String },
     #[error("tag '{tag}' is protected: it moves through `runner promote`, or with force")]
-    ProtectedTag { prompt: String, tag: String },
+    ProtectedTag {
+        prompt: String,
+        tag: String,
+        /// The refused change (move, delete or rollback).
+        action: TagAction,
+    },
     #[error("experiment {id} is being run by {holder} (its lease runs until {until})")]
     ExperimentBusy {
         id: String,
@@ -127,10 +132,31 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// The rule every tag write obeys, whoever asks (CLI, HTTP, UI): a protected tag may be created
 /// (that displaces nothing) but is moved, rolled back or deleted only by a promotion that passed
-/// its gate, or by a forced change, which the history records as forced.
+/// its gate, by a caller with the deploy role (a deploy token of `runner serve`), or by a forced
+/// change; the history records which.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TagPolicy {
     pub protected: Vec<String>,
+}
+
+/// What the caller of a tag write may do to a protected tag.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TagRole {
+    /// Create it; displace it only with force (the CLI, write tokens, the pages' writers).
+    #[default]
+    Writer,
+    /// Also move, roll back or delete it without force (deploy tokens), as Langfuse lets only
+    /// admins change protected labels.
+    Deploy,
+}
+
+/// How a change of a tag was allowed, as the history records it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Allowed {
+    /// A protected tag was displaced with force.
+    pub forced: bool,
+    /// A protected tag was displaced by a caller with the deploy role.
+    pub deploy: bool,
 }
 
 impl TagPolicy {
@@ -143,7 +169,8 @@ impl TagPolicy {
     }
 
     /// Decides a change of `tag`, which points at `current` (a version id) or does not exist.
-    /// Returns whether the change is recorded as forced, or the refusal.
+    /// Returns how the change is recorded, or the refusal. The deploy role needs no force, so
+    /// a deploy change that also asks for force is recorded as a deploy change only.
     pub fn check(
         &self,
         prompt: &str,
@@ -151,18 +178,26 @@ impl TagPolicy {
         current: Option<&str>,
         action: TagAction,
         force: bool,
-    ) -> Result<bool> {
+        role: TagRole,
+    ) -> Result<Allowed> {
         let displaces = current.is_some() && self.is_protected(tag);
         if !displaces || action == TagAction::Promote {
-            return Ok(false);
+            return Ok(Allowed::default());
         }
-        if force {
-            Ok(true)
-        } else {
-            Err(StoreError::ProtectedTag {
+        match (role, force) {
+            (TagRole::Deploy, _) => Ok(Allowed {
+                forced: false,
+                deploy: true,
+            }),
+            (TagRole::Writer, true) => Ok(Allowed {
+                forced: true,
+                deploy: false,
+            }),
+            (TagRole::Writer, false) => Err(StoreError::ProtectedTag {
                 prompt: prompt.into(),
                 tag: tag.into(),
-            })
+                action,
+            }),
         }
     }
 }
@@ -204,6 +239,8 @@ pub struct TagChange {
     pub message: Option<String>,
     /// The caller asks to override the tag policy.
     pub force: bool,
+    /// What the caller may do to a protected tag without force.
+    pub role: TagRole,
     pub evidence: Option<serde_json::Value>,
     pub policy: TagPolicy,
     /// What the history records (a promotion); None: set, move, delete or rollback by its kind.
@@ -507,6 +544,79 @@ pub trait ExperimentStore: Send + Sync {
     fn restore_cache(&self, entries: &[(String, CachedResponse, String)]) -> Result<()>;
 }
 
+/// One row × repetition of a detached experiment, as a worker gets it: the row's values are
+/// stored with the item, so a worker needs the store and the endpoint, not the dataset file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkItem {
+    pub row_index: i64,
+    pub repetition: i64,
+    pub row_id: String,
+    pub values: crate::model::JsonObject,
+}
+
+/// Where the work items of a detached experiment stand.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WorkCounts {
+    pub items: i64,
+    pub pending: i64,
+    pub leased: i64,
+    pub done: i64,
+    /// Leases taken again after they ran out (a worker died or stalled).
+    pub reclaimed: i64,
+    /// Distinct workers holding a lease that has not run out.
+    pub workers: i64,
+}
+
+/// A row of the dataset for planning: index, id and values.
+pub type PlanRow = (i64, String, crate::model::JsonObject);
+
+/// The work queue of detached experiments: items planned once, leased by workers, completed
+/// in the transaction that writes their results.
+pub trait WorkQueue: Send + Sync {
+    /// Creates a detached experiment and a work item for each row × repetition `next_row`
+    /// yields, all in one transaction; with a `key` already used, creates nothing and returns
+    /// that key's experiment. The bool says whether it was created now.
+    fn plan_experiment(
+        &self,
+        new: &NewExperiment,
+        key: Option<&str>,
+        repetitions: i64,
+        next_row: &mut dyn FnMut() -> Result<Option<PlanRow>>,
+    ) -> Result<(Experiment, bool)>;
+
+    /// Leases up to `max` items to `owner` for `ttl`: pending ones, and leased ones whose lease
+    /// ran out, by row order. Others' live leases are skipped without waiting.
+    fn claim_items(
+        &self,
+        id: &str,
+        owner: &str,
+        ttl: std::time::Duration,
+        max: usize,
+    ) -> Result<Vec<WorkItem>>;
+
+    /// Extends every lease `owner` holds on the experiment; returns how many.
+    fn renew_items(&self, id: &str, owner: &str, ttl: std::time::Duration) -> Result<u64>;
+
+    /// The workers holding a lease on the experiment that has not run out: those that share its
+    /// rate limits now.
+    fn lease_owners(&self, id: &str) -> Result<Vec<String>>;
+
+    /// Gives back what `owner` still holds (pending again, for another worker at once).
+    fn release_items(&self, id: &str, owner: &str) -> Result<u64>;
+
+    /// In one transaction: completes each result's item if `owner` still holds its lease and
+    /// writes those results (as `write_results` does); a result whose item was taken over is
+    /// dropped. Returns how many were written.
+    fn complete_items(&self, id: &str, owner: &str, batch: &[RunResult]) -> Result<usize>;
+
+    /// Where the items stand; None for an experiment without items (not detached).
+    fn work_counts(&self, id: &str) -> Result<Option<WorkCounts>>;
+
+    /// When every item is done and the experiment is still running: records it completed,
+    /// its wall time from its first start to its last finish. Returns its status.
+    fn finish_work(&self, id: &str) -> Result<ExperimentStatus>;
+}
+
 /// Where a run's results go as they arrive.
 pub trait ResultSink: Send + Sync {
     /// Writes a batch of results, their scores and new cache entries in one transaction. An
@@ -520,7 +630,7 @@ pub trait ResponseCache: Send + Sync {
 }
 
 /// A whole store: what the dispatcher opens once and hands to every workflow.
-pub trait Store: PromptStore + ExperimentStore + ResultSink + ResponseCache {
+pub trait Store: PromptStore + ExperimentStore + ResultSink + ResponseCache + WorkQueue {
     /// The schema version this store is at.
     fn schema_version(&self) -> Result<i64>;
 
@@ -560,6 +670,11 @@ fn postgres_url(location: &Path) -> Option<&str> {
     location
         .to_str()
         .filter(|text| postgres::conninfo::is_url(text))
+}
+
+/// The `postgres://` URL `location` holds, if it names a PostgreSQL database.
+pub fn postgres_url_of(location: &Path) -> Option<&str> {
+    postgres_url(location)
 }
 
 /// `--db` as shown to a person: a path as it is, a URL without its password.

@@ -113,6 +113,7 @@ on_both_backends!(
     archive_and_import_round_trip,
     concurrent_writers_number_versions_without_gaps,
     protected_tags_are_checked_inside_the_write,
+    the_deploy_role_moves_protected_tags_without_force,
     targets_pages_and_version_tags,
     tag_writes_go_ahead_only_where_the_caller_expects_the_tag,
     prompt_fields_archive_and_restore,
@@ -122,6 +123,8 @@ on_both_backends!(
     put_version_creates_appends_or_leaves_alone,
     concurrent_puts_of_the_same_content_make_one_version,
     row_spreads_fold_repetitions_and_outcomes_carry_their_cluster,
+    work_items_are_leased_once_and_a_taken_over_lease_writes_nothing,
+    planning_with_a_key_is_idempotent_under_concurrent_planners,
 );
 
 fn new_version(text: &str) -> NewVersion {
@@ -522,6 +525,93 @@ fn protected_tags_are_checked_inside_the_write(fx: &Fixture) {
     assert_eq!(fx.count("tag_events"), 3);
 }
 
+fn the_deploy_role_moves_protected_tags_without_force(fx: &Fixture) {
+    let store = fx.open();
+    store
+        .create_prompt("p", new_version("1"), &[], &change())
+        .unwrap();
+    append_version::<_, _, StoreError>(
+        &*store,
+        "p",
+        |_| Ok::<_, StoreError>(new_version("2")),
+        &[],
+        &change(),
+    )
+    .unwrap();
+    let policy = TagPolicy::new(vec!["production".into()]);
+    let writer = TagChange {
+        policy: policy.clone(),
+        ..change()
+    };
+    let deploy = TagChange {
+        actor: "api:release".into(),
+        role: TagRole::Deploy,
+        policy,
+        ..change()
+    };
+    store
+        .set_tag("p", "production", &VersionRef::Seq(1), &writer)
+        .unwrap();
+    let refused = store.set_tag("p", "production", &VersionRef::Seq(2), &writer);
+    assert!(matches!(
+        refused,
+        Err(StoreError::ProtectedTag {
+            action: TagAction::Move,
+            ..
+        })
+    ));
+    let TagOutcome::Changed(moved) = store
+        .set_tag("p", "production", &VersionRef::Seq(2), &deploy)
+        .unwrap()
+    else {
+        panic!("not moved")
+    };
+    assert!(moved.deploy && !moved.forced);
+    assert_eq!(moved.actor, "api:release");
+    // Force asked for as well changes nothing: the role is what allowed it.
+    let rolled = store
+        .rollback_tag(
+            "p",
+            "production",
+            &TagChange {
+                force: true,
+                ..deploy.clone()
+            },
+        )
+        .unwrap();
+    assert!(rolled.deploy && !rolled.forced);
+    // Creating a tag, or moving an unprotected one, is not a deploy.
+    let TagOutcome::Changed(staging) = store
+        .set_tag("p", "staging", &VersionRef::Seq(2), &deploy)
+        .unwrap()
+    else {
+        panic!("not set")
+    };
+    assert!(!staging.deploy);
+    let history = store.history("p", Some("production")).unwrap();
+    assert_eq!(
+        history.iter().map(|e| e.deploy).collect::<Vec<_>>(),
+        [false, true, true]
+    );
+    // The flag survives an export and an import, whose replay accepts the deploy changes.
+    let archive = store.archive("p").unwrap();
+    let other = fx.another();
+    let copy = other.open();
+    copy.import(std::slice::from_ref(&archive)).unwrap();
+    assert_eq!(copy.archive("p").unwrap(), archive);
+    // The database refuses an event that claims both, whatever program writes it.
+    let insert = |forced: &str, deploy: &str| {
+        fx.raw(&format!(
+            "INSERT INTO tag_events (prompt_id, tag, action, actor, at, forced, deploy) \
+             SELECT id, 'other', 'set', 'raw', '2026-01-01T00:00:00Z', {forced}, {deploy} \
+             FROM prompts WHERE name = 'p'"
+        ))
+    };
+    insert("TRUE", "FALSE").expect("one of them is fine");
+    let both = insert("TRUE", "TRUE").expect_err("both are refused");
+    assert!(both.to_lowercase().contains("check"), "{both}");
+}
+
 fn targets_pages_and_version_tags(fx: &Fixture) {
     let store = fx.open();
     for name in ["b", "a", "c"] {
@@ -816,6 +906,8 @@ fn experiment_with(store: &dyn Store, prompt: &str, rows: i64, repetitions: usiz
                 max_tpm: None,
                 max_cost: None,
                 judge_model: None,
+                detached: None,
+                shard: None,
             },
             planned: rows,
             author: "t".into(),
@@ -1042,4 +1134,192 @@ fn row_spreads_fold_repetitions_and_outcomes_carry_their_cluster(fx: &Fixture) {
     assert!(close(spread.pass.sum, 1.0) && close(spread.pass.sum_sq, 1.0));
     assert!(close(spread.score.sum, 1.5) && close(spread.score.sum_sq, 1.25));
     assert!(close(spread.pass.within, 0.0) && close(spread.score.within, 0.0));
+}
+
+/// A detached experiment of prompt `p` over `rows` rows × `repetitions`, planned with `key`.
+fn plan_detached(
+    store: &dyn Store,
+    rows: i64,
+    repetitions: i64,
+    key: Option<&str>,
+) -> (Experiment, bool) {
+    let template = experiment_template(store, rows);
+    let mut next = 0;
+    store
+        .plan_experiment(&template, key, repetitions, &mut || {
+            next += 1;
+            Ok((next <= rows).then(|| {
+                let mut values = JsonObject::new();
+                values.insert(
+                    "q".into(),
+                    serde_json::json!(format!("question {}", next - 1)),
+                );
+                (next - 1, format!("r{}", next - 1), values)
+            }))
+        })
+        .unwrap()
+}
+
+/// The fields of a new experiment of prompt `p` (created if missing).
+fn experiment_template(store: &dyn Store, rows: i64) -> NewExperiment {
+    let version = match store.version("p", &VersionRef::Latest) {
+        Ok(version) => version,
+        Err(_) => match store.create_prompt("p", new_version("1"), &[], &change()) {
+            Ok(version) => version,
+            // Another planner created it meanwhile.
+            Err(_) => store.version("p", &VersionRef::Latest).unwrap(),
+        },
+    };
+    let mut settings = experiment(&*open_in_memory().unwrap(), rows).settings;
+    settings.detached = Some(crate::model::Detached {
+        key: None,
+        min_pass_rate: None,
+        max_error_rate: None,
+    });
+    NewExperiment {
+        name: None,
+        prompt: "p".into(),
+        version_id: version.id,
+        tag: None,
+        dataset: DatasetRef {
+            path: "d.csv".into(),
+            hash: "h".into(),
+            rows,
+            columns: vec!["id".into(), "q".into()],
+        },
+        model: "m".into(),
+        base_url: "http://x".into(),
+        evaluators: vec!["exact".into()],
+        settings,
+        planned: rows,
+        author: "t".into(),
+        fingerprint: "f".into(),
+    }
+}
+
+fn work_items_are_leased_once_and_a_taken_over_lease_writes_nothing(fx: &Fixture) {
+    use std::time::Duration;
+    let store = fx.open();
+    let (e, created) = plan_detached(&*store, 5, 2, None);
+    assert!(created);
+    let counts = store.work_counts(&e.id).unwrap().unwrap();
+    assert_eq!((counts.items, counts.pending, counts.done), (10, 10, 0));
+    // Two workers never get the same item while a lease lives.
+    let a = store
+        .claim_items(&e.id, "a", Duration::from_secs(60), 4)
+        .unwrap();
+    let b = store
+        .claim_items(&e.id, "b", Duration::from_secs(60), 100)
+        .unwrap();
+    assert_eq!((a.len(), b.len()), (4, 6));
+    assert_eq!(
+        (a[0].row_index, a[0].repetition, a[0].row_id.as_str()),
+        (0, 0, "r0")
+    );
+    assert_eq!(a[0].values["q"], serde_json::json!("question 0"));
+    assert!(a.iter().all(|x| {
+        !b.iter()
+            .any(|y| (x.row_index, x.repetition) == (y.row_index, y.repetition))
+    }));
+    assert!(
+        store
+            .claim_items(&e.id, "c", Duration::from_secs(60), 100)
+            .unwrap()
+            .is_empty()
+    );
+    let as_result = |item: &WorkItem, output: &str| {
+        let mut r = result(item.row_index, 5.0, ResultStatus::Ok, output);
+        r.repetition = item.repetition;
+        r
+    };
+    // b's leases run out (it renews to a lease of 1 ms and stalls); c takes its items over.
+    assert_eq!(
+        store
+            .renew_items(&e.id, "b", Duration::from_millis(1))
+            .unwrap(),
+        6
+    );
+    std::thread::sleep(Duration::from_millis(50));
+    let c = store
+        .claim_items(&e.id, "c", Duration::from_secs(60), 100)
+        .unwrap();
+    assert_eq!(c.len(), 6);
+    // b comes back: none of its results is written, for none of its items is its own now.
+    let late: Vec<RunResult> = b.iter().map(|i| as_result(i, "from b")).collect();
+    assert_eq!(store.complete_items(&e.id, "b", &late).unwrap(), 0);
+    assert_eq!(
+        store
+            .renew_items(&e.id, "b", Duration::from_secs(60))
+            .unwrap(),
+        0
+    );
+    let from_c: Vec<RunResult> = c.iter().map(|i| as_result(i, "from c")).collect();
+    assert_eq!(store.complete_items(&e.id, "c", &from_c).unwrap(), 6);
+    // A completed item is never completed again, even by its last owner.
+    assert_eq!(store.complete_items(&e.id, "c", &from_c).unwrap(), 0);
+    // a gives back one item unfinished: it is pending again, for anyone.
+    let from_a: Vec<RunResult> = a[..3].iter().map(|i| as_result(i, "from a")).collect();
+    assert_eq!(store.complete_items(&e.id, "a", &from_a).unwrap(), 3);
+    assert_eq!(store.release_items(&e.id, "a").unwrap(), 1);
+    let counts = store.work_counts(&e.id).unwrap().unwrap();
+    assert_eq!(
+        (counts.pending, counts.leased, counts.done, counts.reclaimed),
+        (1, 0, 9, 6)
+    );
+    assert_eq!(store.finish_work(&e.id).unwrap(), ExperimentStatus::Running);
+    let d = store
+        .claim_items(&e.id, "d", Duration::from_secs(60), 100)
+        .unwrap();
+    assert_eq!(d.len(), 1);
+    store
+        .complete_items(&e.id, "d", &[as_result(&d[0], "from d")])
+        .unwrap();
+    assert_eq!(
+        store.finish_work(&e.id).unwrap(),
+        ExperimentStatus::Completed
+    );
+    let mut outputs = Vec::new();
+    visit_results(&*store, &e.id, |r| -> Result<()> {
+        outputs.push(r.output.unwrap());
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(outputs.len(), 10);
+    assert!(!outputs.iter().any(|o| o == "from b"), "{outputs:?}");
+    // An experiment without items is not detached.
+    let plain = experiment(&*fx.another().open(), 1);
+    assert_eq!(fx.another().open().work_counts(&plain.id).unwrap(), None);
+}
+
+fn planning_with_a_key_is_idempotent_under_concurrent_planners(fx: &Fixture) {
+    let store = fx.open();
+    store
+        .create_prompt("p", new_version("1"), &[], &change())
+        .unwrap();
+    let location = fx.location.clone();
+    let planners: Vec<_> = (0..6)
+        .map(|_| {
+            let location = location.clone();
+            std::thread::spawn(move || {
+                let store = open(&location).unwrap();
+                let (e, created) = plan_detached(&*store, 50, 1, Some("ci-42"));
+                (e.id, created)
+            })
+        })
+        .collect();
+    let planned: Vec<(String, bool)> = planners.into_iter().map(|p| p.join().unwrap()).collect();
+    assert_eq!(
+        planned.iter().filter(|(_, created)| *created).count(),
+        1,
+        "{planned:?}"
+    );
+    assert!(
+        planned.iter().all(|(id, _)| id == &planned[0].0),
+        "{planned:?}"
+    );
+    assert_eq!(store.work_counts(&planned[0].0).unwrap().unwrap().items, 50);
+    // Another key is another experiment.
+    let (other, created) = plan_detached(&*store, 50, 1, Some("ci-43"));
+    assert!(created);
+    assert_ne!(other.id, planned[0].0);
 }

@@ -52,7 +52,7 @@ fn search_text(text: Option<String>) -> Result<String, UiError> {
     Ok(text)
 }
 
-fn prompt_name(name: &str) -> Result<(), UiError> {
+pub(super) fn prompt_name(name: &str) -> Result<(), UiError> {
     check_name(NameKind::Prompt, name)
         .map_err(|e| UiError::new(StatusCode::NOT_FOUND, format!("no prompt '{name}': {e}")))
 }
@@ -178,16 +178,9 @@ pub(super) async fn version(
         .map_err(|_| UiError::new(StatusCode::NOT_FOUND, format!("no version '{seq}'")))?;
     let body = ui
         .blocking(move |ui| {
-            let version = ui.store.version(&name, &VersionRef::Seq(seq))?;
-            let tags: Vec<String> = ui
-                .store
-                .version_tags(&version.id)?
-                .into_iter()
-                .map(|(t, _)| t.name)
-                .collect();
-            let variables =
-                crate::template::variables(version.format, &version.template).unwrap_or_default();
-            Ok(pages::version(&viewer, &version, &tags, &variables))
+            let loaded = super::playground::load(ui, &name, seq)?;
+            let panel = viewer.can_write().then(|| loaded.fresh_panel());
+            Ok(loaded.page(&viewer, panel.as_ref()))
         })
         .await?;
     ok(body)
@@ -505,7 +498,7 @@ pub(super) async fn logout(
     Ok(response)
 }
 
-fn check_csrf(viewer: &Viewer, presented: &str) -> Result<(), UiError> {
+pub(super) fn check_csrf(viewer: &Viewer, presented: &str) -> Result<(), UiError> {
     if Keys::same(&viewer.csrf, presented) {
         Ok(())
     } else {
@@ -529,7 +522,8 @@ pub(super) struct ActionForm {
 }
 
 /// Checks an action's form and builds its tag change the way `Context::guarded_change` does
-/// for the CLI: the actor, the reason as the message, force, and the project's tag policy.
+/// for the CLI: the actor, the reason as the message, force, the session's role (a deploy
+/// token's moves protected tags without force) and the project's tag policy.
 fn action_change(ui: &Ui, viewer: &Viewer, form: &ActionForm) -> Result<TagChange, UiError> {
     check_csrf(viewer, &form.csrf)?;
     if !viewer.can_write() {
@@ -564,6 +558,7 @@ fn action_change(ui: &Ui, viewer: &Viewer, form: &ActionForm) -> Result<TagChang
         actor: viewer.actor(),
         message: reason,
         force,
+        role: viewer.tag_role(),
         policy: ui.config.tag_policy(),
         ..TagChange::default()
     })

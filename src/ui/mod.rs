@@ -1,18 +1,19 @@
 //! The web UI of `runner serve`: server-rendered pages over the same store, views and tag policy
 //! the CLI uses (the prompt library, a prompt's versions, deployments and tag history, a version
 //! and a diff of two, experiments and their rows, two experiments compared), a login that turns a
-//! bearer token into a session cookie, and the two actions a write token may take (set or move a
-//! tag, roll one back).
+//! bearer token into a session cookie, the two actions a write token may take (set or move a
+//! tag, roll one back), and the playground on a version's page (write tokens only).
 //!
 //! Pages are plain functions over typed views that write through `html::Html`, which escapes
 //! every piece of text: no template engine to learn, nothing compiled at build time, and no way
-//! for a prompt's text to become markup. The stylesheet is embedded in the binary; pages carry no
-//! script, so the Content-Security-Policy allows none.
+//! for a prompt's text to become markup. The stylesheet is embedded in the binary; the one script
+//! is the playground's, inline, and the Content-Security-Policy allows it by its hash alone.
 
 mod diff;
 mod handlers;
 pub mod html;
 mod pages;
+mod playground;
 pub mod session;
 
 use crate::compare::Comparison;
@@ -31,11 +32,22 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use session::{Keys, Session};
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
-/// No script, no plugin, nothing from another origin; forms post only here; never framed.
-pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
-                       form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// Nothing from another origin, no plugin; the one script is the playground's, allowed by
+/// its hash (any other inline or injected script is refused), and it may fetch only from here;
+/// forms post only here; never framed.
+pub static CSP: LazyLock<String> = LazyLock::new(|| {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let hash = base64::engine::general_purpose::STANDARD
+        .encode(sha2::Sha256::digest(pages::PLAYGROUND_SCRIPT.as_bytes()));
+    format!(
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+         script-src 'sha256-{hash}'; connect-src 'self'; \
+         form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+});
 
 /// Comparisons kept computed, newest first: a comparison of two large finished experiments is
 /// read once and then paged from memory.
@@ -78,6 +90,15 @@ pub fn router(settings: Settings) -> Result<Router, String> {
         .route("/logout", post(handlers::logout))
         .route("/prompts/{name}", get(handlers::prompt))
         .route("/prompts/{name}/versions/{seq}", get(handlers::version))
+        .route("/prompts/{name}/versions/{seq}/try", post(playground::run))
+        .route(
+            "/prompts/{name}/versions/{seq}/try/stream",
+            post(playground::stream),
+        )
+        .route(
+            "/prompts/{name}/versions/{seq}/save",
+            post(playground::save),
+        )
         .route("/prompts/{name}/diff", get(handlers::diff))
         .route("/prompts/{name}/experiments", get(handlers::experiments))
         .route("/prompts/{name}/tags", post(handlers::set_tag))
@@ -130,6 +151,14 @@ impl Viewer {
         }
     }
 
+    /// What the viewer may do to a protected tag: the deploy role comes with a deploy token's
+    /// session only.
+    fn tag_role(&self) -> crate::store::TagRole {
+        self.session
+            .as_ref()
+            .map_or(crate::store::TagRole::Writer, |s| s.access.tag_role())
+    }
+
     /// Who a change made from the pages is recorded as: `ui`, or `ui:NAME` for a named token
     /// (as the API records `api:NAME`).
     fn actor(&self) -> String {
@@ -141,10 +170,12 @@ impl Viewer {
 
     fn label(&self) -> String {
         let who = self.actor();
-        if self.can_write() {
-            who
-        } else {
+        if !self.can_write() {
             format!("{who} (read-only)")
+        } else if self.tag_role() == crate::store::TagRole::Deploy {
+            format!("{who} (deploy)")
+        } else {
+            who
         }
     }
 }
@@ -217,7 +248,22 @@ impl From<StoreError> for UiError {
             | StoreError::UnknownVersion { .. }
             | StoreError::UnknownTag { .. }
             | StoreError::UnknownExperiment { .. } => StatusCode::NOT_FOUND,
-            StoreError::ProtectedTag { .. } | StoreError::TagMoved { .. } => StatusCode::CONFLICT,
+            StoreError::ProtectedTag { tag, action, .. } => {
+                // As the API answers: the viewer lacks the deploy role.
+                let doing = match action {
+                    crate::model::TagAction::Delete => "deleting",
+                    crate::model::TagAction::Rollback => "rolling back",
+                    _ => "moving",
+                };
+                return UiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "tag '{tag}' is protected: {doing} it needs a deploy token, or force \
+                         (tick \"force a protected tag\" and type a reason)"
+                    ),
+                );
+            }
+            StoreError::TagMoved { .. } => StatusCode::CONFLICT,
             e if e.is_invalid_input() => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::SERVICE_UNAVAILABLE,
         };
@@ -258,7 +304,9 @@ fn page_response(status: StatusCode, body: String) -> Response {
 }
 
 fn secure_headers(headers: &mut axum::http::HeaderMap) {
-    headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    if let Ok(csp) = HeaderValue::from_str(&CSP) {
+        headers.insert(CONTENT_SECURITY_POLICY, csp);
+    }
     headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));

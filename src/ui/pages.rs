@@ -8,6 +8,7 @@ use crate::model::{
     Experiment, PromptVersion, ResultStatus, RunResult, Summary, TagEvent, Template,
 };
 use crate::view::{DeploymentView, Evidence, LibraryEntry};
+use crate::workflow::playground::TryView;
 use axum::http::StatusCode;
 use std::collections::BTreeMap;
 
@@ -335,6 +336,9 @@ pub fn prompt(viewer: &Viewer, p: &PromptPage<'_>) -> String {
             if d.forced {
                 badge(&mut body, "forced", "forced");
             }
+            if d.deploy {
+                badge(&mut body, "deploy", "deploy");
+            }
             body.raw("</td><td>");
             why(&mut body, d.message.as_deref(), d.evidence.as_ref());
             body.raw("</td></tr>");
@@ -404,6 +408,9 @@ pub fn prompt(viewer: &Viewer, p: &PromptPage<'_>) -> String {
         if e.forced {
             badge(&mut body, "forced", "forced");
         }
+        if e.deploy {
+            badge(&mut body, "deploy", "deploy");
+        }
         body.raw(" <strong>").text(&e.tag).raw("</strong> ");
         let seq = |s: Option<i64>| s.map_or("–".to_string(), |n| format!("v{n}"));
         body.text(&format!("{} → {}", seq(e.from_seq), seq(e.to_seq)))
@@ -457,11 +464,17 @@ fn version_options(out: &mut Html, versions: &[PromptVersion], selected: Option<
 }
 
 /// The two actions a write token may take, each confirmed; a protected tag also needs force
-/// with a typed reason (the store refuses it otherwise).
+/// with a typed reason (the store refuses it otherwise), unless the token is a deploy token.
 fn actions(out: &mut Html, viewer: &Viewer, p: &PromptPage<'_>) {
+    let deploy = viewer.tag_role() == crate::store::TagRole::Deploy;
     let force_fields = |out: &mut Html| {
-        out.raw("<label class=\"check\"><input type=\"checkbox\" name=\"force\" value=\"yes\"> force a protected tag</label>")
-            .raw("<label>Reason <input name=\"reason\" maxlength=\"500\" placeholder=\"why (kept in the tag history; required with force)\"></label>");
+        if deploy {
+            out.raw("<p class=\"muted\">Your deploy token moves protected tags without force; the history records it as a deploy.</p>")
+                .raw("<label>Reason <input name=\"reason\" maxlength=\"500\" placeholder=\"why (kept in the tag history)\"></label>");
+        } else {
+            out.raw("<label class=\"check\"><input type=\"checkbox\" name=\"force\" value=\"yes\"> force a protected tag</label>")
+                .raw("<label>Reason <input name=\"reason\" maxlength=\"500\" placeholder=\"why (kept in the tag history; required with force)\"></label>");
+        }
     };
     out.raw("<details class=\"act\"><summary>Change a tag…</summary>")
         .raw("<div class=\"forms\"><form method=\"post\" class=\"action\"")
@@ -537,6 +550,7 @@ pub fn version(
     v: &PromptVersion,
     tags: &[String],
     variables: &[String],
+    play: Option<&Playground>,
 ) -> String {
     let mut body = Html::new();
     body.raw("<p class=\"crumbs\"><a href=\"/\">Library</a> / ")
@@ -586,7 +600,187 @@ pub fn version(
     json_block(&mut body, &v.params);
     body.raw("<h2>Metadata</h2>");
     json_block(&mut body, &v.metadata);
+    // Offered to write tokens only: a run spends the server's key, a save writes.
+    if let Some(play) = play.filter(|_| viewer.can_write()) {
+        playground(&mut body, viewer, v, play);
+    }
     layout(Some(viewer), &format!("{} v{}", v.prompt, v.seq), &body)
+}
+
+/// What the playground panel shows: the form as it was filled, and the answers of a run.
+#[derive(Debug, Default)]
+pub struct Playground {
+    /// One field per variable: the template's, the edited template's, the other version's.
+    pub variables: Vec<String>,
+    pub values: BTreeMap<String, String>,
+    /// Datasets recorded in experiments: the only files a row may be read from.
+    pub datasets: Vec<String>,
+    pub dataset: String,
+    pub row: String,
+    /// Another version to run beside this one: (form value, label).
+    pub others: Vec<(String, String)>,
+    pub other: String,
+    /// The template as edited (the version's own, as text, at first).
+    pub template: String,
+    pub message: String,
+    /// Each side of a run: its label and its answer, or the endpoint's message.
+    pub results: Vec<(String, Result<TryView, String>)>,
+    /// Why the form was refused (a missing variable, an unknown row).
+    pub problem: Option<String>,
+}
+
+/// The figures of an answer, as `runner try` prints them after it.
+pub fn figures(v: &TryView) -> String {
+    let tokens = match (v.prompt_tokens, v.completion_tokens) {
+        (Some(p), Some(c)) => format!("{p} in / {c} out tokens"),
+        _ => "tokens not reported".to_string(),
+    };
+    format!(
+        "{} · {:.0} ms, first token {} · {} · finish: {}",
+        v.model,
+        v.latency_ms,
+        v.ttft_ms
+            .map(|t| format!("{t:.0} ms"))
+            .unwrap_or_else(|| "-".into()),
+        tokens,
+        v.finish_reason.as_deref().unwrap_or("-"),
+    )
+}
+
+/// The script that streams a run's answers in (see `assets/playground.js`); the page carries
+/// it inline and the Content-Security-Policy allows exactly this text, by its hash.
+pub const PLAYGROUND_SCRIPT: &str = include_str!("assets/playground.js");
+
+/// The playground: variables (typed, or filled from a dataset row), the template to try,
+/// another version to run beside it, Run, the answers, and "save as new version". One form:
+/// without JavaScript each button posts it and the page comes back with the result; with
+/// JavaScript, Run streams the answers in.
+fn playground(out: &mut Html, viewer: &Viewer, v: &PromptVersion, play: &Playground) {
+    let base = format!("/prompts/{}/versions/{}", url_part(&v.prompt), v.seq);
+    out.raw("<section class=\"playground\" id=\"play\"><h2>Playground</h2>")
+        .raw("<p class=\"muted small\">Runs against the server's endpoint with its key; nothing is recorded unless you save.</p>");
+    if let Some(problem) = &play.problem {
+        out.raw("<p class=\"error\" role=\"alert\" id=\"play-problem\">")
+            .text(problem)
+            .raw("</p>");
+    }
+    out.raw("<form method=\"post\" id=\"playground\"")
+        .attr("action", &format!("{base}/try#play"))
+        .attr("data-stream", &format!("{base}/try/stream"))
+        .raw(">");
+    csrf_field(out, viewer);
+    out.raw("<div class=\"play-grid\"><fieldset><legend>Variables</legend>");
+    if play.variables.is_empty() {
+        out.raw("<p class=\"muted\">this template uses no variable</p>");
+    }
+    for name in &play.variables {
+        out.raw("<label>")
+            .element(Tag::Code, "", name)
+            .raw("<textarea rows=\"2\"")
+            .attr("name", &format!("var.{name}"))
+            .raw(">\n")
+            .text(play.values.get(name).map_or("", String::as_str))
+            .raw("</textarea></label>");
+    }
+    out.raw("</fieldset><fieldset><legend>Template</legend><label>Edit and run; save it below")
+        .raw("<textarea name=\"template\" rows=\"8\" spellcheck=\"false\">\n")
+        .text(&play.template)
+        .raw("</textarea></label></fieldset></div><div class=\"filters\"><label>Beside it, run <select name=\"other\"><option value=\"\">nothing else</option>");
+    for (value, label) in &play.others {
+        out.raw("<option").attr("value", value);
+        if *value == play.other {
+            out.raw(" selected");
+        }
+        out.raw(">").text(label).raw("</option>");
+    }
+    out.raw("</select></label><button type=\"submit\" name=\"action\" value=\"run\" class=\"primary\">Run</button></div>");
+    let this_label = format!("{} v{}", v.prompt, v.seq);
+    let (this, other) = match play.results.as_slice() {
+        [] => (None, None),
+        [a] => (Some(a), None),
+        [a, b, ..] => (Some(a), Some(b)),
+    };
+    out.raw("<div class=\"sides\" aria-live=\"polite\">");
+    side(out, "this", &this_label, this);
+    side(out, "other", "", other);
+    out.raw(
+        "</div><details class=\"act\"><summary>Fill the variables from a dataset row…</summary>",
+    );
+    if play.datasets.is_empty() {
+        out.raw("<p class=\"muted\">No dataset yet: rows come from datasets recorded in experiments.</p>");
+    } else {
+        out.raw("<div class=\"filters\"><label>Dataset (recorded in an experiment) <select name=\"dataset\">");
+        for path in &play.datasets {
+            out.raw("<option").attr("value", path);
+            if *path == play.dataset {
+                out.raw(" selected");
+            }
+            out.raw(">").text(path).raw("</option>");
+        }
+        out.raw("</select></label><label>Row id <input name=\"row\" maxlength=\"200\"")
+            .attr("value", &play.row)
+            .raw("></label><button type=\"submit\" name=\"action\" value=\"fill\">Fill from row</button></div>");
+    }
+    out.raw("</details><details class=\"act\"><summary>Save the edited template as a new version…</summary><div class=\"forms\"><div class=\"action\">")
+        .raw("<label>Message (required) <input name=\"message\" maxlength=\"500\" placeholder=\"what changed and why\"")
+        .attr("value", &play.message)
+        .raw("></label><label class=\"check\"><input type=\"checkbox\" name=\"confirm\" value=\"yes\"> I confirm: store this template as the next version</label>")
+        .raw("<button type=\"submit\" name=\"action\" value=\"save\"")
+        .attr("formaction", &format!("{base}/save"))
+        .raw(">Save as new version</button></div></div></details></form><script>")
+        .raw(PLAYGROUND_SCRIPT)
+        .raw("</script></section>");
+}
+
+/// One column of answers: filled when the page shows a run, empty for the script to fill.
+fn side(
+    out: &mut Html,
+    id: &'static str,
+    label: &str,
+    result: Option<&(String, Result<TryView, String>)>,
+) {
+    let (open, answer, figures_p, error) = match id {
+        "this" => (
+            "<section class=\"side\" id=\"side-this\"",
+            "<pre class=\"answer\" id=\"answer-this\">",
+            "<p class=\"muted small figures\" id=\"figures-this\">",
+            "<pre class=\"answer error\" role=\"alert\" id=\"answer-this\">",
+        ),
+        _ => (
+            "<section class=\"side\" id=\"side-other\"",
+            "<pre class=\"answer\" id=\"answer-other\">",
+            "<p class=\"muted small figures\" id=\"figures-other\">",
+            "<pre class=\"answer error\" role=\"alert\" id=\"answer-other\">",
+        ),
+    };
+    out.raw(open);
+    if result.is_none() && id == "other" {
+        out.raw(" hidden");
+    }
+    out.raw("><h3 class=\"label\">")
+        .text(result.map_or(label, |(l, _)| l.as_str()))
+        .raw("</h3>");
+    match result.map(|(_, r)| r) {
+        None => {
+            out.raw(answer).raw("</pre>").raw(figures_p).raw("</p>");
+        }
+        Some(Ok(view)) => {
+            out.raw(answer)
+                .text(&view.output)
+                .raw("</pre>")
+                .raw(figures_p)
+                .text(&figures(view))
+                .raw("</p>");
+        }
+        Some(Err(message)) => {
+            out.raw(error)
+                .text(message)
+                .raw("</pre>")
+                .raw(figures_p)
+                .raw("</p>");
+        }
+    }
+    out.raw("</section>");
 }
 
 pub fn diff(

@@ -2,10 +2,10 @@
 //! expiring cookie, and every form that changes something carries a token derived from the
 //! session, so a page on another site can neither read nor forge one.
 //!
-//! The cookie is `v1.ACCESS.NAME.EXPIRES.MAC`: what the token allows (`rw`, `ro`), the token's
-//! name (`-` for a token without one), the expiry in Unix seconds, and an HMAC-SHA256 of the
-//! rest under a key drawn when the server starts (restarting the server logs everyone out,
-//! which is also how every session is revoked at once).
+//! The cookie is `v1.ACCESS.NAME.EXPIRES.MAC`: what the token allows (`rw`, `ro`, `dp` for a
+//! deploy token), the token's name (`-` for a token without one), the expiry in Unix seconds,
+//! and an HMAC-SHA256 of the rest under a key drawn when the server starts (restarting the
+//! server logs everyone out, which is also how every session is revoked at once).
 
 use crate::serve::Access;
 use ring::hmac;
@@ -88,6 +88,7 @@ impl Keys {
         let access = match access {
             "rw" => Access::ReadWrite,
             "ro" => Access::ReadOnly,
+            "dp" => Access::Deploy,
             _ => return None,
         };
         let expires: u64 = expires.parse().ok()?;
@@ -129,7 +130,8 @@ impl Keys {
 fn access_code(access: Access) -> &'static str {
     match access {
         Access::ReadOnly => "ro",
-        _ => "rw",
+        Access::ReadWrite => "rw",
+        Access::Deploy => "dp",
     }
 }
 
@@ -172,6 +174,14 @@ mod tests {
         for junk in ["", ".", "v1.rw.-.9999999999.", "v1.rw.-.x.00"] {
             assert!(keys.verify(junk, 1001).is_none(), "{junk:?}");
         }
+        // A write token's session does not turn into a deploy token's.
+        let writer = keys.issue(Access::ReadWrite, Some("ci"), 1000);
+        assert!(
+            keys.verify(&writer.replacen(".rw.", ".dp.", 1), 1001)
+                .is_none()
+        );
+        let deploy = keys.issue(Access::Deploy, Some("release"), 1000);
+        assert_eq!(keys.verify(&deploy, 1001).unwrap().access, Access::Deploy);
         let anonymous = keys.issue(Access::ReadWrite, None, 1000);
         assert_eq!(keys.verify(&anonymous, 1001).unwrap().name, None);
     }

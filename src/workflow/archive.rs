@@ -17,7 +17,7 @@ use crate::model::{
     JsonObject, Message, PromptArchive, PromptEvent, PromptVersion, Tag, TagAction, TagEvent,
     Template, TemplateFormat, TemplateType, content_hash,
 };
-use crate::store::TagPolicy;
+use crate::store::{TagPolicy, TagRole};
 use crate::template::CompiledTemplate;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -82,6 +82,10 @@ struct EventFile {
     message: Option<String>,
     at: String,
     forced: bool,
+    /// Moved by a deploy token without force. Written only when true, so the lines (and
+    /// hashes) of exports made before the role existed stay as they were.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    deploy: bool,
     evidence: Option<serde_json::Value>,
     /// sha256 over the previous line's hash and this event (see `chain`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -304,6 +308,7 @@ fn write_archive(dir: &Path, archive: &PromptArchive) -> Result<()> {
             message: e.message.clone(),
             at: e.at.clone(),
             forced: e.forced,
+            deploy: e.deploy,
             evidence: e.evidence.clone(),
             hash: None,
         };
@@ -416,11 +421,22 @@ fn replay(
                 e.to_version_id.as_deref().unwrap_or("nothing")
             ));
         }
+        if e.forced && e.deploy {
+            return Err(format!(
+                "history.jsonl line {line}: a change of tag '{}' cannot be both forced and a deploy",
+                e.tag
+            ));
+        }
+        let role = if e.deploy {
+            TagRole::Deploy
+        } else {
+            TagRole::Writer
+        };
         policy
-            .check(prompt, &e.tag, current, e.action, e.forced)
+            .check(prompt, &e.tag, current, e.action, e.forced, role)
             .map_err(|_| {
                 format!(
-                    "history.jsonl line {line}: protected tag '{}' moved without a promotion or force",
+                    "history.jsonl line {line}: protected tag '{}' moved without a promotion, a deploy token or force",
                     e.tag
                 )
             })?;
@@ -612,6 +628,7 @@ fn read_archive(folder: &Path, policy: &TagPolicy) -> Result<PromptArchive> {
             message: e.message,
             at: e.at,
             forced: e.forced,
+            deploy: e.deploy,
             evidence: e.evidence,
         });
     }

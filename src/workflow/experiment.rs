@@ -48,6 +48,8 @@ pub struct RunRequest {
     pub max_tpm: Option<f64>,
     /// Dollars the experiment may spend at most.
     pub max_cost: Option<f64>,
+    /// `--shard K/N`: only the rows whose id hashes to shard K of N.
+    pub shard: Option<String>,
 }
 
 /// How a launched or resumed run ended, as stored.
@@ -138,6 +140,33 @@ fn settings(options: &RunRequest, defaults: &RunDefaults) -> Result<RunSettings>
             .judge_model
             .clone()
             .or_else(|| defaults.judge_model.clone()),
+        detached: None,
+        shard: options.shard.as_deref().map(parse_shard).transpose()?,
+    })
+}
+
+/// The fingerprint a shard's experiment is stored with: its plan's, then which shard.
+pub fn shard_fingerprint(plan: &str, shard: crate::model::Shard) -> String {
+    format!("{plan} shard {shard}")
+}
+
+/// How many of the first `rows` rows of a dataset fall in `shard`.
+fn shard_rows(path: &Path, rows: usize, shard: crate::model::Shard) -> Result<usize> {
+    let mut count = 0;
+    for row in dataset::rows(path).map_err(dataset_error)?.take(rows) {
+        if shard.contains(&row.map_err(dataset_error)?.id) {
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+/// `--shard K/N`: 1 ≤ K ≤ N.
+fn parse_shard(text: &str) -> Result<crate::model::Shard> {
+    crate::model::Shard::parse(text).ok_or_else(|| {
+        Error::invalid(format!("--shard '{text}' is not K/N with 1 ≤ K ≤ N")).with_hint(
+            "e.g. --shard 2/4 runs the second of four shards (rows split by a hash of their id)",
+        )
     })
 }
 
@@ -238,7 +267,7 @@ fn endpoint_error(e: crate::client::ConfigError) -> Error {
 }
 
 /// The endpoint from the flag, the environment, or OpenAI's; the key only from the environment.
-fn client(base_url: &str, settings: &RunSettings) -> Result<Client> {
+pub(super) fn client(base_url: &str, settings: &RunSettings) -> Result<Client> {
     check_endpoint(base_url)?;
     let mut config = ClientConfig::new(base_url);
     config.api_key = std::env::var("OPENAI_API_KEY")
@@ -287,7 +316,7 @@ pub fn call_client(base_url: &str, timeout_secs: f64, max_retries: u32) -> Resul
 
 /// Connects once before anything is written, so an endpoint that is not there fails the run
 /// at once (exit 3) with the store untouched.
-fn probe(runtime: &tokio::runtime::Runtime, base_url: &str) -> Result<()> {
+pub(super) fn probe(runtime: &tokio::runtime::Runtime, base_url: &str) -> Result<()> {
     let url = reqwest::Url::parse(base_url).map_err(|e| Error::invalid(e.to_string()))?;
     let host = url
         .host_str()
@@ -319,7 +348,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// Prepares the evaluators and checks what they need of the dataset.
-fn evaluators(specs: &[String], has_expected: bool) -> Result<Vec<Evaluator>> {
+pub(super) fn evaluators(specs: &[String], has_expected: bool) -> Result<Vec<Evaluator>> {
     let mut prepared = Vec::new();
     for spec in specs {
         let evaluator = Evaluator::prepare(spec).map_err(|e| {
@@ -370,7 +399,7 @@ pub struct Prepared {
 
 /// The fingerprint of a prepared run. Evaluator files (rubrics, schemas, programs) count by
 /// content, so editing a rubric makes old experiments stale.
-fn fingerprint(
+pub(super) fn fingerprint(
     version_id: &str,
     dataset_hash: &str,
     model: &str,
@@ -528,6 +557,10 @@ pub fn launch(
     let rows = settings
         .limit
         .map_or(prepared.info.rows, |l| l.min(prepared.info.rows));
+    let rows = match settings.shard {
+        Some(shard) => shard_rows(&prepared.dataset, rows, shard)?,
+        None => rows,
+    };
     let experiment = store.create_experiment(&NewExperiment {
         name: prepared.name.clone(),
         prompt: prepared.prompt.clone(),
@@ -549,7 +582,12 @@ pub fn launch(
         planned: (rows * settings.repetitions) as i64,
         settings: settings.clone(),
         author: ctx.author.clone(),
-        fingerprint: prepared.fingerprint.clone(),
+        // A shard is not evidence for the whole plan; `experiment merge` reads the plan's
+        // fingerprint back from before the suffix.
+        fingerprint: match settings.shard {
+            Some(shard) => shard_fingerprint(&prepared.fingerprint, shard),
+            None => prepared.fingerprint.clone(),
+        },
     })?;
     let lease = Lease::take(&store, &experiment.id)?;
     let done = Done::new(prepared.info.rows, settings.repetitions);
@@ -574,7 +612,7 @@ pub fn launch(
     execute(ready, reporter, interrupt)
 }
 
-fn plan(
+pub(super) fn plan(
     experiment: Experiment,
     version: PromptVersion,
     template: CompiledTemplate,
@@ -617,6 +655,13 @@ pub fn resume(
     let max_cost = self::max_cost(max_cost)?;
     let store = ctx.store_for_reading()?;
     let mut experiment = store.experiment(id)?;
+    if experiment.settings.detached.is_some() {
+        return Err(Error::invalid(format!(
+            "experiment {} is run by workers, not resumed",
+            experiment.id
+        ))
+        .with_hint(format!("start one: runner worker {}", experiment.id)));
+    }
     if max_cost.is_some() {
         experiment.settings.max_cost = max_cost;
     }
@@ -722,7 +767,8 @@ impl Drop for Lease {
 /// lease expired, or its process on this machine ended, or it never had one) is interrupted,
 /// and `runner experiment resume ID` runs the rest.
 pub fn as_seen(mut experiment: Experiment) -> Experiment {
-    if experiment.status == ExperimentStatus::Running {
+    // A detached experiment runs while it has items left, whichever workers come and go.
+    if experiment.status == ExperimentStatus::Running && experiment.settings.detached.is_none() {
         let running = experiment
             .lease
             .as_ref()
@@ -734,7 +780,7 @@ pub fn as_seen(mut experiment: Experiment) -> Experiment {
     experiment
 }
 
-fn hostname() -> String {
+pub(super) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
@@ -797,7 +843,7 @@ fn execute(
             plan,
             store.clone(),
             store.clone(),
-            done,
+            experiment::Source::Dataset(done),
             reporter,
             interrupt,
         ));

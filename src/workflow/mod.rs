@@ -4,8 +4,11 @@
 
 pub mod archive;
 pub mod experiment;
+pub mod playground;
 pub mod promotion;
+pub mod shards;
 pub mod sync;
+pub mod worker;
 
 use crate::config::Config;
 use crate::error::{Error, Result};

@@ -200,8 +200,17 @@ pub fn check_cluster_column(inference: &Inference, columns: &[String], what: &st
     }
 }
 
+/// Experiments named as the evidence (`--candidate-experiment`, `--baseline-experiment`),
+/// instead of found by fingerprint or run.
+pub struct Chosen {
+    pub candidate: String,
+    pub baseline: Option<String>,
+}
+
 /// What a promotion is asked to do, checked by the caller.
 pub struct PromotionRequest<'a> {
+    /// The evidence named by id; None: found by fingerprint, or run.
+    pub chosen: Option<Chosen>,
     pub prompt: &'a str,
     pub from: &'a str,
     pub to: &'a str,
@@ -227,16 +236,14 @@ pub struct Decided {
     pub moved: Option<TagEvent>,
 }
 
-/// Promotes the version `from` points at (`candidate_version`) to `to` (now at `baseline`, or
-/// absent) when the gate passes on the evidence.
-pub fn promote<F: Future<Output = ()>>(
+/// The evidence found by fingerprint, or run when none is stored (or `--fresh`).
+fn found_evidence<F: Future<Output = ()>>(
     ctx: &Context,
     request: &PromotionRequest<'_>,
-    candidate_version: PromptVersion,
-    baseline_version: Option<Tag>,
+    has_baseline: bool,
     reporter: &dyn Reporter,
     interrupt: impl Fn() -> F,
-) -> Result<Decided> {
+) -> Result<(Experiment, Option<Experiment>)> {
     // Both sides are checked before either runs, so bad input fails before any request.
     let candidate = prepare(
         ctx,
@@ -246,9 +253,8 @@ pub fn promote<F: Future<Output = ()>>(
         None,
         &request.run,
     )?;
-    let baseline = baseline_version
-        .as_ref()
-        .map(|_| {
+    let baseline = has_baseline
+        .then(|| {
             prepare(
                 ctx,
                 request.prompt,
@@ -278,6 +284,156 @@ pub fn promote<F: Future<Output = ()>>(
     let baseline = baseline
         .map(|b| evidence(b, ctx, reuse, evals, reporter, &interrupt))
         .transpose()?;
+    Ok((candidate, baseline))
+}
+
+/// The evidence named by id, checked to be what the gate is about: the candidate of the
+/// version `--from` points at, the baseline of the one `--to` points at, both completed, on
+/// the same rows. Nothing runs.
+fn chosen_evidence(
+    ctx: &Context,
+    request: &PromotionRequest<'_>,
+    chosen: &Chosen,
+    candidate_version: &PromptVersion,
+    baseline_version: Option<&Tag>,
+) -> Result<(Experiment, Option<Experiment>)> {
+    let store = ctx.store_for_reading()?;
+    let list = format!("runner experiment list --prompt {}", request.prompt);
+    let baseline = match (baseline_version, &chosen.baseline) {
+        (Some(tag), None) => {
+            return Err(Error::invalid(format!(
+                "--candidate-experiment needs --baseline-experiment: {} {} points at v{}",
+                request.prompt, request.to, tag.version_seq
+            ))
+            .with_hint(format!(
+                "name an experiment of v{} too (see `{list}`), or neither to find both by fingerprint",
+                tag.version_seq
+            )));
+        }
+        (None, Some(id)) => {
+            return Err(Error::invalid(format!(
+                "--baseline-experiment {id}: {} has no tag '{}', so there is no baseline",
+                request.prompt, request.to
+            ))
+            .with_hint("drop --baseline-experiment; the gate's absolute criteria decide alone"));
+        }
+        (Some(tag), Some(id)) => {
+            let experiment = store.experiment(id)?;
+            check_chosen(
+                &experiment,
+                request.prompt,
+                "--baseline-experiment",
+                &format!("--to {}", request.to),
+                &tag.version_id,
+                tag.version_seq,
+                &list,
+            )?;
+            Some(experiment)
+        }
+        (None, None) => None,
+    };
+    let mut candidate = store.experiment(&chosen.candidate)?;
+    check_chosen(
+        &candidate,
+        request.prompt,
+        "--candidate-experiment",
+        &format!("--from {}", request.from),
+        &candidate_version.id,
+        candidate_version.seq,
+        &list,
+    )?;
+    if let Some(baseline) = &baseline
+        && baseline.dataset.hash != candidate.dataset.hash
+    {
+        return Err(Error::invalid(format!(
+            "experiments {} and {} ran on different datasets ({} and {}): a gate compares the same rows",
+            baseline.id, candidate.id, baseline.dataset.path, candidate.dataset.path
+        ))
+        .with_hint("name two experiments of the same dataset (`runner experiment show ID` shows it)"));
+    }
+    if candidate.evaluators.is_empty() {
+        return Err(Error::invalid(format!(
+            "experiment {} ran without evaluators, and the gate needs at least one",
+            candidate.id
+        ))
+        .with_hint("plan it with --eval SPEC"));
+    }
+    // Each stands for the tag asked about now: the comparison's headers name it.
+    candidate.tag = Some(request.from.to_string());
+    let baseline = baseline.map(|mut b| {
+        b.tag = Some(request.to.to_string());
+        b
+    });
+    Ok((candidate, baseline))
+}
+
+/// An experiment named as evidence: of this prompt's version `version_id`, completed.
+fn check_chosen(
+    experiment: &Experiment,
+    prompt: &str,
+    flag: &str,
+    tag: &str,
+    version_id: &str,
+    version_seq: i64,
+    list: &str,
+) -> Result<()> {
+    if experiment.prompt != prompt || experiment.version_id != version_id {
+        return Err(Error::invalid(format!(
+            "{flag} {}: it is an experiment of {} v{}, but {tag} points at {prompt} v{version_seq}",
+            experiment.id, experiment.prompt, experiment.version_seq
+        ))
+        .with_hint(format!(
+            "name an experiment of v{version_seq} (see `{list}`)"
+        )));
+    }
+    if experiment.status != ExperimentStatus::Completed {
+        let hint = if experiment.status == ExperimentStatus::Running {
+            format!(
+                "wait for it first: runner experiment wait {}",
+                experiment.id
+            )
+        } else {
+            format!(
+                "finish it first: runner experiment resume {}",
+                experiment.id
+            )
+        };
+        return Err(Error::invalid(format!(
+            "{flag} {}: the experiment is {}, not completed",
+            experiment.id,
+            experiment.status.as_str()
+        ))
+        .with_hint(hint));
+    }
+    Ok(())
+}
+
+/// Promotes the version `from` points at (`candidate_version`) to `to` (now at `baseline`, or
+/// absent) when the gate passes on the evidence.
+pub fn promote<F: Future<Output = ()>>(
+    ctx: &Context,
+    request: &PromotionRequest<'_>,
+    candidate_version: PromptVersion,
+    baseline_version: Option<Tag>,
+    reporter: &dyn Reporter,
+    interrupt: impl Fn() -> F,
+) -> Result<Decided> {
+    let (candidate, baseline) = match &request.chosen {
+        Some(chosen) => chosen_evidence(
+            ctx,
+            request,
+            chosen,
+            &candidate_version,
+            baseline_version.as_ref(),
+        )?,
+        None => found_evidence(
+            ctx,
+            request,
+            baseline_version.is_some(),
+            reporter,
+            interrupt,
+        )?,
+    };
     let comparison = comparison(
         ctx,
         baseline.as_ref(),

@@ -228,6 +228,7 @@ fn bad_input_is_refused_before_anything_is_written() {
 
 fn promotion_request<'a>(data: &'a std::path::Path, mock: &Mock) -> PromotionRequest<'a> {
     PromotionRequest {
+        chosen: None,
         prompt: "p",
         from: "staging",
         to: "production",

@@ -549,3 +549,85 @@ fn the_ui_in_a_real_browser() {
     browser.open(&format!("{base}/"));
     assert!(browser.url().contains("/login"), "{}", browser.url());
 }
+
+/// Polls (bounded) until `check` holds for the text of `css`; returns that text.
+fn wait_for(browser: &Browser<'_>, css: &str, check: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = browser.text(css);
+        if check(&text) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "{css} never got there: {text:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_playground_streams_an_answer_in_a_real_browser() {
+    let env = Env::new();
+    let endpoint = FaultServer::start(Duration::ZERO);
+    store(&env, &endpoint);
+    // Each word of an answer 250 ms after the one before: the answer arrives over a second.
+    let mock = super::Mock::start(&env, &["--chunk-ms", "250"]);
+    let mock_url = mock.url.clone();
+    env.write("writers.txt", &format!("ci:{WRITER}\n"));
+    let server = Server::start_with(
+        &env,
+        &["--token-file", "writers.txt"],
+        &[("OPENAI_BASE_URL", &mock_url)],
+    );
+    let base = server.base.clone();
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.browser(profile.path());
+    browser.size(1280, 1000);
+    browser.open(&format!("{base}/prompts/support/versions/2"));
+    browser.type_into("#token", WRITER);
+    browser.submit(
+        "form[action='/login'] button",
+        "/prompts/support/versions/2",
+    );
+
+    // Fill the variables from a row of the dataset the promotion's experiments ran on.
+    browser.click("#play details.act summary");
+    browser.type_into("#playground input[name='row']", "r1");
+    browser.submit("#playground button[value='fill']", "/versions/2/try");
+    let query = browser.find("#playground textarea[name='var.query']");
+    let value = browser.call("GET", &format!("/element/{query}/property/value"), None);
+    assert_eq!(value, "where is my refund");
+
+    // Run beside v1: the answer appears piece by piece, then its figures.
+    browser.click("#playground select[name='other'] option[value='v1']");
+    let at = browser.url();
+    browser.click("#playground button[value='run']");
+    let partial = wait_for(&browser, "#answer-this", |t| !t.is_empty());
+    assert_ne!(
+        partial, "About where is my refund",
+        "the first words show before the answer is complete"
+    );
+    assert!(
+        "About where is my refund".starts_with(&partial),
+        "{partial}"
+    );
+    let figures = wait_for(&browser, "#figures-this", |t| t.contains("first token"));
+    assert!(figures.contains("finish: stop"), "{figures}");
+    assert_eq!(browser.text("#answer-this"), "About where is my refund");
+    wait_for(&browser, "#figures-other", |t| t.contains("first token"));
+    assert_eq!(browser.text("#answer-other"), "I cannot help.");
+    assert!(browser.text("#side-other .label").contains("support v1"));
+    assert_eq!(
+        browser.url(),
+        at,
+        "the page stayed: the script ran the form"
+    );
+    browser.screenshot("playground-streamed");
+    assert_eq!(
+        env.json(&["experiment", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "a run records no experiment"
+    );
+}

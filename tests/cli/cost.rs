@@ -2,50 +2,8 @@
 //! shown by experiment, list, compare and promote; `--max-cost` stops a run before it would
 //! spend more; `--max-cost-increase` gates a promotion on the cost per row.
 
-use crate::{Env, echo_dataset};
+use crate::{Env, Mock, echo_dataset};
 use serde_json::Value;
-
-/// A detached mock; returns its pid and base URL.
-fn mock(env: &Env) -> (Stop, String) {
-    let out = env.run(&["mock-server", "--port", "0", "--detach"]);
-    assert!(out.status.success(), "{out:?}");
-    let pid = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    let url = stderr
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .trim_end_matches(',')
-        .to_string();
-    (Stop(pid), url)
-}
-
-/// Stops the detached mock when the test ends, passed or not.
-struct Stop(String);
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill").arg(&self.0).status();
-    }
-}
-
-/// Chat requests the mock has answered so far.
-fn requests(url: &str) -> u64 {
-    use std::io::{Read, Write};
-    let rest = url.trim_start_matches("http://");
-    let host = rest.split('/').next().unwrap();
-    let mut stream = std::net::TcpStream::connect(host).unwrap();
-    write!(
-        stream,
-        "GET /stats HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let body = response.split_once("\r\n\r\n").unwrap().1;
-    let stats: Value = serde_json::from_str(body).unwrap();
-    stats["requests"].as_u64().unwrap()
-}
 
 fn prompt(env: &Env, name: &str, template: &str, model: &str) {
     env.ok(&[
@@ -68,7 +26,8 @@ fn close(a: f64, b: f64) -> bool {
 #[test]
 fn an_experiment_says_what_it_cost_at_built_in_or_configured_prices() {
     let env = Env::new();
-    let (_stop, url) = mock(&env);
+    let mock = Mock::start(&env, &[]);
+    let url = mock.url.clone();
     prompt(
         &env,
         "greet",
@@ -150,7 +109,8 @@ fn an_experiment_says_what_it_cost_at_built_in_or_configured_prices() {
 #[test]
 fn a_budget_stops_the_run_before_it_would_spend_more_and_resume_runs_the_rest() {
     let env = Env::new();
-    let (_stop, url) = mock(&env);
+    let mock = Mock::start(&env, &[]);
+    let url = mock.url.clone();
     // A dollar per thousand tokens: the figures stay readable. Each request is estimated at
     // its text (about 4 characters a token) plus max_tokens = 20, about $0.022; the mock's
     // answer (the query echoed) costs about $0.004.
@@ -189,7 +149,7 @@ fn a_budget_stops_the_run_before_it_would_spend_more_and_resume_runs_the_rest() 
         .unwrap();
     assert!(stored > 0 && stored < 40, "stored {stored}");
     // Nothing was sent beyond what is stored, and what is stored stays within the budget.
-    assert_eq!(requests(&url), stored);
+    assert_eq!(mock.requests(), stored);
     let spent = list[0]["cost_usd"].as_f64().unwrap();
     assert!(spent <= 0.1, "spent {spent}");
 
@@ -197,11 +157,11 @@ fn a_budget_stops_the_run_before_it_would_spend_more_and_resume_runs_the_rest() 
     let done = env.json(&["experiment", "resume", &id, "--max-cost", "1", "--json"]);
     assert_eq!(done["experiment"]["status"], "completed", "{done}");
     assert_eq!(done["summary"]["results"], 40);
-    assert_eq!(requests(&url), 40);
+    assert_eq!(mock.requests(), 40);
     assert!(done["cost"]["usd"].as_f64().unwrap() <= 1.0);
 
     // A budget whose first request cannot fit sends nothing at all.
-    let before = requests(&url);
+    let before = mock.requests();
     let out = env.run(&[
         "experiment",
         "--prompt",
@@ -215,13 +175,14 @@ fn a_budget_stops_the_run_before_it_would_spend_more_and_resume_runs_the_rest() 
         "0.001",
     ]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(requests(&url), before);
+    assert_eq!(mock.requests(), before);
 }
 
 #[test]
 fn budgets_and_prices_that_cannot_be_kept_are_refused_with_nothing_written() {
     let env = Env::new();
-    let (_stop, url) = mock(&env);
+    let mock = Mock::start(&env, &[]);
+    let url = mock.url.clone();
     prompt(&env, "local", "{{query}}", "llama-local");
     let data = echo_dataset(&env, "d.csv", &["a", "b"]);
     let run = |extra: &[&str]| {
@@ -255,7 +216,7 @@ fn budgets_and_prices_that_cannot_be_kept_are_refused_with_nothing_written() {
             "{err}"
         );
     }
-    assert_eq!(requests(&url), 0);
+    assert_eq!(mock.requests(), 0);
     env.write(
         "runner.toml",
         "[prices.\"llama-local\"]\ninput_per_mtok = -1\noutput_per_mtok = 1\n",
@@ -270,7 +231,8 @@ fn budgets_and_prices_that_cannot_be_kept_are_refused_with_nothing_written() {
 #[test]
 fn promotion_can_gate_on_the_cost_per_row() {
     let env = Env::new();
-    let (_stop, url) = mock(&env);
+    let mock = Mock::start(&env, &[]);
+    let url = mock.url.clone();
     env.ok(&[
         "prompt",
         "create",

@@ -1,47 +1,12 @@
 //! Hosted APIs at their limits: `runner mock-server --rpm/--tpm` answers like one, and
 //! `runner experiment` paces itself to the limits it is given or reads from the answers.
 
-use crate::{Env, echo_dataset, echo_prompt};
+use crate::{Env, Mock, echo_dataset, echo_prompt};
 use serde_json::Value;
 
-/// A detached mock with these extra flags; returns its pid and base URL.
-fn mock(env: &Env, extra: &[&str]) -> (String, String) {
-    let mut args = vec!["mock-server", "--port", "0", "--detach"];
-    args.extend_from_slice(extra);
-    let out = env.run(&args);
-    assert!(out.status.success(), "{out:?}");
-    let pid = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    let url = stderr
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .trim_end_matches(',')
-        .to_string();
-    (pid, url)
-}
-
-/// Stops the detached mock when the test ends, passed or not.
-struct Stop(String);
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill").arg(&self.0).status();
-    }
-}
-
-fn stats(url: &str) -> Value {
-    let base = url.trim_end_matches("/v1");
-    let body = reqwest::blocking_get(&format!("{base}/stats"));
-    serde_json::from_str(&body).unwrap()
-}
-
 mod reqwest {
-    /// A plain HTTP/1.1 GET over loopback, without a client library's runtime.
-    pub fn blocking_get(url: &str) -> String {
-        get_with(url, "GET", "")
-    }
-
+    /// A plain HTTP/1.1 request over loopback, without a client library's runtime: the body of
+    /// a GET, the whole response (status line and headers too) otherwise.
     pub fn get_with(url: &str, method: &str, body: &str) -> String {
         use std::io::{Read, Write};
         let rest = url.trim_start_matches("http://");
@@ -68,8 +33,8 @@ mod reqwest {
 #[test]
 fn the_mock_enforces_its_limits_like_a_hosted_api() {
     let env = Env::new();
-    let (pid, url) = mock(&env, &["--rpm", "60"]);
-    let _stop = Stop(pid);
+    let mock = Mock::start(&env, &["--rpm", "60"]);
+    let url = mock.url.clone();
     let chat = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
     let first = reqwest::get_with(&format!("{url}/chat/completions"), "POST", chat);
     assert!(first.starts_with("HTTP/1.1 200"), "{first}");
@@ -86,7 +51,7 @@ fn the_mock_enforces_its_limits_like_a_hosted_api() {
     assert!(second.starts_with("HTTP/1.1 429"), "{second}");
     assert!(lower.contains("retry-after: 1"), "{second}");
     assert!(lower.contains("rate_limit_exceeded"), "{second}");
-    assert_eq!(stats(&url)["rate_limited"], 1);
+    assert_eq!(mock.stats()["rate_limited"], 1);
     // Limits must be positive numbers.
     let err = env.fails(&["mock-server", "--rpm", "0"], 2);
     assert!(err.contains("--rpm must be a positive number"), "{err}");
@@ -115,8 +80,8 @@ fn a_run_learns_the_limit_from_the_headers_and_paces_itself() {
     let queries: Vec<String> = (0..40).map(|i| format!("q{i}")).collect();
     let data = echo_dataset(&env, "rows.csv", &queries);
     // 600 a minute: 10 a second, a burst of 10.
-    let (pid, url) = mock(&env, &["--rpm", "600"]);
-    let _stop = Stop(pid);
+    let mock = Mock::start(&env, &["--rpm", "600"]);
+    let url = mock.url.clone();
 
     // No limit given: the first burst meets 429s, then the headers set the pace.
     let out = run(&env, &url, &data, &["--concurrency", "16"]);
@@ -135,16 +100,16 @@ fn a_run_learns_the_limit_from_the_headers_and_paces_itself() {
     );
     assert_eq!(run_stats["max_concurrency"], 16);
     assert_eq!(
-        stats(&url)["rate_limited"].as_u64().unwrap(),
+        mock.stats()["rate_limited"].as_u64().unwrap(),
         limited,
         "runner counts every 429 the endpoint sent"
     );
 
     // Given the limit up front, no request is refused at all (a fresh endpoint, whose
     // bucket the first run did not drain).
-    let (pid, url) = mock(&env, &["--rpm", "600"]);
-    let _stop_fresh = Stop(pid);
-    let before = stats(&url)["rate_limited"].as_u64().unwrap();
+    let mock = Mock::start(&env, &["--rpm", "600"]);
+    let url = mock.url.clone();
+    let before = mock.stats()["rate_limited"].as_u64().unwrap();
     let out = run(
         &env,
         &url,
@@ -153,7 +118,7 @@ fn a_run_learns_the_limit_from_the_headers_and_paces_itself() {
     );
     assert_eq!(out["summary"]["ok"], 40, "{out}");
     assert_eq!(out["run"]["rate_limited"], 0, "{}", out["run"]);
-    assert_eq!(stats(&url)["rate_limited"].as_u64().unwrap(), before);
+    assert_eq!(mock.stats()["rate_limited"].as_u64().unwrap(), before);
     // The text summary says what the limits did.
     let text = env.ok(&[
         "experiment",
@@ -182,8 +147,8 @@ fn token_limits_pace_by_estimated_cost_and_bad_limits_are_refused() {
     // Each request: 1 word of prompt + max_tokens 20 = 21 tokens; 2,520 a minute allows two
     // a second.
     env.ok(&["prompt", "update", "echo", "--param", "max_tokens=20"]);
-    let (pid, url) = mock(&env, &["--tpm", "2520"]);
-    let _stop = Stop(pid);
+    let mock = Mock::start(&env, &["--tpm", "2520"]);
+    let url = mock.url.clone();
     let out = run(
         &env,
         &url,

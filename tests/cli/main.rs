@@ -19,6 +19,7 @@ mod statistics;
 mod sync;
 mod try_version;
 mod ui;
+mod workers;
 
 /// Which backend this binary's stores are on (the `cli_postgres` binary says true).
 #[allow(dead_code)]
@@ -118,6 +119,63 @@ impl Env {
         assert!(stderr.starts_with("error: "), "no error line: {stderr}");
         assert_eq!(dump(&self.db), before, "runner {args:?} changed the store");
         stderr
+    }
+}
+
+/// A detached `runner mock-server` on a free loopback port, stopped when dropped (passed or
+/// not).
+pub struct Mock {
+    pub url: String,
+    pid: String,
+}
+
+impl Mock {
+    /// Starts one with these extra flags (`--rpm 60`, `--chunk-ms 50`, `--responses FILE` …).
+    pub fn start(env: &Env, extra: &[&str]) -> Mock {
+        let mut args = vec!["mock-server", "--port", "0", "--detach"];
+        args.extend_from_slice(extra);
+        let out = env.run(&args);
+        assert!(out.status.success(), "{out:?}");
+        let pid = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        let url = stderr
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap()
+            .trim_end_matches(',')
+            .to_string();
+        Mock { url, pid }
+    }
+
+    /// Its `GET /stats`: requests, in flight, most in flight, rate_limited.
+    pub fn stats(&self) -> serde_json::Value {
+        use std::io::{Read, Write};
+        let host = self
+            .url
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap();
+        let mut stream = std::net::TcpStream::connect(host).unwrap();
+        write!(
+            stream,
+            "GET /stats HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap()
+    }
+
+    /// Chat requests it has answered so far.
+    pub fn requests(&self) -> u64 {
+        self.stats()["requests"].as_u64().unwrap()
+    }
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").arg(&self.pid).status();
     }
 }
 

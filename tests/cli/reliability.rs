@@ -2066,6 +2066,7 @@ const SQL_CONSTANTS: &[&str] = &[
     "RESULT_COLUMNS",
     "TAG_WITH_MESSAGE",
     "TAG_COLUMNS",
+    "NOW_MS",
 ];
 
 /// Allowed too: `base` in `resolve`, itself a `format!` of VERSION_COLUMNS (checked like every

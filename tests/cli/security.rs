@@ -181,7 +181,7 @@ fn a_protected_tag_moved_without_force_in_the_history_is_refused() {
     let mut lines = history_lines(&env);
     push_production_v1_to_v2(&mut lines, "move");
     write_history_unchained(&env, lines);
-    import_refused(&env, "moved without a promotion or force");
+    import_refused(&env, "moved without a promotion, a deploy token or force");
 }
 
 #[test]
@@ -356,7 +356,11 @@ fn reading_an_older_store_changes_nothing_until_it_is_migrated() {
     {
         let conn = rusqlite::Connection::open(&env.db).unwrap();
         conn.execute_batch(
-            "DROP TABLE prompt_events; \
+            "ALTER TABLE tag_events DROP COLUMN deploy; \
+             DROP TABLE work_items; \
+             DROP INDEX experiments_by_detach_key; \
+             ALTER TABLE experiments DROP COLUMN detach_key; \
+             DROP TABLE prompt_events; \
              ALTER TABLE prompts DROP COLUMN description; \
              ALTER TABLE prompts DROP COLUMN metadata; \
              ALTER TABLE prompts DROP COLUMN archived_at; \

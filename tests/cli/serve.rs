@@ -586,8 +586,14 @@ fn protected_tags_move_or_go_over_http_only_when_forced() {
     assert_eq!(created.status, 204, "{}", created.text);
     let before = super::dump(&env.db);
     let refused = server.post(&format!("/v1/prompt_versions/{v1}/tags"), &production);
-    assert_eq!(refused.status, 409, "{}", refused.text);
-    assert!(refused.text.contains("protected"), "{}", refused.text);
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    assert!(
+        refused
+            .text
+            .contains("tag 'production' is protected: moving it needs a deploy token, or force"),
+        "{}",
+        refused.text
+    );
     assert!(refused.text.contains("force=true"), "{}", refused.text);
     assert_eq!(
         super::dump(&env.db),
@@ -624,7 +630,12 @@ fn protected_tags_move_or_go_over_http_only_when_forced() {
         &[],
         None,
     );
-    assert_eq!(unforced.status, 409);
+    assert_eq!(unforced.status, 403, "{}", unforced.text);
+    assert!(
+        unforced.text.contains("deleting it needs a deploy token"),
+        "{}",
+        unforced.text
+    );
     let deleted = server.call(
         "DELETE",
         &format!("/v1/prompt_versions/{v2}/tags/production?force=1"),
@@ -660,6 +671,219 @@ fn protected_tags_move_or_go_over_http_only_when_forced() {
         &production,
     );
     assert_eq!(bad.status, 422);
+}
+
+const DEPLOYER: &str = "dp-00112233445566778899aabbccddeeff";
+
+#[test]
+fn deploy_tokens_move_protected_tags_and_other_tokens_get_403() {
+    let env = Env::new();
+    // One file holds the write token and the deploy token (`deploy:NAME:TOKEN`).
+    env.write(
+        "writers.txt",
+        &format!("ci:{WRITER}\n# may move production\ndeploy:release:{DEPLOYER}\n"),
+    );
+    env.write("readers.txt", &format!("{READER}\n"));
+    let writers = env.path("writers.txt").display().to_string();
+    let readers = env.path("readers.txt").display().to_string();
+    let server = Server::start(
+        &env,
+        &["--token-file", &writers, "--read-token-file", &readers],
+    );
+    let (writer, deployer, reader) = (bearer(WRITER), bearer(DEPLOYER), bearer(READER));
+    let as_writer = [("authorization", writer.as_str())];
+    let as_deployer = [("authorization", deployer.as_str())];
+    let as_reader = [("authorization", reader.as_str())];
+    let create = |user: &str| {
+        let reply = server.call(
+            "POST",
+            "/v1/prompts",
+            &as_writer,
+            Some(&chat_body("greet", user)),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        reply.json()["data"]["id"].as_str().unwrap().to_string()
+    };
+    let (v1, v2, v3) = (create("one"), create("two"), create("three"));
+    let production = json!({"name": "production", "description": "ship it"});
+    let tag = |version: &str, headers: &[(&str, &str)]| {
+        server.call(
+            "POST",
+            &format!("/v1/prompt_versions/{version}/tags"),
+            headers,
+            Some(&production),
+        )
+    };
+
+    // Creating a protected tag that does not exist yet displaces nothing: any write token.
+    let created = tag(&v1, &as_writer);
+    assert_eq!(created.status, 204, "{}", created.text);
+
+    // A write token may not move it: 403, naming the rule; nothing is written.
+    let before = super::dump(&env.db);
+    let refused = tag(&v2, &as_writer);
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    assert!(
+        refused
+            .text
+            .contains("tag 'production' is protected: moving it needs a deploy token, or force"),
+        "{}",
+        refused.text
+    );
+    // The same through the route that appends a version with tags.
+    let appended = server.call(
+        "POST",
+        "/v1/prompts/greet/versions",
+        &as_writer,
+        Some(&json!({"version": chat_body("greet", "four")["version"], "tags": [{"name": "production"}]})),
+    );
+    assert_eq!(appended.status, 403, "{}", appended.text);
+    assert!(
+        appended.text.contains("tag 'production' is protected"),
+        "{}",
+        appended.text
+    );
+    // A read token stays refused before any tag rule; no token is 401.
+    let read = tag(&v2, &as_reader);
+    assert_eq!(read.status, 403, "{}", read.text);
+    assert!(read.text.contains("read-only"), "{}", read.text);
+    assert_eq!(tag(&v2, &[]).status, 401);
+    assert_eq!(
+        super::dump(&env.db),
+        before,
+        "a refused change wrote something"
+    );
+
+    // The deploy token moves it without force, recorded under its name.
+    let moved = server.call(
+        "POST",
+        &format!("/v1/prompt_versions/{v2}/tags"),
+        &[("authorization", &deployer), ("x-runner-actor", "alice")],
+        Some(&production),
+    );
+    assert_eq!(moved.status, 204, "{}", moved.text);
+    let served = server
+        .call("GET", "/v1/prompts/greet/tags/production", &as_reader, None)
+        .json();
+    assert_eq!(served["data"]["id"], v2.as_str());
+    let again = tag(&v3, &as_deployer);
+    assert_eq!(again.status, 204, "{}", again.text);
+    // A write token with force still may, recorded as forced.
+    let forced = server.call(
+        "POST",
+        &format!("/v1/prompt_versions/{v1}/tags?force=true"),
+        &as_writer,
+        Some(&production),
+    );
+    assert_eq!(forced.status, 204, "{}", forced.text);
+    // Deleting it: 403 for the write token, allowed for the deploy token.
+    let delete = |headers: &[(&str, &str)]| {
+        server.call(
+            "DELETE",
+            &format!("/v1/prompt_versions/{v1}/tags/production"),
+            headers,
+            None,
+        )
+    };
+    let unforced = delete(&as_writer);
+    assert_eq!(unforced.status, 403, "{}", unforced.text);
+    assert!(
+        unforced.text.contains("deleting it needs a deploy token"),
+        "{}",
+        unforced.text
+    );
+    assert_eq!(delete(&as_deployer).status, 204);
+
+    let history = server
+        .call(
+            "GET",
+            "/v1/prompts/greet/tags/production/history",
+            &as_reader,
+            None,
+        )
+        .json();
+    let summary: Vec<(String, String, bool, bool)> = history["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["actor"].as_str().unwrap().to_string(),
+                e["forced"].as_bool().unwrap(),
+                e["deploy"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    let row = |action: &str, actor: &str, forced, deploy| {
+        (action.to_string(), actor.to_string(), forced, deploy)
+    };
+    assert_eq!(
+        summary,
+        [
+            row("set", "api:ci", false, false),
+            row("move", "api:release (alice)", false, true),
+            row("move", "api:release", false, true),
+            row("move", "api:ci", true, false),
+            row("delete", "api:release", false, true),
+        ]
+    );
+    // The CLI reads the same history back, saying which moves a deploy token made.
+    let cli = env.json(&["tag", "history", "greet", "production", "--json"]);
+    assert_eq!(cli[1]["actor"], "api:release (alice)");
+    assert_eq!(cli[1]["deploy"], true);
+    let table = env.ok(&["tag", "history", "greet", "production"]);
+    assert!(table.contains("move (deploy)"), "{table}");
+    assert!(table.contains("move (forced)"), "{table}");
+    // An export carries the deploy moves, and its import replays them under the tag policy.
+    env.ok(&["export", "out"]);
+    let fresh = env.path("fresh.db");
+    let fresh = fresh.to_str().unwrap();
+    env.ok(&["--db", fresh, "import", "out"]);
+    let imported = env.json(&[
+        "--db",
+        fresh,
+        "tag",
+        "history",
+        "greet",
+        "production",
+        "--json",
+    ]);
+    assert_eq!(imported, cli);
+
+    let stderr = server.stop();
+    assert!(
+        stderr.contains("1 deploy, 1 read-write, 1 read-only"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(DEPLOYER), "stderr shows a token: {stderr}");
+}
+
+#[test]
+fn a_deploy_token_in_a_read_only_file_is_refused_at_start() {
+    let env = Env::new();
+    env.write("writers.txt", &format!("{WRITER}\n"));
+    env.write("readers.txt", &format!("deploy:release:{DEPLOYER}\n"));
+    let writers = env.path("writers.txt").display().to_string();
+    let readers = env.path("readers.txt").display().to_string();
+    let stderr = env.fails(
+        &[
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--token-file",
+            &writers,
+            "--read-token-file",
+            &readers,
+        ],
+        2,
+    );
+    assert!(
+        stderr.contains("line 1: a deploy token (deploy:NAME:TOKEN) may move protected tags"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint:"), "{stderr}");
+    assert!(!stderr.contains(DEPLOYER), "{stderr}");
 }
 
 #[test]
@@ -1415,4 +1639,126 @@ fn sigterm_stops_the_server_cleanly() {
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     let status = server.child.wait().expect("wait for runner serve");
     assert_eq!(status.code(), Some(0));
+}
+
+/// One response read off a raw connection: its status, head and body, read exactly as framed
+/// by Content-Length (every answer of the server has one). Panics naming `what` when the
+/// connection ends before the answer is complete.
+fn raw_response(stream: &mut TcpStream, what: &str) -> (u16, String, Vec<u8>) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            other => panic!(
+                "{what}: the connection ended mid-answer ({other:?}) after {:?}",
+                String::from_utf8_lossy(&head)
+            ),
+        }
+    }
+    let head = String::from_utf8(head).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("{what}: no Content-Length in {head:?}"));
+    let mut body = vec![0u8; length];
+    stream
+        .read_exact(&mut body)
+        .unwrap_or_else(|e| panic!("{what}: the body was cut short ({e})"));
+    (head[9..12].parse().unwrap(), head, body)
+}
+
+#[test]
+fn unread_bodies_do_not_break_the_kept_alive_connection() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    assert_eq!(
+        server.post("/v1/prompts", &chat_body("greet", "Hi")).status,
+        200
+    );
+    let mut stream = server.connect(Duration::from_secs(30));
+    stream.set_nodelay(true).unwrap();
+    // 1,000 requests on one connection: a POST with a body no route reads (an unknown route:
+    // 404; a route without POST: 405), alternating with GETs that must still be answered. Half
+    // the bodies are sent after their headers in a write of their own, so they often arrive
+    // after the server has its answer ready: the case that used to close the connection.
+    let mut answered = 0;
+    for i in 0..1000usize {
+        let body = "x".repeat(1 + (i * 37) % 6000);
+        let (method, path, expected) = match i % 4 {
+            0 => ("POST", "/v1/no-such-route", 404),
+            2 => ("POST", "/v1/prompts/greet/latest", 405),
+            _ => ("GET", "/v1/prompts/greet/latest", 200),
+        };
+        let what = format!("request {i} ({method} {path})");
+        let head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+        let sent = if method == "GET" {
+            stream.write_all(format!("{head}\r\n").as_bytes())
+        } else {
+            let head = format!(
+                "{head}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            if i % 8 < 4 {
+                stream
+                    .write_all(head.as_bytes())
+                    .and_then(|()| stream.write_all(body.as_bytes()))
+            } else {
+                stream.write_all(format!("{head}{body}").as_bytes())
+            }
+        };
+        sent.unwrap_or_else(|e| panic!("{what}: the server closed the connection ({e})"));
+        let (status, head, answer) = raw_response(&mut stream, &what);
+        assert_eq!(status, expected, "{what}: {head}");
+        assert!(
+            !head.to_ascii_lowercase().contains("connection: close"),
+            "{what}: the server means to close: {head}"
+        );
+        if status == 200 {
+            let version: Value = serde_json::from_slice(&answer).unwrap();
+            assert_eq!(version["data"]["sequence_number"], 1, "{what}");
+        }
+        answered += 1;
+    }
+    assert_eq!(answered, 1000);
+}
+
+#[test]
+fn a_body_over_the_limit_is_not_read_and_the_connection_closes_after_its_answer() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    // Announced over the 1 MiB limit to a route that reads no body: answered, marked
+    // `Connection: close`, then closed (the body is not waited for).
+    let mut stream = server.connect(Duration::from_secs(30));
+    stream
+        .write_all(
+            b"POST /v1/no-such-route HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+              Content-Type: application/json\r\nContent-Length: 2000000\r\n\r\n{}",
+        )
+        .unwrap();
+    let (status, head, _) = raw_response(&mut stream, "the oversized POST");
+    assert_eq!(status, 404, "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    assert!(closed_by_server(&mut stream), "the connection stayed open");
+
+    // A body within the limit that nothing reads is drained: the connection stays.
+    let mut stream = server.connect(Duration::from_secs(30));
+    let body = "y".repeat(900_000);
+    let request = format!(
+        "PUT /v1/prompts HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let (status, head, _) = raw_response(&mut stream, "the large PUT");
+    assert_eq!(status, 405, "{head}");
+    raw_get(&mut stream, "/healthz", None);
+    assert_eq!(raw_response(&mut stream, "the GET after it").0, 200);
 }

@@ -3,50 +3,9 @@
 //! saved as a version; nothing recorded otherwise.
 
 use crate::fault_server::FaultServer;
-use crate::{Env, dump};
-use serde_json::Value;
+use crate::{Env, Mock, dump};
 use std::io::Read;
 use std::time::Duration;
-
-/// A detached mock with these extra flags; returns a guard that stops it and its base URL.
-fn mock(env: &Env, extra: &[&str]) -> (Stop, String) {
-    let mut args = vec!["mock-server", "--port", "0", "--detach"];
-    args.extend_from_slice(extra);
-    let out = env.run(&args);
-    assert!(out.status.success(), "{out:?}");
-    let pid = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    let url = stderr
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .trim_end_matches(',')
-        .to_string();
-    (Stop(pid), url)
-}
-
-struct Stop(String);
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill").arg(&self.0).status();
-    }
-}
-
-fn requests(url: &str) -> u64 {
-    use std::io::Write;
-    let host = url.trim_start_matches("http://").split('/').next().unwrap();
-    let mut stream = std::net::TcpStream::connect(host).unwrap();
-    write!(
-        stream,
-        "GET /stats HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let stats: Value = serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap();
-    stats["requests"].as_u64().unwrap()
-}
 
 fn greet(env: &Env) {
     env.ok(&[
@@ -77,7 +36,8 @@ fn greet(env: &Env) {
 fn the_answer_streams_in_and_nothing_is_recorded() {
     let env = Env::new();
     // Twelve words, 150 ms apart: the answer takes almost two seconds to arrive.
-    let (_stop, url) = mock(&env, &["--chunk-ms", "150"]);
+    let mock = Mock::start(&env, &["--chunk-ms", "150"]);
+    let url = mock.url.clone();
     greet(&env);
     let before = dump(&env.db);
     let mut child = env
@@ -191,7 +151,8 @@ fn an_endpoint_that_does_not_stream_is_answered_whole_after_retries() {
 #[test]
 fn two_versions_side_by_side_with_a_word_diff() {
     let env = Env::new();
-    let (_stop, url) = mock(&env, &[]);
+    let mock = Mock::start(&env, &[]);
+    let url = mock.url.clone();
     greet(&env);
     let text = env.ok(&[
         "try",
@@ -213,7 +174,7 @@ fn two_versions_side_by_side_with_a_word_diff() {
     );
     assert!(text.contains("Hi Ann! Tell us about billing."), "{text}");
     assert!(text.contains("[-Hello-]{+Hi+}"), "{text}");
-    assert_eq!(requests(&url), 2);
+    assert_eq!(mock.requests(), 2);
     let json = env.json(&[
         "try",
         "greet",
@@ -264,7 +225,8 @@ fn two_versions_side_by_side_with_a_word_diff() {
 #[test]
 fn an_edited_template_is_tried_and_saved_only_when_asked() {
     let env = Env::new();
-    let (_stop, url) = mock(&env, &[]);
+    let mock = Mock::start(&env, &[]);
+    let url = mock.url.clone();
     greet(&env);
     env.write("draft.txt", "Yo {{name}}, {{topic}}?");
     let tried = env.json(&[
@@ -345,7 +307,8 @@ fn bad_input_sends_nothing_and_a_failed_call_exits_3() {
         "rules.yaml",
         "- pattern: \"broken\"\n  reply: \"The model `nope` does not exist\"\n  status: 404\n",
     );
-    let (_stop, url) = mock(&env, &["--responses", rules.to_str().unwrap()]);
+    let mock = Mock::start(&env, &["--responses", rules.to_str().unwrap()]);
+    let url = mock.url.clone();
     greet(&env);
     let err = env.fails(
         &["try", "greet", "--var", "name=Ann", "--base-url", &url],
@@ -382,7 +345,7 @@ fn bad_input_sends_nothing_and_a_failed_call_exits_3() {
         2,
     );
     assert!(err.contains("no row with id 'r9'"), "{err}");
-    assert_eq!(requests(&url), 0, "nothing was sent");
+    assert_eq!(mock.requests(), 0, "nothing was sent");
     // A dataset row supplies the variables.
     let row = env.json(&[
         "try",

@@ -53,10 +53,16 @@ impl Reply {
 
 impl Server {
     pub fn start(env: &Env, extra: &[&str]) -> Server {
+        Server::start_with(env, extra, &[])
+    }
+
+    /// As `start`, with these variables in the server's environment.
+    pub fn start_with(env: &Env, extra: &[&str], vars: &[(&str, &str)]) -> Server {
         let mut child = env
             .std_cmd()
             .args(["serve", "--bind", "127.0.0.1:0"])
             .args(extra)
+            .envs(vars.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -246,8 +252,13 @@ fn pages_list_show_and_diff_prompts_and_escape_their_text() {
             .contains("Hello &lt;script&gt;alert(1)&lt;/script&gt;")
     );
     assert!(
-        !version.text.contains("<script"),
+        !version.text.contains("<script>alert"),
         "a template renders as text"
+    );
+    assert_eq!(
+        version.text.matches("<script").count(),
+        1,
+        "the one script is the playground's (no tokens: a loopback viewer may write)"
     );
     assert!(
         version
@@ -561,7 +572,14 @@ fn a_login_gives_a_session_and_only_write_tokens_act() {
             ("confirm", "yes"),
         ],
     );
-    assert_eq!(protected.status, 409, "{}", protected.text);
+    assert_eq!(protected.status, 403, "{}", protected.text);
+    assert!(
+        protected.text.contains(
+            "tag &#39;production&#39; is protected: moving it needs a deploy token, or force"
+        ),
+        "{}",
+        protected.text
+    );
     let no_reason = server.post(
         "/prompts/greet/tags",
         Some(&rw),
@@ -623,6 +641,78 @@ fn a_login_gives_a_session_and_only_write_tokens_act() {
     assert!(out.header("set-cookie").contains("Max-Age=0"));
 }
 
+pub const DEPLOYER: &str = "dp-00112233445566778899aabbccddeeff";
+
+#[test]
+fn a_deploy_token_moves_protected_tags_from_the_pages_without_force() {
+    let env = Env::new();
+    store(&env);
+    env.write(
+        "writers.txt",
+        &format!("ci:{WRITER}\ndeploy:release:{DEPLOYER}\n"),
+    );
+    let server = Server::start(&env, &["--token-file", "writers.txt"]);
+    let login_csrf = server.get("/login").csrf();
+    let login = |token: &str| {
+        let reply = server.post("/login", None, &[("token", token), ("csrf", &login_csrf)]);
+        assert_eq!(reply.status, 303, "{}", reply.text);
+        reply.session_cookie()
+    };
+    let (rw, dp) = (login(WRITER), login(DEPLOYER));
+    let move_production = |cookie: &str, version: &str| {
+        let csrf = server.get_as("/prompts/greet", cookie).csrf();
+        server.post(
+            "/prompts/greet/tags",
+            Some(cookie),
+            &[
+                ("csrf", &csrf),
+                ("tag", "production"),
+                ("version", version),
+                ("confirm", "yes"),
+                ("reason", "release 2"),
+            ],
+        )
+    };
+    // The write token is refused without force, as over HTTP; nothing is written.
+    let before = history(&env);
+    let refused = move_production(&rw, "2");
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    assert!(
+        refused.text.contains("needs a deploy token, or force"),
+        "{}",
+        refused.text
+    );
+    assert_eq!(history(&env), before);
+
+    // The deploy token's page says it needs no force, and the move goes through.
+    let page = server.get_as("/prompts/greet", &dp);
+    assert!(page.text.contains("ui:release (deploy)"), "{}", page.text);
+    assert!(page.text.contains("moves protected tags without force"));
+    assert!(!page.text.contains("force a protected tag"));
+    let moved = move_production(&dp, "2");
+    assert_eq!(moved.status, 303, "{}", moved.text);
+    let prod = env.json(&["tag", "history", "greet", "production", "--json"]);
+    let last = prod.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (
+            &last["action"],
+            &last["actor"],
+            &last["forced"],
+            &last["deploy"]
+        ),
+        (
+            &"move".into(),
+            &"ui:release".into(),
+            &false.into(),
+            &true.into()
+        )
+    );
+    assert_eq!(last["message"], "release 2");
+    assert_eq!(last["to_seq"], 2);
+    let shown = server.get_as("/prompts/greet", &rw);
+    assert!(shown.text.contains("badge deploy"), "{}", shown.text);
+}
+
 #[test]
 fn without_tokens_the_pages_act_on_loopback_with_a_csrf_token() {
     let env = Env::new();
@@ -672,4 +762,387 @@ fn without_tokens_the_pages_act_on_loopback_with_a_csrf_token() {
             .as_u16()
     });
     assert_eq!(rebound, 403);
+}
+
+/// Logs in with `token`; returns the session cookie.
+fn login(server: &Server, token: &str) -> String {
+    let csrf = server.get("/login").csrf();
+    let reply = server.post("/login", None, &[("token", token), ("csrf", &csrf)]);
+    assert_eq!(reply.status, 303, "{}", reply.text);
+    reply.session_cookie()
+}
+
+/// The server's key, which the endpoint must receive and no page may show.
+const SERVER_KEY: &str = "sk-playground-0123456789abcdef";
+
+/// `greet` and `billing` (see `store`) served with token files: the streaming mock
+/// (`runner mock-server --chunk-ms`) is every prompt's endpoint through `OPENAI_BASE_URL` in
+/// the server's environment, except `billing`'s, which runner.toml points at the fault server.
+fn playground_server(env: &Env, mock_url: &str, fault: &FaultServer) -> Server {
+    store(env);
+    env.write(
+        "runner.toml",
+        &format!("[prompts.billing]\nbase_url = \"{}\"\n", fault.base_url()),
+    );
+    env.write("writers.txt", &format!("ci:{WRITER}\n"));
+    env.write("readers.txt", &format!("viewer:{READER}\n"));
+    Server::start_with(
+        env,
+        &[
+            "--token-file",
+            "writers.txt",
+            "--read-token-file",
+            "readers.txt",
+        ],
+        &[
+            ("OPENAI_BASE_URL", mock_url),
+            ("OPENAI_API_KEY", SERVER_KEY),
+        ],
+    )
+}
+
+const RUN: &str = "/prompts/greet/versions/1/try";
+const STREAM: &str = "/prompts/greet/versions/1/try/stream";
+const SAVE: &str = "/prompts/greet/versions/1/save";
+
+#[test]
+fn the_playground_is_offered_to_write_tokens_only_and_checks_csrf() {
+    let env = Env::new();
+    let mock = super::Mock::start(&env, &[]);
+    let mock_url = mock.url.clone();
+    let fault = FaultServer::start(Duration::ZERO);
+    let server = playground_server(&env, &mock_url, &fault);
+    let before = super::dump(&env.db);
+
+    // A read-only token sees the version and no playground, and is refused every route.
+    let ro = login(&server, READER);
+    let page = server.get_as("/prompts/greet/versions/1", &ro);
+    assert_eq!(page.status, 200);
+    assert!(!page.text.contains("id=\"playground\""), "{}", page.text);
+    assert!(
+        !page.text.contains("<script"),
+        "no script without the panel"
+    );
+    let csrf = page.csrf();
+    for route in [RUN, STREAM, SAVE] {
+        let denied = server.post(
+            route,
+            Some(&ro),
+            &[
+                ("csrf", &csrf),
+                ("var.name", "Ann"),
+                ("action", "run"),
+                ("template", "Yo {{name}}"),
+                ("message", "m"),
+                ("confirm", "yes"),
+            ],
+        );
+        assert_eq!(denied.status, 403, "{route}: {}", denied.text);
+        assert!(
+            denied.text.contains("read-only"),
+            "{route}: {}",
+            denied.text
+        );
+    }
+
+    // A write token sees the panel: one field per variable, the template ready to edit, the
+    // other versions to run beside it, the inline script allowed by its hash and nothing else.
+    let rw = login(&server, WRITER);
+    let page = server.get_as("/prompts/greet/versions/1", &rw);
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("id=\"playground\""));
+    assert!(page.text.contains("name=\"var.name\""));
+    assert!(
+        page.text.contains(
+            "Hello &lt;script&gt;alert(1)&lt;/script&gt; {{name}}, how can I help?</textarea>"
+        ),
+        "the template, escaped, in the textarea"
+    );
+    assert!(
+        page.text
+            .contains("<option value=\"tag:staging\">staging (v2)</option>")
+    );
+    assert!(page.text.contains("<option value=\"v2\">v2</option>"));
+    assert!(
+        page.text
+            .contains("formaction=\"/prompts/greet/versions/1/save\"")
+    );
+    assert_eq!(page.text.matches("<script>").count(), 1);
+    let csp = page.header("content-security-policy");
+    assert!(
+        csp.contains("script-src 'sha256-") && csp.contains("connect-src 'self'"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+
+    // A stale or foreign CSRF token is refused on every route.
+    for csrf in ["0", csrf.as_str()] {
+        for route in [RUN, STREAM, SAVE] {
+            let refused = server.post(
+                route,
+                Some(&rw),
+                &[
+                    ("csrf", csrf),
+                    ("var.name", "Ann"),
+                    ("action", "run"),
+                    ("template", "Yo {{name}}"),
+                    ("message", "m"),
+                    ("confirm", "yes"),
+                ],
+            );
+            assert_eq!(refused.status, 403, "{route}: {}", refused.text);
+            assert!(refused.text.contains("CSRF"), "{route}: {}", refused.text);
+        }
+    }
+    // A row can be read only from a dataset recorded in an experiment: no other file.
+    let csrf = page.csrf();
+    let path = env.write("rows.csv", "id,name\nr1,Ann\n");
+    for dataset in [path.to_str().unwrap(), "/etc/passwd"] {
+        let refused = server.post(
+            RUN,
+            Some(&rw),
+            &[
+                ("csrf", &csrf),
+                ("dataset", dataset),
+                ("row", "r1"),
+                ("action", "fill"),
+            ],
+        );
+        assert_eq!(refused.status, 422, "{dataset}: {}", refused.text);
+        assert!(
+            refused
+                .text
+                .contains("only datasets recorded in experiments"),
+            "{}",
+            refused.text
+        );
+        assert!(!refused.text.contains(">\nAnn</textarea>"));
+    }
+    assert!(
+        fault.log().is_empty() && mock.requests() == 0,
+        "nothing refused reached an endpoint"
+    );
+    assert_eq!(super::dump(&env.db), before);
+}
+
+#[test]
+fn the_playground_runs_without_javascript_and_streams_with_it_recording_nothing() {
+    let env = Env::new();
+    let mock = super::Mock::start(&env, &["--chunk-ms", "20"]);
+    let mock_url = mock.url.clone();
+    let fault = FaultServer::start(Duration::ZERO);
+    let server = playground_server(&env, &mock_url, &fault);
+    let before = super::dump(&env.db);
+    let rw = login(&server, WRITER);
+    let csrf = server.get_as("/prompts/greet/versions/1", &rw).csrf();
+
+    // Run without JavaScript: the page comes back with both answers and their figures.
+    let run = server.post(
+        RUN,
+        Some(&rw),
+        &[
+            ("csrf", &csrf),
+            ("var.name", "Ann"),
+            ("other", "tag:staging"),
+            ("action", "run"),
+        ],
+    );
+    assert_eq!(run.status, 200, "{}", run.text);
+    assert!(
+        run.text.contains(
+            "id=\"answer-this\">Hello &lt;script&gt;alert(1)&lt;/script&gt; Ann, how can I help?</pre>"
+        ),
+        "{}",
+        run.text
+    );
+    assert!(run.text.contains("greet v2 (staging)"));
+    assert!(
+        run.text
+            .contains("id=\"answer-other\">Hello Ann, how may I help?</pre>")
+    );
+    assert!(run.text.contains("first token"), "{}", run.text);
+    assert!(run.text.contains("in / "), "{}", run.text);
+    assert!(run.text.contains("finish: stop"), "{}", run.text);
+    // The form comes back as it was sent.
+    assert!(run.text.contains("<option value=\"tag:staging\" selected>"));
+    assert!(run.text.contains(">\nAnn</textarea>"));
+
+    // An edited template runs with the version's model, and is not stored.
+    let edited = server.post(
+        RUN,
+        Some(&rw),
+        &[
+            ("csrf", &csrf),
+            ("var.name", "Bo"),
+            ("template", "Yo {{name}}!\r\nBye."),
+            ("action", "run"),
+        ],
+    );
+    assert_eq!(edited.status, 200, "{}", edited.text);
+    assert!(edited.text.contains("greet v1, edited template"));
+    assert!(
+        edited
+            .text
+            .contains("id=\"answer-this\">Yo Bo!\nBye.</pre>"),
+        "{}",
+        edited.text
+    );
+
+    // With JavaScript: one column as server-sent events, piece by piece, then its figures.
+    let streamed = server.post(
+        STREAM,
+        Some(&rw),
+        &[
+            ("csrf", &csrf),
+            ("var.name", "Ann"),
+            ("side", "other"),
+            ("other", "v2"),
+        ],
+    );
+    assert_eq!(streamed.status, 200, "{}", streamed.text);
+    assert_eq!(streamed.header("content-type"), "text/event-stream");
+    let mut pieces = String::new();
+    let mut done = serde_json::Value::Null;
+    for block in streamed.text.split("\n\n").filter(|b| !b.is_empty()) {
+        let (event, data) = block.split_once('\n').unwrap();
+        let data: serde_json::Value =
+            serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
+        match event {
+            "event: piece" => pieces.push_str(data.as_str().unwrap()),
+            "event: done" => done = data,
+            other => panic!("unexpected {other}: {}", streamed.text),
+        }
+    }
+    assert!(
+        streamed.text.matches("event: piece").count() >= 5,
+        "{}",
+        streamed.text
+    );
+    assert_eq!(pieces, "Hello Ann, how may I help?");
+    assert_eq!(done["output"], "Hello Ann, how may I help?");
+    assert_eq!(done["version"], 2);
+    assert_eq!(done["finish_reason"], "stop");
+    assert!(done["ttft_ms"].as_f64().unwrap() > 0.0, "{done}");
+    assert!(
+        done["figures"].as_str().unwrap().contains("first token"),
+        "{done}"
+    );
+
+    // A missing variable is a 422 naming it, before any request.
+    let requests = mock.requests();
+    let missing = server.post(
+        RUN,
+        Some(&rw),
+        &[("csrf", &csrf), ("var.name", ""), ("action", "run")],
+    );
+    assert_eq!(missing.status, 422, "{}", missing.text);
+    assert!(
+        missing.text.contains("missing variable"),
+        "{}",
+        missing.text
+    );
+    assert!(missing.text.contains("id=\"play-problem\""));
+    let missing = server.post(STREAM, Some(&rw), &[("csrf", &csrf), ("side", "this")]);
+    assert_eq!(missing.status, 422);
+    assert!(
+        missing.text.starts_with("missing variable"),
+        "{}",
+        missing.text
+    );
+    assert_eq!(mock.requests(), requests);
+
+    // The endpoint's failure is shown: a 502 with its message; the key went to the endpoint
+    // from the server's environment and is on no page.
+    let csrf_billing = server.get_as("/prompts/billing/versions/1", &rw).csrf();
+    let failed = server.post(
+        "/prompts/billing/versions/1/try",
+        Some(&rw),
+        &[
+            ("csrf", &csrf_billing),
+            ("var.id", "fault=401"),
+            ("action", "run"),
+        ],
+    );
+    assert_eq!(failed.status, 502, "{}", failed.text);
+    assert!(
+        failed.text.contains("the call to http://127.0.0.1"),
+        "{}",
+        failed.text
+    );
+    assert!(failed.text.contains("401"), "{}", failed.text);
+    let failed = server.post(
+        "/prompts/billing/versions/1/try/stream",
+        Some(&rw),
+        &[
+            ("csrf", &csrf_billing),
+            ("var.id", "fault=401"),
+            ("side", "this"),
+        ],
+    );
+    assert_eq!(failed.status, 502, "{}", failed.text);
+    assert!(failed.text.contains("401"), "{}", failed.text);
+    let log = fault.log();
+    assert_eq!(log.len(), 2);
+    assert!(
+        log.iter()
+            .all(|e| e.authorization.as_deref() == Some(&format!("Bearer {SERVER_KEY}"))),
+        "{log:?}"
+    );
+    for reply in [&run, &edited, &streamed] {
+        assert!(!reply.text.contains(SERVER_KEY));
+    }
+
+    // Nothing of it was recorded: no experiment, no cache entry, no version.
+    assert_eq!(super::dump(&env.db), before);
+}
+
+#[test]
+fn the_playground_saves_an_edited_template_as_the_tokens_version() {
+    let env = Env::new();
+    let mock = super::Mock::start(&env, &[]);
+    let mock_url = mock.url.clone();
+    let fault = FaultServer::start(Duration::ZERO);
+    let server = playground_server(&env, &mock_url, &fault);
+    let rw = login(&server, WRITER);
+    let csrf = server.get_as("/prompts/greet/versions/2", &rw).csrf();
+    let save = "/prompts/greet/versions/2/save";
+    let before = super::dump(&env.db);
+    let form = |message: &'static str, confirm: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("template", "Yo {{name}},\r\nwhat's up?".to_string()),
+            ("message", message.to_string()),
+            ("confirm", confirm.to_string()),
+            ("action", "save".to_string()),
+        ]
+    };
+    let send = |fields: Vec<(&str, String)>| {
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        server.post(save, Some(&rw), &fields)
+    };
+    // A message and the confirmation are required; a template that does not parse is refused.
+    let no_message = send(form("  ", "yes"));
+    assert_eq!(no_message.status, 422);
+    assert!(no_message.text.contains("needs a message"));
+    let unconfirmed = send(form("Shorter", ""));
+    assert_eq!(unconfirmed.status, 422);
+    assert!(unconfirmed.text.contains("not confirmed"));
+    let mut broken = form("Shorter", "yes");
+    broken[1].1 = "Yo {{name".to_string();
+    assert_eq!(send(broken).status, 422);
+    assert_eq!(super::dump(&env.db), before);
+
+    let saved = send(form("Shorter", "yes"));
+    assert_eq!(saved.status, 303, "{}", saved.text);
+    assert_eq!(saved.header("location"), "/prompts/greet/versions/3");
+    let v3 = env.json(&["prompt", "show", "greet", "--version", "3", "--json"]);
+    assert_eq!(v3["author"], "ui:ci", "{v3}");
+    assert_eq!(v3["message"], "Shorter");
+    assert_eq!(v3["template"], "Yo {{name}},\nwhat's up?", "{v3}");
+    assert_eq!(v3["model"], "m", "the tried version's model");
+    // No tag moved: production and staging stay where they were.
+    let tags = env.ok(&["tag", "list", "greet"]);
+    assert!(!tags.contains("v3"), "{tags}");
+    let page = server.get_as("/prompts/greet/versions/3", &rw);
+    assert!(page.text.contains("ui:ci"));
 }

@@ -20,7 +20,8 @@ import sys
 # Operations whose difference is deliberate, with the reason.
 DELIBERATE = {
     "tags.create moves production without force": (
-        "runner refuses an unforced move of a protected tag (409); creating one succeeds"
+        "runner refuses an unforced move of a protected tag by a token without the deploy role "
+        "(403); creating one succeeds"
     ),
     "get by tag production": "follows from the refused move: production stayed where it was",
     "POST /v1/prompts: provider and parameters disagree": (

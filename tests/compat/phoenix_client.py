@@ -1,5 +1,6 @@
 """The real Phoenix Python client against `runner serve`: every call the compatibility test
-makes, with the results checked. run.sh sets RUNNER_URL, RUNNER_TOKEN, RUNNER_BIN and RUNNER_DB.
+makes, with the results checked. run.sh sets RUNNER_URL, RUNNER_TOKEN (a write token),
+RUNNER_DEPLOY_TOKEN (a deploy token named `release`), RUNNER_BIN and RUNNER_DB.
 """
 
 import json
@@ -12,6 +13,7 @@ from phoenix.client.types.prompts import PromptVersion
 
 URL = os.environ["RUNNER_URL"]
 TOKEN = os.environ["RUNNER_TOKEN"]
+DEPLOY_TOKEN = os.environ["RUNNER_DEPLOY_TOKEN"]
 NAME = "support-greeting"
 checks = 0
 
@@ -143,8 +145,8 @@ check(tags[0]["description"] == "ready for review", "the tag keeps its descripti
 check(client.prompts.tags.list(prompt_version_id=v1.id) == [], "an untagged version lists no tags")
 
 # production is protected: creating it displaces nothing, so the plain client may (as Phoenix
-# allows); moving it is refused (409) unless the client is built with the force header (and an
-# actor), as the CLI needs --force.
+# allows); moving it is refused (403) unless the client holds a deploy token, or is built with
+# the force header (and an actor), as the CLI needs --force.
 client.prompts.tags.create(prompt_version_id=v2.id, name="production")
 check(
     "production" in [t["name"] for t in client.prompts.tags.list(prompt_version_id=v2.id)],
@@ -152,8 +154,8 @@ check(
 )
 check(
     status_of(lambda: client.prompts.tags.create(prompt_version_id=v1.id, name="production"))
-    == 409,
-    "moving protected 'production' without force is refused (409)",
+    == 403,
+    "moving protected 'production' with a write token and without force is refused (403)",
 )
 release = Client(
     base_url=URL,
@@ -164,6 +166,13 @@ release.prompts.tags.create(prompt_version_id=v1.id, name="production", descript
 check(
     [t["name"] for t in client.prompts.tags.list(prompt_version_id=v1.id)] == ["production"],
     "a forced tags.create moves production",
+)
+deployer = Client(base_url=URL, api_key=DEPLOY_TOKEN)
+deployer.prompts.tags.create(prompt_version_id=v2.id, name="production", description="try v2")
+deployer.prompts.tags.create(prompt_version_id=v1.id, name="production", description="back")
+check(
+    [t["name"] for t in client.prompts.tags.list(prompt_version_id=v1.id)] == ["production"],
+    "a deploy token's plain tags.create moves production, without force",
 )
 
 # 3. prompts.get by tag, then .format(variables=...).
@@ -202,12 +211,14 @@ check(
 
 # 5. The CLI reads what the client wrote, with the caller in the tag history.
 history = json.loads(runner("tag", "history", NAME, "--json"))
-moves = [(e["tag"], e["action"], e["actor"], e["forced"]) for e in history]
+moves = [(e["tag"], e["action"], e["actor"], e["forced"], e["deploy"]) for e in history]
 check(
     moves == [
-        ("staging", "set", "api:compat", False),
-        ("production", "set", "api:compat", False),
-        ("production", "move", "api:compat (release-bot)", True),
+        ("staging", "set", "api:compat", False, False),
+        ("production", "set", "api:compat", False, False),
+        ("production", "move", "api:compat (release-bot)", True, False),
+        ("production", "move", "api:release", False, True),
+        ("production", "move", "api:release", False, True),
     ],
     f"the tag history records each caller: {moves}",
 )

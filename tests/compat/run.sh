@@ -33,7 +33,8 @@ cleanup() {
 trap cleanup EXIT
 
 token=$("$venv/bin/python" -c 'import secrets; print(secrets.token_hex(24))')
-printf 'compat:%s\n' "$token" >"$work/tokens.txt"
+deploy_token=$("$venv/bin/python" -c 'import secrets; print(secrets.token_hex(24))')
+printf 'compat:%s\ndeploy:release:%s\n' "$token" "$deploy_token" >"$work/tokens.txt"
 
 # Starts `runner serve` on store $1 and sets $url.
 start_runner() {
@@ -59,7 +60,7 @@ start_runner() {
 
 start_runner "$work/runner.db"
 echo "runner serve at $url, arize-phoenix-client $PHOENIX_CLIENT_VERSION"
-RUNNER_URL=$url RUNNER_TOKEN=$token RUNNER_BIN=$runner RUNNER_DB=$work/runner.db \
+RUNNER_URL=$url RUNNER_TOKEN=$token RUNNER_DEPLOY_TOKEN=$deploy_token RUNNER_BIN=$runner RUNNER_DB=$work/runner.db \
     "$venv/bin/python" tests/compat/phoenix_client.py
 
 start_runner "$work/differential.db"

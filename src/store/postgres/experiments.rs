@@ -22,7 +22,7 @@ fn json_column<T: serde::de::DeserializeOwned>(text: &str, column: &str) -> Resu
     serde_json::from_str(text).map_err(|e| corrupt(column, e))
 }
 
-fn to_json<T: Serialize>(value: &T) -> Result<String> {
+pub(super) fn to_json<T: Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
@@ -103,7 +103,7 @@ fn result_from_row(row: &Row) -> Result<RunResult> {
 }
 
 /// A short id that is easy to type; the primary key guards against the improbable clash.
-fn experiment_id() -> String {
+pub(super) fn experiment_id() -> String {
     const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
     let suffix: String = (0..10)
         .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
@@ -226,7 +226,7 @@ impl ExperimentStore for PgStore {
             let mut current: Option<(i64, i64)> = None;
             // Ordered by row id through its index (byte order, as on SQLite), so two
             // experiments can be merged row by row without holding either in memory; the
-            // index is partial (see migration 0007), so the query names its predicate.
+            // index is partial (see migration 0009), so the query names its predicate.
             db.stream(
                 "SELECT r.row_index, r.repetition, r.row_id, r.status, r.latency_ms, \
                  COALESCE(r.prompt_tokens, 0), COALESCE(r.completion_tokens, 0), \
@@ -289,6 +289,8 @@ impl ExperimentStore for PgStore {
 
     fn discard_experiment(&self, id: &str) -> Result<()> {
         self.write(async |db| {
+            db.exec("DELETE FROM work_items WHERE experiment_id = $1", &[&id])
+                .await?;
             db.exec("DELETE FROM scores WHERE experiment_id = $1", &[&id])
                 .await?;
             db.exec("DELETE FROM results WHERE experiment_id = $1", &[&id])
@@ -550,11 +552,26 @@ impl ResultSink for PgStore {
     /// One transaction of three statements whatever the batch size: the results, their
     /// scores and the new cache entries each go in as parallel arrays unnested by the server.
     fn write_results(&self, experiment_id: &str, batch: &[RunResult]) -> Result<()> {
+        let batch: Vec<&RunResult> = batch.iter().collect();
+        self.write(async |db| write_batch(db, experiment_id, &batch).await)
+    }
+}
+
+/// Writes results, their scores and new cache entries inside the caller's transaction: three
+/// statements whatever the batch size. An errored result may be replaced by a later attempt;
+/// a successful one never is.
+pub(super) async fn write_batch(
+    db: &super::Db,
+    experiment_id: &str,
+    batch: &[&RunResult],
+) -> Result<()> {
+    {
         // A key appears once per statement (ON CONFLICT may not touch a row twice): the last
         // result for a row and repetition wins, as it would written one by one.
         let mut seen = std::collections::HashSet::new();
         let mut kept: Vec<&RunResult> = batch
             .iter()
+            .copied()
             .rev()
             .filter(|r| seen.insert((r.row_index, r.repetition)))
             .collect();
@@ -581,7 +598,7 @@ impl ResultSink for PgStore {
             c.started_at.push(r.started_at.as_str());
             c.finished_at.push(r.finished_at.as_str());
         }
-        self.write(async |db| {
+        {
             // RETURNING names the rows written: none for a successful result already there,
             // whose scores stay as they are too.
             let written = db
@@ -689,7 +706,7 @@ impl ResultSink for PgStore {
             // new answer replaces it.
             insert_cache(db, &k, true).await?;
             Ok(())
-        })
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use tokio_postgres::Row;
 pub mod conninfo;
 mod experiments;
 mod pool;
+mod work;
 
 /// Numbered migrations; the schema version is the row of `runner_schema`.
 const MIGRATIONS: &[&str] = &[
@@ -28,7 +29,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_latency_index.sql"),
     include_str!("migrations/0005_experiment_lease.sql"),
     include_str!("migrations/0006_prompt_fields.sql"),
-    include_str!("migrations/0007_fk_lookup_indexes.sql"),
+    include_str!("migrations/0007_work_items.sql"),
+    include_str!("migrations/0008_tag_event_deploy.sql"),
+    include_str!("migrations/0009_fk_lookup_indexes.sql"),
 ];
 
 /// The advisory lock every migrating connection takes, so concurrent first connections
@@ -67,7 +70,7 @@ const VERSION_COLUMNS: &str = "v.id, p.name, v.seq, v.template_type, v.format, v
      v.model, v.params, v.metadata, v.description, v.message, v.author, v.content_hash, v.created_at, v.provider";
 
 const EVENT_COLUMNS: &str = "e.id, p.name, e.tag, e.action, e.from_version_id, fv.seq, \
-     e.to_version_id, tv.seq, e.actor, e.message, e.at, e.forced, e.evidence";
+     e.to_version_id, tv.seq, e.actor, e.message, e.at, e.forced, e.evidence, e.deploy";
 
 const EVENT_JOINS: &str = "FROM tag_events e JOIN prompts p ON p.id = e.prompt_id \
      LEFT JOIN prompt_versions fv ON fv.id = e.from_version_id \
@@ -166,6 +169,12 @@ impl PgStore {
                 .await?
                 .try_get(0)?;
             if objects > 0 {
+                // Another runner's migration may have committed between the two reads (its
+                // tables and its schema row appear together): look at the schema row again.
+                let found = schema_version(db).await?;
+                if found > 0 {
+                    return Ok(Found::Runner(found));
+                }
                 return Err(StoreError::ForeignDatabase { location: display });
             }
             Ok(Found::Empty)
@@ -762,10 +771,10 @@ impl PgStore {
                     let id = keep_ids.then_some(e.id);
                     db.exec(
                         "INSERT INTO tag_events (prompt_id, tag, action, from_version_id, \
-                         to_version_id, actor, message, at, forced, evidence, id) \
+                         to_version_id, actor, message, at, forced, evidence, deploy, id) \
                          OVERRIDING SYSTEM VALUE \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-                         COALESCE($11, nextval(pg_get_serial_sequence('tag_events', 'id'))))",
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+                         COALESCE($12, nextval(pg_get_serial_sequence('tag_events', 'id'))))",
                         &[
                             &pid,
                             &e.tag,
@@ -777,6 +786,7 @@ impl PgStore {
                             &e.at,
                             &e.forced,
                             &e.evidence.as_ref().map(|v| v.to_string()),
+                            &e.deploy,
                             &id,
                         ],
                     )
@@ -1090,9 +1100,14 @@ async fn write_tag(
     } else {
         TagAction::Set
     });
-    let forced = change
-        .policy
-        .check(name, tag, from.as_deref(), action, change.force)?;
+    let allowed = change.policy.check(
+        name,
+        tag,
+        from.as_deref(),
+        action,
+        change.force,
+        change.role,
+    )?;
     let now = now();
     match to {
         Some(version_id) => {
@@ -1116,8 +1131,8 @@ async fn write_tag(
     let id: i64 = db
         .one(
             "INSERT INTO tag_events (prompt_id, tag, action, from_version_id, to_version_id, actor, \
-             message, at, forced, evidence) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-             RETURNING id",
+             message, at, forced, evidence, deploy) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
             &[
                 &pid,
                 &tag,
@@ -1127,8 +1142,9 @@ async fn write_tag(
                 &change.actor,
                 &change.message,
                 &now,
-                &forced,
+                &allowed.forced,
                 &change.evidence.as_ref().map(|v| v.to_string()),
+                &allowed.deploy,
             ],
         )
         .await?
@@ -1216,6 +1232,7 @@ fn event_from_row(row: &Row) -> Result<TagEvent> {
         message: row.try_get(9)?,
         at: row.try_get(10)?,
         forced: row.try_get(11)?,
+        deploy: row.try_get(13)?,
         evidence: evidence
             .map(|text| serde_json::from_str(text).map_err(|e| corrupt("evidence", e)))
             .transpose()?,

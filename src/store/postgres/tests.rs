@@ -174,7 +174,7 @@ fn the_password_shows_nowhere_and_comes_from_the_environment_or_a_file() {
 fn a_score_finds_its_result_by_the_primary_key_even_planned_on_an_empty_table() {
     // The foreign key check of each score is planned once per connection, often while the
     // results table is empty; an index matching the experiment alone made it read every result
-    // of the experiment per score (migration 0007).
+    // of the experiment per score (migration 0009).
     let fx = Fixture::postgres();
     fx.open();
     let plan = fx

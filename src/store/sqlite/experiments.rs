@@ -28,7 +28,7 @@ fn json_column<T: serde::de::DeserializeOwned>(text: &str, column: usize) -> rus
     })
 }
 
-fn to_json<T: Serialize>(value: &T) -> Result<String> {
+pub(super) fn to_json<T: Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
@@ -102,7 +102,7 @@ fn result_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunResult> {
 
 /// A short id that is easy to type and, at 10 characters of base 36, practically unique;
 /// the primary key still guards against the improbable clash.
-fn experiment_id() -> String {
+pub(super) fn experiment_id() -> String {
     const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
     let suffix: String = (0..10)
         .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
@@ -263,6 +263,10 @@ impl ExperimentStore for SqliteStore {
 
     fn discard_experiment(&self, id: &str) -> Result<()> {
         self.write(|tx| {
+            tx.execute(
+                "DELETE FROM work_items WHERE experiment_id = ?1",
+                params![id],
+            )?;
             tx.execute("DELETE FROM scores WHERE experiment_id = ?1", params![id])?;
             tx.execute("DELETE FROM results WHERE experiment_id = ?1", params![id])?;
             tx.execute("DELETE FROM experiments WHERE id = ?1", params![id])?;
@@ -504,7 +508,19 @@ impl ExperimentStore for SqliteStore {
 
 impl ResultSink for SqliteStore {
     fn write_results(&self, experiment_id: &str, batch: &[RunResult]) -> Result<()> {
-        self.write(|tx| {
+        self.write(|tx| write_batch(tx, experiment_id, batch.iter()))
+    }
+}
+
+/// Writes results, their scores and new cache entries inside the caller's transaction. An
+/// errored result may be replaced by a later attempt; a successful one never is.
+pub(super) fn write_batch<'a>(
+    tx: &rusqlite::Transaction<'_>,
+    experiment_id: &str,
+    batch: impl Iterator<Item = &'a RunResult>,
+) -> Result<()> {
+    {
+        {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO results (experiment_id, row_index, repetition, row_id, vars, expected, \
                  messages, output, finish_reason, status, error_kind, error_message, http_status, \
@@ -594,7 +610,7 @@ impl ResultSink for SqliteStore {
                 }
             }
             Ok(())
-        })
+        }
     }
 }
 

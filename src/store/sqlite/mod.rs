@@ -20,6 +20,7 @@ use std::time::Duration;
 mod experiments;
 mod lookups;
 mod prompt_fields;
+mod work;
 
 /// Numbered migrations; the schema version is `PRAGMA user_version` = number applied.
 const MIGRATIONS: &[&str] = &[
@@ -29,6 +30,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_latency_index.sql"),
     include_str!("migrations/0005_experiment_lease.sql"),
     include_str!("migrations/0006_prompt_fields.sql"),
+    include_str!("migrations/0007_work_items.sql"),
+    include_str!("migrations/0008_tag_event_deploy.sql"),
+    include_str!("migrations/0009_fk_lookup_indexes.sql"),
 ];
 
 /// Long enough for a burst of concurrent CLI writers to queue behind each other.
@@ -63,7 +67,7 @@ const VERSION_COLUMNS: &str = "v.id, p.name, v.seq, v.template_type, v.format, v
      v.model, v.params, v.metadata, v.description, v.message, v.author, v.content_hash, v.created_at, v.provider";
 
 const EVENT_COLUMNS: &str = "e.id, p.name, e.tag, e.action, e.from_version_id, fv.seq, \
-     e.to_version_id, tv.seq, e.actor, e.message, e.at, e.forced, e.evidence";
+     e.to_version_id, tv.seq, e.actor, e.message, e.at, e.forced, e.evidence, e.deploy";
 
 const EVENT_JOINS: &str = "FROM tag_events e JOIN prompts p ON p.id = e.prompt_id \
      LEFT JOIN prompt_versions fv ON fv.id = e.from_version_id \
@@ -528,8 +532,8 @@ impl SqliteStore {
                 for e in &archive.history {
                     tx.execute(
                         "INSERT INTO tag_events (prompt_id, tag, action, from_version_id, \
-                         to_version_id, actor, message, at, forced, evidence, id) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                         to_version_id, actor, message, at, forced, evidence, id, deploy) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                         params![
                             pid,
                             e.tag,
@@ -542,6 +546,7 @@ impl SqliteStore {
                             e.forced,
                             e.evidence.as_ref().map(|v| v.to_string()),
                             keep_ids.then_some(e.id),
+                            e.deploy,
                         ],
                     )?;
                 }
@@ -782,9 +787,14 @@ fn write_tag(
     } else {
         TagAction::Set
     });
-    let forced = change
-        .policy
-        .check(name, tag, from.as_deref(), action, change.force)?;
+    let allowed = change.policy.check(
+        name,
+        tag,
+        from.as_deref(),
+        action,
+        change.force,
+        change.role,
+    )?;
     let now = now();
     match to {
         Some(version_id) => {
@@ -805,7 +815,8 @@ fn write_tag(
     }
     tx.execute(
         "INSERT INTO tag_events (prompt_id, tag, action, from_version_id, to_version_id, actor, \
-         message, at, forced, evidence) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+         message, at, forced, evidence, deploy) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             pid,
             tag,
@@ -815,8 +826,9 @@ fn write_tag(
             change.actor,
             change.message,
             now,
-            forced,
+            allowed.forced,
             change.evidence.as_ref().map(|v| v.to_string()),
+            allowed.deploy,
         ],
     )?;
     let id = tx.last_insert_rowid();
@@ -910,6 +922,7 @@ fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TagEvent> {
         message: row.get(9)?,
         at: row.get(10)?,
         forced: row.get(11)?,
+        deploy: row.get(13)?,
         evidence: evidence
             .map(|text| {
                 serde_json::from_str(&text).map_err(|e| {

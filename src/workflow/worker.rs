@@ -1,0 +1,544 @@
+//! One experiment across many machines: plan it as work items (`experiment --detach`), let any
+//! number of workers lease and run them (`runner worker`), wait for the last result
+//! (`experiment wait`). The store is the coordinator: a worker holds leases it renews while it
+//! works, writes each result in the transaction that completes its item, and a dead worker's
+//! items are leased again once its leases run out.
+
+use super::Context;
+use super::experiment::{
+    Prepared, client, dataset_error, evaluators, fingerprint, hostname, plan, probe, runtime,
+};
+use crate::dataset;
+use crate::error::{Error, Result};
+use crate::experiment::{self, Feed, Reporter, Source, Stop};
+use crate::limit::Throttle;
+use crate::model::{
+    DatasetRef, Detached, Experiment, ExperimentStatus, NewExperiment, RunResult, VersionRef,
+};
+use crate::store::{ResultSink, Store, StoreError, WorkCounts, WorkItem};
+use crate::template::CompiledTemplate;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a worker's lease on its items lasts without renewal (renewed every third of it):
+/// a worker that dies holds its items this long, then another worker takes them.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// How a detached experiment is planned, besides the run itself.
+#[derive(Debug, Clone, Default)]
+pub struct DetachRequest {
+    /// Plans with the same key get the same experiment.
+    pub key: Option<String>,
+    /// The check `experiment wait` applies when the last item is done.
+    pub min_pass_rate: Option<f64>,
+    pub max_error_rate: Option<f64>,
+}
+
+/// A detached experiment as planned: the experiment, and whether this call created it.
+pub struct Planned {
+    pub experiment: Experiment,
+    pub created: bool,
+    pub counts: WorkCounts,
+}
+
+/// Plans a prepared run as work items: the experiment and one item per row × repetition in one
+/// transaction, each item with its row's values, so workers need only the store. Sends nothing.
+pub fn detach(prepared: Prepared, ctx: &Context, request: &DetachRequest) -> Result<Planned> {
+    if prepared.settings.max_cost.is_some() {
+        return Err(Error::invalid(
+            "--max-cost cannot be kept by workers that spend independently",
+        )
+        .with_hint("run without --detach to keep a budget, or leave --max-cost out"));
+    }
+    if prepared.settings.shard.is_some() {
+        return Err(
+            Error::invalid("--shard and --detach are two ways to split a run; pick one")
+                .with_hint("workers on one shared store need no shards: runner worker ID"),
+        );
+    }
+    if let Some(key) = &request.key
+        && (key.trim().is_empty() || key.len() > 200)
+    {
+        return Err(Error::invalid("--key must be 1 to 200 characters")
+            .with_hint("e.g. --key \"$CI_PIPELINE_ID-eval\""));
+    }
+    let mut settings = prepared.settings.clone();
+    settings.detached = Some(Detached {
+        key: request.key.clone(),
+        min_pass_rate: request.min_pass_rate,
+        max_error_rate: request.max_error_rate,
+    });
+    let rows = settings
+        .limit
+        .map_or(prepared.info.rows, |l| l.min(prepared.info.rows));
+    let new = NewExperiment {
+        name: prepared.name.clone(),
+        prompt: prepared.prompt.clone(),
+        version_id: prepared.version.id.clone(),
+        tag: prepared.tag.clone(),
+        dataset: DatasetRef {
+            path: std::fs::canonicalize(&prepared.dataset)
+                .unwrap_or_else(|_| prepared.dataset.clone())
+                .display()
+                .to_string(),
+            hash: prepared.info.hash.clone(),
+            rows: prepared.info.rows as i64,
+            columns: prepared.info.columns.clone(),
+        },
+        model: prepared.model.clone(),
+        base_url: prepared.base_url.clone(),
+        evaluators: prepared.specs.clone(),
+        planned: (rows * settings.repetitions) as i64,
+        settings: settings.clone(),
+        author: ctx.author.clone(),
+        fingerprint: prepared.fingerprint.clone(),
+    };
+    let store = ctx.store()?;
+    let mut source = dataset::rows(&prepared.dataset).map_err(dataset_error)?;
+    let mut left = rows;
+    let mut failure = None;
+    let planned = store.plan_experiment(
+        &new,
+        request.key.as_deref(),
+        settings.repetitions as i64,
+        &mut || {
+            if left == 0 {
+                return Ok(None);
+            }
+            left -= 1;
+            match source.next() {
+                None => Ok(None),
+                Some(Ok(row)) => Ok(Some((row.index as i64, row.id, row.values))),
+                Some(Err(e)) => {
+                    failure = Some(e);
+                    Err(StoreError::Abandoned)
+                }
+            }
+        },
+    );
+    let (experiment, created) = match (planned, failure) {
+        (Ok(planned), _) => planned,
+        (Err(StoreError::Abandoned), Some(e)) => return Err(dataset_error(e)),
+        (Err(e), _) => return Err(e.into()),
+    };
+    if !created && store.fingerprint(&experiment.id)?.as_deref() != Some(&prepared.fingerprint) {
+        return Err(Error::invalid(format!(
+            "--key {} already names experiment {}, planned with other settings",
+            request.key.as_deref().unwrap_or_default(),
+            experiment.id
+        ))
+        .with_hint(
+            "every job that shares a key must run the same command on the same files; \
+             put the configuration into the key",
+        ));
+    }
+    let counts = store.work_counts(&experiment.id)?.unwrap_or_default();
+    Ok(Planned {
+        experiment,
+        created,
+        counts,
+    })
+}
+
+/// How a worker runs, as the caller asks for it.
+#[derive(Debug, Clone)]
+pub struct WorkerRequest {
+    pub concurrency: Option<usize>,
+    pub base_url: Option<String>,
+    pub lease: Duration,
+}
+
+/// How a worker's run ended.
+#[derive(Debug, Clone)]
+pub struct WorkerOutcome {
+    pub experiment: Experiment,
+    pub owner: String,
+    /// Results this worker wrote.
+    pub written: u64,
+    /// Results it had to drop: their lease had been taken over by another worker.
+    pub dropped: u64,
+    pub errored: u64,
+    pub wall: Duration,
+    pub counts: WorkCounts,
+    pub status: ExperimentStatus,
+}
+
+/// Who a worker is, as its leases name it: unique even for two workers in one process.
+fn worker_owner() -> String {
+    format!(
+        "worker {:04x} pid {} on {}",
+        fastrand::u16(..),
+        std::process::id(),
+        hostname()
+    )
+}
+
+/// A detached experiment by id, refusing one that is not.
+fn detached(store: &dyn Store, id: &str) -> Result<(Experiment, WorkCounts)> {
+    let experiment = store.experiment(id)?;
+    match store.work_counts(&experiment.id)? {
+        Some(counts) => Ok((experiment, counts)),
+        None => Err(Error::invalid(format!(
+            "experiment {} was not planned for workers",
+            experiment.id
+        ))
+        .with_hint(format!(
+            "plan one with `runner experiment ... --detach`; this one runs with `runner experiment resume {}`",
+            experiment.id
+        ))),
+    }
+}
+
+/// Leases from the store's queue: items free now, an empty list while others hold the rest,
+/// None when every item is done (or the experiment failed).
+struct QueueFeed {
+    store: Arc<dyn Store>,
+    id: String,
+    owner: String,
+    lease: Duration,
+}
+
+impl Feed for QueueFeed {
+    fn next(&self, max: usize) -> std::result::Result<Option<Vec<WorkItem>>, StoreError> {
+        let items = self
+            .store
+            .claim_items(&self.id, &self.owner, self.lease, max)?;
+        if !items.is_empty() {
+            return Ok(Some(items));
+        }
+        let counts = self.store.work_counts(&self.id)?.unwrap_or_default();
+        if counts.done >= counts.items
+            || self.store.experiment(&self.id)?.status == ExperimentStatus::Failed
+        {
+            return Ok(None);
+        }
+        Ok(Some(Vec::new()))
+    }
+}
+
+/// Completes items as their results arrive: a result whose lease another worker took over is
+/// dropped, never written.
+struct ItemSink {
+    store: Arc<dyn Store>,
+    owner: String,
+    written: AtomicU64,
+    dropped: AtomicU64,
+    errored: AtomicU64,
+}
+
+impl ResultSink for ItemSink {
+    fn write_results(
+        &self,
+        experiment_id: &str,
+        batch: &[RunResult],
+    ) -> std::result::Result<(), StoreError> {
+        let written = self
+            .store
+            .complete_items(experiment_id, &self.owner, batch)?;
+        self.written.fetch_add(written as u64, Ordering::Relaxed);
+        self.dropped
+            .fetch_add((batch.len() - written) as u64, Ordering::Relaxed);
+        let errored = batch
+            .iter()
+            .filter(|r| r.status == crate::model::ResultStatus::Error)
+            .count();
+        self.errored.fetch_add(errored as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// How often a worker that shares rate limits looks again at how many workers share them: a
+/// worker that joins runs at most this long before the others slow down for it.
+const SHARE_TICK: Duration = Duration::from_millis(500);
+
+/// The experiment's `--max-rpm` / `--max-tpm`, kept by all its workers together: each paces at
+/// the limit ÷ the workers holding live leases (itself included), looked at again every
+/// `SHARE_TICK` (a worker that stops holding leases, finished or dead, frees its share
+/// once its leases are done or run out).
+struct Share {
+    throttle: Arc<Throttle>,
+    max_rpm: Option<f64>,
+    max_tpm: Option<f64>,
+}
+
+impl Share {
+    /// Sets this worker's share from the workers holding leases now; returns how many share.
+    fn update(&self, store: &dyn Store, id: &str, owner: &str) -> Option<usize> {
+        let others = store
+            .lease_owners(id)
+            .ok()?
+            .iter()
+            .filter(|o| *o != owner)
+            .count();
+        self.throttle
+            .limits
+            .share(self.max_rpm, self.max_tpm, others + 1);
+        Some(others + 1)
+    }
+}
+
+/// Renews a worker's leases every third of their length until dropped, and keeps its share of
+/// the experiment's rate limits.
+struct Renewer {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Renewer {
+    fn start(
+        store: Arc<dyn Store>,
+        id: String,
+        owner: String,
+        lease: Duration,
+        share: Option<Share>,
+    ) -> Renewer {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let every = lease / 3;
+        let tick = match &share {
+            Some(_) => every.min(SHARE_TICK),
+            None => every,
+        };
+        let thread = std::thread::spawn(move || {
+            let mut renewed = Instant::now();
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
+                if renewed.elapsed() + tick / 2 >= every {
+                    // A failed renewal is retried at the next tick; a lease that ran out
+                    // meanwhile may be taken over, and then this worker's result for it is
+                    // dropped.
+                    let _ = store.renew_items(&id, &owner, lease);
+                    renewed = Instant::now();
+                }
+                if let Some(share) = &share {
+                    // A failed look keeps the share as it was until the next tick.
+                    share.update(&*store, &id, &owner);
+                }
+            }
+        });
+        Renewer {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Renewer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Runs items of a detached experiment until none is left, the endpoint refuses this worker,
+/// or `interrupt` resolves (its unfinished items are given back at once).
+pub fn work(
+    ctx: &Context,
+    id: &str,
+    request: &WorkerRequest,
+    reporter: &dyn Reporter,
+    interrupt: impl Future<Output = ()>,
+) -> Result<WorkerOutcome> {
+    if request.lease < Duration::from_secs(1) || request.lease > Duration::from_secs(86_400) {
+        return Err(Error::invalid("--lease must be 1 to 86400 seconds")
+            .with_hint("the default, 30 s, suits most endpoints"));
+    }
+    let store = ctx.store()?;
+    let (mut experiment, _) = detached(&*store, id)?;
+    if experiment.status == ExperimentStatus::Failed {
+        return Err(Error::operational(format!(
+            "experiment {} failed: a worker stopped it",
+            experiment.id
+        ))
+        .with_hint("the stored results are kept; plan a new experiment once the cause is fixed"));
+    }
+    if let Some(concurrency) = request.concurrency {
+        if concurrency == 0 || concurrency > 10_000 {
+            return Err(Error::invalid("--concurrency must be 1 to 10000"));
+        }
+        experiment.settings.concurrency = concurrency;
+    }
+    let version = store.version(
+        &experiment.prompt,
+        &VersionRef::Id(experiment.version_id.clone()),
+    )?;
+    let template = CompiledTemplate::compile(version.format, &version.template)?;
+    let evaluators = evaluators(
+        &experiment.evaluators,
+        experiment.settings.expected_column.is_some(),
+    )?;
+    // Evaluator files (rubrics, schemas, programs) are read here: they must be those the
+    // experiment was planned with.
+    let expected = fingerprint(
+        &experiment.version_id,
+        &experiment.dataset.hash,
+        &experiment.model,
+        &experiment.base_url,
+        &evaluators,
+        &experiment.settings,
+    );
+    if store.fingerprint(&experiment.id)?.as_deref() != Some(&expected) {
+        return Err(Error::invalid(format!(
+            "the evaluator files here differ from those experiment {} was planned with",
+            experiment.id
+        ))
+        .with_hint("run the worker from a checkout of the same commit as the planning job"));
+    }
+    let base_url = request
+        .base_url
+        .clone()
+        .unwrap_or_else(|| experiment.base_url.clone());
+    let client = client(&base_url, &experiment.settings)?;
+    let runtime = runtime()?;
+    probe(&runtime, client.base_url())?;
+    let owner = worker_owner();
+    let counts = store.work_counts(&experiment.id)?.unwrap_or_default();
+    let (max_rpm, max_tpm) = (experiment.settings.max_rpm, experiment.settings.max_tpm);
+    let share = (max_rpm.is_some() || max_tpm.is_some()).then(|| Share {
+        throttle: client.throttle(),
+        max_rpm,
+        max_tpm,
+    });
+    if let Some(share) = &share
+        && let Some(workers) = share.update(&*store, &experiment.id, &owner)
+        && workers > 1
+    {
+        reporter.report(experiment::RunEvent::Notice(format!(
+            "sharing the experiment's rate limits with {} other worker(s)",
+            workers - 1
+        )));
+    }
+    let renewer = Renewer::start(
+        store.clone(),
+        experiment.id.clone(),
+        owner.clone(),
+        request.lease,
+        share,
+    );
+    let sink = Arc::new(ItemSink {
+        store: store.clone(),
+        owner: owner.clone(),
+        written: AtomicU64::new(0),
+        dropped: AtomicU64::new(0),
+        errored: AtomicU64::new(0),
+    });
+    let feed = Arc::new(QueueFeed {
+        store: store.clone(),
+        id: experiment.id.clone(),
+        owner: owner.clone(),
+        lease: request.lease,
+    });
+    let dataset = std::path::PathBuf::from(&experiment.dataset.path);
+    let id = experiment.id.clone();
+    let plan = plan(
+        experiment, version, template, &dataset, evaluators, client, None,
+    );
+    let started = Instant::now();
+    let outcome = runtime.block_on(experiment::run(
+        plan,
+        sink.clone(),
+        store.clone(),
+        Source::Queue {
+            feed,
+            already: counts.done as u64,
+        },
+        reporter,
+        interrupt,
+    ));
+    drop(renewer);
+    // Whatever this worker still holds goes back at once, not when its leases run out.
+    let _ = store.release_items(&id, &owner);
+    let outcome = outcome.map_err(|e| match e {
+        experiment::RunError::Store(e) => Error::from(e),
+        other => Error::operational(format!("worker stopped: {other}")),
+    })?;
+    match &outcome.stop {
+        Some(Stop::Auth(message) | Stop::Unreachable(message) | Stop::Rejected(message)) => {
+            // Every worker would fail the same way: the experiment fails, so `experiment
+            // wait` returns now instead of at its timeout.
+            store.finish_experiment(&id, ExperimentStatus::Failed, 0)?;
+            return Err(Error::operational(format!(
+                "experiment {id} failed: the endpoint refused this worker before any call succeeded: {message}"
+            ))
+            .with_hint(
+                "check OPENAI_API_KEY, --base-url and the model; the results stored so far are kept",
+            ));
+        }
+        Some(Stop::Broken(message)) => {
+            return Err(
+                Error::operational(format!("worker stopped: {message}")).with_hint(format!(
+                    "its items go back to the queue; start another: runner worker {id}"
+                )),
+            );
+        }
+        _ => {}
+    }
+    let status = if outcome.stop.is_none() {
+        store.finish_work(&id)?
+    } else {
+        store.experiment(&id)?.status
+    };
+    let counts = store.work_counts(&id)?.unwrap_or_default();
+    Ok(WorkerOutcome {
+        experiment: store.experiment(&id)?,
+        owner,
+        written: sink.written.load(Ordering::Relaxed),
+        dropped: sink.dropped.load(Ordering::Relaxed),
+        errored: sink.errored.load(Ordering::Relaxed),
+        wall: started.elapsed(),
+        counts,
+        status: if outcome.stop == Some(Stop::Interrupted) {
+            ExperimentStatus::Interrupted
+        } else {
+            status
+        },
+    })
+}
+
+/// How a wait ended.
+pub enum Waited {
+    /// Every item has its result (the experiment is completed).
+    Completed(Experiment),
+    /// A worker failed it.
+    Failed(Experiment, WorkCounts),
+    /// The time ran out first.
+    TimedOut(Experiment, WorkCounts),
+}
+
+/// How often `wait` looks at the store.
+const WAIT_POLL: Duration = Duration::from_millis(500);
+
+/// Blocks until every item of a detached experiment is done (or it failed, or `timeout`
+/// passed), calling `progress` with where it stands at each look.
+pub fn wait(
+    ctx: &Context,
+    id: &str,
+    timeout: Option<Duration>,
+    progress: &mut dyn FnMut(&Experiment, &WorkCounts),
+) -> Result<Waited> {
+    let started = Instant::now();
+    let reader = ctx.store_for_reading()?;
+    let (experiment, _) = detached(&*reader, id)?;
+    let id = experiment.id;
+    loop {
+        let experiment = reader.experiment(&id)?;
+        let counts = reader.work_counts(&id)?.unwrap_or_default();
+        progress(&experiment, &counts);
+        match experiment.status {
+            ExperimentStatus::Completed => return Ok(Waited::Completed(experiment)),
+            ExperimentStatus::Failed => return Ok(Waited::Failed(experiment, counts)),
+            _ if counts.done >= counts.items => {
+                // The last worker died between its last result and recording the end.
+                ctx.store()?.finish_work(&id)?;
+                continue;
+            }
+            _ => {}
+        }
+        if timeout.is_some_and(|t| started.elapsed() >= t) {
+            return Ok(Waited::TimedOut(experiment, counts));
+        }
+        std::thread::sleep(WAIT_POLL);
+    }
+}
