@@ -5,6 +5,7 @@
 #
 #   bash benches/workers.sh                  # 20,000 rows, 50 ms, concurrency 64, 4 workers
 #   ROWS=5000 WORKERS=2 bash benches/workers.sh
+#   RUNNER=target/release/runner bash benches/workers.sh   # an already built binary
 #
 # Starts a throwaway PostgreSQL cluster of its own (the distribution's server programs, run as the
 # postgres account when this runs as root) on a free loopback port, and stops it at the end.
@@ -23,9 +24,14 @@ if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
     exit 2
 fi
 
-echo "building the runner: cargo build --release --bin runner" >&2
-cargo build --release --quiet --bin runner
-runner=$(pwd)/target/release/runner
+# RUNNER=PATH measures that binary instead of a fresh release build of this checkout.
+if [ -n "${RUNNER:-}" ]; then
+    runner=$RUNNER
+else
+    echo "building the runner: cargo build --release --bin runner" >&2
+    cargo build --release --quiet --bin runner
+    runner=$(pwd)/target/release/runner
+fi
 
 work=$(mktemp -d)
 chmod 755 "$work"
