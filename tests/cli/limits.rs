@@ -88,16 +88,20 @@ fn a_run_learns_the_limit_from_the_headers_and_paces_itself() {
     assert_eq!(out["summary"]["ok"], 40, "{out}");
     let run_stats = &out["run"];
     let limited = run_stats["rate_limited"].as_u64().unwrap();
-    assert!(limited > 0, "{run_stats}");
     assert!(
         limited <= 16,
         "only the first burst is refused: {run_stats}"
     );
+    // Held back by what the headers said, whether or not the first burst met 429s: on a
+    // loaded machine the first requests may not all land within the endpoint's first second.
     assert!(run_stats["throttled_secs"].as_f64().unwrap() > 0.0);
-    assert!(
-        run_stats["concurrency"].as_u64().unwrap() < 16,
-        "{run_stats}"
-    );
+    if limited > 0 {
+        // A 429 halves the requests in flight (AIMD).
+        assert!(
+            run_stats["concurrency"].as_u64().unwrap() < 16,
+            "{run_stats}"
+        );
+    }
     assert_eq!(run_stats["max_concurrency"], 16);
     assert_eq!(
         mock.stats()["rate_limited"].as_u64().unwrap(),

@@ -870,12 +870,18 @@ fn prompt_from_row(row: &Row) -> Result<(Prompt, PromptVersion)> {
 
 /// Archives a prompt in use, or restores an archived one, and records it.
 async fn set_archived(db: &Db, name: &str, archived: bool, actor: &str) -> Result<()> {
-    let (pid, was) = any_prompt(db, name)
+    let (pid, _) = any_prompt(db, name)
         .await?
         .ok_or_else(|| StoreError::UnknownPrompt { name: name.into() })?;
-    // Queue behind any other write to this prompt.
-    db.exec("SELECT 1 FROM prompts WHERE id = $1 FOR UPDATE", &[&pid])
-        .await?;
+    // Queue behind any other write to this prompt, then read its state as that write left
+    // it: read before the lock, two archives at once would both see it live.
+    let was: bool = db
+        .one(
+            "SELECT archived_at IS NOT NULL FROM prompts WHERE id = $1 FOR UPDATE",
+            &[&pid],
+        )
+        .await?
+        .try_get(0)?;
     match (was, archived) {
         (false, true) => {
             db.exec(
