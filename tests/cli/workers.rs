@@ -3,63 +3,10 @@
 //! is in. Real processes on one store (an SQLite file here, PostgreSQL in `cli_postgres`), a
 //! real mock endpoint counting the requests it answers.
 
-use crate::{Env, echo_dataset, integrity, sql, sql_value};
+use crate::{Env, Mock, echo_dataset, integrity, sql, sql_value};
 use serde_json::Value;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-
-/// A detached mock; returns its pid and base URL.
-fn mock(env: &Env, latency_ms: &str) -> (Stop, String) {
-    mock_with(env, &["--latency-ms", latency_ms])
-}
-
-/// A detached mock with these options.
-fn mock_with(env: &Env, options: &[&str]) -> (Stop, String) {
-    let mut args = vec!["mock-server", "--port", "0", "--detach"];
-    args.extend_from_slice(options);
-    let out = env.run(&args);
-    assert!(out.status.success(), "{out:?}");
-    let pid = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    let url = stderr
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .trim_end_matches(',')
-        .to_string();
-    (Stop(pid), url)
-}
-
-/// Stops the detached mock when the test ends, passed or not.
-struct Stop(String);
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill").arg(&self.0).status();
-    }
-}
-
-/// Chat requests the mock has answered so far.
-fn requests(url: &str) -> u64 {
-    stats(url)["requests"].as_u64().unwrap()
-}
-
-/// The mock's counters (GET /stats).
-fn stats(url: &str) -> Value {
-    use std::io::{Read, Write};
-    let rest = url.trim_start_matches("http://");
-    let host = rest.split('/').next().unwrap();
-    let mut stream = std::net::TcpStream::connect(host).unwrap();
-    write!(
-        stream,
-        "GET /stats HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let body = response.split_once("\r\n\r\n").unwrap().1;
-    serde_json::from_str(body).unwrap()
-}
 
 /// Kills the worker processes still running when the test ends, passed or not.
 struct Workers(Vec<Child>);
@@ -134,7 +81,8 @@ fn outcome(summary: &Value) -> Value {
 fn four_workers_one_killed_one_late_give_every_row_exactly_one_result() {
     const ROWS: i64 = 240;
     let env = Env::new();
-    let (_mock, url) = mock(&env, "60");
+    let mock = Mock::start(&env, &["--latency-ms", "60"]);
+    let url = mock.url.clone();
     env.ok(&[
         "prompt",
         "create",
@@ -179,7 +127,7 @@ fn four_workers_one_killed_one_late_give_every_row_exactly_one_result() {
     );
     assert_eq!(planned.iter().filter(|p| p["created"] == true).count(), 1);
     assert_eq!(planned[0]["items"], ROWS);
-    assert_eq!(requests(&url), 0, "planning sent requests");
+    assert_eq!(mock.requests(), 0, "planning sent requests");
 
     let args = ["--concurrency", "4", "--lease", "2"];
     let mut workers = Workers(vec![
@@ -258,7 +206,7 @@ fn four_workers_one_killed_one_late_give_every_row_exactly_one_result() {
         0
     );
     // The endpoint saw each row once, plus at most what the killed worker had leased.
-    let seen = requests(&url) as i64;
+    let seen = mock.requests() as i64;
     assert!(
         seen >= ROWS && seen <= ROWS + held,
         "{seen} requests for {ROWS} rows, the killed worker held {held}"
@@ -294,7 +242,8 @@ fn four_workers_one_killed_one_late_give_every_row_exactly_one_result() {
 #[test]
 fn workers_refuse_what_they_cannot_run_and_write_nothing() {
     let env = Env::new();
-    let (_mock, url) = mock(&env, "0");
+    let mock = Mock::start(&env, &["--latency-ms", "0"]);
+    let url = mock.url.clone();
     env.ok(&[
         "prompt",
         "create",
@@ -394,7 +343,8 @@ fn workers_refuse_what_they_cannot_run_and_write_nothing() {
 #[test]
 fn shards_in_their_own_stores_merge_into_one_experiment_like_an_unsharded_run() {
     let env = Env::new();
-    let (_mock, url) = mock(&env, "0");
+    let mock = Mock::start(&env, &["--latency-ms", "0"]);
+    let url = mock.url.clone();
     let data = echo_dataset(&env, "d.csv", &queries(40));
     let shard_store = |name: &str| env.path(name).to_str().unwrap().to_string();
     let (s1, s2, s3) = (
@@ -579,7 +529,8 @@ fn tags(env: &Env) -> Vec<String> {
 #[test]
 fn promote_gates_on_experiments_finished_by_workers() {
     let env = Env::new();
-    let (_mock, url) = mock(&env, "0");
+    let mock = Mock::start(&env, &["--latency-ms", "0"]);
+    let url = mock.url.clone();
     env.ok(&[
         "prompt",
         "create",
@@ -628,7 +579,7 @@ fn promote_gates_on_experiments_finished_by_workers() {
     let cand = fan_out("staging", &data, true);
     let base = fan_out("production", &data, true);
     let pending = fan_out("staging", &other, false);
-    let sent = requests(&url);
+    let sent = mock.requests();
     let experiments = count(&env, "SELECT COUNT(*) FROM experiments");
 
     // Plain promote finds both by fingerprint and runs nothing.
@@ -767,7 +718,7 @@ fn promote_gates_on_experiments_finished_by_workers() {
     assert_eq!(last["evidence"]["baseline_experiment"], base.as_str());
     // Nothing ran for the gate: no request, no new experiment (the pending one's worker
     // sent its five).
-    assert_eq!(requests(&url), sent + 5);
+    assert_eq!(mock.requests(), sent + 5);
     assert_eq!(count(&env, "SELECT COUNT(*) FROM experiments"), experiments);
     assert_eq!(integrity(&env.db), "ok");
 }
@@ -778,7 +729,8 @@ fn workers_keep_the_experiments_rate_limit_together() {
     const RPM: &str = "600";
     const ROWS: usize = 60;
     let env = Env::new();
-    let (_mock, url) = mock_with(&env, &["--latency-ms", "20", "--rpm", RPM]);
+    let mock = Mock::start(&env, &["--latency-ms", "20", "--rpm", RPM]);
+    let url = mock.url.clone();
     env.ok(&[
         "prompt",
         "create",
@@ -823,7 +775,7 @@ fn workers_keep_the_experiments_rate_limit_together() {
     for report in &reports {
         assert!(report["written"].as_i64().unwrap() > 5, "{report}");
     }
-    let stats = stats(&url);
+    let stats = mock.stats();
     let limited = stats["rate_limited"].as_u64().unwrap();
     assert!(
         limited <= 2,

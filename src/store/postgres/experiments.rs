@@ -111,37 +111,49 @@ pub(super) fn experiment_id() -> String {
     format!("exp_{suffix}")
 }
 
+/// Writes a new experiment's record (running), with its planning key when workers run it.
+pub(super) async fn insert_experiment(
+    db: &super::Db,
+    id: &str,
+    new: &NewExperiment,
+    detach_key: Option<&str>,
+) -> Result<()> {
+    let pid = require_prompt(db, &new.prompt).await?;
+    db.exec(
+        "INSERT INTO experiments (id, name, prompt_id, version_id, tag, dataset_path, \
+         dataset_hash, dataset_rows, dataset_columns, model, base_url, evaluators, settings, \
+         planned, status, author, created_at, fingerprint, detach_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'running', $15, $16, $17, $18)",
+        &[
+            &id,
+            &new.name,
+            &pid,
+            &new.version_id,
+            &new.tag,
+            &new.dataset.path,
+            &new.dataset.hash,
+            &new.dataset.rows,
+            &to_json(&new.dataset.columns)?,
+            &new.model,
+            &new.base_url,
+            &to_json(&new.evaluators)?,
+            &to_json(&new.settings)?,
+            &new.planned,
+            &new.author,
+            &now(),
+            &new.fingerprint,
+            &detach_key,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
 impl ExperimentStore for PgStore {
     fn create_experiment(&self, new: &NewExperiment) -> Result<Experiment> {
         let id = experiment_id();
         self.write(async |db| {
-            let pid = require_prompt(db, &new.prompt).await?;
-            db.exec(
-                "INSERT INTO experiments (id, name, prompt_id, version_id, tag, dataset_path, \
-                 dataset_hash, dataset_rows, dataset_columns, model, base_url, evaluators, settings, \
-                 planned, status, author, created_at, fingerprint) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'running', $15, $16, $17)",
-                &[
-                    &id,
-                    &new.name,
-                    &pid,
-                    &new.version_id,
-                    &new.tag,
-                    &new.dataset.path,
-                    &new.dataset.hash,
-                    &new.dataset.rows,
-                    &to_json(&new.dataset.columns)?,
-                    &new.model,
-                    &new.base_url,
-                    &to_json(&new.evaluators)?,
-                    &to_json(&new.settings)?,
-                    &new.planned,
-                    &new.author,
-                    &now(),
-                    &new.fingerprint,
-                ],
-            )
-            .await?;
+            insert_experiment(db, &id, new, None).await?;
             Ok(())
         })?;
         self.experiment(&id)

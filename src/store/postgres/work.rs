@@ -5,7 +5,6 @@
 
 use super::PgStore;
 use super::experiments::{experiment_id, to_json, write_batch};
-use super::require_prompt;
 use crate::model::{Experiment, ExperimentStatus, NewExperiment, RunResult, now};
 use crate::store::{ExperimentStore, PlanRow, Result, StoreError, WorkCounts, WorkItem, WorkQueue};
 
@@ -66,34 +65,7 @@ impl WorkQueue for PgStore {
                     return Ok((found.try_get::<_, String>(0)?, false));
                 }
             }
-            let pid = require_prompt(db, &new.prompt).await?;
-            db.exec(
-                "INSERT INTO experiments (id, name, prompt_id, version_id, tag, dataset_path, \
-                 dataset_hash, dataset_rows, dataset_columns, model, base_url, evaluators, settings, \
-                 planned, status, author, created_at, fingerprint, detach_key) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'running', $15, $16, $17, $18)",
-                &[
-                    &id,
-                    &new.name,
-                    &pid,
-                    &new.version_id,
-                    &new.tag,
-                    &new.dataset.path,
-                    &new.dataset.hash,
-                    &new.dataset.rows,
-                    &to_json(&new.dataset.columns)?,
-                    &new.model,
-                    &new.base_url,
-                    &to_json(&new.evaluators)?,
-                    &to_json(&new.settings)?,
-                    &new.planned,
-                    &new.author,
-                    &now(),
-                    &new.fingerprint,
-                    &key,
-                ],
-            )
-            .await?;
+            super::experiments::insert_experiment(db, &id, new, key).await?;
             let mut c = ItemColumns::default();
             while let Some((index, row_id, values)) = next_row()? {
                 let values = to_json(&values)?;

@@ -110,36 +110,48 @@ pub(super) fn experiment_id() -> String {
     format!("exp_{suffix}")
 }
 
+/// Writes a new experiment's record (running), with its planning key when workers run it.
+pub(super) fn insert_experiment(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+    new: &NewExperiment,
+    detach_key: Option<&str>,
+) -> Result<()> {
+    let pid = require_prompt(tx, &new.prompt)?;
+    tx.execute(
+        "INSERT INTO experiments (id, name, prompt_id, version_id, tag, dataset_path, \
+         dataset_hash, dataset_rows, dataset_columns, model, base_url, evaluators, settings, \
+         planned, status, author, created_at, fingerprint, detach_key) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'running', ?15, ?16, ?17, ?18)",
+        params![
+            id,
+            new.name,
+            pid,
+            new.version_id,
+            new.tag,
+            new.dataset.path,
+            new.dataset.hash,
+            new.dataset.rows,
+            to_json(&new.dataset.columns)?,
+            new.model,
+            new.base_url,
+            to_json(&new.evaluators)?,
+            to_json(&new.settings)?,
+            new.planned,
+            new.author,
+            now(),
+            new.fingerprint,
+            detach_key,
+        ],
+    )?;
+    Ok(())
+}
+
 impl ExperimentStore for SqliteStore {
     fn create_experiment(&self, new: &NewExperiment) -> Result<Experiment> {
         let id = experiment_id();
         self.write(|tx| {
-            let pid = require_prompt(tx, &new.prompt)?;
-            tx.execute(
-                "INSERT INTO experiments (id, name, prompt_id, version_id, tag, dataset_path, \
-                 dataset_hash, dataset_rows, dataset_columns, model, base_url, evaluators, settings, \
-                 planned, status, author, created_at, fingerprint) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'running', ?15, ?16, ?17)",
-                params![
-                    id,
-                    new.name,
-                    pid,
-                    new.version_id,
-                    new.tag,
-                    new.dataset.path,
-                    new.dataset.hash,
-                    new.dataset.rows,
-                    to_json(&new.dataset.columns)?,
-                    new.model,
-                    new.base_url,
-                    to_json(&new.evaluators)?,
-                    to_json(&new.settings)?,
-                    new.planned,
-                    new.author,
-                    now(),
-                    new.fingerprint,
-                ],
-            )?;
+            insert_experiment(tx, &id, new, None)?;
             Ok(())
         })?;
         self.experiment(&id)

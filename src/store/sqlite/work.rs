@@ -33,33 +33,7 @@ impl WorkQueue for SqliteStore {
                     return Ok((found, false));
                 }
             }
-            let pid = super::require_prompt(tx, &new.prompt)?;
-            tx.execute(
-                "INSERT INTO experiments (id, name, prompt_id, version_id, tag, dataset_path, \
-                 dataset_hash, dataset_rows, dataset_columns, model, base_url, evaluators, settings, \
-                 planned, status, author, created_at, fingerprint, detach_key) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'running', ?15, ?16, ?17, ?18)",
-                params![
-                    id,
-                    new.name,
-                    pid,
-                    new.version_id,
-                    new.tag,
-                    new.dataset.path,
-                    new.dataset.hash,
-                    new.dataset.rows,
-                    to_json(&new.dataset.columns)?,
-                    new.model,
-                    new.base_url,
-                    to_json(&new.evaluators)?,
-                    to_json(&new.settings)?,
-                    new.planned,
-                    new.author,
-                    now(),
-                    new.fingerprint,
-                    key,
-                ],
-            )?;
+            super::experiments::insert_experiment(tx, &id, new, key)?;
             let mut insert = tx.prepare_cached(
                 "INSERT INTO work_items (experiment_id, row_index, repetition, row_id, row_values) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
