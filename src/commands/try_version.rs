@@ -129,8 +129,10 @@ pub fn run(args: TryArgs, ctx: &Context) -> Result<u8> {
         let _ = writeln!(std::io::stdout());
     }
     let mut view = view(side, answer.map_err(|f| failed(&base_url, f))?);
-    if args.save {
-        view.saved_version = Some(save(ctx, &args, side)?);
+    if args.save
+        && let Some(template) = edited
+    {
+        view.saved_version = Some(save(ctx, &args, side, template)?);
     }
     if json {
         out_json(&view)?;
@@ -205,10 +207,10 @@ fn edited_template(args: &TryArgs) -> Result<Option<Template>> {
 
 /// Stores the tried template as a new version, with the tried version's settings: the same
 /// path and rules as `runner prompt update`.
-fn save(ctx: &Context, args: &TryArgs, trial: &Trial) -> Result<i64> {
+/// `template` is the one tried, read once before the call.
+fn save(ctx: &Context, args: &TryArgs, trial: &Trial, template: Template) -> Result<i64> {
     let store = ctx.store()?;
     let change = ctx.guarded_change(false, args.message.clone())?;
-    let template = edited_template(args)?.expect("--save requires an edited template");
     let created = playground::save(
         &*store,
         &trial.version,
