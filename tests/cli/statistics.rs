@@ -706,3 +706,52 @@ fn the_confidence_level_comes_from_the_flag_or_runner_toml() {
         "{err}"
     );
 }
+
+#[test]
+fn two_experiments_larger_than_the_stream_buffer_compare_by_id_on_a_read_only_store() {
+    // Each side streams its rows to the comparison while the other is read: on a store opened
+    // read-only both reads once shared one connection, and a side of more than the stream's
+    // buffer (1,024 rows) waited forever for the other.
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    setup(&env);
+    let rows = 3000;
+    let a: Vec<f64> = (0..rows).map(|i| f64::from(u8::from(i % 3 != 0))).collect();
+    let b: Vec<f64> = (0..rows).map(|i| f64::from(u8::from(i % 5 != 0))).collect();
+    let data = dataset(&env, "large.csv", &a, &b, None);
+    let first = compare_json(&env, &data, &server.base_url(), &[]);
+    let (base, cand) = (
+        first["baseline"]["experiment"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        first["candidate"]["experiment"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
+    let output = env
+        .cmd()
+        .args(["compare", &base, &cand, "--json"])
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{:?}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let again: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(again["candidate"]["rows"], rows);
+    assert_eq!(again["evaluators"], first["evaluators"]);
+    // Rows failing on exactly one side: i % 3 == 0 or i % 5 == 0, not both.
+    let (regressed, improved) = (0..rows).fold((0, 0), |(r, i), n| {
+        (
+            r + u64::from(n % 3 != 0 && n % 5 == 0),
+            i + u64::from(n % 3 == 0 && n % 5 != 0),
+        )
+    });
+    assert_eq!(again["evaluators"][0]["regressed"], regressed);
+    assert_eq!(again["evaluators"][0]["improved"], improved);
+}

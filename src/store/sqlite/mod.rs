@@ -136,7 +136,8 @@ impl SqliteStore {
         Ok(Some(SqliteStore {
             path: Some(path.to_path_buf()),
             writer: Mutex::new(conn),
-            // Reads share the one read-only connection: the writer slot is never written.
+            // The writer slot holds the first read-only connection and is never written;
+            // reads that overlap it open more, read-only too.
             readers: Mutex::new(Vec::new()),
             read_only: true,
         }))
@@ -161,13 +162,22 @@ impl SqliteStore {
     }
 
     /// Runs `work` on a read connection.
+    /// Two reads may run at once (a comparison streams both sides together), so a read never
+    /// waits for another: each takes a connection of its own, read-only ones for a store
+    /// opened read-only.
     fn read<T>(&self, work: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let Some(path) = self.path.as_ref().filter(|_| !self.read_only) else {
+        let Some(path) = self.path.as_ref() else {
             return work(&lock(&self.writer));
         };
+        if self.read_only
+            && let Ok(conn) = self.writer.try_lock()
+        {
+            return work(&conn);
+        }
         let pooled = lock(&self.readers).pop();
         let conn = match pooled {
             Some(conn) => conn,
+            None if self.read_only => connect_read_only(path)?,
             None => connect(path)?,
         };
         let result = work(&conn);
@@ -195,6 +205,17 @@ fn configure(conn: &Connection) -> Result<()> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     Ok(())
+}
+
+/// Another read-only connection to a store opened read-only (already checked).
+fn connect_read_only(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| open_error(path, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
 }
 
 fn connect(path: &Path) -> Result<Connection> {
