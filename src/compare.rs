@@ -268,6 +268,8 @@ struct Folder<'a, I: Iterator<Item = RowOutcome>> {
     /// Per evaluator: the rows' verdicts (1 or 0) and scores, for standard errors.
     samples: Vec<(Sample, Sample)>,
     confidence: f64,
+    /// Rows folded ahead of the comparison (see `fold_ahead`), handed out first.
+    ahead: Option<std::vec::IntoIter<RowVerdicts>>,
 }
 
 impl<'a, I: Iterator<Item = RowOutcome>> Folder<'a, I> {
@@ -293,19 +295,37 @@ impl<'a, I: Iterator<Item = RowOutcome>> Folder<'a, I> {
                 experiment.evaluators.len()
             ],
             confidence: inference.confidence,
+            ahead: None,
         }
+    }
+
+    /// Folds every row now (tallying the side's figures), to be handed out by `next_row`:
+    /// done on both sides at once, on two threads, when the outcomes are in memory already.
+    fn fold_ahead(&mut self) {
+        let mut rows = Vec::new();
+        while let Some(row) = self.next_row() {
+            rows.push(row);
+        }
+        self.ahead = Some(rows.into_iter());
     }
 
     /// The next row, all its repetitions folded.
     fn next_row(&mut self) -> Option<RowVerdicts> {
-        let first = self.outcomes.next()?;
+        if let Some(ahead) = &mut self.ahead {
+            return ahead.next();
+        }
+        let mut first = self.outcomes.next()?;
         let evaluators = self.experiment.evaluators.len();
         // Per evaluator: passes, total, score sum.
         let mut counts = vec![(0usize, 0usize, 0.0f64); evaluators];
         let (mut answered, mut repetitions) = (0usize, 0usize);
-        let id = first.row_id.clone();
-        let (input, output) = (first.input.clone(), first.output.clone());
-        let cluster = first.cluster.clone();
+        // The row's texts are its first repetition's, taken rather than copied.
+        let id = std::mem::take(&mut first.row_id);
+        let (input, output) = (
+            std::mem::take(&mut first.input),
+            std::mem::take(&mut first.output),
+        );
+        let cluster = first.cluster.take();
         let mut current = Some(first);
         while let Some(o) = current {
             self.results += 1;
@@ -450,6 +470,15 @@ fn note_flaky(side: &str, e: &Experiment, row: &RowVerdicts, flaky: &mut Kept<Fl
     }
 }
 
+/// Every row of a comparison, in row-id order, with whether it passed everything (its call
+/// answered and every evaluator passed) on each side; None on a side that lacks the row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowPair {
+    pub row_id: String,
+    pub baseline: Option<bool>,
+    pub candidate: Option<bool>,
+}
+
 /// Compares a candidate with a baseline (or describes the candidate alone when there is none).
 /// Rows are matched by row id, walking both sides in row-id order at once; evaluators by name,
 /// over those the candidate ran. Of the regressed, improved and flaky rows the first `keep` are
@@ -465,14 +494,75 @@ where
     B: Iterator<Item = RowOutcome>,
     C: Iterator<Item = RowOutcome>,
 {
+    compare_into(baseline, candidate, keep, inference, None, |_, _| {})
+}
+
+/// `compare`, also listing every row (see `RowPair`): for a comparison kept in memory and
+/// paged through all its rows. The outcomes are in memory already, so each side is folded
+/// into rows on a thread of its own before the two are matched.
+pub fn compare_with_rows<B, C>(
+    baseline: Option<Side<'_, B>>,
+    candidate: Side<'_, C>,
+    keep: usize,
+    inference: &Inference,
+) -> (Comparison, Vec<RowPair>)
+where
+    B: Iterator<Item = RowOutcome> + Send,
+    C: Iterator<Item = RowOutcome> + Send,
+{
+    let mut rows = Vec::new();
+    let comparison = compare_into(
+        baseline,
+        candidate,
+        keep,
+        inference,
+        Some(&mut rows),
+        |base, cand| {
+            std::thread::scope(|scope| {
+                if let Some(base) = base {
+                    scope.spawn(|| base.fold_ahead());
+                }
+                cand.fold_ahead();
+            })
+        },
+    );
+    (comparison, rows)
+}
+
+/// `compare`, with every row listed into `pairs` when given, and `prepare` called with both
+/// sides' folders before their rows are matched.
+fn compare_into<'s, B, C, P>(
+    baseline: Option<Side<'s, B>>,
+    candidate: Side<'s, C>,
+    keep: usize,
+    inference: &Inference,
+    mut pairs: Option<&mut Vec<RowPair>>,
+    prepare: P,
+) -> Comparison
+where
+    B: Iterator<Item = RowOutcome>,
+    C: Iterator<Item = RowOutcome>,
+    P: FnOnce(Option<&mut Folder<'s, B>>, &mut Folder<'s, C>),
+{
+    let mut pair = |row_id: &str, baseline: Option<bool>, candidate: Option<bool>| {
+        if let Some(pairs) = pairs.as_deref_mut() {
+            pairs.push(RowPair {
+                row_id: row_id.to_string(),
+                baseline,
+                candidate,
+            });
+        }
+    };
     let cand_exp = candidate.experiment;
     let mut cand = Folder::new(cand_exp, candidate.outcomes, inference);
     let mut flaky = Kept::new(keep);
     let mut regressed = Kept::new(keep);
     let mut improved = Kept::new(keep);
     let Some(baseline) = baseline else {
+        prepare(None, &mut cand);
         while let Some(row) = cand.next_row() {
             note_flaky("candidate", cand_exp, &row, &mut flaky);
+            pair(&row.id, None, Some(row.passes_all()));
         }
         let metrics = cand.metrics(candidate.latency_p50_ms, candidate.latency_p95_ms);
         return Comparison {
@@ -511,6 +601,7 @@ where
     };
     let base_exp = baseline.experiment;
     let mut base = Folder::new(base_exp, baseline.outcomes, inference);
+    prepare(Some(&mut base), &mut cand);
     let clustered = inference.cluster_column.is_some();
     // Per candidate evaluator: the per-row differences of verdicts and of scores.
     let mut differences =
@@ -538,6 +629,7 @@ where
             std::cmp::Ordering::Less => {
                 let row = b.take().expect("a baseline row");
                 note_flaky("baseline", base_exp, &row, &mut flaky);
+                pair(&row.id, Some(row.passes_all()), None);
                 // Missing evidence never counts in the candidate's favour.
                 if row.passes_all() {
                     new_failures.push(row.id.clone());
@@ -548,6 +640,7 @@ where
             std::cmp::Ordering::Greater => {
                 let row = c.take().expect("a candidate row");
                 note_flaky("candidate", cand_exp, &row, &mut flaky);
+                pair(&row.id, None, Some(row.passes_all()));
                 only_in_candidate.push(row.id);
                 c = cand.next_row();
             }
@@ -555,6 +648,11 @@ where
                 let (base_row, cand_row) = (b.take().expect("rows"), c.take().expect("rows"));
                 note_flaky("candidate", cand_exp, &cand_row, &mut flaky);
                 note_flaky("baseline", base_exp, &base_row, &mut flaky);
+                pair(
+                    &cand_row.id,
+                    Some(base_row.passes_all()),
+                    Some(cand_row.passes_all()),
+                );
                 for (ci, name) in cand_exp.evaluators.iter().enumerate() {
                     let Some(bi) = matched[ci] else { continue };
                     let (bv, cv) = (&base_row.verdicts[bi], &cand_row.verdicts[ci]);

@@ -714,6 +714,18 @@ pub struct RowOutcome {
     pub cluster: Option<String>,
 }
 
+/// What a page shows of one row of an experiment: its first repetition's inputs in a few
+/// words, expected answer, and the start of its output (or of its error).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowText {
+    pub row_id: String,
+    pub input: String,
+    pub expected: Option<String>,
+    pub output: String,
+    /// The call failed: `output` is the error message.
+    pub error: bool,
+}
+
 /// A row's value of `column` as a cluster key: text as it is, any other value as JSON; None
 /// when the row has no such column.
 pub fn cluster_key(vars: &JsonObject, column: Option<&str>) -> Option<String> {

@@ -8,7 +8,7 @@
 
 use crate::model::{
     CachedResponse, Experiment, ExperimentStatus, NewExperiment, NewVersion, Prompt, PromptArchive,
-    PromptUpdate, PromptVersion, RowOutcome, RunResult, Summary, Tag, TagAction, TagEvent,
+    PromptUpdate, PromptVersion, RowOutcome, RowText, RunResult, Summary, Tag, TagAction, TagEvent,
     VersionRef,
 };
 use std::collections::BTreeMap;
@@ -478,15 +478,29 @@ pub trait ExperimentStore: Send + Sync {
     /// row: only such an experiment may stand as evidence for another run of the same kind.
     fn latest_matching(&self, fingerprint: &str) -> Result<Option<Experiment>>;
 
-    /// Calls `visit` with every result reduced to what a comparison needs, in row order
-    /// (row index, then repetition), one at a time; each carries its row's value of
-    /// `cluster_column` when one is named.
+    /// Calls `visit` with every result reduced to what a comparison needs, in row-id order
+    /// (byte order; then repetition, then row index), one at a time; each carries its row's
+    /// value of `cluster_column` when one is named.
     fn visit_outcomes(
         &self,
         experiment: &Experiment,
         cluster_column: Option<&str>,
         visit: &mut dyn FnMut(RowOutcome) -> Result<()>,
     ) -> Result<()>;
+
+    /// The outcomes `visit_outcomes` gives, in its order, without their texts (`input` and
+    /// `output` are empty), all at once: read in storage order, several times faster on a
+    /// large experiment, then sorted in memory. For a comparison that is kept in memory
+    /// anyway (the web UI's); `runner compare` streams.
+    fn verdicts(
+        &self,
+        experiment: &Experiment,
+        cluster_column: Option<&str>,
+    ) -> Result<Vec<RowOutcome>>;
+
+    /// The texts of the named rows (see `RowText`), in the order asked; a row the experiment
+    /// lacks is left out.
+    fn row_texts(&self, experiment: &Experiment, row_ids: &[String]) -> Result<Vec<RowText>>;
 
     /// Records where a run ended and adds its wall time.
     fn finish_experiment(&self, id: &str, status: ExperimentStatus, wall_ms: i64) -> Result<()>;
@@ -662,6 +676,59 @@ pub(crate) fn single_answer_spread(
             within: 0.0,
         },
     }
+}
+
+/// The position, from 0 in ascending order, of the nearest-rank percentile `p` of `count`
+/// values: the one definition of p50 / p95, whether the database or memory sorts.
+pub(crate) fn nearest_rank(count: i64, p: f64) -> i64 {
+    ((p * count as f64).ceil() as i64).clamp(1, count) - 1
+}
+
+/// The nearest-rank percentile `p` of the successful calls' latencies among `outcomes`,
+/// found in memory (the store's summary finds the same one in the database).
+pub fn latency_percentile(outcomes: &[RowOutcome], p: f64) -> Option<f64> {
+    let mut latencies: Vec<f64> = outcomes
+        .iter()
+        .filter(|o| o.ok)
+        .map(|o| o.latency_ms)
+        .collect();
+    if latencies.is_empty() {
+        return None;
+    }
+    let rank = nearest_rank(latencies.len() as i64, p) as usize;
+    Some(*latencies.select_nth_unstable_by(rank, f64::total_cmp).1)
+}
+
+/// The longest start of an output a page is shown (characters): the whole answer is on the
+/// experiment's own page.
+pub(crate) const ROW_TEXT_CHARS: i64 = 4000;
+
+/// Outcomes read in storage order (row index, repetition), each with its key, given their
+/// scores, which come in the same order; returned in row-id order, as `visit_outcomes`
+/// gives them.
+pub(crate) fn in_row_id_order(
+    mut keyed: Vec<((i64, i64), RowOutcome)>,
+    scores: impl IntoIterator<Item = ((i64, i64), (String, bool, f64))>,
+) -> Vec<RowOutcome> {
+    let mut at = 0;
+    for (key, score) in scores {
+        while at < keyed.len() && keyed[at].0 < key {
+            at += 1;
+        }
+        match keyed.get_mut(at) {
+            Some((k, outcome)) if *k == key => outcome.scores.push(score),
+            // A score without its result (the foreign key forbids it): nothing to attach to.
+            _ => {}
+        }
+    }
+    keyed.sort_unstable_by(|(a_key, a), (b_key, b)| {
+        (a.row_id.as_bytes(), a.repetition, a_key.0).cmp(&(
+            b.row_id.as_bytes(),
+            b.repetition,
+            b_key.0,
+        ))
+    });
+    keyed.into_iter().map(|(_, outcome)| outcome).collect()
 }
 
 /// The `postgres://` (or `postgresql://`) URL `--db` holds, if it names a PostgreSQL database

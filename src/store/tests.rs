@@ -123,6 +123,7 @@ on_both_backends!(
     put_version_creates_appends_or_leaves_alone,
     concurrent_puts_of_the_same_content_make_one_version,
     row_spreads_fold_repetitions_and_outcomes_carry_their_cluster,
+    verdicts_are_the_outcomes_without_their_texts,
     work_items_are_leased_once_and_a_taken_over_lease_writes_nothing,
     planning_with_a_key_is_idempotent_under_concurrent_planners,
 );
@@ -975,6 +976,14 @@ fn latency_percentiles_are_nearest_rank_over_the_successful_calls(fx: &Fixture) 
     assert_eq!(summary.latency_p95_ms, Some(100.0));
     assert_eq!(summary.latency_max_ms, Some(100.0));
     assert_eq!((summary.ok, summary.errored), (10, 1));
+    // Found in memory from the verdicts, the same ones.
+    let nearest = |p: f64| (p * 10.0).ceil().clamp(1.0, 10.0) * 10.0;
+    let outcomes = store.verdicts(&experiment, None).unwrap();
+    for p in [0.5, 0.95, 0.01, 1.0] {
+        let in_memory = latency_percentile(&outcomes, p);
+        assert_eq!(in_memory, Some(nearest(p)), "p{p}");
+    }
+    assert_eq!(latency_percentile(&[], 0.5), None);
 }
 
 fn a_successful_result_is_never_overwritten(fx: &Fixture) {
@@ -1134,6 +1143,104 @@ fn row_spreads_fold_repetitions_and_outcomes_carry_their_cluster(fx: &Fixture) {
     assert!(close(spread.pass.sum, 1.0) && close(spread.pass.sum_sq, 1.0));
     assert!(close(spread.score.sum, 1.5) && close(spread.score.sum_sq, 1.25));
     assert!(close(spread.pass.within, 0.0) && close(spread.score.within, 0.0));
+}
+
+/// `verdicts` reads in storage order and sorts: the same outcomes, in the same order, as
+/// `visit_outcomes` streams, less their texts; `row_texts` gives a row's first repetition.
+fn verdicts_are_the_outcomes_without_their_texts(fx: &Fixture) {
+    let store = fx.open();
+    let experiment = experiment_with(&*store, "p", 5, 2);
+    // Row ids out of row-index order, with upper case and non-ASCII (byte order), two
+    // evaluators on some answers and none on an errored one.
+    let ids = ["zeta", "alpha", "Émile", "Beta", "alpha2"];
+    let mut batch = Vec::new();
+    for (row, id) in ids.iter().enumerate() {
+        for rep in [1, 0] {
+            let ok = !(row == 3 && rep == 1);
+            let mut r = result(
+                row as i64,
+                (10 * row + rep) as f64,
+                if ok {
+                    ResultStatus::Ok
+                } else {
+                    ResultStatus::Error
+                },
+                &format!("answer {id} {rep}"),
+            );
+            r.row_id = id.to_string();
+            r.repetition = rep as i64;
+            r.vars.insert("q".into(), format!("question {row}").into());
+            r.vars.insert("doc".into(), (row % 2).into());
+            r.completion_tokens = Some(row as i64);
+            if ok {
+                r.scores.push(Score {
+                    evaluator: "contains".into(),
+                    score: 0.5,
+                    pass: rep == 0,
+                    reason: String::new(),
+                    error: false,
+                });
+            } else {
+                r.output = None;
+                r.error_message = Some("HTTP 500 <b>boom</b>".into());
+                r.scores.clear();
+            }
+            batch.push(r);
+        }
+    }
+    store.write_results(&experiment.id, &batch).unwrap();
+    for cluster in [None, Some("doc")] {
+        let mut streamed = Vec::new();
+        store
+            .visit_outcomes(&experiment, cluster, &mut |mut o| {
+                o.input.clear();
+                o.output.clear();
+                o.scores.sort_by(|a, b| a.0.cmp(&b.0));
+                streamed.push(o);
+                Ok(())
+            })
+            .unwrap();
+        let mut read = store.verdicts(&experiment, cluster).unwrap();
+        for o in &mut read {
+            o.scores.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        assert_eq!(read.len(), 10);
+        assert_eq!(read, streamed);
+        let order: Vec<&str> = read.iter().step_by(2).map(|o| o.row_id.as_str()).collect();
+        assert_eq!(order, ["Beta", "alpha", "alpha2", "zeta", "Émile"]);
+        assert_eq!(read[0].scores.len(), 2);
+        assert!(read[1].scores.is_empty() && !read[1].ok);
+        assert_eq!(read[0].cluster, cluster.map(|_| "1".to_string()));
+    }
+
+    let asked: Vec<String> = ["zeta", "missing", "Beta", "Émile"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let texts = store.row_texts(&experiment, &asked).unwrap();
+    let got: Vec<(&str, &str, bool)> = texts
+        .iter()
+        .map(|t| (t.row_id.as_str(), t.output.as_str(), t.error))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("zeta", "answer zeta 0", false),
+            ("Beta", "answer Beta 0", false),
+            ("Émile", "answer Émile 0", false),
+        ]
+    );
+    assert_eq!(texts[1].input, "1 | question 3");
+    // A row whose first repetition failed shows the error.
+    let broken = experiment_with(&*store, "q", 1, 1);
+    let mut r = result(0, 1.0, ResultStatus::Error, "");
+    r.output = None;
+    r.error_message = Some("x".repeat(5000));
+    r.scores.clear();
+    store.write_results(&broken.id, &[r]).unwrap();
+    let texts = store.row_texts(&broken, &["r0".to_string()]).unwrap();
+    assert!(texts[0].error);
+    assert_eq!(texts[0].output.chars().count(), ROW_TEXT_CHARS as usize);
 }
 
 /// A detached experiment of prompt `p` over `rows` rows × `repetitions`, planned with `key`.

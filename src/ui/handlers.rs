@@ -4,7 +4,7 @@
 
 use super::pages::{self, ComparePage, ExperimentPage, LibraryPage, PromptPage, ResultFilter};
 use super::session::{self, Keys};
-use super::{Ui, UiError, Viewer, page_response, redirect};
+use super::{KeptComparison, Ui, UiError, Viewer, page_response, redirect};
 use crate::model::{NameKind, RunResult, VersionRef, check_name};
 use crate::store::{TagChange, TagOutcome};
 use crate::view::{DeploymentView, Evidence, LibraryEntry};
@@ -341,18 +341,42 @@ pub(super) async fn compare(
         .blocking(move |ui| {
             let base = ui.store.experiment(&baseline)?;
             let cand = ui.store.experiment(&candidate)?;
-            let comparison = comparison_of(ui, &base, &cand)?;
+            let kept = comparison_of(ui, &base, &cand)?;
             let verdict = promotion_of(ui, &base.id, &cand.id)?;
+            let (listed, total) = compare_rows(&kept, show, page, ROWS_PAGE);
+            // The texts of this page's rows only: two small reads whatever the size.
+            let ids: Vec<String> = listed.iter().map(|r| r.row_id.clone()).collect();
+            let texts = |e: &crate::model::Experiment| -> Result<_, UiError> {
+                Ok(ui
+                    .store
+                    .row_texts(e, &ids)?
+                    .into_iter()
+                    .map(|t| (t.row_id.clone(), t))
+                    .collect::<std::collections::HashMap<_, _>>())
+            };
+            let (mut base_texts, mut cand_texts) = (texts(&base)?, texts(&cand)?);
+            let rows: Vec<pages::CompareRow> = listed
+                .into_iter()
+                .map(|r| pages::CompareRow {
+                    baseline: r.baseline.map(|pass| (pass, base_texts.remove(&r.row_id))),
+                    candidate: r.candidate.map(|pass| (pass, cand_texts.remove(&r.row_id))),
+                    kind: r.kind,
+                    evaluator: r.evaluator,
+                    row_id: r.row_id,
+                })
+                .collect();
             Ok(pages::compare(
                 &viewer,
                 &ComparePage {
                     baseline: &base,
                     candidate: &cand,
-                    comparison: &comparison,
+                    comparison: &kept.comparison,
                     verdict: verdict.as_ref(),
                     show,
                     page,
                     per_page: ROWS_PAGE,
+                    rows: &rows,
+                    total,
                 },
             ))
         })
@@ -360,36 +384,94 @@ pub(super) async fn compare(
     ok(body)
 }
 
-/// The comparison of two experiments, every changed row kept, through the workflow `runner
-/// compare` uses; remembered when both experiments have finished (their results no longer
-/// change), so paging does not read them again.
+/// One row of a comparison page before its texts are read.
+struct Listed {
+    kind: &'static str,
+    row_id: String,
+    evaluator: Option<String>,
+    baseline: Option<bool>,
+    candidate: Option<bool>,
+}
+
+/// The rows of one page of a comparison under a filter, and how many the filter keeps.
+fn compare_rows(
+    kept: &KeptComparison,
+    show: pages::ChangeFilter,
+    page: usize,
+    per_page: usize,
+) -> (Vec<Listed>, usize) {
+    use pages::ChangeFilter;
+    let c = &kept.comparison;
+    let skip = (page - 1) * per_page;
+    let changed = |kind: &'static str, r: &crate::compare::RowChange| Listed {
+        kind,
+        row_id: r.row_id.clone(),
+        evaluator: Some(r.evaluator.clone()),
+        baseline: Some(r.baseline.passed),
+        candidate: Some(r.candidate.passed),
+    };
+    let mut regressed = c.regressed.iter().map(|r| changed("regressed", r));
+    let mut improved = c.improved.iter().map(|r| changed("improved", r));
+    let take = |rows: &mut dyn Iterator<Item = Listed>| -> Vec<Listed> {
+        rows.skip(skip).take(per_page).collect()
+    };
+    match show {
+        ChangeFilter::Regressed => (take(&mut regressed), c.regressed.len()),
+        ChangeFilter::Improved => (take(&mut improved), c.improved.len()),
+        ChangeFilter::Changed => (
+            take(&mut regressed.chain(improved)),
+            c.regressed.len() + c.improved.len(),
+        ),
+        ChangeFilter::All => {
+            let mut rows = kept.rows.iter().map(|r| Listed {
+                kind: match (r.baseline, r.candidate) {
+                    (Some(true), Some(false)) => "regressed",
+                    (Some(false), Some(true)) => "improved",
+                    (Some(_), Some(_)) => "unchanged",
+                    (Some(_), None) => "baseline only",
+                    (None, _) => "candidate only",
+                },
+                row_id: r.row_id.clone(),
+                evaluator: None,
+                baseline: r.baseline,
+                candidate: r.candidate,
+            });
+            (take(&mut rows), kept.rows.len())
+        }
+    }
+}
+
+/// The comparison of two experiments, every row listed, computed in memory from both sides'
+/// verdicts (the figures `runner compare` gives, without reading any output); remembered when
+/// both experiments have finished (their results no longer change), so paging does not read
+/// them again.
 fn comparison_of(
     ui: &Ui,
     base: &crate::model::Experiment,
     cand: &crate::model::Experiment,
-) -> Result<Arc<crate::compare::Comparison>, UiError> {
+) -> Result<Arc<KeptComparison>, UiError> {
     use crate::model::ExperimentStatus;
     let key = (base.id.clone(), cand.id.clone());
     if let Some(cached) = ui.cached_comparison(&key) {
         return Ok(cached);
     }
     let ctx = Context::with_store(ui.store.clone(), "ui", ui.config.clone());
-    let comparison = Arc::new(crate::workflow::promotion::comparison(
+    let (comparison, rows) = crate::workflow::promotion::comparison_in_memory(
         &ctx,
-        Some(base),
+        base,
         cand,
-        usize::MAX,
         &crate::compare::Inference {
             confidence: crate::input::confidence(None, ui.config.confidence)
                 .unwrap_or(crate::stats::DEFAULT_CONFIDENCE),
             cluster_column: None,
         },
-    )?);
+    )?;
+    let kept = Arc::new(KeptComparison { comparison, rows });
     let finished = |e: &crate::model::Experiment| e.status != ExperimentStatus::Running;
     if finished(base) && finished(cand) {
-        ui.keep_comparison(key, comparison.clone());
+        ui.keep_comparison(key, kept.clone());
     }
-    Ok(comparison)
+    Ok(kept)
 }
 
 /// The promotion whose evidence is these two experiments, if one was recorded.

@@ -16,7 +16,7 @@ mod pages;
 mod playground;
 pub mod session;
 
-use crate::compare::Comparison;
+use crate::compare::{Comparison, RowPair};
 use crate::config::Config;
 use crate::serve::{Access, Tokens};
 use crate::store::{Store, StoreError};
@@ -61,8 +61,15 @@ pub struct Settings {
     pub config: Config,
 }
 
+/// A comparison as a page keeps it: its figures and changed rows, and every row with its
+/// pass on each side (for "all"); no row's texts, which each page reads for its own rows.
+pub(crate) struct KeptComparison {
+    pub comparison: Comparison,
+    pub rows: Vec<RowPair>,
+}
+
 /// Comparisons by (baseline id, candidate id), newest first.
-type ComparisonCache = VecDeque<((String, String), Arc<Comparison>)>;
+type ComparisonCache = VecDeque<((String, String), Arc<KeptComparison>)>;
 
 /// State shared by every page.
 pub(crate) struct Ui {
@@ -121,12 +128,12 @@ impl Ui {
             .map_err(|e| UiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     }
 
-    fn cached_comparison(&self, key: &(String, String)) -> Option<Arc<Comparison>> {
+    fn cached_comparison(&self, key: &(String, String)) -> Option<Arc<KeptComparison>> {
         let cache = self.comparisons.lock().unwrap_or_else(|e| e.into_inner());
         cache.iter().find(|(k, _)| k == key).map(|(_, c)| c.clone())
     }
 
-    fn keep_comparison(&self, key: (String, String), comparison: Arc<Comparison>) {
+    fn keep_comparison(&self, key: (String, String), comparison: Arc<KeptComparison>) {
         let mut cache = self.comparisons.lock().unwrap_or_else(|e| e.into_inner());
         cache.retain(|(k, _)| *k != key);
         cache.push_front((key, comparison));

@@ -3,9 +3,9 @@
 
 use super::html::{Html, Tag, url_part};
 use super::{UiError, Viewer, diff};
-use crate::compare::{Comparison, RowChange};
+use crate::compare::Comparison;
 use crate::model::{
-    Experiment, PromptVersion, ResultStatus, RunResult, Summary, TagEvent, Template,
+    Experiment, PromptVersion, ResultStatus, RowText, RunResult, Summary, TagEvent, Template,
 };
 use crate::view::{DeploymentView, Evidence, LibraryEntry};
 use crate::workflow::playground::TryView;
@@ -1273,13 +1273,15 @@ fn criteria(out: &mut Html, recorded: &[serde_json::Value]) {
     out.raw("</tbody></table></div>");
 }
 
-/// Which changed rows a comparison page shows.
+/// Which rows a comparison page shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeFilter {
     /// Regressed rows, then improved ones.
     Changed,
     Regressed,
     Improved,
+    /// Every row, in row-id order.
+    All,
 }
 
 impl ChangeFilter {
@@ -1288,8 +1290,9 @@ impl ChangeFilter {
             "" | "changed" => Ok(ChangeFilter::Changed),
             "regressed" => Ok(ChangeFilter::Regressed),
             "improved" => Ok(ChangeFilter::Improved),
+            "all" => Ok(ChangeFilter::All),
             other => Err(UiError::bad(format!(
-                "show: expected changed, regressed or improved, got '{other}'"
+                "show: expected changed, regressed, improved or all, got '{other}'"
             ))),
         }
     }
@@ -1299,8 +1302,20 @@ impl ChangeFilter {
             ChangeFilter::Changed => "changed",
             ChangeFilter::Regressed => "regressed",
             ChangeFilter::Improved => "improved",
+            ChangeFilter::All => "all",
         }
     }
+}
+
+/// One row of a comparison page: how it changed (regressed, improved, unchanged, baseline
+/// only, candidate only), the evaluator whose verdict changed (None when the row is shown
+/// whole), and on each side that has the row, whether it passed and its texts.
+pub struct CompareRow {
+    pub kind: &'static str,
+    pub row_id: String,
+    pub evaluator: Option<String>,
+    pub baseline: Option<(bool, Option<RowText>)>,
+    pub candidate: Option<(bool, Option<RowText>)>,
 }
 
 pub struct ComparePage<'a> {
@@ -1311,6 +1326,9 @@ pub struct ComparePage<'a> {
     pub show: ChangeFilter,
     pub page: usize,
     pub per_page: usize,
+    /// This page's rows, and how many the filter keeps in all.
+    pub rows: &'a [CompareRow],
+    pub total: usize,
 }
 
 /// How a change between two figures is written.
@@ -1504,63 +1522,91 @@ pub fn compare(viewer: &Viewer, p: &ComparePage<'_>) -> String {
             .raw("</td></tr>");
     }
     body.raw("</tbody></table></div>");
-    // Changed rows: regressed first.
-    let rows: Vec<(&str, &RowChange)> = match p.show {
-        ChangeFilter::Regressed => c.regressed.iter().map(|r| ("regressed", r)).collect(),
-        ChangeFilter::Improved => c.improved.iter().map(|r| ("improved", r)).collect(),
-        ChangeFilter::Changed => c
-            .regressed
-            .iter()
-            .map(|r| ("regressed", r))
-            .chain(c.improved.iter().map(|r| ("improved", r)))
-            .collect(),
-    };
-    body.raw("<h2>Rows whose verdict changed</h2>");
+    // The rows: changed ones (regressed first), or every one.
+    body.raw(if p.show == ChangeFilter::All {
+        "<h2>Every row</h2>"
+    } else {
+        "<h2>Rows whose verdict changed</h2>"
+    });
     let link = |show: &str, page: usize| {
         compare_href(&p.baseline.id, &p.candidate.id) + &format!("&show={show}&page={page}")
     };
     filter_links(
         &mut body,
         p.show.as_str(),
-        &["changed", "regressed", "improved"],
+        &["changed", "regressed", "improved", "all"],
         &|s| link(s, 1),
     );
     body.raw(
         "<div class=\"scroll\"><table class=\"rows compare\"><thead><tr><th>Row</th><th>Input</th>",
     )
     .raw("<th>Baseline output</th><th>Candidate output</th><th>Diff</th></tr></thead><tbody>");
-    if rows.is_empty() {
-        body.raw("<tr><td colspan=\"5\" class=\"muted\">no rows changed verdict</td></tr>");
+    if p.rows.is_empty() {
+        body.raw("<tr><td colspan=\"5\" class=\"muted\">")
+            .text(if p.show == ChangeFilter::All {
+                "no rows"
+            } else {
+                "no rows changed verdict"
+            })
+            .raw("</td></tr>");
     }
-    for (kind, r) in rows.iter().skip((p.page - 1) * p.per_page).take(p.per_page) {
+    // A side's cell: its verdict and output; a side without the row says so.
+    let side = |body: &mut Html, side: &Option<(bool, Option<RowText>)>| match side {
+        Some((passed, text)) => {
+            let verdict = if *passed { "pass" } else { "fail" };
+            badge(body, verdict, verdict);
+            if let Some(t) = text {
+                if t.error {
+                    badge(body, "error", "error");
+                }
+                folded(body, &t.output);
+            }
+        }
+        None => {
+            body.raw("<span class=\"muted\">not in this experiment</span>");
+        }
+    };
+    let output = |side: &Option<(bool, Option<RowText>)>| {
+        side.as_ref()
+            .and_then(|(_, t)| t.as_ref())
+            .map_or("", |t| t.output.as_str())
+            .to_string()
+    };
+    for r in p.rows {
         body.raw("<tr><td><code>")
             .text(&r.row_id)
             .raw("</code><div>");
-        badge(&mut body, kind, kind);
-        body.raw("</div><div class=\"muted small\">")
-            .text(&r.evaluator)
-            .raw("</div></td><td>");
-        folded(&mut body, &r.input);
+        badge(&mut body, r.kind, r.kind);
+        body.raw("</div>");
+        if let Some(evaluator) = &r.evaluator {
+            body.raw("<div class=\"muted small\">")
+                .text(evaluator)
+                .raw("</div>");
+        }
         body.raw("</td><td>");
-        badge(
-            &mut body,
-            if r.baseline.passed { "pass" } else { "fail" },
-            if r.baseline.passed { "pass" } else { "fail" },
-        );
-        folded(&mut body, &r.baseline.output);
+        let input = [&r.candidate, &r.baseline]
+            .into_iter()
+            .find_map(|s| s.as_ref().and_then(|(_, t)| t.as_ref()));
+        if let Some(t) = input {
+            folded(&mut body, &t.input);
+            if let Some(expected) = &t.expected {
+                body.raw("<div class=\"muted small\">expected: ")
+                    .text(expected)
+                    .raw("</div>");
+            }
+        }
         body.raw("</td><td>");
-        badge(
-            &mut body,
-            if r.candidate.passed { "pass" } else { "fail" },
-            if r.candidate.passed { "pass" } else { "fail" },
-        );
-        folded(&mut body, &r.candidate.output);
+        side(&mut body, &r.baseline);
         body.raw("</td><td>");
-        diff::render(&r.baseline.output, &r.candidate.output, &mut body);
+        side(&mut body, &r.candidate);
+        body.raw("</td><td>");
+        if r.baseline.is_some() && r.candidate.is_some() {
+            diff::render(&output(&r.baseline), &output(&r.candidate), &mut body);
+        }
         body.raw("</td></tr>");
     }
     body.raw("</tbody></table></div>");
-    pager(&mut body, p.page, p.per_page, rows.len(), &|n| {
+    pager(&mut body, p.page, p.per_page, p.total, &|n| {
         link(p.show.as_str(), n)
     });
     layout(Some(viewer), "compare", &body)

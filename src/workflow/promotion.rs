@@ -188,6 +188,50 @@ pub fn comparison(
     })
 }
 
+/// The comparison of two experiments computed in memory from both sides' verdicts (see
+/// `ExperimentStore::verdicts`), with every row listed: the same figures as `comparison`,
+/// several times faster on large experiments, for a page that keeps the comparison and pages
+/// through its rows. Rows hold no texts: a page reads those of the rows it shows
+/// (`ExperimentStore::row_texts`).
+pub fn comparison_in_memory(
+    ctx: &Context,
+    baseline: &Experiment,
+    candidate: &Experiment,
+    inference: &Inference,
+) -> Result<(Comparison, Vec<crate::compare::RowPair>)> {
+    for e in [baseline, candidate] {
+        check_cluster_column(
+            inference,
+            &e.dataset.columns,
+            &format!("the dataset of experiment {}", e.id),
+        )?;
+    }
+    let store = ctx.store_for_reading()?;
+    let column = inference.cluster_column.as_deref();
+    let (base, cand) = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| store.verdicts(baseline, column));
+        let cand = store.verdicts(candidate, column);
+        let base = reader
+            .join()
+            .map_err(|_| Error::operational("reading the results failed unexpectedly"))?;
+        Ok::<_, Error>((base?, cand?))
+    })?;
+    let side = |experiment, outcomes: Vec<RowOutcome>| Side {
+        experiment,
+        latency_p50_ms: crate::store::latency_percentile(&outcomes, 0.50),
+        latency_p95_ms: crate::store::latency_percentile(&outcomes, 0.95),
+        outcomes: outcomes.into_iter(),
+    };
+    let (mut result, rows) = crate::compare::compare_with_rows(
+        Some(side(baseline, base)),
+        side(candidate, cand),
+        usize::MAX,
+        inference,
+    );
+    result.price(&ctx.config()?.prices());
+    Ok((result, rows))
+}
+
 /// Clusters come from a dataset column: a column the dataset lacks is a mistake (exit 2), not
 /// a comparison in which every row is its own cluster.
 pub fn check_cluster_column(inference: &Inference, columns: &[String], what: &str) -> Result<()> {

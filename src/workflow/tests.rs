@@ -334,3 +334,53 @@ fn a_promotion_that_passes_moves_the_tag_with_its_evidence() {
         "{events:?}"
     );
 }
+
+#[test]
+fn a_comparison_in_memory_has_the_figures_of_the_streamed_one_and_every_row() {
+    // v2 answers rows 0–4 well and 5–9 badly.
+    let rule = Rule::new;
+    let mock = Mock::start(vec![
+        rule("careful", "a good answer"),
+        rule("sloppy question [0-4]", "good"),
+        rule("sloppy", "a poor answer"),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(&dir);
+    let ctx = context();
+    let run = |tag: &str| {
+        let prepared = prepare(
+            &ctx,
+            "p",
+            &VersionRef::Tag(tag.into()),
+            Some(&data),
+            None,
+            &request(&mock),
+        )
+        .unwrap();
+        launch(prepared, &ctx, &Recorder::default(), std::future::pending())
+            .unwrap()
+            .experiment
+    };
+    let (base, cand) = (run("production"), run("staging"));
+    let inference = crate::compare::Inference::default();
+    let mut streamed =
+        promotion::comparison(&ctx, Some(&base), &cand, usize::MAX, &inference).unwrap();
+    let (kept, rows) = promotion::comparison_in_memory(&ctx, &base, &cand, &inference).unwrap();
+    assert_eq!(streamed.regressed_total, 5);
+    assert!(!streamed.regressed[0].candidate.output.is_empty());
+    // The same comparison, less the rows' texts, which a page reads for the rows it shows.
+    for change in streamed.regressed.iter_mut().chain(&mut streamed.improved) {
+        change.input.clear();
+        change.baseline.output.clear();
+        change.candidate.output.clear();
+    }
+    assert_eq!(kept, streamed);
+    let listed: Vec<(String, Option<bool>, Option<bool>)> = rows
+        .into_iter()
+        .map(|r| (r.row_id, r.baseline, r.candidate))
+        .collect();
+    let want: Vec<(String, Option<bool>, Option<bool>)> = (0..10)
+        .map(|i| (format!("r{i}"), Some(true), Some(i < 5)))
+        .collect();
+    assert_eq!(listed, want);
+}

@@ -4,7 +4,7 @@
 use super::{PgStore, corrupt, require_prompt};
 use crate::model::{
     CachedResponse, DatasetRef, EvaluatorSummary, Experiment, ExperimentStatus, Lease, Message,
-    NewExperiment, ResultStatus, RowOutcome, RunResult, Score, Summary, now,
+    NewExperiment, ResultStatus, RowOutcome, RowText, RunResult, Score, Summary, now,
 };
 use crate::store::{ExperimentStore, ResponseCache, Result, ResultSink, StoreError, VisitResult};
 use serde::Serialize;
@@ -285,6 +285,106 @@ impl ExperimentStore for PgStore {
             }
             Ok(())
         })
+    }
+
+    fn verdicts(
+        &self,
+        experiment: &Experiment,
+        cluster_column: Option<&str>,
+    ) -> Result<Vec<RowOutcome>> {
+        self.read(async |db| {
+            // Two scans in primary-key order, merged: no join and no sort by the server.
+            let vars = if cluster_column.is_some() {
+                "vars"
+            } else {
+                "NULL::text"
+            };
+            let mut keyed = Vec::with_capacity(experiment.planned.clamp(0, 1 << 20) as usize);
+            db.stream(
+                &format!(
+                    "SELECT row_index, repetition, row_id, status = 'ok', latency_ms, \
+                     COALESCE(prompt_tokens, 0), COALESCE(completion_tokens, 0), {vars} \
+                     FROM results WHERE experiment_id = $1 ORDER BY row_index, repetition"
+                ),
+                &[&experiment.id],
+                |row| {
+                    let cluster = match row.try_get::<_, Option<&str>>(7)? {
+                        Some(text) => {
+                            crate::model::cluster_key(&json_column(text, "vars")?, cluster_column)
+                        }
+                        None => None,
+                    };
+                    keyed.push((
+                        (row.try_get(0)?, row.try_get(1)?),
+                        RowOutcome {
+                            row_id: row.try_get(2)?,
+                            repetition: row.try_get(1)?,
+                            ok: row.try_get(3)?,
+                            latency_ms: row.try_get(4)?,
+                            prompt_tokens: row.try_get(5)?,
+                            completion_tokens: row.try_get(6)?,
+                            output: String::new(),
+                            input: String::new(),
+                            scores: Vec::new(),
+                            cluster,
+                        },
+                    ));
+                    Ok(())
+                },
+            )
+            .await?;
+            let mut scores = Vec::new();
+            db.stream(
+                "SELECT row_index, repetition, evaluator, pass, score FROM scores \
+                 WHERE experiment_id = $1 ORDER BY row_index, repetition, evaluator",
+                &[&experiment.id],
+                |row| {
+                    scores.push((
+                        (row.try_get(0)?, row.try_get(1)?),
+                        (row.try_get(2)?, row.try_get(3)?, row.try_get(4)?),
+                    ));
+                    Ok(())
+                },
+            )
+            .await?;
+            Ok(crate::store::in_row_id_order(keyed, scores))
+        })
+    }
+
+    fn row_texts(&self, experiment: &Experiment, row_ids: &[String]) -> Result<Vec<RowText>> {
+        let expected = experiment.settings.expected_column.as_deref();
+        let rows = self.read(async |db| {
+            // The first repetition of each row: DISTINCT ON keeps the first of each row id in
+            // the order given.
+            db.query(
+                "SELECT DISTINCT ON (row_id) row_id, vars, expected, \
+                 substr(COALESCE(output, error_message, ''), 1, $3), status <> 'ok' \
+                 FROM results WHERE experiment_id = $1 AND row_id = ANY($2) \
+                 AND row_id IS NOT NULL ORDER BY row_id, repetition, row_index",
+                &[
+                    &experiment.id,
+                    &row_ids,
+                    &(crate::store::ROW_TEXT_CHARS as i32),
+                ],
+            )
+            .await
+        })?;
+        let mut found = std::collections::HashMap::new();
+        for row in rows {
+            let id: String = row.try_get(0)?;
+            let vars: crate::model::JsonObject = json_column(row.try_get(1)?, "vars")?;
+            found.insert(
+                id.clone(),
+                RowText {
+                    row_id: id,
+                    input: crate::model::input_summary(&vars, expected),
+                    expected: row.try_get(2)?,
+                    output: row.try_get(3)?,
+                    error: row.try_get(4)?,
+                },
+            );
+        }
+        Ok(row_ids.iter().filter_map(|id| found.remove(id)).collect())
     }
 
     fn finish_experiment(&self, id: &str, status: ExperimentStatus, wall_ms: i64) -> Result<()> {
@@ -865,7 +965,7 @@ async fn summary(db: &super::Db, experiment: &Experiment) -> Result<Summary> {
         if ok == 0 {
             break;
         }
-        let rank = ((p * ok as f64).ceil() as i64).clamp(1, ok) - 1;
+        let rank = crate::store::nearest_rank(ok, p);
         *slot = db
             .opt(
                 "SELECT latency_ms FROM results WHERE experiment_id = $1 AND status = 'ok' \

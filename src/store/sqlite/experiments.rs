@@ -4,7 +4,7 @@
 use super::{SqliteStore, require_prompt};
 use crate::model::{
     CachedResponse, DatasetRef, EvaluatorSummary, Experiment, ExperimentStatus, Message,
-    NewExperiment, ResultStatus, RowOutcome, RunResult, Score, Summary, now,
+    NewExperiment, ResultStatus, RowOutcome, RowText, RunResult, Score, Summary, now,
 };
 use crate::store::{ExperimentStore, ResponseCache, Result, ResultSink, StoreError, VisitResult};
 use rusqlite::{OptionalExtension, params};
@@ -260,6 +260,93 @@ impl ExperimentStore for SqliteStore {
                 visit(done)?;
             }
             Ok(())
+        })
+    }
+
+    fn verdicts(
+        &self,
+        experiment: &Experiment,
+        cluster_column: Option<&str>,
+    ) -> Result<Vec<RowOutcome>> {
+        self.read(|conn| {
+            // Two scans in primary-key order, merged: no per-row index lookup.
+            let vars = if cluster_column.is_some() {
+                "vars"
+            } else {
+                "NULL"
+            };
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT row_index, repetition, row_id, status = 'ok', latency_ms, \
+                 COALESCE(prompt_tokens, 0), COALESCE(completion_tokens, 0), {vars} \
+                 FROM results WHERE experiment_id = ?1 ORDER BY row_index, repetition"
+            ))?;
+            let mut rows = stmt.query(params![experiment.id])?;
+            let mut keyed = Vec::with_capacity(experiment.planned.clamp(0, 1 << 20) as usize);
+            while let Some(row) = rows.next()? {
+                let cluster = match row.get::<_, Option<String>>(7)? {
+                    Some(text) => {
+                        crate::model::cluster_key(&json_column(&text, 7)?, cluster_column)
+                    }
+                    None => None,
+                };
+                keyed.push((
+                    (row.get(0)?, row.get(1)?),
+                    RowOutcome {
+                        row_id: row.get(2)?,
+                        repetition: row.get(1)?,
+                        ok: row.get(3)?,
+                        latency_ms: row.get(4)?,
+                        prompt_tokens: row.get(5)?,
+                        completion_tokens: row.get(6)?,
+                        output: String::new(),
+                        input: String::new(),
+                        scores: Vec::new(),
+                        cluster,
+                    },
+                ));
+            }
+            let mut stmt = conn.prepare_cached(
+                "SELECT row_index, repetition, evaluator, pass, score FROM scores \
+                 WHERE experiment_id = ?1 ORDER BY row_index, repetition, evaluator",
+            )?;
+            let scores = stmt
+                .query_map(params![experiment.id], |r| {
+                    Ok(((r.get(0)?, r.get(1)?), (r.get(2)?, r.get(3)?, r.get(4)?)))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(crate::store::in_row_id_order(keyed, scores))
+        })
+    }
+
+    fn row_texts(&self, experiment: &Experiment, row_ids: &[String]) -> Result<Vec<RowText>> {
+        let expected = experiment.settings.expected_column.as_deref();
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT vars, expected, substr(COALESCE(output, error_message, ''), 1, ?3), \
+                 status <> 'ok' FROM results WHERE experiment_id = ?1 AND row_id = ?2 \
+                 ORDER BY repetition, row_index LIMIT 1",
+            )?;
+            let mut texts = Vec::new();
+            for id in row_ids {
+                let found = stmt
+                    .query_row(
+                        params![experiment.id, id, crate::store::ROW_TEXT_CHARS],
+                        |r| {
+                            let vars: crate::model::JsonObject =
+                                json_column(&r.get::<_, String>(0)?, 0)?;
+                            Ok(RowText {
+                                row_id: id.clone(),
+                                input: crate::model::input_summary(&vars, expected),
+                                expected: r.get(1)?,
+                                output: r.get(2)?,
+                                error: r.get(3)?,
+                            })
+                        },
+                    )
+                    .optional()?;
+                texts.extend(found);
+            }
+            Ok(texts)
         })
     }
 
@@ -682,7 +769,7 @@ fn summary(conn: &rusqlite::Connection, experiment: &Experiment) -> Result<Summa
         }
         // Nearest-rank percentile over the successful calls, computed by the database so
         // no latency list is held in memory.
-        let rank = ((p * ok as f64).ceil() as i64).clamp(1, ok) - 1;
+        let rank = crate::store::nearest_rank(ok, p);
         Ok(conn
             .prepare_cached(
                 "SELECT latency_ms FROM results WHERE experiment_id = ?1 AND status = 'ok' \
