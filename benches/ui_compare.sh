@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Time to open the web UI's comparison page of two large experiments (default 100,000 rows
 # each, the candidate wrong on every third row): the first open (read from the store) and the
-# next pages (paged from the comparison kept in memory). Prints the figures; asserts nothing.
+# next pages and filters, every row included (paged from the comparison kept in memory).
+# Prints the figures; asserts nothing.
 #   bash benches/ui_compare.sh [ROWS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,3 +29,7 @@ for page in 2 100 600; do
 done
 read -r code secs < <(time_page "&show=improved")
 printf 'improved filter: HTTP %s in %.0f ms\n' "$code" "$(echo "$secs * 1000" | bc)"
+for page in 1 1000; do
+    read -r code secs < <(time_page "&show=all&page=$page")
+    printf 'all rows page %s: HTTP %s in %.0f ms\n' "$page" "$code" "$(echo "$secs * 1000" | bc)"
+done

@@ -1576,7 +1576,7 @@ pub fn compare(viewer: &Viewer, p: &ComparePage<'_>) -> String {
         body.raw("<tr><td><code>")
             .text(&r.row_id)
             .raw("</code><div>");
-        badge(&mut body, r.kind, r.kind);
+        badge(&mut body, r.kind, &r.kind.replace(' ', "-"));
         body.raw("</div>");
         if let Some(evaluator) = &r.evaluator {
             body.raw("<div class=\"muted small\">")

@@ -513,6 +513,10 @@ fn the_ui_in_a_real_browser() {
             .text("table.compare")
             .contains("no rows changed verdict")
     );
+    browser.submit(".tabs a[href*='show=all']", "show=all");
+    assert!(browser.text("body").contains("Every row"));
+    assert!(browser.count("table.compare tbody tr .badge.unchanged") >= 1);
+    browser.screenshot("compare-all");
     browser.open(&format!("{base}/prompts/support/experiments"));
     browser.click("table.list tbody tr:first-child td:first-child a");
     browser.submit(".tabs a[href*='show=failed']", "show=failed");

@@ -427,6 +427,27 @@ fn experiments_compare_and_the_promotion_behind_a_tag() {
         improved.text.contains("diff-line ins"),
         "outputs are diffed"
     );
+    // Every row, in row-id order, each side with its verdict and what the row expected.
+    let all = server.get(&format!(
+        "/compare?baseline={baseline}&candidate={candidate}&show=all"
+    ));
+    assert_eq!(all.status, 200);
+    assert!(all.text.contains("<h2>Every row</h2>"), "{}", all.text);
+    let at = |code: &str| all.text.find(&format!("<code>{code}</code>")).unwrap();
+    assert!(at("a") < at("b") && at("b") < at("c"), "{}", all.text);
+    assert!(all.text.contains("badge unchanged"), "{}", all.text);
+    assert!(all.text.contains("expected: password"), "{}", all.text);
+    assert!(all.text.contains("3 in all"), "{}", all.text);
+    assert!(all.text.contains("I cannot help."), "the baseline's output");
+    assert!(!all.text.contains("<script>x"), "inputs are escaped");
+    assert_eq!(
+        server
+            .get(&format!(
+                "/compare?baseline={baseline}&candidate={candidate}&show=bogus"
+            ))
+            .status,
+        422
+    );
     assert_eq!(server.get("/compare?baseline=x").status, 422);
 }
 
