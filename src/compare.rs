@@ -417,7 +417,13 @@ impl<'a, I: Iterator<Item = RowOutcome>> Folder<'a, I> {
                     };
                     let pass_rate = *passed as f64 / n;
                     let mean_score = sum / n;
-                    let (p, s) = (estimate(pass, pass_rate), estimate(score, mean_score));
+                    // A row's verdict is pass or fail: Wilson's interval, unless clusters
+                    // make the rows dependent.
+                    let p = pass.standard_error().map(|se| match se.clusters {
+                        None => Estimate::proportion(*passed as f64, n, se.se, self.confidence),
+                        Some(_) => Estimate::normal_rate(pass_rate, se.se, self.confidence),
+                    });
+                    let s = estimate(score, mean_score);
                     EvalMetric {
                         evaluator: name.clone(),
                         pass_rate,

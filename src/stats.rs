@@ -517,6 +517,63 @@ impl Estimate {
             ci: [estimate - half, estimate + half],
         }
     }
+
+    /// A pass rate: `passed` of `rows` independent pass / fail rows. The standard error stays
+    /// s/√n; the interval is Wilson's score interval, which stays inside [0, 1] and keeps a
+    /// width where the normal one collapses (every row passing gives SE 0 and a normal
+    /// interval of one point; 20 of 20 rows passing is not proof of a 100 % rate).
+    pub fn proportion(passed: f64, rows: f64, se: f64, confidence: f64) -> Estimate {
+        Estimate {
+            estimate: passed / rows,
+            se,
+            ci: wilson_interval(passed, rows, confidence),
+        }
+    }
+
+    /// A mean that cannot leave [0, 1] (a pass rate averaged over repetitions or clustered):
+    /// the normal interval cut to that range.
+    pub fn normal_rate(estimate: f64, se: f64, confidence: f64) -> Estimate {
+        let e = Estimate::normal(estimate, se, confidence);
+        Estimate {
+            ci: [e.ci[0].max(0.0), e.ci[1].min(1.0)],
+            ..e
+        }
+    }
+}
+
+/// Wilson's score interval for a proportion of `passed` in `rows` (statsmodels'
+/// `proportion_confint(method="wilson")`).
+pub fn wilson_interval(passed: f64, rows: f64, confidence: f64) -> [f64; 2] {
+    if rows <= 0.0 {
+        return [0.0, 1.0];
+    }
+    let z = z_critical(confidence);
+    let p = passed / rows;
+    let z2 = z * z;
+    let denominator = 1.0 + z2 / rows;
+    let center = (p + z2 / (2.0 * rows)) / denominator;
+    let half = z * (p * (1.0 - p) / rows + z2 / (4.0 * rows * rows)).sqrt() / denominator;
+    [(center - half).max(0.0), (center + half).min(1.0)]
+}
+
+/// The interval of a difference between two matched proportions, candidate − baseline, from
+/// the rows that changed verdict: Agresti and Min's adjusted Wald interval (Statistics in
+/// Medicine 24, 2005), half a row added to each cell of the 2×2 table. Where every row agrees
+/// it still has a width (no evidence is not evidence of no difference), and it stays in
+/// [−1, 1].
+pub fn matched_pairs_interval(
+    regressed: u64,
+    improved: u64,
+    rows: u64,
+    confidence: f64,
+) -> [f64; 2] {
+    let z = z_critical(confidence);
+    let m = rows as f64 + 2.0;
+    let up = (improved as f64 + 0.5) / m;
+    let down = (regressed as f64 + 0.5) / m;
+    let center = up - down;
+    let half = z * (((up + down) - center * center) / m).sqrt();
+    [(center - half).max(-1.0), (center + half).min(1.0)]
 }
 
 /// The test behind a paired difference's p-value.
@@ -535,7 +592,9 @@ pub struct Paired {
     pub rows: u64,
     pub estimate: f64,
     pub se: StandardError,
-    /// The t interval at the confidence asked (t with the error's degrees of freedom).
+    /// The interval at the confidence asked: for pass / fail rows taken as independent,
+    /// Agresti and Min's ([`matched_pairs_interval`]); otherwise the t interval with the
+    /// error's degrees of freedom.
     pub ci: [f64; 2],
     pub p_value: f64,
     /// The test's name as reports print it.
@@ -549,6 +608,16 @@ pub fn paired(diffs: &Sample, test: PairedTest, confidence: f64) -> Option<Paire
     let se = diffs.standard_error()?;
     let estimate = diffs.mean();
     let half = t_critical(confidence, se.df) * se.se;
+    let ci = match (test, se.clusters) {
+        (
+            PairedTest::McNemarExact {
+                regressed,
+                improved,
+            },
+            None,
+        ) => matched_pairs_interval(regressed, improved, diffs.count(), confidence),
+        _ => [estimate - half, estimate + half],
+    };
     let t_p = || {
         if se.se > 0.0 {
             t_two_sided_p(estimate / se.se, se.df)
@@ -579,7 +648,7 @@ pub fn paired(diffs: &Sample, test: PairedTest, confidence: f64) -> Option<Paire
         rows: diffs.count(),
         estimate,
         se,
-        ci: [estimate - half, estimate + half],
+        ci,
         p_value,
         test,
         mde: minimum_detectable_effect(se.se, confidence, POWER),
@@ -816,6 +885,23 @@ mod tests {
         assert!((e.se * 100.0 - 2.9).abs() < 0.05);
         assert!(close(e.ci[0], f(&miller["ci"][0]), tol));
         assert!(close(e.ci[1], f(&miller["ci"][1]), tol));
+        let w = Estimate::proportion(137.0, 164.0, e.se, confidence);
+        assert!(close(w.ci[0], f(&miller["wilson"][0]), tol));
+        assert!(close(w.ci[1], f(&miller["wilson"][1]), tol));
+
+        // Small samples, where the normal interval leaves [0, 1] or collapses.
+        let small = &r["small_samples"];
+        for case in small["wilson"].as_array().unwrap() {
+            let got = wilson_interval(f(&case["passed"]), f(&case["rows"]), confidence);
+            assert!(close(got[0], f(&case["ci"][0]), tol), "{case}");
+            assert!(close(got[1], f(&case["ci"][1]), tol), "{case}");
+        }
+        for case in small["matched"].as_array().unwrap() {
+            let n = |k: &str| case[k].as_u64().unwrap();
+            let got = matched_pairs_interval(n("regressed"), n("improved"), n("rows"), confidence);
+            assert!(close(got[0], f(&case["ci"][0]), tol), "{case}");
+            assert!(close(got[1], f(&case["ci"][1]), tol), "{case}");
+        }
 
         // Clustered errors: a mean, and paired differences with the clustered t-test.
         for (key, test) in [("clustered", false), ("clustered_paired", true)] {
@@ -877,8 +963,8 @@ mod tests {
         assert_eq!(p.test, "McNemar's exact test");
         assert!(close(p.p_value, f(&case["mcnemar_exact_p_value"]), tol));
         assert!(close(p.se.se, f(&want["se"]), tol));
-        assert!(close(p.ci[0], f(&want["ci"][0]), tol));
-        assert!(close(p.ci[1], f(&want["ci"][1]), tol));
+        assert!(close(p.ci[0], f(&case["agresti_min_ci"][0]), tol));
+        assert!(close(p.ci[1], f(&case["agresti_min_ci"][1]), tol));
         assert!(p.p_value < 0.05 && f(&case["unpaired_two_proportion_p_value"]) > 0.05);
 
         // Power: rows needed for 80 % power.

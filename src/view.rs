@@ -216,10 +216,19 @@ pub fn evaluator_statistics(summary: &Summary, confidence: f64) -> Vec<Evaluator
             } else {
                 0.0
             };
-            let of = |sums: &crate::model::SpreadSums| {
+            let of = |sums: &crate::model::SpreadSums, rate: bool| {
                 let moments = stats::Moments::from_sums(rows, sums.sum, sums.sum_sq);
                 let estimate = moments.variance().map(|variance| {
-                    Estimate::normal(moments.mean(), (variance / rows as f64).sqrt(), confidence)
+                    let se = (variance / rows as f64).sqrt();
+                    match (rate, repetitions > 1.0) {
+                        // One answer a row: each row passed or failed.
+                        (true, false) => {
+                            Estimate::proportion(sums.sum, rows as f64, se, confidence)
+                        }
+                        // A row's pass is the share of its answers that passed.
+                        (true, true) => Estimate::normal_rate(moments.mean(), se, confidence),
+                        (false, _) => Estimate::normal(moments.mean(), se, confidence),
+                    }
                 });
                 let one = (repetitions > 1.0)
                     .then(|| {
@@ -229,8 +238,8 @@ pub fn evaluator_statistics(summary: &Summary, confidence: f64) -> Vec<Evaluator
                     .map(|gain| gain.se_one);
                 (estimate, one)
             };
-            let (pass_rate, pass_one) = of(&spread.pass);
-            let (mean_score, score_one) = of(&spread.score);
+            let (pass_rate, pass_one) = of(&spread.pass, true);
+            let (mean_score, score_one) = of(&spread.score, false);
             EvaluatorStatistics {
                 evaluator: e.evaluator.clone(),
                 rows: spread.rows,

@@ -118,15 +118,22 @@ fn miller_164_questions_at_83_6_percent_have_a_standard_error_of_2_9_points() {
         "{pass}"
     );
     assert!(close(f(&pass["se"]), f(&r["miller"]["se"])), "{pass}");
-    assert!(close(f(&pass["ci"][0]), f(&r["miller"]["ci"][0])), "{pass}");
-    assert!(close(f(&pass["ci"][1]), f(&r["miller"]["ci"][1])), "{pass}");
+    // A pass rate's interval is Wilson's (statsmodels' `method="wilson"`), not estimate ± z·SE.
+    assert!(
+        close(f(&pass["ci"][0]), f(&r["miller"]["wilson"][0])),
+        "{pass}"
+    );
+    assert!(
+        close(f(&pass["ci"][1]), f(&r["miller"]["wilson"][1])),
+        "{pass}"
+    );
     assert!((f(&pass["se"]) * 100.0 - 2.9).abs() < 0.05);
     // Without repetitions there is nothing to say about them.
     assert!(st["pass_rate_se_one_repetition"].is_null());
 
     let text = env.ok(&["experiment", "show", "last"]);
     assert!(
-        text.contains("pass rate 95% CI 77.8–89.2% (SE 2.9 pts)"),
+        text.contains("pass rate 95% CI 77.1–88.4% (SE 2.9 pts)"),
         "{text}"
     );
 }
@@ -163,8 +170,10 @@ fn compare_reports_the_paired_difference_with_mcnemars_exact_test() {
     let want = &case["paired"];
     assert!(close(f(&d["estimate"]), f(&want["estimate"])), "{d}");
     assert!(close(f(&d["se"]), f(&want["se"])), "{d}");
-    assert!(close(f(&d["ci"][0]), f(&want["ci"][0])), "{d}");
-    assert!(close(f(&d["ci"][1]), f(&want["ci"][1])), "{d}");
+    // Pass / fail pairs: Agresti and Min's interval, not the t interval of the differences.
+    let interval = &case["agresti_min_ci"];
+    assert!(close(f(&d["ci"][0]), f(&interval[0])), "{d}");
+    assert!(close(f(&d["ci"][1]), f(&interval[1])), "{d}");
     assert_eq!(f(&d["df"]), f(&want["df"]));
     // Significant paired, while the two bare rates are not told apart by an unpaired test.
     assert!(f(&d["p_value"]) < 0.05);
@@ -195,7 +204,7 @@ fn compare_reports_the_paired_difference_with_mcnemars_exact_test() {
     ]);
     assert!(text.contains("is the difference real?"), "{text}");
     assert!(text.contains("-13.3 pts"), "{text}");
-    assert!(text.contains("-22.2 pts to -4.5 pts"), "{text}");
+    assert!(text.contains("-21.8 pts to -4.0 pts"), "{text}");
     assert!(text.contains("0.0078 (McNemar's exact test)"), "{text}");
 }
 
@@ -218,7 +227,7 @@ fn non_inferior_and_min_improvement_gate_on_the_lower_bound_and_warn_when_underp
     let d = &c["evaluators"][0]["pass_rate_difference"];
     let (low, mde) = (f(&d["ci"][0]), f(&d["minimum_detectable_effect"]));
 
-    // Not worse by more than 30 points: the lower bound (-22.2 pts) clears it, and 60 rows
+    // Not worse by more than 30 points: the lower bound (-21.8 pts) clears it, and 60 rows
     // detect 12.4 points, so no warning.
     let gated = |extra: &[&str]| {
         let mut args = vec![
@@ -315,13 +324,13 @@ fn non_inferior_and_min_improvement_gate_on_the_lower_bound_and_warn_when_underp
     );
     let md = std::fs::read_to_string(md).unwrap();
     assert!(md.contains("McNemar's exact test"), "{md}");
-    assert!(md.contains("95% CI -22.2 pts to -4.5 pts"), "{md}");
+    assert!(md.contains("95% CI -21.8 pts to -4.0 pts"), "{md}");
     let junit = std::fs::read_to_string(junit).unwrap();
     assert!(
         junit.contains("<testcase name=\"non-inferior [icontains]\""),
         "{junit}"
     );
-    assert!(junit.contains("lower bound -22.2 pts"), "{junit}");
+    assert!(junit.contains("lower bound -21.8 pts"), "{junit}");
     // The candidate's pass rate, 40 of 60, with its interval.
     assert!(junit.contains("66.7% (95% CI "), "{junit}");
     let history = env.json(&["tag", "history", "ab", "production", "--json"]);
@@ -655,6 +664,54 @@ fn plan_counts_rows_and_repetitions_and_sends_nothing() {
 }
 
 #[test]
+fn five_rows_passing_on_both_sides_are_no_proof_of_non_inferiority() {
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    setup(&env);
+    // Every row passes on both sides: the differences are all 0, their SE is 0, and a
+    // normal interval would be [0, 0], "proving" the candidate no worse by any margin.
+    let data = dataset(&env, "five.csv", &[1.0; 5], &[1.0; 5], None);
+    let base = server.base_url();
+    let c = compare_json(&env, &data, &base, &[]);
+    let side = &c["candidate"]["evaluators"][0];
+    assert_eq!(side["pass_rate"], 1.0);
+    let (low, high) = (f(&side["pass_rate_ci"][0]), f(&side["pass_rate_ci"][1]));
+    assert!(
+        low < 0.6 && high == 1.0,
+        "Wilson: 5 of 5 is not 100 % for sure: {side}"
+    );
+    let d = &c["evaluators"][0]["pass_rate_difference"];
+    assert_eq!(d["estimate"], 0.0);
+    assert_eq!(d["se"], 0.0);
+    assert!(f(&d["ci"][0]) < -0.25 && f(&d["ci"][1]) > 0.25, "{d}");
+    let before = env.json(&["tag", "history", "ab", "--json"]);
+    let out = env.run(&[
+        "promote",
+        "--prompt",
+        "ab",
+        "--from",
+        "staging",
+        "--to",
+        "production",
+        "--dataset",
+        &data,
+        "--eval",
+        "icontains",
+        "--base-url",
+        &base,
+        "--non-inferior",
+        "0.05",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["moved"], false, "{json}");
+    let criterion = &json["verdict"]["criteria"][0];
+    assert_eq!(criterion["passed"], false, "{criterion}");
+    assert_eq!(env.json(&["tag", "history", "ab", "--json"]), before);
+}
+
+#[test]
 fn the_confidence_level_comes_from_the_flag_or_runner_toml() {
     let env = Env::new();
     let server = FaultServer::start(Duration::ZERO);
@@ -684,16 +741,20 @@ fn the_confidence_level_comes_from_the_flag_or_runner_toml() {
         let ci = &v["statistics"][0]["pass_rate"]["ci"];
         (f(&ci[1]) - f(&ci[0])) / 2.0
     };
+    // Wilson's half-width for 137 of 164 at the critical value z.
+    let wilson = |z: f64| {
+        let (n, p) = (164.0, 137.0 / 164.0);
+        z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / (1.0 + z * z / n)
+    };
     let default = at(&[]);
-    let se = f(&default["statistics"][0]["pass_rate"]["se"]);
-    assert!(close(half(&default), 1.959_963_984_540_054 * se));
+    assert!(close(half(&default), wilson(1.959_963_984_540_054)));
     let flag = at(&["--confidence", "0.99"]);
     assert_eq!(flag["confidence"], 0.99);
-    assert!(close(half(&flag), 2.575_829_303_548_900_4 * se));
+    assert!(close(half(&flag), wilson(2.575_829_303_548_900_4)));
     env.write("runner.toml", "confidence = 0.9\n");
     let file = at(&[]);
     assert_eq!(file["confidence"], 0.9);
-    assert!(close(half(&file), 1.644_853_626_951_472_2 * se));
+    assert!(close(half(&file), wilson(1.644_853_626_951_472_2)));
     // The flag overrides the file.
     assert_eq!(at(&["--confidence", "0.99"])["confidence"], 0.99);
 

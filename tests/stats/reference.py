@@ -17,6 +17,7 @@ import scipy
 import statsmodels.api as sm
 from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.proportion import proportion_confint
 
 CONFIDENCE = 0.95
 
@@ -53,6 +54,39 @@ def miller():
         "mean": float(np.mean(x)),
         "se": se,
         "ci": normal_interval(float(np.mean(x)), se),
+        "wilson": wilson(137, 164),
+    }
+
+
+def wilson(count, nobs):
+    low, high = proportion_confint(count, nobs, alpha=1 - CONFIDENCE, method="wilson")
+    return [float(low), float(high)]
+
+
+def agresti_min(regressed, improved, rows):
+    """Agresti and Min (2005): the Wald interval of a difference of matched proportions with
+    half a row added to each cell of the 2x2 table (statsmodels has no paired interval; this
+    is the published formula, written out with numpy)."""
+    z = stats.norm.ppf(1 - (1 - CONFIDENCE) / 2)
+    m = rows + 2.0
+    up, down = (improved + 0.5) / m, (regressed + 0.5) / m
+    center = up - down
+    half = z * np.sqrt(((up + down) - center**2) / m)
+    return [float(max(center - half, -1.0)), float(min(center + half, 1.0))]
+
+
+def small_samples():
+    # Where the normal interval fails: every row passing, one row failing of twenty, and a
+    # paired table with no discordant rows (the normal interval has width 0).
+    return {
+        "wilson": [
+            {"passed": k, "rows": n, "ci": wilson(k, n)}
+            for k, n in [(20, 20), (19, 20), (0, 5), (6, 7), (83, 100)]
+        ],
+        "matched": [
+            {"regressed": b, "improved": c, "rows": n, "ci": agresti_min(b, c, n)}
+            for b, c, n in [(0, 0, 5), (0, 6, 7), (8, 0, 60), (8, 22, 200)]
+        ],
     }
 
 
@@ -142,6 +176,7 @@ def paired_pass_fail_case():
             "ci": [float(ci.low), float(ci.high)],
             "df": float(paired.df),
         },
+        "agresti_min_ci": agresti_min(8, 0, 60),
         "unpaired_two_proportion_p_value": float(z_p),
     }
 
@@ -207,6 +242,7 @@ def main():
         "paired_scores": paired_scores_case(),
         "paired_pass_fail": paired_pass_fail_case(),
         "power": power_case(),
+        "small_samples": small_samples(),
     }
     with open(sys.argv[1], "w") as f:
         json.dump(out, f, indent=1)

@@ -294,19 +294,15 @@ impl ExperimentStore for PgStore {
     ) -> Result<Vec<RowOutcome>> {
         self.read(async |db| {
             // Two scans in primary-key order, merged: no join and no sort by the server.
-            let vars = if cluster_column.is_some() {
-                "vars"
-            } else {
-                "NULL::text"
-            };
+            // The variables (for the cluster key) are read only when clusters are asked for.
+            let clustered = cluster_column.is_some();
             let mut keyed = Vec::with_capacity(experiment.planned.clamp(0, 1 << 20) as usize);
             db.stream(
-                &format!(
-                    "SELECT row_index, repetition, row_id, status = 'ok', latency_ms, \
-                     COALESCE(prompt_tokens, 0), COALESCE(completion_tokens, 0), {vars} \
-                     FROM results WHERE experiment_id = $1 ORDER BY row_index, repetition"
-                ),
-                &[&experiment.id],
+                "SELECT row_index, repetition, row_id, status = 'ok', latency_ms, \
+                 COALESCE(prompt_tokens, 0), COALESCE(completion_tokens, 0), \
+                 CASE WHEN $2::boolean THEN vars END \
+                 FROM results WHERE experiment_id = $1 ORDER BY row_index, repetition",
+                &[&experiment.id, &clustered],
                 |row| {
                     let cluster = match row.try_get::<_, Option<&str>>(7)? {
                         Some(text) => {

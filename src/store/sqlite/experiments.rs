@@ -270,17 +270,14 @@ impl ExperimentStore for SqliteStore {
     ) -> Result<Vec<RowOutcome>> {
         self.read(|conn| {
             // Two scans in primary-key order, merged: no per-row index lookup.
-            let vars = if cluster_column.is_some() {
-                "vars"
-            } else {
-                "NULL"
-            };
-            let mut stmt = conn.prepare_cached(&format!(
+            // The variables (for the cluster key) are read only when clusters are asked for.
+            let mut stmt = conn.prepare_cached(
                 "SELECT row_index, repetition, row_id, status = 'ok', latency_ms, \
-                 COALESCE(prompt_tokens, 0), COALESCE(completion_tokens, 0), {vars} \
-                 FROM results WHERE experiment_id = ?1 ORDER BY row_index, repetition"
-            ))?;
-            let mut rows = stmt.query(params![experiment.id])?;
+                 COALESCE(prompt_tokens, 0), COALESCE(completion_tokens, 0), \
+                 CASE WHEN ?2 THEN vars END \
+                 FROM results WHERE experiment_id = ?1 ORDER BY row_index, repetition",
+            )?;
+            let mut rows = stmt.query(params![experiment.id, cluster_column.is_some()])?;
             let mut keyed = Vec::with_capacity(experiment.planned.clamp(0, 1 << 20) as usize);
             while let Some(row) = rows.next()? {
                 let cluster = match row.get::<_, Option<String>>(7)? {
