@@ -497,7 +497,7 @@ pub struct CompareArgs {
     /// Run whatever experiment is missing first.
     #[arg(long)]
     pub run: bool,
-    /// Regressed and improved rows to show, each [default: 10].
+    /// Regressed and improved rows to show, each.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub rows: usize,
     #[arg(long, conflicts_with = "markdown")]
