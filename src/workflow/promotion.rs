@@ -126,13 +126,7 @@ pub fn comparison(
     keep: usize,
     inference: &Inference,
 ) -> Result<Comparison> {
-    for e in baseline.into_iter().chain([candidate]) {
-        check_cluster_column(
-            inference,
-            &e.dataset.columns,
-            &format!("the dataset of experiment {}", e.id),
-        )?;
-    }
+    check_experiments_cluster_column(inference, baseline.into_iter().chain([candidate]))?;
     let store = ctx.store_for_reading()?;
     let summary = |e: &Experiment| store.summary(e);
     let base_summary = baseline.map(summary).transpose()?;
@@ -199,13 +193,7 @@ pub fn comparison_in_memory(
     candidate: &Experiment,
     inference: &Inference,
 ) -> Result<(Comparison, Vec<crate::compare::RowPair>)> {
-    for e in [baseline, candidate] {
-        check_cluster_column(
-            inference,
-            &e.dataset.columns,
-            &format!("the dataset of experiment {}", e.id),
-        )?;
-    }
+    check_experiments_cluster_column(inference, [baseline, candidate])?;
     let store = ctx.store_for_reading()?;
     let column = inference.cluster_column.as_deref();
     let (base, cand) = std::thread::scope(|scope| {
@@ -230,6 +218,21 @@ pub fn comparison_in_memory(
     );
     result.price(&ctx.config()?.prices());
     Ok((result, rows))
+}
+
+/// [`check_cluster_column`] on the dataset of each experiment.
+fn check_experiments_cluster_column<'a>(
+    inference: &Inference,
+    experiments: impl IntoIterator<Item = &'a Experiment>,
+) -> Result<()> {
+    for e in experiments {
+        check_cluster_column(
+            inference,
+            &e.dataset.columns,
+            &format!("the dataset of experiment {}", e.id),
+        )?;
+    }
+    Ok(())
 }
 
 /// Clusters come from a dataset column: a column the dataset lacks is a mistake (exit 2), not

@@ -87,6 +87,27 @@ fn compare_json(env: &Env, data: &str, base: &str, extra: &[&str]) -> Value {
     env.json(&args)
 }
 
+/// `runner promote` of staging to production over `data`, with `extra` criteria and flags.
+fn promote(env: &Env, data: &str, base: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "promote",
+        "--prompt",
+        "ab",
+        "--from",
+        "staging",
+        "--to",
+        "production",
+        "--dataset",
+        data,
+        "--eval",
+        "icontains",
+        "--base-url",
+        base,
+    ];
+    args.extend_from_slice(extra);
+    env.run(&args)
+}
+
 #[test]
 fn miller_164_questions_at_83_6_percent_have_a_standard_error_of_2_9_points() {
     let env = Env::new();
@@ -293,29 +314,21 @@ fn non_inferior_and_min_improvement_gate_on_the_lower_bound_and_warn_when_underp
     // promote takes the same criteria; its reports carry the interval and the test.
     let md = env.path("gate.md");
     let junit = env.path("gate.xml");
-    let out = env.run(&[
-        "promote",
-        "--prompt",
-        "ab",
-        "--from",
-        "staging",
-        "--to",
-        "production",
-        "--dataset",
+    let out = promote(
+        &env,
         &data,
-        "--eval",
-        "icontains",
-        "--base-url",
         &base,
-        "--non-inferior",
-        "0.3",
-        "--min-pass-rate",
-        "0.5",
-        "--markdown",
-        md.to_str().unwrap(),
-        "--junit",
-        junit.to_str().unwrap(),
-    ]);
+        &[
+            "--non-inferior",
+            "0.3",
+            "--min-pass-rate",
+            "0.5",
+            "--markdown",
+            md.to_str().unwrap(),
+            "--junit",
+            junit.to_str().unwrap(),
+        ],
+    );
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -685,24 +698,7 @@ fn five_rows_passing_on_both_sides_are_no_proof_of_non_inferiority() {
     assert_eq!(d["se"], 0.0);
     assert!(f(&d["ci"][0]) < -0.25 && f(&d["ci"][1]) > 0.25, "{d}");
     let before = env.json(&["tag", "history", "ab", "--json"]);
-    let out = env.run(&[
-        "promote",
-        "--prompt",
-        "ab",
-        "--from",
-        "staging",
-        "--to",
-        "production",
-        "--dataset",
-        &data,
-        "--eval",
-        "icontains",
-        "--base-url",
-        &base,
-        "--non-inferior",
-        "0.05",
-        "--json",
-    ]);
+    let out = promote(&env, &data, &base, &["--non-inferior", "0.05", "--json"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["moved"], false, "{json}");
