@@ -123,7 +123,16 @@ fn side_metric<'a>(side: Option<&'a SideMetrics>, evaluator: &str) -> Option<&'a
     side?.evaluators.iter().find(|m| m.evaluator == evaluator)
 }
 
-/// The half-width of an interval, after a value: `84.0% ±5.7`.
+/// A pass rate with its interval, which is not symmetric about it (Wilson's):
+/// `74.0% (67.5–79.6%)`.
+fn with_interval(value: String, ci: Option<[f64; 2]>) -> String {
+    match ci {
+        Some(ci) => format!("{value} ({})", super::rate_interval(ci)),
+        None => value,
+    }
+}
+
+/// The half-width of an interval, after a value: `0.840 ±0.057`.
 fn with_margin(value: String, ci: Option<[f64; 2]>, scale: f64, decimals: usize) -> String {
     match ci {
         Some([low, high]) => format!("{value} ±{:.*}", decimals, (high - low) / 2.0 * scale),
@@ -204,14 +213,9 @@ fn sections(c: &Comparison, rows: usize) -> Vec<Section> {
         metrics.push(vec![
             format!("pass rate [{}]", e.evaluator),
             e.baseline_pass_rate
-                .map(|v| with_margin(pct(v), bm.and_then(|m| m.pass_rate_ci), 100.0, 1))
+                .map(|v| with_interval(pct(v), bm.and_then(|m| m.pass_rate_ci)))
                 .unwrap_or_else(|| "-".into()),
-            with_margin(
-                pct(e.candidate_pass_rate),
-                cm.and_then(|m| m.pass_rate_ci),
-                100.0,
-                1,
-            ),
+            with_interval(pct(e.candidate_pass_rate), cm.and_then(|m| m.pass_rate_ci)),
             delta(
                 e.baseline_pass_rate,
                 Some(e.candidate_pass_rate),
@@ -633,7 +637,8 @@ mod tests {
                 pass_rate: 1.0,
                 mean_score: 1.0,
                 pass_rate_se: Some(0.1),
-                pass_rate_ci: Some([0.8, 1.2]),
+                // Wilson's interval for 2 of 2.
+                pass_rate_ci: Some([0.342, 1.0]),
                 mean_score_se: Some(0.1),
                 mean_score_ci: Some([0.8, 1.2]),
             }],
@@ -652,9 +657,13 @@ mod tests {
             power: crate::stats::POWER,
             cluster_column: None,
             baseline: Some(side("v1 (production)")),
-            candidate: SideMetrics {
-                latency_p95_ms: Some(90.0),
-                ..side("v2 (staging)")
+            candidate: {
+                let mut s = side("v2 (staging)");
+                s.latency_p95_ms = Some(90.0);
+                // 1 of 2.
+                s.evaluators[0].pass_rate = 0.5;
+                s.evaluators[0].pass_rate_ci = Some([0.095, 0.905]);
+                s
             },
             evaluators: vec![EvalDelta {
                 evaluator: "icontains".into(),

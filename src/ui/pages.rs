@@ -1408,12 +1408,12 @@ pub fn compare(viewer: &Viewer, p: &ComparePage<'_>) -> String {
         .raw("</th><th>Candidate ")
         .link(&experiment_href(&p.candidate.id), &format!("v{} {}", p.candidate.version_seq, short_id(&p.candidate.id)))
         .raw("</th><th>Change</th></tr></thead><tbody>");
-    // Each pass rate with the half-width of its interval; the change with the paired
-    // difference's interval and p-value, as `runner compare` prints them.
+    // Each pass rate with its interval (Wilson's, not symmetric about the rate); the change
+    // with the paired difference's interval and p-value, as `runner compare` prints them.
     let margin = |side: Option<&crate::compare::SideMetrics>, name: &str| {
         side.and_then(|m| m.evaluators.iter().find(|e| e.evaluator == name))
             .and_then(|m| m.pass_rate_ci)
-            .map(|[low, high]| format!(" ±{:.1}", (high - low) / 2.0 * 100.0))
+            .map(|ci| format!(" ({})", crate::report::rate_interval(ci)))
             .unwrap_or_default()
     };
     for e in &c.evaluators {

@@ -408,6 +408,8 @@ fn experiments_compare_and_the_promotion_behind_a_tag() {
         compare.text
     );
     assert!(compare.text.contains("icontains pass rate"));
+    // Wilson's interval: none of 3 rows passing is not a rate of 0 for sure.
+    assert!(compare.text.contains("0.0% (0.0–"), "{}", compare.text);
     assert!(compare.text.contains(">improved</span>"));
     // The paired difference with its interval and test, as `runner compare` prints it.
     let cli = env.json(&["compare", &baseline, &candidate, "--json"]);
