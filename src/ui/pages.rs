@@ -1345,23 +1345,25 @@ enum Change {
 /// A change, green when it is for the better, red when for the worse.
 fn delta(out: &mut Html, change: Option<f64>, higher_is_better: bool, unit: Change) {
     match change {
-        Some(d) if d.abs() > 1e-9 => {
+        Some(d) => {
             let better = (d > 0.0) == higher_is_better;
             let sign = if d > 0.0 { "+" } else { "−" };
-            let text = match unit {
-                Change::Points => format!("{sign}{:.1} pt", d.abs() * 100.0),
-                Change::Ms => format!("{sign}{:.0} ms", d.abs()),
-                Change::Count => format!("{sign}{:.0}", d.abs()),
-                Change::Percent => format!("{sign}{:.1}%", d.abs() * 100.0),
+            let (magnitude, suffix) = match unit {
+                Change::Points => (format!("{:.1}", d.abs() * 100.0), " pt"),
+                Change::Ms => (format!("{:.0}", d.abs()), " ms"),
+                Change::Count => (format!("{:.0}", d.abs()), ""),
+                Change::Percent => (format!("{:.1}", d.abs() * 100.0), "%"),
             };
+            // A change that rounds to nothing is no change, neither better nor worse.
+            if magnitude.parse::<f64>().is_ok_and(|m| m == 0.0) {
+                out.raw("<span class=\"delta muted\">±0</span>");
+                return;
+            }
             out.raw("<span")
                 .attr("class", if better { "delta up" } else { "delta down" })
                 .raw(">")
-                .text(&text)
+                .text(&format!("{sign}{magnitude}{suffix}"))
                 .raw("</span>");
-        }
-        Some(_) => {
-            out.raw("<span class=\"delta muted\">±0</span>");
         }
         None => {}
     }
@@ -1610,4 +1612,36 @@ pub fn compare(viewer: &Viewer, p: &ComparePage<'_>) -> String {
         link(p.show.as_str(), n)
     });
     layout(Some(viewer), "compare", &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shown(change: Option<f64>, higher_is_better: bool, unit: Change) -> String {
+        let mut out = Html::new();
+        delta(&mut out, change, higher_is_better, unit);
+        out.into_string()
+    }
+
+    #[test]
+    fn a_change_that_rounds_to_nothing_is_neither_better_nor_worse() {
+        assert_eq!(
+            shown(Some(0.4), false, Change::Ms),
+            "<span class=\"delta muted\">±0</span>"
+        );
+        assert_eq!(
+            shown(Some(0.0004), true, Change::Points),
+            "<span class=\"delta muted\">±0</span>"
+        );
+        assert_eq!(
+            shown(Some(0.6), false, Change::Ms),
+            "<span class=\"delta down\">+1 ms</span>"
+        );
+        assert_eq!(
+            shown(Some(-0.05), true, Change::Points),
+            "<span class=\"delta down\">−5.0 pt</span>"
+        );
+        assert_eq!(shown(None, true, Change::Count), "");
+    }
 }
