@@ -1344,29 +1344,27 @@ enum Change {
 
 /// A change, green when it is for the better, red when for the worse.
 fn delta(out: &mut Html, change: Option<f64>, higher_is_better: bool, unit: Change) {
-    match change {
-        Some(d) => {
-            let better = (d > 0.0) == higher_is_better;
-            let sign = if d > 0.0 { "+" } else { "−" };
-            let (magnitude, suffix) = match unit {
-                Change::Points => (format!("{:.1}", d.abs() * 100.0), " pt"),
-                Change::Ms => (format!("{:.0}", d.abs()), " ms"),
-                Change::Count => (format!("{:.0}", d.abs()), ""),
-                Change::Percent => (format!("{:.1}", d.abs() * 100.0), "%"),
-            };
-            // A change that rounds to nothing is no change, neither better nor worse.
-            if magnitude.parse::<f64>().is_ok_and(|m| m == 0.0) {
-                out.raw("<span class=\"delta muted\">±0</span>");
-                return;
-            }
-            out.raw("<span")
-                .attr("class", if better { "delta up" } else { "delta down" })
-                .raw(">")
-                .text(&format!("{sign}{magnitude}{suffix}"))
-                .raw("</span>");
-        }
-        None => {}
+    let Some(d) = change else {
+        return;
+    };
+    let better = (d > 0.0) == higher_is_better;
+    let sign = if d > 0.0 { "+" } else { "−" };
+    let (magnitude, suffix) = match unit {
+        Change::Points => (format!("{:.1}", d.abs() * 100.0), " pt"),
+        Change::Ms => (format!("{:.0}", d.abs()), " ms"),
+        Change::Count => (format!("{:.0}", d.abs()), ""),
+        Change::Percent => (format!("{:.1}", d.abs() * 100.0), "%"),
+    };
+    // A change that rounds to nothing is no change, neither better nor worse.
+    if magnitude.parse::<f64>().is_ok_and(|m| m == 0.0) {
+        out.raw("<span class=\"delta muted\">±0</span>");
+        return;
     }
+    out.raw("<span")
+        .attr("class", if better { "delta up" } else { "delta down" })
+        .raw(">")
+        .text(&format!("{sign}{magnitude}{suffix}"))
+        .raw("</span>");
 }
 
 pub fn compare(viewer: &Viewer, p: &ComparePage<'_>) -> String {
