@@ -50,7 +50,8 @@ pub struct Difference {
     pub clusters: Option<usize>,
     pub estimate: f64,
     pub se: f64,
-    /// Student's t interval with `df` degrees of freedom at the comparison's confidence.
+    /// The interval at the comparison's confidence: for a pass-rate difference of rows taken
+    /// as independent, Agresti and Min's; otherwise Student's t with `df` degrees of freedom.
     pub ci: [f64; 2],
     pub df: f64,
     pub p_value: f64,
@@ -483,6 +484,36 @@ pub struct RowPair {
     pub row_id: String,
     pub baseline: Option<bool>,
     pub candidate: Option<bool>,
+    /// How its verdicts moved, judged as the regressed and improved lists judge them.
+    pub kind: RowKind,
+}
+
+/// How one row's verdicts moved between the two sides, over the evaluators both ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowKind {
+    /// Some evaluator went pass → fail and none fail → pass.
+    Regressed,
+    /// Some evaluator went fail → pass and none pass → fail.
+    Improved,
+    /// One evaluator regressed and another improved.
+    Mixed,
+    /// No evaluator both sides ran changed its verdict.
+    Unchanged,
+    BaselineOnly,
+    CandidateOnly,
+}
+
+impl RowKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowKind::Regressed => "regressed",
+            RowKind::Improved => "improved",
+            RowKind::Mixed => "mixed",
+            RowKind::Unchanged => "unchanged",
+            RowKind::BaselineOnly => "baseline only",
+            RowKind::CandidateOnly => "candidate only",
+        }
+    }
 }
 
 /// Compares a candidate with a baseline (or describes the candidate alone when there is none).
@@ -550,12 +581,13 @@ where
     C: Iterator<Item = RowOutcome>,
     P: FnOnce(Option<&mut Folder<'s, B>>, &mut Folder<'s, C>),
 {
-    let mut pair = |row_id: &str, baseline: Option<bool>, candidate: Option<bool>| {
+    let mut pair = |row_id: &str, baseline: Option<bool>, candidate: Option<bool>, kind| {
         if let Some(pairs) = pairs.as_deref_mut() {
             pairs.push(RowPair {
                 row_id: row_id.to_string(),
                 baseline,
                 candidate,
+                kind,
             });
         }
     };
@@ -568,7 +600,12 @@ where
         prepare(None, &mut cand);
         while let Some(row) = cand.next_row() {
             note_flaky("candidate", cand_exp, &row, &mut flaky);
-            pair(&row.id, None, Some(row.passes_all()));
+            pair(
+                &row.id,
+                None,
+                Some(row.passes_all()),
+                RowKind::CandidateOnly,
+            );
         }
         let metrics = cand.metrics(candidate.latency_p50_ms, candidate.latency_p95_ms);
         return Comparison {
@@ -635,7 +672,7 @@ where
             std::cmp::Ordering::Less => {
                 let row = b.take().expect("a baseline row");
                 note_flaky("baseline", base_exp, &row, &mut flaky);
-                pair(&row.id, Some(row.passes_all()), None);
+                pair(&row.id, Some(row.passes_all()), None, RowKind::BaselineOnly);
                 // Missing evidence never counts in the candidate's favour.
                 if row.passes_all() {
                     new_failures.push(row.id.clone());
@@ -646,7 +683,12 @@ where
             std::cmp::Ordering::Greater => {
                 let row = c.take().expect("a candidate row");
                 note_flaky("candidate", cand_exp, &row, &mut flaky);
-                pair(&row.id, None, Some(row.passes_all()));
+                pair(
+                    &row.id,
+                    None,
+                    Some(row.passes_all()),
+                    RowKind::CandidateOnly,
+                );
                 only_in_candidate.push(row.id);
                 c = cand.next_row();
             }
@@ -654,11 +696,7 @@ where
                 let (base_row, cand_row) = (b.take().expect("rows"), c.take().expect("rows"));
                 note_flaky("candidate", cand_exp, &cand_row, &mut flaky);
                 note_flaky("baseline", base_exp, &base_row, &mut flaky);
-                pair(
-                    &cand_row.id,
-                    Some(base_row.passes_all()),
-                    Some(cand_row.passes_all()),
-                );
+                let (mut went_down, mut went_up) = (false, false);
                 for (ci, name) in cand_exp.evaluators.iter().enumerate() {
                     let Some(bi) = matched[ci] else { continue };
                     let (bv, cv) = (&base_row.verdicts[bi], &cand_row.verdicts[ci]);
@@ -676,15 +714,28 @@ where
                     match (bv.passed, cv.passed) {
                         (true, false) => {
                             moves[ci].1 += 1;
+                            went_down = true;
                             regressed.push(change);
                         }
                         (false, true) => {
                             moves[ci].0 += 1;
+                            went_up = true;
                             improved.push(change);
                         }
                         _ => moves[ci].2 += 1,
                     }
                 }
+                pair(
+                    &cand_row.id,
+                    Some(base_row.passes_all()),
+                    Some(cand_row.passes_all()),
+                    match (went_down, went_up) {
+                        (true, true) => RowKind::Mixed,
+                        (true, false) => RowKind::Regressed,
+                        (false, true) => RowKind::Improved,
+                        (false, false) => RowKind::Unchanged,
+                    },
+                );
                 // Comparing the call too means an errored candidate row fails even when no
                 // evaluator ran.
                 if base_row.passes_all() && !cand_row.passes_all() {
@@ -890,6 +941,66 @@ mod tests {
         assert_eq!(c.candidate.latency_p50_ms, Some(1.0));
         assert_eq!(c.baseline.as_ref().unwrap().latency_p95_ms, Some(2.0));
         assert_eq!(c.candidate.tokens_in, 8);
+    }
+
+    #[test]
+    fn every_row_is_listed_with_how_its_verdicts_moved_per_evaluator() {
+        // Two evaluators on both sides; the candidate adds a third.
+        let base = experiment("b", &["a", "b"]);
+        let cand = experiment("c", &["a", "b", "new"]);
+        let row = |id: &str, verdicts: &[(&str, bool)]| RowOutcome {
+            scores: verdicts
+                .iter()
+                .map(|(e, pass)| (e.to_string(), *pass, f64::from(u8::from(*pass))))
+                .collect(),
+            ..outcome(id, 0, true, 1.0, true)
+        };
+        let base_rows = vec![
+            row("1", &[("a", true), ("b", false)]),
+            row("2", &[("a", true), ("b", true)]),
+            row("3", &[("a", false), ("b", false)]),
+            row("4", &[("a", true), ("b", true)]),
+            row("5", &[("a", true), ("b", true)]),
+        ];
+        let cand_rows = vec![
+            // Regressed on a, improved on b: fails something on both sides all the same.
+            row("1", &[("a", false), ("b", true), ("new", true)]),
+            // Only the evaluator the baseline never ran fails: nothing changed.
+            row("2", &[("a", true), ("b", true), ("new", false)]),
+            row("3", &[("a", true), ("b", false), ("new", true)]),
+            row("4", &[("a", true), ("b", false), ("new", true)]),
+            row("6", &[("a", true), ("b", true), ("new", true)]),
+        ];
+        let (c, rows) = compare_with_rows(
+            Some(side(&base, &base_rows)),
+            side(&cand, &cand_rows),
+            100,
+            &Inference::default(),
+        );
+        let kinds: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.row_id.as_str(), r.kind.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("1", "mixed"),
+                ("2", "unchanged"),
+                ("3", "improved"),
+                ("4", "regressed"),
+                ("5", "baseline only"),
+                ("6", "candidate only"),
+            ]
+        );
+        // The kinds agree with the lists: row 1 is in both, row 2 in neither.
+        let ids = |v: &[RowChange]| v.iter().map(|r| r.row_id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&c.regressed), vec!["1", "4"]);
+        // (The lists go evaluator by evaluator: row 3 improved on a, row 1 on b.)
+        assert_eq!(ids(&c.improved), vec!["3", "1"]);
+        assert_eq!(rows[0].baseline, Some(false));
+        assert_eq!(rows[0].candidate, Some(false));
+        assert_eq!(rows[4].candidate, None);
+        assert_eq!(rows[5].baseline, None);
     }
 
     #[test]

@@ -345,7 +345,10 @@ pub(super) async fn compare(
             let verdict = promotion_of(ui, &base.id, &cand.id)?;
             let (listed, total) = compare_rows(&kept, show, page, ROWS_PAGE);
             // The texts of this page's rows only: two small reads whatever the size.
-            let ids: Vec<String> = listed.iter().map(|r| r.row_id.clone()).collect();
+            // A row that changed on two evaluators is listed twice: its texts are read once.
+            let mut ids: Vec<String> = listed.iter().map(|r| r.row_id.clone()).collect();
+            ids.sort_unstable();
+            ids.dedup();
             let texts = |e: &crate::model::Experiment| -> Result<_, UiError> {
                 Ok(ui
                     .store
@@ -354,12 +357,16 @@ pub(super) async fn compare(
                     .map(|t| (t.row_id.clone(), t))
                     .collect::<std::collections::HashMap<_, _>>())
             };
-            let (mut base_texts, mut cand_texts) = (texts(&base)?, texts(&cand)?);
+            let (base_texts, cand_texts) = (texts(&base)?, texts(&cand)?);
             let rows: Vec<pages::CompareRow> = listed
                 .into_iter()
                 .map(|r| pages::CompareRow {
-                    baseline: r.baseline.map(|pass| (pass, base_texts.remove(&r.row_id))),
-                    candidate: r.candidate.map(|pass| (pass, cand_texts.remove(&r.row_id))),
+                    baseline: r
+                        .baseline
+                        .map(|pass| (pass, base_texts.get(&r.row_id).cloned())),
+                    candidate: r
+                        .candidate
+                        .map(|pass| (pass, cand_texts.get(&r.row_id).cloned())),
                     kind: r.kind,
                     evaluator: r.evaluator,
                     row_id: r.row_id,
@@ -424,13 +431,7 @@ fn compare_rows(
         ),
         ChangeFilter::All => {
             let mut rows = kept.rows.iter().map(|r| Listed {
-                kind: match (r.baseline, r.candidate) {
-                    (Some(true), Some(false)) => "regressed",
-                    (Some(false), Some(true)) => "improved",
-                    (Some(_), Some(_)) => "unchanged",
-                    (Some(_), None) => "baseline only",
-                    (None, _) => "candidate only",
-                },
+                kind: r.kind.as_str(),
                 row_id: r.row_id.clone(),
                 evaluator: None,
                 baseline: r.baseline,

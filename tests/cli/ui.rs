@@ -454,6 +454,87 @@ fn experiments_compare_and_the_promotion_behind_a_tag() {
 }
 
 #[test]
+fn a_row_that_moved_on_two_evaluators_is_listed_twice_with_its_texts_and_marked_mixed() {
+    let env = Env::new();
+    let endpoint = FaultServer::start(Duration::ZERO);
+    env.ok(&[
+        "prompt",
+        "create",
+        "greet",
+        "--template",
+        "About {{query}}",
+        "--model",
+        "m",
+        "--tag",
+        "production",
+    ]);
+    env.ok(&[
+        "prompt",
+        "update",
+        "greet",
+        "--template",
+        "Plain words",
+        "--tag",
+        "staging",
+    ]);
+    let data = env.write("cases.csv", "id,query,expected\na,order,order\n");
+    // The endpoint answers with the prompt: the baseline passes icontains and fails the
+    // regex, the candidate the other way round.
+    for tag in ["production", "staging"] {
+        env.ok(&[
+            "experiment",
+            "--prompt",
+            "greet",
+            "--tag",
+            tag,
+            "--dataset",
+            data.to_str().unwrap(),
+            "--eval",
+            "icontains",
+            "--eval",
+            "regex:^Plain",
+            "--base-url",
+            &endpoint.base_url(),
+        ]);
+    }
+    let listed = env.json(&["experiment", "list", "--json"]);
+    let id = |i: usize| listed[i]["id"].as_str().unwrap().to_string();
+    // Newest first: the candidate, then the baseline.
+    let (candidate, baseline) = (id(0), id(1));
+    let server = Server::start(&env, &[]);
+    let changed = server.get(&format!(
+        "/compare?baseline={baseline}&candidate={candidate}&show=changed"
+    ));
+    assert_eq!(changed.status, 200);
+    assert!(changed.text.contains("2 in all"), "{}", changed.text);
+    assert_eq!(changed.text.matches("<code>a</code>").count(), 2);
+    // Both listings carry both outputs, not only the first.
+    assert_eq!(
+        changed
+            .text
+            .matches("<pre class=\"cell\">About order</pre>")
+            .count(),
+        2,
+        "{}",
+        changed.text
+    );
+    assert_eq!(
+        changed
+            .text
+            .matches("<pre class=\"cell\">Plain words</pre>")
+            .count(),
+        2,
+        "{}",
+        changed.text
+    );
+    let all = server.get(&format!(
+        "/compare?baseline={baseline}&candidate={candidate}&show=all"
+    ));
+    assert!(all.text.contains("badge mixed"), "{}", all.text);
+    assert!(all.text.contains("1 in all"), "{}", all.text);
+}
+
+#[test]
 fn a_login_gives_a_session_and_only_write_tokens_act() {
     let env = Env::new();
     store(&env);

@@ -59,7 +59,7 @@ pub struct SqliteStore {
     path: Option<PathBuf>,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
-    /// Opened for reading only: the one connection serves every read.
+    /// Opened for reading only: every connection is read-only, the writer slot's included.
     read_only: bool,
 }
 
