@@ -9,9 +9,12 @@ cd "$(dirname "$0")/../.."
 LITELLM_VERSION=1.80.0
 venv=${RUNNER_LITELLM_VENV:-target/litellm-venv}
 
-if [ ! -x "$venv/bin/litellm" ]; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "litellm[proxy]==$LITELLM_VERSION"
+# A venv moved from where it was made (a copied target folder) keeps scripts whose first line
+# names the old interpreter: made again.
+interpreter=$(head -n 1 "$venv/bin/litellm" 2>/dev/null | sed 's/^#!//') || interpreter=
+if [ ! -x "$venv/bin/litellm" ] || [ ! -x "$interpreter" ]; then
+    python3 -m venv --clear "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "litellm[proxy]==$LITELLM_VERSION"
 fi
 
 cargo build --quiet

@@ -13,7 +13,7 @@ venv=${RUNNER_PHOENIX_VENV:-target/phoenix-venv}
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
-"$venv/bin/pip" install --quiet --disable-pip-version-check \
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     "arize-phoenix==$PHOENIX_VERSION" "arize-phoenix-client==$PHOENIX_CLIENT_VERSION"
 
 work=$(mktemp -d)

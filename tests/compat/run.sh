@@ -15,7 +15,7 @@ venv=${RUNNER_COMPAT_VENV:-target/compat-venv}
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
-"$venv/bin/pip" install --quiet --disable-pip-version-check \
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     "arize-phoenix-client==$PHOENIX_CLIENT_VERSION"
 
 cargo build --quiet

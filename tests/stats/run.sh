@@ -14,7 +14,7 @@ venv=${RUNNER_STATS_VENV:-target/stats-venv}
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
-"$venv/bin/pip" install --quiet --disable-pip-version-check \
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     "numpy==$NUMPY_VERSION" "scipy==$SCIPY_VERSION" "statsmodels==$STATSMODELS_VERSION"
 
 fresh=${CARGO_TARGET_DIR:-target}/stats-reference.json
