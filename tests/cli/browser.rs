@@ -278,10 +278,30 @@ impl Browser<'_> {
         reply.as_i64().unwrap_or(0)
     }
 
+    /// The whole page, not only the window (at most 4,000 CSS pixels tall): a comparison's
+    /// rows sit below the fold.
     fn screenshot(&self, name: &str) {
-        let encoded = self.call("GET", "/screenshot", None);
+        let metrics = self.call(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({"cmd": "Page.getLayoutMetrics", "params": {}})),
+        );
+        let size = &metrics["cssContentSize"];
+        let (width, height) = (
+            size["width"].as_f64().unwrap_or(1280.0),
+            size["height"].as_f64().unwrap_or(800.0).min(4000.0),
+        );
+        let shot = self.call(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({"cmd": "Page.captureScreenshot", "params": {
+                "format": "png",
+                "captureBeyondViewport": true,
+                "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}
+            }})),
+        );
         let png = base64::engine::general_purpose::STANDARD
-            .decode(encoded.as_str().unwrap())
+            .decode(shot["data"].as_str().expect("screenshot data"))
             .expect("base64 screenshot");
         assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
         let dir = screenshots();
@@ -517,6 +537,7 @@ fn the_ui_in_a_real_browser() {
     assert!(browser.text("body").contains("Every row"));
     assert!(browser.count("table.compare tbody tr .badge.unchanged") >= 1);
     browser.screenshot("compare-all");
+    let compare_all = browser.url().replacen(&base, "", 1);
     browser.open(&format!("{base}/prompts/support/experiments"));
     browser.click("table.list tbody tr:first-child td:first-child a");
     browser.submit(".tabs a[href*='show=failed']", "show=failed");
@@ -529,6 +550,7 @@ fn the_ui_in_a_real_browser() {
         ("prompt", "/prompts/support".to_string()),
         ("diff", "/prompts/support/diff?from=1&to=2".to_string()),
         ("experiments", "/prompts/support/experiments".to_string()),
+        ("compare", compare_all),
     ];
     for (dark, suffix) in [(false, ""), (true, "-dark")] {
         browser.dark(dark);
