@@ -684,19 +684,25 @@ pub(crate) fn nearest_rank(count: i64, p: f64) -> i64 {
     ((p * count as f64).ceil() as i64).clamp(1, count) - 1
 }
 
-/// The nearest-rank percentile `p` of the successful calls' latencies among `outcomes`,
-/// found in memory (the store's summary finds the same one in the database).
-pub fn latency_percentile(outcomes: &[RowOutcome], p: f64) -> Option<f64> {
+/// The nearest-rank percentiles `ps` of the successful calls' latencies among `outcomes`,
+/// found in memory from one list of latencies (the store's summary finds the same ones in the
+/// database); None for each when no call succeeded.
+pub fn latency_percentiles<const N: usize>(
+    outcomes: &[RowOutcome],
+    ps: [f64; N],
+) -> [Option<f64>; N] {
     let mut latencies: Vec<f64> = outcomes
         .iter()
         .filter(|o| o.ok)
         .map(|o| o.latency_ms)
         .collect();
-    if latencies.is_empty() {
-        return None;
-    }
-    let rank = nearest_rank(latencies.len() as i64, p) as usize;
-    Some(*latencies.select_nth_unstable_by(rank, f64::total_cmp).1)
+    ps.map(|p| {
+        if latencies.is_empty() {
+            return None;
+        }
+        let rank = nearest_rank(latencies.len() as i64, p) as usize;
+        Some(*latencies.select_nth_unstable_by(rank, f64::total_cmp).1)
+    })
 }
 
 /// The longest start of an output a page is shown (characters): the whole answer is on the

@@ -979,11 +979,11 @@ fn latency_percentiles_are_nearest_rank_over_the_successful_calls(fx: &Fixture) 
     // Found in memory from the verdicts, the same ones.
     let nearest = |p: f64| (p * 10.0).ceil().clamp(1.0, 10.0) * 10.0;
     let outcomes = store.verdicts(&experiment, None).unwrap();
-    for p in [0.5, 0.95, 0.01, 1.0] {
-        let in_memory = latency_percentile(&outcomes, p);
+    let ps = [0.5, 0.95, 0.01, 1.0];
+    for (p, in_memory) in ps.into_iter().zip(latency_percentiles(&outcomes, ps)) {
         assert_eq!(in_memory, Some(nearest(p)), "p{p}");
     }
-    assert_eq!(latency_percentile(&[], 0.5), None);
+    assert_eq!(latency_percentiles(&[], [0.5]), [None]);
 }
 
 fn a_successful_result_is_never_overwritten(fx: &Fixture) {

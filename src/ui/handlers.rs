@@ -393,7 +393,7 @@ pub(super) async fn compare(
 
 /// One row of a comparison page before its texts are read.
 struct Listed {
-    kind: &'static str,
+    kind: crate::compare::RowKind,
     row_id: String,
     evaluator: Option<String>,
     baseline: Option<bool>,
@@ -407,18 +407,19 @@ fn compare_rows(
     page: usize,
     per_page: usize,
 ) -> (Vec<Listed>, usize) {
+    use crate::compare::RowKind;
     use pages::ChangeFilter;
     let c = &kept.comparison;
     let skip = (page - 1) * per_page;
-    let changed = |kind: &'static str, r: &crate::compare::RowChange| Listed {
+    let changed = |kind, r: &crate::compare::RowChange| Listed {
         kind,
         row_id: r.row_id.clone(),
         evaluator: Some(r.evaluator.clone()),
         baseline: Some(r.baseline.passed),
         candidate: Some(r.candidate.passed),
     };
-    let mut regressed = c.regressed.iter().map(|r| changed("regressed", r));
-    let mut improved = c.improved.iter().map(|r| changed("improved", r));
+    let mut regressed = c.regressed.iter().map(|r| changed(RowKind::Regressed, r));
+    let mut improved = c.improved.iter().map(|r| changed(RowKind::Improved, r));
     let take = |rows: &mut dyn Iterator<Item = Listed>| -> Vec<Listed> {
         rows.skip(skip).take(per_page).collect()
     };
@@ -431,7 +432,7 @@ fn compare_rows(
         ),
         ChangeFilter::All => {
             let mut rows = kept.rows.iter().map(|r| Listed {
-                kind: r.kind.as_str(),
+                kind: r.kind,
                 row_id: r.row_id.clone(),
                 evaluator: None,
                 baseline: r.baseline,

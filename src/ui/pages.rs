@@ -1307,11 +1307,11 @@ impl ChangeFilter {
     }
 }
 
-/// One row of a comparison page: how it changed (regressed, improved, unchanged, baseline
-/// only, candidate only), the evaluator whose verdict changed (None when the row is shown
-/// whole), and on each side that has the row, whether it passed and its texts.
+/// One row of a comparison page: how it changed, the evaluator whose verdict changed (None
+/// when the row is shown whole), and on each side that has the row, whether it passed and
+/// its texts.
 pub struct CompareRow {
-    pub kind: &'static str,
+    pub kind: crate::compare::RowKind,
     pub row_id: String,
     pub evaluator: Option<String>,
     pub baseline: Option<(bool, Option<RowText>)>,
@@ -1365,6 +1365,13 @@ fn delta(out: &mut Html, change: Option<f64>, higher_is_better: bool, unit: Chan
         .raw(">")
         .text(&format!("{sign}{magnitude}{suffix}"))
         .raw("</span>");
+}
+
+/// The output one side of a comparison row shows ("" when its texts were not read).
+fn side_output(side: &Option<(bool, Option<RowText>)>) -> &str {
+    side.as_ref()
+        .and_then(|(_, t)| t.as_ref())
+        .map_or("", |t| t.output.as_str())
 }
 
 pub fn compare(viewer: &Viewer, p: &ComparePage<'_>) -> String {
@@ -1566,17 +1573,12 @@ pub fn compare(viewer: &Viewer, p: &ComparePage<'_>) -> String {
             body.raw("<span class=\"muted\">not in this experiment</span>");
         }
     };
-    let output = |side: &Option<(bool, Option<RowText>)>| {
-        side.as_ref()
-            .and_then(|(_, t)| t.as_ref())
-            .map_or("", |t| t.output.as_str())
-            .to_string()
-    };
     for r in p.rows {
         body.raw("<tr><td><code>")
             .text(&r.row_id)
             .raw("</code><div>");
-        badge(&mut body, r.kind, &r.kind.replace(' ', "-"));
+        let kind = r.kind.as_str();
+        badge(&mut body, kind, &kind.replace(' ', "-"));
         body.raw("</div>");
         if let Some(evaluator) = &r.evaluator {
             body.raw("<div class=\"muted small\">")
@@ -1601,7 +1603,11 @@ pub fn compare(viewer: &Viewer, p: &ComparePage<'_>) -> String {
         side(&mut body, &r.candidate);
         body.raw("</td><td>");
         if r.baseline.is_some() && r.candidate.is_some() {
-            diff::render(&output(&r.baseline), &output(&r.candidate), &mut body);
+            diff::render(
+                side_output(&r.baseline),
+                side_output(&r.candidate),
+                &mut body,
+            );
         }
         body.raw("</td></tr>");
     }

@@ -204,11 +204,14 @@ pub fn comparison_in_memory(
             .map_err(|_| Error::operational("reading the results failed unexpectedly"))?;
         Ok::<_, Error>((base?, cand?))
     })?;
-    let side = |experiment, outcomes: Vec<RowOutcome>| Side {
-        experiment,
-        latency_p50_ms: crate::store::latency_percentile(&outcomes, 0.50),
-        latency_p95_ms: crate::store::latency_percentile(&outcomes, 0.95),
-        outcomes: outcomes.into_iter(),
+    let side = |experiment, outcomes: Vec<RowOutcome>| {
+        let [p50, p95] = crate::store::latency_percentiles(&outcomes, [0.50, 0.95]);
+        Side {
+            experiment,
+            latency_p50_ms: p50,
+            latency_p95_ms: p95,
+            outcomes: outcomes.into_iter(),
+        }
     };
     let (mut result, rows) = crate::compare::compare_with_rows(
         Some(side(baseline, base)),
