@@ -285,16 +285,15 @@ fn pages_list_show_and_diff_prompts_and_escape_their_text() {
     assert_eq!(server.get("/v1/prompts").status, 200);
 }
 
-#[test]
-fn experiments_compare_and_the_promotion_behind_a_tag() {
-    let env = Env::new();
-    let endpoint = FaultServer::start(Duration::ZERO);
+/// The prompt `greet` with `production` on a version of the first template and `staging` on
+/// one of the second.
+fn production_and_staging(env: &Env, production: &str, staging: &str) {
     env.ok(&[
         "prompt",
         "create",
         "greet",
         "--template",
-        "I cannot help.",
+        production,
         "--model",
         "m",
         "--tag",
@@ -305,10 +304,17 @@ fn experiments_compare_and_the_promotion_behind_a_tag() {
         "update",
         "greet",
         "--template",
-        "About {{query}}",
+        staging,
         "--tag",
         "staging",
     ]);
+}
+
+#[test]
+fn experiments_compare_and_the_promotion_behind_a_tag() {
+    let env = Env::new();
+    let endpoint = FaultServer::start(Duration::ZERO);
+    production_and_staging(&env, "I cannot help.", "About {{query}}");
     let data = env.write(
         "cases.csv",
         "id,query,expected\na,order,order\nb,password,password\nc,<script>x</script>,nothing\n",
@@ -457,26 +463,7 @@ fn experiments_compare_and_the_promotion_behind_a_tag() {
 fn a_row_that_moved_on_two_evaluators_is_listed_twice_with_its_texts_and_marked_mixed() {
     let env = Env::new();
     let endpoint = FaultServer::start(Duration::ZERO);
-    env.ok(&[
-        "prompt",
-        "create",
-        "greet",
-        "--template",
-        "About {{query}}",
-        "--model",
-        "m",
-        "--tag",
-        "production",
-    ]);
-    env.ok(&[
-        "prompt",
-        "update",
-        "greet",
-        "--template",
-        "Plain words",
-        "--tag",
-        "staging",
-    ]);
+    production_and_staging(&env, "About {{query}}", "Plain words");
     let data = env.write("cases.csv", "id,query,expected\na,order,order\n");
     // The endpoint answers with the prompt: the baseline passes icontains and fails the
     // regex, the candidate the other way round.
