@@ -80,6 +80,18 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 /// which a run stops instead of failing every row and every retry the same way.
 pub const FAIL_FAST_AFTER: usize = 5;
 
+/// The breaker: this many rows in a row whose calls found no endpoint (refused or reset
+/// connections, timeouts, 5xx or 429 after every retry) stop the run.
+pub const BREAKER_ROWS: usize = 20;
+
+/// The breaker's other window: no call answered for this long while at least
+/// `BREAKER_MIN_ROWS` rows in a row failed that way also stops the run (a slow, dying endpoint
+/// that fails fewer rows than `BREAKER_ROWS` a minute).
+pub const BREAKER_SILENCE: Duration = Duration::from_secs(10);
+
+/// Failed rows in a row the silence window needs before it trips.
+pub const BREAKER_MIN_ROWS: usize = 3;
+
 /// How long in-flight requests may finish after an interruption before they are abandoned.
 pub const GRACE_PERIOD: Duration = Duration::from_secs(5);
 
@@ -138,6 +150,9 @@ pub enum Stop {
     Broken(String),
     /// The next request would have spent more than `--max-cost`; it was not sent.
     Budget,
+    /// The endpoint stopped answering after the run had begun (see `Breaker`): nothing more is
+    /// sent, and the run is resumable once it answers again.
+    EndpointDown(String),
 }
 
 /// How a run ended.
@@ -291,6 +306,7 @@ struct Shared {
     /// The failure the calls so far all ended with, and how many did (before any answer).
     first_failures: Mutex<FirstFailures>,
     cache: Option<Arc<dyn ResponseCache>>,
+    breaker: Mutex<Breaker>,
 }
 
 impl Shared {
@@ -327,6 +343,102 @@ impl Shared {
             *self.stop_reason.lock().unwrap_or_else(|p| p.into_inner()),
             Some(Stop::Interrupted)
         )
+    }
+}
+
+/// Whether a failure says the endpoint is gone rather than that it refused this one row: no
+/// connection, a dropped one, no answer in time, or a server error (or 429) after every retry.
+fn endpoint_gone(failure: &Failure) -> bool {
+    match failure.kind {
+        FailureKind::Unreachable | FailureKind::Connection | FailureKind::Timeout => true,
+        FailureKind::Http => failure
+            .http_status
+            .is_some_and(|status| status >= 500 || status == 429),
+        FailureKind::Auth | FailureKind::InvalidResponse | FailureKind::Budget => false,
+    }
+}
+
+/// The run's circuit breaker. Rows whose calls found no endpoint are held back instead of
+/// stored while they are a streak: an answer (any answer) ends the streak and they are stored
+/// as the row failures they were; a streak of `BREAKER_ROWS`, or of `BREAKER_MIN_ROWS` with
+/// nothing answered for `BREAKER_SILENCE`, trips the breaker: the run stops sending, and the
+/// held rows are dropped, never stored, so a resume (or another worker) sends them again once
+/// the endpoint is back. Rows that failed while the endpoint was gone are not evidence about
+/// the prompt.
+struct Breaker {
+    /// Failed rows of the current streak, not stored yet.
+    held: Vec<RunResult>,
+    /// When a call last answered (or the run began).
+    last_answer: Instant,
+    /// Why the streak's last row failed, as a person reads it.
+    last_failure: String,
+    tripped: bool,
+}
+
+/// What the breaker makes of one row's result.
+enum Verdict {
+    /// Store these now (the row, and a streak it ended).
+    Store(Vec<RunResult>),
+    /// Held in a streak (or dropped after a trip): nothing to store yet.
+    Hold,
+    /// This row tripped the breaker: stop the run, with this reason.
+    Trip(String),
+}
+
+impl Breaker {
+    fn new() -> Breaker {
+        Breaker {
+            held: Vec::new(),
+            last_answer: Instant::now(),
+            last_failure: String::new(),
+            tripped: false,
+        }
+    }
+
+    /// Takes a finished row: `gone` when its call found no endpoint.
+    fn take(&mut self, result: RunResult, gone: Option<&str>) -> Verdict {
+        let Some(reason) = gone else {
+            // A cached answer or a template that did not render says nothing of the endpoint.
+            let answered = if result.status == ResultStatus::Ok {
+                !result.cached
+            } else {
+                !result.messages.is_empty()
+            };
+            if !answered {
+                return Verdict::Store(vec![result]);
+            }
+            self.last_answer = Instant::now();
+            let mut store = std::mem::take(&mut self.held);
+            store.push(result);
+            return Verdict::Store(store);
+        };
+        if self.tripped {
+            return Verdict::Hold;
+        }
+        self.held.push(result);
+        self.last_failure = reason.to_string();
+        let streak = self.held.len();
+        let silent = self.last_answer.elapsed();
+        if streak >= BREAKER_ROWS || (streak >= BREAKER_MIN_ROWS && silent >= BREAKER_SILENCE) {
+            self.tripped = true;
+            self.held.clear();
+            return Verdict::Trip(format!(
+                "{streak} rows in a row failed, none answered for {:.0} s; the last: {}",
+                silent.as_secs_f64(),
+                self.last_failure
+            ));
+        }
+        Verdict::Hold
+    }
+
+    /// The held rows, to store when the run ends without a trip (they were row failures of an
+    /// endpoint that never stopped for long enough to count as gone).
+    fn drain(&mut self) -> Vec<RunResult> {
+        if self.tripped {
+            Vec::new()
+        } else {
+            std::mem::take(&mut self.held)
+        }
     }
 }
 
@@ -439,6 +551,7 @@ pub async fn run(
         any_ok: AtomicBool::new(false),
         first_failures: Mutex::new((None, 0)),
         cache,
+        breaker: Mutex::new(Breaker::new()),
     });
 
     // One writer thread writes every result; results reach it as they finish.
@@ -586,6 +699,27 @@ pub async fn run(
             join_all(&mut tasks, &shared).await;
         }
     }
+    // A streak the run ended in without tripping the breaker: those rows failed as rows,
+    // unless the run stopped because the endpoint could not be reached at all.
+    let unreachable = matches!(
+        *shared.stop_reason.lock().unwrap_or_else(|p| p.into_inner()),
+        Some(Stop::Unreachable(_))
+    );
+    let held = if unreachable {
+        Vec::new()
+    } else {
+        shared
+            .breaker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+    };
+    for result in held {
+        if results_tx.send(result).await.is_err() {
+            shared.halt(Stop::Broken("results could not be stored".into()));
+            break;
+        }
+    }
     reporter.report(RunEvent::Progress(counters.tally()));
     reporter.report(RunEvent::Stopped);
     drop(results_tx);
@@ -622,8 +756,10 @@ pub async fn run(
         .clone();
     let status = match &stop {
         None => ExperimentStatus::Completed,
-        // The rest is resumable, with a larger budget.
-        Some(Stop::Interrupted | Stop::Budget) => ExperimentStatus::Interrupted,
+        // The rest is resumable, with a larger budget or once the endpoint is back.
+        Some(Stop::Interrupted | Stop::Budget | Stop::EndpointDown(_)) => {
+            ExperimentStatus::Interrupted
+        }
         Some(Stop::Auth(_) | Stop::Unreachable(_) | Stop::Rejected(_) | Stop::Broken(_)) => {
             ExperimentStatus::Failed
         }
@@ -695,11 +831,26 @@ impl Dispatcher<'_> {
         let results = self.results.clone();
         self.tasks.spawn(async move {
             // None: not sent (the budget); nothing to store, the row stays to run.
-            if let Some(result) = process(&task_shared, &row, repetition).await {
-                // The writer only goes away when the store failed: stop sending requests
-                // whose answers could not be kept.
-                if results.send(result).await.is_err() {
-                    task_shared.halt(Stop::Broken("results could not be stored".into()));
+            if let Some((result, gone)) = process(&task_shared, &row, repetition).await {
+                let verdict = task_shared
+                    .breaker
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take(result, gone.as_deref());
+                match verdict {
+                    Verdict::Store(ready) => {
+                        for result in ready {
+                            // The writer only goes away when the store failed: stop sending
+                            // requests whose answers could not be kept.
+                            if results.send(result).await.is_err() {
+                                task_shared
+                                    .halt(Stop::Broken("results could not be stored".into()));
+                                break;
+                            }
+                        }
+                    }
+                    Verdict::Hold => {}
+                    Verdict::Trip(reason) => task_shared.halt(Stop::EndpointDown(reason)),
                 }
             }
             drop(permit);
@@ -793,8 +944,13 @@ fn entry_age(created_at: &str) -> Option<Duration> {
 }
 
 /// Runs one row × repetition; None when the request was not sent because the budget would not
-/// cover it (the run stops; the row is left for a resume).
-async fn process(shared: &Shared, row: &Row, repetition: usize) -> Option<RunResult> {
+/// cover it (the run stops; the row is left for a resume). With the result comes, when its
+/// call found no endpoint, why (for the breaker).
+async fn process(
+    shared: &Shared,
+    row: &Row,
+    repetition: usize,
+) -> Option<(RunResult, Option<String>)> {
     let plan = &shared.plan;
     let started_at = crate::model::now();
     let vars = row_vars(row, plan);
@@ -836,6 +992,7 @@ async fn process(shared: &Shared, row: &Row, repetition: usize) -> Option<RunRes
             call(shared, &body, repetition, &mut result).await
         }
     };
+    let mut gone = None;
     match outcome {
         Ok(completion) => {
             shared.any_ok.store(true, Ordering::Relaxed);
@@ -872,6 +1029,9 @@ async fn process(shared: &Shared, row: &Row, repetition: usize) -> Option<RunRes
                     FailureKind::Timeout | FailureKind::Connection | FailureKind::Budget => {}
                 }
             }
+            if endpoint_gone(&failure) {
+                gone = Some(failure.message.clone());
+            }
             // A template that cannot render this row never reached the endpoint.
             result.error_kind = Some(if result.messages.is_empty() {
                 "render".to_string()
@@ -901,7 +1061,7 @@ async fn process(shared: &Shared, row: &Row, repetition: usize) -> Option<RunRes
     if result.cached {
         counters.cached.fetch_add(1, Ordering::Relaxed);
     }
-    Some(result)
+    Some((result, gone))
 }
 
 /// The last line of defence for the key: an answer, an error or a scorer's reason that repeats
@@ -1074,6 +1234,139 @@ mod tests {
         // Out of range is never "done" and never panics.
         done.insert(1000, 0);
         assert!(!done.contains(1000, 0));
+    }
+
+    fn result(status: ResultStatus, called: bool, cached: bool) -> RunResult {
+        RunResult {
+            row_index: 0,
+            row_id: "0".into(),
+            repetition: 0,
+            vars: JsonObject::new(),
+            expected: None,
+            messages: if called {
+                vec![Message::text("user", "hi")]
+            } else {
+                Vec::new()
+            },
+            output: None,
+            finish_reason: None,
+            status,
+            error_kind: None,
+            error_message: None,
+            http_status: None,
+            attempts: 1,
+            latency_ms: 0.0,
+            prompt_tokens: None,
+            completion_tokens: None,
+            cached,
+            started_at: String::new(),
+            finished_at: String::new(),
+            scores: Vec::new(),
+            cache_key: None,
+        }
+    }
+
+    fn stored(verdict: Verdict) -> usize {
+        match verdict {
+            Verdict::Store(results) => results.len(),
+            Verdict::Hold => 0,
+            Verdict::Trip(_) => usize::MAX,
+        }
+    }
+
+    #[test]
+    fn the_breaker_holds_a_streak_and_trips_at_its_length() {
+        let mut breaker = Breaker::new();
+        let gone = Some("connection refused");
+        for _ in 0..BREAKER_ROWS - 1 {
+            assert_eq!(
+                stored(breaker.take(result(ResultStatus::Error, true, false), gone)),
+                0
+            );
+        }
+        // A cached answer and a row that never rendered say nothing of the endpoint.
+        assert_eq!(
+            stored(breaker.take(result(ResultStatus::Ok, true, true), None)),
+            1
+        );
+        assert_eq!(
+            stored(breaker.take(result(ResultStatus::Error, false, false), None)),
+            1
+        );
+        match breaker.take(result(ResultStatus::Error, true, false), gone) {
+            Verdict::Trip(reason) => assert!(reason.contains("20 rows in a row"), "{reason}"),
+            _ => panic!("the 20th failed row in a row trips the breaker"),
+        }
+        // After a trip, failed rows are dropped (a resume sends them again), never stored.
+        assert_eq!(
+            stored(breaker.take(result(ResultStatus::Error, true, false), gone)),
+            0
+        );
+        assert!(breaker.drain().is_empty());
+    }
+
+    #[test]
+    fn an_answer_ends_a_streak_and_its_rows_are_stored_as_failures() {
+        let mut breaker = Breaker::new();
+        let gone = Some("HTTP 503");
+        for _ in 0..5 {
+            breaker.take(result(ResultStatus::Error, true, false), gone);
+        }
+        // A 400 is an answer: the endpoint is there, so the streak's rows failed as rows.
+        assert_eq!(
+            stored(breaker.take(result(ResultStatus::Error, true, false), None)),
+            6
+        );
+        breaker.take(result(ResultStatus::Error, true, false), gone);
+        assert_eq!(
+            stored(breaker.take(result(ResultStatus::Ok, true, false), None)),
+            2
+        );
+        breaker.take(result(ResultStatus::Error, true, false), gone);
+        assert_eq!(
+            breaker.drain().len(),
+            1,
+            "a run that ends in a short streak stores it"
+        );
+    }
+
+    #[test]
+    fn silence_trips_the_breaker_with_fewer_rows() {
+        let mut breaker = Breaker::new();
+        breaker.last_answer = Instant::now() - BREAKER_SILENCE;
+        let gone = Some("timed out");
+        for _ in 0..BREAKER_MIN_ROWS - 1 {
+            assert_eq!(
+                stored(breaker.take(result(ResultStatus::Error, true, false), gone)),
+                0
+            );
+        }
+        assert!(matches!(
+            breaker.take(result(ResultStatus::Error, true, false), gone),
+            Verdict::Trip(_)
+        ));
+    }
+
+    #[test]
+    fn what_counts_as_an_endpoint_gone() {
+        let failure = |kind, status| Failure {
+            kind,
+            message: String::new(),
+            http_status: status,
+            attempts: 1,
+            latency_ms: 0.0,
+        };
+        assert!(endpoint_gone(&failure(FailureKind::Connection, None)));
+        assert!(endpoint_gone(&failure(FailureKind::Unreachable, None)));
+        assert!(endpoint_gone(&failure(FailureKind::Timeout, None)));
+        assert!(endpoint_gone(&failure(FailureKind::Http, Some(502))));
+        assert!(endpoint_gone(&failure(FailureKind::Http, Some(429))));
+        assert!(!endpoint_gone(&failure(FailureKind::Http, Some(400))));
+        assert!(!endpoint_gone(&failure(
+            FailureKind::InvalidResponse,
+            Some(200)
+        )));
+        assert!(!endpoint_gone(&failure(FailureKind::Auth, Some(401))));
     }
 
     #[test]

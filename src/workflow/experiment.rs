@@ -929,6 +929,19 @@ fn execute(
                 "`runner experiment resume {id} --max-cost MORE` runs the rest with a larger budget"
             )));
         }
+        Some(Stop::EndpointDown(reason)) => {
+            store.finish_experiment(&id, ExperimentStatus::Interrupted, wall_ms)?;
+            let stored = store.summary(&store.experiment(&id)?)?;
+            return Err(Error::operational(format!(
+                "experiment {id} stopped, interrupted: the endpoint stopped answering \
+                 ({reason}); {} of {planned} results are stored ({} ok, {} errored)",
+                stored.results, stored.ok, stored.errored
+            ))
+            .with_hint(format!(
+                "once the endpoint answers again, `runner experiment resume {id}` sends only the rows \
+                 without an answer"
+            )));
+        }
         Some(Stop::Broken(message)) => {
             store.finish_experiment(&id, ExperimentStatus::Failed, wall_ms)?;
             return Err(Error::operational(format!(

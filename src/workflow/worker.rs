@@ -466,6 +466,17 @@ pub fn work(
                 "check OPENAI_API_KEY, --base-url and the model; the results stored so far are kept",
             ));
         }
+        Some(Stop::EndpointDown(reason)) => {
+            let counts = store.work_counts(&id)?.unwrap_or_default();
+            return Err(Error::operational(format!(
+                "worker stopped: the endpoint stopped answering ({reason}); experiment {id}: \
+                 {}/{} items done, this worker's unfinished items went back to the queue",
+                counts.done, counts.items
+            ))
+            .with_hint(format!(
+                "once the endpoint answers again, start workers: runner worker {id}"
+            )));
+        }
         Some(Stop::Broken(message)) => {
             return Err(
                 Error::operational(format!("worker stopped: {message}")).with_hint(format!(
