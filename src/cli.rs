@@ -525,6 +525,14 @@ pub struct CompareArgs {
     /// evaluator; exit 1 if it trails more.
     #[arg(long, value_name = "D")]
     pub max_regression: Option<f64>,
+    /// The share of errored results (0..1) an experiment may have and still be compared;
+    /// beyond it, on either side, it is refused as evidence [default: 0, none].
+    #[arg(long, value_name = "E")]
+    pub max_error_rate: Option<f64>,
+    /// Only stored experiments run against the same endpoint (--base-url / OPENAI_BASE_URL)
+    /// count as evidence; by default the endpoint is not part of what must match.
+    #[arg(long)]
+    pub same_endpoint: bool,
     /// The baseline experiment by name (the same as the first EXPERIMENT).
     #[arg(
         long,
@@ -562,9 +570,15 @@ pub struct PromoteArgs {
     /// No row that passes on the baseline may fail on the candidate.
     #[arg(long)]
     pub no_new_failures: bool,
-    /// The candidate's share of errored calls must be at most E (0..1).
+    /// The share of errored results (0..1) each side's experiment may have; beyond it, the
+    /// experiment is refused as evidence [default: `max_error_rate` under [gate] in
+    /// runner.toml, else 0: none].
     #[arg(long, value_name = "E")]
     pub max_error_rate: Option<f64>,
+    /// Only stored experiments run against the same endpoint (--base-url / OPENAI_BASE_URL)
+    /// count as evidence; by default the endpoint is not part of what must match.
+    #[arg(long)]
+    pub same_endpoint: bool,
     /// The candidate's p95 latency must be at most MS.
     #[arg(long, value_name = "MS")]
     pub max_p95_latency_ms: Option<f64>,

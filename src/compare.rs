@@ -32,12 +32,17 @@ pub struct EvalMetric {
     pub pass_rate: f64,
     pub mean_score: f64,
     /// The pass rate's standard error over rows (clustered with a cluster column), and its
-    /// interval at the comparison's confidence; None below two rows.
+    /// interval at the comparison's confidence; None below two rows, and for the error when
+    /// every row agrees (`pass_rate_se_note` says so; the interval is still there).
     pub pass_rate_se: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pass_rate_se_note: Option<&'static str>,
     pub pass_rate_ci: Option<[f64; 2]>,
     /// The same for the mean score (a row's score is the mean over its repetitions).
     pub mean_score_se: Option<f64>,
     pub mean_score_ci: Option<[f64; 2]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean_score_se_note: Option<&'static str>,
 }
 
 /// A paired difference candidate − baseline over the rows both sides have (matched by id):
@@ -49,7 +54,11 @@ pub struct Difference {
     /// Clusters, when the errors are clustered.
     pub clusters: Option<usize>,
     pub estimate: f64,
+    /// 0 when every row agrees: serialized as null, with `se_note` saying why.
+    #[serde(serialize_with = "stats::se_or_null")]
     pub se: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub se_note: Option<&'static str>,
     /// The interval at the comparison's confidence: for a pass-rate difference of rows taken
     /// as independent, Agresti and Min's; otherwise Student's t with `df` degrees of freedom.
     pub ci: [f64; 2],
@@ -72,12 +81,13 @@ impl Difference {
             clusters: paired.se.clusters,
             estimate: paired.estimate,
             se: paired.se.se,
+            se_note: stats::se_note(paired.se.se),
             ci: paired.ci,
             df: paired.se.df,
             p_value: paired.p_value,
             test: paired.test,
             minimum_detectable_effect: paired.mde,
-            unpaired_se,
+            unpaired_se: unpaired_se.filter(|se| *se > 0.0),
         }
     }
 
@@ -183,6 +193,17 @@ pub struct Comparison {
     /// Rows that pass every evaluator on the baseline but fail one on the candidate, or are
     /// missing from it.
     pub new_failures: Vec<String>,
+    /// Rows on both sides whose call errored on one side only. They count as that side's
+    /// failures (a prompt that makes calls fail is worse), and reports say so: an errored row
+    /// is never scored as a plain failure without a word.
+    pub errored_one_side: ErroredRows,
+}
+
+/// Rows errored on one side of a comparison only.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ErroredRows {
+    pub baseline_only: usize,
+    pub candidate_only: usize,
 }
 
 impl SideMetrics {
@@ -429,9 +450,11 @@ impl<'a, I: Iterator<Item = RowOutcome>> Folder<'a, I> {
                         evaluator: name.clone(),
                         pass_rate,
                         mean_score,
-                        pass_rate_se: p.map(|e| e.se),
+                        pass_rate_se: p.map(|e| e.se).filter(|se| *se > 0.0),
+                        pass_rate_se_note: p.and_then(|e| e.se_note),
                         pass_rate_ci: p.map(|e| e.ci),
-                        mean_score_se: s.map(|e| e.se),
+                        mean_score_se: s.map(|e| e.se).filter(|se| *se > 0.0),
+                        mean_score_se_note: s.and_then(|e| e.se_note),
                         mean_score_ci: s.map(|e| e.ci),
                     }
                 })
@@ -640,6 +663,7 @@ where
             flaky_total: flaky.total,
             flaky: flaky.items,
             new_failures: Vec::new(),
+            errored_one_side: ErroredRows::default(),
         };
     };
     let base_exp = baseline.experiment;
@@ -660,6 +684,7 @@ where
     let mut new_failures = Vec::new();
     let mut only_in_baseline = Vec::new();
     let mut only_in_candidate = Vec::new();
+    let mut errored_one_side = ErroredRows::default();
     let (mut b, mut c) = (base.next_row(), cand.next_row());
     loop {
         let order = match (&b, &c) {
@@ -694,6 +719,11 @@ where
             }
             std::cmp::Ordering::Equal => {
                 let (base_row, cand_row) = (b.take().expect("rows"), c.take().expect("rows"));
+                match (base_row.ok, cand_row.ok) {
+                    (true, false) => errored_one_side.candidate_only += 1,
+                    (false, true) => errored_one_side.baseline_only += 1,
+                    _ => {}
+                }
                 note_flaky("candidate", cand_exp, &cand_row, &mut flaky);
                 note_flaky("baseline", base_exp, &base_row, &mut flaky);
                 let (mut went_down, mut went_up) = (false, false);
@@ -813,6 +843,7 @@ where
         flaky: flaky.items,
         flaky_total: flaky.total,
         new_failures,
+        errored_one_side,
     }
 }
 
@@ -863,6 +894,8 @@ mod tests {
             created_at: "t".into(),
             finished_at: None,
             wall_ms: 0,
+            error_count: 0,
+            error_rate: 0.0,
             lease: None,
         }
     }

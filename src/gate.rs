@@ -40,6 +40,40 @@ impl Policy {
             || self.max_cost_increase.is_some()
     }
 
+    /// The share of errored results evidence may have, on either side (`--max-error-rate`,
+    /// default none): beyond it an experiment is refused as evidence, not scored.
+    pub fn error_allowance(&self) -> f64 {
+        self.max_error_rate.unwrap_or(0.0)
+    }
+
+    /// Whether the policy checks regressions against the baseline at all.
+    pub fn checks_regressions(&self) -> bool {
+        self.max_regression.is_some()
+            || self.no_new_failures
+            || self.non_inferior.is_some()
+            || self.min_improvement.is_some()
+    }
+
+    /// The flags of the criteria given, as the user spelled them.
+    pub fn flags(&self) -> Vec<&'static str> {
+        let mut flags = Vec::new();
+        let given = [
+            (self.min_pass_rate.is_some(), "--min-pass-rate"),
+            (self.max_regression.is_some(), "--max-regression"),
+            (self.no_new_failures, "--no-new-failures"),
+            (self.max_p95_latency_ms.is_some(), "--max-p95-latency-ms"),
+            (self.non_inferior.is_some(), "--non-inferior"),
+            (self.min_improvement.is_some(), "--min-improvement"),
+            (self.max_cost_increase.is_some(), "--max-cost-increase"),
+        ];
+        for (set, flag) in given {
+            if set {
+                flags.push(flag);
+            }
+        }
+        flags
+    }
+
     /// The policy used when no criterion is given: nothing may get worse than the baseline.
     pub fn no_regression() -> Policy {
         Policy {
@@ -137,6 +171,9 @@ pub struct Verdict {
     pub policy: Policy,
     /// Criteria whose threshold D is below what this many rows can detect.
     pub warnings: Vec<PowerWarning>,
+    /// What the gate did not check that a reader would expect it to (regressions, when the
+    /// criteria given replaced the default): one line each.
+    pub notes: Vec<String>,
 }
 
 /// A criterion with a threshold D that the dataset is too small to tell from noise: its
@@ -253,12 +290,21 @@ pub fn check_experiment(
     }
     if let Some(max) = max_error_rate {
         criteria.push(
-            Criterion::new("max error rate", "<=", max, Unit::Fraction)
-                .measured(Some(summary.error_rate), summary.error_rate <= max),
+            Criterion::new(MAX_ERROR_RATE, "<=", max, Unit::Fraction)
+                .measured(Some(summary.error_rate), summary.error_rate <= max + 1e-12)
+                .detail(format!(
+                    "{} ({} of {} results errored)",
+                    pct(summary.error_rate),
+                    summary.errored,
+                    summary.results
+                )),
         );
     }
     criteria
 }
+
+/// The name of the error-rate check, in an experiment's check and in a gate.
+pub const MAX_ERROR_RATE: &str = "max error rate";
 
 /// Judges the candidate. Errored rows already count as failed in the comparison.
 pub fn evaluate(c: &Comparison, policy: &Policy) -> Verdict {
@@ -418,12 +464,27 @@ pub fn evaluate(c: &Comparison, policy: &Policy) -> Verdict {
     if let (Some(max), Some(base)) = (policy.max_cost_increase, &c.baseline) {
         criteria.push(cost_increase(max, base, &c.candidate));
     }
-    if let Some(max) = policy.max_error_rate {
-        criteria.push(
-            Criterion::new("max error rate", "<=", max, Unit::Fraction).measured(
-                Some(c.candidate.error_rate),
-                c.candidate.error_rate <= max + 1e-12,
+    // Every gate shows both sides' error rates: evidence beyond the allowance is refused
+    // before it gets here, and would fail here if it ever did.
+    {
+        let max = policy.error_allowance();
+        let worst = c
+            .baseline
+            .iter()
+            .map(|b| b.error_rate)
+            .fold(c.candidate.error_rate, f64::max);
+        let detail = match &c.baseline {
+            Some(b) => format!(
+                "baseline {} · candidate {}",
+                pct(b.error_rate),
+                pct(c.candidate.error_rate)
             ),
+            None => format!("candidate {}", pct(c.candidate.error_rate)),
+        };
+        criteria.push(
+            Criterion::new(MAX_ERROR_RATE, "<=", max, Unit::Fraction)
+                .measured(Some(worst), worst <= max + 1e-12)
+                .detail(detail),
         );
     }
     if let Some(max) = policy.max_p95_latency_ms {
@@ -436,13 +497,61 @@ pub fn evaluate(c: &Comparison, policy: &Policy) -> Verdict {
             criterion
         });
     }
-    // A verdict with nothing checked must not read as a pass.
-    let passed = !criteria.is_empty() && criteria.iter().all(|c| c.passed);
+    // The default gate's threshold is 0, which no dataset detects: one line says what it can
+    // tell apart instead of a warning per evaluator about the default itself.
+    if *policy == Policy::no_regression() && !warnings.is_empty() {
+        let worst = warnings
+            .iter()
+            .max_by(|a, b| {
+                a.minimum_detectable_effect
+                    .total_cmp(&b.minimum_detectable_effect)
+            })
+            .cloned();
+        if let Some(worst) = worst {
+            warnings = vec![PowerWarning {
+                criterion: "max regression".into(),
+                message: format!(
+                    "the default gate fails on any regressed row; a drop in pass rate smaller \
+                     than {:.1} pts is beyond what {} rows can tell from noise ({} confidence, \
+                     80% power); --non-inferior D states how much worse is acceptable",
+                    worst.minimum_detectable_effect * 100.0,
+                    worst.rows,
+                    crate::report::confidence_text(c.confidence)
+                ),
+                ..worst
+            }];
+        }
+    }
+    let mut notes = Vec::new();
+    if c.baseline.is_some() && !policy.checks_regressions() {
+        let flags = policy.flags();
+        let given = if flags.is_empty() {
+            "the criteria given replace".to_string()
+        } else {
+            format!(
+                "{} {} the default",
+                flags.join(", "),
+                if flags.len() == 1 {
+                    "replaces"
+                } else {
+                    "replace"
+                }
+            )
+        };
+        notes.push(format!(
+            "regressions not checked: {given}; add --no-new-failures to keep it"
+        ));
+    }
+    // A verdict with nothing checked must not read as a pass; the error rate alone is not a
+    // check of the candidate's answers.
+    let judged = criteria.iter().any(|c| c.name != MAX_ERROR_RATE);
+    let passed = judged && criteria.iter().all(|c| c.passed);
     Verdict {
         passed,
         criteria,
         policy: policy.clone(),
         warnings,
+        notes,
     }
 }
 
@@ -514,7 +623,7 @@ mod tests {
             power: crate::stats::POWER,
             cluster_column: None,
             baseline: base.map(|_| side(0.0, Some(100.0))),
-            candidate: side(0.1, Some(250.0)),
+            candidate: side(0.0, Some(250.0)),
             evaluators: vec![EvalDelta {
                 evaluator: "icontains".into(),
                 baseline_pass_rate: base,
@@ -537,7 +646,58 @@ mod tests {
             flaky: vec![],
             flaky_total: 0,
             new_failures: (0..new_failures).map(|i| format!("r{i}")).collect(),
+            errored_one_side: Default::default(),
         }
+    }
+
+    fn errored(rate: f64) -> Comparison {
+        let mut c = comparison(None, 1.0, 0);
+        c.candidate.error_rate = rate;
+        c
+    }
+
+    #[test]
+    fn an_errored_baseline_fails_the_gate_too_and_both_rates_are_shown() {
+        let mut c = comparison(Some(0.9), 0.9, 0);
+        c.baseline.as_mut().unwrap().error_rate = 0.2;
+        let verdict = evaluate(&c, &Policy::no_regression());
+        assert!(!verdict.passed);
+        let errors = verdict
+            .criteria
+            .iter()
+            .find(|c| c.name == MAX_ERROR_RATE)
+            .unwrap();
+        assert_eq!(errors.actual, Some(0.2));
+        assert_eq!(errors.actual_text(), "baseline 20.0% · candidate 0.0%");
+    }
+
+    #[test]
+    fn a_criterion_that_replaces_the_default_says_so() {
+        let c = comparison(Some(0.9), 0.95, 2);
+        let verdict = evaluate(
+            &c,
+            &Policy {
+                min_pass_rate: Some(0.5),
+                ..Policy::default()
+            },
+        );
+        assert!(verdict.passed, "{verdict:?}");
+        assert_eq!(
+            verdict.notes,
+            [
+                "regressions not checked: --min-pass-rate replaces the default; add --no-new-failures to keep it"
+            ]
+        );
+        assert!(evaluate(&c, &Policy::no_regression()).notes.is_empty());
+        // Without a baseline there is nothing to regress from, and nothing to say.
+        let alone = evaluate(
+            &comparison(None, 0.95, 0),
+            &Policy {
+                min_pass_rate: Some(0.5),
+                ..Policy::default()
+            },
+        );
+        assert!(alone.notes.is_empty());
     }
 
     fn without_evaluators() -> Comparison {
@@ -609,15 +769,35 @@ mod tests {
             ),
             (
                 Policy {
+                    min_pass_rate: Some(0.5),
                     max_error_rate: Some(0.1),
                     ..Policy::default()
                 },
-                comparison(None, 1.0, 0),
+                errored(0.1),
                 true,
             ),
             (
                 Policy {
+                    min_pass_rate: Some(0.5),
                     max_error_rate: Some(0.05),
+                    ..Policy::default()
+                },
+                errored(0.1),
+                false,
+            ),
+            // Errored results beyond the default allowance (none) fail any gate, on either
+            // side, and the error rate alone is no check of the answers.
+            (
+                Policy {
+                    min_pass_rate: Some(0.5),
+                    ..Policy::default()
+                },
+                errored(0.01),
+                false,
+            ),
+            (
+                Policy {
+                    max_error_rate: Some(0.5),
                     ..Policy::default()
                 },
                 comparison(None, 1.0, 0),

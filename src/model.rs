@@ -535,7 +535,12 @@ pub struct RunResult {
 #[serde(rename_all = "lowercase")]
 pub enum ExperimentStatus {
     Running,
+    /// Every planned result is stored, and every call answered.
     Completed,
+    /// Every planned result is stored, and some of them are errors (calls that failed, rows
+    /// that did not render): not evidence a gate takes unless its `--max-error-rate` allows
+    /// that many.
+    CompletedWithErrors,
     Interrupted,
     Failed,
 }
@@ -545,9 +550,29 @@ impl ExperimentStatus {
         match self {
             ExperimentStatus::Running => "running",
             ExperimentStatus::Completed => "completed",
+            ExperimentStatus::CompletedWithErrors => "completed_with_errors",
             ExperimentStatus::Interrupted => "interrupted",
             ExperimentStatus::Failed => "failed",
         }
+    }
+
+    /// The status as people read it, from the stored one and the errored results: the store
+    /// records a run's end as `completed` and keeps every result, so an errored result turns
+    /// it into `completed_with_errors` on every read, in stores written before this status
+    /// existed too.
+    pub fn seen(stored: ExperimentStatus, errors: i64) -> ExperimentStatus {
+        match stored {
+            ExperimentStatus::Completed if errors > 0 => ExperimentStatus::CompletedWithErrors,
+            other => other,
+        }
+    }
+
+    /// Every planned result is stored (with or without errors).
+    pub fn is_completed(self) -> bool {
+        matches!(
+            self,
+            ExperimentStatus::Completed | ExperimentStatus::CompletedWithErrors
+        )
     }
 }
 
@@ -557,6 +582,7 @@ impl FromStr for ExperimentStatus {
         Ok(match s {
             "running" => ExperimentStatus::Running,
             "completed" => ExperimentStatus::Completed,
+            "completed_with_errors" => ExperimentStatus::CompletedWithErrors,
             "interrupted" => ExperimentStatus::Interrupted,
             "failed" => ExperimentStatus::Failed,
             other => return Err(format!("unknown experiment status '{other}'")),
@@ -686,6 +712,24 @@ pub struct Experiment {
     /// Who runs it now and until when (a lease the run renews); None when no run holds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<Lease>,
+    /// Stored results that are errors (failed calls, rows that did not render).
+    pub error_count: i64,
+    /// `error_count` over the planned results (0 when none was planned).
+    pub error_rate: f64,
+}
+
+impl Experiment {
+    /// Sets the error figures, and the status they make (see `ExperimentStatus::seen`).
+    pub fn with_errors(mut self, errors: i64) -> Experiment {
+        self.error_count = errors;
+        self.error_rate = if self.planned > 0 {
+            errors as f64 / self.planned as f64
+        } else {
+            0.0
+        };
+        self.status = ExperimentStatus::seen(self.status, errors);
+        self
+    }
 }
 
 /// A run's claim on its experiment.

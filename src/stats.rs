@@ -504,8 +504,33 @@ impl Sample {
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Estimate {
     pub estimate: f64,
+    /// 0 when every row agrees: serialized as null, with `se_note` saying why.
+    #[serde(serialize_with = "se_or_null")]
     pub se: f64,
     pub ci: [f64; 2],
+    /// Why `se` is null.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub se_note: Option<&'static str>,
+}
+
+/// Said of a standard error of 0: every row agrees, so the rows give no spread to measure.
+/// The interval the method gives still has a width; a standard error of 0 beside it would read
+/// as certainty.
+pub const NO_VARIATION: &str = "no variation: every row agrees";
+
+/// A standard error as JSON: null when it is 0 (see `NO_VARIATION`), never a 0 that reads as
+/// certainty.
+pub fn se_or_null<S: serde::Serializer>(se: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+    if *se > 0.0 {
+        serializer.serialize_f64(*se)
+    } else {
+        serializer.serialize_none()
+    }
+}
+
+/// The note for a standard error: `NO_VARIATION` when it is 0.
+pub fn se_note(se: f64) -> Option<&'static str> {
+    (se <= 0.0).then_some(NO_VARIATION)
 }
 
 impl Estimate {
@@ -515,6 +540,7 @@ impl Estimate {
             estimate,
             se,
             ci: [estimate - half, estimate + half],
+            se_note: se_note(se),
         }
     }
 
@@ -527,6 +553,7 @@ impl Estimate {
             estimate: passed / rows,
             se,
             ci: wilson_interval(passed, rows, confidence),
+            se_note: se_note(se),
         }
     }
 
@@ -599,7 +626,10 @@ pub struct Paired {
     pub p_value: f64,
     /// The test's name as reports print it.
     pub test: String,
-    /// The minimum detectable effect at `POWER` for this many rows.
+    /// The minimum detectable effect at `POWER` for this many rows. Where every row agrees
+    /// (a standard error of 0) it comes from the row count: the error of Agresti and Min's
+    /// interval with no discordant row, half a row added to each cell (1 / (rows + 2)), never
+    /// a 0 that would claim any difference is detectable.
     pub mde: f64,
 }
 
@@ -651,7 +681,15 @@ pub fn paired(diffs: &Sample, test: PairedTest, confidence: f64) -> Option<Paire
         ci,
         p_value,
         test,
-        mde: minimum_detectable_effect(se.se, confidence, POWER),
+        mde: minimum_detectable_effect(
+            if se.se > 0.0 {
+                se.se
+            } else {
+                1.0 / (diffs.count() as f64 + 2.0)
+            },
+            confidence,
+            POWER,
+        ),
     })
 }
 
@@ -813,6 +851,34 @@ mod tests {
             ((between + 0.25 * 0.75) / 4.0).sqrt(),
             1e-12
         ));
+    }
+
+    #[test]
+    fn rows_that_all_agree_have_no_zero_error_and_a_detectable_effect_from_their_count() {
+        let mut d = Sample::new(false);
+        for _ in 0..20 {
+            d.push(0.0, None);
+        }
+        let test = PairedTest::McNemarExact {
+            regressed: 0,
+            improved: 0,
+        };
+        let p = paired(&d, test, 0.95).unwrap();
+        assert_eq!(p.se.se, 0.0);
+        // Agresti and Min's interval keeps a width, and the detectable effect is that of its
+        // error with no discordant row: (z + z_power) / (rows + 2).
+        assert!(p.ci[0] < -0.05 && p.ci[1] > 0.05, "{:?}", p.ci);
+        assert!(
+            close(p.mde, (1.959_964 + 0.841_621) / 22.0, 1e-5),
+            "{}",
+            p.mde
+        );
+        // As JSON the error is null with the reason, never 0.
+        let e = Estimate::proportion(20.0, 20.0, 0.0, 0.95);
+        let json = serde_json::to_value(e).unwrap();
+        assert!(json["se"].is_null());
+        assert_eq!(json["se_note"], NO_VARIATION);
+        assert!(json["ci"][0].as_f64().unwrap() < 0.9);
     }
 
     #[test]

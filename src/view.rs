@@ -300,6 +300,17 @@ pub struct Evidence {
     pub baseline_experiment: Option<String>,
     pub dataset_hash: String,
     pub from_tag: String,
+    /// Each side's share of errored results (recorded since the gate refuses broken
+    /// evidence; absent from older promotions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_error_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_error_rate: Option<f64>,
+    /// The names of the checks that ran, and what they did not check (`notes`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Evidence {

@@ -9,9 +9,11 @@ use crate::gate::{Policy, Verdict};
 use crate::model::VersionRef;
 use crate::report;
 use crate::view::PromotionView;
+use crate::workflow::experiment::as_seen;
 use crate::workflow::experiment::prepare;
 use crate::workflow::promotion::{
-    self, PromotionRequest, Reuse, check_cluster_column, comparison, evidence,
+    self, Acceptance, PromotionRequest, Reuse, check_cluster_column, check_named, comparison,
+    evidence,
 };
 use std::path::Path;
 
@@ -25,9 +27,14 @@ pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
         max_regression: rate("--max-regression", args.max_regression)?,
         non_inferior: rate("--non-inferior", args.non_inferior)?,
         min_improvement: rate("--min-improvement", args.min_improvement)?,
+        max_error_rate: rate("--max-error-rate", args.max_error_rate)?,
         ..Policy::default()
     };
     let gated = policy.has_relative();
+    let acceptance = Acceptance {
+        max_error_rate: policy.error_allowance(),
+        same_endpoint: args.same_endpoint,
+    };
     // The named form of the two ids, as a pipeline script spells them.
     let named: Vec<String> = args
         .baseline_experiment
@@ -48,7 +55,11 @@ pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
                 ));
             }
             let store = ctx.store_for_reading()?;
-            (store.experiment(a)?, store.experiment(b)?)
+            let (baseline, candidate) =
+                (as_seen(store.experiment(a)?), as_seen(store.experiment(b)?));
+            check_named("baseline", &baseline, acceptance.max_error_rate)?;
+            check_named("candidate", &candidate, acceptance.max_error_rate)?;
+            (baseline, candidate)
         }
         [_] => {
             return Err(Error::invalid("compare needs two experiment ids")
@@ -91,8 +102,24 @@ pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
             let reuse = Reuse::from_flags(args.run, args.options.fresh);
             let terminal = report::Terminal::new(inference.confidence);
             (
-                evidence(base, ctx, reuse, &request.evals, &terminal, interrupted)?,
-                evidence(cand, ctx, reuse, &request.evals, &terminal, interrupted)?,
+                evidence(
+                    base,
+                    ctx,
+                    reuse,
+                    acceptance,
+                    &request.evals,
+                    &terminal,
+                    interrupted,
+                )?,
+                evidence(
+                    cand,
+                    ctx,
+                    reuse,
+                    acceptance,
+                    &request.evals,
+                    &terminal,
+                    interrupted,
+                )?,
             )
         }
     };
@@ -109,7 +136,7 @@ pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
     }
     let verdict = gated.then(|| crate::gate::evaluate(&result, &policy));
     if let Some(verdict) = &verdict {
-        warn_underpowered(verdict);
+        warn_underpowered(verdict, args.json);
     }
     if args.json {
         let mut json = report::comparison_json(&result, args.rows);
@@ -136,10 +163,17 @@ pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
     Ok(verdict.as_ref().map_or(exit::OK, verdict_code))
 }
 
-/// Each criterion whose threshold the dataset cannot detect, on stderr.
-fn warn_underpowered(verdict: &Verdict) {
+/// Each criterion whose threshold the dataset cannot detect, on stderr, where the report on
+/// stdout is JSON for a program: text and Markdown reports carry them already, once.
+fn warn_underpowered(verdict: &Verdict, json: bool) {
+    if !json {
+        return;
+    }
     for w in &verdict.warnings {
         crate::note!("warning: {}", w.message);
+    }
+    for n in &verdict.notes {
+        crate::note!("note: {n}");
     }
 }
 
@@ -251,6 +285,10 @@ pub fn promote(args: PromoteArgs, ctx: &Context) -> Result<u8> {
             candidate,
             baseline: args.baseline_experiment.clone(),
         });
+    let acceptance = Acceptance {
+        max_error_rate: policy.error_allowance(),
+        same_endpoint: args.same_endpoint,
+    };
     let request = PromotionRequest {
         chosen,
         prompt: &args.prompt,
@@ -263,6 +301,7 @@ pub fn promote(args: PromoteArgs, ctx: &Context) -> Result<u8> {
         fresh: args.options.fresh,
         dry_run: args.dry_run,
         message: args.message.clone(),
+        acceptance,
     };
     let decided = promotion::promote(
         ctx,
@@ -272,7 +311,7 @@ pub fn promote(args: PromoteArgs, ctx: &Context) -> Result<u8> {
         &report::Terminal::new(inference.confidence),
         interrupted,
     )?;
-    warn_underpowered(&decided.verdict);
+    warn_underpowered(&decided.verdict, args.json);
     let view = PromotionView {
         prompt: &args.prompt,
         from: &args.from,

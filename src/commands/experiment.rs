@@ -41,10 +41,13 @@ fn start(args: RunArgs, ctx: &Context) -> Result<u8> {
         .thresholds
         .unwrap_or_default();
     let min_pass_rate = rate("--min-pass-rate", args.min_pass_rate.or(file.min_pass_rate))?;
+    // Errored rows fail the run unless the user allows some: a run whose calls failed is not
+    // the evidence it looks like.
     let max_error_rate = rate(
         "--max-error-rate",
         args.max_error_rate.or(file.max_error_rate),
-    )?;
+    )?
+    .or(Some(DEFAULT_MAX_ERROR_RATE));
     let confidence = confidence(args.confidence, ctx)?;
     let mut request = run_request(&args.options);
     request.shard = args.shard.clone();
@@ -72,18 +75,39 @@ fn start(args: RunArgs, ctx: &Context) -> Result<u8> {
     )?;
     let check = crate::gate::check_experiment(&finished.summary, min_pass_rate, max_error_rate);
     let code = print_finished(ctx, &finished, args.json, &check, confidence)?;
-    if code == exit::OK && check.iter().any(|c| !c.passed) {
-        for c in check.iter().filter(|c| !c.passed) {
-            crate::note!(
-                "check failed: {} is {}, needs {}",
-                c.name,
-                c.actual_text(),
-                c.threshold_text()
-            );
-        }
-        return Ok(exit::CHECK_FAILED);
+    Ok(checked(code, &check, &finished.experiment))
+}
+
+/// An experiment's errored rows allowed when neither `--max-error-rate` nor runner.toml says.
+pub const DEFAULT_MAX_ERROR_RATE: f64 = 0.0;
+
+/// The exit code of a finished run with its own check: a failed check (said on stderr, with
+/// the fix) turns a success into exit 1.
+pub fn checked(code: u8, check: &[crate::gate::Criterion], experiment: &Experiment) -> u8 {
+    if code != exit::OK || check.iter().all(|c| c.passed) {
+        return code;
     }
-    Ok(code)
+    for c in check.iter().filter(|c| !c.passed) {
+        crate::note!(
+            "check failed: {} is {}, needs {}",
+            c.name,
+            c.actual_text(),
+            c.threshold_text()
+        );
+    }
+    if check
+        .iter()
+        .any(|c| !c.passed && c.name == crate::gate::MAX_ERROR_RATE)
+    {
+        crate::note!(
+            "hint: `runner experiment show {} --errored` lists the errored rows; \
+             `runner experiment resume {}` runs them again; --max-error-rate R (or \
+             `max_error_rate` under [thresholds] in runner.toml) allows a share of them",
+            experiment.id,
+            experiment.id
+        );
+    }
+    exit::CHECK_FAILED
 }
 
 fn resume(args: ExperimentResumeArgs, ctx: &Context) -> Result<u8> {
@@ -95,7 +119,19 @@ fn resume(args: ExperimentResumeArgs, ctx: &Context) -> Result<u8> {
         &report::Terminal::new(confidence),
         interrupted(),
     )?;
-    print_finished(ctx, &finished, args.json, &[], confidence)
+    // The same check as the first run: runner.toml's thresholds, and no errored row by default.
+    let file = ctx
+        .config()?
+        .for_prompt(&finished.experiment.prompt)
+        .thresholds
+        .unwrap_or_default();
+    let check = crate::gate::check_experiment(
+        &finished.summary,
+        rate("--min-pass-rate", file.min_pass_rate)?,
+        Some(rate("--max-error-rate", file.max_error_rate)?.unwrap_or(DEFAULT_MAX_ERROR_RATE)),
+    );
+    let code = print_finished(ctx, &finished, args.json, &check, confidence)?;
+    Ok(checked(code, &check, &finished.experiment))
 }
 
 /// The run options as the workflow takes them.

@@ -192,8 +192,15 @@ pub fn wait(args: ExperimentWaitArgs, ctx: &Context) -> Result<u8> {
             min_pass_rate: None,
             max_error_rate: None,
         });
-    let check =
-        crate::gate::check_experiment(&summary, detached.min_pass_rate, detached.max_error_rate);
+    let check = crate::gate::check_experiment(
+        &summary,
+        detached.min_pass_rate,
+        Some(
+            detached
+                .max_error_rate
+                .unwrap_or(super::experiment::DEFAULT_MAX_ERROR_RATE),
+        ),
+    );
     if args.json {
         let mut view = report::experiment_json(&experiment, &summary, None, cost, confidence);
         view.check = (!check.is_empty()).then_some(&check);
@@ -207,18 +214,7 @@ pub fn wait(args: ExperimentWaitArgs, ctx: &Context) -> Result<u8> {
             confidence,
         ));
     }
-    if check.iter().any(|c| !c.passed) {
-        for c in check.iter().filter(|c| !c.passed) {
-            crate::note!(
-                "check failed: {} is {}, needs {}",
-                c.name,
-                c.actual_text(),
-                c.threshold_text()
-            );
-        }
-        return Ok(exit::CHECK_FAILED);
-    }
-    Ok(exit::OK)
+    Ok(super::experiment::checked(exit::OK, &check, &experiment))
 }
 
 /// `runner experiment merge STORE... --into STORE`.

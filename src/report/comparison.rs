@@ -52,6 +52,8 @@ fn render_text(sections: &[Section]) -> String {
         .map(|s| {
             if s.rows.is_empty() {
                 format!("{}: {}", s.title, s.empty)
+            } else if s.headers.is_empty() {
+                lines(s, "")
             } else {
                 format!("{}\n{}", s.title, text_table(&s.headers, &s.rows))
             }
@@ -60,12 +62,23 @@ fn render_text(sections: &[Section]) -> String {
         .join("\n\n")
 }
 
+/// A section without headers: one line a row, each led by the title (`note: …`).
+fn lines(s: &Section, lead: &str) -> String {
+    s.rows
+        .iter()
+        .map(|row| format!("{lead}{}: {}", s.title, row.join(" ")))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn render_markdown(sections: &[Section]) -> String {
     sections
         .iter()
         .map(|s| {
             if s.rows.is_empty() {
                 format!("### {}\n\n{}\n", s.title, s.empty)
+            } else if s.headers.is_empty() {
+                format!("{}\n", lines(s, "> "))
             } else {
                 format!("### {}\n\n{}", s.title, markdown_table(&s.headers, &s.rows))
             }
@@ -170,6 +183,7 @@ fn differences_section(c: &Comparison) -> Section {
                 number(d.estimate),
                 format!("{} to {}", number(d.ci[0]), number(d.ci[1])),
                 match d.unpaired_se {
+                    _ if d.se <= 0.0 => "n/a (no variation)".into(),
                     Some(u) => format!("{} (unpaired {})", plain(d.se), plain(u)),
                     None => plain(d.se),
                 },
@@ -469,10 +483,30 @@ fn gated_sections(c: &Comparison, verdict: Option<&Verdict>, rows: usize) -> Vec
     let mut all = Vec::new();
     if let Some(verdict) = verdict {
         all.push(criteria_section(verdict));
+        all.extend(notes_section(c, verdict));
         all.extend(warnings_section(verdict));
     }
     all.extend(sections(c, rows));
     all
+}
+
+/// What the gate did not check, and rows errored on one side only: said beside the verdict.
+fn notes_section(c: &Comparison, verdict: &Verdict) -> Option<Section> {
+    let mut notes: Vec<Vec<String>> = verdict.notes.iter().map(|n| vec![n.clone()]).collect();
+    let errored = &c.errored_one_side;
+    if errored.candidate_only + errored.baseline_only > 0 {
+        notes.push(vec![format!(
+            "errored rows count as failures of their side: {} errored on the candidate only, \
+             {} on the baseline only (--max-error-rate allowed them)",
+            errored.candidate_only, errored.baseline_only
+        )]);
+    }
+    (!notes.is_empty()).then(|| Section {
+        title: "note".into(),
+        headers: Vec::new(),
+        rows: notes,
+        empty: "none",
+    })
 }
 
 pub fn comparison_text_gated(c: &Comparison, verdict: Option<&Verdict>, rows: usize) -> String {
@@ -486,12 +520,12 @@ pub fn comparison_markdown_gated(c: &Comparison, verdict: Option<&Verdict>, rows
 /// The criteria whose threshold this many rows cannot detect, when there are any.
 fn warnings_section(verdict: &Verdict) -> Option<Section> {
     (!verdict.warnings.is_empty()).then(|| Section {
-        title: "warnings: thresholds below what the dataset can detect".into(),
-        headers: vec!["criterion".into(), "warning".into()],
+        title: "warning".into(),
+        headers: Vec::new(),
         rows: verdict
             .warnings
             .iter()
-            .map(|w| vec![w.criterion.clone(), w.message.clone()])
+            .map(|w| vec![w.message.clone()])
             .collect(),
         empty: "none",
     })
@@ -641,6 +675,8 @@ mod tests {
                 pass_rate_ci: Some([0.342, 1.0]),
                 mean_score_se: Some(0.1),
                 mean_score_ci: Some([0.8, 1.2]),
+                pass_rate_se_note: None,
+                mean_score_se_note: None,
             }],
         }
     }
@@ -680,6 +716,7 @@ mod tests {
                     clusters: None,
                     estimate: -0.5,
                     se: 0.2,
+                    se_note: None,
                     ci: [-0.9, -0.1],
                     df: 1.0,
                     p_value: 1.0,
@@ -704,6 +741,7 @@ mod tests {
             flaky: vec![],
             flaky_total: 0,
             new_failures: vec!["2".into()],
+            errored_one_side: Default::default(),
         }
     }
 
@@ -732,6 +770,7 @@ mod tests {
             ],
             policy: Policy::default(),
             warnings: vec![],
+            notes: vec![],
         }
     }
 

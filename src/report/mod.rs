@@ -521,6 +521,15 @@ pub fn rate_interval(ci: [f64; 2]) -> String {
     format!("{:.1}–{:.1}%", ci[0] * 100.0, ci[1] * 100.0)
 }
 
+/// A standard error as people read it: `n/a (no variation)` where every row agrees.
+fn se_text(se: f64, number: impl Fn(f64) -> String) -> String {
+    if se > 0.0 {
+        number(se)
+    } else {
+        "n/a, no variation".into()
+    }
+}
+
 /// The error-bar lines of one evaluator in a summary: the pass rate's and the mean score's
 /// intervals and standard errors, then what repetitions did to them.
 fn statistics_lines(st: &crate::view::EvaluatorStatistics, confidence: f64) -> Vec<String> {
@@ -528,12 +537,12 @@ fn statistics_lines(st: &crate::view::EvaluatorStatistics, confidence: f64) -> V
     let mut lines = Vec::new();
     match (&st.pass_rate, &st.mean_score) {
         (Some(pass), Some(score)) => lines.push(format!(
-            "pass rate {level} CI {} (SE {:.1} pts), mean score {level} CI {:.3}–{:.3} (SE {:.3}), over {} rows",
+            "pass rate {level} CI {} (SE {}), mean score {level} CI {:.3}–{:.3} (SE {}), over {} rows",
             rate_interval(pass.ci),
-            pass.se * 100.0,
+            se_text(pass.se, |se| format!("{:.1} pts", se * 100.0)),
             score.ci[0],
             score.ci[1],
-            score.se,
+            se_text(score.se, |se| format!("{se:.3}")),
             st.rows
         )),
         _ => lines.push(format!(
@@ -732,7 +741,8 @@ pub fn experiments_table(items: &[crate::view::ExperimentItem]) -> String {
     }
     table(
         &[
-            "ID", "CREATED", "PROMPT", "DATASET", "MODEL", "ROWS", "STATUS", "COST", "NAME",
+            "ID", "CREATED", "PROMPT", "DATASET", "MODEL", "ROWS", "STATUS", "ERRORS", "COST",
+            "NAME",
         ],
         items
             .iter()
@@ -746,6 +756,11 @@ pub fn experiments_table(items: &[crate::view::ExperimentItem]) -> String {
                     e.model.clone(),
                     e.planned.to_string(),
                     e.status.as_str().to_string(),
+                    if e.error_count == 0 {
+                        "0".into()
+                    } else {
+                        format!("{} ({})", e.error_count, percent(e.error_rate))
+                    },
                     item.cost_usd
                         .map(crate::cost::usd)
                         .unwrap_or_else(|| "-".into()),

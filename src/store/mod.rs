@@ -464,6 +464,9 @@ pub trait PromptStore: Send + Sync {
 /// A result visitor; see `visit_results`.
 pub type VisitResult<'a> = dyn FnMut(RunResult) -> Result<()> + 'a;
 
+/// How many experiments `ExperimentStore::matching` returns at most.
+pub const MATCHING: i64 = 20;
+
 /// Experiments: their records, results read back and aggregated.
 pub trait ExperimentStore: Send + Sync {
     fn create_experiment(&self, new: &NewExperiment) -> Result<Experiment>;
@@ -474,9 +477,10 @@ pub trait ExperimentStore: Send + Sync {
     /// Experiments, newest first, of one prompt when given.
     fn experiments(&self, prompt: Option<&str>) -> Result<Vec<Experiment>>;
 
-    /// The newest completed experiment with this fingerprint and a result for every planned
-    /// row: only such an experiment may stand as evidence for another run of the same kind.
-    fn latest_matching(&self, fingerprint: &str) -> Result<Option<Experiment>>;
+    /// The newest experiments with this fingerprint (at most `MATCHING`), whatever their
+    /// status, each with its count of stored results: the caller decides which may stand as
+    /// evidence for another run of the same kind, and says why it passed over the others.
+    fn matching(&self, fingerprint: &str) -> Result<Vec<(Experiment, i64)>>;
 
     /// Calls `visit` with every result reduced to what a comparison needs, in row-id order
     /// (byte order; then repetition, then row index), one at a time; each carries its row's

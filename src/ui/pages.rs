@@ -907,7 +907,11 @@ pub fn experiments(viewer: &Viewer, name: &str, items: &[(Experiment, Summary)])
             .raw("</td><td>");
         time(&mut body, &e.created_at);
         body.raw("</td><td>");
-        badge(&mut body, e.status.as_str(), e.status.as_str());
+        badge(
+            &mut body,
+            &e.status.as_str().replace('_', " "),
+            e.status.as_str(),
+        );
         body.raw("</td></tr>");
     }
     body.raw("</tbody></table></div>");
@@ -1138,7 +1142,7 @@ pub fn experiment(viewer: &Viewer, p: &ExperimentPage<'_>) -> String {
         .raw("</dd><dt>Model</dt><dd>")
         .text(&e.model)
         .raw("</dd><dt>Status</dt><dd>")
-        .text(e.status.as_str())
+        .text(&e.status.as_str().replace('_', " "))
         .raw("</dd><dt>Pass rate</dt><dd>");
     pass_rates(&mut body, s);
     body.raw("</dd><dt>Errors</dt><dd>")

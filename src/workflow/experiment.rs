@@ -397,13 +397,47 @@ pub struct Prepared {
     pub fingerprint: String,
 }
 
-/// The fingerprint of a prepared run. Evaluator files (rubrics, schemas, programs) count by
-/// content, so editing a rubric makes old experiments stale.
+/// The fingerprint of a prepared run: what decides the requests and the scores. Evaluator
+/// files (rubrics, schemas, programs) count by content, so editing a rubric makes old
+/// experiments stale. The endpoint's base URL does not count: the same model behind another
+/// address (a proxy, a gateway, a mock on another port) answers the same requests, and
+/// `--same-endpoint` asks for the address as well where it matters. Stores written before
+/// carry fingerprints that held it (`legacy_fingerprint`).
 pub(super) fn fingerprint(
     version_id: &str,
     dataset_hash: &str,
     model: &str,
+    evaluators: &[Evaluator],
+    settings: &RunSettings,
+) -> String {
+    fingerprint_of(version_id, dataset_hash, model, None, evaluators, settings)
+}
+
+/// The fingerprint as runner computed it before the endpoint left it: a detached experiment
+/// planned then still matches its worker.
+pub(super) fn legacy_fingerprint(
+    version_id: &str,
+    dataset_hash: &str,
+    model: &str,
     base_url: &str,
+    evaluators: &[Evaluator],
+    settings: &RunSettings,
+) -> String {
+    fingerprint_of(
+        version_id,
+        dataset_hash,
+        model,
+        Some(base_url),
+        evaluators,
+        settings,
+    )
+}
+
+fn fingerprint_of(
+    version_id: &str,
+    dataset_hash: &str,
+    model: &str,
+    base_url: Option<&str>,
     evaluators: &[Evaluator],
     settings: &RunSettings,
 ) -> String {
@@ -414,20 +448,36 @@ pub(super) fn fingerprint(
         .iter()
         .filter_map(|e| Some((e.name().to_string(), Value::String(e.file_digest()?.into()))))
         .collect();
-    let canonical = serde_json::json!({
-        "version_id": version_id,
-        "dataset_hash": dataset_hash,
-        "model": model,
-        "base_url": base_url,
-        "evaluators": sorted,
-        "evaluator_files": files,
-        "repetitions": settings.repetitions,
-        "limit": settings.limit,
-        "vars": settings.vars,
-        "columns": settings.columns,
-        "expected_column": settings.expected_column,
-        "judge_model": settings.judge_model,
-    });
+    // Written out twice so the legacy form is byte for byte what earlier stores hashed.
+    let canonical = match base_url {
+        None => serde_json::json!({
+            "version_id": version_id,
+            "dataset_hash": dataset_hash,
+            "model": model,
+            "evaluators": sorted,
+            "evaluator_files": files,
+            "repetitions": settings.repetitions,
+            "limit": settings.limit,
+            "vars": settings.vars,
+            "columns": settings.columns,
+            "expected_column": settings.expected_column,
+            "judge_model": settings.judge_model,
+        }),
+        Some(base_url) => serde_json::json!({
+            "version_id": version_id,
+            "dataset_hash": dataset_hash,
+            "model": model,
+            "base_url": base_url,
+            "evaluators": sorted,
+            "evaluator_files": files,
+            "repetitions": settings.repetitions,
+            "limit": settings.limit,
+            "vars": settings.vars,
+            "columns": settings.columns,
+            "expected_column": settings.expected_column,
+            "judge_model": settings.judge_model,
+        }),
+    };
     crate::model::hex(&Sha256::digest(canonical.to_string().as_bytes()))
 }
 
@@ -517,14 +567,7 @@ pub fn prepare(
     if settings.max_cost.is_some() {
         priced(ctx, &model)?;
     }
-    let fingerprint = fingerprint(
-        &version.id,
-        &info.hash,
-        &model,
-        &base_url,
-        &evaluators,
-        &settings,
-    );
+    let fingerprint = fingerprint(&version.id, &info.hash, &model, &evaluators, &settings);
     Ok(Prepared {
         fingerprint,
         prompt: prompt.to_string(),
@@ -957,6 +1000,7 @@ fn execute(
     let experiment = store.experiment(&id)?;
     let summary = store.summary(&experiment)?;
     Ok(Finished {
+        status: experiment.status,
         experiment,
         summary,
         stats: RunStats {
@@ -968,6 +1012,5 @@ fn execute(
             concurrency: outcome.throttle.concurrency,
             max_concurrency: outcome.throttle.max_concurrency,
         },
-        status: outcome.status,
     })
 }

@@ -17,24 +17,158 @@ use crate::view::Evidence;
 use std::future::Future;
 use std::path::Path;
 
-/// The experiment that stands as evidence for a prepared run: the newest matching completed
-/// one, or (when running is allowed) a new one. When it is not, a missing one is an input error
-/// whose hint is the command that would make it.
+/// What evidence a gate (or a comparison) takes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Acceptance {
+    /// The share of errored results an experiment may have (`--max-error-rate`, default 0).
+    pub max_error_rate: f64,
+    /// Only experiments run against the same endpoint (base URL) count (`--same-endpoint`).
+    pub same_endpoint: bool,
+}
+
+impl Default for Acceptance {
+    fn default() -> Acceptance {
+        Acceptance {
+            max_error_rate: 0.0,
+            same_endpoint: false,
+        }
+    }
+}
+
+/// Why an experiment cannot stand as evidence, and what would fix it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub reason: String,
+    pub hint: String,
+}
+
+/// Why `experiment` (as people see it: see `as_seen`) cannot stand as evidence, with `stored`
+/// results of its planned ones; None when it can. Broken evidence is refused, not discounted:
+/// a run that stopped, failed, or whose calls errored beyond the allowance says nothing
+/// reliable about the prompt.
+pub fn refusal(experiment: &Experiment, stored: Option<i64>, allowed: f64) -> Option<Refusal> {
+    use crate::model::ExperimentStatus as S;
+    let id = &experiment.id;
+    let counted = match stored {
+        Some(n) => format!("{n} of {} results stored", experiment.planned),
+        None => format!("{} results planned", experiment.planned),
+    };
+    let (reason, hint) = match experiment.status {
+        S::Running => (
+            format!("it is still running ({counted})"),
+            format!("wait for it: runner experiment wait {id}"),
+        ),
+        S::Interrupted => (
+            format!("it was interrupted ({counted})"),
+            format!("finish it: runner experiment resume {id}"),
+        ),
+        S::Failed => (
+            format!("it failed ({counted})"),
+            "run a new one (--run on compare, or promote without --candidate-experiment)".into(),
+        ),
+        S::Completed | S::CompletedWithErrors if experiment.error_rate > allowed + 1e-12 => (
+            format!(
+                "{} of its {} results errored ({:.1}%), beyond --max-error-rate {:.1}%",
+                experiment.error_count,
+                experiment.planned,
+                experiment.error_rate * 100.0,
+                allowed * 100.0
+            ),
+            format!(
+                "see them: runner experiment show {id} --errored; once the endpoint answers, \
+                     `runner experiment resume {id}` runs them again; --max-error-rate R allows a share"
+            ),
+        ),
+        S::Completed | S::CompletedWithErrors => match stored {
+            Some(n) if n < experiment.planned => (
+                format!("it is incomplete ({counted})"),
+                format!("finish it: runner experiment resume {id}"),
+            ),
+            _ => return None,
+        },
+    };
+    Some(Refusal { reason, hint })
+}
+
+/// Refuses an experiment named as evidence (`--candidate-experiment`, two ids on `compare`)
+/// that `refusal` would pass over: exit 2 naming it, why, and the fix.
+pub fn check_named(flag: &str, experiment: &Experiment, allowed: f64) -> Result<()> {
+    match refusal(experiment, None, allowed) {
+        None => Ok(()),
+        Some(r) => Err(Error::invalid(format!(
+            "{flag} {}: not evidence a gate takes: {}",
+            experiment.id, r.reason
+        ))
+        .with_hint(r.hint)),
+    }
+}
+
+/// The experiment that stands as evidence for a prepared run: the newest matching one that
+/// `refusal` accepts, or (when running is allowed) a new one. Those passed over are named with
+/// why. When running is not allowed, a missing one is an input error that says what differs
+/// from the nearest stored experiment and whose hint is the command that would make one.
 pub fn evidence<F: Future<Output = ()>>(
     prepared: Prepared,
     ctx: &Context,
     reuse: Reuse,
+    acceptance: Acceptance,
     evals: &[String],
     reporter: &dyn Reporter,
     interrupt: impl Fn() -> F,
 ) -> Result<Experiment> {
     let run = reuse != Reuse::Only;
     let store = ctx.store_for_reading()?;
-    let found = store.latest_matching(&prepared.fingerprint)?;
+    let mut passed_over = Vec::new();
+    let mut found = None;
+    if reuse != Reuse::Never {
+        for (experiment, stored) in store.matching(&prepared.fingerprint)? {
+            let experiment = super::experiment::as_seen(experiment);
+            if acceptance.same_endpoint && experiment.base_url != prepared.base_url {
+                continue;
+            }
+            match refusal(&experiment, Some(stored), acceptance.max_error_rate) {
+                None => {
+                    found = Some(experiment);
+                    break;
+                }
+                Some(why) => passed_over.push((experiment, why)),
+            }
+        }
+    }
+    let nearest = if found.is_none() && !run && passed_over.is_empty() {
+        nearest_difference(&*store, &prepared, acceptance)?
+    } else {
+        None
+    };
     drop(store);
-    if let Some(mut experiment) = found.filter(|_| reuse != Reuse::Never) {
+    let label = format!(
+        "{} v{}{}",
+        prepared.prompt,
+        prepared.version.seq,
+        prepared
+            .tag
+            .as_deref()
+            .map(|t| format!(" ({t})"))
+            .unwrap_or_default()
+    );
+    // Only the newest few are named: an old pile of interrupted runs is not news.
+    for (experiment, why) in passed_over.iter().take(3) {
         reporter.report(RunEvent::Notice(format!(
-            "using experiment {} for {} v{}",
+            "passed over experiment {} of {label}: {}",
+            experiment.id, why.reason
+        )));
+    }
+    if let Some(mut experiment) = found {
+        let elsewhere = if experiment.base_url != prepared.base_url {
+            format!(
+                " (run against {}; --same-endpoint takes only runs against {})",
+                experiment.base_url, prepared.base_url
+            )
+        } else {
+            String::new()
+        };
+        reporter.report(RunEvent::Notice(format!(
+            "using experiment {} for {} v{}{elsewhere}",
             experiment.id, prepared.prompt, prepared.version.seq
         )));
         // It stands for the tag asked about now, whichever tag it was run under: the
@@ -52,17 +186,25 @@ pub fn evidence<F: Future<Output = ()>>(
         for spec in evals {
             command.push_str(&format!(" --eval '{spec}'"));
         }
-        return Err(Error::invalid(format!(
-            "no completed experiment of {} v{}{} on this dataset with these evaluators and model",
-            prepared.prompt,
-            prepared.version.seq,
-            prepared
-                .tag
-                .as_deref()
-                .map(|t| format!(" ({t})"))
-                .unwrap_or_default()
-        ))
-        .with_hint(format!("add --run, or run it first: {command}")));
+        if let Some((experiment, why)) = passed_over.first() {
+            return Err(Error::invalid(format!(
+                "no experiment of {label} on this dataset can stand as evidence: \
+                 the newest, {}, was passed over: {}",
+                experiment.id, why.reason
+            ))
+            .with_hint(format!("{}; or add --run to run a fresh one", why.hint)));
+        }
+        let mut message = format!(
+            "no completed experiment of {label} on this dataset with these evaluators and model"
+        );
+        let mut hint = format!("add --run, or run it first: {command}");
+        if let Some(nearest) = nearest {
+            message.push_str(&format!("; {}", nearest.0));
+            if let Some(fix) = nearest.1 {
+                hint = format!("{fix}, or add --run");
+            }
+        }
+        return Err(Error::invalid(message).with_hint(hint));
     }
     reporter.report(RunEvent::Notice(format!(
         "running {} v{} over {}",
@@ -89,7 +231,113 @@ pub fn evidence<F: Future<Output = ()>>(
             experiment.id
         )));
     }
+    // A fresh run is held to the same rule as a stored one.
+    if let Some(why) = refusal(&experiment, None, acceptance.max_error_rate) {
+        return Err(Error::invalid(format!(
+            "experiment {} of {label} cannot stand as evidence: {}",
+            experiment.id, why.reason
+        ))
+        .with_hint(why.hint));
+    }
     Ok(experiment)
+}
+
+/// What separates the prepared run from the newest stored experiment of the same version on
+/// the same dataset, as a person reads it, with a fix where one flag is the fix; None when
+/// there is none to compare with.
+fn nearest_difference(
+    store: &dyn crate::store::Store,
+    prepared: &Prepared,
+    acceptance: Acceptance,
+) -> Result<Option<(String, Option<String>)>> {
+    let same_rows = |e: &Experiment| {
+        e.version_id == prepared.version.id && e.dataset.hash == prepared.info.hash
+    };
+    let Some(nearest) = store
+        .experiments(Some(&prepared.prompt))?
+        .into_iter()
+        .find(same_rows)
+    else {
+        return Ok(Some((
+            format!(
+                "no experiment of v{} ran on this dataset (sha256 {})",
+                prepared.version.seq,
+                &prepared.info.hash[..prepared.info.hash.len().min(12)]
+            ),
+            None,
+        )));
+    };
+    let mut differences: Vec<String> = Vec::new();
+    let mut fix = None;
+    let id = &nearest.id;
+    if acceptance.same_endpoint && nearest.base_url != prepared.base_url {
+        differences.push(format!(
+            "it ran against {} (this run: {}; --same-endpoint asks for the same)",
+            nearest.base_url, prepared.base_url
+        ));
+        fix = Some(format!(
+            "pass --base-url {} or drop --same-endpoint",
+            nearest.base_url
+        ));
+    }
+    if nearest.model != prepared.model {
+        differences.push(format!(
+            "its model is {} (this run: {})",
+            nearest.model, prepared.model
+        ));
+        fix = Some(format!("pass --model {}", nearest.model));
+    }
+    let mut theirs = nearest.evaluators.clone();
+    let mut ours = prepared.specs.clone();
+    theirs.sort();
+    ours.sort();
+    if theirs != ours {
+        differences.push(format!(
+            "its evaluators are {} (this run: {})",
+            theirs.join(", "),
+            ours.join(", ")
+        ));
+        fix = Some(
+            theirs
+                .iter()
+                .map(|e| format!("--eval '{e}'"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
+        .map(|flags| format!("pass {flags}"));
+    }
+    let (a, b) = (&nearest.settings, &prepared.settings);
+    let settings = [
+        ("repetitions", a.repetitions != b.repetitions),
+        ("--limit", a.limit != b.limit),
+        ("--var", a.vars != b.vars),
+        ("--column", a.columns != b.columns),
+        ("--expected-column", a.expected_column != b.expected_column),
+        ("--judge-model", a.judge_model != b.judge_model),
+    ];
+    for (name, differs) in settings {
+        if differs {
+            differences.push(format!("its {name} differs"));
+        }
+    }
+    if differences.is_empty() {
+        differences.push(
+            "its evaluator files (rubrics, schemas, programs) changed since, or it ran under \
+             another --shard"
+                .into(),
+        );
+    }
+    if differences.len() > 1 {
+        fix = None;
+    }
+    Ok(Some((
+        format!(
+            "the newest stored experiment of v{} on this dataset, {id}, differs: {}",
+            prepared.version.seq,
+            differences.join("; ")
+        ),
+        fix,
+    )))
 }
 
 /// Whether stored experiments may stand as evidence.
@@ -274,6 +522,8 @@ pub struct PromotionRequest<'a> {
     /// Evaluate the gate, move nothing.
     pub dry_run: bool,
     pub message: Option<String>,
+    /// What may stand as evidence.
+    pub acceptance: Acceptance,
 }
 
 /// What a promotion decided.
@@ -330,9 +580,12 @@ fn found_evidence<F: Future<Output = ()>>(
     }
     let reuse = Reuse::from_flags(true, request.fresh);
     let evals = &request.run.evals;
-    let candidate = evidence(candidate, ctx, reuse, evals, reporter, &interrupt)?;
+    let acceptance = request.acceptance;
+    let candidate = evidence(
+        candidate, ctx, reuse, acceptance, evals, reporter, &interrupt,
+    )?;
     let baseline = baseline
-        .map(|b| evidence(b, ctx, reuse, evals, reporter, &interrupt))
+        .map(|b| evidence(b, ctx, reuse, acceptance, evals, reporter, &interrupt))
         .transpose()?;
     Ok((candidate, baseline))
 }
@@ -368,7 +621,7 @@ fn chosen_evidence(
             .with_hint("drop --baseline-experiment; the gate's absolute criteria decide alone"));
         }
         (Some(tag), Some(id)) => {
-            let experiment = store.experiment(id)?;
+            let experiment = super::experiment::as_seen(store.experiment(id)?);
             check_chosen(
                 &experiment,
                 request.prompt,
@@ -378,11 +631,16 @@ fn chosen_evidence(
                 tag.version_seq,
                 &list,
             )?;
+            check_named(
+                "--baseline-experiment",
+                &experiment,
+                request.acceptance.max_error_rate,
+            )?;
             Some(experiment)
         }
         (None, None) => None,
     };
-    let mut candidate = store.experiment(&chosen.candidate)?;
+    let mut candidate = super::experiment::as_seen(store.experiment(&chosen.candidate)?);
     check_chosen(
         &candidate,
         request.prompt,
@@ -391,6 +649,11 @@ fn chosen_evidence(
         &candidate_version.id,
         candidate_version.seq,
         &list,
+    )?;
+    check_named(
+        "--candidate-experiment",
+        &candidate,
+        request.acceptance.max_error_rate,
     )?;
     if let Some(baseline) = &baseline
         && baseline.dataset.hash != candidate.dataset.hash
@@ -417,7 +680,7 @@ fn chosen_evidence(
     Ok((candidate, baseline))
 }
 
-/// An experiment named as evidence: of this prompt's version `version_id`, completed.
+/// An experiment named as evidence: of this prompt's version `version_id`.
 fn check_chosen(
     experiment: &Experiment,
     prompt: &str,
@@ -435,25 +698,6 @@ fn check_chosen(
         .with_hint(format!(
             "name an experiment of v{version_seq} (see `{list}`)"
         )));
-    }
-    if experiment.status != ExperimentStatus::Completed {
-        let hint = if experiment.status == ExperimentStatus::Running {
-            format!(
-                "wait for it first: runner experiment wait {}",
-                experiment.id
-            )
-        } else {
-            format!(
-                "finish it first: runner experiment resume {}",
-                experiment.id
-            )
-        };
-        return Err(Error::invalid(format!(
-            "{flag} {}: the experiment is {}, not completed",
-            experiment.id,
-            experiment.status.as_str()
-        ))
-        .with_hint(hint));
     }
     Ok(())
 }
@@ -506,6 +750,10 @@ pub fn promote<F: Future<Output = ()>>(
             baseline_experiment: baseline.as_ref().map(|b| b.id.clone()),
             dataset_hash: candidate.dataset.hash.clone(),
             from_tag: request.from.to_string(),
+            candidate_error_rate: Some(comparison.candidate.error_rate),
+            baseline_error_rate: comparison.baseline.as_ref().map(|b| b.error_rate),
+            checks: verdict.criteria.iter().map(|c| c.name.clone()).collect(),
+            notes: verdict.notes.clone(),
         };
         // A promotion that passed its gate is the sanctioned way to move a protected tag; it
         // goes ahead only while `--to` still points at the baseline the evidence is about.

@@ -126,9 +126,7 @@ pub fn merge(sources: &[PathBuf], into: &Path, author: &str) -> Result<Merged> {
     }
     for f in by_index.values() {
         let summary = f.store.summary(&f.experiment)?;
-        if f.experiment.status != ExperimentStatus::Completed
-            || summary.results < f.experiment.planned
-        {
+        if !f.experiment.status.is_completed() || summary.results < f.experiment.planned {
             return Err(Error::invalid(format!(
                 "shard {} (experiment {} in {}) is not complete: {} of {} results, {}",
                 f.shard,

@@ -239,6 +239,7 @@ fn promotion_request<'a>(data: &'a std::path::Path, mock: &Mock) -> PromotionReq
         fresh: false,
         dry_run: false,
         message: Some("ship it".into()),
+        acceptance: Default::default(),
     }
 }
 

@@ -6,7 +6,8 @@
 
 use super::Context;
 use super::experiment::{
-    Prepared, client, dataset_error, evaluators, fingerprint, hostname, plan, probe, runtime,
+    Prepared, client, dataset_error, evaluators, fingerprint, hostname, legacy_fingerprint, plan,
+    probe, runtime,
 };
 use crate::dataset;
 use crate::error::{Error, Result};
@@ -371,15 +372,25 @@ pub fn work(
     )?;
     // Evaluator files (rubrics, schemas, programs) are read here: they must be those the
     // experiment was planned with.
-    let expected = fingerprint(
-        &experiment.version_id,
-        &experiment.dataset.hash,
-        &experiment.model,
-        &experiment.base_url,
-        &evaluators,
-        &experiment.settings,
-    );
-    if store.fingerprint(&experiment.id)?.as_deref() != Some(&expected) {
+    let expected = [
+        fingerprint(
+            &experiment.version_id,
+            &experiment.dataset.hash,
+            &experiment.model,
+            &evaluators,
+            &experiment.settings,
+        ),
+        legacy_fingerprint(
+            &experiment.version_id,
+            &experiment.dataset.hash,
+            &experiment.model,
+            &experiment.base_url,
+            &evaluators,
+            &experiment.settings,
+        ),
+    ];
+    let stored = store.fingerprint(&experiment.id)?;
+    if !expected.iter().any(|e| stored.as_deref() == Some(e)) {
         return Err(Error::invalid(format!(
             "the evaluator files here differ from those experiment {} was planned with",
             experiment.id
@@ -486,11 +497,11 @@ pub fn work(
         }
         _ => {}
     }
-    let status = if outcome.stop.is_none() {
-        store.finish_work(&id)?
-    } else {
-        store.experiment(&id)?.status
-    };
+    if outcome.stop.is_none() {
+        store.finish_work(&id)?;
+    }
+    // As read back: a run that completed with errored results says so.
+    let status = store.experiment(&id)?.status;
     let counts = store.work_counts(&id)?.unwrap_or_default();
     Ok(WorkerOutcome {
         experiment: store.experiment(&id)?,
@@ -538,7 +549,9 @@ pub fn wait(
         let counts = reader.work_counts(&id)?.unwrap_or_default();
         progress(&experiment, &counts);
         match experiment.status {
-            ExperimentStatus::Completed => return Ok(Waited::Completed(experiment)),
+            ExperimentStatus::Completed | ExperimentStatus::CompletedWithErrors => {
+                return Ok(Waited::Completed(experiment));
+            }
             ExperimentStatus::Failed => return Ok(Waited::Failed(experiment, counts)),
             _ if counts.done >= counts.items => {
                 // The last worker died between its last result and recording the end.

@@ -74,6 +74,10 @@ fn run_on(env: Env, server: FaultServer, queries: &[&str], extra: &[&str]) -> Fa
         "--base-url",
         &base,
         "--json",
+        // Faults are the point here: the run records them and its own check (no errored row
+        // by default) is told to allow them.
+        "--max-error-rate",
+        "1",
     ];
     args.extend_from_slice(extra);
     let out = env.json(&args);

@@ -13,7 +13,8 @@ use tokio_postgres::Row;
 const EXPERIMENT_COLUMNS: &str = "e.id, e.name, p.name, e.version_id, v.seq, e.tag, e.dataset_path, \
      e.dataset_hash, e.dataset_rows, e.dataset_columns, e.model, e.base_url, e.evaluators, \
      e.settings, e.planned, e.status, e.author, e.created_at, e.finished_at, e.wall_ms, \
-     e.lease_owner, e.lease_until";
+     e.lease_owner, e.lease_until, \
+     (SELECT COUNT(*) FROM results er WHERE er.experiment_id = e.id AND er.status = 'error')";
 
 const EXPERIMENT_JOINS: &str = "FROM experiments e JOIN prompts p ON p.id = e.prompt_id \
      JOIN prompt_versions v ON v.id = e.version_id";
@@ -60,7 +61,10 @@ fn experiment_from_row(row: &Row) -> Result<Experiment> {
             (Some(owner), Some(until)) => Some(Lease { owner, until }),
             _ => None,
         },
-    })
+        error_count: 0,
+        error_rate: 0.0,
+    }
+    .with_errors(row.try_get(22)?))
 }
 
 const RESULT_COLUMNS: &str = "r.row_index, r.row_id, r.repetition, r.vars, r.expected, r.messages, \
@@ -209,20 +213,21 @@ impl ExperimentStore for PgStore {
         })
     }
 
-    fn latest_matching(&self, fingerprint: &str) -> Result<Option<Experiment>> {
+    fn matching(&self, fingerprint: &str) -> Result<Vec<(Experiment, i64)>> {
         self.read(async |db| {
-            db.opt(
+            db.query(
                 &format!(
-                    "SELECT {EXPERIMENT_COLUMNS} {EXPERIMENT_JOINS} WHERE e.fingerprint = $1 \
-                     AND e.status = 'completed' \
-                     AND (SELECT COUNT(*) FROM results r WHERE r.experiment_id = e.id) = e.planned \
-                     ORDER BY e.created_at DESC, e.ord DESC LIMIT 1"
+                    "SELECT {EXPERIMENT_COLUMNS}, \
+                     (SELECT COUNT(*) FROM results r WHERE r.experiment_id = e.id) \
+                     {EXPERIMENT_JOINS} WHERE e.fingerprint = $1 \
+                     ORDER BY e.created_at DESC, e.ord DESC LIMIT $2"
                 ),
-                &[&fingerprint],
+                &[&fingerprint, &crate::store::MATCHING],
             )
             .await?
-            .map(|row| experiment_from_row(&row))
-            .transpose()
+            .iter()
+            .map(|row| Ok((experiment_from_row(row)?, row.try_get::<_, i64>(23)?)))
+            .collect()
         })
     }
 

@@ -13,7 +13,8 @@ use serde::Serialize;
 const EXPERIMENT_COLUMNS: &str = "e.id, e.name, p.name, e.version_id, v.seq, e.tag, e.dataset_path, \
      e.dataset_hash, e.dataset_rows, e.dataset_columns, e.model, e.base_url, e.evaluators, \
      e.settings, e.planned, e.status, e.author, e.created_at, e.finished_at, e.wall_ms, \
-     e.lease_owner, e.lease_until";
+     e.lease_owner, e.lease_until, \
+     (SELECT COUNT(*) FROM results er WHERE er.experiment_id = e.id AND er.status = 'error')";
 
 const EXPERIMENT_JOINS: &str = "FROM experiments e JOIN prompts p ON p.id = e.prompt_id \
      JOIN prompt_versions v ON v.id = e.version_id";
@@ -66,7 +67,10 @@ fn experiment_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Experiment> 
             (Some(owner), Some(until)) => Some(crate::model::Lease { owner, until }),
             _ => None,
         },
-    })
+        error_count: 0,
+        error_rate: 0.0,
+    }
+    .with_errors(row.get(22)?))
 }
 
 fn result_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunResult> {
@@ -192,17 +196,18 @@ impl ExperimentStore for SqliteStore {
         })
     }
 
-    fn latest_matching(&self, fingerprint: &str) -> Result<Option<Experiment>> {
+    fn matching(&self, fingerprint: &str) -> Result<Vec<(Experiment, i64)>> {
         self.read(|conn| {
-            Ok(conn
-                .prepare_cached(&format!(
-                    "SELECT {EXPERIMENT_COLUMNS} {EXPERIMENT_JOINS} WHERE e.fingerprint = ?1 \
-                     AND e.status = 'completed' \
-                     AND (SELECT COUNT(*) FROM results r WHERE r.experiment_id = e.id) = e.planned \
-                     ORDER BY e.created_at DESC, e.rowid DESC LIMIT 1"
-                ))?
-                .query_row(params![fingerprint], experiment_from_row)
-                .optional()?)
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {EXPERIMENT_COLUMNS}, \
+                 (SELECT COUNT(*) FROM results r WHERE r.experiment_id = e.id) \
+                 {EXPERIMENT_JOINS} WHERE e.fingerprint = ?1 \
+                 ORDER BY e.created_at DESC, e.rowid DESC LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![fingerprint, crate::store::MATCHING], |row| {
+                Ok((experiment_from_row(row)?, row.get(23)?))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })
     }
 
