@@ -532,7 +532,7 @@ pub struct RunResult {
 
 /// Where an experiment stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum ExperimentStatus {
     Running,
     /// Every planned result is stored, and every call answered.

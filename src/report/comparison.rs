@@ -640,6 +640,14 @@ pub fn verdict_junit(o: &PromotionView<'_>) -> String {
         ));
         xml.push_str("    </testcase>\n");
     }
+    // What the gate did not check, where a CI test view shows the suite's output.
+    if !verdict.notes.is_empty() {
+        let notes: Vec<String> = verdict.notes.iter().map(|n| format!("note: {n}")).collect();
+        xml.push_str(&format!(
+            "    <system-out>{}</system-out>\n",
+            xml_escape(&notes.join("\n"))
+        ));
+    }
     xml.push_str("  </testsuite>\n</testsuites>\n");
     xml
 }

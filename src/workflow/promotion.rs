@@ -151,8 +151,10 @@ pub fn evidence<F: Future<Output = ()>>(
             .map(|t| format!(" ({t})"))
             .unwrap_or_default()
     );
-    // Only the newest few are named: an old pile of interrupted runs is not news.
-    for (experiment, why) in passed_over.iter().take(3) {
+    // Only the newest few are named (an old pile of interrupted runs is not news), and only
+    // when the command goes on: a refusal below names the newest itself.
+    let going_on = found.is_some() || run;
+    for (experiment, why) in passed_over.iter().take(3).filter(|_| going_on) {
         reporter.report(RunEvent::Notice(format!(
             "passed over experiment {} of {label}: {}",
             experiment.id, why.reason

@@ -296,6 +296,8 @@ fn faults_are_retried_or_recorded_and_every_row_is_accounted_for() {
             "1",
             "--eval",
             "contains",
+            "--max-error-rate",
+            "1",
         ],
     );
     assert_eq!(out["summary"]["results"], 9);
@@ -448,6 +450,8 @@ fn the_api_key_is_sent_but_never_stored_or_printed() {
             "--base-url",
             &base,
             "--json",
+            "--max-error-rate",
+            "1",
         ])
         .output()
         .unwrap();
@@ -919,6 +923,8 @@ fn show_writes_csv_and_lists_rows() {
             "exact",
             "--name",
             "smoke",
+            "--max-error-rate",
+            "1",
         ],
     );
     let id = out["experiment"]["id"].as_str().unwrap();

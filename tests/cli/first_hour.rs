@@ -345,6 +345,8 @@ fn show_rows_has_the_expected_answer_and_filters_failures() {
         "--base-url",
         &server.base_url(),
         "--json",
+        "--max-error-rate",
+        "1",
     ]);
     let id = out["experiment"]["id"].as_str().unwrap().to_string();
     let table = env.ok(&["experiment", "show", &id, "--rows"]);

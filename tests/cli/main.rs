@@ -4,6 +4,7 @@
 
 mod browser;
 mod cost;
+mod evidence;
 mod experiments;
 pub mod fault_server;
 mod first_hour;
@@ -132,7 +133,12 @@ pub struct Mock {
 impl Mock {
     /// Starts one with these extra flags (`--rpm 60`, `--chunk-ms 50`, `--responses FILE` …).
     pub fn start(env: &Env, extra: &[&str]) -> Mock {
-        let mut args = vec!["mock-server", "--port", "0", "--detach"];
+        Mock::start_on(env, "0", extra)
+    }
+
+    /// As `start`, on this port (an endpoint coming back where it was).
+    pub fn start_on(env: &Env, port: &str, extra: &[&str]) -> Mock {
+        let mut args = vec!["mock-server", "--port", port, "--detach"];
         args.extend_from_slice(extra);
         let out = env.run(&args);
         assert!(out.status.success(), "{out:?}");

@@ -501,6 +501,9 @@ fn repetitions_vote_by_majority_and_report_flaky_rows() {
         "3",
         "--min-pass-rate",
         "1.0",
+        // One errored answer of six: allowed here, so the vote decides the row.
+        "--max-error-rate",
+        "0.2",
         "--dry-run",
         "--json",
     ]);
@@ -682,25 +685,37 @@ fn a_gate_without_evaluators_is_refused_and_errored_rows_are_new_failures() {
         "{err}"
     );
     assert!(server.log().is_empty());
-    // With an evaluator that ignores the answer, the errored candidate rows still fail the gate.
+    // With an evaluator that ignores the answer, the errored candidate is refused as
+    // evidence (exit 2, naming it), and allowed, its errored rows still fail the gate.
     let before = tag_rows(&env);
-    let output = env.run(&[
-        "promote",
-        "--prompt",
-        "greet",
-        "--from",
-        "staging",
-        "--to",
-        "production",
-        "--dataset",
-        data,
-        "--base-url",
-        &base,
-        "--eval",
-        "max-latency:60000",
-        "--no-new-failures",
-        "--json",
-    ]);
+    let gate = |extra: &[&str]| {
+        let mut args = vec![
+            "promote",
+            "--prompt",
+            "greet",
+            "--from",
+            "staging",
+            "--to",
+            "production",
+            "--dataset",
+            data,
+            "--base-url",
+            &base,
+            "--eval",
+            "max-latency:60000",
+            "--no-new-failures",
+        ];
+        args.extend_from_slice(extra);
+        env.run(&args)
+    };
+    let refused = gate(&[]);
+    assert_eq!(refused.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("cannot stand as evidence") && err.contains("2 of its 2 results errored"),
+        "{err}"
+    );
+    let output = gate(&["--max-error-rate", "1", "--json"]);
     assert_eq!(output.status.code(), Some(1));
     let out: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(

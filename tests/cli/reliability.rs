@@ -106,7 +106,15 @@ fn run_on(env: Env, server: FaultServer, queries: &[&str], extra: &[&str]) -> Fa
 fn assert_accounted(f: &Faulted) {
     let planned = f.queries.len() * f.repetitions;
     let summary = &f.out["summary"];
-    assert_eq!(f.out["experiment"]["status"], "completed", "{}", f.out);
+    // A run that recorded errored rows says so in its status.
+    let errored = summary["errored"].as_u64().unwrap();
+    let status = if errored > 0 {
+        "completed_with_errors"
+    } else {
+        "completed"
+    };
+    assert_eq!(f.out["experiment"]["status"], status, "{}", f.out);
+    assert_eq!(f.out["experiment"]["error_count"], errored, "{}", f.out);
     assert_eq!(summary["results"], planned as u64, "{summary}");
     assert_eq!(summary["missing"], 0, "{summary}");
     assert_eq!(
@@ -1691,6 +1699,8 @@ fn the_api_key_never_reaches_the_store_any_output_or_any_file() {
             "--base-url",
             &base,
             "--json",
+            "--max-error-rate",
+            "1",
         ],
         &[],
     );
@@ -1729,6 +1739,8 @@ fn the_api_key_never_reaches_the_store_any_output_or_any_file() {
             &base,
             "--run",
             "--markdown",
+            "--max-error-rate",
+            "1",
         ],
         &[],
     );
@@ -1753,6 +1765,8 @@ fn the_api_key_never_reaches_the_store_any_output_or_any_file() {
             &base,
             "--min-pass-rate",
             "0.5",
+            "--max-error-rate",
+            "1",
             "--json",
             "--markdown",
             "gate.md",

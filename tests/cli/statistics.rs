@@ -280,13 +280,17 @@ fn non_inferior_and_min_improvement_gate_on_the_lower_bound_and_warn_when_underp
     // Not worse by more than 2 points: fails, and 2 points is below what 60 rows detect.
     let failed = gated(&["--non-inferior", "0.02"]);
     assert_eq!(failed.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&failed.stderr);
-    let needed = (60.0 * (mde / 0.02f64).powi(2) - 1e-9).ceil() as u64;
-    assert!(
-        stderr.contains(&format!("detecting 2.0 pts needs about {needed} rows")),
-        "{stderr}"
-    );
+    // Said once, in the report (not again on stderr).
     let stdout = String::from_utf8_lossy(&failed.stdout);
+    let needed = (60.0 * (mde / 0.02f64).powi(2) - 1e-9).ceil() as u64;
+    assert_eq!(
+        stdout
+            .matches(&format!("detecting 2.0 pts needs about {needed} rows"))
+            .count(),
+        1,
+        "{stdout}"
+    );
+    assert!(!String::from_utf8_lossy(&failed.stderr).contains("warning"));
     assert!(stdout.contains("non-inferior [icontains]"), "{stdout}");
     assert!(stdout.contains("FAIL"), "{stdout}");
 
@@ -303,12 +307,12 @@ fn non_inferior_and_min_improvement_gate_on_the_lower_bound_and_warn_when_underp
     // --max-regression keeps its meaning and warns the same way.
     let failed = gated(&["--max-regression", "0.05"]);
     assert_eq!(failed.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&failed.stderr);
+    let stdout = String::from_utf8_lossy(&failed.stdout);
     assert!(
-        stderr.contains(
+        stdout.contains(
             "warning: max regression [icontains] 5.0 pts is below what 60 rows can detect"
         ),
-        "{stderr}"
+        "{stdout}"
     );
 
     // promote takes the same criteria; its reports carry the interval and the test.
@@ -481,6 +485,8 @@ fn repetitions_shrink_the_error_and_the_summary_says_by_how_much() {
         "--concurrency",
         "1",
         "--json",
+        "--max-error-rate",
+        "1",
     ]);
     assert_eq!(summary["summary"]["errored"], 10, "{summary}");
     let st = &summary["statistics"][0];
@@ -695,7 +701,13 @@ fn five_rows_passing_on_both_sides_are_no_proof_of_non_inferiority() {
     );
     let d = &c["evaluators"][0]["pass_rate_difference"];
     assert_eq!(d["estimate"], 0.0);
-    assert_eq!(d["se"], 0.0);
+    // Every row agrees: no standard error to show (null, with why), never a 0.
+    assert!(d["se"].is_null(), "{d}");
+    assert_eq!(d["se_note"], "no variation: every row agrees");
+    assert!(
+        d["minimum_detectable_effect"].as_f64().unwrap() > 0.0,
+        "{d}"
+    );
     assert!(f(&d["ci"][0]) < -0.25 && f(&d["ci"][1]) > 0.25, "{d}");
     let before = env.json(&["tag", "history", "ab", "--json"]);
     let out = promote(&env, &data, &base, &["--non-inferior", "0.05", "--json"]);
