@@ -204,10 +204,14 @@ fn policy(args: &PromoteArgs, ctx: &Context) -> Result<Policy> {
         )?,
         max_cost_increase: cost_increase(args.max_cost_increase.or(file.max_cost_increase))?,
     };
+    // The error allowance alone judges nothing: the default gate stays, with it.
     if policy.has_absolute() || policy.has_relative() {
         Ok(policy)
     } else {
-        Ok(Policy::no_regression())
+        Ok(Policy {
+            max_error_rate: policy.max_error_rate,
+            ..Policy::no_regression()
+        })
     }
 }
 
@@ -275,7 +279,7 @@ pub fn promote(args: PromoteArgs, ctx: &Context) -> Result<u8> {
             "{} has no tag '{}' yet, so there is no baseline to compare with, and no absolute criterion was given",
             args.prompt, args.to
         ))
-        .with_hint("give --min-pass-rate R, --max-error-rate E or --max-p95-latency-ms MS"));
+        .with_hint("give --min-pass-rate R or --max-p95-latency-ms MS"));
     }
 
     let chosen = args

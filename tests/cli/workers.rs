@@ -641,7 +641,7 @@ fn promote_gates_on_experiments_finished_by_workers() {
     assert!(err.contains("--baseline-experiment"), "{err}");
     let err = named(&pending, Some(&base), 2);
     assert!(
-        err.contains("the experiment is running, not completed"),
+        err.contains("not evidence a gate takes: it is still running"),
         "{err}"
     );
     assert!(
