@@ -464,24 +464,9 @@ fn the_endpoint_is_not_part_of_the_fingerprint_unless_asked() {
         "--run",
     ]);
     let other = Mock::start(&env, &[]);
-    let out = env.run(&[
-        "compare",
-        "--prompt",
-        "echo",
-        "--tags",
-        "production,staging",
-        "--dataset",
-        &data,
-        "--base-url",
-        &other.url,
-    ]);
-    assert_eq!(out.status.code(), Some(0));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("run against {}", first.url)), "{err}");
-    assert_eq!(other.requests(), 0);
-    // With --same-endpoint the stored runs do not count, and the error names the difference.
-    let err = env.fails(
-        &[
+    // `compare --tags production,staging` of this dataset against the second endpoint.
+    let compare = |extra: &[&str]| {
+        let mut args = vec![
             "compare",
             "--prompt",
             "echo",
@@ -491,32 +476,27 @@ fn the_endpoint_is_not_part_of_the_fingerprint_unless_asked() {
             &data,
             "--base-url",
             &other.url,
-            "--same-endpoint",
-        ],
-        2,
-    );
+        ];
+        args.extend_from_slice(extra);
+        args.iter().map(|a| a.to_string()).collect::<Vec<_>>()
+    };
+    let plain = compare(&[]);
+    let out = env.run(&plain.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("run against {}", first.url)), "{err}");
+    assert_eq!(other.requests(), 0);
+    // With --same-endpoint the stored runs do not count, and the error names the difference.
+    let same = compare(&["--same-endpoint"]);
+    let err = env.fails(&same.iter().map(String::as_str).collect::<Vec<_>>(), 2);
     assert!(
         err.contains(&format!("it ran against {}", first.url))
             && err.contains(&format!("pass --base-url {}", first.url)),
         "{err}"
     );
     // Another model: the nearest stored experiment's model is named.
-    let err = env.fails(
-        &[
-            "compare",
-            "--prompt",
-            "echo",
-            "--tags",
-            "production,staging",
-            "--dataset",
-            &data,
-            "--base-url",
-            &other.url,
-            "--model",
-            "other-model",
-        ],
-        2,
-    );
+    let model = compare(&["--model", "other-model"]);
+    let err = env.fails(&model.iter().map(String::as_str).collect::<Vec<_>>(), 2);
     assert!(
         err.contains("its model is test-model (this run: other-model)"),
         "{err}"
@@ -599,4 +579,55 @@ fn a_min_pass_rate_gate_says_regressions_were_not_checked_and_agreeing_rows_show
     assert!(md.contains("n/a (no variation)"), "{md}");
     let xml = std::fs::read_to_string(junit).unwrap();
     assert!(xml.contains("max error rate"), "{xml}");
+}
+
+#[test]
+fn a_worker_whose_endpoint_dies_exits_3_and_hands_its_items_back() {
+    let env = Env::new();
+    echo_prompt(&env);
+    let queries: Vec<String> = (0..3000).map(|i| format!("question {i}")).collect();
+    let data = echo_dataset(&env, "big.csv", &queries);
+    let mock = Mock::start(&env, &["--latency-ms", "20"]);
+    let planned = env.json(&[
+        "experiment",
+        "--prompt",
+        "echo",
+        "--dataset",
+        &data,
+        "--base-url",
+        &mock.url,
+        "--detach",
+        "--json",
+    ]);
+    let id = planned["id"].as_str().unwrap().to_string();
+    let worker = env
+        .std_cmd()
+        .args(["worker", &id, "--concurrency", "4"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while mock.requests() < 100 {
+        assert!(Instant::now() < deadline, "the worker never got going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(mock);
+    let (code, stderr) = wait(worker, Duration::from_secs(90));
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains("the endpoint stopped answering")
+            && stderr.contains(&format!("runner worker {id}")),
+        "{stderr}"
+    );
+    // Nothing stays leased to the worker that left, and no errored result was stored for the
+    // rows that failed while the endpoint was gone.
+    let leased = sql_value(
+        &env.db,
+        "SELECT COUNT(*) FROM work_items WHERE state = 'leased'",
+    );
+    assert_eq!(leased, "0");
+    let (all, errored) = stored(&env);
+    assert_eq!(errored, 0);
+    assert!((50..3000).contains(&all), "{all}");
 }
