@@ -1410,15 +1410,8 @@ pub fn compare(viewer: &Viewer, p: &ComparePage<'_>) -> String {
         body.raw("</p><p class=\"verdict\">")
             .text(&evidence.verdict)
             .raw("</p>");
+        // Both sides' error rates are in the criteria (the `max error rate` row).
         criteria(&mut body, &evidence.criteria);
-        if let Some(candidate) = evidence.candidate_error_rate {
-            body.raw("<p class=\"muted\">Errored results: candidate ")
-                .text(&percent(candidate));
-            if let Some(baseline) = evidence.baseline_error_rate {
-                body.raw(", baseline ").text(&percent(baseline));
-            }
-            body.raw("</p>");
-        }
         for note in &evidence.notes {
             body.raw("<p class=\"note\">Note: ").text(note).raw("</p>");
         }

@@ -392,6 +392,22 @@ fn store(env: &Env, endpoint: &FaultServer) {
         "-m",
         "better answers on the support set",
     ]);
+    // A later run in which one call was refused: listed as completed with errors.
+    data.push_str("r7,refund fault=400:1000,refund\n");
+    let path = env.write("cases-errors.csv", &data);
+    env.ok(&[
+        "experiment",
+        "--prompt",
+        "support",
+        "--tag",
+        "staging",
+        "--dataset",
+        path.to_str().unwrap(),
+        "--base-url",
+        &endpoint.base_url(),
+        "--max-error-rate",
+        "0.2",
+    ]);
 }
 
 #[test]
@@ -511,6 +527,7 @@ fn the_ui_in_a_real_browser() {
     // Experiments, a comparison and its filters, one experiment's rows.
     browser.click("a[href='/prompts/support/experiments']");
     assert_eq!(browser.count("svg polyline"), 1);
+    assert!(browser.text("table.list").contains("completed with errors"));
     browser.screenshot("experiments");
     browser.submit("form[action='/compare'] button", "/compare?");
     assert!(
