@@ -370,8 +370,6 @@ struct Breaker {
     held: Vec<RunResult>,
     /// When a call last answered (or the run began).
     last_answer: Instant,
-    /// Why the streak's last row failed, as a person reads it.
-    last_failure: String,
     tripped: bool,
 }
 
@@ -390,7 +388,6 @@ impl Breaker {
         Breaker {
             held: Vec::new(),
             last_answer: Instant::now(),
-            last_failure: String::new(),
             tripped: false,
         }
     }
@@ -416,16 +413,14 @@ impl Breaker {
             return Verdict::Hold;
         }
         self.held.push(result);
-        self.last_failure = reason.to_string();
         let streak = self.held.len();
         let silent = self.last_answer.elapsed();
         if streak >= BREAKER_ROWS || (streak >= BREAKER_MIN_ROWS && silent >= BREAKER_SILENCE) {
             self.tripped = true;
             self.held.clear();
             return Verdict::Trip(format!(
-                "{streak} rows in a row failed, none answered for {:.0} s; the last: {}",
+                "{streak} rows in a row failed, none answered for {:.0} s; the last: {reason}",
                 silent.as_secs_f64(),
-                self.last_failure
             ));
         }
         Verdict::Hold
@@ -714,12 +709,7 @@ pub async fn run(
             .unwrap_or_else(|p| p.into_inner())
             .drain()
     };
-    for result in held {
-        if results_tx.send(result).await.is_err() {
-            shared.halt(Stop::Broken("results could not be stored".into()));
-            break;
-        }
-    }
+    forward(&shared, &results_tx, held).await;
     reporter.report(RunEvent::Progress(counters.tally()));
     reporter.report(RunEvent::Stopped);
     drop(results_tx);
@@ -838,17 +828,7 @@ impl Dispatcher<'_> {
                     .unwrap_or_else(|p| p.into_inner())
                     .take(result, gone.as_deref());
                 match verdict {
-                    Verdict::Store(ready) => {
-                        for result in ready {
-                            // The writer only goes away when the store failed: stop sending
-                            // requests whose answers could not be kept.
-                            if results.send(result).await.is_err() {
-                                task_shared
-                                    .halt(Stop::Broken("results could not be stored".into()));
-                                break;
-                            }
-                        }
-                    }
+                    Verdict::Store(ready) => forward(&task_shared, &results, ready).await,
                     Verdict::Hold => {}
                     Verdict::Trip(reason) => task_shared.halt(Stop::EndpointDown(reason)),
                 }
@@ -867,6 +847,17 @@ impl Dispatcher<'_> {
             }
         }
         true
+    }
+}
+
+/// Hands results to the writer. The writer only goes away when the store failed: then the run
+/// stops rather than send requests whose answers could not be kept.
+async fn forward(shared: &Shared, results: &mpsc::Sender<RunResult>, ready: Vec<RunResult>) {
+    for result in ready {
+        if results.send(result).await.is_err() {
+            shared.halt(Stop::Broken("results could not be stored".into()));
+            return;
+        }
     }
 }
 

@@ -56,8 +56,7 @@ impl Policy {
 
     /// The flags of the criteria given, as the user spelled them.
     pub fn flags(&self) -> Vec<&'static str> {
-        let mut flags = Vec::new();
-        let given = [
+        [
             (self.min_pass_rate.is_some(), "--min-pass-rate"),
             (self.max_regression.is_some(), "--max-regression"),
             (self.no_new_failures, "--no-new-failures"),
@@ -65,13 +64,10 @@ impl Policy {
             (self.non_inferior.is_some(), "--non-inferior"),
             (self.min_improvement.is_some(), "--min-improvement"),
             (self.max_cost_increase.is_some(), "--max-cost-increase"),
-        ];
-        for (set, flag) in given {
-            if set {
-                flags.push(flag);
-            }
-        }
-        flags
+        ]
+        .into_iter()
+        .filter_map(|(set, flag)| set.then_some(flag))
+        .collect()
     }
 
     /// The policy used when no criterion is given: nothing may get worse than the baseline.
@@ -260,12 +256,12 @@ fn power_warning(
     })
 }
 
-/// An experiment's own check: every evaluator's pass rate at least `min_pass_rate`, the share
-/// of failed calls at most `max_error_rate`. Empty when neither is set.
+/// An experiment's own check: every evaluator's pass rate at least `min_pass_rate` (when
+/// set), the share of errored results at most `max_error_rate` (always checked).
 pub fn check_experiment(
     summary: &crate::model::Summary,
     min_pass_rate: Option<f64>,
-    max_error_rate: Option<f64>,
+    max_error_rate: f64,
 ) -> Vec<Criterion> {
     let mut criteria = Vec::new();
     if let Some(min) = min_pass_rate {
@@ -288,18 +284,19 @@ pub fn check_experiment(
             );
         }
     }
-    if let Some(max) = max_error_rate {
-        criteria.push(
-            Criterion::new(MAX_ERROR_RATE, "<=", max, Unit::Fraction)
-                .measured(Some(summary.error_rate), summary.error_rate <= max + 1e-12)
-                .detail(format!(
-                    "{} ({} of {} results errored)",
-                    pct(summary.error_rate),
-                    summary.errored,
-                    summary.results
-                )),
-        );
-    }
+    criteria.push(
+        Criterion::new(MAX_ERROR_RATE, "<=", max_error_rate, Unit::Fraction)
+            .measured(
+                Some(summary.error_rate),
+                summary.error_rate <= max_error_rate + 1e-12,
+            )
+            .detail(format!(
+                "{} ({} of {} results errored)",
+                pct(summary.error_rate),
+                summary.errored,
+                summary.results
+            )),
+    );
     criteria
 }
 

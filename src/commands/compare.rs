@@ -101,26 +101,18 @@ pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
             }
             let reuse = Reuse::from_flags(args.run, args.options.fresh);
             let terminal = report::Terminal::new(inference.confidence);
-            (
+            let find = |prepared| {
                 evidence(
-                    base,
+                    prepared,
                     ctx,
                     reuse,
                     acceptance,
                     &request.evals,
                     &terminal,
                     interrupted,
-                )?,
-                evidence(
-                    cand,
-                    ctx,
-                    reuse,
-                    acceptance,
-                    &request.evals,
-                    &terminal,
-                    interrupted,
-                )?,
-            )
+                )
+            };
+            (find(base)?, find(cand)?)
         }
     };
     let result = comparison(ctx, Some(&baseline), &candidate, args.rows, &inference)?;
@@ -135,8 +127,8 @@ pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
         );
     }
     let verdict = gated.then(|| crate::gate::evaluate(&result, &policy));
-    if let Some(verdict) = &verdict {
-        warn_underpowered(verdict, args.json);
+    if let Some(verdict) = verdict.as_ref().filter(|_| args.json) {
+        notes_on_stderr(verdict);
     }
     if args.json {
         let mut json = report::comparison_json(&result, args.rows);
@@ -163,12 +155,9 @@ pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
     Ok(verdict.as_ref().map_or(exit::OK, verdict_code))
 }
 
-/// Each criterion whose threshold the dataset cannot detect, on stderr, where the report on
-/// stdout is JSON for a program: text and Markdown reports carry them already, once.
-fn warn_underpowered(verdict: &Verdict, json: bool) {
-    if !json {
-        return;
-    }
+/// The gate's power warnings and notes on stderr, for people watching a run whose report on
+/// stdout is JSON: text and Markdown reports carry them already, once.
+fn notes_on_stderr(verdict: &Verdict) {
     for w in &verdict.warnings {
         crate::note!("warning: {}", w.message);
     }
@@ -315,7 +304,9 @@ pub fn promote(args: PromoteArgs, ctx: &Context) -> Result<u8> {
         &report::Terminal::new(inference.confidence),
         interrupted,
     )?;
-    warn_underpowered(&decided.verdict, args.json);
+    if args.json {
+        notes_on_stderr(&decided.verdict);
+    }
     let view = PromotionView {
         prompt: &args.prompt,
         from: &args.from,

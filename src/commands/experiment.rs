@@ -35,19 +35,8 @@ fn start(args: RunArgs, ctx: &Context) -> Result<u8> {
     })?;
     let reference = version_ref(&args.selector)?;
     // The check is read before anything runs: a bad threshold writes nothing.
-    let file = ctx
-        .config()?
-        .for_prompt(&prompt)
-        .thresholds
-        .unwrap_or_default();
-    let min_pass_rate = rate("--min-pass-rate", args.min_pass_rate.or(file.min_pass_rate))?;
-    // Errored rows fail the run unless the user allows some: a run whose calls failed is not
-    // the evidence it looks like.
-    let max_error_rate = rate(
-        "--max-error-rate",
-        args.max_error_rate.or(file.max_error_rate),
-    )?
-    .or(Some(DEFAULT_MAX_ERROR_RATE));
+    let (min_pass_rate, max_error_rate) =
+        thresholds(ctx, &prompt, args.min_pass_rate, args.max_error_rate)?;
     let confidence = confidence(args.confidence, ctx)?;
     let mut request = run_request(&args.options);
     request.shard = args.shard.clone();
@@ -63,7 +52,7 @@ fn start(args: RunArgs, ctx: &Context) -> Result<u8> {
         let detach = crate::workflow::worker::DetachRequest {
             key: args.key.clone(),
             min_pass_rate,
-            max_error_rate,
+            max_error_rate: Some(max_error_rate),
         };
         return super::worker::detach(prepared, ctx, &detach, args.json);
     }
@@ -80,6 +69,27 @@ fn start(args: RunArgs, ctx: &Context) -> Result<u8> {
 
 /// An experiment's errored rows allowed when neither `--max-error-rate` nor runner.toml says.
 pub const DEFAULT_MAX_ERROR_RATE: f64 = 0.0;
+
+/// An experiment's own check: each flag over `[thresholds]` in runner.toml. Errored rows fail
+/// the run unless the user allows some (`DEFAULT_MAX_ERROR_RATE`): a run whose calls failed
+/// is not the evidence it looks like.
+fn thresholds(
+    ctx: &Context,
+    prompt: &str,
+    min_pass_rate: Option<f64>,
+    max_error_rate: Option<f64>,
+) -> Result<(Option<f64>, f64)> {
+    let file = ctx
+        .config()?
+        .for_prompt(prompt)
+        .thresholds
+        .unwrap_or_default();
+    Ok((
+        rate("--min-pass-rate", min_pass_rate.or(file.min_pass_rate))?,
+        rate("--max-error-rate", max_error_rate.or(file.max_error_rate))?
+            .unwrap_or(DEFAULT_MAX_ERROR_RATE),
+    ))
+}
 
 /// The exit code of a finished run with its own check: a failed check (said on stderr, with
 /// the fix) turns a success into exit 1.
@@ -120,16 +130,8 @@ fn resume(args: ExperimentResumeArgs, ctx: &Context) -> Result<u8> {
         interrupted(),
     )?;
     // The same check as the first run: runner.toml's thresholds, and no errored row by default.
-    let file = ctx
-        .config()?
-        .for_prompt(&finished.experiment.prompt)
-        .thresholds
-        .unwrap_or_default();
-    let check = crate::gate::check_experiment(
-        &finished.summary,
-        rate("--min-pass-rate", file.min_pass_rate)?,
-        Some(rate("--max-error-rate", file.max_error_rate)?.unwrap_or(DEFAULT_MAX_ERROR_RATE)),
-    );
+    let (min_pass_rate, max_error_rate) = thresholds(ctx, &finished.experiment.prompt, None, None)?;
+    let check = crate::gate::check_experiment(&finished.summary, min_pass_rate, max_error_rate);
     let code = print_finished(ctx, &finished, args.json, &check, confidence)?;
     Ok(checked(code, &check, &finished.experiment))
 }

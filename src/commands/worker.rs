@@ -195,11 +195,9 @@ pub fn wait(args: ExperimentWaitArgs, ctx: &Context) -> Result<u8> {
     let check = crate::gate::check_experiment(
         &summary,
         detached.min_pass_rate,
-        Some(
-            detached
-                .max_error_rate
-                .unwrap_or(super::experiment::DEFAULT_MAX_ERROR_RATE),
-        ),
+        detached
+            .max_error_rate
+            .unwrap_or(super::experiment::DEFAULT_MAX_ERROR_RATE),
     );
     if args.json {
         let mut view = report::experiment_json(&experiment, &summary, None, cost, confidence);

@@ -16,7 +16,7 @@ use crate::model::{
 };
 use crate::store::Store;
 use crate::template::CompiledTemplate;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -448,36 +448,27 @@ fn fingerprint_of(
         .iter()
         .filter_map(|e| Some((e.name().to_string(), Value::String(e.file_digest()?.into()))))
         .collect();
-    // Written out twice so the legacy form is byte for byte what earlier stores hashed.
-    let canonical = match base_url {
-        None => serde_json::json!({
-            "version_id": version_id,
-            "dataset_hash": dataset_hash,
-            "model": model,
-            "evaluators": sorted,
-            "evaluator_files": files,
-            "repetitions": settings.repetitions,
-            "limit": settings.limit,
-            "vars": settings.vars,
-            "columns": settings.columns,
-            "expected_column": settings.expected_column,
-            "judge_model": settings.judge_model,
-        }),
-        Some(base_url) => serde_json::json!({
-            "version_id": version_id,
-            "dataset_hash": dataset_hash,
-            "model": model,
-            "base_url": base_url,
-            "evaluators": sorted,
-            "evaluator_files": files,
-            "repetitions": settings.repetitions,
-            "limit": settings.limit,
-            "vars": settings.vars,
-            "columns": settings.columns,
-            "expected_column": settings.expected_column,
-            "judge_model": settings.judge_model,
-        }),
+    // Keys in the order earlier stores hashed them, so the legacy form (with the base URL
+    // after the model) is byte for byte what they hold, however serde_json orders maps.
+    let mut canonical = serde_json::Map::new();
+    let mut put = |key: &str, value: Value| {
+        canonical.insert(key.to_string(), value);
     };
+    put("version_id", json!(version_id));
+    put("dataset_hash", json!(dataset_hash));
+    put("model", json!(model));
+    if let Some(base_url) = base_url {
+        put("base_url", json!(base_url));
+    }
+    put("evaluators", json!(sorted));
+    put("evaluator_files", Value::Object(files));
+    put("repetitions", json!(settings.repetitions));
+    put("limit", json!(settings.limit));
+    put("vars", json!(settings.vars));
+    put("columns", json!(settings.columns));
+    put("expected_column", json!(settings.expected_column));
+    put("judge_model", json!(settings.judge_model));
+    let canonical = Value::Object(canonical);
     crate::model::hex(&Sha256::digest(canonical.to_string().as_bytes()))
 }
 
@@ -1013,4 +1004,44 @@ fn execute(
             max_concurrency: outcome.throttle.max_concurrency,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_legacy_fingerprint_is_the_one_earlier_stores_hold_and_the_endpoint_left_the_new_one() {
+        let evaluators = vec![Evaluator::prepare("icontains").unwrap()];
+        let request = RunRequest {
+            repetitions: Some(3),
+            ..RunRequest::default()
+        };
+        let settings = super::settings(&request, &RunDefaults::default()).unwrap();
+        // The canonical form as runner wrote it before the base URL left the fingerprint.
+        let before = json!({
+            "version_id": "v-1",
+            "dataset_hash": "h",
+            "model": "m",
+            "base_url": "http://a/v1",
+            "evaluators": ["icontains"],
+            "evaluator_files": {},
+            "repetitions": 3,
+            "limit": null,
+            "vars": {},
+            "columns": [],
+            "expected_column": null,
+            "judge_model": null,
+        });
+        use sha2::{Digest, Sha256};
+        let expected = crate::model::hex(&Sha256::digest(before.to_string().as_bytes()));
+        let legacy = legacy_fingerprint("v-1", "h", "m", "http://a/v1", &evaluators, &settings);
+        assert_eq!(legacy, expected);
+        let new = fingerprint("v-1", "h", "m", &evaluators, &settings);
+        assert_ne!(new, legacy);
+        assert_ne!(
+            legacy_fingerprint("v-1", "h", "m", "http://b/v1", &evaluators, &settings),
+            legacy
+        );
+    }
 }

@@ -17,22 +17,14 @@ use crate::view::Evidence;
 use std::future::Future;
 use std::path::Path;
 
-/// What evidence a gate (or a comparison) takes.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// What evidence a gate (or a comparison) takes; by default, no errored result and any
+/// endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Acceptance {
     /// The share of errored results an experiment may have (`--max-error-rate`, default 0).
     pub max_error_rate: f64,
     /// Only experiments run against the same endpoint (base URL) count (`--same-endpoint`).
     pub same_endpoint: bool,
-}
-
-impl Default for Acceptance {
-    fn default() -> Acceptance {
-        Acceptance {
-            max_error_rate: 0.0,
-            same_endpoint: false,
-        }
-    }
 }
 
 /// Why an experiment cannot stand as evidence, and what would fix it.
@@ -299,14 +291,8 @@ fn nearest_difference(
             theirs.join(", "),
             ours.join(", ")
         ));
-        fix = Some(
-            theirs
-                .iter()
-                .map(|e| format!("--eval '{e}'"))
-                .collect::<Vec<_>>()
-                .join(" "),
-        )
-        .map(|flags| format!("pass {flags}"));
+        let flags: Vec<String> = theirs.iter().map(|e| format!("--eval '{e}'")).collect();
+        fix = Some(format!("pass {}", flags.join(" ")));
     }
     let (a, b) = (&nearest.settings, &prepared.settings);
     let settings = [

@@ -40,6 +40,26 @@ fn wait(mut child: Child, limit: Duration) -> (Option<i32>, String) {
     }
 }
 
+/// `rows` queries, the first `first` of them `A i` and the rest `B i` (a mock rule tells them
+/// apart), written as an echo dataset.
+fn split_dataset(env: &Env, name: &str, rows: usize, first: usize, (a, b): (&str, &str)) -> String {
+    let queries: Vec<String> = (0..rows)
+        .map(|i| format!("{} {i}", if i < first { a } else { b }))
+        .collect();
+    echo_dataset(env, name, &queries)
+}
+
+/// Waits, bounded, until the mock has answered 100 calls, then kills its process: an endpoint
+/// that dies in the middle of a run.
+fn kill_after_100(mock: Mock) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while mock.requests() < 100 {
+        assert!(Instant::now() < deadline, "the run never got going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(mock);
+}
+
 /// Stored results of the only experiment: (all, errored).
 fn stored(env: &Env) -> (u64, u64) {
     let all = sql_value(&env.db, "SELECT COUNT(*) FROM results");
@@ -76,13 +96,8 @@ fn an_endpoint_killed_mid_run_stops_it_and_a_resume_completes_it_exactly() {
         .spawn()
         .unwrap();
     // Some answers first, then the endpoint's process is killed.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while mock.requests() < 100 {
-        assert!(Instant::now() < deadline, "the run never got going");
-        std::thread::sleep(Duration::from_millis(20));
-    }
     let port = port(&mock);
-    drop(mock);
+    kill_after_100(mock);
     // Without the breaker every one of the ~2,900 rows left would be tried four times with
     // back-off: many minutes. The breaker stops it within its window.
     let (code, stderr) = wait(child, Duration::from_secs(90));
@@ -128,16 +143,7 @@ fn an_endpoint_killed_mid_run_stops_it_and_a_resume_completes_it_exactly() {
 fn an_endpoint_answering_500_after_row_100_trips_the_breaker() {
     let env = Env::new();
     echo_prompt(&env);
-    let queries: Vec<String> = (0..400)
-        .map(|i| {
-            if i < 100 {
-                format!("early {i}")
-            } else {
-                format!("late {i}")
-            }
-        })
-        .collect();
-    let data = echo_dataset(&env, "d.csv", &queries);
+    let data = split_dataset(&env, "d.csv", 400, 100, ("early", "late"));
     let rules = env.write(
         "rules.yaml",
         "- pattern: '^late'\n  reply: down\n  status: 500\n",
@@ -177,16 +183,7 @@ fn an_endpoint_answering_500_after_row_100_trips_the_breaker() {
 /// An experiment of the echo prompt in which `bad` of 20 rows errored (a 400 from the mock,
 /// which the breaker leaves alone: the endpoint answered).
 fn errored_run(env: &Env, mock: &Mock, bad: usize, extra: &[&str]) -> (Option<i32>, String) {
-    let queries: Vec<String> = (0..20)
-        .map(|i| {
-            if i < bad {
-                format!("refuse {i}")
-            } else {
-                format!("fine {i}")
-            }
-        })
-        .collect();
-    let data = echo_dataset(env, "e.csv", &queries);
+    let data = split_dataset(env, "e.csv", 20, bad, ("refuse", "fine"));
     let mut args = vec![
         "experiment",
         "--prompt",
@@ -268,16 +265,7 @@ fn the_gate_refuses_errored_or_named_broken_evidence_and_says_which() {
     echo_prompt(&env);
     two_versions(&env);
     let mock = refusing_mock(&env);
-    let queries: Vec<String> = (0..20)
-        .map(|i| {
-            if i < 2 {
-                format!("refuse {i}")
-            } else {
-                format!("fine {i}")
-            }
-        })
-        .collect();
-    let data = echo_dataset(&env, "e.csv", &queries);
+    let data = split_dataset(&env, "e.csv", 20, 2, ("refuse", "fine"));
     let run = |tag: &str| {
         let out = env.run(&[
             "experiment",
@@ -607,12 +595,7 @@ fn a_worker_whose_endpoint_dies_exits_3_and_hands_its_items_back() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while mock.requests() < 100 {
-        assert!(Instant::now() < deadline, "the worker never got going");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    drop(mock);
+    kill_after_100(mock);
     let (code, stderr) = wait(worker, Duration::from_secs(90));
     assert_eq!(code, Some(3), "{stderr}");
     assert!(
