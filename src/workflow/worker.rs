@@ -501,10 +501,11 @@ pub fn work(
         store.finish_work(&id)?;
     }
     // As read back: a run that completed with errored results says so.
-    let status = store.experiment(&id)?.status;
+    let experiment = store.experiment(&id)?;
+    let status = experiment.status;
     let counts = store.work_counts(&id)?.unwrap_or_default();
     Ok(WorkerOutcome {
-        experiment: store.experiment(&id)?,
+        experiment,
         owner,
         written: sink.written.load(Ordering::Relaxed),
         dropped: sink.dropped.load(Ordering::Relaxed),
