@@ -135,6 +135,8 @@ pub fn pull(args: PullArgs, ctx: &Context) -> Result<()> {
     let mut versions = Vec::new();
     let mut skipped = Vec::new();
     for name in names {
+        // A name becomes a path in DIR: one read from the store is checked as one typed is.
+        crate::store::check_stored(crate::model::NameKind::Prompt, &name)?;
         match store.version(&name, &reference) {
             Ok(version) => {
                 let mut tags: Vec<String> = store
@@ -168,6 +170,10 @@ pub fn pull(args: PullArgs, ctx: &Context) -> Result<()> {
             .with_hint("keep one file per prompt")
         }
     })?;
+    // Every file is checked before any is written: a link in DIR stops the pull whole.
+    for file in files.iter().filter(|f| !f.unchanged) {
+        refuse_link(&file.path)?;
+    }
     std::fs::create_dir_all(&args.dir).map_err(|e| write_error(&args.dir, e))?;
     let mut lines = String::new();
     let mut written = 0;
@@ -207,21 +213,41 @@ pub fn pull(args: PullArgs, ctx: &Context) -> Result<()> {
     Ok(())
 }
 
-/// Writes a whole file or nothing: a temporary file beside it, renamed over it.
+/// Writes a whole file or nothing: a temporary file beside it, renamed over it. The
+/// temporary file has an unpredictable name and is created only if nothing is there (so a
+/// link planted under that name is never followed), and a file in DIR that is a link is not
+/// replaced: pulling writes into DIR, never through it.
 fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    refuse_link(path)?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let temporary = path.with_file_name(format!(".{name}.pull-{}", std::process::id()));
-    let written = std::fs::File::create(&temporary).and_then(|mut file| {
-        file.write_all(text.as_bytes())?;
-        file.sync_all()
-    });
+    let temporary = path.with_file_name(format!(".{name}.pull-{:016x}", fastrand::u64(..)));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temporary)
+        .and_then(|mut file| {
+            file.write_all(text.as_bytes())?;
+            file.sync_all()
+        });
     let renamed = written.and_then(|()| std::fs::rename(&temporary, path));
     if let Err(e) = renamed {
         let _ = std::fs::remove_file(&temporary);
         return Err(write_error(path, e));
+    }
+    Ok(())
+}
+
+/// A file in DIR that is a symbolic link is not replaced (nor written through).
+fn refuse_link(path: &Path) -> Result<()> {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(Error::invalid(format!(
+            "{} is a symbolic link; pull replaces files, not links",
+            path.display()
+        ))
+        .with_hint("replace the link with the file itself, or pull into another folder"));
     }
     Ok(())
 }

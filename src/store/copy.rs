@@ -2,8 +2,8 @@
 //! other: prompts (archived ones too) with their versions, tags and history (event ids kept), experiments as
 //! recorded (ids, times, status, fingerprint), every result with its scores, and the cache.
 
-use super::{Result, Store, StoreError};
-use crate::model::RunResult;
+use super::{Result, Store, StoreError, check_stored};
+use crate::model::{NameKind, RunResult};
 
 /// Results written per transaction.
 const BATCH: usize = 1000;
@@ -33,6 +33,14 @@ pub fn copy(from: &dyn Store, to: &dyn Store) -> Result<Copied> {
         .iter()
         .map(|name| from.archive(name))
         .collect::<Result<Vec<_>>>()?;
+    // A store is written by whoever can reach it: a name no command accepts (`../escaped`) is
+    // refused here too rather than carried into another store.
+    for archive in &archives {
+        check_stored(NameKind::Prompt, &archive.name)?;
+        for tag in &archive.tags {
+            check_stored(NameKind::Tag, &tag.name)?;
+        }
+    }
     // Oldest first, so the copy lists prompts newest first as the original does.
     archives.sort_by(|a, b| (&a.created_at, &a.name).cmp(&(&b.created_at, &b.name)));
     copied.prompts = archives.len();

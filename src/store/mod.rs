@@ -464,6 +464,17 @@ pub trait PromptStore: Send + Sync {
 /// A result visitor; see `visit_results`.
 pub type VisitResult<'a> = dyn FnMut(RunResult) -> Result<()> + 'a;
 
+/// A name read from a store, held to the rule every command applies to the names it takes:
+/// a store is written by whoever can reach it, and a name such as `../escaped` must not become
+/// a path or travel into another store.
+pub fn check_stored(kind: crate::model::NameKind, name: &str) -> Result<()> {
+    crate::model::check_name(kind, name).map_err(|reason| {
+        StoreError::Corrupt(format!(
+            "a {kind} named {name:?}, a name no command accepts ({reason})"
+        ))
+    })
+}
+
 /// How many experiments `ExperimentStore::matching` returns at most.
 pub const MATCHING: i64 = 20;
 

@@ -501,3 +501,65 @@ fn output_that_cannot_be_written_is_a_failure() {
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot write the output"));
 }
+
+/// Renames prompt `from` in the store itself, as anyone who can write the database could.
+fn plant_name(env: &Env, from: &str, to: &str) {
+    super::sql(
+        &env.db,
+        &format!("UPDATE prompts SET name = '{to}' WHERE name = '{from}'"),
+    );
+}
+
+#[test]
+fn pull_and_store_copy_refuse_a_stored_name_that_would_escape() {
+    let env = Env::new();
+    prompt(&env, "greet");
+    prompt(&env, "fine");
+    for planted in ["../escaped", "/tmp/absolute"] {
+        plant_name(&env, "greet", planted);
+        let out = env.run(&["pull", "out"]);
+        assert_eq!(out.status.code(), Some(3), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("a name no command accepts") && stderr.contains(planted),
+            "{stderr}"
+        );
+        // Nothing written, inside DIR or out of it.
+        assert!(!env.path("out").exists());
+        assert!(!env.path("escaped.yaml").exists());
+        assert!(!std::path::Path::new("/tmp/absolute.yaml").exists());
+        plant_name(&env, planted, "greet");
+    }
+    plant_name(&env, "greet", "../escaped");
+    let copy = env.path("copy.db");
+    let out = env.run(&[
+        "store",
+        "copy",
+        "--from",
+        env.db.to_str().unwrap(),
+        "--to",
+        copy.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("../escaped"));
+}
+
+#[test]
+fn pull_never_writes_through_a_link_in_its_folder() {
+    let env = Env::new();
+    prompt(&env, "greet");
+    prompt(&env, "other");
+    std::fs::create_dir(env.path("prompts")).unwrap();
+    env.write("secret.txt", "keep me");
+    std::os::unix::fs::symlink(env.path("secret.txt"), env.path("prompts/greet.yaml")).unwrap();
+    let stderr = env.fails(&["pull", "prompts"], 2);
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(env.path("secret.txt")).unwrap(),
+        "keep me"
+    );
+    // Checked before anything is written: the other prompt's file is not there either.
+    assert!(!env.path("prompts/other.yaml").exists());
+    let left: Vec<_> = std::fs::read_dir(env.path("prompts")).unwrap().collect();
+    assert_eq!(left.len(), 1, "no temporary file is left behind");
+}
