@@ -563,3 +563,19 @@ fn pull_never_writes_through_a_link_in_its_folder() {
     let left: Vec<_> = std::fs::read_dir(env.path("prompts")).unwrap().collect();
     assert_eq!(left.len(), 1, "no temporary file is left behind");
 }
+
+#[test]
+fn a_postgres_url_that_does_not_parse_never_shows_its_password() {
+    let env = Env::new();
+    for url in [
+        "postgres://runner:Hunter2#x@127.0.0.1:99999/db",
+        "postgres://runner:Hunter2?x@127.0.0.1/db?sslmode=require",
+        "postgres://runner:Hun?ter2@127.0.0.1/db?pool_size=0",
+    ] {
+        let out = env.run(&["prompt", "list", "--db", url]);
+        assert_ne!(out.status.code(), Some(0));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.starts_with("error: "), "{stderr}");
+        assert!(!stderr.contains("Hun"), "{url}: {stderr}");
+    }
+}

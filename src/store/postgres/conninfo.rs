@@ -145,21 +145,27 @@ pub fn parse(url: &str) -> Result<Target, String> {
 }
 
 /// The URL as shown to a person: whatever `parse` makes of it, or, for a URL it cannot read,
-/// its scheme and host with any password removed.
+/// its scheme, user and host and never anything of the credentials. A password may hold an
+/// unescaped `?`, `#`, `/` or `@` (which is often why the URL does not parse), so the
+/// credentials end at the last `@`, before any other cut; without an `@`, only the host
+/// before the first `:` is shown.
 pub fn redact(url: &str) -> String {
     if let Ok(target) = parse(url) {
         return target.display;
     }
     let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
-    let rest = rest.split(['?', '#']).next().unwrap_or("");
-    let rest = match rest.rsplit_once('@') {
+    let cut = |text: &str| text.split(['?', '#']).next().unwrap_or("").to_string();
+    let shown = match rest.rsplit_once('@') {
         Some((credentials, host)) => {
-            let user = credentials.split(':').next().unwrap_or("");
-            format!("{user}@{host}")
+            let user = credentials.split([':', '/', '?', '#']).next().unwrap_or("");
+            format!("{user}@{}", cut(host))
         }
-        None => rest.to_string(),
+        None => {
+            let host = rest.split([':', '/', '?', '#']).next().unwrap_or("");
+            format!("{host}/…")
+        }
     };
-    format!("{scheme}://{rest}")
+    format!("{scheme}://{shown}")
 }
 
 fn percent_decode(text: &str) -> Result<String, String> {
@@ -249,6 +255,33 @@ mod tests {
         assert_eq!(target.config.get_password(), Some(&b"s3cret"[..]));
         assert!(!redact("postgres://ada:s3cret@h/db?port=x&y").contains("s3cret"));
         assert!(!redact("postgres://ada:s3cret@h:notaport/db").contains("s3cret"));
+    }
+
+    #[test]
+    fn a_password_with_unescaped_url_characters_is_never_shown_in_part() {
+        for url in [
+            "postgres://runner:Hunter2?x@localhost/db",
+            "postgres://runner:Hunter2?x@localhost/db?sslmode=require",
+            "postgres://runner:Hunter2#x@localhost:99999/db",
+            "postgres://runner:Hun?ter2@h/db?pool_size=0",
+            "postgres://runner:Hunter2#x@localhost/db",
+            "postgres://runner:Hun/ter2@localhost/db",
+            "postgres://runner:Hun@ter2@localhost/db",
+            "postgres://runner:Hunter2",
+            "postgres://runner:Hunter2?",
+            "postgresql://runner:Hunter2#frag",
+        ] {
+            let shown = redact(url);
+            assert!(!shown.contains("Hun"), "{url} shown as {shown}");
+            if let Err(reason) = parse(url) {
+                assert!(!reason.contains("Hun"), "{url}: {reason}");
+            }
+        }
+        // One that does not parse: its user and host, nothing between.
+        assert_eq!(
+            redact("postgres://runner:Hunter2?x@localhost/db?sslmode=require"),
+            "postgres://runner@localhost/db"
+        );
     }
 
     #[test]
