@@ -499,12 +499,21 @@ pub(super) struct LoginQuery {
     next: Option<String>,
 }
 
-/// Where to go after logging in: a path of this server only, never another site.
+/// Where to go after logging in: a plain path of this server only, never another site. Only
+/// the characters a path may hold as written (no space, control character, backslash or
+/// non-ASCII, which browsers drop or rewrite: `/\t/evil.example` becomes `//evil.example`), and
+/// never a second `/` or a backslash right after the first.
 fn local_path(next: Option<&str>) -> String {
+    let plain = |path: &str| {
+        let mut chars = path.chars();
+        chars.next() == Some('/')
+            && !matches!(chars.next(), Some('/' | '\\'))
+            && path
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@/?%#".contains(c))
+    };
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
-            path.to_string()
-        }
+        Some(path) if plain(path) => path.to_string(),
         _ => "/".to_string(),
     }
 }

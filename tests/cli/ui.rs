@@ -566,6 +566,26 @@ fn a_login_gives_a_session_and_only_write_tokens_act() {
     );
     assert_eq!(reader.status, 303);
     assert_eq!(reader.header("location"), "/prompts/greet");
+    // `next` is a plain local path or nothing: what a browser would turn into another site
+    // (a tab or newline it drops, a backslash it reads as a slash) goes home instead.
+    for next in [
+        "/\t/evil.example/x",
+        "/\n/evil.example/x",
+        "/\\evil.example/x",
+        "//evil.example/x",
+        "https://evil.example/x",
+        "/ /evil.example",
+        "/\u{00e9}vil",
+        "",
+    ] {
+        let bounced = server.post(
+            "/login",
+            None,
+            &[("token", READER), ("csrf", &login_csrf), ("next", next)],
+        );
+        assert_eq!(bounced.status, 303, "{next:?}");
+        assert_eq!(bounced.header("location"), "/", "{next:?}");
+    }
     let set = reader.header("set-cookie");
     assert!(
         set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Max-Age="),
