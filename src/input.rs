@@ -45,7 +45,7 @@ pub fn split_assignment<'a>(flag: &str, text: &'a str) -> Result<(&'a str, &'a s
 /// objects, lists, quoted strings), otherwise the text itself. Text that opens like a JSON
 /// object, list or string but does not parse is refused rather than silently kept as text.
 pub fn parse_value(flag: &str, key: &str, raw: &str) -> Result<Value> {
-    match serde_json::from_str::<Value>(raw) {
+    match crate::json::parse(raw) {
         Ok(value) => Ok(value),
         Err(e) if raw.trim_start().starts_with(['{', '[', '"']) => Err(Error::invalid(format!(
             "invalid JSON in {flag} {key}: {e}"
@@ -187,7 +187,7 @@ pub fn parse_structured<T: serde::de::DeserializeOwned>(
                 .to_string()
         })
     } else {
-        serde_json::from_str(text).map_err(|e| e.to_string())
+        crate::json::from_str(text).map_err(|e| e.to_string())
     }
 }
 

@@ -25,6 +25,7 @@ pub mod eval;
 pub mod experiment;
 pub mod gate;
 pub mod input;
+pub mod json;
 pub mod limit;
 pub mod mock;
 pub mod model;

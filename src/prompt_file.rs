@@ -319,7 +319,7 @@ fn deserialize(syntax: Syntax, text: &str) -> Result<Fields, String> {
                 .to_string();
             format!("invalid YAML: {first}")
         }),
-        Syntax::Json => serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}")),
+        Syntax::Json => crate::json::from_str(text).map_err(|e| format!("invalid JSON: {e}")),
         Syntax::Toml => toml::from_str(text).map_err(|e| {
             let message = e.message().trim().to_string();
             match e.span() {

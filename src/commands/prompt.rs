@@ -248,7 +248,7 @@ fn render(args: RenderArgs, ctx: &Context) -> Result<()> {
     check_prompt_name(&args.name)?;
     let reference = version_ref(&args.selector)?;
     let mut vars = match &args.vars_file {
-        Some(path) => match serde_json::from_str::<Value>(&read_text(path, "variables file")?) {
+        Some(path) => match crate::json::parse(&read_text(path, "variables file")?) {
             Ok(Value::Object(map)) => map,
             Ok(_) => {
                 return Err(Error::invalid(format!(

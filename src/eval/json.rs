@@ -48,7 +48,7 @@ pub(super) fn prepare_schema(file: &str) -> Result<Kind, String> {
     }
     let text = std::fs::read_to_string(file)
         .map_err(|e| format!("cannot read schema file '{file}': {e}"))?;
-    let schema: Value = serde_json::from_str(&text)
+    let schema: Value = crate::json::parse(&text)
         .map_err(|e| format!("schema file '{file}' is not valid JSON: {e}"))?;
     let validator = jsonschema::validator_for(&schema).map_err(|e| {
         format!(

@@ -336,7 +336,7 @@ fn json_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>
             ApiError::new(e.status(), e.body_text())
         }
     })?;
-    serde_json::from_slice(&bytes)
+    crate::json::from_slice(&bytes)
         .map_err(|e| ApiError::unprocessable(format!("invalid JSON body: {e}")))
 }
 

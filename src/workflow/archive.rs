@@ -467,9 +467,9 @@ fn replay(
     Ok(())
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = read_plain(path)?;
-    serde_json::from_str(&text)
+    crate::json::from_str(&text)
         .map_err(|e| Error::invalid(format!("invalid JSON in {}: {e}", path.display())))
 }
 
@@ -586,7 +586,7 @@ fn read_archive(folder: &Path, policy: &TagPolicy) -> Result<PromptArchive> {
         if line.trim().is_empty() {
             continue;
         }
-        let e: EventFile = serde_json::from_str(line)
+        let e: EventFile = crate::json::from_str(line)
             .map_err(|err| bad(format!("history.jsonl line {}: {err}", index + 1)))?;
         let line_no = index + 1;
         if chained {

@@ -208,7 +208,7 @@ pub fn parse_template_text(like: &Template, text: &str) -> Result<Template> {
     match like {
         Template::Str(_) => Ok(Template::Str(text)),
         Template::Chat(_) => {
-            let messages: Vec<Message> = serde_json::from_str(&text).map_err(|e| {
+            let messages: Vec<Message> = crate::json::from_str(&text).map_err(|e| {
                 Error::invalid(format!("the edited messages are not valid JSON: {e}")).with_hint(
                     r#"a chat template is a list of messages: [{"role": "user", "content": "{{query}}"}]"#,
                 )

@@ -579,3 +579,46 @@ fn a_postgres_url_that_does_not_parse_never_shows_its_password() {
         assert!(!stderr.contains("Hun"), "{url}: {stderr}");
     }
 }
+
+#[test]
+fn json_a_user_writes_never_holds_a_key_twice() {
+    let env = Env::new();
+    std::fs::create_dir(env.path("prompts")).unwrap();
+    env.write(
+        "prompts/triage.json",
+        r#"{"template": "Hi {{name}}", "model": "gpt-4o-mini",
+            "params": {"temperature": 0.2, "max_tokens": 50, "temperature": 1.9}}"#,
+    );
+    let stderr = env.fails(&["sync", "prompts"], 2);
+    assert!(stderr.contains("duplicate key \"temperature\""), "{stderr}");
+    let stderr = env.fails(
+        &[
+            "prompt",
+            "create",
+            "p",
+            "--template",
+            "x",
+            "--param",
+            r#"response_format={"type": "json_object", "type": "text"}"#,
+        ],
+        2,
+    );
+    assert!(stderr.contains("duplicate key \"type\""), "{stderr}");
+    env.write(
+        "messages.json",
+        r#"[{"role": "user", "content": "a", "content": "b"}]"#,
+    );
+    let stderr = env.fails(
+        &["prompt", "create", "p", "--messages-file", "messages.json"],
+        2,
+    );
+    assert!(stderr.contains("duplicate key \"content\""), "{stderr}");
+    // Each key once, the same file syncs.
+    env.write(
+        "prompts/triage.json",
+        r#"{"template": "Hi {{name}}", "params": {"temperature": 0.2}}"#,
+    );
+    env.ok(&["sync", "prompts"]);
+    let shown = env.json(&["prompt", "show", "triage", "--json"]);
+    assert_eq!(shown["params"]["temperature"], 0.2, "{shown}");
+}

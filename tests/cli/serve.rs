@@ -1214,6 +1214,24 @@ fn bad_bodies_get_422_or_413_and_write_nothing() {
         "text/plain; charset=utf-8"
     );
 
+    // A key given twice is refused, not read as its last value.
+    let twice = serde_json::to_string(&chat_body("greet", "x"))
+        .unwrap()
+        .replace(
+            r#""temperature":0.2"#,
+            r#""temperature":0.2,"temperature":1.9"#,
+        );
+    assert!(twice.contains("1.9"));
+    let repeated = server
+        .request("POST", "/v1/prompts", &[], Some(twice.into_bytes()))
+        .unwrap();
+    assert_eq!(repeated.status, 422);
+    assert!(
+        repeated.text.contains("duplicate key \"temperature\""),
+        "{}",
+        repeated.text
+    );
+
     let mut bad_template = chat_body("greet", "{{#items}}x{{/items}}");
     bad_template["prompt"]["name"] = json!("greet");
     let mut bad_name = chat_body("greet", "x");
