@@ -1041,7 +1041,7 @@ async fn process(
         }
     }
     result.finished_at = crate::model::now();
-    if let Some(key) = plan.client.api_key() {
+    if let Some(key) = crate::redact::key(plan.client.api_key()) {
         scrub(&mut result, key);
     }
     let counters = &shared.counters;
@@ -1058,13 +1058,9 @@ async fn process(
 /// The last line of defence for the key: an answer, an error or a scorer's reason that repeats
 /// it (an echoing endpoint, a scorer that prints its environment) is stored without it.
 fn scrub(result: &mut RunResult, key: &str) {
-    // A key this short would redact ordinary words; real keys are far longer.
-    if key.len() < 8 {
-        return;
-    }
     let clean = |text: &mut String| {
         if text.contains(key) {
-            *text = text.replace(key, "[redacted]");
+            *text = crate::redact::apply(text, key);
         }
     };
     for text in [

@@ -30,6 +30,7 @@ pub mod limit;
 pub mod mock;
 pub mod model;
 pub mod prompt_file;
+pub mod redact;
 pub mod report;
 pub mod serve;
 pub mod stats;

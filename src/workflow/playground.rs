@@ -98,7 +98,9 @@ pub struct Answer {
     pub ttft_ms: Option<f64>,
 }
 
-/// Sends the trial once, asking for a stream; each piece goes to `show` as it arrives.
+/// Sends the trial once, asking for a stream; each piece goes to `show` as it arrives. The
+/// client's API key never reaches `show`, the answer or the failure: an endpoint that echoes
+/// it is redacted on the text as it accumulates (a piece may end inside the key).
 pub async fn call(
     client: &Client,
     trial: &Trial,
@@ -106,17 +108,38 @@ pub async fn call(
 ) -> std::result::Result<Answer, Failure> {
     let started = Instant::now();
     let mut first: Option<f64> = None;
+    let key = crate::redact::key(client.api_key());
+    let mut stream = key.map(crate::redact::Stream::new);
     let mut pieces = |piece: &str| {
         if first.is_none() && !piece.is_empty() {
             first = Some(started.elapsed().as_secs_f64() * 1000.0);
         }
-        show(piece);
+        match &mut stream {
+            Some(stream) => show(&stream.push(piece)),
+            None => show(piece),
+        }
     };
-    let completion = client.complete_streaming(&trial.body, &mut pieces).await?;
-    Ok(Answer {
-        completion,
-        ttft_ms: first,
-    })
+    let answer = client.complete_streaming(&trial.body, &mut pieces).await;
+    if let Some(rest) = stream.as_mut().map(crate::redact::Stream::finish) {
+        show(&rest);
+    }
+    let clean = |text: String| match key {
+        Some(key) => crate::redact::apply(&text, key),
+        None => text,
+    };
+    match answer {
+        Ok(mut completion) => {
+            completion.text = clean(completion.text);
+            Ok(Answer {
+                completion,
+                ttft_ms: first,
+            })
+        }
+        Err(mut failure) => {
+            failure.message = clean(failure.message);
+            Err(failure)
+        }
+    }
 }
 
 pub fn view(trial: &Trial, answer: Answer) -> TryView {

@@ -1257,3 +1257,47 @@ fn the_playground_saves_an_edited_template_as_the_tokens_version() {
     let page = server.get_as("/prompts/greet/versions/3", &rw);
     assert!(page.text.contains("ui:ci"));
 }
+
+#[test]
+fn the_playground_never_shows_the_servers_key_when_the_endpoint_echoes_it() {
+    let env = Env::new();
+    // The endpoint answers with the key it was sent, a word a piece.
+    let rules = env.write(
+        "echo-key.yaml",
+        &format!(
+            "- pattern: 'echo'\n  reply: 'your key is {SERVER_KEY} and again {SERVER_KEY}.'\n"
+        ),
+    );
+    let mock = super::Mock::start(
+        &env,
+        &["--chunk-ms", "5", "--responses", rules.to_str().unwrap()],
+    );
+    let mock_url = mock.url.clone();
+    let fault = FaultServer::start(Duration::ZERO);
+    let server = playground_server(&env, &mock_url, &fault);
+    let rw = login(&server, WRITER);
+    let csrf = server.get_as("/prompts/greet/versions/1", &rw).csrf();
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("var.name", "Ann"),
+        ("template", "please echo {{name}}"),
+        ("action", "run"),
+    ];
+    let streamed = server.post(STREAM, Some(&rw), &fields);
+    assert_eq!(streamed.status, 200, "{}", streamed.text);
+    assert!(
+        !streamed.text.contains("0123456789abcdef"),
+        "{}",
+        streamed.text
+    );
+    assert!(streamed.text.contains("[redacted]"), "{}", streamed.text);
+    let run = server.post(RUN, Some(&rw), &fields);
+    assert_eq!(run.status, 200, "{}", run.text);
+    assert!(!run.text.contains("0123456789abcdef"), "{}", run.text);
+    assert!(
+        run.text
+            .contains("your key is [redacted] and again [redacted]."),
+        "{}",
+        run.text
+    );
+}
