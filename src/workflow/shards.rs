@@ -3,7 +3,9 @@
 //! experiment with every result, as an unsharded run would have.
 
 use crate::error::{Error, Result};
-use crate::model::{Experiment, ExperimentStatus, NewExperiment, RunResult, Shard};
+use crate::model::{
+    CachedResponse, Experiment, ExperimentStatus, NewExperiment, ResultStatus, RunResult, Shard,
+};
 use crate::store::{self, Store};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -143,9 +145,24 @@ pub fn merge(sources: &[PathBuf], into: &Path, author: &str) -> Result<Merged> {
             )));
         }
     }
+    // The shards together plan exactly the plan's results: every row of the dataset (up to
+    // its --limit) once per repetition. A shard that planned more or fewer is not one of it.
+    let base = &first.experiment;
+    let rows = base.settings.limit.map_or(base.dataset.rows, |limit| {
+        (limit as i64).min(base.dataset.rows)
+    });
+    let expected = rows * base.settings.repetitions as i64;
+    let planned: i64 = by_index.values().map(|f| f.experiment.planned).sum();
+    if planned != expected {
+        return Err(Error::invalid(format!(
+            "the shards plan {planned} results in all, and their plan has {expected} \
+             ({rows} rows × {} repetitions)",
+            base.settings.repetitions
+        ))
+        .with_hint("merge the stores the shard jobs of one command wrote, unchanged"));
+    }
     // Everything is checked: only now is the destination opened (and created).
     let to = store::open(into)?;
-    let base = &first.experiment;
     if to.version_by_id(&base.version_id)?.is_none() {
         let archive = first.store.archive(&base.prompt)?;
         to.import(&[archive]).map_err(|e| {
@@ -157,7 +174,6 @@ pub fn merge(sources: &[PathBuf], into: &Path, author: &str) -> Result<Merged> {
     }
     let mut settings = base.settings.clone();
     settings.shard = None;
-    let planned: i64 = by_index.values().map(|f| f.experiment.planned).sum();
     let merged = to.create_experiment(&NewExperiment {
         name: base.name.clone(),
         prompt: base.prompt.clone(),
@@ -194,31 +210,82 @@ pub fn merge(sources: &[PathBuf], into: &Path, author: &str) -> Result<Merged> {
     })
 }
 
-/// Every shard's results (with scores) and cache entries into the merged experiment.
+/// Every shard's results (with scores) into the merged experiment, each checked to be a row
+/// of its own shard and of the dataset, and a cache entry for each answer merged. The shard
+/// stores' caches are not read: an entry there may be for anything (another version, a
+/// future date) and would answer later experiments; the entries written here are the merged
+/// answers themselves, under the keys a run of the plan looks them up by.
 fn copy_results(shards: &BTreeMap<u32, &Found>, to: &Arc<dyn Store>, id: &str) -> Result<i64> {
     const BATCH: usize = 512;
+    let base = &shards.values().next().expect("a shard").experiment;
+    let version = to
+        .version_by_id(&base.version_id)?
+        .ok_or_else(|| Error::operational("the merged experiment's version is gone"))?;
+    let cache = !base.settings.no_cache;
+    let rows = base.dataset.rows;
     let mut results = 0i64;
     for f in shards.values() {
         let mut batch: Vec<RunResult> = Vec::with_capacity(BATCH);
+        let mut entries = Vec::new();
+        let mut stray = None;
         store::visit_results(&*f.store, &f.experiment.id, |result| -> Result<()> {
+            if !f.shard.contains(&result.row_id) || !(0..rows).contains(&result.row_index) {
+                stray = Some(result.row_id.clone());
+                return Err(store::StoreError::Abandoned.into());
+            }
+            if cache && result.status == ResultStatus::Ok {
+                entries.extend(cache_entry(base, &version.params, &result));
+            }
             batch.push(result);
             if batch.len() == BATCH {
                 to.write_results(id, &batch)?;
+                to.restore_cache(&entries)?;
                 results += batch.len() as i64;
                 batch.clear();
+                entries.clear();
             }
             Ok(())
+        })
+        .map_err(|e| match &stray {
+            Some(row) => Error::invalid(format!(
+                "shard {} (experiment {} in {}) holds row '{row}', which is not a row of its \
+                 shard of the dataset",
+                f.shard,
+                f.experiment.id,
+                store::display_location(&f.location)
+            ))
+            .with_hint("merge the stores the shard jobs wrote, unchanged"),
+            None => e,
         })?;
         to.write_results(id, &batch)?;
+        to.restore_cache(&entries)?;
         results += batch.len() as i64;
-        let mut entries = Vec::new();
-        f.store.visit_cache(&mut |key, response, created_at| {
-            entries.push((key.to_string(), response, created_at.to_string()));
-            Ok(())
-        })?;
-        for chunk in entries.chunks(BATCH) {
-            to.restore_cache(chunk)?;
-        }
     }
     Ok(results)
+}
+
+/// The cache entry a run of the merged plan would have written for this answer.
+fn cache_entry(
+    experiment: &Experiment,
+    params: &crate::model::JsonObject,
+    result: &RunResult,
+) -> Option<(String, CachedResponse, String)> {
+    let body = crate::client::request_body(&experiment.model, &result.messages, params);
+    let bytes = serde_json::to_vec(&body).ok()?;
+    let key = crate::experiment::cache_key(
+        &experiment.base_url,
+        &bytes,
+        &result.row_id,
+        usize::try_from(result.repetition).ok()?,
+    );
+    let response = CachedResponse {
+        output: result.output.clone()?,
+        finish_reason: result.finish_reason.clone(),
+        prompt_tokens: result.prompt_tokens,
+        completion_tokens: result.completion_tokens,
+        http_status: result.http_status,
+        latency_ms: result.latency_ms,
+        created_at: result.finished_at.clone(),
+    };
+    Some((key, response, result.finished_at.clone()))
 }

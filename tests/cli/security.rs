@@ -622,3 +622,134 @@ fn json_a_user_writes_never_holds_a_key_twice() {
     let shown = env.json(&["prompt", "show", "triage", "--json"]);
     assert_eq!(shown["params"]["temperature"], 0.2, "{shown}");
 }
+
+/// Two shard stores of one plan (`echo` v1 over 20 rows), each run by its own job.
+fn two_shards(env: &Env, url: &str) -> (String, String, String) {
+    let queries: Vec<String> = (0..20).map(|i| format!("q{i}")).collect();
+    let data = super::echo_dataset(env, "d.csv", &queries);
+    let path = |name: &str| env.path(name).to_str().unwrap().to_string();
+    let (s1, s2) = (path("s1.db"), path("s2.db"));
+    env.ok(&[
+        "--db",
+        &s1,
+        "prompt",
+        "create",
+        "echo",
+        "--template",
+        "{{query}}",
+        "--model",
+        "m",
+    ]);
+    env.ok(&["--db", &s1, "export", "prompts"]);
+    for db in [&s2, &env.db.to_str().unwrap().to_string()] {
+        env.ok(&["--db", db, "import", "prompts"]);
+    }
+    for (db, shard) in [(&s1, "1/2"), (&s2, "2/2")] {
+        env.ok(&[
+            "--db",
+            db,
+            "experiment",
+            "--prompt",
+            "echo",
+            "--version",
+            "1",
+            "--dataset",
+            &data,
+            "--base-url",
+            url,
+            "--shard",
+            shard,
+        ]);
+    }
+    (s1, s2, data)
+}
+
+#[test]
+fn merge_takes_only_each_shards_own_rows_and_the_plans_count() {
+    let env = Env::new();
+    let mock = super::Mock::start(&env, &[]);
+    let (s1, s2, _) = two_shards(&env, &mock.url);
+    let into = env.db.to_str().unwrap().to_string();
+    // A row of shard 2 claimed by shard 1 is refused, and so are shards that plan too few.
+    let theirs = super::sql_value(
+        std::path::Path::new(&s2),
+        "SELECT row_id FROM results LIMIT 1",
+    );
+    // Whoever wrote the shard store can drop its guards too.
+    super::sql(
+        std::path::Path::new(&s1),
+        "DROP TRIGGER results_ok_is_final",
+    );
+    super::sql(
+        std::path::Path::new(&s1),
+        &format!(
+            "UPDATE results SET row_id = '{theirs}' WHERE row_index = (SELECT MIN(row_index) FROM results)"
+        ),
+    );
+    let err = env.fails(&["experiment", "merge", &s1, &s2, "--into", &into], 2);
+    assert!(err.contains(&format!("holds row '{theirs}'")), "{err}");
+    super::sql(
+        std::path::Path::new(&s1),
+        "UPDATE results SET row_id = 'r' || row_index",
+    );
+    for statement in [
+        "DELETE FROM scores WHERE row_index = (SELECT MAX(row_index) FROM results)",
+        "DELETE FROM results WHERE row_index = (SELECT MAX(row_index) FROM results)",
+        "UPDATE experiments SET planned = planned - 1",
+    ] {
+        super::sql(std::path::Path::new(&s2), statement);
+    }
+    let err = env.fails(&["experiment", "merge", &s1, &s2, "--into", &into], 2);
+    assert!(err.contains("the shards plan 19 results in all"), "{err}");
+}
+
+#[test]
+fn merged_answers_are_cached_under_their_own_keys_and_a_future_date_expires_them() {
+    let env = Env::new();
+    let mock = super::Mock::start(&env, &[]);
+    let (s1, s2, data) = two_shards(&env, &mock.url);
+    super::sql(
+        std::path::Path::new(&s1),
+        "INSERT INTO response_cache VALUES ('planted', 'planted answer', 'stop', 1, 1, 200, 1.0, \
+         '2999-01-01T00:00:00.000Z')",
+    );
+    let into = env.db.to_str().unwrap().to_string();
+    // The shard's cache holds an entry dated far ahead that no merged row made: not copied.
+    env.ok(&["experiment", "merge", &s1, &s2, "--into", &into]);
+    assert_eq!(
+        super::sql_value(
+            &env.db,
+            "SELECT COUNT(*) FROM response_cache WHERE key = 'planted'"
+        ),
+        "0"
+    );
+    // The unsharded run of the plan finds every merged answer: no request is sent.
+    let sent = mock.requests();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "experiment",
+            "--prompt",
+            "echo",
+            "--version",
+            "1",
+            "--dataset",
+            &data,
+            "--base-url",
+            &mock.url,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        env.json(&args)
+    };
+    let again = run(&[]);
+    assert_eq!(again["summary"]["cached"], 20, "{again}");
+    assert_eq!(mock.requests(), sent);
+    // Dated ahead of now, an entry is never fresh, whatever --cache-ttl says.
+    super::sql(
+        &env.db,
+        "UPDATE response_cache SET created_at = '2999-01-01T00:00:00.000Z'",
+    );
+    let later = run(&["--cache-ttl", "30d"]);
+    assert_eq!(later["summary"]["cached"], 0, "{later}");
+    assert_eq!(mock.requests(), sent + 20);
+}
