@@ -1058,6 +1058,10 @@ pub struct SyncArgs {
     /// or adding its file back, brings one back).
     #[arg(long)]
     pub prune: bool,
+    /// With --prune: also archive prompts that hold a protected tag (which archiving takes
+    /// offline for every consumer); recorded as forced in the prompt's history.
+    #[arg(long, requires = "prune")]
+    pub force: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

@@ -235,6 +235,10 @@ fn store_hint(e: &StoreError) -> Option<String> {
             "runner promote --prompt {prompt} --from staging --to {tag} --dataset FILE; \
                  a forced change is recorded in the tag history"
         )),
+        StoreError::ProtectedArchive { prompt, tag } => Some(format!(
+            "pass --force to archive it all the same (recorded in the prompt's history), or \
+             first `runner tag delete {prompt} {tag} --force` where its consumers expect that"
+        )),
         StoreError::TagMoved { prompt, tag } => Some(format!(
             "`runner tag history {prompt} {tag}` shows the move; run the promotion again"
         )),

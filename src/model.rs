@@ -162,6 +162,10 @@ pub struct PromptEvent {
     pub action: String,
     pub actor: String,
     pub at: String,
+    /// An archive that took a protected tag offline with force.
+    pub forced: bool,
+    /// An archive that took a protected tag offline by a caller with the deploy role.
+    pub deploy: bool,
 }
 
 /// One immutable version of a prompt.

@@ -31,6 +31,7 @@ pub fn sync(args: SyncArgs, ctx: &Context) -> Result<u8> {
         policy: ctx.config()?.tag_policy(),
         message: args.message.clone().or_else(|| git_subject(&args.dir)),
         prune: args.prune,
+        force: args.force,
     };
     let report = if args.check {
         let store = ctx.store_for_reading()?;

@@ -61,6 +61,12 @@ impl From<StoreError> for ApiError {
             // The caller lacks the deploy role: forbidden, and the answer says what allows it.
             return ApiError::new(StatusCode::FORBIDDEN, protected_message(tag, *action));
         }
+        if let StoreError::ProtectedArchive { .. } = &e {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("{e}: a deploy token, or ?force=true (recorded in the prompt's history)"),
+            );
+        }
         let status = match &e {
             StoreError::UnknownPrompt { .. }
             | StoreError::UnknownVersion { .. }

@@ -239,15 +239,30 @@ pub(super) async fn patch_prompt(
 
 /// Phoenix's `DELETE /v1/prompts/{prompt}`, as an archive: the prompt disappears from lists
 /// and lookups but keeps its versions, tags and history; `runner prompt restore` brings it
-/// back. Recorded in the prompt's history with the caller.
+/// back. Recorded in the prompt's history with the caller. A prompt holding a protected tag
+/// (which archiving would take offline) needs a deploy token or force, as deleting that tag
+/// does, checked inside the write.
 pub(super) async fn archive_prompt(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
     prompt: Result<Path<String>, PathRejection>,
+    params: Result<Query<super::tags::ForceQuery>, QueryRejection>,
+    headers: HeaderMap,
 ) -> ApiResult {
     let name = prompt_name(path(prompt)?)?;
+    let force = super::tags::force_requested(&query(params)?, &headers)?;
+    let policy = shared.config.tag_policy();
     shared
-        .with_store(move |store| Ok(store.archive_prompt(&name, &caller.actor)?))
+        .with_store(move |store| {
+            let change = TagChange {
+                actor: caller.actor,
+                force,
+                role: caller.role,
+                policy,
+                ..TagChange::default()
+            };
+            Ok(store.archive_prompt(&name, &change)?)
+        })
         .await?;
     shared.forget_bodies();
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -27,7 +27,7 @@ pub(super) struct ForceQuery {
 
 /// Whether the request asks to move or delete a protected tag (`?force=true` or
 /// `X-Runner-Force: true`).
-fn force_requested(query: &ForceQuery, headers: &HeaderMap) -> ApiResult<bool> {
+pub(super) fn force_requested(query: &ForceQuery, headers: &HeaderMap) -> ApiResult<bool> {
     let header = headers.get(FORCE_HEADER).map(|v| v.to_str().unwrap_or("?"));
     let mut force = false;
     for (source, value) in [

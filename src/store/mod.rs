@@ -85,6 +85,10 @@ pub enum StoreError {
         /// The refused change (move, delete or rollback).
         action: TagAction,
     },
+    #[error(
+        "prompt '{prompt}' holds protected tag '{tag}': archiving it takes '{tag}' offline for every consumer, so it needs the deploy role or force"
+    )]
+    ProtectedArchive { prompt: String, tag: String },
     #[error("experiment {id} is being run by {holder} (its lease runs until {until})")]
     ExperimentBusy {
         id: String,
@@ -121,6 +125,7 @@ impl StoreError {
                 | StoreError::UnknownTag { .. }
                 | StoreError::NothingToRollBack { .. }
                 | StoreError::ProtectedTag { .. }
+                | StoreError::ProtectedArchive { .. }
                 | StoreError::UnknownExperiment { .. }
                 | StoreError::AmbiguousExperiment { .. }
                 | StoreError::NotEmpty { .. }
@@ -199,6 +204,32 @@ impl TagPolicy {
                 action,
             }),
         }
+    }
+}
+
+impl TagPolicy {
+    /// Decides archiving `prompt`, which holds `tags`: a protected one among them goes
+    /// offline with it, which the deploy role may do, and a writer only with force (the same
+    /// rule as deleting that tag). Returns how the archive is recorded, or the refusal.
+    pub fn check_archive<'a>(
+        &self,
+        prompt: &str,
+        tags: impl IntoIterator<Item = &'a str>,
+        force: bool,
+        role: TagRole,
+    ) -> Result<Allowed> {
+        let mut allowed = Allowed::default();
+        for tag in tags {
+            let this = self
+                .check(prompt, tag, Some(""), TagAction::Delete, force, role)
+                .map_err(|_| StoreError::ProtectedArchive {
+                    prompt: prompt.into(),
+                    tag: tag.into(),
+                })?;
+            allowed.forced |= this.forced;
+            allowed.deploy |= this.deploy;
+        }
+        Ok(allowed)
     }
 }
 
@@ -363,8 +394,10 @@ pub trait PromptStore: Send + Sync {
     fn update_prompt(&self, name: &str, update: &PromptUpdate, actor: &str) -> Result<()>;
 
     /// Archives a prompt: it keeps every version, tag and event, but lists and lookups by name
-    /// or version id no longer find it. Recorded in the prompt's history.
-    fn archive_prompt(&self, name: &str, actor: &str) -> Result<()>;
+    /// or version id no longer find it. Recorded in the prompt's history, by `change.actor`.
+    /// A prompt that holds a protected tag (which archiving takes offline for every consumer)
+    /// is archived only as `TagPolicy::check_archive` allows, checked inside the write.
+    fn archive_prompt(&self, name: &str, change: &TagChange) -> Result<()>;
 
     /// Brings an archived prompt back, as it was. Recorded in the prompt's history.
     fn restore_prompt(&self, name: &str, actor: &str) -> Result<()>;

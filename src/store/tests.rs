@@ -117,6 +117,7 @@ on_both_backends!(
     targets_pages_and_version_tags,
     tag_writes_go_ahead_only_where_the_caller_expects_the_tag,
     prompt_fields_archive_and_restore,
+    archiving_a_prompt_with_a_protected_tag_needs_force_or_the_deploy_role,
     version_tags_list_newest_first,
     a_promotion_moves_a_protected_tag_without_force_and_says_so,
     latency_percentiles_are_nearest_rank_over_the_successful_calls,
@@ -677,6 +678,60 @@ fn targets_pages_and_version_tags(fx: &Fixture) {
     );
 }
 
+fn archiving_a_prompt_with_a_protected_tag_needs_force_or_the_deploy_role(fx: &Fixture) {
+    let store = fx.open();
+    for name in ["a", "b", "c"] {
+        store
+            .create_prompt(name, new_version("x"), &["production".into()], &change())
+            .unwrap();
+    }
+    let guarded = |force: bool, role: TagRole| TagChange {
+        actor: "ci".into(),
+        force,
+        role,
+        policy: TagPolicy::new(vec!["production".into()]),
+        ..change()
+    };
+    // Refused inside the write: nothing archived, nothing recorded.
+    let before = store.archive("a").unwrap();
+    assert!(matches!(
+        store.archive_prompt("a", &guarded(false, TagRole::Writer)),
+        Err(StoreError::ProtectedArchive { ref tag, .. }) if tag == "production"
+    ));
+    assert_eq!(store.archive("a").unwrap(), before);
+    // With force, or by the deploy role: archived, and recorded as such.
+    store
+        .archive_prompt("a", &guarded(true, TagRole::Writer))
+        .unwrap();
+    store
+        .archive_prompt("b", &guarded(false, TagRole::Deploy))
+        .unwrap();
+    let last = |name: &str| store.archive(name).unwrap().events.pop().unwrap();
+    let (a, b) = (last("a"), last("b"));
+    assert_eq!(
+        (a.action.as_str(), a.forced, a.deploy),
+        ("archive", true, false)
+    );
+    assert_eq!(
+        (b.action.as_str(), b.forced, b.deploy),
+        ("archive", false, true)
+    );
+    // An unprotected tag needs neither; the flags travel with a copy of the store.
+    let open = TagChange {
+        policy: TagPolicy::new(vec!["gold".into()]),
+        ..change()
+    };
+    store.archive_prompt("c", &open).unwrap();
+    assert!(!last("c").forced && !last("c").deploy);
+    let copy = fx.another();
+    let other = copy.open();
+    crate::store::copy::copy(&*store, &*other).unwrap();
+    assert_eq!(
+        other.archive("a").unwrap().events,
+        store.archive("a").unwrap().events
+    );
+}
+
 fn prompt_fields_archive_and_restore(fx: &Fixture) {
     let store = fx.open();
     let mut first = new_version("x");
@@ -716,7 +771,11 @@ fn prompt_fields_archive_and_restore(fx: &Fixture) {
         .unwrap();
 
     // Archived: hidden from lists and every lookup, by name or version id.
-    store.archive_prompt("p", "bob").unwrap();
+    let bob = TagChange {
+        actor: "bob".into(),
+        ..change()
+    };
+    store.archive_prompt("p", &bob).unwrap();
     assert!(store.prompts().unwrap().is_empty());
     assert!(store.prompts_page(None, 10).unwrap().is_empty());
     assert_eq!(store.archived_prompts().unwrap(), ["p"]);
@@ -735,7 +794,7 @@ fn prompt_fields_archive_and_restore(fx: &Fixture) {
         Err(StoreError::PromptArchived { .. })
     ));
     assert!(matches!(
-        store.archive_prompt("p", "bob"),
+        store.archive_prompt("p", &bob),
         Err(StoreError::UnknownPrompt { .. })
     ));
 

@@ -44,6 +44,11 @@ struct PromptEventFile {
     action: String,
     actor: String,
     at: String,
+    /// An archive that took a protected tag offline with force, or with the deploy role.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    forced: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    deploy: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -248,6 +253,8 @@ fn write_archive(dir: &Path, archive: &PromptArchive) -> Result<()> {
                     action: e.action.clone(),
                     actor: e.actor.clone(),
                     at: e.at.clone(),
+                    forced: e.forced,
+                    deploy: e.deploy,
                 })
                 .collect(),
         }),
@@ -641,12 +648,17 @@ fn read_archive(folder: &Path, policy: &TagPolicy) -> Result<PromptArchive> {
         }
         check_time(&format!("{at}: at"), &e.at).map_err(bad)?;
         check_actor(&format!("{at}: actor"), &e.actor).map_err(bad)?;
+        if e.forced && e.deploy {
+            return Err(bad(format!("{at}: an event is forced or deploy, not both")));
+        }
         events.push(PromptEvent {
             id: index as i64 + 1,
             prompt: prompt.name.clone(),
             action: e.action,
             actor: e.actor,
             at: e.at,
+            forced: e.forced,
+            deploy: e.deploy,
         });
     }
     if let Some(archived_at) = &prompt.archived_at {

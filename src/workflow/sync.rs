@@ -306,6 +306,8 @@ pub struct Writer<'a> {
     pub message: Option<String>,
     /// Archive the prompts that have no file (`--prune`).
     pub prune: bool,
+    /// `--force`: pruning may archive a prompt that holds a protected tag (recorded).
+    pub force: bool,
 }
 
 impl Writer<'_> {
@@ -343,6 +345,19 @@ pub fn sync(
     sources: &[PromptSource],
     writer: &Writer<'_>,
 ) -> crate::store::Result<SyncReport> {
+    // A prune that the tag policy would refuse is refused before anything is written (the
+    // store checks again when it archives).
+    if writer.prune {
+        for name in untracked(store, sources)? {
+            let tags = store.tags(&name)?;
+            writer.policy.check_archive(
+                &name,
+                tags.iter().map(|t| t.name.as_str()),
+                writer.force,
+                crate::store::TagRole::Writer,
+            )?;
+        }
+    }
     let mut entries = Vec::with_capacity(sources.len());
     let mut in_sync = true;
     let archived = store.archived_prompts()?;
@@ -457,7 +472,13 @@ pub fn sync(
     if writer.prune {
         for name in &without {
             // Another sync may have archived it already: then it is not found by name.
-            match store.archive_prompt(name, writer.author) {
+            let change = TagChange {
+                actor: writer.author.to_string(),
+                force: writer.force,
+                policy: writer.policy.clone(),
+                ..TagChange::default()
+            };
+            match store.archive_prompt(name, &change) {
                 Ok(()) | Err(StoreError::UnknownPrompt { .. }) => {}
                 Err(e) => return Err(e),
             }

@@ -1780,3 +1780,81 @@ fn a_body_over_the_limit_is_not_read_and_the_connection_closes_after_its_answer(
     raw_get(&mut stream, "/healthz", None);
     assert_eq!(raw_response(&mut stream, "the GET after it").0, 200);
 }
+
+#[test]
+fn archiving_a_prompt_that_holds_a_protected_tag_needs_a_deploy_token_or_force() {
+    let env = Env::new();
+    env.write(
+        "writers.txt",
+        &format!("ci:{WRITER}\ndeploy:release:{DEPLOYER}\n"),
+    );
+    let writers = env.path("writers.txt").display().to_string();
+    let server = Server::start(&env, &["--token-file", &writers]);
+    let (writer, deployer) = (bearer(WRITER), bearer(DEPLOYER));
+    let as_writer = [("authorization", writer.as_str())];
+    let as_deployer = [("authorization", deployer.as_str())];
+    for name in ["greet", "other", "third"] {
+        let created = server.call(
+            "POST",
+            "/v1/prompts",
+            &as_writer,
+            Some(&chat_body(name, "x")),
+        );
+        let id = created.json()["data"]["id"].as_str().unwrap().to_string();
+        let tagged = server.call(
+            "POST",
+            &format!("/v1/prompt_versions/{id}/tags"),
+            &as_writer,
+            Some(&json!({"name": "production"})),
+        );
+        assert_eq!(tagged.status, 204, "{}", tagged.text);
+    }
+    // A plain write token cannot take production offline by archiving its prompt.
+    let before = super::dump(&env.db);
+    let refused = server.call("DELETE", "/v1/prompts/greet", &as_writer, None);
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    assert!(
+        refused.text.contains("holds protected tag 'production'")
+            && refused.text.contains("force=true"),
+        "{}",
+        refused.text
+    );
+    assert_eq!(
+        super::dump(&env.db),
+        before,
+        "a refused archive wrote something"
+    );
+    let served = server.call("GET", "/v1/prompts/greet/tags/production", &as_writer, None);
+    assert_eq!(served.status, 200);
+    // A deploy token may; a write token with force may; each is recorded as such.
+    let by_deploy = server.call("DELETE", "/v1/prompts/greet", &as_deployer, None);
+    assert_eq!(by_deploy.status, 204, "{}", by_deploy.text);
+    let forced = server.call("DELETE", "/v1/prompts/other?force=true", &as_writer, None);
+    assert_eq!(forced.status, 204, "{}", forced.text);
+    let recorded = |name: &str| {
+        super::sql_value(
+            &env.db,
+            &format!(
+                "SELECT e.actor || ' ' || CAST(e.forced AS INTEGER) || ' ' || CAST(e.deploy AS INTEGER) \
+                 FROM prompt_events e JOIN prompts p ON p.id = e.prompt_id \
+                 WHERE p.name = '{name}' AND e.action = 'archive'"
+            ),
+        )
+    };
+    assert_eq!(recorded("greet"), "api:release 0 1");
+    assert_eq!(recorded("other"), "api:ci 1 0");
+
+    // sync --prune is held to the same rule, before anything is written.
+    std::fs::create_dir(env.path("prompts")).unwrap();
+    env.write("prompts/kept.yaml", "template: hello\n");
+    let before = super::dump(&env.db);
+    let stderr = env.fails(&["sync", "prompts", "--prune"], 2);
+    assert!(
+        stderr.contains("holds protected tag 'production'"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--force"), "{stderr}");
+    assert_eq!(super::dump(&env.db), before);
+    env.ok(&["sync", "prompts", "--prune", "--force"]);
+    assert_eq!(recorded("third"), "tester 1 0");
+}

@@ -7,7 +7,7 @@
 //! in between. Triggers keep versions and the tag history append-only and a successful result
 //! final, whatever program connects.
 
-use super::{BuildVersion, PromptStore, Result, Store, StoreError, TagChange, TagOutcome};
+use super::{Allowed, BuildVersion, PromptStore, Result, Store, StoreError, TagChange, TagOutcome};
 use crate::model::{
     JsonObject, Message, NewVersion, Prompt, PromptArchive, PromptEvent, PromptUpdate,
     PromptVersion, Tag, TagAction, TagEvent, Template, TemplateFormat, TemplateType, VersionRef,
@@ -32,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_work_items.sql"),
     include_str!("migrations/0008_tag_event_deploy.sql"),
     include_str!("migrations/0009_fk_lookup_indexes.sql"),
+    include_str!("migrations/0010_prompt_event_override.sql"),
 ];
 
 /// The advisory lock every migrating connection takes, so concurrent first connections
@@ -428,16 +429,20 @@ impl PromptStore for PgStore {
                 )
                 .await?;
             }
-            record_prompt_event(db, pid, "update", actor).await
+            record_prompt_event(db, pid, "update", actor, Allowed::default()).await
         })
     }
 
-    fn archive_prompt(&self, name: &str, actor: &str) -> Result<()> {
-        self.write(async |db| set_archived(db, name, true, actor).await)
+    fn archive_prompt(&self, name: &str, change: &TagChange) -> Result<()> {
+        self.write(async |db| set_archived(db, name, true, change).await)
     }
 
     fn restore_prompt(&self, name: &str, actor: &str) -> Result<()> {
-        self.write(async |db| set_archived(db, name, false, actor).await)
+        let change = TagChange {
+            actor: actor.to_string(),
+            ..TagChange::default()
+        };
+        self.write(async |db| set_archived(db, name, false, &change).await)
     }
 
     fn archived_prompts(&self) -> Result<Vec<String>> {
@@ -688,8 +693,8 @@ impl PromptStore for PgStore {
                 .collect::<Result<_>>()?;
             let events = db
                 .query(
-                    "SELECT id, action, actor, at FROM prompt_events WHERE prompt_id = $1 \
-                     ORDER BY id",
+                    "SELECT id, action, actor, at, forced, deploy FROM prompt_events \
+                     WHERE prompt_id = $1 ORDER BY id",
                     &[&pid],
                 )
                 .await?
@@ -701,6 +706,8 @@ impl PromptStore for PgStore {
                         action: r.try_get(1)?,
                         actor: r.try_get(2)?,
                         at: r.try_get(3)?,
+                        forced: r.try_get(4)?,
+                        deploy: r.try_get(5)?,
                     })
                 })
                 .collect::<Result<_>>()?;
@@ -759,10 +766,19 @@ impl PgStore {
                 for e in &archive.events {
                     let id = keep_ids.then_some(e.id);
                     db.exec(
-                        "INSERT INTO prompt_events (prompt_id, action, actor, at, id) \
-                         OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, \
-                         COALESCE($5, nextval(pg_get_serial_sequence('prompt_events', 'id'))))",
-                        &[&pid, &e.action, &e.actor, &e.at, &id],
+                        "INSERT INTO prompt_events (prompt_id, action, actor, at, id, forced, \
+                         deploy) OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, \
+                         COALESCE($5, nextval(pg_get_serial_sequence('prompt_events', 'id'))), \
+                         $6, $7)",
+                        &[
+                            &pid,
+                            &e.action,
+                            &e.actor,
+                            &e.at,
+                            &id,
+                            &e.forced,
+                            &e.deploy,
+                        ],
                     )
                     .await?;
                 }
@@ -869,7 +885,7 @@ fn prompt_from_row(row: &Row) -> Result<(Prompt, PromptVersion)> {
 }
 
 /// Archives a prompt in use, or restores an archived one, and records it.
-async fn set_archived(db: &Db, name: &str, archived: bool, actor: &str) -> Result<()> {
+async fn set_archived(db: &Db, name: &str, archived: bool, change: &TagChange) -> Result<()> {
     let (pid, _) = any_prompt(db, name)
         .await?
         .ok_or_else(|| StoreError::UnknownPrompt { name: name.into() })?;
@@ -884,12 +900,24 @@ async fn set_archived(db: &Db, name: &str, archived: bool, actor: &str) -> Resul
         .try_get(0)?;
     match (was, archived) {
         (false, true) => {
+            let tags: Vec<String> = db
+                .query("SELECT name FROM tags WHERE prompt_id = $1", &[&pid])
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<std::result::Result<_, _>>()?;
+            let allowed = change.policy.check_archive(
+                name,
+                tags.iter().map(String::as_str),
+                change.force,
+                change.role,
+            )?;
             db.exec(
                 "UPDATE prompts SET archived_at = $2 WHERE id = $1",
                 &[&pid, &now()],
             )
             .await?;
-            record_prompt_event(db, pid, "archive", actor).await
+            record_prompt_event(db, pid, "archive", &change.actor, allowed).await
         }
         (true, false) => {
             db.exec(
@@ -897,17 +925,31 @@ async fn set_archived(db: &Db, name: &str, archived: bool, actor: &str) -> Resul
                 &[&pid],
             )
             .await?;
-            record_prompt_event(db, pid, "restore", actor).await
+            record_prompt_event(db, pid, "restore", &change.actor, Allowed::default()).await
         }
         (true, true) => Err(StoreError::UnknownPrompt { name: name.into() }),
         (false, false) => Err(StoreError::NotArchived { name: name.into() }),
     }
 }
 
-async fn record_prompt_event(db: &Db, pid: i64, action: &str, actor: &str) -> Result<()> {
+async fn record_prompt_event(
+    db: &Db,
+    pid: i64,
+    action: &str,
+    actor: &str,
+    allowed: Allowed,
+) -> Result<()> {
     db.exec(
-        "INSERT INTO prompt_events (prompt_id, action, actor, at) VALUES ($1, $2, $3, $4)",
-        &[&pid, &action, &actor, &now()],
+        "INSERT INTO prompt_events (prompt_id, action, actor, at, forced, deploy) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &pid,
+            &action,
+            &actor,
+            &now(),
+            &allowed.forced,
+            &allowed.deploy,
+        ],
     )
     .await?;
     Ok(())

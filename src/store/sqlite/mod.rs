@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_work_items.sql"),
     include_str!("migrations/0008_tag_event_deploy.sql"),
     include_str!("migrations/0009_fk_lookup_indexes.sql"),
+    include_str!("migrations/0010_prompt_event_override.sql"),
 ];
 
 /// Long enough for a burst of concurrent CLI writers to queue behind each other.
@@ -490,12 +491,16 @@ impl PromptStore for SqliteStore {
         self.write(|tx| prompt_fields::update(tx, name, update, actor))
     }
 
-    fn archive_prompt(&self, name: &str, actor: &str) -> Result<()> {
-        self.write(|tx| prompt_fields::set_archived(tx, name, true, actor))
+    fn archive_prompt(&self, name: &str, change: &TagChange) -> Result<()> {
+        self.write(|tx| prompt_fields::set_archived(tx, name, true, change))
     }
 
     fn restore_prompt(&self, name: &str, actor: &str) -> Result<()> {
-        self.write(|tx| prompt_fields::set_archived(tx, name, false, actor))
+        let change = TagChange {
+            actor: actor.to_string(),
+            ..TagChange::default()
+        };
+        self.write(|tx| prompt_fields::set_archived(tx, name, false, &change))
     }
 
     fn archived_prompts(&self) -> Result<Vec<String>> {
@@ -541,9 +546,17 @@ impl SqliteStore {
                 let pid = tx.last_insert_rowid();
                 for e in &archive.events {
                     tx.execute(
-                        "INSERT INTO prompt_events (prompt_id, action, actor, at, id) \
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![pid, e.action, e.actor, e.at, keep_ids.then_some(e.id)],
+                        "INSERT INTO prompt_events (prompt_id, action, actor, at, id, forced, \
+                         deploy) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![
+                            pid,
+                            e.action,
+                            e.actor,
+                            e.at,
+                            keep_ids.then_some(e.id),
+                            e.forced,
+                            e.deploy
+                        ],
                     )?;
                 }
                 for v in &archive.versions {

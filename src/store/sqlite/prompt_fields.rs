@@ -6,7 +6,7 @@ use super::{
     tag_from_row, version_from_row,
 };
 use crate::model::{PromptArchive, PromptEvent, PromptUpdate, now};
-use crate::store::{Result, StoreError};
+use crate::store::{Allowed, Result, StoreError, TagChange};
 use rusqlite::{Connection, Transaction, params};
 
 /// Changes the description and metadata of a prompt in use and records the update.
@@ -29,7 +29,7 @@ pub(super) fn update(
             params![pid, serde_json::Value::Object(metadata.clone()).to_string()],
         )?;
     }
-    record(tx, pid, "update", actor)
+    record(tx, pid, "update", actor, Allowed::default())
 }
 
 /// Archives a prompt in use, or restores an archived one, and records it.
@@ -37,34 +37,51 @@ pub(super) fn set_archived(
     tx: &Transaction<'_>,
     name: &str,
     archived: bool,
-    actor: &str,
+    change: &TagChange,
 ) -> Result<()> {
     let (pid, was) =
         any_prompt(tx, name)?.ok_or_else(|| StoreError::UnknownPrompt { name: name.into() })?;
     match (was, archived) {
         (false, true) => {
+            let tags: Vec<String> = tx
+                .prepare_cached("SELECT name FROM tags WHERE prompt_id = ?1")?
+                .query_map([pid], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            let allowed = change.policy.check_archive(
+                name,
+                tags.iter().map(String::as_str),
+                change.force,
+                change.role,
+            )?;
             tx.execute(
                 "UPDATE prompts SET archived_at = ?2 WHERE id = ?1",
                 params![pid, now()],
             )?;
-            record(tx, pid, "archive", actor)
+            record(tx, pid, "archive", &change.actor, allowed)
         }
         (true, false) => {
             tx.execute(
                 "UPDATE prompts SET archived_at = NULL WHERE id = ?1",
                 params![pid],
             )?;
-            record(tx, pid, "restore", actor)
+            record(tx, pid, "restore", &change.actor, Allowed::default())
         }
         (true, true) => Err(StoreError::UnknownPrompt { name: name.into() }),
         (false, false) => Err(StoreError::NotArchived { name: name.into() }),
     }
 }
 
-fn record(tx: &Transaction<'_>, pid: i64, action: &str, actor: &str) -> Result<()> {
+fn record(
+    tx: &Transaction<'_>,
+    pid: i64,
+    action: &str,
+    actor: &str,
+    allowed: Allowed,
+) -> Result<()> {
     tx.execute(
-        "INSERT INTO prompt_events (prompt_id, action, actor, at) VALUES (?1, ?2, ?3, ?4)",
-        params![pid, action, actor, now()],
+        "INSERT INTO prompt_events (prompt_id, action, actor, at, forced, deploy) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![pid, action, actor, now(), allowed.forced, allowed.deploy],
     )?;
     Ok(())
 }
@@ -107,7 +124,8 @@ pub(super) fn archive(conn: &Connection, name: &str) -> Result<PromptArchive> {
         .query_map([pid], event_from_row)?
         .collect::<Result<_, _>>()?;
     let mut stmt = conn.prepare_cached(
-        "SELECT id, action, actor, at FROM prompt_events WHERE prompt_id = ?1 ORDER BY id",
+        "SELECT id, action, actor, at, forced, deploy FROM prompt_events WHERE prompt_id = ?1 \
+         ORDER BY id",
     )?;
     let events = stmt
         .query_map([pid], |r| {
@@ -117,6 +135,8 @@ pub(super) fn archive(conn: &Connection, name: &str) -> Result<PromptArchive> {
                 action: r.get(1)?,
                 actor: r.get(2)?,
                 at: r.get(3)?,
+                forced: r.get(4)?,
+                deploy: r.get(5)?,
             })
         })?
         .collect::<Result<_, _>>()?;
