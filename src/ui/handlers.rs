@@ -574,11 +574,15 @@ pub(super) struct CsrfForm {
 }
 
 pub(super) async fn logout(
-    State(_ui): State<Arc<Ui>>,
+    State(ui): State<Arc<Ui>>,
     viewer: Viewer,
     Form(form): Form<CsrfForm>,
 ) -> Page {
     check_csrf(&viewer, &form.csrf)?;
+    // Ended on the server too: a copy of the cookie (another tab, a stolen one) stops working.
+    if let Some(session) = &viewer.session {
+        ui.keys.revoke(session, session::unix_now());
+    }
     let mut response = redirect(if viewer.auth { "/login" } else { "/" });
     response.headers_mut().insert(
         SET_COOKIE,

@@ -2,14 +2,20 @@
 //! expiring cookie, and every form that changes something carries a token derived from the
 //! session, so a page on another site can neither read nor forge one.
 //!
-//! The cookie is `v1.ACCESS.NAME.EXPIRES.MAC`: what the token allows (`rw`, `ro`, `dp` for a
-//! deploy token), the token's name (`-` for a token without one), the expiry in Unix seconds,
-//! and an HMAC-SHA256 of the rest under a key drawn when the server starts (restarting the
-//! server logs everyone out, which is also how every session is revoked at once).
+//! The cookie is `v2.ACCESS.NAME.EXPIRES.NONCE.MAC`: what the token allows (`rw`, `ro`, `dp`
+//! for a deploy token), the token's name (`-` for a token without one), the expiry in Unix
+//! seconds, a random nonce (two logins in the same second are two sessions, so ending one
+//! leaves the other), and an HMAC-SHA256 of the rest under a key drawn when the server starts (restarting the
+//! server logs everyone out, which is also how every session is revoked at once). Logging out
+//! revokes that one session on the server: its MAC is kept, until the session would have
+//! expired, in a list every request is checked against, so a copy of the old cookie is no
+//! session any more.
 
 use crate::serve::Access;
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "runner_session";
@@ -28,9 +34,12 @@ pub struct Session {
     mac: String,
 }
 
-/// The signing key, drawn once per server.
+/// The signing key, drawn once per server, and the sessions logged out before their expiry.
 pub struct Keys {
     key: hmac::Key,
+    /// MAC → expiry (Unix seconds) of each session logged out; an entry goes once its session
+    /// would have expired anyway, so the list holds at most a working day of logouts.
+    revoked: Mutex<HashMap<String, u64>>,
 }
 
 impl Keys {
@@ -41,7 +50,22 @@ impl Keys {
             .map_err(|_| "the system random number generator failed".to_string())?;
         Ok(Keys {
             key: hmac::Key::new(hmac::HMAC_SHA256, &bytes),
+            revoked: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Ends `session` on the server: its cookie is refused from now on, wherever it was copied.
+    pub fn revoke(&self, session: &Session, now: u64) {
+        let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+        revoked.retain(|_, expires| *expires > now);
+        revoked.insert(session.mac.clone(), session.expires);
+    }
+
+    fn is_revoked(&self, mac: &str) -> bool {
+        self.revoked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(mac)
     }
 
     fn mac(&self, text: &str) -> String {
@@ -51,11 +75,16 @@ impl Keys {
     /// A cookie value for a session of `access` under `name` that expires `SESSION_SECS`
     /// after `now`.
     pub fn issue(&self, access: Access, name: Option<&str>, now: u64) -> String {
+        let mut nonce = [0u8; 8];
+        // The system generator failing leaves a zero nonce: the session is still signed, only
+        // not told apart from another of the same second.
+        let _ = SystemRandom::new().fill(&mut nonce);
         let body = format!(
-            "v1.{}.{}.{}",
+            "v2.{}.{}.{}.{}",
             access_code(access),
             name.unwrap_or("-"),
-            now + SESSION_SECS
+            now + SESSION_SECS,
+            crate::model::hex(&nonce)
         );
         let mac = self.mac(&body);
         format!("{body}.{mac}")
@@ -76,7 +105,8 @@ impl Keys {
             return None;
         }
         let mut parts = body.split('.');
-        let (Some("v1"), Some(access), Some(name), Some(expires), None) = (
+        let (Some("v2"), Some(access), Some(name), Some(expires), Some(_nonce), None) = (
+            parts.next(),
             parts.next(),
             parts.next(),
             parts.next(),
@@ -92,7 +122,7 @@ impl Keys {
             _ => return None,
         };
         let expires: u64 = expires.parse().ok()?;
-        if expires <= now {
+        if expires <= now || self.is_revoked(mac) {
             return None;
         }
         Some(Session {
@@ -168,10 +198,26 @@ mod tests {
         // Tampered: read-only turned read-write keeps the old MAC.
         let forged = cookie.replacen(".ro.", ".rw.", 1);
         assert!(keys.verify(&forged, 1001).is_none());
+        // Logged out, the same cookie is no session, and the list forgets it once it expires.
+        let other_session = keys.issue(Access::ReadOnly, Some("b"), 1000);
+        keys.revoke(&session, 1001);
+        assert!(keys.verify(&cookie, 1001).is_none());
+        assert!(keys.verify(&other_session, 1001).is_some());
+        keys.revoke(
+            &keys.verify(&other_session, 1001).unwrap(),
+            1000 + SESSION_SECS + 1,
+        );
+        assert_eq!(keys.revoked.lock().unwrap().len(), 1);
         // Another server's key.
         let other = Keys::generate().unwrap();
         assert!(other.verify(&cookie, 1001).is_none());
-        for junk in ["", ".", "v1.rw.-.9999999999.", "v1.rw.-.x.00"] {
+        for junk in [
+            "",
+            ".",
+            "v1.rw.-.9999999999.",
+            "v1.rw.-.x.00",
+            "v2.rw.-.9999999999.00",
+        ] {
             assert!(keys.verify(junk, 1001).is_none(), "{junk:?}");
         }
         // A write token's session does not turn into a deploy token's.

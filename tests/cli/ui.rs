@@ -746,10 +746,28 @@ fn a_login_gives_a_session_and_only_write_tokens_act() {
     assert!(page.text.contains(">rollback</span>"));
     assert!(page.text.contains("hotfix &lt;now&gt;"));
 
-    // Logging out clears the cookie.
+    // Logging out clears the cookie, and ends the session on the server: the old cookie (a
+    // copy kept elsewhere) neither reads a page nor moves a tag.
     let out = server.post("/logout", Some(&rw), &[("csrf", &csrf)]);
     assert_eq!(out.status, 303);
     assert!(out.header("set-cookie").contains("Max-Age=0"));
+    assert_eq!(server.get_as("/prompts/greet", &rw).status, 303);
+    let before = history(&env);
+    let replayed = server.post(
+        "/prompts/greet/tags",
+        Some(&rw),
+        &[
+            ("csrf", &csrf),
+            ("tag", "beta"),
+            ("version", "1"),
+            ("confirm", "yes"),
+        ],
+    );
+    assert_eq!(replayed.status, 401, "{}", replayed.text);
+    assert_eq!(history(&env), before);
+    // Another session of the same token goes on.
+    let again = login(&server, WRITER);
+    assert_eq!(server.get_as("/prompts/greet", &again).status, 200);
 }
 
 pub const DEPLOYER: &str = "dp-00112233445566778899aabbccddeeff";
