@@ -304,7 +304,7 @@ pub(super) async fn run(
             let loaded = load(ui, &name, seq)?;
             let mut panel = loaded.panel_from(&form);
             if form.action == "fill" {
-                fill(&loaded, &form, &mut panel)?;
+                fill(ui, &loaded, &form, &mut panel)?;
                 return Ok((loaded, panel, None));
             }
             // The edited template's and the other version's variables get fields too.
@@ -374,9 +374,11 @@ pub(super) async fn run(
     Ok(page_response(status, loaded.page(&viewer, Some(&panel))))
 }
 
-/// Fills the variables from a row of a dataset recorded in an experiment: only those files are
-/// read, so the form cannot name any other file on the server.
-fn fill(loaded: &Loaded, form: &PlayForm, panel: &mut Playground) -> Result<(), UiError> {
+/// Fills the variables from a row of a dataset recorded in an experiment, as that experiment
+/// stored the row's values with its result. No file is read: a dataset path in the store is
+/// whatever any writer of the store recorded (a merged shard, say), and must never make the
+/// server read a file of its own disk.
+fn fill(ui: &Ui, loaded: &Loaded, form: &PlayForm, panel: &mut Playground) -> Result<(), UiError> {
     if !loaded.datasets.contains(&form.dataset) {
         return Err(UiError::bad(format!(
             "dataset '{}': only datasets recorded in experiments can fill the variables",
@@ -386,8 +388,33 @@ fn fill(loaded: &Loaded, form: &PlayForm, panel: &mut Playground) -> Result<(), 
     if form.row.is_empty() {
         return Err(UiError::bad("row id: give the id of a row of the dataset"));
     }
-    let row =
-        playground::dataset_row(std::path::Path::new(&form.dataset), &form.row).map_err(refused)?;
+    let mut row = None;
+    for experiment in ui.store.experiments(None)? {
+        if experiment.dataset.path != form.dataset {
+            continue;
+        }
+        let found = crate::store::visit_results(&*ui.store, &experiment.id, |result| {
+            if result.row_id == form.row {
+                row = Some(result.vars);
+                // Found: stop reading the rest.
+                return Err(crate::store::StoreError::Abandoned);
+            }
+            Ok(())
+        });
+        match found {
+            Ok(()) | Err(crate::store::StoreError::Abandoned) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if row.is_some() {
+            break;
+        }
+    }
+    let row = row.ok_or_else(|| {
+        UiError::bad(format!(
+            "dataset '{}' has no row with id '{}' in the experiments that ran it",
+            form.dataset, form.row
+        ))
+    })?;
     for (key, value) in row {
         let text = match value {
             Value::String(s) => s,

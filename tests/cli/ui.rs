@@ -1319,3 +1319,59 @@ fn the_playground_never_shows_the_servers_key_when_the_endpoint_echoes_it() {
         run.text
     );
 }
+
+#[test]
+fn fill_from_row_reads_the_values_stored_with_the_results_never_a_file_the_store_names() {
+    let env = Env::new();
+    let mock = super::Mock::start(&env, &[]);
+    let mock_url = mock.url.clone();
+    let fault = FaultServer::start(Duration::ZERO);
+    let server = playground_server(&env, &mock_url, &fault);
+    let rows = env.write("rows.csv", "id,name\nr1,Ann\n");
+    env.ok(&[
+        "experiment",
+        "--prompt",
+        "greet",
+        "--version",
+        "1",
+        "--dataset",
+        rows.to_str().unwrap(),
+        "--base-url",
+        &mock_url,
+        "--eval",
+        "max-latency:60000",
+    ]);
+    // Anyone who can write the store can record any path as an experiment's dataset.
+    let secret = env.write("secret.csv", "id,name\nr1,TOPSECRET\n");
+    let secret = secret.to_str().unwrap().to_string();
+    super::sql(
+        &env.db,
+        &format!("UPDATE experiments SET dataset_path = '{secret}'"),
+    );
+    let rw = login(&server, WRITER);
+    let csrf = server.get_as("/prompts/greet/versions/1", &rw).csrf();
+    let filled = server.post(
+        RUN,
+        Some(&rw),
+        &[
+            ("csrf", &csrf),
+            ("dataset", &secret),
+            ("row", "r1"),
+            ("action", "fill"),
+        ],
+    );
+    assert_eq!(filled.status, 200, "{}", filled.text);
+    assert!(!filled.text.contains("TOPSECRET"), "{}", filled.text);
+    assert!(filled.text.contains(">\nAnn</textarea>"), "{}", filled.text);
+    let missing = server.post(
+        RUN,
+        Some(&rw),
+        &[
+            ("csrf", &csrf),
+            ("dataset", &secret),
+            ("row", "r9"),
+            ("action", "fill"),
+        ],
+    );
+    assert_eq!(missing.status, 422, "{}", missing.text);
+}
