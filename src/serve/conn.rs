@@ -8,6 +8,11 @@
 //!   opening for its first request, from the first byte for a later one. A client that is
 //!   slower is disconnected. The body then has as long again (408 otherwise).
 //! - A kept-alive connection is closed after `idle_timeout` without a request.
+//! - A connection is busy until its answer's body is sent to its end, not only until the
+//!   headers are ready: a streamed answer (the playground's server-sent events) is never
+//!   closed as idle to make room. While a body is being sent, each piece it hands over counts
+//!   as progress; a body that makes none for `idle_timeout` (a client that stopped reading)
+//!   is cut off.
 //! - A request body the application leaves unread (a 404, a 405, a refused token) is read to
 //!   its end before the answer goes out, up to `body_limit` bytes in all, so the next request
 //!   on the kept-alive connection starts where it should. A larger, slower or broken body is
@@ -177,6 +182,9 @@ enum Phase {
     Head(Instant),
     /// Answering requests (counted): no deadline here; the body has its own.
     Busy(usize),
+    /// The answer's headers are out and its body is being sent; the last piece went at the
+    /// given instant, and the next is due `idle_timeout` after it.
+    Sending(Instant),
 }
 
 /// A connection's phase, shared by the socket, the service and the watchdog (all in the
@@ -201,7 +209,7 @@ impl Activity {
     fn deadline(&self, phase: Phase) -> Option<Instant> {
         match phase {
             Phase::Opened(since) | Phase::Head(since) => Some(since + self.limits.header_timeout),
-            Phase::Idle(since) => Some(since + self.limits.idle_timeout),
+            Phase::Idle(since) | Phase::Sending(since) => Some(since + self.limits.idle_timeout),
             Phase::Busy(_) => None,
         }
     }
@@ -220,6 +228,24 @@ impl Activity {
         self.update(|phase| match phase {
             Phase::Busy(n) => Phase::Busy(n + 1),
             _ => Phase::Busy(1),
+        });
+    }
+
+    /// The answer's headers are ready and its body starts going out (one request answered at
+    /// a time; with more in flight the count stays).
+    fn sending(&self) {
+        self.update(|phase| match phase {
+            Phase::Busy(1) => Phase::Sending(Instant::now()),
+            other => other,
+        });
+        self.answered.notify_one();
+    }
+
+    /// A piece of the body went out: the next is due `idle_timeout` from now.
+    fn progress(&self) {
+        self.update(|phase| match phase {
+            Phase::Sending(_) => Phase::Sending(Instant::now()),
+            other => other,
         });
     }
 
@@ -397,9 +423,55 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Tracked {
                     .headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));
             }
-            drop(answering);
-            response
+            // The connection stays busy until the body is sent (or dropped): see `Sent`.
+            answering.0.sending();
+            response.map(|response| {
+                response.map(|body| {
+                    Body::new(Sent {
+                        inner: body,
+                        answering: Some(answering),
+                    })
+                })
+            })
         })
+    }
+}
+
+/// An answer's body, which keeps its connection busy until it is sent to its end (or dropped,
+/// when the client went), and counts each piece it hands over as progress.
+struct Sent {
+    inner: Body,
+    answering: Option<Answering>,
+}
+
+impl hyper::body::Body for Sent {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(_))) => {
+                if let Some(answering) = &self.answering {
+                    answering.0.progress();
+                }
+            }
+            // The end, or a body that failed: the answer is over either way.
+            Poll::Ready(None | Some(Err(_))) => self.answering = None,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

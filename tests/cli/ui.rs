@@ -908,6 +908,16 @@ const SERVER_KEY: &str = "sk-playground-0123456789abcdef";
 /// (`runner mock-server --chunk-ms`) is every prompt's endpoint through `OPENAI_BASE_URL` in
 /// the server's environment, except `billing`'s, which runner.toml points at the fault server.
 fn playground_server(env: &Env, mock_url: &str, fault: &FaultServer) -> Server {
+    playground_server_with(env, mock_url, fault, &[])
+}
+
+/// `playground_server` with more flags for `runner serve`.
+fn playground_server_with(
+    env: &Env,
+    mock_url: &str,
+    fault: &FaultServer,
+    extra: &[&str],
+) -> Server {
     store(env);
     env.write(
         "runner.toml",
@@ -915,14 +925,16 @@ fn playground_server(env: &Env, mock_url: &str, fault: &FaultServer) -> Server {
     );
     env.write("writers.txt", &format!("ci:{WRITER}\n"));
     env.write("readers.txt", &format!("viewer:{READER}\n"));
+    let mut args = vec![
+        "--token-file",
+        "writers.txt",
+        "--read-token-file",
+        "readers.txt",
+    ];
+    args.extend_from_slice(extra);
     Server::start_with(
         env,
-        &[
-            "--token-file",
-            "writers.txt",
-            "--read-token-file",
-            "readers.txt",
-        ],
+        &args,
         &[
             ("OPENAI_BASE_URL", mock_url),
             ("OPENAI_API_KEY", SERVER_KEY),
@@ -1374,4 +1386,54 @@ fn fill_from_row_reads_the_values_stored_with_the_results_never_a_file_the_store
         ],
     );
     assert_eq!(missing.status, 422, "{}", missing.text);
+}
+
+#[test]
+fn a_streamed_answer_is_never_closed_as_idle_to_make_room() {
+    use std::io::{Read, Write};
+    let env = Env::new();
+    // A word every 150 ms: the answer takes over a second to stream.
+    let mock = super::Mock::start(&env, &["--chunk-ms", "150"]);
+    let mock_url = mock.url.clone();
+    let fault = FaultServer::start(Duration::ZERO);
+    let server = playground_server_with(&env, &mock_url, &fault, &["--max-connections", "2"]);
+    let rw = login(&server, WRITER);
+    let csrf = server.get_as("/prompts/greet/versions/1", &rw).csrf();
+    let host = server.base.trim_start_matches("http://").to_string();
+    let body = format!("csrf={csrf}&var.name=Ann&action=run");
+    let mut stream = std::net::TcpStream::connect(&host).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "POST {STREAM} HTTP/1.1\r\nHost: {host}\r\nCookie: {rw}\r\nOrigin: {}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        server.base,
+        body.len()
+    )
+    .unwrap();
+    let mut first = [0u8; 64];
+    let n = stream.read(&mut first).unwrap();
+    assert!(
+        String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&first[..n])
+    );
+    // Three sockets that never send a byte want the slots; the streaming connection is
+    // answering, not idle, so it is not the one closed to make room.
+    let silent: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| std::net::TcpStream::connect(&host).unwrap())
+        .collect();
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&first[..n]),
+        String::from_utf8_lossy(&rest)
+    );
+    assert!(text.contains("event: done"), "the stream was cut: {text}");
+    assert!(text.matches("event: piece").count() >= 7, "{text}");
+    drop(silent);
 }
