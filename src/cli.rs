@@ -256,6 +256,15 @@ pub struct WorkerArgs {
     /// Seconds a lease lasts without renewal: a dead worker's items wait this long.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     pub lease: f64,
+    /// Run a `cmd:PROGRAM` evaluator the experiment names, matched exactly (repeatable): a
+    /// worker runs no program from the store otherwise [also: allow_cmd under [worker] in
+    /// runner.toml].
+    #[arg(long, value_name = "PROGRAM")]
+    pub allow_cmd: Vec<String>,
+    /// Run an evaluator that reads a file (`judge:FILE`, `json-schema:FILE`) or a program,
+    /// given as the whole spec, matched exactly (repeatable) [also: allow_eval under [worker]].
+    #[arg(long, value_name = "SPEC")]
+    pub allow_eval: Vec<String>,
     /// Print this worker's summary as JSON.
     #[arg(long)]
     pub json: bool,

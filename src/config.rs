@@ -25,6 +25,10 @@
 //! min_pass_rate = 0.9
 //! max_regression = 0.02
 //! no_new_failures = true
+//!
+//! [worker]              # what `runner worker` may run of an experiment's evaluators
+//! allow_cmd = ["python score.py"]
+//! allow_eval = ["judge:rubrics/helpful.md"]
 //! ```
 
 use serde::Deserialize;
@@ -96,6 +100,22 @@ pub struct Config {
     pub confidence: Option<f64>,
     /// `[prices."MODEL"]`: dollars per million tokens, over the built-in table.
     pub prices: BTreeMap<String, crate::cost::Price>,
+    /// `[worker]`: what a worker may run of the evaluators an experiment in the store names.
+    pub worker: WorkerConfig,
+}
+
+/// `[worker]`: the evaluators that run a program or read a file (`cmd:`, `judge:`,
+/// `json-schema:`) a worker runs when an experiment in the store names them, each matched
+/// exactly. Anyone who can write the store can name any; this list is the worker machine's.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Programs allowed as `cmd:PROGRAM` (the text after `cmd:`).
+    #[serde(default)]
+    pub allow_cmd: Vec<String>,
+    /// Whole evaluator specs allowed (`judge:FILE`, `json-schema:FILE`, `cmd:PROGRAM`).
+    #[serde(default)]
+    pub allow_eval: Vec<String>,
 }
 
 /// The limits of one endpoint (one API key's), per minute.
@@ -134,6 +154,8 @@ struct ConfigFile {
     confidence: Option<f64>,
     #[serde(default)]
     prices: BTreeMap<String, crate::cost::Price>,
+    #[serde(default)]
+    worker: WorkerConfig,
 }
 
 impl From<ConfigFile> for Config {
@@ -165,6 +187,7 @@ impl From<ConfigFile> for Config {
             db: f.db,
             confidence: f.confidence,
             prices: f.prices,
+            worker: f.worker,
         }
     }
 }

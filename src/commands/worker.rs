@@ -57,7 +57,21 @@ pub fn run(args: WorkerArgs, ctx: &Context) -> Result<u8> {
         ))
         .with_hint("the default, 30 s, suits most endpoints"));
     }
+    let config = ctx.config()?;
+    let allowed: Vec<String> = args
+        .allow_cmd
+        .iter()
+        .chain(&config.worker.allow_cmd)
+        .map(|program| format!("cmd:{program}"))
+        .chain(
+            args.allow_eval
+                .iter()
+                .chain(&config.worker.allow_eval)
+                .cloned(),
+        )
+        .collect();
     let request = WorkerRequest {
+        allowed,
         concurrency: args.concurrency,
         base_url: args.base_url.clone(),
         lease: Duration::from_secs_f64(args.lease),

@@ -88,6 +88,22 @@ enum Kind {
     Cmd { program: String, args: Vec<String> },
 }
 
+/// Whether a spec runs a program or reads a file named in it (`cmd:`, `judge:`,
+/// `json-schema:`): what a worker runs of a spec from the store only when allowed. Told from
+/// the text alone, before anything is prepared (preparing reads the file).
+pub fn reaches_out(spec: &str) -> bool {
+    let kind = spec.split_once(':').map_or(spec, |(kind, _)| kind).trim();
+    matches!(kind, "cmd" | "judge" | "json-schema")
+}
+
+/// A spec as an allowance compares it: the kind and its argument, each trimmed.
+pub fn normalized(spec: &str) -> String {
+    match spec.split_once(':') {
+        Some((kind, arg)) => format!("{}:{}", kind.trim(), arg.trim()),
+        None => spec.trim().to_string(),
+    }
+}
+
 impl Evaluator {
     /// Parses and prepares one `--eval` spec: compiles patterns and schemas, reads rubric
     /// files and checks that programs exist, so that every failure happens before the run.

@@ -149,6 +149,10 @@ pub struct WorkerRequest {
     pub concurrency: Option<usize>,
     pub base_url: Option<String>,
     pub lease: Duration,
+    /// Evaluator specs that run a program or read a file (`cmd:…`, `judge:…`,
+    /// `json-schema:…`) this worker may run when the experiment names them (`--allow-cmd`,
+    /// `--allow-eval`, `[worker]` in runner.toml), each matched exactly.
+    pub allowed: Vec<String>,
 }
 
 /// How a worker's run ended.
@@ -366,6 +370,36 @@ pub fn work(
         &VersionRef::Id(experiment.version_id.clone()),
     )?;
     let template = CompiledTemplate::compile(version.format, &version.template)?;
+    // The store names the evaluators, and anyone who can write it could name any program or
+    // file: this machine runs (or reads) only those its own command line or runner.toml
+    // allows, checked before any is prepared.
+    let allowed: Vec<String> = request
+        .allowed
+        .iter()
+        .map(|a| crate::eval::normalized(a))
+        .collect();
+    if let Some(spec) = experiment.evaluators.iter().find(|spec| {
+        crate::eval::reaches_out(spec) && !allowed.contains(&crate::eval::normalized(spec))
+    }) {
+        let hint = match spec.split_once(':') {
+            Some(("cmd", program)) => format!(
+                "if you trust it: runner worker {} --allow-cmd '{}' (or allow_cmd under [worker] in runner.toml)",
+                experiment.id,
+                program.trim()
+            ),
+            _ => format!(
+                "if you trust it: runner worker {} --allow-eval '{}' (or allow_eval under [worker] in runner.toml)",
+                experiment.id,
+                crate::eval::normalized(spec)
+            ),
+        };
+        return Err(Error::invalid(format!(
+            "experiment {} names evaluator '{spec}', which runs a program or reads a file on this \
+             machine; a worker runs only those it is allowed",
+            experiment.id
+        ))
+        .with_hint(hint));
+    }
     let evaluators = evaluators(
         &experiment.evaluators,
         experiment.settings.expected_column.is_some(),

@@ -753,3 +753,84 @@ fn merged_answers_are_cached_under_their_own_keys_and_a_future_date_expires_them
     assert_eq!(later["summary"]["cached"], 0, "{later}");
     assert_eq!(mock.requests(), sent + 20);
 }
+
+#[test]
+fn a_worker_runs_a_program_or_reads_a_file_from_the_store_only_when_allowed() {
+    let env = Env::new();
+    let mock = super::Mock::start(&env, &[]);
+    super::echo_prompt(&env);
+    let data = super::echo_dataset(&env, "d.csv", &["a", "b", "c"]);
+    // The scorer leaves a mark when it runs.
+    let mark = env.path("ran");
+    let scorer = env.write(
+        "score.sh",
+        &format!(
+            "#!/bin/sh\ncat > /dev/null\ntouch {}\nprintf '{{\"score\": 1, \"pass\": true}}\\n'\n",
+            mark.display()
+        ),
+    );
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&scorer)
+        .status()
+        .unwrap();
+    let program = scorer.to_str().unwrap().to_string();
+    let eval = format!("cmd:{program}");
+    let plan = |evals: &[&str]| {
+        let mut args = vec![
+            "experiment",
+            "--prompt",
+            "echo",
+            "--dataset",
+            &data,
+            "--base-url",
+            &mock.url,
+            "--detach",
+            "--json",
+        ];
+        for e in evals {
+            args.extend(["--eval", e]);
+        }
+        env.json(&args)["id"].as_str().unwrap().to_string()
+    };
+    let id = plan(&[&eval]);
+    // Not allowed: refused before anything runs, with the flag that would allow it.
+    let out = env.run(&["worker", &id]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("names evaluator '{eval}'"))
+            && stderr.contains(&format!("--allow-cmd '{program}'")),
+        "{stderr}"
+    );
+    assert!(!mark.exists());
+    assert_eq!(mock.requests(), 0);
+    // Another program is not this one.
+    let out = env.run(&["worker", &id, "--allow-cmd", "/bin/true"]);
+    assert_eq!(out.status.code(), Some(2));
+    // Allowed on the command line, exactly: it runs.
+    env.ok(&["worker", &id, "--allow-cmd", &program]);
+    assert!(mark.exists());
+    // A judge's rubric is a file the worker would read and send: the same rule, and
+    // runner.toml can allow it.
+    let rubric = env.write("rubric.md", "Is the answer polite? Say PASS or FAIL.");
+    let judge = format!("judge:{}", rubric.display());
+    let id = plan(&[&judge]);
+    let out = env.run(&["worker", &id]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--allow-eval"),
+        "{out:?}"
+    );
+    env.write(
+        "runner.toml",
+        &format!("[worker]\nallow_eval = [\"{judge}\"]\n"),
+    );
+    let out = env.run(&["worker", &id]);
+    assert_ne!(out.status.code(), Some(2), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("names evaluator"));
+    assert_eq!(
+        env.json(&["experiment", "show", &id, "--json"])["summary"]["results"],
+        3
+    );
+}
