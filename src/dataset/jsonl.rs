@@ -70,7 +70,7 @@ pub(super) fn next_jsonl<R: Read>(
                     .deserialize(&mut de)
                     .and_then(|value| de.end().map(|()| value))
             }
-            None => serde_json::from_slice::<Value>(bytes),
+            None => crate::json::parse_slice(bytes),
         }
         .map_err(|e| parse(json_message(&e)))?;
         return match value {
@@ -170,46 +170,16 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
         f.write_str("any JSON value")
     }
 
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
+    crate::json::scalar_visits!();
 
     fn visit_some<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        serde::Deserialize::deserialize(deserializer)
+        deserializer.deserialize_any(crate::json::Strict)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         // Arrays are leaves for dotted paths, so their elements need no recording.
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(item) = seq.next_element::<Value>()? {
+        while let Some(item) = seq.next_element_seed(crate::json::Strict)? {
             items.push(item);
         }
         Ok(Value::Array(items))
@@ -322,6 +292,12 @@ mod tests {
                 "trailing characters",
             ),
             ("truncated", "{\"a\": 1}\n{\"a\": 1", 2, "EOF"),
+            (
+                "a key twice inside a list",
+                "{\"a\": 1}\n{\"tags\": [{\"k\": 1, \"k\": 2}]}\n",
+                2,
+                "duplicate key \"k\"",
+            ),
             (
                 "after blank lines",
                 "\n  \n{\"a\": 1}\n\t\nnope\n",
