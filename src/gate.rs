@@ -202,7 +202,7 @@ pub fn difference_text(d: &crate::compare::Difference, confidence: f64) -> Strin
     format!(
         "{} ({} CI {} to {}; {} p = {})",
         points(d.estimate),
-        crate::report::confidence_text(confidence),
+        crate::stats::confidence_text(confidence),
         points(d.ci[0]),
         points(d.ci[1]),
         d.test,
@@ -233,7 +233,7 @@ fn power_warning(
         return None;
     }
     let rows_needed = d.rows_needed(threshold);
-    let level = crate::report::confidence_text(confidence);
+    let level = crate::stats::confidence_text(confidence);
     let need = match rows_needed {
         Some(n) => format!(
             "detecting {:.1} pts needs about {n} rows",
@@ -349,8 +349,8 @@ pub fn evaluate(c: &Comparison, policy: &Policy) -> Verdict {
                 last.detail = Some(format!(
                     "{} ({} CI {})",
                     pct(e.candidate_pass_rate),
-                    crate::report::confidence_text(c.confidence),
-                    crate::report::rate_interval(ci)
+                    crate::stats::confidence_text(c.confidence),
+                    crate::stats::rate_interval(ci)
                 ));
             }
         }
@@ -368,7 +368,7 @@ pub fn evaluate(c: &Comparison, policy: &Policy) -> Verdict {
                                 warnings.extend(power_warning(&name, max, d, c.confidence));
                                 format!(
                                     "; {} CI {} to {}",
-                                    crate::report::confidence_text(c.confidence),
+                                    crate::stats::confidence_text(c.confidence),
                                     points(d.ci[0]),
                                     points(d.ci[1])
                                 )
@@ -517,7 +517,7 @@ pub fn evaluate(c: &Comparison, policy: &Policy) -> Verdict {
                      80% power); --non-inferior D states how much worse is acceptable",
                     worst.minimum_detectable_effect * 100.0,
                     worst.rows,
-                    crate::report::confidence_text(c.confidence)
+                    crate::stats::confidence_text(c.confidence)
                 ),
                 ..worst
             }];

@@ -20,6 +20,7 @@ pub mod compare;
 pub mod config;
 pub mod cost;
 pub mod dataset;
+pub mod diff;
 pub mod error;
 pub mod eval;
 pub mod experiment;

@@ -297,6 +297,17 @@ pub fn z_critical(confidence: f64) -> f64 {
     normal_quantile(1.0 - (1.0 - confidence) / 2.0)
 }
 
+/// The confidence level as people read it: 95%, 99.9%.
+pub fn confidence_text(confidence: f64) -> String {
+    let pct = format!("{:.1}", confidence * 100.0);
+    format!("{}%", pct.strip_suffix(".0").unwrap_or(&pct))
+}
+
+/// An interval of rates as people read it: `77.8–89.2%`.
+pub fn rate_interval(ci: [f64; 2]) -> String {
+    format!("{:.1}–{:.1}%", ci[0] * 100.0, ci[1] * 100.0)
+}
+
 /// The two-sided critical value of Student's t for a confidence level.
 pub fn t_critical(confidence: f64, df: f64) -> f64 {
     t_quantile(1.0 - (1.0 - confidence) / 2.0, df)

@@ -1428,7 +1428,7 @@ pub fn compare(viewer: &Viewer, p: &ComparePage<'_>) -> String {
     let margin = |side: Option<&crate::compare::SideMetrics>, name: &str| {
         side.and_then(|m| m.evaluators.iter().find(|e| e.evaluator == name))
             .and_then(|m| m.pass_rate_ci)
-            .map(|ci| format!(" ({})", crate::report::rate_interval(ci)))
+            .map(|ci| format!(" ({})", crate::stats::rate_interval(ci)))
             .unwrap_or_default()
     };
     for e in &c.evaluators {

@@ -3,9 +3,9 @@
 //! where the content differs, decided inside the write so that concurrent syncs of the same
 //! files make one version); `pull` writes the files from the store.
 
+use crate::diff::VersionDiff;
 use crate::model::{PromptVersion, Tag, VersionRef, content_hash};
 use crate::prompt_file::{self, PromptSource, Syntax};
-use crate::report::VersionDiff;
 use crate::store::{Put, Store, StoreError, TagChange, TagOutcome, TagPolicy};
 use serde::Serialize;
 use std::collections::BTreeMap;
