@@ -1,18 +1,19 @@
 //! `runner experiment …` and `runner mock-server`.
 
-use super::{Context, check_prompt_name, fail_unless_written, out, out_json, rate, version_ref};
+use super::{
+    Context, DEFAULT_MAX_ERROR_RATE, check_prompt_name, checked, confidence, fail_unless_written,
+    interrupted, out, out_json, rate, run_request, version_ref,
+};
 use crate::cli::{
     ExperimentAction, ExperimentArgs, ExperimentListArgs, ExperimentResumeArgs, ExperimentShowArgs,
-    RunArgs, RunOptions,
+    RunArgs,
 };
 use crate::error::{Error, Result, exit};
 use crate::model::{Experiment, ExperimentStatus, ResultStatus, RunResult};
 use crate::report;
 use crate::store::{self, Store};
 use crate::view::{CostView, ExperimentItem};
-use crate::workflow::experiment::{
-    Finished, RunRequest, as_seen, launch, prepare, resume as resume_run,
-};
+use crate::workflow::experiment::{Finished, as_seen, launch, prepare, resume as resume_run};
 use std::io::Write;
 use std::path::Path;
 
@@ -67,9 +68,6 @@ fn start(args: RunArgs, ctx: &Context) -> Result<u8> {
     Ok(checked(code, &check, &finished.experiment))
 }
 
-/// An experiment's errored rows allowed when neither `--max-error-rate` nor runner.toml says.
-pub const DEFAULT_MAX_ERROR_RATE: f64 = 0.0;
-
 /// An experiment's own check: each flag over `[thresholds]` in runner.toml. Errored rows fail
 /// the run unless the user allows some (`DEFAULT_MAX_ERROR_RATE`): a run whose calls failed
 /// is not the evidence it looks like.
@@ -91,35 +89,6 @@ fn thresholds(
     ))
 }
 
-/// The exit code of a finished run with its own check: a failed check (said on stderr, with
-/// the fix) turns a success into exit 1.
-pub fn checked(code: u8, check: &[crate::gate::Criterion], experiment: &Experiment) -> u8 {
-    if code != exit::OK || check.iter().all(|c| c.passed) {
-        return code;
-    }
-    for c in check.iter().filter(|c| !c.passed) {
-        crate::note!(
-            "check failed: {} is {}, needs {}",
-            c.name,
-            c.actual_text(),
-            c.threshold_text()
-        );
-    }
-    if check
-        .iter()
-        .any(|c| !c.passed && c.name == crate::gate::MAX_ERROR_RATE)
-    {
-        crate::note!(
-            "hint: `runner experiment show {} --errored` lists the errored rows; \
-             `runner experiment resume {}` runs them again; --max-error-rate R (or \
-             `max_error_rate` under [thresholds] in runner.toml) allows a share of them",
-            experiment.id,
-            experiment.id
-        );
-    }
-    exit::CHECK_FAILED
-}
-
 fn resume(args: ExperimentResumeArgs, ctx: &Context) -> Result<u8> {
     let confidence = confidence(args.confidence, ctx)?;
     let finished = resume_run(
@@ -134,31 +103,6 @@ fn resume(args: ExperimentResumeArgs, ctx: &Context) -> Result<u8> {
     let check = crate::gate::check_experiment(&finished.summary, min_pass_rate, max_error_rate);
     let code = print_finished(ctx, &finished, args.json, &check, confidence)?;
     Ok(checked(code, &check, &finished.experiment))
-}
-
-/// The run options as the workflow takes them.
-pub fn run_request(options: &RunOptions) -> RunRequest {
-    RunRequest {
-        evals: options.evals.clone(),
-        concurrency: options.concurrency,
-        repetitions: options.repetitions,
-        limit: options.limit,
-        model: options.model.clone(),
-        base_url: options.base_url.clone(),
-        timeout: options.timeout,
-        max_retries: options.max_retries,
-        vars: options.vars.clone(),
-        columns: options.columns.clone(),
-        expected_column: options.expected_column.clone(),
-        judge_model: options.judge_model.clone(),
-        no_cache: options.no_cache,
-        fresh: options.fresh,
-        cache_ttl: options.cache_ttl.clone(),
-        max_rpm: options.max_rpm,
-        max_tpm: options.max_tpm,
-        max_cost: options.max_cost,
-        shard: None,
-    }
 }
 
 /// Prints how a run ended and returns its exit code.
@@ -198,34 +142,6 @@ fn print_finished(
         return Ok(exit::INTERRUPTED);
     }
     Ok(exit::OK)
-}
-
-/// The confidence level of the intervals: the flag, else runner.toml's, else 0.95.
-pub fn confidence(flag: Option<f64>, ctx: &Context) -> Result<f64> {
-    crate::input::confidence(flag, ctx.config()?.confidence)
-}
-
-/// Resolves on Ctrl-C, or on SIGTERM where there is one (a cancelled CI job).
-pub async fn interrupted() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 fn list(args: ExperimentListArgs, ctx: &Context) -> Result<()> {

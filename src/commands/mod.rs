@@ -6,6 +6,7 @@ mod demo;
 mod experiment;
 mod mock;
 mod plan;
+mod promote;
 mod prompt;
 mod serve;
 mod store;
@@ -15,9 +16,11 @@ mod transfer;
 mod try_version;
 mod worker;
 
-use crate::cli::{Cli, Command, VersionSelector};
+use crate::cli::{Cli, Command, RunOptions, VersionSelector};
 use crate::error::{Error, Result, exit};
-use crate::model::VersionRef;
+use crate::gate::Verdict;
+use crate::model::{Experiment, VersionRef};
+use crate::workflow::experiment::RunRequest;
 use std::io::Write;
 
 pub use crate::input::{
@@ -55,7 +58,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Experiment(args) => experiment::run(args, &ctx),
         Command::Worker(args) => worker::run(args, &ctx),
         Command::Compare(args) => compare::compare(args, &ctx),
-        Command::Promote(args) => compare::promote(args, &ctx),
+        Command::Promote(args) => promote::promote(args, &ctx),
         Command::Demo(args) => demo::run(args, &ctx),
         Command::MockServer(args) => mock::run(args),
         Command::Serve(args) => serve::run(args, &ctx),
@@ -150,4 +153,108 @@ pub fn version_ref(selector: &VersionSelector) -> Result<VersionRef> {
             _ => VersionRef::Latest,
         },
     )
+}
+
+/// An experiment's errored rows allowed when neither `--max-error-rate` nor runner.toml says.
+pub const DEFAULT_MAX_ERROR_RATE: f64 = 0.0;
+
+/// The exit code of a finished run with its own check: a failed check (said on stderr, with
+/// the fix) turns a success into exit 1.
+pub fn checked(code: u8, check: &[crate::gate::Criterion], experiment: &Experiment) -> u8 {
+    if code != exit::OK || check.iter().all(|c| c.passed) {
+        return code;
+    }
+    for c in check.iter().filter(|c| !c.passed) {
+        crate::note!(
+            "check failed: {} is {}, needs {}",
+            c.name,
+            c.actual_text(),
+            c.threshold_text()
+        );
+    }
+    if check
+        .iter()
+        .any(|c| !c.passed && c.name == crate::gate::MAX_ERROR_RATE)
+    {
+        crate::note!(
+            "hint: `runner experiment show {} --errored` lists the errored rows; \
+             `runner experiment resume {}` runs them again; --max-error-rate R (or \
+             `max_error_rate` under [thresholds] in runner.toml) allows a share of them",
+            experiment.id,
+            experiment.id
+        );
+    }
+    exit::CHECK_FAILED
+}
+
+/// The run options as the workflow takes them.
+pub fn run_request(options: &RunOptions) -> RunRequest {
+    RunRequest {
+        evals: options.evals.clone(),
+        concurrency: options.concurrency,
+        repetitions: options.repetitions,
+        limit: options.limit,
+        model: options.model.clone(),
+        base_url: options.base_url.clone(),
+        timeout: options.timeout,
+        max_retries: options.max_retries,
+        vars: options.vars.clone(),
+        columns: options.columns.clone(),
+        expected_column: options.expected_column.clone(),
+        judge_model: options.judge_model.clone(),
+        no_cache: options.no_cache,
+        fresh: options.fresh,
+        cache_ttl: options.cache_ttl.clone(),
+        max_rpm: options.max_rpm,
+        max_tpm: options.max_tpm,
+        max_cost: options.max_cost,
+        shard: None,
+    }
+}
+
+/// The confidence level of the intervals: the flag, else runner.toml's, else 0.95.
+pub fn confidence(flag: Option<f64>, ctx: &Context) -> Result<f64> {
+    crate::input::confidence(flag, ctx.config()?.confidence)
+}
+
+/// Resolves on Ctrl-C, or on SIGTERM where there is one (a cancelled CI job).
+pub async fn interrupted() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The gate's power warnings and notes on stderr, for people watching a run whose report on
+/// stdout is JSON: text and Markdown reports carry them already, once.
+pub fn notes_on_stderr(verdict: &Verdict) {
+    for w in &verdict.warnings {
+        crate::note!("warning: {}", w.message);
+    }
+    for n in &verdict.notes {
+        crate::note!("note: {n}");
+    }
+}
+
+pub fn verdict_code(verdict: &Verdict) -> u8 {
+    if verdict.passed {
+        exit::OK
+    } else {
+        exit::CHECK_FAILED
+    }
 }

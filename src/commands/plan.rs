@@ -2,8 +2,8 @@
 //! difference with 80% power, from an earlier experiment's variance or the worst case. Sends
 //! nothing.
 
-use super::experiment::{confidence, run_request};
 use super::{Context, out, out_json, version_ref};
+use super::{confidence, run_request};
 use crate::cli::ExperimentPlanArgs;
 use crate::compare::Inference;
 use crate::error::{Error, Result};

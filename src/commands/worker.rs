@@ -1,8 +1,8 @@
 //! `runner worker`, `runner experiment --detach` and `runner experiment wait`: one experiment
 //! across many machines.
 
-use super::experiment::{confidence, interrupted};
 use super::{Context, out, out_json};
+use super::{confidence, interrupted};
 use crate::cli::{ExperimentMergeArgs, ExperimentWaitArgs, WorkerArgs};
 use crate::error::{Error, Result, exit};
 use crate::model::ExperimentStatus;
@@ -211,7 +211,7 @@ pub fn wait(args: ExperimentWaitArgs, ctx: &Context) -> Result<u8> {
         detached.min_pass_rate,
         detached
             .max_error_rate
-            .unwrap_or(super::experiment::DEFAULT_MAX_ERROR_RATE),
+            .unwrap_or(super::DEFAULT_MAX_ERROR_RATE),
     );
     if args.json {
         let mut view = report::experiment_json(&experiment, &summary, None, cost, confidence);
@@ -226,7 +226,7 @@ pub fn wait(args: ExperimentWaitArgs, ctx: &Context) -> Result<u8> {
             confidence,
         ));
     }
-    Ok(super::experiment::checked(exit::OK, &check, &experiment))
+    Ok(super::checked(exit::OK, &check, &experiment))
 }
 
 /// `runner experiment merge STORE... --into STORE`.
