@@ -13,6 +13,7 @@ macro_rules! note {
     }};
 }
 
+pub mod access;
 pub mod cli;
 pub mod client;
 pub mod commands;

@@ -19,7 +19,8 @@ mod guard;
 mod prompts;
 mod tags;
 
-pub use auth::{ACTOR_HEADER, Access, MIN_TOKEN_CHARS, TokenError, Tokens};
+pub use crate::access::{Access, MIN_TOKEN_CHARS, TokenError, Tokens};
+pub use auth::ACTOR_HEADER;
 pub use conn::{
     DEFAULT_HEADER_TIMEOUT_SECS, DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_MAX_CONNECTIONS, Limits, serve,
 };

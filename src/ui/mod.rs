@@ -16,9 +16,9 @@ mod pages;
 mod playground;
 pub mod session;
 
+use crate::access::{Access, Tokens};
 use crate::compare::{Comparison, RowPair};
 use crate::config::Config;
-use crate::serve::{Access, Tokens};
 use crate::store::{Store, StoreError};
 use axum::Router;
 use axum::extract::FromRequestParts;

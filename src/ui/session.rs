@@ -11,7 +11,7 @@
 //! expired, in a list every request is checked against, so a copy of the old cookie is no
 //! session any more.
 
-use crate::serve::Access;
+use crate::access::Access;
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 use std::collections::HashMap;
