@@ -279,6 +279,16 @@ pub struct TagChange {
     pub expect: Expect,
 }
 
+impl TagChange {
+    /// A change by `actor` under no tag policy (restoring a prompt, say).
+    pub fn by(actor: &str) -> TagChange {
+        TagChange {
+            actor: actor.to_string(),
+            ..TagChange::default()
+        }
+    }
+}
+
 /// What a tag write did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TagOutcome {

@@ -438,10 +438,7 @@ impl PromptStore for PgStore {
     }
 
     fn restore_prompt(&self, name: &str, actor: &str) -> Result<()> {
-        let change = TagChange {
-            actor: actor.to_string(),
-            ..TagChange::default()
-        };
+        let change = TagChange::by(actor);
         self.write(async |db| set_archived(db, name, false, &change).await)
     }
 

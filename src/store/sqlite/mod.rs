@@ -496,10 +496,7 @@ impl PromptStore for SqliteStore {
     }
 
     fn restore_prompt(&self, name: &str, actor: &str) -> Result<()> {
-        let change = TagChange {
-            actor: actor.to_string(),
-            ..TagChange::default()
-        };
+        let change = TagChange::by(actor);
         self.write(|tx| prompt_fields::set_archived(tx, name, false, &change))
     }
 
