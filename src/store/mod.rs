@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub mod copy;
+mod logic;
 pub mod postgres;
+pub(crate) mod sql;
 pub mod sqlite;
 
 pub use postgres::PgStore;

@@ -2084,14 +2084,35 @@ const SQL_CONSTANTS: &[&str] = &[
     "RESULT_COLUMNS",
     "TAG_WITH_MESSAGE",
     "TAG_COLUMNS",
+    "TAG_JOINS",
     "NOW_MS",
+    "RESULTS_INSERT",
+    "RESULTS_UPSERT",
+    "SCORES_UPSERT",
+    "CACHE_INSERT",
+    "CACHE_UPSERT",
 ];
 
-/// Allowed too: `base` in `resolve`, itself a `format!` of VERSION_COLUMNS (checked like every
-/// other), `sql` in `migrate`, each migration file compiled in with `include_str!` (and in the
-/// PostgreSQL pool, the SQL its callers pass, checked here at each call), and `statement`, the
-/// pool's prepared form of that SQL.
-const SQL_LOCALS: &[&str] = &["base", "sql", "statement"];
+/// Allowed too: `base` in `resolve` and `select` (`prompt_select`), themselves `format!`s of
+/// the constants above (checked like every other); `sql` in `migrate`, each migration file
+/// compiled in with `include_str!` (in the PostgreSQL pool, the SQL its callers pass, checked
+/// here at each call; in the store's algorithms, a whole statement `sql::Dialect` gives); the
+/// fragments `sql::Dialect` gives, each a `&'static str` literal of src/store/sql.rs (`lock`,
+/// `order`, `tags`, `now`, `scores`, `overriding`, `kept_id`); and `statement`, the pool's
+/// prepared form of a statement.
+const SQL_LOCALS: &[&str] = &[
+    "base",
+    "select",
+    "sql",
+    "statement",
+    "lock",
+    "order",
+    "tags",
+    "now",
+    "scores",
+    "overriding",
+    "kept_id",
+];
 
 /// (SQL strings checked, problems) in one source file.
 fn sql_problems(name: &str, text: &str) -> (usize, Vec<String>) {
@@ -2149,6 +2170,7 @@ fn sql_problems(name: &str, text: &str) -> (usize, Vec<String>) {
         }
         let fine = arg.starts_with('"')
             || arg.starts_with("params!")
+            || arg.starts_with("params_from_iter(")
             || arg.starts_with('[')
             || arg.is_empty()
             || SQL_CONSTANTS.contains(&arg)

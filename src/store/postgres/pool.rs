@@ -1,11 +1,14 @@
 //! Connections to PostgreSQL for a synchronous store: a small pool of `tokio_postgres` clients
 //! whose socket tasks run on the store's own runtime thread, each with its prepared statements.
 //!
-//! The store's traits are synchronous and are called from plain threads and from inside
-//! `runner serve`'s and the experiment runner's async tasks alike. A client's futures only talk
-//! to its socket task through channels, so they are driven to completion on the calling thread
-//! (`futures::executor::block_on`), which works in both places; the sync `postgres` crate's
-//! own `block_on` would panic inside an async task.
+//! The store's traits are synchronous: the CLI's commands call them from plain threads, and
+//! the SQLite backend blocks on its file whatever the caller. Rather than make every trait
+//! async for one backend, the PostgreSQL backend keeps its own runtime thread, which runs the
+//! sockets; a call waits for its answer on the calling thread (`block`). Async callers (the
+//! API, the web UI, the row engine's cache lookups) hand store calls to
+//! `tokio::task::spawn_blocking`; and should a call ever arrive on a runtime worker thread,
+//! `block` says so to tokio (`block_in_place`), which moves that worker's other tasks to
+//! another thread instead of stalling them.
 
 use super::conninfo::Target;
 use crate::store::{Result, StoreError};
@@ -45,11 +48,6 @@ impl Db {
     pub async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
         let statement = self.statement(sql).await?;
         Ok(self.client.query(&statement, params).await?)
-    }
-
-    pub async fn opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>> {
-        let statement = self.statement(sql).await?;
-        Ok(self.client.query_opt(&statement, params).await?)
     }
 
     pub async fn one(&self, sql: &str, params: Params<'_>) -> Result<Row> {
@@ -275,7 +273,14 @@ impl Pool {
     }
 }
 
-/// Drives a client future to completion on this thread (see the module comment).
+/// Waits for a client future on this thread (see the module comment): the future only talks
+/// to its socket task, which runs on the pool's runtime.
 pub fn block<T>(work: impl std::future::Future<Output = T>) -> T {
-    futures::executor::block_on(work)
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|handle| handle.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => {
+            tokio::task::block_in_place(|| futures::executor::block_on(work))
+        }
+        _ => futures::executor::block_on(work),
+    }
 }

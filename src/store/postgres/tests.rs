@@ -3,6 +3,8 @@
 //! backends in `store::tests`.
 
 use super::*;
+use crate::model::Template;
+use crate::store::PromptStore;
 use crate::store::test_cluster::{self, PASSWORD, USER};
 use crate::store::tests::Fixture;
 

@@ -1,6 +1,8 @@
 use super::*;
+use crate::model::JsonObject;
 use crate::model::{NewVersion, Template, TemplateFormat};
 use crate::store::ExperimentStore;
+use crate::store::{PromptStore, TagChange};
 
 fn new_version(text: &str) -> NewVersion {
     let mut params = JsonObject::new();

@@ -1,0 +1,26 @@
+//! Every store algorithm, written once for both backends: the tag change (expectation →
+//! policy → upsert → event), the version build, archive and restore, imports, experiment
+//! records, leases, aggregates and the cache, each over the narrow `sql::Db` layer.
+//!
+//! A backend implements `Backend` (how it opens a read and a write transaction) and `sql::Db`
+//! (how it runs one statement); the store traits then hold for it through the blanket
+//! implementations here. This module must not name a driver, open a connection or hold
+//! SQL that only one dialect understands: such text is asked of `sql::Dialect`.
+
+use super::Result;
+use super::sql::Db;
+
+mod experiments;
+mod prompts;
+mod work;
+
+pub(crate) use experiments::{
+    CACHE_INSERT, CACHE_UPSERT, RESULTS_INSERT, RESULTS_UPSERT, SCORES_UPSERT,
+};
+
+/// How a backend runs the algorithms: each read on a connection of its own, each write in one
+/// transaction that commits when the work returns Ok and rolls back otherwise.
+pub trait Backend: Send + Sync {
+    fn read<T>(&self, work: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T>;
+    fn write<T>(&self, work: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T>;
+}

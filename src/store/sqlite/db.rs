@@ -1,0 +1,197 @@
+//! How the SQLite store runs one statement for `store::logic`: `$n` placeholders rewritten to
+//! `?n`, every statement prepared once per connection, rows read in place; and its own forms of
+//! the bulk writes (prepared statements run row by row in the caller's transaction, which is
+//! what SQLite does fastest).
+
+use crate::model::{ResultStatus, RunResult};
+use crate::store::Result;
+use crate::store::logic::{
+    CACHE_INSERT, CACHE_UPSERT, RESULTS_INSERT, RESULTS_UPSERT, SCORES_UPSERT,
+};
+use crate::store::sql::{Arg, Db, Dialect, Row, WorkRow, sqlite_placeholders, to_json};
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+use rusqlite::{Connection, params, params_from_iter};
+
+impl rusqlite::ToSql for Arg<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match *self {
+            Arg::Null => ToSqlOutput::Owned(Value::Null),
+            Arg::Int(v) => ToSqlOutput::Owned(Value::Integer(v)),
+            Arg::Real(v) => ToSqlOutput::Owned(Value::Real(v)),
+            Arg::Bool(v) => ToSqlOutput::Owned(Value::Integer(i64::from(v))),
+            Arg::Text(v) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes())),
+        })
+    }
+}
+
+impl Row for rusqlite::Row<'_> {
+    fn int(&self, column: usize) -> Result<i64> {
+        Ok(self.get(column)?)
+    }
+    fn opt_int(&self, column: usize) -> Result<Option<i64>> {
+        Ok(self.get(column)?)
+    }
+    fn real(&self, column: usize) -> Result<f64> {
+        Ok(self.get(column)?)
+    }
+    fn opt_real(&self, column: usize) -> Result<Option<f64>> {
+        Ok(self.get(column)?)
+    }
+    fn text(&self, column: usize) -> Result<String> {
+        Ok(self.get(column)?)
+    }
+    fn opt_text(&self, column: usize) -> Result<Option<String>> {
+        Ok(self.get(column)?)
+    }
+    fn flag(&self, column: usize) -> Result<bool> {
+        Ok(self.get(column)?)
+    }
+}
+
+impl Db for Connection {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn exec(&self, sql: &str, args: &[Arg<'_>]) -> Result<u64> {
+        let sql = sqlite_placeholders(sql);
+        let mut stmt = self.prepare_cached(&sql)?;
+        Ok(stmt.execute(params_from_iter(args.iter()))? as u64)
+    }
+
+    fn each(
+        &self,
+        sql: &str,
+        args: &[Arg<'_>],
+        visit: &mut dyn FnMut(&dyn Row) -> Result<()>,
+    ) -> Result<()> {
+        let sql = sqlite_placeholders(sql);
+        let mut stmt = self.prepare_cached(&sql)?;
+        let mut rows = stmt.query(params_from_iter(args.iter()))?;
+        while let Some(row) = rows.next()? {
+            visit(row)?;
+        }
+        Ok(())
+    }
+
+    fn write_results(&self, experiment_id: &str, batch: &[&RunResult]) -> Result<()> {
+        write_batch(self, experiment_id, batch)
+    }
+
+    fn insert_work_items(&self, experiment_id: &str, items: &[WorkRow]) -> Result<()> {
+        let mut insert = self.prepare_cached(
+            "INSERT INTO work_items (experiment_id, row_index, repetition, row_id, row_values) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for (index, repetition, row_id, values) in items {
+            insert.execute(params![experiment_id, index, repetition, row_id, values])?;
+        }
+        Ok(())
+    }
+
+    fn complete_work_items<'b>(
+        &self,
+        experiment_id: &str,
+        owner: &str,
+        batch: &'b [RunResult],
+    ) -> Result<Vec<&'b RunResult>> {
+        let mut complete = self.prepare_cached(
+            "UPDATE work_items SET state = 'done', lease_owner = NULL, lease_until = NULL \
+             WHERE experiment_id = ?1 AND row_index = ?2 AND repetition = ?3 \
+             AND state = 'leased' AND lease_owner = ?4",
+        )?;
+        let mut kept = Vec::with_capacity(batch.len());
+        for result in batch {
+            let changed = complete.execute(params![
+                experiment_id,
+                result.row_index,
+                result.repetition,
+                owner
+            ])?;
+            if changed == 1 {
+                kept.push(result);
+            }
+        }
+        Ok(kept)
+    }
+}
+
+/// Writes results, their scores and new cache entries inside the caller's transaction. An
+/// errored result may be replaced by a later attempt; a successful one never is.
+fn write_batch(conn: &Connection, experiment_id: &str, batch: &[&RunResult]) -> Result<()> {
+    {
+        {
+            let mut insert = conn.prepare_cached(&format!(
+                "{RESULTS_INSERT} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
+                 ?14, ?15, ?16, ?17, ?18, ?19, ?20) {RESULTS_UPSERT}"
+            ))?;
+            let mut score = conn.prepare_cached(&format!(
+                "INSERT INTO scores (experiment_id, row_index, repetition, evaluator, score, pass, \
+                 error, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) {SCORES_UPSERT}"
+            ))?;
+            // A key already present was too old for the run (or not read, with --fresh):
+            // the new answer replaces it.
+            let mut cache = conn.prepare_cached(&format!(
+                "{CACHE_INSERT} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) {CACHE_UPSERT}"
+            ))?;
+            let mut vars_text = String::new();
+            for r in batch {
+                vars_text.clear();
+                vars_text.push_str(&to_json(&r.vars)?);
+                let changed = insert.execute(params![
+                    experiment_id,
+                    r.row_index,
+                    r.repetition,
+                    r.row_id,
+                    vars_text,
+                    r.expected,
+                    to_json(&r.messages)?,
+                    r.output,
+                    r.finish_reason,
+                    r.status.as_str(),
+                    r.error_kind,
+                    r.error_message,
+                    r.http_status,
+                    r.attempts,
+                    r.latency_ms,
+                    r.prompt_tokens,
+                    r.completion_tokens,
+                    r.cached,
+                    r.started_at,
+                    r.finished_at,
+                ])?;
+                // Zero rows changed: a successful result was already there; keep its scores too.
+                if changed == 0 {
+                    continue;
+                }
+                for s in &r.scores {
+                    score.execute(params![
+                        experiment_id,
+                        r.row_index,
+                        r.repetition,
+                        s.evaluator,
+                        s.score,
+                        s.pass,
+                        s.error,
+                        s.reason,
+                    ])?;
+                }
+                if let (Some(key), ResultStatus::Ok, Some(output)) =
+                    (&r.cache_key, r.status, &r.output)
+                {
+                    cache.execute(params![
+                        key,
+                        output,
+                        r.finish_reason,
+                        r.prompt_tokens,
+                        r.completion_tokens,
+                        r.http_status,
+                        r.latency_ms,
+                        r.finished_at,
+                    ])?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
