@@ -1,5 +1,17 @@
 //! Page renderers: pure functions from typed views to HTML text, every value written through
-//! `Html`'s escaping.
+//! `Html`'s escaping. Pages move to their own files; this module holds what they share (the
+//! page shell, the CSRF field, links and query strings, the pager, badges, times, figures and
+//! folded texts) and re-exports each page's entry points, so callers keep writing
+//! `pages::xyz`. Nothing here or below reads the store, the clock or the network, and nothing
+//! decides who may do what: a renderer takes the view its handler built and returns text.
+
+mod errors;
+mod library;
+mod login;
+
+pub use errors::error_page;
+pub use library::{LibraryPage, library};
+pub use login::login;
 
 use super::html::{Html, Tag, url_part};
 use super::{UiError, Viewer, diff};
@@ -7,9 +19,8 @@ use crate::compare::Comparison;
 use crate::model::{
     Experiment, PromptVersion, ResultStatus, RowText, RunResult, Summary, TagEvent, Template,
 };
-use crate::view::{DeploymentView, Evidence, LibraryEntry};
+use crate::view::{DeploymentView, Evidence};
 use crate::workflow::playground::TryView;
-use axum::http::StatusCode;
 use std::collections::BTreeMap;
 
 /// A long text shows this many characters before it folds.
@@ -45,38 +56,6 @@ fn csrf_field(out: &mut Html, viewer: &Viewer) {
     out.raw("<input type=\"hidden\" name=\"csrf\"")
         .attr("value", &viewer.csrf)
         .raw(">");
-}
-
-pub fn error_page(status: StatusCode, message: &str) -> String {
-    let mut body = Html::new();
-    body.raw("<h1>")
-        .display(status.as_u16())
-        .raw(" ")
-        .text(status.canonical_reason().unwrap_or("error"))
-        .raw("</h1><p class=\"error\" role=\"alert\">")
-        .text(message)
-        .raw("</p><p><a href=\"/\">Back to the library</a></p>");
-    layout(None, "error", &body)
-}
-
-pub fn login(csrf: &str, next: &str, problem: Option<&str>) -> String {
-    let mut body = Html::new();
-    body.raw("<section class=\"login\"><h1>Log in</h1>");
-    if let Some(problem) = problem {
-        body.raw("<p class=\"error\" role=\"alert\">")
-            .text(problem)
-            .raw("</p>");
-    }
-    body.raw("<form method=\"post\" action=\"/login\">")
-        .raw("<input type=\"hidden\" name=\"csrf\"")
-        .attr("value", csrf)
-        .raw("><input type=\"hidden\" name=\"next\"")
-        .attr("value", next)
-        .raw("><label for=\"token\">Token</label>")
-        .raw("<input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"current-password\" required autofocus>")
-        .raw("<p class=\"muted\">A token from the server's token files: a read-write token may move tags, a read-only one sees everything and changes nothing.</p>")
-        .raw("<button type=\"submit\">Log in</button></form></section>");
-    layout(None, "log in", &body)
 }
 
 /// `?…` of a page link: the given pairs, empty values left out, each value encoded.
@@ -204,84 +183,37 @@ fn short_id(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
 }
 
-pub struct LibraryPage<'a> {
-    pub entries: &'a [LibraryEntry<'a>],
-    pub total: usize,
-    pub page: usize,
-    pub per_page: usize,
-    pub text: &'a str,
-    pub tag: Option<&'a str>,
-    pub meta: &'a str,
-    pub all_tags: &'a [String],
+fn version_options(out: &mut Html, versions: &[PromptVersion], selected: Option<i64>) {
+    for v in versions {
+        out.raw("<option").attr("value", &v.seq.to_string());
+        if Some(v.seq) == selected {
+            out.raw(" selected");
+        }
+        out.raw(">").text(&format!("v{}", v.seq)).raw("</option>");
+    }
 }
 
-pub fn library(viewer: &Viewer, p: &LibraryPage<'_>) -> String {
-    let mut body = Html::new();
-    body.raw("<h1>Prompt library</h1>")
-        .raw("<form method=\"get\" action=\"/\" class=\"filters\" role=\"search\">")
-        .raw("<label>Search <input type=\"search\" name=\"q\" placeholder=\"name or description\"")
-        .attr("value", p.text)
-        .raw("></label><label>Tag <select name=\"tag\"><option value=\"\">any</option>");
-    for tag in p.all_tags {
-        body.raw("<option").attr("value", tag);
-        if p.tag == Some(tag.as_str()) {
-            body.raw(" selected");
-        }
-        body.raw(">").text(tag).raw("</option>");
+/// The evaluators' pass rates of a summary, `name rate` each.
+fn pass_rates(out: &mut Html, summary: &Summary) {
+    for e in &summary.evaluators {
+        out.raw("<div class=\"rate\"><span class=\"muted\">")
+            .text(&e.evaluator)
+            .raw("</span> ")
+            .text(&percent(e.pass_rate))
+            .raw("</div>");
     }
-    body.raw("</select></label><label>Metadata <input name=\"meta\" placeholder=\"key=value\"")
-        .attr("value", p.meta)
-        .raw("></label><button type=\"submit\">Filter</button></form>");
-    body.raw("<div class=\"scroll\"><table class=\"list\"><thead><tr><th>Prompt</th><th>Tags</th>")
-        .raw("<th class=\"num\">Latest</th><th>Last change</th><th>Last deployment</th></tr></thead><tbody>");
-    if p.entries.is_empty() {
-        body.raw("<tr><td colspan=\"5\" class=\"muted\">no prompt matches</td></tr>");
-    }
-    for entry in p.entries {
-        let item = &entry.item;
-        body.raw("<tr><td>")
-            .link(&prompt_href(item.name), item.name);
-        if let Some(description) = item.description {
-            body.raw("<div class=\"muted small\">")
-                .text(&crate::text::one_line(description, 120))
-                .raw("</div>");
+}
+
+fn filter_links(out: &mut Html, current: &str, choices: &[&str], link: &dyn Fn(&str) -> String) {
+    out.raw("<nav class=\"tabs\" aria-label=\"filter\">");
+    for choice in choices {
+        out.raw("<a").attr("href", &link(choice));
+        if *choice == current {
+            out.raw(" aria-current=\"page\"");
         }
-        body.raw("</td><td>");
-        tag_badges(&mut body, item.tags, &[]);
-        body.raw("</td><td class=\"num\">")
-            .link(
-                &version_href(item.name, item.latest_version),
-                &format!("v{}", item.latest_version),
-            )
-            .raw("</td><td>");
-        time(&mut body, item.updated_at);
-        body.raw("</td><td>");
-        match &entry.last_deployment {
-            Some((tag, at)) => {
-                badge(&mut body, tag, "");
-                body.raw(" ");
-                time(&mut body, at);
-            }
-            None => {
-                body.raw("<span class=\"muted\">never</span>");
-            }
-        }
-        body.raw("</td></tr>");
+        out.raw(">").text(choice).raw("</a>");
     }
-    body.raw("</tbody></table></div>");
-    let link = |n: usize| {
-        format!(
-            "/{}",
-            query(&[
-                ("q", p.text),
-                ("tag", p.tag.unwrap_or("")),
-                ("meta", p.meta),
-                ("page", &n.to_string())
-            ])
-        )
-    };
-    pager(&mut body, p.page, p.per_page, p.total, &link);
-    layout(Some(viewer), "library", &body)
+    out.raw("</nav>");
 }
 
 pub struct PromptPage<'a> {
@@ -450,16 +382,6 @@ fn why(out: &mut Html, message: Option<&str>, evidence: Option<&Evidence>) {
             &experiment_href(&evidence.candidate_experiment),
             short_id(&evidence.candidate_experiment),
         );
-    }
-}
-
-fn version_options(out: &mut Html, versions: &[PromptVersion], selected: Option<i64>) {
-    for v in versions {
-        out.raw("<option").attr("value", &v.seq.to_string());
-        if Some(v.seq) == selected {
-            out.raw(" selected");
-        }
-        out.raw(">").text(&format!("v{}", v.seq)).raw("</option>");
     }
 }
 
@@ -649,7 +571,7 @@ pub fn figures(v: &TryView) -> String {
 
 /// The script that streams a run's answers in (see `assets/playground.js`); the page carries
 /// it inline and the Content-Security-Policy allows exactly this text, by its hash.
-pub const PLAYGROUND_SCRIPT: &str = include_str!("assets/playground.js");
+pub const PLAYGROUND_SCRIPT: &str = include_str!("../assets/playground.js");
 
 /// The playground: variables (typed, or filled from a dataset row), the template to try,
 /// another version to run beside it, Run, the answers, and "save as new version". One form:
@@ -837,17 +759,6 @@ pub fn diff(
         body.raw("</tbody></table></div>");
     }
     layout(Some(viewer), &format!("{} diff", old.prompt), &body)
-}
-
-/// The evaluators' pass rates of a summary, `name rate` each.
-fn pass_rates(out: &mut Html, summary: &Summary) {
-    for e in &summary.evaluators {
-        out.raw("<div class=\"rate\"><span class=\"muted\">")
-            .text(&e.evaluator)
-            .raw("</span> ")
-            .text(&percent(e.pass_rate))
-            .raw("</div>");
-    }
 }
 
 pub fn experiments(viewer: &Viewer, name: &str, items: &[(Experiment, Summary)]) -> String {
@@ -1099,18 +1010,6 @@ pub struct ExperimentPage<'a> {
     pub per_page: usize,
     pub filter: ResultFilter,
     pub text: &'a str,
-}
-
-fn filter_links(out: &mut Html, current: &str, choices: &[&str], link: &dyn Fn(&str) -> String) {
-    out.raw("<nav class=\"tabs\" aria-label=\"filter\">");
-    for choice in choices {
-        out.raw("<a").attr("href", &link(choice));
-        if *choice == current {
-            out.raw(" aria-current=\"page\"");
-        }
-        out.raw(">").text(choice).raw("</a>");
-    }
-    out.raw("</nav>");
 }
 
 pub fn experiment(viewer: &Viewer, p: &ExperimentPage<'_>) -> String {
