@@ -8,7 +8,7 @@ use super::{
     badge, compare_href, experiment_href, filter_links, folded, layout, ms, pager, percent,
     prompt_href, short_id, time,
 };
-use crate::compare::Comparison;
+use crate::compare::{Comparison, SideMetrics};
 use crate::model::{Experiment, RowText, TagEvent};
 use crate::ui::html::{Html, url_part};
 use crate::ui::{UiError, Viewer, diff};
@@ -149,8 +149,18 @@ fn side_output(side: &Option<(bool, Option<RowText>)>) -> &str {
 }
 
 pub fn compare(viewer: &Viewer, p: &ComparePage<'_>) -> String {
-    let c = p.comparison;
     let mut body = Html::new();
+    heading(&mut body, p);
+    if let Some((event, evidence)) = p.verdict {
+        promotion(&mut body, event, evidence);
+    }
+    metrics(&mut body, p);
+    rows(&mut body, p);
+    layout(Some(viewer), "compare", &body)
+}
+
+/// The crumbs and the title, and a warning when the two experiments ran on different datasets.
+fn heading(body: &mut Html, p: &ComparePage<'_>) {
     body.raw("<p class=\"crumbs\"><a href=\"/\">Library</a> / ")
         .link(&prompt_href(&p.candidate.prompt), &p.candidate.prompt)
         .raw(" / ")
@@ -159,48 +169,65 @@ pub fn compare(viewer: &Viewer, p: &ComparePage<'_>) -> String {
             "experiments",
         )
         .raw(" /</p><h1>Compare</h1>");
-    if !c.same_dataset() {
+    if !p.comparison.same_dataset() {
         body.raw("<p class=\"error\" role=\"alert\">The two experiments ran on different datasets: rows are matched by id, and no gate accepts this comparison.</p>");
     }
-    if let Some((event, evidence)) = p.verdict {
-        body.raw("<section class=\"verdict-box\"><h2>Promotion</h2><p>");
-        badge(&mut body, "promote", "promote");
-        body.raw(" <strong>")
-            .text(&event.tag)
-            .raw("</strong> ")
-            .text(&format!(
-                "v{} → v{}",
-                event.from_seq.map_or("–".into(), |n| n.to_string()),
-                event.to_seq.map_or("–".into(), |n| n.to_string())
-            ))
-            .raw(" by ")
-            .text(&event.actor)
-            .raw(" ");
-        time(&mut body, &event.at);
-        body.raw("</p><p class=\"verdict\">")
-            .text(&evidence.verdict)
-            .raw("</p>");
-        // Both sides' error rates are in the criteria (the `max error rate` row).
-        criteria(&mut body, &evidence.criteria);
-        for note in &evidence.notes {
-            body.raw("<p class=\"note\">Note: ").text(note).raw("</p>");
-        }
-        body.raw("</section>");
+}
+
+/// The promotion that cited this comparison: the tag move, the verdict, the criteria and notes.
+fn promotion(body: &mut Html, event: &TagEvent, evidence: &Evidence) {
+    body.raw("<section class=\"verdict-box\"><h2>Promotion</h2><p>");
+    badge(body, "promote", "promote");
+    body.raw(" <strong>")
+        .text(&event.tag)
+        .raw("</strong> ")
+        .text(&format!(
+            "v{} → v{}",
+            event.from_seq.map_or("–".into(), |n| n.to_string()),
+            event.to_seq.map_or("–".into(), |n| n.to_string())
+        ))
+        .raw(" by ")
+        .text(&event.actor)
+        .raw(" ");
+    time(body, &event.at);
+    body.raw("</p><p class=\"verdict\">")
+        .text(&evidence.verdict)
+        .raw("</p>");
+    // Both sides' error rates are in the criteria (the `max error rate` row).
+    criteria(body, &evidence.criteria);
+    for note in &evidence.notes {
+        body.raw("<p class=\"note\">Note: ").text(note).raw("</p>");
     }
-    // Metrics side by side.
+    body.raw("</section>");
+}
+
+/// The metrics side by side: each evaluator's pass rate, then (when there is a baseline) the
+/// error rate, latency, tokens, cost and rows.
+fn metrics(body: &mut Html, p: &ComparePage<'_>) {
+    let c = p.comparison;
     body.raw("<div class=\"scroll\"><table class=\"list metrics\"><thead><tr><th>Metric</th><th>Baseline ")
         .link(&experiment_href(&p.baseline.id), &format!("v{} {}", p.baseline.version_seq, short_id(&p.baseline.id)))
         .raw("</th><th>Candidate ")
         .link(&experiment_href(&p.candidate.id), &format!("v{} {}", p.candidate.version_seq, short_id(&p.candidate.id)))
         .raw("</th><th>Change</th></tr></thead><tbody>");
-    // Each pass rate with its interval (Wilson's, not symmetric about the rate); the change
-    // with the paired difference's interval and p-value, as `runner compare` prints them.
-    let margin = |side: Option<&crate::compare::SideMetrics>, name: &str| {
-        side.and_then(|m| m.evaluators.iter().find(|e| e.evaluator == name))
-            .and_then(|m| m.pass_rate_ci)
-            .map(|ci| format!(" ({})", crate::stats::rate_interval(ci)))
-            .unwrap_or_default()
-    };
+    pass_rate_rows(body, c);
+    if let Some(b) = &c.baseline {
+        side_metric_rows(body, c, b);
+    }
+    body.raw("</tbody></table></div>");
+}
+
+/// The interval of one side's pass rate for an evaluator, ` (…)`, or "" when it has none.
+fn margin(side: Option<&SideMetrics>, name: &str) -> String {
+    side.and_then(|m| m.evaluators.iter().find(|e| e.evaluator == name))
+        .and_then(|m| m.pass_rate_ci)
+        .map(|ci| format!(" ({})", crate::stats::rate_interval(ci)))
+        .unwrap_or_default()
+}
+
+/// Each pass rate with its interval (Wilson's, not symmetric about the rate); the change with
+/// the paired difference's interval and p-value, as `runner compare` prints them.
+fn pass_rate_rows(body: &mut Html, c: &Comparison) {
     for e in &c.evaluators {
         body.raw("<tr><td>")
             .text(&format!("{} pass rate", e.evaluator))
@@ -219,7 +246,7 @@ pub fn compare(viewer: &Viewer, p: &ComparePage<'_>) -> String {
                 margin(Some(&c.candidate), &e.evaluator)
             ))
             .raw("</td><td>");
-        delta(&mut body, e.delta, true, Change::Points);
+        delta(body, e.delta, true, Change::Points);
         body.raw(" <span class=\"muted small\">")
             .text(&format!(
                 "{} regressed · {} improved",
@@ -233,94 +260,101 @@ pub fn compare(viewer: &Viewer, p: &ComparePage<'_>) -> String {
         }
         body.raw("</td></tr>");
     }
-    if let Some(b) = &c.baseline {
-        let k = &c.candidate;
-        let between = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| b - a);
-        let tokens = |m: &crate::compare::SideMetrics| (m.tokens_in + m.tokens_out) as f64;
-        let cost = |m: &crate::compare::SideMetrics| match m.cost_per_row_usd {
-            Some(usd) => crate::cost::usd(usd),
-            None => "no price".to_string(),
-        };
-        let rows = [
-            (
-                "error rate",
-                percent(b.error_rate),
-                percent(k.error_rate),
-                Some(k.error_rate - b.error_rate),
-                Change::Points,
-            ),
-            (
-                "p50 latency",
-                ms(b.latency_p50_ms),
-                ms(k.latency_p50_ms),
-                between(b.latency_p50_ms, k.latency_p50_ms),
-                Change::Ms,
-            ),
-            (
-                "p95 latency",
-                ms(b.latency_p95_ms),
-                ms(k.latency_p95_ms),
-                between(b.latency_p95_ms, k.latency_p95_ms),
-                Change::Ms,
-            ),
-            (
-                "tokens",
-                tokens(b).to_string(),
-                tokens(k).to_string(),
-                Some(tokens(k) - tokens(b)),
-                Change::Count,
-            ),
-            (
-                "cost per row",
-                cost(b),
-                cost(k),
-                b.cost_per_row_usd
-                    .zip(k.cost_per_row_usd)
-                    .filter(|(b, _)| *b > 0.0)
-                    .map(|(b, k)| k / b - 1.0),
-                Change::Percent,
-            ),
-        ];
-        // Lower is better for every one of these.
-        for (name, base, cand, change, unit) in rows {
-            body.raw("<tr><td>")
-                .text(name)
-                .raw("</td><td class=\"num\">")
-                .text(&base)
-                .raw("</td><td class=\"num\">")
-                .text(&cand)
-                .raw("</td><td>");
-            delta(&mut body, change, false, unit);
-            body.raw("</td></tr>");
-        }
-        body.raw("<tr><td>rows</td><td class=\"num\">")
-            .display(b.rows)
+}
+
+/// The figures both sides have, baseline `b` against the candidate: error rate, latency,
+/// tokens and cost, where lower is better for every one, then the rows each side has.
+fn side_metric_rows(body: &mut Html, c: &Comparison, b: &SideMetrics) {
+    let k = &c.candidate;
+    let between = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| b - a);
+    let tokens = |m: &SideMetrics| (m.tokens_in + m.tokens_out) as f64;
+    let cost = |m: &SideMetrics| match m.cost_per_row_usd {
+        Some(usd) => crate::cost::usd(usd),
+        None => "no price".to_string(),
+    };
+    let rows = [
+        (
+            "error rate",
+            percent(b.error_rate),
+            percent(k.error_rate),
+            Some(k.error_rate - b.error_rate),
+            Change::Points,
+        ),
+        (
+            "p50 latency",
+            ms(b.latency_p50_ms),
+            ms(k.latency_p50_ms),
+            between(b.latency_p50_ms, k.latency_p50_ms),
+            Change::Ms,
+        ),
+        (
+            "p95 latency",
+            ms(b.latency_p95_ms),
+            ms(k.latency_p95_ms),
+            between(b.latency_p95_ms, k.latency_p95_ms),
+            Change::Ms,
+        ),
+        (
+            "tokens",
+            tokens(b).to_string(),
+            tokens(k).to_string(),
+            Some(tokens(k) - tokens(b)),
+            Change::Count,
+        ),
+        (
+            "cost per row",
+            cost(b),
+            cost(k),
+            b.cost_per_row_usd
+                .zip(k.cost_per_row_usd)
+                .filter(|(b, _)| *b > 0.0)
+                .map(|(b, k)| k / b - 1.0),
+            Change::Percent,
+        ),
+    ];
+    // Lower is better for every one of these.
+    for (name, base, cand, change, unit) in rows {
+        body.raw("<tr><td>")
+            .text(name)
             .raw("</td><td class=\"num\">")
-            .display(k.rows)
-            .raw("</td><td class=\"muted small\">")
-            .text(&format!(
-                "{} only in baseline · {} only in candidate · {} new failures",
-                c.only_in_baseline.len(),
-                c.only_in_candidate.len(),
-                c.new_failures.len()
-            ))
-            .raw("</td></tr>");
+            .text(&base)
+            .raw("</td><td class=\"num\">")
+            .text(&cand)
+            .raw("</td><td>");
+        delta(body, change, false, unit);
+        body.raw("</td></tr>");
     }
-    body.raw("</tbody></table></div>");
-    // The rows: changed ones (regressed first), or every one.
+    body.raw("<tr><td>rows</td><td class=\"num\">")
+        .display(b.rows)
+        .raw("</td><td class=\"num\">")
+        .display(k.rows)
+        .raw("</td><td class=\"muted small\">")
+        .text(&format!(
+            "{} only in baseline · {} only in candidate · {} new failures",
+            c.only_in_baseline.len(),
+            c.only_in_candidate.len(),
+            c.new_failures.len()
+        ))
+        .raw("</td></tr>");
+}
+
+/// The link to this comparison showing `show`, at `page`.
+fn rows_href(p: &ComparePage<'_>, show: &str, page: usize) -> String {
+    compare_href(&p.baseline.id, &p.candidate.id) + &format!("&show={show}&page={page}")
+}
+
+/// The rows: changed ones (regressed first), or every one, with the filter and the pager.
+fn rows(body: &mut Html, p: &ComparePage<'_>) {
     body.raw(if p.show == ChangeFilter::All {
         "<h2>Every row</h2>"
     } else {
         "<h2>Rows whose verdict changed</h2>"
     });
-    let link = |show: &str, page: usize| {
-        compare_href(&p.baseline.id, &p.candidate.id) + &format!("&show={show}&page={page}")
-    };
     filter_links(
-        &mut body,
+        body,
         p.show.as_str(),
         &["changed", "regressed", "improved", "all"],
-        &|s| link(s, 1),
+        &|s| rows_href(p, s, 1),
     );
     body.raw(
         "<div class=\"scroll\"><table class=\"rows compare\"><thead><tr><th>Row</th><th>Input</th>",
@@ -335,8 +369,55 @@ pub fn compare(viewer: &Viewer, p: &ComparePage<'_>) -> String {
             })
             .raw("</td></tr>");
     }
-    // A side's cell: its verdict and output; a side without the row says so.
-    let side = |body: &mut Html, side: &Option<(bool, Option<RowText>)>| match side {
+    for r in p.rows {
+        row(body, r);
+    }
+    body.raw("</tbody></table></div>");
+    pager(body, p.page, p.per_page, p.total, &|n| {
+        rows_href(p, p.show.as_str(), n)
+    });
+}
+
+/// One row of the table: its id, how it changed and on which evaluator, its input (and
+/// expectation), each side's cell, and the diff of the two outputs when both sides have it.
+fn row(body: &mut Html, r: &CompareRow) {
+    body.raw("<tr><td><code>")
+        .text(&r.row_id)
+        .raw("</code><div>");
+    let kind = r.kind.as_str();
+    badge(body, kind, &kind.replace(' ', "-"));
+    body.raw("</div>");
+    if let Some(evaluator) = &r.evaluator {
+        body.raw("<div class=\"muted small\">")
+            .text(evaluator)
+            .raw("</div>");
+    }
+    body.raw("</td><td>");
+    let input = [&r.candidate, &r.baseline]
+        .into_iter()
+        .find_map(|s| s.as_ref().and_then(|(_, t)| t.as_ref()));
+    if let Some(t) = input {
+        folded(body, &t.input);
+        if let Some(expected) = &t.expected {
+            body.raw("<div class=\"muted small\">expected: ")
+                .text(expected)
+                .raw("</div>");
+        }
+    }
+    body.raw("</td><td>");
+    side_cell(body, &r.baseline);
+    body.raw("</td><td>");
+    side_cell(body, &r.candidate);
+    body.raw("</td><td>");
+    if r.baseline.is_some() && r.candidate.is_some() {
+        diff::render(side_output(&r.baseline), side_output(&r.candidate), body);
+    }
+    body.raw("</td></tr>");
+}
+
+/// A side's cell: its verdict and output; a side without the row says so.
+fn side_cell(body: &mut Html, side: &Option<(bool, Option<RowText>)>) {
+    match side {
         Some((passed, text)) => {
             let verdict = if *passed { "pass" } else { "fail" };
             badge(body, verdict, verdict);
@@ -350,50 +431,7 @@ pub fn compare(viewer: &Viewer, p: &ComparePage<'_>) -> String {
         None => {
             body.raw("<span class=\"muted\">not in this experiment</span>");
         }
-    };
-    for r in p.rows {
-        body.raw("<tr><td><code>")
-            .text(&r.row_id)
-            .raw("</code><div>");
-        let kind = r.kind.as_str();
-        badge(&mut body, kind, &kind.replace(' ', "-"));
-        body.raw("</div>");
-        if let Some(evaluator) = &r.evaluator {
-            body.raw("<div class=\"muted small\">")
-                .text(evaluator)
-                .raw("</div>");
-        }
-        body.raw("</td><td>");
-        let input = [&r.candidate, &r.baseline]
-            .into_iter()
-            .find_map(|s| s.as_ref().and_then(|(_, t)| t.as_ref()));
-        if let Some(t) = input {
-            folded(&mut body, &t.input);
-            if let Some(expected) = &t.expected {
-                body.raw("<div class=\"muted small\">expected: ")
-                    .text(expected)
-                    .raw("</div>");
-            }
-        }
-        body.raw("</td><td>");
-        side(&mut body, &r.baseline);
-        body.raw("</td><td>");
-        side(&mut body, &r.candidate);
-        body.raw("</td><td>");
-        if r.baseline.is_some() && r.candidate.is_some() {
-            diff::render(
-                side_output(&r.baseline),
-                side_output(&r.candidate),
-                &mut body,
-            );
-        }
-        body.raw("</td></tr>");
     }
-    body.raw("</tbody></table></div>");
-    pager(&mut body, p.page, p.per_page, p.total, &|n| {
-        link(p.show.as_str(), n)
-    });
-    layout(Some(viewer), "compare", &body)
 }
 
 #[cfg(test)]
