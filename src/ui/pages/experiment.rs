@@ -63,9 +63,15 @@ pub struct ExperimentPage<'a> {
 }
 
 pub fn experiment(viewer: &Viewer, p: &ExperimentPage<'_>) -> String {
-    let e = p.experiment;
-    let s = p.summary;
     let mut body = Html::new();
+    facts(&mut body, p.experiment, p.summary);
+    rows(&mut body, p);
+    layout(Some(viewer), "experiment", &body)
+}
+
+/// The crumbs, the title, and what the experiment ran and how it did: version, dataset, model,
+/// status, pass rates, errors, latency, tokens and when it started.
+fn facts(body: &mut Html, e: &Experiment, s: &Summary) {
     body.raw("<p class=\"crumbs\"><a href=\"/\">Library</a> / ")
         .link(&prompt_href(&e.prompt), &e.prompt)
         .raw(" / ")
@@ -84,7 +90,7 @@ pub fn experiment(viewer: &Viewer, p: &ExperimentPage<'_>) -> String {
         );
     if let Some(tag) = &e.tag {
         body.raw(" ");
-        badge(&mut body, tag, "");
+        badge(body, tag, "");
     }
     body.raw("</dd><dt>Dataset</dt><dd>")
         .text(&format!("{} ({} rows)", e.dataset.path, e.dataset.rows))
@@ -93,7 +99,7 @@ pub fn experiment(viewer: &Viewer, p: &ExperimentPage<'_>) -> String {
         .raw("</dd><dt>Status</dt><dd>")
         .text(&e.status.as_str().replace('_', " "))
         .raw("</dd><dt>Pass rate</dt><dd>");
-    pass_rates(&mut body, s);
+    pass_rates(body, s);
     body.raw("</dd><dt>Errors</dt><dd>")
         .text(&format!(
             "{} of {} ({})",
@@ -113,8 +119,14 @@ pub fn experiment(viewer: &Viewer, p: &ExperimentPage<'_>) -> String {
             s.prompt_tokens, s.completion_tokens
         ))
         .raw("</dd><dt>Started</dt><dd>");
-    time(&mut body, &e.created_at);
-    body.raw("</dd></dl><h2>Rows</h2>");
+    time(body, &e.created_at);
+    body.raw("</dd></dl>");
+}
+
+/// The rows' heading, the filter tabs, the search form, this page of rows and the pager.
+fn rows(body: &mut Html, p: &ExperimentPage<'_>) {
+    let e = p.experiment;
+    body.raw("<h2>Rows</h2>");
     let base = experiment_href(&e.id);
     let link_with = |show: &str, text: &str, page: usize| {
         format!(
@@ -123,7 +135,7 @@ pub fn experiment(viewer: &Viewer, p: &ExperimentPage<'_>) -> String {
         )
     };
     filter_links(
-        &mut body,
+        body,
         p.filter.as_str(),
         &["all", "failed", "errored"],
         &|c| link_with(c, p.text, 1),
@@ -141,54 +153,55 @@ pub fn experiment(viewer: &Viewer, p: &ExperimentPage<'_>) -> String {
         body.raw("<tr><td colspan=\"5\" class=\"muted\">no rows match</td></tr>");
     }
     for r in p.rows {
-        body.raw("<tr><td><code>").text(&r.row_id).raw("</code>");
-        if r.repetition > 0 {
-            body.raw(" <span class=\"muted\">rep ")
-                .display(r.repetition)
-                .raw("</span>");
-        }
-        body.raw("<div class=\"muted small\">")
-            .text(&format!("{:.0} ms", r.latency_ms))
-            .raw("</div></td><td>");
-        folded(&mut body, &crate::report::input_text(e, r));
-        body.raw("</td><td>");
-        match (&r.output, r.status) {
-            (Some(output), ResultStatus::Ok) => folded(&mut body, output),
-            _ => {
-                body.raw("<div class=\"error\">");
-                badge(
-                    &mut body,
-                    r.error_kind.as_deref().unwrap_or("error"),
-                    "error",
-                );
-                body.raw(" ");
-                folded(&mut body, r.error_message.as_deref().unwrap_or(""));
-                body.raw("</div>");
-            }
-        }
-        body.raw("</td><td>");
-        folded(&mut body, r.expected.as_deref().unwrap_or(""));
-        body.raw("</td><td>");
-        for score in &r.scores {
-            body.raw("<div class=\"score\">");
-            badge(
-                &mut body,
-                &format!(
-                    "{} {}",
-                    score.evaluator,
-                    if score.pass { "pass" } else { "fail" }
-                ),
-                if score.pass { "pass" } else { "fail" },
-            );
-            body.raw(" <span class=\"muted small\">")
-                .text(&crate::text::one_line(&score.reason, 160))
-                .raw("</span></div>");
-        }
-        body.raw("</td></tr>");
+        row(body, e, r);
     }
     body.raw("</tbody></table></div>");
-    pager(&mut body, p.page, p.per_page, p.matched, &|n| {
+    pager(body, p.page, p.per_page, p.matched, &|n| {
         link_with(p.filter.as_str(), p.text, n)
     });
-    layout(Some(viewer), "experiment", &body)
+}
+
+/// One result: its row id (and repetition) and latency, input, output or error, expected text,
+/// and each evaluator's verdict with its reason.
+fn row(body: &mut Html, e: &Experiment, r: &RunResult) {
+    body.raw("<tr><td><code>").text(&r.row_id).raw("</code>");
+    if r.repetition > 0 {
+        body.raw(" <span class=\"muted\">rep ")
+            .display(r.repetition)
+            .raw("</span>");
+    }
+    body.raw("<div class=\"muted small\">")
+        .text(&format!("{:.0} ms", r.latency_ms))
+        .raw("</div></td><td>");
+    folded(body, &crate::report::input_text(e, r));
+    body.raw("</td><td>");
+    match (&r.output, r.status) {
+        (Some(output), ResultStatus::Ok) => folded(body, output),
+        _ => {
+            body.raw("<div class=\"error\">");
+            badge(body, r.error_kind.as_deref().unwrap_or("error"), "error");
+            body.raw(" ");
+            folded(body, r.error_message.as_deref().unwrap_or(""));
+            body.raw("</div>");
+        }
+    }
+    body.raw("</td><td>");
+    folded(body, r.expected.as_deref().unwrap_or(""));
+    body.raw("</td><td>");
+    for score in &r.scores {
+        body.raw("<div class=\"score\">");
+        badge(
+            body,
+            &format!(
+                "{} {}",
+                score.evaluator,
+                if score.pass { "pass" } else { "fail" }
+            ),
+            if score.pass { "pass" } else { "fail" },
+        );
+        body.raw(" <span class=\"muted small\">")
+            .text(&crate::text::one_line(&score.reason, 160))
+            .raw("</span></div>");
+    }
+    body.raw("</td></tr>");
 }

@@ -35,7 +35,15 @@ pub fn prompt(viewer: &Viewer, p: &PromptPage<'_>) -> String {
             &format!("Experiments ({})", p.experiments),
         )
         .raw("</p>");
-    // Deployments.
+    deployments(&mut body, viewer, p);
+    versions(&mut body, p);
+    history(&mut body, p);
+    layout(Some(viewer), p.name, &body)
+}
+
+/// Each tag with the version it points at, when, by whom, how and why it moved; below them,
+/// for a write token, the forms that move one.
+fn deployments(body: &mut Html, viewer: &Viewer, p: &PromptPage<'_>) {
     body.raw("<section id=\"deployments\"><h2>Deployments</h2>");
     if p.deployments.is_empty() {
         body.raw("<p class=\"muted\">no tags yet</p>");
@@ -44,49 +52,49 @@ pub fn prompt(viewer: &Viewer, p: &PromptPage<'_>) -> String {
             .raw("<th>Moved</th><th>By</th><th>How</th><th>Why</th></tr></thead><tbody>");
         for d in p.deployments {
             body.raw("<tr><td>");
-            badge(
-                &mut body,
-                &d.tag,
-                if d.protected { "protected" } else { "" },
-            );
+            badge(body, &d.tag, if d.protected { "protected" } else { "" });
             body.raw("</td><td class=\"num\">")
                 .link(
                     &version_href(p.name, d.version_seq),
                     &format!("v{}", d.version_seq),
                 )
                 .raw("</td><td>");
-            time(&mut body, &d.moved_at);
+            time(body, &d.moved_at);
             body.raw("</td><td>").text(&d.moved_by).raw("</td><td>");
             if d.gated {
-                badge(&mut body, "gated", "gated");
+                badge(body, "gated", "gated");
             } else if let Some(action) = d.action {
-                badge(&mut body, action.as_str(), action.as_str());
+                badge(body, action.as_str(), action.as_str());
             }
             if d.forced {
-                badge(&mut body, "forced", "forced");
+                badge(body, "forced", "forced");
             }
             if d.deploy {
-                badge(&mut body, "deploy", "deploy");
+                badge(body, "deploy", "deploy");
             }
             body.raw("</td><td>");
-            why(&mut body, d.message.as_deref(), d.evidence.as_ref());
+            why(body, d.message.as_deref(), d.evidence.as_ref());
             body.raw("</td></tr>");
         }
         body.raw("</tbody></table></div>");
     }
     if viewer.can_write() {
-        actions(&mut body, viewer, p);
+        actions(body, viewer, p);
     }
     body.raw("</section>");
-    // Versions.
+}
+
+/// The versions, newest first, with a form to diff any two and a link to each one's diff with
+/// the version before it.
+fn versions(body: &mut Html, p: &PromptPage<'_>) {
     body.raw("<section id=\"versions\"><h2>Versions</h2>");
     if p.versions.len() > 1 {
         body.raw("<form method=\"get\" class=\"filters\"")
             .attr("action", &format!("/prompts/{}/diff", url_part(p.name)))
             .raw("><label>Diff <select name=\"from\">");
-        version_options(&mut body, p.versions, p.versions.get(1).map(|v| v.seq));
+        version_options(body, p.versions, p.versions.get(1).map(|v| v.seq));
         body.raw("</select></label><label>to <select name=\"to\">");
-        version_options(&mut body, p.versions, p.versions.first().map(|v| v.seq));
+        version_options(body, p.versions, p.versions.first().map(|v| v.seq));
         body.raw("</select></label><button type=\"submit\">Show diff</button></form>");
     }
     body.raw("<div class=\"scroll\"><table class=\"list\"><thead><tr><th class=\"num\">Version</th><th>Author</th>")
@@ -97,7 +105,7 @@ pub fn prompt(viewer: &Viewer, p: &PromptPage<'_>) -> String {
             .raw("</td><td>")
             .text(&v.author)
             .raw("</td><td>");
-        time(&mut body, &v.created_at);
+        time(body, &v.created_at);
         body.raw("</td><td>")
             .text(&crate::text::one_line(
                 v.message.as_deref().unwrap_or(""),
@@ -105,7 +113,7 @@ pub fn prompt(viewer: &Viewer, p: &PromptPage<'_>) -> String {
             ))
             .raw("</td><td>");
         if let Some(tags) = p.tags_by_version.get(&v.id) {
-            tag_badges(&mut body, tags, p.protected);
+            tag_badges(body, tags, p.protected);
         }
         body.raw("</td><td>");
         if v.seq > 1 {
@@ -124,21 +132,24 @@ pub fn prompt(viewer: &Viewer, p: &PromptPage<'_>) -> String {
         body.raw("</td></tr>");
     }
     body.raw("</tbody></table></div></section>");
-    // Tag history, newest first.
+}
+
+/// The tag history, newest first: each move with its action, who made it and why.
+fn history(body: &mut Html, p: &PromptPage<'_>) {
     body.raw("<section id=\"history\"><h2>Tag history</h2><ol class=\"timeline\">");
     if p.history.is_empty() {
         body.raw("<li class=\"muted\">no tag changes yet</li>");
     }
     for e in p.history.iter().rev() {
         body.raw("<li><div class=\"when\">");
-        time(&mut body, &e.at);
+        time(body, &e.at);
         body.raw("</div><div>");
-        badge(&mut body, e.action.as_str(), e.action.as_str());
+        badge(body, e.action.as_str(), e.action.as_str());
         if e.forced {
-            badge(&mut body, "forced", "forced");
+            badge(body, "forced", "forced");
         }
         if e.deploy {
-            badge(&mut body, "deploy", "deploy");
+            badge(body, "deploy", "deploy");
         }
         body.raw(" <strong>").text(&e.tag).raw("</strong> ");
         let seq = |s: Option<i64>| s.map_or("–".to_string(), |n| format!("v{n}"));
@@ -149,13 +160,12 @@ pub fn prompt(viewer: &Viewer, p: &PromptPage<'_>) -> String {
         let evidence = Evidence::of(e);
         if e.message.is_some() || evidence.is_some() {
             body.raw("<div class=\"why\">");
-            why(&mut body, e.message.as_deref(), evidence.as_ref());
+            why(body, e.message.as_deref(), evidence.as_ref());
             body.raw("</div>");
         }
         body.raw("</div></li>");
     }
     body.raw("</ol></section>");
-    layout(Some(viewer), p.name, &body)
 }
 
 /// Why a tag moved: the message, and for a promotion the verdict with links to its evidence.
