@@ -3,7 +3,8 @@
 //! page shell, the CSRF field, links and query strings, the pager, badges, times, figures and
 //! folded texts) and re-exports each page's entry points, so callers keep writing
 //! `pages::xyz`. Nothing here or below reads the store, the clock or the network, and nothing
-//! decides who may do what: a renderer takes the view its handler built and returns text.
+//! enforces who may do what (a page leaves out a form its viewer may not use; the handler
+//! behind the form still refuses): a renderer takes the view its handler built and returns text.
 
 mod compare;
 mod errors;

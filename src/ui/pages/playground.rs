@@ -52,7 +52,7 @@ pub fn figures(v: &TryView) -> String {
     )
 }
 
-/// The script that streams a run's answers in (see `assets/playground.js`); the page carries
+/// The script that streams a run's answers in (see `ui/assets/playground.js`); the page carries
 /// it inline and the Content-Security-Policy allows exactly this text, by its hash.
 pub const PLAYGROUND_SCRIPT: &str = include_str!("../assets/playground.js");
 
