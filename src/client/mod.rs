@@ -1,5 +1,10 @@
 //! The client: the only user of HTTP. OpenAI-compatible chat completions with timeouts, retries,
-//! backoff with jitter and `Retry-After`.
+//! backoff with jitter and `Retry-After`. This file owns the `Client` itself (its configuration,
+//! connection pool, pacing by the shared `Throttle`, the send-and-retry loop and one attempt's
+//! request and response), the endpoint URL checks and the outcome types (`Completion`,
+//! `Failure`); the retry policy lives in `retry`, streamed answers in `sse` and the
+//! chat-completions body format in `wire`, and this file must not grow its own copies of them.
+//! It must not store, redact or judge answers either: callers do that with what it returns.
 
 mod retry;
 mod sse;
