@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use futures::StreamExt;
-use rules::{CompiledRule, compile};
+use rules::{CompiledRule, choose, compile};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
@@ -482,23 +482,7 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Result<Bytes, BytesReject
 
     // The rule decides the latency, so matching happens before the sleep; the reply does not
     // depend on when it is chosen.
-    let mut chosen: Option<&CompiledRule> = None;
-    let mut reply: Cow<'_, str> = Cow::Borrowed(&last_user);
-    for rule in &shared.rules {
-        if rule.expands {
-            if let Some(caps) = rule.regex.captures(&last_user) {
-                let mut expanded = String::with_capacity(rule.reply.len() + 16);
-                caps.expand(&rule.reply, &mut expanded);
-                reply = Cow::Owned(expanded);
-                chosen = Some(rule);
-                break;
-            }
-        } else if rule.regex.is_match(&last_user) {
-            reply = Cow::Borrowed(&rule.reply);
-            chosen = Some(rule);
-            break;
-        }
-    }
+    let (chosen, reply) = choose(&shared.rules, &last_user);
 
     let prompt_tokens: u64 = request.messages.iter().map(|m| m.content.words()).sum();
     let completion_tokens = reply.split_whitespace().count() as u64;

@@ -1,10 +1,12 @@
 //! Reply rules: the `Rule` a rules file or the code gives, loading and checking a rules file
-//! (JSON or YAML), compiling the patterns once, and `MockError` for what can be wrong with them.
-//! It does not answer requests: the server (`server`) picks the rule for a request and turns its
-//! reply into an answer, an error status or a delay; this module must not build responses.
+//! (JSON or YAML), compiling the patterns once, choosing the rule (and reply) for a message, and
+//! `MockError` for what can be wrong with them. It does not answer requests: the server turns
+//! the chosen reply into an answer, an error status or a delay, and this module must not build
+//! responses, read request bodies or keep counters.
 
 use axum::http::StatusCode;
 use regex::Regex;
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -82,10 +84,10 @@ pub fn load_rules(path: &Path) -> Result<Vec<Rule>, MockError> {
 }
 
 pub(super) struct CompiledRule {
-    pub(super) regex: Regex,
-    pub(super) reply: String,
+    regex: Regex,
+    reply: String,
     // Most replies are fixed text; skipping capture extraction for them keeps matching cheap.
-    pub(super) expands: bool,
+    expands: bool,
     pub(super) status: Option<StatusCode>,
     pub(super) latency: Option<Duration>,
 }
@@ -131,6 +133,26 @@ pub(super) fn compile(rules: &[Rule], path: Option<&Path>) -> Result<Vec<Compile
             })
         })
         .collect()
+}
+
+/// The first rule whose pattern matches `text`, with its reply (captures expanded); without a
+/// match, no rule and `text` itself, to be echoed.
+pub(super) fn choose<'a>(
+    rules: &'a [CompiledRule],
+    text: &'a str,
+) -> (Option<&'a CompiledRule>, Cow<'a, str>) {
+    for rule in rules {
+        if rule.expands {
+            if let Some(caps) = rule.regex.captures(text) {
+                let mut expanded = String::with_capacity(rule.reply.len() + 16);
+                caps.expand(&rule.reply, &mut expanded);
+                return (Some(rule), Cow::Owned(expanded));
+            }
+        } else if rule.regex.is_match(text) {
+            return (Some(rule), Cow::Borrowed(&rule.reply));
+        }
+    }
+    (None, Cow::Borrowed(text))
 }
 
 /// The regex crate's syntax errors span several lines (pattern, caret, cause); error messages
