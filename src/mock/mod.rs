@@ -11,6 +11,7 @@
 //! from the request body instead of copying it, serializes straight into the response buffer and
 //! keeps its counters in atomics rather than behind a lock.
 
+mod limits;
 mod rules;
 
 pub use rules::{MockError, Rule, load_rules};
@@ -24,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use futures::StreamExt;
+use limits::{MOCK_BURST, MockLimits};
 use rules::{CompiledRule, choose, compile};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
@@ -53,94 +55,6 @@ pub struct MockConfig {
     /// A request with `"stream": true` is answered as server-sent events, one word a chunk,
     /// this long apart.
     pub chunk: Duration,
-}
-
-/// How much a limit lets through at once: a second's worth, as hosted APIs enforce a per-minute
-/// limit over short windows.
-const MOCK_BURST: Duration = Duration::from_secs(1);
-
-/// The mock's own buckets.
-struct MockLimits {
-    requests: Option<crate::limit::Bucket>,
-    tokens: Option<crate::limit::Bucket>,
-}
-
-/// What the `x-ratelimit-*` headers of one answer say.
-struct LimitHeaders {
-    requests: Option<(f64, u64, Duration)>,
-    tokens: Option<(f64, u64, Duration)>,
-    retry_after: Option<Duration>,
-}
-
-impl MockLimits {
-    /// Takes one request of `tokens` when both buckets allow it; the headers either way.
-    fn admit(&mut self, tokens: f64) -> (bool, LimitHeaders) {
-        let now = std::time::Instant::now();
-        let r = self.requests.as_mut().map(|b| b.clone().try_take(1.0, now));
-        let t = self
-            .tokens
-            .as_mut()
-            .map(|b| b.clone().try_take(tokens, now));
-        let wait = match (r, t) {
-            (Some(Err(a)), Some(Err(b))) => Some(a.max(b)),
-            (Some(Err(a)), _) | (_, Some(Err(a))) => Some(a),
-            _ => None,
-        };
-        if wait.is_none() {
-            if let Some(b) = self.requests.as_mut() {
-                let _ = b.try_take(1.0, now);
-            }
-            if let Some(b) = self.tokens.as_mut() {
-                let _ = b.try_take(tokens, now);
-            }
-        }
-        let describe = |bucket: &mut Option<crate::limit::Bucket>| {
-            bucket
-                .as_mut()
-                .map(|b| (b.per_minute(), b.remaining(now), b.reset_in(now)))
-        };
-        let headers = LimitHeaders {
-            requests: describe(&mut self.requests),
-            tokens: describe(&mut self.tokens),
-            retry_after: wait,
-        };
-        (wait.is_none(), headers)
-    }
-}
-
-impl LimitHeaders {
-    fn apply(&self, response: &mut Response) {
-        let headers = response.headers_mut();
-        let mut put = |name: &'static str, value: String| {
-            if let Ok(value) = header::HeaderValue::from_str(&value) {
-                headers.insert(name, value);
-            }
-        };
-        if let Some((limit, remaining, reset)) = self.requests {
-            put("x-ratelimit-limit-requests", format!("{limit}"));
-            put("x-ratelimit-remaining-requests", remaining.to_string());
-            put(
-                "x-ratelimit-reset-requests",
-                crate::limit::format_reset(reset),
-            );
-        }
-        if let Some((limit, remaining, reset)) = self.tokens {
-            put("x-ratelimit-limit-tokens", format!("{limit}"));
-            put("x-ratelimit-remaining-tokens", remaining.to_string());
-            put(
-                "x-ratelimit-reset-tokens",
-                crate::limit::format_reset(reset),
-            );
-        }
-        if let Some(wait) = self.retry_after {
-            // Whole seconds, as HTTP's delay-seconds are; the exact wait beside it.
-            put(
-                "retry-after",
-                wait.as_secs_f64().ceil().max(1.0).to_string(),
-            );
-            put("retry-after-ms", wait.as_millis().max(1).to_string());
-        }
-    }
 }
 
 /// The axum Router serving the mock's routes (rules compiled once, shared via Arc state).
