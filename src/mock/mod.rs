@@ -13,6 +13,7 @@
 
 mod limits;
 mod rules;
+mod wire;
 
 pub use rules::{MockError, Rule, load_rules};
 
@@ -20,21 +21,23 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use futures::StreamExt;
 use limits::{MOCK_BURST, MockLimits};
 use rules::{CompiledRule, choose, compile};
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::Serialize;
 use serde_json::Value;
 use std::borrow::Cow;
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use wire::{
+    AssistantMessage, ChatRequest, Choice, Completion, CompletionId, Usage, error_response,
+    json_response,
+};
 
 /// The model named by `/v1/models`, and the reply's `model` when the request names none.
 const MODEL_ID: &str = "mock";
@@ -142,222 +145,6 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Request
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Deserialize)]
-struct ChatRequest<'a> {
-    #[serde(borrow, default)]
-    model: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    messages: Vec<ChatMessage<'a>>,
-    /// Counted against the token limit as OpenAI counts it: what the answer may take.
-    #[serde(default)]
-    max_tokens: Option<f64>,
-    #[serde(default)]
-    max_completion_tokens: Option<f64>,
-    #[serde(default)]
-    stream: bool,
-    #[serde(default)]
-    stream_options: Option<StreamOptions>,
-}
-
-#[derive(Deserialize)]
-struct StreamOptions {
-    #[serde(default)]
-    include_usage: bool,
-}
-
-#[derive(Deserialize)]
-struct ChatMessage<'a> {
-    #[serde(borrow)]
-    role: Cow<'a, str>,
-    // Assistant messages that carry tool calls have `"content": null`, or no content at all.
-    #[serde(borrow, default)]
-    content: Content<'a>,
-}
-
-/// A message's `content`: a string, or a list of parts of which only the text parts count.
-#[derive(Default)]
-enum Content<'a> {
-    #[default]
-    Empty,
-    Text(Cow<'a, str>),
-    Parts(Vec<Cow<'a, str>>),
-}
-
-impl Content<'_> {
-    fn words(&self) -> u64 {
-        let count = |s: &str| s.split_whitespace().count() as u64;
-        match self {
-            Content::Empty => 0,
-            Content::Text(t) => count(t),
-            Content::Parts(parts) => parts.iter().map(|p| count(p)).sum(),
-        }
-    }
-
-    /// Text parts are joined with a newline (as vLLM does), so words never fuse across parts and
-    /// the word count of the joined text equals the sum over the parts.
-    fn text(&self) -> Cow<'_, str> {
-        match self {
-            Content::Empty => Cow::Borrowed(""),
-            Content::Text(t) => Cow::Borrowed(t),
-            Content::Parts(parts) if parts.len() == 1 => Cow::Borrowed(&parts[0]),
-            Content::Parts(parts) => Cow::Owned(parts.join("\n")),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct Part<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
-}
-
-// Hand-written rather than `#[serde(untagged)]`: untagged buffers every value into an
-// intermediate tree and reports any mismatch as "did not match any variant".
-impl<'de: 'a, 'a> Deserialize<'de> for Content<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ContentVisitor<'a>(std::marker::PhantomData<Content<'a>>);
-
-        impl<'de: 'a, 'a> Visitor<'de> for ContentVisitor<'a> {
-            type Value = Content<'a>;
-
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string, a list of content parts, or null")
-            }
-
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Content::Text(Cow::Borrowed(v)))
-            }
-
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Content::Text(Cow::Owned(v.to_string())))
-            }
-
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Content::Text(Cow::Owned(v)))
-            }
-
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Content::Empty)
-            }
-
-            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Content::Empty)
-            }
-
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut texts = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(16));
-                while let Some(part) = seq.next_element::<Part<'a>>()? {
-                    // Image and audio parts carry no words for the mock to match or count.
-                    if part.kind == "text" {
-                        texts.push(part.text.unwrap_or(Cow::Borrowed("")));
-                    }
-                }
-                Ok(Content::Parts(texts))
-            }
-        }
-
-        deserializer.deserialize_any(ContentVisitor(std::marker::PhantomData))
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Responses
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Serialize)]
-struct Completion<'a> {
-    id: CompletionId,
-    object: &'static str,
-    created: u64,
-    model: &'a str,
-    choices: [Choice<'a>; 1],
-    usage: Usage,
-}
-
-/// Serializes as `chatcmpl-mock-<n>` straight into the output, without an intermediate String.
-struct CompletionId(u64);
-
-impl Serialize for CompletionId {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&format_args!("chatcmpl-mock-{}", self.0))
-    }
-}
-
-#[derive(Serialize)]
-struct Choice<'a> {
-    index: u32,
-    message: AssistantMessage<'a>,
-    finish_reason: &'static str,
-}
-
-#[derive(Serialize)]
-struct AssistantMessage<'a> {
-    role: &'static str,
-    content: &'a str,
-}
-
-#[derive(Serialize)]
-struct Usage {
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    total_tokens: u64,
-}
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
-}
-
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
-    message: &'a str,
-    #[serde(rename = "type")]
-    kind: &'a str,
-    param: Option<&'a str>,
-    code: Option<&'a str>,
-}
-
-fn json_response(status: StatusCode, value: &impl Serialize) -> Response {
-    match serde_json::to_vec(value) {
-        Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
-        // Only reachable if a Serialize impl above fails, which plain structs of strings cannot.
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
-}
-
-/// An error in OpenAI's shape, with the `type` (and for 429 the `code`) OpenAI uses for that
-/// status, so clients that branch on them see what they would see from the real API.
-fn error_response(status: StatusCode, message: &str) -> Response {
-    let (kind, code) = match status.as_u16() {
-        401 => ("authentication_error", Some("invalid_api_key")),
-        403 => ("permission_error", None),
-        404 => ("invalid_request_error", Some("not_found")),
-        429 => ("rate_limit_error", Some("rate_limit_exceeded")),
-        500..=599 => ("server_error", None),
-        _ => ("invalid_request_error", None),
-    };
-    let message = if message.is_empty() {
-        status.canonical_reason().unwrap_or("error")
-    } else {
-        message
-    };
-    let body = ErrorBody {
-        error: ErrorDetail {
-            message,
-            kind,
-            param: None,
-            code,
-        },
-    };
-    json_response(status, &body)
 }
 
 // ---------------------------------------------------------------------------------------------
