@@ -1,32 +1,28 @@
-//! The mock endpoint: a deterministic OpenAI-compatible chat server for demos, CI dry runs and benchmarks.
-//!
-//! It speaks real HTTP and the chat-completions wire format, so a client cannot tell it from a
-//! provider except by its answers: the first rule whose regex matches the last user message
-//! decides the reply, and without a match the last user message is echoed back.
-//!
-//! `usage` holds word counts (whitespace-separated words), not tokens from a real tokenizer: they
-//! only have to be deterministic and roughly proportional to the text.
-//!
-//! The handler is on the benchmark hot path (10,000+ requests/s from one client), so it borrows
-//! from the request body instead of copying it, serializes straight into the response buffer and
-//! keeps its counters in atomics rather than behind a lock.
+//! The mock's HTTP server: the router and its routes (chat completions with and without `/v1`,
+//! models, `/healthz`, `/stats`, an OpenAI-style 404 for anything else), the state every request
+//! shares and its counters, the accept loop, and the chat handler that reads a request, asks the
+//! rules for a reply and the limits for admission, sleeps the latency and answers. It must not
+//! grow its own copies of what the other files hold: bodies and error replies are `wire`'s,
+//! streamed answers `sse`'s, rule matching `rules`' and rate limits `limits`'.
 
+use super::limits::{MOCK_BURST, MockLimits};
+use super::rules::{CompiledRule, choose, compile};
+use super::sse::stream_response;
+use super::wire::{
+    AssistantMessage, ChatRequest, Choice, Completion, CompletionId, Usage, error_response,
+    json_response,
+};
+use super::{MockConfig, MockError};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
-use futures::StreamExt;
-use regex::Regex;
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize, Serializer};
-use serde_json::Value;
+use serde::Serialize;
 use std::borrow::Cow;
-use std::fmt;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -36,182 +32,6 @@ const MODEL_ID: &str = "mock";
 
 /// Prompts with large contexts are legitimate test input; axum's 2 MB default would reject them.
 const BODY_LIMIT: usize = 32 * 1024 * 1024;
-
-/// One entry of a rules file: when `pattern` matches the last user message, answer `reply`.
-///
-/// `reply` may refer to capture groups as `$1` or `${name}` (`$$` is a literal `$`). With
-/// `status`, the server answers that HTTP error status (400–599) with an OpenAI error body whose
-/// message is the reply; `latency_ms` replaces the global latency for requests this rule answers.
-#[derive(Debug, Clone, serde::Deserialize)]
-// A misspelt key ("latency", "respone") would otherwise be dropped silently and the rule would
-// behave differently from what the file says.
-#[serde(deny_unknown_fields)]
-pub struct Rule {
-    pub pattern: String,
-    pub reply: String,
-    #[serde(default)]
-    pub status: Option<u16>,
-    #[serde(default)]
-    pub latency_ms: Option<u64>,
-}
-
-impl Rule {
-    /// A rule that answers `reply` (with `$1`-style captures) to a last user message matching
-    /// `pattern`, with the usual status and the mock's latency.
-    pub fn new(pattern: &str, reply: &str) -> Rule {
-        Rule {
-            pattern: pattern.into(),
-            reply: reply.into(),
-            status: None,
-            latency_ms: None,
-        }
-    }
-}
-
-/// How the mock answers: a latency applied to every chat request, and the reply rules in order.
-#[derive(Debug, Clone, Default)]
-pub struct MockConfig {
-    /// Zero means no sleep at all, not a zero-length timer.
-    pub latency: Duration,
-    pub rules: Vec<Rule>,
-    /// Requests and tokens per minute, enforced like a hosted API: over them the answer is
-    /// 429 with `Retry-After`, and every answer carries `x-ratelimit-*` headers.
-    pub rpm: Option<f64>,
-    pub tpm: Option<f64>,
-    /// A request with `"stream": true` is answered as server-sent events, one word a chunk,
-    /// this long apart.
-    pub chunk: Duration,
-}
-
-/// How much a limit lets through at once: a second's worth, as hosted APIs enforce a per-minute
-/// limit over short windows.
-const MOCK_BURST: Duration = Duration::from_secs(1);
-
-/// The mock's own buckets.
-struct MockLimits {
-    requests: Option<crate::limit::Bucket>,
-    tokens: Option<crate::limit::Bucket>,
-}
-
-/// What the `x-ratelimit-*` headers of one answer say.
-struct LimitHeaders {
-    requests: Option<(f64, u64, Duration)>,
-    tokens: Option<(f64, u64, Duration)>,
-    retry_after: Option<Duration>,
-}
-
-impl MockLimits {
-    /// Takes one request of `tokens` when both buckets allow it; the headers either way.
-    fn admit(&mut self, tokens: f64) -> (bool, LimitHeaders) {
-        let now = std::time::Instant::now();
-        let r = self.requests.as_mut().map(|b| b.clone().try_take(1.0, now));
-        let t = self
-            .tokens
-            .as_mut()
-            .map(|b| b.clone().try_take(tokens, now));
-        let wait = match (r, t) {
-            (Some(Err(a)), Some(Err(b))) => Some(a.max(b)),
-            (Some(Err(a)), _) | (_, Some(Err(a))) => Some(a),
-            _ => None,
-        };
-        if wait.is_none() {
-            if let Some(b) = self.requests.as_mut() {
-                let _ = b.try_take(1.0, now);
-            }
-            if let Some(b) = self.tokens.as_mut() {
-                let _ = b.try_take(tokens, now);
-            }
-        }
-        let describe = |bucket: &mut Option<crate::limit::Bucket>| {
-            bucket
-                .as_mut()
-                .map(|b| (b.per_minute(), b.remaining(now), b.reset_in(now)))
-        };
-        let headers = LimitHeaders {
-            requests: describe(&mut self.requests),
-            tokens: describe(&mut self.tokens),
-            retry_after: wait,
-        };
-        (wait.is_none(), headers)
-    }
-}
-
-impl LimitHeaders {
-    fn apply(&self, response: &mut Response) {
-        let headers = response.headers_mut();
-        let mut put = |name: &'static str, value: String| {
-            if let Ok(value) = header::HeaderValue::from_str(&value) {
-                headers.insert(name, value);
-            }
-        };
-        if let Some((limit, remaining, reset)) = self.requests {
-            put("x-ratelimit-limit-requests", format!("{limit}"));
-            put("x-ratelimit-remaining-requests", remaining.to_string());
-            put(
-                "x-ratelimit-reset-requests",
-                crate::limit::format_reset(reset),
-            );
-        }
-        if let Some((limit, remaining, reset)) = self.tokens {
-            put("x-ratelimit-limit-tokens", format!("{limit}"));
-            put("x-ratelimit-remaining-tokens", remaining.to_string());
-            put(
-                "x-ratelimit-reset-tokens",
-                crate::limit::format_reset(reset),
-            );
-        }
-        if let Some(wait) = self.retry_after {
-            // Whole seconds, as HTTP's delay-seconds are; the exact wait beside it.
-            put(
-                "retry-after",
-                wait.as_secs_f64().ceil().max(1.0).to_string(),
-            );
-            put("retry-after-ms", wait.as_millis().max(1).to_string());
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum MockError {
-    #[error("cannot read mock rules file {}: {source}", .path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("invalid mock rules file {}: {message}", .path.display())]
-    Parse { path: PathBuf, message: String },
-    /// `index` is the rule's 0-based position in the list; `path` is `None` for rules that were
-    /// built in code rather than read from a file.
-    #[error("invalid mock rule rules[{index}] in {}: {message}", origin(.path))]
-    Rule {
-        path: Option<PathBuf>,
-        index: usize,
-        message: String,
-    },
-}
-
-fn origin(path: &Option<PathBuf>) -> String {
-    match path {
-        Some(p) => p.display().to_string(),
-        None => "the mock configuration".to_string(),
-    }
-}
-
-/// Reads a rules file (JSON, or YAML for .yaml/.yml) and checks every pattern compiles.
-pub fn load_rules(path: &Path) -> Result<Vec<Rule>, MockError> {
-    let text = std::fs::read_to_string(path).map_err(|source| MockError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let parsed: Result<Vec<Rule>, String> = crate::input::parse_structured(path, &text);
-    let rules = parsed.map_err(|message| MockError::Parse {
-        path: path.to_path_buf(),
-        message,
-    })?;
-    compile(&rules, Some(path))?;
-    Ok(rules)
-}
 
 /// The axum Router serving the mock's routes (rules compiled once, shared via Arc state).
 pub fn router(config: MockConfig) -> Result<Router, MockError> {
@@ -263,15 +83,6 @@ pub async fn serve(
         .await
 }
 
-struct CompiledRule {
-    regex: Regex,
-    reply: String,
-    // Most replies are fixed text; skipping capture extraction for them keeps matching cheap.
-    expands: bool,
-    status: Option<StatusCode>,
-    latency: Option<Duration>,
-}
-
 struct Shared {
     latency: Duration,
     chunk: Duration,
@@ -307,276 +118,6 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-fn compile(rules: &[Rule], path: Option<&Path>) -> Result<Vec<CompiledRule>, MockError> {
-    let fail = |index: usize, message: String| MockError::Rule {
-        path: path.map(Path::to_path_buf),
-        index,
-        message,
-    };
-    rules
-        .iter()
-        .enumerate()
-        .map(|(index, rule)| {
-            let regex = Regex::new(&rule.pattern).map_err(|e| {
-                fail(
-                    index,
-                    format!(
-                        "pattern {:?} does not compile: {}",
-                        rule.pattern,
-                        regex_cause(&e)
-                    ),
-                )
-            })?;
-            let status = match rule.status {
-                None => None,
-                // Only errors: a 2xx or 3xx with an error body is not something a real provider
-                // sends, so a client's handling of it proves nothing.
-                Some(code @ 400..=599) => StatusCode::from_u16(code).ok(),
-                Some(code) => {
-                    return Err(fail(
-                        index,
-                        format!("status {code} is not an HTTP error status (400-599)"),
-                    ));
-                }
-            };
-            Ok(CompiledRule {
-                regex,
-                reply: rule.reply.clone(),
-                expands: rule.reply.contains('$'),
-                status,
-                latency: rule.latency_ms.map(Duration::from_millis),
-            })
-        })
-        .collect()
-}
-
-/// The regex crate's syntax errors span several lines (pattern, caret, cause); error messages
-/// here are one line, and the pattern is already quoted by the caller.
-fn regex_cause(e: &regex::Error) -> String {
-    let text = e.to_string();
-    text.lines()
-        .rev()
-        .find_map(|l| l.trim().strip_prefix("error: "))
-        .map(str::to_string)
-        .unwrap_or_else(|| text.split_whitespace().collect::<Vec<_>>().join(" "))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Request
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Deserialize)]
-struct ChatRequest<'a> {
-    #[serde(borrow, default)]
-    model: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    messages: Vec<ChatMessage<'a>>,
-    /// Counted against the token limit as OpenAI counts it: what the answer may take.
-    #[serde(default)]
-    max_tokens: Option<f64>,
-    #[serde(default)]
-    max_completion_tokens: Option<f64>,
-    #[serde(default)]
-    stream: bool,
-    #[serde(default)]
-    stream_options: Option<StreamOptions>,
-}
-
-#[derive(Deserialize)]
-struct StreamOptions {
-    #[serde(default)]
-    include_usage: bool,
-}
-
-#[derive(Deserialize)]
-struct ChatMessage<'a> {
-    #[serde(borrow)]
-    role: Cow<'a, str>,
-    // Assistant messages that carry tool calls have `"content": null`, or no content at all.
-    #[serde(borrow, default)]
-    content: Content<'a>,
-}
-
-/// A message's `content`: a string, or a list of parts of which only the text parts count.
-#[derive(Default)]
-enum Content<'a> {
-    #[default]
-    Empty,
-    Text(Cow<'a, str>),
-    Parts(Vec<Cow<'a, str>>),
-}
-
-impl Content<'_> {
-    fn words(&self) -> u64 {
-        let count = |s: &str| s.split_whitespace().count() as u64;
-        match self {
-            Content::Empty => 0,
-            Content::Text(t) => count(t),
-            Content::Parts(parts) => parts.iter().map(|p| count(p)).sum(),
-        }
-    }
-
-    /// Text parts are joined with a newline (as vLLM does), so words never fuse across parts and
-    /// the word count of the joined text equals the sum over the parts.
-    fn text(&self) -> Cow<'_, str> {
-        match self {
-            Content::Empty => Cow::Borrowed(""),
-            Content::Text(t) => Cow::Borrowed(t),
-            Content::Parts(parts) if parts.len() == 1 => Cow::Borrowed(&parts[0]),
-            Content::Parts(parts) => Cow::Owned(parts.join("\n")),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct Part<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
-}
-
-// Hand-written rather than `#[serde(untagged)]`: untagged buffers every value into an
-// intermediate tree and reports any mismatch as "did not match any variant".
-impl<'de: 'a, 'a> Deserialize<'de> for Content<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ContentVisitor<'a>(std::marker::PhantomData<Content<'a>>);
-
-        impl<'de: 'a, 'a> Visitor<'de> for ContentVisitor<'a> {
-            type Value = Content<'a>;
-
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string, a list of content parts, or null")
-            }
-
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Content::Text(Cow::Borrowed(v)))
-            }
-
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Content::Text(Cow::Owned(v.to_string())))
-            }
-
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Content::Text(Cow::Owned(v)))
-            }
-
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Content::Empty)
-            }
-
-            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Content::Empty)
-            }
-
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut texts = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(16));
-                while let Some(part) = seq.next_element::<Part<'a>>()? {
-                    // Image and audio parts carry no words for the mock to match or count.
-                    if part.kind == "text" {
-                        texts.push(part.text.unwrap_or(Cow::Borrowed("")));
-                    }
-                }
-                Ok(Content::Parts(texts))
-            }
-        }
-
-        deserializer.deserialize_any(ContentVisitor(std::marker::PhantomData))
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Responses
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Serialize)]
-struct Completion<'a> {
-    id: CompletionId,
-    object: &'static str,
-    created: u64,
-    model: &'a str,
-    choices: [Choice<'a>; 1],
-    usage: Usage,
-}
-
-/// Serializes as `chatcmpl-mock-<n>` straight into the output, without an intermediate String.
-struct CompletionId(u64);
-
-impl Serialize for CompletionId {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&format_args!("chatcmpl-mock-{}", self.0))
-    }
-}
-
-#[derive(Serialize)]
-struct Choice<'a> {
-    index: u32,
-    message: AssistantMessage<'a>,
-    finish_reason: &'static str,
-}
-
-#[derive(Serialize)]
-struct AssistantMessage<'a> {
-    role: &'static str,
-    content: &'a str,
-}
-
-#[derive(Serialize)]
-struct Usage {
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    total_tokens: u64,
-}
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
-}
-
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
-    message: &'a str,
-    #[serde(rename = "type")]
-    kind: &'a str,
-    param: Option<&'a str>,
-    code: Option<&'a str>,
-}
-
-fn json_response(status: StatusCode, value: &impl Serialize) -> Response {
-    match serde_json::to_vec(value) {
-        Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
-        // Only reachable if a Serialize impl above fails, which plain structs of strings cannot.
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
-}
-
-/// An error in OpenAI's shape, with the `type` (and for 429 the `code`) OpenAI uses for that
-/// status, so clients that branch on them see what they would see from the real API.
-fn error_response(status: StatusCode, message: &str) -> Response {
-    let (kind, code) = match status.as_u16() {
-        401 => ("authentication_error", Some("invalid_api_key")),
-        403 => ("permission_error", None),
-        404 => ("invalid_request_error", Some("not_found")),
-        429 => ("rate_limit_error", Some("rate_limit_exceeded")),
-        500..=599 => ("server_error", None),
-        _ => ("invalid_request_error", None),
-    };
-    let message = if message.is_empty() {
-        status.canonical_reason().unwrap_or("error")
-    } else {
-        message
-    };
-    let body = ErrorBody {
-        error: ErrorDetail {
-            message,
-            kind,
-            param: None,
-            code,
-        },
-    };
-    json_response(status, &body)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -615,23 +156,7 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Result<Bytes, BytesReject
 
     // The rule decides the latency, so matching happens before the sleep; the reply does not
     // depend on when it is chosen.
-    let mut chosen: Option<&CompiledRule> = None;
-    let mut reply: Cow<'_, str> = Cow::Borrowed(&last_user);
-    for rule in &shared.rules {
-        if rule.expands {
-            if let Some(caps) = rule.regex.captures(&last_user) {
-                let mut expanded = String::with_capacity(rule.reply.len() + 16);
-                caps.expand(&rule.reply, &mut expanded);
-                reply = Cow::Owned(expanded);
-                chosen = Some(rule);
-                break;
-            }
-        } else if rule.regex.is_match(&last_user) {
-            reply = Cow::Borrowed(&rule.reply);
-            chosen = Some(rule);
-            break;
-        }
-    }
+    let (chosen, reply) = choose(&shared.rules, &last_user);
 
     let prompt_tokens: u64 = request.messages.iter().map(|m| m.content.words()).sum();
     let completion_tokens = reply.split_whitespace().count() as u64;
@@ -728,85 +253,6 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Result<Bytes, BytesReject
     response
 }
 
-/// A completion as OpenAI streams it: server-sent events of `chat.completion.chunk`s (the role,
-/// then one word at a time with the space before it, then the finish reason, then the usage
-/// when asked for), `data: [DONE]` at the end, `chunk` apart.
-fn stream_response(
-    seq: u64,
-    model: String,
-    reply: String,
-    usage: Option<Usage>,
-    chunk: Duration,
-) -> Response {
-    let created = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let id = format!("chatcmpl-mock-{seq}");
-    let event = |choices: Value, usage: Option<&Usage>| {
-        let mut chunk = serde_json::json!({
-            "id": id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": choices,
-        });
-        if let Some(usage) = usage {
-            chunk["usage"] = serde_json::to_value(usage).unwrap_or(Value::Null);
-        }
-        format!("data: {chunk}\n\n")
-    };
-    let mut events = vec![event(
-        serde_json::json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]),
-        None,
-    )];
-    // Each word with the whitespace before it, so the pieces join into the reply exactly.
-    let mut start = 0;
-    let bytes = reply.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        while i < bytes.len() && !bytes[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        if i > start {
-            let piece = &reply[start..i];
-            events.push(event(
-                serde_json::json!([{"index": 0, "delta": {"content": piece}, "finish_reason": null}]),
-                None,
-            ));
-            start = i;
-        }
-    }
-    events.push(event(
-        serde_json::json!([{"index": 0, "delta": {}, "finish_reason": "stop"}]),
-        None,
-    ));
-    if let Some(usage) = &usage {
-        events.push(event(serde_json::json!([]), Some(usage)));
-    }
-    events.push("data: [DONE]\n\n".to_string());
-    let stream =
-        futures::stream::iter(events.into_iter().enumerate()).then(move |(n, text)| async move {
-            if n > 0 && !chunk.is_zero() {
-                tokio::time::sleep(chunk).await;
-            }
-            Ok::<_, std::convert::Infallible>(Bytes::from(text))
-        });
-    let mut response = Response::new(axum::body::Body::from_stream(stream));
-    response.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("text/event-stream"),
-    );
-    response.headers_mut().insert(
-        axum::http::header::CACHE_CONTROL,
-        axum::http::HeaderValue::from_static("no-cache"),
-    );
-    response
-}
-
 async fn models() -> Response {
     #[derive(Serialize)]
     struct Model {
@@ -863,6 +309,7 @@ async fn not_found(method: Method, uri: Uri) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mock::{Rule, load_rules};
     use serde_json::{Value, json};
     use std::time::Instant;
     use tokio::sync::oneshot;
@@ -1270,57 +717,6 @@ mod tests {
         assert_eq!(content(&body), "late");
         assert!(start.elapsed() >= Duration::from_millis(150));
         server.stop().await;
-    }
-
-    #[test]
-    fn invalid_regex_names_the_file_and_rule_index() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("broken.json");
-        std::fs::write(
-            &path,
-            r#"[{"pattern": "fine", "reply": "ok"}, {"pattern": "(unclosed", "reply": "x"}]"#,
-        )
-        .expect("write rules");
-        let err = load_rules(&path).expect_err("invalid regex must fail");
-        assert!(
-            matches!(&err, MockError::Rule { index: 1, path: Some(p), .. } if p == &path),
-            "{err:?}"
-        );
-        let message = err.to_string();
-        assert!(message.contains("broken.json"), "{message}");
-        assert!(message.contains("rules[1]"), "{message}");
-        assert!(message.contains("(unclosed"), "{message}");
-        assert!(!message.contains('\n'), "{message}");
-    }
-
-    #[test]
-    fn bad_rules_files_are_reported_with_their_path() {
-        let dir = tempfile::tempdir().expect("tempdir");
-
-        let missing = dir.path().join("missing.yaml");
-        let err = load_rules(&missing).expect_err("missing file");
-        assert!(matches!(err, MockError::Read { .. }), "{err:?}");
-        assert!(err.to_string().contains("missing.yaml"));
-
-        let cases = [
-            ("not-a-list.json", r#"{"pattern": "a", "reply": "b"}"#),
-            ("typo.yml", "- pattern: a\n  respone: b\n"),
-            ("bad.yaml", "- pattern: [unterminated\n"),
-        ];
-        for (name, text) in cases {
-            let path = dir.path().join(name);
-            std::fs::write(&path, text).expect("write");
-            let err = load_rules(&path).expect_err(name);
-            assert!(matches!(err, MockError::Parse { .. }), "{name}: {err:?}");
-            let message = err.to_string();
-            assert!(message.contains(name), "{message}");
-            assert!(!message.contains('\n'), "{message}");
-        }
-
-        let path = dir.path().join("status.json");
-        std::fs::write(&path, r#"[{"pattern": "a", "reply": "b", "status": 200}]"#).expect("write");
-        let err = load_rules(&path).expect_err("2xx status");
-        assert!(matches!(err, MockError::Rule { index: 0, .. }), "{err:?}");
     }
 
     #[test]
