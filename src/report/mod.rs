@@ -762,7 +762,7 @@ struct Progress {
     started: std::time::Instant,
     bar: Option<indicatif::ProgressBar>,
     last_line: Option<std::time::Instant>,
-    last: crate::experiment::Tally,
+    last: crate::engine::Tally,
 }
 
 /// How often the plain-line reporter writes a line when stderr is not a terminal.
@@ -789,11 +789,11 @@ impl Progress {
             started: std::time::Instant::now(),
             bar,
             last_line: None,
-            last: crate::experiment::Tally::default(),
+            last: crate::engine::Tally::default(),
         }
     }
 
-    fn update(&mut self, tally: crate::experiment::Tally) {
+    fn update(&mut self, tally: crate::engine::Tally) {
         self.last = tally;
         let rate = tally.done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
         match &self.bar {
@@ -866,9 +866,9 @@ impl Terminal {
     }
 }
 
-impl crate::experiment::Reporter for Terminal {
-    fn report(&self, event: crate::experiment::RunEvent<'_>) {
-        use crate::experiment::RunEvent;
+impl crate::engine::Reporter for Terminal {
+    fn report(&self, event: crate::engine::RunEvent<'_>) {
+        use crate::engine::RunEvent;
         match event {
             RunEvent::Started {
                 experiment,
