@@ -1,8 +1,11 @@
-//! The response cache as the engine sees it: the key an answer is kept under and how old a
-//! cached entry is. It holds no store handle and does no I/O; looking an entry up is the row's
-//! call, and new entries are written by the result writer along with their results.
+//! The response cache as the engine sees it: the key an answer is kept under, how old a cached
+//! entry is, and the lookup a call makes before it goes to the endpoint, run on tokio's blocking
+//! pool so a store read never holds up a runtime worker. It only reads the cache: new entries
+//! are written by the result writer along with their results.
 
-use crate::model::hex;
+use crate::model::{CachedResponse, hex};
+use crate::store::ResponseCache;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Cache key: endpoint, the exact request body, the row and the repetition. Keyed by row, a
@@ -21,6 +24,22 @@ pub(crate) fn cache_key(base_url: &str, body: &[u8], row_id: &str, repetition: u
     hasher.update(b"\n");
     hasher.update(repetition.to_string().as_bytes());
     hex(&hasher.finalize())
+}
+
+/// The entry kept under `key`, if the cache holds one; a lookup that fails counts as none. The
+/// store is read on the blocking pool, never on the runtime worker running the row.
+pub(super) async fn cached_response(
+    cache: &Arc<dyn ResponseCache>,
+    key: &str,
+) -> Option<CachedResponse> {
+    let cache = Arc::clone(cache);
+    let key = key.to_owned();
+    match tokio::task::spawn_blocking(move || cache.cached_response(&key)).await {
+        Ok(found) => found.ok().flatten(),
+        // A lookup that panicked fails the row's task, as it did when it ran on the worker.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => None,
+    }
 }
 
 /// Clocks of machines that share a store differ by this much at most; an entry dated further

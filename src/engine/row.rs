@@ -5,7 +5,7 @@
 //! and the writer do the rest).
 
 use super::breaker::endpoint_gone;
-use super::cache::{cache_key, entry_age};
+use super::cache::{cache_key, cached_response, entry_age};
 use super::state::Shared;
 use super::{Plan, Stop};
 use crate::client::{Completion, Failure, FailureKind, request_body};
@@ -210,7 +210,7 @@ async fn call(
         let bytes = serde_json::to_vec(body).unwrap_or_default();
         let key = cache_key(plan.client.base_url(), &bytes, &result.row_id, repetition);
         let hit = if plan.cache.read {
-            cache.cached_response(&key).ok().flatten()
+            cached_response(cache, &key).await
         } else {
             None
         };
