@@ -6,9 +6,9 @@ use super::Context;
 use crate::client::{Client, ClientConfig, DEFAULT_BASE_URL};
 use crate::config::RunDefaults;
 use crate::dataset;
+use crate::engine::{self, Done, Outcome, Plan, Reporter, Stop};
 use crate::error::{Error, Result};
 use crate::eval::{self, Evaluator};
-use crate::experiment::{self, Done, Outcome, Plan, Reporter, Stop};
 use crate::input::{check_prompt_name, split_assignment};
 use crate::model::{
     DatasetRef, Experiment, ExperimentStatus, JsonObject, NewExperiment, PromptVersion,
@@ -496,7 +496,7 @@ pub fn prepare(
     let version = store.version(prompt, reference)?;
     let template = CompiledTemplate::compile(version.format, &version.template)?;
     let info = ctx.scan(&dataset_path).map_err(dataset_error)?;
-    experiment::preflight(&template, &info, &settings).map_err(|missing| {
+    engine::preflight(&template, &info, &settings).map_err(|missing| {
         Error::invalid(format!(
             "no column or --var supplies template variable(s): {}",
             crate::template::list_names(&missing.variables)
@@ -660,7 +660,7 @@ pub(super) fn plan(
         .judge_model
         .clone()
         .unwrap_or_else(|| experiment.model.clone());
-    let cache = experiment::CacheUse::of(&experiment.settings);
+    let cache = engine::CacheUse::of(&experiment.settings);
     Plan {
         experiment,
         version,
@@ -872,22 +872,21 @@ fn execute(
     let id = plan.experiment.id.clone();
     let budget = plan.budget.clone();
     let planned = plan.experiment.planned;
-    let outcome: std::result::Result<Outcome, experiment::RunError> =
-        runtime.block_on(experiment::run(
-            plan,
-            store.clone(),
-            store.clone(),
-            experiment::Source::Dataset(done),
-            reporter,
-            interrupt,
-        ));
+    let outcome: std::result::Result<Outcome, engine::RunError> = runtime.block_on(engine::run(
+        plan,
+        store.clone(),
+        store.clone(),
+        engine::Source::Dataset(done),
+        reporter,
+        interrupt,
+    ));
     let outcome = match outcome {
         Ok(outcome) => outcome,
-        Err(experiment::RunError::Dataset(e)) => {
+        Err(engine::RunError::Dataset(e)) => {
             let _ = store.finish_experiment(&id, ExperimentStatus::Failed, 0);
             return Err(dataset_error(e));
         }
-        Err(experiment::RunError::Writer(message)) => {
+        Err(engine::RunError::Writer(message)) => {
             let _ = store.finish_experiment(&id, ExperimentStatus::Failed, 0);
             return Err(Error::operational(format!(
                 "experiment {id} stopped: the result writer failed: {message}"
@@ -896,7 +895,7 @@ fn execute(
                 "the results stored so far are kept; `runner experiment resume {id}` runs the rest"
             )));
         }
-        Err(experiment::RunError::Store(e)) => {
+        Err(engine::RunError::Store(e)) => {
             let _ = store.finish_experiment(&id, ExperimentStatus::Failed, 0);
             let error: Error = e.into();
             return Err(error.with_hint(format!(
@@ -939,7 +938,7 @@ fn execute(
             }
             return Err(Error::operational(format!(
                 "the endpoint refused the first {} calls the same way, before any succeeded: {message}",
-                experiment::FAIL_FAST_AFTER
+                engine::FAIL_FAST_AFTER
             ))
             .with_hint(
                 "check the model name (--model or the version's model) and that the endpoint \

@@ -5,8 +5,8 @@
 use super::Context;
 use super::experiment::{Prepared, RunRequest, launch, prepare};
 use crate::compare::{Comparison, Inference, Side, compare as compare_outcomes};
+use crate::engine::{Reporter, RunEvent};
 use crate::error::{Error, Result};
-use crate::experiment::{Reporter, RunEvent};
 use crate::gate::{self, Policy, Verdict};
 use crate::model::RowOutcome;
 use crate::model::{

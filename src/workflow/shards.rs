@@ -272,7 +272,7 @@ fn cache_entry(
 ) -> Option<(String, CachedResponse, String)> {
     let body = crate::client::request_body(&experiment.model, &result.messages, params);
     let bytes = serde_json::to_vec(&body).ok()?;
-    let key = crate::experiment::cache_key(
+    let key = crate::engine::cache_key(
         &experiment.base_url,
         &bytes,
         &result.row_id,

@@ -5,8 +5,8 @@ use super::Context;
 use super::experiment::{RunRequest, launch, prepare, resume};
 use super::promotion::{self, PromotionRequest};
 use crate::config::Config;
-use crate::experiment::Reporter;
-use crate::experiment::RunEvent;
+use crate::engine::Reporter;
+use crate::engine::RunEvent;
 use crate::gate::Policy;
 use crate::mock::{MockConfig, Rule};
 use crate::model::{
@@ -73,7 +73,7 @@ impl Drop for Mock {
 #[derive(Default)]
 struct Recorder {
     events: RefCell<Vec<String>>,
-    last_progress: RefCell<Option<crate::experiment::Tally>>,
+    last_progress: RefCell<Option<crate::engine::Tally>>,
 }
 
 impl Reporter for Recorder {

@@ -10,8 +10,8 @@ use super::experiment::{
     probe, runtime,
 };
 use crate::dataset;
+use crate::engine::{self, Feed, Reporter, Source, Stop};
 use crate::error::{Error, Result};
-use crate::experiment::{self, Feed, Reporter, Source, Stop};
 use crate::limit::Throttle;
 use crate::model::{
     DatasetRef, Detached, Experiment, ExperimentStatus, NewExperiment, RunResult, VersionRef,
@@ -450,7 +450,7 @@ pub fn work(
         && let Some(workers) = share.update(&*store, &experiment.id, &owner)
         && workers > 1
     {
-        reporter.report(experiment::RunEvent::Notice(format!(
+        reporter.report(engine::RunEvent::Notice(format!(
             "sharing the experiment's rate limits with {} other worker(s)",
             workers - 1
         )));
@@ -481,7 +481,7 @@ pub fn work(
         experiment, version, template, &dataset, evaluators, client, None,
     );
     let started = Instant::now();
-    let outcome = runtime.block_on(experiment::run(
+    let outcome = runtime.block_on(engine::run(
         plan,
         sink.clone(),
         store.clone(),
@@ -496,7 +496,7 @@ pub fn work(
     // Whatever this worker still holds goes back at once, not when its leases run out.
     let _ = store.release_items(&id, &owner);
     let outcome = outcome.map_err(|e| match e {
-        experiment::RunError::Store(e) => Error::from(e),
+        engine::RunError::Store(e) => Error::from(e),
         other => Error::operational(format!("worker stopped: {other}")),
     })?;
     match &outcome.stop {

@@ -1,0 +1,264 @@
+//! Sending the work out: the dataset's rows (read on a thread of their own) or items leased
+//! from a work queue, each started as a task once the concurrency gate lets it through, and the
+//! wait for the tasks in flight. It owns the order and the bound of the requests; what happens
+//! to one row is `row`'s, keeping results is the writer's, and it must not touch the store
+//! except through a `Feed`, on the blocking pool.
+
+use super::Stop;
+use super::breaker::Verdict;
+use super::done::{Done, Feed, Source};
+use super::row::process;
+use super::state::Shared;
+use super::writer::forward;
+use crate::dataset::{self, DatasetError, Row};
+use crate::model::RunResult;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinSet;
+
+/// How long a worker waits before asking again when every remaining item is leased by others.
+const FEED_POLL: Duration = Duration::from_millis(500);
+
+/// The thread that reads the dataset's rows; it ends with the hash of the bytes it read.
+pub(super) type RowReader = std::thread::JoinHandle<Result<String, DatasetError>>;
+
+/// What sending the work out leaves for the end of the run.
+#[derive(Default)]
+pub(super) struct Dispatched {
+    /// Row × repetitions started.
+    pub(super) processed: u64,
+    /// The reader of the dataset's rows, when the work came from the dataset.
+    pub(super) reader: Option<RowReader>,
+    /// The dataset could not be read, or one of its rows could not.
+    pub(super) dataset_error: Option<DatasetError>,
+}
+
+/// Work items leased and not finished yet, so a worker leases only what it can soon run.
+#[derive(Default)]
+struct Outstanding {
+    count: AtomicU64,
+    freed: Notify,
+}
+
+impl Outstanding {
+    fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst) as usize
+    }
+
+    fn take(&self) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn finish(&self) {
+        self.count.fetch_sub(1, Ordering::SeqCst);
+        self.freed.notify_one();
+    }
+}
+
+/// Starts requests, never more than the gate allows at once.
+pub(super) struct Dispatcher<'a> {
+    shared: &'a Arc<Shared>,
+    /// At most --concurrency in flight; fewer while the endpoint answers 429 (see limit::Gate).
+    gate: Arc<crate::limit::Gate>,
+    tasks: &'a mut JoinSet<()>,
+    results: &'a mpsc::Sender<RunResult>,
+    dispatched: Dispatched,
+}
+
+impl<'a> Dispatcher<'a> {
+    /// Starts tasks into `tasks`; their results go to `results`.
+    pub(super) fn new(
+        shared: &'a Arc<Shared>,
+        tasks: &'a mut JoinSet<()>,
+        results: &'a mpsc::Sender<RunResult>,
+    ) -> Dispatcher<'a> {
+        Dispatcher {
+            shared,
+            gate: shared.plan.client.throttle().gate.clone(),
+            tasks,
+            results,
+            dispatched: Dispatched::default(),
+        }
+    }
+
+    /// What was sent, and what the dataset's reader left; what is in flight is not waited for.
+    pub(super) fn finish(self) -> Dispatched {
+        self.dispatched
+    }
+
+    /// Sends out every piece of work `source` holds, until it runs out or the run stops.
+    pub(super) async fn dispatch(&mut self, source: Source) {
+        match source {
+            Source::Dataset(done) => self.rows(done).await,
+            Source::Queue { feed, .. } => self.leased(feed).await,
+        }
+    }
+
+    /// The dataset's rows (the first `--limit`, those of the shard), each repetition not done.
+    async fn rows(&mut self, done: Done) {
+        let shared = self.shared;
+        let settings = &shared.plan.experiment.settings;
+        // Rows stream from a reader thread; the bounded channel keeps only a few in memory.
+        let limit = settings.limit.unwrap_or(usize::MAX);
+        let (rows_tx, mut rows_rx) = mpsc::channel::<Result<Row, DatasetError>>(256);
+        let mut rows = match dataset::rows(&shared.plan.dataset) {
+            Ok(rows) => rows,
+            Err(e) => {
+                self.dispatched.dataset_error = Some(e);
+                return;
+            }
+        };
+        self.dispatched.reader = Some(std::thread::spawn(move || {
+            for _ in 0..limit {
+                let Some(row) = rows.next() else { break };
+                if rows_tx.blocking_send(row).is_err() {
+                    break;
+                }
+            }
+            rows.content_hash()
+        }));
+        'rows: while let Some(row) = rows_rx.recv().await {
+            let row = match row {
+                Ok(row) => Arc::new(row),
+                Err(e) => {
+                    self.dispatched.dataset_error = Some(e);
+                    break;
+                }
+            };
+            if settings.shard.is_some_and(|shard| !shard.contains(&row.id)) {
+                continue;
+            }
+            for repetition in 0..settings.repetitions {
+                if done.contains(row.index, repetition) {
+                    continue;
+                }
+                if !self.send(row.clone(), repetition, None).await {
+                    break 'rows;
+                }
+            }
+        }
+    }
+
+    /// Items leased from the work queue until none is left. Leases at most twice the
+    /// concurrency at once: what a worker that dies takes with it until its leases run out.
+    async fn leased(&mut self, feed: Arc<dyn Feed>) {
+        let shared = self.shared;
+        let cap = shared.plan.experiment.settings.concurrency.max(1);
+        let outstanding = Arc::new(Outstanding::default());
+        'feed: loop {
+            if shared.halted() {
+                break;
+            }
+            while outstanding.count() > cap {
+                tokio::select! {
+                    _ = outstanding.freed.notified() => {}
+                    _ = tokio::time::sleep(FEED_POLL) => {}
+                    _ = shared.stopped.notified() => break 'feed,
+                }
+            }
+            let want = 2 * cap - outstanding.count();
+            let next = {
+                let feed = feed.clone();
+                tokio::task::spawn_blocking(move || feed.next(want)).await
+            };
+            let items = match next {
+                Ok(Ok(Some(items))) => items,
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) => {
+                    shared.halt(Stop::Broken(format!("the work queue failed: {e}")));
+                    break;
+                }
+                Err(e) => {
+                    shared.halt(Stop::Broken(format!("the work queue failed: {e}")));
+                    break;
+                }
+            };
+            if items.is_empty() {
+                tokio::select! {
+                    _ = tokio::time::sleep(FEED_POLL) => {}
+                    _ = shared.stopped.notified() => break,
+                }
+                continue;
+            }
+            for item in items {
+                outstanding.take();
+                let row = Arc::new(Row {
+                    index: item.row_index as usize,
+                    id: item.row_id,
+                    values: item.values,
+                });
+                let repetition = item.repetition as usize;
+                if !self.send(row, repetition, Some(outstanding.clone())).await {
+                    break 'feed;
+                }
+            }
+        }
+    }
+
+    /// Starts one row × repetition once a slot is free; false when the run stops instead.
+    async fn send(
+        &mut self,
+        row: Arc<Row>,
+        repetition: usize,
+        outstanding: Option<Arc<Outstanding>>,
+    ) -> bool {
+        let shared = self.shared;
+        if shared.halted() {
+            return false;
+        }
+        let permit = tokio::select! {
+            permit = self.gate.acquire() => match permit {
+                Some(permit) => permit,
+                None => return false,
+            },
+            _ = shared.stopped.notified() => return false,
+        };
+        if shared.halted() {
+            return false;
+        }
+        let task_shared = shared.clone();
+        let results = self.results.clone();
+        self.tasks.spawn(async move {
+            // None: not sent (the budget); nothing to store, the row stays to run.
+            if let Some((result, gone)) = process(&task_shared, &row, repetition).await {
+                let verdict = task_shared
+                    .breaker
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take(result, gone.as_deref());
+                match verdict {
+                    Verdict::Store(ready) => forward(&task_shared, &results, ready).await,
+                    Verdict::Hold => {}
+                    Verdict::Trip(reason) => task_shared.halt(Stop::EndpointDown(reason)),
+                }
+            }
+            drop(permit);
+            if let Some(outstanding) = outstanding {
+                outstanding.finish();
+            }
+        });
+        self.dispatched.processed += 1;
+        while let Some(joined) = self.tasks.try_join_next() {
+            if let Err(e) = joined
+                && e.is_panic()
+            {
+                shared.halt(Stop::Broken("a request task failed unexpectedly".into()));
+            }
+        }
+        true
+    }
+}
+
+/// Waits for every task. A task that panicked lost its row: that makes the run broken (never
+/// "completed"), so it is neither reused as evidence nor mistaken for a full run.
+pub(super) async fn join_all(tasks: &mut JoinSet<()>, shared: &Shared) {
+    while let Some(joined) = tasks.join_next().await {
+        if let Err(e) = joined
+            && e.is_panic()
+        {
+            shared.halt(Stop::Broken("a request task failed unexpectedly".into()));
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! One row × repetition from start to result: the variables it renders with, the request (or
+//! the cached answer standing for it), the scores and judge calls, and the key scrubbed from
+//! whatever is kept. It owns what one result says; it must not store results, hold streaks or
+//! wait on the concurrency gate: it only flags a stop on `Shared` (the dispatcher, the breaker
+//! and the writer do the rest).
+
+use super::breaker::endpoint_gone;
+use super::cache::{cache_key, cached_response, entry_age};
+use super::state::Shared;
+use super::{Plan, Stop};
+use crate::client::{Completion, Failure, FailureKind, request_body};
+use crate::dataset::Row;
+use crate::eval::{EvalInput, Evaluator};
+use crate::model::{JsonObject, Message, ResultStatus, RunResult, Score};
+use crate::template::lookup;
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
+
+/// The variables a row renders with: its columns, `--column` renames, then `--var` constants.
+fn row_vars(row: &Row, plan: &Plan) -> JsonObject {
+    let settings = &plan.experiment.settings;
+    let mut vars = row.values.clone();
+    for (var, column) in &settings.columns {
+        if let Some(value) = lookup(&row.values, column).cloned() {
+            vars.insert(var.clone(), value);
+        }
+    }
+    for (key, value) in &settings.vars {
+        vars.insert(key.clone(), value.clone());
+    }
+    vars
+}
+
+fn expected_of(row: &Row, plan: &Plan) -> Option<String> {
+    let column = plan.experiment.settings.expected_column.as_deref()?;
+    match lookup(&row.values, column)? {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// Runs one row × repetition; None when the request was not sent because the budget would not
+/// cover it (the run stops; the row is left for a resume). With the result comes, when its
+/// call found no endpoint, why (for the breaker).
+pub(super) async fn process(
+    shared: &Shared,
+    row: &Row,
+    repetition: usize,
+) -> Option<(RunResult, Option<String>)> {
+    let plan = &shared.plan;
+    let started_at = crate::model::now();
+    let vars = row_vars(row, plan);
+    let expected = expected_of(row, plan);
+    let mut result = RunResult {
+        row_index: row.index as i64,
+        row_id: row.id.clone(),
+        repetition: repetition as i64,
+        vars,
+        expected,
+        messages: Vec::new(),
+        output: None,
+        finish_reason: None,
+        status: ResultStatus::Error,
+        error_kind: None,
+        error_message: None,
+        http_status: None,
+        attempts: 0,
+        latency_ms: 0.0,
+        prompt_tokens: None,
+        completion_tokens: None,
+        cached: false,
+        started_at,
+        finished_at: String::new(),
+        scores: Vec::new(),
+        cache_key: None,
+    };
+    let outcome = match plan.template.render(&result.vars) {
+        Err(e) => Err(Failure {
+            kind: FailureKind::InvalidResponse,
+            message: e.to_string(),
+            http_status: None,
+            attempts: 0,
+            latency_ms: 0.0,
+        }),
+        Ok(messages) => {
+            let body = request_body(&plan.experiment.model, &messages, &plan.version.params);
+            result.messages = messages;
+            call(shared, &body, repetition, &mut result).await
+        }
+    };
+    let mut gone = None;
+    match outcome {
+        Ok(completion) => {
+            shared.any_ok.store(true, Ordering::Relaxed);
+            result.status = ResultStatus::Ok;
+            result.output = Some(completion.text);
+            result.finish_reason = completion.finish_reason;
+            result.http_status = Some(completion.http_status);
+            result.attempts = completion.attempts;
+            result.latency_ms = completion.latency_ms;
+            result.prompt_tokens = completion.prompt_tokens;
+            result.completion_tokens = completion.completion_tokens;
+            result.scores = score(shared, &result).await;
+        }
+        Err(failure) if failure.kind == FailureKind::Budget => {
+            shared.halt(Stop::Budget);
+            return None;
+        }
+        Err(failure) => {
+            // Before any answer, a refused key or an endpoint that cannot be reached is a
+            // setup problem: stop instead of failing every row the same way.
+            if !shared.any_ok.load(Ordering::Relaxed) {
+                match failure.kind {
+                    FailureKind::Auth => shared.halt(Stop::Auth(failure.message.clone())),
+                    FailureKind::Unreachable => {
+                        shared.halt(Stop::Unreachable(failure.message.clone()))
+                    }
+                    // The same refusal again and again before any answer (a misspelled model,
+                    // a proxy without a key behind it): every row would fail the same way.
+                    FailureKind::Http | FailureKind::InvalidResponse => {
+                        if shared.same_failure(failure.http_status, &failure.message) {
+                            shared.halt(Stop::Rejected(failure.message.clone()));
+                        }
+                    }
+                    FailureKind::Timeout | FailureKind::Connection | FailureKind::Budget => {}
+                }
+            }
+            if endpoint_gone(&failure) {
+                gone = Some(failure.message.clone());
+            }
+            // A template that cannot render this row never reached the endpoint.
+            result.error_kind = Some(if result.messages.is_empty() {
+                "render".to_string()
+            } else {
+                failure.kind.as_str().to_string()
+            });
+            result.error_message = Some(failure.message);
+            result.http_status = failure.http_status;
+            result.attempts = failure.attempts;
+            result.latency_ms = failure.latency_ms;
+            result.scores = plan
+                .evaluators
+                .iter()
+                .map(|e| Score::call_failed(e.name()))
+                .collect();
+        }
+    }
+    result.finished_at = crate::model::now();
+    if let Some(key) = crate::redact::key(plan.client.api_key()) {
+        scrub(&mut result, key);
+    }
+    let counters = &shared.counters;
+    counters.done.fetch_add(1, Ordering::Relaxed);
+    if result.status == ResultStatus::Error {
+        counters.errors.fetch_add(1, Ordering::Relaxed);
+    }
+    if result.cached {
+        counters.cached.fetch_add(1, Ordering::Relaxed);
+    }
+    Some((result, gone))
+}
+
+/// The last line of defence for the key: an answer, an error or a scorer's reason that repeats
+/// it (an echoing endpoint, a scorer that prints its environment) is stored without it.
+fn scrub(result: &mut RunResult, key: &str) {
+    let clean = |text: &mut String| {
+        if text.contains(key) {
+            *text = crate::redact::apply(text, key);
+        }
+    };
+    for text in [
+        &mut result.output,
+        &mut result.error_message,
+        &mut result.expected,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        clean(text);
+    }
+    fn clean_value(value: &mut Value, clean: &dyn Fn(&mut String)) {
+        match value {
+            Value::String(text) => clean(text),
+            Value::Array(items) => items.iter_mut().for_each(|v| clean_value(v, clean)),
+            Value::Object(map) => map.values_mut().for_each(|v| clean_value(v, clean)),
+            _ => {}
+        }
+    }
+    for value in result.vars.values_mut() {
+        clean_value(value, &clean);
+    }
+    for score in &mut result.scores {
+        clean(&mut score.reason);
+    }
+    for message in &mut result.messages {
+        clean(&mut message.content);
+    }
+}
+
+/// The answer from the cache when it is there, else from the endpoint.
+async fn call(
+    shared: &Shared,
+    body: &Value,
+    repetition: usize,
+    result: &mut RunResult,
+) -> Result<Completion, Failure> {
+    let plan = &shared.plan;
+    if let Some(cache) = &shared.cache {
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
+        let key = cache_key(plan.client.base_url(), &bytes, &result.row_id, repetition);
+        let hit = if plan.cache.read {
+            cached_response(cache, &key).await
+        } else {
+            None
+        };
+        let hit = hit.and_then(|hit| {
+            let age = entry_age(&hit.created_at)?;
+            plan.cache
+                .max_age
+                .is_none_or(|max| age <= max)
+                .then_some((hit, age))
+        });
+        if let Some((hit, age)) = hit {
+            shared.counters.note_cache_age(age);
+            result.cached = true;
+            return Ok(Completion {
+                text: hit.output,
+                finish_reason: hit.finish_reason,
+                prompt_tokens: hit.prompt_tokens,
+                completion_tokens: hit.completion_tokens,
+                http_status: hit.http_status.unwrap_or(200),
+                attempts: 0,
+                latency_ms: hit.latency_ms,
+            });
+        }
+        if plan.cache.write {
+            result.cache_key = Some(key);
+        }
+    }
+    // A cached answer costs nothing; a call holds its estimated cost until it is answered.
+    let reservation = match &plan.budget {
+        Some(budget) => {
+            let (prompt, completion) = plan.client.estimate(body);
+            match budget.reserve_waiting(prompt, completion).await {
+                Some(reservation) => Some((budget, reservation)),
+                None => {
+                    return Err(Failure {
+                        kind: FailureKind::Budget,
+                        message: format!(
+                            "not sent: it would take the run past --max-cost {}",
+                            crate::cost::usd(budget.max_usd)
+                        ),
+                        http_status: None,
+                        attempts: 0,
+                        latency_ms: 0.0,
+                    });
+                }
+            }
+        }
+        None => None,
+    };
+    let answer = plan.client.complete(body).await;
+    if let Some((budget, reservation)) = reservation {
+        match &answer {
+            Ok(c) => budget.settle(reservation, c.prompt_tokens.zip(c.completion_tokens)),
+            Err(_) => budget.release(reservation),
+        }
+    }
+    answer
+}
+
+async fn score(shared: &Shared, result: &RunResult) -> Vec<Score> {
+    let plan = &shared.plan;
+    let output = result.output.as_deref().unwrap_or("");
+    let input = EvalInput {
+        vars: &result.vars,
+        output,
+        expected: result.expected.as_deref(),
+        latency_ms: result.latency_ms,
+    };
+    let mut scores = Vec::with_capacity(plan.evaluators.len());
+    for evaluator in &plan.evaluators {
+        let score = if let Some(messages) = evaluator.judge_messages(&input) {
+            judge(shared, evaluator, &messages).await
+        } else if evaluator.blocks() {
+            // An external program blocks while it runs; keep it off the async workers.
+            tokio::task::block_in_place(|| evaluator.score(&input))
+        } else {
+            evaluator.score(&input)
+        };
+        scores.push(score);
+    }
+    scores
+}
+
+async fn judge(shared: &Shared, evaluator: &Evaluator, messages: &[Message]) -> Score {
+    let mut params = JsonObject::new();
+    params.insert("temperature".into(), json!(0));
+    let body = request_body(&shared.plan.judge_model, messages, &params);
+    match shared.plan.client.complete(&body).await {
+        Ok(reply) => evaluator.judge_verdict(&reply.text),
+        Err(failure) => Score {
+            evaluator: evaluator.name().to_string(),
+            score: 0.0,
+            pass: false,
+            reason: format!("the judge call failed: {}", failure.message),
+            error: true,
+        },
+    }
+}

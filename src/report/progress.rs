@@ -1,0 +1,192 @@
+//! The terminal's progress reporter: a bar on a terminal (a line every few seconds when stderr
+//! is not one) while a run's requests go out, retries and rate limits included, and notices as
+//! plain lines on stderr. It only shows the engine's events: it must not change a run, and
+//! writes nothing to stdout.
+
+use super::experiment_summary;
+use crate::engine::{Reporter, RunEvent, Tally};
+
+/// The progress line's account of retries: how many requests wait, why, and for how long, so
+/// that a run held back by an endpoint's rate limit says so instead of looking frozen.
+fn retry_text(retry: &crate::client::RetryState) -> String {
+    let cause = retry
+        .last_cause
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "retry".into());
+    match (retry.waiting, retry.total) {
+        (0, 0) => String::new(),
+        (0, total) => format!(", {total} retried"),
+        (waiting, total) => format!(
+            ", {waiting} waiting to retry after {cause} (up to {:.1} s more; {total} retried)",
+            retry.longest_wait.as_secs_f64()
+        ),
+    }
+}
+
+/// The progress line's account of rate limits: 429s, time held back, and the concurrency
+/// the run has adapted to; nothing while no limit was met.
+fn throttle_text(t: &crate::limit::ThrottleState) -> String {
+    if t.rate_limited == 0 && t.throttled.is_zero() {
+        return String::new();
+    }
+    format!(
+        "; rate limits: {} × 429, throttled {:.1} s, concurrency {}/{}",
+        t.rate_limited,
+        t.throttled.as_secs_f64(),
+        t.concurrency,
+        t.max_concurrency
+    )
+}
+
+/// What the terminal shows of one run: a bar on a terminal, else a line every few seconds.
+struct Progress {
+    id: String,
+    total: u64,
+    already: u64,
+    started: std::time::Instant,
+    bar: Option<indicatif::ProgressBar>,
+    last_line: Option<std::time::Instant>,
+    last: Tally,
+}
+
+/// How often the plain-line reporter writes a line when stderr is not a terminal.
+const LINE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Progress {
+    fn start(id: &str, total: u64, already: u64) -> Progress {
+        use std::io::IsTerminal;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(total);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_prefix(id.to_string());
+            bar.set_position(already);
+            bar
+        });
+        Progress {
+            id: id.to_string(),
+            total,
+            already,
+            started: std::time::Instant::now(),
+            bar,
+            last_line: None,
+            last: Tally::default(),
+        }
+    }
+
+    fn update(&mut self, tally: Tally) {
+        self.last = tally;
+        let rate = tally.done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(self.already + tally.done);
+                bar.set_message(format!(
+                    "{rate:.1} rows/s, errors {}, cached {}{}{}",
+                    tally.errors,
+                    tally.cached,
+                    retry_text(&tally.retry),
+                    throttle_text(&tally.throttle)
+                ));
+            }
+            None => {
+                let due = self.last_line.is_none_or(|at| at.elapsed() >= LINE_EVERY);
+                if due && self.started.elapsed() >= LINE_EVERY {
+                    self.line(rate);
+                }
+            }
+        }
+    }
+
+    fn line(&mut self, rate: f64) {
+        let t = self.last;
+        crate::note!(
+            "{}: {}/{} rows, {rate:.1} rows/s, {} errors, {} cached{}{}",
+            self.id,
+            self.already + t.done,
+            self.total,
+            t.errors,
+            t.cached,
+            retry_text(&t.retry),
+            throttle_text(&t.throttle)
+        );
+        self.last_line = Some(std::time::Instant::now());
+    }
+
+    fn finish(mut self) {
+        match self.bar.take() {
+            Some(bar) => bar.finish_and_clear(),
+            None if self.last.done > 0 => {
+                let rate = self.last.done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+                self.line(rate);
+            }
+            None => {}
+        }
+    }
+}
+
+/// The terminal's reporter: a progress bar (or a line every few seconds when stderr is not a
+/// terminal) while requests go out, notices as plain lines on stderr.
+pub struct Terminal {
+    progress: std::cell::RefCell<Option<Progress>>,
+    /// The confidence level of the summaries' intervals.
+    confidence: f64,
+}
+
+impl Default for Terminal {
+    fn default() -> Terminal {
+        Terminal::new(crate::stats::DEFAULT_CONFIDENCE)
+    }
+}
+
+impl Terminal {
+    pub fn new(confidence: f64) -> Terminal {
+        Terminal {
+            progress: std::cell::RefCell::new(None),
+            confidence,
+        }
+    }
+}
+
+impl Reporter for Terminal {
+    fn report(&self, event: RunEvent<'_>) {
+        match event {
+            RunEvent::Started {
+                experiment,
+                planned,
+                already,
+            } => {
+                let started = Progress::start(&experiment.id, planned, already);
+                if let Some(previous) = self.progress.replace(Some(started)) {
+                    previous.finish();
+                }
+            }
+            RunEvent::Progress(tally) => {
+                if let Some(progress) = self.progress.borrow_mut().as_mut() {
+                    progress.update(tally);
+                }
+            }
+            RunEvent::Interrupted { grace } => crate::note!(
+                "interrupted: waiting up to {} s for the requests in flight",
+                grace.as_secs()
+            ),
+            RunEvent::Stopped => {
+                if let Some(progress) = self.progress.take() {
+                    progress.finish();
+                }
+            }
+            RunEvent::Notice(text) => crate::note!("{text}"),
+            RunEvent::Ended {
+                experiment,
+                summary,
+                stats,
+                cost,
+            } => crate::note!(
+                "{}",
+                experiment_summary(experiment, summary, Some(stats), cost, self.confidence)
+            ),
+        }
+    }
+}
