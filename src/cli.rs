@@ -268,6 +268,10 @@ pub struct WorkerArgs {
     /// Print this worker's summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// How the worker logs its progress (stderr): text lines for a person, or one JSON object
+    /// a line for a log collector.
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
 }
 
 #[derive(Debug, Args)]
@@ -1109,13 +1113,18 @@ pub struct ServeArgs {
     pub read_token_file: Option<PathBuf>,
     /// Seconds a client has to send a request's headers (from opening the connection, or from
     /// the first byte of a later request), else it is disconnected; and again its body, else 408.
-    #[arg(long, value_name = "SECS", default_value_t = crate::serve::DEFAULT_HEADER_TIMEOUT_SECS as f64)]
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub header_timeout: f64,
     /// Seconds a kept-alive connection may wait for its next request before it is closed.
-    #[arg(long, value_name = "SECS", default_value_t = crate::serve::DEFAULT_IDLE_TIMEOUT_SECS as f64)]
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     pub idle_timeout: f64,
     /// Connections served at once; more wait for a free slot, and idle kept-alive connections
     /// are closed to make room.
-    #[arg(long, value_name = "N", default_value_t = crate::serve::DEFAULT_MAX_CONNECTIONS)]
+    #[arg(long, value_name = "N", default_value_t = 512)]
     pub max_connections: usize,
+    /// How the server logs (stderr): text lines for a person, or one JSON object a line for a
+    /// log collector; each request's lines carry its request id (also sent back as
+    /// X-Request-Id).
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
 }

@@ -28,6 +28,7 @@ pub mod eval;
 pub mod gate;
 pub mod input;
 pub mod json;
+pub mod logging;
 pub mod limit;
 pub mod mock;
 pub mod model;

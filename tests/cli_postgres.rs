@@ -1,5 +1,5 @@
 //! The CLI tests again, each on a fresh database of a real PostgreSQL server (a throwaway
-//! cluster this binary starts, see tests/support/postgres.rs): every command behaves the same
+//! cluster this binary starts, see src/store/test_cluster.rs): every command behaves the same
 //! on both backends.
 
 #[path = "cli/main.rs"]

@@ -27,6 +27,7 @@ pub fn run(args: ServeArgs, ctx: &Context) -> Result<u8> {
              or bind a loopback address such as 127.0.0.1:6006",
         ));
     }
+    crate::logging::init(args.log_format.parse().map_err(Error::invalid)?);
     let summary = match &tokens {
         None => "no authentication (loopback only)".to_string(),
         Some(tokens) => format!(
@@ -60,8 +61,8 @@ pub fn run(args: ServeArgs, ctx: &Context) -> Result<u8> {
             "runner serve listening on http://{address} (store {}); Ctrl-C stops it",
             crate::store::display_location(&ctx.location()?)
         ));
-        crate::note!(
-            "runner serve: {summary}; at most {} connections, header timeout {} s, idle timeout {} s",
+        tracing::info!(
+            "{summary}; at most {} connections, header timeout {} s, idle timeout {} s",
             limits.max_connections,
             limits.header_timeout.as_secs_f64(),
             limits.idle_timeout.as_secs_f64()
@@ -192,5 +193,22 @@ mod tests {
         for bad in ["6006", "localhost", "example.com:80", "127.0.0.1:99999"] {
             assert!(parse_bind(bad).is_err(), "{bad}");
         }
+    }
+
+    /// The flags' defaults (written out in `cli`, which imports nothing of the server) are the
+    /// server's own.
+    #[test]
+    fn the_flag_defaults_are_the_servers_limits() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::parse_from(["runner", "serve"]);
+        let crate::cli::Command::Serve(args) = cli.command else {
+            panic!("serve parses as serve");
+        };
+        let limits = limits(&args).unwrap();
+        let defaults = serve::Limits::default();
+        assert_eq!(limits.header_timeout, defaults.header_timeout);
+        assert_eq!(limits.idle_timeout, defaults.idle_timeout);
+        assert_eq!(limits.max_connections, defaults.max_connections);
+        assert_eq!(args.log_format, "text");
     }
 }

@@ -41,11 +41,7 @@ pub(super) async fn authenticate(
                 .and_then(|v| bearer_token(v.as_bytes()));
             match presented {
                 None => {
-                    crate::note!(
-                        "runner serve: 401 {} {}: no bearer token",
-                        request.method(),
-                        request.uri().path()
-                    );
+                    tracing::warn!(status = 401, "no bearer token");
                     return ApiError::new(
                         StatusCode::UNAUTHORIZED,
                         "missing bearer token: send Authorization: Bearer TOKEN",
@@ -58,11 +54,10 @@ pub(super) async fn authenticate(
                         access,
                     ),
                     None => {
-                        crate::note!(
-                            "runner serve: 401 {} {}: unknown token (sha256 {}…)",
-                            request.method(),
-                            request.uri().path(),
-                            crate::access::fingerprint(token)
+                        tracing::warn!(
+                            status = 401,
+                            token_sha256 = %format!("{}…", crate::access::fingerprint(token)),
+                            "unknown token"
                         );
                         return ApiError::new(StatusCode::UNAUTHORIZED, "invalid bearer token")
                             .into_response();

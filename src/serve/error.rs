@@ -106,7 +106,7 @@ fn is_locked(e: &StoreError) -> bool {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
-            crate::note!("runner serve: {}: {}", self.status, self.message);
+            tracing::error!(status = self.status.as_u16(), "{}", self.message);
         }
         let mut response = (
             self.status,

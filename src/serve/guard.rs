@@ -60,10 +60,11 @@ pub(super) async fn check_content_type(request: Request, next: Next) -> Response
 }
 
 fn refuse(request: &Request, reason: String) -> Response {
-    crate::note!(
-        "runner serve: 403 {} {}: {}",
-        request.method(),
-        request.uri().path(),
+    tracing::warn!(
+        status = 403,
+        method = %request.method(),
+        path = request.uri().path(),
+        "{}",
         reason.escape_debug()
     );
     ApiError::new(StatusCode::FORBIDDEN, reason).into_response()

@@ -18,6 +18,7 @@ mod error;
 mod guard;
 mod prompts;
 mod tags;
+mod trace;
 
 pub use crate::access::{Access, MIN_TOKEN_CHARS, TokenError, Tokens};
 pub use auth::ACTOR_HEADER;
@@ -127,7 +128,9 @@ impl Shared {
         T: Send + 'static,
     {
         let shared = Arc::clone(self);
-        tokio::task::spawn_blocking(move || shared.read_now(work))
+        // The request's span follows the work, so its log lines carry the request id.
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| shared.read_now(work)))
             .await
             .map_err(|e| ApiError::internal(format!("request worker failed: {e}")))?
     }
@@ -251,7 +254,9 @@ pub fn router(settings: Settings) -> Result<Router, String> {
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(settings.body_limit))
         // Before anything else, on every route: Host and Origin (see `guard`).
-        .layer(middleware::from_fn_with_state(shared, guard::check_origin)))
+        .layer(middleware::from_fn_with_state(shared, guard::check_origin))
+        // Outermost: every request, even a refused one, gets its id and its log line.
+        .layer(middleware::from_fn(trace::request)))
 }
 
 async fn healthz(State(shared): State<Arc<Shared>>) -> ApiResult {

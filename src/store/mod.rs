@@ -911,7 +911,6 @@ where
 }
 
 #[cfg(test)]
-#[path = "../../tests/support/postgres.rs"]
 pub(crate) mod test_cluster;
 
 #[cfg(test)]

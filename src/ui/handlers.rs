@@ -549,7 +549,7 @@ pub(super) async fn login(State(ui): State<Arc<Ui>>, Form(form): Form<LoginForm>
             .into_response();
     }
     let Some((name, access)) = tokens.identify(form.token.trim().as_bytes()) else {
-        crate::note!("runner serve: login refused: unknown token");
+        tracing::warn!(status = 401, "login refused: unknown token");
         return page_response(
             StatusCode::UNAUTHORIZED,
             pages::login(&ui.keys.login_csrf(), &next, Some("unknown token")),
@@ -683,7 +683,7 @@ pub(super) async fn set_tag(
             .set_tag(&target, &form.tag, &VersionRef::Seq(seq), &change)?
         {
             TagOutcome::Changed(event) => {
-                crate::note!("runner serve: {}", crate::report::tag_event_line(&event))
+                tracing::info!("{}", crate::report::tag_event_line(&event))
             }
             TagOutcome::Unchanged(_) => {}
         }
@@ -707,7 +707,7 @@ pub(super) async fn rollback(
     let target = name.clone();
     ui.blocking(move |ui| {
         let event = ui.store.rollback_tag(&target, &form.tag, &change)?;
-        crate::note!("runner serve: {}", crate::report::tag_event_line(&event));
+        tracing::info!("{}", crate::report::tag_event_line(&event));
         Ok(())
     })
     .await?;

@@ -123,7 +123,9 @@ impl Ui {
         T: Send + 'static,
     {
         let ui = Arc::clone(self);
-        tokio::task::spawn_blocking(move || work(&ui))
+        // The request's span follows the work, so its log lines carry the request id.
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| work(&ui)))
             .await
             .map_err(|e| UiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     }

@@ -609,8 +609,8 @@ pub(super) async fn save(
                 &change,
             )
             .map_err(refused)?;
-            crate::note!(
-                "runner serve: {actor} saved {} v{} from the playground (tried on v{})",
+            tracing::info!(
+                "{actor} saved {} v{} from the playground (tried on v{})",
                 created.prompt,
                 created.seq,
                 tried.seq

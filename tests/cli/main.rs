@@ -9,7 +9,7 @@ mod experiments;
 pub mod fault_server;
 mod first_hour;
 mod limits;
-#[path = "../support/postgres.rs"]
+#[path = "../../src/store/test_cluster.rs"]
 pub mod postgres;
 mod promote;
 mod prompt_store;

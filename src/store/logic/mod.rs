@@ -11,6 +11,7 @@ use super::Result;
 use super::sql::Db;
 
 mod experiments;
+mod lifecycle;
 mod prompts;
 mod work;
 

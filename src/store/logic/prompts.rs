@@ -6,6 +6,7 @@
 //! are checked where nobody can move the tag in between.
 
 use super::Backend;
+use super::lifecycle::{archive, import_archives, record_prompt_event, set_archived};
 use crate::model::{
     Message, NewVersion, Prompt, PromptArchive, PromptEvent, PromptUpdate, PromptVersion, Tag,
     TagAction, TagEvent, Template, TemplateFormat, TemplateType, VersionRef, content_hash, now,
@@ -13,19 +14,19 @@ use crate::model::{
 use crate::store::sql::{Db, Row, all, args, corrupt, first, json, one};
 use crate::store::{Allowed, BuildVersion, PromptStore, Result, StoreError, TagChange, TagOutcome};
 
-const VERSION_COLUMNS: &str = "v.id, p.name, v.seq, v.template_type, v.format, v.template, \
+pub(super) const VERSION_COLUMNS: &str = "v.id, p.name, v.seq, v.template_type, v.format, v.template, \
      v.model, v.params, v.metadata, v.description, v.message, v.author, v.content_hash, \
      v.created_at, v.provider";
 
-const TAG_COLUMNS: &str = "p.name, t.name, t.version_id, v.seq, t.updated_at, t.updated_by";
+pub(super) const TAG_COLUMNS: &str = "p.name, t.name, t.version_id, v.seq, t.updated_at, t.updated_by";
 
-const TAG_JOINS: &str = "FROM tags t JOIN prompts p ON p.id = t.prompt_id \
+pub(super) const TAG_JOINS: &str = "FROM tags t JOIN prompts p ON p.id = t.prompt_id \
      JOIN prompt_versions v ON v.id = t.version_id";
 
-const EVENT_COLUMNS: &str = "e.id, p.name, e.tag, e.action, e.from_version_id, fv.seq, \
+pub(super) const EVENT_COLUMNS: &str = "e.id, p.name, e.tag, e.action, e.from_version_id, fv.seq, \
      e.to_version_id, tv.seq, e.actor, e.message, e.at, e.forced, e.evidence, e.deploy";
 
-const EVENT_JOINS: &str = "FROM tag_events e JOIN prompts p ON p.id = e.prompt_id \
+pub(super) const EVENT_JOINS: &str = "FROM tag_events e JOIN prompts p ON p.id = e.prompt_id \
      LEFT JOIN prompt_versions fv ON fv.id = e.from_version_id \
      LEFT JOIN prompt_versions tv ON tv.id = e.to_version_id";
 
@@ -416,7 +417,7 @@ pub(crate) fn require_prompt(db: &dyn Db, name: &str) -> Result<i64> {
 }
 
 /// The id of a prompt whether archived or not, and whether it is.
-fn any_prompt(db: &dyn Db, name: &str) -> Result<Option<(i64, bool)>> {
+pub(super) fn any_prompt(db: &dyn Db, name: &str) -> Result<Option<(i64, bool)>> {
     first(
         db,
         "SELECT id, archived_at IS NOT NULL FROM prompts WHERE name = $1",
@@ -541,7 +542,7 @@ fn insert_version(
     Ok(version)
 }
 
-fn insert_version_row(db: &dyn Db, pid: i64, v: &PromptVersion) -> Result<()> {
+pub(super) fn insert_version_row(db: &dyn Db, pid: i64, v: &PromptVersion) -> Result<()> {
     let template = match &v.template {
         Template::Str(text) => text.clone(),
         Template::Chat(messages) => serde_json::to_string(messages)
@@ -667,230 +668,6 @@ fn write_tag(
     )
 }
 
-/// Archives a prompt in use, or restores an archived one, and records it.
-fn set_archived(db: &dyn Db, name: &str, archived: bool, change: &TagChange) -> Result<()> {
-    let (pid, _) =
-        any_prompt(db, name)?.ok_or_else(|| StoreError::UnknownPrompt { name: name.into() })?;
-    // Queue behind any other write to this prompt, then read its state as that write left
-    // it: read before the lock, two archives at once would both see it live.
-    let lock = db.dialect().for_update();
-    let was = one(
-        db,
-        &format!("SELECT archived_at IS NOT NULL FROM prompts WHERE id = $1{lock}"),
-        args![pid],
-        |r| r.flag(0),
-    )?;
-    match (was, archived) {
-        (false, true) => {
-            let tags = all(
-                db,
-                "SELECT name FROM tags WHERE prompt_id = $1",
-                args![pid],
-                |r| r.text(0),
-            )?;
-            let allowed = change.policy.check_archive(
-                name,
-                tags.iter().map(String::as_str),
-                change.force,
-                change.role,
-            )?;
-            db.exec(
-                "UPDATE prompts SET archived_at = $2 WHERE id = $1",
-                args![pid, now().as_str()],
-            )?;
-            record_prompt_event(db, pid, "archive", &change.actor, allowed)
-        }
-        (true, false) => {
-            db.exec(
-                "UPDATE prompts SET archived_at = NULL WHERE id = $1",
-                args![pid],
-            )?;
-            record_prompt_event(db, pid, "restore", &change.actor, Allowed::default())
-        }
-        (true, true) => Err(StoreError::UnknownPrompt { name: name.into() }),
-        (false, false) => Err(StoreError::NotArchived { name: name.into() }),
-    }
-}
-
-fn record_prompt_event(
-    db: &dyn Db,
-    pid: i64,
-    action: &str,
-    actor: &str,
-    allowed: Allowed,
-) -> Result<()> {
-    db.exec(
-        "INSERT INTO prompt_events (prompt_id, action, actor, at, forced, deploy) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        args![
-            pid,
-            action,
-            actor,
-            now().as_str(),
-            allowed.forced,
-            allowed.deploy
-        ],
-    )?;
-    Ok(())
-}
-
-/// Everything about one prompt, archived or not, for export and copy.
-fn archive(db: &dyn Db, name: &str) -> Result<PromptArchive> {
-    let (pid, _) =
-        any_prompt(db, name)?.ok_or_else(|| StoreError::UnknownPrompt { name: name.into() })?;
-    let (created_at, description, metadata, archived_at) = one(
-        db,
-        "SELECT created_at, description, metadata, archived_at FROM prompts WHERE id = $1",
-        args![pid],
-        |r| {
-            Ok((
-                r.text(0)?,
-                r.opt_text(1)?,
-                json(&r.text(2)?, "metadata")?,
-                r.opt_text(3)?,
-            ))
-        },
-    )?;
-    let versions = all(
-        db,
-        &format!(
-            "SELECT {VERSION_COLUMNS} FROM prompt_versions v \
-             JOIN prompts p ON p.id = v.prompt_id WHERE v.prompt_id = $1 ORDER BY v.seq"
-        ),
-        args![pid],
-        version_from_row,
-    )?;
-    let tags = all(
-        db,
-        &format!("SELECT {TAG_COLUMNS} {TAG_JOINS} WHERE t.prompt_id = $1 ORDER BY t.name"),
-        args![pid],
-        tag_from_row,
-    )?;
-    let history = all(
-        db,
-        &format!("SELECT {EVENT_COLUMNS} {EVENT_JOINS} WHERE e.prompt_id = $1 ORDER BY e.id"),
-        args![pid],
-        event_from_row,
-    )?;
-    let events = all(
-        db,
-        "SELECT id, action, actor, at, forced, deploy FROM prompt_events \
-         WHERE prompt_id = $1 ORDER BY id",
-        args![pid],
-        |r| {
-            Ok(PromptEvent {
-                id: r.int(0)?,
-                prompt: name.into(),
-                action: r.text(1)?,
-                actor: r.text(2)?,
-                at: r.text(3)?,
-                forced: r.flag(4)?,
-                deploy: r.flag(5)?,
-            })
-        },
-    )?;
-    Ok(PromptArchive {
-        name: name.into(),
-        created_at,
-        description,
-        metadata,
-        archived_at,
-        events,
-        versions,
-        tags,
-        history,
-    })
-}
-
-/// Writes whole prompts, all or none; `keep_ids` keeps the events' ids.
-fn import_archives(db: &dyn Db, archives: &[PromptArchive], keep_ids: bool) -> Result<()> {
-    let dialect = db.dialect();
-    let overriding = dialect.overriding();
-    for archive in archives {
-        let metadata = serde_json::Value::Object(archive.metadata.clone()).to_string();
-        let pid = first(
-            db,
-            "INSERT INTO prompts (name, created_at, description, metadata, archived_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING RETURNING id",
-            args![
-                &archive.name,
-                &archive.created_at,
-                &archive.description,
-                &metadata,
-                &archive.archived_at,
-            ],
-            |r| r.int(0),
-        )?;
-        let Some(pid) = pid else {
-            return Err(StoreError::PromptExists {
-                name: archive.name.clone(),
-            });
-        };
-        for v in &archive.versions {
-            insert_version_row(db, pid, v)?;
-        }
-        let kept_id = dialect.kept_prompt_event_id();
-        for e in &archive.events {
-            db.exec(
-                &format!(
-                    "INSERT INTO prompt_events (prompt_id, action, actor, at, id, forced, \
-                     deploy) {overriding} VALUES ($1, $2, $3, $4, {kept_id}, $6, $7)"
-                ),
-                args![
-                    pid,
-                    &e.action,
-                    &e.actor,
-                    &e.at,
-                    keep_ids.then_some(e.id),
-                    e.forced,
-                    e.deploy,
-                ],
-            )?;
-        }
-        // A NULL id is numbered by the table, as in every other write.
-        let kept_id = dialect.kept_tag_event_id();
-        for e in &archive.history {
-            let evidence = e.evidence.as_ref().map(|v| v.to_string());
-            db.exec(
-                &format!(
-                    "INSERT INTO tag_events (prompt_id, tag, action, from_version_id, \
-                     to_version_id, actor, message, at, forced, evidence, deploy, id) \
-                     {overriding} \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, {kept_id})"
-                ),
-                args![
-                    pid,
-                    &e.tag,
-                    e.action.as_str(),
-                    &e.from_version_id,
-                    &e.to_version_id,
-                    &e.actor,
-                    &e.message,
-                    &e.at,
-                    e.forced,
-                    &evidence,
-                    e.deploy,
-                    keep_ids.then_some(e.id),
-                ],
-            )?;
-        }
-        for t in &archive.tags {
-            db.exec(
-                "INSERT INTO tags (prompt_id, name, version_id, updated_at, updated_by) \
-                 VALUES ($1, $2, $3, $4, $5)",
-                args![pid, &t.name, &t.version_id, &t.updated_at, &t.updated_by],
-            )?;
-        }
-    }
-    if keep_ids {
-        // Later events are numbered after the ones kept.
-        for sql in dialect.renumber_events() {
-            db.exec(sql, &[])?;
-        }
-    }
-    Ok(())
-}
-
 fn prompt_from_row(row: &dyn Row) -> Result<(Prompt, PromptVersion)> {
     let latest = version_from_row(row)?;
     let tags = row.opt_text(17)?;
@@ -909,7 +686,7 @@ fn prompt_from_row(row: &dyn Row) -> Result<(Prompt, PromptVersion)> {
     Ok((prompt, latest))
 }
 
-fn version_from_row(row: &dyn Row) -> Result<PromptVersion> {
+pub(super) fn version_from_row(row: &dyn Row) -> Result<PromptVersion> {
     let template_type = match row.text(3)?.as_str() {
         "str" => TemplateType::Str,
         _ => TemplateType::Chat,
@@ -942,7 +719,7 @@ fn version_from_row(row: &dyn Row) -> Result<PromptVersion> {
     })
 }
 
-fn tag_from_row(row: &dyn Row) -> Result<Tag> {
+pub(super) fn tag_from_row(row: &dyn Row) -> Result<Tag> {
     Ok(Tag {
         prompt: row.text(0)?,
         name: row.text(1)?,
@@ -953,7 +730,7 @@ fn tag_from_row(row: &dyn Row) -> Result<Tag> {
     })
 }
 
-fn event_from_row(row: &dyn Row) -> Result<TagEvent> {
+pub(super) fn event_from_row(row: &dyn Row) -> Result<TagEvent> {
     Ok(TagEvent {
         id: row.int(0)?,
         prompt: row.text(1)?,

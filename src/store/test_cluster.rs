@@ -2,7 +2,8 @@
 //! temporary folder, started on a free loopback port), one fresh database per test, and a
 //! watchdog that stops the cluster and removes its folder once the test binary has exited.
 //!
-//! Shared by the library's tests and the CLI tests (included by path). When PostgreSQL's
+//! Shared by the library's tests and the CLI tests (which include this file by path: the
+//! tests reach into the library's sources, never the other way). When PostgreSQL's
 //! programs are missing or the server does not start, every test that asks for a database
 //! fails with the reason: the PostgreSQL tests are never skipped.
 
