@@ -1,50 +1,332 @@
-//! How a run is asked for: the run flags (`RunRequest`) checked and laid over runner.toml's
-//! defaults into the settings an experiment is stored with. It reads no store, dataset or
-//! endpoint; what needs those is resolved when a run is prepared.
+//! The settings of each workflow, built once from the command line (the clap types in `cli`)
+//! laid over runner.toml: `ExperimentSettings` for a run (`experiment`, `compare --run`,
+//! `promote`, `experiment plan`, `--detach`), `Check` for an experiment's own pass and error
+//! check, `ResumeSettings` for `experiment resume`, `WorkerSettings` for `worker`, and the gate
+//! policies of `compare` and `promote`. Every flag those workflows take is parsed and checked
+//! here, once, and the workflow gets the finished value; the commands only hand it down. What
+//! needs the store, a dataset or a price (the version's model, whether a column exists, what
+//! an evaluator needs) is resolved when a run is prepared, not here. This module must not
+//! open the store, read a dataset, call the endpoint or print anything.
 
-use crate::config::RunDefaults;
+use crate::cli::{CompareArgs, ExperimentResumeArgs, PromoteArgs, RunArgs, RunOptions, WorkerArgs};
+use crate::client::DEFAULT_BASE_URL;
+use crate::config::{Config, RunDefaults};
 use crate::error::{Error, Result};
-use crate::input::split_assignment;
-use crate::model::{JsonObject, RunSettings};
+use crate::gate::Policy;
+use crate::input::{check_prompt_name, rate, split_assignment};
+use crate::model::{Detached, JsonObject, RunSettings, Shard};
 use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-/// How a run should go, as the caller asks for it; each unset field falls back to runner.toml,
-/// then to the version, then to runner's default.
-#[derive(Debug, Clone, Default)]
-pub struct RunRequest {
-    pub evals: Vec<String>,
-    pub concurrency: Option<usize>,
-    pub repetitions: Option<usize>,
-    pub limit: Option<usize>,
+/// The evaluators a run is asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Evals {
+    /// `--eval` (repeatable).
+    Flags(Vec<String>),
+    /// `evals` in runner.toml, where no `--eval` is given.
+    File(Vec<String>),
+    /// Neither: the dataset implies them (an expected column implies `icontains`).
+    Implied,
+}
+
+impl Evals {
+    /// The specs given on the command line; none when runner.toml or the dataset supplies them.
+    pub fn flags(&self) -> &[String] {
+        match self {
+            Evals::Flags(specs) => specs,
+            _ => &[],
+        }
+    }
+}
+
+/// One run as the command line and runner.toml ask for it, every flag checked: what a run is
+/// prepared from (`workflow::experiment::prepare`).
+#[derive(Debug, Clone)]
+pub struct ExperimentSettings {
+    pub prompt: String,
+    /// `--dataset`, else the prompt's `dataset` in runner.toml.
+    pub dataset: PathBuf,
+    /// `--name`.
+    pub name: Option<String>,
+    pub evals: Evals,
+    /// `--model`, else runner.toml's; None: the version's.
     pub model: Option<String>,
-    pub base_url: Option<String>,
-    pub timeout: Option<f64>,
-    pub max_retries: Option<u32>,
-    pub vars: Vec<String>,
-    pub columns: Vec<String>,
-    pub expected_column: Option<String>,
-    pub judge_model: Option<String>,
-    pub no_cache: bool,
-    /// Call the endpoint for every row: no cached answer stands for a call.
-    pub fresh: bool,
-    /// How old a cached answer may be (`90s`, `30m`, `12h`, `7d`); default: any age.
-    pub cache_ttl: Option<String>,
-    /// Requests and tokens per minute at most.
-    pub max_rpm: Option<f64>,
-    pub max_tpm: Option<f64>,
-    /// Dollars the experiment may spend at most.
+    /// `--base-url`, else runner.toml's, else `OPENAI_BASE_URL`, else OpenAI's; checked, and
+    /// without a trailing slash.
+    pub base_url: String,
+    /// What the experiment is stored with and runs by (`resume` runs it the same way). Its
+    /// `expected_column` is the flag's until `prepare` resolves it against the dataset.
+    pub run: RunSettings,
+}
+
+impl ExperimentSettings {
+    /// The run flags every run command shares (`RunOptions`), for `prompt` over its defaults in
+    /// runner.toml; `dataset` is `--dataset`.
+    pub fn new(
+        config: &Config,
+        prompt: &str,
+        dataset: Option<&Path>,
+        options: &RunOptions,
+    ) -> Result<ExperimentSettings> {
+        ExperimentSettings::build(config, prompt, dataset, options, None)
+    }
+
+    /// `runner experiment`: the shared run flags and its own, `--name`, `--shard`, and
+    /// `--detach` with `--key` and the `check` that `experiment wait` applies.
+    pub fn for_experiment(
+        config: &Config,
+        prompt: &str,
+        args: &RunArgs,
+        check: Check,
+    ) -> Result<ExperimentSettings> {
+        let mut settings = ExperimentSettings::build(
+            config,
+            prompt,
+            args.dataset.as_deref(),
+            &args.options,
+            args.shard.as_deref(),
+        )?;
+        settings.name = args.name.clone();
+        if args.detach {
+            if settings.run.max_cost.is_some() {
+                return Err(Error::invalid(
+                    "--max-cost cannot be kept by workers that spend independently",
+                )
+                .with_hint("run without --detach to keep a budget, or leave --max-cost out"));
+            }
+            if settings.run.shard.is_some() {
+                return Err(Error::invalid(
+                    "--shard and --detach are two ways to split a run; pick one",
+                )
+                .with_hint("workers on one shared store need no shards: runner worker ID"));
+            }
+            if let Some(key) = &args.key
+                && (key.trim().is_empty() || key.len() > 200)
+            {
+                return Err(Error::invalid("--key must be 1 to 200 characters")
+                    .with_hint("e.g. --key \"$CI_PIPELINE_ID-eval\""));
+            }
+            settings.run.detached = Some(Detached {
+                key: args.key.clone(),
+                min_pass_rate: check.min_pass_rate,
+                max_error_rate: Some(check.max_error_rate),
+            });
+        }
+        Ok(settings)
+    }
+
+    fn build(
+        config: &Config,
+        prompt: &str,
+        dataset: Option<&Path>,
+        options: &RunOptions,
+        shard: Option<&str>,
+    ) -> Result<ExperimentSettings> {
+        check_prompt_name(prompt)?;
+        let defaults = config.for_prompt(prompt);
+        let dataset = dataset
+            .map(Path::to_path_buf)
+            .or_else(|| defaults.dataset.clone())
+            .ok_or_else(|| {
+                Error::invalid("no dataset: pass --dataset FILE")
+                    .with_hint("a .csv file with a header row, or a .jsonl file with one object per line (or set `dataset` in runner.toml)")
+            })?;
+        let mut run = run_settings(options, shard, &defaults)?;
+        let evals = if !options.evals.is_empty() {
+            Evals::Flags(options.evals.clone())
+        } else if let Some(evals) = &defaults.evals {
+            Evals::File(evals.clone())
+        } else {
+            Evals::Implied
+        };
+        let model = options.model.clone().or_else(|| defaults.model.clone());
+        let base_url = endpoint(options.base_url.as_deref(), &defaults)?;
+        // Limits written for this endpoint in runner.toml, where no flag or default set one.
+        if let Some(limits) = config.limits.get(&base_url) {
+            run.max_rpm = run.max_rpm.or(per_minute("max_rpm", limits.max_rpm)?);
+            run.max_tpm = run.max_tpm.or(per_minute("max_tpm", limits.max_tpm)?);
+        }
+        Ok(ExperimentSettings {
+            prompt: prompt.to_string(),
+            dataset,
+            name: None,
+            evals,
+            model,
+            base_url,
+            run,
+        })
+    }
+}
+
+/// An experiment's errored rows allowed when neither `--max-error-rate` nor runner.toml says.
+pub const DEFAULT_MAX_ERROR_RATE: f64 = 0.0;
+
+/// An experiment's own check: each flag over `[thresholds]` in runner.toml. Errored rows fail
+/// the run unless the user allows some (`DEFAULT_MAX_ERROR_RATE`): a run whose calls failed
+/// is not the evidence it looks like.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Check {
+    /// `--min-pass-rate`: every evaluator's pass rate at least this.
+    pub min_pass_rate: Option<f64>,
+    /// `--max-error-rate`: the share of calls that may fail.
+    pub max_error_rate: f64,
+}
+
+impl Check {
+    pub fn new(
+        config: &Config,
+        prompt: &str,
+        min_pass_rate: Option<f64>,
+        max_error_rate: Option<f64>,
+    ) -> Result<Check> {
+        let file = config.for_prompt(prompt).thresholds.unwrap_or_default();
+        Ok(Check {
+            min_pass_rate: rate("--min-pass-rate", min_pass_rate.or(file.min_pass_rate))?,
+            max_error_rate: rate("--max-error-rate", max_error_rate.or(file.max_error_rate))?
+                .unwrap_or(DEFAULT_MAX_ERROR_RATE),
+        })
+    }
+}
+
+/// `runner experiment resume ID`: which experiment, and a new budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResumeSettings {
+    pub id: String,
+    /// `--max-cost`: replaces the budget the experiment was started with (a run stopped by its
+    /// budget goes on with a larger one).
     pub max_cost: Option<f64>,
-    /// `--shard K/N`: only the rows whose id hashes to shard K of N.
-    pub shard: Option<String>,
+}
+
+impl ResumeSettings {
+    pub fn new(args: &ExperimentResumeArgs) -> Result<ResumeSettings> {
+        Ok(ResumeSettings {
+            id: args.id.clone(),
+            max_cost: max_cost(args.max_cost)?,
+        })
+    }
+}
+
+/// `runner worker ID`: how this worker runs the detached experiment's items.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub id: String,
+    /// `--concurrency`: over the experiment's own.
+    pub concurrency: Option<usize>,
+    /// `--base-url`: this worker's endpoint, over the experiment's.
+    pub base_url: Option<String>,
+    /// `--lease`: how long a lease on items lasts without renewal.
+    pub lease: Duration,
+    /// Evaluator specs that run a program or read a file (`cmd:…`, `judge:…`,
+    /// `json-schema:…`) this worker may run when the experiment names them (`--allow-cmd`,
+    /// `--allow-eval`, `[worker]` in runner.toml), each matched exactly.
+    pub allowed: Vec<String>,
+}
+
+impl WorkerSettings {
+    pub fn new(config: &Config, args: &WorkerArgs) -> Result<WorkerSettings> {
+        if !(args.lease.is_finite() && args.lease >= 1.0 && args.lease <= 86_400.0) {
+            return Err(Error::invalid(format!(
+                "--lease must be 1 to 86400 seconds, not {}",
+                args.lease
+            ))
+            .with_hint("the default, 30 s, suits most endpoints"));
+        }
+        let allowed: Vec<String> = args
+            .allow_cmd
+            .iter()
+            .chain(&config.worker.allow_cmd)
+            .map(|program| format!("cmd:{program}"))
+            .chain(
+                args.allow_eval
+                    .iter()
+                    .chain(&config.worker.allow_eval)
+                    .cloned(),
+            )
+            .collect();
+        if let Some(concurrency) = args.concurrency
+            && (concurrency == 0 || concurrency > MAX_CONCURRENCY)
+        {
+            return Err(Error::invalid("--concurrency must be 1 to 10000"));
+        }
+        Ok(WorkerSettings {
+            id: args.id.clone(),
+            concurrency: args.concurrency,
+            base_url: args.base_url.clone(),
+            lease: Duration::from_secs_f64(args.lease),
+            allowed,
+        })
+    }
+}
+
+/// `runner compare`'s gate: only the criteria asked for.
+pub fn compare_policy(args: &CompareArgs) -> Result<Policy> {
+    Ok(Policy {
+        max_regression: rate("--max-regression", args.max_regression)?,
+        non_inferior: rate("--non-inferior", args.non_inferior)?,
+        min_improvement: rate("--min-improvement", args.min_improvement)?,
+        max_error_rate: rate("--max-error-rate", args.max_error_rate)?,
+        ..Policy::default()
+    })
+}
+
+/// `runner promote`'s gate: each flag overrides the same criterion from runner.toml; with none
+/// from either, "no regression".
+pub fn promote_policy(config: &Config, args: &PromoteArgs) -> Result<Policy> {
+    let file = config.for_prompt(&args.prompt).gate.unwrap_or_default();
+    let policy = Policy {
+        min_pass_rate: rate("--min-pass-rate", args.min_pass_rate.or(file.min_pass_rate))?,
+        max_regression: rate(
+            "--max-regression",
+            args.max_regression.or(file.max_regression),
+        )?,
+        no_new_failures: args.no_new_failures || file.no_new_failures.unwrap_or(false),
+        max_error_rate: rate(
+            "--max-error-rate",
+            args.max_error_rate.or(file.max_error_rate),
+        )?,
+        max_p95_latency_ms: args.max_p95_latency_ms.or(file.max_p95_latency_ms),
+        non_inferior: rate("--non-inferior", args.non_inferior.or(file.non_inferior))?,
+        min_improvement: rate(
+            "--min-improvement",
+            args.min_improvement.or(file.min_improvement),
+        )?,
+        max_cost_increase: cost_increase(args.max_cost_increase.or(file.max_cost_increase))?,
+    };
+    // The error allowance alone judges nothing: the default gate stays, with it.
+    if policy.has_absolute() || policy.has_relative() {
+        Ok(policy)
+    } else {
+        Ok(Policy {
+            max_error_rate: policy.max_error_rate,
+            ..Policy::no_regression()
+        })
+    }
+}
+
+/// `--max-cost-increase`: a share, 0 or more (0.1 allows 10 % more per row).
+fn cost_increase(value: Option<f64>) -> Result<Option<f64>> {
+    match value {
+        Some(v) if !(v.is_finite() && v >= 0.0) => Err(Error::invalid(format!(
+            "--max-cost-increase must be a share, 0 or more, not {v}"
+        ))
+        .with_hint("0.1 lets the candidate cost up to 10 % more per row than the baseline")),
+        other => Ok(other),
+    }
 }
 
 /// Bounds that keep a typo from exhausting memory or file handles.
 const MAX_CONCURRENCY: usize = 10_000;
 const MAX_REPETITIONS: usize = 1_000;
-pub(super) const MAX_TIMEOUT_SECS: f64 = 86_400.0;
+const MAX_TIMEOUT_SECS: f64 = 86_400.0;
 
-/// Checks the run options, lays them over runner.toml's defaults, and turns them into settings.
-pub(super) fn settings(options: &RunRequest, defaults: &RunDefaults) -> Result<RunSettings> {
+/// Checks the run options, lays them over runner.toml's defaults, and turns them into the
+/// settings an experiment is stored with.
+fn run_settings(
+    options: &RunOptions,
+    shard: Option<&str>,
+    defaults: &RunDefaults,
+) -> Result<RunSettings> {
     let positive = |flag: &str, value: usize| {
         if value == 0 {
             Err(Error::invalid(format!("{flag} must be at least 1")))
@@ -63,12 +345,7 @@ pub(super) fn settings(options: &RunRequest, defaults: &RunDefaults) -> Result<R
     if let Some(limit) = options.limit {
         positive("--limit", limit)?;
     }
-    let timeout = options.timeout.or(defaults.timeout).unwrap_or(60.0);
-    if !(timeout.is_finite() && timeout > 0.0 && timeout <= MAX_TIMEOUT_SECS) {
-        return Err(Error::invalid(format!(
-            "--timeout must be a positive number of seconds, at most {MAX_TIMEOUT_SECS}"
-        )));
-    }
+    let timeout = check_timeout(options.timeout.or(defaults.timeout).unwrap_or(60.0))?;
     if concurrency > MAX_CONCURRENCY {
         return Err(Error::invalid(format!(
             "--concurrency {concurrency} is more than runner allows ({MAX_CONCURRENCY})"
@@ -114,13 +391,24 @@ pub(super) fn settings(options: &RunRequest, defaults: &RunDefaults) -> Result<R
             .clone()
             .or_else(|| defaults.judge_model.clone()),
         detached: None,
-        shard: options.shard.as_deref().map(parse_shard).transpose()?,
+        shard: shard.map(parse_shard).transpose()?,
     })
 }
 
+/// `--timeout`: seconds per request attempt, positive and at most a day.
+pub fn check_timeout(secs: f64) -> Result<f64> {
+    if secs.is_finite() && secs > 0.0 && secs <= MAX_TIMEOUT_SECS {
+        Ok(secs)
+    } else {
+        Err(Error::invalid(format!(
+            "--timeout must be a positive number of seconds, at most {MAX_TIMEOUT_SECS}"
+        )))
+    }
+}
+
 /// `--shard K/N`: 1 ≤ K ≤ N.
-fn parse_shard(text: &str) -> Result<crate::model::Shard> {
-    crate::model::Shard::parse(text).ok_or_else(|| {
+fn parse_shard(text: &str) -> Result<Shard> {
+    Shard::parse(text).ok_or_else(|| {
         Error::invalid(format!("--shard '{text}' is not K/N with 1 ≤ K ≤ N")).with_hint(
             "e.g. --shard 2/4 runs the second of four shards (rows split by a hash of their id)",
         )
@@ -128,7 +416,7 @@ fn parse_shard(text: &str) -> Result<crate::model::Shard> {
 }
 
 /// A rate limit as given: a positive, finite number per minute.
-pub(super) fn per_minute(flag: &str, value: Option<f64>) -> Result<Option<f64>> {
+fn per_minute(flag: &str, value: Option<f64>) -> Result<Option<f64>> {
     match value {
         Some(v) if !(v.is_finite() && v > 0.0) => Err(Error::invalid(format!(
             "{flag} must be a positive number per minute, not {v}"
@@ -139,7 +427,7 @@ pub(super) fn per_minute(flag: &str, value: Option<f64>) -> Result<Option<f64>> 
 }
 
 /// `--max-cost`: dollars, more than 0.
-pub fn max_cost(value: Option<f64>) -> Result<Option<f64>> {
+fn max_cost(value: Option<f64>) -> Result<Option<f64>> {
     match value {
         Some(v) if !(v.is_finite() && v > 0.0) => Err(Error::invalid(format!(
             "--max-cost must be a positive number of dollars, not {v}"
@@ -172,4 +460,43 @@ pub fn parse_duration(text: &str) -> Result<u64> {
             Error::invalid(format!("--cache-ttl '{text}' is not a duration"))
                 .with_hint("write whole seconds or a number with s, m, h or d: 90s, 30m, 12h, 7d")
         })
+}
+
+/// The endpoint: the flag, runner.toml, then `OPENAI_BASE_URL`, then OpenAI's; checked, and
+/// without a trailing slash. A run's (`ExperimentSettings::base_url`), and that of one call
+/// outside an experiment (`runner try`, the web UI's playground).
+pub fn endpoint(flag: Option<&str>, defaults: &RunDefaults) -> Result<String> {
+    let base_url = flag
+        .map(str::to_string)
+        .or_else(|| defaults.base_url.clone())
+        .or_else(|| {
+            std::env::var("OPENAI_BASE_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+        })
+        .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
+    check_endpoint(&base_url)?;
+    Ok(base_url.trim_end_matches('/').to_string())
+}
+
+/// Checks an endpoint URL as given: well formed, http(s), and free of credentials.
+pub fn check_endpoint(base_url: &str) -> Result<()> {
+    // The base URL is stored with the experiment and shown; a key written into it would be
+    // too. Refused without echoing the URL.
+    if let Ok(url) = reqwest::Url::parse(base_url)
+        && (!url.username().is_empty() || url.password().is_some())
+    {
+        return Err(
+            Error::invalid("the endpoint URL carries credentials (user:password@)").with_hint(
+                "remove them from --base-url / OPENAI_BASE_URL and put the key in OPENAI_API_KEY",
+            ),
+        );
+    }
+    crate::client::check_base_url(base_url).map_err(endpoint_error)
+}
+
+/// An endpoint the client refuses, with the flag that fixes it.
+pub fn endpoint_error(e: crate::client::ConfigError) -> Error {
+    Error::invalid(e.to_string())
+        .with_hint("pass --base-url http://HOST:PORT/v1 or set OPENAI_BASE_URL")
 }

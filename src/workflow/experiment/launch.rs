@@ -39,27 +39,28 @@ pub fn launch(
     reporter: &dyn Reporter,
     interrupt: impl Future<Output = ()>,
 ) -> Result<Finished> {
-    let client = client(&prepared.base_url, &prepared.settings)?;
+    let asked = &prepared.settings;
+    let client = client(&asked.base_url, &asked.run)?;
     let runtime = runtime()?;
     probe(&runtime, client.base_url())?;
     let store = ctx.store()?;
-    let settings = prepared.settings.clone();
+    let settings = asked.run.clone();
     let rows = settings
         .limit
         .map_or(prepared.info.rows, |l| l.min(prepared.info.rows));
     let rows = match settings.shard {
-        Some(shard) => shard_rows(&prepared.dataset, rows, shard)?,
+        Some(shard) => shard_rows(&asked.dataset, rows, shard)?,
         None => rows,
     };
     let experiment = store.create_experiment(&NewExperiment {
-        name: prepared.name.clone(),
-        prompt: prepared.prompt.clone(),
+        name: asked.name.clone(),
+        prompt: asked.prompt.clone(),
         version_id: prepared.version.id.clone(),
         tag: prepared.tag.clone(),
         dataset: DatasetRef {
             // Absolute, so `resume` finds the file from any working directory.
-            path: std::fs::canonicalize(&prepared.dataset)
-                .unwrap_or_else(|_| prepared.dataset.clone())
+            path: std::fs::canonicalize(&asked.dataset)
+                .unwrap_or_else(|_| asked.dataset.clone())
                 .display()
                 .to_string(),
             hash: prepared.info.hash.clone(),
@@ -86,7 +87,7 @@ pub fn launch(
         experiment,
         prepared.version,
         prepared.template,
-        &prepared.dataset,
+        &asked.dataset,
         prepared.evaluators,
         client,
         budget,

@@ -11,8 +11,9 @@ mod prepare;
 mod resume;
 mod run;
 
-pub use super::settings::RunRequest;
-pub use endpoint::{call_client, endpoint, runtime};
+/// Where the web UI's playground finds the endpoint of one call.
+pub use super::settings::endpoint;
+pub use endpoint::{call_client, runtime};
 pub(in crate::workflow) use endpoint::{client, probe};
 pub use launch::{launch, shard_fingerprint};
 pub(in crate::workflow) use lease::hostname;

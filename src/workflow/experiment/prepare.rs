@@ -1,23 +1,20 @@
-//! Preparing a run: the version, the dataset, every variable's source, the evaluators, the
-//! model and the endpoint resolved and checked before anything is sent or written, and the
-//! fingerprint that says which stored runs are the same run. It must not write to the store
-//! or call the endpoint.
+//! Preparing a run: its settings (`workflow::settings::ExperimentSettings`, every flag already
+//! checked) resolved against the store and the dataset (the version, every variable's source,
+//! the expected column, the evaluators, the model) before anything is sent or written, and the
+//! fingerprint that says which stored runs are the same run. It must not parse flags, write to
+//! the store or call the endpoint.
 
 use super::super::Context;
-use super::super::settings::{RunRequest, per_minute, settings};
+use super::super::settings::{Evals, ExperimentSettings};
 use super::dataset_error;
-use super::endpoint::check_endpoint;
 use super::run::priced;
-use crate::client::DEFAULT_BASE_URL;
 use crate::dataset;
 use crate::error::{Error, Result};
 use crate::eval::{self, Evaluator};
 use crate::experiment;
-use crate::input::check_prompt_name;
 use crate::model::{PromptVersion, RunSettings, VersionRef};
 use crate::template::CompiledTemplate;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
 
 /// Prepares the evaluators and checks what they need of the dataset.
 pub(in crate::workflow) fn evaluators(
@@ -53,20 +50,21 @@ fn expected_column(flag: Option<&str>, info: &dataset::DatasetInfo) -> Result<Op
     }
 }
 
-/// An experiment checked and resolved, ready to run (or to be matched with a stored one).
+/// An experiment checked and resolved against the store and its dataset, ready to run (or to
+/// be matched with a stored one).
 pub struct Prepared {
-    pub prompt: String,
+    /// What it was asked to be, its expected column resolved against the dataset.
+    pub settings: ExperimentSettings,
     pub version: PromptVersion,
+    /// The tag the version was chosen by, if any.
     pub tag: Option<String>,
     pub template: CompiledTemplate,
-    pub dataset: PathBuf,
     pub info: dataset::DatasetInfo,
-    pub settings: RunSettings,
+    /// The evaluator specs: the settings', else those the dataset implies.
     pub specs: Vec<String>,
     pub evaluators: Vec<Evaluator>,
+    /// The settings' model, else the version's.
     pub model: String,
-    pub base_url: String,
-    pub name: Option<String>,
     /// What decides the requests and the scores, hashed: two runs with equal fingerprints are
     /// interchangeable as evidence.
     pub fingerprint: String,
@@ -147,31 +145,20 @@ fn fingerprint_of(
     crate::model::hex(&Sha256::digest(canonical.to_string().as_bytes()))
 }
 
-/// Resolves and checks everything a run needs, before anything is sent or written: the
-/// version, the dataset, every variable's source, the evaluators, the model and the endpoint.
+/// Resolves and checks what a run needs of the store and the dataset, before anything is sent
+/// or written: the version, every variable's source, the expected column, the evaluators, the
+/// model and its price when there is a budget.
 pub fn prepare(
     ctx: &Context,
-    prompt: &str,
+    settings: &ExperimentSettings,
     reference: &VersionRef,
-    dataset_path: Option<&Path>,
-    name: Option<String>,
-    options: &RunRequest,
 ) -> Result<Prepared> {
-    check_prompt_name(prompt)?;
-    let defaults = ctx.config()?.for_prompt(prompt);
-    let dataset_path = dataset_path
-        .map(Path::to_path_buf)
-        .or_else(|| defaults.dataset.clone())
-        .ok_or_else(|| {
-            Error::invalid("no dataset: pass --dataset FILE")
-                .with_hint("a .csv file with a header row, or a .jsonl file with one object per line (or set `dataset` in runner.toml)")
-        })?;
-    let mut settings = settings(options, &defaults)?;
+    let mut settings = settings.clone();
     let store = ctx.store_for_reading()?;
-    let version = store.version(prompt, reference)?;
+    let version = store.version(&settings.prompt, reference)?;
     let template = CompiledTemplate::compile(version.format, &version.template)?;
-    let info = ctx.scan(&dataset_path).map_err(dataset_error)?;
-    experiment::preflight(&template, &info, &settings).map_err(|missing| {
+    let info = ctx.scan(&settings.dataset).map_err(dataset_error)?;
+    experiment::preflight(&template, &info, &settings.run).map_err(|missing| {
         Error::invalid(format!(
             "no column or --var supplies template variable(s): {}",
             crate::template::list_names(&missing.variables)
@@ -181,17 +168,14 @@ pub fn prepare(
             missing.available.join(", ")
         ))
     })?;
-    settings.expected_column = expected_column(options.expected_column.as_deref(), &info)?;
-    let specs = if !options.evals.is_empty() {
-        options.evals.clone()
-    } else if let Some(evals) = &defaults.evals {
-        evals.clone()
-    } else {
-        eval::default_specs(settings.expected_column.is_some())
+    settings.run.expected_column = expected_column(settings.run.expected_column.as_deref(), &info)?;
+    let has_expected = settings.run.expected_column.is_some();
+    let specs = match &settings.evals {
+        Evals::Flags(specs) | Evals::File(specs) => specs.clone(),
+        Evals::Implied => eval::default_specs(has_expected),
     };
-    let from_file = options.evals.is_empty() && defaults.evals.is_some();
-    let evaluators = evaluators(&specs, settings.expected_column.is_some()).map_err(|e| {
-        if from_file {
+    let evaluators = evaluators(&specs, has_expected).map_err(|e| {
+        if let Evals::File(_) = settings.evals {
             // Say where the spec came from: no flag on the command line names it.
             Error::invalid(format!("{e} (from `evals` in runner.toml)"))
                 .with_hint(e.hint().unwrap_or_default())
@@ -199,55 +183,37 @@ pub fn prepare(
             e
         }
     })?;
-    let model = options
+    let model = settings
         .model
         .clone()
-        .or_else(|| defaults.model.clone())
         .or_else(|| version.model.clone())
         .ok_or_else(|| {
-            Error::invalid(format!("{prompt} v{} names no model", version.seq)).with_hint(
+            Error::invalid(format!(
+                "{} v{} names no model",
+                settings.prompt, version.seq
+            ))
+            .with_hint(
                 "pass --model MODEL, or set one with `runner prompt update NAME --model MODEL`",
             )
         })?;
-    let base_url = options
-        .base_url
-        .clone()
-        .or_else(|| defaults.base_url.clone())
-        .or_else(|| {
-            std::env::var("OPENAI_BASE_URL")
-                .ok()
-                .filter(|u| !u.is_empty())
-        })
-        .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
-    check_endpoint(&base_url)?;
     let tag = match reference {
         VersionRef::Tag(tag) => Some(tag.clone()),
         _ => None,
     };
-    let base_url = base_url.trim_end_matches('/').to_string();
-    // Limits written for this endpoint in runner.toml, where no flag or default set one.
-    if let Some(limits) = ctx.config()?.limits.get(&base_url) {
-        settings.max_rpm = settings.max_rpm.or(per_minute("max_rpm", limits.max_rpm)?);
-        settings.max_tpm = settings.max_tpm.or(per_minute("max_tpm", limits.max_tpm)?);
-    }
-    if settings.max_cost.is_some() {
+    if settings.run.max_cost.is_some() {
         priced(ctx, &model)?;
     }
-    let fingerprint = fingerprint(&version.id, &info.hash, &model, &evaluators, &settings);
+    let fingerprint = fingerprint(&version.id, &info.hash, &model, &evaluators, &settings.run);
     Ok(Prepared {
         fingerprint,
-        prompt: prompt.to_string(),
+        settings,
         version,
         tag,
         template,
-        dataset: dataset_path,
         info,
-        settings,
         specs,
         evaluators,
         model,
-        base_url,
-        name,
     })
 }
 
@@ -258,11 +224,16 @@ mod tests {
     #[test]
     fn the_legacy_fingerprint_is_the_one_earlier_stores_hold_and_the_endpoint_left_the_new_one() {
         let evaluators = vec![Evaluator::prepare("icontains").unwrap()];
-        let request = RunRequest {
+        let options = crate::cli::RunOptions {
             repetitions: Some(3),
-            ..RunRequest::default()
+            base_url: Some("http://a/v1".into()),
+            ..Default::default()
         };
-        let settings = settings(&request, &crate::config::RunDefaults::default()).unwrap();
+        let config = crate::config::Config::default();
+        let settings =
+            ExperimentSettings::new(&config, "p", Some(std::path::Path::new("d.csv")), &options)
+                .unwrap()
+                .run;
         // The canonical form as runner wrote it before the base URL left the fingerprint.
         let before = json!({
             "version_id": "v-1",

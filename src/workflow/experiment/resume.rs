@@ -3,7 +3,7 @@
 //! experiment that workers run, nor create one.
 
 use super::super::Context;
-use super::super::settings::max_cost;
+use super::super::settings::ResumeSettings;
 use super::Finished;
 use super::endpoint::{client, probe, runtime};
 use super::lease::Lease;
@@ -19,19 +19,16 @@ use std::path::Path;
 
 /// Runs what an experiment still lacks: its dataset must be unchanged; only rows without a
 /// successful result are sent.
-///
-/// `max_cost` replaces the budget the experiment was started with (a run stopped by its
-/// budget goes on with a larger one).
+/// A new budget (`ResumeSettings::max_cost`) replaces the one it was started with.
 pub fn resume(
     ctx: &Context,
-    id: &str,
-    max_cost: Option<f64>,
+    settings: &ResumeSettings,
     reporter: &dyn Reporter,
     interrupt: impl Future<Output = ()>,
 ) -> Result<Finished> {
-    let max_cost = self::max_cost(max_cost)?;
+    let max_cost = settings.max_cost;
     let store = ctx.store_for_reading()?;
-    let mut experiment = store.experiment(id)?;
+    let mut experiment = store.experiment(&settings.id)?;
     if experiment.settings.detached.is_some() {
         return Err(Error::invalid(format!(
             "experiment {} is run by workers, not resumed",
