@@ -189,13 +189,14 @@ impl Check {
     }
 }
 
-/// `runner experiment resume ID`: which experiment, and a new budget.
+/// `runner experiment resume ID`: which experiment, and a new budget. Built only by `new`:
+/// the workflow reads its fields unchecked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResumeSettings {
-    pub id: String,
+    pub(in crate::workflow) id: String,
     /// `--max-cost`: replaces the budget the experiment was started with (a run stopped by its
     /// budget goes on with a larger one).
-    pub max_cost: Option<f64>,
+    pub(in crate::workflow) max_cost: Option<f64>,
 }
 
 impl ResumeSettings {
@@ -207,20 +208,22 @@ impl ResumeSettings {
     }
 }
 
-/// `runner worker ID`: how this worker runs the detached experiment's items.
+/// `runner worker ID`: how this worker runs the detached experiment's items. Built only by
+/// `new`: the workflow reads its fields unchecked.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
-    pub id: String,
+    pub(in crate::workflow) id: String,
     /// `--concurrency`: over the experiment's own.
-    pub concurrency: Option<usize>,
-    /// `--base-url`: this worker's endpoint, over the experiment's.
-    pub base_url: Option<String>,
+    pub(in crate::workflow) concurrency: Option<usize>,
+    /// `--base-url`: this worker's endpoint, over the experiment's (checked when its client is
+    /// made, as the experiment's own is).
+    pub(in crate::workflow) base_url: Option<String>,
     /// `--lease`: how long a lease on items lasts without renewal.
-    pub lease: Duration,
+    pub(in crate::workflow) lease: Duration,
     /// Evaluator specs that run a program or read a file (`cmd:…`, `judge:…`,
     /// `json-schema:…`) this worker may run when the experiment names them (`--allow-cmd`,
     /// `--allow-eval`, `[worker]` in runner.toml), each matched exactly.
-    pub allowed: Vec<String>,
+    pub(in crate::workflow) allowed: Vec<String>,
 }
 
 impl WorkerSettings {
@@ -499,4 +502,144 @@ pub fn check_endpoint(base_url: &str) -> Result<()> {
 pub fn endpoint_error(e: crate::client::ConfigError) -> Error {
     Error::invalid(e.to_string())
         .with_hint("pass --base-url http://HOST:PORT/v1 or set OPENAI_BASE_URL")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn command(argv: &[&str]) -> Command {
+        Cli::try_parse_from(std::iter::once("runner").chain(argv.iter().copied()))
+            .unwrap()
+            .command
+    }
+
+    fn run_args(argv: &[&str]) -> RunArgs {
+        match command(&[&["experiment", "--prompt", "p"], argv].concat()) {
+            Command::Experiment(args) => args.run,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    const TOML: &str = r#"
+concurrency = 8
+model = "file-model"
+evals = ["exact"]
+
+[prompts.p]
+dataset = "rows.csv"
+
+[thresholds]
+min_pass_rate = 0.9
+
+[limits."http://x/v1"]
+max_rpm = 100
+"#;
+
+    #[test]
+    fn flags_win_over_runner_toml_which_wins_over_the_defaults() {
+        let config = Config::parse(TOML).unwrap();
+        let args = run_args(&[
+            "--base-url",
+            "http://x/v1/",
+            "--repetitions",
+            "2",
+            "--var",
+            "a=b",
+        ]);
+        let check = Check::new(&config, "p", None, None).unwrap();
+        let settings = ExperimentSettings::for_experiment(&config, "p", &args, check).unwrap();
+        assert_eq!(settings.dataset, PathBuf::from("rows.csv"));
+        assert_eq!(settings.base_url, "http://x/v1");
+        assert_eq!(settings.model.as_deref(), Some("file-model"));
+        assert_eq!(settings.evals, Evals::File(vec!["exact".into()]));
+        assert!(settings.evals.flags().is_empty());
+        let run = &settings.run;
+        assert_eq!(
+            (run.concurrency, run.repetitions, run.timeout_secs),
+            (8, 2, 60.0)
+        );
+        assert_eq!(run.vars["a"], "b");
+        // The endpoint's own limit, where no flag sets one.
+        assert_eq!(run.max_rpm, Some(100.0));
+        assert_eq!(run.detached, None);
+        assert_eq!(
+            check,
+            Check {
+                min_pass_rate: Some(0.9),
+                max_error_rate: DEFAULT_MAX_ERROR_RATE
+            }
+        );
+
+        let args = run_args(&[
+            "--base-url",
+            "http://x/v1",
+            "--max-rpm",
+            "5",
+            "--eval",
+            "json",
+        ]);
+        let settings = ExperimentSettings::for_experiment(&config, "p", &args, check).unwrap();
+        assert_eq!(settings.run.max_rpm, Some(5.0));
+        assert_eq!(settings.evals.flags(), ["json"]);
+    }
+
+    #[test]
+    fn a_bad_flag_is_refused_naming_it() {
+        let config = Config::default();
+        let refused = |argv: &[&str]| {
+            let check = Check::new(&config, "p", None, None).unwrap();
+            let args =
+                run_args(&[&["--dataset", "d.csv", "--base-url", "http://x/v1"], argv].concat());
+            ExperimentSettings::for_experiment(&config, "p", &args, check)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(refused(&["--concurrency", "0"]).contains("--concurrency must be at least 1"));
+        assert!(refused(&["--timeout", "0"]).contains("--timeout must be a positive number"));
+        assert!(refused(&["--cache-ttl", "5w"]).contains("--cache-ttl '5w' is not a duration"));
+        assert!(refused(&["--shard", "3/2"]).contains("--shard '3/2' is not K/N"));
+        assert!(refused(&["--var", "novalue"]).contains("invalid --var 'novalue'"));
+        assert!(refused(&["--detach", "--max-cost", "1"]).contains("cannot be kept by workers"));
+        assert!(refused(&["--detach", "--key", " "]).contains("--key must be 1 to 200"));
+        let dataset = ExperimentSettings::new(&config, "p", None, &RunOptions::default());
+        assert!(dataset.unwrap_err().to_string().contains("no dataset"));
+    }
+
+    #[test]
+    fn detach_stores_its_key_and_the_check_with_the_run() {
+        let config = Config::default();
+        let args = run_args(&["--dataset", "d.csv", "--detach", "--key", "ci-7"]);
+        let check = Check::new(&config, "p", Some(0.8), None).unwrap();
+        let settings = ExperimentSettings::for_experiment(&config, "p", &args, check).unwrap();
+        assert_eq!(
+            settings.run.detached,
+            Some(Detached {
+                key: Some("ci-7".into()),
+                min_pass_rate: Some(0.8),
+                max_error_rate: Some(0.0),
+            })
+        );
+    }
+
+    #[test]
+    fn a_worker_takes_its_allowances_from_both_the_flags_and_runner_toml() {
+        let config = Config::parse("[worker]\nallow_eval = [\"judge:r.md\"]\n").unwrap();
+        let worker = |argv: &[&str]| match command(&[&["worker", "exp_1"], argv].concat()) {
+            Command::Worker(args) => WorkerSettings::new(&config, &args),
+            other => panic!("{other:?}"),
+        };
+        let settings = worker(&["--allow-cmd", "python3"]).unwrap();
+        assert_eq!(settings.allowed, ["cmd:python3", "judge:r.md"]);
+        assert_eq!(settings.lease, Duration::from_secs(30));
+        let lease = worker(&["--lease", "0.5"]).unwrap_err().to_string();
+        assert!(
+            lease.contains("--lease must be 1 to 86400 seconds, not 0.5"),
+            "{lease}"
+        );
+        let concurrency = worker(&["--concurrency", "0"]).unwrap_err().to_string();
+        assert!(concurrency.contains("--concurrency must be 1 to 10000"));
+    }
 }
