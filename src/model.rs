@@ -642,7 +642,7 @@ pub struct RunSettings {
 }
 
 /// How a detached experiment was planned: its key, and the check `experiment wait` applies.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Detached {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,

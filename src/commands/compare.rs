@@ -3,18 +3,18 @@
 
 use super::{
     Context, check_prompt_name, check_tag_name, confidence, interrupted, notes_on_stderr, out,
-    out_json, rate, run_request, verdict_code,
+    out_json, verdict_code,
 };
 use crate::cli::CompareArgs;
 use crate::compare::Inference;
 use crate::error::{Error, Result, exit};
-use crate::gate::Policy;
 use crate::model::VersionRef;
 use crate::report;
 use crate::workflow::experiment::{as_seen, prepare};
 use crate::workflow::promotion::{
     Acceptance, Reuse, check_cluster_column, check_named, comparison, evidence,
 };
+use crate::workflow::settings::{ExperimentSettings, compare_policy};
 
 pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
     let inference = Inference {
@@ -22,13 +22,7 @@ pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
         cluster_column: args.cluster_column.clone(),
     };
     // The gate's criteria on compare: only those asked for, checked before anything runs.
-    let policy = Policy {
-        max_regression: rate("--max-regression", args.max_regression)?,
-        non_inferior: rate("--non-inferior", args.non_inferior)?,
-        min_improvement: rate("--min-improvement", args.min_improvement)?,
-        max_error_rate: rate("--max-error-rate", args.max_error_rate)?,
-        ..Policy::default()
-    };
+    let policy = compare_policy(&args)?;
     let gated = policy.has_relative();
     let acceptance = Acceptance {
         max_error_rate: policy.error_allowance(),
@@ -78,39 +72,26 @@ pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
             };
             check_tag_name(base_tag)?;
             check_tag_name(cand_tag)?;
-            let request = run_request(&args.options);
-            let side = |tag: &String| {
-                prepare(
-                    ctx,
-                    &prompt,
-                    &VersionRef::Tag(tag.clone()),
-                    args.dataset.as_deref(),
-                    None,
-                    &request,
-                )
-            };
+            let settings = ExperimentSettings::new(
+                ctx.config()?,
+                &prompt,
+                args.dataset.as_deref(),
+                &args.options,
+            )?;
+            let side = |tag: &String| prepare(ctx, &settings, &VersionRef::Tag(tag.clone()));
             // Both sides are checked before either runs.
             let (base, cand) = (side(base_tag)?, side(cand_tag)?);
             for prepared in [&base, &cand] {
                 check_cluster_column(
                     &inference,
                     &prepared.info.columns,
-                    &prepared.dataset.display().to_string(),
+                    &prepared.settings.dataset.display().to_string(),
                 )?;
             }
-            let reuse = Reuse::from_flags(args.run, args.options.fresh);
+            let reuse = Reuse::from_flags(args.run, settings.run.fresh);
             let terminal = report::Terminal::new(inference.confidence);
-            let find = |prepared| {
-                evidence(
-                    prepared,
-                    ctx,
-                    reuse,
-                    acceptance,
-                    &request.evals,
-                    &terminal,
-                    interrupted,
-                )
-            };
+            let find =
+                |prepared| evidence(prepared, ctx, reuse, acceptance, &terminal, interrupted);
             (find(base)?, find(cand)?)
         }
     };

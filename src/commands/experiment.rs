@@ -1,8 +1,8 @@
 //! `runner experiment …` and `runner mock-server`.
 
 use super::{
-    Context, DEFAULT_MAX_ERROR_RATE, check_prompt_name, checked, confidence, fail_unless_written,
-    interrupted, out, out_json, rate, run_request, version_ref,
+    Context, check_prompt_name, checked, confidence, fail_unless_written, interrupted, out,
+    out_json, version_ref,
 };
 use crate::cli::{
     ExperimentAction, ExperimentArgs, ExperimentListArgs, ExperimentResumeArgs, ExperimentShowArgs,
@@ -14,6 +14,7 @@ use crate::report;
 use crate::store::{self, Store};
 use crate::view::{CostView, ExperimentItem};
 use crate::workflow::experiment::{Finished, as_seen, launch, prepare, resume as resume_run};
+use crate::workflow::settings::{Check, ExperimentSettings, ResumeSettings};
 use std::io::Write;
 use std::path::Path;
 
@@ -36,26 +37,17 @@ fn start(args: RunArgs, ctx: &Context) -> Result<u8> {
     })?;
     let reference = version_ref(&args.selector)?;
     // The check is read before anything runs: a bad threshold writes nothing.
-    let (min_pass_rate, max_error_rate) =
-        thresholds(ctx, &prompt, args.min_pass_rate, args.max_error_rate)?;
-    let confidence = confidence(args.confidence, ctx)?;
-    let mut request = run_request(&args.options);
-    request.shard = args.shard.clone();
-    let prepared = prepare(
-        ctx,
+    let check = Check::new(
+        ctx.config()?,
         &prompt,
-        &reference,
-        args.dataset.as_deref(),
-        args.name.clone(),
-        &request,
+        args.min_pass_rate,
+        args.max_error_rate,
     )?;
+    let confidence = confidence(args.confidence, ctx)?;
+    let settings = ExperimentSettings::for_experiment(ctx.config()?, &prompt, &args, check)?;
+    let prepared = prepare(ctx, &settings, &reference)?;
     if args.detach {
-        let detach = crate::workflow::worker::DetachRequest {
-            key: args.key.clone(),
-            min_pass_rate,
-            max_error_rate: Some(max_error_rate),
-        };
-        return super::worker::detach(prepared, ctx, &detach, args.json);
+        return super::worker::detach(prepared, ctx, args.json);
     }
     let finished = launch(
         prepared,
@@ -63,44 +55,25 @@ fn start(args: RunArgs, ctx: &Context) -> Result<u8> {
         &report::Terminal::new(confidence),
         interrupted(),
     )?;
-    let check = crate::gate::check_experiment(&finished.summary, min_pass_rate, max_error_rate);
+    let check =
+        crate::gate::check_experiment(&finished.summary, check.min_pass_rate, check.max_error_rate);
     let code = print_finished(ctx, &finished, args.json, &check, confidence)?;
     Ok(checked(code, &check, &finished.experiment))
 }
 
-/// An experiment's own check: each flag over `[thresholds]` in runner.toml. Errored rows fail
-/// the run unless the user allows some (`DEFAULT_MAX_ERROR_RATE`): a run whose calls failed
-/// is not the evidence it looks like.
-fn thresholds(
-    ctx: &Context,
-    prompt: &str,
-    min_pass_rate: Option<f64>,
-    max_error_rate: Option<f64>,
-) -> Result<(Option<f64>, f64)> {
-    let file = ctx
-        .config()?
-        .for_prompt(prompt)
-        .thresholds
-        .unwrap_or_default();
-    Ok((
-        rate("--min-pass-rate", min_pass_rate.or(file.min_pass_rate))?,
-        rate("--max-error-rate", max_error_rate.or(file.max_error_rate))?
-            .unwrap_or(DEFAULT_MAX_ERROR_RATE),
-    ))
-}
-
 fn resume(args: ExperimentResumeArgs, ctx: &Context) -> Result<u8> {
     let confidence = confidence(args.confidence, ctx)?;
+    let settings = ResumeSettings::new(&args)?;
     let finished = resume_run(
         ctx,
-        &args.id,
-        args.max_cost,
+        &settings,
         &report::Terminal::new(confidence),
         interrupted(),
     )?;
     // The same check as the first run: runner.toml's thresholds, and no errored row by default.
-    let (min_pass_rate, max_error_rate) = thresholds(ctx, &finished.experiment.prompt, None, None)?;
-    let check = crate::gate::check_experiment(&finished.summary, min_pass_rate, max_error_rate);
+    let own = Check::new(ctx.config()?, &finished.experiment.prompt, None, None)?;
+    let check =
+        crate::gate::check_experiment(&finished.summary, own.min_pass_rate, own.max_error_rate);
     let code = print_finished(ctx, &finished, args.json, &check, confidence)?;
     Ok(checked(code, &check, &finished.experiment))
 }

@@ -1,5 +1,5 @@
-//! Command glue: turn parsed arguments into settings, open the store, call the domain, hand the
-//! results to `report`.
+//! Command glue: hand parsed arguments to `workflow::settings`, which turns them into each
+//! workflow's settings, call the workflow with them, and hand the results to `report`.
 
 mod compare;
 mod demo;
@@ -16,11 +16,10 @@ mod transfer;
 mod try_version;
 mod worker;
 
-use crate::cli::{Cli, Command, RunOptions, VersionSelector};
+use crate::cli::{Cli, Command, VersionSelector};
 use crate::error::{Error, Result, exit};
 use crate::gate::Verdict;
 use crate::model::{Experiment, VersionRef};
-use crate::workflow::experiment::RunRequest;
 use std::io::Write;
 
 pub use crate::input::{
@@ -155,9 +154,6 @@ pub fn version_ref(selector: &VersionSelector) -> Result<VersionRef> {
     )
 }
 
-/// An experiment's errored rows allowed when neither `--max-error-rate` nor runner.toml says.
-pub const DEFAULT_MAX_ERROR_RATE: f64 = 0.0;
-
 /// The exit code of a finished run with its own check: a failed check (said on stderr, with
 /// the fix) turns a success into exit 1.
 pub fn checked(code: u8, check: &[crate::gate::Criterion], experiment: &Experiment) -> u8 {
@@ -185,31 +181,6 @@ pub fn checked(code: u8, check: &[crate::gate::Criterion], experiment: &Experime
         );
     }
     exit::CHECK_FAILED
-}
-
-/// The run options as the workflow takes them.
-pub fn run_request(options: &RunOptions) -> RunRequest {
-    RunRequest {
-        evals: options.evals.clone(),
-        concurrency: options.concurrency,
-        repetitions: options.repetitions,
-        limit: options.limit,
-        model: options.model.clone(),
-        base_url: options.base_url.clone(),
-        timeout: options.timeout,
-        max_retries: options.max_retries,
-        vars: options.vars.clone(),
-        columns: options.columns.clone(),
-        expected_column: options.expected_column.clone(),
-        judge_model: options.judge_model.clone(),
-        no_cache: options.no_cache,
-        fresh: options.fresh,
-        cache_ttl: options.cache_ttl.clone(),
-        max_rpm: options.max_rpm,
-        max_tpm: options.max_tpm,
-        max_cost: options.max_cost,
-        shard: None,
-    }
 }
 
 /// The confidence level of the intervals: the flag, else runner.toml's, else 0.95.

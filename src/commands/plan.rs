@@ -2,8 +2,8 @@
 //! difference with 80% power, from an earlier experiment's variance or the worst case. Sends
 //! nothing.
 
+use super::confidence;
 use super::{Context, out, out_json, version_ref};
-use super::{confidence, run_request};
 use crate::cli::ExperimentPlanArgs;
 use crate::compare::Inference;
 use crate::error::{Error, Result};
@@ -11,6 +11,7 @@ use crate::report::{self, confidence_text};
 use crate::stats::{self, PlanLine};
 use crate::workflow::experiment::prepare;
 use crate::workflow::promotion::comparison;
+use crate::workflow::settings::ExperimentSettings;
 use serde::Serialize;
 
 /// Where the variance came from.
@@ -69,15 +70,14 @@ pub fn plan(args: ExperimentPlanArgs, ctx: &Context) -> Result<()> {
     let reference = version_ref(&args.selector)?;
     // Everything an experiment would check (version, dataset, variables, evaluators) is checked
     // here too, so a plan never promises a run that would be refused.
-    let prepared = prepare(
-        ctx,
+    let settings = ExperimentSettings::new(
+        ctx.config()?,
         &args.prompt,
-        &reference,
         args.dataset.as_deref(),
-        None,
-        &run_request(&args.options),
+        &args.options,
     )?;
-    let rows = match prepared.settings.limit {
+    let prepared = prepare(ctx, &settings, &reference)?;
+    let rows = match prepared.settings.run.limit {
         Some(limit) => prepared.info.rows.min(limit),
         None => prepared.info.rows,
     };
@@ -187,10 +187,10 @@ pub fn plan(args: ExperimentPlanArgs, ctx: &Context) -> Result<()> {
         _ => unreachable!("at most two experiments, checked above"),
     };
     let plan = Plan {
-        prompt: prepared.prompt.clone(),
+        prompt: prepared.settings.prompt.clone(),
         version: prepared.version.seq,
         tag: prepared.tag.clone(),
-        dataset: prepared.dataset.display().to_string(),
+        dataset: prepared.settings.dataset.display().to_string(),
         dataset_rows: rows,
         detect: args.detect,
         confidence,

@@ -2,66 +2,17 @@
 
 use super::{
     Context, check_prompt_name, check_tag_name, confidence, interrupted, notes_on_stderr, out,
-    out_json, rate, run_request, verdict_code,
+    out_json, verdict_code,
 };
 use crate::cli::PromoteArgs;
 use crate::compare::Inference;
 use crate::error::{Error, Result, exit};
-use crate::gate::Policy;
 use crate::model::VersionRef;
 use crate::report;
 use crate::view::PromotionView;
-use crate::workflow::promotion::{self, Acceptance, PromotionRequest};
+use crate::workflow::promotion::{self, Acceptance, EvidenceFrom, PromotionRequest};
+use crate::workflow::settings::{ExperimentSettings, promote_policy};
 use std::path::Path;
-
-/// The gate's criteria: each flag overrides the same criterion from runner.toml; with none
-/// from either, "no regression".
-fn policy(args: &PromoteArgs, ctx: &Context) -> Result<Policy> {
-    let file = ctx
-        .config()?
-        .for_prompt(&args.prompt)
-        .gate
-        .unwrap_or_default();
-    let policy = Policy {
-        min_pass_rate: rate("--min-pass-rate", args.min_pass_rate.or(file.min_pass_rate))?,
-        max_regression: rate(
-            "--max-regression",
-            args.max_regression.or(file.max_regression),
-        )?,
-        no_new_failures: args.no_new_failures || file.no_new_failures.unwrap_or(false),
-        max_error_rate: rate(
-            "--max-error-rate",
-            args.max_error_rate.or(file.max_error_rate),
-        )?,
-        max_p95_latency_ms: args.max_p95_latency_ms.or(file.max_p95_latency_ms),
-        non_inferior: rate("--non-inferior", args.non_inferior.or(file.non_inferior))?,
-        min_improvement: rate(
-            "--min-improvement",
-            args.min_improvement.or(file.min_improvement),
-        )?,
-        max_cost_increase: cost_increase(args.max_cost_increase.or(file.max_cost_increase))?,
-    };
-    // The error allowance alone judges nothing: the default gate stays, with it.
-    if policy.has_absolute() || policy.has_relative() {
-        Ok(policy)
-    } else {
-        Ok(Policy {
-            max_error_rate: policy.max_error_rate,
-            ..Policy::no_regression()
-        })
-    }
-}
-
-/// `--max-cost-increase`: a share, 0 or more (0.1 allows 10 % more per row).
-fn cost_increase(value: Option<f64>) -> Result<Option<f64>> {
-    match value {
-        Some(v) if !(v.is_finite() && v >= 0.0) => Err(Error::invalid(format!(
-            "--max-cost-increase must be a share, 0 or more, not {v}"
-        ))
-        .with_hint("0.1 lets the candidate cost up to 10 % more per row than the baseline")),
-        other => Ok(other),
-    }
-}
 
 fn write_report(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).map_err(|e| {
@@ -89,7 +40,7 @@ pub fn promote(args: PromoteArgs, ctx: &Context) -> Result<u8> {
     if args.from == args.to {
         return Err(Error::invalid("--from and --to name the same tag"));
     }
-    let policy = policy(&args, ctx)?;
+    let policy = promote_policy(ctx.config()?, &args)?;
     let inference = Inference {
         confidence: confidence(args.confidence, ctx)?,
         cluster_column: args.cluster_column.clone(),
@@ -119,27 +70,31 @@ pub fn promote(args: PromoteArgs, ctx: &Context) -> Result<u8> {
         .with_hint("give --min-pass-rate R or --max-p95-latency-ms MS"));
     }
 
-    let chosen = args
-        .candidate_experiment
-        .clone()
-        .map(|candidate| promotion::Chosen {
-            candidate,
+    // The run's flags are checked only where evidence is found or run, after the tags: a
+    // promotion with nothing to do needs none of them.
+    let evidence = match &args.candidate_experiment {
+        Some(candidate) => EvidenceFrom::Chosen(promotion::Chosen {
+            candidate: candidate.clone(),
             baseline: args.baseline_experiment.clone(),
-        });
+        }),
+        None => EvidenceFrom::Found(Box::new(ExperimentSettings::new(
+            ctx.config()?,
+            &args.prompt,
+            args.dataset.as_deref(),
+            &args.options,
+        )?)),
+    };
     let acceptance = Acceptance {
         max_error_rate: policy.error_allowance(),
         same_endpoint: args.same_endpoint,
     };
     let request = PromotionRequest {
-        chosen,
+        evidence,
         prompt: &args.prompt,
         from: &args.from,
         to: &args.to,
-        dataset: args.dataset.as_deref(),
-        run: run_request(&args.options),
         policy,
         inference: inference.clone(),
-        fresh: args.options.fresh,
         dry_run: args.dry_run,
         message: args.message.clone(),
         acceptance,

@@ -80,7 +80,7 @@ pub fn run(args: TryArgs, ctx: &Context) -> Result<u8> {
         .map_err(cli_hint)?;
         sides.push(trial);
     }
-    let base_url = crate::workflow::experiment::endpoint(args.base_url.as_deref(), &defaults)?;
+    let base_url = crate::workflow::settings::endpoint(args.base_url.as_deref(), &defaults)?;
     let client = crate::workflow::experiment::call_client(
         &base_url,
         args.timeout.or(defaults.timeout).unwrap_or(60.0),

@@ -9,18 +9,14 @@ use crate::model::ExperimentStatus;
 use crate::report;
 use crate::view::CostView;
 use crate::workflow::experiment::Prepared;
-use crate::workflow::worker::{self, DetachRequest, Waited, WorkerRequest};
+use crate::workflow::settings::{DEFAULT_MAX_ERROR_RATE, WorkerSettings};
+use crate::workflow::worker::{self, Waited};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
 /// `runner experiment ... --detach`: plans, prints the id, sends nothing.
-pub fn detach(
-    prepared: Prepared,
-    ctx: &Context,
-    request: &DetachRequest,
-    json: bool,
-) -> Result<u8> {
-    let planned = worker::detach(prepared, ctx, request)?;
+pub fn detach(prepared: Prepared, ctx: &Context, json: bool) -> Result<u8> {
+    let planned = worker::detach(prepared, ctx)?;
     let id = &planned.experiment.id;
     if json {
         out_json(&json!({
@@ -50,37 +46,11 @@ pub fn detach(
 
 /// `runner worker ID`.
 pub fn run(args: WorkerArgs, ctx: &Context) -> Result<u8> {
-    if !(args.lease.is_finite() && args.lease >= 1.0 && args.lease <= 86_400.0) {
-        return Err(Error::invalid(format!(
-            "--lease must be 1 to 86400 seconds, not {}",
-            args.lease
-        ))
-        .with_hint("the default, 30 s, suits most endpoints"));
-    }
-    let config = ctx.config()?;
-    let allowed: Vec<String> = args
-        .allow_cmd
-        .iter()
-        .chain(&config.worker.allow_cmd)
-        .map(|program| format!("cmd:{program}"))
-        .chain(
-            args.allow_eval
-                .iter()
-                .chain(&config.worker.allow_eval)
-                .cloned(),
-        )
-        .collect();
-    let request = WorkerRequest {
-        allowed,
-        concurrency: args.concurrency,
-        base_url: args.base_url.clone(),
-        lease: Duration::from_secs_f64(args.lease),
-    };
+    let settings = WorkerSettings::new(ctx.config()?, &args)?;
     let confidence = confidence(None, ctx)?;
     let outcome = worker::work(
         ctx,
-        &args.id,
-        &request,
+        &settings,
         &report::Terminal::new(confidence),
         interrupted(),
     )?;
@@ -197,21 +167,11 @@ pub fn wait(args: ExperimentWaitArgs, ctx: &Context) -> Result<u8> {
     let store = ctx.store_for_reading()?;
     let summary = store.summary(&experiment)?;
     let cost = CostView::of(&ctx.config()?.prices(), &experiment, &summary);
-    let detached = experiment
-        .settings
-        .detached
-        .clone()
-        .unwrap_or(crate::model::Detached {
-            key: None,
-            min_pass_rate: None,
-            max_error_rate: None,
-        });
+    let detached = experiment.settings.detached.clone().unwrap_or_default();
     let check = crate::gate::check_experiment(
         &summary,
         detached.min_pass_rate,
-        detached
-            .max_error_rate
-            .unwrap_or(super::DEFAULT_MAX_ERROR_RATE),
+        detached.max_error_rate.unwrap_or(DEFAULT_MAX_ERROR_RATE),
     );
     if args.json {
         let mut view = report::experiment_json(&experiment, &summary, None, cost, confidence);

@@ -1,11 +1,13 @@
 //! Workflows: the lifecycles the CLI, the API and the UI share (an experiment from plan to
 //! summary, a promotion from evidence to tag move, an archive out and back), over the store
-//! traits. Nothing here parses flags or prints results.
+//! traits. Each takes one settings value that `settings` builds once from the command line
+//! and runner.toml; no other module here parses a flag, and nothing here prints results.
 
 pub mod archive;
 pub mod experiment;
 pub mod playground;
 pub mod promotion;
+pub mod settings;
 pub mod shards;
 pub mod sync;
 pub mod worker;

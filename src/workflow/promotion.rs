@@ -3,7 +3,8 @@
 //! while it still points at the baseline the evidence is about, recording the evidence.
 
 use super::Context;
-use super::experiment::{Prepared, RunRequest, launch, prepare};
+use super::experiment::{Prepared, launch, prepare};
+use super::settings::ExperimentSettings;
 use crate::compare::{Comparison, Inference, Side, compare as compare_outcomes};
 use crate::engine::{Reporter, RunEvent};
 use crate::error::{Error, Result};
@@ -15,7 +16,6 @@ use crate::model::{
 use crate::store::{Expect, StoreError, TagChange, TagOutcome};
 use crate::view::Evidence;
 use std::future::Future;
-use std::path::Path;
 
 /// What evidence a gate (or a comparison) takes; by default, no errored result and any
 /// endpoint.
@@ -104,7 +104,6 @@ pub fn evidence<F: Future<Output = ()>>(
     ctx: &Context,
     reuse: Reuse,
     acceptance: Acceptance,
-    evals: &[String],
     reporter: &dyn Reporter,
     interrupt: impl Fn() -> F,
 ) -> Result<Experiment> {
@@ -115,7 +114,7 @@ pub fn evidence<F: Future<Output = ()>>(
     if reuse != Reuse::Never {
         for (experiment, stored) in store.matching(&prepared.fingerprint)? {
             let experiment = super::experiment::as_seen(experiment);
-            if acceptance.same_endpoint && experiment.base_url != prepared.base_url {
+            if acceptance.same_endpoint && experiment.base_url != prepared.settings.base_url {
                 continue;
             }
             match refusal(&experiment, Some(stored), acceptance.max_error_rate) {
@@ -135,7 +134,7 @@ pub fn evidence<F: Future<Output = ()>>(
     drop(store);
     let label = format!(
         "{} v{}{}",
-        prepared.prompt,
+        prepared.settings.prompt,
         prepared.version.seq,
         prepared
             .tag
@@ -153,17 +152,17 @@ pub fn evidence<F: Future<Output = ()>>(
         )));
     }
     if let Some(mut experiment) = found {
-        let elsewhere = if experiment.base_url != prepared.base_url {
+        let elsewhere = if experiment.base_url != prepared.settings.base_url {
             format!(
                 " (run against {}; --same-endpoint takes only runs against {})",
-                experiment.base_url, prepared.base_url
+                experiment.base_url, prepared.settings.base_url
             )
         } else {
             String::new()
         };
         reporter.report(RunEvent::Notice(format!(
             "using experiment {} for {} v{}{elsewhere}",
-            experiment.id, prepared.prompt, prepared.version.seq
+            experiment.id, prepared.settings.prompt, prepared.version.seq
         )));
         // It stands for the tag asked about now, whichever tag it was run under: the
         // comparison's headers name that tag.
@@ -173,11 +172,11 @@ pub fn evidence<F: Future<Output = ()>>(
     if !run {
         let mut command = format!(
             "runner experiment --prompt {} --version-id {} --dataset {}",
-            prepared.prompt,
+            prepared.settings.prompt,
             prepared.version.id,
-            prepared.dataset.display()
+            prepared.settings.dataset.display()
         );
-        for spec in evals {
+        for spec in prepared.settings.evals.flags() {
             command.push_str(&format!(" --eval '{spec}'"));
         }
         if let Some((experiment, why)) = passed_over.first() {
@@ -202,9 +201,9 @@ pub fn evidence<F: Future<Output = ()>>(
     }
     reporter.report(RunEvent::Notice(format!(
         "running {} v{} over {}",
-        prepared.prompt,
+        prepared.settings.prompt,
         prepared.version.seq,
-        prepared.dataset.display()
+        prepared.settings.dataset.display()
     )));
     let finished = launch(prepared, ctx, reporter, interrupt())?;
     let experiment = finished.experiment;
@@ -248,7 +247,7 @@ fn nearest_difference(
         e.version_id == prepared.version.id && e.dataset.hash == prepared.info.hash
     };
     let Some(nearest) = store
-        .experiments(Some(&prepared.prompt))?
+        .experiments(Some(&prepared.settings.prompt))?
         .into_iter()
         .find(same_rows)
     else {
@@ -264,10 +263,10 @@ fn nearest_difference(
     let mut differences: Vec<String> = Vec::new();
     let mut fix = None;
     let id = &nearest.id;
-    if acceptance.same_endpoint && nearest.base_url != prepared.base_url {
+    if acceptance.same_endpoint && nearest.base_url != prepared.settings.base_url {
         differences.push(format!(
             "it ran against {} (this run: {}; --same-endpoint asks for the same)",
-            nearest.base_url, prepared.base_url
+            nearest.base_url, prepared.settings.base_url
         ));
         fix = Some(format!(
             "pass --base-url {} or drop --same-endpoint",
@@ -294,7 +293,7 @@ fn nearest_difference(
         let flags: Vec<String> = theirs.iter().map(|e| format!("--eval '{e}'")).collect();
         fix = Some(format!("pass {}", flags.join(" ")));
     }
-    let (a, b) = (&nearest.settings, &prepared.settings);
+    let (a, b) = (&nearest.settings, &prepared.settings.run);
     let settings = [
         ("repetitions", a.repetitions != b.repetitions),
         ("--limit", a.limit != b.limit),
@@ -493,20 +492,24 @@ pub struct Chosen {
     pub baseline: Option<String>,
 }
 
+/// Where a promotion's evidence comes from.
+pub enum EvidenceFrom {
+    /// Named by id; nothing runs.
+    Chosen(Chosen),
+    /// Found by the fingerprint of a run with these settings, or run with them (`--fresh`
+    /// runs new experiments even when matching ones exist).
+    Found(Box<ExperimentSettings>),
+}
+
 /// What a promotion is asked to do, checked by the caller.
 pub struct PromotionRequest<'a> {
-    /// The evidence named by id; None: found by fingerprint, or run.
-    pub chosen: Option<Chosen>,
+    pub evidence: EvidenceFrom,
     pub prompt: &'a str,
     pub from: &'a str,
     pub to: &'a str,
-    pub dataset: Option<&'a Path>,
-    pub run: RunRequest,
     pub policy: Policy,
     /// The confidence level and clustering of the comparison's statistics.
     pub inference: Inference,
-    /// Run new experiments even when matching ones exist.
-    pub fresh: bool,
     /// Evaluate the gate, move nothing.
     pub dry_run: bool,
     pub message: Option<String>,
@@ -528,35 +531,20 @@ pub struct Decided {
 fn found_evidence<F: Future<Output = ()>>(
     ctx: &Context,
     request: &PromotionRequest<'_>,
+    settings: &ExperimentSettings,
     has_baseline: bool,
     reporter: &dyn Reporter,
     interrupt: impl Fn() -> F,
 ) -> Result<(Experiment, Option<Experiment>)> {
     // Both sides are checked before either runs, so bad input fails before any request.
-    let candidate = prepare(
-        ctx,
-        request.prompt,
-        &VersionRef::Tag(request.from.to_string()),
-        request.dataset,
-        None,
-        &request.run,
-    )?;
+    let candidate = prepare(ctx, settings, &VersionRef::Tag(request.from.to_string()))?;
     let baseline = has_baseline
-        .then(|| {
-            prepare(
-                ctx,
-                request.prompt,
-                &VersionRef::Tag(request.to.to_string()),
-                request.dataset,
-                None,
-                &request.run,
-            )
-        })
+        .then(|| prepare(ctx, settings, &VersionRef::Tag(request.to.to_string())))
         .transpose()?;
     check_cluster_column(
         &request.inference,
         &candidate.info.columns,
-        &candidate.dataset.display().to_string(),
+        &candidate.settings.dataset.display().to_string(),
     )?;
     if candidate.evaluators.is_empty() {
         return Err(Error::invalid(
@@ -566,14 +554,11 @@ fn found_evidence<F: Future<Output = ()>>(
             "pass --eval SPEC (or name an expected column with --expected-column, which implies icontains)",
         ));
     }
-    let reuse = Reuse::from_flags(true, request.fresh);
-    let evals = &request.run.evals;
+    let reuse = Reuse::from_flags(true, settings.run.fresh);
     let acceptance = request.acceptance;
-    let candidate = evidence(
-        candidate, ctx, reuse, acceptance, evals, reporter, &interrupt,
-    )?;
+    let candidate = evidence(candidate, ctx, reuse, acceptance, reporter, &interrupt)?;
     let baseline = baseline
-        .map(|b| evidence(b, ctx, reuse, acceptance, evals, reporter, &interrupt))
+        .map(|b| evidence(b, ctx, reuse, acceptance, reporter, &interrupt))
         .transpose()?;
     Ok((candidate, baseline))
 }
@@ -700,17 +685,18 @@ pub fn promote<F: Future<Output = ()>>(
     reporter: &dyn Reporter,
     interrupt: impl Fn() -> F,
 ) -> Result<Decided> {
-    let (candidate, baseline) = match &request.chosen {
-        Some(chosen) => chosen_evidence(
+    let (candidate, baseline) = match &request.evidence {
+        EvidenceFrom::Chosen(chosen) => chosen_evidence(
             ctx,
             request,
             chosen,
             &candidate_version,
             baseline_version.as_ref(),
         )?,
-        None => found_evidence(
+        EvidenceFrom::Found(settings) => found_evidence(
             ctx,
             request,
+            settings,
             baseline_version.is_some(),
             reporter,
             interrupt,

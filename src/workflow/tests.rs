@@ -2,8 +2,10 @@
 //! store traits only), the runner's own mock endpoint on a random loopback port.
 
 use super::Context;
-use super::experiment::{RunRequest, launch, prepare, resume};
-use super::promotion::{self, PromotionRequest};
+use super::experiment::{launch, prepare, resume};
+use super::promotion::{self, EvidenceFrom, PromotionRequest};
+use super::settings::{ExperimentSettings, ResumeSettings};
+use crate::cli::RunOptions;
 use crate::config::Config;
 use crate::engine::Reporter;
 use crate::engine::RunEvent;
@@ -14,7 +16,7 @@ use crate::model::{
 };
 use crate::store::{self, TagChange};
 use std::cell::RefCell;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A mock endpoint on its own runtime thread; dropped, it stops.
@@ -120,12 +122,14 @@ fn dataset(dir: &tempfile::TempDir) -> PathBuf {
     path
 }
 
-fn request(mock: &Mock) -> RunRequest {
-    RunRequest {
+/// A run of prompt `p` over `data` against the mock, four calls at a time.
+fn settings(data: &Path, mock: &Mock) -> ExperimentSettings {
+    let options = RunOptions {
         base_url: Some(mock.base_url.clone()),
         concurrency: Some(4),
-        ..RunRequest::default()
-    }
+        ..RunOptions::default()
+    };
+    ExperimentSettings::new(&Config::default(), "p", Some(data), &options).unwrap()
 }
 
 /// A context over a fresh in-memory store holding prompt `p`: v1 answers well, v2 badly
@@ -165,15 +169,11 @@ fn an_experiment_runs_to_its_end_and_is_stored_with_its_summary() {
     let dir = tempfile::tempdir().unwrap();
     let data = dataset(&dir);
     let ctx = context();
-    let prepared = prepare(
-        &ctx,
-        "p",
-        &VersionRef::Tag("production".into()),
-        Some(&data),
-        Some("first".into()),
-        &request(&mock),
-    )
-    .unwrap();
+    let first = ExperimentSettings {
+        name: Some("first".into()),
+        ..settings(&data, &mock)
+    };
+    let prepared = prepare(&ctx, &first, &VersionRef::Tag("production".into())).unwrap();
     let recorder = Recorder::default();
     let finished = launch(prepared, &ctx, &recorder, std::future::pending()).unwrap();
     assert_eq!(finished.status, ExperimentStatus::Completed);
@@ -194,8 +194,10 @@ fn an_experiment_runs_to_its_end_and_is_stored_with_its_summary() {
     let resumed = Recorder::default();
     let again = resume(
         &ctx,
-        &finished.experiment.id,
-        None,
+        &ResumeSettings {
+            id: finished.experiment.id.clone(),
+            max_cost: None,
+        },
         &resumed,
         std::future::pending(),
     )
@@ -212,31 +214,21 @@ fn bad_input_is_refused_before_anything_is_written() {
     let data = dir.path().join("rows.csv");
     std::fs::write(&data, "id,other\n1,x\n").unwrap();
     let ctx = context();
-    let missing = prepare(
-        &ctx,
-        "p",
-        &VersionRef::Latest,
-        Some(&data),
-        None,
-        &request(&mock),
-    )
-    .err()
-    .expect("a template variable no column supplies");
+    let missing = prepare(&ctx, &settings(&data, &mock), &VersionRef::Latest)
+        .err()
+        .expect("a template variable no column supplies");
     assert!(missing.to_string().contains("query"), "{missing}");
     assert!(ctx.store().unwrap().experiments(None).unwrap().is_empty());
 }
 
 fn promotion_request<'a>(data: &'a std::path::Path, mock: &Mock) -> PromotionRequest<'a> {
     PromotionRequest {
-        chosen: None,
+        evidence: EvidenceFrom::Found(Box::new(settings(data, mock))),
         prompt: "p",
         from: "staging",
         to: "production",
-        dataset: Some(data),
-        run: request(mock),
         policy: Policy::no_regression(),
         inference: crate::compare::Inference::default(),
-        fresh: false,
         dry_run: false,
         message: Some("ship it".into()),
         acceptance: Default::default(),
@@ -349,15 +341,8 @@ fn a_comparison_in_memory_has_the_figures_of_the_streamed_one_and_every_row() {
     let data = dataset(&dir);
     let ctx = context();
     let run = |tag: &str| {
-        let prepared = prepare(
-            &ctx,
-            "p",
-            &VersionRef::Tag(tag.into()),
-            Some(&data),
-            None,
-            &request(&mock),
-        )
-        .unwrap();
+        let prepared =
+            prepare(&ctx, &settings(&data, &mock), &VersionRef::Tag(tag.into())).unwrap();
         launch(prepared, &ctx, &Recorder::default(), std::future::pending())
             .unwrap()
             .experiment

@@ -9,6 +9,7 @@ use super::experiment::{
     Prepared, client, dataset_error, evaluators, fingerprint, hostname, legacy_fingerprint, plan,
     probe, runtime,
 };
+use super::settings::WorkerSettings;
 use crate::dataset;
 use crate::engine::{self, Feed, Reporter, Source, Stop};
 use crate::error::{Error, Result};
@@ -27,16 +28,6 @@ use std::time::{Duration, Instant};
 /// a worker that dies holds its items this long, then another worker takes them.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
-/// How a detached experiment is planned, besides the run itself.
-#[derive(Debug, Clone, Default)]
-pub struct DetachRequest {
-    /// Plans with the same key get the same experiment.
-    pub key: Option<String>,
-    /// The check `experiment wait` applies when the last item is done.
-    pub min_pass_rate: Option<f64>,
-    pub max_error_rate: Option<f64>,
-}
-
 /// A detached experiment as planned: the experiment, and whether this call created it.
 pub struct Planned {
     pub experiment: Experiment,
@@ -46,42 +37,26 @@ pub struct Planned {
 
 /// Plans a prepared run as work items: the experiment and one item per row × repetition in one
 /// transaction, each item with its row's values, so workers need only the store. Sends nothing.
-pub fn detach(prepared: Prepared, ctx: &Context, request: &DetachRequest) -> Result<Planned> {
-    if prepared.settings.max_cost.is_some() {
-        return Err(Error::invalid(
-            "--max-cost cannot be kept by workers that spend independently",
-        )
-        .with_hint("run without --detach to keep a budget, or leave --max-cost out"));
-    }
-    if prepared.settings.shard.is_some() {
-        return Err(
-            Error::invalid("--shard and --detach are two ways to split a run; pick one")
-                .with_hint("workers on one shared store need no shards: runner worker ID"),
-        );
-    }
-    if let Some(key) = &request.key
-        && (key.trim().is_empty() || key.len() > 200)
-    {
-        return Err(Error::invalid("--key must be 1 to 200 characters")
-            .with_hint("e.g. --key \"$CI_PIPELINE_ID-eval\""));
-    }
-    let mut settings = prepared.settings.clone();
-    settings.detached = Some(Detached {
-        key: request.key.clone(),
-        min_pass_rate: request.min_pass_rate,
-        max_error_rate: request.max_error_rate,
-    });
+/// Its key and check are the settings' (`ExperimentSettings::for_experiment` with `--detach`).
+pub fn detach(prepared: Prepared, ctx: &Context) -> Result<Planned> {
+    let asked = &prepared.settings;
+    let mut settings = asked.run.clone();
+    let key = settings
+        .detached
+        .get_or_insert_with(Detached::default)
+        .key
+        .clone();
     let rows = settings
         .limit
         .map_or(prepared.info.rows, |l| l.min(prepared.info.rows));
     let new = NewExperiment {
-        name: prepared.name.clone(),
-        prompt: prepared.prompt.clone(),
+        name: asked.name.clone(),
+        prompt: asked.prompt.clone(),
         version_id: prepared.version.id.clone(),
         tag: prepared.tag.clone(),
         dataset: DatasetRef {
-            path: std::fs::canonicalize(&prepared.dataset)
-                .unwrap_or_else(|_| prepared.dataset.clone())
+            path: std::fs::canonicalize(&asked.dataset)
+                .unwrap_or_else(|_| asked.dataset.clone())
                 .display()
                 .to_string(),
             hash: prepared.info.hash.clone(),
@@ -89,7 +64,7 @@ pub fn detach(prepared: Prepared, ctx: &Context, request: &DetachRequest) -> Res
             columns: prepared.info.columns.clone(),
         },
         model: prepared.model.clone(),
-        base_url: prepared.base_url.clone(),
+        base_url: asked.base_url.clone(),
         evaluators: prepared.specs.clone(),
         planned: (rows * settings.repetitions) as i64,
         settings: settings.clone(),
@@ -97,12 +72,12 @@ pub fn detach(prepared: Prepared, ctx: &Context, request: &DetachRequest) -> Res
         fingerprint: prepared.fingerprint.clone(),
     };
     let store = ctx.store()?;
-    let mut source = dataset::rows(&prepared.dataset).map_err(dataset_error)?;
+    let mut source = dataset::rows(&asked.dataset).map_err(dataset_error)?;
     let mut left = rows;
     let mut failure = None;
     let planned = store.plan_experiment(
         &new,
-        request.key.as_deref(),
+        key.as_deref(),
         settings.repetitions as i64,
         &mut || {
             if left == 0 {
@@ -127,7 +102,7 @@ pub fn detach(prepared: Prepared, ctx: &Context, request: &DetachRequest) -> Res
     if !created && store.fingerprint(&experiment.id)?.as_deref() != Some(&prepared.fingerprint) {
         return Err(Error::invalid(format!(
             "--key {} already names experiment {}, planned with other settings",
-            request.key.as_deref().unwrap_or_default(),
+            key.as_deref().unwrap_or_default(),
             experiment.id
         ))
         .with_hint(
@@ -141,18 +116,6 @@ pub fn detach(prepared: Prepared, ctx: &Context, request: &DetachRequest) -> Res
         created,
         counts,
     })
-}
-
-/// How a worker runs, as the caller asks for it.
-#[derive(Debug, Clone)]
-pub struct WorkerRequest {
-    pub concurrency: Option<usize>,
-    pub base_url: Option<String>,
-    pub lease: Duration,
-    /// Evaluator specs that run a program or read a file (`cmd:…`, `judge:…`,
-    /// `json-schema:…`) this worker may run when the experiment names them (`--allow-cmd`,
-    /// `--allow-eval`, `[worker]` in runner.toml), each matched exactly.
-    pub allowed: Vec<String>,
 }
 
 /// How a worker's run ended.
@@ -341,17 +304,12 @@ impl Drop for Renewer {
 /// or `interrupt` resolves (its unfinished items are given back at once).
 pub fn work(
     ctx: &Context,
-    id: &str,
-    request: &WorkerRequest,
+    settings: &WorkerSettings,
     reporter: &dyn Reporter,
     interrupt: impl Future<Output = ()>,
 ) -> Result<WorkerOutcome> {
-    if request.lease < Duration::from_secs(1) || request.lease > Duration::from_secs(86_400) {
-        return Err(Error::invalid("--lease must be 1 to 86400 seconds")
-            .with_hint("the default, 30 s, suits most endpoints"));
-    }
     let store = ctx.store()?;
-    let (mut experiment, _) = detached(&*store, id)?;
+    let (mut experiment, _) = detached(&*store, &settings.id)?;
     if experiment.status == ExperimentStatus::Failed {
         return Err(Error::operational(format!(
             "experiment {} failed: a worker stopped it",
@@ -359,10 +317,7 @@ pub fn work(
         ))
         .with_hint("the stored results are kept; plan a new experiment once the cause is fixed"));
     }
-    if let Some(concurrency) = request.concurrency {
-        if concurrency == 0 || concurrency > 10_000 {
-            return Err(Error::invalid("--concurrency must be 1 to 10000"));
-        }
+    if let Some(concurrency) = settings.concurrency {
         experiment.settings.concurrency = concurrency;
     }
     let version = store.version(
@@ -373,7 +328,7 @@ pub fn work(
     // The store names the evaluators, and anyone who can write it could name any program or
     // file: this machine runs (or reads) only those its own command line or runner.toml
     // allows, checked before any is prepared.
-    let allowed: Vec<String> = request
+    let allowed: Vec<String> = settings
         .allowed
         .iter()
         .map(|a| crate::eval::normalized(a))
@@ -431,7 +386,7 @@ pub fn work(
         ))
         .with_hint("run the worker from a checkout of the same commit as the planning job"));
     }
-    let base_url = request
+    let base_url = settings
         .base_url
         .clone()
         .unwrap_or_else(|| experiment.base_url.clone());
@@ -459,7 +414,7 @@ pub fn work(
         store.clone(),
         experiment.id.clone(),
         owner.clone(),
-        request.lease,
+        settings.lease,
         share,
     );
     let sink = Arc::new(ItemSink {
@@ -473,7 +428,7 @@ pub fn work(
         store: store.clone(),
         id: experiment.id.clone(),
         owner: owner.clone(),
-        lease: request.lease,
+        lease: settings.lease,
     });
     let dataset = std::path::PathBuf::from(&experiment.dataset.path);
     let id = experiment.id.clone();

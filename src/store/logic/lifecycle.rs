@@ -11,7 +11,12 @@ use crate::store::sql::{Db, all, args, first, json, one};
 use crate::store::{Allowed, Result, StoreError, TagChange};
 
 /// Archives a prompt in use, or restores an archived one, and records it.
-pub(super) fn set_archived(db: &dyn Db, name: &str, archived: bool, change: &TagChange) -> Result<()> {
+pub(super) fn set_archived(
+    db: &dyn Db,
+    name: &str,
+    archived: bool,
+    change: &TagChange,
+) -> Result<()> {
     let (pid, _) =
         any_prompt(db, name)?.ok_or_else(|| StoreError::UnknownPrompt { name: name.into() })?;
     // Queue behind any other write to this prompt, then read its state as that write left
@@ -146,7 +151,11 @@ pub(super) fn archive(db: &dyn Db, name: &str) -> Result<PromptArchive> {
 }
 
 /// Writes whole prompts, all or none; `keep_ids` keeps the events' ids.
-pub(super) fn import_archives(db: &dyn Db, archives: &[PromptArchive], keep_ids: bool) -> Result<()> {
+pub(super) fn import_archives(
+    db: &dyn Db,
+    archives: &[PromptArchive],
+    keep_ids: bool,
+) -> Result<()> {
     let dialect = db.dialect();
     let overriding = dialect.overriding();
     for archive in archives {
@@ -233,4 +242,3 @@ pub(super) fn import_archives(db: &dyn Db, archives: &[PromptArchive], keep_ids:
     }
     Ok(())
 }
-

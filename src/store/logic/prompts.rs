@@ -8,8 +8,8 @@
 use super::Backend;
 use super::lifecycle::{archive, import_archives, record_prompt_event, set_archived};
 use crate::model::{
-    Message, NewVersion, Prompt, PromptArchive, PromptEvent, PromptUpdate, PromptVersion, Tag,
-    TagAction, TagEvent, Template, TemplateFormat, TemplateType, VersionRef, content_hash, now,
+    Message, NewVersion, Prompt, PromptArchive, PromptUpdate, PromptVersion, Tag, TagAction,
+    TagEvent, Template, TemplateFormat, TemplateType, VersionRef, content_hash, now,
 };
 use crate::store::sql::{Db, Row, all, args, corrupt, first, json, one};
 use crate::store::{Allowed, BuildVersion, PromptStore, Result, StoreError, TagChange, TagOutcome};
@@ -18,7 +18,8 @@ pub(super) const VERSION_COLUMNS: &str = "v.id, p.name, v.seq, v.template_type, 
      v.model, v.params, v.metadata, v.description, v.message, v.author, v.content_hash, \
      v.created_at, v.provider";
 
-pub(super) const TAG_COLUMNS: &str = "p.name, t.name, t.version_id, v.seq, t.updated_at, t.updated_by";
+pub(super) const TAG_COLUMNS: &str =
+    "p.name, t.name, t.version_id, v.seq, t.updated_at, t.updated_by";
 
 pub(super) const TAG_JOINS: &str = "FROM tags t JOIN prompts p ON p.id = t.prompt_id \
      JOIN prompt_versions v ON v.id = t.version_id";

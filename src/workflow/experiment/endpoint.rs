@@ -1,0 +1,71 @@
+//! The connection a run makes: the HTTP client a run or a single call uses (its URL checked
+//! again, for one read back from the store), the probe that finds a missing server before
+//! anything is written, and the async runtime. How the URL is chosen and checked belongs to
+//! `workflow::settings`; this file must not touch the store, read a dataset or parse flags.
+
+use super::super::settings::{check_endpoint, check_timeout, endpoint_error};
+use crate::client::{Client, ClientConfig};
+use crate::error::{Error, Result};
+use crate::model::RunSettings;
+use std::time::Duration;
+
+/// The endpoint from the flag, the environment, or OpenAI's; the key only from the environment.
+pub(in crate::workflow) fn client(base_url: &str, settings: &RunSettings) -> Result<Client> {
+    check_endpoint(base_url)?;
+    let mut config = ClientConfig::new(base_url);
+    config.api_key = std::env::var("OPENAI_API_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
+    config.timeout = Duration::from_secs_f64(settings.timeout_secs);
+    config.max_retries = settings.max_retries;
+    config.pool_size = settings.concurrency;
+    config.max_rpm = settings.max_rpm;
+    config.max_tpm = settings.max_tpm;
+    Client::new(config).map_err(endpoint_error)
+}
+
+/// A client for single calls with an experiment's key handling, timeout and retries.
+pub fn call_client(base_url: &str, timeout_secs: f64, max_retries: u32) -> Result<Client> {
+    check_timeout(timeout_secs)?;
+    let mut config = ClientConfig::new(base_url);
+    config.api_key = std::env::var("OPENAI_API_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
+    config.timeout = Duration::from_secs_f64(timeout_secs);
+    config.max_retries = max_retries;
+    config.pool_size = 2;
+    Client::new(config).map_err(endpoint_error)
+}
+
+/// Connects once before anything is written, so an endpoint that is not there fails the run
+/// at once (exit 3) with the store untouched.
+pub(in crate::workflow) fn probe(runtime: &tokio::runtime::Runtime, base_url: &str) -> Result<()> {
+    let url = reqwest::Url::parse(base_url).map_err(|e| Error::invalid(e.to_string()))?;
+    let host = url
+        .host_str()
+        .unwrap_or("")
+        .trim_matches(['[', ']'])
+        .to_string();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let connect = tokio::net::TcpStream::connect((host.clone(), port));
+    let reached =
+        runtime.block_on(async { tokio::time::timeout(Duration::from_secs(10), connect).await });
+    match reached {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(unreachable(base_url, &e.to_string())),
+        Err(_) => Err(unreachable(base_url, "no answer within 10 s")),
+    }
+}
+
+fn unreachable(base_url: &str, cause: &str) -> Error {
+    Error::operational(format!("cannot reach the endpoint {base_url}: {cause}")).with_hint(
+        "start the server, or fix --base-url / OPENAI_BASE_URL; `runner mock-server` serves a local endpoint",
+    )
+}
+
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::operational(format!("cannot start the async runtime: {e}")))
+}

@@ -1,0 +1,263 @@
+//! Preparing a run: its settings (`workflow::settings::ExperimentSettings`, every flag already
+//! checked) resolved against the store and the dataset (the version, every variable's source,
+//! the expected column, the evaluators, the model) before anything is sent or written, and the
+//! fingerprint that says which stored runs are the same run. It must not parse flags, write to
+//! the store or call the endpoint.
+
+use super::super::Context;
+use super::super::settings::{Evals, ExperimentSettings};
+use super::dataset_error;
+use super::run::priced;
+use crate::dataset;
+use crate::engine;
+use crate::error::{Error, Result};
+use crate::eval::{self, Evaluator};
+use crate::model::{PromptVersion, RunSettings, VersionRef};
+use crate::template::CompiledTemplate;
+use serde_json::{Value, json};
+
+/// Prepares the evaluators and checks what they need of the dataset.
+pub(in crate::workflow) fn evaluators(
+    specs: &[String],
+    has_expected: bool,
+) -> Result<Vec<Evaluator>> {
+    let mut prepared = Vec::new();
+    for spec in specs {
+        let evaluator = Evaluator::prepare(spec).map_err(|e| {
+            Error::invalid(e.to_string()).with_hint(format!("evaluators: {}", eval::KINDS))
+        })?;
+        if evaluator.needs_expected() && !has_expected {
+            return Err(Error::invalid(format!(
+                "evaluator '{spec}' compares with an expected answer, and the dataset has no expected column"
+            ))
+            .with_hint("name the column with --expected-column COLUMN, or add an `expected` column"));
+        }
+        prepared.push(evaluator);
+    }
+    Ok(prepared)
+}
+
+/// The expected column: the flag (which must exist) or `expected` when the dataset has one.
+fn expected_column(flag: Option<&str>, info: &dataset::DatasetInfo) -> Result<Option<String>> {
+    let has = |name: &str| info.columns.iter().chain(&info.fields).any(|c| c == name);
+    match flag {
+        Some(column) if has(column) => Ok(Some(column.to_string())),
+        Some(column) => Err(Error::invalid(format!(
+            "--expected-column {column}: the dataset has no such column"
+        ))
+        .with_hint(format!("columns: {}", info.columns.join(", ")))),
+        None => Ok(has("expected").then(|| "expected".to_string())),
+    }
+}
+
+/// An experiment checked and resolved against the store and its dataset, ready to run (or to
+/// be matched with a stored one).
+pub struct Prepared {
+    /// What it was asked to be, its expected column resolved against the dataset.
+    pub settings: ExperimentSettings,
+    pub version: PromptVersion,
+    /// The tag the version was chosen by, if any.
+    pub tag: Option<String>,
+    pub template: CompiledTemplate,
+    pub info: dataset::DatasetInfo,
+    /// The evaluator specs: the settings', else those the dataset implies.
+    pub specs: Vec<String>,
+    pub evaluators: Vec<Evaluator>,
+    /// The settings' model, else the version's.
+    pub model: String,
+    /// What decides the requests and the scores, hashed: two runs with equal fingerprints are
+    /// interchangeable as evidence.
+    pub fingerprint: String,
+}
+
+/// The fingerprint of a prepared run: what decides the requests and the scores. Evaluator
+/// files (rubrics, schemas, programs) count by content, so editing a rubric makes old
+/// experiments stale. The endpoint's base URL does not count: the same model behind another
+/// address (a proxy, a gateway, a mock on another port) answers the same requests, and
+/// `--same-endpoint` asks for the address as well where it matters. Stores written before
+/// carry fingerprints that held it (`legacy_fingerprint`).
+pub(in crate::workflow) fn fingerprint(
+    version_id: &str,
+    dataset_hash: &str,
+    model: &str,
+    evaluators: &[Evaluator],
+    settings: &RunSettings,
+) -> String {
+    fingerprint_of(version_id, dataset_hash, model, None, evaluators, settings)
+}
+
+/// The fingerprint as runner computed it before the endpoint left it: a detached experiment
+/// planned then still matches its worker.
+pub(in crate::workflow) fn legacy_fingerprint(
+    version_id: &str,
+    dataset_hash: &str,
+    model: &str,
+    base_url: &str,
+    evaluators: &[Evaluator],
+    settings: &RunSettings,
+) -> String {
+    fingerprint_of(
+        version_id,
+        dataset_hash,
+        model,
+        Some(base_url),
+        evaluators,
+        settings,
+    )
+}
+
+fn fingerprint_of(
+    version_id: &str,
+    dataset_hash: &str,
+    model: &str,
+    base_url: Option<&str>,
+    evaluators: &[Evaluator],
+    settings: &RunSettings,
+) -> String {
+    use sha2::{Digest, Sha256};
+    let mut sorted: Vec<&str> = evaluators.iter().map(Evaluator::name).collect();
+    sorted.sort();
+    let files: serde_json::Map<String, Value> = evaluators
+        .iter()
+        .filter_map(|e| Some((e.name().to_string(), Value::String(e.file_digest()?.into()))))
+        .collect();
+    // Keys in the order earlier stores hashed them, so the legacy form (with the base URL
+    // after the model) is byte for byte what they hold, however serde_json orders maps.
+    let mut canonical = serde_json::Map::new();
+    let mut put = |key: &str, value: Value| {
+        canonical.insert(key.to_string(), value);
+    };
+    put("version_id", json!(version_id));
+    put("dataset_hash", json!(dataset_hash));
+    put("model", json!(model));
+    if let Some(base_url) = base_url {
+        put("base_url", json!(base_url));
+    }
+    put("evaluators", json!(sorted));
+    put("evaluator_files", Value::Object(files));
+    put("repetitions", json!(settings.repetitions));
+    put("limit", json!(settings.limit));
+    put("vars", json!(settings.vars));
+    put("columns", json!(settings.columns));
+    put("expected_column", json!(settings.expected_column));
+    put("judge_model", json!(settings.judge_model));
+    let canonical = Value::Object(canonical);
+    crate::model::hex(&Sha256::digest(canonical.to_string().as_bytes()))
+}
+
+/// Resolves and checks what a run needs of the store and the dataset, before anything is sent
+/// or written: the version, every variable's source, the expected column, the evaluators, the
+/// model and its price when there is a budget.
+pub fn prepare(
+    ctx: &Context,
+    settings: &ExperimentSettings,
+    reference: &VersionRef,
+) -> Result<Prepared> {
+    let mut settings = settings.clone();
+    let store = ctx.store_for_reading()?;
+    let version = store.version(&settings.prompt, reference)?;
+    let template = CompiledTemplate::compile(version.format, &version.template)?;
+    let info = ctx.scan(&settings.dataset).map_err(dataset_error)?;
+    engine::preflight(&template, &info, &settings.run).map_err(|missing| {
+        Error::invalid(format!(
+            "no column or --var supplies template variable(s): {}",
+            crate::template::list_names(&missing.variables)
+        ))
+        .with_hint(format!(
+            "the dataset's columns are {}; map one with --column VAR=COLUMN or pass --var VAR=VALUE",
+            missing.available.join(", ")
+        ))
+    })?;
+    settings.run.expected_column = expected_column(settings.run.expected_column.as_deref(), &info)?;
+    let has_expected = settings.run.expected_column.is_some();
+    let specs = match &settings.evals {
+        Evals::Flags(specs) | Evals::File(specs) => specs.clone(),
+        Evals::Implied => eval::default_specs(has_expected),
+    };
+    let evaluators = evaluators(&specs, has_expected).map_err(|e| {
+        if let Evals::File(_) = settings.evals {
+            // Say where the spec came from: no flag on the command line names it.
+            Error::invalid(format!("{e} (from `evals` in runner.toml)"))
+                .with_hint(e.hint().unwrap_or_default())
+        } else {
+            e
+        }
+    })?;
+    let model = settings
+        .model
+        .clone()
+        .or_else(|| version.model.clone())
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "{} v{} names no model",
+                settings.prompt, version.seq
+            ))
+            .with_hint(
+                "pass --model MODEL, or set one with `runner prompt update NAME --model MODEL`",
+            )
+        })?;
+    let tag = match reference {
+        VersionRef::Tag(tag) => Some(tag.clone()),
+        _ => None,
+    };
+    if settings.run.max_cost.is_some() {
+        priced(ctx, &model)?;
+    }
+    let fingerprint = fingerprint(&version.id, &info.hash, &model, &evaluators, &settings.run);
+    Ok(Prepared {
+        fingerprint,
+        settings,
+        version,
+        tag,
+        template,
+        info,
+        specs,
+        evaluators,
+        model,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_legacy_fingerprint_is_the_one_earlier_stores_hold_and_the_endpoint_left_the_new_one() {
+        let evaluators = vec![Evaluator::prepare("icontains").unwrap()];
+        let options = crate::cli::RunOptions {
+            repetitions: Some(3),
+            base_url: Some("http://a/v1".into()),
+            ..Default::default()
+        };
+        let config = crate::config::Config::default();
+        let settings =
+            ExperimentSettings::new(&config, "p", Some(std::path::Path::new("d.csv")), &options)
+                .unwrap()
+                .run;
+        // The canonical form as runner wrote it before the base URL left the fingerprint.
+        let before = json!({
+            "version_id": "v-1",
+            "dataset_hash": "h",
+            "model": "m",
+            "base_url": "http://a/v1",
+            "evaluators": ["icontains"],
+            "evaluator_files": {},
+            "repetitions": 3,
+            "limit": null,
+            "vars": {},
+            "columns": [],
+            "expected_column": null,
+            "judge_model": null,
+        });
+        use sha2::{Digest, Sha256};
+        let expected = crate::model::hex(&Sha256::digest(before.to_string().as_bytes()));
+        let legacy = legacy_fingerprint("v-1", "h", "m", "http://a/v1", &evaluators, &settings);
+        assert_eq!(legacy, expected);
+        let new = fingerprint("v-1", "h", "m", &evaluators, &settings);
+        assert_ne!(new, legacy);
+        assert_ne!(
+            legacy_fingerprint("v-1", "h", "m", "http://b/v1", &evaluators, &settings),
+            legacy
+        );
+    }
+}
