@@ -48,12 +48,14 @@ pub fn detach(prepared: Prepared, ctx: &Context, json: bool) -> Result<u8> {
 pub fn run(args: WorkerArgs, ctx: &Context) -> Result<u8> {
     let settings = WorkerSettings::new(ctx.config()?, &args)?;
     let confidence = confidence(None, ctx)?;
-    let outcome = worker::work(
-        ctx,
-        &settings,
-        &report::Terminal::new(confidence),
-        interrupted(),
-    )?;
+    let format: crate::logging::LogFormat = args.log_format.parse().map_err(Error::invalid)?;
+    crate::logging::init(format);
+    // A person at a terminal gets the progress bar; a log collector gets log lines.
+    let reporter: Box<dyn crate::engine::Reporter> = match format {
+        crate::logging::LogFormat::Text => Box::new(report::Terminal::new(confidence)),
+        crate::logging::LogFormat::Json => Box::new(report::Logged::default()),
+    };
+    let outcome = worker::work(ctx, &settings, &*reporter, interrupted())?;
     let secs = outcome.wall.as_secs_f64();
     let rate = if secs > 0.0 {
         outcome.written as f64 / secs
@@ -88,8 +90,18 @@ pub fn run(args: WorkerArgs, ctx: &Context) -> Result<u8> {
             outcome.status.as_str()
         ));
     }
+    tracing::info!(
+        experiment = %outcome.experiment.id,
+        worker = %outcome.owner,
+        written = outcome.written,
+        errored = outcome.errored,
+        dropped = outcome.dropped,
+        rows_per_sec = rate,
+        status = outcome.status.as_str(),
+        "worker finished"
+    );
     if outcome.status == ExperimentStatus::Interrupted {
-        crate::note!(
+        tracing::warn!(
             "interrupted: this worker's unfinished items went back to the queue; other workers (or `runner worker {}`) run them",
             outcome.experiment.id
         );

@@ -190,3 +190,62 @@ impl Reporter for Terminal {
         }
     }
 }
+
+/// How often `Logged` writes a progress line while a run goes on.
+const LOG_PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A run's events as log lines (`runner worker --log-format json`): its start, its progress
+/// every ten seconds, an interrupt, notices and its end, each with its figures as fields, for
+/// a log collector rather than a person at a terminal.
+#[derive(Default)]
+pub struct Logged {
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Reporter for Logged {
+    fn report(&self, event: RunEvent<'_>) {
+        match event {
+            RunEvent::Started {
+                experiment,
+                planned,
+                already,
+            } => tracing::info!(
+                experiment = %experiment.id,
+                prompt = %experiment.prompt,
+                planned,
+                already,
+                "started"
+            ),
+            RunEvent::Progress(tally) => {
+                let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+                if last.is_some_and(|at| at.elapsed() < LOG_PROGRESS_EVERY) {
+                    return;
+                }
+                *last = Some(std::time::Instant::now());
+                tracing::info!(
+                    done = tally.done,
+                    errors = tally.errors,
+                    cached = tally.cached,
+                    retries = tally.retry.total,
+                    "progress"
+                );
+            }
+            RunEvent::Interrupted { grace } => tracing::warn!(
+                grace_secs = grace.as_secs_f64(),
+                "interrupted: requests in flight get the grace period to finish"
+            ),
+            RunEvent::Stopped => tracing::info!("no more requests go out"),
+            RunEvent::Ended {
+                experiment,
+                summary,
+                ..
+            } => tracing::info!(
+                experiment = %experiment.id,
+                results = summary.results,
+                errored = summary.errored,
+                "ended"
+            ),
+            RunEvent::Notice(text) => tracing::info!("{text}"),
+        }
+    }
+}

@@ -25,7 +25,7 @@ pub async fn request(request: Request, next: Next) -> Response {
         "request",
         id = %id,
         method = %request.method(),
-        path = request.uri().path(),
+        path = %request.uri().path(),
     );
     let started = std::time::Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;

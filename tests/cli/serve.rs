@@ -1858,3 +1858,101 @@ fn archiving_a_prompt_that_holds_a_protected_tag_needs_a_deploy_token_or_force()
     env.ok(&["sync", "prompts", "--prune", "--force"]);
     assert_eq!(recorded("third"), "tester 1 0");
 }
+
+/// `--log-format json`: one JSON object a line on stderr; every request gets an id (the
+/// caller's plain `X-Request-Id`, else a new one), sent back in the answer and carried by each
+/// of the request's lines, with its status; a refusal's line carries it too, and no line
+/// carries a token or the query string.
+#[test]
+fn json_logs_carry_a_request_id_per_request() {
+    let env = Env::new();
+    env.write("tokens.txt", &format!("ci:{WRITER}\n"));
+    let server = Server::start(
+        &env,
+        &["--token-file", "tokens.txt", "--log-format", "json"],
+    );
+    let auth = bearer(WRITER);
+    let listed = server.call(
+        "GET",
+        "/v1/prompts?limit=5&secret=QUERYSECRET",
+        &[("authorization", &auth), ("x-request-id", "ci-run-42.7")],
+        None,
+    );
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    assert_eq!(listed.header("x-request-id"), "ci-run-42.7");
+    // An id that is not a plain token is replaced, never echoed.
+    let refused = server.call(
+        "GET",
+        "/v1/prompts",
+        &[("x-request-id", "bad id with spaces")],
+        None,
+    );
+    assert_eq!(refused.status, 401);
+    let fresh = refused.header("x-request-id").to_string();
+    assert!(!fresh.is_empty() && !fresh.contains(' '), "{fresh}");
+
+    let stderr = server.stop();
+    let lines: Vec<Value> = stderr
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let of = |id: &str| -> Vec<&Value> { lines.iter().filter(|l| l["span"]["id"] == id).collect() };
+    let answered = of("ci-run-42.7");
+    let last = answered.last().expect("a line for the request");
+    assert_eq!(last["fields"]["message"], "answered");
+    assert_eq!(last["fields"]["status"], 200);
+    assert_eq!(last["span"]["method"], "GET");
+    assert_eq!(last["span"]["path"], "/v1/prompts");
+    assert_eq!(last["level"], "INFO");
+    assert!(last["fields"]["ms"].is_number(), "{last}");
+    let refusal = of(&fresh);
+    assert!(
+        refusal
+            .iter()
+            .any(|l| l["fields"]["message"] == "no bearer token" && l["level"] == "WARN"),
+        "{refusal:?}"
+    );
+    assert!(
+        refusal.iter().any(|l| l["fields"]["status"] == 401),
+        "{refusal:?}"
+    );
+    // The startup line is a log line too.
+    assert!(
+        lines.iter().any(|l| l["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("bearer tokens: 0 deploy, 1 read-write"))),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(WRITER) && !stderr.contains("QUERYSECRET"),
+        "{stderr}"
+    );
+}
+
+/// Text logs (the default) name the request id on each of its lines.
+#[test]
+fn text_logs_name_the_request_id() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    let reply = server.call("GET", "/v1/prompts", &[("x-request-id", "abc-1")], None);
+    assert_eq!(reply.status, 200);
+    let stderr = server.stop();
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("abc-1"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(line.contains("INFO") && line.contains("answered"), "{line}");
+    assert!(
+        line.contains("status=200") && line.contains("path=/v1/prompts"),
+        "{line}"
+    );
+}
+
+/// A bad --log-format is refused before anything starts.
+#[test]
+fn an_unknown_log_format_is_refused() {
+    let env = Env::new();
+    let stderr = env.fails(&["serve", "--log-format", "xml"], 2);
+    assert!(stderr.contains("xml"), "{stderr}");
+}

@@ -789,3 +789,58 @@ fn workers_keep_the_experiments_rate_limit_together() {
         ROWS as i64
     );
 }
+
+/// `runner worker --log-format json` logs its run as JSON lines for a log collector (its start,
+/// and its end with the figures), while stdout keeps the summary a script reads.
+#[test]
+fn a_worker_logs_json_lines_when_asked() {
+    let env = Env::new();
+    let mock = Mock::start(&env, &["--latency-ms", "0"]);
+    env.ok(&[
+        "prompt",
+        "create",
+        "echo",
+        "--template",
+        "{{query}}",
+        "--model",
+        "m",
+    ]);
+    let data = echo_dataset(&env, "d.csv", &queries(4));
+    let id = env.ok(&[
+        "experiment",
+        "--prompt",
+        "echo",
+        "--version",
+        "1",
+        "--dataset",
+        &data,
+        "--base-url",
+        &mock.url,
+        "--detach",
+    ]);
+    let out = env.run(&["worker", id.trim(), "--json", "--log-format", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["written"], 4);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let said = |message: &str| {
+        lines
+            .iter()
+            .find(|l| l["fields"]["message"] == message)
+            .unwrap_or_else(|| panic!("no {message:?} line in {stderr}"))
+    };
+    assert_eq!(said("started")["fields"]["planned"], 4);
+    let finished = said("worker finished");
+    assert_eq!(finished["fields"]["written"], 4);
+    assert_eq!(finished["fields"]["status"], "completed");
+    assert_eq!(finished["fields"]["experiment"], id.trim());
+}
