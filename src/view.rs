@@ -9,7 +9,6 @@ use crate::model::{
     TagEvent,
 };
 use crate::stats::{self, Estimate};
-use crate::store::TagPolicy;
 use serde::{Deserialize, Serialize};
 
 /// One version with its tags and template variables (`prompt show --json`).
@@ -345,8 +344,9 @@ pub struct DeploymentView {
 }
 
 impl DeploymentView {
-    /// `tag` with its last change among `history` (a prompt's, oldest first).
-    pub fn new(tag: &Tag, history: &[TagEvent], policy: &TagPolicy) -> DeploymentView {
+    /// `tag` with its last change among `history` (a prompt's, oldest first); `protected` when
+    /// the tag policy protects it.
+    pub fn new(tag: &Tag, history: &[TagEvent], protected: bool) -> DeploymentView {
         let last = history.iter().rev().find(|e| e.tag == tag.name);
         DeploymentView {
             tag: tag.name.clone(),
@@ -359,7 +359,7 @@ impl DeploymentView {
             deploy: last.is_some_and(|e| e.deploy),
             gated: last.is_some_and(|e| e.action == TagAction::Promote),
             message: last.and_then(|e| e.message.clone()),
-            protected: policy.is_protected(&tag.name),
+            protected,
             evidence: last.and_then(Evidence::of),
         }
     }
@@ -508,10 +508,9 @@ mod tests {
                 deploy: false,
                 evidence,
             };
-        let policy = TagPolicy::new(vec!["production".into()]);
         let production = tag("production", "2026-01-02");
         let forced =
-            DeploymentView::new(&production, &[event(TagAction::Move, true, None)], &policy);
+            DeploymentView::new(&production, &[event(TagAction::Move, true, None)], true);
         assert!(forced.forced && !forced.gated && forced.protected);
         assert_eq!(forced.message.as_deref(), Some("why"));
         let evidence = serde_json::json!({
@@ -523,13 +522,13 @@ mod tests {
             event(TagAction::Move, true, None),
             event(TagAction::Promote, false, Some(evidence)),
         ];
-        let gated = DeploymentView::new(&production, &history, &policy);
+        let gated = DeploymentView::new(&production, &history, true);
         assert!(gated.gated && !gated.forced && !gated.deploy);
         let deploy = TagEvent {
             deploy: true,
             ..event(TagAction::Move, false, None)
         };
-        let deployed = DeploymentView::new(&production, &[deploy], &policy);
+        let deployed = DeploymentView::new(&production, &[deploy], true);
         assert!(deployed.deploy && !deployed.forced && !deployed.gated);
         let evidence = gated.evidence.expect("evidence");
         assert_eq!(evidence.candidate_experiment, "c");

@@ -147,7 +147,7 @@ pub(super) async fn prompt(
                 .store
                 .tags(&name)?
                 .iter()
-                .map(|tag| DeploymentView::new(tag, &history, &policy))
+                .map(|tag| DeploymentView::new(tag, &history, policy.is_protected(&tag.name)))
                 .collect();
             let experiments = ui.store.experiments(Some(&name))?.len();
             Ok(pages::prompt(
