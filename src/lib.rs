@@ -13,33 +13,33 @@ macro_rules! note {
     }};
 }
 
-pub mod access;
-pub mod cli;
-pub mod client;
+// The folders are the layers, bottom to top; a module imports only from its own layer and the
+// layers below it (README, Architecture).
+
+/// The command line: clap's types and one file per command group, glue only.
 pub mod commands;
-pub mod compare;
-pub mod config;
-pub mod cost;
-pub mod dataset;
-pub mod diff;
+/// Pure data and rules: no I/O, no store, no network.
+pub mod domain;
+/// What calls out: the HTTP client and its limits, evaluators, the mock endpoint, and the row
+/// engine that drives them.
 pub mod engine;
+/// The closed set of ways a command fails, and their exit codes.
 pub mod error;
-pub mod eval;
-pub mod gate;
-pub mod input;
-pub mod json;
-pub mod limit;
-pub mod logging;
-pub mod mock;
-pub mod model;
-pub mod prompt_file;
-pub mod redact;
+/// What people write: flags' values, runner.toml, prompt files, datasets.
+pub mod inputs;
+/// Renderers (tables, JSON, Markdown, JUnit) and the terminal's progress.
 pub mod report;
-pub mod serve;
-pub mod stats;
+/// `runner serve`: the HTTP API, the web UI, tokens and the server's log.
+pub mod server;
+/// The only user of SQL: the store traits, their rules once, and the two backends.
 pub mod store;
-pub mod template;
-pub mod text;
-pub mod ui;
-pub mod view;
+/// The lifecycles every front end shares: experiments, promotion, sync, archive, workers.
 pub mod workflow;
+
+// Each module also answers at the crate's root (`runner::store`, `runner::model`), so the
+// library's paths are the same whatever layer a module sits in.
+pub use commands::cli;
+pub use domain::{compare, cost, diff, gate, json, model, redact, stats, template, text, view};
+pub use engine::{client, eval, limit, mock};
+pub use inputs::{config, dataset, input, prompt_file};
+pub use server::{access, logging, serve, ui};

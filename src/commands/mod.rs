@@ -1,6 +1,8 @@
 //! Command glue: hand parsed arguments to `workflow::settings`, which turns them into each
 //! workflow's settings, call the workflow with them, and hand the results to `report`.
 
+pub mod cli;
+
 mod compare;
 mod demo;
 mod experiment;

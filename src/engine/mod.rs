@@ -7,6 +7,11 @@
 //! checks a plan's variables. It must not parse flags, print, or decide what an outcome means
 //! for a command: that is the workflow's.
 
+pub mod client;
+pub mod eval;
+pub mod limit;
+pub mod mock;
+
 mod breaker;
 mod cache;
 mod dispatch;

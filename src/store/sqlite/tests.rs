@@ -1,3 +1,5 @@
+//! Unit tests of the SQLite backend alone: opening, refusing and migrating files, and what only a file shows (WAL, read-only opens).
+
 use super::*;
 use crate::model::JsonObject;
 use crate::model::{NewVersion, Template, TemplateFormat};

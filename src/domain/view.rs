@@ -509,8 +509,7 @@ mod tests {
                 evidence,
             };
         let production = tag("production", "2026-01-02");
-        let forced =
-            DeploymentView::new(&production, &[event(TagAction::Move, true, None)], true);
+        let forced = DeploymentView::new(&production, &[event(TagAction::Move, true, None)], true);
         assert!(forced.forced && !forced.gated && forced.protected);
         assert_eq!(forced.message.as_deref(), Some("why"));
         let evidence = serde_json::json!({

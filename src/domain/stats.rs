@@ -920,7 +920,7 @@ mod tests {
     fn runner_agrees_with_scipy_and_statsmodels() {
         let text = match std::env::var("RUNNER_STATS_REFERENCE") {
             Ok(path) => std::fs::read_to_string(path).expect("the reference file"),
-            Err(_) => include_str!("../tests/stats/reference.json").to_string(),
+            Err(_) => include_str!("../../tests/stats/reference.json").to_string(),
         };
         let r: serde_json::Value = serde_json::from_str(&text).unwrap();
         let f = |v: &serde_json::Value| v.as_f64().unwrap();

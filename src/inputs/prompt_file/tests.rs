@@ -1,3 +1,5 @@
+//! Tests of prompt files: each format read, every refusal with its line, and a stored version written back and read again unchanged.
+
 use super::*;
 use serde_json::{Value, json};
 
@@ -243,7 +245,7 @@ fn every_problem_of_a_file_is_named() {
 }
 
 fn schema() -> jsonschema::Validator {
-    let text = include_str!("../../schemas/prompt-file.schema.json");
+    let text = include_str!("../../../schemas/prompt-file.schema.json");
     jsonschema::validator_for(&serde_json::from_str(text).unwrap()).unwrap()
 }
 
