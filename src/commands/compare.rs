@@ -1,6 +1,7 @@
 //! `runner compare`: two experiments side by side, row by row, with the statistics, and the
 //! gate's relative criteria when asked for.
 
+use super::settings::compare_policy;
 use super::{
     Context, check_prompt_name, check_tag_name, confidence, interrupted, notes_on_stderr, out,
     out_json, verdict_code,
@@ -14,7 +15,7 @@ use crate::workflow::experiment::{as_seen, prepare};
 use crate::workflow::promotion::{
     Acceptance, Reuse, check_cluster_column, check_named, comparison, evidence,
 };
-use crate::workflow::settings::{ExperimentSettings, compare_policy};
+use crate::workflow::settings::ExperimentSettings;
 
 pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
     let inference = Inference {

@@ -11,6 +11,7 @@ mod plan;
 mod promote;
 mod prompt;
 mod serve;
+pub mod settings;
 mod store;
 mod sync;
 mod tag;

@@ -1,5 +1,6 @@
 //! `runner promote`: the gate that moves a tag, with its reports (text, JSON, Markdown, JUnit).
 
+use super::settings::promote_policy;
 use super::{
     Context, check_prompt_name, check_tag_name, confidence, interrupted, notes_on_stderr, out,
     out_json, verdict_code,
@@ -11,7 +12,7 @@ use crate::model::VersionRef;
 use crate::report;
 use crate::view::PromotionView;
 use crate::workflow::promotion::{self, Acceptance, EvidenceFrom, PromotionRequest};
-use crate::workflow::settings::{ExperimentSettings, promote_policy};
+use crate::workflow::settings::ExperimentSettings;
 use std::path::Path;
 
 fn write_report(path: &Path, text: &str) -> Result<()> {
