@@ -1,4 +1,6 @@
-//! The closed set of ways a command can fail, and the one mapping from failure to exit code.
+//! The closed set of ways a command can fail, and the one mapping from failure to exit code. It
+//! prints nothing and ends no process (`main` writes the lines and returns the code), and it reads
+//! nothing: it only classifies the errors other modules raise.
 
 use crate::store::StoreError;
 use crate::template::TemplateError;

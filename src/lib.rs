@@ -1,4 +1,6 @@
-//! runner: a prompt store, experiment runner, comparison and promotion gate in one library.
+//! runner: a prompt store, experiment runner, comparison and promotion gate in one library. This
+//! file only names the layers and re-exports their modules; it must hold no logic of its own, the
+//! `note!` macro (stderr lines that never panic) aside.
 //!
 //! The binary is a thin layer over this crate: an application can open the same store and
 //! render the `production` version of a prompt through the code the CLI uses.

@@ -1,4 +1,6 @@
-//! The `runner` binary: parse, run, map the outcome to an exit code.
+//! The `runner` binary: parse, run, map the outcome to an exit code. It must hold nothing else:
+//! every command is `commands::run`'s, and the only lines it writes are a failure's `error:`,
+//! `Caused by:` and `hint:` lines on stderr.
 
 use clap::Parser;
 use std::process::ExitCode;

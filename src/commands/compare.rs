@@ -1,5 +1,6 @@
 //! `runner compare`: two experiments side by side, row by row, with the statistics, and the
-//! gate's relative criteria when asked for.
+//! gate's relative criteria when asked for. It computes nothing itself: the evidence and the
+//! comparison are `workflow::promotion`'s, the verdict `gate`'s and the tables `report`'s.
 
 use super::settings::compare_policy;
 use super::{

@@ -1,6 +1,8 @@
 //! `runner demo`: the whole loop, offline, in a folder of its own. It starts the mock endpoint
 //! in-process and runs the real `runner` commands one after another, printing each first, so
-//! what it shows is exactly what a user would type.
+//! what it shows is exactly what a user would type. It never opens a store itself and holds no step
+//! of its own: every step is a real command in a child process, against the demo folder's own
+//! `runner.db`.
 
 use super::{Context, out};
 use crate::cli::DemoArgs;

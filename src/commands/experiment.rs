@@ -1,4 +1,6 @@
-//! `runner experiment …` and `runner mock-server`.
+//! `runner experiment …` and `runner mock-server`. It holds no rule of its own: the run is
+//! `workflow::experiment`'s, the experiment's own check `gate`'s, and the summaries, tables and CSV
+//! records `report`'s.
 
 use super::{
     Context, check_prompt_name, checked, confidence, fail_unless_written, interrupted, out,

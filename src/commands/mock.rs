@@ -1,4 +1,6 @@
-//! `runner mock-server`: the runner's own deterministic endpoint, on loopback.
+//! `runner mock-server`: the runner's own deterministic endpoint, on loopback. It holds no part of
+//! the endpoint and never opens the store: rules, limits and answers are `engine::mock`'s; this
+//! file only starts it, here or as a detached child.
 
 use super::out;
 use crate::cli::MockServerArgs;

@@ -1,5 +1,7 @@
 //! Command glue: hand parsed arguments to `workflow::settings`, which turns them into each
-//! workflow's settings, call the workflow with them, and hand the results to `report`.
+//! workflow's settings, call the workflow with them, and hand the results to `report`. It holds no
+//! rule of its own: checks and decisions live in the workflows and the store, and this file only
+//! chooses the command, writes output (`out`, `out_json`) and maps how it ended to an exit code.
 
 pub mod cli;
 

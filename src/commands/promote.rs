@@ -1,4 +1,7 @@
-//! `runner promote`: the gate that moves a tag, with its reports (text, JSON, Markdown, JUnit).
+//! `runner promote`: the gate that moves a tag, with its reports (text, JSON, Markdown, JUnit). It
+//! decides nothing itself: the evidence, the gate's verdict and the guarded tag move are
+//! `workflow::promotion`'s, and the reports are `report`'s; this file checks the names, writes the
+//! report files and prints.
 
 use super::settings::promote_policy;
 use super::{

@@ -1,4 +1,6 @@
-//! `runner prompt …`: create, update, show, list, versions, diff, render.
+//! `runner prompt …`: create, update, show, list, versions, diff, render. It holds no rule of its
+//! own: values are checked by `input`, templates by `template`, version numbers and the tag policy
+//! by the store, and the tables are `report`'s.
 
 use super::{
     Context, apply_assignments, check_prompt_name, check_tag_name, out, out_json, parse_value,

@@ -1,5 +1,7 @@
 //! `runner serve`: read the token files, check the bind address, open the store, then serve the
-//! HTTP API until Ctrl-C or SIGTERM.
+//! HTTP API until Ctrl-C or SIGTERM. It answers no request itself: the routes, the auth and the
+//! connection limits in force are `server::serve`'s and `server::ui`'s, and a token file's format
+//! is `access`'s.
 
 use super::{Context, out};
 use crate::cli::ServeArgs;

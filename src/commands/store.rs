@@ -1,4 +1,6 @@
-//! `runner store copy`: a whole store into an empty one, between any two backends.
+//! `runner store copy`: a whole store into an empty one, between any two backends. It holds no step
+//! of the copy: what is copied and in what order is `store::copy`'s; this file only opens both
+//! stores and says what was copied.
 
 use super::out;
 use crate::cli::{StoreCommand, StoreCopyArgs};

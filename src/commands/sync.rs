@@ -1,5 +1,7 @@
 //! `runner sync` / `runner pull`: prompts as code, a folder of prompt files against the store
-//! (the file format is `prompt_file`'s, the work `workflow::sync`'s).
+//! (the file format is `prompt_file`'s, the work `workflow::sync`'s). It decides no change itself:
+//! what a sync or pull writes is `workflow::sync`'s and every refusal the store's; this file reads
+//! the folder's files, opens the store and hands the report to `report`.
 
 use super::{Context, check_prompt_name, check_tag_name, out, out_json};
 use crate::cli::{PullArgs, SyncArgs};

@@ -1,4 +1,6 @@
-//! `runner tag …` and `runner rollback`: move tags, list them, read their history.
+//! `runner tag …` and `runner rollback`: move tags, list them, read their history. It holds no rule
+//! of its own: the tag policy is checked inside the store's tag write, with the change
+//! `Context::guarded_change` builds, and the tables are `report`'s.
 
 use super::{Context, check_prompt_name, check_tag_name, out, out_json};
 use crate::cli::{NameArgs, RollbackArgs, TagCommand, TagDeleteArgs, TagHistoryArgs, TagSetArgs};

@@ -1,5 +1,7 @@
 //! `runner export` / `runner import`: prompts as reviewable files and back (the format is
-//! `workflow::archive`'s).
+//! `workflow::archive`'s). It holds no rule of its own: the layout and its checks are
+//! `workflow::archive`'s and the all-or-none import the store's; this file opens the store and says
+//! what was done.
 
 use super::{Context, check_prompt_name, out};
 use crate::cli::{ExportArgs, ImportArgs};

@@ -1,5 +1,7 @@
 //! `runner worker`, `runner experiment --detach` and `runner experiment wait`: one experiment
-//! across many machines.
+//! across many machines. It holds no rule of its own: planning, leases and waiting are
+//! `workflow::worker`'s and joining shards `workflow::shards`'s; this file picks the progress
+//! display and says how the work ended.
 
 use super::{Context, out, out_json};
 use super::{confidence, interrupted};

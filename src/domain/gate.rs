@@ -1,5 +1,6 @@
 //! The promotion gate: a pure function from a comparison and a policy to a verdict, each
-//! criterion with its numbers.
+//! criterion with its numbers. It must not read the store, compute the comparison (that is
+//! `compare`'s) or move a tag: what a verdict leads to is the promotion workflow's.
 
 use crate::compare::{Comparison, SideMetrics};
 use serde::{Deserialize, Serialize};

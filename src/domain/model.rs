@@ -1,4 +1,6 @@
-//! Plain data types shared by every layer: prompts, versions, templates, tags and tag events.
+//! Plain data types shared by every layer: prompts, versions, templates, tags and tag events. It
+//! must not open the store, call the network or print; its only I/O is `now` (the clock) and
+//! `file_hash` (the bytes of the file it is handed).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

@@ -1,5 +1,6 @@
 //! Shortening free text for display: one excerpt helper for every layer (error messages,
-//! evaluator reasons, tables), so text is cut the same way everywhere.
+//! evaluator reasons, tables), so text is cut the same way everywhere. It only cuts text: it prints
+//! nothing and must not know where the text is shown.
 
 /// The text on one line (every run of white space or control characters becomes one space),
 /// at most `max` characters, with `…` when something was cut.

@@ -1,6 +1,8 @@
 //! Typed views: what runner shows of its data, one struct per thing shown. They are what
 //! `--json` prints and what `report` renders as tables, Markdown and JUnit, so every front end
-//! (CLI, API, web pages) says the same thing with the same names.
+//! (CLI, API, web pages) says the same thing with the same names. They are data, built from what
+//! was already read: nothing here reads the store or prints, and the tables, Markdown and HTML are
+//! `report`'s and the pages'.
 
 use crate::compare::Comparison;
 use crate::gate::{Criterion, Policy, Verdict};

@@ -1,6 +1,8 @@
 //! Rate limits: token buckets (requests and tokens per minute), what an endpoint's
 //! `x-ratelimit-*` headers say, and the adaptive concurrency that backs off on a 429. The
-//! client paces itself with these; `runner mock-server` enforces the same buckets.
+//! client paces itself with these; `runner mock-server` enforces the same buckets. It only counts
+//! and waits: it must not send requests or read responses (the client hands it the headers by
+//! name), nor decide whether an attempt is retried (that is `client::retry`'s).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -1,5 +1,7 @@
 //! The project file `runner.toml`: defaults for the endpoint, model, concurrency, evaluators,
-//! gate criteria and protected tags, per project and per prompt. Flags override it.
+//! gate criteria and protected tags, per project and per prompt. Flags override it. It only reads
+//! and checks the file: flags are laid over it where each workflow's settings are built, and it
+//! must not parse a flag, open the store or call the endpoint.
 //!
 //! ```toml
 //! base_url = "http://127.0.0.1:8089/v1"

@@ -1,5 +1,7 @@
 //! Validating what a person typed or wrote: names, `KEY=VALUE` assignments, text and
-//! JSON / YAML files. Every failure is an input error (exit 2) that names the flag or file.
+//! JSON / YAML files. Every failure is an input error (exit 2) that names the flag or file. It
+//! checks values, not the command line: clap's types take the flags apart, and nothing here opens
+//! the store, sends a request or prints.
 
 use crate::error::{Error, Result};
 use crate::model::{JsonObject, NameKind, check_name};

@@ -1,6 +1,8 @@
 //! Prompt files: one prompt a person writes and reviews in a repository (`prompts/NAME.yaml`,
 //! `.yml`, `.json` or `.toml`), read and checked with the CLI's own rules, and written back from
-//! a stored version so that reading it again gives the same content.
+//! a stored version so that reading it again gives the same content. It reads files and renders
+//! text but writes none (`workflow::sync`'s pull does), and it never opens the store: what a sync
+//! changes is `workflow::sync`'s to decide.
 //!
 //! The schema (documented in the README, shipped as `schemas/prompt-file.schema.json`):
 //! `template` (a string) or `messages` (a list of `{role, content}`), and optionally `format`,

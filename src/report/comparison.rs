@@ -1,5 +1,8 @@
 //! Renderers for comparisons and promotion verdicts: text (comfy-table), Markdown, JSON, JUnit.
-//! Text and Markdown are built from the same sections, so they always carry the same content.
+//! Text and Markdown are built from the same sections, so they always carry the same content. Pure:
+//! they must not read the store or print, and they judge nothing: the statistics come from
+//! `compare`, the verdict from `gate`, and a change shown is only the difference of the two figures
+//! beside it.
 
 use super::excerpt;
 use crate::compare::{Comparison, EvalMetric, RowChange, SideMetrics};

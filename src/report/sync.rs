@@ -1,5 +1,7 @@
 //! Renderers for `runner sync`: the text a person reads in a terminal or a CI log, and the
-//! Markdown a pull request shows as a comment. Both list the same changes.
+//! Markdown a pull request shows as a comment. Both list the same changes. Pure: they must not read
+//! the store or the prompt files, print or write files, or decide what a sync changes (that is
+//! `workflow::sync`'s).
 
 use super::template_text;
 use crate::workflow::sync::{Action, Entry, ProtectedTag, SyncReport, TagMove};

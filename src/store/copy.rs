@@ -1,6 +1,8 @@
-//! A whole store into an empty one through the traits alone, so any backend copies to any
-//! other: prompts (archived ones too) with their versions, tags and history (event ids kept), experiments as
-//! recorded (ids, times, status, fingerprint), every result with its scores, and the cache.
+//! A whole store into an empty one through the traits alone, so any backend copies to any other:
+//! prompts (archived ones too) with their versions, tags and history (event ids kept), experiments
+//! as recorded (ids, times, status, fingerprint), every result with its scores, and the cache. It
+//! names no backend and holds no SQL, and it must not open either store: the caller opens both and
+//! hands them in.
 
 use super::{Result, Store, StoreError, check_stored};
 use crate::model::{NameKind, RunResult};

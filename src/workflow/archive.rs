@@ -1,4 +1,6 @@
-//! The archive: prompts as reviewable files, and back, losslessly.
+//! The archive: prompts as reviewable files, and back, losslessly. It reads and writes only the
+//! folder: it never opens the store (callers read and import `PromptArchive`s through the store
+//! traits) and prints nothing.
 //!
 //! Layout, one folder per prompt:
 //!

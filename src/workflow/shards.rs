@@ -1,6 +1,8 @@
 //! Static shards joined back: each job ran `experiment --shard K/N` into its own store; merge
 //! checks that the shards are one plan, complete, each once and none missing, then writes one
-//! experiment with every result, as an unsharded run would have.
+//! experiment with every result, as an unsharded run would have. It sends nothing and runs no row:
+//! every result is copied as its shard recorded it, the shards' stores are only read, and it parses
+//! no flag and prints nothing.
 
 use crate::error::{Error, Result};
 use crate::model::{

@@ -2,7 +2,9 @@
 //! number of workers lease and run them (`runner worker`), wait for the last result
 //! (`experiment wait`). The store is the coordinator: a worker holds leases it renews while it
 //! works, writes each result in the transaction that completes its item, and a dead worker's
-//! items are leased again once its leases run out.
+//! items are leased again once its leases run out. It parses no flag and prints nothing (progress
+//! goes to the `Reporter` it is handed), and it must not hand out work itself: claims and leases
+//! are the store's work queue's.
 
 use super::Context;
 use super::experiment::{

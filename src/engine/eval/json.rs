@@ -1,5 +1,6 @@
 //! JSON checks: `json` and `json-schema:FILE`, and the code-fence rule that judge and command
-//! verdicts are read with too.
+//! verdicts are read with too. The schema file is read once, when the evaluator is prepared;
+//! scoring reads no file and sends nothing.
 
 use super::{EvalInput, Kind, STDERR_EXCERPT, Score, binary};
 use crate::text::one_line;

@@ -1,5 +1,7 @@
 //! The LLM judge: `judge:RUBRIC_FILE`, the request sent to the judge model, and the verdict
-//! format that judges and `cmd:` programs both reply in.
+//! format that judges and `cmd:` programs both reply in. It sends nothing: the row sends these
+//! messages through the client and hands the reply back to `judge_verdict`; the rubric file is read
+//! once, when the evaluator is prepared.
 
 use super::json::unfence;
 use super::{EXCERPT, EvalInput, Evaluator, Kind, Score, error_score};

@@ -1,4 +1,5 @@
-//! The latency limit: `max-latency:MS`, which passes an answer that came back in time.
+//! The latency limit: `max-latency:MS`, which passes an answer that came back in time. It compares
+//! the latency the row measured and must not time anything itself.
 
 use super::{EvalInput, Score, binary};
 

@@ -1,5 +1,6 @@
 //! Edit distance: `similarity:THRESHOLD`, the normalised Levenshtein similarity of output and
-//! expected value.
+//! expected value. A pure function of the answer and the expected value: it reads no file and sends
+//! nothing.
 
 use super::{EvalInput, Score, with_expected};
 

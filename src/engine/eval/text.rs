@@ -1,4 +1,5 @@
-//! String checks: `exact`, `contains`, `icontains` and `regex:PATTERN`.
+//! String checks: `exact`, `contains`, `icontains` and `regex:PATTERN`. Pure functions of the
+//! answer and the expected value: they read no file and send nothing.
 
 use super::{EXCERPT, EvalInput, Score, binary, error_score, with_expected};
 use crate::text::one_line;

@@ -1,5 +1,6 @@
 //! CSV files: the header, records with the line each starts on, and quoting the csv crate
-//! would let pass.
+//! would let pass. It must not open or hash the file or give rows their ids: `dataset` does, and
+//! hands it a reader.
 
 use super::{BUFFER, DatasetError, ID, MAX_RECORD_BYTES, Shape, Source};
 use crate::model::JsonObject;

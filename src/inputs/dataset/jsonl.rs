@@ -1,4 +1,5 @@
-//! JSON Lines files: one object per line, with columns and dotted fields recorded in file order.
+//! JSON Lines files: one object per line, with columns and dotted fields recorded in file order. It
+//! must not open or hash the file or give rows their ids: `dataset` does, and hands it a reader.
 
 use super::{BUFFER, DatasetError, MAX_RECORD_BYTES, Shape, Source, kind};
 use crate::model::JsonObject;

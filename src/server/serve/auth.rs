@@ -1,5 +1,7 @@
 //! Bearer-token authentication over HTTP: the middleware that checks every API request against
-//! the token files (`crate::access`), and the `Caller` it records.
+//! the token files (`crate::access`), and the `Caller` it records. It reads no token file (that is
+//! `access`'s) and never touches the store: what a caller's role allows on a protected tag is
+//! decided inside the store's tag write.
 
 use super::Shared;
 use super::error::ApiError;

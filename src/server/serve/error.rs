@@ -1,5 +1,7 @@
 //! Error replies: `ApiError`, Phoenix's status and plain-text message, and how store errors
-//! map onto it.
+//! map onto it. It only translates errors already raised: it never calls the store, and must not
+//! name a backend or a driver's error type (a locked store is recognised by the database's own
+//! words).
 
 use crate::model::TagAction;
 use crate::store::StoreError;

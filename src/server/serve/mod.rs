@@ -1,6 +1,8 @@
 //! The HTTP API behind `runner serve`: Phoenix's prompt routes (and a few of runner's own) over
 //! the store, with bearer-token auth, ETags on versions, short cache lifetimes on tag lookups and
-//! Phoenix's plain-text error bodies.
+//! Phoenix's plain-text error bodies. It holds no rule of its own and never opens the store: the
+//! tag policy and version numbering are decided inside the store's writes, and the web pages are
+//! `ui`'s.
 //!
 //! The store is opened once by the command and shared by every request; a write may wait on
 //! the store's lock, so writes run on a blocking thread.

@@ -1,5 +1,7 @@
 //! Prompt and version routes: listing and creating prompts, listing versions, and serving one
-//! version (latest, by tag or by id) with its ETag and cache lifetime.
+//! version (latest, by tag or by id) with its ETag and cache lifetime. They hold no rule of their
+//! own and must not grow one: version numbers and the tag policy are decided inside the store's
+//! writes, and error replies are `error`'s.
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};

@@ -1,5 +1,6 @@
 //! Tag routes: listing a prompt's or a version's tags, a tag's history, and moving or deleting
-//! a tag under the protected-tag policy.
+//! a tag under the protected-tag policy. The policy itself is the store's, checked inside its tag
+//! write: these routes must not check it again, only pass the caller's role and force along.
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult, unknown_version};

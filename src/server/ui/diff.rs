@@ -1,5 +1,7 @@
 //! Diffs as HTML: changed lines with the changed words inside them highlighted, computed on the
-//! server with `similar`.
+//! server with `similar`. It draws one text diff and nothing else: it reads no store and decides no
+//! field's change (that is `crate::diff`'s), and every piece of either text goes through
+//! `Html::text`.
 
 use super::html::Html;
 use similar::{ChangeTag, TextDiff};

@@ -1,6 +1,8 @@
 //! The page handlers: read the request, gather typed views from the store on a blocking thread,
 //! hand them to a page renderer; and the two actions, which call the store's tag writes under
-//! the one tag policy, exactly as `runner tag set` and `runner rollback` do.
+//! the one tag policy, exactly as `runner tag set` and `runner rollback` do. They write no markup
+//! (the pages do) and hold no rule of their own: whether a tag may move is decided inside the
+//! store's tag write, and the comparison of two experiments is the promotion workflow's.
 
 use super::pages::{self, ComparePage, ExperimentPage, LibraryPage, PromptPage, ResultFilter};
 use super::session::{self, Keys};

@@ -1,15 +1,16 @@
 //! Sessions and CSRF tokens for the pages: a login exchanges a bearer token for a signed,
 //! expiring cookie, and every form that changes something carries a token derived from the
-//! session, so a page on another site can neither read nor forge one.
+//! session, so a page on another site can neither read nor forge one. It deals in values only: it
+//! must not read a request or set a header (the handlers do), check a bearer token (that is
+//! `access`'s), or touch the store.
 //!
-//! The cookie is `v2.ACCESS.NAME.EXPIRES.NONCE.MAC`: what the token allows (`rw`, `ro`, `dp`
-//! for a deploy token), the token's name (`-` for a token without one), the expiry in Unix
-//! seconds, a random nonce (two logins in the same second are two sessions, so ending one
-//! leaves the other), and an HMAC-SHA256 of the rest under a key drawn when the server starts (restarting the
-//! server logs everyone out, which is also how every session is revoked at once). Logging out
-//! revokes that one session on the server: its MAC is kept, until the session would have
-//! expired, in a list every request is checked against, so a copy of the old cookie is no
-//! session any more.
+//! The cookie is `v2.ACCESS.NAME.EXPIRES.NONCE.MAC`: what the token allows (`rw`, `ro`, `dp` for a
+//! deploy token), the token's name (`-` for a token without one), the expiry in Unix seconds, a
+//! random nonce (two logins in the same second are two sessions, so ending one leaves the other),
+//! and an HMAC-SHA256 of the rest under a key drawn when the server starts (restarting the server
+//! logs everyone out, which is also how every session is revoked at once). Logging out revokes that
+//! one session on the server: its MAC is kept, until the session would have expired, in a list
+//! every request is checked against, so a copy of the old cookie is no session any more.
 
 use crate::access::Access;
 use ring::hmac;

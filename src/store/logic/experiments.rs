@@ -1,4 +1,6 @@
-//! Experiments, results, aggregates, leases and the response cache, once for both backends.
+//! Experiments, results, aggregates, leases and the response cache, once for both backends. It
+//! names no driver and holds no SQL that only one dialect understands, and it must not judge
+//! results: their statuses and scores arrive decided by the engine.
 //!
 //! Aggregates are computed by the database (counts, sums, nearest-rank percentiles), so no
 //! result list is held in memory; comparisons stream outcomes in row-id order. Bulk result

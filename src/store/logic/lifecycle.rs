@@ -1,6 +1,9 @@
 //! A prompt's lifecycle beyond its versions and tags, once for both backends: archive and
 //! restore (each checked against the tag policy and recorded in the prompt's own history), the
-//! whole prompt as exported, and imports of whole prompts, all or none.
+//! whole prompt as exported, and imports of whole prompts, all or none. It names no driver and
+//! opens no transaction (each function runs inside its caller's), asks `sql::Dialect` for the few
+//! texts that differ, and must not read or write the archive's files: that is
+//! `workflow::archive`'s.
 
 use super::prompts::{
     EVENT_COLUMNS, EVENT_JOINS, TAG_COLUMNS, TAG_JOINS, VERSION_COLUMNS, any_prompt,

@@ -1,4 +1,6 @@
-//! Prompts, versions, tags and their history, once for both backends.
+//! Prompts, versions, tags and their history, once for both backends. It names no driver and holds
+//! no dialect's own SQL (the row lock's text is asked of `sql::Dialect`), and it must not read the
+//! project's tag policy: each `TagChange` carries it.
 //!
 //! Every write first takes the prompt's row (`lock_prompt`: `FOR UPDATE` on PostgreSQL; the
 //! IMMEDIATE transaction already holds SQLite's file), so writers queue per prompt: version

@@ -1,6 +1,7 @@
 //! The work queue of detached experiments, once for both backends: planning (idempotent per
 //! key), claims and leases on the database's clock, counts, and the finish that marks an
-//! experiment completed when its last item is done.
+//! experiment completed when its last item is done. It names no driver and runs no item: workers
+//! run them (`workflow::worker`), and this module only hands items out and records them.
 //!
 //! What differs is SQL text (`Dialect::claim_items`, `renew_items`, `now_ms`, `key_lock`) and
 //! two bulk forms (`Db::insert_work_items`, `Db::complete_work_items`); the rules are here.

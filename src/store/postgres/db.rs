@@ -1,7 +1,9 @@
 //! How the PostgreSQL store runs one statement for `store::logic`: arguments typed to the
 //! parameter the server inferred, each statement prepared once per connection, rows streamed;
 //! and its own forms of the bulk writes (one statement whatever the batch size, the rows sent
-//! as parallel arrays the server unnests).
+//! as parallel arrays the server unnests). It holds no rule: which statements run, and the upserts
+//! the bulk writes end with, are `store::logic`'s, and it must not open a connection or a
+//! transaction (`pool.rs` and `mod.rs` do).
 
 use super::pool::{Db as Conn, block};
 use crate::model::{ResultStatus, RunResult};

@@ -1,5 +1,8 @@
 //! Connections to PostgreSQL for a synchronous store: a small pool of `tokio_postgres` clients
-//! whose socket tasks run on the store's own runtime thread, each with its prepared statements.
+//! whose socket tasks run on the store's own runtime thread, each with its prepared statements. It
+//! knows no table and runs no statement of its own beyond `BEGIN`, `COMMIT` and `ROLLBACK`: what
+//! runs on a connection is `db.rs`'s and `store::logic`'s, and how to reach the server is
+//! `conninfo`'s.
 //!
 //! The store's traits are synchronous: the CLI's commands call them from plain threads, and
 //! the SQLite backend blocks on its file whatever the caller. Rather than make every trait

@@ -1,7 +1,9 @@
 //! How the SQLite store runs one statement for `store::logic`: `$n` placeholders rewritten to
 //! `?n`, every statement prepared once per connection, rows read in place; and its own forms of
 //! the bulk writes (prepared statements run row by row in the caller's transaction, which is
-//! what SQLite does fastest).
+//! what SQLite does fastest). It holds no rule: which statements run, and the upserts the bulk
+//! writes end with, are `store::logic`'s, and it must not open a connection or a transaction
+//! (`mod.rs` does).
 
 use crate::model::{ResultStatus, RunResult};
 use crate::store::Result;
