@@ -29,7 +29,7 @@ pub fn run(args: ServeArgs, ctx: &Context) -> Result<u8> {
              or bind a loopback address such as 127.0.0.1:6006",
         ));
     }
-    crate::logging::init(args.log_format.parse().map_err(Error::invalid)?);
+    let _log = crate::logging::init(args.log_format.parse().map_err(Error::invalid)?);
     let summary = match &tokens {
         None => "no authentication (loopback only)".to_string(),
         Some(tokens) => format!(

@@ -51,7 +51,7 @@ pub fn run(args: WorkerArgs, ctx: &Context) -> Result<u8> {
     let settings = WorkerSettings::new(ctx.config()?, &args)?;
     let confidence = confidence(None, ctx)?;
     let format: crate::logging::LogFormat = args.log_format.parse().map_err(Error::invalid)?;
-    crate::logging::init(format);
+    let _log = crate::logging::init(format);
     // A person at a terminal gets the progress bar; a log collector gets log lines.
     let reporter: Box<dyn crate::engine::Reporter> = match format {
         crate::logging::LogFormat::Text => Box::new(report::Terminal::new(confidence)),

@@ -30,15 +30,25 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
-/// Sends this process's log lines to stderr in `format`, at info level and above. A second
-/// call (a test that starts two servers in one process) keeps the first.
-pub fn init(format: LogFormat) {
+/// Sends this process's log lines to stderr in `format`, at info level and above, and returns
+/// the guard that flushes them: keep it until the process is done.
+///
+/// Lines go through a buffer written by a thread of their own, so a stderr nobody reads (a
+/// full pipe, a stalled collector) never stalls a request: past the buffer, lines are dropped
+/// rather than waited for. A second call (a test that starts two servers in one process) keeps
+/// the first.
+#[must_use = "dropping the guard stops the log's writer"]
+pub fn init(format: LogFormat) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .thread_name("runner-log")
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(false)
         .with_target(false)
         .with_max_level(tracing::Level::INFO);
-    let _ = match format {
+    let installed = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder
             .json()
@@ -46,6 +56,7 @@ pub fn init(format: LogFormat) {
             .with_span_list(false)
             .try_init(),
     };
+    installed.ok().map(|()| guard)
 }
 
 /// The id of a request: the caller's `X-Request-Id` when it is a plain token (so a proxy's id

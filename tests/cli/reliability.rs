@@ -2047,11 +2047,12 @@ fn every_sql_statement_is_parameterised() {
         // Each allowed constant really is a string constant of the store.
         for constant in SQL_CONSTANTS {
             if text.contains(&format!("{{{constant}}}")) {
-                let declared = files_under(&src.join("store")).iter().any(|f| {
-                    std::fs::read_to_string(f)
-                        .unwrap()
-                        .contains(&format!("const {constant}: &str = \""))
-                });
+                // `const NAME: &str = "…"`, the literal on the same line or the next.
+                let declaration =
+                    regex::Regex::new(&format!(r#"const {constant}: &str =\s*""#)).unwrap();
+                let declared = files_under(&src.join("store"))
+                    .iter()
+                    .any(|f| declaration.is_match(&std::fs::read_to_string(f).unwrap()));
                 assert!(declared, "{constant} is not a string constant");
             }
         }
