@@ -1,4 +1,5 @@
-//! `runner experiment …` and `runner mock-server`. It holds no rule of its own: the run is
+//! `runner experiment` and the subcommands that list, show and resume experiments (`wait` and
+//! `merge` sit with the workers, in `worker.rs`). It holds no rule of its own: the run is
 //! `workflow::experiment`'s, the experiment's own check `gate`'s, and the summaries, tables and CSV
 //! records `report`'s.
 

@@ -1,6 +1,6 @@
 //! Plain data types shared by every layer: prompts, versions, templates, tags and tag events. It
-//! must not open the store, call the network or print; its only I/O is `now` (the clock) and
-//! `file_hash` (the bytes of the file it is handed).
+//! must not open the store, read a file, call the network or print; the one thing it reads from
+//! outside is the clock (`now`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -937,21 +937,4 @@ impl RunStats {
             0.0
         }
     }
-}
-
-/// sha256 of a file's bytes, read in large chunks.
-pub fn file_hash(path: &std::path::Path) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    Ok(hex(&hasher.finalize()))
 }

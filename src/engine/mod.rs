@@ -307,7 +307,8 @@ fn check_dataset(
     let parsed_matches = matches!(&parsed_hash, None | Some(Ok(Ok(_))))
         && !matches!(&parsed_hash, Some(Ok(Ok(hash))) if hash != expected_hash);
     let file_matches = parsed_hash.is_none()
-        || !crate::model::file_hash(&shared.plan.dataset).is_ok_and(|hash| &hash != expected_hash);
+        || !crate::dataset::file_hash(&shared.plan.dataset)
+            .is_ok_and(|hash| &hash != expected_hash);
     if !(parsed_matches && file_matches) {
         shared.halt(Stop::Broken(format!(
             "dataset {} changed while the experiment ran",

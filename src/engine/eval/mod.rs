@@ -123,7 +123,7 @@ impl Evaluator {
             _ => None,
         };
         let file_digest = file
-            .map(|path| crate::model::file_hash(std::path::Path::new(path)).unwrap_or_default());
+            .map(|path| crate::dataset::file_hash(std::path::Path::new(path)).unwrap_or_default());
         Ok(Evaluator {
             name: spec.to_string(),
             kind,

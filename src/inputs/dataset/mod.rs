@@ -84,6 +84,22 @@ pub const MAX_RECORD_BYTES: u64 = 64 << 20;
 /// Large reads keep the per-syscall overhead negligible on million-row files.
 const BUFFER: usize = 256 * 1024;
 
+/// sha256 of a file's bytes, read in large chunks: what a run checks to see that its dataset
+/// (or an evaluator's file) did not change under it.
+pub fn file_hash(path: &Path) -> io::Result<String> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
 /// Reads the whole file once, validating every row, hashing the bytes, counting rows and collecting columns. Memory stays flat: rows are not kept.
 pub fn scan(path: &Path) -> Result<DatasetInfo, DatasetError> {
     let format = format_of(path)?;
