@@ -41,7 +41,9 @@ pub mod workflow;
 // Each module also answers at the crate's root (`runner::store`, `runner::model`), so the
 // library's paths are the same whatever layer a module sits in.
 pub use commands::cli;
-pub use domain::{compare, cost, diff, gate, json, model, redact, stats, template, text, view};
+pub use domain::{
+    compare, cost, diff, gate, json, model, redact, stats, template, text, trace, view,
+};
 pub use engine::{client, eval, limit, mock};
 pub use inputs::{config, dataset, input, prompt_file};
-pub use server::{access, logging, serve, ui};
+pub use server::{access, ingest, logging, serve, ui};

@@ -1104,8 +1104,9 @@ pub struct ServeArgs {
     /// address is allowed.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6006")]
     pub bind: String,
-    /// Read-write bearer tokens, one a line (TOKEN, NAME:TOKEN, or deploy:NAME:TOKEN for a
-    /// token that also moves protected tags without force); every request then needs one.
+    /// Read-write bearer tokens, one a line (TOKEN, NAME:TOKEN, deploy:NAME:TOKEN for a
+    /// token that also moves protected tags without force, or ingest:NAME:TOKEN for an
+    /// application that reads prompts and sends traces); every request then needs one.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// Read-only bearer tokens (GET requests only), same format.
@@ -1127,4 +1128,12 @@ pub struct ServeArgs {
     /// X-Request-Id).
     #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// How long production spans, annotations and lookup counts are kept (pruned in the
+    /// background): seconds, or a number with s, m, h or d.
+    #[arg(long, value_name = "DURATION", default_value = "30d")]
+    pub trace_retention: String,
+    /// Spans waiting to be written at most; beyond it `POST /v1/traces` answers 503 with
+    /// Retry-After and exporters send again later.
+    #[arg(long, value_name = "SPANS", default_value_t = 100_000)]
+    pub ingest_queue: usize,
 }

@@ -33,17 +33,23 @@ pub fn run(args: ServeArgs, ctx: &Context) -> Result<u8> {
     let summary = match &tokens {
         None => "no authentication (loopback only)".to_string(),
         Some(tokens) => format!(
-            "bearer tokens: {} deploy, {} read-write, {} read-only",
+            "bearer tokens: {} deploy, {} read-write, {} read-only, {} ingest",
             tokens.count(Access::Deploy),
             tokens.count(Access::ReadWrite),
-            tokens.count(Access::ReadOnly)
+            tokens.count(Access::ReadOnly),
+            tokens.count(Access::Ingest)
         ),
     };
+    let ingest_settings = ingest_settings(&args)?;
+    let store = ctx.store()?;
+    let ingest = crate::ingest::Ingest::start(store.clone(), ingest_settings);
     let settings = Settings {
-        store: ctx.store()?,
+        store,
         tokens,
         config: ctx.config()?.clone(),
         body_limit: serve::DEFAULT_BODY_LIMIT,
+        ingest: Some(ingest.clone()),
+        trace_body_limit: serve::DEFAULT_TRACE_BODY_LIMIT,
     };
     let app = serve::router(settings).map_err(Error::operational)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -73,7 +79,32 @@ pub fn run(args: ServeArgs, ctx: &Context) -> Result<u8> {
             .await
             .map_err(|e| Error::operational(format!("server failed: {e}")))
     })?;
+    // Spans already answered 200 are written before the process ends.
+    ingest.close(Duration::from_secs(30));
     Ok(exit::OK)
+}
+
+/// `--trace-retention` and `--ingest-queue`, checked.
+fn ingest_settings(args: &ServeArgs) -> Result<crate::ingest::Settings> {
+    let retention = super::settings::duration_of("--trace-retention", &args.trace_retention)?;
+    if retention == 0 {
+        return Err(Error::invalid("--trace-retention must be more than 0")
+            .with_hint("for example --trace-retention 30d"));
+    }
+    if !(1..=10_000_000).contains(&args.ingest_queue) {
+        return Err(Error::invalid(format!(
+            "--ingest-queue must be from 1 to 10000000 spans, got {}",
+            args.ingest_queue
+        ))
+        .with_hint(format!(
+            "the default, {}, holds a few seconds of heavy traffic",
+            crate::ingest::DEFAULT_QUEUE_SPANS
+        )));
+    }
+    Ok(crate::ingest::Settings {
+        queue_spans: args.ingest_queue,
+        retention: Duration::from_secs(retention),
+    })
 }
 
 /// `--header-timeout`, `--idle-timeout` and `--max-connections`, checked.

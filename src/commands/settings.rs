@@ -348,6 +348,11 @@ fn max_cost(value: Option<f64>) -> Result<Option<f64>> {
 
 /// `--cache-ttl` / `cache_ttl`: whole seconds, or a number with a unit (`s`, `m`, `h`, `d`).
 pub fn parse_duration(text: &str) -> Result<u64> {
+    duration_of("--cache-ttl", text)
+}
+
+/// A flag's duration in seconds: whole seconds, or a number with a unit (`s`, `m`, `h`, `d`).
+pub fn duration_of(flag: &str, text: &str) -> Result<u64> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
@@ -366,7 +371,7 @@ pub fn parse_duration(text: &str) -> Result<u64> {
         .filter(|_| scale > 0)
         .and_then(|n| n.checked_mul(scale))
         .ok_or_else(|| {
-            Error::invalid(format!("--cache-ttl '{text}' is not a duration"))
+            Error::invalid(format!("{flag} '{text}' is not a duration"))
                 .with_hint("write whole seconds or a number with s, m, h or d: 90s, 30m, 12h, 7d")
         })
 }

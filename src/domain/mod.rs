@@ -16,4 +16,5 @@ pub mod redact;
 pub mod stats;
 pub mod template;
 pub mod text;
+pub mod trace;
 pub mod view;

@@ -18,6 +18,9 @@ pub enum Access {
     ReadWrite,
     /// Read-write, and moves protected tags without force (a `deploy:NAME:TOKEN` line).
     Deploy,
+    /// What an application needs (an `ingest:NAME:TOKEN` line): reads prompts, sends traces
+    /// (`POST /v1/traces`) and feedback (the annotation routes), and nothing else.
+    Ingest,
 }
 
 impl Access {
@@ -25,13 +28,15 @@ impl Access {
     pub fn tag_role(self) -> TagRole {
         match self {
             Access::Deploy => TagRole::Deploy,
-            Access::ReadOnly | Access::ReadWrite => TagRole::Writer,
+            Access::ReadOnly | Access::ReadWrite | Access::Ingest => TagRole::Writer,
         }
     }
 }
 
 /// The prefix of a deploy token's line: `deploy:NAME:TOKEN`.
 const DEPLOY_PREFIX: &str = "deploy:";
+/// The prefix of an ingest token's line: `ingest:NAME:TOKEN`.
+const INGEST_PREFIX: &str = "ingest:";
 
 /// The accepted bearer tokens, kept only as sha256 digests so that comparing them takes the
 /// same time whatever the presented token's length or content.
@@ -65,6 +70,10 @@ pub enum TokenError {
         "line {line}: invalid deploy token name '{name}': letters, digits, '_', '-' and '.' only"
     )]
     DeployName { line: usize, name: String },
+    #[error(
+        "line {line}: invalid ingest token name '{name}': letters, digits, '_', '-' and '.' only"
+    )]
+    IngestName { line: usize, name: String },
 }
 
 impl Tokens {
@@ -72,6 +81,7 @@ impl Tokens {
     /// digits, `_`, `-`, `.`) with the file's access, or `deploy:NAME:TOKEN` for a deploy token
     /// (in a read-write file only); blank lines and `#` comments ignored. Returns how many were
     /// read. `deploy:TOKEN` (two parts) stays a write token named `deploy`, as it always was.
+    /// `ingest:NAME:TOKEN` is an ingest token (for applications) in either file.
     pub fn add_file(&mut self, text: &str, access: Access) -> Result<usize, TokenError> {
         let mut added = 0;
         for (index, raw) in text.lines().enumerate() {
@@ -83,6 +93,17 @@ impl Tokens {
             let deploy = entry
                 .strip_prefix(DEPLOY_PREFIX)
                 .and_then(|rest| rest.split_once(':'));
+            let ingest = entry
+                .strip_prefix(INGEST_PREFIX)
+                .and_then(|rest| rest.split_once(':'));
+            if let Some((name, _)) = ingest
+                && check_name(NameKind::Prompt, name).is_err()
+            {
+                return Err(TokenError::IngestName {
+                    line,
+                    name: name.to_string(),
+                });
+            }
             let (name, token, access) = match deploy {
                 Some((name, token)) => {
                     if access == Access::ReadOnly {
@@ -95,6 +116,10 @@ impl Tokens {
                         });
                     }
                     (Some(name.to_string()), token, Access::Deploy)
+                }
+                None if ingest.is_some() => {
+                    let (name, token) = ingest.expect("checked");
+                    (Some(name.to_string()), token, Access::Ingest)
                 }
                 None => match entry.split_once(':') {
                     Some((name, token)) if check_name(NameKind::Prompt, name).is_ok() => {
@@ -222,6 +247,37 @@ mod tests {
         assert_eq!(
             tokens.add_file("deploy:release:short", Access::ReadWrite),
             Err(TokenError::Short { line: 1 })
+        );
+    }
+
+    #[test]
+    fn ingest_lines_name_ingest_tokens_in_either_file() {
+        const IN: &str = "9988776655443322110099";
+        for access in [Access::ReadWrite, Access::ReadOnly] {
+            let mut tokens = Tokens::default();
+            assert_eq!(tokens.add_file(&format!("ingest:shop:{IN}"), access), Ok(1));
+            assert_eq!(
+                tokens.identify(IN.as_bytes()),
+                Some((Some("shop".into()), Access::Ingest))
+            );
+            assert_eq!(tokens.count(Access::Ingest), 1);
+        }
+        let mut tokens = Tokens::default();
+        assert_eq!(
+            tokens.add_file(&format!("ingest:a b:{IN}"), Access::ReadWrite),
+            Err(TokenError::IngestName {
+                line: 1,
+                name: "a b".into()
+            })
+        );
+        // Two parts stay a token named `ingest` with the file's access.
+        let mut tokens = Tokens::default();
+        tokens
+            .add_file(&format!("ingest:{IN}"), Access::ReadOnly)
+            .unwrap();
+        assert_eq!(
+            tokens.identify(IN.as_bytes()),
+            Some((Some("ingest".into()), Access::ReadOnly))
         );
     }
 

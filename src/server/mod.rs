@@ -6,6 +6,7 @@
 //! (the tag policy, promotion, archive), and nothing below this layer imports from it.
 
 pub mod access;
+pub mod ingest;
 pub mod logging;
 pub mod serve;
 pub mod ui;

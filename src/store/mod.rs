@@ -704,7 +704,66 @@ pub trait ResponseCache: Send + Sync {
 }
 
 /// A whole store: what the dispatcher opens once and hands to every workflow.
-pub trait Store: PromptStore + ExperimentStore + ResultSink + ResponseCache + WorkQueue {
+/// Production traffic: spans linked to the versions that produced them, their annotations,
+/// and the tag lookups `runner serve` answered.
+pub trait TraceStore: Send + Sync {
+    /// Writes a batch of spans (one already stored is kept as it was) and annotations that
+    /// need no check (evaluation events on the spans of the same batch), in one transaction;
+    /// returns how many spans were new.
+    fn write_spans(
+        &self,
+        spans: &[crate::trace::Span],
+        annotations: &[crate::trace::Annotation],
+    ) -> Result<u64>;
+
+    /// Writes annotations whose targets all exist and returns their ids; when a target is
+    /// unknown, writes nothing and returns the unknown ids.
+    fn annotate(
+        &self,
+        annotations: &[crate::trace::Annotation],
+    ) -> Result<std::result::Result<Vec<i64>, Vec<String>>>;
+
+    /// Adds lookup counts to the per-minute roll-up.
+    fn record_lookups(&self, counts: &[(crate::trace::LookupKey, i64)]) -> Result<()>;
+
+    /// Calls `visit` with each span the filter selects.
+    fn visit_spans(
+        &self,
+        filter: &crate::trace::SpanFilter,
+        visit: &mut dyn FnMut(crate::trace::Span) -> Result<()>,
+    ) -> Result<()>;
+
+    /// One span by its id.
+    fn span(&self, span_id: &str) -> Result<Option<crate::trace::Span>>;
+
+    /// The annotations that score the linked spans the filter selects, each with its span.
+    fn scored_spans(
+        &self,
+        filter: &crate::trace::SpanFilter,
+    ) -> Result<Vec<crate::trace::ScoredSpan>>;
+
+    /// The annotations on a span and on its trace.
+    fn span_annotations(&self, span: &crate::trace::Span) -> Result<Vec<crate::trace::Annotation>>;
+
+    /// LLM spans in the filter's time range (and traffic) that name no version.
+    fn count_unlinked(&self, filter: &crate::trace::SpanFilter) -> Result<i64>;
+
+    /// The lookup roll-up of one prompt between two times.
+    fn lookups(
+        &self,
+        prompt: &str,
+        since_ms: Option<i64>,
+        until_ms: Option<i64>,
+    ) -> Result<Vec<(crate::trace::LookupKey, i64)>>;
+
+    /// Deletes spans that started, annotations last written and lookups made before
+    /// `before_ms`; returns how many spans went.
+    fn prune_traces(&self, before_ms: i64) -> Result<u64>;
+}
+
+pub trait Store:
+    PromptStore + ExperimentStore + ResultSink + ResponseCache + WorkQueue + TraceStore
+{
     /// The schema version this store is at.
     fn schema_version(&self) -> Result<i64>;
 
@@ -915,3 +974,6 @@ pub(crate) mod test_cluster;
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+#[cfg(test)]
+mod trace_tests;

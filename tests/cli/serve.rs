@@ -1,6 +1,8 @@
 //! `runner serve` as a real process on a free loopback port per test, driven over HTTP.
 
 use super::Env;
+
+mod traces;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -25,6 +27,8 @@ struct Reply {
     status: u16,
     headers: reqwest::header::HeaderMap,
     text: String,
+    /// The body as sent (a protobuf answer is not text).
+    bytes: Vec<u8>,
 }
 
 impl Reply {
@@ -139,11 +143,13 @@ impl Server {
             let response = request.send().await?;
             let status = response.status().as_u16();
             let headers = response.headers().clone();
-            let text = response.text().await?;
+            let bytes = response.bytes().await?.to_vec();
+            let text = String::from_utf8_lossy(&bytes).into_owned();
             Ok(Reply {
                 status,
                 headers,
                 text,
+                bytes,
             })
         })
     }

@@ -18,6 +18,13 @@ pub const ACTOR_HEADER: &str = "x-runner-actor";
 
 const MAX_ACTOR_CHARS: usize = 64;
 
+/// The routes an ingest token may POST to.
+const INGEST_PATHS: [&str; 3] = [
+    "/v1/traces",
+    "/v1/span_annotations",
+    "/v1/trace_annotations",
+];
+
 /// Who is calling, as recorded in the tag history and on versions: `api`, or `api:NAME` for a
 /// named token, followed by ` (ACTOR)` when the request names a person or job in the
 /// `X-Runner-Actor` header. The token decides the prefix, so a header cannot pass for another
@@ -69,10 +76,20 @@ pub(super) async fn authenticate(
         }
     };
     let reads_only = matches!(*request.method(), Method::GET | Method::HEAD);
+    let ingest_route =
+        *request.method() == Method::POST && INGEST_PATHS.contains(&request.uri().path());
     if access == Access::ReadOnly && !reads_only {
         return ApiError::new(
             StatusCode::FORBIDDEN,
             "this token is read-only: it allows GET requests only",
+        )
+        .into_response();
+    }
+    if access == Access::Ingest && !reads_only && !ingest_route {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "this is an ingest token: it reads prompts and sends traces and annotations \
+             (POST /v1/traces, /v1/span_annotations, /v1/trace_annotations), nothing else",
         )
         .into_response();
     }

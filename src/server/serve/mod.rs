@@ -14,10 +14,12 @@
 
 pub mod wire;
 
+mod annotations;
 mod auth;
 mod conn;
 mod error;
 mod guard;
+mod otlp;
 mod prompts;
 mod tags;
 mod trace;
@@ -28,6 +30,7 @@ pub use conn::{
     DEFAULT_HEADER_TIMEOUT_SECS, DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_MAX_CONNECTIONS, Limits, serve,
 };
 pub use error::ApiError;
+pub use otlp::DEFAULT_TRACE_BODY_LIMIT;
 pub use prompts::TAG_MAX_AGE_SECS;
 pub use tags::FORCE_HEADER;
 
@@ -41,7 +44,7 @@ use axum::http::header::CACHE_CONTROL;
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use error::{ApiResult, unknown_version};
 use prompts::{
@@ -76,6 +79,10 @@ pub struct Settings {
     /// Which tags are protected.
     pub config: Config,
     pub body_limit: usize,
+    /// Where spans and annotations go; None starts one with the default settings.
+    pub ingest: Option<Arc<crate::ingest::Ingest>>,
+    /// Largest OTLP body (`POST /v1/traces`), compressed or not.
+    pub trace_body_limit: usize,
 }
 
 /// State shared by every request.
@@ -86,6 +93,8 @@ struct Shared {
     /// Response bodies of versions by version id. Versions are immutable, so an entry never goes
     /// stale; it spares the hot tag lookup from reading the whole version and building its JSON.
     bodies: Mutex<HashMap<String, VersionBody>>,
+    ingest: Arc<crate::ingest::Ingest>,
+    trace_body_limit: usize,
 }
 
 /// A version's `{"data": …}` body, serialised once, with its ETag: the sha256 of the body
@@ -98,10 +107,13 @@ struct VersionBody {
     /// `"<digest>"`, ready to send.
     etag: HeaderValue,
     body: Bytes,
+    /// The version's id and its prompt's name, for the lookup roll-up.
+    id: Arc<str>,
+    prompt: Arc<str>,
 }
 
 impl VersionBody {
-    fn new(body: Vec<u8>) -> VersionBody {
+    fn new(body: Vec<u8>, id: &str, prompt: &str) -> VersionBody {
         use sha2::{Digest, Sha256};
         let digest = crate::model::hex(&Sha256::digest(&body));
         let etag = HeaderValue::from_str(&format!("\"{digest}\""))
@@ -110,6 +122,8 @@ impl VersionBody {
             digest: digest.into(),
             etag,
             body: Bytes::from(body),
+            id: id.into(),
+            prompt: prompt.into(),
         }
     }
 }
@@ -182,7 +196,7 @@ impl Shared {
                 .ok_or_else(|| unknown_version(&id))?;
             let body = serde_json::to_vec(&json!({"data": wire::version_json(&version)}))
                 .map_err(|e| ApiError::internal(format!("cannot encode version {id}: {e}")))?;
-            let entry = VersionBody::new(body);
+            let entry = VersionBody::new(body, &version.id, &version.prompt);
             let mut bodies = self.bodies.lock().unwrap_or_else(|e| e.into_inner());
             // A crude bound: past it, versions are read from the store again once each, which
             // costs a query, not correctness.
@@ -205,11 +219,16 @@ pub fn router(settings: Settings) -> Result<Router, String> {
         tokens: tokens.clone(),
         config: settings.config.clone(),
     })?;
+    let ingest = settings.ingest.unwrap_or_else(|| {
+        crate::ingest::Ingest::start(settings.store.clone(), crate::ingest::Settings::default())
+    });
     let shared = Arc::new(Shared {
         store: settings.store,
         tokens,
         config: settings.config,
         bodies: Mutex::new(HashMap::new()),
+        ingest,
+        trace_body_limit: settings.trace_body_limit,
     });
     let api = Router::new()
         .route("/v1/prompts", get(list_prompts).post(create_prompt))
@@ -234,8 +253,22 @@ pub fn router(settings: Settings) -> Result<Router, String> {
             "/v1/prompt_versions/{id}/tags/{tag}",
             delete(delete_version_tag),
         )
+        .route("/v1/span_annotations", post(annotations::span_annotations))
+        .route(
+            "/v1/trace_annotations",
+            post(annotations::trace_annotations),
+        )
         // Layers run from the last added: authentication first, then the body's media type.
         .route_layer(middleware::from_fn(guard::check_content_type))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            authenticate,
+        ));
+    // OTLP has its own media types (protobuf or JSON) and its own size limit; a page cannot
+    // send either media type cross-site without a preflight the server never answers.
+    let traces = Router::new()
+        .route("/v1/traces", post(otlp::export))
+        .layer(DefaultBodyLimit::max(shared.trace_body_limit))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&shared),
             authenticate,
@@ -251,6 +284,7 @@ pub fn router(settings: Settings) -> Result<Router, String> {
             get(|| async { PHOENIX_API_VERSION }),
         )
         .merge(api)
+        .merge(traces)
         .with_state(Arc::clone(&shared))
         .merge(pages)
         .fallback(|| async { ApiError::not_found("no such route") })

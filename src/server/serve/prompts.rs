@@ -352,30 +352,56 @@ pub(super) async fn list_versions(
 
 pub(super) async fn latest_version(
     State(shared): State<Arc<Shared>>,
+    caller: Option<Extension<Caller>>,
     prompt: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> ApiResult {
     let version = shared.version_body(Lookup::Latest(prompt_name(path(prompt)?)?))?;
+    count_lookup(&shared, &version, "latest", caller, &headers);
     Ok(version_response(version, &headers, &short_cache()))
 }
 
 pub(super) async fn tagged_version(
     State(shared): State<Arc<Shared>>,
+    caller: Option<Extension<Caller>>,
     names: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> ApiResult {
     let (prompt, tag) = path(names)?;
-    let version = shared.version_body(Lookup::Tag(prompt_name(prompt)?, tag_name(tag)?))?;
+    let tag = tag_name(tag)?;
+    let version = shared.version_body(Lookup::Tag(prompt_name(prompt)?, tag.clone()))?;
+    count_lookup(&shared, &version, &tag, caller, &headers);
     Ok(version_response(version, &headers, &short_cache()))
 }
 
 pub(super) async fn version_by_id(
     State(shared): State<Arc<Shared>>,
+    caller: Option<Extension<Caller>>,
     id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> ApiResult {
     let version = shared.version_body(Lookup::Id(version_id(path(id)?)?))?;
+    count_lookup(&shared, &version, "", caller, &headers);
     Ok(version_response(version, &headers, CACHE_VERSION_BY_ID))
+}
+
+/// Counts the lookup in the per-minute roll-up (which version each application fetched, and
+/// when it switched): a counter behind a short lock, never a store write.
+fn count_lookup(
+    shared: &Shared,
+    version: &VersionBody,
+    tag: &str,
+    caller: Option<Extension<Caller>>,
+    headers: &HeaderMap,
+) {
+    let sender = caller.map_or_else(|| "api".to_string(), |Extension(c)| c.actor);
+    let agent = headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    shared
+        .ingest
+        .lookup(&version.prompt, tag, &version.id, &sender, agent);
 }
 
 #[cfg(test)]

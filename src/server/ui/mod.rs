@@ -156,7 +156,7 @@ impl Viewer {
     fn can_write(&self) -> bool {
         match &self.session {
             None => !self.auth,
-            Some(session) => session.access != Access::ReadOnly,
+            Some(session) => matches!(session.access, Access::ReadWrite | Access::Deploy),
         }
     }
 

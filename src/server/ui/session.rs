@@ -120,6 +120,7 @@ impl Keys {
             "rw" => Access::ReadWrite,
             "ro" => Access::ReadOnly,
             "dp" => Access::Deploy,
+            "in" => Access::Ingest,
             _ => return None,
         };
         let expires: u64 = expires.parse().ok()?;
@@ -163,6 +164,7 @@ fn access_code(access: Access) -> &'static str {
         Access::ReadOnly => "ro",
         Access::ReadWrite => "rw",
         Access::Deploy => "dp",
+        Access::Ingest => "in",
     }
 }
 

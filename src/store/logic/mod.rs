@@ -13,6 +13,7 @@ use super::sql::Db;
 mod experiments;
 mod lifecycle;
 mod prompts;
+mod traces;
 mod work;
 
 pub(crate) use experiments::{

@@ -1,0 +1,384 @@
+//! Production traffic, once for both backends: spans written in batches (a span already stored
+//! is kept as it was, so an exporter's retry never doubles a count), annotations that replace
+//! the one of the same target, name and identifier, the per-minute lookup roll-up, the reads
+//! the production views make, and retention. It names no driver and must not decide what a
+//! span is linked to: spans arrive linked by ingest.
+
+use super::Backend;
+use crate::store::sql::{Arg, Db, Row, all, args, corrupt, first};
+use crate::store::{Result, TraceStore};
+use crate::trace::{Annotation, Link, LookupKey, ScoredSpan, Span, SpanFilter, SpanStatus, Target};
+
+const SPAN_COLUMNS: &str = "s.trace_id, s.span_id, s.parent_id, s.project, s.experiment, \
+     s.service, s.sender, s.name, s.kind, s.start_ms, s.end_ms, s.status, s.error, s.prompt, \
+     s.version_id, s.version_number, s.tag, s.link, s.model, s.input_tokens, s.output_tokens, \
+     s.variables, s.input, s.output, s.attributes";
+
+const SPAN_INSERT: &str = "INSERT INTO spans (trace_id, span_id, parent_id, project, experiment, \
+     service, sender, name, kind, start_ms, end_ms, status, error, prompt, version_id, \
+     version_number, tag, link, model, input_tokens, output_tokens, variables, input, output, \
+     attributes, received_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+     $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26) \
+     ON CONFLICT (span_id, trace_id) DO NOTHING";
+
+const ANNOTATION_UPSERT: &str = "INSERT INTO annotations (target, target_id, name, \
+     annotator_kind, label, score, explanation, metadata, identifier, source, created_ms, \
+     updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
+     ON CONFLICT (target, target_id, name, identifier) DO UPDATE SET \
+     annotator_kind = excluded.annotator_kind, label = excluded.label, score = excluded.score, \
+     explanation = excluded.explanation, metadata = excluded.metadata, \
+     source = excluded.source, updated_ms = excluded.updated_ms RETURNING id";
+
+const ANNOTATION_COLUMNS: &str = "a.target, a.target_id, a.name, a.annotator_kind, a.label, \
+     a.score, a.explanation, a.metadata, a.identifier, a.source, a.updated_ms";
+
+const LOOKUP_UPSERT: &str = "INSERT INTO lookups (minute, prompt, tag, version_id, sender, \
+     user_agent, count) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+     ON CONFLICT (prompt, minute, tag, version_id, sender, user_agent) \
+     DO UPDATE SET count = lookups.count + excluded.count";
+
+impl<B: Backend> TraceStore for B {
+    fn write_spans(&self, spans: &[Span], annotations: &[Annotation]) -> Result<u64> {
+        if spans.is_empty() && annotations.is_empty() {
+            return Ok(0);
+        }
+        let received = crate::trace::now_ms();
+        self.write(|db| {
+            let mut added = 0;
+            for span in spans {
+                added += insert_span(db, span, received)?;
+            }
+            for annotation in annotations {
+                upsert_annotation(db, annotation)?;
+            }
+            Ok(added)
+        })
+    }
+
+    fn annotate(
+        &self,
+        annotations: &[Annotation],
+    ) -> Result<std::result::Result<Vec<i64>, Vec<String>>> {
+        self.write(|db| {
+            let mut missing: Vec<String> = Vec::new();
+            for annotation in annotations {
+                let sql = match annotation.target {
+                    Target::Span => "SELECT 1 FROM spans WHERE span_id = $1 LIMIT 1",
+                    Target::Trace => "SELECT 1 FROM spans WHERE trace_id = $1 LIMIT 1",
+                };
+                let known = first(db, sql, args![&annotation.target_id], |r| r.int(0))?;
+                if known.is_none() && !missing.contains(&annotation.target_id) {
+                    missing.push(annotation.target_id.clone());
+                }
+            }
+            if !missing.is_empty() {
+                return Ok(Err(missing));
+            }
+            let mut ids = Vec::with_capacity(annotations.len());
+            for annotation in annotations {
+                ids.push(upsert_annotation(db, annotation)?);
+            }
+            Ok(Ok(ids))
+        })
+    }
+
+    fn record_lookups(&self, counts: &[(LookupKey, i64)]) -> Result<()> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        self.write(|db| {
+            for (key, count) in counts {
+                db.exec(
+                    LOOKUP_UPSERT,
+                    args![
+                        key.minute,
+                        &key.prompt,
+                        &key.tag,
+                        &key.version_id,
+                        &key.sender,
+                        &key.user_agent,
+                        *count
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn visit_spans(
+        &self,
+        filter: &SpanFilter,
+        visit: &mut dyn FnMut(Span) -> Result<()>,
+    ) -> Result<()> {
+        let (conditions, args) = conditions(filter);
+        let order = match filter.newest {
+            Some(limit) => format!("ORDER BY s.start_ms DESC, s.span_id LIMIT {limit}"),
+            None => "ORDER BY s.start_ms, s.span_id".to_string(),
+        };
+        let sql = format!("SELECT {SPAN_COLUMNS} FROM spans s WHERE {conditions} {order}");
+        self.read(|db| db.each(&sql, &args, &mut |row| visit(span_of(row)?)))
+    }
+
+    fn span(&self, span_id: &str) -> Result<Option<Span>> {
+        let sql = format!("SELECT {SPAN_COLUMNS} FROM spans s WHERE s.span_id = $1 LIMIT 1");
+        self.read(|db| first(db, &sql, args![span_id], span_of))
+    }
+
+    fn scored_spans(&self, filter: &SpanFilter) -> Result<Vec<ScoredSpan>> {
+        let (conditions, args) = conditions(filter);
+        // A span annotation scores its span, or, on a span that names no version (the
+        // application's own span around the call), the linked spans of its trace; a trace
+        // annotation scores every linked span of the trace.
+        let sql = format!(
+            "SELECT s.span_id, s.version_id, {ANNOTATION_COLUMNS} FROM annotations a \
+             JOIN spans s ON s.span_id = a.target_id \
+             WHERE a.target = 'span' AND s.version_id IS NOT NULL AND {conditions} \
+             UNION ALL \
+             SELECT s.span_id, s.version_id, {ANNOTATION_COLUMNS} FROM annotations a \
+             JOIN spans u ON u.span_id = a.target_id AND u.version_id IS NULL \
+             JOIN spans s ON s.trace_id = u.trace_id AND s.version_id IS NOT NULL \
+             WHERE a.target = 'span' AND {conditions} \
+             UNION ALL \
+             SELECT s.span_id, s.version_id, {ANNOTATION_COLUMNS} FROM annotations a \
+             JOIN spans s ON s.trace_id = a.target_id AND s.version_id IS NOT NULL \
+             WHERE a.target = 'trace' AND {conditions}"
+        );
+        self.read(|db| {
+            all(db, &sql, &args, |row| {
+                Ok(ScoredSpan {
+                    span_id: row.text(0)?,
+                    version_id: row.opt_text(1)?,
+                    annotation: annotation_of(row, 2)?,
+                })
+            })
+        })
+    }
+
+    fn span_annotations(&self, span: &Span) -> Result<Vec<Annotation>> {
+        let sql = format!(
+            "SELECT {ANNOTATION_COLUMNS} FROM annotations a \
+             WHERE (a.target = 'span' AND a.target_id = $1) \
+             OR (a.target = 'trace' AND a.target_id = $2) ORDER BY a.updated_ms, a.id"
+        );
+        self.read(|db| {
+            all(db, &sql, args![&span.span_id, &span.trace_id], |row| {
+                annotation_of(row, 0)
+            })
+        })
+    }
+
+    fn count_unlinked(&self, filter: &SpanFilter) -> Result<i64> {
+        let unlinked = SpanFilter {
+            prompt: None,
+            version_ids: Vec::new(),
+            ..filter.clone()
+        };
+        let (conditions, args) = conditions(&unlinked);
+        let sql = format!(
+            "SELECT COUNT(*) FROM spans s WHERE s.version_id IS NULL AND s.kind = 'LLM' \
+             AND {conditions}"
+        );
+        self.read(|db| Ok(first(db, &sql, &args, |r| r.int(0))?.unwrap_or(0)))
+    }
+
+    fn lookups(
+        &self,
+        prompt: &str,
+        since_ms: Option<i64>,
+        until_ms: Option<i64>,
+    ) -> Result<Vec<(LookupKey, i64)>> {
+        let since = since_ms.map_or(i64::MIN, |ms| ms.div_euclid(60_000));
+        let until = until_ms.map_or(i64::MAX, |ms| ms.div_euclid(60_000));
+        self.read(|db| {
+            all(
+                db,
+                "SELECT minute, prompt, tag, version_id, sender, user_agent, count FROM lookups \
+                 WHERE prompt = $1 AND minute >= $2 AND minute <= $3 \
+                 ORDER BY minute, tag, version_id, sender, user_agent",
+                args![prompt, since, until],
+                |row| {
+                    Ok((
+                        LookupKey {
+                            minute: row.int(0)?,
+                            prompt: row.text(1)?,
+                            tag: row.text(2)?,
+                            version_id: row.text(3)?,
+                            sender: row.text(4)?,
+                            user_agent: row.text(5)?,
+                        },
+                        row.int(6)?,
+                    ))
+                },
+            )
+        })
+    }
+
+    fn prune_traces(&self, before_ms: i64) -> Result<u64> {
+        self.write(|db| {
+            let spans = db.exec("DELETE FROM spans WHERE start_ms < $1", args![before_ms])?;
+            db.exec(
+                "DELETE FROM annotations WHERE updated_ms < $1",
+                args![before_ms],
+            )?;
+            db.exec(
+                "DELETE FROM lookups WHERE minute < $1",
+                args![before_ms.div_euclid(60_000)],
+            )?;
+            Ok(spans)
+        })
+    }
+}
+
+/// The WHERE clause (on spans `s`) and its arguments for a filter.
+fn conditions(filter: &SpanFilter) -> (String, Vec<Arg<'_>>) {
+    let mut clauses = vec!["1 = 1".to_string()];
+    let mut args: Vec<Arg<'_>> = Vec::new();
+    let next = |args: &mut Vec<Arg<'_>>| format!("${}", args.len());
+    if let Some(prompt) = &filter.prompt {
+        args.push(prompt.as_str().into());
+        clauses.push(format!("s.prompt = {}", next(&mut args)));
+    }
+    if !filter.version_ids.is_empty() {
+        let mut marks = Vec::new();
+        for id in &filter.version_ids {
+            args.push(id.as_str().into());
+            marks.push(next(&mut args));
+        }
+        clauses.push(format!("s.version_id IN ({})", marks.join(", ")));
+    }
+    if let Some(since) = filter.since_ms {
+        args.push(since.into());
+        clauses.push(format!("s.start_ms >= {}", next(&mut args)));
+    }
+    if let Some(until) = filter.until_ms {
+        args.push(until.into());
+        clauses.push(format!("s.start_ms < {}", next(&mut args)));
+    }
+    if !filter.experiments {
+        args.push(false.into());
+        clauses.push(format!("s.experiment = {}", next(&mut args)));
+    }
+    if filter.errors_only {
+        clauses.push("s.status = 'error'".to_string());
+    }
+    (clauses.join(" AND "), args)
+}
+
+fn insert_span(db: &dyn Db, span: &Span, received: i64) -> Result<u64> {
+    let link = span.link.as_ref();
+    db.exec(
+        SPAN_INSERT,
+        args![
+            &span.trace_id,
+            &span.span_id,
+            &span.parent_id,
+            &span.project,
+            span.experiment,
+            &span.service,
+            &span.sender,
+            &span.name,
+            &span.kind,
+            span.start_ms,
+            span.end_ms,
+            span.status.as_str(),
+            &span.error,
+            link.map(|l| l.prompt.as_str()),
+            link.map(|l| l.version_id.as_str()),
+            link.map(|l| l.version_number),
+            link.and_then(|l| l.tag.as_deref()),
+            link.map(|l| l.source),
+            &span.model,
+            span.input_tokens,
+            span.output_tokens,
+            &span.variables,
+            &span.input,
+            &span.output,
+            &span.attributes,
+            received
+        ],
+    )
+}
+
+fn upsert_annotation(db: &dyn Db, a: &Annotation) -> Result<i64> {
+    let id = first(
+        db,
+        ANNOTATION_UPSERT,
+        args![
+            a.target.as_str(),
+            &a.target_id,
+            &a.name,
+            &a.annotator_kind,
+            &a.label,
+            a.score,
+            &a.explanation,
+            &a.metadata,
+            &a.identifier,
+            &a.source,
+            a.time_ms
+        ],
+        |row| row.int(0),
+    )?;
+    id.ok_or_else(|| corrupt("annotations.id", "the upsert returned no id"))
+}
+
+fn span_of(row: &dyn Row) -> Result<Span> {
+    let status = row.text(11)?;
+    let link = match (row.opt_text(13)?, row.opt_text(14)?, row.opt_int(15)?) {
+        (Some(prompt), Some(version_id), Some(version_number)) => Some(Link {
+            prompt,
+            version_id,
+            version_number,
+            tag: row.opt_text(16)?,
+            source: match row.opt_text(17)?.as_deref() {
+                Some("openinference") => "openinference",
+                Some("gen_ai") => "gen_ai",
+                _ => "runner",
+            },
+        }),
+        _ => None,
+    };
+    Ok(Span {
+        trace_id: row.text(0)?,
+        span_id: row.text(1)?,
+        parent_id: row.opt_text(2)?,
+        project: row.text(3)?,
+        experiment: row.flag(4)?,
+        service: row.opt_text(5)?,
+        sender: row.opt_text(6)?,
+        name: row.text(7)?,
+        kind: row.opt_text(8)?,
+        start_ms: row.int(9)?,
+        end_ms: row.int(10)?,
+        status: SpanStatus::parse(&status).ok_or_else(|| corrupt("spans.status", &status))?,
+        error: row.opt_text(12)?,
+        link,
+        model: row.opt_text(18)?,
+        input_tokens: row.opt_int(19)?,
+        output_tokens: row.opt_int(20)?,
+        variables: row.opt_text(21)?,
+        input: row.opt_text(22)?,
+        output: row.opt_text(23)?,
+        attributes: row.text(24)?,
+    })
+}
+
+fn annotation_of(row: &dyn Row, at: usize) -> Result<Annotation> {
+    let target = match row.text(at)?.as_str() {
+        "span" => Target::Span,
+        "trace" => Target::Trace,
+        other => return Err(corrupt("annotations.target", other)),
+    };
+    Ok(Annotation {
+        target,
+        target_id: row.text(at + 1)?,
+        name: row.text(at + 2)?,
+        annotator_kind: row.text(at + 3)?,
+        label: row.opt_text(at + 4)?,
+        score: row.opt_real(at + 5)?,
+        explanation: row.opt_text(at + 6)?,
+        metadata: row.text(at + 7)?,
+        identifier: row.text(at + 8)?,
+        source: row.text(at + 9)?,
+        time_ms: row.int(at + 10)?,
+    })
+}

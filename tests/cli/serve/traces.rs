@@ -1,0 +1,641 @@
+//! Production traffic into `runner serve`: OTLP/HTTP at `/v1/traces` (protobuf and JSON, gzip
+//! or not), the answers the OTLP specification asks for, links to versions by every
+//! convention, Phoenix's annotation routes, the ingest token role and the lookup roll-up.
+
+use super::{Env, READER, Server, WRITER, bearer, chat_body, tokens};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
+use prost::Message;
+use runner::trace::{Span as Stored, SpanFilter};
+use serde_json::json;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+const INGESTER: &str = "in-00112233445566778899aabbccddeeff";
+
+fn text(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+fn int(key: &str, value: i64) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::IntValue(value)),
+        }),
+        ..Default::default()
+    }
+}
+
+/// An LLM span: trace `trace`, span `id`, started `ms` after a fixed time, with `attributes`.
+fn llm_span(trace: u64, id: u64, attributes: Vec<KeyValue>, error: bool) -> Span {
+    let start = 1_780_000_000_000_000_000u64 + id * 1_000_000;
+    let mut all = vec![
+        text("openinference.span.kind", "LLM"),
+        text("llm.model_name", "gpt-4o-mini"),
+        int("llm.token_count.prompt", 12),
+        int("llm.token_count.completion", 5),
+    ];
+    all.extend(attributes);
+    Span {
+        trace_id: [trace.to_be_bytes(), 7u64.to_be_bytes()].concat(),
+        span_id: id.to_be_bytes().to_vec(),
+        name: "ChatCompletion".into(),
+        kind: span::SpanKind::Client as i32,
+        start_time_unix_nano: start,
+        end_time_unix_nano: start + 250_000_000,
+        attributes: all,
+        status: Some(Status {
+            code: if error { 2 } else { 1 },
+            message: if error {
+                "rate limited".into()
+            } else {
+                String::new()
+            },
+        }),
+        ..Default::default()
+    }
+}
+
+fn request(project: Option<&str>, spans: Vec<Span>) -> ExportTraceServiceRequest {
+    let mut resource = vec![text("service.name", "support-bot")];
+    if let Some(project) = project {
+        resource.push(text("openinference.project.name", project));
+    }
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: resource,
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn span_hex(id: u64) -> String {
+    format!("{id:016x}")
+}
+
+fn trace_hex(trace: u64) -> String {
+    format!("{trace:016x}{:016x}", 7)
+}
+
+impl Server {
+    fn export(
+        &self,
+        auth: Option<&str>,
+        body: Vec<u8>,
+        content_type: &str,
+        gzip: bool,
+    ) -> super::Reply {
+        let mut headers = vec![("content-type", content_type)];
+        if let Some(auth) = auth {
+            headers.push(("authorization", auth));
+        }
+        let body = if gzip {
+            headers.push(("content-encoding", "gzip"));
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            encoder.write_all(&body).unwrap();
+            encoder.finish().unwrap()
+        } else {
+            body
+        };
+        self.send("POST", "/v1/traces", &headers, Some(body))
+            .expect("POST /v1/traces")
+    }
+}
+
+/// The spans in the store once `count` of them arrived (written off the request path).
+fn stored(env: &Env, count: usize, experiments: bool) -> Vec<Stored> {
+    let store = runner::store::open(&env.db).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut spans = Vec::new();
+        store
+            .visit_spans(
+                &SpanFilter {
+                    experiments,
+                    ..SpanFilter::default()
+                },
+                &mut |s| {
+                    spans.push(s);
+                    Ok(())
+                },
+            )
+            .unwrap();
+        if spans.len() >= count || Instant::now() > deadline {
+            return spans;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A server with prompt `greet` at v1 and v2, `production` on v1; returns v1's and v2's ids.
+fn greet(server: &Server, auth: &[(&str, &str)]) -> (String, String) {
+    let first = server.call(
+        "POST",
+        "/v1/prompts",
+        auth,
+        Some(&chat_body("greet", "Hi {{name}}")),
+    );
+    assert_eq!(first.status, 200, "{}", first.text);
+    let v1 = first.json()["data"]["id"].as_str().unwrap().to_string();
+    let second = server.call(
+        "POST",
+        "/v1/prompts",
+        auth,
+        Some(&chat_body("greet", "Hey {{name}}")),
+    );
+    let v2 = second.json()["data"]["id"].as_str().unwrap().to_string();
+    let tagged = server.call(
+        "POST",
+        &format!("/v1/prompt_versions/{v1}/tags"),
+        auth,
+        Some(&json!({"name": "production"})),
+    );
+    assert!(tagged.status < 300, "{}", tagged.text);
+    (v1, v2)
+}
+
+#[test]
+fn spans_arrive_by_protobuf_json_and_gzip_linked_by_every_convention() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    let (v1, v2) = greet(&server, &[]);
+    let spans = [
+        llm_span(
+            1,
+            1,
+            vec![text("llm.prompt_template.version", "greet@v2")],
+            false,
+        ),
+        llm_span(
+            2,
+            2,
+            vec![text("llm.prompt_template.version", "greet@production")],
+            true,
+        ),
+        llm_span(
+            3,
+            3,
+            vec![
+                text("llm.prompt_template.version", &v2),
+                text("llm.prompt_template.variables", r#"{"name": "Ada"}"#),
+            ],
+            false,
+        ),
+        llm_span(
+            4,
+            4,
+            vec![
+                text("gen_ai.prompt.name", "greet"),
+                text("gen_ai.prompt.version", "1"),
+            ],
+            false,
+        ),
+        llm_span(5, 5, vec![text("runner.prompt.version_id", &v1)], false),
+        llm_span(
+            6,
+            6,
+            vec![
+                text("runner.prompt.name", "greet"),
+                text("runner.prompt.tag", "production"),
+            ],
+            false,
+        ),
+        llm_span(7, 7, vec![], false),
+    ];
+    let reply = server.export(
+        None,
+        request(None, spans[..3].to_vec()).encode_to_vec(),
+        "application/x-protobuf",
+        false,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.header("content-type"), "application/x-protobuf");
+    let answer = ExportTraceServiceResponse::decode(&reply.bytes[..]).unwrap();
+    assert_eq!(
+        answer.partial_success, None,
+        "a full success leaves partial_success unset"
+    );
+    let json_body = serde_json::to_vec(&request(None, spans[3..5].to_vec())).unwrap();
+    let reply = server.export(None, json_body, "application/json", false);
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json(), json!({}));
+    let reply = server.export(
+        None,
+        request(None, spans[5..].to_vec()).encode_to_vec(),
+        "application/x-protobuf",
+        true,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text);
+
+    let stored = stored(&env, 7, false);
+    assert_eq!(stored.len(), 7);
+    let link = |id: u64| {
+        let span = stored.iter().find(|s| s.span_id == span_hex(id)).unwrap();
+        span.link
+            .as_ref()
+            .map(|l| (l.version_number, l.source, l.tag.clone()))
+    };
+    assert_eq!(link(1), Some((2, "openinference", None)));
+    assert_eq!(
+        link(2),
+        Some((1, "openinference", Some("production".into())))
+    );
+    assert_eq!(link(3), Some((2, "openinference", None)));
+    assert_eq!(link(4), Some((1, "gen_ai", None)));
+    assert_eq!(link(5), Some((1, "runner", None)));
+    assert_eq!(link(6), Some((1, "runner", Some("production".into()))));
+    assert_eq!(link(7), None);
+    let errored = stored.iter().find(|s| s.span_id == span_hex(2)).unwrap();
+    assert_eq!(errored.error.as_deref(), Some("rate limited"));
+    let third = stored.iter().find(|s| s.span_id == span_hex(3)).unwrap();
+    assert_eq!(third.variables.as_deref(), Some(r#"{"name":"Ada"}"#));
+    assert_eq!(
+        (third.input_tokens, third.output_tokens),
+        (Some(12), Some(5))
+    );
+    assert_eq!(third.latency_ms(), 250);
+    assert_eq!(third.service.as_deref(), Some("support-bot"));
+    assert_eq!(third.project, "default");
+
+    // An exporter's retry stores nothing twice.
+    let again = server.export(
+        None,
+        request(None, spans[..3].to_vec()).encode_to_vec(),
+        "application/x-protobuf",
+        false,
+    );
+    assert_eq!(again.status, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(self::stored(&env, 8, false).len(), 7);
+
+    // Experiment runs (Phoenix's `Experiment-…` projects) are kept apart from production.
+    let run = llm_span(
+        8,
+        8,
+        vec![text("llm.prompt_template.version", "greet@v1")],
+        false,
+    );
+    server.export(
+        None,
+        request(Some("Experiment-0a1b2c"), vec![run]).encode_to_vec(),
+        "application/x-protobuf",
+        false,
+    );
+    let all = self::stored(&env, 8, true);
+    assert_eq!(all.len(), 8);
+    assert!(
+        all.iter()
+            .any(|s| s.experiment && s.project == "Experiment-0a1b2c")
+    );
+    assert_eq!(self::stored(&env, 8, false).len(), 7);
+}
+
+#[test]
+fn bad_otlp_bodies_are_refused_as_the_specification_says_and_store_nothing() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    greet(&server, &[]);
+    let good = request(None, vec![llm_span(1, 1, vec![], false)]).encode_to_vec();
+
+    // Truncated protobuf: 400 with a google.rpc.Status body in protobuf.
+    let reply = server.export(
+        None,
+        good[..good.len() - 3].to_vec(),
+        "application/x-protobuf",
+        false,
+    );
+    assert_eq!(reply.status, 400, "{}", reply.text);
+    assert_eq!(reply.header("content-type"), "application/x-protobuf");
+    assert!(
+        reply.text.contains("not an OTLP ExportTraceServiceRequest"),
+        "{}",
+        reply.text
+    );
+    // Malformed JSON: 400 in JSON.
+    let reply = server.export(
+        None,
+        b"{\"resourceSpans\": [".to_vec(),
+        "application/json",
+        false,
+    );
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("not OTLP JSON")
+    );
+    // Another media type: 415.
+    let reply = server.export(None, good.clone(), "text/plain", false);
+    assert_eq!(reply.status, 415, "{}", reply.text);
+    // A gzip body that is not gzip: 400.
+    let reply = server
+        .send(
+            "POST",
+            "/v1/traces",
+            &[
+                ("content-type", "application/x-protobuf"),
+                ("content-encoding", "gzip"),
+            ],
+            Some(good.clone()),
+        )
+        .unwrap();
+    assert_eq!(reply.status, 400, "{}", reply.text);
+    // Over the size limit: 413, compressed (a body of 17 MiB) or decompressing past it.
+    let huge = vec![0u8; 17 * 1024 * 1024];
+    let reply = server.export(None, huge.clone(), "application/x-protobuf", false);
+    assert_eq!(reply.status, 413);
+    let reply = server.export(None, huge, "application/x-protobuf", true);
+    assert_eq!(
+        reply.status, 413,
+        "a gzip bomb is cut at the limit: {}",
+        reply.text
+    );
+
+    // A span with too many attributes, or a bad id, is refused alone (partial success); the
+    // others in the batch are kept, and a version runner does not know is reported.
+    let many: Vec<KeyValue> = (0..5_000).map(|i| int(&format!("k{i}"), i)).collect();
+    let mut bad_id = llm_span(3, 3, vec![], false);
+    bad_id.span_id = vec![0; 8];
+    let batch = request(
+        None,
+        vec![
+            llm_span(2, 2, many, false),
+            bad_id,
+            llm_span(
+                4,
+                4,
+                vec![text("llm.prompt_template.version", "greet@v9")],
+                false,
+            ),
+            llm_span(5, 5, vec![], false),
+        ],
+    );
+    let reply = server.export(None, batch.encode_to_vec(), "application/x-protobuf", false);
+    assert_eq!(reply.status, 200);
+    let partial = ExportTraceServiceResponse::decode(&reply.bytes[..])
+        .unwrap()
+        .partial_success
+        .unwrap();
+    assert_eq!(partial.rejected_spans, 2);
+    assert!(
+        partial.error_message.contains("5004 attributes"),
+        "{}",
+        partial.error_message
+    );
+    assert!(
+        partial.error_message.contains("invalid span id"),
+        "{}",
+        partial.error_message
+    );
+    assert!(
+        partial.error_message.contains("greet@v9"),
+        "{}",
+        partial.error_message
+    );
+    let kept = stored(&env, 2, false);
+    let mut ids: Vec<&str> = kept.iter().map(|s| s.span_id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, [span_hex(4), span_hex(5)]);
+    assert!(kept.iter().all(|s| s.link.is_none()));
+}
+
+#[test]
+fn an_ingest_token_sends_traces_and_reads_prompts_and_nothing_else() {
+    let env = Env::new();
+    let args = tokens(&env);
+    // An application's token sits in the same file as the writers', marked `ingest:`.
+    env.write(
+        "writers.txt",
+        &format!("ci:{WRITER}\ningest:support-bot:{INGESTER}\n"),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(&env, &args);
+    let writer = bearer(WRITER);
+    greet(&server, &[("authorization", &writer)]);
+    let ingest = bearer(INGESTER);
+    let body = request(
+        None,
+        vec![llm_span(
+            1,
+            1,
+            vec![text("llm.prompt_template.version", "greet@production")],
+            false,
+        )],
+    );
+
+    let sent = server.export(
+        Some(&ingest),
+        body.encode_to_vec(),
+        "application/x-protobuf",
+        false,
+    );
+    assert_eq!(sent.status, 200, "{}", sent.text);
+    let read = server.call(
+        "GET",
+        "/v1/prompts/greet/tags/production",
+        &[("authorization", &ingest)],
+        None,
+    );
+    assert_eq!(read.status, 200);
+    let write = server.call(
+        "POST",
+        "/v1/prompts",
+        &[("authorization", &ingest)],
+        Some(&chat_body("greet", "x")),
+    );
+    assert_eq!(write.status, 403, "{}", write.text);
+    assert!(write.text.contains("ingest token"), "{}", write.text);
+    // A read-only token may not send traces; no token, or a wrong one, is 401.
+    let reader = bearer(READER);
+    let refused = server.export(
+        Some(&reader),
+        body.encode_to_vec(),
+        "application/x-protobuf",
+        false,
+    );
+    assert_eq!(refused.status, 403);
+    assert_eq!(
+        server
+            .export(None, body.encode_to_vec(), "application/x-protobuf", false)
+            .status,
+        401
+    );
+    assert_eq!(
+        server
+            .export(
+                Some("Bearer not-a-token-at-all-000000"),
+                body.encode_to_vec(),
+                "application/x-protobuf",
+                false
+            )
+            .status,
+        401
+    );
+
+    let kept = stored(&env, 1, false);
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].sender.as_deref(), Some("api:support-bot"));
+}
+
+#[test]
+fn annotations_follow_phoenix_with_sync_and_unknown_spans() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    greet(&server, &[]);
+    let body = request(
+        None,
+        vec![llm_span(
+            1,
+            1,
+            vec![text("llm.prompt_template.version", "greet@v1")],
+            false,
+        )],
+    );
+    assert_eq!(
+        server
+            .export(None, body.encode_to_vec(), "application/x-protobuf", false)
+            .status,
+        200
+    );
+    // Sent right after the export: the annotation waits behind the span, so it finds it.
+    let one = json!({"data": [{
+        "span_id": span_hex(1), "name": "helpfulness", "annotator_kind": "HUMAN",
+        "result": {"label": "good", "score": 0.9, "explanation": "clear"},
+        "metadata": {"reviewer": "ada"}, "identifier": "",
+    }]});
+    let reply = server.post("/v1/span_annotations?sync=true", &one);
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let id = reply.json()["data"][0]["id"].as_str().unwrap().to_string();
+    assert!(!id.is_empty());
+    // The same name and identifier again replaces it: the same id.
+    let again = server.post("/v1/span_annotations?sync=true", &one);
+    assert_eq!(again.json()["data"][0]["id"], id.as_str());
+
+    // An unknown span: 404 naming it, and nothing of the batch stored.
+    let mixed = json!({"data": [
+        {"span_id": span_hex(1), "name": "thumbs", "annotator_kind": "HUMAN", "result": {"label": "up"}},
+        {"span_id": span_hex(99), "name": "thumbs", "annotator_kind": "HUMAN", "result": {"label": "up"}},
+    ]});
+    let reply = server.post("/v1/span_annotations?sync=true", &mixed);
+    assert_eq!(reply.status, 404, "{}", reply.text);
+    assert!(reply.text.contains(&span_hex(99)), "{}", reply.text);
+    let store = runner::store::open(&env.db).unwrap();
+    let span = store.span(&span_hex(1)).unwrap().unwrap();
+    let names: Vec<String> = store
+        .span_annotations(&span)
+        .unwrap()
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
+    assert_eq!(names, ["helpfulness"]);
+
+    // Without sync the answer is immediate and empty; the annotation lands shortly after.
+    let trace = json!({"data": [{"trace_id": trace_hex(1), "name": "resolved", "annotator_kind": "CODE", "result": {"score": 1}}]});
+    let reply = server.post("/v1/trace_annotations", &trace);
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json(), json!({"data": []}));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while store.span_annotations(&span).unwrap().len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(store.span_annotations(&span).unwrap().len(), 2);
+
+    // What Phoenix refuses, runner refuses, with 422 naming the entry.
+    for (bad, says) in [
+        (
+            json!({"data": [{"span_id": span_hex(1), "name": "x", "annotator_kind": "ROBOT", "result": {"score": 1}}]}),
+            "annotator_kind",
+        ),
+        (
+            json!({"data": [{"span_id": "xyz", "name": "x", "annotator_kind": "LLM", "result": {"score": 1}}]}),
+            "span_id",
+        ),
+        (
+            json!({"data": [{"span_id": span_hex(1), "name": "x", "annotator_kind": "LLM"}]}),
+            "at least one",
+        ),
+        (
+            json!({"data": [{"span_id": span_hex(1), "name": "", "annotator_kind": "LLM", "result": {"score": 1}}]}),
+            "name",
+        ),
+        (json!({"rows": []}), "data"),
+    ] {
+        let reply = server.post("/v1/span_annotations?sync=true", &bad);
+        assert_eq!(reply.status, 422, "{bad}: {}", reply.text);
+        assert!(reply.text.contains(says), "{bad}: {}", reply.text);
+    }
+}
+
+#[test]
+fn tag_lookups_are_rolled_up_per_minute_by_sender_and_agent() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    let (v1, _) = greet(&server, &[]);
+    for _ in 0..3 {
+        let reply = server.call(
+            "GET",
+            "/v1/prompts/greet/tags/production",
+            &[("user-agent", "support-bot/1.2")],
+            None,
+        );
+        assert_eq!(reply.status, 200);
+    }
+    server.call(
+        "GET",
+        "/v1/prompts/greet/latest",
+        &[("user-agent", "cron")],
+        None,
+    );
+    let store = runner::store::open(&env.db).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut counts: Vec<(String, String, String, i64)> = Vec::new();
+    while Instant::now() < deadline {
+        counts = store
+            .lookups("greet", None, None)
+            .unwrap()
+            .into_iter()
+            .map(|(k, n)| (k.tag, k.version_id, k.user_agent, n))
+            .collect();
+        if counts.len() == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    counts.sort();
+    let v2 = store
+        .version("greet", &runner::model::VersionRef::Latest)
+        .unwrap()
+        .id;
+    assert_eq!(
+        counts,
+        [
+            ("latest".to_string(), v2, "cron".to_string(), 1),
+            (
+                "production".to_string(),
+                v1,
+                "support-bot/1.2".to_string(),
+                3
+            ),
+        ]
+    );
+}
