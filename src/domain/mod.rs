@@ -12,6 +12,7 @@ pub mod diff;
 pub mod gate;
 pub mod json;
 pub mod model;
+pub mod production;
 pub mod redact;
 pub mod stats;
 pub mod template;

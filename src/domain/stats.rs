@@ -594,6 +594,82 @@ pub fn wilson_interval(passed: f64, rows: f64, confidence: f64) -> [f64; 2] {
     [(center - half).max(0.0), (center + half).min(1.0)]
 }
 
+/// Two independent samples compared (production traffic of two versions, where no row pairs
+/// them): the difference candidate − baseline, its interval and the test's p-value.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Unpaired {
+    /// `two-proportion z-test` or `Welch's t-test`.
+    pub test: &'static str,
+    pub baseline: f64,
+    pub candidate: f64,
+    pub difference: f64,
+    pub ci: [f64; 2],
+    pub p_value: f64,
+}
+
+/// Two proportions, `x_c` of `n_c` against `x_b` of `n_b`: the p-value of the pooled
+/// two-proportion z-test (statsmodels' `proportions_ztest`), and Newcombe's hybrid score
+/// interval for the difference (built from the two Wilson intervals, so it stays in [−1, 1]
+/// and keeps a width at 0 % or 100 %).
+pub fn two_proportion(x_b: f64, n_b: f64, x_c: f64, n_c: f64, confidence: f64) -> Option<Unpaired> {
+    if n_b <= 0.0 || n_c <= 0.0 {
+        return None;
+    }
+    let (p_b, p_c) = (x_b / n_b, x_c / n_c);
+    let pooled = (x_b + x_c) / (n_b + n_c);
+    let se = (pooled * (1.0 - pooled) * (1.0 / n_b + 1.0 / n_c)).sqrt();
+    let p_value = if se > 0.0 {
+        (2.0 * (1.0 - normal_cdf(((p_c - p_b) / se).abs()))).clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
+    let [l_c, u_c] = wilson_interval(x_c, n_c, confidence);
+    let [l_b, u_b] = wilson_interval(x_b, n_b, confidence);
+    let d = p_c - p_b;
+    let ci = [
+        d - ((p_c - l_c).powi(2) + (u_b - p_b).powi(2)).sqrt(),
+        d + ((u_c - p_c).powi(2) + (p_b - l_b).powi(2)).sqrt(),
+    ];
+    Some(Unpaired {
+        test: "two-proportion z-test",
+        baseline: p_b,
+        candidate: p_c,
+        difference: d,
+        ci,
+        p_value,
+    })
+}
+
+/// Two means from independent samples: Welch's t-test (scipy's `ttest_ind(equal_var=False)`)
+/// with the Welch–Satterthwaite degrees of freedom, and its interval for the difference.
+pub fn welch(baseline: &Moments, candidate: &Moments, confidence: f64) -> Option<Unpaired> {
+    let (n_b, n_c) = (baseline.count() as f64, candidate.count() as f64);
+    let (v_b, v_c) = (baseline.variance()?, candidate.variance()?);
+    let (a, b) = (v_b / n_b, v_c / n_c);
+    let se = (a + b).sqrt();
+    let d = candidate.mean() - baseline.mean();
+    if se.is_nan() || se <= 0.0 {
+        return Some(Unpaired {
+            test: "Welch's t-test",
+            baseline: baseline.mean(),
+            candidate: candidate.mean(),
+            difference: d,
+            ci: [d, d],
+            p_value: if d == 0.0 { 1.0 } else { 0.0 },
+        });
+    }
+    let df = (a + b).powi(2) / (a * a / (n_b - 1.0) + b * b / (n_c - 1.0));
+    let t = t_critical(confidence, df);
+    Some(Unpaired {
+        test: "Welch's t-test",
+        baseline: baseline.mean(),
+        candidate: candidate.mean(),
+        difference: d,
+        ci: [d - t * se, d + t * se],
+        p_value: t_two_sided_p(d / se, df),
+    })
+}
+
 /// The interval of a difference between two matched proportions, candidate − baseline, from
 /// the rows that changed verdict: Agresti and Min's adjusted Wald interval (Statistics in
 /// Medicine 24, 2005), half a row added to each cell of the 2×2 table. Where every row agrees
@@ -1021,6 +1097,21 @@ mod tests {
         assert!(close(p.ci[1], f(&want["ci"][1]), tol));
         assert!(close(p.p_value, f(&want["p_value"]), 1e-7), "{}", p.p_value);
         assert!(p.p_value < 0.05 && f(&case["unpaired_welch_p_value"]) > 0.05);
+        // Unpaired, as production traffic is compared: scipy's Welch test.
+        let (mut b, mut c) = (Moments::default(), Moments::default());
+        floats(&case["baseline"])
+            .into_iter()
+            .for_each(|x| b.push(x));
+        floats(&case["candidate"])
+            .into_iter()
+            .for_each(|x| c.push(x));
+        let w = welch(&b, &c, confidence).unwrap();
+        assert_eq!(w.test, "Welch's t-test");
+        assert!(
+            close(w.p_value, f(&case["unpaired_welch_p_value"]), tol),
+            "{}",
+            w.p_value
+        );
 
         // Paired pass / fail: McNemar's exact test finds what two bare rates do not.
         let case = &r["paired_pass_fail"];
@@ -1043,6 +1134,15 @@ mod tests {
         assert!(close(p.ci[0], f(&case["agresti_min_ci"][0]), tol));
         assert!(close(p.ci[1], f(&case["agresti_min_ci"][1]), tol));
         assert!(p.p_value < 0.05 && f(&case["unpaired_two_proportion_p_value"]) > 0.05);
+        // Unpaired, as production error rates are compared: statsmodels' z-test.
+        let sum = |key: &str| floats(&case[key]).iter().sum::<f64>();
+        let z = two_proportion(sum("baseline"), 60.0, sum("candidate"), 60.0, confidence).unwrap();
+        assert!(
+            close(z.p_value, f(&case["unpaired_two_proportion_p_value"]), tol),
+            "{}",
+            z.p_value
+        );
+        assert!(z.ci[0] < z.difference && z.difference < z.ci[1] && z.ci[0] >= -1.0);
 
         // Power: rows needed for 80 % power.
         for case in r["power"].as_array().unwrap() {
