@@ -6,6 +6,7 @@
 pub mod archive;
 pub mod experiment;
 pub mod playground;
+pub mod production;
 pub mod promotion;
 pub mod settings;
 pub mod shards;
