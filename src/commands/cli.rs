@@ -116,6 +116,87 @@ The first line on stdout names the address the server listens on.")]
     /// Whole-store operations: copy everything between SQLite files and PostgreSQL databases.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// How each version behaves in production, from the traces applications send to `runner
+    /// serve`: requests, errors, latency, tokens, cost and feedback per version, with intervals.
+    #[command(args_conflicts_with_subcommands = true, after_help = PRODUCTION_EXAMPLES)]
+    Production(ProductionArgs),
+}
+
+const PRODUCTION_EXAMPLES: &str = "\
+Examples:
+  runner production support_greeting                      # the last 24 hours, every version
+  runner production support_greeting --since 7d --tag production
+  runner production support_greeting --since 2026-12-01T00:00:00Z --until 2026-12-02T00:00:00Z --json
+  runner production compare support_greeting --versions 3,4
+
+Spans arrive at `runner serve` over OTLP (POST /v1/traces) and are linked to versions by
+llm.prompt_template.version (an id, NAME@vN or NAME@TAG), gen_ai.prompt.name + gen_ai.prompt.version,
+or runner.prompt.version_id. Spans of experiment runs (Phoenix's Experiment-… projects) are not
+production traffic unless --experiments is given.";
+
+#[derive(Debug, Args)]
+pub struct ProductionArgs {
+    #[command(subcommand)]
+    pub command: Option<ProductionCommand>,
+    /// The prompt whose versions' traffic to show.
+    #[arg(value_name = "PROMPT")]
+    pub prompt: Option<String>,
+    #[command(flatten)]
+    pub window: WindowArgs,
+    /// Only the versions this tag pointed at during the window.
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The time window of production traffic.
+#[derive(Debug, Args, Clone)]
+pub struct WindowArgs {
+    /// Start of the window: a duration back from now (30m, 24h, 7d) or an RFC 3339 time.
+    #[arg(long, value_name = "AGO|TIME", default_value = "24h")]
+    pub since: String,
+    /// End of the window (default now): a duration back from now or an RFC 3339 time.
+    #[arg(long, value_name = "AGO|TIME")]
+    pub until: Option<String>,
+    /// Count the spans of experiment runs too (never production traffic by default).
+    #[arg(long)]
+    pub experiments: bool,
+    /// Confidence level of the intervals (default: runner.toml's, else 0.95).
+    #[arg(long, value_name = "C")]
+    pub confidence: Option<f64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProductionCommand {
+    /// Compare two versions' production traffic: error rate and pass shares by the
+    /// two-proportion z-test, latency and mean scores by Welch's t-test (unpaired).
+    #[command(
+        after_help = "Examples:\n  runner production compare support_greeting --versions 3,4\n  \
+        runner production compare support_greeting --versions production,canary --since 2h --json"
+    )]
+    Compare(ProductionCompareArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProductionCompareArgs {
+    /// The prompt whose versions to compare.
+    #[arg(value_name = "PROMPT")]
+    pub prompt: String,
+    /// Baseline then candidate: version numbers, tags or version ids.
+    #[arg(
+        long,
+        value_name = "BASE,CANDIDATE",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub versions: Vec<String>,
+    #[command(flatten)]
+    pub window: WindowArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,6 +10,7 @@ mod demo;
 mod experiment;
 mod mock;
 mod plan;
+mod production;
 mod promote;
 mod prompt;
 mod serve;
@@ -68,6 +69,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Serve(args) => serve::run(args, &ctx),
         Command::Store(command) => store::run(command).map(|_| exit::OK),
         Command::Try(args) => try_version::run(args, &ctx),
+        Command::Production(args) => production::run(args, &ctx),
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod comparison;
 mod experiments;
+mod production;
 mod progress;
 mod prompts;
 mod sync;
@@ -13,6 +14,7 @@ mod table;
 
 pub use comparison::*;
 pub use experiments::*;
+pub use production::*;
 pub use progress::*;
 pub use prompts::*;
 pub use sync::*;

@@ -143,5 +143,10 @@ pub fn compare(
     }
     let (b_number, b) = &samples[baseline];
     let (c_number, c) = &samples[candidate];
-    Ok(compare_traffic(prompt, (*b_number, b), (*c_number, c), confidence))
+    Ok(compare_traffic(
+        prompt,
+        (*b_number, b),
+        (*c_number, c),
+        confidence,
+    ))
 }

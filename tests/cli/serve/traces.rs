@@ -639,3 +639,210 @@ fn tag_lookups_are_rolled_up_per_minute_by_sender_and_agent() {
         ]
     );
 }
+
+/// Spans at `start_ms` (milliseconds since the epoch) for `runner production` to read.
+fn timed_span(
+    trace: u64,
+    id: u64,
+    start_ms: u64,
+    version: &str,
+    error: bool,
+    latency_ms: u64,
+) -> Span {
+    let mut span = llm_span(
+        trace,
+        id,
+        vec![text("llm.prompt_template.version", version)],
+        error,
+    );
+    span.start_time_unix_nano = start_ms * 1_000_000;
+    span.end_time_unix_nano = (start_ms + latency_ms) * 1_000_000;
+    span
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[test]
+fn production_counts_each_version_with_intervals_and_compares_two() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    let (v1, _) = greet(&server, &[]);
+    let start = now_ms() - 3_600_000;
+    // v1: 40 calls, 4 errors, 100 ms; v2: 40 calls, 12 errors, 300 ms; one unlinked call.
+    let mut spans = Vec::new();
+    for i in 0..40u64 {
+        spans.push(timed_span(
+            i + 1,
+            i + 1,
+            start + i * 1_000,
+            "greet@v1",
+            i % 10 == 0,
+            100,
+        ));
+        spans.push(timed_span(
+            100 + i,
+            100 + i,
+            start + 60_000 + i * 1_000,
+            "greet@v2",
+            i % 10 < 3,
+            300,
+        ));
+    }
+    spans.push(llm_span(999, 999, vec![], false));
+    let mut unlinked = spans.pop().unwrap();
+    unlinked.start_time_unix_nano = (start + 5_000) * 1_000_000;
+    unlinked.end_time_unix_nano = (start + 5_100) * 1_000_000;
+    spans.push(unlinked);
+    let reply = server.export(
+        None,
+        request(None, spans).encode_to_vec(),
+        "application/x-protobuf",
+        false,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(stored(&env, 81, false).len(), 81);
+    // Feedback on two v1 calls through Phoenix's route.
+    let feedback = json!({"data": [
+        {"span_id": span_hex(2), "name": "helpful", "annotator_kind": "HUMAN", "result": {"score": 1.0, "label": "good"}},
+        {"span_id": span_hex(3), "name": "helpful", "annotator_kind": "HUMAN", "result": {"score": 0.0, "label": "bad"}},
+    ]});
+    assert_eq!(
+        server
+            .post("/v1/span_annotations?sync=true", &feedback)
+            .status,
+        200
+    );
+
+    let report = env.json(&["production", "greet", "--since", "2h", "--json"]);
+    assert_eq!(report["prompt"], "greet");
+    assert_eq!(report["unlinked_spans"], 1);
+    let versions = report["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 2);
+    let (second, first) = (&versions[0], &versions[1]);
+    assert_eq!(
+        (
+            second["version"].as_i64(),
+            second["requests"].as_i64(),
+            second["errors"].as_i64()
+        ),
+        (Some(2), Some(40), Some(12))
+    );
+    assert_eq!(
+        (
+            first["version"].as_i64(),
+            first["requests"].as_i64(),
+            first["errors"].as_i64()
+        ),
+        (Some(1), Some(40), Some(4))
+    );
+    assert_eq!(first["version_id"], v1.as_str());
+    assert_eq!(first["tags"], json!(["production"]));
+    assert_eq!(first["error_rate"], 0.1);
+    let interval = first["error_rate_interval"].as_array().unwrap();
+    assert!(interval[0].as_f64().unwrap() < 0.1 && interval[1].as_f64().unwrap() > 0.1);
+    assert_eq!(first["latency_p50_ms"], 100.0);
+    assert_eq!(second["latency_p95_ms"], 300.0);
+    assert_eq!(first["input_tokens"], 480);
+    assert_eq!(first["output_tokens"], 200);
+    assert!(first["cost_usd"].as_f64().unwrap() > 0.0);
+    assert_eq!(first["scores"][0]["name"], "helpful");
+    assert_eq!(first["scores"][0]["count"], 2);
+    assert_eq!(first["scores"][0]["mean"], 0.5);
+    assert_eq!(first["scores"][0]["passed"], 1);
+    assert_eq!(first["applications"][0]["service"], "support-bot");
+    assert!(
+        report["tag_moves"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["tag"] == "production" && m["to_version"] == 1)
+    );
+    assert!(report["series"]["points"].as_array().unwrap().len() >= 2);
+
+    // The text report says the same, and --tag keeps the versions the tag pointed at.
+    let text = env.ok(&["production", "greet", "--since", "2h"]);
+    assert!(text.contains("v1 (production)"), "{text}");
+    assert!(text.contains("10.0% ["), "{text}");
+    assert!(text.contains("named no version"), "{text}");
+    let tagged = env.json(&[
+        "production",
+        "greet",
+        "--since",
+        "2h",
+        "--tag",
+        "production",
+        "--json",
+    ]);
+    let numbers: Vec<i64> = tagged["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(numbers, [1]);
+
+    // Two versions compared, unpaired, with the test named.
+    let compared = env.json(&[
+        "production",
+        "compare",
+        "greet",
+        "--versions",
+        "1,2",
+        "--since",
+        "2h",
+        "--json",
+    ]);
+    assert_eq!(compared["baseline"], 1);
+    assert_eq!(compared["candidate"], 2);
+    assert_eq!(compared["error_rate"]["test"], "two-proportion z-test");
+    assert!((compared["error_rate"]["difference"].as_f64().unwrap() - 0.2).abs() < 1e-9);
+    assert_eq!(compared["latency_ms"]["test"], "Welch's t-test");
+    assert_eq!(compared["latency_ms"]["difference"], 200.0);
+    let text = env.ok(&[
+        "production",
+        "compare",
+        "greet",
+        "--versions",
+        "production,2",
+        "--since",
+        "2h",
+    ]);
+    assert!(
+        text.contains("two-proportion z-test") && text.contains("Welch's t-test"),
+        "{text}"
+    );
+
+    // Bad input: one line, a hint, exit 2, nothing changed.
+    for (args, says) in [
+        (
+            vec!["production", "greet", "--since", "yesterday"],
+            "--since 'yesterday'",
+        ),
+        (
+            vec!["production", "greet", "--since", "1h", "--until", "2h"],
+            "window is empty",
+        ),
+        (
+            vec!["production", "compare", "greet", "--versions", "1"],
+            "two versions",
+        ),
+        (vec!["production"], "needs a prompt name"),
+    ] {
+        let output = env.run(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(says),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains("hint: "), "{stderr}");
+    }
+    let unknown = env.run(&["production", "nope"]);
+    assert_ne!(unknown.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("nope"));
+}
