@@ -594,6 +594,11 @@ pub struct CompareArgs {
     /// Regressed and improved rows to show, each.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub rows: usize,
+    /// Set each version's production traffic beside its experiment: the window back from now
+    /// (24h, 7d) or an RFC 3339 time, read from the spans applications sent to `runner serve`.
+    #[arg(long, value_name = "AGO|TIME")]
+    pub production: Option<String>,
+    /// Print JSON instead of tables.
     #[arg(long, conflicts_with = "markdown")]
     pub json: bool,
     /// Print Markdown (for a pull-request comment).

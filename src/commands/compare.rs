@@ -112,12 +112,28 @@ pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
     if let Some(verdict) = verdict.as_ref().filter(|_| args.json) {
         notes_on_stderr(verdict);
     }
+    let production = match &args.production {
+        None => None,
+        Some(since) => Some(super::production::beside(
+            ctx,
+            &candidate.prompt,
+            [&baseline.version_id, &candidate.version_id],
+            since,
+            inference.confidence,
+        )?),
+    };
     if args.json {
         let mut json = report::comparison_json(&result, args.rows);
         if let (Some(verdict), serde_json::Value::Object(map)) = (&verdict, &mut json) {
             map.insert(
                 "gate".into(),
                 serde_json::to_value(verdict).map_err(|e| Error::operational(e.to_string()))?,
+            );
+        }
+        if let (Some(production), serde_json::Value::Object(map)) = (&production, &mut json) {
+            map.insert(
+                "production".into(),
+                serde_json::to_value(production).map_err(|e| Error::operational(e.to_string()))?,
             );
         }
         out_json(&json)?;
@@ -133,6 +149,9 @@ pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
             verdict.as_ref(),
             args.rows,
         ));
+    }
+    if let Some(production) = production.as_ref().filter(|_| !args.json) {
+        out(&report::beside_text(production));
     }
     Ok(verdict.as_ref().map_or(exit::OK, verdict_code))
 }

@@ -76,6 +76,50 @@ fn run_compare(args: ProductionCompareArgs, ctx: &Context) -> Result<u8> {
     Ok(exit::OK)
 }
 
+/// Two versions' production traffic from `since` until now, for `runner compare --production`.
+pub fn beside(
+    ctx: &Context,
+    prompt: &str,
+    [baseline, candidate]: [&String; 2],
+    since: &str,
+    confidence: f64,
+) -> Result<crate::production::Beside> {
+    let now = crate::trace::now_ms();
+    let since_ms = instant("--production", since, now)?;
+    if since_ms >= now {
+        return Err(
+            Error::invalid(format!("--production {since} is not in the past"))
+                .with_hint("for example --production 7d"),
+        );
+    }
+    let store = ctx.store_for_reading()?;
+    let report = production::gather(
+        &*store,
+        prompt,
+        &Window {
+            since_ms,
+            until_ms: now,
+            tag: None,
+            experiments: false,
+        },
+        &ctx.config()?.prices(),
+        confidence,
+    )?;
+    let side = |id: &String| {
+        report
+            .versions
+            .iter()
+            .find(|v| &v.version_id == id)
+            .cloned()
+    };
+    Ok(crate::production::Beside {
+        since: report.since.clone(),
+        until: report.until.clone(),
+        baseline: side(baseline),
+        candidate: side(candidate),
+    })
+}
+
 /// `--since` and `--until` as milliseconds since the epoch.
 fn window(args: &WindowArgs) -> Result<(i64, i64)> {
     let now = crate::trace::now_ms();

@@ -495,6 +495,16 @@ pub fn parse_ms(text: &str) -> Option<i64> {
     Some((at.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
+/// Two versions' production traffic set beside their experiments (`runner compare
+/// --production`): None for a side with no traffic in the window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Beside {
+    pub since: String,
+    pub until: String,
+    pub baseline: Option<VersionTraffic>,
+    pub candidate: Option<VersionTraffic>,
+}
+
 /// Two versions' production traffic compared, unpaired: error rate and each annotation's pass
 /// share by the two-proportion z-test, latency and each annotation's mean score by Welch's
 /// t-test.

@@ -5,7 +5,7 @@
 
 use super::{boxed_table, confidence_text, rate_interval, short_time, table};
 use crate::cost::usd;
-use crate::production::{Production, TrafficComparison};
+use crate::production::{Beside, Production, TrafficComparison, VersionTraffic};
 use crate::stats::Unpaired;
 
 fn ms(value: Option<f64>) -> String {
@@ -256,6 +256,60 @@ pub fn traffic_comparison_text(c: &TrafficComparison) -> String {
                 .to_vec(),
         ),
         rows,
+    ));
+    out
+}
+
+/// Each side's production traffic under a comparison of their experiments.
+pub fn beside_text(b: &Beside) -> String {
+    let mut out = format!(
+        "\nin production, {} → {}\n",
+        short_time(&b.since),
+        short_time(&b.until)
+    );
+    let row = |side: &str, v: &Option<VersionTraffic>| match v {
+        None => vec![
+            side.to_string(),
+            "-".into(),
+            "0".into(),
+            "no traffic".into(),
+            "-".into(),
+            "-".into(),
+        ],
+        Some(v) => vec![
+            side.to_string(),
+            format!("v{}", v.version),
+            v.requests.to_string(),
+            format!(
+                "{} [{}]",
+                percent(v.error_rate),
+                rate_interval(v.error_rate_interval)
+            ),
+            format!("{} / {}", ms(v.latency_p50_ms), ms(v.latency_p95_ms)),
+            if v.scores.is_empty() {
+                "-".into()
+            } else {
+                v.scores
+                    .iter()
+                    .map(|s| match s.mean {
+                        Some(m) => format!("{} {m:.3} (n={})", s.name, s.count),
+                        None => format!("{} (n={})", s.name, s.count),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        ],
+    };
+    out.push_str(&table(
+        &[
+            "side",
+            "version",
+            "requests",
+            "error rate",
+            "p50 / p95",
+            "feedback",
+        ],
+        vec![row("baseline", &b.baseline), row("candidate", &b.candidate)],
     ));
     out
 }

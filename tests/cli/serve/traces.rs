@@ -360,16 +360,31 @@ fn bad_otlp_bodies_are_refused_as_the_specification_says_and_store_nothing() {
         )
         .unwrap();
     assert_eq!(reply.status, 400, "{}", reply.text);
-    // Over the size limit: 413, compressed (a body of 17 MiB) or decompressing past it.
-    let huge = vec![0u8; 17 * 1024 * 1024];
-    let reply = server.export(None, huge.clone(), "application/x-protobuf", false);
+    // Over the size limit: 413, for a body of 100 MB or one that decompresses past it.
+    let huge = vec![0u8; 100 * 1024 * 1024];
+    let reply = server.export(None, huge, "application/x-protobuf", false);
     assert_eq!(reply.status, 413);
-    let reply = server.export(None, huge, "application/x-protobuf", true);
+    let bomb = vec![0u8; 17 * 1024 * 1024];
+    let reply = server.export(None, bomb, "application/x-protobuf", true);
     assert_eq!(
         reply.status, 413,
         "a gzip bomb is cut at the limit: {}",
         reply.text
     );
+    // A span with a million attributes is refused alone, and the server goes on.
+    let million: Vec<KeyValue> = (0..1_000_000).map(|i| int("k", i)).collect();
+    let reply = server.export(
+        None,
+        request(None, vec![llm_span(9, 9, million, false)]).encode_to_vec(),
+        "application/x-protobuf",
+        false,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let partial = ExportTraceServiceResponse::decode(&reply.bytes[..])
+        .unwrap()
+        .partial_success
+        .unwrap();
+    assert_eq!(partial.rejected_spans, 1);
 
     // A span with too many attributes, or a bad id, is refused alone (partial success); the
     // others in the batch are kept, and a version runner does not know is reported.
@@ -845,4 +860,181 @@ fn production_counts_each_version_with_intervals_and_compares_two() {
     let unknown = env.run(&["production", "nope"]);
     assert_ne!(unknown.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("nope"));
+}
+
+#[test]
+fn compare_sets_each_versions_production_beside_its_experiment() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    greet(&server, &[]);
+    let start = now_ms() - 600_000;
+    let spans: Vec<Span> = (0..10u64)
+        .map(|i| timed_span(i + 1, i + 1, start + i * 1_000, "greet@v1", i < 3, 120))
+        .collect();
+    server.export(
+        None,
+        request(None, spans).encode_to_vec(),
+        "application/x-protobuf",
+        false,
+    );
+    assert_eq!(stored(&env, 10, false).len(), 10);
+    let mock = super::super::Mock::start(&env, &[]);
+    let data = super::super::echo_dataset(&env, "d.csv", &["hello", "where is my order"]);
+    let run = |version: &str| {
+        env.json(&[
+            "experiment",
+            "--prompt",
+            "greet",
+            "--version",
+            version,
+            "--dataset",
+            &data,
+            "--var",
+            "company=Acme",
+            "--column",
+            "name=query",
+            "--base-url",
+            &mock.url,
+            "--json",
+        ])["experiment"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (first, second) = (run("1"), run("2"));
+    let compared = env.json(&["compare", &first, &second, "--production", "1h", "--json"]);
+    let production = &compared["production"];
+    assert_eq!(production["baseline"]["version"], 1);
+    assert_eq!(production["baseline"]["requests"], 10);
+    assert_eq!(production["baseline"]["errors"], 3);
+    assert_eq!(production["candidate"], serde_json::Value::Null);
+    let text = env.ok(&["compare", &first, &second, "--production", "1h"]);
+    assert!(text.contains("in production"), "{text}");
+    assert!(text.contains("30.0% ["), "{text}");
+    assert!(text.contains("no traffic"), "{text}");
+}
+
+#[test]
+fn spans_past_the_retention_are_pruned() {
+    let env = Env::new();
+    let server = Server::start(&env, &["--trace-retention", "1h"]);
+    greet(&server, &[]);
+    let now = now_ms();
+    let spans = vec![
+        timed_span(1, 1, now - 2 * 3_600_000, "greet@v1", false, 100),
+        timed_span(2, 2, now - 60_000, "greet@v1", false, 100),
+    ];
+    server.export(
+        None,
+        request(None, spans).encode_to_vec(),
+        "application/x-protobuf",
+        false,
+    );
+    assert_eq!(stored(&env, 2, false).len(), 2);
+    // Retention runs when the server starts and then in the background.
+    server.stop();
+    let server = Server::start(&env, &["--trace-retention", "1h"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut left = stored(&env, 1, false);
+    while left.len() > 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        left = stored(&env, 1, false);
+    }
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].span_id, span_hex(2));
+    drop(server);
+    let bad = env.run(&["serve", "--trace-retention", "forever"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--trace-retention 'forever'"));
+}
+
+/// Holds the store's spans table locked against writers until dropped.
+enum Lock {
+    Sqlite(rusqlite::Connection),
+    Postgres(tokio::runtime::Runtime, tokio_postgres::Client),
+}
+
+impl Lock {
+    fn take(env: &Env) -> Lock {
+        if crate::POSTGRES {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let url = env.db.to_str().unwrap().to_string();
+            let client = runtime.block_on(async {
+                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(connection);
+                client
+                    .batch_execute("BEGIN; LOCK TABLE spans IN EXCLUSIVE MODE")
+                    .await
+                    .unwrap();
+                client
+            });
+            Lock::Postgres(runtime, client)
+        } else {
+            let connection = rusqlite::Connection::open(&env.db).unwrap();
+            connection.execute_batch("BEGIN EXCLUSIVE").unwrap();
+            Lock::Sqlite(connection)
+        }
+    }
+
+    fn release(self) {
+        match self {
+            Lock::Sqlite(connection) => connection.execute_batch("COMMIT").unwrap(),
+            Lock::Postgres(runtime, client) => {
+                runtime.block_on(client.batch_execute("COMMIT")).unwrap()
+            }
+        }
+    }
+}
+
+#[test]
+fn a_full_ingest_queue_asks_exporters_to_retry_and_loses_nothing_it_took() {
+    let env = Env::new();
+    let server = Server::start(&env, &["--ingest-queue", "10"]);
+    greet(&server, &[]);
+    let batch = |from: u64| {
+        let spans = (from..from + 10)
+            .map(|i| {
+                llm_span(
+                    i,
+                    i,
+                    vec![text("llm.prompt_template.version", "greet@v1")],
+                    false,
+                )
+            })
+            .collect();
+        request(None, spans).encode_to_vec()
+    };
+    // The store is locked against writers: the first batch is taken and waits in the queue.
+    let lock = Lock::take(&env);
+    let first = server.export(None, batch(1), "application/x-protobuf", false);
+    assert_eq!(first.status, 200, "{}", first.text);
+    let full = server.export(None, batch(11), "application/x-protobuf", false);
+    assert_eq!(full.status, 503, "{}", full.text);
+    assert_eq!(full.header("retry-after"), "1");
+    // Prompt lookups do not wait on ingest.
+    let started = Instant::now();
+    let lookup = server.get("/v1/prompts/greet/tags/production");
+    assert_eq!(lookup.status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    lock.release();
+    // Once the store takes writes again the queued batch is written, and the retried one is
+    // taken.
+    assert_eq!(stored(&env, 10, false).len(), 10);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut retried = server.export(None, batch(11), "application/x-protobuf", false);
+    while retried.status == 503 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        retried = server.export(None, batch(11), "application/x-protobuf", false);
+    }
+    assert_eq!(retried.status, 200, "{}", retried.text);
+    assert_eq!(stored(&env, 20, false).len(), 20);
 }
