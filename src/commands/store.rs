@@ -22,14 +22,17 @@ fn copy(args: StoreCopyArgs) -> Result<()> {
     let to = store::open(&args.to)?;
     let copied = store::copy::copy(&*from, &*to)?;
     out(&format!(
-        "copied {} prompt(s), {} version(s), {} tag event(s), {} experiment(s), {} result(s) and \
-         {} cached answer(s) from {} to {}",
+        "copied {} prompt(s), {} version(s), {} tag event(s), {} experiment(s), {} result(s), \
+         {} cached answer(s), {} span(s), {} annotation(s) and {} lookup count(s) from {} to {}",
         copied.prompts,
         copied.versions,
         copied.events,
         copied.experiments,
         copied.results,
         copied.cached,
+        copied.spans,
+        copied.annotations,
+        copied.lookups,
         from.location(),
         to.location()
     ));

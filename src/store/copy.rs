@@ -1,6 +1,7 @@
 //! A whole store into an empty one through the traits alone, so any backend copies to any other:
 //! prompts (archived ones too) with their versions, tags and history (event ids kept), experiments
-//! as recorded (ids, times, status, fingerprint), every result with its scores, and the cache. It
+//! as recorded (ids, times, status, fingerprint), every result with its scores, the cache, and
+//! production traffic (spans, their annotations, the lookup roll-up). It
 //! names no backend and holds no SQL, and it must not open either store: the caller opens both and
 //! hands them in.
 
@@ -19,11 +20,24 @@ pub struct Copied {
     pub experiments: usize,
     pub results: usize,
     pub cached: usize,
+    pub spans: usize,
+    pub annotations: usize,
+    pub lookups: usize,
 }
 
 /// Copies everything in `from` into `to`, which must hold nothing yet.
 pub fn copy(from: &dyn Store, to: &dyn Store) -> Result<Copied> {
-    if !to.prompts()?.is_empty() || !to.experiments(None)?.is_empty() {
+    let mut has_spans = false;
+    let newest = crate::trace::SpanFilter {
+        experiments: true,
+        newest: Some(1),
+        ..Default::default()
+    };
+    to.visit_spans(&newest, &mut |_| {
+        has_spans = true;
+        Ok(())
+    })?;
+    if !to.prompts()?.is_empty() || !to.experiments(None)?.is_empty() || has_spans {
         return Err(StoreError::NotEmpty {
             location: to.location(),
         });
@@ -80,5 +94,49 @@ pub fn copy(from: &dyn Store, to: &dyn Store) -> Result<Copied> {
     })?;
     to.restore_cache(&entries)?;
     copied.cached += entries.len();
+    copy_traffic(from, to, &names, &mut copied)?;
     Ok(copied)
+}
+
+/// Spans (experiment traffic too), then their annotations, then the lookup roll-up.
+fn copy_traffic(
+    from: &dyn Store,
+    to: &dyn Store,
+    prompts: &[String],
+    copied: &mut Copied,
+) -> Result<()> {
+    let every = crate::trace::SpanFilter {
+        experiments: true,
+        ..Default::default()
+    };
+    let mut spans = Vec::with_capacity(BATCH);
+    from.visit_spans(&every, &mut |span| {
+        spans.push(span);
+        if spans.len() == BATCH {
+            to.write_spans(&spans, &[])?;
+            copied.spans += spans.len();
+            spans.clear();
+        }
+        Ok(())
+    })?;
+    to.write_spans(&spans, &[])?;
+    copied.spans += spans.len();
+    let mut annotations = Vec::with_capacity(BATCH);
+    from.visit_annotations(&mut |annotation| {
+        annotations.push(annotation);
+        if annotations.len() == BATCH {
+            to.write_spans(&[], &annotations)?;
+            copied.annotations += annotations.len();
+            annotations.clear();
+        }
+        Ok(())
+    })?;
+    to.write_spans(&[], &annotations)?;
+    copied.annotations += annotations.len();
+    for prompt in prompts {
+        let counts = from.lookups(prompt, None, None)?;
+        to.record_lookups(&counts)?;
+        copied.lookups += counts.len();
+    }
+    Ok(())
 }

@@ -742,6 +742,12 @@ pub trait TraceStore: Send + Sync {
         filter: &crate::trace::SpanFilter,
     ) -> Result<Vec<crate::trace::ScoredSpan>>;
 
+    /// Every annotation, oldest first (a whole-store copy).
+    fn visit_annotations(
+        &self,
+        visit: &mut dyn FnMut(crate::trace::Annotation) -> Result<()>,
+    ) -> Result<()>;
+
     /// The annotations on a span and on its trace.
     fn span_annotations(&self, span: &crate::trace::Span) -> Result<Vec<crate::trace::Annotation>>;
 

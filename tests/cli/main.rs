@@ -390,3 +390,8 @@ pub fn spawn_listed_experiment(
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Milliseconds since the epoch as an RFC 3339 time, for `--since` and `--until`.
+pub fn production_time(ms: u64) -> String {
+    runner::production::time_text(ms as i64)
+}

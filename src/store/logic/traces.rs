@@ -154,6 +154,11 @@ impl<B: Backend> TraceStore for B {
         })
     }
 
+    fn visit_annotations(&self, visit: &mut dyn FnMut(Annotation) -> Result<()>) -> Result<()> {
+        let sql = format!("SELECT {ANNOTATION_COLUMNS} FROM annotations a ORDER BY a.id");
+        self.read(|db| db.each(&sql, &[], &mut |row| visit(annotation_of(row, 0)?)))
+    }
+
     fn span_annotations(&self, span: &Span) -> Result<Vec<Annotation>> {
         let sql = format!(
             "SELECT {ANNOTATION_COLUMNS} FROM annotations a \

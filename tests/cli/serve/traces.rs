@@ -1038,3 +1038,73 @@ fn a_full_ingest_queue_asks_exporters_to_retry_and_loses_nothing_it_took() {
     assert_eq!(retried.status, 200, "{}", retried.text);
     assert_eq!(stored(&env, 20, false).len(), 20);
 }
+
+#[test]
+fn store_copy_carries_production_traffic_and_its_figures() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    greet(&server, &[]);
+    let start = now_ms() - 600_000;
+    let spans: Vec<Span> = (0..30u64)
+        .map(|i| {
+            let version = if i < 20 { "greet@v1" } else { "greet@v2" };
+            timed_span(
+                i + 1,
+                i + 1,
+                start + i * 1_000,
+                version,
+                i % 7 == 0,
+                100 + i,
+            )
+        })
+        .collect();
+    server.export(
+        None,
+        request(None, spans).encode_to_vec(),
+        "application/x-protobuf",
+        false,
+    );
+    assert_eq!(stored(&env, 30, false).len(), 30);
+    let feedback = json!({"data": [
+        {"span_id": span_hex(2), "name": "helpful", "annotator_kind": "HUMAN", "result": {"score": 1.0}},
+        {"span_id": span_hex(25), "name": "helpful", "annotator_kind": "LLM", "result": {"score": 0.25, "label": "meh"}},
+    ]});
+    assert_eq!(
+        server
+            .post("/v1/span_annotations?sync=true", &feedback)
+            .status,
+        200
+    );
+    server.get("/v1/prompts/greet/tags/production");
+    // The lookup roll-up is written when the server stops.
+    server.stop();
+
+    let copy = env.path("copy.db");
+    let copy = copy.to_str().unwrap();
+    let source = env.db.to_str().unwrap().to_string();
+    let said = env.ok(&["store", "copy", "--from", &source, "--to", copy]);
+    assert!(
+        said.contains("30 span(s), 2 annotation(s) and 1 lookup count(s)"),
+        "{said}"
+    );
+    let since = super::super::production_time(start - 60_000);
+    let until = super::super::production_time(start + 3_600_000);
+    let window = [
+        "production",
+        "greet",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--json",
+    ];
+    let original = env.json(&window);
+    let mut args = vec!["--db", copy];
+    args.extend(window);
+    assert_eq!(env.json(&args), original);
+    assert_eq!(original["versions"][1]["scores"][0]["mean"], 1.0);
+    assert_eq!(original["lookups"][0]["count"], 1);
+    // A store that holds spans is not an empty destination.
+    let again = env.run(&["store", "copy", "--from", &source, "--to", copy]);
+    assert_ne!(again.status.code(), Some(0));
+}
