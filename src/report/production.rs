@@ -12,6 +12,11 @@ fn ms(value: Option<f64>) -> String {
     value.map_or_else(|| "-".into(), |v| format!("{v:.0} ms"))
 }
 
+/// A time to the minute: `2026-12-06 06:27`.
+fn minute(at: &str) -> String {
+    short_time(at).chars().take(16).collect()
+}
+
 fn percent(value: f64) -> String {
     format!("{:.1}%", value * 100.0)
 }
@@ -28,7 +33,7 @@ pub fn production_text(p: &Production, confidence: f64) -> String {
     if p.versions.is_empty() {
         out.push_str(
             "\nno linked spans in this window: send traces to `runner serve` at /v1/traces with \
-             llm.prompt_template.version set (see README, Production)\n",
+             llm.prompt_template.version set (see README, Production)",
         );
     } else {
         let rows = p
@@ -51,8 +56,8 @@ pub fn production_text(p: &Production, confidence: f64) -> String {
                     format!("{} / {}", ms(v.latency_p50_ms), ms(v.latency_p95_ms)),
                     format!("{} / {}", v.input_tokens, v.output_tokens),
                     v.cost_usd.map_or_else(|| "-".into(), usd),
-                    short_time(&v.first_seen),
-                    short_time(&v.last_seen),
+                    minute(&v.first_seen),
+                    minute(&v.last_seen),
                 ]
             })
             .collect();
@@ -99,7 +104,7 @@ pub fn production_text(p: &Production, confidence: f64) -> String {
             })
             .collect();
         if !scores.is_empty() {
-            out.push_str("\nfeedback and online scores\n");
+            out.push_str("\n\nfeedback and online scores\n");
             out.push_str(&table(
                 &["version", "annotation", "count", "mean score", "pass share"],
                 scores,
@@ -119,11 +124,11 @@ pub fn production_text(p: &Production, confidence: f64) -> String {
                 })
             })
             .collect();
-        out.push_str("\napplications\n");
+        out.push_str("\n\napplications\n");
         out.push_str(&table(&["version", "service", "token", "requests"], apps));
     }
     if !p.tag_moves.is_empty() {
-        out.push_str("\ntag moves\n");
+        out.push_str("\n\ntag moves\n");
         let rows = p
             .tag_moves
             .iter()
@@ -140,7 +145,7 @@ pub fn production_text(p: &Production, confidence: f64) -> String {
         out.push_str(&table(&["at", "tag", "move", "by"], rows));
     }
     if !p.lookups.is_empty() {
-        out.push_str("\nfetched through runner serve\n");
+        out.push_str("\n\nfetched through runner serve\n");
         let rows = p
             .lookups
             .iter()
@@ -179,7 +184,7 @@ pub fn production_text(p: &Production, confidence: f64) -> String {
     }
     if p.unlinked_spans > 0 {
         out.push_str(&format!(
-            "\n{} LLM span(s) in this window named no version runner knows (kept, unlinked)\n",
+            "\n\n{} LLM span(s) in this window named no version runner knows (kept, unlinked)\n",
             p.unlinked_spans
         ));
     }
@@ -197,7 +202,11 @@ fn difference_row(label: &str, u: &Unpaired, value: impl Fn(f64) -> String) -> V
             signed(u.ci[0], &value),
             signed(u.ci[1], &value)
         ),
-        format!("{:.3}", u.p_value),
+        if u.p_value < 0.001 {
+            "<0.001".into()
+        } else {
+            format!("{:.3}", u.p_value)
+        },
         u.test.to_string(),
     ]
 }
