@@ -42,7 +42,8 @@ pub mod workflow;
 // library's paths are the same whatever layer a module sits in.
 pub use commands::cli;
 pub use domain::{
-    compare, cost, diff, gate, json, model, production, redact, stats, template, text, trace, view,
+    canary, compare, cost, diff, gate, json, model, production, redact, stats, template, text,
+    trace, view,
 };
 pub use engine::{client, eval, limit, mock};
 pub use inputs::{config, dataset, input, prompt_file};

@@ -6,6 +6,7 @@
 //! from a layer above (`store`, `inputs`, `engine`, …): these are functions of their arguments,
 //! which is what lets the statistics be checked against scipy and the gate be tested alone.
 
+pub mod canary;
 pub mod compare;
 pub mod cost;
 pub mod diff;
