@@ -5,7 +5,8 @@
 # client from `runner serve` and calls `runner mock-server`, a share of its calls failing;
 # it sends Phoenix span annotations, and a release job moves `production` from v1 to v2 half
 # way. `runner production PROMPT --json` must then count exactly what the application sent.
-# A second, smaller application sets tracing up with arize-phoenix-otel's `register` instead.
+# A second, smaller application sets tracing up with arize-phoenix-otel's `register` instead,
+# and README's Python snippet runs as written (its addresses and token filled in).
 #
 # Fresh store, free loopback ports, tokens of each kind (write, deploy, ingest); the
 # application holds only its ingest token. Needs python3 (with venv) and PyPI.
@@ -27,6 +28,7 @@ cargo build --quiet
 runner=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/runner
 app=$PWD/tests/compat/traced_app.py
 checker=$PWD/tests/compat/traces_check.py
+readme=$PWD/README.md
 
 work=$(mktemp -d)
 pids=()
@@ -79,6 +81,8 @@ EOF
 r prompt create greet --messages-file v1.json --model mock-model --tag production >/dev/null
 r prompt update greet --messages-file v2.json -m "shorter, friendlier answers" >/dev/null
 r prompt create welcome --messages-file v1.json --model mock-model --tag production >/dev/null
+r prompt create customer_support_greeting --model mock-model --tag production \
+    --template 'You are a support agent for {{company_name}}. Customer: {{query}}' >/dev/null
 
 # A request that asks to escalate makes the endpoint fail: one call in seven.
 echo '[{"pattern": "(?i)escalate", "reply": "upstream overloaded", "status": 500}]' >rules.json
@@ -96,5 +100,22 @@ RUNNER_INGEST_TOKEN=$welcome_token \
     "$python" "$app" --setup register --prompt welcome --service welcome-bot --project welcome \
     --requests 40 --fetch-every 20 --ledger "$work/welcome.json"
 
+# README's snippet, as written but for its two addresses and its token.
+awk '/^### Sending traces from your application$/ { section = 1 }
+     section && /^```python$/ { block = 1; next }
+     block && /^```$/ { exit }
+     block { print }' "$readme" >readme_app.py
+sed -i -e "s|\"http://127.0.0.1:6006\"|\"$serve_url\"|" -e "s|\"http://127.0.0.1:8089/v1\"|\"$mock_url\"|" \
+    -e "s|\"INGEST_TOKEN\"|\"$support_token\"|" readme_app.py
+for placed in "$serve_url" "$mock_url" "$support_token"; do
+    grep -q "\"$placed\"" readme_app.py || {
+        echo "error: README's Python snippet under 'Sending traces from your application' no longer" >&2
+        echo "names http://127.0.0.1:6006, http://127.0.0.1:8089/v1 and INGEST_TOKEN as this test expects" >&2
+        exit 1
+    }
+done
+echo "README's snippet answers: $(OPENAI_API_KEY=unused "$python" readme_app.py)"
+
 "$python" "$checker" --runner "$runner" --db "$work/runner.db" \
-    --run "greet,api:support-bot,$work/greet.json" --run "welcome,api:welcome-bot,$work/welcome.json"
+    --run "greet,api:support-bot,$work/greet.json" --run "welcome,api:welcome-bot,$work/welcome.json" \
+    --readme customer_support_greeting,api:support-bot

@@ -1,12 +1,13 @@
 """Compares what `runner production PROMPT --json` reports with what traced_app.py sent.
 
 Each --run PROMPT,SENDER,LEDGER names a prompt, the sender the application's ingest token is
-recorded as (api:NAME) and the ledger the application wrote. The report is
-read again until the spans, annotations and lookups it counts have all been written (the server
-stores them off the request path; lookups are rolled up every two seconds), at most --wait
-seconds, then every figure the application can know is compared exactly: requests, errors,
-tokens, latency percentiles, first and last seen, each annotation's count, mean, passes and
-labels, the applications, the series, the tag moves and the lookups.
+recorded as (api:NAME) and the ledger the application wrote; --readme PROMPT,SENDER names what
+README's snippet sent (one call, one thumbs up). The report is read again until the spans,
+annotations and lookups it counts have all been written (the server stores them off the request
+path; lookups are rolled up every two seconds), at most --wait seconds, then every figure the
+application can know is compared exactly: requests, errors, tokens, latency percentiles, first
+and last seen, each annotation's count, mean, passes and labels, the applications, the series,
+the tag moves and the lookups.
 
 Prints one line per check and `N passed, M failed`; exits 1 when a check fails.
 """
@@ -307,18 +308,57 @@ def check_run(runner, db, prompt, ledger, sender, wait):
     )
 
 
+def check_readme(runner, db, prompt, sender, wait):
+    """README's snippet: one call of the production version, and a thumbs up on its own span."""
+    deadline = time.monotonic() + wait
+    while True:
+        production = report(runner, db, prompt)
+        versions = production["versions"]
+        scores = versions[0]["scores"] if len(versions) == 1 else []
+        if (len(versions) == 1 and versions[0]["requests"] == 1 and scores) or (
+            time.monotonic() > deadline
+        ):
+            break
+        time.sleep(0.25)
+    label = f"{prompt} (README's snippet)"
+    got = [(v["version"], v["requests"], v["errors"]) for v in versions]
+    check(got == [(1, 1, 0)], f"{label}: one call of v1, no error", f"reported {got}")
+    check(
+        [(a["sender"], a["requests"]) for a in versions[0]["applications"]] == [(sender, 1)]
+        if versions
+        else False,
+        f"{label}: sent with the token {sender}",
+        f"reported {versions[0]['applications'] if versions else None}",
+    )
+    got = [(s["name"], s["count"], s["mean"], s["labels"]) for s in scores]
+    check(
+        got == [("thumbs", 1, 1.0, {"up": 1})],
+        f"{label}: the thumbs up on the application's span scores the call",
+        f"reported {got}",
+    )
+    check(
+        production["unlinked_spans"] == 0,
+        f"{label}: the call is linked to its version",
+        f"{production['unlinked_spans']} unlinked",
+    )
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runner", required=True)
     parser.add_argument("--db", required=True)
     parser.add_argument("--wait", type=float, default=30)
     parser.add_argument("--run", action="append", required=True, help="PROMPT,SENDER,LEDGER")
+    parser.add_argument("--readme", help="PROMPT,SENDER of README's snippet, run once")
     args = parser.parse_args()
     for run in args.run:
         prompt, sender, path = run.split(",", 2)
         with open(path) as f:
             ledger = json.load(f)
         check_run(args.runner, args.db, prompt, ledger, sender, args.wait)
+    if args.readme:
+        prompt, sender = args.readme.split(",", 1)
+        check_readme(args.runner, args.db, prompt, sender, args.wait)
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
 
