@@ -2093,6 +2093,13 @@ const SQL_CONSTANTS: &[&str] = &[
     "SCORES_UPSERT",
     "CACHE_INSERT",
     "CACHE_UPSERT",
+    "SPAN_COLUMNS",
+    "ANNOTATION_COLUMNS",
+    "ROLLOUT_COLUMNS",
+    "ROLLOUT_JOINS",
+    "SPAN_INSERT",
+    "LOOKUP_UPSERT",
+    "ANNOTATION_UPSERT",
 ];
 
 /// Allowed too: `base` in `resolve` and `select` (`prompt_select`), themselves `format!`s of
@@ -2101,8 +2108,11 @@ const SQL_CONSTANTS: &[&str] = &[
 /// here at each call; in the store's algorithms, a whole statement `sql::Dialect` gives); the
 /// fragments `sql::Dialect` gives, each a `&'static str` literal of src/store/sql.rs (`lock`,
 /// `order`, `tags`, `now`, `scores`, `overriding`, `kept_id`); and `statement`, the pool's
-/// prepared form of a statement.
+/// prepared form of a statement; and `conditions`, the WHERE clause of a span filter, joined in
+/// `store/logic/traces.rs` from `&'static str` fragments and `$n` placeholders only (every value
+/// it filters on is a bound parameter).
 const SQL_LOCALS: &[&str] = &[
+    "conditions",
     "base",
     "select",
     "sql",

@@ -6,7 +6,7 @@
 
 use super::Backend;
 use crate::store::sql::{Arg, Db, Row, all, args, corrupt, first};
-use crate::store::{Result, TraceStore};
+use crate::store::{Result, StoreError, TraceStore};
 use crate::trace::{Annotation, Link, LookupKey, ScoredSpan, Span, SpanFilter, SpanStatus, Target};
 
 const SPAN_COLUMNS: &str = "s.trace_id, s.span_id, s.parent_id, s.project, s.experiment, \
@@ -111,12 +111,32 @@ impl<B: Backend> TraceStore for B {
         visit: &mut dyn FnMut(Span) -> Result<()>,
     ) -> Result<()> {
         let (conditions, args) = conditions(filter);
-        let order = match filter.newest {
-            Some(limit) => format!("ORDER BY s.start_ms DESC, s.span_id LIMIT {limit}"),
-            None => "ORDER BY s.start_ms, s.span_id".to_string(),
+        let Some(limit) = filter.newest else {
+            let sql = format!(
+                "SELECT {SPAN_COLUMNS} FROM spans s WHERE {conditions} \
+                 ORDER BY s.start_ms, s.span_id"
+            );
+            return self.read(|db| db.each(&sql, &args, &mut |row| visit(span_of(row)?)));
         };
-        let sql = format!("SELECT {SPAN_COLUMNS} FROM spans s WHERE {conditions} {order}");
-        self.read(|db| db.each(&sql, &args, &mut |row| visit(span_of(row)?)))
+        // Newest first, stopping after `limit` rows.
+        let sql = format!(
+            "SELECT {SPAN_COLUMNS} FROM spans s WHERE {conditions} \
+             ORDER BY s.start_ms DESC, s.span_id"
+        );
+        let mut seen = 0;
+        let read = self.read(|db| {
+            db.each(&sql, &args, &mut |row| {
+                if seen == limit {
+                    return Err(StoreError::Abandoned);
+                }
+                seen += 1;
+                visit(span_of(row)?)
+            })
+        });
+        match read {
+            Err(StoreError::Abandoned) if seen == limit => Ok(()),
+            other => other,
+        }
     }
 
     fn span(&self, span_id: &str) -> Result<Option<Span>> {
