@@ -42,7 +42,7 @@ pub mod workflow;
 // library's paths are the same whatever layer a module sits in.
 pub use commands::cli;
 pub use domain::{
-    compare, cost, diff, gate, json, model, redact, stats, template, text, trace, view,
+    compare, cost, diff, gate, json, model, redact, stats, template, text, trace, trace_rows, view,
 };
 pub use engine::{client, eval, limit, mock};
 pub use inputs::{config, dataset, input, prompt_file};
