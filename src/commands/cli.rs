@@ -113,6 +113,9 @@ The first line on stdout names the address the server listens on.")]
     /// token, tokens and finish reason; with --tags, two versions side by side.
     #[command(after_help = TRY_EXAMPLES)]
     Try(TryArgs),
+    /// Make dataset files from what the store holds: production spans' template variables.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
     /// Whole-store operations: copy everything between SQLite files and PostgreSQL databases.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -195,6 +198,68 @@ pub struct ProductionCompareArgs {
     #[command(flatten)]
     pub window: WindowArgs,
     /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetCommand {
+    /// Write the template variables of a prompt's production spans as dataset rows (JSON
+    /// Lines) for `runner experiment --dataset`, filtered by version, time, status and
+    /// annotations.
+    #[command(after_help = FROM_TRACES_EXAMPLES)]
+    FromTraces(FromTracesArgs),
+}
+
+const FROM_TRACES_EXAMPLES: &str = "\
+Examples:
+  runner dataset from-traces support_greeting --since 24h --where 'score.correctness < 0.5' \\
+      --out failing.jsonl
+  runner dataset from-traces support_greeting --version production --status error --out errors.jsonl
+  runner dataset from-traces support_greeting --label thumbs=down --limit 200 --out down.jsonl
+  runner experiment --prompt support_greeting --tag staging --dataset failing.jsonl
+
+The spans are those `runner serve` stored (POST /v1/traces) linked to the prompt; spans of
+experiment runs are left out. A span meets --where or --label when an annotation scoring it
+does (its own, its trace's, or one on an unlinked span of its trace); every filter must hold.
+A row holds id (the span id), the span's template variables, expected (an annotation's
+metadata key `expected`, else the explanation, or label, of an annotation named `correction`;
+the newest wins), span_id and trace_id. Spans without template variables are skipped and
+counted. Rows go oldest first; --limit keeps the newest N. The file is written whole or not at
+all; when no span matches it is written empty.";
+
+#[derive(Debug, Args)]
+pub struct FromTracesArgs {
+    /// The prompt whose spans become rows.
+    pub prompt: String,
+    /// Only spans of this version: a number, vN, a tag (the version it points at now) or a
+    /// version id.
+    #[arg(long, value_name = "V")]
+    pub version: Option<String>,
+    /// Only spans that started then or later: a duration back from now (30m, 24h, 7d) or an
+    /// RFC 3339 time (2026-05-01T00:00:00Z).
+    #[arg(long, value_name = "DURATION|TIME")]
+    pub since: Option<String>,
+    /// Only spans that started before then (the forms of --since).
+    #[arg(long, value_name = "DURATION|TIME")]
+    pub until: Option<String>,
+    /// Only spans with an annotation scored so: score.NAME OP NUMBER, OP one of <, <=, >, >=,
+    /// ==, != (repeatable; all must hold).
+    #[arg(long = "where", value_name = "CONDITION")]
+    pub conditions: Vec<String>,
+    /// Only spans with an annotation NAME labelled VALUE (repeatable; all must hold).
+    #[arg(long = "label", value_name = "NAME=VALUE")]
+    pub labels: Vec<String>,
+    /// Only spans with this status (errored calls).
+    #[arg(long, value_name = "STATUS", value_parser = ["error"])]
+    pub status: Option<String>,
+    /// At most N rows, the newest.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// The file to write (.jsonl); an existing file is replaced.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub out: PathBuf,
+    /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
 }

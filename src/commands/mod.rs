@@ -6,6 +6,7 @@
 pub mod cli;
 
 mod compare;
+mod dataset;
 mod demo;
 mod experiment;
 mod mock;
@@ -70,6 +71,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Store(command) => store::run(command).map(|_| exit::OK),
         Command::Try(args) => try_version::run(args, &ctx),
         Command::Production(args) => production::run(args, &ctx),
+        Command::Dataset(command) => dataset::run(command, &ctx),
     }
 }
 

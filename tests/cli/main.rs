@@ -8,6 +8,7 @@ mod evidence;
 mod experiments;
 pub mod fault_server;
 mod first_hour;
+mod from_traces;
 mod limits;
 #[path = "../../src/store/test_cluster.rs"]
 pub mod postgres;

@@ -173,6 +173,7 @@ pub(super) async fn version(
     State(ui): State<Arc<Ui>>,
     viewer: Viewer,
     Path((name, seq)): Path<(String, String)>,
+    Query(query): Query<super::playground::PageQuery>,
 ) -> Page {
     prompt_name(&name)?;
     let seq: i64 = seq
@@ -181,7 +182,11 @@ pub(super) async fn version(
     let body = ui
         .blocking(move |ui| {
             let loaded = super::playground::load(ui, &name, seq)?;
-            let panel = viewer.can_write().then(|| loaded.fresh_panel());
+            let panel = if viewer.can_write() {
+                Some(loaded.replay_panel(ui, query.span.as_deref())?)
+            } else {
+                None
+            };
             Ok(loaded.page(&viewer, panel.as_ref()))
         })
         .await?;

@@ -23,7 +23,7 @@ pub use experiment::{ExperimentPage, ResultFilter, experiment};
 pub use experiments::experiments;
 pub use library::{LibraryPage, library};
 pub use login::login;
-pub use playground::{PLAYGROUND_SCRIPT, Playground, figures};
+pub use playground::{PLAYGROUND_SCRIPT, Playground, Replay, figures};
 pub use prompt::{PromptPage, prompt};
 pub use version::version;
 pub use version_diff::diff;
