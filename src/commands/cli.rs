@@ -123,6 +123,110 @@ The first line on stdout names the address the server listens on.")]
     /// serve`: requests, errors, latency, tokens, cost and feedback per version, with intervals.
     #[command(args_conflicts_with_subcommands = true, after_help = PRODUCTION_EXAMPLES)]
     Production(ProductionArgs),
+    /// Roll a version out to a share of production lookups, stepped up, completed or rolled back
+    /// by production evidence (`runner serve` decides; `evaluate` decides once without it).
+    #[command(subcommand)]
+    Canary(CanaryCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CanaryCommand {
+    /// Start a rollout: `runner serve` answers lookups of TAG with the candidate for the step's
+    /// share and the baseline (what TAG points at now) otherwise.
+    #[command(after_help = CANARY_EXAMPLES)]
+    Start(CanaryStartArgs),
+    /// A rollout's step, share, each metric per arm with its interval, and what happens next.
+    Status(CanaryTagArgs),
+    /// Take the looks that are due now and record their decisions (for setups without a
+    /// long-running `runner serve`, e.g. a cron job).
+    Evaluate(CanaryTagArgs),
+    /// Move a running rollout to its next step by hand (at the last step: complete it).
+    Advance(CanaryTagArgs),
+    /// Stop a running rollout: the candidate is no longer served and the tag stays.
+    Stop(CanaryStopArgs),
+}
+
+const CANARY_EXAMPLES: &str = "\
+Examples:
+  runner canary start support_greeting --tag production --candidate staging
+  runner canary start support_greeting --tag production --candidate 7 --steps 10,50,100 \\
+      --step-after 500requests --unit-header X-Runner-Unit --metric error_rate \\
+      --metric latency_p95:+20% --metric score:helpful --non-inferior 0.02
+  runner canary status support_greeting
+  runner canary stop support_greeting -m 'answers too long'
+
+Each metric is a non-inferiority check: the candidate must be no worse than the baseline by more
+than the margin (--non-inferior: 0.01 for error_rate, 0.05 for a score; latency_p95 takes +N%).
+Looks come at every fifth of a step; each spends (1 - C) / K of the error budget over the K
+planned looks (Bonferroni), so the chance of a wrong rollback over the whole rollout stays
+within 1 - C.";
+
+#[derive(Debug, Args)]
+pub struct CanaryStartArgs {
+    /// The prompt to roll out.
+    #[arg(value_name = "PROMPT")]
+    pub prompt: String,
+    /// The tag applications fetch (its version now is the baseline).
+    #[arg(long, value_name = "TAG", default_value = "production")]
+    pub tag: String,
+    /// The version to roll out: a tag, a version number or a version id.
+    #[arg(long, value_name = "TAG|N|ID")]
+    pub candidate: String,
+    /// Percent of lookups served the candidate at each step, rising to 100.
+    #[arg(long, value_name = "P,P,...", value_delimiter = ',', default_values_t = [5u32, 25, 50, 100])]
+    pub steps: Vec<u32>,
+    /// What ends a step: a duration (30m, 2h) or a number of candidate requests (500requests).
+    #[arg(long, value_name = "DURATION|Nrequests", default_value = "30m")]
+    pub step_after: String,
+    /// A request header naming the unit (user, session) whose arm stays fixed; without it each
+    /// lookup is drawn independently.
+    #[arg(long, value_name = "HEADER")]
+    pub unit_header: Option<String>,
+    /// What must stay non-inferior: error_rate, latency_p95:+20%, score:NAME (repeatable;
+    /// default error_rate).
+    #[arg(long = "metric", value_name = "METRIC")]
+    pub metrics: Vec<String>,
+    /// The margin of error_rate and score metrics (absolute).
+    #[arg(long, value_name = "D")]
+    pub non_inferior: Option<f64>,
+    /// Confidence over the whole rollout (default: runner.toml's, else 0.95).
+    #[arg(long, value_name = "C")]
+    pub confidence: Option<f64>,
+    /// The tag that points at the candidate while the rollout runs.
+    #[arg(long, value_name = "TAG", default_value = "canary")]
+    pub canary_tag: String,
+    /// Why, recorded in the tag history.
+    #[arg(short = 'm', long = "message", value_name = "TEXT")]
+    pub message: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CanaryTagArgs {
+    /// The prompt.
+    #[arg(value_name = "PROMPT")]
+    pub prompt: String,
+    /// The tag being rolled out.
+    #[arg(long, value_name = "TAG", default_value = "production")]
+    pub tag: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CanaryStopArgs {
+    /// The prompt.
+    #[arg(value_name = "PROMPT")]
+    pub prompt: String,
+    /// The tag being rolled out.
+    #[arg(long, value_name = "TAG", default_value = "production")]
+    pub tag: String,
+    /// Why, recorded in the tag history.
+    #[arg(short = 'm', long = "message", value_name = "TEXT")]
+    pub message: Option<String>,
 }
 
 const PRODUCTION_EXAMPLES: &str = "\

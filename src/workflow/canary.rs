@@ -113,14 +113,19 @@ fn short_id() -> String {
         .collect()
 }
 
-/// Each arm's production figures since the rollout's current step began.
+/// Each arm's production figures: the candidate's since its current step began, the
+/// baseline's since the rollout began (at the last step the baseline gets no traffic, and its
+/// earlier traffic is still the evidence of how it behaves).
 pub fn figures(store: &dyn Store, rollout: &Rollout) -> Result<(ArmFigures, ArmFigures)> {
     let mut arms = Vec::new();
-    for version in [&rollout.baseline_id, &rollout.candidate_id] {
+    for (version, since) in [
+        (&rollout.baseline_id, rollout.created_ms),
+        (&rollout.candidate_id, rollout.step_started_ms),
+    ] {
         let filter = SpanFilter {
             prompt: Some(rollout.prompt.clone()),
             version_ids: vec![version.clone()],
-            since_ms: Some(rollout.step_started_ms),
+            since_ms: Some(since),
             ..SpanFilter::default()
         };
         let mut arm = ArmFigures::default();

@@ -1,0 +1,135 @@
+//! `runner canary` as text: a rollout's state, each metric per arm with its interval and
+//! verdict so far, what happens next; and what a look decided. Pure: it must not read the
+//! store or print.
+
+use super::{short_time, table};
+use crate::canary::{Decision, Look, Verdict};
+use crate::workflow::canary::{Outcome, View};
+
+fn verdict(v: Verdict) -> &'static str {
+    match v {
+        Verdict::NonInferior => "non-inferior",
+        Verdict::Inferior => "INFERIOR",
+        Verdict::Inconclusive => "inconclusive",
+    }
+}
+
+fn decision(d: Decision) -> &'static str {
+    match d {
+        Decision::Hold => "hold",
+        Decision::Advance => "advance",
+        Decision::Complete => "complete",
+        Decision::RollBack => "roll back",
+        Decision::Exhausted => "stop (looks spent, still inconclusive)",
+    }
+}
+
+fn metrics_table(look: &Look) -> String {
+    let number = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.4}"));
+    let rows = look
+        .metrics
+        .iter()
+        .map(|m| {
+            vec![
+                m.metric.clone(),
+                format!("{} ({} spans)", number(m.baseline), m.baseline_spans),
+                format!("{} ({} spans)", number(m.candidate), m.candidate_spans),
+                match (m.worse_by, m.interval) {
+                    (Some(w), Some([lo, hi])) => format!("{w:+.4} [{lo:+.4}, {hi:+.4}]"),
+                    _ => "-".into(),
+                },
+                format!("{:.4}", m.margin),
+                verdict(m.verdict).to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "metric",
+            "baseline",
+            "candidate",
+            "worse by",
+            "margin",
+            "verdict",
+        ],
+        rows,
+    )
+}
+
+/// A rollout for `runner canary status`.
+pub fn canary_text(view: &View) -> String {
+    let r = &view.rollout;
+    let mut out = format!(
+        "rollout {} of {} {}: v{} (baseline) → v{} (candidate), {}\n",
+        r.id,
+        r.prompt,
+        r.tag,
+        r.baseline,
+        r.candidate,
+        r.status.as_str().replace('_', " ")
+    );
+    out.push_str(&format!(
+        "started {} by {}; steps {} (each {}); looks {} of {} planned, confidence {}\n",
+        short_time(&crate::production::time_text(r.created_ms)),
+        r.actor,
+        r.steps
+            .iter()
+            .map(|s| format!("{s}%"))
+            .collect::<Vec<_>>()
+            .join(" → "),
+        r.step_after.text(),
+        r.looks,
+        r.planned_looks(),
+        r.confidence
+    ));
+    if let Some(look) = &view.now {
+        out.push_str(&format!(
+            "step {} of {}: {}% of lookups get v{}, {} s in the step ({:.0}% done)\n\n",
+            r.step + 1,
+            r.steps.len(),
+            view.share,
+            r.candidate,
+            view.in_step_ms / 1_000,
+            (view.progress * 100.0).min(100.0)
+        ));
+        out.push_str(&metrics_table(look));
+        out.push_str(&format!(
+            "\n\nintervals at {:.3}% per side (alpha {:.5} per look)\n",
+            look.alpha * 100.0,
+            look.alpha
+        ));
+    } else if let Some(last) = &r.last_look {
+        out.push_str(&format!("\nlast decision: {last}\n"));
+    }
+    out.push_str(&format!("next: {}\n", view.next));
+    out
+}
+
+/// What a look decided, for `runner canary evaluate` and `advance`.
+pub fn canary_outcome_text(o: &Outcome) -> String {
+    let mut out = format!(
+        "rollout {} of {} {}: look {} at {}% decided {}{}\n",
+        o.rollout,
+        o.prompt,
+        o.tag,
+        o.look.look,
+        o.look.share,
+        decision(o.look.decision),
+        if o.recorded {
+            ""
+        } else {
+            " (another process decided first; not recorded)"
+        }
+    );
+    out.push_str(&metrics_table(&o.look));
+    for event in &o.events {
+        out.push_str(&format!(
+            "\n{} {}: v{} → v{}",
+            event.tag,
+            event.action,
+            event.from_seq.map_or_else(|| "-".into(), |n| n.to_string()),
+            event.to_seq.map_or_else(|| "-".into(), |n| n.to_string())
+        ));
+    }
+    out
+}
