@@ -99,9 +99,69 @@ pub fn canary_text(view: &View) -> String {
             look.alpha
         ));
     } else if let Some(last) = &r.last_look {
-        out.push_str(&format!("\nlast decision: {last}\n"));
+        out.push_str(&last_look_text(last));
     }
     out.push_str(&format!("next: {}\n", view.next));
+    out
+}
+
+/// The decision that ended a rollout, from its recorded evidence.
+fn last_look_text(last: &serde_json::Value) -> String {
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    let number =
+        |v: &serde_json::Value| v.as_f64().map_or_else(|| "-".into(), |v| format!("{v:.4}"));
+    let mut out = format!(
+        "\nlast look: {} at step {} ({}% of lookups){}\n",
+        text(&last["decision"])
+            .unwrap_or_else(|| "-".into())
+            .replace('_', " "),
+        last["step"].as_u64().map_or(0, |s| s + 1),
+        last["share"].as_u64().unwrap_or(0),
+        text(&last["message"]).map_or_else(String::new, |m| format!(": {m}"))
+    );
+    let rows: Vec<Vec<String>> = last["metrics"]
+        .as_array()
+        .map(|metrics| {
+            metrics
+                .iter()
+                .map(|m| {
+                    vec![
+                        text(&m["metric"]).unwrap_or_default(),
+                        format!("{} ({} spans)", number(&m["baseline"]), m["baseline_spans"]),
+                        format!(
+                            "{} ({} spans)",
+                            number(&m["candidate"]),
+                            m["candidate_spans"]
+                        ),
+                        match (m["worse_by"].as_f64(), m["interval"].as_array()) {
+                            (Some(w), Some(i)) if i.len() == 2 => format!(
+                                "{w:+.4} [{:+.4}, {:+.4}]",
+                                i[0].as_f64().unwrap_or(f64::NAN),
+                                i[1].as_f64().unwrap_or(f64::NAN)
+                            ),
+                            _ => "-".into(),
+                        },
+                        number(&m["margin"]),
+                        text(&m["verdict"]).unwrap_or_default().replace('_', "-"),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if !rows.is_empty() {
+        out.push_str(&table(
+            &[
+                "metric",
+                "baseline",
+                "candidate",
+                "worse by",
+                "margin",
+                "verdict",
+            ],
+            rows,
+        ));
+        out.push('\n');
+    }
     out
 }
 
