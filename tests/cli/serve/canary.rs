@@ -263,3 +263,38 @@ fn rollouts_refuse_bad_plans_and_stop_on_rollback() {
     assert!(stopped.contains("stopped"), "{stopped}");
     assert_eq!(status(&env)["rollout"]["status"], "stopped");
 }
+
+#[test]
+fn two_servers_on_one_store_decide_once_and_a_restart_resumes() {
+    let env = Env::new();
+    let first = Server::start(&env, &[]);
+    let (_, v2) = greet(&first, &[]);
+    let second = Server::start(&env, &[]);
+    start(&env, "0.05", "300requests");
+    // Both servers serve the rollout, and agree on each unit's arm.
+    let a = traffic(&first, 0..400, "none", 1, 0);
+    let b = traffic(&second, 0..400, "none", 1, 1_000);
+    assert_eq!(a, b, "two servers gave a unit different arms");
+    wait_for(&env, "stepped to 100%", |s| s["share"] == 100);
+    // A server restart in the middle of the rollout: the state is in the store.
+    drop(first);
+    let third = Server::start(&env, &[]);
+    let later = traffic(&third, 0..400, "none", 1, 2_000);
+    assert!(later.values().all(|id| *id == v2));
+    wait_for(&env, "completed", |s| s["rollout"]["status"] == "completed");
+    // Each decision was recorded once: one promotion, one start and one end of the canary tag.
+    let history = env.json(&["tag", "history", "greet", "--json"]);
+    let count = |tag: &str, action: &str| {
+        history
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["tag"] == tag && e["action"] == action)
+            .count()
+    };
+    assert_eq!(count("production", "promote"), 1, "{history}");
+    assert_eq!(count("canary", "set"), 1);
+    assert_eq!(count("canary", "delete"), 1);
+    drop(second);
+    drop(third);
+}
