@@ -152,7 +152,12 @@ pub(super) async fn prompt(
 ) -> Page {
     prompt_name(&name)?;
     let window = pages::TrafficWindow::parse(query.window.as_deref())?;
-    let score = search_text(query.score)?;
+    let score = query.score.unwrap_or_default().trim().to_string();
+    if score.chars().count() > MAX_SEARCH {
+        return Err(UiError::bad(format!(
+            "score: an annotation name of at most {MAX_SEARCH} characters"
+        )));
+    }
     let body = ui
         .blocking(move |ui| {
             let versions = ui.store.versions(&name)?;
