@@ -1,6 +1,9 @@
 //! The web UI of `runner serve` at the HTML level: a store made by the real CLI, the real server
 //! on a free loopback port, pages read over HTTP (status, content, escaping), the login, CSRF
-//! tokens, and the tag actions checked against `runner tag history`.
+//! tokens, and the tag actions checked against `runner tag history`; the production views in
+//! `ui/production.rs`.
+
+pub mod production;
 
 use super::Env;
 use crate::fault_server::FaultServer;

@@ -4,11 +4,14 @@
 //! (the pages do) and hold no rule of their own: whether a tag may move is decided inside the
 //! store's tag write, and the comparison of two experiments is the promotion workflow's.
 
-use super::pages::{self, ComparePage, ExperimentPage, LibraryPage, PromptPage, ResultFilter};
+use super::pages::{
+    self, ComparePage, ExperimentPage, LibraryPage, ProductionSection, PromptPage, ResultFilter,
+};
 use super::session::{self, Keys};
 use super::{KeptComparison, Ui, UiError, Viewer, page_response, redirect};
 use crate::model::{NameKind, RunResult, VersionRef, check_name};
 use crate::store::{TagChange, TagOutcome};
+use crate::trace::{Span, SpanFilter};
 use crate::view::{DeploymentView, Evidence, LibraryEntry};
 use crate::workflow::Context;
 use axum::Form;
@@ -23,6 +26,8 @@ use std::sync::Arc;
 pub const LIBRARY_PAGE: usize = 25;
 /// Result rows an experiment or comparison page shows.
 pub const ROWS_PAGE: usize = 50;
+/// Production spans a version's page lists.
+pub const RECENT_SPANS: usize = 50;
 /// The longest search text accepted.
 const MAX_SEARCH: usize = 200;
 
@@ -133,12 +138,26 @@ pub(super) async fn library(
     ok(body)
 }
 
+#[derive(Debug, Deserialize)]
+pub(super) struct PromptQuery {
+    window: Option<String>,
+    score: Option<String>,
+}
+
 pub(super) async fn prompt(
     State(ui): State<Arc<Ui>>,
     viewer: Viewer,
     Path(name): Path<String>,
+    Query(query): Query<PromptQuery>,
 ) -> Page {
     prompt_name(&name)?;
+    let window = pages::TrafficWindow::parse(query.window.as_deref())?;
+    let score = query.score.unwrap_or_default().trim().to_string();
+    if score.chars().count() > MAX_SEARCH {
+        return Err(UiError::bad(format!(
+            "score: an annotation name of at most {MAX_SEARCH} characters"
+        )));
+    }
     let body = ui
         .blocking(move |ui| {
             let versions = ui.store.versions(&name)?;
@@ -152,6 +171,20 @@ pub(super) async fn prompt(
                 .map(|tag| DeploymentView::new(tag, &history, policy.is_protected(&tag.name)))
                 .collect();
             let experiments = ui.store.experiments(Some(&name))?.len();
+            let confidence = confidence(ui);
+            let until_ms = crate::trace::now_ms();
+            let production = crate::workflow::production::gather(
+                ui.store.as_ref(),
+                &name,
+                &crate::workflow::production::Window {
+                    since_ms: until_ms - window.millis(),
+                    until_ms,
+                    tag: None,
+                    experiments: false,
+                },
+                &ui.config.prices(),
+                confidence,
+            )?;
             Ok(pages::prompt(
                 &viewer,
                 &PromptPage {
@@ -162,11 +195,22 @@ pub(super) async fn prompt(
                     history: &history,
                     experiments,
                     protected: &policy.protected,
+                    production: &ProductionSection {
+                        production: &production,
+                        window,
+                        score: Some(score.as_str()).filter(|s| !s.is_empty()),
+                        confidence,
+                    },
                 },
             ))
         })
         .await?;
     ok(body)
+}
+
+/// The confidence of every interval a page shows: runner.toml's, else the default.
+fn confidence(ui: &Ui) -> f64 {
+    crate::input::confidence(None, ui.config.confidence).unwrap_or(crate::stats::DEFAULT_CONFIDENCE)
 }
 
 pub(super) async fn version(
@@ -187,10 +231,61 @@ pub(super) async fn version(
             } else {
                 None
             };
-            Ok(loaded.page(&viewer, panel.as_ref()))
+            let spans = recent_spans(ui, &name, seq)?;
+            Ok(pages::with_recent_spans(
+                loaded.page(&viewer, panel.as_ref()),
+                &spans,
+                RECENT_SPANS,
+            ))
         })
         .await?;
     ok(body)
+}
+
+/// The newest production spans linked to version `seq` of `name`, newest first.
+fn recent_spans(ui: &Ui, name: &str, seq: i64) -> Result<Vec<Span>, UiError> {
+    let version = ui.store.version(name, &VersionRef::Seq(seq))?;
+    let mut spans = Vec::with_capacity(RECENT_SPANS);
+    ui.store.visit_spans(
+        &SpanFilter {
+            prompt: Some(name.to_string()),
+            version_ids: vec![version.id],
+            newest: Some(RECENT_SPANS),
+            ..SpanFilter::default()
+        },
+        &mut |span| {
+            spans.push(span);
+            Ok(())
+        },
+    )?;
+    Ok(spans)
+}
+
+/// A span's ids are lower-case hex (16 digits); anything else names no span.
+fn span_id(text: &str) -> Option<&str> {
+    (text.len() == 16 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        .then_some(text)
+}
+
+pub(super) async fn span(
+    State(ui): State<Arc<Ui>>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Page {
+    let unknown = || UiError::new(StatusCode::NOT_FOUND, format!("no span '{id}'"));
+    let Some(known) = span_id(&id).map(str::to_string) else {
+        return Err(unknown());
+    };
+    let body = ui
+        .blocking(move |ui| {
+            let Some(span) = ui.store.span(&known)? else {
+                return Ok(None);
+            };
+            let annotations = ui.store.span_annotations(&span)?;
+            Ok(Some(pages::span(&viewer, &span, &annotations)))
+        })
+        .await?;
+    ok(body.ok_or_else(unknown)?)
 }
 
 #[derive(Debug, Deserialize)]
@@ -470,8 +565,7 @@ fn comparison_of(
         base,
         cand,
         &crate::compare::Inference {
-            confidence: crate::input::confidence(None, ui.config.confidence)
-                .unwrap_or(crate::stats::DEFAULT_CONFIDENCE),
+            confidence: confidence(ui),
             cluster_column: None,
         },
     )?;

@@ -1,8 +1,10 @@
 //! A prompt's page: its deployments (each with why its tag moved), the tag and rollback forms
-//! offered to write tokens, its versions with their diff links, and the tag history. Renders
-//! HTML only: the forms post to handlers that check the role, the CSRF token and the tag
-//! policy, and this file must neither enforce nor decide any of them; no store access, no I/O.
+//! offered to write tokens, its production traffic (drawn by `production`), its versions with
+//! their diff links, and the tag history. Renders HTML only: the forms post to handlers that
+//! check the role, the CSRF token and the tag policy, and this file must neither enforce nor
+//! decide any of them; no store access, no I/O.
 
+use super::production::{ProductionSection, production};
 use super::{
     badge, compare_href, csrf_field, experiment_href, layout, query, short_id, tag_badges, time,
     version_href, version_options,
@@ -23,6 +25,7 @@ pub struct PromptPage<'a> {
     pub history: &'a [TagEvent],
     pub experiments: usize,
     pub protected: &'a [String],
+    pub production: &'a ProductionSection<'a>,
 }
 
 pub fn prompt(viewer: &Viewer, p: &PromptPage<'_>) -> String {
@@ -36,6 +39,7 @@ pub fn prompt(viewer: &Viewer, p: &PromptPage<'_>) -> String {
         )
         .raw("</p>");
     deployments(&mut body, viewer, p);
+    production(&mut body, p.name, p.production);
     versions(&mut body, p);
     history(&mut body, p);
     layout(Some(viewer), p.name, &body)
