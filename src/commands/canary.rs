@@ -22,12 +22,33 @@ pub fn run(command: CanaryCommand, ctx: &Context) -> Result<u8> {
 fn start(args: CanaryStartArgs, ctx: &Context) -> Result<u8> {
     check_prompt_name(&args.prompt)?;
     check_tag_name(&args.tag)?;
-    check_tag_name(&args.canary_tag)?;
-    let step_after = StepAfter::parse(&args.step_after.replace(' ', "")).map_err(|e| {
+    // Each flag, else runner.toml's [canary], else the built-in default.
+    let defaults = ctx.config()?.canary.clone();
+    let canary_tag = args
+        .canary_tag
+        .clone()
+        .or(defaults.canary_tag)
+        .unwrap_or_else(|| crate::canary::DEFAULT_CANARY_TAG.to_string());
+    check_tag_name(&canary_tag)?;
+    let steps = if args.steps.is_empty() {
+        defaults
+            .steps
+            .unwrap_or_else(|| crate::canary::DEFAULT_STEPS.to_vec())
+    } else {
+        args.steps.clone()
+    };
+    let step_after_text = args
+        .step_after
+        .clone()
+        .or(defaults.step_after)
+        .unwrap_or_else(|| "30m".to_string());
+    let non_inferior = args.non_inferior.or(defaults.non_inferior);
+    let unit_header = args.unit_header.clone().or(defaults.unit_header);
+    let step_after = StepAfter::parse(&step_after_text.replace(' ', "")).map_err(|e| {
         Error::invalid(format!("--step-after {e}"))
             .with_hint("a duration (30m, 2h) or a number of candidate requests (500requests)")
     })?;
-    if let Some(d) = args.non_inferior
+    if let Some(d) = non_inferior
         && !(d.is_finite() && d > 0.0 && d < 1.0)
     {
         return Err(
@@ -36,20 +57,22 @@ fn start(args: CanaryStartArgs, ctx: &Context) -> Result<u8> {
         );
     }
     let texts = if args.metrics.is_empty() {
-        vec!["error_rate".to_string()]
+        defaults
+            .metrics
+            .unwrap_or_else(|| vec!["error_rate".to_string()])
     } else {
         args.metrics.clone()
     };
     let metrics = texts
         .iter()
         .map(|m| {
-            Metric::parse(m, args.non_inferior).map_err(|e| {
+            Metric::parse(m, non_inferior).map_err(|e| {
                 Error::invalid(format!("--metric {e}"))
                     .with_hint("error_rate, latency_p95:+20% or score:NAME")
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    if let Some(header) = &args.unit_header
+    if let Some(header) = &unit_header
         && axum::http::HeaderName::from_bytes(header.as_bytes()).is_err()
     {
         return Err(
@@ -61,12 +84,12 @@ fn start(args: CanaryStartArgs, ctx: &Context) -> Result<u8> {
         prompt: args.prompt.clone(),
         tag: args.tag.clone(),
         candidate: args.candidate.clone(),
-        steps: args.steps.clone(),
+        steps,
         step_after,
-        unit_header: args.unit_header.clone(),
+        unit_header,
         metrics,
         confidence: confidence(args.confidence, ctx)?,
-        canary_tag: args.canary_tag.clone(),
+        canary_tag,
         message: args.message.clone(),
     };
     canary::check_steps(&plan.steps)?;

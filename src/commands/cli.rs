@@ -172,18 +172,20 @@ pub struct CanaryStartArgs {
     /// The version to roll out: a tag, a version number or a version id.
     #[arg(long, value_name = "TAG|N|ID")]
     pub candidate: String,
-    /// Percent of lookups served the candidate at each step, rising to 100.
-    #[arg(long, value_name = "P,P,...", value_delimiter = ',', default_values_t = [5u32, 25, 50, 100])]
+    /// Percent of lookups served the candidate at each step, rising to 100 (default: runner.toml's
+    /// [canary] steps, else 5,25,50,100).
+    #[arg(long, value_name = "P,P,...", value_delimiter = ',')]
     pub steps: Vec<u32>,
-    /// What ends a step: a duration (30m, 2h) or a number of candidate requests (500requests).
-    #[arg(long, value_name = "DURATION|Nrequests", default_value = "30m")]
-    pub step_after: String,
+    /// What ends a step: a duration (30m, 2h) or a number of candidate requests (500requests)
+    /// (default: runner.toml's, else 30m).
+    #[arg(long, value_name = "DURATION|Nrequests")]
+    pub step_after: Option<String>,
     /// A request header naming the unit (user, session) whose arm stays fixed; without it each
     /// lookup is drawn independently.
     #[arg(long, value_name = "HEADER")]
     pub unit_header: Option<String>,
     /// What must stay non-inferior: error_rate, latency_p95:+20%, score:NAME (repeatable;
-    /// default error_rate).
+    /// default: runner.toml's, else error_rate).
     #[arg(long = "metric", value_name = "METRIC")]
     pub metrics: Vec<String>,
     /// The margin of error_rate and score metrics (absolute).
@@ -192,9 +194,10 @@ pub struct CanaryStartArgs {
     /// Confidence over the whole rollout (default: runner.toml's, else 0.95).
     #[arg(long, value_name = "C")]
     pub confidence: Option<f64>,
-    /// The tag that points at the candidate while the rollout runs.
-    #[arg(long, value_name = "TAG", default_value = "canary")]
-    pub canary_tag: String,
+    /// The tag that points at the candidate while the rollout runs (default: runner.toml's,
+    /// else canary).
+    #[arg(long, value_name = "TAG")]
+    pub canary_tag: Option<String>,
     /// Why, recorded in the tag history.
     #[arg(short = 'm', long = "message", value_name = "TEXT")]
     pub message: Option<String>,

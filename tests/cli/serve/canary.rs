@@ -298,3 +298,40 @@ fn two_servers_on_one_store_decide_once_and_a_restart_resumes() {
     drop(second);
     drop(third);
 }
+
+#[test]
+fn runner_toml_gives_the_plan_and_flags_override_it() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    greet(&server, &[]);
+    env.write(
+        "runner.toml",
+        "[canary]\nsteps = [20, 100]\nstep_after = \"2h\"\nunit_header = \"X-User\"\n\
+         metrics = [\"error_rate\", \"score:helpful\"]\nnon_inferior = 0.03\n",
+    );
+    env.ok(&["canary", "start", "greet", "--candidate", "2"]);
+    let plan = status(&env)["rollout"].clone();
+    assert_eq!(plan["steps"], serde_json::json!([20, 100]));
+    assert_eq!(plan["step_after"], serde_json::json!({"millis": 7_200_000}));
+    assert_eq!(plan["unit_header"], "X-User");
+    assert_eq!(plan["metrics"][0]["margin"], 0.03);
+    assert_eq!(plan["metrics"][1]["name"], "helpful");
+    env.ok(&["canary", "stop", "greet"]);
+    env.ok(&[
+        "canary",
+        "start",
+        "greet",
+        "--candidate",
+        "2",
+        "--steps",
+        "50,100",
+    ]);
+    assert_eq!(
+        status(&env)["rollout"]["steps"],
+        serde_json::json!([50, 100])
+    );
+    env.ok(&["canary", "stop", "greet"]);
+    env.write("runner.toml", "[canary]\nstep = [20, 100]\n");
+    let stderr = env.fails(&["canary", "start", "greet", "--candidate", "2"], 2);
+    assert!(stderr.contains("step"), "{stderr}");
+}
