@@ -6,7 +6,8 @@ use super::{short_time, table};
 use crate::canary::{Decision, Look, Verdict};
 use crate::workflow::canary::{Outcome, View};
 
-fn verdict(v: Verdict) -> &'static str {
+/// A metric's verdict as the CLI and the web UI word it.
+pub fn verdict_text(v: Verdict) -> &'static str {
     match v {
         Verdict::NonInferior => "non-inferior",
         Verdict::Inferior => "INFERIOR",
@@ -14,7 +15,8 @@ fn verdict(v: Verdict) -> &'static str {
     }
 }
 
-fn decision(d: Decision) -> &'static str {
+/// A look's decision as the CLI and the web UI word it.
+pub fn decision_text(d: Decision) -> &'static str {
     match d {
         Decision::Hold => "hold",
         Decision::Advance => "advance",
@@ -39,7 +41,7 @@ fn metrics_table(look: &Look) -> String {
                     _ => "-".into(),
                 },
                 format!("{:.4}", m.margin),
-                verdict(m.verdict).to_string(),
+                verdict_text(m.verdict).to_string(),
             ]
         })
         .collect();
@@ -174,7 +176,7 @@ pub fn canary_outcome_text(o: &Outcome) -> String {
         o.tag,
         o.look.look,
         o.look.share,
-        decision(o.look.decision),
+        decision_text(o.look.decision),
         if o.recorded {
             ""
         } else {

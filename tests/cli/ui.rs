@@ -4,6 +4,7 @@
 //! `ui/production.rs`.
 
 pub mod production;
+mod rollout;
 
 use super::Env;
 use crate::fault_server::FaultServer;

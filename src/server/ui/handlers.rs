@@ -173,6 +173,15 @@ pub(super) async fn prompt(
             let experiments = ui.store.experiments(Some(&name))?.len();
             let confidence = confidence(ui);
             let until_ms = crate::trace::now_ms();
+            let (running, finished): (Vec<_>, Vec<_>) = ui
+                .store
+                .rollouts(Some(&name), false)?
+                .into_iter()
+                .partition(|r| r.status == crate::canary::Status::Running);
+            let rollouts = running
+                .into_iter()
+                .map(|r| crate::workflow::canary::view(ui.store.as_ref(), r, until_ms))
+                .collect::<crate::error::Result<Vec<_>>>()?;
             let production = crate::workflow::production::gather(
                 ui.store.as_ref(),
                 &name,
@@ -201,6 +210,8 @@ pub(super) async fn prompt(
                         score: Some(score.as_str()).filter(|s| !s.is_empty()),
                         confidence,
                     },
+                    rollouts: &rollouts,
+                    finished_rollouts: &finished,
                 },
             ))
         })
@@ -816,4 +827,114 @@ pub(super) async fn rollback(
         "/prompts/{}#deployments",
         super::html::url_part(&name)
     )))
+}
+
+/// What the rollout forms carry: the CSRF token, the rolled-out tag, and for stop a message.
+#[derive(Debug, Deserialize)]
+pub(super) struct RolloutForm {
+    csrf: String,
+    tag: String,
+    message: Option<String>,
+}
+
+/// Checks a rollout form (CSRF token, write role, tag name, message) and finds the tag's
+/// running rollout: an action on one that has just ended says so rather than acting.
+fn rollout_action(
+    ui: &Ui,
+    viewer: &Viewer,
+    name: &str,
+    form: &RolloutForm,
+) -> Result<Option<String>, UiError> {
+    check_csrf(viewer, &form.csrf)?;
+    if !viewer.can_write() {
+        return Err(UiError::new(
+            StatusCode::FORBIDDEN,
+            "this token is read-only: it may look at everything and change nothing",
+        ));
+    }
+    check_name(NameKind::Tag, &form.tag)
+        .map_err(|e| UiError::bad(format!("invalid tag '{}': {e}", form.tag)))?;
+    let message = form
+        .message
+        .as_deref()
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(str::to_string);
+    if message.as_ref().is_some_and(|m| m.chars().count() > 500) {
+        return Err(UiError::bad("the message has at most 500 characters"));
+    }
+    if !ui
+        .store
+        .rollouts(Some(name), true)?
+        .iter()
+        .any(|r| r.tag == form.tag)
+    {
+        return Err(UiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "{name} {} has no running rollout (it may have just ended): reload the page",
+                form.tag
+            ),
+        ));
+    }
+    Ok(message)
+}
+
+fn rollout_redirect(name: &str) -> Response {
+    redirect(&format!("/prompts/{}#rollout", super::html::url_part(name)))
+}
+
+pub(super) async fn advance_rollout(
+    State(ui): State<Arc<Ui>>,
+    viewer: Viewer,
+    Path(name): Path<String>,
+    Form(form): Form<RolloutForm>,
+) -> Page {
+    prompt_name(&name)?;
+    let target = name.clone();
+    ui.blocking(move |ui| {
+        rollout_action(ui, &viewer, &target, &form)?;
+        let outcome = crate::workflow::canary::advance(
+            ui.store.as_ref(),
+            &target,
+            &form.tag,
+            crate::trace::now_ms(),
+            &ui.config.tag_policy(),
+            &viewer.actor(),
+        )?;
+        tracing::info!(
+            rollout = %outcome.rollout,
+            "advanced by hand to {}%",
+            outcome.look.share
+        );
+        Ok(())
+    })
+    .await?;
+    Ok(rollout_redirect(&name))
+}
+
+pub(super) async fn stop_rollout(
+    State(ui): State<Arc<Ui>>,
+    viewer: Viewer,
+    Path(name): Path<String>,
+    Form(form): Form<RolloutForm>,
+) -> Page {
+    prompt_name(&name)?;
+    let target = name.clone();
+    ui.blocking(move |ui| {
+        let message = rollout_action(ui, &viewer, &target, &form)?;
+        for event in crate::workflow::canary::stop(
+            ui.store.as_ref(),
+            &target,
+            &form.tag,
+            message.as_deref(),
+            &ui.config.tag_policy(),
+            &viewer.actor(),
+        )? {
+            tracing::info!("{}", crate::report::tag_event_line(&event));
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(rollout_redirect(&name))
 }

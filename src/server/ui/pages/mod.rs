@@ -15,6 +15,7 @@ mod login;
 mod playground;
 mod production;
 mod prompt;
+mod rollout;
 mod span;
 mod traffic_chart;
 mod version;
