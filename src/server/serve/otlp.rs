@@ -172,12 +172,11 @@ pub(super) async fn export(
     let span = tracing::Span::current();
     let decoded = tokio::task::spawn_blocking(move || {
         span.in_scope(|| {
-            let raw = if gzip {
-                gunzip(&body, limit)?
+            let request = if gzip {
+                decode(encoding, &gunzip(&body, limit)?)?
             } else {
-                body.to_vec()
+                decode(encoding, &body)?
             };
-            let request = decode(encoding, &raw)?;
             Ok::<_, (StatusCode, String)>(batch(&worker, request, &sender))
         })
     })
@@ -311,7 +310,7 @@ pub(super) fn batch(shared: &Shared, request: ExportTraceServiceRequest, sender:
     for resource_spans in request.resource_spans {
         let resource: Map<String, Value> = resource_spans
             .resource
-            .map(|r| attributes(&r.attributes))
+            .map(|r| attributes(r.attributes))
             .unwrap_or_default();
         let text = |key: &str| resource.get(key).and_then(trace::scalar_text);
         let project = text("openinference.project.name")
@@ -337,7 +336,7 @@ pub(super) fn batch(shared: &Shared, request: ExportTraceServiceRequest, sender:
 
 fn convert(
     shared: &Shared,
-    span: opentelemetry_proto::tonic::trace::v1::Span,
+    mut span: opentelemetry_proto::tonic::trace::v1::Span,
     project: &str,
     service: Option<&str>,
     sender: &str,
@@ -357,7 +356,8 @@ fn convert(
             trace::MAX_ATTRIBUTES
         ));
     }
-    let attrs = attributes(&span.attributes);
+    // Taken, not copied: a span's attributes are most of its bytes.
+    let attrs = attributes(std::mem::take(&mut span.attributes));
     let facts = trace::call_facts(&attrs);
     let link = match trace::claim(&attrs) {
         None => None,
@@ -385,7 +385,7 @@ fn convert(
         .iter()
         .find(|e| e.name == "exception")
         .and_then(|e| {
-            attributes(&e.attributes)
+            attributes(e.attributes.clone())
                 .get("exception.message")
                 .and_then(trace::scalar_text)
         });
@@ -407,7 +407,7 @@ fn convert(
         if event.name != "gen_ai.evaluation.result" {
             continue;
         }
-        let fields = attributes(&event.attributes);
+        let fields = attributes(event.attributes.clone());
         let text = |k: &str| fields.get(k).and_then(trace::scalar_text);
         let Some(name) = text("gen_ai.evaluation.name").filter(|n| !n.is_empty()) else {
             continue;
@@ -475,26 +475,26 @@ fn id_hex(bytes: &[u8], len: usize) -> Option<String> {
 }
 
 /// OTLP attributes as a JSON object (later keys win, as the specification allows).
-fn attributes(list: &[KeyValue]) -> Map<String, Value> {
-    list.iter()
-        .map(|kv| (kv.key.clone(), kv.value.as_ref().map_or(Value::Null, value)))
+fn attributes(list: Vec<KeyValue>) -> Map<String, Value> {
+    list.into_iter()
+        .map(|kv| (kv.key, kv.value.map_or(Value::Null, value)))
         .collect()
 }
 
-fn value(any: &AnyValue) -> Value {
-    match &any.value {
+fn value(any: AnyValue) -> Value {
+    match any.value {
         None => Value::Null,
-        Some(any_value::Value::StringValue(s)) => Value::String(s.clone()),
-        Some(any_value::Value::BoolValue(b)) => Value::Bool(*b),
-        Some(any_value::Value::IntValue(i)) => Value::from(*i),
+        Some(any_value::Value::StringValue(s)) => Value::String(s),
+        Some(any_value::Value::BoolValue(b)) => Value::Bool(b),
+        Some(any_value::Value::IntValue(i)) => Value::from(i),
         Some(any_value::Value::DoubleValue(d)) => {
-            serde_json::Number::from_f64(*d).map_or(Value::Null, Value::Number)
+            serde_json::Number::from_f64(d).map_or(Value::Null, Value::Number)
         }
         Some(any_value::Value::ArrayValue(list)) => {
-            Value::Array(list.values.iter().map(value).collect())
+            Value::Array(list.values.into_iter().map(value).collect())
         }
-        Some(any_value::Value::KvlistValue(list)) => Value::Object(attributes(&list.values)),
-        Some(any_value::Value::BytesValue(bytes)) => Value::String(crate::model::hex(bytes)),
+        Some(any_value::Value::KvlistValue(list)) => Value::Object(attributes(list.values)),
+        Some(any_value::Value::BytesValue(bytes)) => Value::String(crate::model::hex(&bytes)),
         #[allow(unreachable_patterns)]
         Some(_) => Value::Null,
     }
