@@ -730,19 +730,24 @@ pub(super) struct ActionForm {
     reason: Option<String>,
 }
 
-/// Checks an action's form and builds its tag change the way `Context::guarded_change` does
-/// for the CLI: the actor, the reason as the message, force, the session's role (a deploy
-/// token's moves protected tags without force) and the project's tag policy.
-fn action_change(ui: &Ui, viewer: &Viewer, form: &ActionForm) -> Result<TagChange, UiError> {
-    check_csrf(viewer, &form.csrf)?;
+/// What every writing form checks first: its CSRF token, that the session may write, and the
+/// tag it names.
+fn check_writer(viewer: &Viewer, csrf: &str, tag: &str) -> Result<(), UiError> {
+    check_csrf(viewer, csrf)?;
     if !viewer.can_write() {
         return Err(UiError::new(
             StatusCode::FORBIDDEN,
             "this token is read-only: it may look at everything and change nothing",
         ));
     }
-    check_name(NameKind::Tag, &form.tag)
-        .map_err(|e| UiError::bad(format!("invalid tag '{}': {e}", form.tag)))?;
+    check_name(NameKind::Tag, tag).map_err(|e| UiError::bad(format!("invalid tag '{tag}': {e}")))
+}
+
+/// Checks an action's form and builds its tag change the way `Context::guarded_change` does
+/// for the CLI: the actor, the reason as the message, force, the session's role (a deploy
+/// token's moves protected tags without force) and the project's tag policy.
+fn action_change(ui: &Ui, viewer: &Viewer, form: &ActionForm) -> Result<TagChange, UiError> {
+    check_writer(viewer, &form.csrf, &form.tag)?;
     if form.confirm.as_deref() != Some("yes") {
         return Err(UiError::bad(
             "not confirmed: tick the confirmation box to make this change",
@@ -845,15 +850,7 @@ fn rollout_action(
     name: &str,
     form: &RolloutForm,
 ) -> Result<Option<String>, UiError> {
-    check_csrf(viewer, &form.csrf)?;
-    if !viewer.can_write() {
-        return Err(UiError::new(
-            StatusCode::FORBIDDEN,
-            "this token is read-only: it may look at everything and change nothing",
-        ));
-    }
-    check_name(NameKind::Tag, &form.tag)
-        .map_err(|e| UiError::bad(format!("invalid tag '{}': {e}", form.tag)))?;
+    check_writer(viewer, &form.csrf, &form.tag)?;
     let message = form
         .message
         .as_deref()
