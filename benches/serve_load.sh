@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Load figure for `runner serve`: GET /v1/prompts/NAME/tags/production with a bearer token, on
 # loopback, from the serve_load example (and from wrk too when it is installed), first alone and
-# then while the CLI keeps appending versions and moving the tag in the same store.
+# then while the CLI keeps appending versions and moving the tag in the same store, then during
+# a canary rollout (each lookup drawn between two versions, answered private, no-store).
 # Not a test: it prints figures. Target: >= 10,000 requests/s with p99 < 10 ms on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -77,3 +78,12 @@ awk -v ws="$write_start" -v we="$write_end" -v ls="$load_start" -v le="$load_end
         we - ws, ws - ls, we - ls, le - ls }'
 echo "production is now v$("$runner" tag list support_greeting --json |
     grep -o '"version_seq": *[0-9]*' | grep -o '[0-9]*$')"
+echo
+
+echo "== serve_load during a canary rollout (every lookup drawn between the two arms)"
+"$runner" canary start support_greeting --tag production --candidate 1 --steps 50,100 \
+    --step-after 1h -m 'load test' >/dev/null
+# The server reads running rollouts at most a second old.
+sleep 1.5
+"$load" "$target" --token "$token" --connections "$connections" --seconds "$seconds"
+"$runner" canary stop support_greeting -m 'load test over' >/dev/null

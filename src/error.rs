@@ -205,6 +205,12 @@ fn store_hint(e: &StoreError) -> Option<String> {
         StoreError::NothingToRollBack { prompt, tag } => Some(format!(
             "`runner tag history {prompt} {tag}` shows how the tag got here"
         )),
+        StoreError::RolloutRunning { prompt, .. } => Some(format!(
+            "`runner canary status {prompt}` shows it; `runner canary stop {prompt}` ends it"
+        )),
+        StoreError::NoRollout { prompt, .. } => Some(format!(
+            "`runner canary start {prompt} --tag TAG --candidate TAG` starts one"
+        )),
         StoreError::Open { .. } => Some(
             "pass --db (or set RUNNER_DB) a writable file or a reachable postgres:// URL".into(),
         ),

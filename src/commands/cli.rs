@@ -113,6 +113,9 @@ The first line on stdout names the address the server listens on.")]
     /// token, tokens and finish reason; with --tags, two versions side by side.
     #[command(after_help = TRY_EXAMPLES)]
     Try(TryArgs),
+    /// Make dataset files from what the store holds: production spans' template variables.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
     /// Whole-store operations: copy everything between SQLite files and PostgreSQL databases.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -120,6 +123,113 @@ The first line on stdout names the address the server listens on.")]
     /// serve`: requests, errors, latency, tokens, cost and feedback per version, with intervals.
     #[command(args_conflicts_with_subcommands = true, after_help = PRODUCTION_EXAMPLES)]
     Production(ProductionArgs),
+    /// Roll a version out to a share of production lookups, stepped up, completed or rolled back
+    /// by production evidence (`runner serve` decides; `evaluate` decides once without it).
+    #[command(subcommand)]
+    Canary(CanaryCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CanaryCommand {
+    /// Start a rollout: `runner serve` answers lookups of TAG with the candidate for the step's
+    /// share and the baseline (what TAG points at now) otherwise.
+    #[command(after_help = CANARY_EXAMPLES)]
+    Start(CanaryStartArgs),
+    /// A rollout's step, share, each metric per arm with its interval, and what happens next.
+    Status(CanaryTagArgs),
+    /// Take the looks that are due now and record their decisions (for setups without a
+    /// long-running `runner serve`, e.g. a cron job).
+    Evaluate(CanaryTagArgs),
+    /// Move a running rollout to its next step by hand (at the last step: complete it).
+    Advance(CanaryTagArgs),
+    /// Stop a running rollout: the candidate is no longer served and the tag stays.
+    Stop(CanaryStopArgs),
+}
+
+const CANARY_EXAMPLES: &str = "\
+Examples:
+  runner canary start support_greeting --tag production --candidate staging
+  runner canary start support_greeting --tag production --candidate 7 --steps 10,50,100 \\
+      --step-after 500requests --unit-header X-Runner-Unit --metric error_rate \\
+      --metric latency_p95:+20% --metric score:helpful --non-inferior 0.02
+  runner canary status support_greeting
+  runner canary stop support_greeting -m 'answers too long'
+
+Each metric is a non-inferiority check: the candidate must be no worse than the baseline by more
+than the margin (--non-inferior: 0.01 for error_rate, 0.05 for a score; latency_p95 takes +N%).
+Looks come at every fifth of a step; each spends (1 - C) / K of the error budget over the K
+planned looks (Bonferroni), so the chance of a wrong rollback over the whole rollout stays
+within 1 - C.";
+
+#[derive(Debug, Args)]
+pub struct CanaryStartArgs {
+    /// The prompt to roll out.
+    #[arg(value_name = "PROMPT")]
+    pub prompt: String,
+    /// The tag applications fetch (its version now is the baseline).
+    #[arg(long, value_name = "TAG", default_value = "production")]
+    pub tag: String,
+    /// The version to roll out: a tag, a version number or a version id.
+    #[arg(long, value_name = "TAG|N|ID")]
+    pub candidate: String,
+    /// Percent of lookups served the candidate at each step, rising to 100 (default: runner.toml's
+    /// [canary] steps, else 5,25,50,100).
+    #[arg(long, value_name = "P,P,...", value_delimiter = ',')]
+    pub steps: Vec<u32>,
+    /// What ends a step: a duration (30m, 2h) or a number of candidate requests (500requests)
+    /// (default: runner.toml's, else 30m).
+    #[arg(long, value_name = "DURATION|Nrequests")]
+    pub step_after: Option<String>,
+    /// A request header naming the unit (user, session) whose arm stays fixed; without it each
+    /// lookup is drawn independently.
+    #[arg(long, value_name = "HEADER")]
+    pub unit_header: Option<String>,
+    /// What must stay non-inferior: error_rate, latency_p95:+20%, score:NAME (repeatable;
+    /// default: runner.toml's, else error_rate).
+    #[arg(long = "metric", value_name = "METRIC")]
+    pub metrics: Vec<String>,
+    /// The margin of error_rate and score metrics (absolute).
+    #[arg(long, value_name = "D")]
+    pub non_inferior: Option<f64>,
+    /// Confidence over the whole rollout (default: runner.toml's, else 0.95).
+    #[arg(long, value_name = "C")]
+    pub confidence: Option<f64>,
+    /// The tag that points at the candidate while the rollout runs (default: runner.toml's,
+    /// else canary).
+    #[arg(long, value_name = "TAG")]
+    pub canary_tag: Option<String>,
+    /// Why, recorded in the tag history.
+    #[arg(short = 'm', long = "message", value_name = "TEXT")]
+    pub message: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CanaryTagArgs {
+    /// The prompt.
+    #[arg(value_name = "PROMPT")]
+    pub prompt: String,
+    /// The tag being rolled out.
+    #[arg(long, value_name = "TAG", default_value = "production")]
+    pub tag: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CanaryStopArgs {
+    /// The prompt.
+    #[arg(value_name = "PROMPT")]
+    pub prompt: String,
+    /// The tag being rolled out.
+    #[arg(long, value_name = "TAG", default_value = "production")]
+    pub tag: String,
+    /// Why, recorded in the tag history.
+    #[arg(short = 'm', long = "message", value_name = "TEXT")]
+    pub message: Option<String>,
 }
 
 const PRODUCTION_EXAMPLES: &str = "\
@@ -195,6 +305,68 @@ pub struct ProductionCompareArgs {
     #[command(flatten)]
     pub window: WindowArgs,
     /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetCommand {
+    /// Write the template variables of a prompt's production spans as dataset rows (JSON
+    /// Lines) for `runner experiment --dataset`, filtered by version, time, status and
+    /// annotations.
+    #[command(after_help = FROM_TRACES_EXAMPLES)]
+    FromTraces(FromTracesArgs),
+}
+
+const FROM_TRACES_EXAMPLES: &str = "\
+Examples:
+  runner dataset from-traces support_greeting --since 24h --where 'score.correctness < 0.5' \\
+      --out failing.jsonl
+  runner dataset from-traces support_greeting --version production --status error --out errors.jsonl
+  runner dataset from-traces support_greeting --label thumbs=down --limit 200 --out down.jsonl
+  runner experiment --prompt support_greeting --tag staging --dataset failing.jsonl
+
+The spans are those `runner serve` stored (POST /v1/traces) linked to the prompt; spans of
+experiment runs are left out. A span meets --where or --label when an annotation scoring it
+does (its own, its trace's, or one on an unlinked span of its trace); every filter must hold.
+A row holds id (the span id), the span's template variables, expected (an annotation's
+metadata key `expected`, else the explanation, or label, of an annotation named `correction`;
+the newest wins), span_id and trace_id. Spans without template variables are skipped and
+counted. Rows go oldest first; --limit keeps the newest N. The file is written whole or not at
+all; when no span matches it is written empty.";
+
+#[derive(Debug, Args)]
+pub struct FromTracesArgs {
+    /// The prompt whose spans become rows.
+    pub prompt: String,
+    /// Only spans of this version: a number, vN, a tag (the version it points at now) or a
+    /// version id.
+    #[arg(long, value_name = "V")]
+    pub version: Option<String>,
+    /// Only spans that started then or later: a duration back from now (30m, 24h, 7d) or an
+    /// RFC 3339 time (2026-05-01T00:00:00Z).
+    #[arg(long, value_name = "DURATION|TIME")]
+    pub since: Option<String>,
+    /// Only spans that started before then (the forms of --since).
+    #[arg(long, value_name = "DURATION|TIME")]
+    pub until: Option<String>,
+    /// Only spans with an annotation scored so: score.NAME OP NUMBER, OP one of <, <=, >, >=,
+    /// ==, != (repeatable; all must hold).
+    #[arg(long = "where", value_name = "CONDITION")]
+    pub conditions: Vec<String>,
+    /// Only spans with an annotation NAME labelled VALUE (repeatable; all must hold).
+    #[arg(long = "label", value_name = "NAME=VALUE")]
+    pub labels: Vec<String>,
+    /// Only spans with this status (errored calls).
+    #[arg(long, value_name = "STATUS", value_parser = ["error"])]
+    pub status: Option<String>,
+    /// At most N rows, the newest.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// The file to write (.jsonl); an existing file is replaced.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub out: PathBuf,
+    /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
 }

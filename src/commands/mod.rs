@@ -5,7 +5,9 @@
 
 pub mod cli;
 
+mod canary;
 mod compare;
+mod dataset;
 mod demo;
 mod experiment;
 mod mock;
@@ -70,6 +72,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Store(command) => store::run(command).map(|_| exit::OK),
         Command::Try(args) => try_version::run(args, &ctx),
         Command::Production(args) => production::run(args, &ctx),
+        Command::Canary(command) => canary::run(command, &ctx),
+        Command::Dataset(command) => dataset::run(command, &ctx),
     }
 }
 

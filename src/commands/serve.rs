@@ -52,6 +52,12 @@ pub fn run(args: ServeArgs, ctx: &Context) -> Result<u8> {
         trace_body_limit: serve::DEFAULT_TRACE_BODY_LIMIT,
     };
     let app = serve::router(settings).map_err(Error::operational)?;
+    let deciding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let decider = decide_rollouts(
+        ctx.store()?,
+        ctx.config()?.tag_policy(),
+        std::sync::Arc::clone(&deciding),
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -79,9 +85,61 @@ pub fn run(args: ServeArgs, ctx: &Context) -> Result<u8> {
             .await
             .map_err(|e| Error::operational(format!("server failed: {e}")))
     })?;
+    deciding.store(false, std::sync::atomic::Ordering::SeqCst);
+    let _ = decider.join();
     // Spans already answered 200 are written before the process ends.
     ingest.close(Duration::from_secs(30));
     Ok(exit::OK)
+}
+
+/// How often the server looks for rollout looks that are due.
+const DECIDE_EVERY: Duration = Duration::from_secs(2);
+
+/// Takes the due looks of every running rollout, in the background, until `running` turns
+/// false. Decisions are compare-and-sets in the store, so several servers on one store record
+/// each decision once.
+fn decide_rollouts(
+    store: std::sync::Arc<dyn crate::store::Store>,
+    policy: crate::store::TagPolicy,
+    running: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("runner-rollouts".into())
+        .spawn(move || {
+            let mut waited = Duration::ZERO;
+            while running.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(100));
+                waited += Duration::from_millis(100);
+                if waited < DECIDE_EVERY {
+                    continue;
+                }
+                waited = Duration::ZERO;
+                let now = crate::trace::now_ms();
+                match crate::workflow::canary::evaluate_all(
+                    &*store,
+                    None,
+                    now,
+                    &policy,
+                    "runner serve",
+                ) {
+                    Ok(outcomes) => {
+                        for o in outcomes.iter().filter(|o| o.recorded) {
+                            tracing::info!(
+                                rollout = %o.rollout,
+                                prompt = %o.prompt,
+                                tag = %o.tag,
+                                look = o.look.look,
+                                share = o.look.share,
+                                decision = ?o.look.decision,
+                                "rollout look"
+                            );
+                        }
+                    }
+                    Err(e) => tracing::error!("cannot evaluate rollouts: {e}"),
+                }
+            }
+        })
+        .expect("the rollout thread starts")
 }
 
 /// `--trace-retention` and `--ingest-queue`, checked.

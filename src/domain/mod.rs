@@ -19,4 +19,5 @@ pub mod stats;
 pub mod template;
 pub mod text;
 pub mod trace;
+pub mod trace_rows;
 pub mod view;

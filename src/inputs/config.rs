@@ -28,6 +28,13 @@
 //! max_regression = 0.02
 //! no_new_failures = true
 //!
+//! [canary]              # what `runner canary start` uses when its flags do not say
+//! steps = [5, 25, 50, 100]
+//! step_after = "30m"
+//! unit_header = "X-Runner-Unit"
+//! metrics = ["error_rate", "latency_p95:+20%"]
+//! non_inferior = 0.02
+//!
 //! [worker]              # what `runner worker` may run of an experiment's evaluators
 //! allow_cmd = ["python score.py"]
 //! allow_eval = ["judge:rubrics/helpful.md"]
@@ -104,6 +111,20 @@ pub struct Config {
     pub prices: BTreeMap<String, crate::cost::Price>,
     /// `[worker]`: what a worker may run of the evaluators an experiment in the store names.
     pub worker: WorkerConfig,
+    /// `[canary]`: a rollout's plan when `runner canary start`'s flags do not give it.
+    pub canary: CanaryConfig,
+}
+
+/// `[canary]`: defaults of `runner canary start`, each overridden by its flag.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryConfig {
+    pub steps: Option<Vec<u32>>,
+    pub step_after: Option<String>,
+    pub unit_header: Option<String>,
+    pub metrics: Option<Vec<String>>,
+    pub non_inferior: Option<f64>,
+    pub canary_tag: Option<String>,
 }
 
 /// `[worker]`: the evaluators that run a program or read a file (`cmd:`, `judge:`,
@@ -158,6 +179,8 @@ struct ConfigFile {
     prices: BTreeMap<String, crate::cost::Price>,
     #[serde(default)]
     worker: WorkerConfig,
+    #[serde(default)]
+    canary: CanaryConfig,
 }
 
 impl From<ConfigFile> for Config {
@@ -190,6 +213,7 @@ impl From<ConfigFile> for Config {
             confidence: f.confidence,
             prices: f.prices,
             worker: f.worker,
+            canary: f.canary,
         }
     }
 }

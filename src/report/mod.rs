@@ -4,6 +4,7 @@
 //! borders), `prompts`, `experiments`, `comparison`, `sync` and `progress`. Nothing here reads
 //! the store or decides anything; only `progress` writes, and only to stderr.
 
+mod canary;
 mod comparison;
 mod experiments;
 mod production;
@@ -12,6 +13,7 @@ mod prompts;
 mod sync;
 mod table;
 
+pub use canary::*;
 pub use comparison::*;
 pub use experiments::*;
 pub use production::*;

@@ -101,6 +101,14 @@ pub enum StoreError {
     UnknownExperiment { id: String },
     #[error("experiment id '{id}' is ambiguous: more than one experiment starts with it")]
     AmbiguousExperiment { id: String },
+    #[error("tag '{tag}' of prompt '{prompt}' already has a rollout running ({id})")]
+    RolloutRunning {
+        prompt: String,
+        tag: String,
+        id: String,
+    },
+    #[error("tag '{tag}' of prompt '{prompt}' has no rollout running")]
+    NoRollout { prompt: String, tag: String },
     #[error("{location} is not empty; a store is copied only into an empty one")]
     NotEmpty { location: String },
     #[error("the store holds data this runner cannot read: {0}")]
@@ -131,6 +139,8 @@ impl StoreError {
                 | StoreError::UnknownExperiment { .. }
                 | StoreError::AmbiguousExperiment { .. }
                 | StoreError::NotEmpty { .. }
+                | StoreError::RolloutRunning { .. }
+                | StoreError::NoRollout { .. }
         )
     }
 }
@@ -767,8 +777,43 @@ pub trait TraceStore: Send + Sync {
     fn prune_traces(&self, before_ms: i64) -> Result<u64>;
 }
 
+/// Canary rollouts: their plan and state, and the tag moves that start and end them.
+pub trait RolloutStore: Send + Sync {
+    /// Starts a rollout, in one transaction: the tag must still point at the rollout's
+    /// baseline and have no rollout running; the canary tag is set to the candidate (a tag
+    /// event whose evidence names the rollout).
+    fn start_rollout(
+        &self,
+        rollout: &crate::canary::Rollout,
+        change: &TagChange,
+    ) -> Result<TagEvent>;
+
+    /// Rollouts, newest first: of one prompt, or of every prompt; only running ones if asked.
+    fn rollouts(&self, prompt: Option<&str>, running: bool) -> Result<Vec<crate::canary::Rollout>>;
+
+    /// Records a look that keeps the rollout running (held, or advanced to another step), only
+    /// if the rollout is still as `seen` (running, same step and looks): false when another
+    /// process decided first.
+    fn record_look(
+        &self,
+        seen: &crate::canary::Rollout,
+        next: &crate::canary::Rollout,
+    ) -> Result<bool>;
+
+    /// Ends a rollout still as `seen`: completed moves `tag` to the candidate as a promotion
+    /// (the tag must still point at the baseline), every end deletes the canary tag; each move
+    /// carries `evidence`. None when another process ended or moved it first.
+    fn finish_rollout(
+        &self,
+        seen: &crate::canary::Rollout,
+        status: crate::canary::Status,
+        evidence: serde_json::Value,
+        change: &TagChange,
+    ) -> Result<Option<Vec<TagEvent>>>;
+}
+
 pub trait Store:
-    PromptStore + ExperimentStore + ResultSink + ResponseCache + WorkQueue + TraceStore
+    PromptStore + ExperimentStore + ResultSink + ResponseCache + WorkQueue + TraceStore + RolloutStore
 {
     /// The schema version this store is at.
     fn schema_version(&self) -> Result<i64>;

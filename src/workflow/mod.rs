@@ -4,6 +4,7 @@
 //! and runner.toml; no other module here parses a flag, and nothing here prints results.
 
 pub mod archive;
+pub mod canary;
 pub mod experiment;
 pub mod playground;
 pub mod production;

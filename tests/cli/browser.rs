@@ -1,8 +1,8 @@
 //! The web UI in a real headless Chromium, driven through `chromedriver` (the W3C WebDriver
 //! protocol over HTTP on a loopback port): browse, search, a diff, a tag moved and rolled back,
-//! a comparison filtered, log in and out, a read-only token offered no action. Every page is
-//! saved as a screenshot under `target/ui-screenshots/`, at desktop and phone width, light and
-//! dark.
+//! a comparison filtered, log in and out, a read-only token offered no action, a prompt's
+//! production traffic and one span. Every page is saved as a screenshot under
+//! `target/ui-screenshots/`, at desktop and phone width, light and dark.
 //!
 //! Chromium and chromedriver are the distribution's packages (`.ci/run` installs them); when
 //! they are missing the test fails, it does not skip.
@@ -107,7 +107,8 @@ impl Driver {
         all.push(format!("--user-data-dir={}", profile.display()));
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
-            "goog:chromeOptions": {"binary": CHROMIUM, "args": all}
+            "goog:chromeOptions": {"binary": CHROMIUM, "args": all},
+            "goog:loggingPrefs": {"browser": "ALL"}
         }}});
         let reply = self.call("POST", "/session", Some(capabilities));
         let id = reply["sessionId"]
@@ -263,6 +264,21 @@ impl Browser<'_> {
                 "features": [{"name": "prefers-color-scheme", "value": value}]
             }})),
         );
+    }
+
+    /// The console's errors since the last call (a script that failed, a resource refused,
+    /// a Content-Security-Policy violation). The site has no icon: the browser's request for
+    /// `/favicon.ico` is answered 404, which is not a page's error.
+    fn console_errors(&self) -> Vec<String> {
+        let entries = self.call("POST", "/se/log", Some(json!({"type": "browser"})));
+        entries
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["level"] == "SEVERE")
+            .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+            .filter(|message| !message.contains("/favicon.ico "))
+            .collect()
     }
 
     /// The page's width in CSS pixels beyond the window's: a layout that does not fit.
@@ -673,4 +689,126 @@ fn the_playground_streams_an_answer_in_a_real_browser() {
     );
     browser.screenshot("playground-streamed");
     assert_eq!(experiments(&env), before, "a run records no experiment");
+}
+
+#[test]
+fn the_production_views_in_a_real_browser() {
+    use super::ui::production::{
+        MINUTE, annotate, export, greet, llm_span, now_ms, span_hex, text, version, wait_for_spans,
+    };
+    let env = Env::new();
+    greet(&env);
+    let server = Server::start(&env, &[]);
+    let base = server.base.clone();
+    // Three hours of traffic: v1 first, then v2 erring more often; one span's output is hostile.
+    let start = now_ms() - 180 * MINUTE;
+    let mut spans: Vec<_> = (0..60u64)
+        .map(|i| {
+            let seq = if i < 40 { 1 } else { 2 };
+            let error = if seq == 1 { i % 20 == 3 } else { i % 4 == 1 };
+            llm_span(
+                i + 1,
+                start + i * 3 * MINUTE,
+                150 + (i * 37) % 400,
+                vec![version(seq)],
+                error,
+            )
+        })
+        .collect();
+    spans.push(llm_span(
+        61,
+        start + 179 * MINUTE,
+        420,
+        vec![
+            version(1),
+            text("llm.prompt_template.variables", r#"{"name": "<b>Ann</b>"}"#),
+            text("llm.input_messages.0.message.role", "system"),
+            text("llm.input_messages.0.message.content", "Be brief"),
+            text("llm.input_messages.1.message.role", "user"),
+            text("llm.input_messages.1.message.content", "Hi"),
+            text("llm.output_messages.0.message.role", "assistant"),
+            text(
+                "llm.output_messages.0.message.content",
+                "<script>alert(1)</script> done",
+            ),
+        ],
+        false,
+    ));
+    export(&server, spans);
+    wait_for_spans(&env, 61);
+    let scores: Vec<serde_json::Value> = (1..=60u64)
+        .step_by(2)
+        .map(|i| {
+            json!({"span_id": span_hex(i), "name": "correctness", "annotator_kind": "LLM",
+                   "result": {"score": if i <= 40 { 0.9 } else { 0.6 }}})
+        })
+        .collect();
+    annotate(&server, json!(scores));
+
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.browser(profile.path());
+    browser.size(1280, 1000);
+
+    // The prompt's Production section: the chart with a line per tag move, a row per version.
+    browser.open(&format!("{base}/prompts/greet"));
+    assert_eq!(browser.count("#production svg"), 1);
+    assert_eq!(browser.count("#production svg line.move"), 3);
+    assert_eq!(browser.count("#production svg .move-label"), 3);
+    assert!(browser.count("#production svg rect") >= 10);
+    assert_eq!(browser.count("table.traffic-table tbody tr"), 2);
+    assert!(browser.text("#production figcaption").contains("tag move"));
+    assert!(
+        browser
+            .text("table.traffic-table tbody tr[data-version='1'] td.requests")
+            .starts_with("41")
+    );
+    browser.screenshot("production");
+    browser.submit("#production .tabs a[href*='window=7d']", "window=7d");
+    assert!(browser.source().contains("Requests per 6 hours"));
+    assert_eq!(browser.count("#production svg line.move"), 3);
+    assert_eq!(browser.console_errors(), Vec::<String>::new());
+
+    // A version's spans, one opened: its messages, its output as text, its raw attributes.
+    browser.open(&format!("{base}/prompts/greet/versions/1"));
+    assert_eq!(browser.count("#spans table tbody tr"), 41);
+    browser.screenshot("version-spans");
+    browser.submit(
+        &format!("#spans a[href='/spans/{}']", span_hex(61)),
+        "/spans/",
+    );
+    assert!(browser.text("h1").contains("ChatCompletion"));
+    assert_eq!(browser.count(".messages .message"), 2);
+    assert_eq!(
+        browser.text("pre.output"),
+        "<script>alert(1)</script> done",
+        "the output shows as text"
+    );
+    assert!(browser.text("table.variables").contains("<b>Ann</b>"));
+    browser.click("details.raw summary");
+    assert!(browser.text("details.raw pre").contains("llm.model_name"));
+    assert_eq!(browser.text("a.replay"), "Replay in the playground");
+    browser.screenshot("span");
+    assert_eq!(browser.console_errors(), Vec::<String>::new());
+
+    // Phone width and dark: both fit the window.
+    let pages = [
+        ("production", "/prompts/greet#production".to_string()),
+        ("span", format!("/spans/{}", span_hex(61))),
+    ];
+    for (dark, suffix) in [(false, ""), (true, "-dark")] {
+        browser.dark(dark);
+        for (width, height, size) in [(390, 844, "phone-"), (1280, 1000, "")] {
+            browser.size(width, height);
+            for (name, path) in &pages {
+                browser.open(&format!("{base}{path}"));
+                browser.screenshot(&format!("{size}{name}{suffix}"));
+                assert!(browser.overflow() <= 0, "{name} is wider than the window");
+            }
+        }
+    }
+    assert_eq!(browser.console_errors(), Vec::<String>::new());
+
+    browser.open(&format!("{base}/spans/{}", span_hex(999)));
+    assert_eq!(browser.text("h1"), "404 Not Found");
 }

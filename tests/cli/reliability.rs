@@ -2093,6 +2093,15 @@ const SQL_CONSTANTS: &[&str] = &[
     "SCORES_UPSERT",
     "CACHE_INSERT",
     "CACHE_UPSERT",
+    "SPAN_COLUMNS",
+    "ANNOTATION_COLUMNS",
+    "ROLLOUT_COLUMNS",
+    "ROLLOUT_JOINS",
+    "SPAN_INSERT",
+    "LOOKUP_UPSERT",
+    "ANNOTATION_UPSERT",
+    "SQLITE_WRITER_CACHE",
+    "SPAN_INSERT_COLUMNS",
 ];
 
 /// Allowed too: `base` in `resolve` and `select` (`prompt_select`), themselves `format!`s of
@@ -2101,8 +2110,11 @@ const SQL_CONSTANTS: &[&str] = &[
 /// here at each call; in the store's algorithms, a whole statement `sql::Dialect` gives); the
 /// fragments `sql::Dialect` gives, each a `&'static str` literal of src/store/sql.rs (`lock`,
 /// `order`, `tags`, `now`, `scores`, `overriding`, `kept_id`); and `statement`, the pool's
-/// prepared form of a statement.
+/// prepared form of a statement; and `conditions`, the WHERE clause of a span filter, joined in
+/// `store/logic/traces.rs` from `&'static str` fragments and `$n` placeholders only (every value
+/// it filters on is a bound parameter).
 const SQL_LOCALS: &[&str] = &[
+    "conditions",
     "base",
     "select",
     "sql",
@@ -2170,7 +2182,10 @@ fn sql_problems(name: &str, text: &str) -> (usize, Vec<String>) {
             check_format(at, true, &mut problems);
             continue;
         }
-        let fine = arg.starts_with('"')
+        // The multi-row span insert of store/logic/traces.rs: built once from
+        // SPAN_INSERT_COLUMNS and `$n` placeholders only (its own unit test checks the text).
+        let fine = arg.starts_with("span_insert(")
+            || arg.starts_with('"')
             || arg.starts_with("params!")
             || arg.starts_with("params_from_iter(")
             || arg.starts_with('[')

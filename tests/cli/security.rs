@@ -356,7 +356,11 @@ fn reading_an_older_store_changes_nothing_until_it_is_migrated() {
     {
         let conn = rusqlite::Connection::open(&env.db).unwrap();
         conn.execute_batch(
-            "ALTER TABLE tag_events DROP COLUMN deploy; \
+            "DROP TABLE rollouts; \
+             DROP TABLE spans; \
+             DROP TABLE annotations; \
+             DROP TABLE lookups; \
+             ALTER TABLE tag_events DROP COLUMN deploy; \
              DROP TABLE work_items; \
              DROP INDEX experiments_by_detach_key; \
              ALTER TABLE experiments DROP COLUMN detach_key; \

@@ -2,6 +2,7 @@
 
 use super::Env;
 
+mod canary;
 mod traces;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};

@@ -1,6 +1,10 @@
 //! The web UI of `runner serve` at the HTML level: a store made by the real CLI, the real server
 //! on a free loopback port, pages read over HTTP (status, content, escaping), the login, CSRF
-//! tokens, and the tag actions checked against `runner tag history`.
+//! tokens, and the tag actions checked against `runner tag history`; the production views in
+//! `ui/production.rs`.
+
+pub mod production;
+mod rollout;
 
 use super::Env;
 use crate::fault_server::FaultServer;
@@ -1436,4 +1440,101 @@ fn a_streamed_answer_is_never_closed_as_idle_to_make_room() {
     assert!(text.contains("event: done"), "the stream was cut: {text}");
     assert!(text.matches("event: piece").count() >= 7, "{text}");
     drop(silent);
+}
+
+/// `?span=SPAN_ID` on a version's page: the variables a production call recorded fill the
+/// playground, escaped, with a line naming the span, its trace, when it started and the version
+/// it ran; a span that is not stored, or text that is no span id, leaves the fields empty and
+/// says so on the page; a read-only token sees no variables at all.
+#[test]
+fn a_stored_span_fills_the_playground_escaped_and_an_unknown_one_is_said() {
+    use super::from_traces::{call, export, span_hex, trace_hex, wait_for_spans};
+    let env = Env::new();
+    store(&env);
+    env.write("writers.txt", &format!("ci:{WRITER}\n"));
+    env.write("readers.txt", &format!("viewer:{READER}\n"));
+    let server = Server::start(
+        &env,
+        &[
+            "--token-file",
+            "writers.txt",
+            "--read-token-file",
+            "readers.txt",
+        ],
+    );
+    let variables =
+        r#"{"name": "</textarea><script>alert(1)</script> \"Ada\" & co", "ticket": 42}"#;
+    export(
+        &server.base,
+        Some(WRITER),
+        None,
+        vec![call(
+            1,
+            0xa1,
+            1_780_000_000_000,
+            "greet@v2",
+            Some(variables),
+            false,
+        )],
+    );
+    wait_for_spans(&env, &[0xa1]);
+    let before = super::dump(&env.db);
+    let rw = login(&server, WRITER);
+    let filled = "name=\"var.name\">\n&lt;/textarea&gt;&lt;script&gt;alert(1)&lt;/script&gt; \
+                  &quot;Ada&quot; &amp; co</textarea>";
+    for asked in [span_hex(0xa1), span_hex(0xa1).to_uppercase()] {
+        let page = server.get_as(&format!("/prompts/greet/versions/1?span={asked}"), &rw);
+        assert_eq!(page.status, 200, "{}", page.text);
+        assert!(page.text.contains(filled), "{}", page.text);
+        assert_eq!(
+            page.text.matches("<script>").count(),
+            1,
+            "the playground's own script only"
+        );
+        let line = format!(
+            "<p class=\"muted small\" id=\"play-replay\">Variables from span <code>{}</code> of \
+             trace <code>{}</code>, started 2026-05-28T20:26:40.000Z on greet v2. Not used by \
+             this template, so left out: ticket.</p>",
+            span_hex(0xa1),
+            trace_hex(1)
+        );
+        assert!(page.text.contains(&line), "{}", page.text);
+    }
+    let empty = "name=\"var.name\">\n</textarea>";
+    let plain = server.get_as("/prompts/greet/versions/1", &rw);
+    assert!(plain.text.contains(empty) && !plain.text.contains("play-replay"));
+
+    let unknown = server.get_as("/prompts/greet/versions/1?span=00000000000000ff", &rw);
+    assert_eq!(unknown.status, 200, "{}", unknown.text);
+    assert!(
+        unknown
+            .text
+            .contains("no span 00000000000000ff is stored (it may be past the server&#39;s --trace-retention); the variables were not filled"),
+        "{}",
+        unknown.text
+    );
+    assert!(unknown.text.contains(empty) && !unknown.text.contains("play-replay"));
+    let malformed = server.get_as(
+        "/prompts/greet/versions/1?span=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        &rw,
+    );
+    assert_eq!(malformed.status, 200, "{}", malformed.text);
+    assert!(
+        malformed.text.contains(
+            "span &#39;&lt;script&gt;alert(1)&lt;/script&gt;&#39;: a span id is 16 hexadecimal \
+             digits"
+        ),
+        "{}",
+        malformed.text
+    );
+    assert_eq!(malformed.text.matches("<script>").count(), 1);
+
+    let ro = login(&server, READER);
+    let read_only = server.get_as(
+        &format!("/prompts/greet/versions/1?span={}", span_hex(0xa1)),
+        &ro,
+    );
+    assert_eq!(read_only.status, 200);
+    assert!(!read_only.text.contains("Ada") && !read_only.text.contains("play-replay"));
+    assert_eq!(super::dump(&env.db), before, "a replay writes nothing");
 }

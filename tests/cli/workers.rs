@@ -129,7 +129,10 @@ fn four_workers_one_killed_one_late_give_every_row_exactly_one_result() {
     assert_eq!(planned[0]["items"], ROWS);
     assert_eq!(mock.requests(), 0, "planning sent requests");
 
-    let args = ["--concurrency", "4", "--lease", "2"];
+    // Leases of 4 s: short enough that the killed worker's items come back within the test,
+    // long enough that a live worker on a loaded machine renews its own in time (with 2 s,
+    // a machine busy with other builds let live leases lapse and rows ran twice).
+    let args = ["--concurrency", "4", "--lease", "4"];
     let mut workers = Workers(vec![
         worker(&env, &id, &args),
         worker(&env, &id, &args),

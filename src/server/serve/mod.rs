@@ -31,7 +31,7 @@ pub use conn::{
 };
 pub use error::ApiError;
 pub use otlp::DEFAULT_TRACE_BODY_LIMIT;
-pub use prompts::TAG_MAX_AGE_SECS;
+pub use prompts::{ROLLOUT_HEADER, TAG_MAX_AGE_SECS};
 pub use tags::FORCE_HEADER;
 
 use crate::config::Config;
@@ -95,7 +95,19 @@ struct Shared {
     bodies: Mutex<HashMap<String, VersionBody>>,
     ingest: Arc<crate::ingest::Ingest>,
     trace_body_limit: usize,
+    /// Running rollouts by (prompt, tag), read from the store at most once a second, so every
+    /// server on one store follows the same rollouts within a second.
+    rollouts: Mutex<RolloutCache>,
 }
+
+#[derive(Default)]
+struct RolloutCache {
+    read_at: Option<std::time::Instant>,
+    running: HashMap<(String, String), Arc<crate::canary::Rollout>>,
+}
+
+/// How long the running rollouts read from the store are trusted.
+const ROLLOUT_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A version's `{"data": …}` body, serialised once, with its ETag: the sha256 of the body
 /// itself, so any change to any byte of the answer (another version id or number behind a tag,
@@ -156,6 +168,39 @@ impl Shared {
     /// thread would cost two thread switches on the hottest route.
     fn read_now<T>(&self, work: impl FnOnce(&dyn Store) -> ApiResult<T>) -> ApiResult<T> {
         work(&*self.store)
+    }
+
+    /// The running rollout of `prompt`'s `tag`, if one runs and the tag still points at its
+    /// baseline (a tag moved by hand is served as it now points).
+    fn rollout(&self, prompt: &str, tag: &str) -> ApiResult<Option<Arc<crate::canary::Rollout>>> {
+        let found = {
+            let mut cache = self.rollouts.lock().unwrap_or_else(|e| e.into_inner());
+            if cache
+                .read_at
+                .is_none_or(|at| at.elapsed() >= ROLLOUT_REFRESH)
+            {
+                // A failed read keeps what was known: lookups go on.
+                match self.read_now(|store| Ok(store.rollouts(None, true)?)) {
+                    Ok(running) => {
+                        cache.running = running
+                            .into_iter()
+                            .map(|r| ((r.prompt.clone(), r.tag.clone()), Arc::new(r)))
+                            .collect();
+                    }
+                    Err(e) => tracing::warn!("cannot read the running rollouts: {}", e.message),
+                }
+                cache.read_at = Some(std::time::Instant::now());
+            }
+            cache
+                .running
+                .get(&(prompt.to_string(), tag.to_string()))
+                .cloned()
+        };
+        let Some(rollout) = found else {
+            return Ok(None);
+        };
+        let (current, _) = self.read_now(|store| Ok(store.tag_target(prompt, tag)?))?;
+        Ok((current == rollout.baseline_id).then_some(rollout))
     }
 
     /// Drops every cached body: an archived prompt's versions must not be served by id.
@@ -229,6 +274,7 @@ pub fn router(settings: Settings) -> Result<Router, String> {
         bodies: Mutex::new(HashMap::new()),
         ingest,
         trace_body_limit: settings.trace_body_limit,
+        rollouts: Mutex::new(RolloutCache::default()),
     });
     let api = Router::new()
         .route("/v1/prompts", get(list_prompts).post(create_prompt))

@@ -63,6 +63,9 @@ fn etag_matches(headers: &HeaderMap, digest: &str) -> bool {
         })
 }
 
+/// Says which rollout and arm answered a tag lookup.
+pub const ROLLOUT_HEADER: &str = "x-runner-rollout";
+
 fn short_cache() -> String {
     format!("max-age={TAG_MAX_AGE_SECS}")
 }
@@ -369,9 +372,43 @@ pub(super) async fn tagged_version(
 ) -> ApiResult {
     let (prompt, tag) = path(names)?;
     let tag = tag_name(tag)?;
-    let version = shared.version_body(Lookup::Tag(prompt_name(prompt)?, tag.clone()))?;
+    let prompt = prompt_name(prompt)?;
+    if let Some(rollout) = shared.rollout(&prompt, &tag)? {
+        return rollout_lookup(&shared, &rollout, &tag, caller, &headers);
+    }
+    let version = shared.version_body(Lookup::Tag(prompt, tag.clone()))?;
     count_lookup(&shared, &version, &tag, caller, &headers);
     Ok(version_response(version, &headers, &short_cache()))
+}
+
+/// A lookup of a tag under a rollout: the unit's arm (or a fresh draw without a unit header),
+/// said in `X-Runner-Rollout`, and never cached by anyone but this caller (a shared cache would
+/// pin a fleet to one arm).
+fn rollout_lookup(
+    shared: &Shared,
+    rollout: &crate::canary::Rollout,
+    tag: &str,
+    caller: Option<Extension<Caller>>,
+    headers: &HeaderMap,
+) -> ApiResult {
+    let unit = rollout
+        .unit_header
+        .as_deref()
+        .and_then(|name| headers.get(name))
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty());
+    let arm = rollout.arm(unit, fastrand::u64(..10_000));
+    let id = match arm {
+        crate::canary::Arm::Candidate => &rollout.candidate_id,
+        crate::canary::Arm::Baseline => &rollout.baseline_id,
+    };
+    let version = shared.version_body(Lookup::Id(id.clone()))?;
+    count_lookup(shared, &version, tag, caller, headers);
+    let mut response = version_response(version, headers, "private, no-store");
+    if let Ok(value) = HeaderValue::from_str(&format!("{}; arm={}", rollout.id, arm.as_str())) {
+        response.headers_mut().insert(ROLLOUT_HEADER, value);
+    }
+    Ok(response)
 }
 
 pub(super) async fn version_by_id(

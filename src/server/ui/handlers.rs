@@ -4,11 +4,14 @@
 //! (the pages do) and hold no rule of their own: whether a tag may move is decided inside the
 //! store's tag write, and the comparison of two experiments is the promotion workflow's.
 
-use super::pages::{self, ComparePage, ExperimentPage, LibraryPage, PromptPage, ResultFilter};
+use super::pages::{
+    self, ComparePage, ExperimentPage, LibraryPage, ProductionSection, PromptPage, ResultFilter,
+};
 use super::session::{self, Keys};
 use super::{KeptComparison, Ui, UiError, Viewer, page_response, redirect};
 use crate::model::{NameKind, RunResult, VersionRef, check_name};
 use crate::store::{TagChange, TagOutcome};
+use crate::trace::{Span, SpanFilter};
 use crate::view::{DeploymentView, Evidence, LibraryEntry};
 use crate::workflow::Context;
 use axum::Form;
@@ -23,6 +26,8 @@ use std::sync::Arc;
 pub const LIBRARY_PAGE: usize = 25;
 /// Result rows an experiment or comparison page shows.
 pub const ROWS_PAGE: usize = 50;
+/// Production spans a version's page lists.
+pub const RECENT_SPANS: usize = 50;
 /// The longest search text accepted.
 const MAX_SEARCH: usize = 200;
 
@@ -133,12 +138,26 @@ pub(super) async fn library(
     ok(body)
 }
 
+#[derive(Debug, Deserialize)]
+pub(super) struct PromptQuery {
+    window: Option<String>,
+    score: Option<String>,
+}
+
 pub(super) async fn prompt(
     State(ui): State<Arc<Ui>>,
     viewer: Viewer,
     Path(name): Path<String>,
+    Query(query): Query<PromptQuery>,
 ) -> Page {
     prompt_name(&name)?;
+    let window = pages::TrafficWindow::parse(query.window.as_deref())?;
+    let score = query.score.unwrap_or_default().trim().to_string();
+    if score.chars().count() > MAX_SEARCH {
+        return Err(UiError::bad(format!(
+            "score: an annotation name of at most {MAX_SEARCH} characters"
+        )));
+    }
     let body = ui
         .blocking(move |ui| {
             let versions = ui.store.versions(&name)?;
@@ -152,6 +171,29 @@ pub(super) async fn prompt(
                 .map(|tag| DeploymentView::new(tag, &history, policy.is_protected(&tag.name)))
                 .collect();
             let experiments = ui.store.experiments(Some(&name))?.len();
+            let confidence = confidence(ui);
+            let until_ms = crate::trace::now_ms();
+            let (running, finished): (Vec<_>, Vec<_>) = ui
+                .store
+                .rollouts(Some(&name), false)?
+                .into_iter()
+                .partition(|r| r.status == crate::canary::Status::Running);
+            let rollouts = running
+                .into_iter()
+                .map(|r| crate::workflow::canary::view(ui.store.as_ref(), r, until_ms))
+                .collect::<crate::error::Result<Vec<_>>>()?;
+            let production = crate::workflow::production::gather(
+                ui.store.as_ref(),
+                &name,
+                &crate::workflow::production::Window {
+                    since_ms: until_ms - window.millis(),
+                    until_ms,
+                    tag: None,
+                    experiments: false,
+                },
+                &ui.config.prices(),
+                confidence,
+            )?;
             Ok(pages::prompt(
                 &viewer,
                 &PromptPage {
@@ -162,6 +204,14 @@ pub(super) async fn prompt(
                     history: &history,
                     experiments,
                     protected: &policy.protected,
+                    production: &ProductionSection {
+                        production: &production,
+                        window,
+                        score: Some(score.as_str()).filter(|s| !s.is_empty()),
+                        confidence,
+                    },
+                    rollouts: &rollouts,
+                    finished_rollouts: &finished,
                 },
             ))
         })
@@ -169,10 +219,16 @@ pub(super) async fn prompt(
     ok(body)
 }
 
+/// The confidence of every interval a page shows: runner.toml's, else the default.
+fn confidence(ui: &Ui) -> f64 {
+    crate::input::confidence(None, ui.config.confidence).unwrap_or(crate::stats::DEFAULT_CONFIDENCE)
+}
+
 pub(super) async fn version(
     State(ui): State<Arc<Ui>>,
     viewer: Viewer,
     Path((name, seq)): Path<(String, String)>,
+    Query(query): Query<super::playground::PageQuery>,
 ) -> Page {
     prompt_name(&name)?;
     let seq: i64 = seq
@@ -181,11 +237,66 @@ pub(super) async fn version(
     let body = ui
         .blocking(move |ui| {
             let loaded = super::playground::load(ui, &name, seq)?;
-            let panel = viewer.can_write().then(|| loaded.fresh_panel());
-            Ok(loaded.page(&viewer, panel.as_ref()))
+            let panel = if viewer.can_write() {
+                Some(loaded.replay_panel(ui, query.span.as_deref())?)
+            } else {
+                None
+            };
+            let spans = recent_spans(ui, &name, seq)?;
+            Ok(pages::with_recent_spans(
+                loaded.page(&viewer, panel.as_ref()),
+                &spans,
+                RECENT_SPANS,
+            ))
         })
         .await?;
     ok(body)
+}
+
+/// The newest production spans linked to version `seq` of `name`, newest first.
+fn recent_spans(ui: &Ui, name: &str, seq: i64) -> Result<Vec<Span>, UiError> {
+    let version = ui.store.version(name, &VersionRef::Seq(seq))?;
+    let mut spans = Vec::with_capacity(RECENT_SPANS);
+    ui.store.visit_spans(
+        &SpanFilter {
+            prompt: Some(name.to_string()),
+            version_ids: vec![version.id],
+            newest: Some(RECENT_SPANS),
+            ..SpanFilter::default()
+        },
+        &mut |span| {
+            spans.push(span);
+            Ok(())
+        },
+    )?;
+    Ok(spans)
+}
+
+/// A span's ids are lower-case hex (16 digits); anything else names no span.
+fn span_id(text: &str) -> Option<&str> {
+    (text.len() == 16 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        .then_some(text)
+}
+
+pub(super) async fn span(
+    State(ui): State<Arc<Ui>>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Page {
+    let unknown = || UiError::new(StatusCode::NOT_FOUND, format!("no span '{id}'"));
+    let Some(known) = span_id(&id).map(str::to_string) else {
+        return Err(unknown());
+    };
+    let body = ui
+        .blocking(move |ui| {
+            let Some(span) = ui.store.span(&known)? else {
+                return Ok(None);
+            };
+            let annotations = ui.store.span_annotations(&span)?;
+            Ok(Some(pages::span(&viewer, &span, &annotations)))
+        })
+        .await?;
+    ok(body.ok_or_else(unknown)?)
 }
 
 #[derive(Debug, Deserialize)]
@@ -465,8 +576,7 @@ fn comparison_of(
         base,
         cand,
         &crate::compare::Inference {
-            confidence: crate::input::confidence(None, ui.config.confidence)
-                .unwrap_or(crate::stats::DEFAULT_CONFIDENCE),
+            confidence: confidence(ui),
             cluster_column: None,
         },
     )?;
@@ -620,19 +730,24 @@ pub(super) struct ActionForm {
     reason: Option<String>,
 }
 
-/// Checks an action's form and builds its tag change the way `Context::guarded_change` does
-/// for the CLI: the actor, the reason as the message, force, the session's role (a deploy
-/// token's moves protected tags without force) and the project's tag policy.
-fn action_change(ui: &Ui, viewer: &Viewer, form: &ActionForm) -> Result<TagChange, UiError> {
-    check_csrf(viewer, &form.csrf)?;
+/// What every writing form checks first: its CSRF token, that the session may write, and the
+/// tag it names.
+fn check_writer(viewer: &Viewer, csrf: &str, tag: &str) -> Result<(), UiError> {
+    check_csrf(viewer, csrf)?;
     if !viewer.can_write() {
         return Err(UiError::new(
             StatusCode::FORBIDDEN,
             "this token is read-only: it may look at everything and change nothing",
         ));
     }
-    check_name(NameKind::Tag, &form.tag)
-        .map_err(|e| UiError::bad(format!("invalid tag '{}': {e}", form.tag)))?;
+    check_name(NameKind::Tag, tag).map_err(|e| UiError::bad(format!("invalid tag '{tag}': {e}")))
+}
+
+/// Checks an action's form and builds its tag change the way `Context::guarded_change` does
+/// for the CLI: the actor, the reason as the message, force, the session's role (a deploy
+/// token's moves protected tags without force) and the project's tag policy.
+fn action_change(ui: &Ui, viewer: &Viewer, form: &ActionForm) -> Result<TagChange, UiError> {
+    check_writer(viewer, &form.csrf, &form.tag)?;
     if form.confirm.as_deref() != Some("yes") {
         return Err(UiError::bad(
             "not confirmed: tick the confirmation box to make this change",
@@ -717,4 +832,106 @@ pub(super) async fn rollback(
         "/prompts/{}#deployments",
         super::html::url_part(&name)
     )))
+}
+
+/// What the rollout forms carry: the CSRF token, the rolled-out tag, and for stop a message.
+#[derive(Debug, Deserialize)]
+pub(super) struct RolloutForm {
+    csrf: String,
+    tag: String,
+    message: Option<String>,
+}
+
+/// Checks a rollout form (CSRF token, write role, tag name, message) and finds the tag's
+/// running rollout: an action on one that has just ended says so rather than acting.
+fn rollout_action(
+    ui: &Ui,
+    viewer: &Viewer,
+    name: &str,
+    form: &RolloutForm,
+) -> Result<Option<String>, UiError> {
+    check_writer(viewer, &form.csrf, &form.tag)?;
+    let message = form
+        .message
+        .as_deref()
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(str::to_string);
+    if message.as_ref().is_some_and(|m| m.chars().count() > 500) {
+        return Err(UiError::bad("the message has at most 500 characters"));
+    }
+    if !ui
+        .store
+        .rollouts(Some(name), true)?
+        .iter()
+        .any(|r| r.tag == form.tag)
+    {
+        return Err(UiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "{name} {} has no running rollout (it may have just ended): reload the page",
+                form.tag
+            ),
+        ));
+    }
+    Ok(message)
+}
+
+fn rollout_redirect(name: &str) -> Response {
+    redirect(&format!("/prompts/{}#rollout", super::html::url_part(name)))
+}
+
+pub(super) async fn advance_rollout(
+    State(ui): State<Arc<Ui>>,
+    viewer: Viewer,
+    Path(name): Path<String>,
+    Form(form): Form<RolloutForm>,
+) -> Page {
+    prompt_name(&name)?;
+    let target = name.clone();
+    ui.blocking(move |ui| {
+        rollout_action(ui, &viewer, &target, &form)?;
+        let outcome = crate::workflow::canary::advance(
+            ui.store.as_ref(),
+            &target,
+            &form.tag,
+            crate::trace::now_ms(),
+            &ui.config.tag_policy(),
+            &viewer.actor(),
+        )?;
+        tracing::info!(
+            rollout = %outcome.rollout,
+            "advanced by hand to {}%",
+            outcome.look.share
+        );
+        Ok(())
+    })
+    .await?;
+    Ok(rollout_redirect(&name))
+}
+
+pub(super) async fn stop_rollout(
+    State(ui): State<Arc<Ui>>,
+    viewer: Viewer,
+    Path(name): Path<String>,
+    Form(form): Form<RolloutForm>,
+) -> Page {
+    prompt_name(&name)?;
+    let target = name.clone();
+    ui.blocking(move |ui| {
+        let message = rollout_action(ui, &viewer, &target, &form)?;
+        for event in crate::workflow::canary::stop(
+            ui.store.as_ref(),
+            &target,
+            &form.tag,
+            message.as_deref(),
+            &ui.config.tag_policy(),
+            &viewer.actor(),
+        )? {
+            tracing::info!("{}", crate::report::tag_event_line(&event));
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(rollout_redirect(&name))
 }

@@ -1,8 +1,10 @@
 //! The web UI of `runner serve`: server-rendered pages over the same store, views and tag policy
-//! the CLI uses (the prompt library, a prompt's versions, deployments and tag history, a version
-//! and a diff of two, experiments and their rows, two experiments compared), a login that turns a
-//! bearer token into a session cookie, the two actions a write token may take (set or move a
-//! tag, roll one back), and the playground on a version's page (write tokens only).
+//! the CLI uses (the prompt library, a prompt's versions, deployments, production traffic and
+//! tag history, a version with its recent spans and a diff of two, one production span,
+//! experiments and their rows, two experiments compared), a login that turns a bearer token
+//! into a session cookie, the actions a write token may take (set or move a tag, roll one
+//! back, advance or stop a canary rollout), and the playground on a version's page (write
+//! tokens only).
 //!
 //! Pages are plain functions over typed views that write through `html::Html`, which escapes
 //! every piece of text: no template engine to learn, nothing compiled at build time, and no way
@@ -110,7 +112,16 @@ pub fn router(settings: Settings) -> Result<Router, String> {
         .route("/prompts/{name}/experiments", get(handlers::experiments))
         .route("/prompts/{name}/tags", post(handlers::set_tag))
         .route("/prompts/{name}/rollback", post(handlers::rollback))
+        .route(
+            "/prompts/{name}/rollouts/advance",
+            post(handlers::advance_rollout),
+        )
+        .route(
+            "/prompts/{name}/rollouts/stop",
+            post(handlers::stop_rollout),
+        )
         .route("/experiments/{id}", get(handlers::experiment))
+        .route("/spans/{span_id}", get(handlers::span))
         .route("/compare", get(handlers::compare))
         .with_state(ui))
 }

@@ -4,8 +4,12 @@
 //! it), and save (the edited template as the prompt's next version, through the workflow
 //! `runner try --save` uses, the author the token's name). Runs use the server's endpoint
 //! settings and key, never the browser's, and record nothing.
+//!
+//! It also fills the panel a version's page first shows: empty, or, for
+//! `?span=SPAN_ID`, with the template variables a stored production span recorded (replaying
+//! a real call). Reading a span writes nothing.
 
-use super::pages::{self, Playground};
+use super::pages::{self, Playground, Replay};
 use super::{Ui, UiError, Viewer, page_response, redirect, secure_headers};
 use crate::error::Error;
 use crate::model::{JsonObject, PromptVersion, Template, VersionRef};
@@ -25,6 +29,23 @@ use std::sync::Arc;
 
 /// The longest message a saved version may carry, as a tag action's reason.
 const MAX_MESSAGE: usize = 500;
+/// A span id is 8 bytes, written as lower-case hex.
+const SPAN_ID_DIGITS: usize = 16;
+
+/// The query of a version's page.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(super) struct PageQuery {
+    /// A stored span whose template variables fill the playground's fields.
+    pub(super) span: Option<String>,
+}
+
+/// At most 40 characters of what a request sent, for a message that repeats it.
+fn shortened(text: &str) -> String {
+    match text.char_indices().nth(40) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
 
 /// The playground form, as posted: the fixed fields and one `var.NAME` per variable.
 #[derive(Debug, Default)]
@@ -191,7 +212,69 @@ impl Loaded {
             message: form.message.clone(),
             results: Vec::new(),
             problem: None,
+            replay: None,
         }
+    }
+
+    /// The panel a version's page first shows: `fresh_panel`, its variables filled from the
+    /// stored span `span_id` names when there is one. A span id that is malformed or names no
+    /// stored span leaves the fields empty and says so on the panel; it is never an error page.
+    pub(super) fn replay_panel(
+        &self,
+        ui: &Ui,
+        span_id: Option<&str>,
+    ) -> Result<Playground, UiError> {
+        let mut panel = self.fresh_panel();
+        let Some(asked) = span_id.map(str::trim).filter(|s| !s.is_empty()) else {
+            return Ok(panel);
+        };
+        let id = asked.to_ascii_lowercase();
+        if id.len() != SPAN_ID_DIGITS || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            panel.problem = Some(format!(
+                "span '{}': a span id is {SPAN_ID_DIGITS} hexadecimal digits; the variables \
+                 were not filled",
+                shortened(asked)
+            ));
+            return Ok(panel);
+        }
+        let Some(span) = ui.store.span(&id)? else {
+            panel.problem = Some(format!(
+                "no span {id} is stored (it may be past the server's --trace-retention); the \
+                 variables were not filled"
+            ));
+            return Ok(panel);
+        };
+        let variables = match span.variables.as_deref().map(serde_json::from_str::<Value>) {
+            Some(Ok(Value::Object(variables))) => variables,
+            _ => JsonObject::new(),
+        };
+        let mut unused = Vec::new();
+        for (name, value) in &variables {
+            if !self.variables.contains(name) {
+                unused.push(name.clone());
+                continue;
+            }
+            let text = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            panel.values.insert(name.clone(), text);
+        }
+        let started =
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(span.start_ms) * 1_000_000)
+                .map(crate::model::format_time)
+                .unwrap_or_else(|_| span.start_ms.to_string());
+        panel.replay = Some(Replay {
+            span_id: span.span_id,
+            trace_id: span.trace_id,
+            started,
+            ran: span
+                .link
+                .map(|l| format!("{} v{}", l.prompt, l.version_number)),
+            unused,
+            empty: variables.is_empty(),
+        });
+        Ok(panel)
     }
 
     pub(super) fn page(&self, viewer: &Viewer, panel: Option<&Playground>) -> String {

@@ -13,6 +13,7 @@ use super::sql::Db;
 mod experiments;
 mod lifecycle;
 mod prompts;
+mod rollouts;
 mod traces;
 mod work;
 

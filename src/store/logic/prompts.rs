@@ -320,7 +320,10 @@ impl<B: Backend> PromptStore for B {
                 action: Some(TagAction::Rollback),
                 ..change.clone()
             };
-            write_tag(db, pid, name, tag, Some(&previous), &change)
+            let event = write_tag(db, pid, name, tag, Some(&previous), &change)?;
+            // A rollout of this tag ends with the rollback: its candidate is withdrawn.
+            super::rollouts::stop_on_rollback(db, pid, name, tag, &change)?;
+            Ok(event)
         })
     }
 
@@ -431,7 +434,7 @@ pub(super) fn any_prompt(db: &dyn Db, name: &str) -> Result<Option<(i64, bool)>>
 
 /// The prompt's id, its row locked until the transaction ends: every write to one prompt's
 /// versions and tags queues here, on every machine.
-fn lock_prompt(db: &dyn Db, name: &str) -> Result<i64> {
+pub(super) fn lock_prompt(db: &dyn Db, name: &str) -> Result<i64> {
     let lock = db.dialect().for_update();
     first(
         db,
@@ -442,7 +445,12 @@ fn lock_prompt(db: &dyn Db, name: &str) -> Result<i64> {
     .ok_or_else(|| StoreError::UnknownPrompt { name: name.into() })
 }
 
-fn resolve(db: &dyn Db, pid: i64, name: &str, reference: &VersionRef) -> Result<PromptVersion> {
+pub(super) fn resolve(
+    db: &dyn Db,
+    pid: i64,
+    name: &str,
+    reference: &VersionRef,
+) -> Result<PromptVersion> {
     let base = format!(
         "SELECT {VERSION_COLUMNS} FROM prompt_versions v JOIN prompts p ON p.id = v.prompt_id \
          WHERE v.prompt_id = $1"
@@ -578,7 +586,7 @@ pub(super) fn insert_version_row(db: &dyn Db, pid: i64, v: &PromptVersion) -> Re
     Ok(())
 }
 
-fn current_tag(db: &dyn Db, pid: i64, tag: &str) -> Result<Option<Tag>> {
+pub(super) fn current_tag(db: &dyn Db, pid: i64, tag: &str) -> Result<Option<Tag>> {
     first(
         db,
         &format!("SELECT {TAG_COLUMNS} {TAG_JOINS} WHERE t.prompt_id = $1 AND t.name = $2"),
@@ -591,7 +599,7 @@ fn current_tag(db: &dyn Db, pid: i64, tag: &str) -> Result<Option<Tag>> {
 /// tag row and append its history entry, inside the caller's transaction, which holds the
 /// prompt's row. `to` None deletes the tag. Without an explicit action the change is a `set`
 /// (new tag) or a `move`.
-fn write_tag(
+pub(super) fn write_tag(
     db: &dyn Db,
     pid: i64,
     name: &str,

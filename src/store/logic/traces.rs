@@ -6,7 +6,7 @@
 
 use super::Backend;
 use crate::store::sql::{Arg, Db, Dialect, Row, all, args, corrupt, first};
-use crate::store::{Result, TraceStore};
+use crate::store::{Result, StoreError, TraceStore};
 use crate::trace::{Annotation, Link, LookupKey, ScoredSpan, Span, SpanFilter, SpanStatus, Target};
 
 const SPAN_COLUMNS: &str = "s.trace_id, s.span_id, s.parent_id, s.project, s.experiment, \
@@ -122,12 +122,32 @@ impl<B: Backend> TraceStore for B {
         visit: &mut dyn FnMut(Span) -> Result<()>,
     ) -> Result<()> {
         let (conditions, args) = conditions(filter);
-        let order = match filter.newest {
-            Some(limit) => format!("ORDER BY s.start_ms DESC, s.span_id LIMIT {limit}"),
-            None => "ORDER BY s.start_ms, s.span_id".to_string(),
+        let Some(limit) = filter.newest else {
+            let sql = format!(
+                "SELECT {SPAN_COLUMNS} FROM spans s WHERE {conditions} \
+                 ORDER BY s.start_ms, s.span_id"
+            );
+            return self.read(|db| db.each(&sql, &args, &mut |row| visit(span_of(row)?)));
         };
-        let sql = format!("SELECT {SPAN_COLUMNS} FROM spans s WHERE {conditions} {order}");
-        self.read(|db| db.each(&sql, &args, &mut |row| visit(span_of(row)?)))
+        // Newest first, stopping after `limit` rows.
+        let sql = format!(
+            "SELECT {SPAN_COLUMNS} FROM spans s WHERE {conditions} \
+             ORDER BY s.start_ms DESC, s.span_id"
+        );
+        let mut seen = 0;
+        let read = self.read(|db| {
+            db.each(&sql, &args, &mut |row| {
+                if seen == limit {
+                    return Err(StoreError::Abandoned);
+                }
+                seen += 1;
+                visit(span_of(row)?)
+            })
+        });
+        match read {
+            Err(StoreError::Abandoned) if seen == limit => Ok(()),
+            other => other,
+        }
     }
 
     fn span(&self, span_id: &str) -> Result<Option<Span>> {
@@ -139,29 +159,62 @@ impl<B: Backend> TraceStore for B {
         let (conditions, args) = conditions(filter);
         // A span annotation scores its span, or, on a span that names no version (the
         // application's own span around the call), the linked spans of its trace; a trace
-        // annotation scores every linked span of the trace.
-        let sql = format!(
-            "SELECT s.span_id, s.version_id, {ANNOTATION_COLUMNS} FROM annotations a \
-             JOIN spans s ON s.span_id = a.target_id \
-             WHERE a.target = 'span' AND s.version_id IS NOT NULL AND {conditions} \
+        // annotation scores every linked span of the trace. The first and the last are one
+        // indexed probe per span of the window; the middle one is read from the annotations'
+        // side (every annotation on an unlinked span, by its span's key) and matched to the
+        // window's linked spans here, which no planner gets wrong.
+        let direct = format!(
+            "SELECT s.span_id, s.version_id, {ANNOTATION_COLUMNS} FROM spans s \
+             JOIN annotations a ON a.target = 'span' AND a.target_id = s.span_id \
+             WHERE s.version_id IS NOT NULL AND {conditions} \
              UNION ALL \
-             SELECT s.span_id, s.version_id, {ANNOTATION_COLUMNS} FROM annotations a \
-             JOIN spans u ON u.span_id = a.target_id AND u.version_id IS NULL \
-             JOIN spans s ON s.trace_id = u.trace_id AND s.version_id IS NOT NULL \
-             WHERE a.target = 'span' AND {conditions} \
-             UNION ALL \
-             SELECT s.span_id, s.version_id, {ANNOTATION_COLUMNS} FROM annotations a \
-             JOIN spans s ON s.trace_id = a.target_id AND s.version_id IS NOT NULL \
-             WHERE a.target = 'trace' AND {conditions}"
+             SELECT s.span_id, s.version_id, {ANNOTATION_COLUMNS} FROM spans s \
+             JOIN annotations a ON a.target = 'trace' AND a.target_id = s.trace_id \
+             WHERE s.version_id IS NOT NULL AND {conditions}"
+        );
+        let around = format!(
+            "SELECT u.trace_id, {ANNOTATION_COLUMNS} FROM annotations a \
+             JOIN spans u ON u.span_id = a.target_id \
+             WHERE a.target = 'span' AND u.version_id IS NULL"
+        );
+        let linked = format!(
+            "SELECT s.span_id, s.version_id, s.trace_id FROM spans s \
+             WHERE s.version_id IS NOT NULL AND {conditions}"
         );
         self.read(|db| {
-            all(db, &sql, &args, |row| {
+            let mut scored = all(db, &direct, &args, |row| {
                 Ok(ScoredSpan {
                     span_id: row.text(0)?,
                     version_id: row.opt_text(1)?,
                     annotation: annotation_of(row, 2)?,
                 })
-            })
+            })?;
+            let mut by_trace: std::collections::HashMap<String, Vec<Annotation>> =
+                std::collections::HashMap::new();
+            db.each(&around, &[], &mut |row| {
+                by_trace
+                    .entry(row.text(0)?)
+                    .or_default()
+                    .push(annotation_of(row, 1)?);
+                Ok(())
+            })?;
+            if by_trace.is_empty() {
+                return Ok(scored);
+            }
+            db.each(&linked, &args, &mut |row| {
+                if let Some(annotations) = by_trace.get(&row.text(2)?) {
+                    let (span_id, version_id) = (row.text(0)?, row.opt_text(1)?);
+                    for annotation in annotations {
+                        scored.push(ScoredSpan {
+                            span_id: span_id.clone(),
+                            version_id: version_id.clone(),
+                            annotation: annotation.clone(),
+                        });
+                    }
+                }
+                Ok(())
+            })?;
+            Ok(scored)
         })
     }
 

@@ -28,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0009_fk_lookup_indexes.sql"),
     include_str!("migrations/0010_prompt_event_override.sql"),
     include_str!("migrations/0011_production.sql"),
+    include_str!("migrations/0012_rollouts.sql"),
 ];
 
 /// Long enough for a burst of concurrent CLI writers to queue behind each other.

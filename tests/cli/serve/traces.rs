@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 const INGESTER: &str = "in-00112233445566778899aabbccddeeff";
 
-fn text(key: &str, value: &str) -> KeyValue {
+pub(super) fn text(key: &str, value: &str) -> KeyValue {
     KeyValue {
         key: key.into(),
         value: Some(AnyValue {
@@ -27,7 +27,7 @@ fn text(key: &str, value: &str) -> KeyValue {
     }
 }
 
-fn int(key: &str, value: i64) -> KeyValue {
+pub(super) fn int(key: &str, value: i64) -> KeyValue {
     KeyValue {
         key: key.into(),
         value: Some(AnyValue {
@@ -38,7 +38,7 @@ fn int(key: &str, value: i64) -> KeyValue {
 }
 
 /// An LLM span: trace `trace`, span `id`, started `ms` after a fixed time, with `attributes`.
-fn llm_span(trace: u64, id: u64, attributes: Vec<KeyValue>, error: bool) -> Span {
+pub(super) fn llm_span(trace: u64, id: u64, attributes: Vec<KeyValue>, error: bool) -> Span {
     let start = 1_780_000_000_000_000_000u64 + id * 1_000_000;
     let mut all = vec![
         text("openinference.span.kind", "LLM"),
@@ -67,7 +67,7 @@ fn llm_span(trace: u64, id: u64, attributes: Vec<KeyValue>, error: bool) -> Span
     }
 }
 
-fn request(project: Option<&str>, spans: Vec<Span>) -> ExportTraceServiceRequest {
+pub(super) fn request(project: Option<&str>, spans: Vec<Span>) -> ExportTraceServiceRequest {
     let mut resource = vec![text("service.name", "support-bot")];
     if let Some(project) = project {
         resource.push(text("openinference.project.name", project));
@@ -87,7 +87,7 @@ fn request(project: Option<&str>, spans: Vec<Span>) -> ExportTraceServiceRequest
     }
 }
 
-fn span_hex(id: u64) -> String {
+pub(super) fn span_hex(id: u64) -> String {
     format!("{id:016x}")
 }
 
@@ -96,7 +96,7 @@ fn trace_hex(trace: u64) -> String {
 }
 
 impl Server {
-    fn export(
+    pub(super) fn export(
         &self,
         auth: Option<&str>,
         body: Vec<u8>,
@@ -122,7 +122,7 @@ impl Server {
 }
 
 /// The spans in the store once `count` of them arrived (written off the request path).
-fn stored(env: &Env, count: usize, experiments: bool) -> Vec<Stored> {
+pub(super) fn stored(env: &Env, count: usize, experiments: bool) -> Vec<Stored> {
     let store = runner::store::open(&env.db).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -147,7 +147,7 @@ fn stored(env: &Env, count: usize, experiments: bool) -> Vec<Stored> {
 }
 
 /// A server with prompt `greet` at v1 and v2, `production` on v1; returns v1's and v2's ids.
-fn greet(server: &Server, auth: &[(&str, &str)]) -> (String, String) {
+pub(super) fn greet(server: &Server, auth: &[(&str, &str)]) -> (String, String) {
     let first = server.call(
         "POST",
         "/v1/prompts",
@@ -656,7 +656,7 @@ fn tag_lookups_are_rolled_up_per_minute_by_sender_and_agent() {
 }
 
 /// Spans at `start_ms` (milliseconds since the epoch) for `runner production` to read.
-fn timed_span(
+pub(super) fn timed_span(
     trace: u64,
     id: u64,
     start_ms: u64,
@@ -675,7 +675,7 @@ fn timed_span(
     span
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

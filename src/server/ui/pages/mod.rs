@@ -13,7 +13,11 @@ mod experiments;
 mod library;
 mod login;
 mod playground;
+mod production;
 mod prompt;
+mod rollout;
+mod span;
+mod traffic_chart;
 mod version;
 mod version_diff;
 
@@ -23,9 +27,11 @@ pub use experiment::{ExperimentPage, ResultFilter, experiment};
 pub use experiments::experiments;
 pub use library::{LibraryPage, library};
 pub use login::login;
-pub use playground::{PLAYGROUND_SCRIPT, Playground, figures};
+pub use playground::{PLAYGROUND_SCRIPT, Playground, Replay, figures};
+pub use production::{ProductionSection, TrafficWindow};
 pub use prompt::{PromptPage, prompt};
-pub use version::version;
+pub use span::span;
+pub use version::{version, with_recent_spans};
 pub use version_diff::diff;
 
 use super::Viewer;
@@ -59,6 +65,21 @@ fn layout(viewer: Option<&Viewer>, title: &str, body: &Html) -> String {
         .push(body)
         .raw("</main></body></html>");
     page.into_string()
+}
+
+/// A finished page with `section` added at the end of its main content.
+fn append_to_main(page: String, section: &Html) -> String {
+    // Every text in a page is escaped, so the last `</main>` is the one `layout` wrote.
+    match page.rfind("</main>") {
+        Some(at) => {
+            let mut out = String::with_capacity(page.len() + section.as_str().len());
+            out.push_str(&page[..at]);
+            out.push_str(section.as_str());
+            out.push_str(&page[at..]);
+            out
+        }
+        None => page,
+    }
 }
 
 fn csrf_field(out: &mut Html, viewer: &Viewer) {

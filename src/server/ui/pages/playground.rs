@@ -1,7 +1,8 @@
 //! The playground panel of a version's page: the one form (variables, the edited template,
 //! another version to run beside it, a dataset row to fill from, save as a new version), the two
-//! answer columns, the figures line of an answer, and the inline script that streams answers in.
-//! Renders HTML only: calling the endpoint, reading a dataset row and writing a version belong
+//! answer columns, the figures line of an answer, the line naming the production span whose
+//! variables filled the form, and the inline script that streams answers in. Renders HTML
+//! only: calling the endpoint, reading a dataset row or a span and writing a version belong
 //! to `ui::playground`, which hands over a `Playground` view. The script's text is hashed into
 //! the Content-Security-Policy, so any change to it changes that header.
 
@@ -30,8 +31,25 @@ pub struct Playground {
     pub message: String,
     /// Each side of a run: its label and its answer, or the endpoint's message.
     pub results: Vec<(String, Result<TryView, String>)>,
-    /// Why the form was refused (a missing variable, an unknown row).
+    /// Why the form was refused (a missing variable, an unknown row, an unknown span).
     pub problem: Option<String>,
+    /// The stored span whose template variables filled the form (`?span=SPAN_ID`).
+    pub replay: Option<Replay>,
+}
+
+/// Where the variables of a replayed production call came from.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Replay {
+    pub span_id: String,
+    pub trace_id: String,
+    /// When the span started, as stored times are shown.
+    pub started: String,
+    /// The version the span is linked to (`greet v3`), if any.
+    pub ran: Option<String>,
+    /// The span's variables this template does not use, left out.
+    pub unused: Vec<String>,
+    /// The span recorded no template variables: nothing was filled.
+    pub empty: bool,
 }
 
 /// The figures of an answer, as `runner try` prints them after it.
@@ -68,6 +86,9 @@ pub(super) fn playground(out: &mut Html, viewer: &Viewer, v: &PromptVersion, pla
         out.raw("<p class=\"error\" role=\"alert\" id=\"play-problem\">")
             .text(problem)
             .raw("</p>");
+    }
+    if let Some(replay) = &play.replay {
+        replayed(out, replay);
     }
     out.raw("<form method=\"post\" id=\"playground\"")
         .attr("action", &format!("{base}/try#play"))
@@ -135,6 +156,29 @@ pub(super) fn playground(out: &mut Html, viewer: &Viewer, v: &PromptVersion, pla
         .raw(">Save as new version</button></div></div></details></form><script>")
         .raw(PLAYGROUND_SCRIPT)
         .raw("</script></section>");
+}
+
+/// The line that says which production call the variables came from, and when.
+fn replayed(out: &mut Html, replay: &Replay) {
+    out.raw("<p class=\"muted small\" id=\"play-replay\">Variables from span ")
+        .element(Tag::Code, "", &replay.span_id)
+        .raw(" of trace ")
+        .element(Tag::Code, "", &replay.trace_id)
+        .raw(", started ")
+        .text(&replay.started);
+    if let Some(ran) = &replay.ran {
+        out.raw(" on ").text(ran);
+    }
+    out.raw(".");
+    if replay.empty {
+        out.raw(" It recorded no template variables: nothing was filled.");
+    }
+    if !replay.unused.is_empty() {
+        out.raw(" Not used by this template, so left out: ")
+            .text(&replay.unused.join(", "))
+            .raw(".");
+    }
+    out.raw("</p>");
 }
 
 /// One column of answers: filled when the page shows a run, empty for the script to fill.

@@ -1,8 +1,10 @@
 //! A prompt's page: its deployments (each with why its tag moved), the tag and rollback forms
-//! offered to write tokens, its versions with their diff links, and the tag history. Renders
-//! HTML only: the forms post to handlers that check the role, the CSRF token and the tag
-//! policy, and this file must neither enforce nor decide any of them; no store access, no I/O.
+//! offered to write tokens, its canary rollouts (drawn by `rollout`), its production traffic
+//! (drawn by `production`), its versions with their diff links, and the tag history. Renders HTML only: the forms post to handlers that
+//! check the role, the CSRF token and the tag policy, and this file must neither enforce nor
+//! decide any of them; no store access, no I/O.
 
+use super::production::{ProductionSection, production};
 use super::{
     badge, compare_href, csrf_field, experiment_href, layout, query, short_id, tag_badges, time,
     version_href, version_options,
@@ -23,6 +25,11 @@ pub struct PromptPage<'a> {
     pub history: &'a [TagEvent],
     pub experiments: usize,
     pub protected: &'a [String],
+    pub production: &'a ProductionSection<'a>,
+    /// Running rollouts, one per tag, as a look would judge them now.
+    pub rollouts: &'a [crate::workflow::canary::View],
+    /// Finished rollouts, newest first.
+    pub finished_rollouts: &'a [crate::canary::Rollout],
 }
 
 pub fn prompt(viewer: &Viewer, p: &PromptPage<'_>) -> String {
@@ -36,6 +43,8 @@ pub fn prompt(viewer: &Viewer, p: &PromptPage<'_>) -> String {
         )
         .raw("</p>");
     deployments(&mut body, viewer, p);
+    super::rollout::rollouts(&mut body, viewer, p.name, p.rollouts, p.finished_rollouts);
+    production(&mut body, p.name, p.production);
     versions(&mut body, p);
     history(&mut body, p);
     layout(Some(viewer), p.name, &body)

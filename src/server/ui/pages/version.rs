@@ -1,10 +1,13 @@
-//! One version's page: its facts, template, parameters and metadata, and below them, for
-//! write tokens, the playground panel (drawn by `playground.rs`). Renders HTML only: no store
-//! access, no I/O; runs and saves happen in the handlers.
+//! One version's page: its facts, template, parameters and metadata, below them, for write
+//! tokens, the playground panel (drawn by `playground.rs`), and last its recent production
+//! spans, each linked to its page. Renders HTML only: no store access, no I/O; runs and saves
+//! happen in the handlers.
 
 use super::playground::{Playground, playground};
-use super::{layout, prompt_href, query, tag_badges, time};
+use super::span::{span_href, status_badge, tokens};
+use super::{layout, prompt_href, query, short_time, tag_badges, time};
 use crate::model::{PromptVersion, Template};
+use crate::trace::{Span, SpanStatus};
 use crate::ui::Viewer;
 use crate::ui::html::{Html, Tag, url_part};
 
@@ -100,4 +103,62 @@ pub fn version(
         playground(&mut body, viewer, v, play);
     }
     layout(Some(viewer), &format!("{} v{}", v.prompt, v.seq), &body)
+}
+
+/// A version's page (as `version` drew it) with its newest production spans after everything
+/// else on it. The page is drawn where the playground is run, which owns what its panel shows;
+/// the spans come after it, so the two are drawn apart.
+pub fn with_recent_spans(page: String, spans: &[Span], shown: usize) -> String {
+    let mut section = Html::new();
+    recent_spans(&mut section, spans, shown);
+    super::append_to_main(page, &section)
+}
+
+/// The newest spans linked to the version: when, status, latency, tokens and the start of the
+/// output (or of the error), each opening the span's page.
+fn recent_spans(out: &mut Html, spans: &[Span], shown: usize) {
+    out.raw("<section id=\"spans\"><h2>Recent production spans</h2>");
+    if spans.is_empty() {
+        out.raw("<p class=\"muted\">No production span names this version yet.</p></section>");
+        return;
+    }
+    let count = if spans.len() >= shown {
+        format!("The newest {shown} spans linked to this version")
+    } else if spans.len() == 1 {
+        "The one span linked to this version".to_string()
+    } else {
+        format!("The {} spans linked to this version", spans.len())
+    };
+    out.raw("<p class=\"muted\">")
+        .text(&format!("{count}, newest first; times in UTC."))
+        .raw("</p><div class=\"scroll\"><table class=\"list spans\"><thead><tr><th>Time</th><th>Status</th>")
+        .raw("<th class=\"num\">Latency</th><th class=\"num\">Tokens</th><th>Output</th></tr></thead><tbody>");
+    for s in spans {
+        out.raw("<tr><td><a")
+            .attr("href", &span_href(&s.span_id))
+            .raw(">")
+            .text(&short_time(&crate::production::time_text(s.start_ms)))
+            .raw("</a></td><td>");
+        status_badge(out, s.status);
+        out.raw("</td><td class=\"num\">")
+            .text(&format!("{} ms", s.latency_ms()))
+            .raw("</td><td class=\"num\">")
+            .text(&tokens(s))
+            .raw("</td><td class=\"preview\">");
+        match (&s.error, &s.output) {
+            (Some(error), _) if s.status == SpanStatus::Error => {
+                out.raw("<span class=\"error\">")
+                    .text(&crate::text::one_line(error, 120))
+                    .raw("</span>");
+            }
+            (_, Some(output)) => {
+                out.text(&crate::text::one_line(output, 120));
+            }
+            _ => {
+                out.raw("<span class=\"muted\">–</span>");
+            }
+        }
+        out.raw("</td></tr>");
+    }
+    out.raw("</tbody></table></div></section>");
 }
