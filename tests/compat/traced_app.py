@@ -27,7 +27,6 @@ import time
 import openai
 from openinference.instrumentation import using_prompt_template
 from openinference.instrumentation.openai import OpenAIInstrumentor
-from opentelemetry import trace
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import Status, StatusCode
 from phoenix.client import Client
