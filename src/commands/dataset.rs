@@ -5,7 +5,7 @@
 //! writes the file whole or not at all. Which spans are kept and what a row holds are
 //! `trace_rows`'s rules; this file must not decide them, nor write to the store.
 
-use super::settings::duration_of;
+use super::settings::instant;
 use super::{Context, check_prompt_name, out_json};
 use crate::cli::{DatasetCommand, FromTracesArgs};
 use crate::error::{Error, Result, exit};
@@ -101,28 +101,6 @@ fn version_reference(text: &str) -> VersionRef {
     match text.strip_prefix(['v', 'V']).map(str::parse::<i64>) {
         Some(Ok(seq)) => VersionRef::Seq(seq),
         _ => VersionRef::Any(text.to_string()),
-    }
-}
-
-/// `--since` / `--until` in ms since the epoch: a duration back from `now_ms` (`30m`, `24h`,
-/// `7d`, whole seconds) or an RFC 3339 time.
-fn instant(flag: &str, text: &str, now_ms: i64) -> Result<i64> {
-    if let Ok(secs) = duration_of(flag, text) {
-        let back = i64::try_from(secs)
-            .ok()
-            .and_then(|s| s.checked_mul(1_000))
-            .unwrap_or(i64::MAX);
-        return Ok(now_ms.saturating_sub(back));
-    }
-    let rfc3339 = &time::format_description::well_known::Rfc3339;
-    match time::OffsetDateTime::parse(text.trim(), rfc3339) {
-        Ok(at) => Ok((at.unix_timestamp_nanos() / 1_000_000) as i64),
-        Err(_) => Err(Error::invalid(format!(
-            "{flag} '{text}' is neither a duration nor an RFC 3339 time"
-        ))
-        .with_hint(
-            "a duration back from now (30m, 24h, 7d) or a time such as 2026-05-01T09:00:00Z",
-        )),
     }
 }
 

@@ -2,6 +2,7 @@
 //! two versions' traffic side by side. It reads the window from the flags and hands it to
 //! `workflow::production`; the numbers are `domain::production`'s and the text `report`'s.
 
+use super::settings::instant;
 use super::{Context, check_prompt_name, check_tag_name, confidence, out, out_json};
 use crate::cli::{ProductionArgs, ProductionCommand, ProductionCompareArgs, WindowArgs};
 use crate::error::{Error, Result, exit};
@@ -137,22 +138,6 @@ fn window(args: &WindowArgs) -> Result<(i64, i64)> {
         .with_hint("--since names the older end, for example --since 7d --until 1d"));
     }
     Ok((since, until))
-}
-
-/// A duration back from `now` (`30m`, `24h`, `7d`, whole seconds) or an RFC 3339 time.
-fn instant(flag: &str, text: &str, now: i64) -> Result<i64> {
-    if let Some(ms) = crate::production::parse_ms(text.trim()) {
-        return Ok(ms);
-    }
-    let seconds = super::settings::duration_of(flag, text).map_err(|_| {
-        Error::invalid(format!("{flag} '{text}' is neither a duration nor a time")).with_hint(
-            format!(
-                "write a duration back from now ({flag} 24h, 30m, 7d) or an RFC 3339 time \
-                 ({flag} 2026-12-01T00:00:00Z)"
-            ),
-        )
-    })?;
-    Ok(now - (seconds.min(i64::MAX as u64 / 1_000) as i64) * 1_000)
 }
 
 #[cfg(test)]
