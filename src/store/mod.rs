@@ -761,6 +761,9 @@ pub trait TraceStore: Send + Sync {
     /// The annotations on a span and on its trace.
     fn span_annotations(&self, span: &crate::trace::Span) -> Result<Vec<crate::trace::Annotation>>;
 
+    /// LLM spans the filter selects.
+    fn count_spans(&self, filter: &crate::trace::SpanFilter) -> Result<i64>;
+
     /// LLM spans in the filter's time range (and traffic) that name no version.
     fn count_unlinked(&self, filter: &crate::trace::SpanFilter) -> Result<i64>;
 

@@ -112,6 +112,8 @@ fn spans_written_once_and_read_back(fx: &Fixture) {
         .unwrap();
     assert_eq!(ids, [batch[1].span_id.clone()]);
     assert_eq!(store.count_unlinked(&SpanFilter::default()).unwrap(), 1);
+    assert_eq!(store.count_spans(&SpanFilter::default()).unwrap(), 3);
+    assert_eq!(store.count_spans(&only_v2).unwrap(), 1);
 
     // Experiment traffic is read only when asked for.
     let mut run = span(4, 4, Some((V1, 1)), 4_000, false);

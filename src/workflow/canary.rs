@@ -122,12 +122,7 @@ pub fn figures(store: &dyn Store, rollout: &Rollout) -> Result<(ArmFigures, ArmF
         (&rollout.baseline_id, rollout.created_ms),
         (&rollout.candidate_id, rollout.step_started_ms),
     ] {
-        let filter = SpanFilter {
-            prompt: Some(rollout.prompt.clone()),
-            version_ids: vec![version.clone()],
-            since_ms: Some(since),
-            ..SpanFilter::default()
-        };
+        let filter = arm_filter(rollout, version, since);
         let mut arm = ArmFigures::default();
         let mut ids = std::collections::HashSet::new();
         store.visit_spans(&filter, &mut |span| {
@@ -154,6 +149,16 @@ pub fn figures(store: &dyn Store, rollout: &Rollout) -> Result<(ArmFigures, ArmF
     Ok((baseline, candidate))
 }
 
+/// The production spans of one arm's version since `since_ms`.
+fn arm_filter(rollout: &Rollout, version_id: &str, since_ms: i64) -> SpanFilter {
+    SpanFilter {
+        prompt: Some(rollout.prompt.clone()),
+        version_ids: vec![version_id.to_string()],
+        since_ms: Some(since_ms),
+        ..SpanFilter::default()
+    }
+}
+
 /// What a look did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
@@ -177,11 +182,21 @@ pub fn evaluate(
     if rollout.status != Status::Running {
         return Ok(None);
     }
-    let (baseline, candidate) = figures(store, rollout)?;
-    let progress = rollout.progress(now_ms, candidate.spans);
-    if !rollout.look_due(progress) {
+    // Whether a look is due needs at most a count: the server asks every few seconds, and the
+    // arms' spans are read only when a look is taken.
+    let candidate_spans = match rollout.step_after {
+        StepAfter::Millis(_) => 0,
+        StepAfter::Requests(_) => store.count_spans(&arm_filter(
+            rollout,
+            &rollout.candidate_id,
+            rollout.step_started_ms,
+        ))? as u64,
+    };
+    if !rollout.look_due(rollout.progress(now_ms, candidate_spans)) {
         return Ok(None);
     }
+    let (baseline, candidate) = figures(store, rollout)?;
+    let progress = rollout.progress(now_ms, candidate.spans);
     let look = canary::look(rollout, &baseline, &candidate, progress);
     record(store, rollout, look, now_ms, policy, actor).map(Some)
 }

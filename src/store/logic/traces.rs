@@ -236,6 +236,12 @@ impl<B: Backend> TraceStore for B {
         })
     }
 
+    fn count_spans(&self, filter: &SpanFilter) -> Result<i64> {
+        let (conditions, args) = conditions(filter);
+        let sql = format!("SELECT COUNT(*) FROM spans s WHERE s.kind = 'LLM' AND {conditions}");
+        self.read(|db| Ok(first(db, &sql, &args, |r| r.int(0))?.unwrap_or(0)))
+    }
+
     fn count_unlinked(&self, filter: &SpanFilter) -> Result<i64> {
         let unlinked = SpanFilter {
             prompt: None,
