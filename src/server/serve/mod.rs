@@ -95,8 +95,8 @@ struct Shared {
     bodies: Mutex<HashMap<String, VersionBody>>,
     ingest: Arc<crate::ingest::Ingest>,
     trace_body_limit: usize,
-    /// Running rollouts by (prompt, tag), read from the store at most once a second, so every
-    /// server on one store follows the same rollouts within a second.
+    /// Running rollouts by (prompt, tag), read from the store at most once a second: which
+    /// lookups may be under a rollout (each such lookup then reads its rollout afresh).
     rollouts: Mutex<RolloutCache>,
 }
 
@@ -196,7 +196,13 @@ impl Shared {
                 .get(&(prompt.to_string(), tag.to_string()))
                 .cloned()
         };
-        let Some(rollout) = found else {
+        if found.is_none() {
+            return Ok(None);
+        }
+        // The cache says whether a rollout may run (a new one is served within a second); the
+        // rollout itself is read now, so one that ended or stepped up is followed at once.
+        let fresh = self.read_now(|store| Ok(store.rollouts(Some(prompt), true)?))?;
+        let Some(rollout) = fresh.into_iter().find(|r| r.tag == tag).map(Arc::new) else {
             return Ok(None);
         };
         let (current, _) = self.read_now(|store| Ok(store.tag_target(prompt, tag)?))?;
