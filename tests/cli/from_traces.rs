@@ -4,10 +4,11 @@
 //! the helpers the UI's replay test shares: spans, their export and the wait for ingest.
 
 use super::{Env, Mock};
+pub use crate::otlp::{span_hex, text, trace_hex};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
 use prost::Message;
@@ -86,24 +87,6 @@ pub fn send(
         let status = response.status().as_u16();
         (status, response.bytes().await.expect("body").to_vec())
     })
-}
-
-pub fn text(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
-        ..Default::default()
-    }
-}
-
-pub fn span_hex(id: u64) -> String {
-    format!("{id:016x}")
-}
-
-pub fn trace_hex(trace: u64) -> String {
-    format!("{trace:016x}{:016x}", 7)
 }
 
 /// A span of trace `trace` with id `id`, started at `start_ms` (ms since the epoch), lasting

@@ -10,6 +10,7 @@ pub mod fault_server;
 mod first_hour;
 mod from_traces;
 mod limits;
+pub mod otlp;
 #[path = "../../src/store/test_cluster.rs"]
 pub mod postgres;
 mod promote;

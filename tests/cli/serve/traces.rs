@@ -3,10 +3,11 @@
 //! convention, Phoenix's annotation routes, the ingest token role and the lookup roll-up.
 
 use super::{Env, READER, Server, WRITER, bearer, chat_body, tokens};
+pub(super) use crate::otlp::{int, span_hex, text, trace_hex};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
 use prost::Message;
@@ -16,26 +17,6 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 const INGESTER: &str = "in-00112233445566778899aabbccddeeff";
-
-pub(super) fn text(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
-        ..Default::default()
-    }
-}
-
-pub(super) fn int(key: &str, value: i64) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::IntValue(value)),
-        }),
-        ..Default::default()
-    }
-}
 
 /// An LLM span: trace `trace`, span `id`, started `ms` after a fixed time, with `attributes`.
 pub(super) fn llm_span(trace: u64, id: u64, attributes: Vec<KeyValue>, error: bool) -> Span {
@@ -85,14 +66,6 @@ pub(super) fn request(project: Option<&str>, spans: Vec<Span>) -> ExportTraceSer
             ..Default::default()
         }],
     }
-}
-
-pub(super) fn span_hex(id: u64) -> String {
-    format!("{id:016x}")
-}
-
-fn trace_hex(trace: u64) -> String {
-    format!("{trace:016x}{:016x}", 7)
 }
 
 impl Server {

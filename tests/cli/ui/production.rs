@@ -4,8 +4,9 @@
 //! content escaped.
 
 use super::{Env, Server};
+pub use crate::otlp::{int, span_hex, text, trace_hex};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
 use prost::Message;
@@ -14,26 +15,6 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub const MINUTE: u64 = 60_000;
-
-pub fn text(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
-        ..Default::default()
-    }
-}
-
-fn int(key: &str, value: i64) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::IntValue(value)),
-        }),
-        ..Default::default()
-    }
-}
 
 /// Milliseconds since the epoch, now.
 pub fn now_ms() -> u64 {
@@ -83,14 +64,6 @@ pub fn llm_span(
 /// The attribute that links a span to version `seq` of `greet`.
 pub fn version(seq: i64) -> KeyValue {
     text("llm.prompt_template.version", &format!("greet@v{seq}"))
-}
-
-pub fn span_hex(id: u64) -> String {
-    format!("{id:016x}")
-}
-
-pub fn trace_hex(id: u64) -> String {
-    format!("{id:016x}{:016x}", 7)
 }
 
 /// Spans from the service `support-bot`, as an exporter sends them (protobuf).
