@@ -2100,7 +2100,6 @@ const SQL_CONSTANTS: &[&str] = &[
     "SPAN_INSERT",
     "LOOKUP_UPSERT",
     "ANNOTATION_UPSERT",
-    "SQLITE_WRITER_CACHE",
     "SPAN_INSERT_COLUMNS",
 ];
 
@@ -2110,11 +2109,13 @@ const SQL_CONSTANTS: &[&str] = &[
 /// here at each call; in the store's algorithms, a whole statement `sql::Dialect` gives); the
 /// fragments `sql::Dialect` gives, each a `&'static str` literal of src/store/sql.rs (`lock`,
 /// `order`, `tags`, `now`, `scores`, `overriding`, `kept_id`); and `statement`, the pool's
-/// prepared form of a statement; and `conditions`, the WHERE clause of a span filter, joined in
+/// prepared form of a statement; `setup`, the span writer's `sql::Dialect` statement; and
+/// `conditions`, the WHERE clause of a span filter, joined in
 /// `store/logic/traces.rs` from `&'static str` fragments and `$n` placeholders only (every value
 /// it filters on is a bound parameter).
 const SQL_LOCALS: &[&str] = &[
     "conditions",
+    "setup",
     "base",
     "select",
     "sql",

@@ -5,7 +5,7 @@
 //! span is linked to: spans arrive linked by ingest.
 
 use super::Backend;
-use crate::store::sql::{Arg, Db, Dialect, Row, all, args, corrupt, first};
+use crate::store::sql::{Arg, Db, Row, all, args, corrupt, first};
 use crate::store::{Result, StoreError, TraceStore};
 use crate::trace::{Annotation, Link, LookupKey, ScoredSpan, Span, SpanFilter, SpanStatus, Target};
 
@@ -20,12 +20,9 @@ const SPAN_INSERT_COLUMNS: &str = "INSERT INTO spans (trace_id, span_id, parent_
      attributes, received_ms) VALUES ";
 /// Values a span row takes.
 const SPAN_FIELDS: usize = 26;
-/// Rows one INSERT carries at most on PostgreSQL: a batch goes in as a few statements, one
-/// round trip each, instead of one a span (measured: 1.7 times the spans per second and half
-/// the server's CPU). 256 rows are 6,656 parameters, far below the server's limit of 65,535.
+/// The most span rows one INSERT carries on any dialect (`Dialect::span_rows_per_insert`): the
+/// prepared statements go up to it in powers of two.
 const SPAN_CHUNK: usize = 256;
-/// The SQLite writer's page cache while it writes spans: 64 MiB (see `write_spans`).
-const SQLITE_WRITER_CACHE: &str = "PRAGMA cache_size = -65536";
 
 const ANNOTATION_UPSERT: &str = "INSERT INTO annotations (target, target_id, name, \
      annotator_kind, label, score, explanation, metadata, identifier, source, created_ms, \
@@ -50,13 +47,8 @@ impl<B: Backend> TraceStore for B {
         }
         let received = crate::trace::now_ms();
         self.write(|db| {
-            if db.dialect() == Dialect::Sqlite {
-                // A batch of spans dirties tens of MB of pages (the rows, and index pages at
-                // random places for the random span and trace ids). Beyond SQLite's default 2 MB
-                // page cache they spill to the WAL mid-transaction and are written again each
-                // time they are touched again: measured, twice the bytes written per span. The
-                // setting stays with the writer connection.
-                db.exec(SQLITE_WRITER_CACHE, &[])?;
+            if let Some(setup) = db.dialect().span_writer_setup() {
+                db.exec(setup, &[])?;
             }
             let added = insert_spans(db, spans, received)?;
             for annotation in annotations {
@@ -366,16 +358,10 @@ fn span_insert(rows: usize) -> &'static str {
     &statements[rows.trailing_zeros() as usize]
 }
 
-/// Inserts spans, a span already stored left as it was; returns how many were new. PostgreSQL
-/// takes them in chunks of `SPAN_CHUNK` rows (the rest in smaller powers of two), one round trip
-/// each. SQLite takes them one row a statement: a statement of many rows keeps a statement
-/// journal to undo itself half-way, which wrote 1.6 times the bytes (measured), while one
-/// prepared row costs SQLite no round trip.
+/// Inserts spans, a span already stored left as it was; returns how many were new: in chunks
+/// of the dialect's rows per INSERT (the rest in smaller powers of two).
 fn insert_spans(db: &dyn Db, spans: &[Span], received: i64) -> Result<u64> {
-    let chunk = match db.dialect() {
-        Dialect::Postgres => SPAN_CHUNK,
-        Dialect::Sqlite => 1,
-    };
+    let chunk = db.dialect().span_rows_per_insert().min(SPAN_CHUNK);
     let mut added = 0;
     let mut rest = spans;
     let mut values: Vec<Arg<'_>> = Vec::with_capacity(chunk.min(spans.len()) * SPAN_FIELDS);
