@@ -349,7 +349,11 @@ fn next_text(rollout: &Rollout, look: &Look, progress: f64, now_ms: i64) -> Stri
     let step_end = match rollout.step_after {
         StepAfter::Millis(ms) => {
             let left = (rollout.step_started_ms + ms - now_ms).max(0) / 1_000;
-            format!("in {} s", left)
+            match left {
+                0..120 => format!("in {left} s"),
+                120..7_200 => format!("in {} min", left / 60),
+                _ => format!("in {} h {} min", left / 3_600, left % 3_600 / 60),
+            }
         }
         StepAfter::Requests(n) => format!(
             "after {} more candidate requests",
