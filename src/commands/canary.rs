@@ -2,12 +2,12 @@
 //! hand. It reads the flags into a plan and prints; the rollout's rules are
 //! `workflow::canary`'s and `domain::canary`'s.
 
-use super::{Context, check_prompt_name, check_tag_name, confidence, out, out_json};
-use crate::canary::{Metric, StepAfter};
+use super::{Context, check_prompt_name, check_tag_name, out, out_json};
+use crate::canary::Metric;
 use crate::cli::{CanaryCommand, CanaryStartArgs, CanaryStopArgs, CanaryTagArgs};
-use crate::error::{Error, Result, exit};
+use crate::error::{Result, exit};
 use crate::report;
-use crate::workflow::canary::{self, Plan};
+use crate::workflow::canary;
 
 pub fn run(command: CanaryCommand, ctx: &Context) -> Result<u8> {
     match command {
@@ -22,77 +22,20 @@ pub fn run(command: CanaryCommand, ctx: &Context) -> Result<u8> {
 fn start(args: CanaryStartArgs, ctx: &Context) -> Result<u8> {
     check_prompt_name(&args.prompt)?;
     check_tag_name(&args.tag)?;
-    // Each flag, else runner.toml's [canary], else the built-in default.
-    let defaults = ctx.config()?.canary.clone();
-    let canary_tag = args
-        .canary_tag
-        .clone()
-        .or(defaults.canary_tag)
-        .unwrap_or_else(|| crate::canary::DEFAULT_CANARY_TAG.to_string());
-    check_tag_name(&canary_tag)?;
-    let steps = if args.steps.is_empty() {
-        defaults
-            .steps
-            .unwrap_or_else(|| crate::canary::DEFAULT_STEPS.to_vec())
-    } else {
-        args.steps.clone()
-    };
-    let step_after_text = args
-        .step_after
-        .clone()
-        .or(defaults.step_after)
-        .unwrap_or_else(|| "30m".to_string());
-    let non_inferior = args.non_inferior.or(defaults.non_inferior);
-    let unit_header = args.unit_header.clone().or(defaults.unit_header);
-    let step_after = StepAfter::parse(&step_after_text.replace(' ', "")).map_err(|e| {
-        Error::invalid(format!("--step-after {e}"))
-            .with_hint("a duration (30m, 2h) or a number of candidate requests (500requests)")
-    })?;
-    if let Some(d) = non_inferior
-        && !(d.is_finite() && d > 0.0 && d < 1.0)
-    {
-        return Err(
-            Error::invalid(format!("--non-inferior must be between 0 and 1, got {d}"))
-                .with_hint("for example --non-inferior 0.02 (two points of error rate)"),
-        );
-    }
-    let texts = if args.metrics.is_empty() {
-        defaults
-            .metrics
-            .unwrap_or_else(|| vec!["error_rate".to_string()])
-    } else {
-        args.metrics.clone()
-    };
-    let metrics = texts
-        .iter()
-        .map(|m| {
-            Metric::parse(m, non_inferior).map_err(|e| {
-                Error::invalid(format!("--metric {e}"))
-                    .with_hint("error_rate, latency_p95:+20% or score:NAME")
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    if let Some(header) = &unit_header
-        && axum::http::HeaderName::from_bytes(header.as_bytes()).is_err()
-    {
-        return Err(
-            Error::invalid(format!("--unit-header '{header}' is not a header name"))
-                .with_hint("for example --unit-header X-Runner-Unit"),
-        );
-    }
-    let plan = Plan {
-        prompt: args.prompt.clone(),
-        tag: args.tag.clone(),
+    let config = ctx.config()?;
+    let request = canary::Request {
+        tag: Some(args.tag.clone()),
         candidate: args.candidate.clone(),
-        steps,
-        step_after,
-        unit_header,
-        metrics,
-        confidence: confidence(args.confidence, ctx)?,
-        canary_tag,
+        steps: (!args.steps.is_empty()).then(|| args.steps.clone()),
+        step_after: args.step_after.clone(),
+        unit_header: args.unit_header.clone(),
+        metrics: (!args.metrics.is_empty()).then(|| args.metrics.clone()),
+        non_inferior: args.non_inferior,
+        confidence: args.confidence,
+        canary_tag: args.canary_tag.clone(),
         message: args.message.clone(),
     };
-    canary::check_steps(&plan.steps)?;
+    let plan = canary::plan(&args.prompt, request, &config.canary, config.confidence)?;
     let store = ctx.store()?;
     let (rollout, event) = canary::start(
         &*store,

@@ -9,11 +9,12 @@
 //! must not move a tag except through the store's rollout writes.
 
 use crate::canary::{self, ArmFigures, Decision, Look, Metric, Rollout, Status, StepAfter};
+use crate::config::CanaryConfig;
 use crate::error::{Error, Result};
-use crate::model::{TagEvent, VersionRef};
+use crate::model::{NameKind, TagEvent, VersionRef, check_name};
 use crate::store::{Store, TagChange, TagPolicy};
 use crate::trace::SpanFilter;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 /// What `runner canary start` asks for.
@@ -30,6 +31,127 @@ pub struct Plan {
     pub confidence: f64,
     pub canary_tag: String,
     pub message: Option<String>,
+}
+
+/// A rollout as asked for, each part optional: the flags of `runner canary start`, or the
+/// body of `POST /v1/prompts/{name}/rollouts`. What is missing comes from runner.toml's
+/// `[canary]`, else the built-in defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    #[serde(default)]
+    pub tag: Option<String>,
+    pub candidate: String,
+    #[serde(default)]
+    pub steps: Option<Vec<u32>>,
+    #[serde(default)]
+    pub step_after: Option<String>,
+    #[serde(default)]
+    pub unit_header: Option<String>,
+    #[serde(default)]
+    pub metrics: Option<Vec<String>>,
+    #[serde(default)]
+    pub non_inferior: Option<f64>,
+    #[serde(default)]
+    pub confidence: Option<f64>,
+    #[serde(default)]
+    pub canary_tag: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// Builds and checks the plan of a request: each part from the request, else `defaults`
+/// (runner.toml's `[canary]`), else the built-in default; `confidence` falls back on
+/// runner.toml's `confidence`. Errors name the flag (`--steps`), which is also the field.
+pub fn plan(
+    prompt: &str,
+    request: Request,
+    defaults: &CanaryConfig,
+    file_confidence: Option<f64>,
+) -> Result<Plan> {
+    let named = |kind: NameKind, what: &str, name: &str| {
+        check_name(kind, name).map_err(|reason| {
+            Error::invalid(format!("invalid {what} '{name}': {reason}"))
+                .with_hint("names are letters, digits, '_', '-' and '.'")
+        })
+    };
+    named(NameKind::Prompt, "prompt name", prompt)?;
+    let tag = request.tag.unwrap_or_else(|| "production".to_string());
+    named(NameKind::Tag, "tag name", &tag)?;
+    let canary_tag = request
+        .canary_tag
+        .or_else(|| defaults.canary_tag.clone())
+        .unwrap_or_else(|| canary::DEFAULT_CANARY_TAG.to_string());
+    named(NameKind::Tag, "canary tag", &canary_tag)?;
+    if request.candidate.trim().is_empty() {
+        return Err(Error::invalid("the candidate is empty")
+            .with_hint("name the version to roll out: a tag, a version number or an id"));
+    }
+    let steps = request
+        .steps
+        .or_else(|| defaults.steps.clone())
+        .unwrap_or_else(|| canary::DEFAULT_STEPS.to_vec());
+    check_steps(&steps)?;
+    let step_after_text = request
+        .step_after
+        .or_else(|| defaults.step_after.clone())
+        .unwrap_or_else(|| "30m".to_string());
+    let step_after = StepAfter::parse(&step_after_text.replace(' ', "")).map_err(|e| {
+        Error::invalid(format!("--step-after {e}"))
+            .with_hint("a duration (30m, 2h) or a number of candidate requests (500requests)")
+    })?;
+    let non_inferior = request.non_inferior.or(defaults.non_inferior);
+    if let Some(d) = non_inferior
+        && !(d.is_finite() && d > 0.0 && d < 1.0)
+    {
+        return Err(
+            Error::invalid(format!("--non-inferior must be between 0 and 1, got {d}"))
+                .with_hint("for example --non-inferior 0.02 (two points of error rate)"),
+        );
+    }
+    let texts = request
+        .metrics
+        .filter(|m| !m.is_empty())
+        .or_else(|| defaults.metrics.clone())
+        .unwrap_or_else(|| vec!["error_rate".to_string()]);
+    let metrics = texts
+        .iter()
+        .map(|m| {
+            Metric::parse(m, non_inferior).map_err(|e| {
+                Error::invalid(format!("--metric {e}"))
+                    .with_hint("error_rate, latency_p95:+20% or score:NAME")
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let unit_header = request.unit_header.or_else(|| defaults.unit_header.clone());
+    if let Some(header) = &unit_header
+        && axum::http::HeaderName::from_bytes(header.as_bytes()).is_err()
+    {
+        return Err(
+            Error::invalid(format!("--unit-header '{header}' is not a header name"))
+                .with_hint("for example --unit-header X-Runner-Unit"),
+        );
+    }
+    let message = request
+        .message
+        .map(|m| m.trim().to_string())
+        .filter(|m| !m.is_empty());
+    if message.as_ref().is_some_and(|m| m.chars().count() > 2_000) {
+        return Err(Error::invalid("the message has at most 2,000 characters")
+            .with_hint("say why in a sentence; the evidence is recorded on its own"));
+    }
+    Ok(Plan {
+        prompt: prompt.to_string(),
+        tag,
+        candidate: request.candidate,
+        steps,
+        step_after,
+        unit_header,
+        metrics,
+        confidence: crate::input::confidence(request.confidence, file_confidence)?,
+        canary_tag,
+        message,
+    })
 }
 
 /// Checks a plan's steps: rising percentages from 1 to 100, ending at 100.

@@ -699,7 +699,7 @@ fn protected_tags_move_or_go_over_http_only_when_forced() {
     assert_eq!(bad.status, 422);
 }
 
-const DEPLOYER: &str = "dp-00112233445566778899aabbccddeeff";
+pub(super) const DEPLOYER: &str = "dp-00112233445566778899aabbccddeeff";
 
 #[test]
 fn deploy_tokens_move_protected_tags_and_other_tokens_get_403() {

@@ -72,10 +72,12 @@ impl From<StoreError> for ApiError {
         let status = match &e {
             StoreError::UnknownPrompt { .. }
             | StoreError::UnknownVersion { .. }
-            | StoreError::UnknownTag { .. } => StatusCode::NOT_FOUND,
-            StoreError::PromptExists { .. } | StoreError::PromptArchived { .. } => {
-                StatusCode::CONFLICT
-            }
+            | StoreError::UnknownTag { .. }
+            | StoreError::NoRollout { .. } => StatusCode::NOT_FOUND,
+            StoreError::PromptExists { .. }
+            | StoreError::PromptArchived { .. }
+            | StoreError::RolloutRunning { .. }
+            | StoreError::TagMoved { .. } => StatusCode::CONFLICT,
             e if e.is_invalid_input() => StatusCode::UNPROCESSABLE_ENTITY,
             StoreError::Open { .. }
             | StoreError::NotADatabase { .. }
@@ -83,6 +85,26 @@ impl From<StoreError> for ApiError {
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.to_string())
+    }
+}
+
+/// runner's own failures, for routes that run a workflow: a wrong request is 422, a state
+/// that forbids it now (a rollout changed meanwhile) 409. An invalid request's hint (what to
+/// send instead) follows its message; other hints name CLI commands and are left out.
+impl From<crate::error::Error> for ApiError {
+    fn from(e: crate::error::Error) -> ApiError {
+        use crate::error::Error;
+        let hint = matches!(e, Error::Invalid(_)).then(|| e.hint()).flatten();
+        let mut error = match e {
+            Error::Store(store, _) => ApiError::from(*store),
+            Error::Invalid(_) | Error::Template(..) => ApiError::unprocessable(e.to_string()),
+            Error::Operational(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            Error::Interrupted(_) | Error::Budget(_) => ApiError::internal(e.to_string()),
+        };
+        if let Some(hint) = hint {
+            error.message = format!("{} (hint: {hint})", error.message);
+        }
+        error
     }
 }
 

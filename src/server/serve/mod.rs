@@ -10,7 +10,7 @@
 //! This module holds the router and the state every request shares. The accept loop and the
 //! limits on connections (`serve`, `Limits`) are in `conn`, bearer tokens in `auth`, the Host,
 //! Origin and Content-Type checks that stop cross-site requests in `guard`, error replies in
-//! `error`, and the routes in `prompts` and `tags`.
+//! `error`, and the routes in `prompts`, `tags` and `rollouts`.
 
 pub mod wire;
 
@@ -21,6 +21,7 @@ mod error;
 mod guard;
 mod otlp;
 mod prompts;
+mod rollouts;
 mod tags;
 mod trace;
 
@@ -170,6 +171,15 @@ impl Shared {
         work(&*self.store)
     }
 
+    /// Drops what is known of the running rollouts, after this server started, advanced or
+    /// stopped one: the next lookup reads them afresh.
+    fn forget_rollouts(&self) {
+        self.rollouts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .read_at = None;
+    }
+
     /// The running rollout of `prompt`'s `tag`, if one runs and the tag still points at its
     /// baseline (a tag moved by hand is served as it now points).
     fn rollout(&self, prompt: &str, tag: &str) -> ApiResult<Option<Arc<crate::canary::Rollout>>> {
@@ -304,6 +314,22 @@ pub fn router(settings: Settings) -> Result<Router, String> {
         .route(
             "/v1/prompt_versions/{id}/tags/{tag}",
             delete(delete_version_tag),
+        )
+        .route(
+            "/v1/prompts/{prompt}/rollouts",
+            get(rollouts::list_rollouts).post(rollouts::start_rollout),
+        )
+        .route(
+            "/v1/prompts/{prompt}/rollouts/{tag}",
+            get(rollouts::rollout_status),
+        )
+        .route(
+            "/v1/prompts/{prompt}/rollouts/{tag}/advance",
+            post(rollouts::advance_rollout),
+        )
+        .route(
+            "/v1/prompts/{prompt}/rollouts/{tag}/stop",
+            post(rollouts::stop_rollout),
         )
         .route("/v1/span_annotations", post(annotations::span_annotations))
         .route(

@@ -891,6 +891,22 @@ pub(super) async fn advance_rollout(
     let target = name.clone();
     ui.blocking(move |ui| {
         rollout_action(ui, &viewer, &target, &form)?;
+        // The last step completes the rollout and moves the tag: on a protected tag, by hand,
+        // that is a deploy token's move (the evidence moves it without one).
+        let rollout = crate::workflow::canary::running(ui.store.as_ref(), &target, &form.tag)?;
+        if rollout.step + 1 >= rollout.steps.len()
+            && ui.config.tag_policy().is_protected(&form.tag)
+            && viewer.tag_role() != crate::store::TagRole::Deploy
+        {
+            return Err(UiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{} is protected: completing its rollout by hand needs a deploy token; \
+                     the rollout completes by itself when the evidence passes",
+                    form.tag
+                ),
+            ));
+        }
         let outcome = crate::workflow::canary::advance(
             ui.store.as_ref(),
             &target,

@@ -3,10 +3,10 @@
 //! a worse candidate rolled back with production untouched, an equal one completed as a
 //! promotion, with the evidence in the tag history.
 
-use super::traces::{greet, now_ms, request, timed_span};
-use super::{Env, Server};
+use super::traces::{INGESTER, greet, now_ms, request, timed_span};
+use super::{DEPLOYER, Env, READER, Server, WRITER, bearer};
 use prost::Message;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -334,4 +334,185 @@ fn runner_toml_gives_the_plan_and_flags_override_it() {
     env.write("runner.toml", "[canary]\nstep = [20, 100]\n");
     let stderr = env.fails(&["canary", "start", "greet", "--candidate", "2"], 2);
     assert!(stderr.contains("step"), "{stderr}");
+}
+
+#[test]
+fn rollouts_over_http_start_steer_and_refuse_the_wrong_token() {
+    let env = Env::new();
+    env.write(
+        "tokens.txt",
+        &format!("ci:{WRITER}\ndeploy:release:{DEPLOYER}\ningest:app:{INGESTER}\n"),
+    );
+    env.write("readers.txt", &format!("{READER}\n"));
+    let server = Server::start(
+        &env,
+        &[
+            "--token-file",
+            &env.path("tokens.txt").display().to_string(),
+            "--read-token-file",
+            &env.path("readers.txt").display().to_string(),
+        ],
+    );
+    let (writer, deployer) = (bearer(WRITER), bearer(DEPLOYER));
+    let (reader, ingester) = (bearer(READER), bearer(INGESTER));
+    let as_writer = [("authorization", writer.as_str())];
+    let (v1, v2) = greet(&server, &as_writer);
+    let plan = json!({
+        "tag": "production",
+        "candidate": "2",
+        "steps": [50, 100],
+        "step_after": "300 requests",
+        "unit_header": "X-Runner-Unit",
+        "metrics": ["error_rate"],
+        "non_inferior": 0.05,
+        "message": "friendlier greeting"
+    });
+    let start = |auth: &str, body: &Value| {
+        server.call(
+            "POST",
+            "/v1/prompts/greet/rollouts",
+            &[("authorization", auth)],
+            Some(body),
+        )
+    };
+
+    // production is protected: a write token may not start its rollout, a read or ingest token
+    // may not write at all, and a bad plan is 422 naming what is wrong; nothing is written.
+    let before = crate::dump(&env.db);
+    let refused = start(&writer, &plan);
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    assert!(
+        refused.text.contains("needs a deploy token"),
+        "{}",
+        refused.text
+    );
+    for token in [&reader, &ingester] {
+        assert_eq!(start(token, &plan).status, 403);
+    }
+    for (field, value, says) in [
+        ("steps", json!([50, 20, 100]), "--steps must rise"),
+        ("step_after", json!("soon"), "--step-after"),
+        ("metrics", json!(["cost"]), "unknown metric"),
+        ("non_inferior", json!(2), "--non-inferior"),
+        ("candidate", json!("1"), "same version"),
+        ("candidate", json!("9"), "9"),
+        ("unknown", json!(1), "unknown field"),
+    ] {
+        let mut bad = plan.clone();
+        bad[field] = value;
+        let reply = start(&deployer, &bad);
+        assert!(
+            reply.status == 422 || reply.status == 404,
+            "{field}: {} {}",
+            reply.status,
+            reply.text
+        );
+        assert!(reply.text.contains(says), "{field}: {}", reply.text);
+    }
+    assert_eq!(
+        crate::dump(&env.db),
+        before,
+        "a refused start wrote something"
+    );
+
+    // A deploy token starts it: 201 with the status, and lookups follow at once.
+    let started = start(&deployer, &plan);
+    assert_eq!(started.status, 201, "{}", started.text);
+    let view = started.json()["data"].clone();
+    assert_eq!(view["rollout"]["status"], "running");
+    assert_eq!(view["rollout"]["actor"], "api:release");
+    assert_eq!(view["share"], 50);
+    let id = view["rollout"]["id"].as_str().unwrap().to_string();
+    let lookup = server.call(
+        "GET",
+        "/v1/prompts/greet/tags/production",
+        &[("authorization", &reader), ("x-runner-unit", "user-1")],
+        None,
+    );
+    assert!(
+        lookup
+            .header("x-runner-rollout")
+            .starts_with(&format!("{id}; arm=")),
+        "{}",
+        lookup.header("x-runner-rollout")
+    );
+    // One rollout per tag at a time: 409.
+    let twice = start(&deployer, &plan);
+    assert_eq!(twice.status, 409, "{}", twice.text);
+
+    // Any token reads the status and the list; the CLI shows the same rollout.
+    let read = |path: &str| {
+        let reply = server.call("GET", path, &[("authorization", &ingester)], None);
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text);
+        reply.json()["data"].clone()
+    };
+    let shown = read("/v1/prompts/greet/rollouts/production");
+    assert_eq!(shown["rollout"]["id"], id.as_str());
+    assert_eq!(status(&env)["rollout"]["id"], id.as_str());
+    let listed = read("/v1/prompts/greet/rollouts?running=true");
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let missing = server.call(
+        "GET",
+        "/v1/prompts/greet/rollouts/staging",
+        &[("authorization", &reader)],
+        None,
+    );
+    assert_eq!(missing.status, 404, "{}", missing.text);
+
+    // A write token steps it up by hand, but completing it would move production: 403.
+    let advance = |auth: &str| {
+        server.call(
+            "POST",
+            "/v1/prompts/greet/rollouts/production/advance",
+            &[("authorization", auth)],
+            Some(&json!({})),
+        )
+    };
+    let stepped = advance(&writer);
+    assert_eq!(stepped.status, 200, "{}", stepped.text);
+    assert_eq!(stepped.json()["data"]["look"]["share"], 50);
+    assert_eq!(read("/v1/prompts/greet/rollouts/production")["share"], 100);
+    let refused = advance(&writer);
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    assert!(refused.text.contains("deploy token"), "{}", refused.text);
+
+    // A write token stops it with a message: production stays on v1, v2 is served no more.
+    let stopped = server.call(
+        "POST",
+        "/v1/prompts/greet/rollouts/production/stop",
+        &as_writer,
+        Some(&json!({"message": "not today"})),
+    );
+    assert_eq!(stopped.status, 200, "{}", stopped.text);
+    let ended = read("/v1/prompts/greet/rollouts/production");
+    assert_eq!(ended["rollout"]["status"], "stopped");
+    let production = server.call(
+        "GET",
+        "/v1/prompts/greet/tags/production",
+        &[("authorization", &reader), ("x-runner-unit", "user-1")],
+        None,
+    );
+    assert_eq!(production.json()["data"]["id"], v1.as_str());
+    assert!(production.headers.get("x-runner-rollout").is_none());
+    let again = server.call(
+        "POST",
+        "/v1/prompts/greet/rollouts/production/stop",
+        &as_writer,
+        Some(&json!({})),
+    );
+    assert_eq!(again.status, 404, "{}", again.text);
+
+    // A deploy token's rollout may complete by hand; the tag moves, recorded as a promotion.
+    assert_eq!(start(&deployer, &plan).status, 201);
+    assert_eq!(advance(&deployer).status, 200);
+    let done = advance(&deployer);
+    assert_eq!(done.status, 200, "{}", done.text);
+    assert_eq!(done.json()["data"]["look"]["decision"], "complete");
+    let production = server.call(
+        "GET",
+        "/v1/prompts/greet/tags/production",
+        &[("authorization", &reader)],
+        None,
+    );
+    assert_eq!(production.json()["data"]["id"], v2.as_str());
 }

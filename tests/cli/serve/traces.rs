@@ -16,7 +16,7 @@ use serde_json::json;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-const INGESTER: &str = "in-00112233445566778899aabbccddeeff";
+pub(super) const INGESTER: &str = "in-00112233445566778899aabbccddeeff";
 
 /// An LLM span: trace `trace`, span `id`, started `ms` after a fixed time, with `attributes`.
 pub(super) fn llm_span(trace: u64, id: u64, attributes: Vec<KeyValue>, error: bool) -> Span {

@@ -180,6 +180,23 @@ fn the_prompt_page_shows_a_rollout_and_write_tokens_advance_and_stop_it() {
     assert_eq!(now["share"], 50);
     let page = server.get_as("/prompts/greet", &writer);
     assert!(page.text.contains("Step 2 of 3: 50% of lookups get v2"));
+    // To the last step too; but completing it by hand would move production, which is
+    // protected: a write token's session is refused and the rollout stays at 100%.
+    let advanced = server.post(
+        "/prompts/greet/rollouts/advance",
+        Some(&writer),
+        &[("csrf", &csrf), ("tag", "production")],
+    );
+    assert_eq!(advanced.status, 303, "{}", advanced.text);
+    assert_eq!(status(&env)["share"], 100);
+    let refused = server.post(
+        "/prompts/greet/rollouts/advance",
+        Some(&writer),
+        &[("csrf", &csrf), ("tag", "production")],
+    );
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    assert!(refused.text.contains("needs a deploy token"), "{}", refused.text);
+    assert_eq!(status(&env)["rollout"]["status"], "running");
 
     // Stop ends it: production stays on v1, the canary tag is gone, the message is kept.
     let stopped = server.post(
@@ -235,7 +252,7 @@ fn the_prompt_page_shows_a_rollout_and_write_tokens_advance_and_stop_it() {
         "Finished rollouts",
         id,
         ">stopped<",
-        "at step 2 (50% of lookups): not &lt;today&gt;",
+        "at step 3 (100% of lookups): not &lt;today&gt;",
     ] {
         assert!(panel.contains(shown), "{shown} not in {panel}");
     }
