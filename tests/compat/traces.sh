@@ -13,60 +13,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-venv=${RUNNER_TRACES_VENV:-target/traces-venv}
-requirements=tests/compat/traces-requirements.txt
-# The mock's delay before each answer, so spans have a latency to measure.
-latency_ms=3
-
-if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
-fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
-python=$(cd "$venv/bin" && pwd)/python
-
-cargo build --quiet
-runner=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/runner
 app=$PWD/tests/compat/traced_app.py
 checker=$PWD/tests/compat/traces_check.py
 readme=$PWD/README.md
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# The mock's delay before each answer, so spans have a latency to measure.
+latency_ms=3
+# shellcheck source=tests/compat/apps.sh
+. tests/compat/apps.sh
 cd "$work"
 
-new_token() { "$python" -c 'import secrets; print(secrets.token_hex(24))'; }
 support_token=$(new_token)
 welcome_token=$(new_token)
 deploy_token=$(new_token)
 printf 'ci:%s\ndeploy:release:%s\ningest:support-bot:%s\ningest:welcome-bot:%s\n' \
     "$(new_token)" "$deploy_token" "$support_token" "$welcome_token" >tokens.txt
-
-# Starts a child whose first stdout line names its http:// address, and sets $url to it.
-start() {
-    local out=$1
-    shift
-    "$@" >"$out" 2>"$out.err" &
-    local pid=$!
-    pids+=("$pid")
-    url=
-    for _ in $(seq 1 100); do
-        url=$(grep -o 'http://[^ ]*' "$out" 2>/dev/null | head -n 1 || true)
-        [ -n "$url" ] && return
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "error: $* did not start:" >&2
-    cat "$out.err" >&2
-    exit 1
-}
 
 r() { RUNNER_AUTHOR=setup "$runner" --db "$work/runner.db" "$@"; }
 
