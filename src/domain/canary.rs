@@ -265,6 +265,14 @@ impl Rollout {
         }
     }
 
+    /// The version id an arm is served.
+    pub fn version_of(&self, arm: Arm) -> &str {
+        match arm {
+            Arm::Candidate => &self.candidate_id,
+            Arm::Baseline => &self.baseline_id,
+        }
+    }
+
     /// How far the current step has gone, from 0 to 1 (and past it), by time or by the
     /// candidate's spans in the step.
     pub fn progress(&self, now_ms: i64, candidate_spans: u64) -> f64 {

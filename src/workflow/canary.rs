@@ -11,7 +11,7 @@
 use crate::canary::{self, ArmFigures, Decision, Look, Metric, Rollout, Status, StepAfter};
 use crate::config::CanaryConfig;
 use crate::error::{Error, Result};
-use crate::model::{NameKind, TagEvent, VersionRef, check_name};
+use crate::model::{NameKind, PromptVersion, TagEvent, VersionRef, check_name};
 use crate::store::{Store, TagChange, TagPolicy};
 use crate::trace::SpanFilter;
 use serde::{Deserialize, Serialize};
@@ -233,6 +233,39 @@ fn short_id() -> String {
     (0..10)
         .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
         .collect()
+}
+
+/// What a lookup of a tag was served: the version, and under a rollout its id and the arm.
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub version: PromptVersion,
+    pub rollout: Option<(String, canary::Arm)>,
+}
+
+/// Looks a tag up as `runner serve` answers it, for applications that embed the library: under
+/// a running rollout whose baseline the tag still points at, the arm of `unit` (a user, a
+/// session: sticky, the same bucket the server gives that unit) or, without one, a fresh
+/// draw; otherwise the version the tag points at. Reads the rollout afresh on every call.
+pub fn lookup(store: &dyn Store, prompt: &str, tag: &str, unit: Option<&str>) -> Result<Served> {
+    let rollout = store
+        .rollouts(Some(prompt), true)?
+        .into_iter()
+        .find(|r| r.tag == tag);
+    if let Some(rollout) = rollout {
+        let (current, _) = store.tag_target(prompt, tag)?;
+        if current == rollout.baseline_id {
+            let arm = rollout.arm(unit.filter(|u| !u.is_empty()), fastrand::u64(..10_000));
+            let version = store.version(prompt, &VersionRef::Id(rollout.version_of(arm).into()))?;
+            return Ok(Served {
+                version,
+                rollout: Some((rollout.id, arm)),
+            });
+        }
+    }
+    Ok(Served {
+        version: store.version(prompt, &VersionRef::Tag(tag.to_string()))?,
+        rollout: None,
+    })
 }
 
 /// Each arm's production figures: the candidate's since its current step began, the

@@ -398,11 +398,7 @@ fn rollout_lookup(
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty());
     let arm = rollout.arm(unit, fastrand::u64(..10_000));
-    let id = match arm {
-        crate::canary::Arm::Candidate => &rollout.candidate_id,
-        crate::canary::Arm::Baseline => &rollout.baseline_id,
-    };
-    let version = shared.version_body(Lookup::Id(id.clone()))?;
+    let version = shared.version_body(Lookup::Id(rollout.version_of(arm).to_string()))?;
     count_lookup(shared, &version, tag, caller, headers);
     let mut response = version_response(version, headers, "private, no-store");
     if let Ok(value) = HeaderValue::from_str(&format!("{}; arm={}", rollout.id, arm.as_str())) {

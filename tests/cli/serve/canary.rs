@@ -516,3 +516,58 @@ fn rollouts_over_http_start_steer_and_refuse_the_wrong_token() {
     );
     assert_eq!(production.json()["data"]["id"], v2.as_str());
 }
+
+#[test]
+fn the_library_serves_each_unit_the_arm_the_server_gives_it() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    let (v1, v2) = greet(&server, &[]);
+    let store = runner::store::open(&env.db).unwrap();
+    let lookup = |unit: Option<&str>| {
+        runner::workflow::canary::lookup(&*store, "greet", "production", unit).unwrap()
+    };
+    // No rollout: the tag's version, no arm.
+    let plain = lookup(Some("user-1"));
+    assert_eq!(plain.version.id, v1);
+    assert!(plain.rollout.is_none());
+
+    start(&env, "0.05", "30m");
+    let id = status(&env)["rollout"]["id"].as_str().unwrap().to_string();
+    let mut arms = HashMap::new();
+    for unit in 0..200 {
+        let unit = format!("user-{unit}");
+        let served = lookup(Some(&unit));
+        let (rollout, arm) = served.rollout.clone().expect("under the rollout");
+        assert_eq!(rollout, id);
+        let reply = server.call(
+            "GET",
+            "/v1/prompts/greet/tags/production",
+            &[("x-runner-unit", &unit)],
+            None,
+        );
+        assert_eq!(
+            reply.json()["data"]["id"],
+            served.version.id.as_str(),
+            "{unit}"
+        );
+        assert_eq!(
+            reply.header("x-runner-rollout"),
+            format!("{id}; arm={}", arm.as_str())
+        );
+        assert_eq!(
+            lookup(Some(&unit)).version.id,
+            served.version.id,
+            "{unit} moved"
+        );
+        *arms.entry(served.version.id).or_insert(0) += 1;
+    }
+    // At 50 %, both arms among 200 units.
+    assert!(arms.get(&v1).is_some_and(|n| *n > 50), "{arms:?}");
+    assert!(arms.get(&v2).is_some_and(|n| *n > 50), "{arms:?}");
+
+    // Once it stops, the library follows at once: the tag's version again.
+    env.ok(&["canary", "stop", "greet"]);
+    let after = lookup(Some("user-1"));
+    assert_eq!(after.version.id, v1);
+    assert!(after.rollout.is_none());
+}

@@ -195,7 +195,11 @@ fn the_prompt_page_shows_a_rollout_and_write_tokens_advance_and_stop_it() {
         &[("csrf", &csrf), ("tag", "production")],
     );
     assert_eq!(refused.status, 403, "{}", refused.text);
-    assert!(refused.text.contains("needs a deploy token"), "{}", refused.text);
+    assert!(
+        refused.text.contains("needs a deploy token"),
+        "{}",
+        refused.text
+    );
     assert_eq!(status(&env)["rollout"]["status"], "running");
 
     // Stop ends it: production stays on v1, the canary tag is gone, the message is kept.
