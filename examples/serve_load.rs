@@ -4,8 +4,12 @@
 //!
 //! ```sh
 //! cargo run --release --example serve_load -- http://127.0.0.1:6006/v1/prompts/NAME/tags/production \
-//!     [--connections 32] [--seconds 10] [--warmup 1] [--threads 2] [--token TOKEN]
+//!     [--connections 32] [--seconds 10] [--warmup 1] [--threads 2] [--token TOKEN] \
+//!     [--unit-header X-Runner-Unit]
 //! ```
+//!
+//! With `--unit-header H`, connection N sends `H: unit-N` on each request: a fleet of users,
+//! each sticky to its arm under a canary rollout.
 //!
 //! It speaks just enough HTTP (a request line, Content-Length bodies) to cost the server's machine
 //! little CPU itself, which matters when both share two cores.
@@ -23,6 +27,7 @@ struct Options {
     warmup: f64,
     threads: usize,
     token: Option<String>,
+    unit_header: Option<String>,
 }
 
 /// What one connection saw after the warm-up.
@@ -38,7 +43,7 @@ fn main() {
         Err(message) => {
             eprintln!("error: {message}");
             eprintln!(
-                "hint: serve_load URL [--connections N] [--seconds S] [--warmup S] [--threads N] [--token T]"
+                "hint: serve_load URL [--connections N] [--seconds S] [--warmup S] [--threads N] [--token T] [--unit-header H]"
             );
             std::process::exit(2);
         }
@@ -69,6 +74,7 @@ fn parse(args: Vec<String>) -> Result<Options, String> {
         warmup: 1.0,
         threads: 2,
         token: None,
+        unit_header: None,
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -79,6 +85,7 @@ fn parse(args: Vec<String>) -> Result<Options, String> {
             "--warmup" => options.warmup = number(&value("--warmup")?)?,
             "--threads" => options.threads = number(&value("--threads")?)?,
             "--token" => options.token = Some(value("--token")?),
+            "--unit-header" => options.unit_header = Some(value("--unit-header")?),
             other if url.is_none() && !other.starts_with("--") => url = Some(other.to_string()),
             other => return Err(format!("unexpected argument '{other}'")),
         }
@@ -113,14 +120,18 @@ async fn run(options: &Options) -> Result<(Tally, Duration), String> {
     if let Some(token) = &options.token {
         request.push_str(&format!("Authorization: Bearer {token}\r\n"));
     }
-    request.push_str("\r\n");
     let start = Instant::now();
     let measure_from = start + Duration::from_secs_f64(options.warmup);
     let until = measure_from + Duration::from_secs_f64(options.seconds);
     let mut tasks = Vec::with_capacity(options.connections);
-    for _ in 0..options.connections {
+    for n in 0..options.connections {
         let address = format!("{}:{}", options.host, options.port);
-        let request = request.clone().into_bytes();
+        let mut request = request.clone();
+        if let Some(header) = &options.unit_header {
+            request.push_str(&format!("{header}: unit-{n}\r\n"));
+        }
+        request.push_str("\r\n");
+        let request = request.into_bytes();
         tasks.push(tokio::spawn(async move {
             connection(address, request, measure_from, until).await
         }));

@@ -216,6 +216,16 @@ pub struct Rollout {
     pub last_look: Option<serde_json::Value>,
 }
 
+/// What a lookup under a rollout reads afresh: the parts of a rollout that change while it
+/// runs and decide an arm (its status and step), and whether its tag still points at its
+/// baseline (a tag moved by hand is served as it points).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RolloutNow {
+    pub status: Status,
+    pub step: usize,
+    pub on_baseline: bool,
+}
+
 /// Which version a lookup gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -794,6 +794,10 @@ pub trait RolloutStore: Send + Sync {
     /// Rollouts, newest first: of one prompt, or of every prompt; only running ones if asked.
     fn rollouts(&self, prompt: Option<&str>, running: bool) -> Result<Vec<crate::canary::Rollout>>;
 
+    /// The rollout's status and step now, and whether its tag points at its baseline: one
+    /// indexed read, for every lookup under the rollout. None for an unknown id.
+    fn rollout_now(&self, id: &str) -> Result<Option<crate::canary::RolloutNow>>;
+
     /// Records a look that keeps the rollout running (held, or advanced to another step), only
     /// if the rollout is still as `seen` (running, same step and looks): false when another
     /// process decided first.

@@ -206,17 +206,31 @@ impl Shared {
                 .get(&(prompt.to_string(), tag.to_string()))
                 .cloned()
         };
-        if found.is_none() {
-            return Ok(None);
-        }
-        // The cache says whether a rollout may run (a new one is served within a second); the
-        // rollout itself is read now, so one that ended or stepped up is followed at once.
-        let fresh = self.read_now(|store| Ok(store.rollouts(Some(prompt), true)?))?;
-        let Some(rollout) = fresh.into_iter().find(|r| r.tag == tag).map(Arc::new) else {
+        // The cache says whether a rollout may run (a new one is served within a second); what
+        // changes while it runs (status, step, the tag's target) is read now, in one indexed
+        // read, so one that ended or stepped up is followed at once.
+        let Some(rollout) = found else {
             return Ok(None);
         };
-        let (current, _) = self.read_now(|store| Ok(store.tag_target(prompt, tag)?))?;
-        Ok((current == rollout.baseline_id).then_some(rollout))
+        let now = self.read_now(|store| Ok(store.rollout_now(&rollout.id)?))?;
+        match now {
+            Some(now) if now.status == crate::canary::Status::Running && now.on_baseline => {
+                if now.step == rollout.step {
+                    return Ok(Some(rollout));
+                }
+                // Stepped since the cache was read: serve the new step, and read the rollouts
+                // again at the next lookup.
+                self.forget_rollouts();
+                let mut stepped = (*rollout).clone();
+                stepped.step = now.step;
+                Ok(Some(Arc::new(stepped)))
+            }
+            Some(now) if now.status == crate::canary::Status::Running => Ok(None),
+            _ => {
+                self.forget_rollouts();
+                Ok(None)
+            }
+        }
     }
 
     /// Drops every cached body: an archived prompt's versions must not be served by id.

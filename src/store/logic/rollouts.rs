@@ -6,7 +6,7 @@
 
 use super::Backend;
 use super::prompts::{current_tag, lock_prompt, write_tag};
-use crate::canary::{Rollout, Status, StepAfter};
+use crate::canary::{Rollout, RolloutNow, Status, StepAfter};
 use crate::model::{TagAction, TagEvent};
 use crate::store::sql::{Db, Row, all, args, corrupt, first, json, to_json};
 use crate::store::{Expect, Result, RolloutStore, StoreError, TagChange};
@@ -105,6 +105,30 @@ impl<B: Backend> RolloutStore for B {
                 &rollout.canary_tag,
                 Some(&rollout.candidate_id),
                 &change,
+            )
+        })
+    }
+
+    fn rollout_now(&self, id: &str) -> Result<Option<RolloutNow>> {
+        self.read(|db| {
+            first(
+                db,
+                "SELECT r.status, r.step, \
+                 CASE WHEN t.version_id = r.baseline_id THEN 1 ELSE 0 END \
+                 FROM rollouts r JOIN prompts p ON p.name = r.prompt \
+                 LEFT JOIN tags t ON t.prompt_id = p.id AND t.name = r.tag \
+                 WHERE r.id = $1",
+                args![id],
+                |row| {
+                    let status = row.text(0)?;
+                    Ok(RolloutNow {
+                        status: Status::parse(&status)
+                            .ok_or_else(|| corrupt("rollouts.status", &status))?,
+                        step: usize::try_from(row.int(1)?)
+                            .map_err(|_| corrupt("rollouts.step", "negative"))?,
+                        on_baseline: row.int(2)? == 1,
+                    })
+                },
             )
         })
     }
