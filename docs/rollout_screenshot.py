@@ -71,7 +71,7 @@ def main():
         url = f"{base}/prompts/{PROMPT}"
         subprocess.run(
             ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-             f"--screenshot={out}", "--window-size=1400,1000", url],
+             f"--screenshot={out}", "--window-size=1400,1110", url],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         print(f"screenshot of {url} saved as {out}")
