@@ -76,6 +76,12 @@ for placed in "$serve_url" "$mock_url" "$support_token"; do
 done
 echo "README's snippet answers: $(OPENAI_API_KEY=unused "$python" readme_app.py)"
 
+# What a person reads after the run (README's transcript under "Sending traces from your
+# application" comes from here); the checker below waits for the writer, so wait here too.
+sleep 3
+echo "\$ runner production greet --since 1h"
+"$runner" --db "$work/runner.db" production greet --since 1h
+
 "$python" "$checker" --runner "$runner" --db "$work/runner.db" \
     --run "greet,api:support-bot,$work/greet.json" --run "welcome,api:welcome-bot,$work/welcome.json" \
     --readme customer_support_greeting,api:support-bot
