@@ -319,6 +319,10 @@ fn integer(value: &Value) -> Option<i64> {
 
 /// `text` cut to `MAX_TEXT_CHARS` characters.
 pub fn cap(text: &str) -> String {
+    // A text of at most MAX_TEXT_CHARS bytes has at most as many characters: no need to count.
+    if text.len() <= MAX_TEXT_CHARS {
+        return text.to_string();
+    }
     match text.char_indices().nth(MAX_TEXT_CHARS) {
         None => text.to_string(),
         Some((at, _)) => format!("{}{TRUNCATED}", &text[..at]),
@@ -328,7 +332,14 @@ pub fn cap(text: &str) -> String {
 /// Whether an attribute's key names a secret: its value is stored as `redact::MARK`. Token
 /// counts (`llm.token_count.*`, `gen_ai.usage.*_tokens`) are not secrets.
 pub fn is_secret_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
+    // Most keys are lower case already (OpenInference, GenAI): no copy for them.
+    let lower;
+    let key = if key.bytes().any(|b| b.is_ascii_uppercase()) {
+        lower = key.to_ascii_lowercase();
+        lower.as_str()
+    } else {
+        key
+    };
     if key.contains("token_count") || key.contains("usage.") || key.ends_with("_tokens") {
         return false;
     }
@@ -351,6 +362,12 @@ pub fn is_secret_key(key: &str) -> bool {
 /// `MAX_ATTRIBUTES_BYTES` by dropping the longest values first (the cut is marked
 /// `runner.truncated`).
 pub fn stored_attributes(attributes: &Map<String, Value>) -> String {
+    // Written straight from the span's attributes (no copy of its texts); only an oversized
+    // whole is rebuilt to cut it.
+    let text = serde_json::to_string(&Stored(attributes)).unwrap_or_default();
+    if text.len() <= MAX_ATTRIBUTES_BYTES {
+        return text;
+    }
     let mut kept = Map::new();
     for (key, value) in attributes {
         let value = if is_secret_key(key) {
@@ -362,7 +379,7 @@ pub fn stored_attributes(attributes: &Map<String, Value>) -> String {
         };
         kept.insert(cap(key), value);
     }
-    let mut text = Value::Object(kept.clone()).to_string();
+    let mut text = serde_json::to_string(&kept).unwrap_or_default();
     if text.len() > MAX_ATTRIBUTES_BYTES {
         let mut sizes: Vec<(usize, String)> = kept
             .iter()
@@ -381,6 +398,35 @@ pub fn stored_attributes(attributes: &Map<String, Value>) -> String {
         text = Value::Object(kept).to_string();
     }
     text
+}
+
+/// `text` cut to `MAX_TEXT_CHARS` characters, borrowed when it is not cut.
+fn capped(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= MAX_TEXT_CHARS {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(cap(text))
+}
+
+/// Attributes serialised as stored: secrets redacted, texts capped.
+struct Stored<'a>(&'a Map<String, Value>);
+
+impl serde::Serialize for Stored<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in self.0 {
+            let capped_key = capped(key);
+            if is_secret_key(key) {
+                map.serialize_entry(&capped_key, crate::redact::MARK)?;
+            } else if let Value::String(text) = value {
+                map.serialize_entry(&capped_key, &capped(text))?;
+            } else {
+                map.serialize_entry(&capped_key, value)?;
+            }
+        }
+        map.end()
+    }
 }
 
 /// Where an annotation points.

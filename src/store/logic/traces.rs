@@ -47,8 +47,8 @@ impl<B: Backend> TraceStore for B {
         }
         let received = crate::trace::now_ms();
         self.write(|db| {
-            if let Some(setup) = db.dialect().span_writer_setup() {
-                db.exec(setup, &[])?;
+            for setup in db.dialect().span_writer_setup() {
+                db.each(setup, &[], &mut |_| Ok(()))?;
             }
             let added = insert_spans(db, spans, received)?;
             for annotation in annotations {
