@@ -364,9 +364,12 @@ pub fn is_secret_key(key: &str) -> bool {
 pub fn stored_attributes(attributes: &Map<String, Value>) -> String {
     // Written straight from the span's attributes (no copy of its texts); only an oversized
     // whole is rebuilt to cut it.
-    let text = serde_json::to_string(&Stored(attributes)).unwrap_or_default();
-    if text.len() <= MAX_ATTRIBUTES_BYTES {
-        return text;
+    // Two keys capped alike would be written twice: such keys take the slow path's map.
+    if attributes.keys().all(|k| k.len() <= MAX_TEXT_CHARS) {
+        let text = serde_json::to_string(&Stored(attributes)).unwrap_or_default();
+        if text.len() <= MAX_ATTRIBUTES_BYTES {
+            return text;
+        }
     }
     let mut kept = Map::new();
     for (key, value) in attributes {
@@ -415,14 +418,14 @@ impl serde::Serialize for Stored<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        // Keys are at most MAX_TEXT_CHARS bytes here (the caller checked): none is cut.
         for (key, value) in self.0 {
-            let capped_key = capped(key);
             if is_secret_key(key) {
-                map.serialize_entry(&capped_key, crate::redact::MARK)?;
+                map.serialize_entry(key, crate::redact::MARK)?;
             } else if let Value::String(text) = value {
-                map.serialize_entry(&capped_key, &capped(text))?;
+                map.serialize_entry(key, &capped(text))?;
             } else {
-                map.serialize_entry(&capped_key, value)?;
+                map.serialize_entry(key, value)?;
             }
         }
         map.end()
@@ -657,5 +660,26 @@ mod tests {
         let stored = stored_attributes(&many);
         assert!(stored.len() <= MAX_ATTRIBUTES_BYTES, "{}", stored.len());
         assert!(stored.contains("runner.truncated"));
+    }
+
+    #[test]
+    fn keys_capped_alike_are_stored_once() {
+        let stem = "k".repeat(MAX_TEXT_CHARS);
+        let stored = stored_attributes(&attrs(json!({
+            format!("{stem}a"): "first",
+            format!("{stem}b"): "second",
+            "short": "kept",
+        })));
+        let parsed: Map<String, Value> = serde_json::from_str(&stored).unwrap();
+        assert_eq!(parsed.len(), 2, "{}", &stored[stored.len() - 80..]);
+        assert_eq!(parsed["short"], "kept");
+        assert_eq!(stored.matches(TRUNCATED).count(), 1);
+        // The fast path writes the same JSON the slow path does.
+        let plain = attrs(json!({"b": 1, "a": "two", "api_key": "sk", "c": [1, "x"]}));
+        assert_eq!(
+            stored_attributes(&plain),
+            r#"{"a":"two","api_key":"[REDACTED]","b":1,"c":[1,"x"]}"#
+                .replace("[REDACTED]", crate::redact::MARK)
+        );
     }
 }

@@ -180,6 +180,15 @@ pub fn start(
     now_ms: i64,
 ) -> Result<(Rollout, TagEvent)> {
     check_steps(&plan.steps)?;
+    // The rollout sets and withdraws the canary tag on its own; a protected one could be set
+    // but never withdrawn, and the rollout could not end.
+    if policy.is_protected(&plan.canary_tag) {
+        return Err(Error::invalid(format!(
+            "the canary tag '{}' is protected; a rollout moves its canary tag by itself",
+            plan.canary_tag
+        ))
+        .with_hint("name an unprotected canary tag (the default is 'canary')"));
+    }
     let baseline = store.version(&plan.prompt, &VersionRef::Tag(plan.tag.clone()))?;
     let candidate = store.version(&plan.prompt, &VersionRef::Any(plan.candidate.clone()))?;
     if baseline.id == candidate.id {
@@ -244,8 +253,9 @@ pub struct Served {
 
 /// Looks a tag up as `runner serve` answers it, for applications that embed the library: under
 /// a running rollout whose baseline the tag still points at, the arm of `unit` (a user, a
-/// session: sticky, the same bucket the server gives that unit) or, without one, a fresh
-/// draw; otherwise the version the tag points at. Reads the rollout afresh on every call.
+/// session: sticky, the same bucket the server gives that unit's unit header) when the rollout
+/// was planned with a unit header, else a fresh draw; otherwise the version the tag points at.
+/// Reads the rollout afresh on every call.
 pub fn lookup(store: &dyn Store, prompt: &str, tag: &str, unit: Option<&str>) -> Result<Served> {
     let rollout = store
         .rollouts(Some(prompt), true)?
@@ -254,7 +264,9 @@ pub fn lookup(store: &dyn Store, prompt: &str, tag: &str, unit: Option<&str>) ->
     if let Some(rollout) = rollout {
         let (current, _) = store.tag_target(prompt, tag)?;
         if current == rollout.baseline_id {
-            let arm = rollout.arm(unit.filter(|u| !u.is_empty()), fastrand::u64(..10_000));
+            // As the server: a unit is sticky only in a rollout planned with a unit header.
+            let unit = unit.filter(|u| !u.is_empty() && rollout.unit_header.is_some());
+            let arm = rollout.arm(unit, fastrand::u64(..10_000));
             let version = store.version(prompt, &VersionRef::Id(rollout.version_of(arm).into()))?;
             return Ok(Served {
                 version,
@@ -538,6 +550,21 @@ pub fn advance(
     actor: &str,
 ) -> Result<Outcome> {
     let rollout = running(store, prompt, tag)?;
+    advance_from(store, &rollout, now_ms, policy, actor)
+}
+
+/// Advances `rollout` as the caller saw it: when it has changed since (another process took
+/// a look, stepped or ended it), nothing is written and the answer says so. A caller that
+/// checked something about the rollout (whether this advance completes it) acts on what it
+/// checked.
+pub fn advance_from(
+    store: &dyn Store,
+    rollout: &Rollout,
+    now_ms: i64,
+    policy: &TagPolicy,
+    actor: &str,
+) -> Result<Outcome> {
+    let rollout = rollout.clone();
     let (baseline, candidate) = figures(store, &rollout)?;
     let mut look = canary::look(&rollout, &baseline, &candidate, 1.0);
     look.decision = if rollout.step + 1 >= rollout.steps.len() {

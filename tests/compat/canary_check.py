@@ -51,7 +51,9 @@ def check_run(runner, db, prompt, expect, ledger, wait):
     baseline, candidate = ledger["baseline_id"], ledger["candidate_id"]
     ended = ledger["ended_at_request"]
     # The last poll that still said running bounds the requests known to be under the rollout.
-    running_until = max(p["request"] for p in ledger["polls"] if p["status"] == "running")
+    running_polls = [p["request"] for p in ledger["polls"] if p["status"] == "running"]
+    check(running_polls, f"{label}: the application saw the rollout running")
+    running_until = max(running_polls, default=0)
     during = ledger["requests"][:running_until]
     after = ledger["requests"][ended:]
 
@@ -131,8 +133,7 @@ def check_run(runner, db, prompt, expect, ledger, wait):
         r["user"] for r in ledger["requests"][:first_until] if r["version_id"] == candidate
     }
     check(
-        first_until == 0
-        or (0 < len(on_candidate) <= 3 * share / 100 * len(early_users) + 5),
+        first_until > 0 and 0 < len(on_candidate) <= 3 * share / 100 * len(early_users) + 5,
         f"{label}: at the first step ({share}%) {len(on_candidate)} of {len(early_users)} users "
         f"got the candidate",
     )

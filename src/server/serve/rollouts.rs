@@ -5,19 +5,18 @@
 //!
 //! Who may do what: any token reads; a write or deploy token starts a rollout, advances it and
 //! stops it; on a protected tag (runner.toml's `protected_tags`), starting a rollout and an
-//! advance that completes it (which moves the tag) need a deploy token, or force (`?force=true`
-//! or `X-Runner-Force: true`), as moving the tag by hand would.
+//! advance that completes it (which moves the tag) need a deploy token. Force is not offered:
+//! a rollout's tag events record who acted, and a deploy token is the recorded way.
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
-use super::tags::{ForceQuery, force_requested};
 use super::{Shared, data, json_body, path, prompt_name, query, tag_name};
 use crate::store::TagRole;
 use crate::workflow::canary;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Extension, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -25,10 +24,7 @@ use std::sync::Arc;
 fn needs_deploy(tag: &str, doing: &str) -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
-        format!(
-            "tag '{tag}' is protected: {doing} needs a deploy token, or force (?force=true or \
-             X-Runner-Force: true)"
-        ),
+        format!("tag '{tag}' is protected: {doing} needs a deploy token"),
     )
 }
 
@@ -40,12 +36,9 @@ pub(super) async fn start_rollout(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
     name: Result<Path<String>, PathRejection>,
-    params: Result<Query<ForceQuery>, QueryRejection>,
-    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let prompt = prompt_name(path(name)?)?;
-    let force = force_requested(&query(params)?, &headers)?;
     let request: canary::Request = json_body(body)?;
     let plan = canary::plan(
         &prompt,
@@ -54,7 +47,7 @@ pub(super) async fn start_rollout(
         shared.config.confidence,
     )?;
     let policy = shared.config.tag_policy();
-    if policy.is_protected(&plan.tag) && caller.role != TagRole::Deploy && !force {
+    if policy.is_protected(&plan.tag) && caller.role != TagRole::Deploy {
         return Err(needs_deploy(&plan.tag, "starting a rollout of it"));
     }
     let view = shared
@@ -122,25 +115,22 @@ pub(super) async fn advance_rollout(
     State(shared): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
     names: Result<Path<(String, String)>, PathRejection>,
-    params: Result<Query<ForceQuery>, QueryRejection>,
-    headers: HeaderMap,
 ) -> ApiResult {
     let (prompt, tag) = path(names)?;
     let (prompt, tag) = (prompt_name(prompt)?, tag_name(tag)?);
-    let force = force_requested(&query(params)?, &headers)?;
     let policy = shared.config.tag_policy();
     let outcome = shared
         .with_store(move |store| {
             let rollout = canary::running(store, &prompt, &tag)?;
             let completes = rollout.step + 1 >= rollout.steps.len();
-            if completes && policy.is_protected(&tag) && caller.role != TagRole::Deploy && !force {
+            if completes && policy.is_protected(&tag) && caller.role != TagRole::Deploy {
                 return Err(needs_deploy(&tag, "completing its rollout by hand"));
             }
+            // On the rollout as checked: if it stepped meanwhile, nothing is written (409).
             let now = crate::trace::now_ms();
-            Ok(canary::advance(
+            Ok(canary::advance_from(
                 store,
-                &prompt,
-                &tag,
+                &rollout,
                 now,
                 &policy,
                 &caller.actor,

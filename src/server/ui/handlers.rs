@@ -907,10 +907,10 @@ pub(super) async fn advance_rollout(
                 ),
             ));
         }
-        let outcome = crate::workflow::canary::advance(
+        // On the rollout as checked: if it stepped meanwhile, nothing is written.
+        let outcome = crate::workflow::canary::advance_from(
             ui.store.as_ref(),
-            &target,
-            &form.tag,
+            &rollout,
             crate::trace::now_ms(),
             &ui.config.tag_policy(),
             &viewer.actor(),

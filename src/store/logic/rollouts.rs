@@ -110,6 +110,7 @@ impl<B: Backend> RolloutStore for B {
     }
 
     fn rollout_now(&self, id: &str) -> Result<Option<RolloutNow>> {
+        // An archived prompt's rollout is none: its lookups fall to the archived answer.
         self.read(|db| {
             first(
                 db,
@@ -117,7 +118,7 @@ impl<B: Backend> RolloutStore for B {
                  CASE WHEN t.version_id = r.baseline_id THEN 1 ELSE 0 END \
                  FROM rollouts r JOIN prompts p ON p.name = r.prompt \
                  LEFT JOIN tags t ON t.prompt_id = p.id AND t.name = r.tag \
-                 WHERE r.id = $1",
+                 WHERE r.id = $1 AND p.archived_at IS NULL",
                 args![id],
                 |row| {
                     let status = row.text(0)?;

@@ -439,6 +439,21 @@ fn rollouts_over_http_start_steer_and_refuse_the_wrong_token() {
     // One rollout per tag at a time: 409.
     let twice = start(&deployer, &plan);
     assert_eq!(twice.status, 409, "{}", twice.text);
+    // The canary tag is the rollout's to set and withdraw: a protected one is refused, and
+    // force is not a way around a deploy token here.
+    let mut protected_canary = plan.clone();
+    protected_canary["tag"] = json!("staging");
+    protected_canary["canary_tag"] = json!("production");
+    let refused = start(&deployer, &protected_canary);
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert!(refused.text.contains("is protected"), "{}", refused.text);
+    let forced = server.call(
+        "POST",
+        "/v1/prompts/greet/rollouts?force=true",
+        &[("authorization", &writer)],
+        Some(&plan),
+    );
+    assert_eq!(forced.status, 403, "{}", forced.text);
 
     // Any token reads the status and the list; the CLI shows the same rollout.
     let read = |path: &str| {
@@ -468,6 +483,17 @@ fn rollouts_over_http_start_steer_and_refuse_the_wrong_token() {
             Some(&json!({})),
         )
     };
+    // Read and ingest tokens may neither advance nor stop it.
+    for token in [&reader, &ingester] {
+        assert_eq!(advance(token).status, 403);
+        let stop = server.call(
+            "POST",
+            "/v1/prompts/greet/rollouts/production/stop",
+            &[("authorization", token)],
+            Some(&json!({})),
+        );
+        assert_eq!(stop.status, 403);
+    }
     let stepped = advance(&writer);
     assert_eq!(stepped.status, 200, "{}", stepped.text);
     assert_eq!(stepped.json()["data"]["look"]["share"], 50);
@@ -570,4 +596,25 @@ fn the_library_serves_each_unit_the_arm_the_server_gives_it() {
     let after = lookup(Some("user-1"));
     assert_eq!(after.version.id, v1);
     assert!(after.rollout.is_none());
+
+    // A prompt archived while its rollout runs is not served by either arm.
+    start(&env, "0.05", "30m");
+    let served = server.call(
+        "GET",
+        "/v1/prompts/greet/tags/production",
+        &[("x-runner-unit", "user-1")],
+        None,
+    );
+    assert_eq!(served.status, 200);
+    let archived = server.call("DELETE", "/v1/prompts/greet?force=true", &[], None);
+    assert!(archived.status < 300, "{}", archived.text);
+    for unit in ["user-1", "user-2", "user-3"] {
+        let gone = server.call(
+            "GET",
+            "/v1/prompts/greet/tags/production",
+            &[("x-runner-unit", unit)],
+            None,
+        );
+        assert_eq!(gone.status, 404, "{unit}: {}", gone.text);
+    }
 }
