@@ -201,6 +201,8 @@ fn write_results(c: &mut Criterion) {
                 judge_model: None,
                 detached: None,
                 shard: None,
+                target: None,
+                target_env: Vec::new(),
             },
             planned: 0,
             author: "bench".to_string(),

@@ -72,6 +72,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 judge_model: None,
                 detached: None,
                 shard: None,
+                target: None,
+                target_env: Vec::new(),
             },
             planned: rows as i64,
             author: "bench".into(),

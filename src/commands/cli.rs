@@ -744,6 +744,16 @@ pub struct RunOptions {
     /// sent, the run stops (exit 1) and `experiment resume ID --max-cost MORE` runs the rest.
     #[arg(long, value_name = "USD")]
     pub max_cost: Option<f64>,
+    /// Your application answers each row instead of one chat call: `cmd:PROGRAM` (a
+    /// long-lived program reading one JSON object a line on stdin, answering one a line on
+    /// stdout) or an http(s) URL (each row POSTed as JSON). See README "Testing your
+    /// application (targets)".
+    #[arg(long, value_name = "cmd:PROGRAM|URL")]
+    pub target: Option<String>,
+    /// An environment variable a cmd: target may see (repeatable); by default it gets only
+    /// PATH, HOME, the locale and TMPDIR, never the API key or the store's credentials.
+    #[arg(long = "target-env", value_name = "NAME")]
+    pub target_env: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -67,6 +67,12 @@ impl ExperimentSettings {
                 return Err(Error::invalid("--key must be 1 to 200 characters")
                     .with_hint("e.g. --key \"$CI_PIPELINE_ID-eval\""));
             }
+            if settings.run.target.is_some() {
+                return Err(Error::invalid(
+                    "--target does not work with --detach yet: workers run rows against the endpoint",
+                )
+                .with_hint("run the experiment in one process (without --detach)"));
+            }
             settings.run.detached = Some(Detached {
                 key: args.key.clone(),
                 min_pass_rate: check.min_pass_rate,
@@ -312,6 +318,16 @@ fn run_settings(
             .or_else(|| defaults.judge_model.clone()),
         detached: None,
         shard: shard.map(parse_shard).transpose()?,
+        target: options
+            .target
+            .as_deref()
+            .map(|spec| crate::engine::target::check_spec(spec).map(|()| spec.trim().to_string()))
+            .transpose()?,
+        target_env: options
+            .target_env
+            .iter()
+            .map(|name| crate::engine::target::check_env_name(name).map(|()| name.clone()))
+            .collect::<Result<_>>()?,
     })
 }
 

@@ -887,6 +887,8 @@ mod tests {
                 judge_model: None,
                 detached: None,
                 shard: None,
+                target: None,
+                target_env: Vec::new(),
             },
             planned: 3,
             status: ExperimentStatus::Completed,

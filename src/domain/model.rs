@@ -641,6 +641,14 @@ pub struct RunSettings {
     /// `--shard K/N`: only the rows whose id hashes to shard K of N.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<Shard>,
+    /// `--target`: what answers each row instead of one chat call to the endpoint: a program
+    /// (`cmd:python app.py`) or an HTTP route (`http://127.0.0.1:8000/run`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// `--target-env NAME`: environment variables a `cmd:` target gets besides the few every
+    /// program needs (PATH, HOME, locale, temporary folder); none other reaches it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_env: Vec<String>,
 }
 
 /// How a detached experiment was planned: its key, and the check `experiment wait` applies.

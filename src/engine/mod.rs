@@ -11,6 +11,7 @@ pub mod client;
 pub mod eval;
 pub mod limit;
 pub mod mock;
+pub mod target;
 
 mod breaker;
 mod cache;
@@ -116,6 +117,9 @@ pub struct Plan {
     pub cache: CacheUse,
     /// `--max-cost`: no request is sent whose estimated cost would exceed it.
     pub budget: Option<Arc<crate::cost::Budget>>,
+    /// `--target`: the application that answers each row instead of one call to `client`
+    /// (which judges still use).
+    pub target: Option<Arc<target::Target>>,
 }
 
 /// How a run uses the response cache.

@@ -85,8 +85,20 @@ pub(super) async fn process(
         }),
         Ok(messages) => {
             let body = request_body(&plan.experiment.model, &messages, &plan.version.params);
+            let asked = plan.target.as_ref().map(|_| {
+                crate::engine::target::request(
+                    &result.row_id,
+                    repetition,
+                    &result.vars,
+                    &messages,
+                    &plan.experiment.model,
+                    &plan.version.params,
+                    &plan.version,
+                    plan.experiment.tag.as_deref(),
+                )
+            });
             result.messages = messages;
-            call(shared, &body, repetition, &mut result).await
+            call(shared, &body, asked.as_ref(), repetition, &mut result).await
         }
     };
     let mut gone = None;
@@ -198,17 +210,24 @@ fn scrub(result: &mut RunResult, key: &str) {
     }
 }
 
-/// The answer from the cache when it is there, else from the endpoint.
+/// The answer from the cache when it is there, else from the target (`asked` is its request)
+/// or the endpoint.
 async fn call(
     shared: &Shared,
     body: &Value,
+    asked: Option<&Value>,
     repetition: usize,
     result: &mut RunResult,
 ) -> Result<Completion, Failure> {
     let plan = &shared.plan;
     if let Some(cache) = &shared.cache {
-        let bytes = serde_json::to_vec(body).unwrap_or_default();
-        let key = cache_key(plan.client.base_url(), &bytes, &result.row_id, repetition);
+        // A target's answers are kept apart from the endpoint's, by its spec and request.
+        let (answerer, request) = match (&plan.target, asked) {
+            (Some(target), Some(asked)) => (target.spec(), asked),
+            _ => (plan.client.base_url(), body),
+        };
+        let bytes = serde_json::to_vec(request).unwrap_or_default();
+        let key = cache_key(answerer, &bytes, &result.row_id, repetition);
         let hit = if plan.cache.read {
             cached_response(cache, &key).await
         } else {
@@ -260,7 +279,10 @@ async fn call(
         }
         None => None,
     };
-    let answer = plan.client.complete(body).await;
+    let answer = match (&plan.target, asked) {
+        (Some(target), Some(asked)) => target.call(asked).await,
+        _ => plan.client.complete(body).await,
+    };
     if let Some((budget, reservation)) = reservation {
         match &answer {
             Ok(c) => budget.settle(reservation, c.prompt_tokens.zip(c.completion_tokens)),

@@ -968,6 +968,8 @@ fn experiment_with(store: &dyn Store, prompt: &str, rows: i64, repetitions: usiz
                 judge_model: None,
                 detached: None,
                 shard: None,
+                target: None,
+                target_env: Vec::new(),
             },
             planned: rows,
             author: "t".into(),

@@ -327,6 +327,18 @@ pub fn work(
         &VersionRef::Id(experiment.version_id.clone()),
     )?;
     let template = CompiledTemplate::compile(version.format, &version.template)?;
+    // `--target` is refused with `--detach`; an experiment that names one anyway (written by
+    // hand into the store) must not have its rows answered by the endpoint instead.
+    if let Some(target) = &experiment.settings.target {
+        return Err(Error::invalid(format!(
+            "experiment {} is answered by the target {target}, which workers do not run",
+            experiment.id
+        ))
+        .with_hint(format!(
+            "run it in one process: runner experiment resume {}",
+            experiment.id
+        )));
+    }
     // The store names the evaluators, and anyone who can write it could name any program or
     // file: this machine runs (or reads) only those its own command line or runner.toml
     // allows, checked before any is prepared.

@@ -749,7 +749,11 @@ fn every_evaluator_scores_through_the_cli() {
 
 /// Waits (bounded, 60 s) until at least `at_least` results are stored; with `running`, also
 /// asserts the process has not ended before that.
-fn wait_for_results(env: &Env, at_least: i64, mut running: Option<&mut std::process::Child>) {
+pub(crate) fn wait_for_results(
+    env: &Env,
+    at_least: i64,
+    mut running: Option<&mut std::process::Child>,
+) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while stored_results(env) < at_least {
         assert!(

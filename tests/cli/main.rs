@@ -20,6 +20,7 @@ mod security;
 mod serve;
 mod statistics;
 mod sync;
+mod targets;
 mod try_version;
 mod ui;
 mod workers;

@@ -24,6 +24,25 @@ pub(in crate::workflow) fn client(base_url: &str, settings: &RunSettings) -> Res
     Client::new(config).map_err(endpoint_error)
 }
 
+/// The run's target, when it names one (`--target`), with its timeout and retries.
+pub(in crate::workflow) fn target(
+    settings: &RunSettings,
+) -> Result<Option<std::sync::Arc<crate::engine::target::Target>>> {
+    settings
+        .target
+        .as_deref()
+        .map(|spec| {
+            crate::engine::target::Target::new(
+                spec,
+                Duration::from_secs_f64(settings.timeout_secs),
+                settings.max_retries,
+                &settings.target_env,
+            )
+            .map(std::sync::Arc::new)
+        })
+        .transpose()
+}
+
 /// A client for single calls with an experiment's key handling, timeout and retries.
 pub fn call_client(base_url: &str, timeout_secs: f64, max_retries: u32) -> Result<Client> {
     check_timeout(timeout_secs)?;

@@ -5,7 +5,7 @@
 use super::super::Context;
 use super::Finished;
 use super::dataset_error;
-use super::endpoint::{client, probe, runtime};
+use super::endpoint::{client, probe, runtime, target};
 use super::lease::Lease;
 use super::prepare::Prepared;
 use super::run::{Ready, budget, execute, plan};
@@ -41,8 +41,18 @@ pub fn launch(
 ) -> Result<Finished> {
     let asked = &prepared.settings;
     let client = client(&asked.base_url, &asked.run)?;
+    let target = target(&asked.run)?;
     let runtime = runtime()?;
-    probe(&runtime, client.base_url())?;
+    // What answers the rows must be there: the endpoint, or an HTTP target (a program target
+    // that cannot start fails its first row, and the run stops).
+    match &target {
+        None => probe(&runtime, client.base_url())?,
+        Some(target) => {
+            if let Some(url) = target.url() {
+                probe(&runtime, url)?;
+            }
+        }
+    }
     let store = ctx.store()?;
     let settings = asked.run.clone();
     let rows = settings
@@ -83,7 +93,7 @@ pub fn launch(
     let lease = Lease::take(&store, &experiment.id)?;
     let done = Done::new(prepared.info.rows, settings.repetitions);
     let budget = budget(ctx, &experiment, (0, 0))?;
-    let plan = plan(
+    let mut plan = plan(
         experiment,
         prepared.version,
         prepared.template,
@@ -92,6 +102,7 @@ pub fn launch(
         client,
         budget,
     );
+    plan.target = target;
     let ready = Ready {
         runtime,
         plan,

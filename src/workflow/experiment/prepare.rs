@@ -141,6 +141,10 @@ fn fingerprint_of(
     put("columns", json!(settings.columns));
     put("expected_column", json!(settings.expected_column));
     put("judge_model", json!(settings.judge_model));
+    // Only when set: experiments without a target keep the fingerprint they always had.
+    if let Some(target) = &settings.target {
+        put("target", json!(target));
+    }
     let canonical = Value::Object(canonical);
     crate::model::hex(&Sha256::digest(canonical.to_string().as_bytes()))
 }

@@ -5,7 +5,7 @@
 use super::super::Context;
 use super::super::settings::ResumeSettings;
 use super::Finished;
-use super::endpoint::{client, probe, runtime};
+use super::endpoint::{client, probe, runtime, target};
 use super::lease::Lease;
 use super::prepare::evaluators;
 use super::run::{Ready, budget, execute, plan, priced};
@@ -65,8 +65,16 @@ pub fn resume(
         experiment.settings.expected_column.is_some(),
     )?;
     let client = client(&experiment.base_url, &experiment.settings)?;
+    let target = target(&experiment.settings)?;
     let runtime = runtime()?;
-    probe(&runtime, client.base_url())?;
+    match &target {
+        None => probe(&runtime, client.base_url())?,
+        Some(target) => {
+            if let Some(url) = target.url() {
+                probe(&runtime, url)?;
+            }
+        }
+    }
     let store = ctx.store()?;
     // Taken before the missing rows are counted: a second resume of the same experiment is
     // refused instead of sending every missing row twice.
@@ -74,9 +82,10 @@ pub fn resume(
     let done = Done::load(&*store, &experiment)?;
     let budget = budget(ctx, &experiment, store.tokens(&experiment.id)?)?;
     store.reopen_experiment(&experiment.id)?;
-    let plan = plan(
+    let mut plan = plan(
         experiment, version, template, &path, evaluators, client, budget,
     );
+    plan.target = target;
     let ready = Ready {
         runtime,
         plan,

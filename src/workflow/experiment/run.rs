@@ -60,6 +60,7 @@ pub(in crate::workflow) fn plan(
         .unwrap_or_else(|| experiment.model.clone());
     let cache = engine::CacheUse::of(&experiment.settings);
     Plan {
+        target: None,
         experiment,
         version,
         template,
@@ -101,6 +102,7 @@ pub(super) fn execute(
     let id = plan.experiment.id.clone();
     let budget = plan.budget.clone();
     let planned = plan.experiment.planned;
+    let target = plan.target.as_ref().map(|t| t.spec().to_string());
     let outcome: std::result::Result<Outcome, engine::RunError> = runtime.block_on(engine::run(
         plan,
         store.clone(),
@@ -143,6 +145,15 @@ pub(super) fn execute(
                 store.finish_experiment(&id, ExperimentStatus::Failed, wall_ms)?;
             }
             let auth = matches!(outcome.stop, Some(Stop::Auth(_)));
+            if let Some(target) = &target {
+                return Err(Error::operational(format!(
+                    "the target {target} answered no row: {message}"
+                ))
+                .with_hint(
+                    "run the target by hand with one request line to see why; a new \
+                     experiment stopped this way leaves no trace",
+                ));
+            }
             let error = Error::operational(format!(
                 "the endpoint {} before any call succeeded: {message}",
                 if auth {
