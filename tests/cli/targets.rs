@@ -377,7 +377,7 @@ for line in sys.stdin:
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    crate::experiments::wait_for_results(&env, 20, Some(&mut child));
+    super::experiments::wait_for_results(&env, 20, Some(&mut child));
     child.kill().unwrap();
     child.wait().unwrap();
     let stored: Vec<String> = crate::sql(&env.db, "SELECT row_id FROM results")
