@@ -111,7 +111,11 @@ pub fn experiment_summary(
                 &e.dataset.hash[..e.dataset.hash.len().min(12)]
             ),
         ],
-        vec!["model".into(), format!("{} at {}", e.model, e.base_url)],
+        match &e.settings.target {
+            // The application answered; the endpoint served only judges, if any.
+            Some(target) => vec!["target".into(), format!("{target} (model {})", e.model)],
+            None => vec!["model".into(), format!("{} at {}", e.model, e.base_url)],
+        },
         vec![
             "rows".into(),
             format!(

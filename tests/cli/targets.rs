@@ -404,3 +404,111 @@ for line in sys.stdin:
         assert_eq!(times, 1, "{row} was asked {times} times");
     }
 }
+
+#[test]
+fn promote_runs_both_sides_through_the_target_and_moves_the_tag_only_when_it_passes() {
+    let env = Env::new();
+    env.ok(&[
+        "prompt",
+        "create",
+        "bot",
+        "--template",
+        "Greet. Customer: {{query}}",
+        "--model",
+        "test-model",
+        "--tag",
+        "production",
+    ]);
+    env.ok(&[
+        "prompt",
+        "update",
+        "bot",
+        "--template",
+        "Use the facts. Customer: {{query}}",
+        "--tag",
+        "staging",
+    ]);
+    env.ok(&[
+        "prompt",
+        "update",
+        "bot",
+        "--template",
+        "Be brief. Customer: {{query}}",
+        "--tag",
+        "brief",
+    ]);
+    // The application answers with the facts only when its prompt asks for them.
+    env.write(
+        "app.py",
+        r#"
+import json, sys
+for line in sys.stdin:
+    req = json.loads(line)
+    query = req["variables"]["query"]
+    facts = "Use the facts" in req["messages"][0]["content"]
+    print(json.dumps({"output": f"about {query}" if facts else "Hello!"}), flush=True)
+"#,
+    );
+    let data = dataset(
+        &env,
+        &["order", "refund", "password", "invoice", "shipping"],
+    );
+    let promote = |from: &str| {
+        env.run(&[
+            "promote",
+            "--prompt",
+            "bot",
+            "--from",
+            from,
+            "--to",
+            "production",
+            "--dataset",
+            &data,
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--target",
+            "cmd:python3 app.py",
+        ])
+    };
+    let moved = promote("staging");
+    assert!(
+        moved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&moved.stderr)
+    );
+    let production = || {
+        let tags = env.json(&["tag", "list", "bot", "--json"]);
+        tags.as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "production")
+            .unwrap()["version_seq"]
+            .clone()
+    };
+    assert_eq!(production(), 2);
+    // v3 answers no better than the greeting v1 did, and worse than v2: refused, nothing moves.
+    let refused = promote("brief");
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert_eq!(production(), 2);
+    // Both experiments of each promotion are stored with the target they ran with.
+    let listed = env.json(&["experiment", "list", "--json"]);
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    for experiment in listed {
+        let shown = env.json(&[
+            "experiment",
+            "show",
+            experiment["id"].as_str().unwrap(),
+            "--json",
+        ]);
+        assert_eq!(
+            shown["experiment"]["settings"]["target"], "cmd:python3 app.py",
+            "{shown:#}"
+        );
+    }
+}
