@@ -187,6 +187,12 @@ impl From<TemplateError> for Error {
 fn store_hint(e: &StoreError) -> Option<String> {
     match e {
         StoreError::UnknownPrompt { .. } => Some("`runner prompt list` shows the prompts".into()),
+        StoreError::UnknownDataset { .. } => {
+            Some("`runner dataset list` shows the store's datasets; `runner dataset push FILE --name N` adds one".into())
+        }
+        StoreError::UnknownDatasetVersion { name, .. } => {
+            Some(format!("`runner dataset show {name}` lists its versions"))
+        }
         StoreError::PromptExists { name } => Some(format!(
             "add a version with `runner prompt update {name} ...`"
         )),

@@ -316,6 +316,78 @@ pub enum DatasetCommand {
     /// annotations.
     #[command(after_help = FROM_TRACES_EXAMPLES)]
     FromTraces(FromTracesArgs),
+    /// Store a dataset file (CSV or JSON Lines) as the next version of a named dataset; the
+    /// bytes are kept as they are, so `--dataset store:NAME` is the same evidence as the file.
+    #[command(after_help = DATASET_STORE_EXAMPLES)]
+    Push(DatasetPushArgs),
+    /// The store's datasets with their latest version.
+    List(DatasetListArgs),
+    /// A dataset's versions, or one version (NAME@V) with its first rows.
+    Show(DatasetShowArgs),
+    /// Write a version of a dataset to a file, byte for byte as it was pushed.
+    Pull(DatasetPullArgs),
+}
+
+const DATASET_STORE_EXAMPLES: &str = "\
+Examples:
+  runner dataset push datasets/queries.csv --name support_queries -m 'three new refund cases'
+  runner dataset list
+  runner dataset show support_queries@2
+  runner dataset pull support_queries@1 --out queries-v1.csv
+  runner experiment --prompt support_greeting --tag staging --dataset store:support_queries
+  runner experiment --prompt support_greeting --tag staging --dataset store:support_queries@2
+
+Versions never change: pushing the same bytes again adds nothing, other bytes add a version.
+An experiment over store:NAME records the version it read (store:NAME@V) and the same hash as
+an experiment over the file, so compare and promote treat the two as the same dataset.";
+
+#[derive(Debug, Args)]
+pub struct DatasetPushArgs {
+    /// The dataset file: .csv (a header row) or .jsonl (one object a line).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The dataset's name in the store.
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+    /// Why this version (kept with it).
+    #[arg(short = 'm', long = "message", value_name = "TEXT")]
+    pub message: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DatasetListArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DatasetShowArgs {
+    /// NAME (its versions) or NAME@V (one version and its first rows).
+    #[arg(value_name = "NAME[@V]")]
+    pub dataset: String,
+    /// Rows shown of a version.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub rows: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DatasetPullArgs {
+    /// NAME (the latest version) or NAME@V.
+    #[arg(value_name = "NAME[@V]")]
+    pub dataset: String,
+    /// The file to write; its extension must be the version's format (.csv or .jsonl).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Replace the file if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 const FROM_TRACES_EXAMPLES: &str = "\

@@ -22,6 +22,10 @@ use std::path::{Path, PathBuf};
 pub fn run(command: DatasetCommand, ctx: &Context) -> Result<u8> {
     match command {
         DatasetCommand::FromTraces(args) => from_traces(&args, ctx),
+        DatasetCommand::Push(args) => super::dataset_store::push(&args, ctx),
+        DatasetCommand::List(args) => super::dataset_store::list(&args, ctx),
+        DatasetCommand::Show(args) => super::dataset_store::show(&args, ctx),
+        DatasetCommand::Pull(args) => super::dataset_store::pull(&args, ctx),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod cli;
 mod canary;
 mod compare;
 mod dataset;
+mod dataset_store;
 mod demo;
 mod experiment;
 mod mock;

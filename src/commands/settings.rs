@@ -116,6 +116,7 @@ impl ExperimentSettings {
         Ok(ExperimentSettings {
             prompt: prompt.to_string(),
             dataset,
+            dataset_label: None,
             name: None,
             evals,
             model,

@@ -23,7 +23,8 @@ fn copy(args: StoreCopyArgs) -> Result<()> {
     let copied = store::copy::copy(&*from, &*to)?;
     out(&format!(
         "copied {} prompt(s), {} version(s), {} tag event(s), {} experiment(s), {} result(s), \
-         {} cached answer(s), {} span(s), {} annotation(s) and {} lookup count(s) from {} to {}",
+         {} cached answer(s), {} span(s), {} annotation(s), {} lookup count(s) and {} dataset \
+         version(s) from {} to {}",
         copied.prompts,
         copied.versions,
         copied.events,
@@ -33,6 +34,7 @@ fn copy(args: StoreCopyArgs) -> Result<()> {
         copied.spans,
         copied.annotations,
         copied.lookups,
+        copied.dataset_versions,
         from.location(),
         to.location()
     ));

@@ -895,6 +895,25 @@ pub struct Summary {
 }
 
 /// The time as stored: RFC 3339, UTC, milliseconds.
+/// A version of a dataset kept in the store (`runner dataset push`): the file as pushed, which
+/// never changes once stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DatasetVersion {
+    pub id: String,
+    /// The dataset's name.
+    pub dataset: String,
+    pub seq: i64,
+    /// `csv` or `jsonl`.
+    pub format: String,
+    /// sha256 of the bytes: what an experiment over the same file records.
+    pub hash: String,
+    pub rows: i64,
+    pub columns: Vec<String>,
+    pub message: Option<String>,
+    pub created_at: String,
+    pub created_by: String,
+}
+
 pub fn now() -> String {
     format_time(time::OffsetDateTime::now_utc())
 }

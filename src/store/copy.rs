@@ -23,6 +23,7 @@ pub struct Copied {
     pub spans: usize,
     pub annotations: usize,
     pub lookups: usize,
+    pub dataset_versions: usize,
 }
 
 /// Copies everything in `from` into `to`, which must hold nothing yet.
@@ -37,7 +38,11 @@ pub fn copy(from: &dyn Store, to: &dyn Store) -> Result<Copied> {
         has_spans = true;
         Ok(())
     })?;
-    if !to.prompts()?.is_empty() || !to.experiments(None)?.is_empty() || has_spans {
+    if !to.prompts()?.is_empty()
+        || !to.experiments(None)?.is_empty()
+        || has_spans
+        || !to.datasets()?.is_empty()
+    {
         return Err(StoreError::NotEmpty {
             location: to.location(),
         });
@@ -95,6 +100,29 @@ pub fn copy(from: &dyn Store, to: &dyn Store) -> Result<Copied> {
     to.restore_cache(&entries)?;
     copied.cached += entries.len();
     copy_traffic(from, to, &names, &mut copied)?;
+    // Datasets: each version in order, with its bytes, author and time.
+    for latest in from.datasets()? {
+        check_stored(NameKind::Prompt, &latest.dataset)?;
+        let mut versions = from.dataset_versions(&latest.dataset)?;
+        versions.reverse();
+        for version in versions {
+            let (version, content) = from.dataset_content(&version.dataset, Some(version.seq))?;
+            to.push_dataset(
+                &version.dataset,
+                &crate::store::NewDatasetVersion {
+                    format: version.format,
+                    content,
+                    hash: version.hash,
+                    rows: version.rows,
+                    columns: version.columns,
+                    message: version.message,
+                    author: version.created_by,
+                    created_at: Some(version.created_at),
+                },
+            )?;
+            copied.dataset_versions += 1;
+        }
+    }
     Ok(copied)
 }
 

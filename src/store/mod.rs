@@ -74,6 +74,10 @@ pub enum StoreError {
     UnknownVersion { prompt: String, reference: String },
     #[error("prompt '{prompt}' has no tag '{tag}'")]
     UnknownTag { prompt: String, tag: String },
+    #[error("no dataset named '{name}' in the store")]
+    UnknownDataset { name: String },
+    #[error("dataset '{name}' has no version {seq}")]
+    UnknownDatasetVersion { name: String, seq: i64 },
     #[error("tag '{tag}' of prompt '{prompt}' has no earlier version to roll back to")]
     NothingToRollBack { prompt: String, tag: String },
     #[error(
@@ -133,6 +137,8 @@ impl StoreError {
                 | StoreError::NotArchived { .. }
                 | StoreError::UnknownVersion { .. }
                 | StoreError::UnknownTag { .. }
+                | StoreError::UnknownDataset { .. }
+                | StoreError::UnknownDatasetVersion { .. }
                 | StoreError::NothingToRollBack { .. }
                 | StoreError::ProtectedTag { .. }
                 | StoreError::ProtectedArchive { .. }
@@ -780,6 +786,50 @@ pub trait TraceStore: Send + Sync {
     fn prune_traces(&self, before_ms: i64) -> Result<u64>;
 }
 
+/// Datasets kept in the store: named, with numbered versions that never change.
+pub trait DatasetStore: Send + Sync {
+    /// Stores `content` as the dataset's next version (creating the dataset). When its latest
+    /// version holds the same bytes, that version is returned and nothing is written; the
+    /// bool says whether a version was added.
+    fn push_dataset(
+        &self,
+        name: &str,
+        version: &NewDatasetVersion,
+    ) -> Result<(crate::model::DatasetVersion, bool)>;
+
+    /// Every dataset's latest version, by name.
+    fn datasets(&self) -> Result<Vec<crate::model::DatasetVersion>>;
+
+    /// A dataset's versions, newest first.
+    fn dataset_versions(&self, name: &str) -> Result<Vec<crate::model::DatasetVersion>>;
+
+    /// A version (None: the latest) with its content.
+    fn dataset_content(
+        &self,
+        name: &str,
+        seq: Option<i64>,
+    ) -> Result<(crate::model::DatasetVersion, String)>;
+
+    /// The oldest version whose bytes hash to `hash`, of any dataset, with its content.
+    fn dataset_by_hash(&self, hash: &str)
+    -> Result<Option<(crate::model::DatasetVersion, String)>>;
+}
+
+/// What `push_dataset` stores: the file's bytes (checked as a dataset before), and what a scan
+/// of it found.
+#[derive(Debug, Clone)]
+pub struct NewDatasetVersion {
+    pub format: String,
+    pub content: String,
+    pub hash: String,
+    pub rows: i64,
+    pub columns: Vec<String>,
+    pub message: Option<String>,
+    pub author: String,
+    /// When it was pushed, for a copy of another store's version; None: now.
+    pub created_at: Option<String>,
+}
+
 /// Canary rollouts: their plan and state, and the tag moves that start and end them.
 pub trait RolloutStore: Send + Sync {
     /// Starts a rollout, in one transaction: the tag must still point at the rollout's
@@ -820,7 +870,14 @@ pub trait RolloutStore: Send + Sync {
 }
 
 pub trait Store:
-    PromptStore + ExperimentStore + ResultSink + ResponseCache + WorkQueue + TraceStore + RolloutStore
+    PromptStore
+    + ExperimentStore
+    + ResultSink
+    + ResponseCache
+    + WorkQueue
+    + TraceStore
+    + RolloutStore
+    + DatasetStore
 {
     /// The schema version this store is at.
     fn schema_version(&self) -> Result<i64>;

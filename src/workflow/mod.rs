@@ -5,6 +5,7 @@
 
 pub mod archive;
 pub mod canary;
+pub mod datasets;
 pub mod experiment;
 pub mod playground;
 pub mod production;

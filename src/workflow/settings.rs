@@ -39,8 +39,12 @@ impl Evals {
 #[derive(Debug, Clone)]
 pub struct ExperimentSettings {
     pub prompt: String,
-    /// `--dataset`, else the prompt's `dataset` in runner.toml.
+    /// `--dataset`, else the prompt's `dataset` in runner.toml: a file, or `store:NAME[@V]`
+    /// until `prepare` materializes it.
     pub dataset: PathBuf,
+    /// What the experiment records as its dataset when it is not the file's path: the store's
+    /// `store:NAME@V` (set by `prepare`).
+    pub dataset_label: Option<String>,
     /// `--name`.
     pub name: Option<String>,
     pub evals: Evals,

@@ -57,10 +57,12 @@ pub fn detach(prepared: Prepared, ctx: &Context) -> Result<Planned> {
         version_id: prepared.version.id.clone(),
         tag: prepared.tag.clone(),
         dataset: DatasetRef {
-            path: std::fs::canonicalize(&asked.dataset)
-                .unwrap_or_else(|_| asked.dataset.clone())
-                .display()
-                .to_string(),
+            path: asked.dataset_label.clone().unwrap_or_else(|| {
+                std::fs::canonicalize(&asked.dataset)
+                    .unwrap_or_else(|_| asked.dataset.clone())
+                    .display()
+                    .to_string()
+            }),
             hash: prepared.info.hash.clone(),
             rows: prepared.info.rows as i64,
             columns: prepared.info.columns.clone(),
@@ -444,7 +446,11 @@ pub fn work(
         owner: owner.clone(),
         lease: settings.lease,
     });
-    let dataset = std::path::PathBuf::from(&experiment.dataset.path);
+    let dataset = crate::workflow::datasets::recorded(
+        &*store,
+        &experiment.dataset.path,
+        &experiment.dataset.hash,
+    )?;
     let id = experiment.id.clone();
     let plan = plan(
         experiment, version, template, &dataset, evaluators, client, None,

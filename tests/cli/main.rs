@@ -4,6 +4,7 @@
 
 mod browser;
 mod cost;
+mod datasets;
 mod evidence;
 mod experiments;
 pub mod fault_server;

@@ -10,6 +10,7 @@
 use super::Result;
 use super::sql::Db;
 
+mod datasets;
 mod experiments;
 mod lifecycle;
 mod prompts;

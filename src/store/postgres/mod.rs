@@ -32,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0010_prompt_event_override.sql"),
     include_str!("migrations/0011_production.sql"),
     include_str!("migrations/0012_rollouts.sql"),
+    include_str!("migrations/0013_datasets.sql"),
 ];
 
 /// The advisory lock every migrating connection takes, so concurrent first connections

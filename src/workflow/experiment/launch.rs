@@ -69,10 +69,12 @@ pub fn launch(
         tag: prepared.tag.clone(),
         dataset: DatasetRef {
             // Absolute, so `resume` finds the file from any working directory.
-            path: std::fs::canonicalize(&asked.dataset)
-                .unwrap_or_else(|_| asked.dataset.clone())
-                .display()
-                .to_string(),
+            path: asked.dataset_label.clone().unwrap_or_else(|| {
+                std::fs::canonicalize(&asked.dataset)
+                    .unwrap_or_else(|_| asked.dataset.clone())
+                    .display()
+                    .to_string()
+            }),
             hash: prepared.info.hash.clone(),
             rows: prepared.info.rows as i64,
             columns: prepared.info.columns.clone(),

@@ -159,6 +159,17 @@ pub fn prepare(
 ) -> Result<Prepared> {
     let mut settings = settings.clone();
     let store = ctx.store_for_reading()?;
+    // A dataset in the store is read from its file in the cache, and recorded by its name.
+    if let Some(parsed) = settings
+        .dataset
+        .to_str()
+        .and_then(crate::workflow::datasets::reference)
+    {
+        let (name, seq) = parsed?;
+        let (_, path, label) = crate::workflow::datasets::materialize(&*store, &name, seq)?;
+        settings.dataset = path;
+        settings.dataset_label = Some(label);
+    }
     let version = store.version(&settings.prompt, reference)?;
     let template = CompiledTemplate::compile(version.format, &version.template)?;
     let info = ctx.scan(&settings.dataset).map_err(dataset_error)?;

@@ -15,7 +15,6 @@ use crate::error::{Error, Result};
 use crate::model::VersionRef;
 use crate::template::CompiledTemplate;
 use std::future::Future;
-use std::path::Path;
 
 /// Runs what an experiment still lacks: its dataset must be unchanged; only rows without a
 /// successful result are sent.
@@ -47,7 +46,12 @@ pub fn resume(
         &VersionRef::Id(experiment.version_id.clone()),
     )?;
     let template = CompiledTemplate::compile(version.format, &version.template)?;
-    let path = Path::new(&experiment.dataset.path).to_path_buf();
+    // A dataset in the store (or a file since deleted whose bytes were pushed) comes from it.
+    let path = crate::workflow::datasets::recorded(
+        &*store,
+        &experiment.dataset.path,
+        &experiment.dataset.hash,
+    )?;
     let info = dataset::scan(&path).map_err(|e| {
         Error::invalid(e.to_string())
             .with_hint("resume needs the experiment's dataset at the same path")
