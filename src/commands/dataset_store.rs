@@ -118,6 +118,7 @@ pub fn pull(args: &DatasetPullArgs, ctx: &Context) -> Result<u8> {
     let (name, seq) = named(&args.dataset)?;
     let store = ctx.store_for_reading()?;
     let (version, content) = store.dataset_content(&name, seq)?;
+    datasets::check_stored(&version, &content)?;
     let extension = args
         .out
         .extension()
@@ -138,10 +139,10 @@ pub fn pull(args: &DatasetPullArgs, ctx: &Context) -> Result<u8> {
         .with_hint(format!("name the file .{}", version.format)));
     }
     if args.out.is_dir() {
-        return Err(Error::invalid(format!(
-            "--out {} is a directory",
-            args.out.display()
-        )));
+        return Err(
+            Error::invalid(format!("--out {} is a directory", args.out.display()))
+                .with_hint("name a file in it, e.g. --out DIR/queries.csv"),
+        );
     }
     if args.out.exists() && !args.force {
         return Err(

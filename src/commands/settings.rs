@@ -303,7 +303,10 @@ fn run_settings(
         columns,
         expected_column: options.expected_column.clone(),
         no_cache: options.no_cache,
-        fresh: options.fresh,
+        // A target's answers are never reused: its code may have changed since, and a gate
+        // must not rest on answers of code that is gone. Every run asks it (and compare and
+        // promote run both sides again).
+        fresh: options.fresh || options.target.is_some(),
         cache_ttl_secs: options
             .cache_ttl
             .as_deref()

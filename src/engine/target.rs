@@ -67,6 +67,17 @@ pub fn check_env_name(name: &str) -> crate::error::Result<()> {
     }
 }
 
+/// Makes this process's memory and environment unreadable by other processes of the same
+/// user (Linux: not dumpable, so `/proc/PID/environ` is root's), so a program run as a target
+/// cannot read the API key or the store's credentials from its parent either.
+fn forbid_reading_this_process() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl(PR_SET_DUMPABLE, 0) changes a flag of this process; no memory is passed.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+}
+
 /// A run's target.
 pub struct Target {
     spec: String,
@@ -108,6 +119,7 @@ impl Target {
         let spec = spec.trim().to_string();
         let kind = match spec.strip_prefix("cmd:") {
             Some(program) => {
+                forbid_reading_this_process();
                 let env = BASE_ENV
                     .iter()
                     .map(|n| n.to_string())
@@ -309,10 +321,27 @@ impl Target {
         };
         let asked = tokio::time::timeout(self.timeout, worker.ask(line)).await;
         match asked {
-            Ok(Ok(reply)) => {
-                idle.lock().unwrap_or_else(|e| e.into_inner()).push(worker);
-                Step::Done(answer(&reply, 200, attempt, elapsed()))
-            }
+            Ok(Ok(reply)) => match answer(&reply, 200, attempt, elapsed()) {
+                // Not one JSON object: the program's output is out of step with its requests
+                // (a stray print, an answer over two lines). It is replaced and the row retried.
+                Err(failure) if failure.kind == FailureKind::InvalidResponse => {
+                    let said = worker.stop().await;
+                    Step::Retry(Failure {
+                        message: format!("{}{said}; it was restarted", failure.message),
+                        ..failure
+                    })
+                }
+                outcome => {
+                    // More output already waiting after the answer: the next request would read
+                    // it as its own answer, so this copy is not used again.
+                    if worker.stdout.buffer().is_empty() {
+                        idle.lock().unwrap_or_else(|e| e.into_inner()).push(worker);
+                    } else {
+                        worker.stop().await;
+                    }
+                    Step::Done(outcome)
+                }
+            },
             Ok(Err(why)) => {
                 let said = worker.stop().await;
                 Step::Retry(Failure {
@@ -352,9 +381,12 @@ enum Step {
 }
 
 fn spawn(program: &str, env: &[(String, String)]) -> std::io::Result<Worker> {
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(program)
+    let mut command = Command::new("sh");
+    command.arg("-c").arg(program);
+    // Its own process group, so stopping it stops what it started too.
+    #[cfg(unix)]
+    command.process_group(0);
+    let mut child = command
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(std::process::Stdio::piped())
@@ -418,6 +450,14 @@ impl Worker {
 
     /// Stops the program; returns what it last said on stderr, as a clause.
     async fn stop(mut self) -> String {
+        #[cfg(unix)]
+        if let Some(pid) = self.child.id() {
+            // The group `spawn` made: the shell and whatever it started.
+            // SAFETY: kill(2) with a negative pid signals a process group; no memory is shared.
+            unsafe {
+                libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+            }
+        }
         let _ = self.child.start_kill();
         let status = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
         // Its stderr reader may still be passing on the last lines.

@@ -81,10 +81,10 @@ pub fn push(
             .with_hint("save the file as UTF-8")
     })?;
     if content.contains('\0') {
-        return Err(Error::invalid(format!(
-            "{} holds a NUL byte",
-            path.display()
-        )));
+        return Err(
+            Error::invalid(format!("{} holds a NUL byte", path.display()))
+                .with_hint("a dataset is text: remove the NUL bytes"),
+        );
     }
     // The bytes stored are the bytes scanned: a file changed in between is refused.
     if crate::model::hex(&<sha2::Sha256 as sha2::Digest>::digest(content.as_bytes())) != info.hash {
@@ -113,23 +113,77 @@ fn format_name(format: DatasetFormat) -> &'static str {
     }
 }
 
-/// The folder versions are materialized in: one file per content hash, under the system's
-/// temporary folder (a version never changes, so a file there is reused while its bytes match).
+/// The folder versions are materialized in: the user's own cache (`$XDG_CACHE_HOME/runner/
+/// datasets`, else `~/.cache/runner/datasets`), one file per content hash; a version never
+/// changes, so a file there is reused while its bytes hash right. Without a home, a folder of
+/// this process's own in the temporary folder.
 fn cache_dir() -> PathBuf {
-    std::env::temp_dir().join("runner-datasets")
+    let home = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|home| PathBuf::from(home).join(".cache"))
+        });
+    match home {
+        Some(cache) => cache.join("runner").join("datasets"),
+        None => std::env::temp_dir().join(format!("runner-datasets-{}", std::process::id())),
+    }
+}
+
+/// Creates the cache folder private to this user (0700) and checks it is a real folder that
+/// nobody else can write: a folder another account prepared could swap a file after its hash
+/// was checked.
+fn private_dir() -> Result<PathBuf> {
+    let dir = cache_dir();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| cache_error(&dir, e))?;
+        let meta = std::fs::symlink_metadata(&dir).map_err(|e| cache_error(&dir, e))?;
+        // This process's user: the owner of a file it has just made.
+        let probe = dir.join(format!(".owner.{:016x}", fastrand::u64(..)));
+        let owner = std::fs::File::create(&probe)
+            .and_then(|file| file.metadata())
+            .map(|m| m.uid());
+        let _ = std::fs::remove_file(&probe);
+        let owner = owner.map_err(|e| cache_error(&dir, e))?;
+        if !meta.is_dir() || meta.uid() != owner || meta.permissions().mode() & 0o022 != 0 {
+            return Err(Error::operational(format!(
+                "{} is not a private folder of this user (a link, another owner, or writable by others)",
+                dir.display()
+            ))
+            .with_hint("remove it; runner creates it again, private"));
+        }
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(&dir).map_err(|e| cache_error(&dir, e))?;
+    Ok(dir)
 }
 
 /// Writes `content` as the cache file of `version` (unless one with the same bytes is there)
-/// and returns its path.
+/// and returns its path. What the store says is checked first: a hash that is not one (it
+/// names the file) or content that does not hash to it is refused.
 fn cache_file(version: &DatasetVersion, content: &str) -> Result<PathBuf> {
-    let dir = cache_dir();
-    std::fs::create_dir_all(&dir).map_err(|e| cache_error(&dir, e))?;
+    check_stored(version, content)?;
+    let dir = private_dir()?;
     let path = dir.join(format!("{}.{}", version.hash, version.format));
     if dataset::file_hash(&path).is_ok_and(|hash| hash == version.hash) {
         return Ok(path);
     }
     let temporary = dir.join(format!(".{}.{:016x}.tmp", version.hash, fastrand::u64(..)));
-    std::fs::write(&temporary, content.as_bytes())
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(&temporary)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, content.as_bytes()))
         .and_then(|()| std::fs::rename(&temporary, &path))
         .map_err(|e| {
             let _ = std::fs::remove_file(&temporary);
@@ -138,9 +192,30 @@ fn cache_file(version: &DatasetVersion, content: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// A stored version as the store gave it: its hash 64 lower-case hex digits, its format csv or
+/// jsonl, and its content hashing to that hash (a store anyone could write is not trusted).
+pub fn check_stored(version: &DatasetVersion, content: &str) -> Result<()> {
+    let hex = version.hash.len() == 64
+        && version
+            .hash
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let known = matches!(version.format.as_str(), "csv" | "jsonl");
+    let digest = crate::model::hex(&<sha2::Sha256 as sha2::Digest>::digest(content.as_bytes()));
+    if hex && known && digest == version.hash {
+        return Ok(());
+    }
+    Err(Error::operational(format!(
+        "the store's copy of {}@{} is damaged: its recorded hash or format does not match its content",
+        version.dataset, version.seq
+    ))
+    .with_hint("push the file again as a new version"))
+}
+
 fn cache_error(path: &Path, e: std::io::Error) -> Error {
-    Error::operational(format!("cannot write {}: {e}", path.display()))
-        .with_hint("the store's datasets are read from files in the temporary folder (TMPDIR)")
+    Error::operational(format!("cannot write {}: {e}", path.display())).with_hint(
+        "the store's datasets are read from files in your cache folder (XDG_CACHE_HOME or ~/.cache)",
+    )
 }
 
 /// A version of a dataset in the store as a file to read, and the label experiments record
@@ -162,7 +237,18 @@ pub fn materialize(
 pub fn recorded(store: &dyn Store, recorded_path: &str, hash: &str) -> Result<PathBuf> {
     if let Some(parsed) = reference(recorded_path) {
         let (name, seq) = parsed?;
-        return Ok(materialize(store, &name, seq)?.1);
+        let (version, content) = store.dataset_content(&name, seq)?;
+        if version.hash == hash {
+            return cache_file(&version, &content);
+        }
+        // Not the bytes the experiment recorded: a version that holds them, or a refusal.
+        return match store.dataset_by_hash(hash)? {
+            Some((version, content)) => cache_file(&version, &content),
+            None => Err(Error::invalid(format!(
+                "{recorded_path} no longer holds the rows the experiment recorded (sha256 {hash})"
+            ))
+            .with_hint("start a new experiment on the dataset as it is now")),
+        };
     }
     let path = PathBuf::from(recorded_path);
     if !path.exists()

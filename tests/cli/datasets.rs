@@ -274,6 +274,11 @@ fn a_deleted_dataset_file_comes_back_from_the_store_on_resume() {
     super::experiments::wait_for_results(&env, 10, Some(&mut child));
     child.kill().unwrap();
     child.wait().unwrap();
+    let stored = crate::sql(&env.db, "SELECT COUNT(*) FROM results")[0][0].clone();
+    assert!(
+        stored.parse::<i64>().unwrap() < 200,
+        "killed in the middle: {stored}"
+    );
     std::fs::remove_file(env.path("big.csv")).unwrap();
     let id = crate::sql(&env.db, "SELECT id FROM experiments").remove(0)[0].clone();
     let out = env.json(&["experiment", "resume", &id, "--json"]);
@@ -337,4 +342,55 @@ fn a_store_copy_carries_every_version_with_its_bytes() {
         "back.csv",
     ]);
     assert_eq!(std::fs::read_to_string(env.path("back.csv")).unwrap(), V1);
+}
+
+#[test]
+fn a_tampered_store_copy_is_refused_and_nothing_is_written_outside_the_cache() {
+    let env = Env::new();
+    echo_prompt(&env);
+    env.write("queries.csv", V1);
+    env.ok(&[
+        "dataset",
+        "push",
+        "queries.csv",
+        "--name",
+        "support_queries",
+    ]);
+    env.write("queries.csv", V2);
+    env.ok(&[
+        "dataset",
+        "push",
+        "queries.csv",
+        "--name",
+        "support_queries",
+    ]);
+    // Another program with write access to the store: a hash that is a path, content that
+    // does not match its hash, a format that is not one.
+    crate::sql(
+        &env.db,
+        "UPDATE dataset_versions SET hash = '/../../escaped/' WHERE seq = 1",
+    );
+    crate::sql(
+        &env.db,
+        "UPDATE dataset_versions SET content = content || 'r9,planted,planted\n' WHERE seq = 2",
+    );
+    for version in ["support_queries@1", "support_queries@2"] {
+        let out = env.run(&["dataset", "show", version]);
+        assert_eq!(out.status.code(), Some(3), "{version}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("is damaged"), "{stderr}");
+        assert!(stderr.contains("hint:"), "{stderr}");
+        let out = env.run(&["dataset", "pull", version, "--out", "pulled.csv"]);
+        assert_eq!(out.status.code(), Some(3));
+        let dataset = format!("store:{version}");
+        let out = env.run(&["experiment", "--prompt", "echo", "--dataset", &dataset]);
+        assert_eq!(out.status.code(), Some(3));
+    }
+    assert!(!env.path("pulled.csv").exists());
+    assert!(!env.path("escaped").exists());
+    assert!(!env.path(".cache/escaped").exists());
+    assert_eq!(
+        crate::sql(&env.db, "SELECT COUNT(*) FROM experiments")[0][0],
+        "0"
+    );
 }

@@ -78,6 +78,8 @@ impl Env {
             .env_remove("OPENAI_BASE_URL")
             .env_remove("COLUMNS")
             .env("USER", "tester")
+            // The store's datasets are materialized in the user's cache: this test's own.
+            .env("XDG_CACHE_HOME", self.dir.path().join(".cache"))
             .env("NO_COLOR", "1");
         cmd
     }

@@ -197,6 +197,17 @@ fn a_program_that_never_starts_stops_the_run_and_bad_specs_write_nothing() {
     assert!(stderr.contains("(exit 7), saying: no such app"), "{stderr}");
     // Nothing is left of the experiment.
     assert_eq!(env.json(&["experiment", "list", "--json"]), json!([]));
+    // An HTTP target nobody listens on is found before anything is written.
+    let mut args = base.to_vec();
+    args.extend(["--target", "http://127.0.0.1:9/run"]);
+    let output = env.run(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach the target http://127.0.0.1:9/run"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: start your application"), "{stderr}");
 }
 
 /// An application behind an HTTP route, on a free loopback port: answers each POSTed row, 503
@@ -312,7 +323,7 @@ fn an_http_route_answers_each_row_and_is_retried_like_an_endpoint() {
     assert_eq!(first["tag"], Value::Null);
     assert_eq!(first["repetition"], 0);
 
-    // The same run again is answered from the cache: the application sees no new request.
+    // The same run again asks the application again: its code may have changed since.
     let again = env.json(&[
         "experiment",
         "--prompt",
@@ -332,10 +343,9 @@ fn an_http_route_answers_each_row_and_is_retried_like_an_endpoint() {
         "--json",
     ]);
     assert_eq!(again["summary"]["ok"], 2, "{again:#}");
-    let cached = rows_of(&env, again["experiment"]["id"].as_str().unwrap());
-    assert_eq!(row(&cached, "hello")["cached"], true);
-    // Only the errored row was asked again.
-    assert_eq!(app.seen.lock().unwrap().len(), 5);
+    let asked = rows_of(&env, again["experiment"]["id"].as_str().unwrap());
+    assert_eq!(row(&asked, "hello")["cached"], false);
+    assert_eq!(app.seen.lock().unwrap().len(), 7);
 }
 
 #[test]
@@ -498,7 +508,8 @@ for line in sys.stdin:
     // Both experiments of each promotion are stored with the target they ran with.
     let listed = env.json(&["experiment", "list", "--json"]);
     let listed = listed.as_array().unwrap();
-    assert_eq!(listed.len(), 3, "{listed:?}");
+    // Both sides of each promotion ran anew: a target's answers are never reused.
+    assert_eq!(listed.len(), 4, "{listed:?}");
     for experiment in listed {
         let shown = env.json(&[
             "experiment",
@@ -511,4 +522,59 @@ for line in sys.stdin:
             "{shown:#}"
         );
     }
+}
+
+#[test]
+fn output_out_of_step_with_its_requests_is_never_taken_for_the_next_answer() {
+    let env = Env::new();
+    prompt(&env);
+    // The first answer comes with a second line no request asked for; one answer is not JSON.
+    env.write(
+        "chatty.py",
+        r#"
+import json, sys
+for n, line in enumerate(sys.stdin):
+    req = json.loads(line)
+    query = req["variables"]["query"]
+    if query == "garbled":
+        print("oops, not json", flush=True)
+        continue
+    extra = json.dumps({"output": "stale"}) + "\n" if query == "first" else ""
+    sys.stdout.write(json.dumps({"output": query}) + "\n" + extra)
+    sys.stdout.flush()
+"#,
+    );
+    let data = dataset(&env, &["first", "second", "garbled", "third"]);
+    let out = env.json(&[
+        "experiment",
+        "--prompt",
+        "support",
+        "--dataset",
+        &data,
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--target",
+        "cmd:python3 chatty.py",
+        "--concurrency",
+        "1",
+        "--max-retries",
+        "1",
+        "--max-error-rate",
+        "0.5",
+        "--json",
+    ]);
+    let rows = rows_of(&env, out["experiment"]["id"].as_str().unwrap());
+    for query in ["first", "second", "third"] {
+        assert_eq!(row(&rows, query)["output"], query, "{rows:?}");
+    }
+    let garbled = row(&rows, "garbled");
+    assert_eq!(garbled["status"], "error");
+    assert_eq!(garbled["attempts"], 2);
+    assert!(
+        garbled["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("not JSON"),
+        "{garbled:#}"
+    );
 }

@@ -43,23 +43,26 @@ impl<B: Backend> DatasetStore for B {
     ) -> Result<(DatasetVersion, bool)> {
         self.write(|db| {
             let now = version.created_at.clone().unwrap_or_else(crate::model::now);
-            let dataset_id = match first(
+            // Created if missing, then locked: two pushes of one dataset queue here, so the
+            // second sees the first's version (and adds nothing when the bytes are the same).
+            db.exec(
+                "INSERT INTO datasets (id, name, created_at, created_by) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (name) DO NOTHING",
+                args![
+                    &uuid::Uuid::now_v7().to_string(),
+                    name,
+                    &now,
+                    &version.author
+                ],
+            )?;
+            let lock = db.dialect().for_update();
+            let dataset_id = first(
                 db,
-                "SELECT id FROM datasets WHERE name = $1",
+                &format!("SELECT id FROM datasets WHERE name = $1{lock}"),
                 args![name],
                 |r| r.text(0),
-            )? {
-                Some(id) => id,
-                None => {
-                    let id = uuid::Uuid::now_v7().to_string();
-                    db.exec(
-                        "INSERT INTO datasets (id, name, created_at, created_by) \
-                         VALUES ($1, $2, $3, $4)",
-                        args![&id, name, &now, &version.author],
-                    )?;
-                    id
-                }
-            };
+            )?
+            .ok_or_else(|| StoreError::Corrupt("a dataset just written is missing".into()))?;
             let previous = latest(db, name)?;
             if let Some(previous) = previous.as_ref().filter(|p| p.hash == version.hash) {
                 return Ok((previous.clone(), false));

@@ -59,7 +59,22 @@ pub fn call_client(base_url: &str, timeout_secs: f64, max_retries: u32) -> Resul
 /// Connects once before anything is written, so an endpoint that is not there fails the run
 /// at once (exit 3) with the store untouched.
 pub(in crate::workflow) fn probe(runtime: &tokio::runtime::Runtime, base_url: &str) -> Result<()> {
-    let url = reqwest::Url::parse(base_url).map_err(|e| Error::invalid(e.to_string()))?;
+    reach(runtime, base_url).map_err(|cause| unreachable(base_url, &cause))
+}
+
+/// Connects once to an HTTP target before anything is written.
+pub(in crate::workflow) fn probe_target(
+    runtime: &tokio::runtime::Runtime,
+    url: &str,
+) -> Result<()> {
+    reach(runtime, url).map_err(|cause| {
+        Error::operational(format!("cannot reach the target {url}: {cause}"))
+            .with_hint("start your application, or fix --target")
+    })
+}
+
+fn reach(runtime: &tokio::runtime::Runtime, base_url: &str) -> std::result::Result<(), String> {
+    let url = reqwest::Url::parse(base_url).map_err(|e| e.to_string())?;
     let host = url
         .host_str()
         .unwrap_or("")
@@ -71,8 +86,8 @@ pub(in crate::workflow) fn probe(runtime: &tokio::runtime::Runtime, base_url: &s
         runtime.block_on(async { tokio::time::timeout(Duration::from_secs(10), connect).await });
     match reached {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(unreachable(base_url, &e.to_string())),
-        Err(_) => Err(unreachable(base_url, "no answer within 10 s")),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 10 s".into()),
     }
 }
 

@@ -5,7 +5,7 @@
 use super::super::Context;
 use super::Finished;
 use super::dataset_error;
-use super::endpoint::{client, probe, runtime, target};
+use super::endpoint::{client, probe, probe_target, runtime, target};
 use super::lease::Lease;
 use super::prepare::Prepared;
 use super::run::{Ready, budget, execute, plan};
@@ -49,7 +49,7 @@ pub fn launch(
         None => probe(&runtime, client.base_url())?,
         Some(target) => {
             if let Some(url) = target.url() {
-                probe(&runtime, url)?;
+                probe_target(&runtime, url)?;
             }
         }
     }

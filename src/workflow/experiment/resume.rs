@@ -5,7 +5,7 @@
 use super::super::Context;
 use super::super::settings::ResumeSettings;
 use super::Finished;
-use super::endpoint::{client, probe, runtime, target};
+use super::endpoint::{client, probe, probe_target, runtime, target};
 use super::lease::Lease;
 use super::prepare::evaluators;
 use super::run::{Ready, budget, execute, plan, priced};
@@ -75,7 +75,7 @@ pub fn resume(
         None => probe(&runtime, client.base_url())?,
         Some(target) => {
             if let Some(url) = target.url() {
-                probe(&runtime, url)?;
+                probe_target(&runtime, url)?;
             }
         }
     }
