@@ -107,7 +107,8 @@ pub fn copy(from: &dyn Store, to: &dyn Store) -> Result<Copied> {
         versions.reverse();
         for version in versions {
             let (version, content) = from.dataset_content(&version.dataset, Some(version.seq))?;
-            to.push_dataset(
+            let (name, seq) = (version.dataset.clone(), version.seq);
+            let (copied_as, _) = to.push_dataset(
                 &version.dataset,
                 &crate::store::NewDatasetVersion {
                     format: version.format,
@@ -120,6 +121,14 @@ pub fn copy(from: &dyn Store, to: &dyn Store) -> Result<Copied> {
                     created_at: Some(version.created_at),
                 },
             )?;
+            // Experiments record `store:NAME@V`: a copy must keep every number.
+            if copied_as.seq != seq {
+                return Err(StoreError::Corrupt(format!(
+                    "dataset {name}'s versions are not numbered 1, 2, … with distinct bytes in \
+                     the source; version {seq} would be {} in the copy",
+                    copied_as.seq
+                )));
+            }
             copied.dataset_versions += 1;
         }
     }
