@@ -41,16 +41,10 @@ fn versions_are_pushed_once_listed_shown_and_pulled_byte_for_byte() {
     assert_eq!(again["added"], false);
     assert_eq!(again["version"]["seq"], 1);
     env.write("queries.csv", V2);
-    let second = env.ok(&[
-        "dataset",
-        "push",
-        "queries.csv",
-        "--name",
-        "support_queries",
-    ]);
+    let second = push(&env, "queries.csv", "support_queries", None);
     assert!(second.contains("as support_queries@2 (3 rows)"), "{second}");
     env.write("other.jsonl", "{\"id\": \"a\", \"query\": \"hi\"}\n");
-    env.ok(&["dataset", "push", "other.jsonl", "--name", "greetings"]);
+    push(&env, "other.jsonl", "greetings", None);
 
     let listed = env.json(&["dataset", "list", "--json"]);
     let names: Vec<(String, i64)> = listed
@@ -99,13 +93,7 @@ fn versions_are_pushed_once_listed_shown_and_pulled_byte_for_byte() {
 fn bad_pushes_and_pulls_say_why_and_write_nothing() {
     let env = Env::new();
     env.write("queries.csv", V1);
-    env.ok(&[
-        "dataset",
-        "push",
-        "queries.csv",
-        "--name",
-        "support_queries",
-    ]);
+    push(&env, "queries.csv", "support_queries", None);
     env.write("broken.csv", "id,query\nr1,\"unclosed\n");
     env.write("empty.csv", "id,query\n");
     env.write("notes.txt", "hello\n");
@@ -159,6 +147,15 @@ fn bad_pushes_and_pulls_say_why_and_write_nothing() {
     );
 }
 
+/// `runner dataset push FILE --name NAME [-m MESSAGE]`; returns what it printed.
+fn push(env: &Env, file: &str, name: &str, message: Option<&str>) -> String {
+    let mut args = vec!["dataset", "push", file, "--name", name];
+    if let Some(message) = message {
+        args.extend(["-m", message]);
+    }
+    env.ok(&args)
+}
+
 fn experiment(env: &Env, mock: &Mock, dataset: &str) -> Value {
     env.json(&[
         "experiment",
@@ -178,13 +175,7 @@ fn experiments_read_a_stored_version_and_record_it_as_the_same_evidence_as_the_f
     let mock = Mock::start(&env, &[]);
     echo_prompt(&env);
     env.write("queries.csv", V2);
-    env.ok(&[
-        "dataset",
-        "push",
-        "queries.csv",
-        "--name",
-        "support_queries",
-    ]);
+    push(&env, "queries.csv", "support_queries", None);
 
     let stored = experiment(&env, &mock, "store:support_queries");
     assert_eq!(stored["experiment"]["status"], "completed", "{stored:#}");
@@ -211,13 +202,7 @@ fn experiments_read_a_stored_version_and_record_it_as_the_same_evidence_as_the_f
 
     // A version by number, and errors for what is not there (nothing written).
     env.write("queries.csv", V1);
-    env.ok(&[
-        "dataset",
-        "push",
-        "queries.csv",
-        "--name",
-        "support_queries",
-    ]);
+    push(&env, "queries.csv", "support_queries", None);
     let older = experiment(&env, &mock, "store:support_queries@1");
     assert_eq!(older["experiment"]["dataset"]["rows"], 3);
     let newer = experiment(&env, &mock, "store:support_queries@2");
@@ -251,12 +236,12 @@ fn a_deleted_dataset_file_comes_back_from_the_store_on_resume() {
         .chain((0..200).map(|i| format!("r{i},q{i},q{i}\n")))
         .collect();
     env.write("big.csv", &queries);
-    env.ok(&["dataset", "push", "big.csv", "--name", "big"]);
+    push(&env, "big.csv", "big", None);
     // A slow endpoint, killed half way.
     let mock = Mock::start(&env, &["--latency-ms", "20"]);
-    let mut child = env
-        .std_cmd()
-        .args([
+    super::experiments::kill_mid_run(
+        &env,
+        &[
             "experiment",
             "--prompt",
             "echo",
@@ -266,14 +251,9 @@ fn a_deleted_dataset_file_comes_back_from_the_store_on_resume() {
             &mock.url,
             "--concurrency",
             "2",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    super::experiments::wait_for_results(&env, 10, Some(&mut child));
-    child.kill().unwrap();
-    child.wait().unwrap();
+        ],
+        10,
+    );
     let stored = crate::sql(&env.db, "SELECT COUNT(*) FROM results")[0][0].clone();
     assert!(
         stored.parse::<i64>().unwrap() < 200,
@@ -290,23 +270,9 @@ fn a_deleted_dataset_file_comes_back_from_the_store_on_resume() {
 fn a_store_copy_carries_every_version_with_its_bytes() {
     let env = Env::new();
     env.write("queries.csv", V1);
-    env.ok(&[
-        "dataset",
-        "push",
-        "queries.csv",
-        "--name",
-        "support_queries",
-        "-m",
-        "first",
-    ]);
+    push(&env, "queries.csv", "support_queries", Some("first"));
     env.write("queries.csv", V2);
-    env.ok(&[
-        "dataset",
-        "push",
-        "queries.csv",
-        "--name",
-        "support_queries",
-    ]);
+    push(&env, "queries.csv", "support_queries", None);
     let copy = env.path("copy.db");
     let copy = copy.to_str().unwrap();
     let source = env.db.to_str().unwrap().to_string();
@@ -349,21 +315,9 @@ fn a_tampered_store_copy_is_refused_and_nothing_is_written_outside_the_cache() {
     let env = Env::new();
     echo_prompt(&env);
     env.write("queries.csv", V1);
-    env.ok(&[
-        "dataset",
-        "push",
-        "queries.csv",
-        "--name",
-        "support_queries",
-    ]);
+    push(&env, "queries.csv", "support_queries", None);
     env.write("queries.csv", V2);
-    env.ok(&[
-        "dataset",
-        "push",
-        "queries.csv",
-        "--name",
-        "support_queries",
-    ]);
+    push(&env, "queries.csv", "support_queries", None);
     // Another program with write access to the store: a hash that is a path, content that
     // does not match its hash, a format that is not one.
     crate::sql(

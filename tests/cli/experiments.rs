@@ -770,6 +770,21 @@ pub(crate) fn wait_for_results(
     }
 }
 
+/// Starts `runner ARGS` (output discarded), waits until at least `at_least` results are
+/// stored, and kills it (-9) in the middle of its run.
+pub(crate) fn kill_mid_run(env: &Env, args: &[&str], at_least: i64) {
+    let mut child = env
+        .std_cmd()
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_results(env, at_least, Some(&mut child));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 /// Results stored so far, read straight from the store.
 fn stored_results(env: &Env) -> i64 {
     crate::try_sql(&env.db, "SELECT COUNT(*) FROM results")

@@ -275,24 +275,27 @@ fn an_http_route_answers_each_row_and_is_retried_like_an_endpoint() {
     prompt(&env);
     let app = http_app();
     let data = dataset(&env, &["hello", "busy", "bad"]);
-    let out = env.json(&[
-        "experiment",
-        "--prompt",
-        "support",
-        "--dataset",
-        &data,
-        "--base-url",
-        "http://127.0.0.1:9/v1",
-        "--target",
-        &app.url,
-        "--eval",
-        "regex:via http",
-        "--concurrency",
-        "1",
-        "--max-error-rate",
-        "0.5",
-        "--json",
-    ]);
+    let run = || {
+        env.json(&[
+            "experiment",
+            "--prompt",
+            "support",
+            "--dataset",
+            &data,
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--target",
+            &app.url,
+            "--eval",
+            "regex:via http",
+            "--concurrency",
+            "1",
+            "--max-error-rate",
+            "0.5",
+            "--json",
+        ])
+    };
+    let out = run();
     assert_eq!(out["summary"]["ok"], 2, "{out:#}");
     assert_eq!(out["summary"]["errored"], 1);
     let id = out["experiment"]["id"].as_str().unwrap();
@@ -324,24 +327,7 @@ fn an_http_route_answers_each_row_and_is_retried_like_an_endpoint() {
     assert_eq!(first["repetition"], 0);
 
     // The same run again asks the application again: its code may have changed since.
-    let again = env.json(&[
-        "experiment",
-        "--prompt",
-        "support",
-        "--dataset",
-        &data,
-        "--base-url",
-        "http://127.0.0.1:9/v1",
-        "--target",
-        &app.url,
-        "--eval",
-        "regex:via http",
-        "--concurrency",
-        "1",
-        "--max-error-rate",
-        "0.5",
-        "--json",
-    ]);
+    let again = run();
     assert_eq!(again["summary"]["ok"], 2, "{again:#}");
     let asked = rows_of(&env, again["experiment"]["id"].as_str().unwrap());
     assert_eq!(row(&asked, "hello")["cached"], false);
@@ -368,9 +354,9 @@ for line in sys.stdin:
     let queries: Vec<String> = (0..150).map(|i| format!("q{i}")).collect();
     let queries: Vec<&str> = queries.iter().map(String::as_str).collect();
     let data = dataset(&env, &queries);
-    let mut child = env
-        .std_cmd()
-        .args([
+    super::experiments::kill_mid_run(
+        &env,
+        &[
             "experiment",
             "--prompt",
             "support",
@@ -382,14 +368,9 @@ for line in sys.stdin:
             "cmd:python3 slow.py",
             "--concurrency",
             "2",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    super::experiments::wait_for_results(&env, 20, Some(&mut child));
-    child.kill().unwrap();
-    child.wait().unwrap();
+        ],
+        20,
+    );
     let stored: Vec<String> = crate::sql(&env.db, "SELECT row_id FROM results")
         .into_iter()
         .map(|r| r[0].clone())
