@@ -7,9 +7,9 @@ use crate::model::DatasetVersion;
 use crate::store::sql::{Db, Row, all, args, first, json, to_json};
 use crate::store::{DatasetStore, NewDatasetVersion, Result, StoreError};
 
-const COLUMNS: &str = "v.id, d.name, v.seq, v.format, v.hash, v.rows, v.columns, v.message, \
+const DATASET_COLUMNS: &str = "v.id, d.name, v.seq, v.format, v.hash, v.rows, v.columns, v.message, \
      v.created_at, v.created_by";
-const FROM: &str = "FROM dataset_versions v JOIN datasets d ON d.id = v.dataset_id";
+const DATASET_JOINS: &str = "FROM dataset_versions v JOIN datasets d ON d.id = v.dataset_id";
 
 fn version_of(row: &dyn Row) -> Result<DatasetVersion> {
     Ok(DatasetVersion {
@@ -29,7 +29,9 @@ fn version_of(row: &dyn Row) -> Result<DatasetVersion> {
 fn latest(db: &dyn Db, name: &str) -> Result<Option<DatasetVersion>> {
     first(
         db,
-        &format!("SELECT {COLUMNS} {FROM} WHERE d.name = $1 ORDER BY v.seq DESC LIMIT 1"),
+        &format!(
+            "SELECT {DATASET_COLUMNS} {DATASET_JOINS} WHERE d.name = $1 ORDER BY v.seq DESC LIMIT 1"
+        ),
         args![name],
         version_of,
     )
@@ -98,7 +100,7 @@ impl<B: Backend> DatasetStore for B {
             all(
                 db,
                 &format!(
-                    "SELECT {COLUMNS} {FROM} WHERE v.seq = \
+                    "SELECT {DATASET_COLUMNS} {DATASET_JOINS} WHERE v.seq = \
                      (SELECT MAX(seq) FROM dataset_versions WHERE dataset_id = v.dataset_id) \
                      ORDER BY d.name"
                 ),
@@ -112,7 +114,9 @@ impl<B: Backend> DatasetStore for B {
         self.read(|db| {
             let versions = all(
                 db,
-                &format!("SELECT {COLUMNS} {FROM} WHERE d.name = $1 ORDER BY v.seq DESC"),
+                &format!(
+                    "SELECT {DATASET_COLUMNS} {DATASET_JOINS} WHERE d.name = $1 ORDER BY v.seq DESC"
+                ),
                 args![name],
                 version_of,
             )?;
@@ -130,7 +134,7 @@ impl<B: Backend> DatasetStore for B {
                 None => first(
                     db,
                     &format!(
-                        "SELECT {COLUMNS}, v.content {FROM} WHERE d.name = $1 \
+                        "SELECT {DATASET_COLUMNS}, v.content {DATASET_JOINS} WHERE d.name = $1 \
                          ORDER BY v.seq DESC LIMIT 1"
                     ),
                     args![name],
@@ -138,7 +142,7 @@ impl<B: Backend> DatasetStore for B {
                 )?,
                 Some(seq) => first(
                     db,
-                    &format!("SELECT {COLUMNS}, v.content {FROM} WHERE d.name = $1 AND v.seq = $2"),
+                    &format!("SELECT {DATASET_COLUMNS}, v.content {DATASET_JOINS} WHERE d.name = $1 AND v.seq = $2"),
                     args![name, seq],
                     with_content,
                 )?,
@@ -169,7 +173,7 @@ impl<B: Backend> DatasetStore for B {
             first(
                 db,
                 &format!(
-                    "SELECT {COLUMNS}, v.content {FROM} WHERE v.hash = $1 \
+                    "SELECT {DATASET_COLUMNS}, v.content {DATASET_JOINS} WHERE v.hash = $1 \
                      ORDER BY v.created_at, v.seq LIMIT 1"
                 ),
                 args![hash],
