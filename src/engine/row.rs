@@ -280,7 +280,12 @@ async fn call(
         None => None,
     };
     let answer = match (&plan.target, asked) {
-        (Some(target), Some(asked)) => target.call(asked).await,
+        (Some(target), Some(asked)) => {
+            // `--max-rpm` / `--max-tpm` pace a target's rows as they pace an endpoint's calls.
+            let (prompt, completion) = plan.client.estimate(body);
+            plan.client.throttle().pace(prompt + completion).await;
+            target.call(asked).await
+        }
         _ => plan.client.complete(body).await,
     };
     if let Some((budget, reservation)) = reservation {

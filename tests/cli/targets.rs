@@ -326,12 +326,43 @@ fn an_http_route_answers_each_row_and_is_retried_like_an_endpoint() {
     assert_eq!(first["tag"], Value::Null);
     assert_eq!(first["repetition"], 0);
 
+    // --max-rpm paces a target's rows: 20 at most 600 a minute (a quarter second's burst)
+    // are held back, and the summary says for how long.
+    let many: Vec<String> = (0..20).map(|i| format!("paced{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let paced_data = dataset(&env, &many);
+    let paced = env.json(&[
+        "experiment",
+        "--prompt",
+        "support",
+        "--dataset",
+        &paced_data,
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--target",
+        &app.url,
+        "--concurrency",
+        "8",
+        "--max-rpm",
+        "600",
+        "--json",
+    ]);
+    assert_eq!(paced["summary"]["ok"], 20, "{paced:#}");
+    assert!(
+        paced["run"]["throttled_secs"].as_f64().unwrap() > 0.0,
+        "{:#}",
+        paced["run"]
+    );
+    // Back to the three rows (the run below reads the same file).
+    dataset(&env, &["hello", "busy", "bad"]);
+
     // The same run again asks the application again: its code may have changed since.
     let again = run();
     assert_eq!(again["summary"]["ok"], 2, "{again:#}");
     let asked = rows_of(&env, again["experiment"]["id"].as_str().unwrap());
     assert_eq!(row(&asked, "hello")["cached"], false);
-    assert_eq!(app.seen.lock().unwrap().len(), 7);
+    // 4 requests the first time, 20 paced ones, and 3 now.
+    assert_eq!(app.seen.lock().unwrap().len(), 27);
 }
 
 #[test]
