@@ -9,11 +9,6 @@ use crate::model::DatasetVersion;
 use crate::workflow::datasets;
 use std::fmt::Write as _;
 
-/// `NAME` or `NAME@V`, as `show` and `pull` take them.
-fn named(text: &str) -> Result<(String, Option<i64>)> {
-    datasets::reference(&format!("{}{text}", datasets::PREFIX)).unwrap_or_else(|| unreachable!())
-}
-
 fn line(v: &DatasetVersion) -> String {
     format!(
         "{}@{}  {} rows, {} ({}), sha256 {}, {} by {}{}",
@@ -77,7 +72,7 @@ pub fn list(args: &DatasetListArgs, ctx: &Context) -> Result<u8> {
 }
 
 pub fn show(args: &DatasetShowArgs, ctx: &Context) -> Result<u8> {
-    let (name, seq) = named(&args.dataset)?;
+    let (name, seq) = datasets::name_and_version(&args.dataset)?;
     let store = ctx.store_for_reading()?;
     let Some(seq) = seq else {
         let versions = store.dataset_versions(&name)?;
@@ -115,7 +110,7 @@ pub fn show(args: &DatasetShowArgs, ctx: &Context) -> Result<u8> {
 }
 
 pub fn pull(args: &DatasetPullArgs, ctx: &Context) -> Result<u8> {
-    let (name, seq) = named(&args.dataset)?;
+    let (name, seq) = datasets::name_and_version(&args.dataset)?;
     let store = ctx.store_for_reading()?;
     let (version, content) = store.dataset_content(&name, seq)?;
     datasets::check_stored(&version, &content)?;

@@ -275,6 +275,11 @@ impl Rollout {
         }
     }
 
+    /// Whether the current step is the last: its end completes the rollout (moves the tag).
+    pub fn at_last_step(&self) -> bool {
+        self.step + 1 >= self.steps.len()
+    }
+
     /// The version id an arm is served.
     pub fn version_of(&self, arm: Arm) -> &str {
         match arm {
@@ -400,7 +405,7 @@ pub fn look(
     let decision = if metrics.iter().any(|m| m.verdict == Verdict::Inferior) {
         Decision::RollBack
     } else if step_done && metrics.iter().all(|m| m.verdict == Verdict::NonInferior) {
-        if rollout.step + 1 >= rollout.steps.len() {
+        if rollout.at_last_step() {
             Decision::Complete
         } else {
             Decision::Advance

@@ -12,7 +12,7 @@ use crate::canary::{self, ArmFigures, Decision, Look, Metric, Rollout, Status, S
 use crate::config::CanaryConfig;
 use crate::error::{Error, Result};
 use crate::model::{NameKind, PromptVersion, TagEvent, VersionRef, check_name};
-use crate::store::{Store, TagChange, TagPolicy};
+use crate::store::{Store, TagChange, TagPolicy, TagRole};
 use crate::trace::SpanFilter;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -529,7 +529,7 @@ fn next_text(rollout: &Rollout, look: &Look, progress: f64, now_ms: i64) -> Stri
     };
     match look.decision {
         Decision::RollBack => "the next look rolls back: a metric is inferior".into(),
-        _ if rollout.step + 1 >= rollout.steps.len() => format!(
+        _ if rollout.at_last_step() => format!(
             "completes {step_end} if every metric is then non-inferior (moves {} to v{})",
             rollout.tag, rollout.candidate
         ),
@@ -553,6 +553,12 @@ pub fn advance(
     advance_from(store, &rollout, now_ms, policy, actor)
 }
 
+/// Whether advancing `rollout` by hand would complete it and so move a protected tag, which
+/// only a caller with the deploy role may do by hand (the evidence completes it without one).
+pub fn hand_completion_needs_deploy(rollout: &Rollout, policy: &TagPolicy, role: TagRole) -> bool {
+    rollout.at_last_step() && policy.is_protected(&rollout.tag) && role != TagRole::Deploy
+}
+
 /// Advances `rollout` as the caller saw it: when it has changed since (another process took
 /// a look, stepped or ended it), nothing is written and the answer says so. A caller that
 /// checked something about the rollout (whether this advance completes it) acts on what it
@@ -567,7 +573,7 @@ pub fn advance_from(
     let rollout = rollout.clone();
     let (baseline, candidate) = figures(store, &rollout)?;
     let mut look = canary::look(&rollout, &baseline, &candidate, 1.0);
-    look.decision = if rollout.step + 1 >= rollout.steps.len() {
+    look.decision = if rollout.at_last_step() {
         Decision::Complete
     } else {
         Decision::Advance

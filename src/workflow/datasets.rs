@@ -16,26 +16,29 @@ pub const MAX_BYTES: u64 = 100 << 20;
 
 /// `store:NAME` or `store:NAME@V` (`V` a number, or `vN`), if `text` names the store.
 pub fn reference(text: &str) -> Option<Result<(String, Option<i64>)>> {
-    let rest = text.strip_prefix(PREFIX)?;
-    let (name, version) = match rest.split_once('@') {
+    text.strip_prefix(PREFIX).map(name_and_version)
+}
+
+/// `NAME` or `NAME@V` (`V` a number, or `vN`), checked.
+pub fn name_and_version(text: &str) -> Result<(String, Option<i64>)> {
+    let (name, version) = match text.split_once('@') {
         Some((name, version)) => (name, Some(version)),
-        None => (rest, None),
+        None => (text, None),
     };
-    Some(check_name(name).and_then(|()| {
-        let seq = version
-            .map(|v| {
-                v.trim_start_matches('v')
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| *n >= 1)
-                    .ok_or_else(|| {
-                        Error::invalid(format!("'{text}': the version is a number from 1"))
-                            .with_hint(format!("for example {PREFIX}{name}@2"))
-                    })
-            })
-            .transpose()?;
-        Ok((name.to_string(), seq))
-    }))
+    check_name(name)?;
+    let seq = version
+        .map(|v| {
+            v.trim_start_matches('v')
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| {
+                    Error::invalid(format!("'{text}': the version is a number from 1"))
+                        .with_hint(format!("for example {PREFIX}{name}@2"))
+                })
+        })
+        .transpose()?;
+    Ok((name.to_string(), seq))
 }
 
 /// A dataset's name: what a prompt's name may be.
@@ -146,13 +149,8 @@ fn private_dir() -> Result<PathBuf> {
             .create(&dir)
             .map_err(|e| cache_error(&dir, e))?;
         let meta = std::fs::symlink_metadata(&dir).map_err(|e| cache_error(&dir, e))?;
-        // This process's user: the owner of a file it has just made.
-        let probe = dir.join(format!(".owner.{:016x}", fastrand::u64(..)));
-        let owner = std::fs::File::create(&probe)
-            .and_then(|file| file.metadata())
-            .map(|m| m.uid());
-        let _ = std::fs::remove_file(&probe);
-        let owner = owner.map_err(|e| cache_error(&dir, e))?;
+        // SAFETY: geteuid(2) reads this process's effective user id; it cannot fail.
+        let owner = unsafe { libc::geteuid() };
         if !meta.is_dir() || meta.uid() != owner || meta.permissions().mode() & 0o022 != 0 {
             return Err(Error::operational(format!(
                 "{} is not a private folder of this user (a link, another owner, or writable by others)",

@@ -122,8 +122,7 @@ pub(super) async fn advance_rollout(
     let outcome = shared
         .with_store(move |store| {
             let rollout = canary::running(store, &prompt, &tag)?;
-            let completes = rollout.step + 1 >= rollout.steps.len();
-            if completes && policy.is_protected(&tag) && caller.role != TagRole::Deploy {
+            if canary::hand_completion_needs_deploy(&rollout, &policy, caller.role) {
                 return Err(needs_deploy(&tag, "completing its rollout by hand"));
             }
             // On the rollout as checked: if it stepped meanwhile, nothing is written (409).

@@ -894,10 +894,11 @@ pub(super) async fn advance_rollout(
         // The last step completes the rollout and moves the tag: on a protected tag, by hand,
         // that is a deploy token's move (the evidence moves it without one).
         let rollout = crate::workflow::canary::running(ui.store.as_ref(), &target, &form.tag)?;
-        if rollout.step + 1 >= rollout.steps.len()
-            && ui.config.tag_policy().is_protected(&form.tag)
-            && viewer.tag_role() != crate::store::TagRole::Deploy
-        {
+        if crate::workflow::canary::hand_completion_needs_deploy(
+            &rollout,
+            &ui.config.tag_policy(),
+            viewer.tag_role(),
+        ) {
             return Err(UiError::new(
                 StatusCode::FORBIDDEN,
                 format!(

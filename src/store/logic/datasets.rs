@@ -147,24 +147,22 @@ impl<B: Backend> DatasetStore for B {
                     with_content,
                 )?,
             };
-            match (found, seq) {
-                (Some(found), _) => Ok(found),
-                (None, Some(seq))
-                    if first(
-                        db,
-                        "SELECT 1 FROM datasets WHERE name = $1",
-                        args![name],
-                        |r| r.int(0),
-                    )?
-                    .is_some() =>
-                {
-                    Err(StoreError::UnknownDatasetVersion {
-                        name: name.into(),
-                        seq,
-                    })
-                }
-                (None, _) => Err(StoreError::UnknownDataset { name: name.into() }),
+            if let Some(found) = found {
+                return Ok(found);
             }
+            let known = first(
+                db,
+                "SELECT 1 FROM datasets WHERE name = $1",
+                args![name],
+                |r| r.int(0),
+            )?;
+            Err(match (known, seq) {
+                (Some(_), Some(seq)) => StoreError::UnknownDatasetVersion {
+                    name: name.into(),
+                    seq,
+                },
+                _ => StoreError::UnknownDataset { name: name.into() },
+            })
         })
     }
 
