@@ -23,10 +23,16 @@ import time
 
 import httpx
 import openai
-from openinference.instrumentation import using_prompt_template
-from opentelemetry.trace import Status, StatusCode
 from phoenix.client import Client
-from traced_app import INGEST_TOKEN, QUERIES, URL, LlmSpans, hex_id, setup_manual, template_text
+from traced_app import (
+    INGEST_TOKEN,
+    URL,
+    LlmSpans,
+    handle_ticket,
+    hex_id,
+    setup_manual,
+    ticket,
+)
 
 MOCK_URL = os.environ["MOCK_URL"]
 UNIT_HEADER = "X-Runner-Unit"
@@ -107,26 +113,9 @@ def main():
                 base_url=URL, api_key=INGEST_TOKEN, headers={UNIT_HEADER: user}
             )
         prompt = sessions[user].prompts.get(prompt_identifier=args.prompt, tag="production")
-        variables = {
-            "company": "Acme",
-            "query": QUERIES[index % len(QUERIES)].format(n=1000 + index),
-        }
-        entry = {"user": user, "version_id": prompt.id, "ok": False}
-        with tracer.start_as_current_span(
-            "handle_ticket", attributes={"openinference.span.kind": "CHAIN"}
-        ) as span:
-            app_span = span.get_span_context().span_id
-            with using_prompt_template(
-                template=template_text(prompt), variables=variables, version=prompt.id
-            ):
-                try:
-                    llm.chat.completions.create(**prompt.format(variables=variables))
-                    entry["ok"] = True
-                except openai.APIStatusError as e:
-                    span.set_status(Status(StatusCode.ERROR, f"the model answered {e.status_code}"))
-        llm_span = llm_spans.by_parent.pop(app_span, None)
-        if llm_span is None:
-            sys.exit(f"error: request {index} made no LLM span (is the instrumentor on?)")
+        variables = ticket(index)
+        answer, _, llm_span = handle_ticket(tracer, llm, llm_spans, prompt, variables, index)
+        entry = {"user": user, "version_id": prompt.id, "ok": answer is not None}
         entry["llm_span"] = hex_id(llm_span.context.span_id, 16)
         entry["llm_start_ms"] = llm_span.start_time // 1_000_000
         entry["llm_end_ms"] = llm_span.end_time // 1_000_000

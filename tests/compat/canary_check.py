@@ -25,18 +25,7 @@ import sys
 import time
 from collections import defaultdict
 
-passed = 0
-failed = 0
-
-
-def check(condition, what, detail=""):
-    global passed, failed
-    if condition:
-        passed += 1
-        print(f"ok   {what}")
-    else:
-        failed += 1
-        print(f"FAIL {what}" + (f": {detail}" if detail else ""))
+from checks import check, finish
 
 
 def runner_json(runner, db, *args):
@@ -188,8 +177,7 @@ def main():
         with open(path) as f:
             ledger = json.load(f)
         check_run(args.runner, args.db, prompt, expect, ledger, args.wait)
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    finish()
 
 
 if __name__ == "__main__":

@@ -108,6 +108,33 @@ def template_text(prompt):
     return json.dumps(list(rendered.messages))
 
 
+def ticket(index):
+    """The variables of request `index`: one of QUERIES, numbered."""
+    return {"company": "Acme", "query": QUERIES[index % len(QUERIES)].format(n=1000 + index)}
+
+
+def handle_ticket(tracer, llm, llm_spans, prompt, variables, index):
+    """One request as the application serves it: a span of its own around the model call, the
+    prompt template's attributes set, a failed call marked on the span. Returns the answer (None
+    when the call failed), the application's span id and the LLM span that ended inside it."""
+    answer = None
+    with tracer.start_as_current_span(
+        "handle_ticket", attributes={"openinference.span.kind": "CHAIN"}
+    ) as span:
+        app_span = span.get_span_context().span_id
+        with using_prompt_template(
+            template=template_text(prompt), variables=variables, version=prompt.id
+        ):
+            try:
+                answer = llm.chat.completions.create(**prompt.format(variables=variables))
+            except openai.APIStatusError as e:
+                span.set_status(Status(StatusCode.ERROR, f"the model answered {e.status_code}"))
+    llm_span = llm_spans.by_parent.pop(app_span, None)
+    if llm_span is None:
+        sys.exit(f"error: request {index} made no LLM span (is the instrumentor on?)")
+    return answer, app_span, llm_span
+
+
 def release(prompt_name):
     """The release job: moves `production` to the latest version with a deploy token."""
     deployer = Client(base_url=URL, api_key=os.environ["RUNNER_DEPLOY_TOKEN"])
@@ -196,35 +223,16 @@ def main():
             send_feedback()
             prompt = phoenix.prompts.get(prompt_identifier=args.prompt, tag="production")
             ledger["fetches"].append(prompt.id)
-        variables = {
-            "company": "Acme",
-            "query": QUERIES[index % len(QUERIES)].format(n=1000 + index),
-        }
+        variables = ticket(index)
+        answer, app_span, llm_span = handle_ticket(tracer, llm, llm_spans, prompt, variables, index)
         entry = {
             "version_id": prompt.id,
-            "ok": False,
-            "input_tokens": 0,
-            "output_tokens": 0,
+            "ok": answer is not None,
+            "input_tokens": answer.usage.prompt_tokens if answer else 0,
+            "output_tokens": answer.usage.completion_tokens if answer else 0,
             "llm_span": None,
             "annotations": {},
         }
-        with tracer.start_as_current_span(
-            "handle_ticket", attributes={"openinference.span.kind": "CHAIN"}
-        ) as span:
-            app_span = span.get_span_context().span_id
-            with using_prompt_template(
-                template=template_text(prompt), variables=variables, version=prompt.id
-            ):
-                try:
-                    answer = llm.chat.completions.create(**prompt.format(variables=variables))
-                    entry["ok"] = True
-                    entry["input_tokens"] = answer.usage.prompt_tokens
-                    entry["output_tokens"] = answer.usage.completion_tokens
-                except openai.APIStatusError as e:
-                    span.set_status(Status(StatusCode.ERROR, f"the model answered {e.status_code}"))
-        llm_span = llm_spans.by_parent.pop(app_span, None)
-        if llm_span is None:
-            sys.exit(f"error: request {index} made no LLM span (is the instrumentor on?)")
         entry["llm_span"] = hex_id(llm_span.context.span_id, 16)
         # The span's own times, in the milliseconds OTLP's nanoseconds come to.
         entry["llm_start_ms"] = llm_span.start_time // 1_000_000

@@ -20,18 +20,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 
-passed = 0
-failed = 0
-
-
-def check(condition, what, detail=""):
-    global passed, failed
-    if condition:
-        passed += 1
-        print(f"ok   {what}")
-    else:
-        failed += 1
-        print(f"FAIL {what}" + (f": {detail}" if detail else ""))
+from checks import check, finish
 
 
 def close(a, b):
@@ -359,8 +348,7 @@ def main():
     if args.readme:
         prompt, sender = args.readme.split(",", 1)
         check_readme(args.runner, args.db, prompt, sender, args.wait)
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    finish()
 
 
 if __name__ == "__main__":
