@@ -1,7 +1,7 @@
 # Shared by traces.sh and canary.sh, which run real Python applications against `runner serve`:
-# the pinned Python environment, the runner binary, a fresh working folder, children stopped
-# on exit, tokens, and starting a child that prints its address. Sourced from the project root;
-# sets $python, $runner, $work.
+# the pinned Python environment, the runner binary, tokens, and children.sh (a fresh working
+# folder, children stopped on exit, starting a child that prints its address). Sourced from the
+# project root; sets $python, $runner, $work.
 
 venv=${RUNNER_TRACES_VENV:-target/traces-venv}
 if [ ! -x "$venv/bin/python" ]; then
@@ -13,34 +13,8 @@ python=$(cd "$venv/bin" && pwd)/python
 cargo build --quiet
 runner=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/runner
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=tests/compat/children.sh
+. tests/compat/children.sh
 
 new_token() { "$python" -c 'import secrets; print(secrets.token_hex(24))'; }
 
-# Starts a child whose first stdout line names its http:// address, and sets $url to it.
-start() {
-    local out=$1
-    shift
-    "$@" >"$out" 2>"$out.err" &
-    local pid=$!
-    pids+=("$pid")
-    url=
-    for _ in $(seq 1 100); do
-        url=$(grep -o 'http://[^ ]*' "$out" 2>/dev/null | head -n 1 || true)
-        [ -n "$url" ] && return
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "error: $* did not start:" >&2
-    cat "$out.err" >&2
-    exit 1
-}

@@ -21,16 +21,8 @@ fi
 cargo build --quiet
 runner=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/runner
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=tests/compat/children.sh
+. tests/compat/children.sh
 
 token=$("$venv/bin/python" -c 'import secrets; print(secrets.token_hex(24))')
 deploy_token=$("$venv/bin/python" -c 'import secrets; print(secrets.token_hex(24))')
@@ -38,24 +30,7 @@ printf 'compat:%s\ndeploy:release:%s\n' "$token" "$deploy_token" >"$work/tokens.
 
 # Starts `runner serve` on store $1 and sets $url.
 start_runner() {
-    local db=$1 out=$1.stdout
-    "$runner" --db "$db" serve --bind 127.0.0.1:0 --token-file "$work/tokens.txt" \
-        >"$out" 2>"$db.stderr" &
-    local pid=$!
-    pids+=("$pid")
-    # The first stdout line names the address; wait for it, bounded.
-    url=
-    for _ in $(seq 1 100); do
-        url=$(grep -o 'http://[^ ]*' "$out" 2>/dev/null | head -n 1 || true)
-        [ -n "$url" ] && break
-        if ! kill -0 "$pid" 2>/dev/null; then break; fi
-        sleep 0.1
-    done
-    if [ -z "$url" ]; then
-        echo "runner serve did not start:" >&2
-        cat "$db.stderr" >&2
-        exit 1
-    fi
+    start "$1.stdout" "$runner" --db "$1" serve --bind 127.0.0.1:0 --token-file "$work/tokens.txt"
 }
 
 start_runner "$work/runner.db"
