@@ -16,7 +16,9 @@
 //! - A request body the application leaves unread (a 404, a 405, a refused token) is read to
 //!   its end before the answer goes out, up to `body_limit` bytes in all, so the next request
 //!   on the kept-alive connection starts where it should. A larger, slower or broken body is
-//!   not waited for: the answer says `Connection: close` and the connection closes after it.
+//!   not waited for: the answer says `Connection: close` and the connection closes after it,
+//!   lingering: it reads and drops what the client still sends for a bounded time, so that the
+//!   client reads the answer rather than a reset (`linger`).
 //!
 //! Left to itself, hyper reads an unread body only as far as it has already arrived, and
 //! closes the connection when more is due, without telling the client: a client that sent its
@@ -289,7 +291,9 @@ impl Connection {
         let mut builder = hyper::server::conn::http1::Builder::new();
         // The header timeout is the watchdog's (see the module documentation).
         builder.keep_alive(true).header_read_timeout(None);
-        let mut http = pin!(builder.serve_connection(io, service));
+        // Polled without shutting the socket down, so that a connection closed with a request
+        // body unread can linger (see `linger`).
+        let mut http = builder.serve_connection(io, service);
         let mut timer = pin!(tokio::time::sleep_until(Instant::now()));
         let mut armed: Option<Instant> = None;
         let mut stopping = false;
@@ -314,17 +318,50 @@ impl Connection {
                 return;
             }
             tokio::select! {
-                _ = http.as_mut() => return,
+                _ = std::future::poll_fn(|cx| http.poll_without_shutdown(cx)) => {
+                    let tcp = http.into_parts().io.into_inner().inner;
+                    if !stopping {
+                        linger(tcp).await;
+                    }
+                    return;
+                }
                 () = &mut timer, if deadline.is_some() => {}
                 () = activity.answered.notified() => {}
                 Ok(()) = self.stopped.changed(), if !stopping => {
                     stopping = true;
                     // Finish the request being answered, then close.
-                    http.as_mut().graceful_shutdown();
+                    Pin::new(&mut http).graceful_shutdown();
                 }
                 // The loop's top sees whether this connection is idle and should make room.
                 Ok(()) = self.room_wanted.changed() => {}
             }
+        }
+    }
+}
+
+/// How long a closing connection reads what its client still sends: at most `LINGER_IDLE`
+/// without a byte, `LINGER_TOTAL` in all.
+const LINGER_IDLE: Duration = Duration::from_secs(2);
+const LINGER_TOTAL: Duration = Duration::from_secs(10);
+
+/// Closes a connection whose last answer went out: its sending side at once, then, like a web
+/// server's lingering close, reads and drops what the client still sends until it closes too
+/// (bounded by `LINGER_IDLE` and `LINGER_TOTAL`). Closing a socket with unread bytes makes the
+/// kernel reset the connection, and a client still sending a body the server refused (413 for
+/// a body over the limit, answered before it arrived) would see "broken pipe" instead of the
+/// answer waiting for it.
+async fn linger(mut tcp: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if tcp.shutdown().await.is_err() {
+        return;
+    }
+    let end = Instant::now() + LINGER_TOTAL;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let deadline = end.min(Instant::now() + LINGER_IDLE);
+        match tokio::time::timeout_at(deadline, tcp.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
         }
     }
 }
@@ -704,5 +741,57 @@ mod tests {
         room.ask();
         room.withdraw();
         assert!(!room.claim(), "the newcomer found a slot by itself");
+    }
+
+    /// A body refused before it arrived (413 on its announced length): the client, still
+    /// sending, reads the answer instead of a reset connection, every time.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_sending_a_refused_body_reads_the_answer() {
+        use axum::http::StatusCode;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let app = Router::new().route(
+            "/",
+            axum::routing::post(|| async { StatusCode::PAYLOAD_TOO_LARGE }),
+        );
+        let limits = Limits {
+            body_limit: 1024,
+            ..Limits::default()
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, app, limits, async {
+            let _ = stopped.await;
+        }));
+        let body = vec![b'x'; 8 * 1024 * 1024];
+        for round in 0..5 {
+            let body = body.clone();
+            let answer = tokio::task::spawn_blocking(move || {
+                use std::io::{Read, Write};
+                let mut tcp = std::net::TcpStream::connect(address).unwrap();
+                let head = format!(
+                    "POST / HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+                    body.len()
+                );
+                tcp.write_all(head.as_bytes()).unwrap();
+                let sent = tcp.write_all(&body);
+                let mut answer = String::new();
+                let read = tcp.read_to_string(&mut answer);
+                (sent.is_ok(), read.is_ok(), answer)
+            })
+            .await
+            .unwrap();
+            assert_eq!(
+                (answer.0, answer.1),
+                (true, true),
+                "round {round}: {answer:?}"
+            );
+            assert!(
+                answer.2.starts_with("HTTP/1.1 413") && answer.2.contains("connection: close"),
+                "round {round}: {}",
+                answer.2
+            );
+        }
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
     }
 }
