@@ -193,6 +193,13 @@ fn store_hint(e: &StoreError) -> Option<String> {
         StoreError::UnknownDatasetVersion { name, .. } => {
             Some(format!("`runner dataset show {name}` lists its versions"))
         }
+        StoreError::DatasetExists { .. } => {
+            Some("add a version to it (append or update), or choose another name".into())
+        }
+        StoreError::DatasetInUse { .. } => Some(
+            "its versions stay as the evidence of those experiments; give new rows as a new version"
+                .into(),
+        ),
         StoreError::PromptExists { name } => Some(format!(
             "add a version with `runner prompt update {name} ...`"
         )),

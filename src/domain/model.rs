@@ -894,7 +894,6 @@ pub struct Summary {
     pub error_kinds: Vec<(String, i64)>,
 }
 
-/// The time as stored: RFC 3339, UTC, milliseconds.
 /// A version of a dataset kept in the store (`runner dataset push`): the file as pushed, which
 /// never changes once stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -902,9 +901,13 @@ pub struct DatasetVersion {
     pub id: String,
     /// The dataset's name.
     pub dataset: String,
+    pub dataset_id: String,
     pub seq: i64,
     /// `csv` or `jsonl`.
     pub format: String,
+    /// `rows` (a file as pushed) or `examples` (JSONL written through the Phoenix dataset API:
+    /// one example a line, {"id", "input", "output", "metadata"}).
+    pub shape: String,
     /// sha256 of the bytes: what an experiment over the same file records.
     pub hash: String,
     pub rows: i64,
@@ -913,6 +916,24 @@ pub struct DatasetVersion {
     pub created_at: String,
     pub created_by: String,
 }
+
+/// A dataset as the Phoenix dataset API lists it: its own fields and its latest version's.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DatasetEntry {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// A JSON object, as given when the dataset was created.
+    pub metadata: String,
+    pub created_at: String,
+    /// When its latest version was written.
+    pub updated_at: String,
+    /// The latest version's rows (examples).
+    pub example_count: i64,
+    pub latest_version_id: String,
+}
+
+/// The time as stored: RFC 3339, UTC, milliseconds.
 
 pub fn now() -> String {
     format_time(time::OffsetDateTime::now_utc())

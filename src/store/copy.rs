@@ -104,6 +104,9 @@ pub fn copy(from: &dyn Store, to: &dyn Store) -> Result<Copied> {
     for latest in from.datasets()? {
         check_stored(NameKind::Prompt, &latest.dataset)?;
         let mut versions = from.dataset_versions(&latest.dataset)?;
+        let entry = from.dataset_entry(&latest.dataset_id)?.ok_or_else(|| {
+            StoreError::Corrupt(format!("dataset {} vanished while copied", latest.dataset))
+        })?;
         versions.reverse();
         for version in versions {
             let (version, content) = from.dataset_content(&version.dataset, Some(version.seq))?;
@@ -119,6 +122,9 @@ pub fn copy(from: &dyn Store, to: &dyn Store) -> Result<Copied> {
                     message: version.message,
                     author: version.created_by,
                     created_at: Some(version.created_at),
+                    shape: version.shape,
+                    description: entry.description.clone(),
+                    metadata: Some(entry.metadata.clone()),
                 },
             )?;
             // Experiments record `store:NAME@V`: a copy must keep every number.

@@ -78,6 +78,12 @@ pub enum StoreError {
     UnknownDataset { name: String },
     #[error("dataset '{name}' has no version {seq}")]
     UnknownDatasetVersion { name: String, seq: i64 },
+    #[error("a dataset named \"{name}\" already exists")]
+    DatasetExists { name: String },
+    #[error(
+        "dataset '{name}' is the evidence of {experiments} recorded experiment(s); deleting it would lose the rows they saw"
+    )]
+    DatasetInUse { name: String, experiments: i64 },
     #[error("tag '{tag}' of prompt '{prompt}' has no earlier version to roll back to")]
     NothingToRollBack { prompt: String, tag: String },
     #[error(
@@ -139,6 +145,8 @@ impl StoreError {
                 | StoreError::UnknownTag { .. }
                 | StoreError::UnknownDataset { .. }
                 | StoreError::UnknownDatasetVersion { .. }
+                | StoreError::DatasetExists { .. }
+                | StoreError::DatasetInUse { .. }
                 | StoreError::NothingToRollBack { .. }
                 | StoreError::ProtectedTag { .. }
                 | StoreError::ProtectedArchive { .. }
@@ -795,7 +803,51 @@ pub trait DatasetStore: Send + Sync {
         &self,
         name: &str,
         version: &NewDatasetVersion,
+    ) -> Result<(crate::model::DatasetVersion, bool)> {
+        self.push_dataset_with(name, false, &mut |_| Ok(Some(version.clone())))
+    }
+
+    /// Stores the version `make` builds from the dataset's latest version and its content
+    /// (None for a new dataset), read under the dataset's lock so that two writers never
+    /// build on the same version. `make` returning None, or a version with the latest's bytes,
+    /// writes nothing and returns the latest. With `must_be_new`, an existing dataset is
+    /// refused (`DatasetExists`).
+    fn push_dataset_with(
+        &self,
+        name: &str,
+        must_be_new: bool,
+        make: &mut dyn FnMut(
+            Option<(&crate::model::DatasetVersion, &str)>,
+        ) -> Result<Option<NewDatasetVersion>>,
     ) -> Result<(crate::model::DatasetVersion, bool)>;
+
+    /// Datasets newest first, from the one whose id is `from` (inclusive), with `name` only
+    /// when given, at most `limit`.
+    fn dataset_entries(
+        &self,
+        name: Option<&str>,
+        from: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<crate::model::DatasetEntry>>;
+
+    /// A dataset by id.
+    fn dataset_entry(&self, id: &str) -> Result<Option<crate::model::DatasetEntry>>;
+
+    /// A dataset's versions by the dataset's id, newest first, from version `from_seq`
+    /// (inclusive), at most `limit`.
+    fn dataset_versions_of(
+        &self,
+        dataset_id: &str,
+        from_seq: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<crate::model::DatasetVersion>>;
+
+    /// A version by its id, with its content.
+    fn dataset_version(&self, id: &str) -> Result<Option<(crate::model::DatasetVersion, String)>>;
+
+    /// Deletes a dataset and its versions; refused (`DatasetInUse`) while an experiment
+    /// recorded one of its versions. False when there is no such dataset.
+    fn delete_dataset(&self, id: &str) -> Result<bool>;
 
     /// Every dataset's latest version, by name.
     fn datasets(&self) -> Result<Vec<crate::model::DatasetVersion>>;
@@ -828,6 +880,12 @@ pub struct NewDatasetVersion {
     pub author: String,
     /// When it was pushed, for a copy of another store's version; None: now.
     pub created_at: Option<String>,
+    /// `rows` or `examples` (see `model::DatasetVersion::shape`).
+    pub shape: String,
+    /// The dataset's description and metadata (a JSON object), kept when this version
+    /// creates the dataset.
+    pub description: Option<String>,
+    pub metadata: Option<String>,
 }
 
 /// Canary rollouts: their plan and state, and the tag moves that start and end them.

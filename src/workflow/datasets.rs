@@ -105,6 +105,9 @@ pub fn push(
         message: message.map(str::to_string),
         author: author.to_string(),
         created_at: None,
+        shape: "rows".into(),
+        description: None,
+        metadata: None,
     };
     Ok(store.push_dataset(name, &version)?)
 }

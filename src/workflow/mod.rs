@@ -6,6 +6,7 @@
 pub mod archive;
 pub mod canary;
 pub mod datasets;
+pub mod examples;
 pub mod experiment;
 pub mod playground;
 pub mod production;

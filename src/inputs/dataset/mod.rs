@@ -134,6 +134,42 @@ pub fn scan(path: &Path) -> Result<DatasetInfo, DatasetError> {
     })
 }
 
+/// Every row of `content` held in memory (a version from the store), validated as `scan`
+/// validates a file, with what a scan finds; `label` names it in errors.
+pub fn rows_of_text(
+    label: &Path,
+    format: DatasetFormat,
+    content: &str,
+) -> Result<(DatasetInfo, Vec<Row>), DatasetError> {
+    let reader = HashingReader {
+        inner: content.as_bytes(),
+        hasher: Sha256::new(),
+    };
+    let mut parser = Parser::new(label, format, reader, true)?;
+    let mut rows = Vec::new();
+    while let Some(row) = parser.next_row()? {
+        rows.push(row);
+    }
+    let has_id = parser.has_id.unwrap_or(false);
+    let shape = parser.shape.take().unwrap_or_default();
+    let mut reader = parser.into_inner();
+    io::copy(&mut reader, &mut io::sink()).map_err(|source| DatasetError::Io {
+        path: label.to_path_buf(),
+        source,
+    })?;
+    let hash = hex(&reader.hasher.finalize());
+    let info = DatasetInfo {
+        path: label.to_path_buf(),
+        format,
+        hash,
+        rows: rows.len(),
+        columns: shape.columns,
+        fields: shape.fields,
+        has_id,
+    };
+    Ok((info, rows))
+}
+
 /// Streams rows in file order (each row validated as in `scan`; the same errors), reading the
 /// file through a buffer rather than loading it, so a later malformed row is only reported when
 /// the iterator reaches it; `scan` first to fail before doing any work.

@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0011_production.sql"),
     include_str!("migrations/0012_rollouts.sql"),
     include_str!("migrations/0013_datasets.sql"),
+    include_str!("migrations/0014_dataset_examples.sql"),
 ];
 
 /// The advisory lock every migrating connection takes, so concurrent first connections

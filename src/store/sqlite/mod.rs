@@ -30,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0011_production.sql"),
     include_str!("migrations/0012_rollouts.sql"),
     include_str!("migrations/0013_datasets.sql"),
+    include_str!("migrations/0014_dataset_examples.sql"),
 ];
 
 /// Long enough for a burst of concurrent CLI writers to queue behind each other.
