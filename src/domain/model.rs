@@ -934,7 +934,6 @@ pub struct DatasetEntry {
 }
 
 /// The time as stored: RFC 3339, UTC, milliseconds.
-
 pub fn now() -> String {
     format_time(time::OffsetDateTime::now_utc())
 }

@@ -816,9 +816,7 @@ pub trait DatasetStore: Send + Sync {
         &self,
         name: &str,
         must_be_new: bool,
-        make: &mut dyn FnMut(
-            Option<(&crate::model::DatasetVersion, &str)>,
-        ) -> Result<Option<NewDatasetVersion>>,
+        make: &mut VersionBuilder<'_>,
     ) -> Result<(crate::model::DatasetVersion, bool)>;
 
     /// Datasets newest first, from the one whose id is `from` (inclusive), with `name` only
@@ -866,6 +864,10 @@ pub trait DatasetStore: Send + Sync {
     fn dataset_by_hash(&self, hash: &str)
     -> Result<Option<(crate::model::DatasetVersion, String)>>;
 }
+
+/// What `push_dataset_with` calls to build a dataset's next version from its latest one.
+pub type VersionBuilder<'a> = dyn FnMut(Option<(&crate::model::DatasetVersion, &str)>) -> Result<Option<NewDatasetVersion>>
+    + 'a;
 
 /// What `push_dataset` stores: the file's bytes (checked as a dataset before), and what a scan
 /// of it found.

@@ -5,7 +5,7 @@
 use super::Backend;
 use crate::model::{DatasetEntry, DatasetVersion};
 use crate::store::sql::{Db, Row, all, args, first, json, to_json};
-use crate::store::{DatasetStore, NewDatasetVersion, Result, StoreError};
+use crate::store::{DatasetStore, Result, StoreError, VersionBuilder};
 
 const DATASET_COLUMNS: &str = "v.id, d.name, v.seq, v.format, v.hash, v.rows, v.columns, v.message, \
      v.created_at, v.created_by, v.dataset_id, v.shape";
@@ -63,7 +63,7 @@ impl<B: Backend> DatasetStore for B {
         &self,
         name: &str,
         must_be_new: bool,
-        make: &mut dyn FnMut(Option<(&DatasetVersion, &str)>) -> Result<Option<NewDatasetVersion>>,
+        make: &mut VersionBuilder<'_>,
     ) -> Result<(DatasetVersion, bool)> {
         self.write(|db| {
             let lock = db.dialect().for_update();
