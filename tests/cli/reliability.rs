@@ -2076,6 +2076,7 @@ fn every_sql_statement_is_parameterised() {
 /// Interpolated into SQL and allowed: the column lists and joins declared as
 /// `const NAME: &str = "…"` in src/store.
 const SQL_CONSTANTS: &[&str] = &[
+    "ENTRY_SELECT",
     "VERSION_COLUMNS",
     "TAG_CREATED",
     "PROMPT_FIELDS",

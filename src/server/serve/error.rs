@@ -73,8 +73,11 @@ impl From<StoreError> for ApiError {
             StoreError::UnknownPrompt { .. }
             | StoreError::UnknownVersion { .. }
             | StoreError::UnknownTag { .. }
+            | StoreError::UnknownDataset { .. }
             | StoreError::NoRollout { .. } => StatusCode::NOT_FOUND,
             StoreError::PromptExists { .. }
+            | StoreError::DatasetExists { .. }
+            | StoreError::DatasetInUse { .. }
             | StoreError::PromptArchived { .. }
             | StoreError::RolloutRunning { .. }
             | StoreError::TagMoved { .. } => StatusCode::CONFLICT,

@@ -17,6 +17,7 @@ pub mod wire;
 mod annotations;
 mod auth;
 mod conn;
+mod datasets;
 mod error;
 mod guard;
 mod otlp;
@@ -345,6 +346,13 @@ pub fn router(settings: Settings) -> Result<Router, String> {
             "/v1/prompts/{prompt}/rollouts/{tag}/stop",
             post(rollouts::stop_rollout),
         )
+        .route("/v1/datasets", get(datasets::list_datasets))
+        .route(
+            "/v1/datasets/{id}",
+            get(datasets::get_dataset).delete(datasets::delete_dataset),
+        )
+        .route("/v1/datasets/{id}/versions", get(datasets::list_versions))
+        .route("/v1/datasets/{id}/examples", get(datasets::list_examples))
         .route("/v1/span_annotations", post(annotations::span_annotations))
         .route(
             "/v1/trace_annotations",
@@ -358,6 +366,16 @@ pub fn router(settings: Settings) -> Result<Router, String> {
         ));
     // OTLP has its own media types (protobuf or JSON) and its own size limit; a page cannot
     // send either media type cross-site without a preflight the server never answers.
+    // Uploads come as JSON or as a multipart form with a file (the clients' CSV and DataFrame
+    // uploads), so the JSON-only check is the handler's; a page cannot send either across
+    // origins past `guard::check_origin`.
+    let uploads = Router::new()
+        .route("/v1/datasets/upload", post(datasets::upload))
+        .layer(DefaultBodyLimit::max(datasets::UPLOAD_BODY_LIMIT))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            authenticate,
+        ));
     let traces = Router::new()
         .route("/v1/traces", post(otlp::export))
         .layer(DefaultBodyLimit::max(shared.trace_body_limit))
@@ -377,6 +395,7 @@ pub fn router(settings: Settings) -> Result<Router, String> {
         )
         .merge(api)
         .merge(traces)
+        .merge(uploads)
         .with_state(Arc::clone(&shared))
         .merge(pages)
         .fallback(|| async { ApiError::not_found("no such route") })
