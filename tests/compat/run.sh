@@ -2,7 +2,8 @@
 # Compatibility tests with the real Phoenix client: builds runner, installs the pinned
 # arize-phoenix-client into a virtualenv, then against `runner serve` (a free loopback port, a
 # token, a fresh store each):
-#   1. phoenix_client.py: the client's calls with runner's own checks (tag history, the CLI);
+#   1. phoenix_client.py: the client's calls with runner's own checks (tag history, the CLI),
+#      and phoenix_datasets.py: its datasets resource (uploads, reads, versions);
 #   2. differential.py, whose answers compare.py checks against the answers a real Phoenix server
 #      gave to the same script (tests/compat/phoenix-fixture.json, re-recorded by record.sh).
 # Needs python3 (with venv) and PyPI.
@@ -16,7 +17,7 @@ if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "arize-phoenix-client==$PHOENIX_CLIENT_VERSION"
+    "arize-phoenix-client==$PHOENIX_CLIENT_VERSION" "pandas==2.3.3"
 
 cargo build --quiet
 runner=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/runner
@@ -37,6 +38,9 @@ start_runner "$work/runner.db"
 echo "runner serve at $url, arize-phoenix-client $PHOENIX_CLIENT_VERSION"
 RUNNER_URL=$url RUNNER_TOKEN=$token RUNNER_DEPLOY_TOKEN=$deploy_token RUNNER_BIN=$runner RUNNER_DB=$work/runner.db \
     "$venv/bin/python" tests/compat/phoenix_client.py
+echo "== the client's datasets against runner serve at $url"
+RUNNER_URL=$url RUNNER_TOKEN=$token RUNNER_BIN=$runner RUNNER_DB=$work/runner.db \
+    "$venv/bin/python" tests/compat/phoenix_datasets.py
 
 start_runner "$work/differential.db"
 echo "== the differential script against runner serve at $url"
