@@ -92,6 +92,7 @@ impl Example {
             "output": self.output,
             "metadata": self.metadata,
             "updated_at": updated_at,
+            "source": null,
         })
     }
 }

@@ -36,6 +36,10 @@ DELIBERATE = {
         "Phoenix's next_cursor for version tags is the last tag of the page, so its next page "
         "repeats that tag; runner's pages do not overlap"
     ),
+    "add_examples_to_dataset with an example already there": (
+        "when an append changes nothing, Phoenix answers with the dataset's first version (the "
+        "client then reads that old version back); runner answers its latest version"
+    ),
     "GET an unknown route": (
         "runner answers 404 for an unknown route; Phoenix serves its web app's page (200)"
     ),

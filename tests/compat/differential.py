@@ -14,9 +14,12 @@ and kind only (the wording of error messages is not compared, see compare.py).
 
 import argparse
 import base64
+import datetime
 import json
+import os
 import re
 import sys
+import tempfile
 import uuid
 
 import httpx
@@ -45,7 +48,15 @@ http = httpx.Client(
 )
 client = Client(http_client=http)
 
-ID_KEYS = {"id", "latest_version_id", "version_id", "source_prompt_id", "prompt_version_id"}
+ID_KEYS = {
+    "id",
+    "latest_version_id",
+    "version_id",
+    "source_prompt_id",
+    "prompt_version_id",
+    "dataset_id",
+    "node_id",
+}
 ids = {}
 
 
@@ -56,6 +67,8 @@ def placeholder(value):
 
 
 def normalise(value, key=None):
+    if isinstance(value, datetime.datetime):
+        return "<time>"
     if isinstance(value, dict):
         return {k: normalise(v, k) for k, v in value.items()}
     if isinstance(value, list):
@@ -732,6 +745,154 @@ invalid(
     },
     prompt={"name": "plain-string"},
 )
+
+# --- datasets -----------------------------------------------------------------------------------
+
+
+def as_dict(dataset):
+    return None if dataset is None else dataset.to_dict()
+
+
+def missing_global_id(existing, kind):
+    """A well-formed global id of `kind` that names nothing, in the server's own id form."""
+    raw_id = base64.b64decode(existing).decode().split(":", 1)[1]
+    if raw_id.isdigit():
+        return base64.b64encode(f"{kind}:999999".encode()).decode()
+    return base64.b64encode(f"{kind}:{uuid.UUID(int=uuid.UUID(raw_id).int ^ 0xFFFF)}".encode()).decode()
+
+
+QUERIES = [
+    {"input": {"question": "Where is my order?"}, "output": {"answer": "order"},
+     "metadata": {"source": "email"}},
+    {"input": {"question": "Refund, please"}, "output": {"answer": "refund"}},
+    {"input": {"question": "Reset my password"}, "output": {"answer": "password"},
+     "metadata": {"source": "chat", "priority": 2}},
+]
+
+op("list datasets on an empty server", lambda: raw("GET", "v1/datasets"))
+created = op(
+    "create_dataset with examples",
+    lambda: as_dict(client.datasets.create_dataset(
+        name="queries", examples=QUERIES, dataset_description="what customers ask")),
+)
+dataset_id = quietly(lambda: raw("GET", "v1/datasets", params={"name": "queries"})["data"][0]["id"])
+first_version = quietly(lambda: client.datasets.get_dataset(dataset="queries").version_id)
+op("get_dataset by name", lambda: as_dict(client.datasets.get_dataset(dataset="queries")))
+op("get_dataset by id", lambda: as_dict(client.datasets.get_dataset(dataset=dataset_id)))
+op(
+    "create_dataset again with the same examples",
+    lambda: as_dict(client.datasets.create_dataset(name="queries", examples=QUERIES)),
+)
+op(
+    "create_dataset again with changed examples",
+    lambda: as_dict(client.datasets.create_dataset(
+        name="queries",
+        examples=[QUERIES[1], {"input": {"question": "Where is my order?"}, "output": {"answer": "shipping"}},
+                  {"input": {"question": "Cancel my plan"}, "output": {"answer": "cancel"}}],
+    )),
+)
+op(
+    "add_examples_to_dataset",
+    lambda: as_dict(client.datasets.add_examples_to_dataset(
+        dataset="queries", inputs=[{"question": "Change my address"}], outputs=[{"answer": "address"}])),
+)
+op(
+    "add_examples_to_dataset with an example already there",
+    lambda: as_dict(client.datasets.add_examples_to_dataset(
+        dataset="queries", inputs=[{"question": "Cancel my plan"}], outputs=[{"answer": "cancel"}])),
+)
+op("get_dataset_versions", lambda: client.datasets.get_dataset_versions(dataset="queries"))
+op(
+    "get_dataset of the first version",
+    lambda: as_dict(client.datasets.get_dataset(dataset="queries", version_id=first_version)),
+)
+op("GET versions, one a page", lambda: raw("GET", f"v1/datasets/{dataset_id}/versions", params={"limit": 1}))
+op(
+    "GET versions, second page",
+    lambda: raw("GET", f"v1/datasets/{dataset_id}/versions", params={
+        "limit": 1,
+        "cursor": raw("GET", f"v1/datasets/{dataset_id}/versions", params={"limit": 1})["next_cursor"],
+    }),
+)
+op("GET examples without a version", lambda: raw("GET", f"v1/datasets/{dataset_id}/examples"))
+
+try:
+    import pandas as pd
+
+    frame = pd.DataFrame({"question": ["Where is my order?", "Hi"], "answer": ["order", ""], "priority": [1, 2]})
+    op(
+        "create_dataset from a DataFrame",
+        lambda: as_dict(client.datasets.create_dataset(
+            name="frame", dataframe=frame, input_keys=["question"], output_keys=["answer"],
+            metadata_keys=["priority"])),
+    )
+except ImportError:
+    op("create_dataset from a DataFrame", lambda: "pandas is not installed")
+
+csv_path = os.path.join(tempfile.mkdtemp(), "queries.csv")
+with open(csv_path, "w") as f:
+    f.write("question,answer,note\nWhere is my order?,order,\n\"Refund, please\",refund,vip\n")
+op(
+    "create_dataset from a CSV file",
+    lambda: as_dict(client.datasets.create_dataset(
+        name="from_csv", csv_file_path=csv_path, input_keys=["question"], output_keys=["answer"],
+        metadata_keys=["note"])),
+)
+op(
+    "create_dataset from a CSV file, keys inferred",
+    lambda: as_dict(client.datasets.create_dataset(name="inferred", csv_file_path=csv_path)),
+)
+
+UPLOAD = "v1/datasets/upload"
+op("upload: create on an existing name", lambda: raw(
+    "POST", UPLOAD, params={"sync": True}, json={"action": "create", "name": "queries", "inputs": [{"q": 1}]}))
+op("upload: an unknown action", lambda: raw(
+    "POST", UPLOAD, params={"sync": True}, json={"action": "merge", "name": "x", "inputs": [{"q": 1}]}))
+op("upload: no name", lambda: raw("POST", UPLOAD, params={"sync": True}, json={"inputs": [{"q": 1}]}))
+op("upload: no inputs", lambda: raw("POST", UPLOAD, params={"sync": True}, json={"name": "x"}))
+op("upload: inputs not objects", lambda: raw(
+    "POST", UPLOAD, params={"sync": True}, json={"name": "x", "inputs": ["q"]}))
+op("upload: outputs of another length", lambda: raw(
+    "POST", UPLOAD, params={"sync": True}, json={"name": "x", "inputs": [{"q": 1}], "outputs": [{}, {}]}))
+op("upload: duplicate example ids", lambda: raw(
+    "POST", UPLOAD, params={"sync": True},
+    json={"name": "x", "inputs": [{"q": 1}, {"q": 2}], "example_ids": ["a", "a"]}))
+op("upload: text/plain", lambda: raw(
+    "POST", UPLOAD, params={"sync": True}, content=b"q", headers={"content-type": "text/plain"}))
+op("upload: JSON action create", lambda: raw(
+    "POST", UPLOAD, params={"sync": True},
+    json={"action": "create", "name": "plain_json", "inputs": [{"q": "1"}], "outputs": [{"a": "1"}],
+          "metadata": [{"m": 1}], "description": "by hand"}))
+
+op("list datasets", lambda: raw("GET", "v1/datasets"))
+op("list datasets, two a page", lambda: raw("GET", "v1/datasets", params={"limit": 2}))
+op(
+    "list datasets, second page",
+    lambda: raw("GET", "v1/datasets", params={
+        "limit": 2, "cursor": raw("GET", "v1/datasets", params={"limit": 2})["next_cursor"]}),
+)
+op("list datasets by name", lambda: raw("GET", "v1/datasets", params={"name": "from_csv"}))
+op("list datasets by an unknown name", lambda: raw("GET", "v1/datasets", params={"name": "nope"}))
+op("list datasets, limit 0", lambda: raw("GET", "v1/datasets", params={"limit": 0}))
+op("get_dataset by an unknown name", lambda: as_dict(client.datasets.get_dataset(dataset="nope")))
+unknown_dataset = quietly(lambda: missing_global_id(dataset_id, "Dataset"))
+op("GET an unknown dataset id", lambda: raw("GET", f"v1/datasets/{unknown_dataset}"))
+op("GET a malformed dataset id", lambda: raw("GET", "v1/datasets/not-an-id"))
+op("GET a dataset id of another type", lambda: raw(
+    "GET", "v1/datasets/" + base64.b64encode(b"Prompt:1").decode()))
+op("GET versions of an unknown dataset", lambda: raw("GET", f"v1/datasets/{unknown_dataset}/versions"))
+op("GET versions of a malformed id", lambda: raw("GET", "v1/datasets/not-an-id/versions"))
+op("GET examples of an unknown dataset", lambda: raw("GET", f"v1/datasets/{unknown_dataset}/examples"))
+op("GET examples of an unknown version", lambda: raw(
+    "GET", f"v1/datasets/{dataset_id}/examples",
+    params={"version_id": quietly(lambda: missing_global_id(first_version, "DatasetVersion"))}))
+
+inferred_id = quietly(lambda: raw("GET", "v1/datasets", params={"name": "inferred"})["data"][0]["id"])
+op("DELETE a dataset", lambda: raw("DELETE", f"v1/datasets/{inferred_id}"))
+op("GET the deleted dataset", lambda: raw("GET", f"v1/datasets/{inferred_id}"))
+op("DELETE it again", lambda: raw("DELETE", f"v1/datasets/{inferred_id}"))
+op("DELETE a malformed dataset id", lambda: raw("DELETE", "v1/datasets/not-an-id"))
+op("list datasets after the delete", lambda: [d["name"] for d in raw("GET", "v1/datasets")["data"]])
 
 # --- routes that do not exist -----------------------------------------------------------------
 

@@ -14,7 +14,7 @@ if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "arize-phoenix==$PHOENIX_VERSION" "arize-phoenix-client==$PHOENIX_CLIENT_VERSION"
+    "arize-phoenix==$PHOENIX_VERSION" "arize-phoenix-client==$PHOENIX_CLIENT_VERSION" "pandas==2.3.3"
 
 work=$(mktemp -d)
 pid=

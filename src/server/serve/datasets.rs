@@ -356,6 +356,7 @@ struct Form {
     metadata_keys: Vec<String>,
     other_keys: Vec<String>,
     file: Option<(String, Option<String>, Bytes)>,
+    file_name: Option<String>,
 }
 
 async fn read_form(mut multipart: Multipart, limit: usize) -> ApiResult<Form> {
@@ -370,6 +371,7 @@ async fn read_form(mut multipart: Multipart, limit: usize) -> ApiResult<Form> {
         let name = field.name().unwrap_or_default().to_string();
         if name == "file" {
             let kind = field.content_type().unwrap_or_default().to_string();
+            form.file_name = field.file_name().map(str::to_string);
             let encoding = field
                 .headers()
                 .get("content-encoding")
@@ -491,7 +493,11 @@ fn form_upload(form: Form, limit: usize) -> ApiResult<Upload> {
         .collect();
     Ok(Upload {
         name,
-        description: form.description.filter(|d| !d.is_empty()),
+        // A form without a description is described by its file's name, as in Phoenix.
+        description: form
+            .description
+            .filter(|d| !d.is_empty())
+            .or(form.file_name.filter(|f| !f.is_empty())),
         action: Action::parse(form.action.as_deref()).map_err(ApiError::unprocessable)?,
         examples,
     })
