@@ -127,6 +127,7 @@ on_both_backends!(
     verdicts_are_the_outcomes_without_their_texts,
     work_items_are_leased_once_and_a_taken_over_lease_writes_nothing,
     planning_with_a_key_is_idempotent_under_concurrent_planners,
+    concurrent_appends_to_a_dataset_all_land_and_a_copy_keeps_their_shape,
 );
 
 fn new_version(text: &str) -> NewVersion {
@@ -1490,4 +1491,62 @@ fn planning_with_a_key_is_idempotent_under_concurrent_planners(fx: &Fixture) {
     let (other, created) = plan_detached(&*store, 50, 1, Some("ci-43"));
     assert!(created);
     assert_ne!(other.id, planned[0].0);
+}
+
+fn concurrent_appends_to_a_dataset_all_land_and_a_copy_keeps_their_shape(fx: &Fixture) {
+    use crate::workflow::examples::{Action, Incoming, Upload, upload};
+    let example = |q: String| Incoming {
+        external_id: None,
+        input: serde_json::json!({ "q": q }).as_object().unwrap().clone(),
+        output: JsonObject::new(),
+        metadata: JsonObject::new(),
+    };
+    let store = fx.open();
+    let first = Upload {
+        name: "queries".into(),
+        description: Some("what customers ask".into()),
+        action: Action::Create,
+        examples: vec![example("first".into())],
+    };
+    upload(&*store, first, "ada").unwrap();
+    // Each append builds on the version before it, read under the dataset's lock: none is lost.
+    let location = fx.location.clone();
+    let writers: Vec<_> = (0..6)
+        .map(|i| {
+            let location = location.clone();
+            std::thread::spawn(move || {
+                let store = open(&location).unwrap();
+                let more = Upload {
+                    name: "queries".into(),
+                    description: None,
+                    action: Action::Append,
+                    examples: vec![example(format!("append {i}"))],
+                };
+                upload(&*store, more, "ada").unwrap()
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let (latest, content) = store.dataset_content("queries", None).unwrap();
+    assert_eq!(
+        (latest.seq, latest.rows, latest.shape.as_str()),
+        (7, 7, "examples")
+    );
+    let examples = crate::workflow::examples::examples_of(&latest, &content).unwrap();
+    assert_eq!(examples[0].input["q"], "first");
+    // A copy keeps every version, its shape and the dataset's description.
+    let other = fx.another();
+    let to = other.open();
+    copy::copy(&*store, &*to).unwrap();
+    let entry = to
+        .dataset_entries(Some("queries"), None, 1)
+        .unwrap()
+        .remove(0);
+    assert_eq!(entry.description.as_deref(), Some("what customers ask"));
+    assert_eq!(entry.example_count, 7);
+    let (copied, copied_content) = to.dataset_content("queries", None).unwrap();
+    assert_eq!((copied.seq, copied.shape.as_str()), (7, "examples"));
+    assert_eq!(copied_content, content);
 }
