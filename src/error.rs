@@ -193,6 +193,11 @@ fn store_hint(e: &StoreError) -> Option<String> {
         StoreError::UnknownDatasetVersion { name, .. } => {
             Some(format!("`runner dataset show {name}` lists its versions"))
         }
+        StoreError::RunExists { .. } => None,
+        StoreError::LinkedExperiment { .. } => Some(
+            "it stays with its runs; an experiment that names no prompt version can be deleted"
+                .into(),
+        ),
         StoreError::DatasetExists { .. } => {
             Some("add a version to it (append or update), or choose another name".into())
         }

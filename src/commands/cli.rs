@@ -886,16 +886,18 @@ pub struct CompareArgs {
     /// count as evidence; by default the endpoint is not part of what must match.
     #[arg(long)]
     pub same_endpoint: bool,
-    /// The baseline experiment by name (the same as the first EXPERIMENT).
+    /// The baseline experiment, by id (or the start of one) or by name (the same as the first
+    /// EXPERIMENT).
     #[arg(
         long,
-        value_name = "ID",
+        value_name = "ID|NAME",
         requires = "candidate_experiment",
         conflicts_with_all = ["experiments", "prompt", "tags"]
     )]
     pub baseline_experiment: Option<String>,
-    /// The candidate experiment by name (the same as the second EXPERIMENT).
-    #[arg(long, value_name = "ID", requires = "baseline_experiment")]
+    /// The candidate experiment, by id (or the start of one) or by name (the same as the
+    /// second EXPERIMENT).
+    #[arg(long, value_name = "ID|NAME", requires = "baseline_experiment")]
     pub candidate_experiment: Option<String>,
     #[command(flatten)]
     pub options: RunOptions,
@@ -971,16 +973,18 @@ pub struct PromoteArgs {
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
     /// Gate on this experiment as the candidate's evidence instead of finding one by
-    /// fingerprint (a detached experiment, say): it must be of --from's version, completed,
-    /// and on the baseline experiment's dataset.
+    /// fingerprint (a detached experiment, or one your code ran through the Phoenix client),
+    /// by id or by name: it must be of --from's version, completed, and on the baseline
+    /// experiment's dataset.
     #[arg(
         long,
-        value_name = "ID",
+        value_name = "ID|NAME",
         conflicts_with_all = ["dataset", "fresh", "evals", "repetitions", "model", "base_url", "limit"]
     )]
     pub candidate_experiment: Option<String>,
-    /// The baseline's evidence, with --candidate-experiment: of --to's version, completed.
-    #[arg(long, value_name = "ID", requires = "candidate_experiment")]
+    /// The baseline's evidence, with --candidate-experiment (by id or by name): of --to's
+    /// version, completed.
+    #[arg(long, value_name = "ID|NAME", requires = "candidate_experiment")]
     pub baseline_experiment: Option<String>,
     #[command(flatten)]
     pub options: RunOptions,

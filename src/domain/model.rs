@@ -933,6 +933,63 @@ pub struct DatasetEntry {
     pub latest_version_id: String,
 }
 
+/// An experiment your own code ran through the Phoenix client (`POST
+/// /v1/datasets/{id}/experiments`), with its run counts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskExperiment {
+    pub id: String,
+    pub dataset_id: String,
+    pub dataset_version_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// A JSON object, as given.
+    pub metadata: String,
+    pub repetitions: i64,
+    /// Also an experiment of runner's own, with the same id (its metadata named a version).
+    pub linked: bool,
+    pub created_at: String,
+    /// When its latest run arrived (its creation without one).
+    pub updated_at: String,
+    /// The examples of its dataset version.
+    pub example_count: i64,
+    pub successful_runs: i64,
+    pub failed_runs: i64,
+}
+
+/// One run of a task on one example and repetition (from 1).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskRun {
+    pub id: String,
+    pub experiment_id: String,
+    /// The example's key (see `workflow::examples`).
+    pub example_key: String,
+    pub repetition: i64,
+    /// JSON, as the task returned it.
+    pub output: String,
+    pub error: Option<String>,
+    pub start_time: String,
+    pub end_time: String,
+    pub trace_id: Option<String>,
+}
+
+/// An evaluation of a run, one per name.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskEvaluation {
+    pub id: String,
+    pub run_id: String,
+    pub name: String,
+    pub annotator_kind: String,
+    pub label: Option<String>,
+    pub score: Option<f64>,
+    pub explanation: Option<String>,
+    pub error: Option<String>,
+    /// A JSON object.
+    pub metadata: String,
+    pub start_time: String,
+    pub end_time: String,
+    pub trace_id: Option<String>,
+}
+
 /// The time as stored: RFC 3339, UTC, milliseconds.
 pub fn now() -> String {
     format_time(time::OffsetDateTime::now_utc())

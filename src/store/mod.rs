@@ -78,6 +78,12 @@ pub enum StoreError {
     UnknownDataset { name: String },
     #[error("dataset '{name}' has no version {seq}")]
     UnknownDatasetVersion { name: String, seq: i64 },
+    #[error("run {id} already exists with a successful result and cannot be updated")]
+    RunExists { id: String },
+    #[error(
+        "experiment {id} is linked to a prompt version: it is evidence runner keeps (compare, promote, the tag history)"
+    )]
+    LinkedExperiment { id: String },
     #[error("a dataset named \"{name}\" already exists")]
     DatasetExists { name: String },
     #[error(
@@ -109,7 +115,9 @@ pub enum StoreError {
     },
     #[error("unknown experiment '{id}'")]
     UnknownExperiment { id: String },
-    #[error("experiment id '{id}' is ambiguous: more than one experiment starts with it")]
+    #[error(
+        "experiment '{id}' is ambiguous: more than one experiment's id starts with it, or more than one is named so"
+    )]
     AmbiguousExperiment { id: String },
     #[error("tag '{tag}' of prompt '{prompt}' already has a rollout running ({id})")]
     RolloutRunning {
@@ -147,6 +155,8 @@ impl StoreError {
                 | StoreError::UnknownDatasetVersion { .. }
                 | StoreError::DatasetExists { .. }
                 | StoreError::DatasetInUse { .. }
+                | StoreError::RunExists { .. }
+                | StoreError::LinkedExperiment { .. }
                 | StoreError::NothingToRollBack { .. }
                 | StoreError::ProtectedTag { .. }
                 | StoreError::ProtectedArchive { .. }
@@ -865,6 +875,75 @@ pub trait DatasetStore: Send + Sync {
     -> Result<Option<(crate::model::DatasetVersion, String)>>;
 }
 
+/// Experiments your own code runs through the Phoenix client, and their runs and evaluations;
+/// a linked one is kept as an experiment of runner's own too, in the same transaction.
+pub trait TaskStore: Send + Sync {
+    /// Creates an experiment on a dataset version; with `link`, also runner's experiment of
+    /// the same id.
+    fn create_task_experiment(
+        &self,
+        new: &NewTaskExperiment,
+        link: Option<&crate::model::NewExperiment>,
+    ) -> Result<crate::model::TaskExperiment>;
+
+    fn task_experiment(&self, id: &str) -> Result<Option<crate::model::TaskExperiment>>;
+
+    /// A dataset's experiments, newest first, from `from` (inclusive), at most `limit`.
+    fn task_experiments(
+        &self,
+        dataset_id: &str,
+        from: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<crate::model::TaskExperiment>>;
+
+    /// Records a run, or replaces an errored one in place (same id, its automatic evaluations
+    /// dropped); a successful one is final (`RunExists`). With the linked experiment's
+    /// `result`, writes it too.
+    fn record_task_run(
+        &self,
+        run: &crate::model::TaskRun,
+        result: Option<&crate::model::RunResult>,
+    ) -> Result<String>;
+
+    /// An experiment's runs, newest first, from run `from` (inclusive), at most `limit`.
+    fn task_runs(
+        &self,
+        experiment_id: &str,
+        from: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Vec<crate::model::TaskRun>>;
+
+    fn task_run(&self, id: &str) -> Result<Option<crate::model::TaskRun>>;
+
+    /// Records an evaluation, replacing the run's evaluation of the same name (same id); with
+    /// the linked experiment's score for the run's result `(row_index, repetition)`, writes it
+    /// too.
+    fn record_task_evaluation(
+        &self,
+        evaluation: &crate::model::TaskEvaluation,
+        score: Option<(i64, i64, &crate::model::Score)>,
+    ) -> Result<String>;
+
+    /// Every evaluation of an experiment's runs.
+    fn task_evaluations(&self, experiment_id: &str) -> Result<Vec<crate::model::TaskEvaluation>>;
+
+    /// Deletes an experiment that is not linked, with its runs and evaluations; false when
+    /// there is none. A linked one is refused (`LinkedExperiment`).
+    fn delete_task_experiment(&self, id: &str) -> Result<bool>;
+}
+
+/// What `create_task_experiment` writes.
+#[derive(Debug, Clone)]
+pub struct NewTaskExperiment {
+    pub dataset_id: String,
+    pub dataset_version_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub metadata: String,
+    pub repetitions: i64,
+    pub author: String,
+}
+
 /// What `push_dataset_with` calls to build a dataset's next version from its latest one.
 pub type VersionBuilder<'a> = dyn FnMut(Option<(&crate::model::DatasetVersion, &str)>) -> Result<Option<NewDatasetVersion>>
     + 'a;
@@ -938,6 +1017,7 @@ pub trait Store:
     + TraceStore
     + RolloutStore
     + DatasetStore
+    + TaskStore
 {
     /// The schema version this store is at.
     fn schema_version(&self) -> Result<i64>;

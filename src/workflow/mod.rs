@@ -14,6 +14,7 @@ pub mod promotion;
 pub mod settings;
 pub mod shards;
 pub mod sync;
+pub mod task_experiments;
 pub mod worker;
 
 use crate::config::Config;

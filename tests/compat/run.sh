@@ -3,7 +3,8 @@
 # arize-phoenix-client into a virtualenv, then against `runner serve` (a free loopback port, a
 # token, a fresh store each):
 #   1. phoenix_client.py: the client's calls with runner's own checks (tag history, the CLI),
-#      and phoenix_datasets.py: its datasets resource (uploads, reads, versions);
+#      phoenix_datasets.py: its datasets resource (uploads, reads, versions); and
+#      phoenix_experiments.py: run_experiment and evaluate_experiment with the gate after;
 #   2. differential.py, whose answers compare.py checks against the answers a real Phoenix server
 #      gave to the same script (tests/compat/phoenix-fixture.json, re-recorded by record.sh).
 # Needs python3 (with venv) and PyPI.
@@ -17,7 +18,7 @@ if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "arize-phoenix-client==$PHOENIX_CLIENT_VERSION" "pandas==2.3.3"
+    "arize-phoenix-client==$PHOENIX_CLIENT_VERSION" "pandas==2.3.3" "openai==3.63.0"
 
 cargo build --quiet
 runner=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/runner
@@ -41,6 +42,15 @@ RUNNER_URL=$url RUNNER_TOKEN=$token RUNNER_DEPLOY_TOKEN=$deploy_token RUNNER_BIN
 echo "== the client's datasets against runner serve at $url"
 RUNNER_URL=$url RUNNER_TOKEN=$token RUNNER_BIN=$runner RUNNER_DB=$work/runner.db \
     "$venv/bin/python" tests/compat/phoenix_datasets.py
+
+# The workflow's own experiment code: run_experiment with a task that calls the OpenAI client
+# (against runner's mock endpoint), then the gate on the experiments it made.
+mock_pid=$("$runner" mock-server --port 0 --detach 2>"$work/mock.err")
+pids+=("$mock_pid")
+mock_url=$(grep -o 'http://[^ ,]*' "$work/mock.err" | head -1)
+echo "== the workflow's experiments against runner serve at $url, the model at $mock_url"
+RUNNER_URL=$url RUNNER_TOKEN=$token RUNNER_BIN=$runner RUNNER_DB=$work/runner.db RUNNER_MOCK_URL=$mock_url \
+    "$venv/bin/python" tests/compat/phoenix_experiments.py
 
 start_runner "$work/differential.db"
 echo "== the differential script against runner serve at $url"

@@ -78,6 +78,8 @@ impl From<StoreError> for ApiError {
             StoreError::PromptExists { .. }
             | StoreError::DatasetExists { .. }
             | StoreError::DatasetInUse { .. }
+            | StoreError::RunExists { .. }
+            | StoreError::LinkedExperiment { .. }
             | StoreError::PromptArchived { .. }
             | StoreError::RolloutRunning { .. }
             | StoreError::TagMoved { .. } => StatusCode::CONFLICT,

@@ -19,6 +19,7 @@ mod auth;
 mod conn;
 mod datasets;
 mod error;
+mod experiments;
 mod guard;
 mod otlp;
 mod prompts;
@@ -353,6 +354,23 @@ pub fn router(settings: Settings) -> Result<Router, String> {
         )
         .route("/v1/datasets/{id}/versions", get(datasets::list_versions))
         .route("/v1/datasets/{id}/examples", get(datasets::list_examples))
+        .route(
+            "/v1/datasets/{id}/experiments",
+            get(experiments::list_experiments).post(experiments::create_experiment),
+        )
+        .route(
+            "/v1/experiments/{id}",
+            get(experiments::get_experiment).delete(experiments::delete_experiment),
+        )
+        .route(
+            "/v1/experiments/{id}/runs",
+            get(experiments::list_runs).post(experiments::create_run),
+        )
+        .route("/v1/experiments/{id}/json", get(experiments::export_json))
+        .route(
+            "/v1/experiment_evaluations",
+            post(experiments::upsert_evaluation),
+        )
         .route("/v1/span_annotations", post(annotations::span_annotations))
         .route(
             "/v1/trace_annotations",

@@ -239,7 +239,14 @@ impl<B: Backend> DatasetStore for B {
                 args![&prefix],
                 |r| r.int(0),
             )?
-            .unwrap_or(0);
+            .unwrap_or(0)
+                + first(
+                    db,
+                    "SELECT COUNT(*) FROM task_experiments WHERE dataset_id = $1",
+                    args![id],
+                    |r| r.int(0),
+                )?
+                .unwrap_or(0);
             if experiments > 0 {
                 return Err(StoreError::DatasetInUse { name, experiments });
             }

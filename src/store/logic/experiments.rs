@@ -136,7 +136,26 @@ impl<B: Backend> ExperimentStore for B {
         match found.as_slice() {
             [exact, ..] if exact.id == id => Ok(exact.clone()),
             [only] => Ok(only.clone()),
-            [] => Err(StoreError::UnknownExperiment { id: id.into() }),
+            [] => {
+                // Not an id: an experiment's name (experiments from the Phoenix client are
+                // named), which must name one.
+                let named = self.read(|db| {
+                    all(
+                        db,
+                        &format!(
+                            "SELECT {EXPERIMENT_COLUMNS} {EXPERIMENT_JOINS} WHERE e.name = $1 \
+                             ORDER BY e.created_at DESC LIMIT 2"
+                        ),
+                        args![id],
+                        experiment_from_row,
+                    )
+                })?;
+                match named.as_slice() {
+                    [only] => Ok(only.clone()),
+                    [] => Err(StoreError::UnknownExperiment { id: id.into() }),
+                    _ => Err(StoreError::AmbiguousExperiment { id: id.into() }),
+                }
+            }
             _ => Err(StoreError::AmbiguousExperiment { id: id.into() }),
         }
     }

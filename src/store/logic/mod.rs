@@ -15,6 +15,7 @@ mod experiments;
 mod lifecycle;
 mod prompts;
 mod rollouts;
+mod task_experiments;
 mod traces;
 mod work;
 
