@@ -4,6 +4,7 @@ use super::Env;
 
 mod canary;
 mod datasets;
+mod experiments;
 mod traces;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
