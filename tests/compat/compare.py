@@ -40,12 +40,34 @@ DELIBERATE = {
         "when an append changes nothing, Phoenix answers with the dataset's first version (the "
         "client then reads that old version back); runner answers its latest version"
     ),
+    "POST a run for an example outside the version": (
+        "Phoenix stores a run for an example its experiment's dataset version does not hold; "
+        "runner answers 404 and stores nothing"
+    ),
+    "POST a run with a repetition beyond the experiment's": (
+        "Phoenix stores a repetition the experiment did not plan; runner answers 422 and stores "
+        "nothing"
+    ),
+    "POST a run for an unknown experiment": "Phoenix answers 500; runner 404",
+    "POST a run for an unknown example": (
+        "Phoenix drops the connection without an answer; runner answers 404"
+    ),
+    "POST an evaluation for an unknown run": "Phoenix answers 500; runner 404",
+    "GET the raw experiment's JSON export": (
+        "Phoenix drops the connection (the run it stored for an example outside the version "
+        "breaks its export); runner, which refused that run, answers the export"
+    ),
     "GET an unknown route": (
         "runner answers 404 for an unknown route; Phoenix serves its web app's page (200)"
     ),
 }
 # Applies to every operation: runner adds fields of its own to what Phoenix gives.
 ADDED_FIELDS = "runner adds fields of its own (sequence numbers, authors, times, content hash)"
+# Fields where Phoenix gives a value and runner gives null, by design, with the reason.
+NULL_FIELDS = {
+    "project_name": "runner opens no tracing project per experiment (project_name is null)",
+    "trace_id": "so the client sends no task spans, and runs carry no trace id",
+}
 
 
 class Mismatch(Exception):
@@ -54,6 +76,10 @@ class Mismatch(Exception):
 
 def match(phoenix, runner, ids, extra, where=""):
     """Raises Mismatch unless `runner` answers `phoenix`; records added fields in `extra`."""
+    field = where.rsplit(".", 1)[-1]
+    if field in NULL_FIELDS and isinstance(phoenix, str) and runner is None:
+        extra.add(f"null:{field}")
+        return
     if isinstance(phoenix, str) and phoenix.startswith("<id "):
         if not (isinstance(runner, str) and runner.startswith("<id ")):
             raise Mismatch(f"{where}: {phoenix} vs {runner!r}")
@@ -101,7 +127,13 @@ def main():
             match(expected.get("result"), got.get("result"), trial, extra, "result")
             match(expected["http"], got["http"], trial, extra, "http")
             ids = trial
-            verdict, why = ("deliberate", ADDED_FIELDS) if extra else ("same", "")
+            nulls = sorted(NULL_FIELDS[e[5:]] for e in extra if e.startswith("null:"))
+            if nulls:
+                verdict, why = "deliberate", "; ".join(nulls)
+            elif extra:
+                verdict, why = "deliberate", ADDED_FIELDS
+            else:
+                verdict, why = "same", ""
         except Mismatch as e:
             if label in DELIBERATE:
                 verdict, why = "deliberate", DELIBERATE[label]

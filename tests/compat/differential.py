@@ -7,8 +7,9 @@ compared with that fixture by compare.py.
 
     python differential.py --url URL [--token TOKEN] --out FILE
 
-Normalisation: ids (version, prompt and tag ids, cursors) become placeholders numbered in the
-order they first appear, timestamps become "<time>", and an error's body is kept as its status
+Normalisation: ids (version, prompt, tag, dataset, example, experiment and run ids, cursors)
+become placeholders numbered in the order they first appear, timestamps become "<time>", measured
+latencies "<latency>", and an error's body is kept as its status
 and kind only (the wording of error messages is not compared, see compare.py).
 """
 
@@ -56,6 +57,12 @@ ID_KEYS = {
     "prompt_version_id",
     "dataset_id",
     "node_id",
+    "experiment_id",
+    "experiment_run_id",
+    "dataset_example_id",
+    "dataset_version_id",
+    "example_id",
+    "trace_id",
 }
 ids = {}
 
@@ -69,16 +76,20 @@ def placeholder(value):
 def normalise(value, key=None):
     if isinstance(value, datetime.datetime):
         return "<time>"
+    if key == "latency_ms" and isinstance(value, (int, float)):
+        return "<latency>"
     if isinstance(value, dict):
         return {k: normalise(v, k) for k, v in value.items()}
     if isinstance(value, list):
         return [normalise(v) for v in value]
     if isinstance(value, str):
+        if key == "project_name":
+            return "<project>"
         if key in ID_KEYS:
             return placeholder(value)
         if key == "next_cursor":
             return "<cursor>"
-        if key is not None and key.endswith("_at"):
+        if key is not None and (key.endswith("_at") or key.endswith("_time")):
             return "<time>"
     return value
 
@@ -758,7 +769,11 @@ def missing_global_id(existing, kind):
     raw_id = base64.b64decode(existing).decode().split(":", 1)[1]
     if raw_id.isdigit():
         return base64.b64encode(f"{kind}:999999".encode()).decode()
-    return base64.b64encode(f"{kind}:{uuid.UUID(int=uuid.UUID(raw_id).int ^ 0xFFFF)}".encode()).decode()
+    try:
+        missing = str(uuid.UUID(int=uuid.UUID(raw_id).int ^ 0xFFFF))
+    except ValueError:
+        missing = raw_id[:-4] + "zzzz"
+    return base64.b64encode(f"{kind}:{missing}".encode()).decode()
 
 
 QUERIES = [
@@ -893,6 +908,168 @@ op("GET the deleted dataset", lambda: raw("GET", f"v1/datasets/{inferred_id}"))
 op("DELETE it again", lambda: raw("DELETE", f"v1/datasets/{inferred_id}"))
 op("DELETE a malformed dataset id", lambda: raw("DELETE", "v1/datasets/not-an-id"))
 op("list datasets after the delete", lambda: [d["name"] for d in raw("GET", "v1/datasets")["data"]])
+
+# --- experiments ------------------------------------------------------------------------------
+
+
+def summarise(ran):
+    """A RanExperiment as JSON: its ids, runs and evaluations (in a stable order)."""
+    if ran is None:
+        return None
+    evaluations = sorted(
+        (
+            {
+                "name": e.name,
+                "annotator_kind": e.annotator_kind,
+                "error": e.error,
+                "result": e.result,
+                "experiment_run_id": e.experiment_run_id,
+            }
+            for e in ran["evaluation_runs"]
+        ),
+        key=lambda e: (e["name"], json.dumps(e["result"], sort_keys=True, default=str)),
+    )
+    runs = sorted(ran["task_runs"], key=lambda r: (json.dumps(r.get("output"), default=str), r["repetition_number"]))
+    return {
+        "experiment_id": ran["experiment_id"],
+        "dataset_id": ran["dataset_id"],
+        "dataset_version_id": ran["dataset_version_id"],
+        "experiment_metadata": ran["experiment_metadata"],
+        "task_runs": runs,
+        "evaluation_runs": evaluations,
+    }
+
+
+def answer_task(input):
+    return "answer: " + input["question"]
+
+
+def exact(output, expected):
+    return output.endswith(expected.get("answer", "-"))
+
+
+def length(output):
+    return len(output) / 100.0
+
+
+failed_once = set()
+
+
+def flaky_task(input):
+    if input["question"] not in failed_once:
+        failed_once.add(input["question"])
+        raise RuntimeError("first try fails")
+    return "second try: " + input["question"]
+
+
+from_csv = quietly(lambda: client.datasets.get_dataset(dataset="from_csv"))
+ran_one = op(
+    "run_experiment with a task and two evaluators",
+    lambda: summarise(client.experiments.run_experiment(
+        dataset=from_csv, task=answer_task, evaluators=[exact, length], experiment_name="exp-one",
+        experiment_metadata={"team": "support"}, print_summary=False)),
+)
+exp_one = quietly(lambda: ran_one["experiment_id"])
+op("GET the experiment", lambda: raw("GET", f"v1/experiments/{exp_one}"))
+op("GET its runs", lambda: raw("GET", f"v1/experiments/{exp_one}/runs"))
+op("GET its runs, one a page", lambda: raw("GET", f"v1/experiments/{exp_one}/runs", params={"limit": 1}))
+op(
+    "GET its runs, second page",
+    lambda: raw("GET", f"v1/experiments/{exp_one}/runs", params={
+        "limit": 1,
+        "cursor": raw("GET", f"v1/experiments/{exp_one}/runs", params={"limit": 1})["next_cursor"]}),
+)
+op("GET its JSON export", lambda: sorted(
+    raw("GET", f"v1/experiments/{exp_one}/json"), key=lambda r: json.dumps(r["input"], sort_keys=True)))
+op(
+    "evaluate_experiment with a third evaluator",
+    lambda: summarise(client.experiments.evaluate_experiment(
+        experiment=client.experiments.get_experiment(experiment_id=exp_one),
+        evaluators={"nonempty": lambda output: bool(output)}, print_summary=False)),
+)
+op("get_experiment after the evaluations", lambda: summarise(
+    client.experiments.get_experiment(experiment_id=exp_one)))
+op(
+    "run_experiment whose task fails once per example",
+    lambda: summarise(client.experiments.run_experiment(
+        dataset=from_csv, task=flaky_task, experiment_name="exp-flaky", print_summary=False)),
+)
+op(
+    "run_experiment with two repetitions",
+    lambda: summarise(client.experiments.run_experiment(
+        dataset=from_csv, task=answer_task, evaluators=[exact], experiment_name="exp-reps",
+        repetitions=2, print_summary=False)),
+)
+csv_id = quietly(lambda: from_csv.id)
+op("list the dataset's experiments", lambda: raw("GET", f"v1/datasets/{csv_id}/experiments"))
+
+# Experiments and runs, raw, with every error case.
+created_raw = op("POST an experiment on the first version of queries", lambda: raw(
+    "POST", f"v1/datasets/{dataset_id}/experiments",
+    json={"name": "raw", "version_id": first_version, "repetitions": 1}))
+raw_exp = quietly(lambda: created_raw["data"]["id"])
+first_examples = quietly(lambda: raw(
+    "GET", f"v1/datasets/{dataset_id}/examples", params={"version_id": first_version})["data"]["examples"])
+latest_examples = quietly(lambda: raw("GET", f"v1/datasets/{dataset_id}/examples")["data"]["examples"])
+
+
+def run_body(example, repetition=1, **extra):
+    body = {"dataset_example_id": example, "output": {"text": "hi"}, "repetition_number": repetition,
+            "start_time": "2026-12-06T10:00:00+00:00", "end_time": "2026-12-06T10:00:01+00:00"}
+    body.update(extra)
+    return body
+
+
+posted = op("POST a run", lambda: raw(
+    "POST", f"v1/experiments/{raw_exp}/runs", json=run_body(first_examples[0]["id"])))
+op("POST the same successful run again", lambda: raw(
+    "POST", f"v1/experiments/{raw_exp}/runs", json=run_body(first_examples[0]["id"])))
+errored = op("POST an errored run", lambda: raw(
+    "POST", f"v1/experiments/{raw_exp}/runs", json=run_body(first_examples[1]["id"], error="boom")))
+op("POST the errored run again, successful", lambda: raw(
+    "POST", f"v1/experiments/{raw_exp}/runs", json=run_body(first_examples[1]["id"])))
+op("POST a run for an example outside the version", lambda: raw(
+    "POST", f"v1/experiments/{raw_exp}/runs",
+    json=run_body(next(e["id"] for e in latest_examples
+                       if e["id"] not in {f["id"] for f in first_examples}))))
+op("POST a run with a repetition beyond the experiment's", lambda: raw(
+    "POST", f"v1/experiments/{raw_exp}/runs", json=run_body(first_examples[2]["id"], repetition=2)))
+unknown_experiment = quietly(lambda: missing_global_id(raw_exp, "Experiment"))
+op("POST a run for an unknown experiment", lambda: raw(
+    "POST", f"v1/experiments/{unknown_experiment}/runs", json=run_body(first_examples[0]["id"])))
+op("POST a run for an unknown example", lambda: raw(
+    "POST", f"v1/experiments/{raw_exp}/runs",
+    json=run_body(missing_global_id(first_examples[0]["id"], "DatasetExample"))))
+run_id = quietly(lambda: posted["data"]["id"])
+
+
+def evaluation_body(run, name, **result):
+    return {"experiment_run_id": run, "name": name, "annotator_kind": "CODE",
+            "start_time": "2026-12-06T10:00:01+00:00", "end_time": "2026-12-06T10:00:02+00:00",
+            "result": result}
+
+
+op("POST an evaluation", lambda: raw("POST", "v1/experiment_evaluations",
+                                     json=evaluation_body(run_id, "correct", score=0.5, label="half")))
+op("POST the evaluation again (upsert)", lambda: raw(
+    "POST", "v1/experiment_evaluations", json=evaluation_body(run_id, "correct", score=1.0)))
+op("POST an evaluation for an unknown run", lambda: raw(
+    "POST", "v1/experiment_evaluations",
+    json=evaluation_body(missing_global_id(run_id, "ExperimentRun"), "correct", score=1.0)))
+op("GET the raw experiment's JSON export", lambda: sorted(
+    raw("GET", f"v1/experiments/{raw_exp}/json"), key=lambda r: json.dumps(r["input"], sort_keys=True)))
+op("GET an unknown experiment", lambda: raw("GET", f"v1/experiments/{unknown_experiment}"))
+op("GET a malformed experiment id", lambda: raw("GET", "v1/experiments/not-an-id"))
+op("GET runs of an unknown experiment", lambda: raw("GET", f"v1/experiments/{unknown_experiment}/runs"))
+op("GET experiments of an unknown dataset", lambda: raw(
+    "GET", f"v1/datasets/{missing_global_id(dataset_id, 'Dataset')}/experiments"))
+op("POST an experiment on an unknown dataset", lambda: raw(
+    "POST", f"v1/datasets/{missing_global_id(dataset_id, 'Dataset')}/experiments", json={}))
+op("POST an experiment on an unknown version", lambda: raw(
+    "POST", f"v1/datasets/{dataset_id}/experiments",
+    json={"version_id": missing_global_id(first_version, "DatasetVersion")}))
+op("DELETE the raw experiment", lambda: raw("DELETE", f"v1/experiments/{raw_exp}"))
+op("DELETE it again", lambda: raw("DELETE", f"v1/experiments/{raw_exp}"))
 
 # --- routes that do not exist -----------------------------------------------------------------
 
