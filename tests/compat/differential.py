@@ -623,6 +623,17 @@ op(
 )
 op("tags.list of an unknown version", lambda: client.prompts.tags.list(prompt_version_id=missing_version_id(v2_id)))
 op("tags.list of a malformed version id", lambda: client.prompts.tags.list(prompt_version_id="not-an-id"))
+# A version id in Phoenix's own form that names no version (what a client that moved from
+# Phoenix may hold): 404 on both servers.
+PHOENIX_FORM_ID = base64.b64encode(b"PromptVersion:999999").decode()
+op(
+    "tags.create on an unknown version id in Phoenix's form",
+    lambda: client.prompts.tags.create(prompt_version_id=PHOENIX_FORM_ID, name="x"),
+)
+op(
+    "tags.list of an unknown version id in Phoenix's form",
+    lambda: client.prompts.tags.list(prompt_version_id=PHOENIX_FORM_ID),
+)
 op("DELETE tag canary", lambda: raw("DELETE", f"v1/prompt_versions/{v2_id}/tags/canary"))
 op("DELETE tag canary again", lambda: raw("DELETE", f"v1/prompt_versions/{v2_id}/tags/canary"))
 op("DELETE tag with an invalid name", lambda: raw("DELETE", f"v1/prompt_versions/{v2_id}/tags/Bad%20Name"))
@@ -642,6 +653,10 @@ op("get a malformed version id", lambda: dumped(client.prompts.get(prompt_versio
 op(
     "get an unknown version id",
     lambda: dumped(client.prompts.get(prompt_version_id=missing_version_id(v1_id))),
+)
+op(
+    "get an unknown version id in Phoenix's form",
+    lambda: dumped(client.prompts.get(prompt_version_id=PHOENIX_FORM_ID)),
 )
 
 # --- validation -------------------------------------------------------------------------------

@@ -469,15 +469,20 @@ fn tag_name(name: String) -> ApiResult<String> {
     Ok(name)
 }
 
-/// A version id from a path: one that is not a version id at all is 422, as in Phoenix (an
-/// id of the right form that names no version is 404).
+/// A version id from a path: one that is not a version id at all is 422, as in Phoenix; an
+/// id of a version's form that names no version is 404: runner's own form (a UUID) and
+/// Phoenix's (base64 of `PromptVersion:…`, which a client that moved from Phoenix may hold).
 fn version_id(id: String) -> ApiResult<String> {
-    match uuid::Uuid::parse_str(&id) {
-        Ok(_) => Ok(id),
-        Err(_) => Err(ApiError::unprocessable(format!(
-            "invalid prompt version id '{id}'"
-        ))),
+    let phoenix_form = matches!(
+        crate::workflow::examples::decode("PromptVersion", &id),
+        crate::workflow::examples::Decoded::Is(_)
+    );
+    if uuid::Uuid::parse_str(&id).is_ok() || phoenix_form {
+        return Ok(id);
     }
+    Err(ApiError::unprocessable(format!(
+        "invalid prompt version id '{id}'"
+    )))
 }
 
 fn path<T>(extracted: Result<Path<T>, PathRejection>) -> ApiResult<T> {
