@@ -23,8 +23,8 @@ fn copy(args: StoreCopyArgs) -> Result<()> {
     let copied = store::copy::copy(&*from, &*to)?;
     out(&format!(
         "copied {} prompt(s), {} version(s), {} tag event(s), {} experiment(s), {} result(s), \
-         {} cached answer(s), {} span(s), {} annotation(s), {} lookup count(s) and {} dataset \
-         version(s) from {} to {}",
+         {} cached answer(s), {} span(s), {} annotation(s), {} lookup count(s), {} dataset \
+         version(s) and {} experiment(s) of the Phoenix client from {} to {}",
         copied.prompts,
         copied.versions,
         copied.events,
@@ -35,6 +35,7 @@ fn copy(args: StoreCopyArgs) -> Result<()> {
         copied.annotations,
         copied.lookups,
         copied.dataset_versions,
+        copied.task_experiments,
         from.location(),
         to.location()
     ));

@@ -948,6 +948,7 @@ pub struct TaskExperiment {
     /// Also an experiment of runner's own, with the same id (its metadata named a version).
     pub linked: bool,
     pub created_at: String,
+    pub created_by: String,
     /// When its latest run arrived (its creation without one).
     pub updated_at: String,
     /// The examples of its dataset version.
@@ -988,6 +989,47 @@ pub struct TaskEvaluation {
     pub start_time: String,
     pub end_time: String,
     pub trace_id: Option<String>,
+}
+
+impl TaskEvaluation {
+    /// As runner's score: its score when it gives one (0.5 or more passes), else its label
+    /// (`true`, `pass`, `passed`, `correct`, `yes` pass); an evaluation that errored fails,
+    /// marked as the evaluator's error.
+    pub fn score(&self) -> Score {
+        let evaluation = self;
+        if let Some(error) = &evaluation.error {
+            return Score {
+                evaluator: evaluation.name.clone(),
+                score: 0.0,
+                pass: false,
+                reason: error.clone(),
+                error: true,
+            };
+        }
+        let by_label = evaluation.label.as_deref().map(|label| {
+            matches!(
+                label.trim().to_ascii_lowercase().as_str(),
+                "true" | "pass" | "passed" | "correct" | "yes"
+            )
+        });
+        let (score, pass) = match (evaluation.score.filter(|s| s.is_finite()), by_label) {
+            (Some(score), _) => (score, score >= 0.5),
+            (None, Some(pass)) => (if pass { 1.0 } else { 0.0 }, pass),
+            (None, None) => (0.0, false),
+        };
+        let reason = evaluation
+            .explanation
+            .clone()
+            .or_else(|| evaluation.label.clone())
+            .unwrap_or_default();
+        Score {
+            evaluator: evaluation.name.clone(),
+            score,
+            pass,
+            reason,
+            error: false,
+        }
+    }
 }
 
 /// The time as stored: RFC 3339, UTC, milliseconds.

@@ -24,6 +24,7 @@ pub struct Copied {
     pub annotations: usize,
     pub lookups: usize,
     pub dataset_versions: usize,
+    pub task_experiments: usize,
 }
 
 /// Copies everything in `from` into `to`, which must hold nothing yet.
@@ -125,6 +126,8 @@ pub fn copy(from: &dyn Store, to: &dyn Store) -> Result<Copied> {
                     shape: version.shape,
                     description: entry.description.clone(),
                     metadata: Some(entry.metadata.clone()),
+                    id: Some(version.id),
+                    dataset_id: Some(version.dataset_id),
                 },
             )?;
             // Experiments record `store:NAME@V`: a copy must keep every number.
@@ -136,6 +139,15 @@ pub fn copy(from: &dyn Store, to: &dyn Store) -> Result<Copied> {
                 )));
             }
             copied.dataset_versions += 1;
+        }
+        // Experiments the Phoenix client ran on it, with their runs and evaluations, under
+        // the same ids (a linked one's own experiment was copied above).
+        for experiment in from.task_experiments(&latest.dataset_id, None, usize::MAX >> 1)? {
+            to.restore_task_experiment(&experiment)?;
+            let runs = from.task_runs(&experiment.id, None, None)?;
+            let evaluations = from.task_evaluations(&experiment.id)?;
+            to.restore_task_runs(&runs, &evaluations)?;
+            copied.task_experiments += 1;
         }
     }
     Ok(copied)

@@ -930,6 +930,16 @@ pub trait TaskStore: Send + Sync {
     /// Deletes an experiment that is not linked, with its runs and evaluations; false when
     /// there is none. A linked one is refused (`LinkedExperiment`).
     fn delete_task_experiment(&self, id: &str) -> Result<bool>;
+
+    /// Writes an experiment of another store as it is (`store copy`).
+    fn restore_task_experiment(&self, experiment: &crate::model::TaskExperiment) -> Result<()>;
+
+    /// Writes runs and evaluations of another store as they are (`store copy`).
+    fn restore_task_runs(
+        &self,
+        runs: &[crate::model::TaskRun],
+        evaluations: &[crate::model::TaskEvaluation],
+    ) -> Result<()>;
 }
 
 /// What `create_task_experiment` writes.
@@ -967,6 +977,10 @@ pub struct NewDatasetVersion {
     /// creates the dataset.
     pub description: Option<String>,
     pub metadata: Option<String>,
+    /// The version's id and, when it creates the dataset, the dataset's (a copy of another
+    /// store keeps them, so ids a client holds stay valid); None: new ones.
+    pub id: Option<String>,
+    pub dataset_id: Option<String>,
 }
 
 /// Canary rollouts: their plan and state, and the tag moves that start and end them.

@@ -1536,10 +1536,58 @@ fn concurrent_appends_to_a_dataset_all_land_and_a_copy_keeps_their_shape(fx: &Fi
     );
     let examples = crate::workflow::examples::examples_of(&latest, &content).unwrap();
     assert_eq!(examples[0].input["q"], "first");
-    // A copy keeps every version, its shape and the dataset's description.
+    // An experiment of the Phoenix client on it, with a run and an evaluation.
+    let experiment = crate::workflow::task_experiments::create(
+        &*store,
+        crate::workflow::task_experiments::NewRun {
+            version: &latest,
+            name: "plain".into(),
+            description: None,
+            metadata: JsonObject::new(),
+            repetitions: 1,
+            author: "ada",
+        },
+    )
+    .unwrap();
+    let run = crate::model::TaskRun {
+        id: String::new(),
+        experiment_id: experiment.id.clone(),
+        example_key: examples[0].key.clone(),
+        repetition: 1,
+        output: "\"hi\"".into(),
+        error: None,
+        start_time: "2026-12-06T10:00:00+00:00".into(),
+        end_time: "2026-12-06T10:00:01+00:00".into(),
+        trace_id: None,
+    };
+    let run_id = store.record_task_run(&run, None).unwrap();
+    let evaluation = crate::model::TaskEvaluation {
+        id: String::new(),
+        run_id: run_id.clone(),
+        name: "correct".into(),
+        annotator_kind: "HUMAN".into(),
+        label: Some("True".into()),
+        score: None,
+        explanation: None,
+        error: None,
+        metadata: "{}".into(),
+        start_time: run.start_time.clone(),
+        end_time: run.end_time.clone(),
+        trace_id: None,
+    };
+    store.record_task_evaluation(&evaluation, None).unwrap();
+    // A copy keeps every version, its shape, the dataset's description and every id.
     let other = fx.another();
     let to = other.open();
-    copy::copy(&*store, &*to).unwrap();
+    let copied = copy::copy(&*store, &*to).unwrap();
+    assert_eq!(copied.task_experiments, 1);
+    let copied_experiment = to.task_experiment(&experiment.id).unwrap().unwrap();
+    assert_eq!(copied_experiment.successful_runs, 1);
+    assert_eq!(copied_experiment.dataset_version_id, latest.id);
+    assert_eq!(
+        to.task_evaluations(&experiment.id).unwrap()[0].run_id,
+        run_id
+    );
     let entry = to
         .dataset_entries(Some("queries"), None, 1)
         .unwrap()

@@ -108,6 +108,8 @@ pub fn push(
         shape: "rows".into(),
         description: None,
         metadata: None,
+        id: None,
+        dataset_id: None,
     };
     Ok(store.push_dataset(name, &version)?)
 }

@@ -198,23 +198,47 @@ pub fn next_examples(
     let mut changes = Changes::default();
     let mut matched: Vec<Option<Example>> = vec![None; previous.len()];
     let mut created = Vec::new();
+    // Indexes, so that pairing is linear in the examples (it runs under the dataset's lock).
+    let content_key = |input: &JsonObject, output: &JsonObject, metadata: &JsonObject| {
+        serde_json::to_string(&(input, output, metadata)).unwrap_or_default()
+    };
+    let mut by_key = std::collections::HashMap::new();
+    let mut by_external = std::collections::HashMap::new();
+    let mut by_content: std::collections::HashMap<String, std::collections::VecDeque<usize>> =
+        std::collections::HashMap::new();
+    for (i, p) in previous.iter().enumerate() {
+        by_key.entry(p.key.as_str()).or_insert(i);
+        if let Some(id) = &p.external_id {
+            by_external.entry(id.as_str()).or_insert(i);
+        }
+        by_content
+            .entry(content_key(&p.input, &p.output, &p.metadata))
+            .or_default()
+            .push_back(i);
+    }
     for example in incoming {
         let position = match &example.external_id {
             // A client's id pairs only by id: the node id of an example, or the id it gave.
-            Some(id) => {
-                let key = match decode(EXAMPLE, id) {
-                    Decoded::Is(key) => Some(key),
-                    _ => None,
-                };
-                previous.iter().position(|p| {
-                    key.as_deref() == Some(p.key.as_str()) || p.external_id.as_ref() == Some(id)
-                })
+            Some(id) => match decode(EXAMPLE, id) {
+                Decoded::Is(key) => by_key.get(key.as_str()).copied(),
+                _ => None,
             }
+            .or_else(|| by_external.get(id.as_str()).copied()),
             // Without one, the first example not yet paired with the same content.
-            None => previous.iter().enumerate().position(|(i, p)| {
-                matched[i].is_none()
-                    && p.content() == (&example.input, &example.output, &example.metadata)
-            }),
+            None => by_content
+                .get_mut(&content_key(
+                    &example.input,
+                    &example.output,
+                    &example.metadata,
+                ))
+                .and_then(|queue| {
+                    while let Some(i) = queue.pop_front() {
+                        if matched[i].is_none() {
+                            return Some(i);
+                        }
+                    }
+                    None
+                }),
         };
         match position {
             Some(i) if matched[i].is_none() => {
@@ -337,6 +361,8 @@ pub fn upload(
                     shape: "examples".into(),
                     description: upload.description.clone(),
                     metadata: None,
+                    id: None,
+                    dataset_id: None,
                 })
             })();
             built.map(Some).map_err(|e| {

@@ -212,46 +212,18 @@ pub fn result_of(run: &TaskRun, index: usize, example: &Example, output: &Value)
     }
 }
 
-/// An ISO 8601 / RFC 3339 time with its offset (Phoenix's clients send
-/// `2026-12-06T13:10:12.890123+00:00`).
+/// An ISO 8601 / RFC 3339 time (Phoenix's clients send `2026-12-06T13:10:12.890123+00:00`);
+/// one without an offset is UTC, as Phoenix reads it.
 pub fn parse_time(text: &str) -> Option<time::OffsetDateTime> {
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::parse(text, &Rfc3339)
+        .or_else(|_| time::OffsetDateTime::parse(&format!("{text}Z"), &Rfc3339))
+        .ok()
 }
 
 /// An evaluation as runner's score (see the module documentation).
 pub fn score_of(evaluation: &TaskEvaluation) -> Score {
-    if let Some(error) = &evaluation.error {
-        return Score {
-            evaluator: evaluation.name.clone(),
-            score: 0.0,
-            pass: false,
-            reason: error.clone(),
-            error: true,
-        };
-    }
-    let by_label = evaluation.label.as_deref().map(|label| {
-        matches!(
-            label.trim().to_ascii_lowercase().as_str(),
-            "true" | "pass" | "passed" | "correct" | "yes"
-        )
-    });
-    let (score, pass) = match (evaluation.score.filter(|s| s.is_finite()), by_label) {
-        (Some(score), _) => (score, score >= 0.5),
-        (None, Some(pass)) => (if pass { 1.0 } else { 0.0 }, pass),
-        (None, None) => (0.0, false),
-    };
-    let reason = evaluation
-        .explanation
-        .clone()
-        .or_else(|| evaluation.label.clone())
-        .unwrap_or_default();
-    Score {
-        evaluator: evaluation.name.clone(),
-        score,
-        pass,
-        reason,
-        error: false,
-    }
+    evaluation.score()
 }
 
 #[cfg(test)]

@@ -132,9 +132,17 @@ pub async fn serve(
             room: Arc::clone(&room),
             room_wanted,
         };
+        let mut stop_lingering = stopped.clone();
         tokio::spawn(async move {
-            connection.run(tcp).await;
+            let closing = connection.run(tcp).await;
+            // A lingering close holds no slot, and a stopping server does not wait for it.
             drop(slot);
+            if let Some(tcp) = closing {
+                tokio::select! {
+                    () = linger(tcp) => {}
+                    _ = stop_lingering.changed() => {}
+                }
+            }
         });
     }
     drop(listener);
@@ -271,8 +279,9 @@ struct Connection {
 }
 
 impl Connection {
-    /// Serves one connection until the client closes it or a limit does.
-    async fn run(mut self, tcp: TcpStream) {
+    /// Serves one connection until the client closes it or a limit does; gives the socket back
+    /// when its last answer went out and the server is not stopping, to close it lingering.
+    async fn run(mut self, tcp: TcpStream) -> Option<TcpStream> {
         let activity = Arc::new(Activity {
             limits: self.limits,
             phase: Mutex::new(Phase::Opened(Instant::now())),
@@ -303,7 +312,7 @@ impl Connection {
             if let Some(deadline) = deadline {
                 if deadline <= Instant::now() {
                     // Too slow or idle too long: closed without an answer.
-                    return;
+                    return None;
                 }
                 if armed != Some(deadline) {
                     timer.as_mut().reset(deadline);
@@ -312,18 +321,15 @@ impl Connection {
             }
             let waiting = matches!(phase, Phase::Opened(_) | Phase::Idle(_));
             if stopping && waiting {
-                return;
+                return None;
             }
             if matches!(phase, Phase::Idle(_)) && self.room.claim() {
-                return;
+                return None;
             }
             tokio::select! {
                 _ = std::future::poll_fn(|cx| http.poll_without_shutdown(cx)) => {
                     let tcp = http.into_parts().io.into_inner().inner;
-                    if !stopping {
-                        linger(tcp).await;
-                    }
-                    return;
+                    return (!stopping).then_some(tcp);
                 }
                 () = &mut timer, if deadline.is_some() => {}
                 () = activity.answered.notified() => {}

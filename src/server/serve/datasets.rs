@@ -28,8 +28,14 @@ use std::sync::Arc;
 /// Phoenix's page size for datasets and versions when the client gives none.
 const DEFAULT_LIMIT: usize = 10;
 
-/// The largest upload body (a gzipped file is read up to `workflow::datasets::MAX_BYTES`).
-pub const UPLOAD_BODY_LIMIT: usize = 32 * 1024 * 1024;
+/// The largest upload body.
+pub const UPLOAD_BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// The most a gzipped file in a form decompresses to.
+const UNZIPPED_LIMIT: usize = 64 * 1024 * 1024;
+/// Examples in one upload at most.
+pub const MAX_EXAMPLES: usize = 100_000;
+/// Cells of an uploaded CSV at most (rows × columns): each becomes a value in memory.
+const MAX_CELLS: usize = 2_000_000;
 
 fn dataset_json(entry: &DatasetEntry) -> Value {
     let metadata: Value = serde_json::from_str(&entry.metadata).unwrap_or_else(|_| json!({}));
@@ -238,12 +244,55 @@ struct JsonUpload {
     name: Option<String>,
     action: Option<String>,
     description: Option<String>,
+    #[serde(default, deserialize_with = "bounded")]
     inputs: Option<Vec<Value>>,
+    #[serde(default, deserialize_with = "bounded")]
     outputs: Option<Vec<Value>>,
+    #[serde(default, deserialize_with = "bounded")]
     metadata: Option<Vec<Value>>,
+    #[serde(default, deserialize_with = "bounded")]
     splits: Option<Vec<Value>>,
+    #[serde(default, deserialize_with = "bounded")]
     span_ids: Option<Vec<Value>>,
+    #[serde(default, deserialize_with = "bounded")]
     example_ids: Option<Vec<Value>>,
+}
+
+/// A list of at most `MAX_EXAMPLES` values, refused as soon as it is longer (before the rest
+/// is read into memory).
+fn bounded<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<Value>>, D::Error> {
+    struct Bounded;
+    impl<'de> serde::de::Visitor<'de> for Bounded {
+        type Value = Option<Vec<Value>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "a list of at most {MAX_EXAMPLES} values")
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_seq(Bounded)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(value) = seq.next_element::<Value>()? {
+                if out.len() == MAX_EXAMPLES {
+                    return Err(serde::de::Error::custom(format!(
+                        "more than {MAX_EXAMPLES} examples in one upload"
+                    )));
+                }
+                out.push(value);
+            }
+            Ok(Some(out))
+        }
+    }
+    d.deserialize_option(Bounded)
 }
 
 fn objects(field: &str, values: Option<Vec<Value>>, count: usize) -> ApiResult<Vec<JsonObject>> {
@@ -420,6 +469,7 @@ fn form_upload(form: Form, limit: usize) -> ApiResult<Upload> {
     let (kind, encoding, bytes) = form
         .file
         .ok_or_else(|| ApiError::unprocessable("the form has no file"))?;
+    let limit = limit.min(UNZIPPED_LIMIT);
     let raw = match encoding.as_deref() {
         None | Some("") => bytes.to_vec(),
         Some("gzip") => {
@@ -449,6 +499,18 @@ fn form_upload(form: Form, limit: usize) -> ApiResult<Upload> {
         "application/jsonl" => text
             .lines()
             .filter(|l| !l.trim().is_empty())
+            .enumerate()
+            .map(|(i, line)| {
+                if i >= MAX_EXAMPLES {
+                    Err(ApiError::unprocessable(format!(
+                        "more than {MAX_EXAMPLES} examples in one upload"
+                    )))
+                } else {
+                    Ok(line)
+                }
+            })
+            .collect::<ApiResult<Vec<&str>>>()?
+            .into_iter()
             .map(|line| match crate::json::from_str::<Value>(line) {
                 Ok(Value::Object(map)) => Ok(map),
                 _ => Err(ApiError::unprocessable(
@@ -516,9 +578,17 @@ fn csv_rows(text: &str) -> ApiResult<Vec<JsonObject>> {
             "Duplicated column header in CSV file: {duplicate}"
         )));
     }
+    let columns = headers.len().max(1);
     reader
         .records()
-        .map(|record| {
+        .enumerate()
+        .map(|(i, record)| {
+            if i >= MAX_EXAMPLES || (i + 1) * columns > MAX_CELLS {
+                return Err(ApiError::unprocessable(format!(
+                    "the CSV holds more than {MAX_EXAMPLES} rows or {MAX_CELLS} cells; upload it \
+                     in parts (append)"
+                )));
+            }
             let record =
                 record.map_err(|e| ApiError::unprocessable(format!("unreadable CSV row: {e}")))?;
             Ok(headers
@@ -528,6 +598,15 @@ fn csv_rows(text: &str) -> ApiResult<Vec<JsonObject>> {
                 .collect())
         })
         .collect()
+}
+
+/// Parsing an upload is CPU work: off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::internal(format!("reading the upload failed: {e}")))?
 }
 
 /// `POST /v1/datasets/upload?sync=true`: JSON or a multipart form; the new (or unchanged)
@@ -548,12 +627,13 @@ pub(super) async fn upload(
         let body = Bytes::from_request(request, &())
             .await
             .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
-        json_upload(&body)?
+        blocking(move || json_upload(&body)).await?
     } else if media.starts_with("multipart/form-data") {
         let multipart = Multipart::from_request(request, &())
             .await
             .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
-        form_upload(read_form(multipart, limit).await?, limit)?
+        let form = read_form(multipart, limit).await?;
+        blocking(move || form_upload(form, limit)).await?
     } else {
         return Err(ApiError::unprocessable(
             "Invalid request Content-Type (application/json or multipart/form-data)",

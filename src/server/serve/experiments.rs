@@ -146,6 +146,31 @@ pub(super) async fn create_experiment(
     Ok(data(experiment_json(&created)))
 }
 
+/// Versions whose examples are kept parsed at most.
+const CACHED_VERSIONS: usize = 8;
+
+/// A dataset version's examples, parsed once.
+fn version_examples(
+    shared: &Shared,
+    store: &dyn crate::store::Store,
+    version_id: &str,
+) -> ApiResult<Arc<Vec<examples::Example>>> {
+    let lock = || shared.examples.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(found) = lock().get(version_id) {
+        return Ok(Arc::clone(found));
+    }
+    let (version, content) = store
+        .dataset_version(version_id)?
+        .ok_or_else(|| ApiError::internal("the experiment's dataset version is missing"))?;
+    let parsed = Arc::new(examples::examples_of(&version, &content)?);
+    let mut cache = lock();
+    if cache.len() >= CACHED_VERSIONS {
+        cache.clear();
+    }
+    cache.insert(version_id.to_string(), Arc::clone(&parsed));
+    Ok(parsed)
+}
+
 fn experiment_id(id: Result<Path<String>, PathRejection>) -> ApiResult<String> {
     let text = super::path(id)?;
     id_of(EXPERIMENT, &text, "Experiment")
@@ -239,10 +264,11 @@ pub(super) async fn create_run(
     ] {
         if task::parse_time(time).is_none() {
             return Err(ApiError::unprocessable(format!(
-                "{field}: '{time}' is not an ISO 8601 time with its offset"
+                "{field}: '{time}' is not an ISO 8601 time"
             )));
         }
     }
+    let cache = Arc::clone(&shared);
     let id = shared
         .with_store(move |store| {
             let experiment = store.task_experiment(&experiment_id)?.ok_or_else(|| {
@@ -257,10 +283,7 @@ pub(super) async fn create_run(
                     body.repetition_number, experiment.repetitions
                 )));
             }
-            let (version, content) = store
-                .dataset_version(&experiment.dataset_version_id)?
-                .ok_or_else(|| ApiError::internal("the experiment's dataset version is missing"))?;
-            let examples = examples::examples_of(&version, &content)?;
+            let examples = version_examples(&cache, store, &experiment.dataset_version_id)?;
             let (index, example) = task::example_at(&examples, &body.dataset_example_id)
                 .ok_or_else(|| {
                     ApiError::not_found(format!(
@@ -322,22 +345,29 @@ pub(super) async fn export_json(
     id: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
     let experiment_id = experiment_id(id)?;
+    let cache = Arc::clone(&shared);
     let records = shared
         .with_store(move |store| {
             let experiment = store
                 .task_experiment(&experiment_id)?
                 .ok_or_else(|| ApiError::not_found("Experiment does not exist"))?;
-            let (version, content) = store
-                .dataset_version(&experiment.dataset_version_id)?
-                .ok_or_else(|| ApiError::internal("the experiment's dataset version is missing"))?;
-            let examples = examples::examples_of(&version, &content)?;
-            let evaluations = store.task_evaluations(&experiment_id)?;
+            let examples = version_examples(&cache, store, &experiment.dataset_version_id)?;
+            let by_key: std::collections::HashMap<&str, &examples::Example> =
+                examples.iter().map(|e| (e.key.as_str(), e)).collect();
+            let mut evaluations: std::collections::HashMap<String, Vec<Value>> =
+                std::collections::HashMap::new();
+            for a in store.task_evaluations(&experiment_id)? {
+                evaluations
+                    .entry(a.run_id.clone())
+                    .or_default()
+                    .push(evaluation_json(&a));
+            }
             let mut runs = store.task_runs(&experiment_id, None, None)?;
             runs.reverse();
             let records: Vec<Value> = runs
                 .iter()
                 .map(|run| {
-                    let example = examples.iter().find(|e| e.key == run.example_key);
+                    let example = by_key.get(run.example_key.as_str());
                     let latency = match (
                         task::parse_time(&run.start_time),
                         task::parse_time(&run.end_time),
@@ -345,11 +375,7 @@ pub(super) async fn export_json(
                         (Some(s), Some(e)) => json!((e - s).as_seconds_f64() * 1000.0),
                         _ => Value::Null,
                     };
-                    let annotations: Vec<Value> = evaluations
-                        .iter()
-                        .filter(|a| a.run_id == run.id)
-                        .map(evaluation_json)
-                        .collect();
+                    let annotations = evaluations.remove(&run.id).unwrap_or_default();
                     json!({
                         "example_id": global_id(examples::EXAMPLE, &run.example_key),
                         "repetition_number": run.repetition,
@@ -430,7 +456,7 @@ pub(super) async fn upsert_evaluation(
     ] {
         if task::parse_time(time).is_none() {
             return Err(ApiError::unprocessable(format!(
-                "{field}: '{time}' is not an ISO 8601 time with its offset"
+                "{field}: '{time}' is not an ISO 8601 time"
             )));
         }
     }
@@ -458,6 +484,7 @@ pub(super) async fn upsert_evaluation(
         end_time: body.end_time,
         trace_id: body.trace_id,
     };
+    let cache = Arc::clone(&shared);
     let id = shared
         .with_store(move |store| {
             let run = store.task_run(&run_id)?.ok_or_else(|| {
@@ -470,11 +497,7 @@ pub(super) async fn upsert_evaluation(
                 .task_experiment(&run.experiment_id)?
                 .ok_or_else(|| ApiError::internal("an evaluated run's experiment is missing"))?;
             let at = if experiment.linked {
-                let (version, content) = store
-                    .dataset_version(&experiment.dataset_version_id)?
-                    .ok_or_else(|| ApiError::internal("the dataset version is missing"))?;
-                let examples = examples::examples_of(&version, &content)?;
-                examples
+                version_examples(&cache, store, &experiment.dataset_version_id)?
                     .iter()
                     .position(|e| e.key == run.example_key)
                     .map(|i| (i as i64, run.repetition - 1))

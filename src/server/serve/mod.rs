@@ -101,6 +101,10 @@ struct Shared {
     /// Running rollouts by (prompt, tag), read from the store at most once a second: which
     /// lookups may be under a rollout (each such lookup then reads its rollout afresh).
     rollouts: Mutex<RolloutCache>,
+    /// The examples of dataset versions runs were posted for, by version id (versions never
+    /// change): a run names its example, and parsing the version for each would cost the
+    /// whole version per run. A few versions are kept.
+    examples: Mutex<HashMap<String, Arc<Vec<crate::workflow::examples::Example>>>>,
 }
 
 #[derive(Default)]
@@ -307,6 +311,7 @@ pub fn router(settings: Settings) -> Result<Router, String> {
         ingest,
         trace_body_limit: settings.trace_body_limit,
         rollouts: Mutex::new(RolloutCache::default()),
+        examples: Mutex::new(HashMap::new()),
     });
     let api = Router::new()
         .route("/v1/prompts", get(list_prompts).post(create_prompt))

@@ -66,20 +66,29 @@ impl<B: Backend> DatasetStore for B {
         make: &mut VersionBuilder<'_>,
     ) -> Result<(DatasetVersion, bool)> {
         self.write(|db| {
+            // Created if missing (filled in below), then locked: two writers of one name, new
+            // or not, queue on its row, so the second builds on the first's version.
+            let fresh = uuid::Uuid::now_v7().to_string();
+            let created = db.exec(
+                "INSERT INTO datasets (id, name, created_at, created_by) VALUES ($1, $2, $3, '') \
+                 ON CONFLICT (name) DO NOTHING",
+                args![&fresh, name, crate::model::now().as_str()],
+            )? == 1;
+            if !created && must_be_new {
+                return Err(StoreError::DatasetExists { name: name.into() });
+            }
             let lock = db.dialect().for_update();
-            let existing = first(
+            let locked_id = first(
                 db,
                 &format!("SELECT id FROM datasets WHERE name = $1{lock}"),
                 args![name],
                 |r| r.text(0),
-            )?;
-            if existing.is_some() && must_be_new {
-                return Err(StoreError::DatasetExists { name: name.into() });
-            }
-            // Locked when it exists: two writers of one dataset queue here, so the second
-            // builds on the first's version.
-            let previous = match existing {
-                Some(_) => first(
+            )?
+            .ok_or_else(|| StoreError::Corrupt("a dataset just written is missing".into()))?;
+            let previous = if created {
+                None
+            } else {
+                first(
                     db,
                     &format!(
                         "SELECT {DATASET_COLUMNS}, v.content {DATASET_JOINS} WHERE d.name = $1 \
@@ -87,8 +96,7 @@ impl<B: Backend> DatasetStore for B {
                     ),
                     args![name],
                     |row| Ok((version_of(row)?, row.text(12)?)),
-                )?,
-                None => None,
+                )?
             };
             let built = make(previous.as_ref().map(|(v, c)| (v, c.as_str())))?;
             let version = match (built, previous) {
@@ -97,6 +105,7 @@ impl<B: Backend> DatasetStore for B {
                     return Ok((previous, false));
                 }
                 (Some(version), _) => version,
+                // Rolled back with the transaction: no dataset without a version.
                 (None, None) => {
                     return Err(StoreError::Corrupt(
                         "a new dataset needs a first version".into(),
@@ -104,26 +113,24 @@ impl<B: Backend> DatasetStore for B {
                 }
             };
             let now = version.created_at.clone().unwrap_or_else(crate::model::now);
-            let dataset_id = match existing {
-                Some(id) => id,
-                None => {
-                    let id = uuid::Uuid::now_v7().to_string();
-                    // A concurrent creation of the same name fails on the unique name: the
-                    // caller sees a store error, and nothing of this push is written.
-                    db.exec(
-                        "INSERT INTO datasets (id, name, created_at, created_by, description, \
-                         metadata) VALUES ($1, $2, $3, $4, $5, $6)",
-                        args![
-                            &id,
-                            name,
-                            &now,
-                            &version.author,
-                            &version.description,
-                            version.metadata.as_deref().unwrap_or("{}")
-                        ],
-                    )?;
-                    id
-                }
+            let dataset_id = if created {
+                // Its fields are the first version's (a copy keeps the source's id).
+                let id = version.dataset_id.clone().unwrap_or(locked_id);
+                db.exec(
+                    "UPDATE datasets SET id = $1, created_at = $2, created_by = $3, \
+                     description = $4, metadata = $5 WHERE name = $6",
+                    args![
+                        &id,
+                        &now,
+                        &version.author,
+                        &version.description,
+                        version.metadata.as_deref().unwrap_or("{}"),
+                        name
+                    ],
+                )?;
+                id
+            } else {
+                locked_id
             };
             let seq = first(
                 db,
@@ -133,7 +140,10 @@ impl<B: Backend> DatasetStore for B {
             )?
             .flatten()
             .map_or(1, |s| s + 1);
-            let id = uuid::Uuid::now_v7().to_string();
+            let id = version
+                .id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
             db.exec(
                 "INSERT INTO dataset_versions (id, dataset_id, seq, format, content, hash, rows, \
                  columns, message, created_at, created_by, shape) \

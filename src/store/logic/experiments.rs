@@ -115,6 +115,8 @@ impl<B: Backend> ExperimentStore for B {
     }
 
     fn experiment(&self, id: &str) -> Result<Experiment> {
+        // An exact id, then an exact name (experiments from the Phoenix client are named),
+        // then the start of an id; a name or a start that several share is ambiguous.
         let pattern = format!(
             "{}%",
             id.replace('\\', "\\\\")
@@ -122,40 +124,40 @@ impl<B: Backend> ExperimentStore for B {
                 .replace('_', "\\_")
         );
         let found = self.read(|db| {
+            let exact = first(
+                db,
+                &format!("SELECT {EXPERIMENT_COLUMNS} {EXPERIMENT_JOINS} WHERE e.id = $1"),
+                args![id],
+                experiment_from_row,
+            )?;
+            if let Some(exact) = exact {
+                return Ok(vec![exact]);
+            }
+            let named = all(
+                db,
+                &format!(
+                    "SELECT {EXPERIMENT_COLUMNS} {EXPERIMENT_JOINS} WHERE e.name = $1 \
+                     ORDER BY e.created_at DESC LIMIT 2"
+                ),
+                args![id],
+                experiment_from_row,
+            )?;
+            if !named.is_empty() {
+                return Ok(named);
+            }
             all(
                 db,
                 &format!(
                     "SELECT {EXPERIMENT_COLUMNS} {EXPERIMENT_JOINS} \
-                     WHERE e.id = $1 OR e.id LIKE $2 ESCAPE '\\' \
-                     ORDER BY e.id = $1 DESC LIMIT 2"
+                     WHERE e.id LIKE $1 ESCAPE '\\' LIMIT 2"
                 ),
-                args![id, pattern.as_str()],
+                args![pattern.as_str()],
                 experiment_from_row,
             )
         })?;
         match found.as_slice() {
-            [exact, ..] if exact.id == id => Ok(exact.clone()),
             [only] => Ok(only.clone()),
-            [] => {
-                // Not an id: an experiment's name (experiments from the Phoenix client are
-                // named), which must name one.
-                let named = self.read(|db| {
-                    all(
-                        db,
-                        &format!(
-                            "SELECT {EXPERIMENT_COLUMNS} {EXPERIMENT_JOINS} WHERE e.name = $1 \
-                             ORDER BY e.created_at DESC LIMIT 2"
-                        ),
-                        args![id],
-                        experiment_from_row,
-                    )
-                })?;
-                match named.as_slice() {
-                    [only] => Ok(only.clone()),
-                    [] => Err(StoreError::UnknownExperiment { id: id.into() }),
-                    _ => Err(StoreError::AmbiguousExperiment { id: id.into() }),
-                }
-            }
+            [] => Err(StoreError::UnknownExperiment { id: id.into() }),
             _ => Err(StoreError::AmbiguousExperiment { id: id.into() }),
         }
     }

@@ -16,7 +16,8 @@ const TASK_EXPERIMENT_SELECT: &str = "SELECT e.id, e.dataset_id, e.dataset_versi
      COALESCE((SELECT MAX(end_time) FROM task_runs WHERE experiment_id = e.id), e.created_at), \
      v.rows, \
      (SELECT COUNT(*) FROM task_runs WHERE experiment_id = e.id AND error IS NULL), \
-     (SELECT COUNT(*) FROM task_runs WHERE experiment_id = e.id AND error IS NOT NULL) \
+     (SELECT COUNT(*) FROM task_runs WHERE experiment_id = e.id AND error IS NOT NULL), \
+     e.created_by \
      FROM task_experiments e JOIN dataset_versions v ON v.id = e.dataset_version_id";
 
 const TASK_RUN_COLUMNS: &str =
@@ -40,6 +41,7 @@ fn experiment_of(row: &dyn Row) -> Result<TaskExperiment> {
         example_count: row.int(10)?,
         successful_runs: row.int(11)?,
         failed_runs: row.int(12)?,
+        created_by: row.text(13)?,
     })
 }
 
@@ -91,6 +93,45 @@ fn linked(db: &dyn Db, experiment_id: &str) -> Result<bool> {
         |r| r.int(0),
     )?
     .is_some_and(|l| l != 0))
+}
+
+/// Locks a linked experiment's record (PostgreSQL; SQLite's writers are serial already), so
+/// two writers of its evaluators or of a row's scores never interleave.
+fn lock_experiment(db: &dyn Db, experiment_id: &str) -> Result<()> {
+    let lock = db.dialect().for_update();
+    first(
+        db,
+        &format!("SELECT id FROM experiments WHERE id = $1{lock}"),
+        args![experiment_id],
+        |r| r.text(0),
+    )?;
+    Ok(())
+}
+
+/// Writes the scores a result's kept evaluations give (a person's judgement survives a run's
+/// replacement); an errored result fails each of them instead.
+fn rescore(
+    db: &dyn Db,
+    experiment_id: &str,
+    run_id: &str,
+    at: (i64, i64),
+    errored: bool,
+) -> Result<()> {
+    let kept = all(
+        db,
+        &format!("SELECT {TASK_EVALUATION_COLUMNS} FROM task_evaluations a WHERE a.run_id = $1"),
+        args![run_id],
+        evaluation_of,
+    )?;
+    for evaluation in kept {
+        let score = if errored {
+            Score::call_failed(&evaluation.name)
+        } else {
+            evaluation.score()
+        };
+        insert_score(db, experiment_id, at, &score)?;
+    }
+    Ok(())
 }
 
 /// The linked experiment's evaluators, as runner's experiment records them.
@@ -254,6 +295,7 @@ impl<B: Backend> TaskStore for B {
             };
             if let Some(result) = result.filter(|_| linked(db, &run.experiment_id).unwrap_or(false))
             {
+                lock_experiment(db, &run.experiment_id)?;
                 let mut result = result.clone();
                 db.exec(
                     "DELETE FROM scores WHERE experiment_id = $1 AND row_index = $2 \
@@ -269,6 +311,14 @@ impl<B: Backend> TaskStore for B {
                         .collect();
                 }
                 db.write_results(&run.experiment_id, &[&result])?;
+                let errored = result.status == crate::model::ResultStatus::Error;
+                rescore(
+                    db,
+                    &run.experiment_id,
+                    &id,
+                    (result.row_index, result.repetition),
+                    errored,
+                )?;
                 complete_when_full(db, &run.experiment_id)?;
             }
             Ok(id)
@@ -352,6 +402,19 @@ impl<B: Backend> TaskStore for B {
             if let Some((row_index, repetition, score)) = score
                 && linked(db, &experiment_id)?
             {
+                lock_experiment(db, &experiment_id)?;
+                // An errored result fails every evaluator, whatever an evaluation of its
+                // missing output says: the gate never counts a failed call as a pass.
+                let errored = first(
+                    db,
+                    "SELECT status FROM results WHERE experiment_id = $1 AND row_index = $2 \
+                     AND repetition = $3",
+                    args![&experiment_id, row_index, repetition],
+                    |r| r.text(0),
+                )?
+                .is_none_or(|status| status != "ok");
+                let failed = Score::call_failed(&score.evaluator);
+                let score = if errored { &failed } else { score };
                 let mut known = evaluators(db, &experiment_id)?;
                 if !known.contains(&score.evaluator) {
                     // A new evaluator: every failed run fails it too.
@@ -360,7 +423,6 @@ impl<B: Backend> TaskStore for B {
                         "UPDATE experiments SET evaluators = $2 WHERE id = $1",
                         args![&experiment_id, &to_json(&known)?],
                     )?;
-                    let failed = Score::call_failed(&score.evaluator);
                     let errored = all(
                         db,
                         "SELECT row_index, repetition FROM results \
@@ -369,7 +431,7 @@ impl<B: Backend> TaskStore for B {
                         |r| Ok((r.int(0)?, r.int(1)?)),
                     )?;
                     for at in errored {
-                        insert_score(db, &experiment_id, at, &failed)?;
+                        insert_score(db, &experiment_id, at, &Score::call_failed(&score.evaluator))?;
                     }
                 }
                 insert_score(db, &experiment_id, (row_index, repetition), score)?;
@@ -390,6 +452,75 @@ impl<B: Backend> TaskStore for B {
                 args![experiment_id],
                 evaluation_of,
             )
+        })
+    }
+
+    fn restore_task_experiment(&self, e: &TaskExperiment) -> Result<()> {
+        self.write(|db| {
+            db.exec(
+                "INSERT INTO task_experiments (id, dataset_id, dataset_version_id, name, \
+                 description, metadata, repetitions, linked, created_at, created_by) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                args![
+                    &e.id,
+                    &e.dataset_id,
+                    &e.dataset_version_id,
+                    &e.name,
+                    &e.description,
+                    &e.metadata,
+                    e.repetitions,
+                    i64::from(e.linked),
+                    &e.created_at,
+                    &e.created_by
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn restore_task_runs(&self, runs: &[TaskRun], evaluations: &[TaskEvaluation]) -> Result<()> {
+        self.write(|db| {
+            for run in runs {
+                db.exec(
+                    &format!(
+                        "INSERT INTO task_runs ({TASK_RUN_COLUMNS}) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                    ),
+                    args![
+                        &run.id,
+                        &run.experiment_id,
+                        &run.example_key,
+                        run.repetition,
+                        &run.output,
+                        &run.error,
+                        &run.start_time,
+                        &run.end_time,
+                        &run.trace_id
+                    ],
+                )?;
+            }
+            for a in evaluations {
+                db.exec(
+                    "INSERT INTO task_evaluations (id, run_id, name, annotator_kind, label, \
+                     score, explanation, error, metadata, start_time, end_time, trace_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                    args![
+                        &a.id,
+                        &a.run_id,
+                        &a.name,
+                        &a.annotator_kind,
+                        &a.label,
+                        a.score,
+                        &a.explanation,
+                        &a.error,
+                        &a.metadata,
+                        &a.start_time,
+                        &a.end_time,
+                        &a.trace_id
+                    ],
+                )?;
+            }
+            Ok(())
         })
     }
 

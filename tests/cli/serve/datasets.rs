@@ -341,6 +341,42 @@ fn bad_uploads_and_ids_are_refused_and_store_nothing() {
         )
         .unwrap();
     assert_eq!(reply.status, 422, "{}", reply.text);
+    // Too many examples, or a small gzip that would unpack into millions of cells: refused
+    // before they are held in memory.
+    let many: Vec<Value> = (0..100_001).map(|_| json!({})).collect();
+    let reply = server.call(
+        "POST",
+        "/v1/datasets/upload",
+        &auth,
+        Some(&json!({"name": "many", "inputs": many})),
+    );
+    assert_eq!(reply.status, 422, "{}", reply.text);
+    assert!(
+        reply.text.contains("more than 100000 examples"),
+        "{}",
+        reply.text
+    );
+    let header: Vec<String> = (0..2_001).map(|i| format!("c{i}")).collect();
+    let mut wide = header.join(",") + "\n";
+    for _ in 0..1_000 {
+        wide.push_str(&",".repeat(2_000));
+        wide.push('\n');
+    }
+    let form = csv_form("wide", "create", &wide, &["c0"], &[]);
+    assert!(form.len() < 100_000, "the gzip is small: {}", form.len());
+    let reply = server
+        .request(
+            "POST",
+            "/v1/datasets/upload",
+            &[
+                ("authorization", &writer),
+                ("content-type", "multipart/form-data; boundary=XyZ"),
+            ],
+            Some(form),
+        )
+        .unwrap();
+    assert_eq!(reply.status, 422, "{}", reply.text);
+    assert!(reply.text.contains("cells"), "{}", reply.text);
     // A read-only token cannot upload or delete; no token at all is 401.
     let reader = bearer(READER);
     let reply = server.call(

@@ -100,7 +100,8 @@ fn a_linked_experiment_s_runs_and_evaluations_are_runner_s_results_and_scores() 
         json!({"score": 1.0, "label": "True"}),
     ));
     assert_eq!(e1, e1_again);
-    for (run, label) in [(&r2, "True"), (&r3, "False")] {
+    // An errored run judged a pass (the client evaluates it with no output) still fails.
+    for (run, label) in [(&r2, "True"), (&r3, "False"), (&r4, "True")] {
         id(&evaluate(&server, run, "correct", json!({"label": label})));
     }
 
