@@ -5,11 +5,12 @@ RUNNER_DEPLOY_TOKEN (a deploy token named `release`), RUNNER_BIN and RUNNER_DB.
 
 import json
 import os
-import subprocess
 
 import httpx
 from phoenix.client import Client
 from phoenix.client.types.prompts import PromptVersion
+
+from cli import runner
 
 URL = os.environ["RUNNER_URL"]
 TOKEN = os.environ["RUNNER_TOKEN"]
@@ -34,14 +35,6 @@ def status_of(call):
     return None
 
 
-def runner(*args):
-    out = subprocess.run(
-        [os.environ["RUNNER_BIN"], "--db", os.environ["RUNNER_DB"], *args],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout
 
 
 client = Client(base_url=URL, api_key=TOKEN)
@@ -210,7 +203,7 @@ check(
 )
 
 # 5. The CLI reads what the client wrote, with the caller in the tag history.
-history = json.loads(runner("tag", "history", NAME, "--json"))
+history = json.loads(runner("tag", "history", NAME, "--json").stdout)
 moves = [(e["tag"], e["action"], e["actor"], e["forced"], e["deploy"]) for e in history]
 check(
     moves == [
@@ -222,7 +215,7 @@ check(
     ],
     f"the tag history records each caller: {moves}",
 )
-versions = json.loads(runner("prompt", "versions", NAME, "--json"))
+versions = json.loads(runner("prompt", "versions", NAME, "--json").stdout)
 check(len(versions) == 4, "the CLI lists the four versions")
 
 print(f"{checks} passed, 0 failed")

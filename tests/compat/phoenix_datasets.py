@@ -7,26 +7,18 @@ RUNNER_BIN and RUNNER_DB.
 import asyncio
 import json
 import os
-import subprocess
 import tempfile
 
 import pandas as pd
 from phoenix.client import AsyncClient, Client
 
 from checks import check, finish
+from cli import runner
 
 URL = os.environ["RUNNER_URL"]
 TOKEN = os.environ["RUNNER_TOKEN"]
 
 
-def runner(*args):
-    out = subprocess.run(
-        [os.environ["RUNNER_BIN"], "--db", os.environ["RUNNER_DB"], *args],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout
 
 
 def plain(dataset):
@@ -134,7 +126,7 @@ except ValueError as e:
     check("Dataset not found" in str(e), "an unknown name is the client's ValueError")
 
 # 8. The CLI sees the same datasets, with their versions numbered.
-listed = json.loads(runner("dataset", "list", "--json"))
+listed = json.loads(runner("dataset", "list", "--json").stdout)
 check(
     {(d["dataset"], d["seq"]) for d in listed}
     == {("support_queries", 3), ("from_frame", 1), ("from_csv", 1)},

@@ -3,13 +3,12 @@ server, `run_experiment` runs a task that fetches the tagged prompt through the 
 renders it and calls the OpenAI client (against `runner mock-server`), for `production` and for
 `staging`, with two evaluators; then `runner promote --candidate-experiment …
 --baseline-experiment …` moves the tag only when the gate passes. run.sh sets RUNNER_URL,
-RUNNER_TOKEN, RUNNER_DEPLOY_TOKEN (unused here), RUNNER_BIN, RUNNER_DB and RUNNER_MOCK_URL.
+RUNNER_TOKEN, RUNNER_BIN, RUNNER_DB and RUNNER_MOCK_URL.
 """
 
 import asyncio
 import json
 import os
-import subprocess
 
 import httpx
 from openai import OpenAI
@@ -17,6 +16,7 @@ from phoenix.client import AsyncClient, Client
 from phoenix.client.types.prompts import PromptVersion
 
 from checks import check, finish
+from cli import runner
 
 URL = os.environ["RUNNER_URL"]
 TOKEN = os.environ["RUNNER_TOKEN"]
@@ -24,15 +24,6 @@ MOCK = os.environ["RUNNER_MOCK_URL"]
 PROMPT = "support_reply"
 
 
-def runner(*args, ok=True):
-    out = subprocess.run(
-        [os.environ["RUNNER_BIN"], "--db", os.environ["RUNNER_DB"], *args],
-        capture_output=True,
-        text=True,
-    )
-    if ok and out.returncode != 0:
-        raise AssertionError(f"runner {' '.join(args)}: {out.returncode}\n{out.stderr}")
-    return out
 
 
 client = Client(base_url=URL, api_key=TOKEN)

@@ -331,23 +331,22 @@ fn json_upload(body: &[u8]) -> ApiResult<Upload> {
     })?;
     let outputs = objects("outputs", body.outputs, count)?;
     let metadata = objects("metadata", body.metadata, count)?;
-    if body
-        .splits
-        .as_ref()
-        .is_some_and(|s| s.iter().any(|v| !v.is_null()))
-    {
-        return Err(ApiError::unprocessable(
+    for (given, what) in [
+        (
+            &body.splits,
             "dataset splits are not kept by runner: upload without splits",
-        ));
-    }
-    if body
-        .span_ids
-        .as_ref()
-        .is_some_and(|s| s.iter().any(|v| !v.is_null()))
-    {
-        return Err(ApiError::unprocessable(
+        ),
+        (
+            &body.span_ids,
             "span ids on examples are not kept by runner: upload without span_ids",
-        ));
+        ),
+    ] {
+        if given
+            .as_ref()
+            .is_some_and(|s| s.iter().any(|v| !v.is_null()))
+        {
+            return Err(ApiError::unprocessable(what));
+        }
     }
     let ids = match body.example_ids {
         None => vec![None; count],

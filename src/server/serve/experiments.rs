@@ -50,6 +50,18 @@ fn experiment_json(e: &TaskExperiment) -> Value {
     })
 }
 
+/// A run's or an evaluation's start and end: ISO 8601 times.
+fn check_times(start: &str, end: &str) -> ApiResult<()> {
+    for (field, time) in [("start_time", start), ("end_time", end)] {
+        if task::parse_time(time).is_none() {
+            return Err(ApiError::unprocessable(format!(
+                "{field}: '{time}' is not an ISO 8601 time"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn run_json(run: &TaskRun) -> Value {
     let output: Value = serde_json::from_str(&run.output).unwrap_or(Value::Null);
     json!({
@@ -258,16 +270,7 @@ pub(super) async fn create_run(
             "repetition_number must be 1 or more",
         ));
     }
-    for (field, time) in [
-        ("start_time", &body.start_time),
-        ("end_time", &body.end_time),
-    ] {
-        if task::parse_time(time).is_none() {
-            return Err(ApiError::unprocessable(format!(
-                "{field}: '{time}' is not an ISO 8601 time"
-            )));
-        }
-    }
+    check_times(&body.start_time, &body.end_time)?;
     let cache = Arc::clone(&shared);
     let id = shared
         .with_store(move |store| {
@@ -450,16 +453,7 @@ pub(super) async fn upsert_evaluation(
     if body.name.trim().is_empty() || body.name.contains('\0') {
         return Err(ApiError::unprocessable("an evaluation needs a name"));
     }
-    for (field, time) in [
-        ("start_time", &body.start_time),
-        ("end_time", &body.end_time),
-    ] {
-        if task::parse_time(time).is_none() {
-            return Err(ApiError::unprocessable(format!(
-                "{field}: '{time}' is not an ISO 8601 time"
-            )));
-        }
-    }
+    check_times(&body.start_time, &body.end_time)?;
     let result = body.result.unwrap_or(EvaluationResult {
         label: None,
         score: None,

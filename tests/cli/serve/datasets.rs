@@ -63,11 +63,20 @@ fn csv_form(name: &str, action: &str, csv: &str, inputs: &[&str], outputs: &[&st
 }
 
 fn post_form(server: &Server, body: Vec<u8>) -> Reply {
+    post_form_as(server, None, body)
+}
+
+/// A form upload with this `Authorization` header, if any.
+fn post_form_as(server: &Server, auth: Option<&str>, body: Vec<u8>) -> Reply {
+    let mut headers = vec![("content-type", "multipart/form-data; boundary=XyZ")];
+    if let Some(auth) = auth {
+        headers.push(("authorization", auth));
+    }
     server
         .request(
             "POST",
             "/v1/datasets/upload?sync=true",
-            &[("content-type", "multipart/form-data; boundary=XyZ")],
+            &headers,
             Some(body),
         )
         .unwrap()
@@ -329,17 +338,7 @@ fn bad_uploads_and_ids_are_refused_and_store_nothing() {
     let mut broken = csv_form("y", "create", "q\n1\n", &["q"], &[]);
     let at = broken.len() - 20;
     broken[at] ^= 0xff;
-    let reply = server
-        .request(
-            "POST",
-            "/v1/datasets/upload",
-            &[
-                ("authorization", &writer),
-                ("content-type", "multipart/form-data; boundary=XyZ"),
-            ],
-            Some(broken),
-        )
-        .unwrap();
+    let reply = post_form_as(&server, Some(&writer), broken);
     assert_eq!(reply.status, 422, "{}", reply.text);
     // Too many examples, or a small gzip that would unpack into millions of cells: refused
     // before they are held in memory.
@@ -364,17 +363,7 @@ fn bad_uploads_and_ids_are_refused_and_store_nothing() {
     }
     let form = csv_form("wide", "create", &wide, &["c0"], &[]);
     assert!(form.len() < 100_000, "the gzip is small: {}", form.len());
-    let reply = server
-        .request(
-            "POST",
-            "/v1/datasets/upload",
-            &[
-                ("authorization", &writer),
-                ("content-type", "multipart/form-data; boundary=XyZ"),
-            ],
-            Some(form),
-        )
-        .unwrap();
+    let reply = post_form_as(&server, Some(&writer), form);
     assert_eq!(reply.status, 422, "{}", reply.text);
     assert!(reply.text.contains("cells"), "{}", reply.text);
     // A read-only token cannot upload or delete; no token at all is 401.
