@@ -244,6 +244,7 @@ fn write_results(c: &mut Criterion) {
             error: false,
         }],
         cache_key: None,
+        extra: None,
     };
 
     // Fresh row indices every iteration, so each batch is real inserts rather than the

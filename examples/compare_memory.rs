@@ -141,5 +141,6 @@ fn result(row: usize, pass: bool) -> RunResult {
             error: false,
         }],
         cache_key: None,
+        extra: None,
     }
 }

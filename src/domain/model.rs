@@ -534,6 +534,9 @@ pub struct RunResult {
     /// Set when this answer should be stored in the response cache under this key.
     #[serde(skip)]
     pub cache_key: Option<String>,
+    /// What a target answered beside its output: `tool_calls`, `metadata`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<JsonObject>,
 }
 
 /// Where an experiment stands.

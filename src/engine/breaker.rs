@@ -142,6 +142,7 @@ mod tests {
             finished_at: String::new(),
             scores: Vec::new(),
             cache_key: None,
+            extra: None,
         }
     }
 

@@ -74,6 +74,7 @@ pub(super) async fn process(
         finished_at: String::new(),
         scores: Vec::new(),
         cache_key: None,
+        extra: None,
     };
     let outcome = match plan.template.render(&result.vars) {
         Err(e) => Err(Failure {
@@ -113,6 +114,7 @@ pub(super) async fn process(
             result.latency_ms = completion.latency_ms;
             result.prompt_tokens = completion.prompt_tokens;
             result.completion_tokens = completion.completion_tokens;
+            result.extra = completion.extra;
             result.scores = score(shared, &result).await;
         }
         Err(failure) if failure.kind == FailureKind::Budget => {
@@ -251,6 +253,7 @@ async fn call(
                 http_status: hit.http_status.unwrap_or(200),
                 attempts: 0,
                 latency_ms: hit.latency_ms,
+                extra: None,
             });
         }
         if plan.cache.write {

@@ -7,7 +7,7 @@
 //! "prompt", "version_id", "version", "tag"}`. The answer: `{"output": TEXT or any JSON}`, with
 //! optional `"usage": {"prompt_tokens", "completion_tokens"}` (cost and limits count them),
 //! `"error": TEXT` (the row is recorded as errored with it), and `tool_calls` / `metadata`,
-//! accepted and not stored yet.
+//! stored with the result as they came (`RunResult::extra`).
 //!
 //! A program that exits, closes its output, answers something that is not one JSON object a
 //! line, or stays silent past the timeout is stopped and replaced, and the row is tried again
@@ -538,6 +538,14 @@ fn answer(bytes: &[u8], status: u16, attempt: u32, latency_ms: f64) -> Result<Co
             .find_map(|n| usage?.get(*n)?.as_i64())
             .filter(|n| *n >= 0)
     };
+    let extra: crate::model::JsonObject = ["tool_calls", "metadata"]
+        .into_iter()
+        .filter_map(|key| {
+            map.get(key)
+                .filter(|v| !v.is_null())
+                .map(|v| (key.to_string(), v.clone()))
+        })
+        .collect();
     Ok(Completion {
         text,
         finish_reason: None,
@@ -546,6 +554,7 @@ fn answer(bytes: &[u8], status: u16, attempt: u32, latency_ms: f64) -> Result<Co
         http_status: status,
         attempts: attempt,
         latency_ms,
+        extra: (!extra.is_empty()).then_some(extra),
     })
 }
 

@@ -1008,6 +1008,7 @@ fn result(row: i64, latency_ms: f64, status: ResultStatus, output: &str) -> RunR
             error: false,
         }],
         cache_key: None,
+        extra: None,
     }
 }
 

@@ -209,6 +209,7 @@ pub fn result_of(run: &TaskRun, index: usize, example: &Example, output: &Value)
         finished_at: run.end_time.clone(),
         scores: Vec::new(),
         cache_key: None,
+        extra: None,
     }
 }
 

@@ -28,6 +28,7 @@ for line in sys.stdin:
         "output": f"{query} | key {os.environ.get('OPENAI_API_KEY', 'absent')} | team {os.environ.get('TEAM', 'absent')} | v{req['version']} {req['tag']} {req['model']} | {said}",
         "usage": {"prompt_tokens": 10, "completion_tokens": 5},
         "metadata": {"pid": os.getpid()},
+        "tool_calls": [{"type": "function", "function": {"name": "lookup", "arguments": json.dumps({"q": query})}}],
     }
     print(json.dumps(out), flush=True)
 "#;
@@ -126,6 +127,13 @@ fn a_program_answers_each_row_is_restarted_when_it_crashes_and_sees_no_secrets()
     assert_eq!(hello["status"], "ok");
     assert_eq!(hello["prompt_tokens"], 10);
     assert_eq!(hello["completion_tokens"], 5);
+    // Its tool calls and metadata are kept with the result.
+    assert_eq!(
+        hello["extra"]["tool_calls"][0]["function"]["arguments"], "{\"q\": \"hello\"}",
+        "{hello:#}"
+    );
+    assert!(hello["extra"]["metadata"]["pid"].is_number(), "{hello:#}");
+    assert!(row(&rows, "fail").get("extra").is_none());
     // The crash was answered by a fresh process on the second attempt.
     let crash = row(&rows, "crash");
     assert_eq!(crash["status"], "ok", "{crash:#}");

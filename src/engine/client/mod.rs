@@ -113,6 +113,9 @@ pub struct Completion {
     pub attempts: u32,
     /// Of the attempt that answered.
     pub latency_ms: f64,
+    /// What a target answered beside its output (`tool_calls`, `metadata`); None from an
+    /// endpoint.
+    pub extra: Option<crate::model::JsonObject>,
 }
 
 /// No answer, as data: the row is recorded with it and the run goes on.

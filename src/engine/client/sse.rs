@@ -28,6 +28,7 @@ pub(super) async fn read_stream(
         http_status: 200,
         attempts: 1,
         latency_ms: 0.0,
+        extra: None,
     };
     let mut read = 0usize;
     let mut done = false;
@@ -176,6 +177,7 @@ mod tests {
             http_status: 200,
             attempts: 1,
             latency_ms: 0.0,
+            extra: None,
         };
         let pieces = std::sync::Mutex::new(Vec::new());
         let mut sink = |p: &str| pieces.lock().unwrap().push(p.to_string());

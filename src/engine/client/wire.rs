@@ -135,6 +135,7 @@ pub(super) fn parse_completion(bytes: &[u8]) -> Result<Completion, String> {
         http_status: 200,
         attempts: 1,
         latency_ms: 0.0,
+        extra: None,
     })
 }
 

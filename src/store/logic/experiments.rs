@@ -31,14 +31,15 @@ const EXPERIMENT_JOINS: &str = "FROM experiments e JOIN prompts p ON p.id = e.pr
 const RESULT_COLUMNS: &str = "r.row_index, r.row_id, r.repetition, r.vars, r.expected, \
      r.messages, r.output, r.finish_reason, r.status, r.error_kind, r.error_message, \
      r.http_status, r.attempts, r.latency_ms, r.prompt_tokens, r.completion_tokens, r.cached, \
-     r.started_at, r.finished_at";
+     r.started_at, r.finished_at, r.extra";
 
 /// The statements both backends' bulk result writes share: an errored result may be
 /// replaced by a later attempt, a successful one never is; a score or cache entry is replaced
 /// (a cache key already present was too old for the run, or not read with --fresh).
 pub(crate) const RESULTS_INSERT: &str = "INSERT INTO results (experiment_id, row_index, repetition, row_id, vars, \
      expected, messages, output, finish_reason, status, error_kind, error_message, http_status, \
-     attempts, latency_ms, prompt_tokens, completion_tokens, cached, started_at, finished_at)";
+     attempts, latency_ms, prompt_tokens, completion_tokens, cached, started_at, finished_at, \
+     extra)";
 pub(crate) const RESULTS_UPSERT: &str = "ON CONFLICT (experiment_id, row_index, repetition) DO UPDATE SET \
      row_id = excluded.row_id, vars = excluded.vars, expected = excluded.expected, \
      messages = excluded.messages, output = excluded.output, \
@@ -47,8 +48,8 @@ pub(crate) const RESULTS_UPSERT: &str = "ON CONFLICT (experiment_id, row_index, 
      http_status = excluded.http_status, attempts = excluded.attempts, \
      latency_ms = excluded.latency_ms, prompt_tokens = excluded.prompt_tokens, \
      completion_tokens = excluded.completion_tokens, cached = excluded.cached, \
-     started_at = excluded.started_at, finished_at = excluded.finished_at \
-     WHERE results.status <> 'ok'";
+     started_at = excluded.started_at, finished_at = excluded.finished_at, \
+     extra = excluded.extra WHERE results.status <> 'ok'";
 pub(crate) const SCORES_UPSERT: &str = "ON CONFLICT (experiment_id, row_index, repetition, evaluator) DO UPDATE SET \
      score = excluded.score, pass = excluded.pass, error = excluded.error, \
      reason = excluded.reason";
@@ -468,7 +469,7 @@ impl<B: Backend> ExperimentStore for B {
                 args![id],
                 &mut |row| {
                     let mut result = result_from_row(row)?;
-                    if let Some(scores) = row.opt_text(19)? {
+                    if let Some(scores) = row.opt_text(20)? {
                         let scores: Vec<(String, f64, bool, String, bool)> =
                             json(&scores, "scores")?;
                         result.scores = scores
@@ -686,6 +687,10 @@ fn result_from_row(row: &dyn Row) -> Result<RunResult> {
         finished_at: row.text(18)?,
         scores: Vec::new(),
         cache_key: None,
+        extra: row
+            .opt_text(19)?
+            .map(|text| json(&text, "results.extra"))
+            .transpose()?,
     })
 }
 

@@ -212,6 +212,7 @@ pub(super) async fn write_batch(
             c.cached.push(r.cached);
             c.started_at.push(r.started_at.as_str());
             c.finished_at.push(r.finished_at.as_str());
+            c.extra.push(r.extra.as_ref().map(to_json).transpose()?);
         }
         {
             // RETURNING names the rows written: none for a successful result already there,
@@ -223,7 +224,8 @@ pub(super) async fn write_batch(
                      SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], \
                      $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
                      $12::text[], $13::int[], $14::bigint[], $15::float8[], $16::bigint[], \
-                     $17::bigint[], $18::bool[], $19::text[], $20::text[]) {RESULTS_UPSERT} \
+                     $17::bigint[], $18::bool[], $19::text[], $20::text[], $21::text[]) \
+                     {RESULTS_UPSERT} \
                      RETURNING row_index, repetition"
                     ),
                     &[
@@ -247,6 +249,7 @@ pub(super) async fn write_batch(
                         &c.cached,
                         &c.started_at,
                         &c.finished_at,
+                        &c.extra,
                     ],
                 )
                 .await?;
@@ -334,6 +337,7 @@ struct Columns<'a> {
     cached: Vec<bool>,
     started_at: Vec<&'a str>,
     finished_at: Vec<&'a str>,
+    extra: Vec<Option<String>>,
 }
 
 #[derive(Default)]

@@ -149,7 +149,7 @@ fn write_batch(conn: &Connection, experiment_id: &str, batch: &[&RunResult]) -> 
         {
             let mut insert = conn.prepare_cached(&format!(
                 "{RESULTS_INSERT} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
-                 ?14, ?15, ?16, ?17, ?18, ?19, ?20) {RESULTS_UPSERT}"
+                 ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21) {RESULTS_UPSERT}"
             ))?;
             let mut score = conn.prepare_cached(&format!(
                 "INSERT INTO scores (experiment_id, row_index, repetition, evaluator, score, pass, \
@@ -185,6 +185,7 @@ fn write_batch(conn: &Connection, experiment_id: &str, batch: &[&RunResult]) -> 
                     r.cached,
                     r.started_at,
                     r.finished_at,
+                    r.extra.as_ref().map(to_json).transpose()?,
                 ])?;
                 // Zero rows changed: a successful result was already there; keep its scores too.
                 if changed == 0 {

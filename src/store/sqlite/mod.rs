@@ -32,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0013_datasets.sql"),
     include_str!("migrations/0014_dataset_examples.sql"),
     include_str!("migrations/0015_task_experiments.sql"),
+    include_str!("migrations/0016_result_extra.sql"),
 ];
 
 /// Long enough for a burst of concurrent CLI writers to queue behind each other.
