@@ -14,7 +14,7 @@ use crate::model::VersionRef;
 use crate::report;
 use crate::workflow::experiment::{as_seen, prepare};
 use crate::workflow::promotion::{
-    Acceptance, Reuse, check_cluster_column, check_named, comparison, evidence,
+    Acceptance, Reuse, check_cluster_column, check_judged, check_named, comparison, evidence,
 };
 use crate::workflow::settings::ExperimentSettings;
 
@@ -54,6 +54,8 @@ pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
                 (as_seen(store.experiment(a)?), as_seen(store.experiment(b)?));
             check_named("baseline", &baseline, acceptance.max_error_rate)?;
             check_named("candidate", &candidate, acceptance.max_error_rate)?;
+            check_judged(&*store, "baseline", &baseline)?;
+            check_judged(&*store, "candidate", &candidate)?;
             (baseline, candidate)
         }
         [_] => {

@@ -851,6 +851,10 @@ pub struct EvaluatorSummary {
     pub mean_score: f64,
     /// Rows where the evaluator itself failed to judge.
     pub errors: i64,
+    /// Results that have this evaluator's score at all (the rest count as failures in
+    /// `total`); fewer than the results while an experiment's evaluations still arrive.
+    #[serde(skip)]
+    pub judged: i64,
     /// The per-row figures the standard errors come from (`view::EvaluatorStatistics`).
     #[serde(skip)]
     pub spread: RowSpread,

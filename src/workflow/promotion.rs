@@ -95,6 +95,32 @@ pub fn check_named(flag: &str, experiment: &Experiment, allowed: f64) -> Result<
     }
 }
 
+/// Refuses a named experiment whose evaluators did not judge every result: an experiment from
+/// the Phoenix client gets its evaluations after its runs, and a gate taken in between would
+/// rest on part of them.
+pub fn check_judged(
+    store: &dyn crate::store::Store,
+    flag: &str,
+    experiment: &Experiment,
+) -> Result<()> {
+    let summary = store.summary(experiment)?;
+    if let Some(short) = summary
+        .evaluators
+        .iter()
+        .find(|e| e.judged < summary.results)
+    {
+        return Err(Error::invalid(format!(
+            "{flag} {}: not evidence a gate takes: evaluator '{}' judged {} of its {} results",
+            experiment.id, short.evaluator, short.judged, summary.results
+        ))
+        .with_hint(
+            "its evaluations are still arriving (evaluate_experiment runs after the task runs): \
+             run this again once they are in",
+        ));
+    }
+    Ok(())
+}
+
 /// The experiment that stands as evidence for a prepared run: the newest matching one that
 /// `refusal` accepts, or (when running is allowed) a new one. Those passed over are named with
 /// why. When running is not allowed, a missing one is an input error that says what differs
@@ -609,6 +635,7 @@ fn chosen_evidence(
                 &experiment,
                 request.acceptance.max_error_rate,
             )?;
+            check_judged(&*store, "--baseline-experiment", &experiment)?;
             Some(experiment)
         }
         (None, None) => None,
@@ -628,6 +655,7 @@ fn chosen_evidence(
         &candidate,
         request.acceptance.max_error_rate,
     )?;
+    check_judged(&*store, "--candidate-experiment", &candidate)?;
     if let Some(baseline) = &baseline
         && baseline.dataset.hash != candidate.dataset.hash
     {

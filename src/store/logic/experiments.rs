@@ -765,6 +765,7 @@ fn summary(db: &dyn Db, experiment: &Experiment) -> Result<Summary> {
                 mean * total as f64 / results as f64
             },
             errors,
+            judged: total,
             spread,
         });
     }

@@ -338,3 +338,49 @@ fn unlinked_experiments_are_deleted_linked_ones_and_their_datasets_are_kept() {
     );
     server.stop();
 }
+
+#[test]
+fn an_experiment_whose_evaluations_are_still_arriving_is_no_evidence() {
+    let env = Env::new();
+    env.ok(&["prompt", "create", "greet", "--template", "Hi {{input.q}}"]);
+    let server = Server::start(&env, &[]);
+    let (dataset, examples) = dataset(&server);
+    let exp = id(&create(
+        &server,
+        &dataset,
+        &json!({"name": "half-judged", "metadata": {"prompt": "greet"}}),
+    ));
+    let runs: Vec<String> = examples
+        .iter()
+        .map(|e| id(&run(&server, &exp, e, 1, None)))
+        .collect();
+    // One run judged, the other not yet: compare and promote refuse it.
+    id(&evaluate(
+        &server,
+        &runs[0],
+        "correct",
+        json!({"score": 1.0}),
+    ));
+    let out = env.run(&["compare", "half-judged", "half-judged"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("evaluator 'correct' judged 1 of its 2 results"),
+        "{stderr}"
+    );
+    // Once every run is judged, it is.
+    id(&evaluate(
+        &server,
+        &runs[1],
+        "correct",
+        json!({"score": 0.0}),
+    ));
+    let out = env.run(&["compare", "half-judged", "half-judged"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.stop();
+}
