@@ -1057,7 +1057,10 @@ fn store_copy_carries_production_traffic_and_its_figures() {
     let source = env.db.to_str().unwrap().to_string();
     let said = env.ok(&["store", "copy", "--from", &source, "--to", copy]);
     assert!(
-        said.contains("30 span(s), 2 annotation(s), 1 lookup count(s) and 0 dataset version(s)"),
+        said.contains(
+            "30 span(s), 2 annotation(s), 1 lookup count(s), 0 dataset version(s) and 0 \
+             experiment(s) of the Phoenix client"
+        ),
         "{said}"
     );
     let since = super::super::production_time(start - 60_000);
