@@ -94,7 +94,8 @@ pub enum Command {
     /// Serve a deterministic OpenAI-compatible endpoint on loopback, for demos and CI dry runs.
     #[command(after_help = MOCK_EXAMPLES)]
     MockServer(MockServerArgs),
-    /// Serve the prompt store over HTTP, speaking Phoenix's prompt routes (for applications).
+    /// Serve the store over HTTP: Phoenix's prompt, dataset and experiment routes, OTLP traces,
+    /// rollouts and the web UI (for applications, the Phoenix client and your team).
     #[command(after_help = "\
 Examples:
   runner serve                                   # http://127.0.0.1:6006, no auth (loopback only)
