@@ -12,7 +12,7 @@
 //! A name that does not resolve is refused, never stored unlinked: evidence about the wrong
 //! version, or about none, must not pass for evidence about the right one.
 //!
-//! An evaluation scores a result: its score when it gives one (a score of at least 0.5 passes),
+//! An evaluation scores a result (`TaskEvaluation::score`): its score when it gives one (a score of at least 0.5 passes),
 //! else its label (`true`, `pass`, `passed`, `correct`, `yes` pass; anything else fails);
 //! an evaluation that errored fails, marked as the evaluator's error.
 
@@ -20,7 +20,7 @@ use super::examples::{self, Example};
 use crate::error::{Error, Result};
 use crate::model::{
     DatasetRef, DatasetVersion, JsonObject, NewExperiment, PromptVersion, ResultStatus, RunResult,
-    RunSettings, Score, TaskEvaluation, TaskExperiment, TaskRun, VersionRef,
+    RunSettings, TaskExperiment, TaskRun, VersionRef,
 };
 use crate::store::{NewTaskExperiment, Store};
 use serde_json::Value;
@@ -222,14 +222,9 @@ pub fn parse_time(text: &str) -> Option<time::OffsetDateTime> {
         .ok()
 }
 
-/// An evaluation as runner's score (see the module documentation).
-pub fn score_of(evaluation: &TaskEvaluation) -> Score {
-    evaluation.score()
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::model::TaskEvaluation;
 
     fn evaluation(label: Option<&str>, score: Option<f64>, error: Option<&str>) -> TaskEvaluation {
         TaskEvaluation {
@@ -250,13 +245,13 @@ mod tests {
 
     #[test]
     fn evaluations_score_by_score_then_label_and_errors_fail() {
-        let s = score_of(&evaluation(Some("False"), Some(0.75), None));
+        let s = evaluation(Some("False"), Some(0.75), None).score();
         assert!((s.score, s.pass) == (0.75, true));
-        let s = score_of(&evaluation(Some("True"), None, None));
+        let s = evaluation(Some("True"), None, None).score();
         assert!((s.score, s.pass) == (1.0, true));
-        let s = score_of(&evaluation(Some("hallucinated"), None, None));
+        let s = evaluation(Some("hallucinated"), None, None).score();
         assert!((s.score, s.pass) == (0.0, false));
-        let s = score_of(&evaluation(None, Some(0.2), Some("ValueError('x')")));
+        let s = evaluation(None, Some(0.2), Some("ValueError('x')")).score();
         assert!(s.error && !s.pass);
     }
 }

@@ -498,7 +498,7 @@ pub(super) async fn upsert_evaluation(
             } else {
                 None
             };
-            let score = task::score_of(&evaluation);
+            let score = evaluation.score();
             Ok(store
                 .record_task_evaluation(&evaluation, at.map(|(row, rep)| (row, rep, &score)))?)
         })

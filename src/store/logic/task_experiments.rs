@@ -85,16 +85,6 @@ fn experiment_by_id(db: &dyn Db, id: &str) -> Result<Option<TaskExperiment>> {
     )
 }
 
-fn linked(db: &dyn Db, experiment_id: &str) -> Result<bool> {
-    Ok(first(
-        db,
-        "SELECT linked FROM task_experiments WHERE id = $1",
-        args![experiment_id],
-        |r| r.int(0),
-    )?
-    .is_some_and(|l| l != 0))
-}
-
 /// Locks a linked experiment's record (PostgreSQL; SQLite's writers are serial already), so
 /// two writers of its evaluators or of a row's scores never interleave.
 fn lock_experiment(db: &dyn Db, experiment_id: &str) -> Result<()> {
@@ -293,8 +283,8 @@ impl<B: Backend> TaskStore for B {
                     id
                 }
             };
-            if let Some(result) = result.filter(|_| linked(db, &run.experiment_id).unwrap_or(false))
-            {
+            // The caller gives a result only for a linked experiment.
+            if let Some(result) = result {
                 lock_experiment(db, &run.experiment_id)?;
                 let mut result = result.clone();
                 db.exec(
@@ -399,9 +389,8 @@ impl<B: Backend> TaskStore for B {
                 |r| r.text(0),
             )?
             .ok_or_else(|| StoreError::Corrupt("an evaluated run is missing".into()))?;
-            if let Some((row_index, repetition, score)) = score
-                && linked(db, &experiment_id)?
-            {
+            // The caller gives a score only for a linked experiment.
+            if let Some((row_index, repetition, score)) = score {
                 lock_experiment(db, &experiment_id)?;
                 // An errored result fails every evaluator, whatever an evaluation of its
                 // missing output says: the gate never counts a failed call as a pass.
