@@ -171,8 +171,8 @@ fn write_results(c: &mut Criterion) {
         .create_experiment(&NewExperiment {
             name: Some("hot_paths".to_string()),
             fingerprint: "hot_paths".to_string(),
-            prompt: "support".to_string(),
-            version_id: version.id.clone(),
+            prompt: Some("support".to_string()),
+            version_id: Some(version.id.clone()),
             tag: None,
             dataset: DatasetRef {
                 path: "bench.csv".to_string(),

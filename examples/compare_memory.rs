@@ -42,8 +42,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (name, wrong_every) in [("baseline", usize::MAX), ("candidate", 3)] {
         let experiment = store.create_experiment(&NewExperiment {
             name: Some(name.into()),
-            prompt: "support".into(),
-            version_id: version.id.clone(),
+            prompt: Some("support".into()),
+            version_id: Some(version.id.clone()),
             tag: None,
             dataset: DatasetRef {
                 path: "rows.csv".into(),

@@ -116,13 +116,18 @@ pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
     }
     let production = match &args.production {
         None => None,
-        Some(since) => Some(super::production::beside(
-            ctx,
-            &candidate.prompt,
-            [&baseline.version_id, &candidate.version_id],
-            since,
-            inference.confidence,
-        )?),
+        Some(since) => {
+            let doing = "compared with production traffic (--production)";
+            let (prompt, candidate_id, _) = crate::workflow::judged(&candidate, doing)?;
+            let (_, baseline_id, _) = crate::workflow::judged(&baseline, doing)?;
+            Some(super::production::beside(
+                ctx,
+                prompt,
+                [&baseline_id.to_string(), &candidate_id.to_string()],
+                since,
+                inference.confidence,
+            )?)
+        }
     };
     if args.json {
         let mut json = report::comparison_json(&result, args.rows);

@@ -74,7 +74,8 @@ fn resume(args: ExperimentResumeArgs, ctx: &Context) -> Result<u8> {
         interrupted(),
     )?;
     // The same check as the first run: runner.toml's thresholds, and no errored row by default.
-    let own = Check::new(ctx.config()?, &finished.experiment.prompt, None, None)?;
+    let prompt = crate::workflow::runnable(&finished.experiment)?.0;
+    let own = Check::new(ctx.config()?, prompt, None, None)?;
     let check =
         crate::gate::check_experiment(&finished.summary, own.min_pass_rate, own.max_error_rate);
     let code = print_finished(ctx, &finished, args.json, &check, confidence)?;

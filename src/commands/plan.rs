@@ -139,7 +139,7 @@ pub fn plan(args: ExperimentPlanArgs, ctx: &Context) -> Result<()> {
                         .collect(),
                 });
             }
-            let label = format!("{} v{}", experiment.prompt, experiment.version_seq);
+            let label = experiment.label();
             (
                 Source::Experiment {
                     id: experiment.id,

@@ -257,13 +257,6 @@ impl RowVerdicts {
     }
 }
 
-fn label(e: &Experiment) -> String {
-    match &e.tag {
-        Some(tag) => format!("{} v{} ({tag})", e.prompt, e.version_seq),
-        None => format!("{} v{}", e.prompt, e.version_seq),
-    }
-}
-
 /// One side of a comparison: the experiment, its latency percentiles (the store computes them,
 /// the one definition of p50 / p95), and its outcomes in row-id order, repetitions of a row
 /// together. Outcomes are consumed one at a time: neither side is held in memory.
@@ -410,7 +403,7 @@ impl<'a, I: Iterator<Item = RowOutcome>> Folder<'a, I> {
         let n = self.rows.max(1) as f64;
         SideMetrics {
             experiment: e.id.clone(),
-            label: label(e),
+            label: e.label(),
             dataset_hash: e.dataset.hash.clone(),
             rows: self.rows,
             results: self.results,
@@ -856,9 +849,9 @@ mod tests {
         Experiment {
             id: id.into(),
             name: None,
-            prompt: "p".into(),
-            version_id: format!("v-{id}"),
-            version_seq: 1,
+            prompt: Some("p".into()),
+            version_id: Some(format!("v-{id}")),
+            version_seq: Some(1),
             tag: None,
             dataset: DatasetRef {
                 path: "d.csv".into(),

@@ -708,9 +708,12 @@ impl std::fmt::Display for Shard {
 pub struct Experiment {
     pub id: String,
     pub name: Option<String>,
-    pub prompt: String,
-    pub version_id: String,
-    pub version_seq: i64,
+    /// The prompt version it judged; None for an experiment your own code ran (through the
+    /// Phoenix client) whose metadata names no version: it can be listed, shown and compared,
+    /// never taken as a gate's evidence.
+    pub prompt: Option<String>,
+    pub version_id: Option<String>,
+    pub version_seq: Option<i64>,
     /// The tag the version was chosen by, if any.
     pub tag: Option<String>,
     pub dataset: DatasetRef,
@@ -736,6 +739,27 @@ pub struct Experiment {
 }
 
 impl Experiment {
+    /// The prompt version it judged: (prompt, version id, version number); None for an
+    /// experiment of your own code whose metadata names no version.
+    pub fn judged(&self) -> Option<(&str, &str, i64)> {
+        match (&self.prompt, &self.version_id, self.version_seq) {
+            (Some(prompt), Some(id), Some(seq)) => Some((prompt, id, seq)),
+            _ => None,
+        }
+    }
+
+    /// What it judged, for people: `NAME vN (TAG)`, or, naming no version, its own name.
+    pub fn label(&self) -> String {
+        match (self.judged(), &self.tag) {
+            (Some((prompt, _, seq)), Some(tag)) => format!("{prompt} v{seq} ({tag})"),
+            (Some((prompt, _, seq)), None) => format!("{prompt} v{seq}"),
+            (None, _) => format!(
+                "{} (no prompt version)",
+                self.name.as_deref().unwrap_or(&self.id)
+            ),
+        }
+    }
+
     /// Sets the error figures, and the status they make (see `ExperimentStatus::seen`).
     pub fn with_errors(mut self, errors: i64) -> Experiment {
         self.error_count = errors;
@@ -814,8 +838,9 @@ pub fn input_summary(vars: &JsonObject, expected_column: Option<&str>) -> String
 #[derive(Debug, Clone)]
 pub struct NewExperiment {
     pub name: Option<String>,
-    pub prompt: String,
-    pub version_id: String,
+    /// The prompt and version it judges (None: an experiment of your own code that names none).
+    pub prompt: Option<String>,
+    pub version_id: Option<String>,
     pub tag: Option<String>,
     pub dataset: DatasetRef,
     pub model: String,
@@ -952,8 +977,10 @@ pub struct TaskExperiment {
     /// A JSON object, as given.
     pub metadata: String,
     pub repetitions: i64,
-    /// Also an experiment of runner's own, with the same id (its metadata named a version).
-    pub linked: bool,
+    /// Also an experiment of runner's own, with the same id (every one created since schema
+    /// 17; of a prompt version when its metadata named one). Older ones that named no version
+    /// are only Phoenix's.
+    pub mirrored: bool,
     pub created_at: String,
     pub created_by: String,
     /// When its latest run arrived (its creation without one).

@@ -7,13 +7,6 @@ use crate::model::{Experiment, ResultStatus, RunResult, RunStats, Summary};
 use crate::view::{CostView, ExperimentView};
 use serde_json::Value;
 
-fn version_label(e: &Experiment) -> String {
-    match &e.tag {
-        Some(tag) => format!("{} v{} ({tag})", e.prompt, e.version_seq),
-        None => format!("{} v{}", e.prompt, e.version_seq),
-    }
-}
-
 fn ms(value: Option<f64>) -> String {
     value
         .map(|v| format!("{v:.0} ms"))
@@ -101,7 +94,7 @@ pub fn experiment_summary(
             "experiment".into(),
             format!("{} ({})", e.id, e.status.as_str()),
         ],
-        vec!["prompt".into(), version_label(e)],
+        vec!["prompt".into(), e.label()],
         vec![
             "dataset".into(),
             format!(
@@ -250,7 +243,7 @@ pub fn experiments_table(items: &[crate::view::ExperimentItem]) -> String {
                 vec![
                     e.id.clone(),
                     short_time(&e.created_at),
-                    version_label(e),
+                    e.label(),
                     e.dataset.path.clone(),
                     e.model.clone(),
                     e.planned.to_string(),

@@ -211,7 +211,7 @@ impl Reporter for Logged {
                 already,
             } => tracing::info!(
                 experiment = %experiment.id,
-                prompt = %experiment.prompt,
+                prompt = experiment.prompt.as_deref().unwrap_or(""),
                 planned,
                 already,
                 "started"

@@ -141,7 +141,7 @@ pub fn copy(from: &dyn Store, to: &dyn Store) -> Result<Copied> {
             copied.dataset_versions += 1;
         }
         // Experiments the Phoenix client ran on it, with their runs and evaluations, under
-        // the same ids (a linked one's own experiment was copied above).
+        // the same ids (runner's experiment of each was copied above).
         for experiment in from.task_experiments(&latest.dataset_id, None, usize::MAX >> 1)? {
             to.restore_task_experiment(&experiment)?;
             let runs = from.task_runs(&experiment.id, None, None)?;

@@ -876,14 +876,14 @@ pub trait DatasetStore: Send + Sync {
 }
 
 /// Experiments your own code runs through the Phoenix client, and their runs and evaluations;
-/// a linked one is kept as an experiment of runner's own too, in the same transaction.
+/// each is kept as an experiment of runner's own too (`mirror`, of a prompt version or of
+/// none), in the same transaction.
 pub trait TaskStore: Send + Sync {
-    /// Creates an experiment on a dataset version; with `link`, also runner's experiment of
-    /// the same id.
+    /// Creates an experiment on a dataset version, and runner's experiment of the same id.
     fn create_task_experiment(
         &self,
         new: &NewTaskExperiment,
-        link: Option<&crate::model::NewExperiment>,
+        mirror: &crate::model::NewExperiment,
     ) -> Result<crate::model::TaskExperiment>;
 
     fn task_experiment(&self, id: &str) -> Result<Option<crate::model::TaskExperiment>>;
@@ -927,8 +927,9 @@ pub trait TaskStore: Send + Sync {
     /// Every evaluation of an experiment's runs.
     fn task_evaluations(&self, experiment_id: &str) -> Result<Vec<crate::model::TaskEvaluation>>;
 
-    /// Deletes an experiment that is not linked, with its runs and evaluations; false when
-    /// there is none. A linked one is refused (`LinkedExperiment`).
+    /// Deletes an experiment with its runs and evaluations, and runner's experiment of the same
+    /// id; false when there is none. One of a prompt version is refused (`LinkedExperiment`):
+    /// a gate may cite it.
     fn delete_task_experiment(&self, id: &str) -> Result<bool>;
 
     /// Writes an experiment of another store as it is (`store copy`).

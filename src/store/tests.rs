@@ -939,8 +939,8 @@ fn experiment_with(store: &dyn Store, prompt: &str, rows: i64, repetitions: usiz
     store
         .create_experiment(&NewExperiment {
             name: None,
-            prompt: prompt.into(),
-            version_id: version.id,
+            prompt: Some(prompt.into()),
+            version_id: Some(version.id),
             tag: None,
             dataset: DatasetRef {
                 path: "d.csv".into(),
@@ -1348,8 +1348,8 @@ fn experiment_template(store: &dyn Store, rows: i64) -> NewExperiment {
     });
     NewExperiment {
         name: None,
-        prompt: "p".into(),
-        version_id: version.id,
+        prompt: Some("p".into()),
+        version_id: Some(version.id),
         tag: None,
         dataset: DatasetRef {
             path: "d.csv".into(),

@@ -23,6 +23,41 @@ use crate::store::{self, Store, TagChange};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// The prompt version an experiment judged, for a workflow that needs one (`doing` says
+/// what, for the error): an experiment of your own code that names no version is refused.
+pub fn judged<'a>(
+    experiment: &'a crate::model::Experiment,
+    doing: &str,
+) -> Result<(&'a str, &'a str, i64)> {
+    experiment.judged().ok_or_else(|| {
+        Error::invalid(format!(
+            "experiment {} names no prompt version (your own code ran it through the Phoenix \
+             client): it can be listed, shown and compared, not {doing}",
+            experiment.id
+        ))
+        .with_hint(
+            "name the version in the experiment's metadata ({\"prompt\": NAME, \"tag\": TAG} \
+             or {\"prompt_version_id\": ID}) when your code runs it",
+        )
+    })
+}
+
+/// A stored experiment runner itself can run (resume, a worker): one your own code ran
+/// through the Phoenix client is refused, as runner cannot run its task.
+pub fn runnable(experiment: &crate::model::Experiment) -> Result<(&str, &str, i64)> {
+    if experiment.base_url == task_experiments::TASK_ENDPOINT {
+        return Err(Error::invalid(format!(
+            "experiment {} was run by your own code through the Phoenix client: runner cannot \
+             run its task",
+            experiment.id
+        ))
+        .with_hint(
+            "run it again from your code (run_experiment), or run a new experiment with runner",
+        ));
+    }
+    judged(experiment, "run by runner")
+}
+
 /// The store when nothing names one: an SQLite file in the working directory.
 pub const DEFAULT_DB: &str = "runner.db";
 

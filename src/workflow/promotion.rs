@@ -270,7 +270,8 @@ fn nearest_difference(
     acceptance: Acceptance,
 ) -> Result<Option<(String, Option<String>)>> {
     let same_rows = |e: &Experiment| {
-        e.version_id == prepared.version.id && e.dataset.hash == prepared.info.hash
+        e.version_id.as_deref() == Some(prepared.version.id.as_str())
+            && e.dataset.hash == prepared.info.hash
     };
     let Some(nearest) = store
         .experiments(Some(&prepared.settings.prompt))?
@@ -691,10 +692,12 @@ fn check_chosen(
     version_seq: i64,
     list: &str,
 ) -> Result<()> {
-    if experiment.prompt != prompt || experiment.version_id != version_id {
+    let (judged_prompt, judged_id, judged_seq) =
+        super::judged(experiment, &format!("a gate's evidence ({flag})"))?;
+    if judged_prompt != prompt || judged_id != version_id {
         return Err(Error::invalid(format!(
-            "{flag} {}: it is an experiment of {} v{}, but {tag} points at {prompt} v{version_seq}",
-            experiment.id, experiment.prompt, experiment.version_seq
+            "{flag} {}: it is an experiment of {judged_prompt} v{judged_seq}, but {tag} points at {prompt} v{version_seq}",
+            experiment.id
         ))
         .with_hint(format!(
             "name an experiment of v{version_seq} (see `{list}`)"
@@ -773,7 +776,11 @@ pub fn promote<F: Future<Output = ()>>(
             request.prompt,
             request.to,
             // The version the evidence is about, whatever `--from` points at by now.
-            &VersionRef::Id(candidate.version_id.clone()),
+            &VersionRef::Id(
+                super::judged(&candidate, "a gate's evidence")?
+                    .1
+                    .to_string(),
+            ),
             &change,
         )? {
             TagOutcome::Changed(event) => Some(event),

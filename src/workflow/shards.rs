@@ -164,13 +164,13 @@ pub fn merge(sources: &[PathBuf], into: &Path, author: &str) -> Result<Merged> {
         .with_hint("merge the stores the shard jobs of one command wrote, unchanged"));
     }
     // Everything is checked: only now is the destination opened (and created).
+    let (prompt, version_id, _) = super::runnable(base)?;
     let to = store::open(into)?;
-    if to.version_by_id(&base.version_id)?.is_none() {
-        let archive = first.store.archive(&base.prompt)?;
+    if to.version_by_id(version_id)?.is_none() {
+        let archive = first.store.archive(prompt)?;
         to.import(&[archive]).map_err(|e| {
             Error::from(e).with_hint(format!(
-                "the destination has prompt {} without the version the shards ran; merge into a store that has it, or a new one",
-                base.prompt
+                "the destination has prompt {prompt} without the version the shards ran; merge into a store that has it, or a new one"
             ))
         })?;
     }
@@ -221,7 +221,7 @@ fn copy_results(shards: &BTreeMap<u32, &Found>, to: &Arc<dyn Store>, id: &str) -
     const BATCH: usize = 512;
     let base = &shards.values().next().expect("a shard").experiment;
     let version = to
-        .version_by_id(&base.version_id)?
+        .version_by_id(super::runnable(base)?.1)?
         .ok_or_else(|| Error::operational("the merged experiment's version is gone"))?;
     let cache = !base.settings.no_cache;
     let rows = base.dataset.rows;

@@ -1,7 +1,8 @@
 //! Experiments your own code runs through the Phoenix client: creating one on a dataset
 //! version (linked to a prompt version when its metadata names one), recording each run and
-//! each evaluation, and what a linked experiment's runs and evaluations are as runner's own
-//! results and scores. It must not print.
+//! each evaluation, and what its runs and evaluations are as runner's own results and scores
+//! (every one is runner's experiment too; only one linked to a version can be a gate's
+//! evidence). It must not print.
 //!
 //! The metadata that links an experiment (either form):
 //!
@@ -88,37 +89,40 @@ pub fn create(store: &dyn Store, new: NewRun<'_>) -> Result<TaskExperiment> {
         ));
     }
     let link = link_of(store, &new.metadata)?;
-    let linked = link.map(|(version, tag)| {
-        let model = new
-            .metadata
-            .get("model")
-            .and_then(Value::as_str)
-            .map_or_else(|| TASK_ENDPOINT.to_string(), str::to_string);
-        NewExperiment {
-            name: Some(new.name.clone()),
-            prompt: version.prompt.clone(),
-            version_id: version.id.clone(),
-            tag,
-            dataset: DatasetRef {
-                path: format!(
-                    "{}{}@{}",
-                    super::datasets::PREFIX,
-                    new.version.dataset,
-                    new.version.seq
-                ),
-                hash: new.version.hash.clone(),
-                rows: new.version.rows,
-                columns: new.version.columns.clone(),
-            },
-            model,
-            base_url: TASK_ENDPOINT.to_string(),
-            evaluators: Vec::new(),
-            settings: settings(new.repetitions),
-            planned: new.version.rows * new.repetitions,
-            author: new.author.to_string(),
-            fingerprint: String::new(),
-        }
-    });
+    let model = new
+        .metadata
+        .get("model")
+        .and_then(Value::as_str)
+        .map_or_else(|| TASK_ENDPOINT.to_string(), str::to_string);
+    let (prompt, version_id, tag) = match link {
+        Some((version, tag)) => (Some(version.prompt), Some(version.id), tag),
+        None => (None, None, None),
+    };
+    // runner's own experiment of the same id: what list, show, compare and the web UI read.
+    let mirror = NewExperiment {
+        name: Some(new.name.clone()),
+        prompt,
+        version_id,
+        tag,
+        dataset: DatasetRef {
+            path: format!(
+                "{}{}@{}",
+                super::datasets::PREFIX,
+                new.version.dataset,
+                new.version.seq
+            ),
+            hash: new.version.hash.clone(),
+            rows: new.version.rows,
+            columns: new.version.columns.clone(),
+        },
+        model,
+        base_url: TASK_ENDPOINT.to_string(),
+        evaluators: Vec::new(),
+        settings: settings(new.repetitions),
+        planned: new.version.rows * new.repetitions,
+        author: new.author.to_string(),
+        fingerprint: String::new(),
+    };
     let record = NewTaskExperiment {
         dataset_id: new.version.dataset_id.clone(),
         dataset_version_id: new.version.id.clone(),
@@ -128,7 +132,7 @@ pub fn create(store: &dyn Store, new: NewRun<'_>) -> Result<TaskExperiment> {
         repetitions: new.repetitions,
         author: new.author.to_string(),
     };
-    Ok(store.create_task_experiment(&record, linked.as_ref())?)
+    Ok(store.create_task_experiment(&record, &mirror)?)
 }
 
 fn settings(repetitions: i64) -> RunSettings {

@@ -53,8 +53,8 @@ pub fn detach(prepared: Prepared, ctx: &Context) -> Result<Planned> {
         .map_or(prepared.info.rows, |l| l.min(prepared.info.rows));
     let new = NewExperiment {
         name: asked.name.clone(),
-        prompt: asked.prompt.clone(),
-        version_id: prepared.version.id.clone(),
+        prompt: Some(asked.prompt.clone()),
+        version_id: Some(prepared.version.id.clone()),
         tag: prepared.tag.clone(),
         dataset: DatasetRef {
             path: asked.dataset_label.clone().unwrap_or_else(|| {
@@ -324,10 +324,8 @@ pub fn work(
     if let Some(concurrency) = settings.concurrency {
         experiment.settings.concurrency = concurrency;
     }
-    let version = store.version(
-        &experiment.prompt,
-        &VersionRef::Id(experiment.version_id.clone()),
-    )?;
+    let (prompt, version_id, _) = crate::workflow::runnable(&experiment)?;
+    let version = store.version(prompt, &VersionRef::Id(version_id.to_string()))?;
     let template = CompiledTemplate::compile(version.format, &version.template)?;
     // `--target` is refused with `--detach`; an experiment that names one anyway (written by
     // hand into the store) must not have its rows answered by the endpoint instead.
@@ -379,14 +377,14 @@ pub fn work(
     // experiment was planned with.
     let expected = [
         fingerprint(
-            &experiment.version_id,
+            &version.id,
             &experiment.dataset.hash,
             &experiment.model,
             &evaluators,
             &experiment.settings,
         ),
         legacy_fingerprint(
-            &experiment.version_id,
+            &version.id,
             &experiment.dataset.hash,
             &experiment.model,
             &experiment.base_url,

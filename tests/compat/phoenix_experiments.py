@@ -135,6 +135,19 @@ async def async_run():
 unlinked = asyncio.run(async_run())
 check(len(unlinked["task_runs"]) == 4, "AsyncClient.run_experiment with concurrency=4")
 
+# runner keeps it as its own experiment with no prompt: shown and compared, never evidence.
+shown = json.loads(runner("experiment", "show", "unlinked", "--json").stdout)
+check(
+    shown["experiment"]["prompt"] is None and shown["summary"]["results"] == 4,
+    f"the experiment that names no prompt is runner's, with no prompt: {shown['experiment']['prompt']}",
+)
+compared = runner(
+    "compare", "--baseline-experiment", "support-production", "--candidate-experiment", "unlinked",
+    "--json",
+)
+rates = {e["evaluator"]: e["candidate_pass_rate"] for e in json.loads(compared.stdout)["evaluators"]}
+check("names_topic" in rates, f"runner compare takes it beside a linked one: {rates}")
+
 # runner sees the linked experiments as its own, by name.
 shown = json.loads(runner("experiment", "show", "support-staging", "--json").stdout)
 check(shown["experiment"]["prompt"] == PROMPT, "runner experiment show finds it by name")
@@ -155,8 +168,16 @@ def history():
     return json.loads(runner("tag", "history", PROMPT, "--json").stdout)
 
 
-# The gate refuses staging: it names no topic where production names every one.
+# An experiment that names no prompt version is no evidence for the gate.
 before = history()
+refused = promote("unlinked", "support-production")
+check(
+    refused.returncode == 2 and "names no prompt version" in refused.stderr,
+    f"promote refuses an experiment of no version (exit {refused.returncode}): {refused.stderr[-300:]}",
+)
+check(history() == before, "so nothing moves")
+
+# The gate refuses staging: it names no topic where production names every one.
 refused = promote("support-staging", "support-production")
 check(refused.returncode == 1, f"a worse candidate is refused (exit {refused.returncode}): {refused.stdout[-300:]}")
 check(history() == before, "a refused promotion moves nothing")

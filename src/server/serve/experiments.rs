@@ -306,7 +306,7 @@ pub(super) async fn create_run(
                 trace_id: body.trace_id.clone(),
             };
             let result = experiment
-                .linked
+                .mirrored
                 .then(|| task::result_of(&run, index, example, &body.output));
             Ok(store.record_task_run(&run, result.as_ref())?)
         })
@@ -490,7 +490,7 @@ pub(super) async fn upsert_evaluation(
             let experiment = store
                 .task_experiment(&run.experiment_id)?
                 .ok_or_else(|| ApiError::internal("an evaluated run's experiment is missing"))?;
-            let at = if experiment.linked {
+            let at = if experiment.mirrored {
                 version_examples(&cache, store, &experiment.dataset_version_id)?
                     .iter()
                     .position(|e| e.key == run.example_key)

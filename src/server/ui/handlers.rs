@@ -356,7 +356,53 @@ pub(super) async fn experiments(
                 let summary = ui.store.summary(&experiment)?;
                 items.push((experiment, summary));
             }
-            Ok(pages::experiments(&viewer, &name, &items))
+            let total = items.len();
+            Ok(pages::experiments(
+                &viewer,
+                Some(&name),
+                &items,
+                (1, total.max(1), total),
+            ))
+        })
+        .await?;
+    ok(body)
+}
+
+/// Experiments the all-experiments page shows at a time.
+const EXPERIMENTS_PAGE: usize = 50;
+
+#[derive(Debug, Deserialize)]
+pub(super) struct PageQuery {
+    page: Option<String>,
+}
+
+/// Every experiment, newest first, those of your own code that name no prompt version among
+/// them.
+pub(super) async fn all_experiments(
+    State(ui): State<Arc<Ui>>,
+    viewer: Viewer,
+    Query(query): Query<PageQuery>,
+) -> Page {
+    let page = page_number(query.page.as_deref())?;
+    let body = ui
+        .blocking(move |ui| {
+            let experiments = ui.store.experiments(None)?;
+            let total = experiments.len();
+            let mut items = Vec::with_capacity(EXPERIMENTS_PAGE);
+            for experiment in experiments
+                .into_iter()
+                .skip((page - 1) * EXPERIMENTS_PAGE)
+                .take(EXPERIMENTS_PAGE)
+            {
+                let summary = ui.store.summary(&experiment)?;
+                items.push((experiment, summary));
+            }
+            Ok(pages::experiments(
+                &viewer,
+                None,
+                &items,
+                (page, EXPERIMENTS_PAGE, total),
+            ))
         })
         .await?;
     ok(body)
@@ -595,7 +641,11 @@ fn promotion_of(
     candidate: &str,
 ) -> Result<Option<(crate::model::TagEvent, Evidence)>, UiError> {
     let cand = ui.store.experiment(candidate)?;
-    for event in ui.store.history(&cand.prompt, None)?.into_iter().rev() {
+    // Only an experiment of a prompt version can have been a promotion's evidence.
+    let Some(prompt) = &cand.prompt else {
+        return Ok(None);
+    };
+    for event in ui.store.history(prompt, None)?.into_iter().rev() {
         if let Some(evidence) = Evidence::of(&event)
             && evidence.candidate_experiment == candidate
             && evidence.baseline_experiment.as_deref() == Some(baseline)

@@ -120,6 +120,7 @@ pub fn router(settings: Settings) -> Result<Router, String> {
             "/prompts/{name}/rollouts/stop",
             post(handlers::stop_rollout),
         )
+        .route("/experiments", get(handlers::all_experiments))
         .route("/experiments/{id}", get(handlers::experiment))
         .route("/spans/{span_id}", get(handlers::span))
         .route("/compare", get(handlers::compare))

@@ -25,8 +25,9 @@ const EXPERIMENT_COLUMNS: &str = "e.id, e.name, p.name, e.version_id, v.seq, e.t
      e.wall_ms, e.lease_owner, e.lease_until, \
      (SELECT COUNT(*) FROM results er WHERE er.experiment_id = e.id AND er.status = 'error')";
 
-const EXPERIMENT_JOINS: &str = "FROM experiments e JOIN prompts p ON p.id = e.prompt_id \
-     JOIN prompt_versions v ON v.id = e.version_id";
+/// Left joins: an experiment of your own code may name no prompt version.
+const EXPERIMENT_JOINS: &str = "FROM experiments e LEFT JOIN prompts p ON p.id = e.prompt_id \
+     LEFT JOIN prompt_versions v ON v.id = e.version_id";
 
 const RESULT_COLUMNS: &str = "r.row_index, r.row_id, r.repetition, r.vars, r.expected, \
      r.messages, r.output, r.finish_reason, r.status, r.error_kind, r.error_message, \
@@ -77,7 +78,11 @@ pub(crate) fn insert_experiment(
     new: &NewExperiment,
     detach_key: Option<&str>,
 ) -> Result<()> {
-    let pid = require_prompt(db, &new.prompt)?;
+    let pid = new
+        .prompt
+        .as_deref()
+        .map(|name| require_prompt(db, name))
+        .transpose()?;
     db.exec(
         "INSERT INTO experiments (id, name, prompt_id, version_id, tag, dataset_path, \
          dataset_hash, dataset_rows, dataset_columns, model, base_url, evaluators, settings, \
@@ -510,7 +515,11 @@ impl<B: Backend> ExperimentStore for B {
         let evaluators = to_json(&e.evaluators)?;
         let settings = to_json(&e.settings)?;
         self.write(|db| {
-            let pid = require_prompt(db, &e.prompt)?;
+            let pid = e
+                .prompt
+                .as_deref()
+                .map(|name| require_prompt(db, name))
+                .transpose()?;
             db.exec(
                 "INSERT INTO experiments (id, name, prompt_id, version_id, tag, dataset_path, \
                  dataset_hash, dataset_rows, dataset_columns, model, base_url, evaluators, \
@@ -630,9 +639,9 @@ fn experiment_from_row(row: &dyn Row) -> Result<Experiment> {
     Ok(Experiment {
         id: row.text(0)?,
         name: row.opt_text(1)?,
-        prompt: row.text(2)?,
-        version_id: row.text(3)?,
-        version_seq: row.int(4)?,
+        prompt: row.opt_text(2)?,
+        version_id: row.opt_text(3)?,
+        version_seq: row.opt_int(4)?,
         tag: row.opt_text(5)?,
         dataset: DatasetRef {
             path: row.text(6)?,

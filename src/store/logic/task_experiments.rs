@@ -1,13 +1,15 @@
 //! Experiments run by your own code through the Phoenix client, once for both backends: the
-//! experiment on a dataset version, its runs and their evaluations. A linked experiment is
-//! runner's own experiment of the same id too, written in the same transaction: each run its
-//! result, each evaluation its score, an errored run a failing score for every evaluator, so
-//! the summaries, compare and the gate read it as any experiment. It names no driver.
+//! experiment on a dataset version, its runs and their evaluations. Each experiment is
+//! runner's own experiment of the same id too (of a prompt version or of none), written in the
+//! same transaction: each run its result, each evaluation its score, an errored run a failing
+//! score for every evaluator, so the summaries, compare and (for one of a version) the gate
+//! read it as any experiment. Those made before schema 17 that named no version are only
+//! Phoenix's. It names no driver.
 
 use super::Backend;
 use super::experiments::{SCORES_UPSERT, insert_experiment};
 use crate::model::{NewExperiment, RunResult, Score, TaskEvaluation, TaskExperiment, TaskRun};
-use crate::store::sql::{Db, Row, all, args, first, json, to_json};
+use crate::store::sql::{Db, Row, all, args, first, json, one, to_json};
 use crate::store::{NewTaskExperiment, Result, StoreError, TaskStore};
 
 /// An experiment with its example count and run counts; `WHERE` follows.
@@ -35,7 +37,7 @@ fn experiment_of(row: &dyn Row) -> Result<TaskExperiment> {
         description: row.opt_text(4)?,
         metadata: row.text(5)?,
         repetitions: row.int(6)?,
-        linked: row.int(7)? != 0,
+        mirrored: row.int(7)? != 0,
         created_at: row.text(8)?,
         updated_at: row.text(9)?,
         example_count: row.int(10)?,
@@ -85,7 +87,7 @@ fn experiment_by_id(db: &dyn Db, id: &str) -> Result<Option<TaskExperiment>> {
     )
 }
 
-/// Locks a linked experiment's record (PostgreSQL; SQLite's writers are serial already), so
+/// Locks runner's experiment record (PostgreSQL; SQLite's writers are serial already), so
 /// two writers of its evaluators or of a row's scores never interleave.
 fn lock_experiment(db: &dyn Db, experiment_id: &str) -> Result<()> {
     let lock = db.dialect().for_update();
@@ -124,7 +126,7 @@ fn rescore(
     Ok(())
 }
 
-/// The linked experiment's evaluators, as runner's experiment records them.
+/// The experiment's evaluators, as runner's experiment records them.
 fn evaluators(db: &dyn Db, experiment_id: &str) -> Result<Vec<String>> {
     let text = first(
         db,
@@ -132,11 +134,11 @@ fn evaluators(db: &dyn Db, experiment_id: &str) -> Result<Vec<String>> {
         args![experiment_id],
         |r| r.text(0),
     )?
-    .ok_or_else(|| StoreError::Corrupt(format!("linked experiment {experiment_id} is missing")))?;
+    .ok_or_else(|| StoreError::Corrupt(format!("experiment {experiment_id} is missing")))?;
     json(&text, "experiments.evaluators")
 }
 
-/// Marks a linked experiment completed once every planned result is in.
+/// Marks runner's experiment completed once every planned result is in.
 fn complete_when_full(db: &dyn Db, experiment_id: &str) -> Result<()> {
     db.exec(
         "UPDATE experiments SET status = 'completed', finished_at = $2 \
@@ -171,13 +173,11 @@ impl<B: Backend> TaskStore for B {
     fn create_task_experiment(
         &self,
         new: &NewTaskExperiment,
-        link: Option<&NewExperiment>,
+        mirror: &NewExperiment,
     ) -> Result<TaskExperiment> {
         let id = super::experiments::experiment_id();
         self.write(|db| {
-            if let Some(link) = link {
-                insert_experiment(db, &id, link, None)?;
-            }
+            insert_experiment(db, &id, mirror, None)?;
             db.exec(
                 "INSERT INTO task_experiments (id, dataset_id, dataset_version_id, name, \
                  description, metadata, repetitions, linked, created_at, created_by) \
@@ -190,7 +190,7 @@ impl<B: Backend> TaskStore for B {
                     &new.description,
                     &new.metadata,
                     new.repetitions,
-                    i64::from(link.is_some()),
+                    1i64,
                     crate::model::now().as_str(),
                     &new.author
                 ],
@@ -283,7 +283,7 @@ impl<B: Backend> TaskStore for B {
                     id
                 }
             };
-            // The caller gives a result only for a linked experiment.
+            // The caller gives a result only when runner keeps the experiment too.
             if let Some(result) = result {
                 lock_experiment(db, &run.experiment_id)?;
                 let mut result = result.clone();
@@ -389,7 +389,7 @@ impl<B: Backend> TaskStore for B {
                 |r| r.text(0),
             )?
             .ok_or_else(|| StoreError::Corrupt("an evaluated run is missing".into()))?;
-            // The caller gives a score only for a linked experiment.
+            // The caller gives a score only when runner keeps the experiment too.
             if let Some((row_index, repetition, score)) = score {
                 lock_experiment(db, &experiment_id)?;
                 // An errored result fails every evaluator, whatever an evaluation of its
@@ -458,7 +458,7 @@ impl<B: Backend> TaskStore for B {
                     &e.description,
                     &e.metadata,
                     e.repetitions,
-                    i64::from(e.linked),
+                    i64::from(e.mirrored),
                     &e.created_at,
                     &e.created_by
                 ],
@@ -515,7 +515,7 @@ impl<B: Backend> TaskStore for B {
 
     fn delete_task_experiment(&self, id: &str) -> Result<bool> {
         self.write(|db| {
-            let Some(linked) = first(
+            let Some(mirrored) = first(
                 db,
                 "SELECT linked FROM task_experiments WHERE id = $1",
                 args![id],
@@ -524,8 +524,20 @@ impl<B: Backend> TaskStore for B {
             else {
                 return Ok(false);
             };
-            if linked != 0 {
-                return Err(StoreError::LinkedExperiment { id: id.into() });
+            if mirrored != 0 {
+                // runner's experiment of the same id: kept while it is of a prompt version
+                // (evidence a gate may cite), deleted with it otherwise.
+                let versioned = one(
+                    db,
+                    "SELECT COUNT(*) FROM experiments WHERE id = $1 AND version_id IS NOT NULL",
+                    args![id],
+                    |r| r.int(0),
+                )?;
+                if versioned > 0 {
+                    return Err(StoreError::LinkedExperiment { id: id.into() });
+                }
+                db.exec("DELETE FROM scores WHERE experiment_id = $1", args![id])?;
+                db.exec("DELETE FROM results WHERE experiment_id = $1", args![id])?;
             }
             db.exec(
                 "DELETE FROM task_evaluations WHERE run_id IN \
@@ -534,6 +546,7 @@ impl<B: Backend> TaskStore for B {
             )?;
             db.exec("DELETE FROM task_runs WHERE experiment_id = $1", args![id])?;
             db.exec("DELETE FROM task_experiments WHERE id = $1", args![id])?;
+            db.exec("DELETE FROM experiments WHERE id = $1", args![id])?;
             Ok(true)
         })
     }

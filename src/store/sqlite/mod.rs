@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0014_dataset_examples.sql"),
     include_str!("migrations/0015_task_experiments.sql"),
     include_str!("migrations/0016_result_extra.sql"),
+    include_str!("migrations/0017_unlinked_experiments.sql"),
 ];
 
 /// Long enough for a burst of concurrent CLI writers to queue behind each other.
@@ -285,13 +286,35 @@ fn schema_version(conn: &Connection, path: &Path) -> Result<i64> {
 }
 
 fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    // A migration may rebuild a table others refer to (SQLite's documented way to change a
+    // column's constraints): foreign keys are off while migrations run (the pragma is a no-op
+    // inside a transaction, so it is set around it) and every reference is checked before the
+    // transaction commits.
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let migrated = migrate_in_transaction(conn, path);
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrated
+}
+
+fn migrate_in_transaction(conn: &mut Connection, path: &Path) -> Result<()> {
     // Several processes may open a new store at once: the version is read again under the
     // write lock so each migration runs exactly once.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let found = schema_version(&tx, path)?;
+    if found >= MIGRATIONS.len() as i64 {
+        return Ok(());
+    }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", index as i64 + 1)?;
+    }
+    let dangling: i64 = tx.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| {
+        r.get(0)
+    })?;
+    if dangling > 0 {
+        return Err(StoreError::Corrupt(format!(
+            "{dangling} rows refer to rows that do not exist after the schema update; nothing was changed"
+        )));
     }
     tx.commit()?;
     Ok(())

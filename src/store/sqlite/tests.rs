@@ -186,6 +186,24 @@ fn a_store_at_every_older_schema_reaches_the_newest_with_its_rows() {
                  VALUES ('v1', 1, 1, 'str', 'none', 'hello', '{}', '{}', 'a', 'h', 't');",
             )
             .unwrap();
+            if applied >= 2 {
+                // An experiment and its result, in the columns schema 2 made.
+                conn.execute_batch(
+                    "INSERT INTO experiments (id, name, prompt_id, version_id, dataset_path,
+                       dataset_hash, dataset_rows, dataset_columns, model, base_url, evaluators,
+                       settings, planned, status, author, created_at)
+                     VALUES ('exp_old', NULL, 1, 'v1', 'd.csv', 'h', 1, '[]', 'm', 'u', '[]',
+                       '{\"concurrency\": 1, \"repetitions\": 1, \"limit\": null,
+                         \"timeout_secs\": 30.0, \"max_retries\": 0, \"vars\": {},
+                         \"columns\": [], \"expected_column\": null, \"no_cache\": false,
+                         \"judge_model\": null}',
+                       1, 'completed', 'a', 't');
+                     INSERT INTO results (experiment_id, row_index, repetition, row_id, vars,
+                       messages, status, attempts, latency_ms, started_at, finished_at)
+                     VALUES ('exp_old', 0, 0, 'r0', '{}', '[]', 'ok', 1, 1.0, 't', 't');",
+                )
+                .unwrap();
+            }
         }
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(
@@ -196,6 +214,25 @@ fn a_store_at_every_older_schema_reaches_the_newest_with_its_rows() {
             store.versions("p").unwrap()[0].template,
             Template::Str("hello".into())
         );
-        assert!(store.experiments(None).unwrap().is_empty());
+        let experiments = store.experiments(None).unwrap();
+        if applied >= 2 {
+            // Rebuilt tables keep their rows and every reference holds.
+            assert_eq!(experiments.len(), 1, "from schema {applied}");
+            assert_eq!(experiments[0].prompt.as_deref(), Some("p"));
+            assert_eq!(experiments[0].version_seq, Some(1));
+            let conn = Connection::open(&path).unwrap();
+            let dangling: i64 = conn
+                .query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            assert_eq!(dangling, 0, "from schema {applied}");
+            let results: i64 = conn
+                .query_row("SELECT COUNT(*) FROM results", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(results, 1, "from schema {applied}");
+        } else {
+            assert!(experiments.is_empty());
+        }
     }
 }

@@ -64,8 +64,8 @@ pub fn launch(
     };
     let experiment = store.create_experiment(&NewExperiment {
         name: asked.name.clone(),
-        prompt: asked.prompt.clone(),
-        version_id: prepared.version.id.clone(),
+        prompt: Some(asked.prompt.clone()),
+        version_id: Some(prepared.version.id.clone()),
         tag: prepared.tag.clone(),
         dataset: DatasetRef {
             // Absolute, so `resume` finds the file from any working directory.

@@ -35,16 +35,15 @@ pub fn resume(
         ))
         .with_hint(format!("start one: runner worker {}", experiment.id)));
     }
+    let (prompt, version_id, _) = crate::workflow::runnable(&experiment)?;
+    let (prompt, version_id) = (prompt.to_string(), version_id.to_string());
     if max_cost.is_some() {
         experiment.settings.max_cost = max_cost;
     }
     if experiment.settings.max_cost.is_some() {
         priced(ctx, &experiment.model)?;
     }
-    let version = store.version(
-        &experiment.prompt,
-        &VersionRef::Id(experiment.version_id.clone()),
-    )?;
+    let version = store.version(&prompt, &VersionRef::Id(version_id))?;
     let template = CompiledTemplate::compile(version.format, &version.template)?;
     // A dataset in the store (or a file since deleted whose bytes were pushed) comes from it.
     let path = crate::workflow::datasets::recorded(

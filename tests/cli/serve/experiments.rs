@@ -327,9 +327,13 @@ fn unlinked_experiments_are_deleted_linked_ones_and_their_datasets_are_kept() {
     let refused = server.call("DELETE", &format!("/v1/experiments/{linked}"), &[], None);
     assert_eq!(refused.status, 409, "{}", refused.text);
     assert_eq!(dump(&env.db), before);
+    // runner's experiment of the same id goes with it (it named no version: no gate cited it).
+    env.ok(&["experiment", "show", "plain"]);
     let deleted = server.call("DELETE", &format!("/v1/experiments/{plain}"), &[], None);
     assert_eq!(deleted.status, 204, "{}", deleted.text);
     assert_eq!(server.get(&format!("/v1/experiments/{plain}")).status, 404);
+    env.fails(&["experiment", "show", "plain"], 2);
+    env.ok(&["experiment", "show", "linked"]);
     assert_eq!(
         server
             .call("DELETE", &format!("/v1/experiments/{plain}"), &[], None)
@@ -383,4 +387,102 @@ fn an_experiment_whose_evaluations_are_still_arriving_is_no_evidence() {
         String::from_utf8_lossy(&out.stderr)
     );
     server.stop();
+}
+
+#[test]
+fn experiments_that_name_no_prompt_version_are_listed_shown_and_compared_never_promoted() {
+    let env = Env::new();
+    env.ok(&["prompt", "create", "greet", "--template", "Hi {{input.q}}"]);
+    env.ok(&["tag", "set", "greet", "staging", "--version", "1"]);
+    let server = Server::start(&env, &[]);
+    let (dataset, examples) = dataset(&server);
+    // Two experiments of your own code that name no prompt: the first right on both examples,
+    // the second on one.
+    for (name, scores) in [("mine-a", [1.0, 1.0]), ("mine-b", [1.0, 0.0])] {
+        let exp = id(&create(&server, &dataset, &json!({"name": name})));
+        for (example, score) in examples.iter().zip(scores) {
+            let run = id(&run(&server, &exp, example, 1, None));
+            id(&evaluate(&server, &run, "correct", json!({"score": score})));
+        }
+    }
+    // Listed and shown by runner as its own experiments, with no prompt.
+    let listed = env.json(&["experiment", "list", "--json"]);
+    let names: Vec<(&str, &Value)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), &e["prompt"]))
+        .collect();
+    assert_eq!(names, [("mine-b", &Value::Null), ("mine-a", &Value::Null)]);
+    let text = env.ok(&["experiment", "list"]);
+    assert!(text.contains("mine-b (no prompt version)"), "{text}");
+    let shown = env.json(&["experiment", "show", "mine-b", "--json"]);
+    assert_eq!(shown["experiment"]["prompt"], Value::Null);
+    assert_eq!(shown["experiment"]["version_id"], Value::Null);
+    assert_eq!(shown["experiment"]["status"], "completed");
+    assert_eq!(shown["summary"]["evaluators"][0]["pass_rate"], 0.5);
+    // Compared by name, with the statistics, as any two experiments.
+    let compared = env.json(&[
+        "compare",
+        "--baseline-experiment",
+        "mine-a",
+        "--candidate-experiment",
+        "mine-b",
+        "--json",
+    ]);
+    let evaluator = &compared["evaluators"][0];
+    assert_eq!(evaluator["evaluator"], "correct");
+    assert_eq!(evaluator["baseline_pass_rate"], 1.0);
+    assert_eq!(evaluator["candidate_pass_rate"], 0.5);
+    let text = env.ok(&["compare", "mine-a", "mine-b"]);
+    assert!(text.contains("mine-a (no prompt version)"), "{text}");
+    // Never a gate's evidence: refused, nothing moved.
+    let before = dump(&env.db);
+    let err = env.fails(
+        &[
+            "promote",
+            "--prompt",
+            "greet",
+            "--from",
+            "staging",
+            "--to",
+            "production",
+            "--candidate-experiment",
+            "mine-a",
+            "--min-pass-rate",
+            "0.5",
+        ],
+        2,
+    );
+    assert!(err.contains("names no prompt version"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+    assert_eq!(dump(&env.db), before);
+    let err = env.fails(&["experiment", "resume", "mine-a"], 2);
+    assert!(err.contains("runner cannot run its task"), "{err}");
+    // The web UI lists them among every experiment, shows and compares them.
+    let page = server.get("/experiments");
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(page.text.contains("mine-a") && page.text.contains("mine-b"));
+    assert!(page.text.contains("your code"), "{}", page.text);
+    let a = shown_id(&env, "mine-a");
+    let b = shown_id(&env, "mine-b");
+    let page = server.get(&format!("/experiments/{b}"));
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(
+        page.text.contains("named no prompt version"),
+        "{}",
+        page.text
+    );
+    let page = server.get(&format!("/compare?baseline={a}&candidate={b}"));
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(page.text.contains("correct"), "{}", page.text);
+    server.stop();
+}
+
+/// runner's id of an experiment named `name`.
+fn shown_id(env: &Env, name: &str) -> String {
+    env.json(&["experiment", "show", name, "--json"])["experiment"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }

@@ -6,11 +6,11 @@
 
 use super::{
     badge, compare_href, experiment_href, filter_links, folded, layout, ms, pager, percent,
-    prompt_href, short_id, time,
+    short_id, time,
 };
 use crate::compare::{Comparison, SideMetrics};
 use crate::model::{Experiment, RowText, TagEvent};
-use crate::ui::html::{Html, url_part};
+use crate::ui::html::Html;
 use crate::ui::{UiError, Viewer, diff};
 use crate::view::Evidence;
 
@@ -161,14 +161,8 @@ pub fn compare(viewer: &Viewer, p: &ComparePage<'_>) -> String {
 
 /// The crumbs and the title, and a warning when the two experiments ran on different datasets.
 fn heading(body: &mut Html, p: &ComparePage<'_>) {
-    body.raw("<p class=\"crumbs\"><a href=\"/\">Library</a> / ")
-        .link(&prompt_href(&p.candidate.prompt), &p.candidate.prompt)
-        .raw(" / ")
-        .link(
-            &format!("/prompts/{}/experiments", url_part(&p.candidate.prompt)),
-            "experiments",
-        )
-        .raw(" /</p><h1>Compare</h1>");
+    super::experiment::crumbs(body, p.candidate.prompt.as_deref());
+    body.raw("<h1>Compare</h1>");
     if !p.comparison.same_dataset() {
         body.raw("<p class=\"error\" role=\"alert\">The two experiments ran on different datasets: rows are matched by id, and no gate accepts this comparison.</p>");
     }
@@ -201,14 +195,26 @@ fn promotion(body: &mut Html, event: &TagEvent, evidence: &Evidence) {
     body.raw("</section>");
 }
 
+/// A side's header: its version and short id, or its name when it names no version.
+fn side_label(e: &Experiment) -> String {
+    match e.version_seq {
+        Some(seq) => format!("v{seq} {}", short_id(&e.id)),
+        None => format!(
+            "{} {}",
+            e.name.as_deref().unwrap_or("experiment"),
+            short_id(&e.id)
+        ),
+    }
+}
+
 /// The metrics side by side: each evaluator's pass rate, then (when there is a baseline) the
 /// error rate, latency, tokens, cost and rows.
 fn metrics(body: &mut Html, p: &ComparePage<'_>) {
     let c = p.comparison;
     body.raw("<div class=\"scroll\"><table class=\"list metrics\"><thead><tr><th>Metric</th><th>Baseline ")
-        .link(&experiment_href(&p.baseline.id), &format!("v{} {}", p.baseline.version_seq, short_id(&p.baseline.id)))
+        .link(&experiment_href(&p.baseline.id), &side_label(p.baseline))
         .raw("</th><th>Candidate ")
-        .link(&experiment_href(&p.candidate.id), &format!("v{} {}", p.candidate.version_seq, short_id(&p.candidate.id)))
+        .link(&experiment_href(&p.candidate.id), &side_label(p.candidate))
         .raw("</th><th>Change</th></tr></thead><tbody>");
     pass_rate_rows(body, c);
     if let Some(b) = &c.baseline {

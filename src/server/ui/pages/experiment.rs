@@ -69,25 +69,40 @@ pub fn experiment(viewer: &Viewer, p: &ExperimentPage<'_>) -> String {
     layout(Some(viewer), "experiment", &body)
 }
 
+/// Library / PROMPT / experiments, or Library / experiments for an experiment of no prompt.
+pub(super) fn crumbs(body: &mut Html, prompt: Option<&str>) {
+    body.raw("<p class=\"crumbs\"><a href=\"/\">Library</a> / ");
+    match prompt {
+        Some(prompt) => {
+            body.link(&prompt_href(prompt), prompt).raw(" / ").link(
+                &format!("/prompts/{}/experiments", url_part(prompt)),
+                "experiments",
+            );
+        }
+        None => {
+            body.link("/experiments", "experiments");
+        }
+    }
+    body.raw(" /</p>");
+}
+
 /// The crumbs, the title, and what the experiment ran and how it did: version, dataset, model,
 /// status, pass rates, errors, latency, tokens and when it started.
 fn facts(body: &mut Html, e: &Experiment, s: &Summary) {
-    body.raw("<p class=\"crumbs\"><a href=\"/\">Library</a> / ")
-        .link(&prompt_href(&e.prompt), &e.prompt)
-        .raw(" / ")
-        .link(
-            &format!("/prompts/{}/experiments", url_part(&e.prompt)),
-            "experiments",
-        )
-        .raw(" /</p><h1>")
+    crumbs(body, e.prompt.as_deref());
+    body.raw("<h1>")
         .text(e.name.as_deref().unwrap_or("Experiment"))
         .raw(" <code class=\"small\">")
         .text(short_id(&e.id))
-        .raw("</code></h1><dl class=\"facts\"><dt>Version</dt><dd>")
-        .link(
-            &version_href(&e.prompt, e.version_seq),
-            &format!("v{}", e.version_seq),
-        );
+        .raw("</code></h1><dl class=\"facts\"><dt>Version</dt><dd>");
+    match e.judged() {
+        Some((prompt, _, seq)) => {
+            body.link(&version_href(prompt, seq), &format!("v{seq}"));
+        }
+        None => {
+            body.raw("<span class=\"muted\">none: your own code ran it and named no prompt version, so it can be compared but never promoted on</span>");
+        }
+    }
     if let Some(tag) = &e.tag {
         body.raw(" ");
         badge(body, tag, "");

@@ -4,25 +4,39 @@
 //! computed beyond placing and formatting those the summaries carry.
 
 use super::{
-    badge, experiment_href, layout, ms, pass_rates, percent, prompt_href, short_id, short_time,
-    time, version_href,
+    badge, experiment_href, layout, ms, pager, pass_rates, percent, prompt_href, short_id,
+    short_time, time, version_href,
 };
 use crate::model::{Experiment, Summary};
 use crate::ui::Viewer;
 use crate::ui::html::Html;
 
-pub fn experiments(viewer: &Viewer, name: &str, items: &[(Experiment, Summary)]) -> String {
+/// A prompt's experiments (`name`), or every experiment, newest first, with the experiments
+/// of your own code that name no prompt version (`name` None; `items` is then `page` of
+/// `per_page` out of `total`).
+pub fn experiments(
+    viewer: &Viewer,
+    name: Option<&str>,
+    items: &[(Experiment, Summary)],
+    (page, per_page, total): (usize, usize, usize),
+) -> String {
     let mut body = Html::new();
-    body.raw("<p class=\"crumbs\"><a href=\"/\">Library</a> / ")
-        .link(&prompt_href(name), name)
-        .raw(" /</p><h1>Experiments</h1>");
+    body.raw("<p class=\"crumbs\"><a href=\"/\">Library</a> / ");
+    if let Some(name) = name {
+        body.link(&prompt_href(name), name).raw(" /");
+    }
+    body.raw("</p><h1>Experiments</h1>");
     if items.is_empty() {
         body.raw("<p class=\"muted\">no experiments yet: <code>runner experiment --prompt ")
-            .text(name)
+            .text(name.unwrap_or("NAME"))
             .raw(" --dataset FILE</code></p>");
         return layout(Some(viewer), "experiments", &body);
     }
-    chart(&mut body, items);
+    if name.is_some() {
+        chart(&mut body, items);
+    } else {
+        body.raw("<p class=\"muted\">Every experiment, newest first. Those your own code ran through the Phoenix client without naming a prompt version show no prompt: they can be compared, never promoted on.</p>");
+    }
     if items.len() > 1 {
         body.raw("<form method=\"get\" action=\"/compare\" class=\"filters\"><label>Baseline <select name=\"baseline\">");
         let (baseline, candidate) = default_pair(items);
@@ -31,7 +45,11 @@ pub fn experiments(viewer: &Viewer, name: &str, items: &[(Experiment, Summary)])
         experiment_options(&mut body, items, Some(candidate));
         body.raw("</select></label><button type=\"submit\">Compare</button></form>");
     }
-    body.raw("<div class=\"scroll\"><table class=\"list\"><thead><tr><th>Experiment</th><th class=\"num\">Version</th><th>Tag</th>")
+    body.raw("<div class=\"scroll\"><table class=\"list\"><thead><tr><th>Experiment</th>");
+    if name.is_none() {
+        body.raw("<th>Prompt</th>");
+    }
+    body.raw("<th class=\"num\">Version</th><th>Tag</th>")
         .raw("<th>Dataset</th><th>Model</th><th>Pass rate</th><th class=\"num\">Errors</th><th class=\"num\">p50</th>")
         .raw("<th class=\"num\">p95</th><th class=\"num\">Tokens</th><th>Date</th><th>Status</th></tr></thead><tbody>");
     for (e, s) in items {
@@ -40,12 +58,22 @@ pub fn experiments(viewer: &Viewer, name: &str, items: &[(Experiment, Summary)])
                 &experiment_href(&e.id),
                 e.name.as_deref().unwrap_or(short_id(&e.id)),
             )
-            .raw("</td><td class=\"num\">")
-            .link(
-                &version_href(&e.prompt, e.version_seq),
-                &format!("v{}", e.version_seq),
-            )
-            .raw("</td><td>");
+            .raw("</td>");
+        if name.is_none() {
+            body.raw("<td>");
+            match &e.prompt {
+                Some(prompt) => {
+                    body.link(&prompt_href(prompt), prompt);
+                }
+                None => {
+                    body.raw("<span class=\"muted\">your code</span>");
+                }
+            }
+            body.raw("</td>");
+        }
+        body.raw("<td class=\"num\">");
+        version_link(&mut body, e);
+        body.raw("</td><td>");
         if let Some(tag) = &e.tag {
             badge(&mut body, tag, "");
         }
@@ -76,7 +104,28 @@ pub fn experiments(viewer: &Viewer, name: &str, items: &[(Experiment, Summary)])
         body.raw("</td></tr>");
     }
     body.raw("</tbody></table></div>");
-    layout(Some(viewer), &format!("{name} experiments"), &body)
+    if name.is_none() {
+        pager(&mut body, page, per_page, total, &|n| {
+            format!("/experiments?page={n}")
+        });
+    }
+    let title = match name {
+        Some(name) => format!("{name} experiments"),
+        None => "experiments".into(),
+    };
+    layout(Some(viewer), &title, &body)
+}
+
+/// The version an experiment judged, linked; a dash for one that names none.
+pub(super) fn version_link(body: &mut Html, e: &Experiment) {
+    match e.judged() {
+        Some((prompt, _, seq)) => {
+            body.link(&version_href(prompt, seq), &format!("v{seq}"));
+        }
+        None => {
+            body.raw("<span class=\"muted\" title=\"names no prompt version\">–</span>");
+        }
+    }
 }
 
 /// The pair the compare form starts with: the newest experiment and the newest one of another
@@ -88,6 +137,7 @@ fn default_pair(items: &[(Experiment, Summary)]) -> (&str, &str) {
         .map(|(e, _)| e)
         .find(|e| e.version_id != newest.version_id)
         .unwrap_or(&items[items.len().min(2) - 1].0);
+    // Oldest version first; an experiment naming no version orders before any.
     if other.version_seq <= newest.version_seq {
         (&other.id, &newest.id)
     } else {
@@ -110,8 +160,9 @@ fn experiment_options(out: &mut Html, items: &[(Experiment, Summary)], selected:
         }
         out.raw(">")
             .text(&format!(
-                "v{} {} {} ({})",
-                e.version_seq,
+                "{} {} {} ({})",
+                e.version_seq
+                    .map_or_else(|| e.name.clone().unwrap_or_default(), |n| format!("v{n}")),
                 e.tag.as_deref().unwrap_or(""),
                 short_id(&e.id),
                 short_time(&e.created_at)
@@ -185,7 +236,7 @@ fn chart(out: &mut Html, items: &[(Experiment, Summary)]) {
                 .raw(" r=\"4\"><title>")
                 .text(&format!(
                     "v{} {} {}: {}",
-                    e.version_seq,
+                    e.version_seq.unwrap_or(0),
                     short_time(&e.created_at),
                     evaluator,
                     percent(rate)
@@ -197,7 +248,10 @@ fn chart(out: &mut Html, items: &[(Experiment, Summary)]) {
         out.raw("<text class=\"axis\" text-anchor=\"middle\"")
             .attr("x", &format!("{:.1}", x(i)))
             .raw(" y=\"194\">")
-            .text(&format!("v{}", e.version_seq))
+            .text(
+                &e.version_seq
+                    .map_or_else(|| "–".into(), |n| format!("v{n}")),
+            )
             .raw("</text>");
     }
     out.raw("</svg><figcaption>Pass rate per experiment, oldest to newest, by version:");

@@ -50,7 +50,7 @@ fn layout(viewer: Option<&Viewer>, title: &str, body: &Html) -> String {
         .text(title)
         .raw(" · runner</title><link rel=\"stylesheet\" href=\"/assets/style.css\"></head><body>")
         .raw("<header class=\"top\"><a class=\"brand\" href=\"/\">runner</a>")
-        .raw("<nav><a href=\"/\">Library</a></nav>");
+        .raw("<nav><a href=\"/\">Library</a> <a href=\"/experiments\">Experiments</a></nav>");
     if let Some(viewer) = viewer {
         page.raw("<span class=\"who\">")
             .text(&viewer.label())
