@@ -133,6 +133,8 @@ fn evaluators(c: &mut Criterion) {
             output,
             expected: Some(EXPECTED),
             latency_ms: 42.0,
+            tool_calls: runner::eval::NO_CALLS,
+            tools: None,
         };
         let score = evaluator.score(&input);
         assert!(!score.error, "{name} errored: {}", score.reason);

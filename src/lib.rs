@@ -43,7 +43,7 @@ pub mod workflow;
 pub use commands::cli;
 pub use domain::{
     canary, compare, cost, diff, gate, json, model, production, redact, stats, template, text,
-    trace, trace_rows, view,
+    tool_calls, trace, trace_rows, view,
 };
 pub use engine::{client, eval, limit, mock};
 pub use inputs::{config, dataset, input, prompt_file};

@@ -554,7 +554,9 @@ Examples:
   OPENAI_BASE_URL=http://127.0.0.1:8089/v1 runner experiment --prompt p --dataset d.csv
 
 Replies: the first rule whose regex matches the last user message wins, else the message is
-echoed. A rules file is a JSON or YAML list of {pattern, reply[, status, latency_ms]}.
+echoed. A rules file is a JSON or YAML list of {pattern, reply[, tool_calls, status,
+latency_ms]}; with tool_calls (a list of {name, arguments}, `$1` captures allowed in argument
+text) the answer carries those calls (finish_reason tool_calls) and may leave reply out.
 Token usage counts whitespace-separated words.";
 
 const WORKER_EXAMPLES: &str = "\

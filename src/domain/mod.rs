@@ -18,6 +18,7 @@ pub mod redact;
 pub mod stats;
 pub mod template;
 pub mod text;
+pub mod tool_calls;
 pub mod trace;
 pub mod trace_rows;
 pub mod view;

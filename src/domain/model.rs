@@ -534,7 +534,8 @@ pub struct RunResult {
     /// Set when this answer should be stored in the response cache under this key.
     #[serde(skip)]
     pub cache_key: Option<String>,
-    /// What a target answered beside its output: `tool_calls`, `metadata`.
+    /// What the answer carried beside its text: `tool_calls` (from the endpoint or a target,
+    /// `[{id, name, arguments}]` in order), a target's `metadata`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra: Option<JsonObject>,
 }
@@ -825,7 +826,12 @@ pub fn cluster_key(vars: &JsonObject, column: Option<&str>) -> Option<String> {
 /// answer, which are not inputs.
 pub fn input_summary(vars: &JsonObject, expected_column: Option<&str>) -> String {
     vars.iter()
-        .filter(|(k, _)| k.as_str() != "id" && Some(k.as_str()) != expected_column)
+        .filter(|(k, _)| {
+            // What the row expects is no input: its expected answer, its expected tool calls.
+            k.as_str() != "id"
+                && Some(k.as_str()) != expected_column
+                && k.as_str() != crate::tool_calls::EXPECTED_COLUMN
+        })
         .map(|(_, v)| match v {
             Value::String(s) => s.clone(),
             other => other.to_string(),

@@ -115,6 +115,11 @@ pub(super) async fn process(
             result.prompt_tokens = completion.prompt_tokens;
             result.completion_tokens = completion.completion_tokens;
             result.extra = completion.extra;
+            // The cache keeps an answer's text, not its tool calls: an answer that carries
+            // calls is not kept, so a later run never reads it back without them.
+            if result.extra.is_some() {
+                result.cache_key = None;
+            }
             result.scores = score(shared, &result).await;
         }
         Err(failure) if failure.kind == FailureKind::Budget => {
@@ -303,11 +308,14 @@ async fn call(
 async fn score(shared: &Shared, result: &RunResult) -> Vec<Score> {
     let plan = &shared.plan;
     let output = result.output.as_deref().unwrap_or("");
+    let tool_calls = crate::tool_calls::of_extra(result.extra.as_ref());
     let input = EvalInput {
         vars: &result.vars,
         output,
         expected: result.expected.as_deref(),
         latency_ms: result.latency_ms,
+        tool_calls: &tool_calls,
+        tools: plan.version.params.get("tools"),
     };
     let mut scores = Vec::with_capacity(plan.evaluators.len());
     for evaluator in &plan.evaluators {

@@ -522,8 +522,15 @@ fn answer(bytes: &[u8], status: u16, attempt: u32, latency_ms: f64) -> Result<Co
             });
         }
     }
+    let calls = match map.get("tool_calls").filter(|v| !v.is_null()) {
+        None => Vec::new(),
+        Some(calls) => crate::tool_calls::read(calls)
+            .map_err(|e| invalid(format!("the target's \"tool_calls\": {e}")))?,
+    };
     let text = match map.get("output") {
         Some(Value::String(text)) => text.clone(),
+        // An answer that is only tool calls has no text.
+        Some(Value::Null) | None if !calls.is_empty() => String::new(),
         Some(Value::Null) | None => {
             return Err(invalid(
                 "the target's answer has no \"output\" (nor an \"error\")".into(),
@@ -538,14 +545,14 @@ fn answer(bytes: &[u8], status: u16, attempt: u32, latency_ms: f64) -> Result<Co
             .find_map(|n| usage?.get(*n)?.as_i64())
             .filter(|n| *n >= 0)
     };
-    let extra: crate::model::JsonObject = ["tool_calls", "metadata"]
-        .into_iter()
-        .filter_map(|key| {
-            map.get(key)
-                .filter(|v| !v.is_null())
-                .map(|v| (key.to_string(), v.clone()))
-        })
-        .collect();
+    let mut extra = crate::model::JsonObject::new();
+    // Tool calls in either form (OpenAI's or `{name, arguments}`), kept in runner's form.
+    if !calls.is_empty() {
+        extra.insert("tool_calls".into(), crate::tool_calls::to_value(&calls));
+    }
+    if let Some(metadata) = map.get("metadata").filter(|v| !v.is_null()) {
+        extra.insert("metadata".into(), metadata.clone());
+    }
     Ok(Completion {
         text,
         finish_reason: None,

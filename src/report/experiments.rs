@@ -279,9 +279,21 @@ pub fn result_row(e: &Experiment, r: &RunResult) -> Vec<String> {
             ResultStatus::Error => format!("error: {}", r.error_kind.as_deref().unwrap_or("?")),
         },
         excerpt(&input_text(e, r), 40),
-        excerpt(r.expected.as_deref().unwrap_or("-"), 30),
+        excerpt(
+            r.expected.as_deref().unwrap_or_else(|| {
+                // Without an expected answer, the expected tool calls are what the row expects.
+                r.vars
+                    .get(crate::tool_calls::EXPECTED_COLUMN)
+                    .and_then(Value::as_str)
+                    .unwrap_or("-")
+            }),
+            30,
+        ),
         match (&r.output, &r.error_message) {
-            (Some(output), _) => excerpt(output, 50),
+            (Some(output), _) => excerpt(
+                &crate::tool_calls::with_answer(output, r.extra.as_ref()),
+                50,
+            ),
             (None, Some(message)) => excerpt(message, 50),
             (None, None) => "-".into(),
         },
@@ -316,6 +328,7 @@ pub fn csv_header(e: &Experiment) -> Vec<String> {
         "completion_tokens",
         "cached",
         "vars",
+        "tool_calls",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -347,6 +360,11 @@ pub fn csv_record(e: &Experiment, r: &RunResult) -> Vec<String> {
         opt(r.completion_tokens.map(|t| t.to_string())),
         r.cached.to_string(),
         Value::Object(r.vars.clone()).to_string(),
+        r.extra
+            .as_ref()
+            .and_then(|e| e.get("tool_calls"))
+            .map(Value::to_string)
+            .unwrap_or_default(),
     ];
     for name in &e.evaluators {
         match r.scores.iter().find(|s| &s.evaluator == name) {

@@ -22,6 +22,7 @@ mod serve;
 mod statistics;
 mod sync;
 mod targets;
+mod tool_calls;
 mod try_version;
 mod ui;
 mod workers;

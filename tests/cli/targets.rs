@@ -127,9 +127,11 @@ fn a_program_answers_each_row_is_restarted_when_it_crashes_and_sees_no_secrets()
     assert_eq!(hello["status"], "ok");
     assert_eq!(hello["prompt_tokens"], 10);
     assert_eq!(hello["completion_tokens"], 5);
-    // Its tool calls and metadata are kept with the result.
+    // Its tool calls (in runner's form: name, arguments as JSON) and metadata are kept with
+    // the result.
     assert_eq!(
-        hello["extra"]["tool_calls"][0]["function"]["arguments"], "{\"q\": \"hello\"}",
+        hello["extra"]["tool_calls"][0],
+        serde_json::json!({"id": null, "name": "lookup", "arguments": {"q": "hello"}}),
         "{hello:#}"
     );
     assert!(hello["extra"]["metadata"]["pid"].is_number(), "{hello:#}");

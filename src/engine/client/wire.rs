@@ -99,7 +99,13 @@ pub(super) fn parse_completion(bytes: &[u8]) -> Result<Completion, String> {
     let message = first
         .get("message")
         .ok_or("`choices[0]` has no `message`")?;
+    // Tool calls, in the form runner keeps them; an answer that is only calls has no text.
+    let calls = match message.get("tool_calls") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(value) => crate::tool_calls::read(value).map_err(|e| format!("`tool_calls`: {e}"))?,
+    };
     let text = match message.get("content") {
+        Some(Value::Null) | None if !calls.is_empty() => String::new(),
         Some(Value::String(text)) => text.clone(),
         // Content may come as a list of parts.
         Some(Value::Array(parts)) => parts
@@ -135,7 +141,11 @@ pub(super) fn parse_completion(bytes: &[u8]) -> Result<Completion, String> {
         http_status: 200,
         attempts: 1,
         latency_ms: 0.0,
-        extra: None,
+        extra: (!calls.is_empty()).then(|| {
+            let mut extra = JsonObject::new();
+            extra.insert("tool_calls".into(), crate::tool_calls::to_value(&calls));
+            extra
+        }),
     })
 }
 
@@ -152,6 +162,15 @@ mod tests {
         assert_eq!(ok.text, "hi");
         assert_eq!(ok.finish_reason.as_deref(), Some("stop"));
         assert_eq!((ok.prompt_tokens, ok.completion_tokens), (Some(3), Some(1)));
+        let calls = parse_completion(
+            br#"{"choices":[{"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"weather","arguments":"{\"city\":\"Paris\"}"}}]},"finish_reason":"tool_calls"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(calls.text, "");
+        assert_eq!(
+            calls.extra.unwrap()["tool_calls"],
+            json!([{"id": "call_1", "name": "weather", "arguments": {"city": "Paris"}}])
+        );
         let parts = parse_completion(
             br#"{"choices":[{"message":{"content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}}]}"#,
         )
@@ -167,6 +186,10 @@ mod tests {
                 "refused",
             ),
             (br#"{"choices":[{"finish_reason":"stop"}]}"#, "no `message`"),
+            (
+                br#"{"choices":[{"message":{"content":null,"tool_calls":[{"function":{}}]}}]}"#,
+                "`tool_calls`: tool call 1: it has no `name`",
+            ),
         ];
         for (body, needle) in cases {
             let err = parse_completion(body).unwrap_err();

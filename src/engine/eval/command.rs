@@ -305,6 +305,8 @@ mod tests {
             output,
             expected,
             latency_ms: 1.0,
+            tool_calls: crate::eval::NO_CALLS,
+            tools: None,
         });
         check_invariants(&s, spec);
         s

@@ -166,6 +166,8 @@ mod tests {
             output: "It is Paris.",
             expected: Some("Paris"),
             latency_ms: 1.0,
+            tool_calls: crate::eval::NO_CALLS,
+            tools: None,
         };
         let msgs = ev.judge_messages(&input).unwrap();
         assert_eq!(msgs.len(), 2);

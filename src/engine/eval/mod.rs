@@ -15,12 +15,15 @@ mod judge;
 mod latency;
 mod similarity;
 mod text;
+mod tools;
+
+pub use tools::EXPECTED_COLUMN as EXPECTED_TOOL_CALLS;
 
 use crate::model::JsonObject;
 use regex::Regex;
 
 /// One line per kind, for --help and error hints.
-pub const KINDS: &str = "exact, contains, icontains, regex:PATTERN, json, json-schema:FILE, similarity:THRESHOLD, max-latency:MS, judge:RUBRIC_FILE, cmd:PROGRAM";
+pub const KINDS: &str = "exact, contains, icontains, regex:PATTERN, json, json-schema:FILE, similarity:THRESHOLD, max-latency:MS, judge:RUBRIC_FILE, cmd:PROGRAM, tool-call[:subset,any-order], tool-name, tool-args-valid";
 
 /// How much stderr a failing command's reason shows.
 const STDERR_EXCERPT: usize = 200;
@@ -63,7 +66,14 @@ pub struct EvalInput<'a> {
     pub output: &'a str,
     pub expected: Option<&'a str>,
     pub latency_ms: f64,
+    /// The answer's tool calls (none for a text answer), or why they could not be read.
+    pub tool_calls: &'a Result<Vec<crate::tool_calls::ToolCall>, String>,
+    /// The tools the prompt version declares (its `tools` parameter), if any.
+    pub tools: Option<&'a serde_json::Value>,
 }
+
+/// No tool calls: what a text answer carries.
+pub const NO_CALLS: &Result<Vec<crate::tool_calls::ToolCall>, String> = &Ok(Vec::new());
 
 /// A prepared evaluator: its canonical name (the spec as given), its compiled form, and the
 /// sha256 of the file it reads (rubric, schema or program) as it was when prepared.
@@ -86,6 +96,9 @@ enum Kind {
     MaxLatency(f64),
     Judge { rubric: String },
     Cmd { program: String, args: Vec<String> },
+    ToolCall(crate::tool_calls::Match),
+    ToolName,
+    ToolArgsValid,
 }
 
 /// Whether a spec runs a program or reads a file named in it (`cmd:`, `judge:`,
@@ -150,6 +163,17 @@ impl Evaluator {
         )
     }
 
+    /// Whether this evaluator compares with the row's `expected_tool_calls` column, so the
+    /// caller can refuse a run upfront when the dataset has none.
+    pub fn needs_expected_tool_calls(&self) -> bool {
+        matches!(self.kind, Kind::ToolCall(_) | Kind::ToolName)
+    }
+
+    /// Whether this evaluator reads the tools the version declares.
+    pub fn needs_tools(&self) -> bool {
+        matches!(self.kind, Kind::ToolArgsValid)
+    }
+
     pub fn is_judge(&self) -> bool {
         matches!(self.kind, Kind::Judge { .. })
     }
@@ -178,6 +202,9 @@ impl Evaluator {
                     .to_string(),
             ),
             Kind::Cmd { program, args } => command::run_cmd(name, program, args, input),
+            Kind::ToolCall(how) => tools::tool_call(name, *how, input),
+            Kind::ToolName => tools::tool_name(name, input),
+            Kind::ToolArgsValid => tools::args_valid(name, input),
         }
     }
 }
@@ -234,6 +261,10 @@ fn parse_kind(spec: &str) -> Result<Kind, String> {
             )),
         },
         ("judge", Some(file)) => judge::prepare_judge(file.trim()),
+        ("tool-call", options) => tools::prepare_match(options).map(Kind::ToolCall),
+        ("tool-name" | "tool-args-valid", Some(_)) => Err(format!("'{kind}' takes no argument")),
+        ("tool-name", None) => Ok(Kind::ToolName),
+        ("tool-args-valid", None) => Ok(Kind::ToolArgsValid),
         ("cmd", Some(command)) => command::prepare_cmd(command),
         ("regex" | "json-schema" | "similarity" | "max-latency" | "judge" | "cmd", None) => {
             let usage = KINDS
@@ -283,6 +314,8 @@ mod tests {
             output,
             expected,
             latency_ms,
+            tool_calls: NO_CALLS,
+            tools: None,
         });
         check_invariants(&score, spec);
         score

@@ -21,7 +21,13 @@ use std::time::Duration;
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     pub pattern: String,
-    pub reply: String,
+    /// The answer's text; a rule with `tool_calls` may leave it out (the answer is only calls).
+    #[serde(default)]
+    pub reply: Option<String>,
+    /// Tool calls to answer with, each `{"name": NAME, "arguments": {…}}`; text in the arguments
+    /// may refer to capture groups as `reply` does.
+    #[serde(default)]
+    pub tool_calls: Option<Vec<serde_json::Value>>,
     #[serde(default)]
     pub status: Option<u16>,
     #[serde(default)]
@@ -34,7 +40,8 @@ impl Rule {
     pub fn new(pattern: &str, reply: &str) -> Rule {
         Rule {
             pattern: pattern.into(),
-            reply: reply.into(),
+            reply: Some(reply.into()),
+            tool_calls: None,
             status: None,
             latency_ms: None,
         }
@@ -86,6 +93,8 @@ pub fn load_rules(path: &Path) -> Result<Vec<Rule>, MockError> {
 pub(super) struct CompiledRule {
     regex: Regex,
     reply: String,
+    /// (name, arguments) of each call the rule answers with.
+    tool_calls: Option<Vec<(String, serde_json::Value)>>,
     // Most replies are fixed text; skipping capture extraction for them keeps matching cheap.
     expands: bool,
     pub(super) status: Option<StatusCode>,
@@ -124,15 +133,113 @@ pub(super) fn compile(rules: &[Rule], path: Option<&Path>) -> Result<Vec<Compile
                     ));
                 }
             };
+            let tool_calls = match &rule.tool_calls {
+                None => None,
+                Some(calls) => Some(
+                    calls
+                        .iter()
+                        .enumerate()
+                        .map(|(i, call)| {
+                            tool_call(call)
+                                .map_err(|e| fail(index, format!("tool_calls[{i}]: {e}")))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                ),
+            };
+            let reply = match (&rule.reply, &tool_calls) {
+                (Some(reply), _) => reply.clone(),
+                (None, Some(_)) => String::new(),
+                (None, None) => {
+                    return Err(fail(
+                        index,
+                        "a rule needs a reply, tool_calls, or both".into(),
+                    ));
+                }
+            };
             Ok(CompiledRule {
                 regex,
-                reply: rule.reply.clone(),
-                expands: rule.reply.contains('$'),
+                expands: reply.contains('$'),
+                reply,
+                tool_calls,
                 status,
                 latency: rule.latency_ms.map(Duration::from_millis),
             })
         })
         .collect()
+}
+
+/// A rule's tool call as the file gives it: `{"name": NAME, "arguments": {…}}`.
+fn tool_call(call: &serde_json::Value) -> Result<(String, serde_json::Value), String> {
+    let object = call
+        .as_object()
+        .ok_or("expected {\"name\": NAME, \"arguments\": {…}}")?;
+    if let Some(key) = object
+        .keys()
+        .find(|k| !matches!(k.as_str(), "name" | "arguments"))
+    {
+        return Err(format!(
+            "unknown key '{key}' (a call has name and arguments)"
+        ));
+    }
+    let name = match object.get("name") {
+        Some(serde_json::Value::String(name)) if !name.trim().is_empty() => name.clone(),
+        _ => return Err("`name` must be a tool's name (text)".into()),
+    };
+    let arguments = match object.get("arguments") {
+        None => serde_json::Value::Object(serde_json::Map::new()),
+        Some(arguments @ serde_json::Value::Object(_)) => arguments.clone(),
+        Some(_) => return Err("`arguments` must be an object".into()),
+    };
+    Ok((name, arguments))
+}
+
+impl CompiledRule {
+    /// The tool calls this rule answers `text` with (captures expanded in their text), in
+    /// OpenAI's form; None for a rule that answers text only.
+    pub(super) fn tool_calls(&self, text: &str, seq: u64) -> Option<Vec<serde_json::Value>> {
+        let calls = self.tool_calls.as_ref()?;
+        let caps = self.regex.captures(text);
+        let expand = |value: &serde_json::Value| -> serde_json::Value {
+            fn walk(
+                value: &serde_json::Value,
+                caps: Option<&regex::Captures<'_>>,
+            ) -> serde_json::Value {
+                match value {
+                    serde_json::Value::String(s) if s.contains('$') => match caps {
+                        Some(caps) => {
+                            let mut out = String::with_capacity(s.len() + 16);
+                            caps.expand(s, &mut out);
+                            serde_json::Value::String(out)
+                        }
+                        None => value.clone(),
+                    },
+                    serde_json::Value::Array(items) => {
+                        serde_json::Value::Array(items.iter().map(|v| walk(v, caps)).collect())
+                    }
+                    serde_json::Value::Object(map) => serde_json::Value::Object(
+                        map.iter()
+                            .map(|(k, v)| (k.clone(), walk(v, caps)))
+                            .collect(),
+                    ),
+                    other => other.clone(),
+                }
+            }
+            walk(value, caps.as_ref())
+        };
+        Some(
+            calls
+                .iter()
+                .enumerate()
+                .map(|(i, (name, arguments))| {
+                    serde_json::json!({
+                        "id": format!("call_mock_{seq}_{i}"),
+                        "type": "function",
+                        "function": {"name": name, "arguments": expand(arguments).to_string()},
+                    })
+                })
+                .collect(),
+        )
+    }
 }
 
 /// The first rule whose pattern matches `text`, with its reply (captures expanded); without a

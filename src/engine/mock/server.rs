@@ -206,6 +206,14 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Result<Bytes, BytesReject
         return error_response(status, &reply);
     }
 
+    let tool_calls = chosen.and_then(|r| r.tool_calls(&last_user, seq));
+    if request.stream && tool_calls.is_some() {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "the mock streams text answers only, and the rule this message matched answers with tool calls",
+        );
+    }
+
     if request.stream {
         let usage = request
             .stream_options
@@ -236,9 +244,15 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Result<Bytes, BytesReject
             index: 0,
             message: AssistantMessage {
                 role: "assistant",
-                content: &reply,
+                // An answer of tool calls alone has no content, as OpenAI sends it.
+                content: (tool_calls.is_none() || !reply.is_empty()).then_some(&*reply),
+                tool_calls: tool_calls.as_deref(),
             },
-            finish_reason: "stop",
+            finish_reason: if tool_calls.is_some() {
+                "tool_calls"
+            } else {
+                "stop"
+            },
         }],
         usage: Usage {
             prompt_tokens,
@@ -385,7 +399,8 @@ mod tests {
     fn rule(pattern: &str, reply: &str) -> Rule {
         Rule {
             pattern: pattern.to_string(),
-            reply: reply.to_string(),
+            reply: Some(reply.to_string()),
+            tool_calls: None,
             status: None,
             latency_ms: None,
         }

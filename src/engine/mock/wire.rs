@@ -168,7 +168,9 @@ pub(super) struct Choice<'a> {
 #[derive(Serialize)]
 pub(super) struct AssistantMessage<'a> {
     pub(super) role: &'static str,
-    pub(super) content: &'a str,
+    pub(super) content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) tool_calls: Option<&'a [serde_json::Value]>,
 }
 
 #[derive(Serialize)]

@@ -319,17 +319,22 @@ impl<B: Backend> ExperimentStore for B {
                 let found = first(
                     db,
                     "SELECT vars, expected, substr(COALESCE(output, error_message, ''), 1, $3), \
-                     status <> 'ok' FROM results \
+                     status <> 'ok', extra FROM results \
                      WHERE experiment_id = $1 AND row_id = $2 AND row_id IS NOT NULL \
                      ORDER BY repetition, row_index LIMIT 1",
                     args![&experiment.id, id, ROW_TEXT_CHARS],
                     |r| {
                         let vars: JsonObject = json(&r.text(0)?, "vars")?;
+                        let extra: Option<JsonObject> = r
+                            .opt_text(4)?
+                            .map(|text| json(&text, "results.extra"))
+                            .transpose()?;
                         Ok(RowText {
                             row_id: id.clone(),
                             input: input_summary(&vars, expected),
                             expected: r.opt_text(1)?,
-                            output: r.text(2)?,
+                            // A tool call is part of what the row answered.
+                            output: crate::tool_calls::with_answer(&r.text(2)?, extra.as_ref()),
                             error: r.flag(3)?,
                         })
                     },

@@ -37,6 +37,40 @@ pub(in crate::workflow) fn evaluators(
     Ok(prepared)
 }
 
+/// Tool-call evaluators need what they compare with: the dataset's `expected_tool_calls`
+/// column, the version's declared tools.
+fn check_tool_evaluators(
+    evaluators: &[Evaluator],
+    info: &dataset::DatasetInfo,
+    version: &PromptVersion,
+) -> Result<()> {
+    let column = eval::EXPECTED_TOOL_CALLS;
+    let has = info.columns.iter().chain(&info.fields).any(|c| c == column);
+    if let Some(e) = evaluators
+        .iter()
+        .find(|e| e.needs_expected_tool_calls() && !has)
+    {
+        return Err(Error::invalid(format!(
+            "evaluator '{}' compares with the row's expected tool calls, and the dataset has no {column} column",
+            e.name()
+        ))
+        .with_hint(format!(
+            "add a {column} column: a JSON list of {{\"name\", \"arguments\"}} per row ([] when no call is expected)"
+        )));
+    }
+    let declared = version.params.get("tools").is_some_and(Value::is_array);
+    if let Some(e) = evaluators.iter().find(|e| e.needs_tools() && !declared) {
+        return Err(Error::invalid(format!(
+            "evaluator '{}' checks calls against the tools the version declares, and {} v{} declares none",
+            e.name(),
+            version.prompt,
+            version.seq
+        ))
+        .with_hint("declare them in the version's `tools` parameter (a list of OpenAI function tools)"));
+    }
+    Ok(())
+}
+
 /// The expected column: the flag (which must exist) or `expected` when the dataset has one.
 fn expected_column(flag: Option<&str>, info: &dataset::DatasetInfo) -> Result<Option<String>> {
     let has = |name: &str| info.columns.iter().chain(&info.fields).any(|c| c == name);
@@ -198,6 +232,7 @@ pub fn prepare(
             e
         }
     })?;
+    check_tool_evaluators(&evaluators, &info, &version)?;
     let model = settings
         .model
         .clone()

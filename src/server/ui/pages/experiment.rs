@@ -191,7 +191,10 @@ fn row(body: &mut Html, e: &Experiment, r: &RunResult) {
     folded(body, &crate::report::input_text(e, r));
     body.raw("</td><td>");
     match (&r.output, r.status) {
-        (Some(output), ResultStatus::Ok) => folded(body, output),
+        (Some(output), ResultStatus::Ok) => folded(
+            body,
+            &crate::tool_calls::with_answer(output, r.extra.as_ref()),
+        ),
         _ => {
             body.raw("<div class=\"error\">");
             badge(body, r.error_kind.as_deref().unwrap_or("error"), "error");
