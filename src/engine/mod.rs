@@ -26,6 +26,7 @@ pub use breaker::{BREAKER_MIN_ROWS, BREAKER_ROWS, BREAKER_SILENCE};
 pub(crate) use cache::cache_key;
 pub use done::{Done, Feed, Source};
 pub use preflight::{Missing, preflight};
+pub use row::vars_of;
 
 use crate::client::Client;
 use crate::dataset::DatasetError;

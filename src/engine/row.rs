@@ -18,10 +18,15 @@ use std::sync::atomic::Ordering;
 
 /// The variables a row renders with: its columns, `--column` renames, then `--var` constants.
 fn row_vars(row: &Row, plan: &Plan) -> JsonObject {
-    let settings = &plan.experiment.settings;
-    let mut vars = row.values.clone();
+    vars_of(&row.values, &plan.experiment.settings)
+}
+
+/// The variables a row's values render with under `settings`: the columns, `--column`
+/// renames, then `--var` constants.
+pub fn vars_of(values: &JsonObject, settings: &crate::model::RunSettings) -> JsonObject {
+    let mut vars = values.clone();
     for (var, column) in &settings.columns {
-        if let Some(value) = lookup(&row.values, column).cloned() {
+        if let Some(value) = lookup(values, column).cloned() {
             vars.insert(var.clone(), value);
         }
     }

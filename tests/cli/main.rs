@@ -3,6 +3,7 @@
 //! as the `cli_postgres` test binary (which sets `crate::POSTGRES`).
 
 mod browser;
+mod conversations;
 mod cost;
 mod datasets;
 mod evidence;

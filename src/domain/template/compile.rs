@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::fstring::parse_fstring;
 use super::mustache::parse_mustache;
 use super::parse::Piece;
-use super::{ALLOWED_ROLES, TemplateError};
+use super::{ALLOWED_ROLES, PLACEHOLDER, TemplateError};
 use crate::model::{Template, TemplateFormat};
 
 #[derive(Debug, Clone)]
@@ -41,6 +41,8 @@ pub(super) enum Shape {
         given: Vec<Value>,
         units: Vec<(usize, usize)>,
     },
+    /// Messages from a column (`variables[index]`): a JSON list expanded in place.
+    Placeholder(usize),
 }
 
 /// A template parsed once and rendered many times (hot path: rendering one row must not re-parse).
@@ -63,6 +65,24 @@ impl CompiledTemplate {
                     return Err(TemplateError::EmptyChat);
                 }
                 for (index, message) in messages.iter().enumerate() {
+                    if message.role == PLACEHOLDER {
+                        // Its content names the column, bare or as `{{history}}`.
+                        let name = message
+                            .content
+                            .trim()
+                            .trim_start_matches("{{")
+                            .trim_end_matches("}}")
+                            .trim();
+                        if !super::names::is_dotted_identifier(name) || message.parts.is_some() {
+                            return Err(TemplateError::Placeholder {
+                                message_index: index,
+                                name: message.content.clone(),
+                            });
+                        }
+                        let unit = builder.intern(name);
+                        builder.shapes.push(Shape::Placeholder(unit));
+                        continue;
+                    }
                     if !ALLOWED_ROLES.contains(&message.role.as_str()) {
                         return Err(TemplateError::InvalidRole {
                             role: message.role.clone(),
@@ -110,6 +130,13 @@ impl CompiledTemplate {
     pub fn variables(&self) -> &[String] {
         &self.variables
     }
+
+    /// Whether a message of this template expands a column's list of messages.
+    pub fn has_placeholder(&self) -> bool {
+        self.shapes
+            .iter()
+            .any(|s| matches!(s, Shape::Placeholder(_)))
+    }
 }
 
 /// Convenience: compile + variables.
@@ -153,14 +180,7 @@ impl Builder {
                     literal_len += t.len();
                     segments.push(Segment::Text(t));
                 }
-                Piece::Var(name) => {
-                    let next = self.variables.len();
-                    let i = *self.index.entry(name.to_owned()).or_insert(next);
-                    if i == next {
-                        self.variables.push(name.to_owned());
-                    }
-                    segments.push(Segment::Var(i));
-                }
+                Piece::Var(name) => segments.push(Segment::Var(self.intern(name))),
             }
         }
         self.parts.push(Part {
@@ -169,6 +189,16 @@ impl Builder {
             literal_len,
         });
         Ok(self.parts.len() - 1)
+    }
+
+    /// The index of variable `name`, added on first sight.
+    pub(super) fn intern(&mut self, name: &str) -> usize {
+        let next = self.variables.len();
+        let i = *self.index.entry(name.to_owned()).or_insert(next);
+        if i == next {
+            self.variables.push(name.to_owned());
+        }
+        i
     }
 
     pub(super) fn finish(self) -> CompiledTemplate {

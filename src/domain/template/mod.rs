@@ -8,6 +8,7 @@
 //! here reads files, the store or the network.
 
 mod compile;
+mod conversation;
 mod fstring;
 mod mustache;
 mod names;
@@ -56,7 +57,20 @@ pub enum TemplateError {
     InvalidRole { role: String },
     #[error("a chat template needs at least one message")]
     EmptyChat,
+    /// A placeholder message names no column: its content must be one variable name.
+    #[error("placeholder message {}: its content must name the column that holds the messages (for example \"history\"), got {name:?}", .message_index + 1)]
+    Placeholder { message_index: usize, name: String },
+    /// A row's value for a placeholder is not a list of messages.
+    #[error("{name}: {reason}")]
+    Conversation { name: String, reason: String },
 }
+
+/// The role of a message that stands for a list of messages from a column (a conversation so
+/// far), expanded in place when a row is rendered.
+pub const PLACEHOLDER: &str = "placeholder";
+
+/// The most messages one placeholder may expand into.
+pub const MAX_CONVERSATION: usize = 1_000;
 
 /// The first names of a long list, then how many more: an error stays one readable line even
 /// when a template has thousands of variables.

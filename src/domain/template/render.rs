@@ -15,23 +15,33 @@ impl CompiledTemplate {
     /// Renders to messages: a Str template becomes exactly one `user` message.
     pub fn render(&self, vars: &JsonObject) -> Result<Vec<Message>, TemplateError> {
         let values = self.resolve(vars)?;
-        Ok(self
-            .shapes
-            .iter()
-            .map(|shape| match shape {
+        let mut out = Vec::with_capacity(self.shapes.len());
+        for shape in &self.shapes {
+            match shape {
                 Shape::Text(unit) => {
                     let part = &self.parts[*unit];
-                    Message::text(part.role.clone(), render_part(part, &values))
+                    out.push(Message::text(part.role.clone(), render_part(part, &values)));
                 }
                 Shape::Parts { role, given, units } => {
                     let mut parts = given.clone();
                     for (p, unit) in units {
                         parts[*p]["text"] = Value::String(render_part(&self.parts[*unit], &values));
                     }
-                    Message::with_parts(role.clone(), parts)
+                    out.push(Message::with_parts(role.clone(), parts));
                 }
-            })
-            .collect())
+                Shape::Placeholder(i) => {
+                    let name = &self.variables[*i];
+                    let expanded = super::conversation::expand(values[*i]).map_err(|reason| {
+                        TemplateError::Conversation {
+                            name: name.clone(),
+                            reason,
+                        }
+                    })?;
+                    out.extend(expanded);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Variables from `variables()` that `vars` cannot supply (same lookup rule as render).

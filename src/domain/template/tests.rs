@@ -285,6 +285,94 @@ fn chat_templates() {
 }
 
 #[test]
+fn a_placeholder_expands_a_column_s_conversation_in_place() {
+    let template = Template::Chat(vec![
+        msg("system", "You help {{company}}."),
+        msg("placeholder", "history"),
+        msg("user", "{{question}}"),
+    ]);
+    let compiled = CompiledTemplate::compile(Mustache, &template).expect("valid chat");
+    assert!(compiled.has_placeholder());
+    assert_eq!(compiled.variables(), ["company", "history", "question"]);
+    // Text from a CSV cell, or a list from JSONL: the same messages.
+    let history = json!([
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+            "function": {"name": "weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "18C"},
+        {"role": "ai", "content": "It is 18C in {{company}}."}
+    ]);
+    for value in [history.clone(), Value::String(history.to_string())] {
+        let out = compiled
+            .render(&obj(
+                json!({"company": "Acme", "question": "And tomorrow?", "history": value}),
+            ))
+            .expect("renders");
+        assert_eq!(out.len(), 6);
+        assert_eq!(out[0], msg("system", "You help Acme."));
+        assert_eq!(out[1], msg("user", "Weather in Paris?"));
+        let call = &out[2].parts.as_ref().unwrap()[0];
+        assert_eq!(out[2].role, "assistant");
+        assert_eq!(call["type"], "tool_call");
+        assert_eq!(call["tool_call"]["name"], "weather");
+        assert_eq!(out[3].role, "tool");
+        assert_eq!(out[3].parts.as_ref().unwrap()[0]["tool_call_id"], "c1");
+        // A conversation's text is sent as written, never rendered.
+        assert_eq!(out[4], msg("assistant", "It is 18C in {{company}}."));
+        assert_eq!(out[5], msg("user", "And tomorrow?"));
+    }
+    let empty = compiled
+        .render(&obj(
+            json!({"company": "A", "question": "Q", "history": "[]"}),
+        ))
+        .unwrap();
+    assert_eq!(empty.len(), 2);
+    for (value, needle) in [
+        (json!("not json"), "history: not a JSON list of messages"),
+        (json!({"role": "user"}), "history: not a JSON list"),
+        (
+            json!([{"content": "hi"}]),
+            "history: message 1: it has no `role`",
+        ),
+        (
+            json!([{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}]),
+            "message 2: role 'bot'",
+        ),
+        (
+            json!([{"role": "tool", "content": "x"}]),
+            "needs the `tool_call_id`",
+        ),
+        (
+            json!([{"role": "user", "content": "x", "tool_calls": []}]),
+            "only an assistant's may",
+        ),
+    ] {
+        let err = compiled
+            .render(&obj(
+                json!({"company": "A", "question": "Q", "history": value}),
+            ))
+            .unwrap_err();
+        assert!(matches!(err, TemplateError::Conversation { .. }), "{err:?}");
+        assert!(err.to_string().contains(needle), "{err}");
+    }
+    // A placeholder names one column.
+    for bad in ["", "two words", "{{a b}}"] {
+        let template = Template::Chat(vec![msg("placeholder", bad), msg("user", "hi")]);
+        assert!(matches!(
+            CompiledTemplate::compile(Mustache, &template),
+            Err(TemplateError::Placeholder { .. })
+        ));
+    }
+    let braced = Template::Chat(vec![msg("placeholder", "{{ history }}"), msg("user", "hi")]);
+    assert_eq!(
+        CompiledTemplate::compile(Mustache, &braced)
+            .unwrap()
+            .variables(),
+        ["history"]
+    );
+}
+
+#[test]
 fn chat_errors() {
     let bad_role = Template::Chat(vec![msg("user", "hi"), msg("bot", "hi")]);
     let err = CompiledTemplate::compile(Mustache, &bad_role).unwrap_err();

@@ -37,6 +37,31 @@ pub(in crate::workflow) fn evaluators(
     Ok(prepared)
 }
 
+/// A template with a placeholder message expands a column's list of messages in every row: a
+/// row whose list is malformed is refused here, naming the row, before any call.
+fn check_conversations(
+    template: &CompiledTemplate,
+    path: &std::path::Path,
+    run: &RunSettings,
+) -> Result<()> {
+    if !template.has_placeholder() {
+        return Ok(());
+    }
+    let rows = dataset::rows(path).map_err(dataset_error)?;
+    for row in rows {
+        let row = row.map_err(dataset_error)?;
+        let vars = engine::vars_of(&row.values, run);
+        if let Err(e @ crate::template::TemplateError::Conversation { .. }) = template.render(&vars)
+        {
+            return Err(Error::invalid(format!("row {}: {e}", row.id)).with_hint(
+                "a placeholder's column holds a JSON list of {\"role\", \"content\"} messages \
+                 (roles user, assistant, system, developer, tool); write [] for none",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Tool-call evaluators need what they compare with: the dataset's `expected_tool_calls`
 /// column, the version's declared tools.
 fn check_tool_evaluators(
@@ -217,6 +242,7 @@ pub fn prepare(
             missing.available.join(", ")
         ))
     })?;
+    check_conversations(&template, &settings.dataset, &settings.run)?;
     settings.run.expected_column = expected_column(settings.run.expected_column.as_deref(), &info)?;
     let has_expected = settings.run.expected_column.is_some();
     let specs = match &settings.evals {
