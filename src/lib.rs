@@ -42,8 +42,8 @@ pub mod workflow;
 // library's paths are the same whatever layer a module sits in.
 pub use commands::cli;
 pub use domain::{
-    canary, compare, cost, diff, gate, json, model, production, redact, stats, template, text,
-    tool_calls, trace, trace_rows, view,
+    canary, compare, cost, diff, gate, json, model, pairwise, production, redact, stats, template,
+    text, tool_calls, trace, trace_rows, view,
 };
 pub use engine::{client, eval, limit, mock};
 pub use inputs::{config, dataset, input, prompt_file};

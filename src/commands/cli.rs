@@ -885,6 +885,10 @@ pub struct CompareArgs {
     /// beyond it, on either side, it is refused as evidence [default: 0, none].
     #[arg(long, value_name = "E")]
     pub max_error_rate: Option<f64>,
+    /// Gate, with --eval pairwise[:RUBRIC_FILE]: pass only if the lower bound of the
+    /// candidate's win rate against the baseline (ties count half) is at least R; exit 1 if not.
+    #[arg(long, value_name = "R")]
+    pub min_win_rate: Option<f64>,
     /// Only stored experiments run against the same endpoint (--base-url / OPENAI_BASE_URL)
     /// count as evidence; by default the endpoint is not part of what must match.
     #[arg(long)]
@@ -928,6 +932,10 @@ pub struct PromoteArgs {
     /// No row that passes on the baseline may fail on the candidate.
     #[arg(long)]
     pub no_new_failures: bool,
+    /// With --eval pairwise[:RUBRIC_FILE]: a judge sees both sides' answers in both orders,
+    /// and the lower bound of the candidate's win rate (ties half) must be at least R.
+    #[arg(long, value_name = "R")]
+    pub min_win_rate: Option<f64>,
     /// The share of errored results (0..1) each side's experiment may have; beyond it, the
     /// experiment is refused as evidence [default: `max_error_rate` under [gate] in
     /// runner.toml, else 0: none].

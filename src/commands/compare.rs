@@ -18,7 +18,21 @@ use crate::workflow::promotion::{
 };
 use crate::workflow::settings::ExperimentSettings;
 
-pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
+pub fn compare(mut args: CompareArgs, ctx: &Context) -> Result<u8> {
+    // `--eval pairwise[:FILE]` judges the two sides against each other; the rest are the
+    // experiments' own evaluators.
+    let pairwise_specs = crate::workflow::pairwise::take_specs(&mut args.options.evals)?;
+    if args.min_win_rate.is_some() && pairwise_specs.is_empty() {
+        return Err(Error::invalid("--min-win-rate needs a pairwise judge")
+            .with_hint("add --eval pairwise (runner's rubric) or --eval pairwise:RUBRIC_FILE"));
+    }
+    if let Some(rate) = args.min_win_rate
+        && !(0.0..=1.0).contains(&rate)
+    {
+        return Err(Error::invalid(format!(
+            "--min-win-rate must be between 0 and 1, got {rate}"
+        )));
+    }
     let inference = Inference {
         confidence: confidence(args.confidence, ctx)?,
         cluster_column: args.cluster_column.clone(),
@@ -110,7 +124,35 @@ pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
             candidate.dataset.path
         );
     }
-    let verdict = gated.then(|| crate::gate::evaluate(&result, &policy));
+    let pairwise = if pairwise_specs.is_empty() {
+        Vec::new()
+    } else {
+        let judge = super::settings::pairwise_judge(
+            &args.options,
+            ctx,
+            candidate.prompt.as_deref().unwrap_or_default(),
+        )?;
+        crate::workflow::pairwise::judge(
+            ctx,
+            &pairwise_specs,
+            &baseline,
+            &candidate,
+            &judge,
+            inference.confidence,
+        )?
+    };
+    let mut verdict =
+        (gated || args.min_win_rate.is_some()).then(|| crate::gate::evaluate(&result, &policy));
+    if let (Some(verdict), Some(rate)) = (verdict.as_mut(), args.min_win_rate) {
+        for report in &pairwise {
+            verdict.add(crate::gate::win_rate_criterion(
+                &report.evaluator,
+                &report.tally,
+                report.errors,
+                rate,
+            ));
+        }
+    }
     if let Some(verdict) = verdict.as_ref().filter(|_| args.json) {
         notes_on_stderr(verdict);
     }
@@ -137,6 +179,12 @@ pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
                 serde_json::to_value(verdict).map_err(|e| Error::operational(e.to_string()))?,
             );
         }
+        if let (false, serde_json::Value::Object(map)) = (pairwise.is_empty(), &mut json) {
+            map.insert(
+                "pairwise".into(),
+                serde_json::to_value(&pairwise).map_err(|e| Error::operational(e.to_string()))?,
+            );
+        }
         if let (Some(production), serde_json::Value::Object(map)) = (&production, &mut json) {
             map.insert(
                 "production".into(),
@@ -156,6 +204,11 @@ pub fn compare(args: CompareArgs, ctx: &Context) -> Result<u8> {
             verdict.as_ref(),
             args.rows,
         ));
+    }
+    if !args.json {
+        for report in &pairwise {
+            out(&report::pairwise_text(report, args.rows));
+        }
     }
     if let Some(production) = production.as_ref().filter(|_| !args.json) {
         out(&report::beside_text(production));

@@ -37,12 +37,35 @@ fn write_reports(reports: &[(&Path, String)], moved: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn promote(args: PromoteArgs, ctx: &Context) -> Result<u8> {
+pub fn promote(mut args: PromoteArgs, ctx: &Context) -> Result<u8> {
     check_prompt_name(&args.prompt)?;
     check_tag_name(&args.from)?;
     check_tag_name(&args.to)?;
     if args.from == args.to {
         return Err(Error::invalid("--from and --to name the same tag"));
+    }
+    // `--eval pairwise[:FILE]` with `--min-win-rate`: a judge compares the two sides' answers.
+    let pairwise_specs = crate::workflow::pairwise::take_specs(&mut args.options.evals)?;
+    match (args.min_win_rate, pairwise_specs.is_empty()) {
+        (Some(_), true) => {
+            return Err(
+                Error::invalid("--min-win-rate needs a pairwise judge").with_hint(
+                    "add --eval pairwise (runner's rubric) or --eval pairwise:RUBRIC_FILE",
+                ),
+            );
+        }
+        (None, false) => {
+            return Err(Error::invalid(
+                "--eval pairwise in promote needs --min-win-rate R: the gate's criterion on it",
+            )
+            .with_hint("for example --min-win-rate 0.5 (the candidate at least as good)"));
+        }
+        (Some(rate), _) if !(0.0..=1.0).contains(&rate) => {
+            return Err(Error::invalid(format!(
+                "--min-win-rate must be between 0 and 1, got {rate}"
+            )));
+        }
+        _ => {}
     }
     let policy = promote_policy(ctx.config()?, &args)?;
     let inference = Inference {
@@ -92,7 +115,16 @@ pub fn promote(args: PromoteArgs, ctx: &Context) -> Result<u8> {
         max_error_rate: policy.error_allowance(),
         same_endpoint: args.same_endpoint,
     };
+    let pairwise = match args.min_win_rate {
+        None => None,
+        Some(rate) => Some(crate::workflow::pairwise::Gate {
+            specs: pairwise_specs,
+            judge: super::settings::pairwise_judge(&args.options, ctx, &args.prompt)?,
+            min_win_rate: rate,
+        }),
+    };
     let request = PromotionRequest {
+        pairwise,
         evidence,
         prompt: &args.prompt,
         from: &args.from,
@@ -135,9 +167,20 @@ pub fn promote(args: PromoteArgs, ctx: &Context) -> Result<u8> {
     }
     write_reports(&reports, view.moved)?;
     if args.json {
-        out_json(&report::promotion_json(&view))?;
+        let mut json = report::promotion_json(&view);
+        if let (false, serde_json::Value::Object(map)) = (decided.pairwise.is_empty(), &mut json) {
+            map.insert(
+                "pairwise".into(),
+                serde_json::to_value(&decided.pairwise)
+                    .map_err(|e| Error::operational(e.to_string()))?,
+            );
+        }
+        out_json(&json)?;
     } else {
         out(&report::promotion_text(&view));
+        for pairwise in &decided.pairwise {
+            out(&report::pairwise_text(pairwise, 10));
+        }
     }
     Ok(verdict_code(&decided.verdict))
 }

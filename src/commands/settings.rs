@@ -418,6 +418,31 @@ pub fn instant(flag: &str, text: &str, now_ms: i64) -> Result<i64> {
     }
 }
 
+/// Where `--eval pairwise` asks: `--base-url` (else runner.toml, `OPENAI_BASE_URL`), the model
+/// `--judge-model` names (else runner.toml's judge model, else the candidate's model), at
+/// `--concurrency` calls at once.
+pub fn pairwise_judge(
+    options: &crate::cli::RunOptions,
+    ctx: &crate::workflow::Context,
+    prompt: &str,
+) -> Result<crate::workflow::pairwise::Judge> {
+    let defaults = ctx.config()?.for_prompt(prompt);
+    let base_url = crate::workflow::settings::endpoint(options.base_url.as_deref(), &defaults)?;
+    let client = crate::workflow::experiment::call_client(
+        &base_url,
+        options.timeout.or(defaults.timeout).unwrap_or(60.0),
+        options.max_retries.or(defaults.max_retries).unwrap_or(3),
+    )?;
+    Ok(crate::workflow::pairwise::Judge {
+        client,
+        model: options
+            .judge_model
+            .clone()
+            .or_else(|| defaults.judge_model.clone()),
+        concurrency: options.concurrency.or(defaults.concurrency).unwrap_or(16),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -173,6 +173,53 @@ pub struct Verdict {
     pub notes: Vec<String>,
 }
 
+impl Verdict {
+    /// Adds a criterion checked beside the comparison (a pairwise judge's win rate): the
+    /// verdict passes only if it passes too.
+    pub fn add(&mut self, criterion: Criterion) {
+        self.criteria.push(criterion);
+        // As `evaluate` decides: something beyond the error rate checked, and all of it passed.
+        self.passed = self.criteria.iter().any(|c| c.name != MAX_ERROR_RATE)
+            && self.criteria.iter().all(|c| c.passed);
+    }
+}
+
+/// `--min-win-rate R`: the lower bound of the candidate's win rate (ties half) at least R. A
+/// judge that failed on any row leaves the rate unmeasured: broken evidence never passes.
+pub fn win_rate_criterion(
+    evaluator: &str,
+    tally: &crate::pairwise::Tally,
+    errors: u64,
+    threshold: f64,
+) -> Criterion {
+    let mut c = Criterion::new(
+        format!("min win rate [{evaluator}]"),
+        ">=",
+        threshold,
+        Unit::Fraction,
+    );
+    let interval = format!(
+        "{} wins, {} ties, {} losses; {:.1}% ({} CI {:.1}–{:.1}%), lower bound compared",
+        tally.wins,
+        tally.ties,
+        tally.losses,
+        tally.win_rate * 100.0,
+        crate::stats::confidence_text(tally.confidence),
+        tally.ci[0] * 100.0,
+        tally.ci[1] * 100.0
+    );
+    if errors > 0 || tally.rows == 0 {
+        c.detail = Some(format!(
+            "the judge failed on {errors} row(s): no win rate stands on part of the rows"
+        ));
+        return c;
+    }
+    c.actual = Some(tally.ci[0]);
+    c.passed = tally.ci[0] >= threshold;
+    c.detail = Some(interval);
+    c
+}
+
 /// A criterion with a threshold D that the dataset is too small to tell from noise: its
 /// minimum detectable effect (80% power at the comparison's confidence) is larger than D.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -13,6 +13,7 @@ pub mod diff;
 pub mod gate;
 pub mod json;
 pub mod model;
+pub mod pairwise;
 pub mod production;
 pub mod redact;
 pub mod stats;

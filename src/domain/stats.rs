@@ -1042,6 +1042,24 @@ mod tests {
         assert!(close(w.ci[0], f(&miller["wilson"][0]), tol));
         assert!(close(w.ci[1], f(&miller["wilson"][1]), tol));
 
+        // A versus B: the win rate (ties half), its Wilson interval and the sign test.
+        for case in r["pairwise"].as_array().unwrap() {
+            let n = |k: &str| case[k].as_u64().unwrap() as usize;
+            let outcomes: Vec<crate::pairwise::Outcome> = [
+                (crate::pairwise::Outcome::Win, n("wins")),
+                (crate::pairwise::Outcome::Tie, n("ties")),
+                (crate::pairwise::Outcome::Loss, n("losses")),
+            ]
+            .iter()
+            .flat_map(|(o, k)| std::iter::repeat_n(*o, *k))
+            .collect();
+            let t = crate::pairwise::tally(&outcomes, confidence);
+            assert!(close(t.win_rate, f(&case["win_rate"]), tol), "{case}");
+            assert!(close(t.ci[0], f(&case["ci"][0]), tol), "{case}");
+            assert!(close(t.ci[1], f(&case["ci"][1]), tol), "{case}");
+            assert!(close(t.sign_test_p, f(&case["sign_test_p"]), tol), "{case}");
+        }
+
         // Small samples, where the normal interval leaves [0, 1] or collapses.
         let small = &r["small_samples"];
         for case in small["wilson"].as_array().unwrap() {

@@ -7,6 +7,7 @@
 mod canary;
 mod comparison;
 mod experiments;
+mod pairwise;
 mod production;
 mod progress;
 mod prompts;
@@ -16,6 +17,7 @@ mod table;
 pub use canary::*;
 pub use comparison::*;
 pub use experiments::*;
+pub use pairwise::*;
 pub use production::*;
 pub use progress::*;
 pub use prompts::*;

@@ -8,6 +8,7 @@ pub mod canary;
 pub mod datasets;
 pub mod examples;
 pub mod experiment;
+pub mod pairwise;
 pub mod playground;
 pub mod production;
 pub mod promotion;

@@ -542,12 +542,16 @@ pub struct PromotionRequest<'a> {
     pub message: Option<String>,
     /// What may stand as evidence.
     pub acceptance: Acceptance,
+    /// `--eval pairwise --min-win-rate R`: a judge compares the two sides' answers too.
+    pub pairwise: Option<super::pairwise::Gate>,
 }
 
 /// What a promotion decided.
 pub struct Decided {
     pub comparison: Comparison,
     pub verdict: Verdict,
+    /// What each pairwise judge found (none without `--eval pairwise`).
+    pub pairwise: Vec<super::pairwise::Report>,
     pub candidate_seq: i64,
     pub baseline_seq: Option<i64>,
     /// The recorded tag move; None when the gate failed or on a dry run.
@@ -573,7 +577,8 @@ fn found_evidence<F: Future<Output = ()>>(
         &candidate.info.columns,
         &candidate.settings.dataset.display().to_string(),
     )?;
-    if candidate.evaluators.is_empty() {
+    // A pairwise judge is an evaluator of the two sides together.
+    if candidate.evaluators.is_empty() && request.pairwise.is_none() {
         return Err(Error::invalid(
             "the gate needs at least one evaluator, and none was given or implied",
         )
@@ -740,7 +745,36 @@ pub fn promote<F: Future<Output = ()>>(
         PROMOTION_ROWS,
         &request.inference,
     )?;
-    let verdict = gate::evaluate(&comparison, &request.policy);
+    let mut verdict = gate::evaluate(&comparison, &request.policy);
+    let pairwise = match (&request.pairwise, &baseline) {
+        (None, _) => Vec::new(),
+        (Some(_), None) => {
+            return Err(Error::invalid(format!(
+                "--min-win-rate compares the candidate with the baseline, and {} has no tag '{}' yet",
+                request.prompt, request.to
+            ))
+            .with_hint("drop --eval pairwise and --min-win-rate for a first promotion"));
+        }
+        (Some(gate), Some(baseline)) => {
+            let reports = super::pairwise::judge(
+                ctx,
+                &gate.specs,
+                baseline,
+                &candidate,
+                &gate.judge,
+                request.inference.confidence,
+            )?;
+            for report in &reports {
+                verdict.add(gate::win_rate_criterion(
+                    &report.evaluator,
+                    &report.tally,
+                    report.errors,
+                    gate.min_win_rate,
+                ));
+            }
+            reports
+        }
+    };
 
     let moved = if verdict.passed && !request.dry_run {
         let evidence = Evidence {
@@ -793,6 +827,7 @@ pub fn promote<F: Future<Output = ()>>(
     Ok(Decided {
         comparison,
         verdict,
+        pairwise,
         candidate_seq: candidate_version.seq,
         baseline_seq: baseline_version.as_ref().map(|t| t.version_seq),
         moved,

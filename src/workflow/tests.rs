@@ -232,6 +232,7 @@ fn promotion_request<'a>(data: &'a std::path::Path, mock: &Mock) -> PromotionReq
         dry_run: false,
         message: Some("ship it".into()),
         acceptance: Default::default(),
+        pairwise: None,
     }
 }
 

@@ -13,6 +13,7 @@ mod first_hour;
 mod from_traces;
 mod limits;
 pub mod otlp;
+mod pairwise;
 #[path = "../../src/store/test_cluster.rs"]
 pub mod postgres;
 mod promote;

@@ -211,6 +211,25 @@ def power_case():
     return out
 
 
+def pairwise_case():
+    # A versus B: (wins, ties, losses) of the candidate; the win rate counts ties half, its
+    # Wilson interval takes wins + ties / 2 as the count, and the sign test is the exact
+    # two-sided binomial test of wins against losses at one half (ties left out).
+    out = []
+    for wins, ties, losses in [(6, 0, 0), (0, 6, 0), (7, 2, 1), (12, 5, 3), (3, 1, 1), (40, 30, 30)]:
+        rows = wins + ties + losses
+        points = wins + ties / 2
+        decided = wins + losses
+        p = float(stats.binomtest(wins, decided, 0.5).pvalue) if decided else 1.0
+        out.append({
+            "wins": wins, "ties": ties, "losses": losses,
+            "win_rate": points / rows,
+            "ci": wilson(points, rows),
+            "sign_test_p": p,
+        })
+    return out
+
+
 def distributions():
     norm = [
         {"p": p, "quantile": float(stats.norm.ppf(p))}
@@ -243,6 +262,7 @@ def main():
         "paired_pass_fail": paired_pass_fail_case(),
         "power": power_case(),
         "small_samples": small_samples(),
+        "pairwise": pairwise_case(),
     }
     with open(sys.argv[1], "w") as f:
         json.dump(out, f, indent=1)

@@ -1,0 +1,282 @@
+//! A versus B: `compare --eval pairwise` and `promote --eval pairwise --min-win-rate`, offline
+//! against the mock: a judge that prefers the candidate in both orders, one that always picks
+//! the answer shown first (every row a tie), judgments read back from the cache, and the gate
+//! and the tag history that follow.
+
+use crate::{Env, Mock};
+
+/// Two versions whose answers the mock echoes: `Thanks: …` (production) and `Order: …`
+/// (staging); six rows.
+fn setup(env: &Env) -> String {
+    env.ok(&[
+        "prompt",
+        "create",
+        "support",
+        "--template",
+        "Thanks: {{query}}",
+        "--model",
+        "mock",
+        "--tag",
+        "production",
+    ]);
+    env.ok(&[
+        "prompt",
+        "update",
+        "support",
+        "--template",
+        "Order: {{query}}",
+        "--tag",
+        "staging",
+    ]);
+    let data = env.write(
+        "q.csv",
+        "id,query\n1,where is my order\n2,refund please\n3,hello\n4,cancel it\n5,status\n6,help\n",
+    );
+    data.to_str().unwrap().to_string()
+}
+
+/// A judge that prefers the answer naming the order, whichever order it sees them in.
+const FAIR: &str = r#"
+- pattern: '(?s)<answer_a>\nOrder.*<answer_b>\nThanks'
+  reply: '{"winner": "A", "reason": "A names the order"}'
+- pattern: '(?s)<answer_a>\nThanks.*<answer_b>\nOrder'
+  reply: '{"winner": "B", "reason": "B names the order"}'
+"#;
+
+/// A judge that always picks the answer shown first.
+const FIRST: &str = r#"
+- pattern: '(?s)<answer_a>'
+  reply: '{"winner": "A", "reason": "the first one"}'
+"#;
+
+fn mock(env: &Env, rules: &str, name: &str) -> Mock {
+    let path = env.write(name, rules);
+    Mock::start(env, &["--responses", path.to_str().unwrap()])
+}
+
+#[test]
+fn a_judge_that_prefers_the_candidate_in_both_orders_gives_it_every_row() {
+    let env = Env::new();
+    let data = setup(&env);
+    let fair = mock(&env, FAIR, "fair.yaml");
+    let compare = |extra: &[&str]| {
+        let mut args = vec![
+            "compare",
+            "--prompt",
+            "support",
+            "--tags",
+            "production,staging",
+            "--dataset",
+            &data,
+            "--run",
+            "--base-url",
+            &fair.url,
+            "--eval",
+            "pairwise",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        env.json(&args)
+    };
+    let json = compare(&["--min-win-rate", "0.5"]);
+    let p = &json["pairwise"][0];
+    assert_eq!(p["evaluator"], "pairwise");
+    assert_eq!(
+        (p["wins"].as_u64(), p["ties"].as_u64(), p["losses"].as_u64()),
+        (Some(6), Some(0), Some(0))
+    );
+    assert_eq!(p["win_rate"], 1.0);
+    // Wilson's interval at 95 % for 6 of 6, and the sign test's 2 × ½⁶.
+    assert!(
+        (p["ci"][0].as_f64().unwrap() - 0.6096657120978346).abs() < 1e-9,
+        "{p}"
+    );
+    assert!(
+        (p["sign_test_p"].as_f64().unwrap() - 0.03125).abs() < 1e-12,
+        "{p}"
+    );
+    let row = &p["judged"][0];
+    assert_eq!(row["candidate_first"], "A");
+    assert_eq!(row["baseline_first"], "B");
+    assert_eq!(row["outcome"], "win");
+    assert_eq!(row["candidate_first_reason"], "A names the order");
+    assert_eq!(json["gate"]["passed"], true, "{}", json["gate"]);
+    // Both orders of six rows were asked once: a second comparison reads them back.
+    let asked = fair.requests();
+    compare(&[]);
+    assert_eq!(fair.requests(), asked, "judgments come from the cache");
+    // promote gates on it and records the criterion with the evidence.
+    let out = env.ok(&[
+        "promote",
+        "--prompt",
+        "support",
+        "--from",
+        "staging",
+        "--to",
+        "production",
+        "--dataset",
+        &data,
+        "--base-url",
+        &fair.url,
+        "--eval",
+        "pairwise",
+        "--min-win-rate",
+        "0.5",
+    ]);
+    assert!(
+        out.contains("the candidate wins 6, ties 0, loses 0 of 6 rows"),
+        "{out}"
+    );
+    let history = env.json(&["tag", "history", "support", "--json"]);
+    let last = history.as_array().unwrap().last().unwrap();
+    assert_eq!(last["action"], "promote");
+    let criteria: Vec<&str> = last["evidence"]["criteria"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        criteria.contains(&"min win rate [pairwise]"),
+        "{criteria:?}"
+    );
+}
+
+#[test]
+fn a_judge_that_follows_the_order_gives_only_ties_and_the_gate_refuses() {
+    let env = Env::new();
+    let data = setup(&env);
+    // The answers first, from the echoing mock; then a judge that picks whatever comes first.
+    let echo = Mock::start(&env, &[]);
+    for tag in ["production", "staging"] {
+        env.ok(&[
+            "experiment",
+            "--prompt",
+            "support",
+            "--tag",
+            tag,
+            "--dataset",
+            &data,
+            "--base-url",
+            &echo.url,
+        ]);
+    }
+    let first = mock(&env, FIRST, "first.yaml");
+    let out = env.run(&[
+        "compare",
+        "--prompt",
+        "support",
+        "--tags",
+        "production,staging",
+        "--dataset",
+        &data,
+        "--base-url",
+        &first.url,
+        "--eval",
+        "pairwise",
+        "--min-win-rate",
+        "0.5",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("the candidate wins 0, ties 6, loses 0 of 6 rows"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("min win rate [pairwise]"), "{stdout}");
+    // promote refuses the same way and moves nothing.
+    let before = env.json(&["tag", "history", "support", "--json"]);
+    let out = env.run(&[
+        "promote",
+        "--prompt",
+        "support",
+        "--from",
+        "staging",
+        "--to",
+        "production",
+        "--dataset",
+        &data,
+        "--base-url",
+        &first.url,
+        "--eval",
+        "pairwise",
+        "--min-win-rate",
+        "0.5",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(env.json(&["tag", "history", "support", "--json"]), before);
+}
+
+#[test]
+fn pairwise_flags_are_checked_before_anything_runs() {
+    let env = Env::new();
+    let data = setup(&env);
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "compare",
+                "--prompt",
+                "support",
+                "--tags",
+                "production,staging",
+                "--dataset",
+                &data,
+                "--min-win-rate",
+                "0.5",
+            ],
+            "--min-win-rate needs a pairwise judge",
+        ),
+        (
+            &[
+                "compare",
+                "--prompt",
+                "support",
+                "--tags",
+                "production,staging",
+                "--dataset",
+                &data,
+                "--eval",
+                "pairwise:missing.md",
+            ],
+            "cannot read rubric file 'missing.md'",
+        ),
+        (
+            &[
+                "promote",
+                "--prompt",
+                "support",
+                "--from",
+                "staging",
+                "--to",
+                "production",
+                "--dataset",
+                &data,
+                "--eval",
+                "pairwise",
+            ],
+            "needs --min-win-rate",
+        ),
+        (
+            &[
+                "promote",
+                "--prompt",
+                "support",
+                "--from",
+                "staging",
+                "--to",
+                "production",
+                "--dataset",
+                &data,
+                "--eval",
+                "pairwise",
+                "--min-win-rate",
+                "1.5",
+            ],
+            "between 0 and 1",
+        ),
+    ];
+    for (args, needle) in cases {
+        let err = env.fails(args, 2);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
