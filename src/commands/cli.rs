@@ -128,6 +128,71 @@ The first line on stdout names the address the server listens on.")]
     /// by production evidence (`runner serve` decides; `evaluate` decides once without it).
     #[command(subcommand)]
     Canary(CanaryCommand),
+    /// Check an evaluator (an LLM judge, a program) against people's labels before a gate rests
+    /// on it.
+    #[command(subcommand)]
+    Judge(JudgeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JudgeCommand {
+    /// How often an evaluator agrees with people's pass / fail labels on an experiment's rows:
+    /// the agreement, the two-by-two table and Cohen's kappa with its interval.
+    #[command(after_help = JUDGE_EXAMPLES)]
+    Agreement(JudgeAgreementArgs),
+}
+
+const JUDGE_EXAMPLES: &str = "\
+Examples:
+  runner judge agreement --experiment last --eval judge:rubric.md --labels labels.csv
+  runner judge agreement --experiment exp_3k2 --eval judge:rubric.md --labels labels.csv --json
+
+labels.csv holds the experiment's row ids and people's verdicts:
+  id,label
+  q1,pass
+  q2,fail
+(label: pass/fail, true/false, yes/no or 1/0; or a score column from 0 to 1, 0.5 and up passing).
+The evaluator runs on the experiment's stored answers (judge calls go through the response
+cache); nothing is written but the cache. Kappa is agreement beyond chance: 1 is perfect, 0 no
+better than chance; its interval says how sure that is with this many rows.";
+
+#[derive(Debug, Args)]
+pub struct JudgeAgreementArgs {
+    /// The evaluator to check: judge:RUBRIC_FILE, or any other --eval spec but pairwise.
+    #[arg(long = "eval", value_name = "SPEC")]
+    pub eval: String,
+    /// People's labels: CSV or JSONL with id and label (pass/fail) or score (0..1) columns.
+    #[arg(long, value_name = "FILE")]
+    pub labels: PathBuf,
+    /// The experiment whose stored answers are judged: an id (or the start of one), a name, or
+    /// `last`.
+    #[arg(long, value_name = "ID|NAME")]
+    pub experiment: String,
+    /// The judge model [default: runner.toml's judge_model, else the experiment's].
+    #[arg(long, value_name = "MODEL")]
+    pub judge_model: Option<String>,
+    /// The endpoint the judge is asked at [default: runner.toml, else OPENAI_BASE_URL].
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Judge calls at once.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub concurrency: usize,
+    /// Seconds before a judge call is abandoned.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    pub timeout: f64,
+    /// Retries of a judge call that failed for a reason worth retrying.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub max_retries: u32,
+    /// Disagreeing rows to list.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub rows: usize,
+    /// Confidence level of kappa's interval (0 to 1) [default: `confidence` in runner.toml,
+    /// else 0.95].
+    #[arg(long, value_name = "C")]
+    pub confidence: Option<f64>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

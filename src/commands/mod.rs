@@ -11,6 +11,7 @@ mod dataset;
 mod dataset_store;
 mod demo;
 mod experiment;
+mod judge;
 mod mock;
 mod plan;
 mod production;
@@ -75,6 +76,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Production(args) => production::run(args, &ctx),
         Command::Canary(command) => canary::run(command, &ctx),
         Command::Dataset(command) => dataset::run(command, &ctx),
+        Command::Judge(command) => judge::run(command, &ctx),
     }
 }
 

@@ -594,6 +594,61 @@ pub fn wilson_interval(passed: f64, rows: f64, confidence: f64) -> [f64; 2] {
     [(center - half).max(0.0), (center + half).min(1.0)]
 }
 
+/// Cohen's kappa of two raters on the same items: agreement beyond what their own rates would
+/// give by chance, with its asymptotic standard error and normal interval (cut to [−1, 1]), as
+/// statsmodels' `cohens_kappa` computes them (`table[i][j]`: items the first rater put in category i and the
+/// second in category j).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Kappa {
+    pub kappa: f64,
+    #[serde(serialize_with = "se_or_null")]
+    pub se: f64,
+    pub ci: [f64; 2],
+    /// The share of items both put in the same category.
+    pub agreement: f64,
+    /// The agreement their marginal rates give by chance.
+    pub chance_agreement: f64,
+}
+
+pub fn cohens_kappa<const K: usize>(table: &[[u64; K]; K], confidence: f64) -> Option<Kappa> {
+    let nobs: f64 = table.iter().flatten().map(|&x| x as f64).sum();
+    if nobs == 0.0 {
+        return None;
+    }
+    let p = |i: usize, j: usize| table[i][j] as f64 / nobs;
+    let row: Vec<f64> = (0..K).map(|i| (0..K).map(|j| p(i, j)).sum()).collect();
+    let col: Vec<f64> = (0..K).map(|j| (0..K).map(|i| p(i, j)).sum()).collect();
+    let agree: f64 = (0..K).map(|i| p(i, i)).sum();
+    let chance: f64 = (0..K).map(|i| row[i] * col[i]).sum();
+    if (1.0 - chance).abs() < f64::EPSILON {
+        // Both raters put everything in one category: kappa is undefined.
+        return None;
+    }
+    let kappa = (agree - chance) / (1.0 - chance);
+    // Fleiss, Cohen and Everitt (1969), in statsmodels' arrangement.
+    let term_a: f64 = (0..K)
+        .map(|i| p(i, i) * (1.0 - (row[i] + col[i]) * (1.0 - kappa)).powi(2))
+        .sum();
+    let term_b: f64 = (0..K)
+        .flat_map(|i| (0..K).map(move |j| (i, j)))
+        .filter(|(i, j)| i != j)
+        .map(|(i, j)| p(i, j) * (col[i] + row[j]).powi(2))
+        .sum::<f64>()
+        * (1.0 - kappa).powi(2);
+    let term_c = (kappa - chance * (1.0 - kappa)).powi(2);
+    let variance = (term_a + term_b - term_c) / (1.0 - chance).powi(2) / nobs;
+    let se = variance.max(0.0).sqrt();
+    let z = z_critical(confidence);
+    Some(Kappa {
+        kappa,
+        se,
+        // Kappa lies in [−1, 1]; the normal interval is cut there.
+        ci: [(kappa - z * se).max(-1.0), (kappa + z * se).min(1.0)],
+        agreement: agree,
+        chance_agreement: chance,
+    })
+}
+
 /// Two independent samples compared (production traffic of two versions, where no row pairs
 /// them): the difference candidate − baseline, its interval and the test's p-value.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -1041,6 +1096,21 @@ mod tests {
         let w = Estimate::proportion(137.0, 164.0, e.se, confidence);
         assert!(close(w.ci[0], f(&miller["wilson"][0]), tol));
         assert!(close(w.ci[1], f(&miller["wilson"][1]), tol));
+
+        // A judge against people's labels: Cohen's kappa with its standard error and interval.
+        for case in r["kappa"].as_array().unwrap() {
+            let t: Vec<u64> = case["table"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|row| row.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()))
+                .collect();
+            let k = cohens_kappa(&[[t[0], t[1]], [t[2], t[3]]], confidence).unwrap();
+            assert!(close(k.kappa, f(&case["kappa"]), tol), "{case}");
+            assert!(close(k.se, f(&case["se"]), tol), "{case}");
+            assert!(close(k.ci[0], f(&case["ci"][0]), tol), "{case}");
+            assert!(close(k.ci[1], f(&case["ci"][1]), tol), "{case}");
+        }
 
         // A versus B: the win rate (ties half), its Wilson interval and the sign test.
         for case in r["pairwise"].as_array().unwrap() {

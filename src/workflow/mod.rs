@@ -3,6 +3,7 @@
 //! traits. Each takes one settings value that `settings` builds once from the command line
 //! and runner.toml; no other module here parses a flag, and nothing here prints results.
 
+pub mod agreement;
 pub mod archive;
 pub mod canary;
 pub mod datasets;

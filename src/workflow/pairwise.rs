@@ -212,7 +212,7 @@ pub fn judge(
 
 /// Every request, at most `concurrency` at once, each answered from the cache when it holds
 /// the same request already; new answers are kept for next time. In the order given.
-async fn ask_all(
+pub(super) async fn ask_all(
     store: &Arc<dyn crate::store::Store>,
     judge: &Judge,
     model: &str,

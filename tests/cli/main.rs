@@ -11,6 +11,7 @@ mod experiments;
 pub mod fault_server;
 mod first_hour;
 mod from_traces;
+mod judge_agreement;
 mod limits;
 pub mod otlp;
 mod pairwise;

@@ -211,6 +211,23 @@ def power_case():
     return out
 
 
+def kappa_case():
+    # A judge's pass / fail against people's labels on the same rows: rows are the judge, columns
+    # the people ([pass, fail]); statsmodels' cohens_kappa (Fleiss-Cohen-Everitt variance).
+    from statsmodels.stats.inter_rater import cohens_kappa
+
+    out = []
+    for table in [[[40, 5], [10, 45]], [[12, 3], [2, 8]], [[20, 0], [0, 20]], [[30, 10], [10, 30]], [[7, 6], [5, 2]]]:
+        res = cohens_kappa(np.asarray(table, dtype=float))  # its intervals are at 95 %
+        out.append({
+            "table": table,
+            "kappa": float(res.kappa),
+            "se": float(res.std_kappa),
+            "ci": [float(res.kappa_low), float(res.kappa_upp)],
+        })
+    return out
+
+
 def pairwise_case():
     # A versus B: (wins, ties, losses) of the candidate; the win rate counts ties half, its
     # Wilson interval takes wins + ties / 2 as the count, and the sign test is the exact
@@ -263,6 +280,7 @@ def main():
         "power": power_case(),
         "small_samples": small_samples(),
         "pairwise": pairwise_case(),
+        "kappa": kappa_case(),
     }
     with open(sys.argv[1], "w") as f:
         json.dump(out, f, indent=1)
