@@ -1055,7 +1055,7 @@ pub struct PromoteArgs {
     #[arg(
         long,
         value_name = "ID|NAME",
-        conflicts_with_all = ["dataset", "fresh", "evals", "repetitions", "model", "base_url", "limit"]
+        conflicts_with_all = ["dataset", "fresh", "repetitions", "model", "limit"]
     )]
     pub candidate_experiment: Option<String>,
     /// The baseline's evidence, with --candidate-experiment (by id or by name): of --to's

@@ -67,6 +67,22 @@ pub fn promote(mut args: PromoteArgs, ctx: &Context) -> Result<u8> {
         }
         _ => {}
     }
+    // Named experiments bring their own evaluators: only a pairwise judge (and where it is
+    // asked) may be added to them.
+    if args.candidate_experiment.is_some() {
+        if let Some(spec) = args.options.evals.first() {
+            return Err(Error::invalid(format!(
+                "--eval {spec}: the named experiments were scored by their own evaluators"
+            ))
+            .with_hint("only --eval pairwise[:RUBRIC_FILE] (with --min-win-rate) adds to them"));
+        }
+        if args.options.base_url.is_some() && pairwise_specs.is_empty() {
+            return Err(Error::invalid(
+                "--base-url with --candidate-experiment: nothing is run but a pairwise judge",
+            )
+            .with_hint("drop --base-url, or add --eval pairwise with --min-win-rate"));
+        }
+    }
     let policy = promote_policy(ctx.config()?, &args)?;
     let inference = Inference {
         confidence: confidence(args.confidence, ctx)?,

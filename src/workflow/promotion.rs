@@ -671,7 +671,7 @@ fn chosen_evidence(
         ))
         .with_hint("name two experiments of the same dataset (`runner experiment show ID` shows it)"));
     }
-    if candidate.evaluators.is_empty() {
+    if candidate.evaluators.is_empty() && request.pairwise.is_none() {
         return Err(Error::invalid(format!(
             "experiment {} ran without evaluators, and the gate needs at least one",
             candidate.id

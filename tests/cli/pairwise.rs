@@ -208,6 +208,63 @@ fn a_judge_that_follows_the_order_gives_only_ties_and_the_gate_refuses() {
 }
 
 #[test]
+fn named_experiments_from_elsewhere_are_gated_by_the_judge_too() {
+    let env = Env::new();
+    let data = setup(&env);
+    let echo = Mock::start(&env, &[]);
+    for (tag, name) in [("production", "base"), ("staging", "cand")] {
+        env.ok(&[
+            "experiment",
+            "--prompt",
+            "support",
+            "--tag",
+            tag,
+            "--dataset",
+            &data,
+            "--base-url",
+            &echo.url,
+            "--name",
+            name,
+        ]);
+    }
+    let fair = mock(&env, FAIR, "fair.yaml");
+    let named = [
+        "promote",
+        "--prompt",
+        "support",
+        "--from",
+        "staging",
+        "--to",
+        "production",
+        "--candidate-experiment",
+        "cand",
+        "--baseline-experiment",
+        "base",
+    ];
+    // Only a pairwise judge may be added to experiments scored elsewhere.
+    let err = env.fails(&[&named[..], &["--eval", "icontains"]].concat(), 2);
+    assert!(err.contains("scored by their own evaluators"), "{err}");
+    let out = env.ok(&[
+        &named[..],
+        &[
+            "--base-url",
+            &fair.url,
+            "--eval",
+            "pairwise",
+            "--min-win-rate",
+            "0.5",
+        ],
+    ]
+    .concat());
+    assert!(out.contains("the candidate wins 6"), "{out}");
+    let history = env.json(&["tag", "history", "support", "--json"]);
+    assert_eq!(
+        history.as_array().unwrap().last().unwrap()["action"],
+        "promote"
+    );
+}
+
+#[test]
 fn pairwise_flags_are_checked_before_anything_runs() {
     let env = Env::new();
     let data = setup(&env);
