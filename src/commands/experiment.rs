@@ -167,18 +167,7 @@ fn list(args: ExperimentListArgs, ctx: &Context) -> Result<()> {
 fn show(args: ExperimentShowArgs, ctx: &Context) -> Result<()> {
     let confidence = confidence(args.confidence, ctx)?;
     let store = ctx.store_for_reading()?;
-    // `last`: the newest experiment (ids start with `exp_`, so no id is spelled so).
-    let id = if args.id == "last" {
-        match store.experiments(None)?.into_iter().next() {
-            Some(newest) => newest.id,
-            None => {
-                return Err(Error::invalid("there is no experiment yet")
-                    .with_hint("run one: runner experiment --prompt NAME --dataset FILE"));
-            }
-        }
-    } else {
-        args.id.clone()
-    };
+    let id = super::experiment_named(&*store, &args.id)?;
     let experiment = as_seen(store.experiment(&id)?);
     let summary = store.summary(&experiment)?;
     let cost = CostView::of(&ctx.config()?.prices(), &experiment, &summary);

@@ -19,18 +19,7 @@ fn agreement_command(args: JudgeAgreementArgs, ctx: &Context) -> Result<u8> {
         return Err(Error::invalid("--concurrency must be at least 1"));
     }
     let labels = read_labels(&args.labels)?;
-    let experiment = if args.experiment == "last" {
-        let store = ctx.store_for_reading()?;
-        match store.experiments(None)?.into_iter().next() {
-            Some(newest) => newest.id,
-            None => {
-                return Err(Error::invalid("there is no experiment yet")
-                    .with_hint("run one: runner experiment --prompt NAME --dataset FILE"));
-            }
-        }
-    } else {
-        args.experiment.clone()
-    };
+    let experiment = super::experiment_named(&*ctx.store_for_reading()?, &args.experiment)?;
     let defaults = ctx.config()?.for_prompt("");
     let base_url = crate::workflow::settings::endpoint(args.base_url.as_deref(), &defaults)?;
     let judge = crate::workflow::pairwise::Judge {

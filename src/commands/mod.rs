@@ -80,6 +80,19 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
 }
 
+/// An experiment as a command names it: `last` is the newest (ids start with `exp_`, so no id
+/// is spelled so); anything else is left to the store's lookup (id, name, start of an id).
+fn experiment_named(store: &dyn crate::store::Store, name: &str) -> Result<String> {
+    if name != "last" {
+        return Ok(name.to_string());
+    }
+    match store.experiments(None)?.into_iter().next() {
+        Some(newest) => Ok(newest.id),
+        None => Err(Error::invalid("there is no experiment yet")
+            .with_hint("run one: runner experiment --prompt NAME --dataset FILE")),
+    }
+}
+
 /// Who acts when `--author` does not say: `$USER`, else git's `user.name`, else the login
 /// name (`$LOGNAME`, then the account of this process).
 fn default_author() -> Option<String> {

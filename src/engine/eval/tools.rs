@@ -98,28 +98,21 @@ pub(super) fn tool_name(name: &str, input: &EvalInput<'_>) -> super::Score {
     if want == got {
         return binary(name, true, format!("called {}", listed(&got)));
     }
+    let join = |names: Vec<&String>| {
+        names
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let missing: Vec<&String> = want.difference(&got).collect();
     let extra: Vec<&String> = got.difference(&want).collect();
     let mut parts = Vec::new();
     if !missing.is_empty() {
-        parts.push(format!(
-            "not called: {}",
-            missing
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        parts.push(format!("not called: {}", join(missing)));
     }
     if !extra.is_empty() {
-        parts.push(format!(
-            "not expected: {}",
-            extra
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        parts.push(format!("not expected: {}", join(extra)));
     }
     binary(name, false, parts.join("; "))
 }
