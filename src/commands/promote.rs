@@ -44,8 +44,29 @@ pub fn promote(mut args: PromoteArgs, ctx: &Context) -> Result<u8> {
     if args.from == args.to {
         return Err(Error::invalid("--from and --to name the same tag"));
     }
-    // `--eval pairwise[:FILE]` with `--min-win-rate`: a judge compares the two sides' answers.
-    let pairwise_specs = crate::workflow::pairwise::take_specs(&mut args.options.evals)?;
+    // `--eval pairwise[:FILE]` with `--min-win-rate`: a judge compares the two sides' answers;
+    // runner.toml's [gate] may ask for it (`min_win_rate`, `pairwise_rubric`).
+    let mut pairwise_specs = crate::workflow::pairwise::take_specs(&mut args.options.evals)?;
+    let file = ctx
+        .config()?
+        .for_prompt(&args.prompt)
+        .gate
+        .unwrap_or_default();
+    if args.min_win_rate.is_none()
+        && let Some(rate) = file.min_win_rate
+    {
+        args.min_win_rate = Some(rate);
+        if pairwise_specs.is_empty() {
+            let mut spec = vec![match &file.pairwise_rubric {
+                Some(path) => format!("pairwise:{path}"),
+                None => "pairwise".to_string(),
+            }];
+            pairwise_specs = crate::workflow::pairwise::take_specs(&mut spec).map_err(|e| {
+                let hint = e.hint().unwrap_or_default();
+                Error::invalid(format!("{e} (from [gate] in runner.toml)")).with_hint(hint)
+            })?;
+        }
+    }
     match (args.min_win_rate, pairwise_specs.is_empty()) {
         (Some(_), true) => {
             return Err(

@@ -63,6 +63,10 @@ pub struct GateConfig {
     /// The lower bound of the pass rate's difference must be at least D.
     pub min_improvement: Option<f64>,
     pub max_cost_increase: Option<f64>,
+    /// A pairwise judge's criterion: the lower bound of the candidate's win rate (ties half).
+    pub min_win_rate: Option<f64>,
+    /// The pairwise judge's rubric file [default: runner's rubric].
+    pub pairwise_rubric: Option<String>,
 }
 
 /// An experiment's own check (`runner experiment` exits 1 when it fails): every evaluator's
@@ -309,6 +313,8 @@ impl Config {
                     non_inferior: own.non_inferior.or(base.non_inferior),
                     min_improvement: own.min_improvement.or(base.min_improvement),
                     max_cost_increase: own.max_cost_increase.or(base.max_cost_increase),
+                    min_win_rate: own.min_win_rate.or(base.min_win_rate),
+                    pairwise_rubric: own.pairwise_rubric.or(base.pairwise_rubric),
                 }),
                 (base, own) => own.or(base),
             };

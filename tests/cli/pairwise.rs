@@ -265,6 +265,40 @@ fn named_experiments_from_elsewhere_are_gated_by_the_judge_too() {
 }
 
 #[test]
+fn runner_toml_s_gate_asks_for_the_judge() {
+    let env = Env::new();
+    let data = setup(&env);
+    let first = mock(&env, FIRST, "first.yaml");
+    env.write("judge.md", "Prefer the answer that names the order.\n");
+    env.write(
+        "runner.toml",
+        &format!(
+            "base_url = \"{}\"\n\n[prompts.support]\ndataset = \"{data}\"\n\n[prompts.support.gate]\nmin_win_rate = 0.5\npairwise_rubric = \"judge.md\"\n",
+            first.url
+        ),
+    );
+    let out = env.run(&[
+        "promote",
+        "--prompt",
+        "support",
+        "--from",
+        "staging",
+        "--to",
+        "production",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("min win rate [pairwise:judge.md]"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("the candidate wins 0, ties 6, loses 0 of 6 rows"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn pairwise_flags_are_checked_before_anything_runs() {
     let env = Env::new();
     let data = setup(&env);
