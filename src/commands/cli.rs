@@ -721,6 +721,7 @@ pub struct ExperimentWaitArgs {
     /// Give up after S seconds (exit 3; the workers go on) [default: wait as long as it takes].
     #[arg(long, value_name = "S")]
     pub timeout: Option<f64>,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
     /// Confidence level of the intervals reported (0 to 1) [default: `confidence` in
@@ -737,6 +738,7 @@ pub struct ExperimentMergeArgs {
     /// The store to write the merged experiment into (created when missing).
     #[arg(long, value_name = "STORE")]
     pub into: PathBuf,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -774,6 +776,7 @@ pub struct ExperimentPlanArgs {
     /// Confidence level of the test (0 to 1) [default: `confidence` in runner.toml, else 0.95].
     #[arg(long, value_name = "C")]
     pub confidence: Option<f64>,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -977,6 +980,7 @@ pub struct CompareArgs {
 
 #[derive(Debug, Args)]
 pub struct PromoteArgs {
+    /// The prompt whose tag moves.
     #[arg(long, value_name = "NAME")]
     pub prompt: String,
     /// The tag whose version is the candidate, e.g. staging.
@@ -1078,6 +1082,7 @@ pub struct ExperimentListArgs {
     /// Only this prompt's experiments.
     #[arg(long, value_name = "NAME")]
     pub prompt: Option<String>,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -1095,6 +1100,7 @@ pub struct ExperimentShowArgs {
     /// With --rows (or --json / --csv): only rows whose call errored.
     #[arg(long, conflicts_with = "failed")]
     pub errored: bool,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
     /// Write every row (or the --failed / --errored ones) to a CSV file.
@@ -1113,6 +1119,7 @@ pub struct ExperimentResumeArgs {
     /// A new budget in dollars for the experiment as a whole (its stored results count).
     #[arg(long, value_name = "USD")]
     pub max_cost: Option<f64>,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
     /// Confidence level of the intervals reported (0 to 1) [default: `confidence` in
@@ -1292,6 +1299,7 @@ pub struct ListArgs {
     /// Only prompts whose latest version has this metadata (repeatable; all must match).
     #[arg(long = "meta", value_name = "KEY=VALUE")]
     pub meta: Vec<String>,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -1299,6 +1307,7 @@ pub struct ListArgs {
 #[derive(Debug, Args)]
 pub struct NameArgs {
     pub name: String,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -1310,6 +1319,7 @@ pub struct DiffArgs {
     pub from: String,
     /// Version number, tag name or version id.
     pub to: String,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -1386,6 +1396,7 @@ pub struct RenderArgs {
     /// A JSON object of variables; --var values override it.
     #[arg(long, value_name = "FILE.json")]
     pub vars_file: Option<PathBuf>,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -1438,6 +1449,7 @@ pub struct TagSetArgs {
 pub struct TagDeleteArgs {
     pub name: String,
     pub tag: String,
+    /// A note recorded with the change (in the tag history).
     #[arg(short = 'm', long, value_name = "TEXT")]
     pub message: Option<String>,
     /// Needed to change a protected tag (`production` by default); recorded in the history.
@@ -1450,6 +1462,7 @@ pub struct TagHistoryArgs {
     pub name: String,
     /// Only this tag.
     pub tag: Option<String>,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -1458,6 +1471,7 @@ pub struct TagHistoryArgs {
 pub struct RollbackArgs {
     pub name: String,
     pub tag: String,
+    /// A note recorded with the change (in the tag history).
     #[arg(short = 'm', long, value_name = "TEXT")]
     pub message: Option<String>,
     /// Needed to change a protected tag (`production` by default); recorded in the history.
