@@ -183,6 +183,9 @@ pub struct JudgeAgreementArgs {
     /// Retries of a judge call that failed for a reason worth retrying.
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub max_retries: u32,
+    /// Ask the judge again instead of reading its earlier answers from the cache.
+    #[arg(long)]
+    pub fresh: bool,
     /// Disagreeing rows to list.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub rows: usize,

@@ -19,8 +19,15 @@ fn agreement_command(args: JudgeAgreementArgs, ctx: &Context) -> Result<u8> {
         return Err(Error::invalid("--concurrency must be at least 1"));
     }
     let labels = read_labels(&args.labels)?;
-    let experiment = super::experiment_named(&*ctx.store_for_reading()?, &args.experiment)?;
-    let defaults = ctx.config()?.for_prompt("");
+    let experiment = {
+        let store = ctx.store_for_reading()?;
+        store.experiment(&super::experiment_named(&*store, &args.experiment)?)?
+    };
+    // The judge the experiment ran with, unless --judge-model names another; then the
+    // prompt's settings in runner.toml.
+    let defaults = ctx
+        .config()?
+        .for_prompt(experiment.prompt.as_deref().unwrap_or_default());
     let base_url = crate::workflow::settings::endpoint(args.base_url.as_deref(), &defaults)?;
     let judge = crate::workflow::pairwise::Judge {
         client: crate::workflow::experiment::call_client(
@@ -31,9 +38,16 @@ fn agreement_command(args: JudgeAgreementArgs, ctx: &Context) -> Result<u8> {
         model: args
             .judge_model
             .clone()
+            .or_else(|| experiment.settings.judge_model.clone())
             .or_else(|| defaults.judge_model.clone()),
         concurrency: args.concurrency,
+        cache: crate::engine::CacheUse {
+            read: !args.fresh,
+            write: true,
+            max_age: None,
+        },
     };
+    let experiment = experiment.id;
     let found = agreement(ctx, &experiment, &args.eval, &labels, &judge, confidence)?;
     if args.json {
         out_json(&found)?;

@@ -440,6 +440,11 @@ pub fn pairwise_judge(
             .clone()
             .or_else(|| defaults.judge_model.clone()),
         concurrency: options.concurrency.or(defaults.concurrency).unwrap_or(16),
+        cache: crate::engine::CacheUse {
+            read: !options.no_cache && !options.fresh,
+            write: !options.no_cache,
+            max_age: None,
+        },
     })
 }
 

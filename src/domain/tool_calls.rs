@@ -65,7 +65,8 @@ fn read_one(item: &Value) -> Result<ToolCall, String> {
         Some(other) => return Err(format!("`name` is {}, not text", kind(other))),
         None => return Err("it has no `name`".into()),
     };
-    let arguments = match inner.get("arguments") {
+    // Anthropic's `tool_use` blocks carry theirs as `input`.
+    let arguments = match inner.get("arguments").or_else(|| inner.get("input")) {
         None | Some(Value::Null) => Value::Object(Map::new()),
         Some(Value::String(text)) if text.trim().is_empty() => Value::Object(Map::new()),
         Some(Value::String(text)) => {
@@ -162,30 +163,48 @@ pub fn difference(expected: &[ToolCall], actual: &[ToolCall], how: Match) -> Opt
             .enumerate()
             .find_map(|(i, (e, a))| call_difference(e, a, how.subset, i, expected.len()));
     }
-    // Any order: each expected call takes the first unused actual call it matches.
-    let mut used = vec![false; actual.len()];
-    for (i, e) in expected.iter().enumerate() {
-        let found = actual
-            .iter()
-            .enumerate()
-            .find(|(j, a)| !used[*j] && call_difference(e, a, how.subset, 0, 1).is_none());
-        match found {
-            Some((j, _)) => used[j] = true,
-            None => {
-                // The nearest candidate is the unused call of the same name, if any.
-                let near = actual
-                    .iter()
-                    .enumerate()
-                    .find(|(j, a)| !used[*j] && a.name == e.name);
-                return Some(match near {
-                    Some((_, a)) => call_difference(e, a, how.subset, i, expected.len())
-                        .unwrap_or_else(|| format!("no call matches {}", e.name)),
-                    None => format!("expected a call to {}, got {}", e.name, names(actual)),
-                });
+    // Any order: a one-to-one pairing of expected and actual calls (Kuhn's augmenting paths;
+    // a greedy pick can miss a pairing that exists when arguments match as subsets).
+    let fits = |e: &ToolCall, a: &ToolCall| call_difference(e, a, how.subset, 0, 1).is_none();
+    let mut owner: Vec<Option<usize>> = vec![None; actual.len()];
+    fn augment(
+        e: usize,
+        seen: &mut [bool],
+        owner: &mut [Option<usize>],
+        fits: &dyn Fn(usize, usize) -> bool,
+    ) -> bool {
+        for a in 0..owner.len() {
+            if seen[a] || !fits(e, a) {
+                continue;
+            }
+            seen[a] = true;
+            if owner[a].is_none_or(|other| augment(other, seen, owner, fits)) {
+                owner[a] = Some(e);
+                return true;
             }
         }
+        false
     }
-    None
+    let fit = |e: usize, a: usize| fits(&expected[e], &actual[a]);
+    let mut unmatched = None;
+    for e in 0..expected.len() {
+        let mut seen = vec![false; actual.len()];
+        if !augment(e, &mut seen, &mut owner, &fit) && unmatched.is_none() {
+            unmatched = Some(e);
+        }
+    }
+    let i = unmatched?;
+    let e = &expected[i];
+    // The nearest candidate is an unpaired call of the same name, if any.
+    let near = actual
+        .iter()
+        .enumerate()
+        .find(|(j, a)| owner[*j].is_none() && a.name == e.name);
+    Some(match near {
+        Some((_, a)) => call_difference(e, a, how.subset, i, expected.len())
+            .unwrap_or_else(|| format!("no call matches {}", e.name)),
+        None => format!("expected a call to {}, got {}", e.name, names(actual)),
+    })
 }
 
 fn names(calls: &[ToolCall]) -> String {
@@ -390,6 +409,23 @@ mod tests {
             difference(&want, &wrong, any).unwrap(),
             "call 1: x: expected 1, got 2"
         );
+        // Subset arguments in any order: a pairing exists even where a greedy one fails.
+        let want = calls(
+            json!([{"name": "a", "arguments": {"x": 1}}, {"name": "a", "arguments": {"x": 1, "y": 2}}]),
+        );
+        let got = calls(
+            json!([{"name": "a", "arguments": {"x": 1, "y": 2}}, {"name": "a", "arguments": {"x": 1}}]),
+        );
+        let both = Match {
+            subset: true,
+            any_order: true,
+        };
+        assert_eq!(difference(&want, &got, both), None);
+        // Anthropic's `input` is read as the arguments.
+        let input = calls(json!([{"type": "tool_use", "name": "a", "input": {"x": 1}}]));
+        assert_eq!(input[0].arguments, json!({"x": 1}));
+        let want =
+            calls(json!([{"name": "a", "arguments": {"x": 1}}, {"name": "b", "arguments": {}}]));
         let short = calls(json!([{"name": "a", "arguments": {"x": 1}}]));
         assert_eq!(
             difference(&want, &short, Match::default()).unwrap(),

@@ -199,14 +199,14 @@ pub fn agreement(
     let model = judge
         .model
         .clone()
-        .or_else(|| experiment.settings.judge_model.clone())
         .unwrap_or_else(|| experiment.model.clone());
     let judge_calls: Vec<Vec<crate::model::Message>> =
         messages.iter().filter_map(Clone::clone).collect();
     let replies = if judge_calls.is_empty() {
         Vec::new()
     } else {
-        super::experiment::runtime()?.block_on(ask_all(&store, judge, &model, judge_calls))
+        let valid = |text: &str| !evaluator.judge_verdict(text).error;
+        super::experiment::runtime()?.block_on(ask_all(&store, judge, &model, judge_calls, &valid))
     };
     let mut replies = replies.into_iter();
     let mut table = Table {

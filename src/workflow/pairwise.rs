@@ -1,7 +1,7 @@
 //! A versus B on two stored experiments: for each row both ran, the two answers go to a judge
-//! model in both orders, through the response cache (a judgment already made is read back, so
-//! an interrupted comparison resumes and a repeated one costs nothing), and the outcomes are
-//! tallied (`domain::pairwise`). It must not print.
+//! model in both orders, through the response cache (a readable judgment already made is read
+//! back, so an interrupted comparison resumes and a repeated one costs nothing), and the
+//! outcomes are tallied (`domain::pairwise`). It must not print.
 
 use super::Context;
 use crate::client::Client;
@@ -66,6 +66,8 @@ pub struct Judge {
     /// None: the candidate experiment's model.
     pub model: Option<String>,
     pub concurrency: usize,
+    /// `--no-cache` neither reads nor keeps judgments; `--fresh` keeps but never reads them.
+    pub cache: crate::engine::CacheUse,
 }
 
 /// A promotion's pairwise criterion: the judges, where they ask, and the lowest win rate the
@@ -108,7 +110,9 @@ pub struct Report {
     pub judged: Vec<JudgedRow>,
 }
 
-/// Judges every row both experiments answered (their first repetition), with each spec.
+/// Judges every row both experiments have (their first repetition), with each spec. A row one
+/// side answered and the other errored is decided without the judge (the side that errored
+/// loses; both errored: a tie), so errors never drop out of the win rate.
 pub fn judge(
     ctx: &Context,
     specs: &[Spec],
@@ -118,14 +122,18 @@ pub fn judge(
     confidence: f64,
 ) -> Result<Vec<Report>> {
     let store = ctx.store()?;
-    let answers = |e: &Experiment| -> Result<BTreeMap<String, (String, String)>> {
+    // Row id → (input, Some(answer) or None when it errored).
+    type Answers = BTreeMap<String, (String, Option<String>)>;
+    let answers = |e: &Experiment| -> Result<Answers> {
         let mut out = BTreeMap::new();
         crate::store::visit_results(&*store, &e.id, |r| -> Result<()> {
-            if r.repetition == 0 && r.status == ResultStatus::Ok {
-                let text = crate::tool_calls::with_answer(
-                    r.output.as_deref().unwrap_or(""),
-                    r.extra.as_ref(),
-                );
+            if r.repetition == 0 {
+                let text = (r.status == ResultStatus::Ok).then(|| {
+                    crate::tool_calls::with_answer(
+                        r.output.as_deref().unwrap_or(""),
+                        r.extra.as_ref(),
+                    )
+                });
                 let input = serde_json::to_string(&r.vars).unwrap_or_default();
                 out.insert(r.row_id.clone(), (input, text));
             }
@@ -134,17 +142,22 @@ pub fn judge(
         Ok(out)
     };
     let (base, cand) = (answers(baseline)?, answers(candidate)?);
-    let rows: Vec<(String, String, String, String)> = cand
-        .iter()
-        .filter_map(|(id, (input, c))| {
-            base.get(id)
-                .map(|(_, b)| (id.clone(), input.clone(), b.clone(), c.clone()))
-        })
-        .collect();
-    let unpaired = (base.len().max(cand.len()) - rows.len()) as u64;
-    if rows.is_empty() {
+    let unpaired = base.keys().filter(|id| !cand.contains_key(*id)).count()
+        + cand.keys().filter(|id| !base.contains_key(*id)).count();
+    let mut rows = Vec::new();
+    let mut errored = Vec::new();
+    for (id, (input, c)) in &cand {
+        let Some((_, b)) = base.get(id) else {
+            continue;
+        };
+        match (b, c) {
+            (Some(b), Some(c)) => rows.push((id.clone(), input.clone(), b.clone(), c.clone())),
+            (b, c) => errored.push((id.clone(), input.clone(), b.clone(), c.clone())),
+        }
+    }
+    if rows.is_empty() && errored.is_empty() {
         return Err(Error::invalid(format!(
-            "experiments {} and {} have no row both answered: there is nothing to judge side by side",
+            "experiments {} and {} have no row in common: there is nothing to judge side by side",
             baseline.id, candidate.id
         )));
     }
@@ -164,7 +177,8 @@ pub fn judge(
                 ]
             })
             .collect();
-        let replies = runtime.block_on(ask_all(&store, judge, &model, calls));
+        let valid = |text: &str| pairwise::parse(text).is_ok();
+        let replies = runtime.block_on(ask_all(&store, judge, &model, calls, &valid));
         let mut judged = Vec::new();
         let (mut errors, mut first_error) = (0u64, None);
         for ((id, input, b, c), pair) in rows.iter().zip(replies.chunks(2)) {
@@ -196,6 +210,30 @@ pub fn judge(
                 }
             }
         }
+        // An errored answer loses to any answer; two errored answers tie.
+        for (id, input, b, c) in &errored {
+            let (pick, why) = match (b, c) {
+                (Some(_), None) => (Pick::B, "the candidate's call errored"),
+                (None, Some(_)) => (Pick::A, "the baseline's call errored"),
+                _ => (Pick::Tie, "both calls errored"),
+            };
+            let (cf, bf) = match pick {
+                Pick::A => (Pick::A, Pick::B),
+                Pick::B => (Pick::B, Pick::A),
+                Pick::Tie => (Pick::Tie, Pick::Tie),
+            };
+            judged.push(JudgedRow {
+                row_id: id.clone(),
+                input: input.clone(),
+                baseline_output: b.clone().unwrap_or_else(|| "(error)".into()),
+                candidate_output: c.clone().unwrap_or_else(|| "(error)".into()),
+                candidate_first: cf,
+                candidate_first_reason: why.into(),
+                baseline_first: bf,
+                baseline_first_reason: why.into(),
+                outcome: pairwise::outcome(cf, bf),
+            });
+        }
         let outcomes: Vec<Outcome> = judged.iter().map(|j| j.outcome).collect();
         reports.push(Report {
             evaluator: spec.name.clone(),
@@ -203,7 +241,7 @@ pub fn judge(
             tally: pairwise::tally(&outcomes, confidence),
             errors,
             first_error,
-            unpaired,
+            unpaired: unpaired as u64,
             judged,
         });
     }
@@ -217,6 +255,7 @@ pub(super) async fn ask_all(
     judge: &Judge,
     model: &str,
     calls: Vec<Vec<crate::model::Message>>,
+    valid: &(dyn Fn(&str) -> bool + Sync),
 ) -> Vec<std::result::Result<String, String>> {
     use futures::StreamExt;
     let mut params = JsonObject::new();
@@ -227,17 +266,22 @@ pub(super) async fn ask_all(
         async move {
             let bytes = serde_json::to_vec(&body).unwrap_or_default();
             let key = crate::engine::cache_key(judge.client.base_url(), &bytes, "pairwise", 0);
-            let cached = {
+            let cached = if judge.cache.read {
                 let (store, key) = (Arc::clone(&store), key.clone());
                 tokio::task::spawn_blocking(move || store.cached_response(&key))
                     .await
                     .ok()
                     .and_then(|found| found.ok().flatten())
+            } else {
+                None
             };
-            if let Some(hit) = cached {
+            // Only a reply that reads as a verdict was kept; an older unreadable one is asked
+            // again.
+            if let Some(hit) = cached.filter(|hit| valid(&hit.output)) {
                 return Ok(hit.output);
             }
             match judge.client.complete(&body).await {
+                Ok(reply) if !judge.cache.write || !valid(&reply.text) => Ok(reply.text),
                 Ok(reply) => {
                     let entry = CachedResponse {
                         output: reply.text.clone(),

@@ -299,6 +299,124 @@ fn runner_toml_s_gate_asks_for_the_judge() {
 }
 
 #[test]
+fn an_errored_answer_loses_its_row_and_no_cache_asks_again() {
+    let env = Env::new();
+    let data = setup(&env);
+    // The candidate's answer to "status" fails; the judge is fair on the rest.
+    let rules = format!("- pattern: '^Order: status$'\n  reply: down\n  status: 500\n{FAIR}");
+    let both = mock(&env, &rules, "both.yaml");
+    let compare = |extra: &[&str]| {
+        let mut args = vec![
+            "compare",
+            "--prompt",
+            "support",
+            "--tags",
+            "production,staging",
+            "--dataset",
+            &data,
+            "--run",
+            "--base-url",
+            &both.url,
+            "--max-retries",
+            "0",
+            "--max-error-rate",
+            "0.2",
+            "--eval",
+            "pairwise",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        env.json(&args)
+    };
+    let json = compare(&[]);
+    let p = &json["pairwise"][0];
+    assert_eq!(
+        (p["wins"].as_u64(), p["ties"].as_u64(), p["losses"].as_u64()),
+        (Some(5), Some(0), Some(1)),
+        "{p}"
+    );
+    let lost = p["judged"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["outcome"] == "loss")
+        .unwrap();
+    assert_eq!(lost["row_id"], "5");
+    assert_eq!(
+        lost["candidate_first_reason"],
+        "the candidate's call errored"
+    );
+    assert_eq!(p["unpaired"], 0);
+    // --no-cache asks the judge again: both orders of the five rows both answered.
+    let asked = both.requests();
+    compare(&["--no-cache"]);
+    assert_eq!(both.requests(), asked + 10);
+}
+
+#[test]
+fn an_unreadable_verdict_is_not_kept_and_is_asked_again() {
+    let env = Env::new();
+    let data = setup(&env);
+    let echo = Mock::start(&env, &[]);
+    for tag in ["production", "staging"] {
+        env.ok(&[
+            "experiment",
+            "--prompt",
+            "support",
+            "--tag",
+            tag,
+            "--dataset",
+            &data,
+            "--base-url",
+            &echo.url,
+        ]);
+    }
+    let prose = env.write(
+        "prose.yaml",
+        "- pattern: '(?s)<answer_a>'\n  reply: 'I think A is better.'\n",
+    );
+    let bad = Mock::start(&env, &["--responses", prose.to_str().unwrap()]);
+    let url = bad.url.clone();
+    let port = url
+        .trim_start_matches("http://127.0.0.1:")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let compare = || {
+        env.run(&[
+            "compare",
+            "--prompt",
+            "support",
+            "--tags",
+            "production,staging",
+            "--dataset",
+            &data,
+            "--base-url",
+            &url,
+            "--eval",
+            "pairwise",
+            "--min-win-rate",
+            "0.5",
+        ])
+    };
+    let out = compare();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("the judge failed on 6 row(s)"));
+    drop(bad);
+    // A judge that answers properly, where the first one was: asked again, and it passes.
+    let rules = env.write("fair.yaml", FAIR);
+    let _fair = Mock::start_on(&env, &port, &["--responses", rules.to_str().unwrap()]);
+    let out = compare();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
 fn pairwise_flags_are_checked_before_anything_runs() {
     let env = Env::new();
     let data = setup(&env);

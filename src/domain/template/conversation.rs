@@ -31,13 +31,17 @@ pub(super) fn expand(value: &Value) -> Result<Vec<Message>, String> {
             list.len()
         ));
     }
+    // The ids of the calls made so far: a tool message answers one of them.
+    let mut calls = Vec::new();
     list.iter()
         .enumerate()
-        .map(|(i, item)| message(item).map_err(|e| format!("message {}: {e}", i + 1)))
+        .map(|(i, item)| {
+            message(item, i, &mut calls).map_err(|e| format!("message {}: {e}", i + 1))
+        })
         .collect()
 }
 
-fn message(item: &Value) -> Result<Message, String> {
+fn message(item: &Value, index: usize, made: &mut Vec<String>) -> Result<Message, String> {
     let object = item.as_object().ok_or("not an object with a role")?;
     let role = match object.get("role") {
         Some(Value::String(role)) => role.as_str(),
@@ -61,13 +65,29 @@ fn message(item: &Value) -> Result<Message, String> {
                 "a {role} message carries tool calls (only an assistant's may)"
             ));
         }
-        Some(value) => crate::tool_calls::read(value)?,
+        Some(value) => {
+            let mut calls = crate::tool_calls::read(value)?;
+            // A call written without an id gets one, so the request names each call and a
+            // tool message can answer it.
+            for (k, call) in calls.iter_mut().enumerate() {
+                let id = call
+                    .id
+                    .get_or_insert_with(|| format!("call_{}_{}", index + 1, k + 1));
+                made.push(id.clone());
+            }
+            calls
+        }
     };
     if role == "tool" {
         let id = object
             .get("tool_call_id")
             .and_then(Value::as_str)
             .ok_or("a tool message needs the `tool_call_id` it answers")?;
+        if !made.iter().any(|made| made == id) {
+            return Err(format!(
+                "tool_call_id '{id}' answers no call an earlier assistant message made"
+            ));
+        }
         let text = match content {
             Value::String(text) => text.clone(),
             Value::Null => String::new(),

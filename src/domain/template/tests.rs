@@ -343,6 +343,10 @@ fn a_placeholder_expands_a_column_s_conversation_in_place() {
             "needs the `tool_call_id`",
         ),
         (
+            json!([{"role": "tool", "tool_call_id": "x", "content": "1"}]),
+            "tool_call_id 'x' answers no call",
+        ),
+        (
             json!([{"role": "user", "content": "x", "tool_calls": []}]),
             "only an assistant's may",
         ),
@@ -363,6 +367,20 @@ fn a_placeholder_expands_a_column_s_conversation_in_place() {
             Err(TemplateError::Placeholder { .. })
         ));
     }
+    // A call written without an id gets one, which a tool message may answer.
+    let plain = json!([
+        {"role": "assistant", "tool_calls": [{"name": "weather", "arguments": {"city": "Oslo"}}]},
+        {"role": "tool", "tool_call_id": "call_1_1", "content": "3C"}
+    ]);
+    let out = compiled
+        .render(&obj(
+            json!({"company": "A", "question": "Q", "history": plain}),
+        ))
+        .expect("renders");
+    assert_eq!(
+        out[1].parts.as_ref().unwrap()[0]["tool_call_id"],
+        "call_1_1"
+    );
     let braced = Template::Chat(vec![msg("placeholder", "{{ history }}"), msg("user", "hi")]);
     assert_eq!(
         CompiledTemplate::compile(Mustache, &braced)
