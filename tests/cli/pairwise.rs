@@ -35,6 +35,24 @@ fn setup(env: &Env) -> String {
     data.to_str().unwrap().to_string()
 }
 
+/// Both tags' experiments, answered by the echoing mock.
+fn answers(env: &Env, data: &str) {
+    let echo = Mock::start(env, &[]);
+    for tag in ["production", "staging"] {
+        env.ok(&[
+            "experiment",
+            "--prompt",
+            "support",
+            "--tag",
+            tag,
+            "--dataset",
+            data,
+            "--base-url",
+            &echo.url,
+        ]);
+    }
+}
+
 /// A judge that prefers the answer naming the order, whichever order it sees them in.
 const FAIR: &str = r#"
 - pattern: '(?s)<answer_a>\nOrder.*<answer_b>\nThanks'
@@ -147,20 +165,7 @@ fn a_judge_that_follows_the_order_gives_only_ties_and_the_gate_refuses() {
     let env = Env::new();
     let data = setup(&env);
     // The answers first, from the echoing mock; then a judge that picks whatever comes first.
-    let echo = Mock::start(&env, &[]);
-    for tag in ["production", "staging"] {
-        env.ok(&[
-            "experiment",
-            "--prompt",
-            "support",
-            "--tag",
-            tag,
-            "--dataset",
-            &data,
-            "--base-url",
-            &echo.url,
-        ]);
-    }
+    answers(&env, &data);
     let first = mock(&env, FIRST, "first.yaml");
     let out = env.run(&[
         "compare",
@@ -357,20 +362,7 @@ fn an_errored_answer_loses_its_row_and_no_cache_asks_again() {
 fn an_unreadable_verdict_is_not_kept_and_is_asked_again() {
     let env = Env::new();
     let data = setup(&env);
-    let echo = Mock::start(&env, &[]);
-    for tag in ["production", "staging"] {
-        env.ok(&[
-            "experiment",
-            "--prompt",
-            "support",
-            "--tag",
-            tag,
-            "--dataset",
-            &data,
-            "--base-url",
-            &echo.url,
-        ]);
-    }
+    answers(&env, &data);
     let prose = env.write(
         "prose.yaml",
         "- pattern: '(?s)<answer_a>'\n  reply: 'I think A is better.'\n",

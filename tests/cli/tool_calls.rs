@@ -165,22 +165,6 @@ fn what_a_tool_evaluator_needs_is_checked_before_any_call() {
     let env = Env::new();
     let (mock, _) = setup(&env);
     let plain = env.write("plain.csv", "query\nweather in Paris\n");
-    let err = env.fails(
-        &[
-            "experiment",
-            "--prompt",
-            "assistant",
-            "--dataset",
-            plain.to_str().unwrap(),
-            "--base-url",
-            &mock.url,
-            "--eval",
-            "tool-call",
-        ],
-        2,
-    );
-    assert!(err.contains("has no expected_tool_calls column"), "{err}");
-    assert!(err.contains("hint:"), "{err}");
     env.ok(&[
         "prompt",
         "create",
@@ -190,35 +174,28 @@ fn what_a_tool_evaluator_needs_is_checked_before_any_call() {
         "--model",
         "mock",
     ]);
-    let err = env.fails(
-        &[
-            "experiment",
-            "--prompt",
-            "bare",
-            "--dataset",
-            plain.to_str().unwrap(),
-            "--base-url",
-            &mock.url,
-            "--eval",
-            "tool-args-valid",
-        ],
-        2,
-    );
+    let refused = |prompt: &str, eval: &str| {
+        env.fails(
+            &[
+                "experiment",
+                "--prompt",
+                prompt,
+                "--dataset",
+                plain.to_str().unwrap(),
+                "--base-url",
+                &mock.url,
+                "--eval",
+                eval,
+            ],
+            2,
+        )
+    };
+    let err = refused("assistant", "tool-call");
+    assert!(err.contains("has no expected_tool_calls column"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+    let err = refused("bare", "tool-args-valid");
     assert!(err.contains("bare v1 declares none"), "{err}");
-    let err = env.fails(
-        &[
-            "experiment",
-            "--prompt",
-            "assistant",
-            "--dataset",
-            plain.to_str().unwrap(),
-            "--base-url",
-            &mock.url,
-            "--eval",
-            "tool-call:sideways",
-        ],
-        2,
-    );
+    let err = refused("assistant", "tool-call:sideways");
     assert!(err.contains("unknown option 'sideways'"), "{err}");
     assert_eq!(mock.requests(), 0);
 }
