@@ -81,12 +81,46 @@ impl fmt::Display for TemplateType {
 /// A content given as a list of parts (Phoenix's `text`, `tool_call` and `tool_result` parts)
 /// is kept as that list in `parts`, unchanged; `content` is then the text of its text parts,
 /// joined, which is what listings and diffs show.
+///
+/// Read also in Langfuse's placeholder form, `{"type": "placeholder", "name": "history"}`, as
+/// runner's `{"role": "placeholder", "content": "history"}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "MessageIn")]
 pub struct Message {
     pub role: String,
     pub content: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parts: Option<Vec<Value>>,
+}
+
+/// A message as files and requests give it (see `Message`).
+#[derive(Deserialize)]
+struct MessageIn {
+    role: Option<String>,
+    content: Option<String>,
+    #[serde(default)]
+    parts: Option<Vec<Value>>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    name: Option<String>,
+}
+
+impl TryFrom<MessageIn> for Message {
+    type Error = String;
+
+    fn try_from(m: MessageIn) -> Result<Message, String> {
+        if m.role.is_none() && m.kind.as_deref() == Some("placeholder") {
+            let name = m
+                .name
+                .ok_or("a placeholder message needs the `name` of its column")?;
+            return Ok(Message::text("placeholder", name));
+        }
+        Ok(Message {
+            role: m.role.ok_or("missing field `role`")?,
+            content: m.content.ok_or("missing field `content`")?,
+            parts: m.parts,
+        })
+    }
 }
 
 impl Message {

@@ -51,6 +51,29 @@ fn a_placeholder_expands_each_row_s_conversation() {
         .collect();
     assert_eq!(roles, ["system", "user", "assistant", "user"], "{rendered}");
     assert_eq!(rendered["messages"][2]["content"], "It ships today.");
+    // Langfuse's placeholder form reads the same.
+    let langfuse = env.write(
+        "langfuse.json",
+        r#"[{"role": "system", "content": "You are {{company}}'s support agent."},
+            {"type": "placeholder", "name": "history"},
+            {"role": "user", "content": "{{question}}"}]"#,
+    );
+    env.ok(&[
+        "prompt",
+        "create",
+        "support2",
+        "--messages-file",
+        langfuse.to_str().unwrap(),
+    ]);
+    let again = env.json(&[
+        "prompt",
+        "render",
+        "support2",
+        "--vars-file",
+        vars.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(again["messages"], rendered["messages"]);
     // An experiment sends each row's conversation: a JSONL list and a CSV cell alike.
     let mock = Mock::start(&env, &[]);
     let data = env.write(
