@@ -142,6 +142,11 @@ fn cases() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
     vec![
         ("ok.yaml", "template: Hello {{name}}\n", vec![]),
         (
+            "history.yaml",
+            "messages:\n  - role: placeholder\n    content: history\n  - role: user\n    content: '{{q}}'\n",
+            vec![],
+        ),
+        (
             "ok.yml",
             "template: Hello {{name}}\nformat: mustache\n",
             vec![],
