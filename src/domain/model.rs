@@ -865,6 +865,7 @@ pub fn input_summary(vars: &JsonObject, expected_column: Option<&str>) -> String
             k.as_str() != "id"
                 && Some(k.as_str()) != expected_column
                 && k.as_str() != crate::tool_calls::EXPECTED_COLUMN
+                && k.as_str() != "expected_turns"
         })
         .map(|(_, v)| match v {
             Value::String(s) => s.clone(),

@@ -26,7 +26,7 @@ pub use breaker::{BREAKER_MIN_ROWS, BREAKER_ROWS, BREAKER_SILENCE};
 pub(crate) use cache::cache_key;
 pub use done::{Done, Feed, Source};
 pub use preflight::{Missing, preflight};
-pub use row::vars_of;
+pub use row::{EXPECTED_TURNS, TURNS, turns_of, vars_of};
 
 use crate::client::Client;
 use crate::dataset::DatasetError;

@@ -89,6 +89,9 @@ pub(super) async fn process(
             attempts: 0,
             latency_ms: 0.0,
         }),
+        Ok(messages) if turns_of(&result.vars).is_some() => {
+            run_turns(shared, messages, repetition, &mut result).await
+        }
         Ok(messages) => {
             let body = request_body(&plan.experiment.model, &messages, &plan.version.params);
             let asked = plan.target.as_ref().map(|_| {
@@ -125,7 +128,22 @@ pub(super) async fn process(
             if result.extra.is_some() {
                 result.cache_key = None;
             }
-            result.scores = score(shared, &result).await;
+            let (scores, per_turn) = score(shared, &result).await;
+            result.scores = scores;
+            if let (Some(per_turn), Some(Value::Array(turns))) = (
+                per_turn,
+                result.extra.as_mut().and_then(|e| e.get_mut(TURNS)),
+            ) {
+                for (turn, scores) in turns.iter_mut().zip(per_turn) {
+                    turn["scores"] = json!(
+                        scores
+                            .iter()
+                            .map(|s| json!({"evaluator": s.evaluator, "pass": s.pass,
+                                            "score": s.score, "reason": s.reason, "error": s.error}))
+                            .collect::<Vec<_>>()
+                    );
+                }
+            }
         }
         Err(failure) if failure.kind == FailureKind::Budget => {
             shared.halt(Stop::Budget);
@@ -310,14 +328,228 @@ async fn call(
     answer
 }
 
-async fn score(shared: &Shared, result: &RunResult) -> Vec<Score> {
+/// The user messages of a multi-turn row (its `turns` column: a JSON list of texts, or its
+/// text in a CSV cell); None for a row of one turn. A malformed list is refused before the run
+/// (`workflow::experiment::prepare`); here it reads as an error.
+pub fn turns_of(vars: &JsonObject) -> Option<Result<Vec<String>, String>> {
+    let value = vars.get(TURNS)?;
+    let parsed;
+    let list = match value {
+        Value::Null => return None,
+        Value::String(text) if text.trim().is_empty() => return None,
+        Value::String(text) => match serde_json::from_str::<Value>(text) {
+            Ok(v) => {
+                parsed = v;
+                &parsed
+            }
+            Err(e) => return Some(Err(format!("not a JSON list of user messages ({e})"))),
+        },
+        other => other,
+    };
+    let Some(items) = list.as_array() else {
+        return Some(Err("not a JSON list of user messages".into()));
+    };
+    if items.is_empty() {
+        return Some(Err("an empty list: a row needs at least one turn".into()));
+    }
+    Some(
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                t.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("turn {} is not text", i + 1))
+            })
+            .collect(),
+    )
+}
+
+/// The column of a multi-turn row's user messages, and of each turn's expected answer.
+pub const TURNS: &str = "turns";
+pub const EXPECTED_TURNS: &str = "expected_turns";
+
+/// Runs a multi-turn row: each turn's user message is appended to the conversation so far and
+/// sent, its answer appended before the next. The row's output is the last answer; each turn's
+/// message and answer are kept in `extra.turns` (scored per turn by `score`). A turn that fails
+/// fails the row, naming the turn.
+async fn run_turns(
+    shared: &Shared,
+    mut messages: Vec<Message>,
+    repetition: usize,
+    result: &mut RunResult,
+) -> Result<Completion, Failure> {
     let plan = &shared.plan;
-    let output = result.output.as_deref().unwrap_or("");
+    let turns = match turns_of(&result.vars) {
+        Some(Ok(turns)) => turns,
+        Some(Err(e)) => {
+            return Err(Failure {
+                kind: FailureKind::InvalidResponse,
+                message: format!("{TURNS}: {e}"),
+                http_status: None,
+                attempts: 0,
+                latency_ms: 0.0,
+            });
+        }
+        None => Vec::new(),
+    };
+    let mut done: Vec<Value> = Vec::with_capacity(turns.len());
+    let (mut latency, mut attempts) = (0.0, 0u32);
+    let (mut prompt_tokens, mut completion_tokens) = (Some(0i64), Some(0i64));
+    let mut last = None;
+    for (k, turn) in turns.iter().enumerate() {
+        messages.push(Message::text("user", turn.clone()));
+        let body = request_body(&plan.experiment.model, &messages, &plan.version.params);
+        let asked = plan.target.as_ref().map(|_| {
+            crate::engine::target::request(
+                &result.row_id,
+                repetition,
+                &result.vars,
+                &messages,
+                &plan.experiment.model,
+                &plan.version.params,
+                &plan.version,
+                plan.experiment.tag.as_deref(),
+            )
+        });
+        result.messages = messages.clone();
+        let completion = call(shared, &body, asked.as_ref(), repetition, result)
+            .await
+            .map_err(|mut failure| {
+                failure.message = format!("turn {}: {}", k + 1, failure.message);
+                failure
+            })?;
+        latency += completion.latency_ms;
+        attempts += completion.attempts;
+        prompt_tokens = prompt_tokens
+            .zip(completion.prompt_tokens)
+            .map(|(a, b)| a + b);
+        completion_tokens = completion_tokens
+            .zip(completion.completion_tokens)
+            .map(|(a, b)| a + b);
+        done.push(
+            json!({"turn": k + 1, "user": turn, "output": completion.text,
+                         "latency_ms": completion.latency_ms}),
+        );
+        messages.push(Message::text("assistant", completion.text.clone()));
+        last = Some(completion);
+    }
+    result.messages = messages;
+    // Only the last turn's answer would be kept under its request; a conversation is asked
+    // again as a whole.
+    result.cache_key = None;
+    let mut last = last.ok_or_else(|| Failure {
+        kind: FailureKind::InvalidResponse,
+        message: format!("{TURNS}: no turn to run"),
+        http_status: None,
+        attempts: 0,
+        latency_ms: 0.0,
+    })?;
+    let mut extra = last.extra.take().unwrap_or_default();
+    extra.insert(TURNS.into(), Value::Array(done));
+    Ok(Completion {
+        latency_ms: latency,
+        attempts,
+        prompt_tokens,
+        completion_tokens,
+        extra: Some(extra),
+        ..last
+    })
+}
+
+/// The row's scores; for a multi-turn row, also each turn's (kept in `extra.turns`).
+async fn score(shared: &Shared, result: &RunResult) -> (Vec<Score>, Option<Vec<Vec<Score>>>) {
+    let turns: Vec<(String, Option<String>)> = match result
+        .extra
+        .as_ref()
+        .and_then(|e| e.get(TURNS))
+        .and_then(Value::as_array)
+    {
+        None => {
+            let output = result.output.as_deref().unwrap_or("");
+            return (
+                score_one(shared, result, output, result.expected.as_deref()).await,
+                None,
+            );
+        }
+        Some(turns) => {
+            let expected: Vec<Option<String>> = match result.vars.get(EXPECTED_TURNS) {
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_string))
+                    .collect(),
+                Some(Value::String(text)) => serde_json::from_str::<Vec<Value>>(text)
+                    .map(|items| {
+                        items
+                            .iter()
+                            .map(|v| v.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            let count = turns.len();
+            turns
+                .iter()
+                .enumerate()
+                .map(|(k, t)| {
+                    let output = t
+                        .get("output")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    // Without expected_turns, the row's expected answer is the last turn's.
+                    let want = if expected.is_empty() {
+                        (k + 1 == count).then(|| result.expected.clone()).flatten()
+                    } else {
+                        expected.get(k).cloned().flatten()
+                    };
+                    (output, want)
+                })
+                .collect()
+        }
+    };
+    let mut per_turn = Vec::with_capacity(turns.len());
+    for (output, expected) in &turns {
+        per_turn.push(score_one(shared, result, output, expected.as_deref()).await);
+    }
+    // The row's verdict per evaluator: every turn passes; its score the mean; a turn the
+    // evaluator could not judge makes the row's verdict an error.
+    let row = shared
+        .plan
+        .evaluators
+        .iter()
+        .enumerate()
+        .map(|(e, evaluator)| {
+            let scores: Vec<&Score> = per_turn.iter().map(|s| &s[e]).collect();
+            let failed = scores.iter().enumerate().find(|(_, s)| !s.pass || s.error);
+            Score {
+                evaluator: evaluator.name().to_string(),
+                score: scores.iter().map(|s| s.score).sum::<f64>() / scores.len().max(1) as f64,
+                pass: failed.is_none(),
+                reason: match failed {
+                    Some((k, s)) => format!("turn {}: {}", k + 1, s.reason),
+                    None => format!("all {} turns pass", scores.len()),
+                },
+                error: scores.iter().any(|s| s.error),
+            }
+        })
+        .collect();
+    (row, Some(per_turn))
+}
+
+async fn score_one(
+    shared: &Shared,
+    result: &RunResult,
+    output: &str,
+    expected: Option<&str>,
+) -> Vec<Score> {
+    let plan = &shared.plan;
     let tool_calls = crate::tool_calls::of_extra(result.extra.as_ref());
     let input = EvalInput {
         vars: &result.vars,
         output,
-        expected: result.expected.as_deref(),
+        expected,
         latency_ms: result.latency_ms,
         tool_calls: &tool_calls,
         tools: plan.version.params.get("tools"),

@@ -27,6 +27,7 @@ mod sync;
 mod targets;
 mod tool_calls;
 mod try_version;
+mod turns;
 mod ui;
 mod workers;
 

@@ -62,6 +62,52 @@ fn check_conversations(
     Ok(())
 }
 
+/// A dataset with a `turns` column runs its rows turn by turn: every row's list (and its
+/// `expected_turns`, when the dataset has them, one per turn) is read here, before any call.
+fn check_turns(info: &dataset::DatasetInfo, path: &std::path::Path) -> Result<()> {
+    let has = |name: &str| info.columns.iter().chain(&info.fields).any(|c| c == name);
+    if !has(engine::TURNS) {
+        return Ok(());
+    }
+    let hint = "turns: a JSON list of the user's messages, e.g. [\"Hi\", \"And a refund?\"]; \
+                expected_turns: one expected answer per turn";
+    for row in dataset::rows(path).map_err(dataset_error)? {
+        let row = row.map_err(dataset_error)?;
+        let count = match engine::turns_of(&row.values) {
+            None => continue,
+            Some(Err(e)) => {
+                return Err(Error::invalid(format!("row {}: turns: {e}", row.id)).with_hint(hint));
+            }
+            Some(Ok(turns)) => turns.len(),
+        };
+        let expected = match row.values.get(engine::EXPECTED_TURNS) {
+            None | Some(Value::Null) => continue,
+            Some(Value::String(text)) if text.trim().is_empty() => continue,
+            Some(Value::String(text)) => serde_json::from_str::<Value>(text).ok(),
+            Some(other) => Some(other.clone()),
+        };
+        match expected.as_ref().and_then(Value::as_array) {
+            Some(items) if items.len() == count && items.iter().all(Value::is_string) => {}
+            Some(items) if items.len() != count => {
+                return Err(Error::invalid(format!(
+                    "row {}: expected_turns has {} answers for {count} turns",
+                    row.id,
+                    items.len()
+                ))
+                .with_hint(hint));
+            }
+            _ => {
+                return Err(Error::invalid(format!(
+                    "row {}: expected_turns is not a JSON list of texts",
+                    row.id
+                ))
+                .with_hint(hint));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Tool-call evaluators need what they compare with: the dataset's `expected_tool_calls`
 /// column, the version's declared tools.
 fn check_tool_evaluators(
@@ -243,8 +289,15 @@ pub fn prepare(
         ))
     })?;
     check_conversations(&template, &settings.dataset, &settings.run)?;
+    check_turns(&info, &settings.dataset)?;
     settings.run.expected_column = expected_column(settings.run.expected_column.as_deref(), &info)?;
-    let has_expected = settings.run.expected_column.is_some();
+    // A multi-turn dataset's `expected_turns` are expected answers too.
+    let has_expected = settings.run.expected_column.is_some()
+        || info
+            .columns
+            .iter()
+            .chain(&info.fields)
+            .any(|c| c == engine::EXPECTED_TURNS);
     let specs = match &settings.evals {
         Evals::Flags(specs) | Evals::File(specs) => specs.clone(),
         Evals::Implied => eval::default_specs(has_expected),
