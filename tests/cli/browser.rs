@@ -45,7 +45,54 @@ impl Driver {
                  (`.ci/run` does)"
             );
         }
-        // A free port, released just before chromedriver takes it.
+        runner::client::install_tls();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let (child, base) = Driver::spawn();
+        let mut driver = Driver {
+            child,
+            base,
+            http,
+            runtime,
+        };
+        // A free port is released just before chromedriver takes it, so another test may take
+        // it first: chromedriver then exits, and it starts again on another port (bounded).
+        let mut attempts = 1;
+        let mut deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = driver.http.get(format!("{}/status", driver.base));
+            let ready = driver.runtime.block_on(async {
+                match status.send().await {
+                    Ok(reply) => reply.json::<Value>().await.ok(),
+                    Err(_) => None,
+                }
+            });
+            if ready.is_some_and(|v| v["value"]["ready"] == true) {
+                return driver;
+            }
+            if let Ok(Some(exit)) = driver.child.try_wait() {
+                assert!(
+                    attempts < 5,
+                    "chromedriver exited at once five times: {exit}"
+                );
+                attempts += 1;
+                (driver.child, driver.base) = Driver::spawn();
+                deadline = Instant::now() + Duration::from_secs(20);
+                continue;
+            }
+            assert!(Instant::now() < deadline, "chromedriver never became ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// chromedriver on a port that was free a moment ago, and its address.
+    fn spawn() -> (Child, String) {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -57,35 +104,7 @@ impl Driver {
             .stderr(Stdio::null())
             .spawn()
             .expect("start chromedriver");
-        runner::client::install_tls();
-        let driver = Driver {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            runtime: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let status = driver.http.get(format!("{}/status", driver.base));
-            let ready = driver.runtime.block_on(async {
-                match status.send().await {
-                    Ok(reply) => reply.json::<Value>().await.ok(),
-                    Err(_) => None,
-                }
-            });
-            let ready = ready.is_some_and(|v| v["value"]["ready"] == true);
-            if ready {
-                return driver;
-            }
-            assert!(Instant::now() < deadline, "chromedriver never became ready");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        (child, format!("http://127.0.0.1:{port}"))
     }
 
     /// A new headless browser with a fresh profile.
@@ -223,25 +242,39 @@ impl Browser<'_> {
             .to_string()
     }
 
-    /// Clicks what submits a form or follows a link and waits (bounded) until the browser is
-    /// at a URL containing `to` with the page loaded: a navigation may still be under way when
-    /// a click returns.
+    /// Clicks what submits a form or follows a link and waits (bounded) until a new document
+    /// is loaded at a URL containing `to`: a navigation may still be under way when a click
+    /// returns, and the old page's URL may already contain `to` (the login page's own address
+    /// starts with the library's), so the old document is marked first and must be gone.
     fn submit(&self, css: &str, to: &str) {
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": "window.runnerStale = true; return true;", "args": []})),
+        );
         self.click(css);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let at = self.url();
-            let loaded = self.call(
+            let state = self.call(
                 "POST",
                 "/execute/sync",
-                Some(json!({"script": "return document.readyState;", "args": []})),
-            ) == "complete";
-            if at.contains(to) && loaded {
+                Some(json!({
+                    "script": "return [location.href, document.readyState, window.runnerStale === true];",
+                    "args": []
+                })),
+            );
+            let at = state[0].as_str().unwrap_or_default().to_string();
+            if at.contains(to) && state[1] == "complete" && state[2] == false {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "after {css}: at {at}, never reached {to}"
+                "after {css}: at {at} ({}), never reached {to}",
+                if state[2] == true {
+                    "the old page"
+                } else {
+                    "a new page"
+                }
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -484,11 +517,14 @@ fn the_ui_in_a_real_browser() {
     browser.screenshot("library-search");
 
     // The prompt, a version, a diff.
-    browser.click("a[href='/prompts/support']");
+    browser.submit("a[href='/prompts/support']", "/prompts/support");
     assert!(browser.text("h1").contains("support"));
     assert!(browser.text("#deployments").contains("gated"));
     browser.screenshot("prompt");
-    browser.click("a[href='/prompts/support/versions/1']");
+    browser.submit(
+        "a[href='/prompts/support/versions/1']",
+        "/prompts/support/versions/1",
+    );
     assert_eq!(
         browser.count(".message"),
         2,
@@ -541,7 +577,10 @@ fn the_ui_in_a_real_browser() {
     browser.screenshot("prompt-rolled-back");
 
     // Experiments, a comparison and its filters, one experiment's rows.
-    browser.click("a[href='/prompts/support/experiments']");
+    browser.submit(
+        "a[href='/prompts/support/experiments']",
+        "/prompts/support/experiments",
+    );
     assert_eq!(browser.count("svg polyline"), 1);
     assert!(browser.text("table.list").contains("completed with errors"));
     browser.screenshot("experiments");
@@ -572,7 +611,10 @@ fn the_ui_in_a_real_browser() {
     browser.screenshot("compare-all");
     let compare_all = browser.url().replacen(&base, "", 1);
     browser.open(&format!("{base}/prompts/support/experiments"));
-    browser.click("table.list tbody tr:first-child td:first-child a");
+    browser.submit(
+        "table.list tbody tr:first-child td:first-child a",
+        "/experiments/",
+    );
     browser.submit(".tabs a[href*='show=failed']", "show=failed");
     assert!(browser.text("table.rows").contains("r6"));
     browser.screenshot("experiment-failed");
