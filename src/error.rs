@@ -280,6 +280,26 @@ fn store_hint(e: &StoreError) -> Option<String> {
                  and writable and the disk has room, then run the command again"
                 .into(),
         ),
+        StoreError::Unreachable { .. } => Some(
+            "is `runner serve` running there? check the URL in --db (or RUNNER_DB) and the network"
+                .into(),
+        ),
+        StoreError::Unauthorized { .. } => Some(
+            "set RUNNER_TOKEN to a valid token, or run `runner login URL`; `runner token list` \
+             on the server shows which tokens exist and when they expire"
+                .into(),
+        ),
+        StoreError::Forbidden { needs, .. } => Some(format!(
+            "ask for a token with the {needs} role (`runner token create NAME --role {needs}`)"
+        )),
+        StoreError::Protocol { .. } => Some(
+            "the server and this runner may be different releases: `runner --version` here and \
+             GET /v1/runner on the server say which"
+                .into(),
+        ),
+        StoreError::Raced { name } => Some(format!(
+            "run the command again; `runner prompt versions {name}` shows the new version"
+        )),
         StoreError::Corrupt(_) | StoreError::Abandoned => None,
     }
 }

@@ -45,6 +45,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         .filter(|a| !a.trim().is_empty())
         .or_else(default_author)
         .unwrap_or_else(|| "unknown".into());
+    // Against a runner server, the token names who writes; the author follows it.
+    crate::store::remote::credentials::set_actor(&author);
     let ctx = Context::new(cli.db, author, cli.config);
     crate::report::fit_tables_to(crate::report::terminal_width());
     match cli.command {

@@ -185,7 +185,7 @@ impl Status {
 }
 
 /// A rollout as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rollout {
     pub id: String,
     pub prompt: String,
@@ -219,7 +219,7 @@ pub struct Rollout {
 /// What a lookup under a rollout reads afresh: the parts of a rollout that change while it
 /// runs and decide an arm (its status and step), and whether its tag still points at its
 /// baseline (a tag moved by hand is served as it points).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RolloutNow {
     pub status: Status,
     pub step: usize,

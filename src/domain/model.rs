@@ -169,7 +169,7 @@ impl Template {
 }
 
 /// A named prompt, summarised from its versions and tags.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prompt {
     pub name: String,
     pub created_at: String,
@@ -183,7 +183,7 @@ pub struct Prompt {
 }
 
 /// A change to a prompt's own fields; None leaves a field as it is.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PromptUpdate {
     /// Some(None) clears the description.
     pub description: Option<Option<String>>,
@@ -191,7 +191,7 @@ pub struct PromptUpdate {
 }
 
 /// One entry of a prompt's own history: an update, an archive or a restore.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromptEvent {
     pub id: i64,
     pub prompt: String,
@@ -205,7 +205,7 @@ pub struct PromptEvent {
 }
 
 /// One immutable version of a prompt.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromptVersion {
     /// Stable unique id, never reused.
     pub id: String,
@@ -230,7 +230,7 @@ pub struct PromptVersion {
 }
 
 /// What a new version is made of; the store adds id, seq, hash and time.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewVersion {
     pub format: TemplateFormat,
     pub template: Template,
@@ -244,7 +244,7 @@ pub struct NewVersion {
 }
 
 /// A movable label pointing at one version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tag {
     pub prompt: String,
     pub name: String,
@@ -300,7 +300,7 @@ impl FromStr for TagAction {
 }
 
 /// One entry of the append-only tag history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TagEvent {
     pub id: i64,
     pub prompt: String,
@@ -458,7 +458,7 @@ mod tests {
 }
 
 /// Everything the store knows about one prompt: the unit of export and import.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromptArchive {
     pub name: String,
     pub created_at: String,
@@ -476,7 +476,7 @@ pub struct PromptArchive {
 }
 
 /// How a command names one version of a prompt.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum VersionRef {
     Latest,
     Seq(i64),
@@ -541,7 +541,7 @@ impl ResultStatus {
 }
 
 /// Everything recorded about one row and repetition of an experiment.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
     pub row_index: i64,
     pub row_id: String,
@@ -739,7 +739,7 @@ impl std::fmt::Display for Shard {
 }
 
 /// One run of a prompt version over a dataset.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Experiment {
     pub id: String,
     pub name: Option<String>,
@@ -816,7 +816,7 @@ pub struct Lease {
 }
 
 /// One result reduced to what a comparison needs.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RowOutcome {
     pub row_id: String,
     pub repetition: i64,
@@ -836,7 +836,7 @@ pub struct RowOutcome {
 
 /// What a page shows of one row of an experiment: its first repetition's inputs in a few
 /// words, expected answer, and the start of its output (or of its error).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RowText {
     pub row_id: String,
     pub input: String,
@@ -876,7 +876,7 @@ pub fn input_summary(vars: &JsonObject, expected_column: Option<&str>) -> String
 }
 
 /// What a new experiment is, before it has an id.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewExperiment {
     pub name: Option<String>,
     /// The prompt and version it judges (None: an experiment of your own code that names none).
@@ -895,7 +895,7 @@ pub struct NewExperiment {
 }
 
 /// A response kept in the cache.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CachedResponse {
     pub output: String,
     pub finish_reason: Option<String>,
@@ -908,7 +908,7 @@ pub struct CachedResponse {
 }
 
 /// Per evaluator aggregates. Errored calls count as failures: the denominator is every result.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvaluatorSummary {
     pub evaluator: String,
     pub passed: i64,
@@ -929,7 +929,7 @@ pub struct EvaluatorSummary {
 /// One evaluator's results folded per row (a row's pass and score are the means over its
 /// repetitions, an errored call counting as a fail with score 0), as sums the store computes:
 /// what standard errors and the effect of repetitions are estimated from.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct RowSpread {
     /// Rows with at least one result.
     pub rows: i64,
@@ -941,7 +941,7 @@ pub struct RowSpread {
 
 /// Σ of the row means, Σ of their squares, and Σ of the rows' own sample variances over their
 /// repetitions (0 for a row answered once).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct SpreadSums {
     pub sum: f64,
     pub sum_sq: f64,
@@ -949,7 +949,7 @@ pub struct SpreadSums {
 }
 
 /// Aggregates over one experiment's stored results.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub results: i64,
     pub ok: i64,
@@ -969,7 +969,7 @@ pub struct Summary {
 
 /// A version of a dataset kept in the store (`runner dataset push`): the file as pushed, which
 /// never changes once stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatasetVersion {
     pub id: String,
     /// The dataset's name.
@@ -991,7 +991,7 @@ pub struct DatasetVersion {
 }
 
 /// A dataset as the Phoenix dataset API lists it: its own fields and its latest version's.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatasetEntry {
     pub id: String,
     pub name: String,
@@ -1008,7 +1008,7 @@ pub struct DatasetEntry {
 
 /// An experiment your own code ran through the Phoenix client (`POST
 /// /v1/datasets/{id}/experiments`), with its run counts.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskExperiment {
     pub id: String,
     pub dataset_id: String,
@@ -1033,7 +1033,7 @@ pub struct TaskExperiment {
 }
 
 /// One run of a task on one example and repetition (from 1).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRun {
     pub id: String,
     pub experiment_id: String,
@@ -1049,7 +1049,7 @@ pub struct TaskRun {
 }
 
 /// An evaluation of a run, one per name.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskEvaluation {
     pub id: String,
     pub run_id: String,

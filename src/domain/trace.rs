@@ -27,7 +27,7 @@ pub const DEFAULT_PROJECT: &str = "default";
 pub const EXPERIMENT_PROJECT_PREFIX: &str = "Experiment-";
 
 /// A span's outcome, as OTLP's status code says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SpanStatus {
     Unset,
     Ok,
@@ -54,7 +54,7 @@ impl SpanStatus {
 }
 
 /// One span, as stored.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Span {
     /// Lower-case hex, 32 digits.
     pub trace_id: String,
@@ -102,7 +102,7 @@ impl Span {
 }
 
 /// The version a span is linked to.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Link {
     pub prompt: String,
     pub version_id: String,
@@ -111,6 +111,34 @@ pub struct Link {
     pub tag: Option<String>,
     /// Which convention linked it: `openinference`, `gen_ai` or `runner`.
     pub source: &'static str,
+}
+
+/// A link read back (from a remote store): its convention is one of the names runner gives.
+impl<'de> serde::Deserialize<'de> for Link {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Link, D::Error> {
+        #[derive(serde::Deserialize)]
+        struct Wire {
+            prompt: String,
+            version_id: String,
+            version_number: i64,
+            tag: Option<String>,
+            source: String,
+        }
+        let wire = Wire::deserialize(d)?;
+        let source = ["openinference", "gen_ai", "runner"]
+            .into_iter()
+            .find(|known| *known == wire.source)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!("unknown link convention {:?}", wire.source))
+            })?;
+        Ok(Link {
+            prompt: wire.prompt,
+            version_id: wire.version_id,
+            version_number: wire.version_number,
+            tag: wire.tag,
+            source,
+        })
+    }
 }
 
 /// What a span says about the version that produced it, before the store is asked.
@@ -433,7 +461,7 @@ impl serde::Serialize for Stored<'_> {
 }
 
 /// Where an annotation points.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Target {
     Span,
     Trace,
@@ -450,7 +478,7 @@ impl Target {
 
 /// Feedback or a score on a span or a trace (Phoenix's span and trace annotations, GenAI's
 /// evaluation events). One per target, name and identifier: a later one replaces it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Annotation {
     pub target: Target,
     /// The span's or the trace's id (lower-case hex).
@@ -475,7 +503,7 @@ pub const ANNOTATOR_KINDS: [&str; 3] = ["HUMAN", "LLM", "CODE"];
 
 /// An annotation read back, with the span it scores (a trace annotation scores every linked
 /// span of its trace).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ScoredSpan {
     pub span_id: String,
     pub version_id: Option<String>,
@@ -483,7 +511,9 @@ pub struct ScoredSpan {
 }
 
 /// Tag lookups one sender made in one minute.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct LookupKey {
     /// Minutes since the Unix epoch.
     pub minute: i64,
@@ -504,7 +534,7 @@ pub fn now_ms() -> i64 {
 }
 
 /// Which spans a reader wants.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct SpanFilter {
     pub prompt: Option<String>,
     /// Only these versions (empty: any).

@@ -21,15 +21,57 @@ pub enum Access {
     /// What an application needs (an `ingest:NAME:TOKEN` line): reads prompts, sends traces
     /// (`POST /v1/traces`) and feedback (the annotation routes), and nothing else.
     Ingest,
+    /// Read-write, and moves a protected tag only through a promotion the server evaluates
+    /// and passes (`POST /v1/promotions`): never by hand, not even with force. What a CI job
+    /// gets (a token of the store, `runner token create NAME --role promote`).
+    Promote,
+    /// Deploy, and manages tokens; whole-store writes (import, a store copy) too.
+    Admin,
 }
 
 impl Access {
     /// What a caller with this access may do to a protected tag (the tag policy decides).
     pub fn tag_role(self) -> TagRole {
         match self {
-            Access::Deploy => TagRole::Deploy,
-            Access::ReadOnly | Access::ReadWrite | Access::Ingest => TagRole::Writer,
+            Access::Deploy | Access::Admin => TagRole::Deploy,
+            Access::ReadOnly | Access::ReadWrite | Access::Ingest | Access::Promote => {
+                TagRole::Writer
+            }
         }
+    }
+
+    /// The role's name, as `runner token create --role` takes it.
+    pub fn role_name(self) -> &'static str {
+        match self {
+            Access::ReadOnly => "read",
+            Access::ReadWrite => "write",
+            Access::Deploy => "deploy",
+            Access::Ingest => "ingest",
+            Access::Promote => "promote",
+            Access::Admin => "admin",
+        }
+    }
+
+    /// The role a name stands for.
+    pub fn from_role_name(name: &str) -> Option<Access> {
+        [
+            Access::ReadOnly,
+            Access::ReadWrite,
+            Access::Deploy,
+            Access::Ingest,
+            Access::Promote,
+            Access::Admin,
+        ]
+        .into_iter()
+        .find(|a| a.role_name() == name)
+    }
+
+    /// Whether the role writes (versions, unprotected tags, experiments).
+    pub fn writes(self) -> bool {
+        matches!(
+            self,
+            Access::ReadWrite | Access::Deploy | Access::Promote | Access::Admin
+        )
     }
 }
 

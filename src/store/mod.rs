@@ -18,6 +18,7 @@ use std::sync::Arc;
 pub mod copy;
 mod logic;
 pub mod postgres;
+pub mod remote;
 pub(crate) mod sql;
 pub mod sqlite;
 
@@ -27,7 +28,9 @@ pub use sqlite::SqliteStore;
 /// A failure inside the backend (a driver error), kept as the cause of a `StoreError`.
 pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-#[derive(Debug, thiserror::Error)]
+/// Serialisable so that a remote store (`runner serve`, see `remote`) gives back the very error
+/// its store raised, and the CLI says and exits on it as it would on a local store.
+#[derive(Debug, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum StoreError {
     #[error("cannot open store {}: {reason}", path.display())]
     Open { path: PathBuf, reason: String },
@@ -136,7 +139,49 @@ pub enum StoreError {
     #[error("the operation was abandoned by its caller")]
     Abandoned,
     #[error("the store failed")]
-    Backend(#[source] BackendError),
+    Backend(
+        #[source]
+        #[serde(with = "backend_text")]
+        BackendError,
+    ),
+    #[error("cannot reach the runner server at {location}: {reason}")]
+    Unreachable { location: String, reason: String },
+    #[error("the runner server at {location} refused the token: {reason}")]
+    Unauthorized { location: String, reason: String },
+    #[error("{reason}")]
+    Forbidden {
+        reason: String,
+        /// The role the request needs.
+        needs: String,
+    },
+    #[error("the runner server at {location} answered what this runner cannot read: {reason}")]
+    Protocol { location: String, reason: String },
+    #[error(
+        "prompt '{name}' got a new version from another writer while this one was being made; nothing was written"
+    )]
+    Raced { name: String },
+}
+
+/// A backend's failure crosses the wire as its message (with its causes), and comes back as an
+/// error of that text.
+mod backend_text {
+    use super::BackendError;
+
+    pub fn serialize<S: serde::Serializer>(e: &BackendError, s: S) -> Result<S::Ok, S::Error> {
+        let mut text = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            text.push_str(": ");
+            text.push_str(&c.to_string());
+            cause = c.source();
+        }
+        s.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BackendError, D::Error> {
+        let text: String = serde::Deserialize::deserialize(d)?;
+        Ok(Box::new(std::io::Error::other(text)))
+    }
 }
 
 impl StoreError {
@@ -165,6 +210,8 @@ impl StoreError {
                 | StoreError::NotEmpty { .. }
                 | StoreError::RolloutRunning { .. }
                 | StoreError::NoRollout { .. }
+                | StoreError::Forbidden { .. }
+                | StoreError::Raced { .. }
         )
     }
 }
@@ -175,13 +222,13 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// (that displaces nothing) but is moved, rolled back or deleted only by a promotion that passed
 /// its gate, by a caller with the deploy role (a deploy token of `runner serve`), or by a forced
 /// change; the history records which.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TagPolicy {
     pub protected: Vec<String>,
 }
 
 /// What the caller of a tag write may do to a protected tag.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TagRole {
     /// Create it; displace it only with force (the CLI, write tokens, the pages' writers).
     #[default]
@@ -192,7 +239,7 @@ pub enum TagRole {
 }
 
 /// How a change of a tag was allowed, as the history records it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Allowed {
     /// A protected tag was displaced with force.
     pub forced: bool,
@@ -270,7 +317,7 @@ impl TagPolicy {
 }
 
 /// Where the tag must point for a change to go ahead, checked inside the write transaction.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Expect {
     /// Wherever it points.
     #[default]
@@ -300,7 +347,7 @@ impl Expect {
 }
 
 /// Who changes a tag, why, and under which rule.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct TagChange {
     pub actor: String,
     pub message: Option<String>,
@@ -326,7 +373,7 @@ impl TagChange {
 }
 
 /// What a tag write did.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum TagOutcome {
     /// The tag already pointed at that version; nothing was written.
     Unchanged(Tag),
@@ -337,7 +384,7 @@ pub enum TagOutcome {
 pub type BuildVersion<'a> = dyn FnMut(&PromptVersion) -> Result<NewVersion> + 'a;
 
 /// What `put_version` did.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Put {
     /// The prompt did not exist: it was created with this version 1.
     Created(PromptVersion),
@@ -654,7 +701,7 @@ pub trait ExperimentStore: Send + Sync {
 
 /// One row × repetition of a detached experiment, as a worker gets it: the row's values are
 /// stored with the item, so a worker needs the store and the endpoint, not the dataset file.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WorkItem {
     pub row_index: i64,
     pub repetition: i64,
@@ -663,7 +710,7 @@ pub struct WorkItem {
 }
 
 /// Where the work items of a detached experiment stand.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WorkCounts {
     pub items: i64,
     pub pending: i64,
@@ -944,7 +991,7 @@ pub trait TaskStore: Send + Sync {
 }
 
 /// What `create_task_experiment` writes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewTaskExperiment {
     pub dataset_id: String,
     pub dataset_version_id: String,
@@ -961,7 +1008,7 @@ pub type VersionBuilder<'a> = dyn FnMut(Option<(&crate::model::DatasetVersion, &
 
 /// What `push_dataset` stores: the file's bytes (checked as a dataset before), and what a scan
 /// of it found.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewDatasetVersion {
     pub format: String,
     pub content: String,
@@ -1039,6 +1086,12 @@ pub trait Store:
 
     /// Where the store is, as shown to a person (never with a password).
     fn location(&self) -> String;
+
+    /// The runner server this store is behind, for the one thing a remote store does
+    /// differently: a promotion's tag move is evaluated by the server (see `remote`).
+    fn remote(&self) -> Option<&remote::RemoteStore> {
+        None
+    }
 }
 
 /// The per-row spread of an experiment with one answer a row, from whole-experiment sums:
@@ -1150,6 +1203,11 @@ pub fn display_location(location: &Path) -> String {
 /// Opens (creating and migrating if needed) the store `--db` names: an SQLite file, or a
 /// PostgreSQL database for a `postgres://` URL.
 pub fn open(location: &Path) -> Result<Arc<dyn Store>> {
+    if remote::is_url(location) {
+        return Ok(Arc::new(remote::RemoteStore::open(
+            &location.to_string_lossy(),
+        )?));
+    }
     if let Some(url) = postgres_url(location) {
         return Ok(Arc::new(PgStore::open(url)?));
     }
@@ -1160,6 +1218,9 @@ pub fn open(location: &Path) -> Result<Arc<dyn Store>> {
 /// empty one and is not created, and an existing one is opened read-only, never migrated, so
 /// a read command never changes a file or a database.
 pub fn open_for_reading(location: &Path) -> Result<Arc<dyn Store>> {
+    if remote::is_url(location) {
+        return open(location);
+    }
     if let Some(url) = postgres_url(location) {
         return match PgStore::open_read_only(url)? {
             Some(store) => Ok(Arc::new(store)),

@@ -34,6 +34,8 @@ pub(super) struct Caller {
     pub(super) actor: String,
     /// What the token may do to a protected tag.
     pub(super) role: TagRole,
+    /// The token's access, for the routes that decide per call (the store route).
+    pub(super) access: Access,
 }
 
 pub(super) async fn authenticate(
@@ -75,7 +77,9 @@ pub(super) async fn authenticate(
             }
         }
     };
-    let reads_only = matches!(*request.method(), Method::GET | Method::HEAD);
+    let reads_only = matches!(*request.method(), Method::GET | Method::HEAD)
+        // The store route checks each call against the token's role itself.
+        || request.uri().path().starts_with("/v1/store/");
     let ingest_route =
         *request.method() == Method::POST && INGEST_PATHS.contains(&request.uri().path());
     if access == Access::ReadOnly && !reads_only {
@@ -108,6 +112,7 @@ pub(super) async fn authenticate(
     request.extensions_mut().insert(Caller {
         actor,
         role: access.tag_role(),
+        access,
     });
     next.run(request).await
 }

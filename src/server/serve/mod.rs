@@ -24,6 +24,7 @@ mod guard;
 mod otlp;
 mod prompts;
 mod rollouts;
+mod store_rpc;
 mod tags;
 mod trace;
 
@@ -399,6 +400,16 @@ pub fn router(settings: Settings) -> Result<Router, String> {
             Arc::clone(&shared),
             authenticate,
         ));
+    // The store behind a remote store (`runner --db https://…`): each call checked against
+    // the token's role (`store_rpc`).
+    let store_route = Router::new()
+        .route("/v1/store", get(store_rpc::hello))
+        .route("/v1/store/{op}", post(store_rpc::call))
+        .layer(DefaultBodyLimit::max(store_rpc::STORE_BODY_LIMIT))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            authenticate,
+        ));
     let traces = Router::new()
         .route("/v1/traces", post(otlp::export))
         .layer(DefaultBodyLimit::max(shared.trace_body_limit))
@@ -417,6 +428,7 @@ pub fn router(settings: Settings) -> Result<Router, String> {
             get(|| async { PHOENIX_API_VERSION }),
         )
         .merge(api)
+        .merge(store_route)
         .merge(traces)
         .merge(uploads)
         .with_state(Arc::clone(&shared))

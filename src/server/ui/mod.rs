@@ -18,7 +18,7 @@ mod pages;
 mod playground;
 pub mod session;
 
-use crate::access::{Access, Tokens};
+use crate::access::Tokens;
 use crate::compare::{Comparison, RowPair};
 use crate::config::Config;
 use crate::store::{Store, StoreError};
@@ -168,7 +168,7 @@ impl Viewer {
     fn can_write(&self) -> bool {
         match &self.session {
             None => !self.auth,
-            Some(session) => matches!(session.access, Access::ReadWrite | Access::Deploy),
+            Some(session) => session.access.writes(),
         }
     }
 

@@ -121,6 +121,8 @@ impl Keys {
             "ro" => Access::ReadOnly,
             "dp" => Access::Deploy,
             "in" => Access::Ingest,
+            "pr" => Access::Promote,
+            "ad" => Access::Admin,
             _ => return None,
         };
         let expires: u64 = expires.parse().ok()?;
@@ -165,6 +167,8 @@ fn access_code(access: Access) -> &'static str {
         Access::ReadWrite => "rw",
         Access::Deploy => "dp",
         Access::Ingest => "in",
+        Access::Promote => "pr",
+        Access::Admin => "ad",
     }
 }
 

@@ -16,7 +16,7 @@ use pool::{Db as Conn, Pool, block};
 
 pub mod conninfo;
 mod db;
-mod pool;
+pub(crate) mod pool;
 
 /// Numbered migrations; the schema version is the row of `runner_schema`.
 const MIGRATIONS: &[&str] = &[
