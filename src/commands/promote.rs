@@ -104,6 +104,14 @@ pub fn promote(mut args: PromoteArgs, ctx: &Context) -> Result<u8> {
             .with_hint("drop --base-url, or add --eval pairwise with --min-win-rate"));
         }
     }
+    if args.min_win_rate.is_some() && ctx.store_for_reading()?.remote().is_some() {
+        return Err(Error::invalid(
+            "a runner server's gate does not take a pairwise judge: it evaluates stored results only",
+        )
+        .with_hint(
+            "compare the two with `runner compare … --eval pairwise`, and gate on the evaluators' criteria",
+        ));
+    }
     let policy = promote_policy(ctx.config()?, &args)?;
     let inference = Inference {
         confidence: confidence(args.confidence, ctx)?,

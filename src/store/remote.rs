@@ -309,6 +309,81 @@ impl RemoteStore {
     }
 }
 
+/// A promotion the server evaluates (`POST /v1/promotions`): the experiments that are its
+/// evidence, named by id, and the criteria. The server reads both experiments from its store,
+/// checks they are of the versions `from` and `to` point at now, runs the gate with its own
+/// code (under its own `[gate]` as a floor the request cannot lower), and moves the tag only
+/// if it passes. A client sends no verdict.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PromotionCall {
+    pub prompt: String,
+    pub from: String,
+    pub to: String,
+    pub candidate_experiment: String,
+    pub baseline_experiment: Option<String>,
+    pub policy: crate::gate::Policy,
+    pub confidence: f64,
+    pub cluster_column: Option<String>,
+    pub same_endpoint: bool,
+    pub message: Option<String>,
+    pub dry_run: bool,
+}
+
+/// What the server's gate decided.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PromotionAnswer {
+    pub passed: bool,
+    /// The recorded move; None when the gate failed, on a dry run, or when the tag was there.
+    pub moved: Option<TagEvent>,
+    /// The criteria as the server evaluated them.
+    pub criteria: Vec<serde_json::Value>,
+    pub notes: Vec<String>,
+    /// The policy that decided (the request's, raised to the server's floor).
+    pub policy: crate::gate::Policy,
+}
+
+impl RemoteStore {
+    /// Asks the server to evaluate a promotion and move the tag if it passes. A refusal that
+    /// is not the store's (a request the gate cannot take) comes back as its status and text.
+    pub fn promote(
+        &self,
+        call: &PromotionCall,
+    ) -> Result<std::result::Result<PromotionAnswer, (u16, String)>> {
+        let body =
+            bytes::Bytes::from(serde_json::to_vec(call).map_err(|e| StoreError::Protocol {
+                location: self.base.clone(),
+                reason: format!("cannot encode the promotion: {e}"),
+            })?);
+        let url = format!("{}/v1/promotions", self.base);
+        let actor = credentials::actor();
+        let (status, reply) = self.send(|client| {
+            let mut request = client
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone());
+            if let Some(actor) = &actor {
+                request = request.header("x-runner-actor", actor.as_str());
+            }
+            self.authorised(request)
+        })?;
+        if status.is_success() {
+            return self.read((status, reply)).map(Ok);
+        }
+        if matches!(status.as_u16(), 401 | 403) {
+            return Err(self
+                .read::<serde_json::Value>((status, reply))
+                .expect_err("not a success"));
+        }
+        if let Ok(failure) = serde_json::from_slice::<Failure>(&reply) {
+            return Err(failure.store_error);
+        }
+        let text = String::from_utf8_lossy(&reply[..reply.len().min(2000)])
+            .trim()
+            .to_string();
+        Ok(Err((status.as_u16(), text)))
+    }
+}
+
 /// The role a 403 names (`… needs the deploy role …`), for the hint.
 fn needed_role(message: &str) -> String {
     ["admin", "deploy", "promote", "write", "ingest", "read"]

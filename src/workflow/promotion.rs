@@ -806,6 +806,60 @@ pub fn promote<F: Future<Output = ()>>(
             ..ctx.guarded_change(false, request.message.clone())?
         };
         let store = ctx.store()?;
+        if let Some(remote) = store.remote() {
+            // Behind a runner server the server runs this gate again on the same stored
+            // experiments and moves the tag only if it passes there: a client sends no verdict.
+            let call = crate::store::remote::PromotionCall {
+                prompt: request.prompt.to_string(),
+                from: request.from.to_string(),
+                to: request.to.to_string(),
+                candidate_experiment: candidate.id.clone(),
+                baseline_experiment: baseline.as_ref().map(|b| b.id.clone()),
+                policy: request.policy.clone(),
+                confidence: request.inference.confidence,
+                cluster_column: request.inference.cluster_column.clone(),
+                same_endpoint: request.acceptance.same_endpoint,
+                message: request.message.clone(),
+                dry_run: false,
+            };
+            let moved = match remote.promote(&call)? {
+                Ok(answer) if answer.passed => answer.moved,
+                Ok(answer) => {
+                    verdict.passed = false;
+                    let failed: Vec<String> = answer
+                        .criteria
+                        .iter()
+                        .filter(|c| c["passed"] == false)
+                        .filter_map(|c| c["name"].as_str().map(str::to_string))
+                        .collect();
+                    verdict.notes.push(format!(
+                        "the server's gate at {} did not pass ({}); nothing moved",
+                        remote.base(),
+                        if failed.is_empty() {
+                            "see its criteria".to_string()
+                        } else {
+                            failed.join(", ")
+                        }
+                    ));
+                    None
+                }
+                Err((status, text)) => {
+                    return Err(Error::invalid(format!(
+                        "the server at {} refused the promotion ({status}): {text}",
+                        remote.base()
+                    ))
+                    .with_hint("`runner experiment show ID` shows what each experiment recorded"));
+                }
+            };
+            return Ok(Decided {
+                comparison,
+                verdict,
+                pairwise,
+                candidate_seq: candidate_version.seq,
+                baseline_seq: baseline_version.as_ref().map(|t| t.version_seq),
+                moved,
+            });
+        }
         match store.set_tag(
             request.prompt,
             request.to,

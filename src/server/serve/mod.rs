@@ -22,6 +22,7 @@ mod error;
 mod experiments;
 mod guard;
 mod otlp;
+mod promotions;
 mod prompts;
 mod rollouts;
 mod store_rpc;
@@ -377,6 +378,7 @@ pub fn router(settings: Settings) -> Result<Router, String> {
             "/v1/experiment_evaluations",
             post(experiments::upsert_evaluation),
         )
+        .route("/v1/promotions", post(promotions::promote))
         .route("/v1/span_annotations", post(annotations::span_annotations))
         .route(
             "/v1/trace_annotations",
