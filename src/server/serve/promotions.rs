@@ -120,7 +120,7 @@ pub(super) async fn promote(
             candidate_version,
             baseline_version,
             &crate::engine::Silent,
-            || std::future::pending::<()>(),
+            std::future::pending::<()>,
         )?;
         tracing::info!(
             prompt = %call.prompt,
