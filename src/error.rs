@@ -294,9 +294,12 @@ fn store_hint(e: &StoreError) -> Option<String> {
         )),
         StoreError::Protocol { .. } => Some(
             "the server and this runner may be different releases: `runner --version` here and \
-             GET /v1/runner on the server say which"
+             GET /v1/store on the server say which"
                 .into(),
         ),
+        StoreError::TokenExists { name } => Some(format!(
+            "`runner token list` shows the tokens; revoke it first (`runner token revoke {name}`) or pick another name"
+        )),
         StoreError::Raced { name } => Some(format!(
             "run the command again; `runner prompt versions {name}` shows the new version"
         )),

@@ -132,6 +132,113 @@ The first line on stdout names the address the server listens on.")]
     /// on it.
     #[command(subcommand)]
     Judge(JudgeCommand),
+    /// Tokens of the team server, kept in the store: create (the secret is shown once), list,
+    /// revoke. Each has a role: read, ingest, write, promote, deploy or admin.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Keep a runner server's token for this user (a profile, mode 0600), so `--db URL` needs
+    /// no RUNNER_TOKEN.
+    #[command(after_help = LOGIN_EXAMPLES)]
+    Login(LoginArgs),
+    /// Forget the token kept for a runner server.
+    #[command(after_help = "Examples:\n  runner logout https://runner.example.com")]
+    Logout(LogoutArgs),
+    /// Who the runner server at --db takes you for: the token's name and role.
+    #[command(
+        after_help = "Examples:\n  runner --db https://runner.example.com whoami\n  RUNNER_DB=https://runner.example.com runner whoami --json"
+    )]
+    Whoami(WhoamiArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token: its secret is printed once (on stdout) and only its hash is stored.
+    #[command(after_help = TOKEN_EXAMPLES)]
+    Create(TokenCreateArgs),
+    /// List the tokens: name, role, who created each and when, expiry, revocation.
+    #[command(after_help = "Examples:\n  runner token list\n  runner token list --json")]
+    List(TokenListArgs),
+    /// Revoke a token: the server refuses it within a second. It stays listed.
+    #[command(after_help = "Examples:\n  runner token revoke ci")]
+    Revoke(TokenRevokeArgs),
+}
+
+const TOKEN_EXAMPLES: &str = "\
+Examples:
+  runner token create ci --role promote --expires 90d
+  runner token create checkout-app --role ingest
+  RUNNER_TOKEN=$(runner token create release --role deploy --quiet)
+
+Roles: read (lookups, lists), ingest (traces and feedback, for applications), write (versions,
+unprotected tags, experiments), promote (write, and a protected tag moves only through a
+promotion the server evaluates), deploy (moves protected tags by hand, recorded), admin (tokens,
+imports). `runner serve` accepts the store's tokens beside its token files.";
+
+const LOGIN_EXAMPLES: &str = "\
+Examples:
+  runner login https://runner.example.com            # reads the token from stdin
+  echo \"$TOKEN\" | runner login http://127.0.0.1:6006 --profile local
+  runner --db https://runner.example.com prompt list   # uses the kept token
+
+The token is checked against the server before it is kept, in credentials.toml under the user's
+config folder ($RUNNER_CONFIG_DIR, else $XDG_CONFIG_HOME/runner, else ~/.config/runner), mode
+0600. RUNNER_TOKEN, when set, is used instead.";
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// The token's name, recorded as the actor of what it writes (`api:NAME`).
+    pub name: String,
+    /// What it may do: read, ingest, write, promote, deploy or admin.
+    #[arg(long)]
+    pub role: String,
+    /// When it stops working: a duration from now (90d, 12h, 30m) or an RFC 3339 time.
+    #[arg(long, value_name = "WHEN")]
+    pub expires: Option<String>,
+    /// Print the secret alone (for a script).
+    #[arg(long, conflicts_with = "json")]
+    pub quiet: bool,
+    /// Print the token and its secret as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenListArgs {
+    /// Print the tokens as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    /// The token's name.
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The runner server's address (https://…, or http:// on loopback).
+    pub url: String,
+    /// The profile's name (default: the server's host).
+    #[arg(long)]
+    pub profile: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The server whose token to forget (or name the profile with --profile).
+    #[arg(required_unless_present = "profile")]
+    pub url: Option<String>,
+    /// The profile to forget.
+    #[arg(long)]
+    pub profile: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WhoamiArgs {
+    /// Print the answer as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

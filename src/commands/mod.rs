@@ -22,6 +22,7 @@ pub mod settings;
 mod store;
 mod sync;
 mod tag;
+mod token;
 mod transfer;
 mod try_version;
 mod worker;
@@ -79,6 +80,10 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Canary(command) => canary::run(command, &ctx),
         Command::Dataset(command) => dataset::run(command, &ctx),
         Command::Judge(command) => judge::run(command, &ctx),
+        Command::Token(command) => token::run(command, &ctx).map(|_| exit::OK),
+        Command::Login(args) => token::login(args).map(|_| exit::OK),
+        Command::Logout(args) => token::logout(args).map(|_| exit::OK),
+        Command::Whoami(args) => token::whoami(args, &ctx).map(|_| exit::OK),
     }
 }
 

@@ -19,7 +19,19 @@ const MAX_CONNECTIONS: usize = 65_536;
 pub fn run(args: ServeArgs, ctx: &Context) -> Result<u8> {
     let bind = parse_bind(&args.bind)?;
     let limits = limits(&args)?;
-    let tokens = read_tokens(&args)?;
+    let mut tokens = read_tokens(&args)?;
+    // Tokens kept in the store (`runner token create`) turn authentication on as token files
+    // do; each request's token is looked up there when no file lists it.
+    let now = time::OffsetDateTime::now_utc();
+    let stored = ctx
+        .store()?
+        .api_tokens()?
+        .iter()
+        .filter(|t| t.valid_at(now))
+        .count();
+    if tokens.is_none() && stored > 0 {
+        tokens = Some(Tokens::default());
+    }
     if tokens.is_none() && !bind.ip().is_loopback() {
         return Err(Error::invalid(format!(
             "refusing to serve on {bind} without authentication"
@@ -33,7 +45,8 @@ pub fn run(args: ServeArgs, ctx: &Context) -> Result<u8> {
     let summary = match &tokens {
         None => "no authentication (loopback only)".to_string(),
         Some(tokens) => format!(
-            "bearer tokens: {} deploy, {} read-write, {} read-only, {} ingest",
+            "bearer tokens: {} deploy, {} read-write, {} read-only, {} ingest in token files; \
+             {stored} valid in the store",
             tokens.count(Access::Deploy),
             tokens.count(Access::ReadWrite),
             tokens.count(Access::ReadOnly),

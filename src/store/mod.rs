@@ -87,6 +87,8 @@ pub enum StoreError {
         "experiment {id} is linked to a prompt version: it is evidence runner keeps (compare, promote, the tag history)"
     )]
     LinkedExperiment { id: String },
+    #[error("a token named '{name}' already exists (or its secret is taken)")]
+    TokenExists { name: String },
     #[error("a dataset named \"{name}\" already exists")]
     DatasetExists { name: String },
     #[error(
@@ -211,6 +213,7 @@ impl StoreError {
                 | StoreError::RolloutRunning { .. }
                 | StoreError::NoRollout { .. }
                 | StoreError::Forbidden { .. }
+                | StoreError::TokenExists { .. }
                 | StoreError::Raced { .. }
         )
     }
@@ -1070,8 +1073,59 @@ pub trait RolloutStore: Send + Sync {
     ) -> Result<Option<Vec<TagEvent>>>;
 }
 
+/// A token of the team server as the store keeps it: never its secret.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ApiToken {
+    pub name: String,
+    /// read, write, promote, deploy, ingest or admin.
+    pub role: String,
+    pub created_at: String,
+    pub created_by: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+    pub revoked_by: Option<String>,
+}
+
+impl ApiToken {
+    /// Whether it is accepted at `now` (RFC 3339): not revoked, not expired.
+    pub fn valid_at(&self, now: time::OffsetDateTime) -> bool {
+        let expired = self.expires_at.as_deref().is_some_and(|at| {
+            time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+                .map_or(true, |at| at <= now)
+        });
+        self.revoked_at.is_none() && !expired
+    }
+}
+
+/// What `create_token` stores.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct NewToken {
+    pub name: String,
+    pub role: String,
+    /// The sha256 of the secret, lower-case hex.
+    pub digest: String,
+    pub created_by: String,
+    pub expires_at: Option<String>,
+}
+
+/// The team server's tokens (`runner token create|list|revoke`).
+pub trait TokenStore: Send + Sync {
+    /// Stores a new token; refused (`TokenExists`) when its name, or its secret, is taken.
+    fn create_token(&self, new: &NewToken) -> Result<ApiToken>;
+
+    /// Every token, revoked and expired ones too, by name.
+    fn api_tokens(&self) -> Result<Vec<ApiToken>>;
+
+    /// Revokes a token; false when there is none of that name still valid.
+    fn revoke_token(&self, name: &str, actor: &str) -> Result<bool>;
+
+    /// The token whose secret hashes to `digest` (lower-case hex), whatever its state.
+    fn token_by_digest(&self, digest: &str) -> Result<Option<ApiToken>>;
+}
+
 pub trait Store:
     PromptStore
+    + TokenStore
     + ExperimentStore
     + ResultSink
     + ResponseCache

@@ -85,6 +85,16 @@ impl RemoteStore {
     /// Connects to the server at `url` with the token `credentials::token_for` finds, and
     /// checks that both speak the same store protocol and the token is accepted.
     pub fn open(url: &str) -> Result<RemoteStore> {
+        let base = url.trim_end_matches('/');
+        let token = credentials::token_for(base).map_err(|reason| StoreError::Unauthorized {
+            location: base.to_string(),
+            reason,
+        })?;
+        RemoteStore::open_with(url, token)
+    }
+
+    /// `open` with the token given (`runner login` checks one before it keeps it).
+    pub fn open_with(url: &str, token: Option<String>) -> Result<RemoteStore> {
         let base = url.trim_end_matches('/').to_string();
         crate::client::install_tls();
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -109,10 +119,6 @@ impl RemoteStore {
                     reason: e.to_string(),
                 })?
         };
-        let token = credentials::token_for(&base).map_err(|reason| StoreError::Unauthorized {
-            location: base.clone(),
-            reason,
-        })?;
         let mut store = RemoteStore {
             base,
             token,
@@ -1016,6 +1022,24 @@ impl TaskStore for RemoteStore {
 
     fn restore_task_runs(&self, runs: &[TaskRun], evaluations: &[TaskEvaluation]) -> Result<()> {
         self.call("restore_task_runs", &(runs, evaluations))
+    }
+}
+
+impl TokenStore for RemoteStore {
+    fn create_token(&self, new: &NewToken) -> Result<ApiToken> {
+        self.call("create_token", &(new,))
+    }
+
+    fn api_tokens(&self) -> Result<Vec<ApiToken>> {
+        self.call("api_tokens", &())
+    }
+
+    fn revoke_token(&self, name: &str, actor: &str) -> Result<bool> {
+        self.call("revoke_token", &(name, actor))
+    }
+
+    fn token_by_digest(&self, digest: &str) -> Result<Option<ApiToken>> {
+        self.call("token_by_digest", &(digest,))
     }
 }
 

@@ -64,15 +64,21 @@ pub(super) async fn authenticate(
                         name.map_or_else(|| "api".to_string(), |n| format!("api:{n}")),
                         access,
                     ),
-                    None => {
-                        tracing::warn!(
-                            status = 401,
-                            token_sha256 = %format!("{}…", crate::access::fingerprint(token)),
-                            "unknown token"
-                        );
-                        return ApiError::new(StatusCode::UNAUTHORIZED, "invalid bearer token")
+                    None => match shared.stored_token(token).await {
+                        Some((name, access)) => (format!("api:{name}"), access),
+                        None => {
+                            tracing::warn!(
+                                status = 401,
+                                token_sha256 = %format!("{}…", crate::access::fingerprint(token)),
+                                "unknown token"
+                            );
+                            return ApiError::new(
+                                StatusCode::UNAUTHORIZED,
+                                "invalid bearer token (unknown, revoked or expired)",
+                            )
                             .into_response();
-                    }
+                        }
+                    },
                 },
             }
         }

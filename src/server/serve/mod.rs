@@ -107,7 +107,14 @@ struct Shared {
     /// change): a run names its example, and parsing the version for each would cost the
     /// whole version per run. A few versions are kept.
     examples: Mutex<HashMap<String, Arc<Vec<crate::workflow::examples::Example>>>>,
+    /// Tokens of the store by the sha256 of their secret, as last read (None: no such valid
+    /// token), each trusted for `STORED_TOKEN_TTL`: a revoked token stops working within it.
+    stored_tokens:
+        Mutex<HashMap<[u8; 32], (Option<(String, crate::access::Access)>, std::time::Instant)>>,
 }
+
+/// How long a token read from the store is trusted before it is read again.
+const STORED_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Default)]
 struct RolloutCache {
@@ -177,6 +184,43 @@ impl Shared {
     /// thread would cost two thread switches on the hottest route.
     fn read_now<T>(&self, work: impl FnOnce(&dyn Store) -> ApiResult<T>) -> ApiResult<T> {
         work(&*self.store)
+    }
+
+    /// The name and access of a token kept in the store, if `presented` is one that is valid
+    /// now (not revoked, not expired).
+    async fn stored_token(
+        self: &Arc<Self>,
+        presented: &[u8],
+    ) -> Option<(String, crate::access::Access)> {
+        let digest: [u8; 32] = sha2::Digest::finalize(sha2::Digest::chain_update(
+            <sha2::Sha256 as sha2::Digest>::new(),
+            presented,
+        ))
+        .into();
+        {
+            let cache = self.stored_tokens.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((found, at)) = cache.get(&digest)
+                && at.elapsed() < STORED_TOKEN_TTL
+            {
+                return found.clone();
+            }
+        }
+        let hex = crate::model::hex(&digest);
+        let found = self
+            .with_store(move |store| Ok(store.token_by_digest(&hex)?))
+            .await
+            .ok()
+            .flatten()
+            .filter(|t| t.valid_at(time::OffsetDateTime::now_utc()))
+            .and_then(|t| {
+                crate::access::Access::from_role_name(&t.role).map(|access| (t.name, access))
+            });
+        let mut cache = self.stored_tokens.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(digest, (found.clone(), std::time::Instant::now()));
+        found
     }
 
     /// Drops what is known of the running rollouts, after this server started, advanced or
@@ -314,6 +358,7 @@ pub fn router(settings: Settings) -> Result<Router, String> {
         trace_body_limit: settings.trace_body_limit,
         rollouts: Mutex::new(RolloutCache::default()),
         examples: Mutex::new(HashMap::new()),
+        stored_tokens: Mutex::new(HashMap::new()),
     });
     let api = Router::new()
         .route("/v1/prompts", get(list_prompts).post(create_prompt))

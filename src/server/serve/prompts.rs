@@ -255,7 +255,10 @@ pub(super) async fn archive_prompt(
     headers: HeaderMap,
 ) -> ApiResult {
     let name = prompt_name(path(prompt)?)?;
-    let force = super::tags::force_requested(&query(params)?, &headers)?;
+    let force = super::tags::force_allowed(
+        &caller,
+        super::tags::force_requested(&query(params)?, &headers)?,
+    )?;
     let policy = shared.config.tag_policy();
     shared
         .with_store(move |store| {

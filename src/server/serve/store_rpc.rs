@@ -127,7 +127,11 @@ fn role_for(op: &str) -> Option<Needs> {
         | "restore_cache"
         | "restore_task_experiment"
         | "restore_task_runs"
-        | "prune_traces" => Needs::Admin,
+        | "prune_traces"
+        | "create_token"
+        | "api_tokens"
+        | "revoke_token"
+        | "token_by_digest" => Needs::Admin,
         _ => return None,
     })
 }
@@ -704,6 +708,15 @@ fn dispatch(
         "restore_task_runs" => call!(|runs: Vec<TaskRun>, evaluations: Vec<TaskEvaluation>| {
             store.restore_task_runs(&runs, &evaluations)
         }),
+        "create_token" => call!(|new: NewToken| {
+            store.create_token(&NewToken {
+                created_by: actor(),
+                ..new
+            })
+        }),
+        "api_tokens" => call!(|| store.api_tokens()),
+        "revoke_token" => call!(|name: String, _actor: String| store.revoke_token(&name, &actor())),
+        "token_by_digest" => call!(|digest: String| store.token_by_digest(&digest)),
         other => Err(Refusal::BadCall(format!("no store call '{other}'"))),
     }
 }

@@ -28,6 +28,19 @@ pub(super) struct ForceQuery {
 
 /// Whether the request asks to move or delete a protected tag (`?force=true` or
 /// `X-Runner-Force: true`).
+/// Force, unless the token is a promote token: it moves a protected tag only through a
+/// promotion the server evaluates (`POST /v1/promotions`), never by hand.
+pub(super) fn force_allowed(caller: &Caller, force: bool) -> ApiResult<bool> {
+    if force && caller.access == crate::access::Access::Promote {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "a promote token moves a protected tag only through a promotion the server \
+             evaluates (POST /v1/promotions, `runner promote`); force needs the deploy role",
+        ));
+    }
+    Ok(force)
+}
+
 pub(super) fn force_requested(query: &ForceQuery, headers: &HeaderMap) -> ApiResult<bool> {
     let header = headers.get(FORCE_HEADER).map(|v| v.to_str().unwrap_or("?"));
     let mut force = false;
@@ -122,7 +135,7 @@ pub(super) async fn add_version_tag(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let id = version_id(path(id)?)?;
-    let force = force_requested(&query(params)?, &headers)?;
+    let force = force_allowed(&caller, force_requested(&query(params)?, &headers)?)?;
     let tag: wire::TagData = json_body(body)?;
     check_name(NameKind::Tag, &tag.name).map_err(|reason| {
         ApiError::unprocessable(format!("name: invalid tag name '{}': {reason}", tag.name))
@@ -160,7 +173,7 @@ pub(super) async fn delete_version_tag(
 ) -> ApiResult {
     let (id, tag) = path(names)?;
     let (id, tag) = (version_id(id)?, tag_name(tag)?);
-    let force = force_requested(&query(params)?, &headers)?;
+    let force = force_allowed(&caller, force_requested(&query(params)?, &headers)?)?;
     let policy = shared.config.tag_policy();
     shared
         .with_store(move |store| {

@@ -16,6 +16,7 @@ mod lifecycle;
 mod prompts;
 mod rollouts;
 mod task_experiments;
+mod tokens;
 mod traces;
 mod work;
 

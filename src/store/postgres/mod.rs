@@ -37,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0015_task_experiments.sql"),
     include_str!("migrations/0016_result_extra.sql"),
     include_str!("migrations/0017_unlinked_experiments.sql"),
+    include_str!("migrations/0018_api_tokens.sql"),
 ];
 
 /// The advisory lock every migrating connection takes, so concurrent first connections

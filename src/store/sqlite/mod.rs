@@ -34,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0015_task_experiments.sql"),
     include_str!("migrations/0016_result_extra.sql"),
     include_str!("migrations/0017_unlinked_experiments.sql"),
+    include_str!("migrations/0018_api_tokens.sql"),
 ];
 
 /// Long enough for a burst of concurrent CLI writers to queue behind each other.
