@@ -109,9 +109,11 @@ struct Shared {
     examples: Mutex<HashMap<String, Arc<Vec<crate::workflow::examples::Example>>>>,
     /// Tokens of the store by the sha256 of their secret, as last read (None: no such valid
     /// token), each trusted for `STORED_TOKEN_TTL`: a revoked token stops working within it.
-    stored_tokens:
-        Mutex<HashMap<[u8; 32], (Option<(String, crate::access::Access)>, std::time::Instant)>>,
+    stored_tokens: Mutex<HashMap<[u8; 32], StoredToken>>,
 }
+
+/// A store token as last read: its name and access (None: no such valid token), and when.
+type StoredToken = (Option<(String, crate::access::Access)>, std::time::Instant);
 
 /// How long a token read from the store is trusted before it is read again.
 const STORED_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(1);
