@@ -9,3 +9,6 @@ pub use cli::*;
 
 /// Read by the shared test modules: their stores are PostgreSQL databases.
 pub const POSTGRES: bool = true;
+
+/// Read by the shared test modules: the commands open their store themselves.
+pub const REMOTE: bool = false;

@@ -518,7 +518,7 @@ pub trait PromptStore: Send + Sync {
     ) -> Result<PromptVersion, E>
     where
         Self: Sized,
-        F: FnOnce(&PromptVersion) -> Result<NewVersion, E>,
+        F: FnMut(&PromptVersion) -> Result<NewVersion, E>,
         E: From<StoreError>,
     {
         append_version(self, name, build, tags, change)
@@ -1308,20 +1308,21 @@ pub fn append_version<S, F, E>(
 ) -> Result<PromptVersion, E>
 where
     S: PromptStore + ?Sized,
-    F: FnOnce(&PromptVersion) -> Result<NewVersion, E>,
+    F: FnMut(&PromptVersion) -> Result<NewVersion, E>,
     E: From<StoreError>,
 {
-    let mut build = Some(build);
+    let mut build = build;
     let mut failure = None;
+    // The builder may run more than once: a remote store builds again when another writer
+    // appended first.
     let appended = store.append_version_with(
         name,
-        &mut |latest| match build.take().map(|build| build(latest)) {
-            Some(Ok(version)) => Ok(version),
-            Some(Err(e)) => {
+        &mut |latest| match build(latest) {
+            Ok(version) => Ok(version),
+            Err(e) => {
                 failure = Some(e);
                 Err(StoreError::Abandoned)
             }
-            None => Err(StoreError::Abandoned),
         },
         tags,
         change,

@@ -35,8 +35,13 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a call keeps trying to reach a server that answered before.
 const RECONNECT_FOR: Duration = Duration::from_secs(60);
 
-/// How often a builder is run again after another writer got in first.
-const RACE_TRIES: usize = 5;
+/// How often a builder is run again after another writer got in first (each after a short
+/// random pause, so that writers racing for one prompt spread out).
+const RACE_TRIES: usize = 100;
+
+fn pause_after_race() {
+    std::thread::sleep(Duration::from_millis(fastrand::u64(1..=20)));
+}
 
 /// True when `location` is a runner server's URL.
 pub fn is_url(location: &Path) -> bool {
@@ -463,7 +468,7 @@ impl PromptStore for RemoteStore {
             let latest = self.version(name, &VersionRef::Latest)?;
             let version = build(&latest)?;
             match self.call("append_version", &(name, latest.seq, version, tags, change)) {
-                Err(StoreError::Raced { .. }) => continue,
+                Err(StoreError::Raced { .. }) => pause_after_race(),
                 other => return other,
             }
         }
@@ -900,7 +905,7 @@ impl DatasetStore for RemoteStore {
                 (None, Some((version, _))) => return Ok((version, false)),
                 (made, _) => {
                     match self.call("push_dataset", &(name, must_be_new, expected, made)) {
-                        Err(StoreError::Raced { .. }) => continue,
+                        Err(StoreError::Raced { .. }) => pause_after_race(),
                         other => return other,
                     }
                 }

@@ -40,7 +40,7 @@ fn seed_workflow() {
     assert_eq!(v1["metadata"], json!({"owner": "support-team"}));
     assert_eq!(v1["format"], "mustache");
     assert_eq!(v1["template_type"], "str");
-    assert_eq!(v1["author"], "tester");
+    assert_eq!(v1["author"], crate::actor("tester"));
     assert_eq!(v1["variables"], json!(["company_name", "query"]));
     assert_eq!(v1["content_hash"].as_str().unwrap().len(), 64);
     let v1_id = v1["id"].as_str().unwrap().to_string();
@@ -164,7 +164,7 @@ fn seed_workflow() {
     assert_eq!(history[1]["from_seq"], 1);
     assert_eq!(history[1]["to_seq"], 2);
     assert_eq!(history[1]["message"], "ship v2");
-    assert_eq!(history[1]["actor"], "tester");
+    assert_eq!(history[1]["actor"], crate::actor("tester"));
 
     // Rollback puts production back on v1.
     let rolled = env.ok(&[
@@ -923,10 +923,12 @@ fn eight_processes_append_200_versions_without_gaps() {
         .map(|p| {
             let db = env.db.clone();
             let dir = env.dir.path().to_path_buf();
+            let remote = env.remote_env();
             std::thread::spawn(move || {
                 for i in 0..25 {
                     let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
                         .current_dir(&dir)
+                        .envs(remote.clone())
                         .env("USER", format!("writer{p}"))
                         .args([
                             "--db",
@@ -980,9 +982,11 @@ fn two_processes_moving_one_tag_leave_it_consistent() {
         .into_iter()
         .map(|version| {
             let db = env.db.clone();
+            let remote = env.remote_env();
             std::thread::spawn(move || {
                 for _ in 0..15 {
                     let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
+                        .envs(remote.clone())
                         .args([
                             "--db",
                             db.to_str().unwrap(),
@@ -1168,25 +1172,42 @@ fn protected_tags_need_force_and_forced_moves_are_recorded() {
         "2",
     ]);
     env.write("runner.toml", "protected_tags = [\"staging\"]\n");
-    env.fails(
-        &[
-            "tag",
-            "set",
-            "customer_support_greeting",
-            "staging",
-            "--version",
-            "1",
-        ],
-        2,
-    );
-    env.ok(&[
+    let staging_back = [
+        "tag",
+        "set",
+        "customer_support_greeting",
+        "staging",
+        "--version",
+        "1",
+    ];
+    let production_back = [
         "tag",
         "set",
         "customer_support_greeting",
         "production",
         "--version",
         "1",
-    ]);
+    ];
+    if crate::REMOTE {
+        // Behind a server, the server's policy rules: a client's runner.toml does not change
+        // which tags are protected.
+        env.ok(&staging_back);
+        let err = env.fails(
+            &[
+                "tag",
+                "set",
+                "customer_support_greeting",
+                "production",
+                "--version",
+                "2",
+            ],
+            2,
+        );
+        assert!(err.contains("protected"), "{err}");
+    } else {
+        env.fails(&staging_back, 2);
+        env.ok(&production_back);
+    }
     env.write("broken.toml", "protected_tags = \"oops\"\n");
     let err = env.fails(
         &[

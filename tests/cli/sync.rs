@@ -151,7 +151,7 @@ fn sync_creates_then_appends_only_what_changed_with_git_subjects_as_messages() {
     let greeting = versions(&env, "support_greeting");
     assert_eq!(greeting.len(), 1);
     assert_eq!(greeting[0]["message"], "Add the support prompts");
-    assert_eq!(greeting[0]["author"], "tester");
+    assert_eq!(greeting[0]["author"], crate::actor("tester"));
     // A file's own message wins over the commit's subject.
     assert_eq!(
         versions(&env, "billing")[0]["message"],

@@ -369,7 +369,7 @@ fn shards_in_their_own_stores_merge_into_one_experiment_like_an_unsharded_run() 
     ]);
     env.ok(&["--db", &s1, "export", "prompts"]);
     for db in [&s2, &s3, &env.db.to_str().unwrap().to_string()] {
-        env.ok(&["--db", db, "import", "prompts"]);
+        env.ok_as_admin(&["--db", db, "import", "prompts"]);
     }
     let run = |db: &str, shard: &str, extra: &[&str]| {
         let mut args = vec![

@@ -121,10 +121,11 @@ fn role_for(op: &str) -> Option<Needs> {
         | "start_rollout"
         | "record_look"
         | "finish_rollout" => Needs::Write,
+        // An experiment or cache entries written as given are no more than a write token's
+        // own runs write (an experiment merge writes them).
+        "restore_experiment" | "restore_cache" => Needs::Write,
         "import"
         | "restore"
-        | "restore_experiment"
-        | "restore_cache"
         | "restore_task_experiment"
         | "restore_task_runs"
         | "prune_traces"
