@@ -23,12 +23,13 @@ pub fn run(args: ServeArgs, ctx: &Context) -> Result<u8> {
     // Tokens kept in the store (`runner token create`) turn authentication on as token files
     // do; each request's token is looked up there when no file lists it.
     let now = time::OffsetDateTime::now_utc();
+    // Read without creating the store (a refused bind must leave none behind); a store of an
+    // older schema, which cannot hold tokens yet, has none.
     let stored = ctx
-        .store()?
-        .api_tokens()?
-        .iter()
-        .filter(|t| t.valid_at(now))
-        .count();
+        .store_for_reading()?
+        .api_tokens()
+        .map(|tokens| tokens.iter().filter(|t| t.valid_at(now)).count())
+        .unwrap_or(0);
     if tokens.is_none() && stored > 0 {
         tokens = Some(Tokens::default());
     }

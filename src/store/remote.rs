@@ -165,10 +165,14 @@ impl RemoteStore {
     }
 
     fn fetch_hello(&self) -> Result<Hello> {
+        let actor = credentials::actor();
         let reply = self.send(|client| {
-            let request = client
+            let mut request = client
                 .get(format!("{}/v1/store", self.base))
                 .header(PROTOCOL_HEADER, PROTOCOL.to_string());
+            if let Some(actor) = &actor {
+                request = request.header("x-runner-actor", actor.as_str());
+            }
             self.authorised(request)
         })?;
         self.read(reply)
@@ -186,6 +190,17 @@ impl RemoteStore {
     fn send(
         &self,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<(reqwest::StatusCode, bytes::Bytes)> {
+        self.send_retrying(build, false)
+    }
+
+    /// `send`; with `repeatable`, a request whose answer was lost (the server stopped while it
+    /// worked) is sent again too: a read, or a write that leaves the store as it is when it
+    /// comes twice.
+    fn send_retrying(
+        &self,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+        repeatable: bool,
     ) -> Result<(reqwest::StatusCode, bytes::Bytes)> {
         let runtime = self.runtime.as_ref().expect("open until dropped");
         let started = Instant::now();
@@ -216,7 +231,7 @@ impl RemoteStore {
                     return Ok(answer);
                 }
                 Err(e)
-                    if e.is_connect()
+                    if (e.is_connect() || (repeatable && !e.is_builder()))
                         && self.reached.load(Ordering::Relaxed)
                         && started.elapsed() < RECONNECT_FOR =>
                 {
@@ -305,19 +320,94 @@ impl RemoteStore {
         let body = bytes::Bytes::from(body);
         let url = format!("{}/v1/store/{op}", self.base);
         let actor = credentials::actor();
-        let reply = self.send(|client| {
-            let mut request = client
-                .post(&url)
-                .header(PROTOCOL_HEADER, PROTOCOL.to_string())
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.clone());
-            if let Some(actor) = &actor {
-                request = request.header("x-runner-actor", actor.as_str());
-            }
-            self.authorised(request)
-        })?;
+        let reply = self.send_retrying(
+            |client| {
+                let mut request = client
+                    .post(&url)
+                    .header(PROTOCOL_HEADER, PROTOCOL.to_string())
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+                if let Some(actor) = &actor {
+                    request = request.header("x-runner-actor", actor.as_str());
+                }
+                self.authorised(request)
+            },
+            repeatable(op),
+        )?;
         self.read(reply)
     }
+}
+
+/// Calls that may be sent again when their answer was lost: reads, and writes that leave the
+/// store as it is the second time (a successful result is never replaced; a lease renewed
+/// twice is renewed; an experiment finished twice is finished).
+fn repeatable(op: &str) -> bool {
+    const WRITES: [&str; 11] = [
+        "write_results",
+        "complete_items",
+        "finish_experiment",
+        "reopen_experiment",
+        "renew_lease",
+        "release_lease",
+        "renew_items",
+        "release_items",
+        "finish_work",
+        "restore_cache",
+        "write_spans",
+    ];
+    WRITES.contains(&op)
+        || op.starts_with("visit_")
+        || matches!(
+            op,
+            "version"
+                | "version_by_id"
+                | "versions"
+                | "prompts_page"
+                | "tags"
+                | "tag"
+                | "tag_target"
+                | "latest_target"
+                | "version_tags"
+                | "prompt_tags"
+                | "history"
+                | "archive"
+                | "prompt"
+                | "archived_prompts"
+                | "experiment"
+                | "experiments"
+                | "matching"
+                | "verdicts"
+                | "row_texts"
+                | "summary"
+                | "tokens"
+                | "fingerprint"
+                | "cached_response"
+                | "work_counts"
+                | "lease_owners"
+                | "span"
+                | "scored_spans"
+                | "span_annotations"
+                | "count_spans"
+                | "count_unlinked"
+                | "lookups"
+                | "rollouts"
+                | "rollout_now"
+                | "dataset_entries"
+                | "dataset_entry"
+                | "dataset_versions_of"
+                | "dataset_version"
+                | "datasets"
+                | "dataset_versions"
+                | "dataset_content"
+                | "dataset_by_hash"
+                | "task_experiment"
+                | "task_experiments"
+                | "task_runs"
+                | "task_run"
+                | "task_evaluations"
+                | "api_tokens"
+                | "token_by_digest"
+        )
 }
 
 /// A promotion the server evaluates (`POST /v1/promotions`): the experiments that are its

@@ -20,6 +20,7 @@ pub mod postgres;
 mod promote;
 mod prompt_store;
 mod reliability;
+mod remote;
 mod security;
 mod serve;
 mod statistics;

@@ -2077,6 +2077,7 @@ fn every_sql_statement_is_parameterised() {
 /// `const NAME: &str = "…"` in src/store.
 const SQL_CONSTANTS: &[&str] = &[
     "ENTRY_SELECT",
+    "TOKEN_COLUMNS",
     "TASK_EXPERIMENT_SELECT",
     "TASK_RUN_COLUMNS",
     "TASK_EVALUATION_COLUMNS",

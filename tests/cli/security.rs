@@ -357,6 +357,7 @@ fn reading_an_older_store_changes_nothing_until_it_is_migrated() {
         let conn = rusqlite::Connection::open(&env.db).unwrap();
         conn.execute_batch(
             "ALTER TABLE results DROP COLUMN extra; \
+             DROP TABLE api_tokens; \
              DROP TABLE task_evaluations; \
              DROP TABLE task_runs; \
              DROP TABLE task_experiments; \

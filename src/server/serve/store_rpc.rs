@@ -206,6 +206,7 @@ fn failure(e: StoreError) -> Response {
     let status = ApiError::from(StoreError::Corrupt(String::new())).status;
     let status = match &e {
         StoreError::Corrupt(_) => status,
+        StoreError::Forbidden { .. } => StatusCode::FORBIDDEN,
         other => ApiError::from(clone_for_status(other)).status,
     };
     (status, Json(Failure { store_error: e })).into_response()

@@ -6,7 +6,7 @@ use super::Backend;
 use crate::store::sql::{Row, all, args, first};
 use crate::store::{ApiToken, NewToken, Result, StoreError, TokenStore};
 
-const COLUMNS: &str =
+const TOKEN_COLUMNS: &str =
     "name, role, created_at, created_by, expires_at, revoked_at, revoked_by FROM api_tokens";
 
 fn token(row: &dyn Row) -> Result<ApiToken> {
@@ -61,7 +61,14 @@ impl<B: Backend> TokenStore for B {
     }
 
     fn api_tokens(&self) -> Result<Vec<ApiToken>> {
-        self.read(|db| all(db, &format!("SELECT {COLUMNS} ORDER BY name"), &[], token))
+        self.read(|db| {
+            all(
+                db,
+                &format!("SELECT {TOKEN_COLUMNS} ORDER BY name"),
+                &[],
+                token,
+            )
+        })
     }
 
     fn revoke_token(&self, name: &str, actor: &str) -> Result<bool> {
@@ -79,7 +86,7 @@ impl<B: Backend> TokenStore for B {
         self.read(|db| {
             first(
                 db,
-                &format!("SELECT {COLUMNS} WHERE digest = $1"),
+                &format!("SELECT {TOKEN_COLUMNS} WHERE digest = $1"),
                 args![digest],
                 token,
             )
