@@ -338,11 +338,72 @@ impl RemoteStore {
     }
 }
 
+/// The calls that read prompts (what an application's ingest token may call too).
+pub const PROMPT_READS: &[&str] = &[
+    "version",
+    "version_by_id",
+    "versions",
+    "prompts_page",
+    "tags",
+    "tag",
+    "tag_target",
+    "latest_target",
+    "version_tags",
+    "prompt_tags",
+    "history",
+    "prompt",
+];
+
+/// Every other call that only reads.
+pub const READS: &[&str] = &[
+    "archive",
+    "archived_prompts",
+    "experiment",
+    "experiments",
+    "matching",
+    "visit_outcomes",
+    "verdicts",
+    "row_texts",
+    "visit_successes",
+    "summary",
+    "tokens",
+    "visit_results",
+    "fingerprint",
+    "visit_cache",
+    "cached_response",
+    "work_counts",
+    "lease_owners",
+    "span",
+    "visit_spans",
+    "scored_spans",
+    "visit_annotations",
+    "span_annotations",
+    "count_spans",
+    "count_unlinked",
+    "lookups",
+    "rollouts",
+    "rollout_now",
+    "dataset_entries",
+    "dataset_entry",
+    "dataset_versions_of",
+    "dataset_version",
+    "datasets",
+    "dataset_versions",
+    "dataset_content",
+    "dataset_by_hash",
+    "task_experiment",
+    "task_experiments",
+    "task_runs",
+    "task_run",
+    "task_evaluations",
+];
+
 /// Calls that may be sent again when their answer was lost: reads, and writes that leave the
 /// store as it is the second time (a successful result is never replaced; a lease renewed
 /// twice is renewed; an experiment finished twice is finished).
 fn repeatable(op: &str) -> bool {
-    const WRITES: [&str; 11] = [
+    // The writes, and the admin's reads of tokens.
+    const TWICE_ALIKE: &[&str] = &[
         "write_results",
         "complete_items",
         "finish_experiment",
@@ -354,60 +415,10 @@ fn repeatable(op: &str) -> bool {
         "finish_work",
         "restore_cache",
         "write_spans",
+        "api_tokens",
+        "token_by_digest",
     ];
-    WRITES.contains(&op)
-        || op.starts_with("visit_")
-        || matches!(
-            op,
-            "version"
-                | "version_by_id"
-                | "versions"
-                | "prompts_page"
-                | "tags"
-                | "tag"
-                | "tag_target"
-                | "latest_target"
-                | "version_tags"
-                | "prompt_tags"
-                | "history"
-                | "archive"
-                | "prompt"
-                | "archived_prompts"
-                | "experiment"
-                | "experiments"
-                | "matching"
-                | "verdicts"
-                | "row_texts"
-                | "summary"
-                | "tokens"
-                | "fingerprint"
-                | "cached_response"
-                | "work_counts"
-                | "lease_owners"
-                | "span"
-                | "scored_spans"
-                | "span_annotations"
-                | "count_spans"
-                | "count_unlinked"
-                | "lookups"
-                | "rollouts"
-                | "rollout_now"
-                | "dataset_entries"
-                | "dataset_entry"
-                | "dataset_versions_of"
-                | "dataset_version"
-                | "datasets"
-                | "dataset_versions"
-                | "dataset_content"
-                | "dataset_by_hash"
-                | "task_experiment"
-                | "task_experiments"
-                | "task_runs"
-                | "task_run"
-                | "task_evaluations"
-                | "api_tokens"
-                | "token_by_digest"
-        )
+    PROMPT_READS.contains(&op) || READS.contains(&op) || TWICE_ALIKE.contains(&op)
 }
 
 /// A promotion the server evaluates (`POST /v1/promotions`): the experiments that are its

@@ -45,50 +45,13 @@ enum Needs {
 }
 
 fn role_for(op: &str) -> Option<Needs> {
+    if remote::PROMPT_READS.contains(&op) {
+        return Some(Needs::PromptRead);
+    }
+    if remote::READS.contains(&op) {
+        return Some(Needs::Read);
+    }
     Some(match op {
-        "version" | "version_by_id" | "versions" | "prompts_page" | "tags" | "tag"
-        | "tag_target" | "latest_target" | "version_tags" | "prompt_tags" | "history"
-        | "prompt" => Needs::PromptRead,
-        "archive"
-        | "archived_prompts"
-        | "experiment"
-        | "experiments"
-        | "matching"
-        | "visit_outcomes"
-        | "verdicts"
-        | "row_texts"
-        | "visit_successes"
-        | "summary"
-        | "tokens"
-        | "visit_results"
-        | "fingerprint"
-        | "visit_cache"
-        | "cached_response"
-        | "work_counts"
-        | "lease_owners"
-        | "span"
-        | "visit_spans"
-        | "scored_spans"
-        | "visit_annotations"
-        | "span_annotations"
-        | "count_spans"
-        | "count_unlinked"
-        | "lookups"
-        | "rollouts"
-        | "rollout_now"
-        | "dataset_entries"
-        | "dataset_entry"
-        | "dataset_versions_of"
-        | "dataset_version"
-        | "datasets"
-        | "dataset_versions"
-        | "dataset_content"
-        | "dataset_by_hash"
-        | "task_experiment"
-        | "task_experiments"
-        | "task_runs"
-        | "task_run"
-        | "task_evaluations" => Needs::Read,
         "write_spans" | "annotate" | "record_lookups" => Needs::Ingest,
         "create_prompt"
         | "append_version"
@@ -596,7 +559,13 @@ fn dispatch(
         "prune_traces" => call!(|before: i64| store.prune_traces(before)),
 
         "start_rollout" => call!(|rollout: crate::canary::Rollout, change: TagChange| {
-            store.start_rollout(&rollout, &rules.change(change)?)
+            store.start_rollout(
+                &crate::canary::Rollout {
+                    actor: actor(),
+                    ..rollout
+                },
+                &rules.change(change)?,
+            )
         }),
         "rollouts" => {
             call!(|prompt: Option<String>, running: bool| store.rollouts(prompt.as_deref(), running))
