@@ -2,7 +2,7 @@
 //! commands get only the URL of a `runner serve` (over a fresh database of a real PostgreSQL
 //! server) and a token, never the database. The modules are the ones `cli` and
 //! `cli_postgres` run: prompts, tags, history, rollback, diff, render, sync / pull, export,
-//! datasets, experiments, resume, compare, promote (through the server's gate), workers.
+//! datasets, experiments, resume, compare, promote (through the server's gate), workers, try.
 
 #[path = "cli/fault_server.rs"]
 pub mod fault_server;
@@ -23,6 +23,8 @@ mod promote;
 mod prompt_store;
 #[path = "cli/sync.rs"]
 mod sync;
+#[path = "cli/try_version.rs"]
+mod try_version;
 #[path = "cli/workers.rs"]
 mod workers;
 

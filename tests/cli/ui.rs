@@ -1538,3 +1538,38 @@ fn a_stored_span_fills_the_playground_escaped_and_an_unknown_one_is_said() {
     assert!(!read_only.text.contains("Ada") && !read_only.text.contains("play-replay"));
     assert_eq!(super::dump(&env.db), before, "a replay writes nothing");
 }
+
+#[test]
+fn a_token_kept_in_the_store_logs_in_until_it_is_revoked() {
+    let env = Env::new();
+    store(&env);
+    let secret = env
+        .ok(&["token", "create", "alice", "--role", "write", "--quiet"])
+        .trim()
+        .to_string();
+    let reader = env
+        .ok(&["token", "create", "viewer", "--role", "read", "--quiet"])
+        .trim()
+        .to_string();
+    // No token file: the store's tokens alone turn the login on.
+    let server = Server::start(&env, &[]);
+    assert_eq!(server.get("/prompts/greet").status, 303);
+    let cookie = login(&server, &secret);
+    let page = server.get_as("/prompts/greet", &cookie);
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("ui:alice"), "{}", page.text);
+    assert!(
+        page.text.contains("class=\"action\""),
+        "a write token is offered actions"
+    );
+    let cookie = login(&server, &reader);
+    let page = server.get_as("/prompts/greet", &cookie);
+    assert!(
+        !page.text.contains("class=\"action\""),
+        "a read token is offered none"
+    );
+    env.ok(&["token", "revoke", "alice"]);
+    let csrf = server.get("/login").csrf();
+    let refused = server.post("/login", None, &[("token", &secret), ("csrf", &csrf)]);
+    assert_eq!(refused.status, 401);
+}

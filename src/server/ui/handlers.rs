@@ -710,7 +710,12 @@ pub(super) async fn login(State(ui): State<Arc<Ui>>, Form(form): Form<LoginForm>
         return UiError::new(StatusCode::FORBIDDEN, "the form expired: reload the page")
             .into_response();
     }
-    let Some((name, access)) = tokens.identify(form.token.trim().as_bytes()) else {
+    let presented = form.token.trim().to_string();
+    let found = match tokens.identify(presented.as_bytes()) {
+        Some(found) => Some(found),
+        None => stored_token(&ui, &presented).await,
+    };
+    let Some((name, access)) = found else {
         tracing::warn!(status = 401, "login refused: unknown token");
         return page_response(
             StatusCode::UNAUTHORIZED,
@@ -728,6 +733,25 @@ pub(super) async fn login(State(ui): State<Arc<Ui>>, Form(form): Form<LoginForm>
         response.headers_mut().insert(SET_COOKIE, value);
     }
     response
+}
+
+/// A token kept in the store (`runner token create`) that is valid now: its name and access.
+async fn stored_token(
+    ui: &Arc<Ui>,
+    presented: &str,
+) -> Option<(Option<String>, crate::access::Access)> {
+    let digest = crate::model::hex(&<sha2::Sha256 as sha2::Digest>::digest(
+        presented.as_bytes(),
+    ));
+    let store = Arc::clone(&ui.store);
+    let token = tokio::task::spawn_blocking(move || store.token_by_digest(&digest))
+        .await
+        .ok()?
+        .ok()??;
+    if !token.valid_at(time::OffsetDateTime::now_utc()) {
+        return None;
+    }
+    crate::access::Access::from_role_name(&token.role).map(|access| (Some(token.name), access))
 }
 
 #[derive(Debug, Deserialize)]
