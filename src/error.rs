@@ -258,7 +258,7 @@ fn store_hint(e: &StoreError) -> Option<String> {
             Some("upgrade runner; this store was written by a newer release".into())
         }
         StoreError::ProtectedTag { prompt, tag, .. } => Some(format!(
-            "runner promote --prompt {prompt} --from staging --to {tag} --dataset FILE; \
+            "runner promote --prompt {prompt} --candidate staging --baseline {tag} --dataset FILE; \
                  a forced change is recorded in the tag history"
         )),
         StoreError::ProtectedArchive { prompt, tag } => Some(format!(

@@ -692,8 +692,8 @@ Without --eval: icontains when the dataset has an expected column, none otherwis
 
 const COMPARE_EXAMPLES: &str = "\
 Examples:
-  runner compare --prompt support_greeting --tags production,staging --dataset datasets/queries.csv
-  runner compare --prompt support_greeting --tags production,staging --dataset d.csv --run --markdown
+  runner compare --prompt support_greeting --baseline production --candidate staging --dataset datasets/queries.csv
+  runner compare --prompt support_greeting --baseline production --candidate staging --dataset d.csv --run --markdown
   runner compare exp_1a2b3c exp_4d5e6f --rows 20 --json
   runner compare exp_1a2b3c exp_4d5e6f --non-inferior 0.02 --cluster-column document
 
@@ -708,13 +708,13 @@ it a gate: exit 1 when it fails.";
 
 const PROMOTE_EXAMPLES: &str = "\
 Examples:
-  runner promote --prompt support_greeting --from staging --to production \\
+  runner promote --prompt support_greeting --candidate staging --baseline production \\
       --dataset datasets/queries.csv --min-pass-rate 0.9 --no-new-failures
-  runner promote --prompt support_greeting --from staging --to production --dataset d.csv \\
+  runner promote --prompt support_greeting --candidate staging --baseline production --dataset d.csv \\
       --max-regression 0.02 --max-p95-latency-ms 2000 --dry-run --junit gate.xml
-  runner promote --prompt support_greeting --from staging --to production --dataset d.csv \\
+  runner promote --prompt support_greeting --candidate staging --baseline production --dataset d.csv \\
       --non-inferior 0.02 --dry-run        # a pull-request check: not worse by more than 2 points
-  runner promote --prompt support_greeting --from staging --to production --dataset d.csv \\
+  runner promote --prompt support_greeting --candidate staging --baseline production --dataset d.csv \\
       --min-improvement 0.02               # a release: better by at least 2 points, for sure
 
 Exit codes: 0 the gate passed (and the tag moved unless --dry-run), 1 it failed (nothing moved),
@@ -1017,8 +1017,29 @@ pub struct CompareArgs {
     /// The prompt whose tags are compared.
     #[arg(long, value_name = "NAME")]
     pub prompt: Option<String>,
-    /// BASELINE,CANDIDATE tags, e.g. production,staging.
-    #[arg(long, value_name = "BASE,CANDIDATE", value_delimiter = ',')]
+    /// The baseline's tag (what runs now), e.g. production.
+    #[arg(
+        long,
+        value_name = "TAG",
+        requires = "candidate",
+        conflicts_with = "tags"
+    )]
+    pub baseline: Option<String>,
+    /// The candidate's tag (what may replace it), e.g. staging.
+    #[arg(
+        long,
+        value_name = "TAG",
+        requires = "baseline",
+        conflicts_with = "tags"
+    )]
+    pub candidate: Option<String>,
+    /// BASELINE,CANDIDATE tags in one flag: the older spelling of --baseline and --candidate.
+    #[arg(
+        long,
+        value_name = "BASE,CANDIDATE",
+        value_delimiter = ',',
+        hide = true
+    )]
     pub tags: Vec<String>,
     /// The dataset both experiments ran over (matched by content hash).
     #[arg(long, value_name = "FILE")]
@@ -1093,11 +1114,12 @@ pub struct PromoteArgs {
     /// The prompt whose tag moves.
     #[arg(long, value_name = "NAME")]
     pub prompt: String,
-    /// The tag whose version is the candidate, e.g. staging.
-    #[arg(long, value_name = "TAG")]
+    /// The candidate: the tag whose version may be promoted, e.g. staging (also --from).
+    #[arg(long = "candidate", value_name = "TAG", alias = "from")]
     pub from: String,
-    /// The tag to move when the gate passes, e.g. production.
-    #[arg(long, value_name = "TAG")]
+    /// The baseline: the tag that moves to the candidate's version when the gate passes, e.g.
+    /// production (also --to).
+    #[arg(long = "baseline", value_name = "TAG", alias = "to")]
     pub to: String,
     /// The dataset the gate is evaluated on; default: the prompt's dataset in runner.toml.
     #[arg(long, value_name = "FILE")]

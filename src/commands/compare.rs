@@ -58,9 +58,9 @@ pub fn compare(mut args: CompareArgs, ctx: &Context) -> Result<u8> {
     };
     let (baseline, candidate) = match ids {
         [a, b] => {
-            if args.prompt.is_some() || !args.tags.is_empty() {
+            if args.prompt.is_some() || !args.tags.is_empty() || args.baseline.is_some() {
                 return Err(Error::invalid(
-                    "compare takes two experiment ids, or --prompt with --tags, not both",
+                    "compare takes two experiment ids, or --prompt with --baseline and --candidate, not both",
                 ));
             }
             let store = ctx.store_for_reading()?;
@@ -79,14 +79,22 @@ pub fn compare(mut args: CompareArgs, ctx: &Context) -> Result<u8> {
         _ => {
             let prompt = args.prompt.clone().ok_or_else(|| {
                 Error::invalid(
-                    "compare needs --prompt NAME --tags BASE,CANDIDATE, or two experiment ids",
+                    "compare needs --prompt NAME --baseline TAG --candidate TAG, or two experiment ids",
                 )
-                .with_hint("runner compare --prompt NAME --tags production,staging --dataset FILE")
+                .with_hint(
+                    "runner compare --prompt NAME --baseline production --candidate staging --dataset FILE",
+                )
             })?;
             check_prompt_name(&prompt)?;
-            let [base_tag, cand_tag] = args.tags.as_slice() else {
-                return Err(Error::invalid("--tags takes two tags: BASELINE,CANDIDATE")
-                    .with_hint("for example --tags production,staging"));
+            let sides: Vec<String> = match (&args.baseline, &args.candidate) {
+                (Some(baseline), Some(candidate)) => vec![baseline.clone(), candidate.clone()],
+                _ => args.tags.clone(),
+            };
+            let [base_tag, cand_tag] = sides.as_slice() else {
+                return Err(Error::invalid(
+                    "compare needs two tags: --baseline TAG --candidate TAG",
+                )
+                .with_hint("for example --baseline production --candidate staging"));
             };
             check_tag_name(base_tag)?;
             check_tag_name(cand_tag)?;

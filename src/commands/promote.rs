@@ -42,7 +42,9 @@ pub fn promote(mut args: PromoteArgs, ctx: &Context) -> Result<u8> {
     check_tag_name(&args.from)?;
     check_tag_name(&args.to)?;
     if args.from == args.to {
-        return Err(Error::invalid("--from and --to name the same tag"));
+        return Err(Error::invalid(
+            "--candidate and --baseline (--from and --to) name the same tag",
+        ));
     }
     // `--eval pairwise[:FILE]` with `--min-win-rate`: a judge compares the two sides' answers;
     // runner.toml's [gate] may ask for it (`min_win_rate`, `pairwise_rubric`).

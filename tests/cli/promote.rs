@@ -838,3 +838,90 @@ fn an_experiment_is_reused_only_when_everything_that_shaped_it_matches() {
         "an edited rubric makes the old one stale"
     );
 }
+
+#[test]
+fn both_sides_have_one_name_on_compare_and_promote_and_the_old_spellings_still_work() {
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    let data = setup(&env, "Again: {{query}}");
+    let base = server.base_url();
+    let new = env.json(&[
+        "compare",
+        "--prompt",
+        "greet",
+        "--baseline",
+        "production",
+        "--candidate",
+        "staging",
+        "--dataset",
+        &data,
+        "--base-url",
+        &base,
+        "--run",
+        "--json",
+    ]);
+    let old = env.json(&[
+        "compare",
+        "--prompt",
+        "greet",
+        "--tags",
+        "production,staging",
+        "--dataset",
+        &data,
+        "--base-url",
+        &base,
+        "--json",
+    ]);
+    for side in ["baseline", "candidate"] {
+        assert_eq!(new[side]["experiment"], old[side]["experiment"], "{side}");
+    }
+    assert_eq!(new["baseline"]["label"], "greet v1 (production)");
+    assert_eq!(new["candidate"]["label"], "greet v2 (staging)");
+    for (candidate, baseline) in [("--candidate", "--baseline"), ("--from", "--to")] {
+        let out = env.json(&[
+            "promote",
+            "--prompt",
+            "greet",
+            candidate,
+            "staging",
+            baseline,
+            "production",
+            "--dataset",
+            &data,
+            "--base-url",
+            &base,
+            "--dry-run",
+            "--json",
+        ]);
+        assert_eq!(out["passed"], true, "{candidate}: {out}");
+        assert_eq!(out["from"], "staging");
+        assert_eq!(out["to"], "production");
+    }
+    // One side alone is refused before anything runs.
+    let err = env.fails(
+        &[
+            "compare",
+            "--prompt",
+            "greet",
+            "--baseline",
+            "production",
+            "--dataset",
+            &data,
+        ],
+        2,
+    );
+    assert!(err.contains("--candidate"), "{err}");
+    // The help names the sides once; the older spellings are not advertised.
+    let help = env.ok(&["promote", "--help"]);
+    assert!(
+        help.contains("--candidate <TAG>") && help.contains("--baseline <TAG>"),
+        "{help}"
+    );
+    assert!(
+        !help.contains("--from <") && !help.contains("--to <"),
+        "{help}"
+    );
+    let help = env.ok(&["compare", "--help"]);
+    assert!(help.contains("--baseline <TAG>"), "{help}");
+    assert!(!help.contains("--tags <"), "{help}");
+}
