@@ -257,10 +257,25 @@ fn store_hint(e: &StoreError) -> Option<String> {
         StoreError::NewerSchema { .. } => {
             Some("upgrade runner; this store was written by a newer release".into())
         }
-        StoreError::ProtectedTag { prompt, tag, .. } => Some(format!(
-            "runner promote --prompt {prompt} --candidate staging --baseline {tag} --dataset FILE; \
-                 a forced change is recorded in the tag history"
-        )),
+        StoreError::ProtectedTag {
+            prompt,
+            tag,
+            action,
+        } => Some(match action {
+            crate::model::TagAction::Rollback => format!(
+                "during an incident: `runner rollback {prompt} {tag} --force -m REASON` (recorded \
+                 as forced in the tag history), or a token with the deploy role on `runner serve`"
+            ),
+            crate::model::TagAction::Delete => format!(
+                "`runner tag delete {prompt} {tag} --force -m REASON` (recorded as forced), or a \
+                 token with the deploy role on `runner serve`"
+            ),
+            _ => format!(
+                "runner promote --prompt {prompt} --candidate staging --baseline {tag} --dataset FILE \
+                 moves it through the gate; by hand: --force (recorded as forced) or a token with \
+                 the deploy role"
+            ),
+        }),
         StoreError::ProtectedArchive { prompt, tag } => Some(format!(
             "pass --force to archive it all the same (recorded in the prompt's history), or \
              first `runner tag delete {prompt} {tag} --force` where its consumers expect that"

@@ -1148,6 +1148,12 @@ fn protected_tags_need_force_and_forced_moves_are_recorded() {
     assert!(text.contains("move (forced)"), "{text}");
     let err = env.fails(&["rollback", "customer_support_greeting", "production"], 2);
     assert!(err.contains("protected"), "{err}");
+    // The hint points at what works during an incident.
+    assert!(
+        err.contains("rollback customer_support_greeting production --force")
+            && err.contains("deploy role"),
+        "{err}"
+    );
     env.ok(&[
         "rollback",
         "customer_support_greeting",
