@@ -1393,6 +1393,9 @@ pub struct UpdateArgs {
     pub name: String,
     #[command(flatten)]
     pub version: VersionOptions,
+    /// Append the version even when it holds what the latest holds (a re-release, say).
+    #[arg(long)]
+    pub allow_same: bool,
 }
 
 /// Which version of a prompt: by number, id or tag; the latest when none is given.

@@ -144,7 +144,31 @@ fn update(args: UpdateArgs, ctx: &Context) -> Result<()> {
     let created = crate::store::append_version(
         &*store,
         &args.name,
-        |latest| build(&given, Some(latest), &ctx.author),
+        |latest| {
+            let version = build(&given, Some(latest), &ctx.author)?;
+            let hash = crate::model::content_hash(
+                version.format,
+                &version.template,
+                version.model.as_deref(),
+                &version.params,
+                &version.metadata,
+            );
+            let same = hash == latest.content_hash
+                && version.description == latest.description
+                && version.provider == latest.provider;
+            if same && !args.allow_same {
+                return Err(Error::invalid(format!(
+                    "{} v{} already holds this content: nothing to update",
+                    args.name, latest.seq
+                ))
+                .with_hint(format!(
+                    "to move a tag: runner tag set {} TAG --version {}; to record the same \
+                     content again as a new version: --allow-same",
+                    args.name, latest.seq
+                )));
+            }
+            Ok(version)
+        },
         &given.options.tags,
         &change,
     )?;

@@ -819,6 +819,7 @@ fn export_import_round_trip_is_identical() {
         "prompt",
         "update",
         "customer_support_greeting",
+        "--allow-same",
         "-m",
         "second",
         "--tag",
@@ -1373,4 +1374,48 @@ fn a_postgres_password_comes_from_pgpassword_and_is_never_printed() {
         assert!(text.contains("postgres://runner_test@127.0.0.1:"), "{text}");
         assert!(!text.contains(password), "{text}");
     }
+}
+
+#[test]
+fn an_update_that_changes_nothing_is_refused_unless_asked_for() {
+    let env = Env::new();
+    env.ok(&[
+        "prompt",
+        "create",
+        "greet",
+        "--template",
+        "Hi {{name}}",
+        "--model",
+        "m",
+    ]);
+    let err = env.fails(&["prompt", "update", "greet", "-m", "nothing changed"], 2);
+    assert!(err.contains("greet v1 already holds this content"), "{err}");
+    assert!(
+        err.contains("runner tag set greet TAG --version 1"),
+        "{err}"
+    );
+    let err = env.fails(
+        &[
+            "prompt",
+            "update",
+            "greet",
+            "--template",
+            "Hi {{name}}",
+            "--tag",
+            "staging",
+        ],
+        2,
+    );
+    assert!(err.contains("--allow-same"), "{err}");
+    env.ok(&[
+        "prompt",
+        "update",
+        "greet",
+        "--allow-same",
+        "-m",
+        "re-release",
+    ]);
+    let versions = env.json(&["prompt", "versions", "greet", "--json"]);
+    assert_eq!(versions.as_array().unwrap().len(), 2);
+    env.ok(&["prompt", "update", "greet", "--template", "Hello {{name}}"]);
 }
