@@ -235,6 +235,23 @@ fn read_csv_header<R: Read>(
         }
         headers.push(name.to_owned());
     }
+    // A file separated by semicolons or tabs reads as one column whose name holds them all.
+    if let [only] = headers.as_slice() {
+        for (separator, called) in [(';', "semicolons"), ('\t', "tabs")] {
+            if only
+                .split(separator)
+                .filter(|part| !part.trim().is_empty())
+                .count()
+                > 1
+            {
+                return Err(parse(format!(
+                    "the header reads as one column \"{}\": the file looks separated by {called}, \
+                     and runner reads CSV separated by commas (save it with commas, or as .jsonl)",
+                    only.escape_default()
+                )));
+            }
+        }
+    }
     Ok(headers)
 }
 
@@ -265,6 +282,18 @@ pub(super) fn next_csv<R: Read>(
         message,
     };
     if record.len() != headers.len() {
+        // A quote that never closes swallows the rest of the file into one field: say so, with
+        // the line where it opened.
+        let runaway = record.iter().last().is_some_and(|f| f.contains(&b'\n'));
+        if runaway && let Some(opened) = reader.get_ref().quotes.unclosed() {
+            return Err(DatasetError::Parse {
+                path: path.to_path_buf(),
+                line: opened,
+                message: "a quoted field opened on this line is never closed (unbalanced \"), \
+                          so the rest of the file reads as one value"
+                    .into(),
+            });
+        }
         return Err(parse(format!(
             "expected {} fields (as in the header), found {}",
             headers.len(),

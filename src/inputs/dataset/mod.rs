@@ -255,6 +255,13 @@ impl Iterator for Rows {
 }
 
 fn format_of(path: &Path) -> Result<DatasetFormat, DatasetError> {
+    // A missing file is said as such, whatever its name ends with (`tickets.cvs`).
+    if !path.exists() {
+        return Err(DatasetError::Io {
+            path: path.to_path_buf(),
+            source: io::Error::new(io::ErrorKind::NotFound, missing_file(path)),
+        });
+    }
     let ext = path
         .extension()
         .and_then(|ext| ext.to_str())
@@ -265,6 +272,29 @@ fn format_of(path: &Path) -> Result<DatasetFormat, DatasetError> {
         _ => Err(DatasetError::UnknownFormat {
             path: path.to_path_buf(),
         }),
+    }
+}
+
+/// "no such file", with the nearest name in its folder when one is close (a typo).
+fn missing_file(path: &Path) -> String {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return "no such file".into();
+    };
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let nearest = std::fs::read_dir(&folder)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .map(|candidate| (strsim::damerau_levenshtein(name, &candidate), candidate))
+        .filter(|(distance, _)| *distance <= 2)
+        .min();
+    match nearest {
+        Some((_, candidate)) => format!("no such file (did you mean {candidate}?)"),
+        None => "no such file".into(),
     }
 }
 

@@ -312,3 +312,55 @@ fn iteration_stops_after_an_error() {
     assert!(rows.next().is_none());
     assert!(rows.next().is_none());
 }
+
+#[test]
+fn a_missing_file_with_a_typo_in_its_name_is_said_so_with_the_near_name() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir, "tickets.csv", b"id,q\n1,a\n");
+    let error = scan(&dir.path().join("tickets.cvs")).expect_err("missing");
+    assert!(matches!(error, DatasetError::Io { .. }), "{error:?}");
+    let text = error.to_string();
+    assert!(
+        text.contains("tickets.cvs") && text.contains("no such file (did you mean tickets.csv?)"),
+        "{text}"
+    );
+    let text = scan(&dir.path().join("other.csv")).unwrap_err().to_string();
+    assert!(text.ends_with("no such file"), "{text}");
+}
+
+#[test]
+fn a_quote_that_never_closes_is_named_on_the_line_it_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "open.csv",
+        b"id,q,expected\na,x,x\nb,\"y unterminated,y\nc,z,z\nd,w,w\n",
+    );
+    let error = load(&path).expect_err("unbalanced");
+    assert_eq!(parse_line(&error), 3, "{error}");
+    assert!(error.to_string().contains("never closed"), "{error}");
+}
+
+#[test]
+fn a_file_separated_by_semicolons_or_tabs_is_refused_with_its_separator_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes, called) in [
+        ("semi.csv", &b"id;query;expected\na;x;x\n"[..], "semicolons"),
+        ("tabs.csv", &b"id\tquery\texpected\na\tx\tx\n"[..], "tabs"),
+    ] {
+        let error = load(&write(&dir, name, bytes)).expect_err(name);
+        assert_eq!(parse_line(&error), 1);
+        assert!(error.to_string().contains(called), "{error}");
+    }
+    // One column is fine, and so is a semicolon inside a comma-separated file's column.
+    assert_eq!(
+        load(&write(&dir, "one.csv", b"query\nx\n")).unwrap().len(),
+        1
+    );
+    assert_eq!(
+        load(&write(&dir, "mixed.csv", b"id,a;b\n1,x\n"))
+            .unwrap()
+            .len(),
+        1
+    );
+}
