@@ -302,6 +302,43 @@ fn render(args: RenderArgs, ctx: &Context) -> Result<()> {
     let version = store.version(&args.name, &reference)?;
     let compiled = CompiledTemplate::compile(version.format, &version.template)?;
     let messages = compiled.render(&vars)?;
+    // A variable given that the template does not use is a mistake that renders silently:
+    // most often `{name}` written in a mustache template (or `{{name}}` in an f-string one).
+    let unused: Vec<&String> = vars
+        .keys()
+        .filter(|k| !compiled.variables().contains(*k))
+        .collect();
+    if !unused.is_empty() {
+        let text = serde_json::to_string(&version.template).unwrap_or_default();
+        let other = match version.format {
+            crate::model::TemplateFormat::Mustache => unused
+                .iter()
+                .any(|k| text.contains(&format!("{{{k}}}")))
+                .then_some("it holds {NAME}, an f-string placeholder: an update with --format fstring reads it as one"),
+            crate::model::TemplateFormat::FString => unused
+                .iter()
+                .any(|k| text.contains(&format!("{{{{{k}}}}}")))
+                .then_some("it holds {{NAME}}, a mustache placeholder: an update with --format mustache reads it as one"),
+            _ => None,
+        };
+        crate::note!(
+            "warning: {} v{} uses no variable {} ({} template{}){}",
+            args.name,
+            version.seq,
+            unused
+                .iter()
+                .map(|k| format!("'{k}'"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            format!("{:?}", version.format).to_lowercase(),
+            if compiled.variables().is_empty() {
+                " without variables".to_string()
+            } else {
+                format!(": {}", compiled.variables().join(", "))
+            },
+            other.map(|o| format!("; {o}")).unwrap_or_default()
+        );
+    }
     if args.json {
         out_json(&report::rendered_json(&version, &messages))
     } else {

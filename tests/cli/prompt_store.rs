@@ -1419,3 +1419,33 @@ fn an_update_that_changes_nothing_is_refused_unless_asked_for() {
     assert_eq!(versions.as_array().unwrap().len(), 2);
     env.ok(&["prompt", "update", "greet", "--template", "Hello {{name}}"]);
 }
+
+#[test]
+fn a_variable_the_template_does_not_use_is_warned_about_and_an_f_string_placeholder_named() {
+    let env = Env::new();
+    env.ok(&["prompt", "create", "fs", "--template", "Hello {name}"]);
+    let out = env
+        .cmd()
+        .args(["prompt", "render", "fs", "--var", "name=Ann"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Hello {name}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: fs v1 uses no variable 'name'") && err.contains("--format fstring"),
+        "{err}"
+    );
+    // Every variable used: no warning.
+    env.ok(&["prompt", "create", "ok", "--template", "Hello {{name}}"]);
+    let out = env
+        .cmd()
+        .args(["prompt", "render", "ok", "--var", "name=Ann"])
+        .output()
+        .unwrap();
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
