@@ -70,6 +70,16 @@ pub fn apply_assignments(flag: &str, base: &mut JsonObject, assignments: &[Strin
             value => {
                 if flag == "--param" {
                     check_param(key, &value)?;
+                    if let Some(warning) = unknown_param(key) {
+                        // Said once, however often the flags are read.
+                        static SAID: std::sync::Mutex<Vec<String>> =
+                            std::sync::Mutex::new(Vec::new());
+                        let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+                        if !said.contains(&warning) {
+                            crate::note!("warning: --param {warning}");
+                            said.push(warning);
+                        }
+                    }
                 }
                 base.insert(key.to_string(), value);
             }
@@ -122,6 +132,60 @@ pub fn check_param(key: &str, value: &Value) -> Result<()> {
             .with_hint(format!("for example --param {key}={}", example_of(key)))),
         None => Ok(()),
     }
+}
+
+/// The parameters of OpenAI's chat completions runner knows (and checks the type of).
+const KNOWN_PARAMS: &[&str] = &[
+    "temperature",
+    "top_p",
+    "presence_penalty",
+    "frequency_penalty",
+    "max_tokens",
+    "max_completion_tokens",
+    "n",
+    "seed",
+    "top_logprobs",
+    "logprobs",
+    "parallel_tool_calls",
+    "stream",
+    "stop",
+    "response_format",
+    "logit_bias",
+    "tools",
+    "tool_choice",
+    "user",
+    "reasoning_effort",
+    "modalities",
+    "metadata",
+    "store",
+    "service_tier",
+    "prediction",
+    "audio",
+    "stream_options",
+    "verbosity",
+    "web_search_options",
+];
+
+/// A warning for a parameter OpenAI's chat completions do not take (a typo such as
+/// `temprature`, which an endpoint would refuse or ignore), naming the nearest one it takes;
+/// None for a parameter it knows.
+pub fn unknown_param(key: &str) -> Option<String> {
+    if KNOWN_PARAMS.contains(&key) {
+        return None;
+    }
+    let nearest = KNOWN_PARAMS
+        .iter()
+        .map(|known| (strsim::damerau_levenshtein(key, known), *known))
+        .filter(|(distance, _)| *distance <= 2)
+        .min();
+    Some(match nearest {
+        Some((_, known)) => format!(
+            "{key}: not a parameter of OpenAI's chat completions (did you mean {known}?); kept as written"
+        ),
+        None => format!(
+            "{key}: not a parameter of OpenAI's chat completions; kept as written (another provider's, say)"
+        ),
+    })
 }
 
 /// What is wrong with a known invocation parameter's value (`temperature must be a number

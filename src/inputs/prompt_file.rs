@@ -274,9 +274,15 @@ pub fn parse(path: &Path, text: &str) -> Result<PromptSource, Vec<String>> {
         reasons.push(format!("{} template: {e}", format.as_str()));
     }
     let params = fields.params.unwrap_or_default();
+    let openai = matches!(
+        fields.provider.as_deref(),
+        None | Some("openai" | "OPENAI" | "azure_openai" | "AZURE_OPENAI")
+    );
     for (key, value) in &params {
         if let Some(problem) = param_problem(key, value) {
             reasons.push(format!("params: {problem}"));
+        } else if openai && let Some(warning) = crate::input::unknown_param(key) {
+            crate::note!("warning: {}: params.{warning}", path.display());
         }
     }
     let tags = fields.tags.unwrap_or_default();

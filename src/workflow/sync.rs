@@ -349,7 +349,12 @@ pub fn sync(
     // store checks again when it archives).
     if writer.prune {
         for name in untracked(store, sources)? {
-            let tags = store.tags(&name)?;
+            // Another sync may have archived it meanwhile: then there is nothing to check.
+            let tags = match store.tags(&name) {
+                Ok(tags) => tags,
+                Err(StoreError::UnknownPrompt { .. }) => continue,
+                Err(e) => return Err(e),
+            };
             writer.policy.check_archive(
                 &name,
                 tags.iter().map(|t| t.name.as_str()),

@@ -1449,3 +1449,59 @@ fn a_variable_the_template_does_not_use_is_warned_about_and_an_f_string_placehol
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_parameter_openai_does_not_take_is_warned_about_with_the_nearest_one() {
+    let env = Env::new();
+    let out = env
+        .cmd()
+        .args([
+            "prompt",
+            "create",
+            "pp",
+            "--template",
+            "x",
+            "--param",
+            "temprature=0.3",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.matches("warning: --param temprature: not a parameter of OpenAI's chat completions (did you mean temperature?)").count(),
+        1,
+        "{err}"
+    );
+    std::fs::create_dir_all(env.path("prompts")).unwrap();
+    env.write(
+        "prompts/p1.yaml",
+        "template: \"Hi {{name}}\"\nparams:\n  temprature: 0.2\n",
+    );
+    let out = env.cmd().args(["sync", "prompts"]).output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("params.temprature") && err.contains("temperature?"),
+        "{err}"
+    );
+    // Known parameters, and another provider's, say nothing.
+    let out = env
+        .cmd()
+        .args([
+            "prompt",
+            "create",
+            "ok",
+            "--template",
+            "x",
+            "--param",
+            "temperature=0.3",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

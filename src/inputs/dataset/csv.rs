@@ -284,7 +284,10 @@ pub(super) fn next_csv<R: Read>(
     if record.len() != headers.len() {
         // A quote that never closes swallows the rest of the file into one field: say so, with
         // the line where it opened.
-        let runaway = record.iter().next_back().is_some_and(|f| f.contains(&b'\n'));
+        let runaway = record
+            .iter()
+            .next_back()
+            .is_some_and(|f| f.contains(&b'\n'));
         if runaway && let Some(opened) = reader.get_ref().quotes.unclosed() {
             return Err(DatasetError::Parse {
                 path: path.to_path_buf(),
