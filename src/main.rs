@@ -2,11 +2,10 @@
 //! every command is `commands::run`'s, and the only lines it writes are a failure's `error:`,
 //! `Caused by:` and `hint:` lines on stderr.
 
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = runner::cli::Cli::parse();
+    let cli = runner::cli::parse();
     match runner::commands::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {

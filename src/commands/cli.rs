@@ -18,9 +18,9 @@ Exit codes: 0 success, 1 a check failed, 2 invalid input (nothing written), 3 op
 #[derive(Debug, Parser)]
 #[command(name = "runner", version, after_help = ROOT_EXAMPLES, max_term_width = 100)]
 pub struct Cli {
-    /// The store: an SQLite file, or a PostgreSQL database as postgres://USER@HOST:PORT/DBNAME
-    /// (the password from PGPASSWORD or ~/.pgpass) [default: `db` in runner.toml, else
-    /// runner.db].
+    /// The store: an SQLite file, a PostgreSQL database as postgres://USER@HOST:PORT/DBNAME
+    /// (the password from PGPASSWORD or ~/.pgpass), or a runner server's https:// URL (the token
+    /// from RUNNER_TOKEN or `runner login`) [default: `db` in runner.toml, else runner.db].
     #[arg(
         long,
         global = true,
@@ -1390,6 +1390,7 @@ pub struct CreateArgs {
 
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
+    /// The prompt's name.
     pub name: String,
     #[command(flatten)]
     pub version: VersionOptions,
@@ -1415,6 +1416,7 @@ pub struct VersionSelector {
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
+    /// The prompt's name.
     pub name: String,
     #[command(flatten)]
     pub selector: VersionSelector,
@@ -1441,6 +1443,7 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct NameArgs {
+    /// The prompt's name.
     pub name: String,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -1449,6 +1452,7 @@ pub struct NameArgs {
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
+    /// The prompt's name.
     pub name: String,
     /// Version number, tag name or version id.
     pub from: String,
@@ -1473,6 +1477,7 @@ template as a new version. A missing variable exits 2 before any request; a fail
 
 #[derive(Debug, Args)]
 pub struct TryArgs {
+    /// The prompt's name.
     pub name: String,
     #[command(flatten)]
     pub selector: VersionSelector,
@@ -1522,6 +1527,7 @@ pub struct TryArgs {
 
 #[derive(Debug, Args)]
 pub struct RenderArgs {
+    /// The prompt's name.
     pub name: String,
     #[command(flatten)]
     pub selector: VersionSelector,
@@ -1563,6 +1569,7 @@ Examples:
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("target").required(true).args(["version", "version_id"])))]
 pub struct TagSetArgs {
+    /// The prompt's name.
     pub name: String,
     /// Tag name: letters, digits, '_', '-', '.'; not only digits.
     pub tag: String,
@@ -1582,7 +1589,9 @@ pub struct TagSetArgs {
 
 #[derive(Debug, Args)]
 pub struct TagDeleteArgs {
+    /// The prompt's name.
     pub name: String,
+    /// The tag.
     pub tag: String,
     /// A note recorded with the change (in the tag history).
     #[arg(short = 'm', long, value_name = "TEXT")]
@@ -1594,6 +1603,7 @@ pub struct TagDeleteArgs {
 
 #[derive(Debug, Args)]
 pub struct TagHistoryArgs {
+    /// The prompt's name.
     pub name: String,
     /// Only this tag.
     pub tag: Option<String>,
@@ -1604,7 +1614,9 @@ pub struct TagHistoryArgs {
 
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
+    /// The prompt's name.
     pub name: String,
+    /// The tag.
     pub tag: String,
     /// A note recorded with the change (in the tag history).
     #[arg(short = 'm', long, value_name = "TEXT")]
@@ -1705,4 +1717,212 @@ pub struct ServeArgs {
     /// Retry-After and exporters send again later.
     #[arg(long, value_name = "SPANS", default_value_t = 100_000)]
     pub ingest_queue: usize,
+}
+
+/// The heading a flag is listed under in `--help`, by its long name: what it selects, the
+/// endpoint it calls, how answers are judged, the gate's criteria, what is printed, and so on.
+pub fn heading_of(long: &str) -> Option<&'static str> {
+    Some(match long {
+        "db" | "config" | "author" => "Global options",
+        "prompt"
+        | "tag"
+        | "tags"
+        | "version"
+        | "version-id"
+        | "versions"
+        | "baseline"
+        | "candidate"
+        | "from"
+        | "to"
+        | "dataset"
+        | "experiment"
+        | "experiments"
+        | "baseline-experiment"
+        | "candidate-experiment"
+        | "row"
+        | "search"
+        | "since"
+        | "until"
+        | "where"
+        | "label"
+        | "into"
+        | "dir"
+        | "errored"
+        | "key"
+        | "name"
+        | "status" => "Selection",
+        "template" | "template-file" | "messages-file" | "format" | "param" | "meta"
+        | "description" | "message" | "save" | "allow-same" | "force" | "prune" | "check"
+        | "role" | "expires" | "profile" => "Change",
+        "base-url" | "model" | "concurrency" | "timeout" | "max-retries" | "max-rpm"
+        | "max-tpm" | "target" | "target-env" | "no-cache" | "fresh" | "run" | "allow-cmd"
+        | "cache-ttl" | "judge-model" | "rpm" | "tpm" | "latency-ms" | "chunk-ms" | "responses"
+        | "detach" | "max-cost" | "detect" => "Endpoint",
+        "eval" | "expected-column" | "repetitions" | "column" | "var" | "vars-file"
+        | "allow-eval" | "shard" | "labels" => "Evaluation",
+        "min-pass-rate" | "max-regression" | "no-new-failures" | "max-error-rate"
+        | "max-p95-latency-ms" | "non-inferior" | "min-improvement" | "max-cost-increase"
+        | "min-win-rate" | "confidence" | "cluster-column" | "dry-run" | "same-endpoint"
+        | "production" | "metric" | "step-after" | "steps" | "unit-header" | "canary-tag"
+        | "allow-errors" => "Gate",
+        "json" | "markdown" | "junit" | "rows" | "quiet" | "out" | "csv" | "failed" | "limit"
+        | "show" | "wait" | "color" => "Output",
+        "bind" | "port" | "header-timeout" | "idle-timeout" | "max-connections" | "token-file"
+        | "read-token-file" | "ingest-queue" | "trace-retention" | "lease" | "log-format"
+        | "trace-body-limit" | "ingest-batch" => "Server",
+        _ => return None,
+    })
+}
+
+/// The longest description `-h` shows for a flag, so that it fits on the flag's line.
+const SHORT_HELP_CHARS: usize = 56;
+
+/// A flag's description for `-h`: its first clause, cut at a word to fit one line (`--help`
+/// shows the whole text).
+fn short_help(text: &str) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    // Abbreviations end no clause.
+    let guarded = flat
+        .replace("e.g.", "e\u{1}g\u{1}")
+        .replace("i.e.", "i\u{1}e\u{1}");
+    let end = [". ", "; ", " (", ", e\u{1}g"]
+        .iter()
+        .filter_map(|mark| guarded.find(mark))
+        .filter(|&at| at >= 12)
+        .min()
+        .unwrap_or(guarded.len());
+    let clause = guarded[..end].trim_end_matches('.').replace('\u{1}', ".");
+    if clause.chars().count() <= SHORT_HELP_CHARS {
+        return clause;
+    }
+    let mut cut = String::new();
+    for word in clause.split(' ') {
+        if cut.chars().count() + word.chars().count() + 2 > SHORT_HELP_CHARS {
+            break;
+        }
+        if !cut.is_empty() {
+            cut.push(' ');
+        }
+        cut.push_str(word);
+    }
+    format!("{}…", cut.trim_end_matches([',', ';', ':']))
+}
+
+/// Lays out one command's help: each flag under its heading, `-h` a line a flag, `--help`
+/// the whole descriptions and the examples; then each subcommand the same way.
+fn lay_out(mut command: clap::Command) -> clap::Command {
+    command = command.mut_args(|arg| {
+        let mut arg = match arg.get_long().and_then(heading_of) {
+            Some(heading) => arg.help_heading(heading),
+            None => arg,
+        };
+        if let Some(help) = arg.get_help().map(|h| h.to_string())
+            && arg.get_long_help().is_none()
+        {
+            let short = short_help(&help);
+            if short != help {
+                arg = arg.help(short).long_help(help);
+            }
+        }
+        arg
+    });
+    if let Some(examples) = command.get_after_help().map(|h| h.to_string())
+        && command.get_after_long_help().is_none()
+    {
+        command = command
+            .after_help("Examples and more: --help")
+            .after_long_help(examples);
+    }
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    for name in names {
+        command = command.mut_subcommand(name, lay_out);
+    }
+    command
+}
+
+/// The whole command line as `runner` parses it, laid out for `-h` and `--help`.
+pub fn command() -> clap::Command {
+    lay_out(<Cli as clap::CommandFactory>::command())
+}
+
+/// Parses the process's arguments with `command`'s layout (exits on `--help` or a usage error,
+/// as clap does).
+pub fn parse() -> Cli {
+    let matches = command().get_matches();
+    <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADINGS: [&str; 8] = [
+        "Global options",
+        "Selection",
+        "Change",
+        "Endpoint",
+        "Evaluation",
+        "Gate",
+        "Output",
+        "Server",
+    ];
+
+    /// Every flag of every command: a description, a heading of the list, and a one-line `-h`.
+    fn walk(command: &clap::Command, path: &str, problems: &mut Vec<String>, flags: &mut usize) {
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            let name = arg.get_long().map_or(id.to_string(), |l| format!("--{l}"));
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            if help.trim().is_empty() {
+                problems.push(format!("{path} {name}: no description"));
+            }
+            if help.chars().count() > SHORT_HELP_CHARS {
+                problems.push(format!("{path} {name}: -h shows more than a line: {help}"));
+            }
+            if arg.get_long().is_some() {
+                *flags += 1;
+                match arg.get_help_heading() {
+                    Some(heading) if HEADINGS.contains(&heading) => {}
+                    other => problems.push(format!("{path} {name}: heading {other:?}")),
+                }
+            }
+        }
+        for sub in command.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), problems, flags);
+        }
+    }
+
+    #[test]
+    fn every_flag_has_a_description_a_heading_and_a_one_line_short_help() {
+        let command = command();
+        let mut problems = Vec::new();
+        let mut flags = 0;
+        walk(&command, "runner", &mut problems, &mut flags);
+        assert!(flags > 300, "the walk found only {flags} flags");
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn short_help_is_a_line_a_flag_and_long_help_has_the_examples() {
+        let mut command = command();
+        let promote = command.find_subcommand_mut("promote").unwrap();
+        let short = promote.render_help().to_string();
+        let long = promote.render_long_help().to_string();
+        assert!(
+            short.contains("Gate:") && short.contains("Selection:"),
+            "{short}"
+        );
+        assert!(short.contains("Examples and more: --help"), "{short}");
+        assert!(!short.contains("Examples:\n"), "{short}");
+        assert!(long.contains("Examples:\n"), "{long}");
+        assert!(long.len() > short.len());
+        let global = command.render_help().to_string();
+        assert!(global.contains("Global options:"), "{global}");
+    }
 }

@@ -26,7 +26,7 @@ pub fn run(args: ServeArgs, ctx: &Context) -> Result<u8> {
     // Read without creating the store (a refused bind must leave none behind); a store of an
     // older schema, which cannot hold tokens yet, has none.
     let stored = ctx
-        .store_for_reading()?
+        .store_or_empty()?
         .api_tokens()
         .map(|tokens| tokens.iter().filter(|t| t.valid_at(now)).count())
         .unwrap_or(0);
@@ -55,6 +55,7 @@ pub fn run(args: ServeArgs, ctx: &Context) -> Result<u8> {
         ),
     };
     let ingest_settings = ingest_settings(&args)?;
+    ctx.quiet_store();
     let store = ctx.store()?;
     let ingest = crate::ingest::Ingest::start(store.clone(), ingest_settings);
     let settings = Settings {

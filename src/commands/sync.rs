@@ -36,7 +36,8 @@ pub fn sync(args: SyncArgs, ctx: &Context) -> Result<u8> {
         force: args.force,
     };
     let report = if args.check {
-        let store = ctx.store_for_reading()?;
+        // A check against no store says what a sync would create.
+        let store = ctx.store_or_empty()?;
         sync::check(&*store, &args.dir, &sources, &writer)?
     } else {
         let store = ctx.store()?;

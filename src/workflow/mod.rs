@@ -78,6 +78,8 @@ pub struct Context {
     /// Datasets already read by this command: compare and promote prepare two sides over one
     /// file, which is read and hashed once.
     scans: std::cell::RefCell<Vec<(PathBuf, crate::dataset::DatasetInfo)>>,
+    /// Say on stderr where a new store was made (not where stderr carries a log's lines).
+    announce: std::cell::Cell<bool>,
 }
 
 impl Context {
@@ -99,6 +101,7 @@ impl Context {
             store: std::cell::OnceCell::new(),
             reader: std::cell::OnceCell::new(),
             scans: std::cell::RefCell::default(),
+            announce: std::cell::Cell::new(true),
         }
     }
 
@@ -141,18 +144,51 @@ impl Context {
         Ok(info)
     }
 
+    /// Keeps the creation of a new store out of stderr (a server's log lines are there).
+    pub fn quiet_store(&self) {
+        self.announce.set(false);
+    }
+
     /// The store, created and migrated if needed; opened once per command.
     pub fn store(&self) -> Result<Arc<dyn Store>> {
         if let Some(store) = self.store.get() {
             return Ok(store.clone());
         }
-        let opened = store::open(&self.location()?)?;
+        let location = self.location()?;
+        let local =
+            store::postgres_url_of(&location).is_none() && !store::remote::is_url(&location);
+        let new = local && !location.exists();
+        let opened = store::open(&location)?;
+        if new && self.announce.get() {
+            // The first write says where the store is, so a file made in the wrong folder is
+            // noticed at once.
+            crate::note!("created the store {}", store::display_location(&location));
+        }
         Ok(self.store.get_or_init(|| opened).clone())
     }
 
-    /// The store for reading: a store that does not exist yet reads as an empty one and is not
-    /// created, so a read command never leaves a file behind.
+    /// The store for reading, which must exist: a read command in a folder without one says
+    /// so (exit 2) rather than answering as if the store were empty, and leaves no file behind.
     pub fn store_for_reading(&self) -> Result<Arc<dyn Store>> {
+        let location = self.location()?;
+        let local =
+            store::postgres_url_of(&location).is_none() && !store::remote::is_url(&location);
+        if local && self.store.get().is_none() && !location.exists() {
+            return Err(Error::invalid(format!(
+                "no store at {}",
+                store::display_location(&location)
+            ))
+            .with_hint(
+                "create one with `runner prompt create NAME --template TEXT` (or `runner sync DIR`), \
+                 or point --db (or RUNNER_DB) at an existing store",
+            ));
+        }
+        self.store_or_empty()
+    }
+
+    /// The store for reading, or an empty one when none exists yet (nothing is created): for a
+    /// command that answers on an empty store too (`sync --check`, `serve`'s token count).
+    pub fn store_or_empty(&self) -> Result<Arc<dyn Store>> {
         if let Some(store) = self.store.get() {
             return Ok(store.clone());
         }

@@ -261,7 +261,16 @@ impl Mock {
     pub fn start_on(env: &Env, port: &str, extra: &[&str]) -> Mock {
         let mut args = vec!["mock-server", "--port", port, "--detach"];
         args.extend_from_slice(extra);
-        let out = env.run(&args);
+        // A port just given up may take a moment to be free again (bounded).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let out = loop {
+            let out = env.run(&args);
+            let busy = String::from_utf8_lossy(&out.stderr).contains("Address already in use");
+            if out.status.success() || !busy || std::time::Instant::now() > deadline {
+                break out;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
         assert!(out.status.success(), "{out:?}");
         let pid = String::from_utf8(out.stdout).unwrap().trim().to_string();
         let stderr = String::from_utf8(out.stderr).unwrap();
@@ -301,8 +310,22 @@ impl Mock {
 }
 
 impl Drop for Mock {
+    /// Stops it and waits (bounded) until it is gone, so its port is free again for a mock
+    /// started on it next.
     fn drop(&mut self) {
         let _ = std::process::Command::new("kill").arg(&self.pid).status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+            && std::time::Instant::now() < deadline
+        {
+            // A zombie of a detached process is reaped by init; its port is already closed.
+            let state =
+                std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
+            if state.split_whitespace().nth(2) == Some("Z") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }
 

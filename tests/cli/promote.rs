@@ -26,6 +26,8 @@ fn setup(env: &Env, staging_template: &str) -> String {
         staging_template,
         "--tag",
         "staging",
+        // Some tests promote the same content.
+        "--allow-same",
     ]);
     let data = env.write(
         "cases.csv",

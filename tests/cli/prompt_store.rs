@@ -727,9 +727,38 @@ fn bad_input_exits_2_and_writes_nothing() {
 #[test]
 fn reading_commands_do_not_create_a_store() {
     let env = Env::new();
-    assert_eq!(env.json(&["prompt", "list", "--json"]), json!([]));
-    env.fails(&["prompt", "show", "anything"], 2);
+    if crate::is_postgres(&env.db) || crate::REMOTE {
+        // A database or a server always has a store: reads answer on it, empty or not.
+        assert_eq!(env.json(&["prompt", "list", "--json"]), json!([]));
+        env.fails(&["prompt", "show", "anything"], 2);
+        return;
+    }
+    // In a folder without a store, a read says so (exit 2) and creates nothing.
+    for args in [
+        &["prompt", "list", "--json"][..],
+        &["prompt", "show", "anything"],
+        &["experiment", "list"],
+        &["tag", "history", "anything"],
+    ] {
+        let err = env.fails(args, 2);
+        assert!(err.starts_with("error: no store at "), "{args:?}: {err}");
+        assert!(err.contains("runner prompt create"), "{err}");
+    }
     assert!(!env.db.exists());
+    // A check of prompt files against no store says what a sync would create.
+    std::fs::create_dir_all(env.path("prompts")).unwrap();
+    env.write("prompts/greet.yaml", "template: \"Hi {{name}}\"\n");
+    let out = env.run(&["sync", "prompts", "--check"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(!env.db.exists());
+    // The first write says where it made the store.
+    let out = env.run(&["prompt", "create", "greet", "--template", "Hi"]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("created the store"),
+        "{out:?}"
+    );
+    assert!(env.db.exists());
 }
 
 #[test]

@@ -1518,7 +1518,7 @@ fn listing(dir: &Path) -> BTreeSet<String> {
 fn hostile_store_paths_are_refused_and_never_altered() {
     let env = Env::new();
     // A --db in a directory that does not exist: nothing is created. (A read of a store that
-    // does not exist reads as empty, as documented; it creates nothing either.)
+    // does not exist says so, as documented; it creates nothing either.)
     let missing = env.path("no/such/dir/runner.db");
     let missing = missing.to_str().unwrap();
     let line = refused(
@@ -1528,9 +1528,10 @@ fn hostile_store_paths_are_refused_and_never_altered() {
         &["does not exist"],
     );
     short(&line);
-    assert_eq!(
-        env.ok(&["--db", missing, "prompt", "list"]).trim(),
-        "no prompts"
+    let err = env.fails(&["--db", missing, "prompt", "list"], 2);
+    assert!(
+        err.starts_with(&format!("error: no store at {missing}\n")),
+        "{err}"
     );
     assert!(!env.path("no").exists());
 

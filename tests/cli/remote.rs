@@ -676,3 +676,86 @@ fn login_keeps_a_checked_token_readable_by_the_user_alone() {
     fails(cmd, &["whoami"], 3);
     assert!(Path::new(&file).exists());
 }
+
+#[test]
+fn production_figures_and_a_canary_work_through_the_server() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.path("client")).unwrap();
+    let admin = token(&env, "admin", "admin");
+    let ci = token(&env, "ci", "promote");
+    let server = serve(&env, "127.0.0.1:0");
+    let url = server.url.clone();
+    ok(
+        client(&env, &url, &ci),
+        &[
+            "prompt",
+            "create",
+            "greet",
+            "--template",
+            "Hi {{name}}",
+            "--tag",
+            "production",
+        ],
+    );
+    ok(
+        client(&env, &url, &ci),
+        &[
+            "prompt",
+            "update",
+            "greet",
+            "--template",
+            "Hello {{name}}",
+            "--tag",
+            "staging",
+        ],
+    );
+    // Production figures read the server's spans: none yet, said so.
+    let figures: Value = serde_json::from_str(&ok(
+        client(&env, &url, &ci),
+        &["production", "greet", "--json"],
+    ))
+    .unwrap();
+    assert!(
+        figures["versions"].as_array().is_some_and(|v| v.is_empty()) || figures.is_object(),
+        "{figures}"
+    );
+    // A canary started through the server records the token's name; the server serves it.
+    ok(
+        client(&env, &url, &ci),
+        &[
+            "canary",
+            "start",
+            "greet",
+            "--tag",
+            "production",
+            "--candidate",
+            "staging",
+        ],
+    );
+    let status: Value = serde_json::from_str(&ok(
+        client(&env, &url, &ci),
+        &["canary", "status", "greet", "--json"],
+    ))
+    .unwrap();
+    let rollout = if status.is_array() {
+        status[0].clone()
+    } else {
+        status.clone()
+    };
+    assert!(rollout.to_string().contains("api:ci (tester)"), "{rollout}");
+    let canary: Value = serde_json::from_str(&ok(
+        client(&env, &url, &ci),
+        &["prompt", "show", "greet", "--tag", "canary", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(canary["seq"], 2);
+    ok(client(&env, &url, &admin), &["canary", "stop", "greet"]);
+    let (code, _, _) = run(
+        client(&env, &url, &ci),
+        &["prompt", "show", "greet", "--tag", "canary", "--json"],
+    );
+    assert_eq!(
+        code, 2,
+        "the canary tag is withdrawn when the rollout stops"
+    );
+}

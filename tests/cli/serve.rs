@@ -445,7 +445,14 @@ fn the_etag_changes_when_a_tag_moves_to_a_version_with_the_same_content() {
     let env = Env::new();
     env.ok(&["prompt", "create", "greet", "--template", "Hello {{name}}"]);
     // The same template, model and parameters again: same content hash, new id and number.
-    env.ok(&["prompt", "update", "greet", "-m", "same words, new version"]);
+    env.ok(&[
+        "prompt",
+        "update",
+        "greet",
+        "--allow-same",
+        "-m",
+        "same words, new version",
+    ]);
     let versions = env.json(&["prompt", "versions", "greet", "--json"]);
     let shown = |n: &str| env.json(&["prompt", "show", "greet", "--version", n, "--json"]);
     let (v1, v2) = (shown("1"), shown("2"));

@@ -636,7 +636,7 @@ fn promote_gates_on_experiments_finished_by_workers() {
     };
     let err = named(&base, Some(&cand), 2);
     assert!(
-        err.contains("it is an experiment of echo v2, but --to production points at echo v1"),
+        err.contains("it is an experiment of echo v2, but --baseline production points at echo v1"),
         "{err}"
     );
     assert!(err.contains("hint: "), "{err}");
