@@ -715,10 +715,15 @@ fn production_figures_and_a_canary_work_through_the_server() {
         &["production", "greet", "--json"],
     ))
     .unwrap();
-    assert!(
-        figures["versions"].as_array().is_some_and(|v| v.is_empty()) || figures.is_object(),
-        "{figures}"
-    );
+    assert_eq!(figures["versions"], json!([]), "{figures}");
+    assert_eq!(figures["unlinked_spans"], 0);
+    let moves: Vec<&str> = figures["tag_moves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["actor"].as_str().unwrap())
+        .collect();
+    assert_eq!(moves, ["api:ci (tester)", "api:ci (tester)"], "{figures}");
     // A canary started through the server records the token's name; the server serves it.
     ok(
         client(&env, &url, &ci),
