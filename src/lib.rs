@@ -16,7 +16,7 @@ macro_rules! note {
 }
 
 // The folders are the layers, bottom to top; a module imports only from its own layer and the
-// layers below it (README, Architecture).
+// layers below it (docs/architecture.md).
 
 /// The command line: clap's types and one file per command group, glue only.
 pub mod commands;

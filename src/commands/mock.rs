@@ -60,7 +60,7 @@ pub fn run(args: MockServerArgs) -> Result<u8> {
 }
 
 /// Starts the endpoint as a child process of its own and returns once it listens, printing
-/// the child's pid: a script (or the README's walkthrough) gets an endpoint that is ready,
+/// the child's pid: a script (or the walkthrough in docs/prompts-as-code.md) gets an endpoint that is ready,
 /// without a sleep, and stops it with `kill PID`.
 fn detach(args: &MockServerArgs) -> Result<u8> {
     use std::io::{BufRead, Read};

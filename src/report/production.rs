@@ -33,7 +33,7 @@ pub fn production_text(p: &Production, confidence: f64) -> String {
     if p.versions.is_empty() {
         out.push_str(
             "\nno linked spans in this window: send traces to `runner serve` at /v1/traces with \
-             llm.prompt_template.version set (see README, Production)",
+             llm.prompt_template.version set (see docs/production.md)",
         );
     } else {
         let rows = p

@@ -484,14 +484,43 @@ fn row_tables_fit_the_terminal_width_and_json_keeps_every_word() {
     assert_eq!(shown["rows"][0]["output"], long);
 }
 
-/// A README block and the line it starts on.
-type Snippet = (usize, String);
+/// A README or docs/ block, with the page and line it starts on.
+type Snippet = (String, String);
 
-/// The `sh` snippets of README.md in order, each with its line; a block right after a
+/// README.md, then the pages of docs/ in the order README's Documentation lists them: the
+/// order the snippets run in (a later page may use what an earlier one made).
+const DOC_PAGES: [&str; 13] = [
+    "README.md",
+    "docs/prompt-store.md",
+    "docs/team-store.md",
+    "docs/experiments.md",
+    "docs/compare-and-promote.md",
+    "docs/statistics.md",
+    "docs/prompts-as-code.md",
+    "docs/serving.md",
+    "docs/production.md",
+    "docs/web-ui.md",
+    "docs/guarantees.md",
+    "docs/performance.md",
+    "docs/architecture.md",
+];
+
+/// The `sh` snippets of README.md and docs/ in order, each with its page and line; a block right after a
 /// `<!-- not run: REASON -->` line is left out (returned second, with the reason).
 fn readme_snippets() -> (Vec<Snippet>, Vec<Snippet>) {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
+    let (mut run, mut skipped) = (Vec::new(), Vec::new());
+    for page in DOC_PAGES {
+        let (r, s) = page_snippets(page);
+        run.extend(r);
+        skipped.extend(s);
+    }
+    (run, skipped)
+}
+
+/// The shell snippets of one page: those that run, and those marked as not run with why.
+fn page_snippets(page: &str) -> (Vec<Snippet>, Vec<Snippet>) {
+    let readme = std::fs::read_to_string(format!("{}/{page}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap_or_else(|e| panic!("{page}: {e}"));
     let lines: Vec<&str> = readme.lines().collect();
     let (mut run, mut skipped) = (Vec::new(), Vec::new());
     let mut i = 0;
@@ -505,7 +534,7 @@ fn readme_snippets() -> (Vec<Snippet>, Vec<Snippet>) {
             }
             assert!(
                 !matches!(lang, "bash" | "shell" | "console" | "zsh"),
-                "README.md line {start}: shell snippets are fenced as ```sh (run by this test) \
+                "{page} line {start}: shell snippets are fenced as ```sh (run by this test) \
                  or ```text (a synopsis, not run)"
             );
             if lang == "sh" {
@@ -519,11 +548,11 @@ fn readme_snippets() -> (Vec<Snippet>, Vec<Snippet>) {
                     Some(reason) => {
                         assert!(
                             reason.split_whitespace().count() >= 3,
-                            "README.md line {start}: say why the block is not run"
+                            "{page} line {start}: say why the block is not run"
                         );
-                        skipped.push((start, reason.to_string()));
+                        skipped.push((format!("{page} line {start}"), reason.to_string()));
                     }
-                    None => run.push((start, body)),
+                    None => run.push((format!("{page} line {start}"), body)),
                 }
             }
             i = end + 1;
@@ -555,7 +584,7 @@ fn the_readme_snippets_run_in_order_in_an_empty_folder() {
         "set -e\ntrap 'if [ -n \"$MOCK_PID\" ]; then kill \"$MOCK_PID\" 2>/dev/null || true; fi' EXIT\n",
     );
     for (line, body) in &snippets {
-        script.push_str(&format!("echo '== README.md line {line}' >&2\n"));
+        script.push_str(&format!("echo '== {line}' >&2\n"));
         script.push_str(&body.replace("8089", &port.to_string()));
         script.push('\n');
     }
@@ -585,7 +614,7 @@ fn the_readme_snippets_run_in_order_in_an_empty_folder() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "a README snippet failed (the last `== README.md line N` names its block)\n\
+        "a README or docs/ snippet failed (the last `== PAGE line N` names its block)\n\
          --- stdout\n{stdout}\n--- stderr\n{stderr}"
     );
     // The walkthrough teaches something: the better candidate passes and moves production,

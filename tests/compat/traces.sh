@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../.."
 
 app=$PWD/tests/compat/traced_app.py
 checker=$PWD/tests/compat/traces_check.py
-readme=$PWD/README.md
+readme=$PWD/docs/production.md
 # The mock's delay before each answer, so spans have a latency to measure.
 latency_ms=3
 # shellcheck source=tests/compat/apps.sh

@@ -208,7 +208,7 @@ pub fn production(out: &mut Html, prompt: &str, s: &ProductionSection<'_>) {
             ))
             .raw("</p><p class=\"muted\">Send your application's traces over OTLP to ")
             .raw("<code>/v1/traces</code> on this server, each LLM span naming its version; ")
-            .raw("see “Production” in runner's README.</p>")
+            .raw("see docs/production.md in runner's repository.</p>")
             .raw("</section>");
         return;
     }
