@@ -671,3 +671,35 @@ fn a_detached_mock_is_ready_when_the_command_returns_and_says_why_it_could_not_s
     );
     assert!(err.contains("missing.yaml"), "{err}");
 }
+
+#[test]
+fn without_a_key_openai_s_endpoint_is_refused_before_anything_is_sent_or_written() {
+    let env = Env::new();
+    env.ok(&[
+        "prompt",
+        "create",
+        "p",
+        "--template",
+        "{{q}}",
+        "--model",
+        "gpt-4o-mini",
+    ]);
+    let data = env.write("d.csv", "id,q\n1,hello\n");
+    let err = env.fails(
+        &[
+            "experiment",
+            "--prompt",
+            "p",
+            "--dataset",
+            data.to_str().unwrap(),
+        ],
+        2,
+    );
+    assert!(
+        err.contains("no OPENAI_API_KEY for https://api.openai.com/v1")
+            && err.contains("mock-server"),
+        "{err}"
+    );
+    let err = env.fails(&["try", "p", "--var", "q=hi"], 2);
+    assert!(err.contains("no OPENAI_API_KEY"), "{err}");
+}

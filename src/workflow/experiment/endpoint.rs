@@ -16,12 +16,33 @@ pub(in crate::workflow) fn client(base_url: &str, settings: &RunSettings) -> Res
     config.api_key = std::env::var("OPENAI_API_KEY")
         .ok()
         .filter(|k| !k.is_empty());
+    // A run whose answers come from its own target needs no key (judges aside: their first
+    // call says so).
+    if settings.target.is_none() {
+        check_key(base_url, config.api_key.as_deref())?;
+    }
     config.timeout = Duration::from_secs_f64(settings.timeout_secs);
     config.max_retries = settings.max_retries;
     config.pool_size = settings.concurrency;
     config.max_rpm = settings.max_rpm;
     config.max_tpm = settings.max_tpm;
     Client::new(config).map_err(endpoint_error)
+}
+
+/// OpenAI's own endpoint refuses every request without a key: said before anything is sent
+/// (or written), rather than as a 401 on the first answers.
+fn check_key(base_url: &str, key: Option<&str>) -> Result<()> {
+    let openai = base_url.trim_end_matches('/') == crate::client::DEFAULT_BASE_URL;
+    if openai && key.is_none() {
+        return Err(Error::invalid(format!(
+            "no OPENAI_API_KEY for {base_url}: OpenAI would refuse every request"
+        ))
+        .with_hint(
+            "set OPENAI_API_KEY, or point --base-url (or OPENAI_BASE_URL) at another endpoint; \
+             `runner mock-server` answers offline",
+        ));
+    }
+    Ok(())
 }
 
 /// The run's target, when it names one (`--target`), with its timeout and retries.
@@ -50,6 +71,7 @@ pub fn call_client(base_url: &str, timeout_secs: f64, max_retries: u32) -> Resul
     config.api_key = std::env::var("OPENAI_API_KEY")
         .ok()
         .filter(|k| !k.is_empty());
+    check_key(base_url, config.api_key.as_deref())?;
     config.timeout = Duration::from_secs_f64(timeout_secs);
     config.max_retries = max_retries;
     config.pool_size = 2;
