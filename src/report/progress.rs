@@ -38,6 +38,24 @@ fn throttle_text(t: &crate::limit::ThrottleState) -> String {
     )
 }
 
+/// The time the rows still to do will take at this run's own rate: rows stored before a
+/// resume count neither in the rate nor as work left.
+fn eta_text(total: u64, already: u64, done: u64, rate: f64) -> String {
+    let left = total.saturating_sub(already + done);
+    if left == 0 {
+        return "0s".into();
+    }
+    if rate.is_nan() || rate <= 0.0 {
+        return "-".into();
+    }
+    let secs = (left as f64 / rate).ceil() as u64;
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m {:02}s", secs / 60, secs % 60),
+        _ => format!("{}h {:02}m", secs / 3600, secs % 3600 / 60),
+    }
+}
+
 /// What the terminal shows of one run: a bar on a terminal, else a line every few seconds.
 struct Progress {
     id: String,
@@ -58,7 +76,7 @@ impl Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new(total);
             if let Ok(style) = indicatif::ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}",
+                "{prefix} [{bar:30}] {pos}/{len} {msg}",
             ) {
                 bar.set_style(style.progress_chars("=> "));
             }
@@ -84,7 +102,8 @@ impl Progress {
             Some(bar) => {
                 bar.set_position(self.already + tally.done);
                 bar.set_message(format!(
-                    "{rate:.1} rows/s, errors {}, cached {}{}{}",
+                    "{rate:.1} rows/s, ETA {}, errors {}, cached {}{}{}",
+                    eta_text(self.total, self.already, tally.done, rate),
                     tally.errors,
                     tally.cached,
                     retry_text(&tally.retry),
@@ -103,10 +122,11 @@ impl Progress {
     fn line(&mut self, rate: f64) {
         let t = self.last;
         crate::note!(
-            "{}: {}/{} rows, {rate:.1} rows/s, {} errors, {} cached{}{}",
+            "{}: {}/{} rows, {rate:.1} rows/s, ETA {}, {} errors, {} cached{}{}",
             self.id,
             self.already + t.done,
             self.total,
+            eta_text(self.total, self.already, t.done, rate),
             t.errors,
             t.cached,
             retry_text(&t.retry),
@@ -247,5 +267,20 @@ impl Reporter for Logged {
             ),
             RunEvent::Notice(text) => tracing::info!("{text}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::eta_text;
+
+    #[test]
+    fn the_eta_counts_only_this_run_s_rows_at_this_run_s_rate() {
+        // 10,000 rows, 9,000 stored before a resume, 100 done now at 10 rows/s: 900 left.
+        assert_eq!(eta_text(10_000, 9_000, 100, 10.0), "1m 30s");
+        assert_eq!(eta_text(10_000, 0, 0, 0.0), "-");
+        assert_eq!(eta_text(100, 60, 40, 5.0), "0s");
+        assert_eq!(eta_text(100_000, 0, 1, 10.0), "2h 46m");
+        assert_eq!(eta_text(50, 0, 10, 4.0), "10s");
     }
 }

@@ -98,6 +98,28 @@ fn dataset(env: &Env) -> String {
     env.write("client/cases.csv", &data).display().to_string()
 }
 
+/// `promote support` from staging to production on `cases`, as JSON, with `extra` after.
+fn promote_args<'a>(cases: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "promote",
+        "--prompt",
+        "support",
+        "--candidate",
+        "staging",
+        "--baseline",
+        "production",
+        "--dataset",
+        cases,
+        "--eval",
+        "icontains",
+        "--expected-column",
+        "expected",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 fn http(method: &str, url: &str, token: &str, body: Option<Value>) -> (u16, String) {
     runner::client::install_tls();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -258,24 +280,7 @@ fn a_team_runs_the_seed_workflow_with_only_a_url_and_tokens() {
     assert!(err.contains("deploy role"), "{err}");
     let promoted: Value = serde_json::from_str(&ok(
         ci_cmd(),
-        &[
-            "promote",
-            "--prompt",
-            "support",
-            "--from",
-            "staging",
-            "--to",
-            "production",
-            "--dataset",
-            &cases,
-            "--eval",
-            "icontains",
-            "--expected-column",
-            "expected",
-            "--json",
-            "-m",
-            "better answers",
-        ],
+        &promote_args(&cases, &["-m", "better answers"]),
     ))
     .unwrap();
     assert_eq!(promoted["passed"], true, "{promoted}");
@@ -386,25 +391,7 @@ fn the_server_decides_the_gate_and_refuses_a_client_s_own_verdict() {
             "staging",
         ],
     );
-    let (code, stdout, _) = run(
-        ci_cmd(),
-        &[
-            "promote",
-            "--prompt",
-            "support",
-            "--from",
-            "staging",
-            "--to",
-            "production",
-            "--dataset",
-            &cases,
-            "--eval",
-            "icontains",
-            "--expected-column",
-            "expected",
-            "--json",
-        ],
-    );
+    let (code, stdout, _) = run(ci_cmd(), &promote_args(&cases, &[]));
     assert_eq!(code, 1, "{stdout}");
     let experiments: Value =
         serde_json::from_str(&ok(ci_cmd(), &["experiment", "list", "--json"])).unwrap();
