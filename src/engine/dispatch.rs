@@ -240,6 +240,15 @@ impl<'a> Dispatcher<'a> {
             }
         });
         self.dispatched.processed += 1;
+        // The first answer decides whether the endpoint takes the run at all (a wrong key is
+        // refused on every row): the other rows wait for it rather than all being sent into
+        // the same refusal, one per slot.
+        if self.dispatched.processed == 1
+            && let Some(Err(e)) = self.tasks.join_next().await
+            && e.is_panic()
+        {
+            shared.halt(Stop::Broken("a request task failed unexpectedly".into()));
+        }
         while let Some(joined) = self.tasks.try_join_next() {
             if let Err(e) = joined
                 && e.is_panic()

@@ -2258,3 +2258,27 @@ fn string_literal(source: &str) -> Option<Literal> {
     }
     None
 }
+
+#[test]
+fn a_refused_key_is_asked_once_not_once_per_concurrency_slot() {
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    echo_prompt(&env);
+    let queries: Vec<String> = (0..200).map(|i| format!("q{i} fault=401")).collect();
+    let data = dataset(&env, "d.csv", &queries);
+    let base = server.base_url();
+    let output = env.run(&[
+        "experiment",
+        "--prompt",
+        "echo",
+        "--dataset",
+        &data,
+        "--base-url",
+        &base,
+        "--concurrency",
+        "64",
+    ]);
+    assert_eq!(output.status.code(), Some(3));
+    // The first answer is the refusal; no other row is sent into it.
+    assert_eq!(server.log().len(), 1, "{} requests", server.log().len());
+}
