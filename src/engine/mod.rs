@@ -255,7 +255,7 @@ async fn dispatch<F: Future<Output = ()>>(
 }
 
 /// What is in flight finishes; after an interruption (before or during this wait) only for a
-/// grace period, then it is abandoned.
+/// grace period, or until a second Ctrl-C, then it is abandoned.
 async fn finish_in_flight<F: Future<Output = ()>>(
     shared: &Shared,
     tasks: &mut JoinSet<()>,
@@ -274,7 +274,13 @@ async fn finish_in_flight<F: Future<Output = ()>>(
             grace: GRACE_PERIOD,
         });
         let grace = tokio::time::timeout(GRACE_PERIOD, join_all(tasks, shared));
-        if ticking(grace, counters, reporter).await.is_err() {
+        // A second Ctrl-C ends the wait at once: the rows in flight are abandoned (no answer,
+        // nothing stored), and a resume runs them.
+        let finished = tokio::select! {
+            waited = ticking(grace, counters, reporter) => waited.is_ok(),
+            _ = tokio::signal::ctrl_c() => false,
+        };
+        if !finished {
             tasks.abort_all();
             join_all(tasks, shared).await;
         }

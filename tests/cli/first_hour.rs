@@ -703,3 +703,41 @@ fn without_a_key_openai_s_endpoint_is_refused_before_anything_is_sent_or_written
     let err = env.fails(&["try", "p", "--var", "q=hi"], 2);
     assert!(err.contains("no OPENAI_API_KEY"), "{err}");
 }
+
+#[test]
+fn a_second_ctrl_c_stops_at_once_and_the_rows_in_flight_wait_for_resume() {
+    use super::fault_server::FaultServer;
+    use std::time::{Duration, Instant};
+    let env = Env::new();
+    // Every answer takes 20 s: the first Ctrl-C's grace (5 s) would be waited out in full.
+    let server = FaultServer::start(Duration::from_secs(20));
+    super::echo_prompt(&env);
+    let queries: Vec<String> = (0..4).map(|i| format!("q{i}")).collect();
+    let data = super::echo_dataset(&env, "rows.csv", &queries);
+    let base = server.base_url();
+    let (mut child, id) = super::spawn_listed_experiment(&env, &data, &base, "4", "running");
+    let pid = child.id() as i32;
+    // Wait until the first row is in flight (the others wait for its answer).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.log().is_empty() {
+        assert!(Instant::now() < deadline, "the rows were never sent");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    std::thread::sleep(Duration::from_millis(500));
+    let second = Instant::now();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let status = child.wait().unwrap();
+    let took = second.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "stopped {took:?} after the second Ctrl-C"
+    );
+    assert!(!status.success());
+    let shown = env.json(&["experiment", "show", &id, "--json"]);
+    assert_eq!(shown["experiment"]["status"], "interrupted", "{shown}");
+    assert_eq!(
+        shown["summary"]["results"], 0,
+        "no answer came, none is stored"
+    );
+}
