@@ -963,6 +963,12 @@ pub struct Summary {
     pub latency_max_ms: Option<f64>,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
+    /// Of those, the tokens of answers taken from the response cache: nothing was spent on
+    /// them in this experiment.
+    #[serde(default)]
+    pub cached_prompt_tokens: i64,
+    #[serde(default)]
+    pub cached_completion_tokens: i64,
     /// Error kinds and how often each occurred.
     pub error_kinds: Vec<(String, i64)>,
 }

@@ -130,9 +130,15 @@ pub struct ExperimentItem {
 /// An experiment's tokens in dollars.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CostView {
+    /// What the answers cost at the price: every result's tokens, cached ones too (what the
+    /// experiment costs to run, the figure a gate compares).
     pub usd: f64,
     /// Per result (row × repetition).
     pub per_row_usd: f64,
+    /// What was spent: the answers that came from the endpoint, not from the cache.
+    pub spent_usd: f64,
+    /// What the cached answers would have cost (nothing was spent on them here).
+    pub cached_usd: f64,
     pub model: String,
     pub input_per_mtok: f64,
     pub output_per_mtok: f64,
@@ -151,8 +157,17 @@ impl CostView {
             summary.prompt_tokens,
             summary.completion_tokens,
         )?;
+        let cached = prices
+            .cost(
+                &experiment.model,
+                summary.cached_prompt_tokens,
+                summary.cached_completion_tokens,
+            )
+            .map_or(0.0, |c| c.usd);
         Some(CostView {
             usd: cost.usd,
+            spent_usd: (cost.usd - cached).max(0.0),
+            cached_usd: cached,
             per_row_usd: if summary.results > 0 {
                 cost.usd / summary.results as f64
             } else {

@@ -182,7 +182,7 @@ pub fn experiment_summary(
         "cost".into(),
         match cost {
             Some(c) => format!(
-                "{} ({} per row) at ${}/${} per 1M tokens in/out ({})",
+                "{} ({} per row) at ${}/${} per 1M tokens in/out ({}){}",
                 crate::cost::usd(c.usd),
                 crate::cost::usd(c.per_row_usd),
                 c.input_per_mtok,
@@ -190,6 +190,16 @@ pub fn experiment_summary(
                 match c.price_source {
                     crate::cost::Source::BuiltIn => "built-in price",
                     crate::cost::Source::RunnerToml => "runner.toml",
+                },
+                if s.cached > 0 {
+                    format!(
+                        "; spent {}: {} cached row(s) cost nothing here (they would have cost {})",
+                        crate::cost::usd(c.spent_usd),
+                        s.cached,
+                        crate::cost::usd(c.cached_usd)
+                    )
+                } else {
+                    String::new()
                 }
             ),
             None => format!(

@@ -333,3 +333,56 @@ fn promotion_can_gate_on_the_cost_per_row() {
     );
     assert!(err.contains("--max-cost-increase must be a share"), "{err}");
 }
+
+#[test]
+fn cached_answers_cost_nothing_spent_and_say_what_they_would_have_cost() {
+    let env = Env::new();
+    let mock = Mock::start(&env, &[]);
+    let url = mock.url.clone();
+    prompt(&env, "greet", "Answer briefly: {{query}}", "gpt-4o-mini");
+    let data = echo_dataset(
+        &env,
+        "d.csv",
+        &["hello there", "where is my order", "thanks"],
+    );
+    let run = |env: &Env| {
+        env.json(&[
+            "experiment",
+            "--prompt",
+            "greet",
+            "--dataset",
+            &data,
+            "--base-url",
+            &url,
+            "--json",
+        ])
+    };
+    let first = run(&env);
+    let second = run(&env);
+    assert_eq!(first["summary"]["cached"], 0);
+    assert_eq!(second["summary"]["cached"], 3);
+    let (one, two) = (&first["cost"], &second["cost"]);
+    // The first run spent what its answers cost; the second, answered from the cache, nothing.
+    assert!(
+        close(
+            one["spent_usd"].as_f64().unwrap(),
+            one["usd"].as_f64().unwrap()
+        ),
+        "{one}"
+    );
+    assert_eq!(one["cached_usd"], 0.0, "{one}");
+    assert_eq!(two["spent_usd"], 0.0, "{two}");
+    assert!(
+        close(
+            two["cached_usd"].as_f64().unwrap(),
+            one["usd"].as_f64().unwrap()
+        ),
+        "{two}"
+    );
+    let id = second["experiment"]["id"].as_str().unwrap();
+    let text = env.ok(&["experiment", "show", id]);
+    assert!(
+        text.contains("spent $0: 3 cached row(s) cost nothing here (they would have cost $"),
+        "{text}"
+    );
+}

@@ -710,12 +710,14 @@ fn result_from_row(row: &dyn Row) -> Result<RunResult> {
 
 fn summary(db: &dyn Db, experiment: &Experiment) -> Result<Summary> {
     let id = experiment.id.as_str();
-    let (results, ok, cached, prompt_tokens, completion_tokens, max) = one(
+    let (results, ok, cached, prompt_tokens, completion_tokens, max, cached_tokens) = one(
         db,
         "SELECT COUNT(*), COUNT(*) FILTER (WHERE status = 'ok'), \
          COUNT(*) FILTER (WHERE cached), CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT), \
          CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT), \
-         MAX(CASE WHEN status = 'ok' THEN latency_ms END) \
+         MAX(CASE WHEN status = 'ok' THEN latency_ms END), \
+         CAST(COALESCE(SUM(CASE WHEN cached THEN prompt_tokens END), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(CASE WHEN cached THEN completion_tokens END), 0) AS BIGINT) \
          FROM results WHERE experiment_id = $1",
         args![id],
         |r| {
@@ -726,6 +728,7 @@ fn summary(db: &dyn Db, experiment: &Experiment) -> Result<Summary> {
                 r.int(3)?,
                 r.int(4)?,
                 r.opt_real(5)?,
+                (r.int(6)?, r.int(7)?),
             ))
         },
     )?;
@@ -803,6 +806,8 @@ fn summary(db: &dyn Db, experiment: &Experiment) -> Result<Summary> {
         latency_max_ms: max,
         prompt_tokens,
         completion_tokens,
+        cached_prompt_tokens: cached_tokens.0,
+        cached_completion_tokens: cached_tokens.1,
         error_kinds,
     })
 }
