@@ -38,6 +38,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "RUNNER_AUTHOR", value_name = "NAME")]
     pub author: Option<String>,
 
+    /// Colour verdicts, changes and errors: auto (on a terminal, unless NO_COLOR is set;
+    /// CLICOLOR_FORCE=1 forces it), always or never.
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    pub color: crate::report::colour::Choice,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -1723,7 +1728,7 @@ pub struct ServeArgs {
 /// endpoint it calls, how answers are judged, the gate's criteria, what is printed, and so on.
 pub fn heading_of(long: &str) -> Option<&'static str> {
     Some(match long {
-        "db" | "config" | "author" => "Global options",
+        "db" | "config" | "author" | "color" => "Global options",
         "prompt"
         | "tag"
         | "tags"
@@ -1766,7 +1771,7 @@ pub fn heading_of(long: &str) -> Option<&'static str> {
         | "production" | "metric" | "step-after" | "steps" | "unit-header" | "canary-tag"
         | "allow-errors" => "Gate",
         "json" | "markdown" | "junit" | "rows" | "quiet" | "out" | "csv" | "failed" | "limit"
-        | "show" | "wait" | "color" => "Output",
+        | "show" | "wait" => "Output",
         "bind" | "port" | "header-timeout" | "idle-timeout" | "max-connections" | "token-file"
         | "read-token-file" | "ingest-queue" | "trace-retention" | "lease" | "log-format"
         | "trace-body-limit" | "ingest-batch" => "Server",

@@ -46,6 +46,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         .filter(|a| !a.trim().is_empty())
         .or_else(default_author)
         .unwrap_or_else(|| "unknown".into());
+    crate::report::colour::choose(cli.color);
     // Against a runner server, the token names who writes; the author follows it.
     crate::store::remote::credentials::set_actor(&author);
     let ctx = Context::new(cli.db, author, cli.config);
@@ -138,6 +139,11 @@ fn account_name() -> Option<String> {
 /// Writes to stdout. A closed pipe (`runner … | head`) ends output quietly; any other failure
 /// to write (a full disk, `> /dev/full`) is an operational failure: exit 3, never a silent 0.
 pub fn out(text: &str) {
+    write_out(&crate::report::colour::stdout_text(text));
+}
+
+/// Writes text as it is (JSON is never painted).
+fn write_out(text: &str) {
     let mut stdout = std::io::stdout().lock();
     let mut written = stdout.write_all(text.as_bytes());
     if written.is_ok() && !text.ends_with('\n') {
@@ -162,7 +168,7 @@ pub fn fail_unless_written(written: std::io::Result<()>) {
 pub fn out_json<T: serde::Serialize>(value: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| Error::operational(format!("cannot encode JSON: {e}")))?;
-    out(&text);
+    write_out(&text);
     Ok(())
 }
 

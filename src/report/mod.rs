@@ -5,6 +5,7 @@
 //! the store or decides anything; only `progress` writes, and only to stderr.
 
 mod canary;
+pub mod colour;
 mod comparison;
 mod experiments;
 mod pairwise;

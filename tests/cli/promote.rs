@@ -927,3 +927,68 @@ fn both_sides_have_one_name_on_compare_and_promote_and_the_old_spellings_still_w
     assert!(help.contains("--baseline <TAG>"), "{help}");
     assert!(!help.contains("--tags <"), "{help}");
 }
+
+#[test]
+fn colour_marks_verdicts_only_where_asked_and_never_in_json() {
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    let data = setup(&env, "Again: {{query}}");
+    let base = server.base_url();
+    let args = [
+        "promote",
+        "--prompt",
+        "greet",
+        "--candidate",
+        "staging",
+        "--baseline",
+        "production",
+        "--dataset",
+        &data,
+        "--base-url",
+        &base,
+        "--dry-run",
+    ];
+    let run = |vars: &[(&str, &str)], extra: &[&str]| {
+        let out = env
+            .cmd()
+            .env_remove("NO_COLOR")
+            .envs(vars.iter().copied())
+            .args(args)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    // Not a terminal: plain.
+    let (plain, _) = run(&[], &[]);
+    assert!(!plain.contains('\x1b'), "{plain}");
+    // CLICOLOR_FORCE paints the verdict and the pass cells.
+    let (painted, stderr) = run(&[("CLICOLOR_FORCE", "1")], &[]);
+    assert!(painted.contains("gate \x1b[32mPASSED\x1b[0m"), "{painted}");
+    assert!(painted.contains("\x1b[32mpass\x1b[0m"), "{painted}");
+    assert!(
+        stderr.contains("\x1b[33mwarning:\x1b[0m") || !stderr.contains("warning:"),
+        "{stderr}"
+    );
+    // Without the codes the text is the plain text, byte for byte.
+    let stripped = painted
+        .replace("\x1b[32m", "")
+        .replace("\x1b[31m", "")
+        .replace("\x1b[1;31m", "")
+        .replace("\x1b[0m", "");
+    assert_eq!(stripped, plain);
+    // NO_COLOR wins over CLICOLOR_FORCE; --color never over both; JSON is never painted.
+    let (off, _) = run(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")], &[]);
+    assert!(!off.contains('\x1b'));
+    let (off, _) = run(&[("CLICOLOR_FORCE", "1")], &["--color", "never"]);
+    assert!(!off.contains('\x1b'));
+    let (json, _) = run(&[], &["--color", "always", "--json"]);
+    assert!(!json.contains('\x1b'));
+    serde_json::from_str::<Value>(&json).unwrap();
+    let (on, _) = run(&[("NO_COLOR", "1")], &["--color", "always"]);
+    assert!(on.contains('\x1b'));
+}
