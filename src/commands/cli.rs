@@ -1004,8 +1004,8 @@ pub struct RunOptions {
     pub max_cost: Option<f64>,
     /// Your application answers each row instead of one chat call: `cmd:PROGRAM` (a
     /// long-lived program reading one JSON object a line on stdin, answering one a line on
-    /// stdout) or an http(s) URL (each row POSTed as JSON). See README "Testing your
-    /// application (targets)".
+    /// stdout) or an http(s) URL (each row POSTed as JSON). See docs/experiments.md,
+    /// "Testing your application (targets)".
     #[arg(long, value_name = "cmd:PROGRAM|URL")]
     pub target: Option<String>,
     /// An environment variable a cmd: target may see (repeatable); by default it gets only
@@ -1191,16 +1191,16 @@ pub struct PromoteArgs {
     pub junit: Option<PathBuf>,
     /// Gate on this experiment as the candidate's evidence instead of finding one by
     /// fingerprint (a detached experiment, or one your code ran through the Phoenix client),
-    /// by id or by name: it must be of --from's version, completed, and on the baseline
-    /// experiment's dataset.
+    /// by id or by name: it must be of the --candidate tag's version, completed, and on the
+    /// baseline experiment's dataset.
     #[arg(
         long,
         value_name = "ID|NAME",
         conflicts_with_all = ["dataset", "fresh", "repetitions", "model", "limit"]
     )]
     pub candidate_experiment: Option<String>,
-    /// The baseline's evidence, with --candidate-experiment (by id or by name): of --to's
-    /// version, completed.
+    /// The baseline's evidence, with --candidate-experiment (by id or by name): of the
+    /// --baseline tag's version, completed.
     #[arg(long, value_name = "ID|NAME", requires = "candidate_experiment")]
     pub baseline_experiment: Option<String>,
     #[command(flatten)]
