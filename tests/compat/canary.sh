@@ -62,7 +62,7 @@ export RUNNER_URL=$serve_url MOCK_URL=$mock_url RUNNER_INGEST_TOKEN=$ingest_toke
 PYTHONPATH=$(dirname "$app")
 for scenario in worse equal; do
     "$python" "$app" --prompt "support_$scenario" --plan "$plan" --service support-bot \
-        --users 100 --max-requests 6000 --ledger "$work/$scenario.json"
+        --users 100 --max-requests 12000 --ledger "$work/$scenario.json"
 done
 
 "$python" "$checker" --runner "$runner" --db "$work/runner.db" \
