@@ -50,46 +50,55 @@ pub(super) fn protected_message(tag: &str, action: TagAction) -> String {
     )
 }
 
+/// The status a store error is answered with, on every route (the store route's too).
+pub(super) fn status_of(e: &StoreError) -> StatusCode {
+    if is_locked(e) {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    match e {
+        // The caller lacks the role: forbidden, and the answer says what allows it.
+        StoreError::ProtectedTag { .. }
+        | StoreError::ProtectedArchive { .. }
+        | StoreError::Forbidden { .. } => StatusCode::FORBIDDEN,
+        StoreError::UnknownPrompt { .. }
+        | StoreError::UnknownVersion { .. }
+        | StoreError::UnknownTag { .. }
+        | StoreError::UnknownDataset { .. }
+        | StoreError::NoRollout { .. } => StatusCode::NOT_FOUND,
+        StoreError::PromptExists { .. }
+        | StoreError::DatasetExists { .. }
+        | StoreError::DatasetInUse { .. }
+        | StoreError::RunExists { .. }
+        | StoreError::LinkedExperiment { .. }
+        | StoreError::PromptArchived { .. }
+        | StoreError::RolloutRunning { .. }
+        | StoreError::TagMoved { .. } => StatusCode::CONFLICT,
+        e if e.is_invalid_input() => StatusCode::UNPROCESSABLE_ENTITY,
+        StoreError::Open { .. }
+        | StoreError::NotADatabase { .. }
+        | StoreError::NewerSchema { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
+        let status = status_of(&e);
         if is_locked(&e) {
             return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
+                status,
                 "the store is locked by another writer (the wait for it timed out); \
                  nothing was written, retry the request",
             );
         }
-        if let StoreError::ProtectedTag { tag, action, .. } = &e {
-            // The caller lacks the deploy role: forbidden, and the answer says what allows it.
-            return ApiError::new(StatusCode::FORBIDDEN, protected_message(tag, *action));
-        }
-        if let StoreError::ProtectedArchive { .. } = &e {
-            return ApiError::new(
-                StatusCode::FORBIDDEN,
-                format!("{e}: a deploy token, or ?force=true (recorded in the prompt's history)"),
-            );
-        }
-        let status = match &e {
-            StoreError::UnknownPrompt { .. }
-            | StoreError::UnknownVersion { .. }
-            | StoreError::UnknownTag { .. }
-            | StoreError::UnknownDataset { .. }
-            | StoreError::NoRollout { .. } => StatusCode::NOT_FOUND,
-            StoreError::PromptExists { .. }
-            | StoreError::DatasetExists { .. }
-            | StoreError::DatasetInUse { .. }
-            | StoreError::RunExists { .. }
-            | StoreError::LinkedExperiment { .. }
-            | StoreError::PromptArchived { .. }
-            | StoreError::RolloutRunning { .. }
-            | StoreError::TagMoved { .. } => StatusCode::CONFLICT,
-            e if e.is_invalid_input() => StatusCode::UNPROCESSABLE_ENTITY,
-            StoreError::Open { .. }
-            | StoreError::NotADatabase { .. }
-            | StoreError::NewerSchema { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        let message = match &e {
+            StoreError::ProtectedTag { tag, action, .. } => protected_message(tag, *action),
+            StoreError::ProtectedArchive { .. } => {
+                format!("{e}: a deploy token, or ?force=true (recorded in the prompt's history)")
+            }
+            _ => e.to_string(),
         };
-        ApiError::new(status, e.to_string())
+        ApiError::new(status, message)
     }
 }
 

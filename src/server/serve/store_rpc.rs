@@ -166,21 +166,11 @@ pub(super) async fn hello(
 
 /// A store error as the client reads it back.
 fn failure(e: StoreError) -> Response {
-    let status = ApiError::from(StoreError::Corrupt(String::new())).status;
-    let status = match &e {
-        StoreError::Corrupt(_) => status,
-        StoreError::Forbidden { .. } => StatusCode::FORBIDDEN,
-        other => ApiError::from(clone_for_status(other)).status,
-    };
-    (status, Json(Failure { store_error: e })).into_response()
-}
-
-/// The status an error has on the other routes (the mapping takes the error by value).
-fn clone_for_status(e: &StoreError) -> StoreError {
-    serde_json::to_value(e)
-        .ok()
-        .and_then(|v| serde_json::from_value(v).ok())
-        .unwrap_or(StoreError::Corrupt(String::new()))
+    (
+        super::error::status_of(&e),
+        Json(Failure { store_error: e }),
+    )
+        .into_response()
 }
 
 fn forbidden(reason: String, needs: &str) -> Response {
