@@ -1287,6 +1287,10 @@ pub struct MockServerArgs {
     /// Tokens per minute it allows (prompt words plus max_tokens, or the answer's words).
     #[arg(long, value_name = "N")]
     pub tpm: Option<f64>,
+    /// Act as a billed endpoint: runs against it are priced at the model's list price (to
+    /// rehearse costs and --max-cost offline). Without it they cost $0 (mock).
+    #[arg(long)]
+    pub priced: bool,
     /// Run in the background: return once the endpoint listens, printing its process id on
     /// stdout (stop it with `kill PID`).
     #[arg(long)]

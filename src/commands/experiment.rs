@@ -138,7 +138,12 @@ fn list(args: ExperimentListArgs, ctx: &Context) -> Result<()> {
             let (prompt_tokens, completion_tokens) = store.tokens(&experiment.id)?;
             Ok(ExperimentItem {
                 cost_usd: prices
-                    .cost(&experiment.model, prompt_tokens, completion_tokens)
+                    .run_cost(
+                        &experiment.model,
+                        experiment.settings.mock,
+                        prompt_tokens,
+                        completion_tokens,
+                    )
                     .map(|c| c.usd),
                 experiment,
                 prompt_tokens,

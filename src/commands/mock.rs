@@ -34,6 +34,7 @@ pub fn run(args: MockServerArgs) -> Result<u8> {
         rpm: args.rpm,
         tpm: args.tpm,
         chunk: Duration::from_millis(args.chunk_ms),
+        priced: args.priced,
     };
     let runtime = crate::workflow::experiment::runtime()?;
     runtime.block_on(async {
@@ -81,6 +82,9 @@ fn detach(args: &MockServerArgs) -> Result<u8> {
     }
     if let Some(rpm) = args.rpm {
         command.arg("--rpm").arg(rpm.to_string());
+    }
+    if args.priced {
+        command.arg("--priced");
     }
     if let Some(tpm) = args.tpm {
         command.arg("--tpm").arg(tpm.to_string());

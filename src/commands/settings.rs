@@ -332,6 +332,8 @@ fn run_settings(
             .iter()
             .map(|name| crate::engine::target::check_env_name(name).map(|()| name.clone()))
             .collect::<Result<_>>()?,
+        // Found out when the run asks its endpoint, just before it starts.
+        mock: false,
     })
 }
 

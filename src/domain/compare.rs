@@ -113,6 +113,9 @@ pub struct SideMetrics {
     pub tokens_out: i64,
     /// The model the experiment called, whose price turns its tokens into dollars.
     pub model: String,
+    /// runner's mock answered it: its cost is 0 whatever the model's price.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub mock: bool,
     /// What its tokens cost at the prices in force (see `Comparison::price`); null when no
     /// price names the model.
     pub cost_usd: Option<f64>,
@@ -209,7 +212,7 @@ pub struct ErroredRows {
 impl SideMetrics {
     fn price(&mut self, prices: &crate::cost::Prices) {
         self.cost_usd = prices
-            .cost(&self.model, self.tokens_in, self.tokens_out)
+            .run_cost(&self.model, self.mock, self.tokens_in, self.tokens_out)
             .map(|c| c.usd);
         self.cost_per_row_usd = self.cost_usd.map(|usd| {
             if self.results > 0 {
@@ -417,6 +420,7 @@ impl<'a, I: Iterator<Item = RowOutcome>> Folder<'a, I> {
             tokens_in: self.tokens_in,
             tokens_out: self.tokens_out,
             model: e.model.clone(),
+            mock: e.settings.mock,
             cost_usd: None,
             cost_per_row_usd: None,
             evaluators: e

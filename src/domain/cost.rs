@@ -67,6 +67,8 @@ pub const BUILT_IN: &[(&str, f64, f64)] = &[
 pub enum Source {
     BuiltIn,
     RunnerToml,
+    /// runner's own mock answered: nothing was spent, whatever the model's list price.
+    Mock,
 }
 
 /// The prices in force: runner.toml's over the built-in table.
@@ -131,15 +133,41 @@ impl Prices {
         }
     }
 
-    /// The cost of `prompt_tokens` in and `completion_tokens` out on `model`.
-    pub fn cost(&self, model: &str, prompt_tokens: i64, completion_tokens: i64) -> Option<Cost> {
-        let (price, source) = self.lookup(model)?;
+    /// The price of a run of `model`: nothing when the run's endpoint was runner's mock
+    /// (`mock`, recorded with the run), else `lookup`'s.
+    pub fn of_run(&self, model: &str, mock: bool) -> Option<(Price, Source)> {
+        if mock {
+            return Some((
+                Price {
+                    input_per_mtok: 0.0,
+                    output_per_mtok: 0.0,
+                },
+                Source::Mock,
+            ));
+        }
+        self.lookup(model)
+    }
+
+    /// What a run's tokens cost (see `of_run`).
+    pub fn run_cost(
+        &self,
+        model: &str,
+        mock: bool,
+        prompt_tokens: i64,
+        completion_tokens: i64,
+    ) -> Option<Cost> {
+        let (price, source) = self.of_run(model, mock)?;
         Some(Cost {
             usd: price.cost(prompt_tokens as f64, completion_tokens as f64),
             input_per_mtok: price.input_per_mtok,
             output_per_mtok: price.output_per_mtok,
             price_source: source,
         })
+    }
+
+    /// The cost of `prompt_tokens` in and `completion_tokens` out on `model`.
+    pub fn cost(&self, model: &str, prompt_tokens: i64, completion_tokens: i64) -> Option<Cost> {
+        self.run_cost(model, false, prompt_tokens, completion_tokens)
     }
 }
 
@@ -163,6 +191,11 @@ pub fn usd(value: f64) -> String {
     } else {
         format!("${value:.6}")
     }
+}
+
+/// A run's cost as shown: `$0 (mock)` when runner's mock answered it.
+pub fn run_usd(value: f64, mock: bool) -> String {
+    if mock { "$0 (mock)".into() } else { usd(value) }
 }
 
 /// `--max-cost`: a run's spending limit. Every request reserves its estimated cost before it is

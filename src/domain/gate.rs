@@ -660,6 +660,7 @@ mod tests {
             tokens_in: 0,
             tokens_out: 0,
             model: "gpt-4o-mini".into(),
+            mock: false,
             cost_usd: None,
             cost_per_row_usd: None,
             evaluators: vec![],

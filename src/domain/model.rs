@@ -687,6 +687,10 @@ pub struct RunSettings {
     /// program needs (PATH, HOME, locale, temporary folder); none other reaches it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub target_env: Vec<String>,
+    /// The endpoint said it is runner's own mock (`runner mock-server`, the demo): nothing
+    /// was spent, so the run costs `$0 (mock)` whatever the model's list price.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mock: bool,
 }
 
 /// How a detached experiment was planned: its key, and the check `experiment wait` applies.

@@ -142,7 +142,7 @@ pub struct CostView {
     pub model: String,
     pub input_per_mtok: f64,
     pub output_per_mtok: f64,
-    /// `built-in` or `runner-toml`.
+    /// `built-in`, `runner-toml`, or `mock` (runner's mock answered: everything is 0).
     pub price_source: crate::cost::Source,
 }
 
@@ -152,14 +152,17 @@ impl CostView {
         experiment: &Experiment,
         summary: &Summary,
     ) -> Option<CostView> {
-        let cost = prices.cost(
+        let mock = experiment.settings.mock;
+        let cost = prices.run_cost(
             &experiment.model,
+            mock,
             summary.prompt_tokens,
             summary.completion_tokens,
         )?;
         let cached = prices
-            .cost(
+            .run_cost(
                 &experiment.model,
+                mock,
                 summary.cached_prompt_tokens,
                 summary.cached_completion_tokens,
             )

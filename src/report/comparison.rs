@@ -317,20 +317,22 @@ fn sections(c: &Comparison, rows: usize) -> Vec<Section> {
             Unit::Count,
         ),
     ]);
-    let usd = |value: Option<f64>| value.map(crate::cost::usd);
+    let usd = |value: Option<f64>, side: &SideMetrics| {
+        value.map(|usd| crate::cost::run_usd(usd, side.mock))
+    };
     let unpriced = |side: &SideMetrics| format!("- (no price for {})", side.model);
     metrics.push(vec![
         "cost".into(),
-        base.map(|b| usd(b.cost_usd).unwrap_or_else(|| unpriced(b)))
+        base.map(|b| usd(b.cost_usd, b).unwrap_or_else(|| unpriced(b)))
             .unwrap_or_else(|| "-".into()),
-        usd(cand.cost_usd).unwrap_or_else(|| unpriced(cand)),
+        usd(cand.cost_usd, cand).unwrap_or_else(|| unpriced(cand)),
         String::new(),
     ]);
     metrics.push(vec![
         "cost per row".into(),
-        base.and_then(|b| usd(b.cost_per_row_usd))
+        base.and_then(|b| usd(b.cost_per_row_usd, b))
             .unwrap_or_else(|| "-".into()),
-        usd(cand.cost_per_row_usd).unwrap_or_else(|| "-".into()),
+        usd(cand.cost_per_row_usd, cand).unwrap_or_else(|| "-".into()),
         match (base.and_then(|b| b.cost_per_row_usd), cand.cost_per_row_usd) {
             (Some(b), Some(k)) if b > 0.0 && (k / b - 1.0).abs() >= 0.0005 => format!(
                 "{} {:+.1}% ({})",
@@ -674,6 +676,7 @@ mod tests {
             tokens_in: 10,
             tokens_out: 20,
             model: "gpt-4o-mini".into(),
+            mock: false,
             // 10 in, 20 out at $0.15 / $0.60 per 1M tokens.
             cost_usd: Some(0.0000135),
             cost_per_row_usd: Some(0.00000675),

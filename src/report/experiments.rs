@@ -181,6 +181,10 @@ pub fn experiment_summary(
     rows.push(vec![
         "cost".into(),
         match cost {
+            // runner's mock answered: whatever the model costs elsewhere, nothing was spent.
+            Some(c) if c.price_source == crate::cost::Source::Mock => {
+                crate::cost::run_usd(0.0, true)
+            }
             Some(c) => format!(
                 "{} ({} per row) at ${}/${} per 1M tokens in/out ({}){}",
                 crate::cost::usd(c.usd),
@@ -190,6 +194,7 @@ pub fn experiment_summary(
                 match c.price_source {
                     crate::cost::Source::BuiltIn => "built-in price",
                     crate::cost::Source::RunnerToml => "runner.toml",
+                    crate::cost::Source::Mock => "mock",
                 },
                 if s.cached > 0 {
                     format!(
@@ -264,7 +269,7 @@ pub fn experiments_table(items: &[crate::view::ExperimentItem]) -> String {
                         format!("{} ({})", e.error_count, percent(e.error_rate))
                     },
                     item.cost_usd
-                        .map(crate::cost::usd)
+                        .map(|usd| crate::cost::run_usd(usd, e.settings.mock))
                         .unwrap_or_else(|| "-".into()),
                     e.name.clone().unwrap_or_else(|| "-".into()),
                 ]

@@ -176,6 +176,8 @@ pub fn merge(sources: &[PathBuf], into: &Path, author: &str) -> Result<Merged> {
     }
     let mut settings = base.settings.clone();
     settings.shard = None;
+    // Free only if no shard was billed.
+    settings.mock = by_index.values().all(|f| f.experiment.settings.mock);
     let merged = to.create_experiment(&NewExperiment {
         name: base.name.clone(),
         prompt: base.prompt.clone(),

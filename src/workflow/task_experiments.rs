@@ -156,6 +156,7 @@ fn settings(repetitions: i64) -> RunSettings {
         shard: None,
         target: Some("phoenix-client".into()),
         target_env: Vec::new(),
+        mock: false,
     }
 }
 

@@ -8,8 +8,8 @@
 
 use super::Context;
 use super::experiment::{
-    Prepared, client, dataset_error, evaluators, fingerprint, hostname, legacy_fingerprint, plan,
-    probe, runtime,
+    Prepared, client, dataset_error, evaluators, fingerprint, hostname, is_mock,
+    legacy_fingerprint, plan, probe, runtime,
 };
 use super::settings::WorkerSettings;
 use crate::dataset;
@@ -51,6 +51,10 @@ pub fn detach(prepared: Prepared, ctx: &Context) -> Result<Planned> {
     let rows = settings
         .limit
         .map_or(prepared.info.rows, |l| l.min(prepared.info.rows));
+    // Asked where the plan is made: the workers that take its items call the same URL.
+    if settings.target.is_none() {
+        settings.mock = is_mock(&runtime()?, &asked.base_url);
+    }
     let new = NewExperiment {
         name: asked.name.clone(),
         prompt: Some(asked.prompt.clone()),

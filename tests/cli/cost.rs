@@ -26,7 +26,7 @@ fn close(a: f64, b: f64) -> bool {
 #[test]
 fn an_experiment_says_what_it_cost_at_built_in_or_configured_prices() {
     let env = Env::new();
-    let mock = Mock::start(&env, &[]);
+    let mock = Mock::start(&env, &["--priced"]);
     let url = mock.url.clone();
     prompt(
         &env,
@@ -109,7 +109,7 @@ fn an_experiment_says_what_it_cost_at_built_in_or_configured_prices() {
 #[test]
 fn a_budget_stops_the_run_before_it_would_spend_more_and_resume_runs_the_rest() {
     let env = Env::new();
-    let mock = Mock::start(&env, &[]);
+    let mock = Mock::start(&env, &["--priced"]);
     let url = mock.url.clone();
     // A dollar per thousand tokens: the figures stay readable. Each request is estimated at
     // its text (about 4 characters a token) plus max_tokens = 20, about $0.022; the mock's
@@ -181,7 +181,7 @@ fn a_budget_stops_the_run_before_it_would_spend_more_and_resume_runs_the_rest() 
 #[test]
 fn budgets_and_prices_that_cannot_be_kept_are_refused_with_nothing_written() {
     let env = Env::new();
-    let mock = Mock::start(&env, &[]);
+    let mock = Mock::start(&env, &["--priced"]);
     let url = mock.url.clone();
     prompt(&env, "local", "{{query}}", "llama-local");
     let data = echo_dataset(&env, "d.csv", &["a", "b"]);
@@ -231,7 +231,7 @@ fn budgets_and_prices_that_cannot_be_kept_are_refused_with_nothing_written() {
 #[test]
 fn promotion_can_gate_on_the_cost_per_row() {
     let env = Env::new();
-    let mock = Mock::start(&env, &[]);
+    let mock = Mock::start(&env, &["--priced"]);
     let url = mock.url.clone();
     env.ok(&[
         "prompt",
@@ -337,7 +337,7 @@ fn promotion_can_gate_on_the_cost_per_row() {
 #[test]
 fn cached_answers_cost_nothing_spent_and_say_what_they_would_have_cost() {
     let env = Env::new();
-    let mock = Mock::start(&env, &[]);
+    let mock = Mock::start(&env, &["--priced"]);
     let url = mock.url.clone();
     prompt(&env, "greet", "Answer briefly: {{query}}", "gpt-4o-mini");
     let data = echo_dataset(
@@ -384,5 +384,115 @@ fn cached_answers_cost_nothing_spent_and_say_what_they_would_have_cost() {
     assert!(
         text.contains("spent $0: 3 cached row(s) cost nothing here (they would have cost $"),
         "{text}"
+    );
+}
+
+#[test]
+fn a_run_against_the_mock_costs_nothing_whatever_the_models_price() {
+    let env = Env::new();
+    let mock = Mock::start(&env, &[]);
+    let url = mock.url.clone();
+    env.ok(&[
+        "prompt",
+        "create",
+        "greet",
+        "--template",
+        "{{query}}",
+        "--model",
+        "gpt-4",
+        "--tag",
+        "production",
+    ]);
+    env.ok(&[
+        "prompt",
+        "update",
+        "greet",
+        "--template",
+        "Re: {{query}}",
+        "--tag",
+        "staging",
+    ]);
+    let data = echo_dataset(&env, "d.csv", &["where is my parcel", "refund please"]);
+    let experiment = |tag: &str, json: bool| -> String {
+        let mut args = vec![
+            "experiment",
+            "--prompt",
+            "greet",
+            "--tag",
+            tag,
+            "--dataset",
+            &data,
+            "--base-url",
+            &url,
+        ];
+        if json {
+            args.push("--json");
+        }
+        env.ok(&args)
+    };
+    let run: Value = serde_json::from_str(&experiment("production", true)).unwrap();
+    assert!(
+        run["summary"]["prompt_tokens"].as_i64().unwrap() > 0,
+        "{run}"
+    );
+    assert_eq!(run["experiment"]["settings"]["mock"], true, "{run}");
+    assert_eq!(run["cost"]["price_source"], "mock", "{run}");
+    assert_eq!(run["cost"]["usd"], 0.0, "{run}");
+    assert_eq!(run["cost"]["spent_usd"], 0.0, "{run}");
+    // gpt-4's list price would have made these tokens cost something: the mock says $0.
+    let text = experiment("staging", false);
+    assert!(text.contains("$0 (mock)"), "{text}");
+    let list = env.ok(&["experiment", "list"]);
+    assert!(list.contains("$0 (mock)"), "{list}");
+    let listed = env.json(&["experiment", "list", "--json"]);
+    assert_eq!(listed[0]["cost_usd"], 0.0, "{listed}");
+    let compare = env.ok(&[
+        "compare",
+        "--prompt",
+        "greet",
+        "--baseline",
+        "production",
+        "--candidate",
+        "staging",
+        "--dataset",
+        &data,
+        "--base-url",
+        &url,
+    ]);
+    assert!(compare.contains("$0 (mock)"), "{compare}");
+    // Nothing is spent, so the smallest budget is never reached.
+    let budgeted = env.json(&[
+        "experiment",
+        "--prompt",
+        "greet",
+        "--dataset",
+        &data,
+        "--base-url",
+        &url,
+        "--fresh",
+        "--max-cost",
+        "0.000001",
+        "--json",
+    ]);
+    assert_eq!(budgeted["summary"]["results"], 2, "{budgeted}");
+
+    // The same endpoint started --priced answers like a billed one: list prices apply.
+    let priced = Mock::start(&env, &["--priced"]);
+    let billed = env.json(&[
+        "experiment",
+        "--prompt",
+        "greet",
+        "--dataset",
+        &data,
+        "--base-url",
+        &priced.url,
+        "--fresh",
+        "--json",
+    ]);
+    assert_eq!(billed["cost"]["price_source"], "built-in", "{billed}");
+    assert!(billed["cost"]["usd"].as_f64().unwrap() > 0.0, "{billed}");
+    assert!(
+        billed["experiment"]["settings"].get("mock").is_none(),
+        "{billed}"
     );
 }

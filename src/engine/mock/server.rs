@@ -49,6 +49,7 @@ pub fn router(config: MockConfig) -> Result<Router, MockError> {
     let shared = Arc::new(Shared {
         latency: config.latency,
         chunk: config.chunk,
+        priced: config.priced,
         rules: compile(&config.rules, None)?,
         stats: Stats::default(),
         limits,
@@ -86,6 +87,7 @@ pub async fn serve(
 struct Shared {
     latency: Duration,
     chunk: Duration,
+    priced: bool,
     rules: Vec<CompiledRule>,
     stats: Stats,
     limits: Option<std::sync::Mutex<MockLimits>>,
@@ -267,7 +269,7 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Result<Bytes, BytesReject
     response
 }
 
-async fn models() -> Response {
+async fn models(State(shared): State<Arc<Shared>>) -> Response {
     #[derive(Serialize)]
     struct Model {
         id: &'static str,
@@ -290,7 +292,15 @@ async fn models() -> Response {
             owned_by: "runner",
         }],
     };
-    json_response(StatusCode::OK, &list)
+    let mut response = json_response(StatusCode::OK, &list);
+    if !shared.priced {
+        // Only here, off the chat hot path: a run asks once, before it starts.
+        response.headers_mut().insert(
+            super::MOCK_HEADER,
+            axum::http::HeaderValue::from_static("free"),
+        );
+    }
+    response
 }
 
 async fn stats(State(shared): State<Arc<Shared>>) -> Response {

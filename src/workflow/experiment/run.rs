@@ -26,7 +26,15 @@ pub(super) fn budget(
     let Some(max) = experiment.settings.max_cost else {
         return Ok(None);
     };
-    let price = priced(ctx, &experiment.model)?;
+    // Against runner's mock nothing is spent, so nothing counts against the budget.
+    let price = match ctx
+        .config()?
+        .prices()
+        .of_run(&experiment.model, experiment.settings.mock)
+    {
+        Some((price, crate::cost::Source::Mock)) => price,
+        _ => priced(ctx, &experiment.model)?,
+    };
     let spent = price.cost(already.0 as f64, already.1 as f64);
     Ok(Some(Arc::new(crate::cost::Budget::new(max, price, spent))))
 }

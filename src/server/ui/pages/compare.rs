@@ -275,7 +275,7 @@ fn side_metric_rows(body: &mut Html, c: &Comparison, b: &SideMetrics) {
     let between = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| b - a);
     let tokens = |m: &SideMetrics| (m.tokens_in + m.tokens_out) as f64;
     let cost = |m: &SideMetrics| match m.cost_per_row_usd {
-        Some(usd) => crate::cost::usd(usd),
+        Some(usd) => crate::cost::run_usd(usd, m.mock),
         None => "no price".to_string(),
     };
     let rows = [
