@@ -205,6 +205,7 @@ fn write_results(c: &mut Criterion) {
                 shard: None,
                 target: None,
                 target_env: Vec::new(),
+                mock: false,
             },
             planned: 0,
             author: "bench".to_string(),

@@ -74,6 +74,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 shard: None,
                 target: None,
                 target_env: Vec::new(),
+                mock: false,
             },
             planned: rows as i64,
             author: "bench".into(),

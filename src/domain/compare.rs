@@ -886,6 +886,7 @@ mod tests {
                 shard: None,
                 target: None,
                 target_env: Vec::new(),
+                mock: false,
             },
             planned: 3,
             status: ExperimentStatus::Completed,

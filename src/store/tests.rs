@@ -971,6 +971,7 @@ fn experiment_with(store: &dyn Store, prompt: &str, rows: i64, repetitions: usiz
                 shard: None,
                 target: None,
                 target_env: Vec::new(),
+                mock: false,
             },
             planned: rows,
             author: "t".into(),
