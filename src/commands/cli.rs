@@ -1766,7 +1766,7 @@ pub fn heading_of(long: &str) -> Option<&'static str> {
         "base-url" | "model" | "concurrency" | "timeout" | "max-retries" | "max-rpm"
         | "max-tpm" | "target" | "target-env" | "no-cache" | "fresh" | "run" | "allow-cmd"
         | "cache-ttl" | "judge-model" | "rpm" | "tpm" | "latency-ms" | "chunk-ms" | "responses"
-        | "detach" | "max-cost" | "detect" => "Endpoint",
+        | "detach" | "max-cost" | "detect" | "priced" => "Endpoint",
         "eval" | "expected-column" | "repetitions" | "column" | "var" | "vars-file"
         | "allow-eval" | "shard" | "labels" => "Evaluation",
         "min-pass-rate" | "max-regression" | "no-new-failures" | "max-error-rate"

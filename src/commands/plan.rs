@@ -267,7 +267,7 @@ fn plan_text(plan: &Plan) -> String {
             (None, None) => format!("{}: no plan", e.evaluator),
         });
     }
-    text.push_str(&report::boxed_table(
+    text.push_str(&report::aligned_table(
         Some(vec![
             "evaluator".into(),
             "answers a row".into(),

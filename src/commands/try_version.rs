@@ -282,7 +282,7 @@ fn side_by_side_text(views: &[TryView], diff: &[DiffPiece]) -> String {
     };
     let wide = crate::report::terminal_width().is_none_or(|w| w >= 100);
     let mut text = if wide {
-        crate::report::boxed_table(
+        crate::report::aligned_table(
             Some(views.iter().map(label).collect()),
             vec![views.iter().map(|v| v.output.clone()).collect()],
         )

@@ -289,8 +289,9 @@ async fn call(
         }
     }
     // A cached answer costs nothing; a call holds its estimated cost until it is answered.
+    // Once runner's own mock has answered, nothing is held: it charges nothing.
     let reservation = match &plan.budget {
-        Some(budget) => {
+        Some(budget) if !plan.client.answered_by_mock() => {
             let (prompt, completion) = plan.client.estimate(body);
             match budget.reserve_waiting(prompt, completion).await {
                 Some(reservation) => Some((budget, reservation)),
@@ -308,7 +309,7 @@ async fn call(
                 }
             }
         }
-        None => None,
+        _ => None,
     };
     let answer = match (&plan.target, asked) {
         (Some(target), Some(asked)) => {
@@ -321,6 +322,8 @@ async fn call(
     };
     if let Some((budget, reservation)) = reservation {
         match &answer {
+            // runner's own mock charges nothing.
+            Ok(_) if plan.client.answered_by_mock() => budget.release(reservation),
             Ok(c) => budget.settle(reservation, c.prompt_tokens.zip(c.completion_tokens)),
             Err(_) => budget.release(reservation),
         }

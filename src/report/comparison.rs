@@ -20,7 +20,7 @@ struct Section {
 }
 
 fn text_table(headers: &[String], rows: &[Vec<String>]) -> String {
-    super::boxed_table(Some(headers.to_vec()), rows.to_vec())
+    super::aligned_table(Some(headers.to_vec()), rows.to_vec())
 }
 
 fn markdown_cell(text: &str) -> String {

@@ -2,7 +2,7 @@
 //! the list of experiments, result rows and CSV records. Pure: it must not read the store,
 //! print, or know how a run is carried out.
 
-use super::{age_text, boxed_table, confidence_text, excerpt, rate_interval, short_time, table};
+use super::{age_text, aligned_table, confidence_text, excerpt, rate_interval, short_time, table};
 use crate::model::{Experiment, ResultStatus, RunResult, RunStats, Summary};
 use crate::view::{CostView, ExperimentView};
 use serde_json::Value;
@@ -239,7 +239,7 @@ pub fn experiment_summary(
             format!("{:.2} s", e.wall_ms as f64 / 1000.0),
         ]),
     }
-    boxed_table(None, rows)
+    aligned_table(None, rows)
 }
 
 pub fn experiments_table(items: &[crate::view::ExperimentItem]) -> String {

@@ -3,7 +3,7 @@
 //! applications, the tag moves and fetches in the window; and two versions' traffic compared
 //! with the test named. Pure: it must not read the store or print.
 
-use super::{boxed_table, confidence_text, rate_interval, short_time, table};
+use super::{aligned_table, confidence_text, rate_interval, short_time, table};
 use crate::cost::usd;
 use crate::production::{Beside, Production, TrafficComparison, VersionTraffic};
 use crate::stats::Unpaired;
@@ -62,7 +62,7 @@ pub fn production_text(p: &Production, confidence: f64) -> String {
             })
             .collect();
         out.push('\n');
-        out.push_str(&boxed_table(
+        out.push_str(&aligned_table(
             Some(
                 [
                     "version",
@@ -258,7 +258,7 @@ pub fn traffic_comparison_text(c: &TrafficComparison) -> String {
         out.push_str("not enough traffic on both versions to compare\n");
         return out;
     }
-    out.push_str(&boxed_table(
+    out.push_str(&aligned_table(
         Some(
             ["metric", "baseline", "candidate", "difference", "p", "test"]
                 .map(String::from)

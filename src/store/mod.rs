@@ -649,6 +649,10 @@ pub trait ExperimentStore: Send + Sync {
     /// Records where a run ended and adds its wall time.
     fn finish_experiment(&self, id: &str, status: ExperimentStatus, wall_ms: i64) -> Result<()>;
 
+    /// Records that runner's own mock answered the experiment's calls (see
+    /// `RunSettings::mock`): nothing was spent on it.
+    fn mark_mock(&self, id: &str) -> Result<()>;
+
     /// Removes an experiment that never got a usable answer, with its results.
     fn discard_experiment(&self, id: &str) -> Result<()>;
 

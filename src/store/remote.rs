@@ -407,6 +407,7 @@ fn repeatable(op: &str) -> bool {
         "write_results",
         "complete_items",
         "finish_experiment",
+        "mark_mock",
         "reopen_experiment",
         "renew_lease",
         "release_lease",
@@ -715,6 +716,10 @@ impl ExperimentStore for RemoteStore {
 
     fn row_texts(&self, experiment: &Experiment, row_ids: &[String]) -> Result<Vec<RowText>> {
         self.call("row_texts", &(experiment, row_ids))
+    }
+
+    fn mark_mock(&self, id: &str) -> Result<()> {
+        self.call("mark_mock", &(id,))
     }
 
     fn finish_experiment(&self, id: &str, status: ExperimentStatus, wall_ms: i64) -> Result<()> {

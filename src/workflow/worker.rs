@@ -8,8 +8,8 @@
 
 use super::Context;
 use super::experiment::{
-    Prepared, client, dataset_error, evaluators, fingerprint, hostname, is_mock,
-    legacy_fingerprint, plan, probe, runtime,
+    Prepared, client, dataset_error, evaluators, fingerprint, hostname, legacy_fingerprint, plan,
+    probe, runtime,
 };
 use super::settings::WorkerSettings;
 use crate::dataset;
@@ -51,10 +51,6 @@ pub fn detach(prepared: Prepared, ctx: &Context) -> Result<Planned> {
     let rows = settings
         .limit
         .map_or(prepared.info.rows, |l| l.min(prepared.info.rows));
-    // Asked where the plan is made: the workers that take its items call the same URL.
-    if settings.target.is_none() {
-        settings.mock = is_mock(&runtime()?, &asked.base_url);
-    }
     let new = NewExperiment {
         name: asked.name.clone(),
         prompt: Some(asked.prompt.clone()),
@@ -454,6 +450,8 @@ pub fn work(
         &experiment.dataset.hash,
     )?;
     let id = experiment.id.clone();
+    let mock = client.mock();
+    let already_mock = experiment.settings.mock;
     let plan = plan(
         experiment, version, template, &dataset, evaluators, client, None,
     );
@@ -476,6 +474,9 @@ pub fn work(
         engine::RunError::Store(e) => Error::from(e),
         other => Error::operational(format!("worker stopped: {other}")),
     })?;
+    if !already_mock && mock.load(std::sync::atomic::Ordering::Relaxed) {
+        store.mark_mock(&id)?;
+    }
     match &outcome.stop {
         Some(Stop::Auth(message) | Stop::Unreachable(message) | Stop::Rejected(message)) => {
             // Every worker would fail the same way: the experiment fails, so `experiment

@@ -400,6 +400,8 @@ fn a_run_against_the_mock_costs_nothing_whatever_the_models_price() {
         "{{query}}",
         "--model",
         "gpt-4",
+        "--param",
+        "max_tokens=20",
         "--tag",
         "production",
     ]);
@@ -460,21 +462,28 @@ fn a_run_against_the_mock_costs_nothing_whatever_the_models_price() {
         &url,
     ]);
     assert!(compare.contains("$0 (mock)"), "{compare}");
-    // Nothing is spent, so the smallest budget is never reached.
+    // Nothing is spent, so a budget that list prices would exhaust after a few rows is
+    // never reached: 40 rows at gpt-4's price cost more than $0.005, the mock charges $0.
+    let queries: Vec<String> = (0..40).map(|i| format!("question number {i}")).collect();
+    let many = echo_dataset(&env, "many.csv", &queries);
     let budgeted = env.json(&[
         "experiment",
         "--prompt",
         "greet",
         "--dataset",
-        &data,
+        &many,
         "--base-url",
         &url,
-        "--fresh",
         "--max-cost",
-        "0.000001",
+        "0.005",
         "--json",
     ]);
-    assert_eq!(budgeted["summary"]["results"], 2, "{budgeted}");
+    assert_eq!(budgeted["summary"]["results"], 40, "{budgeted}");
+    assert_eq!(budgeted["cost"]["usd"], 0.0, "{budgeted}");
+    let list_price = (budgeted["summary"]["prompt_tokens"].as_f64().unwrap() * 30.0
+        + budgeted["summary"]["completion_tokens"].as_f64().unwrap() * 60.0)
+        / 1e6;
+    assert!(list_price > 0.005, "{list_price}");
 
     // The same endpoint started --priced answers like a billed one: list prices apply.
     let priced = Mock::start(&env, &["--priced"]);

@@ -642,7 +642,7 @@ fn plan_counts_rows_and_repetitions_and_sends_nothing() {
         "--detect",
         "0.05",
     ]);
-    assert!(text.contains("rows needed"), "{text}");
+    assert!(text.contains("ROWS NEEDED"), "{text}");
     assert!(
         text.contains("the dataset's 164 rows are too few; at least 1570 rows are needed"),
         "{text}"

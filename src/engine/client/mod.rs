@@ -147,6 +147,8 @@ pub struct Client {
     throttle: Arc<Throttle>,
     /// Mean completion tokens seen so far (a request's estimate when it sets no max_tokens).
     completion_mean: AtomicU64,
+    /// An answer came from runner's own mock (its `x-runner-mock` header): nothing is spent.
+    mock: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Makes ring the process's TLS crypto provider (reqwest is built without one, to keep aws-lc's
@@ -242,7 +244,18 @@ impl Client {
             retries: Arc::default(),
             throttle,
             completion_mean: AtomicU64::new(DEFAULT_COMPLETION_ESTIMATE),
+            mock: Arc::default(),
         })
+    }
+
+    /// Whether an answer so far came from runner's own mock, which charges nothing; shared
+    /// with the run, which records it once the run ends.
+    pub fn mock(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.mock.clone()
+    }
+
+    pub fn answered_by_mock(&self) -> bool {
+        self.mock.load(Ordering::Relaxed)
     }
 
     /// The limits this client paces itself by, its adaptive concurrency and their figures.
@@ -419,6 +432,10 @@ impl Client {
             response.headers().get(name).and_then(|v| v.to_str().ok())
         });
         self.throttle.answered(status, &reported);
+        if (200..300).contains(&status) && response.headers().contains_key(crate::mock::MOCK_HEADER)
+        {
+            self.mock.store(true, Ordering::Relaxed);
+        }
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)

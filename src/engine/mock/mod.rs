@@ -39,12 +39,12 @@ pub struct MockConfig {
     /// A request with `"stream": true` is answered as server-sent events, one word a chunk,
     /// this long apart.
     pub chunk: Duration,
-    /// Answer `/v1/models` as a billed endpoint would, without saying it is the mock: runs
-    /// against it are then priced at the model's list price (to rehearse costs and budgets
-    /// offline). Without it a run that finds the mock costs `$0 (mock)`.
+    /// Answer as a billed endpoint would, without saying it is the mock: runs against it are
+    /// then priced at the model's list price (to rehearse costs and budgets offline). Without
+    /// it a run the mock answered costs `$0 (mock)`.
     pub priced: bool,
 }
 
-/// The header the mock's `/v1/models` answer carries (unless `priced`): a run that finds it on
-/// its endpoint records that nothing was spent.
+/// The header every chat answer of the mock carries (unless `priced`): a run that gets it
+/// records that nothing was spent.
 pub const MOCK_HEADER: &str = "x-runner-mock";

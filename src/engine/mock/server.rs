@@ -126,7 +126,21 @@ impl Drop for InFlight<'_> {
 // Handlers
 // ---------------------------------------------------------------------------------------------
 
+/// Every chat answer says it comes from the mock (unless `priced`), so a run records that
+/// nothing was spent.
 async fn chat(State(shared): State<Arc<Shared>>, body: Result<Bytes, BytesRejection>) -> Response {
+    let priced = shared.priced;
+    let mut response = answer(shared, body).await;
+    if !priced {
+        response.headers_mut().insert(
+            super::MOCK_HEADER,
+            axum::http::HeaderValue::from_static("free"),
+        );
+    }
+    response
+}
+
+async fn answer(shared: Arc<Shared>, body: Result<Bytes, BytesRejection>) -> Response {
     let (seq, _in_flight) = shared.stats.enter();
     let body = match body {
         Ok(body) => body,
@@ -269,7 +283,7 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Result<Bytes, BytesReject
     response
 }
 
-async fn models(State(shared): State<Arc<Shared>>) -> Response {
+async fn models() -> Response {
     #[derive(Serialize)]
     struct Model {
         id: &'static str,
@@ -292,15 +306,7 @@ async fn models(State(shared): State<Arc<Shared>>) -> Response {
             owned_by: "runner",
         }],
     };
-    let mut response = json_response(StatusCode::OK, &list);
-    if !shared.priced {
-        // Only here, off the chat hot path: a run asks once, before it starts.
-        response.headers_mut().insert(
-            super::MOCK_HEADER,
-            axum::http::HeaderValue::from_static("free"),
-        );
-    }
-    response
+    json_response(StatusCode::OK, &list)
 }
 
 async fn stats(State(shared): State<Arc<Shared>>) -> Response {

@@ -63,6 +63,7 @@ fn role_for(op: &str) -> Option<Needs> {
         | "restore_prompt"
         | "create_experiment"
         | "finish_experiment"
+        | "mark_mock"
         | "discard_experiment"
         | "reopen_experiment"
         | "take_lease"
@@ -420,6 +421,7 @@ fn dispatch(
         "finish_experiment" => call!(|id: String, status: ExperimentStatus, wall_ms: i64| {
             store.finish_experiment(&id, status, wall_ms)
         }),
+        "mark_mock" => call!(|id: String| store.mark_mock(&id)),
         "discard_experiment" => call!(|id: String| store.discard_experiment(&id)),
         "reopen_experiment" => call!(|id: String| store.reopen_experiment(&id)),
         "take_lease" => call!(|id: String, owner: String, ttl: u64, gone: Vec<String>| {

@@ -10,8 +10,8 @@ use super::Backend;
 use super::prompts::require_prompt;
 use crate::model::{
     CachedResponse, DatasetRef, EvaluatorSummary, Experiment, ExperimentStatus, JsonObject, Lease,
-    Message, NewExperiment, ResultStatus, RowOutcome, RowSpread, RowText, RunResult, Score,
-    SpreadSums, Summary, cluster_key, input_summary, now,
+    Message, NewExperiment, ResultStatus, RowOutcome, RowSpread, RowText, RunResult, RunSettings,
+    Score, SpreadSums, Summary, cluster_key, input_summary, now,
 };
 use crate::store::sql::{Db, Row, all, args, corrupt, first, json, one, to_json};
 use crate::store::{
@@ -352,6 +352,30 @@ impl<B: Backend> ExperimentStore for B {
                  WHERE id = $1",
                 args![id, status.as_str(), now().as_str(), wall_ms],
             )?;
+            Ok(())
+        })
+    }
+
+    fn mark_mock(&self, id: &str) -> Result<()> {
+        self.write(|db| {
+            let lock = db.dialect().for_update();
+            let stored = first(
+                db,
+                &format!("SELECT settings FROM experiments WHERE id = $1{lock}"),
+                args![id],
+                |r| r.text(0),
+            )?;
+            let Some(stored) = stored else {
+                return Err(StoreError::UnknownExperiment { id: id.into() });
+            };
+            let mut settings: RunSettings = json(&stored, "settings")?;
+            if !settings.mock {
+                settings.mock = true;
+                db.exec(
+                    "UPDATE experiments SET settings = $2 WHERE id = $1",
+                    args![id, &to_json(&settings)?],
+                )?;
+            }
             Ok(())
         })
     }

@@ -95,38 +95,6 @@ pub(in crate::workflow) fn probe_target(
     })
 }
 
-/// Whether the endpoint is runner's own mock (`runner mock-server`, the demo), which says so
-/// in a header of its `/models` answer: a run against it spends nothing, and its cost is
-/// `$0 (mock)`. Asked only of an endpoint on this machine (where the mock listens), once,
-/// before the run starts; any other answer, or none within 2 s, means a billed endpoint.
-pub(in crate::workflow) fn is_mock(runtime: &tokio::runtime::Runtime, base_url: &str) -> bool {
-    let Ok(url) = reqwest::Url::parse(base_url) else {
-        return false;
-    };
-    let host = url.host_str().unwrap_or("").trim_matches(['[', ']']);
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if !loopback {
-        return false;
-    }
-    let models = format!("{}/models", base_url.trim_end_matches('/'));
-    runtime.block_on(async {
-        let Ok(client) = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .no_proxy()
-            .build()
-        else {
-            return false;
-        };
-        match client.get(&models).send().await {
-            Ok(answer) => answer.headers().contains_key(crate::mock::MOCK_HEADER),
-            Err(_) => false,
-        }
-    })
-}
-
 fn reach(runtime: &tokio::runtime::Runtime, base_url: &str) -> std::result::Result<(), String> {
     let url = reqwest::Url::parse(base_url).map_err(|e| e.to_string())?;
     let host = url

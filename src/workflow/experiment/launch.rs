@@ -5,7 +5,7 @@
 use super::super::Context;
 use super::Finished;
 use super::dataset_error;
-use super::endpoint::{client, is_mock, probe, probe_target, runtime, target};
+use super::endpoint::{client, probe, probe_target, runtime, target};
 use super::lease::Lease;
 use super::prepare::Prepared;
 use super::run::{Ready, budget, execute, plan};
@@ -54,8 +54,7 @@ pub fn launch(
         }
     }
     let store = ctx.store()?;
-    let mut settings = asked.run.clone();
-    settings.mock = target.is_none() && is_mock(&runtime, client.base_url());
+    let settings = asked.run.clone();
     let rows = settings
         .limit
         .map_or(prepared.info.rows, |l| l.min(prepared.info.rows));

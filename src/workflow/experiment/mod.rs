@@ -14,7 +14,7 @@ mod run;
 /// Where the web UI's playground finds the endpoint of one call.
 pub use super::settings::endpoint;
 pub use endpoint::{call_client, runtime};
-pub(in crate::workflow) use endpoint::{client, is_mock, probe};
+pub(in crate::workflow) use endpoint::{client, probe};
 pub use launch::{launch, shard_fingerprint};
 pub(in crate::workflow) use lease::hostname;
 pub use lease::{LEASE, as_seen};

@@ -111,6 +111,7 @@ pub(super) fn execute(
     let budget = plan.budget.clone();
     let planned = plan.experiment.planned;
     let target = plan.target.as_ref().map(|t| t.spec().to_string());
+    let mock = plan.client.mock();
     let outcome: std::result::Result<Outcome, engine::RunError> = runtime.block_on(engine::run(
         plan,
         store.clone(),
@@ -144,6 +145,10 @@ pub(super) fn execute(
         }
     };
     let wall_ms = outcome.wall.as_millis() as i64;
+    // Whatever stopped the run, what was answered so far came from the mock.
+    if mock.load(std::sync::atomic::Ordering::Relaxed) {
+        store.mark_mock(&id)?;
+    }
     match &outcome.stop {
         Some(Stop::Auth(message)) | Some(Stop::Unreachable(message)) => {
             // Not one call answered: a setup problem. A new experiment leaves no trace.
