@@ -25,7 +25,7 @@ mod writer;
 pub use breaker::{BREAKER_MIN_ROWS, BREAKER_ROWS, BREAKER_SILENCE};
 pub(crate) use cache::cache_key;
 pub use done::{Done, Feed, Source};
-pub use preflight::{Missing, preflight};
+pub use preflight::{EmptyInput, Missing, empty_inputs, preflight};
 pub use row::{EXPECTED_TURNS, TURNS, turns_of, vars_of};
 
 use crate::client::Client;

@@ -42,3 +42,38 @@ pub fn preflight(
         })
     }
 }
+
+/// A template variable read from a column some rows leave empty: those rows render it as
+/// nothing, which is rarely what was meant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmptyInput {
+    pub variable: String,
+    pub column: String,
+    pub rows: usize,
+}
+
+/// The variables that come from a column with empty cells (a `--var` constant is never empty).
+pub fn empty_inputs(
+    template: &CompiledTemplate,
+    info: &dataset::DatasetInfo,
+    settings: &crate::model::RunSettings,
+) -> Vec<EmptyInput> {
+    template
+        .variables()
+        .iter()
+        .filter(|var| !settings.vars.contains_key(var.as_str()))
+        .filter_map(|var| {
+            let column = settings
+                .columns
+                .iter()
+                .find(|(v, _)| v == var)
+                .map_or(var.as_str(), |(_, column)| column.as_str());
+            let (_, rows) = info.empty_cells.iter().find(|(c, _)| c == column)?;
+            Some(EmptyInput {
+                variable: var.clone(),
+                column: column.to_string(),
+                rows: *rows,
+            })
+        })
+        .collect()
+}

@@ -58,7 +58,11 @@ fn render_text(sections: &[Section]) -> String {
             } else if s.headers.is_empty() {
                 lines(s, "")
             } else {
-                format!("{}\n{}", s.title, text_table(&s.headers, &s.rows))
+                format!(
+                    "{}\n{}",
+                    super::fit_line(&s.title),
+                    text_table(&s.headers, &s.rows)
+                )
             }
         })
         .collect::<Vec<_>>()

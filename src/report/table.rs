@@ -17,6 +17,14 @@ pub fn aligned_table(headers: Option<Vec<String>>, rows: Vec<Vec<String>>) -> St
     table_within(headers.as_deref(), &rows, width())
 }
 
+/// A line of prose (a table's title) wrapped between words to the width tables are fitted to.
+pub fn fit_line(text: &str) -> String {
+    match width() {
+        Some(width) => wrap(text, width as usize).join("\n"),
+        None => text.to_string(),
+    }
+}
+
 /// The width tables are fitted to, set once per process by the command dispatcher; unset (as
 /// in tests), tables take the room they need.
 static WIDTH: std::sync::OnceLock<Option<u16>> = std::sync::OnceLock::new();

@@ -138,6 +138,17 @@ impl Context {
             return Ok(info.clone());
         }
         let info = crate::dataset::scan(path)?;
+        if let Some(separator) = info.separator {
+            crate::note!(
+                "note: {} is separated by {}, not commas: read so",
+                path.display(),
+                if separator == ';' {
+                    "semicolons"
+                } else {
+                    "tabs"
+                }
+            );
+        }
         self.scans
             .borrow_mut()
             .push((path.to_path_buf(), info.clone()));

@@ -484,6 +484,132 @@ fn row_tables_fit_the_terminal_width_and_json_keeps_every_word() {
     assert_eq!(shown["rows"][0]["output"], long);
 }
 
+#[test]
+fn a_comparison_at_80_columns_wraps_between_words_and_keeps_every_word() {
+    use super::fault_server::FaultServer;
+    use std::time::Duration;
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    let base = server.base_url();
+    for (verb, text, tag) in [
+        ("create", "{{query}}", "production"),
+        ("update", "About {{query}}: we will look into it", "staging"),
+    ] {
+        env.ok(&[
+            "prompt",
+            verb,
+            "p",
+            "--template",
+            text,
+            "--model",
+            "m",
+            "--tag",
+            tag,
+        ]);
+    }
+    let data = super::echo_dataset(
+        &env,
+        "q.csv",
+        &[
+            "refund", "parcel", "invoice", "password", "delivery", "order",
+        ],
+    );
+    let compare = |columns: Option<&str>| {
+        let mut cmd = env.cmd();
+        if let Some(columns) = columns {
+            cmd.env("COLUMNS", columns);
+        }
+        let out = cmd
+            .args([
+                "compare",
+                "--prompt",
+                "p",
+                "--baseline",
+                "production",
+                "--candidate",
+                "staging",
+                "--dataset",
+                &data,
+                "--base-url",
+                &base,
+                "--run",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let wide = compare(None);
+    let narrow = compare(Some("80"));
+    assert!(wide.contains("is the difference real?"), "{wide}");
+    assert!(
+        wide.lines().any(|l| l.chars().count() > 80),
+        "the unfitted report needs more than 80 columns:\n{wide}"
+    );
+    for line in narrow.lines() {
+        assert!(
+            line.chars().count() <= 80,
+            "wider than 80: {line:?}\n{narrow}"
+        );
+    }
+    // Every word of the fitted report is a whole word of the unfitted one: nothing was cut
+    // inside a word (`differenc` / `e`).
+    let mut words: Vec<&str> = wide.split_whitespace().collect();
+    for word in narrow.split_whitespace().filter(|w| !w.ends_with('…')) {
+        let at = words.iter().position(|w| w == &word);
+        assert!(
+            at.is_some(),
+            "{word:?} is not a word of the report\n{narrow}"
+        );
+        words.remove(at.unwrap());
+    }
+    // One style: no borders anywhere, capital headers.
+    assert!(!narrow.contains('│') && !narrow.contains('┆'), "{narrow}");
+    assert!(narrow.contains("METRIC"), "{narrow}");
+}
+
+#[test]
+fn a_file_separated_by_semicolons_is_read_so_and_empty_cells_are_counted_before_the_run() {
+    use super::fault_server::FaultServer;
+    use std::time::Duration;
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    super::echo_prompt(&env);
+    let data = env.write(
+        "export.csv",
+        "id;query;expected\n1;where is my parcel;parcel\n2;;refund\n3;\"a; b\";a\n",
+    );
+    let out = run_over(
+        &env,
+        &server.base_url(),
+        data.to_str().unwrap(),
+        &["--json"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("is separated by semicolons, not commas: read so"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("warning: column query is empty in 1 of 3 rows"),
+        "{stderr}"
+    );
+    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(run["summary"]["results"], 3, "{run}");
+    assert_eq!(
+        run["experiment"]["dataset"]["columns"],
+        serde_json::json!(["id", "query", "expected"])
+    );
+    let rows = env.json(&["experiment", "show", "last", "--rows", "--json"]);
+    let outputs: Vec<&str> = rows["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["output"].as_str().unwrap())
+        .collect();
+    assert!(outputs.contains(&"a; b"), "{rows}");
+}
+
 /// A README or docs/ block, with the page and line it starts on.
 type Snippet = (String, String);
 

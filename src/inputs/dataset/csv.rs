@@ -15,18 +15,25 @@ pub(super) fn source<R: Read>(
     input: R,
     shape: Option<&mut Shape>,
 ) -> Result<(Source<R>, Option<bool>), DatasetError> {
+    let mut tail = Tail::new(input);
+    let separator = tail.sniff_separator().map_err(|source| DatasetError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut reader = csv::ReaderBuilder::new()
+        .delimiter(separator)
         // The header is read by hand so its line and errors are ours to report.
         .has_headers(false)
         // Ragged rows are checked here to report them in this module's words.
         .flexible(true)
         .buffer_capacity(BUFFER)
-        .from_reader(Tail::new(input));
+        .from_reader(tail);
     let mut record = csv::ByteRecord::new();
     let headers = read_csv_header(path, &mut reader, &mut record)?;
     if let Some(shape) = shape {
         shape.columns = headers.clone();
         shape.fields = headers.clone();
+        shape.separator = separator;
     }
     let has_id = headers.iter().any(|h| h == ID);
     let source = Source::Csv {
@@ -45,7 +52,12 @@ pub(super) struct Tail<R> {
     /// File offset of `chunk[0]`.
     start: u64,
     quotes: Quotes,
+    /// The start of the file, read ahead to find its separator, handed out before the rest.
+    ahead: Vec<u8>,
 }
+
+/// How much of the file's start is read to find the header's separator.
+const SNIFF_BYTES: usize = 64 * 1024;
 
 impl<R> Tail<R> {
     fn new(inner: R) -> Self {
@@ -54,7 +66,41 @@ impl<R> Tail<R> {
             chunk: Vec::new(),
             start: 0,
             quotes: Quotes::default(),
+            ahead: Vec::new(),
         }
+    }
+}
+
+impl<R: Read> Tail<R> {
+    /// The header's separator: a comma, unless the header line (outside quotes) has no comma
+    /// and has semicolons or tabs, as spreadsheets export in many locales (then the more
+    /// frequent of the two). The bytes read stay to be handed out first.
+    fn sniff_separator(&mut self) -> io::Result<u8> {
+        let mut buf = [0u8; 8192];
+        while self.ahead.len() < SNIFF_BYTES && !self.ahead.contains(&b'\n') {
+            let n = self.inner.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            self.ahead.extend_from_slice(&buf[..n]);
+        }
+        let (mut commas, mut semicolons, mut tabs, mut quoted) = (0, 0, 0, false);
+        for &b in &self.ahead {
+            match b {
+                b'"' => quoted = !quoted,
+                b'\n' | b'\r' if !quoted => break,
+                b',' if !quoted => commas += 1,
+                b';' if !quoted => semicolons += 1,
+                b'\t' if !quoted => tabs += 1,
+                _ => {}
+            }
+        }
+        self.quotes.separator = match (commas, semicolons, tabs) {
+            (0, s, t) if s > 0 && s >= t => b';',
+            (0, _, t) if t > 0 => b'\t',
+            _ => b',',
+        };
+        Ok(self.quotes.separator)
     }
 
     fn byte_at(&self, offset: u64) -> Option<u8> {
@@ -65,7 +111,14 @@ impl<R> Tail<R> {
 
 impl<R: Read> Read for Tail<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = if self.ahead.is_empty() {
+            self.inner.read(buf)?
+        } else {
+            let n = self.ahead.len().min(buf.len());
+            buf[..n].copy_from_slice(&self.ahead[..n]);
+            self.ahead.drain(..n);
+            n
+        };
         if n > 0 {
             self.start += self.chunk.len() as u64;
             self.chunk.clear();
@@ -93,6 +146,8 @@ impl<R: Read> Read for Tail<R> {
 /// would silently turn every later line into a single cell. This notices it.
 #[derive(Debug, Default)]
 struct Quotes {
+    /// The byte between fields (see `Tail::sniff_separator`).
+    separator: u8,
     state: QuoteState,
     /// Newlines fed so far, and the 1-based line of the quote that opened the current field.
     newlines: u64,
@@ -118,7 +173,7 @@ impl Quotes {
     fn feed(&mut self, bytes: &[u8]) {
         use QuoteState::*;
         for &b in bytes {
-            let ends_field = matches!(b, b',' | b'\n' | b'\r');
+            let ends_field = b == self.separator || matches!(b, b'\n' | b'\r');
             self.state = match (self.state, b) {
                 (FieldStart, b'"') => {
                     self.opened_on = self.newlines + 1;
@@ -234,23 +289,6 @@ fn read_csv_header<R: Read>(
             )));
         }
         headers.push(name.to_owned());
-    }
-    // A file separated by semicolons or tabs reads as one column whose name holds them all.
-    if let [only] = headers.as_slice() {
-        for (separator, called) in [(';', "semicolons"), ('\t', "tabs")] {
-            if only
-                .split(separator)
-                .filter(|part| !part.trim().is_empty())
-                .count()
-                > 1
-            {
-                return Err(parse(format!(
-                    "the header reads as one column \"{}\": the file looks separated by {called}, \
-                     and runner reads CSV separated by commas (save it with commas, or as .jsonl)",
-                    only.escape_default()
-                )));
-            }
-        }
     }
     Ok(headers)
 }

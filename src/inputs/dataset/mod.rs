@@ -55,6 +55,12 @@ pub struct DatasetInfo {
     pub fields: Vec<String>,
     /// Whether the file has an `id` column.
     pub has_id: bool,
+    /// A CSV file separated by semicolons or tabs rather than commas (read as such: its
+    /// header line has no comma outside quotes, and one of them).
+    pub separator: Option<char>,
+    /// CSV: the columns with empty cells, and in how many rows (a template renders an empty
+    /// cell as nothing; the run warns before it starts).
+    pub empty_cells: Vec<(String, usize)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +121,8 @@ pub fn scan(path: &Path) -> Result<DatasetInfo, DatasetError> {
     }
     let has_id = parser.has_id.unwrap_or(false);
     let shape = parser.shape.take().unwrap_or_default();
+    let separator = shape.other_separator();
+    let empty_cells = shape.empty_cells();
     let mut reader = parser.into_inner();
     // The parsers stop at end of input, but draining makes the hash cover every byte even if
     // one of them ever stops early.
@@ -131,6 +139,8 @@ pub fn scan(path: &Path) -> Result<DatasetInfo, DatasetError> {
         columns: shape.columns,
         fields: shape.fields,
         has_id,
+        separator,
+        empty_cells,
     })
 }
 
@@ -152,6 +162,8 @@ pub fn rows_of_text(
     }
     let has_id = parser.has_id.unwrap_or(false);
     let shape = parser.shape.take().unwrap_or_default();
+    let separator = shape.other_separator();
+    let empty_cells = shape.empty_cells();
     let mut reader = parser.into_inner();
     io::copy(&mut reader, &mut io::sink()).map_err(|source| DatasetError::Io {
         path: label.to_path_buf(),
@@ -166,6 +178,8 @@ pub fn rows_of_text(
         columns: shape.columns,
         fields: shape.fields,
         has_id,
+        separator,
+        empty_cells,
     };
     Ok((info, rows))
 }
@@ -328,6 +342,26 @@ struct Shape {
     field_set: HashSet<String>,
     /// Reused buffer for the dotted path being visited, so known paths cost no allocation.
     path: String,
+    /// CSV: the byte between fields.
+    separator: u8,
+    /// CSV: per column (in header order), the rows whose cell is empty.
+    empty: Vec<usize>,
+}
+
+impl Shape {
+    /// The separator when it is not a comma (a file exported with semicolons or tabs).
+    fn other_separator(&self) -> Option<char> {
+        matches!(self.separator, b';' | b'\t').then_some(self.separator as char)
+    }
+
+    fn empty_cells(&self) -> Vec<(String, usize)> {
+        self.columns
+            .iter()
+            .zip(&self.empty)
+            .filter(|(_, n)| **n > 0)
+            .map(|(name, n)| (name.clone(), *n))
+            .collect()
+    }
 }
 
 impl Shape {
@@ -431,6 +465,14 @@ impl<R: Read> Parser<R> {
             }
             return Ok(None);
         };
+        if let (Some(shape), Source::Csv { headers, .. }) = (self.shape.as_mut(), &self.source) {
+            shape.empty.resize(headers.len(), 0);
+            for (count, name) in shape.empty.iter_mut().zip(headers) {
+                if values.get(name).is_some_and(|v| v.as_str() == Some("")) {
+                    *count += 1;
+                }
+            }
+        }
         let id = self.identify(&values, line)?;
         let row = Row {
             index: self.index,

@@ -342,25 +342,39 @@ fn a_quote_that_never_closes_is_named_on_the_line_it_opened() {
 }
 
 #[test]
-fn a_file_separated_by_semicolons_or_tabs_is_refused_with_its_separator_named() {
+fn a_file_separated_by_semicolons_or_tabs_is_read_with_its_separator() {
     let dir = tempfile::tempdir().unwrap();
-    for (name, bytes, called) in [
-        ("semi.csv", &b"id;query;expected\na;x;x\n"[..], "semicolons"),
-        ("tabs.csv", &b"id\tquery\texpected\na\tx\tx\n"[..], "tabs"),
+    for (name, bytes, separator) in [
+        (
+            "semi.csv",
+            &b"id;query;expected\na;\"x; y\";1,5\nb;;z\n"[..],
+            ';',
+        ),
+        (
+            "tabs.csv",
+            &b"id\tquery\texpected\na\tx; y\t1,5\nb\t\tz\n"[..],
+            '\t',
+        ),
     ] {
-        let error = load(&write(&dir, name, bytes)).expect_err(name);
-        assert_eq!(parse_line(&error), 1);
-        assert!(error.to_string().contains(called), "{error}");
+        let path = write(&dir, name, bytes);
+        let rows = load(&path).expect(name);
+        assert_eq!(rows.len(), 2, "{name}");
+        assert_eq!(rows[0].values["query"], "x; y", "{name}");
+        assert_eq!(rows[0].values["expected"], "1,5", "{name}");
+        let info = scan(&path).unwrap();
+        assert_eq!(info.separator, Some(separator), "{name}");
+        assert_eq!(info.columns, ["id", "query", "expected"], "{name}");
+        assert_eq!(info.empty_cells, [("query".to_string(), 1)], "{name}");
     }
-    // One column is fine, and so is a semicolon inside a comma-separated file's column.
-    assert_eq!(
-        load(&write(&dir, "one.csv", b"query\nx\n")).unwrap().len(),
-        1
-    );
-    assert_eq!(
-        load(&write(&dir, "mixed.csv", b"id,a;b\n1,x\n"))
-            .unwrap()
-            .len(),
-        1
-    );
+    // A comma anywhere in the header (outside quotes) keeps commas; one column is fine, and
+    // so is a semicolon inside a comma-separated file's column.
+    let one = write(&dir, "one.csv", b"query\nx\n");
+    assert_eq!(load(&one).unwrap().len(), 1);
+    assert_eq!(scan(&one).unwrap().separator, None);
+    let mixed = write(&dir, "mixed.csv", b"id,a;b\n1,x\n");
+    assert_eq!(load(&mixed).unwrap().len(), 1);
+    assert_eq!(scan(&mixed).unwrap().columns, ["id", "a;b"]);
+    let quoted = write(&dir, "quoted.csv", b"\"a,b\";c\n1;2\n");
+    assert_eq!(scan(&quoted).unwrap().separator, Some(';'));
+    assert_eq!(scan(&quoted).unwrap().columns, ["a,b", "c"]);
 }

@@ -288,6 +288,20 @@ pub fn prepare(
             missing.available.join(", ")
         ))
     })?;
+    for empty in engine::empty_inputs(&template, &info, &settings.run) {
+        let renamed = if empty.variable == empty.column {
+            String::new()
+        } else {
+            format!(" (variable {})", empty.variable)
+        };
+        crate::note!(
+            "warning: column {}{renamed} is empty in {} of {} rows of {}; the template renders it as nothing there",
+            empty.column,
+            empty.rows,
+            info.rows,
+            settings.dataset.display(),
+        );
+    }
     check_conversations(&template, &settings.dataset, &settings.run)?;
     check_turns(&info, &settings.dataset)?;
     settings.run.expected_column = expected_column(settings.run.expected_column.as_deref(), &info)?;
