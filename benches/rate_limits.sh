@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
-# Running at a hosted API's limit: runner without a limit (429s and adaptive concurrency only),
-# runner with --max-rpm, and promptfoo, each against a fresh `runner mock-server --rpm RPM
-# --latency-ms MS` (a hosted API's behaviour: 429 with Retry-After and x-ratelimit-* headers
-# beyond RPM, a second's worth of burst), at the same concurrency, over the same rows.
+# Running at a hosted API's limit: runner without a limit (the endpoint's x-ratelimit-* headers
+# and 429s only), runner with --max-rpm, and promptfoo, each against a fresh `runner mock-server
+# --rpm RPM --burst-secs BURST --latency-ms MS` (a hosted API's behaviour: BURST seconds' worth
+# of requests at once, then RPM a minute, 429 with Retry-After beyond it, x-ratelimit-* headers
+# on every answer), at the same concurrency, over the same rows.
 #
-#   bash benches/rate_limits.sh                       # 1,200 rpm, 200 ms, -j 64, 1,600 rows
-#   RPM=600 ROWS=800 bash benches/rate_limits.sh
+#   bash benches/rate_limits.sh                       # 1,200 rpm, 10 s burst, 200 ms, -j 64, 1,600 rows
+#   RPM=600 ROWS=400 bash benches/rate_limits.sh
 #   PROMPTFOO_DIR=/tmp/pf bash benches/rate_limits.sh # reuse a promptfoo install
 #
-# For each run it prints: wall time, rows, requests the mock saw, 429s, and over the steady
-# state (after the first 10 s, read from the mock's /stats) the answered requests per minute as
-# a share of RPM and the share of requests answered 429.
+# For each run it prints: wall time, rows, requests the mock saw, 429s; over the whole run, the
+# shortest wall time the limit allows (the burst at once, the rest at RPM, plus one latency) as a
+# share of the wall time, and the share of requests answered 429; and over the steady state
+# (after the first 10 s, read from the mock's /stats) the answered requests per minute as a share
+# of RPM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RPM=${RPM:-1200}
+BURST=${BURST:-10}
 LATENCY=${LATENCY:-200}
 CONCURRENCY=${CONCURRENCY:-64}
 ROWS=${ROWS:-1600}
@@ -54,7 +58,7 @@ EOF
 stats() { curl -s "http://127.0.0.1:$port/stats"; }
 
 start_mock() {
-    mock_pid=$("$runner" mock-server --port 0 --rpm "$RPM" --latency-ms "$LATENCY" --detach 2>"$work/mock.err")
+    mock_pid=$("$runner" mock-server --port 0 --rpm "$RPM" --burst-secs "$BURST" --latency-ms "$LATENCY" --detach 2>"$work/mock.err")
     port=$(grep -o 'http://127.0.0.1:[0-9]*' "$work/mock.err" | head -1 | sed 's/.*://')
 }
 
@@ -85,15 +89,17 @@ measure() {
     local end
     end="$(date +%s.%N) $(stats)"
     stop_mock
-    python3 - "$label" "$begin" "$warm" "$end" "$RPM" "$ROWS" "$status" <<'EOF'
+    python3 - "$label" "$begin" "$warm" "$end" "$RPM" "$ROWS" "$status" "$BURST" "$LATENCY" <<'EOF'
 import json, sys
-label, begin, warm, end, rpm, rows, status = sys.argv[1:8]
+label, begin, warm, end, rpm, rows, status, burst, latency = sys.argv[1:10]
 def split(sample):
     at, _, body = sample.partition(" ")
     return float(at), json.loads(body)
 t_end, s_end = split(end)
 wall = t_end - float(begin)
-line = f"| {label} | {rows} | {wall:.1f} | {s_end['requests']} | {s_end['rate_limited']} |"
+rate = float(rpm) / 60.0
+allowed = max(0.0, int(rows) - max(1.0, rate * float(burst))) / rate + float(latency) / 1000.0
+line = f"| {label} | {rows} | {wall:.1f} | {allowed:.1f} | {100.0 * allowed / wall:.1f} % | {s_end['requests']} | {s_end['rate_limited']} | {100.0 * s_end['rate_limited'] / max(s_end['requests'], 1):.2f} % |"
 if warm:
     t_w, s_w = split(warm)
     reqs = s_end["requests"] - s_w["requests"]
@@ -142,10 +148,10 @@ run_runner() {
 }
 
 echo
-echo "mock: --rpm $RPM --latency-ms $LATENCY; concurrency $CONCURRENCY; $ROWS rows; steady state after ${WARMUP} s"
+echo "mock: --rpm $RPM --burst-secs $BURST --latency-ms $LATENCY; concurrency $CONCURRENCY; $ROWS rows; steady state after ${WARMUP} s"
 echo
-echo "| client | rows | wall s | requests | 429s | answered/min after ${WARMUP} s | of $RPM rpm | 429 share after ${WARMUP} s | exit |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| client | rows | wall s | the limit allows s | allowed / wall | requests | 429s | 429 share | answered/min after ${WARMUP} s | of $RPM rpm | 429 share after ${WARMUP} s | exit |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 measure "runner (no limit given)" run_runner
 measure "runner --max-rpm $RPM" run_runner --max-rpm "$RPM"
 measure "promptfoo $pf_version" run_promptfoo

@@ -1287,6 +1287,10 @@ pub struct MockServerArgs {
     /// Tokens per minute it allows (prompt words plus max_tokens, or the answer's words).
     #[arg(long, value_name = "N")]
     pub tpm: Option<f64>,
+    /// How many seconds' worth of --rpm / --tpm it lets through at once, as a hosted API's
+    /// burst (default 1).
+    #[arg(long, value_name = "SECS")]
+    pub burst_secs: Option<f64>,
     /// Act as a billed endpoint: runs against it are priced at the model's list price (to
     /// rehearse costs and --max-cost offline). Without it they cost $0 (mock).
     #[arg(long)]
@@ -1766,7 +1770,7 @@ pub fn heading_of(long: &str) -> Option<&'static str> {
         "base-url" | "model" | "concurrency" | "timeout" | "max-retries" | "max-rpm"
         | "max-tpm" | "target" | "target-env" | "no-cache" | "fresh" | "run" | "allow-cmd"
         | "cache-ttl" | "judge-model" | "rpm" | "tpm" | "latency-ms" | "chunk-ms" | "responses"
-        | "detach" | "max-cost" | "detect" | "priced" => "Endpoint",
+        | "detach" | "max-cost" | "detect" | "priced" | "burst-secs" => "Endpoint",
         "eval" | "expected-column" | "repetitions" | "column" | "var" | "vars-file"
         | "allow-eval" | "shard" | "labels" => "Evaluation",
         "min-pass-rate" | "max-regression" | "no-new-failures" | "max-error-rate"

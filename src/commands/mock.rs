@@ -25,6 +25,15 @@ pub fn run(args: MockServerArgs) -> Result<u8> {
             );
         }
     }
+    if args
+        .burst_secs
+        .is_some_and(|b| !(b.is_finite() && b > 0.0 && b <= 3600.0))
+    {
+        return Err(Error::invalid(
+            "--burst-secs must be a number of seconds above 0, at most 3600",
+        )
+        .with_hint("e.g. --rpm 600 --burst-secs 10: 100 requests at once, then 10 a second"));
+    }
     if args.detach {
         return detach(&args);
     }
@@ -35,6 +44,7 @@ pub fn run(args: MockServerArgs) -> Result<u8> {
         tpm: args.tpm,
         chunk: Duration::from_millis(args.chunk_ms),
         priced: args.priced,
+        burst: args.burst_secs.map(Duration::from_secs_f64),
     };
     let runtime = crate::workflow::experiment::runtime()?;
     runtime.block_on(async {
@@ -85,6 +95,9 @@ fn detach(args: &MockServerArgs) -> Result<u8> {
     }
     if args.priced {
         command.arg("--priced");
+    }
+    if let Some(burst) = args.burst_secs {
+        command.arg("--burst-secs").arg(burst.to_string());
     }
     if let Some(tpm) = args.tpm {
         command.arg("--tpm").arg(tpm.to_string());

@@ -100,6 +100,14 @@ impl Bucket {
         self.level = self.level.min(self.capacity);
     }
 
+    /// Takes the endpoint's own bucket size (`capacity`, when larger than this one's) and
+    /// level: the burst it allows is used from then on, not only its rate.
+    pub fn adopt(&mut self, capacity: f64, level: f64, now: Instant) {
+        self.refill(now);
+        self.capacity = self.capacity.max(capacity);
+        self.level = level.min(self.capacity);
+    }
+
     /// Lowers the level to what the server says is left, when that is less.
     pub fn sync_remaining(&mut self, remaining: f64, now: Instant) {
         self.refill(now);
@@ -206,6 +214,8 @@ const CLIENT_BURST: Duration = Duration::from_millis(250);
 pub struct Limits {
     requests: Mutex<Option<Bucket>>,
     tokens: Mutex<Option<Bucket>>,
+    /// Whether each bucket (requests, tokens) took the endpoint's burst yet.
+    adopted: [std::sync::atomic::AtomicBool; 2],
 }
 
 impl Limits {
@@ -214,6 +224,7 @@ impl Limits {
         Limits {
             requests: Mutex::new(max_rpm.map(|r| Bucket::new(r, CLIENT_BURST, now))),
             tokens: Mutex::new(max_tpm.map(|t| Bucket::new(t, CLIENT_BURST, now))),
+            adopted: Default::default(),
         }
     }
 
@@ -265,10 +276,19 @@ impl Limits {
         }
     }
 
-    /// Sets or tightens the buckets from what the endpoint reports.
-    pub fn observe(&self, reported: &Reported) {
+    /// Sets or tightens the buckets from what the endpoint reports. The first time a bucket
+    /// paces at the endpoint's own rate, it also takes the endpoint's burst: its size is what
+    /// is left plus what refills before it is full (`remaining` + `reset` × rate), and its level
+    /// what is left less the `in_flight` requests the endpoint has not counted yet. A run's
+    /// first request goes out alone, so from its answer on the whole burst is used.
+    pub fn observe(&self, reported: &Reported, in_flight: usize) {
         let now = Instant::now();
-        let apply = |slot: &Mutex<Option<Bucket>>, limit: Option<f64>, remaining: Option<f64>| {
+        let apply = |slot: &Mutex<Option<Bucket>>,
+                     adopted: &std::sync::atomic::AtomicBool,
+                     limit: Option<f64>,
+                     remaining: Option<f64>,
+                     reset: Option<Duration>,
+                     unit: f64| {
             let mut slot = lock(slot);
             if let Some(limit) = limit {
                 match slot.as_mut() {
@@ -280,6 +300,17 @@ impl Limits {
                         *slot = Some(bucket);
                     }
                 }
+                if let (Some(bucket), Some(remaining), Some(reset)) =
+                    (slot.as_mut(), remaining, reset)
+                {
+                    // Only a bucket at the endpoint's rate: a lower --max-rpm keeps its own.
+                    let same_rate = (bucket.per_minute() - limit).abs() <= limit * 1e-9;
+                    if same_rate && !adopted.swap(true, Ordering::Relaxed) {
+                        let capacity = remaining + reset.as_secs_f64() * limit / 60.0;
+                        let level = remaining - in_flight as f64 * unit;
+                        bucket.adopt(capacity.floor(), level, now);
+                    }
+                }
             }
             if let (Some(bucket), Some(remaining)) = (slot.as_mut(), remaining) {
                 bucket.sync_remaining(remaining, now);
@@ -287,19 +318,31 @@ impl Limits {
         };
         apply(
             &self.requests,
+            &self.adopted[0],
             reported.limit_requests,
             reported.remaining_requests,
+            reported.reset_requests,
+            1.0,
         );
+        // A request in flight holds an unknown number of tokens: the tokens' level is what
+        // the endpoint says is left, less nothing (it corrects itself as answers arrive).
         apply(
             &self.tokens,
+            &self.adopted[1],
             reported.limit_tokens,
             reported.remaining_tokens,
+            reported.reset_tokens,
+            0.0,
         );
     }
 
     /// This process's share of limits that `parts` processes keep together: each bucket paces
-    /// at its limit ÷ `parts` (raised again when fewer share it).
+    /// at its limit ÷ `parts` (raised again when fewer share it). Processes that share a limit
+    /// never take the endpoint's whole burst: each would spend it.
     pub fn share(&self, max_rpm: Option<f64>, max_tpm: Option<f64>, parts: usize) {
+        for adopted in &self.adopted {
+            adopted.store(true, Ordering::Relaxed);
+        }
         let now = Instant::now();
         let parts = parts.max(1) as f64;
         for (slot, limit) in [(&self.requests, max_rpm), (&self.tokens, max_tpm)] {
@@ -311,6 +354,14 @@ impl Limits {
                 }
             }
         }
+    }
+
+    /// Requests the bucket would let through now (None without a request limit).
+    #[cfg(test)]
+    fn requests_left(&self) -> Option<u64> {
+        lock(&self.requests)
+            .as_mut()
+            .map(|b| b.remaining(Instant::now()))
     }
 
     /// The limits in force, per minute: (requests, tokens).
@@ -453,6 +504,12 @@ impl Gate {
         self.aimd.limit()
     }
 
+    /// Places taken now.
+    pub fn in_flight(&self) -> usize {
+        (self.aimd.limit() + self.debt.load(Ordering::Relaxed))
+            .saturating_sub(self.semaphore.available_permits())
+    }
+
     fn throttled(&self) {
         let before = self.aimd.limit();
         if let Some(after) = self.aimd.throttled() {
@@ -550,7 +607,9 @@ impl Throttle {
     /// An answer arrived: what its headers say, and whether it was a 429.
     pub fn answered(&self, status: u16, reported: &Reported) {
         if !reported.is_empty() {
-            self.limits.observe(reported);
+            // Requests holding a place, this one aside.
+            let in_flight = self.gate.in_flight().saturating_sub(1);
+            self.limits.observe(reported, in_flight);
         }
         if status == 429 {
             self.rate_limited.fetch_add(1, Ordering::Relaxed);
@@ -575,6 +634,43 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn reported(limit: f64, remaining: f64, reset_ms: u64) -> Reported {
+        Reported {
+            limit_requests: Some(limit),
+            remaining_requests: Some(remaining),
+            reset_requests: Some(Duration::from_millis(reset_ms)),
+            ..Reported::default()
+        }
+    }
+
+    #[test]
+    fn the_endpoints_burst_is_taken_from_its_first_answer_and_only_at_its_own_rate() {
+        // 600 a minute, 99 left, full again in 100 ms: a bucket of 100, 99 of them usable now.
+        let limits = Limits::new(None, None);
+        limits.observe(&reported(600.0, 99.0, 100), 0);
+        assert_eq!(limits.requests_left(), Some(99));
+        // Later answers only lower the level; the burst is taken once.
+        limits.observe(&reported(600.0, 40.0, 6_000), 0);
+        assert_eq!(limits.requests_left(), Some(40));
+        limits.observe(&reported(600.0, 99.0, 100), 0);
+        assert_eq!(limits.requests_left(), Some(40));
+
+        // Requests in flight that the endpoint has not counted yet come off the level.
+        let limits = Limits::new(None, None);
+        limits.observe(&reported(600.0, 99.0, 100), 10);
+        assert_eq!(limits.requests_left(), Some(89));
+
+        // --max-rpm at the endpoint's rate takes its burst too; a lower one keeps its own
+        // short burst (a quarter of a second: 1 request at 300 a minute).
+        let limits = Limits::new(Some(600.0), None);
+        limits.observe(&reported(600.0, 99.0, 100), 0);
+        assert_eq!(limits.requests_left(), Some(99));
+        let limits = Limits::new(Some(300.0), None);
+        limits.observe(&reported(600.0, 99.0, 100), 0);
+        assert_eq!(limits.requests_left(), Some(1));
+        assert_eq!(limits.in_force().0, Some(300.0));
+    }
 
     #[test]
     fn a_bucket_refills_continuously_and_says_how_long_to_wait() {

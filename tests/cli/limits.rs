@@ -179,3 +179,33 @@ fn token_limits_pace_by_estimated_cost_and_bad_limits_are_refused() {
         assert!(err.contains("--max-rpm must be a positive number"), "{err}");
     }
 }
+
+#[test]
+fn the_endpoints_advertised_burst_is_used_from_its_first_answer_without_a_429() {
+    let env = Env::new();
+    echo_prompt(&env);
+    let queries: Vec<String> = (0..60).map(|i| format!("q{i}")).collect();
+    let data = echo_dataset(&env, "rows.csv", &queries);
+    for extra in [&[][..], &["--max-rpm", "600"][..]] {
+        // 600 a minute with a 10-second burst: 100 requests at once, then 10 a second. The
+        // first answer's headers say so (99 left, full again in 0.1 s).
+        let mock = Mock::start(
+            &env,
+            &["--rpm", "600", "--burst-secs", "10", "--latency-ms", "200"],
+        );
+        let mut args = vec!["--concurrency", "48"];
+        args.extend_from_slice(extra);
+        let out = run(&env, &mock.url, &data, &args);
+        assert_eq!(out["summary"]["ok"], 60, "{out}");
+        let stats = mock.stats();
+        assert_eq!(stats["rate_limited"], 0, "{extra:?}: {stats}");
+        // The burst was used: far more than a quarter second's worth (the client's own
+        // burst) was in flight at once. Paced without it, at most a few would be.
+        assert!(
+            stats["max_in_flight"].as_u64().unwrap() >= 24,
+            "{extra:?}: {stats}"
+        );
+    }
+    let refused = env.fails(&["mock-server", "--rpm", "600", "--burst-secs", "0"], 2);
+    assert!(refused.contains("--burst-secs must be"), "{refused}");
+}

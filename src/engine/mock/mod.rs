@@ -36,6 +36,9 @@ pub struct MockConfig {
     /// 429 with `Retry-After`, and every answer carries `x-ratelimit-*` headers.
     pub rpm: Option<f64>,
     pub tpm: Option<f64>,
+    /// How much of those limits is let through at once (a hosted API's burst); None: a
+    /// second's worth.
+    pub burst: Option<Duration>,
     /// A request with `"stream": true` is answered as server-sent events, one word a chunk,
     /// this long apart.
     pub chunk: Duration,

@@ -36,14 +36,11 @@ const BODY_LIMIT: usize = 32 * 1024 * 1024;
 /// The axum Router serving the mock's routes (rules compiled once, shared via Arc state).
 pub fn router(config: MockConfig) -> Result<Router, MockError> {
     let now = std::time::Instant::now();
+    let burst = config.burst.unwrap_or(MOCK_BURST);
     let limits = (config.rpm.is_some() || config.tpm.is_some()).then(|| {
         std::sync::Mutex::new(MockLimits {
-            requests: config
-                .rpm
-                .map(|r| crate::limit::Bucket::new(r, MOCK_BURST, now)),
-            tokens: config
-                .tpm
-                .map(|t| crate::limit::Bucket::new(t, MOCK_BURST, now)),
+            requests: config.rpm.map(|r| crate::limit::Bucket::new(r, burst, now)),
+            tokens: config.tpm.map(|t| crate::limit::Bucket::new(t, burst, now)),
         })
     });
     let shared = Arc::new(Shared {
