@@ -44,7 +44,9 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "icontains")]
     evals: Vec<String>,
     /// Also run this tool on the same endpoint and dataset and print it beside runner.
-    #[arg(long, value_name = "TOOL", value_parser = ["promptfoo"])]
+    /// `wrk` is the load tool's own rate on a fresh mock at the same latency and connections:
+    /// the most any client gets from that endpoint on this machine (`wrk` must be installed).
+    #[arg(long, value_name = "TOOL", value_parser = ["promptfoo", "wrk"])]
     compare: Option<String>,
     /// Measure start-up instead: `runner prompt show NAME --tag production` on a store with
     /// 1,000 prompts and 10,000 versions.
@@ -196,6 +198,13 @@ fn experiments(args: &Args, runner: &Path, dir: &Path) -> Result<ExitCode, Strin
             Err(reason) => println!("promptfoo: not measured: {reason}\n"),
         }
     }
+    let wrk = if args.compare.as_deref() == Some("wrk") {
+        // As long as the runner's median run, at least 10 s.
+        let seconds = reports[median].wall.as_secs().max(10);
+        Some(bench_wrk(args, runner, dir, seconds)?)
+    } else {
+        None
+    };
 
     println!("{}", table_header());
     for report in &reports {
@@ -212,12 +221,63 @@ fn experiments(args: &Args, runner: &Path, dir: &Path) -> Result<ExitCode, Strin
             reports[median].tool
         );
     }
+    if let Some(wrk) = wrk {
+        let r = &reports[median];
+        let rate = r.rows as f64 / r.wall.as_secs_f64();
+        println!(
+            "wrk on a fresh mock (latency {} ms, {} connections, {} requests/s): runner's {rate:.0} rows/s is {:.1} % of it",
+            args.latency_ms,
+            args.concurrency,
+            format_args!("{wrk:.0}"),
+            100.0 * rate / wrk
+        );
+    }
     print_targets(args, &reports[median]);
     Ok(if complete {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `wrk` posting the runner's request (the same rendered chat body) to a fresh mock at the same
+/// latency, `--concurrency` connections over 2 threads: its requests per second.
+fn bench_wrk(args: &Args, runner: &Path, dir: &Path, seconds: u64) -> Result<f64, String> {
+    let mock = Mock::start(runner, args.latency_ms)?;
+    let body = serde_json::json!({
+        "model": "mock-model",
+        "messages": [{
+            "role": "user",
+            "content": TEMPLATE.replace("{{query}}", "Where is my order 1234?"),
+        }],
+    })
+    .to_string();
+    let script = dir.join("post.lua");
+    std::fs::write(
+        &script,
+        format!(
+            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = {}\n",
+            serde_json::to_string(&body).expect("a string serialises")
+        ),
+    )
+    .map_err(|e| format!("cannot write {}: {e}", script.display()))?;
+    let threads = args.concurrency.clamp(1, 2).to_string();
+    let out = Command::new("wrk")
+        .args(["-t", &threads, "-c", &args.concurrency.to_string()])
+        .arg(format!("-d{seconds}s"))
+        .arg("-s")
+        .arg(&script)
+        .arg(format!("{}/chat/completions", mock.url))
+        .output()
+        .map_err(|e| format!("cannot run wrk (apt-get install wrk): {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || text.contains("Non-2xx") {
+        return Err(format!("wrk failed: {}", tail(&text, 5)));
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .ok_or_else(|| format!("no Requests/sec in wrk's output: {}", tail(&text, 5)))
 }
 
 /// `id,query,expected`; every query contains its expected value, so an echo passes icontains.
