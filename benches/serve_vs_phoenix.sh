@@ -20,9 +20,6 @@ cd "$(dirname "$0")/.."
 connections=${CONNECTIONS:-32}
 seconds=${SECONDS_PER_RUN:-10}
 pg_bin=${PG_BIN:-/usr/lib/postgresql/15/bin}
-PHOENIX_VERSION=20.26.1
-PHOENIX_CLIENT_VERSION=3.5.0
-venv=${RUNNER_PHOENIX_VENV:-target/phoenix-venv}
 
 for tool in curl "$pg_bin/initdb" "$pg_bin/psql"; do
     command -v "$tool" >/dev/null || {
@@ -37,19 +34,14 @@ cargo build --release --quiet --bin runner --example serve_load
 runner=$PWD/target/release/runner
 load=$PWD/target/release/examples/serve_load
 
-if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
-fi
-echo "installing arize-phoenix==$PHOENIX_VERSION into $venv" >&2
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "arize-phoenix==$PHOENIX_VERSION" "arize-phoenix-client==$PHOENIX_CLIENT_VERSION"
-
 load_before=$(uptime | sed 's/.*load average: //')
 bench=servebench
 # shellcheck source=benches/pg_cluster.sh
 . benches/pg_cluster.sh
+# shellcheck source=benches/servers.sh
+. benches/servers.sh
+install_phoenix
 psql_in() { "$pg_bin/psql" -X -q -t -A -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U runner -d "$1" -c "$2"; }
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # The one prompt every server serves: a system and a user message, mustache, gpt-4o-mini.
 cat >"$work/messages.json" <<'EOF'
@@ -75,30 +67,6 @@ cat >"$work/phoenix-prompt.json" <<'EOF'
 }
 EOF
 
-# Starts a child whose stdout names its http:// address; sets $url.
-start_child() {
-    local out=$1
-    shift
-    "$@" >"$out" 2>"$out.err" &
-    children+=($!)
-    url=
-    for _ in $(seq 1 100); do
-        url=$(grep -o 'http://[0-9.:]*' "$out" 2>/dev/null | head -n 1 || true)
-        [ -n "$url" ] && return
-        kill -0 "${children[-1]}" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "error: $* did not start" >&2
-    tail -n 20 "$out.err" >&2
-    exit 3
-}
-
-stop_last_child() {
-    local last=${children[-1]}
-    kill "$last" 2>/dev/null || true
-    wait "$last" 2>/dev/null || true
-    unset 'children[-1]'
-}
 
 # Loads $2 (a lookup URL) and keeps the report as $work/$1.txt, with the answer's size.
 measure() {
@@ -131,28 +99,8 @@ psql_in postgres "CREATE DATABASE lookups" >/dev/null
 runner_run postgres "postgres://runner@127.0.0.1:$port/lookups"
 
 echo "Phoenix $PHOENIX_VERSION" >&2
-phoenix_dir=$work/phoenix
-mkdir -p "$phoenix_dir"
-phoenix_port=$(free_port)
-PHOENIX_PORT=$phoenix_port PHOENIX_GRPC_PORT=$(free_port) PHOENIX_HOST=127.0.0.1 \
-    PHOENIX_WORKING_DIR=$phoenix_dir PHOENIX_TELEMETRY_ENABLED=false \
-    "$venv/bin/phoenix" serve >"$work/phoenix.log" 2>&1 &
-children+=($!)
+start_phoenix "$work/phoenix" "$work/phoenix.log"
 phoenix=http://127.0.0.1:$phoenix_port
-ready=
-for _ in $(seq 1 600); do
-    if curl -sf "$phoenix/arize_phoenix_version" >/dev/null 2>&1; then
-        ready=1
-        break
-    fi
-    kill -0 "${children[-1]}" 2>/dev/null || break
-    sleep 0.2
-done
-[ -n "$ready" ] || {
-    echo "error: Phoenix did not start" >&2
-    tail -n 20 "$work/phoenix.log" >&2
-    exit 3
-}
 version_id=$(curl -sf -X POST -H 'Content-Type: application/json' \
     --data @"$work/phoenix-prompt.json" "$phoenix/v1/prompts" |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["id"])')

@@ -27,9 +27,6 @@ senders=${SENDERS:-4}
 batch=${BATCH:-512}
 runs=${RUNS:-1}
 pg_bin=${PG_BIN:-/usr/lib/postgresql/15/bin}
-PHOENIX_VERSION=20.26.1
-PHOENIX_CLIENT_VERSION=3.5.0
-venv=${RUNNER_PHOENIX_VENV:-target/phoenix-venv}
 
 for tool in sqlite3 curl "$pg_bin/initdb" "$pg_bin/psql"; do
     command -v "$tool" >/dev/null || {
@@ -44,46 +41,17 @@ cargo build --release --quiet --bin runner --example otlp_load
 runner=$PWD/target/release/runner
 load=$PWD/target/release/examples/otlp_load
 
-if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
-fi
-echo "installing arize-phoenix==$PHOENIX_VERSION into $venv" >&2
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "arize-phoenix==$PHOENIX_VERSION" "arize-phoenix-client==$PHOENIX_CLIENT_VERSION"
-
 load_before=$(uptime | sed 's/.*load average: //')
 bench=tracebench
 # shellcheck source=benches/pg_cluster.sh
 . benches/pg_cluster.sh
+# shellcheck source=benches/servers.sh
+. benches/servers.sh
+install_phoenix
 psql_in() { "$pg_bin/psql" -X -q -t -A -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U runner -d "$1" -c "$2"; }
 pg_version=$("$pg_bin/postgres" --version)
 
 # --- helpers ----------------------------------------------------------------------------------
-
-# Starts a child whose first stdout line names its http:// address; sets $url.
-start_child() {
-    local out=$1
-    shift
-    "$@" >"$out" 2>"$out.err" &
-    children+=($!)
-    url=
-    for _ in $(seq 1 100); do
-        url=$(grep -o 'http://[0-9.:]*' "$out" 2>/dev/null | head -n 1 || true)
-        [ -n "$url" ] && return
-        kill -0 "${children[-1]}" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "error: $* did not start" >&2
-    tail -n 20 "$out.err" >&2
-    exit 3
-}
-
-stop_last_child() {
-    local last=${children[-1]}
-    kill "$last" 2>/dev/null || true
-    wait "$last" 2>/dev/null || true
-    unset 'children[-1]'
-}
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 # A value of a JSON file: field FILE KEY [KEY...]
@@ -94,7 +62,6 @@ for key in sys.argv[2:]:
     value = value[key]
 print(value)' "$@"
 }
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 ingest_token=$(python3 -c 'import secrets; print(secrets.token_hex(24))')
 printf 'ingest:bench:%s\n' "$ingest_token" >"$work/tokens.txt"
@@ -130,26 +97,7 @@ for run in $(seq 1 "$runs"); do
 
     echo "Phoenix $PHOENIX_VERSION: $phoenix_spans spans, run $run/$runs" >&2
     phoenix_dir=$work/phoenix-$run
-    mkdir -p "$phoenix_dir"
-    phoenix_port=$(free_port)
-    PHOENIX_PORT=$phoenix_port PHOENIX_GRPC_PORT=$(free_port) PHOENIX_HOST=127.0.0.1 \
-        PHOENIX_WORKING_DIR=$phoenix_dir PHOENIX_TELEMETRY_ENABLED=false \
-        "$venv/bin/phoenix" serve >"$work/phoenix-$run.log" 2>&1 &
-    children+=($!)
-    ready=
-    for _ in $(seq 1 600); do
-        if curl -sf "http://127.0.0.1:$phoenix_port/arize_phoenix_version" >/dev/null 2>&1; then
-            ready=1
-            break
-        fi
-        kill -0 "${children[-1]}" 2>/dev/null || break
-        sleep 0.2
-    done
-    [ -n "$ready" ] || {
-        echo "error: Phoenix did not start" >&2
-        tail -n 20 "$work/phoenix-$run.log" >&2
-        exit 3
-    }
+    start_phoenix "$phoenix_dir" "$work/phoenix-$run.log"
     "$load" "http://127.0.0.1:$phoenix_port" --spans "$phoenix_spans" --batch "$batch" \
         --senders "$senders" --version bench@v1 --wait 1800 \
         --count "sqlite3 $phoenix_dir/phoenix.db 'SELECT COUNT(*) FROM spans'" \
