@@ -149,6 +149,18 @@ pub struct Client {
     completion_mean: AtomicU64,
     /// An answer came from runner's own mock (its `x-runner-mock` header): nothing is spent.
     mock: Arc<std::sync::atomic::AtomicBool>,
+    /// The endpoint is on this machine, where the mock listens: only there is the header
+    /// believed, so no remote endpoint or proxy can zero a run's cost or lift its budget.
+    loopback: bool,
+}
+
+/// Whether `url` names this machine: localhost, or a loopback address.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or("").trim_matches(['[', ']']);
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Makes ring the process's TLS crypto provider (reqwest is built without one, to keep aws-lc's
@@ -237,6 +249,7 @@ impl Client {
             config.max_tpm,
             config.pool_size,
         ));
+        let loopback = is_loopback(&url);
         Ok(Client {
             http,
             url,
@@ -245,6 +258,7 @@ impl Client {
             throttle,
             completion_mean: AtomicU64::new(DEFAULT_COMPLETION_ESTIMATE),
             mock: Arc::default(),
+            loopback,
         })
     }
 
@@ -432,7 +446,9 @@ impl Client {
             response.headers().get(name).and_then(|v| v.to_str().ok())
         });
         self.throttle.answered(status, &reported);
-        if (200..300).contains(&status) && response.headers().contains_key(crate::mock::MOCK_HEADER)
+        if self.loopback
+            && (200..300).contains(&status)
+            && response.headers().contains_key(crate::mock::MOCK_HEADER)
         {
             self.mock.store(true, Ordering::Relaxed);
         }
@@ -595,6 +611,28 @@ mod tests {
         let client = Client::new(ClientConfig::new("https://api.example.invalid/v1"));
         assert!(client.is_ok());
         assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+    }
+
+    #[test]
+    fn only_an_endpoint_on_this_machine_is_believed_when_it_says_it_is_the_mock() {
+        let on = |u: &str| is_loopback(&reqwest::Url::parse(u).unwrap());
+        for url in [
+            "http://127.0.0.1:8089/v1",
+            "http://127.9.9.9/v1",
+            "http://localhost:8089/v1",
+            "http://LOCALHOST/v1",
+            "http://[::1]:8089/v1",
+        ] {
+            assert!(on(url), "{url}");
+        }
+        for url in [
+            "https://api.openai.com/v1",
+            "http://10.0.0.5:8089/v1",
+            "http://localhost.example.com/v1",
+            "http://[2001:db8::1]/v1",
+        ] {
+            assert!(!on(url), "{url}");
+        }
     }
 
     #[test]
