@@ -18,8 +18,14 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
-/// How long a worker waits before asking again when every remaining item is leased by others.
+/// How long a worker waits before asking again when every remaining item is leased by others:
+/// at first `FEED_POLL_FIRST`, that much longer each time the queue is still empty, up to
+/// `FEED_POLL`. At the end of an experiment the others' last items are done within a round trip
+/// or two, and a worker that looked again only every half second held the whole run up that
+/// long (4 workers on PostgreSQL: 84 % of a plain experiment at the same total concurrency
+/// before, 93 % after, `benches/workers.sh`).
 const FEED_POLL: Duration = Duration::from_millis(500);
+const FEED_POLL_FIRST: Duration = Duration::from_millis(20);
 
 /// The thread that reads the dataset's rows; it ends with the hash of the bytes it read.
 pub(super) type RowReader = std::thread::JoinHandle<Result<String, DatasetError>>;
@@ -147,6 +153,7 @@ impl<'a> Dispatcher<'a> {
         let shared = self.shared;
         let cap = shared.plan.experiment.settings.concurrency.max(1);
         let outstanding = Arc::new(Outstanding::default());
+        let mut idle = FEED_POLL_FIRST;
         'feed: loop {
             if shared.halted() {
                 break;
@@ -177,11 +184,13 @@ impl<'a> Dispatcher<'a> {
             };
             if items.is_empty() {
                 tokio::select! {
-                    _ = tokio::time::sleep(FEED_POLL) => {}
+                    _ = tokio::time::sleep(idle) => {}
                     _ = shared.stopped.notified() => break,
                 }
+                idle = (idle + FEED_POLL_FIRST).min(FEED_POLL);
                 continue;
             }
+            idle = FEED_POLL_FIRST;
             for item in items {
                 outstanding.take();
                 let row = Arc::new(Row {
