@@ -154,13 +154,18 @@ pub struct Client {
     loopback: bool,
 }
 
-/// Whether `url` names this machine: localhost, or a loopback address.
-fn is_loopback(url: &reqwest::Url) -> bool {
-    let host = url.host_str().unwrap_or("").trim_matches(['[', ']']);
-    host.eq_ignore_ascii_case("localhost")
-        || host
+/// `localhost` or a loopback address (`127.0.0.1`, `::1`, without brackets): a name of this
+/// machine. An address cannot be rebound.
+pub fn is_loopback_name(name: &str) -> bool {
+    name.eq_ignore_ascii_case("localhost")
+        || name
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether `url` names this machine (see `is_loopback_name`).
+fn is_loopback(url: &reqwest::Url) -> bool {
+    is_loopback_name(url.host_str().unwrap_or("").trim_matches(['[', ']']))
 }
 
 /// Makes ring the process's TLS crypto provider (reqwest is built without one, to keep aws-lc's

@@ -13,12 +13,12 @@
 
 use super::Shared;
 use super::error::ApiError;
+use crate::client::is_loopback_name;
 use axum::extract::{Request, State};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, TRANSFER_ENCODING};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Checks `Host` and `Origin` on every request, before authentication.
@@ -179,12 +179,6 @@ fn split_authority(text: &str) -> Option<(&str, Option<u16>)> {
         Some(_) => return None,
     };
     Some((name, port))
-}
-
-/// `localhost` or a loopback address (`127.0.0.1`, `::1`); an address cannot be rebound.
-fn is_loopback_name(name: &str) -> bool {
-    name.eq_ignore_ascii_case("localhost")
-        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
