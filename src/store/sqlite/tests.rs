@@ -236,3 +236,35 @@ fn a_store_at_every_older_schema_reaches_the_newest_with_its_rows() {
         }
     }
 }
+
+/// A cached statement is compiled once: binding other values to a join's parameters must not
+/// make SQLite compile it again at each execution (it did, before plans were made once).
+#[test]
+fn a_cached_join_is_not_compiled_again_for_each_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let store = SqliteStore::open(&path).unwrap();
+    for name in ["a", "b", "c"] {
+        store
+            .create_prompt(name, new_version("hi"), &[], &change())
+            .unwrap();
+    }
+    for (conn, kind) in [
+        (connect(&path).unwrap(), "read-write"),
+        (connect_read_only(&path).unwrap(), "read-only"),
+    ] {
+        let sql = "SELECT v.id FROM prompts p JOIN prompt_versions v ON v.prompt_id = p.id \
+                   WHERE p.name = ?1 AND p.archived_at IS NULL";
+        for name in ["a", "b", "c", "a", "b"] {
+            let mut stmt = conn.prepare_cached(sql).unwrap();
+            let found: String = stmt.query_row([name], |r| r.get(0)).unwrap();
+            assert!(!found.is_empty());
+        }
+        let stmt = conn.prepare_cached(sql).unwrap();
+        assert_eq!(
+            stmt.get_status(rusqlite::StatementStatus::RePrepare),
+            0,
+            "{kind}: the statement was compiled again for new values"
+        );
+    }
+}
