@@ -160,6 +160,72 @@ fn the_mock_s_tool_calls_are_kept_and_judged() {
     assert!(text.contains("\"\"city\"\":\"\"Paris\"\""), "{text}");
 }
 
+/// `compare` shows a row answered by tool calls alone with its calls, not as an empty answer.
+#[test]
+fn compare_shows_an_answer_made_of_calls() {
+    let env = Env::new();
+    let (rules, data) = setup(&env);
+    // The baseline's endpoint answers in text (the mock without rules echoes), the
+    // candidate's with calls: the rows a call was expected on improve.
+    let echo = Mock::start(&env, &[]);
+    let mut ids = Vec::new();
+    for mock in [&echo, &rules] {
+        let out = env.run(&[
+            "experiment",
+            "--prompt",
+            "assistant",
+            "--dataset",
+            &data,
+            "--base-url",
+            &mock.url,
+            "--eval",
+            "tool-name",
+            "--min-pass-rate",
+            "0",
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ids.push(
+            env.json(&["experiment", "show", "last", "--json"])["experiment"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let compared = env.json(&[
+        "compare",
+        "--baseline-experiment",
+        &ids[0],
+        "--candidate-experiment",
+        &ids[1],
+        "--json",
+    ]);
+    let improved = compared["comparison"]["improved"]
+        .as_array()
+        .or_else(|| compared["improved"].as_array())
+        .unwrap_or_else(|| panic!("no improved rows: {compared}"));
+    let paris = improved
+        .iter()
+        .find(|r| r["row_id"] == "paris")
+        .unwrap_or_else(|| panic!("{compared}"));
+    assert_eq!(
+        paris["candidate"]["output"], "→ weather({\"city\":\"Paris\"})",
+        "{paris}"
+    );
+    let text = env.ok(&[
+        "compare",
+        "--baseline-experiment",
+        &ids[0],
+        "--candidate-experiment",
+        &ids[1],
+    ]);
+    assert!(text.contains("→ weather"), "{text}");
+}
+
 #[test]
 fn what_a_tool_evaluator_needs_is_checked_before_any_call() {
     let env = Env::new();

@@ -220,7 +220,7 @@ impl<B: Backend> ExperimentStore for B {
                 "SELECT r.row_index, r.repetition, r.row_id, r.status, r.latency_ms, \
                  COALESCE(r.prompt_tokens, 0), COALESCE(r.completion_tokens, 0), \
                  substr(COALESCE(r.output, r.error_message, ''), 1, 200), r.vars, \
-                 s.evaluator, s.pass, s.score \
+                 s.evaluator, s.pass, s.score, r.extra \
                  FROM results r LEFT JOIN scores s ON s.experiment_id = r.experiment_id \
                  AND s.row_index = r.row_index AND s.repetition = r.repetition \
                  WHERE r.experiment_id = $1 AND r.row_id IS NOT NULL \
@@ -234,6 +234,10 @@ impl<B: Backend> ExperimentStore for B {
                             visit(done)?;
                         }
                         let vars: JsonObject = json(&row.text(8)?, "vars")?;
+                        let extra: Option<JsonObject> = row
+                            .opt_text(12)?
+                            .map(|text| json(&text, "results.extra"))
+                            .transpose()?;
                         pending = Some(RowOutcome {
                             row_id: row.text(2)?,
                             repetition: key.1,
@@ -241,7 +245,8 @@ impl<B: Backend> ExperimentStore for B {
                             latency_ms: row.real(4)?,
                             prompt_tokens: row.int(5)?,
                             completion_tokens: row.int(6)?,
-                            output: row.text(7)?,
+                            // A tool call is part of what the row answered.
+                            output: crate::tool_calls::with_answer(&row.text(7)?, extra.as_ref()),
                             input: input_summary(&vars, expected),
                             scores: Vec::new(),
                             cluster: cluster_key(&vars, cluster_column),
