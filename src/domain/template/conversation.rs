@@ -3,7 +3,8 @@
 //! `assistant` (`ai`, `model`), `system`, `developer` and `tool`; an assistant message may carry
 //! tool calls (OpenAI's form or `{name, arguments}`), a tool message a `tool_call_id`. The forms
 //! accepted beside OpenAI's: Langfuse's (the same shape) and Phoenix's content part lists (kept
-//! as parts). It must not render template text: a conversation's text is sent as written.
+//! as parts; its `tool_call` parts are calls a later tool message may answer, and a tool
+//! message's `tool_result` part names the call it answers). It must not render template text: a conversation's text is sent as written.
 
 use serde_json::{Value, json};
 
@@ -79,8 +80,17 @@ fn message(item: &Value, index: usize, made: &mut Vec<String>) -> Result<Message
         }
     };
     if role == "tool" {
+        // OpenAI's form names the call beside the content; Phoenix's puts a `tool_result`
+        // part in the content, naming the call inside it.
+        let result_part = match content {
+            Value::Array(parts) => parts
+                .iter()
+                .find(|p| p.get("type").and_then(Value::as_str) == Some("tool_result")),
+            _ => None,
+        };
         let id = object
             .get("tool_call_id")
+            .or_else(|| result_part.and_then(|p| p.get("tool_call_id")))
             .and_then(Value::as_str)
             .ok_or("a tool message needs the `tool_call_id` it answers")?;
         if !made.iter().any(|made| made == id) {
@@ -88,7 +98,11 @@ fn message(item: &Value, index: usize, made: &mut Vec<String>) -> Result<Message
                 "tool_call_id '{id}' answers no call an earlier assistant message made"
             ));
         }
-        let text = match content {
+        let result = match result_part {
+            Some(part) => part.get("tool_result").unwrap_or(&Value::Null),
+            None => content,
+        };
+        let text = match result {
             Value::String(text) => text.clone(),
             Value::Null => String::new(),
             other => other.to_string(),
@@ -103,6 +117,22 @@ fn message(item: &Value, index: usize, made: &mut Vec<String>) -> Result<Message
         Value::Array(parts) if calls.is_empty() => {
             if parts.iter().any(|p| !p.is_object()) {
                 return Err("`content` is a list whose items are not parts".into());
+            }
+            // Phoenix's `tool_call` parts are the calls an assistant message makes.
+            for part in parts {
+                if part.get("type").and_then(Value::as_str) != Some("tool_call") {
+                    continue;
+                }
+                if role != "assistant" {
+                    return Err(format!(
+                        "a {role} message carries tool calls (only an assistant's may)"
+                    ));
+                }
+                let id = part
+                    .get("tool_call_id")
+                    .and_then(Value::as_str)
+                    .ok_or("a `tool_call` part needs its `tool_call_id`")?;
+                made.push(id.to_string());
             }
             Ok(Message::with_parts(role, parts.clone()))
         }

@@ -381,6 +381,46 @@ fn a_placeholder_expands_a_column_s_conversation_in_place() {
         out[1].parts.as_ref().unwrap()[0]["tool_call_id"],
         "call_1_1"
     );
+    // Phoenix's form: the call is a `tool_call` part, the answer a `tool_result` part.
+    let phoenix = json!([
+        {"role": "user", "content": [{"type": "text", "text": "Weather in Oslo?"}]},
+        {"role": "assistant", "content": [{"type": "tool_call", "tool_call_id": "p1",
+            "tool_call": {"type": "function", "name": "weather", "arguments": "{\"city\": \"Oslo\"}"}}]},
+        {"role": "tool", "content": [{"type": "tool_result", "tool_call_id": "p1", "tool_result": {"c": 3}}]}
+    ]);
+    let out = compiled
+        .render(&obj(
+            json!({"company": "A", "question": "Q", "history": phoenix}),
+        ))
+        .expect("Phoenix's parts render");
+    assert_eq!(out[2].parts.as_ref().unwrap()[0]["tool_call_id"], "p1");
+    let result = &out[3].parts.as_ref().unwrap()[0];
+    assert_eq!(
+        (out[3].role.as_str(), &result["tool_call_id"]),
+        ("tool", &json!("p1"))
+    );
+    assert_eq!(result["tool_result"], "{\"c\":3}");
+    for (value, needle) in [
+        (
+            json!([{"role": "tool", "content": [{"type": "tool_result", "tool_call_id": "zz", "tool_result": "1"}]}]),
+            "tool_call_id 'zz' answers no call",
+        ),
+        (
+            json!([{"role": "assistant", "content": [{"type": "tool_call", "tool_call": {"name": "w"}}]}]),
+            "needs its `tool_call_id`",
+        ),
+        (
+            json!([{"role": "user", "content": [{"type": "tool_call", "tool_call_id": "u"}]}]),
+            "only an assistant's may",
+        ),
+    ] {
+        let err = compiled
+            .render(&obj(
+                json!({"company": "A", "question": "Q", "history": value}),
+            ))
+            .unwrap_err();
+        assert!(err.to_string().contains(needle), "{err}");
+    }
     let braced = Template::Chat(vec![msg("placeholder", "{{ history }}"), msg("user", "hi")]);
     assert_eq!(
         CompiledTemplate::compile(Mustache, &braced)
