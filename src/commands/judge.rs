@@ -29,12 +29,16 @@ fn agreement_command(args: JudgeAgreementArgs, ctx: &Context) -> Result<u8> {
         .config()?
         .for_prompt(experiment.prompt.as_deref().unwrap_or_default());
     let base_url = crate::workflow::settings::endpoint(args.base_url.as_deref(), &defaults)?;
+    // An evaluator that calls no model (a regex, a program) needs no key for the endpoint.
+    let calls_a_model = crate::eval::Evaluator::prepare(&args.eval).is_ok_and(|e| e.is_judge());
+    let client = if calls_a_model {
+        crate::workflow::experiment::call_client(&base_url, args.timeout, args.max_retries)?
+    } else {
+        crate::client::Client::new(crate::client::ClientConfig::new(&base_url))
+            .map_err(crate::workflow::settings::endpoint_error)?
+    };
     let judge = crate::workflow::pairwise::Judge {
-        client: crate::workflow::experiment::call_client(
-            &base_url,
-            args.timeout,
-            args.max_retries,
-        )?,
+        client,
         model: args
             .judge_model
             .clone()

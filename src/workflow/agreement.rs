@@ -181,6 +181,26 @@ pub fn agreement(
             "the labels' ids are the experiment's row ids (`runner experiment show ID --rows`)",
         ));
     }
+    // What the evaluator compares with must be there, as `runner experiment` checks before a
+    // run: else every row would be an error and nothing would be measured.
+    if evaluator.needs_expected() && answered.iter().all(|r| r.expected.is_none()) {
+        return Err(Error::invalid(format!(
+            "evaluator '{spec}' compares with an expected answer, and experiment {} recorded none",
+            experiment.id
+        ))
+        .with_hint("use an evaluator that reads the answer alone (a judge, regex, json, cmd:)"));
+    }
+    if evaluator.needs_expected_tool_calls()
+        && answered
+            .iter()
+            .all(|r| !r.vars.contains_key("expected_tool_calls"))
+    {
+        return Err(Error::invalid(format!(
+            "evaluator '{spec}' compares with an expected_tool_calls column, and experiment {}'s rows have none",
+            experiment.id
+        ))
+        .with_hint("use an evaluator that reads the answer alone (a judge, regex, json, cmd:)"));
+    }
     let calls: Vec<_> = answered
         .iter()
         .map(|r| crate::tool_calls::of_extra(r.extra.as_ref()))
@@ -216,6 +236,8 @@ pub fn agreement(
         both_fail: 0,
     };
     let mut disagreements = Vec::new();
+    // The first row the evaluator could not judge: whether a judge call failed, the row, why.
+    let mut first_error: Option<(bool, String, String)> = None;
     for (i, r) in answered.iter().enumerate() {
         let failed = |reason: String| Score {
             evaluator: evaluator.name().to_string(),
@@ -234,6 +256,7 @@ pub fn agreement(
         };
         if score.error {
             unjudged += 1;
+            first_error.get_or_insert((messages[i].is_some(), r.row_id.clone(), score.reason));
             continue;
         }
         let people = labels[&r.row_id];
@@ -252,6 +275,25 @@ pub fn agreement(
             });
         }
     }
+    let judged = table.both_pass
+        + table.evaluator_pass_people_fail
+        + table.evaluator_fail_people_pass
+        + table.both_fail;
+    if judged == 0
+        && let Some((called, row, reason)) = first_error
+    {
+        // Nothing was measured: an agreement of no rows would read as an answer.
+        let message = format!(
+            "the evaluator judged none of the {} labelled rows with an answer (row {row}: {reason})",
+            answered.len()
+        );
+        return Err(if called {
+            Error::operational(message)
+                .with_hint("check the judge's endpoint and model, then run the command again")
+        } else {
+            Error::invalid(message).with_hint("use an evaluator these rows can be judged by")
+        });
+    }
     let kappa = crate::stats::cohens_kappa(
         &[
             [table.both_pass, table.evaluator_pass_people_fail],
@@ -262,10 +304,7 @@ pub fn agreement(
     Ok(Agreement {
         evaluator: spec.to_string(),
         experiment: experiment.id.clone(),
-        rows: table.both_pass
-            + table.evaluator_pass_people_fail
-            + table.evaluator_fail_people_pass
-            + table.both_fail,
+        rows: judged,
         table,
         kappa,
         confidence,

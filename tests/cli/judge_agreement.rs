@@ -127,6 +127,17 @@ fn bad_labels_and_specs_are_refused_before_any_call() {
         ("twice.csv", "judge:rubric.md", "duplicate id \"1\""),
         ("labels.csv", "pairwise", "a pairwise judge compares two"),
         ("labels.csv", "judge:missing.md", "cannot read rubric file"),
+        // The experiment recorded no expected answers and no expected tool calls.
+        (
+            "labels.csv",
+            "icontains",
+            "compares with an expected answer",
+        ),
+        (
+            "labels.csv",
+            "tool-name",
+            "compares with an expected_tool_calls column",
+        ),
     ];
     for (labels, spec, needle) in cases {
         let err = env.fails(
@@ -149,5 +160,29 @@ fn bad_labels_and_specs_are_refused_before_any_call() {
             assert!(err.contains("hint: label: pass/fail"), "{err}");
         }
     }
+    assert_eq!(judge.requests(), 0);
+}
+
+/// An evaluator that calls no model runs without a key for the endpoint, and one that cannot
+/// judge any row is an error, not an agreement of no rows.
+#[test]
+fn an_evaluator_that_calls_no_model_needs_no_key_and_judging_nothing_is_an_error() {
+    let env = Env::new();
+    let (judge, _url) = setup(&env);
+    env.write("labels.csv", "id,label\n1,pass\n2,fail\n3,fail\n");
+    let base = [
+        "judge",
+        "agreement",
+        "--experiment",
+        "answers",
+        "--labels",
+        "labels.csv",
+    ];
+    // No --base-url and no OPENAI_API_KEY: the default endpoint, never called.
+    let found = env.json(&[&base[..], &["--eval", "regex:(?i)refund|cancel", "--json"]].concat());
+    assert_eq!(found["rows"], 3, "{found}");
+    // A program evaluator that cannot score any row (it exits without a verdict).
+    let err = env.fails(&[&base[..], &["--eval", "cmd:false"]].concat(), 2);
+    assert!(err.contains("judged none of the 3 labelled rows"), "{err}");
     assert_eq!(judge.requests(), 0);
 }
