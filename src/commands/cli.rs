@@ -905,7 +905,8 @@ pub struct RunArgs {
     pub prompt: Option<String>,
     #[command(flatten)]
     pub selector: VersionSelector,
-    /// The dataset: .csv (header row) or .jsonl (one object per line).
+    /// The dataset: .csv (header row) or .jsonl (one object per line), or store:NAME[@V], a
+    /// version kept in the store (`runner dataset push`).
     #[arg(long, value_name = "FILE")]
     pub dataset: Option<PathBuf>,
     /// A name for the experiment.
@@ -1009,7 +1010,7 @@ pub struct RunOptions {
     #[arg(long, value_name = "cmd:PROGRAM|URL")]
     pub target: Option<String>,
     /// An environment variable a cmd: target may see (repeatable); by default it gets only
-    /// PATH, HOME, the locale and TMPDIR, never the API key or the store's credentials.
+    /// PATH, HOME, the locale, TMPDIR and TZ, never the API key or the store's credentials.
     #[arg(long = "target-env", value_name = "NAME")]
     pub target_env: Vec<String>,
 }

@@ -198,14 +198,19 @@ pub fn win_rate_criterion(
         threshold,
         Unit::Fraction,
     );
+    // The lower bound is what is compared: a bound just under the threshold is shown with the
+    // digits that tell it apart, never rounded up to read as equal.
+    let mut lower = format!("{:.1}", tally.ci[0] * 100.0);
+    if lower == format!("{:.1}", threshold * 100.0) && tally.ci[0] < threshold {
+        lower = format!("{:.3}", tally.ci[0] * 100.0);
+    }
     let interval = format!(
-        "{} wins, {} ties, {} losses; {:.1}% ({} CI {:.1}–{:.1}%), lower bound compared",
+        "{} wins, {} ties, {} losses; {:.1}% ({} CI {lower}–{:.1}%), lower bound compared",
         tally.wins,
         tally.ties,
         tally.losses,
         tally.win_rate * 100.0,
         crate::stats::confidence_text(tally.confidence),
-        tally.ci[0] * 100.0,
         tally.ci[1] * 100.0
     );
     if errors > 0 || tally.rows == 0 {
@@ -920,5 +925,25 @@ mod tests {
         assert_eq!(texts[1].1, "80.0% → 60.0% (-20.0 pts)");
         assert_eq!(texts[2], ("<= 0 rows".into(), "2 row(s): r0, r1".into()));
         assert_eq!(texts[4], ("<= 200 ms".into(), "250 ms".into()));
+    }
+
+    /// A lower bound just under the threshold reads as under it, not rounded up to equal it.
+    #[test]
+    fn a_win_rate_bound_just_under_the_threshold_shows_its_digits() {
+        use crate::pairwise::{Outcome::*, tally};
+        // 4 wins and 2 losses: the Wilson interval's lower bound is 0.29999.
+        let t = tally(&[Win, Win, Win, Win, Loss, Loss], 0.95);
+        assert!(t.ci[0] < 0.3 && t.ci[0] > 0.2999, "{:?}", t.ci);
+        let c = win_rate_criterion("pairwise", &t, 0, 0.3);
+        assert!(!c.passed);
+        let shown = c.actual_text();
+        assert!(shown.contains("CI 29.999–90.3%"), "{shown}");
+        // Away from the threshold, one decimal.
+        let c = win_rate_criterion("pairwise", &t, 0, 0.5);
+        assert!(
+            c.actual_text().contains("CI 30.0–90.3%"),
+            "{}",
+            c.actual_text()
+        );
     }
 }

@@ -218,7 +218,11 @@ fn differences_section(c: &Comparison) -> Section {
             "rows".into(),
         ],
         rows,
-        empty: "fewer than 2 rows on both sides: no interval",
+        empty: if c.evaluators.is_empty() {
+            "no evaluator scored the answers: nothing to test"
+        } else {
+            "fewer than 2 rows on both sides: no interval"
+        },
     }
 }
 

@@ -13,10 +13,38 @@ fn pick(p: Pick, candidate_is_a: bool) -> &'static str {
     }
 }
 
+/// The rows the judge did not decide, and why.
+fn not_judged(report: &Report) -> String {
+    let mut out = String::new();
+    if report.errors > 0 {
+        out.push_str(&format!(
+            "not judged: {} row(s) whose judge call failed or gave no verdict ({})\n",
+            report.errors,
+            report.first_error.as_deref().unwrap_or("")
+        ));
+    }
+    if report.unpaired > 0 {
+        out.push_str(&format!(
+            "not judged: {} row(s) only one side answered\n",
+            report.unpaired
+        ));
+    }
+    out
+}
+
 /// The tally in a few lines, then up to `rows` decided rows (losses first, then wins), each
 /// with the two orders' picks and reasons.
 pub fn pairwise_text(report: &Report, rows: usize) -> String {
     let t = &report.tally;
+    if t.rows == 0 {
+        // No row judged: no rate, rather than a rate of 0% over nothing.
+        let mut out = format!(
+            "A versus B, {} (judge model {}): no row was judged, so there is no win rate\n",
+            report.evaluator, report.judge_model
+        );
+        out.push_str(&not_judged(report));
+        return out;
+    }
     let mut out = format!(
         "A versus B, {} (judge model {}): the candidate wins {}, ties {}, loses {} of {} rows\n\
          win rate {:.1}% (ties count half), {} CI {:.1}–{:.1}%; sign test (wins against losses) p = {:.4}\n",
@@ -32,19 +60,7 @@ pub fn pairwise_text(report: &Report, rows: usize) -> String {
         t.ci[1] * 100.0,
         t.sign_test_p
     );
-    if report.errors > 0 {
-        out.push_str(&format!(
-            "not judged: {} row(s) whose judge call failed or gave no verdict ({})\n",
-            report.errors,
-            report.first_error.as_deref().unwrap_or("")
-        ));
-    }
-    if report.unpaired > 0 {
-        out.push_str(&format!(
-            "not judged: {} row(s) only one side answered\n",
-            report.unpaired
-        ));
-    }
+    out.push_str(&not_judged(report));
     let mut decided: Vec<_> = report
         .judged
         .iter()

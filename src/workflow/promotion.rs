@@ -66,10 +66,18 @@ pub fn refusal(experiment: &Experiment, stored: Option<i64>, allowed: f64) -> Op
                 experiment.error_rate * 100.0,
                 allowed * 100.0
             ),
-            format!(
-                "see them: runner experiment show {id} --errored; once the endpoint answers, \
+            if experiment.base_url == super::task_experiments::TASK_ENDPOINT {
+                // runner cannot run your code's task: only your code can run the rows again.
+                format!(
+                    "see them: runner experiment show {id} --errored; run the experiment again \
+                     from your code (run_experiment); --max-error-rate R allows a share"
+                )
+            } else {
+                format!(
+                    "see them: runner experiment show {id} --errored; once the endpoint answers, \
                      `runner experiment resume {id}` runs them again; --max-error-rate R allows a share"
-            ),
+                )
+            },
         ),
         S::Completed | S::CompletedWithErrors => match stored {
             Some(n) if n < experiment.planned => (
@@ -229,7 +237,12 @@ pub fn evidence<F: Future<Output = ()>>(
         "running {} v{} over {}",
         prepared.settings.prompt,
         prepared.version.seq,
-        prepared.settings.dataset.display()
+        // A dataset from the store by its name (store:NAME@V), not the file it was read into.
+        prepared
+            .settings
+            .dataset_label
+            .clone()
+            .unwrap_or_else(|| prepared.settings.dataset.display().to_string())
     )));
     let finished = launch(prepared, ctx, reporter, interrupt())?;
     let experiment = finished.experiment;

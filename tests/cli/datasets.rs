@@ -348,3 +348,39 @@ fn a_tampered_store_copy_is_refused_and_nothing_is_written_outside_the_cache() {
         "0"
     );
 }
+
+/// A promotion that runs its experiments over a stored dataset names it by its store name in
+/// its progress, not by the file it was read into.
+#[test]
+fn a_promotion_over_a_stored_dataset_names_it() {
+    let env = Env::new();
+    echo_prompt(&env);
+    env.ok(&["prompt", "update", "echo", "--template", "Re: {{query}}"]);
+    env.ok(&["tag", "set", "echo", "production", "--version", "1"]);
+    env.ok(&["tag", "set", "echo", "staging", "--version", "2"]);
+    env.write("queries.csv", V1);
+    push(&env, "queries.csv", "support_queries", None);
+    let mock = Mock::start(&env, &[]);
+    let out = env.run(&[
+        "promote",
+        "--prompt",
+        "echo",
+        "--candidate",
+        "staging",
+        "--baseline",
+        "production",
+        "--dataset",
+        "store:support_queries@1",
+        "--base-url",
+        &mock.url,
+        "--max-regression",
+        "1",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("running echo v2 over store:support_queries@1"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(".cache"), "{stderr}");
+}

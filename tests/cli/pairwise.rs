@@ -394,7 +394,18 @@ fn an_unreadable_verdict_is_not_kept_and_is_asked_again() {
     };
     let out = compare();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("the judge failed on 6 row(s)"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("the judge failed on 6 row(s)"), "{stdout}");
+    // No row judged: no rate of 0% over nothing, and no evaluator to test but the judge.
+    assert!(
+        stdout.contains("no row was judged, so there is no win rate"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("win rate 0.0%"), "{stdout}");
+    assert!(
+        !stdout.contains("fewer than 2 rows on both sides"),
+        "{stdout}"
+    );
     drop(bad);
     // A judge that answers properly, where the first one was: asked again, and it passes.
     let rules = env.write("fair.yaml", FAIR);

@@ -126,7 +126,7 @@ fn check_tool_evaluators(
             e.name()
         ))
         .with_hint(format!(
-            "add a {column} column: a JSON list of {{\"name\", \"arguments\"}} per row ([] when no call is expected)"
+            "add an {column} column: a JSON list of {{\"name\", \"arguments\"}} per row ([] when no call is expected)"
         )));
     }
     let declared = version.params.get("tools").is_some_and(Value::is_array);

@@ -160,6 +160,28 @@ fn a_linked_experiment_s_runs_and_evaluations_are_runner_s_results_and_scores() 
         (&correct["passed"], &correct["total"]),
         (&json!(2), &json!(4))
     );
+    // Its errored row is beyond the gate's error rate: the hint sends the rows back to your
+    // code, as runner cannot run a task it did not run.
+    let out = env.run(&[
+        "promote",
+        "--prompt",
+        "greet",
+        "--candidate",
+        "production",
+        "--baseline",
+        "staging",
+        "--candidate-experiment",
+        "greet-prod",
+        "--min-pass-rate",
+        "0",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("beyond --max-error-rate"), "{stderr}");
+    assert!(
+        stderr.contains("from your code") && !stderr.contains("experiment resume"),
+        "{stderr}"
+    );
     server.stop();
 }
 
