@@ -13,6 +13,14 @@ use tokio::sync::mpsc;
 /// Results per write transaction at most; a batch is whatever has arrived, up to this.
 const BATCH: usize = 512;
 
+/// When fewer than `FEW` results have arrived with the first of a batch, the writer waits this
+/// long once for more before it commits. At thousands of answers a second a transaction per
+/// handful of results writes the same table and index pages to the log again and again (the
+/// kernel's copies of them were most of a run's system time); a run that answers slowly loses
+/// two milliseconds per commit, which nothing waits on.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+const FEW: usize = 64;
+
 /// The thread that writes a run's results.
 pub(super) struct Writer {
     thread: std::thread::JoinHandle<Result<(), StoreError>>,
@@ -67,14 +75,25 @@ fn write_all(
     let mut batch = Vec::with_capacity(BATCH);
     while let Some(first) = results.blocking_recv() {
         batch.push(first);
-        while batch.len() < BATCH {
-            match results.try_recv() {
-                Ok(result) => batch.push(result),
-                Err(_) => break,
-            }
+        let open = take_arrived(&mut results, &mut batch);
+        if open && batch.len() < FEW {
+            std::thread::sleep(LINGER);
+            take_arrived(&mut results, &mut batch);
         }
         sink.write_results(experiment_id, &batch)?;
         batch.clear();
     }
     Ok(())
+}
+
+/// Moves what has arrived into `batch`, up to a batch; false once every sender is gone.
+fn take_arrived(results: &mut mpsc::Receiver<RunResult>, batch: &mut Vec<RunResult>) -> bool {
+    while batch.len() < BATCH {
+        match results.try_recv() {
+            Ok(result) => batch.push(result),
+            Err(mpsc::error::TryRecvError::Empty) => return true,
+            Err(mpsc::error::TryRecvError::Disconnected) => return false,
+        }
+    }
+    true
 }
