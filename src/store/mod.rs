@@ -789,6 +789,11 @@ pub trait ResultSink: Send + Sync {
 /// Answers already received, by request key.
 pub trait ResponseCache: Send + Sync {
     fn cached_response(&self, key: &str) -> Result<Option<CachedResponse>>;
+    /// Whether a lookup takes microseconds and never waits (a local SQLite file), so the
+    /// caller may make it on its own thread instead of handing it to a blocking one.
+    fn quick_lookups(&self) -> bool {
+        false
+    }
 }
 
 /// A whole store: what the dispatcher opens once and hands to every workflow.

@@ -637,6 +637,10 @@ impl<B: Backend> ResultSink for B {
 }
 
 impl<B: Backend> ResponseCache for B {
+    fn quick_lookups(&self) -> bool {
+        self.reads_locally()
+    }
+
     fn cached_response(&self, key: &str) -> Result<Option<CachedResponse>> {
         self.read(|db| {
             first(

@@ -29,4 +29,9 @@ pub(crate) use experiments::{
 pub trait Backend: Send + Sync {
     fn read<T>(&self, work: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T>;
     fn write<T>(&self, work: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T>;
+    /// Whether a short indexed read is a local file read of microseconds that never waits on a
+    /// writer (SQLite in WAL mode), rather than a round trip to a server.
+    fn reads_locally(&self) -> bool {
+        false
+    }
 }

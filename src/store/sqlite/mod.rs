@@ -343,6 +343,10 @@ impl super::logic::Backend for SqliteStore {
     fn write<T>(&self, work: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
         SqliteStore::write(self, |tx| work(&**tx))
     }
+
+    fn reads_locally(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
