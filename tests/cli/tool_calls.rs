@@ -81,29 +81,29 @@ const ALL: [&str; 4] = [
     "tool-args-valid",
 ];
 
-#[test]
-fn the_mock_s_tool_calls_are_kept_and_judged() {
-    let env = Env::new();
-    let (mock, data) = setup(&env);
-    let out = env.run(&[
+/// `runner experiment` of the assistant over `data` against `url` with `evals`, gated on nothing.
+fn experiment(env: &Env, data: &str, url: &str, evals: &[&str]) -> std::process::Output {
+    let mut args = vec![
         "experiment",
         "--prompt",
         "assistant",
         "--dataset",
-        &data,
+        data,
         "--base-url",
-        &mock.url,
-        "--eval",
-        "tool-call",
-        "--eval",
-        "tool-call:any-order",
-        "--eval",
-        "tool-name",
-        "--eval",
-        "tool-args-valid",
-        "--min-pass-rate",
-        "0",
-    ]);
+        url,
+    ];
+    for eval in evals {
+        args.extend(["--eval", eval]);
+    }
+    args.extend(["--min-pass-rate", "0"]);
+    env.run(&args)
+}
+
+#[test]
+fn the_mock_s_tool_calls_are_kept_and_judged() {
+    let env = Env::new();
+    let (mock, data) = setup(&env);
+    let out = experiment(&env, &data, &mock.url, &ALL);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -170,19 +170,7 @@ fn compare_shows_an_answer_made_of_calls() {
     let echo = Mock::start(&env, &[]);
     let mut ids = Vec::new();
     for mock in [&echo, &rules] {
-        let out = env.run(&[
-            "experiment",
-            "--prompt",
-            "assistant",
-            "--dataset",
-            &data,
-            "--base-url",
-            &mock.url,
-            "--eval",
-            "tool-name",
-            "--min-pass-rate",
-            "0",
-        ]);
+        let out = experiment(&env, &data, &mock.url, &["tool-name"]);
         assert_eq!(
             out.status.code(),
             Some(0),
