@@ -330,15 +330,29 @@ impl Browser<'_> {
     /// The whole page, not only the window (at most 4,000 CSS pixels tall): a comparison's
     /// rows sit below the fold.
     fn screenshot(&self, name: &str) {
-        let metrics = self.call(
-            "POST",
-            "/goog/cdp/execute",
-            Some(json!({"cmd": "Page.getLayoutMetrics", "params": {}})),
-        );
-        let size = &metrics["cssContentSize"];
-        let (width, height) = (
-            size["width"].as_f64().unwrap_or(1280.0),
-            size["height"].as_f64().unwrap_or(800.0).min(4000.0),
+        // Right after the window is resized the page may not be laid out yet and measure 0
+        // wide, which Chromium cannot capture: measure again until it has a size (bounded).
+        let mut size = (0.0, 0.0);
+        for _ in 0..100 {
+            let metrics = self.call(
+                "POST",
+                "/goog/cdp/execute",
+                Some(json!({"cmd": "Page.getLayoutMetrics", "params": {}})),
+            );
+            let content = &metrics["cssContentSize"];
+            size = (
+                content["width"].as_f64().unwrap_or(1280.0),
+                content["height"].as_f64().unwrap_or(800.0).min(4000.0),
+            );
+            if size.0 >= 1.0 && size.1 >= 1.0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let (width, height) = size;
+        assert!(
+            width >= 1.0 && height >= 1.0,
+            "{name}: the page has no size to capture after 5 s ({width} x {height})"
         );
         let shot = self.call(
             "POST",
