@@ -47,7 +47,7 @@ pub fn judged<'a>(
 /// A stored experiment runner itself can run (resume, a worker): one your own code ran
 /// through the Phoenix client is refused, as runner cannot run its task.
 pub fn runnable(experiment: &crate::model::Experiment) -> Result<(&str, &str, i64)> {
-    if experiment.base_url == task_experiments::TASK_ENDPOINT {
+    if task_experiments::run_by_your_code(experiment) {
         return Err(Error::invalid(format!(
             "experiment {} was run by your own code through the Phoenix client: runner cannot \
              run its task",

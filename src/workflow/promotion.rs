@@ -66,7 +66,7 @@ pub fn refusal(experiment: &Experiment, stored: Option<i64>, allowed: f64) -> Op
                 experiment.error_rate * 100.0,
                 allowed * 100.0
             ),
-            if experiment.base_url == super::task_experiments::TASK_ENDPOINT {
+            if super::task_experiments::run_by_your_code(experiment) {
                 // runner cannot run your code's task: only your code can run the rows again.
                 format!(
                     "see them: runner experiment show {id} --errored; run the experiment again \

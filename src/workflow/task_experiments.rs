@@ -29,6 +29,12 @@ use serde_json::Value;
 /// What a linked experiment records as its model and endpoint: your code answered.
 pub const TASK_ENDPOINT: &str = "task";
 
+/// Whether `experiment` was run by your own code through the Phoenix client (runner cannot
+/// run its task: not resumed, not run by a worker, its errored rows go back to your code).
+pub fn run_by_your_code(experiment: &crate::model::Experiment) -> bool {
+    experiment.base_url == TASK_ENDPOINT
+}
+
 /// The prompt version an experiment's metadata names, and the tag it was named by.
 pub fn link_of(
     store: &dyn Store,
