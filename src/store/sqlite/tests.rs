@@ -49,6 +49,39 @@ fn fresh_file_reaches_newest_schema_in_wal_mode() {
 }
 
 #[test]
+fn a_new_store_takes_16_kib_pages_and_an_older_one_keeps_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let page_size = |store: &SqliteStore| -> i64 {
+        lock(&store.writer)
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap()
+    };
+    let path = dir.path().join("new.db");
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(page_size(&store), 16384);
+    store
+        .create_prompt("p", new_version("hi"), &[], &change())
+        .unwrap();
+    drop(store);
+    // A store from before keeps SQLite's 4 KiB pages: nothing rewrites it on open.
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = DELETE; PRAGMA page_size = 4096; VACUUM; \
+             PRAGMA journal_mode = WAL;",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(page_size(&store), 4096);
+    assert_eq!(store.versions("p").unwrap().len(), 1);
+    store
+        .create_prompt("q", new_version("hello"), &[], &change())
+        .unwrap();
+    assert_eq!(page_size(&store), 4096);
+}
+
+#[test]
 fn existing_file_is_reopened_without_reapplying_migrations() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.db");
