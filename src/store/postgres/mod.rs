@@ -38,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0016_result_extra.sql"),
     include_str!("migrations/0017_unlinked_experiments.sql"),
     include_str!("migrations/0018_api_tokens.sql"),
+    include_str!("migrations/0019_span_compression.sql"),
 ];
 
 /// The advisory lock every migrating connection takes, so concurrent first connections

@@ -52,6 +52,22 @@ fn concurrent_first_connections_migrate_once() {
 }
 
 #[test]
+fn span_texts_are_compressed_with_lz4() {
+    let fx = Fixture::postgres();
+    fx.open();
+    // Debian's PostgreSQL is built with LZ4; 'l' is LZ4 in pg_attribute.attcompression.
+    assert_eq!(
+        fx.raw(
+            "SELECT string_agg(attname || '=' || attcompression::text, ',' ORDER BY attname) \
+             FROM pg_attribute WHERE attrelid = 'spans'::regclass \
+             AND attname IN ('attributes', 'input', 'output', 'variables')"
+        )
+        .unwrap(),
+        "attributes=l,input=l,output=l,variables=l"
+    );
+}
+
+#[test]
 fn a_newer_schema_is_refused_and_left_alone() {
     let fx = Fixture::postgres();
     fx.open();
