@@ -6,11 +6,11 @@
 #   runner serve on PostgreSQL (a throwaway cluster),
 #   a real Phoenix server (PyPI arize-phoenix, pinned; its default SQLite store),
 # each timed from the first request until every span is stored and queryable (the store's own
-# row count, read with sqlite3 or psql, equals what was sent). On runner serve it also times
+# row count, read through one connection kept open, equals what was sent). On runner serve it also times
 # `GET /v1/prompts/NAME/tags/production` every 10 ms, idle and while the spans go in.
 # Prints a Markdown table and each target, and exits 1 when a target is missed.
 #
-# Needs sqlite3, curl, PostgreSQL's programs (PG_BIN, default /usr/lib/postgresql/15/bin), python3
+# Needs curl, PostgreSQL's programs (PG_BIN, default /usr/lib/postgresql/15/bin), python3
 # with venv and PyPI (Phoenix goes into target/phoenix-venv, as tests/compat/record.sh does).
 # Everything listens on 127.0.0.1; a trap stops every process it started and removes its files.
 #
@@ -28,10 +28,10 @@ batch=${BATCH:-512}
 runs=${RUNS:-1}
 pg_bin=${PG_BIN:-/usr/lib/postgresql/15/bin}
 
-for tool in sqlite3 curl "$pg_bin/initdb" "$pg_bin/psql"; do
+for tool in curl "$pg_bin/initdb" "$pg_bin/psql"; do
     command -v "$tool" >/dev/null || {
         echo "error: $tool is missing" >&2
-        echo "hint: apt-get install sqlite3 postgresql-15, or PG_BIN=/path/to/postgresql/bin $0" >&2
+        echo "hint: apt-get install postgresql-15, or PG_BIN=/path/to/postgresql/bin $0" >&2
         exit 2
     }
 done
@@ -85,13 +85,13 @@ runner_run() {
 for run in $(seq 1 "$runs"); do
     echo "runner serve on SQLite: $spans spans, run $run/$runs" >&2
     db=$work/sqlite-$run.db
-    runner_run sqlite "$db" "sqlite3 $db 'SELECT COUNT(*) FROM spans'" "$work/sqlite-$run.json"
+    runner_run sqlite "$db" "sqlite:$db" "$work/sqlite-$run.json"
     rm -f "$db" "$db-wal" "$db-shm"
 
     echo "runner serve on PostgreSQL: $spans spans, run $run/$runs" >&2
     psql_in postgres "CREATE DATABASE traces_$run" >/dev/null
     runner_run postgres "postgres://runner@127.0.0.1:$port/traces_$run" \
-        "$pg_bin/psql -X -q -t -A -h 127.0.0.1 -p $port -U runner -d traces_$run -c 'SELECT COUNT(*) FROM spans'" \
+        "postgres://runner@127.0.0.1:$port/traces_$run" \
         "$work/postgres-$run.json"
     psql_in postgres "DROP DATABASE traces_$run" >/dev/null
 
@@ -100,7 +100,7 @@ for run in $(seq 1 "$runs"); do
     start_phoenix "$phoenix_dir" "$work/phoenix-$run.log"
     "$load" "http://127.0.0.1:$phoenix_port" --spans "$phoenix_spans" --batch "$batch" \
         --senders "$senders" --version bench@v1 --wait 1800 \
-        --count "sqlite3 $phoenix_dir/phoenix.db 'SELECT COUNT(*) FROM spans'" \
+        --count "sqlite:$phoenix_dir/phoenix.db" \
         >"$work/phoenix-$run.json" 2>"$work/phoenix-$run.json.err" || {
         cat "$work/phoenix-$run.json.err" >&2
         exit 3

@@ -1,13 +1,14 @@
 //! An OTLP/HTTP load generator for span ingest: it sends batches of LLM spans, written as
 //! OpenInference's OpenAI instrumentation writes them (messages, request and response bodies,
 //! token counts, the prompt template and its version), from several concurrent senders to
-//! `POST /v1/traces`, then waits until a count command says every span is stored. It can also
-//! time a prompt lookup (a GET) at a steady pace, first with the server idle, then while the
-//! spans go in. `benches/traces.sh` runs it against `runner serve` and a Phoenix server.
+//! `POST /v1/traces`, then waits until the store counts every span (read through a connection
+//! kept open, `--count sqlite:PATH` or `--count postgres://…`, or a command that prints the
+//! number: `--count "sqlite3 …"`). It can also time a prompt lookup (a GET) at a steady pace,
+//! first with the server idle, then while the spans go in. `benches/traces.sh` runs it against `runner serve` and a Phoenix server.
 //!
 //! ```sh
 //! cargo run --release --example otlp_load -- http://127.0.0.1:6006 --spans 102400 \
-//!     --count "sqlite3 runner.db 'SELECT COUNT(*) FROM spans'" [--batch 512] [--senders 4]
+//!     --count sqlite:runner.db [--batch 512] [--senders 4]
 //!     [--token T] [--version NAME@v1] [--lookup /v1/prompts/NAME/tags/production]
 //! ```
 //!
@@ -44,7 +45,7 @@ struct Options {
     idle: f64,
 }
 
-const USAGE: &str = "otlp_load URL --count CMD [--spans N] [--batch N] [--senders N] \
+const USAGE: &str = "otlp_load URL --count sqlite:PATH|postgres://…|CMD [--spans N] [--batch N] [--senders N] \
      [--threads N] [--token T] [--version REF] [--wait SECS] [--poll-ms MS] [--lookup PATH] \
      [--lookup-every-ms MS] [--idle SECS]";
 
@@ -116,7 +117,11 @@ fn parse(args: Vec<String>) -> Result<Options, String> {
         return Err("the server's http:// URL is missing".into());
     }
     if options.count.is_empty() {
-        return Err("--count is missing: a command that prints how many spans are stored".into());
+        return Err(
+            "--count is missing: sqlite:PATH, postgres://… or a command that prints how many \
+             spans are stored"
+                .into(),
+        );
     }
     if options.spans == 0 || options.batch == 0 || options.senders == 0 || options.threads == 0 {
         return Err("spans, batch, senders and threads must be positive".into());
@@ -130,7 +135,9 @@ fn number<T: std::str::FromStr>(text: &str) -> Result<T, String> {
 }
 
 async fn run(options: &Options) -> Result<serde_json::Value, String> {
-    let bodies = Arc::new(encode_batches(options));
+    let (bodies, last_ids) = encode_batches(options);
+    let bodies = Arc::new(bodies);
+    let counter = Counter::open(&options.count).await?;
     let bytes: usize = bodies.iter().map(Vec::len).sum();
     eprintln!(
         "{} spans in {} bodies, {:.0} bytes a span",
@@ -142,7 +149,7 @@ async fn run(options: &Options) -> Result<serde_json::Value, String> {
         .pool_max_idle_per_host(options.senders + 1)
         .build()
         .map_err(|e| e.to_string())?;
-    let before = count(&options.count).await?;
+    let before = counter.count().await?;
 
     let idle = match &options.lookup {
         Some(path) => {
@@ -193,19 +200,30 @@ async fn run(options: &Options) -> Result<serde_json::Value, String> {
     let sent = start.elapsed();
     let target = before + options.spans as u64 - rejected.load(Ordering::SeqCst);
     let deadline = start + Duration::from_secs_f64(options.wait);
+    // A full count of a large table is itself heavy work for the server under test (on
+    // PostgreSQL it reads the whole table): with a store to read, the ids of each batch's last
+    // span are looked up first (an index probe), and the full count runs once they are all
+    // there, or at least once a second. The time taken is the moment before the counting
+    // statement starts, whose snapshot then holds every span.
+    let mut last_full: Option<Instant> = None;
     let stored = loop {
-        let now = count(&options.count).await?;
-        if now >= target {
-            break start.elapsed();
-        }
-        if Instant::now() > deadline {
-            stop.store(true, Ordering::SeqCst);
-            return Err(format!(
-                "{} of {} spans stored after {:.0} s",
-                now - before,
-                target - before,
-                options.wait
-            ));
+        let ready = counter.probe(&last_ids).await;
+        if ready || last_full.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            let at = start.elapsed();
+            let now = counter.count().await?;
+            last_full = Some(Instant::now());
+            if now >= target {
+                break at;
+            }
+            if Instant::now() > deadline {
+                stop.store(true, Ordering::SeqCst);
+                return Err(format!(
+                    "{} of {} spans stored after {:.0} s",
+                    now - before,
+                    target - before,
+                    options.wait
+                ));
+            }
         }
         tokio::time::sleep(Duration::from_millis(options.poll_ms)).await;
     };
@@ -359,8 +377,92 @@ async fn lookups(
     Ok(tally)
 }
 
-/// Runs the count command (through `sh -c`) and reads the number it prints.
-async fn count(command: &str) -> Result<u64, String> {
+/// Where the stored spans are counted: a command that prints the number (through `sh -c`), or
+/// a connection kept open to the store's file (`sqlite:PATH`) or database (`postgres://…`).
+enum Counter {
+    Command(String),
+    Sqlite(Arc<std::sync::Mutex<rusqlite::Connection>>),
+    Postgres(tokio_postgres::Client),
+}
+
+impl Counter {
+    async fn open(location: &str) -> Result<Counter, String> {
+        if let Some(path) = location.strip_prefix("sqlite:") {
+            let conn = rusqlite::Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .map_err(|e| format!("cannot open {path}: {e}"))?;
+            conn.busy_timeout(Duration::from_secs(5))
+                .map_err(|e| e.to_string())?;
+            return Ok(Counter::Sqlite(Arc::new(std::sync::Mutex::new(conn))));
+        }
+        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+            let (client, connection) = tokio_postgres::connect(location, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| format!("cannot connect to {location}: {e}"))?;
+            tokio::spawn(connection);
+            return Ok(Counter::Postgres(client));
+        }
+        Ok(Counter::Command(location.to_string()))
+    }
+
+    /// Every span stored.
+    async fn count(&self) -> Result<u64, String> {
+        match self {
+            Counter::Command(command) => count_command(command).await,
+            Counter::Sqlite(conn) => {
+                let conn = Arc::clone(conn);
+                tokio::task::spawn_blocking(move || {
+                    let conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+                    conn.query_row("SELECT COUNT(*) FROM spans", [], |r| r.get::<_, i64>(0))
+                        .map(|n| n as u64)
+                        .map_err(|e| format!("cannot count the spans: {e}"))
+                })
+                .await
+                .map_err(|e| e.to_string())?
+            }
+            Counter::Postgres(client) => client
+                .query_one("SELECT COUNT(*) FROM spans", &[])
+                .await
+                .map(|row| row.get::<_, i64>(0) as u64)
+                .map_err(|e| format!("cannot count the spans: {e}")),
+        }
+    }
+
+    /// Whether every one of `ids` is stored (always true for a command: it can only count).
+    async fn probe(&self, ids: &[String]) -> bool {
+        match self {
+            Counter::Command(_) => true,
+            Counter::Sqlite(conn) => {
+                let conn = Arc::clone(conn);
+                let ids = serde_json::to_string(ids).unwrap_or_default();
+                tokio::task::spawn_blocking(move || {
+                    let conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+                    conn.query_row(
+                        "SELECT COUNT(*) = json_array_length(?1) FROM spans \
+                         WHERE span_id IN (SELECT value FROM json_each(?1))",
+                        [&ids],
+                        |r| r.get::<_, bool>(0),
+                    )
+                    .unwrap_or(false)
+                })
+                .await
+                .unwrap_or(false)
+            }
+            Counter::Postgres(client) => client
+                .query_one(
+                    "SELECT COUNT(*) FROM spans WHERE span_id = ANY($1)",
+                    &[&ids],
+                )
+                .await
+                .is_ok_and(|row| row.get::<_, i64>(0) as usize >= ids.len()),
+        }
+    }
+}
+
+/// Runs a count command (through `sh -c`) and reads the number it prints.
+async fn count_command(command: &str) -> Result<u64, String> {
     let command = command.to_string();
     tokio::task::spawn_blocking(move || {
         let out = std::process::Command::new("sh")
@@ -427,7 +529,8 @@ const ANSWER: &str = "Thanks for reaching out, and sorry for the trouble with or
      here and we will send a replacement by express courier at no cost.";
 
 /// Every batch, encoded: `options.spans` spans, `options.batch` to a body.
-fn encode_batches(options: &Options) -> Vec<Vec<u8>> {
+/// The encoded bodies, and the id (hex) of each body's last span.
+fn encode_batches(options: &Options) -> (Vec<Vec<u8>>, Vec<String>) {
     // A fresh seed each run: a second run into the same store sends new spans.
     let mut rng = fastrand::Rng::new();
     let run = rng.u32(..);
@@ -451,12 +554,16 @@ fn encode_batches(options: &Options) -> Vec<Vec<u8>> {
         ..Default::default()
     };
     let mut bodies = Vec::new();
+    let mut last_ids = Vec::new();
     let mut index = 0usize;
     while index < options.spans {
         let n = options.batch.min(options.spans - index);
-        let spans = (index..index + n)
+        let spans: Vec<Span> = (index..index + n)
             .map(|i| llm_span(&mut rng, run, i, now_ns, &options.version))
             .collect();
+        if let Some(last) = spans.last() {
+            last_ids.push(last.span_id.iter().map(|b| format!("{b:02x}")).collect());
+        }
         index += n;
         let request = ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
@@ -471,7 +578,7 @@ fn encode_batches(options: &Options) -> Vec<Vec<u8>> {
         };
         bodies.push(request.encode_to_vec());
     }
-    bodies
+    (bodies, last_ids)
 }
 
 /// One chat completion as OpenInference's OpenAI instrumentation records it; one in twenty
