@@ -4,6 +4,13 @@
 
 use std::process::ExitCode;
 
+/// mimalloc instead of the system's allocator: glibc's malloc and free (with their
+/// consolidation) were about a tenth of an experiment's CPU at latency 0 and a fifth of span
+/// ingest's. Built without transparent huge pages, which otherwise made the peak RSS of a
+/// 10,000-row experiment 56 MB instead of 36 (README, Performance).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = runner::cli::parse();
     match runner::commands::run(cli) {
