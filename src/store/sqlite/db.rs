@@ -156,23 +156,22 @@ fn write_batch(conn: &Connection, experiment_id: &str, batch: &[&RunResult]) -> 
     const SCORE_INSERT: &str = "INSERT INTO scores (experiment_id, row_index, repetition, \
          evaluator, score, pass, error, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
     const CACHE_VALUES: &str = "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
-    let mut result = Upsert::new(
-        conn,
-        format!("{RESULTS_INSERT} {RESULT_VALUES}"),
-        format!("{RESULTS_INSERT} {RESULT_VALUES} {RESULTS_UPSERT}"),
-    )?;
-    let mut score = Upsert::new(
-        conn,
-        SCORE_INSERT.to_string(),
-        format!("{SCORE_INSERT} {SCORES_UPSERT}"),
-    )?;
+    let mut result = Upsert {
+        insert: conn.prepare_cached(&format!("{RESULTS_INSERT} {RESULT_VALUES}"))?,
+        upsert: conn.prepare_cached(&format!(
+            "{RESULTS_INSERT} {RESULT_VALUES} {RESULTS_UPSERT}"
+        ))?,
+    };
+    let mut score = Upsert {
+        insert: conn.prepare_cached(SCORE_INSERT)?,
+        upsert: conn.prepare_cached(&format!("{SCORE_INSERT} {SCORES_UPSERT}"))?,
+    };
     // A key already present was too old for the run (or not read, with --fresh): the new
     // answer replaces it.
-    let mut cache = Upsert::new(
-        conn,
-        format!("{CACHE_INSERT} {CACHE_VALUES}"),
-        format!("{CACHE_INSERT} {CACHE_VALUES} {CACHE_UPSERT}"),
-    )?;
+    let mut cache = Upsert {
+        insert: conn.prepare_cached(&format!("{CACHE_INSERT} {CACHE_VALUES}"))?,
+        upsert: conn.prepare_cached(&format!("{CACHE_INSERT} {CACHE_VALUES} {CACHE_UPSERT}"))?,
+    };
     for r in batch {
         let vars = to_json(&r.vars)?;
         let messages = to_json(&r.messages)?;
@@ -234,28 +233,19 @@ fn write_batch(conn: &Connection, experiment_id: &str, batch: &[&RunResult]) -> 
 
 /// A row written by a plain INSERT, or by its upsert when the INSERT finds the key taken.
 struct Upsert<'c> {
-    conn: &'c Connection,
     insert: rusqlite::CachedStatement<'c>,
-    upsert: String,
+    upsert: rusqlite::CachedStatement<'c>,
 }
 
-impl<'c> Upsert<'c> {
-    fn new(conn: &'c Connection, insert: String, upsert: String) -> Result<Upsert<'c>> {
-        Ok(Upsert {
-            conn,
-            insert: conn.prepare_cached(&insert)?,
-            upsert,
-        })
-    }
-
+impl Upsert<'_> {
     /// Rows changed: 1, or 0 when the upsert's WHERE kept the row there.
     fn run(&mut self, values: &[&dyn rusqlite::ToSql]) -> Result<usize> {
-        match self.insert.execute(values) {
+        match self.insert.execute(params_from_iter(values)) {
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
                     || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
             {
-                Ok(self.conn.prepare_cached(&self.upsert)?.execute(values)?)
+                Ok(self.upsert.execute(params_from_iter(values))?)
             }
             other => Ok(other?),
         }
