@@ -4,7 +4,8 @@
 //! `POST /v1/traces`, then waits until the store counts every span (read through a connection
 //! kept open, `--count sqlite:PATH` or `--count postgres://…`, or a command that prints the
 //! number: `--count "sqlite3 …"`). It can also time a prompt lookup (a GET) at a steady pace,
-//! first with the server idle, then while the spans go in. `benches/traces.sh` runs it against `runner serve` and a Phoenix server.
+//! first with the server idle, then while the spans go in. `benches/traces.sh` runs it against
+//! `runner serve` and a Phoenix server.
 //!
 //! ```sh
 //! cargo run --release --example otlp_load -- http://127.0.0.1:6006 --spans 102400 \
@@ -45,7 +46,8 @@ struct Options {
     idle: f64,
 }
 
-const USAGE: &str = "otlp_load URL --count sqlite:PATH|postgres://…|CMD [--spans N] [--batch N] [--senders N] \
+const USAGE: &str = "otlp_load URL --count sqlite:PATH|postgres://…|CMD [--spans N] \
+     [--batch N] [--senders N] \
      [--threads N] [--token T] [--version REF] [--wait SECS] [--poll-ms MS] [--lookup PATH] \
      [--lookup-every-ms MS] [--idle SECS]";
 
@@ -562,7 +564,7 @@ fn encode_batches(options: &Options) -> (Vec<Vec<u8>>, Vec<String>) {
             .map(|i| llm_span(&mut rng, run, i, now_ns, &options.version))
             .collect();
         if let Some(last) = spans.last() {
-            last_ids.push(last.span_id.iter().map(|b| format!("{b:02x}")).collect());
+            last_ids.push(runner::model::hex(&last.span_id));
         }
         index += n;
         let request = ExportTraceServiceRequest {

@@ -213,9 +213,6 @@ fn configure(conn: &Connection) -> Result<()> {
     plan_once(conn)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    if std::env::var("RUNNER_EXP_TEMP").is_ok() {
-        conn.pragma_update(None, "temp_store", "MEMORY")?;
-    }
     Ok(())
 }
 
