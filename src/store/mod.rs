@@ -1155,6 +1155,58 @@ pub trait Store:
     fn remote(&self) -> Option<&remote::RemoteStore> {
         None
     }
+
+    /// Word of every change to what a tag lookup reads (prompts, versions, tags, rollouts), by
+    /// any program, so a server may keep those answers in memory; None when the store has no
+    /// such word (a SQLite read is a local file read and needs no copy). The first call starts
+    /// listening.
+    fn routing_feed(&self) -> Option<Arc<RoutingFeed>> {
+        None
+    }
+}
+
+/// A counter that moves whenever what a tag lookup reads may have changed, and says whether
+/// it can be trusted right now. An answer read from the store may be kept while the counter
+/// stands where it stood before the read began (`current` both times); it is dropped when the
+/// counter moves. While the store's word cannot be received (the listening connection is down,
+/// or not yet up) `current` is None and every lookup reads the store.
+#[derive(Debug, Default)]
+pub struct RoutingFeed {
+    /// Twice the number of moves, plus one while the word is being received.
+    state: std::sync::atomic::AtomicU64,
+}
+
+impl RoutingFeed {
+    /// Where the counter stands, if the store's word is being received.
+    pub fn current(&self) -> Option<u64> {
+        let state = self.state.load(std::sync::atomic::Ordering::Acquire);
+        (state & 1 == 1).then_some(state >> 1)
+    }
+
+    /// Something changed: every answer kept so far is stale.
+    pub fn changed(&self) {
+        self.state.fetch_add(2, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// The store's word is received from now on (a listener is registered). What changed while
+    /// nobody listened is unknown, so the counter moves too.
+    pub fn listening(&self) {
+        self.set_listening(true);
+    }
+
+    /// The store's word can no longer be received: answers are read afresh until `listening`.
+    pub fn lost(&self) {
+        self.set_listening(false);
+    }
+
+    fn set_listening(&self, on: bool) {
+        use std::sync::atomic::Ordering;
+        let _ = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
+                Some((((state >> 1) + 1) << 1) | u64::from(on))
+            });
+    }
 }
 
 /// The per-row spread of an experiment with one answer a row, from whole-experiment sums:

@@ -130,7 +130,7 @@ on_both_backends!(
     concurrent_appends_to_a_dataset_all_land_and_a_copy_keeps_their_shape,
 );
 
-fn new_version(text: &str) -> NewVersion {
+pub(crate) fn new_version(text: &str) -> NewVersion {
     let mut params = JsonObject::new();
     params.insert("temperature".into(), 0.7.into());
     NewVersion {
@@ -146,7 +146,7 @@ fn new_version(text: &str) -> NewVersion {
     }
 }
 
-fn change() -> TagChange {
+pub(crate) fn change() -> TagChange {
     TagChange {
         actor: "tester".into(),
         ..TagChange::default()

@@ -177,6 +177,27 @@ impl Server {
         self.call("GET", path, &[], None)
     }
 
+    /// A GET that follows a write by another program (the CLI on the same store). On SQLite the
+    /// server reads the file on every lookup, so the first answer must already be `settled`.
+    /// On PostgreSQL the server keeps tag answers until the database's notification of the
+    /// commit reaches it, normally within milliseconds: the GET is repeated until `settled`,
+    /// for at most 10 s.
+    fn get_after_write(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        settled: impl Fn(&Reply) -> bool,
+    ) -> Reply {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let reply = self.call("GET", path, headers, None);
+            if settled(&reply) || !crate::POSTGRES || std::time::Instant::now() > deadline {
+                return reply;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     fn post(&self, path: &str, body: &Value) -> Reply {
         self.call("POST", path, &[], Some(body))
     }
@@ -429,11 +450,10 @@ fn cli_versions_are_served_in_phoenix_shape_with_etags_and_cache_lifetimes() {
         "2",
         "--force",
     ]);
-    let moved = server.call(
-        "GET",
+    let moved = server.get_after_write(
         "/v1/prompts/greet/tags/production",
         &[("if-none-match", &etag)],
-        None,
+        |reply| reply.status == 200,
     );
     assert_eq!(moved.status, 200);
     assert_eq!(moved.json()["data"]["sequence_number"], 2);
@@ -481,7 +501,9 @@ fn the_etag_changes_when_a_tag_moves_to_a_version_with_the_same_content() {
         "2",
         "--force",
     ]);
-    let after = server.call("GET", path, &[("if-none-match", &etag)], None);
+    let after = server.get_after_write(path, &[("if-none-match", &etag)], |reply| {
+        reply.status == 200
+    });
     assert_eq!(after.status, 200, "a stale copy was confirmed as fresh");
     assert_eq!(after.json()["data"]["sequence_number"], 2);
     assert_eq!(after.json()["data"]["id"], v2["id"]);
@@ -496,6 +518,88 @@ fn the_etag_changes_when_a_tag_moves_to_a_version_with_the_same_content() {
     };
     assert_eq!(by_id(&v1).header("etag"), etag);
     assert_eq!(by_id(&v2).header("etag"), after.header("etag"));
+}
+
+#[test]
+fn tag_lookups_follow_every_move_and_on_postgres_are_answered_from_memory() {
+    let env = Env::new();
+    env.ok(&["prompt", "create", "greet", "--template", "v1 {{name}}"]);
+    for n in 2..=3 {
+        let template = format!("v{n} {{{{name}}}}");
+        env.ok(&["prompt", "update", "greet", "--template", &template]);
+    }
+    env.ok(&["tag", "set", "greet", "staging", "--version", "1"]);
+    let server = Server::start(&env, &[]);
+    let tag = "/v1/prompts/greet/tags/staging";
+    let latest = "/v1/prompts/greet/latest";
+    let seq = |reply: &Reply| {
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        reply.json()["data"]["sequence_number"].as_i64().unwrap()
+    };
+    assert_eq!(seq(&server.get(tag)), 1);
+    assert_eq!(seq(&server.get(latest)), 3);
+
+    // Moved by another program (the CLI, straight to the store).
+    env.ok(&["tag", "set", "greet", "staging", "--version", "2"]);
+    assert_eq!(seq(&server.get_after_write(tag, &[], |r| seq(r) == 2)), 2);
+    env.ok(&["prompt", "update", "greet", "--template", "v4 {{name}}"]);
+    assert_eq!(
+        seq(&server.get_after_write(latest, &[], |r| seq(r) == 4)),
+        4
+    );
+
+    // Moved through this server: the very next lookup serves it, on either backend.
+    let v3 = env.json(&["prompt", "show", "greet", "--version", "3", "--json"]);
+    let moved = server.post(
+        &format!("/v1/prompt_versions/{}/tags", v3["id"].as_str().unwrap()),
+        &json!({"name": "staging"}),
+    );
+    assert_eq!(moved.status, 204, "{}", moved.text);
+    assert_eq!(seq(&server.get(tag)), 3);
+
+    if crate::POSTGRES {
+        // Another connection takes every tag row and holds it: a lookup that read the tags
+        // table would wait for it. The server answers from what it keeps.
+        let url = env.db.to_str().unwrap().to_string();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let locker = runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect to the store");
+            tokio::spawn(connection);
+            client
+                .batch_execute("BEGIN; LOCK TABLE tags IN ACCESS EXCLUSIVE MODE")
+                .await
+                .expect("lock the tags");
+            client
+        });
+        let base = server.base.clone();
+        let (answered, answer) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let reply = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    reqwest::get(format!("{base}/v1/prompts/greet/tags/staging"))
+                        .await?
+                        .json::<Value>()
+                        .await
+                });
+            let _ = answered.send(reply.map(|v| v["data"]["sequence_number"].clone()));
+        });
+        let seen = answer.recv_timeout(Duration::from_secs(5));
+        runtime.block_on(client_rollback(&locker));
+        let seen = seen.expect("the lookup waited on the locked tags table");
+        assert_eq!(seen.expect("the lookup's answer"), 3);
+    }
+}
+
+async fn client_rollback(client: &tokio_postgres::Client) {
+    client.batch_execute("ROLLBACK").await.expect("rollback");
 }
 
 /// The ETag `runner serve` sends for a body: its sha256, quoted.
@@ -1424,7 +1528,11 @@ fn readers_are_served_while_the_cli_writes_to_the_same_store() {
     }
     let seen = reader.join().expect("the reader thread");
     assert!(seen.iter().all(|seq| (1..=6).contains(seq)), "{seen:?}");
-    let now = server.get("/v1/prompts/greet/tags/production").json();
+    let now = server
+        .get_after_write("/v1/prompts/greet/tags/production", &[], |reply| {
+            reply.json()["data"]["sequence_number"] == 6
+        })
+        .json();
     assert_eq!(now["data"]["sequence_number"], 6);
     assert_eq!(
         now["data"]["template"]["messages"][0]["content"],

@@ -100,9 +100,16 @@ struct Shared {
     bodies: Mutex<HashMap<String, VersionBody>>,
     ingest: Arc<crate::ingest::Ingest>,
     trace_body_limit: usize,
-    /// Running rollouts by (prompt, tag), read from the store at most once a second: which
-    /// lookups may be under a rollout (each such lookup then reads its rollout afresh).
+    /// Running rollouts by (prompt, tag): which lookups may be under a rollout (each such
+    /// lookup then reads its rollout afresh). Read again when the routing feed moves, or at
+    /// most once a second without one.
     rollouts: Mutex<RolloutCache>,
+    /// The store's word of changes to prompts, versions, tags and rollouts (PostgreSQL), which
+    /// lets `targets` keep answers; None on a store without it (SQLite reads are local).
+    feed: Option<Arc<crate::store::RoutingFeed>>,
+    /// Which version id each tag (and each prompt's latest) named, valid while the feed
+    /// stands where it stood when they were read.
+    targets: Mutex<TargetCache>,
     /// The examples of dataset versions runs were posted for, by version id (versions never
     /// change): a run names its example, and parsing the version for each would cost the
     /// whole version per run. A few versions are kept.
@@ -121,8 +128,26 @@ const STORED_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 #[derive(Default)]
 struct RolloutCache {
     read_at: Option<std::time::Instant>,
+    /// Where the routing feed stood before the read, if it was trusted then and still stood
+    /// there after: the read stays good until the feed moves.
+    feed_at: Option<u64>,
     running: HashMap<(String, String), Arc<crate::canary::Rollout>>,
 }
+
+/// Version ids by (prompt, tag), a latest lookup under the tag `LATEST_KEY`, all read while
+/// the routing feed stood at `feed_at`.
+#[derive(Default)]
+struct TargetCache {
+    feed_at: u64,
+    ids: HashMap<(String, String), String>,
+}
+
+/// The key under which a prompt's latest version is kept among the tag targets (no tag can be
+/// named so: a tag name never holds a space).
+const LATEST_KEY: &str = " latest";
+
+/// The most tag targets kept; past it the map is emptied and filled again by the next lookups.
+const MAX_CACHED_TARGETS: usize = 4096;
 
 /// How long the running rollouts read from the store are trusted.
 const ROLLOUT_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
@@ -228,10 +253,48 @@ impl Shared {
     /// Drops what is known of the running rollouts, after this server started, advanced or
     /// stopped one: the next lookup reads them afresh.
     fn forget_rollouts(&self) {
-        self.rollouts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .read_at = None;
+        let mut cache = self.rollouts.lock().unwrap_or_else(|e| e.into_inner());
+        cache.read_at = None;
+        cache.feed_at = None;
+    }
+
+    /// Where the routing feed stands, if there is one and it can be trusted now.
+    fn feed_at(&self) -> Option<u64> {
+        self.feed.as_ref().and_then(|feed| feed.current())
+    }
+
+    /// The version id `prompt`'s `tag` (or its latest, under `LATEST_KEY`) names: kept from an
+    /// earlier read while the routing feed has not moved since, read from the store otherwise.
+    fn target(
+        &self,
+        store: &dyn Store,
+        prompt: String,
+        tag: String,
+        read: impl FnOnce(&dyn Store, &str, &str) -> crate::store::Result<(String, String)>,
+    ) -> ApiResult<String> {
+        let feed_at = self.feed_at();
+        if let Some(at) = feed_at {
+            let cache = self.targets.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.feed_at == at
+                && let Some(id) = cache.ids.get(&(prompt.clone(), tag.clone()))
+            {
+                return Ok(id.clone());
+            }
+        }
+        let id = read(store, &prompt, &tag)?.0;
+        // Kept only if the feed did not move during the read: a change committed meanwhile
+        // may or may not be in what was read.
+        if let Some(at) = feed_at {
+            let mut cache = self.targets.lock().unwrap_or_else(|e| e.into_inner());
+            if self.feed_at() == Some(at) {
+                if cache.feed_at != at || cache.ids.len() >= MAX_CACHED_TARGETS {
+                    cache.ids.clear();
+                    cache.feed_at = at;
+                }
+                cache.ids.insert((prompt, tag), id.clone());
+            }
+        }
+        Ok(id)
     }
 
     /// The running rollout of `prompt`'s `tag`, if one runs and the tag still points at its
@@ -239,17 +302,26 @@ impl Shared {
     fn rollout(&self, prompt: &str, tag: &str) -> ApiResult<Option<Arc<crate::canary::Rollout>>> {
         let found = {
             let mut cache = self.rollouts.lock().unwrap_or_else(|e| e.into_inner());
-            if cache
-                .read_at
-                .is_none_or(|at| at.elapsed() >= ROLLOUT_REFRESH)
-            {
+            let feed_at = self.feed_at();
+            let stale = match feed_at {
+                Some(at) => cache.feed_at != Some(at),
+                None => cache
+                    .read_at
+                    .is_none_or(|at| at.elapsed() >= ROLLOUT_REFRESH),
+            };
+            if stale {
                 // A failed read keeps what was known: lookups go on.
-                match self.read_now(|store| Ok(store.rollouts(None, true)?)) {
+                let read = self.read_now(|store| Ok(store.rollouts(None, true)?));
+                cache.feed_at = None;
+                match read {
                     Ok(running) => {
                         cache.running = running
                             .into_iter()
                             .map(|r| ((r.prompt.clone(), r.tag.clone()), Arc::new(r)))
                             .collect();
+                        if feed_at.is_some() && self.feed_at() == feed_at {
+                            cache.feed_at = feed_at;
+                        }
                     }
                     Err(e) => tracing::warn!("cannot read the running rollouts: {}", e.message),
                 }
@@ -313,8 +385,16 @@ impl Shared {
         }
         self.read_now(|store| {
             let id = match lookup {
-                Lookup::Latest(prompt) => store.latest_target(&prompt)?.0,
-                Lookup::Tag(prompt, tag) => store.tag_target(&prompt, &tag)?.0,
+                Lookup::Latest(prompt) => {
+                    self.target(store, prompt, LATEST_KEY.into(), |store, prompt, _| {
+                        store.latest_target(prompt)
+                    })?
+                }
+                Lookup::Tag(prompt, tag) => {
+                    self.target(store, prompt, tag, |store, prompt, tag| {
+                        store.tag_target(prompt, tag)
+                    })?
+                }
                 Lookup::Id(id) => id,
             };
             if let Some(cached) = self.cached_body(&id) {
@@ -351,6 +431,7 @@ pub fn router(settings: Settings) -> Result<Router, String> {
     let ingest = settings.ingest.unwrap_or_else(|| {
         crate::ingest::Ingest::start(settings.store.clone(), crate::ingest::Settings::default())
     });
+    let feed = settings.store.routing_feed();
     let shared = Arc::new(Shared {
         store: settings.store,
         tokens,
@@ -359,6 +440,8 @@ pub fn router(settings: Settings) -> Result<Router, String> {
         ingest,
         trace_body_limit: settings.trace_body_limit,
         rollouts: Mutex::new(RolloutCache::default()),
+        feed,
+        targets: Mutex::new(TargetCache::default()),
         examples: Mutex::new(HashMap::new()),
         stored_tokens: Mutex::new(HashMap::new()),
     });

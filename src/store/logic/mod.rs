@@ -34,4 +34,14 @@ pub trait Backend: Send + Sync {
     fn reads_locally(&self) -> bool {
         false
     }
+    /// Called after a write to what a tag lookup reads (prompts, versions, tags, rollouts) has
+    /// committed, so this process's own readers see it at once, before the database's word of
+    /// it arrives.
+    fn routing_changed(&self) {}
+    /// `write`, for work that changes what a tag lookup reads.
+    fn write_routing<T>(&self, work: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
+        let written = self.write(work)?;
+        self.routing_changed();
+        Ok(written)
+    }
 }

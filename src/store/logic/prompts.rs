@@ -66,7 +66,7 @@ impl<B: Backend> PromptStore for B {
         tags: &[String],
         change: &TagChange,
     ) -> Result<PromptVersion> {
-        self.write(|db| {
+        self.write_routing(|db| {
             let now = now();
             // A concurrent creator of the same name makes this wait for its commit, then
             // insert nothing.
@@ -98,7 +98,7 @@ impl<B: Backend> PromptStore for B {
         tags: &[String],
         change: &TagChange,
     ) -> Result<PromptVersion> {
-        self.write(|db| {
+        self.write_routing(|db| {
             let pid = lock_prompt(db, name)?;
             let latest = resolve(db, pid, name, &VersionRef::Latest)?;
             let version = build(&latest)?;
@@ -260,7 +260,7 @@ impl<B: Backend> PromptStore for B {
         target: &VersionRef,
         change: &TagChange,
     ) -> Result<TagOutcome> {
-        self.write(|db| {
+        self.write_routing(|db| {
             let pid = lock_prompt(db, name)?;
             let version = resolve(db, pid, name, target)?;
             if let Some(current) = current_tag(db, pid, tag)?
@@ -275,7 +275,7 @@ impl<B: Backend> PromptStore for B {
     }
 
     fn delete_tag(&self, name: &str, tag: &str, change: &TagChange) -> Result<TagEvent> {
-        self.write(|db| {
+        self.write_routing(|db| {
             let pid = lock_prompt(db, name)?;
             if current_tag(db, pid, tag)?.is_none() {
                 return Err(StoreError::UnknownTag {
@@ -292,7 +292,7 @@ impl<B: Backend> PromptStore for B {
     }
 
     fn rollback_tag(&self, name: &str, tag: &str, change: &TagChange) -> Result<TagEvent> {
-        self.write(|db| {
+        self.write_routing(|db| {
             let pid = lock_prompt(db, name)?;
             let last = first(
                 db,
@@ -347,11 +347,11 @@ impl<B: Backend> PromptStore for B {
     }
 
     fn import(&self, archives: &[PromptArchive]) -> Result<()> {
-        self.write(|db| import_archives(db, archives, false))
+        self.write_routing(|db| import_archives(db, archives, false))
     }
 
     fn restore(&self, archives: &[PromptArchive]) -> Result<()> {
-        self.write(|db| import_archives(db, archives, true))
+        self.write_routing(|db| import_archives(db, archives, true))
     }
 
     fn prompt(&self, name: &str) -> Result<(Prompt, PromptVersion)> {
@@ -368,7 +368,7 @@ impl<B: Backend> PromptStore for B {
     }
 
     fn update_prompt(&self, name: &str, update: &PromptUpdate, actor: &str) -> Result<()> {
-        self.write(|db| {
+        self.write_routing(|db| {
             let pid = lock_prompt(db, name)?;
             if let Some(description) = &update.description {
                 db.exec(
@@ -388,12 +388,12 @@ impl<B: Backend> PromptStore for B {
     }
 
     fn archive_prompt(&self, name: &str, change: &TagChange) -> Result<()> {
-        self.write(|db| set_archived(db, name, true, change))
+        self.write_routing(|db| set_archived(db, name, true, change))
     }
 
     fn restore_prompt(&self, name: &str, actor: &str) -> Result<()> {
         let change = TagChange::by(actor);
-        self.write(|db| set_archived(db, name, false, &change))
+        self.write_routing(|db| set_archived(db, name, false, &change))
     }
 
     fn archived_prompts(&self) -> Result<Vec<String>> {

@@ -21,7 +21,7 @@ const ROLLOUT_JOINS: &str = "FROM rollouts r JOIN prompt_versions vb ON vb.id = 
 
 impl<B: Backend> RolloutStore for B {
     fn start_rollout(&self, rollout: &Rollout, change: &TagChange) -> Result<TagEvent> {
-        self.write(|db| {
+        self.write_routing(|db| {
             let pid = lock_prompt(db, &rollout.prompt)?;
             match current_tag(db, pid, &rollout.tag)? {
                 None => {
@@ -177,7 +177,7 @@ impl<B: Backend> RolloutStore for B {
 
     fn record_look(&self, seen: &Rollout, next: &Rollout) -> Result<bool> {
         let last = next.last_look.as_ref().map(Value::to_string);
-        self.write(|db| {
+        self.write_routing(|db| {
             let changed = db.exec(
                 "UPDATE rollouts SET step = $1, step_started_ms = $2, step_looks = $3, looks = $4, \
                  last_look = $5, updated_ms = $6 \
@@ -205,7 +205,7 @@ impl<B: Backend> RolloutStore for B {
         evidence: Value,
         change: &TagChange,
     ) -> Result<Option<Vec<TagEvent>>> {
-        self.write(|db| {
+        self.write_routing(|db| {
             let pid = lock_prompt(db, &seen.prompt)?;
             let now = crate::trace::now_ms();
             let last = evidence.to_string();

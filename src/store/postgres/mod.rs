@@ -16,6 +16,7 @@ use pool::{Db as Conn, Pool, block};
 
 pub mod conninfo;
 mod db;
+pub(crate) mod feed;
 pub(crate) mod pool;
 
 /// Numbered migrations; the schema version is the row of `runner_schema`.
@@ -39,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0017_unlinked_experiments.sql"),
     include_str!("migrations/0018_api_tokens.sql"),
     include_str!("migrations/0019_span_compression.sql"),
+    include_str!("migrations/0020_routing_notify.sql"),
 ];
 
 /// The advisory lock every migrating connection takes, so concurrent first connections
@@ -71,6 +73,8 @@ fn describe(e: &tokio_postgres::Error) -> String {
 
 pub struct PgStore {
     pool: Pool,
+    /// Started by the first `routing_feed` call (a server's), never by the CLI.
+    feed: std::sync::OnceLock<std::sync::Arc<super::RoutingFeed>>,
 }
 
 /// How an opened database stands.
@@ -122,7 +126,10 @@ impl PgStore {
         // Connecting once up front turns an unreachable server or a refused password into
         // an open error that names the store.
         drop(pool.get()?);
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            feed: std::sync::OnceLock::new(),
+        })
     }
 
     /// The newest schema version this build knows.
@@ -259,6 +266,18 @@ impl Store for PgStore {
     fn location(&self) -> String {
         self.pool.display().to_string()
     }
+
+    fn routing_feed(&self) -> Option<std::sync::Arc<super::RoutingFeed>> {
+        let mut started = false;
+        let feed = self.feed.get_or_init(|| {
+            started = true;
+            std::sync::Arc::default()
+        });
+        if started {
+            self.pool.start_feed(std::sync::Arc::clone(feed));
+        }
+        Some(std::sync::Arc::clone(feed))
+    }
 }
 
 impl PgStore {
@@ -292,6 +311,12 @@ impl super::logic::Backend for PgStore {
 
     fn write<T>(&self, work: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
         self.transaction(|db| work(db))
+    }
+
+    fn routing_changed(&self) {
+        if let Some(feed) = self.feed.get() {
+            feed.changed();
+        }
     }
 }
 

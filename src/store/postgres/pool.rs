@@ -17,7 +17,7 @@ use super::conninfo::Target;
 use crate::store::{Result, StoreError};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
@@ -181,6 +181,15 @@ impl Pool {
 
     pub fn display(&self) -> &str {
         &self.target.display
+    }
+
+    /// Starts the routing feed's listener beside the pool's sockets.
+    pub fn start_feed(&self, feed: Arc<crate::store::RoutingFeed>) {
+        super::feed::start(
+            self.runtime.as_ref().expect("a live pool").handle(),
+            self.target.config.clone(),
+            feed,
+        );
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -205,3 +205,118 @@ fn a_score_finds_its_result_by_the_primary_key_even_planned_on_an_empty_table() 
         .unwrap();
     assert!(plan.contains("using results_pkey"), "{plan}");
 }
+
+/// Waits up to 10 s for `done`, then fails naming `what`.
+fn within_10_s(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not happen within 10 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn the_routing_feed_hears_every_routing_write_another_program_commits() {
+    use crate::store::tests::{change, new_version};
+    use crate::store::VersionRef;
+    let fx = Fixture::postgres();
+    let server = fx.open();
+    // Another program: its own connections, and no feed of its own started.
+    let other = fx.open();
+    let feed = server
+        .routing_feed()
+        .expect("PostgreSQL has a routing feed");
+    within_10_s("listening", || feed.current().is_some());
+
+    let heard = |what: &str, write: &dyn Fn()| {
+        let before = feed.current().unwrap();
+        write();
+        within_10_s(what, || feed.current().is_some_and(|now| now > before));
+    };
+    heard("a new prompt", &|| {
+        other
+            .create_prompt("p", new_version("a"), &[], &change())
+            .unwrap();
+    });
+    heard("a new version", &|| {
+        crate::store::append_version::<_, _, StoreError>(
+            &*other,
+            "p",
+            |_| Ok(new_version("b")),
+            &[],
+            &change(),
+        )
+        .unwrap();
+    });
+    heard("a tag set", &|| {
+        other
+            .set_tag("p", "production", &VersionRef::Seq(1), &change())
+            .unwrap();
+    });
+    heard("a tag moved", &|| {
+        other
+            .set_tag("p", "production", &VersionRef::Seq(2), &change())
+            .unwrap();
+    });
+    heard("a tag deleted", &|| {
+        other.delete_tag("p", "production", &change()).unwrap();
+    });
+    heard("an archive", &|| {
+        other.archive_prompt("p", &change()).unwrap()
+    });
+    heard("a restore", &|| {
+        other.restore_prompt("p", "tester").unwrap()
+    });
+    // The rollouts table notifies too: a raw write stands for any program's.
+    let before = feed.current().unwrap();
+    fx.raw("DELETE FROM rollouts").unwrap();
+    within_10_s("a rollout write", || {
+        feed.current().is_some_and(|now| now > before)
+    });
+    assert!(other.rollouts(None, false).unwrap().is_empty());
+}
+
+#[test]
+fn a_lost_listener_is_distrusted_until_it_listens_again() {
+    let fx = Fixture::postgres();
+    let server = fx.open();
+    let feed = server
+        .routing_feed()
+        .expect("PostgreSQL has a routing feed");
+    within_10_s("listening", || feed.current().is_some());
+    let before = feed.current().unwrap();
+    // Asking again starts no second listener.
+    assert!(std::sync::Arc::ptr_eq(
+        &feed,
+        &server.routing_feed().unwrap()
+    ));
+    assert_eq!(
+        fx.raw(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{}'",
+            feed::APPLICATION_NAME
+        ))
+        .unwrap(),
+        "1"
+    );
+    fx.raw(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{}'",
+        feed::APPLICATION_NAME
+    ))
+    .unwrap();
+    // Whatever was kept is stale from the loss on: the feed comes back further on, and
+    // listening (the connection seen again).
+    within_10_s("listening again", || {
+        feed.current().is_some_and(|now| now > before)
+    });
+    within_10_s("a new listening connection", || {
+        fx.raw(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{}'",
+            feed::APPLICATION_NAME
+        ))
+        .unwrap()
+            == "1"
+    });
+}
