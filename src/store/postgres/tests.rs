@@ -220,8 +220,8 @@ fn within_10_s(what: &str, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn the_routing_feed_hears_every_routing_write_another_program_commits() {
-    use crate::store::tests::{change, new_version};
     use crate::store::VersionRef;
+    use crate::store::tests::{change, new_version};
     let fx = Fixture::postgres();
     let server = fx.open();
     // Another program: its own connections, and no feed of its own started.
