@@ -2077,6 +2077,7 @@ fn every_sql_statement_is_parameterised() {
 /// Interpolated into SQL and allowed: the column lists and joins declared as
 /// `const NAME: &str = "…"` in src/store.
 const SQL_CONSTANTS: &[&str] = &[
+    "ALIVE_NOTIFY",
     "ENTRY_SELECT",
     "TOKEN_COLUMNS",
     "TASK_EXPERIMENT_SELECT",

@@ -5,10 +5,11 @@
 //! word of a commit.
 //!
 //! A notification can only be missed while nobody listens, so the feed says it cannot be
-//! trusted from the moment the connection fails until a new one has registered its `LISTEN`. A
-//! connection that dies without a word (a cable pulled, a firewall dropping the flow) is found
-//! by a heartbeat query, so a lookup serves a stale answer for at most `HEARTBEAT` plus
-//! `HEARTBEAT_TIMEOUT`.
+//! trusted from the moment the connection fails until a new one has registered its `LISTEN`
+//! and heard its own first notification back. Every `HEARTBEAT` the listener notifies itself
+//! again and must hear it within `HEARTBEAT_TIMEOUT`: a connection that dies without a word (a
+//! cable pulled, a firewall dropping the flow), or one through a pooler that passes statements
+//! but not notifications, is distrusted within `HEARTBEAT` plus `HEARTBEAT_TIMEOUT`.
 
 use crate::store::RoutingFeed;
 use std::sync::Arc;
@@ -19,10 +20,10 @@ use tokio_postgres::{AsyncMessage, NoTls};
 /// `runner_routing_changed()` notifies.
 const LISTEN: &str = "LISTEN runner_routing";
 
-/// How often the listening connection is asked whether it is still there.
+/// How often the listener notifies itself to show the feed still works.
 const HEARTBEAT: Duration = Duration::from_secs(2);
 
-/// How long the heartbeat's answer may take before the connection counts as lost.
+/// How long the heartbeat may take to come back before the feed counts as lost.
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The first wait before connecting again, doubled up to `RETRY_LONGEST`.
@@ -85,14 +86,14 @@ async fn listen(config: &tokio_postgres::Config, feed: &RoutingFeed) -> Listened
         Ok(connected) => connected,
         Err(e) => return Listened::NotConnected(super::describe(&e)),
     };
-    let (notified, mut notes) = tokio::sync::mpsc::unbounded_channel::<()>();
-    // The socket task: it hands over each notification and ends with the connection. (A
-    // connection polled as a plain future drops notifications.)
+    let (notified, mut notes) = tokio::sync::mpsc::unbounded_channel::<String>();
+    // The socket task: it hands over each notification's payload and ends with the
+    // connection. (A connection polled as a plain future drops notifications.)
     let socket = tokio::spawn(async move {
         loop {
             match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                Some(Ok(AsyncMessage::Notification(_))) => {
-                    if notified.send(()).is_err() {
+                Some(Ok(AsyncMessage::Notification(note))) => {
+                    if notified.send(note.payload().to_string()).is_err() {
                         return;
                     }
                 }
@@ -105,27 +106,89 @@ async fn listen(config: &tokio_postgres::Config, feed: &RoutingFeed) -> Listened
     if let Err(e) = client.batch_execute(LISTEN).await {
         return Listened::NotConnected(super::describe(&e));
     }
-    feed.listening();
-    let mut beat = tokio::time::interval(HEARTBEAT);
+    // Trusted only once a notification has made the whole way: a LISTEN through a pooler
+    // that hands each transaction another server connection succeeds, and hears nothing.
+    let mut alive = Alive::new();
+    let mut expected = match alive.send(&client).await {
+        Ok(payload) => payload,
+        Err(why) => return Listened::NotConnected(why),
+    };
+    let mut deadline = tokio::time::Instant::now() + HEARTBEAT_TIMEOUT;
+    let mut trusted = false;
+    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             note = notes.recv() => match note {
-                Some(()) => feed.changed(),
-                None => return Listened::Lost("the connection closed".into()),
-            },
-            _ = beat.tick() => {
-                match tokio::time::timeout(HEARTBEAT_TIMEOUT, client.batch_execute("SELECT 1")).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Listened::Lost(super::describe(&e)),
-                    Err(_) => {
-                        return Listened::Lost(format!(
-                            "no answer within {} s",
-                            HEARTBEAT_TIMEOUT.as_secs()
-                        ));
+                None if trusted => return Listened::Lost("the connection closed".into()),
+                None => return Listened::NotConnected("the connection closed".into()),
+                Some(payload) if payload.starts_with(ALIVE_PREFIX) => {
+                    // Another server's heartbeat is nobody's change.
+                    if expected.as_deref() == Some(payload.as_str()) {
+                        expected = None;
+                        if !trusted {
+                            trusted = true;
+                            feed.listening();
+                        }
                     }
                 }
+                Some(_) => feed.changed(),
+            },
+            _ = tokio::time::sleep_until(deadline), if expected.is_some() => {
+                let why = format!(
+                    "its own notification did not come back within {} s",
+                    HEARTBEAT_TIMEOUT.as_secs()
+                );
+                return if trusted { Listened::Lost(why) } else { Listened::NotConnected(why) };
             }
+            _ = beat.tick(), if expected.is_none() => {
+                match alive.send(&client).await {
+                    Ok(payload) => {
+                        expected = payload;
+                        deadline = tokio::time::Instant::now() + HEARTBEAT_TIMEOUT;
+                    }
+                    Err(why) => return Listened::Lost(why),
+                }
+            }
+        }
+    }
+}
+
+/// The payloads of the heartbeat: each listener's own, numbered, so it knows its notification
+/// from another server's.
+const ALIVE_PREFIX: &str = "alive:";
+
+/// The heartbeat: a notification the listener sends itself. It makes the whole way a change's
+/// word makes (through the server's queue to this connection), so its return shows the feed
+/// works, not only that the connection answers.
+const ALIVE_NOTIFY: &str = "SELECT pg_notify('runner_routing', $1)";
+
+struct Alive {
+    listener: u64,
+    sent: u64,
+}
+
+impl Alive {
+    fn new() -> Alive {
+        Alive {
+            listener: fastrand::u64(..),
+            sent: 0,
+        }
+    }
+
+    /// Sends the next heartbeat; its payload, to be heard within `HEARTBEAT_TIMEOUT`.
+    async fn send(&mut self, client: &tokio_postgres::Client) -> Result<Option<String>, String> {
+        self.sent += 1;
+        let payload = format!("{ALIVE_PREFIX}{:016x}:{}", self.listener, self.sent);
+        match tokio::time::timeout(HEARTBEAT_TIMEOUT, client.execute(ALIVE_NOTIFY, &[&payload]))
+            .await
+        {
+            Ok(Ok(_)) => Ok(Some(payload)),
+            Ok(Err(e)) => Err(super::describe(&e)),
+            Err(_) => Err(format!(
+                "no answer within {} s",
+                HEARTBEAT_TIMEOUT.as_secs()
+            )),
         }
     }
 }

@@ -320,3 +320,111 @@ fn a_lost_listener_is_distrusted_until_it_listens_again() {
             == "1"
     });
 }
+
+/// A TCP proxy to `target` that passes every byte but the server's notifications (protocol
+/// message 'A'): what a listener sees through a pooler that hands each transaction another
+/// server connection. Returns its port and the count of notifications it dropped.
+fn proxy_without_notifications(
+    target: std::net::SocketAddr,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = dropped.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(server) = TcpStream::connect(target) else {
+                continue;
+            };
+            let (mut from_client, mut to_server) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut from_client, &mut to_server);
+                let _ = to_server.shutdown(Shutdown::Write);
+            });
+            let (mut from_server, mut to_client) = (server, client);
+            let counted = counted.clone();
+            std::thread::spawn(move || {
+                // Every message from the server: a type byte, then its length (itself included).
+                let mut header = [0u8; 5];
+                while from_server.read_exact(&mut header).is_ok() {
+                    let length = u32::from_be_bytes(header[1..].try_into().unwrap()) as usize;
+                    let mut body = vec![0; length.saturating_sub(4)];
+                    if from_server.read_exact(&mut body).is_err() {
+                        break;
+                    }
+                    if header[0] == b'A' {
+                        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        continue;
+                    }
+                    if to_client.write_all(&header).is_err() || to_client.write_all(&body).is_err()
+                    {
+                        break;
+                    }
+                }
+                let _ = to_client.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    (port, dropped)
+}
+
+#[test]
+fn a_listener_that_hears_no_notifications_is_never_trusted() {
+    let fx = Fixture::postgres();
+    fx.open();
+    let url = fx.location.to_str().unwrap().to_string();
+    let authority = url.split('@').nth(1).unwrap().split('/').next().unwrap();
+    let (port, dropped) = proxy_without_notifications(authority.parse().unwrap());
+    let proxied = url.replace(authority, &format!("127.0.0.1:{port}"));
+    let store = PgStore::open(&proxied).unwrap();
+    // Statements pass: the store works through the proxy.
+    assert_eq!(
+        store.schema_version().unwrap(),
+        PgStore::latest_schema_version()
+    );
+    let feed = store.routing_feed().unwrap();
+    // Its LISTEN succeeds, but its own notification never comes back: never trusted, so every
+    // lookup reads the database. (Past the 3 s the first heartbeat may take, it tries again.)
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(4);
+    while std::time::Instant::now() < until {
+        assert_eq!(
+            feed.current(),
+            None,
+            "a feed that hears nothing was trusted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(
+        dropped.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the listener's heartbeat never reached the proxy"
+    );
+}
+
+#[test]
+fn heartbeats_move_no_feed_and_a_write_moves_every_one() {
+    use crate::store::tests::{change, new_version};
+    let fx = Fixture::postgres();
+    let (one, two) = (fx.open(), fx.open());
+    let feeds = [one.routing_feed().unwrap(), two.routing_feed().unwrap()];
+    within_10_s("both listening", || {
+        feeds.iter().all(|feed| feed.current().is_some())
+    });
+    let before: Vec<_> = feeds.iter().map(|feed| feed.current()).collect();
+    // Two heartbeats of each (one every 2 s), each heard by both listeners.
+    std::thread::sleep(std::time::Duration::from_millis(4500));
+    let after: Vec<_> = feeds.iter().map(|feed| feed.current()).collect();
+    assert_eq!(after, before, "a heartbeat dropped what the servers keep");
+    fx.open()
+        .create_prompt("p", new_version("a"), &[], &change())
+        .unwrap();
+    within_10_s("both hearing the write", || {
+        feeds
+            .iter()
+            .zip(&before)
+            .all(|(feed, was)| feed.current() > *was)
+    });
+}
