@@ -149,8 +149,11 @@ const LATEST_KEY: &str = " latest";
 /// The most tag targets kept; past it the map is emptied and filled again by the next lookups.
 const MAX_CACHED_TARGETS: usize = 4096;
 
-/// How long the running rollouts read from the store are trusted.
+/// How long the running rollouts read from the store are trusted without a routing feed.
 const ROLLOUT_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// With a routing feed, the shortest time between two reads of the running rollouts.
+const ROLLOUT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A version's `{"data": …}` body, serialised once, with its ETag: the sha256 of the body
 /// itself, so any change to any byte of the answer (another version id or number behind a tag,
@@ -303,11 +306,19 @@ impl Shared {
         let found = {
             let mut cache = self.rollouts.lock().unwrap_or_else(|e| e.into_inner());
             let feed_at = self.feed_at();
+            // With the feed, read again once it moved, but not more often than every
+            // ROLLOUT_RETRY: a read that failed, or that a change overtook, is not repeated by
+            // every lookup while the store is down or busy with routing writes.
             let stale = match feed_at {
-                Some(at) => cache.feed_at != Some(at),
+                Some(at) => {
+                    cache.feed_at != Some(at)
+                        && cache
+                            .read_at
+                            .is_none_or(|read| read.elapsed() >= ROLLOUT_RETRY)
+                }
                 None => cache
                     .read_at
-                    .is_none_or(|at| at.elapsed() >= ROLLOUT_REFRESH),
+                    .is_none_or(|read| read.elapsed() >= ROLLOUT_REFRESH),
             };
             if stale {
                 // A failed read keeps what was known: lookups go on.
@@ -332,7 +343,7 @@ impl Shared {
                 .get(&(prompt.to_string(), tag.to_string()))
                 .cloned()
         };
-        // The cache says whether a rollout may run (a new one is served within a second); what
+        // The cache says whether a rollout may run (a new one is served within a second, or 0.1 s with a routing feed); what
         // changes while it runs (status, step, the tag's target) is read now, in one indexed
         // read, so one that ended or stepped up is followed at once.
         let Some(rollout) = found else {

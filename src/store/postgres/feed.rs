@@ -6,10 +6,11 @@
 //!
 //! A notification can only be missed while nobody listens, so the feed says it cannot be
 //! trusted from the moment the connection fails until a new one has registered its `LISTEN`
-//! and heard its own first notification back. Every `HEARTBEAT` the listener notifies itself
-//! again and must hear it within `HEARTBEAT_TIMEOUT`: a connection that dies without a word (a
-//! cable pulled, a firewall dropping the flow), or one through a pooler that passes statements
-//! but not notifications, is distrusted within `HEARTBEAT` plus `HEARTBEAT_TIMEOUT`.
+//! and heard a first heartbeat: a notification sent from a second session of its own, which
+//! makes the whole way another program's change makes. Every `HEARTBEAT` another is sent, and it
+//! must arrive within `HEARTBEAT_TIMEOUT`: a connection that dies without a word (a cable
+//! pulled, a firewall dropping the flow), or one through a pooler that passes statements but not
+//! notifications, is distrusted within `HEARTBEAT` plus `HEARTBEAT_TIMEOUT`.
 
 use crate::store::RoutingFeed;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 /// `runner_routing_changed()` notifies.
 const LISTEN: &str = "LISTEN runner_routing";
 
-/// How often the listener notifies itself to show the feed still works.
+/// How often a heartbeat is sent to show the feed still works.
 const HEARTBEAT: Duration = Duration::from_secs(2);
 
 /// How long the heartbeat may take to come back before the feed counts as lost.
@@ -82,14 +83,33 @@ enum Listened {
 }
 
 async fn listen(config: &tokio_postgres::Config, feed: &RoutingFeed) -> Listened {
-    let (client, mut connection) = match config.connect(NoTls).await {
-        Ok(connected) => connected,
-        Err(e) => return Listened::NotConnected(super::describe(&e)),
+    let connect = |config: tokio_postgres::Config| async move {
+        tokio::time::timeout(HEARTBEAT_TIMEOUT, config.connect(NoTls))
+            .await
+            .map_err(|_| format!("no connection within {} s", HEARTBEAT_TIMEOUT.as_secs()))?
+            .map_err(|e| super::describe(&e))
     };
+    let (client, mut connection) = match connect(config.clone()).await {
+        Ok(connected) => connected,
+        Err(why) => return Listened::NotConnected(why),
+    };
+    // The heartbeat goes out on a session of its own, the way another program's change does:
+    // a notification a session sends itself comes back with its own statement's answer, which
+    // would prove nothing about the others'.
+    let mut beating = config.clone();
+    beating.application_name(HEARTBEAT_APPLICATION_NAME);
+    let (sender, sender_connection) = match connect(beating).await {
+        Ok(connected) => connected,
+        Err(why) => return Listened::NotConnected(why),
+    };
+    let _stop_sender_socket = AbortOnDrop(tokio::spawn(async move {
+        let _ = sender_connection.await;
+    }));
+    let sender = Arc::new(sender);
     let (notified, mut notes) = tokio::sync::mpsc::unbounded_channel::<String>();
     // The socket task: it hands over each notification's payload and ends with the
     // connection. (A connection polled as a plain future drops notifications.)
-    let socket = tokio::spawn(async move {
+    let _stop_socket = AbortOnDrop(tokio::spawn(async move {
         loop {
             match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
                 Some(Ok(AsyncMessage::Notification(note))) => {
@@ -101,18 +121,24 @@ async fn listen(config: &tokio_postgres::Config, feed: &RoutingFeed) -> Listened
                 Some(Err(_)) | None => return,
             }
         }
-    });
-    let _stop_socket = AbortOnDrop(socket);
-    if let Err(e) = client.batch_execute(LISTEN).await {
-        return Listened::NotConnected(super::describe(&e));
+    }));
+    match tokio::time::timeout(HEARTBEAT_TIMEOUT, client.batch_execute(LISTEN)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Listened::NotConnected(super::describe(&e)),
+        Err(_) => {
+            return Listened::NotConnected(format!(
+                "no answer to LISTEN within {} s",
+                HEARTBEAT_TIMEOUT.as_secs()
+            ));
+        }
     }
-    // Trusted only once a notification has made the whole way: a LISTEN through a pooler
-    // that hands each transaction another server connection succeeds, and hears nothing.
-    let mut alive = Alive::new();
-    let mut expected = match alive.send(&client).await {
-        Ok(payload) => payload,
-        Err(why) => return Listened::NotConnected(why),
-    };
+    // Trusted only once a heartbeat has made the whole way: a LISTEN through a pooler that
+    // hands each transaction another server connection succeeds, and hears nothing.
+    let mut alive = Alive::new(sender);
+    // Sends run beside the loop, so a slow one never holds up the changes heard meanwhile; a
+    // send that fails is a heartbeat that does not come back.
+    let mut sends = tokio::task::JoinSet::new();
+    let mut expected = Some(alive.send(&mut sends));
     let mut deadline = tokio::time::Instant::now() + HEARTBEAT_TIMEOUT;
     let mut trusted = false;
     let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
@@ -136,20 +162,16 @@ async fn listen(config: &tokio_postgres::Config, feed: &RoutingFeed) -> Listened
             },
             _ = tokio::time::sleep_until(deadline), if expected.is_some() => {
                 let why = format!(
-                    "its own notification did not come back within {} s",
+                    "a notification sent from another session did not arrive within {} s",
                     HEARTBEAT_TIMEOUT.as_secs()
                 );
                 return if trusted { Listened::Lost(why) } else { Listened::NotConnected(why) };
             }
             _ = beat.tick(), if expected.is_none() => {
-                match alive.send(&client).await {
-                    Ok(payload) => {
-                        expected = payload;
-                        deadline = tokio::time::Instant::now() + HEARTBEAT_TIMEOUT;
-                    }
-                    Err(why) => return Listened::Lost(why),
-                }
+                expected = Some(alive.send(&mut sends));
+                deadline = tokio::time::Instant::now() + HEARTBEAT_TIMEOUT;
             }
+            Some(_) = sends.join_next(), if !sends.is_empty() => {}
         }
     }
 }
@@ -158,38 +180,41 @@ async fn listen(config: &tokio_postgres::Config, feed: &RoutingFeed) -> Listened
 /// from another server's.
 const ALIVE_PREFIX: &str = "alive:";
 
-/// The heartbeat: a notification the listener sends itself. It makes the whole way a change's
-/// word makes (through the server's queue to this connection), so its return shows the feed
-/// works, not only that the connection answers.
+/// The heartbeat: a notification sent from a second session to the listening one. It makes the
+/// whole way another program's change makes (through the server's queue to the listener), so
+/// its arrival shows the feed works, not only that the connection answers.
 const ALIVE_NOTIFY: &str = "SELECT pg_notify('runner_routing', $1)";
 
+/// The application name the heartbeat's session shows in `pg_stat_activity`.
+pub const HEARTBEAT_APPLICATION_NAME: &str = "runner routing feed heartbeat";
+
 struct Alive {
+    sender: Arc<tokio_postgres::Client>,
     listener: u64,
     sent: u64,
 }
 
 impl Alive {
-    fn new() -> Alive {
+    fn new(sender: Arc<tokio_postgres::Client>) -> Alive {
         Alive {
+            sender,
             listener: fastrand::u64(..),
             sent: 0,
         }
     }
 
-    /// Sends the next heartbeat; its payload, to be heard within `HEARTBEAT_TIMEOUT`.
-    async fn send(&mut self, client: &tokio_postgres::Client) -> Result<Option<String>, String> {
+    /// Starts sending the next heartbeat into `sends`; its payload, to arrive within
+    /// `HEARTBEAT_TIMEOUT`.
+    fn send(&mut self, sends: &mut tokio::task::JoinSet<()>) -> String {
         self.sent += 1;
         let payload = format!("{ALIVE_PREFIX}{:016x}:{}", self.listener, self.sent);
-        match tokio::time::timeout(HEARTBEAT_TIMEOUT, client.execute(ALIVE_NOTIFY, &[&payload]))
-            .await
-        {
-            Ok(Ok(_)) => Ok(Some(payload)),
-            Ok(Err(e)) => Err(super::describe(&e)),
-            Err(_) => Err(format!(
-                "no answer within {} s",
-                HEARTBEAT_TIMEOUT.as_secs()
-            )),
-        }
+        let sender = Arc::clone(&self.sender);
+        let sent = payload.clone();
+        sends.spawn(async move {
+            let _ = tokio::time::timeout(HEARTBEAT_TIMEOUT, sender.execute(ALIVE_NOTIFY, &[&sent]))
+                .await;
+        });
+        payload
     }
 }
 
