@@ -234,11 +234,14 @@ fn experiments(args: &Args, runner: &Path, dir: &Path) -> Result<ExitCode, Strin
         // wrk keeps every connection busy for as long as it runs; a run of N rows ends with a
         // partly empty round, and runner sends the other rows only after the first answer (a
         // refused key is asked once, and that answer's headers give the endpoint's burst).
-        let c = args.concurrency as u64;
         let round = args.concurrency as f64 / wrk;
-        let at_pace = |rounds: u64| args.rows as f64 / (rounds.max(1) as f64 * round) / wrk;
-        let full = at_pace(args.rows.div_ceil(c));
-        let first_answer = at_pace(1 + args.rows.saturating_sub(1).div_ceil(c));
+        let full = achievable(args, Duration::from_secs_f64(round)) / wrk;
+        // One round more: the first row alone, then the others in full rounds.
+        let first_answer = full * args.rows.div_ceil(args.concurrency as u64) as f64
+            / (1 + args
+                .rows
+                .saturating_sub(1)
+                .div_ceil(args.concurrency as u64)) as f64;
         println!(
             "at wrk's pace ({:.2} ms a round), {} rows reach at most {:.1} % of it with every slot \
              busy from the first request, {:.1} % when the other rows wait for the first answer",

@@ -134,17 +134,13 @@ struct RolloutCache {
     running: HashMap<(String, String), Arc<crate::canary::Rollout>>,
 }
 
-/// Version ids by (prompt, tag), a latest lookup under the tag `LATEST_KEY`, all read while
-/// the routing feed stood at `feed_at`.
+/// Version ids by (prompt, tag; None for the prompt's latest), all read while the routing feed
+/// stood at `feed_at`.
 #[derive(Default)]
 struct TargetCache {
     feed_at: u64,
-    ids: HashMap<(String, String), String>,
+    ids: HashMap<(String, Option<String>), String>,
 }
-
-/// The key under which a prompt's latest version is kept among the tag targets (no tag can be
-/// named so: a tag name never holds a space).
-const LATEST_KEY: &str = " latest";
 
 /// The most tag targets kept; past it the map is emptied and filled again by the next lookups.
 const MAX_CACHED_TARGETS: usize = 4096;
@@ -266,35 +262,37 @@ impl Shared {
         self.feed.as_ref().and_then(|feed| feed.current())
     }
 
-    /// The version id `prompt`'s `tag` (or its latest, under `LATEST_KEY`) names: kept from an
-    /// earlier read while the routing feed has not moved since, read from the store otherwise.
+    /// Whether a read that began with the feed trusted at `before` may be kept: the feed has
+    /// not moved since, so no change committed meanwhile may or may not be in what was read.
+    fn feed_stood_still(&self, before: Option<u64>) -> bool {
+        before.is_some() && self.feed_at() == before
+    }
+
+    /// The version id `key` names (a prompt's tag, or with None its latest): kept from an
+    /// earlier read while the routing feed has not moved since, read by `read` otherwise.
     fn target(
         &self,
-        store: &dyn Store,
-        prompt: String,
-        tag: String,
-        read: impl FnOnce(&dyn Store, &str, &str) -> crate::store::Result<(String, String)>,
+        key: (String, Option<String>),
+        read: impl FnOnce(&str, Option<&str>) -> crate::store::Result<(String, String)>,
     ) -> ApiResult<String> {
         let feed_at = self.feed_at();
         if let Some(at) = feed_at {
             let cache = self.targets.lock().unwrap_or_else(|e| e.into_inner());
             if cache.feed_at == at
-                && let Some(id) = cache.ids.get(&(prompt.clone(), tag.clone()))
+                && let Some(id) = cache.ids.get(&key)
             {
                 return Ok(id.clone());
             }
         }
-        let id = read(store, &prompt, &tag)?.0;
-        // Kept only if the feed did not move during the read: a change committed meanwhile
-        // may or may not be in what was read.
+        let id = read(&key.0, key.1.as_deref())?.0;
         if let Some(at) = feed_at {
             let mut cache = self.targets.lock().unwrap_or_else(|e| e.into_inner());
-            if self.feed_at() == Some(at) {
+            if self.feed_stood_still(feed_at) {
                 if cache.feed_at != at || cache.ids.len() >= MAX_CACHED_TARGETS {
                     cache.ids.clear();
                     cache.feed_at = at;
                 }
-                cache.ids.insert((prompt, tag), id.clone());
+                cache.ids.insert(key, id.clone());
             }
         }
         Ok(id)
@@ -330,7 +328,7 @@ impl Shared {
                             .into_iter()
                             .map(|r| ((r.prompt.clone(), r.tag.clone()), Arc::new(r)))
                             .collect();
-                        if feed_at.is_some() && self.feed_at() == feed_at {
+                        if self.feed_stood_still(feed_at) {
                             cache.feed_at = feed_at;
                         }
                     }
@@ -397,15 +395,11 @@ impl Shared {
         self.read_now(|store| {
             let id = match lookup {
                 Lookup::Latest(prompt) => {
-                    self.target(store, prompt, LATEST_KEY.into(), |store, prompt, _| {
-                        store.latest_target(prompt)
-                    })?
+                    self.target((prompt, None), |prompt, _| store.latest_target(prompt))?
                 }
-                Lookup::Tag(prompt, tag) => {
-                    self.target(store, prompt, tag, |store, prompt, tag| {
-                        store.tag_target(prompt, tag)
-                    })?
-                }
+                Lookup::Tag(prompt, tag) => self.target((prompt, Some(tag)), |prompt, tag| {
+                    store.tag_target(prompt, tag.unwrap_or_default())
+                })?,
                 Lookup::Id(id) => id,
             };
             if let Some(cached) = self.cached_body(&id) {
