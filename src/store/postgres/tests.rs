@@ -297,7 +297,7 @@ fn a_lost_listener_is_distrusted_until_it_listens_again() {
     for name in [feed::APPLICATION_NAME, feed::HEARTBEAT_APPLICATION_NAME] {
         assert_eq!(
             fx.raw(&format!(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{name}'"
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{name}' AND datname = current_database()"
             ))
             .unwrap(),
             "1",
@@ -305,7 +305,8 @@ fn a_lost_listener_is_distrusted_until_it_listens_again() {
         );
     }
     fx.raw(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{}'",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{}' \
+         AND datname = current_database()",
         feed::APPLICATION_NAME
     ))
     .unwrap();
@@ -316,7 +317,8 @@ fn a_lost_listener_is_distrusted_until_it_listens_again() {
     });
     within_10_s("a new listening connection", || {
         fx.raw(&format!(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{}'",
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{}' \
+             AND datname = current_database()",
             feed::APPLICATION_NAME
         ))
         .unwrap()
