@@ -521,6 +521,45 @@ fn the_etag_changes_when_a_tag_moves_to_a_version_with_the_same_content() {
 }
 
 #[test]
+fn a_version_whose_prompt_another_server_archived_is_not_served_by_id() {
+    let env = Env::new();
+    env.ok(&["prompt", "create", "greet", "--template", "v1 {{name}}"]);
+    let id = env.json(&["prompt", "show", "greet", "--json"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Two servers on one store, as behind a load balancer: `a` has served the version by id
+    // (and keeps its body), `b` archives the prompt.
+    let a = Server::start(&env, &[]);
+    let b = Server::start(&env, &[]);
+    let path = format!("/v1/prompt_versions/{id}");
+    for _ in 0..2 {
+        let served = a.get(&path);
+        assert_eq!(served.status, 200, "{}", served.text);
+        assert_eq!(served.json()["data"]["id"], id.as_str());
+    }
+    let archived = b.call("DELETE", "/v1/prompts/greet", &[], None);
+    assert_eq!(archived.status, 204, "{}", archived.text);
+    let gone = a.get_after_write(&path, &[], |r| r.status == 404);
+    assert_eq!(
+        gone.status, 404,
+        "a version of an archived prompt was still served by id: {}",
+        gone.text
+    );
+    assert_eq!(a.get("/v1/prompts/greet/latest").status, 404);
+    // A version of a live prompt is still served by id from both.
+    env.ok(&["prompt", "create", "other", "--template", "o {{name}}"]);
+    let other = env.json(&["prompt", "show", "other", "--json"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for server in [&a, &b] {
+        let served = server.get(&format!("/v1/prompt_versions/{other}"));
+        assert_eq!(served.status, 200, "{}", served.text);
+    }
+}
+
+#[test]
 fn tag_lookups_follow_every_move_and_on_postgres_are_answered_from_memory() {
     let env = Env::new();
     env.ok(&["prompt", "create", "greet", "--template", "v1 {{name}}"]);

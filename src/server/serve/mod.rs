@@ -95,9 +95,10 @@ struct Shared {
     store: Arc<dyn Store>,
     tokens: Option<Arc<Tokens>>,
     config: Config,
-    /// Response bodies of versions by version id. Versions are immutable, so an entry never goes
+    /// Response bodies of versions by version id. Versions are immutable, so a body never goes
     /// stale; it spares the hot tag lookup from reading the whole version and building its JSON.
-    bodies: Mutex<HashMap<String, VersionBody>>,
+    /// Whether its prompt is still live (not archived) can change: see `CachedBody`.
+    bodies: Mutex<HashMap<String, CachedBody>>,
     ingest: Arc<crate::ingest::Ingest>,
     trace_body_limit: usize,
     /// Running rollouts by (prompt, tag): which lookups may be under a rollout (each such
@@ -180,6 +181,17 @@ impl VersionBody {
             prompt: prompt.into(),
         }
     }
+}
+
+/// A version body kept in memory, with where the routing feed stood when its prompt was last
+/// seen live. A lookup by id serves it without reading the store only while the feed still
+/// stands there (an archive by any program moves it); otherwise, and always without a feed, it
+/// reads the version again (one indexed read that also says whether the prompt is archived)
+/// and only the encoding is spared.
+#[derive(Clone)]
+struct CachedBody {
+    body: VersionBody,
+    live_at: Option<u64>,
 }
 
 /// Which version a GET names.
@@ -376,7 +388,7 @@ impl Shared {
             .clear();
     }
 
-    fn cached_body(&self, id: &str) -> Option<VersionBody> {
+    fn cached_body(&self, id: &str) -> Option<CachedBody> {
         self.bodies
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -384,41 +396,72 @@ impl Shared {
             .cloned()
     }
 
-    /// The body of the version `lookup` names: a tag or latest lookup is one small query, and
-    /// the version itself is read and serialised only the first time it is served.
+    /// The body of the version `lookup` names: a tag or latest lookup is one small query (none
+    /// while the routing feed stands still), and the version itself is read and serialised
+    /// only the first time it is served. A lookup by id is answered from memory only while the
+    /// feed stands where it stood when the version's prompt was last seen live: a prompt
+    /// archived by another program is not served by id.
     fn version_body(&self, lookup: Lookup) -> ApiResult<VersionBody> {
         if let Lookup::Id(id) = &lookup
+            && let Some(at) = self.feed_at()
             && let Some(cached) = self.cached_body(id)
+            && cached.live_at == Some(at)
         {
-            return Ok(cached);
+            return Ok(cached.body);
         }
         self.read_now(|store| {
-            let id = match lookup {
-                Lookup::Latest(prompt) => {
-                    self.target((prompt, None), |prompt, _| store.latest_target(prompt))?
-                }
-                Lookup::Tag(prompt, tag) => self.target((prompt, Some(tag)), |prompt, tag| {
-                    store.tag_target(prompt, tag.unwrap_or_default())
-                })?,
-                Lookup::Id(id) => id,
+            let feed_at = self.feed_at();
+            // A tag or latest target was read (or kept while the feed stood still) with its
+            // prompt live; an id names a version of any prompt, archived or not.
+            let (id, live) = match lookup {
+                Lookup::Latest(prompt) => (
+                    self.target((prompt, None), |prompt, _| store.latest_target(prompt))?,
+                    true,
+                ),
+                Lookup::Tag(prompt, tag) => (
+                    self.target((prompt, Some(tag)), |prompt, tag| {
+                        store.tag_target(prompt, tag.unwrap_or_default())
+                    })?,
+                    true,
+                ),
+                Lookup::Id(id) => (id, false),
             };
-            if let Some(cached) = self.cached_body(&id) {
-                return Ok(cached);
+            let cached = self.cached_body(&id);
+            if live && let Some(cached) = &cached {
+                return Ok(cached.body.clone());
             }
-            let version = store
-                .version_by_id(&id)?
-                .ok_or_else(|| unknown_version(&id))?;
-            let body = serde_json::to_vec(&json!({"data": wire::version_json(&version)}))
-                .map_err(|e| ApiError::internal(format!("cannot encode version {id}: {e}")))?;
-            let entry = VersionBody::new(body, &version.id, &version.prompt);
+            let Some(version) = store.version_by_id(&id)? else {
+                self.bodies
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
+                return Err(unknown_version(&id));
+            };
+            let body = match cached {
+                Some(cached) => cached.body,
+                None => {
+                    let body = serde_json::to_vec(&json!({"data": wire::version_json(&version)}))
+                        .map_err(|e| {
+                        ApiError::internal(format!("cannot encode version {id}: {e}"))
+                    })?;
+                    VersionBody::new(body, &version.id, &version.prompt)
+                }
+            };
+            let live_at = feed_at.filter(|_| self.feed_stood_still(feed_at));
             let mut bodies = self.bodies.lock().unwrap_or_else(|e| e.into_inner());
             // A crude bound: past it, versions are read from the store again once each, which
             // costs a query, not correctness.
             if bodies.len() >= MAX_CACHED_BODIES {
                 bodies.clear();
             }
-            bodies.insert(id, entry.clone());
-            Ok(entry)
+            bodies.insert(
+                id,
+                CachedBody {
+                    body: body.clone(),
+                    live_at,
+                },
+            );
+            Ok(body)
         })
     }
 }
