@@ -250,6 +250,21 @@ fn experiments(args: &Args, runner: &Path, dir: &Path) -> Result<ExitCode, Strin
             100.0 * full,
             100.0 * first_answer
         );
+        // What every run costs besides its requests (start, store, dataset, summary), at its
+        // least: a one-row experiment against a mock that answers at once. With it, even a run
+        // with every slot busy from the first request and no time lost between rounds reaches
+        // at most this share of wrk.
+        let fixed = fixed_cost(runner, dir)?;
+        let rounds = args.rows.div_ceil(args.concurrency as u64).max(1) as f64;
+        let bare = args.rows as f64 / (rounds * round + fixed.as_secs_f64()) / wrk;
+        println!(
+            "runner's fixed cost, median wall of 5 one-row experiments on a mock answering at once: \
+             {:.1} ms; with it and every slot busy from the first request, {} rows reach at most \
+             {:.1} % of wrk",
+            ms(fixed),
+            args.rows,
+            100.0 * bare
+        );
         if args.latency_ms == 50 && args.concurrency == 256 {
             println!(
                 "target (≥ 97 % of wrk at latency 50 ms, concurrency 256): {:.1} % — {}",
@@ -264,6 +279,52 @@ fn experiments(args: &Args, runner: &Path, dir: &Path) -> Result<ExitCode, Strin
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The median wall time of five one-row experiments (the same prompt and evaluator) against a
+/// fresh mock answering at once, on a store of their own: what a run costs besides waiting for
+/// its answers, at the least.
+fn fixed_cost(runner: &Path, dir: &Path) -> Result<Duration, String> {
+    let db = dir.join("fixed-cost.db");
+    let dataset = dir.join("one-row.csv");
+    write_dataset(&dataset, 1)?;
+    let created = Command::new(runner)
+        .arg("--db")
+        .arg(&db)
+        .args(["prompt", "create", PROMPT, "--model", "mock-model", "--template"])
+        .arg(TEMPLATE)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", runner.display()))?;
+    if !created.status.success() {
+        return Err(format!(
+            "runner prompt create failed: {}",
+            String::from_utf8_lossy(&created.stderr).trim()
+        ));
+    }
+    let mock = Mock::start(runner, 0)?;
+    let mut walls = Vec::with_capacity(5);
+    for _ in 0..5 {
+        let started = Instant::now();
+        let out = Command::new(runner)
+            .arg("--db")
+            .arg(&db)
+            .args(["experiment", "--prompt", PROMPT, "--dataset"])
+            .arg(&dataset)
+            .args(["--base-url", &mock.url, "--no-cache", "--json", "--eval", "icontains"])
+            .env_remove("OPENAI_API_KEY")
+            .env("NO_COLOR", "1")
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", runner.display()))?;
+        walls.push(started.elapsed());
+        if !out.status.success() {
+            return Err(format!(
+                "a one-row experiment failed: {}",
+                tail(&String::from_utf8_lossy(&out.stderr), 5)
+            ));
+        }
+    }
+    walls.sort();
+    Ok(walls[walls.len() / 2])
 }
 
 /// `wrk` posting the runner's request (the same rendered chat body) to a fresh mock at the same
