@@ -291,7 +291,14 @@ fn fixed_cost(runner: &Path, dir: &Path) -> Result<Duration, String> {
     let created = Command::new(runner)
         .arg("--db")
         .arg(&db)
-        .args(["prompt", "create", PROMPT, "--model", "mock-model", "--template"])
+        .args([
+            "prompt",
+            "create",
+            PROMPT,
+            "--model",
+            "mock-model",
+            "--template",
+        ])
         .arg(TEMPLATE)
         .output()
         .map_err(|e| format!("cannot run {}: {e}", runner.display()))?;
@@ -310,7 +317,14 @@ fn fixed_cost(runner: &Path, dir: &Path) -> Result<Duration, String> {
             .arg(&db)
             .args(["experiment", "--prompt", PROMPT, "--dataset"])
             .arg(&dataset)
-            .args(["--base-url", &mock.url, "--no-cache", "--json", "--eval", "icontains"])
+            .args([
+                "--base-url",
+                &mock.url,
+                "--no-cache",
+                "--json",
+                "--eval",
+                "icontains",
+            ])
             .env_remove("OPENAI_API_KEY")
             .env("NO_COLOR", "1")
             .output()

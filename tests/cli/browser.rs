@@ -314,6 +314,37 @@ impl Browser<'_> {
             .collect()
     }
 
+    /// How many elements `css` matches that the page lays out (not `display: none`).
+    fn shown(&self, css: &str) -> usize {
+        let reply = self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({
+                "script": "return [...document.querySelectorAll(arguments[0])]\
+                           .filter(e => e.getClientRects().length > 0).length;",
+                "args": [css]
+            })),
+        );
+        reply.as_u64().unwrap_or(0) as usize
+    }
+
+    /// How many elements `css` matches that the page lays out wholly inside the window's width,
+    /// at least `min_px` CSS pixels tall (text a person can read without scrolling sideways).
+    fn readable(&self, css: &str, min_px: f64) -> usize {
+        let reply = self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({
+                "script": "return [...document.querySelectorAll(arguments[0])].filter(e => {\
+                             const r = e.getBoundingClientRect();\
+                             return r.width > 0 && r.left >= 0 && r.right <= window.innerWidth\
+                                    && r.height >= arguments[1]; }).length;",
+                "args": [css, min_px]
+            })),
+        );
+        reply.as_u64().unwrap_or(0) as usize
+    }
+
     /// The page's width in CSS pixels beyond the window's: a layout that does not fit.
     fn overflow(&self) -> i64 {
         let reply = self.call(
@@ -808,10 +839,14 @@ fn the_production_views_in_a_real_browser() {
 
     // The prompt's Production section: the chart with a line per tag move, a row per version.
     browser.open(&format!("{base}/prompts/greet"));
-    assert_eq!(browser.count("#production svg"), 1);
-    assert_eq!(browser.count("#production svg line.move"), 3);
-    assert_eq!(browser.count("#production svg .move-label"), 3);
-    assert!(browser.count("#production svg rect") >= 10);
+    // Drawn wide for a page and narrow for a phone; a page shows the wide one.
+    assert_eq!(browser.count("#production svg"), 2);
+    assert_eq!(browser.shown("#production svg"), 1);
+    assert_eq!(browser.shown("#production svg.wide"), 1);
+    assert_eq!(browser.count("#production svg.wide line.move"), 3);
+    assert_eq!(browser.count("#production svg.wide .move-label"), 3);
+    assert!(browser.count("#production svg.wide rect") >= 10);
+    assert_eq!(browser.readable("#production svg.wide text.title", 10.0), 3);
     assert_eq!(browser.count("table.traffic-table tbody tr"), 2);
     assert!(browser.text("#production figcaption").contains("tag move"));
     assert!(
@@ -822,7 +857,7 @@ fn the_production_views_in_a_real_browser() {
     browser.screenshot("production");
     browser.submit("#production .tabs a[href*='window=7d']", "window=7d");
     assert!(browser.source().contains("Requests per 6 hours"));
-    assert_eq!(browser.count("#production svg line.move"), 3);
+    assert_eq!(browser.count("#production svg.wide line.move"), 3);
     assert_eq!(browser.console_errors(), Vec::<String>::new());
 
     // A version's spans, one opened: its messages, its output as text, its raw attributes.
@@ -860,6 +895,18 @@ fn the_production_views_in_a_real_browser() {
                 browser.open(&format!("{base}{path}"));
                 browser.screenshot(&format!("{size}{name}{suffix}"));
                 assert!(browser.overflow() <= 0, "{name} is wider than the window");
+                if *name == "production" && width == 390 {
+                    // A phone shows the narrow drawing, its three panel titles and its times
+                    // in the window at a legible size, and its three tag moves.
+                    assert_eq!(browser.shown("#production svg.narrow"), 1);
+                    assert_eq!(browser.shown("#production svg.wide"), 0);
+                    assert_eq!(
+                        browser.readable("#production svg.narrow text.title", 10.0),
+                        3
+                    );
+                    assert!(browser.readable("#production svg.narrow text.axis", 9.0) >= 6);
+                    assert_eq!(browser.count("#production svg.narrow line.move"), 3);
+                }
             }
         }
     }

@@ -183,6 +183,21 @@ fn row(page: &str, seq: i64) -> &str {
     &page[start..end]
 }
 
+/// The chart's two drawings, wide (a page) then narrow (a phone), each from its `<svg` to its
+/// `</svg>`.
+fn drawings(page: &str) -> Vec<&str> {
+    ["wide", "narrow"]
+        .iter()
+        .map(|class| {
+            let start = page
+                .find(&format!("<svg class=\"{class}\""))
+                .unwrap_or_else(|| panic!("no {class} drawing in {page}"));
+            let end = start + page[start..].find("</svg>").unwrap();
+            &page[start..end]
+        })
+        .collect()
+}
+
 /// Each bar of the chart: (its colour class, its tooltip).
 fn bars(page: &str) -> Vec<(String, String)> {
     page.split("<rect class=\"")
@@ -292,9 +307,47 @@ fn the_production_section_shows_each_versions_traffic_and_every_tag_move() {
     }
     assert!(v1.contains("data-score=\"thumbs\">–</td>"), "{v1}");
 
-    // The chart: every request in a bar of its version's colour (the table's swatch), and
-    // one dashed line per tag move in the window, labelled.
-    let bars = bars(text);
+    // The chart, in each drawing: every request in a bar of its version's colour (the table's
+    // swatch), and one dashed line per tag move in the window, labelled.
+    for drawing in drawings(text) {
+        chart_shows_the_traffic(drawing, v1, v2);
+    }
+    assert!(text.contains("Mean score · correctness"));
+    assert!(text.contains("Requests per 15 minutes"));
+    assert_eq!(text.matches("Requests per 15 minutes").count(), 2);
+    // Another score, another window; a window with no traffic says how to send some.
+    let thumbs = server.get("/prompts/greet?window=24h&score=thumbs");
+    assert!(
+        thumbs
+            .text
+            .contains("No annotation named &#39;thumbs&#39; has a score in this window; the chart shows &#39;correctness&#39;."),
+        "{}",
+        thumbs.text
+    );
+    let hour = server.get("/prompts/greet?window=1h");
+    assert_eq!(hour.status, 200);
+    assert!(
+        hour.text
+            .contains("No production traffic for this prompt in the last hour."),
+        "{}",
+        hour.text
+    );
+    assert!(hour.text.contains("<code>/v1/traces</code>"));
+    assert!(!hour.text.contains("<svg"));
+    let week = server.get("/prompts/greet?window=7d");
+    assert!(week.text.contains("Requests per 6 hours"), "{}", week.text);
+    for drawing in drawings(&week.text) {
+        assert_eq!(drawing.matches("<line class=\"move\"").count(), 3);
+    }
+    let refused = server.get("/prompts/greet?window=2h");
+    assert_eq!(refused.status, 422);
+    assert!(refused.text.contains("expected 1h, 24h, 7d or 30d"));
+}
+
+/// One drawing of the production chart of `the_production_section_shows_each_versions_traffic_and_every_tag_move`:
+/// v1's 10 requests and v2's 4 in bars of their table rows' colours, and its three tag moves.
+fn chart_shows_the_traffic(drawing: &str, v1: &str, v2: &str) {
+    let bars = bars(drawing);
     let requests = |version: &str| -> u64 {
         bars.iter()
             .filter(|(_, title)| title.starts_with(&format!("{version} · ")))
@@ -319,42 +372,25 @@ fn the_production_section_shows_each_versions_traffic_and_every_tag_move() {
             colour(v)
         );
     }
-    assert_eq!(text.matches("<line class=\"move\"").count(), 3, "{text}");
+    assert_eq!(
+        drawing.matches("<line class=\"move\"").count(),
+        3,
+        "{drawing}"
+    );
     for label in ["production → v1", "staging → v2", "production → v2"] {
         assert_eq!(
-            text.matches(&format!(">{label}</text>")).count(),
+            drawing.matches(&format!(">{label}</text>")).count(),
             1,
             "{label}"
         );
     }
-    assert!(text.contains("Mean score · correctness"));
-    assert!(text.contains("Requests per 15 minutes"));
-
-    // Another score, another window; a window with no traffic says how to send some.
-    let thumbs = server.get("/prompts/greet?window=24h&score=thumbs");
-    assert!(
-        thumbs
-            .text
-            .contains("No annotation named &#39;thumbs&#39; has a score in this window; the chart shows &#39;correctness&#39;."),
-        "{}",
-        thumbs.text
-    );
-    let hour = server.get("/prompts/greet?window=1h");
-    assert_eq!(hour.status, 200);
-    assert!(
-        hour.text
-            .contains("No production traffic for this prompt in the last hour."),
-        "{}",
-        hour.text
-    );
-    assert!(hour.text.contains("<code>/v1/traces</code>"));
-    assert!(!hour.text.contains("<svg"));
-    let week = server.get("/prompts/greet?window=7d");
-    assert!(week.text.contains("Requests per 6 hours"), "{}", week.text);
-    assert_eq!(week.text.matches("<line class=\"move\"").count(), 3);
-    let refused = server.get("/prompts/greet?window=2h");
-    assert_eq!(refused.status, 422);
-    assert!(refused.text.contains("expected 1h, 24h, 7d or 30d"));
+    for title in [
+        "Requests per 15 minutes",
+        "Error rate",
+        "Mean score · correctness",
+    ] {
+        assert!(drawing.contains(&format!(">{title}</text>")), "{title}");
+    }
 }
 
 #[test]

@@ -3,19 +3,43 @@
 //! bucket, on one time axis across which every tag move of the window is drawn and labelled
 //! (`production → v7`). Inline SVG written through `Html`, so a tag's name is escaped like any
 //! text; colours come from the stylesheet by class (`v0`…`v7`), so light and dark both read
-//! and no inline style is needed (the Content-Security-Policy allows none). Geometry only: no
-//! store, no clock, no I/O.
+//! and no inline style is needed (the Content-Security-Policy allows none). It is drawn twice,
+//! wide for a page and narrow for a phone (the stylesheet shows one), so that at phone width the
+//! panels' titles and value labels stay in view at a legible size instead of being scaled down or
+//! scrolled away. Geometry only: no store, no clock, no I/O.
 
 use super::production::swatch;
 use crate::production::{Point, Production, TagMove};
 use crate::ui::html::Html;
 use std::collections::BTreeMap;
 
-/// The drawing's width in its own units; it scales to the page's width.
-const W: f64 = 1000.0;
-/// Room for the value axis' labels.
-const LEFT: f64 = 58.0;
-const RIGHT: f64 = 18.0;
+/// One drawing of the chart: its width in its own units (it scales to its box's width), the
+/// room for the value axis' labels, and the most time ticks that fit.
+struct Layout {
+    width: f64,
+    left: f64,
+    ticks: i64,
+    /// Which the stylesheet shows: `wide` on a page, `narrow` at phone width.
+    class: &'static str,
+}
+
+/// About 1 unit a pixel on a page 1,000 pixels wide.
+const WIDE: Layout = Layout {
+    width: 1000.0,
+    left: 58.0,
+    ticks: 8,
+    class: "wide",
+};
+
+/// About 1 unit a pixel on a phone 390 pixels wide.
+const NARROW: Layout = Layout {
+    width: 370.0,
+    left: 38.0,
+    ticks: 4,
+    class: "narrow",
+};
+
+const RIGHT: f64 = 14.0;
 /// Above the first panel: one row per line of tag-move labels.
 const TOP: f64 = 4.0;
 const LABEL_ROW: f64 = 15.0;
@@ -34,13 +58,15 @@ const CHAR_WIDTH: f64 = 6.4;
 struct Frame {
     since: i64,
     until: i64,
+    width: f64,
+    left: f64,
 }
 
 impl Frame {
     fn x(&self, ms: i64) -> f64 {
         let span = (self.until - self.since).max(1) as f64;
         let at = ((ms - self.since) as f64 / span).clamp(0.0, 1.0);
-        LEFT + (W - LEFT - RIGHT) * at
+        self.left + (self.width - self.left - RIGHT) * at
     }
 }
 
@@ -83,12 +109,7 @@ impl Scale {
 }
 
 pub fn chart(out: &mut Html, p: &Production, colours: &BTreeMap<i64, usize>, score: Option<&str>) {
-    let frame = Frame {
-        since: p.since_ms,
-        until: p.until_ms,
-    };
     let bucket = p.series.bucket_ms.max(1);
-    let colour = |version: i64| colours.get(&version).copied().unwrap_or(0);
     // Buckets in time order, each with its versions in ascending order (stacked bottom up).
     let mut buckets: BTreeMap<i64, Vec<&Point>> = BTreeMap::new();
     for point in &p.series.points {
@@ -97,6 +118,53 @@ pub fn chart(out: &mut Html, p: &Production, colours: &BTreeMap<i64, usize>, sco
     for points in buckets.values_mut() {
         points.sort_by_key(|pt| pt.version);
     }
+    out.raw("<figure class=\"traffic\">");
+    for layout in [&WIDE, &NARROW] {
+        drawing(out, p, &buckets, colours, score, layout);
+    }
+    out.raw("<figcaption>");
+    for (version, c) in colours.iter().rev() {
+        out.raw("<span class=\"key\">");
+        swatch(out, *c);
+        out.text(&format!("v{version}"));
+        if let Some(v) = p.versions.iter().find(|v| v.version == *version)
+            && !v.tags.is_empty()
+        {
+            out.raw(" <span class=\"muted\">")
+                .text(&v.tags.join(", "))
+                .raw("</span>");
+        }
+        out.raw("</span>");
+    }
+    out.raw(
+        "<span class=\"key\"><span class=\"move-key\" aria-hidden=\"true\"></span>tag move</span>",
+    )
+    .raw("<span class=\"muted\">")
+    .text(&format!(
+        "per {}, times in UTC; hover a bar or point for its figures",
+        bucket_name(bucket)
+    ))
+    .raw("</span></figcaption></figure>");
+}
+
+/// One drawing of the chart at `layout`'s width: the tag-move labels, the panels, the time
+/// axis, the bars, the lines and the tag moves.
+fn drawing(
+    out: &mut Html,
+    p: &Production,
+    buckets: &BTreeMap<i64, Vec<&Point>>,
+    colours: &BTreeMap<i64, usize>,
+    score: Option<&str>,
+    layout: &Layout,
+) {
+    let frame = Frame {
+        since: p.since_ms,
+        until: p.until_ms,
+        width: layout.width,
+        left: layout.left,
+    };
+    let bucket = p.series.bucket_ms.max(1);
+    let colour = |version: i64| colours.get(&version).copied().unwrap_or(0);
 
     let labels: Vec<String> = p.tag_moves.iter().map(move_label).collect();
     let spots: Vec<(f64, f64)> = p
@@ -105,7 +173,7 @@ pub fn chart(out: &mut Html, p: &Production, colours: &BTreeMap<i64, usize>, sco
         .zip(&labels)
         .map(|(m, label)| (frame.x(m.at_ms), label.chars().count() as f64 * CHAR_WIDTH))
         .collect();
-    let placed = place_labels(&spots, W - 2.0, MAX_LABEL_ROWS);
+    let placed = place_labels(&spots, layout.width - 2.0, MAX_LABEL_ROWS);
     let rows = placed.iter().map(|(row, _)| row + 1).max().unwrap_or(0);
 
     let most = buckets
@@ -162,8 +230,9 @@ pub fn chart(out: &mut Html, p: &Production, colours: &BTreeMap<i64, usize>, sco
         .map_or(errors.bottom(), |(_, panel)| panel.bottom());
     let height = bottom + AXIS;
 
-    out.raw("<figure class=\"traffic\"><svg")
-        .attr("viewBox", &format!("0 0 {W} {height:.0}"))
+    out.raw("<svg")
+        .attr("class", layout.class)
+        .attr("viewBox", &format!("0 0 {} {height:.0}", layout.width))
         .raw(" role=\"img\"")
         .attr(
             "aria-label",
@@ -181,7 +250,7 @@ pub fn chart(out: &mut Html, p: &Production, colours: &BTreeMap<i64, usize>, sco
         )
         .raw(">");
 
-    let ticks = time_ticks(p.since_ms, p.until_ms);
+    let ticks = time_ticks(p.since_ms, p.until_ms, layout.ticks);
     let mut panels: Vec<(&Panel, Scale, String)> = vec![
         (
             &requests,
@@ -196,7 +265,7 @@ pub fn chart(out: &mut Html, p: &Production, colours: &BTreeMap<i64, usize>, sco
     for (panel, scale, title) in &panels {
         grid(out, &frame, panel, *scale, &ticks.1);
         out.raw("<text class=\"title\"")
-            .attr("x", &LEFT.to_string())
+            .attr("x", &frame.left.to_string())
             .attr("y", &format!("{:.1}", panel.top - 7.0))
             .raw(">")
             .text(title)
@@ -212,7 +281,7 @@ pub fn chart(out: &mut Html, p: &Production, colours: &BTreeMap<i64, usize>, sco
     }
 
     // Requests: one column per bucket, each version's share stacked in its colour.
-    for (start, points) in &buckets {
+    for (start, points) in buckets {
         let x0 = frame.x((*start).max(p.since_ms));
         let x1 = frame.x((start + bucket).min(p.until_ms));
         let width = (x1 - x0 - 1.0).max(0.8);
@@ -313,29 +382,7 @@ pub fn chart(out: &mut Html, p: &Production, colours: &BTreeMap<i64, usize>, sco
             .text(label)
             .raw("</text></g>");
     }
-    out.raw("</svg><figcaption>");
-    for (version, c) in colours.iter().rev() {
-        out.raw("<span class=\"key\">");
-        swatch(out, *c);
-        out.text(&format!("v{version}"));
-        if let Some(v) = p.versions.iter().find(|v| v.version == *version)
-            && !v.tags.is_empty()
-        {
-            out.raw(" <span class=\"muted\">")
-                .text(&v.tags.join(", "))
-                .raw("</span>");
-        }
-        out.raw("</span>");
-    }
-    out.raw(
-        "<span class=\"key\"><span class=\"move-key\" aria-hidden=\"true\"></span>tag move</span>",
-    )
-    .raw("<span class=\"muted\">")
-    .text(&format!(
-        "per {}, times in UTC; hover a bar or point for its figures",
-        bucket_name(bucket)
-    ))
-    .raw("</span></figcaption></figure>");
+    out.raw("</svg>");
 }
 
 /// A panel's horizontal grid and value labels (low, middle, high), and the time grid.
@@ -346,14 +393,14 @@ fn grid(out: &mut Html, frame: &Frame, panel: &Panel, scale: Scale, ticks: &[i64
         let label = !matches!(scale, Scale::Count) || value.fract() == 0.0;
         let y = panel.y(value);
         out.raw("<line class=\"grid\"")
-            .attr("x1", &LEFT.to_string())
-            .attr("x2", &(W - RIGHT).to_string())
+            .attr("x1", &frame.left.to_string())
+            .attr("x2", &(frame.width - RIGHT).to_string())
             .attr("y1", &format!("{y:.1}"))
             .attr("y2", &format!("{y:.1}"))
             .raw("/>");
         if label {
             out.raw("<text class=\"axis\" text-anchor=\"end\"")
-                .attr("x", &(LEFT - 6.0).to_string())
+                .attr("x", &(frame.left - 6.0).to_string())
                 .attr("y", &format!("{:.1}", y + 4.0))
                 .raw(">")
                 .text(&scale.text(value))
@@ -501,9 +548,9 @@ fn score_range(values: &[f64]) -> (f64, f64) {
     }
 }
 
-/// The time axis' step and its ticks: the smallest round step that leaves at most 8 ticks in
-/// the window, the ticks at its multiples (in UTC).
-fn time_ticks(since: i64, until: i64) -> (i64, Vec<i64>) {
+/// The time axis' step and its ticks: the smallest round step that leaves at most `most` ticks
+/// in the window, the ticks at its multiples (in UTC).
+fn time_ticks(since: i64, until: i64, most: i64) -> (i64, Vec<i64>) {
     const MINUTE: i64 = 60_000;
     let span = (until - since).max(MINUTE);
     let step = [
@@ -511,7 +558,7 @@ fn time_ticks(since: i64, until: i64) -> (i64, Vec<i64>) {
     ]
     .into_iter()
     .map(|m| m * MINUTE)
-    .find(|step| span / step <= 8)
+    .find(|step| span / step <= most)
     .unwrap_or(10_080 * MINUTE);
     let first = since.div_euclid(step) * step + if since % step == 0 { 0 } else { step };
     let ticks = (0..)
@@ -625,10 +672,15 @@ mod tests {
             (24 * HOUR, 3 * HOUR),
             (720 * HOUR, 7_200 * 60_000),
         ] {
-            let (got, ticks) = time_ticks(since, since + window);
+            let (got, ticks) = time_ticks(since, since + window, 8);
             assert_eq!(got, step, "{window}");
             assert!(!ticks.is_empty() && ticks.len() <= 8, "{ticks:?}");
             assert!(ticks.iter().all(|t| t % step == 0 && *t >= since));
+        }
+        // The phone's drawing has room for four.
+        for window in [HOUR, 24 * HOUR, 168 * HOUR, 720 * HOUR] {
+            let (_, ticks) = time_ticks(since, since + window, 4);
+            assert!(!ticks.is_empty() && ticks.len() <= 4, "{window}: {ticks:?}");
         }
         assert_eq!(tick_label(since - since % HOUR, HOUR), "20:00");
         let midnight = 1_780_012_800_000; // 2026-05-29 00:00 UTC
