@@ -254,7 +254,7 @@ fn experiments(args: &Args, runner: &Path, dir: &Path) -> Result<ExitCode, Strin
         // least: a one-row experiment against a mock that answers at once. With it, even a run
         // with every slot busy from the first request and no time lost between rounds reaches
         // at most this share of wrk.
-        let fixed = fixed_cost(runner, dir)?;
+        let fixed = fixed_cost(args, runner, dir)?;
         let rounds = args.rows.div_ceil(args.concurrency as u64).max(1) as f64;
         let bare = args.rows as f64 / (rounds * round + fixed.as_secs_f64()) / wrk;
         println!(
@@ -281,16 +281,11 @@ fn experiments(args: &Args, runner: &Path, dir: &Path) -> Result<ExitCode, Strin
     })
 }
 
-/// The median wall time of five one-row experiments (the same prompt and evaluator) against a
-/// fresh mock answering at once, on a store of their own: what a run costs besides waiting for
-/// its answers, at the least.
-fn fixed_cost(runner: &Path, dir: &Path) -> Result<Duration, String> {
-    let db = dir.join("fixed-cost.db");
-    let dataset = dir.join("one-row.csv");
-    write_dataset(&dataset, 1)?;
+/// A store at `db` holding the benchmark's prompt.
+fn create_prompt(runner: &Path, db: &Path) -> Result<(), String> {
     let created = Command::new(runner)
         .arg("--db")
-        .arg(&db)
+        .arg(db)
         .args([
             "prompt",
             "create",
@@ -308,25 +303,34 @@ fn fixed_cost(runner: &Path, dir: &Path) -> Result<Duration, String> {
             String::from_utf8_lossy(&created.stderr).trim()
         ));
     }
+    Ok(())
+}
+
+/// The median wall time of five one-row experiments (the same prompt and evaluator) against a
+/// fresh mock answering at once, on a store of their own: what a run costs besides waiting for
+/// its answers, at the least.
+fn fixed_cost(args: &Args, runner: &Path, dir: &Path) -> Result<Duration, String> {
+    let db = dir.join("fixed-cost.db");
+    let dataset = dir.join("one-row.csv");
+    write_dataset(&dataset, 1)?;
+    create_prompt(runner, &db)?;
     let mock = Mock::start(runner, 0)?;
     let mut walls = Vec::with_capacity(5);
     for _ in 0..5 {
-        let started = Instant::now();
-        let out = Command::new(runner)
+        let mut command = Command::new(runner);
+        command
             .arg("--db")
             .arg(&db)
             .args(["experiment", "--prompt", PROMPT, "--dataset"])
             .arg(&dataset)
-            .args([
-                "--base-url",
-                &mock.url,
-                "--no-cache",
-                "--json",
-                "--eval",
-                "icontains",
-            ])
+            .args(["--base-url", &mock.url, "--no-cache", "--json"])
             .env_remove("OPENAI_API_KEY")
-            .env("NO_COLOR", "1")
+            .env("NO_COLOR", "1");
+        for eval in &args.evals {
+            command.args(["--eval", eval]);
+        }
+        let started = Instant::now();
+        let out = command
             .output()
             .map_err(|e| format!("cannot run {}: {e}", runner.display()))?;
         walls.push(started.elapsed());
@@ -407,26 +411,7 @@ fn bench_runner(
     run: usize,
 ) -> Result<Report, String> {
     let db = dir.join(format!("runner-{run}.db"));
-    let created = Command::new(runner)
-        .arg("--db")
-        .arg(&db)
-        .args([
-            "prompt",
-            "create",
-            PROMPT,
-            "--model",
-            "mock-model",
-            "--template",
-        ])
-        .arg(TEMPLATE)
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", runner.display()))?;
-    if !created.status.success() {
-        return Err(format!(
-            "runner prompt create failed: {}",
-            String::from_utf8_lossy(&created.stderr).trim()
-        ));
-    }
+    create_prompt(runner, &db)?;
 
     let mock = Mock::start(runner, args.latency_ms)?;
     let mock_latency = mock.calibrate(args.latency_ms);

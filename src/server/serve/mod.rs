@@ -199,6 +199,9 @@ enum Lookup {
     Latest(String),
     Tag(String, String),
     Id(String),
+    /// A version its caller has just seen live (a running rollout's arm: its rollout was read
+    /// now, and a rollout of an archived prompt is not running).
+    LiveId(String),
 }
 
 impl Shared {
@@ -425,6 +428,7 @@ impl Shared {
                     true,
                 ),
                 Lookup::Id(id) => (id, false),
+                Lookup::LiveId(id) => (id, true),
             };
             let cached = self.cached_body(&id);
             if live && let Some(cached) = &cached {
@@ -449,18 +453,23 @@ impl Shared {
             };
             let live_at = feed_at.filter(|_| self.feed_stood_still(feed_at));
             let mut bodies = self.bodies.lock().unwrap_or_else(|e| e.into_inner());
-            // A crude bound: past it, versions are read from the store again once each, which
-            // costs a query, not correctness.
-            if bodies.len() >= MAX_CACHED_BODIES {
-                bodies.clear();
+            match bodies.get_mut(&id) {
+                Some(kept) => kept.live_at = live_at,
+                None => {
+                    // A crude bound: past it, versions are read from the store again once
+                    // each, which costs a query, not correctness.
+                    if bodies.len() >= MAX_CACHED_BODIES {
+                        bodies.clear();
+                    }
+                    bodies.insert(
+                        id,
+                        CachedBody {
+                            body: body.clone(),
+                            live_at,
+                        },
+                    );
+                }
             }
-            bodies.insert(
-                id,
-                CachedBody {
-                    body: body.clone(),
-                    live_at,
-                },
-            );
             Ok(body)
         })
     }

@@ -401,7 +401,7 @@ fn rollout_lookup(
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty());
     let arm = rollout.arm(unit, fastrand::u64(..10_000));
-    let version = shared.version_body(Lookup::Id(rollout.version_of(arm).to_string()))?;
+    let version = shared.version_body(Lookup::LiveId(rollout.version_of(arm).to_string()))?;
     count_lookup(shared, &version, tag, caller, headers);
     let mut response = version_response(version, headers, "private, no-store");
     if let Ok(value) = HeaderValue::from_str(&format!("{}; arm={}", rollout.id, arm.as_str())) {

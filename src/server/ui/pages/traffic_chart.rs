@@ -31,15 +31,16 @@ const WIDE: Layout = Layout {
     class: "wide",
 };
 
-/// About 1 unit a pixel on a phone 390 pixels wide.
+/// About 1 unit a pixel on a phone 390 pixels wide. Its value labels have room for six
+/// characters ("999.5k", "100%").
 const NARROW: Layout = Layout {
     width: 370.0,
-    left: 38.0,
+    left: 46.0,
     ticks: 4,
     class: "narrow",
 };
 
-const RIGHT: f64 = 14.0;
+const RIGHT: f64 = 18.0;
 /// Above the first panel: one row per line of tag-move labels.
 const TOP: f64 = 4.0;
 const LABEL_ROW: f64 = 15.0;
@@ -101,7 +102,7 @@ enum Scale {
 impl Scale {
     fn text(self, value: f64) -> String {
         match self {
-            Scale::Count => trimmed(value, 1),
+            Scale::Count => count_text(value),
             Scale::Rate => format!("{}%", trimmed(value * 100.0, 1)),
             Scale::Score => trimmed(value, 2),
         }
@@ -553,19 +554,22 @@ fn score_range(values: &[f64]) -> (f64, f64) {
 fn time_ticks(since: i64, until: i64, most: i64) -> (i64, Vec<i64>) {
     const MINUTE: i64 = 60_000;
     let span = (until - since).max(MINUTE);
-    let step = [
-        5, 10, 15, 30, 60, 120, 180, 360, 720, 1_440, 2_880, 7_200, 10_080,
+    let ticks = |step: i64| -> Vec<i64> {
+        let first = since.div_euclid(step) * step + if since % step == 0 { 0 } else { step };
+        (0..)
+            .map(|i| first + i * step)
+            .take_while(|t| *t <= until)
+            .collect()
+    };
+    [
+        5, 10, 15, 30, 60, 120, 180, 360, 720, 1_440, 2_880, 7_200, 10_080, 20_160, 40_320,
     ]
     .into_iter()
     .map(|m| m * MINUTE)
-    .find(|step| span / step <= most)
-    .unwrap_or(10_080 * MINUTE);
-    let first = since.div_euclid(step) * step + if since % step == 0 { 0 } else { step };
-    let ticks = (0..)
-        .map(|i| first + i * step)
-        .take_while(|t| *t <= until)
-        .collect();
-    (step, ticks)
+    .filter(|step| span / step <= most)
+    .map(|step| (step, ticks(step)))
+    .find(|(_, ticks)| ticks.len() as i64 <= most.max(1))
+    .unwrap_or_else(|| (40_320 * MINUTE, ticks(40_320 * MINUTE)))
 }
 
 /// A tick's label: the time of day, or the date at midnight and for steps of a day or more.
@@ -620,6 +624,18 @@ fn utc(at: i64) -> time::OffsetDateTime {
 }
 
 /// A number with at most `digits` decimals and no trailing zeros.
+/// A count on its axis: as it is below 10,000, in thousands or millions above ("12.5k",
+/// "100k", "2.4M"), so it fits the narrow drawing's labels.
+fn count_text(value: f64) -> String {
+    if value >= 1e6 {
+        format!("{}M", trimmed(value / 1e6, 1))
+    } else if value >= 1e4 {
+        format!("{}k", trimmed(value / 1e3, 1))
+    } else {
+        trimmed(value, 1)
+    }
+}
+
 fn trimmed(value: f64, digits: usize) -> String {
     let text = format!("{value:.digits$}");
     if text.contains('.') {
@@ -677,11 +693,24 @@ mod tests {
             assert!(!ticks.is_empty() && ticks.len() <= 8, "{ticks:?}");
             assert!(ticks.iter().all(|t| t % step == 0 && *t >= since));
         }
-        // The phone's drawing has room for four.
-        for window in [HOUR, 24 * HOUR, 168 * HOUR, 720 * HOUR] {
-            let (_, ticks) = time_ticks(since, since + window, 4);
-            assert!(!ticks.is_empty() && ticks.len() <= 4, "{window}: {ticks:?}");
+        // The phone's drawing has room for four, the page's for eight, wherever the window
+        // starts (a start on a step's boundary has a tick at each end).
+        for most in [4, 8] {
+            for window in [HOUR, 24 * HOUR, 168 * HOUR, 720 * HOUR] {
+                for start in (0..14 * 24).map(|h| 1_780_012_800_000 + h * HOUR) {
+                    let (_, ticks) = time_ticks(start, start + window, most);
+                    assert!(
+                        !ticks.is_empty() && ticks.len() <= most as usize,
+                        "{window} from {start}: {ticks:?}"
+                    );
+                }
+            }
         }
+        assert_eq!(count_text(5.0), "5");
+        assert_eq!(count_text(2500.0), "2500");
+        assert_eq!(count_text(12_500.0), "12.5k");
+        assert_eq!(count_text(100_000.0), "100k");
+        assert_eq!(count_text(2_400_000.0), "2.4M");
         assert_eq!(tick_label(since - since % HOUR, HOUR), "20:00");
         let midnight = 1_780_012_800_000; // 2026-05-29 00:00 UTC
         assert_eq!(tick_label(midnight, 3 * HOUR), "May 29");
