@@ -500,7 +500,9 @@ fn place_labels(spots: &[(f64, f64)], right: f64, max_rows: usize) -> Vec<(usize
     let mut placed = vec![(0, false); spots.len()];
     for i in order {
         let (x, width) = spots[i];
-        let end_anchor = x + 4.0 + width > right;
+        // Left of its line where it would run past the right edge, unless it would run past
+        // the left edge further (a long label in a narrow drawing).
+        let end_anchor = x + 4.0 + width > right && x + 4.0 + width - right > width + 4.0 - x;
         let (start, end) = if end_anchor {
             (x - 4.0 - width, x - 4.0)
         } else {
@@ -743,6 +745,9 @@ mod tests {
         let crowded: Vec<(f64, f64)> = (0..6).map(|i| (100.0 + i as f64, 80.0)).collect();
         let placed = place_labels(&crowded, 998.0, 2);
         assert!(placed.iter().all(|(row, _)| *row < 2), "{placed:?}");
+        // Too long for either side of its line in a narrow drawing: the side it overflows less.
+        assert_eq!(place_labels(&[(150.0, 250.0)], 368.0, 4), vec![(0, false)]);
+        assert_eq!(place_labels(&[(250.0, 250.0)], 368.0, 4), vec![(0, true)]);
     }
 
     #[test]
