@@ -27,6 +27,11 @@ use tokio::task::JoinSet;
 const FEED_POLL: Duration = Duration::from_millis(500);
 const FEED_POLL_FIRST: Duration = Duration::from_millis(20);
 
+/// Rows the reader thread sends at once, and how many such batches may wait: at most
+/// `ROW_BATCH × ROW_BATCHES` rows read ahead of the requests.
+const ROW_BATCH: usize = 64;
+const ROW_BATCHES: usize = 4;
+
 /// The thread that reads the dataset's rows; it ends with the hash of the bytes it read.
 pub(super) type RowReader = std::thread::JoinHandle<Result<String, DatasetError>>;
 
@@ -63,35 +68,38 @@ impl Outstanding {
     }
 }
 
-/// Starts requests, never more than the gate allows at once.
-pub(super) struct Dispatcher<'a> {
-    shared: &'a Arc<Shared>,
+/// Starts requests, never more than the gate allows at once. It owns what it needs, so it runs
+/// as a task of its own on the runtime's workers: a request that finishes frees a slot and
+/// wakes it there, without waking another thread (as the thread blocked on the run would be).
+pub(super) struct Dispatcher {
+    shared: Arc<Shared>,
     /// At most --concurrency in flight; fewer while the endpoint answers 429 (see limit::Gate).
     gate: Arc<crate::limit::Gate>,
-    tasks: &'a mut JoinSet<()>,
-    results: &'a mpsc::Sender<RunResult>,
+    tasks: JoinSet<()>,
+    results: mpsc::Sender<RunResult>,
     dispatched: Dispatched,
 }
 
-impl<'a> Dispatcher<'a> {
+impl Dispatcher {
     /// Starts tasks into `tasks`; their results go to `results`.
     pub(super) fn new(
-        shared: &'a Arc<Shared>,
-        tasks: &'a mut JoinSet<()>,
-        results: &'a mpsc::Sender<RunResult>,
-    ) -> Dispatcher<'a> {
+        shared: Arc<Shared>,
+        tasks: JoinSet<()>,
+        results: mpsc::Sender<RunResult>,
+    ) -> Dispatcher {
         Dispatcher {
-            shared,
             gate: shared.plan.client.throttle().gate.clone(),
+            shared,
             tasks,
             results,
             dispatched: Dispatched::default(),
         }
     }
 
-    /// What was sent, and what the dataset's reader left; what is in flight is not waited for.
-    pub(super) fn finish(self) -> Dispatched {
-        self.dispatched
+    /// What was sent, and what the dataset's reader left, with the tasks still in flight (not
+    /// waited for).
+    pub(super) fn finish(self) -> (Dispatched, JoinSet<()>) {
+        (self.dispatched, self.tasks)
     }
 
     /// Sends out every piece of work `source` holds, until it runs out or the run stops.
@@ -104,11 +112,12 @@ impl<'a> Dispatcher<'a> {
 
     /// The dataset's rows (the first `--limit`, those of the shard), each repetition not done.
     async fn rows(&mut self, done: Done) {
-        let shared = self.shared;
+        let shared = self.shared.clone();
         let settings = &shared.plan.experiment.settings;
-        // Rows stream from a reader thread; the bounded channel keeps only a few in memory.
+        // Rows stream from a reader thread in batches (so it is woken once a batch, not once a
+        // row); the bounded channel keeps only a few batches in memory.
         let limit = settings.limit.unwrap_or(usize::MAX);
-        let (rows_tx, mut rows_rx) = mpsc::channel::<Result<Row, DatasetError>>(256);
+        let (rows_tx, mut rows_rx) = mpsc::channel::<Vec<Result<Row, DatasetError>>>(ROW_BATCHES);
         let mut rows = match dataset::rows(&shared.plan.dataset) {
             Ok(rows) => rows,
             Err(e) => {
@@ -117,31 +126,40 @@ impl<'a> Dispatcher<'a> {
             }
         };
         self.dispatched.reader = Some(std::thread::spawn(move || {
-            for _ in 0..limit {
-                let Some(row) = rows.next() else { break };
-                if rows_tx.blocking_send(row).is_err() {
+            let mut left = limit;
+            while left > 0 {
+                let batch: Vec<_> = rows.by_ref().take(ROW_BATCH.min(left)).collect();
+                if batch.is_empty() {
+                    break;
+                }
+                left -= batch.len();
+                // A row that could not be read ends the rows: the dispatcher stops at it.
+                let failed = batch.iter().any(Result::is_err);
+                if rows_tx.blocking_send(batch).is_err() || failed {
                     break;
                 }
             }
             rows.content_hash()
         }));
-        'rows: while let Some(row) = rows_rx.recv().await {
-            let row = match row {
-                Ok(row) => Arc::new(row),
-                Err(e) => {
-                    self.dispatched.dataset_error = Some(e);
-                    break;
-                }
-            };
-            if settings.shard.is_some_and(|shard| !shard.contains(&row.id)) {
-                continue;
-            }
-            for repetition in 0..settings.repetitions {
-                if done.contains(row.index, repetition) {
+        'rows: while let Some(batch) = rows_rx.recv().await {
+            for row in batch {
+                let row = match row {
+                    Ok(row) => Arc::new(row),
+                    Err(e) => {
+                        self.dispatched.dataset_error = Some(e);
+                        break 'rows;
+                    }
+                };
+                if settings.shard.is_some_and(|shard| !shard.contains(&row.id)) {
                     continue;
                 }
-                if !self.send(row.clone(), repetition, None).await {
-                    break 'rows;
+                for repetition in 0..settings.repetitions {
+                    if done.contains(row.index, repetition) {
+                        continue;
+                    }
+                    if !self.send(row.clone(), repetition, None).await {
+                        break 'rows;
+                    }
                 }
             }
         }
@@ -150,7 +168,7 @@ impl<'a> Dispatcher<'a> {
     /// Items leased from the work queue until none is left. Leases at most twice the
     /// concurrency at once: what a worker that dies takes with it until its leases run out.
     async fn leased(&mut self, feed: Arc<dyn Feed>) {
-        let shared = self.shared;
+        let shared = self.shared.clone();
         let cap = shared.plan.experiment.settings.concurrency.max(1);
         let outstanding = Arc::new(Outstanding::default());
         let mut idle = FEED_POLL_FIRST;
@@ -213,7 +231,11 @@ impl<'a> Dispatcher<'a> {
         repetition: usize,
         outstanding: Option<Arc<Outstanding>>,
     ) -> bool {
-        let shared = self.shared;
+        let shared = &self.shared;
+        // Listening before looking: a halt between the look and the wait is not missed.
+        let stopped = shared.stopped.notified();
+        tokio::pin!(stopped);
+        stopped.as_mut().enable();
         if shared.halted() {
             return false;
         }
@@ -222,7 +244,7 @@ impl<'a> Dispatcher<'a> {
                 Some(permit) => permit,
                 None => return false,
             },
-            _ = shared.stopped.notified() => return false,
+            _ = stopped.as_mut() => return false,
         };
         if shared.halted() {
             return false;
@@ -252,11 +274,18 @@ impl<'a> Dispatcher<'a> {
         // The first answer decides whether the endpoint takes the run at all (a wrong key is
         // refused on every row): the other rows wait for it rather than all being sent into
         // the same refusal, one per slot.
-        if self.dispatched.processed == 1
-            && let Some(Err(e)) = self.tasks.join_next().await
-            && e.is_panic()
-        {
-            shared.halt(Stop::Broken("a request task failed unexpectedly".into()));
+        // A halt (Ctrl-C) ends this wait too: the row in flight is the run's to wait for.
+        if self.dispatched.processed == 1 {
+            tokio::select! {
+                joined = self.tasks.join_next() => {
+                    if let Some(Err(e)) = joined
+                        && e.is_panic()
+                    {
+                        shared.halt(Stop::Broken("a request task failed unexpectedly".into()));
+                    }
+                }
+                _ = stopped.as_mut() => return false,
+            }
         }
         while let Some(joined) = self.tasks.try_join_next() {
             if let Err(e) = joined

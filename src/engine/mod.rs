@@ -211,17 +211,9 @@ pub async fn run(
     let shared = Shared::new(plan, cache);
     // One writer thread writes every result; results reach it as they finish.
     let (results, writer) = Writer::start(sink, shared.plan.experiment.id.clone());
-    let mut tasks = JoinSet::new();
     tokio::pin!(interrupt);
-    let dispatched = dispatch(
-        &shared,
-        source,
-        &mut tasks,
-        &results,
-        &mut interrupt,
-        reporter,
-    )
-    .await;
+    let (dispatched, mut tasks) =
+        dispatch(&shared, source, &results, &mut interrupt, reporter).await;
     finish_in_flight(&shared, &mut tasks, &mut interrupt, reporter).await;
     store_held(&shared, &results).await;
     reporter.report(RunEvent::Progress(shared.counters.tally()));
@@ -238,20 +230,38 @@ pub async fn run(
 
 /// Sends the source's work out, reporting progress meanwhile, until it runs out, the run
 /// stops, or `interrupt` resolves (which stops the run).
+/// The dispatcher runs as a task on the runtime's workers (see `Dispatcher`); an interrupt
+/// halts the run, which it sees at its next row.
 async fn dispatch<F: Future<Output = ()>>(
     shared: &Arc<Shared>,
     source: Source,
-    tasks: &mut JoinSet<()>,
     results: &mpsc::Sender<RunResult>,
     interrupt: &mut Pin<&mut F>,
     reporter: &dyn Reporter,
-) -> Dispatched {
-    let mut dispatcher = Dispatcher::new(shared, tasks, results);
-    tokio::select! {
-        _ = ticking(dispatcher.dispatch(source), &shared.counters, reporter) => {}
-        _ = interrupt.as_mut() => shared.halt(Stop::Interrupted),
+) -> (Dispatched, JoinSet<()>) {
+    let mut dispatcher = Dispatcher::new(shared.clone(), JoinSet::new(), results.clone());
+    let mut running = tokio::spawn(async move {
+        dispatcher.dispatch(source).await;
+        dispatcher.finish()
+    });
+    let joined = tokio::select! {
+        joined = ticking(&mut running, &shared.counters, reporter) => joined,
+        _ = interrupt.as_mut() => {
+            shared.halt(Stop::Interrupted);
+            running.await
+        }
+    };
+    match joined {
+        Ok(finished) => finished,
+        Err(e) => {
+            // A dispatcher that panicked took its tasks with it (a JoinSet aborts them when
+            // dropped): their rows have no result, and the run is broken, never complete.
+            shared.halt(Stop::Broken(format!(
+                "sending the rows failed unexpectedly: {e}"
+            )));
+            (Dispatched::default(), JoinSet::new())
+        }
     }
-    dispatcher.finish()
 }
 
 /// What is in flight finishes; after an interruption (before or during this wait) only for a
