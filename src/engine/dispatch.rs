@@ -28,9 +28,11 @@ const FEED_POLL: Duration = Duration::from_millis(500);
 const FEED_POLL_FIRST: Duration = Duration::from_millis(20);
 
 /// Rows the reader thread sends at once, and how many such batches may wait: at most
-/// `ROW_BATCH × ROW_BATCHES` rows read ahead of the requests.
+/// `ROW_BATCH × (ROW_BATCHES + 2)` rows read ahead of the requests (the batches waiting, the one
+/// the reader holds and the one being sent), as many as one row at a time through a channel of
+/// 256 held before.
 const ROW_BATCH: usize = 64;
-const ROW_BATCHES: usize = 4;
+const ROW_BATCHES: usize = 2;
 
 /// The thread that reads the dataset's rows; it ends with the hash of the bytes it read.
 pub(super) type RowReader = std::thread::JoinHandle<Result<String, DatasetError>>;
@@ -173,6 +175,9 @@ impl Dispatcher {
         let outstanding = Arc::new(Outstanding::default());
         let mut idle = FEED_POLL_FIRST;
         'feed: loop {
+            // Created before the look: a `Notified` hears a halt from its creation on.
+            let stopped = shared.stopped.notified();
+            tokio::pin!(stopped);
             if shared.halted() {
                 break;
             }
@@ -180,7 +185,7 @@ impl Dispatcher {
                 tokio::select! {
                     _ = outstanding.freed.notified() => {}
                     _ = tokio::time::sleep(FEED_POLL) => {}
-                    _ = shared.stopped.notified() => break 'feed,
+                    _ = stopped.as_mut() => break 'feed,
                 }
             }
             let want = 2 * cap - outstanding.count();
@@ -203,7 +208,7 @@ impl Dispatcher {
             if items.is_empty() {
                 tokio::select! {
                     _ = tokio::time::sleep(idle) => {}
-                    _ = shared.stopped.notified() => break,
+                    _ = stopped.as_mut() => break,
                 }
                 idle = (idle + FEED_POLL_FIRST).min(FEED_POLL);
                 continue;
@@ -232,10 +237,10 @@ impl Dispatcher {
         outstanding: Option<Arc<Outstanding>>,
     ) -> bool {
         let shared = &self.shared;
-        // Listening before looking: a halt between the look and the wait is not missed.
+        // Listening before looking: a `Notified` hears a halt from its creation on, so one
+        // between the look and the wait is not missed.
         let stopped = shared.stopped.notified();
         tokio::pin!(stopped);
-        stopped.as_mut().enable();
         if shared.halted() {
             return false;
         }

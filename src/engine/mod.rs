@@ -248,7 +248,21 @@ async fn dispatch<F: Future<Output = ()>>(
         joined = ticking(&mut running, &shared.counters, reporter) => joined,
         _ = interrupt.as_mut() => {
             shared.halt(Stop::Interrupted);
-            running.await
+            // It stops at its next row. One held up longer (a worker's claim on a store that
+            // does not answer) is not waited out: it is stopped, with what it had in flight,
+            // whose rows stay to run.
+            match tokio::time::timeout(
+                GRACE_PERIOD,
+                ticking(&mut running, &shared.counters, reporter),
+            )
+            .await
+            {
+                Ok(joined) => joined,
+                Err(_) => {
+                    running.abort();
+                    return (Dispatched::default(), JoinSet::new());
+                }
+            }
         }
     };
     match joined {
