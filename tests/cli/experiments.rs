@@ -1062,3 +1062,45 @@ fn a_dataset_overwritten_and_restored_during_the_run_fails_the_experiment() {
         "{stderr}"
     );
 }
+
+#[test]
+fn limit_runs_exactly_the_first_rows_in_file_order_across_read_batches() {
+    // The reader hands rows over 64 at a time: a limit that is not a multiple of 64 still
+    // runs exactly that many rows, the first ones, each once, and sends them in file order.
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    echo_prompt(&env);
+    let queries: Vec<String> = (0..200).map(|i| format!("q{i}")).collect();
+    let data = csv(&env, "d.csv", &queries);
+    let out = run_json(
+        &env,
+        &server,
+        &[
+            "--prompt",
+            "echo",
+            "--dataset",
+            &data,
+            "--limit",
+            "130",
+            "--concurrency",
+            "1",
+        ],
+    );
+    assert_eq!(out["summary"]["results"], 130, "{out}");
+    let mut ids: Vec<String> = rows(&env, out["experiment"]["id"].as_str().unwrap())
+        .iter()
+        .map(|r| r["row_id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    let mut expected: Vec<String> = (0..130).map(|i| format!("r{i}")).collect();
+    expected.sort();
+    assert_eq!(ids, expected);
+    // One request at a time: the endpoint saw the rows in the file's order.
+    let sent: Vec<String> = server
+        .log()
+        .iter()
+        .map(|request| request.message.clone())
+        .collect();
+    let in_order: Vec<String> = (0..130).map(|i| format!("q{i}")).collect();
+    assert_eq!(sent, in_order);
+}
