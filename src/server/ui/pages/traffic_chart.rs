@@ -502,7 +502,9 @@ fn place_labels(spots: &[(f64, f64)], right: f64, max_rows: usize) -> Vec<(usize
         let (x, width) = spots[i];
         // Left of its line where it would run past the right edge, unless it would run past
         // the left edge further (a long label in a narrow drawing).
-        let end_anchor = x + 4.0 + width > right && x + 4.0 + width - right > width + 4.0 - x;
+        let past_right = x + 4.0 + width - right;
+        let past_left = width + 4.0 - x;
+        let end_anchor = past_right > 0.0 && past_right > past_left;
         let (start, end) = if end_anchor {
             (x - 4.0 - width, x - 4.0)
         } else {
@@ -555,23 +557,21 @@ fn score_range(values: &[f64]) -> (f64, f64) {
 /// in the window, the ticks at its multiples (in UTC).
 fn time_ticks(since: i64, until: i64, most: i64) -> (i64, Vec<i64>) {
     const MINUTE: i64 = 60_000;
-    let span = (until - since).max(MINUTE);
-    let ticks = |step: i64| -> Vec<i64> {
-        let first = since.div_euclid(step) * step + if since % step == 0 { 0 } else { step };
-        (0..)
-            .map(|i| first + i * step)
-            .take_while(|t| *t <= until)
-            .collect()
-    };
-    [
+    // The first multiple of `step` at or after `since`, and how many fit up to `until`.
+    let first =
+        |step: i64| since.div_euclid(step) * step + if since % step == 0 { 0 } else { step };
+    let count = |step: i64| (until - first(step)).div_euclid(step) + 1;
+    let step = [
         5, 10, 15, 30, 60, 120, 180, 360, 720, 1_440, 2_880, 7_200, 10_080, 20_160, 40_320,
     ]
     .into_iter()
     .map(|m| m * MINUTE)
-    .filter(|step| span / step <= most)
-    .map(|step| (step, ticks(step)))
-    .find(|(_, ticks)| ticks.len() as i64 <= most.max(1))
-    .unwrap_or_else(|| (40_320 * MINUTE, ticks(40_320 * MINUTE)))
+    .find(|step| count(*step) <= most.max(1))
+    .unwrap_or(40_320 * MINUTE);
+    let ticks = (0..count(step).max(0))
+        .map(|i| first(step) + i * step)
+        .collect();
+    (step, ticks)
 }
 
 /// A tick's label: the time of day, or the date at midnight and for steps of a day or more.
@@ -625,7 +625,6 @@ fn utc(at: i64) -> time::OffsetDateTime {
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
-/// A number with at most `digits` decimals and no trailing zeros.
 /// A count on its axis: as it is below 10,000, in thousands or millions above ("12.5k",
 /// "100k", "2.4M"), so it fits the narrow drawing's labels.
 fn count_text(value: f64) -> String {
@@ -638,6 +637,7 @@ fn count_text(value: f64) -> String {
     }
 }
 
+/// A number with at most `digits` decimals and no trailing zeros.
 fn trimmed(value: f64, digits: usize) -> String {
     let text = format!("{value:.digits$}");
     if text.contains('.') {
