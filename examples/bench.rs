@@ -235,13 +235,16 @@ fn experiments(args: &Args, runner: &Path, dir: &Path) -> Result<ExitCode, Strin
         // partly empty round, and runner sends the other rows only after the first answer (a
         // refused key is asked once, and that answer's headers give the endpoint's burst).
         let round = args.concurrency as f64 / wrk;
-        let full = achievable(args, Duration::from_secs_f64(round)) / wrk;
+        let c = args.concurrency as u64;
+        // The share of wrk's rate a run of `rounds` rounds at wrk's pace reaches, with `extra`
+        // seconds besides.
+        let share = |rounds: u64, extra: f64| {
+            args.rows as f64 / (rounds.max(1) as f64 * round + extra) / wrk
+        };
+        let rounds = args.rows.div_ceil(c);
+        let full = share(rounds, 0.0);
         // One round more: the first row alone, then the others in full rounds.
-        let first_answer = full * args.rows.div_ceil(args.concurrency as u64) as f64
-            / (1 + args
-                .rows
-                .saturating_sub(1)
-                .div_ceil(args.concurrency as u64)) as f64;
+        let first_answer = share(1 + args.rows.saturating_sub(1).div_ceil(c), 0.0);
         println!(
             "at wrk's pace ({:.2} ms a round), {} rows reach at most {:.1} % of it with every slot \
              busy from the first request, {:.1} % when the other rows wait for the first answer",
@@ -255,8 +258,7 @@ fn experiments(args: &Args, runner: &Path, dir: &Path) -> Result<ExitCode, Strin
         // with every slot busy from the first request and no time lost between rounds reaches
         // at most this share of wrk.
         let fixed = fixed_cost(args, runner, dir)?;
-        let rounds = args.rows.div_ceil(args.concurrency as u64).max(1) as f64;
-        let bare = args.rows as f64 / (rounds * round + fixed.as_secs_f64()) / wrk;
+        let bare = share(rounds, fixed.as_secs_f64());
         println!(
             "runner's fixed cost, median wall of 5 one-row experiments on a mock answering at once: \
              {:.1} ms; with it and every slot busy from the first request, {} rows reach at most \
@@ -306,6 +308,24 @@ fn create_prompt(runner: &Path, db: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// `runner experiment` of the benchmark's prompt over `dataset` against `url`, without the
+/// response cache, printing its summary as JSON, with the run's evaluators.
+fn experiment_command(args: &Args, runner: &Path, db: &Path, dataset: &Path, url: &str) -> Command {
+    let mut command = Command::new(runner);
+    command
+        .arg("--db")
+        .arg(db)
+        .args(["experiment", "--prompt", PROMPT, "--dataset"])
+        .arg(dataset)
+        .args(["--base-url", url, "--no-cache", "--json"])
+        .env_remove("OPENAI_API_KEY")
+        .env("NO_COLOR", "1");
+    for eval in &args.evals {
+        command.args(["--eval", eval]);
+    }
+    command
+}
+
 /// The median wall time of five one-row experiments (the same prompt and evaluator) against a
 /// fresh mock answering at once, on a store of their own: what a run costs besides waiting for
 /// its answers, at the least.
@@ -317,18 +337,7 @@ fn fixed_cost(args: &Args, runner: &Path, dir: &Path) -> Result<Duration, String
     let mock = Mock::start(runner, 0)?;
     let mut walls = Vec::with_capacity(5);
     for _ in 0..5 {
-        let mut command = Command::new(runner);
-        command
-            .arg("--db")
-            .arg(&db)
-            .args(["experiment", "--prompt", PROMPT, "--dataset"])
-            .arg(&dataset)
-            .args(["--base-url", &mock.url, "--no-cache", "--json"])
-            .env_remove("OPENAI_API_KEY")
-            .env("NO_COLOR", "1");
-        for eval in &args.evals {
-            command.args(["--eval", eval]);
-        }
+        let mut command = experiment_command(args, runner, &db, &dataset, &mock.url);
         let started = Instant::now();
         let out = command
             .output()
@@ -416,19 +425,8 @@ fn bench_runner(
     let mock = Mock::start(runner, args.latency_ms)?;
     let mock_latency = mock.calibrate(args.latency_ms);
     let before = mock.stats();
-    let mut command = Command::new(runner);
-    command
-        .arg("--db")
-        .arg(&db)
-        .args(["experiment", "--prompt", PROMPT, "--dataset"])
-        .arg(dataset)
-        .args(["--base-url", &mock.url])
-        .args(["--concurrency", &args.concurrency.to_string()])
-        .args(["--no-cache", "--json"]);
-    for eval in &args.evals {
-        command.args(["--eval", eval]);
-    }
-    command.env_remove("OPENAI_API_KEY").env("NO_COLOR", "1");
+    let mut command = experiment_command(args, runner, &db, dataset, &mock.url);
+    command.args(["--concurrency", &args.concurrency.to_string()]);
     eprintln!(
         "runner: {} rows, latency {} ms, concurrency {} ...",
         args.rows, args.latency_ms, args.concurrency
