@@ -229,9 +229,9 @@ pub async fn run(
 }
 
 /// Sends the source's work out, reporting progress meanwhile, until it runs out, the run
-/// stops, or `interrupt` resolves (which stops the run).
-/// The dispatcher runs as a task on the runtime's workers (see `Dispatcher`); an interrupt
-/// halts the run, which it sees at its next row.
+/// stops, or `interrupt` resolves (which stops the run). The dispatcher runs as a task on the
+/// runtime's workers (see `Dispatcher`); an interrupt halts the run, which it sees at its next
+/// row.
 async fn dispatch<F: Future<Output = ()>>(
     shared: &Arc<Shared>,
     source: Source,
@@ -260,7 +260,7 @@ async fn dispatch<F: Future<Output = ()>>(
                 Ok(joined) => joined,
                 Err(_) => {
                     running.abort();
-                    return (Dispatched::default(), JoinSet::new());
+                    running.await
                 }
             }
         }
@@ -268,8 +268,9 @@ async fn dispatch<F: Future<Output = ()>>(
     match joined {
         Ok(finished) => finished,
         Err(e) => {
-            // A dispatcher that panicked took its tasks with it (a JoinSet aborts them when
-            // dropped): their rows have no result, and the run is broken, never complete.
+            // A dispatcher that panicked, or was stopped after an interrupt's grace, took its
+            // tasks with it (a JoinSet aborts them when dropped): their rows have no result,
+            // and the run is broken (or interrupted, the reason given first), never complete.
             shared.halt(Stop::Broken(format!(
                 "sending the rows failed unexpectedly: {e}"
             )));
