@@ -350,6 +350,21 @@ impl Browser<'_> {
         reply.as_u64().unwrap_or(0) as usize
     }
 
+    /// How many elements `css` matches whose content is wider than they are (a table that
+    /// would scroll sideways inside its box).
+    fn too_wide(&self, css: &str) -> usize {
+        let reply = self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({
+                "script": "return [...document.querySelectorAll(arguments[0])]\
+                           .filter(e => e.scrollWidth > e.clientWidth + 1).length;",
+                "args": [css]
+            })),
+        );
+        reply.as_u64().unwrap_or(0) as usize
+    }
+
     /// The page's width in CSS pixels beyond the window's: a layout that does not fit.
     fn overflow(&self) -> i64 {
         let reply = self.call(
@@ -684,6 +699,14 @@ fn the_ui_in_a_real_browser() {
             browser.open(&format!("{base}{path}"));
             browser.screenshot(&format!("phone-{name}{suffix}"));
             assert!(browser.overflow() <= 0, "{name} is wider than a phone");
+            if *name == "prompt" {
+                // Deployments and versions read as cards, none cut at the window's edge.
+                assert_eq!(browser.count("#deployments .scroll, #versions .scroll"), 2);
+                assert_eq!(
+                    browser.too_wide("#deployments .scroll, #versions .scroll"),
+                    0
+                );
+            }
         }
         browser.size(1280, 800);
         if dark {
@@ -922,6 +945,9 @@ fn the_production_views_in_a_real_browser() {
                         3
                     );
                     assert_eq!(browser.count("#production svg.narrow line.move"), 3);
+                    // Each version's figures read as a card, not cut at the window's edge.
+                    assert_eq!(browser.count("#production .scroll"), 1);
+                    assert_eq!(browser.too_wide("#production .scroll"), 0);
                 }
             }
         }
