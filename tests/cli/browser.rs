@@ -699,6 +699,9 @@ fn the_ui_in_a_real_browser() {
             browser.open(&format!("{base}{path}"));
             browser.screenshot(&format!("phone-{name}{suffix}"));
             assert!(browser.overflow() <= 0, "{name} is wider than a phone");
+            if *name == "library" {
+                assert_eq!(browser.too_wide(".scroll"), 0, "the library is cut");
+            }
             if *name == "prompt" {
                 // Deployments and versions read as cards, none cut at the window's edge.
                 assert_eq!(browser.count("#deployments .scroll, #versions .scroll"), 2);

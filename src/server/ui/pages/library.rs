@@ -36,7 +36,7 @@ pub fn library(viewer: &Viewer, p: &LibraryPage<'_>) -> String {
     body.raw("</select></label><label>Metadata <input name=\"meta\" placeholder=\"key=value\"")
         .attr("value", p.meta)
         .raw("></label><button type=\"submit\">Filter</button></form>");
-    body.raw("<div class=\"scroll\"><table class=\"list\"><thead><tr><th>Prompt</th><th>Tags</th>")
+    body.raw("<div class=\"scroll\"><table class=\"list library\"><thead><tr><th>Prompt</th><th>Tags</th>")
         .raw("<th class=\"num\">Latest</th><th>Last change</th><th>Last deployment</th></tr></thead><tbody>");
     if p.entries.is_empty() {
         body.raw("<tr><td colspan=\"5\" class=\"muted\">no prompt matches</td></tr>");
