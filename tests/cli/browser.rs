@@ -683,6 +683,7 @@ fn the_ui_in_a_real_browser() {
     browser.submit(".tabs a[href*='show=failed']", "show=failed");
     assert!(browser.text("table.rows").contains("r6"));
     browser.screenshot("experiment-failed");
+    let experiment = browser.url().replacen(&base, "", 1);
 
     // Phone width and dark: every page fits the window.
     let pages = [
@@ -691,6 +692,7 @@ fn the_ui_in_a_real_browser() {
         ("diff", "/prompts/support/diff?from=1&to=2".to_string()),
         ("experiments", "/prompts/support/experiments".to_string()),
         ("compare", compare_all),
+        ("experiment", experiment),
     ];
     for (dark, suffix) in [(false, ""), (true, "-dark")] {
         browser.dark(dark);
@@ -699,16 +701,26 @@ fn the_ui_in_a_real_browser() {
             browser.open(&format!("{base}{path}"));
             browser.screenshot(&format!("phone-{name}{suffix}"));
             assert!(browser.overflow() <= 0, "{name} is wider than a phone");
-            if *name == "library" {
-                assert_eq!(browser.too_wide(".scroll"), 0, "the library is cut");
+            // Every table reads as cards: none is cut at the window's edge, and each value
+            // that has a column's name shows it.
+            if *name != "diff" {
+                assert!(browser.count(".scroll table") >= 1, "{name} has no table");
             }
+            assert_eq!(browser.too_wide(".scroll"), 0, "a table on {name} is cut");
+            assert_eq!(
+                browser.count(".scroll td[data-label]:not(:empty)"),
+                browser.readable(".scroll td[data-label]", 1.0),
+                "a cell on {name} is out of view"
+            );
+            assert_eq!(browser.too_wide(".scroll td"), 0, "a cell on {name} is cut");
             if *name == "prompt" {
-                // Deployments and versions read as cards, none cut at the window's edge.
                 assert_eq!(browser.count("#deployments .scroll, #versions .scroll"), 2);
-                assert_eq!(
-                    browser.too_wide("#deployments .scroll, #versions .scroll"),
-                    0
-                );
+            }
+            if *name == "compare" {
+                // The two sides of a row share its card's width; the links to the two
+                // experiments, in the table's header on a page, stand above it.
+                assert_eq!(browser.count("p.phone-only a[href^='/experiments/']"), 2);
+                assert!(browser.readable("p.phone-only a", 9.0) == 2);
             }
         }
         browser.size(1280, 800);
@@ -871,7 +883,12 @@ fn the_production_views_in_a_real_browser() {
     // The prompt's Production section: the chart with a line per tag move, a row per version.
     browser.open(&format!("{base}/prompts/greet"));
     // Drawn wide for a page and narrow for a phone; a page shows the wide one.
-    assert_eq!(browser.count("#production svg"), 2);
+    assert_eq!(
+        browser.count("#production svg"),
+        2,
+        "{}",
+        browser.text("main")
+    );
     assert_eq!(browser.shown("#production svg"), 1);
     assert_eq!(browser.shown("#production svg.wide"), 1);
     assert_eq!(browser.count("#production svg.wide line.move"), 3);
@@ -917,6 +934,7 @@ fn the_production_views_in_a_real_browser() {
     let pages = [
         ("production", "/prompts/greet#production".to_string()),
         ("span", format!("/spans/{}", span_hex(61))),
+        ("version", "/prompts/greet/versions/1".to_string()),
     ];
     for (dark, suffix) in [(false, ""), (true, "-dark")] {
         browser.dark(dark);
@@ -926,6 +944,10 @@ fn the_production_views_in_a_real_browser() {
                 browser.open(&format!("{base}{path}"));
                 browser.screenshot(&format!("{size}{name}{suffix}"));
                 assert!(browser.overflow() <= 0, "{name} is wider than the window");
+                if width == 390 {
+                    // Every table fits: the version's spans read as cards.
+                    assert_eq!(browser.too_wide(".scroll"), 0, "a table on {name} is cut");
+                }
                 if *name == "production" && width == 390 {
                     // A phone shows the narrow drawing, its three panel titles and its times
                     // in the window at a legible size, and its three tag moves.

@@ -278,8 +278,8 @@ fn the_production_section_shows_each_versions_traffic_and_every_tag_move() {
     // 0.75 (t interval −0.05–1.55) and 3 of 4 passing (Wilson 30.1–95.4 %).
     let v1 = row(text, 1);
     for expected in [
-        "<td class=\"num requests\">10<div class=\"muted small errors\">2 errors</div>",
-        "<td class=\"num error-rate\">20.0%<div class=\"muted small interval\">5.7–51.0%</div>",
+        "<td class=\"num requests\" data-label=\"Requests\">10<div class=\"muted small errors\">2 errors</div>",
+        "<td class=\"num error-rate\" data-label=\"Error rate\">20.0%<div class=\"muted small interval\">5.7–51.0%</div>",
         "500 / 1000 ms",
         "120 / 50<div class=\"muted small cost\">$0.000048</div>",
         "<span class=\"muted small\">mean</span> 0.75 <span class=\"muted small\">-0.05–1.55</span>",
@@ -294,7 +294,7 @@ fn the_production_section_shows_each_versions_traffic_and_every_tag_move() {
     // thumbs-down counts as a fail; v1 has no thumbs.
     let v2 = row(text, 2);
     for expected in [
-        "<td class=\"num requests\">4<div class=\"muted small errors\">0 errors</div>",
+        "<td class=\"num requests\" data-label=\"Requests\">4<div class=\"muted small errors\">0 errors</div>",
         "0.0%<div class=\"muted small interval\">0.0–49.0%</div>",
         "200 / 200 ms",
         "48 / 20<div class=\"muted small cost\">$0.000019</div>",
@@ -305,7 +305,7 @@ fn the_production_section_shows_each_versions_traffic_and_every_tag_move() {
     ] {
         assert!(v2.contains(expected), "v2 lacks {expected}: {v2}");
     }
-    assert!(v1.contains("data-score=\"thumbs\">–</td>"), "{v1}");
+    assert!(v1.contains("data-label=\"thumbs\">–</td>"), "{v1}");
 
     // The chart, in each drawing: every request in a bar of its version's colour (the table's
     // swatch), and one dashed line per tag move in the window, labelled.
@@ -484,7 +484,7 @@ fn a_version_lists_its_spans_and_a_span_page_shows_everything_escaped() {
         "<div class=\"role\">user</div><pre>Hi &quot;there&quot;</pre>".to_string(),
         "<pre class=\"block output\">&lt;script&gt;alert(1)&lt;/script&gt; &amp; done</pre>"
             .to_string(),
-        "<td>tone&lt;script&gt;</td><td>span</td><td>HUMAN</td><td>&lt;b&gt;rude&lt;/b&gt;</td><td class=\"num\">0.25</td>"
+        "<td>tone&lt;script&gt;</td><td data-label=\"On\">span</td><td data-label=\"Kind\">HUMAN</td><td data-label=\"Label\">&lt;b&gt;rude&lt;/b&gt;</td><td class=\"num\" data-label=\"Score\">0.25</td>"
             .to_string(),
         "&lt;/td&gt;&lt;script&gt;alert(3)&lt;/script&gt;".to_string(),
         "<details class=\"raw\"><summary>Raw attributes (".to_string(),

@@ -17,18 +17,18 @@ use crate::view::Evidence;
 /// The gate's criteria as recorded: one row each, with what was required, what was measured
 /// and the outcome (older promotions recorded them as text).
 fn criteria(out: &mut Html, recorded: &[serde_json::Value]) {
-    out.raw("<div class=\"scroll\"><table class=\"list\"><thead><tr><th>Criterion</th>")
+    out.raw("<div class=\"scroll\"><table class=\"list cards\"><thead><tr><th>Criterion</th>")
         .raw("<th class=\"num\">Required</th><th class=\"num\">Measured</th><th>Outcome</th></tr></thead><tbody>");
     for value in recorded {
         match serde_json::from_value::<crate::gate::Criterion>(value.clone()) {
             Ok(c) => {
                 out.raw("<tr><td>")
                     .text(&c.name)
-                    .raw("</td><td class=\"num\">")
+                    .raw("</td><td class=\"num\" data-label=\"Required\">")
                     .text(&c.threshold_text())
-                    .raw("</td><td class=\"num\">")
+                    .raw("</td><td class=\"num\" data-label=\"Measured\">")
                     .text(&c.actual_text())
-                    .raw("</td><td>");
+                    .raw("</td><td data-label=\"Outcome\">");
                 let outcome = if c.passed { "pass" } else { "fail" };
                 badge(out, outcome, outcome);
                 out.raw("</td></tr>");
@@ -211,7 +211,13 @@ fn side_label(e: &Experiment) -> String {
 /// error rate, latency, tokens, cost and rows.
 fn metrics(body: &mut Html, p: &ComparePage<'_>) {
     let c = p.comparison;
-    body.raw("<div class=\"scroll\"><table class=\"list metrics\"><thead><tr><th>Metric</th><th>Baseline ")
+    // A phone reads the table as cards without its header, so the two sides' links are here.
+    body.raw("<p class=\"phone-only\">Baseline ")
+        .link(&experiment_href(&p.baseline.id), &side_label(p.baseline))
+        .raw(" · Candidate ")
+        .link(&experiment_href(&p.candidate.id), &side_label(p.candidate))
+        .raw("</p>");
+    body.raw("<div class=\"scroll\"><table class=\"list metrics cards\"><thead><tr><th>Metric</th><th>Baseline ")
         .link(&experiment_href(&p.baseline.id), &side_label(p.baseline))
         .raw("</th><th>Candidate ")
         .link(&experiment_href(&p.candidate.id), &side_label(p.candidate))
@@ -237,7 +243,7 @@ fn pass_rate_rows(body: &mut Html, c: &Comparison) {
     for e in &c.evaluators {
         body.raw("<tr><td>")
             .text(&format!("{} pass rate", e.evaluator))
-            .raw("</td><td class=\"num\">")
+            .raw("</td><td class=\"num\" data-label=\"Baseline\">")
             .text(&e.baseline_pass_rate.map_or("–".into(), |v| {
                 format!(
                     "{}{}",
@@ -245,13 +251,13 @@ fn pass_rate_rows(body: &mut Html, c: &Comparison) {
                     margin(c.baseline.as_ref(), &e.evaluator)
                 )
             }))
-            .raw("</td><td class=\"num\">")
+            .raw("</td><td class=\"num\" data-label=\"Candidate\">")
             .text(&format!(
                 "{}{}",
                 percent(e.candidate_pass_rate),
                 margin(Some(&c.candidate), &e.evaluator)
             ))
-            .raw("</td><td>");
+            .raw("</td><td data-label=\"Change\">");
         delta(body, e.delta, true, Change::Points);
         body.raw(" <span class=\"muted small\">")
             .text(&format!(
@@ -322,19 +328,19 @@ fn side_metric_rows(body: &mut Html, c: &Comparison, b: &SideMetrics) {
     for (name, base, cand, change, unit) in rows {
         body.raw("<tr><td>")
             .text(name)
-            .raw("</td><td class=\"num\">")
+            .raw("</td><td class=\"num\" data-label=\"Baseline\">")
             .text(&base)
-            .raw("</td><td class=\"num\">")
+            .raw("</td><td class=\"num\" data-label=\"Candidate\">")
             .text(&cand)
-            .raw("</td><td>");
+            .raw("</td><td data-label=\"Change\">");
         delta(body, change, false, unit);
         body.raw("</td></tr>");
     }
-    body.raw("<tr><td>rows</td><td class=\"num\">")
+    body.raw("<tr><td>rows</td><td class=\"num\" data-label=\"Baseline\">")
         .display(b.rows)
-        .raw("</td><td class=\"num\">")
+        .raw("</td><td class=\"num\" data-label=\"Candidate\">")
         .display(k.rows)
-        .raw("</td><td class=\"muted small\">")
+        .raw("</td><td class=\"muted small\" data-label=\"Change\">")
         .text(&format!(
             "{} only in baseline · {} only in candidate · {} new failures",
             c.only_in_baseline.len(),
@@ -363,7 +369,7 @@ fn rows(body: &mut Html, p: &ComparePage<'_>) {
         &|s| rows_href(p, s, 1),
     );
     body.raw(
-        "<div class=\"scroll\"><table class=\"rows compare\"><thead><tr><th>Row</th><th>Input</th>",
+        "<div class=\"scroll\"><table class=\"rows compare cards stacked pair\"><thead><tr><th>Row</th><th>Input</th>",
     )
     .raw("<th>Baseline output</th><th>Candidate output</th><th>Diff</th></tr></thead><tbody>");
     if p.rows.is_empty() {
@@ -398,7 +404,7 @@ fn row(body: &mut Html, r: &CompareRow) {
             .text(evaluator)
             .raw("</div>");
     }
-    body.raw("</td><td>");
+    body.raw("</td><td class=\"wide\" data-label=\"Input\">");
     let input = [&r.candidate, &r.baseline]
         .into_iter()
         .find_map(|s| s.as_ref().and_then(|(_, t)| t.as_ref()));
@@ -410,11 +416,11 @@ fn row(body: &mut Html, r: &CompareRow) {
                 .raw("</div>");
         }
     }
-    body.raw("</td><td>");
+    body.raw("</td><td data-label=\"Baseline\">");
     side_cell(body, &r.baseline);
-    body.raw("</td><td>");
+    body.raw("</td><td data-label=\"Candidate\">");
     side_cell(body, &r.candidate);
-    body.raw("</td><td>");
+    body.raw("</td><td class=\"wide\" data-label=\"Diff\">");
     if r.baseline.is_some() && r.candidate.is_some() {
         diff::render(side_output(&r.baseline), side_output(&r.candidate), body);
     }

@@ -162,7 +162,7 @@ fn rows(body: &mut Html, p: &ExperimentPage<'_>) {
         .raw("><label>Search rows <input type=\"search\" name=\"q\"")
         .attr("value", p.text)
         .raw("></label><button type=\"submit\">Search</button></form>");
-    body.raw("<div class=\"scroll\"><table class=\"rows\"><thead><tr><th>Row</th><th>Input</th><th>Output</th>")
+    body.raw("<div class=\"scroll\"><table class=\"rows cards stacked\"><thead><tr><th>Row</th><th>Input</th><th>Output</th>")
         .raw("<th>Expected</th><th>Scores</th></tr></thead><tbody>");
     if p.rows.is_empty() {
         body.raw("<tr><td colspan=\"5\" class=\"muted\">no rows match</td></tr>");
@@ -187,9 +187,9 @@ fn row(body: &mut Html, e: &Experiment, r: &RunResult) {
     }
     body.raw("<div class=\"muted small\">")
         .text(&format!("{:.0} ms", r.latency_ms))
-        .raw("</div></td><td>");
+        .raw("</div></td><td data-label=\"Input\">");
     folded(body, &crate::report::input_text(e, r));
-    body.raw("</td><td>");
+    body.raw("</td><td data-label=\"Output\">");
     match (&r.output, r.status) {
         (Some(output), ResultStatus::Ok) => folded(
             body,
@@ -203,9 +203,12 @@ fn row(body: &mut Html, e: &Experiment, r: &RunResult) {
             body.raw("</div>");
         }
     }
-    body.raw("</td><td>");
-    folded(body, r.expected.as_deref().unwrap_or(""));
-    body.raw("</td><td>");
+    body.raw("</td><td data-label=\"Expected\">");
+    // No expectation leaves the cell empty, which a phone's card leaves out.
+    if let Some(expected) = r.expected.as_deref().filter(|x| !x.is_empty()) {
+        folded(body, expected);
+    }
+    body.raw("</td><td data-label=\"Scores\">");
     for score in &r.scores {
         body.raw("<div class=\"score\">");
         badge(

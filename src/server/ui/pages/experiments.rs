@@ -45,7 +45,7 @@ pub fn experiments(
         experiment_options(&mut body, items, Some(candidate));
         body.raw("</select></label><button type=\"submit\">Compare</button></form>");
     }
-    body.raw("<div class=\"scroll\"><table class=\"list\"><thead><tr><th>Experiment</th>");
+    body.raw("<div class=\"scroll\"><table class=\"list cards\"><thead><tr><th>Experiment</th>");
     if name.is_none() {
         body.raw("<th>Prompt</th>");
     }
@@ -60,7 +60,7 @@ pub fn experiments(
             )
             .raw("</td>");
         if name.is_none() {
-            body.raw("<td>");
+            body.raw("<td data-label=\"Prompt\">");
             match &e.prompt {
                 Some(prompt) => {
                     body.link(&prompt_href(prompt), prompt);
@@ -71,31 +71,31 @@ pub fn experiments(
             }
             body.raw("</td>");
         }
-        body.raw("<td class=\"num\">");
+        body.raw("<td class=\"num\" data-label=\"Version\">");
         version_link(&mut body, e);
-        body.raw("</td><td>");
+        body.raw("</td><td data-label=\"Tag\">");
         if let Some(tag) = &e.tag {
             badge(&mut body, tag, "");
         }
-        body.raw("</td><td>")
+        body.raw("</td><td data-label=\"Dataset\">")
             .text(&dataset_name(&e.dataset.path))
             .raw(" <span class=\"muted\">")
             .text(&format!("{} rows", e.dataset.rows))
-            .raw("</span></td><td>")
+            .raw("</span></td><td data-label=\"Model\">")
             .text(&e.model)
-            .raw("</td><td>");
+            .raw("</td><td data-label=\"Pass rate\">");
         pass_rates(&mut body, s);
-        body.raw("</td><td class=\"num\">")
+        body.raw("</td><td class=\"num\" data-label=\"Errors\">")
             .text(&percent(s.error_rate))
-            .raw("</td><td class=\"num\">")
+            .raw("</td><td class=\"num\" data-label=\"p50\">")
             .text(&ms(s.latency_p50_ms))
-            .raw("</td><td class=\"num\">")
+            .raw("</td><td class=\"num\" data-label=\"p95\">")
             .text(&ms(s.latency_p95_ms))
-            .raw("</td><td class=\"num\">")
+            .raw("</td><td class=\"num\" data-label=\"Tokens\">")
             .display(s.prompt_tokens + s.completion_tokens)
-            .raw("</td><td>");
+            .raw("</td><td data-label=\"Date\">");
         time(&mut body, &e.created_at);
-        body.raw("</td><td>");
+        body.raw("</td><td data-label=\"Status\">");
         badge(
             &mut body,
             &e.status.as_str().replace('_', " "),

@@ -36,7 +36,7 @@ pub fn library(viewer: &Viewer, p: &LibraryPage<'_>) -> String {
     body.raw("</select></label><label>Metadata <input name=\"meta\" placeholder=\"key=value\"")
         .attr("value", p.meta)
         .raw("></label><button type=\"submit\">Filter</button></form>");
-    body.raw("<div class=\"scroll\"><table class=\"list library\"><thead><tr><th>Prompt</th><th>Tags</th>")
+    body.raw("<div class=\"scroll\"><table class=\"list library cards\"><thead><tr><th>Prompt</th><th>Tags</th>")
         .raw("<th class=\"num\">Latest</th><th>Last change</th><th>Last deployment</th></tr></thead><tbody>");
     if p.entries.is_empty() {
         body.raw("<tr><td colspan=\"5\" class=\"muted\">no prompt matches</td></tr>");
@@ -50,16 +50,16 @@ pub fn library(viewer: &Viewer, p: &LibraryPage<'_>) -> String {
                 .text(&crate::text::one_line(description, 120))
                 .raw("</div>");
         }
-        body.raw("</td><td>");
+        body.raw("</td><td data-label=\"Tags\">");
         tag_badges(&mut body, item.tags, &[]);
-        body.raw("</td><td class=\"num\">")
+        body.raw("</td><td class=\"num\" data-label=\"Latest\">")
             .link(
                 &version_href(item.name, item.latest_version),
                 &format!("v{}", item.latest_version),
             )
-            .raw("</td><td>");
+            .raw("</td><td data-label=\"Last change\">");
         time(&mut body, item.updated_at);
-        body.raw("</td><td>");
+        body.raw("</td><td data-label=\"Last deployment\">");
         match &entry.last_deployment {
             Some((tag, at)) => {
                 badge(&mut body, tag, "");

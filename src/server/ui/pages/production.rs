@@ -226,7 +226,7 @@ fn table(out: &mut Html, prompt: &str, p: &Production, colours: &BTreeMap<i64, u
         .flat_map(|v| v.scores.iter().map(|s| s.name.as_str()))
         .collect();
     out.raw(
-        "<div class=\"scroll\"><table class=\"list traffic-table\"><thead><tr><th>Version</th>",
+        "<div class=\"scroll\"><table class=\"list traffic-table cards\"><thead><tr><th>Version</th>",
     )
     .raw("<th class=\"num\">Requests</th><th class=\"num\">Error rate</th>")
     .raw("<th class=\"num\">p50 / p95</th><th class=\"num\">Tokens in / out · cost</th>");
@@ -256,28 +256,28 @@ fn row(
         out.raw(" ");
         badge(out, tag, "");
     }
-    out.raw("</td><td class=\"num requests\">")
+    out.raw("</td><td class=\"num requests\" data-label=\"Requests\">")
         .display(v.requests)
         .raw("<div class=\"muted small errors\">")
         .text(&plural(v.errors, "error", "errors"))
-        .raw("</div></td><td class=\"num error-rate\">")
+        .raw("</div></td><td class=\"num error-rate\" data-label=\"Error rate\">")
         .text(&percent(v.error_rate))
         .raw("<div class=\"muted small interval\">")
         .text(&rate_interval(v.error_rate_interval))
-        .raw("</div></td><td class=\"num latency\">")
+        .raw("</div></td><td class=\"num latency\" data-label=\"p50 / p95\">")
         .text(&format!(
             "{} / {}",
             ms(v.latency_p50_ms).trim_end_matches(" ms"),
             ms(v.latency_p95_ms)
         ))
-        .raw("</td><td class=\"num tokens\">")
+        .raw("</td><td class=\"num tokens\" data-label=\"Tokens · cost\">")
         .text(&format!("{} / {}", v.input_tokens, v.output_tokens))
         .raw("<div class=\"muted small cost\">")
         .text(&v.cost_usd.map_or("no price".to_string(), crate::cost::usd))
         .raw("</div></td>");
     for name in names {
         out.raw("<td class=\"num score\"")
-            .attr("data-score", name)
+            .attr("data-label", name)
             .raw(">");
         match v.scores.iter().find(|s| s.name == *name) {
             Some(s) => score_cell(out, s),
@@ -287,7 +287,7 @@ fn row(
         }
         out.raw("</td>");
     }
-    out.raw("<td class=\"seen\">");
+    out.raw("<td class=\"seen\" data-label=\"Seen · by\">");
     minute(out, &v.first_seen, v.first_seen_ms);
     out.raw(" – ");
     minute(out, &v.last_seen, v.last_seen_ms);

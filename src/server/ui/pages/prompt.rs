@@ -57,19 +57,21 @@ fn deployments(body: &mut Html, viewer: &Viewer, p: &PromptPage<'_>) {
     if p.deployments.is_empty() {
         body.raw("<p class=\"muted\">no tags yet</p>");
     } else {
-        body.raw("<div class=\"scroll\"><table class=\"list\"><thead><tr><th>Tag</th><th class=\"num\">Version</th>")
+        body.raw("<div class=\"scroll\"><table class=\"list cards\"><thead><tr><th>Tag</th><th class=\"num\">Version</th>")
             .raw("<th>Moved</th><th>By</th><th>How</th><th>Why</th></tr></thead><tbody>");
         for d in p.deployments {
             body.raw("<tr><td>");
             badge(body, &d.tag, if d.protected { "protected" } else { "" });
-            body.raw("</td><td class=\"num\">")
+            body.raw("</td><td class=\"num\" data-label=\"Version\">")
                 .link(
                     &version_href(p.name, d.version_seq),
                     &format!("v{}", d.version_seq),
                 )
-                .raw("</td><td>");
+                .raw("</td><td data-label=\"Moved\">");
             time(body, &d.moved_at);
-            body.raw("</td><td>").text(&d.moved_by).raw("</td><td>");
+            body.raw("</td><td data-label=\"By\">")
+                .text(&d.moved_by)
+                .raw("</td><td data-label=\"How\">");
             if d.gated {
                 badge(body, "gated", "gated");
             } else if let Some(action) = d.action {
@@ -81,7 +83,7 @@ fn deployments(body: &mut Html, viewer: &Viewer, p: &PromptPage<'_>) {
             if d.deploy {
                 badge(body, "deploy", "deploy");
             }
-            body.raw("</td><td>");
+            body.raw("</td><td data-label=\"Why\">");
             why(body, d.message.as_deref(), d.evidence.as_ref());
             body.raw("</td></tr>");
         }
@@ -106,21 +108,21 @@ fn versions(body: &mut Html, p: &PromptPage<'_>) {
         version_options(body, p.versions, p.versions.first().map(|v| v.seq));
         body.raw("</select></label><button type=\"submit\">Show diff</button></form>");
     }
-    body.raw("<div class=\"scroll\"><table class=\"list\"><thead><tr><th class=\"num\">Version</th><th>Author</th>")
+    body.raw("<div class=\"scroll\"><table class=\"list cards\"><thead><tr><th class=\"num\">Version</th><th>Author</th>")
         .raw("<th>Created</th><th>Message</th><th>Tags</th><th></th></tr></thead><tbody>");
     for v in p.versions {
         body.raw("<tr><td class=\"num\">")
             .link(&version_href(p.name, v.seq), &format!("v{}", v.seq))
-            .raw("</td><td>")
+            .raw("</td><td data-label=\"Author\">")
             .text(&v.author)
-            .raw("</td><td>");
+            .raw("</td><td data-label=\"Created\">");
         time(body, &v.created_at);
-        body.raw("</td><td>")
+        body.raw("</td><td data-label=\"Message\">")
             .text(&crate::text::one_line(
                 v.message.as_deref().unwrap_or(""),
                 100,
             ))
-            .raw("</td><td>");
+            .raw("</td><td data-label=\"Tags\">");
         if let Some(tags) = p.tags_by_version.get(&v.id) {
             tag_badges(body, tags, p.protected);
         }

@@ -94,33 +94,33 @@ fn active(body: &mut Html, viewer: &Viewer, name: &str, view: &View) {
     time(body, &crate::production::time_text(r.created_ms));
     body.raw(" by ").text(&r.actor).raw("</p>");
     if let Some(look) = &view.now {
-        body.raw("<div class=\"scroll\"><table class=\"list rollout-metrics\"><thead><tr>")
+        body.raw("<div class=\"scroll\"><table class=\"list rollout-metrics cards\"><thead><tr>")
             .raw("<th>Metric</th><th class=\"num\">Baseline</th><th class=\"num\">Candidate</th>")
             .raw("<th class=\"num\">Worse by [interval]</th><th class=\"num\">Margin</th>")
             .raw("<th>Verdict</th></tr></thead><tbody>");
         for m in &look.metrics {
             body.raw("<tr><td>")
                 .text(&m.metric)
-                .raw("</td><td class=\"num\">")
+                .raw("</td><td class=\"num\" data-label=\"Baseline\">")
                 .text(&format!(
                     "{} ({} spans)",
                     number(m.baseline),
                     m.baseline_spans
                 ))
-                .raw("</td><td class=\"num\">")
+                .raw("</td><td class=\"num\" data-label=\"Candidate\">")
                 .text(&format!(
                     "{} ({} spans)",
                     number(m.candidate),
                     m.candidate_spans
                 ))
-                .raw("</td><td class=\"num\">")
+                .raw("</td><td class=\"num\" data-label=\"Worse by\">")
                 .text(&match (m.worse_by, m.interval) {
                     (Some(w), Some([lo, hi])) => format!("{w:+.4} [{lo:+.4}, {hi:+.4}]"),
                     _ => "–".into(),
                 })
-                .raw("</td><td class=\"num\">")
+                .raw("</td><td class=\"num\" data-label=\"Margin\">")
                 .text(&format!("{:.4}", m.margin))
-                .raw("</td><td>");
+                .raw("</td><td data-label=\"Verdict\">");
             badge(body, verdict_text(m.verdict), verdict_class(m.verdict));
             body.raw("</td></tr>");
         }
@@ -190,30 +190,32 @@ fn actions(body: &mut Html, viewer: &Viewer, name: &str, r: &Rollout) {
 
 /// The last few finished rollouts, newest first: how each ended, when, and its last look.
 fn finished_list(body: &mut Html, name: &str, finished: &[Rollout]) {
-    body.raw("<h3>Finished rollouts</h3><div class=\"scroll\"><table class=\"list\"><thead><tr>")
-        .raw("<th>Rollout</th><th>Tag</th><th>Versions</th><th>Status</th><th>Ended</th>")
-        .raw("<th>Last look</th></tr></thead><tbody>");
+    body.raw(
+        "<h3>Finished rollouts</h3><div class=\"scroll\"><table class=\"list cards\"><thead><tr>",
+    )
+    .raw("<th>Rollout</th><th>Tag</th><th>Versions</th><th>Status</th><th>Ended</th>")
+    .raw("<th>Last look</th></tr></thead><tbody>");
     for r in finished.iter().take(FINISHED_SHOWN) {
         body.raw("<tr><td>")
             .text(&r.id)
-            .raw("</td><td>")
+            .raw("</td><td data-label=\"Tag\">")
             .text(&r.tag)
-            .raw("</td><td>")
+            .raw("</td><td data-label=\"Versions\">")
             .link(&version_href(name, r.baseline), &format!("v{}", r.baseline))
             .raw(" → ")
             .link(
                 &version_href(name, r.candidate),
                 &format!("v{}", r.candidate),
             )
-            .raw("</td><td>");
+            .raw("</td><td data-label=\"Status\">");
         badge(
             body,
             &r.status.as_str().replace('_', " "),
             r.status.as_str(),
         );
-        body.raw("</td><td>");
+        body.raw("</td><td data-label=\"Ended\">");
         time(body, &crate::production::time_text(r.updated_ms));
-        body.raw("</td><td>");
+        body.raw("</td><td data-label=\"Last look\">");
         if let Some(last) = &r.last_look {
             last_look(body, last);
         }

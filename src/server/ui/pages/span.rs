@@ -235,22 +235,24 @@ fn annotation_table(out: &mut Html, annotations: &[Annotation]) {
         out.raw("<p class=\"muted\">none yet</p>");
         return;
     }
-    out.raw("<div class=\"scroll\"><table class=\"list annotations\"><thead><tr><th>Name</th><th>On</th>")
+    out.raw("<div class=\"scroll\"><table class=\"list annotations cards\"><thead><tr><th>Name</th><th>On</th>")
         .raw("<th>Kind</th><th>Label</th><th class=\"num\">Score</th><th>Explanation</th><th>When</th></tr></thead><tbody>");
     for a in annotations {
         out.raw("<tr><td>")
             .text(&a.name)
-            .raw("</td><td>")
+            .raw("</td><td data-label=\"On\">")
             .text(a.target.as_str())
-            .raw("</td><td>")
+            .raw("</td><td data-label=\"Kind\">")
             .text(&a.annotator_kind)
-            .raw("</td><td>")
+            .raw("</td><td data-label=\"Label\">")
             .text(a.label.as_deref().unwrap_or("–"))
-            .raw("</td><td class=\"num\">")
+            .raw("</td><td class=\"num\" data-label=\"Score\">")
             .text(&a.score.map_or("–".to_string(), |s| format!("{s}")))
-            .raw("</td><td>");
-        folded(out, a.explanation.as_deref().unwrap_or(""));
-        out.raw("</td><td>");
+            .raw("</td><td data-label=\"Explanation\">");
+        if let Some(explanation) = a.explanation.as_deref().filter(|x| !x.is_empty()) {
+            folded(out, explanation);
+        }
+        out.raw("</td><td data-label=\"When\">");
         time(out, &at(a.time_ms));
         out.raw("</td></tr>");
     }

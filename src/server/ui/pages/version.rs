@@ -131,20 +131,20 @@ fn recent_spans(out: &mut Html, spans: &[Span], shown: usize) {
     };
     out.raw("<p class=\"muted\">")
         .text(&format!("{count}, newest first; times in UTC."))
-        .raw("</p><div class=\"scroll\"><table class=\"list spans\"><thead><tr><th>Time</th><th>Status</th>")
+        .raw("</p><div class=\"scroll\"><table class=\"list spans cards\"><thead><tr><th>Time</th><th>Status</th>")
         .raw("<th class=\"num\">Latency</th><th class=\"num\">Tokens</th><th>Output</th></tr></thead><tbody>");
     for s in spans {
         out.raw("<tr><td><a")
             .attr("href", &span_href(&s.span_id))
             .raw(">")
             .text(&short_time(&crate::production::time_text(s.start_ms)))
-            .raw("</a></td><td>");
+            .raw("</a></td><td data-label=\"Status\">");
         status_badge(out, s.status);
-        out.raw("</td><td class=\"num\">")
+        out.raw("</td><td class=\"num\" data-label=\"Latency\">")
             .text(&format!("{} ms", s.latency_ms()))
-            .raw("</td><td class=\"num\">")
+            .raw("</td><td class=\"num\" data-label=\"Tokens\">")
             .text(&tokens(s))
-            .raw("</td><td class=\"preview\">");
+            .raw("</td><td class=\"preview\" data-label=\"Output\">");
         match (&s.error, &s.output) {
             (Some(error), _) if s.status == SpanStatus::Error => {
                 out.raw("<span class=\"error\">")
