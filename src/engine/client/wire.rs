@@ -85,6 +85,66 @@ pub(super) fn error_message(bytes: &[u8]) -> String {
 
 /// The answer in a chat-completion body: `choices[0].message.content`, finish reason, usage.
 pub(super) fn parse_completion(bytes: &[u8]) -> Result<Completion, String> {
+    match plain_completion(bytes) {
+        Some(completion) => Ok(completion),
+        None => tree_completion(bytes),
+    }
+}
+
+/// The common answer (its first choice's content a string, no tool calls) read straight into
+/// its fields, skipping the rest, without building the body's JSON tree; None for any other
+/// body, which `tree_completion` reads (and explains when it is not an answer). Whatever it
+/// returns, `tree_completion` returns too.
+fn plain_completion(bytes: &[u8]) -> Option<Completion> {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        choices: Vec<Choice>,
+        #[serde(default)]
+        usage: Option<Usage>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Choice {
+        #[serde(default)]
+        message: Option<PlainMessage>,
+        #[serde(default)]
+        finish_reason: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct PlainMessage {
+        #[serde(default)]
+        content: Option<String>,
+        /// Present and not null: the tree's reading.
+        #[serde(default)]
+        tool_calls: Option<serde::de::IgnoredAny>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Usage {
+        #[serde(default)]
+        prompt_tokens: Option<i64>,
+        #[serde(default)]
+        completion_tokens: Option<i64>,
+    }
+    let body: Body = serde_json::from_slice(bytes).ok()?;
+    let usage = body.usage;
+    let first = body.choices.into_iter().next()?;
+    let message = first.message?;
+    if message.tool_calls.is_some() {
+        return None;
+    }
+    Some(Completion {
+        text: message.content?,
+        finish_reason: first.finish_reason,
+        prompt_tokens: usage.as_ref().and_then(|u| u.prompt_tokens),
+        completion_tokens: usage.as_ref().and_then(|u| u.completion_tokens),
+        http_status: 200,
+        attempts: 1,
+        latency_ms: 0.0,
+        extra: None,
+    })
+}
+
+/// Any body, read as a JSON tree: every shape an answer comes in, and why one is not.
+fn tree_completion(bytes: &[u8]) -> Result<Completion, String> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         format!(
             "the body is not JSON ({e}): {}",
@@ -195,6 +255,46 @@ mod tests {
             let err = parse_completion(body).unwrap_err();
             assert!(err.contains(needle), "{err}");
         }
+    }
+
+    /// The direct reading gives what the tree gives, or leaves the body to it.
+    #[test]
+    fn the_plain_reading_agrees_with_the_tree() {
+        let bodies: &[&[u8]] = &[
+            br#"{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi \"there\"\n\u00e9"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#,
+            br#"{"choices":[{"message":{"content":"a"}}]}"#,
+            br#"{"id":"chatcmpl-1","object":"chat.completion","created":1733580000,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"Your order ships today.","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":19,"completion_tokens":6,"total_tokens":25,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0}},"service_tier":"default","system_fingerprint":"fp_1"}"#,
+            br#"{"choices":[{"message":{"content":"a"},"finish_reason":null}],"usage":null}"#,
+            br#"{"choices":[{"message":{"content":"a"}}],"usage":{"prompt_tokens":3.0,"completion_tokens":1}}"#,
+            br#"{"choices":[{"message":{"content":"a"}}],"usage":{"prompt_tokens":18446744073709551615}}"#,
+            br#"{"choices":[{"message":{"content":"a"}}],"usage":"none"}"#,
+            br#"{"choices":[{"message":{"content":"a"},"finish_reason":7}]}"#,
+            br#"{"choices":[{"message":{"content":"a","tool_calls":[]}}]}"#,
+            br#"{"choices":[{"message":{"content":"a","tool_calls":null}}]}"#,
+            br#"{"choices":[{"message":{"content":"first"}},{"message":{"content":["odd"]}}]}"#,
+            br#"{"choices":[{"message":{"content":"a","content":"b"}}]}"#,
+            br#"{"choices":[{"message":{"content":"a"}}],"choices":[{"message":{"content":"b"}}]}"#,
+            br#"{"choices":[{"message":{"content":[{"type":"text","text":"a"}]}}]}"#,
+            br#"{"choices":[{"message":{"content":null}}]}"#,
+            br#"{"choices":[{"message":null}]}"#,
+            br#"{"choices":[]}"#,
+            br#"{"choices":{}}"#,
+            br#"[]"#,
+            br#"{"choices":[{"message":{"content":"a"}}]} trailing"#,
+        ];
+        let mut plain = 0;
+        for body in bodies {
+            let tree = tree_completion(body);
+            let direct = plain_completion(body);
+            if let Some(direct) = direct {
+                plain += 1;
+                assert_eq!(Ok(direct), tree, "{}", String::from_utf8_lossy(body));
+            }
+            assert_eq!(parse_completion(body), tree);
+        }
+        // The common shapes take the direct reading: the five whose first choice has text and
+        // no tool calls, with well-formed figures.
+        assert_eq!(plain, 5);
     }
 
     #[test]
