@@ -1173,6 +1173,12 @@ fn print_targets(args: &Args, r: &Report) {
             "target 2 (< 100 µs CPU per row): {cpu_us:.1} µs — {}",
             verdict(cpu_us < 100.0)
         ));
+        // The later, stricter pair, judged on the same run (the median one of --repeat 5).
+        lines.push(format!(
+            "target (≥ 20,000 rows/s and < 50 µs CPU per row at latency 0): {rate:.0} rows/s, \
+             {cpu_us:.1} µs — {}",
+            verdict(rate >= 20_000.0 && cpu_us < 50.0)
+        ));
     }
     if args.rows <= 10_000 {
         lines.push(format!(
