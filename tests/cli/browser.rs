@@ -945,8 +945,15 @@ fn the_production_views_in_a_real_browser() {
                 browser.screenshot(&format!("{size}{name}{suffix}"));
                 assert!(browser.overflow() <= 0, "{name} is wider than the window");
                 if width == 390 {
-                    // Every table fits: the version's spans read as cards.
+                    // Every table fits: the version's spans read as cards, none of their cells
+                    // is cut, and each named value lies inside the window.
                     assert_eq!(browser.too_wide(".scroll"), 0, "a table on {name} is cut");
+                    assert_eq!(browser.too_wide(".scroll td"), 0, "a cell on {name} is cut");
+                    assert_eq!(
+                        browser.count(".scroll td[data-label]:not(:empty)"),
+                        browser.readable(".scroll td[data-label]", 1.0),
+                        "a cell on {name} is out of view"
+                    );
                 }
                 if *name == "production" && width == 390 {
                     // A phone shows the narrow drawing, its three panel titles and its times
