@@ -247,21 +247,13 @@ impl Browser<'_> {
     /// returns, and the old page's URL may already contain `to` (the login page's own address
     /// starts with the library's), so the old document is marked first and must be gone.
     fn submit(&self, css: &str, to: &str) {
-        self.call(
-            "POST",
-            "/execute/sync",
-            Some(json!({"script": "window.runnerStale = true; return true;", "args": []})),
-        );
+        self.execute("window.runnerStale = true; return true;", json!([]));
         self.click(css);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let state = self.call(
-                "POST",
-                "/execute/sync",
-                Some(json!({
-                    "script": "return [location.href, document.readyState, window.runnerStale === true];",
-                    "args": []
-                })),
+            let state = self.execute(
+                "return [location.href, document.readyState, window.runnerStale === true];",
+                json!([]),
             );
             let at = state[0].as_str().unwrap_or_default().to_string();
             if at.contains(to) && state[1] == "complete" && state[2] == false {
@@ -314,16 +306,21 @@ impl Browser<'_> {
             .collect()
     }
 
-    /// How many elements `css` matches that the page lays out (not `display: none`).
-    fn shown(&self, css: &str) -> usize {
-        let reply = self.call(
+    /// Runs `script` in the page with `args` (a JSON array): what it returns.
+    fn execute(&self, script: &str, args: Value) -> Value {
+        self.call(
             "POST",
             "/execute/sync",
-            Some(json!({
-                "script": "return [...document.querySelectorAll(arguments[0])]\
+            Some(json!({"script": script, "args": args})),
+        )
+    }
+
+    /// How many elements `css` matches that the page lays out (not `display: none`).
+    fn shown(&self, css: &str) -> usize {
+        let reply = self.execute(
+            "return [...document.querySelectorAll(arguments[0])]\
                            .filter(e => e.getClientRects().length > 0).length;",
-                "args": [css]
-            })),
+            json!([css]),
         );
         reply.as_u64().unwrap_or(0) as usize
     }
@@ -332,11 +329,8 @@ impl Browser<'_> {
     /// and inside their drawing (an `<svg>` clips what runs past it), at least `min_px` CSS
     /// pixels tall: text a person can read without scrolling sideways.
     fn readable(&self, css: &str, min_px: f64) -> usize {
-        let reply = self.call(
-            "POST",
-            "/execute/sync",
-            Some(json!({
-                "script": "return [...document.querySelectorAll(arguments[0])].filter(e => {\
+        let reply = self.execute(
+            "return [...document.querySelectorAll(arguments[0])].filter(e => {\
                              const r = e.getBoundingClientRect();\
                              const box = e.ownerSVGElement\
                                ? e.ownerSVGElement.getBoundingClientRect()\
@@ -344,8 +338,7 @@ impl Browser<'_> {
                              return r.width > 0 && r.left >= Math.max(0, box.left)\
                                     && r.right <= Math.min(window.innerWidth, box.right)\
                                     && r.height >= arguments[1]; }).length;",
-                "args": [css, min_px]
-            })),
+            json!([css, min_px]),
         );
         reply.as_u64().unwrap_or(0) as usize
     }
@@ -353,27 +346,19 @@ impl Browser<'_> {
     /// How many elements `css` matches whose content is wider than they are (a table that
     /// would scroll sideways inside its box).
     fn too_wide(&self, css: &str) -> usize {
-        let reply = self.call(
-            "POST",
-            "/execute/sync",
-            Some(json!({
-                "script": "return [...document.querySelectorAll(arguments[0])]\
+        let reply = self.execute(
+            "return [...document.querySelectorAll(arguments[0])]\
                            .filter(e => e.scrollWidth > e.clientWidth + 1).length;",
-                "args": [css]
-            })),
+            json!([css]),
         );
         reply.as_u64().unwrap_or(0) as usize
     }
 
     /// The page's width in CSS pixels beyond the window's: a layout that does not fit.
     fn overflow(&self) -> i64 {
-        let reply = self.call(
-            "POST",
-            "/execute/sync",
-            Some(json!({
-                "script": "return document.documentElement.scrollWidth - window.innerWidth;",
-                "args": []
-            })),
+        let reply = self.execute(
+            "return document.documentElement.scrollWidth - window.innerWidth;",
+            json!([]),
         );
         reply.as_i64().unwrap_or(0)
     }
