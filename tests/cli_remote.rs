@@ -35,3 +35,21 @@ pub const POSTGRES: bool = true;
 
 /// The commands reach their store through `runner serve`.
 pub const REMOTE: bool = true;
+
+/// A port is handed out again once its server stopped: a test whose server gets the port of a
+/// finished test's server reads its own store, never the finished test's, when it looks at the
+/// database directly.
+#[test]
+fn a_server_on_a_port_given_up_reads_as_its_own_store() {
+    let first = Env::new();
+    echo_prompt(&first);
+    let url = first.db.to_string_lossy().to_string();
+    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!(sql_value(&first.db, "SELECT COUNT(*) FROM prompts"), "1");
+    drop(first);
+    let second = Env::behind_port(port);
+    assert_eq!(second.db.to_string_lossy(), url);
+    assert_eq!(sql_value(&second.db, "SELECT COUNT(*) FROM prompts"), "0");
+    echo_prompt(&second);
+    assert_eq!(sql_value(&second.db, "SELECT COUNT(*) FROM prompts"), "1");
+}

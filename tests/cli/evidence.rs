@@ -611,6 +611,9 @@ fn a_worker_whose_endpoint_dies_exits_3_and_hands_its_items_back() {
     );
     assert_eq!(leased, "0");
     let (all, errored) = stored(&env);
-    assert_eq!(errored, 0);
-    assert!((50..3000).contains(&all), "{all}");
+    assert_eq!(errored, 0, "{stderr}");
+    assert!(
+        (50..3000).contains(&all),
+        "{all} results stored; the worker said: {stderr}"
+    );
 }

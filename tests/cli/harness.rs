@@ -20,6 +20,8 @@ pub struct Env {
 /// stopped when its test ends.
 struct RemoteServer {
     child: std::process::Child,
+    /// Its URL: the key of its entry in `BACKING`, forgotten when it stops.
+    url: String,
     token: String,
     /// An admin token of the server's store (imports, which may write any history).
     admin: String,
@@ -29,10 +31,17 @@ impl Drop for RemoteServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Its port is free now, and the next server given it must not be read as this one.
+        BACKING
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(url, _)| *url != self.url);
     }
 }
 
-/// The store behind each server's URL, for the helpers that read a store directly.
+/// The store behind each live server's URL, for the helpers that read a store directly. A
+/// port (and so a URL) is handed out again once its server stopped: an entry lives exactly as
+/// long as its server.
 static BACKING: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
 
 /// The store `db` names: itself, or the database behind a test server's URL.
@@ -48,8 +57,9 @@ pub fn backing(db: &Path) -> PathBuf {
 }
 
 impl RemoteServer {
-    /// Starts one on a free loopback port over `store`; returns it and its URL.
-    fn start(dir: &Path, store: &str) -> (RemoteServer, String) {
+    /// Starts one at `bind` (a loopback address; port 0 for a free port) over `store`; returns
+    /// it and its URL.
+    fn start(dir: &Path, store: &str, bind: &str) -> (RemoteServer, String) {
         use std::io::BufRead;
         let token = format!("tok{}x{}", std::process::id(), fastrand_token());
         let admin = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
@@ -64,14 +74,7 @@ impl RemoteServer {
         let tokens = dir.join(".tokens");
         std::fs::write(&tokens, format!("tester:{token}\n")).unwrap();
         let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
-            .args([
-                "--db",
-                store,
-                "serve",
-                "--bind",
-                "127.0.0.1:0",
-                "--token-file",
-            ])
+            .args(["--db", store, "serve", "--bind", bind, "--token-file"])
             .arg(&tokens)
             .current_dir(dir)
             .stdout(std::process::Stdio::piped())
@@ -90,6 +93,7 @@ impl RemoteServer {
         (
             RemoteServer {
                 child,
+                url: url.clone(),
                 token,
                 admin,
             },
@@ -117,6 +121,16 @@ impl Default for Env {
 
 impl Env {
     pub fn new() -> Env {
+        Env::behind("127.0.0.1:0")
+    }
+
+    /// As `new`, with the server on this loopback port: one a finished test's server had, say.
+    /// Only the `cli_remote` tests have a server; elsewhere the port is not used.
+    pub fn behind_port(port: u16) -> Env {
+        Env::behind(&format!("127.0.0.1:{port}"))
+    }
+
+    fn behind(bind: &str) -> Env {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = if crate::POSTGRES {
             PathBuf::from(super::postgres::fresh_database())
@@ -124,8 +138,11 @@ impl Env {
             dir.path().join("runner.db")
         };
         if crate::REMOTE {
-            let (server, url) = RemoteServer::start(dir.path(), db.to_str().unwrap());
-            BACKING.lock().unwrap().push((url.clone(), db));
+            let (server, url) = RemoteServer::start(dir.path(), db.to_str().unwrap(), bind);
+            let mut backing = BACKING.lock().unwrap();
+            backing.retain(|(known, _)| *known != url);
+            backing.push((url.clone(), db));
+            drop(backing);
             return Env {
                 dir,
                 db: PathBuf::from(url),
