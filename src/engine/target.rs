@@ -133,8 +133,7 @@ impl Target {
                 }
             }
             None => {
-                crate::client::install_tls();
-                let http = reqwest::Client::builder()
+                let http = crate::client::http_builder(&spec)
                     .timeout(timeout)
                     .build()
                     .map_err(|e| crate::error::Error::invalid(format!("--target: {e}")))?;

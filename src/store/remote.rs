@@ -101,7 +101,6 @@ impl RemoteStore {
     /// `open` with the token given (`runner login` checks one before it keeps it).
     pub fn open_with(url: &str, token: Option<String>) -> Result<RemoteStore> {
         let base = url.trim_end_matches('/').to_string();
-        crate::client::install_tls();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("runner-remote")
@@ -113,7 +112,7 @@ impl RemoteStore {
             })?;
         let client = {
             let _inside = runtime.enter();
-            reqwest::Client::builder()
+            crate::client::http_builder(&base)
                 .timeout(CALL_TIMEOUT)
                 .connect_timeout(Duration::from_secs(5))
                 .pool_max_idle_per_host(256)

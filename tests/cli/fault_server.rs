@@ -7,7 +7,8 @@
 //! A message holding `VERDICT <text>` gets `<text>` as the reply (for judge evaluators).
 //!
 //! Kinds: `429` (Retry-After: SECS), `429date` (Retry-After as an HTTP date), `408`, `500`,
-//! `502`, `503`, `504`, `400`, `401`, `403`, `404`, `422`, `drop` (close without answering),
+//! `502`, `503`, `504`, `400`, `401`, `403`, `404`, `422`, `308http` (a redirect to its own
+//! path), `308https` (a redirect to `https://localhost:9`), `drop` (close without answering),
 //! `hang` (never answer: no headers), `hangbody` (headers and half a body, then silence),
 //! `slowdrip` (headers, then the body one byte every 50 ms: each read is quick, the whole
 //! takes seconds),
@@ -255,6 +256,7 @@ fn fault_of(message: &str) -> Option<(String, usize, u64)> {
 fn response(status: u16, extra_headers: &str, body: &str) -> Vec<u8> {
     let reason = match status {
         200 => "OK",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
@@ -381,6 +383,20 @@ async fn answer(
                 false,
             )
         }
+        // A redirect that keeps the method and body: to this server's own path (followed,
+        // and answered as the attempt after it), or to https:// (an endpoint moved to TLS).
+        Some(("308http", _)) => (
+            response(308, "location: /v1/chat/completions?redirected\r\n", ""),
+            false,
+        ),
+        Some(("308https", _)) => (
+            response(
+                308,
+                "location: https://localhost:9/v1/chat/completions\r\n",
+                "",
+            ),
+            false,
+        ),
         Some(("drop", _)) => (Vec::new(), true),
         Some(("hang", _)) => {
             tokio::time::sleep(STALL).await;

@@ -2286,3 +2286,49 @@ fn a_refused_key_is_asked_once_not_once_per_concurrency_slot() {
     // The first answer is the refusal; no other row is sent into it.
     assert_eq!(server.log().len(), 1, "{} requests", server.log().len());
 }
+
+#[test]
+fn a_redirect_within_http_is_followed_and_one_to_https_is_refused_by_name() {
+    let env = Env::new();
+    let server = FaultServer::start(Duration::ZERO);
+    echo_prompt(&env);
+    let base = server.base_url();
+    let run = |data: &str| {
+        env.run(&[
+            "experiment",
+            "--prompt",
+            "echo",
+            "--dataset",
+            data,
+            "--base-url",
+            &base,
+            "--json",
+        ])
+    };
+    // A 308 to the server's own path keeps the method and body: the answer is stored.
+    let data = dataset(&env, "moved.csv", &strings(&["q0 fault=308http:1", "q1"]));
+    let out = run(&data);
+    assert!(out.status.success(), "{out:?}");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["experiment"]["status"], "completed", "{json}");
+    assert_eq!(json["experiment"]["error_count"], 0, "{json}");
+    assert_eq!(server.log().len(), 3, "{:?}", server.log());
+
+    // To https:// the client does not follow (the request already went out in plain text):
+    // the run stops at once, saying where the endpoint moved.
+    let data = dataset(
+        &env,
+        "tls.csv",
+        &strings(&["q0 fault=308https", "q1 fault=308https"]),
+    );
+    let before = server.log().len();
+    let out = run(&data);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("redirected to https://localhost:9/v1/chat/completions")
+            && err.contains("pass the https:// URL itself"),
+        "{err}"
+    );
+    assert_eq!(server.log().len() - before, 1, "{:?}", server.log());
+}

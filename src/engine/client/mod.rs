@@ -174,6 +174,39 @@ pub fn install_tls() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// A client builder for requests to `url`, with the process's TLS provider installed.
+///
+/// An `http://` URL needs no certificate, so its client is built without the system's root
+/// certificates: reading and parsing them (every file under /etc/ssl/certs) is most of what a
+/// one-row run costs besides its request, at every start. Such a client follows no redirect to
+/// `https://`, and says so: the request went out in plain text already (with its key), and the
+/// URL to give is the `https://` one.
+pub fn http_builder(url: &str) -> reqwest::ClientBuilder {
+    install_tls();
+    let builder = reqwest::Client::builder();
+    if !reqwest::Url::parse(url).is_ok_and(|u| u.scheme() == "http") {
+        return builder;
+    }
+    builder
+        .tls_certs_only(std::iter::empty())
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            if attempt.url().scheme() == "https" {
+                let to = attempt.url().to_string();
+                attempt.error(format!(
+                    "redirected to {to}: pass the https:// URL itself (this request went out \
+                     unencrypted)"
+                ))
+            } else if attempt.previous().len() > MAX_REDIRECTS {
+                attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+            } else {
+                attempt.follow()
+            }
+        }))
+}
+
+/// Redirects followed at most, as reqwest's own policy.
+const MAX_REDIRECTS: usize = 10;
+
 /// Checks that a base URL can be used, without building a client (which loads the system's
 /// root certificates: worth doing once, not to validate a flag).
 pub fn check_base_url(base_url: &str) -> Result<(), ConfigError> {
@@ -219,7 +252,6 @@ pub fn shown_url(url: &str) -> String {
 impl Client {
     pub fn new(config: ClientConfig) -> Result<Client, ConfigError> {
         check_base_url(&config.base_url)?;
-        install_tls();
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(key) = &config.api_key {
             let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
@@ -230,7 +262,7 @@ impl Client {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let http = reqwest::Client::builder()
+        let http = http_builder(&config.base_url)
             .default_headers(headers)
             .pool_max_idle_per_host(config.pool_size.max(1))
             .pool_idle_timeout(Duration::from_secs(90))
@@ -439,6 +471,10 @@ impl Client {
             .await;
         let response = match sent {
             Ok(response) => response,
+            // A refused redirect is refused again at every attempt.
+            Err(e) if e.is_redirect() => {
+                return Attempt::Fail(transport_failure(&e, attempt, elapsed(started)));
+            }
             Err(e) => {
                 return Attempt::Retry {
                     failure: transport_failure(&e, attempt, elapsed(started)),
@@ -579,7 +615,9 @@ async fn read_body(mut response: reqwest::Response) -> Result<(Vec<u8>, bool), r
 fn transport_failure(e: &reqwest::Error, attempt: u32, latency_ms: f64) -> Failure {
     let kind = if e.is_timeout() {
         FailureKind::Timeout
-    } else if e.is_connect() {
+    } else if e.is_connect() || e.is_redirect() {
+        // A redirect refused (to https://, or too many) fails every request alike: the
+        // endpoint as given cannot be reached.
         FailureKind::Unreachable
     } else {
         FailureKind::Connection
