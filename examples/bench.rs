@@ -27,6 +27,9 @@ use std::time::{Duration, Instant};
 /// The same template for every tool, so each renders the same text per row.
 const TEMPLATE: &str = "You are a support agent. Answer briefly.\nCustomer query: {{query}}";
 const PROMPT: &str = "bench";
+/// The model every tool asks for: the one runner's mock lists at `GET /v1/models`, as a real
+/// endpoint lists the model a run uses (so runner's rows need not wait for its first answer).
+const MODEL: &str = "mock";
 
 #[derive(Debug, Parser)]
 #[command(about = "Benchmark the runner binary against a local mock endpoint")]
@@ -288,14 +291,7 @@ fn create_prompt(runner: &Path, db: &Path) -> Result<(), String> {
     let created = Command::new(runner)
         .arg("--db")
         .arg(db)
-        .args([
-            "prompt",
-            "create",
-            PROMPT,
-            "--model",
-            "mock-model",
-            "--template",
-        ])
+        .args(["prompt", "create", PROMPT, "--model", MODEL, "--template"])
         .arg(TEMPLATE)
         .output()
         .map_err(|e| format!("cannot run {}: {e}", runner.display()))?;
@@ -359,7 +355,7 @@ fn fixed_cost(args: &Args, runner: &Path, dir: &Path) -> Result<Duration, String
 fn bench_wrk(args: &Args, runner: &Path, dir: &Path, seconds: u64) -> Result<f64, String> {
     let mock = Mock::start(runner, args.latency_ms)?;
     let body = serde_json::json!({
-        "model": "mock-model",
+        "model": MODEL,
         "messages": [{
             "role": "user",
             "content": TEMPLATE.replace("{{query}}", "Where is my order 1234?"),
@@ -506,7 +502,7 @@ fn bench_promptfoo(
     let config = format!(
         "description: runner bench\n\
          prompts:\n  - {template}\n\
-         providers:\n  - id: openai:chat:mock-model\n    config:\n      apiBaseUrl: {url}\n      apiKey: bench\n\
+         providers:\n  - id: openai:chat:mock\n    config:\n      apiBaseUrl: {url}\n      apiKey: bench\n\
          tests: file://{dataset}\n\
          defaultTest:\n  assert:\n    - type: icontains\n      value: \"{{{{expected}}}}\"\n",
         template = serde_json::to_string(TEMPLATE).expect("a string serialises"),
@@ -1025,7 +1021,7 @@ impl Mock {
             .ok()?;
         let mut writer = stream.try_clone().ok()?;
         let mut reader = BufReader::new(stream);
-        let body = r#"{"model":"mock-model","messages":[{"role":"user","content":"calibration"}]}"#;
+        let body = r#"{"model":"mock","messages":[{"role":"user","content":"calibration"}]}"#;
         let request = format!(
             "POST /v1/chat/completions HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\n\r\n{body}",

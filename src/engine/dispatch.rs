@@ -277,11 +277,23 @@ impl Dispatcher {
         });
         self.dispatched.processed += 1;
         // The first answer decides whether the endpoint takes the run at all (a wrong key is
-        // refused on every row): the other rows wait for it rather than all being sent into
-        // the same refusal, one per slot.
+        // refused on every row, a misspelled model too): the other rows wait for it rather than
+        // all being sent into the same refusal, one per slot. The endpoint's model list can
+        // decide sooner: a list given for the run's key that names its model says both are
+        // good, a round trip without a generation. A row sent to a target (the application)
+        // waits for its answer.
         // A halt (Ctrl-C) ends this wait too: the row in flight is the run's to wait for.
         if self.dispatched.processed == 1 {
+            let listed = async {
+                shared.plan.target.is_none()
+                    && shared
+                        .plan
+                        .client
+                        .lists_model(&shared.plan.experiment.model)
+                        .await
+            };
             tokio::select! {
+                true = listed => {}
                 joined = self.tasks.join_next() => {
                     if let Some(Err(e)) = joined
                         && e.is_panic()

@@ -1104,3 +1104,66 @@ fn limit_runs_exactly_the_first_rows_in_file_order_across_read_batches() {
     let in_order: Vec<String> = (0..130).map(|i| format!("q{i}")).collect();
     assert_eq!(sent, in_order);
 }
+
+/// Each stored result's start and end of one experiment, in start order.
+fn spans(env: &Env, id: &str) -> Vec<(String, String)> {
+    crate::sql(
+        &env.db,
+        &format!(
+            "SELECT started_at, finished_at FROM results WHERE experiment_id = '{id}' \
+             ORDER BY started_at"
+        ),
+    )
+    .into_iter()
+    .map(|row| (row[0].clone(), row[1].clone()))
+    .collect()
+}
+
+#[test]
+fn a_model_the_endpoint_lists_lets_the_rows_go_before_the_first_answer() {
+    let env = Env::new();
+    // The mock lists one model, `mock`, and answers any.
+    env.ok(&[
+        "prompt",
+        "create",
+        "listed",
+        "--template",
+        "{{query}}",
+        "--model",
+        "mock",
+    ]);
+    echo_prompt(&env);
+    let data = csv(&env, "d.csv", &["a", "b", "c", "d"]);
+    let mock = crate::Mock::start(&env, &["--latency-ms", "300"]);
+    let run = |prompt: &str| {
+        let out = env.json(&[
+            "experiment",
+            "--prompt",
+            prompt,
+            "--dataset",
+            &data,
+            "--base-url",
+            &mock.url,
+            "--concurrency",
+            "4",
+            "--json",
+        ]);
+        spans(&env, out["experiment"]["id"].as_str().unwrap())
+    };
+    // Listed for the key: every row is sent before the first answer comes back (timestamps
+    // are of one millisecond clock and of one width, so they compare as text).
+    let listed = run("listed");
+    assert_eq!(listed.len(), 4);
+    let first_end = listed.iter().map(|(_, end)| end).min().unwrap();
+    assert!(
+        listed.iter().all(|(start, _)| start < first_end),
+        "{listed:?}"
+    );
+    // Not listed (a misspelled model, say): the other rows wait for the first answer.
+    let waited = run("echo");
+    assert_eq!(waited.len(), 4);
+    assert!(
+        waited[1..].iter().all(|(start, _)| *start >= waited[0].1),
+        "{waited:?}"
+    );
+}

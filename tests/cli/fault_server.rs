@@ -16,6 +16,7 @@
 //! no length that never stops sending), `badjson`, `nochoices`, `emptychoices`, `nullcontent`.
 //!
 //! `FaultServer::with_rate` also faults every Nth request (by arrival) that carries no token.
+//! Anything but a POST (a run's `GET /models`) is answered 404 and not logged.
 
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -183,6 +184,8 @@ impl Drop for FaultServer {
 }
 
 struct Request {
+    /// The request line's method (`POST` for a chat completion).
+    method: String,
     body: Vec<u8>,
     authorization: Option<String>,
 }
@@ -213,7 +216,9 @@ async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Re
             }
             let body = buffer[end + 4..total].to_vec();
             buffer.drain(..total);
+            let method = head.split_whitespace().next().unwrap_or("").to_string();
             return Some(Request {
+                method,
                 body,
                 authorization,
             });
@@ -294,6 +299,15 @@ fn error_body(message: &str) -> String {
 async fn connection(mut stream: TcpStream, state: Arc<State>, started: Instant, latency: Duration) {
     let mut buffer = Vec::new();
     while let Some(request) = read_request(&mut stream, &mut buffer).await {
+        // Only chat completions are served (and logged): the model list a run asks for first
+        // is not there, as on servers that have none.
+        if request.method != "POST" {
+            let missing = response(404, "", &error_body("no such route"));
+            if stream.write_all(&missing).await.is_err() {
+                return;
+            }
+            continue;
+        }
         let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         state.max_in_flight.fetch_max(now, Ordering::SeqCst);
         let keep = answer(&mut stream, &state, started, latency, request).await;

@@ -31,6 +31,9 @@ pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 /// by nothing but the timeout).
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
+/// How long the endpoint's model list (`Client::lists_model`) is waited for at most.
+const LIST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A request's expected completion tokens before any answer has said otherwise.
 const DEFAULT_COMPLETION_ESTIMATE: u64 = 256;
 
@@ -353,6 +356,46 @@ impl Client {
     /// The key this client sends, so that nothing stored can carry it (see `scrub`).
     pub fn api_key(&self) -> Option<&str> {
         self.config.api_key.as_deref()
+    }
+
+    /// Whether the endpoint's `GET {base}/models`, asked with this client's key, lists `model`:
+    /// the key is taken and the model is served, before any chat answer says so. Anything else
+    /// (a refusal, no such route, a list without the model, a body that is no such list, no
+    /// answer within `LIST_TIMEOUT`) is false. Rate-limit headers on the answer are taken as a
+    /// chat answer's are.
+    pub async fn lists_model(&self, model: &str) -> bool {
+        #[derive(serde::Deserialize)]
+        struct List {
+            data: Vec<Listed>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Listed {
+            id: String,
+        }
+        let sent = self
+            .http
+            .get(format!("{}/models", self.config.base_url))
+            .timeout(self.config.timeout.min(LIST_TIMEOUT))
+            .send()
+            .await;
+        let Ok(response) = sent else {
+            return false;
+        };
+        if !response.status().is_success() {
+            return false;
+        }
+        let reported = Reported::from_headers(|name| {
+            response.headers().get(name).and_then(|v| v.to_str().ok())
+        });
+        let Ok((bytes, false)) = read_body(response).await else {
+            return false;
+        };
+        let listed = serde_json::from_slice::<List>(&bytes)
+            .is_ok_and(|list| list.data.iter().any(|m| m.id == model));
+        if listed && !reported.is_empty() {
+            self.throttle.advertised(&reported);
+        }
+        listed
     }
 
     /// Sends one chat completion, retrying what is worth retrying.
