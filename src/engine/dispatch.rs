@@ -279,13 +279,14 @@ impl Dispatcher {
         // The first answer decides whether the endpoint takes the run at all (a wrong key is
         // refused on every row, a misspelled model too): the other rows wait for it rather than
         // all being sent into the same refusal, one per slot. The endpoint's model list can
-        // decide sooner: a list given for the run's key that names its model says both are
-        // good, a round trip without a generation. A row sent to a target (the application)
-        // waits for its answer.
+        // decide sooner: a list given for the run's key (and refused to a wrong one) that names
+        // its model says both are good, a round trip without a generation. A row sent to a
+        // target (the application) waits for its answer, as a run of one slot does.
         // A halt (Ctrl-C) ends this wait too: the row in flight is the run's to wait for.
         if self.dispatched.processed == 1 {
             let listed = async {
                 shared.plan.target.is_none()
+                    && shared.plan.experiment.settings.concurrency > 1
                     && shared
                         .plan
                         .client

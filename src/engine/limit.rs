@@ -604,12 +604,6 @@ impl Throttle {
         self.limits.acquire(tokens).await;
     }
 
-    /// What the endpoint advertises outside a chat answer (its model list's headers): its
-    /// limits, as an answer's are read.
-    pub fn advertised(&self, reported: &Reported) {
-        self.limits.observe(reported, self.gate.in_flight());
-    }
-
     /// An answer arrived: what its headers say, and whether it was a 429.
     pub fn answered(&self, status: u16, reported: &Reported) {
         if !reported.is_empty() {

@@ -239,6 +239,14 @@ impl Target {
                     None,
                 ));
             }
+            // A refused redirect (to https://, or too many) is refused again at every attempt.
+            Err(e) if e.is_redirect() => {
+                return Step::Done(Err(failure(
+                    FailureKind::Unreachable,
+                    format!("cannot reach the target {}: {e}", self.spec),
+                    None,
+                )));
+            }
             Err(e) => {
                 return Step::Retry(failure(
                     FailureKind::Connection,

@@ -1122,7 +1122,7 @@ fn spans(env: &Env, id: &str) -> Vec<(String, String)> {
 #[test]
 fn a_model_the_endpoint_lists_lets_the_rows_go_before_the_first_answer() {
     let env = Env::new();
-    // The mock lists one model, `mock`, and answers any.
+    // The mock lists one model, `mock`, to any key or none, and answers any model.
     env.ok(&[
         "prompt",
         "create",
@@ -1135,35 +1135,59 @@ fn a_model_the_endpoint_lists_lets_the_rows_go_before_the_first_answer() {
     echo_prompt(&env);
     let data = csv(&env, "d.csv", &["a", "b", "c", "d"]);
     let mock = crate::Mock::start(&env, &["--latency-ms", "300"]);
-    let run = |prompt: &str| {
-        let out = env.json(&[
-            "experiment",
-            "--prompt",
-            prompt,
-            "--dataset",
-            &data,
-            "--base-url",
-            &mock.url,
-            "--concurrency",
-            "4",
-            "--json",
-        ]);
-        spans(&env, out["experiment"]["id"].as_str().unwrap())
+    let faults = FaultServer::start(Duration::from_millis(300));
+    let run = |prompt: &str, url: &str, key: Option<&str>| {
+        let mut cmd = env.cmd();
+        if let Some(key) = key {
+            cmd.env("OPENAI_API_KEY", key);
+        }
+        let out = cmd
+            .args([
+                "experiment",
+                "--prompt",
+                prompt,
+                "--dataset",
+                &data,
+                "--base-url",
+                url,
+                "--concurrency",
+                "4",
+                "--no-cache",
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+        spans(&env, json["experiment"]["id"].as_str().unwrap())
     };
-    // Listed for the key: every row is sent before the first answer comes back (timestamps
-    // are of one millisecond clock and of one width, so they compare as text).
-    let listed = run("listed");
+    // Timestamps are of one millisecond clock and of one width, so they compare as text.
+    let all_before_the_first_answer = |spans: &[(String, String)]| {
+        let first_end = spans.iter().map(|(_, end)| end).min().unwrap();
+        spans.iter().all(|(start, _)| start < first_end)
+    };
+    let all_after_it =
+        |spans: &[(String, String)]| spans[1..].iter().all(|(start, _)| *start >= spans[0].1);
+    // No key, and the list names the model: every row goes before the first answer.
+    let listed = run("listed", &mock.url, None);
     assert_eq!(listed.len(), 4);
-    let first_end = listed.iter().map(|(_, end)| end).min().unwrap();
-    assert!(
-        listed.iter().all(|(start, _)| start < first_end),
-        "{listed:?}"
-    );
+    assert!(all_before_the_first_answer(&listed), "{listed:?}");
     // Not listed (a misspelled model, say): the other rows wait for the first answer.
-    let waited = run("echo");
-    assert_eq!(waited.len(), 4);
-    assert!(
-        waited[1..].iter().all(|(start, _)| *start >= waited[0].1),
-        "{waited:?}"
+    let unlisted = run("echo", &mock.url, None);
+    assert_eq!(unlisted.len(), 4);
+    assert!(all_after_it(&unlisted), "{unlisted:?}");
+    // With a key, a list served whatever the key proves nothing of it: they wait.
+    let any_key = run("listed", &mock.url, Some("sk-anything"));
+    assert!(all_after_it(&any_key), "{any_key:?}");
+    // A list given for this key and refused to a wrong one proves it: they go.
+    let checked = run(
+        "echo",
+        &faults.base_url(),
+        Some(crate::fault_server::LISTED_KEY),
     );
+    assert_eq!(checked.len(), 4);
+    assert!(all_before_the_first_answer(&checked), "{checked:?}");
+    // Another key is refused the list: they wait for the first answer.
+    let refused = run("echo", &faults.base_url(), Some("sk-other"));
+    assert!(all_after_it(&refused), "{refused:?}");
 }

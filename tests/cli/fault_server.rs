@@ -16,7 +16,8 @@
 //! no length that never stops sending), `badjson`, `nochoices`, `emptychoices`, `nullcontent`.
 //!
 //! `FaultServer::with_rate` also faults every Nth request (by arrival) that carries no token.
-//! Anything but a POST (a run's `GET /models`) is answered 404 and not logged.
+//! Anything but a POST is not logged: `GET …/models` lists `test-model` for the key
+//! `LISTED_KEY` and refuses any other (401); any other route is 404.
 
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -26,6 +27,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+/// The one key the model list (`GET …/models`) is given for.
+pub const LISTED_KEY: &str = "sk-listed-key";
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
@@ -184,8 +188,9 @@ impl Drop for FaultServer {
 }
 
 struct Request {
-    /// The request line's method (`POST` for a chat completion).
+    /// The request line's method (`POST` for a chat completion) and path.
     method: String,
+    path: String,
     body: Vec<u8>,
     authorization: Option<String>,
 }
@@ -216,9 +221,12 @@ async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Re
             }
             let body = buffer[end + 4..total].to_vec();
             buffer.drain(..total);
-            let method = head.split_whitespace().next().unwrap_or("").to_string();
+            let mut line = head.split_whitespace();
+            let method = line.next().unwrap_or("").to_string();
+            let path = line.next().unwrap_or("").to_string();
             return Some(Request {
                 method,
+                path,
                 body,
                 authorization,
             });
@@ -299,11 +307,22 @@ fn error_body(message: &str) -> String {
 async fn connection(mut stream: TcpStream, state: Arc<State>, started: Instant, latency: Duration) {
     let mut buffer = Vec::new();
     while let Some(request) = read_request(&mut stream, &mut buffer).await {
-        // Only chat completions are served (and logged): the model list a run asks for first
-        // is not there, as on servers that have none.
+        // Only chat completions are logged. The model list (`GET …/models`) names
+        // `test-model` for the key `LISTED_KEY` alone and refuses any other; any other GET is
+        // not there.
         if request.method != "POST" {
-            let missing = response(404, "", &error_body("no such route"));
-            if stream.write_all(&missing).await.is_err() {
+            let answer = if request.path.ends_with("/models") {
+                if request.authorization.as_deref() == Some(&format!("Bearer {LISTED_KEY}")) {
+                    let list = json!({"object": "list",
+                                      "data": [{"id": "test-model", "object": "model"}]});
+                    response(200, "", &list.to_string())
+                } else {
+                    response(401, "", &error_body("invalid key"))
+                }
+            } else {
+                response(404, "", &error_body("no such route"))
+            };
+            if stream.write_all(&answer).await.is_err() {
                 return;
             }
             continue;

@@ -29,13 +29,14 @@ struct RemoteServer {
 
 impl Drop for RemoteServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // Its port is free now, and the next server given it must not be read as this one.
+        // Forgotten before it stops: once its port is free, the next server given it registers
+        // the same URL, and that entry must stay.
         BACKING
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|(url, _)| *url != self.url);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

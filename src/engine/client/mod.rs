@@ -187,7 +187,7 @@ pub fn install_tls() {
 pub fn http_builder(url: &str) -> reqwest::ClientBuilder {
     install_tls();
     let builder = reqwest::Client::builder();
-    if !reqwest::Url::parse(url).is_ok_and(|u| u.scheme() == "http") {
+    if !reqwest::Url::parse(url).is_ok_and(|u| u.scheme() == "http") || proxied() {
         return builder;
     }
     builder
@@ -205,6 +205,14 @@ pub fn http_builder(url: &str) -> reqwest::ClientBuilder {
                 attempt.follow()
             }
         }))
+}
+
+/// Whether the environment names a proxy for plain HTTP, which may itself be reached over TLS:
+/// then a client keeps the root certificates whatever its URL.
+fn proxied() -> bool {
+    ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
 }
 
 /// Redirects followed at most, as reqwest's own policy.
@@ -358,12 +366,37 @@ impl Client {
         self.config.api_key.as_deref()
     }
 
-    /// Whether the endpoint's `GET {base}/models`, asked with this client's key, lists `model`:
-    /// the key is taken and the model is served, before any chat answer says so. Anything else
-    /// (a refusal, no such route, a list without the model, a body that is no such list, no
-    /// answer within `LIST_TIMEOUT`) is false. Rate-limit headers on the answer are taken as a
-    /// chat answer's are.
+    /// Whether the endpoint's `GET {base}/models`, asked with this client's key, lists `model`
+    /// and, when the client sends a key, refuses (401 or 403) the same request with a key that
+    /// cannot be valid: then the key is taken and the model is served, before any chat answer
+    /// says so. A list served whatever the key proves nothing of it. Anything else (a refusal,
+    /// no such route, a list without the model, a body that is no such list, no answer within
+    /// `LIST_TIMEOUT`) is false. The list's rate-limit headers are not read: a route of its own
+    /// may be limited otherwise than chat.
     pub async fn lists_model(&self, model: &str) -> bool {
+        let url = format!("{}/models", self.config.base_url);
+        let wrong_key_refused = async {
+            if self.config.api_key.is_none() {
+                return true;
+            }
+            let sent = self
+                .http
+                .get(&url)
+                .header(
+                    reqwest::header::AUTHORIZATION,
+                    "Bearer runner-checks-a-wrong-key",
+                )
+                .timeout(self.config.timeout.min(LIST_TIMEOUT))
+                .send()
+                .await;
+            sent.is_ok_and(|r| matches!(r.status().as_u16(), 401 | 403))
+        };
+        let (listed, refused) = tokio::join!(self.listed(&url, model), wrong_key_refused);
+        listed && refused
+    }
+
+    /// Whether `GET url`, with this client's key, answers a model list naming `model`.
+    async fn listed(&self, url: &str, model: &str) -> bool {
         #[derive(serde::Deserialize)]
         struct List {
             data: Vec<Listed>,
@@ -374,7 +407,7 @@ impl Client {
         }
         let sent = self
             .http
-            .get(format!("{}/models", self.config.base_url))
+            .get(url)
             .timeout(self.config.timeout.min(LIST_TIMEOUT))
             .send()
             .await;
@@ -384,18 +417,11 @@ impl Client {
         if !response.status().is_success() {
             return false;
         }
-        let reported = Reported::from_headers(|name| {
-            response.headers().get(name).and_then(|v| v.to_str().ok())
-        });
         let Ok((bytes, false)) = read_body(response).await else {
             return false;
         };
-        let listed = serde_json::from_slice::<List>(&bytes)
-            .is_ok_and(|list| list.data.iter().any(|m| m.id == model));
-        if listed && !reported.is_empty() {
-            self.throttle.advertised(&reported);
-        }
-        listed
+        serde_json::from_slice::<List>(&bytes)
+            .is_ok_and(|list| list.data.iter().any(|m| m.id == model))
     }
 
     /// Sends one chat completion, retrying what is worth retrying.
