@@ -8,18 +8,21 @@ use super::{RunError, Stop};
 use crate::model::RunResult;
 use crate::store::{ResultSink, StoreError};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Results per write transaction at most; a batch is whatever has arrived, up to this.
 const BATCH: usize = 512;
 
-/// When fewer than `FEW` results have arrived with the first of a batch, the writer waits this
-/// long once for more before it commits. At thousands of answers a second a transaction per
-/// handful of results writes the same table and index pages to the log again and again (the
-/// kernel's copies of them were most of a run's system time); a run that answers slowly loses
-/// two milliseconds per commit, which nothing waits on.
-const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
-const FEW: usize = 64;
+/// When fewer than `FEW` results have arrived with the first of a batch, the writer waits up to
+/// `LINGER` for more before it commits, looking every `STEP`, and no longer once `FEW` are in or
+/// every sender is gone. At thousands of answers a second a transaction per handful of results
+/// writes the same table and index pages to the log again and again (the kernel's copies of them
+/// were most of a run's system time); a run that answers slowly delays each commit by at most
+/// `LINGER`, which nothing waits on, and its last results by at most `STEP`.
+const LINGER: Duration = Duration::from_millis(5);
+const STEP: Duration = Duration::from_millis(1);
+const FEW: usize = 256;
 
 /// The thread that writes a run's results.
 pub(super) struct Writer {
@@ -75,10 +78,11 @@ fn write_all(
     let mut batch = Vec::with_capacity(BATCH);
     while let Some(first) = results.blocking_recv() {
         batch.push(first);
-        let open = take_arrived(&mut results, &mut batch);
-        if open && batch.len() < FEW {
-            std::thread::sleep(LINGER);
-            take_arrived(&mut results, &mut batch);
+        let mut open = take_arrived(&mut results, &mut batch);
+        let until = Instant::now() + LINGER;
+        while open && batch.len() < FEW && Instant::now() < until {
+            std::thread::sleep(STEP);
+            open = take_arrived(&mut results, &mut batch);
         }
         sink.write_results(experiment_id, &batch)?;
         batch.clear();
@@ -96,4 +100,83 @@ fn take_arrived(results: &mut mpsc::Receiver<RunResult>, batch: &mut Vec<RunResu
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{JsonObject, ResultStatus};
+    use std::sync::Mutex;
+
+    /// A sink that keeps each batch's row indexes, as the writer handed them over.
+    #[derive(Default)]
+    struct Batches(Mutex<Vec<Vec<i64>>>);
+
+    impl ResultSink for Batches {
+        fn write_results(&self, _: &str, batch: &[RunResult]) -> crate::store::Result<()> {
+            let rows = batch.iter().map(|r| r.row_index).collect();
+            self.0.lock().unwrap().push(rows);
+            Ok(())
+        }
+    }
+
+    fn result(row_index: i64) -> RunResult {
+        RunResult {
+            row_index,
+            row_id: row_index.to_string(),
+            repetition: 0,
+            vars: JsonObject::new(),
+            expected: None,
+            messages: Vec::new(),
+            output: Some("ok".into()),
+            finish_reason: None,
+            status: ResultStatus::Ok,
+            error_kind: None,
+            error_message: None,
+            http_status: Some(200),
+            attempts: 1,
+            latency_ms: 0.0,
+            prompt_tokens: None,
+            completion_tokens: None,
+            cached: false,
+            started_at: String::new(),
+            finished_at: String::new(),
+            scores: Vec::new(),
+            cache_key: None,
+            extra: None,
+        }
+    }
+
+    /// What is already waiting goes out in full batches, in arrival order, and the end of
+    /// the senders ends the writer without a batch lost or split further.
+    #[test]
+    fn waiting_results_go_in_full_batches_in_order() {
+        let (tx, rx) = mpsc::channel(BATCH * 4);
+        for row in 0..(BATCH as i64 + 88) {
+            tx.try_send(result(row)).unwrap();
+        }
+        drop(tx);
+        let sink = Batches::default();
+        write_all(&sink, "exp", rx).unwrap();
+        let batches = sink.0.into_inner().unwrap();
+        assert_eq!(
+            batches.iter().map(Vec::len).collect::<Vec<_>>(),
+            [BATCH, 88]
+        );
+        let rows: Vec<i64> = batches.concat();
+        assert_eq!(rows, (0..(BATCH as i64 + 88)).collect::<Vec<_>>());
+    }
+
+    /// A few results and no sender left: one batch of them, without waiting for more.
+    #[test]
+    fn the_last_few_results_go_out_together_once_the_senders_are_gone() {
+        let (tx, rx) = mpsc::channel(BATCH * 4);
+        for row in 0..3 {
+            tx.try_send(result(row)).unwrap();
+        }
+        drop(tx);
+        let sink = Batches::default();
+        write_all(&sink, "exp", rx).unwrap();
+        assert_eq!(sink.0.into_inner().unwrap(), [vec![0, 1, 2]]);
+    }
 }
