@@ -180,16 +180,24 @@ fn an_equal_candidate_completes_and_units_keep_their_arm() {
     start(&env, "0.05", "300requests");
     let first = traffic(&server, 0..600, "none", 1, 0);
     // A unit keeps its arm across lookups. The server may step up as soon as the first 600
-    // spans are in, even while these lookups run: then a unit on the candidate still keeps it
-    // (one on the baseline may move to the candidate, as the share grew). Steps only grow, so
-    // a share still at 50 % after the lookups means none happened before or during them.
+    // spans are in, even while these lookups run: then a unit on the candidate still keeps it,
+    // and a unit on the baseline looked up after the step moves to the candidate (the share
+    // went from 50 % to 100 %). Steps only grow, so a share still at 50 % after the lookups
+    // means none happened before or during them, and once one unit has moved, every unit
+    // looked up after it gets the candidate.
     let again = traffic(&server, 0..100, "none", 1, 10_000);
     let stepped_meanwhile = status(&env)["share"] != 50;
-    for (unit, id) in &again {
-        if !stepped_meanwhile || first[unit] == v2 {
-            assert_eq!(&first[unit], id, "unit {unit} changed arm");
-        } else {
+    let mut moved_at = None;
+    for unit in 0..100 {
+        let id = &again[&unit];
+        if first[&unit] == v2 {
+            assert_eq!(id, &v2, "unit {unit} left the candidate");
+        } else if id != &first[&unit] {
+            assert!(stepped_meanwhile, "unit {unit} changed arm without a step");
             assert_eq!(id, &v2, "unit {unit} left for another version");
+            moved_at.get_or_insert(unit);
+        } else if let Some(moved) = moved_at {
+            panic!("unit {unit} kept the baseline after unit {moved} had moved to the candidate");
         }
     }
     let stepped = wait_for(&env, "stepped to 100%", |s| s["share"] == 100);
