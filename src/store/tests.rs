@@ -126,6 +126,7 @@ on_both_backends!(
     row_spreads_fold_repetitions_and_outcomes_carry_their_cluster,
     verdicts_are_the_outcomes_without_their_texts,
     work_items_are_leased_once_and_a_taken_over_lease_writes_nothing,
+    a_claim_starts_past_the_last_claimed_row_and_still_finds_items_handed_back,
     planning_with_a_key_is_idempotent_under_concurrent_planners,
     concurrent_appends_to_a_dataset_all_land_and_a_copy_keeps_their_shape,
 );
@@ -1460,6 +1461,44 @@ fn work_items_are_leased_once_and_a_taken_over_lease_writes_nothing(fx: &Fixture
     // An experiment without items is not detached.
     let plain = experiment(&*fx.another().open(), 1);
     assert_eq!(fx.another().open().work_counts(&plain.id).unwrap(), None);
+}
+
+fn a_claim_starts_past_the_last_claimed_row_and_still_finds_items_handed_back(fx: &Fixture) {
+    use std::time::Duration;
+    let store = fx.open();
+    let (e, _) = plan_detached(&*store, 10, 1, None);
+    let claim = |owner: &str, max: usize| -> Vec<i64> {
+        store
+            .claim_items(&e.id, owner, Duration::from_secs(60), max)
+            .unwrap()
+            .iter()
+            .map(|item| item.row_index)
+            .collect()
+    };
+    assert_eq!(claim("a", 4), [0, 1, 2, 3]);
+    assert_eq!(claim("b", 3), [4, 5, 6]);
+    // a hands its items back: they are pending below where claims now start, and wait there
+    // while items above are left.
+    assert_eq!(store.release_items(&e.id, "a").unwrap(), 4);
+    assert_eq!(claim("c", 2), [7, 8]);
+    assert_eq!(claim("d", 100), [0, 1, 2, 3, 9]);
+    assert_eq!(claim("e", 100), Vec::<i64>::new());
+    // b's leases run out: found below the floor too.
+    store
+        .renew_items(&e.id, "b", Duration::from_millis(1))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(claim("f", 1), [4]);
+    assert_eq!(claim("f", 100), [5, 6]);
+    // Another handle on the same store knows no floor and finds nothing either.
+    assert!(
+        fx.open()
+            .claim_items(&e.id, "g", Duration::from_secs(60), 100)
+            .unwrap()
+            .is_empty()
+    );
+    let counts = store.work_counts(&e.id).unwrap().unwrap();
+    assert_eq!((counts.pending, counts.leased, counts.done), (0, 10, 0));
 }
 
 fn planning_with_a_key_is_idempotent_under_concurrent_planners(fx: &Fixture) {

@@ -20,6 +20,8 @@ mod tokens;
 mod traces;
 mod work;
 
+pub use work::ClaimFloors;
+
 pub(crate) use experiments::{
     CACHE_INSERT, CACHE_UPSERT, RESULTS_INSERT, RESULTS_UPSERT, SCORES_UPSERT,
 };
@@ -29,6 +31,8 @@ pub(crate) use experiments::{
 pub trait Backend: Send + Sync {
     fn read<T>(&self, work: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T>;
     fn write<T>(&self, work: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T>;
+    /// Where this store's claims of each detached experiment look first (`WorkQueue::claim_items`).
+    fn claim_floors(&self) -> &ClaimFloors;
     /// Whether a short indexed read is a local file read of microseconds that never waits on a
     /// writer (SQLite in WAL mode), rather than a round trip to a server.
     fn reads_locally(&self) -> bool {

@@ -3,13 +3,14 @@
 //! experiment completed when its last item is done. It names no driver and runs no item: workers
 //! run them (`workflow::worker`), and this module only hands items out and records them.
 //!
-//! What differs is SQL text (`Dialect::claim_items`, `renew_items`, `now_ms`, `key_lock`) and
-//! two bulk forms (`Db::insert_work_items`, `Db::complete_work_items`); the rules are here.
+//! What differs is SQL text (`Dialect::claim_items`, `claim_plan`, `renew_items`, `now_ms`,
+//! `key_lock`) and two bulk forms (`Db::insert_work_items`, `Db::complete_work_items`); the
+//! rules are here.
 
 use super::Backend;
 use super::experiments::{experiment_id, insert_experiment};
 use crate::model::{Experiment, ExperimentStatus, NewExperiment, RunResult, now, span_ms};
-use crate::store::sql::{WorkRow, all, args, first, json, one, to_json};
+use crate::store::sql::{Db, WorkRow, all, args, first, json, one, to_json};
 use crate::store::{ExperimentStore, PlanRow, Result, StoreError, WorkCounts, WorkItem, WorkQueue};
 
 /// Items per bulk insert when planning.
@@ -22,6 +23,67 @@ fn key_lock(key: &str) -> i64 {
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     i64::from_be_bytes(first)
+}
+
+/// Where each experiment's unclaimed items begin, as far as this store has seen: the last row
+/// it leased. A claim looks from there on first, and from the first row only when that finds
+/// too few: items handed back or whose lease ran out wait below the floor until the items above
+/// it are out. Without a floor every claim read past the entries of every item claimed before
+/// it (PostgreSQL keeps an item's old index entries until a vacuum), and four workers spent a
+/// large share of the machine on claims. Only a hint: a store that forgets it (a new process)
+/// looks from the first row once.
+#[derive(Default)]
+pub struct ClaimFloors(std::sync::Mutex<std::collections::HashMap<String, i64>>);
+
+impl ClaimFloors {
+    fn get(&self, id: &str) -> i64 {
+        self.lock().get(id).copied().unwrap_or(0)
+    }
+
+    /// Raises the floor to the last row of a claim; an empty claim forgets it.
+    fn record(&self, id: &str, items: &[WorkItem]) {
+        let mut floors = self.lock();
+        match items.iter().map(|item| item.row_index).max() {
+            Some(last) => {
+                let floor = floors.entry(id.to_string()).or_insert(0);
+                *floor = (*floor).max(last);
+            }
+            None => {
+                floors.remove(id);
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, i64>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Leases up to `max` claimable items from row `floor` on (`Dialect::claim_items`).
+fn claim(
+    db: &dyn Db,
+    id: &str,
+    owner: &str,
+    ttl_ms: i64,
+    max: usize,
+    floor: i64,
+) -> Result<Vec<WorkItem>> {
+    let max = i64::try_from(max).unwrap_or(i64::MAX);
+    all(
+        db,
+        db.dialect().claim_items(),
+        args![id, owner, ttl_ms, max, floor],
+        |r| {
+            Ok(WorkItem {
+                row_index: r.int(0)?,
+                repetition: r.int(1)?,
+                row_id: r.text(2)?,
+                values: json(&r.text(3)?, "row_values")?,
+            })
+        },
+    )
 }
 
 impl<B: Backend> WorkQueue for B {
@@ -76,19 +138,19 @@ impl<B: Backend> WorkQueue for B {
         max: usize,
     ) -> Result<Vec<WorkItem>> {
         let ttl_ms = ttl.as_millis() as i64;
-        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let floor = self.claim_floors().get(id);
         let mut items = self.write(|db| {
-            let sql = db.dialect().claim_items();
-            all(db, sql, args![id, owner, ttl_ms, max], |r| {
-                Ok(WorkItem {
-                    row_index: r.int(0)?,
-                    repetition: r.int(1)?,
-                    row_id: r.text(2)?,
-                    values: json(&r.text(3)?, "row_values")?,
-                })
-            })
+            if let Some(plan) = db.dialect().claim_plan() {
+                db.exec(plan, args![])?;
+            }
+            let mut items = claim(db, id, owner, ttl_ms, max, floor)?;
+            if items.len() < max && floor > 0 {
+                items.extend(claim(db, id, owner, ttl_ms, max - items.len(), 0)?);
+            }
+            Ok(items)
         })?;
         items.sort_by_key(|item| (item.row_index, item.repetition));
+        self.claim_floors().record(id, &items);
         Ok(items)
     }
 

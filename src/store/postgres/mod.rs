@@ -75,6 +75,7 @@ pub struct PgStore {
     pool: Pool,
     /// Started by the first `routing_feed` call (a server's), never by the CLI.
     feed: std::sync::OnceLock<std::sync::Arc<super::RoutingFeed>>,
+    floors: super::logic::ClaimFloors,
 }
 
 /// How an opened database stands.
@@ -129,6 +130,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             feed: std::sync::OnceLock::new(),
+            floors: Default::default(),
         })
     }
 
@@ -311,6 +313,10 @@ impl super::logic::Backend for PgStore {
 
     fn write<T>(&self, work: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
         self.transaction(|db| work(db))
+    }
+
+    fn claim_floors(&self) -> &super::logic::ClaimFloors {
+        &self.floors
     }
 
     fn routing_changed(&self) {

@@ -64,6 +64,7 @@ pub struct SqliteStore {
     readers: Mutex<Vec<Connection>>,
     /// Opened for reading only: every connection is read-only, the writer slot's included.
     read_only: bool,
+    floors: super::logic::ClaimFloors,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -106,6 +107,7 @@ impl SqliteStore {
             writer: Mutex::new(conn),
             readers: Mutex::new(Vec::new()),
             read_only: false,
+            floors: Default::default(),
         })
     }
 
@@ -139,6 +141,7 @@ impl SqliteStore {
             // reads that overlap it open more, read-only too.
             readers: Mutex::new(Vec::new()),
             read_only: true,
+            floors: Default::default(),
         }))
     }
 
@@ -152,6 +155,7 @@ impl SqliteStore {
             writer: Mutex::new(conn),
             readers: Mutex::new(Vec::new()),
             read_only: false,
+            floors: Default::default(),
         })
     }
 
@@ -356,6 +360,10 @@ impl super::logic::Backend for SqliteStore {
 
     fn write<T>(&self, work: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
         SqliteStore::write(self, |tx| work(&**tx))
+    }
+
+    fn claim_floors(&self) -> &super::logic::ClaimFloors {
+        &self.floors
     }
 
     fn reads_locally(&self) -> bool {
