@@ -574,6 +574,38 @@ pub struct RunResult {
     pub extra: Option<JsonObject>,
 }
 
+#[cfg(test)]
+impl RunResult {
+    /// Row `row_index` answered "ok" at once on the first attempt, with nothing else recorded:
+    /// for tests to change what they look at.
+    pub fn answered(row_index: i64) -> RunResult {
+        RunResult {
+            row_index,
+            row_id: row_index.to_string(),
+            repetition: 0,
+            vars: JsonObject::new(),
+            expected: None,
+            messages: Vec::new(),
+            output: Some("ok".into()),
+            finish_reason: None,
+            status: ResultStatus::Ok,
+            error_kind: None,
+            error_message: None,
+            http_status: Some(200),
+            attempts: 1,
+            latency_ms: 0.0,
+            prompt_tokens: None,
+            completion_tokens: None,
+            cached: false,
+            started_at: String::new(),
+            finished_at: String::new(),
+            scores: Vec::new(),
+            cache_key: None,
+            extra: None,
+        }
+    }
+}
+
 /// Where an experiment stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

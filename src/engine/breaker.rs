@@ -113,36 +113,20 @@ impl Breaker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{JsonObject, Message};
+    use crate::model::Message;
 
     fn result(status: ResultStatus, called: bool, cached: bool) -> RunResult {
         RunResult {
-            row_index: 0,
-            row_id: "0".into(),
-            repetition: 0,
-            vars: JsonObject::new(),
-            expected: None,
             messages: if called {
                 vec![Message::text("user", "hi")]
             } else {
                 Vec::new()
             },
             output: None,
-            finish_reason: None,
             status,
-            error_kind: None,
-            error_message: None,
             http_status: None,
-            attempts: 1,
-            latency_ms: 0.0,
-            prompt_tokens: None,
-            completion_tokens: None,
             cached,
-            started_at: String::new(),
-            finished_at: String::new(),
-            scores: Vec::new(),
-            cache_key: None,
-            extra: None,
+            ..RunResult::answered(0)
         }
     }
 

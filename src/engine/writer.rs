@@ -105,7 +105,6 @@ fn take_arrived(results: &mut mpsc::Receiver<RunResult>, batch: &mut Vec<RunResu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{JsonObject, ResultStatus};
     use std::sync::Mutex;
 
     /// A sink that keeps each batch's row indexes, as the writer handed them over.
@@ -120,40 +119,13 @@ mod tests {
         }
     }
 
-    fn result(row_index: i64) -> RunResult {
-        RunResult {
-            row_index,
-            row_id: row_index.to_string(),
-            repetition: 0,
-            vars: JsonObject::new(),
-            expected: None,
-            messages: Vec::new(),
-            output: Some("ok".into()),
-            finish_reason: None,
-            status: ResultStatus::Ok,
-            error_kind: None,
-            error_message: None,
-            http_status: Some(200),
-            attempts: 1,
-            latency_ms: 0.0,
-            prompt_tokens: None,
-            completion_tokens: None,
-            cached: false,
-            started_at: String::new(),
-            finished_at: String::new(),
-            scores: Vec::new(),
-            cache_key: None,
-            extra: None,
-        }
-    }
-
     /// What is already waiting goes out in full batches, in arrival order, and the end of
     /// the senders ends the writer without a batch lost or split further.
     #[test]
     fn waiting_results_go_in_full_batches_in_order() {
         let (tx, rx) = mpsc::channel(BATCH * 4);
         for row in 0..(BATCH as i64 + 88) {
-            tx.try_send(result(row)).unwrap();
+            tx.try_send(RunResult::answered(row)).unwrap();
         }
         drop(tx);
         let sink = Batches::default();
@@ -172,7 +144,7 @@ mod tests {
     fn the_last_few_results_go_out_together_once_the_senders_are_gone() {
         let (tx, rx) = mpsc::channel(BATCH * 4);
         for row in 0..3 {
-            tx.try_send(result(row)).unwrap();
+            tx.try_send(RunResult::answered(row)).unwrap();
         }
         drop(tx);
         let sink = Batches::default();

@@ -983,23 +983,11 @@ fn experiment_with(store: &dyn Store, prompt: &str, rows: i64, repetitions: usiz
 
 fn result(row: i64, latency_ms: f64, status: ResultStatus, output: &str) -> RunResult {
     RunResult {
-        row_index: row,
         row_id: format!("r{row}"),
-        repetition: 0,
-        vars: JsonObject::new(),
-        expected: None,
-        messages: vec![],
         output: Some(output.into()),
-        finish_reason: None,
         status,
-        error_kind: None,
-        error_message: None,
-        http_status: Some(200),
-        attempts: 1,
         latency_ms,
         prompt_tokens: Some(3),
-        completion_tokens: None,
-        cached: false,
         started_at: "t".into(),
         finished_at: "t".into(),
         scores: vec![Score {
@@ -1009,8 +997,7 @@ fn result(row: i64, latency_ms: f64, status: ResultStatus, output: &str) -> RunR
             reason: output.into(),
             error: false,
         }],
-        cache_key: None,
-        extra: None,
+        ..RunResult::answered(row)
     }
 }
 
