@@ -1296,7 +1296,7 @@ fn verdicts_are_the_outcomes_without_their_texts(fx: &Fixture) {
 }
 
 /// A detached experiment of prompt `p` over `rows` rows × `repetitions`, planned with `key`.
-fn plan_detached(
+pub(crate) fn plan_detached(
     store: &dyn Store,
     rows: i64,
     repetitions: i64,

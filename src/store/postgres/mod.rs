@@ -41,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0018_api_tokens.sql"),
     include_str!("migrations/0019_span_compression.sql"),
     include_str!("migrations/0020_routing_notify.sql"),
+    include_str!("migrations/0021_work_items_leased.sql"),
 ];
 
 /// The advisory lock every migrating connection takes, so concurrent first connections

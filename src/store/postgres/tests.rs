@@ -206,6 +206,103 @@ fn a_score_finds_its_result_by_the_primary_key_even_planned_on_an_empty_table() 
     assert!(plan.contains("using results_pkey"), "{plan}");
 }
 
+#[test]
+fn a_claim_and_a_completion_read_items_by_their_key_whatever_the_planner_knows() {
+    // Planned generically on an empty table, as a worker's statements are: a claim walks the
+    // primary key from the floor in order (no sort of every pending item, no bitmap of the
+    // index), and a completion looks each item up by its key (not every lease of the run).
+    let fx = Fixture::postgres();
+    fx.open();
+    let plan_settings = crate::store::sql::Dialect::Postgres.claim_plan().unwrap();
+    let claim = fx
+        .raw(&format!(
+            "SET plan_cache_mode = force_generic_plan; {plan_settings}; \
+             PREPARE claim(text, text, bigint, bigint, bigint) AS {}; \
+             EXPLAIN EXECUTE claim('exp_1', 'w', 1000, 128, 500)",
+            crate::store::sql::Dialect::Postgres.claim_items()
+        ))
+        .unwrap();
+    assert!(
+        claim.contains("Index Scan using work_items_pkey"),
+        "{claim}"
+    );
+    assert!(!claim.contains("Sort"), "{claim}");
+    assert!(!claim.contains("Bitmap"), "{claim}");
+    let complete = fx
+        .raw(&format!(
+            "SET plan_cache_mode = force_generic_plan; \
+             PREPARE complete(text, bigint[], bigint[], text) AS {}; \
+             EXPLAIN EXECUTE complete('exp_1', ARRAY[1, 2], ARRAY[0, 0], 'w')",
+            super::db::COMPLETE_ITEMS
+        ))
+        .unwrap();
+    assert!(
+        complete
+            .lines()
+            .any(|line| line.contains("Index Cond") && line.contains("row_index = ANY ($2)")),
+        "{complete}"
+    );
+    assert!(complete.contains("work_items_pkey"), "{complete}");
+    assert!(!complete.contains("work_items_leased"), "{complete}");
+}
+
+#[test]
+fn migration_21_puts_owners_right_and_keeps_them_right() {
+    use crate::store::WorkQueue;
+    let fx = Fixture::postgres();
+    let store = fx.open();
+    let (e, _) = crate::store::tests::plan_detached(&*store, 4, 1, None);
+    drop(store);
+    // The store as schema 20 left it, with the two ways an owner could disagree with a state.
+    fx.raw(&format!(
+        "ALTER TABLE work_items DROP CONSTRAINT work_items_owner_while_leased; \
+         DROP INDEX work_items_leased; \
+         CREATE INDEX work_items_by_state ON work_items \
+           (experiment_id, state, row_index, repetition); \
+         UPDATE work_items SET state = 'done', lease_owner = 'gone' \
+           WHERE experiment_id = '{id}' AND row_index = 1; \
+         UPDATE work_items SET state = 'leased', lease_until = 1 \
+           WHERE experiment_id = '{id}' AND row_index = 2; \
+         UPDATE runner_schema SET version = 20",
+        id = e.id
+    ))
+    .unwrap();
+    let store = PgStore::open(fx.location.to_str().unwrap()).unwrap();
+    assert_eq!(
+        store.schema_version().unwrap(),
+        PgStore::latest_schema_version()
+    );
+    let rows = fx
+        .raw(&format!(
+            "SELECT row_index || ':' || state || ':' || coalesce(lease_owner, '-') \
+             FROM work_items WHERE experiment_id = '{}' ORDER BY row_index",
+            e.id
+        ))
+        .unwrap();
+    assert_eq!(
+        rows.lines().collect::<Vec<_>>(),
+        ["0:pending:-", "1:done:-", "2:pending:-", "3:pending:-"]
+    );
+    let refused = fx
+        .raw(&format!(
+            "UPDATE work_items SET lease_owner = 'x' WHERE experiment_id = '{}' AND row_index = 0",
+            e.id
+        ))
+        .unwrap_err();
+    assert!(
+        refused.contains("work_items_owner_while_leased"),
+        "{refused}"
+    );
+    // The queue works on: the item put back is claimed again.
+    let claimed: Vec<i64> = store
+        .claim_items(&e.id, "w", std::time::Duration::from_secs(60), 10)
+        .unwrap()
+        .iter()
+        .map(|item| item.row_index)
+        .collect();
+    assert_eq!(claimed, [0, 2, 3]);
+}
+
 /// Waits up to 10 s for `done`, then fails naming `what`.
 fn within_10_s(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
