@@ -159,11 +159,11 @@ impl Dialect {
         }
     }
 
-    /// Run in a claim's transaction before `claim_items`: PostgreSQL walks the primary key in
-    /// row order from the floor and stops at the limit. Left to itself, with no statistics on
-    /// items planned a moment before, it read every pending entry of the state index (those of
-    /// items claimed since, too, until a vacuum) and sorted them: 32 ms a claim mid-run, where
-    /// the walk from the floor takes 0.3 ms.
+    /// Run in a claim's transaction before `claim_items`: PostgreSQL walks the index of items
+    /// not done (`work_items_open`) in row order from the floor and stops at the limit. Left to
+    /// itself, with no statistics on items planned a moment before, it read every pending entry
+    /// of an index by state (those of items claimed since, too, until a vacuum) and sorted
+    /// them: 32 ms a claim mid-run, where the walk from the floor takes 0.3 ms.
     pub fn claim_plan(self) -> Option<&'static str> {
         match self {
             Dialect::Sqlite => None,
@@ -174,8 +174,8 @@ impl Dialect {
         }
     }
 
-    /// Leases up to `$4` claimable items of experiment `$1` from row `$5` on to owner `$2` for
-    /// `$3` ms and answers them. PostgreSQL skips rows another claimer holds, so workers on any
+    /// Leases up to `$4` claimable items of experiment `$1` at rows from `$5` up to (not
+    /// including) `$6` to owner `$2` for `$3` ms and answers them. PostgreSQL skips rows another claimer holds, so workers on any
     /// number of machines never wait for each other's rows; on SQLite the file's write lock is
     /// the queue's lock. Leases run on the database's clock (`now_ms`).
     pub fn claim_items(self) -> &'static str {
@@ -186,7 +186,8 @@ impl Dialect {
                  claims = claims + 1 \
                  WHERE experiment_id = $1 AND (row_index, repetition) IN ( \
                    SELECT row_index, repetition FROM work_items WHERE experiment_id = $1 \
-                   AND row_index >= $5 AND (state = 'pending' OR (state = 'leased' AND lease_until < \
+                   AND row_index >= $5 AND row_index < $6 AND state <> 'done' \
+                   AND (state = 'pending' OR (state = 'leased' AND lease_until < \
                      CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER))) \
                    ORDER BY row_index, repetition LIMIT $4) \
                  RETURNING row_index, repetition, row_id, row_values"
@@ -196,8 +197,8 @@ impl Dialect {
                  lease_until = (extract(epoch from clock_timestamp()) * 1000)::bigint + $3, \
                  claims = w.claims + 1 \
                  FROM (SELECT row_index, repetition FROM work_items \
-                   WHERE experiment_id = $1 AND row_index >= $5 \
-                   AND (state = 'pending' OR (state = 'leased' AND lease_until < \
+                   WHERE experiment_id = $1 AND row_index >= $5 AND row_index < $6 \
+                   AND state <> 'done' AND (state = 'pending' OR (state = 'leased' AND lease_until < \
                      (extract(epoch from clock_timestamp()) * 1000)::bigint)) \
                    ORDER BY row_index, repetition LIMIT $4 FOR UPDATE SKIP LOCKED) c \
                  WHERE w.experiment_id = $1 AND w.row_index = c.row_index \

@@ -127,6 +127,7 @@ on_both_backends!(
     verdicts_are_the_outcomes_without_their_texts,
     work_items_are_leased_once_and_a_taken_over_lease_writes_nothing,
     a_claim_starts_past_the_last_claimed_row_and_still_finds_items_handed_back,
+    claimers_sharing_one_store_get_every_item_exactly_once,
     planning_with_a_key_is_idempotent_under_concurrent_planners,
     concurrent_appends_to_a_dataset_all_land_and_a_copy_keeps_their_shape,
 );
@@ -1454,7 +1455,7 @@ fn a_claim_starts_past_the_last_claimed_row_and_still_finds_items_handed_back(fx
     use std::time::Duration;
     let store = fx.open();
     let (e, _) = plan_detached(&*store, 10, 1, None);
-    let claim = |owner: &str, max: usize| -> Vec<i64> {
+    let claim_by = |store: &dyn Store, owner: &str, max: usize| -> Vec<i64> {
         store
             .claim_items(&e.id, owner, Duration::from_secs(60), max)
             .unwrap()
@@ -1462,30 +1463,76 @@ fn a_claim_starts_past_the_last_claimed_row_and_still_finds_items_handed_back(fx
             .map(|item| item.row_index)
             .collect()
     };
+    let claim = |owner: &str, max: usize| claim_by(&*store, owner, max);
     assert_eq!(claim("a", 4), [0, 1, 2, 3]);
     assert_eq!(claim("b", 3), [4, 5, 6]);
-    // a hands its items back: they are pending below where claims now start, and wait there
-    // while items above are left.
+    // a hands its items back: they are pending below where this store's claims now start, and
+    // wait there while items above are left.
     assert_eq!(store.release_items(&e.id, "a").unwrap(), 4);
     assert_eq!(claim("c", 2), [7, 8]);
-    assert_eq!(claim("d", 100), [0, 1, 2, 3, 9]);
+    // Another handle on the store (another worker's process) knows no floor: it looks from the
+    // first row.
+    assert_eq!(claim_by(&*fx.open(), "g", 1), [0]);
+    assert_eq!(claim("d", 100), [1, 2, 3, 9]);
     assert_eq!(claim("e", 100), Vec::<i64>::new());
-    // b's leases run out: found below the floor too.
+    // The empty claim forgot the floor: d's items handed back are found from the first row.
+    assert_eq!(store.release_items(&e.id, "d").unwrap(), 4);
+    assert_eq!(claim("f", 1), [1]);
+    // b's leases run out: found below the floor too, each item once.
     store
         .renew_items(&e.id, "b", Duration::from_millis(1))
         .unwrap();
     std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(claim("f", 1), [4]);
-    assert_eq!(claim("f", 100), [5, 6]);
-    // Another handle on the same store knows no floor and finds nothing either.
-    assert!(
-        fx.open()
-            .claim_items(&e.id, "g", Duration::from_secs(60), 100)
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(claim("f", 100), [2, 3, 4, 5, 6, 9]);
     let counts = store.work_counts(&e.id).unwrap().unwrap();
     assert_eq!((counts.pending, counts.leased, counts.done), (0, 10, 0));
+}
+
+fn claimers_sharing_one_store_get_every_item_exactly_once(fx: &Fixture) {
+    use std::time::Duration;
+    // A team server's store serves all its remote workers: their claims overlap.
+    let store = fx.open();
+    let (e, _) = plan_detached(&*store, 600, 2, None);
+    let claimed: Vec<(i64, i64)> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..6)
+            .map(|n| {
+                let store = &store;
+                let id = &e.id;
+                scope.spawn(move || {
+                    let owner = format!("w{n}");
+                    let mut mine = Vec::new();
+                    for round in 1.. {
+                        let items = store
+                            .claim_items(id, &owner, Duration::from_secs(60), 7 + n * 11)
+                            .unwrap();
+                        if items.is_empty() {
+                            break;
+                        }
+                        // One hands back all it holds every third claim: claimed again later,
+                        // below where the others' claims have moved on.
+                        if n == 0 && round % 3 == 0 {
+                            store.release_items(id, &owner).unwrap();
+                            mine.clear();
+                            continue;
+                        }
+                        mine.extend(items.iter().map(|i| (i.row_index, i.repetition)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect()
+    });
+    let mut sorted = claimed.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), claimed.len(), "an item was claimed twice");
+    assert_eq!(claimed.len(), 1200);
+    let counts = store.work_counts(&e.id).unwrap().unwrap();
+    assert_eq!((counts.pending, counts.leased), (0, 1200));
 }
 
 fn planning_with_a_key_is_idempotent_under_concurrent_planners(fx: &Fixture) {

@@ -26,9 +26,9 @@ fn key_lock(key: &str) -> i64 {
 }
 
 /// Where each experiment's unclaimed items begin, as far as this store has seen: the last row
-/// it leased. A claim looks from there on first, and from the first row only when that finds
-/// too few: items handed back or whose lease ran out wait below the floor until the items above
-/// it are out. Without a floor every claim read past the entries of every item claimed before
+/// it leased. A claim looks from there on first, and below it only when that finds too few:
+/// items handed back or whose lease ran out below the floor wait until the items above it are
+/// out (a store with no floor yet, a new worker's, looks from the first row). Without a floor every claim read past the entries of every item claimed before
 /// it (PostgreSQL keeps an item's old index entries until a vacuum), and four workers spent a
 /// large share of the machine on claims. Only a hint: a store that forgets it (a new process)
 /// looks from the first row once.
@@ -61,20 +61,20 @@ impl ClaimFloors {
     }
 }
 
-/// Leases up to `max` claimable items from row `floor` on (`Dialect::claim_items`).
+/// Leases up to `max` claimable items at `rows` (`Dialect::claim_items`).
 fn claim(
     db: &dyn Db,
     id: &str,
     owner: &str,
     ttl_ms: i64,
     max: usize,
-    floor: i64,
+    rows: std::ops::Range<i64>,
 ) -> Result<Vec<WorkItem>> {
     let max = i64::try_from(max).unwrap_or(i64::MAX);
     all(
         db,
         db.dialect().claim_items(),
-        args![id, owner, ttl_ms, max, floor],
+        args![id, owner, ttl_ms, max, rows.start, rows.end],
         |r| {
             Ok(WorkItem {
                 row_index: r.int(0)?,
@@ -143,9 +143,9 @@ impl<B: Backend> WorkQueue for B {
             if let Some(plan) = db.dialect().claim_plan() {
                 db.exec(plan, args![])?;
             }
-            let mut items = claim(db, id, owner, ttl_ms, max, floor)?;
+            let mut items = claim(db, id, owner, ttl_ms, max, floor..i64::MAX)?;
             if items.len() < max && floor > 0 {
-                items.extend(claim(db, id, owner, ttl_ms, max - items.len(), 0)?);
+                items.extend(claim(db, id, owner, ttl_ms, max - items.len(), 0..floor)?);
             }
             Ok(items)
         })?;

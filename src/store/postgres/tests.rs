@@ -209,7 +209,7 @@ fn a_score_finds_its_result_by_the_primary_key_even_planned_on_an_empty_table() 
 #[test]
 fn a_claim_and_a_completion_read_items_by_their_key_whatever_the_planner_knows() {
     // Planned generically on an empty table, as a worker's statements are: a claim walks the
-    // primary key from the floor in order (no sort of every pending item, no bitmap of the
+    // items not done from the floor in order (no sort of every pending item, no bitmap of an
     // index), and a completion looks each item up by its key (not every lease of the run).
     let fx = Fixture::postgres();
     fx.open();
@@ -217,13 +217,19 @@ fn a_claim_and_a_completion_read_items_by_their_key_whatever_the_planner_knows()
     let claim = fx
         .raw(&format!(
             "SET plan_cache_mode = force_generic_plan; {plan_settings}; \
-             PREPARE claim(text, text, bigint, bigint, bigint) AS {}; \
-             EXPLAIN EXECUTE claim('exp_1', 'w', 1000, 128, 500)",
+             PREPARE claim(text, text, bigint, bigint, bigint, bigint) AS {}; \
+             EXPLAIN EXECUTE claim('exp_1', 'w', 1000, 128, 500, 9223372036854775807)",
             crate::store::sql::Dialect::Postgres.claim_items()
         ))
         .unwrap();
     assert!(
-        claim.contains("Index Scan using work_items_pkey"),
+        claim.contains("Index Scan using work_items_open"),
+        "{claim}"
+    );
+    assert!(
+        claim
+            .lines()
+            .any(|line| line.contains("Index Cond") && line.contains("row_index >= $5")),
         "{claim}"
     );
     assert!(!claim.contains("Sort"), "{claim}");
@@ -256,7 +262,7 @@ fn migration_21_puts_owners_right_and_keeps_them_right() {
     // The store as schema 20 left it, with the two ways an owner could disagree with a state.
     fx.raw(&format!(
         "ALTER TABLE work_items DROP CONSTRAINT work_items_owner_while_leased; \
-         DROP INDEX work_items_leased; \
+         DROP INDEX work_items_leased; DROP INDEX work_items_open; \
          CREATE INDEX work_items_by_state ON work_items \
            (experiment_id, state, row_index, repetition); \
          UPDATE work_items SET state = 'done', lease_owner = 'gone' \
