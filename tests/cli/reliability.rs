@@ -2113,6 +2113,7 @@ const SQL_CONSTANTS: &[&str] = &[
     "LOOKUP_UPSERT",
     "ANNOTATION_UPSERT",
     "SPAN_INSERT_COLUMNS",
+    "COMPLETE_ITEMS",
 ];
 
 /// Allowed too: `base` in `resolve` and `select` (`prompt_select`), themselves `format!`s of

@@ -140,8 +140,8 @@ impl<B: Backend> WorkQueue for B {
         let ttl_ms = ttl.as_millis() as i64;
         let floor = self.claim_floors().get(id);
         let mut items = self.write(|db| {
-            if let Some(plan) = db.dialect().claim_plan() {
-                db.exec(plan, args![])?;
+            if let Some(sql) = db.dialect().claim_plan() {
+                db.exec(sql, args![])?;
             }
             let mut items = claim(db, id, owner, ttl_ms, max, floor..i64::MAX)?;
             if items.len() < max && floor > 0 {
