@@ -26,12 +26,12 @@ fn key_lock(key: &str) -> i64 {
 }
 
 /// Where each experiment's unclaimed items begin, as far as this store has seen: the last row
-/// it leased. A claim looks from there on first, and below it only when that finds too few:
+/// it leased. A claim looks from there on first, and below it only when that finds too few, so
 /// items handed back or whose lease ran out below the floor wait until the items above it are
-/// out (a store with no floor yet, a new worker's, looks from the first row). Without a floor every claim read past the entries of every item claimed before
-/// it (PostgreSQL keeps an item's old index entries until a vacuum), and four workers spent a
-/// large share of the machine on claims. Only a hint: a store that forgets it (a new process)
-/// looks from the first row once.
+/// out. Without a floor every claim read past the entries of every item claimed before it
+/// (PostgreSQL keeps an item's old index entries until a vacuum), and four workers spent a large
+/// share of the machine on claims. Only a hint: a store without one (a new worker's process)
+/// looks from the first row.
 #[derive(Default)]
 pub struct ClaimFloors(std::sync::Mutex<std::collections::HashMap<String, i64>>);
 
@@ -40,10 +40,11 @@ impl ClaimFloors {
         self.lock().get(id).copied().unwrap_or(0)
     }
 
-    /// Raises the floor to the last row of a claim; an empty claim forgets it.
+    /// Raises the floor to the last row of a claim (its items in row order); an empty claim
+    /// forgets it.
     fn record(&self, id: &str, items: &[WorkItem]) {
         let mut floors = self.lock();
-        match items.iter().map(|item| item.row_index).max() {
+        match items.last().map(|item| item.row_index) {
             Some(last) => {
                 let floor = floors.entry(id.to_string()).or_insert(0);
                 *floor = (*floor).max(last);
